@@ -1,0 +1,16 @@
+//! The in-image test image: every in-image test case registered by a linked crate (the
+//! test framework's self-test, the board's cases, later every subsystem's) runs inside the
+//! booted unikernel. Application arguments are filters (substrings of `suite::name`).
+//!
+//! ```text
+//! cargo uk test                          # runs this image on every board configuration
+//! cargo uk test --filter selftest        # only matching cases
+//! ```
+#![no_std]
+#![no_main]
+
+uk_app::main!(main);
+
+fn main(args: &uk_app::Args) -> i32 {
+    uk_app::run_tests(args.as_slice())
+}

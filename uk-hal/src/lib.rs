@@ -1,0 +1,122 @@
+//! Platform-facing traits of uk-rs.
+//!
+//! Every other uk-rs crate talks to hardware through the traits here, never through a board
+//! crate. A board (`uk-board-x86-pc`, `uk-board-qemu-virt`, or a board of your own kernel)
+//! implements them once; the runtime, the scheduler and the subsystems stay portable and can
+//! be tested on the host with fakes.
+//!
+//! The traits are deliberately small, in the spirit of Tock's HIL: each one says what a board
+//! must provide for one concern and nothing more.
+//!
+//! - [`Console`]: an unbuffered byte sink for logs and test output.
+//! - [`Clock`]: a monotonic clock counted from the image's first instruction, plus the raw
+//!   cycle counter behind it for measurements in cycles.
+//! - [`Platform`]: what the runtime needs to start an application: the board's name, the
+//!   usable memory regions, the kernel command line, and ways to end the run.
+//!
+//! Interrupt controllers arrive with `uk-gic` and the interrupts issue.
+//!
+//! # Example
+//!
+//! A host-side fake platform, as the crates' unit tests use:
+//!
+//! ```
+//! use uk_hal::{Clock, Console, MemoryRegion, Platform};
+//! use core::sync::atomic::{AtomicU64, Ordering};
+//!
+//! struct Fake { now: AtomicU64 }
+//! impl Console for Fake { fn write_bytes(&self, _bytes: &[u8]) {} }
+//! impl Clock for Fake {
+//!     fn monotonic_ns(&self) -> u64 { self.now.load(Ordering::Relaxed) }
+//!     fn cycles(&self) -> u64 { self.monotonic_ns() }
+//!     fn cycles_per_second(&self) -> u64 { 1_000_000_000 }
+//! }
+//! impl Platform for Fake {
+//!     fn board_name(&self) -> &'static str { "fake" }
+//!     fn machine(&self) -> &str { "host process" }
+//!     fn memory_regions(&self) -> &[MemoryRegion] { &[] }
+//!     fn command_line(&self) -> &str { "" }
+//!     fn exit(&self, code: u8) -> ! { std::process::exit(code.into()) }
+//!     fn power_off(&self) -> ! { std::process::exit(0) }
+//! }
+//! let board = Fake { now: AtomicU64::new(5) };
+//! assert_eq!(board.monotonic_ns(), 5);
+//! ```
+#![no_std]
+
+/// A byte sink the runtime writes logs and test results to.
+///
+/// Implementations must be callable from any context, including exception handlers and a
+/// panic, so they take `&self` and serialise internally (or are lock-free). Writes are
+/// unbuffered: when `write_bytes` returns, the bytes have left for the device.
+pub trait Console: Sync {
+    /// Writes every byte of `bytes`, translating nothing (the caller sends `\r\n` if needed).
+    fn write_bytes(&self, bytes: &[u8]);
+}
+
+/// A monotonic clock.
+///
+/// Time zero is the image's first instruction, so [`Clock::monotonic_ns`] read at `main`
+/// is the boot time of the guest.
+pub trait Clock: Sync {
+    /// Nanoseconds since the image's first instruction. Never decreases.
+    fn monotonic_ns(&self) -> u64;
+    /// The raw counter behind the clock (TSC on x86_64, CNTVCT_EL0 on aarch64), for
+    /// measurements in cycles.
+    fn cycles(&self) -> u64;
+    /// Frequency of [`Clock::cycles`] in Hz.
+    fn cycles_per_second(&self) -> u64;
+}
+
+/// A range of usable RAM handed from the board to the allocators.
+///
+/// A board lists only memory nobody else uses: the image, its boot stacks, page tables and
+/// the boot information (device tree, memory map) are already carved out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// Physical (and, with the boards' identity maps, virtual) start address.
+    pub base: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+impl MemoryRegion {
+    /// One past the last byte of the region.
+    pub const fn end(&self) -> u64 {
+        self.base + self.size
+    }
+}
+
+/// What the runtime needs from a board to start an application and end the run.
+pub trait Platform: Console + Clock {
+    /// Short name of the board crate, as `cargo uk --board` spells it (`x86-pc`, `qemu-virt`).
+    fn board_name(&self) -> &'static str;
+    /// The machine actually found at boot, e.g. `QEMU pc, AMD EPYC` or `QEMU virt, cortex-a72, EL1`.
+    fn machine(&self) -> &str;
+    /// Every usable RAM region, in ascending address order, none overlapping.
+    fn memory_regions(&self) -> &[MemoryRegion];
+    /// The kernel command line as given by the boot loader (QEMU `-append`); empty if none.
+    fn command_line(&self) -> &str;
+    /// Ends the run and reports `code` to the host (isa-debug-exit on x86, semihosting on
+    /// aarch64). `cargo uk` turns it back into the same process exit code.
+    fn exit(&self, code: u8) -> !;
+    /// Powers the machine off without a status (ACPI or PSCI SYSTEM_OFF).
+    fn power_off(&self) -> !;
+}
+
+/// Adapts any [`Console`] to [`core::fmt::Write`], turning `\n` into `\r\n` so output reads
+/// right on a raw serial terminal.
+pub struct ConsoleWriter<'a>(pub &'a dyn Console);
+
+impl core::fmt::Write for ConsoleWriter<'_> {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        let mut rest = text.as_bytes();
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            self.0.write_bytes(&rest[..newline]);
+            self.0.write_bytes(b"\r\n");
+            rest = &rest[newline + 1..];
+        }
+        self.0.write_bytes(rest);
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Board-independent runtime of uk-rs images.
+//!
+//! A board crate brings the machine up (stack, MMU or paging, console, clock, memory map)
+//! and then hands over to [`start`]. From there the runtime does what every image needs,
+//! the same way on every board:
+//!
+//! 1. remembers the board as the image's [`Platform`] ([`platform`]);
+//! 2. routes the `log` crate to the console, with a timestamp from the board clock;
+//! 3. gives every usable memory region to an early heap (feature `heap`, a `talc` heap until
+//!    `uk-alloc` takes over), so `alloc` works before `main`;
+//! 4. splits the kernel command line into kernel parameters and application arguments
+//!    ([`cmdline`]);
+//! 5. calls the application's `main` (declared with [`main!`]) and ends the run with its
+//!    exit code through [`Platform::exit`].
+//!
+//! A panic prints its location and message and exits with status 101, as Rust's `std`
+//! does. A board's exception handler prints its register report and then calls
+//! [`fatal_error`]. Both go through the same path, which also serves the in-image test
+//! driver ([`run_tests`]): when a test case is running, the failure is charged to that case
+//! and the run continues with the next case on a fresh stack instead of ending.
+//!
+//! Everything that needs a bare-metal target (the panic handler, the global allocator, the
+//! stack switch) is compiled only for `target_os = "none"`; the rest is tested on the host.
+//!
+//! # Example
+//!
+//! An application is written against `uk-app`, which re-exports this crate:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! uk_app::main!(main);
+//! fn main(args: &uk_app::Args) -> i32 {
+//!     uk_app::println!("hello from {}", uk_app::platform().board_name());
+//!     0
+//! }
+//! ```
+#![no_std]
+
+pub mod cmdline;
+mod logger;
+#[cfg(all(target_os = "none", feature = "heap"))]
+mod heap;
+#[cfg(target_os = "none")]
+mod fatal;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub use cmdline::Args;
+pub use uk_hal::{Clock, Console, MemoryRegion, Platform};
+
+/// Exit status of an image that panicked or took a fatal CPU exception (as Rust's `std`).
+pub const FATAL_EXIT_CODE: u8 = 101;
+
+static PLATFORM: spin::Once<&'static dyn Platform> = spin::Once::new();
+static TIME_TO_MAIN_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The board this image runs on.
+///
+/// # Panics
+///
+/// If called before the board handed over to [`start`].
+pub fn platform() -> &'static dyn Platform {
+    *PLATFORM.get().expect("uk_rt::platform() before uk_rt::start()")
+}
+
+/// The board, or `None` before [`start`] ran (useful in fault paths).
+pub fn try_platform() -> Option<&'static dyn Platform> {
+    PLATFORM.get().copied()
+}
+
+/// Nanoseconds from the image's first instruction to the call of the application's `main`.
+pub fn time_to_main_ns() -> u64 {
+    TIME_TO_MAIN_NS.load(Ordering::Relaxed)
+}
+
+/// How an application's `main` result becomes the image's exit code.
+pub trait Termination {
+    /// The exit code to report to the host.
+    fn report(self) -> u8;
+}
+
+impl Termination for () {
+    fn report(self) -> u8 {
+        0
+    }
+}
+
+impl Termination for u8 {
+    fn report(self) -> u8 {
+        self
+    }
+}
+
+impl Termination for i32 {
+    /// Only the low 8 bits reach the host, as with a Linux process.
+    fn report(self) -> u8 {
+        self as u8
+    }
+}
+
+impl<T: Termination, E: core::fmt::Debug> Termination for Result<T, E> {
+    fn report(self) -> u8 {
+        match self {
+            Ok(value) => value.report(),
+            Err(error) => {
+                println!("Error: {error:?}");
+                1
+            }
+        }
+    }
+}
+
+/// Declares the application's entry point; the runtime calls it after boot.
+///
+/// The function takes `&Args` and returns anything that implements [`Termination`]
+/// (`()`, `i32`, `u8`, `Result<T, E: Debug>`).
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[doc(hidden)]
+        #[unsafe(export_name = "__uk_app_main")]
+        pub fn __uk_app_main(args: &$crate::Args) -> u8 {
+            $crate::Termination::report($main(args))
+        }
+    };
+}
+
+/// Prints to the board console, like `std::print!`.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::_print(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the board console, like `std::println!`.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::_print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::_print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+#[doc(hidden)]
+pub fn _print(args: core::fmt::Arguments<'_>) {
+    if let Some(platform) = try_platform() {
+        let _ = core::fmt::Write::write_fmt(&mut uk_hal::ConsoleWriter(platform), args);
+    }
+}
+
+#[cfg(target_os = "none")]
+unsafe extern "Rust" {
+    /// Defined by [`main!`] in the application.
+    fn __uk_app_main(args: &Args) -> u8;
+}
+
+/// Hands the machine over from the board to the runtime; never returns.
+///
+/// The board calls this once, with interrupts off, after its console, clock and memory map
+/// work. Every region of [`Platform::memory_regions`] must be mapped and free.
+#[cfg(target_os = "none")]
+pub fn start(platform: &'static dyn Platform) -> ! {
+    PLATFORM.call_once(|| platform);
+    let (params, args) = cmdline::split(platform.command_line());
+    logger::init(platform, params.log_level);
+    for unknown in params.unknown() {
+        log::warn!("unknown kernel parameter `{unknown}` ignored");
+    }
+    #[cfg(feature = "heap")]
+    heap::init(platform.memory_regions());
+    TIME_TO_MAIN_NS.store(platform.monotonic_ns(), Ordering::Relaxed);
+    // SAFETY: `__uk_app_main` is defined by `main!` with exactly this signature; an image
+    // without it fails to link rather than calling something else.
+    let code = unsafe { __uk_app_main(args) };
+    platform.exit(code)
+}
+
+/// Runs every registered in-image test case selected by `filters` (substrings of
+/// `suite::name`; none selects all), prints the closing `N passed, N failed` line and exits:
+/// status 0 only when no case failed.
+///
+/// A panic or CPU exception inside a case fails that case; the run continues with the next.
+#[cfg(target_os = "none")]
+pub fn run_tests(filters: &'static [&'static str]) -> ! {
+    uk_test::Runner::global().prepare(platform(), &uk_test::CASES, filters);
+    fatal::continue_tests()
+}
+
+/// Ends the image after a fatal CPU exception the board has already reported.
+///
+/// Inside a test case the case fails and the run continues with the next case; otherwise the
+/// image exits with [`FATAL_EXIT_CODE`].
+#[cfg(target_os = "none")]
+pub fn fatal_error() -> ! {
+    fatal::fail(uk_test::Failure::CpuException)
+}

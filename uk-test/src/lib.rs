@@ -1,0 +1,250 @@
+//! In-image test framework of uk-rs (the role of Unikraft's `uktest`).
+//!
+//! Any crate registers test cases with [`ktest!`]; the cases land in one link-time table
+//! ([`CASES`], a `linkme` distributed slice) and an image that links the crate runs them all
+//! inside the booted unikernel. Cases use [`expect!`] and [`expect_eq!`] for expectations
+//! that record a failure and go on (Unikraft's `UK_TEST_EXPECT`), and ordinary `assert!` for
+//! expectations that end the case (its `UK_TEST_ASSERT`): the runtime turns the panic into a
+//! failed case and carries on with the next one.
+//!
+//! # Output
+//!
+//! Each case prints exactly one result line, and every failed expectation one detail line
+//! before it:
+//!
+//! ```text
+//!     expectation failed at uk-test/src/selftest.rs:20: 1 + 1 == 3
+//! test uk-test::selftest_failing_expectation ... FAILED (uk-test/src/selftest.rs:20: 1 + 1 == 3)
+//! test uk-test::selftest_passes ... ok
+//! 12 passed, 1 failed
+//! ```
+//!
+//! The closing line is the only line of the form `N passed, N failed`, so a host tool (or
+//! CI) reads the outcome from it; the runtime then exits QEMU with success only when nothing
+//! failed.
+//!
+//! # Surviving panics and CPU exceptions
+//!
+//! The runner keeps its progress in statics ([`Runner`]), not on the stack. When a case
+//! panics or takes a CPU exception, the runtime calls [`Runner::abort_current`], which
+//! reports the case as failed, and then restarts [`Runner::run`] on a fresh stack: the
+//! remaining cases still run, and a broken case can never hang the run.
+//!
+//! # Cases that must fail
+//!
+//! `#[should_fail]` inverts a case: it passes only if an expectation fails, it panics, or it
+//! takes a CPU exception. The self-test suite uses this to prove that failures are caught.
+//!
+//! # Example
+//!
+//! ```
+//! uk_test::ktest! {
+//!     /// Two plus two, inside the image.
+//!     fn arithmetic_works() {
+//!         uk_test::expect_eq!(2 + 2, 4);
+//!     }
+//! }
+//! # fn main() { arithmetic_works(); }
+//! ```
+#![no_std]
+
+mod runner;
+#[cfg(feature = "selftest")]
+mod selftest;
+
+pub use runner::{Runner, Summary};
+
+#[doc(hidden)]
+pub use linkme as __linkme;
+
+/// One registered in-image test case.
+#[derive(Debug)]
+pub struct TestCase {
+    /// The registering crate's package name.
+    pub suite: &'static str,
+    /// The test function's name.
+    pub name: &'static str,
+    /// The test body.
+    pub run: fn(),
+    /// `true` when the case is expected to fail (see the crate docs).
+    pub should_fail: bool,
+}
+
+impl TestCase {
+    /// Whether `filter` selects this case: empty filters select everything, otherwise any
+    /// filter that is a substring of `suite::name` does.
+    pub fn matches<'a>(&self, filters: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut any_filter = false;
+        for filter in filters {
+            any_filter = true;
+            if self.suite.contains(filter)
+                || self.name.contains(filter)
+                || filter
+                    .split_once("::")
+                    .is_some_and(|(s, n)| self.suite.ends_with(s) && self.name.starts_with(n))
+            {
+                return true;
+            }
+        }
+        !any_filter
+    }
+}
+
+/// Every test case linked into the image, in link order.
+#[linkme::distributed_slice]
+pub static CASES: [TestCase];
+
+/// Defines a function and registers it as an in-image test case of the calling crate.
+///
+/// An optional `#[should_fail]` before the function marks a case that passes only if it
+/// fails (see the crate docs).
+#[macro_export]
+macro_rules! ktest {
+    ($(#[doc = $doc:literal])* #[should_fail] fn $name:ident() $body:block) => {
+        $crate::ktest!(@emit true, $(#[doc = $doc])* fn $name() $body);
+    };
+    ($(#[doc = $doc:literal])* fn $name:ident() $body:block) => {
+        $crate::ktest!(@emit false, $(#[doc = $doc])* fn $name() $body);
+    };
+    (@emit $should_fail:expr, $(#[doc = $doc:literal])* fn $name:ident() $body:block) => {
+        $(#[doc = $doc])*
+        pub fn $name() $body
+
+        const _: () = {
+            #[$crate::__linkme::distributed_slice($crate::CASES)]
+            #[linkme(crate = $crate::__linkme)]
+            static CASE: $crate::TestCase = $crate::TestCase {
+                suite: ::core::env!("CARGO_PKG_NAME"),
+                name: ::core::stringify!($name),
+                run: $name,
+                should_fail: $should_fail,
+            };
+        };
+    };
+}
+
+/// Checks a condition; on failure records it (with file, line and the expression) and lets
+/// the case continue.
+#[macro_export]
+macro_rules! expect {
+    ($cond:expr $(,)?) => {
+        if !$cond {
+            $crate::record_failure(::core::file!(), ::core::line!(), ::core::stringify!($cond), None);
+        }
+    };
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            $crate::record_failure(
+                ::core::file!(),
+                ::core::line!(),
+                ::core::stringify!($cond),
+                Some(format_args!($($msg)+)),
+            );
+        }
+    };
+}
+
+/// Checks that two values are equal; on failure records both values and lets the case
+/// continue.
+#[macro_export]
+macro_rules! expect_eq {
+    ($left:expr, $right:expr $(,)?) => {
+        match (&$left, &$right) {
+            (left, right) => {
+                if !(*left == *right) {
+                    $crate::record_failure(
+                        ::core::file!(),
+                        ::core::line!(),
+                        ::core::concat!(::core::stringify!($left), " == ", ::core::stringify!($right)),
+                        Some(format_args!("left: {:?}, right: {:?}", left, right)),
+                    );
+                }
+            }
+        }
+    };
+}
+
+/// Records a failed expectation of the running case: `expr` is the expectation's source
+/// text, `detail` optional values. Called by [`expect!`] and [`expect_eq!`].
+pub fn record_failure(
+    file: &'static str,
+    line: u32,
+    expr: &'static str,
+    detail: Option<core::fmt::Arguments<'_>>,
+) {
+    runner::record_failure(Failure::Expectation { file, line, expr }, detail);
+}
+
+/// Why a case failed; the first failure of a case is named on its result line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// An [`expect!`] or [`expect_eq!`] did not hold.
+    Expectation {
+        /// Source file of the expectation.
+        file: &'static str,
+        /// Line of the expectation.
+        line: u32,
+        /// Source text of the expectation.
+        expr: &'static str,
+    },
+    /// The case panicked (this includes a failed `assert!`).
+    Panic {
+        /// Source file of the panic.
+        file: SourcePath,
+        /// Line of the panic.
+        line: u32,
+    },
+    /// The case took a CPU exception; the board printed the register report above.
+    CpuException,
+}
+
+/// A source path kept by value (a panic location only lives as long as the panic), cut to
+/// its last [`SourcePath::CAPACITY`] bytes if longer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourcePath {
+    bytes: [u8; SourcePath::CAPACITY],
+    len: usize,
+    cut: bool,
+}
+
+impl SourcePath {
+    /// Longest path kept whole.
+    pub const CAPACITY: usize = 96;
+
+    /// Copies `path`, keeping its tail (the file name) if it is too long.
+    pub fn new(path: &str) -> Self {
+        let mut start = path.len().saturating_sub(Self::CAPACITY);
+        while !path.is_char_boundary(start) {
+            start += 1;
+        }
+        let tail = &path.as_bytes()[start..];
+        let mut bytes = [0; Self::CAPACITY];
+        bytes[..tail.len()].copy_from_slice(tail);
+        SourcePath { bytes, len: tail.len(), cut: start > 0 }
+    }
+
+    /// The kept path.
+    pub fn as_str(&self) -> &str {
+        // The bytes are a char-boundary slice of a `str`, so this cannot fail.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
+    }
+}
+
+impl core::fmt::Display for SourcePath {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.cut {
+            f.write_str("...")?;
+        }
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Failure::Expectation { file, line, expr } => write!(f, "{file}:{line}: {expr}"),
+            Failure::Panic { file, line } => write!(f, "panicked at {file}:{line}"),
+            Failure::CpuException => f.write_str("CPU exception"),
+        }
+    }
+}
