@@ -6,8 +6,10 @@
 //! destructor of the failed case runs. That is acceptable in a test image and is what makes
 //! a panic or a CPU exception unable to hang or end the run.
 
-use core::cell::UnsafeCell;
+extern crate alloc;
+
 use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use uk_test::{Failure, Runner, SourcePath};
 
@@ -16,14 +18,18 @@ use crate::{FATAL_EXIT_CODE, println, try_platform};
 /// Size of the stack the test runner restarts on.
 const RUNNER_STACK_SIZE: usize = 64 * 1024;
 
-#[repr(C, align(16))]
-struct RunnerStack(UnsafeCell<[u8; RUNNER_STACK_SIZE]>);
+/// Top of the runner's restart stack; 0 until a test run starts. Taken from the heap when a
+/// test run starts, so images that run no tests carry no extra stack.
+static RUNNER_STACK_TOP: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: the stack is only ever used by the single CPU running the test runner, and only
-// through the stack pointer (never through references).
-unsafe impl Sync for RunnerStack {}
-
-static RUNNER_STACK: RunnerStack = RunnerStack(UnsafeCell::new([0; RUNNER_STACK_SIZE]));
+/// Reserves the restart stack (once) and runs the tests.
+pub(crate) fn start_tests() -> ! {
+    if RUNNER_STACK_TOP.load(Ordering::SeqCst) == 0 {
+        let stack = alloc::vec![0u128; RUNNER_STACK_SIZE / 16].leak();
+        RUNNER_STACK_TOP.store(stack.as_ptr_range().end as usize, Ordering::SeqCst);
+    }
+    continue_tests()
+}
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
@@ -53,10 +59,11 @@ pub(crate) extern "C" fn continue_tests() -> ! {
 }
 
 fn restart_tests_on_fresh_stack() -> ! {
-    let top = RUNNER_STACK.0.get() as usize + RUNNER_STACK_SIZE;
-    // SAFETY: `top` is the 16-byte aligned end of a static stack reserved for this purpose;
-    // `continue_tests` never returns, so nothing ever pops past `top`. Whatever ran on that
-    // stack before (a failed case) is abandoned for good, and no reference into it survives.
+    let top = RUNNER_STACK_TOP.load(Ordering::SeqCst);
+    // SAFETY: a case is running, so `start_tests` set `top` to the end of a leaked, 16-byte
+    // aligned (u128 elements) allocation reserved for this purpose; `continue_tests` never
+    // returns, so nothing pops past `top`. Whatever ran on that stack before (a failed case)
+    // is abandoned for good, and no reference into it survives.
     unsafe { switch_stack_and_call(top, continue_tests) }
 }
 

@@ -152,13 +152,21 @@ unsafe extern "Rust" {
     fn __uk_app_main(args: &Args) -> u8;
 }
 
+/// Registers the board as early as its console and exit work, before the rest of its
+/// bring-up: from then on a panic is printed and ends the run through [`Platform::exit`]
+/// instead of stopping silently. [`start`] registers the board too; calling both is fine,
+/// and only the first registration counts.
+pub fn install(platform: &'static dyn Platform) {
+    PLATFORM.call_once(|| platform);
+}
+
 /// Hands the machine over from the board to the runtime; never returns.
 ///
 /// The board calls this once, with interrupts off, after its console, clock and memory map
 /// work. Every region of [`Platform::memory_regions`] must be mapped and free.
 #[cfg(target_os = "none")]
 pub fn start(platform: &'static dyn Platform) -> ! {
-    PLATFORM.call_once(|| platform);
+    install(platform);
     let (params, args) = cmdline::split(platform.command_line());
     logger::init(platform, params.log_level);
     for unknown in params.unknown() {
@@ -181,7 +189,7 @@ pub fn start(platform: &'static dyn Platform) -> ! {
 #[cfg(target_os = "none")]
 pub fn run_tests(filters: &'static [&'static str]) -> ! {
     uk_test::Runner::global().prepare(platform(), &uk_test::CASES, filters);
-    fatal::continue_tests()
+    fatal::start_tests()
 }
 
 /// Ends the image after a fatal CPU exception the board has already reported.

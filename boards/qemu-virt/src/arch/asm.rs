@@ -1,0 +1,294 @@
+//! All of the board's assembly: the entry point, the exception vectors, and the few
+//! instructions Rust has no intrinsic for (semihosting, PSCI calls, TLB and cache
+//! maintenance, a breakpoint for the in-image tests).
+//!
+//! # Entry (`_start`)
+//!
+//! QEMU starts an ELF image at its entry point with the MMU off, at EL1 (`-machine virt`) or
+//! EL2 (`virtualization=on`). The entry:
+//!
+//! 1. reads `CNTVCT_EL0` after an `isb` before anything else: time zero of the clock;
+//! 2. at EL2, prepares EL1 and drops to it with `eret`: `HCR_EL2.RW` (EL1 is AArch64),
+//!    `CNTHCTL_EL2` (EL1 may read the physical counter and timer), `CPTR_EL2` (no FP/SIMD
+//!    trap), `HSTR_EL2` cleared, `VPIDR/VMPIDR_EL2` copied from the real IDs, `SCTLR_EL1` in
+//!    a known state (MMU off), `SPSR_EL2` = EL1h with DAIF masked, `ELR_EL2` = the EL1 path;
+//! 3. at EL1, enables FP/SIMD (`CPACR_EL1.FPEN`): the `aarch64-unknown-none` target keeps
+//!    floats and memcpy in NEON registers, so no Rust code may run before this;
+//! 4. installs the vectors (`VBAR_EL1`), points `SP_EL1` at the exception stack and `SP_EL0`
+//!    at the boot stack and selects `SP_EL0`, so the kernel runs on `SP_EL0` and every
+//!    exception lands on a stack of its own (a stack overflow into a guard page can still be
+//!    reported);
+//! 5. zeroes `.bss` (64 bytes a round: the linker script aligns it so) and calls [`super::boot`] with the loader's `x0`, time zero and the entry
+//!    exception level.
+//!
+//! EL3 entry (`secure=on`) is not supported: the CPU parks in `wfe`.
+//!
+//! # Vectors
+//!
+//! Each of the 16 entries reserves an [`ExceptionFrame`](crate::exception::ExceptionFrame)
+//! on the stack, saves `x0`/`x1`, puts its own number in `x0` and branches to common code
+//! that saves the rest (all general registers, the interrupted SP, `ELR`, `SPSR`, `ESR`,
+//! `FAR`) and calls [`super::exception`], which never returns.
+
+use core::arch::{asm, global_asm};
+
+use aarch64_cpu::registers::{CNTHCTL_EL2, CPACR_EL1, HCR_EL2, SPSR_EL2};
+
+use crate::exception::{FRAME_SIZE, offset};
+
+/// `HCR_EL2` for the drop: EL1 runs AArch64, nothing trapped to EL2.
+const HCR: u64 = HCR_EL2::RW::EL1IsAarch64.value;
+/// `CNTHCTL_EL2`: EL1 and EL0 may use the physical counter and timer.
+const CNTHCTL: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value | CNTHCTL_EL2::EL1PCEN::SET.value;
+/// `CPTR_EL2` (`E2H = 0` layout): the RES1 bits 13, 9 and 7:0, `TSM` (bit 12, traps SME
+/// where implemented, RES1 elsewhere); `TFP` (bit 10) and `TZ` (bit 8) clear, so FP/SIMD and
+/// SVE are not trapped to EL2. `aarch64-cpu` names only `TAM` of this register.
+const CPTR: u64 = 0x32ff;
+/// `SCTLR_EL1` before the MMU is on: only the RES1 bits of ARMv8.0 (29, 28, 23, 22, 20, 11);
+/// MMU, caches and alignment checks off, little-endian.
+pub(super) const SCTLR_EL1_RES1: u64 = 0x30d0_0800;
+/// `SPSR_EL2` for the `eret`: EL1 with `SP_EL1`, debug, SError, IRQ and FIQ masked.
+const SPSR: u64 = SPSR_EL2::D::Masked.value
+    | SPSR_EL2::A::Masked.value
+    | SPSR_EL2::I::Masked.value
+    | SPSR_EL2::F::Masked.value
+    | SPSR_EL2::M::EL1h.value;
+/// `CPACR_EL1`: FP/SIMD instructions are not trapped at EL1 and EL0.
+const CPACR: u64 = CPACR_EL1::FPEN::TrapNothing.value;
+
+global_asm!(
+    r#"
+    .section .text.uk_boot, "ax"
+    .global _start
+    .type _start, %function
+_start:
+    isb
+    mrs     x19, cntvct_el0
+    mov     x20, x0
+    mrs     x21, CurrentEL
+    ubfx    x21, x21, #2, #2
+    cmp     x21, #2
+    b.lt    1f
+    b.gt    9f
+
+    mov     x9, #{hcr}
+    msr     hcr_el2, x9
+    mov     x9, #{cnthctl}
+    msr     cnthctl_el2, x9
+    mov     x9, #{cptr}
+    msr     cptr_el2, x9
+    msr     hstr_el2, xzr
+    mrs     x9, midr_el1
+    msr     vpidr_el2, x9
+    mrs     x9, mpidr_el1
+    msr     vmpidr_el2, x9
+    ldr     x9, ={sctlr}
+    msr     sctlr_el1, x9
+    mov     x9, #{spsr}
+    msr     spsr_el2, x9
+    adr     x9, 1f
+    msr     elr_el2, x9
+    eret
+
+1:
+    mov     x9, #{cpacr}
+    msr     cpacr_el1, x9
+    adrp    x9, __uk_vectors
+    add     x9, x9, :lo12:__uk_vectors
+    msr     vbar_el1, x9
+    adrp    x9, __uk_exception_stack_top
+    add     x9, x9, :lo12:__uk_exception_stack_top
+    mov     sp, x9
+    adrp    x9, __uk_boot_stack_top
+    add     x9, x9, :lo12:__uk_boot_stack_top
+    msr     sp_el0, x9
+    msr     spsel, #0
+    isb
+
+    adrp    x9, __uk_bss_start
+    add     x9, x9, :lo12:__uk_bss_start
+    adrp    x10, __uk_bss_end
+    add     x10, x10, :lo12:__uk_bss_end
+2:
+    cmp     x9, x10
+    b.hs    3f
+    stp     xzr, xzr, [x9]
+    stp     xzr, xzr, [x9, #16]
+    stp     xzr, xzr, [x9, #32]
+    stp     xzr, xzr, [x9, #48]
+    add     x9, x9, #64
+    b       2b
+3:
+    mov     x0, x20
+    mov     x1, x19
+    mov     x2, x21
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      {boot}
+9:
+    wfe
+    b       9b
+    .ltorg
+    .size _start, . - _start
+
+__uk_exception_common:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x2, spsr_el1
+    add     x3, sp, #{frame}
+    mrs     x4, sp_el0
+    tst     x2, #1
+    csel    x3, x3, x4, ne
+    stp     x30, x3, [sp, #{x30}]
+    mrs     x4, elr_el1
+    stp     x4, x2, [sp, #{elr}]
+    mrs     x4, esr_el1
+    mrs     x5, far_el1
+    stp     x4, x5, [sp, #{esr}]
+    mov     x1, x0
+    mov     x0, sp
+    mov     x29, xzr
+    bl      {handler}
+    b       9b
+
+    .section .text.uk_vectors, "ax"
+    .balign 2048
+    .global __uk_vectors
+__uk_vectors:
+    .set    vector, 0
+    .rept   16
+    .balign 128
+    sub     sp, sp, #{frame}
+    stp     x0, x1, [sp]
+    mov     x0, #vector
+    b       __uk_exception_common
+    .set    vector, vector + 1
+    .endr
+"#,
+    hcr = const HCR,
+    cnthctl = const CNTHCTL,
+    cptr = const CPTR,
+    sctlr = const SCTLR_EL1_RES1,
+    spsr = const SPSR,
+    cpacr = const CPACR,
+    frame = const FRAME_SIZE,
+    x30 = const offset::SP - 8,
+    elr = const offset::ELR,
+    esr = const offset::ESR,
+    boot = sym super::boot,
+    handler = sym super::exception,
+);
+
+/// Semihosting operation `SYS_EXIT`; on AArch64 its argument is a parameter block.
+const SYS_EXIT: u64 = 0x18;
+/// Semihosting stop reason for a normal exit with a status (`ADP_Stopped_ApplicationExit`).
+const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x2_0026;
+
+/// Asks the semihosting host (QEMU with `-semihosting-config enable=on`) to exit with
+/// `code`. Returns only if the host ignores the request; if semihosting is off, the `hlt`
+/// raises an undefined-instruction exception instead.
+pub(super) fn semihosting_exit(code: u8) {
+    let block = [ADP_STOPPED_APPLICATION_EXIT, u64::from(code)];
+    // SAFETY: `hlt #0xf000` is the A64 semihosting trap; SYS_EXIT reads the two-word block
+    // that `x1` points to (alive for the duration of the call) and writes only `x0`.
+    unsafe {
+        asm!("hlt #0xf000", inout("x0") SYS_EXIT => _, in("x1") block.as_ptr(), options(nostack, readonly));
+    }
+}
+
+/// PSCI through the conduit the device tree names.
+#[derive(Clone, Copy)]
+pub(super) enum Psci {
+    /// `hvc #0`.
+    Hvc,
+    /// `smc #0`.
+    Smc,
+}
+
+impl Psci {
+    /// Makes the PSCI call `function` with no arguments and returns `x0`.
+    pub(super) fn call(self, function: u32) -> u64 {
+        let result;
+        // SAFETY: an SMCCC call with no memory arguments; the callee may clobber x0-x17
+        // (SMCCC v1.0), all declared. The functions this board uses (SYSTEM_OFF, VERSION)
+        // change no memory of ours.
+        unsafe {
+            match self {
+                Psci::Hvc => asm!("hvc #0", inout("x0") u64::from(function) => result,
+                    inout("x1") 0u64 => _, inout("x2") 0u64 => _, inout("x3") 0u64 => _,
+                    out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+                    out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                    out("x15") _, out("x16") _, out("x17") _, options(nostack)),
+                Psci::Smc => asm!("smc #0", inout("x0") u64::from(function) => result,
+                    inout("x1") 0u64 => _, inout("x2") 0u64 => _, inout("x3") 0u64 => _,
+                    out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+                    out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                    out("x15") _, out("x16") _, out("x17") _, options(nostack)),
+            }
+        }
+        result
+    }
+}
+
+/// Invalidates every stage-1 EL1&0 TLB entry on this CPU and waits for it to complete.
+pub(super) fn invalidate_tlb() {
+    // SAFETY: TLB maintenance only drops cached translations; the tables in memory stay the
+    // authority, so no program-visible state changes.
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// Invalidates the data cache lines of `[start, end)` to the point of coherency, so that data
+/// written with the MMU (and so the caches) off is not shadowed by stale lines afterwards.
+pub(super) fn invalidate_dcache(start: u64, end: u64) {
+    // Smallest line size the CPU reports (CTR_EL0.DminLine, log2 of words).
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut address = start & !(line - 1);
+    while address < end {
+        // SAFETY: `dc ivac` on memory just written with the caches off discards only stale
+        // copies; the memory itself holds the data that counts.
+        unsafe { asm!("dc ivac, {}", in(reg) address, options(nostack, preserves_flags)) };
+        address += line;
+    }
+    // SAFETY: a barrier has no other effect.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Executes `brk #0`: a breakpoint exception, for the in-image test that proves exceptions
+/// become test failures.
+#[cfg(feature = "ktest")]
+pub(super) fn breakpoint() {
+    // SAFETY: `brk` only raises a synchronous exception, reported by the vectors.
+    unsafe { asm!("brk #0", options(nomem, nostack)) };
+}
+
+/// Whether an EL1 write to `address` would translate (`AT S1E1W`, then `PAR_EL1.F`).
+#[cfg(feature = "ktest")]
+pub(super) fn translates_for_write(address: u64) -> bool {
+    use aarch64_cpu::registers::{PAR_EL1, Readable};
+    // SAFETY: address translation only fills PAR_EL1; it never faults or touches memory.
+    unsafe { asm!("at s1e1w, {}", "isb", in(reg) address, options(nostack, preserves_flags)) };
+    PAR_EL1.get() & 1 == 0
+}

@@ -1,0 +1,316 @@
+//! The CPU-exception report: what the vectors saved, and how it reads on the console.
+//!
+//! Every one of the 16 vectors saves an [`ExceptionFrame`] (all general registers, the
+//! interrupted SP, `ELR_EL1`, `SPSR_EL1`, `ESR_EL1`, `FAR_EL1`) and passes it with its vector
+//! number to the handler, which prints a [`Report`] and hands over to `uk_rt::fatal_error`.
+//! Decoding and formatting live here, apart from the assembly, and are tested on the host.
+
+use core::fmt;
+
+use crate::memmap::Range;
+
+/// Registers saved by the exception vectors, in the order the assembly stores them.
+#[repr(C)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExceptionFrame {
+    /// `x0` to `x30` (`x29` is the frame pointer, `x30` the link register).
+    pub x: [u64; 31],
+    /// The stack pointer of the interrupted code.
+    pub sp: u64,
+    /// `ELR_EL1`: where the exception was taken.
+    pub elr: u64,
+    /// `SPSR_EL1`: the interrupted PSTATE.
+    pub spsr: u64,
+    /// `ESR_EL1`: the syndrome.
+    pub esr: u64,
+    /// `FAR_EL1`: the faulting address (meaningful for aborts and alignment faults).
+    pub far: u64,
+}
+
+/// Size of [`ExceptionFrame`] in bytes; the vector assembly reserves exactly this much.
+pub const FRAME_SIZE: usize = core::mem::size_of::<ExceptionFrame>();
+const _: () = assert!(FRAME_SIZE == 36 * 8 && FRAME_SIZE % 16 == 0);
+
+/// Byte offsets of the frame fields, for the assembly (which stores `x30`/`sp`, `elr`/`spsr`
+/// and `esr`/`far` in pairs at `SP - 8`, `ELR` and `ESR`).
+pub mod offset {
+    /// `sp` (`x30` just below).
+    pub const SP: usize = 31 * 8;
+    /// `elr` (`spsr` just above).
+    pub const ELR: usize = 32 * 8;
+    /// `esr` (`far` just above).
+    pub const ESR: usize = 34 * 8;
+}
+
+/// Where a vector sits in the table (`VBAR_EL1 + 0x80 * vector`): source and type.
+pub fn vector_name(vector: u64) -> (&'static str, &'static str) {
+    let source = match vector / 4 {
+        0 => "current EL, SP_EL0",
+        1 => "current EL, SP_ELx",
+        2 => "lower EL, AArch64",
+        3 => "lower EL, AArch32",
+        _ => "unknown vector",
+    };
+    let kind = match vector % 4 {
+        0 => "synchronous",
+        1 => "IRQ",
+        2 => "FIQ",
+        _ => "SError",
+    };
+    (source, kind)
+}
+
+/// The exception class (`ESR_EL1.EC`, bits 31:26).
+pub const fn exception_class(esr: u64) -> u8 {
+    ((esr >> 26) & 0x3f) as u8
+}
+
+/// Name of an exception class, as the Arm ARM describes it.
+pub fn exception_class_name(ec: u8) -> &'static str {
+    match ec {
+        0x00 => "unknown reason (undefined instruction)",
+        0x01 => "trapped WFI/WFE",
+        0x07 => "trapped SVE/SIMD/FP access",
+        0x0d => "branch target exception (BTI)",
+        0x0e => "illegal execution state",
+        0x11 => "SVC (AArch32)",
+        0x15 => "SVC (AArch64)",
+        0x16 => "HVC (AArch64)",
+        0x17 => "SMC (AArch64)",
+        0x18 => "trapped MSR/MRS/system instruction",
+        0x19 => "trapped SVE access",
+        0x1c => "pointer authentication failure",
+        0x1d => "trapped SME access",
+        0x20 => "instruction abort from a lower EL",
+        0x21 => "instruction abort (same EL)",
+        0x22 => "PC alignment fault",
+        0x24 => "data abort from a lower EL",
+        0x25 => "data abort (same EL)",
+        0x26 => "SP alignment fault",
+        0x27 => "memory operation exception",
+        0x28 | 0x2c => "floating-point exception",
+        0x2f => "SError",
+        0x30 | 0x31 => "breakpoint",
+        0x32 | 0x33 => "software step",
+        0x34 | 0x35 => "watchpoint",
+        0x38 => "BKPT (AArch32)",
+        0x3c => "BRK instruction",
+        _ => "reserved exception class",
+    }
+}
+
+/// Whether `FAR_EL1` is valid for this syndrome (aborts, PC/watchpoint faults).
+const fn far_is_meaningful(ec: u8) -> bool {
+    matches!(ec, 0x20 | 0x21 | 0x22 | 0x24 | 0x25 | 0x34 | 0x35)
+}
+
+/// The fault status (`ISS.xFSC`, bits 5:0) of an instruction or data abort, in words.
+pub fn fault_status(esr: u64) -> Option<(&'static str, Option<u8>)> {
+    let ec = exception_class(esr);
+    if !matches!(ec, 0x20 | 0x21 | 0x24 | 0x25) {
+        return None;
+    }
+    let fsc = (esr & 0x3f) as u8;
+    let level = Some(fsc & 0b11);
+    Some(match fsc {
+        0b00_0000..=0b00_0011 => ("address size fault", level),
+        0b00_0100..=0b00_0111 => ("translation fault", level),
+        0b00_1000..=0b00_1011 => ("access flag fault", level),
+        0b00_1100..=0b00_1111 => ("permission fault", level),
+        0b01_0000 => ("synchronous external abort", None),
+        0b01_0001 => ("tag check fault", None),
+        0b10_0001 => ("alignment fault", None),
+        0b11_0000 => ("TLB conflict abort", None),
+        _ => ("other fault", None),
+    })
+}
+
+/// A printable exception report.
+///
+/// `guards` are the stack guard pages: a fault there is named a stack overflow.
+pub struct Report<'a> {
+    /// The saved registers.
+    pub frame: &'a ExceptionFrame,
+    /// The vector number (0 to 15).
+    pub vector: u64,
+    /// Stack guard pages.
+    pub guards: &'a [Range],
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let frame = self.frame;
+        let ec = exception_class(frame.esr);
+        let (source, kind) = vector_name(self.vector);
+        writeln!(
+            f,
+            "CPU exception: {} (EC {ec:#04x}), {kind} from {source}",
+            exception_class_name(ec)
+        )?;
+        write!(f, "  ESR_EL1  {:#018x}", frame.esr)?;
+        if let Some((status, level)) = fault_status(frame.esr) {
+            write!(f, "  {status}")?;
+            if let Some(level) = level {
+                write!(f, " at level {level}")?;
+            }
+            // WnR (bit 6) is valid for data aborts that are not external aborts.
+            if matches!(ec, 0x24 | 0x25) {
+                f.write_str(if frame.esr & (1 << 6) != 0 {
+                    ", on a write"
+                } else {
+                    ", on a read"
+                })?;
+            }
+        }
+        writeln!(f)?;
+        write!(f, "  FAR_EL1  {:#018x}", frame.far)?;
+        if !far_is_meaningful(ec) {
+            f.write_str("  (not valid for this class)")?;
+        } else if self.guards.iter().any(|g| g.contains(frame.far)) {
+            f.write_str("  (stack guard page: stack overflow)")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  ELR_EL1  {:#018x}", frame.elr)?;
+        writeln!(f, "  SPSR_EL1 {:#018x}", frame.spsr)?;
+        for (row, regs) in frame.x.chunks(4).enumerate() {
+            f.write_str(" ")?;
+            for (col, value) in regs.iter().enumerate() {
+                let n = row * 4 + col;
+                write!(f, " {:>3} {value:#018x}", Reg(n))?;
+            }
+            if regs.len() < 4 {
+                write!(f, "  {:>3} {:#018x}", "sp", frame.sp)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Register name `x<n>` for [`Report`]'s aligned columns.
+struct Reg(usize);
+
+impl fmt::Display for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut name = crate::fixed_str::FixedStr::<3>::new();
+        let _ = fmt::Write::write_fmt(&mut name, format_args!("x{}", self.0));
+        f.pad(name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(esr: u64, far: u64) -> ExceptionFrame {
+        let mut x = [0; 31];
+        for (i, r) in x.iter_mut().enumerate() {
+            *r = 0x1000 + i as u64;
+        }
+        ExceptionFrame {
+            x,
+            sp: 0x4021_0000,
+            elr: 0x4020_1234,
+            spsr: 0x3c4,
+            esr,
+            far,
+        }
+    }
+
+    #[test]
+    fn frame_layout_matches_assembly() {
+        let f = frame(1, 2);
+        let base = &f as *const _ as usize;
+        assert_eq!(&f.sp as *const _ as usize - base, offset::SP);
+        assert_eq!(&f.elr as *const _ as usize - base, offset::ELR);
+        assert_eq!(&f.esr as *const _ as usize - base, offset::ESR);
+        assert_eq!(FRAME_SIZE, 288);
+    }
+
+    #[test]
+    fn brk_report() {
+        // brk #0 at EL1: EC 0x3c, IL set, comment 0
+        let esr = (0x3c << 26) | (1 << 25);
+        let text = Report {
+            frame: &frame(esr, 0),
+            vector: 0,
+            guards: &[],
+        }
+        .to_string();
+        assert!(
+            text.starts_with(
+                "CPU exception: BRK instruction (EC 0x3c), synchronous from current EL, SP_EL0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("ESR_EL1  0x00000000f2000000"), "{text}");
+        assert!(text.contains("(not valid for this class)"), "{text}");
+        assert!(text.contains("ELR_EL1  0x0000000040201234"), "{text}");
+        assert!(text.contains("SPSR_EL1 0x00000000000003c4"), "{text}");
+        for n in 0..31 {
+            assert!(
+                text.contains(&format!("x{n} {:#018x}", 0x1000 + n)),
+                "x{n} missing: {text}"
+            );
+        }
+        assert!(text.contains(" sp 0x0000000040210000"), "{text}");
+        assert_eq!(text.lines().count(), 5 + 8);
+    }
+
+    #[test]
+    fn data_abort_report() {
+        // Data abort, same EL, translation fault level 1, write.
+        let esr = (0x25 << 26) | (1 << 25) | (1 << 6) | 0b000101;
+        let text = Report {
+            frame: &frame(esr, 0xdead_0000),
+            vector: 4,
+            guards: &[],
+        }
+        .to_string();
+        assert!(
+            text.contains("data abort (same EL) (EC 0x25), synchronous from current EL, SP_ELx"),
+            "{text}"
+        );
+        assert!(
+            text.contains("translation fault at level 1, on a write"),
+            "{text}"
+        );
+        assert!(text.contains("FAR_EL1  0x00000000dead0000\n"), "{text}");
+    }
+
+    #[test]
+    fn stack_overflow_is_named() {
+        let esr = (0x25 << 26) | (1 << 6) | 0b000111;
+        let guard = Range {
+            start: 0x4030_0000,
+            end: 0x4030_1000,
+        };
+        let text = Report {
+            frame: &frame(esr, 0x4030_0ff0),
+            vector: 0,
+            guards: &[guard],
+        }
+        .to_string();
+        assert!(text.contains("stack guard page: stack overflow"), "{text}");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(vector_name(15), ("lower EL, AArch32", "SError"));
+        assert_eq!(vector_name(5), ("current EL, SP_ELx", "IRQ"));
+        assert_eq!(
+            exception_class_name(0x00),
+            "unknown reason (undefined instruction)"
+        );
+        assert_eq!(exception_class_name(0x3f), "reserved exception class");
+        assert_eq!(fault_status(0x15 << 26), None);
+        assert_eq!(
+            fault_status((0x21 << 26) | 0x0f),
+            Some(("permission fault", Some(3)))
+        );
+        assert_eq!(
+            fault_status((0x25 << 26) | 0x21),
+            Some(("alignment fault", None))
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! uk-rs board for the QEMU aarch64 `virt` machine.
+//!
+//! The board brings a `virt` machine from its first instruction to the board-independent
+//! runtime (`uk_rt::start`), and implements [`uk_hal::Platform`] for it: a PL011 console, a
+//! monotonic clock from the generic timer, the usable memory map and the command line from
+//! the device tree, exit with a status through semihosting and power-off through PSCI. CPU
+//! exceptions are reported with every register and handed to `uk_rt::fatal_error`.
+//!
+//! # Booting it
+//!
+//! An application depends on `uk-app`, which pulls this crate in on `aarch64-unknown-none`;
+//! the workspace's `.cargo/config.toml` links with `-Tuk-qemu-virt.ld`, the linker script this
+//! crate's build script writes. The image is a static ELF file that QEMU loads directly:
+//!
+//! ```text
+//! cargo build -p helloworld --target aarch64-unknown-none --release
+//! qemu-system-aarch64 -machine virt -cpu max -m 64M -nographic -nodefaults -serial stdio \
+//!     -no-reboot -semihosting-config enable=on,target=native \
+//!     -kernel target/aarch64-unknown-none/release/helloworld -append "hello -- a b"
+//! ```
+//!
+//! `-cpu cortex-a72` works the same, and `-machine virt,virtualization=on` enters the image
+//! at EL2 (the board drops to EL1). QEMU's exit status is the image's exit status (semihosting
+//! `SYS_EXIT` with `ADP_Stopped_ApplicationExit`); without `-semihosting-config` the board says
+//! so on the console and powers off through PSCI instead (status 0).
+//!
+//! # Boot flow
+//!
+//! 1. `_start` (assembly, `arch` `asm` module, MMU off): reads `CNTVCT_EL0` after an `isb`
+//!    as its first act (time zero of the clock); at EL2 sets `HCR_EL2.RW`, `CNTHCTL_EL2` (EL1
+//!    timer and counter access), `CPTR_EL2` (no FP trap), `HSTR_EL2`, `VPIDR/VMPIDR_EL2`,
+//!    `SCTLR_EL1`, `SPSR_EL2`/`ELR_EL2` and `eret`s to EL1; enables FP/SIMD (`CPACR_EL1.FPEN`)
+//!    before any Rust code (the target keeps values in NEON registers); installs the vectors
+//!    (`VBAR_EL1`); runs the kernel on `SP_EL0` (the boot stack) so exceptions land on their own
+//!    stack (`SP_EL1`); zeroes `.bss`.
+//! 2. `boot` (Rust, still MMU off): fills the translation tables and turns the MMU and the
+//!    caches on; records the counter frequency; finds the device tree (`x0` from a Linux-style
+//!    loader, else the start of RAM, where QEMU puts it for an ELF image: QEMU 7.2 passes
+//!    `x0 = 0` and writes a 1 MiB blob at `0x4000_0000`); reads it ([`devtree`]); maps any
+//!    RAM beyond the image's GiB; moves the console to the PL011 the tree names; keeps the
+//!    PSCI conduit; hands `PLATFORM` to `uk_rt::start`.
+//!
+//! EL3 entry (`-machine virt,secure=on` without firmware) is not supported: the CPU parks.
+//!
+//! # Memory map
+//!
+//! QEMU writes the device tree at the start of RAM and limits it to the space below the
+//! image's lowest address, so the image is linked at [`IMAGE_BASE`] = RAM + 2 MiB. The
+//! linker script (written by `build.rs`) lays out, from there: the ELF headers and `.text`
+//! (sharing the first page, so the file needs no padding), `.rodata`, `.data`, `.bss`, the
+//! boot stack ([`BOOT_STACK_SIZE`]) and the exception stack ([`EXCEPTION_STACK_SIZE`]), each
+//! above an unmapped guard page, and the translation tables.
+//!
+//! The identity map ([`pagetable`]): 4 KiB granule, 39-bit addresses; the low GiB (`virt`'s
+//! MMIO) as Device-nGnRE; the image's GiB as Normal write-back memory in 2 MiB blocks, except
+//! the image itself, mapped page by page: code read-only and executable, read-only data
+//! read-only, guard pages absent, the rest read-write and never executable (`SCTLR_EL1.WXN`
+//! on); every other GiB holding RAM as a 1 GiB Normal block. `TCR_EL1.IPS` follows
+//! `ID_AA64MMFR0_EL1.PARange`, capped at 48 bits: `-cpu max` reports 52 bits, which a 4 KiB
+//! granule cannot use without FEAT_LPA2, `cortex-a72` 44 bits.
+//!
+//! The usable memory ([`uk_hal::Platform::memory_regions`]) is every memory node's RAM
+//! minus the image (stacks and tables included), the device tree blob, `/memreserve/` entries
+//! and `/reserved-memory` children, in whole pages ([`memmap`]).
+//!
+//! # Modules
+//!
+//! The pure logic is host-tested; only `arch` is compiled for the bare-metal target alone.
+//!
+//! - [`devtree`]: a single-pass device tree reader (why not the `fdt` crate: see there) and
+//!   [`devtree::BootInfo`], what the board keeps: RAM, usable memory, command line (copied
+//!   into a 2 KiB buffer), console, PSCI conduit, board name.
+//! - [`memmap`]: RAM minus reserved ranges, page-trimmed, sorted, disjoint.
+//! - [`pagetable`]: descriptors, the `TCR_EL1.IPS` choice, filling the tables.
+//! - [`clock`]: counter ticks to nanoseconds, exact and overflow-free.
+//! - [`exception`]: the frame the vectors save and the report they print (class name,
+//!   `ESR_EL1` with the fault status decoded, `FAR_EL1`, `ELR_EL1`, `SPSR_EL1`, `x0`-`x30`,
+//!   SP; a fault in a guard page is named a stack overflow).
+//! - [`cpu`]: the core's name from `MIDR_EL1`, the machine description.
+//! - [`fixed_str`]: strings in fixed buffers (no allocator at boot).
+//! - `arch` (bare metal only): `asm` (all assembly: entry, vectors, semihosting, PSCI calls,
+//!   TLB and cache maintenance), `mmu` (tables in place, system registers through
+//!   `aarch64-cpu`), `uart` (a lock-free, transmit-only PL011 driver; why not a crate: see
+//!   there), `ktest` (in-image tests), and the `QemuVirt` platform with boot and the
+//!   exception handler.
+//!
+//! # Features
+//!
+//! - `ktest`: registers the board's in-image test cases (`uk_test::ktest!`): the CPU runs at
+//!   EL1; MMU, caches and WXN are on with the expected `TCR_EL1`; the clock is monotonic and
+//!   advances at `CNTFRQ_EL0` (measured against the PL031 RTC within 10 %); the memory map is
+//!   sane and every region is mapped writable (`AT S1E1W`); the command line is `bootargs`;
+//!   the machine is described; the reader agrees with the `fdt` crate; and three cases that
+//!   must fail: `brk #0`, a read of a stack guard page, a write to code.
+//!
+//! # Boot time under TCG
+//!
+//! With `-icount shift=0` (one nanosecond per instruction) the guest reaches `main` of the
+//! hello-world example in about 100 µs, i.e. some 100 000 instructions. Without it, QEMU's
+//! TCG must first translate every translation block it runs, at several microseconds each
+//! on the development machine, and about 650 blocks run before `main` (some 490 of them in
+//! this crate): the clock then reads 5 to 10 ms at `main`. The reader, the table fills and
+//! `.bss` zeroing are written to run few distinct blocks for this reason, and the machine
+//! description is formatted on first use rather than at boot.
+#![cfg_attr(not(test), no_std)]
+
+pub mod clock;
+pub mod cpu;
+pub mod devtree;
+pub mod exception;
+pub mod fixed_str;
+pub mod memmap;
+pub mod pagetable;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod arch;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use arch::{PLATFORM, QemuVirt};
+
+/// The board's name as `cargo uk --board` spells it.
+pub const BOARD_NAME: &str = "qemu-virt";
+
+/// The PL011 used when the device tree names none (`virt`'s UART0).
+pub const FALLBACK_UART: u64 = 0x0900_0000;
+
+mod layout;
+pub use layout::*;

@@ -1,0 +1,548 @@
+//! QEMU command lines and the meaning of QEMU's exit: pure functions, no process handling.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::boards::{Board, ExitProtocol, Variant};
+use crate::process::Ending;
+
+/// The accelerator QEMU runs the guest with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// QEMU's binary translator (`-accel tcg`), the default: works everywhere.
+    Tcg,
+    /// Hardware virtualisation (`-accel kvm -cpu host`), x86-pc on an x86_64 host only.
+    Kvm,
+}
+
+impl Accel {
+    /// Name as given to `-accel`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// Everything that goes into one QEMU command line.
+#[derive(Clone, Debug)]
+pub struct QemuConfig<'a> {
+    /// The board being emulated.
+    pub board: &'static Board,
+    /// Its machine configuration.
+    pub variant: &'static Variant,
+    /// TCG or KVM.
+    pub accel: Accel,
+    /// Guest memory, QEMU `-m` syntax (`64M`).
+    pub memory: &'a str,
+    /// Number of CPUs (`-smp`), QEMU's default when `None`.
+    pub smp: Option<u32>,
+    /// The image to boot (`-kernel`).
+    pub kernel: &'a Path,
+    /// Kernel command line (`-append`), left out when `None`.
+    pub append: Option<String>,
+}
+
+/// The arguments (without the binary) of the QEMU command line for `config`, in the order of
+/// the contract: `-machine M -accel A -cpu C -m MEM [-smp N] -nographic -nodefaults
+/// -serial stdio -no-reboot <board args> -kernel IMG [-append CMDLINE]`.
+pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
+    let cpu = match config.accel {
+        Accel::Tcg => config.variant.cpu,
+        Accel::Kvm => "host",
+    };
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |a: &str| args.push(a.into());
+    push("-machine");
+    push(config.variant.machine);
+    push("-accel");
+    push(config.accel.name());
+    push("-cpu");
+    push(cpu);
+    push("-m");
+    push(config.memory);
+    if let Some(n) = config.smp {
+        push("-smp");
+        push(&n.to_string());
+    }
+    for a in [
+        "-nographic",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ] {
+        push(a);
+    }
+    for a in config.board.extra_args {
+        push(a);
+    }
+    push("-kernel");
+    args.push(config.kernel.as_os_str().to_owned());
+    if let Some(line) = &config.append {
+        args.push("-append".into());
+        args.push(line.into());
+    }
+    args
+}
+
+/// Quotes one application argument for the kernel command line: an argument that is empty
+/// or holds whitespace goes in double quotes. The guest's command-line splitter has no
+/// escape for `"`, so an argument containing one is refused.
+pub fn quote_arg(arg: &str) -> Result<String, String> {
+    if arg.contains('"') {
+        return Err(format!(
+            "argument {arg:?} contains a double quote, which the kernel command line cannot carry"
+        ));
+    }
+    if arg.is_empty() || arg.contains(char::is_whitespace) {
+        Ok(format!("\"{arg}\""))
+    } else {
+        Ok(arg.to_owned())
+    }
+}
+
+/// The `-append` value carrying `args` as application arguments: `-- arg1 "arg 2"`, or
+/// `None` when there are no arguments.
+pub fn append_line<S: AsRef<str>>(args: &[S]) -> Result<Option<String>, String> {
+    if args.is_empty() {
+        return Ok(None);
+    }
+    let mut line = String::from("--");
+    for arg in args {
+        line.push(' ');
+        line.push_str(&quote_arg(arg.as_ref())?);
+    }
+    Ok(Some(line))
+}
+
+/// Decodes QEMU's exit status into the guest's exit code.
+///
+/// `isa-debug-exit` turns a guest code `c` into status `2c + 1`, and a powered-off machine
+/// exits 0; an even non-zero status cannot come from the guest. Semihosting passes the
+/// code through unchanged.
+pub fn decode_exit(protocol: ExitProtocol, status: i32) -> Result<i32, String> {
+    match protocol {
+        ExitProtocol::Semihosting => Ok(status),
+        ExitProtocol::IsaDebugExit if status == 0 => Ok(0),
+        ExitProtocol::IsaDebugExit if status > 0 && status % 2 == 1 => Ok((status - 1) / 2),
+        ExitProtocol::IsaDebugExit => Err(format!(
+            "QEMU exited with status {status}, which isa-debug-exit cannot produce"
+        )),
+    }
+}
+
+/// Finds QEMU's own error message in its standard error (the guest's console is on standard
+/// output): the first line that starts with `qemu:` or `<binary>:` and is not a warning.
+/// QEMU fails with status 1, which on x86 would otherwise decode as the guest's exit code 0.
+pub fn qemu_error(stderr: &str, binary: &str) -> Option<String> {
+    stderr.lines().map(str::trim).find_map(|line| {
+        let rest = line
+            .strip_prefix(binary)
+            .or_else(|| line.strip_prefix("qemu"))?
+            .strip_prefix(':')?;
+        let rest = rest.trim_start();
+        if rest.starts_with("warning:") || rest.starts_with("terminating on signal") {
+            None
+        } else {
+            Some(line.to_owned())
+        }
+    })
+}
+
+/// Why a boot did not give a guest exit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestFailure {
+    /// The image ran past the time limit and QEMU was killed.
+    Hung,
+    /// QEMU died of a signal (an abort, say).
+    Signal(i32),
+    /// QEMU refused to start or failed: its error message.
+    Qemu(String),
+    /// QEMU's exit status has no meaning under the board's exit protocol.
+    Status(String),
+}
+
+impl std::fmt::Display for GuestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestFailure::Hung => write!(f, "hung: no exit before the time limit, QEMU was killed"),
+            GuestFailure::Signal(sig) => write!(f, "QEMU died of signal {sig}"),
+            GuestFailure::Qemu(msg) => write!(f, "QEMU failed: {msg}"),
+            GuestFailure::Status(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// The guest's exit code from how QEMU ended and what it printed on standard error.
+///
+/// QEMU's own failures exit with status 1, which both exit protocols would read as a guest
+/// exit code; a status of 1 together with a QEMU error message on standard error is
+/// therefore taken as QEMU's failure.
+pub fn guest_exit(board: &Board, ending: Ending, stderr: &str) -> Result<i32, GuestFailure> {
+    match ending {
+        Ending::TimedOut => Err(GuestFailure::Hung),
+        Ending::Signaled(sig) => Err(match qemu_error(stderr, board.qemu) {
+            Some(msg) => GuestFailure::Qemu(format!("{msg} (QEMU then died of signal {sig})")),
+            None => GuestFailure::Signal(sig),
+        }),
+        Ending::Exited(status) => {
+            if status == 1 {
+                if let Some(msg) = qemu_error(stderr, board.qemu) {
+                    return Err(GuestFailure::Qemu(msg));
+                }
+            }
+            decode_exit(board.exit, status).map_err(GuestFailure::Status)
+        }
+    }
+}
+
+/// `true` when a `/proc/cpuinfo` text lists the `vmx` (Intel VT-x) or `svm` (AMD-V) flag.
+pub fn cpuinfo_has_virtualization(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "flags").then_some(value)
+        })
+        .any(|flags| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
+/// What the user asked for about acceleration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelRequest {
+    /// `--kvm`: KVM or fail.
+    Kvm,
+    /// `--no-kvm`: TCG.
+    Tcg,
+    /// Neither: KVM when the host clearly supports it, else TCG.
+    Auto,
+}
+
+/// What is known about the host when choosing an accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostInfo {
+    /// Host architecture (`std::env::consts::ARCH`).
+    pub arch: &'static str,
+    /// `/proc/cpuinfo` shows `vmx` or `svm`.
+    pub virt_flags: bool,
+    /// `/dev/kvm` can be opened for reading and writing.
+    pub dev_kvm: bool,
+}
+
+/// Chooses the accelerator. KVM serves only x86-pc on an x86_64 host; without `--kvm` it is
+/// used only when the CPU shows `vmx`/`svm` and `/dev/kvm` is usable. TCG otherwise.
+pub fn choose_accel(board: &Board, request: AccelRequest, host: HostInfo) -> Result<Accel, String> {
+    let kvm_possible = board.host_arch == "x86_64" && host.arch == "x86_64";
+    match request {
+        AccelRequest::Tcg => Ok(Accel::Tcg),
+        AccelRequest::Kvm if !kvm_possible => Err(format!(
+            "--kvm works only for board x86-pc on an x86_64 host (board {}, host {}); run without --kvm",
+            board.name, host.arch
+        )),
+        AccelRequest::Kvm => Ok(Accel::Kvm),
+        AccelRequest::Auto if kvm_possible && host.virt_flags && host.dev_kvm => Ok(Accel::Kvm),
+        AccelRequest::Auto => Ok(Accel::Tcg),
+    }
+}
+
+/// Quotes a word for display in a copy-pasteable shell command line.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,./:+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The command line `binary args...` as a shell would take it.
+pub fn display_command(binary: &str, args: &[OsString]) -> String {
+    let mut out = shell_quote(binary);
+    for a in args {
+        out.push(' ');
+        out.push_str(&shell_quote(&a.to_string_lossy()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boards::board;
+
+    fn host(virt_flags: bool, dev_kvm: bool) -> HostInfo {
+        HostInfo {
+            arch: "x86_64",
+            virt_flags,
+            dev_kvm,
+        }
+    }
+
+    fn line(config: &QemuConfig<'_>) -> String {
+        display_command(config.board.qemu, &qemu_args(config))
+    }
+
+    #[test]
+    fn x86_pc_command_line_follows_the_contract() {
+        let b = board("x86-pc").unwrap();
+        let config = QemuConfig {
+            board: b,
+            variant: b.default_variant(),
+            accel: Accel::Tcg,
+            memory: "64M",
+            smp: None,
+            kernel: Path::new("/t/x86_64-unknown-none/release/helloworld"),
+            append: None,
+        };
+        assert_eq!(
+            line(&config),
+            "qemu-system-x86_64 -machine pc -accel tcg -cpu max -m 64M -nographic -nodefaults \
+             -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -kernel /t/x86_64-unknown-none/release/helloworld"
+        );
+    }
+
+    #[test]
+    fn microvm_kvm_smp_and_append() {
+        let b = board("x86-pc").unwrap();
+        let config = QemuConfig {
+            board: b,
+            variant: b.variant("microvm").unwrap(),
+            accel: Accel::Kvm,
+            memory: "128M",
+            smp: Some(2),
+            kernel: Path::new("img"),
+            append: append_line(&["one", "two words"]).unwrap(),
+        };
+        let args = qemu_args(&config);
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "-machine",
+                "microvm",
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-m",
+                "128M",
+                "-smp",
+                "2",
+                "-nographic",
+                "-nodefaults",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                "-kernel",
+                "img",
+                "-append",
+                "-- one \"two words\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn qemu_virt_command_lines() {
+        let b = board("qemu-virt").unwrap();
+        let mut config = QemuConfig {
+            board: b,
+            variant: b.default_variant(),
+            accel: Accel::Tcg,
+            memory: "64M",
+            smp: None,
+            kernel: Path::new("/img"),
+            append: Some("-- x".into()),
+        };
+        assert_eq!(
+            line(&config),
+            "qemu-system-aarch64 -machine virt -accel tcg -cpu max -m 64M -nographic -nodefaults \
+             -serial stdio -no-reboot -semihosting-config enable=on,target=native -kernel /img \
+             -append '-- x'"
+        );
+        config.variant = b.variant("el2").unwrap();
+        config.append = None;
+        assert!(line(&config).starts_with(
+            "qemu-system-aarch64 -machine virt,virtualization=on -accel tcg -cpu max "
+        ));
+        config.variant = b.variant("cortex-a72").unwrap();
+        assert!(line(&config).contains(" -machine virt -accel tcg -cpu cortex-a72 "));
+    }
+
+    #[test]
+    fn append_quoting() {
+        assert_eq!(append_line::<&str>(&[]).unwrap(), None);
+        assert_eq!(append_line(&["a"]).unwrap().unwrap(), "-- a");
+        assert_eq!(
+            append_line(&["one", "two words", "", "tab\there"])
+                .unwrap()
+                .unwrap(),
+            "-- one \"two words\" \"\" \"tab\there\""
+        );
+        assert_eq!(
+            append_line(&["suite::*", "--", "k=v"]).unwrap().unwrap(),
+            "-- suite::* -- k=v"
+        );
+        let err = append_line(&["say \"hi\""]).unwrap_err();
+        assert!(err.contains("double quote"), "{err}");
+    }
+
+    #[test]
+    fn exit_decoding() {
+        use ExitProtocol::*;
+        assert_eq!(decode_exit(IsaDebugExit, 0), Ok(0));
+        assert_eq!(decode_exit(IsaDebugExit, 1), Ok(0));
+        assert_eq!(decode_exit(IsaDebugExit, 3), Ok(1));
+        assert_eq!(decode_exit(IsaDebugExit, 203), Ok(101));
+        assert_eq!(decode_exit(IsaDebugExit, 255), Ok(127));
+        assert!(decode_exit(IsaDebugExit, 2).is_err());
+        assert!(decode_exit(IsaDebugExit, -1).is_err());
+        assert_eq!(decode_exit(Semihosting, 0), Ok(0));
+        assert_eq!(decode_exit(Semihosting, 1), Ok(1));
+        assert_eq!(decode_exit(Semihosting, 101), Ok(101));
+    }
+
+    #[test]
+    fn qemu_errors_are_found_and_warnings_ignored() {
+        let bin = "qemu-system-x86_64";
+        assert_eq!(qemu_error("", bin), None);
+        assert_eq!(
+            qemu_error(
+                "qemu-system-x86_64: warning: TCG doesn't support requested feature\n",
+                bin
+            ),
+            None
+        );
+        assert_eq!(
+            qemu_error(
+                "qemu: could not open kernel file '/x': No such file or directory\n",
+                bin
+            )
+            .as_deref(),
+            Some("qemu: could not open kernel file '/x': No such file or directory")
+        );
+        let kvm = "Could not access KVM kernel module: No such file or directory\n\
+                   qemu-system-x86_64: -accel kvm: failed to initialize kvm: No such file or directory\n";
+        assert_eq!(
+            qemu_error(kvm, bin).as_deref(),
+            Some(
+                "qemu-system-x86_64: -accel kvm: failed to initialize kvm: No such file or directory"
+            )
+        );
+        assert_eq!(
+            qemu_error(
+                "qemu-system-x86_64: terminating on signal 15 from pid 1\n",
+                bin
+            ),
+            None
+        );
+        assert_eq!(qemu_error("qemu-system-x86_64ish: no\n", bin), None);
+    }
+
+    #[test]
+    fn cpuinfo_flags() {
+        let intel = "processor\t: 0\nflags\t\t: fpu vme de pse vmx sse\nbugs\t\t: spectre\n";
+        let amd = "flags\t\t: fpu svm sse\n";
+        let none = "flags\t\t: fpu vmxnot sse\nmodel name\t: vmx svm\n";
+        assert!(cpuinfo_has_virtualization(intel));
+        assert!(cpuinfo_has_virtualization(amd));
+        assert!(!cpuinfo_has_virtualization(none));
+        assert!(!cpuinfo_has_virtualization(""));
+    }
+
+    #[test]
+    fn accelerator_choice() {
+        let x86 = board("x86-pc").unwrap();
+        let virt = board("qemu-virt").unwrap();
+        assert_eq!(
+            choose_accel(x86, AccelRequest::Auto, host(false, true)),
+            Ok(Accel::Tcg)
+        );
+        assert_eq!(
+            choose_accel(x86, AccelRequest::Auto, host(true, false)),
+            Ok(Accel::Tcg)
+        );
+        assert_eq!(
+            choose_accel(x86, AccelRequest::Auto, host(true, true)),
+            Ok(Accel::Kvm)
+        );
+        assert_eq!(
+            choose_accel(x86, AccelRequest::Tcg, host(true, true)),
+            Ok(Accel::Tcg)
+        );
+        assert_eq!(
+            choose_accel(x86, AccelRequest::Kvm, host(false, false)),
+            Ok(Accel::Kvm)
+        );
+        assert_eq!(
+            choose_accel(virt, AccelRequest::Auto, host(true, true)),
+            Ok(Accel::Tcg)
+        );
+        assert!(choose_accel(virt, AccelRequest::Kvm, host(true, true)).is_err());
+        let arm_host = HostInfo {
+            arch: "aarch64",
+            virt_flags: false,
+            dev_kvm: true,
+        };
+        assert!(choose_accel(x86, AccelRequest::Kvm, arm_host).is_err());
+    }
+
+    #[test]
+    fn shell_quoting_for_display() {
+        assert_eq!(shell_quote("-machine"), "-machine");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("-- \"x y\""), "'-- \"x y\"'");
+    }
+
+    #[test]
+    fn guest_exit_interpretation() {
+        let x86 = board("x86-pc").unwrap();
+        let virt = board("qemu-virt").unwrap();
+        assert_eq!(guest_exit(x86, Ending::Exited(0), ""), Ok(0));
+        assert_eq!(guest_exit(x86, Ending::Exited(1), ""), Ok(0));
+        assert_eq!(guest_exit(x86, Ending::Exited(7), "qemu: x\n"), Ok(3));
+        assert_eq!(guest_exit(virt, Ending::Exited(1), ""), Ok(1));
+        assert_eq!(
+            guest_exit(x86, Ending::TimedOut, ""),
+            Err(GuestFailure::Hung)
+        );
+        assert_eq!(
+            guest_exit(x86, Ending::Signaled(6), ""),
+            Err(GuestFailure::Signal(6))
+        );
+        assert_eq!(
+            guest_exit(
+                x86,
+                Ending::Signaled(6),
+                "qemu-system-x86_64: error: failed to set MSR\n"
+            ),
+            Err(GuestFailure::Qemu(
+                "qemu-system-x86_64: error: failed to set MSR (QEMU then died of signal 6)".into()
+            ))
+        );
+        let stderr = "qemu: could not open kernel file '/nonexistent': No such file or directory\n";
+        assert_eq!(
+            guest_exit(x86, Ending::Exited(1), stderr),
+            Err(GuestFailure::Qemu(stderr.trim().into()))
+        );
+        assert_eq!(
+            guest_exit(virt, Ending::Exited(1), stderr)
+                .unwrap_err()
+                .to_string(),
+            format!("QEMU failed: {}", stderr.trim())
+        );
+        assert!(matches!(
+            guest_exit(x86, Ending::Exited(4), ""),
+            Err(GuestFailure::Status(_))
+        ));
+    }
+}

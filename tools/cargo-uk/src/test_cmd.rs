@@ -1,0 +1,619 @@
+//! `cargo uk test`: host tests, the in-image tests on every board configuration, and every
+//! example against its `expect.toml`, with a summary table and a closing count line.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::boards::{BOARDS, Board, Variant, lookup_board};
+use crate::expect::Expect;
+use crate::host;
+use crate::process::{self, Ending, Io};
+use crate::qemu::{self, Accel, GuestFailure, QemuConfig};
+use crate::report::{self, Counts};
+use crate::workspace::{Image, Workspace, cargo_program};
+use crate::{TestArgs, UsageError};
+
+/// Lines of a failed run's output shown in the failure report.
+const TAIL_LINES: usize = 60;
+
+/// The verdict of one run, before it becomes a table row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evaluation {
+    /// The run passed.
+    pub ok: bool,
+    /// Result column: `ok`, `FAILED` or `HUNG`.
+    pub label: &'static str,
+    /// Test cases passed and failed (a failed run counts at least one failure).
+    pub counts: Counts,
+    /// Why it failed (empty when it passed).
+    pub note: String,
+}
+
+impl Evaluation {
+    fn from_problems(problems: Vec<String>, hung: bool, mut counts: Counts) -> Evaluation {
+        let ok = problems.is_empty();
+        if !ok && counts.failed == 0 {
+            counts.failed = 1;
+        }
+        let label = match (ok, hung) {
+            (true, _) => "ok",
+            (false, true) => "HUNG",
+            (false, false) => "FAILED",
+        };
+        Evaluation {
+            ok,
+            label,
+            counts,
+            note: problems.join("; "),
+        }
+    }
+
+    fn failed(note: String) -> Evaluation {
+        Evaluation::from_problems(vec![note], false, Counts::default())
+    }
+}
+
+/// Judges a run of the in-image test image: it passes only with a closing line, no failed
+/// case and exit code 0.
+pub fn evaluate_ktest(board: &Board, ending: Ending, stdout: &str, stderr: &str) -> Evaluation {
+    let report = report::parse_ktest_output(stdout);
+    let counts = report.counts();
+    let mut problems = Vec::new();
+    let exit = qemu::guest_exit(board, ending, stderr);
+    if let Err(failure) = &exit {
+        problems.push(failure.to_string());
+    }
+    if report.closing.is_none() && !matches!(exit, Err(GuestFailure::Qemu(_))) {
+        problems.push("no closing `N passed, N failed` line".to_owned());
+    }
+    if counts.failed > 0 {
+        let names: Vec<&str> = report.failed_names().collect();
+        let mut note = format!("{} failed", counts.failed);
+        if !names.is_empty() {
+            note.push_str(&format!(": {}", names.join(", ")));
+        }
+        problems.push(note);
+    }
+    if let Ok(code) = exit {
+        if code != 0 {
+            problems.push(format!("exit code {code}"));
+        }
+    }
+    Evaluation::from_problems(problems, exit == Err(GuestFailure::Hung), counts)
+}
+
+/// Judges a run of an example against its expectations.
+pub fn evaluate_example(
+    board: &Board,
+    expect: &Expect,
+    ending: Ending,
+    stdout: &str,
+    stderr: &str,
+) -> Evaluation {
+    let exit = qemu::guest_exit(board, ending, stderr);
+    let problems = match &exit {
+        Err(failure) => vec![failure.to_string()],
+        Ok(code) => match expect.check(board.name, stdout, *code) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![e],
+        },
+    };
+    let counts = Counts {
+        passed: usize::from(problems.is_empty()),
+        failed: 0,
+    };
+    Evaluation::from_problems(problems, exit == Err(GuestFailure::Hung), counts)
+}
+
+/// One line of the summary table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// What ran (`host tests`, `ktest`, `example helloworld`).
+    pub what: String,
+    /// Where (`host`, `x86-pc/pc`, ...).
+    pub config: String,
+    /// The verdict.
+    pub eval: Evaluation,
+    /// How long it took.
+    pub time: Duration,
+    /// Output shown when it failed: the command line, then what it printed.
+    pub output: String,
+}
+
+/// Formats a duration for the table (`12.3s`).
+pub fn format_time(time: Duration) -> String {
+    format!("{:.1}s", time.as_secs_f64())
+}
+
+/// The summary table, a header and one row per run.
+pub fn format_table(rows: &[Row]) -> String {
+    let header = ["what", "board/config", "result", "passed", "failed", "time"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.what.clone(),
+                r.config.clone(),
+                r.eval.label.to_owned(),
+                r.eval.counts.passed.to_string(),
+                r.eval.counts.failed.to_string(),
+                format_time(r.time),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            // Text columns align left, numbers right.
+            if i < 3 {
+                out.push_str(&format!("{cell:<w$}"));
+            } else {
+                out.push_str(&format!("{cell:>w$}"));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header);
+    for row in &cells {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out
+}
+
+/// The totals of all rows.
+pub fn totals(rows: &[Row]) -> Counts {
+    let mut total = Counts::default();
+    for row in rows {
+        total += row.eval.counts;
+    }
+    total
+}
+
+/// What a QEMU run checks.
+#[derive(Clone, Debug)]
+enum Check {
+    Ktest,
+    Example(Result<Expect, String>),
+}
+
+/// One QEMU run to do.
+struct Job {
+    what: String,
+    board: &'static Board,
+    variant: &'static Variant,
+    kernel: Result<PathBuf, String>,
+    append: Option<String>,
+    check: Check,
+}
+
+impl Job {
+    fn config(&self) -> String {
+        format!("{}/{}", self.board.name, self.variant.name)
+    }
+
+    fn run(&self, timeout: Duration) -> Row {
+        let row = |eval, time, output| Row {
+            what: self.what.clone(),
+            config: self.config(),
+            eval,
+            time,
+            output,
+        };
+        let kernel = match &self.kernel {
+            Ok(kernel) => kernel,
+            Err(e) => return row(Evaluation::failed(e.clone()), Duration::ZERO, String::new()),
+        };
+        let expect = match &self.check {
+            Check::Example(Err(e)) => {
+                return row(Evaluation::failed(e.clone()), Duration::ZERO, String::new());
+            }
+            Check::Example(Ok(expect)) => Some(expect),
+            Check::Ktest => None,
+        };
+        let append = match expect {
+            Some(e) => match qemu::append_line(&e.args) {
+                Ok(line) => line,
+                Err(e) => {
+                    let note = format!("expect.toml args: {e}");
+                    return row(Evaluation::failed(note), Duration::ZERO, String::new());
+                }
+            },
+            None => self.append.clone(),
+        };
+        let config = QemuConfig {
+            board: self.board,
+            variant: self.variant,
+            accel: Accel::Tcg,
+            memory: "64M",
+            smp: None,
+            kernel,
+            append,
+        };
+        let args = qemu::qemu_args(&config);
+        let command = qemu::display_command(self.board.qemu, &args);
+        let outcome = match process::run(self.board.qemu, &args, Io::Captured, Some(timeout)) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let note = format!("cannot start {}: {e}", self.board.qemu);
+                return row(Evaluation::failed(note), Duration::ZERO, command);
+            }
+        };
+        let eval = match expect {
+            Some(e) => evaluate_example(
+                self.board,
+                e,
+                outcome.ending,
+                &outcome.stdout,
+                &outcome.stderr,
+            ),
+            None => evaluate_ktest(self.board, outcome.ending, &outcome.stdout, &outcome.stderr),
+        };
+        let mut output = format!("$ {command}\n{}", report::tail(&outcome.stdout, TAIL_LINES));
+        if !outcome.stderr.trim().is_empty() {
+            output.push_str("[QEMU standard error]\n");
+            output.push_str(&report::tail(&outcome.stderr, 20));
+        }
+        row(eval, outcome.elapsed, output)
+    }
+}
+
+/// Runs `jobs`, `parallel` at a time, printing a line as each ends; rows in job order.
+fn run_jobs(jobs: &[Job], parallel: usize, timeout: Duration) -> Vec<Row> {
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<Row>>> = Mutex::new(vec![None; jobs.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.clamp(1, jobs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { break };
+                    let row = job.run(timeout);
+                    print_progress(&row);
+                    if let Ok(mut done) = done.lock() {
+                        done[i] = Some(row);
+                    }
+                }
+            });
+        }
+    });
+    done.into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn print_progress(row: &Row) {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(
+        out,
+        "{} on {}: {} ({} passed, {} failed) in {}",
+        row.what,
+        row.config,
+        row.eval.label,
+        row.eval.counts.passed,
+        row.eval.counts.failed,
+        format_time(row.time)
+    );
+    if !row.eval.ok {
+        let _ = write!(out, ": {}", row.eval.note);
+    }
+    let _ = writeln!(out);
+    let _ = out.flush();
+}
+
+/// Runs `cargo test --no-fail-fast` at the workspace root (its default members are the host
+/// crates), echoing its standard output, and sums its `test result:` lines.
+fn host_tests(ws: &Workspace) -> Row {
+    let start = Instant::now();
+    let row = |eval, output| Row {
+        what: "host tests".to_owned(),
+        config: "host".to_owned(),
+        eval,
+        time: start.elapsed(),
+        output,
+    };
+    let child = Command::new(cargo_program())
+        .current_dir(&ws.root)
+        // All test binaries run even when one fails, so the totals are complete.
+        .args(["test", "--no-fail-fast"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            return row(
+                Evaluation::failed(format!("cannot run cargo test: {e}")),
+                String::new(),
+            );
+        }
+    };
+    let mut text = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            println!("{line}");
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    let status = child.wait();
+    let (counts, _) = report::sum_cargo_test_results(&text);
+    let mut problems = Vec::new();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => problems.push(format!("cargo test failed ({s}); its output is above")),
+        Err(e) => problems.push(format!("cannot wait for cargo test: {e}")),
+    }
+    row(
+        Evaluation::from_problems(problems, false, counts),
+        String::new(),
+    )
+}
+
+fn load_expect(ws: &Workspace, example: &str) -> Result<Expect, String> {
+    let path = ws.root.join("examples").join(example).join("expect.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Expect::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "warning: {} is missing: checking only that the example exits with 0",
+                path.display()
+            );
+            Ok(Expect::default())
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Runs `cargo uk test`.
+pub fn run(args: &TestArgs) -> Result<ExitCode> {
+    let boards: Vec<&'static Board> = match &args.board {
+        Some(name) => vec![lookup_board(name).map_err(UsageError)?],
+        None => BOARDS.iter().collect(),
+    };
+    let ktest_append = qemu::append_line(&args.filter).map_err(UsageError)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let ws = Workspace::locate()?;
+    let examples = ws.examples();
+    let expects: BTreeMap<&str, Result<Expect, String>> = examples
+        .iter()
+        .map(|e| (e.as_str(), load_expect(&ws, e)))
+        .collect();
+
+    println!("==> host tests: cargo test --no-fail-fast");
+    let mut rows = vec![host_tests(&ws)];
+
+    let mut jobs = Vec::new();
+    for &board in &boards {
+        let images: Vec<Image> = std::iter::once(Image::Ktest)
+            .chain(examples.iter().cloned().map(Image::Example))
+            .collect();
+        println!(
+            "==> building {} image(s) for {} ({}, release)",
+            images.len(),
+            board.name,
+            board.triple
+        );
+        let _ = std::io::stdout().flush();
+        let built = host::ensure_qemu(board)
+            .and_then(|()| ws.build(board.triple, &images, true, true))
+            .map_err(|e| format!("{e:#}"));
+        if let Err(e) = &built {
+            eprintln!("error: {e}");
+        }
+        let kernel = |image: &Image| match &built {
+            Ok(paths) => paths.get(image.package()).cloned().ok_or_else(|| {
+                format!(
+                    "not run: building {} for {} failed (cargo's messages are above)",
+                    image.package(),
+                    board.triple
+                )
+            }),
+            Err(e) => Err(format!("not run: {e}")),
+        };
+        for variant in board.variants {
+            jobs.push(Job {
+                what: "ktest".to_owned(),
+                board,
+                variant,
+                kernel: kernel(&Image::Ktest),
+                append: ktest_append.clone(),
+                check: Check::Ktest,
+            });
+        }
+        for example in &examples {
+            jobs.push(Job {
+                what: format!("example {example}"),
+                board,
+                variant: board.default_variant(),
+                kernel: kernel(&Image::Example(example.clone())),
+                append: None,
+                check: Check::Example(expects[example.as_str()].clone()),
+            });
+        }
+    }
+    println!(
+        "==> {} QEMU run(s), {} at a time, {} s limit each",
+        jobs.len(),
+        args.jobs,
+        args.timeout
+    );
+    let _ = std::io::stdout().flush();
+    rows.extend(run_jobs(
+        &jobs,
+        usize::try_from(args.jobs).unwrap_or(1),
+        timeout,
+    ));
+
+    let failed: Vec<&Row> = rows.iter().filter(|r| !r.eval.ok).collect();
+    for row in &failed {
+        println!();
+        println!(
+            "---- {} on {}: {}: {} ----",
+            row.what, row.config, row.eval.label, row.eval.note
+        );
+        print!("{}", row.output);
+    }
+    println!();
+    print!("{}", format_table(&rows));
+    let total = totals(&rows);
+    println!("{} passed, {} failed", total.passed, total.failed);
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boards::board;
+
+    const GOOD: &str =
+        "test a::one ... ok\r\ntest a::two ... ok (failed as expected)\r\n2 passed, 0 failed\r\n";
+
+    #[test]
+    fn ktest_passes_with_closing_line_no_failure_and_exit_zero() {
+        let x86 = board("x86-pc").unwrap();
+        let e = evaluate_ktest(x86, Ending::Exited(1), GOOD, "");
+        assert!(e.ok, "{e:?}");
+        assert_eq!(e.label, "ok");
+        assert_eq!(
+            e.counts,
+            Counts {
+                passed: 2,
+                failed: 0
+            }
+        );
+        let virt = board("qemu-virt").unwrap();
+        assert!(evaluate_ktest(virt, Ending::Exited(0), GOOD, "").ok);
+    }
+
+    #[test]
+    fn ktest_failures() {
+        let x86 = board("x86-pc").unwrap();
+        // Non-zero exit code.
+        let e = evaluate_ktest(x86, Ending::Exited(3), GOOD, "");
+        assert!(!e.ok);
+        assert_eq!(e.note, "exit code 1");
+        assert_eq!(e.counts.failed, 1);
+        // A failed case.
+        let out = "test a::one ... FAILED (boom)\n0 passed, 1 failed\n";
+        let e = evaluate_ktest(x86, Ending::Exited(3), out, "");
+        assert_eq!(e.note, "1 failed: a::one; exit code 1");
+        assert_eq!(e.counts.failed, 1);
+        // No closing line.
+        let e = evaluate_ktest(x86, Ending::Exited(1), "test a::one ... ok\n", "");
+        assert_eq!(e.note, "no closing `N passed, N failed` line");
+        assert_eq!(
+            e.counts,
+            Counts {
+                passed: 1,
+                failed: 1
+            }
+        );
+        // Hung.
+        let e = evaluate_ktest(x86, Ending::TimedOut, "test a::one ... ok\n", "");
+        assert_eq!(e.label, "HUNG");
+        assert!(e.note.starts_with("hung"), "{}", e.note);
+        // QEMU could not start.
+        let e = evaluate_ktest(
+            x86,
+            Ending::Exited(1),
+            "",
+            "qemu: could not open kernel file 'x'\n",
+        );
+        assert_eq!(e.label, "FAILED");
+        assert_eq!(e.note, "QEMU failed: qemu: could not open kernel file 'x'");
+    }
+
+    #[test]
+    fn examples_are_checked_against_expect() {
+        let virt = board("qemu-virt").unwrap();
+        let expect = Expect {
+            args: vec![],
+            exit_code: 0,
+            lines: vec!["^Hello from uk-rs on {board}".into()],
+        };
+        let out = "Hello from uk-rs on qemu-virt\r\n";
+        let e = evaluate_example(virt, &expect, Ending::Exited(0), out, "");
+        assert!(e.ok);
+        assert_eq!(
+            e.counts,
+            Counts {
+                passed: 1,
+                failed: 0
+            }
+        );
+        let e = evaluate_example(virt, &expect, Ending::Exited(2), out, "");
+        assert_eq!(e.note, "exit code 2, expected 0");
+        assert_eq!(
+            e.counts,
+            Counts {
+                passed: 0,
+                failed: 1
+            }
+        );
+        let e = evaluate_example(virt, &expect, Ending::Exited(0), "Hello\n", "");
+        assert!(e.note.starts_with("no line matches"), "{}", e.note);
+        let e = evaluate_example(virt, &expect, Ending::TimedOut, out, "");
+        assert_eq!(e.label, "HUNG");
+    }
+
+    fn row(what: &str, eval: Evaluation, secs: u64) -> Row {
+        Row {
+            what: what.into(),
+            config: "x86-pc/pc".into(),
+            eval,
+            time: Duration::from_millis(secs * 1000 + 300),
+            output: String::new(),
+        }
+    }
+
+    #[test]
+    fn table_and_totals() {
+        let x86 = board("x86-pc").unwrap();
+        let rows = [
+            row("ktest", evaluate_ktest(x86, Ending::Exited(1), GOOD, ""), 2),
+            row(
+                "example helloworld",
+                evaluate_example(x86, &Expect::default(), Ending::Exited(5), "", ""),
+                12,
+            ),
+        ];
+        let table = format_table(&rows);
+        assert_eq!(
+            table,
+            "what                board/config  result  passed  failed   time\n\
+             ktest               x86-pc/pc     ok           2       0   2.3s\n\
+             example helloworld  x86-pc/pc     FAILED       0       1  12.3s\n"
+        );
+        assert_eq!(
+            totals(&rows),
+            Counts {
+                passed: 2,
+                failed: 1
+            }
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! The workspace: where it is, which images it has, and building them with cargo.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::UsageError;
+
+/// Package (and binary) name of the in-image test image (`ktest/`).
+pub const KTEST_PACKAGE: &str = "uk-ktest";
+
+/// A bootable image of the workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Image {
+    /// `examples/<name>`: package and binary `<name>`.
+    Example(String),
+    /// The in-image test image, package and binary `uk-ktest`.
+    Ktest,
+}
+
+impl Image {
+    /// Cargo package name (also the binary's name).
+    pub fn package(&self) -> &str {
+        match self {
+            Image::Example(name) => name,
+            Image::Ktest => KTEST_PACKAGE,
+        }
+    }
+
+    /// Name for reports: the example's name, or `ktest`.
+    pub fn label(&self) -> &str {
+        match self {
+            Image::Example(name) => name,
+            Image::Ktest => "ktest",
+        }
+    }
+}
+
+/// Resolves `--example NAME` among `examples`; `ktest` (or `uk-ktest`) names the test image.
+pub fn resolve_image(name: &str, examples: &[String]) -> Result<Image, String> {
+    if name == "ktest" || name == KTEST_PACKAGE {
+        return Ok(Image::Ktest);
+    }
+    if examples.iter().any(|e| e == name) {
+        return Ok(Image::Example(name.to_owned()));
+    }
+    let known = if examples.is_empty() {
+        "none found under examples/".to_owned()
+    } else {
+        examples.join(", ")
+    };
+    Err(format!(
+        "unknown example '{name}' (examples: {known}; `ktest` is the in-image test image)"
+    ))
+}
+
+/// The workspace being worked on.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The workspace root (holds the root `Cargo.toml`).
+    pub root: PathBuf,
+    /// Cargo's target directory (respects `CARGO_TARGET_DIR` and cargo configuration).
+    pub target_dir: PathBuf,
+}
+
+/// The cargo binary to run: the one that runs us (`$CARGO`), else `cargo` from `PATH`.
+pub fn cargo_program() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Reads `workspace_root` and `target_directory` from `cargo metadata` JSON.
+pub fn parse_metadata(json: &str) -> Result<Workspace, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("cargo metadata printed bad JSON: {e}"))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("cargo metadata printed no `{name}`"))
+    };
+    Ok(Workspace {
+        root: field("workspace_root")?,
+        target_dir: field("target_directory")?,
+    })
+}
+
+/// The first `error:` line of cargo's standard error, without the prefix (or the first line).
+pub fn cargo_error_line(stderr: &str) -> String {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find_map(|l| l.strip_prefix("error:"))
+        .or_else(|| lines().next())
+        .unwrap_or("no message")
+        .trim()
+        .to_owned()
+}
+
+impl Workspace {
+    /// Finds the workspace around the current directory with
+    /// `cargo metadata --format-version 1 --no-deps`.
+    pub fn locate() -> Result<Workspace> {
+        let output = Command::new(cargo_program())
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run `cargo metadata`")?;
+        if !output.status.success() {
+            bail!(
+                "cannot read the workspace (`cargo metadata` failed: {})",
+                cargo_error_line(&String::from_utf8_lossy(&output.stderr))
+            );
+        }
+        parse_metadata(&String::from_utf8_lossy(&output.stdout)).map_err(|e| anyhow!(e))
+    }
+
+    /// The examples: every directory under `examples/` that has a `Cargo.toml`, sorted.
+    pub fn examples(&self) -> Vec<String> {
+        list_examples(&self.root.join("examples"))
+    }
+
+    /// Resolves `--example NAME`; an unknown name is a usage error.
+    pub fn image(&self, name: &str) -> Result<Image> {
+        resolve_image(name, &self.examples()).map_err(|e| UsageError(e).into())
+    }
+
+    /// Builds `images` for `triple` in one cargo invocation (cargo's progress and diagnostics
+    /// go to standard error) and returns each image's path by package name.
+    ///
+    /// With `keep_going`, cargo builds what it can (`--keep-going`) and a failed build
+    /// returns the images that were built; without it a failed build is an error.
+    pub fn build(
+        &self,
+        triple: &str,
+        images: &[Image],
+        release: bool,
+        keep_going: bool,
+    ) -> Result<BTreeMap<String, PathBuf>> {
+        let mut command = Command::new(cargo_program());
+        command.current_dir(&self.root).arg("build");
+        for image in images {
+            command.args(["-p", image.package()]);
+        }
+        command.args(["--target", triple]);
+        if release {
+            command.arg("--release");
+        }
+        if keep_going {
+            command.arg("--keep-going");
+        }
+        command
+            .arg("--message-format=json-render-diagnostics")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let names: Vec<&str> = images.iter().map(Image::package).collect();
+        let mut child = command.spawn().context("cannot run `cargo build`")?;
+        let mut found = BTreeMap::new();
+        if let Some(stdout) = child.stdout.take() {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some((name, path)) = parse_artifact(&line) {
+                    if names.contains(&name.as_str()) {
+                        found.insert(name, path);
+                    }
+                }
+            }
+        }
+        let status = child.wait().context("cannot wait for `cargo build`")?;
+        if !status.success() && keep_going {
+            return Ok(found);
+        }
+        if !status.success() {
+            bail!(
+                "build of {} for {triple} failed (cargo's messages are above)",
+                names.join(", ")
+            );
+        }
+        for name in names {
+            if !found.contains_key(name) {
+                let fallback = self.image_path(triple, name, release);
+                if !fallback.is_file() {
+                    bail!(
+                        "cargo built no binary `{name}` for {triple} (is it a [[bin]] of package `{name}`?)"
+                    );
+                }
+                found.insert(name.to_owned(), fallback);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Where cargo puts binary `name` built for `triple`.
+    pub fn image_path(&self, triple: &str, name: &str, release: bool) -> PathBuf {
+        let profile = if release { "release" } else { "debug" };
+        self.target_dir.join(triple).join(profile).join(name)
+    }
+}
+
+/// Lists the examples under `dir`: subdirectories with a `Cargo.toml`, sorted by name.
+pub fn list_examples(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reads a `compiler-artifact` message of `cargo build --message-format=json`: the binary
+/// target's name and its executable.
+pub fn parse_artifact(line: &str) -> Option<(String, PathBuf)> {
+    if !line.starts_with('{') {
+        return None;
+    }
+    let msg: serde_json::Value = serde_json::from_str(line).ok()?;
+    if msg.get("reason")?.as_str()? != "compiler-artifact" {
+        return None;
+    }
+    let target = msg.get("target")?;
+    let is_bin = target
+        .get("kind")?
+        .as_array()?
+        .iter()
+        .any(|k| k.as_str() == Some("bin"));
+    if !is_bin {
+        return None;
+    }
+    let name = target.get("name")?.as_str()?;
+    let exe = msg.get("executable")?.as_str()?;
+    Some((name.to_owned(), PathBuf::from(exe)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_fields() {
+        let json =
+            r#"{"packages":[],"workspace_root":"/w","target_directory":"/w/target","version":1}"#;
+        let ws = parse_metadata(json).unwrap();
+        assert_eq!(ws.root, Path::new("/w"));
+        assert_eq!(ws.target_dir, Path::new("/w/target"));
+        assert!(parse_metadata("{}").unwrap_err().contains("workspace_root"));
+        assert!(parse_metadata("nope").is_err());
+        assert_eq!(
+            ws.image_path("x86_64-unknown-none", "helloworld", true),
+            Path::new("/w/target/x86_64-unknown-none/release/helloworld")
+        );
+    }
+
+    #[test]
+    fn cargo_errors_become_one_line() {
+        let stderr = "error: failed to load manifest for workspace member `/w/uk-app`\n\
+                      referenced by workspace at `/w/Cargo.toml`\n\nCaused by:\n  x\n";
+        assert_eq!(
+            cargo_error_line(stderr),
+            "failed to load manifest for workspace member `/w/uk-app`"
+        );
+        assert_eq!(cargo_error_line("boom\n"), "boom");
+        assert_eq!(cargo_error_line(""), "no message");
+    }
+
+    #[test]
+    fn artifacts() {
+        let bin = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/examples/helloworld#0.1.0","target":{"kind":["bin"],"crate_types":["bin"],"name":"helloworld","src_path":"/w/examples/helloworld/src/main.rs"},"profile":{},"features":[],"filenames":["/w/target/x86_64-unknown-none/release/helloworld"],"executable":"/w/target/x86_64-unknown-none/release/helloworld","fresh":true}"#;
+        assert_eq!(
+            parse_artifact(bin),
+            Some((
+                "helloworld".into(),
+                PathBuf::from("/w/target/x86_64-unknown-none/release/helloworld")
+            ))
+        );
+        let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"uk_rt"},"executable":null}"#;
+        assert_eq!(parse_artifact(lib), None);
+        assert_eq!(
+            parse_artifact(r#"{"reason":"build-finished","success":true}"#),
+            None
+        );
+        assert_eq!(parse_artifact("   Compiling x"), None);
+    }
+
+    #[test]
+    fn image_names() {
+        let examples = vec!["alloc".to_owned(), "helloworld".to_owned()];
+        assert_eq!(
+            resolve_image("helloworld", &examples),
+            Ok(Image::Example("helloworld".into()))
+        );
+        assert_eq!(resolve_image("ktest", &examples), Ok(Image::Ktest));
+        assert_eq!(resolve_image("uk-ktest", &examples), Ok(Image::Ktest));
+        assert_eq!(Image::Ktest.package(), "uk-ktest");
+        assert_eq!(Image::Ktest.label(), "ktest");
+        let err = resolve_image("nope", &examples).unwrap_err();
+        assert_eq!(
+            err,
+            "unknown example 'nope' (examples: alloc, helloworld; `ktest` is the in-image test image)"
+        );
+        assert!(resolve_image("x", &[]).unwrap_err().contains("none found"));
+    }
+
+    #[test]
+    fn example_directories() {
+        let dir = std::env::temp_dir().join(format!("cargo-uk-examples-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (name, manifest) in [("b", true), ("a", true), ("notes", false)] {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            if manifest {
+                std::fs::write(dir.join(name).join("Cargo.toml"), "").unwrap();
+            }
+        }
+        std::fs::write(dir.join("README.md"), "").unwrap();
+        assert_eq!(list_examples(&dir), ["a", "b"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(list_examples(&dir).is_empty());
+    }
+}
