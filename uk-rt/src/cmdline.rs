@@ -111,7 +111,11 @@ fn params_from(words: &'static [&'static str], truncated: bool) -> KernelParams 
         .rev()
         .find_map(|w| w.strip_prefix("loglevel=").and_then(parse_log_level))
         .unwrap_or(LogLevel::Info);
-    KernelParams { log_level, words, truncated }
+    KernelParams {
+        log_level,
+        words,
+        truncated,
+    }
 }
 
 static TABLE: spin::Once<([&'static str; MAX_ARGS], usize, bool)> = spin::Once::new();
@@ -184,7 +188,10 @@ mod tests {
         static WORDS: [&str; 4] = ["loglevel=debug", "foo=1", "loglevel=error", "loglevel=loud"];
         let params = params_from(&WORDS, false);
         assert_eq!(params.log_level, LogLevel::Error);
-        assert_eq!(params.unknown().collect::<Vec<_>>(), ["foo=1", "loglevel=loud"]);
+        assert_eq!(
+            params.unknown().collect::<Vec<_>>(),
+            ["foo=1", "loglevel=loud"]
+        );
         assert_eq!(parse_log_level("loud"), None);
         assert_eq!(params_from(&[], false).log_level, LogLevel::Info);
     }

@@ -33,9 +33,14 @@ pub(crate) fn start_tests() -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let (file, line) = info.location().map_or(("<unknown>", 0), |l| (l.file(), l.line()));
+    let (file, line) = info
+        .location()
+        .map_or(("<unknown>", 0), |l| (l.file(), l.line()));
     println!("panicked at {file}:{line}: {}", info.message());
-    fail(Failure::Panic { file: SourcePath::new(file), line })
+    fail(Failure::Panic {
+        file: SourcePath::new(file),
+        line,
+    })
 }
 
 /// Charges `failure` to the running test case and continues the run, or ends the image.

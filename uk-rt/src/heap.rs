@@ -20,7 +20,11 @@ pub(crate) fn init(regions: &[MemoryRegion]) {
         // mapped, writable and used by nothing else, and regions do not overlap; we claim
         // each once.
         if unsafe { talc.claim(span) }.is_err() {
-            log::debug!("memory region {:#x}+{:#x} too small for the heap", region.base, region.size);
+            log::debug!(
+                "memory region {:#x}+{:#x} too small for the heap",
+                region.base,
+                region.size
+            );
         }
     }
 }

@@ -38,11 +38,11 @@
 #![no_std]
 
 pub mod cmdline;
-mod logger;
-#[cfg(all(target_os = "none", feature = "heap"))]
-mod heap;
 #[cfg(target_os = "none")]
 mod fatal;
+#[cfg(all(target_os = "none", feature = "heap"))]
+mod heap;
+mod logger;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,7 +61,9 @@ static TIME_TO_MAIN_NS: AtomicU64 = AtomicU64::new(0);
 ///
 /// If called before the board handed over to [`start`].
 pub fn platform() -> &'static dyn Platform {
-    *PLATFORM.get().expect("uk_rt::platform() before uk_rt::start()")
+    *PLATFORM
+        .get()
+        .expect("uk_rt::platform() before uk_rt::start()")
 }
 
 /// The board, or `None` before [`start`] ran (useful in fault paths).

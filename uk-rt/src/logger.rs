@@ -10,11 +10,17 @@ struct ConsoleLogger {
     platform: spin::Once<&'static dyn Platform>,
 }
 
-static LOGGER: ConsoleLogger = ConsoleLogger { platform: spin::Once::new() };
+static LOGGER: ConsoleLogger = ConsoleLogger {
+    platform: spin::Once::new(),
+};
 
 /// Writes one record: timestamp (seconds.microseconds since the first instruction), level,
 /// target, message.
-pub(crate) fn write_record(out: &mut impl Write, now_ns: u64, record: &Record<'_>) -> core::fmt::Result {
+pub(crate) fn write_record(
+    out: &mut impl Write,
+    now_ns: u64,
+    record: &Record<'_>,
+) -> core::fmt::Result {
     let micros = now_ns / 1_000;
     writeln!(
         out,
@@ -34,7 +40,11 @@ impl Log for ConsoleLogger {
 
     fn log(&self, record: &Record<'_>) {
         if let Some(platform) = self.platform.get() {
-            let _ = write_record(&mut ConsoleWriter(*platform), platform.monotonic_ns(), record);
+            let _ = write_record(
+                &mut ConsoleWriter(*platform),
+                platform.monotonic_ns(),
+                record,
+            );
         }
     }
 

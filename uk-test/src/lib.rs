@@ -155,7 +155,11 @@ macro_rules! expect_eq {
                     $crate::record_failure(
                         ::core::file!(),
                         ::core::line!(),
-                        ::core::concat!(::core::stringify!($left), " == ", ::core::stringify!($right)),
+                        ::core::concat!(
+                            ::core::stringify!($left),
+                            " == ",
+                            ::core::stringify!($right)
+                        ),
                         Some(format_args!("left: {:?}, right: {:?}", left, right)),
                     );
                 }
@@ -220,7 +224,11 @@ impl SourcePath {
         let tail = &path.as_bytes()[start..];
         let mut bytes = [0; Self::CAPACITY];
         bytes[..tail.len()].copy_from_slice(tail);
-        SourcePath { bytes, len: tail.len(), cut: start > 0 }
+        SourcePath {
+            bytes,
+            len: tail.len(),
+            cut: start > 0,
+        }
     }
 
     /// The kept path.

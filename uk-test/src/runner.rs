@@ -79,7 +79,11 @@ impl Runner {
         cases: &'static [TestCase],
         filters: &'static [&'static str],
     ) {
-        *self.setup.lock() = Some(Setup { console, cases, filters });
+        *self.setup.lock() = Some(Setup {
+            console,
+            cases,
+            filters,
+        });
         self.next.store(0, Ordering::SeqCst);
         self.current.store(NONE, Ordering::SeqCst);
         self.passed.store(0, Ordering::SeqCst);
@@ -122,7 +126,8 @@ impl Runner {
         let _ = writeln!(
             ConsoleWriter(console),
             "{} passed, {} failed",
-            summary.passed, summary.failed
+            summary.passed,
+            summary.failed
         );
         summary
     }
@@ -143,7 +148,11 @@ impl Runner {
         if !self.in_case() {
             return false;
         }
-        let Some((console, cases)) = self.setup.try_lock().and_then(|s| s.as_ref().map(|s| (s.console, s.cases))) else {
+        let Some((console, cases)) = self
+            .setup
+            .try_lock()
+            .and_then(|s| s.as_ref().map(|s| (s.console, s.cases)))
+        else {
             return false;
         };
         self.note_failure(failure);
@@ -181,7 +190,11 @@ impl Runner {
 
 pub(crate) fn record_failure(failure: Failure, detail: Option<core::fmt::Arguments<'_>>) {
     let runner = Runner::global();
-    if let Some(console) = runner.setup.try_lock().and_then(|s| s.as_ref().map(|s| s.console)) {
+    if let Some(console) = runner
+        .setup
+        .try_lock()
+        .and_then(|s| s.as_ref().map(|s| s.console))
+    {
         let mut out = ConsoleWriter(console);
         let _ = match detail {
             Some(detail) => writeln!(out, "    expectation failed at {failure} ({detail})"),
@@ -212,7 +225,10 @@ mod tests {
     struct Capture;
     impl Console for Capture {
         fn write_bytes(&self, bytes: &[u8]) {
-            OUTPUT.lock().unwrap().push_str(core::str::from_utf8(bytes).unwrap());
+            OUTPUT
+                .lock()
+                .unwrap()
+                .push_str(core::str::from_utf8(bytes).unwrap());
         }
     }
 
@@ -226,7 +242,12 @@ mod tests {
     }
 
     fn case(name: &'static str, run: fn(), should_fail: bool) -> TestCase {
-        TestCase { suite: "suite", name, run, should_fail }
+        TestCase {
+            suite: "suite",
+            name,
+            run,
+            should_fail,
+        }
     }
 
     fn passing() {
@@ -243,22 +264,45 @@ mod tests {
     }
     fn aborted() {
         // What the runtime does on a panic: charge the case, then restart the run.
-        assert!(Runner::global().abort_current(Failure::Panic { file: crate::SourcePath::new("x.rs"), line: 7 }));
+        assert!(Runner::global().abort_current(Failure::Panic {
+            file: crate::SourcePath::new("x.rs"),
+            line: 7
+        }));
     }
 
     #[test]
     fn passing_and_failing_cases_are_counted_and_reported() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         static CASES: std::sync::OnceLock<[TestCase; 2]> = std::sync::OnceLock::new();
-        let cases = CASES.get_or_init(|| [case("good", passing, false), case("bad", failing, false)]);
+        let cases =
+            CASES.get_or_init(|| [case("good", passing, false), case("bad", failing, false)]);
         let (summary, lines) = run(cases, &[]);
-        assert_eq!(summary, Summary { passed: 1, failed: 1, filtered_out: 0 });
+        assert_eq!(
+            summary,
+            Summary {
+                passed: 1,
+                failed: 1,
+                filtered_out: 0
+            }
+        );
         assert!(!summary.success());
         let file = file!();
         assert_eq!(lines[0], "test suite::good ... ok");
-        assert!(lines[1].starts_with(&std::format!("    expectation failed at {file}:")), "{}", lines[1]);
-        assert!(lines[1].ends_with(": 1 + 1 == 3 (left: 2, right: 3)"), "{}", lines[1]);
-        assert!(lines[2].starts_with(&std::format!("test suite::bad ... FAILED ({file}:")), "{}", lines[2]);
+        assert!(
+            lines[1].starts_with(&std::format!("    expectation failed at {file}:")),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1].ends_with(": 1 + 1 == 3 (left: 2, right: 3)"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with(&std::format!("test suite::bad ... FAILED ({file}:")),
+            "{}",
+            lines[2]
+        );
         assert!(lines[2].ends_with(": 1 + 1 == 3)"), "{}", lines[2]);
         assert_eq!(lines[3], "1 passed, 1 failed");
         assert_eq!(lines.len(), 4);
@@ -273,30 +317,56 @@ mod tests {
         let (summary, lines) = run(cases, &[]);
         assert!(AFTER_FAILURE.load(Ordering::SeqCst));
         assert_eq!(summary.failed, 1);
-        assert!(lines[0].ends_with("1 > 2 (one is not above 2)"), "{}", lines[0]);
+        assert!(
+            lines[0].ends_with("1 > 2 (one is not above 2)"),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]
     fn should_fail_inverts_the_verdict() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         static CASES: std::sync::OnceLock<[TestCase; 2]> = std::sync::OnceLock::new();
-        let cases = CASES.get_or_init(|| [case("must_fail", failing, true), case("wrongly_passes", passing, true)]);
+        let cases = CASES.get_or_init(|| {
+            [
+                case("must_fail", failing, true),
+                case("wrongly_passes", passing, true),
+            ]
+        });
         let (summary, lines) = run(cases, &[]);
         assert_eq!((summary.passed, summary.failed), (1, 1));
-        assert_eq!(lines[1], "test suite::must_fail ... ok (failed as expected)");
-        assert_eq!(lines[2], "test suite::wrongly_passes ... FAILED (expected a failure, none happened)");
+        assert_eq!(
+            lines[1],
+            "test suite::must_fail ... ok (failed as expected)"
+        );
+        assert_eq!(
+            lines[2],
+            "test suite::wrongly_passes ... FAILED (expected a failure, none happened)"
+        );
     }
 
     #[test]
     fn an_aborted_case_fails_and_the_run_continues() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         static CASES: std::sync::OnceLock<[TestCase; 2]> = std::sync::OnceLock::new();
-        let cases = CASES.get_or_init(|| [case("aborts", aborted, false), case("after", passing, false)]);
+        let cases = CASES.get_or_init(|| {
+            [
+                case("aborts", aborted, false),
+                case("after", passing, false),
+            ]
+        });
         let (summary, lines) = run(cases, &[]);
-        assert_eq!(lines[0], "test suite::aborts ... FAILED (panicked at x.rs:7)");
+        assert_eq!(
+            lines[0],
+            "test suite::aborts ... FAILED (panicked at x.rs:7)"
+        );
         assert_eq!(lines[1], "test suite::after ... ok");
         assert_eq!((summary.passed, summary.failed), (1, 1));
-        assert!(!Runner::global().abort_current(Failure::CpuException), "no case is running");
+        assert!(
+            !Runner::global().abort_current(Failure::CpuException),
+            "no case is running"
+        );
     }
 
     #[test]
@@ -304,13 +374,31 @@ mod tests {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         static CASES: std::sync::OnceLock<[TestCase; 3]> = std::sync::OnceLock::new();
         let cases = CASES.get_or_init(|| {
-            [case("alpha", passing, false), case("beta", passing, false), case("gamma", failing, false)]
+            [
+                case("alpha", passing, false),
+                case("beta", passing, false),
+                case("gamma", failing, false),
+            ]
         });
         let (summary, lines) = run(cases, &["beta", "suite::alp"]);
-        assert_eq!(summary, Summary { passed: 2, failed: 0, filtered_out: 1 });
+        assert_eq!(
+            summary,
+            Summary {
+                passed: 2,
+                failed: 0,
+                filtered_out: 1
+            }
+        );
         assert_eq!(lines.len(), 3);
         let (summary, _) = run(cases, &["nothing"]);
-        assert_eq!(summary, Summary { passed: 0, failed: 0, filtered_out: 3 });
+        assert_eq!(
+            summary,
+            Summary {
+                passed: 0,
+                failed: 0,
+                filtered_out: 3
+            }
+        );
     }
 
     #[test]
@@ -320,9 +408,17 @@ mod tests {
         assert!(kept.as_str().ends_with("/file.rs"));
         assert_eq!(kept.as_str().len(), crate::SourcePath::CAPACITY);
         assert!(std::format!("{kept}").starts_with("..."));
-        assert_eq!(std::format!("{}", crate::SourcePath::new("a/b.rs")), "a/b.rs");
+        assert_eq!(
+            std::format!("{}", crate::SourcePath::new("a/b.rs")),
+            "a/b.rs"
+        );
         let wide = "é".repeat(60);
-        assert!(crate::SourcePath::new(&wide).as_str().chars().all(|c| c == 'é'));
+        assert!(
+            crate::SourcePath::new(&wide)
+                .as_str()
+                .chars()
+                .all(|c| c == 'é')
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ uk_app::main!(main);
 fn main(args: &uk_app::Args) -> i32 {
     let platform = uk_app::platform();
     let boot_ns = uk_app::time_to_main_ns();
-    uk_app::println!("Hello from uk-rs on {} ({})", platform.board_name(), platform.machine());
+    uk_app::println!(
+        "Hello from uk-rs on {} ({})",
+        platform.board_name(),
+        platform.machine()
+    );
     uk_app::println!("args: {:?}", args.as_slice());
     uk_app::println!(
         "first instruction to main: {}.{:03} us",
