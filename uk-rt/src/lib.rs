@@ -47,6 +47,8 @@ mod logger;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub use cmdline::Args;
+/// The `log` crate, re-exported so applications log without a dependency of their own.
+pub use log;
 pub use uk_hal::{Clock, Console, MemoryRegion, Platform};
 
 /// Exit status of an image that panicked or took a fatal CPU exception (as Rust's `std`).

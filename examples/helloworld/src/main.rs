@@ -19,6 +19,13 @@ fn main(args: &uk_app::Args) -> i32 {
         platform.machine()
     );
     uk_app::println!("args: {:?}", args.as_slice());
+    let regions = platform.memory_regions();
+    let ram: u64 = regions.iter().map(|region| region.size).sum();
+    uk_app::log::info!(
+        "{} KiB of free RAM in {} regions",
+        ram / 1024,
+        regions.len()
+    );
     uk_app::println!(
         "first instruction to main: {}.{:03} us",
         boot_ns / 1_000,
