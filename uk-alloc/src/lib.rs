@@ -1,8 +1,303 @@
-//! Allocator trait with buddy, region and TLSF backends, exact statistics and byte limits.
+//! Memory allocators for uk-rs: the `Allocator` trait of Unikraft's `ukalloc`, three
+//! backends, exact statistics, a byte limit, and a `GlobalAlloc` adapter.
 //!
-//! **Not built yet.** This crate holds its place in the workspace so the layout of
-//! `DESIGN.md` is complete; it contains no code and exports nothing. The work is tracked in
-//! issue 4 of the project.
+//! # Design
 //!
-//! What it will own: the `Allocator` trait, buddy (pages), region (bump) and TLSF backends, a `GlobalAlloc` adapter, Unikraft-style statistics and an RLIMIT_DATA-style byte limit. Until then images use uk-rt's early heap.
+//! Every backend implements [`Allocator`], the interface of Unikraft's `struct uk_alloc`:
+//! `malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `free`, page allocation
+//! (`palloc`/`pfree`), free memory, the largest possible allocation, and adding memory
+//! regions at any time. Methods take `&mut self`; sharing goes through [`Locked`], which
+//! also makes any backend Rust's `#[global_allocator]`.
+//!
+//! - [`Tlsf`] — two-level segregated fit, **the general-purpose heap**. Free blocks sit in
+//!   size-class lists found by two bit scans, so `malloc` and `free` take constant time
+//!   whatever the heap holds (what a kernel wants from an allocator called in interrupt
+//!   context or under a lock). Good-fit placement and immediate merging keep fragmentation
+//!   low: over 99 % of a heap can be filled with mixed sizes. Adding a region writes two
+//!   headers, so a gigabyte is ready in under a microsecond.
+//! - [`Buddy`] — a binary buddy allocator over 4 KiB pages, **for page-granular memory**
+//!   (page tables, DMA buffers, stacks). Blocks are naturally aligned; a request of any page
+//!   count takes exactly that many pages (the tail of the power-of-two block goes back at
+//!   once), so everything up to the largest free block fits. Its per-page bitmap is never
+//!   cleared: only bits a split has written are ever read, so adding a region is constant
+//!   time too.
+//! - [`Region`] — a bump allocator **for early boot**, before the board has mapped its RAM or
+//!   chosen a heap: a pointer moves forward and `free` gives nothing back (documented, and
+//!   still validated and counted).
+//!
+//! # Statistics, limit, bad input
+//!
+//! [`Stats`] holds Unikraft's counters (last, smallest and largest request; allocations and
+//! frees; live allocations and bytes and their peaks; `ENOMEM` failures). They count the
+//! bytes callers asked for, which every backend stores with each allocation, so a `free`
+//! takes back exactly what its allocation added and the figures are the same whichever
+//! backend serves the requests. [`Allocator::set_limit`] sets a byte limit with
+//! `RLIMIT_DATA` semantics: a request that would take the live bytes past it fails with
+//! [`AllocError::NoMem`] before anything changes.
+//!
+//! Every failure is a typed [`AllocError`] (`EINVAL`/`ENOMEM`-like variants and reports of
+//! bad and double frees) and leaves the allocator exactly as it was. Sizes follow glibc:
+//! `malloc(0)` returns a unique pointer, sizes above `isize::MAX` and products or roundings
+//! that overflow fail with `ENOMEM`, `posix_memalign` refuses alignments that are not a
+//! power-of-two multiple of the pointer size with `EINVAL`, `realloc(p, 0)` frees.
+//!
+//! `free` and `realloc` check what a block's header allows (in the heap, aligned, allocated,
+//! sane size), which catches a repeated free of the same pointer. The *checked mode* of
+//! [`Tlsf::new_checked`] and [`Buddy::new_checked`] adds out-of-band bitmaps of where blocks
+//! start, so any pointer value — foreign, interior, freed — is recognised and reported; in
+//! that mode the safety precondition of `free`, `realloc` and `pfree` is lifted. [`Region`]
+//! always validates.
+//!
+//! # Unikraft 0.11 defects this crate does not repeat
+//!
+//! `calloc` with a zero size divided by zero; `realloc` copied the new size out of the old
+//! block; the buddy allocator counted its metadata twice (#688); a 1 GiB allocation failed
+//! with 4 GiB of RAM; buddy initialisation walked every page (2.42 ms for 1 GiB). Each has a
+//! test in `tests/defects.rs`.
+//!
+//! # Features
+//!
+//! `tlsf`, `buddy` and `region` (all on by default) select the backends, so an image links
+//! only what it uses. [`Locked`] takes any [`lock_api::RawMutex`]: `spin::Mutex<()>` by
+//! default, or [`CriticalSectionRawMutex`] where interrupt handlers allocate too (the board
+//! provides the `critical-section` implementation).
+//!
+//! # Example
+//!
+//! ```
+//! use uk_alloc::{AllocError, Allocator, Tlsf};
+//!
+//! let mut ram = vec![0u8; 1 << 20];
+//! let mut heap = Tlsf::new();
+//! // SAFETY: `ram` outlives `heap` and nothing else uses it.
+//! unsafe { heap.add_memory(ram.as_mut_ptr(), ram.len()) }?;
+//!
+//! heap.set_limit(Some(4096));
+//! let p = heap.malloc(1000)?;
+//! assert_eq!(heap.malloc(4000), Err(AllocError::NoMem)); // past the limit
+//! // SAFETY: `p` is live; the contents move with it.
+//! let p = unsafe { heap.realloc(Some(p), 3000) }?.unwrap();
+//! let s = heap.stats();
+//! assert_eq!((s.cur_allocs, s.cur_bytes, s.enomem), (1, 3000, 1));
+//!
+//! // SAFETY: `p` is live.
+//! unsafe { heap.free(p) }?;
+//! // SAFETY: checked or not, an immediate second free is recognised.
+//! assert_eq!(unsafe { heap.free(p) }, Err(AllocError::DoubleFree));
+//! # Ok::<(), AllocError>(())
+//! ```
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// With some backends left out, some shared helpers go unused.
+#![cfg_attr(
+    not(all(feature = "tlsf", feature = "buddy", feature = "region")),
+    allow(dead_code)
+)]
+
+#[cfg(test)]
+extern crate std;
+
+use core::ptr::NonNull;
+
+mod error;
+mod stats;
+mod util;
+
+#[cfg(feature = "buddy")]
+pub mod buddy;
+pub mod global;
+#[cfg(feature = "region")]
+pub mod region;
+#[cfg(feature = "tlsf")]
+pub mod tlsf;
+
+#[cfg(feature = "buddy")]
+pub use buddy::Buddy;
+pub use error::{AllocError, EINVAL, ENOMEM};
+pub use global::CriticalSectionRawMutex;
+pub use global::Locked;
+#[cfg(feature = "region")]
+pub use region::Region;
+pub use stats::Stats;
+#[cfg(feature = "tlsf")]
+pub use tlsf::{CheckedTlsf, Tlsf};
+
+/// Size of the pages [`Allocator::palloc`] hands out: 4 KiB on both supported architectures.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Alignment of every pointer [`Allocator::malloc`], [`Allocator::calloc`] and
+/// [`Allocator::realloc`] return: 16 bytes, C's `alignof(max_align_t)` on x86_64 and aarch64.
+pub const MIN_ALIGN: usize = 16;
+
+/// The largest size any request may have: `isize::MAX`, as glibc (and Rust's `Layout`)
+/// enforce. Larger requests fail with [`AllocError::NoMem`] before anything is rounded.
+pub const MAX_REQUEST: usize = isize::MAX as usize;
+
+/// A memory allocator: the interface of Unikraft's `struct uk_alloc`, in Rust.
+///
+/// Every backend of this crate ([`Tlsf`], [`Buddy`], [`Region`]) implements it, and any of
+/// them can serve Rust's `alloc` through [`Locked`]. Methods take `&mut self`: an allocator
+/// is a plain data structure, and callers that share one wrap it in a lock.
+///
+/// # Contract common to all methods
+///
+/// - A failed call changes nothing but the [`Stats::enomem`] counter (for
+///   [`AllocError::NoMem`]); in particular a failed `realloc` leaves the old allocation
+///   valid and untouched.
+/// - Sizes are bytes as the caller asked for them. A size above [`MAX_REQUEST`], or one whose
+///   rounding or header would overflow, fails with [`AllocError::NoMem`], as in glibc.
+/// - A size of zero is valid: the result is a unique pointer that must be freed like any
+///   other (glibc's `malloc(0)`).
+/// - Statistics ([`Allocator::stats`]) and the byte limit ([`Allocator::set_limit`]) count
+///   requested bytes, exactly.
+pub trait Allocator {
+    /// Allocates `size` bytes aligned to `align`, the primitive the other allocation methods
+    /// are built on (Rust's `GlobalAlloc::alloc` maps onto it directly).
+    ///
+    /// `align` must be a power of two, or the call fails with [`AllocError::Inval`];
+    /// alignments below [`MIN_ALIGN`] are raised to it. Fails with [`AllocError::NoMem`] when
+    /// no block fits or the byte limit would be exceeded.
+    fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError>;
+
+    /// Resizes the allocation at `ptr` to `size` bytes, C's `realloc`, keeping its first
+    /// `min(old size, size)` bytes; the pointer returned is [`MIN_ALIGN`]-aligned.
+    ///
+    /// - `ptr == None` behaves as `malloc(size)` and returns `Some`.
+    /// - `size == 0` with `Some(ptr)` frees `ptr` and returns `Ok(None)` (glibc's behaviour).
+    /// - On failure the old allocation is left valid and unchanged.
+    ///
+    /// Only the old allocation's requested bytes are read, never `size` bytes from it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be `None` or a live pointer returned by this allocator's byte interface
+    /// (`malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `alloc_aligned`).
+    /// Backends that validate pointers report a violation as [`AllocError::BadFree`] or
+    /// [`AllocError::DoubleFree`] instead (see each backend's *checked mode*), but a caller
+    /// may rely on that only with a backend that documents it for its current mode.
+    unsafe fn realloc(
+        &mut self,
+        ptr: Option<NonNull<u8>>,
+        size: usize,
+    ) -> Result<Option<NonNull<u8>>, AllocError>;
+
+    /// Resizes the allocation at `ptr` to `size` bytes only if that needs no move, returning
+    /// whether it did; on `Ok(false)` nothing changed. Counts like [`Allocator::realloc`].
+    /// This lets callers that need more than [`MIN_ALIGN`] (Rust's `GlobalAlloc::realloc`)
+    /// keep their alignment. The default never resizes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::realloc`], with `ptr` not `None`.
+    unsafe fn realloc_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        size: usize,
+    ) -> Result<bool, AllocError> {
+        let _ = (ptr, size);
+        Ok(false)
+    }
+
+    /// Frees the allocation at `ptr`, C's `free` (a null pointer is the caller's no-op).
+    ///
+    /// Returns [`AllocError::BadFree`] or [`AllocError::DoubleFree`] when the backend detects
+    /// that `ptr` is not a live allocation; the allocator is then left untouched.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::realloc`]: `ptr` must be live and come from this allocator's byte
+    /// interface, unless the backend documents that it checks this in its current mode.
+    unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError>;
+
+    /// Allocates `pages` contiguous pages of [`PAGE_SIZE`] bytes, aligned to [`PAGE_SIZE`]
+    /// (Unikraft's `palloc`). Counts `pages * PAGE_SIZE` bytes in the statistics and limit.
+    /// Zero pages, or a byte count that overflows, fail with [`AllocError::NoMem`].
+    fn palloc(&mut self, pages: usize) -> Result<NonNull<u8>, AllocError>;
+
+    /// Frees `pages` pages at `ptr` that [`Allocator::palloc`] returned (Unikraft's `pfree`).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `pages` must be exactly the pointer and count of a live `palloc`
+    /// allocation, unless the backend documents that it checks this in its current mode.
+    unsafe fn pfree(&mut self, ptr: NonNull<u8>, pages: usize) -> Result<(), AllocError>;
+
+    /// Hands the `len` bytes at `base` to the allocator (Unikraft's `addmem`). May be called
+    /// at any time, any number of times, with regions in any order.
+    ///
+    /// The backend aligns the region inward and keeps its own metadata inside it; a region
+    /// too small to hold that metadata and one block fails with [`AllocError::Inval`] and is
+    /// left unused.
+    ///
+    /// # Safety
+    ///
+    /// The range must be valid for reads and writes, hold initialised bytes (any values:
+    /// RAM handed over by firmware qualifies), overlap no other region given to any
+    /// allocator, and stay valid and otherwise unused for the allocator's lifetime.
+    unsafe fn add_memory(&mut self, base: *mut u8, len: usize) -> Result<(), AllocError>;
+
+    /// Bytes of memory not handed out (Unikraft's `availmem`): the total of all free
+    /// blocks, including the space each allocation needs for its header and rounding, and
+    /// not reduced by the byte limit.
+    fn available(&self) -> usize;
+
+    /// The largest `size` for which `malloc(size)` succeeds right now (Unikraft's
+    /// `maxalloc`): bounded by the largest free block and by the byte limit.
+    fn max_alloc(&self) -> usize;
+
+    /// The largest `pages` for which `palloc(pages)` succeeds right now (Unikraft's
+    /// `pmaxalloc`), bounded by the largest free block and by the byte limit.
+    fn max_pages(&self) -> usize;
+
+    /// A snapshot of the statistics.
+    fn stats(&self) -> Stats;
+
+    /// The byte limit, `None` when unlimited.
+    fn limit(&self) -> Option<usize>;
+
+    /// Sets the byte limit (`RLIMIT_DATA` semantics): an allocation that would bring the
+    /// requested bytes of the live allocations above `limit` fails with
+    /// [`AllocError::NoMem`] and changes nothing. Lowering the limit below the current use
+    /// is allowed; it only makes further allocations fail.
+    fn set_limit(&mut self, limit: Option<usize>);
+
+    /// Allocates `size` bytes aligned to [`MIN_ALIGN`], C's `malloc`.
+    fn malloc(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        self.alloc_aligned(MIN_ALIGN, size)
+    }
+
+    /// Allocates `nmemb * size` zeroed bytes, C's `calloc`. A product that overflows fails
+    /// with [`AllocError::NoMem`]; a product of zero returns a unique pointer.
+    fn calloc(&mut self, nmemb: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+        // An overflowing product becomes a request above MAX_REQUEST, which every backend
+        // refuses with ENOMEM (and counts), exactly as a too-large malloc.
+        let total = nmemb.saturating_mul(size);
+        let ptr = self.malloc(total)?;
+        // SAFETY: `malloc` returned at least `total` writable bytes at `ptr`.
+        unsafe { ptr.as_ptr().write_bytes(0, total) };
+        Ok(ptr)
+    }
+
+    /// Allocates `size` bytes aligned to `align`, glibc's `memalign`: an alignment below
+    /// [`MIN_ALIGN`] (including 0) is raised to it, one that is not a power of two is
+    /// rounded up to the next one, and one above `usize::MAX / 2 + 1` fails with
+    /// [`AllocError::Inval`].
+    fn memalign(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+        let align = if align <= MIN_ALIGN {
+            MIN_ALIGN
+        } else {
+            align.checked_next_power_of_two().ok_or(AllocError::Inval)?
+        };
+        self.alloc_aligned(align, size)
+    }
+
+    /// Allocates `size` bytes aligned to `align`, POSIX's `posix_memalign`: `align` must be
+    /// a power of two and a multiple of `size_of::<usize>()`, or the call fails with
+    /// [`AllocError::Inval`] (and counts nothing).
+    fn posix_memalign(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+        if !align.is_power_of_two() || align % size_of::<usize>() != 0 {
+            return Err(AllocError::Inval);
+        }
+        self.alloc_aligned(align, size)
+    }
+}

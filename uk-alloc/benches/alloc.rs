@@ -1,0 +1,473 @@
+//! Host benchmarks of uk-alloc's backends against talc, rlsf, linked_list_allocator and
+//! buddy_system_allocator, in one run:
+//!
+//! 1. **Heap efficiency** (printed first): talc's method — random allocations, frees and
+//!    reallocations until the first failure; the share of the heap held by live requested
+//!    bytes at that moment, averaged over rounds.
+//! 2. **Random actions** (divan, `random_actions`): talc's method — a script of allocations,
+//!    frees and reallocations of mixed sizes (talc's size and alignment distributions), run
+//!    on a fresh heap; the same script for every allocator. Two size mixes: up to 1000 bytes
+//!    and up to 30000 bytes.
+//! 3. **Initialisation over 1 GiB** (divan, `init_1gib`): creating the allocator and giving
+//!    it a 1 GiB lazily backed region.
+//!
+//! Every allocator sits behind the same `spin::Mutex` and is called through `GlobalAlloc`.
+//! Run with `cargo bench -p uk-alloc` (add `-- --sample-count 20` for a quicker run).
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ptr::NonNull;
+
+use divan::Bencher;
+use uk_alloc::{Allocator, Buddy, Locked, Region, Tlsf};
+
+fn main() {
+    // `UK_ALLOC_BENCH_ONCE="rlsf,1000"` runs one random-actions script once and exits, for
+    // profilers and instruction counters.
+    if let Ok(one) = std::env::var("UK_ALLOC_BENCH_ONCE") {
+        let (name, max) = one.split_once(',').expect("NAME,MAX");
+        let arena = bench_arena();
+        // SAFETY: the only allocator of the process's arena.
+        let heap = unsafe { make(name, arena.base, arena.len) };
+        println!("{}", random_actions(&*heap, max.parse().unwrap()));
+        return;
+    }
+    heap_efficiency_table();
+    divan::main();
+}
+
+/// The allocators whose efficiency is measured (`UK_ALLOC_EFFICIENCY=name` for one).
+fn efficiency_allocators() -> Vec<&'static str> {
+    match std::env::var("UK_ALLOC_EFFICIENCY") {
+        Ok(one) => ALLOCATORS.iter().copied().filter(|n| *n == one).collect(),
+        Err(_) => ALLOCATORS.to_vec(),
+    }
+}
+
+// ----- arenas -----
+
+/// A lazily backed anonymous mapping.
+struct Arena {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the arena is a plain memory range; the benchmarks hand it to one allocator at a
+// time.
+unsafe impl Sync for Arena {}
+// SAFETY: as above.
+unsafe impl Send for Arena {}
+
+impl Arena {
+    fn new(len: usize) -> Arena {
+        // SAFETY: a fresh anonymous mapping; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        Arena {
+            base: p.cast(),
+            len,
+        }
+    }
+}
+
+const HEAP: usize = 64 << 20;
+const GIB: usize = 1 << 30;
+
+fn bench_arena() -> &'static Arena {
+    static A: std::sync::OnceLock<Arena> = std::sync::OnceLock::new();
+    A.get_or_init(|| {
+        let a = Arena::new(HEAP);
+        // Touch it once so page faults do not favour whoever runs second.
+        // SAFETY: the mapping is read-write.
+        unsafe { a.base.write_bytes(0, a.len) };
+        a
+    })
+}
+
+fn gib_arena() -> &'static Arena {
+    static A: std::sync::OnceLock<Arena> = std::sync::OnceLock::new();
+    A.get_or_init(|| Arena::new(GIB + (2 << 20)))
+}
+
+// ----- the allocators, all behind spin::Mutex and GlobalAlloc -----
+
+const ALLOCATORS: &[&str] = &[
+    "uk TLSF",
+    "uk buddy",
+    "talc",
+    "rlsf",
+    "linked_list_allocator",
+    "buddy_system_allocator",
+];
+
+type RlsfTlsf = rlsf::Tlsf<'static, u32, u32, 28, 32>;
+
+struct RlsfHeap(spin::Mutex<RlsfTlsf>);
+
+// SAFETY: forwards to rlsf under the lock with rlsf's documented contracts.
+unsafe impl GlobalAlloc for RlsfHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate(layout)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `allocate` with `layout`.
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(NonNull::new_unchecked(ptr), layout.align())
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from `allocate` with `layout`; the new layout is valid.
+        unsafe {
+            self.0
+                .lock()
+                .reallocate(
+                    NonNull::new_unchecked(ptr),
+                    Layout::from_size_align_unchecked(new_size, layout.align()),
+                )
+                .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+        }
+    }
+}
+
+struct LlaHeap(spin::Mutex<linked_list_allocator::Heap>);
+
+// SAFETY: forwards to linked_list_allocator under the lock.
+unsafe impl GlobalAlloc for LlaHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `allocate_first_fit` with `layout`.
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(NonNull::new_unchecked(ptr), layout)
+        }
+    }
+}
+
+struct BsaHeap(spin::Mutex<buddy_system_allocator::Heap<33>>);
+
+// SAFETY: forwards to buddy_system_allocator under the lock.
+unsafe impl GlobalAlloc for BsaHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .alloc(layout)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` with `layout`.
+        self.0
+            .lock()
+            .dealloc(unsafe { NonNull::new_unchecked(ptr) }, layout)
+    }
+}
+
+/// Builds allocator `name` over `len` bytes at `base`.
+///
+/// # Safety
+///
+/// The memory must be unused by anything else while the allocator lives.
+unsafe fn make(name: &str, base: *mut u8, len: usize) -> Box<dyn GlobalAlloc> {
+    // SAFETY: the caller hands over the memory.
+    unsafe {
+        match name {
+            "uk TLSF" => {
+                let h = Locked::<Tlsf>::new(Tlsf::new());
+                h.lock().add_memory(base, len).unwrap();
+                Box::new(h)
+            }
+            "uk TLSF (checked)" => {
+                let h = Locked::<uk_alloc::CheckedTlsf>::new(Tlsf::new_checked());
+                h.lock().add_memory(base, len).unwrap();
+                Box::new(h)
+            }
+            "uk buddy" => {
+                let h = Locked::<Buddy>::new(Buddy::new());
+                h.lock().add_memory(base, len).unwrap();
+                Box::new(h)
+            }
+            "uk region" => {
+                let h = Locked::<Region>::new(Region::new());
+                h.lock().add_memory(base, len).unwrap();
+                Box::new(h)
+            }
+            "talc" => {
+                let t = talc::Talck::<spin::Mutex<()>, _>::new(talc::Talc::new(talc::ErrOnOom));
+                t.lock()
+                    .claim(talc::Span::from_base_size(base, len))
+                    .unwrap();
+                Box::new(t)
+            }
+            "rlsf" => {
+                let mut t = RlsfTlsf::new();
+                let block = NonNull::slice_from_raw_parts(NonNull::new(base).unwrap(), len);
+                t.insert_free_block_ptr(block).unwrap();
+                Box::new(RlsfHeap(spin::Mutex::new(t)))
+            }
+            "linked_list_allocator" => {
+                let mut h = linked_list_allocator::Heap::empty();
+                h.init(base, len);
+                Box::new(LlaHeap(spin::Mutex::new(h)))
+            }
+            "buddy_system_allocator" => {
+                let mut h = buddy_system_allocator::Heap::<33>::new();
+                h.init(base as usize, len);
+                Box::new(BsaHeap(spin::Mutex::new(h)))
+            }
+            _ => unreachable!("unknown allocator {name}"),
+        }
+    }
+}
+
+// ----- talc's distributions, on a deterministic generator -----
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in `lo..hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo) as u64) as usize
+    }
+    /// Biased towards small sizes: uniform below a uniform cap.
+    fn size(&mut self, max: usize) -> usize {
+        let cap = self.range(16, max);
+        self.range(4, cap)
+    }
+    /// Mostly pointer alignment, sometimes more.
+    fn align(&mut self) -> usize {
+        size_of::<usize>() << ((self.next() as u16).trailing_zeros() / 2)
+    }
+}
+
+struct Block<'a> {
+    ptr: *mut u8,
+    layout: Layout,
+    heap: &'a dyn GlobalAlloc,
+}
+
+impl<'a> Block<'a> {
+    fn new(heap: &'a dyn GlobalAlloc, size: usize, align: usize) -> Option<Self> {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: non-zero size.
+        let ptr = unsafe { heap.alloc(layout) };
+        (!ptr.is_null()).then(|| Block { ptr, layout, heap })
+    }
+
+    fn realloc(&mut self, size: usize) -> bool {
+        // SAFETY: `ptr` is live with `layout`; `size` is non-zero.
+        let p = unsafe { self.heap.realloc(self.ptr, self.layout, size) };
+        if p.is_null() {
+            return false;
+        }
+        self.ptr = p;
+        self.layout = Layout::from_size_align(size, self.layout.align()).unwrap();
+        true
+    }
+}
+
+impl Drop for Block<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is live with `layout`.
+        unsafe { self.heap.dealloc(self.ptr, self.layout) }
+    }
+}
+
+// ----- heap efficiency -----
+
+const EFFICIENCY_ROUNDS: usize = 20;
+
+/// Share of the heap (in %) the live requested bytes hold when the first allocation fails,
+/// allocating only (talc's sizes and alignments).
+fn fill_efficiency(heap: &dyn GlobalAlloc, rng: &mut Rng) -> f64 {
+    let mut used = 0usize;
+    for _ in 0..EFFICIENCY_ROUNDS {
+        let mut live: Vec<Block<'_>> = Vec::with_capacity(100_000);
+        while let Some(b) = Block::new(heap, rng.size(10_000), rng.align()) {
+            live.push(b);
+        }
+        used += live.iter().map(|b| b.layout.size()).sum::<usize>();
+    }
+    used as f64 / (EFFICIENCY_ROUNDS * HEAP) as f64 * 100.0
+}
+
+/// Share of the heap (in %) the live requested bytes hold when the first request fails, in
+/// talc's mix of allocations, frees and reallocations (up to 100 kB).
+fn heap_efficiency(heap: &dyn GlobalAlloc, rng: &mut Rng) -> f64 {
+    let mut used = 0usize;
+    for _ in 0..EFFICIENCY_ROUNDS {
+        let mut live: Vec<Block<'_>> = Vec::with_capacity(100_000);
+        loop {
+            match rng.range(0, 10) {
+                0..=4 => match Block::new(heap, rng.size(10_000), rng.align()) {
+                    Some(b) => live.push(b),
+                    None => break,
+                },
+                5 => {
+                    if !live.is_empty() {
+                        let i = rng.range(0, live.len());
+                        live.swap_remove(i);
+                    }
+                }
+                _ => {
+                    if !live.is_empty() {
+                        let i = rng.range(0, live.len());
+                        let n = rng.range(1, 100_000);
+                        if !live[i].realloc(n) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        used += live.iter().map(|b| b.layout.size()).sum::<usize>();
+    }
+    used as f64 / (EFFICIENCY_ROUNDS * HEAP) as f64 * 100.0
+}
+
+fn heap_efficiency_table() {
+    // Skip when divan is only listing benchmarks, or filtered to another one.
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    // Divan's options that take a value; any other non-option argument is a filter.
+    const VALUED: &[&str] = &[
+        "--sample-count",
+        "--sample-size",
+        "--min-time",
+        "--max-time",
+        "--threads",
+        "--timer",
+        "--color",
+        "--skip",
+        "--bytes-format",
+        "--items-format",
+    ];
+    let mut filters = Vec::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        if VALUED.contains(&a.as_str()) {
+            rest.next();
+        } else if !a.starts_with('-') {
+            filters.push(a.as_str());
+        }
+    }
+    if !filters.is_empty() && !filters.iter().any(|f| "heap_efficiency".contains(f)) {
+        return;
+    }
+    let arena = bench_arena();
+    println!(
+        "heap_efficiency ({} MiB heap, {EFFICIENCY_ROUNDS} rounds): allocate until failure | talc's mix until failure",
+        HEAP >> 20
+    );
+    for name in efficiency_allocators() {
+        // SAFETY: one allocator at a time owns the arena.
+        let heap = unsafe { make(name, arena.base, arena.len) };
+        let f = fill_efficiency(&*heap, &mut Rng(0x9E37_79B9_7F4A_7C15));
+        drop(heap);
+        // SAFETY: as above; the previous allocator is gone.
+        let heap = unsafe { make(name, arena.base, arena.len) };
+        let e = heap_efficiency(&*heap, &mut Rng(0x9E37_79B9_7F4A_7C15));
+        println!("  {name:<24} {f:6.2} % | {e:6.2} %");
+    }
+    println!();
+}
+
+// ----- random actions -----
+
+const ACTIONS: usize = 20_000;
+const MIN_LIVE: usize = 300;
+
+/// Runs talc's random-actions mix for `ACTIONS` steps with allocations up to `max` bytes.
+/// Returns the number of successful operations (all of them, on a heap this size).
+fn random_actions(heap: &dyn GlobalAlloc, max: usize) -> usize {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut live: Vec<Block<'_>> = Vec::with_capacity(4096);
+    let mut done = 0;
+    for _ in 0..ACTIONS {
+        let action = rng.range(0, 7);
+        if action == 6 {
+            if !live.is_empty() {
+                let i = rng.range(0, live.len());
+                let n = rng.range(1, max * 3);
+                done += live[i].realloc(n) as usize;
+            }
+        } else if action < 3 || live.len() < MIN_LIVE {
+            let (size, align) = (rng.size(max), rng.align());
+            if let Some(b) = Block::new(heap, size, align) {
+                live.push(b);
+                done += 1;
+            }
+        } else {
+            let i = rng.range(0, live.len());
+            live.swap_remove(i);
+            done += 1;
+        }
+    }
+    drop(live);
+    done
+}
+
+#[divan::bench(args = ALLOCATORS, consts = [1000, 30000], sample_count = 30)]
+fn random_actions_bench<const MAX: usize>(bencher: Bencher, name: &str) {
+    let arena = bench_arena();
+    bencher
+        .counter(divan::counter::ItemsCount::new(ACTIONS))
+        .bench_local(|| {
+            // SAFETY: one allocator at a time owns the arena; it is dropped before the next
+            // iteration builds another.
+            let heap = unsafe { make(name, arena.base, arena.len) };
+            divan::black_box(random_actions(&*heap, MAX))
+        });
+}
+
+// ----- initialisation over 1 GiB -----
+
+const INIT: &[&str] = &[
+    "uk TLSF",
+    "uk buddy",
+    "uk region",
+    "uk TLSF (checked)",
+    "talc",
+    "rlsf",
+    "linked_list_allocator",
+    "buddy_system_allocator",
+];
+
+#[divan::bench(args = INIT, sample_count = 50)]
+fn init_1gib(bencher: Bencher, name: &str) {
+    let arena = gib_arena();
+    // Start 1 MiB + 12 KiB in: RAM rarely starts on a large power of two.
+    let base = arena.base.wrapping_add((1 << 20) + 3 * 4096);
+    bencher.bench_local(|| {
+        // SAFETY: one allocator at a time owns the region; each is dropped after its
+        // measurement, before the next is built.
+        let heap = unsafe { make(name, base, GIB) };
+        divan::black_box(heap)
+    });
+}

@@ -1,0 +1,193 @@
+//! Statistics and the byte limit, shared by every backend.
+
+use crate::AllocError;
+
+/// Allocation statistics, the fields of Unikraft's `struct uk_alloc_stats`.
+///
+/// Sizes are the sizes callers *asked for* (`malloc(n)` counts `n`, `calloc(n, m)` counts
+/// `n * m`, `palloc(p)` counts `p * PAGE_SIZE`), never a backend's rounded block size, so
+/// the figures are the same whichever backend serves the requests and can be checked
+/// against a model exactly. Every backend stores each live allocation's requested size, so
+/// a `free` subtracts precisely what the matching allocation added.
+///
+/// A successful `realloc(p, n)` of a live `p` counts as one free of `p` and one allocation of
+/// `n` (the number of live allocations does not change); `realloc(None, n)` is a `malloc`
+/// and `realloc(p, 0)` a `free`. A failed allocation of any kind that fails with `ENOMEM`
+/// (including the byte limit and size overflows) increments [`Stats::enomem`] and nothing
+/// else; `EINVAL` and bad frees change no statistic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stats {
+    /// Size of the last satisfied allocation request.
+    pub last_alloc_size: usize,
+    /// Largest satisfied allocation request.
+    pub max_alloc_size: usize,
+    /// Smallest satisfied allocation request; `None` until the first one.
+    pub min_alloc_size: Option<usize>,
+    /// Number of satisfied allocation requests since creation.
+    pub total_allocs: u64,
+    /// Number of satisfied frees since creation.
+    pub total_frees: u64,
+    /// Number of live allocations.
+    pub cur_allocs: usize,
+    /// Largest value [`Stats::cur_allocs`] has reached.
+    pub max_allocs: usize,
+    /// Sum of the requested sizes of the live allocations.
+    pub cur_bytes: usize,
+    /// Largest value [`Stats::cur_bytes`] has reached.
+    pub max_bytes: usize,
+    /// Number of requests that failed with `ENOMEM`.
+    pub enomem: u64,
+}
+
+/// Statistics plus the byte limit: the bookkeeping every backend embeds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Accounting {
+    stats: Stats,
+    /// `stats.min_alloc_size`, with `usize::MAX` for "none yet" (cheaper to update).
+    min: usize,
+    /// The byte limit; `usize::MAX` is "unlimited".
+    limit: usize,
+}
+
+impl Accounting {
+    pub(crate) const fn new() -> Self {
+        Accounting {
+            stats: Stats {
+                last_alloc_size: 0,
+                max_alloc_size: 0,
+                min_alloc_size: None,
+                total_allocs: 0,
+                total_frees: 0,
+                cur_allocs: 0,
+                max_allocs: 0,
+                cur_bytes: 0,
+                max_bytes: 0,
+                enomem: 0,
+            },
+            min: usize::MAX,
+            limit: usize::MAX,
+        }
+    }
+
+    /// The statistics.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.min_alloc_size = (s.total_allocs != 0).then_some(self.min);
+        s
+    }
+
+    /// Counts one `ENOMEM` and returns the error, for `return Err(acct.enomem())`.
+    #[inline]
+    pub(crate) fn enomem(&mut self) -> AllocError {
+        self.stats.enomem += 1;
+        AllocError::NoMem
+    }
+
+    /// Checks that `released` bytes going away and `size` bytes arriving keep the live bytes
+    /// within the limit; counts an `ENOMEM` when they would not.
+    #[inline]
+    pub(crate) fn admit(&mut self, released: usize, size: usize) -> Result<(), AllocError> {
+        // `released` is always part of `cur_bytes`, so the subtraction cannot wrap.
+        let after = (self.stats.cur_bytes - released).checked_add(size);
+        match after {
+            Some(after) if after <= self.limit => Ok(()),
+            _ => Err(self.enomem()),
+        }
+    }
+
+    /// Bytes an allocation may still request before the limit is reached.
+    #[inline]
+    pub(crate) fn headroom(&self) -> usize {
+        self.limit.saturating_sub(self.stats.cur_bytes)
+    }
+
+    #[inline]
+    fn note_request(&mut self, size: usize) {
+        let s = &mut self.stats;
+        s.last_alloc_size = size;
+        s.max_alloc_size = s.max_alloc_size.max(size);
+        self.min = self.min.min(size);
+        s.total_allocs += 1;
+    }
+
+    /// Records a satisfied allocation of `size` requested bytes.
+    #[inline]
+    pub(crate) fn on_alloc(&mut self, size: usize) {
+        self.note_request(size);
+        let s = &mut self.stats;
+        s.cur_allocs += 1;
+        s.max_allocs = s.max_allocs.max(s.cur_allocs);
+        s.cur_bytes += size;
+        s.max_bytes = s.max_bytes.max(s.cur_bytes);
+    }
+
+    /// Records the free of a live allocation of `size` requested bytes.
+    #[inline]
+    pub(crate) fn on_free(&mut self, size: usize) {
+        let s = &mut self.stats;
+        s.total_frees += 1;
+        s.cur_allocs -= 1;
+        s.cur_bytes -= size;
+    }
+
+    /// Records a satisfied `realloc` from `old` to `new` requested bytes.
+    #[inline]
+    pub(crate) fn on_realloc(&mut self, old: usize, new: usize) {
+        self.note_request(new);
+        let s = &mut self.stats;
+        s.total_frees += 1;
+        s.cur_bytes = s.cur_bytes - old + new;
+        s.max_bytes = s.max_bytes.max(s.cur_bytes);
+    }
+
+    pub(crate) fn limit(&self) -> Option<usize> {
+        (self.limit != usize::MAX).then_some(self.limit)
+    }
+
+    pub(crate) fn set_limit(&mut self, limit: Option<usize>) {
+        self.limit = limit.unwrap_or(usize::MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_like_unikraft() {
+        let mut a = Accounting::new();
+        a.on_alloc(10);
+        a.on_alloc(0);
+        a.on_alloc(100);
+        a.on_free(10);
+        a.on_realloc(100, 50);
+        let s = a.stats();
+        assert_eq!(s.last_alloc_size, 50);
+        assert_eq!(s.max_alloc_size, 100);
+        assert_eq!(s.min_alloc_size, Some(0));
+        assert_eq!(s.total_allocs, 4);
+        assert_eq!(s.total_frees, 2);
+        assert_eq!(s.cur_allocs, 2);
+        assert_eq!(s.max_allocs, 3);
+        assert_eq!(s.cur_bytes, 50);
+        assert_eq!(s.max_bytes, 110);
+        assert_eq!(s.enomem, 0);
+    }
+
+    #[test]
+    fn limit_is_exact_and_counts_enomem() {
+        let mut a = Accounting::new();
+        a.set_limit(Some(100));
+        assert_eq!(a.limit(), Some(100));
+        assert!(a.admit(0, 100).is_ok());
+        a.on_alloc(60);
+        assert_eq!(a.admit(0, 41), Err(AllocError::NoMem));
+        assert!(a.admit(0, 40).is_ok());
+        assert!(a.admit(60, 100).is_ok());
+        assert_eq!(a.admit(0, usize::MAX), Err(AllocError::NoMem));
+        assert_eq!(a.stats().enomem, 2);
+        assert_eq!(a.headroom(), 40);
+        a.set_limit(None);
+        assert_eq!(a.limit(), None);
+    }
+}

@@ -1,0 +1,1111 @@
+//! TLSF: a two-level segregated-fit allocator for general use.
+//!
+//! Free blocks live in `FL_COUNT × 32` doubly linked lists. The first level splits sizes by
+//! power of two, the second splits each power-of-two range into 32 equal classes; a
+//! first-level bitmap and one second-level bitmap per first level say which lists are
+//! non-empty. Finding a block that fits is two bit scans, splitting and merging are
+//! constant-time pointer updates: `malloc` and `free` run in O(1) whatever the heap holds.
+//!
+//! # Block layout
+//!
+//! Blocks are 16-byte aligned and a multiple of 16 bytes long. Each starts with a header
+//! word holding the size and two flags (this block is free, the previous block is free).
+//! An allocated block keeps the caller's requested size in its second word, so an
+//! allocation costs 16 bytes of header, and the pointer returned is the block address plus
+//! 16 (hence 16-byte aligned). A free block keeps its list links in the second and third
+//! words and repeats its size in its last word, so the next block can find its start when
+//! merging. Each region ends with a 16-byte sentinel that looks allocated, so merging never
+//! runs off the end.
+//!
+//! A request that the constant-time search cannot serve (because the search rounds the size
+//! up to the next class boundary to guarantee a fit) falls back to scanning the one list whose
+//! blocks may still fit. That keeps [`Allocator::max_alloc`] exact and the heap usable to
+//! its last block, at a cost bounded by the number of blocks in that list, paid only when the
+//! constant-time path fails.
+//!
+//! # Checked mode
+//!
+//! [`Tlsf::new_checked`] keeps, per region, a bitmap with one bit per 16-byte granule
+//! marking where blocks start (0.8 % of the region). `free`, `realloc` and `pfree` then
+//! accept any pointer value: a pointer outside every region, inside a block or at a block
+//! that is already free is reported as [`AllocError::BadFree`] or
+//! [`AllocError::DoubleFree`] and nothing is touched. Without it, the checks are the cheap
+//! ones the header allows (inside the heap's address range, aligned, header says
+//! allocated with a sane size), which catch most double frees but cannot vouch for a pointer
+//! into the middle of an allocation.
+
+use core::ptr::{self, NonNull};
+
+use crate::stats::Accounting;
+use crate::util::{RawBitmap, align_down, align_up, msb};
+use crate::{AllocError, Allocator, MAX_REQUEST, PAGE_SIZE, Stats};
+
+/// Block sizes and addresses are multiples of this.
+const GRANULE: usize = 16;
+/// Bytes in front of every allocation: the size word and the requested-size word.
+const HDR: usize = 16;
+/// Smallest block: header word, two links and the footer word of a free block.
+const MIN_BLOCK: usize = 32;
+/// log2 of the number of second-level classes per first-level range.
+const SL_LOG: u32 = 5;
+const SL_COUNT: usize = 1 << SL_LOG;
+/// Sizes below `1 << SMALL_LOG` use first level 0, one exact 16-byte class per list.
+const SMALL_LOG: u32 = SL_LOG + GRANULE.trailing_zeros();
+const SMALL: usize = 1 << SMALL_LOG;
+/// Blocks are smaller than `1 << MAX_LOG` bytes (256 TiB on 64-bit targets).
+const MAX_LOG: u32 = if usize::BITS >= 64 {
+    48
+} else {
+    usize::BITS - 1
+};
+const FL_COUNT: usize = (MAX_LOG - SMALL_LOG + 1) as usize;
+/// The largest block the lists can hold.
+const MAX_BLOCK: usize = (1 << MAX_LOG) - GRANULE;
+const _: () = assert!(MAX_BLOCK - HDR <= MAX_REQUEST);
+
+const FREE: usize = 1;
+const PREV_FREE: usize = 2;
+const FLAGS: usize = GRANULE - 1;
+
+/// First- and second-level indices of the class of `size` bytes; the first level may be
+/// `FL_COUNT` (no such list) for sizes of `1 << MAX_LOG` and above.
+#[inline(always)]
+fn class_of(size: usize) -> (usize, usize) {
+    if size < SMALL {
+        (0, size / GRANULE)
+    } else {
+        let m = msb(size);
+        (
+            (m - SMALL_LOG + 1) as usize,
+            (size >> (m - SL_LOG)) & (SL_COUNT - 1),
+        )
+    }
+}
+
+/// Indices of the list a block of `size <= MAX_BLOCK` bytes belongs to.
+#[inline(always)]
+fn mapping(size: usize) -> (usize, usize) {
+    let (fl, sl) = class_of(size);
+    // Blocks never exceed MAX_BLOCK, so the clamp changes nothing; it lets the compiler
+    // drop the bounds checks on the list arrays.
+    (fl.min(FL_COUNT - 1), sl)
+}
+
+/// Indices of the first list whose every block is at least `size` bytes (`size <=
+/// MAX_BLOCK`); the first level is `FL_COUNT` when no list qualifies.
+#[inline(always)]
+fn mapping_search(size: usize) -> (usize, usize) {
+    if size < SMALL {
+        class_of(size)
+    } else {
+        // `size <= MAX_BLOCK`, so adding less than a class width cannot overflow.
+        class_of(size + (1 << (msb(size) - SL_LOG)) - 1)
+    }
+}
+
+/// The largest block size list `(fl, sl)` can hold.
+fn class_max(fl: usize, sl: usize) -> usize {
+    if fl == 0 {
+        sl * GRANULE
+    } else {
+        let m = fl as u32 + SMALL_LOG - 1;
+        (1usize << m) + ((sl + 1) << (m - SL_LOG)) - GRANULE
+    }
+}
+
+/// Block size for a request of `size` bytes (`size <= MAX_REQUEST`).
+#[inline(always)]
+fn block_size(size: usize) -> usize {
+    let s = (size + HDR + GRANULE - 1) & !(GRANULE - 1);
+    if s < MIN_BLOCK { MIN_BLOCK } else { s }
+}
+
+// Raw block accessors. Every block pointer the allocator handles is 16-byte aligned and
+// points at a header inside a region it owns, so word-sized reads and writes at the offsets
+// below are in bounds and aligned; each caller states this in its SAFETY comment.
+
+#[inline(always)]
+unsafe fn word(b: *mut u8, i: usize) -> usize {
+    // SAFETY: caller guarantees `b` is a block header with at least `i + 1` words.
+    unsafe { *b.cast::<usize>().add(i) }
+}
+
+#[inline(always)]
+unsafe fn set_word(b: *mut u8, i: usize, v: usize) {
+    // SAFETY: as for `word`.
+    unsafe { *b.cast::<usize>().add(i) = v }
+}
+
+#[inline(always)]
+unsafe fn link(b: *mut u8, i: usize) -> *mut u8 {
+    // SAFETY: caller guarantees `b` is a free block, whose words 1 and 2 are links.
+    unsafe { *b.cast::<*mut u8>().add(i) }
+}
+
+#[inline(always)]
+unsafe fn set_link(b: *mut u8, i: usize, v: *mut u8) {
+    // SAFETY: as for `link`.
+    unsafe { *b.cast::<*mut u8>().add(i) = v }
+}
+
+#[inline(always)]
+unsafe fn size_of_block(b: *mut u8) -> usize {
+    // SAFETY: caller guarantees `b` is a block header.
+    unsafe { word(b, 0) & !FLAGS }
+}
+
+/// Per-region metadata of checked mode, stored at the region's start.
+#[repr(C)]
+struct RegionMeta {
+    next: *mut RegionMeta,
+    /// Address of the first block; bit `i` of `starts` is the granule at `first + 16 * i`.
+    first: *mut u8,
+    /// Address of the sentinel.
+    end: usize,
+    starts: RawBitmap,
+}
+
+/// The TLSF allocator. See the [module documentation](self).
+///
+/// ```
+/// use uk_alloc::{Allocator, Tlsf};
+///
+/// let mut arena = vec![0u8; 1 << 16];
+/// let mut heap = Tlsf::new();
+/// // SAFETY: the arena outlives the allocator and is used for nothing else.
+/// unsafe { heap.add_memory(arena.as_mut_ptr(), arena.len()).unwrap() };
+/// let p = heap.malloc(100).unwrap();
+/// // SAFETY: `p` is live and came from `heap`.
+/// unsafe { heap.free(p).unwrap() };
+/// ```
+pub struct Tlsf<const CHECKED: bool = false> {
+    fl_bitmap: u64,
+    sl_bitmap: [u32; FL_COUNT],
+    heads: [[*mut u8; SL_COUNT]; FL_COUNT],
+    /// Bytes in free blocks.
+    free_bytes: usize,
+    /// Lowest block address and highest sentinel address over all regions.
+    lo: usize,
+    hi: usize,
+    regions: *mut RegionMeta,
+    acct: Accounting,
+}
+
+/// A [`Tlsf`] in checked mode, as [`Tlsf::new_checked`] makes it. The mode is a type
+/// parameter so that the unchecked allocator pays nothing for it.
+pub type CheckedTlsf = Tlsf<true>;
+
+// SAFETY: a `Tlsf` exclusively owns the memory its raw pointers point into (the regions
+// given to `add_memory`); nothing in it is tied to the thread that created it.
+unsafe impl<const CHECKED: bool> Send for Tlsf<CHECKED> {}
+
+impl Default for Tlsf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tlsf {
+    /// An empty allocator without memory; give it some with [`Allocator::add_memory`].
+    /// Usable in a `static`.
+    pub const fn new() -> Self {
+        Self::empty()
+    }
+}
+
+impl Tlsf<true> {
+    /// An empty allocator in checked mode (see the [module documentation](self)): every
+    /// pointer passed to `free`, `realloc` or `pfree` is validated, so the safety
+    /// precondition on those methods is lifted. Usable in a `static`.
+    pub const fn new_checked() -> Self {
+        Self::empty()
+    }
+}
+
+impl<const CHECKED: bool> Tlsf<CHECKED> {
+    const fn empty() -> Self {
+        Tlsf {
+            fl_bitmap: 0,
+            sl_bitmap: [0; FL_COUNT],
+            heads: [[ptr::null_mut(); SL_COUNT]; FL_COUNT],
+            free_bytes: 0,
+            lo: usize::MAX,
+            hi: 0,
+            regions: ptr::null_mut(),
+            acct: Accounting::new(),
+        }
+    }
+
+    /// Whether this allocator validates pointers fully.
+    pub const fn is_checked(&self) -> bool {
+        CHECKED
+    }
+
+    /// Usable bytes of the live allocation at `ptr` (at least its requested size), C's
+    /// `malloc_usable_size`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Allocator::free`] for a pointer that is not live.
+    ///
+    /// # Safety
+    ///
+    /// As [`Allocator::free`].
+    pub unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, AllocError> {
+        let b = self.validate(ptr)?;
+        // SAFETY: `validate` returned the header of a live block.
+        Ok(unsafe { size_of_block(b) } - HDR)
+    }
+
+    // ----- free lists -----
+
+    #[inline(always)]
+    unsafe fn insert(&mut self, b: *mut u8, size: usize) {
+        let (fl, sl) = mapping(size);
+        let head = self.heads[fl][sl];
+        // SAFETY: `b` is a free block of `size` bytes; `head`, if non-null, is a free block.
+        unsafe {
+            set_link(b, 1, head);
+            set_link(b, 2, ptr::null_mut());
+            if !head.is_null() {
+                set_link(head, 2, b);
+            }
+        }
+        self.heads[fl][sl] = b;
+        self.sl_bitmap[fl] |= 1 << sl;
+        self.fl_bitmap |= 1 << fl;
+        self.free_bytes += size;
+    }
+
+    #[inline(always)]
+    unsafe fn remove(&mut self, b: *mut u8, size: usize) {
+        let (fl, sl) = mapping(size);
+        // SAFETY: `b` is a free block of `size` bytes in list (fl, sl); its neighbours in
+        // the list are free blocks too.
+        unsafe {
+            let next = link(b, 1);
+            let prev = link(b, 2);
+            if prev.is_null() {
+                self.heads[fl][sl] = next;
+            } else {
+                set_link(prev, 1, next);
+            }
+            if !next.is_null() {
+                set_link(next, 2, prev);
+            }
+        }
+        if self.heads[fl][sl].is_null() {
+            self.sl_bitmap[fl] &= !(1 << sl);
+            if self.sl_bitmap[fl] == 0 {
+                self.fl_bitmap &= !(1 << fl);
+            }
+        }
+        self.free_bytes -= size;
+    }
+
+    /// Unlinks and returns the first block of the non-empty list (fl, sl), with its size.
+    #[inline(always)]
+    unsafe fn pop(&mut self, fl: usize, sl: usize) -> (*mut u8, usize) {
+        let b = self.heads[fl][sl];
+        // SAFETY: the caller guarantees the list is non-empty, so `b` is a free block, and
+        // so is the next one if any.
+        unsafe {
+            let next = link(b, 1);
+            self.heads[fl][sl] = next;
+            if next.is_null() {
+                self.sl_bitmap[fl] &= !(1 << sl);
+                if self.sl_bitmap[fl] == 0 {
+                    self.fl_bitmap &= !(1 << fl);
+                }
+            } else {
+                set_link(next, 2, ptr::null_mut());
+            }
+            let size = size_of_block(b);
+            self.free_bytes -= size;
+            (b, size)
+        }
+    }
+
+    /// Marks `b` (whose previous block is allocated) as a free block of `size` bytes and
+    /// puts it on its list.
+    #[inline(always)]
+    unsafe fn make_free(&mut self, b: *mut u8, size: usize) {
+        // SAFETY: `b..b + size` is a block of this heap followed by another block (or the
+        // sentinel) at `b + size`.
+        unsafe {
+            set_word(b, 0, size | FREE);
+            *b.add(size - size_of::<usize>()).cast::<usize>() = size;
+            let next = b.add(size);
+            set_word(next, 0, word(next, 0) | PREV_FREE);
+            self.insert(b, size);
+        }
+    }
+
+    /// Takes the first block of the non-empty list for a block of at least `need` bytes.
+    #[inline(always)]
+    fn find(&self, need: usize) -> Option<(usize, usize)> {
+        let (fl, sl) = mapping_search(need);
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let bits = self.sl_bitmap[fl] & (u32::MAX << sl);
+        if bits != 0 {
+            return Some((fl, bits.trailing_zeros() as usize));
+        }
+        let fbits = self.fl_bitmap & (u64::MAX << (fl + 1));
+        if fbits == 0 {
+            return None;
+        }
+        let f = fbits.trailing_zeros() as usize;
+        Some((f, self.sl_bitmap[f].trailing_zeros() as usize))
+    }
+
+    /// Finds and unlinks a free block of at least `need` bytes; returns it and its size.
+    #[inline(always)]
+    fn take(&mut self, need: usize) -> Option<(*mut u8, usize)> {
+        if let Some((fl, sl)) = self.find(need) {
+            // SAFETY: the bitmaps say list (fl, sl) is non-empty.
+            return Some(unsafe { self.pop(fl, sl) });
+        }
+        self.take_slow(need, GRANULE)
+    }
+
+    /// The fallback when no list is guaranteed to fit: scans the lists that may hold a
+    /// block where `need` bytes fit at an `align`-aligned payload.
+    #[cold]
+    fn take_slow(&mut self, need: usize, align: usize) -> Option<(*mut u8, usize)> {
+        if need > MAX_BLOCK {
+            return None;
+        }
+        let (fl0, sl0) = mapping(need);
+        let mut fl = fl0;
+        while fl < FL_COUNT {
+            let mut bits = self.sl_bitmap[fl];
+            if fl == fl0 {
+                bits &= u32::MAX << sl0;
+            }
+            while bits != 0 {
+                let sl = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let mut b = self.heads[fl][sl];
+                while !b.is_null() {
+                    // SAFETY: `b` is a free block on list (fl, sl).
+                    let size = unsafe { size_of_block(b) };
+                    if aligned_gap(b, size, need, align).is_some() {
+                        // SAFETY: as above.
+                        unsafe { self.remove(b, size) };
+                        return Some((b, size));
+                    }
+                    // SAFETY: as above.
+                    b = unsafe { link(b, 1) };
+                }
+                if align == GRANULE {
+                    // Only the list of `need`'s own class can hold a block the
+                    // constant-time search missed.
+                    return None;
+                }
+            }
+            fl += 1;
+        }
+        None
+    }
+
+    /// Turns the unlinked free block `b` of `size` bytes into an allocated block of `need`
+    /// bytes, returning the tail to the free lists when it can form a block.
+    #[inline(always)]
+    unsafe fn carve(&mut self, b: *mut u8, size: usize, need: usize) {
+        // SAFETY: `b` is an unlinked block of `size >= need` bytes of this heap, followed by
+        // a block or the sentinel.
+        unsafe {
+            let prev_flag = word(b, 0) & PREV_FREE;
+            let rem = size - need;
+            if rem >= MIN_BLOCK {
+                set_word(b, 0, need | prev_flag);
+                let r = b.add(need);
+                self.mark_start(r, true);
+                // The block after `r` already has PREV_FREE set: `b` was free.
+                self.make_free(r, rem);
+            } else {
+                set_word(b, 0, size | prev_flag);
+                let next = b.add(size);
+                set_word(next, 0, word(next, 0) & !PREV_FREE);
+            }
+        }
+    }
+
+    /// Returns the allocated block `b` to the free lists, merging with free neighbours.
+    unsafe fn release(&mut self, b: *mut u8) {
+        // SAFETY: `b` is an allocated block of this heap; its neighbours are blocks (or the
+        // sentinel), and when PREV_FREE is set the word before `b` is the previous free
+        // block's size.
+        unsafe {
+            let mut b = b;
+            let mut size = size_of_block(b);
+            let next = b.add(size);
+            let nh = word(next, 0);
+            if nh & FREE != 0 {
+                let ns = nh & !FLAGS;
+                self.remove(next, ns);
+                self.mark_start(next, false);
+                size += ns;
+            }
+            if word(b, 0) & PREV_FREE != 0 {
+                let ps = *b.sub(size_of::<usize>()).cast::<usize>();
+                let p = b.sub(ps);
+                self.remove(p, ps);
+                self.mark_start(b, false);
+                // Leave the absorbed header saying "free", so a second free of it is
+                // recognised as one for as long as the memory is not reused.
+                set_word(b, 0, word(b, 0) | FREE);
+                b = p;
+                size += ps;
+            }
+            self.make_free(b, size);
+        }
+    }
+
+    /// Shrinks the allocated block `b` of `size` bytes to `need` bytes when the tail can
+    /// form a block of its own, freeing the tail.
+    unsafe fn shrink(&mut self, b: *mut u8, size: usize, need: usize) {
+        if size - need < MIN_BLOCK {
+            return;
+        }
+        // SAFETY: `b` is an allocated block of `size` bytes; the tail `b + need..b + size`
+        // becomes an allocated block whose previous block (`b`) is allocated, then is freed.
+        unsafe {
+            set_word(b, 0, need | (word(b, 0) & PREV_FREE));
+            let t = b.add(need);
+            set_word(t, 0, size - need);
+            self.mark_start(t, true);
+            self.release(t);
+        }
+    }
+
+    /// Makes the allocated block `b` exactly `need` bytes (give or take a tail too small to
+    /// split) without moving it: shrinking, or growing into a free next block. Returns
+    /// whether it could.
+    #[inline]
+    unsafe fn resize_in_place(&mut self, b: *mut u8, need: usize) -> bool {
+        // SAFETY: `b` is a live allocated block; its successor is a block or the sentinel.
+        unsafe {
+            let cur = size_of_block(b);
+            if need <= cur {
+                self.shrink(b, cur, need);
+                return true;
+            }
+            let next = b.add(cur);
+            let nh = word(next, 0);
+            if nh & FREE == 0 || cur + (nh & !FLAGS) < need {
+                return false;
+            }
+            let ns = nh & !FLAGS;
+            self.remove(next, ns);
+            self.mark_start(next, false);
+            let total = cur + ns;
+            set_word(b, 0, total | (word(b, 0) & PREV_FREE));
+            let after = b.add(total);
+            set_word(after, 0, word(after, 0) & !PREV_FREE);
+            self.shrink(b, total, need);
+            true
+        }
+    }
+
+    /// The last resort of a growing `realloc` when no free block fits: slides the
+    /// allocation back into a free previous block, together with the next block if that is
+    /// free too, moving the first `keep` payload bytes. Returns the new block.
+    #[cold]
+    unsafe fn grow_backward(&mut self, b: *mut u8, need: usize, keep: usize) -> Option<*mut u8> {
+        // SAFETY: `b` is a live allocated block; when PREV_FREE is set, the word before it
+        // is the previous free block's size; its successor is a block or the sentinel.
+        unsafe {
+            if word(b, 0) & PREV_FREE == 0 {
+                return None;
+            }
+            let cur = size_of_block(b);
+            let ps = *b.sub(size_of::<usize>()).cast::<usize>();
+            let next = b.add(cur);
+            let nh = word(next, 0);
+            let ns = if nh & FREE != 0 { nh & !FLAGS } else { 0 };
+            let total = ps + cur + ns;
+            if total < need {
+                return None;
+            }
+            let p = b.sub(ps);
+            self.remove(p, ps);
+            if ns != 0 {
+                self.remove(next, ns);
+                self.mark_start(next, false);
+            }
+            self.mark_start(b, false);
+            // The regions overlap: move, not copy.
+            ptr::copy(b.add(HDR), p.add(HDR), keep);
+            // `p`'s previous block is allocated (`p` was free), so no PREV_FREE flag.
+            set_word(p, 0, total);
+            let after = p.add(total);
+            set_word(after, 0, word(after, 0) & !PREV_FREE);
+            self.shrink(p, total, need);
+            Some(p)
+        }
+    }
+
+    // ----- checked mode -----
+
+    /// In checked mode, records whether a block starts at `b`.
+    #[inline(always)]
+    fn mark_start(&mut self, b: *mut u8, on: bool) {
+        if !CHECKED {
+            return;
+        }
+        if let Some(r) = self.region_of(b as usize) {
+            // SAFETY: `r` is a live region descriptor and `b` lies in its block area.
+            unsafe {
+                let i = (b as usize - (*r).first as usize) / GRANULE;
+                (*r).starts.set(i, on);
+            }
+        }
+    }
+
+    fn region_of(&self, addr: usize) -> Option<*mut RegionMeta> {
+        let mut r = self.regions;
+        while !r.is_null() {
+            // SAFETY: the region list holds descriptors written by `add_memory`.
+            unsafe {
+                if addr >= (*r).first as usize && addr < (*r).end {
+                    return Some(r);
+                }
+                r = (*r).next;
+            }
+        }
+        None
+    }
+
+    /// Checks that `ptr` is a live allocation and returns its block.
+    #[inline(always)]
+    fn validate(&self, ptr: NonNull<u8>) -> Result<*mut u8, AllocError> {
+        if CHECKED {
+            return self.validate_checked(ptr);
+        }
+        let p = ptr.as_ptr() as usize;
+        let addr = p.wrapping_sub(HDR);
+        // One unsigned comparison covers `p < HDR` too (the subtraction wraps).
+        if p % GRANULE != 0 || addr.wrapping_sub(self.lo) >= self.hi.wrapping_sub(self.lo) {
+            return Err(AllocError::BadFree);
+        }
+        let b = ptr.as_ptr().wrapping_sub(HDR);
+        // SAFETY: `b` lies within the heap's address range, so its header is readable.
+        let h = unsafe { word(b, 0) };
+        Self::check_header(h, self.hi - addr)?;
+        Ok(b)
+    }
+
+    /// Whether header `h` is that of an allocated block that fits in `room` bytes.
+    #[inline(always)]
+    fn check_header(h: usize, room: usize) -> Result<(), AllocError> {
+        if h & FREE != 0 {
+            return Err(AllocError::DoubleFree);
+        }
+        let size = h & !FLAGS;
+        if size < MIN_BLOCK || size > room {
+            return Err(AllocError::BadFree);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn validate_checked(&self, ptr: NonNull<u8>) -> Result<*mut u8, AllocError> {
+        let p = ptr.as_ptr() as usize;
+        if p % GRANULE != 0 || p < HDR {
+            return Err(AllocError::BadFree);
+        }
+        let addr = p - HDR;
+        let r = self.region_of(addr).ok_or(AllocError::BadFree)?;
+        // SAFETY: `r` is a live region descriptor containing `addr`; deriving the block
+        // pointer from the region's own pointer keeps its provenance; the header of any
+        // granule of the block area is readable.
+        unsafe {
+            let first = (*r).first;
+            let b = first.add(addr - first as usize);
+            let h = word(b, 0);
+            if !(*r).starts.get((addr - first as usize) / GRANULE) {
+                // Not a block start: a foreign or interior pointer, or a block that was
+                // freed and merged into its neighbour (whose stale header says free).
+                return Err(if h & FREE != 0 && h & !FLAGS >= MIN_BLOCK {
+                    AllocError::DoubleFree
+                } else {
+                    AllocError::BadFree
+                });
+            }
+            Self::check_header(h, (*r).end - addr)?;
+            Ok(b)
+        }
+    }
+
+    // ----- allocation paths -----
+
+    /// Allocates a block for `size` requested bytes at an `align`-aligned payload.
+    #[inline(always)]
+    fn allocate(&mut self, align: usize, size: usize) -> Option<*mut u8> {
+        let need = block_size(size);
+        if align <= GRANULE {
+            let (b, bsize) = self.take(need)?;
+            // SAFETY: `take` unlinked a free block of `bsize >= need` bytes.
+            unsafe { self.carve(b, bsize, need) };
+            Some(b)
+        } else {
+            self.allocate_aligned(align, need)
+        }
+    }
+
+    fn allocate_aligned(&mut self, align: usize, need: usize) -> Option<*mut u8> {
+        // Worst case the payload must move by `align + 16` to leave room for a leading free
+        // block of at least MIN_BLOCK bytes.
+        // Often the first block of a list that fits `need` is already suitably placed.
+        if let Some((fl, sl)) = self.find(need) {
+            let b = self.heads[fl][sl];
+            // SAFETY: `find` only returns non-empty lists, whose head is a free block.
+            if aligned_gap(b, unsafe { size_of_block(b) }, need, align).is_some() {
+                // SAFETY: as above.
+                unsafe {
+                    let block = self.pop(fl, sl);
+                    return Some(self.place_aligned(block, need, align));
+                }
+            }
+        }
+        let worst = need.checked_add(align)?.checked_add(GRANULE)?;
+        let found = if worst <= MAX_BLOCK {
+            // SAFETY: `find` only returns non-empty lists.
+            self.find(worst).map(|(fl, sl)| unsafe { self.pop(fl, sl) })
+        } else {
+            None
+        };
+        let (b, size) = match found {
+            Some(found) => found,
+            None => self.take_slow(need, align)?,
+        };
+        if aligned_gap(b, size, need, align).is_none() {
+            // Unreachable (both searches guarantee a fit), but never lose a block.
+            // SAFETY: `b` is still a well-formed free block of `size` bytes.
+            unsafe { self.insert(b, size) };
+            return None;
+        }
+        // SAFETY: `b` is an unlinked free block of `size` bytes with room for the payload.
+        Some(unsafe { self.place_aligned((b, size), need, align) })
+    }
+
+    /// Allocates `need` bytes at an `align`-aligned payload in the unlinked free block `b`
+    /// of `size` bytes, which `aligned_gap` said fits.
+    unsafe fn place_aligned(
+        &mut self,
+        (b, size): (*mut u8, usize),
+        need: usize,
+        align: usize,
+    ) -> *mut u8 {
+        let gap = aligned_gap(b, size, need, align).unwrap_or(0);
+        // SAFETY: `b` is an unlinked free block of `size` bytes with room for `gap + need`.
+        unsafe {
+            if gap == 0 {
+                self.carve(b, size, need);
+                return b;
+            }
+            // Split off a leading free block of `gap` bytes; the rest is the allocation.
+            let a = b.add(gap);
+            set_word(a, 0, (size - gap) | PREV_FREE);
+            self.mark_start(a, true);
+            // `b`'s previous block is allocated (it was free itself), as `make_free` needs.
+            self.make_free(b, gap);
+            self.carve(a, size - gap, need);
+            a
+        }
+    }
+
+    fn add_region(&mut self, base: *mut u8, len: usize) -> Result<(), AllocError> {
+        let start = align_up(base as usize, GRANULE).ok_or(AllocError::Inval)?;
+        let end = align_down(
+            (base as usize).checked_add(len).ok_or(AllocError::Inval)?,
+            GRANULE,
+        );
+        if end <= start {
+            return Err(AllocError::Inval);
+        }
+        let mut first = start;
+        let mut meta: Option<(*mut RegionMeta, usize)> = None;
+        if CHECKED {
+            let granules = (end - start) / GRANULE;
+            let meta_bytes = size_of::<RegionMeta>() + RawBitmap::bytes_for(granules);
+            let m = align_up(meta_bytes, GRANULE).ok_or(AllocError::Inval)?;
+            if m > end - start {
+                return Err(AllocError::Inval);
+            }
+            first = start + m;
+            meta = Some((base.wrapping_add(start - base as usize).cast(), granules));
+        }
+        if end - first < MIN_BLOCK + HDR {
+            return Err(AllocError::Inval);
+        }
+        let size = (end - first - HDR).min(MAX_BLOCK);
+        let end = first + size;
+        // Derive pointers from `base` to keep its provenance.
+        let b = base.wrapping_add(first - base as usize);
+        // SAFETY: the caller of `add_memory` gave us `base..base + len`; `b..end + HDR` lies
+        // inside it, 16-byte aligned. We write the first block's header, the sentinel and,
+        // in checked mode, the descriptor and its zeroed bitmap before `b`.
+        unsafe {
+            if let Some((m, granules)) = meta {
+                let starts = RawBitmap::new(m.add(1).cast());
+                starts.clear_all(granules);
+                m.write(RegionMeta {
+                    next: self.regions,
+                    first: b,
+                    end,
+                    starts,
+                });
+                self.regions = m;
+            }
+            let sentinel = b.add(size);
+            set_word(sentinel, 0, 0);
+            set_word(sentinel, 1, 0);
+            set_word(b, 0, size);
+            self.mark_start(b, true);
+            self.make_free(b, size);
+        }
+        self.lo = self.lo.min(first);
+        self.hi = self.hi.max(end);
+        Ok(())
+    }
+}
+
+/// Where an `align`-aligned payload of a `need`-byte block fits in the free block `b` of
+/// `size` bytes: the size of the leading free block to split off (0 or at least
+/// MIN_BLOCK), or `None` if it does not fit.
+#[inline(always)]
+fn aligned_gap(b: *mut u8, size: usize, need: usize, align: usize) -> Option<usize> {
+    let addr = b as usize;
+    if align <= GRANULE {
+        return (size >= need).then_some(0);
+    }
+    let payload = align_up(addr + HDR, align)?;
+    let mut gap = payload - HDR - addr;
+    if gap != 0 && gap < MIN_BLOCK {
+        gap += align;
+    }
+    (gap.checked_add(need)? <= size).then_some(gap)
+}
+
+impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
+    fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+        if !align.is_power_of_two() {
+            return Err(AllocError::Inval);
+        }
+        // MAX_BLOCK - HDR is below MAX_REQUEST on every target.
+        if size > MAX_BLOCK - HDR {
+            return Err(self.acct.enomem());
+        }
+        self.acct.admit(0, size)?;
+        match self.allocate(align, size) {
+            Some(b) => {
+                // SAFETY: `b` is a freshly allocated block; word 1 holds the request size
+                // and the payload starts 16 bytes in.
+                unsafe {
+                    set_word(b, 1, size);
+                    self.acct.on_alloc(size);
+                    Ok(NonNull::new_unchecked(b.add(HDR)))
+                }
+            }
+            None => Err(self.acct.enomem()),
+        }
+    }
+
+    unsafe fn realloc(
+        &mut self,
+        ptr: Option<NonNull<u8>>,
+        size: usize,
+    ) -> Result<Option<NonNull<u8>>, AllocError> {
+        let Some(ptr) = ptr else {
+            return self.malloc(size).map(Some);
+        };
+        if size == 0 {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.free(ptr)? };
+            return Ok(None);
+        }
+        let b = self.validate(ptr)?;
+        // SAFETY: `b` is the header of the live allocation at `ptr`.
+        let old = unsafe { word(b, 1) };
+        if size > MAX_BLOCK - HDR {
+            return Err(self.acct.enomem());
+        }
+        self.acct.admit(old, size)?;
+        let need = block_size(size);
+        // SAFETY: `b` is a live allocated block holding `old` requested bytes.
+        unsafe {
+            let nb = if self.resize_in_place(b, need) {
+                b
+            } else if let Some(nb) = self.allocate(GRANULE, size) {
+                // Copy what the old allocation holds, never more (0.11 read `size` bytes).
+                ptr::copy_nonoverlapping(ptr.as_ptr(), nb.add(HDR), old.min(size));
+                self.release(b);
+                nb
+            } else if let Some(nb) = self.grow_backward(b, need, old.min(size)) {
+                nb
+            } else {
+                return Err(self.acct.enomem());
+            };
+            set_word(nb, 1, size);
+            self.acct.on_realloc(old, size);
+            Ok(Some(NonNull::new_unchecked(nb.add(HDR))))
+        }
+    }
+
+    unsafe fn realloc_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        size: usize,
+    ) -> Result<bool, AllocError> {
+        let b = self.validate(ptr)?;
+        // SAFETY: `b` is the header of the live allocation at `ptr`.
+        let old = unsafe { word(b, 1) };
+        if size > MAX_BLOCK - HDR {
+            return Err(self.acct.enomem());
+        }
+        self.acct.admit(old, size)?;
+        // SAFETY: as above.
+        unsafe {
+            if !self.resize_in_place(b, block_size(size)) {
+                return Ok(false);
+            }
+            set_word(b, 1, size);
+        }
+        self.acct.on_realloc(old, size);
+        Ok(true)
+    }
+
+    unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError> {
+        let b = self.validate(ptr)?;
+        // SAFETY: `b` is the header of a live allocation.
+        unsafe {
+            let size = word(b, 1);
+            self.release(b);
+            self.acct.on_free(size);
+        }
+        Ok(())
+    }
+
+    fn palloc(&mut self, pages: usize) -> Result<NonNull<u8>, AllocError> {
+        match pages.checked_mul(PAGE_SIZE) {
+            Some(bytes) if pages > 0 => self.alloc_aligned(PAGE_SIZE, bytes),
+            _ => Err(self.acct.enomem()),
+        }
+    }
+
+    unsafe fn pfree(&mut self, ptr: NonNull<u8>, pages: usize) -> Result<(), AllocError> {
+        let b = self.validate(ptr)?;
+        // SAFETY: `b` is the header of a live allocation.
+        let size = unsafe { word(b, 1) };
+        if ptr.as_ptr() as usize % PAGE_SIZE != 0 || pages.checked_mul(PAGE_SIZE) != Some(size) {
+            return Err(AllocError::BadFree);
+        }
+        // SAFETY: as above.
+        unsafe { self.release(b) };
+        self.acct.on_free(size);
+        Ok(())
+    }
+
+    unsafe fn add_memory(&mut self, base: *mut u8, len: usize) -> Result<(), AllocError> {
+        self.add_region(base, len)
+    }
+
+    fn available(&self) -> usize {
+        self.free_bytes
+    }
+
+    fn max_alloc(&self) -> usize {
+        if self.fl_bitmap == 0 {
+            return 0;
+        }
+        let fl = 63 - self.fl_bitmap.leading_zeros() as usize;
+        let sl = 31 - self.sl_bitmap[fl].leading_zeros() as usize;
+        let mut largest = 0;
+        let mut b = self.heads[fl][sl];
+        while !b.is_null() {
+            // SAFETY: `b` is a free block on list (fl, sl).
+            unsafe {
+                largest = largest.max(size_of_block(b));
+                b = link(b, 1);
+            }
+        }
+        (largest - HDR).min(self.acct.headroom()).min(MAX_REQUEST)
+    }
+
+    fn max_pages(&self) -> usize {
+        // Scan classes from the largest down, stopping once no block of a class could
+        // beat the best found: page alignment makes the answer depend on addresses.
+        let mut best = 0;
+        let mut fl_bits = self.fl_bitmap;
+        while fl_bits != 0 {
+            let fl = 63 - fl_bits.leading_zeros() as usize;
+            fl_bits &= !(1 << fl);
+            let mut sl_bits = self.sl_bitmap[fl];
+            while sl_bits != 0 {
+                let sl = 31 - sl_bits.leading_zeros() as usize;
+                sl_bits &= !(1 << sl);
+                if class_max(fl, sl).saturating_sub(HDR) / PAGE_SIZE <= best {
+                    return best.min(self.acct.headroom() / PAGE_SIZE);
+                }
+                let mut b = self.heads[fl][sl];
+                while !b.is_null() {
+                    // SAFETY: `b` is a free block on list (fl, sl).
+                    unsafe {
+                        let size = size_of_block(b);
+                        let payload = align_up(b as usize + HDR, PAGE_SIZE).unwrap_or(usize::MAX);
+                        let mut gap = payload.wrapping_sub(HDR + b as usize);
+                        if gap != 0 && gap < MIN_BLOCK {
+                            gap += PAGE_SIZE;
+                        }
+                        if let Some(room) = size.checked_sub(gap + HDR) {
+                            best = best.max(room / PAGE_SIZE);
+                        }
+                        b = link(b, 1);
+                    }
+                }
+            }
+        }
+        best.min(self.acct.headroom() / PAGE_SIZE)
+    }
+
+    fn stats(&self) -> Stats {
+        self.acct.stats()
+    }
+
+    fn limit(&self) -> Option<usize> {
+        self.acct.limit()
+    }
+
+    fn set_limit(&mut self, limit: Option<usize>) {
+        self.acct.set_limit(limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::boxed::Box;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn heap(bytes: usize, checked: bool) -> (Box<dyn Allocator>, Vec<u128>) {
+        let mut arena: Vec<u128> = vec![0; bytes / 16];
+        let mut t: Box<dyn Allocator> = if checked {
+            Box::new(Tlsf::new_checked())
+        } else {
+            Box::new(Tlsf::new())
+        };
+        // SAFETY: the arena is returned alongside and outlives every use in the test.
+        unsafe { t.add_memory(arena.as_mut_ptr().cast(), bytes).unwrap() };
+        (t, arena)
+    }
+
+    #[test]
+    fn mapping_is_monotonic_and_search_fits() {
+        let mut last = (0, 0);
+        for size in (MIN_BLOCK..1 << 20).step_by(16) {
+            let m = mapping(size);
+            assert!(m >= last, "{size}");
+            last = m;
+            let (fl, sl) = mapping_search(size);
+            // Every block in the search class is at least `size`.
+            let class_min = if fl == 0 {
+                sl * GRANULE
+            } else {
+                class_max(fl, sl) + GRANULE - (1 << (fl as u32 + SMALL_LOG - 1 - SL_LOG))
+            };
+            assert!(class_min >= size, "{size}: {fl},{sl} min {class_min}");
+            assert!(class_max(m.0, m.1) >= size);
+        }
+    }
+
+    #[test]
+    fn alloc_free_merges_back() {
+        let (mut t, _a) = heap(1 << 16, false);
+        let total = t.available();
+        assert_eq!(total, (1 << 16) - HDR);
+        let ps: Vec<_> = (1..50).map(|i| t.malloc(i * 7).unwrap()).collect();
+        for p in ps.iter().rev().step_by(2) {
+            // SAFETY: live pointers from `t`.
+            unsafe { t.free(*p).unwrap() };
+        }
+        for p in ps.iter().rev().skip(1).step_by(2) {
+            // SAFETY: live pointers from `t`.
+            unsafe { t.free(*p).unwrap() };
+        }
+        assert_eq!(t.available(), total);
+        assert_eq!(t.max_alloc(), total - HDR);
+        let p = t.malloc(t.max_alloc()).unwrap();
+        assert_eq!(t.malloc(0), Err(AllocError::NoMem));
+        // SAFETY: live pointer from `t`.
+        unsafe { t.free(p).unwrap() };
+    }
+
+    #[test]
+    fn aligned_allocations() {
+        let (mut t, _a) = heap(1 << 20, true);
+        for shift in 4..16 {
+            let p = t.alloc_aligned(1 << shift, 100).unwrap();
+            assert_eq!(p.as_ptr() as usize % (1 << shift), 0);
+        }
+        assert!(t.max_pages() > 0);
+        let n = t.max_pages();
+        assert_eq!(t.palloc(n + 1), Err(AllocError::NoMem));
+        let p = t.palloc(n).unwrap();
+        // SAFETY: live allocation of `n` pages.
+        unsafe { t.pfree(p, n).unwrap() };
+    }
+
+    #[test]
+    fn realloc_slides_back_into_a_free_predecessor() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 14, checked);
+            let a = t.malloc(4000).unwrap();
+            let b = t.malloc(2000).unwrap();
+            // Fill the rest so no free block can take a grown `b`.
+            let rest = t.malloc(t.max_alloc()).unwrap();
+            // SAFETY: live pointers of `t`.
+            unsafe {
+                b.as_ptr().write_bytes(0x3C, 2000);
+                t.free(a).unwrap();
+                assert!(t.max_alloc() < 5000);
+                let moved = t.realloc(Some(b), 5000).unwrap().unwrap();
+                assert_eq!(moved, a, "slid back to where `a` was");
+                let kept = std::slice::from_raw_parts(moved.as_ptr(), 2000);
+                assert!(kept.iter().all(|&x| x == 0x3C));
+                t.free(moved).unwrap();
+                t.free(rest).unwrap();
+            }
+            assert_eq!(
+                t.available(),
+                (1 << 14) - HDR - if checked { 32 + 128 } else { 0 }
+            );
+        }
+    }
+
+    #[test]
+    fn checked_mode_rejects_bad_pointers() {
+        let (mut t, _a) = heap(1 << 16, true);
+        let p = t.malloc(64).unwrap();
+        let q = t.malloc(64).unwrap();
+        // SAFETY: checked mode accepts any pointer value.
+        unsafe {
+            let inner = NonNull::new_unchecked(p.as_ptr().add(16));
+            assert_eq!(t.free(inner), Err(AllocError::BadFree));
+            let mut x = 0u128;
+            assert_eq!(
+                t.free(NonNull::from(&mut x).cast()),
+                Err(AllocError::BadFree)
+            );
+            t.free(p).unwrap();
+            assert_eq!(t.free(p), Err(AllocError::DoubleFree));
+            t.free(q).unwrap();
+            assert_eq!(t.free(q), Err(AllocError::DoubleFree));
+            assert_eq!(t.realloc(Some(q), 10), Err(AllocError::DoubleFree));
+        }
+    }
+}
