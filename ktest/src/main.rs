@@ -9,6 +9,10 @@
 #![no_std]
 #![no_main]
 
+// Link the crates whose in-image cases this image runs.
+use uk_context as _;
+use uk_sched as _;
+
 uk_app::main!(main);
 
 fn main(args: &uk_app::Args) -> i32 {

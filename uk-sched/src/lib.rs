@@ -1,8 +1,266 @@
-//! Threads made apart from schedulers, a Scheduler trait, cooperative and preemptive policies, wait queues and locks.
+//! Threads made apart from schedulers, a `Scheduler` trait, cooperative and preemptive
+//! round robin, wait queues and locks.
 //!
-//! **Not built yet.** This crate holds its place in the workspace so the layout of
-//! `DESIGN.md` is complete; it contains no code and exports nothing. The work is tracked in
-//! issue 3 of the project.
+//! # Design
 //!
-//! What it will own: threads (stack, TLS, entry) created apart from scheduler instances and movable between them, the `Scheduler` trait, cooperative and preemptive round robin, wait queues, semaphore, mutex and condition variable.
+//! A [`Thread`] is created on its own ([`Thread::builder`]): a stack (64 KiB unless told
+//! otherwise, or one from a [`StackPool`], or caller memory), optionally a TLS block built
+//! from the image's TLS template with room for a libc's TCB, optionally an extended
+//! (FPU/SIMD) context, an entry with an argument (or a closure), an exit callback and a
+//! destructor. It does nothing until a scheduler adopts it with [`Scheduler::add`]; it can
+//! be [removed](Scheduler::remove) and added to another scheduler in any state (runnable,
+//! blocked, sleeping with a deadline, exited) without leaving an entry behind in any queue,
+//! and a blocked thread keeps its deadline when it moves.
+//!
+//! [`Scheduler`] is the seam for policies: add, remove, yield, block (with a deadline),
+//! wake, sleep, exit, current, run (the idle loop) and tick (the timer interrupt). This
+//! crate provides [`RoundRobin`], generic over the processor half of a switch
+//! ([`uk_context::ContextOps`]) and a clock ([`uk_hal::Clock`]): cooperative, or preemptive
+//! with a time slice counted in [`Scheduler::tick`]s. FIFO run queue; a yielding or
+//! preempted thread goes to the tail; sleepers are kept sorted by deadline and are made
+//! runnable no earlier than their deadline; when nothing is runnable, [`Scheduler::run`]
+//! calls an [`Idle`] hook once with the nearest deadline (or none) that halts the CPU until
+//! then or until an interrupt, and never spins. Exited threads are reclaimed (stack, TLS,
+//! extended context freed, destructor run) by the next scheduling decision.
+//!
+//! Waiting and locking ([`WaitQueue`], [`Semaphore`], recursive [`Mutex`], [`CondVar`])
+//! need no scheduler argument: the calling thread blocks through its owner, and a wake-up
+//! goes to the woken thread's owner. Blocking is two-phase ([`prepare_block`] marks the
+//! thread blocked while it still runs, [`commit_block`] switches away unless a wake-up came
+//! meanwhile), so a wake-up racing with the switch is never lost. Interrupt masking comes
+//! from [`set_irq_ops`] (a board installs it); scheduler state is only touched with
+//! interrupts masked.
+//!
+//! # Unikraft 0.11 defects this crate does not have
+//!
+//! Each has a host test: removing a sleeping thread leaves nothing in the sleep queue
+//! (`remove_sleeping_thread_leaves_no_entry`); idle with no deadline waits once instead of
+//! spinning (`idle_never_spins_without_deadline`); a wake-up between marking a thread
+//! blocked and the switch is not lost (`wake_between_prepare_and_commit_is_not_lost`); a
+//! failing init hook rolls back every earlier hook (`init_hook_rollback_is_exact`).
+//!
+//! # Features
+//!
+//! - `std`: the "current thread" slot becomes thread-local, so independent schedulers can
+//!   run in several OS threads of a hosted process (tests and benchmarks do this).
+//! - `ktest`: registers in-image test cases with `uk-test`.
+//!
+//! # Example: green threads in a Linux process
+//!
+//! ```
+//! # #[cfg(target_arch = "x86_64")] {
+//! use std::cell::RefCell;
+//! use std::rc::Rc;
+//! use uk_sched::{idle, RoundRobin, Scheduler, yield_now};
+//!
+//! struct HostClock(std::time::Instant);
+//! impl uk_hal::Clock for HostClock {
+//!     fn monotonic_ns(&self) -> u64 { self.0.elapsed().as_nanos() as u64 }
+//!     fn cycles(&self) -> u64 { self.monotonic_ns() }
+//!     fn cycles_per_second(&self) -> u64 { 1_000_000_000 }
+//! }
+//!
+//! let sched = RoundRobin::cooperative(
+//!     uk_context::Native::detect(),
+//!     HostClock(std::time::Instant::now()),
+//!     idle::Poll,
+//! );
+//! let log = Rc::new(RefCell::new(Vec::new()));
+//! for name in ["a", "b"] {
+//!     let log = log.clone();
+//!     sched.spawn(name, move || {
+//!         for i in 0..2 {
+//!             log.borrow_mut().push(format!("{name}{i}"));
+//!             yield_now();
+//!         }
+//!     }).unwrap();
+//! }
+//! sched.run(); // returns when every thread has exited
+//! assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
+//! # }
+//! ```
+//!
+//! # Example: another kernel's context switch and clock
+//!
+//! A kernel with its own switch code implements [`uk_context::ContextOps`] (an `unsafe`
+//! trait: the scheduler trusts it to switch correctly) and `uk_hal::Clock`; here the
+//! switch simply delegates to this crate's own x86_64 code and the clock is a counter.
+//!
+//! ```
+//! # #[cfg(target_arch = "x86_64")] {
+//! use core::alloc::Layout;
+//! use core::sync::atomic::{AtomicU64, Ordering};
+//! use uk_context::{Context, ContextError, ContextOps, EntryFn, TlsVariant, X86_64};
+//! use uk_sched::{RoundRobin, Scheduler};
+//!
+//! #[derive(Clone)]
+//! struct MyCpu(X86_64);
+//! // SAFETY: every method delegates to a correct implementation.
+//! unsafe impl ContextOps for MyCpu {
+//!     const TLS_VARIANT: TlsVariant = TlsVariant::II;
+//!     unsafe fn init(&self, ctx: &mut Context, stack: *mut u8, size: usize, entry: EntryFn,
+//!                    a0: usize, a1: usize) -> Result<(), ContextError> {
+//!         // SAFETY: forwarded contract.
+//!         unsafe { self.0.init(ctx, stack, size, entry, a0, a1) }
+//!     }
+//!     unsafe fn switch(&self, prev: *mut Context, next: *const Context) {
+//!         // SAFETY: forwarded contract.
+//!         unsafe { self.0.switch(prev, next) }
+//!     }
+//!     fn ectx_layout(&self) -> Layout { self.0.ectx_layout() }
+//!     // SAFETY (all three): forwarded contracts.
+//!     unsafe fn ectx_init(&self, a: *mut u8) { unsafe { self.0.ectx_init(a) } }
+//!     unsafe fn ectx_save(&self, a: *mut u8) { unsafe { self.0.ectx_save(a) } }
+//!     unsafe fn ectx_restore(&self, a: *const u8) { unsafe { self.0.ectx_restore(a) } }
+//!     unsafe fn set_thread_pointer(&self, _tp: usize) {}
+//!     fn thread_pointer(&self) -> usize { 0 }
+//! }
+//!
+//! struct Ticks(AtomicU64);
+//! impl uk_hal::Clock for Ticks {
+//!     fn monotonic_ns(&self) -> u64 { self.0.fetch_add(1, Ordering::Relaxed) }
+//!     fn cycles(&self) -> u64 { self.monotonic_ns() }
+//!     fn cycles_per_second(&self) -> u64 { 1_000_000_000 }
+//! }
+//!
+//! let sched = RoundRobin::cooperative(MyCpu(X86_64::detect()), Ticks(AtomicU64::new(0)),
+//!                                     uk_sched::idle::Poll);
+//! sched.spawn("sleeper", || uk_sched::sleep(100)).unwrap();
+//! sched.run();
+//! assert!(sched.now() >= 100);
+//! # }
+//! ```
 #![no_std]
+
+extern crate alloc;
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+mod base;
+mod cpu;
+pub mod idle;
+mod rr;
+mod sync;
+mod thread;
+
+#[cfg(all(feature = "ktest", target_os = "none"))]
+mod ktest;
+
+#[cfg(test)]
+mod tests;
+
+pub use base::{
+    block, block_until, cancel_block, commit_block, current, exit, now, prepare_block, sleep,
+    sleep_until, yield_now,
+};
+pub use cpu::{IrqOps, set_irq_ops};
+pub use idle::Idle;
+pub use rr::{RoundRobin, Stats};
+pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
+pub use thread::{
+    DEFAULT_STACK_SIZE, HookError, Stack, StackPool, Thread, ThreadBuilder, ThreadHook, ThreadRef,
+    ThreadState,
+};
+
+use core::fmt;
+
+/// Why a scheduler or thread operation failed. Nothing changed when one is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedError {
+    /// The allocator could not provide memory (stack, TLS, extended context, queues).
+    OutOfMemory,
+    /// The stack is empty or too small for the initial frame.
+    BadStack,
+    /// The TLS template or layout is invalid.
+    Tls(uk_context::TlsError),
+    /// A per-thread init hook refused the thread (every earlier hook's exit has run).
+    HookFailed {
+        /// The refusing hook's name.
+        hook: &'static str,
+        /// Its error.
+        error: HookError,
+    },
+    /// The thread already belongs to a scheduler (remove it first).
+    AlreadyScheduled,
+    /// The thread does not belong to this scheduler.
+    NotMember,
+    /// The thread is running; it cannot be removed.
+    Running,
+    /// The thread has exited (final); it cannot be added.
+    Exited,
+}
+
+impl fmt::Display for SchedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfMemory => f.write_str("out of memory"),
+            Self::BadStack => f.write_str("stack empty or too small for the initial frame"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
+            Self::HookFailed { hook, error } => {
+                write!(f, "thread init hook `{hook}` failed with {}", error.0)
+            }
+            Self::AlreadyScheduled => f.write_str("thread already belongs to a scheduler"),
+            Self::NotMember => f.write_str("thread does not belong to this scheduler"),
+            Self::Running => f.write_str("thread is running"),
+            Self::Exited => f.write_str("thread has exited"),
+        }
+    }
+}
+
+impl core::error::Error for SchedError {}
+
+/// A scheduling policy over threads. Object-safe.
+///
+/// Methods that act on "the calling thread" (yield, block, sleep, exit) must be called by a
+/// running thread of this scheduler; they panic otherwise. The free functions of this crate
+/// ([`yield_now`], [`sleep`], ...) do the same through whatever scheduler owns the caller.
+pub trait Scheduler {
+    /// Adopts a created (or removed) thread in any non-exited state: a runnable one joins
+    /// the tail of the run queue, a blocked one with a deadline the sleep queue.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedError::AlreadyScheduled`], [`SchedError::Exited`], [`SchedError::OutOfMemory`].
+    fn add(&self, thread: &ThreadRef) -> Result<(), SchedError>;
+
+    /// Gives a thread up, leaving no entry in any queue; its state (and deadline) is kept
+    /// for the next scheduler. An exited thread is reclaimed at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedError::NotMember`], or [`SchedError::Running`] for the running thread.
+    fn remove(&self, thread: &ThreadRef) -> Result<(), SchedError>;
+
+    /// The calling thread goes to the tail of the run queue.
+    fn yield_now(&self);
+
+    /// Blocks the calling thread until woken.
+    fn block(&self);
+
+    /// Blocks the calling thread until woken or until `deadline_ns`; `true` if it timed out.
+    fn block_until(&self, deadline_ns: u64) -> bool;
+
+    /// Makes a blocked thread runnable (from a thread or an interrupt handler).
+    fn wake(&self, thread: &ThreadRef);
+
+    /// Sleeps the calling thread for at least `ns` nanoseconds of the scheduler clock.
+    fn sleep(&self, ns: u64);
+
+    /// Ends the calling thread.
+    fn exit(&self) -> !;
+
+    /// The thread this scheduler runs now (`None` in its idle loop).
+    fn current(&self) -> Option<ThreadRef>;
+
+    /// The scheduler clock in nanoseconds.
+    fn now(&self) -> u64;
+
+    /// Runs the scheduler on the calling context, which becomes its idle loop, until no
+    /// thread is left.
+    fn run(&self);
+
+    /// Timer interrupt: wakes due sleepers and, for a preemptive policy, ends the running
+    /// thread's time slice. A board calls it from its timer interrupt handler (on the
+    /// interrupted thread's stack, after acknowledging the interrupt).
+    fn tick(&self);
+}

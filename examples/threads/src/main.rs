@@ -1,0 +1,112 @@
+//! Threads on uk-rs: a cooperative round-robin scheduler ([`uk_sched::RoundRobin`]) over
+//! the board's clock runs three workers that take turns, a producer and a consumer that
+//! hand items over a semaphore, and a sleeper; `main` becomes the idle loop until every
+//! thread has exited.
+//!
+//! ```text
+//! cargo uk run -p threads                       # x86-pc
+//! cargo uk run -p threads --board qemu-virt     # aarch64
+//! ```
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::fmt::Write;
+
+use uk_context::Native;
+use uk_hal::{Clock, Platform};
+use uk_sched::{RoundRobin, Scheduler, Semaphore, idle, sleep, yield_now};
+
+uk_app::main!(main);
+
+/// The board clock, owned by the scheduler.
+struct BoardClock(&'static dyn Platform);
+
+impl Clock for BoardClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.monotonic_ns()
+    }
+    fn cycles(&self) -> u64 {
+        self.0.cycles()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        self.0.cycles_per_second()
+    }
+}
+
+fn main(_args: &uk_app::Args) -> Result<(), uk_sched::SchedError> {
+    let platform = uk_app::platform();
+    // No timer interrupt yet: idle watches the clock until the nearest deadline.
+    let sched = RoundRobin::cooperative(Native::detect(), BoardClock(platform), idle::Poll);
+
+    let turns = Rc::new(RefCell::new(String::new()));
+    for name in ["a", "b", "c"] {
+        let turns = turns.clone();
+        sched.spawn(name, move || {
+            for i in 0..3 {
+                let _ = write!(turns.borrow_mut(), " {name}{i}");
+                yield_now();
+            }
+        })?;
+    }
+
+    let items = Rc::new(Semaphore::new(0));
+    let queue = Rc::new(RefCell::new(Vec::new()));
+    let received = Rc::new(RefCell::new(Vec::new()));
+    {
+        let (items, queue) = (items.clone(), queue.clone());
+        sched.spawn("producer", move || {
+            for item in 1..=5 {
+                queue.borrow_mut().push(item);
+                items.up();
+                yield_now();
+            }
+        })?;
+    }
+    {
+        let (items, queue, received) = (items.clone(), queue.clone(), received.clone());
+        sched.spawn("consumer", move || {
+            for _ in 0..5 {
+                items.down();
+                let item = queue.borrow_mut().remove(0);
+                received.borrow_mut().push(item);
+            }
+        })?;
+    }
+
+    let slept = Rc::new(RefCell::new(0u64));
+    {
+        let slept = slept.clone();
+        sched.spawn("sleeper", move || {
+            let start = uk_sched::now();
+            sleep(10_000_000);
+            *slept.borrow_mut() = uk_sched::now() - start;
+        })?;
+    }
+
+    let start = platform.monotonic_ns();
+    sched.run();
+    let elapsed = platform.monotonic_ns() - start;
+
+    uk_app::println!("threads: workers took turns:{}", turns.borrow());
+    uk_app::println!("threads: consumer received {:?}", received.borrow());
+    let slept = *slept.borrow();
+    uk_app::println!(
+        "threads: sleeper slept {}.{:03} ms (asked 10 ms)",
+        slept / 1_000_000,
+        slept / 1_000 % 1_000
+    );
+    let stats = sched.stats();
+    uk_app::println!(
+        "threads: {} threads reclaimed, {} switches, {} us",
+        stats.reclaimed,
+        stats.switches,
+        elapsed / 1_000
+    );
+    Ok(())
+}

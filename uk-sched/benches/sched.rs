@@ -1,0 +1,177 @@
+//! Host benchmarks of uk-sched against named peers (see the README for the results table).
+//!
+//! Every benchmark runs a fixed number of operations per sample and reports per-sample
+//! time; divide by the item count (divan prints the throughput too):
+//!
+//! - `yield_pingpong_*`: ROUNDS round trips between two threads (each round trip is two
+//!   switches): uk-sched cooperative yield (without and with extended context), a
+//!   corosensei coroutine resumed and suspended, two OS threads over rendezvous channels.
+//! - `create_run_exit_*`: THREADS threads created, run to completion and reclaimed:
+//!   uk-sched with a pooled stack, corosensei with a reused stack, `std::thread`
+//!   spawn + join.
+#![allow(missing_docs)]
+
+use std::sync::mpsc;
+
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult};
+use divan::counter::ItemsCount;
+use divan::{Bencher, black_box};
+use uk_context::Native;
+use uk_sched::{RoundRobin, Scheduler, StackPool, Thread, idle, yield_now};
+
+const ROUNDS: usize = 10_000;
+const OS_ROUNDS: usize = 1_000;
+const THREADS: usize = 1_000;
+
+struct HostClock(std::time::Instant);
+
+impl uk_hal::Clock for HostClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+    fn cycles(&self) -> u64 {
+        self.monotonic_ns()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        1_000_000_000
+    }
+}
+
+fn sched() -> RoundRobin<Native, HostClock> {
+    sched_with(Native::detect())
+}
+
+fn sched_with(ops: Native) -> RoundRobin<Native, HostClock> {
+    RoundRobin::cooperative(ops, HostClock(std::time::Instant::now()), idle::Poll)
+}
+
+fn main() {
+    divan::main();
+}
+
+fn pingpong(b: Bencher, ectx: bool) {
+    pingpong_with(b, ectx, Native::detect());
+}
+
+fn pingpong_with(b: Bencher, ectx: bool, ops: Native) {
+    let s = sched_with(ops);
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        for name in ["ping", "pong"] {
+            let t = Thread::builder(name)
+                .stack_size(16 * 1024)
+                .ectx(ectx)
+                .create(s.ops(), || {
+                    for _ in 0..ROUNDS {
+                        yield_now();
+                    }
+                })
+                .unwrap();
+            s.add(&t).unwrap();
+        }
+        s.run();
+    });
+}
+
+#[divan::bench]
+fn yield_pingpong_uk_sched(b: Bencher) {
+    pingpong(b, false);
+}
+
+#[divan::bench]
+fn yield_pingpong_uk_sched_ectx(b: Bencher) {
+    pingpong(b, true);
+}
+
+#[divan::bench]
+fn yield_pingpong_uk_sched_ectx_xsave(b: Bencher) {
+    let ops = uk_context::X86_64::with_method(uk_context::XsaveMethod::Xsave).expect("XSAVE");
+    pingpong_with(b, true, ops);
+}
+
+#[divan::bench]
+fn yield_pingpong_uk_sched_ectx_fxsave(b: Bencher) {
+    let ops = uk_context::X86_64::with_method(uk_context::XsaveMethod::Fxsave).expect("FXSAVE");
+    pingpong_with(b, true, ops);
+}
+
+#[divan::bench]
+fn yield_pingpong_corosensei(b: Bencher) {
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        let mut co = Coroutine::with_stack(DefaultStack::new(16 * 1024).unwrap(), |y, ()| {
+            loop {
+                y.suspend(());
+            }
+        });
+        for _ in 0..ROUNDS {
+            black_box(co.resume(()));
+        }
+        // Not finished: force-unwind it (outside the measured loop's work, but counted).
+        drop(co);
+    });
+}
+
+#[divan::bench]
+fn yield_pingpong_os_threads(b: Bencher) {
+    b.counter(ItemsCount::new(OS_ROUNDS)).bench_local(|| {
+        let (to_pong, from_ping) = mpsc::sync_channel::<()>(0);
+        let (to_ping, from_pong) = mpsc::sync_channel::<()>(0);
+        let pong = std::thread::spawn(move || {
+            for _ in 0..OS_ROUNDS {
+                from_ping.recv().unwrap();
+                to_ping.send(()).unwrap();
+            }
+        });
+        for _ in 0..OS_ROUNDS {
+            to_pong.send(()).unwrap();
+            from_pong.recv().unwrap();
+        }
+        pong.join().unwrap();
+    });
+}
+
+#[divan::bench]
+fn create_run_exit_uk_sched_pooled(b: Bencher) {
+    let s = sched();
+    let pool = StackPool::new(16 * 1024, THREADS);
+    b.counter(ItemsCount::new(THREADS)).bench_local(|| {
+        for _ in 0..THREADS {
+            let t = Thread::builder("t")
+                .stack(pool.get().unwrap())
+                .create_fn(
+                    s.ops(),
+                    |x| {
+                        black_box(x);
+                    },
+                    1,
+                )
+                .unwrap();
+            s.add(&t).unwrap();
+        }
+        s.run();
+    });
+}
+
+#[divan::bench]
+fn create_run_exit_corosensei_reused_stack(b: Bencher) {
+    let mut stack = Some(DefaultStack::new(16 * 1024).unwrap());
+    b.counter(ItemsCount::new(THREADS)).bench_local(|| {
+        for _ in 0..THREADS {
+            let mut co = Coroutine::with_stack(stack.take().unwrap(), |_, x: usize| black_box(x));
+            match co.resume(1) {
+                CoroutineResult::Return(r) => drop(black_box(r)),
+                CoroutineResult::Yield(()) => unreachable!(),
+            }
+            stack = Some(co.into_stack());
+        }
+    });
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn create_run_exit_std_thread(b: Bencher) {
+    b.counter(ItemsCount::new(100usize)).bench_local(|| {
+        for _ in 0..100 {
+            std::thread::spawn(|| black_box(1)).join().unwrap();
+        }
+    });
+}

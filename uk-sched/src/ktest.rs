@@ -1,0 +1,351 @@
+//! In-image test cases (feature `ktest`): FPU/SIMD state across switches, TLS through the
+//! thread pointer, sleep accuracy against the board clock, a thousand threads.
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+
+use uk_context::{ContextOps, Native, TcbSpec, TlsLayout, TlsTemplate};
+use uk_hal::{Clock, Platform};
+
+use crate::{RoundRobin, Scheduler, Thread, idle, yield_now};
+
+/// The board clock as an owned [`Clock`].
+struct BoardClock(&'static dyn Platform);
+
+impl Clock for BoardClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.monotonic_ns()
+    }
+    fn cycles(&self) -> u64 {
+        self.0.cycles()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        self.0.cycles_per_second()
+    }
+}
+
+fn sched() -> RoundRobin<Native, BoardClock> {
+    // No timer interrupt is wired yet, so idle watches the clock.
+    RoundRobin::cooperative(Native::detect(), BoardClock(uk_rt::platform()), idle::Poll)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod regs {
+    /// Vector registers checked: xmm0–xmm15 (the target is soft-float: compiled code never
+    /// touches them, so only the extended context keeps them).
+    pub const WORDS: usize = 32;
+
+    /// Loads xmm0–xmm15 from `values`. The soft-float target never allocates vector
+    /// registers (it cannot even name them as clobbers), so none are declared.
+    pub fn load(values: &[u64; WORDS]) {
+        // SAFETY: reads 256 bytes from a live array; writes only the declared registers.
+        unsafe {
+            core::arch::asm!(
+                "movdqu xmm0, [{p}]", "movdqu xmm1, [{p} + 16]", "movdqu xmm2, [{p} + 32]",
+                "movdqu xmm3, [{p} + 48]", "movdqu xmm4, [{p} + 64]", "movdqu xmm5, [{p} + 80]",
+                "movdqu xmm6, [{p} + 96]", "movdqu xmm7, [{p} + 112]", "movdqu xmm8, [{p} + 128]",
+                "movdqu xmm9, [{p} + 144]", "movdqu xmm10, [{p} + 160]", "movdqu xmm11, [{p} + 176]",
+                "movdqu xmm12, [{p} + 192]", "movdqu xmm13, [{p} + 208]", "movdqu xmm14, [{p} + 224]",
+                "movdqu xmm15, [{p} + 240]",
+                p = in(reg) values.as_ptr(),
+                options(nostack, readonly),
+            );
+        }
+    }
+
+    /// Stores xmm0–xmm15 into `values`.
+    pub fn store(values: &mut [u64; WORDS]) {
+        // SAFETY: writes 256 bytes into a live array; reads registers only.
+        unsafe {
+            core::arch::asm!(
+                "movdqu [{p}], xmm0", "movdqu [{p} + 16], xmm1", "movdqu [{p} + 32], xmm2",
+                "movdqu [{p} + 48], xmm3", "movdqu [{p} + 64], xmm4", "movdqu [{p} + 80], xmm5",
+                "movdqu [{p} + 96], xmm6", "movdqu [{p} + 112], xmm7", "movdqu [{p} + 128], xmm8",
+                "movdqu [{p} + 144], xmm9", "movdqu [{p} + 160], xmm10", "movdqu [{p} + 176], xmm11",
+                "movdqu [{p} + 192], xmm12", "movdqu [{p} + 208], xmm13", "movdqu [{p} + 224], xmm14",
+                "movdqu [{p} + 240], xmm15",
+                p = in(reg) values.as_mut_ptr(),
+                options(nostack),
+            );
+        }
+    }
+
+    /// Loads xmm0–xmm15, yields, stores them: compiled code never touches them, so only
+    /// the extended context keeps the values while other threads load theirs.
+    pub fn round_trip(values: &[u64; WORDS], out: &mut [u64; WORDS]) {
+        load(values);
+        crate::yield_now();
+        store(out);
+    }
+
+    /// Rounding-control bits of MXCSR.
+    pub const MODE_MASK: u32 = 0x6000;
+
+    /// The rounding mode for thread `i`.
+    pub fn mode(i: usize) -> u32 {
+        ((i as u32) & 3) << 13
+    }
+
+    /// Reads MXCSR.
+    pub fn control() -> u32 {
+        let mut v = 0u32;
+        // SAFETY: stores MXCSR into a local.
+        unsafe { core::arch::asm!("stmxcsr [{}]", in(reg) &raw mut v, options(nostack)) };
+        v
+    }
+
+    /// Writes MXCSR.
+    pub fn set_control(v: u32) {
+        // SAFETY: only rounding-mode bits differ from a value read from MXCSR.
+        unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &raw const v, options(nostack)) };
+    }
+
+    /// Reads the 8-byte TLS word at `offset` from the thread pointer (FS base).
+    pub fn tls_read(offset: isize) -> u64 {
+        let v: u64;
+        // SAFETY: the caller installed a TLS block that covers `offset`.
+        unsafe {
+            core::arch::asm!("mov {v}, fs:[{o}]", v = out(reg) v, o = in(reg) offset, options(nostack, readonly))
+        };
+        v
+    }
+
+    /// Writes the 8-byte TLS word at `offset` from the thread pointer.
+    pub fn tls_write(offset: isize, v: u64) {
+        // SAFETY: as `tls_read`.
+        unsafe {
+            core::arch::asm!("mov fs:[{o}], {v}", v = in(reg) v, o = in(reg) offset, options(nostack))
+        };
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod regs {
+    /// Registers checked: d8–d15, which the compiler also preserves across calls, so the
+    /// check is exact (the caller-saved ones may legitimately change inside `yield_now`).
+    pub const WORDS: usize = 8;
+
+    extern "C" fn yield_from_asm() {
+        crate::yield_now();
+    }
+
+    /// Loads d8–d15 from `values`, yields (other threads load their own values), and stores
+    /// d8–d15 into `out`, all in one asm block so that only the switch and the extended
+    /// context can keep the values: the compiler preserves nothing here by itself.
+    pub fn round_trip(values: &[u64; WORDS], out: &mut [u64; WORDS]) {
+        // SAFETY: reads and writes 64 bytes of live arrays; `yield_from_asm` is an ordinary
+        // AAPCS64 function (the C ABI's clobbers and d8–d15 are declared); the pointers live
+        // in callee-saved x20/x21, which the callee preserves.
+        unsafe {
+            core::arch::asm!(
+                "ldp d8, d9, [x20]", "ldp d10, d11, [x20, #16]",
+                "ldp d12, d13, [x20, #32]", "ldp d14, d15, [x20, #48]",
+                "blr {f}",
+                "stp d8, d9, [x21]", "stp d10, d11, [x21, #16]",
+                "stp d12, d13, [x21, #32]", "stp d14, d15, [x21, #48]",
+                f = in(reg) yield_from_asm as extern "C" fn(),
+                in("x20") values.as_ptr(),
+                in("x21") out.as_mut_ptr(),
+                out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+                out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+                clobber_abi("C"),
+            );
+        }
+    }
+
+    /// Rounding-mode bits of FPCR.
+    pub const MODE_MASK: u32 = 3 << 22;
+
+    /// The rounding mode for thread `i`.
+    pub fn mode(i: usize) -> u32 {
+        ((i as u32) & 3) << 22
+    }
+
+    /// Reads FPCR.
+    pub fn control() -> u32 {
+        let v: u64;
+        // SAFETY: reading FPCR has no side effects.
+        unsafe { core::arch::asm!("mrs {}, fpcr", out(reg) v, options(nostack, nomem)) };
+        v as u32
+    }
+
+    /// Writes FPCR.
+    pub fn set_control(v: u32) {
+        // SAFETY: only rounding-mode bits differ from a value read from FPCR.
+        unsafe { core::arch::asm!("msr fpcr, {}", in(reg) u64::from(v), options(nostack, nomem)) };
+    }
+
+    /// Reads the 8-byte TLS word at `offset` from the thread pointer (TPIDR_EL0).
+    pub fn tls_read(offset: isize) -> u64 {
+        let v: u64;
+        // SAFETY: the caller installed a TLS block that covers `offset`.
+        unsafe {
+            core::arch::asm!("mrs {t}, tpidr_el0", "ldr {v}, [{t}, {o}]", t = out(reg) _, v = out(reg) v,
+                o = in(reg) offset, options(nostack, readonly));
+        }
+        v
+    }
+
+    /// Writes the 8-byte TLS word at `offset` from the thread pointer.
+    pub fn tls_write(offset: isize, v: u64) {
+        // SAFETY: as `tls_read`.
+        unsafe {
+            core::arch::asm!("mrs {t}, tpidr_el0", "str {v}, [{t}, {o}]", t = out(reg) _, v = in(reg) v,
+                o = in(reg) offset, options(nostack));
+        }
+    }
+}
+
+uk_test::ktest! {
+    /// Threads with an extended context keep their vector registers and rounding mode
+    /// (inherited from the creator) across switches while doing float work.
+    fn fpu_simd_preserved_across_switches() {
+        let s = sched();
+        let failures = Rc::new(RefCell::new(Vec::new()));
+        let base = regs::control();
+        for i in 0..4usize {
+            let failures = failures.clone();
+            // The new thread inherits the creator's control state.
+            regs::set_control((base & !regs::MODE_MASK) | regs::mode(i));
+            let t = Thread::builder("fpu")
+                .ectx(true)
+                .stack_size(16 * 1024)
+                .create(s.ops(), move || {
+                    let mut mine = [0u64; regs::WORDS];
+                    for (k, w) in mine.iter_mut().enumerate() {
+                        *w = 0x1111_0000_0000_0000 * (i as u64 + 1) + k as u64;
+                    }
+                    let mut acc = 1.0f64 + i as f64;
+                    for round in 0..20 {
+                        let mut now = [0u64; regs::WORDS];
+                        regs::round_trip(&mine, &mut now);
+                        if now != mine {
+                            failures.borrow_mut().push(format!("thread {i} round {round}: vector registers changed"));
+                        }
+                        if regs::control() & regs::MODE_MASK != regs::mode(i) {
+                            failures.borrow_mut().push(format!("thread {i} round {round}: rounding mode changed"));
+                        }
+                        acc = core::hint::black_box(acc * 1.25 + 0.5);
+                    }
+                    if !(acc > 80.0) {
+                        failures.borrow_mut().push(format!("thread {i}: float result {acc}"));
+                    }
+                })
+                .expect("create");
+            s.add(&t).expect("add");
+        }
+        regs::set_control(base);
+        s.run();
+        uk_test::expect_eq!(regs::control(), base);
+        let failures = failures.borrow();
+        uk_test::expect!(failures.is_empty(), "{:?}", &failures[..failures.len().min(3)]);
+    }
+}
+
+static TDATA: [u8; 8] = *b"template";
+
+uk_test::ktest! {
+    /// Every thread reads and writes its own TLS block through the thread pointer.
+    fn distinct_tls_per_thread_via_thread_pointer() {
+        let s = sched();
+        let template = TlsTemplate::new(&TDATA, 8, 16).expect("template");
+        let layout = TlsLayout::new(Native::TLS_VARIANT, &template, TcbSpec::NONE).expect("layout");
+        let data = layout.tp_relative(0);
+        let bss = layout.tp_relative(8);
+        let failures = Rc::new(Cell::new(0u32));
+        let tps = Rc::new(RefCell::new(Vec::new()));
+        let before = s.ops().thread_pointer();
+        for i in 0..8u64 {
+            let (failures, tps) = (failures.clone(), tps.clone());
+            let t = Thread::builder("tls")
+                .tls(template, TcbSpec::NONE)
+                .stack_size(16 * 1024)
+                .create(s.ops(), move || {
+                    let ops = Native::detect();
+                    tps.borrow_mut().push(ops.thread_pointer());
+                    let ok = regs::tls_read(data) == u64::from_ne_bytes(TDATA) && regs::tls_read(bss) == 0;
+                    #[cfg(target_arch = "x86_64")]
+                    let ok = ok && regs::tls_read(0) as usize == ops.thread_pointer();
+                    if !ok {
+                        failures.set(failures.get() + 1);
+                    }
+                    for round in 0..10 {
+                        regs::tls_write(bss, i * 1000 + round);
+                        yield_now();
+                        if regs::tls_read(bss) != i * 1000 + round {
+                            failures.set(failures.get() + 1);
+                        }
+                    }
+                })
+                .expect("create");
+            uk_test::expect_eq!(t.thread_pointer() as isize % 16, 0);
+            s.add(&t).expect("add");
+        }
+        s.run();
+        uk_test::expect_eq!(failures.get(), 0);
+        let mut tps = tps.borrow().clone();
+        tps.sort_unstable();
+        tps.dedup();
+        uk_test::expect_eq!(tps.len(), 8);
+        uk_test::expect_eq!(s.ops().thread_pointer(), before);
+    }
+}
+
+uk_test::ktest! {
+    /// Sleepers wake in deadline order and never before their deadline; lateness stays
+    /// under 20 ms (idle watches the board clock until the timer interrupt is wired; the
+    /// bound is loose because TCG on a shared host stalls the guest now and then).
+    fn sleep_accuracy_against_board_clock() {
+        let s = sched();
+        let results = Rc::new(RefCell::new(Vec::new()));
+        // Far enough ahead that every thread blocks before the first deadline, even when
+        // TCG translates the code paths for the first time.
+        let start = s.now() + 20_000_000;
+        for (i, ms) in [25u64, 5, 15, 10, 20].into_iter().enumerate() {
+            let results = results.clone();
+            let deadline = start + ms * 1_000_000;
+            s.spawn("sleeper", move || {
+                crate::sleep_until(deadline);
+                results.borrow_mut().push((i, deadline, crate::now()));
+            })
+            .expect("spawn");
+        }
+        s.run();
+        let results = results.borrow();
+        uk_test::expect_eq!(results.len(), 5);
+        let order: Vec<usize> = results.iter().map(|r| r.0).collect();
+        uk_test::expect_eq!(order, [1, 3, 2, 4, 0]);
+        let mut worst = 0;
+        for &(i, deadline, woke) in results.iter() {
+            uk_test::expect!(woke >= deadline, "thread {i} woke {} ns early", deadline - woke);
+            worst = worst.max(woke.saturating_sub(deadline));
+        }
+        uk_test::expect!(worst < 20_000_000, "woke up to {worst} ns late");
+        uk_rt::println!("    sleep: 5 sleepers, latest wake-up {} us after its deadline", worst / 1000);
+    }
+}
+
+uk_test::ktest! {
+    /// A thousand threads are created, run (yielding once each) and reclaimed.
+    fn thousand_threads() {
+        let s = sched();
+        let done = Rc::new(Cell::new(0u32));
+        for _ in 0..1000 {
+            let done = done.clone();
+            let t = Thread::builder("many")
+                .stack_size(8 * 1024)
+                .create(s.ops(), move || {
+                    yield_now();
+                    done.set(done.get() + 1);
+                })
+                .expect("create");
+            s.add(&t).expect("add");
+        }
+        s.run();
+        uk_test::expect_eq!(done.get(), 1000);
+        uk_test::expect_eq!(s.stats().reclaimed, 1000);
+        uk_test::expect_eq!(s.thread_count(), 0);
+    }
+}

@@ -1,0 +1,692 @@
+//! Round-robin scheduling, cooperative or preemptive.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+use uk_context::{Context, ContextOps};
+use uk_hal::Clock;
+
+use crate::base::{self, SchedCore};
+use crate::thread::{RawBlock, Thread, ThreadRef, ThreadState};
+use crate::{Idle, SchedError, Scheduler, cpu};
+
+/// Counters a scheduler keeps about itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Register switches performed (thread to thread, to idle, from idle).
+    pub switches: u64,
+    /// Calls of the idle hook.
+    pub idle_calls: u64,
+    /// Threads reclaimed after exiting.
+    pub reclaimed: u64,
+    /// Switches forced by [`Scheduler::tick`] (preemptions).
+    pub preemptions: u64,
+}
+
+struct SleepEntry {
+    deadline: u64,
+    seq: u64,
+    thread: ThreadRef,
+}
+
+struct State {
+    current: Option<ThreadRef>,
+    runq: VecDeque<ThreadRef>,
+    /// Sorted by (deadline, seq): equal deadlines wake in the order they were queued.
+    sleepq: VecDeque<SleepEntry>,
+    members: Vec<ThreadRef>,
+    zombies: Vec<ThreadRef>,
+    idle_ctx: Context,
+    running: bool,
+    seq: u64,
+    ticks: u32,
+    base_irq: usize,
+    installed_tp: usize,
+    stats: Stats,
+}
+
+struct Core<C, K> {
+    ops: C,
+    clock: K,
+    idle: Box<dyn Idle>,
+    slice: Option<u32>,
+    state: UnsafeCell<State>,
+}
+
+/// A round-robin scheduler: FIFO run queue, a yielding (or preempted) thread goes to the
+/// tail, sleepers ordered by deadline. Cooperative ([`RoundRobin::cooperative`]) or
+/// preemptive ([`RoundRobin::preemptive`], driven by [`Scheduler::tick`]).
+///
+/// Generic over the register/FPU/TLS operations `C` and the clock `K`; its state lives in a
+/// heap box that stays put while the `RoundRobin` value moves.
+pub struct RoundRobin<C: ContextOps + Clone + 'static, K: Clock + 'static> {
+    core: Box<Core<C, K>>,
+}
+
+impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
+    /// A cooperative scheduler: a thread runs until it yields, blocks, sleeps or exits.
+    pub fn cooperative(ops: C, clock: K, idle: impl Idle + 'static) -> Self {
+        Self::new(ops, clock, Box::new(idle), None)
+    }
+
+    /// A preemptive scheduler: every `slice_ticks` calls of [`Scheduler::tick`] the running
+    /// thread goes to the tail of the run queue if another thread is runnable.
+    pub fn preemptive(ops: C, clock: K, idle: impl Idle + 'static, slice_ticks: u32) -> Self {
+        Self::new(ops, clock, Box::new(idle), Some(slice_ticks.max(1)))
+    }
+
+    fn new(ops: C, clock: K, idle: Box<dyn Idle>, slice: Option<u32>) -> Self {
+        Self {
+            core: Box::new(Core {
+                ops,
+                clock,
+                idle,
+                slice,
+                state: UnsafeCell::new(State {
+                    current: None,
+                    runq: VecDeque::new(),
+                    sleepq: VecDeque::new(),
+                    members: Vec::new(),
+                    zombies: Vec::new(),
+                    idle_ctx: Context::new(),
+                    running: false,
+                    seq: 0,
+                    ticks: 0,
+                    base_irq: 0,
+                    installed_tp: 0,
+                    stats: Stats::default(),
+                }),
+            }),
+        }
+    }
+
+    /// The context operations this scheduler was built with (to create threads).
+    pub fn ops(&self) -> &C {
+        &self.core.ops
+    }
+
+    /// The clock deadlines are measured against.
+    pub fn clock(&self) -> &K {
+        &self.core.clock
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        with_irqs_masked(|| self.core.st().stats)
+    }
+
+    /// Threads in this scheduler that have not exited.
+    pub fn thread_count(&self) -> usize {
+        with_irqs_masked(|| self.core.st().members.len())
+    }
+
+    /// Threads in the run queue (not counting the running one).
+    pub fn runnable_count(&self) -> usize {
+        with_irqs_masked(|| self.core.st().runq.len())
+    }
+
+    /// Threads sleeping with a deadline.
+    pub fn sleeping_count(&self) -> usize {
+        with_irqs_masked(|| self.core.st().sleepq.len())
+    }
+
+    /// Creates a thread with default settings running `entry` and adds it.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::ThreadBuilder::create`].
+    pub fn spawn(
+        &self,
+        name: &'static str,
+        entry: impl FnOnce() + 'static,
+    ) -> Result<ThreadRef, SchedError> {
+        let thread = Thread::builder(name).create(&self.core.ops, entry)?;
+        self.add(&thread)?;
+        Ok(thread)
+    }
+
+    fn core_ptr(&self) -> NonNull<dyn SchedCore> {
+        let core: &dyn SchedCore = &*self.core;
+        NonNull::from(core)
+    }
+
+    fn owns(&self, thread: &Thread) -> bool {
+        thread
+            .inner()
+            .owner
+            .is_some_and(|o| o.cast::<u8>() == self.core_ptr().cast::<u8>())
+    }
+
+    /// The running thread, asserting that it is one of ours.
+    fn me(&self) -> &'static Thread {
+        let me = cpu::current_ptr();
+        // SAFETY: non-null current pointers are alive while they run (see `base::current`).
+        let me: Option<&'static Thread> = unsafe { me.as_ref() };
+        match me {
+            Some(me) if self.owns(me) => me,
+            _ => panic!("uk-sched: must be called by a running thread of this scheduler"),
+        }
+    }
+}
+
+fn with_irqs_masked<R>(f: impl FnOnce() -> R) -> R {
+    let irq = cpu::irq_save();
+    let r = f();
+    cpu::irq_restore(irq);
+    r
+}
+
+impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    fn st(&self) -> &mut State {
+        // SAFETY: the state is only touched by the CPU that runs this scheduler, with
+        // interrupts masked; references never live across a switch (they are re-taken).
+        unsafe { &mut *self.state.get() }
+    }
+
+    #[inline]
+    fn is_current(&self, thread: &Thread) -> bool {
+        self.st()
+            .current
+            .as_ref()
+            .is_some_and(|c| core::ptr::eq(&**c, thread))
+    }
+
+    /// Puts a runnable thread at the tail (no allocation: capacity is reserved in `add`).
+    #[inline]
+    fn enqueue(&self, thread: ThreadRef) {
+        let inner = thread.inner_mut();
+        if inner.in_runq || self.is_current(&thread) {
+            return;
+        }
+        inner.in_runq = true;
+        self.st().runq.push_back(thread);
+    }
+
+    fn sleepq_insert(&self, thread: &ThreadRef, deadline: u64) {
+        let st = self.st();
+        st.seq += 1;
+        let seq = st.seq;
+        let at = st
+            .sleepq
+            .partition_point(|e| (e.deadline, e.seq) <= (deadline, seq));
+        st.sleepq.insert(
+            at,
+            SleepEntry {
+                deadline,
+                seq,
+                thread: thread.clone(),
+            },
+        );
+        thread.inner_mut().in_sleepq = true;
+    }
+
+    fn sleepq_remove(&self, thread: &Thread) {
+        let st = self.st();
+        if let Some(at) = st
+            .sleepq
+            .iter()
+            .position(|e| core::ptr::eq(&*e.thread, thread))
+        {
+            st.sleepq.remove(at);
+        }
+        thread.inner_mut().in_sleepq = false;
+    }
+
+    /// Wakes every due sleeper; reads the clock only when someone sleeps.
+    #[inline]
+    fn wake_due_now(&self) {
+        if !self.st().sleepq.is_empty() {
+            self.wake_due(self.clock.monotonic_ns());
+        }
+    }
+
+    /// Wakes every sleeper whose deadline is not after `now`, in deadline order.
+    fn wake_due(&self, now: u64) {
+        loop {
+            let st = self.st();
+            match st.sleepq.front() {
+                Some(e) if e.deadline <= now => {}
+                _ => return,
+            }
+            let entry = st.sleepq.pop_front().expect("checked");
+            let inner = entry.thread.inner_mut();
+            inner.in_sleepq = false;
+            inner.deadline = None;
+            inner.timed_out = true;
+            inner.state = ThreadState::Runnable;
+            self.enqueue(entry.thread);
+        }
+    }
+
+    /// Drops exited threads other than the running one, freeing their memory.
+    #[inline]
+    fn reclaim(&self) {
+        let st = self.st();
+        if st.zombies.is_empty() {
+            return;
+        }
+        let current = st.current.as_ref().map(Arc::as_ptr);
+        let mut i = 0;
+        while i < st.zombies.len() {
+            if Some(Arc::as_ptr(&st.zombies[i])) == current {
+                i += 1;
+                continue;
+            }
+            let zombie = st.zombies.swap_remove(i);
+            zombie.inner_mut().owner = None;
+            st.stats.reclaimed += 1;
+            zombie.reclaim();
+            drop(zombie);
+        }
+    }
+
+    fn remove_member(&self, thread: &Thread) {
+        let st = self.st();
+        let idx = thread.inner().member_idx;
+        debug_assert!(core::ptr::eq(&*st.members[idx], thread));
+        st.members.swap_remove(idx);
+        if let Some(moved) = st.members.get(idx) {
+            moved.inner_mut().member_idx = idx;
+        }
+    }
+
+    /// Switches from the running thread `me` to the next runnable thread (or to idle); `me`
+    /// is requeued at the tail if it is still runnable. Returns when `me` runs again (never
+    /// if it exited). Interrupts are masked.
+    fn switch_away(&self, me: &Thread) {
+        self.reclaim();
+        self.wake_due_now();
+        if me.inner().state == ThreadState::Runnable {
+            if self.st().runq.is_empty() {
+                return;
+            }
+            // The running thread is in no queue: straight to the tail (capacity reserved).
+            let st = self.st();
+            if let Some(me_ref) = st.current.take() {
+                me_ref.inner_mut().in_runq = true;
+                st.runq.push_back(me_ref);
+            }
+        }
+        let st = self.st();
+        let next = st.runq.pop_front();
+        let next_ctx: *const Context = match &next {
+            Some(n) => {
+                n.inner_mut().in_runq = false;
+                if core::ptr::eq(&**n, me) {
+                    st.current = next;
+                    return;
+                }
+                &raw const n.inner().ctx
+            }
+            None => &raw const st.idle_ctx,
+        };
+        if let Some(n) = &next {
+            self.install_tp(n);
+        }
+        cpu::set_current(next.as_ref().map_or(core::ptr::null(), Arc::as_ptr));
+        st.current = next;
+        st.stats.switches += 1;
+        // Only locals from here on: after the switch this thread may have been moved to
+        // another scheduler, which is the one that resumes it.
+        let ops = self.ops.clone();
+        let me_inner = me.inner_ptr();
+        // SAFETY: `me` is running, so its extended-context area (if any) is alive and was
+        // initialised at creation; `next_ctx` is a context saved by a switch or set up by
+        // `init`, whose thread (or this scheduler's idle loop) is alive: the thread is held
+        // by `current`. The area is restored only after `me` runs again.
+        unsafe {
+            let ectx = (*me_inner).ectx.as_ref().map(|e| e.ptr.as_ptr());
+            if let Some(area) = ectx
+                && (*me_inner).state != ThreadState::Exited
+            {
+                ops.ectx_save(area);
+            }
+            ops.switch(&raw mut (*me_inner).ctx, next_ctx);
+            if let Some(area) = ectx {
+                ops.ectx_restore(area);
+            }
+        }
+    }
+
+    fn install_tp(&self, next: &Thread) {
+        let tp = next.inner().tp;
+        let st = self.st();
+        if tp != 0 && tp != st.installed_tp {
+            // SAFETY: a thread's non-zero thread pointer points into its own TLS block
+            // (built at creation or set by a process layer), which lives as long as it does.
+            unsafe { self.ops.set_thread_pointer(tp) };
+            st.installed_tp = tp;
+        }
+    }
+
+    /// The idle loop: runs threads until none is left.
+    fn run(&self) {
+        let irq = cpu::irq_save();
+        let outer = cpu::current_ptr();
+        let saved_tp = self.ops.thread_pointer();
+        {
+            let st = self.st();
+            assert!(!st.running, "uk-sched: scheduler already running");
+            st.running = true;
+            st.base_irq = irq;
+            st.installed_tp = saved_tp;
+            st.current = None;
+        }
+        cpu::set_current(core::ptr::null());
+        // The caller's FPU/SIMD state comes back when `run` returns, whatever the threads
+        // with extended contexts left in the registers (only when some thread has one).
+        let idle_ectx = if self.st().members.iter().any(|t| t.has_ectx()) {
+            RawBlock::alloc(self.ops.ectx_layout())
+                .ok()
+                .inspect(|area| {
+                    // SAFETY: a fresh area of the implementation's layout.
+                    unsafe { self.ops.ectx_init(area.ptr.as_ptr()) };
+                })
+        } else {
+            None
+        };
+        loop {
+            self.reclaim();
+            if self.st().members.is_empty() {
+                break;
+            }
+            self.wake_due_now();
+            let st = self.st();
+            if let Some(next) = st.runq.pop_front() {
+                next.inner_mut().in_runq = false;
+                self.install_tp(&next);
+                cpu::set_current(Arc::as_ptr(&next));
+                let next_ctx: *const Context = &raw const next.inner().ctx;
+                st.current = Some(next);
+                st.stats.switches += 1;
+                // SAFETY: the context belongs to a live member thread held by `current`;
+                // the idle context is this frame, which stays alive until `run` returns.
+                unsafe { self.ops.switch(&raw mut st.idle_ctx, next_ctx) };
+                #[cfg(any(test, feature = "std"))]
+                if let Some(payload) = base::take_panic() {
+                    self.stop_running(irq, outer, saved_tp, idle_ectx.as_ref());
+                    std::panic::resume_unwind(payload);
+                }
+                continue;
+            }
+            let deadline = st.sleepq.front().map(|e| e.deadline);
+            st.stats.idle_calls += 1;
+            self.idle.idle(&self.clock, deadline);
+        }
+        self.stop_running(irq, outer, saved_tp, idle_ectx.as_ref());
+    }
+
+    /// Leaves the idle loop: restores the caller's FPU/SIMD state, thread pointer, current
+    /// thread and interrupt state.
+    fn stop_running(
+        &self,
+        irq: usize,
+        outer: *const Thread,
+        saved_tp: usize,
+        idle_ectx: Option<&RawBlock>,
+    ) {
+        let st = self.st();
+        st.running = false;
+        if let Some(area) = idle_ectx {
+            // SAFETY: saved by `ectx_init` at the start of `run` with this implementation.
+            unsafe { self.ops.ectx_restore(area.ptr.as_ptr()) };
+        }
+        if st.installed_tp != saved_tp {
+            // SAFETY: puts back the thread pointer the caller of `run` had.
+            unsafe { self.ops.set_thread_pointer(saved_tp) };
+        }
+        cpu::set_current(outer);
+        cpu::irq_restore(irq);
+    }
+}
+
+impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, K> {
+    fn wake_locked(&self, thread: &ThreadRef) {
+        let inner = thread.inner_mut();
+        if inner.state != ThreadState::Blocked {
+            return;
+        }
+        inner.state = ThreadState::Runnable;
+        inner.timed_out = false;
+        inner.deadline = None;
+        if inner.in_sleepq {
+            self.sleepq_remove(thread);
+        }
+        // A thread that marked itself blocked but has not switched away yet is current:
+        // it is just runnable again, and `switch_away` keeps it running (no lost wake-up).
+        self.enqueue(thread.clone());
+    }
+
+    fn prepare_block_locked(&self, me: &Thread, deadline: Option<u64>) -> bool {
+        let inner = me.inner_mut();
+        if let Some(d) = deadline
+            && d <= self.clock.monotonic_ns()
+        {
+            inner.timed_out = true;
+            return false;
+        }
+        inner.state = ThreadState::Blocked;
+        inner.timed_out = false;
+        inner.deadline = deadline;
+        if let Some(d) = deadline {
+            let me_ref = self
+                .st()
+                .current
+                .clone()
+                .expect("running thread is current");
+            self.sleepq_insert(&me_ref, d);
+        }
+        true
+    }
+
+    fn commit_block_locked(&self, me: &Thread) {
+        while me.inner().state == ThreadState::Blocked {
+            self.switch_away(me);
+            // Resumed: by this scheduler or, if moved meanwhile, by another one.
+            if me.inner().state == ThreadState::Blocked {
+                // Only a scheduler without runnable threads could resume a blocked thread,
+                // which none does; stay safe and block again through the current owner.
+                let Some(owner) = me.inner().owner else {
+                    return;
+                };
+                // SAFETY: the running thread's owner is alive (see `base::running`).
+                unsafe { owner.as_ref() }.commit_block_locked(me);
+                return;
+            }
+        }
+    }
+
+    fn yield_locked(&self, me: &Thread) {
+        self.switch_away(me);
+    }
+
+    fn exit_locked(&self, me: &Thread) -> ! {
+        let me_ref = self
+            .st()
+            .current
+            .clone()
+            .expect("running thread is current");
+        {
+            let inner = me.inner_mut();
+            inner.state = ThreadState::Exited;
+            if inner.in_sleepq {
+                self.sleepq_remove(me);
+            }
+            inner.deadline = None;
+        }
+        self.remove_member(me);
+        self.st().zombies.push(me_ref);
+        self.switch_away(me);
+        unreachable!("an exited thread was resumed");
+    }
+
+    fn started(&self, me: &Thread) {
+        if let Some(area) = me.inner().ectx.as_ref() {
+            // SAFETY: initialised at creation by this implementation's `ectx_init`.
+            unsafe { self.ops.ectx_restore(area.ptr.as_ptr()) };
+        }
+        cpu::irq_restore(self.st().base_irq);
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.monotonic_ns()
+    }
+}
+
+impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Scheduler for RoundRobin<C, K> {
+    fn add(&self, thread: &ThreadRef) -> Result<(), SchedError> {
+        with_irqs_masked(|| {
+            let core = &*self.core;
+            let inner = thread.inner_mut();
+            if inner.owner.is_some() {
+                return Err(SchedError::AlreadyScheduled);
+            }
+            if inner.state == ThreadState::Exited {
+                return Err(SchedError::Exited);
+            }
+            let st = core.st();
+            st.members
+                .try_reserve(1)
+                .map_err(|_| SchedError::OutOfMemory)?;
+            // Reserve so that wake-ups (maybe from interrupts) never allocate.
+            let want = st.members.len() + 1;
+            st.runq
+                .try_reserve(want.saturating_sub(st.runq.len()))
+                .map_err(|_| SchedError::OutOfMemory)?;
+            st.sleepq
+                .try_reserve(want.saturating_sub(st.sleepq.len()))
+                .map_err(|_| SchedError::OutOfMemory)?;
+            inner.owner = Some(self.core_ptr());
+            inner.member_idx = st.members.len();
+            st.members.push(thread.clone());
+            match (inner.state, inner.deadline) {
+                (ThreadState::Runnable, _) => core.enqueue(thread.clone()),
+                (ThreadState::Blocked, Some(d)) => core.sleepq_insert(thread, d),
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn remove(&self, thread: &ThreadRef) -> Result<(), SchedError> {
+        with_irqs_masked(|| {
+            let core = &*self.core;
+            if !self.owns(thread) {
+                return Err(SchedError::NotMember);
+            }
+            if core.is_current(thread) {
+                return Err(SchedError::Running);
+            }
+            let st = core.st();
+            if thread.is_exited() {
+                if let Some(i) = st.zombies.iter().position(|z| Arc::ptr_eq(z, thread)) {
+                    let zombie = st.zombies.swap_remove(i);
+                    zombie.inner_mut().owner = None;
+                    st.stats.reclaimed += 1;
+                    zombie.reclaim();
+                }
+                return Ok(());
+            }
+            let inner = thread.inner_mut();
+            if inner.in_runq {
+                if let Some(i) = st.runq.iter().position(|t| Arc::ptr_eq(t, thread)) {
+                    st.runq.remove(i);
+                }
+                inner.in_runq = false;
+            }
+            if inner.in_sleepq {
+                // Unlike Unikraft 0.11, a removed sleeper leaves the sleep queue; its
+                // deadline goes with it to the next scheduler.
+                core.sleepq_remove(thread);
+            }
+            core.remove_member(thread);
+            thread.inner_mut().owner = None;
+            Ok(())
+        })
+    }
+
+    fn yield_now(&self) {
+        self.me();
+        base::yield_now();
+    }
+
+    fn block(&self) {
+        self.me();
+        base::block();
+    }
+
+    fn block_until(&self, deadline_ns: u64) -> bool {
+        self.me();
+        base::block_until(deadline_ns)
+    }
+
+    fn wake(&self, thread: &ThreadRef) {
+        base::wake(thread);
+    }
+
+    fn sleep(&self, ns: u64) {
+        self.me();
+        base::sleep(ns);
+    }
+
+    fn exit(&self) -> ! {
+        self.me();
+        base::exit()
+    }
+
+    fn current(&self) -> Option<ThreadRef> {
+        with_irqs_masked(|| self.core.st().current.clone())
+    }
+
+    fn now(&self) -> u64 {
+        self.core.clock.monotonic_ns()
+    }
+
+    fn run(&self) {
+        self.core.run();
+    }
+
+    fn tick(&self) {
+        let irq = cpu::irq_save();
+        let core = &*self.core;
+        core.wake_due_now();
+        let st = core.st();
+        if let (Some(slice), Some(current)) = (core.slice, st.current.as_ref()) {
+            st.ticks += 1;
+            if st.ticks >= slice {
+                st.ticks = 0;
+                if !st.runq.is_empty() {
+                    st.stats.preemptions += 1;
+                    let me: *const Thread = &**current;
+                    // SAFETY: `current` is the running thread, alive while it runs.
+                    core.switch_away(unsafe { &*me });
+                }
+            }
+        }
+        cpu::irq_restore(irq);
+    }
+}
+
+impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Drop for RoundRobin<C, K> {
+    fn drop(&mut self) {
+        let core = &*self.core;
+        let st = core.st();
+        assert!(!st.running, "uk-sched: scheduler dropped while running");
+        // Detach every thread so none keeps a pointer to this scheduler.
+        core.reclaim();
+        for thread in st.members.drain(..) {
+            let inner = thread.inner_mut();
+            inner.owner = None;
+            inner.in_runq = false;
+            inner.in_sleepq = false;
+        }
+        st.runq.clear();
+        st.sleepq.clear();
+    }
+}

@@ -1,0 +1,1036 @@
+//! Host tests of the scheduler, the wait queues and the locks.
+
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use alloc::{format, vec};
+use core::cell::{Cell, RefCell};
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::string::String;
+
+use uk_context::{Native, TcbSpec, TlsTemplate};
+use uk_hal::Clock;
+
+use crate::*;
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+/// A clock that only moves when told (by a thread "working" or by the idle hook).
+#[derive(Clone, Default)]
+struct FakeClock(Arc<AtomicU64>);
+
+impl FakeClock {
+    fn advance(&self, ns: u64) {
+        self.0.fetch_add(ns, Ordering::SeqCst);
+    }
+    fn set(&self, ns: u64) {
+        self.0.store(ns, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn cycles(&self) -> u64 {
+        self.monotonic_ns()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        1_000_000_000
+    }
+}
+
+/// A simulated interrupt handler.
+type Interrupt = std::boxed::Box<dyn FnMut()>;
+
+/// Idle hook for a fake clock: jumps to the deadline, as a halted CPU woken by its timer
+/// would find the time. Counts its calls.
+#[derive(Clone, Default)]
+struct JumpIdle {
+    clock: FakeClock,
+    calls: Rc<Cell<u32>>,
+    /// Called when there is no deadline (a simulated interrupt source).
+    on_no_deadline: Rc<RefCell<Option<Interrupt>>>,
+}
+
+impl Idle for JumpIdle {
+    fn idle(&self, _clock: &dyn Clock, deadline: Option<u64>) {
+        self.calls.set(self.calls.get() + 1);
+        match deadline {
+            Some(d) => {
+                if d > self.clock.monotonic_ns() {
+                    self.clock.set(d);
+                }
+            }
+            None => match self.on_no_deadline.borrow_mut().as_mut() {
+                Some(interrupt) => interrupt(),
+                None => panic!("deadlock in test"),
+            },
+        }
+    }
+}
+
+type Sched = RoundRobin<Native, FakeClock>;
+
+fn fake() -> (Sched, FakeClock, JumpIdle) {
+    let clock = FakeClock::default();
+    let idle = JumpIdle {
+        clock: clock.clone(),
+        ..Default::default()
+    };
+    (
+        RoundRobin::cooperative(Native::detect(), clock.clone(), idle.clone()),
+        clock,
+        idle,
+    )
+}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn push(log: &Log, entry: impl Into<String>) {
+    log.borrow_mut().push(entry.into());
+}
+
+// ---------------------------------------------------------------------------------------
+// Ordering and sleeping
+
+#[test]
+fn round_robin_is_fifo_and_yield_goes_to_the_tail() {
+    let (s, _, _) = fake();
+    let l = log();
+    for name in ["a", "b", "c"] {
+        let l = l.clone();
+        s.spawn(name, move || {
+            for i in 0..3 {
+                push(&l, format!("{name}{i}"));
+                yield_now();
+            }
+        })
+        .unwrap();
+    }
+    s.run();
+    assert_eq!(
+        *l.borrow(),
+        ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]
+    );
+    assert_eq!(s.thread_count(), 0);
+    assert_eq!(s.stats().reclaimed, 3);
+}
+
+#[test]
+fn yield_alone_keeps_running_without_a_switch() {
+    let (s, _, _) = fake();
+    s.spawn("solo", || {
+        for _ in 0..10 {
+            yield_now();
+        }
+    })
+    .unwrap();
+    s.run();
+    // Idle -> solo once, solo -> idle at exit.
+    assert_eq!(s.stats().switches, 2);
+}
+
+#[test]
+fn sleepers_wake_in_deadline_order_never_early() {
+    let (s, clock, idle) = fake();
+    let l = log();
+    // (name, sleep ns): equal deadlines wake in the order they went to sleep.
+    for (name, ns) in [("a", 300u64), ("b", 100), ("c", 200), ("d", 100), ("e", 0)] {
+        let (l, clock) = (l.clone(), clock.clone());
+        s.spawn(name, move || {
+            let deadline = clock.monotonic_ns() + ns;
+            sleep(ns);
+            let now = clock.monotonic_ns();
+            assert!(now >= deadline, "{name} woke early");
+            push(&l, format!("{name}@{now}"));
+        })
+        .unwrap();
+    }
+    s.run();
+    assert_eq!(*l.borrow(), ["e@0", "b@100", "d@100", "c@200", "a@300"]);
+    // One idle call per distinct deadline: the idle loop halts, it does not spin.
+    assert_eq!(idle.calls.get(), 3);
+}
+
+#[test]
+fn work_makes_sleepers_due_at_the_next_decision() {
+    let (s, clock, idle) = fake();
+    let l = log();
+    let (l1, l2) = (l.clone(), l.clone());
+    s.spawn("sleeper", move || {
+        sleep(50);
+        push(&l1, "sleeper");
+    })
+    .unwrap();
+    let c = clock.clone();
+    s.spawn("worker", move || {
+        for i in 0..3 {
+            c.advance(30);
+            push(&l2, format!("w{i}"));
+            yield_now();
+        }
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(*l.borrow(), ["w0", "w1", "sleeper", "w2"]);
+    assert_eq!(idle.calls.get(), 0);
+}
+
+/// Unikraft 0.11 busy-spins in idle when no thread sleeps with a deadline.
+#[test]
+fn idle_never_spins_without_deadline() {
+    let (s, _, idle) = fake();
+    let l = log();
+    let l2 = l.clone();
+    let blocked = s
+        .spawn("waiter", move || {
+            block();
+            push(&l2, "woken");
+        })
+        .unwrap();
+    // The "interrupt" that comes while the CPU halts wakes the waiter.
+    let b = blocked.clone();
+    *idle.on_no_deadline.borrow_mut() = Some(std::boxed::Box::new(move || b.wake()));
+    s.run();
+    assert_eq!(*l.borrow(), ["woken"]);
+    assert_eq!(idle.calls.get(), 1, "idle waited once for the interrupt");
+}
+
+/// Unikraft 0.11 (#643): an interrupt between marking the thread blocked and the switch
+/// wakes it without queueing it, and the wake-up is lost.
+#[test]
+fn wake_between_prepare_and_commit_is_not_lost() {
+    let (s, _, idle) = fake();
+    let l = log();
+    let l2 = l.clone();
+    s.spawn("t", move || {
+        assert!(prepare_block(None));
+        // What an interrupt handler would do right here.
+        current().unwrap().wake();
+        let timed_out = commit_block();
+        push(&l2, format!("continued timed_out={timed_out}"));
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(*l.borrow(), ["continued timed_out=false"]);
+    assert_eq!(idle.calls.get(), 0);
+}
+
+#[test]
+fn wake_of_sleeper_cuts_block_until_short() {
+    let (s, clock, _) = fake();
+    let l = log();
+    let sleeper = {
+        let l = l.clone();
+        s.spawn("s", move || {
+            let timed_out = block_until(1_000);
+            push(&l, format!("timed_out={timed_out}"));
+            let timed_out = block_until(2_000);
+            push(&l, format!("timed_out={timed_out}"));
+        })
+        .unwrap()
+    };
+    let c = clock.clone();
+    s.spawn("w", move || {
+        c.advance(10);
+        sleeper.wake();
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(*l.borrow(), ["timed_out=false", "timed_out=true"]);
+    assert_eq!(clock.monotonic_ns(), 2_000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Adding, removing, moving
+
+/// Unikraft 0.11 leaves a removed sleeping thread in the sleep queue (use after free).
+#[test]
+fn remove_sleeping_thread_leaves_no_entry() {
+    let (s1, clock, _) = fake();
+    let s2 = RoundRobin::cooperative(
+        Native::detect(),
+        clock.clone(),
+        JumpIdle {
+            clock: clock.clone(),
+            ..Default::default()
+        },
+    );
+    let l = log();
+    let sleeper = {
+        let l = l.clone();
+        s1.spawn("sleeper", move || {
+            push(&l, "sleeping");
+            sleep(1_000);
+            push(&l, format!("woke at {}", now()));
+        })
+        .unwrap()
+    };
+    let s1_ref: &'static Sched = unsafe_static(&s1);
+    let sl = sleeper.clone();
+    s1.spawn("remover", move || {
+        assert_eq!(s1_ref.sleeping_count(), 1);
+        s1_ref.remove(&sl).unwrap();
+        assert_eq!(s1_ref.sleeping_count(), 0);
+        assert_eq!(s1_ref.runnable_count(), 0);
+    })
+    .unwrap();
+    s1.run();
+    assert_eq!(*l.borrow(), ["sleeping"]);
+    assert_eq!(sleeper.state(), ThreadState::Blocked);
+    assert_eq!(sleeper.deadline(), Some(1_000));
+    assert!(!sleeper.is_scheduled());
+    drop(s1);
+    // The sleeper moves on to another scheduler and keeps its deadline.
+    s2.add(&sleeper).unwrap();
+    assert_eq!(s2.sleeping_count(), 1);
+    s2.run();
+    assert_eq!(*l.borrow(), ["sleeping", "woke at 1000"]);
+    assert!(sleeper.is_exited());
+}
+
+/// Extends a reference to a scheduler that outlives every thread using it in the test.
+fn unsafe_static(s: &Sched) -> &'static Sched {
+    // SAFETY: every caller runs the scheduler to completion (all threads that use the
+    // reference finish) before the scheduler is dropped.
+    unsafe { &*(s as *const Sched) }
+}
+
+#[test]
+fn threads_move_between_schedulers_in_every_state() {
+    let (s1, clock, _) = fake();
+    let s2 = RoundRobin::cooperative(
+        Native::detect(),
+        clock.clone(),
+        JumpIdle {
+            clock: clock.clone(),
+            ..Default::default()
+        },
+    );
+    let l = log();
+    // A runnable, never-started thread moves before running.
+    let fresh = {
+        let l = l.clone();
+        Thread::builder("fresh")
+            .create(s1.ops(), move || push(&l, "fresh ran"))
+            .unwrap()
+    };
+    s1.add(&fresh).unwrap();
+    assert_eq!(s1.add(&fresh), Err(SchedError::AlreadyScheduled));
+    assert_eq!(s2.remove(&fresh), Err(SchedError::NotMember));
+    s1.remove(&fresh).unwrap();
+    assert_eq!(s1.runnable_count(), 0);
+    s2.add(&fresh).unwrap();
+    // A blocked (started) thread moves while blocked without deadline.
+    let blocked = {
+        let l = l.clone();
+        s1.spawn("blocked", move || {
+            push(&l, "blocked");
+            block();
+            push(&l, "resumed");
+        })
+        .unwrap()
+    };
+    let s1_ref = unsafe_static(&s1);
+    let s2_ref = unsafe_static(&s2);
+    let b = blocked.clone();
+    s1.spawn("mover", move || {
+        assert_eq!(s1_ref.remove(&current().unwrap()), Err(SchedError::Running));
+        s1_ref.remove(&b).unwrap();
+        s2_ref.add(&b).unwrap();
+        b.wake();
+    })
+    .unwrap();
+    s1.run();
+    assert_eq!(*l.borrow(), ["blocked"]);
+    s2.run();
+    assert_eq!(*l.borrow(), ["blocked", "fresh ran", "resumed"]);
+    // Exited is final.
+    assert_eq!(s1.add(&blocked), Err(SchedError::Exited));
+}
+
+#[test]
+fn exited_threads_are_reclaimed_at_the_next_decision() {
+    let (s, _, _) = fake();
+    let destroyed = Rc::new(Cell::new(0));
+    let d = destroyed.clone();
+    let t = Thread::builder("t")
+        .destructor(move |_| d.set(d.get() + 1))
+        .create(s.ops(), || {})
+        .unwrap();
+    s.add(&t).unwrap();
+    let s_ref = unsafe_static(&s);
+    let (t2, d2) = (t.clone(), destroyed.clone());
+    s.spawn("observer", move || {
+        yield_now(); // t runs and exits; this decision reclaims it
+        assert!(t2.is_exited());
+        assert_eq!(d2.get(), 1);
+        assert!(!t2.is_scheduled());
+        assert_eq!(s_ref.remove(&t2), Err(SchedError::NotMember));
+        assert_eq!(s_ref.add(&t2), Err(SchedError::Exited));
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(destroyed.get(), 1);
+    drop(t);
+    assert_eq!(destroyed.get(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Life cycle: callbacks, hooks, memory
+
+#[test]
+fn exit_callback_and_destructor_run_exactly_once() {
+    let (s, _, _) = fake();
+    let counts = Rc::new([Cell::new(0), Cell::new(0), Cell::new(0), Cell::new(0)]);
+    let c = counts.clone();
+    let c2 = counts.clone();
+    let t = Thread::builder("ran")
+        .on_exit(move |t| {
+            assert_eq!(t.name(), "ran");
+            c[0].set(c[0].get() + 1)
+        })
+        .destructor(move |_| c2[1].set(c2[1].get() + 1))
+        .create(s.ops(), || exit())
+        .unwrap();
+    s.add(&t).unwrap();
+    s.run();
+    drop(t);
+    let c = counts.clone();
+    let c2 = counts.clone();
+    // Created, never scheduled, dropped.
+    let never = Thread::builder("never")
+        .on_exit(move |_| c[2].set(c[2].get() + 1))
+        .destructor(move |_| c2[3].set(c2[3].get() + 1))
+        .create(s.ops(), || unreachable!())
+        .unwrap();
+    drop(never);
+    assert_eq!(
+        counts.iter().map(Cell::get).collect::<Vec<_>>(),
+        [1, 1, 1, 1]
+    );
+}
+
+std::thread_local! {
+    static HOOK_LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+fn hook_log(entry: &str) {
+    HOOK_LOG.with(|l| l.borrow_mut().push(entry.into()));
+}
+
+fn logged_ok(entry: &str) -> Result<(), HookError> {
+    hook_log(entry);
+    Ok(())
+}
+
+fn take_hook_log() -> Vec<String> {
+    HOOK_LOG.with(|l| core::mem::take(&mut *l.borrow_mut()))
+}
+
+static HOOKS_FAILING_THIRD: [ThreadHook; 4] = [
+    ThreadHook {
+        name: "h1",
+        init: |_| logged_ok("init1"),
+        exit: |_| hook_log("exit1"),
+    },
+    ThreadHook {
+        name: "h2",
+        init: |_| logged_ok("init2"),
+        exit: |_| hook_log("exit2"),
+    },
+    ThreadHook {
+        name: "h3",
+        init: |_| Err(HookError(-12)),
+        exit: |_| hook_log("exit3"),
+    },
+    ThreadHook {
+        name: "h4",
+        init: |_| logged_ok("init4"),
+        exit: |_| hook_log("exit4"),
+    },
+];
+
+static HOOKS_OK: [ThreadHook; 2] = [
+    ThreadHook {
+        name: "h1",
+        init: |_| logged_ok("init1"),
+        exit: |_| hook_log("exit1"),
+    },
+    ThreadHook {
+        name: "h2",
+        init: |_| logged_ok("init2"),
+        exit: |_| hook_log("exit2"),
+    },
+];
+
+/// Unikraft 0.11's rollback after a failing init hook skips one of the earlier hooks.
+#[test]
+fn init_hook_rollback_is_exact() {
+    let ops = Native::detect();
+    take_hook_log();
+    let destroyed = Rc::new(Cell::new(false));
+    let d = destroyed.clone();
+    let err = Thread::builder("x")
+        .hooks(&HOOKS_FAILING_THIRD)
+        .destructor(move |_| d.set(true))
+        .create(&ops, || {})
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SchedError::HookFailed {
+            hook: "h3",
+            error: HookError(-12)
+        }
+    );
+    assert_eq!(take_hook_log(), ["init1", "init2", "exit2", "exit1"]);
+    assert!(
+        !destroyed.get(),
+        "a thread that failed creation never existed"
+    );
+
+    // Success: exit hooks in reverse when the thread exits, once.
+    let (s, _, _) = fake();
+    let t = Thread::builder("y")
+        .hooks(&HOOKS_OK)
+        .create(s.ops(), || hook_log("body"))
+        .unwrap();
+    s.add(&t).unwrap();
+    s.run();
+    drop(t);
+    assert_eq!(
+        take_hook_log(),
+        ["init1", "init2", "body", "exit2", "exit1"]
+    );
+}
+
+#[test]
+fn tls_block_is_built_for_the_thread() {
+    static TDATA: [u8; 4] = [1, 2, 3, 4];
+    let (s, _, _) = fake();
+    let template = TlsTemplate::new(&TDATA, 12, 32).unwrap();
+    let t = Thread::builder("tls")
+        .tls(
+            template,
+            TcbSpec {
+                size: 280,
+                align: 8,
+            },
+        )
+        .create(s.ops(), || {})
+        .unwrap();
+    let tp = t.thread_pointer();
+    assert_ne!(tp, 0);
+    assert_eq!(tp % 32, 0);
+    // Variant II on x86_64: self pointer at tp, data right below (rounded to 32).
+    // SAFETY: the block is alive (the thread is) and laid out as checked by uk-context.
+    unsafe {
+        assert_eq!(*(tp as *const usize), tp);
+        let data = (tp - 32) as *const u8;
+        assert_eq!(
+            core::slice::from_raw_parts(data, 16),
+            [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+    }
+    s.add(&t).unwrap();
+    s.run();
+    assert_eq!(t.thread_pointer(), tp);
+}
+
+#[test]
+fn bad_stacks_are_refused() {
+    let ops = Native::detect();
+    assert_eq!(
+        Thread::builder("z")
+            .stack_size(0)
+            .create(&ops, || {})
+            .unwrap_err(),
+        SchedError::BadStack
+    );
+    assert_eq!(
+        Thread::builder("z")
+            .stack_size(32)
+            .create(&ops, || {})
+            .unwrap_err(),
+        SchedError::BadStack
+    );
+    let t = Thread::builder("min").stack_size(4096).create(&ops, || {});
+    assert!(t.is_ok());
+}
+
+/// Every thread gets its own FPU/SIMD control state when it asks for an extended context,
+/// inherited from its creator at creation.
+#[test]
+fn extended_context_survives_switches() {
+    #[cfg(target_arch = "x86_64")]
+    fn mxcsr() -> u32 {
+        let mut v = 0u32;
+        // SAFETY: stores MXCSR to a local.
+        unsafe { core::arch::asm!("stmxcsr [{}]", in(reg) &raw mut v, options(nostack)) };
+        v
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn set_mxcsr(v: u32) {
+        // SAFETY: a valid MXCSR (mode bits only changed).
+        unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &raw const v, options(nostack)) };
+    }
+    let (s, _, _) = fake();
+    let base = mxcsr();
+    let results = Rc::new(RefCell::new(Vec::new()));
+    for (i, mode) in [0x0000u32, 0x2000, 0x4000, 0x6000].into_iter().enumerate() {
+        let r = results.clone();
+        // Inherit: set the mode in the creator before creating thread i.
+        set_mxcsr((base & !0x6000) | mode);
+        let t = Thread::builder("fpu")
+            .ectx(true)
+            .create(s.ops(), move || {
+                let mut ok = true;
+                let mut acc = 1.0f64 + i as f64;
+                for _ in 0..5 {
+                    ok &= mxcsr() & 0x6000 == mode;
+                    acc = core::hint::black_box(acc * 1.5);
+                    yield_now();
+                }
+                r.borrow_mut().push((i, ok, acc));
+            })
+            .unwrap();
+        s.add(&t).unwrap();
+    }
+    set_mxcsr(base);
+    s.run();
+    assert_eq!(mxcsr(), base, "the idle context keeps its own state");
+    let results = results.borrow();
+    assert_eq!(results.len(), 4);
+    for &(i, ok, acc) in results.iter() {
+        assert!(ok, "thread {i} lost its rounding mode");
+        assert!(acc > 7.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 10,000 threads, no leak
+
+#[test]
+fn ten_thousand_threads_leave_no_leak() {
+    let before = crate::tests::alloc_counter::live_bytes();
+    {
+        let (s, _, _) = fake();
+        let done = Rc::new(Cell::new(0u32));
+        let pool = StackPool::new(16 * 1024, 64);
+        for batch in 0..10 {
+            for i in 0..1_000 {
+                let d = done.clone();
+                let t = Thread::builder("many")
+                    .stack(pool.get().unwrap())
+                    .create(s.ops(), move || {
+                        if i % 2 == 0 {
+                            yield_now();
+                        }
+                        d.set(d.get() + 1);
+                    })
+                    .unwrap();
+                s.add(&t).unwrap();
+            }
+            s.run();
+            assert_eq!(done.get(), (batch + 1) * 1_000);
+        }
+        assert_eq!(s.stats().reclaimed, 10_000);
+        // Plain heap stacks too.
+        for _ in 0..1_000 {
+            s.spawn("heap", || {}).unwrap();
+        }
+        s.run();
+        assert_eq!(s.stats().reclaimed, 11_000);
+    }
+    assert_eq!(
+        crate::tests::alloc_counter::live_bytes(),
+        before,
+        "bytes leaked"
+    );
+}
+
+/// Counts live heap bytes per OS thread (tests run in parallel threads).
+pub(crate) mod alloc_counter {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::cell::Cell;
+    use std::alloc::System;
+
+    std::thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+    }
+
+    struct Counting;
+
+    // SAFETY: forwards to the system allocator; the counter has no effect on memory.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = LIVE.try_with(|l| l.set(l.get() + layout.size() as isize));
+            // SAFETY: forwarded contract.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            let _ = LIVE.try_with(|l| l.set(l.get() - layout.size() as isize));
+            // SAFETY: forwarded contract.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let _ = LIVE.try_with(|l| l.set(l.get() + layout.size() as isize));
+            // SAFETY: forwarded contract.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = LIVE.try_with(|l| l.set(l.get() + new_size as isize - layout.size() as isize));
+            // SAFETY: forwarded contract.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    pub(crate) fn live_bytes() -> isize {
+        LIVE.with(Cell::get)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Preemption
+
+#[test]
+fn preemptive_round_robin_switches_on_slice_end() {
+    let clock = FakeClock::default();
+    let idle = JumpIdle {
+        clock: clock.clone(),
+        ..Default::default()
+    };
+    let s = RoundRobin::preemptive(Native::detect(), clock, idle, 2);
+    let s_ref: &'static RoundRobin<Native, FakeClock> = {
+        // SAFETY: `s` outlives its run, which is when the threads use it.
+        unsafe { &*(&s as *const RoundRobin<Native, FakeClock>) }
+    };
+    let l = log();
+    for name in ["a", "b"] {
+        let l = l.clone();
+        s.spawn(name, move || {
+            // CPU-bound: never yields; a timer interrupt arrives after every step.
+            for i in 0..4 {
+                push(&l, format!("{name}{i}"));
+                s_ref.tick();
+            }
+        })
+        .unwrap();
+    }
+    s.run();
+    assert_eq!(
+        *l.borrow(),
+        ["a0", "a1", "b0", "b1", "a2", "a3", "b2", "b3"]
+    );
+    assert_eq!(s.stats().preemptions, 4);
+}
+
+#[test]
+fn cooperative_tick_only_wakes_sleepers() {
+    let (s, clock, _) = fake();
+    let s_ref = unsafe_static(&s);
+    let l = log();
+    let l1 = l.clone();
+    s.spawn("sleeper", move || {
+        sleep(10);
+        push(&l1, "sleeper");
+    })
+    .unwrap();
+    let l2 = l.clone();
+    s.spawn("spinner", move || {
+        for i in 0..3 {
+            clock.advance(10);
+            s_ref.tick();
+            push(&l2, format!("spin{i}"));
+        }
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(*l.borrow(), ["spin0", "spin1", "spin2", "sleeper"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Wait queues and locks
+
+#[test]
+fn semaphore_hands_units_in_fifo_order_and_times_out() {
+    let (s, clock, _) = fake();
+    let sem = Rc::new(Semaphore::new(0));
+    let l = log();
+    for name in ["c1", "c2"] {
+        let (sem, l) = (sem.clone(), l.clone());
+        s.spawn(name, move || {
+            sem.down();
+            push(&l, format!("{name} got"));
+        })
+        .unwrap();
+    }
+    {
+        let (sem, l) = (sem.clone(), l.clone());
+        s.spawn("producer", move || {
+            assert!(!sem.try_down());
+            sem.up();
+            sem.up();
+            push(&l, "produced");
+            yield_now();
+            let start = now();
+            assert_eq!(sem.down_timeout(500), Err(TimedOut));
+            push(&l, format!("timed out after {}", now() - start));
+            sem.up();
+            assert_eq!(sem.down_timeout(500), Ok(()));
+        })
+        .unwrap();
+    }
+    s.run();
+    assert_eq!(
+        *l.borrow(),
+        ["produced", "c1 got", "c2 got", "timed out after 500"]
+    );
+    assert_eq!(clock.monotonic_ns(), 500);
+    assert_eq!(sem.count(), 0);
+}
+
+#[test]
+fn mutex_excludes_and_recurses_for_its_owner() {
+    let (s, _, _) = fake();
+    let m = Rc::new(Mutex::new());
+    let l = log();
+    for name in ["a", "b"] {
+        let (m, l) = (m.clone(), l.clone());
+        s.spawn(name, move || {
+            for _ in 0..2 {
+                let g = m.lock();
+                let g2 = m.lock(); // recursive
+                assert_eq!(m.depth(), 2);
+                push(&l, format!("{name} in"));
+                yield_now(); // the other thread must not get in
+                push(&l, format!("{name} out"));
+                drop(g2);
+                assert!(m.is_locked());
+                drop(g);
+                yield_now();
+            }
+        })
+        .unwrap();
+    }
+    let m2 = m.clone();
+    s.spawn("intruder", move || {
+        assert_eq!(m2.unlock(), Err(NotOwner));
+        assert!(m2.try_lock().is_none());
+    })
+    .unwrap();
+    s.run();
+    let l = l.borrow();
+    for pair in l.chunks(2) {
+        assert_eq!(
+            pair[0].replace(" in", ""),
+            pair[1].replace(" out", ""),
+            "{l:?}"
+        );
+    }
+    assert_eq!(l.len(), 8);
+    assert!(!m.is_locked());
+}
+
+#[test]
+fn condvar_wait_and_notify() {
+    let (s, _, _) = fake();
+    let m = Rc::new(Mutex::new());
+    let cv = Rc::new(CondVar::new());
+    let ready = Rc::new(Cell::new(false));
+    let l = log();
+    for name in ["w1", "w2"] {
+        let (m, cv, ready, l) = (m.clone(), cv.clone(), ready.clone(), l.clone());
+        s.spawn(name, move || {
+            let mut g = m.lock();
+            let _inner = m.lock(); // waits with depth 2
+            while !ready.get() {
+                g = cv.wait(g);
+            }
+            assert_eq!(m.depth(), 2);
+            push(&l, format!("{name} saw ready"));
+            drop(_inner);
+            drop(g);
+        })
+        .unwrap();
+    }
+    {
+        let (m, cv, ready, l) = (m.clone(), cv.clone(), ready.clone(), l.clone());
+        s.spawn("notifier", move || {
+            let g = m.lock();
+            ready.set(true);
+            push(&l, "notify");
+            cv.notify_all();
+            drop(g);
+            let g = m.lock();
+            let start = now();
+            let (g, t) = cv.wait_until(g, Some(start + 100)).unwrap_err();
+            assert_eq!(t, TimedOut);
+            assert!(now() >= start + 100);
+            drop(g);
+        })
+        .unwrap();
+    }
+    s.run();
+    assert_eq!(*l.borrow(), ["notify", "w1 saw ready", "w2 saw ready"]);
+}
+
+#[test]
+fn wait_queue_wake_one_and_all() {
+    let (s, _, _) = fake();
+    let wq = Rc::new(WaitQueue::new());
+    let flag = Rc::new(Cell::new(0));
+    let l = log();
+    for name in ["a", "b", "c"] {
+        let (wq, flag, l) = (wq.clone(), flag.clone(), l.clone());
+        s.spawn(name, move || {
+            wq.wait(|| flag.get() > 0);
+            push(&l, name);
+        })
+        .unwrap();
+    }
+    let wq2 = wq.clone();
+    s.spawn("waker", move || {
+        assert_eq!(wq2.len(), 3);
+        flag.set(1);
+        assert!(wq2.wake_one());
+        yield_now();
+        assert_eq!(wq2.wake_all(), 2);
+        assert!(!wq2.wake_one());
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(*l.borrow(), ["a", "b", "c"]);
+    assert!(wq.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Random operation sequences against a model
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Yield,
+    Sleep(u64),
+    Work(u64),
+}
+
+/// A straightforward simulation of the documented policy.
+fn model(scripts: &[Vec<Op>]) -> (Vec<(usize, usize)>, u64) {
+    let n = scripts.len();
+    let mut clock = 0u64;
+    let mut seq = 0u64;
+    let mut runq: VecDeque<usize> = (0..n).collect();
+    let mut sleepq: Vec<(u64, u64, usize)> = Vec::new();
+    let mut pc = vec![0usize; n];
+    let mut exited = 0;
+    let mut trace = Vec::new();
+    let wake_due = |clock: u64, sleepq: &mut Vec<(u64, u64, usize)>, runq: &mut VecDeque<usize>| {
+        sleepq.sort();
+        while let Some(&(d, _, t)) = sleepq.first() {
+            if d > clock {
+                break;
+            }
+            sleepq.remove(0);
+            runq.push_back(t);
+        }
+    };
+    let mut running: Option<usize> = None;
+    loop {
+        let Some(t) = running else {
+            if exited == n {
+                break;
+            }
+            wake_due(clock, &mut sleepq, &mut runq);
+            match runq.pop_front() {
+                Some(t) => running = Some(t),
+                None => {
+                    sleepq.sort();
+                    clock = clock.max(sleepq[0].0);
+                }
+            }
+            continue;
+        };
+        if pc[t] == scripts[t].len() {
+            exited += 1;
+            wake_due(clock, &mut sleepq, &mut runq);
+            running = runq.pop_front();
+            continue;
+        }
+        let op = scripts[t][pc[t]];
+        trace.push((t, pc[t]));
+        pc[t] += 1;
+        match op {
+            Op::Work(d) => clock += d,
+            Op::Yield => {
+                wake_due(clock, &mut sleepq, &mut runq);
+                if !runq.is_empty() {
+                    runq.push_back(t);
+                    running = runq.pop_front();
+                }
+            }
+            Op::Sleep(0) => {}
+            Op::Sleep(d) => {
+                seq += 1;
+                sleepq.push((clock + d, seq, t));
+                wake_due(clock, &mut sleepq, &mut runq);
+                running = runq.pop_front();
+            }
+        }
+    }
+    (trace, clock)
+}
+
+fn real(scripts: &[Vec<Op>]) -> (Vec<(usize, usize)>, u64) {
+    let (s, clock, _) = fake();
+    let trace = Rc::new(RefCell::new(Vec::new()));
+    for (t, script) in scripts.iter().enumerate() {
+        let (script, trace, clock) = (script.clone(), trace.clone(), clock.clone());
+        s.spawn("p", move || {
+            for (i, op) in script.into_iter().enumerate() {
+                trace.borrow_mut().push((t, i));
+                match op {
+                    Op::Yield => yield_now(),
+                    Op::Sleep(d) => sleep(d),
+                    Op::Work(d) => clock.advance(d),
+                }
+            }
+        })
+        .unwrap();
+    }
+    s.run();
+    assert_eq!(s.thread_count(), 0);
+    assert_eq!(s.runnable_count() + s.sleeping_count(), 0);
+    let t = trace.borrow().clone();
+    (t, clock.monotonic_ns())
+}
+
+mod model_check {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Yield),
+            2 => (0u64..40).prop_map(Op::Sleep),
+            1 => (0u64..25).prop_map(Op::Work),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn scheduler_matches_model(scripts in proptest::collection::vec(proptest::collection::vec(op(), 0..12), 1..7)) {
+            prop_assert_eq!(real(&scripts), model(&scripts));
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! Threads: creation (apart from any scheduler), stacks, TLS, extended context, hooks.
+
+use alloc::borrow::Cow;
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::cell::{RefCell, UnsafeCell};
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use uk_context::{Context, ContextOps, TcbSpec, TlsLayout, TlsTemplate};
+
+use crate::SchedError;
+use crate::base::SchedCore;
+
+/// A shared handle to a thread. Schedulers, wait queues and users each hold one.
+pub type ThreadRef = Arc<Thread>;
+
+/// Default stack size of a thread (as Unikraft's).
+pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+
+/// The life-cycle state of a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadState {
+    /// Running or ready to run.
+    Runnable,
+    /// Waiting for a wake-up (and maybe a deadline).
+    Blocked,
+    /// Finished; final: an exited thread never runs again.
+    Exited,
+}
+
+/// The error an init hook returns to refuse a thread; creation fails with
+/// [`SchedError::HookFailed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookError(pub i32);
+
+/// A pair of per-thread callbacks another crate registers (a process layer, a libc).
+///
+/// `init` runs when a thread is created, in the creator's context but with the new
+/// thread's thread pointer installed; `exit` runs when the thread exits (or, if it never
+/// ran, when it is dropped), in reverse registration order, only for hooks whose `init`
+/// succeeded. When an `init` fails, the `exit` of every earlier hook runs (in reverse) and
+/// creation fails: no hook is skipped (Unikraft 0.11 skips one).
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadHook {
+    /// Name for diagnostics.
+    pub name: &'static str,
+    /// Called at creation.
+    pub init: fn(&Thread) -> Result<(), HookError>,
+    /// Called at exit.
+    pub exit: fn(&Thread),
+}
+
+/// Memory for a thread's stack.
+pub struct Stack {
+    ptr: NonNull<u8>,
+    size: usize,
+    origin: StackOrigin,
+}
+
+enum StackOrigin {
+    Heap,
+    Borrowed,
+    Pool(Rc<RefCell<PoolInner>>),
+}
+
+/// Alignment of every stack this crate allocates.
+const STACK_ALIGN: usize = 16;
+
+impl Stack {
+    /// Allocates a stack of `size` bytes from the global allocator.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedError::OutOfMemory`] when the allocator fails, [`SchedError::BadStack`] for
+    /// a zero size.
+    pub fn alloc(size: usize) -> Result<Self, SchedError> {
+        if size == 0 {
+            return Err(SchedError::BadStack);
+        }
+        let layout =
+            Layout::from_size_align(size, STACK_ALIGN).map_err(|_| SchedError::BadStack)?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc::alloc::alloc(layout) };
+        let ptr = NonNull::new(ptr).ok_or(SchedError::OutOfMemory)?;
+        Ok(Self {
+            ptr,
+            size,
+            origin: StackOrigin::Heap,
+        })
+    }
+
+    /// Uses caller-owned memory as a stack (nothing is freed when the thread is reclaimed).
+    pub fn from_static(memory: &'static mut [u8]) -> Self {
+        let size = memory.len();
+        // A slice pointer is never null.
+        let ptr = NonNull::new(memory.as_mut_ptr()).expect("slice pointer");
+        Self {
+            ptr,
+            size,
+            origin: StackOrigin::Borrowed,
+        }
+    }
+
+    /// Lowest address of the stack.
+    pub fn base(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        match &self.origin {
+            StackOrigin::Heap => {
+                let layout =
+                    Layout::from_size_align(self.size, STACK_ALIGN).expect("checked at alloc");
+                // SAFETY: allocated in `Stack::alloc` with this very layout.
+                unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), layout) };
+            }
+            StackOrigin::Borrowed => {}
+            StackOrigin::Pool(pool) => {
+                let mut pool = pool.borrow_mut();
+                if pool.free.len() < pool.max_free {
+                    pool.free.push(self.ptr);
+                } else {
+                    let layout = Layout::from_size_align(pool.size, STACK_ALIGN).expect("checked");
+                    // SAFETY: pool stacks are allocated by `StackPool::get` with this layout.
+                    unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), layout) };
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("base", &self.ptr)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+struct PoolInner {
+    size: usize,
+    max_free: usize,
+    free: Vec<NonNull<u8>>,
+}
+
+/// A pool of equally sized stacks: a reclaimed thread's stack goes back to the pool and the
+/// next thread takes it without touching the allocator.
+#[derive(Clone)]
+pub struct StackPool(Rc<RefCell<PoolInner>>);
+
+impl StackPool {
+    /// A pool of stacks of `size` bytes that keeps at most `max_free` unused stacks.
+    pub fn new(size: usize, max_free: usize) -> Self {
+        Self(Rc::new(RefCell::new(PoolInner {
+            size,
+            max_free,
+            free: Vec::new(),
+        })))
+    }
+
+    /// A stack from the pool, allocated if none is free.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stack::alloc`].
+    pub fn get(&self) -> Result<Stack, SchedError> {
+        let mut inner = self.0.borrow_mut();
+        let size = inner.size;
+        let ptr = match inner.free.pop() {
+            Some(ptr) => ptr,
+            None => {
+                drop(inner);
+                let stack = Stack::alloc(size)?;
+                let ptr = stack.ptr;
+                core::mem::forget(stack);
+                ptr
+            }
+        };
+        Ok(Stack {
+            ptr,
+            size,
+            origin: StackOrigin::Pool(self.0.clone()),
+        })
+    }
+
+    /// Number of stacks waiting in the pool.
+    pub fn free_count(&self) -> usize {
+        self.0.borrow().free.len()
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        let layout = Layout::from_size_align(self.size, STACK_ALIGN).expect("checked");
+        for ptr in self.free.drain(..) {
+            // SAFETY: every pooled pointer was allocated with this layout.
+            unsafe { alloc::alloc::dealloc(ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+/// A heap block with its layout, freed on drop (TLS blocks, extended-context areas).
+pub(crate) struct RawBlock {
+    pub(crate) ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl RawBlock {
+    pub(crate) fn alloc(layout: Layout) -> Result<Self, SchedError> {
+        // SAFETY: both callers pass layouts of non-zero size.
+        let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        Ok(Self {
+            ptr: NonNull::new(ptr).ok_or(SchedError::OutOfMemory)?,
+            layout,
+        })
+    }
+}
+
+impl Drop for RawBlock {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `RawBlock::alloc` with `self.layout`.
+        unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+pub(crate) enum Entry {
+    Fn(fn(usize), usize),
+    Closure(Box<dyn FnOnce()>),
+}
+
+type Callback = Box<dyn FnOnce(&Thread)>;
+
+/// Mutable part of a thread; touched only by the CPU that runs its scheduler with
+/// interrupts masked, or by the thread itself.
+pub(crate) struct Inner {
+    pub(crate) state: ThreadState,
+    pub(crate) ctx: Context,
+    pub(crate) owner: Option<NonNull<dyn SchedCore>>,
+    pub(crate) member_idx: usize,
+    pub(crate) in_runq: bool,
+    pub(crate) in_sleepq: bool,
+    pub(crate) deadline: Option<u64>,
+    pub(crate) timed_out: bool,
+    pub(crate) entry: Option<Entry>,
+    pub(crate) stack: Option<Stack>,
+    pub(crate) tls: Option<RawBlock>,
+    pub(crate) ectx: Option<RawBlock>,
+    pub(crate) tp: usize,
+    on_exit: Option<Callback>,
+    destructor: Option<Callback>,
+    hooks: &'static [ThreadHook],
+    hooks_done: bool,
+}
+
+/// A thread: a stack, a register context, optionally TLS and an extended context, an entry.
+///
+/// Threads are created on their own ([`Thread::builder`]) and run once added to a
+/// scheduler ([`crate::Scheduler::add`]); they can be removed and added to another
+/// scheduler in any state. Not `Send`/`Sync`: a thread and its schedulers live on one CPU.
+pub struct Thread {
+    id: u64,
+    name: Cow<'static, str>,
+    inner: UnsafeCell<Inner>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Thread {
+    /// Starts describing a new thread named `name`.
+    pub fn builder(name: impl Into<Cow<'static, str>>) -> ThreadBuilder {
+        ThreadBuilder {
+            name: name.into(),
+            stack_size: DEFAULT_STACK_SIZE,
+            stack: None,
+            tls: None,
+            ectx: false,
+            on_exit: None,
+            destructor: None,
+            hooks: &[],
+        }
+    }
+
+    /// A process-wide unique number (never reused).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The thread's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ThreadState {
+        self.inner().state
+    }
+
+    /// Whether the thread has exited (final).
+    pub fn is_exited(&self) -> bool {
+        self.state() == ThreadState::Exited
+    }
+
+    /// The wake-up deadline of a thread blocked with one.
+    pub fn deadline(&self) -> Option<u64> {
+        self.inner().deadline
+    }
+
+    /// Whether the thread saves and restores FPU/SIMD state when switched.
+    pub fn has_ectx(&self) -> bool {
+        self.inner().ectx.is_some()
+    }
+
+    /// The thread pointer installed while this thread runs (0: none of its own).
+    pub fn thread_pointer(&self) -> usize {
+        self.inner().tp
+    }
+
+    /// Sets the thread pointer this thread runs with from its next switch in (a process
+    /// layer uses this for `arch_prctl(ARCH_SET_FS)` or `CLONE_SETTLS`; the caller also
+    /// installs it with `ContextOps::set_thread_pointer` if the thread is running).
+    pub fn set_thread_pointer(&self, tp: usize) {
+        let irq = crate::cpu::irq_save();
+        self.inner_mut().tp = tp;
+        crate::cpu::irq_restore(irq);
+    }
+
+    /// Whether the thread belongs to a scheduler.
+    pub fn is_scheduled(&self) -> bool {
+        self.inner().owner.is_some()
+    }
+
+    /// Makes a blocked thread runnable (through the scheduler that owns it; a thread in no
+    /// scheduler is just marked runnable). Does nothing to a runnable or exited thread.
+    pub fn wake(self: &Arc<Self>) {
+        crate::base::wake(self);
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        // SAFETY: shared reads happen on the owning CPU; writers hold the interrupt mask
+        // and never keep a reference across calls that could read (single CPU).
+        unsafe { &*self.inner.get() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn inner_mut(&self) -> &mut Inner {
+        // SAFETY: as `inner`: callers keep the reference short and never across a switch.
+        unsafe { &mut *self.inner.get() }
+    }
+
+    pub(crate) fn inner_ptr(&self) -> *mut Inner {
+        self.inner.get()
+    }
+
+    /// Runs the exit callback and the exit hooks (reverse order), once.
+    pub(crate) fn finish(&self) {
+        let (callback, hooks) = {
+            let inner = self.inner_mut();
+            let hooks = if inner.hooks_done {
+                &[][..]
+            } else {
+                inner.hooks
+            };
+            inner.hooks_done = true;
+            (inner.on_exit.take(), hooks)
+        };
+        if let Some(callback) = callback {
+            callback(self);
+        }
+        for hook in hooks.iter().rev() {
+            (hook.exit)(self);
+        }
+    }
+
+    /// Frees stack, TLS and extended context and runs the destructor, once.
+    pub(crate) fn reclaim(&self) {
+        let (stack, tls, ectx, destructor) = {
+            let inner = self.inner_mut();
+            (
+                inner.stack.take(),
+                inner.tls.take(),
+                inner.ectx.take(),
+                inner.destructor.take(),
+            )
+        };
+        drop((stack, tls, ectx));
+        if let Some(destructor) = destructor {
+            destructor(self);
+        }
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        // A thread that never exited (created and dropped, or removed and dropped) still
+        // gets its exit callback, exit hooks and destructor exactly once.
+        self.finish();
+        self.reclaim();
+    }
+}
+
+impl fmt::Debug for Thread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Thread")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Describes a thread to create; see [`Thread::builder`].
+#[must_use]
+pub struct ThreadBuilder {
+    name: Cow<'static, str>,
+    stack_size: usize,
+    stack: Option<Stack>,
+    tls: Option<(TlsTemplate<'static>, TcbSpec)>,
+    ectx: bool,
+    on_exit: Option<Callback>,
+    destructor: Option<Callback>,
+    hooks: &'static [ThreadHook],
+}
+
+impl ThreadBuilder {
+    /// Stack size to allocate (default [`DEFAULT_STACK_SIZE`]).
+    pub fn stack_size(mut self, size: usize) -> Self {
+        self.stack_size = size;
+        self
+    }
+
+    /// Runs on this stack instead of allocating one (e.g. from a [`StackPool`]).
+    pub fn stack(mut self, stack: Stack) -> Self {
+        self.stack = Some(stack);
+        self
+    }
+
+    /// Gives the thread its own TLS block built from `template`, with room for a TCB.
+    pub fn tls(mut self, template: TlsTemplate<'static>, tcb: TcbSpec) -> Self {
+        self.tls = Some((template, tcb));
+        self
+    }
+
+    /// Saves and restores the FPU/SIMD state of this thread on every switch (off by default:
+    /// a thread without it must not use FPU/SIMD registers).
+    pub fn ectx(mut self, enabled: bool) -> Self {
+        self.ectx = enabled;
+        self
+    }
+
+    /// Runs `callback` once when the thread exits (in the thread's context), or when it is
+    /// dropped without having exited.
+    pub fn on_exit(mut self, callback: impl FnOnce(&Thread) + 'static) -> Self {
+        self.on_exit = Some(Box::new(callback));
+        self
+    }
+
+    /// Runs `destructor` once when the thread's memory is reclaimed.
+    pub fn destructor(mut self, destructor: impl FnOnce(&Thread) + 'static) -> Self {
+        self.destructor = Some(Box::new(destructor));
+        self
+    }
+
+    /// Per-thread init/exit hooks to run (see [`ThreadHook`]).
+    pub fn hooks(mut self, hooks: &'static [ThreadHook]) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Creates the thread to run `entry(arg)`.
+    ///
+    /// # Errors
+    ///
+    /// See [`ThreadBuilder::create`].
+    pub fn create_fn<C: ContextOps>(
+        self,
+        ops: &C,
+        entry: fn(usize),
+        arg: usize,
+    ) -> Result<ThreadRef, SchedError> {
+        self.build(ops, Entry::Fn(entry, arg))
+    }
+
+    /// Creates the thread to run `entry`.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedError::OutOfMemory`], [`SchedError::BadStack`] (stack too small for the
+    /// initial frame), [`SchedError::Tls`], or [`SchedError::HookFailed`] when an init hook
+    /// refused (every earlier hook's exit has run then).
+    pub fn create<C: ContextOps>(
+        self,
+        ops: &C,
+        entry: impl FnOnce() + 'static,
+    ) -> Result<ThreadRef, SchedError> {
+        self.build(ops, Entry::Closure(Box::new(entry)))
+    }
+
+    fn build<C: ContextOps>(self, ops: &C, entry: Entry) -> Result<ThreadRef, SchedError> {
+        let stack = match self.stack {
+            Some(stack) => stack,
+            None => Stack::alloc(self.stack_size)?,
+        };
+        let (tls, tp) = match &self.tls {
+            None => (None, 0),
+            Some((template, tcb)) => {
+                let layout =
+                    TlsLayout::new(C::TLS_VARIANT, template, *tcb).map_err(SchedError::Tls)?;
+                let block = RawBlock::alloc(layout.alloc_layout())?;
+                // SAFETY: the block is `layout.size` bytes, aligned, freshly allocated.
+                let area =
+                    unsafe { core::slice::from_raw_parts_mut(block.ptr.as_ptr(), layout.size) };
+                let tp = layout.init(template, area).map_err(SchedError::Tls)?;
+                (Some(block), tp)
+            }
+        };
+        let ectx = if self.ectx {
+            let block = RawBlock::alloc(ops.ectx_layout())?;
+            // SAFETY: the block has the layout the implementation asked for.
+            unsafe { ops.ectx_init(block.ptr.as_ptr()) };
+            Some(block)
+        } else {
+            None
+        };
+        // `Arc` rather than `Rc` although threads stay on one CPU: its counts are atomic, so
+        // an interrupt handler may clone or drop a handle while a thread does the same.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let thread = Arc::new(Thread {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: self.name,
+            inner: UnsafeCell::new(Inner {
+                state: ThreadState::Runnable,
+                ctx: Context::new(),
+                owner: None,
+                member_idx: 0,
+                in_runq: false,
+                in_sleepq: false,
+                deadline: None,
+                timed_out: false,
+                entry: Some(entry),
+                stack: None,
+                tls,
+                ectx,
+                tp,
+                on_exit: self.on_exit,
+                destructor: self.destructor,
+                hooks: &[],
+                hooks_done: false,
+            }),
+        });
+        {
+            let inner = thread.inner_mut();
+            let arg = Arc::as_ptr(&thread) as usize;
+            // SAFETY: the stack is owned by the thread (stored right after) and lives until
+            // the thread is reclaimed, after its last switch.
+            unsafe {
+                ops.init(
+                    &mut inner.ctx,
+                    stack.base(),
+                    stack.size(),
+                    crate::base::thread_start,
+                    arg,
+                    0,
+                )
+            }
+            .map_err(|_| SchedError::BadStack)?;
+            inner.stack = Some(stack);
+        }
+        run_init_hooks(ops, &thread, self.hooks)?;
+        Ok(thread)
+    }
+}
+
+/// Runs the init hooks with the new thread's thread pointer installed; on failure runs
+/// the exit hooks of exactly the hooks that succeeded, in reverse.
+fn run_init_hooks<C: ContextOps>(
+    ops: &C,
+    thread: &Thread,
+    hooks: &'static [ThreadHook],
+) -> Result<(), SchedError> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let tp = thread.inner().tp;
+    let saved = ops.thread_pointer();
+    if tp != 0 {
+        // SAFETY: `tp` points into the thread's freshly built TLS block.
+        unsafe { ops.set_thread_pointer(tp) };
+    }
+    let mut result = Ok(());
+    for (done, hook) in hooks.iter().enumerate() {
+        if let Err(error) = (hook.init)(thread) {
+            for earlier in hooks[..done].iter().rev() {
+                (earlier.exit)(thread);
+            }
+            result = Err(SchedError::HookFailed {
+                hook: hook.name,
+                error,
+            });
+            break;
+        }
+    }
+    if tp != 0 {
+        // SAFETY: restores the creator's own thread pointer.
+        unsafe { ops.set_thread_pointer(saved) };
+    }
+    let inner = thread.inner_mut();
+    match result {
+        Ok(()) => inner.hooks = hooks,
+        // The failed thread is dropped by the caller; its hooks are already undone.
+        // A thread that failed creation never existed: no exit callback, no destructor.
+        Err(_) => {
+            inner.hooks_done = true;
+            inner.on_exit = None;
+            inner.destructor = None;
+        }
+    }
+    result
+}
