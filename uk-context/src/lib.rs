@@ -9,9 +9,11 @@
 //!   so that the first switch to it calls `entry(arg0, arg1)` with every other general
 //!   register zero and the frame pointer zero (back-traces stop there).
 //!   [`ContextOps::switch`] saves only the registers the ABI makes callee-saved plus the
-//!   stack pointer: it is an ordinary function call for the compiler, so everything else is
-//!   already spilled by the caller. A [`Context`] is a single word, the saved stack pointer;
-//!   the registers live on the thread's own stack.
+//!   stack pointer. On x86_64 it is inline assembly that declares every other register
+//!   clobbered, so the compiler spills only what is live at that point (and the callee-saved
+//!   r12–r15 it uses); on aarch64 it is an ordinary function call for the compiler, so
+//!   everything else is already spilled by the caller. A [`Context`] is a single word, the
+//!   saved stack pointer; the registers live on the thread's own stack.
 //! - **Extended context.** FPU/SIMD state is saved separately and only for threads that have
 //!   an area for it ([`ContextOps::ectx_layout`], [`ContextOps::ectx_save`],
 //!   [`ContextOps::ectx_restore`]). A context without one is what Unikraft calls

@@ -25,8 +25,8 @@ pub struct X86_64 {
     ectx_size: usize,
 }
 
-/// Bytes of the frame [`X86_64::init`] lays on a new stack: six callee-saved registers, the
-/// return address into the trampoline and one pad word.
+/// Bytes of the frame [`X86_64::init`] lays on a new stack: the resume address (the
+/// trampoline), the two arguments, the entry and four pad words.
 const INIT_FRAME: usize = 8 * 8;
 /// The legacy FXSAVE area.
 const FXSAVE_SIZE: usize = 512;
@@ -85,41 +85,22 @@ impl Default for X86_64 {
     }
 }
 
-/// Saves rbp, rbx, r12–r15 on the running stack, stores rsp to `*prev_sp`, loads `next_sp`
-/// and pops the same registers from there.
-#[unsafe(naked)]
-unsafe extern "C" fn switch_stacks(prev_sp: *mut usize, next_sp: usize) {
-    naked_asm!(
-        "push rbp",
-        "push rbx",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
-        "mov [rdi], rsp",
-        "mov rsp, rsi",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret",
-    )
-}
-
-/// First code of a new context: r12 = arg0, r13 = arg1, r14 = entry (placed by `init`).
-/// Clears every other general register, aligns the stack so that the entry sees
-/// rsp + 8 ≡ 0 (mod 16), and calls the entry; traps if it returns.
+/// First code of a new context, jumped to by the switch with rsp on the frame `init` laid
+/// out: arg0, arg1, entry (the resume address is already popped). Clears every other
+/// general register, aligns the stack so that the entry sees rsp + 8 ≡ 0 (mod 16), and
+/// calls the entry; traps if it returns.
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() -> ! {
     naked_asm!(
-        "mov rdi, r12",
-        "mov rsi, r13",
-        "mov rax, r14",
+        "pop rdi",
+        "pop rsi",
+        "pop rax",
+        "xor ebx, ebx",
+        "xor ebp, ebp",
         "xor r12d, r12d",
         "xor r13d, r13d",
         "xor r14d, r14d",
+        "xor r15d, r15d",
         "xor ecx, ecx",
         "xor edx, edx",
         "xor r8d, r8d",
@@ -133,9 +114,10 @@ unsafe extern "C" fn trampoline() -> ! {
     )
 }
 
-// SAFETY: `init` lays out exactly the frame `switch_stacks` pops (six registers and a return
-// address into `trampoline`); `switch_stacks` saves every System V callee-saved general
-// register (rbx, rbp, r12–r15) and rsp; the extended-context methods touch `ectx_size`
+// SAFETY: `init` lays out the frame the switch resumes (a resume address into `trampoline`,
+// which pops the arguments and the entry); the switch keeps every System V callee-saved
+// general register (rbp and rbx on the stack, r12–r15 declared clobbered so the compiler
+// saves the live ones) and rsp; the extended-context methods touch `ectx_size`
 // bytes, the size CPUID reports for the enabled features (or 512 for FXSAVE).
 unsafe impl ContextOps for X86_64 {
     const TLS_VARIANT: TlsVariant = TlsVariant::II;
@@ -151,15 +133,16 @@ unsafe impl ContextOps for X86_64 {
     ) -> Result<(), ContextError> {
         let top = stack_top(stack, size, 16, INIT_FRAME)?;
         let frame = (top - INIT_FRAME) as *mut usize;
-        // Popped in this order by `switch_stacks`: r15, r14, r13, r12, rbx, rbp, return.
+        // Popped in this order: the resume address by the switch, then arg0, arg1 and the
+        // entry by `trampoline`; four pad words keep the frame's size.
         let words = [
-            0,
-            entry as usize,
-            arg1,
-            arg0,
-            0,
-            0,
             trampoline as *const () as usize,
+            arg0,
+            arg1,
+            entry as usize,
+            0,
+            0,
+            0,
             0,
         ];
         for (i, word) in words.into_iter().enumerate() {
@@ -171,11 +154,61 @@ unsafe impl ContextOps for X86_64 {
         Ok(())
     }
 
-    #[inline]
+    /// Inline, so the compiler saves only the live caller-saved registers and the callee
+    /// r12–r15 it uses (declared clobbered). The running side pushes rbp and rbx, then
+    /// `call`s its own save sequence, so its resume address is the instruction after that
+    /// `call`; the sequence stores rsp, loads the next rsp and `ret`s to the other side's
+    /// resume address. The `call`/`ret` pair is balanced, so the return stack buffer
+    /// predicts the resume point whenever the other side left from the same switch site.
+    #[inline(always)]
     unsafe fn switch(&self, prev: *mut Context, next: *const Context) {
-        // SAFETY: the caller guarantees `prev` is writable and `next` a resumable context;
-        // `switch_stacks` behaves as an ordinary `extern "C"` call for the caller.
-        unsafe { switch_stacks(&raw mut (*prev).sp, (*next).sp) }
+        // SAFETY: the caller guarantees `prev` is writable and `next` a resumable context
+        // (saved by this very sequence, which resumes after its `call` with the stack as
+        // deep as it was there, or laid out by `init`). From the compiler's view the block returns with
+        // rsp, rbp and rbx unchanged, and every register that may differ is declared.
+        #[cfg(target_feature = "sse")]
+        unsafe {
+            asm!(
+                "push rbp",
+                "push rbx",
+                "call 3f",
+                "pop rbx",
+                "pop rbp",
+                "jmp 4f",
+                "3:",
+                "mov [rdi], rsp",
+                "mov rsp, rsi",
+                "ret",
+                "4:",
+                inout("rdi") &raw mut (*prev).sp => _,
+                inout("rsi") (*next).sp => _,
+                out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+                clobber_abi("C"),
+            )
+        }
+        // SAFETY: as above. On a soft-float target (x86_64-unknown-none) the compiler never
+        // allocates vector or x87 registers: the general caller-saved ones are all it has.
+        #[cfg(not(target_feature = "sse"))]
+        unsafe {
+            asm!(
+                "push rbp",
+                "push rbx",
+                "call 3f",
+                "pop rbx",
+                "pop rbp",
+                "jmp 4f",
+                "3:",
+                "mov [rdi], rsp",
+                "mov rsp, rsi",
+                "ret",
+                "4:",
+                inout("rdi") &raw mut (*prev).sp => _,
+                inout("rsi") (*next).sp => _,
+                out("rax") _, out("rcx") _, out("rdx") _, out("r8") _, out("r9") _,
+                out("r10") _, out("r11") _,
+                out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+            )
+        }
     }
 
     fn ectx_layout(&self) -> Layout {

@@ -33,9 +33,88 @@ struct SleepEntry {
     thread: ThreadRef,
 }
 
+/// A thread this scheduler holds through `members` (or, once exited, `zombies`): the run
+/// queue and the running slot refer to threads without touching their reference counts.
+type RawThread = NonNull<Thread>;
+
+/// The FIFO of runnable threads, linked through `Inner::run_next`. Every entry is a member
+/// of the scheduler that owns the queue, so it is alive while queued.
+struct RunQueue {
+    head: Option<RawThread>,
+    tail: Option<RawThread>,
+    len: usize,
+}
+
+impl RunQueue {
+    const fn new() -> Self {
+        Self {
+            head: None,
+            tail: None,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn push_back(&mut self, thread: RawThread) {
+        // SAFETY: `thread` and the tail are members (alive); their `Inner`s are touched only
+        // by this CPU with interrupts masked, and no other reference to them is live here.
+        unsafe {
+            (*thread.as_ref().inner_ptr()).run_next = None;
+            match self.tail {
+                Some(tail) => (*tail.as_ref().inner_ptr()).run_next = Some(thread),
+                None => self.head = Some(thread),
+            }
+        }
+        self.tail = Some(thread);
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<RawThread> {
+        let head = self.head?;
+        // SAFETY: as in `push_back`: the head is a member.
+        let next = unsafe { (*head.as_ref().inner_ptr()).run_next.take() };
+        self.head = next;
+        if next.is_none() {
+            self.tail = None;
+        }
+        self.len -= 1;
+        Some(head)
+    }
+
+    /// Unlinks `thread` if it is queued.
+    fn remove(&mut self, thread: RawThread) {
+        let mut prev: Option<RawThread> = None;
+        let mut cur = self.head;
+        while let Some(c) = cur {
+            // SAFETY: as in `push_back`: every queued thread is a member.
+            let next = unsafe { (*c.as_ref().inner_ptr()).run_next };
+            if c == thread {
+                match prev {
+                    // SAFETY: as above.
+                    Some(p) => unsafe { (*p.as_ref().inner_ptr()).run_next = next },
+                    None => self.head = next,
+                }
+                if self.tail == Some(thread) {
+                    self.tail = prev;
+                }
+                // SAFETY: as above.
+                unsafe { (*thread.as_ref().inner_ptr()).run_next = None };
+                self.len -= 1;
+                return;
+            }
+            prev = cur;
+            cur = next;
+        }
+    }
+}
+
 struct State {
-    current: Option<ThreadRef>,
-    runq: VecDeque<ThreadRef>,
+    /// The running thread (`None` in the idle loop); kept alive by `members` or `zombies`.
+    current: Option<RawThread>,
+    /// Runnable members, FIFO, linked through their `run_next` (intrusive: queueing never
+    /// allocates and costs a few stores); each is kept alive by `members`.
+    runq: RunQueue,
     /// Sorted by (deadline, seq): equal deadlines wake in the order they were queued.
     sleepq: VecDeque<SleepEntry>,
     members: Vec<ThreadRef>,
@@ -88,7 +167,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
                 slice,
                 state: UnsafeCell::new(State {
                     current: None,
-                    runq: VecDeque::new(),
+                    runq: RunQueue::new(),
                     sleepq: VecDeque::new(),
                     members: Vec::new(),
                     zombies: Vec::new(),
@@ -126,7 +205,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
 
     /// Threads in the run queue (not counting the running one).
     pub fn runnable_count(&self) -> usize {
-        with_irqs_masked(|| self.core.st().runq.len())
+        with_irqs_masked(|| self.core.st().runq.len)
     }
 
     /// Threads sleeping with a deadline.
@@ -191,24 +270,22 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
 
     #[inline]
     fn is_current(&self, thread: &Thread) -> bool {
-        self.st()
-            .current
-            .as_ref()
-            .is_some_and(|c| core::ptr::eq(&**c, thread))
+        self.st().current == Some(NonNull::from(thread))
     }
 
-    /// Puts a runnable thread at the tail (no allocation: capacity is reserved in `add`).
+    /// Puts a runnable member thread at the tail (no allocation: capacity is reserved in
+    /// `add`; no reference count: `members` holds it).
     #[inline]
-    fn enqueue(&self, thread: ThreadRef) {
+    fn enqueue(&self, thread: &Thread) {
         let inner = thread.inner_mut();
-        if inner.in_runq || self.is_current(&thread) {
+        if inner.in_runq || self.is_current(thread) {
             return;
         }
         inner.in_runq = true;
-        self.st().runq.push_back(thread);
+        self.st().runq.push_back(NonNull::from(thread));
     }
 
-    fn sleepq_insert(&self, thread: &ThreadRef, deadline: u64) {
+    fn sleepq_insert(&self, thread: &Thread, deadline: u64) {
         let st = self.st();
         st.seq += 1;
         let seq = st.seq;
@@ -220,7 +297,8 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             SleepEntry {
                 deadline,
                 seq,
-                thread: thread.clone(),
+                // SAFETY: only members (held by `members`) are put to sleep.
+                thread: unsafe { thread.to_ref() },
             },
         );
         thread.inner_mut().in_sleepq = true;
@@ -260,18 +338,22 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             inner.deadline = None;
             inner.timed_out = true;
             inner.state = ThreadState::Runnable;
-            self.enqueue(entry.thread);
+            self.enqueue(&entry.thread);
         }
     }
 
     /// Drops exited threads other than the running one, freeing their memory.
-    #[inline]
+    #[inline(always)]
     fn reclaim(&self) {
-        let st = self.st();
-        if st.zombies.is_empty() {
-            return;
+        if !self.st().zombies.is_empty() {
+            self.reclaim_zombies();
         }
-        let current = st.current.as_ref().map(Arc::as_ptr);
+    }
+
+    #[inline(never)]
+    fn reclaim_zombies(&self) {
+        let st = self.st();
+        let current = st.current.map(|c| c.as_ptr().cast_const());
         let mut i = 0;
         while i < st.zombies.len() {
             if Some(Arc::as_ptr(&st.zombies[i])) == current {
@@ -286,14 +368,16 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         }
     }
 
-    fn remove_member(&self, thread: &Thread) {
+    /// Takes a thread out of `members`, handing back the scheduler's reference.
+    fn remove_member(&self, thread: &Thread) -> ThreadRef {
         let st = self.st();
         let idx = thread.inner().member_idx;
         debug_assert!(core::ptr::eq(&*st.members[idx], thread));
-        st.members.swap_remove(idx);
+        let removed = st.members.swap_remove(idx);
         if let Some(moved) = st.members.get(idx) {
             moved.inner_mut().member_idx = idx;
         }
+        removed
     }
 
     /// Switches from the running thread `me` to the next runnable thread (or to idle); `me`
@@ -302,34 +386,38 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
     fn switch_away(&self, me: &Thread) {
         self.reclaim();
         self.wake_due_now();
-        if me.inner().state == ThreadState::Runnable {
-            if self.st().runq.is_empty() {
-                return;
-            }
-            // The running thread is in no queue: straight to the tail (capacity reserved).
-            let st = self.st();
-            if let Some(me_ref) = st.current.take() {
-                me_ref.inner_mut().in_runq = true;
-                st.runq.push_back(me_ref);
-            }
-        }
         let st = self.st();
-        let next = st.runq.pop_front();
-        let next_ctx: *const Context = match &next {
+        let next = if me.inner().state == ThreadState::Runnable {
+            // Nothing else runnable: keep running.
+            let Some(next) = st.runq.pop_front() else {
+                return;
+            };
+            // The running thread is in no queue: straight to the tail (capacity reserved).
+            // Taking the head first gives the order of queueing first (the queue was not
+            // empty) and starts loading the next context sooner.
+            if let Some(cur) = st.current.take() {
+                me.inner_mut().in_runq = true;
+                st.runq.push_back(cur);
+            }
+            Some(next)
+        } else {
+            st.runq.pop_front()
+        };
+        let next_ctx: *const Context = match next {
             Some(n) => {
+                // SAFETY: run-queue entries are members, alive while `members` holds them.
+                let n = unsafe { n.as_ref() };
                 n.inner_mut().in_runq = false;
-                if core::ptr::eq(&**n, me) {
+                if core::ptr::eq(n, me) {
                     st.current = next;
                     return;
                 }
+                self.install_tp(n);
                 &raw const n.inner().ctx
             }
             None => &raw const st.idle_ctx,
         };
-        if let Some(n) = &next {
-            self.install_tp(n);
-        }
-        cpu::set_current(next.as_ref().map_or(core::ptr::null(), Arc::as_ptr));
+        cpu::set_current(next.map_or(core::ptr::null(), |n| n.as_ptr().cast_const()));
         st.current = next;
         st.stats.switches += 1;
         // Only locals from here on: after the switch this thread may have been moved to
@@ -338,8 +426,8 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         let me_inner = me.inner_ptr();
         // SAFETY: `me` is running, so its extended-context area (if any) is alive and was
         // initialised at creation; `next_ctx` is a context saved by a switch or set up by
-        // `init`, whose thread (or this scheduler's idle loop) is alive: the thread is held
-        // by `current`. The area is restored only after `me` runs again.
+        // `init`, whose thread (or this scheduler's idle loop) is alive: the thread is a
+        // member. The area is restored only after `me` runs again.
         unsafe {
             let ectx = (*me_inner).ectx.as_ref().map(|e| e.ptr.as_ptr());
             if let Some(area) = ectx
@@ -398,14 +486,16 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             }
             self.wake_due_now();
             let st = self.st();
-            if let Some(next) = st.runq.pop_front() {
+            if let Some(next_ptr) = st.runq.pop_front() {
+                // SAFETY: run-queue entries are members, alive while `members` holds them.
+                let next = unsafe { next_ptr.as_ref() };
                 next.inner_mut().in_runq = false;
-                self.install_tp(&next);
-                cpu::set_current(Arc::as_ptr(&next));
+                self.install_tp(next);
+                cpu::set_current(next);
                 let next_ctx: *const Context = &raw const next.inner().ctx;
-                st.current = Some(next);
+                st.current = Some(next_ptr);
                 st.stats.switches += 1;
-                // SAFETY: the context belongs to a live member thread held by `current`;
+                // SAFETY: the context belongs to a live member thread (held by `members`);
                 // the idle context is this frame, which stays alive until `run` returns.
                 unsafe { self.ops.switch(&raw mut st.idle_ctx, next_ctx) };
                 #[cfg(any(test, feature = "std"))]
@@ -460,7 +550,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
         }
         // A thread that marked itself blocked but has not switched away yet is current:
         // it is just runnable again, and `switch_away` keeps it running (no lost wake-up).
-        self.enqueue(thread.clone());
+        self.enqueue(thread);
     }
 
     fn prepare_block_locked(&self, me: &Thread, deadline: Option<u64>) -> bool {
@@ -475,12 +565,8 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
         inner.timed_out = false;
         inner.deadline = deadline;
         if let Some(d) = deadline {
-            let me_ref = self
-                .st()
-                .current
-                .clone()
-                .expect("running thread is current");
-            self.sleepq_insert(&me_ref, d);
+            debug_assert!(self.is_current(me), "running thread is current");
+            self.sleepq_insert(me, d);
         }
         true
     }
@@ -507,11 +593,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
     }
 
     fn exit_locked(&self, me: &Thread) -> ! {
-        let me_ref = self
-            .st()
-            .current
-            .clone()
-            .expect("running thread is current");
+        assert!(self.is_current(me), "running thread is current");
         {
             let inner = me.inner_mut();
             inner.state = ThreadState::Exited;
@@ -520,7 +602,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
             }
             inner.deadline = None;
         }
-        self.remove_member(me);
+        // The scheduler's reference moves from `members` to `zombies`, which keeps the
+        // thread alive (it is still `current`) until the next scheduling decision.
+        let me_ref = self.remove_member(me);
         self.st().zombies.push(me_ref);
         self.switch_away(me);
         unreachable!("an exited thread was resumed");
@@ -551,22 +635,25 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Scheduler for RoundRob
                 return Err(SchedError::Exited);
             }
             let st = core.st();
-            st.members
-                .try_reserve(1)
-                .map_err(|_| SchedError::OutOfMemory)?;
-            // Reserve so that wake-ups (maybe from interrupts) never allocate.
+            // Reserve so that wake-ups (maybe from interrupts) never allocate: room for
+            // every member in each queue. The capacity checks skip the (out-of-line)
+            // reserve calls in the common case where the room is already there.
             let want = st.members.len() + 1;
-            st.runq
-                .try_reserve(want.saturating_sub(st.runq.len()))
-                .map_err(|_| SchedError::OutOfMemory)?;
-            st.sleepq
-                .try_reserve(want.saturating_sub(st.sleepq.len()))
-                .map_err(|_| SchedError::OutOfMemory)?;
+            if st.members.capacity() < want {
+                st.members
+                    .try_reserve(1)
+                    .map_err(|_| SchedError::OutOfMemory)?;
+            }
+            if st.sleepq.capacity() < want {
+                st.sleepq
+                    .try_reserve(want - st.sleepq.len())
+                    .map_err(|_| SchedError::OutOfMemory)?;
+            }
             inner.owner = Some(self.core_ptr());
             inner.member_idx = st.members.len();
             st.members.push(thread.clone());
             match (inner.state, inner.deadline) {
-                (ThreadState::Runnable, _) => core.enqueue(thread.clone()),
+                (ThreadState::Runnable, _) => core.enqueue(thread),
                 (ThreadState::Blocked, Some(d)) => core.sleepq_insert(thread, d),
                 _ => {}
             }
@@ -593,19 +680,16 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Scheduler for RoundRob
                 }
                 return Ok(());
             }
-            let inner = thread.inner_mut();
-            if inner.in_runq {
-                if let Some(i) = st.runq.iter().position(|t| Arc::ptr_eq(t, thread)) {
-                    st.runq.remove(i);
-                }
-                inner.in_runq = false;
+            if thread.inner().in_runq {
+                st.runq.remove(NonNull::from(&**thread));
+                thread.inner_mut().in_runq = false;
             }
-            if inner.in_sleepq {
+            if thread.inner().in_sleepq {
                 // Unlike Unikraft 0.11, a removed sleeper leaves the sleep queue; its
                 // deadline goes with it to the next scheduler.
                 core.sleepq_remove(thread);
             }
-            core.remove_member(thread);
+            drop(core.remove_member(thread));
             thread.inner_mut().owner = None;
             Ok(())
         })
@@ -641,7 +725,12 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Scheduler for RoundRob
     }
 
     fn current(&self) -> Option<ThreadRef> {
-        with_irqs_masked(|| self.core.st().current.clone())
+        with_irqs_masked(|| {
+            self.core.st().current.map(|c| {
+                // SAFETY: the running thread is held by `members` (or, exiting, `zombies`).
+                unsafe { c.as_ref().to_ref() }
+            })
+        })
     }
 
     fn now(&self) -> u64 {
@@ -657,15 +746,14 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Scheduler for RoundRob
         let core = &*self.core;
         core.wake_due_now();
         let st = core.st();
-        if let (Some(slice), Some(current)) = (core.slice, st.current.as_ref()) {
+        if let (Some(slice), Some(current)) = (core.slice, st.current) {
             st.ticks += 1;
             if st.ticks >= slice {
                 st.ticks = 0;
-                if !st.runq.is_empty() {
+                if st.runq.head.is_some() {
                     st.stats.preemptions += 1;
-                    let me: *const Thread = &**current;
                     // SAFETY: `current` is the running thread, alive while it runs.
-                    core.switch_away(unsafe { &*me });
+                    core.switch_away(unsafe { current.as_ref() });
                 }
             }
         }
@@ -684,9 +772,10 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Drop for RoundRobin<C,
             let inner = thread.inner_mut();
             inner.owner = None;
             inner.in_runq = false;
+            inner.run_next = None;
             inner.in_sleepq = false;
         }
-        st.runq.clear();
+        st.runq = RunQueue::new();
         st.sleepq.clear();
     }
 }

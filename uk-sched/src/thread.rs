@@ -251,6 +251,8 @@ pub(crate) struct Inner {
     pub(crate) owner: Option<NonNull<dyn SchedCore>>,
     pub(crate) member_idx: usize,
     pub(crate) in_runq: bool,
+    /// The next thread in its scheduler's run queue (meaningful while `in_runq`).
+    pub(crate) run_next: Option<NonNull<Thread>>,
     pub(crate) in_sleepq: bool,
     pub(crate) deadline: Option<u64>,
     pub(crate) timed_out: bool,
@@ -346,6 +348,22 @@ impl Thread {
     /// scheduler is just marked runnable). Does nothing to a runnable or exited thread.
     pub fn wake(self: &Arc<Self>) {
         crate::base::wake(self);
+    }
+
+    /// Another counted handle to this thread.
+    ///
+    /// # Safety
+    ///
+    /// `self` must live in an `Arc` that is still counted (every thread a scheduler holds:
+    /// its members, zombies and sleepers are `ThreadRef`s).
+    pub(crate) unsafe fn to_ref(&self) -> ThreadRef {
+        let me: *const Thread = self;
+        // SAFETY: per the contract, `me` came from `Arc::new` in `ThreadBuilder::build` and
+        // its allocation holds at least one count; taking one more is sound.
+        unsafe {
+            Arc::increment_strong_count(me);
+            Arc::from_raw(me)
+        }
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -546,6 +564,7 @@ impl ThreadBuilder {
                 owner: None,
                 member_idx: 0,
                 in_runq: false,
+                run_next: None,
                 in_sleepq: false,
                 deadline: None,
                 timed_out: false,
