@@ -37,6 +37,7 @@ use x86_64::structures::DescriptorTablePointer;
 use x86_64::structures::gdt::SegmentSelector;
 use x86_64::structures::tss::TaskStateSegment;
 
+use crate::clock::PitRead;
 use crate::report::Landmark;
 use crate::serial::PortIo;
 use crate::tables;
@@ -572,64 +573,30 @@ const PIT_CH2_MODE0: u8 = 0b1011_0000;
 /// Channel 2 (bits 7-6 = 10), counter latch (5-4 = 00).
 const PIT_CH2_LATCH: u8 = 0b1000_0000;
 
-/// A PIT read: the latched count and the TSC at the latch (midpoint of a TSC pair around the
-/// latching `out`).
-#[derive(Clone, Copy, Debug)]
-pub struct PitSample {
-    /// TSC at the latch.
-    pub tsc: u64,
-    /// Channel 2 count (counting down).
-    pub count: u16,
-}
-
-fn pit_sample() -> PitSample {
-    let before = rdtsc();
-    outb(PIT_CMD, PIT_CH2_LATCH);
-    let after = rdtsc();
-    let low = inb(PIT_CH2);
-    let high = inb(PIT_CH2);
-    PitSample {
-        tsc: before + (after - before) / 2,
-        count: u16::from_le_bytes([low, high]),
-    }
-}
-
-/// Polls bounded by `tries`; a machine without a PIT reads a constant count.
-const PIT_EDGE_TRIES: u32 = 20_000;
-
-/// Starts PIT channel 2 counting down from 0xffff and waits for its next tick, so that the
-/// returned sample sits on a tick edge. `None` if the counter does not move.
-pub fn pit_start() -> Option<PitSample> {
+/// Starts PIT channel 2 counting down from 0xffff (gate on, speaker off); it wraps to
+/// 0xffff after 0 and goes on (55 ms a round). The measurements are [`crate::clock`]'s,
+/// reading it through [`pit_read`].
+pub fn pit_restart() {
     let gate = inb(PORT_61);
     outb(PORT_61, (gate & !0x02) | 0x01); // speaker off, gate on
     outb(PIT_CMD, PIT_CH2_MODE0);
     outb(PIT_CH2, 0xff);
     outb(PIT_CH2, 0xff);
-    let first = pit_sample();
-    (0..PIT_EDGE_TRIES)
-        .map(|_| pit_sample())
-        .find(|s| s.count != first.count)
 }
 
-/// Waits until at least `ticks` PIT ticks (below 0xff00) have passed since `start` and
-/// returns the first sample after that edge. `None` if the PIT stops counting.
-pub fn pit_wait(start: PitSample, ticks: u16) -> Option<PitSample> {
-    let mut last = start;
-    let mut stalled = 0;
-    loop {
-        let sample = pit_sample();
-        if crate::clock::pit_elapsed(start.count, sample.count) >= ticks {
-            return Some(sample);
-        }
-        if sample.count == last.count {
-            stalled += 1;
-            if stalled > PIT_EDGE_TRIES * 10 {
-                return None;
-            }
-        } else {
-            stalled = 0;
-        }
-        last = sample;
+/// Latches channel 2 between two TSC reads and reads the count out. A stall of the CPU
+/// between the TSC reads shows as a wide bracket; one while reading the count out does not
+/// matter (the latch holds the value).
+pub fn pit_read() -> PitRead {
+    let before = rdtsc();
+    outb(PIT_CMD, PIT_CH2_LATCH);
+    let after = rdtsc();
+    let low = inb(PIT_CH2);
+    let high = inb(PIT_CH2);
+    PitRead {
+        before,
+        after,
+        count: u16::from_le_bytes([low, high]),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The boot sequence in Rust, from the entry trampoline to [`uk_rt::start`], and the CPU
 //! exception handler.
 
+#[cfg(feature = "ktest")]
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use uk_hal::Console;
@@ -21,8 +23,15 @@ const MAX_MODULES: usize = 16;
 /// Length of the TSC calibration against the PIT. Boot work runs inside this window, so it
 /// adds less than this to the boot time. 600 PIT ticks at 1.193182 MHz are 503 us.
 const CALIBRATION_PIT_TICKS: u16 = 600;
-/// Length of the coarse first measurement (6.7 us).
-const COARSE_PIT_TICKS: u16 = 8;
+/// Worst-case error of the calibration from the TSC brackets of its two PIT edges (see
+/// [`clock::close_window`]). Typical brackets under TCG (0.6 us each) give 1 100 ppm over
+/// 600 ticks, so this does not extend the window in the common case.
+const CALIBRATION_MAX_ERROR_PPM: u64 = 2_000;
+/// Longest the calibration window grows (10 ms) while stalls of the CPU keep widening the
+/// brackets of its end edges.
+const CALIBRATION_MAX_PIT_TICKS: u16 = 12_000;
+/// Calibrations on their own after the overlapped one failed.
+const RECALIBRATIONS: u32 = 3;
 /// Frequencies outside this range are a broken measurement.
 const PLAUSIBLE_HZ: core::ops::RangeInclusive<u64> = 10_000_000..=100_000_000_000;
 
@@ -48,10 +57,9 @@ pub(crate) extern "C" fn boot_main(start_info_paddr: u64, tsc_at_entry: u64) -> 
     if kind.firmware_leaves_line_open() {
         say(b"\r\n");
     }
-    // The calibration window runs while the rest of the boot work is done. Its first ticks
-    // give a coarse frequency that tells a wrapped window (see `calibrations_agree`).
-    let pit_start = arch::pit_start();
-    let coarse_hz = pit_start.and_then(|start| pit_frequency(start, COARSE_PIT_TICKS));
+    // The calibration window runs while the rest of the boot work is done.
+    arch::pit_restart();
+    let opened = clock::open_window(&mut arch::pit_read);
 
     if !(1..(4 << 30) - bootinfo::START_INFO_V1_SIZE as u64).contains(&start_info_paddr) {
         boot_failed(bootinfo::BootInfoError::BadMagic(0).message());
@@ -90,12 +98,11 @@ pub(crate) extern "C" fn boot_main(start_info_paddr: u64, tsc_at_entry: u64) -> 
     data.kind = kind;
     data.machine = machine::describe(kind, machine::brand(&brand_raw), accel);
 
-    let overlapped = pit_start
-        .and_then(|start| pit_frequency(start, CALIBRATION_PIT_TICKS))
-        .filter(|&hz| coarse_hz.is_some_and(|coarse| clock::calibrations_agree(hz, coarse)));
-    // A window that wrapped (a very slow boot) is measured again, on its own.
-    let hz = overlapped
-        .or_else(|| pit_frequency(arch::pit_start()?, CALIBRATION_PIT_TICKS))
+    // A window that wrapped (a very slow boot, or a stall of tens of milliseconds) is
+    // measured again, on its own.
+    let hz = opened
+        .and_then(calibration)
+        .or_else(calibration_on_its_own)
         .filter(|hz| PLAUSIBLE_HZ.contains(hz))
         .unwrap_or_else(tsc_frequency_without_pit);
     crate::TSC_HZ.store(hz, Ordering::Relaxed);
@@ -105,13 +112,57 @@ pub(crate) extern "C" fn boot_main(start_info_paddr: u64, tsc_at_entry: u64) -> 
     uk_rt::start(&PLATFORM)
 }
 
-/// TSC frequency over `ticks` PIT ticks from the edge `start`.
-fn pit_frequency(start: arch::PitSample, ticks: u16) -> Option<u64> {
-    let end = arch::pit_wait(start, ticks)?;
-    clock::frequency_from_pit(
-        end.tsc - start.tsc,
-        clock::pit_elapsed(start.count, end.count).into(),
-    )
+/// Ends the calibration window from `start`: the TSC frequency, `None` if the window wrapped
+/// (see [`clock::close_window`]) or the PIT stopped.
+fn calibration(start: clock::PitEdge) -> Option<u64> {
+    let window = clock::close_window(
+        &mut arch::pit_read,
+        start,
+        CALIBRATION_PIT_TICKS,
+        CALIBRATION_MAX_PIT_TICKS,
+        CALIBRATION_MAX_ERROR_PPM,
+    )?;
+    record(&window);
+    window.frequency()
+}
+
+/// The calibration window boot took: PIT ticks, start and end bracket widths in cycles.
+#[cfg(feature = "ktest")]
+static CALIBRATION_WINDOW: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Keeps the calibration window for the in-image test's report.
+fn record(window: &clock::PitWindow) {
+    #[cfg(feature = "ktest")]
+    for (slot, value) in
+        CALIBRATION_WINDOW
+            .iter()
+            .zip([window.ticks(), window.start.width(), window.end.width()])
+    {
+        slot.store(value, Ordering::Relaxed);
+    }
+    #[cfg(not(feature = "ktest"))]
+    let _ = window;
+}
+
+/// The TSC calibration's window as boot took it (for the in-image test's report):
+/// (PIT ticks, start bracket cycles, end bracket cycles), zeroes without a PIT.
+#[cfg(feature = "ktest")]
+pub(crate) fn calibration_window() -> [u64; 3] {
+    CALIBRATION_WINDOW
+        .each_ref()
+        .map(|slot| slot.load(Ordering::Relaxed))
+}
+
+/// Calibrates with nothing else running, a few times at most (a window this short wraps
+/// only if the CPU stalls for 45 ms inside it). `None` if the PIT does not count.
+fn calibration_on_its_own() -> Option<u64> {
+    for _ in 0..RECALIBRATIONS {
+        arch::pit_restart();
+        if let Some(hz) = calibration(clock::open_window(&mut arch::pit_read)?) {
+            return Some(hz);
+        }
+    }
+    None
 }
 
 fn copy_cmdline(info: &StartInfo, data: &mut BootData) {

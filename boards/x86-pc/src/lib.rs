@@ -34,8 +34,8 @@
 //! 3. probes the PCI host bridge at 00:00.0 ([`machine`]): i440FX is `pc`, the Q35 MCH is
 //!    `q35`, no PCI at all is `microvm` (on `pc`/`q35` a newline first ends SeaBIOS's
 //!    "Booting from ROM.." line);
-//! 4. starts the PIT calibration window (channel 2, gated through port 0x61) so the rest of
-//!    the boot work overlaps it;
+//! 4. starts the PIT calibration window (channel 2, gated through port 0x61) at a PIT edge,
+//!    so the rest of the boot work overlaps it;
 //! 5. parses the start info ([`bootinfo`]) and copies the command line into a static
 //!    4 KiB buffer first, so nothing can overwrite it later;
 //! 6. turns the memory map into usable regions ([`memmap`]): type-1 RAM above 1 MiB minus the
@@ -47,10 +47,14 @@
 //!    page 0;
 //! 8. names the machine: type from step 3, CPUID brand string and hypervisor (`TCG`, `KVM`),
 //!    e.g. `QEMU pc, QEMU TCG CPU version 2.5+, TCG`;
-//! 9. finishes the calibration: TSC ticks across 600 PIT ticks (503 us), measured from a
-//!    tick edge to a tick edge with the counter latched between two TSC reads ([`clock`]).
-//!    The first 8 ticks give a coarse value; if the two disagree, the 16-bit counter wrapped
-//!    during a very slow boot and the window is measured again on its own. Without a PIT:
+//! 9. finishes the calibration: TSC ticks across at least 600 PIT ticks (503 us), from a
+//!    tick edge to a tick edge, each edge bracketed by the TSC reads around the latches of
+//!    the two PIT reads that saw it ([`clock`]). Under TCG the vCPU thread can be
+//!    descheduled between a latch and its TSC read: an edge with a wide bracket is not used
+//!    (the next one is, a tick later), and a window whose worst-case error from its
+//!    brackets is over 0.2 % grows until it is not (at most 10 ms). A window long enough by
+//!    the TSC to have wrapped the 16-bit counter (a very slow boot) is checked against a
+//!    short measurement, and if it did wrap, measured again on its own. Without a PIT:
 //!    CPUID leaves 0x15/0x16;
 //! 10. hands over to `uk_rt::start` with `PLATFORM`.
 //!
@@ -110,7 +114,9 @@
 //! # Features
 //!
 //! - `ktest`: registers the board's in-image test cases (with `uk_test::ktest!`): clock
-//!   monotonicity, TSC frequency against a 20 ms PIT measurement (< 1 %), memory map sanity,
+//!   monotonicity, TSC frequency against the median of three 15 ms PIT measurements
+//!   (< 1 %; each with bracketed edges, so a stall of the vCPU thread does not fail it),
+//!   memory map sanity,
 //!   command line against the boot information, machine name, and `#[should_fail]` cases
 //!   that raise real CPU exceptions (`ud2`, a read of the unmapped 0x100_0000_0000, a null
 //!   read, a stack overflow into a guard page reported through the double fault) to prove
