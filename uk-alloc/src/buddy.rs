@@ -597,6 +597,10 @@ impl Allocator for Buddy {
         Ok(())
     }
 
+    unsafe fn allocation_size(&self, ptr: NonNull<u8>) -> Result<usize, AllocError> {
+        self.validate(ptr).map(|(_, _, _, size)| size)
+    }
+
     fn palloc(&mut self, pages: usize) -> Result<NonNull<u8>, AllocError> {
         let bytes = match pages.checked_mul(PAGE_SIZE) {
             Some(b) if pages > 0 && b <= MAX_REQUEST => b,

@@ -58,7 +58,9 @@
 //! # Features
 //!
 //! `tlsf`, `buddy` and `region` (all on by default) select the backends, so an image links
-//! only what it uses. [`Locked`] takes any [`lock_api::RawMutex`]: `spin::Mutex<()>` by
+//! only what it uses. `ktest` registers in-image test cases (`uk-test`) that run every
+//! backend on the target CPU over memory taken from the image's heap (exact statistics, the
+//! limit, natural alignment of buddy blocks, checked mode's refusals). [`Locked`] takes any [`lock_api::RawMutex`]: `spin::Mutex<()>` by
 //! default, or [`CriticalSectionRawMutex`] where interrupt handlers allocate too (the board
 //! provides the `critical-section` implementation).
 //!
@@ -106,6 +108,8 @@ mod util;
 #[cfg(feature = "buddy")]
 pub mod buddy;
 pub mod global;
+#[cfg(feature = "ktest")]
+mod ktests;
 #[cfg(feature = "region")]
 pub mod region;
 #[cfg(feature = "tlsf")]
@@ -208,6 +212,24 @@ pub trait Allocator {
     /// As for [`Allocator::realloc`]: `ptr` must be live and come from this allocator's byte
     /// interface, unless the backend documents that it checks this in its current mode.
     unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError>;
+
+    /// The size requested for the live allocation at `ptr` made through the byte interface
+    /// (`malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `alloc_aligned`): what
+    /// [`Allocator::realloc`] would keep. The allocation may have more usable bytes, but these
+    /// are the ones that belong to it; wrappers such as `uk-mte`'s tagging allocator use this
+    /// to know what to re-tag before a `free`.
+    ///
+    /// Backends that do not keep the size return [`AllocError::Inval`] (the default); every
+    /// backend of this crate keeps it. A pointer that is not a live allocation is reported as
+    /// [`Allocator::free`] would report it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::free`] (nothing is modified).
+    unsafe fn allocation_size(&self, ptr: NonNull<u8>) -> Result<usize, AllocError> {
+        let _ = ptr;
+        Err(AllocError::Inval)
+    }
 
     /// Allocates `pages` contiguous pages of [`PAGE_SIZE`] bytes, aligned to [`PAGE_SIZE`]
     /// (Unikraft's `palloc`). Counts `pages * PAGE_SIZE` bytes in the statistics and limit.

@@ -255,6 +255,10 @@ impl Allocator for Region {
         Ok(())
     }
 
+    unsafe fn allocation_size(&self, ptr: NonNull<u8>) -> Result<usize, AllocError> {
+        self.validate(ptr).map(|(_, size)| size)
+    }
+
     fn palloc(&mut self, pages: usize) -> Result<NonNull<u8>, AllocError> {
         match pages.checked_mul(PAGE_SIZE) {
             Some(bytes) if pages > 0 => self.alloc_aligned(PAGE_SIZE, bytes),

@@ -40,13 +40,19 @@ pub struct Stats {
 }
 
 /// Statistics plus the byte limit: the bookkeeping every backend embeds.
+///
+/// Its empty state is all zero bytes (no sentinel values), so a backend that embeds it can
+/// be a zero-initialised `static`: it lives in `.bss`, costs the image file nothing and
+/// needs no initialisation at boot.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Accounting {
     stats: Stats,
-    /// `stats.min_alloc_size`, with `usize::MAX` for "none yet" (cheaper to update).
+    /// `stats.min_alloc_size`, meaningful once `stats.total_allocs` is not zero (cheaper to
+    /// update than the `Option`).
     min: usize,
-    /// The byte limit; `usize::MAX` is "unlimited".
-    limit: usize,
+    /// The byte limit, inverted (`!limit`): 0 is "unlimited" (`usize::MAX`), so the empty
+    /// state is all zero.
+    inv_limit: usize,
 }
 
 impl Accounting {
@@ -64,8 +70,8 @@ impl Accounting {
                 max_bytes: 0,
                 enomem: 0,
             },
-            min: usize::MAX,
-            limit: usize::MAX,
+            min: 0,
+            inv_limit: 0,
         }
     }
 
@@ -90,7 +96,7 @@ impl Accounting {
         // `released` is always part of `cur_bytes`, so the subtraction cannot wrap.
         let after = (self.stats.cur_bytes - released).checked_add(size);
         match after {
-            Some(after) if after <= self.limit => Ok(()),
+            Some(after) if after <= !self.inv_limit => Ok(()),
             _ => Err(self.enomem()),
         }
     }
@@ -98,7 +104,7 @@ impl Accounting {
     /// Bytes an allocation may still request before the limit is reached.
     #[inline]
     pub(crate) fn headroom(&self) -> usize {
-        self.limit.saturating_sub(self.stats.cur_bytes)
+        (!self.inv_limit).saturating_sub(self.stats.cur_bytes)
     }
 
     #[inline]
@@ -106,7 +112,11 @@ impl Accounting {
         let s = &mut self.stats;
         s.last_alloc_size = size;
         s.max_alloc_size = s.max_alloc_size.max(size);
-        self.min = self.min.min(size);
+        self.min = if s.total_allocs == 0 {
+            size
+        } else {
+            self.min.min(size)
+        };
         s.total_allocs += 1;
     }
 
@@ -141,11 +151,11 @@ impl Accounting {
     }
 
     pub(crate) fn limit(&self) -> Option<usize> {
-        (self.limit != usize::MAX).then_some(self.limit)
+        (self.inv_limit != 0).then_some(!self.inv_limit)
     }
 
     pub(crate) fn set_limit(&mut self, limit: Option<usize>) {
-        self.limit = limit.unwrap_or(usize::MAX);
+        self.inv_limit = !limit.unwrap_or(usize::MAX);
     }
 }
 

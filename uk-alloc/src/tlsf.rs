@@ -229,7 +229,8 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             sl_bitmap: [0; FL_COUNT],
             heads: [[ptr::null_mut(); SL_COUNT]; FL_COUNT],
             free_bytes: 0,
-            lo: usize::MAX,
+            // No region yet: the empty range 0..0 (all-zero empty state, see `Accounting`).
+            lo: 0,
             hi: 0,
             regions: ptr::null_mut(),
             acct: Accounting::new(),
@@ -768,7 +769,11 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             self.mark_start(b, true);
             self.make_free(b, size);
         }
-        self.lo = self.lo.min(first);
+        self.lo = if self.hi == 0 {
+            first
+        } else {
+            self.lo.min(first)
+        };
         self.hi = self.hi.max(end);
         Ok(())
     }
@@ -888,6 +893,12 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
             self.acct.on_free(size);
         }
         Ok(())
+    }
+
+    unsafe fn allocation_size(&self, ptr: NonNull<u8>) -> Result<usize, AllocError> {
+        let b = self.validate(ptr)?;
+        // SAFETY: `b` is the header of a live allocation; word 1 is its requested size.
+        Ok(unsafe { word(b, 1) })
     }
 
     fn palloc(&mut self, pages: usize) -> Result<NonNull<u8>, AllocError> {

@@ -64,6 +64,10 @@ fn checked_backends_refuse_bad_frees() {
                     "{kind:?} realloc {what}"
                 );
                 assert!(a.pfree(*ptr, 1).is_err(), "{kind:?} pfree {what}");
+                assert!(
+                    a.allocation_size(*ptr).is_err(),
+                    "{kind:?} allocation_size {what}"
+                );
             }
             assert_eq!(snapshot(&*a), before, "{kind:?}: state changed by {what}");
         }
@@ -84,6 +88,11 @@ fn checked_backends_refuse_bad_frees() {
                 );
                 assert_eq!(
                     a.realloc(Some(ptr), 1),
+                    Err(AllocError::DoubleFree),
+                    "{kind:?}"
+                );
+                assert_eq!(
+                    a.allocation_size(ptr),
                     Err(AllocError::DoubleFree),
                     "{kind:?}"
                 );

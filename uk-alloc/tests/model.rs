@@ -295,6 +295,11 @@ fn run(kind: Kind, ops: &[Op]) {
     }
     for l in &m.live {
         check_fill(l);
+        if l.pages.is_none() {
+            // SAFETY: `l` is a live byte allocation of `a`.
+            let size = unsafe { a.allocation_size(l.ptr) };
+            assert_eq!(size, Ok(l.size), "allocation_size of {:p}", l.ptr);
+        }
     }
     // Free everything: a backend that reuses memory gets all of it back.
     let before = a.available();

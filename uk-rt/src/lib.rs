@@ -6,8 +6,9 @@
 //!
 //! 1. remembers the board as the image's [`Platform`] ([`platform`]);
 //! 2. routes the `log` crate to the console, with a timestamp from the board clock;
-//! 3. gives every usable memory region to an early heap (feature `heap`, a `talc` heap until
-//!    `uk-alloc` takes over), so `alloc` works before `main`;
+//! 3. gives every usable memory region to the image allocator (feature `heap`): a
+//!    `uk-alloc` heap behind the `#[global_allocator]`, so `alloc` works before `main`, and a
+//!    buddy pool for pages ([`heap`], [`allocator`]);
 //! 4. splits the kernel command line into kernel parameters and application arguments
 //!    ([`cmdline`]);
 //! 5. calls the application's `main` (declared with [`main!`]) and ends the run with its
@@ -19,8 +20,32 @@
 //! driver ([`run_tests`]): when a test case is running, the failure is charged to that case
 //! and the run continues with the next case on a fresh stack instead of ending.
 //!
-//! Everything that needs a bare-metal target (the panic handler, the global allocator, the
-//! stack switch) is compiled only for `target_os = "none"`; the rest is tested on the host.
+//! Everything that needs a bare-metal target (the panic handler, the global allocator
+//! registration, the stack switch) is compiled only for `target_os = "none"`; the rest is
+//! tested on the host.
+//!
+//! # Memory
+//!
+//! [`allocator`] returns the image's [`ImageAllocator`]: heap statistics and free memory,
+//! the `RLIMIT_DATA`-style byte limit, page allocation (`palloc`/`pfree`), and the backend
+//! itself through [`ImageAllocator::with_heap`]. The [`heap`] module explains where pages
+//! come from and how they are counted. The `uk-alloc` crate is re-exported as
+//! [`uk_alloc`].
+//!
+//! # Features
+//!
+//! - `alloc-tlsf` (default): the heap is `uk-alloc`'s TLSF (O(1) `malloc`/`free`).
+//! - `alloc-buddy`: the heap is `uk-alloc`'s buddy allocator (whole pages; it serves page
+//!   allocations itself).
+//! - `alloc-region`: the heap is `uk-alloc`'s region (bump) allocator; `free` keeps the memory.
+//! - `pages-buddy` (default): page allocations come from a buddy pool that takes chunks from
+//!   the heap on demand; without it they come from the heap backend.
+//! - `heap`: the umbrella the `alloc-*` features imply: without any of them there is no
+//!   allocator at all (`default-features = false`), and an image must bring its own
+//!   `#[global_allocator]`. Enabled alone it means `alloc-tlsf`. With several `alloc-*`
+//!   features, `alloc-region` wins over `alloc-buddy`, which wins over `alloc-tlsf`.
+//! - `ktest`: registers the in-image test cases of the image allocator (every region in
+//!   use, exact statistics, the byte limit, page alignment) with `uk-test`.
 //!
 //! # Example
 //!
@@ -40,15 +65,22 @@
 pub mod cmdline;
 #[cfg(target_os = "none")]
 mod fatal;
-#[cfg(all(target_os = "none", feature = "heap"))]
-mod heap;
+#[cfg(feature = "heap")]
+pub mod heap;
+#[cfg(all(feature = "ktest", feature = "heap"))]
+mod ktests;
 mod logger;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub use cmdline::Args;
+#[cfg(feature = "heap")]
+pub use heap::{ImageAllocator, allocator};
 /// The `log` crate, re-exported so applications log without a dependency of their own.
 pub use log;
+/// The `uk-alloc` crate (allocator trait, statistics, errors), re-exported for applications.
+#[cfg(feature = "heap")]
+pub use uk_alloc;
 pub use uk_hal::{Clock, Console, MemoryRegion, Platform};
 
 /// Exit status of an image that panicked or took a fatal CPU exception (as Rust's `std`).

@@ -125,6 +125,21 @@ pub fn fault_status(esr: u64) -> Option<(&'static str, Option<u8>)> {
     })
 }
 
+/// Fault status code (`DFSC`) of a synchronous tag check fault (FEAT_MTE2).
+pub const FSC_TAG_CHECK: u8 = 0b01_0001;
+
+/// Whether `esr` reports a synchronous tag check fault: a data abort with fault status
+/// [`FSC_TAG_CHECK`]: an access whose pointer tag differs from the memory's allocation tag.
+pub const fn is_tag_check_fault(esr: u64) -> bool {
+    matches!(exception_class(esr), 0x24 | 0x25) && (esr & 0x3f) as u8 == FSC_TAG_CHECK
+}
+
+/// The logical tag of a faulting address (bits 59:56 of `FAR_EL1`, which a tag check
+/// fault reports; bits 63:60 are unknown then).
+pub const fn pointer_tag(far: u64) -> u8 {
+    ((far >> 56) & 0xf) as u8
+}
+
 /// A printable exception report.
 ///
 /// `guards` are the stack guard pages: a fault there is named a stack overflow.
@@ -135,6 +150,9 @@ pub struct Report<'a> {
     pub vector: u64,
     /// Stack guard pages.
     pub guards: &'a [Range],
+    /// For a tag check fault, the allocation tag of the granule at `FAR_EL1` (read by the
+    /// handler with `ldg`), shown next to the pointer's tag.
+    pub memory_tag: Option<u8>,
 }
 
 impl fmt::Display for Report<'_> {
@@ -163,6 +181,27 @@ impl fmt::Display for Report<'_> {
             }
         }
         writeln!(f)?;
+        if is_tag_check_fault(frame.esr) {
+            write!(
+                f,
+                "  tag check fault: pointer tag {:#x}",
+                pointer_tag(frame.far)
+            )?;
+            if let Some(tag) = self.memory_tag {
+                write!(f, ", memory tag {tag:#x}")?;
+            }
+            writeln!(
+                f,
+                ", {} at {:#x}, instruction at {:#x}",
+                if frame.esr & (1 << 6) != 0 {
+                    "write"
+                } else {
+                    "read"
+                },
+                frame.far & 0x00ff_ffff_ffff_ffff,
+                frame.elr
+            )?;
+        }
         write!(f, "  FAR_EL1  {:#018x}", frame.far)?;
         if !far_is_meaningful(ec) {
             f.write_str("  (not valid for this class)")?;
@@ -235,6 +274,7 @@ mod tests {
             frame: &frame(esr, 0),
             vector: 0,
             guards: &[],
+            memory_tag: None,
         }
         .to_string();
         assert!(
@@ -265,6 +305,7 @@ mod tests {
             frame: &frame(esr, 0xdead_0000),
             vector: 4,
             guards: &[],
+            memory_tag: None,
         }
         .to_string();
         assert!(
@@ -289,9 +330,64 @@ mod tests {
             frame: &frame(esr, 0x4030_0ff0),
             vector: 0,
             guards: &[guard],
+            memory_tag: None,
         }
         .to_string();
         assert!(text.contains("stack guard page: stack overflow"), "{text}");
+    }
+
+    #[test]
+    fn tag_check_fault_report() {
+        // Synchronous tag check fault on a write at EL1: EC 0x25, IL, WnR, DFSC 0x11; the
+        // pointer carries tag 0xa in bits 59:56.
+        let esr = (0x25 << 26) | (1 << 25) | (1 << 6) | 0x11;
+        assert!(is_tag_check_fault(esr));
+        assert!(!is_tag_check_fault((0x25 << 26) | 0x10));
+        assert!(
+            !is_tag_check_fault((0x21 << 26) | 0x11),
+            "instruction aborts are not"
+        );
+        let far = 0x0a00_0000_4030_1240;
+        assert_eq!(pointer_tag(far), 0xa);
+        assert_eq!(pointer_tag(0xf300_0000_0000_0000), 0x3);
+        let text = Report {
+            frame: &frame(esr, far),
+            vector: 4,
+            guards: &[],
+            memory_tag: Some(0),
+        }
+        .to_string();
+        assert!(text.contains("  tag check fault, on a write\n"), "{text}");
+        assert!(
+            text.contains(
+                "  tag check fault: pointer tag 0xa, memory tag 0x0, write at 0x40301240, \
+                 instruction at 0x40201234\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("FAR_EL1  0x0a00000040301240\n"), "{text}");
+        assert_eq!(text.lines().count(), 6 + 8);
+        // Without the memory's tag (not readable), the rest is still there; a read says so.
+        let text = Report {
+            frame: &frame(esr & !(1 << 6), far),
+            vector: 4,
+            guards: &[],
+            memory_tag: None,
+        }
+        .to_string();
+        assert!(
+            text.contains("tag check fault: pointer tag 0xa, read at 0x40301240"),
+            "{text}"
+        );
+        // Other faults print no tag line.
+        let text = Report {
+            frame: &frame((0x25 << 26) | 0x07, far),
+            vector: 4,
+            guards: &[],
+            memory_tag: Some(3),
+        }
+        .to_string();
+        assert!(!text.contains("pointer tag"), "{text}");
     }
 
     #[test]

@@ -55,7 +55,10 @@
 //! MMIO) as Device-nGnRE; the image's GiB as Normal write-back memory in 2 MiB blocks, except
 //! the image itself, mapped page by page: code read-only and executable, read-only data
 //! read-only, guard pages absent, the rest read-write and never executable (`SCTLR_EL1.WXN`
-//! on); every other GiB holding RAM as a 1 GiB Normal block. `TCR_EL1.IPS` follows
+//! on); every other GiB holding RAM as a 1 GiB Normal block. On a CPU with FEAT_MTE2 (QEMU:
+//! `-machine virt,mte=on`) Normal memory is Normal *Tagged* (`MAIR` attribute `0xf0`,
+//! [`pagetable::mair_el1`]), the mapping the `uk-mte` crate needs to store and check memory
+//! tags; it behaves as plain Normal memory until tag checks are turned on. `TCR_EL1.IPS` follows
 //! `ID_AA64MMFR0_EL1.PARange`, capped at 48 bits: `-cpu max` reports 52 bits, which a 4 KiB
 //! granule cannot use without FEAT_LPA2, `cortex-a72` 44 bits.
 //!
@@ -75,7 +78,8 @@
 //! - [`clock`]: counter ticks to nanoseconds, exact and overflow-free.
 //! - [`exception`]: the frame the vectors save and the report they print (class name,
 //!   `ESR_EL1` with the fault status decoded, `FAR_EL1`, `ELR_EL1`, `SPSR_EL1`, `x0`-`x30`,
-//!   SP; a fault in a guard page is named a stack overflow).
+//!   SP; a fault in a guard page is named a stack overflow; a tag check fault shows the
+//!   pointer's and the memory's tag).
 //! - [`cpu`]: the core's name from `MIDR_EL1`, the machine description.
 //! - [`fixed_str`]: strings in fixed buffers (no allocator at boot).
 //! - `arch` (bare metal only): `asm` (all assembly: entry, vectors, semihosting, PSCI calls,

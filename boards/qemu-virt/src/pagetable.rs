@@ -34,8 +34,35 @@ pub const T0SZ: u64 = 64 - VA_BITS;
 
 /// `MAIR_EL1` index of Device-nGnRE memory (attribute `0x04`).
 pub const ATTR_DEVICE: u64 = 0;
-/// `MAIR_EL1` index of Normal memory, inner and outer write-back read/write-allocate (`0xff`).
+/// `MAIR_EL1` index of Normal memory, inner and outer write-back read/write-allocate (`0xff`,
+/// or `0xf0`, the same but Tagged, on a CPU with FEAT_MTE2: see [`mair_el1`]).
 pub const ATTR_NORMAL: u64 = 1;
+
+/// Normal memory, inner and outer write-back, non-transient, read- and write-allocate.
+pub const MAIR_NORMAL: u8 = 0xff;
+/// [`MAIR_NORMAL`] with allocation tags (FEAT_MTE2's Normal Tagged memory).
+pub const MAIR_NORMAL_TAGGED: u8 = 0xf0;
+/// Device-nGnRE memory.
+pub const MAIR_DEVICE: u8 = 0x04;
+
+/// The `MAIR_EL1` value for `ID_AA64PFR1_EL1.MTE` = `mte_level`: Device-nGnRE at index
+/// [`ATTR_DEVICE`], and at index [`ATTR_NORMAL`] (all RAM, the image included) Normal
+/// write-back memory, *Tagged* when the CPU has FEAT_MTE2 (level 2 or more).
+///
+/// This is the board's side of memory tagging, used by the `uk-mte` crate: tags can only be
+/// stored in, and checked on, memory mapped Normal Tagged. Until software turns tag access
+/// and checking on (`SCTLR_EL1.ATA`, `TCF`, which the board leaves clear), Normal Tagged
+/// memory behaves exactly as Normal memory, so mapping RAM tagged costs nothing elsewhere.
+/// Level 1 (FEAT_MTE without tag storage, as QEMU's `-cpu max` without `mte=on` reports)
+/// keeps plain Normal memory.
+pub const fn mair_el1(mte_level: u64) -> u64 {
+    let normal = if mte_level >= 2 {
+        MAIR_NORMAL_TAGGED
+    } else {
+        MAIR_NORMAL
+    };
+    ((MAIR_DEVICE as u64) << (8 * ATTR_DEVICE)) | ((normal as u64) << (8 * ATTR_NORMAL))
+}
 
 /// Descriptor bits (stage 1, 4 KiB granule).
 pub mod bits {
@@ -358,6 +385,27 @@ mod tests {
         assert_eq!(page(0x4020_1000, Access::ReadOnly), 0x0060_0000_4020_1787);
         assert_eq!(page(0x4020_1000, Access::None), 0);
         assert_eq!(table(0x4030_1000), 0x4030_1003);
+    }
+
+    #[test]
+    fn ram_is_tagged_with_mte2_only() {
+        assert_eq!(mair_el1(0), 0xff04);
+        assert_eq!(mair_el1(1), 0xff04, "FEAT_MTE without tag storage");
+        assert_eq!(mair_el1(2), 0xf004);
+        assert_eq!(mair_el1(3), 0xf004);
+        // RAM descriptors use the index whose attribute changes, devices the other.
+        assert_eq!(
+            (block(0x4000_0000, Access::ReadWrite) >> bits::ATTR_INDEX_SHIFT) & 7,
+            ATTR_NORMAL
+        );
+        assert_eq!(
+            (page(0x4020_0000, Access::Code) >> bits::ATTR_INDEX_SHIFT) & 7,
+            ATTR_NORMAL
+        );
+        assert_eq!(
+            (block(0, Access::Device) >> bits::ATTR_INDEX_SHIFT) & 7,
+            ATTR_DEVICE
+        );
     }
 
     #[test]

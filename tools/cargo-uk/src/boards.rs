@@ -24,6 +24,48 @@ pub struct Variant {
     pub cpu: &'static str,
     /// One-line description for `--help` and error messages.
     pub about: &'static str,
+    /// Cargo features of the ktest image (package `uk-ktest`) on this configuration: test
+    /// cases that need hardware only this configuration has. Empty for most.
+    pub ktest_features: &'static [&'static str],
+    /// The oldest QEMU `(major, minor)` that emulates that hardware correctly: with an older
+    /// one the image is built without [`Variant::ktest_features`] (see [`ktest_features`]).
+    pub features_min_qemu: (u32, u32),
+}
+
+/// Environment variable that keeps [`Variant::ktest_features`] even with a QEMU older than
+/// [`Variant::features_min_qemu`] (for a QEMU built with the fix backported).
+pub const QEMU_FIXED_ENV: &str = "UK_QEMU_HAS_FIXES";
+
+/// The ktest features to build for `variant` with QEMU `version` (`None`: unknown), and,
+/// when some are left out, a note that says why. `forced` keeps them whatever the version
+/// ([`QEMU_FIXED_ENV`]).
+pub fn ktest_features(
+    variant: &Variant,
+    version: Option<(u32, u32, u32)>,
+    forced: bool,
+) -> (&'static [&'static str], Option<String>) {
+    let features = variant.ktest_features;
+    if features.is_empty() || forced {
+        return (features, None);
+    }
+    let (major, minor) = variant.features_min_qemu;
+    match version {
+        Some((a, b, _)) if (a, b) >= (major, minor) => (features, None),
+        found => {
+            let found = found.map_or("an unknown QEMU version".to_owned(), |(a, b, c)| {
+                format!("QEMU {a}.{b}.{c}")
+            });
+            (
+                &[],
+                Some(format!(
+                    "ktest features {} left out: {found} is older than {major}.{minor}, the \
+                     first to emulate this configuration correctly (set {QEMU_FIXED_ENV}=1 for a \
+                     QEMU with the fixes)",
+                    features.join(", ")
+                )),
+            )
+        }
+    }
 }
 
 /// A board: a Rust target, a QEMU system emulator and the configurations it is tested on.
@@ -90,12 +132,16 @@ pub const BOARDS: &[Board] = &[
                 machine: "pc",
                 cpu: "max",
                 about: "QEMU pc (i440FX), -cpu max",
+                ktest_features: &[],
+                features_min_qemu: (0, 0),
             },
             Variant {
                 name: "microvm",
                 machine: "microvm",
                 cpu: "max",
                 about: "QEMU microvm, -cpu max",
+                ktest_features: &[],
+                features_min_qemu: (0, 0),
             },
         ],
     },
@@ -113,18 +159,34 @@ pub const BOARDS: &[Board] = &[
                 machine: "virt",
                 cpu: "max",
                 about: "QEMU virt, -cpu max (entered at EL1)",
+                ktest_features: &[],
+                features_min_qemu: (0, 0),
             },
             Variant {
                 name: "cortex-a72",
                 machine: "virt",
                 cpu: "cortex-a72",
                 about: "QEMU virt, -cpu cortex-a72 (Armv8.0)",
+                ktest_features: &[],
+                features_min_qemu: (0, 0),
             },
             Variant {
                 name: "el2",
                 machine: "virt,virtualization=on",
                 cpu: "max",
                 about: "QEMU virt with virtualization=on, -cpu max (entered at EL2)",
+                ktest_features: &[],
+                features_min_qemu: (0, 0),
+            },
+            Variant {
+                name: "mte",
+                machine: "virt,mte=on",
+                cpu: "max",
+                about: "QEMU virt with tag memory (mte=on), -cpu max: Arm MTE (FEAT_MTE2)",
+                // The cases that must raise a tag check fault. QEMU before 8.0 stores one
+                // tag per page instead of one per 16-byte granule (QEMU issue 1416).
+                ktest_features: &["mte-faults"],
+                features_min_qemu: (8, 0),
             },
         ],
     },
@@ -180,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn test_configurations_cover_all_five() {
+    fn test_configurations_cover_all_six() {
         let configs: Vec<_> = test_configurations()
             .map(|(b, v)| (b.name, v.machine, v.cpu))
             .collect();
@@ -192,7 +254,50 @@ mod tests {
                 ("qemu-virt", "virt", "max"),
                 ("qemu-virt", "virt", "cortex-a72"),
                 ("qemu-virt", "virt,virtualization=on", "max"),
+                ("qemu-virt", "virt,mte=on", "max"),
             ]
+        );
+    }
+
+    #[test]
+    fn only_the_mte_configuration_has_ktest_features() {
+        let mte = board("qemu-virt").unwrap().variant("mte").unwrap();
+        assert_eq!(mte.ktest_features, ["mte-faults"]);
+        assert_eq!(mte.features_min_qemu, (8, 0));
+        for (b, v) in test_configurations() {
+            if v.name != "mte" {
+                assert!(v.ktest_features.is_empty(), "{}/{}", b.name, v.name);
+                assert_eq!(ktest_features(v, None, false), (&[][..], None));
+            }
+        }
+    }
+
+    #[test]
+    fn ktest_features_need_a_recent_enough_qemu() {
+        let mte = board("qemu-virt").unwrap().variant("mte").unwrap();
+        assert_eq!(
+            ktest_features(mte, Some((8, 0, 0)), false),
+            (&["mte-faults"][..], None)
+        );
+        assert_eq!(
+            ktest_features(mte, Some((9, 2, 1)), false).0,
+            ["mte-faults"]
+        );
+        let (features, note) = ktest_features(mte, Some((7, 2, 22)), false);
+        assert!(features.is_empty());
+        let note = note.unwrap();
+        assert!(
+            note.starts_with("ktest features mte-faults left out: QEMU 7.2.22 is older than 8.0"),
+            "{note}"
+        );
+        assert!(note.contains("UK_QEMU_HAS_FIXES=1"), "{note}");
+        let (features, note) = ktest_features(mte, None, false);
+        assert!(features.is_empty());
+        assert!(note.unwrap().contains("an unknown QEMU version"));
+        // Forced: kept whatever the version.
+        assert_eq!(
+            ktest_features(mte, Some((7, 2, 22)), true),
+            (&["mte-faults"][..], None)
         );
     }
 
@@ -207,7 +312,7 @@ mod tests {
             .unwrap()
             .lookup_variant("pc")
             .unwrap_err();
-        assert!(err.contains("max, cortex-a72, el2"), "{err}");
+        assert!(err.contains("max, cortex-a72, el2, mte"), "{err}");
         assert!(board("x86-pc").unwrap().lookup_variant("microvm").is_ok());
     }
 

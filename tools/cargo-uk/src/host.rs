@@ -84,6 +84,31 @@ pub fn ensure_qemu(board: &Board) -> Result<()> {
     Ok(())
 }
 
+/// Reads `(major, minor, micro)` from the first line of `qemu-system-* --version`
+/// ("QEMU emulator version 7.2.22 (Debian ...)").
+pub fn parse_qemu_version(text: &str) -> Option<(u32, u32, u32)> {
+    let line = text.lines().next()?;
+    let version = line
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)?;
+    let mut parts = version.split(['.', '-', '+']).map(|p| p.parse::<u32>());
+    let major = parts.next()?.ok()?;
+    let minor = parts.next()?.ok()?;
+    let micro = parts.next().and_then(Result::ok).unwrap_or(0);
+    Some((major, minor, micro))
+}
+
+/// The version of the QEMU binary `qemu` on `PATH`, `None` if it cannot be run or read.
+pub fn qemu_version(qemu: &str) -> Option<(u32, u32, u32)> {
+    let output = Command::new(qemu)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    parse_qemu_version(&String::from_utf8_lossy(&output.stdout))
+}
+
 /// What this host offers for KVM.
 pub fn host_info() -> HostInfo {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -103,6 +128,31 @@ pub fn host_info() -> HostInfo {
 mod tests {
     use super::*;
     use crate::boards::board;
+
+    #[test]
+    fn qemu_versions() {
+        assert_eq!(
+            parse_qemu_version(
+                "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n\
+                 Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
+            ),
+            Some((7, 2, 22))
+        );
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 8.0.0\n"),
+            Some((8, 0, 0))
+        );
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 9.1.50 (v9.1.0-123-gabc)"),
+            Some((9, 1, 50))
+        );
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 10.0"),
+            Some((10, 0, 0))
+        );
+        assert_eq!(parse_qemu_version("qemu: not a version"), None);
+        assert_eq!(parse_qemu_version(""), None);
+    }
 
     #[test]
     fn install_commands() {

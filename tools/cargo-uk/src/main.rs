@@ -13,6 +13,13 @@
 //!   board configuration, and every example against its `expect.toml`, then prints a table
 //!   and a closing `N passed, N failed` line.
 //!
+//! A configuration may give the in-image test image cargo features of its own
+//! ([`boards::Variant::ktest_features`]): cases that need hardware only that configuration
+//! emulates. `qemu-virt/mte` (`-machine virt,mte=on`) builds it with `mte-faults`, the
+//! `#[should_fail]` cases that must raise a tag check fault. QEMU before 8.0 emulates memory
+//! tags with one tag per page (QEMU issue 1416), so with such a QEMU those cases are left out
+//! and a note says so (`UK_QEMU_HAS_FIXES=1` keeps them, for a QEMU with the fix backported).
+//!
 //! The design keeps everything that can be decided without running a process in pure
 //! functions with unit tests: the board and configuration tables ([`boards`]), QEMU command
 //! lines, kernel command-line quoting and exit-code decoding ([`qemu`]), the parsing of test
@@ -106,7 +113,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub image: ImageArgs,
     /// Machine configuration: x86-pc: pc (default), microvm; qemu-virt: max (default),
-    /// cortex-a72, el2 (virtualization=on, entered at EL2).
+    /// cortex-a72, el2 (virtualization=on, entered at EL2), mte (mte=on: memory tagging).
     #[arg(long, visible_alias = "machine-variant", value_name = "VARIANT")]
     pub variant: Option<String>,
     /// Use KVM (`-accel kvm -cpu host`); x86-pc on an x86_64 host only. Without it KVM is used
@@ -184,7 +191,27 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     let ws = Workspace::locate()?;
     let image = ws.image(&args.image.example)?;
     host::ensure_qemu(board)?;
-    let kernel = build_image(&ws, &image, board.triple, args.image.release)?;
+    let kernel = if image == Image::Ktest {
+        // The test image carries the cases of this configuration's own hardware, if any.
+        let forced = std::env::var_os(boards::QEMU_FIXED_ENV).is_some_and(|v| v == "1");
+        let (features, note) =
+            boards::ktest_features(variant, host::qemu_version(board.qemu), forced);
+        if let Some(note) = note {
+            eprintln!("note: {note}");
+        }
+        let mut built = ws.build_with_features(
+            board.triple,
+            std::slice::from_ref(&image),
+            features,
+            args.image.release,
+            false,
+        )?;
+        built
+            .remove(image.package())
+            .with_context(|| format!("cargo built no binary `{}`", image.package()))?
+    } else {
+        build_image(&ws, &image, board.triple, args.image.release)?
+    };
     let config = QemuConfig {
         board,
         variant,

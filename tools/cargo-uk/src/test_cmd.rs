@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::boards::{BOARDS, Board, Variant, lookup_board};
+use crate::boards::{self, BOARDS, Board, Variant, lookup_board};
 use crate::expect::Expect;
 use crate::host;
 use crate::process::{self, Ending, Io};
@@ -384,6 +384,53 @@ fn load_expect(ws: &Workspace, example: &str) -> Result<Expect, String> {
     }
 }
 
+/// Builds the ktest image with the features of each configuration of `board` that has some
+/// (and a QEMU that can run them, see [`boards::ktest_features`]), copying each binary to
+/// `uk-ktest+FEATURE...` beside the plain one. Returns, by configuration name, the features
+/// and the copy's path (or why there is none). Notes on left-out features are printed.
+fn featured_ktests(
+    ws: &Workspace,
+    board: &'static Board,
+) -> BTreeMap<&'static str, (&'static [&'static str], Result<PathBuf, String>)> {
+    let version = host::qemu_version(board.qemu);
+    let forced = std::env::var_os(boards::QEMU_FIXED_ENV).is_some_and(|v| v == "1");
+    let mut featured = BTreeMap::new();
+    for variant in board.variants {
+        let (features, note) = boards::ktest_features(variant, version, forced);
+        if let Some(note) = note {
+            println!("note: {}/{}: {note}", board.name, variant.name);
+        }
+        if features.is_empty() {
+            continue;
+        }
+        println!(
+            "==> building ktest with {} for {}/{}",
+            features.join(", "),
+            board.name,
+            variant.name
+        );
+        let _ = std::io::stdout().flush();
+        let path = ws
+            .build_with_features(board.triple, &[Image::Ktest], features, true, false)
+            .map_err(|e| format!("not run: {e:#}"))
+            .and_then(|paths| {
+                let built = paths
+                    .get(Image::Ktest.package())
+                    .ok_or_else(|| "not run: cargo built no ktest image".to_owned())?;
+                let copy = built.with_file_name(format!(
+                    "{}+{}",
+                    Image::Ktest.package(),
+                    features.join("+")
+                ));
+                std::fs::copy(built, &copy)
+                    .map_err(|e| format!("not run: cannot copy {}: {e}", built.display()))?;
+                Ok(copy)
+            });
+        featured.insert(variant.name, (features, path));
+    }
+    featured
+}
+
 /// Runs `cargo uk test`.
 pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let boards: Vec<&'static Board> = match &args.board {
@@ -414,9 +461,17 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
             board.triple
         );
         let _ = std::io::stdout().flush();
-        let built = host::ensure_qemu(board)
-            .and_then(|()| ws.build(board.triple, &images, true, true))
-            .map_err(|e| format!("{e:#}"));
+        let qemu = host::ensure_qemu(board).map_err(|e| format!("{e:#}"));
+        // Configurations whose ktest image has features of its own: built first, and the
+        // binary copied aside, because the plain build below writes the same path.
+        let featured = match &qemu {
+            Ok(()) => featured_ktests(&ws, board),
+            Err(_) => BTreeMap::new(),
+        };
+        let built = qemu.and_then(|()| {
+            ws.build(board.triple, &images, true, true)
+                .map_err(|e| format!("{e:#}"))
+        });
         if let Err(e) = &built {
             eprintln!("error: {e}");
         }
@@ -431,11 +486,15 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
             Err(e) => Err(format!("not run: {e}")),
         };
         for variant in board.variants {
+            let (what, kernel) = match featured.get(variant.name) {
+                Some((features, path)) => (format!("ktest+{}", features.join("+")), path.clone()),
+                None => ("ktest".to_owned(), kernel(&Image::Ktest)),
+            };
             jobs.push(Job {
-                what: "ktest".to_owned(),
+                what,
                 board,
                 variant,
-                kernel: kernel(&Image::Ktest),
+                kernel,
                 append: ktest_append.clone(),
                 check: Check::Ktest,
             });

@@ -140,10 +140,26 @@ impl Workspace {
         release: bool,
         keep_going: bool,
     ) -> Result<BTreeMap<String, PathBuf>> {
+        self.build_with_features(triple, images, &[], release, keep_going)
+    }
+
+    /// [`Workspace::build`] with cargo features (`package/feature` or, with one image,
+    /// plain feature names of that package).
+    pub fn build_with_features(
+        &self,
+        triple: &str,
+        images: &[Image],
+        features: &[&str],
+        release: bool,
+        keep_going: bool,
+    ) -> Result<BTreeMap<String, PathBuf>> {
         let mut command = Command::new(cargo_program());
         command.current_dir(&self.root).arg("build");
         for image in images {
             command.args(["-p", image.package()]);
+        }
+        if !features.is_empty() {
+            command.args(["--features", &features.join(",")]);
         }
         command.args(["--target", triple]);
         if release {

@@ -1,6 +1,7 @@
 //! All of the board's assembly: the entry point, the exception vectors, and the few
 //! instructions Rust has no intrinsic for (semihosting, PSCI calls, TLB and cache
-//! maintenance, a breakpoint for the in-image tests).
+//! maintenance, reading a memory tag for a tag check fault report, a breakpoint for the
+//! in-image tests).
 //!
 //! # Entry (`_start`)
 //!
@@ -8,7 +9,8 @@
 //! EL2 (`virtualization=on`). The entry:
 //!
 //! 1. reads `CNTVCT_EL0` after an `isb` before anything else: time zero of the clock;
-//! 2. at EL2, prepares EL1 and drops to it with `eret`: `HCR_EL2.RW` (EL1 is AArch64),
+//! 2. at EL2, prepares EL1 and drops to it with `eret`: `HCR_EL2.RW` (EL1 is AArch64) and,
+//!    on a CPU with FEAT_MTE2, `HCR_EL2.ATA` (EL1 may use memory tags),
 //!    `CNTHCTL_EL2` (EL1 may read the physical counter and timer), `CPTR_EL2` (no FP/SIMD
 //!    trap), `HSTR_EL2` cleared, `VPIDR/VMPIDR_EL2` copied from the real IDs, `SCTLR_EL1` in
 //!    a known state (MMU off), `SPSR_EL2` = EL1h with DAIF masked, `ELR_EL2` = the EL1 path;
@@ -38,6 +40,11 @@ use crate::exception::{FRAME_SIZE, offset};
 
 /// `HCR_EL2` for the drop: EL1 runs AArch64, nothing trapped to EL2.
 const HCR: u64 = HCR_EL2::RW::EL1IsAarch64.value;
+/// `HCR_EL2.ATA`, added to [`HCR`] on a CPU with FEAT_MTE2 (`ID_AA64PFR1_EL1.MTE >= 2`):
+/// EL1 may then use memory tags and their registers (`GCR_EL1`, `RGSR_EL1`, `TFSR_EL1`),
+/// which would otherwise trap to EL2, where this image has no vectors. The bit is RES0
+/// without FEAT_MTE2, hence the check.
+const HCR_ATA: u64 = HCR_EL2::ATA::SET.value;
 /// `CNTHCTL_EL2`: EL1 and EL0 may use the physical counter and timer.
 const CNTHCTL: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value | CNTHCTL_EL2::EL1PCEN::SET.value;
 /// `CPTR_EL2` (`E2H = 0` layout): the RES1 bits 13, 9 and 7:0, `TSM` (bit 12, traps SME
@@ -72,6 +79,12 @@ _start:
     b.gt    9f
 
     mov     x9, #{hcr}
+    mrs     x10, id_aa64pfr1_el1
+    ubfx    x10, x10, #8, #4
+    cmp     x10, #2
+    b.lo    4f
+    orr     x9, x9, #{hcr_ata}
+4:
     msr     hcr_el2, x9
     mov     x9, #{cnthctl}
     msr     cnthctl_el2, x9
@@ -178,6 +191,7 @@ __uk_vectors:
     .endr
 "#,
     hcr = const HCR,
+    hcr_ata = const HCR_ATA,
     cnthctl = const CNTHCTL,
     cptr = const CPTR,
     sctlr = const SCTLR_EL1_RES1,
@@ -190,6 +204,26 @@ __uk_vectors:
     boot = sym super::boot,
     handler = sym super::exception,
 );
+
+/// The allocation tag of the granule at `address` (`ldg`), for the report of a tag check
+/// fault. Only call it after such a fault: the instruction needs FEAT_MTE, and the address
+/// must be mapped (a tag check fault is taken on a translated, mapped address).
+pub(super) fn load_tag(address: u64) -> u8 {
+    let mut tagged: u64 = 0;
+    // SAFETY: called only for a tag check fault, which implies FEAT_MTE2 with tag access on
+    // and a mapped address; `ldg` reads a tag (never data) into the register and is not tag
+    // checked itself.
+    unsafe {
+        asm!(
+            ".arch_extension memtag",
+            "ldg {t}, [{a}]",
+            t = inout(reg) tagged,
+            a = in(reg) address,
+            options(readonly, nostack, preserves_flags)
+        )
+    };
+    ((tagged >> 56) & 0xf) as u8
+}
 
 /// Semihosting operation `SYS_EXIT`; on AArch64 its argument is a parameter block.
 const SYS_EXIT: u64 = 0x18;

@@ -3,7 +3,7 @@
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    ID_AA64MMFR0_EL1, MAIR_EL1, Readable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, Writeable,
+    ID_AA64MMFR0_EL1, ID_AA64PFR1_EL1, MAIR_EL1, Readable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, Writeable,
 };
 
 use super::asm;
@@ -82,11 +82,11 @@ pub(super) unsafe fn enable(layout: &ImageLayout) -> Result<(), MapError> {
     // The tables were written with the caches off; nothing stale may hide them from the walker.
     asm::invalidate_dcache(start, end);
 
-    MAIR_EL1.write(
-        MAIR_EL1::Attr0_Device::nonGathering_nonReordering_EarlyWriteAck
-            + MAIR_EL1::Attr1_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc
-            + MAIR_EL1::Attr1_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc,
-    );
+    // Device-nGnRE and Normal write-back; Normal *Tagged* on a CPU with FEAT_MTE2, so that
+    // `uk-mte` can store and check tags in RAM (see `pagetable::mair_el1`).
+    MAIR_EL1.set(pagetable::mair_el1(
+        ID_AA64PFR1_EL1.read(ID_AA64PFR1_EL1::MTE),
+    ));
     let ips = pagetable::ips_for_parange(ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange));
     TCR_EL1.write(
         TCR_EL1::T0SZ.val(pagetable::T0SZ)

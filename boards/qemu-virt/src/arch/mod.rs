@@ -18,7 +18,7 @@ use uk_hal::{Clock, Console, ConsoleWriter, MemoryRegion, Platform};
 
 use crate::cpu::{self, MACHINE_LEN, MachineFacts};
 use crate::devtree::{self, BootInfo, Conduit};
-use crate::exception::{ExceptionFrame, Report};
+use crate::exception::{self, ExceptionFrame, Report};
 use crate::fixed_str::FixedStr;
 use crate::memmap::Range;
 use crate::pagetable::L1_BLOCK;
@@ -295,12 +295,16 @@ extern "C" fn exception(frame: &ExceptionFrame, vector: u64) -> ! {
         board.exit(uk_rt::FATAL_EXIT_CODE);
     }
     let guards = mmu::guard_pages();
+    // A tag check fault only happens with FEAT_MTE2 and tag access on, so `ldg` may read
+    // the allocation tag of the granule the access touched.
+    let memory_tag = exception::is_tag_check_fault(frame.esr).then(|| asm::load_tag(frame.far));
     board.print(format_args!(
         "{}",
         Report {
             frame,
             vector,
-            guards: &guards
+            guards: &guards,
+            memory_tag,
         }
     ));
     HANDLING.store(0, Ordering::SeqCst);

@@ -1,0 +1,191 @@
+//! In-image test cases (feature `ktest`): every backend on the target CPU, over an arena
+//! taken from the image's own heap through `alloc::` and given back at the end.
+//!
+//! The image heap itself (every board region in use, its statistics and limit, page
+//! allocation) is tested by `uk-rt`'s cases; these check the backends as a library.
+
+extern crate alloc;
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use uk_test::{expect, expect_eq, ktest};
+
+use crate::{AllocError, Allocator, Buddy, PAGE_SIZE, Region, Tlsf};
+
+/// A page-aligned arena from the image's heap, freed on drop.
+struct Arena {
+    base: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Arena {
+    fn new(bytes: usize) -> Option<Arena> {
+        let layout = Layout::from_size_align(bytes, PAGE_SIZE).ok()?;
+        // SAFETY: `layout` has a non-zero size; a null result is handled.
+        let base = NonNull::new(unsafe { alloc::alloc::alloc(layout) })?;
+        Some(Arena { base, layout })
+    }
+
+    /// A backend of type `A` over the arena.
+    fn give<A: Allocator>(&self, mut allocator: A) -> A {
+        // SAFETY: the arena is a live allocation, and outlives the allocator in every case
+        // below (both are locals, the allocator declared later); each allocator is dead
+        // before the next one is given the same arena.
+        let added = unsafe { allocator.add_memory(self.base.as_ptr(), self.layout.size()) };
+        assert_eq!(added, Ok(()), "arena refused");
+        allocator
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { alloc::alloc::dealloc(self.base.as_ptr(), self.layout) };
+    }
+}
+
+/// A fixed sequence of requests; returns the statistics with three allocations live.
+fn sequence(a: &mut dyn Allocator) -> Result<crate::Stats, AllocError> {
+    let p = a.malloc(100)?;
+    let q = a.calloc(4, 25)?;
+    // SAFETY: `p` is live.
+    let p = unsafe { a.realloc(Some(p), 700)? }.ok_or(AllocError::NoMem)?;
+    let r = a.posix_memalign(64, 10)?;
+    // SAFETY: live allocations.
+    unsafe {
+        expect_eq!(a.allocation_size(p), Ok(700));
+        expect_eq!(a.allocation_size(q), Ok(100));
+        expect_eq!(a.allocation_size(r), Ok(10));
+    }
+    expect_eq!(r.as_ptr() as usize % 64, 0);
+    let live = a.stats();
+    // SAFETY: each pointer is live and freed once.
+    unsafe {
+        a.free(p)?;
+        a.free(q)?;
+        a.free(r)?;
+    }
+    Ok(live)
+}
+
+ktest! {
+    /// Every backend counts a known sequence exactly, in requested bytes, on the target.
+    fn backends_count_exactly() {
+        let Some(arena) = Arena::new(512 * 1024) else {
+            return expect!(false, "no arena");
+        };
+        for (kind, name) in ["tlsf", "buddy", "region"].into_iter().enumerate() {
+            let mut tlsf;
+            let mut buddy;
+            let mut region;
+            let a: &mut dyn Allocator = match kind {
+                0 => { tlsf = arena.give(Tlsf::new()); &mut tlsf }
+                1 => { buddy = arena.give(Buddy::new()); &mut buddy }
+                _ => { region = arena.give(Region::new()); &mut region }
+            };
+            let live = sequence(a);
+            let Ok(live) = live else {
+                expect!(false, "{name}: {live:?}");
+                continue;
+            };
+            expect_eq!(live.total_allocs, 4);
+            expect_eq!(live.total_frees, 1);
+            expect_eq!((live.cur_allocs, live.cur_bytes), (3, 810));
+            expect_eq!(live.min_alloc_size, Some(10));
+            expect_eq!(live.max_alloc_size, 700);
+            expect_eq!(live.max_bytes, 810);
+            let end = a.stats();
+            expect_eq!((end.cur_allocs, end.cur_bytes, end.total_frees), (0, 0, 4));
+        }
+    }
+}
+
+ktest! {
+    /// The byte limit refuses exactly what exceeds it, counts ENOMEM and changes nothing
+    /// else, on every backend.
+    fn backends_enforce_the_limit() {
+        let Some(arena) = Arena::new(256 * 1024) else {
+            return expect!(false, "no arena");
+        };
+        for kind in 0..3 {
+            let mut tlsf;
+            let mut buddy;
+            let mut region;
+            let a: &mut dyn Allocator = match kind {
+                0 => { tlsf = arena.give(Tlsf::new()); &mut tlsf }
+                1 => { buddy = arena.give(Buddy::new()); &mut buddy }
+                _ => { region = arena.give(Region::new()); &mut region }
+            };
+            a.set_limit(Some(5000));
+            let p = a.malloc(4000);
+            expect!(p.is_ok());
+            let before = (a.stats(), a.available());
+            expect_eq!(a.malloc(1001), Err(AllocError::NoMem));
+            expect_eq!(a.palloc(1), Err(AllocError::NoMem));
+            let after = (a.stats(), a.available());
+            expect_eq!(after.0.enomem, before.0.enomem + 2);
+            expect_eq!(after.0.cur_bytes, before.0.cur_bytes);
+            expect_eq!(after.1, before.1);
+            expect!(a.malloc(1000).is_ok(), "kind {kind}: exactly at the limit");
+            expect_eq!(a.max_alloc(), 0);
+        }
+    }
+}
+
+ktest! {
+    /// Buddy runs are naturally aligned (a run of n pages on a multiple of the next power of
+    /// two of n pages), disjoint, and merge back completely.
+    fn buddy_runs_are_naturally_aligned() {
+        let Some(arena) = Arena::new(1 << 20) else {
+            return expect!(false, "no arena");
+        };
+        let mut b = arena.give(Buddy::new());
+        let largest = b.max_pages();
+        let counts = [1usize, 2, 3, 8, 17, 30];
+        let mut runs = [(NonNull::<u8>::dangling(), 0usize); 6];
+        for (run, &n) in runs.iter_mut().zip(&counts) {
+            match b.palloc(n) {
+                Ok(p) => *run = (p, n),
+                Err(e) => return expect!(false, "palloc({n}): {e}"),
+            }
+        }
+        for (i, &(p, n)) in runs.iter().enumerate() {
+            let start = p.as_ptr() as usize;
+            expect_eq!(start % (n.next_power_of_two() * PAGE_SIZE), 0);
+            for &(q, m) in &runs[i + 1..] {
+                let other = q.as_ptr() as usize;
+                expect!(start + n * PAGE_SIZE <= other || other + m * PAGE_SIZE <= start);
+            }
+        }
+        for &(p, n) in &runs {
+            // SAFETY: each run is live and freed once.
+            expect!(unsafe { b.pfree(p, n) }.is_ok());
+        }
+        expect_eq!(b.max_pages(), largest);
+    }
+}
+
+ktest! {
+    /// Checked TLSF refuses foreign, interior and repeated frees on the target, leaving its
+    /// state untouched.
+    fn checked_tlsf_refuses_bad_frees() {
+        let Some(arena) = Arena::new(128 * 1024) else {
+            return expect!(false, "no arena");
+        };
+        let mut t = arena.give(Tlsf::new_checked());
+        let Ok(p) = t.malloc(64) else {
+            return expect!(false, "malloc");
+        };
+        let before = (t.stats(), t.available());
+        let mut local = [0u128; 2];
+        // SAFETY: checked mode accepts any pointer value.
+        unsafe {
+            expect_eq!(t.free(NonNull::from(&mut local).cast()), Err(AllocError::BadFree));
+            expect_eq!(t.free(p.add(16)), Err(AllocError::BadFree));
+            expect_eq!((t.stats(), t.available()), before);
+            expect_eq!(t.free(p), Ok(()));
+            expect_eq!(t.free(p), Err(AllocError::DoubleFree));
+        }
+    }
+}
