@@ -10,11 +10,11 @@
 #![no_main]
 
 // Link the crates whose in-image cases this image runs.
-use uk_context as _;
-use uk_sched as _;
 use uk_alloc as _;
+use uk_context as _;
 use uk_mte as _;
 use uk_random as _;
+use uk_sched as _;
 
 uk_app::main!(main);
 

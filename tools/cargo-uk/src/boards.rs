@@ -143,6 +143,14 @@ pub const BOARDS: &[Board] = &[
                 ktest_features: &[],
                 features_min_qemu: (0, 0),
             },
+            Variant {
+                name: "qemu64",
+                machine: "pc",
+                cpu: "qemu64",
+                about: "QEMU pc, -cpu qemu64 (no RDRAND/RDSEED, no XSAVE, no 1 GiB pages)",
+                ktest_features: &[],
+                features_min_qemu: (0, 0),
+            },
         ],
     },
     Board {
@@ -242,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn test_configurations_cover_all_six() {
+    fn test_configurations_cover_all_seven() {
         let configs: Vec<_> = test_configurations()
             .map(|(b, v)| (b.name, v.machine, v.cpu))
             .collect();
@@ -251,6 +259,7 @@ mod tests {
             [
                 ("x86-pc", "pc", "max"),
                 ("x86-pc", "microvm", "max"),
+                ("x86-pc", "pc", "qemu64"),
                 ("qemu-virt", "virt", "max"),
                 ("qemu-virt", "virt", "cortex-a72"),
                 ("qemu-virt", "virt,virtualization=on", "max"),

@@ -9,6 +9,11 @@
 //! Each regular expression of `lines` must match an output line, in order: the match for
 //! one expression is looked for after the line the previous one matched. `{board}` stands
 //! for the board's name (regex-escaped).
+//!
+//! `differs_between_boots = '^random: 16 bytes ([0-9a-f]{32})$'` boots the example twice:
+//! both runs must pass, and the first capture group of the first line matching the
+//! expression must differ between them (for output that must never repeat, such as random
+//! bytes).
 
 use regex_lite::Regex;
 use serde::Deserialize;
@@ -28,6 +33,10 @@ pub struct Expect {
     /// Regular expressions that must match output lines, in this order.
     #[serde(default)]
     pub lines: Vec<String>,
+    /// A regular expression with one capture group whose value must differ between two
+    /// boots of the example.
+    #[serde(default)]
+    pub differs_between_boots: Option<String>,
 }
 
 impl Expect {
@@ -47,6 +56,28 @@ impl Expect {
                 })
             })
             .collect()
+    }
+
+    /// The value captured by [`Expect::differs_between_boots`] in `output`, if that field
+    /// is set: `Ok(None)` when it is not, an error when no line matches.
+    pub fn boot_value(&self, output: &str) -> Result<Option<String>, String> {
+        let Some(pattern) = &self.differs_between_boots else {
+            return Ok(None);
+        };
+        let regex = Regex::new(pattern).map_err(|e| {
+            format!(
+                "bad regular expression {pattern:?}: {}",
+                one_line(&e.to_string())
+            )
+        })?;
+        output_lines(output)
+            .find_map(|line| {
+                regex
+                    .captures(&line)
+                    .map(|c| c.get(1).map_or(c[0].to_owned(), |m| m.as_str().to_owned()))
+            })
+            .map(Some)
+            .ok_or_else(|| format!("no line matches '{pattern}' (differs_between_boots)"))
     }
 
     /// Checks a run's output and exit code against these expectations on `board`.
@@ -86,6 +117,38 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_value_takes_the_first_capture_of_the_first_match() {
+        let expect = Expect {
+            differs_between_boots: Some(r"^bytes ([0-9a-f]+)$".to_owned()),
+            ..Expect::default()
+        };
+        let out = "noise\r\nbytes 0a1b\r\nbytes ffff\r\n";
+        assert_eq!(expect.boot_value(out), Ok(Some("0a1b".to_owned())));
+        assert!(
+            expect
+                .boot_value("nothing\n")
+                .unwrap_err()
+                .contains("differs_between_boots")
+        );
+        assert_eq!(Expect::default().boot_value(out), Ok(None));
+        let bad = Expect {
+            differs_between_boots: Some("(".to_owned()),
+            ..Expect::default()
+        };
+        assert!(
+            bad.boot_value(out)
+                .unwrap_err()
+                .starts_with("bad regular expression")
+        );
+    }
+
+    #[test]
+    fn differs_between_boots_parses_from_toml() {
+        let expect = Expect::parse("differs_between_boots = '^x (.*)$'").unwrap();
+        assert_eq!(expect.differs_between_boots.as_deref(), Some("^x (.*)$"));
+    }
 
     const SAMPLE: &str = r#"
 # arguments passed after `--`

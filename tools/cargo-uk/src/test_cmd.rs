@@ -254,7 +254,7 @@ impl Job {
                 return row(Evaluation::failed(note), Duration::ZERO, command);
             }
         };
-        let eval = match expect {
+        let mut eval = match expect {
             Some(e) => evaluate_example(
                 self.board,
                 e,
@@ -264,12 +264,56 @@ impl Job {
             ),
             None => evaluate_ktest(self.board, outcome.ending, &outcome.stdout, &outcome.stderr),
         };
+        if let Some(e) = expect.filter(|e| e.differs_between_boots.is_some()) {
+            if eval.ok {
+                eval = self.second_boot(e, &args, timeout, &outcome.stdout);
+            }
+        }
         let mut output = format!("$ {command}\n{}", report::tail(&outcome.stdout, TAIL_LINES));
         if !outcome.stderr.trim().is_empty() {
             output.push_str("[QEMU standard error]\n");
             output.push_str(&report::tail(&outcome.stderr, 20));
         }
         row(eval, outcome.elapsed, output)
+    }
+}
+
+impl Job {
+    /// Boots the example a second time for `differs_between_boots`: the second run must
+    /// pass too, and its captured value must differ from the first run's.
+    fn second_boot(
+        &self,
+        expect: &Expect,
+        args: &[std::ffi::OsString],
+        timeout: Duration,
+        first: &str,
+    ) -> Evaluation {
+        let again = match process::run(self.board.qemu, args, Io::Captured, Some(timeout)) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                return Evaluation::failed(format!(
+                    "second boot: cannot start {}: {e}",
+                    self.board.qemu
+                ));
+            }
+        };
+        let eval = evaluate_example(
+            self.board,
+            expect,
+            again.ending,
+            &again.stdout,
+            &again.stderr,
+        );
+        if !eval.ok {
+            return Evaluation::failed(format!("second boot: {}", eval.note));
+        }
+        match (expect.boot_value(first), expect.boot_value(&again.stdout)) {
+            (Ok(Some(a)), Ok(Some(b))) if a == b => {
+                Evaluation::failed(format!("two boots printed the same value {a}"))
+            }
+            (Ok(_), Ok(_)) => eval,
+            (Err(e), _) | (_, Err(e)) => Evaluation::failed(e),
+        }
     }
 }
 
@@ -613,6 +657,7 @@ mod tests {
             args: vec![],
             exit_code: 0,
             lines: vec!["^Hello from uk-rs on {board}".into()],
+            differs_between_boots: None,
         };
         let out = "Hello from uk-rs on qemu-virt\r\n";
         let e = evaluate_example(virt, &expect, Ending::Exited(0), out, "");
