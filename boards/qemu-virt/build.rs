@@ -23,14 +23,15 @@ fn linker_script() -> String {
         r#"/* uk-qemu-virt.ld: written by the build script of uk-board-qemu-virt; do not edit. */
 ENTRY(_start)
 
-/* Three segments: the ELF headers share the first page with the code, so the file needs no
- * padding up to the 64 KiB segment alignment and the image stays small. The page tables give
+/* Three load segments (and PT_TLS over the thread-local template in the data segment): the
+ * ELF headers share the first page with the code, so the file needs no padding up to the 64 KiB segment alignment and the image stays small. The page tables give
  * each part its rights (see the crate's pagetable module). */
 PHDRS
 {{
     text PT_LOAD FILEHDR PHDRS FLAGS(5);
     rodata PT_LOAD FLAGS(4);
     data PT_LOAD FLAGS(6);
+    tls PT_TLS;
 }}
 
 SECTIONS
@@ -54,6 +55,24 @@ SECTIONS
     .data : {{
         *(.data .data.*)
     }} :data
+    /* Thread-local template: the linker makes a PT_TLS segment of these two. .tdata is
+       loaded (its bytes are every thread's initial values); .tbss takes no space in the
+       image. The symbols below give uk-context the template (`uk_context::tls::image_template`). */
+    .tdata : ALIGN(8) {{
+        __uk_tdata_keep = .;
+        *(.tdata .tdata.* .gnu.linkonce.td.*)
+    }} :data :tls
+    .tbss : ALIGN(8) {{
+        __uk_tbss_keep = .;
+        *(.tbss .tbss.* .gnu.linkonce.tb.*)
+        *(.tcommon)
+    }} :data :tls
+    __uk_tdata_start = ADDR(.tdata);
+    __uk_tdata_end = ADDR(.tdata) + SIZEOF(.tdata);
+    /* .tbss plus any padding between the end of .tdata and its start. */
+    __uk_tbss_size = ADDR(.tbss) + SIZEOF(.tbss) - __uk_tdata_end;
+    __uk_tls_align = MAX(ALIGNOF(.tdata), ALIGNOF(.tbss));
+
     /* Aligned to 64 bytes at both ends: the entry code zeroes it 64 bytes at a time. */
     .bss (NOLOAD) : ALIGN(64) {{
         __uk_bss_start = .;

@@ -32,6 +32,24 @@ SECTIONS
         *(.got .got.*)
     }
 
+    /* Thread-local template: the linker makes a PT_TLS segment of these two. .tdata is
+       loaded (its bytes are every thread's initial values); .tbss takes no space in the
+       image. The symbols below give uk-context the template (`uk_context::tls::image_template`). */
+    .tdata : ALIGN(8) {
+        __uk_tdata_keep = .;
+        *(.tdata .tdata.* .gnu.linkonce.td.*)
+    }
+    .tbss : ALIGN(8) {
+        __uk_tbss_keep = .;
+        *(.tbss .tbss.* .gnu.linkonce.tb.*)
+        *(.tcommon)
+    }
+    __uk_tdata_start = ADDR(.tdata);
+    __uk_tdata_end = ADDR(.tdata) + SIZEOF(.tdata);
+    /* .tbss plus any padding between the end of .tdata and its start. */
+    __uk_tbss_size = ADDR(.tbss) + SIZEOF(.tbss) - __uk_tdata_end;
+    __uk_tls_align = MAX(ALIGNOF(.tdata), ALIGNOF(.tbss));
+
     .bss : ALIGN(64) {
         __uk_bss_start = .;
         *(.bss .bss.*)

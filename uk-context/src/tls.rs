@@ -150,6 +150,8 @@ pub enum TlsError {
     AreaMisaligned,
     /// The template is not the one the layout was computed for.
     TemplateMismatch,
+    /// The image's `.tdata` bounds are reversed (end before start).
+    BadBounds,
 }
 
 impl fmt::Display for TlsError {
@@ -160,6 +162,7 @@ impl fmt::Display for TlsError {
             Self::AreaTooSmall => "memory for the TLS block is too small",
             Self::AreaMisaligned => "memory for the TLS block is misaligned",
             Self::TemplateMismatch => "TLS template does not match the layout",
+            Self::BadBounds => "the image's .tdata ends before it starts",
         })
     }
 }
@@ -311,11 +314,85 @@ impl TlsLayout {
     }
 }
 
+/// The length of `.tdata` from the bounds the board's linker script exports, after checking
+/// them and the alignment (the pure part of `image_template`, which exists on bare metal).
+///
+/// # Errors
+///
+/// [`TlsError::BadBounds`] if `end < start`; [`TlsError::BadAlign`] if `align` is neither 0
+/// nor a power of two; [`TlsError::TooLarge`] if the segment overflows the address space.
+pub const fn image_tdata_len(
+    start: usize,
+    end: usize,
+    tbss_size: usize,
+    align: usize,
+) -> Result<usize, TlsError> {
+    if end < start {
+        return Err(TlsError::BadBounds);
+    }
+    if align != 0 && !align.is_power_of_two() {
+        return Err(TlsError::BadAlign);
+    }
+    let len = end - start;
+    match start.checked_add(len) {
+        Some(e) if e.checked_add(tbss_size).is_some() => Ok(len),
+        _ => Err(TlsError::TooLarge),
+    }
+}
+
+/// The image's own TLS template: its `.tdata` bytes, `.tbss` size (with the padding before
+/// it), alignment and address, from the symbols the board's linker script exports
+/// (`__uk_tdata_start`, `__uk_tdata_end`, `__uk_tbss_size`, `__uk_tls_align`). Every board
+/// of this workspace links with such a script; an image that calls this without one fails
+/// to link.
+///
+/// # Errors
+///
+/// As [`image_tdata_len`], should the linker script export inconsistent values.
+#[cfg(target_os = "none")]
+pub fn image_template() -> Result<TlsTemplate<'static>, TlsError> {
+    unsafe extern "C" {
+        static __uk_tdata_start: u8;
+        static __uk_tdata_end: u8;
+        static __uk_tbss_size: u8;
+        static __uk_tls_align: u8;
+    }
+    // Only the symbols' addresses are taken (the last two are plain numbers the linker
+    // script defines as symbol values); no memory is read here.
+    let start = (&raw const __uk_tdata_start) as usize;
+    let end = (&raw const __uk_tdata_end) as usize;
+    let tbss_size = (&raw const __uk_tbss_size) as usize;
+    let align = (&raw const __uk_tls_align) as usize;
+    let len = image_tdata_len(start, end, tbss_size, align)?;
+    // SAFETY: `start..end` is the image's `.tdata` output section, loaded with the image,
+    // never written (threads get copies) and alive for the image's lifetime.
+    let tdata = unsafe { core::slice::from_raw_parts(start as *const u8, len) };
+    TlsTemplate::with_vaddr(tdata, tbss_size, align, start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::vec;
     use std::vec::Vec;
+
+    #[test]
+    fn image_bounds_are_checked() {
+        assert_eq!(image_tdata_len(0x1000, 0x1010, 8, 16), Ok(16));
+        assert_eq!(image_tdata_len(0x1000, 0x1000, 0, 0), Ok(0));
+        assert_eq!(
+            image_tdata_len(0x1010, 0x1000, 0, 8),
+            Err(TlsError::BadBounds)
+        );
+        assert_eq!(
+            image_tdata_len(0x1000, 0x1008, 0, 24),
+            Err(TlsError::BadAlign)
+        );
+        assert_eq!(
+            image_tdata_len(usize::MAX - 8, usize::MAX, 16, 8),
+            Err(TlsError::TooLarge)
+        );
+    }
 
     /// An aligned buffer of `size` bytes.
     fn aligned(size: usize, align: usize) -> (Vec<u8>, usize) {

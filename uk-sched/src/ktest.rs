@@ -294,6 +294,157 @@ uk_test::ktest! {
     }
 }
 
+// A real thread-local pair in the image's own TLS segment: an initialised 8-byte word in
+// `.tdata` and a zeroed one in `.tbss`. The linker puts them in the PT_TLS segment the board's
+// linker script describes, and `uk_context::tls::image_template` reads it back.
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .tdata.uk_sched_ktest, \"awT\", @progbits",
+    ".balign 8",
+    ".globl uk_sched_ktest_tdata",
+    "uk_sched_ktest_tdata: .quad 0x5eed5eed12345678",
+    ".popsection",
+    ".pushsection .tbss.uk_sched_ktest, \"awT\", @nobits",
+    ".balign 8",
+    ".globl uk_sched_ktest_tbss",
+    "uk_sched_ktest_tbss: .zero 8",
+    ".popsection",
+);
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(
+    ".pushsection .tdata.uk_sched_ktest, \"awT\", %progbits",
+    ".balign 8",
+    ".globl uk_sched_ktest_tdata",
+    "uk_sched_ktest_tdata: .quad 0x5eed5eed12345678",
+    ".popsection",
+    ".pushsection .tbss.uk_sched_ktest, \"awT\", %nobits",
+    ".balign 8",
+    ".globl uk_sched_ktest_tbss",
+    "uk_sched_ktest_tbss: .zero 8",
+    ".popsection",
+);
+
+/// The initial value of `uk_sched_ktest_tdata`.
+const IMAGE_TDATA_INIT: u64 = 0x5eed_5eed_1234_5678;
+
+/// The thread-pointer offsets of the two image TLS words as the linker resolved them (the
+/// local-exec relocations compiled code would use).
+#[cfg(target_arch = "x86_64")]
+fn image_tls_tp_offsets() -> (isize, isize) {
+    let (data, bss): (isize, isize);
+    // SAFETY: loads two link-time constants (R_X86_64_TPOFF32) into registers.
+    unsafe {
+        core::arch::asm!(
+            "movq $uk_sched_ktest_tdata@tpoff, {d}",
+            "movq $uk_sched_ktest_tbss@tpoff, {b}",
+            d = out(reg) data,
+            b = out(reg) bss,
+            options(att_syntax, nomem, nostack, pure),
+        );
+    }
+    (data, bss)
+}
+
+/// The thread-pointer offsets of the two image TLS words as the linker resolved them (the
+/// local-exec relocations compiled code would use).
+#[cfg(target_arch = "aarch64")]
+fn image_tls_tp_offsets() -> (isize, isize) {
+    let (data, bss): (isize, isize);
+    // SAFETY: loads two link-time constants (TLSLE_MOVW_TPREL relocations) into registers.
+    unsafe {
+        core::arch::asm!(
+            "movz {d}, #:tprel_g1:uk_sched_ktest_tdata",
+            "movk {d}, #:tprel_g0_nc:uk_sched_ktest_tdata",
+            "movz {b}, #:tprel_g1:uk_sched_ktest_tbss",
+            "movk {b}, #:tprel_g0_nc:uk_sched_ktest_tbss",
+            d = out(reg) data,
+            b = out(reg) bss,
+            options(nomem, nostack, pure),
+        );
+    }
+    (data, bss)
+}
+
+/// The segment offset whose thread-pointer offset under `layout` is `tp_off`, if any.
+fn segment_offset(layout: &TlsLayout, template: &TlsTemplate<'_>, tp_off: isize) -> Option<usize> {
+    let off = tp_off.checked_sub(layout.tp_relative(0))?;
+    let off = usize::try_from(off).ok()?;
+    (off + 8 <= template.mem_size() && layout.tp_relative(off) == tp_off).then_some(off)
+}
+
+uk_test::ktest! {
+    /// The image's own TLS segment (its .tdata/.tbss, from the linker script's symbols):
+    /// every thread sees the initial values at the ABI offsets from the thread pointer and
+    /// keeps its own writes across switches.
+    fn image_tls_per_thread_via_thread_pointer() {
+        let s = sched();
+        let template = uk_context::tls::image_template().expect("image template");
+        let layout = TlsLayout::new(Native::TLS_VARIANT, &template, TcbSpec::NONE).expect("layout");
+        // The linker's offsets must fall where the layout built from the template puts the
+        // words: .tdata holding the initial value, .tbss after it.
+        let (data, bss) = image_tls_tp_offsets();
+        let data_off = segment_offset(&layout, &template, data).expect("tdata word in the template");
+        let bss_off = segment_offset(&layout, &template, bss).expect("tbss word in the template");
+        uk_test::expect!(data_off + 8 <= template.tdata().len(), "{data_off} {template:?}");
+        uk_test::expect!(bss_off >= template.tdata().len(), "{bss_off} {template:?}");
+        uk_test::expect_eq!(
+            u64::from_ne_bytes(template.tdata()[data_off..data_off + 8].try_into().unwrap()),
+            IMAGE_TDATA_INIT
+        );
+        // The ABI's placement: variant II below the thread pointer, variant I at
+        // tp + round_up(16, align) onwards.
+        #[cfg(target_arch = "x86_64")]
+        uk_test::expect!(data < 0 && bss < 0, "{data} {bss}");
+        #[cfg(target_arch = "aarch64")]
+        uk_test::expect_eq!(data as usize, 16usize.next_multiple_of(template.align()) + data_off);
+        let failures = Rc::new(Cell::new(0u32));
+        for i in 0..6u64 {
+            let failures = failures.clone();
+            let t = Thread::builder("image-tls")
+                .tls(template, TcbSpec::NONE)
+                .stack_size(16 * 1024)
+                .create(s.ops(), move || {
+                    if regs::tls_read(data) != IMAGE_TDATA_INIT || regs::tls_read(bss) != 0 {
+                        failures.set(failures.get() + 1);
+                    }
+                    for round in 0..10 {
+                        regs::tls_write(data, i * 100 + round);
+                        regs::tls_write(bss, !(i * 100 + round));
+                        yield_now();
+                        if regs::tls_read(data) != i * 100 + round
+                            || regs::tls_read(bss) != !(i * 100 + round)
+                        {
+                            failures.set(failures.get() + 1);
+                        }
+                    }
+                })
+                .expect("create");
+            s.add(&t).expect("add");
+        }
+        s.run();
+        uk_test::expect_eq!(failures.get(), 0);
+        // The template itself is never written.
+        uk_test::expect_eq!(
+            u64::from_ne_bytes(template.tdata()[data_off..data_off + 8].try_into().unwrap()),
+            IMAGE_TDATA_INIT
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+uk_test::ktest! {
+    /// Reports the extended-context method chosen from CPUID (XSAVEOPT/XSAVE when the board
+    /// enabled OSXSAVE, FXSAVE on CPUs without XSAVE) and checks it matches the CPU.
+    fn extended_context_method_matches_cpu() {
+        let ops = Native::detect();
+        uk_rt::println!("extended context: {:?}, {} bytes", ops.method(), ops.ectx_layout().size());
+        let leaf1 = core::arch::x86_64::__cpuid(1);
+        let has_xsave = leaf1.ecx & (1 << 26) != 0;
+        uk_test::expect_eq!(leaf1.ecx & (1 << 27) != 0, has_xsave);
+        uk_test::expect_eq!(ops.method() != uk_context::XsaveMethod::Fxsave, has_xsave);
+    }
+}
+
 uk_test::ktest! {
     /// Sleepers wake in deadline order and never before their deadline; lateness stays
     /// under 20 ms (idle watches the board clock until the timer interrupt is wired; the

@@ -11,7 +11,9 @@
 //! 1. reads the TSC (time zero of the clock) — the very first instruction;
 //! 2. builds the identity map of the first 4 GiB with 2 MiB pages (PML4 -> one PDPT -> four
 //!    page directories, all in the image's `.uk_noinit` area), sets CR4.PAE (and OSFXSR,
-//!    OSXMMEXCPT so SSE works), CR3, EFER.LME, then CR0.PG|WP|NE|MP (EM cleared);
+//!    OSXMMEXCPT so SSE works; OSXSAVE with XCR0 = x87|SSE, plus AVX where CPUID offers it,
+//!    when CPUID.1:ECX.XSAVE is set, so uk-context picks XSAVEOPT/XSAVE), CR3, EFER.LME,
+//!    then CR0.PG|WP|NE|MP (EM cleared);
 //! 3. loads the GDT (null, 64-bit code 0x08, data 0x10, TSS 0x18) and far-jumps to 64-bit
 //!    code, loads the data segments and the boot stack;
 //! 4. zeroes `.bss` and calls [`crate::boot::boot_main`] with the start info address and the
@@ -120,6 +122,31 @@ uk_pvh_start:
     movl %cr4, %eax
     orl $0x620, %eax            /* PAE | OSFXSR | OSXMMEXCPT */
     movl %eax, %cr4
+
+    /* XSAVE: when CPUID.1:ECX.XSAVE is set, set CR4.OSXSAVE and enable x87 | SSE in XCR0,
+       plus AVX when CPUID.1:ECX.AVX is set and leaf 0xD offers it; uk-context then picks
+       XSAVEOPT/XSAVE. CPUID clobbers ebx, which holds the start info: edi keeps it. */
+    movl %ebx, %edi
+    movl $1, %eax
+    xorl %ecx, %ecx
+    cpuid
+    btl $26, %ecx               /* XSAVE */
+    jnc 8f
+    movl %cr4, %eax
+    orl $0x40000, %eax          /* OSXSAVE */
+    movl %eax, %cr4
+    movl $3, %eax               /* x87 | SSE */
+    btl $28, %ecx               /* AVX */
+    jnc 9f
+    movl $0xd, %eax
+    xorl %ecx, %ecx
+    cpuid                       /* eax: the XCR0 bits the CPU supports */
+    andl $7, %eax               /* keep x87 | SSE | AVX ... */
+    orl $3, %eax                /* ... of which x87 and SSE are architectural */
+9:  xorl %edx, %edx
+    xorl %ecx, %ecx
+    xsetbv
+8:  movl %edi, %ebx
     movl $uk_pml4, %eax
     movl %eax, %cr3
     movl $0xc0000080, %ecx      /* EFER */
