@@ -42,7 +42,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::stats::Accounting;
+use crate::stats::{Accounting, accounted_alloc};
 use crate::util::{RawBitmap, align_down, align_up, msb};
 use crate::{AllocError, Allocator, MAX_REQUEST, MIN_ALIGN, PAGE_SIZE, Stats};
 
@@ -516,20 +516,14 @@ impl Buddy {
 
 impl Allocator for Buddy {
     fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
-        if !align.is_power_of_two() {
-            return Err(AllocError::Inval);
-        }
-        if size > MAX_REQUEST {
-            return Err(self.acct.enomem());
-        }
-        self.acct.admit(0, size)?;
-        match self.alloc_bytes(align, size) {
-            Some(p) => {
-                self.acct.on_alloc(size);
-                Ok(p)
-            }
-            None => Err(self.acct.enomem()),
-        }
+        accounted_alloc(
+            self,
+            |b| &mut b.acct,
+            MAX_REQUEST,
+            align,
+            size,
+            |b| b.alloc_bytes(align, size),
+        )
     }
 
     unsafe fn realloc(

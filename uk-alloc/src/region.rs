@@ -20,7 +20,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::stats::Accounting;
+use crate::stats::{Accounting, accounted_alloc};
 use crate::util::align_up;
 use crate::{AllocError, Allocator, MAX_REQUEST, MIN_ALIGN, PAGE_SIZE, Stats};
 
@@ -174,20 +174,14 @@ impl Region {
 
 impl Allocator for Region {
     fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
-        if !align.is_power_of_two() {
-            return Err(AllocError::Inval);
-        }
-        if size > MAX_REQUEST {
-            return Err(self.acct.enomem());
-        }
-        self.acct.admit(0, size)?;
-        match self.alloc(align, size) {
-            Some(p) => {
-                self.acct.on_alloc(size);
-                Ok(p)
-            }
-            None => Err(self.acct.enomem()),
-        }
+        accounted_alloc(
+            self,
+            |r| &mut r.acct,
+            MAX_REQUEST,
+            align,
+            size,
+            |r| r.alloc(align, size),
+        )
     }
 
     unsafe fn realloc(

@@ -1,6 +1,35 @@
 //! Statistics and the byte limit, shared by every backend.
 
+use core::ptr::NonNull;
+
 use crate::AllocError;
+
+/// The part of `Allocator::alloc_aligned` every backend shares: reject a bad alignment,
+/// refuse sizes above `max_size` and past the byte limit, run the backend's own allocation
+/// (`raw`) and count its result. `accounting` finds the backend's [`Accounting`].
+pub(crate) fn accounted_alloc<B>(
+    backend: &mut B,
+    accounting: fn(&mut B) -> &mut Accounting,
+    max_size: usize,
+    align: usize,
+    size: usize,
+    raw: impl FnOnce(&mut B) -> Option<NonNull<u8>>,
+) -> Result<NonNull<u8>, AllocError> {
+    if !align.is_power_of_two() {
+        return Err(AllocError::Inval);
+    }
+    if size > max_size {
+        return Err(accounting(backend).enomem());
+    }
+    accounting(backend).admit(0, size)?;
+    match raw(backend) {
+        Some(ptr) => {
+            accounting(backend).on_alloc(size);
+            Ok(ptr)
+        }
+        None => Err(accounting(backend).enomem()),
+    }
+}
 
 /// Allocation statistics, the fields of Unikraft's `struct uk_alloc_stats`.
 ///

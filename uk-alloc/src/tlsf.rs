@@ -36,7 +36,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::stats::Accounting;
+use crate::stats::{Accounting, accounted_alloc};
 use crate::util::{RawBitmap, align_down, align_up, msb};
 use crate::{AllocError, Allocator, MAX_REQUEST, PAGE_SIZE, Stats};
 
@@ -798,26 +798,23 @@ fn aligned_gap(b: *mut u8, size: usize, need: usize, align: usize) -> Option<usi
 
 impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
     fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
-        if !align.is_power_of_two() {
-            return Err(AllocError::Inval);
-        }
         // MAX_BLOCK - HDR is below MAX_REQUEST on every target.
-        if size > MAX_BLOCK - HDR {
-            return Err(self.acct.enomem());
-        }
-        self.acct.admit(0, size)?;
-        match self.allocate(align, size) {
-            Some(b) => {
-                // SAFETY: `b` is a freshly allocated block; word 1 holds the request size
+        accounted_alloc(
+            self,
+            |t| &mut t.acct,
+            MAX_BLOCK - HDR,
+            align,
+            size,
+            |t| {
+                let block = t.allocate(align, size)?;
+                // SAFETY: `block` is a freshly allocated block; word 1 holds the request size
                 // and the payload starts 16 bytes in.
                 unsafe {
-                    set_word(b, 1, size);
-                    self.acct.on_alloc(size);
-                    Ok(NonNull::new_unchecked(b.add(HDR)))
+                    set_word(block, 1, size);
+                    Some(NonNull::new_unchecked(block.add(HDR)))
                 }
-            }
-            None => Err(self.acct.enomem()),
-        }
+            },
+        )
     }
 
     unsafe fn realloc(
