@@ -162,51 +162,43 @@ unsafe impl ContextOps for X86_64 {
     /// predicts the resume point whenever the other side left from the same switch site.
     #[inline(always)]
     unsafe fn switch(&self, prev: *mut Context, next: *const Context) {
+        // The switch sequence; only the clobber list differs between the targets.
+        macro_rules! switch_sequence {
+            ($($clobbers:tt)*) => {
+                asm!(
+                    "push rbp",
+                    "push rbx",
+                    "call 3f",
+                    "pop rbx",
+                    "pop rbp",
+                    "jmp 4f",
+                    "3:",
+                    "mov [rdi], rsp",
+                    "mov rsp, rsi",
+                    "ret",
+                    "4:",
+                    inout("rdi") &raw mut (*prev).sp => _,
+                    inout("rsi") (*next).sp => _,
+                    out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+                    $($clobbers)*
+                )
+            };
+        }
         // SAFETY: the caller guarantees `prev` is writable and `next` a resumable context
         // (saved by this very sequence, which resumes after its `call` with the stack as
         // deep as it was there, or laid out by `init`). From the compiler's view the block returns with
         // rsp, rbp and rbx unchanged, and every register that may differ is declared.
         #[cfg(target_feature = "sse")]
         unsafe {
-            asm!(
-                "push rbp",
-                "push rbx",
-                "call 3f",
-                "pop rbx",
-                "pop rbp",
-                "jmp 4f",
-                "3:",
-                "mov [rdi], rsp",
-                "mov rsp, rsi",
-                "ret",
-                "4:",
-                inout("rdi") &raw mut (*prev).sp => _,
-                inout("rsi") (*next).sp => _,
-                out("r12") _, out("r13") _, out("r14") _, out("r15") _,
-                clobber_abi("C"),
-            )
+            switch_sequence!(clobber_abi("C"))
         }
         // SAFETY: as above. On a soft-float target (x86_64-unknown-none) the compiler never
         // allocates vector or x87 registers: the general caller-saved ones are all it has.
         #[cfg(not(target_feature = "sse"))]
         unsafe {
-            asm!(
-                "push rbp",
-                "push rbx",
-                "call 3f",
-                "pop rbx",
-                "pop rbp",
-                "jmp 4f",
-                "3:",
-                "mov [rdi], rsp",
-                "mov rsp, rsi",
-                "ret",
-                "4:",
-                inout("rdi") &raw mut (*prev).sp => _,
-                inout("rsi") (*next).sp => _,
+            switch_sequence!(
                 out("rax") _, out("rcx") _, out("rdx") _, out("r8") _, out("r9") _,
                 out("r10") _, out("r11") _,
-                out("r12") _, out("r13") _, out("r14") _, out("r15") _,
             )
         }
     }
