@@ -14,7 +14,10 @@
 //! - [`Platform`]: what the runtime needs to start an application: the board's name, the
 //!   usable memory regions, the kernel command line, and ways to end the run.
 //!
-//! Interrupt controllers arrive with `uk-gic` and the interrupts issue.
+//! - [`irq`]: interrupt controllers split as the hardware is — a distributor side
+//!   ([`irq::IrqDistributor`]: enable, priority, trigger, routing) and a per-CPU side
+//!   ([`irq::IrqCpuInterface`]: acknowledge, end of interrupt, SGIs/IPIs), a per-CPU
+//!   [`irq::LocalTimer`], and a lock-free handler table ([`irq::HandlerTable`]).
 //!
 //! # Example
 //!
@@ -43,6 +46,11 @@
 //! assert_eq!(board.monotonic_ns(), 5);
 //! ```
 #![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod irq;
 
 /// A byte sink the runtime writes logs and test results to.
 ///
@@ -102,6 +110,11 @@ pub trait Platform: Console + Clock {
     fn exit(&self, code: u8) -> !;
     /// Powers the machine off without a status (ACPI or PSCI SYSTEM_OFF).
     fn power_off(&self) -> !;
+    /// The initial RAM disk the boot loader loaded (QEMU `-initrd`), if any. The board keeps
+    /// its bytes out of [`Platform::memory_regions`].
+    fn initrd(&self) -> Option<&'static [u8]> {
+        None
+    }
 }
 
 /// Adapts any [`Console`] to [`core::fmt::Write`], turning `\n` into `\r\n` so output reads

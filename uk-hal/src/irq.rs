@@ -1,0 +1,218 @@
+//! Interrupt controllers, split as the hardware is.
+//!
+//! Both GICs and the x86 APICs have a shared side that decides which interrupt lines exist,
+//! how they trigger and which CPUs they reach (the GIC distributor, the IOAPIC), and a per-CPU
+//! side that takes an interrupt, ends it and sends inter-processor interrupts (the GIC CPU
+//! interface or ICC registers, the local APIC). The traits follow that split so a driver maps
+//! onto them one to one:
+//!
+//! - [`IrqDistributor`]: enable, disable, priority, trigger, routing of one line.
+//! - [`IrqCpuInterface`]: acknowledge, end of interrupt, SGI/IPI to a set of CPUs.
+//! - [`LocalTimer`]: the per-CPU one-shot timer that drives sleeps and preemption.
+//! - [`HandlerTable`]: which function handles which line; lock-free, so registering never
+//!   races with an interrupt being dispatched.
+//!
+//! Every fallible call returns an [`IrqError`] and leaves the hardware as it was.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// An interrupt number as the controller numbers it (GIC INTID; x86 vector).
+pub type IrqNumber = u32;
+
+/// How a line signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Edge-triggered: one interrupt per rising edge (or message).
+    Edge,
+    /// Level-sensitive: pending while the device holds the line.
+    Level,
+}
+
+/// A set of logical CPUs, one bit each (CPU 0 is bit 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSet(pub u64);
+
+impl CpuSet {
+    /// The set holding only `cpu`.
+    pub const fn single(cpu: u32) -> Self {
+        Self(1 << cpu)
+    }
+    /// Whether `cpu` is in the set.
+    pub const fn contains(&self, cpu: u32) -> bool {
+        cpu < 64 && self.0 & (1 << cpu) != 0
+    }
+    /// Iterates over the CPUs of the set in ascending order.
+    pub fn iter(self) -> impl Iterator<Item = u32> {
+        (0..64).filter(move |&cpu| self.contains(cpu))
+    }
+}
+
+/// Which CPUs a software-generated interrupt goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpiTarget {
+    /// The listed CPUs.
+    Cpus(CpuSet),
+    /// Every CPU but the sender.
+    AllButSelf,
+    /// The sender only.
+    SelfOnly,
+}
+
+/// Why an interrupt-controller call was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqError {
+    /// The controller has no such interrupt number.
+    NoSuchIrq(IrqNumber),
+    /// The interrupt exists but this setting does not apply to it (for example the trigger
+    /// of an SGI, which is always edge).
+    NotConfigurable(IrqNumber),
+    /// The CPU set names a CPU the controller does not know.
+    NoSuchCpu(u32),
+    /// A handler is already registered for the line.
+    HandlerBusy(IrqNumber),
+}
+
+impl core::fmt::Display for IrqError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoSuchIrq(irq) => write!(f, "interrupt {irq} does not exist on this controller"),
+            Self::NotConfigurable(irq) => write!(f, "interrupt {irq} cannot take this setting"),
+            Self::NoSuchCpu(cpu) => write!(f, "CPU {cpu} is not known to the controller"),
+            Self::HandlerBusy(irq) => write!(f, "interrupt {irq} already has a handler"),
+        }
+    }
+}
+
+/// The shared side of an interrupt controller (GIC distributor, IOAPIC).
+pub trait IrqDistributor: Sync {
+    /// Lets `irq` reach the CPUs it is routed to.
+    fn enable(&self, irq: IrqNumber) -> Result<(), IrqError>;
+    /// Masks `irq`.
+    fn disable(&self, irq: IrqNumber) -> Result<(), IrqError>;
+    /// Sets the priority of `irq` (0 is the most urgent; the controller may drop low bits).
+    fn set_priority(&self, irq: IrqNumber, priority: u8) -> Result<(), IrqError>;
+    /// Sets how `irq` triggers.
+    fn set_trigger(&self, irq: IrqNumber, trigger: Trigger) -> Result<(), IrqError>;
+    /// Routes `irq` to `cpus` (a controller that routes to one CPU takes the lowest).
+    fn route(&self, irq: IrqNumber, cpus: CpuSet) -> Result<(), IrqError>;
+    /// One past the highest interrupt number the controller has.
+    fn line_count(&self) -> u32;
+}
+
+/// The per-CPU side of an interrupt controller (GIC CPU interface, local APIC). Its methods
+/// act on the CPU that calls them.
+pub trait IrqCpuInterface: Sync {
+    /// Takes the highest-priority pending interrupt; `None` when it was spurious (GIC 1023),
+    /// which must not be ended.
+    fn acknowledge(&self) -> Option<IrqNumber>;
+    /// Ends `irq`, taken by [`IrqCpuInterface::acknowledge`] on this CPU.
+    fn end_of_interrupt(&self, irq: IrqNumber);
+    /// Sends software-generated interrupt `irq` to `target`.
+    fn send_ipi(&self, irq: IrqNumber, target: IpiTarget) -> Result<(), IrqError>;
+    /// The logical number of the calling CPU.
+    fn cpu_id(&self) -> u32;
+}
+
+/// A per-CPU one-shot timer (arm generic timer, APIC timer / TSC deadline).
+pub trait LocalTimer: Sync {
+    /// The interrupt the timer raises on this CPU.
+    fn irq(&self) -> IrqNumber;
+    /// Raises the timer interrupt once, at or after `deadline_ns` on the [`crate::Clock`]'s
+    /// scale; replaces any earlier arming.
+    fn arm_at(&self, deadline_ns: u64);
+    /// Cancels an armed deadline.
+    fn disarm(&self);
+}
+
+/// A handler for one interrupt line; gets the number it was registered for.
+pub type IrqHandler = fn(IrqNumber);
+
+/// Handlers by interrupt number, `N` lines, registered and looked up without locks.
+pub struct HandlerTable<const N: usize> {
+    handlers: [AtomicUsize; N],
+}
+
+impl<const N: usize> HandlerTable<N> {
+    /// An empty table.
+    pub const fn new() -> Self {
+        Self {
+            handlers: [const { AtomicUsize::new(0) }; N],
+        }
+    }
+
+    /// Registers `handler` for `irq`; refuses a line that has one or does not exist.
+    pub fn register(&self, irq: IrqNumber, handler: IrqHandler) -> Result<(), IrqError> {
+        let slot = self
+            .handlers
+            .get(irq as usize)
+            .ok_or(IrqError::NoSuchIrq(irq))?;
+        slot.compare_exchange(0, handler as usize, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(|_| IrqError::HandlerBusy(irq))
+    }
+
+    /// Removes the handler of `irq`, returning whether there was one.
+    pub fn unregister(&self, irq: IrqNumber) -> bool {
+        self.handlers
+            .get(irq as usize)
+            .is_some_and(|slot| slot.swap(0, Ordering::AcqRel) != 0)
+    }
+
+    /// Runs the handler of `irq`; returns `false` when it has none (the caller logs it and
+    /// still ends the interrupt).
+    pub fn dispatch(&self, irq: IrqNumber) -> bool {
+        let Some(address) = self
+            .handlers
+            .get(irq as usize)
+            .map(|slot| slot.load(Ordering::Acquire))
+        else {
+            return false;
+        };
+        if address == 0 {
+            return false;
+        }
+        // SAFETY: non-zero entries are only ever stored by `register` from an `IrqHandler`.
+        let handler = unsafe { core::mem::transmute::<usize, IrqHandler>(address) };
+        handler(irq);
+        true
+    }
+}
+
+impl<const N: usize> Default for HandlerTable<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicU32;
+
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    fn record(irq: IrqNumber) {
+        SEEN.store(irq, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn handler_table_registers_dispatches_and_refuses_bad_lines() {
+        let table = HandlerTable::<32>::new();
+        assert!(!table.dispatch(5));
+        table.register(5, record).unwrap();
+        assert_eq!(table.register(5, record), Err(IrqError::HandlerBusy(5)));
+        assert_eq!(table.register(32, record), Err(IrqError::NoSuchIrq(32)));
+        assert!(table.dispatch(5));
+        assert_eq!(SEEN.load(Ordering::Relaxed), 5);
+        assert!(table.unregister(5));
+        assert!(!table.dispatch(5));
+        assert!(!table.dispatch(1000));
+    }
+
+    #[test]
+    fn cpu_sets() {
+        let set = CpuSet(0b1010);
+        assert_eq!(set.iter().collect::<std::vec::Vec<_>>(), [1, 3]);
+        assert!(CpuSet::single(63).contains(63));
+        assert!(!set.contains(64));
+    }
+}
