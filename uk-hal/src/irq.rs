@@ -124,6 +124,41 @@ pub trait LocalTimer: Sync {
     fn disarm(&self);
 }
 
+/// Why a secondary CPU could not be started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuStartError {
+    /// The machine has no such CPU.
+    NoSuchCpu(u32),
+    /// The CPU is running already.
+    AlreadyOn(u32),
+    /// The firmware or the CPU refused (PSCI error code, INIT/SIPI timeout).
+    Refused(i32),
+}
+
+/// A board's interrupt machinery as one object, so board-independent code (the scheduler's
+/// timer wiring, an example measuring IPI latency) reaches it through
+/// [`crate::Platform::interrupts`].
+pub trait Interrupts: Sync {
+    /// The shared side (GIC distributor, IOAPIC).
+    fn distributor(&self) -> &dyn IrqDistributor;
+    /// The calling CPU's side (GIC CPU interface / ICC registers, local APIC).
+    fn cpu_interface(&self) -> &dyn IrqCpuInterface;
+    /// The calling CPU's one-shot timer.
+    fn timer(&self) -> &dyn LocalTimer;
+    /// Registers `handler` for `irq` on every CPU.
+    fn register_handler(&self, irq: IrqNumber, handler: IrqHandler) -> Result<(), IrqError>;
+    /// A software-generated interrupt number free for applications (an SGI on the GIC, an
+    /// IPI vector on x86).
+    fn free_ipi(&self) -> IrqNumber;
+    /// Unmasks interrupts on the calling CPU.
+    fn enable_on_this_cpu(&self);
+    /// The number of CPUs the machine has (QEMU `-smp`).
+    fn cpu_count(&self) -> u32;
+    /// Starts CPU `cpu` on a stack of its own; it runs `entry(cpu)` with interrupts masked
+    /// and its CPU interface and timer initialised.
+    fn start_cpu(&self, cpu: u32, entry: fn(u32) -> !) -> Result<(), CpuStartError>;
+}
+
 /// A handler for one interrupt line; gets the number it was registered for.
 pub type IrqHandler = fn(IrqNumber);
 

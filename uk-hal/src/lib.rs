@@ -115,6 +115,10 @@ pub trait Platform: Console + Clock {
     fn initrd(&self) -> Option<&'static [u8]> {
         None
     }
+    /// The board's interrupt controllers, timers and secondary CPUs, once it has them.
+    fn interrupts(&self) -> Option<&dyn irq::Interrupts> {
+        None
+    }
 }
 
 /// Adapts any [`Console`] to [`core::fmt::Write`], turning `\n` into `\r\n` so output reads
