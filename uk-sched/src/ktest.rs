@@ -523,3 +523,112 @@ uk_test::ktest! {
         uk_test::expect_eq!(s.thread_count(), 0);
     }
 }
+
+/// The timer-interrupt cases: on aarch64 (qemu-virt's GIC and generic timer). The x86-pc
+/// board runs them once its APIC timer implements `uk_hal::irq::Interrupts`.
+#[cfg(target_arch = "aarch64")]
+mod timer {
+    use alloc::rc::Rc;
+    use core::cell::Cell;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use uk_context::Native;
+    use uk_hal::Platform;
+    use uk_hal::irq::Interrupts;
+
+    use super::BoardClock;
+    use crate::irq::{TimerIdle, timer_interrupts};
+    use crate::{RoundRobin, Scheduler};
+
+    /// The preemption tick.
+    const TICK_NS: u64 = 2_000_000;
+
+    fn interrupts() -> &'static dyn Interrupts {
+        uk_rt::platform()
+            .interrupts()
+            .expect("the board has interrupts (GIC and timer)")
+    }
+
+    uk_test::ktest! {
+        /// A thread sleeping 20 ms three times is woken by the timer interrupt each time (no
+        /// polling: the idle loop waits in `wfi`, once per sleep) within one tick of its
+        /// deadline. The tick is 10 ms: QEMU's TCG wakes a halted vCPU through a host timer,
+        /// which a loaded host delays by a few milliseconds.
+        fn sleeper_is_woken_by_the_timer_interrupt() {
+            const TICK: u64 = 10_000_000;
+            const SLEEPS: u64 = 3;
+            let platform: &'static dyn Platform = uk_rt::platform();
+            let irqs = interrupts();
+            let s = RoundRobin::cooperative(Native::detect(), BoardClock(platform), TimerIdle(irqs))
+                .with_interrupts(irqs, TICK)
+                .expect("timer handler");
+            let latest = Rc::new(Cell::new(0u64));
+            let l = latest.clone();
+            s.spawn("sleeper", move || {
+                for _ in 0..SLEEPS {
+                    let deadline = crate::now() + 20_000_000;
+                    crate::sleep_until(deadline);
+                    l.set(l.get().max(crate::now().saturating_sub(deadline)));
+                }
+            })
+            .expect("spawn");
+            let before = timer_interrupts();
+            s.run();
+            let latest = latest.get();
+            let taken = timer_interrupts() - before;
+            uk_rt::println!(
+                "    latest wake-up {latest} ns after its deadline (tick {TICK} ns), {taken} timer interrupts"
+            );
+            uk_test::expect!(latest <= TICK, "{latest} ns late");
+            uk_test::expect!(taken >= SLEEPS, "{taken} timer interrupts for {SLEEPS} sleeps");
+            // One idle period per sleep (two if the interrupt came a hair early): no spin.
+            uk_test::expect!(s.stats().idle_calls <= 2 * SLEEPS, "{:?}", s.stats());
+        }
+    }
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static SPINS: AtomicU64 = AtomicU64::new(0);
+
+    uk_test::ktest! {
+        /// Under the preemptive policy a thread that never yields is preempted by the timer
+        /// interrupt, so the others make progress; it gives up after 2 s if not.
+        fn cpu_bound_thread_is_preempted() {
+            let platform: &'static dyn Platform = uk_rt::platform();
+            let irqs = interrupts();
+            let s = RoundRobin::preemptive(Native::detect(), BoardClock(platform), TimerIdle(irqs), 1)
+                .with_interrupts(irqs, TICK_NS)
+                .expect("timer handler");
+            STOP.store(false, Ordering::SeqCst);
+            SPINS.store(0, Ordering::SeqCst);
+            let progressed = Rc::new(Cell::new(0u32));
+            s.spawn("spinner", || {
+                let give_up = crate::now() + 2_000_000_000;
+                while !STOP.load(Ordering::SeqCst) && crate::now() < give_up {
+                    SPINS.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .expect("spawn");
+            for _ in 0..2 {
+                let p = progressed.clone();
+                s.spawn("worker", move || {
+                    p.set(p.get() + 1);
+                    // Only runs if the spinner was preempted.
+                    if p.get() == 2 {
+                        STOP.store(true, Ordering::SeqCst);
+                    }
+                })
+                .expect("spawn");
+            }
+            let state = irqs.mask();
+            irqs.enable_on_this_cpu();
+            s.run();
+            irqs.mask();
+            irqs.restore(state);
+            let stats = s.stats();
+            uk_rt::println!("    {:?}, spinner looped {} times", stats, SPINS.load(Ordering::Relaxed));
+            uk_test::expect_eq!(progressed.get(), 2);
+            uk_test::expect!(STOP.load(Ordering::SeqCst), "the spinner gave up: never preempted");
+            uk_test::expect!(stats.preemptions >= 1, "{stats:?}");
+        }
+    }
+}
