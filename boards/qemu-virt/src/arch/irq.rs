@@ -140,9 +140,19 @@ pub(super) extern "C" fn irq_entry() {
     }
 }
 
+/// An interrupt nobody handles: counted, logged once per line, and silenced where it could
+/// repeat forever (a level-triggered line stays asserted): the timer is disarmed, another
+/// PPI or SPI disabled (on this CPU, for a PPI) until a handler is registered for it.
 #[cold]
 fn unhandled(irq: IrqNumber) {
     UNHANDLED.fetch_add(1, Ordering::Relaxed);
+    if irq == TIMER_PPI {
+        GenericTimer.disarm();
+    } else if irq >= 16
+        && let Some(gic) = GIC.get()
+    {
+        let _ = gic.disable(irq);
+    }
     let Some(word) = LOGGED.get(irq as usize / 32) else {
         return;
     };
@@ -193,8 +203,14 @@ impl Interrupts for BoardInterrupts {
         &GenericTimer
     }
 
+    /// Registers `handler` and (for a PPI or SPI) enables the line, in case it was disabled
+    /// for want of a handler (a PPI: on the calling CPU).
     fn register_handler(&self, irq: IrqNumber, handler: IrqHandler) -> Result<(), IrqError> {
-        HANDLERS.register(irq, handler)
+        HANDLERS.register(irq, handler)?;
+        if irq >= 16 {
+            self.distributor().enable(irq)?;
+        }
+        Ok(())
     }
 
     fn free_ipi(&self) -> IrqNumber {
