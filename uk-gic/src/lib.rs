@@ -6,8 +6,8 @@
 //! shared side, [`uk_hal::irq::IrqCpuInterface`] for the calling CPU's side) over register
 //! access traits ([`regs::Mmio`] for the memory-mapped frames, [`regs::CpuRegs`] for
 //! `MPIDR_EL1` and the GICv3 `ICC_*_EL1` system registers). On a board the frames are
-//! [`regs::MmioFrame`]s and the CPU registers [`regs::SystemRegisters`]; in host tests
-//! they are [`regs::fake`] register files that record every write, so each driver path is
+//! [`regs::MmioFrame`]s and the CPU registers `regs::SystemRegisters` (aarch64); in host tests
+//! they are `regs::fake` (feature `fake`) register files that record every write, so each driver path is
 //! tested without hardware.
 //!
 //! - [`Gicv2`]: distributor (`GICD`) and memory-mapped CPU interface (`GICC`). SGIs through
@@ -39,7 +39,7 @@
 //! - `ktest`: in-image test cases (an SGI to self arrives with its INTID; an interrupt
 //!   with no handler is logged and acknowledged) for a board that registers its
 //!   [`uk_hal::irq::Interrupts`] with the runtime.
-//! - `fake`: exports [`regs::fake`] to other crates' tests.
+//! - `fake`: exports `regs::fake` (feature `fake`) to other crates' tests.
 //!
 //! # Example
 //!
