@@ -222,6 +222,17 @@ impl GicVersion {
     }
 }
 
+/// The INTID of a device-tree interrupt specifier of a GIC (`#interrupt-cells = 3`: type,
+/// number, flags): SPI `n` (type 0) is `32 + n`, PPI `n` (type 1) is `16 + n`. `None` for
+/// another type or a number out of range (SPIs 0–987, PPIs 0–15).
+pub fn dt_intid(kind: u32, number: u32) -> Option<IrqNumber> {
+    match kind {
+        0 if number < SPURIOUS_FIRST - 32 => Some(32 + number),
+        1 if number < 16 => Some(16 + number),
+        _ => None,
+    }
+}
+
 /// Where a GIC's frames are, from its node's `reg`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GicLayout {

@@ -347,6 +347,13 @@ fn bad_numbers_touch_nothing() {
 
 #[test]
 fn device_tree_helpers() {
+    // The virtual timer of QEMU's /timer node: <1 11 4> is PPI 11, INTID 27; a PL011 SPI.
+    assert_eq!(dt_intid(1, 11), Some(27));
+    assert_eq!(dt_intid(0, 1), Some(33));
+    assert_eq!(dt_intid(0, 987), Some(1019));
+    assert_eq!(dt_intid(0, 988), None);
+    assert_eq!(dt_intid(1, 16), None);
+    assert_eq!(dt_intid(2, 0), None);
     assert_eq!(
         GicVersion::from_compatible(b"arm,cortex-a15-gic"),
         Some(GicVersion::V2)
