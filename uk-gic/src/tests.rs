@@ -330,6 +330,19 @@ fn v2_ipis_and_routing_use_interface_masks() {
     assert_eq!(gic.route(20, CpuSet(1)), Err(IrqError::NotConfigurable(20)));
     assert_eq!(gic.route(40, CpuSet(0b1000)), Err(IrqError::NoSuchCpu(3)));
     assert_eq!(gicd.writes().len(), 1);
+    // A GICv2 has 8 CPU interfaces: a ninth CPU cannot be targeted even if the table has it.
+    let nine: Vec<u64> = (0..9).collect();
+    let big = Gicv2::new(
+        FakeFrame::new(),
+        FakeFrame::new(),
+        FakeCpu::default(),
+        CpuTable::new(&nine).unwrap(),
+    );
+    assert_eq!(
+        big.send_ipi(1, IpiTarget::Cpus(CpuSet(1 << 8))),
+        Err(IrqError::NoSuchCpu(8))
+    );
+    assert!(big.distributor_frame().writes().is_empty());
 }
 
 #[test]

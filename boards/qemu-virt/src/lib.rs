@@ -118,7 +118,8 @@
 //!   EL1; MMU, caches and WXN are on with the expected `TCR_EL1`; the clock is monotonic and
 //!   advances at `CNTFRQ_EL0` (measured against the PL031 RTC within 10 %); the memory map is
 //!   sane and every region is mapped writable (`AT S1E1W`); the command line is `bootargs`;
-//!   the machine is described; the reader agrees with the `fdt` crate; and three cases that
+//!   the machine is described; the reader agrees with the `fdt` crate; an SGI nobody
+//!   handles is counted and ended each time; and three cases that
 //!   must fail: `brk #0`, a read of a stack guard page, a write to code.
 //!
 //! # Boot time under TCG
