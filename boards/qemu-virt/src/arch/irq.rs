@@ -250,6 +250,9 @@ impl Interrupts for BoardInterrupts {
     fn restore(&self, state: usize) {
         if state & (1 << 7) == 0 {
             self.enable_on_this_cpu();
+        } else {
+            // SAFETY: masking IRQs has no effect but deferring them.
+            unsafe { core::arch::asm!("msr daifset, #2", options(nostack, nomem)) };
         }
     }
 
