@@ -132,8 +132,11 @@
 //! [`Platform::power_off`]: uk_hal::Platform::power_off
 #![no_std]
 
+pub mod acpi;
+pub mod apic;
 pub mod bootinfo;
 pub mod clock;
+pub mod ioapic;
 pub mod machine;
 pub mod memmap;
 pub mod report;
