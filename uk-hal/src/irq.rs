@@ -157,6 +157,16 @@ pub trait Interrupts: Sync {
     /// Starts CPU `cpu` on a stack of its own; it runs `entry(cpu)` with interrupts masked
     /// and its CPU interface and timer initialised.
     fn start_cpu(&self, cpu: u32, entry: fn(u32) -> !) -> Result<(), CpuStartError>;
+    /// Masks interrupts on the calling CPU and returns the previous state for
+    /// [`Interrupts::restore`].
+    fn mask(&self) -> usize;
+    /// Restores a state returned by [`Interrupts::mask`] on the same CPU.
+    fn restore(&self, state: usize);
+    /// Called with interrupts masked: unmasks and waits, atomically, until an interrupt has
+    /// been taken (its handler has run), then masks again and returns. An interrupt that
+    /// became pending before the call ends the wait at once (aarch64 `wfi` wakes on a
+    /// pending interrupt even while masked; x86 `sti; hlt` cannot lose one).
+    fn wait_for_interrupt(&self);
 }
 
 /// A handler for one interrupt line; gets the number it was registered for.

@@ -139,6 +139,7 @@ extern crate std;
 mod base;
 mod cpu;
 pub mod idle;
+pub mod irq;
 mod rr;
 mod sync;
 mod thread;
@@ -153,7 +154,7 @@ pub use base::{
     block, block_until, cancel_block, commit_block, current, exit, now, prepare_block, sleep,
     sleep_until, yield_now,
 };
-pub use cpu::{IrqOps, set_irq_ops};
+pub use cpu::{IrqOps, MAX_CPUS, set_cpu_id_fn, set_irq_ops};
 pub use idle::Idle;
 pub use rr::{RoundRobin, Stats};
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};

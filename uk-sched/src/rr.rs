@@ -9,6 +9,7 @@ use core::ptr::NonNull;
 
 use uk_context::{Context, ContextOps};
 use uk_hal::Clock;
+use uk_hal::irq::{Interrupts, IrqError};
 
 use crate::base::{self, SchedCore};
 use crate::thread::{RawBlock, Thread, ThreadRef, ThreadState};
@@ -133,6 +134,8 @@ struct Core<C, K> {
     clock: K,
     idle: Box<dyn Idle>,
     slice: Option<u32>,
+    /// The board's interrupts and the tick length, when the scheduler drives the timer.
+    timer: Option<(&'static dyn Interrupts, u64)>,
     state: UnsafeCell<State>,
 }
 
@@ -165,6 +168,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
                 clock,
                 idle,
                 slice,
+                timer: None,
                 state: UnsafeCell::new(State {
                     current: None,
                     runq: RunQueue::new(),
@@ -181,6 +185,27 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
                 }),
             }),
         }
+    }
+
+    /// Drives this scheduler from the board's timer interrupt: it programs the calling CPU's
+    /// [`uk_hal::irq::LocalTimer`] at every decision (the nearest sleeper's deadline, plus
+    /// the end of a `tick_ns` time slice only while it is preemptive and another thread
+    /// waits; nothing while idle without sleepers) and, while [`Scheduler::run`] runs, its
+    /// [`Scheduler::tick`] is called from the timer interrupt. Calls
+    /// [`crate::irq::install`]. Build and run the scheduler on the CPU it serves; unmask
+    /// interrupts there (`Interrupts::enable_on_this_cpu`) before `run` for preemption.
+    ///
+    /// # Errors
+    ///
+    /// The timer's interrupt has a handler that is not this crate's.
+    pub fn with_interrupts(
+        mut self,
+        interrupts: &'static dyn Interrupts,
+        tick_ns: u64,
+    ) -> Result<Self, IrqError> {
+        crate::irq::install(interrupts)?;
+        self.core.timer = Some((interrupts, tick_ns.max(1)));
+        Ok(self)
     }
 
     /// The context operations this scheduler was built with (to create threads).
@@ -390,6 +415,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         let next = if me.inner().state == ThreadState::Runnable {
             // Nothing else runnable: keep running.
             let Some(next) = st.runq.pop_front() else {
+                self.program_timer();
                 return;
             };
             // The running thread is in no queue: straight to the tail (capacity reserved).
@@ -410,6 +436,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                 n.inner_mut().in_runq = false;
                 if core::ptr::eq(n, me) {
                     st.current = next;
+                    self.program_timer();
                     return;
                 }
                 self.install_tp(n);
@@ -420,6 +447,8 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         cpu::set_current(next.map_or(core::ptr::null(), |n| n.as_ptr().cast_const()));
         st.current = next;
         st.stats.switches += 1;
+        st.ticks = 0;
+        self.program_timer();
         // Only locals from here on: after the switch this thread may have been moved to
         // another scheduler, which is the one that resumes it.
         let ops = self.ops.clone();
@@ -453,6 +482,47 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         }
     }
 
+    /// Arms the CPU's timer for the next event this scheduler needs (interrupts masked).
+    #[inline]
+    fn program_timer(&self) {
+        if let Some((interrupts, tick_ns)) = self.timer {
+            self.program_timer_slow(interrupts, tick_ns);
+        }
+    }
+
+    #[inline(never)]
+    fn program_timer_slow(&self, interrupts: &'static dyn Interrupts, tick_ns: u64) {
+        let st = self.st();
+        let sleeper = st.sleepq.front().map(|e| e.deadline);
+        let contended = self.slice.is_some() && st.current.is_some() && st.runq.head.is_some();
+        let slice_end = contended.then(|| self.clock.monotonic_ns().saturating_add(tick_ns));
+        let timer = interrupts.timer();
+        match crate::irq::next_timer_deadline(sleeper, slice_end) {
+            Some(deadline) => timer.arm_at(deadline),
+            None => timer.disarm(),
+        }
+    }
+
+    /// The timer interrupt (see [`Scheduler::tick`]); interrupts masked.
+    fn tick_locked(&self) {
+        self.wake_due_now();
+        let st = self.st();
+        if let (Some(slice), Some(current)) = (self.slice, st.current) {
+            st.ticks += 1;
+            if st.ticks >= slice {
+                st.ticks = 0;
+                if st.runq.head.is_some() {
+                    st.stats.preemptions += 1;
+                    // SAFETY: `current` is the running thread, alive while it runs.
+                    self.switch_away(unsafe { current.as_ref() });
+                    // Resumed: whoever switched back programmed the timer for this thread.
+                    return;
+                }
+            }
+        }
+        self.program_timer();
+    }
+
     /// The idle loop: runs threads until none is left.
     fn run(&self) {
         let irq = cpu::irq_save();
@@ -467,6 +537,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             st.current = None;
         }
         cpu::set_current(core::ptr::null());
+        let previous_target = self.timer.map(|_| {
+            crate::irq::set_tick_target(core::ptr::from_ref(self).cast(), tick_erased::<C, K>)
+        });
         // The caller's FPU/SIMD state comes back when `run` returns, whatever the threads
         // with extended contexts left in the registers (only when some thread has one).
         let idle_ectx = if self.st().members.iter().any(|t| t.has_ectx()) {
@@ -495,11 +568,16 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                 let next_ctx: *const Context = &raw const next.inner().ctx;
                 st.current = Some(next_ptr);
                 st.stats.switches += 1;
+                st.ticks = 0;
+                self.program_timer();
                 // SAFETY: the context belongs to a live member thread (held by `members`);
                 // the idle context is this frame, which stays alive until `run` returns.
                 unsafe { self.ops.switch(&raw mut st.idle_ctx, next_ctx) };
                 #[cfg(any(test, feature = "std"))]
                 if let Some(payload) = base::take_panic() {
+                    if let Some(previous) = previous_target {
+                        crate::irq::restore_tick_target(previous);
+                    }
                     self.stop_running(irq, outer, saved_tp, idle_ectx.as_ref());
                     std::panic::resume_unwind(payload);
                 }
@@ -507,7 +585,14 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             }
             let deadline = st.sleepq.front().map(|e| e.deadline);
             st.stats.idle_calls += 1;
+            self.program_timer();
             self.idle.idle(&self.clock, deadline);
+        }
+        if let Some(previous) = previous_target {
+            if let Some((interrupts, _)) = self.timer {
+                interrupts.timer().disarm();
+            }
+            crate::irq::restore_tick_target(previous);
         }
         self.stop_running(irq, outer, saved_tp, idle_ectx.as_ref());
     }
@@ -551,6 +636,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
         // A thread that marked itself blocked but has not switched away yet is current:
         // it is just runnable again, and `switch_away` keeps it running (no lost wake-up).
         self.enqueue(thread);
+        self.program_timer();
     }
 
     fn prepare_block_locked(&self, me: &Thread, deadline: Option<u64>) -> bool {
@@ -743,22 +829,20 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Scheduler for RoundRob
 
     fn tick(&self) {
         let irq = cpu::irq_save();
-        let core = &*self.core;
-        core.wake_due_now();
-        let st = core.st();
-        if let (Some(slice), Some(current)) = (core.slice, st.current) {
-            st.ticks += 1;
-            if st.ticks >= slice {
-                st.ticks = 0;
-                if st.runq.head.is_some() {
-                    st.stats.preemptions += 1;
-                    // SAFETY: `current` is the running thread, alive while it runs.
-                    core.switch_away(unsafe { current.as_ref() });
-                }
-            }
-        }
+        self.core.tick_locked();
         cpu::irq_restore(irq);
     }
+}
+
+/// The timer handler's way into a scheduler of any type: `core` is a `Core<C, K>` running
+/// on this CPU (registered by its `run`).
+fn tick_erased<C: ContextOps + Clone + 'static, K: Clock + 'static>(core: *const ()) {
+    // SAFETY: `run` registers its own core and unregisters it before returning, so the
+    // pointer is a live `Core<C, K>` whenever the timer handler calls this.
+    let core = unsafe { &*core.cast::<Core<C, K>>() };
+    let irq = cpu::irq_save();
+    core.tick_locked();
+    cpu::irq_restore(irq);
 }
 
 impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Drop for RoundRobin<C, K> {

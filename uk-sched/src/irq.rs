@@ -1,0 +1,190 @@
+//! Wiring a scheduler to a board's interrupts: masking, per-CPU slots, the timer.
+//!
+//! Board-independent: everything goes through [`uk_hal::irq::Interrupts`], so the same code
+//! serves the GIC with the arm generic timer and the local APIC with its timer.
+//!
+//! - [`install`] (idempotent) makes the scheduler mask interrupts through the board
+//!   ([`Interrupts::mask`]/[`Interrupts::restore`]), name the calling CPU through the
+//!   controller ([`uk_hal::irq::IrqCpuInterface::cpu_id`]) for the per-CPU "running thread"
+//!   slots, and registers this module's handler for the local timer's interrupt.
+//! - [`TimerIdle`] is an [`Idle`] that arms the local timer at the nearest deadline (or
+//!   disarms it) and waits for an interrupt: no ticks while idle, never a spin.
+//! - [`crate::RoundRobin::with_interrupts`] makes a scheduler program the timer at every
+//!   decision (nearest sleeper; a time slice only while it is preemptive and another thread
+//!   waits) and, while it runs, be its CPU's tick target: the timer handler disarms the timer
+//!   and calls the scheduler's tick, which wakes due sleepers, may preempt, and re-arms.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use uk_hal::Clock;
+use uk_hal::irq::{Interrupts, IrqError, IrqNumber};
+
+use crate::cpu::{self, MAX_CPUS};
+use crate::idle::Idle;
+
+/// The board's interrupts, set once by [`install`].
+struct Installed {
+    /// 0: empty, 1: being written, 2: set.
+    state: AtomicU8,
+    value: UnsafeCell<Option<&'static dyn Interrupts>>,
+}
+
+// SAFETY: `value` is written once, by the caller that moved `state` from 0 to 1, before
+// `state` becomes 2 (release); it is read only after `state` is seen as 2 (acquire).
+unsafe impl Sync for Installed {}
+
+static INSTALLED: Installed = Installed {
+    state: AtomicU8::new(0),
+    value: UnsafeCell::new(None),
+};
+
+/// The interrupts [`install`] was given, if any.
+pub fn interrupts() -> Option<&'static dyn Interrupts> {
+    if INSTALLED.state.load(Ordering::Acquire) != 2 {
+        return None;
+    }
+    // SAFETY: set before `state` became 2 and never written again (see the `Sync` impl).
+    unsafe { *INSTALLED.value.get() }
+}
+
+fn mask() -> usize {
+    interrupts().map_or(0, |i| i.mask())
+}
+
+fn restore(state: usize) {
+    if let Some(i) = interrupts() {
+        i.restore(state);
+    }
+}
+
+fn cpu_id() -> usize {
+    interrupts().map_or(0, |i| i.cpu_interface().cpu_id() as usize)
+}
+
+/// Connects this crate to the board's interrupts: masking, CPU numbering, the timer
+/// handler. Idempotent (only the first call's `interrupts` counts); call it on the boot CPU
+/// before starting others. [`crate::RoundRobin::with_interrupts`] calls it.
+///
+/// # Errors
+///
+/// The timer's interrupt already has another handler ([`IrqError::HandlerBusy`]).
+pub fn install(interrupts: &'static dyn Interrupts) -> Result<(), IrqError> {
+    match INSTALLED
+        .state
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => {}
+        Err(_) => {
+            while INSTALLED.state.load(Ordering::Acquire) != 2 {
+                core::hint::spin_loop();
+            }
+            return Ok(());
+        }
+    }
+    // SAFETY: we moved `state` from 0 to 1: nobody else writes, nobody reads yet.
+    unsafe { *INSTALLED.value.get() = Some(interrupts) };
+    INSTALLED.state.store(2, Ordering::Release);
+    cpu::set_cpu_id_fn(cpu_id);
+    cpu::set_irq_ops(cpu::IrqOps {
+        save: mask,
+        restore,
+    });
+    let timer = interrupts.timer();
+    timer.disarm();
+    interrupts.register_handler(timer.irq(), on_timer)
+}
+
+/// A CPU's tick target: a type-erased scheduler core and its tick function.
+struct TickSlot {
+    core: AtomicPtr<()>,
+    tick: AtomicPtr<()>,
+}
+
+static TICK: [TickSlot; MAX_CPUS] = [const {
+    TickSlot {
+        core: AtomicPtr::new(core::ptr::null_mut()),
+        tick: AtomicPtr::new(core::ptr::null_mut()),
+    }
+}; MAX_CPUS];
+
+/// Makes `core` (passed to `tick`) the calling CPU's tick target, returning the previous
+/// one; `core` null clears it. Interrupts masked by the caller.
+pub(crate) fn set_tick_target(core: *const (), tick: fn(*const ())) -> (*const (), *const ()) {
+    let slot = &TICK[cpu::cpu_index()];
+    let old_core = slot.core.swap(core.cast_mut(), Ordering::Relaxed);
+    let old_tick = slot.tick.swap(tick as *mut (), Ordering::Relaxed);
+    (old_core, old_tick)
+}
+
+/// Puts back a target returned by [`set_tick_target`].
+pub(crate) fn restore_tick_target(previous: (*const (), *const ())) {
+    let slot = &TICK[cpu::cpu_index()];
+    slot.tick.store(previous.1.cast_mut(), Ordering::Relaxed);
+    slot.core.store(previous.0.cast_mut(), Ordering::Relaxed);
+}
+
+/// The local timer's interrupt: disarm (the arm generic timer is level-triggered and stays
+/// asserted until then), then the CPU's scheduler ticks and re-arms as it needs.
+fn on_timer(_irq: IrqNumber) {
+    let Some(interrupts) = interrupts() else {
+        return;
+    };
+    interrupts.timer().disarm();
+    let slot = &TICK[cpu::cpu_index()];
+    let core = slot.core.load(Ordering::Relaxed);
+    let tick = slot.tick.load(Ordering::Relaxed);
+    if core.is_null() || tick.is_null() {
+        return;
+    }
+    // SAFETY: `set_tick_target` stores a `fn(*const ())` next to a core pointer that stays
+    // valid until `restore_tick_target` replaces it (the scheduler's `run` brackets both).
+    let tick: fn(*const ()) = unsafe { core::mem::transmute::<*mut (), fn(*const ())>(tick) };
+    tick(core);
+}
+
+/// Idles on the local timer: arms it at the nearest deadline (disarms it when there is
+/// none), then [`Interrupts::wait_for_interrupt`]. No periodic tick, never a spin.
+#[derive(Clone, Copy)]
+pub struct TimerIdle(pub &'static dyn Interrupts);
+
+impl core::fmt::Debug for TimerIdle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TimerIdle")
+    }
+}
+
+impl Idle for TimerIdle {
+    fn idle(&self, clock: &dyn Clock, deadline_ns: Option<u64>) {
+        let timer = self.0.timer();
+        match deadline_ns {
+            Some(deadline) if deadline <= clock.monotonic_ns() => return,
+            Some(deadline) => timer.arm_at(deadline),
+            None => timer.disarm(),
+        }
+        self.0.wait_for_interrupt();
+    }
+}
+
+/// When a scheduler wants its next timer interrupt: the nearest sleeper's deadline and, if
+/// `slice_end` is given (preemptive, another thread waiting), the end of the time slice.
+pub fn next_timer_deadline(sleeper: Option<u64>, slice_end: Option<u64>) -> Option<u64> {
+    match (sleeper, slice_end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_deadline() {
+        assert_eq!(next_timer_deadline(None, None), None);
+        assert_eq!(next_timer_deadline(Some(5), None), Some(5));
+        assert_eq!(next_timer_deadline(None, Some(7)), Some(7));
+        assert_eq!(next_timer_deadline(Some(9), Some(7)), Some(7));
+        assert_eq!(next_timer_deadline(Some(3), Some(7)), Some(3));
+    }
+}
