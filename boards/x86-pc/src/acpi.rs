@@ -206,7 +206,7 @@ pub fn find_root(mem: &dyn PhysMem, hint: u64) -> Result<(u64, usize), AcpiError
 }
 
 /// A whole table at `addr` whose length and checksum are right.
-fn table<'m>(mem: &'m dyn PhysMem, addr: u64) -> Result<&'m [u8], AcpiError> {
+fn table(mem: &dyn PhysMem, addr: u64) -> Result<&[u8], AcpiError> {
     let head = mem
         .bytes(addr, HEADER_LEN)
         .ok_or(AcpiError::Unreadable(addr))?;

@@ -147,6 +147,10 @@ pub mod tables;
 mod arch;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod boot;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub mod interrupts;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod irqhw;
 #[cfg(all(target_arch = "x86_64", target_os = "none", feature = "ktest"))]
 mod ktests;
 
@@ -344,6 +348,10 @@ mod platform {
             }
             self.write_bytes(b"x86-pc: no isa-debug-exit device (-device isa-debug-exit,iobase=0xf4,iosize=0x04); exit code lost, halting\r\n");
             arch::halt_forever()
+        }
+
+        fn interrupts(&self) -> Option<&dyn uk_hal::irq::Interrupts> {
+            crate::interrupts::get().map(|i| i as &dyn uk_hal::irq::Interrupts)
         }
 
         fn power_off(&self) -> ! {
