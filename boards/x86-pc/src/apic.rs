@@ -225,17 +225,24 @@ pub fn apic_id(regs: &dyn ApicRegs) -> u32 {
 /// spurious vector, task priority 0 (take every vector), LINT0 (the 8259's virtual wire)
 /// masked, LINT1 as NMI, the error interrupt on [`vector::ERROR`], the timer masked, errors
 /// cleared.
+///
+/// The order matters: LINT0 is masked before anything else, and the task priority is
+/// written last. Firmware (SeaBIOS) leaves LINT0 as the 8259's virtual wire, and an 8259
+/// interrupt (the PIT's, 18.2 times a second) taken through it while interrupts were off
+/// stays latched in the CPU; on QEMU only an APIC update after the mask (the TPR write
+/// is one) drops it. Without that, the first `sti` takes an interrupt the APIC no longer
+/// has, which QEMU delivers as vector -1 (a #GP).
 pub fn init(regs: &dyn ApicRegs) {
-    regs.write(reg::SVR, SVR_ENABLE);
-    regs.write(reg::TPR, 0);
     regs.write(reg::LVT_LINT0, LVT_MASKED);
     regs.write(reg::LVT_LINT1, LVT_NMI);
-    regs.write(reg::LVT_ERROR, u32::from(vector::ERROR));
     regs.write(reg::LVT_TIMER, LVT_MASKED | u32::from(vector::TIMER));
+    regs.write(reg::LVT_ERROR, u32::from(vector::ERROR));
     regs.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+    regs.write(reg::SVR, SVR_ENABLE);
     // The ESR latches on a write; two writes clear it.
     regs.write(reg::ESR, 0);
     regs.write(reg::ESR, 0);
+    regs.write(reg::TPR, 0);
 }
 
 /// Whether vector `v`'s in-service bit is set: an interrupt the CPU took from this APIC
@@ -356,6 +363,8 @@ mod tests {
     struct Fake {
         regs: RefCell<[u32; 0x40]>,
         sent: RefCell<Vec<Icr>>,
+        /// Registers written, in order.
+        writes: RefCell<Vec<u32>>,
         x2: bool,
     }
 
@@ -365,6 +374,7 @@ mod tests {
         }
         fn write(&self, offset: u32, value: u32) {
             self.regs.borrow_mut()[(offset >> 4) as usize] = value;
+            self.writes.borrow_mut().push(offset);
         }
         fn send(&self, icr: &Icr) -> bool {
             if !self.x2 && icr.xapic().is_none() {
@@ -382,6 +392,7 @@ mod tests {
         Fake {
             regs: RefCell::new([0; 0x40]),
             sent: RefCell::new(Vec::new()),
+            writes: RefCell::new(Vec::new()),
             x2,
         }
     }
@@ -408,6 +419,10 @@ mod tests {
         assert_eq!(f.read(reg::LVT_TIMER), 0x1_00ec);
         assert_eq!(f.read(reg::LVT_ERROR), 0xfe);
         assert_eq!(f.read(reg::TIMER_DIVIDE), 3);
+        // LINT0 masked first, the TPR written last (see `init`).
+        let writes = f.writes.borrow();
+        assert_eq!(writes[1], reg::LVT_LINT0);
+        assert_eq!(writes.last(), Some(&reg::TPR));
     }
 
     #[test]

@@ -124,20 +124,30 @@ fn state() -> Option<&'static State> {
 struct PerCpu {
     cpu: AtomicU32,
     apic_id: AtomicU32,
+    /// The one-shot timer's deadline (clock ns), 0 when disarmed.
+    deadline: AtomicU64,
 }
 
 static PER_CPU: [PerCpu; MAX_CPUS] = [const {
     PerCpu {
         cpu: AtomicU32::new(0),
         apic_id: AtomicU32::new(0),
+        deadline: AtomicU64::new(0),
     }
 }; MAX_CPUS];
+
+/// The calling CPU's block.
+fn this_cpu() -> &'static PerCpu {
+    &PER_CPU[(INTERRUPTS.cpu_id() as usize).min(MAX_CPUS - 1)]
+}
 
 static HANDLERS: HandlerTable<256> = HandlerTable::new();
 /// Vectors whose missing handler was logged (one bit each).
 static LOGGED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 static UNHANDLED: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 static SPURIOUS: AtomicUsize = AtomicUsize::new(0);
+/// One-shot timer interrupts that came before their deadline and were re-armed.
+static EARLY: AtomicUsize = AtomicUsize::new(0);
 /// Serialises IOAPIC index/window pairs and read-modify-writes.
 static IOAPIC_LOCK: AtomicBool = AtomicBool::new(false);
 /// Secondary CPUs that reached `ap_main`.
@@ -260,8 +270,10 @@ fn set_up() -> Option<State> {
         None => madt.cpu_apic_ids[0] = boot_id,
     }
 
-    apic::init(&lapic);
+    // The 8259s first: an interrupt they still raise meets vectors of their own (0x20-0x2F),
+    // never an exception's.
     irqhw::mask_pic(vector::PIC_BASE);
+    apic::init(&lapic);
     if madt.cpu_count > 1 {
         // The firmware leaves the other CPUs halted in its own code with their local APICs
         // set up its way (LINT0 as the 8259's virtual wire): INIT puts them in the
@@ -319,20 +331,30 @@ fn set_up() -> Option<State> {
     })
 }
 
-/// Measures the APIC timer (divide by 16) against the TSC for 1 ms.
+/// Measures the APIC timer (divide by 16) against the TSC over 1 ms, twice: the first run
+/// also translates the code under TCG (its register accesses are slow the first time), the
+/// second is used. Each end of the window is the midpoint of the TSC reads around the
+/// register access.
 fn calibrate(lapic: &Lapic) -> u64 {
     let tsc_hz = TSC_HZ.load(Ordering::Relaxed);
     lapic.write(reg::LVT_TIMER, apic::LVT_MASKED | u32::from(vector::TIMER));
     lapic.write(reg::TIMER_DIVIDE, apic::DIVIDE_BY_16);
-    let start = arch::rdtsc();
-    lapic.write(reg::TIMER_INITIAL, u32::MAX);
-    while arch::rdtsc() - start < tsc_hz / 1000 {
-        core::hint::spin_loop();
+    let mut hz = None;
+    for _ in 0..2 {
+        let before_start = arch::rdtsc();
+        lapic.write(reg::TIMER_INITIAL, u32::MAX);
+        let after_start = arch::rdtsc();
+        while arch::rdtsc() - after_start < tsc_hz / 1000 {
+            core::hint::spin_loop();
+        }
+        let before_end = arch::rdtsc();
+        let left = lapic.read(reg::TIMER_CURRENT);
+        let after_end = arch::rdtsc();
+        lapic.write(reg::TIMER_INITIAL, 0);
+        let ticks = (before_end / 2 + after_end / 2) - (before_start / 2 + after_start / 2);
+        hz = apic::timer_hz(u32::MAX - left, ticks, tsc_hz);
     }
-    let left = lapic.read(reg::TIMER_CURRENT);
-    let end = arch::rdtsc();
-    lapic.write(reg::TIMER_INITIAL, 0);
-    apic::timer_hz(u32::MAX - left, end - start, tsc_hz).unwrap_or_else(|| {
+    hz.unwrap_or_else(|| {
         warn("APIC timer did not count during calibration; assuming 62.5 MHz");
         62_500_000
     })
@@ -366,6 +388,9 @@ pub(crate) extern "C" fn irq_entry(raw_vector: u64) {
     if apic::in_service(&lapic, v) {
         lapic.write(reg::EOI, 0);
     }
+    if v == vector::TIMER && early_one_shot() {
+        return;
+    }
     if !HANDLERS.dispatch(IrqNumber::from(v)) {
         UNHANDLED[usize::from(v)].fetch_add(1, Ordering::Relaxed);
         let bit = 1u64 << (v % 64);
@@ -376,6 +401,25 @@ pub(crate) extern "C" fn irq_entry(raw_vector: u64) {
             );
         }
     }
+}
+
+/// A one-shot timer interrupt before its deadline (the APIC timer's rate is measured
+/// against the TSC, within a fraction of a percent): re-armed for the rest, not passed on,
+/// so a timer handler never runs before the deadline it asked for.
+fn early_one_shot() -> bool {
+    let Some(TimerMode::OneShot(hz)) = state().map(|s| s.timer) else {
+        return false;
+    };
+    let cpu = this_cpu();
+    let deadline = cpu.deadline.load(Ordering::Relaxed);
+    let now = PLATFORM.monotonic_ns();
+    if deadline > now {
+        EARLY.fetch_add(1, Ordering::Relaxed);
+        lapic().write(reg::TIMER_INITIAL, apic::one_shot_count(deadline - now, hz));
+        return true;
+    }
+    cpu.deadline.store(0, Ordering::Relaxed);
+    false
 }
 
 impl X86Interrupts {
@@ -389,6 +433,12 @@ impl X86Interrupts {
     pub fn requested(&self, vector: u8) -> bool {
         let word = lapic().read(reg::IRR0 + u32::from(vector / 32) * 0x10);
         word & (1 << (vector % 32)) != 0
+    }
+
+    /// One-shot timer interrupts that came before their deadline (the timer's measured
+    /// rate was a little slow) and were re-armed for the rest, so far.
+    pub fn early_timer_count(&self) -> usize {
+        EARLY.load(Ordering::Relaxed)
     }
 
     /// Spurious-vector interrupts taken so far.
@@ -567,6 +617,7 @@ impl LocalTimer for X86Interrupts {
                 unsafe { irqhw::wrmsr(irqhw::TSC_DEADLINE_MSR, tsc.max(1)) };
             }
             TimerMode::OneShot(hz) => {
+                this_cpu().deadline.store(deadline_ns, Ordering::Relaxed);
                 let delta = deadline_ns.saturating_sub(PLATFORM.monotonic_ns());
                 s.lapic
                     .write(reg::TIMER_INITIAL, apic::one_shot_count(delta, hz));
@@ -579,7 +630,10 @@ impl LocalTimer for X86Interrupts {
         match s.timer {
             // SAFETY: the deadline MSR only arms the local timer; 0 disarms.
             TimerMode::TscDeadline => unsafe { irqhw::wrmsr(irqhw::TSC_DEADLINE_MSR, 0) },
-            TimerMode::OneShot(_) => s.lapic.write(reg::TIMER_INITIAL, 0),
+            TimerMode::OneShot(_) => {
+                s.lapic.write(reg::TIMER_INITIAL, 0);
+                this_cpu().deadline.store(0, Ordering::Relaxed);
+            }
         }
     }
 }
