@@ -12,6 +12,7 @@
 // Link the crates whose in-image cases this image runs.
 use uk_alloc as _;
 use uk_context as _;
+use uk_gic as _;
 use uk_mte as _;
 use uk_random as _;
 use uk_sched as _;

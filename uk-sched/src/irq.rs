@@ -15,7 +15,7 @@
 //!   and calls the scheduler's tick, which wakes due sleepers, may preempt, and re-arms.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 use uk_hal::Clock;
 use uk_hal::irq::{Interrupts, IrqError, IrqNumber};
@@ -124,6 +124,15 @@ pub(crate) fn restore_tick_target(previous: (*const (), *const ())) {
     slot.core.store(previous.0.cast_mut(), Ordering::Relaxed);
 }
 
+/// Timer interrupts handled so far, all CPUs.
+static TIMER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many timer interrupts this module's handler has taken (all CPUs): lets a test tell
+/// a wake-up by the timer from one by polling.
+pub fn timer_interrupts() -> u64 {
+    TIMER_INTERRUPTS.load(Ordering::Relaxed)
+}
+
 /// The local timer's interrupt: disarm (the arm generic timer is level-triggered and stays
 /// asserted until then), then the CPU's scheduler ticks and re-arms as it needs.
 fn on_timer(_irq: IrqNumber) {
@@ -131,6 +140,7 @@ fn on_timer(_irq: IrqNumber) {
         return;
     };
     interrupts.timer().disarm();
+    TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     let slot = &TICK[cpu::cpu_index()];
     let core = slot.core.load(Ordering::Relaxed);
     let tick = slot.tick.load(Ordering::Relaxed);

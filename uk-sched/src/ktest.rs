@@ -523,3 +523,254 @@ uk_test::ktest! {
         uk_test::expect_eq!(s.thread_count(), 0);
     }
 }
+
+/// The timer-interrupt cases: on aarch64 (qemu-virt's GIC and generic timer). The x86-pc
+/// board runs them once its APIC timer implements `uk_hal::irq::Interrupts`.
+#[cfg(target_arch = "aarch64")]
+mod timer {
+    use alloc::rc::Rc;
+    use core::cell::Cell;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use uk_context::Native;
+    use uk_hal::Platform;
+    use uk_hal::irq::Interrupts;
+
+    use super::BoardClock;
+    use crate::irq::{TimerIdle, timer_interrupts};
+    use crate::{RoundRobin, Scheduler};
+
+    /// The preemption tick.
+    const TICK_NS: u64 = 2_000_000;
+
+    fn interrupts() -> &'static dyn Interrupts {
+        uk_rt::platform()
+            .interrupts()
+            .expect("the board has interrupts (GIC and timer)")
+    }
+
+    uk_test::ktest! {
+        /// A thread sleeping 20 ms three times is woken by the timer interrupt each time (no
+        /// polling: the idle loop waits in `wfi`, once per sleep) within one tick of its
+        /// deadline. The tick is 10 ms: QEMU's TCG wakes a halted vCPU through a host timer,
+        /// which a loaded host delays by a few milliseconds.
+        fn sleeper_is_woken_by_the_timer_interrupt() {
+            const TICK: u64 = 10_000_000;
+            const SLEEPS: u64 = 3;
+            let platform: &'static dyn Platform = uk_rt::platform();
+            let irqs = interrupts();
+            let s = RoundRobin::cooperative(Native::detect(), BoardClock(platform), TimerIdle(irqs))
+                .with_interrupts(irqs, TICK)
+                .expect("timer handler");
+            let latest = Rc::new(Cell::new(0u64));
+            let l = latest.clone();
+            s.spawn("sleeper", move || {
+                for _ in 0..SLEEPS {
+                    let deadline = crate::now() + 20_000_000;
+                    crate::sleep_until(deadline);
+                    l.set(l.get().max(crate::now().saturating_sub(deadline)));
+                }
+            })
+            .expect("spawn");
+            let before = timer_interrupts();
+            s.run();
+            let latest = latest.get();
+            let taken = timer_interrupts() - before;
+            uk_rt::println!(
+                "    latest wake-up {latest} ns after its deadline (tick {TICK} ns), {taken} timer interrupts"
+            );
+            uk_test::expect!(latest <= TICK, "{latest} ns late");
+            uk_test::expect!(taken >= SLEEPS, "{taken} timer interrupts for {SLEEPS} sleeps");
+            // One idle period per sleep (two if the interrupt came a hair early): no spin.
+            uk_test::expect!(s.stats().idle_calls <= 2 * SLEEPS, "{:?}", s.stats());
+        }
+    }
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static SPINS: AtomicU64 = AtomicU64::new(0);
+
+    uk_test::ktest! {
+        /// Under the preemptive policy a thread that never yields is preempted by the timer
+        /// interrupt, so the others make progress; it gives up after 2 s if not.
+        fn cpu_bound_thread_is_preempted() {
+            let platform: &'static dyn Platform = uk_rt::platform();
+            let irqs = interrupts();
+            let s = RoundRobin::preemptive(Native::detect(), BoardClock(platform), TimerIdle(irqs), 1)
+                .with_interrupts(irqs, TICK_NS)
+                .expect("timer handler");
+            STOP.store(false, Ordering::SeqCst);
+            SPINS.store(0, Ordering::SeqCst);
+            let progressed = Rc::new(Cell::new(0u32));
+            s.spawn("spinner", || {
+                let give_up = crate::now() + 2_000_000_000;
+                while !STOP.load(Ordering::SeqCst) && crate::now() < give_up {
+                    SPINS.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .expect("spawn");
+            for _ in 0..2 {
+                let p = progressed.clone();
+                s.spawn("worker", move || {
+                    p.set(p.get() + 1);
+                    // Only runs if the spinner was preempted.
+                    if p.get() == 2 {
+                        STOP.store(true, Ordering::SeqCst);
+                    }
+                })
+                .expect("spawn");
+            }
+            let state = irqs.mask();
+            irqs.enable_on_this_cpu();
+            s.run();
+            irqs.mask();
+            irqs.restore(state);
+            let stats = s.stats();
+            uk_rt::println!("    {:?}, spinner looped {} times", stats, SPINS.load(Ordering::Relaxed));
+            uk_test::expect_eq!(progressed.get(), 2);
+            uk_test::expect!(STOP.load(Ordering::SeqCst), "the spinner gave up: never preempted");
+            uk_test::expect!(stats.preemptions >= 1, "{stats:?}");
+        }
+    }
+}
+
+/// Cases that need a second CPU (feature `ktest-smp`, QEMU `-smp 2`): CPU 1 is started once,
+/// runs a scheduler of its own (a sleeper woken by its own timer), then serves SGIs/IPIs.
+/// On a single CPU they fail and say so.
+#[cfg(feature = "ktest-smp")]
+mod smp {
+    use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+    use uk_context::Native;
+    use uk_hal::Platform;
+    use uk_hal::irq::{CpuSet, Interrupts, IpiTarget, IrqNumber};
+
+    use super::BoardClock;
+    use crate::irq::TimerIdle;
+    use crate::{RoundRobin, Scheduler};
+
+    /// SGIs/IPIs of these cases.
+    const PING: IrqNumber = 9;
+    const PONG: IrqNumber = 10;
+
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    /// CPU 1's report: its id plus one once its scheduler finished.
+    static CPU1_SCHED: AtomicU32 = AtomicU32::new(0);
+    /// How late CPU 1's sleeper woke, in ns.
+    static CPU1_LATE: AtomicU64 = AtomicU64::new(u64::MAX);
+    static PING_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+    static PONG_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+    static PONGS: AtomicU32 = AtomicU32::new(0);
+
+    fn interrupts() -> &'static dyn Interrupts {
+        let irqs = uk_rt::platform()
+            .interrupts()
+            .expect("the board has interrupts");
+        assert!(
+            irqs.cpu_count() >= 2,
+            "needs a second CPU (QEMU -smp 2); this machine has {}",
+            irqs.cpu_count()
+        );
+        irqs
+    }
+
+    fn ping(_irq: IrqNumber) {
+        let irqs = interrupts();
+        PING_CPU.store(irqs.cpu_interface().cpu_id(), Ordering::SeqCst);
+        let _ = irqs
+            .cpu_interface()
+            .send_ipi(PONG, IpiTarget::Cpus(CpuSet::single(0)));
+    }
+
+    fn pong(_irq: IrqNumber) {
+        let irqs = interrupts();
+        PONG_CPU.store(irqs.cpu_interface().cpu_id(), Ordering::SeqCst);
+        PONGS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// CPU 1: a scheduler of its own with one sleeper, then SGIs until the end of the run.
+    fn cpu1_main(cpu: u32) -> ! {
+        let platform: &'static dyn Platform = uk_rt::platform();
+        let irqs = interrupts();
+        let s = RoundRobin::cooperative(Native::detect(), BoardClock(platform), TimerIdle(irqs))
+            .with_interrupts(irqs, 10_000_000)
+            .expect("timer handler");
+        let spawned = s.spawn("cpu1-sleeper", || {
+            let deadline = crate::now() + 10_000_000;
+            crate::sleep_until(deadline);
+            CPU1_LATE.store(crate::now().saturating_sub(deadline), Ordering::SeqCst);
+        });
+        if spawned.is_ok() {
+            s.run();
+        }
+        drop(s);
+        CPU1_SCHED.store(irqs.cpu_interface().cpu_id() + 1, Ordering::SeqCst);
+        let _ = cpu;
+        irqs.mask();
+        loop {
+            irqs.wait_for_interrupt();
+        }
+    }
+
+    /// Starts CPU 1 once and waits (up to 2 s) for its scheduler to finish.
+    fn cpu1_ready(irqs: &'static dyn Interrupts) -> bool {
+        let _ = irqs.register_handler(PING, ping);
+        let _ = irqs.register_handler(PONG, pong);
+        if !STARTED.swap(true, Ordering::SeqCst) {
+            irqs.start_cpu(1, cpu1_main)
+                .expect("PSCI CPU_ON / INIT-SIPI");
+        }
+        // Wait in `wfi` (1 ms timer steps), not spinning: under TCG a spinning CPU 0 takes
+        // host time from CPU 1.
+        crate::irq::install(irqs).expect("timer handler");
+        let platform = uk_rt::platform();
+        let end = platform.monotonic_ns() + 2_000_000_000;
+        let state = irqs.mask();
+        while CPU1_SCHED.load(Ordering::SeqCst) == 0 && platform.monotonic_ns() < end {
+            irqs.timer().arm_at(platform.monotonic_ns() + 1_000_000);
+            irqs.wait_for_interrupt();
+        }
+        irqs.timer().disarm();
+        irqs.restore(state);
+        CPU1_SCHED.load(Ordering::SeqCst) != 0
+    }
+
+    uk_test::ktest! {
+        /// CPU 1 starts on its own stack and runs its own scheduler instance: its 10 ms
+        /// sleeper is woken by CPU 1's own timer. The bound is loose (100 ms): with two vCPUs
+        /// on a loaded TCG host, CPU 1's first wake-up also pays for translating its path.
+        fn second_cpu_runs_its_own_scheduler() {
+            let irqs = interrupts();
+            uk_test::expect!(cpu1_ready(irqs), "CPU 1 never finished its scheduler run");
+            uk_test::expect_eq!(CPU1_SCHED.load(Ordering::SeqCst), 2);
+            let late = CPU1_LATE.load(Ordering::SeqCst);
+            uk_rt::println!("    CPU 1's sleeper woke {late} ns after its deadline");
+            uk_test::expect!(late <= 100_000_000, "{late}");
+        }
+    }
+
+    uk_test::ktest! {
+        /// An SGI/IPI from CPU 0 reaches CPU 1, whose handler answers CPU 0 with another.
+        fn cross_cpu_ipi_round_trip() {
+            let irqs = interrupts();
+            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
+            let platform = uk_rt::platform();
+            let before = PONGS.load(Ordering::SeqCst);
+            PING_CPU.store(u32::MAX, Ordering::SeqCst);
+            PONG_CPU.store(u32::MAX, Ordering::SeqCst);
+            let state = irqs.mask();
+            irqs.enable_on_this_cpu();
+            irqs.cpu_interface()
+                .send_ipi(PING, IpiTarget::Cpus(CpuSet::single(1)))
+                .expect("send");
+            let end = platform.monotonic_ns() + 1_000_000_000;
+            while PONGS.load(Ordering::SeqCst) == before && platform.monotonic_ns() < end {
+                core::hint::spin_loop();
+            }
+            irqs.mask();
+            irqs.restore(state);
+            uk_test::expect_eq!(PONGS.load(Ordering::SeqCst), before + 1);
+            uk_test::expect_eq!(PING_CPU.load(Ordering::SeqCst), 1);
+            uk_test::expect_eq!(PONG_CPU.load(Ordering::SeqCst), 0);
+        }
+    }
+}

@@ -12,7 +12,12 @@
 //! - the console: the PL011 named by `/chosen/stdout-path` (a path or an alias, `:options`
 //!   ignored), else the first enabled `arm,pl011` node;
 //! - the PSCI conduit: `/psci` `method` (`hvc`, or `smc` when QEMU emulates EL2);
-//! - the board's name from the root `model`/`compatible`.
+//! - the board's name from the root `model`/`compatible`;
+//! - the interrupt controller: the first enabled node whose `compatible` names a GICv2 or
+//!   GICv3 ([`uk_gic::GicVersion::from_compatible`]) and its first two `reg` entries;
+//! - the CPUs: the `reg` (MPIDR affinity) of every `/cpus` child with
+//!   `device_type = "cpu"`, in tree order (logical CPU `i` is the `i`-th; QEMU lists the
+//!   boot CPU first).
 //!
 //! # Why not the `fdt` crate here
 //!
@@ -32,8 +37,13 @@
 
 use core::fmt;
 
+use uk_gic::{GicLayout, GicVersion};
+
 use crate::fixed_str::FixedStr;
 use crate::memmap::{self, Range, RegionList};
+
+/// Most CPUs recorded; further `/cpus` children are ignored.
+pub const MAX_CPUS: usize = uk_gic::MAX_CPUS;
 
 /// Capacity of the command-line buffer (Linux's `COMMAND_LINE_SIZE` on arm64).
 pub const CMDLINE_LEN: usize = 2048;
@@ -123,12 +133,22 @@ pub struct BootInfo {
     pub board: FixedStr<BOARD_LEN>,
     /// Where the blob itself lies.
     pub blob: Range,
+    /// The interrupt controller, if the tree has one this board drives.
+    pub gic: Option<GicLayout>,
+    cpus: [u64; MAX_CPUS],
+    cpu_count: usize,
 }
 
 impl BootInfo {
     /// RAM ranges from the memory nodes: sorted, merged, before anything is subtracted.
     pub fn ram(&self) -> &[Range] {
         &self.ram[..self.ram_len]
+    }
+
+    /// The CPUs' MPIDR affinities, logical CPU order; at least one (the boot CPU, MPIDR
+    /// affinity 0, when the tree lists none).
+    pub fn cpus(&self) -> &[u64] {
+        &self.cpus[..self.cpu_count.max(1)]
     }
 }
 
@@ -335,6 +355,8 @@ struct Node<'a> {
     enabled: bool,
     memory: bool,
     pl011: bool,
+    gic: Option<GicVersion>,
+    cpu: bool,
     reg: &'a [u8],
     method: Option<&'a str>,
 }
@@ -362,6 +384,9 @@ struct Walk<'a> {
     model: Option<&'a str>,
     compatible: Option<&'a str>,
     psci: Option<Conduit>,
+    gic: Option<GicLayout>,
+    cpus: [u64; MAX_CPUS],
+    cpu_count: usize,
     uarts: [(FixedStr<PATH_LEN>, u64); MAX_UARTS],
     uarts_len: usize,
     aliases: [(&'a str, &'a str); MAX_ALIASES],
@@ -394,6 +419,8 @@ impl<'a> Walk<'a> {
                     enabled: true,
                     memory: false,
                     pl011: false,
+                    gic: None,
+                    cpu: false,
                     reg: &[],
                     method: None,
                 });
@@ -415,8 +442,14 @@ impl<'a> Walk<'a> {
         let depth = node.depth;
         match name {
             b"status" => node.enabled = matches!(text(value), "okay" | "ok"),
-            b"device_type" => node.memory = text(value) == "memory",
-            b"compatible" => node.pl011 = strings(value).any(|c| c == b"arm,pl011"),
+            b"device_type" => {
+                node.memory = text(value) == "memory";
+                node.cpu = text(value) == "cpu";
+            }
+            b"compatible" => {
+                node.pl011 = strings(value).any(|c| c == b"arm,pl011");
+                node.gic = strings(value).find_map(GicVersion::from_compatible);
+            }
             b"reg" => node.reg = value,
             b"method" => node.method = Some(text(value)),
             b"#address-cells" => self.stack[depth].cells.address = cell_count(value),
@@ -459,6 +492,17 @@ impl<'a> Walk<'a> {
                 Some("smc") => Some(Conduit::Smc),
                 _ => None,
             };
+        } else if node.depth == 3 && node.cpu && base_name(parent.name) == b"cpus" {
+            if let (Some(first), true) = (reg.next(), self.cpu_count < MAX_CPUS) {
+                self.cpus[self.cpu_count] = first.start;
+                self.cpu_count += 1;
+            }
+        } else if let (Some(version), None) = (node.gic, self.gic) {
+            let mut frames = [(0, 0); 2];
+            for (frame, range) in frames.iter_mut().zip(reg) {
+                *frame = (range.start, range.end - range.start);
+            }
+            self.gic = GicLayout::from_reg(version, &frames).ok();
         } else if node.depth == 3 && base_name(parent.name) == b"reserved-memory" {
             for range in reg {
                 self.hold(range)?;
@@ -522,6 +566,9 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         model: None,
         compatible: None,
         psci: None,
+        gic: None,
+        cpus: [0; MAX_CPUS],
+        cpu_count: 0,
         uarts: [const { (FixedStr::new(), 0) }; MAX_UARTS],
         uarts_len: 0,
         aliases: [("", ""); MAX_ALIASES],
@@ -554,6 +601,9 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         psci: walk.psci,
         board,
         blob: blob_range,
+        gic: walk.gic,
+        cpus: walk.cpus,
+        cpu_count: walk.cpu_count,
     })
 }
 
@@ -564,6 +614,9 @@ mod tests {
     /// QEMU 7.2 `-machine virt -cpu max -m 64M -append "hello world -- a b"`, dumped with
     /// `-machine dumpdtb=` and packed with `dtc` (QEMU's own blob is padded to 1 MiB).
     const QEMU_VIRT: &[u8] = include_bytes!("../testdata/qemu-7.2-virt-max-64m.dtb");
+    /// QEMU 7.2 `-machine virt,gic-version=3 -smp 2` and the default (GICv2) with `-smp 2`.
+    const QEMU_GICV3_SMP2: &[u8] = include_bytes!("../testdata/qemu-7.2-virt-gicv3-smp2.dtb");
+    const QEMU_GICV2_SMP2: &[u8] = include_bytes!("../testdata/qemu-7.2-virt-gicv2-smp2.dtb");
     /// `testdata/edge-cases.dts`.
     const EDGE_CASES: &[u8] = include_bytes!("../testdata/edge-cases.dtb");
     /// `testdata/minimal.dts`.
@@ -618,6 +671,37 @@ mod tests {
         assert_eq!(info.console, Some(0x0900_0000));
         assert_eq!(info.psci, Some(Conduit::Hvc));
         assert_eq!(info.board.as_str(), "QEMU virt");
+    }
+
+    #[test]
+    fn interrupt_controller_and_cpus() {
+        let v3 = parse(QEMU_GICV3_SMP2, 0x4000_0000, &[IMAGE]).unwrap();
+        assert_eq!(
+            v3.gic,
+            Some(GicLayout {
+                version: GicVersion::V3,
+                distributor: (0x800_0000, 0x1_0000),
+                cpu_side: (0x80a_0000, 0xf6_0000),
+            })
+        );
+        assert_eq!(v3.cpus(), &[0, 1]);
+        let v2 = parse(QEMU_GICV2_SMP2, 0x4000_0000, &[IMAGE]).unwrap();
+        assert_eq!(
+            v2.gic,
+            Some(GicLayout {
+                version: GicVersion::V2,
+                distributor: (0x800_0000, 0x1_0000),
+                cpu_side: (0x801_0000, 0x1_0000),
+            })
+        );
+        assert_eq!(v2.cpus(), &[0, 1]);
+        let one = parse(QEMU_VIRT, 0x4000_0000, &[IMAGE]).unwrap();
+        assert_eq!(one.cpus(), &[0]);
+        assert_eq!(one.gic.map(|g| g.version), Some(GicVersion::V2));
+        // No GIC, no CPUs: the boot CPU is still there.
+        let minimal = parse(MINIMAL, 0x4000_0000, &[IMAGE]).unwrap();
+        assert_eq!(minimal.gic, None);
+        assert_eq!(minimal.cpus(), &[0]);
     }
 
     #[test]

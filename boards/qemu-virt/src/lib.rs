@@ -108,6 +108,9 @@
 //! description is formatted on first use rather than at boot.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+extern crate alloc;
+
 pub mod clock;
 pub mod cpu;
 pub mod devtree;
@@ -118,6 +121,8 @@ pub mod pagetable;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod arch;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use arch::irq::{BoardInterrupts, GenericTimer, unhandled_count};
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use arch::{PLATFORM, QemuVirt};
 

@@ -30,7 +30,24 @@
 //! Each of the 16 entries reserves an [`ExceptionFrame`](crate::exception::ExceptionFrame)
 //! on the stack, saves `x0`/`x1`, puts its own number in `x0` and branches to common code
 //! that saves the rest (all general registers, the interrupted SP, `ELR`, `SPSR`, `ESR`,
-//! `FAR`) and calls [`super::exception`], which never returns.
+//! `FAR`) and calls [`super::exception`], which never returns — except the two IRQ
+//! entries of the current exception level (vector 1, taken on `SP_EL0`, where threads run;
+//! vector 5, taken on `SP_EL1`, where the test runner continues after a failed case). They
+//! save `x0`-`x18`, `x29`, `x30`, `ELR`, `SPSR`, `FPCR`, `FPSR` and `q0`-`q31` on the
+//! *interrupted* stack (vector 1 switches back to `SP_EL0` first), call
+//! [`super::irq::irq_entry`] and return with `eret`. The frame stays on the interrupted
+//! thread's stack, so the handler may switch threads and the return happens when the
+//! thread is resumed.
+//!
+//! # Secondary CPUs
+//!
+//! `__uk_secondary_start` is the PSCI `CPU_ON` entry: the same EL2-to-EL1 drop as `_start`
+//! (an assembler macro shared by both), FP/SIMD on, then `MAIR`, `TCR`, `TTBR0` and
+//! `SCTLR` copied from the boot CPU (read from the start block `x0` points to, cleaned to
+//! the point of coherency by the boot CPU, since this CPU's caches are still off), the
+//! vectors, its own exception stack (`SP_EL1`) and boot stack (`SP_EL0`), and the Rust
+//! entry [`super::irq::secondary_entry`]. At EL2 with a GICv3 CPU interface,
+//! `ICC_SRE_EL2` is set (`SRE`, `Enable`) so EL1 may use the system-register interface.
 
 use core::arch::{asm, global_asm};
 
@@ -65,6 +82,40 @@ const CPACR: u64 = CPACR_EL1::FPEN::TrapNothing.value;
 
 global_asm!(
     r#"
+    .macro  uk_el2_to_el1 target
+    mov     x9, #{hcr}
+    mrs     x10, id_aa64pfr1_el1
+    ubfx    x10, x10, #8, #4
+    cmp     x10, #2
+    b.lo    104f
+    orr     x9, x9, #{hcr_ata}
+104:
+    msr     hcr_el2, x9
+    mov     x9, #{cnthctl}
+    msr     cnthctl_el2, x9
+    mov     x9, #{cptr}
+    msr     cptr_el2, x9
+    msr     hstr_el2, xzr
+    mrs     x10, id_aa64pfr0_el1
+    ubfx    x10, x10, #24, #4
+    cbz     x10, 105f
+    mov     x9, #0xf
+    msr     S3_4_C12_C9_5, x9
+    isb
+105:
+    mrs     x9, midr_el1
+    msr     vpidr_el2, x9
+    mrs     x9, mpidr_el1
+    msr     vmpidr_el2, x9
+    ldr     x9, ={sctlr}
+    msr     sctlr_el1, x9
+    mov     x9, #{spsr}
+    msr     spsr_el2, x9
+    adr     x9, \target
+    msr     elr_el2, x9
+    eret
+    .endm
+
     .section .text.uk_boot, "ax"
     .global _start
     .type _start, %function
@@ -78,30 +129,7 @@ _start:
     b.lt    1f
     b.gt    9f
 
-    mov     x9, #{hcr}
-    mrs     x10, id_aa64pfr1_el1
-    ubfx    x10, x10, #8, #4
-    cmp     x10, #2
-    b.lo    4f
-    orr     x9, x9, #{hcr_ata}
-4:
-    msr     hcr_el2, x9
-    mov     x9, #{cnthctl}
-    msr     cnthctl_el2, x9
-    mov     x9, #{cptr}
-    msr     cptr_el2, x9
-    msr     hstr_el2, xzr
-    mrs     x9, midr_el1
-    msr     vpidr_el2, x9
-    mrs     x9, mpidr_el1
-    msr     vmpidr_el2, x9
-    ldr     x9, ={sctlr}
-    msr     sctlr_el1, x9
-    mov     x9, #{spsr}
-    msr     spsr_el2, x9
-    adr     x9, 1f
-    msr     elr_el2, x9
-    eret
+    uk_el2_to_el1 1f
 
 1:
     mov     x9, #{cpacr}
@@ -183,12 +211,137 @@ __uk_vectors:
     .set    vector, 0
     .rept   16
     .balign 128
+    .if     vector == 1
+    b       __uk_irq_entry
+    .elseif vector == 5
+    b       __uk_irq_entry_spx
+    .else
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp]
     mov     x0, #vector
     b       __uk_exception_common
+    .endif
     .set    vector, vector + 1
     .endr
+
+    .section .text.uk_irq, "ax"
+__uk_irq_entry:
+    msr     spsel, #0
+__uk_irq_entry_spx:
+    sub     sp, sp, #{irq_frame}
+    stp     x0, x1, [sp, #0]
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x29, [sp, #144]
+    mrs     x0, elr_el1
+    mrs     x1, spsr_el1
+    stp     x30, x0, [sp, #160]
+    mrs     x2, fpcr
+    mrs     x3, fpsr
+    stp     x1, x2, [sp, #176]
+    str     x3, [sp, #192]
+    add     x0, sp, #208
+    stp     q0, q1, [x0, #0]
+    stp     q2, q3, [x0, #32]
+    stp     q4, q5, [x0, #64]
+    stp     q6, q7, [x0, #96]
+    stp     q8, q9, [x0, #128]
+    stp     q10, q11, [x0, #160]
+    stp     q12, q13, [x0, #192]
+    stp     q14, q15, [x0, #224]
+    stp     q16, q17, [x0, #256]
+    stp     q18, q19, [x0, #288]
+    stp     q20, q21, [x0, #320]
+    stp     q22, q23, [x0, #352]
+    stp     q24, q25, [x0, #384]
+    stp     q26, q27, [x0, #416]
+    stp     q28, q29, [x0, #448]
+    stp     q30, q31, [x0, #480]
+    mov     x29, xzr
+    bl      {irq_handler}
+    add     x0, sp, #208
+    ldp     q0, q1, [x0, #0]
+    ldp     q2, q3, [x0, #32]
+    ldp     q4, q5, [x0, #64]
+    ldp     q6, q7, [x0, #96]
+    ldp     q8, q9, [x0, #128]
+    ldp     q10, q11, [x0, #160]
+    ldp     q12, q13, [x0, #192]
+    ldp     q14, q15, [x0, #224]
+    ldp     q16, q17, [x0, #256]
+    ldp     q18, q19, [x0, #288]
+    ldp     q20, q21, [x0, #320]
+    ldp     q22, q23, [x0, #352]
+    ldp     q24, q25, [x0, #384]
+    ldp     q26, q27, [x0, #416]
+    ldp     q28, q29, [x0, #448]
+    ldp     q30, q31, [x0, #480]
+    ldp     x1, x2, [sp, #176]
+    ldr     x3, [sp, #192]
+    msr     fpcr, x2
+    msr     fpsr, x3
+    ldp     x30, x0, [sp, #160]
+    msr     elr_el1, x0
+    msr     spsr_el1, x1
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x29, [sp, #144]
+    add     sp, sp, #{irq_frame}
+    eret
+
+    .section .text.uk_secondary, "ax"
+    .global __uk_secondary_start
+__uk_secondary_start:
+    mov     x19, x0
+    mrs     x21, CurrentEL
+    ubfx    x21, x21, #2, #2
+    cmp     x21, #2
+    b.lt    11f
+    b.gt    19f
+    uk_el2_to_el1 11f
+11:
+    mov     x9, #{cpacr}
+    msr     cpacr_el1, x9
+    isb
+    ldp     x1, x2, [x19, #0]
+    msr     mair_el1, x1
+    msr     tcr_el1, x2
+    ldp     x1, x2, [x19, #16]
+    msr     ttbr0_el1, x1
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     sctlr_el1, x2
+    isb
+    adrp    x9, __uk_vectors
+    add     x9, x9, :lo12:__uk_vectors
+    msr     vbar_el1, x9
+    ldp     x1, x2, [x19, #32]
+    mov     sp, x2
+    msr     sp_el0, x1
+    msr     spsel, #0
+    isb
+    mov     x0, x19
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      {secondary}
+19:
+    wfe
+    b       19b
 "#,
     hcr = const HCR,
     hcr_ata = const HCR_ATA,
@@ -203,7 +356,20 @@ __uk_vectors:
     esr = const offset::ESR,
     boot = sym super::boot,
     handler = sym super::exception,
+    irq_frame = const IRQ_FRAME_SIZE,
+    irq_handler = sym super::irq::irq_entry,
+    secondary = sym super::irq::secondary_entry,
 );
+
+/// Bytes the IRQ entry saves on the interrupted thread's stack: x0–x18, x29, x30, ELR,
+/// SPSR, FPCR, FPSR (208 with padding), then q0–q31 (512).
+const IRQ_FRAME_SIZE: usize = 208 + 512;
+
+unsafe extern "C" {
+    /// The secondary CPUs' entry (PSCI `CPU_ON` target): `x0` points at a
+    /// [`super::irq::StartBlock`].
+    pub(super) fn __uk_secondary_start();
+}
 
 /// The allocation tag of the granule at `address` (`ldg`), for the report of a tag check
 /// fault. Only call it after such a fault: the instruction needs FEAT_MTE, and the address
@@ -254,19 +420,25 @@ pub(super) enum Psci {
 impl Psci {
     /// Makes the PSCI call `function` with no arguments and returns `x0`.
     pub(super) fn call(self, function: u32) -> u64 {
+        self.call3(function, 0, 0, 0)
+    }
+
+    /// Makes the PSCI call `function` with arguments `x1`-`x3` and returns `x0`.
+    pub(super) fn call3(self, function: u32, a1: u64, a2: u64, a3: u64) -> u64 {
         let result;
         // SAFETY: an SMCCC call with no memory arguments; the callee may clobber x0-x17
-        // (SMCCC v1.0), all declared. The functions this board uses (SYSTEM_OFF, VERSION)
-        // change no memory of ours.
+        // (SMCCC v1.0), all declared. The functions this board uses (SYSTEM_OFF, VERSION,
+        // CPU_ON) change no memory of ours (CPU_ON starts another CPU at an entry point
+        // whose start block the caller prepared).
         unsafe {
             match self {
                 Psci::Hvc => asm!("hvc #0", inout("x0") u64::from(function) => result,
-                    inout("x1") 0u64 => _, inout("x2") 0u64 => _, inout("x3") 0u64 => _,
+                    inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
                     out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
                     out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
                     out("x15") _, out("x16") _, out("x17") _, options(nostack)),
                 Psci::Smc => asm!("smc #0", inout("x0") u64::from(function) => result,
-                    inout("x1") 0u64 => _, inout("x2") 0u64 => _, inout("x3") 0u64 => _,
+                    inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
                     out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
                     out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
                     out("x15") _, out("x16") _, out("x17") _, options(nostack)),
@@ -304,6 +476,23 @@ pub(super) fn invalidate_dcache(start: u64, end: u64) {
         // SAFETY: `dc ivac` on memory just written with the caches off discards only stale
         // copies; the memory itself holds the data that counts.
         unsafe { asm!("dc ivac, {}", in(reg) address, options(nostack, preserves_flags)) };
+        address += line;
+    }
+    // SAFETY: a barrier has no other effect.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Cleans the data cache lines of `[start, end)` to the point of coherency, so that a CPU
+/// with its caches still off (a secondary CPU starting) reads what this one wrote.
+pub(super) fn clean_dcache(start: u64, end: u64) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut address = start & !(line - 1);
+    while address < end {
+        // SAFETY: `dc cvac` writes dirty lines back; the data stays as it is.
+        unsafe { asm!("dc cvac, {}", in(reg) address, options(nostack, preserves_flags)) };
         address += line;
     }
     // SAFETY: a barrier has no other effect.

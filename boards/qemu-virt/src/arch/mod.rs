@@ -2,6 +2,7 @@
 //! handler. Compiled only for `aarch64-unknown-none`.
 
 mod asm;
+pub mod irq;
 #[cfg(feature = "ktest")]
 mod ktest;
 mod mmu;
@@ -199,6 +200,10 @@ impl Platform for QemuVirt {
         }
         self.power_off_or_park()
     }
+
+    fn interrupts(&self) -> Option<&dyn uk_hal::irq::Interrupts> {
+        irq::ready().then_some(&irq::INTERRUPTS as &dyn uk_hal::irq::Interrupts)
+    }
 }
 
 /// The Rust entry, called by `_start` on the boot stack at EL1 with the MMU off.
@@ -253,7 +258,21 @@ extern "C" fn boot(loader_x0: u64, time_zero: u64, entry_el: u64) -> ! {
         None => 0,
     };
     board.psci.store(psci, Ordering::Relaxed);
+    let gic = tree.gic;
     board.set_boot_info(tree, entry_el as u8);
+    if let (Some(layout), Some(info)) = (gic, board.boot_info()) {
+        if let Err(e) = irq::init(
+            layout,
+            info.cpus(),
+            board.psci(),
+            time_zero,
+            board.frequency(),
+        ) {
+            board.print(format_args!(
+                "qemu-virt: interrupt controller unusable ({e}); running without interrupts\n"
+            ));
+        }
+    }
     uk_rt::start(board)
 }
 

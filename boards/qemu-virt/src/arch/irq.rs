@@ -1,0 +1,353 @@
+//! Interrupts on `virt`: the GIC the device tree names (v2 or v3, `uk-gic`), the IRQ
+//! entry's Rust half, the virtual generic timer as the per-CPU [`LocalTimer`], secondary
+//! CPUs through PSCI `CPU_ON`, and [`uk_hal::irq::Interrupts`] over all of it.
+//!
+//! The IRQ vector (assembly, `asm`) saves the caller-saved registers (FP/SIMD included) on
+//! the *interrupted thread's* stack (`SP_EL0`) and calls [`irq_entry`]: acknowledge, end of
+//! interrupt, then the handler, until the CPU interface reports spurious (1023, never
+//! ended). Ending before dispatching lets a handler switch threads (the scheduler's tick
+//! preempts from inside the timer handler) without leaving the GIC's running priority
+//! raised; interrupts stay masked throughout, so nothing nests. An interrupt with no handler
+//! is logged once per line and ended.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use aarch64_cpu::registers::{
+    CNTV_CTL_EL0, CNTV_CVAL_EL0, MAIR_EL1, MPIDR_EL1, Readable, SCTLR_EL1, TCR_EL1, TTBR0_EL1,
+    Writeable,
+};
+use uk_gic::regs::{MmioFrame, SystemRegisters};
+use uk_gic::{CpuTable, Gic, GicLayout, GicVersion, Gicv2, Gicv3};
+use uk_hal::irq::{
+    CpuStartError, HandlerTable, Interrupts, IrqCpuInterface, IrqDistributor, IrqError, IrqHandler,
+    IrqNumber, LocalTimer, Trigger,
+};
+
+use super::asm::{self, Psci};
+use crate::clock;
+
+/// The GIC as the board drives it.
+type BoardGic = Gic<MmioFrame, MmioFrame, MmioFrame, SystemRegisters>;
+
+/// The virtual timer's PPI (device tree `/timer`, third entry: PPI 11).
+pub const TIMER_PPI: IrqNumber = 27;
+/// The SGI offered to applications ([`Interrupts::free_ipi`]).
+pub const FREE_IPI: IrqNumber = 1;
+/// PSCI `CPU_ON` (SMC64).
+const PSCI_CPU_ON: u32 = 0xc400_0003;
+/// Boot stack of a secondary CPU.
+const SECONDARY_STACK: usize = 64 * 1024;
+/// Exception stack of a secondary CPU.
+const SECONDARY_EXCEPTION_STACK: usize = 16 * 1024;
+/// Interrupt lines the handler table covers (every INTID below the special ones).
+const LINES: usize = 1020;
+
+static GIC: spin::Once<BoardGic> = spin::Once::new();
+static HANDLERS: HandlerTable<LINES> = HandlerTable::new();
+/// One bit per line: already logged as unhandled.
+static LOGGED: [AtomicU32; LINES.div_ceil(32)] = [const { AtomicU32::new(0) }; LINES.div_ceil(32)];
+/// Unhandled interrupts so far (all lines).
+static UNHANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// The board's interrupts; [`super::QemuVirt`] hands them out once the GIC is up.
+pub static INTERRUPTS: BoardInterrupts = BoardInterrupts {
+    cpus: spin::Once::new(),
+    online: [const { AtomicBool::new(false) }; uk_gic::MAX_CPUS],
+    time_zero: AtomicU64::new(0),
+    frequency: AtomicU32::new(0),
+    psci: spin::Once::new(),
+};
+
+/// [`Interrupts`] on `virt`.
+pub struct BoardInterrupts {
+    cpus: spin::Once<CpuTable>,
+    online: [AtomicBool; uk_gic::MAX_CPUS],
+    time_zero: AtomicU64,
+    frequency: AtomicU32,
+    psci: spin::Once<Option<Psci>>,
+}
+
+/// Sets the GIC up on the boot CPU: distributor, this CPU's interface, the timer PPI.
+/// `time_zero` and `frequency` define the clock the timer's deadlines are on.
+pub(super) fn init(
+    layout: GicLayout,
+    mpidrs: &[u64],
+    psci: Option<Psci>,
+    time_zero: u64,
+    frequency: u32,
+) -> Result<(), uk_gic::GicError> {
+    let cpus = CpuTable::new(mpidrs)?;
+    let (d_base, d_size) = layout.distributor;
+    let (c_base, c_size) = layout.cpu_side;
+    // SAFETY: the device tree names these frames for the GIC, and the identity map covers
+    // the low GiB as Device memory; only this driver touches them.
+    let gicd = unsafe { MmioFrame::new(d_base as usize, d_size as usize) };
+    // SAFETY: as above.
+    let cpu_side = unsafe { MmioFrame::new(c_base as usize, c_size as usize) };
+    let gic = match layout.version {
+        GicVersion::V2 => Gic::V2(Gicv2::new(gicd, cpu_side, SystemRegisters, cpus)),
+        GicVersion::V3 => Gic::V3(Gicv3::new(
+            gicd,
+            cpu_side,
+            c_size as usize,
+            SystemRegisters,
+            cpus,
+        )),
+    };
+    gic.init_distributor()?;
+    let gic = GIC.call_once(|| gic);
+    let board = &INTERRUPTS;
+    board.cpus.call_once(|| cpus);
+    board.psci.call_once(|| psci);
+    board.time_zero.store(time_zero, Ordering::Relaxed);
+    board.frequency.store(frequency, Ordering::Relaxed);
+    board.online[0].store(true, Ordering::Relaxed);
+    init_this_cpu(gic)
+}
+
+/// Per CPU: the CPU interface (redistributor on v3), the timer disarmed, its PPI on.
+fn init_this_cpu(gic: &BoardGic) -> Result<(), uk_gic::GicError> {
+    gic.init_cpu()?;
+    GenericTimer.disarm();
+    // The errors are impossible here: PPI 27 exists on every GIC and this CPU's interface
+    // (redistributor) was just found.
+    let _ = gic.set_trigger(TIMER_PPI, Trigger::Level);
+    let _ = gic.set_priority(TIMER_PPI, uk_gic::DEFAULT_PRIORITY);
+    let _ = gic.enable(TIMER_PPI);
+    Ok(())
+}
+
+/// The GIC, once [`init`] succeeded.
+pub(super) fn ready() -> bool {
+    GIC.is_completed()
+}
+
+/// Unhandled interrupts taken so far.
+pub fn unhandled_count() -> u64 {
+    UNHANDLED.load(Ordering::Relaxed)
+}
+
+/// The IRQ vector's Rust half, on the interrupted thread's stack, interrupts masked.
+pub(super) extern "C" fn irq_entry() {
+    let Some(gic) = GIC.get() else {
+        return;
+    };
+    while let Some(irq) = gic.acknowledge() {
+        gic.end_of_interrupt(irq);
+        if !HANDLERS.dispatch(irq) {
+            unhandled(irq);
+        }
+    }
+}
+
+/// An interrupt nobody handles: counted, logged once per line, and silenced where it could
+/// repeat forever (a level-triggered line stays asserted): the timer is disarmed, another
+/// PPI or SPI disabled (on this CPU, for a PPI) until a handler is registered for it.
+#[cold]
+fn unhandled(irq: IrqNumber) {
+    UNHANDLED.fetch_add(1, Ordering::Relaxed);
+    if irq == TIMER_PPI {
+        GenericTimer.disarm();
+    } else if irq >= 16
+        && let Some(gic) = GIC.get()
+    {
+        let _ = gic.disable(irq);
+    }
+    let Some(word) = LOGGED.get(irq as usize / 32) else {
+        return;
+    };
+    let bit = 1 << (irq % 32);
+    if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        uk_rt::log::warn!("qemu-virt: interrupt {irq} has no handler; acknowledged and ignored");
+    }
+}
+
+/// The virtual generic timer of the calling CPU (`CNTV_*_EL0`, PPI 27).
+pub struct GenericTimer;
+
+impl LocalTimer for GenericTimer {
+    fn irq(&self) -> IrqNumber {
+        TIMER_PPI
+    }
+
+    fn arm_at(&self, deadline_ns: u64) {
+        let board = &INTERRUPTS;
+        let ticks = clock::ns_to_ticks(deadline_ns, board.frequency.load(Ordering::Relaxed));
+        let at = board
+            .time_zero
+            .load(Ordering::Relaxed)
+            .saturating_add(ticks);
+        CNTV_CVAL_EL0.set(at);
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    }
+
+    fn disarm(&self) {
+        CNTV_CTL_EL0.set(0);
+        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    }
+}
+
+impl Interrupts for BoardInterrupts {
+    fn distributor(&self) -> &dyn IrqDistributor {
+        GIC.get()
+            .expect("interrupts are handed out only once the GIC is up")
+    }
+
+    fn cpu_interface(&self) -> &dyn IrqCpuInterface {
+        GIC.get()
+            .expect("interrupts are handed out only once the GIC is up")
+    }
+
+    fn timer(&self) -> &dyn LocalTimer {
+        &GenericTimer
+    }
+
+    /// Registers `handler` and (for a PPI or SPI) enables the line, in case it was disabled
+    /// for want of a handler (a PPI: on the calling CPU).
+    fn register_handler(&self, irq: IrqNumber, handler: IrqHandler) -> Result<(), IrqError> {
+        HANDLERS.register(irq, handler)?;
+        if irq >= 16 {
+            self.distributor().enable(irq)?;
+        }
+        Ok(())
+    }
+
+    fn free_ipi(&self) -> IrqNumber {
+        FREE_IPI
+    }
+
+    fn enable_on_this_cpu(&self) {
+        // SAFETY: unmasking IRQs only lets the vectors (installed at boot) run.
+        unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, nomem)) };
+    }
+
+    fn cpu_count(&self) -> u32 {
+        self.cpus.get().map_or(1, CpuTable::count)
+    }
+
+    fn start_cpu(&self, cpu: u32, entry: fn(u32) -> !) -> Result<(), CpuStartError> {
+        start_secondary(self, cpu, entry)
+    }
+
+    fn mask(&self) -> usize {
+        let daif: u64;
+        // SAFETY: reads DAIF and masks IRQs; no memory is touched.
+        unsafe {
+            core::arch::asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack, nomem))
+        };
+        daif as usize
+    }
+
+    fn restore(&self, state: usize) {
+        if state & (1 << 7) == 0 {
+            self.enable_on_this_cpu();
+        }
+    }
+
+    fn wait_for_interrupt(&self) {
+        // SAFETY: `wfi` wakes on a pending interrupt even while masked; the unmask window
+        // then takes it (its handler runs on this stack) and the mask closes it again.
+        unsafe {
+            core::arch::asm!(
+                "wfi",
+                "msr daifclr, #2",
+                "isb",
+                "msr daifset, #2",
+                options(nostack)
+            )
+        };
+    }
+}
+
+/// What a secondary CPU needs before it can run Rust: read by the assembly with the MMU
+/// and caches off (so the boot CPU cleans it to the point of coherency first).
+#[repr(C)]
+pub(super) struct StartBlock {
+    mair: u64,
+    tcr: u64,
+    ttbr0: u64,
+    sctlr: u64,
+    stack_top: u64,
+    exception_stack_top: u64,
+    cpu: u64,
+    entry: fn(u32) -> !,
+}
+
+fn start_secondary(
+    board: &BoardInterrupts,
+    cpu: u32,
+    entry: fn(u32) -> !,
+) -> Result<(), CpuStartError> {
+    let cpus = board.cpus.get().ok_or(CpuStartError::NoSuchCpu(cpu))?;
+    let mpidr = cpus.mpidr(cpu).ok_or(CpuStartError::NoSuchCpu(cpu))?;
+    let Some(Some(psci)) = board.psci.get().copied() else {
+        return Err(CpuStartError::Refused(-1));
+    };
+    if board.online[cpu as usize].swap(true, Ordering::AcqRel) {
+        return Err(CpuStartError::AlreadyOn(cpu));
+    }
+    let stack = alloc_stack(SECONDARY_STACK);
+    let exception_stack = alloc_stack(SECONDARY_EXCEPTION_STACK);
+    let (Some(stack), Some(exception_stack)) = (stack, exception_stack) else {
+        board.online[cpu as usize].store(false, Ordering::Release);
+        return Err(CpuStartError::Refused(-2));
+    };
+    let block = alloc::boxed::Box::new(StartBlock {
+        mair: MAIR_EL1.get(),
+        tcr: TCR_EL1.get(),
+        ttbr0: TTBR0_EL1.get(),
+        sctlr: SCTLR_EL1.get(),
+        stack_top: stack,
+        exception_stack_top: exception_stack,
+        cpu: u64::from(cpu),
+        entry,
+    });
+    let block = alloc::boxed::Box::into_raw(block);
+    let start = block as u64;
+    asm::clean_dcache(start, start + core::mem::size_of::<StartBlock>() as u64);
+    let result = psci.call3(
+        PSCI_CPU_ON,
+        mpidr,
+        asm::__uk_secondary_start as *const () as u64,
+        start,
+    ) as i64;
+    match result {
+        0 => Ok(()),
+        error => {
+            board.online[cpu as usize].store(false, Ordering::Release);
+            // SAFETY: the CPU did not start, so nothing else has the block.
+            drop(unsafe { alloc::boxed::Box::from_raw(block) });
+            Err(if error == -4 {
+                CpuStartError::AlreadyOn(cpu)
+            } else {
+                CpuStartError::Refused(error as i32)
+            })
+        }
+    }
+}
+
+/// A stack of `size` bytes that lives for the rest of the run; its top.
+fn alloc_stack(size: usize) -> Option<u64> {
+    let layout = core::alloc::Layout::from_size_align(size, 16).ok()?;
+    // SAFETY: the layout is non-zero-sized.
+    let base = unsafe { alloc::alloc::alloc(layout) };
+    (!base.is_null()).then(|| base as u64 + size as u64)
+}
+
+/// A secondary CPU's first Rust code, on its own stack with the MMU on, at EL1.
+pub(super) extern "C" fn secondary_entry(block: *const StartBlock) -> ! {
+    // SAFETY: the boot CPU built the block, leaked it for this CPU and does not touch it
+    // again.
+    let block = unsafe { &*block };
+    let cpu = block.cpu as u32;
+    let entry = block.entry;
+    let gic = GIC.get().expect("secondary CPUs start after the GIC");
+    if let Err(e) = init_this_cpu(gic) {
+        uk_rt::log::error!("qemu-virt: CPU {cpu} (MPIDR {:#x}): {e}", MPIDR_EL1.get());
+        loop {
+            aarch64_cpu::asm::wfe();
+        }
+    }
+    entry(cpu)
+}
