@@ -154,6 +154,10 @@ static IOAPIC_LOCK: AtomicBool = AtomicBool::new(false);
 static ONLINE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Secondary CPUs a start was attempted for.
 static STARTING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Stack tops of secondary CPUs (main, double fault), allocated on their first start and
+/// reused when a stopped CPU starts again.
+static STACKS: [[AtomicU64; 2]; MAX_CPUS] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_CPUS];
 /// One start at a time (the trampoline's slots are shared).
 static START_LOCK: AtomicBool = AtomicBool::new(false);
 /// The entry of the CPU being started.
@@ -423,6 +427,40 @@ fn early_one_shot() -> bool {
 }
 
 impl X86Interrupts {
+    /// Stops secondary CPU `cpu` with an INIT IPI: whatever it runs is abandoned and it
+    /// waits for a start-up IPI again, so [`Interrupts::start_cpu`] can start it anew (on
+    /// the same stacks). Only for a CPU that runs nothing anyone waits for (an in-image
+    /// test's CPU serving IPIs, say). The boot CPU cannot be stopped.
+    pub fn stop_cpu(&self, cpu: u32) -> Result<(), CpuStartError> {
+        let s = state().ok_or(CpuStartError::NoSuchCpu(cpu))?;
+        let index = cpu as usize;
+        let apic_id = *s
+            .madt
+            .cpus()
+            .get(index)
+            .ok_or(CpuStartError::NoSuchCpu(cpu))?;
+        if cpu == 0 || cpu == self.cpu_id() {
+            return Err(CpuStartError::Refused(-16)); // EBUSY
+        }
+        if !ONLINE[index].load(Ordering::Acquire) {
+            return Err(CpuStartError::NoSuchCpu(cpu));
+        }
+        s.lapic.send(&Icr::init(apic_id));
+        // INIT takes effect at once under QEMU; give real hardware its 10 ms.
+        spin_ns(10_000_000);
+        ONLINE[index].store(false, Ordering::Release);
+        STARTING[index].store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether secondary CPU `cpu` is running (started and not stopped).
+    pub fn cpu_online(&self, cpu: u32) -> bool {
+        cpu == 0
+            || ONLINE
+                .get(cpu as usize)
+                .is_some_and(|o| o.load(Ordering::Acquire))
+    }
+
     /// Interrupts of `vector` taken without a handler so far (all CPUs).
     pub fn unhandled_count_of(&self, vector: u8) -> u32 {
         UNHANDLED[usize::from(vector)].load(Ordering::Relaxed)
@@ -694,8 +732,16 @@ impl Interrupts for X86Interrupts {
         if cpu == 0 || STARTING[index].swap(true, Ordering::AcqRel) {
             return Err(CpuStartError::AlreadyOn(cpu));
         }
-        let stack = alloc_stack(AP_STACK_SIZE);
-        let df_stack = alloc_stack(AP_DF_STACK_SIZE);
+        let [stack, df_stack] = [(0, AP_STACK_SIZE), (1, AP_DF_STACK_SIZE)].map(|(which, size)| {
+            let slot = &STACKS[index][which];
+            let top = slot.load(Ordering::Relaxed);
+            if top != 0 {
+                return Some(top);
+            }
+            let top = alloc_stack(size)?;
+            slot.store(top, Ordering::Relaxed);
+            Some(top)
+        });
         let (Some(stack), Some(df_stack)) = (stack, df_stack) else {
             STARTING[index].store(false, Ordering::Release);
             return Err(CpuStartError::Refused(-12)); // ENOMEM
@@ -737,6 +783,9 @@ impl Interrupts for X86Interrupts {
         if started {
             Ok(())
         } else {
+            // Back to wait-for-start-up, so it cannot run later on stale slots.
+            s.lapic.send(&Icr::init(apic_id));
+            STARTING[index].store(false, Ordering::Release);
             Err(CpuStartError::Refused(-110)) // ETIMEDOUT
         }
     }

@@ -269,7 +269,7 @@ ktest! {
 /// Interrupt cases: IPIs to self and to another CPU, the local timer, a vector without a
 /// handler, and the scheduler driven by the timer interrupt.
 mod irq {
-    use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     use uk_hal::Clock;
     use uk_hal::irq::{CpuSet, Interrupts, IpiTarget};
@@ -411,7 +411,6 @@ mod irq {
     static PONGS: AtomicU32 = AtomicU32::new(0);
     static PING_SENT_AT: AtomicU64 = AtomicU64::new(0);
     static PING_TAKEN_AT: AtomicU64 = AtomicU64::new(0);
-    static CPU1_STARTED: AtomicBool = AtomicBool::new(false);
 
     fn on_ping(_irq: u32) {
         PING_TAKEN_AT.store(PLATFORM.cycles(), Ordering::Relaxed);
@@ -435,8 +434,10 @@ mod irq {
 
     ktest! {
         /// With `-smp 2`: CPU 1 starts (INIT/SIPI), takes an IPI from CPU 0 on CPU 1 and
-        /// answers with one CPU 0 takes. With one CPU the case checks that starting a
-        /// CPU that does not exist is refused.
+        /// answers with one CPU 0 takes, three times; then it is stopped (INIT) and started
+        /// again, and answers again. If another case started CPU 1 already, its interrupt
+        /// loop serves the IPIs the same way and it is left running. With one CPU the case
+        /// checks that starting a CPU that does not exist is refused.
         fn cross_cpu_ipi_round_trip() {
             use uk_hal::irq::CpuStartError;
             let i = irqs();
@@ -447,21 +448,49 @@ mod irq {
             }
             register_once(PING, on_ping);
             register_once(PONG, on_pong);
-            if !CPU1_STARTED.swap(true, Ordering::Relaxed) {
-                expect_eq!(i.start_cpu(1, cpu1_idle), Ok(()));
-            }
+            let ours = match i.start_cpu(1, cpu1_idle) {
+                Ok(()) => true,
+                Err(CpuStartError::AlreadyOn(1)) => false,
+                Err(e) => panic!("CPU 1 did not start: {:?}", e),
+            };
             expect_eq!(i.start_cpu(1, cpu1_idle), Err(CpuStartError::AlreadyOn(1)));
             expect_eq!(i.start_cpu(0, cpu1_idle), Err(CpuStartError::AlreadyOn(0)));
-            for round in 0..3 {
-                let pongs = PONGS.load(Ordering::Relaxed);
-                PING_CPU.store(0, Ordering::Relaxed);
-                PING_SENT_AT.store(PLATFORM.cycles(), Ordering::Relaxed);
-                i.cpu_interface().send_ipi(PING, IpiTarget::Cpus(CpuSet::single(1))).unwrap();
-                expect!(wait_until(|| PONGS.load(Ordering::Relaxed) > pongs), "round {}: no answer", round);
-                expect!(PING_CPU.load(Ordering::Relaxed) == 2, "ping taken on CPU {}", PING_CPU.load(Ordering::Relaxed) as i64 - 1);
-                let latency = PING_TAKEN_AT.load(Ordering::Relaxed).wrapping_sub(PING_SENT_AT.load(Ordering::Relaxed));
-                uk_rt::println!("IPI CPU 0 -> CPU 1: {} cycles to the handler", latency);
+            expect!(i.cpu_online(1));
+            ping_pong(3);
+            if ours {
+                expect_eq!(i.stop_cpu(1), Ok(()));
+                expect!(!i.cpu_online(1));
+                expect_eq!(i.start_cpu(1, cpu1_idle), Ok(()));
+                ping_pong(1);
+                expect_eq!(i.stop_cpu(1), Ok(()));
             }
+            expect!(i.stop_cpu(0).is_err());
+        }
+    }
+
+    fn ping_pong(rounds: u32) {
+        let i = irqs();
+        for round in 0..rounds {
+            let pongs = PONGS.load(Ordering::Relaxed);
+            PING_CPU.store(0, Ordering::Relaxed);
+            PING_SENT_AT.store(PLATFORM.cycles(), Ordering::Relaxed);
+            i.cpu_interface()
+                .send_ipi(PING, IpiTarget::Cpus(CpuSet::single(1)))
+                .unwrap();
+            expect!(
+                wait_until(|| PONGS.load(Ordering::Relaxed) > pongs),
+                "round {}: no answer",
+                round
+            );
+            expect!(
+                PING_CPU.load(Ordering::Relaxed) == 2,
+                "ping taken on CPU {}",
+                PING_CPU.load(Ordering::Relaxed) as i64 - 1
+            );
+            let latency = PING_TAKEN_AT
+                .load(Ordering::Relaxed)
+                .wrapping_sub(PING_SENT_AT.load(Ordering::Relaxed));
+            uk_rt::println!("IPI CPU 0 -> CPU 1: {} cycles to the handler", latency);
         }
     }
 }
