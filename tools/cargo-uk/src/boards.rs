@@ -30,6 +30,8 @@ pub struct Variant {
     /// The oldest QEMU `(major, minor)` that emulates that hardware correctly: with an older
     /// one the image is built without [`Variant::ktest_features`] (see [`ktest_features`]).
     pub features_min_qemu: (u32, u32),
+    /// QEMU `-smp` for this configuration (`None`: QEMU's default, one CPU).
+    pub smp: Option<u32>,
 }
 
 /// Environment variable that keeps [`Variant::ktest_features`] even with a QEMU older than
@@ -134,6 +136,7 @@ pub const BOARDS: &[Board] = &[
                 about: "QEMU pc (i440FX), -cpu max",
                 ktest_features: &[],
                 features_min_qemu: (0, 0),
+                smp: None,
             },
             Variant {
                 name: "microvm",
@@ -142,6 +145,7 @@ pub const BOARDS: &[Board] = &[
                 about: "QEMU microvm, -cpu max",
                 ktest_features: &[],
                 features_min_qemu: (0, 0),
+                smp: None,
             },
             Variant {
                 name: "qemu64",
@@ -150,6 +154,7 @@ pub const BOARDS: &[Board] = &[
                 about: "QEMU pc, -cpu qemu64 (no RDRAND/RDSEED, no XSAVE, no 1 GiB pages)",
                 ktest_features: &[],
                 features_min_qemu: (0, 0),
+                smp: None,
             },
         ],
     },
@@ -166,9 +171,10 @@ pub const BOARDS: &[Board] = &[
                 name: "max",
                 machine: "virt",
                 cpu: "max",
-                about: "QEMU virt, -cpu max (entered at EL1)",
+                about: "QEMU virt (GICv2, QEMU's default), -cpu max (entered at EL1)",
                 ktest_features: &[],
                 features_min_qemu: (0, 0),
+                smp: None,
             },
             Variant {
                 name: "cortex-a72",
@@ -177,6 +183,7 @@ pub const BOARDS: &[Board] = &[
                 about: "QEMU virt, -cpu cortex-a72 (Armv8.0)",
                 ktest_features: &[],
                 features_min_qemu: (0, 0),
+                smp: None,
             },
             Variant {
                 name: "el2",
@@ -185,6 +192,7 @@ pub const BOARDS: &[Board] = &[
                 about: "QEMU virt with virtualization=on, -cpu max (entered at EL2)",
                 ktest_features: &[],
                 features_min_qemu: (0, 0),
+                smp: None,
             },
             Variant {
                 name: "mte",
@@ -195,6 +203,34 @@ pub const BOARDS: &[Board] = &[
                 // tag per page instead of one per 16-byte granule (QEMU issue 1416).
                 ktest_features: &["mte-faults"],
                 features_min_qemu: (8, 0),
+                smp: None,
+            },
+            Variant {
+                name: "gicv3",
+                machine: "virt,gic-version=3",
+                cpu: "max",
+                about: "QEMU virt with a GICv3 (gic-version=3), -cpu max",
+                ktest_features: &[],
+                features_min_qemu: (0, 0),
+                smp: None,
+            },
+            Variant {
+                name: "smp",
+                machine: "virt",
+                cpu: "max",
+                about: "QEMU virt (GICv2), -smp 2: a second CPU (PSCI CPU_ON), cross-CPU SGIs",
+                ktest_features: &["smp"],
+                features_min_qemu: (0, 0),
+                smp: Some(2),
+            },
+            Variant {
+                name: "smp-gicv3",
+                machine: "virt,gic-version=3",
+                cpu: "max",
+                about: "QEMU virt with a GICv3, -smp 2: a second CPU, its redistributor, SGIs",
+                ktest_features: &["smp"],
+                features_min_qemu: (0, 0),
+                smp: Some(2),
             },
         ],
     },
@@ -250,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn test_configurations_cover_all_seven() {
+    fn test_configurations_cover_all_ten() {
         let configs: Vec<_> = test_configurations()
             .map(|(b, v)| (b.name, v.machine, v.cpu))
             .collect();
@@ -264,17 +300,25 @@ mod tests {
                 ("qemu-virt", "virt", "cortex-a72"),
                 ("qemu-virt", "virt,virtualization=on", "max"),
                 ("qemu-virt", "virt,mte=on", "max"),
+                ("qemu-virt", "virt,gic-version=3", "max"),
+                ("qemu-virt", "virt", "max"),
+                ("qemu-virt", "virt,gic-version=3", "max"),
             ]
         );
     }
 
     #[test]
-    fn only_the_mte_configuration_has_ktest_features() {
+    fn only_the_mte_and_smp_configurations_have_ktest_features() {
         let mte = board("qemu-virt").unwrap().variant("mte").unwrap();
         assert_eq!(mte.ktest_features, ["mte-faults"]);
         assert_eq!(mte.features_min_qemu, (8, 0));
         for (b, v) in test_configurations() {
-            if v.name != "mte" {
+            // The cases that need a second CPU go only where QEMU gives one.
+            assert_eq!(
+                v.ktest_features.contains(&"smp"),
+                v.smp.is_some_and(|n| n >= 2)
+            );
+            if v.name != "mte" && v.smp.is_none() {
                 assert!(v.ktest_features.is_empty(), "{}/{}", b.name, v.name);
                 assert_eq!(ktest_features(v, None, false), (&[][..], None));
             }

@@ -3,6 +3,7 @@
 //! ```toml
 //! args = ["one", "two words"]          # application arguments (after `--`)
 //! exit_code = 0                        # the guest's exit code
+//! smp = 2                              # QEMU -smp (default: the configuration's)
 //! lines = ['^Hello from uk-rs on {board}', '^args: \["one", "two words"\]$']
 //! ```
 //!
@@ -37,6 +38,9 @@ pub struct Expect {
     /// boots of the example.
     #[serde(default)]
     pub differs_between_boots: Option<String>,
+    /// CPUs the example runs with (QEMU `-smp`); the configuration's when absent.
+    #[serde(default)]
+    pub smp: Option<u32>,
 }
 
 impl Expect {
@@ -117,6 +121,13 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smp_is_read_and_optional() {
+        assert_eq!(Expect::parse("smp = 2").unwrap().smp, Some(2));
+        assert_eq!(Expect::parse("exit_code = 0").unwrap().smp, None);
+        assert!(Expect::parse("smp = \"two\"").is_err());
+    }
 
     #[test]
     fn boot_value_takes_the_first_capture_of_the_first_match() {

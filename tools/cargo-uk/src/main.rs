@@ -217,7 +217,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         variant,
         accel,
         memory: &args.mem,
-        smp: args.smp,
+        smp: args.smp.or(variant.smp),
         kernel: &kernel,
         append,
     };

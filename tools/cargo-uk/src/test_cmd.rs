@@ -241,7 +241,7 @@ impl Job {
             variant: self.variant,
             accel: Accel::Tcg,
             memory: "64M",
-            smp: None,
+            smp: expect.and_then(|e| e.smp).or(self.variant.smp),
             kernel,
             append,
         };
@@ -658,6 +658,7 @@ mod tests {
             exit_code: 0,
             lines: vec!["^Hello from uk-rs on {board}".into()],
             differs_between_boots: None,
+            smp: None,
         };
         let out = "Hello from uk-rs on qemu-virt\r\n";
         let e = evaluate_example(virt, &expect, Ending::Exited(0), out, "");
