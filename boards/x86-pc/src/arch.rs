@@ -734,6 +734,19 @@ pub fn pit_read() -> PitRead {
     }
 }
 
+/// Programs PIT channel 0 (ISA IRQ 0) for one interrupt after `count` PIT ticks (mode 0:
+/// its output rises once at the terminal count and stays high).
+#[cfg(feature = "ktest")]
+pub fn pit_ch0_one_shot(count: u16) {
+    const PIT_CH0: u16 = 0x40;
+    /// Channel 0, low then high byte, mode 0, binary.
+    const PIT_CH0_MODE0: u8 = 0b0011_0000;
+    outb(PIT_CMD, PIT_CH0_MODE0);
+    let [low, high] = count.to_le_bytes();
+    outb(PIT_CH0, low);
+    outb(PIT_CH0, high);
+}
+
 /// Ends the run with `code` through isa-debug-exit (QEMU exits with `code << 1 | 1`).
 /// Returns only if the device is not there.
 pub fn debug_exit(code: u8) {

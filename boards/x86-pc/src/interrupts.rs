@@ -35,6 +35,7 @@ use crate::apic::{self, ApicRegs, Icr, Shorthand, reg, vector};
 use crate::arch;
 use crate::ioapic::IoApic;
 use crate::irqhw::{self, IoApicMmio, X2apic, Xapic};
+use crate::machine::MachineKind;
 use crate::{PLATFORM, TSC_HZ};
 
 /// Most CPUs the board starts.
@@ -260,6 +261,19 @@ fn set_up() -> Option<State> {
             madt
         }
     };
+    if PLATFORM.machine_kind() == MachineKind::Microvm
+        && !madt.overrides().iter().any(|o| o.irq == 0)
+        && madt.override_count < acpi::MAX_OVERRIDES
+    {
+        // QEMU's IOAPIC model takes ISA IRQ 0 (the PIT) on pin 2 on every machine, but
+        // `microvm`'s MADT, unlike `pc`'s and `q35`'s, lists no override saying so.
+        madt.overrides[madt.override_count] = acpi::IsaOverride {
+            irq: 0,
+            gsi: 2,
+            flags: 0,
+        };
+        madt.override_count += 1;
+    }
     if madt.dropped > 0 {
         warn("more CPUs, IOAPICs or overrides than the board keeps; some left out");
     }

@@ -271,8 +271,8 @@ ktest! {
 mod irq {
     use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-    use uk_hal::Clock;
     use uk_hal::irq::{CpuSet, Interrupts, IpiTarget};
+    use uk_hal::{Clock, Platform};
     use uk_test::{expect, expect_eq, ktest};
 
     use crate::PLATFORM;
@@ -405,6 +405,60 @@ mod irq {
             while PLATFORM.monotonic_ns() < end {}
             expect!(!i.requested(vector::TIMER), "disarmed timer fired");
             i.restore(flags);
+        }
+    }
+
+    static PIT_IRQS: AtomicU32 = AtomicU32::new(0);
+
+    fn on_pit(_irq: u32) {
+        PIT_IRQS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    ktest! {
+        /// An ISA line through the IOAPIC: the PIT's IRQ 0 (GSI 2 after the MADT's
+        /// override on QEMU), routed to CPU 0, edge, enabled, arrives on its vector once
+        /// per one-shot; masked, it does not. Bad requests are typed errors.
+        fn ioapic_delivers_the_pit_interrupt() {
+            use uk_hal::irq::{IrqError, Trigger};
+            let i = irqs();
+            let d = i.distributor();
+            let v = i.isa_vector(0).expect("IRQ 0 has an IOAPIC line");
+            expect!(d.line_count() > v);
+            register_once(v, on_pit);
+            d.route(v, CpuSet::single(0)).unwrap();
+            d.set_trigger(v, Trigger::Edge).unwrap();
+            d.enable(v).unwrap();
+            let before = PIT_IRQS.load(Ordering::Relaxed);
+            crate::arch::pit_ch0_one_shot(1193); // 1 ms
+            expect!(wait_until(|| PIT_IRQS.load(Ordering::Relaxed) > before), "no IRQ 0 on vector {:#x}", v);
+            // Masked: the next one-shot raises nothing.
+            d.disable(v).unwrap();
+            let masked = PIT_IRQS.load(Ordering::Relaxed);
+            crate::arch::pit_ch0_one_shot(1193);
+            let end = PLATFORM.monotonic_ns() + 5_000_000;
+            let flags = i.mask();
+            while PLATFORM.monotonic_ns() < end {
+                i.restore(1);
+                i.mask();
+            }
+            i.restore(flags);
+            expect_eq!(PIT_IRQS.load(Ordering::Relaxed), masked);
+            // Typed errors.
+            expect_eq!(d.enable(0x20), Err(IrqError::NoSuchIrq(0x20)));
+            expect_eq!(d.enable(d.line_count()), Err(IrqError::NoSuchIrq(d.line_count())));
+            expect_eq!(d.set_priority(v, 0), Err(IrqError::NotConfigurable(v)));
+            expect_eq!(d.route(v, CpuSet(0)), Err(IrqError::NoSuchCpu(64)));
+            expect_eq!(d.route(v, CpuSet::single(40)), Err(IrqError::NoSuchCpu(40)));
+        }
+    }
+
+    ktest! {
+        /// The page secondary CPUs start in (below 1 MiB) is never handed out as memory.
+        fn trampoline_page_is_not_usable_memory() {
+            let page = crate::irqhw_trampoline_page();
+            for r in PLATFORM.memory_regions() {
+                expect!(page + 4096 <= r.base || page >= r.end(), "{:#x} in {:?}", page, r);
+            }
         }
     }
 

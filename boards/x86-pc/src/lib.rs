@@ -151,6 +151,13 @@ mod boot;
 pub mod interrupts;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod irqhw;
+
+/// The page secondary CPUs start in (for the in-image test that checks it is never handed
+/// out).
+#[cfg(all(target_arch = "x86_64", target_os = "none", feature = "ktest"))]
+fn irqhw_trampoline_page() -> u64 {
+    irqhw::TRAMPOLINE_PAGE
+}
 #[cfg(all(target_arch = "x86_64", target_os = "none", feature = "ktest"))]
 mod ktests;
 
