@@ -11,7 +11,7 @@
 //!
 //! # Entry
 //!
-//! Every vector 32-255 goes through one stub (see `arch`) to [`irq_entry`] on the
+//! Every vector 32-255 goes through one stub (see `arch`) to `irq_entry` on the
 //! interrupted stack with interrupts masked: the spurious vector (0xFF) is counted and left
 //! without EOI; any other vector gets its EOI first when its in-service bit is set (a stray
 //! 8259 interrupt has none), then its handler from the [`HandlerTable`] runs. EOI before
