@@ -260,6 +260,34 @@ pub fn highest_in_service(regs: &dyn ApicRegs) -> Option<u8> {
     })
 }
 
+/// What the interrupt entry does with a vector it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryPlan {
+    /// Write EOI (before the handler, so a handler that switches threads does not keep
+    /// the vector's priority class blocked).
+    pub eoi: bool,
+    /// Run the vector's handler (or log that it has none).
+    pub dispatch: bool,
+}
+
+/// The entry's plan for vector `v` whose in-service bit is `in_service`: the spurious
+/// vector gets neither EOI nor dispatch (the APIC sets no in-service bit for it); a vector
+/// without an in-service bit (a stray 8259 interrupt) is dispatched (logged) without EOI,
+/// which would otherwise end some other, genuinely in-service, interrupt; any other vector
+/// gets its EOI, then its handler.
+pub const fn entry_plan(v: u8, in_service: bool) -> EntryPlan {
+    if v == vector::SPURIOUS {
+        return EntryPlan {
+            eoi: false,
+            dispatch: false,
+        };
+    }
+    EntryPlan {
+        eoi: in_service,
+        dispatch: true,
+    }
+}
+
 /// The one-shot timer's initial count for `delta_ns` at an APIC timer clock of `timer_hz`
 /// (after the divider): rounded up so the interrupt never comes early, at least 1 (0 would
 /// stop the timer), at most `u32::MAX` (a longer wait fires early; the scheduler re-arms).
@@ -441,6 +469,50 @@ mod tests {
         assert!(f.sent.borrow().is_empty());
         assert!(f.send(&Icr::fixed(1, 2)));
         assert!(!f.send(&Icr::fixed(1, 256)));
+    }
+
+    #[test]
+    fn entry_plans() {
+        let none = EntryPlan {
+            eoi: false,
+            dispatch: false,
+        };
+        assert_eq!(
+            entry_plan(vector::SPURIOUS, false),
+            none,
+            "spurious: no EOI"
+        );
+        assert_eq!(entry_plan(vector::SPURIOUS, true), none);
+        let ipi = entry_plan(vector::FREE_IPI, true);
+        assert!(ipi.eoi && ipi.dispatch);
+        let stray = entry_plan(vector::PIC_BASE + 7, false);
+        assert!(!stray.eoi && stray.dispatch, "stray 8259 IRQ 7: no EOI");
+        assert_eq!(entry_plan(vector::TIMER, true), ipi);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn icr_fields_land_where_the_sdm_puts_them(vector in 0u8.., dest in 0u32.., sh in 0u8..4, mode in 0u8..4) {
+            let shorthand = [Shorthand::None, Shorthand::SelfOnly, Shorthand::AllIncludingSelf, Shorthand::AllButSelf][usize::from(sh)];
+            let delivery = [Delivery::Fixed, Delivery::Nmi, Delivery::Init, Delivery::StartUp][usize::from(mode)];
+            let icr = Icr { vector, delivery, assert: true, level_triggered: false, shorthand, destination: dest };
+            let x2 = icr.x2apic();
+            proptest::prop_assert_eq!((x2 >> 32) as u32, dest);
+            proptest::prop_assert_eq!(x2 as u8, vector);
+            proptest::prop_assert_eq!((x2 >> 8) & 7, delivery as u64);
+            proptest::prop_assert_eq!((x2 >> 11) & 1, 0, "physical destination mode");
+            proptest::prop_assert_eq!((x2 >> 14) & 1, 1);
+            proptest::prop_assert_eq!((x2 >> 18) & 3, sh as u64);
+            proptest::prop_assert_eq!(x2 & !0xffff_ffff_000c_c7ff, 0, "reserved bits clear");
+            match icr.xapic() {
+                Some((high, low)) => {
+                    proptest::prop_assert!(dest <= 0xff);
+                    proptest::prop_assert_eq!(high, dest << 24);
+                    proptest::prop_assert_eq!(low, x2 as u32);
+                }
+                None => proptest::prop_assert!(dest > 0xff),
+            }
+        }
     }
 
     #[test]

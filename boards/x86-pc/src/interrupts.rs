@@ -398,12 +398,13 @@ fn lapic() -> Lapic {
 /// Called by the interrupt stubs with the vector (32-255), interrupts masked.
 pub(crate) extern "C" fn irq_entry(raw_vector: u64) {
     let v = raw_vector as u8;
-    if v == vector::SPURIOUS {
+    let lapic = lapic();
+    let plan = apic::entry_plan(v, v != vector::SPURIOUS && apic::in_service(&lapic, v));
+    if !plan.dispatch {
         SPURIOUS.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let lapic = lapic();
-    if apic::in_service(&lapic, v) {
+    if plan.eoi {
         lapic.write(reg::EOI, 0);
     }
     if v == vector::TIMER && early_one_shot() {
