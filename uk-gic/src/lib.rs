@@ -6,8 +6,8 @@
 //! shared side, [`uk_hal::irq::IrqCpuInterface`] for the calling CPU's side) over register
 //! access traits ([`regs::Mmio`] for the memory-mapped frames, [`regs::CpuRegs`] for
 //! `MPIDR_EL1` and the GICv3 `ICC_*_EL1` system registers). On a board the frames are
-//! [`regs::MmioFrame`]s and the CPU registers [`regs::SystemRegisters`]; in host tests
-//! they are [`regs::fake`] register files that record every write, so each driver path is
+//! [`regs::MmioFrame`]s and the CPU registers `regs::SystemRegisters` (aarch64); in host tests
+//! they are `regs::fake` (feature `fake`) register files that record every write, so each driver path is
 //! tested without hardware.
 //!
 //! - [`Gicv2`]: distributor (`GICD`) and memory-mapped CPU interface (`GICC`). SGIs through
@@ -39,7 +39,7 @@
 //! - `ktest`: in-image test cases (an SGI to self arrives with its INTID; an interrupt
 //!   with no handler is logged and acknowledged) for a board that registers its
 //!   [`uk_hal::irq::Interrupts`] with the runtime.
-//! - `fake`: exports [`regs::fake`] to other crates' tests.
+//! - `fake`: exports `regs::fake` (feature `fake`) to other crates' tests.
 //!
 //! # Example
 //!
@@ -219,6 +219,17 @@ impl GicVersion {
             b"arm,gic-v3" => Some(Self::V3),
             _ => None,
         }
+    }
+}
+
+/// The INTID of a device-tree interrupt specifier of a GIC (`#interrupt-cells = 3`: type,
+/// number, flags): SPI `n` (type 0) is `32 + n`, PPI `n` (type 1) is `16 + n`. `None` for
+/// another type or a number out of range (SPIs 0–987, PPIs 0–15).
+pub fn dt_intid(kind: u32, number: u32) -> Option<IrqNumber> {
+    match kind {
+        0 if number < SPURIOUS_FIRST - 32 => Some(32 + number),
+        1 if number < 16 => Some(16 + number),
+        _ => None,
     }
 }
 

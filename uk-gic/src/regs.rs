@@ -1,5 +1,5 @@
 //! Register access: memory-mapped frames and the GICv3 CPU system registers, each behind a
-//! small trait so the drivers run on the host against [`fake`] register files.
+//! small trait so the drivers run on the host against `fake` register files.
 
 /// A memory-mapped register frame (GICD, GICC, one GICR), addressed by byte offset.
 pub trait Mmio: Sync {

@@ -330,6 +330,19 @@ fn v2_ipis_and_routing_use_interface_masks() {
     assert_eq!(gic.route(20, CpuSet(1)), Err(IrqError::NotConfigurable(20)));
     assert_eq!(gic.route(40, CpuSet(0b1000)), Err(IrqError::NoSuchCpu(3)));
     assert_eq!(gicd.writes().len(), 1);
+    // A GICv2 has 8 CPU interfaces: a ninth CPU cannot be targeted even if the table has it.
+    let nine: Vec<u64> = (0..9).collect();
+    let big = Gicv2::new(
+        FakeFrame::new(),
+        FakeFrame::new(),
+        FakeCpu::default(),
+        CpuTable::new(&nine).unwrap(),
+    );
+    assert_eq!(
+        big.send_ipi(1, IpiTarget::Cpus(CpuSet(1 << 8))),
+        Err(IrqError::NoSuchCpu(8))
+    );
+    assert!(big.distributor_frame().writes().is_empty());
 }
 
 #[test]
@@ -347,6 +360,13 @@ fn bad_numbers_touch_nothing() {
 
 #[test]
 fn device_tree_helpers() {
+    // The virtual timer of QEMU's /timer node: <1 11 4> is PPI 11, INTID 27; a PL011 SPI.
+    assert_eq!(dt_intid(1, 11), Some(27));
+    assert_eq!(dt_intid(0, 1), Some(33));
+    assert_eq!(dt_intid(0, 987), Some(1019));
+    assert_eq!(dt_intid(0, 988), None);
+    assert_eq!(dt_intid(1, 16), None);
+    assert_eq!(dt_intid(2, 0), None);
     assert_eq!(
         GicVersion::from_compatible(b"arm,cortex-a15-gic"),
         Some(GicVersion::V2)

@@ -80,7 +80,7 @@ impl<D: Mmio, C: Mmio, R: CpuRegs> Gicv2<D, C, R> {
     /// interface on with priority mask [`PRIORITY_MASK`].
     pub fn init_cpu(&self) {
         let d = &self.gicd;
-        let cpu = self.cpu_id() as usize;
+        let cpu = (self.cpu_id() as usize).min(MAX_CPUS - 1);
         d.write32(GICD_ICENABLER, 0xffff_0000);
         d.write32(GICD_ISENABLER, 0x0000_ffff);
         for irq in (0..32).step_by(4) {
@@ -118,11 +118,15 @@ impl<D: Mmio, C: Mmio, R: CpuRegs> Gicv2<D, C, R> {
         Ok(())
     }
 
-    fn interface_mask(&self, cpu: u32) -> u32 {
-        match self.interface[cpu as usize].load(Ordering::Relaxed) {
+    /// The CPU interface mask of logical CPU `cpu`; a GICv2 has at most 8 interfaces.
+    fn interface_mask(&self, cpu: u32) -> Result<u32, IrqError> {
+        if cpu >= self.cpus.count() || cpu >= 8 {
+            return Err(IrqError::NoSuchCpu(cpu));
+        }
+        Ok(match self.interface[cpu as usize].load(Ordering::Relaxed) {
             0 => 1 << cpu,
             mask => mask,
-        }
+        })
     }
 }
 
@@ -165,10 +169,7 @@ impl<D: Mmio, C: Mmio, R: CpuRegs> IrqDistributor for Gicv2<D, C, R> {
         }
         let mut mask = 0;
         for cpu in cpus.iter() {
-            if cpu >= self.cpus.count() {
-                return Err(IrqError::NoSuchCpu(cpu));
-            }
-            mask |= self.interface_mask(cpu);
+            mask |= self.interface_mask(cpu)?;
         }
         if mask == 0 {
             return Err(IrqError::NotConfigurable(irq));
@@ -209,10 +210,7 @@ impl<D: Mmio, C: Mmio, R: CpuRegs> IrqCpuInterface for Gicv2<D, C, R> {
             IpiTarget::Cpus(set) => {
                 let mut list = 0;
                 for cpu in set.iter() {
-                    if cpu >= self.cpus.count() {
-                        return Err(IrqError::NoSuchCpu(cpu));
-                    }
-                    list |= self.interface_mask(cpu);
+                    list |= self.interface_mask(cpu)?;
                 }
                 SgirFilter::List(list as u8)
             }

@@ -180,7 +180,9 @@ impl PagePool {
 /// See the [module documentation](self); [`crate::allocator`] returns the image's one.
 ///
 /// Every method takes the heap's spin lock for its duration: none may be called from an
-/// interrupt handler that could interrupt a holder of the lock.
+/// interrupt handler that could interrupt a holder of the lock. The `GlobalAlloc` methods
+/// hold it with interrupts masked (once the board has [`uk_hal::Platform::interrupts`]), so a
+/// preempting timer interrupt never strands the lock.
 pub struct ImageAllocator {
     heap: Locked<HeapBackend>,
     #[cfg(feature = "pages-buddy")]
@@ -340,27 +342,42 @@ impl ImageAllocator {
     }
 }
 
+/// Runs `f` with interrupts masked on this CPU (through the board's
+/// [`uk_hal::irq::Interrupts`], once it has them): the heap lock is a spin lock, and a timer
+/// interrupt that preempted its holder could otherwise hand the CPU to a thread that spins
+/// on it forever.
+#[inline]
+fn irqs_masked<R>(f: impl FnOnce() -> R) -> R {
+    let irqs = crate::try_platform().and_then(|p| p.interrupts());
+    let state = irqs.map(|i| i.mask());
+    let result = f();
+    if let (Some(irqs), Some(state)) = (irqs, state) {
+        irqs.restore(state);
+    }
+    result
+}
+
 // SAFETY: every method forwards to `Locked`, whose `GlobalAlloc` implementation upholds the
 // contract (blocks of the requested size and alignment, disjoint, valid until freed).
 unsafe impl GlobalAlloc for ImageAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
-        unsafe { self.heap().alloc(layout) }
+        irqs_masked(|| unsafe { self.heap().alloc(layout) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded contract.
-        unsafe { self.heap().dealloc(ptr, layout) }
+        irqs_masked(|| unsafe { self.heap().dealloc(ptr, layout) })
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
-        unsafe { self.heap().alloc_zeroed(layout) }
+        irqs_masked(|| unsafe { self.heap().alloc_zeroed(layout) })
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
-        unsafe { self.heap().realloc(ptr, layout, new_size) }
+        irqs_masked(|| unsafe { self.heap().realloc(ptr, layout, new_size) })
     }
 }
 

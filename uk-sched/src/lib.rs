@@ -31,6 +31,21 @@
 //! from [`set_irq_ops`] (a board installs it); scheduler state is only touched with
 //! interrupts masked.
 //!
+//! # Interrupts, timers and several CPUs
+//!
+//! [`irq`] wires a scheduler to a board's [`uk_hal::irq::Interrupts`], board-independently
+//! (the GIC with the arm generic timer, the local APIC with its timer):
+//! [`RoundRobin::with_interrupts`] makes the scheduler program the calling CPU's one-shot
+//! timer at every decision — the nearest sleeper's deadline, plus the end of a time slice
+//! only while it is preemptive and another thread waits — so an idle CPU takes no ticks, and
+//! a CPU-bound thread is preempted from the timer interrupt ([`Scheduler::tick`] runs inside
+//! the handler, on the interrupted thread's stack). [`irq::TimerIdle`] idles in
+//! [`uk_hal::irq::Interrupts::wait_for_interrupt`] with the timer armed at the nearest
+//! deadline. The running thread is tracked per CPU (up to [`MAX_CPUS`], numbered by the
+//! interrupt controller once [`irq::install`] ran); each CPU runs a scheduler instance of
+//! its own, built and run on that CPU. A thread's scheduler state is only touched by its
+//! CPU: waking a thread of another CPU's scheduler is not supported yet.
+//!
 //! # Unikraft 0.11 defects this crate does not have
 //!
 //! Each has a host test: removing a sleeping thread leaves nothing in the sleep queue
@@ -43,7 +58,10 @@
 //!
 //! - `std`: the "current thread" slot becomes thread-local, so independent schedulers can
 //!   run in several OS threads of a hosted process (tests and benchmarks do this).
-//! - `ktest`: registers in-image test cases with `uk-test`.
+//! - `ktest`: registers in-image test cases with `uk-test` (on aarch64 also: a sleeper woken
+//!   by the timer interrupt within a tick, a CPU-bound thread preempted).
+//! - `ktest-smp`: the in-image cases that need a second CPU (QEMU `-smp 2`): CPU 1 runs a
+//!   scheduler of its own; an SGI/IPI goes CPU 0 → 1 → 0. They fail, saying so, on one CPU.
 //!
 //! # Example: green threads in a Linux process
 //!

@@ -1034,3 +1034,208 @@ mod model_check {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Timer programming through `uk_hal::irq::Interrupts` (tickless idle, slice only when
+// contended).
+
+mod timer_wiring {
+    use std::sync::Mutex;
+
+    use uk_hal::irq::{
+        CpuSet, CpuStartError, Interrupts, IpiTarget, IrqCpuInterface, IrqDistributor, IrqError,
+        IrqHandler, IrqNumber, LocalTimer, Trigger,
+    };
+
+    use super::*;
+
+    /// What the fake timer is armed at (`None`: disarmed), and the handler registered.
+    struct FakeIrqs {
+        armed: Mutex<Option<u64>>,
+        handler: Mutex<Option<(IrqNumber, IrqHandler)>>,
+    }
+
+    static FAKE: FakeIrqs = FakeIrqs {
+        armed: Mutex::new(None),
+        handler: Mutex::new(None),
+    };
+    /// The tests here share `FAKE` (and the process-wide install): one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    impl IrqDistributor for FakeIrqs {
+        fn enable(&self, _: IrqNumber) -> Result<(), IrqError> {
+            Ok(())
+        }
+        fn disable(&self, _: IrqNumber) -> Result<(), IrqError> {
+            Ok(())
+        }
+        fn set_priority(&self, _: IrqNumber, _: u8) -> Result<(), IrqError> {
+            Ok(())
+        }
+        fn set_trigger(&self, _: IrqNumber, _: Trigger) -> Result<(), IrqError> {
+            Ok(())
+        }
+        fn route(&self, _: IrqNumber, _: CpuSet) -> Result<(), IrqError> {
+            Ok(())
+        }
+        fn line_count(&self) -> u32 {
+            64
+        }
+    }
+
+    impl IrqCpuInterface for FakeIrqs {
+        fn acknowledge(&self) -> Option<IrqNumber> {
+            None
+        }
+        fn end_of_interrupt(&self, _: IrqNumber) {}
+        fn send_ipi(&self, _: IrqNumber, _: IpiTarget) -> Result<(), IrqError> {
+            Ok(())
+        }
+        fn cpu_id(&self) -> u32 {
+            0
+        }
+    }
+
+    impl LocalTimer for FakeIrqs {
+        fn irq(&self) -> IrqNumber {
+            27
+        }
+        fn arm_at(&self, deadline_ns: u64) {
+            *self.armed.lock().unwrap() = Some(deadline_ns);
+        }
+        fn disarm(&self) {
+            *self.armed.lock().unwrap() = None;
+        }
+    }
+
+    impl Interrupts for FakeIrqs {
+        fn distributor(&self) -> &dyn IrqDistributor {
+            self
+        }
+        fn cpu_interface(&self) -> &dyn IrqCpuInterface {
+            self
+        }
+        fn timer(&self) -> &dyn LocalTimer {
+            self
+        }
+        fn register_handler(&self, irq: IrqNumber, handler: IrqHandler) -> Result<(), IrqError> {
+            *self.handler.lock().unwrap() = Some((irq, handler));
+            Ok(())
+        }
+        fn free_ipi(&self) -> IrqNumber {
+            1
+        }
+        fn enable_on_this_cpu(&self) {}
+        fn cpu_count(&self) -> u32 {
+            1
+        }
+        fn start_cpu(&self, cpu: u32, _: fn(u32) -> !) -> Result<(), CpuStartError> {
+            Err(CpuStartError::NoSuchCpu(cpu))
+        }
+        fn mask(&self) -> usize {
+            0
+        }
+        fn restore(&self, _: usize) {}
+        fn wait_for_interrupt(&self) {}
+    }
+
+    fn armed() -> Option<u64> {
+        *FAKE.armed.lock().unwrap()
+    }
+
+    const TICK: u64 = 1_000;
+
+    #[test]
+    fn preemptive_arms_a_slice_only_while_contended_and_sleeps_tickless() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (clock, idle) = {
+            let (_s, clock, idle) = fake();
+            (clock, idle)
+        };
+        let s = RoundRobin::preemptive(Native::detect(), clock.clone(), idle.clone(), 1)
+            .with_interrupts(&FAKE, TICK)
+            .unwrap();
+        assert_eq!(FAKE.handler.lock().unwrap().map(|h| h.0), Some(27));
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let (c, log) = (clock.clone(), seen.clone());
+        s.spawn("a", move || {
+            // "b" is queued: the slice timer runs.
+            log.borrow_mut()
+                .push(("a contended", armed(), c.monotonic_ns()));
+            yield_now();
+            // "b" has exited: alone, no tick.
+            log.borrow_mut()
+                .push(("a alone", armed(), c.monotonic_ns()));
+            let deadline = c.monotonic_ns() + 5_000;
+            sleep_until(deadline);
+            log.borrow_mut().push(("a woke", armed(), deadline));
+        })
+        .unwrap();
+        let log = seen.clone();
+        s.spawn("b", move || {
+            log.borrow_mut().push(("b contended", armed(), 0))
+        })
+        .unwrap();
+        s.run();
+        let seen = seen.borrow();
+        assert_eq!(seen[0].0, "a contended");
+        assert_eq!(seen[0].1, Some(seen[0].2 + TICK));
+        // When "b" ran, "a" was queued behind it.
+        assert_eq!(seen[1].0, "b contended");
+        assert!(seen[1].1.is_some());
+        assert_eq!(seen[2], ("a alone", None, seen[2].2));
+        // Woken at its deadline with nothing else to wait for: disarmed again.
+        assert_eq!(seen[3].1, None);
+        assert!(clock.monotonic_ns() >= seen[3].2);
+        // One idle period for the one sleep: no periodic ticks while idle.
+        assert_eq!(idle.calls.get(), 1);
+        assert_eq!(armed(), None);
+    }
+
+    #[test]
+    fn cooperative_never_arms_a_slice() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (_s, clock, idle) = fake();
+        let s = RoundRobin::cooperative(Native::detect(), clock, idle)
+            .with_interrupts(&FAKE, TICK)
+            .unwrap();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        for _ in 0..3 {
+            let log = seen.clone();
+            s.spawn("t", move || {
+                log.borrow_mut().push(armed());
+                yield_now();
+                log.borrow_mut().push(armed());
+            })
+            .unwrap();
+        }
+        s.run();
+        assert_eq!(*seen.borrow(), vec![None; 6]);
+    }
+
+    #[test]
+    fn timer_interrupt_ticks_the_running_scheduler_and_preempts() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (_s, clock, idle) = fake();
+        let s = RoundRobin::preemptive(Native::detect(), clock, idle, 1)
+            .with_interrupts(&FAKE, TICK)
+            .unwrap();
+        let order = Rc::new(RefCell::new(String::new()));
+        let o = order.clone();
+        s.spawn("spinner", move || {
+            o.borrow_mut().push('s');
+            // A timer interrupt arrives while this thread runs: the handler preempts it.
+            let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
+            handler(irq);
+            o.borrow_mut().push('S');
+        })
+        .unwrap();
+        let o = order.clone();
+        s.spawn("other", move || o.borrow_mut().push('o')).unwrap();
+        let before = crate::irq::timer_interrupts();
+        s.run();
+        assert_eq!(*order.borrow(), "soS");
+        assert_eq!(s.stats().preemptions, 1);
+        assert_eq!(crate::irq::timer_interrupts(), before + 1);
+    }
+}

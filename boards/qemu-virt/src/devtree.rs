@@ -15,6 +15,9 @@
 //! - the board's name from the root `model`/`compatible`;
 //! - the interrupt controller: the first enabled node whose `compatible` names a GICv2 or
 //!   GICv3 ([`uk_gic::GicVersion::from_compatible`]) and its first two `reg` entries;
+//! - the virtual timer's interrupt: the third specifier of `/timer` `interrupts` (secure
+//!   physical, non-secure physical, virtual, hypervisor), translated with
+//!   [`uk_gic::dt_intid`];
 //! - the CPUs: the `reg` (MPIDR affinity) of every `/cpus` child with
 //!   `device_type = "cpu"`, in tree order (logical CPU `i` is the `i`-th; QEMU lists the
 //!   boot CPU first).
@@ -135,6 +138,8 @@ pub struct BootInfo {
     pub blob: Range,
     /// The interrupt controller, if the tree has one this board drives.
     pub gic: Option<GicLayout>,
+    /// The virtual timer's INTID, from `/timer` (PPI 11, INTID 27, on `virt`).
+    pub virtual_timer: Option<u32>,
     cpus: [u64; MAX_CPUS],
     cpu_count: usize,
 }
@@ -359,6 +364,7 @@ struct Node<'a> {
     cpu: bool,
     reg: &'a [u8],
     method: Option<&'a str>,
+    interrupts: &'a [u8],
 }
 
 /// A node on the path from the root to the current node.
@@ -385,6 +391,7 @@ struct Walk<'a> {
     compatible: Option<&'a str>,
     psci: Option<Conduit>,
     gic: Option<GicLayout>,
+    virtual_timer: Option<u32>,
     cpus: [u64; MAX_CPUS],
     cpu_count: usize,
     uarts: [(FixedStr<PATH_LEN>, u64); MAX_UARTS],
@@ -423,6 +430,7 @@ impl<'a> Walk<'a> {
                     cpu: false,
                     reg: &[],
                     method: None,
+                    interrupts: &[],
                 });
             }
             Token::Property(name, value) => self.property(name, value),
@@ -451,6 +459,7 @@ impl<'a> Walk<'a> {
                 node.gic = strings(value).find_map(GicVersion::from_compatible);
             }
             b"reg" => node.reg = value,
+            b"interrupts" => node.interrupts = value,
             b"method" => node.method = Some(text(value)),
             b"#address-cells" => self.stack[depth].cells.address = cell_count(value),
             b"#size-cells" => self.stack[depth].cells.size = cell_count(value),
@@ -486,6 +495,13 @@ impl<'a> Walk<'a> {
                     self.ram_len += 1;
                 }
             }
+        } else if node.depth == 2 && node.base == b"timer" {
+            // Three cells per specifier; the virtual timer is the third.
+            let cell = |i: usize| be32(node.interrupts, 4 * i);
+            self.virtual_timer = match (cell(6), cell(7)) {
+                (Some(kind), Some(number)) => uk_gic::dt_intid(kind, number),
+                _ => None,
+            };
         } else if node.depth == 2 && node.base == b"psci" {
             self.psci = match node.method {
                 Some("hvc") => Some(Conduit::Hvc),
@@ -567,6 +583,7 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         compatible: None,
         psci: None,
         gic: None,
+        virtual_timer: None,
         cpus: [0; MAX_CPUS],
         cpu_count: 0,
         uarts: [const { (FixedStr::new(), 0) }; MAX_UARTS],
@@ -602,6 +619,7 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         board,
         blob: blob_range,
         gic: walk.gic,
+        virtual_timer: walk.virtual_timer,
         cpus: walk.cpus,
         cpu_count: walk.cpu_count,
     })
@@ -685,6 +703,7 @@ mod tests {
             })
         );
         assert_eq!(v3.cpus(), &[0, 1]);
+        assert_eq!(v3.virtual_timer, Some(27));
         let v2 = parse(QEMU_GICV2_SMP2, 0x4000_0000, &[IMAGE]).unwrap();
         assert_eq!(
             v2.gic,
@@ -701,6 +720,7 @@ mod tests {
         // No GIC, no CPUs: the boot CPU is still there.
         let minimal = parse(MINIMAL, 0x4000_0000, &[IMAGE]).unwrap();
         assert_eq!(minimal.gic, None);
+        assert_eq!(minimal.virtual_timer, None);
         assert_eq!(minimal.cpus(), &[0]);
     }
 

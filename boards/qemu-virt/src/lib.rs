@@ -66,6 +66,29 @@
 //! minus the image (stacks and tables included), the device tree blob, `/memreserve/` entries
 //! and `/reserved-memory` children, in whole pages ([`memmap`]).
 //!
+//! # Interrupts and the second CPU
+//!
+//! When the device tree names a GICv2 (`arm,cortex-a15-gic`, QEMU's default) or a GICv3
+//! (`gic-version=3`), boot brings it up with `uk-gic` (distributor, this CPU's interface or
+//! redistributor, the virtual timer's PPI 27 level-triggered and enabled) and
+//! [`uk_hal::Platform::interrupts`] returns the board's [`uk_hal::irq::Interrupts`]:
+//!
+//! - IRQ entry: the vectors save the caller-saved state (FP/SIMD included) on the
+//!   interrupted stack and the handler acknowledges, ends, then dispatches through a
+//!   lock-free [`uk_hal::irq::HandlerTable`] until the CPU interface reports spurious (1023,
+//!   never ended). Ending before dispatching lets a handler switch threads (preemption). An
+//!   interrupt without a handler is counted (`unhandled_count`), logged once per line,
+//!   ended, and (a PPI or SPI) disabled until a handler is registered; the timer is disarmed.
+//! - `GenericTimer`: the virtual timer (`CNTV_CVAL_EL0`/`CNTV_CTL_EL0`) as the
+//!   [`uk_hal::irq::LocalTimer`], one-shot at a deadline on the clock's scale.
+//! - `start_cpu`: PSCI `CPU_ON` (`/psci` conduit) with the MPIDR from `/cpus`; the new CPU
+//!   gets a 64 KiB stack and a 16 KiB exception stack from the heap, drops from EL2 if
+//!   needed, turns on the MMU with the boot CPU's tables and `MAIR`/`TCR`/`SCTLR`, inits its
+//!   GIC interface (on v3: finds and wakes its redistributor) and the timer PPI, and calls
+//!   the entry with interrupts masked.
+//! - `mask`/`restore`/`wait_for_interrupt`: `DAIF.I`; `wfi`, then a one-instruction unmask
+//!   window.
+//!
 //! # Modules
 //!
 //! The pure logic is host-tested; only `arch` is compiled for the bare-metal target alone.
@@ -85,7 +108,8 @@
 //! - `arch` (bare metal only): `asm` (all assembly: entry, vectors, semihosting, PSCI calls,
 //!   TLB and cache maintenance), `mmu` (tables in place, system registers through
 //!   `aarch64-cpu`), `uart` (a lock-free, transmit-only PL011 driver; why not a crate: see
-//!   there), `ktest` (in-image tests), and the `QemuVirt` platform with boot and the
+//!   there), `irq` (the GIC, IRQ entry, generic timer, secondary CPUs), `ktest`
+//!   (in-image tests), and the `QemuVirt` platform with boot and the
 //!   exception handler.
 //!
 //! # Features
@@ -94,7 +118,8 @@
 //!   EL1; MMU, caches and WXN are on with the expected `TCR_EL1`; the clock is monotonic and
 //!   advances at `CNTFRQ_EL0` (measured against the PL031 RTC within 10 %); the memory map is
 //!   sane and every region is mapped writable (`AT S1E1W`); the command line is `bootargs`;
-//!   the machine is described; the reader agrees with the `fdt` crate; and three cases that
+//!   the machine is described; the reader agrees with the `fdt` crate; an SGI nobody
+//!   handles is counted and ended each time; and three cases that
 //!   must fail: `brk #0`, a read of a stack guard page, a write to code.
 //!
 //! # Boot time under TCG

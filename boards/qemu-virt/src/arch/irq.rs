@@ -29,8 +29,16 @@ use crate::clock;
 /// The GIC as the board drives it.
 type BoardGic = Gic<MmioFrame, MmioFrame, MmioFrame, SystemRegisters>;
 
-/// The virtual timer's PPI (device tree `/timer`, third entry: PPI 11).
-pub const TIMER_PPI: IrqNumber = 27;
+/// The virtual timer's PPI when the device tree does not say (`/timer`, third entry:
+/// PPI 11).
+pub const DEFAULT_TIMER_PPI: IrqNumber = 27;
+
+/// The virtual timer's INTID in use (from the device tree).
+static TIMER_PPI: AtomicU32 = AtomicU32::new(DEFAULT_TIMER_PPI);
+
+fn timer_ppi() -> IrqNumber {
+    TIMER_PPI.load(Ordering::Relaxed)
+}
 /// The SGI offered to applications ([`Interrupts::free_ipi`]).
 pub const FREE_IPI: IrqNumber = 1;
 /// PSCI `CPU_ON` (SMC64).
@@ -71,12 +79,17 @@ pub struct BoardInterrupts {
 /// `time_zero` and `frequency` define the clock the timer's deadlines are on.
 pub(super) fn init(
     layout: GicLayout,
+    timer: Option<IrqNumber>,
     mpidrs: &[u64],
     psci: Option<Psci>,
     time_zero: u64,
     frequency: u32,
 ) -> Result<(), uk_gic::GicError> {
     let cpus = CpuTable::new(mpidrs)?;
+    // Only a PPI can be a per-CPU timer.
+    if let Some(ppi) = timer.filter(|irq| (16..32).contains(irq)) {
+        TIMER_PPI.store(ppi, Ordering::Relaxed);
+    }
     let (d_base, d_size) = layout.distributor;
     let (c_base, c_size) = layout.cpu_side;
     // SAFETY: the device tree names these frames for the GIC, and the identity map covers
@@ -109,11 +122,11 @@ pub(super) fn init(
 fn init_this_cpu(gic: &BoardGic) -> Result<(), uk_gic::GicError> {
     gic.init_cpu()?;
     GenericTimer.disarm();
-    // The errors are impossible here: PPI 27 exists on every GIC and this CPU's interface
+    // The errors are impossible here: its PPI exists on every GIC and this CPU's interface
     // (redistributor) was just found.
-    let _ = gic.set_trigger(TIMER_PPI, Trigger::Level);
-    let _ = gic.set_priority(TIMER_PPI, uk_gic::DEFAULT_PRIORITY);
-    let _ = gic.enable(TIMER_PPI);
+    let _ = gic.set_trigger(timer_ppi(), Trigger::Level);
+    let _ = gic.set_priority(timer_ppi(), uk_gic::DEFAULT_PRIORITY);
+    let _ = gic.enable(timer_ppi());
     Ok(())
 }
 
@@ -146,7 +159,7 @@ pub(super) extern "C" fn irq_entry() {
 #[cold]
 fn unhandled(irq: IrqNumber) {
     UNHANDLED.fetch_add(1, Ordering::Relaxed);
-    if irq == TIMER_PPI {
+    if irq == timer_ppi() {
         GenericTimer.disarm();
     } else if irq >= 16
         && let Some(gic) = GIC.get()
@@ -162,12 +175,12 @@ fn unhandled(irq: IrqNumber) {
     }
 }
 
-/// The virtual generic timer of the calling CPU (`CNTV_*_EL0`, PPI 27).
+/// The virtual generic timer of the calling CPU (`CNTV_*_EL0`, its PPI).
 pub struct GenericTimer;
 
 impl LocalTimer for GenericTimer {
     fn irq(&self) -> IrqNumber {
-        TIMER_PPI
+        timer_ppi()
     }
 
     fn arm_at(&self, deadline_ns: u64) {

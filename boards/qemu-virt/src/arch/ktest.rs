@@ -213,3 +213,26 @@ ktest! {
         expect_eq!(info.console, stdout);
     }
 }
+
+ktest! {
+    /// An SGI nobody handles is counted, acknowledged and ended each time (logged once per
+    /// line): two of them to self raise the board's count by two, and the run goes on.
+    fn unhandled_interrupts_are_counted_and_ended() {
+        use uk_hal::irq::IpiTarget;
+        let irqs = PLATFORM.interrupts().expect("the GIC is up");
+        let before = super::irq::unhandled_count();
+        for _ in 0..2 {
+            let seen = super::irq::unhandled_count();
+            let state = irqs.mask();
+            irqs.cpu_interface().send_ipi(14, IpiTarget::SelfOnly).expect("SGI 14");
+            irqs.enable_on_this_cpu();
+            let end = PLATFORM.monotonic_ns() + 100_000_000;
+            while super::irq::unhandled_count() == seen && PLATFORM.monotonic_ns() < end {
+                core::hint::spin_loop();
+            }
+            irqs.mask();
+            irqs.restore(state);
+        }
+        expect_eq!(super::irq::unhandled_count(), before + 2);
+    }
+}

@@ -258,11 +258,12 @@ extern "C" fn boot(loader_x0: u64, time_zero: u64, entry_el: u64) -> ! {
         None => 0,
     };
     board.psci.store(psci, Ordering::Relaxed);
-    let gic = tree.gic;
+    let (gic, timer) = (tree.gic, tree.virtual_timer);
     board.set_boot_info(tree, entry_el as u8);
     if let (Some(layout), Some(info)) = (gic, board.boot_info()) {
         if let Err(e) = irq::init(
             layout,
+            timer,
             info.cpus(),
             board.psci(),
             time_zero,

@@ -1,0 +1,167 @@
+//! A second CPU and inter-processor interrupts, board-independent: everything goes through
+//! the board's [`uk_hal::irq::Interrupts`] (`Platform::interrupts`), so the same code runs
+//! on qemu-virt (GIC SGIs, PSCI `CPU_ON`) and x86-pc (local APIC IPIs, INIT/SIPI).
+//!
+//! CPU 0 starts CPU 1, then sends the application's free SGI/IPI to CPU 1 `ROUNDS` times;
+//! CPU 1's handler notes the counter and answers CPU 0 with the same interrupt; CPU 0's
+//! handler notes the counter again. Printed: the latency from the send to CPU 1's handler,
+//! the round trip back to CPU 0, and an interrupt to self, each as minimum and median in
+//! cycles of the board's counter (`Clock::cycles`: `CNTVCT_EL0`, the TSC).
+//!
+//! ```text
+//! cargo uk run --example smp --board qemu-virt --smp 2
+//! cargo uk run --example smp --smp 2                    # x86-pc
+//! ```
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use uk_hal::Platform;
+use uk_hal::irq::{CpuSet, Interrupts, IpiTarget, IrqNumber};
+
+uk_app::main!(main);
+
+/// Interrupts timed per measurement.
+const ROUNDS: usize = 64;
+/// How long to wait for one interrupt before giving up, in ns.
+const PATIENCE_NS: u64 = 1_000_000_000;
+
+/// Counter value when CPU 1's handler ran.
+static AT_CPU1: AtomicU64 = AtomicU64::new(0);
+/// Counter value when CPU 0's handler ran.
+static AT_CPU0: AtomicU64 = AtomicU64::new(0);
+/// Interrupts CPU 0's handler has seen.
+static BACK: AtomicU32 = AtomicU32::new(0);
+/// Whether CPU 1 answers (false while CPU 0 measures interrupts to itself).
+static ANSWER: AtomicBool = AtomicBool::new(true);
+static CPU1_UP: AtomicBool = AtomicBool::new(false);
+
+fn interrupts() -> &'static dyn Interrupts {
+    uk_app::platform()
+        .interrupts()
+        .expect("checked by main before any interrupt")
+}
+
+/// The one handler, on both CPUs.
+fn on_ipi(irq: IrqNumber) {
+    let now = uk_app::platform().cycles();
+    let irqs = interrupts();
+    if irqs.cpu_interface().cpu_id() == 0 {
+        AT_CPU0.store(now, Ordering::SeqCst);
+        BACK.fetch_add(1, Ordering::SeqCst);
+    } else {
+        AT_CPU1.store(now, Ordering::SeqCst);
+        if ANSWER.load(Ordering::SeqCst) {
+            let _ = irqs
+                .cpu_interface()
+                .send_ipi(irq, IpiTarget::Cpus(CpuSet::single(0)));
+        }
+    }
+}
+
+/// CPU 1: interrupts on, then sleep between them.
+fn cpu1_main(_cpu: u32) -> ! {
+    let irqs = interrupts();
+    irqs.mask();
+    CPU1_UP.store(true, Ordering::SeqCst);
+    loop {
+        irqs.wait_for_interrupt();
+    }
+}
+
+/// Waits until `done` or the patience runs out; `false` on time-out.
+fn wait(platform: &dyn Platform, done: impl Fn() -> bool) -> bool {
+    let end = platform.monotonic_ns() + PATIENCE_NS;
+    while !done() {
+        if platform.monotonic_ns() > end {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Minimum and median of `samples` (sorted in place).
+fn min_median(samples: &mut [u64]) -> (u64, u64) {
+    samples.sort_unstable();
+    (samples[0], samples[samples.len() / 2])
+}
+
+fn main(_args: &uk_app::Args) -> i32 {
+    let platform = uk_app::platform();
+    let Some(irqs) = platform.interrupts() else {
+        uk_app::println!("smp: this board has no interrupt controller");
+        return 1;
+    };
+    let cpus = irqs.cpu_count();
+    if cpus < 2 {
+        uk_app::println!("smp: {cpus} CPU: run with -smp 2 (cargo uk run --smp 2)");
+        return 1;
+    }
+    let ipi = irqs.free_ipi();
+    if let Err(e) = irqs.register_handler(ipi, on_ipi) {
+        uk_app::println!("smp: cannot take interrupt {ipi}: {e}");
+        return 1;
+    }
+    if let Err(e) = irqs.start_cpu(1, cpu1_main) {
+        uk_app::println!("smp: CPU 1 did not start: {e:?}");
+        return 1;
+    }
+    if !wait(platform, || CPU1_UP.load(Ordering::SeqCst)) {
+        uk_app::println!("smp: CPU 1 started but never reported");
+        return 1;
+    }
+    uk_app::println!("smp: {cpus} CPUs, CPU 1 started");
+    irqs.enable_on_this_cpu();
+
+    let mut there = [0u64; ROUNDS];
+    let mut round_trip = [0u64; ROUNDS];
+    for i in 0..ROUNDS {
+        let before = BACK.load(Ordering::SeqCst);
+        let sent = platform.cycles();
+        if irqs
+            .cpu_interface()
+            .send_ipi(ipi, IpiTarget::Cpus(CpuSet::single(1)))
+            .is_err()
+            || !wait(platform, || BACK.load(Ordering::SeqCst) != before)
+        {
+            uk_app::println!("smp: interrupt {i} to CPU 1 was not answered");
+            return 1;
+        }
+        there[i] = AT_CPU1.load(Ordering::SeqCst).saturating_sub(sent);
+        round_trip[i] = AT_CPU0.load(Ordering::SeqCst).saturating_sub(sent);
+    }
+    ANSWER.store(false, Ordering::SeqCst);
+    let mut to_self = [0u64; ROUNDS];
+    for sample in &mut to_self {
+        let before = BACK.load(Ordering::SeqCst);
+        let sent = platform.cycles();
+        if irqs
+            .cpu_interface()
+            .send_ipi(ipi, IpiTarget::SelfOnly)
+            .is_err()
+            || !wait(platform, || BACK.load(Ordering::SeqCst) != before)
+        {
+            uk_app::println!("smp: interrupt to self never arrived");
+            return 1;
+        }
+        *sample = AT_CPU0.load(Ordering::SeqCst).saturating_sub(sent);
+    }
+    irqs.mask();
+
+    let hz = platform.cycles_per_second();
+    for (what, samples) in [
+        ("CPU 0 -> CPU 1", &mut there),
+        ("CPU 0 -> CPU 1 -> CPU 0", &mut round_trip),
+        ("CPU 0 -> itself", &mut to_self),
+    ] {
+        let (min, median) = min_median(samples);
+        uk_app::println!(
+            "smp: IPI {what}: min {min} median {median} cycles over {ROUNDS} interrupts ({} ns median at {hz} Hz)",
+            median.saturating_mul(1_000_000_000) / hz.max(1)
+        );
+    }
+    uk_app::println!("smp: done");
+    0
+}
