@@ -263,27 +263,33 @@ pub fn highest_in_service(regs: &dyn ApicRegs) -> Option<u8> {
 /// What the interrupt entry does with a vector it took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryPlan {
-    /// Write EOI (before the handler, so a handler that switches threads does not keep
-    /// the vector's priority class blocked).
-    pub eoi: bool,
+    /// Write EOI before the handler, so a handler that switches threads does not keep the
+    /// vector's priority class blocked (edge: IPIs, the timer, edge lines).
+    pub eoi_before: bool,
+    /// Write EOI after the handler (level-triggered IOAPIC lines: an EOI before the handler
+    /// silenced the device would make the IOAPIC send the still-asserted line again).
+    pub eoi_after: bool,
     /// Run the vector's handler (or log that it has none).
     pub dispatch: bool,
 }
 
-/// The entry's plan for vector `v` whose in-service bit is `in_service`: the spurious
-/// vector gets neither EOI nor dispatch (the APIC sets no in-service bit for it); a vector
-/// without an in-service bit (a stray 8259 interrupt) is dispatched (logged) without EOI,
-/// which would otherwise end some other, genuinely in-service, interrupt; any other vector
-/// gets its EOI, then its handler.
-pub const fn entry_plan(v: u8, in_service: bool) -> EntryPlan {
+/// The entry's plan for vector `v` whose in-service bit is `in_service`, `level` if it is a
+/// level-triggered line: the spurious vector gets neither EOI nor dispatch (the APIC sets
+/// no in-service bit for it); a vector without an in-service bit (a stray 8259 interrupt)
+/// is dispatched (logged) without EOI, which would otherwise end some other, genuinely
+/// in-service, interrupt; any other vector gets one EOI, before its handler or (level)
+/// after it.
+pub const fn entry_plan(v: u8, in_service: bool, level: bool) -> EntryPlan {
     if v == vector::SPURIOUS {
         return EntryPlan {
-            eoi: false,
+            eoi_before: false,
+            eoi_after: false,
             dispatch: false,
         };
     }
     EntryPlan {
-        eoi: in_service,
+        eoi_before: in_service && !level,
+        eoi_after: in_service && level,
         dispatch: true,
     }
 }
@@ -474,20 +480,29 @@ mod tests {
     #[test]
     fn entry_plans() {
         let none = EntryPlan {
-            eoi: false,
+            eoi_before: false,
+            eoi_after: false,
             dispatch: false,
         };
         assert_eq!(
-            entry_plan(vector::SPURIOUS, false),
+            entry_plan(vector::SPURIOUS, false, false),
             none,
             "spurious: no EOI"
         );
-        assert_eq!(entry_plan(vector::SPURIOUS, true), none);
-        let ipi = entry_plan(vector::FREE_IPI, true);
-        assert!(ipi.eoi && ipi.dispatch);
-        let stray = entry_plan(vector::PIC_BASE + 7, false);
-        assert!(!stray.eoi && stray.dispatch, "stray 8259 IRQ 7: no EOI");
-        assert_eq!(entry_plan(vector::TIMER, true), ipi);
+        assert_eq!(entry_plan(vector::SPURIOUS, true, true), none);
+        let ipi = entry_plan(vector::FREE_IPI, true, false);
+        assert!(ipi.eoi_before && !ipi.eoi_after && ipi.dispatch);
+        let stray = entry_plan(vector::PIC_BASE + 7, false, false);
+        assert!(
+            !stray.eoi_before && !stray.eoi_after && stray.dispatch,
+            "stray 8259: no EOI"
+        );
+        assert_eq!(entry_plan(vector::TIMER, true, false), ipi);
+        let level = entry_plan(vector::GSI_BASE + 11, true, true);
+        assert!(
+            !level.eoi_before && level.eoi_after && level.dispatch,
+            "level: EOI after"
+        );
     }
 
     proptest::proptest! {

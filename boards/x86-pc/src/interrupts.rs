@@ -16,8 +16,9 @@
 //! without EOI; any other vector gets its EOI first when its in-service bit is set (a stray
 //! 8259 interrupt has none), then its handler from the [`HandlerTable`] runs. EOI before
 //! the handler lets a handler switch threads (preemption from the timer) without leaving the
-//! vector's priority class blocked. A vector without a handler is logged once and counted,
-//! never fatal.
+//! vector's priority class blocked. Level-triggered lines are ended after their handler
+//! instead (see [`apic::entry_plan`]). A vector without a handler is logged once and
+//! counted, never fatal; a level line without one is masked.
 
 extern crate alloc;
 
@@ -147,6 +148,23 @@ static HANDLERS: HandlerTable<256> = HandlerTable::new();
 static LOGGED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 static UNHANDLED: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 static SPURIOUS: AtomicUsize = AtomicUsize::new(0);
+/// Level-triggered vectors (one bit each): ended after their handler, not before.
+static LEVEL: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+fn set_level_vector(v: u32, level: bool) {
+    let bit = 1u64 << (v % 64);
+    let word = &LEVEL[(v / 64) as usize % 4];
+    if level {
+        word.fetch_or(bit, Ordering::Relaxed);
+    } else {
+        word.fetch_and(!bit, Ordering::Relaxed);
+    }
+}
+
+fn is_level_vector(v: u8) -> bool {
+    LEVEL[usize::from(v / 64)].load(Ordering::Relaxed) & (1 << (v % 64)) != 0
+}
+
 /// One-shot timer interrupts that came before their deadline and were re-armed.
 static EARLY: AtomicUsize = AtomicUsize::new(0);
 /// Serialises IOAPIC index/window pairs and read-modify-writes.
@@ -327,6 +345,7 @@ fn set_up() -> Option<State> {
         {
             io.set_active_low(pin, ov.active_low());
             io.set_level(pin, ov.level());
+            set_level_vector(u32::from(vector::GSI_BASE) + ov.gsi, ov.level());
         }
     }
 
@@ -399,12 +418,17 @@ fn lapic() -> Lapic {
 pub(crate) extern "C" fn irq_entry(raw_vector: u64) {
     let v = raw_vector as u8;
     let lapic = lapic();
-    let plan = apic::entry_plan(v, v != vector::SPURIOUS && apic::in_service(&lapic, v));
+    let level = is_level_vector(v);
+    let plan = apic::entry_plan(
+        v,
+        v != vector::SPURIOUS && apic::in_service(&lapic, v),
+        level,
+    );
     if !plan.dispatch {
         SPURIOUS.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if plan.eoi {
+    if plan.eoi_before {
         lapic.write(reg::EOI, 0);
     }
     if v == vector::TIMER && early_one_shot() {
@@ -412,13 +436,20 @@ pub(crate) extern "C" fn irq_entry(raw_vector: u64) {
     }
     if !HANDLERS.dispatch(IrqNumber::from(v)) {
         UNHANDLED[usize::from(v)].fetch_add(1, Ordering::Relaxed);
+        // A level line nobody serves stays asserted: masked, or it would come back for
+        // ever. Registering a handler does not unmask it; `enable` does.
+        let silenced = level && INTERRUPTS.disable(IrqNumber::from(v)).is_ok();
         let bit = 1u64 << (v % 64);
         if LOGGED[usize::from(v / 64)].fetch_or(bit, Ordering::Relaxed) & bit == 0 {
             log::warn!(
-                "x86-pc: interrupt vector {v:#04x} without a handler on CPU {} (acknowledged; logged once)",
-                INTERRUPTS.cpu_id()
+                "x86-pc: interrupt vector {v:#04x} without a handler on CPU {} (acknowledged{}; logged once)",
+                INTERRUPTS.cpu_id(),
+                if silenced { ", level line masked" } else { "" }
             );
         }
+    }
+    if plan.eoi_after {
+        lapic.write(reg::EOI, 0);
     }
 }
 
@@ -466,6 +497,21 @@ impl X86Interrupts {
         ONLINE[index].store(false, Ordering::Release);
         STARTING[index].store(false, Ordering::Release);
         Ok(())
+    }
+
+    /// Removes the handler of `irq`; returns whether it had one.
+    pub fn unregister_handler(&self, irq: IrqNumber) -> bool {
+        HANDLERS.unregister(irq)
+    }
+
+    /// Whether the IOAPIC line of vector `irq` is masked (`None`: no such line).
+    pub fn line_masked(&self, irq: IrqNumber) -> Option<bool> {
+        let mut masked = None;
+        self.with_pin(irq, |io, pin| {
+            masked = Some(io.low(pin) & crate::ioapic::bits::MASKED != 0);
+        })
+        .ok()?;
+        masked
     }
 
     /// Whether secondary CPU `cpu` is running (started and not stopped).
@@ -583,8 +629,14 @@ impl IrqDistributor for X86Interrupts {
         Err(IrqError::NotConfigurable(irq))
     }
 
+    /// A level-triggered line is ended after its handler (an EOI before it would make the
+    /// IOAPIC send the still-asserted line again at once): its handler must not switch
+    /// threads. Edge lines, IPIs and the timer are ended before theirs.
     fn set_trigger(&self, irq: IrqNumber, trigger: Trigger) -> Result<(), IrqError> {
-        self.with_pin(irq, |io, pin| io.set_level(pin, trigger == Trigger::Level))
+        let level = trigger == Trigger::Level;
+        self.with_pin(irq, |io, pin| io.set_level(pin, level))?;
+        set_level_vector(irq, level);
+        Ok(())
     }
 
     /// Physical destination: the lowest CPU of `cpus` (an empty set is

@@ -426,6 +426,7 @@ mod irq {
             expect!(d.line_count() > v);
             register_once(v, on_pit);
             d.route(v, CpuSet::single(0)).unwrap();
+            // Only while no other case holds the line (see `level_line_is_ended_after_its_handler`).
             d.set_trigger(v, Trigger::Edge).unwrap();
             d.enable(v).unwrap();
             let before = PIT_IRQS.load(Ordering::Relaxed);
@@ -449,6 +450,66 @@ mod irq {
             expect_eq!(d.set_priority(v, 0), Err(IrqError::NotConfigurable(v)));
             expect_eq!(d.route(v, CpuSet(0)), Err(IrqError::NoSuchCpu(64)));
             expect_eq!(d.route(v, CpuSet::single(40)), Err(IrqError::NoSuchCpu(40)));
+        }
+    }
+
+    static LEVEL_IRQS: AtomicU32 = AtomicU32::new(0);
+
+    /// Handles the PIT as a level source: counts, then silences it (a new count drops its
+    /// output until the count runs out, 55 ms later).
+    fn on_pit_level(_irq: u32) {
+        LEVEL_IRQS.fetch_add(1, Ordering::Relaxed);
+        crate::arch::pit_ch0_one_shot(0xffff);
+    }
+
+    /// Polls interrupts for `ns`.
+    fn poll_for(ns: u64) {
+        let i = irqs();
+        let end = PLATFORM.monotonic_ns() + ns;
+        let flags = i.mask();
+        while PLATFORM.monotonic_ns() < end {
+            i.restore(1);
+            i.mask();
+        }
+        i.restore(flags);
+    }
+
+    ktest! {
+        /// A level-triggered line (the PIT's output in mode 0 stays high after its count
+        /// runs out): without a handler it is taken once, logged and masked (no interrupt
+        /// storm); with a handler that silences the device it is taken exactly once per
+        /// assertion (ended after the handler: ended before, the IOAPIC would send the
+        /// still-asserted line a second time).
+        fn level_line_is_ended_after_its_handler() {
+            use uk_hal::irq::Trigger;
+            let i = irqs();
+            let d = i.distributor();
+            let v = i.isa_vector(0).expect("IRQ 0 has an IOAPIC line");
+            let had_edge_handler = i.unregister_handler(v);
+            d.set_trigger(v, Trigger::Level).unwrap();
+
+            let before = i.unhandled_count_of(v as u8);
+            d.enable(v).unwrap();
+            crate::arch::pit_ch0_one_shot(1193);
+            poll_for(10_000_000);
+            let taken = i.unhandled_count_of(v as u8) - before;
+            expect!(taken == 1, "unhandled level line taken {} times", taken);
+            expect!(i.line_masked(v) == Some(true), "unhandled level line left unmasked");
+
+            i.register_handler(v, on_pit_level).unwrap();
+            LEVEL_IRQS.store(0, Ordering::Relaxed);
+            crate::arch::pit_ch0_one_shot(1193);
+            d.enable(v).unwrap();
+            expect!(wait_until(|| LEVEL_IRQS.load(Ordering::Relaxed) > 0), "level IRQ 0 never came");
+            poll_for(5_000_000);
+            expect_eq!(LEVEL_IRQS.load(Ordering::Relaxed), 1);
+
+            d.disable(v).unwrap();
+            d.set_trigger(v, Trigger::Edge).unwrap();
+            i.unregister_handler(v);
+            if had_edge_handler {
+                i.register_handler(v, on_pit).unwrap();
+            }
         }
     }
 

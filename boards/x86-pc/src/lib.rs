@@ -91,7 +91,10 @@
 //! other one gets its EOI first (when its in-service bit is set, which a stray 8259
 //! interrupt's is not), then its handler from a [`uk_hal::irq::HandlerTable`] runs, so a
 //! handler may switch threads (uk-sched's preemption) without blocking its priority class.
-//! A vector without a handler is logged once and counted, never fatal.
+//! Level-triggered IOAPIC lines are the exception: ended after their handler (which must
+//! not switch threads), since an EOI before it would make the IOAPIC resend the line the
+//! device still asserts. A vector without a handler is logged once and counted, never
+//! fatal; a level line without one is also masked (it would come back for ever).
 //!
 //! The timer is the APIC timer in TSC-deadline mode when CPUID has it, otherwise one-shot
 //! (divide by 16) with its rate measured against the TSC; a one-shot interrupt that still
@@ -173,7 +176,8 @@
 //!   with its vector; a vector without a handler is logged and ended (a handled vector of
 //!   the same class still comes after it); the timer wakes a halted CPU at its deadline and
 //!   never before; the PIT's IRQ 0 arrives through the IOAPIC when enabled and not when
-//!   masked; with `-smp 2`, CPU 1 starts, answers IPIs, is stopped and started again.
+//!   masked, and as a level line exactly once per assertion (and, unhandled, is masked
+//!   after one); with `-smp 2`, CPU 1 starts, answers IPIs, is stopped and started again.
 //!
 //! # Host builds
 //!
