@@ -187,7 +187,8 @@ static AP_DF_STACK: AtomicU64 = AtomicU64::new(0);
 static CONTROL: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
 struct CpuTablesCell(UnsafeCell<[arch::CpuTables; MAX_CPUS]>);
-// SAFETY: slot `cpu` is written only by CPU `cpu` in `ap_main`, once.
+// SAFETY: slot `cpu` is written only by CPU `cpu` in `ap_main`, each time it starts (a
+// stopped CPU no longer runs, so it holds no reference any more).
 unsafe impl Sync for CpuTablesCell {}
 static CPU_TABLES: CpuTablesCell = CpuTablesCell(UnsafeCell::new(
     [const { arch::CpuTables::new() }; MAX_CPUS],
@@ -233,13 +234,16 @@ fn state_is_set() -> bool {
     unsafe { (*STATE.state.get()).is_some() }
 }
 
-/// Identity-mapped physical memory below 4 GiB, page 0 excluded (it is unmapped).
+/// Identity-mapped physical memory below the MMIO hole, without page 0 and the image (its
+/// guard pages are unmapped; ACPI tables are never in it): a table pointer into either is
+/// an [`acpi::AcpiError::Unreadable`], not a page fault.
 struct Identity;
 
 impl PhysMem for Identity {
     fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let end = addr.checked_add(len as u64)?;
-        if addr < 0x1000 || end > 0xfec0_0000 {
+        let (image_start, image_end) = arch::image_range();
+        if addr < 0x1000 || end > 0xfec0_0000 || (addr < image_end && end > image_start) {
             return None;
         }
         // SAFETY: below the MMIO hole, identity-mapped, above the unmapped page 0: firmware
