@@ -524,9 +524,9 @@ uk_test::ktest! {
     }
 }
 
-/// The timer-interrupt cases: on aarch64 (qemu-virt's GIC and generic timer). The x86-pc
-/// board runs them once its APIC timer implements `uk_hal::irq::Interrupts`.
-#[cfg(target_arch = "aarch64")]
+/// The timer-interrupt cases: qemu-virt (GIC and generic timer) and x86-pc (local APIC
+/// timer).
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
 mod timer {
     use alloc::rc::Rc;
     use core::cell::Cell;

@@ -237,6 +237,51 @@ uk_exception_common:
     ud2
     .popsection
 
+    /* External interrupts (vectors 32-255): 224 stubs of 16 bytes push the vector and
+       jump to a common path that saves the caller-saved registers (the callee-saved ones
+       the Rust dispatcher keeps itself; the image is soft-float, so no FP/SIMD state is
+       touched) and calls the dispatcher on the interrupted stack. A handler may switch
+       threads: this frame then waits on the old thread's stack until it runs again. */
+    .pushsection .text.uk_irq_vectors, "ax", @progbits
+    .balign 16
+    .global uk_irq_stubs
+uk_irq_stubs:
+    uk_vector = 32
+    .rept 224
+    .balign 16
+    pushq $uk_vector
+    jmp uk_irq_common
+    uk_vector = uk_vector + 1
+    .endr
+
+uk_irq_common:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    movq 72(%rsp), %rdi         /* the vector */
+    subq $8, %rsp               /* 16-byte alignment at the call */
+    cld
+    call {irq_entry}
+    addq $8, %rsp
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rax
+    addq $8, %rsp               /* the vector */
+    iretq
+    .popsection
+
     /* GDT: null, kernel code (64-bit), kernel data, TSS (16 bytes, filled at boot). */
     .pushsection .data.uk_gdt, "aw", @progbits
     .balign 16
@@ -271,6 +316,7 @@ uk_boot_stack_top:
     "#,
     boot_main = sym crate::boot::boot_main,
     exception_entry = sym crate::boot::exception_entry,
+    irq_entry = sym crate::interrupts::irq_entry,
     pt_pool = const PT_POOL_PAGES,
     df_stack = const DOUBLE_FAULT_STACK_SIZE,
     boot_stack = const BOOT_STACK_SIZE,
@@ -307,6 +353,7 @@ uk_call_on_stack:              /* (rdi = stack top, rsi = function) */
 unsafe extern "C" {
     static mut uk_gdt: [u64; 5];
     static uk_exception_stubs: [u8; 32 * 16];
+    static uk_irq_stubs: [u8; 224 * 16];
     static mut uk_pdpt: [u64; 512];
     static mut uk_pd: [u64; 4 * 512];
     static mut uk_pt_pool: [[u64; 512]; PT_POOL_PAGES];
@@ -464,16 +511,17 @@ struct BootCell<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for BootCell<T> {}
 
 static TSS: BootCell<TaskStateSegment> = BootCell(UnsafeCell::new(TaskStateSegment::new()));
-static IDT: BootCell<[[u64; 2]; 32]> = BootCell(UnsafeCell::new([[0; 2]; 32]));
+static IDT: BootCell<[[u64; 2]; 256]> = BootCell(UnsafeCell::new([[0; 2]; 256]));
 
 /// Loads the TSS (with the double-fault stack as IST 1) and the IDT with the 32 exception
-/// vectors. Call once, early in boot.
+/// vectors and the 224 external interrupt vectors (see [`crate::interrupts`]). Call once,
+/// early in boot.
 pub fn load_exception_tables() {
     let tss = TSS.0.get();
     let idt = IDT.0.get();
     // SAFETY: boot runs single-threaded and calls this once, before any exception can use
     // these tables: nobody else references TSS, IDT or the GDT's TSS slot. The stub table is
-    // 32 stubs of 16 bytes (see the assembly), the IDT is 32 gates, the TSS is 'static and
+    // 32 + 224 stubs of 16 bytes (see the assembly), the IDT is 256 gates, the TSS is 'static and
     // its descriptor is written into the reserved GDT slots 3 and 4 before `ltr`.
     unsafe {
         let df_top = &raw const uk_df_stack_top as u64;
@@ -487,20 +535,79 @@ pub fn load_exception_tables() {
         x86_64::instructions::tables::load_tss(SegmentSelector(tables::TSS_SELECTOR));
 
         let stubs = &raw const uk_exception_stubs as u64;
+        let irq_stubs = &raw const uk_irq_stubs as u64;
         for (vector, gate) in (*idt).iter_mut().enumerate() {
             let ist = if vector as u64 == crate::report::DOUBLE_FAULT {
                 tables::DOUBLE_FAULT_IST
             } else {
                 0
             };
-            *gate = tables::interrupt_gate(stubs + 16 * vector as u64, ist);
+            let stub = match vector.checked_sub(32) {
+                None => stubs + 16 * vector as u64,
+                Some(external) => irq_stubs + 16 * external as u64,
+            };
+            *gate = tables::interrupt_gate(stub, ist);
         }
-        let pointer = DescriptorTablePointer {
-            limit: (core::mem::size_of::<[[u64; 2]; 32]>() - 1) as u16,
-            base: VirtAddr::new(idt as u64),
-        };
-        x86_64::instructions::tables::lidt(&pointer);
     }
+    load_idt();
+}
+
+/// Loads the IDT (the same for every CPU: it is written once, before any other CPU
+/// starts, and only read afterwards).
+pub fn load_idt() {
+    let pointer = DescriptorTablePointer {
+        limit: (core::mem::size_of::<[[u64; 2]; 256]>() - 1) as u16,
+        base: VirtAddr::new(IDT.0.get() as u64),
+    };
+    // SAFETY: the IDT is 'static, fully written by `load_exception_tables` on the boot CPU
+    // before any caller of this, and its gates point to the stubs above.
+    unsafe { x86_64::instructions::tables::lidt(&pointer) };
+}
+
+/// A secondary CPU's own GDT (null, code 0x08, data 0x10, its TSS at 0x18) and TSS.
+pub struct CpuTables {
+    gdt: [u64; 5],
+    tss: TaskStateSegment,
+}
+
+impl CpuTables {
+    /// Empty tables, filled by [`load_cpu_tables`].
+    pub const fn new() -> Self {
+        CpuTables {
+            gdt: [0; 5],
+            tss: TaskStateSegment::new(),
+        }
+    }
+}
+
+/// Loads `tables` on the calling (secondary) CPU: a copy of the boot GDT's segments with
+/// its own TSS, whose IST 1 (the double fault's) is `double_fault_stack_top`, then the IDT.
+///
+/// # Safety
+///
+/// `tables` must be used by the calling CPU only, for good (the CPU keeps pointers to
+/// them), and `double_fault_stack_top` must be the top of a stack of its own.
+pub unsafe fn load_cpu_tables(tables_: &'static mut CpuTables, double_fault_stack_top: u64) {
+    tables_.tss.interrupt_stack_table[usize::from(tables::DOUBLE_FAULT_IST - 1)] =
+        VirtAddr::new(double_fault_stack_top);
+    let limit = (core::mem::size_of::<TaskStateSegment>() - 1) as u32;
+    let [low, high] = tables::tss_descriptor(&raw const tables_.tss as u64, limit);
+    // SAFETY: the boot GDT's code and data descriptors are constants written by the
+    // assembly; reading them races with nothing.
+    let boot = unsafe { (&raw const uk_gdt).read() };
+    tables_.gdt = [boot[0], boot[1], boot[2], low, high];
+    let pointer = DescriptorTablePointer {
+        limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16,
+        base: VirtAddr::new(tables_.gdt.as_ptr() as u64),
+    };
+    // SAFETY: the GDT has the same code/data selectors as the one the CPU runs on (the
+    // hidden parts of CS/SS stay valid), lives for good (caller), and its TSS descriptor
+    // is available (never loaded before), so `ltr` succeeds.
+    unsafe {
+        x86_64::instructions::tables::lgdt(&pointer);
+        x86_64::instructions::tables::load_tss(SegmentSelector(tables::TSS_SELECTOR));
+    }
+    load_idt();
 }
 
 /// Page tables taken from the pool so far.
@@ -625,6 +732,19 @@ pub fn pit_read() -> PitRead {
         after,
         count: u16::from_le_bytes([low, high]),
     }
+}
+
+/// Programs PIT channel 0 (ISA IRQ 0) for one interrupt after `count` PIT ticks (mode 0:
+/// its output rises once at the terminal count and stays high).
+#[cfg(feature = "ktest")]
+pub fn pit_ch0_one_shot(count: u16) {
+    const PIT_CH0: u16 = 0x40;
+    /// Channel 0, low then high byte, mode 0, binary.
+    const PIT_CH0_MODE0: u8 = 0b0011_0000;
+    outb(PIT_CMD, PIT_CH0_MODE0);
+    let [low, high] = count.to_le_bytes();
+    outb(PIT_CH0, low);
+    outb(PIT_CH0, high);
 }
 
 /// Ends the run with `code` through isa-debug-exit (QEMU exits with `code << 1 | 1`).

@@ -67,11 +67,54 @@
 //! multi-KiB copies (the boot data is filled in place), and its work overlaps the
 //! calibration window, which therefore adds almost nothing to the boot time.
 //!
+//! # Interrupts and secondary CPUs
+//!
+//! [`uk_hal::Platform::interrupts`] returns the board's [`uk_hal::irq::Interrupts`]
+//! ([`interrupts::X86Interrupts`]), set up on its first call (so an image that never asks
+//! pays nothing at boot): the ACPI MADT ([`acpi`]) names the CPUs' APIC ids and the IOAPICs;
+//! the local APIC ([`apic`]) runs in x2APIC mode when CPUID has it and in xAPIC mode
+//! otherwise (QEMU 7.2 TCG has no x2APIC); the 8259 PICs are remapped to 0x20-0x2F and
+//! masked; every IOAPIC entry ([`ioapic`]) starts masked with GSI `g` on vector `0x30 + g`.
+//!
+//! | vectors   | use                                                         |
+//! |-----------|-------------------------------------------------------------|
+//! | 0x00-0x1F | CPU exceptions (reports, `uk_rt::fatal_error`)              |
+//! | 0x20-0x2F | the masked 8259s (a stray one is logged, never an exception)|
+//! | 0x30-0x5F | IOAPIC lines, GSI 0-47 ([`uk_hal::irq::IrqDistributor`])    |
+//! | 0xE0-0xEB | free for applications' IPIs (`free_ipi()` is 0xE0)          |
+//! | 0xEC      | local APIC timer ([`uk_hal::irq::LocalTimer`])              |
+//! | 0xFE      | local APIC error                                            |
+//! | 0xFF      | spurious (no EOI)                                           |
+//!
+//! Every vector 32-255 enters one assembly stub that saves the caller-saved registers on
+//! the interrupted stack and calls the dispatcher: spurious vector counted, no EOI; any
+//! other one gets its EOI first (when its in-service bit is set, which a stray 8259
+//! interrupt's is not), then its handler from a [`uk_hal::irq::HandlerTable`] runs, so a
+//! handler may switch threads (uk-sched's preemption) without blocking its priority class.
+//! Level-triggered IOAPIC lines are the exception: ended after their handler (which must
+//! not switch threads), since an EOI before it would make the IOAPIC resend the line the
+//! device still asserts. A vector without a handler is logged once and counted, never
+//! fatal; a level line without one is also masked (it would come back for ever).
+//!
+//! The timer is the APIC timer in TSC-deadline mode when CPUID has it, otherwise one-shot
+//! (divide by 16) with its rate measured against the TSC; a one-shot interrupt that still
+//! comes early is re-armed for the rest, so a handler never runs before its deadline. It is
+//! one-shot only: no ticks while idle.
+//!
+//! `start_cpu` brings up a secondary CPU with INIT and start-up IPIs: a 16-bit trampoline
+//! copied to the page at 0x8000 (below 1 MiB, never among the usable regions) loads the boot
+//! GDT and page tables and jumps straight to long mode; the CPU then gets the boot CPU's
+//! CR0/CR4/XCR0, a GDT and TSS of its own (with its own double-fault stack), the shared IDT,
+//! its local APIC and timer, a 64 KiB stack from the heap, and runs `entry(cpu)` with
+//! interrupts masked. [`interrupts::X86Interrupts::stop_cpu`] puts it back to
+//! wait-for-start-up (INIT), and it can be started again on the same stacks.
+//!
 //! # Memory layout
 //!
 //! ```text
 //! 0x0000_0000  page 0: unmapped (null pointer guard)
 //! 0x0000_1000  low memory: BIOS data, EBDA, loader data; mapped, never handed out
+//! 0x0000_8000  secondary CPUs' real-mode trampoline (written by `start_cpu`)
 //! 0x0010_0000  image: .note.Xen, .text (entry first), .rodata, .data, .bss,
 //!              .uk_noinit: PML4, PDPT, 4 page directories, 4 spare page tables,
 //!              [guard] 16 KiB double-fault stack, [guard] 128 KiB boot stack
@@ -85,12 +128,21 @@
 //! - `arch` (bare metal only): all assembly and hardware access: entry trampoline,
 //!   exception stubs, GDT/TSS/IDT, page tables, port I/O, PIT, CPUID, exits.
 //! - `boot` (bare metal only): the boot sequence above and the exception handler.
-//! - [`bootinfo`], [`memmap`], [`clock`], [`report`], [`tables`], [`machine`], [`serial`]:
-//!   pure logic with host unit tests (`cargo test -p uk-board-x86-pc`).
+//! - `irqhw` (bare metal only): local APIC and IOAPIC register access, the 8259s, interrupt
+//!   masking, the per-CPU GS pointer, the secondary CPUs' trampoline.
+//! - [`interrupts`] (bare metal only): the [`uk_hal::irq::Interrupts`] implementation.
+//! - [`bootinfo`], [`memmap`], [`clock`], [`report`], [`tables`], [`machine`], [`serial`],
+//!   [`acpi`], [`apic`], [`ioapic`]: pure logic with host unit tests
+//!   (`cargo test -p uk-board-x86-pc`): memory maps, the MADT parser (also property-tested
+//!   on random bytes), ICR encodings, timer arithmetic, IOAPIC entries edited field by
+//!   field against a fake register file.
 //!
-//! `unsafe` outside `arch` is limited to `boot` reading the loader's memory (start info,
-//! memory map, command line) by physical address, the write-once cell holding the boot
-//! data, and one `from_utf8_unchecked` after an ASCII check ([`bootinfo::ascii_str`]).
+//! `unsafe` outside `arch` and `irqhw` is limited to `boot` reading the loader's memory
+//! (start info, memory map, command line) by physical address, the write-once cells holding
+//! the boot data and the interrupt set-up, one `from_utf8_unchecked` after an ASCII check
+//! ([`bootinfo::ascii_str`]), and in [`interrupts`]: reading the ACPI tables by physical
+//! address, the stacks of secondary CPUs from the heap, and their entry function passed
+//! through an atomic.
 //!
 //! # Ending the run
 //!
@@ -120,7 +172,12 @@
 //!   command line against the boot information, machine name, and `#[should_fail]` cases
 //!   that raise real CPU exceptions (`ud2`, a read of the unmapped 0x100_0000_0000, a null
 //!   read, a stack overflow into a guard page reported through the double fault) to prove
-//!   exceptions become failures and the run goes on.
+//!   exceptions become failures and the run goes on. Interrupts: an IPI to self arrives
+//!   with its vector; a vector without a handler is logged and ended (a handled vector of
+//!   the same class still comes after it); the timer wakes a halted CPU at its deadline and
+//!   never before; the PIT's IRQ 0 arrives through the IOAPIC when enabled and not when
+//!   masked, and as a level line exactly once per assertion (and, unhandled, is masked
+//!   after one); with `-smp 2`, CPU 1 starts, answers IPIs, is stopped and started again.
 //!
 //! # Host builds
 //!
@@ -132,8 +189,11 @@
 //! [`Platform::power_off`]: uk_hal::Platform::power_off
 #![no_std]
 
+pub mod acpi;
+pub mod apic;
 pub mod bootinfo;
 pub mod clock;
+pub mod ioapic;
 pub mod machine;
 pub mod memmap;
 pub mod report;
@@ -144,6 +204,17 @@ pub mod tables;
 mod arch;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod boot;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub mod interrupts;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod irqhw;
+
+/// The page secondary CPUs start in (for the in-image test that checks it is never handed
+/// out).
+#[cfg(all(target_arch = "x86_64", target_os = "none", feature = "ktest"))]
+fn irqhw_trampoline_page() -> u64 {
+    irqhw::TRAMPOLINE_PAGE
+}
 #[cfg(all(target_arch = "x86_64", target_os = "none", feature = "ktest"))]
 mod ktests;
 
@@ -341,6 +412,10 @@ mod platform {
             }
             self.write_bytes(b"x86-pc: no isa-debug-exit device (-device isa-debug-exit,iobase=0xf4,iosize=0x04); exit code lost, halting\r\n");
             arch::halt_forever()
+        }
+
+        fn interrupts(&self) -> Option<&dyn uk_hal::irq::Interrupts> {
+            crate::interrupts::get().map(|i| i as &dyn uk_hal::irq::Interrupts)
         }
 
         fn power_off(&self) -> ! {

@@ -156,6 +156,15 @@ pub const BOARDS: &[Board] = &[
                 features_min_qemu: (0, 0),
                 smp: None,
             },
+            Variant {
+                name: "smp",
+                machine: "pc",
+                cpu: "max",
+                about: "QEMU pc, -cpu max, -smp 2: a second CPU (INIT/SIPI), cross-CPU IPIs",
+                ktest_features: &["smp"],
+                features_min_qemu: (0, 0),
+                smp: Some(2),
+            },
         ],
     },
     Board {
@@ -286,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn test_configurations_cover_all_ten() {
+    fn test_configurations_cover_all_eleven() {
         let configs: Vec<_> = test_configurations()
             .map(|(b, v)| (b.name, v.machine, v.cpu))
             .collect();
@@ -296,6 +305,7 @@ mod tests {
                 ("x86-pc", "pc", "max"),
                 ("x86-pc", "microvm", "max"),
                 ("x86-pc", "pc", "qemu64"),
+                ("x86-pc", "pc", "max"),
                 ("qemu-virt", "virt", "max"),
                 ("qemu-virt", "virt", "cortex-a72"),
                 ("qemu-virt", "virt,virtualization=on", "max"),
