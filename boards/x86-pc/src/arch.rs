@@ -699,9 +699,11 @@ global_asm!(
     r#"
     .pushsection .rodata.uk_syscall_hook, "a", @progbits
     .balign 8
-    .weak uk_syscall_cpu_init
+    /* A weak reference (not `.weak`, which would clash with the definition when LTO puts
+       both in one module): 0 when nothing defines the hook. */
+    .weakref __uk_syscall_cpu_init_weak, uk_syscall_cpu_init
 uk_syscall_cpu_init_address:
-    .quad uk_syscall_cpu_init
+    .quad __uk_syscall_cpu_init_weak
     .popsection
     "#,
     options(att_syntax)

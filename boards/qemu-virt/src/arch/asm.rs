@@ -214,9 +214,11 @@ __uk_vectors:
 
     .pushsection .rodata.uk_svc_hook, "a"
     .balign 8
-    .weak   uk_syscall_svc_entry
+    /* A weak reference (not `.weak`, which would clash with the definition when LTO puts
+       both in one module): 0 when nothing defines the entry. */
+    .weakref __uk_svc_entry_weak, uk_syscall_svc_entry
 __uk_svc_entry_address:
-    .quad   uk_syscall_svc_entry
+    .quad   __uk_svc_entry_weak
     .popsection
 "#,
     hcr = const HCR,
