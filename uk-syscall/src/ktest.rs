@@ -147,3 +147,15 @@ uk_test::ktest! {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+uk_test::ktest! {
+    /// With AVX enabled (XCR0), all 256 bits of ymm0-15 survive a handler that overwrites
+    /// them (the entry saves the AVX state with XSAVE).
+    fn avx_registers_preserved() {
+        match testing::avx_probe(CLOBBER) {
+            Some(probe) => uk_test::expect_eq!(probe.after, probe.loaded),
+            None => log::info!("no AVX state enabled on this CPU: nothing to check"),
+        }
+    }
+}
