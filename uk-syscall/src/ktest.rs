@@ -159,3 +159,44 @@ uk_test::ktest! {
         }
     }
 }
+
+#[cfg(target_arch = "aarch64")]
+uk_test::ktest! {
+    /// `svc #0` from code running on `SP_EL1` (exception context, vector 4): the same result,
+    /// the same stack pointer afterwards, and the 128 bytes below it untouched.
+    fn svc_from_exception_context() {
+        let mut stack = vec![0u64; 1024];
+        let top = stack.as_mut_ptr_range().end as usize;
+        let len = stack.len();
+        for (i, word) in stack[len - 16..].iter_mut().enumerate() {
+            *word = testing::red_zone_pattern(16 - i);
+        }
+        let result: usize;
+        let sp_after: usize;
+        // SAFETY: SP_EL1 is switched to a private stack for the duration of one trapped
+        // call and put back (with SP_EL0 selected again) before the block ends; the handler
+        // (SUM) touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "msr spsel, #1",
+                "mov x10, sp",
+                "mov sp, {top}",
+                "svc #0",
+                "mov x11, sp",
+                "mov sp, x10",
+                "msr spsel, #0",
+                top = in(reg) top,
+                in("x8") SUM,
+                inlateout("x0") 1usize => result,
+                in("x1") 2usize, in("x2") 3usize, in("x3") 4usize, in("x4") 5usize,
+                in("x5") 6usize,
+                out("x10") _, out("x11") sp_after,
+            )
+        };
+        uk_test::expect_eq!(result, 21);
+        uk_test::expect_eq!(sp_after, top);
+        for (i, word) in stack[len - 16..].iter().enumerate() {
+            uk_test::expect_eq!(*word, testing::red_zone_pattern(16 - i));
+        }
+    }
+}
