@@ -200,3 +200,79 @@ uk_test::ktest! {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+uk_test::ktest! {
+    /// The handler runs with the caller's interrupt flag and with DF clear (SFMASK) even if
+    /// the caller set it; the caller gets its RFLAGS back (DF and the arithmetic flags).
+    fn flags_for_the_handler_and_back() {
+        let caller: usize;
+        let handler: usize;
+        let after: usize;
+        // SAFETY: DF is set only around the trap and cleared again before the block ends;
+        // the FLAGS handler touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "pushfq", "pop {caller}",
+                "std",
+                "mov eax, 0x7fffffff", "add eax, 1",
+                "mov eax, {number}",
+                "syscall",
+                "pushfq", "pop {after}",
+                "cld",
+                number = const testing::FLAGS,
+                caller = out(reg) caller,
+                after = out(reg) after,
+                out("rax") handler, out("rcx") _, out("r11") _,
+            )
+        };
+        const IF: usize = 1 << 9;
+        const DF: usize = 1 << 10;
+        const OF_SF: usize = (1 << 11) | (1 << 7);
+        uk_test::expect_eq!(handler & IF, caller & IF);
+        uk_test::expect_eq!(handler & DF, 0);
+        uk_test::expect_eq!(after & DF, DF);
+        uk_test::expect_eq!(after & OF_SF, OF_SF);
+        uk_test::expect_eq!(after & IF, caller & IF);
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+uk_test::ktest! {
+    /// The handler runs with the caller's DAIF (here: debug exceptions unmasked, the rest
+    /// masked); the caller gets DAIF and NZCV back.
+    fn flags_for_the_handler_and_back() {
+        let handler: usize;
+        let daif_after: usize;
+        let nzcv_after: usize;
+        let daif_before: usize;
+        // SAFETY: DAIF is changed only for the trapped call and restored before the block
+        // ends; the FLAGS handler touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "mrs {saved}, daif",
+                "msr daifset, #0xf",
+                "msr daifclr, #8",
+                "mrs {before}, daif",
+                "mov x9, #0x7fffffffffffffff",
+                "adds x9, x9, #1",
+                "svc #0",
+                "mrs {nzcv}, nzcv",
+                "mrs {after}, daif",
+                "msr daif, {saved}",
+                saved = out(reg) _,
+                before = out(reg) daif_before,
+                nzcv = out(reg) nzcv_after,
+                after = out(reg) daif_after,
+                in("x8") testing::FLAGS,
+                lateout("x0") handler,
+                out("x9") _,
+            )
+        };
+        uk_test::expect_eq!(daif_before, 0x1c0);
+        uk_test::expect_eq!(handler, daif_before);
+        uk_test::expect_eq!(daif_after, daif_before);
+        // 0x7fff...ffff + 1: N and V set, Z and C clear.
+        uk_test::expect_eq!(nzcv_after >> 28, 0b1001);
+    }
+}

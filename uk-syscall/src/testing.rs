@@ -28,6 +28,27 @@ pub const UNREGISTERED: usize = 505;
 /// when the first one is 0.
 pub const SUM: usize = 504;
 
+/// Private number of the handler that returns the interrupt mask and flags it runs with
+/// (x86_64: `RFLAGS`; aarch64: `DAIF`).
+pub const FLAGS: usize = 511;
+
+/// Returns the flags the handler runs with.
+pub fn sys_flags(_args: &Args) -> SyscallResult {
+    let flags: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads RFLAGS through the stack (push and pop of one word).
+    unsafe {
+        core::arch::asm!("pushfq", "pop {}", out(reg) flags, options(preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads DAIF.
+    unsafe {
+        core::arch::asm!("mrs {}, daif", out(reg) flags, options(nomem, nostack, preserves_flags))
+    };
+    Ok(flags)
+}
+crate::register!(number FLAGS => sys_flags);
+
 /// The summing handler.
 pub fn sys_sum(args: &Args) -> SyscallResult {
     if args[0] == 0 {
