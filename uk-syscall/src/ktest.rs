@@ -174,23 +174,25 @@ uk_test::ktest! {
         let result: usize;
         let sp_after: usize;
         // SAFETY: SP_EL1 is switched to a private stack for the duration of one trapped
-        // call and put back (with SP_EL0 selected again) before the block ends; the handler
-        // (SUM) touches no memory.
+        // call and put back, with the stack selection the block started with (the test
+        // runner itself may run on SP_EL1 after a case took an exception), before the block
+        // ends; the handler (SUM) touches no memory.
         unsafe {
             core::arch::asm!(
+                "mrs x12, spsel",
                 "msr spsel, #1",
                 "mov x10, sp",
                 "mov sp, {top}",
                 "svc #0",
                 "mov x11, sp",
                 "mov sp, x10",
-                "msr spsel, #0",
+                "msr spsel, x12",
                 top = in(reg) top,
                 in("x8") SUM,
                 inlateout("x0") 1usize => result,
                 in("x1") 2usize, in("x2") 3usize, in("x3") 4usize, in("x4") 5usize,
                 in("x5") 6usize,
-                out("x10") _, out("x11") sp_after,
+                out("x10") _, out("x11") sp_after, out("x12") _,
             )
         };
         uk_test::expect_eq!(result, 21);
