@@ -278,3 +278,74 @@ uk_test::ktest! {
         uk_test::expect_eq!(nzcv_after >> 28, 0b1001);
     }
 }
+
+/// Handlers inside their trapped call right now, and the most seen at once.
+static INSIDE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static MOST_INSIDE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Private number of the handler that blocks: it yields to the other threads (which trap
+/// meanwhile) before scrambling the registers and returning like [`CLOBBER`].
+const BLOCKING: usize = 509;
+
+fn sys_blocking(args: &Args) -> crate::SyscallResult {
+    use core::sync::atomic::Ordering;
+    let now = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST_INSIDE.fetch_max(now, Ordering::SeqCst);
+    uk_sched::yield_now();
+    uk_sched::yield_now();
+    testing::scramble();
+    INSIDE.fetch_sub(1, Ordering::SeqCst);
+    Ok(args[0] ^ CLOBBER_XOR)
+}
+crate::register!(number BLOCKING => sys_blocking);
+
+/// The board clock, for the scheduler.
+struct BoardClock;
+
+impl uk_hal::Clock for BoardClock {
+    fn monotonic_ns(&self) -> u64 {
+        uk_rt::platform().monotonic_ns()
+    }
+    fn cycles(&self) -> u64 {
+        uk_rt::platform().cycles()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        uk_rt::platform().cycles_per_second()
+    }
+}
+
+uk_test::ktest! {
+    /// Three threads whose handlers block inside their trapped calls (each yields to the
+    /// others, which trap meanwhile) all return into their own frames with every register
+    /// and the red zone intact: frames live on each thread's own stack, not on a shared
+    /// per-CPU stack that the next thread's call would overwrite.
+    fn handlers_that_block_keep_their_frames() {
+        use alloc::rc::Rc;
+        use alloc::vec::Vec;
+        use core::cell::RefCell;
+        use core::sync::atomic::Ordering;
+        use uk_sched::{RoundRobin, Scheduler, idle};
+
+        MOST_INSIDE.store(0, Ordering::SeqCst);
+        let sched = RoundRobin::cooperative(uk_context::Native::detect(), BoardClock, idle::Poll);
+        let reports = Rc::new(RefCell::new(Vec::new()));
+        for name in ["a", "b", "c"] {
+            let reports = reports.clone();
+            let spawned = sched.spawn(name, move || {
+                for _ in 0..3 {
+                    let probe = testing::register_probe(BLOCKING);
+                    let expected = (pattern(ARG0_REG) ^ CLOBBER_XOR) as u64;
+                    reports.borrow_mut().push(probe.check(expected));
+                }
+            });
+            uk_test::expect!(spawned.is_ok());
+        }
+        sched.run();
+        let reports = reports.borrow();
+        uk_test::expect_eq!(reports.len(), 9);
+        for report in reports.iter() {
+            uk_test::expect_eq!(*report, testing::ProbeReport::default());
+        }
+        uk_test::expect_eq!(MOST_INSIDE.load(Ordering::SeqCst), 3);
+    }
+}
