@@ -27,6 +27,11 @@
 //!
 //! # Vectors
 //!
+//! Vectors 0 and 4 (synchronous, current EL, with `SP_EL0` where kernel code traps, or
+//! `SP_ELx` for code in exception context) first check for `svc` (`ESR_EL1.EC == 0x15`) and
+//! branch to `uk_syscall_svc_entry` when the image links uk-syscall (a weak reference; 0
+//! otherwise, and the `svc` is reported like any other exception).
+//!
 //! Each of the 16 entries reserves an [`ExceptionFrame`](crate::exception::ExceptionFrame)
 //! on the stack, saves `x0`/`x1`, puts its own number in `x0` and branches to common code
 //! that saves the rest (all general registers, the interrupted SP, `ELR`, `SPSR`, `ESR`,
@@ -216,6 +221,25 @@ __uk_vectors:
     .elseif vector == 5
     b       __uk_irq_entry_spx
     .else
+    .if (vector & 0xb) == 0
+    /* Vectors 0 and 4 (synchronous, current EL, SP_EL0 or SP_ELx): svc #0 from EL1 goes to
+       uk-syscall's entry if the image links it (a weak reference: the board does not depend
+       on uk-syscall). Contract: SP_EL1 lowered by 144 bytes with x0 stored at the new SP
+       (the 128 bytes above stay untouched: for code trapping on SP_EL1 they are below its
+       stack pointer), x0 = the entry's address, everything else as the exception left it;
+       the entry pops SP_EL1 and ends with eret. */
+    str     x0, [sp, #-144]!
+    mrs     x0, esr_el1
+    ubfx    x0, x0, #26, #6
+    cmp     x0, #0x15
+    b.ne    1f
+    adrp    x0, __uk_svc_entry_address
+    ldr     x0, [x0, :lo12:__uk_svc_entry_address]
+    cbz     x0, 1f
+    br      x0
+1:
+    ldr     x0, [sp], #144
+    .endif
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp]
     mov     x0, #vector
@@ -342,6 +366,14 @@ __uk_secondary_start:
 19:
     wfe
     b       19b
+    .pushsection .rodata.uk_svc_hook, "a"
+    .balign 8
+    /* A weak reference (not `.weak`, which would clash with the definition when LTO puts
+       both in one module): 0 when nothing defines the entry. */
+    .weakref __uk_svc_entry_weak, uk_syscall_svc_entry
+__uk_svc_entry_address:
+    .quad   __uk_svc_entry_weak
+    .popsection
 "#,
     hcr = const HCR,
     hcr_ata = const HCR_ATA,
