@@ -115,6 +115,9 @@ impl System {
         }
         let word = UserPtr::<u32>::new(addr).atomic(&self.address_space())?;
         let Some(me) = uk_sched::current() else {
+            if word.load(Ordering::SeqCst) != val {
+                return Err(Errno::EAGAIN);
+            }
             log::warn!("futex wait outside a scheduler thread: ENOSYS");
             return Err(Errno::ENOSYS);
         };
