@@ -40,11 +40,22 @@
 #[cfg(test)]
 extern crate std;
 
+mod arch;
+#[cfg(feature = "ktest")]
+mod ktest;
 mod table;
+#[cfg(any(test, feature = "ktest"))]
+pub mod testing;
+mod trap;
 
+pub use arch::{InstallError, TrapFrame, install, resume_frame};
 pub use syscalls::Errno;
 pub use syscalls::{aarch64, x86_64};
-pub use table::{REGISTRATIONS, Registration, dispatch, dispatch_errno, errno, handler};
+pub use table::{
+    REGISTRATIONS, Registration, TABLE_LEN, TableStats, dispatch, dispatch_errno, errno, handler,
+    name, raw, table_stats,
+};
+pub use trap::trap_frame;
 
 /// The syscall numbers of the architecture this crate is built for.
 #[cfg(target_arch = "aarch64")]
@@ -55,6 +66,10 @@ pub use syscalls::x86_64::Sysno;
 
 #[doc(hidden)]
 pub use linkme as __linkme;
+
+/// Serialises the host tests that use the trap path's global "current frame".
+#[cfg(test)]
+pub(crate) static TRAP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The six argument registers of a syscall, in Linux's order (x86_64: rdi, rsi, rdx, r10, r8,
 /// r9; aarch64: x0–x5).
@@ -67,18 +82,23 @@ pub type SyscallResult = Result<usize, Errno>;
 pub type Handler = fn(&Args) -> SyscallResult;
 
 /// Registers `handler` for the syscall named `name` (a [`Sysno`] variant of the target
-/// architecture) at link time.
+/// architecture) at link time; `register!(number N => handler)` registers a raw number
+/// (a private one, `500..512`, that Linux does not use: tests, image-specific calls).
 ///
-/// Registering two handlers for one number is a link-time configuration error: the table
-/// keeps the first it finds and logs the conflict once when it is built.
+/// Registering two handlers for one number is a configuration error: the table keeps the
+/// first in link order, ignores the other and logs the conflict once, when it is built
+/// ([`table_stats`] counts it). A number not below [`TABLE_LEN`] is ignored and logged.
 #[macro_export]
 macro_rules! register {
     ($name:ident => $handler:path) => {
+        $crate::register!(number $crate::Sysno::$name as usize => $handler);
+    };
+    (number $number:expr => $handler:path) => {
         const _: () = {
             #[$crate::__linkme::distributed_slice($crate::REGISTRATIONS)]
             #[linkme(crate = $crate::__linkme)]
             static REGISTRATION: $crate::Registration = $crate::Registration {
-                number: $crate::Sysno::$name as usize,
+                number: $number,
                 handler: $handler,
             };
         };
