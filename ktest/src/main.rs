@@ -13,6 +13,7 @@
 use uk_alloc as _;
 use uk_context as _;
 use uk_mte as _;
+use uk_posix_process as _;
 use uk_random as _;
 use uk_sched as _;
 

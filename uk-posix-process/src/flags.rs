@@ -112,27 +112,79 @@ pub const FLAG_TABLE: &[FlagRow] = &[
     row("CLONE_FILES", CLONE_FILES, Support::Required),
     row("CLONE_SIGHAND", CLONE_SIGHAND, Support::Accepted),
     row("CLONE_PIDFD", CLONE_PIDFD, Support::Refused(Errno::ENOSYS)),
-    row("CLONE_PTRACE", CLONE_PTRACE, Support::Refused(Errno::ENOSYS)),
+    row(
+        "CLONE_PTRACE",
+        CLONE_PTRACE,
+        Support::Refused(Errno::ENOSYS),
+    ),
     row("CLONE_VFORK", CLONE_VFORK, Support::Refused(Errno::ENOSYS)),
-    row("CLONE_PARENT", CLONE_PARENT, Support::Refused(Errno::ENOSYS)),
+    row(
+        "CLONE_PARENT",
+        CLONE_PARENT,
+        Support::Refused(Errno::ENOSYS),
+    ),
     row("CLONE_THREAD", CLONE_THREAD, Support::Supported),
     row("CLONE_NEWNS", CLONE_NEWNS, Support::Refused(Errno::EINVAL)),
     row("CLONE_SYSVSEM", CLONE_SYSVSEM, Support::Accepted),
     row("CLONE_SETTLS", CLONE_SETTLS, Support::Supported),
-    row("CLONE_PARENT_SETTID", CLONE_PARENT_SETTID, Support::Supported),
-    row("CLONE_CHILD_CLEARTID", CLONE_CHILD_CLEARTID, Support::Supported),
+    row(
+        "CLONE_PARENT_SETTID",
+        CLONE_PARENT_SETTID,
+        Support::Supported,
+    ),
+    row(
+        "CLONE_CHILD_CLEARTID",
+        CLONE_CHILD_CLEARTID,
+        Support::Supported,
+    ),
     row("CLONE_DETACHED", CLONE_DETACHED, Support::Accepted),
-    row("CLONE_UNTRACED", CLONE_UNTRACED, Support::Refused(Errno::ENOSYS)),
+    row(
+        "CLONE_UNTRACED",
+        CLONE_UNTRACED,
+        Support::Refused(Errno::ENOSYS),
+    ),
     row("CLONE_CHILD_SETTID", CLONE_CHILD_SETTID, Support::Supported),
-    row("CLONE_NEWCGROUP", CLONE_NEWCGROUP, Support::Refused(Errno::EINVAL)),
-    row("CLONE_NEWUTS", CLONE_NEWUTS, Support::Refused(Errno::EINVAL)),
-    row("CLONE_NEWIPC", CLONE_NEWIPC, Support::Refused(Errno::EINVAL)),
-    row("CLONE_NEWUSER", CLONE_NEWUSER, Support::Refused(Errno::EINVAL)),
-    row("CLONE_NEWPID", CLONE_NEWPID, Support::Refused(Errno::EINVAL)),
-    row("CLONE_NEWNET", CLONE_NEWNET, Support::Refused(Errno::EINVAL)),
+    row(
+        "CLONE_NEWCGROUP",
+        CLONE_NEWCGROUP,
+        Support::Refused(Errno::EINVAL),
+    ),
+    row(
+        "CLONE_NEWUTS",
+        CLONE_NEWUTS,
+        Support::Refused(Errno::EINVAL),
+    ),
+    row(
+        "CLONE_NEWIPC",
+        CLONE_NEWIPC,
+        Support::Refused(Errno::EINVAL),
+    ),
+    row(
+        "CLONE_NEWUSER",
+        CLONE_NEWUSER,
+        Support::Refused(Errno::EINVAL),
+    ),
+    row(
+        "CLONE_NEWPID",
+        CLONE_NEWPID,
+        Support::Refused(Errno::EINVAL),
+    ),
+    row(
+        "CLONE_NEWNET",
+        CLONE_NEWNET,
+        Support::Refused(Errno::EINVAL),
+    ),
     row("CLONE_IO", CLONE_IO, Support::Refused(Errno::ENOSYS)),
-    row("CLONE_CLEAR_SIGHAND", CLONE_CLEAR_SIGHAND, Support::Accepted),
-    row("CLONE_INTO_CGROUP", CLONE_INTO_CGROUP, Support::Refused(Errno::ENOSYS)),
+    row(
+        "CLONE_CLEAR_SIGHAND",
+        CLONE_CLEAR_SIGHAND,
+        Support::Accepted,
+    ),
+    row(
+        "CLONE_INTO_CGROUP",
+        CLONE_INTO_CGROUP,
+        Support::Refused(Errno::ENOSYS),
+    ),
 ];
 
 /// Every bit of [`FLAG_TABLE`].
@@ -214,7 +266,13 @@ pub struct ClonePlan {
 
 impl CloneArgs {
     /// Legacy clone's arguments (architecture order already resolved by the caller).
-    pub fn from_legacy(flags: u64, stack: usize, parent_tid: usize, child_tid: usize, tls: usize) -> Self {
+    pub fn from_legacy(
+        flags: u64,
+        stack: usize,
+        parent_tid: usize,
+        child_tid: usize,
+        tls: usize,
+    ) -> Self {
         let flags = flags & 0xffff_ffff;
         Self {
             flags: flags & !CSIGNAL,
@@ -240,7 +298,9 @@ impl CloneArgs {
         if bytes.len() > 4096 {
             return Err(Errno::E2BIG);
         }
-        if bytes.len() > CLONE_ARGS_SIZE_VER2 && bytes[CLONE_ARGS_SIZE_VER2..].iter().any(|&b| b != 0) {
+        if bytes.len() > CLONE_ARGS_SIZE_VER2
+            && bytes[CLONE_ARGS_SIZE_VER2..].iter().any(|&b| b != 0)
+        {
             return Err(Errno::E2BIG);
         }
         let field = |i: usize| -> u64 {
@@ -367,7 +427,11 @@ impl CloneArgs {
             child_cleartid: opt(CLONE_CHILD_CLEARTID, self.child_tid),
             stack_top,
             stack_size,
-            exit_signal: if f & CLONE_THREAD != 0 { 0 } else { self.exit_signal },
+            exit_signal: if f & CLONE_THREAD != 0 {
+                0
+            } else {
+                self.exit_signal
+            },
         })
     }
 }

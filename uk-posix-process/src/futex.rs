@@ -87,7 +87,12 @@ impl FutexTable {
 
     /// Number of threads waiting on `addr`.
     pub(crate) fn waiting(&self, addr: usize) -> usize {
-        self.waiters.lock().0.iter().filter(|w| w.key == addr).count()
+        self.waiters
+            .lock()
+            .0
+            .iter()
+            .filter(|w| w.key == addr)
+            .count()
     }
 }
 
@@ -109,7 +114,13 @@ impl System {
     ///
     /// `EINVAL` (misaligned word, zero bitset), `EFAULT`, `EAGAIN` (the word differs),
     /// `ETIMEDOUT`, `ENOSYS` outside a scheduler thread.
-    pub fn futex_wait_until(&self, addr: usize, val: u32, deadline_ns: Option<u64>, bitset: u32) -> Result<usize, Errno> {
+    pub fn futex_wait_until(
+        &self,
+        addr: usize,
+        val: u32,
+        deadline_ns: Option<u64>,
+        bitset: u32,
+    ) -> Result<usize, Errno> {
         if bitset == 0 {
             return Err(Errno::EINVAL);
         }
@@ -137,7 +148,11 @@ impl System {
         loop {
             if !uk_sched::prepare_block(deadline_ns) {
                 // The deadline has passed already.
-                return if self.futex.take(id) { Err(Errno::ETIMEDOUT) } else { Ok(0) };
+                return if self.futex.take(id) {
+                    Err(Errno::ETIMEDOUT)
+                } else {
+                    Ok(0)
+                };
             }
             if !self.futex.present(id) {
                 // Woken between the enqueue and the block.
@@ -149,7 +164,11 @@ impl System {
                 return Ok(0);
             }
             if timed_out {
-                return if self.futex.take(id) { Err(Errno::ETIMEDOUT) } else { Ok(0) };
+                return if self.futex.take(id) {
+                    Err(Errno::ETIMEDOUT)
+                } else {
+                    Ok(0)
+                };
             }
             // Woken by someone else (not a futex wake): wait on.
         }
@@ -160,7 +179,12 @@ impl System {
     /// # Errors
     ///
     /// As [`System::futex_wait_until`], and `EINVAL` for a bad timespec.
-    pub fn futex_wait(&self, addr: usize, val: u32, timeout: Option<Timespec>) -> Result<usize, Errno> {
+    pub fn futex_wait(
+        &self,
+        addr: usize,
+        val: u32,
+        timeout: Option<Timespec>,
+    ) -> Result<usize, Errno> {
         let deadline = match timeout {
             Some(t) => Some(self.monotonic_ns().saturating_add(t.to_ns()?)),
             None => None,
@@ -174,7 +198,14 @@ impl System {
     /// # Errors
     ///
     /// As [`System::futex_wait`].
-    pub fn futex_wait_bitset(&self, addr: usize, val: u32, timeout: Option<Timespec>, bitset: u32, realtime: bool) -> Result<usize, Errno> {
+    pub fn futex_wait_bitset(
+        &self,
+        addr: usize,
+        val: u32,
+        timeout: Option<Timespec>,
+        bitset: u32,
+        realtime: bool,
+    ) -> Result<usize, Errno> {
         let deadline = match timeout {
             Some(t) => {
                 let abs = t.to_ns()?;
@@ -232,7 +263,14 @@ impl System {
     ///
     /// `EINVAL` (negative counts, misaligned words), `EFAULT`, `EAGAIN` (the word is not
     /// `cmp`).
-    pub fn futex_requeue(&self, addr: usize, nr_wake: i32, nr_requeue: i32, addr2: usize, cmp: Option<u32>) -> Result<usize, Errno> {
+    pub fn futex_requeue(
+        &self,
+        addr: usize,
+        nr_wake: i32,
+        nr_requeue: i32,
+        addr2: usize,
+        cmp: Option<u32>,
+    ) -> Result<usize, Errno> {
         if nr_wake < 0 || nr_requeue < 0 {
             return Err(Errno::EINVAL);
         }
@@ -280,7 +318,15 @@ impl System {
     /// # Errors
     ///
     /// As the operations; `ENOSYS` for an operation not listed above (logged).
-    pub fn futex(&self, uaddr: usize, op: i32, val: u32, utime: usize, uaddr2: usize, val3: u32) -> Result<usize, Errno> {
+    pub fn futex(
+        &self,
+        uaddr: usize,
+        op: i32,
+        val: u32,
+        utime: usize,
+        uaddr2: usize,
+        val3: u32,
+    ) -> Result<usize, Errno> {
         let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
         let realtime = op & FUTEX_CLOCK_REALTIME != 0;
         if realtime && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET {
@@ -299,11 +345,15 @@ impl System {
         match cmd {
             // Relative: with FUTEX_CLOCK_REALTIME too, a duration is the same on both clocks.
             FUTEX_WAIT => self.futex_wait(uaddr, val, timeout(utime)?),
-            FUTEX_WAIT_BITSET => self.futex_wait_bitset(uaddr, val, timeout(utime)?, val3, realtime),
+            FUTEX_WAIT_BITSET => {
+                self.futex_wait_bitset(uaddr, val, timeout(utime)?, val3, realtime)
+            }
             FUTEX_WAKE => self.futex_wake(uaddr, val as i32, FUTEX_BITSET_MATCH_ANY),
             FUTEX_WAKE_BITSET => self.futex_wake(uaddr, val as i32, val3),
             FUTEX_REQUEUE => self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, None),
-            FUTEX_CMP_REQUEUE => self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, Some(val3)),
+            FUTEX_CMP_REQUEUE => {
+                self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, Some(val3))
+            }
             _ => {
                 log::warn!("futex operation {cmd} is not implemented: ENOSYS");
                 Err(Errno::ENOSYS)

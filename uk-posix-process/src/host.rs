@@ -19,7 +19,11 @@ pub trait ThreadHost {
     /// # Errors
     ///
     /// As [`ThreadBuilder::create`].
-    fn create(&self, builder: ThreadBuilder, entry: Box<dyn FnOnce()>) -> Result<ThreadRef, SchedError>;
+    fn create(
+        &self,
+        builder: ThreadBuilder,
+        entry: Box<dyn FnOnce()>,
+    ) -> Result<ThreadRef, SchedError>;
     /// Schedules a created thread.
     ///
     /// # Errors
@@ -39,7 +43,11 @@ pub trait ThreadHost {
 }
 
 impl<C: ContextOps + Clone + 'static, K: Clock + 'static> ThreadHost for RoundRobin<C, K> {
-    fn create(&self, builder: ThreadBuilder, entry: Box<dyn FnOnce()>) -> Result<ThreadRef, SchedError> {
+    fn create(
+        &self,
+        builder: ThreadBuilder,
+        entry: Box<dyn FnOnce()>,
+    ) -> Result<ThreadRef, SchedError> {
         builder.create(self.ops(), entry)
     }
 

@@ -52,7 +52,9 @@ impl IdAllocator {
             return false;
         }
         let i = id as usize;
-        self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// The next free id, or `None` when every id is in use (or the bitmap cannot be

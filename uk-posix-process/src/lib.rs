@@ -25,7 +25,7 @@
 //!   starts is a [`ChildStart`]: a function on the clone stack (musl's `__clone` as a
 //!   direct call, [`clone_call`]), or a closure from the syscall layer that resumes the
 //!   trapped caller's registers with a return value of 0 on the child's stack (Linux
-//!   register semantics; [`raw::set_trap_cloner`]).
+//!   register semantics; [`raw::sys_clone`] builds it from `uk_syscall::trap_frame`).
 //! - **Thread exit** runs in the thread's uk-sched exit callback: `CHILD_CLEARTID` (or
 //!   `set_tid_address`) zeroes the word and wakes one futex waiter, the tid is recycled,
 //!   the last thread ends its process, and the last process ends the run through the exit
@@ -106,8 +106,8 @@ pub mod uaccess;
 mod ktest;
 
 pub use futex::{
-    FUTEX_BITSET_MATCH_ANY, FUTEX_CLOCK_REALTIME, FUTEX_CMP_REQUEUE, FUTEX_PRIVATE_FLAG, FUTEX_REQUEUE,
-    FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE, FUTEX_WAKE_BITSET,
+    FUTEX_BITSET_MATCH_ANY, FUTEX_CLOCK_REALTIME, FUTEX_CMP_REQUEUE, FUTEX_PRIVATE_FLAG,
+    FUTEX_REQUEUE, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE, FUTEX_WAKE_BITSET,
 };
 #[cfg(target_os = "none")]
 pub use host::ImagePages;
@@ -115,8 +115,8 @@ pub use host::{DataLimitHook, ExitHook, HeapPages, PageSource, ThreadHost};
 pub use ids::{Pid, Tid};
 pub use misc::{MACHINE, UTS_LEN, Utsname, execve, fork, uname, vfork, wait4};
 pub use mm::{
-    DEFAULT_BRK_MAX, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE,
-    PROT_EXEC, PROT_READ, PROT_WRITE,
+    DEFAULT_BRK_MAX, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
+    MAP_SHARED_VALIDATE, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
 pub use rlimit::Rlimit;
 pub use system::{ChildStart, System};
@@ -187,7 +187,14 @@ pub fn clone_call(
 /// # Errors
 ///
 /// As [`System::futex`].
-pub fn futex(uaddr: usize, op: i32, val: u32, utime: usize, uaddr2: usize, val3: u32) -> Result<usize, Errno> {
+pub fn futex(
+    uaddr: usize,
+    op: i32,
+    val: u32,
+    utime: usize,
+    uaddr2: usize,
+    val3: u32,
+) -> Result<usize, Errno> {
     SYSTEM.futex(uaddr, op, val, utime, uaddr2, val3)
 }
 
@@ -208,7 +215,9 @@ pub fn nofile_limit() -> usize {
 
 /// The `RLIMIT_STACK` soft limit: the stack size of a new thread that brings none.
 pub fn stack_limit() -> usize {
-    SYSTEM.getrlimit(rlimit::RLIMIT_STACK).map_or(uk_sched::DEFAULT_STACK_SIZE, |r| {
-        usize::try_from(r.rlim_cur).unwrap_or(usize::MAX)
-    })
+    SYSTEM
+        .getrlimit(rlimit::RLIMIT_STACK)
+        .map_or(uk_sched::DEFAULT_STACK_SIZE, |r| {
+            usize::try_from(r.rlim_cur).unwrap_or(usize::MAX)
+        })
 }

@@ -36,7 +36,11 @@ fn field(text: &str) -> [u8; UTS_LEN] {
 }
 
 /// The machine name uname reports.
-pub const MACHINE: &str = if cfg!(target_arch = "aarch64") { "aarch64" } else { "x86_64" };
+pub const MACHINE: &str = if cfg!(target_arch = "aarch64") {
+    "aarch64"
+} else {
+    "x86_64"
+};
 
 /// uname(2) without the pointer.
 pub fn uname() -> Utsname {
@@ -44,7 +48,11 @@ pub fn uname() -> Utsname {
         sysname: field("Linux"),
         nodename: field("uk-rs"),
         release: field("6.1.0-uk-rs"),
-        version: field(concat!("uk-rs ", env!("CARGO_PKG_VERSION"), " (Unikraft 0.11 process layer)")),
+        version: field(concat!(
+            "uk-rs ",
+            env!("CARGO_PKG_VERSION"),
+            " (Unikraft 0.11 process layer)"
+        )),
         machine: field(MACHINE),
         domainname: field("(none)"),
     }
@@ -68,7 +76,11 @@ static EXECVE: AtomicBool = AtomicBool::new(false);
 ///
 /// Always `ENOSYS`.
 pub fn fork() -> Result<usize, Errno> {
-    Err(unsupported(&FORK, "fork", "one address space; use clone with CLONE_VM"))
+    Err(unsupported(
+        &FORK,
+        "fork",
+        "one address space; use clone with CLONE_VM",
+    ))
 }
 
 /// vfork(2): `ENOSYS`, logged once.
@@ -77,7 +89,11 @@ pub fn fork() -> Result<usize, Errno> {
 ///
 /// Always `ENOSYS`.
 pub fn vfork() -> Result<usize, Errno> {
-    Err(unsupported(&VFORK, "vfork", "no second process image to exec"))
+    Err(unsupported(
+        &VFORK,
+        "vfork",
+        "no second process image to exec",
+    ))
 }
 
 /// execve(2): `ENOSYS`, logged once.
@@ -86,7 +102,11 @@ pub fn vfork() -> Result<usize, Errno> {
 ///
 /// Always `ENOSYS`.
 pub fn execve() -> Result<usize, Errno> {
-    Err(unsupported(&EXECVE, "execve", "the image is the only program"))
+    Err(unsupported(
+        &EXECVE,
+        "execve",
+        "the image is the only program",
+    ))
 }
 
 /// wait4(2): there are never children to wait for (no fork), so `ECHILD`.
@@ -109,7 +129,9 @@ impl System {
         uk_random::check_flags(flags).map_err(convert)?;
         let len = len.min(uk_random::MAX_COUNT);
         UserSlice::new(buf, len)
-            .with_mut(&self.address_space(), |bytes| uk_random::getrandom(bytes, flags))?
+            .with_mut(&self.address_space(), |bytes| {
+                uk_random::getrandom(bytes, flags)
+            })?
             .map_err(convert)
     }
 }

@@ -139,7 +139,15 @@ impl System {
     /// unaligned offset or fixed address), `ENODEV` for a file mapping (no VFS mapping
     /// yet), `ENOMEM` (no memory, `RLIMIT_DATA`, a fixed address outside this layer's
     /// mappings), `EEXIST` (`MAP_FIXED_NOREPLACE` over a mapping).
-    pub fn mmap(&self, addr: usize, len: usize, prot: u32, flags: u32, fd: i32, offset: u64) -> Result<usize, Errno> {
+    pub fn mmap(
+        &self,
+        addr: usize,
+        len: usize,
+        prot: u32,
+        flags: u32,
+        fd: i32,
+        offset: u64,
+    ) -> Result<usize, Errno> {
         let _ = fd;
         if len == 0 || prot & !PROT_KNOWN != 0 || offset % PAGE_SIZE as u64 != 0 {
             return Err(Errno::EINVAL);
@@ -148,7 +156,8 @@ impl System {
         if kind == 0 {
             return Err(Errno::EINVAL);
         }
-        let known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_HINTS;
+        let known =
+            MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_HINTS;
         if kind == MAP_SHARED_VALIDATE && flags & !known != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -164,9 +173,15 @@ impl System {
                 return Err(Errno::EINVAL);
             }
             let mm = self.mm.lock();
-            let inside = mm.find(addr).is_some_and(|(s, p)| addr + bytes <= s + p * PAGE_SIZE);
+            let inside = mm
+                .find(addr)
+                .is_some_and(|(s, p)| addr + bytes <= s + p * PAGE_SIZE);
             if flags & MAP_FIXED_NOREPLACE != 0 {
-                return Err(if mm.find(addr).is_some() { Errno::EEXIST } else { Errno::ENOMEM });
+                return Err(if mm.find(addr).is_some() {
+                    Errno::EEXIST
+                } else {
+                    Errno::ENOMEM
+                });
             }
             if !inside || !mm.covers(addr, bytes) {
                 return Err(Errno::ENOMEM);
@@ -229,7 +244,9 @@ impl System {
                 .map(|(s, _)| *s)
                 .collect();
             for start in starts {
-                let Some(m) = mm.maps.get_mut(&start) else { continue };
+                let Some(m) = mm.maps.get_mut(&start) else {
+                    continue;
+                };
                 let first = addr.saturating_sub(start) / PAGE_SIZE;
                 let last = ((end - start) / PAGE_SIZE).min(m.pages);
                 for p in first..last {
@@ -285,7 +302,10 @@ impl System {
         let mut mm = self.mm.lock();
         if mm.brk.is_none() {
             let pages = mm.brk_max / PAGE_SIZE;
-            let Some(ptr) = (pages > 0).then(|| self.pages().alloc_pages(pages)).flatten() else {
+            let Some(ptr) = (pages > 0)
+                .then(|| self.pages().alloc_pages(pages))
+                .flatten()
+            else {
                 return 0;
             };
             let base = ptr.as_ptr() as usize;
@@ -305,7 +325,10 @@ impl System {
             if !self.data_allows(&mm, grow) {
                 return cur;
             }
-            if UserSlice::new(cur, grow).fill(&self.address_space(), 0).is_err() {
+            if UserSlice::new(cur, grow)
+                .fill(&self.address_space(), 0)
+                .is_err()
+            {
                 return cur;
             }
             mm.data += grow;

@@ -1,10 +1,11 @@
 //! Raw adapters: Linux's register arguments to the typed functions, registered with
 //! `uk_syscall::register!` so that dispatch by number (and the binary trap entry) reaches
 //! them. Every pointer goes through [`crate::uaccess`].
+#![allow(unsafe_code)]
 
+use alloc::boxed::Box;
 use alloc::vec;
 
-use spin::Mutex;
 use uk_syscall::{Args, Errno, SyscallResult};
 
 use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
@@ -14,18 +15,9 @@ use crate::time::Timespec;
 use crate::uaccess::UserPtr;
 use crate::{misc, system};
 
-/// Builds the child's start for a clone that came through the binary trap entry: given
-/// the child's stack pointer (`None`: the caller's own), it returns a [`ChildStart`] that
-/// resumes the trapped caller's registers in the child with a return value of 0, or `None`
-/// when the current syscall did not come through a trap.
-pub type TrapCloner = fn(child_sp: Option<usize>) -> Option<ChildStart>;
-
-static TRAP_CLONER: Mutex<Option<TrapCloner>> = Mutex::new(None);
-
-/// Installs the syscall layer's [`TrapCloner`] (uk-syscall's binary entry does this).
-pub fn set_trap_cloner(cloner: Option<TrapCloner>) {
-    *TRAP_CLONER.lock() = cloner;
-}
+/// Stack the child of a trapped clone starts on before it resumes the caller's registers
+/// (only `resume_frame` runs there; the child then runs on the clone stack).
+pub const RESUME_STACK: usize = 16 * 1024;
 
 fn int(v: usize) -> i32 {
     v as i32
@@ -55,30 +47,59 @@ pub fn sys_set_tid_address(a: &Args) -> SyscallResult {
     id(system().set_tid_address(a[0]))
 }
 
-fn clone_with(args: CloneArgs, via: Via) -> SyscallResult {
+fn clone_with(raw: &Args, args: CloneArgs, via: Via) -> SyscallResult {
+    // The caller's registers, read before anything that could block.
+    let frame = uk_syscall::trap_frame(raw).copied();
     // Invalid flags are reported as such even without a trap frame.
     let plan = args.validate(via).inspect_err(|&e| {
         if e == Errno::ENOSYS {
             log::warn!("clone: unsupported flags {:#x}: ENOSYS", args.flags);
         }
     })?;
-    let cloner = *TRAP_CLONER.lock();
-    let start = cloner.and_then(|c| c(plan.stack_top));
-    let Some(start) = start else {
+    let Some(mut child) = frame else {
         log::warn!(
             "clone by number outside the trap entry: the child would have no registers to resume; \
              call uk_posix_process::clone_call directly: ENOSYS"
         );
         return Err(Errno::ENOSYS);
     };
-    system().clone(&args, via, start).map(|t| t as usize)
+    // Linux register semantics: the child returns 0 with every other register of the
+    // caller, on the clone stack (or the caller's stack pointer when none was given).
+    child.set_result(0);
+    if let Some(sp) = plan.stack_top {
+        child.set_sp(sp);
+    }
+    let resume: Box<dyn FnOnce()> = Box::new(move || {
+        // SAFETY: `child` is a copy of this image's trapped frame with only the result and
+        // the stack pointer changed; the stack was checked to be RAM by `System::clone`,
+        // and the caller of clone handed it to the child.
+        unsafe { uk_syscall::resume_frame(&child) }
+    });
+    system()
+        .clone(
+            &args,
+            via,
+            ChildStart::Resume {
+                resume,
+                kernel_stack: RESUME_STACK,
+            },
+        )
+        .map(|t| t as usize)
 }
 
 /// clone(flags, stack, parent_tid, child_tid, tls) on x86_64; (flags, stack, parent_tid,
 /// tls, child_tid) on aarch64.
 pub fn sys_clone(a: &Args) -> SyscallResult {
-    let (ctid, tls) = if cfg!(target_arch = "aarch64") { (a[4], a[3]) } else { (a[3], a[4]) };
-    clone_with(CloneArgs::from_legacy(a[0] as u64, a[1], a[2], ctid, tls), Via::Clone)
+    let (ctid, tls) = if cfg!(target_arch = "aarch64") {
+        (a[4], a[3])
+    } else {
+        (a[3], a[4])
+    };
+    clone_with(
+        a,
+        CloneArgs::from_legacy(a[0] as u64, a[1], a[2], ctid, tls),
+        Via::Clone,
+    )
 }
 
 /// clone3(args, size).
@@ -96,7 +117,7 @@ pub fn sys_clone3(a: &Args) -> SyscallResult {
     for (i, b) in bytes.iter_mut().enumerate() {
         *b = UserPtr::<u8>::new(ptr + i).read(&space)?;
     }
-    clone_with(CloneArgs::from_clone3(&bytes)?, Via::Clone3)
+    clone_with(a, CloneArgs::from_clone3(&bytes)?, Via::Clone3)
 }
 
 /// futex(uaddr, op, val, timeout/val2, uaddr2, val3).
@@ -140,7 +161,11 @@ pub fn sys_prlimit64(a: &Args) -> SyscallResult {
     let space = system().address_space();
     let new = UserPtr::<Rlimit>::new(a[2]);
     let old = UserPtr::<Rlimit>::new(a[3]);
-    let new = if new.is_null() { None } else { Some(new.read(&space)?) };
+    let new = if new.is_null() {
+        None
+    } else {
+        Some(new.read(&space)?)
+    };
     if !old.is_null() {
         old.check(&space)?;
     }

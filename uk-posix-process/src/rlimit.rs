@@ -76,7 +76,9 @@ impl Limits {
     /// Stack bytes of a new thread: the `RLIMIT_STACK` soft limit, within sane bounds.
     pub(crate) fn stack_default(&self) -> usize {
         let v = self.values[RLIMIT_STACK as usize].rlim_cur;
-        usize::try_from(v).unwrap_or(usize::MAX).clamp(16 * 1024, 64 << 20)
+        usize::try_from(v)
+            .unwrap_or(usize::MAX)
+            .clamp(16 * 1024, 64 << 20)
     }
 
     pub(crate) fn get(&self, resource: u32) -> Option<Rlimit> {

@@ -319,7 +319,10 @@ impl System {
     /// Runs `f` on the caller's entry, adopting the caller first if it is new: a thread
     /// this layer did not create (or the boot context) joins the first process, or starts
     /// one. `Err(EAGAIN)` when no id is left.
-    fn with_caller<R>(&self, f: impl FnOnce(&mut ThreadEntry, &mut Process) -> R) -> Result<R, Errno> {
+    fn with_caller<R>(
+        &self,
+        f: impl FnOnce(&mut ThreadEntry, &mut Process) -> R,
+    ) -> Result<R, Errno> {
         let key = current_key();
         let mut guard = self.state.lock();
         let st = &mut guard.0;
@@ -411,16 +414,16 @@ impl System {
     /// # Errors
     ///
     /// `ENOSYS` without a [`ThreadHost`], `EAGAIN` without a free id, `ENOMEM`.
-    pub fn spawn_process(&'static self, name: &'static str, entry: fn(usize) -> i32, arg: usize) -> Result<Pid, Errno> {
+    pub fn spawn_process(
+        &'static self,
+        name: &'static str,
+        entry: fn(usize) -> i32,
+        arg: usize,
+    ) -> Result<Pid, Errno> {
         let ppid = if uk_sched::current().is_some() {
             self.getpid()?
         } else {
-            self.state
-                .lock()
-                .0
-                .threads
-                .get(&0)
-                .map_or(0, |t| t.pid)
+            self.state.lock().0.threads.get(&0).map_or(0, |t| t.pid)
         };
         let plan = ClonePlan {
             thread: false,
@@ -444,7 +447,12 @@ impl System {
     /// # Errors
     ///
     /// `EINVAL`/`ENOSYS` per [`crate::flags::FLAG_TABLE`], `EFAULT`, `EAGAIN`, `ENOMEM`.
-    pub fn clone(&'static self, args: &CloneArgs, via: Via, start: ChildStart) -> Result<Tid, Errno> {
+    pub fn clone(
+        &'static self,
+        args: &CloneArgs,
+        via: Via,
+        start: ChildStart,
+    ) -> Result<Tid, Errno> {
         let plan = match args.validate(via) {
             Ok(plan) => plan,
             Err(e) => {
@@ -462,9 +470,17 @@ impl System {
         self.start_thread("clone", &plan, ppid, start)
     }
 
-    fn start_thread(&'static self, name: &'static str, plan: &ClonePlan, ppid: Pid, start: ChildStart) -> Result<Tid, Errno> {
+    fn start_thread(
+        &'static self,
+        name: &'static str,
+        plan: &ClonePlan,
+        ppid: Pid,
+        start: ChildStart,
+    ) -> Result<Tid, Errno> {
         let host = self.host().ok_or_else(|| {
-            log::warn!("clone: no scheduler installed (uk_posix_process::System::set_host): ENOSYS");
+            log::warn!(
+                "clone: no scheduler installed (uk_posix_process::System::set_host): ENOSYS"
+            );
             Errno::ENOSYS
         })?;
         let space = self.address_space();
@@ -489,25 +505,33 @@ impl System {
                 });
                 (builder, entry)
             }
-            ChildStart::Resume { resume, kernel_stack } => {
+            ChildStart::Resume {
+                resume,
+                kernel_stack,
+            } => {
+                // The child will run on the clone stack: it must be memory.
+                if let Some(top) = plan.stack_top {
+                    let size = plan.stack_size.unwrap_or(STACK_WINDOW).min(top);
+                    space.check(top - size, size)?;
+                }
                 (Thread::builder(name).stack_size(kernel_stack), resume)
             }
         };
         // The thread pointer: the caller's unless CLONE_SETTLS.
         let tp = match plan.tls {
             Some(tls) => tls,
-            None => {
-                let live = host.thread_pointer();
-                if live != 0 {
-                    live
-                } else {
-                    uk_sched::current().map_or(0, |t| t.thread_pointer())
-                }
-            }
+            // The caller's own thread pointer; if it has none of its own, whatever is
+            // installed now.
+            None => match uk_sched::current().map_or(0, |t| t.thread_pointer()) {
+                0 => host.thread_pointer(),
+                own => own,
+            },
         };
         // An id, reserved now, released if anything below fails.
         let tid = self.state.lock().0.ids.alloc().ok_or(Errno::EAGAIN)?;
-        let builder = builder.ectx(true).on_exit(move |thread: &Thread| self.thread_ended(thread.id()));
+        let builder = builder
+            .ectx(true)
+            .on_exit(move |thread: &Thread| self.thread_ended(thread.id()));
         let thread = match host.create(builder, entry) {
             Ok(t) => t,
             Err(e) => {
@@ -657,7 +681,13 @@ impl System {
             self.adopted_exit(status);
             panic!("exit({status}) from the boot context returned from the exit hook");
         }
-        let tracked = self.state.lock().0.threads.get(&current_key()).is_some_and(|t| t.tracked);
+        let tracked = self
+            .state
+            .lock()
+            .0
+            .threads
+            .get(&current_key())
+            .is_some_and(|t| t.tracked);
         if !tracked {
             // A thread this layer did not create has no exit callback of ours.
             self.thread_ended(current_key());

@@ -67,7 +67,9 @@ enum Kind {
 fn kind(clock: i32) -> Result<Kind, Errno> {
     match clock {
         CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(Kind::Realtime),
-        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => Ok(Kind::Monotonic),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {
+            Ok(Kind::Monotonic)
+        }
         _ => Err(Errno::EINVAL),
     }
 }

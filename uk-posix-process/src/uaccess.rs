@@ -254,7 +254,11 @@ impl UserSlice {
     /// # Errors
     ///
     /// `EFAULT` for a buffer outside `space`; `f` does not run then.
-    pub fn with_mut<R>(self, space: &AddressSpace, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Errno> {
+    pub fn with_mut<R>(
+        self,
+        space: &AddressSpace,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, Errno> {
         if self.len == 0 {
             return Ok(f(&mut []));
         }
@@ -301,9 +305,18 @@ mod tests {
         let space = AddressSpace::hosted();
         assert_eq!(UserPtr::<u64>::new(0).read(&space), Err(Errno::EFAULT));
         assert_eq!(UserPtr::<u64>::new(4095).read(&space), Err(Errno::EFAULT));
-        assert_eq!(UserPtr::<u64>::new(usize::MAX - 3).read(&space), Err(Errno::EFAULT));
-        assert_eq!(UserPtr::<u64>::new(1 << 50).write(&space, 1), Err(Errno::EFAULT));
-        assert_eq!(UserSlice::new(usize::MAX - 10, 100).fill(&space, 0), Err(Errno::EFAULT));
+        assert_eq!(
+            UserPtr::<u64>::new(usize::MAX - 3).read(&space),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            UserPtr::<u64>::new(1 << 50).write(&space, 1),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            UserSlice::new(usize::MAX - 10, 100).fill(&space, 0),
+            Err(Errno::EFAULT)
+        );
     }
 
     #[test]

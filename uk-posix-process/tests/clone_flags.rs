@@ -42,15 +42,31 @@ const OTHERS: [u64; 12] = [
 ];
 
 fn subset(bits: &[u64], mask: u32) -> u64 {
-    bits.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, b)| *b).fold(0, |a, b| a | b)
+    bits.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, b)| *b)
+        .fold(0, |a, b| a | b)
 }
 
 /// What Linux and the reference table say about `f`.
 fn model(f: u64, via: Via) -> Result<(), Errno> {
     let has = |b: u64| f & b == b;
     let any = |b: u64| f & b != 0;
-    let namespaces = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
-    let unsupported = CLONE_PIDFD | CLONE_PTRACE | CLONE_VFORK | CLONE_PARENT | CLONE_UNTRACED | CLONE_IO | CLONE_INTO_CGROUP;
+    let namespaces = CLONE_NEWNS
+        | CLONE_NEWCGROUP
+        | CLONE_NEWUTS
+        | CLONE_NEWIPC
+        | CLONE_NEWUSER
+        | CLONE_NEWPID
+        | CLONE_NEWNET;
+    let unsupported = CLONE_PIDFD
+        | CLONE_PTRACE
+        | CLONE_VFORK
+        | CLONE_PARENT
+        | CLONE_UNTRACED
+        | CLONE_IO
+        | CLONE_INTO_CGROUP;
     let defined = 0x1_ffff_ff00u64 | CLONE_INTO_CGROUP;
     let einval = f & !defined != 0
         || (via == Via::Clone && f >> 32 != 0)
@@ -73,19 +89,38 @@ fn model(f: u64, via: Via) -> Result<(), Errno> {
 }
 
 fn args(flags: u64) -> CloneArgs {
-    CloneArgs { flags, parent_tid: 0x1000_0000, child_tid: 0x2000_0000, tls: 0x3000_0000, ..CloneArgs::default() }
+    CloneArgs {
+        flags,
+        parent_tid: 0x1000_0000,
+        child_tid: 0x2000_0000,
+        tls: 0x3000_0000,
+        ..CloneArgs::default()
+    }
 }
 
 fn check(flags: u64) {
     for via in [Via::Clone, Via::Clone3] {
         let got = args(flags).validate(via);
-        assert_eq!(got.map(|_| ()), model(flags, via), "flags {flags:#x} via {via:?}");
+        assert_eq!(
+            got.map(|_| ()),
+            model(flags, via),
+            "flags {flags:#x} via {via:?}"
+        );
         if let Ok(plan) = got {
             assert_eq!(plan.thread, flags & CLONE_THREAD != 0);
             assert_eq!(plan.tls, (flags & CLONE_SETTLS != 0).then_some(0x3000_0000));
-            assert_eq!(plan.parent_settid, (flags & CLONE_PARENT_SETTID != 0).then_some(0x1000_0000));
-            assert_eq!(plan.child_settid, (flags & CLONE_CHILD_SETTID != 0).then_some(0x2000_0000));
-            assert_eq!(plan.child_cleartid, (flags & CLONE_CHILD_CLEARTID != 0).then_some(0x2000_0000));
+            assert_eq!(
+                plan.parent_settid,
+                (flags & CLONE_PARENT_SETTID != 0).then_some(0x1000_0000)
+            );
+            assert_eq!(
+                plan.child_settid,
+                (flags & CLONE_CHILD_SETTID != 0).then_some(0x2000_0000)
+            );
+            assert_eq!(
+                plan.child_cleartid,
+                (flags & CLONE_CHILD_CLEARTID != 0).then_some(0x2000_0000)
+            );
         }
     }
 }
@@ -136,15 +171,47 @@ fn clone3_struct_rules() {
     assert_eq!(CloneArgs::from_clone3(&big), Err(Errno::E2BIG));
     assert_eq!(CloneArgs::from_clone3(&vec![0; 4097]), Err(Errno::E2BIG));
     // stack and stack_size go together; the child starts at stack + stack_size.
-    let a = CloneArgs { flags: PTHREAD_FLAGS, stack: 0x10000, ..CloneArgs::default() };
+    let a = CloneArgs {
+        flags: PTHREAD_FLAGS,
+        stack: 0x10000,
+        ..CloneArgs::default()
+    };
     assert_eq!(a.validate(Via::Clone3), Err(Errno::EINVAL));
-    let a = CloneArgs { stack_size: 0x1000, ..a };
+    let a = CloneArgs {
+        stack_size: 0x1000,
+        ..a
+    };
     assert_eq!(a.validate(Via::Clone3).unwrap().stack_top, Some(0x11000));
     // exit_signal must be a signal number; set_tid is unsupported; cgroup needs its flag.
-    assert_eq!(CloneArgs { exit_signal: 65, ..a }.validate(Via::Clone3), Err(Errno::EINVAL));
-    assert_eq!(CloneArgs { set_tid: 0x5000, set_tid_size: 1, ..a }.validate(Via::Clone3), Err(Errno::ENOSYS));
-    assert_eq!(CloneArgs { set_tid_size: 1, ..a }.validate(Via::Clone3), Err(Errno::EINVAL));
-    assert_eq!(CloneArgs { cgroup: 3, ..a }.validate(Via::Clone3), Err(Errno::EINVAL));
+    assert_eq!(
+        CloneArgs {
+            exit_signal: 65,
+            ..a
+        }
+        .validate(Via::Clone3),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        CloneArgs {
+            set_tid: 0x5000,
+            set_tid_size: 1,
+            ..a
+        }
+        .validate(Via::Clone3),
+        Err(Errno::ENOSYS)
+    );
+    assert_eq!(
+        CloneArgs {
+            set_tid_size: 1,
+            ..a
+        }
+        .validate(Via::Clone3),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        CloneArgs { cgroup: 3, ..a }.validate(Via::Clone3),
+        Err(Errno::EINVAL)
+    );
 }
 
 #[test]
@@ -174,7 +241,15 @@ fn every_combination_on_a_running_system() {
     use uk_posix_process::{ChildStart, Rlimit};
 
     let w = common::world();
-    w.sys.setrlimit(RLIMIT_STACK, Rlimit { rlim_cur: 32 * 1024, rlim_max: RLIM_INFINITY }).unwrap();
+    w.sys
+        .setrlimit(
+            RLIMIT_STACK,
+            Rlimit {
+                rlim_cur: 32 * 1024,
+                rlim_max: RLIM_INFINITY,
+            },
+        )
+        .unwrap();
     let sys = w.sys;
     let children = Rc::new(Cell::new(0u32));
     let c = children.clone();
@@ -187,14 +262,23 @@ fn every_combination_on_a_running_system() {
             let (threads, ids) = (sys.thread_count(), sys.ids_in_use());
             ptid.store(0xAAAA, std::sync::atomic::Ordering::SeqCst);
             ctid.store(0xBBBB, std::sync::atomic::Ordering::SeqCst);
-            let a = CloneArgs { flags, parent_tid: common::addr(ptid), child_tid: common::addr(ctid), ..CloneArgs::default() };
+            let a = CloneArgs {
+                flags,
+                parent_tid: common::addr(ptid),
+                child_tid: common::addr(ctid),
+                ..CloneArgs::default()
+            };
             let c2 = c.clone();
             let (entry, arg) = common::boxed(move || {
                 c2.set(c2.get() + 1);
                 0
             });
             let got = sys.clone(&a, Via::Clone, ChildStart::Call { entry, arg });
-            assert_eq!(got.map(|_| ()), model(flags, Via::Clone), "flags {flags:#x}");
+            assert_eq!(
+                got.map(|_| ()),
+                model(flags, Via::Clone),
+                "flags {flags:#x}"
+            );
             match got {
                 Err(_) => {
                     // Nothing changed. (The boxed closure leaks; it never ran.)
@@ -204,8 +288,16 @@ fn every_combination_on_a_running_system() {
                 }
                 Ok(tid) => {
                     expected_children += 1;
-                    let want_p = if flags & CLONE_PARENT_SETTID != 0 { tid as u32 } else { 0xAAAA };
-                    let want_c = if flags & CLONE_CHILD_SETTID != 0 { tid as u32 } else { 0xBBBB };
+                    let want_p = if flags & CLONE_PARENT_SETTID != 0 {
+                        tid as u32
+                    } else {
+                        0xAAAA
+                    };
+                    let want_c = if flags & CLONE_CHILD_SETTID != 0 {
+                        tid as u32
+                    } else {
+                        0xBBBB
+                    };
                     assert_eq!(ptid.load(std::sync::atomic::Ordering::SeqCst), want_p);
                     assert_eq!(ctid.load(std::sync::atomic::Ordering::SeqCst), want_c);
                     assert_eq!(sys.thread_count(), threads + 1);
@@ -222,5 +314,9 @@ fn every_combination_on_a_running_system() {
         0
     });
     assert_eq!(status, Some(0));
-    assert_eq!(children.get(), 96, "children that ran (as accepted by the pure validator)");
+    assert_eq!(
+        children.get(),
+        96,
+        "children that ran (as accepted by the pure validator)"
+    );
 }

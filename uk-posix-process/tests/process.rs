@@ -58,7 +58,13 @@ fn pthread_create_and_join_with_cleartid() {
             uk_sched::yield_now();
             11
         });
-        let tid = sys.clone(&pthread_args(stack(64 * 1024), addr(ptid), addr(ctid), tls), Via::Clone, start).unwrap();
+        let tid = sys
+            .clone(
+                &pthread_args(stack(64 * 1024), addr(ptid), addr(ctid), tls),
+                Via::Clone,
+                start,
+            )
+            .unwrap();
         assert_eq!(ptid.load(Ordering::SeqCst), tid as u32);
         // CHILD_SETTID was not asked for: the clear word is untouched until exit.
         ctid.store(tid as u32, Ordering::SeqCst);
@@ -77,7 +83,11 @@ fn pthread_create_and_join_with_cleartid() {
         assert_eq!(tp, tls, "CLONE_SETTLS");
         0
     });
-    assert_eq!(status, Some(0), "the process ends with the last thread's status");
+    assert_eq!(
+        status,
+        Some(0),
+        "the process ends with the last thread's status"
+    );
     assert!(seen.borrow().is_some());
 }
 
@@ -90,9 +100,16 @@ fn cleartid_wakes_a_blocked_joiner() {
         let flags = PTHREAD_FLAGS | CLONE_CHILD_SETTID;
         let a = CloneArgs::from_legacy(flags, 0, addr(word(0)), addr(ctid), 0x1000);
         let tid = sys.clone(&a, Via::Clone, call(|| 0)).unwrap();
-        assert_eq!(ctid.load(Ordering::SeqCst), tid as u32, "CHILD_SETTID before the child runs");
+        assert_eq!(
+            ctid.load(Ordering::SeqCst),
+            tid as u32,
+            "CHILD_SETTID before the child runs"
+        );
         // The joiner blocks (the child has not run yet) and is woken by the exit.
-        assert_eq!(sys.futex(addr(ctid), FUTEX_WAIT, tid as u32, 0, 0, 0), Ok(0));
+        assert_eq!(
+            sys.futex(addr(ctid), FUTEX_WAIT, tid as u32, 0, 0, 0),
+            Ok(0)
+        );
         assert_eq!(ctid.load(Ordering::SeqCst), 0);
         assert_eq!(sys.futex_waiters(addr(ctid)), 0);
         0
@@ -108,10 +125,14 @@ fn clone_without_settls_inherits_thread_pointer() {
         let got = Rc::new(Cell::new(0));
         let g = got.clone();
         let a = CloneArgs::from_legacy(PTHREAD_FLAGS & !CLONE_SETTLS, 0, addr(word(0)), 0, 0x1234);
-        sys.clone(&a, Via::Clone, call(move || {
-            g.set(uk_sched::current().unwrap().thread_pointer());
-            0
-        }))
+        sys.clone(
+            &a,
+            Via::Clone,
+            call(move || {
+                g.set(uk_sched::current().unwrap().thread_pointer());
+                0
+            }),
+        )
         .unwrap();
         while sys.thread_count() > 1 {
             uk_sched::yield_now();
@@ -131,16 +152,28 @@ fn new_process_without_clone_thread() {
         let s = seen.clone();
         let a = CloneArgs::from_legacy(CLONE_VM | CLONE_FS | CLONE_FILES | 17, 0, 0, 0, 0);
         let tid = sys
-            .clone(&a, Via::Clone, call(move || {
-                s.set((sys.getpid().unwrap(), sys.gettid().unwrap(), sys.getppid().unwrap()));
-                0
-            }))
+            .clone(
+                &a,
+                Via::Clone,
+                call(move || {
+                    s.set((
+                        sys.getpid().unwrap(),
+                        sys.gettid().unwrap(),
+                        sys.getppid().unwrap(),
+                    ));
+                    0
+                }),
+            )
             .unwrap();
         assert_eq!(sys.process_count(), 2);
         while sys.process_count() > 1 {
             uk_sched::yield_now();
         }
-        assert_eq!(seen.get(), (tid, tid, parent), "pid = tid of the first thread; ppid = caller");
+        assert_eq!(
+            seen.get(),
+            (tid, tid, parent),
+            "pid = tid of the first thread; ppid = caller"
+        );
         0
     });
 }
@@ -156,10 +189,17 @@ fn refused_clone_changes_nothing() {
             (PTHREAD_FLAGS & !CLONE_SIGHAND, Errno::EINVAL),
             (PTHREAD_FLAGS | CLONE_VFORK, Errno::ENOSYS),
             (PTHREAD_FLAGS | CLONE_NEWNET, Errno::EINVAL),
-            (PTHREAD_FLAGS & !CLONE_VM & !CLONE_SIGHAND & !CLONE_THREAD, Errno::ENOSYS),
+            (
+                PTHREAD_FLAGS & !CLONE_VM & !CLONE_SIGHAND & !CLONE_THREAD,
+                Errno::ENOSYS,
+            ),
         ] {
             let a = CloneArgs::from_legacy(flags, 0, addr(ptid), 0, 0);
-            assert_eq!(sys.clone(&a, Via::Clone, call(|| 0)), Err(want), "{flags:#x}");
+            assert_eq!(
+                sys.clone(&a, Via::Clone, call(|| 0)),
+                Err(want),
+                "{flags:#x}"
+            );
         }
         // A bad parent_tid pointer: EFAULT, nothing changed.
         for bad in [0usize, 8, usize::MAX - 2, 1 << 60] {
@@ -169,7 +209,10 @@ fn refused_clone_changes_nothing() {
         // A clone stack outside memory: EFAULT instead of a crash.
         let a = CloneArgs::from_legacy(PTHREAD_FLAGS, 16, addr(ptid), 0, 0);
         assert_eq!(sys.clone(&a, Via::Clone, call(|| 0)), Err(Errno::EFAULT));
-        assert_eq!((sys.thread_count(), sys.ids_in_use(), sys.process_count()), before);
+        assert_eq!(
+            (sys.thread_count(), sys.ids_in_use(), sys.process_count()),
+            before
+        );
         assert_eq!(ptid.load(Ordering::SeqCst), 0xdead);
         0
     });
@@ -182,18 +225,38 @@ fn ids_run_out_with_eagain_and_come_back() {
     w.run(move || {
         let mut tids = vec![sys.gettid().unwrap()];
         for _ in 0..2 {
-            tids.push(sys.clone(&pthread_args(0, addr(word(0)), 0, 0), Via::Clone, call(|| 0)).unwrap());
+            tids.push(
+                sys.clone(
+                    &pthread_args(0, addr(word(0)), 0, 0),
+                    Via::Clone,
+                    call(|| 0),
+                )
+                .unwrap(),
+            );
         }
         tids.sort();
         assert_eq!(tids, [1, 2, 3]);
         let before = (sys.thread_count(), sys.ids_in_use());
-        assert_eq!(sys.clone(&pthread_args(0, addr(word(0)), 0, 0), Via::Clone, call(|| 0)), Err(Errno::EAGAIN));
+        assert_eq!(
+            sys.clone(
+                &pthread_args(0, addr(word(0)), 0, 0),
+                Via::Clone,
+                call(|| 0)
+            ),
+            Err(Errno::EAGAIN)
+        );
         assert_eq!((sys.thread_count(), sys.ids_in_use()), before);
         while sys.thread_count() > 1 {
             uk_sched::yield_now();
         }
         // Recycled: the freed ids are handed out again.
-        let again = sys.clone(&pthread_args(0, addr(word(0)), 0, 0), Via::Clone, call(|| 0)).unwrap();
+        let again = sys
+            .clone(
+                &pthread_args(0, addr(word(0)), 0, 0),
+                Via::Clone,
+                call(|| 0),
+            )
+            .unwrap();
         assert!(again == 2 || again == 3, "{again}");
         0
     });
@@ -207,10 +270,14 @@ fn set_tid_address_is_cleared_at_exit() {
         let clear = word(99);
         let a = pthread_args(0, addr(word(0)), 0, 0);
         let tid = sys
-            .clone(&a, Via::Clone, call(move || {
-                assert_eq!(sys.set_tid_address(addr(clear)), sys.gettid());
-                0
-            }))
+            .clone(
+                &a,
+                Via::Clone,
+                call(move || {
+                    assert_eq!(sys.set_tid_address(addr(clear)), sys.gettid());
+                    0
+                }),
+            )
             .unwrap();
         assert!(tid > 0);
         while sys.thread_count() > 1 {
@@ -232,16 +299,24 @@ fn last_exit_reaches_exit_hook() {
     let sys = w.sys;
     let status = w.run(move || {
         // The first thread leaves early; the child is the last and exits with 42.
-        sys.clone(&pthread_args(0, addr(word(0)), 0, 0), Via::Clone, call(move || {
-            uk_sched::yield_now();
-            uk_sched::yield_now();
-            sys.exit(42)
-        }))
+        sys.clone(
+            &pthread_args(0, addr(word(0)), 0, 0),
+            Via::Clone,
+            call(move || {
+                uk_sched::yield_now();
+                uk_sched::yield_now();
+                sys.exit(42)
+            }),
+        )
         .unwrap();
         sys.exit(5)
     });
     assert_eq!(status, Some(42));
-    assert_eq!(SEEN.load(Ordering::SeqCst), 1 + 42 * 16, "hook called once with 42");
+    assert_eq!(
+        SEEN.load(Ordering::SeqCst),
+        1 + 42 * 16,
+        "hook called once with 42"
+    );
     assert_eq!(sys.ids_in_use(), 0);
 }
 
@@ -262,11 +337,16 @@ fn exit_group_ends_every_thread() {
                 0
             }),
             Box::new(move || {
-                let _ = sys.nanosleep(uk_posix_process::Timespec { tv_sec: 1000, tv_nsec: 0 });
+                let _ = sys.nanosleep(uk_posix_process::Timespec {
+                    tv_sec: 1000,
+                    tv_nsec: 0,
+                });
                 0
             }),
-            Box::new(|| loop {
-                uk_sched::yield_now();
+            Box::new(|| {
+                loop {
+                    uk_sched::yield_now();
+                }
             }),
         ];
         for (body, clear) in bodies.into_iter().zip(c2) {
@@ -280,13 +360,17 @@ fn exit_group_ends_every_thread() {
         let r2 = r.clone();
         // A thread of another process survives the group exit.
         let other = CloneArgs::from_legacy(CLONE_VM | CLONE_FS | CLONE_FILES, 0, 0, 0, 0);
-        sys.clone(&other, Via::Clone, call(move || {
-            for _ in 0..5 {
-                uk_sched::yield_now();
-            }
-            r2.set(true);
-            9
-        }))
+        sys.clone(
+            &other,
+            Via::Clone,
+            call(move || {
+                for _ in 0..5 {
+                    uk_sched::yield_now();
+                }
+                r2.set(true);
+                9
+            }),
+        )
         .unwrap();
         sys.exit_group(3)
     });
@@ -294,7 +378,11 @@ fn exit_group_ends_every_thread() {
     assert!(ran_after.get(), "the other process ran to its end");
     assert_eq!(status, Some(9), "the last process to end gives the status");
     for c in clears {
-        assert_eq!(c.load(Ordering::SeqCst), 0, "clear_child_tid of a killed thread");
+        assert_eq!(
+            c.load(Ordering::SeqCst),
+            0,
+            "clear_child_tid of a killed thread"
+        );
     }
 }
 
@@ -304,9 +392,15 @@ fn exit_group_status_of_a_lone_process() {
     let sys = w.sys;
     let status = w.run(move || {
         for _ in 0..3 {
-            sys.clone(&pthread_args(0, addr(word(0)), 0, 0), Via::Clone, call(|| loop {
-                uk_sched::yield_now();
-            }))
+            sys.clone(
+                &pthread_args(0, addr(word(0)), 0, 0),
+                Via::Clone,
+                call(|| {
+                    loop {
+                        uk_sched::yield_now();
+                    }
+                }),
+            )
             .unwrap();
         }
         uk_sched::yield_now();
@@ -334,7 +428,11 @@ fn unknown_callers_are_adopted_into_the_first_process() {
     let first = sys.getpid().unwrap();
     let got = Rc::new(Cell::new((0, 0)));
     let g = got.clone();
-    w.sched.spawn("foreign", move || g.set((sys.getpid().unwrap(), sys.gettid().unwrap()))).unwrap();
+    w.sched
+        .spawn("foreign", move || {
+            g.set((sys.getpid().unwrap(), sys.gettid().unwrap()))
+        })
+        .unwrap();
     uk_sched::Scheduler::run(w.sched);
     assert_eq!(got.get().0, first);
     assert_ne!(got.get().1, first);

@@ -44,13 +44,35 @@ fn err(e: Errno) -> isize {
 fn pointers_are_checked() {
     let (base, _g) = arena();
     for bad in [0usize, 1, 4095, base - 8, base + ARENA - 4, usize::MAX - 7] {
-        assert_eq!(call(Sysno::uname, [bad, 0, 0, 0, 0, 0]), err(Errno::EFAULT), "{bad:#x}");
-        assert_eq!(call(Sysno::clock_gettime, [1, bad, 0, 0, 0, 0]), err(Errno::EFAULT));
-        assert_eq!(call(Sysno::getrlimit, [RLIMIT_STACK as usize, bad, 0, 0, 0, 0]), err(Errno::EFAULT));
-        assert_eq!(call(Sysno::setrlimit, [RLIMIT_STACK as usize, bad, 0, 0, 0, 0]), err(Errno::EFAULT));
-        assert_eq!(call(Sysno::nanosleep, [bad, 0, 0, 0, 0, 0]), err(Errno::EFAULT));
-        assert_eq!(call(Sysno::clone3, [bad, 64, 0, 0, 0, 0]), err(Errno::EFAULT));
-        assert_eq!(call(Sysno::getrandom, [bad, 16, 0, 0, 0, 0]), err(Errno::EFAULT));
+        assert_eq!(
+            call(Sysno::uname, [bad, 0, 0, 0, 0, 0]),
+            err(Errno::EFAULT),
+            "{bad:#x}"
+        );
+        assert_eq!(
+            call(Sysno::clock_gettime, [1, bad, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::getrlimit, [RLIMIT_STACK as usize, bad, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::setrlimit, [RLIMIT_STACK as usize, bad, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::nanosleep, [bad, 0, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::clone3, [bad, 64, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::getrandom, [bad, 16, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
     }
     assert_eq!(call(Sysno::uname, [base, 0, 0, 0, 0, 0]), 0);
     // SAFETY: the arena is ours; uname wrote a utsname at its start.
@@ -73,30 +95,84 @@ fn prlimit_writes_old_value_and_changes_nothing_on_error() {
     };
     let before = system().getrlimit(RLIMIT_DATA).unwrap();
     // Old value of RLIMIT_DATA written (Unikraft 0.11 leaves it unwritten).
-    put(old, Rlimit { rlim_cur: 1, rlim_max: 2 });
-    assert_eq!(call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, 0, old, 0, 0]), 0);
+    put(
+        old,
+        Rlimit {
+            rlim_cur: 1,
+            rlim_max: 2,
+        },
+    );
+    assert_eq!(
+        call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, 0, old, 0, 0]),
+        0
+    );
     assert_eq!(get(old), before);
     // A bad old pointer: EFAULT before anything is applied.
-    put(new, Rlimit { rlim_cur: 12345, rlim_max: before.rlim_max });
-    assert_eq!(call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, new, 8, 0, 0]), err(Errno::EFAULT));
+    put(
+        new,
+        Rlimit {
+            rlim_cur: 12345,
+            rlim_max: before.rlim_max,
+        },
+    );
+    assert_eq!(
+        call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, new, 8, 0, 0]),
+        err(Errno::EFAULT)
+    );
     assert_eq!(system().getrlimit(RLIMIT_DATA).unwrap(), before);
     // soft > hard: EINVAL, old not written.
-    put(new, Rlimit { rlim_cur: 10, rlim_max: 5 });
-    put(old, Rlimit { rlim_cur: 1, rlim_max: 2 });
-    assert_eq!(call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, new, old, 0, 0]), err(Errno::EINVAL));
-    assert_eq!(get(old), Rlimit { rlim_cur: 1, rlim_max: 2 });
+    put(
+        new,
+        Rlimit {
+            rlim_cur: 10,
+            rlim_max: 5,
+        },
+    );
+    put(
+        old,
+        Rlimit {
+            rlim_cur: 1,
+            rlim_max: 2,
+        },
+    );
+    assert_eq!(
+        call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, new, old, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    assert_eq!(
+        get(old),
+        Rlimit {
+            rlim_cur: 1,
+            rlim_max: 2
+        }
+    );
     // Unknown pid.
-    assert_eq!(call(Sysno::prlimit64, [999_999, RLIMIT_DATA as usize, 0, old, 0, 0]), err(Errno::ESRCH));
+    assert_eq!(
+        call(
+            Sysno::prlimit64,
+            [999_999, RLIMIT_DATA as usize, 0, old, 0, 0]
+        ),
+        err(Errno::ESRCH)
+    );
 }
 
 #[test]
 fn clone_by_number_without_a_trap_frame() {
     let (_base, _g) = arena();
     // Bad flags are reported as such; good ones need the trap entry's registers.
-    assert_eq!(call(Sysno::clone, [flags::CLONE_THREAD as usize, 0, 0, 0, 0, 0]), err(Errno::EINVAL));
-    assert_eq!(call(Sysno::clone, [flags::PTHREAD_FLAGS as usize, 0, 0, 0, 0, 0]), err(Errno::ENOSYS));
+    assert_eq!(
+        call(Sysno::clone, [flags::CLONE_THREAD as usize, 0, 0, 0, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    assert_eq!(
+        call(Sysno::clone, [flags::PTHREAD_FLAGS as usize, 0, 0, 0, 0, 0]),
+        err(Errno::ENOSYS)
+    );
     assert_eq!(call(Sysno::clone3, [0, 8, 0, 0, 0, 0]), err(Errno::EINVAL));
-    assert_eq!(call(Sysno::clone3, [0, 5000, 0, 0, 0, 0]), err(Errno::E2BIG));
+    assert_eq!(
+        call(Sysno::clone3, [0, 5000, 0, 0, 0, 0]),
+        err(Errno::E2BIG)
+    );
 }
 
 /// Numbers the property test calls (exit and exit_group end the caller: not here).

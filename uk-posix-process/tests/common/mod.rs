@@ -77,7 +77,14 @@ pub fn world_with(sys: System) -> World {
     let sys: &'static System = Box::leak(Box::new(sys));
     sys.set_host(Some(sched));
     // Host closures with assertion messages like more room than 64 KiB.
-    sys.setrlimit(RLIMIT_STACK, Rlimit { rlim_cur: 512 * 1024, rlim_max: RLIM_INFINITY }).unwrap();
+    sys.setrlimit(
+        RLIMIT_STACK,
+        Rlimit {
+            rlim_cur: 512 * 1024,
+            rlim_max: RLIM_INFINITY,
+        },
+    )
+    .unwrap();
     sys.set_exit_hook(|_| {});
     World { sched, sys, clock }
 }
@@ -102,7 +109,9 @@ impl World {
     /// returns the run's exit status.
     pub fn run(&self, main: impl FnOnce() -> i32 + 'static) -> Option<u8> {
         let (entry, arg) = boxed(main);
-        self.sys.spawn_process("main", entry, arg).expect("spawn main");
+        self.sys
+            .spawn_process("main", entry, arg)
+            .expect("spawn main");
         self.sched.run();
         self.sys.last_exit_status()
     }
