@@ -15,7 +15,7 @@ use uk_sched::{RoundRobin, idle};
 use uk_syscall::Sysno;
 
 use crate::flags::PTHREAD_FLAGS;
-use crate::{FUTEX_PRIVATE_FLAG, FUTEX_WAIT, system};
+use crate::{FUTEX_PRIVATE_FLAG, FUTEX_WAIT, System, system};
 
 /// The board clock as an owned [`Clock`].
 struct BoardClock(&'static dyn Platform);
@@ -37,11 +37,10 @@ static EXIT_SEEN: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `main` as the first thread of a new process on a fresh scheduler until every
 /// thread ended; returns the status the exit hook saw, if it was called.
-fn run_process(main: fn(usize) -> i32, arg: usize) -> Option<u8> {
+fn run_process(sys: &'static System, main: fn(usize) -> i32, arg: usize) -> Option<u8> {
     let sched: &'static RoundRobin<Native, BoardClock> = Box::leak(Box::new(
         RoundRobin::cooperative(Native::detect(), BoardClock(uk_rt::platform()), idle::Poll),
     ));
-    let sys = system();
     EXIT_SEEN.store(0, Ordering::SeqCst);
     sys.set_host(Some(sched));
     sys.set_exit_hook(|status| EXIT_SEEN.store(u32::from(status) + 1, Ordering::SeqCst));
@@ -83,6 +82,9 @@ struct Seen {
 
 /// One pthread-style run's inputs and outputs (shared with the child by address).
 struct Join {
+    /// The process layer the run uses (the image's for the trap; a fresh one for direct
+    /// calls, so a failure elsewhere cannot leak into the direct run).
+    sys: &'static System,
     /// Both `parent_tid` and `child_tid`, as glibc's pthread `tid` field.
     tid_word: AtomicU32,
     tls: usize,
@@ -125,7 +127,9 @@ fn main_direct(join: usize) -> i32 {
     let stack: Vec<u128> = vec![0; STACK / 16];
     let top = stack.as_ptr() as usize + STACK;
     let word = &j.tid_word as *const AtomicU32 as usize;
-    let tid = crate::clone_call(child_direct, top, PTHREAD_FLAGS, join, word, j.tls, word);
+    let args = crate::flags::CloneArgs::from_legacy(PTHREAD_FLAGS, top, word, word, j.tls);
+    let start = crate::ChildStart::Call { entry: child_direct, arg: join };
+    let tid = j.sys.clone(&args, crate::flags::Via::Clone, start);
     let Ok(tid) = tid else {
         return 1;
     };
@@ -139,7 +143,7 @@ fn main_direct(join: usize) -> i32 {
         if v == 0 {
             break;
         }
-        let r = crate::futex(word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, v, 0, 0, 0);
+        let r = j.sys.futex(word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, v, 0, 0, 0);
         waits += usize::from(r == Ok(0));
     }
     j.wait_rets.store(waits, Ordering::SeqCst);
@@ -348,9 +352,10 @@ fn main_trap(join: usize) -> i32 {
     0
 }
 
-fn new_join() -> (Box<Join>, Vec<u128>) {
+fn new_join(sys: &'static System) -> (Box<Join>, Vec<u128>) {
     let (block, tp) = tls_block();
     let join = Box::new(Join {
+        sys,
         tid_word: AtomicU32::new(0),
         tls: tp,
         seen: Seen::default(),
@@ -377,7 +382,7 @@ fn check(j: &Join, status: Option<u8>) -> (usize, usize, usize) {
     uk_test::expect!(j.seen.pid.load(Ordering::SeqCst) != tid);
     // CLONE_SETTLS: the child ran with the thread pointer of its TLS block.
     uk_test::expect_eq!(j.seen.tp.load(Ordering::SeqCst), j.tls);
-    uk_test::expect_eq!(system().thread_count(), 0);
+    uk_test::expect_eq!(j.sys.thread_count(), 0);
     (
         tid,
         j.seen.pid.load(Ordering::SeqCst),
@@ -388,8 +393,9 @@ fn check(j: &Join, status: Option<u8>) -> (usize, usize, usize) {
 uk_test::ktest! {
     /// pthread_create/pthread_join from raw clone (direct call) and futex on the tid word.
     fn pthread_create_join_direct() {
-        let (join, _tls) = new_join();
-        let status = run_process(main_direct, &*join as *const Join as usize);
+        let sys: &'static System = Box::leak(Box::new(System::new()));
+        let (join, _tls) = new_join(sys);
+        let status = run_process(sys, main_direct, &*join as *const Join as usize);
         let (_, _, waits) = check(&join, status);
         // The parent really blocked: the child had not run when it first waited.
         uk_test::expect_eq!(waits, 1);
@@ -401,11 +407,11 @@ uk_test::ktest! {
     /// parent's registers with 0 on its stack; results agree with the direct calls.
     fn pthread_create_join_trap() {
         let _ = uk_syscall::install();
-        let (direct, _tls) = new_join();
-        let direct_status = run_process(main_direct, &*direct as *const Join as usize);
+        let (direct, _tls) = new_join(system());
+        let direct_status = run_process(system(), main_direct, &*direct as *const Join as usize);
         let (_, _, direct_waits) = check(&direct, direct_status);
-        let (join, _tls2) = new_join();
-        let status = run_process(main_trap, &*join as *const Join as usize);
+        let (join, _tls2) = new_join(system());
+        let status = run_process(system(), main_trap, &*join as *const Join as usize);
         let (tid, pid, waits) = check(&join, status);
         // Same shape as the direct run: a new tid in the same numbering, the parent's pid,
         // one blocking wait.
