@@ -16,6 +16,7 @@ use uk_mte as _;
 use uk_posix_process as _;
 use uk_random as _;
 use uk_sched as _;
+use uk_syscall as _;
 
 uk_app::main!(main);
 

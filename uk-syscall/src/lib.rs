@@ -48,7 +48,7 @@ mod table;
 pub mod testing;
 mod trap;
 
-pub use arch::{InstallError, TrapFrame, install, resume_frame};
+pub use arch::{InstallError, TrapFrame, install, resume_frame, trap};
 pub use syscalls::Errno;
 pub use syscalls::{aarch64, x86_64};
 pub use table::{

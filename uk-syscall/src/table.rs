@@ -418,7 +418,10 @@ mod tests {
         assert_eq!(errno(raw(Err(Errno::EBADF))), Err(Errno::EBADF));
 
         let mut e = 0;
-        assert_eq!(dispatch_errno(Sysno::getuid as usize, &[0; 6], &mut e), 1000);
+        assert_eq!(
+            dispatch_errno(Sysno::getuid as usize, &[0; 6], &mut e),
+            1000
+        );
         assert_eq!(e, 0, "untouched on success");
         assert_eq!(dispatch_errno(501, &[2, 0, 0, 0, 0, 0], &mut e), -1);
         assert_eq!(e, Errno::ENOENT.into_raw());

@@ -24,6 +24,18 @@ pub const CLOBBER_XOR: usize = 0x0f0f_0f0f_5555_aaaa;
 pub const CAPTURE: usize = 506;
 /// A private number nobody registers.
 pub const UNREGISTERED: usize = 505;
+/// Private number of the summing handler: the wrapping sum of the arguments, or `EBADF`
+/// when the first one is 0.
+pub const SUM: usize = 504;
+
+/// The summing handler.
+pub fn sys_sum(args: &Args) -> SyscallResult {
+    if args[0] == 0 {
+        return Err(Errno::EBADF);
+    }
+    Ok(args.iter().fold(0usize, |sum, a| sum.wrapping_add(*a)))
+}
+crate::register!(number SUM => sys_sum);
 
 /// The no-op handler.
 pub fn sys_nop(_args: &Args) -> SyscallResult {
@@ -45,15 +57,33 @@ fn scramble() {
     // writing them is invisible to it, as it is to a real SSE-using handler).
     unsafe {
         core::arch::asm!(
-            "pcmpeqd xmm0, xmm0", "pcmpeqd xmm1, xmm1", "pcmpeqd xmm2, xmm2",
-            "pcmpeqd xmm3, xmm3", "pcmpeqd xmm4, xmm4", "pcmpeqd xmm5, xmm5",
-            "pcmpeqd xmm6, xmm6", "pcmpeqd xmm7, xmm7", "pcmpeqd xmm8, xmm8",
-            "pcmpeqd xmm9, xmm9", "pcmpeqd xmm10, xmm10", "pcmpeqd xmm11, xmm11",
-            "pcmpeqd xmm12, xmm12", "pcmpeqd xmm13, xmm13", "pcmpeqd xmm14, xmm14",
+            "pcmpeqd xmm0, xmm0",
+            "pcmpeqd xmm1, xmm1",
+            "pcmpeqd xmm2, xmm2",
+            "pcmpeqd xmm3, xmm3",
+            "pcmpeqd xmm4, xmm4",
+            "pcmpeqd xmm5, xmm5",
+            "pcmpeqd xmm6, xmm6",
+            "pcmpeqd xmm7, xmm7",
+            "pcmpeqd xmm8, xmm8",
+            "pcmpeqd xmm9, xmm9",
+            "pcmpeqd xmm10, xmm10",
+            "pcmpeqd xmm11, xmm11",
+            "pcmpeqd xmm12, xmm12",
+            "pcmpeqd xmm13, xmm13",
+            "pcmpeqd xmm14, xmm14",
             "pcmpeqd xmm15, xmm15",
-            "mov rax, -1", "mov rcx, -1", "mov rdx, -1", "mov rsi, -1", "mov rdi, -1",
-            "mov r8, -1", "mov r9, -1", "mov r10, -1", "mov r11, -1",
-            "std", "cld",
+            "mov rax, -1",
+            "mov rcx, -1",
+            "mov rdx, -1",
+            "mov rsi, -1",
+            "mov rdi, -1",
+            "mov r8, -1",
+            "mov r9, -1",
+            "mov r10, -1",
+            "mov r11, -1",
+            "std",
+            "cld",
             clobber_abi("C"),
             options(nostack)
         )
@@ -66,17 +96,50 @@ fn scramble() {
     // v16-v31, NZCV), declared through `clobber_abi`.
     unsafe {
         core::arch::asm!(
-            "movi v0.2d, #-1", "movi v1.2d, #-1", "movi v2.2d, #-1", "movi v3.2d, #-1",
-            "movi v4.2d, #-1", "movi v5.2d, #-1", "movi v6.2d, #-1", "movi v7.2d, #-1",
-            "movi v16.2d, #-1", "movi v17.2d, #-1", "movi v18.2d, #-1", "movi v19.2d, #-1",
-            "movi v20.2d, #-1", "movi v21.2d, #-1", "movi v22.2d, #-1", "movi v23.2d, #-1",
-            "movi v24.2d, #-1", "movi v25.2d, #-1", "movi v26.2d, #-1", "movi v27.2d, #-1",
-            "movi v28.2d, #-1", "movi v29.2d, #-1", "movi v30.2d, #-1", "movi v31.2d, #-1",
-            "mov x0, #-1", "mov x1, #-1", "mov x2, #-1", "mov x3, #-1", "mov x4, #-1",
-            "mov x5, #-1", "mov x6, #-1", "mov x7, #-1", "mov x8, #-1", "mov x9, #-1",
-            "mov x10, #-1", "mov x11, #-1", "mov x12, #-1", "mov x13, #-1",
-            "mov x14, #-1", "mov x15, #-1", "mov x16, #-1", "mov x17, #-1",
-            "cmn xzr, #1",
+            "movi v0.2d, #-1",
+            "movi v1.2d, #-1",
+            "movi v2.2d, #-1",
+            "movi v3.2d, #-1",
+            "movi v4.2d, #-1",
+            "movi v5.2d, #-1",
+            "movi v6.2d, #-1",
+            "movi v7.2d, #-1",
+            "movi v16.2d, #-1",
+            "movi v17.2d, #-1",
+            "movi v18.2d, #-1",
+            "movi v19.2d, #-1",
+            "movi v20.2d, #-1",
+            "movi v21.2d, #-1",
+            "movi v22.2d, #-1",
+            "movi v23.2d, #-1",
+            "movi v24.2d, #-1",
+            "movi v25.2d, #-1",
+            "movi v26.2d, #-1",
+            "movi v27.2d, #-1",
+            "movi v28.2d, #-1",
+            "movi v29.2d, #-1",
+            "movi v30.2d, #-1",
+            "movi v31.2d, #-1",
+            "mov x0, #-1",
+            "mov x1, #-1",
+            "mov x2, #-1",
+            "mov x3, #-1",
+            "mov x4, #-1",
+            "mov x5, #-1",
+            "mov x6, #-1",
+            "mov x7, #-1",
+            "mov x8, #-1",
+            "mov x9, #-1",
+            "mov x10, #-1",
+            "mov x11, #-1",
+            "mov x12, #-1",
+            "mov x13, #-1",
+            "mov x14, #-1",
+            "mov x15, #-1",
+            "mov x16, #-1",
+            "mov x17, #-1",
+            "mov x9, #1",
+            "cmn x9, #1",
             clobber_abi("C"),
             options(nostack, nomem)
         )
@@ -112,6 +175,17 @@ pub fn sys_capture(args: &Args) -> SyscallResult {
 }
 crate::register!(number CAPTURE => sys_capture);
 
+/// Takes the frame [`sys_capture`] put aside, if any.
+pub fn take_captured() -> Option<TrapFrame> {
+    if !CAPTURED.full.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: `full` is true: the writer is done (see the `Sync` impl).
+    let frame = unsafe { (*CAPTURED.frame.get()).take() };
+    CAPTURED.full.store(false, Ordering::Release);
+    frame
+}
+
 /// Takes the captured frame, makes it return 2 on the stack `new_sp`, and resumes it.
 ///
 /// # Safety
@@ -119,14 +193,8 @@ crate::register!(number CAPTURE => sys_capture);
 /// A frame must have been captured by the probe in [`resume_probe`], whose code expects
 /// exactly this.
 pub unsafe extern "C" fn resume_captured(new_sp: usize) -> ! {
-    if !CAPTURED.full.load(Ordering::Acquire) {
+    let Some(mut frame) = take_captured() else {
         panic!("resume_captured: no frame captured");
-    }
-    // SAFETY: `full` is true: the writer is done (see the `Sync` impl).
-    let frame = unsafe { (*CAPTURED.frame.get()).take() };
-    CAPTURED.full.store(false, Ordering::Release);
-    let Some(mut frame) = frame else {
-        panic!("resume_captured: empty frame");
     };
     frame.set_result(2);
     frame.set_sp(new_sp);

@@ -90,7 +90,10 @@ mod tests {
         assert!(CURRENT.load(Ordering::Relaxed).is_null(), "cleared on exit");
         // A direct call of the same handler: no frame.
         assert_eq!(echo(&[1, 0, 0, 0, 0, 1]), Err(Errno::ESRCH));
-        assert_eq!(crate::dispatch(ECHO, &[1; 6]), -(Errno::ESRCH.into_raw() as isize));
+        assert_eq!(
+            crate::dispatch(ECHO, &[1; 6]),
+            -(Errno::ESRCH.into_raw() as isize)
+        );
     }
 
     #[test]
@@ -100,7 +103,10 @@ mod tests {
         frame.set_number(usize::MAX);
         // SAFETY: as above.
         unsafe { handle(&mut frame) };
-        assert_eq!(frame.result() as isize, -(Errno::ENOSYS.into_raw() as isize));
+        assert_eq!(
+            frame.result() as isize,
+            -(Errno::ENOSYS.into_raw() as isize)
+        );
     }
 
     #[test]

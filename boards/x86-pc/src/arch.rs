@@ -691,3 +691,37 @@ pub fn call_on_ktest_stack(function: extern "C" fn()) {
 pub fn ktest_stack_guard() -> u64 {
     &raw const uk_ktest_stack_guard as u64
 }
+
+// The `syscall` instruction: uk-syscall sets up EFER.SCE, STAR, LSTAR and SFMASK in
+// `uk_syscall_cpu_init` when the image links it. The board knows the symbol only weakly (it
+// does not depend on uk-syscall): without it the address reads as 0 and nothing happens.
+global_asm!(
+    r#"
+    .pushsection .rodata.uk_syscall_hook, "a", @progbits
+    .balign 8
+    /* A weak reference (not `.weak`, which would clash with the definition when LTO puts
+       both in one module): 0 when nothing defines the hook. */
+    .weakref __uk_syscall_cpu_init_weak, uk_syscall_cpu_init
+uk_syscall_cpu_init_address:
+    .quad __uk_syscall_cpu_init_weak
+    .popsection
+    "#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    /// The address of `uk_syscall_cpu_init`, or 0 when the image does not link uk-syscall.
+    static uk_syscall_cpu_init_address: usize;
+}
+
+/// Lets uk-syscall set up the `syscall` instruction on this CPU, if the image links it.
+pub fn syscall_cpu_init() {
+    // SAFETY: a word the linker filled in: the hook's address or 0.
+    let address = unsafe { core::ptr::read_volatile(&raw const uk_syscall_cpu_init_address) };
+    if address != 0 {
+        // SAFETY: a non-zero address is uk-syscall's `extern "C" fn()` hook, which only
+        // writes the syscall MSRs of this CPU (the GDT is loaded: it reads CS and SS).
+        let hook = unsafe { core::mem::transmute::<usize, extern "C" fn()>(address) };
+        hook();
+    }
+}

@@ -109,6 +109,7 @@ pub(crate) extern "C" fn boot_main(start_info_paddr: u64, tsc_at_entry: u64) -> 
     crate::TSC_SCALE.store(Scale::for_frequency(hz).mult, Ordering::Relaxed);
 
     crate::BOOT.publish();
+    arch::syscall_cpu_init();
     uk_rt::start(&PLATFORM)
 }
 

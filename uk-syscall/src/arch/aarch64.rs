@@ -171,7 +171,8 @@ uk_syscall_svc_entry:
     stp     q30, q31, [x3, #480]
     mrs     x4, fpsr
     mrs     x5, fpcr
-    stp     x4, x5, [sp, #{fpsr}]
+    add     x6, sp, #{fpsr}
+    stp     x4, x5, [x6]
     and     x2, x2, #0x3c0
     msr     daif, x2
     mov     x0, sp
@@ -204,7 +205,8 @@ uk_syscall_svc_restore:
     ldp     q26, q27, [x3, #416]
     ldp     q28, q29, [x3, #448]
     ldp     q30, q31, [x3, #480]
-    ldp     x4, x5, [x0, #{fpsr}]
+    add     x6, x0, #{fpsr}
+    ldp     x4, x5, [x6]
     msr     fpsr, x4
     msr     fpcr, x5
     ldp     x1, x2, [x0, #{elr}]
@@ -288,4 +290,30 @@ pub enum InstallError {}
 /// architectures.
 pub fn install() -> Result<(), InstallError> {
     Ok(())
+}
+
+/// Executes `svc #0` with `number` (in `x8`) and `args` (`x0`–`x5`) and returns `x0`.
+///
+/// In an image this reaches this crate's entry and the dispatch table; in a Linux process
+/// it is a real Linux syscall.
+///
+/// # Safety
+///
+/// The call does whatever its handler does with the arguments (pointers included), as
+/// libc's `syscall()` does.
+#[inline]
+pub unsafe fn trap(number: usize, args: &Args) -> isize {
+    let result: isize;
+    // SAFETY: the entry preserves every register but x0 (the result) and the FP/SIMD
+    // state; the caller vouches for what the handler does with the arguments.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            inlateout("x0") args[0] => result,
+            in("x1") args[1], in("x2") args[2], in("x3") args[3],
+            in("x4") args[4], in("x5") args[5], in("x8") number,
+            options(nostack)
+        )
+    };
+    result
 }

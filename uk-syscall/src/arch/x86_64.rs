@@ -425,3 +425,31 @@ pub extern "C" fn uk_syscall_cpu_init() {
     // reported CPU exception); calling `install()` later tells why.
     let _ = install();
 }
+
+/// Executes the `syscall` instruction with `number` and `args` and returns `rax`.
+///
+/// In an image this reaches this crate's entry and the dispatch table (after
+/// [`install`]); in a Linux process it is a real Linux syscall.
+///
+/// # Safety
+///
+/// The call does whatever its handler does with the arguments (pointers included), as
+/// libc's `syscall()` does.
+#[inline]
+pub unsafe fn trap(number: usize, args: &Args) -> isize {
+    let result: isize;
+    // SAFETY: `syscall` clobbers rcx and r11 (declared) and returns in rax; the entry
+    // preserves everything else and leaves the red zone alone; the caller vouches for what
+    // the handler does with the arguments.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") args[0], in("rsi") args[1], in("rdx") args[2],
+            in("r10") args[3], in("r8") args[4], in("r9") args[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack)
+        )
+    };
+    result
+}

@@ -27,6 +27,11 @@
 //!
 //! # Vectors
 //!
+//! Vector 0 (synchronous, current EL with `SP_EL0`, where kernel code traps) first checks
+//! for `svc` (`ESR_EL1.EC == 0x15`) and branches to `uk_syscall_svc_entry` when the image
+//! links uk-syscall (a weak symbol; 0 otherwise, and the `svc` is reported like any other
+//! exception).
+//!
 //! Each of the 16 entries reserves an [`ExceptionFrame`](crate::exception::ExceptionFrame)
 //! on the stack, saves `x0`/`x1`, puts its own number in `x0` and branches to common code
 //! that saves the rest (all general registers, the interrupted SP, `ELR`, `SPSR`, `ESR`,
@@ -183,12 +188,38 @@ __uk_vectors:
     .set    vector, 0
     .rept   16
     .balign 128
+    .if vector == 0
+    /* svc #0 from kernel code (EL1, SP_EL0): to uk-syscall's entry if the image links it
+       (a weak symbol: the board does not depend on uk-syscall). Contract: x0 pushed on
+       SP_EL1 (16 bytes), x0 = the entry's address, everything else as the exception left
+       it; the entry pops SP_EL1 and ends with eret. */
+    str     x0, [sp, #-16]!
+    mrs     x0, esr_el1
+    ubfx    x0, x0, #26, #6
+    cmp     x0, #0x15
+    b.ne    1f
+    adrp    x0, __uk_svc_entry_address
+    ldr     x0, [x0, :lo12:__uk_svc_entry_address]
+    cbz     x0, 1f
+    br      x0
+1:
+    ldr     x0, [sp], #16
+    .endif
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp]
     mov     x0, #vector
     b       __uk_exception_common
     .set    vector, vector + 1
     .endr
+
+    .pushsection .rodata.uk_svc_hook, "a"
+    .balign 8
+    /* A weak reference (not `.weak`, which would clash with the definition when LTO puts
+       both in one module): 0 when nothing defines the entry. */
+    .weakref __uk_svc_entry_weak, uk_syscall_svc_entry
+__uk_svc_entry_address:
+    .quad   __uk_svc_entry_weak
+    .popsection
 "#,
     hcr = const HCR,
     hcr_ata = const HCR_ATA,
