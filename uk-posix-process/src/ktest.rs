@@ -104,12 +104,13 @@ const STACK: usize = 64 * 1024;
 fn child_direct(join: usize) -> i32 {
     // SAFETY: `join` is the address of the `Join` the parent keeps alive until the join.
     let join = unsafe { &*(join as *const Join) };
+    let (tid, pid) = (join.sys.gettid(), join.sys.getpid());
     join.seen
         .tid
-        .store(crate::gettid() as usize, Ordering::SeqCst);
+        .store(tid.unwrap_or(0) as usize, Ordering::SeqCst);
     join.seen
         .pid
-        .store(crate::getpid() as usize, Ordering::SeqCst);
+        .store(pid.unwrap_or(0) as usize, Ordering::SeqCst);
     join.seen
         .tp
         .store(Native::detect().thread_pointer(), Ordering::SeqCst);
@@ -128,14 +129,17 @@ fn main_direct(join: usize) -> i32 {
     let top = stack.as_ptr() as usize + STACK;
     let word = &j.tid_word as *const AtomicU32 as usize;
     let args = crate::flags::CloneArgs::from_legacy(PTHREAD_FLAGS, top, word, word, j.tls);
-    let start = crate::ChildStart::Call { entry: child_direct, arg: join };
+    let start = crate::ChildStart::Call {
+        entry: child_direct,
+        arg: join,
+    };
     let tid = j.sys.clone(&args, crate::flags::Via::Clone, start);
     let Ok(tid) = tid else {
         return 1;
     };
     j.clone_ret.store(tid as usize, Ordering::SeqCst);
     j.parent_pid
-        .store(crate::getpid() as usize, Ordering::SeqCst);
+        .store(j.sys.getpid().unwrap_or(0) as usize, Ordering::SeqCst);
     // pthread_join: wait while the tid word holds the tid.
     let mut waits = 0;
     loop {
@@ -143,7 +147,9 @@ fn main_direct(join: usize) -> i32 {
         if v == 0 {
             break;
         }
-        let r = j.sys.futex(word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, v, 0, 0, 0);
+        let r = j
+            .sys
+            .futex(word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, v, 0, 0, 0);
         waits += usize::from(r == Ok(0));
     }
     j.wait_rets.store(waits, Ordering::SeqCst);
