@@ -640,6 +640,13 @@ impl System {
             if let Some(status) = ended {
                 st.procs.remove(&entry.pid);
                 st.ids.free(entry.pid);
+                // Orphans go to the first process (or to none), as Linux reparents to init.
+                let init = st.init.filter(|p| st.procs.contains_key(p)).unwrap_or(0);
+                for p in st.procs.values_mut() {
+                    if p.ppid == entry.pid {
+                        p.ppid = init;
+                    }
+                }
                 if st.procs.is_empty() {
                     machine_exit = Some(status);
                 }

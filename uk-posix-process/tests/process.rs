@@ -179,6 +179,54 @@ fn new_process_without_clone_thread() {
 }
 
 #[test]
+fn orphans_are_reparented_to_the_first_process() {
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        let init = sys.getpid().unwrap();
+        let grandchild_ppid = Rc::new(Cell::new((-1, -1)));
+        let g = grandchild_ppid.clone();
+        let proc_flags = CLONE_VM | CLONE_FS | CLONE_FILES;
+        // A child process starts a grandchild process and ends; the grandchild's parent
+        // becomes the first process.
+        let a = CloneArgs::from_legacy(proc_flags, 0, 0, 0, 0);
+        sys.clone(
+            &a,
+            Via::Clone,
+            call(move || {
+                let me = sys.getpid().unwrap();
+                sys.clone(
+                    &a,
+                    Via::Clone,
+                    call(move || {
+                        let before = sys.getppid().unwrap();
+                        for _ in 0..6 {
+                            uk_sched::yield_now();
+                        }
+                        g.set((before, sys.getppid().unwrap()));
+                        0
+                    }),
+                )
+                .unwrap();
+                // Let the grandchild see its parent alive first.
+                uk_sched::yield_now();
+                assert_ne!(me, init);
+                0
+            }),
+        )
+        .unwrap();
+        while sys.process_count() > 1 {
+            uk_sched::yield_now();
+        }
+        let (before, after) = grandchild_ppid.get();
+        assert!(before > 0);
+        assert_ne!(before, init, "first the child process is the parent");
+        assert_eq!(after, init, "then the first process");
+        0
+    });
+}
+
+#[test]
 fn refused_clone_changes_nothing() {
     let w = world();
     let sys = w.sys;
