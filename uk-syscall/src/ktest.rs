@@ -126,3 +126,153 @@ uk_test::ktest! {
         drop(stack);
     }
 }
+
+uk_test::ktest! {
+    /// Random numbers beyond the table and random arguments through the trap: always
+    /// -ENOSYS, never a fault; random arguments to a registered handler: the direct result.
+    fn random_calls_through_the_trap() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as usize
+        };
+        for _ in 0..500 {
+            let number = next() | crate::TABLE_LEN;
+            let args = [next(), next(), next(), next(), next(), next()];
+            uk_test::expect_eq!(via_trap(number, &args), ENOSYS);
+            let args = [next(), next(), next(), next(), next(), next()];
+            uk_test::expect_eq!(via_trap(SUM, &args), dispatch(SUM, &args));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+uk_test::ktest! {
+    /// With AVX enabled (XCR0), all 256 bits of ymm0-15 survive a handler that overwrites
+    /// them (the entry saves the AVX state with XSAVE).
+    fn avx_registers_preserved() {
+        match testing::avx_probe(CLOBBER) {
+            Some(probe) => uk_test::expect_eq!(probe.after, probe.loaded),
+            None => log::info!("no AVX state enabled on this CPU: nothing to check"),
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+uk_test::ktest! {
+    /// `svc #0` from code running on `SP_EL1` (exception context, vector 4): the same result,
+    /// the same stack pointer afterwards, and the 128 bytes below it untouched.
+    fn svc_from_exception_context() {
+        let mut stack = vec![0u64; 1024];
+        let top = stack.as_mut_ptr_range().end as usize;
+        let len = stack.len();
+        for (i, word) in stack[len - 16..].iter_mut().enumerate() {
+            *word = testing::red_zone_pattern(16 - i);
+        }
+        let result: usize;
+        let sp_after: usize;
+        // SAFETY: SP_EL1 is switched to a private stack for the duration of one trapped
+        // call and put back (with SP_EL0 selected again) before the block ends; the handler
+        // (SUM) touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "msr spsel, #1",
+                "mov x10, sp",
+                "mov sp, {top}",
+                "svc #0",
+                "mov x11, sp",
+                "mov sp, x10",
+                "msr spsel, #0",
+                top = in(reg) top,
+                in("x8") SUM,
+                inlateout("x0") 1usize => result,
+                in("x1") 2usize, in("x2") 3usize, in("x3") 4usize, in("x4") 5usize,
+                in("x5") 6usize,
+                out("x10") _, out("x11") sp_after,
+            )
+        };
+        uk_test::expect_eq!(result, 21);
+        uk_test::expect_eq!(sp_after, top);
+        for (i, word) in stack[len - 16..].iter().enumerate() {
+            uk_test::expect_eq!(*word, testing::red_zone_pattern(16 - i));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+uk_test::ktest! {
+    /// The handler runs with the caller's interrupt flag and with DF clear (SFMASK) even if
+    /// the caller set it; the caller gets its RFLAGS back (DF and the arithmetic flags).
+    fn flags_for_the_handler_and_back() {
+        let caller: usize;
+        let handler: usize;
+        let after: usize;
+        // SAFETY: DF is set only around the trap and cleared again before the block ends;
+        // the FLAGS handler touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "pushfq", "pop {caller}",
+                "std",
+                "mov eax, 0x7fffffff", "add eax, 1",
+                "mov eax, {number}",
+                "syscall",
+                "pushfq", "pop {after}",
+                "cld",
+                number = const testing::FLAGS,
+                caller = out(reg) caller,
+                after = out(reg) after,
+                out("rax") handler, out("rcx") _, out("r11") _,
+            )
+        };
+        const IF: usize = 1 << 9;
+        const DF: usize = 1 << 10;
+        const OF_SF: usize = (1 << 11) | (1 << 7);
+        uk_test::expect_eq!(handler & IF, caller & IF);
+        uk_test::expect_eq!(handler & DF, 0);
+        uk_test::expect_eq!(after & DF, DF);
+        uk_test::expect_eq!(after & OF_SF, OF_SF);
+        uk_test::expect_eq!(after & IF, caller & IF);
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+uk_test::ktest! {
+    /// The handler runs with the caller's DAIF (here: debug exceptions unmasked, the rest
+    /// masked); the caller gets DAIF and NZCV back.
+    fn flags_for_the_handler_and_back() {
+        let handler: usize;
+        let daif_after: usize;
+        let nzcv_after: usize;
+        let daif_before: usize;
+        // SAFETY: DAIF is changed only for the trapped call and restored before the block
+        // ends; the FLAGS handler touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "mrs {saved}, daif",
+                "msr daifset, #0xf",
+                "msr daifclr, #8",
+                "mrs {before}, daif",
+                "mov x9, #0x7fffffffffffffff",
+                "adds x9, x9, #1",
+                "svc #0",
+                "mrs {nzcv}, nzcv",
+                "mrs {after}, daif",
+                "msr daif, {saved}",
+                saved = out(reg) _,
+                before = out(reg) daif_before,
+                nzcv = out(reg) nzcv_after,
+                after = out(reg) daif_after,
+                in("x8") testing::FLAGS,
+                lateout("x0") handler,
+                out("x9") _,
+            )
+        };
+        uk_test::expect_eq!(daif_before, 0x1c0);
+        uk_test::expect_eq!(handler, daif_before);
+        uk_test::expect_eq!(daif_after, daif_before);
+        // 0x7fff...ffff + 1: N and V set, Z and C clear.
+        uk_test::expect_eq!(nzcv_after >> 28, 0b1001);
+    }
+}

@@ -12,12 +12,43 @@
 //!   lands in a `linkme` distributed slice, so an image gets exactly the handlers of the
 //!   crates it links and nobody has to call an init function in the right order.
 //! - **Dispatch by number** goes through [`dispatch`], which looks the number up in a table
-//!   built once from the slice. An unknown number returns `-ENOSYS` and logs one line naming
-//!   the syscall, once per number.
+//!   built once from the slice, lazily and without a lock (concurrent or re-entrant
+//!   builders do the same idempotent walk, so a dispatch never waits). Two handlers for one
+//!   number: the first in link order serves, the conflict is logged once and counted by
+//!   [`table_stats`]. An unknown number returns `-ENOSYS` and logs one line naming the
+//!   syscall, once per number (numbers beyond the table: the first 16 distinct ones, then
+//!   one notice; the memory for this is bounded).
+//! - **The binary entry reaches the same table.** On x86_64 the `syscall` instruction
+//!   (executed at CPL 0 inside the image) enters through `LSTAR`; on aarch64 `svc #0` at
+//!   EL1 traps to the board's synchronous vector, which branches to this crate's entry. Both
+//!   build a [`TrapFrame`] on the caller's own stack below a 128-byte red zone (so the red
+//!   zone survives and a handler that blocks keeps its frame with its thread), save every
+//!   general register and the FP/SIMD state (x87/SSE/AVX with `XSAVE`, or `FXSAVE`; q0–q31,
+//!   FPSR, FPCR), run the handler with the caller's interrupt mask, and return with every
+//!   register but the result (and, on x86_64, rcx/r11 as Linux leaves them) as it was.
+//! - **Installation is automatic** for the uk-rs boards: they reach this crate through a
+//!   weak reference to a symbol it defines (`uk_syscall_cpu_init` on x86_64, called at
+//!   boot, which writes `EFER.SCE`, `STAR`, `LSTAR`, `SFMASK`; `uk_syscall_svc_entry` on
+//!   aarch64, which the vector branches to), so linking the crate is enough. Another
+//!   kernel calls [`install`] on each CPU (x86_64) and branches to the entry from its own
+//!   vector (aarch64; the contract is in the `arch` module's docs and the board's vector).
+//! - **Clone support.** A handler finds the frame of its trapped call with
+//!   [`trap_frame`]; [`resume_frame`] starts a copy of a frame on a new stack "returning
+//!   from the trap" (the child of `clone` returns 0 with its parent's registers).
 //!
 //! A [`Handler`] takes the six raw argument registers and returns `Result<usize, Errno>`;
 //! [`dispatch`] folds that into Linux's raw convention (a result in `-4095..=-1` is an
-//! error) and [`dispatch_errno`] into the C convention (`-1` and `errno`).
+//! error) and [`dispatch_errno`] into the C convention (`-1` and `errno`, errno left alone on
+//! success). An `Err` outside `1..=4095` (a handler bug that would read as success) becomes
+//! `EINVAL`. [`trap`] executes the trap instruction itself (in a Linux process it is a real
+//! Linux syscall, which the benchmarks use as the peer).
+//!
+//! # Features
+//!
+//! - `ktest`: registers in-image test cases with `uk-test`: through the real trap, results
+//!   equal direct calls, every register and the FP/SIMD state survive a handler that
+//!   scrambles them, the red zone is untouched, unknown numbers give `-ENOSYS`, a frame
+//!   resumed on a new stack returns there. Also exposes the probes in `testing`.
 //!
 //! # Example
 //!
@@ -34,6 +65,20 @@
 //! // A number nobody registered: -ENOSYS.
 //! let tkill = uk_syscall::Sysno::tkill as usize;
 //! assert_eq!(uk_syscall::dispatch(tkill, &[0; 6]), -(Errno::ENOSYS.into_raw() as isize));
+//! // The C convention.
+//! let mut errno = 0;
+//! assert_eq!(uk_syscall::dispatch_errno(tkill, &[0; 6], &mut errno), -1);
+//! assert_eq!(errno, Errno::ENOSYS.into_raw());
+//! // A direct call has no trap frame.
+//! assert!(uk_syscall::trap_frame(&[0; 6]).is_none());
+//! ```
+//!
+//! Inside an image, the same handler through the trap instruction:
+//!
+//! ```ignore
+//! // SAFETY: getuid touches no memory.
+//! let uid = unsafe { uk_syscall::trap(uk_syscall::Sysno::getuid as usize, &[0; 6]) };
+//! assert_eq!(uid, 0);
 //! ```
 #![no_std]
 
@@ -45,6 +90,7 @@ mod arch;
 mod ktest;
 mod table;
 #[cfg(any(test, feature = "ktest"))]
+#[doc(hidden)]
 pub mod testing;
 mod trap;
 

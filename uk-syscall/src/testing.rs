@@ -28,6 +28,27 @@ pub const UNREGISTERED: usize = 505;
 /// when the first one is 0.
 pub const SUM: usize = 504;
 
+/// Private number of the handler that returns the interrupt mask and flags it runs with
+/// (x86_64: `RFLAGS`; aarch64: `DAIF`).
+pub const FLAGS: usize = 511;
+
+/// Returns the flags the handler runs with.
+pub fn sys_flags(_args: &Args) -> SyscallResult {
+    let flags: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads RFLAGS through the stack (push and pop of one word).
+    unsafe {
+        core::arch::asm!("pushfq", "pop {}", out(reg) flags, options(preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads DAIF.
+    unsafe {
+        core::arch::asm!("mrs {}, daif", out(reg) flags, options(nomem, nostack, preserves_flags))
+    };
+    Ok(flags)
+}
+crate::register!(number FLAGS => sys_flags);
+
 /// The summing handler.
 pub fn sys_sum(args: &Args) -> SyscallResult {
     if args[0] == 0 {
@@ -50,8 +71,46 @@ pub fn sys_clobber(args: &Args) -> SyscallResult {
 }
 crate::register!(number CLOBBER => sys_clobber);
 
+/// Whether AVX registers are usable (the OS enabled the AVX state in `XCR0`).
+#[cfg(target_arch = "x86_64")]
+pub fn avx_enabled() -> bool {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    if leaf1.ecx & (1 << 27) == 0 || leaf1.ecx & (1 << 28) == 0 {
+        return false;
+    }
+    // SAFETY: OSXSAVE is set, so XGETBV with ecx = 0 is allowed.
+    let xcr0 = unsafe { core::arch::x86_64::_xgetbv(0) };
+    xcr0 & 0b110 == 0b110
+}
+
 #[cfg(target_arch = "x86_64")]
 fn scramble() {
+    if avx_enabled() {
+        // SAFETY: AVX is enabled; the upper halves of ymm0-15 are caller-saved (declared
+        // through `clobber_abi`, invisible to soft-float code).
+        unsafe {
+            core::arch::asm!(
+                "vpcmpeqd ymm0, ymm0, ymm0",
+                "vpcmpeqd ymm1, ymm1, ymm1",
+                "vpcmpeqd ymm2, ymm2, ymm2",
+                "vpcmpeqd ymm3, ymm3, ymm3",
+                "vpcmpeqd ymm4, ymm4, ymm4",
+                "vpcmpeqd ymm5, ymm5, ymm5",
+                "vpcmpeqd ymm6, ymm6, ymm6",
+                "vpcmpeqd ymm7, ymm7, ymm7",
+                "vpcmpeqd ymm8, ymm8, ymm8",
+                "vpcmpeqd ymm9, ymm9, ymm9",
+                "vpcmpeqd ymm10, ymm10, ymm10",
+                "vpcmpeqd ymm11, ymm11, ymm11",
+                "vpcmpeqd ymm12, ymm12, ymm12",
+                "vpcmpeqd ymm13, ymm13, ymm13",
+                "vpcmpeqd ymm14, ymm14, ymm14",
+                "vpcmpeqd ymm15, ymm15, ymm15",
+                clobber_abi("C"),
+                options(nostack, nomem)
+            )
+        }
+    }
     // SAFETY: writes only registers the C ABI lets a callee destroy (declared through
     // `clobber_abi`; on a soft-float target the compiler keeps nothing in xmm registers, so
     // writing them is invisible to it, as it is to a real SSE-using handler).
@@ -362,6 +421,39 @@ pub fn register_probe(number: usize) -> Probe {
     probe
 }
 
+/// The AVX registers around a trapped call (x86_64 with AVX enabled).
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(32))]
+#[derive(Clone, Debug)]
+pub struct AvxProbe {
+    /// ymm0-15 before the probe (put back at its end).
+    pub original: [[u64; 4]; 16],
+    /// Patterns loaded before the call.
+    pub loaded: [[u64; 4]; 16],
+    /// ymm0-15 after the call.
+    pub after: [[u64; 4]; 16],
+}
+
+/// Loads 256-bit patterns into ymm0-15, makes syscall `number` through the trap and records
+/// ymm0-15 afterwards; `None` without AVX.
+#[cfg(target_arch = "x86_64")]
+pub fn avx_probe(number: usize) -> Option<AvxProbe> {
+    if !avx_enabled() {
+        return None;
+    }
+    let mut probe = AvxProbe {
+        original: [[0; 4]; 16],
+        loaded: [[0; 4]; 16],
+        after: [[0; 4]; 16],
+    };
+    for (i, v) in probe.loaded.iter_mut().enumerate() {
+        let [a, b] = vector_pattern(i);
+        *v = [a, b, !a ^ 0x5555, !b ^ ((i as u64) << 20)];
+    }
+    arch::avx_probe(number, &mut probe);
+    Some(probe)
+}
+
 /// Makes a trapped [`CAPTURE`] call, resumes the captured frame on `new_stack` (its top)
 /// from inside the probe, and returns what the resumed code saw: (result, its stack
 /// pointer, whether a callee-saved pattern survived).
@@ -500,6 +592,56 @@ mod arch {
                 inout("rdi") out as *mut Probe => _,
                 out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _,
                 out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            )
+        }
+    }
+
+    pub(super) fn avx_probe(number: usize, out: &mut super::AvxProbe) {
+        // SAFETY: AVX is enabled (checked by the caller); ymm0-15 are saved into
+        // `out.original` first and put back at the end; the general registers the trap may
+        // change are declared; only `out` is written.
+        unsafe {
+            core::arch::asm!(
+                "vmovdqu [rdi + {orig} + 0], ymm0", "vmovdqu [rdi + {orig} + 32], ymm1",
+                "vmovdqu [rdi + {orig} + 64], ymm2", "vmovdqu [rdi + {orig} + 96], ymm3",
+                "vmovdqu [rdi + {orig} + 128], ymm4", "vmovdqu [rdi + {orig} + 160], ymm5",
+                "vmovdqu [rdi + {orig} + 192], ymm6", "vmovdqu [rdi + {orig} + 224], ymm7",
+                "vmovdqu [rdi + {orig} + 256], ymm8", "vmovdqu [rdi + {orig} + 288], ymm9",
+                "vmovdqu [rdi + {orig} + 320], ymm10", "vmovdqu [rdi + {orig} + 352], ymm11",
+                "vmovdqu [rdi + {orig} + 384], ymm12", "vmovdqu [rdi + {orig} + 416], ymm13",
+                "vmovdqu [rdi + {orig} + 448], ymm14", "vmovdqu [rdi + {orig} + 480], ymm15",
+                "vmovdqu ymm0, [rdi + {load} + 0]", "vmovdqu ymm1, [rdi + {load} + 32]",
+                "vmovdqu ymm2, [rdi + {load} + 64]", "vmovdqu ymm3, [rdi + {load} + 96]",
+                "vmovdqu ymm4, [rdi + {load} + 128]", "vmovdqu ymm5, [rdi + {load} + 160]",
+                "vmovdqu ymm6, [rdi + {load} + 192]", "vmovdqu ymm7, [rdi + {load} + 224]",
+                "vmovdqu ymm8, [rdi + {load} + 256]", "vmovdqu ymm9, [rdi + {load} + 288]",
+                "vmovdqu ymm10, [rdi + {load} + 320]", "vmovdqu ymm11, [rdi + {load} + 352]",
+                "vmovdqu ymm12, [rdi + {load} + 384]", "vmovdqu ymm13, [rdi + {load} + 416]",
+                "vmovdqu ymm14, [rdi + {load} + 448]", "vmovdqu ymm15, [rdi + {load} + 480]",
+                trap!(),
+                "vmovdqu [rdi + {after} + 0], ymm0", "vmovdqu [rdi + {after} + 32], ymm1",
+                "vmovdqu [rdi + {after} + 64], ymm2", "vmovdqu [rdi + {after} + 96], ymm3",
+                "vmovdqu [rdi + {after} + 128], ymm4", "vmovdqu [rdi + {after} + 160], ymm5",
+                "vmovdqu [rdi + {after} + 192], ymm6", "vmovdqu [rdi + {after} + 224], ymm7",
+                "vmovdqu [rdi + {after} + 256], ymm8", "vmovdqu [rdi + {after} + 288], ymm9",
+                "vmovdqu [rdi + {after} + 320], ymm10", "vmovdqu [rdi + {after} + 352], ymm11",
+                "vmovdqu [rdi + {after} + 384], ymm12", "vmovdqu [rdi + {after} + 416], ymm13",
+                "vmovdqu [rdi + {after} + 448], ymm14", "vmovdqu [rdi + {after} + 480], ymm15",
+                "vmovdqu ymm0, [rdi + {orig} + 0]", "vmovdqu ymm1, [rdi + {orig} + 32]",
+                "vmovdqu ymm2, [rdi + {orig} + 64]", "vmovdqu ymm3, [rdi + {orig} + 96]",
+                "vmovdqu ymm4, [rdi + {orig} + 128]", "vmovdqu ymm5, [rdi + {orig} + 160]",
+                "vmovdqu ymm6, [rdi + {orig} + 192]", "vmovdqu ymm7, [rdi + {orig} + 224]",
+                "vmovdqu ymm8, [rdi + {orig} + 256]", "vmovdqu ymm9, [rdi + {orig} + 288]",
+                "vmovdqu ymm10, [rdi + {orig} + 320]", "vmovdqu ymm11, [rdi + {orig} + 352]",
+                "vmovdqu ymm12, [rdi + {orig} + 384]", "vmovdqu ymm13, [rdi + {orig} + 416]",
+                "vmovdqu ymm14, [rdi + {orig} + 448]", "vmovdqu ymm15, [rdi + {orig} + 480]",
+                orig = const offset_of!(super::AvxProbe, original),
+                load = const offset_of!(super::AvxProbe, loaded),
+                after = const offset_of!(super::AvxProbe, after),
+                entry = sym crate::arch::x86_64_entry,
+                in("rdi") out as *mut super::AvxProbe,
+                inout("rax") number => _,
+                out("rcx") _, out("r11") _,
             )
         }
     }
@@ -790,6 +932,30 @@ mod tests {
             assert!(kept, "with the parent's callee-saved registers");
             drop(stack);
         });
+    }
+
+    #[test]
+    fn avx_upper_halves_survive_with_xsave() {
+        let _serial = crate::TRAP_LOCK.lock();
+        crate::arch::detect_extended_state();
+        // Without AVX on the host there is nothing to check.
+        if let Some(probe) = avx_probe(CLOBBER) {
+            assert_eq!(probe.after, probe.loaded);
+            // Saving only x87 | SSE loses the upper halves: the probe can tell.
+            let full = crate::arch::detect_extended_state();
+            crate::arch::set_extended_state_mask(0b011);
+            let lost = avx_probe(CLOBBER);
+            crate::arch::set_extended_state_mask(full);
+            let lost = lost.expect("AVX still enabled");
+            assert_ne!(lost.after, lost.loaded);
+            for (after, loaded) in lost.after.iter().zip(&lost.loaded) {
+                assert_eq!(
+                    after[..2],
+                    loaded[..2],
+                    "the low halves are saved by SSE state"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,16 +3,20 @@
 //!
 //! # Entry
 //!
-//! The qemu-virt board runs all kernel code at EL1 on `SP_EL0`; `svc #0` there is a
-//! synchronous exception to the "current EL with SP_EL0" vector, on `SP_EL1`. When the
-//! syndrome says SVC (`ESR_EL1.EC == 0x15`) and the image links this crate, the vector pushes
-//! `x0` onto `SP_EL1` (16 bytes) and branches to `uk_syscall_svc_entry` (a weak symbol on the
-//! board's side) with the entry's address in `x0`; every other register, `ELR_EL1` and
-//! `SPSR_EL1` are as the exception left them. The entry:
+//! The qemu-virt board runs kernel code at EL1 on `SP_EL0`; `svc #0` there is a synchronous
+//! exception to the "current EL with SP_EL0" vector, on `SP_EL1` (code that runs in exception
+//! context, on `SP_EL1`, traps to the "current EL with SP_ELx" vector instead; both are
+//! handled). When the syndrome says SVC (`ESR_EL1.EC == 0x15`) and the image links this
+//! crate, the vector lowers `SP_EL1` by 144 bytes, stores `x0` at the new `SP_EL1` (leaving
+//! the 128 bytes above untouched: the red zone of a caller on `SP_EL1`) and branches to
+//! `uk_syscall_svc_entry` (a weak reference on the board's side) with the entry's address in
+//! `x0`; every other register, `ELR_EL1` and `SPSR_EL1` are as the exception left them. The
+//! entry:
 //!
-//! 1. takes `x0` back and pops `SP_EL1`, so the exception stack is free again;
-//! 2. selects `SP_EL0` (the caller's own stack) and places a [`TrapFrame`] below 128 bytes
-//!    it leaves alone, so a handler that blocks keeps its frame on its own thread's stack;
+//! 1. takes `x0` back and pops `SP_EL1`, so the exception stack is as it was;
+//! 2. selects the caller's stack (`SP_EL0`, or `SP_EL1` for a caller in exception context,
+//!    from `SPSR_EL1.M[0]`) and places a [`TrapFrame`] below 128 bytes it leaves alone, so a
+//!    handler that blocks keeps its frame on its own thread's stack;
 //! 3. saves `x0`–`x30`, the caller's `sp`, `ELR_EL1`, `SPSR_EL1`, `q0`–`q31`, `FPSR`, `FPCR`;
 //! 4. sets `DAIF` as the caller had it (so the handler runs like a direct call) and calls
 //!    the dispatcher, which writes the result into the frame's `x0`;
@@ -129,8 +133,17 @@ global_asm!(
     .type uk_syscall_svc_entry, %function
 uk_syscall_svc_entry:
     hint    #36
-    ldr     x0, [sp], #16
+    mrs     x0, spsr_el1
+    tbnz    x0, #0, 1f
+    /* The caller ran on SP_EL0 (EL1t, kernel code): its stack is SP_EL0. */
+    ldr     x0, [sp], #144
     msr     spsel, #0
+    b       2f
+1:
+    /* The caller ran on SP_EL1 (EL1h: code running in exception context): its stack is
+       SP_EL1 itself, once the 16 bytes are popped. */
+    ldr     x0, [sp], #144
+2:
     sub     sp, sp, #{below}
     stp     x0, x1, [sp, #0]
     stp     x2, x3, [sp, #16]
@@ -212,6 +225,14 @@ uk_syscall_svc_restore:
     ldp     x1, x2, [x0, #{elr}]
     msr     elr_el1, x1
     msr     spsr_el1, x2
+    /* The stack pointer the frame returns with belongs to the mode it returns to (SPSR.M[0]:
+       SP_EL1 for EL1h, SP_EL0 for EL1t); the frame is addressed through x0 meanwhile. */
+    tbnz    x2, #0, 5f
+    msr     spsel, #0
+    b       6f
+5:
+    msr     spsel, #1
+6:
     ldp     x2, x3, [x0, #16]
     ldp     x4, x5, [x0, #32]
     ldp     x6, x7, [x0, #48]
@@ -257,14 +278,16 @@ static KEEP_ENTRY: unsafe extern "C" fn() = uk_syscall_svc_entry;
 /// [`TrapFrame::sp`], and an `eret` to [`TrapFrame::pc`].
 ///
 /// The frame is copied onto the current stack first, so it may live anywhere (a `Box`, the
-/// parent's stack). Call it at EL1 on `SP_EL0`, on the stack the new thread owns; nothing of
-/// the current call chain survives.
+/// parent's stack). Call it at EL1 on the stack the new thread owns; the stack pointer of the
+/// mode the frame's `spsr` names (EL1t: `SP_EL0`, EL1h: `SP_EL1`) gets [`TrapFrame::sp`].
+/// Nothing of the current call chain survives.
 ///
 /// # Safety
 ///
 /// The frame must come from a trapped call of this image (or be a copy of one with fields
 /// changed): its `elr` must be code that expects to be returned into with `sp` and the other
-/// registers as given, its `spsr` an EL1t state, and `sp` a valid stack for that code.
+/// registers as given, its `spsr` an EL1 state (EL1t or EL1h), and `sp` a valid stack for
+/// that code.
 pub unsafe fn resume_frame(frame: &TrapFrame) -> ! {
     let copy = *frame;
     // SAFETY: `copy` is a 16-byte aligned frame on this stack; the restore path masks

@@ -453,3 +453,41 @@ pub unsafe fn trap(number: usize, args: &Args) -> isize {
     };
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_refuses_outside_ring_0() {
+        assert_eq!(install(), Err(InstallError::NotPrivileged));
+    }
+
+    #[test]
+    fn trap_in_a_linux_process_is_a_linux_syscall() {
+        use syscalls::x86_64::Sysno;
+        // SAFETY: getpid/getppid touch no memory; write with a bad fd fails before reading.
+        unsafe {
+            assert_eq!(
+                trap(Sysno::getpid as usize, &[0; 6]),
+                std::process::id() as isize
+            );
+            assert_eq!(
+                trap(Sysno::getppid as usize, &[0; 6]),
+                std::os::unix::process::parent_id() as isize
+            );
+            assert_eq!(trap(Sysno::write as usize, &[999_999, 0, 1, 0, 0, 0]), -9);
+        }
+    }
+
+    #[test]
+    fn frame_layout() {
+        assert_eq!(TrapFrame::ARGS_OFFSET, EXT_SIZE);
+        assert_eq!(
+            offset_of!(TrapFrame, rsp),
+            core::mem::size_of::<TrapFrame>() - 8
+        );
+        assert_eq!(SFMASK & (1 << 9), 1 << 9, "IF cleared on entry");
+        assert_eq!(SFMASK & (1 << 10), 1 << 10, "DF cleared on entry");
+    }
+}

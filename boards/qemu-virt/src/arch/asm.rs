@@ -27,10 +27,10 @@
 //!
 //! # Vectors
 //!
-//! Vector 0 (synchronous, current EL with `SP_EL0`, where kernel code traps) first checks
-//! for `svc` (`ESR_EL1.EC == 0x15`) and branches to `uk_syscall_svc_entry` when the image
-//! links uk-syscall (a weak symbol; 0 otherwise, and the `svc` is reported like any other
-//! exception).
+//! Vectors 0 and 4 (synchronous, current EL, with `SP_EL0` where kernel code traps, or
+//! `SP_ELx` for code in exception context) first check for `svc` (`ESR_EL1.EC == 0x15`) and
+//! branch to `uk_syscall_svc_entry` when the image links uk-syscall (a weak reference; 0
+//! otherwise, and the `svc` is reported like any other exception).
 //!
 //! Each of the 16 entries reserves an [`ExceptionFrame`](crate::exception::ExceptionFrame)
 //! on the stack, saves `x0`/`x1`, puts its own number in `x0` and branches to common code
@@ -188,12 +188,14 @@ __uk_vectors:
     .set    vector, 0
     .rept   16
     .balign 128
-    .if vector == 0
-    /* svc #0 from kernel code (EL1, SP_EL0): to uk-syscall's entry if the image links it
-       (a weak symbol: the board does not depend on uk-syscall). Contract: x0 pushed on
-       SP_EL1 (16 bytes), x0 = the entry's address, everything else as the exception left
-       it; the entry pops SP_EL1 and ends with eret. */
-    str     x0, [sp, #-16]!
+    .if (vector & 0xb) == 0
+    /* Vectors 0 and 4 (synchronous, current EL, SP_EL0 or SP_ELx): svc #0 from EL1 goes to
+       uk-syscall's entry if the image links it (a weak reference: the board does not depend
+       on uk-syscall). Contract: SP_EL1 lowered by 144 bytes with x0 stored at the new SP
+       (the 128 bytes above stay untouched: for code trapping on SP_EL1 they are below its
+       stack pointer), x0 = the entry's address, everything else as the exception left it;
+       the entry pops SP_EL1 and ends with eret. */
+    str     x0, [sp, #-144]!
     mrs     x0, esr_el1
     ubfx    x0, x0, #26, #6
     cmp     x0, #0x15
@@ -203,7 +205,7 @@ __uk_vectors:
     cbz     x0, 1f
     br      x0
 1:
-    ldr     x0, [sp], #16
+    ldr     x0, [sp], #144
     .endif
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp]
