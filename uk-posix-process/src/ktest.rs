@@ -465,22 +465,25 @@ uk_test::ktest! {
         uk_test::expect!(set.is_ok());
         uk_test::expect_eq!(uk_rt::allocator().limit(), Some(limit as usize));
         let layout = core::alloc::Layout::from_size_align(256 * 1024, 16).expect("layout");
+        // Through the image allocator itself: `alloc::alloc` pairs may be elided by the
+        // optimiser, which would make the check meaningless in a release build.
+        let heap = uk_rt::allocator();
         // SAFETY: a non-zero layout; freed below if it unexpectedly succeeds.
-        let p = unsafe { alloc::alloc::alloc(layout) };
+        let p = unsafe { core::alloc::GlobalAlloc::alloc(heap, core::hint::black_box(layout)) };
         uk_test::expect!(p.is_null());
         if !p.is_null() {
             // SAFETY: allocated above with this layout.
-            unsafe { alloc::alloc::dealloc(p, layout) };
+            unsafe { core::alloc::GlobalAlloc::dealloc(heap, p, layout) };
         }
         let back = sys.setrlimit(RLIMIT_DATA, crate::Rlimit { rlim_cur: RLIM_INFINITY, rlim_max: old.rlim_max });
         uk_test::expect!(back.is_ok());
         uk_test::expect_eq!(uk_rt::allocator().limit(), None);
         // SAFETY: as above.
-        let p = unsafe { alloc::alloc::alloc(layout) };
+        let p = unsafe { core::alloc::GlobalAlloc::alloc(heap, core::hint::black_box(layout)) };
         uk_test::expect!(!p.is_null());
         if !p.is_null() {
             // SAFETY: allocated above with this layout.
-            unsafe { alloc::alloc::dealloc(p, layout) };
+            unsafe { core::alloc::GlobalAlloc::dealloc(heap, p, layout) };
         }
     }
 }
