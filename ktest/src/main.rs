@@ -14,6 +14,7 @@ use uk_alloc as _;
 use uk_context as _;
 use uk_gic as _;
 use uk_mte as _;
+use uk_posix_process as _;
 use uk_random as _;
 use uk_sched as _;
 use uk_syscall as _;

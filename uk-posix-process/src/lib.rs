@@ -1,8 +1,223 @@
-//! POSIX process layer: pids, tids, clone, futex, exit, rlimits.
+//! The POSIX process layer of uk-rs: pids and tids, clone and clone3 with Linux
+//! semantics, futex, exit and exit_group, resource limits, clocks and sleeping, anonymous
+//! memory, uname and getrandom.
 //!
-//! **Not built yet.** This crate holds its place in the workspace so the layout of
-//! `DESIGN.md` is complete; it contains no code and exports nothing. The work is tracked in
-//! issue 7 of the project.
+//! # Design
 //!
-//! What it will own: ids, clone and clone3 with Linux register semantics, futex, exit and exit_group, rlimits and the small process syscalls.
+//! A unikernel has one address space and one program, but a Linux libc inside it still
+//! makes threads with `clone`, parks them with `futex`, asks for its pid and limits, and
+//! ends the run with `exit_group`. This crate gives those calls Linux's semantics on top of
+//! uk-sched threads.
+//!
+//! - **State lives in a [`System`].** The image has one ([`system`]); the free functions
+//!   of this crate ([`getpid`], [`clone_call`], [`futex`], ...) act on it, and the raw
+//!   adapters in [`raw`] (registered with `uk_syscall::register!`) unpack Linux's register
+//!   arguments into the same typed functions. Hosted tests create their own `System`s.
+//! - **Threads are uk-sched threads.** A [`ThreadHost`] (implemented by
+//!   `uk_sched::RoundRobin`) creates and schedules them. The layer knows a thread by its
+//!   uk-sched id; a thread it did not create (or the boot context) is adopted on its first
+//!   call into the first process.
+//! - **Clone's logic is apart from how the child starts.** [`System::clone`] validates the
+//!   flags against [`flags::FLAG_TABLE`] (Linux's own consistency rules first), checks
+//!   every pointer it will write, reserves a tid, creates the thread, picks its thread
+//!   group and thread pointer (`CLONE_SETTLS`, else the caller's), writes
+//!   `PARENT_SETTID`/`CHILD_SETTID` and only then schedules the child. *How* the child
+//!   starts is a [`ChildStart`]: a function on the clone stack (musl's `__clone` as a
+//!   direct call, [`clone_call`]), or a closure from the syscall layer that resumes the
+//!   trapped caller's registers with a return value of 0 on the child's stack (Linux
+//!   register semantics; [`raw::sys_clone`] builds it from `uk_syscall::trap_frame`).
+//! - **Thread exit** runs in the thread's uk-sched exit callback: `CHILD_CLEARTID` (or
+//!   `set_tid_address`) zeroes the word and wakes one futex waiter, the tid is recycled,
+//!   the last thread ends its process, and the last process ends the run through the exit
+//!   hook (the board's `Platform::exit` with the status; [`System::set_exit_hook`]).
+//! - **Ids** come from a bitmap in `1..=32767`: 0 is never handed out, ids are reused
+//!   cyclically ([`ids::IdAllocator`]).
+//! - **Pointers from callers** go through [`uaccess`]: checked against the board's RAM
+//!   regions and the image (never the NULL page) before any access, so a bad pointer is
+//!   `EFAULT` and never a kernel fault.
+//!
+//! # Unikraft 0.11 defects this crate does not have
+//!
+//! Each has a host test (in `tests/`): tid 0 is never handed out
+//! (`ids::tests::zero_is_never_handed_out`); the child of clone keeps the caller's
+//! registers (through the syscall layer's resume; the thread pointer is inherited without
+//! `CLONE_SETTLS`: `clone_without_settls_inherits_thread_pointer`); `FUTEX_WAIT_BITSET`
+//! exists (`wait_bitset_and_wake_bitset`); futex timeouts honour seconds
+//! (`futex_timeout_honours_seconds`); the last thread's exit ends the run
+//! (`last_exit_reaches_exit_hook`); `setrlimit` takes effect and `RLIMIT_DATA`'s old value
+//! is written (`rlimits_apply_and_old_value_is_written`).
+//!
+//! # Features
+//!
+//! - `ktest`: registers in-image test cases with uk-test (pthread-style create and join
+//!   from raw clone and futex).
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(target_arch = "x86_64")] {
+//! use uk_posix_process::{System, flags};
+//! use uk_sched::{RoundRobin, idle};
+//!
+//! # struct HostClock(std::time::Instant);
+//! # impl uk_hal::Clock for HostClock {
+//! #     fn monotonic_ns(&self) -> u64 { self.0.elapsed().as_nanos() as u64 }
+//! #     fn cycles(&self) -> u64 { self.monotonic_ns() }
+//! #     fn cycles_per_second(&self) -> u64 { 1_000_000_000 }
+//! # }
+//! let sched: &'static _ = Box::leak(Box::new(RoundRobin::cooperative(
+//!     uk_context::Native::detect(), HostClock(std::time::Instant::now()), idle::Poll)));
+//! let sys: &'static System = Box::leak(Box::new(System::new()));
+//! sys.set_host(Some(sched));
+//! sys.set_exit_hook(|status| assert_eq!(status, 7));
+//!
+//! fn main_thread(sys: usize) -> i32 {
+//!     // SAFETY (of the cast): the argument is the leaked System above.
+//!     let sys: &'static System = unsafe { &*(sys as *const System) };
+//!     let pid = sys.getpid().unwrap();
+//!     assert_eq!(sys.gettid().unwrap(), pid); // the first thread's tid is the pid
+//!     7
+//! }
+//! sys.spawn_process("main", main_thread, sys as *const System as usize).unwrap();
+//! uk_sched::Scheduler::run(sched);
+//! assert_eq!(sys.last_exit_status(), Some(7));
+//! # }
+//! ```
 #![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod flags;
+mod futex;
+mod host;
+pub mod ids;
+mod misc;
+mod mm;
+pub mod raw;
+pub mod rlimit;
+mod system;
+pub mod time;
+pub mod uaccess;
+
+#[cfg(all(feature = "ktest", target_os = "none"))]
+mod ktest;
+
+pub use futex::{
+    FUTEX_BITSET_MATCH_ANY, FUTEX_CLOCK_REALTIME, FUTEX_CMP_REQUEUE, FUTEX_PRIVATE_FLAG,
+    FUTEX_REQUEUE, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE, FUTEX_WAKE_BITSET,
+};
+#[cfg(target_os = "none")]
+pub use host::ImagePages;
+pub use host::{DataLimitHook, ExitHook, HeapPages, PageSource, ThreadHost};
+pub use ids::{Pid, Tid};
+pub use misc::{MACHINE, UTS_LEN, Utsname, execve, fork, uname, vfork, wait4};
+pub use mm::{
+    DEFAULT_BRK_MAX, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
+    MAP_SHARED_VALIDATE, PROT_EXEC, PROT_READ, PROT_WRITE,
+};
+pub use rlimit::Rlimit;
+pub use system::{ChildStart, System};
+pub use time::Timespec;
+pub use uk_syscall::Errno;
+
+/// Page size of anonymous mappings.
+pub const PAGE_SIZE: usize = 4096;
+
+static SYSTEM: System = System::new();
+
+/// The image's process layer (what the raw adapters and the free functions use).
+pub fn system() -> &'static System {
+    &SYSTEM
+}
+
+/// Installs the scheduler new threads of the image's process layer go to.
+pub fn install(host: &'static dyn ThreadHost) {
+    SYSTEM.set_host(Some(host));
+}
+
+/// The caller's process id (0 only if no id was left to adopt an unknown caller).
+pub fn getpid() -> Pid {
+    SYSTEM.getpid().unwrap_or(0)
+}
+
+/// The caller's thread id (0 only if no id was left to adopt an unknown caller).
+pub fn gettid() -> Tid {
+    SYSTEM.gettid().unwrap_or(0)
+}
+
+/// The caller's parent process id (0 for the first process).
+pub fn getppid() -> Pid {
+    SYSTEM.getppid().unwrap_or(0)
+}
+
+/// Sets the caller's `clear_child_tid` word; returns its tid.
+///
+/// # Errors
+///
+/// `EAGAIN` when an unknown caller cannot be adopted.
+pub fn set_tid_address(tidptr: usize) -> Result<Tid, Errno> {
+    SYSTEM.set_tid_address(tidptr)
+}
+
+/// musl's `__clone(entry, stack, flags, arg, parent_tid, tls, child_tid)` as a direct call:
+/// clone with Linux's flag semantics whose child runs `entry(arg)` on `stack` (the top;
+/// 0 for a fresh stack of `RLIMIT_STACK` bytes) and exits with its return value.
+///
+/// # Errors
+///
+/// As [`System::clone`].
+pub fn clone_call(
+    entry: fn(usize) -> i32,
+    stack: usize,
+    flags: u64,
+    arg: usize,
+    parent_tid: usize,
+    tls: usize,
+    child_tid: usize,
+) -> Result<Tid, Errno> {
+    let args = flags::CloneArgs::from_legacy(flags, stack, parent_tid, child_tid, tls);
+    SYSTEM.clone(&args, flags::Via::Clone, ChildStart::Call { entry, arg })
+}
+
+/// futex(2) on the image's layer.
+///
+/// # Errors
+///
+/// As [`System::futex`].
+pub fn futex(
+    uaddr: usize,
+    op: i32,
+    val: u32,
+    utime: usize,
+    uaddr2: usize,
+    val3: u32,
+) -> Result<usize, Errno> {
+    SYSTEM.futex(uaddr, op, val, utime, uaddr2, val3)
+}
+
+/// Ends the calling thread (`exit(2)`).
+pub fn exit(status: i32) -> ! {
+    SYSTEM.exit(status)
+}
+
+/// Ends every thread of the caller's process (`exit_group(2)`).
+pub fn exit_group(status: i32) -> ! {
+    SYSTEM.exit_group(status)
+}
+
+/// The `RLIMIT_NOFILE` soft limit of the image: the size the VFS gives its fd table.
+pub fn nofile_limit() -> usize {
+    SYSTEM.nofile_limit()
+}
+
+/// The `RLIMIT_STACK` soft limit: the stack size of a new thread that brings none.
+pub fn stack_limit() -> usize {
+    SYSTEM
+        .getrlimit(rlimit::RLIMIT_STACK)
+        .map_or(uk_sched::DEFAULT_STACK_SIZE, |r| {
+            usize::try_from(r.rlim_cur).unwrap_or(usize::MAX)
+        })
+}

@@ -1,0 +1,363 @@
+//! futex(2): WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE.
+//!
+//! One table of waiters for the whole image, keyed by the word's address (one address
+//! space: private and shared futexes on the same word are the same futex, as they are for
+//! anonymous memory in Linux). A waiter blocks through uk-sched's two-phase block
+//! ([`uk_sched::prepare_block`] / [`uk_sched::commit_block`]), the primitive its wait
+//! queues are built on; the table is its own queue because REQUEUE moves waiters between
+//! words, which a `WaitQueue` cannot. The value check and the enqueue happen under the
+//! table's lock, and a waker removes the waiter before waking it, so no wake-up is lost.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+use uk_sched::ThreadRef;
+use uk_syscall::Errno;
+
+use crate::system::{Cpu, System};
+use crate::time::Timespec;
+use crate::uaccess::UserPtr;
+
+/// Wait while the word equals the value (relative timeout).
+pub const FUTEX_WAIT: i32 = 0;
+/// Wake up to `val` waiters.
+pub const FUTEX_WAKE: i32 = 1;
+/// Wake `val`, move up to `val2` waiters to `uaddr2`.
+pub const FUTEX_REQUEUE: i32 = 3;
+/// As REQUEUE, only if the word still equals `val3`.
+pub const FUTEX_CMP_REQUEUE: i32 = 4;
+/// As WAIT with a bitset and an absolute timeout.
+pub const FUTEX_WAIT_BITSET: i32 = 9;
+/// As WAKE, only waiters whose bitset intersects `val3`.
+pub const FUTEX_WAKE_BITSET: i32 = 10;
+/// Process-private futex (same key here).
+pub const FUTEX_PRIVATE_FLAG: i32 = 128;
+/// The absolute timeout of WAIT_BITSET is on `CLOCK_REALTIME`.
+pub const FUTEX_CLOCK_REALTIME: i32 = 256;
+/// Bitset matching every waiter.
+pub const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
+
+struct Waiter {
+    id: u64,
+    thread: ThreadRef,
+    key: usize,
+    bitset: u32,
+}
+
+/// The waiters of every futex word.
+pub(crate) struct FutexTable {
+    waiters: Mutex<Cpu<Vec<Waiter>>>,
+    next_id: AtomicU64,
+}
+
+impl FutexTable {
+    pub(crate) const fn new() -> Self {
+        Self {
+            waiters: Mutex::new(Cpu(Vec::new())),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn present(&self, id: u64) -> bool {
+        self.waiters.lock().0.iter().any(|w| w.id == id)
+    }
+
+    /// Removes waiter `id`; `true` if it was still queued (not woken).
+    fn take(&self, id: u64) -> bool {
+        let removed = {
+            let mut w = self.waiters.lock();
+            w.0.iter().position(|x| x.id == id).map(|i| w.0.remove(i))
+        };
+        removed.is_some()
+    }
+
+    /// Drops every wait of `thread` (it is being ended by exit_group).
+    pub(crate) fn purge(&self, thread: &ThreadRef) {
+        let removed: Vec<Waiter> = {
+            let mut w = self.waiters.lock();
+            let (gone, kept) = core::mem::take(&mut w.0)
+                .into_iter()
+                .partition(|x| alloc::sync::Arc::ptr_eq(&x.thread, thread));
+            w.0 = kept;
+            gone
+        };
+        drop(removed);
+    }
+
+    /// Number of threads waiting on `addr`.
+    pub(crate) fn waiting(&self, addr: usize) -> usize {
+        self.waiters
+            .lock()
+            .0
+            .iter()
+            .filter(|w| w.key == addr)
+            .count()
+    }
+}
+
+/// Linux's count semantics: `nr <= 0` still wakes one.
+fn wake_budget(nr: i32) -> usize {
+    nr.max(1) as usize
+}
+
+impl System {
+    /// Number of threads waiting on the futex word at `addr` (for tests and diagnostics).
+    pub fn futex_waiters(&self, addr: usize) -> usize {
+        self.futex.waiting(addr)
+    }
+
+    /// Blocks while `*addr == val`, until woken (by a matching bitset) or until
+    /// `deadline_ns` of the monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (misaligned word, zero bitset), `EFAULT`, `EAGAIN` (the word differs),
+    /// `ETIMEDOUT`, `ENOSYS` outside a scheduler thread.
+    pub fn futex_wait_until(
+        &self,
+        addr: usize,
+        val: u32,
+        deadline_ns: Option<u64>,
+        bitset: u32,
+    ) -> Result<usize, Errno> {
+        if bitset == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let word = UserPtr::<u32>::new(addr).atomic(&self.address_space())?;
+        let Some(me) = uk_sched::current() else {
+            if word.load(Ordering::SeqCst) != val {
+                return Err(Errno::EAGAIN);
+            }
+            log::warn!("futex wait outside a scheduler thread: ENOSYS");
+            return Err(Errno::ENOSYS);
+        };
+        let id = self.futex.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut w = self.futex.waiters.lock();
+            if word.load(Ordering::SeqCst) != val {
+                return Err(Errno::EAGAIN);
+            }
+            w.0.push(Waiter {
+                id,
+                thread: me,
+                key: addr,
+                bitset,
+            });
+        }
+        loop {
+            if !uk_sched::prepare_block(deadline_ns) {
+                // The deadline has passed already.
+                return if self.futex.take(id) {
+                    Err(Errno::ETIMEDOUT)
+                } else {
+                    Ok(0)
+                };
+            }
+            if !self.futex.present(id) {
+                // Woken between the enqueue and the block.
+                uk_sched::cancel_block();
+                return Ok(0);
+            }
+            let timed_out = uk_sched::commit_block();
+            if !self.futex.present(id) {
+                return Ok(0);
+            }
+            if timed_out {
+                return if self.futex.take(id) {
+                    Err(Errno::ETIMEDOUT)
+                } else {
+                    Ok(0)
+                };
+            }
+            // Woken by someone else (not a futex wake): wait on.
+        }
+    }
+
+    /// FUTEX_WAIT: blocks while `*addr == val`, at most `timeout` (relative).
+    ///
+    /// # Errors
+    ///
+    /// As [`System::futex_wait_until`], and `EINVAL` for a bad timespec.
+    pub fn futex_wait(
+        &self,
+        addr: usize,
+        val: u32,
+        timeout: Option<Timespec>,
+    ) -> Result<usize, Errno> {
+        let deadline = match timeout {
+            Some(t) => Some(self.monotonic_ns().saturating_add(t.to_ns()?)),
+            None => None,
+        };
+        self.futex_wait_until(addr, val, deadline, FUTEX_BITSET_MATCH_ANY)
+    }
+
+    /// FUTEX_WAIT_BITSET: blocks while `*addr == val` until woken with an intersecting
+    /// bitset, at most until the absolute `timeout` (monotonic, or realtime).
+    ///
+    /// # Errors
+    ///
+    /// As [`System::futex_wait`].
+    pub fn futex_wait_bitset(
+        &self,
+        addr: usize,
+        val: u32,
+        timeout: Option<Timespec>,
+        bitset: u32,
+        realtime: bool,
+    ) -> Result<usize, Errno> {
+        let deadline = match timeout {
+            Some(t) => {
+                let abs = t.to_ns()?;
+                Some(if realtime {
+                    let offset = self.realtime_ns().wrapping_sub(self.monotonic_ns());
+                    abs.saturating_sub(offset)
+                } else {
+                    abs
+                })
+            }
+            None => None,
+        };
+        self.futex_wait_until(addr, val, deadline, bitset)
+    }
+
+    /// FUTEX_WAKE / FUTEX_WAKE_BITSET: wakes up to `nr` waiters on `addr` whose bitset
+    /// intersects `bitset` (`nr <= 0` wakes one, as Linux); returns how many.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a misaligned word or a zero bitset, `EFAULT`.
+    pub fn futex_wake(&self, addr: usize, nr: i32, bitset: u32) -> Result<usize, Errno> {
+        if bitset == 0 {
+            return Err(Errno::EINVAL);
+        }
+        UserPtr::<u32>::new(addr).atomic(&self.address_space())?;
+        Ok(self.wake_matching(addr, wake_budget(nr), bitset))
+    }
+
+    fn wake_matching(&self, addr: usize, budget: usize, bitset: u32) -> usize {
+        let woken: Vec<Waiter> = {
+            let mut w = self.futex.waiters.lock();
+            let mut woken = Vec::new();
+            let mut i = 0;
+            while i < w.0.len() && woken.len() < budget {
+                if w.0[i].key == addr && w.0[i].bitset & bitset != 0 {
+                    woken.push(w.0.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            woken
+        };
+        for waiter in &woken {
+            waiter.thread.wake();
+        }
+        woken.len()
+    }
+
+    /// FUTEX_REQUEUE / FUTEX_CMP_REQUEUE: wakes up to `nr_wake` waiters of `addr`, then
+    /// moves up to `nr_requeue` of the rest to `addr2` (behind its own waiters); with
+    /// `cmp`, only while `*addr == cmp`. Returns woken plus moved.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (negative counts, misaligned words), `EFAULT`, `EAGAIN` (the word is not
+    /// `cmp`).
+    pub fn futex_requeue(
+        &self,
+        addr: usize,
+        nr_wake: i32,
+        nr_requeue: i32,
+        addr2: usize,
+        cmp: Option<u32>,
+    ) -> Result<usize, Errno> {
+        if nr_wake < 0 || nr_requeue < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let space = self.address_space();
+        let word = UserPtr::<u32>::new(addr).atomic(&space)?;
+        UserPtr::<u32>::new(addr2).atomic(&space)?;
+        let (woken, moved) = {
+            let mut w = self.futex.waiters.lock();
+            if let Some(cmp) = cmp
+                && word.load(Ordering::SeqCst) != cmp
+            {
+                return Err(Errno::EAGAIN);
+            }
+            let (nr_wake, nr_requeue) = (nr_wake as usize, nr_requeue as usize);
+            let mut woken = Vec::new();
+            let mut moved = Vec::new();
+            let mut i = 0;
+            while i < w.0.len() && (woken.len() < nr_wake || moved.len() < nr_requeue) {
+                if w.0[i].key != addr {
+                    i += 1;
+                    continue;
+                }
+                let waiter = w.0.remove(i);
+                if woken.len() < nr_wake {
+                    woken.push(waiter);
+                } else {
+                    moved.push(waiter);
+                }
+            }
+            let count = moved.len();
+            for mut waiter in moved {
+                waiter.key = addr2;
+                w.0.push(waiter);
+            }
+            (woken, count)
+        };
+        for waiter in &woken {
+            waiter.thread.wake();
+        }
+        Ok(woken.len() + moved)
+    }
+
+    /// The futex(2) multiplexer with Linux's raw arguments.
+    ///
+    /// # Errors
+    ///
+    /// As the operations; `ENOSYS` for an operation not listed above (logged).
+    pub fn futex(
+        &self,
+        uaddr: usize,
+        op: i32,
+        val: u32,
+        utime: usize,
+        uaddr2: usize,
+        val3: u32,
+    ) -> Result<usize, Errno> {
+        let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+        let realtime = op & FUTEX_CLOCK_REALTIME != 0;
+        if realtime && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET {
+            return Err(Errno::ENOSYS);
+        }
+        let space = self.address_space();
+        let timeout = |utime: usize| -> Result<Option<Timespec>, Errno> {
+            if utime == 0 {
+                Ok(None)
+            } else {
+                let t = UserPtr::<Timespec>::new(utime).read(&space)?;
+                t.to_ns()?;
+                Ok(Some(t))
+            }
+        };
+        match cmd {
+            // Relative: with FUTEX_CLOCK_REALTIME too, a duration is the same on both clocks.
+            FUTEX_WAIT => self.futex_wait(uaddr, val, timeout(utime)?),
+            FUTEX_WAIT_BITSET => {
+                self.futex_wait_bitset(uaddr, val, timeout(utime)?, val3, realtime)
+            }
+            FUTEX_WAKE => self.futex_wake(uaddr, val as i32, FUTEX_BITSET_MATCH_ANY),
+            FUTEX_WAKE_BITSET => self.futex_wake(uaddr, val as i32, val3),
+            FUTEX_REQUEUE => self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, None),
+            FUTEX_CMP_REQUEUE => {
+                self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, Some(val3))
+            }
+            _ => {
+                log::warn!("futex operation {cmd} is not implemented: ENOSYS");
+                Err(Errno::ENOSYS)
+            }
+        }
+    }
+}

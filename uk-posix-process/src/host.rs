@@ -1,0 +1,153 @@
+//! What the process layer needs from its surroundings, as small seams: a scheduler to put
+//! threads into ([`ThreadHost`]), pages for anonymous memory ([`PageSource`]), and a few
+//! plain function hooks (machine exit, the allocator's byte limit).
+#![allow(unsafe_code)]
+
+use alloc::boxed::Box;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use uk_context::ContextOps;
+use uk_hal::Clock;
+use uk_sched::{RoundRobin, SchedError, Scheduler, ThreadBuilder, ThreadRef};
+
+/// The scheduler threads of the process layer live in. Object-safe, so the layer does not
+/// name the scheduler's type parameters; [`RoundRobin`] implements it.
+pub trait ThreadHost {
+    /// Creates a thread from `builder` running `entry` (not yet scheduled).
+    ///
+    /// # Errors
+    ///
+    /// As [`ThreadBuilder::create`].
+    fn create(
+        &self,
+        builder: ThreadBuilder,
+        entry: Box<dyn FnOnce()>,
+    ) -> Result<ThreadRef, SchedError>;
+    /// Schedules a created thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Scheduler::add`].
+    fn add(&self, thread: &ThreadRef) -> Result<(), SchedError>;
+    /// Takes a thread out of the scheduler for good (exit_group of its process).
+    ///
+    /// # Errors
+    ///
+    /// As [`Scheduler::remove`].
+    fn remove(&self, thread: &ThreadRef) -> Result<(), SchedError>;
+    /// The scheduler clock in nanoseconds (the clock futex and sleep deadlines use).
+    fn now_ns(&self) -> u64;
+    /// The thread pointer installed in the CPU now (the caller's TLS).
+    fn thread_pointer(&self) -> usize;
+}
+
+impl<C: ContextOps + Clone + 'static, K: Clock + 'static> ThreadHost for RoundRobin<C, K> {
+    fn create(
+        &self,
+        builder: ThreadBuilder,
+        entry: Box<dyn FnOnce()>,
+    ) -> Result<ThreadRef, SchedError> {
+        builder.create(self.ops(), entry)
+    }
+
+    fn add(&self, thread: &ThreadRef) -> Result<(), SchedError> {
+        Scheduler::add(self, thread)
+    }
+
+    fn remove(&self, thread: &ThreadRef) -> Result<(), SchedError> {
+        Scheduler::remove(self, thread)
+    }
+
+    fn now_ns(&self) -> u64 {
+        Scheduler::now(self)
+    }
+
+    fn thread_pointer(&self) -> usize {
+        self.ops().thread_pointer()
+    }
+}
+
+/// Where anonymous memory (mmap, brk) comes from: runs of whole pages.
+pub trait PageSource {
+    /// `pages` contiguous pages aligned to 4 KiB, or `None`.
+    fn alloc_pages(&self, pages: usize) -> Option<NonNull<u8>>;
+    /// Returns a run `alloc_pages` gave.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `pages` are exactly those of a live run from this source.
+    unsafe fn free_pages(&self, ptr: NonNull<u8>, pages: usize);
+}
+
+/// Pages from the global allocator (`alloc::alloc`), page-aligned: the default of a hosted
+/// build and usable anywhere a global allocator exists.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HeapPages;
+
+fn page_layout(pages: usize) -> Option<Layout> {
+    let size = pages.checked_mul(crate::PAGE_SIZE)?;
+    if size == 0 {
+        return None;
+    }
+    Layout::from_size_align(size, crate::PAGE_SIZE).ok()
+}
+
+impl PageSource for HeapPages {
+    fn alloc_pages(&self, pages: usize) -> Option<NonNull<u8>> {
+        let layout = page_layout(pages)?;
+        // SAFETY: the layout has a non-zero size.
+        NonNull::new(unsafe { alloc::alloc::alloc(layout) })
+    }
+
+    unsafe fn free_pages(&self, ptr: NonNull<u8>, pages: usize) {
+        if let Some(layout) = page_layout(pages) {
+            // SAFETY: per the contract, allocated by `alloc_pages` with this layout.
+            unsafe { alloc::alloc::dealloc(ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+/// Pages from the image allocator's page pool (`uk_rt::allocator().palloc`): the default of
+/// a booted image.
+#[cfg(target_os = "none")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImagePages;
+
+#[cfg(target_os = "none")]
+impl PageSource for ImagePages {
+    fn alloc_pages(&self, pages: usize) -> Option<NonNull<u8>> {
+        uk_rt::allocator().palloc(pages).ok()
+    }
+
+    unsafe fn free_pages(&self, ptr: NonNull<u8>, pages: usize) {
+        // SAFETY: forwarded contract.
+        if let Err(e) = unsafe { uk_rt::allocator().pfree(ptr, pages) } {
+            log::error!("uk-posix-process: freeing {pages} pages at {ptr:p}: {e}");
+        }
+    }
+}
+
+/// Ends the run with `status` once the last thread has exited. On a booted image the
+/// default is the board's `Platform::exit`; a hosted build's default only logs (tests
+/// install their own to observe it).
+pub type ExitHook = fn(u8);
+
+/// Applies `RLIMIT_DATA`'s soft limit to the allocator (`None`: unlimited). On a booted
+/// image the default is `uk_rt::allocator().set_limit`.
+pub type DataLimitHook = fn(Option<usize>);
+
+pub(crate) fn default_exit(status: u8) {
+    #[cfg(target_os = "none")]
+    if let Some(platform) = uk_rt::try_platform() {
+        platform.exit(status);
+    }
+    log::info!("uk-posix-process: last thread exited with status {status}");
+}
+
+pub(crate) fn default_data_limit(limit: Option<usize>) {
+    #[cfg(target_os = "none")]
+    uk_rt::allocator().set_limit(limit);
+    #[cfg(not(target_os = "none"))]
+    let _ = limit;
+}

@@ -1,0 +1,489 @@
+//! In-image test cases (feature `ktest`): a pthread-style create and join built from raw
+//! clone (`PTHREAD_FLAGS`: VM, FS, FILES, SIGHAND, THREAD, SYSVSEM, SETTLS, PARENT_SETTID,
+//! CHILD_CLEARTID) and a futex wait on the tid word, once through direct calls and once
+//! through the real trap instruction (`syscall` / `svc #0`), compared with each other.
+#![allow(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use uk_context::{ContextOps, Native, TcbSpec, TlsLayout};
+use uk_hal::{Clock, Platform};
+use uk_sched::{RoundRobin, idle};
+use uk_syscall::Sysno;
+
+use crate::flags::PTHREAD_FLAGS;
+use crate::{FUTEX_PRIVATE_FLAG, FUTEX_WAIT, System, system};
+
+/// The board clock as an owned [`Clock`].
+struct BoardClock(&'static dyn Platform);
+
+impl Clock for BoardClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.monotonic_ns()
+    }
+    fn cycles(&self) -> u64 {
+        self.0.cycles()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        self.0.cycles_per_second()
+    }
+}
+
+/// Status the exit hook saw (+1; 0 = not called).
+static EXIT_SEEN: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `main` as the first thread of a new process on a fresh scheduler until every
+/// thread ended; returns the status the exit hook saw, if it was called.
+fn run_process(sys: &'static System, main: fn(usize) -> i32, arg: usize) -> Option<u8> {
+    let sched: &'static RoundRobin<Native, BoardClock> = Box::leak(Box::new(
+        RoundRobin::cooperative(Native::detect(), BoardClock(uk_rt::platform()), idle::Poll),
+    ));
+    EXIT_SEEN.store(0, Ordering::SeqCst);
+    sys.set_host(Some(sched));
+    sys.set_exit_hook(|status| EXIT_SEEN.store(u32::from(status) + 1, Ordering::SeqCst));
+    let spawned = sys.spawn_process("ktest-main", main, arg);
+    uk_test::expect!(spawned.is_ok());
+    uk_sched::Scheduler::run(sched);
+    sys.set_host(None);
+    sys.set_exit_hook(crate::host::default_exit);
+    match EXIT_SEEN.load(Ordering::SeqCst) {
+        0 => None,
+        n => Some((n - 1) as u8),
+    }
+}
+
+/// A TLS block for a child, built from the image's TLS template like a libc's
+/// pthread_create does; returns (block, thread pointer).
+fn tls_block() -> (Vec<u128>, usize) {
+    let template = uk_context::tls::image_template().expect("image TLS template");
+    let layout = TlsLayout::new(Native::TLS_VARIANT, &template, TcbSpec::of::<[usize; 8]>())
+        .expect("layout");
+    let mut block = vec![0u128; layout.alloc_layout().size().div_ceil(16) + 1];
+    // SAFETY: the vector holds at least `layout.size` bytes, 16-aligned (the layouts of
+    // this template ask no more; checked below).
+    let area =
+        unsafe { core::slice::from_raw_parts_mut(block.as_mut_ptr().cast::<u8>(), layout.size) };
+    assert!(layout.alloc_layout().align() <= 16);
+    let tp = layout.init(&template, area).expect("tls init");
+    (block, tp)
+}
+
+/// What a child saw: tid, pid, the thread pointer in the CPU, the tid word, done flag.
+#[derive(Default)]
+struct Seen {
+    tid: AtomicUsize,
+    pid: AtomicUsize,
+    tp: AtomicUsize,
+    word: AtomicUsize,
+}
+
+/// One pthread-style run's inputs and outputs (shared with the child by address).
+struct Join {
+    /// The process layer the run uses (the image's for the trap; a fresh one for direct
+    /// calls, so a failure elsewhere cannot leak into the direct run).
+    sys: &'static System,
+    /// Both `parent_tid` and `child_tid`, as glibc's pthread `tid` field.
+    tid_word: AtomicU32,
+    tls: usize,
+    seen: Seen,
+    /// Results for the comparison of the two paths.
+    clone_ret: AtomicUsize,
+    parent_pid: AtomicUsize,
+    wait_rets: AtomicUsize,
+}
+
+const CHILD_STATUS: i32 = 42;
+const STACK: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// Direct calls
+
+fn child_direct(join: usize) -> i32 {
+    // SAFETY: `join` is the address of the `Join` the parent keeps alive until the join.
+    let join = unsafe { &*(join as *const Join) };
+    let (tid, pid) = (join.sys.gettid(), join.sys.getpid());
+    join.seen
+        .tid
+        .store(tid.unwrap_or(0) as usize, Ordering::SeqCst);
+    join.seen
+        .pid
+        .store(pid.unwrap_or(0) as usize, Ordering::SeqCst);
+    join.seen
+        .tp
+        .store(Native::detect().thread_pointer(), Ordering::SeqCst);
+    join.seen.word.store(
+        join.tid_word.load(Ordering::SeqCst) as usize,
+        Ordering::SeqCst,
+    );
+    uk_sched::yield_now();
+    CHILD_STATUS
+}
+
+fn main_direct(join: usize) -> i32 {
+    // SAFETY: as in `child_direct`: the test keeps the `Join` alive over the run.
+    let j = unsafe { &*(join as *const Join) };
+    let stack: Vec<u128> = vec![0; STACK / 16];
+    let top = stack.as_ptr() as usize + STACK;
+    let word = &j.tid_word as *const AtomicU32 as usize;
+    let args = crate::flags::CloneArgs::from_legacy(PTHREAD_FLAGS, top, word, word, j.tls);
+    let start = crate::ChildStart::Call {
+        entry: child_direct,
+        arg: join,
+    };
+    let tid = j.sys.clone(&args, crate::flags::Via::Clone, start);
+    let Ok(tid) = tid else {
+        return 1;
+    };
+    j.clone_ret.store(tid as usize, Ordering::SeqCst);
+    j.parent_pid
+        .store(j.sys.getpid().unwrap_or(0) as usize, Ordering::SeqCst);
+    // pthread_join: wait while the tid word holds the tid.
+    let mut waits = 0;
+    loop {
+        let v = j.tid_word.load(Ordering::SeqCst);
+        if v == 0 {
+            break;
+        }
+        let r = j
+            .sys
+            .futex(word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, v, 0, 0, 0);
+        waits += usize::from(r == Ok(0));
+    }
+    j.wait_rets.store(waits, Ordering::SeqCst);
+    drop(stack);
+    0
+}
+
+// ---------------------------------------------------------------------------------------
+// The trap instruction
+
+/// A syscall through the trap instruction.
+///
+/// # Safety
+///
+/// The call's arguments must be valid for syscall `n` (pointers to live memory).
+#[cfg(target_arch = "x86_64")]
+unsafe fn trap(n: Sysno, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the `syscall` entry preserves every register but rax, rcx and r11 (declared)
+    // and the red zone; the caller vouches for the arguments.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") n as usize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// A syscall through the trap instruction.
+///
+/// # Safety
+///
+/// The call's arguments must be valid for syscall `n` (pointers to live memory).
+#[cfg(target_arch = "aarch64")]
+unsafe fn trap(n: Sysno, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: `svc #0` preserves every register but x0 (the result); the caller vouches
+    // for the arguments.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            in("x8") n as usize,
+            inlateout("x0") a[0] => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+        );
+    }
+    ret
+}
+
+/// clone through the trap, musl-style: the parent gets the child's tid; the child resumes
+/// here with 0 on `stack` (where `f` and `arg` wait), calls `f(arg)` and exits through the
+/// trap with its return value.
+///
+/// # Safety
+///
+/// `stack` is the 16-aligned top of memory the child may use; the pointers are valid.
+#[cfg(target_arch = "x86_64")]
+unsafe fn trap_clone(
+    flags: u64,
+    stack: usize,
+    ptid: usize,
+    ctid: usize,
+    tls: usize,
+    f: extern "C" fn(usize) -> i32,
+    arg: usize,
+) -> isize {
+    let sp = stack - 16;
+    // SAFETY: the two words below the stack top belong to the child's stack.
+    unsafe {
+        (sp as *mut usize).write(f as usize);
+        ((sp + 8) as *mut usize).write(arg);
+    }
+    let ret: isize;
+    // SAFETY: the parent path is a plain syscall (rax, rcx, r11 clobbered); the child path
+    // never returns into compiled code: it runs on its own stack and ends with exit.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "pop rax",
+            "pop rdi",
+            "call rax",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const Sysno::exit as usize,
+            inlateout("rax") Sysno::clone as usize => ret,
+            in("rdi") flags, in("rsi") sp, in("rdx") ptid, in("r10") ctid, in("r8") tls,
+            lateout("rcx") _, lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// clone through the trap (aarch64 argument order: flags, stack, ptid, tls, ctid).
+///
+/// # Safety
+///
+/// As the x86_64 version.
+#[cfg(target_arch = "aarch64")]
+unsafe fn trap_clone(
+    flags: u64,
+    stack: usize,
+    ptid: usize,
+    ctid: usize,
+    tls: usize,
+    f: extern "C" fn(usize) -> i32,
+    arg: usize,
+) -> isize {
+    let sp = stack - 16;
+    // SAFETY: the two words below the stack top belong to the child's stack.
+    unsafe {
+        (sp as *mut usize).write(f as usize);
+        ((sp + 8) as *mut usize).write(arg);
+    }
+    let ret: isize;
+    // SAFETY: the parent path is a plain `svc` (x0 is the result); the child path never
+    // returns into compiled code: it runs on its own stack and ends with exit.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            "cbnz x0, 2f",
+            "ldp x9, x0, [sp], #16",
+            "blr x9",
+            "mov x8, #{exit}",
+            "svc #0",
+            "brk #1",
+            "2:",
+            exit = const Sysno::exit as usize,
+            in("x8") Sysno::clone as usize,
+            inlateout("x0") flags as usize => ret,
+            in("x1") sp, in("x2") ptid, in("x3") tls, in("x4") ctid,
+            lateout("x9") _, lateout("x30") _,
+        );
+    }
+    ret
+}
+
+extern "C" fn child_trap(join: usize) -> i32 {
+    // SAFETY: `join` is the address of the `Join` the parent keeps alive until the join.
+    let join = unsafe { &*(join as *const Join) };
+    // SAFETY: syscalls without pointer arguments.
+    let (tid, pid) = unsafe { (trap(Sysno::gettid, [0; 6]), trap(Sysno::getpid, [0; 6])) };
+    join.seen.tid.store(tid as usize, Ordering::SeqCst);
+    join.seen.pid.store(pid as usize, Ordering::SeqCst);
+    join.seen
+        .tp
+        .store(Native::detect().thread_pointer(), Ordering::SeqCst);
+    join.seen.word.store(
+        join.tid_word.load(Ordering::SeqCst) as usize,
+        Ordering::SeqCst,
+    );
+    // SAFETY: no arguments.
+    unsafe { trap(Sysno::sched_yield, [0; 6]) };
+    CHILD_STATUS
+}
+
+fn main_trap(join: usize) -> i32 {
+    // SAFETY: as in `child_trap`.
+    let j = unsafe { &*(join as *const Join) };
+    let stack: Vec<u128> = vec![0; STACK / 16];
+    let top = stack.as_ptr() as usize + STACK;
+    let word = &j.tid_word as *const AtomicU32 as usize;
+    // SAFETY: the stack lives until after the join; the tid word and `Join` live longer.
+    let tid = unsafe { trap_clone(PTHREAD_FLAGS, top, word, word, j.tls, child_trap, join) };
+    if tid <= 0 {
+        j.clone_ret.store(tid as usize, Ordering::SeqCst);
+        return 1;
+    }
+    j.clone_ret.store(tid as usize, Ordering::SeqCst);
+    // SAFETY: no arguments.
+    j.parent_pid.store(
+        unsafe { trap(Sysno::getpid, [0; 6]) } as usize,
+        Ordering::SeqCst,
+    );
+    let mut waits = 0;
+    loop {
+        let v = j.tid_word.load(Ordering::SeqCst);
+        if v == 0 {
+            break;
+        }
+        // SAFETY: the word is live.
+        let r = unsafe {
+            trap(
+                Sysno::futex,
+                [
+                    word,
+                    (FUTEX_WAIT | FUTEX_PRIVATE_FLAG) as usize,
+                    v as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        };
+        waits += usize::from(r == 0);
+    }
+    j.wait_rets.store(waits, Ordering::SeqCst);
+    drop(stack);
+    0
+}
+
+fn new_join(sys: &'static System) -> (Box<Join>, Vec<u128>) {
+    let (block, tp) = tls_block();
+    let join = Box::new(Join {
+        sys,
+        tid_word: AtomicU32::new(0),
+        tls: tp,
+        seen: Seen::default(),
+        clone_ret: AtomicUsize::new(0),
+        parent_pid: AtomicUsize::new(0),
+        wait_rets: AtomicUsize::new(0),
+    });
+    (join, block)
+}
+
+/// Checks one run; returns (clone result, what the child saw) for comparisons.
+fn check(j: &Join, status: Option<u8>) -> (usize, usize, usize) {
+    let tid = j.clone_ret.load(Ordering::SeqCst);
+    uk_test::expect!(tid > 0 && tid < 1 << 22);
+    uk_test::expect_eq!(status, Some(0));
+    // PARENT_SETTID wrote the tid before the child ran; CHILD_CLEARTID zeroed it.
+    uk_test::expect_eq!(j.seen.word.load(Ordering::SeqCst), tid);
+    uk_test::expect_eq!(j.tid_word.load(Ordering::SeqCst), 0);
+    uk_test::expect_eq!(j.seen.tid.load(Ordering::SeqCst), tid);
+    uk_test::expect_eq!(
+        j.seen.pid.load(Ordering::SeqCst),
+        j.parent_pid.load(Ordering::SeqCst)
+    );
+    uk_test::expect!(j.seen.pid.load(Ordering::SeqCst) != tid);
+    // CLONE_SETTLS: the child ran with the thread pointer of its TLS block.
+    uk_test::expect_eq!(j.seen.tp.load(Ordering::SeqCst), j.tls);
+    uk_test::expect_eq!(j.sys.thread_count(), 0);
+    (
+        tid,
+        j.seen.pid.load(Ordering::SeqCst),
+        j.wait_rets.load(Ordering::SeqCst),
+    )
+}
+
+uk_test::ktest! {
+    /// pthread_create/pthread_join from raw clone (direct call) and futex on the tid word.
+    fn pthread_create_join_direct() {
+        let sys: &'static System = Box::leak(Box::new(System::new()));
+        let (join, _tls) = new_join(sys);
+        let status = run_process(sys, main_direct, &*join as *const Join as usize);
+        let (_, _, waits) = check(&join, status);
+        // The parent really blocked: the child had not run when it first waited.
+        uk_test::expect_eq!(waits, 1);
+    }
+}
+
+uk_test::ktest! {
+    /// The same through the trap instruction (syscall / svc #0): the child resumes the
+    /// parent's registers with 0 on its stack; results agree with the direct calls.
+    fn pthread_create_join_trap() {
+        let _ = uk_syscall::install();
+        let (direct, _tls) = new_join(system());
+        let direct_status = run_process(system(), main_direct, &*direct as *const Join as usize);
+        let (_, _, direct_waits) = check(&direct, direct_status);
+        let (join, _tls2) = new_join(system());
+        let status = run_process(system(), main_trap, &*join as *const Join as usize);
+        let (tid, pid, waits) = check(&join, status);
+        // Same shape as the direct run: a new tid in the same numbering, the parent's pid,
+        // one blocking wait.
+        // Ids are handed out cyclically: the trap run's child got a fresh tid.
+        uk_test::expect!(tid != direct.clone_ret.load(Ordering::SeqCst));
+        uk_test::expect_eq!(pid, join.parent_pid.load(Ordering::SeqCst));
+        uk_test::expect_eq!(waits, direct_waits);
+    }
+}
+
+uk_test::ktest! {
+    /// Bad pointers through the trap are EFAULT, and the kernel stays up.
+    fn bad_pointers_through_the_trap_are_efault() {
+        let _ = uk_syscall::install();
+        let efault = -(uk_syscall::Errno::EFAULT.into_raw() as isize);
+        for bad in [0usize, 8, usize::MAX - 15, 1 << 60] {
+            // SAFETY: the pointers are bad on purpose; the layer must refuse them.
+            unsafe {
+                uk_test::expect_eq!(trap(Sysno::uname, [bad, 0, 0, 0, 0, 0]), efault);
+                uk_test::expect_eq!(trap(Sysno::clock_gettime, [1, bad, 0, 0, 0, 0]), efault);
+                uk_test::expect_eq!(trap(Sysno::getrandom, [bad, 16, 0, 0, 0, 0]), efault);
+                // NULL is "no old value" for prlimit64.
+                if bad != 0 {
+                    uk_test::expect_eq!(trap(Sysno::prlimit64, [0, 3, 0, bad, 0, 0]), efault);
+                }
+            }
+        }
+        let mut name = crate::uname();
+        // SAFETY: a live utsname.
+        let r = unsafe { trap(Sysno::uname, [&raw mut name as usize, 0, 0, 0, 0, 0]) };
+        uk_test::expect_eq!(r, 0);
+        uk_test::expect_eq!(name, crate::uname());
+    }
+}
+
+uk_test::ktest! {
+    /// RLIMIT_DATA reaches the image allocator: a limit below what is in use makes the
+    /// next allocation fail; restoring it makes it work again.
+    fn rlimit_data_limits_the_heap() {
+        use crate::rlimit::{RLIM_INFINITY, RLIMIT_DATA};
+        let sys = system();
+        let old = sys.getrlimit(RLIMIT_DATA).expect("get");
+        let limit = 64 * 1024;
+        let set = sys.setrlimit(RLIMIT_DATA, crate::Rlimit { rlim_cur: limit, rlim_max: old.rlim_max });
+        uk_test::expect!(set.is_ok());
+        uk_test::expect_eq!(uk_rt::allocator().limit(), Some(limit as usize));
+        let layout = core::alloc::Layout::from_size_align(256 * 1024, 16).expect("layout");
+        // Through the image allocator itself: `alloc::alloc` pairs may be elided by the
+        // optimiser, which would make the check meaningless in a release build.
+        let heap = uk_rt::allocator();
+        // SAFETY: a non-zero layout; freed below if it unexpectedly succeeds.
+        let p = unsafe { core::alloc::GlobalAlloc::alloc(heap, core::hint::black_box(layout)) };
+        uk_test::expect!(p.is_null());
+        if !p.is_null() {
+            // SAFETY: allocated above with this layout.
+            unsafe { core::alloc::GlobalAlloc::dealloc(heap, p, layout) };
+        }
+        let back = sys.setrlimit(RLIMIT_DATA, crate::Rlimit { rlim_cur: RLIM_INFINITY, rlim_max: old.rlim_max });
+        uk_test::expect!(back.is_ok());
+        uk_test::expect_eq!(uk_rt::allocator().limit(), None);
+        // SAFETY: as above.
+        let p = unsafe { core::alloc::GlobalAlloc::alloc(heap, core::hint::black_box(layout)) };
+        uk_test::expect!(!p.is_null());
+        if !p.is_null() {
+            // SAFETY: allocated above with this layout.
+            unsafe { core::alloc::GlobalAlloc::dealloc(heap, p, layout) };
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! uname, getrandom, and the process calls a unikernel cannot honour.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use uk_syscall::Errno;
+
+use crate::system::System;
+use crate::uaccess::UserSlice;
+
+/// Length of each `struct utsname` field.
+pub const UTS_LEN: usize = 65;
+
+/// Linux's `struct utsname`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Utsname {
+    /// "Linux": binaries compiled for Linux check it.
+    pub sysname: [u8; UTS_LEN],
+    /// Host name.
+    pub nodename: [u8; UTS_LEN],
+    /// Kernel release (a Linux-style version for libcs that parse it).
+    pub release: [u8; UTS_LEN],
+    /// Build description.
+    pub version: [u8; UTS_LEN],
+    /// `x86_64` or `aarch64`.
+    pub machine: [u8; UTS_LEN],
+    /// NIS domain name.
+    pub domainname: [u8; UTS_LEN],
+}
+
+fn field(text: &str) -> [u8; UTS_LEN] {
+    let mut out = [0; UTS_LEN];
+    let n = text.len().min(UTS_LEN - 1);
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
+    out
+}
+
+/// The machine name uname reports.
+pub const MACHINE: &str = if cfg!(target_arch = "aarch64") {
+    "aarch64"
+} else {
+    "x86_64"
+};
+
+/// uname(2) without the pointer.
+pub fn uname() -> Utsname {
+    Utsname {
+        sysname: field("Linux"),
+        nodename: field("uk-rs"),
+        release: field("6.1.0-uk-rs"),
+        version: field(concat!(
+            "uk-rs ",
+            env!("CARGO_PKG_VERSION"),
+            " (Unikraft 0.11 process layer)"
+        )),
+        machine: field(MACHINE),
+        domainname: field("(none)"),
+    }
+}
+
+/// Logs "`name` is not supported" once per call site's flag.
+fn unsupported(flag: &AtomicBool, name: &str, why: &str) -> Errno {
+    if !flag.swap(true, Ordering::Relaxed) {
+        log::warn!("{name}: not supported in a unikernel ({why}): ENOSYS");
+    }
+    Errno::ENOSYS
+}
+
+static FORK: AtomicBool = AtomicBool::new(false);
+static VFORK: AtomicBool = AtomicBool::new(false);
+static EXECVE: AtomicBool = AtomicBool::new(false);
+
+/// fork(2): `ENOSYS` (one address space), logged once.
+///
+/// # Errors
+///
+/// Always `ENOSYS`.
+pub fn fork() -> Result<usize, Errno> {
+    Err(unsupported(
+        &FORK,
+        "fork",
+        "one address space; use clone with CLONE_VM",
+    ))
+}
+
+/// vfork(2): `ENOSYS`, logged once.
+///
+/// # Errors
+///
+/// Always `ENOSYS`.
+pub fn vfork() -> Result<usize, Errno> {
+    Err(unsupported(
+        &VFORK,
+        "vfork",
+        "no second process image to exec",
+    ))
+}
+
+/// execve(2): `ENOSYS`, logged once.
+///
+/// # Errors
+///
+/// Always `ENOSYS`.
+pub fn execve() -> Result<usize, Errno> {
+    Err(unsupported(
+        &EXECVE,
+        "execve",
+        "the image is the only program",
+    ))
+}
+
+/// wait4(2): there are never children to wait for (no fork), so `ECHILD`.
+///
+/// # Errors
+///
+/// Always `ECHILD`.
+pub fn wait4() -> Result<usize, Errno> {
+    Err(Errno::ECHILD)
+}
+
+impl System {
+    /// getrandom(2) into a caller buffer: flags first (`EINVAL`), then the buffer
+    /// (`EFAULT`), then `uk_random::getrandom` with its errors converted.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL`, `EFAULT`, `EAGAIN` (not seeded and `GRND_NONBLOCK`), `EIO`.
+    pub fn getrandom(&self, buf: usize, len: usize, flags: u32) -> Result<usize, Errno> {
+        uk_random::check_flags(flags).map_err(convert)?;
+        let len = len.min(uk_random::MAX_COUNT);
+        UserSlice::new(buf, len)
+            .with_mut(&self.address_space(), |bytes| {
+                uk_random::getrandom(bytes, flags)
+            })?
+            .map_err(convert)
+    }
+}
+
+/// uk-random's local errno to the shared one.
+fn convert(e: uk_random::Errno) -> Errno {
+    Errno::new(e.code())
+}

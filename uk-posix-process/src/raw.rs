@@ -1,0 +1,278 @@
+//! Raw adapters: Linux's register arguments to the typed functions, registered with
+//! `uk_syscall::register!` so that dispatch by number (and the binary trap entry) reaches
+//! them. Every pointer goes through [`crate::uaccess`].
+#![allow(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::vec;
+
+use uk_syscall::{Args, Errno, SyscallResult};
+
+use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
+use crate::rlimit::Rlimit;
+use crate::system::ChildStart;
+use crate::time::Timespec;
+use crate::uaccess::UserPtr;
+use crate::{misc, system};
+
+/// Stack the child of a trapped clone starts on before it resumes the caller's registers
+/// (only `resume_frame` runs there; the child then runs on the clone stack).
+pub const RESUME_STACK: usize = 16 * 1024;
+
+fn int(v: usize) -> i32 {
+    v as i32
+}
+
+fn id(r: Result<crate::Pid, Errno>) -> SyscallResult {
+    r.map(|v| v as usize)
+}
+
+/// getpid.
+pub fn sys_getpid(_: &Args) -> SyscallResult {
+    id(system().getpid())
+}
+
+/// gettid.
+pub fn sys_gettid(_: &Args) -> SyscallResult {
+    id(system().gettid())
+}
+
+/// getppid.
+pub fn sys_getppid(_: &Args) -> SyscallResult {
+    id(system().getppid())
+}
+
+/// set_tid_address(tidptr).
+pub fn sys_set_tid_address(a: &Args) -> SyscallResult {
+    id(system().set_tid_address(a[0]))
+}
+
+fn clone_with(raw: &Args, args: CloneArgs, via: Via) -> SyscallResult {
+    // The caller's registers, read before anything that could block.
+    let frame = uk_syscall::trap_frame(raw).copied();
+    // Invalid flags are reported as such even without a trap frame.
+    let plan = args.validate(via).inspect_err(|&e| {
+        if e == Errno::ENOSYS {
+            log::warn!("clone: unsupported flags {:#x}: ENOSYS", args.flags);
+        }
+    })?;
+    let Some(mut child) = frame else {
+        log::warn!(
+            "clone by number outside the trap entry: the child would have no registers to resume; \
+             call uk_posix_process::clone_call directly: ENOSYS"
+        );
+        return Err(Errno::ENOSYS);
+    };
+    // Linux register semantics: the child returns 0 with every other register of the
+    // caller, on the clone stack (or the caller's stack pointer when none was given).
+    child.set_result(0);
+    if let Some(sp) = plan.stack_top {
+        child.set_sp(sp);
+    }
+    let resume: Box<dyn FnOnce()> = Box::new(move || {
+        // SAFETY: `child` is a copy of this image's trapped frame with only the result and
+        // the stack pointer changed; the stack was checked to be RAM by `System::clone`,
+        // and the caller of clone handed it to the child.
+        unsafe { uk_syscall::resume_frame(&child) }
+    });
+    system()
+        .clone(
+            &args,
+            via,
+            ChildStart::Resume {
+                resume,
+                kernel_stack: RESUME_STACK,
+            },
+        )
+        .map(|t| t as usize)
+}
+
+/// clone(flags, stack, parent_tid, child_tid, tls) on x86_64; (flags, stack, parent_tid,
+/// tls, child_tid) on aarch64.
+pub fn sys_clone(a: &Args) -> SyscallResult {
+    let (ctid, tls) = if cfg!(target_arch = "aarch64") {
+        (a[4], a[3])
+    } else {
+        (a[3], a[4])
+    };
+    clone_with(
+        a,
+        CloneArgs::from_legacy(a[0] as u64, a[1], a[2], ctid, tls),
+        Via::Clone,
+    )
+}
+
+/// clone3(args, size).
+pub fn sys_clone3(a: &Args) -> SyscallResult {
+    let (ptr, size) = (a[0], a[1]);
+    if size < CLONE_ARGS_SIZE_VER0 {
+        return Err(Errno::EINVAL);
+    }
+    if size > 4096 {
+        return Err(Errno::E2BIG);
+    }
+    let mut bytes = vec![0u8; size];
+    let space = system().address_space();
+    space.check(ptr, size)?;
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = UserPtr::<u8>::new(ptr + i).read(&space)?;
+    }
+    clone_with(a, CloneArgs::from_clone3(&bytes)?, Via::Clone3)
+}
+
+/// futex(uaddr, op, val, timeout/val2, uaddr2, val3).
+pub fn sys_futex(a: &Args) -> SyscallResult {
+    system().futex(a[0], int(a[1]), a[2] as u32, a[3], a[4], a[5] as u32)
+}
+
+/// exit(status): ends the calling thread.
+pub fn sys_exit(a: &Args) -> SyscallResult {
+    system().exit(int(a[0]))
+}
+
+/// exit_group(status): ends every thread of the caller's process.
+pub fn sys_exit_group(a: &Args) -> SyscallResult {
+    system().exit_group(int(a[0]))
+}
+
+/// wait4: `ECHILD`.
+pub fn sys_wait4(_: &Args) -> SyscallResult {
+    misc::wait4()
+}
+
+/// execve: `ENOSYS`.
+pub fn sys_execve(_: &Args) -> SyscallResult {
+    misc::execve()
+}
+
+/// fork: `ENOSYS`.
+pub fn sys_fork(_: &Args) -> SyscallResult {
+    misc::fork()
+}
+
+/// vfork: `ENOSYS`.
+pub fn sys_vfork(_: &Args) -> SyscallResult {
+    misc::vfork()
+}
+
+/// prlimit64(pid, resource, new, old): the new value is read and the old pointer checked
+/// before anything changes; the old value is written whenever `old` is given.
+pub fn sys_prlimit64(a: &Args) -> SyscallResult {
+    let space = system().address_space();
+    let new = UserPtr::<Rlimit>::new(a[2]);
+    let old = UserPtr::<Rlimit>::new(a[3]);
+    let new = if new.is_null() {
+        None
+    } else {
+        Some(new.read(&space)?)
+    };
+    if !old.is_null() {
+        old.check(&space)?;
+    }
+    let value = system().prlimit(int(a[0]), a[1] as u32, new)?;
+    if !old.is_null() {
+        old.write(&space, value)?;
+    }
+    Ok(0)
+}
+
+/// getrlimit(resource, rlim).
+pub fn sys_getrlimit(a: &Args) -> SyscallResult {
+    let value = system().getrlimit(a[0] as u32)?;
+    UserPtr::<Rlimit>::new(a[1]).write(&system().address_space(), value)?;
+    Ok(0)
+}
+
+/// setrlimit(resource, rlim).
+pub fn sys_setrlimit(a: &Args) -> SyscallResult {
+    let new = UserPtr::<Rlimit>::new(a[1]).read(&system().address_space())?;
+    system().setrlimit(a[0] as u32, new)?;
+    Ok(0)
+}
+
+/// uname(buf).
+pub fn sys_uname(a: &Args) -> SyscallResult {
+    UserPtr::new(a[0]).write(&system().address_space(), misc::uname())?;
+    Ok(0)
+}
+
+/// sched_yield.
+pub fn sys_sched_yield(_: &Args) -> SyscallResult {
+    system().sched_yield();
+    Ok(0)
+}
+
+/// nanosleep(req, rem): `rem` is never written (sleeps are not interrupted).
+pub fn sys_nanosleep(a: &Args) -> SyscallResult {
+    let req = UserPtr::<Timespec>::new(a[0]).read(&system().address_space())?;
+    system().nanosleep(req)?;
+    Ok(0)
+}
+
+/// clock_nanosleep(clock, flags, req, rem).
+pub fn sys_clock_nanosleep(a: &Args) -> SyscallResult {
+    let req = UserPtr::<Timespec>::new(a[2]).read(&system().address_space())?;
+    system().clock_nanosleep(int(a[0]), int(a[1]), req)?;
+    Ok(0)
+}
+
+/// clock_gettime(clock, tp).
+pub fn sys_clock_gettime(a: &Args) -> SyscallResult {
+    let now = system().clock_gettime(int(a[0]))?;
+    UserPtr::new(a[1]).write(&system().address_space(), now)?;
+    Ok(0)
+}
+
+/// mmap(addr, len, prot, flags, fd, offset).
+pub fn sys_mmap(a: &Args) -> SyscallResult {
+    system().mmap(a[0], a[1], a[2] as u32, a[3] as u32, int(a[4]), a[5] as u64)
+}
+
+/// munmap(addr, len).
+pub fn sys_munmap(a: &Args) -> SyscallResult {
+    system().munmap(a[0], a[1]).map(|()| 0)
+}
+
+/// mprotect(addr, len, prot).
+pub fn sys_mprotect(a: &Args) -> SyscallResult {
+    system().mprotect(a[0], a[1], a[2] as u32).map(|()| 0)
+}
+
+/// brk(addr): the new break, or the old one.
+pub fn sys_brk(a: &Args) -> SyscallResult {
+    Ok(system().brk(a[0]))
+}
+
+/// getrandom(buf, len, flags).
+pub fn sys_getrandom(a: &Args) -> SyscallResult {
+    system().getrandom(a[0], a[1], a[2] as u32)
+}
+
+uk_syscall::register!(getpid => sys_getpid);
+uk_syscall::register!(gettid => sys_gettid);
+uk_syscall::register!(getppid => sys_getppid);
+uk_syscall::register!(set_tid_address => sys_set_tid_address);
+uk_syscall::register!(clone => sys_clone);
+uk_syscall::register!(clone3 => sys_clone3);
+uk_syscall::register!(futex => sys_futex);
+uk_syscall::register!(exit => sys_exit);
+uk_syscall::register!(exit_group => sys_exit_group);
+uk_syscall::register!(wait4 => sys_wait4);
+uk_syscall::register!(execve => sys_execve);
+#[cfg(target_arch = "x86_64")]
+uk_syscall::register!(fork => sys_fork);
+#[cfg(target_arch = "x86_64")]
+uk_syscall::register!(vfork => sys_vfork);
+uk_syscall::register!(prlimit64 => sys_prlimit64);
+uk_syscall::register!(getrlimit => sys_getrlimit);
+uk_syscall::register!(setrlimit => sys_setrlimit);
+uk_syscall::register!(uname => sys_uname);
+uk_syscall::register!(sched_yield => sys_sched_yield);
+uk_syscall::register!(nanosleep => sys_nanosleep);
+uk_syscall::register!(clock_nanosleep => sys_clock_nanosleep);
+uk_syscall::register!(clock_gettime => sys_clock_gettime);
+uk_syscall::register!(mmap => sys_mmap);
+uk_syscall::register!(munmap => sys_munmap);
+uk_syscall::register!(mprotect => sys_mprotect);
+uk_syscall::register!(brk => sys_brk);
+uk_syscall::register!(getrandom => sys_getrandom);

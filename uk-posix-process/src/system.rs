@@ -1,0 +1,776 @@
+//! The process layer's state: processes, threads, ids; clone, exit and exit_group.
+#![allow(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+use uk_sched::{Stack, Thread, ThreadRef};
+use uk_syscall::Errno;
+
+use crate::flags::{CloneArgs, ClonePlan, Via, flag_names};
+use crate::futex::FutexTable;
+use crate::host::{self, DataLimitHook, ExitHook, PageSource, ThreadHost};
+use crate::ids::{DEFAULT_MAX_ID, IdAllocator, Pid, Tid};
+use crate::mm::Mm;
+use crate::rlimit::Limits;
+use crate::uaccess::{AddressSpace, UserPtr};
+
+/// State touched only with its lock held, on the one CPU of the image.
+pub(crate) struct Cpu<T>(pub(crate) T);
+
+// SAFETY: uk-rs images run their threads on one CPU and `Cpu` values are only reached
+// through a `spin::Mutex`, so the `!Send` thread handles inside (`Arc<Thread>`) are never
+// used by two CPUs; hosted tests give each OS thread its own `System` (or serialise use of
+// the global one).
+unsafe impl<T> Send for Cpu<T> {}
+
+/// How a cloned child begins to run.
+pub enum ChildStart {
+    /// Calls `entry(arg)` on the child's stack (the clone stack, or a fresh one of
+    /// `RLIMIT_STACK` bytes when none was given); the value it returns is the thread's
+    /// exit status. This is musl's `__clone(fn, stack, flags, arg, ...)` as a direct call.
+    Call {
+        /// The child's first function.
+        entry: fn(usize) -> i32,
+        /// Its argument.
+        arg: usize,
+    },
+    /// Runs `resume` on a fresh kernel stack of `kernel_stack` bytes. The syscall layer
+    /// passes a closure that restores the caller's trap frame with the child's stack
+    /// pointer and a return value of 0 (Linux register semantics); if it ever returns, the
+    /// thread exits with status 0.
+    Resume {
+        /// Continues the child in the caller's code.
+        resume: Box<dyn FnOnce()>,
+        /// Size of the kernel stack it runs on.
+        kernel_stack: usize,
+    },
+}
+
+impl core::fmt::Debug for ChildStart {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Call { entry, arg } => f
+                .debug_struct("Call")
+                .field("entry", &(*entry as usize as *const ()))
+                .field("arg", arg)
+                .finish(),
+            Self::Resume { kernel_stack, .. } => f
+                .debug_struct("Resume")
+                .field("kernel_stack", kernel_stack)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Bytes of a clone stack below its top that the child's first frame may use when the
+/// caller did not say how big the stack is (legacy clone).
+const STACK_WINDOW: usize = 512;
+
+struct ThreadEntry {
+    tid: Tid,
+    pid: Pid,
+    clear_child_tid: usize,
+    handle: Option<ThreadRef>,
+    /// Created by this layer (its exit callback does the bookkeeping).
+    tracked: bool,
+    exit_code: u8,
+}
+
+struct Process {
+    ppid: Pid,
+    threads: Vec<Tid>,
+    group_exit: Option<u8>,
+}
+
+struct State {
+    ids: IdAllocator,
+    /// By uk-sched thread id (0: the boot context, outside any scheduler).
+    threads: BTreeMap<u64, ThreadEntry>,
+    procs: BTreeMap<Pid, Process>,
+    init: Option<Pid>,
+}
+
+impl State {
+    /// Frees `tid` unless it still names a live process.
+    fn release_tid(&mut self, tid: Tid) {
+        if !self.procs.contains_key(&tid) {
+            self.ids.free(tid);
+        }
+    }
+}
+
+struct Hooks {
+    exit: ExitHook,
+    data_limit: DataLimitHook,
+    host: Option<&'static dyn ThreadHost>,
+    pages: &'static dyn PageSource,
+    clock: Option<&'static dyn uk_hal::Clock>,
+}
+
+/// The process layer: one instance is the image's ([`crate::system`]); hosted tests make
+/// their own with [`System::new`].
+pub struct System {
+    state: Mutex<Cpu<State>>,
+    hooks: Mutex<Cpu<Hooks>>,
+    space: Mutex<Option<AddressSpace>>,
+    pub(crate) futex: FutexTable,
+    pub(crate) limits: Mutex<Limits>,
+    pub(crate) mm: Mutex<Mm>,
+    realtime_offset: AtomicU64,
+    last_exit: Mutex<Option<u8>>,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for System {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("System")
+            .field("processes", &self.process_count())
+            .field("threads", &self.thread_count())
+            .finish_non_exhaustive()
+    }
+}
+
+fn current_key() -> u64 {
+    uk_sched::current().map_or(0, |t| t.id())
+}
+
+impl System {
+    /// A process layer with no processes, no scheduler and the default hooks.
+    pub const fn new() -> Self {
+        Self::with_max_id(DEFAULT_MAX_ID)
+    }
+
+    /// As [`System::new`] with ids `1..=max_id` (small values let tests exhaust ids).
+    pub const fn with_max_id(max_id: Pid) -> Self {
+        Self {
+            state: Mutex::new(Cpu(State {
+                ids: IdAllocator::new(max_id),
+                threads: BTreeMap::new(),
+                procs: BTreeMap::new(),
+                init: None,
+            })),
+            hooks: Mutex::new(Cpu(Hooks {
+                exit: host::default_exit,
+                data_limit: host::default_data_limit,
+                host: None,
+                #[cfg(target_os = "none")]
+                pages: &host::ImagePages,
+                #[cfg(not(target_os = "none"))]
+                pages: &host::HeapPages,
+                clock: None,
+            })),
+            space: Mutex::new(None),
+            futex: FutexTable::new(),
+            limits: Mutex::new(Limits::new()),
+            mm: Mutex::new(Mm::new()),
+            realtime_offset: AtomicU64::new(0),
+            last_exit: Mutex::new(None),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Configuration
+
+    /// Installs (or with `None` removes) the scheduler new threads go to.
+    pub fn set_host(&self, host: Option<&'static dyn ThreadHost>) {
+        self.hooks.lock().0.host = host;
+    }
+
+    /// Installs the hook called with the exit status when the last thread has exited.
+    pub fn set_exit_hook(&self, hook: ExitHook) {
+        self.hooks.lock().0.exit = hook;
+    }
+
+    /// Installs the hook `RLIMIT_DATA` is applied through.
+    pub fn set_data_limit_hook(&self, hook: DataLimitHook) {
+        self.hooks.lock().0.data_limit = hook;
+    }
+
+    /// Installs where anonymous memory comes from.
+    pub fn set_page_source(&self, pages: &'static dyn PageSource) {
+        self.hooks.lock().0.pages = pages;
+    }
+
+    /// Installs the clock used outside scheduler threads (a board's clock).
+    pub fn set_clock(&self, clock: Option<&'static dyn uk_hal::Clock>) {
+        self.hooks.lock().0.clock = clock;
+    }
+
+    /// Replaces the memory caller pointers are checked against. The default is the
+    /// board's RAM regions and the image on a booted image, the lower 128 TiB above the
+    /// NULL page on a hosted build.
+    pub fn set_address_space(&self, space: AddressSpace) {
+        *self.space.lock() = Some(space);
+    }
+
+    /// The memory caller pointers are checked against.
+    pub fn address_space(&self) -> AddressSpace {
+        let mut space = self.space.lock();
+        *space.get_or_insert_with(|| {
+            #[cfg(target_os = "none")]
+            {
+                crate::uaccess::image_space()
+            }
+            #[cfg(not(target_os = "none"))]
+            {
+                AddressSpace::hosted()
+            }
+        })
+    }
+
+    /// Sets `CLOCK_REALTIME` to `unix_ns` now (no RTC is read: it starts at the epoch).
+    pub fn set_realtime_ns(&self, unix_ns: u64) {
+        let offset = unix_ns.wrapping_sub(self.monotonic_ns());
+        self.realtime_offset.store(offset, Ordering::Relaxed);
+    }
+
+    /// The status the last process ended with, once every thread has exited.
+    pub fn last_exit_status(&self) -> Option<u8> {
+        *self.last_exit.lock()
+    }
+
+    pub(crate) fn host(&self) -> Option<&'static dyn ThreadHost> {
+        self.hooks.lock().0.host
+    }
+
+    pub(crate) fn pages(&self) -> &'static dyn PageSource {
+        self.hooks.lock().0.pages
+    }
+
+    pub(crate) fn data_limit_hook(&self) -> DataLimitHook {
+        self.hooks.lock().0.data_limit
+    }
+
+    /// The monotonic clock in nanoseconds: the caller's scheduler clock inside a thread,
+    /// else the installed scheduler's or board's clock, else 0.
+    pub fn monotonic_ns(&self) -> u64 {
+        if uk_sched::current().is_some() {
+            return uk_sched::now();
+        }
+        let hooks = self.hooks.lock();
+        if let Some(host) = hooks.0.host {
+            return host.now_ns();
+        }
+        if let Some(clock) = hooks.0.clock {
+            return clock.monotonic_ns();
+        }
+        #[cfg(target_os = "none")]
+        if let Some(platform) = uk_rt::try_platform() {
+            return platform.monotonic_ns();
+        }
+        0
+    }
+
+    /// `CLOCK_REALTIME` in nanoseconds since the epoch.
+    pub fn realtime_ns(&self) -> u64 {
+        self.monotonic_ns()
+            .wrapping_add(self.realtime_offset.load(Ordering::Relaxed))
+    }
+
+    /// Whether a clock runs for a caller outside any scheduler thread.
+    pub(crate) fn has_clock(&self) -> bool {
+        let hooks = self.hooks.lock();
+        hooks.0.host.is_some() || hooks.0.clock.is_some() || cfg!(target_os = "none")
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Ids
+
+    /// Number of live processes.
+    pub fn process_count(&self) -> usize {
+        self.state.lock().0.procs.len()
+    }
+
+    /// Number of live threads known to the layer.
+    pub fn thread_count(&self) -> usize {
+        self.state.lock().0.threads.len()
+    }
+
+    /// Whether `pid` names a live process.
+    pub fn pid_exists(&self, pid: Pid) -> bool {
+        self.state.lock().0.procs.contains_key(&pid)
+    }
+
+    /// Ids in use (thread ids and the ids of live processes).
+    pub fn ids_in_use(&self) -> usize {
+        self.state.lock().0.ids.used()
+    }
+
+    /// The tids of process `pid`'s live threads.
+    pub fn threads_of(&self, pid: Pid) -> Vec<Tid> {
+        self.state
+            .lock()
+            .0
+            .procs
+            .get(&pid)
+            .map(|p| p.threads.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` on the caller's entry, adopting the caller first if it is new: a thread
+    /// this layer did not create (or the boot context) joins the first process, or starts
+    /// one. `Err(EAGAIN)` when no id is left.
+    fn with_caller<R>(
+        &self,
+        f: impl FnOnce(&mut ThreadEntry, &mut Process) -> R,
+    ) -> Result<R, Errno> {
+        let key = current_key();
+        let mut guard = self.state.lock();
+        let st = &mut guard.0;
+        if !st.threads.contains_key(&key) {
+            let tid = st.ids.alloc().ok_or(Errno::EAGAIN)?;
+            let pid = match st.init {
+                Some(pid) if st.procs.contains_key(&pid) => pid,
+                _ => {
+                    st.procs.insert(
+                        tid,
+                        Process {
+                            ppid: 0,
+                            threads: Vec::new(),
+                            group_exit: None,
+                        },
+                    );
+                    st.init = Some(tid);
+                    tid
+                }
+            };
+            if let Some(p) = st.procs.get_mut(&pid) {
+                p.threads.push(tid);
+            }
+            st.threads.insert(
+                key,
+                ThreadEntry {
+                    tid,
+                    pid,
+                    clear_child_tid: 0,
+                    handle: uk_sched::current(),
+                    tracked: false,
+                    exit_code: 0,
+                },
+            );
+        }
+        let State { threads, procs, .. } = st;
+        let entry = threads.get_mut(&key).ok_or(Errno::ESRCH)?;
+        let process = procs.get_mut(&entry.pid).ok_or(Errno::ESRCH)?;
+        Ok(f(entry, process))
+    }
+
+    /// The caller's thread id.
+    ///
+    /// # Errors
+    ///
+    /// `EAGAIN` when the caller is new to the layer and no id is left to adopt it.
+    pub fn gettid(&self) -> Result<Tid, Errno> {
+        self.with_caller(|t, _| t.tid)
+    }
+
+    /// The caller's process id (the id of its process's first thread).
+    ///
+    /// # Errors
+    ///
+    /// As [`System::gettid`].
+    pub fn getpid(&self) -> Result<Pid, Errno> {
+        self.with_caller(|t, _| t.pid)
+    }
+
+    /// The caller's parent process id (0 for the first process).
+    ///
+    /// # Errors
+    ///
+    /// As [`System::gettid`].
+    pub fn getppid(&self) -> Result<Pid, Errno> {
+        self.with_caller(|_, p| p.ppid)
+    }
+
+    /// Sets the caller's `clear_child_tid` word (written 0 and futex-woken when it exits);
+    /// returns the caller's tid. The pointer is not checked now (as Linux); a bad one is
+    /// skipped at exit.
+    ///
+    /// # Errors
+    ///
+    /// As [`System::gettid`].
+    pub fn set_tid_address(&self, tidptr: usize) -> Result<Tid, Errno> {
+        self.with_caller(|t, _| {
+            t.clear_child_tid = tidptr;
+            t.tid
+        })
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Threads and processes
+
+    /// Starts a new process whose first thread runs `entry`; its return value is the
+    /// thread's exit status. The parent is the caller's process (none for the boot context).
+    ///
+    /// # Errors
+    ///
+    /// `ENOSYS` without a [`ThreadHost`], `EAGAIN` without a free id, `ENOMEM`.
+    pub fn spawn_process(
+        &'static self,
+        name: &'static str,
+        entry: fn(usize) -> i32,
+        arg: usize,
+    ) -> Result<Pid, Errno> {
+        let ppid = if uk_sched::current().is_some() {
+            self.getpid()?
+        } else {
+            self.state.lock().0.threads.get(&0).map_or(0, |t| t.pid)
+        };
+        let plan = ClonePlan {
+            thread: false,
+            tls: None,
+            parent_settid: None,
+            child_settid: None,
+            child_cleartid: None,
+            stack_top: None,
+            stack_size: None,
+            exit_signal: 0,
+        };
+        self.start_thread(name, &plan, ppid, ChildStart::Call { entry, arg })
+    }
+
+    /// clone/clone3 after parsing: validates `args`, then creates the child as `start` says.
+    ///
+    /// Order (nothing changes when an error is returned): the flag table, every pointer the
+    /// call writes (`EFAULT`), a tid (`EAGAIN`), the thread (`ENOMEM`); then the tid goes to
+    /// `*parent_tid` and `*child_tid`, and only then may the child run.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL`/`ENOSYS` per [`crate::flags::FLAG_TABLE`], `EFAULT`, `EAGAIN`, `ENOMEM`.
+    pub fn clone(
+        &'static self,
+        args: &CloneArgs,
+        via: Via,
+        start: ChildStart,
+    ) -> Result<Tid, Errno> {
+        let plan = match args.validate(via) {
+            Ok(plan) => plan,
+            Err(e) => {
+                if e == Errno::ENOSYS {
+                    log::warn!(
+                        "clone: unsupported flag combination {:#x} ({}): ENOSYS",
+                        args.flags,
+                        flag_names(args.flags).collect::<Vec<_>>().join("|")
+                    );
+                }
+                return Err(e);
+            }
+        };
+        let ppid = self.getpid()?;
+        self.start_thread("clone", &plan, ppid, start)
+    }
+
+    fn start_thread(
+        &'static self,
+        name: &'static str,
+        plan: &ClonePlan,
+        ppid: Pid,
+        start: ChildStart,
+    ) -> Result<Tid, Errno> {
+        let host = self.host().ok_or_else(|| {
+            log::warn!(
+                "clone: no scheduler installed (uk_posix_process::System::set_host): ENOSYS"
+            );
+            Errno::ENOSYS
+        })?;
+        let space = self.address_space();
+        if let Some(p) = plan.parent_settid {
+            UserPtr::<u32>::new(p).check(&space)?;
+        }
+        // The child's stack and entry.
+        let default_stack = self.limits.lock().stack_default();
+        let (builder, entry): (_, Box<dyn FnOnce()>) = match start {
+            ChildStart::Call { entry, arg } => {
+                let builder = Thread::builder(name);
+                let builder = match plan.stack_top {
+                    Some(top) => {
+                        let size = plan.stack_size.unwrap_or(STACK_WINDOW).min(top);
+                        builder.stack(user_stack(&space, top, size)?)
+                    }
+                    None => builder.stack_size(default_stack),
+                };
+                let entry: Box<dyn FnOnce()> = Box::new(move || {
+                    let code = entry(arg);
+                    self.set_exit_code(code);
+                });
+                (builder, entry)
+            }
+            ChildStart::Resume {
+                resume,
+                kernel_stack,
+            } => {
+                // The child will run on the clone stack: it must be memory.
+                if let Some(top) = plan.stack_top {
+                    let size = plan.stack_size.unwrap_or(STACK_WINDOW).min(top);
+                    space.check(top - size, size)?;
+                }
+                (Thread::builder(name).stack_size(kernel_stack), resume)
+            }
+        };
+        // The thread pointer: the caller's unless CLONE_SETTLS.
+        let tp = match plan.tls {
+            Some(tls) => tls,
+            // The caller's own thread pointer; if it has none of its own, whatever is
+            // installed now.
+            None => match uk_sched::current().map_or(0, |t| t.thread_pointer()) {
+                0 => host.thread_pointer(),
+                own => own,
+            },
+        };
+        // An id, reserved now, released if anything below fails.
+        let tid = self.state.lock().0.ids.alloc().ok_or(Errno::EAGAIN)?;
+        let builder = builder
+            .ectx(true)
+            .on_exit(move |thread: &Thread| self.thread_ended(thread.id()));
+        let thread = match host.create(builder, entry) {
+            Ok(t) => t,
+            Err(e) => {
+                self.state.lock().0.ids.free(tid);
+                log::warn!("clone: creating the thread failed: {e}");
+                return Err(Errno::ENOMEM);
+            }
+        };
+        thread.set_thread_pointer(tp);
+        // Register the child before it can run.
+        {
+            let mut guard = self.state.lock();
+            let st = &mut guard.0;
+            let pid = if plan.thread {
+                // The caller's process (it exists: getpid adopted the caller).
+                st.threads.get(&current_key()).map_or(ppid, |t| t.pid)
+            } else {
+                if st.init.is_none_or(|p| !st.procs.contains_key(&p)) {
+                    st.init = Some(tid);
+                }
+                st.procs.insert(
+                    tid,
+                    Process {
+                        ppid,
+                        threads: Vec::new(),
+                        group_exit: None,
+                    },
+                );
+                tid
+            };
+            if let Some(p) = st.procs.get_mut(&pid) {
+                p.threads.push(tid);
+            }
+            st.threads.insert(
+                thread.id(),
+                ThreadEntry {
+                    tid,
+                    pid,
+                    clear_child_tid: plan.child_cleartid.unwrap_or(0),
+                    handle: Some(thread.clone()),
+                    tracked: true,
+                    exit_code: 0,
+                },
+            );
+        }
+        // PARENT_SETTID and CHILD_SETTID before the child runs. A bad child_tid is
+        // skipped, as Linux's child does.
+        if let Some(p) = plan.parent_settid {
+            let _ = UserPtr::<u32>::new(p).write(&space, tid as u32);
+        }
+        if let Some(c) = plan.child_settid {
+            let _ = UserPtr::<u32>::new(c).write(&space, tid as u32);
+        }
+        if let Err(e) = host.add(&thread) {
+            log::warn!("clone: scheduling the thread failed: {e}");
+            self.forget_thread(thread.id());
+            return Err(Errno::ENOMEM);
+        }
+        Ok(tid)
+    }
+
+    /// Undoes a registration whose thread never ran.
+    fn forget_thread(&self, key: u64) {
+        let handle = {
+            let mut guard = self.state.lock();
+            let st = &mut guard.0;
+            let Some(entry) = st.threads.remove(&key) else {
+                return;
+            };
+            if let Some(p) = st.procs.get_mut(&entry.pid) {
+                p.threads.retain(|&t| t != entry.tid);
+                if p.threads.is_empty() {
+                    st.procs.remove(&entry.pid);
+                }
+            }
+            st.release_tid(entry.tid);
+            entry.handle
+        };
+        drop(handle);
+    }
+
+    fn set_exit_code(&self, code: i32) {
+        let key = current_key();
+        if let Some(t) = self.state.lock().0.threads.get_mut(&key) {
+            t.exit_code = code as u8;
+        }
+    }
+
+    /// Bookkeeping when a thread ends (its exit callback, or exit of an adopted thread).
+    fn thread_ended(&self, key: u64) {
+        let mut machine_exit = None;
+        let (entry, handle) = {
+            let mut guard = self.state.lock();
+            let st = &mut guard.0;
+            let Some(mut entry) = st.threads.remove(&key) else {
+                return;
+            };
+            let handle = entry.handle.take();
+            let mut ended = None;
+            if let Some(p) = st.procs.get_mut(&entry.pid) {
+                p.threads.retain(|&t| t != entry.tid);
+                if p.threads.is_empty() {
+                    ended = Some(p.group_exit.unwrap_or(entry.exit_code));
+                }
+            }
+            if let Some(status) = ended {
+                st.procs.remove(&entry.pid);
+                st.ids.free(entry.pid);
+                // Orphans go to the first process (or to none), as Linux reparents to init.
+                let init = st.init.filter(|p| st.procs.contains_key(p)).unwrap_or(0);
+                for p in st.procs.values_mut() {
+                    if p.ppid == entry.pid {
+                        p.ppid = init;
+                    }
+                }
+                if st.procs.is_empty() {
+                    machine_exit = Some(status);
+                }
+            }
+            st.release_tid(entry.tid);
+            (entry, handle)
+        };
+        self.clear_child_tid(entry.clear_child_tid);
+        drop(handle);
+        if let Some(status) = machine_exit {
+            *self.last_exit.lock() = Some(status);
+            let hook = self.hooks.lock().0.exit;
+            hook(status);
+        }
+    }
+
+    /// CHILD_CLEARTID / set_tid_address at exit: write 0 and wake one futex waiter.
+    fn clear_child_tid(&self, addr: usize) {
+        if addr == 0 {
+            return;
+        }
+        let space = self.address_space();
+        if UserPtr::<u32>::new(addr).write(&space, 0).is_ok() {
+            let _ = self.futex_wake(addr, 1, crate::futex::FUTEX_BITSET_MATCH_ANY);
+        }
+    }
+
+    /// Ends the calling thread with `status` (`exit(2)`). The last thread of a process ends
+    /// the process; the last process ends the run through the exit hook.
+    ///
+    /// # Panics
+    ///
+    /// Only on a hosted build, when the boot context (no scheduler thread) calls it and the
+    /// exit hook returns: there is nothing to return to.
+    pub fn exit(&self, status: i32) -> ! {
+        self.set_exit_code(status);
+        if uk_sched::current().is_none() {
+            // The boot context: not a scheduler thread, so ending it ends the run.
+            self.adopted_exit(status);
+            panic!("exit({status}) from the boot context returned from the exit hook");
+        }
+        let tracked = self
+            .state
+            .lock()
+            .0
+            .threads
+            .get(&current_key())
+            .is_some_and(|t| t.tracked);
+        if !tracked {
+            // A thread this layer did not create has no exit callback of ours.
+            self.thread_ended(current_key());
+        }
+        uk_sched::exit()
+    }
+
+    fn adopted_exit(&self, status: i32) {
+        let _ = self.getpid();
+        self.set_exit_code(status);
+        self.thread_ended(0);
+    }
+
+    /// Ends every thread of the caller's process with `status` (`exit_group(2)`): the
+    /// others are taken out of their scheduler (and out of futex waits) at once, their
+    /// `clear_child_tid` words cleared, then the caller exits.
+    pub fn exit_group(&self, status: i32) -> ! {
+        let key = current_key();
+        let _ = self.getpid();
+        let killed: Vec<ThreadEntry> = {
+            let mut guard = self.state.lock();
+            let st = &mut guard.0;
+            let pid = st.threads.get(&key).map(|t| t.pid);
+            let mut killed = Vec::new();
+            if let Some(pid) = pid {
+                if let Some(p) = st.procs.get_mut(&pid) {
+                    p.group_exit = Some(status as u8);
+                }
+                let others: Vec<u64> = st
+                    .threads
+                    .iter()
+                    .filter(|(k, t)| t.pid == pid && **k != key)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in others {
+                    if let Some(t) = st.threads.remove(&k) {
+                        if let Some(p) = st.procs.get_mut(&pid) {
+                            p.threads.retain(|&x| x != t.tid);
+                        }
+                        killed.push(t);
+                    }
+                }
+                for t in &killed {
+                    st.release_tid(t.tid);
+                }
+            }
+            killed
+        };
+        let host = self.host();
+        for mut t in killed {
+            if let Some(handle) = t.handle.take() {
+                self.futex.purge(&handle);
+                if let Some(host) = host
+                    && !handle.is_exited()
+                    && let Err(e) = host.remove(&handle)
+                {
+                    log::warn!("exit_group: thread {} could not be removed: {e}", t.tid);
+                }
+                drop(handle);
+            }
+            self.clear_child_tid(t.clear_child_tid);
+        }
+        self.exit(status)
+    }
+}
+
+/// The caller's clone stack as a uk-sched stack: `size` bytes below `top`.
+fn user_stack(space: &AddressSpace, top: usize, size: usize) -> Result<Stack, Errno> {
+    let base = top.checked_sub(size).ok_or(Errno::EFAULT)?;
+    if size == 0 {
+        return Err(Errno::EINVAL);
+    }
+    space.check(base, size)?;
+    // SAFETY: `[base, top)` is checked RAM of the image that the caller handed over as the
+    // child's stack (clone's contract: it belongs to the child from now on); the slice is
+    // only used as that stack.
+    let memory = unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size) };
+    Ok(Stack::from_static(memory))
+}

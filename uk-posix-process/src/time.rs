@@ -1,0 +1,148 @@
+//! Clocks and sleeping: clock_gettime, nanosleep, clock_nanosleep, sched_yield.
+
+use uk_syscall::Errno;
+
+use crate::system::System;
+
+/// Linux's `struct timespec` on 64-bit targets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timespec {
+    /// Seconds.
+    pub tv_sec: i64,
+    /// Nanoseconds, `0..1_000_000_000`.
+    pub tv_nsec: i64,
+}
+
+/// Nanoseconds per second.
+pub const NSEC_PER_SEC: u64 = 1_000_000_000;
+
+impl Timespec {
+    /// `ns` nanoseconds as a timespec.
+    pub const fn from_ns(ns: u64) -> Self {
+        Self {
+            tv_sec: (ns / NSEC_PER_SEC) as i64,
+            tv_nsec: (ns % NSEC_PER_SEC) as i64,
+        }
+    }
+
+    /// The value in nanoseconds (saturating at `u64::MAX`), seconds and nanoseconds both
+    /// honoured (Unikraft 0.11's futex ignores `tv_sec`).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a negative second count or nanoseconds outside `0..1e9`.
+    pub fn to_ns(self) -> Result<u64, Errno> {
+        if self.tv_sec < 0 || !(0..NSEC_PER_SEC as i64).contains(&self.tv_nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((self.tv_sec as u64)
+            .saturating_mul(NSEC_PER_SEC)
+            .saturating_add(self.tv_nsec as u64))
+    }
+}
+
+/// Wall-clock time (starts at the epoch: no RTC is read; see [`System::set_realtime_ns`]).
+pub const CLOCK_REALTIME: i32 = 0;
+/// Time since boot, never set.
+pub const CLOCK_MONOTONIC: i32 = 1;
+/// Same as `CLOCK_MONOTONIC` here.
+pub const CLOCK_MONOTONIC_RAW: i32 = 4;
+/// Same as `CLOCK_REALTIME` here.
+pub const CLOCK_REALTIME_COARSE: i32 = 5;
+/// Same as `CLOCK_MONOTONIC` here.
+pub const CLOCK_MONOTONIC_COARSE: i32 = 6;
+/// Same as `CLOCK_MONOTONIC` here (nothing suspends).
+pub const CLOCK_BOOTTIME: i32 = 7;
+/// clock_nanosleep: the request is an absolute time.
+pub const TIMER_ABSTIME: i32 = 1;
+
+/// Which clock a clock id names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Realtime,
+    Monotonic,
+}
+
+fn kind(clock: i32) -> Result<Kind, Errno> {
+    match clock {
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(Kind::Realtime),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {
+            Ok(Kind::Monotonic)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+impl System {
+    /// clock_gettime(2) without the pointer: the time on `clock`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a clock this layer does not keep (CPU-time clocks, unknown ids).
+    pub fn clock_gettime(&self, clock: i32) -> Result<Timespec, Errno> {
+        Ok(Timespec::from_ns(match kind(clock)? {
+            Kind::Realtime => self.realtime_ns(),
+            Kind::Monotonic => self.monotonic_ns(),
+        }))
+    }
+
+    /// Sleeps until the monotonic clock reaches `deadline_ns`.
+    fn sleep_until(&self, deadline_ns: u64) -> Result<(), Errno> {
+        if uk_sched::current().is_some() {
+            uk_sched::sleep_until(deadline_ns);
+            return Ok(());
+        }
+        if !self.has_clock() {
+            log::warn!("sleep outside a scheduler thread with no clock installed: ENOSYS");
+            return Err(Errno::ENOSYS);
+        }
+        // The boot context has nothing to switch to: watch the clock.
+        while self.monotonic_ns() < deadline_ns {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// nanosleep(2): sleeps at least `req` (never woken early; `rem` is never needed).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a bad timespec.
+    pub fn nanosleep(&self, req: Timespec) -> Result<(), Errno> {
+        let ns = req.to_ns()?;
+        self.sleep_until(self.monotonic_ns().saturating_add(ns))
+    }
+
+    /// clock_nanosleep(2): sleeps for `req` on `clock`, or until it (with `TIMER_ABSTIME`).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unknown clock or a bad timespec, `EOPNOTSUPP` (ENOTSUP) for a CPU-time clock.
+    pub fn clock_nanosleep(&self, clock: i32, flags: i32, req: Timespec) -> Result<(), Errno> {
+        let kind = match kind(clock) {
+            Ok(k) => k,
+            // Linux: CPU-time clocks cannot be slept on.
+            Err(_) if clock == 2 || clock == 3 => return Err(Errno::EOPNOTSUPP),
+            Err(e) => return Err(e),
+        };
+        let ns = req.to_ns()?;
+        let now = self.monotonic_ns();
+        let deadline = if flags & TIMER_ABSTIME != 0 {
+            match kind {
+                Kind::Monotonic => ns,
+                Kind::Realtime => ns.saturating_sub(self.realtime_ns().wrapping_sub(now)),
+            }
+        } else {
+            now.saturating_add(ns)
+        };
+        self.sleep_until(deadline)
+    }
+
+    /// sched_yield(2): lets every other runnable thread run first.
+    pub fn sched_yield(&self) {
+        if uk_sched::current().is_some() {
+            uk_sched::yield_now();
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Fixtures of the host tests: a fake clock, an idle hook that jumps the clock to the next
+//! deadline, a scheduler and a leaked `System` per test, and closures as thread entries.
+#![allow(dead_code)]
+
+use std::boxed::Box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use uk_context::Native;
+use uk_hal::Clock;
+use uk_posix_process::rlimit::{RLIM_INFINITY, RLIMIT_STACK};
+use uk_posix_process::{Rlimit, System};
+use uk_sched::{Idle, RoundRobin, Scheduler};
+
+/// A clock that moves only when the idle hook (or a test) moves it.
+#[derive(Clone, Default)]
+pub struct FakeClock(pub Arc<AtomicU64>);
+
+impl FakeClock {
+    pub fn set(&self, ns: u64) {
+        self.0.store(ns, Ordering::SeqCst);
+    }
+    pub fn advance(&self, ns: u64) {
+        self.0.fetch_add(ns, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn cycles(&self) -> u64 {
+        self.monotonic_ns()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        1_000_000_000
+    }
+}
+
+/// Idle: a halted CPU woken by its timer finds the clock at the deadline. With no deadline
+/// nothing can ever wake a thread: the test deadlocked, and fails instead of hanging.
+pub struct JumpIdle(pub FakeClock);
+
+impl Idle for JumpIdle {
+    fn idle(&self, _clock: &dyn Clock, deadline: Option<u64>) {
+        match deadline {
+            Some(d) => {
+                if d > self.0.monotonic_ns() {
+                    self.0.set(d);
+                }
+            }
+            None => panic!("deadlock: every thread blocked without a deadline"),
+        }
+    }
+}
+
+pub type Sched = RoundRobin<Native, FakeClock>;
+
+/// A fresh scheduler (leaked: threads hold it for the whole test) and process layer.
+pub struct World {
+    pub sched: &'static Sched,
+    pub sys: &'static System,
+    pub clock: FakeClock,
+}
+
+pub fn world() -> World {
+    world_with(System::new())
+}
+
+pub fn world_with(sys: System) -> World {
+    let clock = FakeClock::default();
+    let sched: &'static Sched = Box::leak(Box::new(RoundRobin::cooperative(
+        Native::detect(),
+        clock.clone(),
+        JumpIdle(clock.clone()),
+    )));
+    let sys: &'static System = Box::leak(Box::new(sys));
+    sys.set_host(Some(sched));
+    // Host closures with assertion messages like more room than 64 KiB.
+    sys.setrlimit(
+        RLIMIT_STACK,
+        Rlimit {
+            rlim_cur: 512 * 1024,
+            rlim_max: RLIM_INFINITY,
+        },
+    )
+    .unwrap();
+    sys.set_exit_hook(|_| {});
+    World { sched, sys, clock }
+}
+
+type Body = Box<dyn FnOnce() -> i32>;
+
+/// The entry of a thread running a boxed closure (its argument is the leaked box).
+pub fn boxed_entry(arg: usize) -> i32 {
+    // SAFETY: `arg` comes from `boxed` below, taken exactly once.
+    let body: Box<Body> = unsafe { Box::from_raw(arg as *mut Body) };
+    body()
+}
+
+/// A closure as (entry, arg) for `ChildStart::Call` and `spawn_process`.
+pub fn boxed(f: impl FnOnce() -> i32 + 'static) -> (fn(usize) -> i32, usize) {
+    let body: Body = Box::new(f);
+    (boxed_entry, Box::into_raw(Box::new(body)) as usize)
+}
+
+impl World {
+    /// Runs `main` as the first thread of a new process until every thread has ended;
+    /// returns the run's exit status.
+    pub fn run(&self, main: impl FnOnce() -> i32 + 'static) -> Option<u8> {
+        let (entry, arg) = boxed(main);
+        self.sys
+            .spawn_process("main", entry, arg)
+            .expect("spawn main");
+        self.sched.run();
+        self.sys.last_exit_status()
+    }
+}
+
+/// A 16-byte aligned stack that lives for the test; returns its top.
+pub fn stack(bytes: usize) -> usize {
+    let v: &'static mut [u128] = Box::leak(vec![0u128; bytes / 16].into_boxed_slice());
+    v.as_ptr() as usize + bytes
+}
+
+/// A leaked futex word.
+pub fn word(v: u32) -> &'static std::sync::atomic::AtomicU32 {
+    Box::leak(Box::new(std::sync::atomic::AtomicU32::new(v)))
+}
+
+pub fn addr(w: &std::sync::atomic::AtomicU32) -> usize {
+    w as *const _ as usize
+}

@@ -1,0 +1,249 @@
+//! The raw syscall surface through `uk_syscall::dispatch`: fixed cases for the pointer
+//! handling (EFAULT, the old rlimit always written), and property tests: random arguments
+//! never panic and never corrupt the layer's state.
+//!
+//! The raw adapters use the image's global `System`. Caller memory is confined to an arena
+//! (the address space is set to it), so random pointers can only land there.
+
+use std::sync::Mutex;
+
+use proptest::prelude::*;
+use uk_posix_process::rlimit::*;
+use uk_posix_process::uaccess::AddressSpace;
+use uk_posix_process::*;
+use uk_syscall::{Sysno, dispatch};
+
+const ARENA: usize = 64 * 1024;
+
+/// The arena's address (leaked, 16-byte aligned) and a lock serialising the tests.
+fn arena() -> (usize, std::sync::MutexGuard<'static, ()>) {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static BASE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let base = *BASE.get_or_init(|| {
+        let v: &'static mut [u128] = Box::leak(vec![0u128; ARENA / 16].into_boxed_slice());
+        let base = v.as_ptr() as usize;
+        let mut space = AddressSpace::empty();
+        space.add(base, ARENA);
+        system().set_address_space(space);
+        system().set_data_limit_hook(|_| {});
+        base
+    });
+    (base, guard)
+}
+
+fn call(n: Sysno, args: [usize; 6]) -> isize {
+    dispatch(n as usize, &args)
+}
+
+fn err(e: Errno) -> isize {
+    -(e.into_raw() as isize)
+}
+
+#[test]
+fn pointers_are_checked() {
+    let (base, _g) = arena();
+    for bad in [0usize, 1, 4095, base - 8, base + ARENA - 4, usize::MAX - 7] {
+        assert_eq!(
+            call(Sysno::uname, [bad, 0, 0, 0, 0, 0]),
+            err(Errno::EFAULT),
+            "{bad:#x}"
+        );
+        assert_eq!(
+            call(Sysno::clock_gettime, [1, bad, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::getrlimit, [RLIMIT_STACK as usize, bad, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::setrlimit, [RLIMIT_STACK as usize, bad, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::nanosleep, [bad, 0, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::clone3, [bad, 64, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        assert_eq!(
+            call(Sysno::getrandom, [bad, 16, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+    }
+    assert_eq!(call(Sysno::uname, [base, 0, 0, 0, 0, 0]), 0);
+    // SAFETY: the arena is ours; uname wrote a utsname at its start.
+    let name = unsafe { std::slice::from_raw_parts(base as *const u8, 6) };
+    assert_eq!(name, b"Linux\0");
+}
+
+#[test]
+fn prlimit_writes_old_value_and_changes_nothing_on_error() {
+    let (base, _g) = arena();
+    let new = base + 256;
+    let old = base + 512;
+    let put = |at: usize, r: Rlimit| {
+        // SAFETY: inside the arena.
+        unsafe { std::ptr::write_unaligned(at as *mut Rlimit, r) }
+    };
+    let get = |at: usize| {
+        // SAFETY: inside the arena.
+        unsafe { std::ptr::read_unaligned(at as *const Rlimit) }
+    };
+    let before = system().getrlimit(RLIMIT_DATA).unwrap();
+    // Old value of RLIMIT_DATA written (Unikraft 0.11 leaves it unwritten).
+    put(
+        old,
+        Rlimit {
+            rlim_cur: 1,
+            rlim_max: 2,
+        },
+    );
+    assert_eq!(
+        call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, 0, old, 0, 0]),
+        0
+    );
+    assert_eq!(get(old), before);
+    // A bad old pointer: EFAULT before anything is applied.
+    put(
+        new,
+        Rlimit {
+            rlim_cur: 12345,
+            rlim_max: before.rlim_max,
+        },
+    );
+    assert_eq!(
+        call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, new, 8, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(system().getrlimit(RLIMIT_DATA).unwrap(), before);
+    // soft > hard: EINVAL, old not written.
+    put(
+        new,
+        Rlimit {
+            rlim_cur: 10,
+            rlim_max: 5,
+        },
+    );
+    put(
+        old,
+        Rlimit {
+            rlim_cur: 1,
+            rlim_max: 2,
+        },
+    );
+    assert_eq!(
+        call(Sysno::prlimit64, [0, RLIMIT_DATA as usize, new, old, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    assert_eq!(
+        get(old),
+        Rlimit {
+            rlim_cur: 1,
+            rlim_max: 2
+        }
+    );
+    // Unknown pid.
+    assert_eq!(
+        call(
+            Sysno::prlimit64,
+            [999_999, RLIMIT_DATA as usize, 0, old, 0, 0]
+        ),
+        err(Errno::ESRCH)
+    );
+}
+
+#[test]
+fn clone_by_number_without_a_trap_frame() {
+    let (_base, _g) = arena();
+    // Bad flags are reported as such; good ones need the trap entry's registers.
+    assert_eq!(
+        call(Sysno::clone, [flags::CLONE_THREAD as usize, 0, 0, 0, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    assert_eq!(
+        call(Sysno::clone, [flags::PTHREAD_FLAGS as usize, 0, 0, 0, 0, 0]),
+        err(Errno::ENOSYS)
+    );
+    assert_eq!(call(Sysno::clone3, [0, 8, 0, 0, 0, 0]), err(Errno::EINVAL));
+    assert_eq!(
+        call(Sysno::clone3, [0, 5000, 0, 0, 0, 0]),
+        err(Errno::E2BIG)
+    );
+}
+
+/// Numbers the property test calls (exit and exit_group end the caller: not here).
+fn surface() -> Vec<Sysno> {
+    let mut v = vec![
+        Sysno::getpid,
+        Sysno::gettid,
+        Sysno::getppid,
+        Sysno::set_tid_address,
+        Sysno::clone,
+        Sysno::clone3,
+        Sysno::futex,
+        Sysno::wait4,
+        Sysno::execve,
+        Sysno::prlimit64,
+        Sysno::getrlimit,
+        Sysno::setrlimit,
+        Sysno::uname,
+        Sysno::sched_yield,
+        Sysno::nanosleep,
+        Sysno::clock_nanosleep,
+        Sysno::clock_gettime,
+        Sysno::mmap,
+        Sysno::munmap,
+        Sysno::mprotect,
+        Sysno::brk,
+        Sysno::getrandom,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([Sysno::fork, Sysno::vfork]);
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_arguments_never_panic_or_corrupt(
+        picks in proptest::collection::vec((0usize..24, proptest::array::uniform6(0usize..7), proptest::array::uniform6(any::<u16>())), 1..8)
+    ) {
+        let (base, _g) = arena();
+        let sys = system();
+        let numbers = surface();
+        let pid = sys.getpid().unwrap();
+        let tid = sys.gettid().unwrap();
+        for (n, kinds, raw) in picks {
+            let n = numbers[n % numbers.len()];
+            let mut args = [0usize; 6];
+            for i in 0..6 {
+                args[i] = match kinds[i] {
+                    0 => 0,
+                    1 => raw[i] as usize % 64,
+                    2 => base + raw[i] as usize % ARENA,
+                    3 => base + (raw[i] as usize % (ARENA / 8)) * 8,
+                    4 => (raw[i] as usize) << 40,
+                    5 => usize::MAX - raw[i] as usize,
+                    _ => 1usize << (raw[i] % 64),
+                };
+            }
+            let r = dispatch(n as usize, &args);
+            // A value, or a negated errno in -4095..=-1 (never a stray negative).
+            prop_assert!(r > -4096, "{n:?}{args:x?} -> {r}");
+            // The caller's identity and the process table did not change.
+            prop_assert_eq!(sys.getpid().unwrap(), pid);
+            prop_assert_eq!(sys.gettid().unwrap(), tid);
+            prop_assert_eq!(sys.thread_count(), 1);
+            prop_assert_eq!(sys.process_count(), 1);
+            for res in 0..RLIM_NLIMITS as u32 {
+                let l = sys.getrlimit(res).unwrap();
+                prop_assert!(l.rlim_cur <= l.rlim_max);
+            }
+        }
+    }
+}
