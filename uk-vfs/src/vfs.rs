@@ -929,6 +929,9 @@ impl Vfs {
         }
         let op = self.parent_at(olddirfd, old.as_ref())?;
         let np = self.parent_at(newdirfd, new.as_ref())?;
+        if op.dir.stat().dev != np.dir.stat().dev {
+            return Err(Errno::EXDEV);
+        }
         let Last::Name(old_name) = op.last else {
             return Err(Errno::EBUSY);
         };
@@ -1015,6 +1018,9 @@ impl Vfs {
             Err(Errno::ENOENT) if np.slash => return Err(Errno::ENOENT),
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
+        }
+        if src.stat().dev != np.dir.stat().dev {
+            return Err(Errno::EXDEV);
         }
         if src.file_type() == FileType::Directory {
             return Err(Errno::EPERM);
