@@ -440,6 +440,9 @@ impl Vnode for RamNode {
 
     fn read_dir(&self, pos: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<(), Errno> {
         let d = self.dir()?.lock();
+        if d.removed {
+            return Err(Errno::ENOENT);
+        }
         for (&p, name) in d.by_pos.range(pos.max(2)..) {
             let Some((_, node)) = d.by_name.get(name) else {
                 continue;
@@ -553,6 +556,28 @@ impl Vnode for RamNode {
         drop(f);
         self.modified();
         Ok(())
+    }
+
+    fn seek_data(&self, offset: u64, hole: bool) -> Result<u64, Errno> {
+        let Body::File(f) = &self.body else {
+            return Ok(if hole { self.stat().size } else { offset });
+        };
+        let f = f.lock();
+        let page = offset / PAGE as u64;
+        if hole {
+            let mut p = page;
+            while f.pages.contains_key(&p) {
+                p += 1;
+            }
+            Ok((p * PAGE as u64).max(offset).min(f.size))
+        } else {
+            match f.pages.range(page..).next() {
+                Some((&p, _)) if p * (PAGE as u64) < f.size => {
+                    Ok((p * PAGE as u64).max(offset))
+                }
+                _ => Err(Errno::ENXIO),
+            }
+        }
     }
 
     fn set_mode(&self, mode: u32) -> Result<(), Errno> {

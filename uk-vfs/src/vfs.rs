@@ -432,6 +432,7 @@ impl Vfs {
     ) -> Result<(VnodeRef, bool), Errno> {
         let name = match p.last {
             Last::Name(name) => name,
+            _ if flags & O_EXCL != 0 => return Err(Errno::EEXIST),
             _ => return Err(Errno::EISDIR),
         };
         if p.slash {
@@ -628,17 +629,11 @@ impl Vfs {
             SEEK_CUR => (*pos as i64).checked_add(offset),
             _ if dir => return Err(Errno::EINVAL),
             SEEK_END => size.checked_add(offset),
-            SEEK_DATA => {
-                if offset < 0 || offset >= size {
-                    return Err(Errno::ENXIO);
-                }
-                Some(offset)
-            }
             _ => {
                 if offset < 0 || offset >= size {
                     return Err(Errno::ENXIO);
                 }
-                Some(size)
+                Some(n.seek_data(offset as u64, whence == SEEK_HOLE)? as i64)
             }
         };
         match new {
@@ -652,10 +647,10 @@ impl Vfs {
 
     /// Sets the size of the regular file `path`.
     pub fn truncate(&self, path: impl AsRef<[u8]>, len: i64) -> Result<(), Errno> {
-        let node = self.resolve(AT_FDCWD, path.as_ref(), true)?;
         if len < 0 {
             return Err(Errno::EINVAL);
         }
+        let node = self.resolve(AT_FDCWD, path.as_ref(), true)?;
         match node.file_type() {
             FileType::Directory => Err(Errno::EISDIR),
             FileType::Regular => node.truncate(len as u64),
@@ -798,6 +793,8 @@ impl Vfs {
             Object::Node(n) if n.file_type() == FileType::Directory => n.clone(),
             _ => return Err(Errno::ENOTDIR),
         };
+        // A removed directory lists nothing, not even `.` (ENOENT).
+        dir.read_dir(u64::MAX, &mut |_| false)?;
         let mut pos = f.pos.lock();
         let mut used = 0usize;
         let mut full = false;

@@ -135,6 +135,11 @@ pub trait Vnode: Send + Sync + Any {
     fn truncate(&self, _len: u64) -> Result<(), Errno> {
         Err(Errno::EINVAL)
     }
+    /// `SEEK_DATA` (`hole == false`) or `SEEK_HOLE` from `offset` (below the size): the
+    /// next offset in data or in a hole. The default has no holes.
+    fn seek_data(&self, offset: u64, hole: bool) -> Result<u64, Errno> {
+        Ok(if hole { self.stat().size } else { offset })
+    }
     /// Whether offsets mean anything (regular files, directories); a device that returns
     /// `false` ignores offsets and `lseek` reports 0.
     fn seekable(&self) -> bool {
