@@ -15,6 +15,7 @@ use uk_context as _;
 use uk_mte as _;
 use uk_random as _;
 use uk_sched as _;
+use uk_vfs as _;
 
 uk_app::main!(main);
 

@@ -126,13 +126,31 @@ impl<'a> Reader<'a> {
         for (i, v) in f.iter_mut().enumerate() {
             *v = hex(&header[6 + 8 * i..14 + 8 * i]).ok_or(err(ErrorKind::BadNumber))?;
         }
-        let [ino, mode, uid, gid, nlink, mtime, size, dmaj, dmin, rmaj, rmin, namesize, _] = f;
+        let [
+            ino,
+            mode,
+            uid,
+            gid,
+            nlink,
+            mtime,
+            size,
+            dmaj,
+            dmin,
+            rmaj,
+            rmin,
+            namesize,
+            _,
+        ] = f;
         let namesize = namesize as usize;
         if namesize == 0 {
             return Err(err(ErrorKind::BadName));
         }
-        let name_end = HEADER.checked_add(namesize).ok_or(err(ErrorKind::Truncated))?;
-        let name = rest.get(HEADER..name_end).ok_or(err(ErrorKind::Truncated))?;
+        let name_end = HEADER
+            .checked_add(namesize)
+            .ok_or(err(ErrorKind::Truncated))?;
+        let name = rest
+            .get(HEADER..name_end)
+            .ok_or(err(ErrorKind::Truncated))?;
         let (nul, name) = name.split_last().ok_or(err(ErrorKind::BadName))?;
         if *nul != 0 || name.contains(&0) {
             return Err(err(ErrorKind::BadName));

@@ -127,9 +127,7 @@ fn default_termios() -> [u8; TERMIOS_SIZE] {
     t[4..8].copy_from_slice(&oflag.to_ne_bytes());
     t[8..12].copy_from_slice(&cflag.to_ne_bytes());
     t[12..16].copy_from_slice(&lflag.to_ne_bytes());
-    let cc: [u8; 17] = [
-        3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0,
-    ];
+    let cc: [u8; 17] = [3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0];
     t[17..34].copy_from_slice(&cc);
     t
 }
@@ -193,7 +191,12 @@ impl Vnode for DevDir {
         self.lookup(old).map(|_| ()).and(Err(Errno::EPERM))
     }
     fn read_dir(&self, pos: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<(), Errno> {
-        for (i, n) in self.nodes.iter().enumerate().skip((pos.max(2) - 2) as usize) {
+        for (i, n) in self
+            .nodes
+            .iter()
+            .enumerate()
+            .skip((pos.max(2) - 2) as usize)
+        {
             let e = DirEntry {
                 name: n.name,
                 ino: n.ino,
@@ -251,7 +254,13 @@ impl Vnode for Device {
     fn write_at(&self, _offset: u64, buf: &[u8], _nonblock: bool) -> Result<usize, Errno> {
         if self.kind == Kind::Console {
             if let Some(console) = CONSOLE.get() {
-                console.write_bytes(buf);
+                // The terminal's ONLCR: "\n" goes out as "\r\n".
+                for (i, line) in buf.split(|&c| c == b'\n').enumerate() {
+                    if i > 0 {
+                        console.write_bytes(b"\r\n");
+                    }
+                    console.write_bytes(line);
+                }
             }
         }
         Ok(buf.len())

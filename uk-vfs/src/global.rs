@@ -53,7 +53,10 @@ pub fn init(initrd: Option<&[u8]>) -> InitrdStatus {
     };
     match cpio::unpack(vfs, archive) {
         Ok(n) => {
-            log::info!("uk-vfs: initrd unpacked: {n} entries, {} bytes", archive.len());
+            log::info!(
+                "uk-vfs: initrd unpacked: {n} entries, {} bytes",
+                archive.len()
+            );
             InitrdStatus::Unpacked(n)
         }
         Err(e) => {

@@ -155,7 +155,11 @@ impl PipeEnd {
             {
                 let mut s = p.state.lock();
                 if s.readers == 0 {
-                    return if done > 0 { Ok(done) } else { Err(Errno::EPIPE) };
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EPIPE)
+                    };
                 }
                 let free = PIPE_CAPACITY - s.buf.len();
                 let want = buf.len() - done;
@@ -166,7 +170,11 @@ impl PipeEnd {
                 };
                 if take > 0 {
                     if s.buf.capacity() < PIPE_CAPACITY && s.buf.try_reserve(take).is_err() {
-                        return if done > 0 { Ok(done) } else { Err(Errno::ENOMEM) };
+                        return if done > 0 {
+                            Ok(done)
+                        } else {
+                            Err(Errno::ENOMEM)
+                        };
                     }
                     s.buf.extend(&buf[done..done + take]);
                     done += take;
@@ -176,7 +184,11 @@ impl PipeEnd {
                         return Ok(done);
                     }
                 } else if nonblock {
-                    return if done > 0 { Ok(done) } else { Err(Errno::EAGAIN) };
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EAGAIN)
+                    };
                 }
             }
             if nonblock {

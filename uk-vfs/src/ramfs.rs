@@ -485,7 +485,9 @@ impl Vnode for RamNode {
         if offset >= f.size {
             return Ok(0);
         }
-        let n = buf.len().min((f.size - offset).min(usize::MAX as u64) as usize);
+        let n = buf
+            .len()
+            .min((f.size - offset).min(usize::MAX as u64) as usize);
         let mut done = 0;
         while done < n {
             let at = offset + done as u64;
@@ -572,9 +574,7 @@ impl Vnode for RamNode {
             Ok((p * PAGE as u64).max(offset).min(f.size))
         } else {
             match f.pages.range(page..).next() {
-                Some((&p, _)) if p * (PAGE as u64) < f.size => {
-                    Ok((p * PAGE as u64).max(offset))
-                }
+                Some((&p, _)) if p * (PAGE as u64) < f.size => Ok((p * PAGE as u64).max(offset)),
                 _ => Err(Errno::ENXIO),
             }
         }

@@ -221,9 +221,7 @@ pub fn sys_getdents64(a: &Args) -> SyscallResult {
 /// mkdirat(dirfd, path, mode)
 pub fn sys_mkdirat(a: &Args) -> SyscallResult {
     let path = user::cstr(a[1])?;
-    vfs()
-        .mkdirat(dirfd(a[0]), path, a[2] as u32)
-        .map(|_| 0)
+    vfs().mkdirat(dirfd(a[0]), path, a[2] as u32).map(|_| 0)
 }
 
 /// mkdir(path, mode)
@@ -234,9 +232,7 @@ pub fn sys_mkdir(a: &Args) -> SyscallResult {
 /// unlinkat(dirfd, path, flags)
 pub fn sys_unlinkat(a: &Args) -> SyscallResult {
     let path = user::cstr(a[1])?;
-    vfs()
-        .unlinkat(dirfd(a[0]), path, a[2] as u32)
-        .map(|_| 0)
+    vfs().unlinkat(dirfd(a[0]), path, a[2] as u32).map(|_| 0)
 }
 
 /// unlink(path)
@@ -286,9 +282,7 @@ pub fn sys_link(a: &Args) -> SyscallResult {
 pub fn sys_symlinkat(a: &Args) -> SyscallResult {
     let target = user::cstr(a[0])?;
     let path = user::cstr(a[2])?;
-    vfs()
-        .symlinkat(target, dirfd(a[1]), path)
-        .map(|_| 0)
+    vfs().symlinkat(target, dirfd(a[1]), path).map(|_| 0)
 }
 
 /// symlink(target, linkpath)

@@ -22,7 +22,11 @@ fn names(vfs: &Vfs, dir: &str) -> Vec<Vec<u8>> {
         if n == 0 {
             break;
         }
-        out.extend(parse_dirents(&buf[..n]).into_iter().map(|(_, _, name)| name));
+        out.extend(
+            parse_dirents(&buf[..n])
+                .into_iter()
+                .map(|(_, _, name)| name),
+        );
     }
     vfs.close(fd).unwrap();
     out
@@ -36,7 +40,10 @@ fn parse_dirents(buf: &[u8]) -> Vec<(u64, usize, Vec<u8>)> {
         let off = u64::from_ne_bytes(buf[at + 8..at + 16].try_into().unwrap());
         let reclen = u16::from_ne_bytes(buf[at + 16..at + 18].try_into().unwrap()) as usize;
         assert_eq!(reclen % 8, 0, "d_reclen is 8-byte aligned");
-        let name_end = buf[at + 19..at + reclen].iter().position(|&c| c == 0).unwrap();
+        let name_end = buf[at + 19..at + reclen]
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap();
         let name = buf[at + 19..at + 19 + name_end].to_vec();
         assert_eq!(reclen, dirent_reclen(name.len()), "exact d_reclen");
         out.push((off, reclen, name));
@@ -57,12 +64,19 @@ fn lowest_free_fd_and_emfile() {
     assert_eq!([a, b, c, d], [0, 1, 2, 3]);
     // Reference §9: a full table gives EMFILE, not ENFILE; O_CREAT creates nothing then.
     assert_eq!(vfs.open("/dev/null", O_RDONLY, 0), Err(Errno::EMFILE));
-    assert_eq!(vfs.open("/new", O_CREAT | O_RDWR, 0o644), Err(Errno::EMFILE));
+    assert_eq!(
+        vfs.open("/new", O_CREAT | O_RDWR, 0o644),
+        Err(Errno::EMFILE)
+    );
     assert_eq!(vfs.stat("/new"), Err(Errno::ENOENT));
     // Pipe creation with a full table: EMFILE (0.11 returned 0), nothing leaks.
     assert_eq!(vfs.pipe2(0), Err(Errno::EMFILE));
     vfs.close(b).unwrap();
-    assert_eq!(vfs.pipe2(0), Err(Errno::EMFILE), "needs two free descriptors");
+    assert_eq!(
+        vfs.pipe2(0),
+        Err(Errno::EMFILE),
+        "needs two free descriptors"
+    );
     assert_eq!(vfs.open_fds(), 3);
     assert_eq!(vfs.dup(a), Ok(1));
     assert_eq!(vfs.close(1), Ok(()));
@@ -98,8 +112,12 @@ fn dup_family_and_fcntl() {
         vfs.fcntl(fd, F_GETFL, 0),
         Ok((O_RDWR | O_LARGEFILE) as usize)
     );
-    vfs.fcntl(fd, F_SETFL, (O_APPEND | O_NONBLOCK | O_TRUNC | O_WRONLY) as usize)
-        .unwrap();
+    vfs.fcntl(
+        fd,
+        F_SETFL,
+        (O_APPEND | O_NONBLOCK | O_TRUNC | O_WRONLY) as usize,
+    )
+    .unwrap();
     assert_eq!(
         vfs.fcntl(d, F_GETFL, 0),
         Ok((O_RDWR | O_LARGEFILE | O_APPEND | O_NONBLOCK) as usize),
@@ -137,7 +155,11 @@ fn open_flags() {
     vfs.lseek(fd, 0, SEEK_SET).unwrap();
     vfs.write(fd, b"cd").unwrap();
     assert_eq!(vfs.lseek(fd, 0, SEEK_CUR), Ok(4));
-    assert_eq!(vfs.pwrite(fd, b"ef", 0), Ok(2), "pwrite with O_APPEND appends");
+    assert_eq!(
+        vfs.pwrite(fd, b"ef", 0),
+        Ok(2),
+        "pwrite with O_APPEND appends"
+    );
     vfs.close(fd).unwrap();
     assert_eq!(vfs.read_file("/f").unwrap(), b"abcdef");
     // O_NOFOLLOW on a link, O_CLOEXEC.
@@ -162,7 +184,11 @@ fn path_lookup() {
     vfs.mkdir_all("/a/b/c").unwrap();
     vfs.write_file("/a/b/file", b"x", 0o644).unwrap();
     assert_eq!(vfs.stat("/a/b/c/../file").unwrap().size, 1);
-    assert_eq!(vfs.stat("/../../a/./b//file").unwrap().size, 1, ".. stops at /");
+    assert_eq!(
+        vfs.stat("/../../a/./b//file").unwrap().size,
+        1,
+        ".. stops at /"
+    );
     vfs.chdir("/a/b").unwrap();
     assert_eq!(vfs.cwd().unwrap(), b"/a/b");
     assert_eq!(vfs.stat("file").unwrap().size, 1);
@@ -324,7 +350,10 @@ fn rename_rules() {
         vfs.renameat2(AT_FDCWD, "/g", AT_FDCWD, "/moved", RENAME_NOREPLACE),
         Err(Errno::EEXIST)
     );
-    assert_eq!(vfs.renameat2(AT_FDCWD, "/g", AT_FDCWD, "/z", 4), Err(Errno::EINVAL));
+    assert_eq!(
+        vfs.renameat2(AT_FDCWD, "/g", AT_FDCWD, "/z", 4),
+        Err(Errno::EINVAL)
+    );
 }
 
 #[test]
@@ -332,7 +361,8 @@ fn getdents64_exact_and_resumable() {
     let vfs = fresh();
     vfs.mkdir("/d", 0o755).unwrap();
     for i in 0..10 {
-        vfs.write_file(std::format!("/d/file{i}"), b"", 0o644).unwrap();
+        vfs.write_file(std::format!("/d/file{i}"), b"", 0o644)
+            .unwrap();
     }
     let fd = vfs.open("/d", O_RDONLY | O_DIRECTORY, 0).unwrap();
     // Reference §9: a buffer too small for one record is EINVAL (0.11: 0).
@@ -374,7 +404,15 @@ fn getdents64_exact_and_resumable() {
     dev.sort();
     assert_eq!(
         dev,
-        [&b"."[..], b"..", b"console", b"null", b"random", b"urandom", b"zero"]
+        [
+            &b"."[..],
+            b"..",
+            b"console",
+            b"null",
+            b"random",
+            b"urandom",
+            b"zero"
+        ]
     );
 }
 
@@ -390,7 +428,10 @@ fn devices() {
     assert_eq!(vfs.read(zero, &mut b), Ok(32));
     assert_eq!(b, [0; 32]);
     let st = vfs.stat("/dev/zero").unwrap();
-    assert_eq!((st.mode, major(st.rdev), minor(st.rdev)), (S_IFCHR | 0o666, 1, 5));
+    assert_eq!(
+        (st.mode, major(st.rdev), minor(st.rdev)),
+        (S_IFCHR | 0o666, 1, 5)
+    );
     let con = vfs.open("/dev/console", O_RDWR | O_NONBLOCK, 0).unwrap();
     assert_eq!(vfs.read(con, &mut b), Err(Errno::EAGAIN));
     let mut termios = [0u8; devfs::TERMIOS_SIZE];
@@ -399,13 +440,13 @@ fn devices() {
     let mut ws = [0u8; 8];
     vfs.ioctl(con, devfs::TIOCGWINSZ, &mut ws).unwrap();
     assert_eq!(u16::from_ne_bytes([ws[2], ws[3]]), 80);
-    assert_eq!(vfs.ioctl(zero, devfs::TCGETS, &mut termios), Err(Errno::ENOTTY));
+    assert_eq!(
+        vfs.ioctl(zero, devfs::TCGETS, &mut termios),
+        Err(Errno::ENOTTY)
+    );
     assert_eq!(vfs.fsync(null), Err(Errno::EINVAL));
     assert_eq!(vfs.unlink("/dev/null"), Err(Errno::EPERM));
-    assert_eq!(
-        vfs.open("/dev/new", O_CREAT | O_RDWR, 0),
-        Err(Errno::EPERM)
-    );
+    assert_eq!(vfs.open("/dev/new", O_CREAT | O_RDWR, 0), Err(Errno::EPERM));
 }
 
 #[test]
@@ -548,10 +589,16 @@ fn cpio_roundtrip_and_errors() {
     }
     let mut bad = archive.clone();
     bad[0] = b'1';
-    assert_eq!(cpio::parse(&bad).unwrap_err().kind, cpio::ErrorKind::BadMagic);
+    assert_eq!(
+        cpio::parse(&bad).unwrap_err().kind,
+        cpio::ErrorKind::BadMagic
+    );
     let mut bad = archive.clone();
     bad[10] = b'z';
-    assert_eq!(cpio::parse(&bad).unwrap_err().kind, cpio::ErrorKind::BadNumber);
+    assert_eq!(
+        cpio::parse(&bad).unwrap_err().kind,
+        cpio::ErrorKind::BadNumber
+    );
 }
 
 #[test]
@@ -560,69 +607,196 @@ fn syscalls_through_dispatch() {
     let call = |n: Sysno, args: [usize; 6]| dispatch(n as usize, &args);
     let e = |errno: Errno| -(errno.into_raw() as isize);
     let dir = b"/sys_test\0";
-    assert_eq!(call(Sysno::mkdirat, [AT_FDCWD as usize, dir.as_ptr() as usize, 0o755, 0, 0, 0]), 0);
+    assert_eq!(
+        call(
+            Sysno::mkdirat,
+            [AT_FDCWD as usize, dir.as_ptr() as usize, 0o755, 0, 0, 0]
+        ),
+        0
+    );
     let path = b"/sys_test/f\0";
     let fd = call(
         Sysno::openat,
-        [AT_FDCWD as usize, path.as_ptr() as usize, (O_CREAT | O_RDWR) as usize, 0o644, 0, 0],
+        [
+            AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            (O_CREAT | O_RDWR) as usize,
+            0o644,
+            0,
+            0,
+        ],
     );
     assert!(fd >= 3, "0-2 are the console: {fd}");
     let data = b"hello";
-    assert_eq!(call(Sysno::write, [fd as usize, data.as_ptr() as usize, 5, 0, 0, 0]), 5);
+    assert_eq!(
+        call(
+            Sysno::write,
+            [fd as usize, data.as_ptr() as usize, 5, 0, 0, 0]
+        ),
+        5
+    );
     // Reference §9: stat(NULL) is EFAULT (0.11: EINVAL).
     let mut st = [0u8; 256];
     assert_eq!(
-        call(Sysno::newfstatat, [AT_FDCWD as usize, 0, st.as_mut_ptr() as usize, 0, 0, 0]),
+        call(
+            Sysno::newfstatat,
+            [AT_FDCWD as usize, 0, st.as_mut_ptr() as usize, 0, 0, 0]
+        ),
         e(Errno::EFAULT)
     );
     assert_eq!(
-        call(Sysno::newfstatat, [AT_FDCWD as usize, path.as_ptr() as usize, 8, 0, 0, 0]),
+        call(
+            Sysno::newfstatat,
+            [AT_FDCWD as usize, path.as_ptr() as usize, 8, 0, 0, 0]
+        ),
         e(Errno::EFAULT)
     );
-    assert_eq!(call(Sysno::fstat, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]), 0);
+    assert_eq!(
+        call(
+            Sysno::fstat,
+            [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]
+        ),
+        0
+    );
     let size = u64::from_ne_bytes(st[48..56].try_into().unwrap());
     assert_eq!(size, 5);
     // Reference §9: faccessat errors are negative (0.11 returned a positive EBADF).
     assert_eq!(
-        call(Sysno::faccessat, [12345, b"rel\0".as_ptr() as usize, 0, 0, 0, 0]),
+        call(
+            Sysno::faccessat,
+            [12345, c"rel".as_ptr() as usize, 0, 0, 0, 0]
+        ),
         e(Errno::EBADF)
     );
-    assert_eq!(call(Sysno::read, [fd as usize, 0, 5, 0, 0, 0]), e(Errno::EFAULT));
+    assert_eq!(
+        call(Sysno::read, [fd as usize, 0, 5, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
     assert_eq!(call(Sysno::read, [999, 0, 5, 0, 0, 0]), e(Errno::EBADF));
     assert_eq!(call(Sysno::read, [fd as usize, 0, 0, 0, 0, 0]), 0);
     // readv / writev.
     let mut a = [0u8; 2];
     let mut b = [0u8; 10];
     let iov: [usize; 4] = [a.as_mut_ptr() as usize, 2, b.as_mut_ptr() as usize, 10];
-    assert_eq!(call(Sysno::pread64, [fd as usize, b.as_mut_ptr() as usize, 10, 0, 0, 0]), 5);
+    assert_eq!(
+        call(
+            Sysno::pread64,
+            [fd as usize, b.as_mut_ptr() as usize, 10, 0, 0, 0]
+        ),
+        5
+    );
     call(Sysno::lseek, [fd as usize, 0, SEEK_SET as usize, 0, 0, 0]);
-    assert_eq!(call(Sysno::readv, [fd as usize, iov.as_ptr() as usize, 2, 0, 0, 0]), 5);
+    assert_eq!(
+        call(
+            Sysno::readv,
+            [fd as usize, iov.as_ptr() as usize, 2, 0, 0, 0]
+        ),
+        5
+    );
     assert_eq!((&a, &b[..3]), (b"he", &b"llo"[..]));
-    assert_eq!(call(Sysno::readv, [fd as usize, iov.as_ptr() as usize, 1025, 0, 0, 0]), e(Errno::EINVAL));
+    assert_eq!(
+        call(
+            Sysno::readv,
+            [fd as usize, iov.as_ptr() as usize, 1025, 0, 0, 0]
+        ),
+        e(Errno::EINVAL)
+    );
     // getdents64 through the adapter.
-    let dfd = call(Sysno::openat, [AT_FDCWD as usize, dir.as_ptr() as usize, O_DIRECTORY as usize, 0, 0, 0]);
+    let dfd = call(
+        Sysno::openat,
+        [
+            AT_FDCWD as usize,
+            dir.as_ptr() as usize,
+            O_DIRECTORY as usize,
+            0,
+            0,
+            0,
+        ],
+    );
     let mut dents = [0u8; 512];
-    let n = call(Sysno::getdents64, [dfd as usize, dents.as_mut_ptr() as usize, 512, 0, 0, 0]);
+    let n = call(
+        Sysno::getdents64,
+        [dfd as usize, dents.as_mut_ptr() as usize, 512, 0, 0, 0],
+    );
     let recs = parse_dirents(&dents[..n as usize]);
     assert_eq!(recs.len(), 3);
-    assert_eq!(call(Sysno::getdents64, [dfd as usize, dents.as_mut_ptr() as usize, 8, 0, 0, 0]), 0);
+    assert_eq!(
+        call(
+            Sysno::getdents64,
+            [dfd as usize, dents.as_mut_ptr() as usize, 8, 0, 0, 0]
+        ),
+        0
+    );
     call(Sysno::lseek, [dfd as usize, 0, 0, 0, 0, 0]);
-    assert_eq!(call(Sysno::getdents64, [dfd as usize, dents.as_mut_ptr() as usize, 8, 0, 0, 0]), e(Errno::EINVAL));
+    assert_eq!(
+        call(
+            Sysno::getdents64,
+            [dfd as usize, dents.as_mut_ptr() as usize, 8, 0, 0, 0]
+        ),
+        e(Errno::EINVAL)
+    );
     // pipe2, ioctl on the console, getcwd.
     let mut fds = [0i32; 2];
-    assert_eq!(call(Sysno::pipe2, [fds.as_mut_ptr() as usize, O_NONBLOCK as usize, 0, 0, 0, 0]), 0);
+    assert_eq!(
+        call(
+            Sysno::pipe2,
+            [fds.as_mut_ptr() as usize, O_NONBLOCK as usize, 0, 0, 0, 0]
+        ),
+        0
+    );
     assert_eq!(call(Sysno::pipe2, [0, 0, 0, 0, 0, 0]), e(Errno::EFAULT));
     let mut termios = [0u8; 36];
-    assert_eq!(call(Sysno::ioctl, [1, devfs::TCGETS as usize, termios.as_mut_ptr() as usize, 0, 0, 0]), 0);
-    assert_eq!(call(Sysno::ioctl, [fd as usize, devfs::TCGETS as usize, termios.as_mut_ptr() as usize, 0, 0, 0]), e(Errno::ENOTTY));
-    assert_eq!(call(Sysno::ioctl, [fd as usize, devfs::TCGETS as usize, 0, 0, 0, 0]), e(Errno::ENOTTY));
-    assert_eq!(call(Sysno::ioctl, [1, devfs::TCGETS as usize, 0, 0, 0, 0]), e(Errno::EFAULT));
+    assert_eq!(
+        call(
+            Sysno::ioctl,
+            [
+                1,
+                devfs::TCGETS as usize,
+                termios.as_mut_ptr() as usize,
+                0,
+                0,
+                0
+            ]
+        ),
+        0
+    );
+    assert_eq!(
+        call(
+            Sysno::ioctl,
+            [
+                fd as usize,
+                devfs::TCGETS as usize,
+                termios.as_mut_ptr() as usize,
+                0,
+                0,
+                0
+            ]
+        ),
+        e(Errno::ENOTTY)
+    );
+    assert_eq!(
+        call(
+            Sysno::ioctl,
+            [fd as usize, devfs::TCGETS as usize, 0, 0, 0, 0]
+        ),
+        e(Errno::ENOTTY)
+    );
+    assert_eq!(
+        call(Sysno::ioctl, [1, devfs::TCGETS as usize, 0, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
     let mut cwd = [0u8; 64];
     assert!(call(Sysno::getcwd, [cwd.as_mut_ptr() as usize, 64, 0, 0, 0, 0]) >= 2);
-    assert_eq!(call(Sysno::getcwd, [cwd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]), e(Errno::ERANGE));
+    assert_eq!(
+        call(Sysno::getcwd, [cwd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]),
+        e(Errno::ERANGE)
+    );
     let long = vec![b'a'; 5000];
     assert_eq!(
-        call(Sysno::openat, [AT_FDCWD as usize, long.as_ptr() as usize, 0, 0, 0, 0]),
+        call(
+            Sysno::openat,
+            [AT_FDCWD as usize, long.as_ptr() as usize, 0, 0, 0, 0]
+        ),
         e(Errno::ENAMETOOLONG)
     );
     for f in [fd, dfd, fds[0] as isize, fds[1] as isize] {

@@ -73,7 +73,10 @@ impl Vfs {
             return Err(Errno::ENOTDIR);
         }
         let mut mounts = self.mounts.write();
-        if mounts.iter().any(|m| same(&m.root, &point) || same(&m.point, &point)) {
+        if mounts
+            .iter()
+            .any(|m| same(&m.root, &point) || same(&m.point, &point))
+        {
             return Err(Errno::EBUSY);
         }
         let root = fs.root();
@@ -197,7 +200,11 @@ impl Vfs {
     // ----- path lookup -----------------------------------------------------------------
 
     fn is_mount_root(&self, node: &VnodeRef) -> bool {
-        self.mounts.read().iter().skip(1).any(|m| same(&m.root, node))
+        self.mounts
+            .read()
+            .iter()
+            .skip(1)
+            .any(|m| same(&m.root, node))
     }
 
     fn cross_mounts(&self, node: VnodeRef) -> VnodeRef {
@@ -279,7 +286,10 @@ impl Vfs {
             start
         };
         let slash = path.ends_with(b"/");
-        let mut comps = path.split(|&c| c == b'/').filter(|c| !c.is_empty()).peekable();
+        let mut comps = path
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty())
+            .peekable();
         let mut last = Last::Root;
         while let Some(c) = comps.next() {
             if comps.peek().is_none() {
@@ -676,9 +686,7 @@ impl Vfs {
     pub fn fsync(&self, fd: Fd) -> Result<(), Errno> {
         let f = self.file(fd)?;
         match &f.object {
-            Object::Node(n)
-                if matches!(n.file_type(), FileType::Regular | FileType::Directory) =>
-            {
+            Object::Node(n) if matches!(n.file_type(), FileType::Regular | FileType::Directory) => {
                 Ok(())
             }
             _ => Err(Errno::EINVAL),
@@ -708,8 +716,16 @@ impl Vfs {
         let (re, we) = pipe::pipe();
         let status = flags & O_NONBLOCK;
         let cloexec = flags & O_CLOEXEC != 0;
-        t.install_at(r, OpenFile::new(Object::Pipe(re), O_RDONLY | status), cloexec);
-        t.install_at(w, OpenFile::new(Object::Pipe(we), O_WRONLY | status), cloexec);
+        t.install_at(
+            r,
+            OpenFile::new(Object::Pipe(re), O_RDONLY | status),
+            cloexec,
+        );
+        t.install_at(
+            w,
+            OpenFile::new(Object::Pipe(we), O_WRONLY | status),
+            cloexec,
+        );
         Ok([r as Fd, w as Fd])
     }
 
@@ -717,12 +733,14 @@ impl Vfs {
 
     /// `stat`: follows a final symbolic link.
     pub fn stat(&self, path: impl AsRef<[u8]>) -> Result<Stat, Errno> {
-        self.resolve(AT_FDCWD, path.as_ref(), true).map(|n| n.stat())
+        self.resolve(AT_FDCWD, path.as_ref(), true)
+            .map(|n| n.stat())
     }
 
     /// `lstat`: a final symbolic link is reported itself.
     pub fn lstat(&self, path: impl AsRef<[u8]>) -> Result<Stat, Errno> {
-        self.resolve(AT_FDCWD, path.as_ref(), false).map(|n| n.stat())
+        self.resolve(AT_FDCWD, path.as_ref(), false)
+            .map(|n| n.stat())
     }
 
     /// `fstat`.
@@ -772,11 +790,7 @@ impl Vfs {
         {
             return Err(Errno::EINVAL);
         }
-        let st = self.fstatat(
-            dirfd,
-            path,
-            flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH),
-        )?;
+        let st = self.fstatat(dirfd, path, flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))?;
         if mode & X_OK != 0 && st.mode & S_IFMT != S_IFDIR && st.mode & 0o111 == 0 {
             return Err(Errno::EACCES);
         }
@@ -837,7 +851,11 @@ impl Vfs {
             };
             if !put(&mut used, &mut p, e) {
                 *pos = p;
-                return if used == 0 { Err(Errno::EINVAL) } else { Ok(used) };
+                return if used == 0 {
+                    Err(Errno::EINVAL)
+                } else {
+                    Ok(used)
+                };
             }
         }
         let start = p;
@@ -1053,7 +1071,9 @@ impl Vfs {
                 Err(e) => Err(e),
             };
         }
-        p.dir.create(name, NewNode::Symlink(target), 0o777).map(|_| ())
+        p.dir
+            .create(name, NewNode::Symlink(target), 0o777)
+            .map(|_| ())
     }
 
     /// `readlink`: copies the target into `buf` (truncated, no NUL); `EINVAL` if not a

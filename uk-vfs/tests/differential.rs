@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use uk_vfs::*;
 
 const PATHS: &[&str] = &[
-    "a", "b", "c", "a/b", "a/c", "b/a", "a/b/c", "a/../b", "./a", "a/", "b/", "c/a", "la",
-    "a/lb", "lx", "a/b/", ".", "a/.", "a/b/..",
+    "a", "b", "c", "a/b", "a/c", "b/a", "a/b/c", "a/../b", "./a", "a/", "b/", "c/a", "la", "a/lb",
+    "lx", "a/b/", ".", "a/.", "a/b/..",
 ];
 // No target names the base directory itself: from there `..` would leave the tree on
 // the host while uk-vfs stops at its root.
@@ -106,7 +106,11 @@ fn errno() -> i32 {
 }
 
 fn host_ret(r: i64) -> Out {
-    if r < 0 { Out::Err(errno()) } else { Out::Val(r) }
+    if r < 0 {
+        Out::Err(errno())
+    } else {
+        Out::Val(r)
+    }
 }
 
 fn uk<T: Into<i64>>(r: Result<T, Errno>) -> Out {
@@ -155,6 +159,7 @@ struct Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        // SAFETY: closes the descriptor this test opened and still owns.
         unsafe { libc::close(self.base) };
         let _ = std::fs::remove_dir_all(&self.path);
     }
@@ -170,6 +175,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     );
     std::fs::create_dir(&path).unwrap();
     let c = cstr(path.as_bytes());
+    // SAFETY: a valid NUL-terminated path; the descriptor is owned by `Host`.
     let base = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
     assert!(base >= 0);
     let host = Host { base, path };
@@ -182,6 +188,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     }
     for (u, h) in handles.into_iter().flatten() {
         vfs.close(u).unwrap();
+        // SAFETY: `h` was opened by this test and is closed once.
         unsafe { libc::close(h) };
     }
     Ok(())
@@ -191,6 +198,8 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
     let b = host.base;
     let p = |i: usize| PATHS[i].as_bytes();
     let cp = |i: usize| cstr(PATHS[i].as_bytes());
+    // SAFETY: every libc call gets NUL-terminated paths from `CString`, buffers that live
+    // across the call with the lengths passed, and descriptors this test opened and owns.
     unsafe {
         match *op {
             Op::Open(pi, fi) => {
@@ -265,8 +274,7 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                             (
                                 uk(vfs.pwrite(u, &data, *off as i64).map(|n| n as i64)),
                                 host_ret(
-                                    libc::pwrite(h, data.as_ptr().cast(), *len, *off as i64)
-                                        as i64,
+                                    libc::pwrite(h, data.as_ptr().cast(), *len, *off as i64) as i64
                                 ),
                             )
                         }
@@ -298,12 +306,8 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                             let mut ub = vec![0u8; 600];
                             let mut hb = vec![0u8; 600];
                             let ur = vfs.getdents64(u, &mut ub);
-                            let hr = libc::syscall(
-                                libc::SYS_getdents64,
-                                h,
-                                hb.as_mut_ptr(),
-                                hb.len(),
-                            );
+                            let hr =
+                                libc::syscall(libc::SYS_getdents64, h, hb.as_mut_ptr(), hb.len());
                             let uo = match ur {
                                 Ok(n) => {
                                     let mut v = dirent_names(&ub[..n]);
@@ -356,18 +360,17 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                     ),
                     Op::Link(x, y) => (
                         uk_unit(vfs.link(p(*x), p(*y))),
-                        host_ret(
-                            libc::linkat(b, cp(*x).as_ptr(), b, cp(*y).as_ptr(), 0) as i64,
-                        ),
+                        host_ret(libc::linkat(b, cp(*x).as_ptr(), b, cp(*y).as_ptr(), 0) as i64),
                     ),
                     Op::Symlink(t, y) => {
                         let target = TARGETS[*t];
                         (
                             uk_unit(vfs.symlink(target, p(*y))),
-                            host_ret(
-                                libc::symlinkat(cstr(target.as_bytes()).as_ptr(), b, cp(*y).as_ptr())
-                                    as i64,
-                            ),
+                            host_ret(libc::symlinkat(
+                                cstr(target.as_bytes()).as_ptr(),
+                                b,
+                                cp(*y).as_ptr(),
+                            ) as i64),
                         )
                     }
                     Op::Readlink(pi) => {
@@ -392,15 +395,24 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                         let full = format!("{}/{}", host.path, PATHS[*pi]);
                         (
                             uk_unit(vfs.truncate(p(*pi), *len as i64)),
-                            host_ret(libc::truncate(cstr(full.as_bytes()).as_ptr(), *len as i64)
-                                as i64),
+                            host_ret(
+                                libc::truncate(cstr(full.as_bytes()).as_ptr(), *len as i64) as i64
+                            ),
                         )
                     }
                     Op::Stat(pi) | Op::Lstat(pi) => {
                         let nofollow = matches!(other, Op::Lstat(_));
                         let mut s: libc::stat = std::mem::zeroed();
-                        let flags = if nofollow { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
-                        let u = if nofollow { vfs.lstat(p(*pi)) } else { vfs.stat(p(*pi)) };
+                        let flags = if nofollow {
+                            libc::AT_SYMLINK_NOFOLLOW
+                        } else {
+                            0
+                        };
+                        let u = if nofollow {
+                            vfs.lstat(p(*pi))
+                        } else {
+                            vfs.stat(p(*pi))
+                        };
                         (
                             uk_stat(u),
                             host_stat(libc::fstatat(b, cp(*pi).as_ptr(), &mut s, flags), &s),
