@@ -71,6 +71,8 @@ pub(crate) struct FdTable {
     max: usize,
     /// No free slot below this index.
     first_free: usize,
+    /// Open descriptors.
+    count: usize,
 }
 
 impl FdTable {
@@ -79,6 +81,7 @@ impl FdTable {
             slots: Vec::new(),
             max: DEFAULT_MAX_FDS,
             first_free: 0,
+            count: 0,
         }
     }
 
@@ -138,6 +141,9 @@ impl FdTable {
         if i >= self.slots.len() {
             self.slots.resize(i + 1, None);
         }
+        if self.slots[i].is_none() {
+            self.count += 1;
+        }
         self.slots[i] = Some(Slot { file, cloexec });
         if i == self.first_free {
             self.first_free = i + 1;
@@ -169,6 +175,7 @@ impl FdTable {
 
     pub(crate) fn take(&mut self, fd: usize) -> Option<Arc<OpenFile>> {
         let old = self.slots.get_mut(fd)?.take()?;
+        self.count -= 1;
         if fd < self.first_free {
             self.first_free = fd;
         }
@@ -179,6 +186,12 @@ impl FdTable {
     }
 
     pub(crate) fn open_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.count
+    }
+
+    /// Whether every descriptor below the limit may be taken (if not, one is free: fewer
+    /// than `max` are open).
+    pub(crate) fn maybe_full(&self) -> bool {
+        self.count >= self.max
     }
 }

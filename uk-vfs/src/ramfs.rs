@@ -82,8 +82,9 @@ struct FileData {
 }
 
 struct DirData {
-    by_name: BTreeMap<Box<[u8]>, (u64, Arc<RamNode>)>,
-    by_pos: BTreeMap<u64, Box<[u8]>>,
+    by_name: BTreeMap<Arc<[u8]>, (u64, Arc<RamNode>)>,
+    /// The same entries by listing position (the name shared with `by_name`).
+    by_pos: BTreeMap<u64, (Arc<[u8]>, Arc<RamNode>)>,
     next_pos: u64,
     parent: Weak<RamNode>,
     name: Box<[u8]>,
@@ -203,8 +204,9 @@ impl DirData {
     fn insert(&mut self, name: &[u8], node: Arc<RamNode>) {
         let pos = self.next_pos;
         self.next_pos += 1;
-        self.by_pos.insert(pos, name.into());
-        self.by_name.insert(name.into(), (pos, node));
+        let name: Arc<[u8]> = Arc::from(name);
+        self.by_pos.insert(pos, (name.clone(), node.clone()));
+        self.by_name.insert(name, (pos, node));
     }
 
     fn remove(&mut self, name: &[u8]) -> Option<Arc<RamNode>> {
@@ -443,10 +445,7 @@ impl Vnode for RamNode {
         if d.removed {
             return Err(Errno::ENOENT);
         }
-        for (&p, name) in d.by_pos.range(pos.max(2)..) {
-            let Some((_, node)) = d.by_name.get(name) else {
-                continue;
-            };
+        for (&p, (name, node)) in d.by_pos.range(pos.max(2)..) {
             let entry = DirEntry {
                 name,
                 ino: node.ino,

@@ -803,3 +803,70 @@ fn syscalls_through_dispatch() {
         assert_eq!(call(Sysno::close, [f as usize, 0, 0, 0, 0, 0]), 0);
     }
 }
+
+mod cpio_fuzz {
+    use alloc::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use crate::*;
+
+    fn sample() -> Vec<u8> {
+        cpio::build(&[
+            (b".", S_IFDIR | 0o755, b""),
+            (b"a", S_IFDIR | 0o755, b""),
+            (b"a/f", S_IFREG | 0o644, b"hello"),
+            (b"a/l", S_IFLNK | 0o777, b"f"),
+            (b"b/c/d", S_IFREG | 0o600, &[0u8; 700]),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random bytes: the parser and the unpacker return, never panic.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = cpio::parse(&bytes);
+            let vfs = Vfs::new(RamFs::new());
+            let _ = cpio::unpack(&vfs, &bytes);
+        }
+
+        /// Mutated valid archives (byte flips, hex digits set to extremes, cuts): never a
+        /// panic; a malformed result leaves the root empty.
+        #[test]
+        fn mutated_archives_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            do_cut in any::<bool>(),
+        ) {
+            let mut a = sample();
+            for (at, byte) in flips {
+                let i = at.index(a.len());
+                a[i] = if byte % 3 == 0 { b"0f8"[(byte as usize / 3) % 3] } else { byte };
+            }
+            if do_cut {
+                a.truncate(cut.index(a.len() + 1));
+            }
+            let vfs = Vfs::new(RamFs::new());
+            match cpio::unpack(&vfs, &a) {
+                Ok(_) => {}
+                Err(_) => {
+                    let fd = vfs.open("/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+                    let mut buf = [0u8; 256];
+                    let n = vfs.getdents64(fd, &mut buf).unwrap();
+                    prop_assert_eq!(n, 2 * dirent_reclen(2));
+                }
+            }
+        }
+
+        /// Huge sizes in the header fields are bounds-checked.
+        #[test]
+        fn huge_fields_are_errors(field in 1usize..13, value in any::<u32>()) {
+            let mut a = sample();
+            let digits = alloc::format!("{value:08x}");
+            a[6 + 8 * field..14 + 8 * field].copy_from_slice(digits.as_bytes());
+            let _ = cpio::parse(&a);
+        }
+    }
+}

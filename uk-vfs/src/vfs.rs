@@ -18,6 +18,31 @@ struct Mount {
     fs: Arc<dyn FileSystem>,
 }
 
+/// The locked descriptor table; on release it refreshes the lock-free "maybe full" hint.
+struct TableGuard<'a> {
+    table: spin::MutexGuard<'a, FdTable>,
+    full: &'a core::sync::atomic::AtomicBool,
+}
+
+impl core::ops::Deref for TableGuard<'_> {
+    type Target = FdTable;
+    fn deref(&self) -> &FdTable {
+        &self.table
+    }
+}
+
+impl core::ops::DerefMut for TableGuard<'_> {
+    fn deref_mut(&mut self) -> &mut FdTable {
+        &mut self.table
+    }
+}
+
+impl Drop for TableGuard<'_> {
+    fn drop(&mut self) {
+        self.full.store(self.table.maybe_full(), Ordering::Relaxed);
+    }
+}
+
 /// The last component of a path, as a parent walk leaves it.
 #[derive(Debug, Clone, Copy)]
 enum Last<'a> {
@@ -43,9 +68,13 @@ struct Parent<'a> {
 pub struct Vfs {
     root: VnodeRef,
     mounts: RwLock<Vec<Mount>>,
+    /// Mounts besides the root: path walks skip the mount table while it is 0.
+    extra_mounts: core::sync::atomic::AtomicUsize,
     cwd: Mutex<VnodeRef>,
     umask: AtomicU32,
     fds: Mutex<FdTable>,
+    /// `fds.maybe_full()`, readable without the lock; refreshed after every change.
+    fds_full: core::sync::atomic::AtomicBool,
 }
 
 impl Vfs {
@@ -60,9 +89,11 @@ impl Vfs {
                 root: root.clone(),
                 fs,
             }]),
+            extra_mounts: core::sync::atomic::AtomicUsize::new(0),
             cwd: Mutex::new(root),
             umask: AtomicU32::new(0o022),
             fds: Mutex::new(FdTable::new()),
+            fds_full: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -81,6 +112,7 @@ impl Vfs {
         }
         let root = fs.root();
         mounts.push(Mount { point, root, fs });
+        self.extra_mounts.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -97,18 +129,18 @@ impl Vfs {
         if max > NR_OPEN {
             return Err(Errno::EPERM);
         }
-        self.fds.lock().set_max(max);
+        self.table().set_max(max);
         Ok(())
     }
 
     /// The size of the descriptor table.
     pub fn max_fds(&self) -> usize {
-        self.fds.lock().max()
+        self.table().max()
     }
 
     /// Number of open descriptors.
     pub fn open_fds(&self) -> usize {
-        self.fds.lock().open_count()
+        self.table().open_count()
     }
 
     /// Checks that `fd` is open for reading (`write == false`) or writing: `EBADF`
@@ -120,14 +152,21 @@ impl Vfs {
         if ok { Ok(()) } else { Err(Errno::EBADF) }
     }
 
+    fn table(&self) -> TableGuard<'_> {
+        TableGuard {
+            table: self.fds.lock(),
+            full: &self.fds_full,
+        }
+    }
+
     fn file(&self, fd: Fd) -> Result<Arc<OpenFile>, Errno> {
-        self.fds.lock().get(fd).cloned()
+        self.table().get(fd).cloned()
     }
 
     /// Closes `fd`.
     pub fn close(&self, fd: Fd) -> Result<(), Errno> {
         let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
-        let old = self.fds.lock().take(i);
+        let old = self.table().take(i);
         match old {
             Some(file) => {
                 drop(file);
@@ -139,7 +178,7 @@ impl Vfs {
 
     /// Duplicates `fd` to the lowest free descriptor.
     pub fn dup(&self, fd: Fd) -> Result<Fd, Errno> {
-        let mut t = self.fds.lock();
+        let mut t = self.table();
         let f = t.get(fd)?.clone();
         t.alloc(0, f, false)
     }
@@ -157,7 +196,7 @@ impl Vfs {
         if flags & !O_CLOEXEC != 0 || old == new {
             return Err(Errno::EINVAL);
         }
-        let mut t = self.fds.lock();
+        let mut t = self.table();
         let f = t.get(old)?.clone();
         let slot = usize::try_from(new).map_err(|_| Errno::EBADF)?;
         if slot >= t.max() {
@@ -172,7 +211,7 @@ impl Vfs {
     /// `fcntl` with an integer argument: `F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`,
     /// `F_SETFD`, `F_GETFL`, `F_SETFL`; `EINVAL` for any other command.
     pub fn fcntl(&self, fd: Fd, cmd: u32, arg: usize) -> Result<usize, Errno> {
-        let mut t = self.fds.lock();
+        let mut t = self.table();
         let f = t.get(fd)?.clone();
         match cmd {
             F_DUPFD | F_DUPFD_CLOEXEC => {
@@ -200,6 +239,9 @@ impl Vfs {
     // ----- path lookup -----------------------------------------------------------------
 
     fn is_mount_root(&self, node: &VnodeRef) -> bool {
+        if self.extra_mounts.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         self.mounts
             .read()
             .iter()
@@ -208,6 +250,9 @@ impl Vfs {
     }
 
     fn cross_mounts(&self, node: VnodeRef) -> VnodeRef {
+        if self.extra_mounts.load(Ordering::Acquire) == 0 {
+            return node;
+        }
         let mounts = self.mounts.read();
         if mounts.len() == 1 {
             return node;
@@ -255,7 +300,8 @@ impl Vfs {
             return Err(Errno::ENAMETOOLONG);
         }
         let node = dir.lookup(name)?;
-        if node.file_type() == FileType::Directory {
+        if self.extra_mounts.load(Ordering::Relaxed) != 0 && node.file_type() == FileType::Directory
+        {
             Ok(self.cross_mounts(node))
         } else {
             Ok(node)
@@ -406,7 +452,11 @@ impl Vfs {
         if flags & O_DIRECTORY != 0 && flags & O_CREAT != 0 {
             return Err(Errno::EINVAL);
         }
-        self.fds.lock().lowest_free(0)?;
+        // EMFILE comes first, as in Linux (and O_CREAT must not create then). The hint
+        // avoids taking the table lock twice when there is room.
+        if self.fds_full.load(Ordering::Relaxed) {
+            self.table().lowest_free(0)?;
+        }
         let (node, created) = if flags & O_CREAT != 0 {
             let p = self.parent_at(dirfd, path)?;
             self.open_create(p, flags, mode, &mut 0)?
@@ -430,7 +480,7 @@ impl Vfs {
         }
         let keep = flags & !(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC);
         let file = OpenFile::new(Object::Node(node), keep | O_LARGEFILE);
-        self.fds.lock().alloc(0, file, flags & O_CLOEXEC != 0)
+        self.table().alloc(0, file, flags & O_CLOEXEC != 0)
     }
 
     fn open_create(
@@ -710,7 +760,7 @@ impl Vfs {
         if flags & !(O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0 {
             return Err(Errno::EINVAL);
         }
-        let mut t = self.fds.lock();
+        let mut t = self.table();
         let r = t.lowest_free(0)?;
         let w = t.lowest_free(r + 1)?;
         let (re, we) = pipe::pipe();
