@@ -22,10 +22,17 @@
 //!    outside the ranges the image declares give `EFAULT`) and call the [`global`] `Vfs`.
 //!    They register themselves with `uk-syscall`.
 //!
+//! The descriptor limit is [`Vfs::set_max_fds`], or a function read before every
+//! allocation ([`Vfs::set_max_fds_source`], for the process layer's `RLIMIT_NOFILE`).
+//!
 //! Pipes ([`pipe`]) block through the [`wait::Wait`] seam: `uk-sched` wait queues in the
 //! image, real threads in host tests. The initrd ([`cpio`]) is a bounds-checked `newc`
 //! parser; [`global::init`] unpacks an archive into the root ramfs, and a malformed one is
-//! reported and leaves an empty root.
+//! reported and leaves an empty root. The boards hand the archive over as
+//! `Platform::initrd()`: x86-pc from the first PVH module (QEMU `-initrd`), qemu-virt from
+//! the device tree (`/chosen/linux,initrd-*`, or the `/chosen/module@` node of QEMU's
+//! `-device guest-loader,addr=A,initrd=FILE`, since QEMU ignores `-initrd` for an ELF
+//! kernel on Arm).
 //!
 //! Differences from Linux, on purpose: there is one user (root), so permission bits are
 //! kept and reported but only `access(X_OK)` checks them; `/dev/console` has no input, so a

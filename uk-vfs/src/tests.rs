@@ -85,6 +85,26 @@ fn lowest_free_fd_and_emfile() {
 }
 
 #[test]
+fn limit_from_a_source() {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    static LIMIT: AtomicUsize = AtomicUsize::new(2);
+    fn limit() -> usize {
+        LIMIT.load(Ordering::Relaxed)
+    }
+    let vfs = fresh();
+    vfs.set_max_fds_source(limit);
+    assert_eq!(vfs.open("/dev/null", O_RDONLY, 0), Ok(0));
+    assert_eq!(vfs.open("/dev/null", O_RDONLY, 0), Ok(1));
+    assert_eq!(vfs.open("/f", O_CREAT | O_RDWR, 0o644), Err(Errno::EMFILE));
+    assert_eq!(vfs.stat("/f"), Err(Errno::ENOENT), "nothing created");
+    LIMIT.store(3, Ordering::Relaxed);
+    assert_eq!(vfs.open("/f", O_CREAT | O_RDWR, 0o644), Ok(2));
+    LIMIT.store(1, Ordering::Relaxed);
+    assert_eq!(vfs.dup(0), Err(Errno::EMFILE));
+    assert_eq!(vfs.max_fds(), 1);
+}
+
+#[test]
 fn dup_family_and_fcntl() {
     let vfs = fresh();
     let fd = vfs.open("/f", O_CREAT | O_RDWR, 0o644).unwrap();

@@ -75,6 +75,8 @@ pub struct Vfs {
     fds: Mutex<FdTable>,
     /// `fds.maybe_full()`, readable without the lock; refreshed after every change.
     fds_full: core::sync::atomic::AtomicBool,
+    /// Where the table's limit comes from when the process layer owns `RLIMIT_NOFILE`.
+    limit_source: spin::Once<fn() -> usize>,
 }
 
 impl Vfs {
@@ -94,6 +96,7 @@ impl Vfs {
             umask: AtomicU32::new(0o022),
             fds: Mutex::new(FdTable::new()),
             fds_full: core::sync::atomic::AtomicBool::new(false),
+            limit_source: spin::Once::new(),
         }
     }
 
@@ -133,6 +136,14 @@ impl Vfs {
         Ok(())
     }
 
+    /// Takes the size of the descriptor table from `source` from now on (first call wins),
+    /// read again before every allocation of a descriptor: the process layer's
+    /// `RLIMIT_NOFILE` soft limit (`uk_posix_process::nofile_limit`), which may change at any
+    /// time. Values above `NR_OPEN` are clamped.
+    pub fn set_max_fds_source(&self, source: fn() -> usize) {
+        self.limit_source.call_once(|| source);
+    }
+
     /// The size of the descriptor table.
     pub fn max_fds(&self) -> usize {
         self.table().max()
@@ -153,8 +164,12 @@ impl Vfs {
     }
 
     fn table(&self) -> TableGuard<'_> {
+        let mut table = self.fds.lock();
+        if let Some(source) = self.limit_source.get() {
+            table.set_max(source().min(NR_OPEN));
+        }
         TableGuard {
-            table: self.fds.lock(),
+            table,
             full: &self.fds_full,
         }
     }
@@ -454,7 +469,7 @@ impl Vfs {
         }
         // EMFILE comes first, as in Linux (and O_CREAT must not create then). The hint
         // avoids taking the table lock twice when there is room.
-        if self.fds_full.load(Ordering::Relaxed) {
+        if self.fds_full.load(Ordering::Relaxed) || self.limit_source.get().is_some() {
             self.table().lowest_free(0)?;
         }
         let (node, created) = if flags & O_CREAT != 0 {
