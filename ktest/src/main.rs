@@ -18,6 +18,7 @@ use uk_posix_process as _;
 use uk_random as _;
 use uk_sched as _;
 use uk_syscall as _;
+use uk_vfs as _;
 
 uk_app::main!(main);
 

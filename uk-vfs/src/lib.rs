@@ -1,8 +1,113 @@
-//! A VFS with Linux semantics: ramfs, devfs, pipes, initrd, getdents64.
+//! A VFS with Linux's semantics: mounts, path lookup, descriptors, ramfs, devfs, pipes,
+//! the initrd, and the file syscalls.
 //!
-//! **Not built yet.** This crate holds its place in the workspace so the layout of
-//! `DESIGN.md` is complete; it contains no code and exports nothing. The work is tracked in
-//! issue 8 of the project.
+//! # Design
 //!
-//! What it will own: mounts, path lookup, the fd table, ramfs, devfs, pipes, the initrd unpacker and the file syscalls.
+//! Three layers, each usable alone:
+//!
+//! 1. **Filesystems** implement two traits: [`FileSystem`] (a root) and [`Vnode`] (what a
+//!    node does with its own data: lookup, create, link, unlink, rename, list, read, write,
+//!    truncate). [`RamFs`] keeps everything in memory (sparse files of 4 KiB pages,
+//!    directories with stable listing positions); [`DevFs`] holds `null`, `zero`,
+//!    `random`, `urandom` and `console`.
+//! 2. **The [`Vfs`]** is one process's view: a mount table, the root, the working
+//!    directory, the umask and the descriptor table. It walks paths (absolute, relative,
+//!    `.`, `..` stopping at the root and crossing mounts, symbolic links up to 40 per lookup
+//!    before `ELOOP`, `ENAMETOOLONG` past `PATH_MAX` 4096 or `NAME_MAX` 255, `ENOTDIR`,
+//!    `ENOENT`), keeps open file descriptions (offset and status flags shared by `dup`) and
+//!    gives every call Linux's result and `errno`. Its methods are the typed API:
+//!    `vfs.open("/etc/motd", O_RDONLY, 0)?` returns an [`Fd`].
+//! 3. **Syscalls** ([`syscalls`]) are thin adapters that copy arguments through the
+//!    [`user`] module (the one place raw caller pointers are read: `NULL` and addresses
+//!    outside the ranges the image declares give `EFAULT`) and call the [`global`] `Vfs`.
+//!    They register themselves with `uk-syscall`.
+//!
+//! The descriptor limit is [`Vfs::set_max_fds`], or a function read before every
+//! allocation ([`Vfs::set_max_fds_source`], for the process layer's `RLIMIT_NOFILE`).
+//!
+//! Pipes ([`pipe`]) block through the [`wait::Wait`] seam: `uk-sched` wait queues in the
+//! image, real threads in host tests. The initrd ([`cpio`]) is a bounds-checked `newc`
+//! parser; [`global::init`] unpacks an archive into the root ramfs, and a malformed one is
+//! reported and leaves an empty root. The boards hand the archive over as
+//! `Platform::initrd()`: x86-pc from the first PVH module (QEMU `-initrd`), qemu-virt from
+//! the device tree (`/chosen/linux,initrd-*`, or the `/chosen/module@` node of QEMU's
+//! `-device guest-loader,addr=A,initrd=FILE`, since QEMU ignores `-initrd` for an ELF
+//! kernel on Arm).
+//!
+//! Differences from Linux, on purpose: there is one user (root), so permission bits are
+//! kept and reported but only `access(X_OK)` checks them; `/dev/console` has no input, so a
+//! blocking read returns end of file instead of waiting forever; a pipe read or write that
+//! would block with no thread to switch to fails with `EDEADLK` instead of hanging.
+//!
+//! Unikraft 0.11's defects (reference §9) and how this crate avoids them, each with a test:
+//! a `getdents64` buffer of exactly N records returns N records; a buffer too small for
+//! one record gives `EINVAL`; records are 8-byte aligned with exact `d_reclen`;
+//! `stat(NULL)` gives `EFAULT`; `faccessat` errors are negative; pipe creation with a
+//! full table gives `EMFILE`; a full table gives `EMFILE` (not `ENFILE`).
+//!
+//! # Features
+//!
+//! - `sched`: pipes block on `uk-sched` wait queues.
+//! - `ktest`: in-image test cases (implies `sched`).
+//!
+//! # Example
+//!
+//! ```
+//! use uk_vfs::{O_CREAT, O_RDWR, RamFs, Vfs};
+//!
+//! let vfs = Vfs::new(RamFs::new());
+//! vfs.mkdir("/etc", 0o755).unwrap();
+//! let fd = vfs.open("/etc/motd", O_CREAT | O_RDWR, 0o644).unwrap();
+//! assert_eq!(vfs.write(fd, b"hello").unwrap(), 5);
+//! assert_eq!(vfs.pread(fd, &mut [0; 8], 0).unwrap(), 5);
+//! vfs.close(fd).unwrap();
+//! assert_eq!(vfs.stat("/etc/motd").unwrap().size, 5);
+//! assert_eq!(vfs.open("/etc/motd/x", 0, 0), Err(uk_vfs::Errno::ENOTDIR));
+//! ```
 #![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod cpio;
+pub mod devfs;
+mod file;
+pub mod global;
+pub mod pipe;
+pub mod ramfs;
+pub mod syscalls;
+pub mod types;
+pub mod user;
+mod vfs;
+pub mod vnode;
+pub mod wait;
+
+#[cfg(all(feature = "ktest", target_os = "none"))]
+mod ktest;
+#[cfg(test)]
+mod tests;
+
+pub use devfs::{DevFs, set_console};
+pub use file::Fd;
+pub use ramfs::RamFs;
+pub use types::*;
+pub use uk_syscall::Errno;
+pub use vfs::Vfs;
+pub use vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
+
+static CLOCK: spin::Once<fn() -> Timespec> = spin::Once::new();
+
+/// Sets the clock that stamps file times (first call wins). Without one every time is 0.
+pub fn set_clock(clock: fn() -> Timespec) {
+    CLOCK.call_once(|| clock);
+}
+
+/// The current time of the VFS clock.
+pub fn now() -> Timespec {
+    match CLOCK.get() {
+        Some(clock) => clock(),
+        None => Timespec::default(),
+    }
+}

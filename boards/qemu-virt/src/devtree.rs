@@ -142,6 +142,9 @@ pub struct BootInfo {
     pub virtual_timer: Option<u32>,
     cpus: [u64; MAX_CPUS],
     cpu_count: usize,
+    /// The initial RAM disk (`/chosen/linux,initrd-start` .. `linux,initrd-end`, QEMU
+    /// `-initrd`), inside RAM and kept out of `memory`.
+    pub initrd: Option<Range>,
 }
 
 impl BootInfo {
@@ -362,6 +365,8 @@ struct Node<'a> {
     pl011: bool,
     gic: Option<GicVersion>,
     cpu: bool,
+    /// `compatible` holds `multiboot,ramdisk` (QEMU `-device guest-loader,initrd=`).
+    ramdisk: bool,
     reg: &'a [u8],
     method: Option<&'a str>,
     interrupts: &'a [u8],
@@ -386,6 +391,7 @@ struct Walk<'a> {
     held: [Range; MAX_TAKEN],
     held_len: usize,
     bootargs: &'a [u8],
+    initrd: (Option<u64>, Option<u64>),
     stdout_path: Option<&'a str>,
     model: Option<&'a str>,
     compatible: Option<&'a str>,
@@ -428,6 +434,7 @@ impl<'a> Walk<'a> {
                     pl011: false,
                     gic: None,
                     cpu: false,
+                    ramdisk: false,
                     reg: &[],
                     method: None,
                     interrupts: &[],
@@ -457,6 +464,7 @@ impl<'a> Walk<'a> {
             b"compatible" => {
                 node.pl011 = strings(value).any(|c| c == b"arm,pl011");
                 node.gic = strings(value).find_map(GicVersion::from_compatible);
+                node.ramdisk = strings(value).any(|c| c == b"multiboot,ramdisk");
             }
             b"reg" => node.reg = value,
             b"interrupts" => node.interrupts = value,
@@ -469,6 +477,12 @@ impl<'a> Walk<'a> {
             (1, _, b"model") => self.model = Some(text(value)),
             (1, _, b"compatible") => self.compatible = Some(text(value)),
             (2, b"chosen", b"bootargs") => self.bootargs = value,
+            (2, b"chosen", b"linux,initrd-start") if matches!(value.len(), 4 | 8) => {
+                self.initrd.0 = Some(number(value));
+            }
+            (2, b"chosen", b"linux,initrd-end") if matches!(value.len(), 4 | 8) => {
+                self.initrd.1 = Some(number(value));
+            }
             (2, b"chosen", b"stdout-path") => self.stdout_path = Some(text(value)),
             (2, b"aliases", _) if self.aliases_len < MAX_ALIASES => {
                 self.aliases[self.aliases_len] = (text(name), text(value));
@@ -519,6 +533,17 @@ impl<'a> Walk<'a> {
                 *frame = (range.start, range.end - range.start);
             }
             self.gic = GicLayout::from_reg(version, &frames).ok();
+        } else if node.depth == 3 && node.ramdisk && base_name(parent.name) == b"chosen" {
+            // `/chosen/module@...` of QEMU's guest-loader: `reg` in the root's cells (2, 2)
+            // or (1, 1), whatever `/chosen` says.
+            let (start, size) = match node.reg.len() {
+                16 => (number(&node.reg[..8]), number(&node.reg[8..])),
+                8 => (number(&node.reg[..4]), number(&node.reg[4..])),
+                _ => (0, 0),
+            };
+            if size > 0 && self.initrd == (None, None) {
+                self.initrd = (Some(start), start.checked_add(size));
+            }
         } else if node.depth == 3 && base_name(parent.name) == b"reserved-memory" {
             for range in reg {
                 self.hold(range)?;
@@ -578,6 +603,7 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         held: [Range::default(); MAX_TAKEN],
         held_len: 0,
         bootargs: &[],
+        initrd: (None, None),
         stdout_path: None,
         model: None,
         compatible: None,
@@ -603,6 +629,20 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
     if ram_len == 0 {
         return Err(DtError::NoMemory);
     }
+    // The initrd counts only if it lies inside RAM (so it is mapped); it is then held.
+    let initrd = match walk.initrd {
+        (Some(start), Some(end)) if start < end => {
+            let range = Range { start, end };
+            let in_ram = walk.ram[..ram_len]
+                .iter()
+                .any(|r| r.start <= start && end <= r.end);
+            in_ram.then_some(range)
+        }
+        _ => None,
+    };
+    if let Some(range) = initrd {
+        walk.hold(range)?;
+    }
     let mut ram = walk.ram;
     let memory = memmap::usable(&mut ram[..ram_len], &mut walk.held[..walk.held_len]);
     let mut command_line = FixedStr::new();
@@ -622,6 +662,7 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         virtual_timer: walk.virtual_timer,
         cpus: walk.cpus,
         cpu_count: walk.cpu_count,
+        initrd,
     })
 }
 
@@ -635,6 +676,12 @@ mod tests {
     /// QEMU 7.2 `-machine virt,gic-version=3 -smp 2` and the default (GICv2) with `-smp 2`.
     const QEMU_GICV3_SMP2: &[u8] = include_bytes!("../testdata/qemu-7.2-virt-gicv3-smp2.dtb");
     const QEMU_GICV2_SMP2: &[u8] = include_bytes!("../testdata/qemu-7.2-virt-gicv2-smp2.dtb");
+    /// As `QEMU_VIRT` with `-device guest-loader,addr=0x43000000,initrd=F` (1160 bytes):
+    /// `/chosen/module@0x43000000`, compatible `multiboot,ramdisk`.
+    const GUEST_LOADER: &[u8] = include_bytes!("../testdata/qemu-7.2-virt-guest-loader-initrd.dtb");
+    /// As `QEMU_VIRT` with `/chosen/linux,initrd-start` = 0x4310_0000 and `-end` =
+    /// 0x4310_0488 added (what QEMU writes for a Linux-format kernel with `-initrd`).
+    const LINUX_INITRD: &[u8] = include_bytes!("../testdata/qemu-7.2-virt-linux-initrd.dtb");
     /// `testdata/edge-cases.dts`.
     const EDGE_CASES: &[u8] = include_bytes!("../testdata/edge-cases.dtb");
     /// `testdata/minimal.dts`.
@@ -644,6 +691,25 @@ mod tests {
         start: 0x4020_0000,
         end: 0x4023_5000,
     };
+
+    #[test]
+    fn initrd_from_guest_loader_or_linux_properties_is_held() {
+        for (blob, start, len) in [
+            (GUEST_LOADER, 0x4300_0000u64, 1160u64),
+            (LINUX_INITRD, 0x4310_0000, 0x488),
+        ] {
+            let info = parse(blob, 0x4000_0000, &[IMAGE]).unwrap();
+            let range = info.initrd.expect("initrd found");
+            assert_eq!((range.start, range.end), (start, start + len));
+            for m in info.memory.as_slice() {
+                assert!(m.end() <= start || m.base >= start + len, "initrd kept out");
+            }
+        }
+        assert_eq!(
+            parse(QEMU_VIRT, 0x4000_0000, &[IMAGE]).unwrap().initrd,
+            None
+        );
+    }
 
     fn regions(info: &BootInfo) -> Vec<(u64, u64)> {
         info.memory

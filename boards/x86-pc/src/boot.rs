@@ -236,6 +236,11 @@ fn find_memory(info: &StartInfo, data: &mut BootData) {
         arch::map_high_memory(mapped_end);
     }
 
+    // The first module is the initrd (QEMU loads `-initrd` as a PVH module).
+    if modules > 0 && reserved[1].start < reserved[1].end && reserved[1].end <= mapped_end {
+        data.initrd = reserved[1];
+    }
+
     let carved = memmap::carve(entries, &reserved, mapped_end, &mut data.regions);
     data.region_count = carved.count;
     if carved.unmapped_bytes > 0 {

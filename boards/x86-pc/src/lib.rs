@@ -259,6 +259,8 @@ mod platform {
         pub(crate) machine: FixedStr<128>,
         pub(crate) kind: MachineKind,
         pub(crate) start_info: StartInfo,
+        /// The first boot module (QEMU `-initrd`), kept out of `regions`; empty if none.
+        pub(crate) initrd: crate::memmap::Range,
     }
 
     impl BootData {
@@ -270,6 +272,7 @@ mod platform {
                 cmdline_len: 0,
                 machine: FixedStr::new(),
                 kind: MachineKind::OtherPc,
+                initrd: crate::memmap::Range::new(0, 0),
                 start_info: StartInfo {
                     version: 0,
                     flags: 0,
@@ -393,6 +396,17 @@ mod platform {
 
         fn memory_regions(&self) -> &[MemoryRegion] {
             BOOT.get().map_or(&[], |b| &b.regions[..b.region_count])
+        }
+
+        fn initrd(&self) -> Option<&'static [u8]> {
+            let range = BOOT.get()?.initrd;
+            let len = usize::try_from(range.end.checked_sub(range.start)?).ok()?;
+            if len == 0 {
+                return None;
+            }
+            // SAFETY: boot checked the module lies in identity-mapped RAM and kept it out of
+            // the usable regions, so nothing else ever writes it.
+            Some(unsafe { arch::phys_bytes(range.start, len) })
         }
 
         fn command_line(&self) -> &str {

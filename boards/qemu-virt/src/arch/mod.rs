@@ -176,6 +176,14 @@ impl Platform for QemuVirt {
         self.boot_info().map_or(&[], |info| info.memory.as_slice())
     }
 
+    fn initrd(&self) -> Option<&'static [u8]> {
+        let range = self.boot_info()?.initrd?;
+        let len = usize::try_from(range.end - range.start).ok()?;
+        // SAFETY: the device tree reader kept the initrd only inside RAM, which boot mapped
+        // whole, and held it out of the usable memory, so nothing else writes it.
+        Some(unsafe { core::slice::from_raw_parts(range.start as *const u8, len) })
+    }
+
     fn command_line(&self) -> &str {
         self.boot_info()
             .map_or("", |info| info.command_line.as_str())

@@ -1,0 +1,300 @@
+//! devfs: `/dev/null`, `/dev/zero`, `/dev/random`, `/dev/urandom` and `/dev/console`.
+//!
+//! A flat, fixed directory of character devices with Linux's device numbers and modes.
+//! `/dev/random` and `/dev/urandom` read from `uk-random`'s image-wide generator (as in
+//! Linux 5.6 and later they differ only before the first seed, which this generator never
+//! serves). `/dev/console` writes to the sink the image sets with [`set_console`] and
+//! behaves as a terminal for `ioctl` (`TCGETS`, `TCSETS*`, `TIOCGWINSZ`, `TIOCSWINSZ`); it
+//! has no input: a non-blocking read fails with `EAGAIN` as on Linux, and a blocking read
+//! returns end of file (0) where Linux would wait forever for a key nobody can press.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::any::Any;
+
+use spin::{Mutex, Once};
+
+use crate::Errno;
+use crate::ramfs::anonymous_dev;
+use crate::types::{FileType, S_IFCHR, S_IFDIR, Stat, makedev};
+use crate::vnode::{DirEntry, FileSystem, Vnode, VnodeRef};
+
+/// `ioctl`: read the terminal attributes (`struct termios`, 36 bytes).
+pub const TCGETS: u32 = 0x5401;
+/// `ioctl`: set the terminal attributes now.
+pub const TCSETS: u32 = 0x5402;
+/// `ioctl`: set the terminal attributes after output drains.
+pub const TCSETSW: u32 = 0x5403;
+/// `ioctl`: set the terminal attributes after output drains, dropping input.
+pub const TCSETSF: u32 = 0x5404;
+/// `ioctl`: read the window size (`struct winsize`, 8 bytes).
+pub const TIOCGWINSZ: u32 = 0x5413;
+/// `ioctl`: set the window size.
+pub const TIOCSWINSZ: u32 = 0x5414;
+/// Size of the kernel's `struct termios`.
+pub const TERMIOS_SIZE: usize = 36;
+/// Size of `struct winsize`.
+pub const WINSIZE_SIZE: usize = 8;
+
+static CONSOLE: Once<&'static dyn uk_hal::Console> = Once::new();
+
+/// Sets where `/dev/console` writes go (the board console); first call wins. Before it,
+/// writes are accepted and dropped.
+pub fn set_console(console: &'static dyn uk_hal::Console) {
+    CONSOLE.call_once(|| console);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Zero,
+    Random,
+    Urandom,
+    Console,
+}
+
+const DEVICES: [(&[u8], Kind, u32, u32, u32); 5] = [
+    (b"console", Kind::Console, 5, 1, 0o600),
+    (b"null", Kind::Null, 1, 3, 0o666),
+    (b"random", Kind::Random, 1, 8, 0o666),
+    (b"urandom", Kind::Urandom, 1, 9, 0o666),
+    (b"zero", Kind::Zero, 1, 5, 0o666),
+];
+
+/// The device filesystem (mount it at `/dev`).
+pub struct DevFs {
+    root: Arc<DevDir>,
+}
+
+struct DevDir {
+    dev: u64,
+    nodes: Vec<Arc<Device>>,
+}
+
+struct Device {
+    kind: Kind,
+    name: &'static [u8],
+    ino: u64,
+    dev: u64,
+    rdev: u64,
+    perm: u32,
+    tty: Mutex<([u8; TERMIOS_SIZE], [u8; WINSIZE_SIZE])>,
+}
+
+impl DevFs {
+    /// A devfs holding the five devices.
+    pub fn new() -> Arc<Self> {
+        let dev = anonymous_dev();
+        let nodes = DEVICES
+            .iter()
+            .enumerate()
+            .map(|(i, &(name, kind, major, minor, perm))| {
+                Arc::new(Device {
+                    kind,
+                    name,
+                    ino: i as u64 + 2,
+                    dev,
+                    rdev: makedev(major, minor),
+                    perm,
+                    tty: Mutex::new((default_termios(), default_winsize())),
+                })
+            })
+            .collect();
+        Arc::new(DevFs {
+            root: Arc::new(DevDir { dev, nodes }),
+        })
+    }
+}
+
+impl FileSystem for DevFs {
+    fn name(&self) -> &'static str {
+        "devfs"
+    }
+    fn root(&self) -> VnodeRef {
+        self.root.clone()
+    }
+}
+
+/// A cooked terminal at 38400 baud, as Linux's `tty_std_termios` (`c_cc` as in
+/// `INIT_C_CC`).
+fn default_termios() -> [u8; TERMIOS_SIZE] {
+    let mut t = [0u8; TERMIOS_SIZE];
+    let iflag: u32 = 0o2400; // ICRNL | IXON
+    let oflag: u32 = 0o5; // OPOST | ONLCR
+    let cflag: u32 = 0o277; // B38400 | CS8 | CREAD | HUPCL
+    let lflag: u32 = 0o105073; // ISIG | ICANON | ECHO | ECHOE | ECHOK | ECHOCTL | ECHOKE | IEXTEN
+    t[0..4].copy_from_slice(&iflag.to_ne_bytes());
+    t[4..8].copy_from_slice(&oflag.to_ne_bytes());
+    t[8..12].copy_from_slice(&cflag.to_ne_bytes());
+    t[12..16].copy_from_slice(&lflag.to_ne_bytes());
+    let cc: [u8; 17] = [3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0];
+    t[17..34].copy_from_slice(&cc);
+    t
+}
+
+fn default_winsize() -> [u8; WINSIZE_SIZE] {
+    let mut w = [0u8; WINSIZE_SIZE];
+    w[0..2].copy_from_slice(&24u16.to_ne_bytes());
+    w[2..4].copy_from_slice(&80u16.to_ne_bytes());
+    w
+}
+
+impl Vnode for DevDir {
+    fn stat(&self) -> Stat {
+        Stat {
+            dev: self.dev,
+            ino: 1,
+            mode: S_IFDIR | 0o755,
+            nlink: 2,
+            size: (self.nodes.len() as u64 + 2) * 20,
+            blksize: 4096,
+            ..Stat::default()
+        }
+    }
+    fn file_type(&self) -> FileType {
+        FileType::Directory
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn lookup(&self, name: &[u8]) -> Result<VnodeRef, Errno> {
+        if name.len() > crate::types::NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.clone() as VnodeRef)
+            .ok_or(Errno::ENOENT)
+    }
+    fn create(
+        &self,
+        name: &[u8],
+        _kind: crate::vnode::NewNode<'_>,
+        _mode: u32,
+    ) -> Result<VnodeRef, Errno> {
+        match self.lookup(name) {
+            Ok(_) => Err(Errno::EEXIST),
+            Err(_) => Err(Errno::EPERM),
+        }
+    }
+    fn link(&self, _name: &[u8], _target: &VnodeRef) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+    fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
+        self.lookup(name).map(|_| ()).and(Err(Errno::EPERM))
+    }
+    fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
+        self.lookup(name).map(|_| ()).and(Err(Errno::ENOTDIR))
+    }
+    fn rename(&self, old: &[u8], _nd: &VnodeRef, _new: &[u8], _flags: u32) -> Result<(), Errno> {
+        self.lookup(old).map(|_| ()).and(Err(Errno::EPERM))
+    }
+    fn read_dir(&self, pos: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<(), Errno> {
+        for (i, n) in self
+            .nodes
+            .iter()
+            .enumerate()
+            .skip((pos.max(2) - 2) as usize)
+        {
+            let e = DirEntry {
+                name: n.name,
+                ino: n.ino,
+                file_type: FileType::CharDevice,
+                next: i as u64 + 3,
+            };
+            if !sink(e) {
+                break;
+            }
+        }
+        Ok(())
+    }
+    fn is_empty_dir(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+impl Vnode for Device {
+    fn stat(&self) -> Stat {
+        Stat {
+            dev: self.dev,
+            ino: self.ino,
+            mode: S_IFCHR | self.perm,
+            nlink: 1,
+            rdev: self.rdev,
+            blksize: 4096,
+            ..Stat::default()
+        }
+    }
+    fn file_type(&self) -> FileType {
+        FileType::CharDevice
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn seekable(&self) -> bool {
+        false
+    }
+    fn read_at(&self, _offset: u64, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
+        match self.kind {
+            Kind::Null => Ok(0),
+            Kind::Zero => {
+                buf.fill(0);
+                Ok(buf.len())
+            }
+            Kind::Random | Kind::Urandom => {
+                uk_random::fill_bytes(buf).map_err(|_| Errno::EIO)?;
+                Ok(buf.len())
+            }
+            Kind::Console if buf.is_empty() => Ok(0),
+            Kind::Console if nonblock => Err(Errno::EAGAIN),
+            Kind::Console => Ok(0),
+        }
+    }
+    fn write_at(&self, _offset: u64, buf: &[u8], _nonblock: bool) -> Result<usize, Errno> {
+        if self.kind == Kind::Console {
+            if let Some(console) = CONSOLE.get() {
+                // The terminal's ONLCR: "\n" goes out as "\r\n".
+                for (i, line) in buf.split(|&c| c == b'\n').enumerate() {
+                    if i > 0 {
+                        console.write_bytes(b"\r\n");
+                    }
+                    console.write_bytes(line);
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+    fn append(&self, buf: &[u8], nonblock: bool) -> Result<(usize, u64), Errno> {
+        Ok((self.write_at(0, buf, nonblock)?, 0))
+    }
+    fn truncate(&self, _len: u64) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn ioctl(&self, request: u32, arg: &mut [u8]) -> Result<usize, Errno> {
+        if self.kind != Kind::Console {
+            return Err(Errno::ENOTTY);
+        }
+        let mut tty = self.tty.lock();
+        match request {
+            TCGETS => arg.copy_from_slice(&tty.0),
+            TCSETS | TCSETSW | TCSETSF => tty.0.copy_from_slice(arg),
+            TIOCGWINSZ => arg.copy_from_slice(&tty.1),
+            TIOCSWINSZ => tty.1.copy_from_slice(arg),
+            _ => return Err(Errno::ENOTTY),
+        }
+        Ok(0)
+    }
+}
+
+/// The argument size of a console `ioctl` request and whether the kernel writes it (`true`)
+/// or reads it (`false`); `None` for a request without a buffer.
+pub fn ioctl_arg(request: u32) -> Option<(usize, bool)> {
+    match request {
+        TCGETS => Some((TERMIOS_SIZE, true)),
+        TCSETS | TCSETSW | TCSETSF => Some((TERMIOS_SIZE, false)),
+        TIOCGWINSZ => Some((WINSIZE_SIZE, true)),
+        TIOCSWINSZ => Some((WINSIZE_SIZE, false)),
+        _ => None,
+    }
+}

@@ -1,0 +1,197 @@
+//! Open file descriptions and the per-process descriptor table.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use spin::Mutex;
+
+use crate::Errno;
+use crate::pipe::PipeEnd;
+use crate::types::{DEFAULT_MAX_FDS, O_ACCMODE, O_NONBLOCK, O_RDWR, O_WRONLY};
+use crate::vnode::VnodeRef;
+
+/// A file descriptor number.
+pub type Fd = i32;
+
+/// What an open file description refers to.
+pub(crate) enum Object {
+    /// A node of a mounted filesystem.
+    Node(VnodeRef),
+    /// One end of a pipe.
+    Pipe(PipeEnd),
+}
+
+/// An open file description: the object, the status flags and the offset, shared by every
+/// descriptor `dup` made from the same `open`.
+pub struct OpenFile {
+    pub(crate) object: Object,
+    pub(crate) flags: AtomicU32,
+    pub(crate) pos: Mutex<u64>,
+}
+
+impl OpenFile {
+    pub(crate) fn new(object: Object, flags: u32) -> Arc<Self> {
+        Arc::new(OpenFile {
+            object,
+            flags: AtomicU32::new(flags),
+            pos: Mutex::new(0),
+        })
+    }
+
+    /// The status flags (`F_GETFL`).
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn readable(&self) -> bool {
+        let acc = self.flags() & O_ACCMODE;
+        acc == 0 || acc == O_RDWR
+    }
+
+    pub(crate) fn writable(&self) -> bool {
+        let acc = self.flags() & O_ACCMODE;
+        acc == O_WRONLY || acc == O_RDWR
+    }
+
+    pub(crate) fn nonblock(&self) -> bool {
+        self.flags() & O_NONBLOCK != 0
+    }
+}
+
+#[derive(Clone)]
+struct Slot {
+    file: Arc<OpenFile>,
+    cloexec: bool,
+}
+
+/// A descriptor table: lowest free number first, at most `max` descriptors (`RLIMIT_NOFILE`).
+pub(crate) struct FdTable {
+    slots: Vec<Option<Slot>>,
+    max: usize,
+    /// No free slot below this index.
+    first_free: usize,
+    /// Open descriptors.
+    count: usize,
+}
+
+impl FdTable {
+    pub(crate) fn new() -> Self {
+        FdTable {
+            slots: Vec::new(),
+            max: DEFAULT_MAX_FDS,
+            first_free: 0,
+            count: 0,
+        }
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    pub(crate) fn get(&self, fd: Fd) -> Result<&Arc<OpenFile>, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .and_then(|s| s.as_ref())
+            .map(|s| &s.file)
+            .ok_or(Errno::EBADF)
+    }
+
+    pub(crate) fn cloexec(&self, fd: Fd) -> Result<bool, Errno> {
+        self.slot(fd).map(|s| s.cloexec)
+    }
+
+    fn slot(&self, fd: Fd) -> Result<&Slot, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .and_then(|s| s.as_ref())
+            .ok_or(Errno::EBADF)
+    }
+
+    pub(crate) fn set_cloexec(&mut self, fd: Fd, cloexec: bool) -> Result<(), Errno> {
+        let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
+        match self.slots.get_mut(i).and_then(|s| s.as_mut()) {
+            Some(s) => {
+                s.cloexec = cloexec;
+                Ok(())
+            }
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    /// The lowest free descriptor at or above `min`, below the limit.
+    pub(crate) fn lowest_free(&self, min: usize) -> Result<usize, Errno> {
+        let mut i = min.max(self.first_free);
+        while i < self.slots.len() && self.slots[i].is_some() {
+            i += 1;
+        }
+        if i >= self.max {
+            return Err(Errno::EMFILE);
+        }
+        Ok(i)
+    }
+
+    pub(crate) fn install_at(&mut self, i: usize, file: Arc<OpenFile>, cloexec: bool) {
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, None);
+        }
+        if self.slots[i].is_none() {
+            self.count += 1;
+        }
+        self.slots[i] = Some(Slot { file, cloexec });
+        if i == self.first_free {
+            self.first_free = i + 1;
+        }
+    }
+
+    pub(crate) fn alloc(
+        &mut self,
+        min: usize,
+        file: Arc<OpenFile>,
+        cloexec: bool,
+    ) -> Result<Fd, Errno> {
+        let i = self.lowest_free(min)?;
+        self.install_at(i, file, cloexec);
+        Ok(i as Fd)
+    }
+
+    /// Replaces `fd`'s slot; returns the file that was there (to drop outside the lock).
+    pub(crate) fn replace(
+        &mut self,
+        fd: usize,
+        file: Arc<OpenFile>,
+        cloexec: bool,
+    ) -> Option<Arc<OpenFile>> {
+        let old = self.take(fd);
+        self.install_at(fd, file, cloexec);
+        old
+    }
+
+    pub(crate) fn take(&mut self, fd: usize) -> Option<Arc<OpenFile>> {
+        let old = self.slots.get_mut(fd)?.take()?;
+        self.count -= 1;
+        if fd < self.first_free {
+            self.first_free = fd;
+        }
+        while self.slots.last().is_some_and(|s| s.is_none()) {
+            self.slots.pop();
+        }
+        Some(old.file)
+    }
+
+    pub(crate) fn open_count(&self) -> usize {
+        self.count
+    }
+
+    /// Whether every descriptor below the limit may be taken (if not, one is free: fewer
+    /// than `max` are open).
+    pub(crate) fn maybe_full(&self) -> bool {
+        self.count >= self.max
+    }
+}

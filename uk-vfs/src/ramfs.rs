@@ -1,0 +1,637 @@
+//! ramfs: every file, directory and link lives in memory.
+//!
+//! - A regular file is a sparse map of 4 KiB pages: a hole reads as zeros and costs no
+//!   memory, `st_blocks` counts the pages present.
+//! - A directory keeps its entries by name (lookup) and by position (listing). Every
+//!   insertion takes the next position of the directory, so a listing resumed at a
+//!   position never repeats or loses an entry that stayed in place.
+//! - Unlinking drops the directory's reference; the data goes when the last open file
+//!   and the last name are gone (`Arc` counting).
+//! - One lock per filesystem serialises changes of the namespace (create, link, unlink,
+//!   rename); lookups take only the directory's own lock.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::any::Any;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use crate::types::{FileType, NAME_MAX, S_IFMT, Stat, Timespec, makedev};
+use crate::vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
+use crate::{Errno, now};
+
+const PAGE: usize = 4096;
+/// Largest file size (Linux's `MAX_LFS_FILESIZE` on 64-bit).
+const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+static NEXT_DEV: AtomicU64 = AtomicU64::new(1);
+
+/// A device number for a filesystem without a device (Linux's anonymous `0:N`).
+pub(crate) fn anonymous_dev() -> u64 {
+    makedev(0, NEXT_DEV.fetch_add(1, Ordering::Relaxed) as u32)
+}
+
+struct Shared {
+    dev: u64,
+    next_ino: AtomicU64,
+    tree: Mutex<()>,
+}
+
+/// An in-memory filesystem.
+pub struct RamFs {
+    root: Arc<RamNode>,
+}
+
+impl RamFs {
+    /// A new filesystem holding an empty root directory with mode `0o755`.
+    pub fn new() -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            dev: anonymous_dev(),
+            next_ino: AtomicU64::new(1),
+            tree: Mutex::new(()),
+        });
+        let root = RamNode::new(&shared, FileType::Directory, 0o755, Weak::new(), &[]);
+        Arc::new(RamFs { root })
+    }
+}
+
+impl FileSystem for RamFs {
+    fn name(&self) -> &'static str {
+        "ramfs"
+    }
+    fn root(&self) -> VnodeRef {
+        self.root.clone()
+    }
+}
+
+struct Meta {
+    mode: u32,
+    nlink: u32,
+    atime: Timespec,
+    mtime: Timespec,
+    ctime: Timespec,
+    btime: Timespec,
+}
+
+struct FileData {
+    size: u64,
+    pages: BTreeMap<u64, Box<[u8; PAGE]>>,
+}
+
+struct DirData {
+    by_name: BTreeMap<Arc<[u8]>, (u64, Arc<RamNode>)>,
+    /// The same entries by listing position (the name shared with `by_name`).
+    by_pos: BTreeMap<u64, (Arc<[u8]>, Arc<RamNode>)>,
+    next_pos: u64,
+    parent: Weak<RamNode>,
+    name: Box<[u8]>,
+    removed: bool,
+}
+
+enum Body {
+    File(Mutex<FileData>),
+    Dir(Mutex<DirData>),
+    Symlink(Arc<[u8]>),
+}
+
+/// A node of a [`RamFs`].
+pub struct RamNode {
+    ino: u64,
+    fs: Arc<Shared>,
+    me: Weak<RamNode>,
+    meta: Mutex<Meta>,
+    body: Body,
+}
+
+impl RamNode {
+    fn new(
+        fs: &Arc<Shared>,
+        kind: FileType,
+        perm: u32,
+        parent: Weak<RamNode>,
+        name: &[u8],
+    ) -> Arc<Self> {
+        Self::with_body(
+            fs,
+            kind,
+            perm,
+            match kind {
+                FileType::Directory => Body::Dir(Mutex::new(DirData {
+                    by_name: BTreeMap::new(),
+                    by_pos: BTreeMap::new(),
+                    next_pos: 2,
+                    parent,
+                    name: name.into(),
+                    removed: false,
+                })),
+                _ => Body::File(Mutex::new(FileData {
+                    size: 0,
+                    pages: BTreeMap::new(),
+                })),
+            },
+        )
+    }
+
+    fn with_body(fs: &Arc<Shared>, kind: FileType, perm: u32, body: Body) -> Arc<Self> {
+        let t = now();
+        let ino = fs.next_ino.fetch_add(1, Ordering::Relaxed);
+        Arc::new_cyclic(|me| RamNode {
+            ino,
+            fs: fs.clone(),
+            me: me.clone(),
+            meta: Mutex::new(Meta {
+                mode: kind.mode_bits() | (perm & 0o7777),
+                nlink: if kind == FileType::Directory { 2 } else { 1 },
+                atime: t,
+                mtime: t,
+                ctime: t,
+                btime: t,
+            }),
+            body,
+        })
+    }
+
+    fn dir(&self) -> Result<&Mutex<DirData>, Errno> {
+        match &self.body {
+            Body::Dir(d) => Ok(d),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    fn touch_dir(&self, links: i32) {
+        let t = now();
+        let mut m = self.meta.lock();
+        m.mtime = t;
+        m.ctime = t;
+        m.nlink = m.nlink.wrapping_add_signed(links);
+    }
+
+    fn change_links(&self, delta: i32) {
+        let mut m = self.meta.lock();
+        m.nlink = m.nlink.saturating_add_signed(delta);
+        m.ctime = now();
+    }
+
+    fn kind(&self) -> FileType {
+        match &self.body {
+            Body::Dir(_) => FileType::Directory,
+            Body::File(_) => FileType::Regular,
+            Body::Symlink(_) => FileType::Symlink,
+        }
+    }
+
+    fn mark_removed(&self) {
+        if let Body::Dir(d) = &self.body {
+            d.lock().removed = true;
+        }
+        let mut m = self.meta.lock();
+        m.nlink = 0;
+        m.ctime = now();
+    }
+}
+
+fn check_name(name: &[u8]) -> Result<(), Errno> {
+    if name.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
+impl DirData {
+    fn insert(&mut self, name: &[u8], node: Arc<RamNode>) {
+        let pos = self.next_pos;
+        self.next_pos += 1;
+        let name: Arc<[u8]> = Arc::from(name);
+        self.by_pos.insert(pos, (name.clone(), node.clone()));
+        self.by_name.insert(name, (pos, node));
+    }
+
+    fn remove(&mut self, name: &[u8]) -> Option<Arc<RamNode>> {
+        let (pos, node) = self.by_name.remove(name)?;
+        self.by_pos.remove(&pos);
+        Some(node)
+    }
+}
+
+impl Vnode for RamNode {
+    fn stat(&self) -> Stat {
+        let m = self.meta.lock();
+        let (size, blocks) = match &self.body {
+            Body::File(f) => {
+                let f = f.lock();
+                (f.size, f.pages.len() as u64 * (PAGE as u64 / 512))
+            }
+            Body::Dir(d) => ((d.lock().by_name.len() as u64 + 2) * 20, 0),
+            Body::Symlink(t) => (t.len() as u64, 0),
+        };
+        Stat {
+            dev: self.fs.dev,
+            ino: self.ino,
+            mode: m.mode,
+            nlink: m.nlink,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size,
+            blksize: PAGE as u32,
+            blocks,
+            atime: m.atime,
+            mtime: m.mtime,
+            ctime: m.ctime,
+            btime: m.btime,
+        }
+    }
+
+    fn file_type(&self) -> FileType {
+        self.kind()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn lookup(&self, name: &[u8]) -> Result<VnodeRef, Errno> {
+        check_name(name)?;
+        let d = self.dir()?.lock();
+        match d.by_name.get(name) {
+            Some((_, node)) => Ok(node.clone()),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    fn parent(&self) -> Option<VnodeRef> {
+        let d = self.dir().ok()?.lock();
+        d.parent.upgrade().map(|p| p as VnodeRef)
+    }
+
+    fn dir_name(&self) -> Option<Vec<u8>> {
+        let d = self.dir().ok()?.lock();
+        if d.removed || d.parent.strong_count() == 0 {
+            return None;
+        }
+        Some(d.name.to_vec())
+    }
+
+    fn create(&self, name: &[u8], kind: NewNode<'_>, mode: u32) -> Result<VnodeRef, Errno> {
+        check_name(name)?;
+        let _tree = self.fs.tree.lock();
+        let dir = self.dir()?;
+        {
+            let d = dir.lock();
+            if d.removed {
+                return Err(Errno::ENOENT);
+            }
+            if d.by_name.contains_key(name) {
+                return Err(Errno::EEXIST);
+            }
+        }
+        let (node, links) = match kind {
+            NewNode::File => (
+                RamNode::new(&self.fs, FileType::Regular, mode, Weak::new(), &[]),
+                0,
+            ),
+            NewNode::Directory => (
+                RamNode::new(&self.fs, FileType::Directory, mode, self.me.clone(), name),
+                1,
+            ),
+            NewNode::Symlink(target) => (
+                RamNode::with_body(
+                    &self.fs,
+                    FileType::Symlink,
+                    0o777,
+                    Body::Symlink(Arc::from(target)),
+                ),
+                0,
+            ),
+        };
+        dir.lock().insert(name, node.clone());
+        self.touch_dir(links);
+        Ok(node)
+    }
+
+    fn link(&self, name: &[u8], target: &VnodeRef) -> Result<(), Errno> {
+        check_name(name)?;
+        let Some(node) = target.as_any().downcast_ref::<RamNode>() else {
+            return Err(Errno::EXDEV);
+        };
+        if !Arc::ptr_eq(&node.fs, &self.fs) {
+            return Err(Errno::EXDEV);
+        }
+        if node.kind() == FileType::Directory {
+            return Err(Errno::EPERM);
+        }
+        let _tree = self.fs.tree.lock();
+        let dir = self.dir()?;
+        let mut d = dir.lock();
+        if d.removed {
+            return Err(Errno::ENOENT);
+        }
+        if d.by_name.contains_key(name) {
+            return Err(Errno::EEXIST);
+        }
+        if node.meta.lock().nlink == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let strong = node.me.upgrade().ok_or(Errno::ENOENT)?;
+        d.insert(name, strong);
+        drop(d);
+        node.change_links(1);
+        self.touch_dir(0);
+        Ok(())
+    }
+
+    fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
+        check_name(name)?;
+        let _tree = self.fs.tree.lock();
+        let mut d = self.dir()?.lock();
+        let node = match d.by_name.get(name) {
+            None => return Err(Errno::ENOENT),
+            Some((_, n)) if n.kind() == FileType::Directory => return Err(Errno::EISDIR),
+            Some((_, n)) => n.clone(),
+        };
+        d.remove(name);
+        drop(d);
+        node.change_links(-1);
+        self.touch_dir(0);
+        Ok(())
+    }
+
+    fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
+        check_name(name)?;
+        let _tree = self.fs.tree.lock();
+        let mut d = self.dir()?.lock();
+        let node = match d.by_name.get(name) {
+            None => return Err(Errno::ENOENT),
+            Some((_, n)) if n.kind() != FileType::Directory => return Err(Errno::ENOTDIR),
+            Some((_, n)) => n.clone(),
+        };
+        if !node.is_empty_dir() {
+            return Err(Errno::ENOTEMPTY);
+        }
+        d.remove(name);
+        drop(d);
+        node.mark_removed();
+        self.touch_dir(-1);
+        Ok(())
+    }
+
+    fn rename(&self, old: &[u8], new_dir: &VnodeRef, new: &[u8], flags: u32) -> Result<(), Errno> {
+        check_name(old)?;
+        check_name(new)?;
+        let Some(nd) = new_dir.as_any().downcast_ref::<RamNode>() else {
+            return Err(Errno::EXDEV);
+        };
+        if !Arc::ptr_eq(&nd.fs, &self.fs) {
+            return Err(Errno::EXDEV);
+        }
+        let _tree = self.fs.tree.lock();
+        let same_dir = core::ptr::eq(self, nd);
+        let src = match self.dir()?.lock().by_name.get(old) {
+            Some((_, n)) => n.clone(),
+            None => return Err(Errno::ENOENT),
+        };
+        let dst_dir = nd.dir()?;
+        let dst = dst_dir.lock().by_name.get(new).map(|(_, n)| n.clone());
+        let src_is_dir = src.kind() == FileType::Directory;
+        if let Some(dst) = &dst {
+            if Arc::ptr_eq(dst, &src) {
+                return Ok(());
+            }
+            if flags & crate::types::RENAME_NOREPLACE != 0 {
+                return Err(Errno::EEXIST);
+            }
+            let dst_is_dir = dst.kind() == FileType::Directory;
+            if src_is_dir && !dst_is_dir {
+                return Err(Errno::ENOTDIR);
+            }
+            if !src_is_dir && dst_is_dir {
+                return Err(Errno::EISDIR);
+            }
+            if dst_is_dir && !dst.is_empty_dir() {
+                return Err(Errno::ENOTEMPTY);
+            }
+        } else if dst_dir.lock().removed {
+            return Err(Errno::ENOENT);
+        }
+        // Commit.
+        self.dir()?.lock().remove(old);
+        if let Some(dst) = &dst {
+            dst_dir.lock().remove(new);
+            if dst.kind() == FileType::Directory {
+                dst.mark_removed();
+                nd.touch_dir(-1);
+            } else {
+                dst.change_links(-1);
+            }
+        }
+        dst_dir.lock().insert(new, src.clone());
+        if let Body::Dir(sd) = &src.body {
+            let mut sd = sd.lock();
+            sd.parent = nd.me.clone();
+            sd.name = new.into();
+        }
+        let moved_dir_links = i32::from(src_is_dir && !same_dir);
+        self.touch_dir(-moved_dir_links);
+        nd.touch_dir(moved_dir_links);
+        src.meta.lock().ctime = now();
+        Ok(())
+    }
+
+    fn read_dir(&self, pos: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<(), Errno> {
+        let d = self.dir()?.lock();
+        if d.removed {
+            return Err(Errno::ENOENT);
+        }
+        for (&p, (name, node)) in d.by_pos.range(pos.max(2)..) {
+            let entry = DirEntry {
+                name,
+                ino: node.ino,
+                file_type: node.kind(),
+                next: p + 1,
+            };
+            if !sink(entry) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn is_empty_dir(&self) -> bool {
+        match &self.body {
+            Body::Dir(d) => d.lock().by_name.is_empty(),
+            _ => false,
+        }
+    }
+
+    fn readlink(&self) -> Result<Arc<[u8]>, Errno> {
+        match &self.body {
+            Body::Symlink(t) => Ok(t.clone()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8], _nonblock: bool) -> Result<usize, Errno> {
+        let Body::File(f) = &self.body else {
+            return Err(match self.kind() {
+                FileType::Directory => Errno::EISDIR,
+                _ => Errno::EINVAL,
+            });
+        };
+        let f = f.lock();
+        if offset >= f.size {
+            return Ok(0);
+        }
+        let n = buf
+            .len()
+            .min((f.size - offset).min(usize::MAX as u64) as usize);
+        let mut done = 0;
+        while done < n {
+            let at = offset + done as u64;
+            let page = at / PAGE as u64;
+            let within = (at % PAGE as u64) as usize;
+            let chunk = (PAGE - within).min(n - done);
+            match f.pages.get(&page) {
+                Some(p) => buf[done..done + chunk].copy_from_slice(&p[within..within + chunk]),
+                None => buf[done..done + chunk].fill(0),
+            }
+            done += chunk;
+        }
+        Ok(n)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8], _nonblock: bool) -> Result<usize, Errno> {
+        let Body::File(f) = &self.body else {
+            return Err(Errno::EINVAL);
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut f = f.lock();
+        let n = write_pages(&mut f, offset, buf)?;
+        drop(f);
+        self.modified();
+        Ok(n)
+    }
+
+    fn append(&self, buf: &[u8], _nonblock: bool) -> Result<(usize, u64), Errno> {
+        let Body::File(f) = &self.body else {
+            return Err(Errno::EINVAL);
+        };
+        let mut f = f.lock();
+        if buf.is_empty() {
+            return Ok((0, f.size));
+        }
+        let end = f.size;
+        let n = write_pages(&mut f, end, buf)?;
+        let new_end = f.size;
+        drop(f);
+        self.modified();
+        Ok((n, new_end))
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        let Body::File(f) = &self.body else {
+            return Err(match self.kind() {
+                FileType::Directory => Errno::EISDIR,
+                _ => Errno::EINVAL,
+            });
+        };
+        if len > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let mut f = f.lock();
+        if len < f.size {
+            let first_gone = len.div_ceil(PAGE as u64);
+            let _ = f.pages.split_off(&first_gone);
+            let within = (len % PAGE as u64) as usize;
+            if within != 0 {
+                if let Some(p) = f.pages.get_mut(&(len / PAGE as u64)) {
+                    p[within..].fill(0);
+                }
+            }
+        }
+        f.size = len;
+        drop(f);
+        self.modified();
+        Ok(())
+    }
+
+    fn seek_data(&self, offset: u64, hole: bool) -> Result<u64, Errno> {
+        let Body::File(f) = &self.body else {
+            return Ok(if hole { self.stat().size } else { offset });
+        };
+        let f = f.lock();
+        let page = offset / PAGE as u64;
+        if hole {
+            let mut p = page;
+            while f.pages.contains_key(&p) {
+                p += 1;
+            }
+            Ok((p * PAGE as u64).max(offset).min(f.size))
+        } else {
+            match f.pages.range(page..).next() {
+                Some((&p, _)) if p * (PAGE as u64) < f.size => Ok((p * PAGE as u64).max(offset)),
+                _ => Err(Errno::ENXIO),
+            }
+        }
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<(), Errno> {
+        let mut m = self.meta.lock();
+        m.mode = (m.mode & S_IFMT) | (mode & 0o7777);
+        m.ctime = now();
+        Ok(())
+    }
+}
+
+impl RamNode {
+    fn modified(&self) {
+        let t = now();
+        let mut m = self.meta.lock();
+        m.mtime = t;
+        m.ctime = t;
+    }
+}
+
+fn write_pages(f: &mut FileData, offset: u64, buf: &[u8]) -> Result<usize, Errno> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    if offset >= MAX_FILE_SIZE {
+        return Err(Errno::EFBIG);
+    }
+    let n = buf.len().min((MAX_FILE_SIZE - offset) as usize);
+    let mut done = 0;
+    while done < n {
+        let at = offset + done as u64;
+        let page = at / PAGE as u64;
+        let within = (at % PAGE as u64) as usize;
+        let chunk = (PAGE - within).min(n - done);
+        let p = match f.pages.entry(page) {
+            alloc::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            alloc::collections::btree_map::Entry::Vacant(e) => {
+                let Some(fresh) = new_page() else {
+                    if done == 0 {
+                        return Err(Errno::ENOSPC);
+                    }
+                    break;
+                };
+                e.insert(fresh)
+            }
+        };
+        p[within..within + chunk].copy_from_slice(&buf[done..done + chunk]);
+        done += chunk;
+    }
+    f.size = f.size.max(offset + done as u64);
+    Ok(done)
+}
+
+fn new_page() -> Option<Box<[u8; PAGE]>> {
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(PAGE).ok()?;
+    v.resize(PAGE, 0);
+    v.into_boxed_slice().try_into().ok()
+}

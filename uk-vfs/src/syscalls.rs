@@ -1,0 +1,475 @@
+//! The file syscalls, registered with `uk-syscall`: thin adapters from raw arguments to
+//! the [`global`](crate::global) [`Vfs`](crate::Vfs).
+//!
+//! Each handler converts its registers (descriptors are C `int`s, flags `unsigned`),
+//! copies paths and buffers through [`crate::user`] (`EFAULT` for `NULL` or memory
+//! outside the caller's ranges) and calls the typed method. aarch64 has only the `*at`
+//! forms of the path calls (no `open`, `stat`, `mkdir`, ...), so those handlers are
+//! registered on x86_64 only; every handler is public so an image can call it directly.
+
+use uk_syscall::{Args, Errno, SyscallResult, register};
+
+use crate::global::vfs;
+use crate::types::*;
+use crate::{Fd, devfs, user};
+
+fn fd(v: usize) -> Fd {
+    v as u32 as i32
+}
+
+fn dirfd(v: usize) -> Fd {
+    v as i32
+}
+
+/// `UIO_MAXIOV`.
+const UIO_MAXIOV: usize = 1024;
+
+/// openat(dirfd, path, flags, mode)
+pub fn sys_openat(a: &Args) -> SyscallResult {
+    let path = user::cstr(a[1])?;
+    vfs()
+        .openat(dirfd(a[0]), path, a[2] as u32, a[3] as u32)
+        .map(|f| f as usize)
+}
+
+/// open(path, flags, mode)
+pub fn sys_open(a: &Args) -> SyscallResult {
+    sys_openat(&[AT_FDCWD as usize, a[0], a[1], a[2], 0, 0])
+}
+
+/// close(fd)
+pub fn sys_close(a: &Args) -> SyscallResult {
+    vfs().close(fd(a[0])).map(|_| 0)
+}
+
+/// read(fd, buf, count)
+pub fn sys_read(a: &Args) -> SyscallResult {
+    vfs().check_rw(fd(a[0]), false)?;
+    let buf = user::slice_mut(a[1], a[2])?;
+    vfs().read(fd(a[0]), buf)
+}
+
+/// write(fd, buf, count)
+pub fn sys_write(a: &Args) -> SyscallResult {
+    vfs().check_rw(fd(a[0]), true)?;
+    let buf = user::slice(a[1], a[2])?;
+    vfs().write(fd(a[0]), buf)
+}
+
+/// pread64(fd, buf, count, offset)
+pub fn sys_pread64(a: &Args) -> SyscallResult {
+    vfs().check_rw(fd(a[0]), false)?;
+    let buf = user::slice_mut(a[1], a[2])?;
+    vfs().pread(fd(a[0]), buf, a[3] as i64)
+}
+
+/// pwrite64(fd, buf, count, offset)
+pub fn sys_pwrite64(a: &Args) -> SyscallResult {
+    vfs().check_rw(fd(a[0]), true)?;
+    let buf = user::slice(a[1], a[2])?;
+    vfs().pwrite(fd(a[0]), buf, a[3] as i64)
+}
+
+fn check_iov(ptr: usize, count: usize) -> Result<(), Errno> {
+    if count > UIO_MAXIOV {
+        return Err(Errno::EINVAL);
+    }
+    let mut total: usize = 0;
+    for i in 0..count {
+        let (_, len) = user::iovec(ptr, i)?;
+        total = total
+            .checked_add(len)
+            .filter(|&t| t <= isize::MAX as usize)
+            .ok_or(Errno::EINVAL)?;
+    }
+    Ok(())
+}
+
+/// readv(fd, iov, iovcnt)
+pub fn sys_readv(a: &Args) -> SyscallResult {
+    let f = fd(a[0]);
+    vfs().check_rw(f, false)?;
+    check_iov(a[1], a[2])?;
+    let mut total = 0;
+    for i in 0..a[2] {
+        let (base, len) = user::iovec(a[1], i)?;
+        if len == 0 {
+            continue;
+        }
+        let r = user::slice_mut(base, len).and_then(|b| vfs().read(f, b));
+        match r {
+            Ok(n) => {
+                total += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+/// writev(fd, iov, iovcnt)
+pub fn sys_writev(a: &Args) -> SyscallResult {
+    let f = fd(a[0]);
+    vfs().check_rw(f, true)?;
+    check_iov(a[1], a[2])?;
+    let mut total = 0;
+    for i in 0..a[2] {
+        let (base, len) = user::iovec(a[1], i)?;
+        if len == 0 {
+            continue;
+        }
+        let r = user::slice(base, len).and_then(|b| vfs().write(f, b));
+        match r {
+            Ok(n) => {
+                total += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+/// lseek(fd, offset, whence)
+pub fn sys_lseek(a: &Args) -> SyscallResult {
+    vfs()
+        .lseek(fd(a[0]), a[1] as i64, a[2] as u32)
+        .map(|v| v as usize)
+}
+
+fn put_stat(ptr: usize, st: &Stat) -> SyscallResult {
+    user::write(ptr, &st.to_raw())?;
+    Ok(0)
+}
+
+/// newfstatat(dirfd, path, statbuf, flags) (`fstatat` on aarch64)
+pub fn sys_newfstatat(a: &Args) -> SyscallResult {
+    let path = user::cstr(a[1])?;
+    user::check(a[2], Stat::RAW_SIZE)?;
+    let st = vfs().fstatat(dirfd(a[0]), path, a[3] as u32)?;
+    put_stat(a[2], &st)
+}
+
+/// stat(path, statbuf)
+pub fn sys_stat(a: &Args) -> SyscallResult {
+    sys_newfstatat(&[AT_FDCWD as usize, a[0], a[1], 0, 0, 0])
+}
+
+/// lstat(path, statbuf)
+pub fn sys_lstat(a: &Args) -> SyscallResult {
+    sys_newfstatat(&[
+        AT_FDCWD as usize,
+        a[0],
+        a[1],
+        AT_SYMLINK_NOFOLLOW as usize,
+        0,
+        0,
+    ])
+}
+
+/// fstat(fd, statbuf)
+pub fn sys_fstat(a: &Args) -> SyscallResult {
+    let st = vfs().fstat(fd(a[0]))?;
+    put_stat(a[1], &st)
+}
+
+/// statx(dirfd, path, flags, mask, statxbuf)
+pub fn sys_statx(a: &Args) -> SyscallResult {
+    let flags = a[2] as u32;
+    if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE {
+        return Err(Errno::EINVAL);
+    }
+    let path = user::cstr(a[1])?;
+    user::check(a[4], Stat::STATX_SIZE)?;
+    let st = vfs().fstatat(dirfd(a[0]), path, flags)?;
+    user::write(a[4], &st.to_statx())?;
+    Ok(0)
+}
+
+/// faccessat2(dirfd, path, mode, flags)
+pub fn sys_faccessat2(a: &Args) -> SyscallResult {
+    let path = user::cstr(a[1])?;
+    vfs()
+        .faccessat(dirfd(a[0]), path, a[2] as u32, a[3] as u32)
+        .map(|_| 0)
+}
+
+/// faccessat(dirfd, path, mode) (no flags argument)
+pub fn sys_faccessat(a: &Args) -> SyscallResult {
+    sys_faccessat2(&[a[0], a[1], a[2], 0, 0, 0])
+}
+
+/// access(path, mode)
+pub fn sys_access(a: &Args) -> SyscallResult {
+    sys_faccessat2(&[AT_FDCWD as usize, a[0], a[1], 0, 0, 0])
+}
+
+/// getdents64(fd, dirp, count)
+pub fn sys_getdents64(a: &Args) -> SyscallResult {
+    vfs().fstat(fd(a[0]))?;
+    let buf = user::slice_mut(a[1], a[2].min(i32::MAX as usize))?;
+    vfs().getdents64(fd(a[0]), buf)
+}
+
+/// mkdirat(dirfd, path, mode)
+pub fn sys_mkdirat(a: &Args) -> SyscallResult {
+    let path = user::cstr(a[1])?;
+    vfs().mkdirat(dirfd(a[0]), path, a[2] as u32).map(|_| 0)
+}
+
+/// mkdir(path, mode)
+pub fn sys_mkdir(a: &Args) -> SyscallResult {
+    sys_mkdirat(&[AT_FDCWD as usize, a[0], a[1], 0, 0, 0])
+}
+
+/// unlinkat(dirfd, path, flags)
+pub fn sys_unlinkat(a: &Args) -> SyscallResult {
+    let path = user::cstr(a[1])?;
+    vfs().unlinkat(dirfd(a[0]), path, a[2] as u32).map(|_| 0)
+}
+
+/// unlink(path)
+pub fn sys_unlink(a: &Args) -> SyscallResult {
+    sys_unlinkat(&[AT_FDCWD as usize, a[0], 0, 0, 0, 0])
+}
+
+/// rmdir(path)
+pub fn sys_rmdir(a: &Args) -> SyscallResult {
+    sys_unlinkat(&[AT_FDCWD as usize, a[0], AT_REMOVEDIR as usize, 0, 0, 0])
+}
+
+/// renameat2(olddirfd, old, newdirfd, new, flags)
+pub fn sys_renameat2(a: &Args) -> SyscallResult {
+    let old = user::cstr(a[1])?;
+    let new = user::cstr(a[3])?;
+    vfs()
+        .renameat2(dirfd(a[0]), old, dirfd(a[2]), new, a[4] as u32)
+        .map(|_| 0)
+}
+
+/// renameat(olddirfd, old, newdirfd, new)
+pub fn sys_renameat(a: &Args) -> SyscallResult {
+    sys_renameat2(&[a[0], a[1], a[2], a[3], 0, 0])
+}
+
+/// rename(old, new)
+pub fn sys_rename(a: &Args) -> SyscallResult {
+    sys_renameat2(&[AT_FDCWD as usize, a[0], AT_FDCWD as usize, a[1], 0, 0])
+}
+
+/// linkat(olddirfd, old, newdirfd, new, flags)
+pub fn sys_linkat(a: &Args) -> SyscallResult {
+    let old = user::cstr(a[1])?;
+    let new = user::cstr(a[3])?;
+    vfs()
+        .linkat(dirfd(a[0]), old, dirfd(a[2]), new, a[4] as u32)
+        .map(|_| 0)
+}
+
+/// link(old, new)
+pub fn sys_link(a: &Args) -> SyscallResult {
+    sys_linkat(&[AT_FDCWD as usize, a[0], AT_FDCWD as usize, a[1], 0, 0])
+}
+
+/// symlinkat(target, newdirfd, linkpath)
+pub fn sys_symlinkat(a: &Args) -> SyscallResult {
+    let target = user::cstr(a[0])?;
+    let path = user::cstr(a[2])?;
+    vfs().symlinkat(target, dirfd(a[1]), path).map(|_| 0)
+}
+
+/// symlink(target, linkpath)
+pub fn sys_symlink(a: &Args) -> SyscallResult {
+    sys_symlinkat(&[a[0], AT_FDCWD as usize, a[1], 0, 0, 0])
+}
+
+/// readlinkat(dirfd, path, buf, bufsiz)
+pub fn sys_readlinkat(a: &Args) -> SyscallResult {
+    if a[3] as i32 <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = user::cstr(a[1])?;
+    let buf = user::slice_mut(a[2], a[3] as i32 as usize)?;
+    vfs().readlinkat(dirfd(a[0]), path, buf)
+}
+
+/// readlink(path, buf, bufsiz)
+pub fn sys_readlink(a: &Args) -> SyscallResult {
+    sys_readlinkat(&[AT_FDCWD as usize, a[0], a[1], a[2], 0, 0])
+}
+
+/// truncate(path, length)
+pub fn sys_truncate(a: &Args) -> SyscallResult {
+    let path = user::cstr(a[0])?;
+    vfs().truncate(path, a[1] as i64).map(|_| 0)
+}
+
+/// ftruncate(fd, length)
+pub fn sys_ftruncate(a: &Args) -> SyscallResult {
+    vfs().ftruncate(fd(a[0]), a[1] as i64).map(|_| 0)
+}
+
+/// getcwd(buf, size): the length including the NUL.
+pub fn sys_getcwd(a: &Args) -> SyscallResult {
+    let path = vfs().cwd()?;
+    if path.len() + 1 > a[1] {
+        return Err(Errno::ERANGE);
+    }
+    let buf = user::slice_mut(a[0], path.len() + 1)?;
+    buf[..path.len()].copy_from_slice(&path);
+    buf[path.len()] = 0;
+    Ok(path.len() + 1)
+}
+
+/// chdir(path)
+pub fn sys_chdir(a: &Args) -> SyscallResult {
+    let path = user::cstr(a[0])?;
+    vfs().chdir(path).map(|_| 0)
+}
+
+/// fchdir(fd)
+pub fn sys_fchdir(a: &Args) -> SyscallResult {
+    vfs().fchdir(fd(a[0])).map(|_| 0)
+}
+
+/// fsync(fd) and fdatasync(fd)
+pub fn sys_fsync(a: &Args) -> SyscallResult {
+    vfs().fsync(fd(a[0])).map(|_| 0)
+}
+
+/// umask(mask): the previous mask.
+pub fn sys_umask(a: &Args) -> SyscallResult {
+    Ok(vfs().umask(a[0] as u32) as usize)
+}
+
+/// pipe2(fds, flags)
+pub fn sys_pipe2(a: &Args) -> SyscallResult {
+    user::check(a[0], 8)?;
+    let [r, w] = vfs().pipe2(a[1] as u32)?;
+    if let Err(e) = user::write_i32_pair(a[0], [r, w]) {
+        let _ = vfs().close(r);
+        let _ = vfs().close(w);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// pipe(fds)
+pub fn sys_pipe(a: &Args) -> SyscallResult {
+    sys_pipe2(&[a[0], 0, 0, 0, 0, 0])
+}
+
+/// dup(fd)
+pub fn sys_dup(a: &Args) -> SyscallResult {
+    vfs().dup(fd(a[0])).map(|f| f as usize)
+}
+
+/// dup2(old, new)
+pub fn sys_dup2(a: &Args) -> SyscallResult {
+    vfs().dup2(fd(a[0]), fd(a[1])).map(|f| f as usize)
+}
+
+/// dup3(old, new, flags)
+pub fn sys_dup3(a: &Args) -> SyscallResult {
+    vfs()
+        .dup3(fd(a[0]), fd(a[1]), a[2] as u32)
+        .map(|f| f as usize)
+}
+
+/// fcntl(fd, cmd, arg)
+pub fn sys_fcntl(a: &Args) -> SyscallResult {
+    vfs().fcntl(fd(a[0]), a[1] as u32, a[2])
+}
+
+/// ioctl(fd, request, arg): terminal requests on `/dev/console`, `ENOTTY` elsewhere.
+pub fn sys_ioctl(a: &Args) -> SyscallResult {
+    let (f, request) = (fd(a[0]), a[1] as u32);
+    let mut local = [0u8; devfs::TERMIOS_SIZE];
+    let Some((len, out)) = devfs::ioctl_arg(request) else {
+        return vfs().ioctl(f, request, &mut []);
+    };
+    let arg = &mut local[..len];
+    if out {
+        user::check(a[2], len).or_else(|e| {
+            // Not a terminal at all: that error comes first.
+            vfs().ioctl(f, devfs::TCGETS, &mut [0; devfs::TERMIOS_SIZE])?;
+            Err(e)
+        })?;
+        let r = vfs().ioctl(f, request, arg)?;
+        user::write(a[2], arg)?;
+        Ok(r)
+    } else {
+        match user::slice(a[2], len) {
+            Ok(src) => arg.copy_from_slice(src),
+            Err(e) => {
+                vfs().ioctl(f, devfs::TCGETS, &mut [0; devfs::TERMIOS_SIZE])?;
+                return Err(e);
+            }
+        }
+        vfs().ioctl(f, request, arg)
+    }
+}
+
+register!(openat => sys_openat);
+register!(close => sys_close);
+register!(read => sys_read);
+register!(write => sys_write);
+register!(pread64 => sys_pread64);
+register!(pwrite64 => sys_pwrite64);
+register!(readv => sys_readv);
+register!(writev => sys_writev);
+register!(lseek => sys_lseek);
+register!(fstat => sys_fstat);
+register!(statx => sys_statx);
+register!(faccessat => sys_faccessat);
+register!(faccessat2 => sys_faccessat2);
+register!(getdents64 => sys_getdents64);
+register!(mkdirat => sys_mkdirat);
+register!(unlinkat => sys_unlinkat);
+register!(renameat => sys_renameat);
+register!(renameat2 => sys_renameat2);
+register!(linkat => sys_linkat);
+register!(symlinkat => sys_symlinkat);
+register!(readlinkat => sys_readlinkat);
+register!(truncate => sys_truncate);
+register!(ftruncate => sys_ftruncate);
+register!(getcwd => sys_getcwd);
+register!(chdir => sys_chdir);
+register!(fchdir => sys_fchdir);
+register!(fsync => sys_fsync);
+register!(fdatasync => sys_fsync);
+register!(umask => sys_umask);
+register!(pipe2 => sys_pipe2);
+register!(dup => sys_dup);
+register!(dup3 => sys_dup3);
+register!(fcntl => sys_fcntl);
+register!(ioctl => sys_ioctl);
+
+#[cfg(target_arch = "aarch64")]
+register!(fstatat => sys_newfstatat);
+
+#[cfg(target_arch = "x86_64")]
+mod x86_64_only {
+    use super::*;
+    register!(newfstatat => sys_newfstatat);
+    register!(open => sys_open);
+    register!(stat => sys_stat);
+    register!(lstat => sys_lstat);
+    register!(access => sys_access);
+    register!(mkdir => sys_mkdir);
+    register!(rmdir => sys_rmdir);
+    register!(unlink => sys_unlink);
+    register!(rename => sys_rename);
+    register!(link => sys_link);
+    register!(symlink => sys_symlink);
+    register!(readlink => sys_readlink);
+    register!(pipe => sys_pipe);
+    register!(dup2 => sys_dup2);
+}

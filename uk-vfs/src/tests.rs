@@ -1,0 +1,892 @@
+//! Host unit tests of the typed API and the syscall adapters.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use std::sync::Arc as StdArc;
+
+use crate::*;
+
+fn fresh() -> Vfs {
+    let vfs = Vfs::new(RamFs::new());
+    vfs.mkdir("/dev", 0o755).unwrap();
+    vfs.mount("/dev", DevFs::new()).unwrap();
+    vfs
+}
+
+fn names(vfs: &Vfs, dir: &str) -> Vec<Vec<u8>> {
+    let fd = vfs.open(dir, O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::new();
+    loop {
+        let n = vfs.getdents64(fd, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend(
+            parse_dirents(&buf[..n])
+                .into_iter()
+                .map(|(_, _, name)| name),
+        );
+    }
+    vfs.close(fd).unwrap();
+    out
+}
+
+/// (d_off, d_reclen, name) of each record; checks the layout.
+fn parse_dirents(buf: &[u8]) -> Vec<(u64, usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let off = u64::from_ne_bytes(buf[at + 8..at + 16].try_into().unwrap());
+        let reclen = u16::from_ne_bytes(buf[at + 16..at + 18].try_into().unwrap()) as usize;
+        assert_eq!(reclen % 8, 0, "d_reclen is 8-byte aligned");
+        let name_end = buf[at + 19..at + reclen]
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap();
+        let name = buf[at + 19..at + 19 + name_end].to_vec();
+        assert_eq!(reclen, dirent_reclen(name.len()), "exact d_reclen");
+        out.push((off, reclen, name));
+        at += reclen;
+    }
+    assert_eq!(at, buf.len());
+    out
+}
+
+#[test]
+fn lowest_free_fd_and_emfile() {
+    let vfs = fresh();
+    vfs.set_max_fds(4).unwrap();
+    let a = vfs.open("/dev/null", O_RDONLY, 0).unwrap();
+    let b = vfs.open("/dev/null", O_RDONLY, 0).unwrap();
+    let c = vfs.open("/dev/null", O_RDONLY, 0).unwrap();
+    let d = vfs.open("/dev/null", O_RDONLY, 0).unwrap();
+    assert_eq!([a, b, c, d], [0, 1, 2, 3]);
+    // Reference §9: a full table gives EMFILE, not ENFILE; O_CREAT creates nothing then.
+    assert_eq!(vfs.open("/dev/null", O_RDONLY, 0), Err(Errno::EMFILE));
+    assert_eq!(
+        vfs.open("/new", O_CREAT | O_RDWR, 0o644),
+        Err(Errno::EMFILE)
+    );
+    assert_eq!(vfs.stat("/new"), Err(Errno::ENOENT));
+    // Pipe creation with a full table: EMFILE (0.11 returned 0), nothing leaks.
+    assert_eq!(vfs.pipe2(0), Err(Errno::EMFILE));
+    vfs.close(b).unwrap();
+    assert_eq!(
+        vfs.pipe2(0),
+        Err(Errno::EMFILE),
+        "needs two free descriptors"
+    );
+    assert_eq!(vfs.open_fds(), 3);
+    assert_eq!(vfs.dup(a), Ok(1));
+    assert_eq!(vfs.close(1), Ok(()));
+    assert_eq!(vfs.close(1), Err(Errno::EBADF));
+    assert_eq!(vfs.close(-1), Err(Errno::EBADF));
+}
+
+#[test]
+fn limit_from_a_source() {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    static LIMIT: AtomicUsize = AtomicUsize::new(2);
+    fn limit() -> usize {
+        LIMIT.load(Ordering::Relaxed)
+    }
+    let vfs = fresh();
+    vfs.set_max_fds_source(limit);
+    assert_eq!(vfs.open("/dev/null", O_RDONLY, 0), Ok(0));
+    assert_eq!(vfs.open("/dev/null", O_RDONLY, 0), Ok(1));
+    assert_eq!(vfs.open("/f", O_CREAT | O_RDWR, 0o644), Err(Errno::EMFILE));
+    assert_eq!(vfs.stat("/f"), Err(Errno::ENOENT), "nothing created");
+    LIMIT.store(3, Ordering::Relaxed);
+    assert_eq!(vfs.open("/f", O_CREAT | O_RDWR, 0o644), Ok(2));
+    LIMIT.store(1, Ordering::Relaxed);
+    assert_eq!(vfs.dup(0), Err(Errno::EMFILE));
+    assert_eq!(vfs.max_fds(), 1);
+}
+
+#[test]
+fn dup_family_and_fcntl() {
+    let vfs = fresh();
+    let fd = vfs.open("/f", O_CREAT | O_RDWR, 0o644).unwrap();
+    vfs.write(fd, b"abcdef").unwrap();
+    let d = vfs.dup(fd).unwrap();
+    // Shared offset.
+    assert_eq!(vfs.lseek(d, 0, SEEK_CUR), Ok(6));
+    vfs.lseek(fd, 2, SEEK_SET).unwrap();
+    assert_eq!(vfs.lseek(d, 0, SEEK_CUR), Ok(2));
+    assert_eq!(vfs.dup2(fd, fd), Ok(fd));
+    assert_eq!(vfs.dup2(77, 77), Err(Errno::EBADF));
+    assert_eq!(vfs.dup3(fd, fd, 0), Err(Errno::EINVAL));
+    assert_eq!(vfs.dup3(fd, 9, O_NONBLOCK), Err(Errno::EINVAL));
+    assert_eq!(vfs.dup3(fd, 9, O_CLOEXEC), Ok(9));
+    assert_eq!(vfs.fcntl(9, F_GETFD, 0), Ok(1));
+    assert_eq!(vfs.fcntl(fd, F_GETFD, 0), Ok(0));
+    assert_eq!(vfs.dup2(fd, 1024), Err(Errno::EBADF));
+    assert_eq!(vfs.fcntl(fd, F_DUPFD, 5), Ok(5));
+    assert_eq!(vfs.fcntl(fd, F_DUPFD_CLOEXEC, 5), Ok(6));
+    assert_eq!(vfs.fcntl(6, F_GETFD, 0), Ok(1));
+    assert_eq!(vfs.fcntl(fd, F_DUPFD, 1024), Err(Errno::EINVAL));
+    assert_eq!(vfs.fcntl(fd, F_SETFD, 1), Ok(0));
+    assert_eq!(vfs.fcntl(fd, F_GETFD, 0), Ok(1));
+    assert_eq!(
+        vfs.fcntl(fd, F_GETFL, 0),
+        Ok((O_RDWR | O_LARGEFILE) as usize)
+    );
+    vfs.fcntl(
+        fd,
+        F_SETFL,
+        (O_APPEND | O_NONBLOCK | O_TRUNC | O_WRONLY) as usize,
+    )
+    .unwrap();
+    assert_eq!(
+        vfs.fcntl(d, F_GETFL, 0),
+        Ok((O_RDWR | O_LARGEFILE | O_APPEND | O_NONBLOCK) as usize),
+        "status flags are shared by dup; access mode and O_TRUNC are not settable"
+    );
+    assert_eq!(vfs.fcntl(fd, 999, 0), Err(Errno::EINVAL));
+    assert_eq!(vfs.fcntl(55, F_GETFD, 0), Err(Errno::EBADF));
+}
+
+#[test]
+fn open_flags() {
+    let vfs = fresh();
+    assert_eq!(vfs.open("/f", O_RDONLY, 0), Err(Errno::ENOENT));
+    let fd = vfs.open("/f", O_CREAT | O_WRONLY, 0o666).unwrap();
+    assert_eq!(vfs.stat("/f").unwrap().mode, S_IFREG | 0o644, "umask 022");
+    vfs.write(fd, b"12345").unwrap();
+    assert_eq!(vfs.read(fd, &mut [0; 4]), Err(Errno::EBADF));
+    vfs.close(fd).unwrap();
+    assert_eq!(vfs.open("/f", O_CREAT | O_EXCL, 0), Err(Errno::EEXIST));
+    assert_eq!(vfs.open("/f", O_DIRECTORY, 0), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.open("/f/", O_RDONLY, 0), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.open("/f/", O_CREAT, 0), Err(Errno::EISDIR));
+    assert_eq!(vfs.open("/", O_WRONLY, 0), Err(Errno::EISDIR));
+    assert_eq!(vfs.open("/", O_CREAT, 0), Err(Errno::EISDIR));
+    assert_eq!(vfs.open("/", O_RDONLY | O_TRUNC, 0), Err(Errno::EISDIR));
+    assert_eq!(vfs.open("/x", O_CREAT | O_DIRECTORY, 0), Err(Errno::EINVAL));
+    let fd = vfs.open("/f", O_RDONLY, 0).unwrap();
+    assert_eq!(vfs.write(fd, b"x"), Err(Errno::EBADF));
+    vfs.close(fd).unwrap();
+    let fd = vfs.open("/f", O_RDWR | O_TRUNC, 0).unwrap();
+    assert_eq!(vfs.fstat(fd).unwrap().size, 0);
+    vfs.close(fd).unwrap();
+    let fd = vfs.open("/f", O_WRONLY | O_APPEND, 0).unwrap();
+    vfs.write(fd, b"ab").unwrap();
+    vfs.lseek(fd, 0, SEEK_SET).unwrap();
+    vfs.write(fd, b"cd").unwrap();
+    assert_eq!(vfs.lseek(fd, 0, SEEK_CUR), Ok(4));
+    assert_eq!(
+        vfs.pwrite(fd, b"ef", 0),
+        Ok(2),
+        "pwrite with O_APPEND appends"
+    );
+    vfs.close(fd).unwrap();
+    assert_eq!(vfs.read_file("/f").unwrap(), b"abcdef");
+    // O_NOFOLLOW on a link, O_CLOEXEC.
+    vfs.symlink("f", "/l").unwrap();
+    assert_eq!(vfs.open("/l", O_RDONLY | O_NOFOLLOW, 0), Err(Errno::ELOOP));
+    let fd = vfs.open("/l", O_RDONLY | O_CLOEXEC, 0).unwrap();
+    assert_eq!(vfs.fcntl(fd, F_GETFD, 0), Ok(1));
+    // O_CREAT through a dangling link creates the target.
+    vfs.symlink("target", "/dangling").unwrap();
+    let fd = vfs.open("/dangling", O_CREAT | O_WRONLY, 0o600).unwrap();
+    vfs.close(fd).unwrap();
+    assert_eq!(vfs.stat("/target").unwrap().mode, S_IFREG | 0o600);
+    assert_eq!(
+        vfs.open("/dangling", O_CREAT | O_EXCL | O_WRONLY, 0),
+        Err(Errno::EEXIST)
+    );
+}
+
+#[test]
+fn path_lookup() {
+    let vfs = fresh();
+    vfs.mkdir_all("/a/b/c").unwrap();
+    vfs.write_file("/a/b/file", b"x", 0o644).unwrap();
+    assert_eq!(vfs.stat("/a/b/c/../file").unwrap().size, 1);
+    assert_eq!(
+        vfs.stat("/../../a/./b//file").unwrap().size,
+        1,
+        ".. stops at /"
+    );
+    vfs.chdir("/a/b").unwrap();
+    assert_eq!(vfs.cwd().unwrap(), b"/a/b");
+    assert_eq!(vfs.stat("file").unwrap().size, 1);
+    assert_eq!(vfs.stat("../../../a/b/file").unwrap().size, 1);
+    assert_eq!(vfs.stat("file/x"), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.stat("nope/x"), Err(Errno::ENOENT));
+    assert_eq!(vfs.stat(""), Err(Errno::ENOENT));
+    // NAME_MAX and PATH_MAX.
+    let long = "n".repeat(256);
+    assert_eq!(vfs.stat(&long), Err(Errno::ENAMETOOLONG));
+    assert_eq!(vfs.stat("n".repeat(255)), Err(Errno::ENOENT));
+    let deep = "./".repeat(2048);
+    assert_eq!(deep.len(), 4096);
+    assert_eq!(vfs.stat(&deep), Err(Errno::ENAMETOOLONG));
+    assert!(vfs.stat(&deep[2..]).is_ok(), "4094 bytes is fine");
+    // Symlinks: relative to their directory, chains, loops.
+    vfs.symlink("b/file", "/a/lf").unwrap();
+    vfs.symlink("/a/b", "/a/ld").unwrap();
+    assert_eq!(vfs.stat("/a/lf").unwrap().size, 1);
+    assert_eq!(vfs.stat("/a/ld/c/../file").unwrap().size, 1);
+    assert_eq!(vfs.lstat("/a/lf").unwrap().mode & S_IFMT, S_IFLNK);
+    vfs.symlink("loop2", "/loop1").unwrap();
+    vfs.symlink("loop1", "/loop2").unwrap();
+    assert_eq!(vfs.stat("/loop1"), Err(Errno::ELOOP));
+    assert_eq!(vfs.lstat("/loop1").map(|s| s.mode & S_IFMT), Ok(S_IFLNK));
+    // Exactly 40 links resolve, 41 do not.
+    vfs.write_file("/end", b"", 0o644).unwrap();
+    let mut prev = std::string::String::from("end");
+    for i in 0..41 {
+        let name = std::format!("c{i}");
+        vfs.symlink(&prev, std::format!("/{name}")).unwrap();
+        prev = name;
+    }
+    assert!(vfs.stat("/c39").is_ok(), "40 links");
+    assert_eq!(vfs.stat("/c40"), Err(Errno::ELOOP), "41 links");
+    // getcwd on a removed directory.
+    vfs.chdir("/a/b/c").unwrap();
+    vfs.rmdir("/a/b/c").unwrap();
+    assert_eq!(vfs.cwd(), Err(Errno::ENOENT));
+    assert_eq!(vfs.open("x", O_CREAT | O_RDWR, 0), Err(Errno::ENOENT));
+    let mut small = [0u8; 2];
+    vfs.chdir("/a").unwrap();
+    assert_eq!(vfs.getcwd(&mut small), Err(Errno::ERANGE));
+    let mut buf = [0u8; 8];
+    assert_eq!(vfs.getcwd(&mut buf), Ok(3));
+    assert_eq!(&buf[..3], b"/a\0");
+    vfs.chdir("/dev").unwrap();
+    assert_eq!(vfs.cwd().unwrap(), b"/dev", "getcwd crosses mounts");
+    assert_eq!(vfs.stat("..").unwrap().ino, vfs.stat("/").unwrap().ino);
+}
+
+#[test]
+fn ramfs_semantics() {
+    let vfs = fresh();
+    // Sparse writes.
+    let fd = vfs.open("/s", O_CREAT | O_RDWR, 0o644).unwrap();
+    assert_eq!(vfs.pwrite(fd, b"end", 1 << 30), Ok(3));
+    let st = vfs.fstat(fd).unwrap();
+    assert_eq!(st.size, (1 << 30) + 3);
+    assert_eq!(st.blocks, 8, "one page allocated");
+    let mut buf = [1u8; 16];
+    assert_eq!(vfs.pread(fd, &mut buf, 4096), Ok(16));
+    assert_eq!(buf, [0; 16]);
+    // Truncate down zeroes the tail; up reads zeros.
+    vfs.ftruncate(fd, (1 << 30) + 1).unwrap();
+    vfs.ftruncate(fd, (1 << 30) + 3).unwrap();
+    let mut t = [9u8; 3];
+    vfs.pread(fd, &mut t, 1 << 30).unwrap();
+    assert_eq!(t, [b'e', 0, 0]);
+    assert_eq!(vfs.ftruncate(fd, -1), Err(Errno::EINVAL));
+    vfs.close(fd).unwrap();
+    // Unlink of an open file keeps its data until the last close.
+    vfs.write_file("/u", b"still here", 0o644).unwrap();
+    let fd = vfs.open("/u", O_RDONLY, 0).unwrap();
+    vfs.unlink("/u").unwrap();
+    assert_eq!(vfs.stat("/u"), Err(Errno::ENOENT));
+    assert_eq!(vfs.fstat(fd).unwrap().nlink, 0);
+    let mut b = [0u8; 10];
+    assert_eq!(vfs.read(fd, &mut b), Ok(10));
+    assert_eq!(&b, b"still here");
+    vfs.close(fd).unwrap();
+    // Hard links, nlink, inode numbers.
+    vfs.write_file("/h1", b"x", 0o644).unwrap();
+    vfs.link("/h1", "/h2").unwrap();
+    let (s1, s2) = (vfs.stat("/h1").unwrap(), vfs.stat("/h2").unwrap());
+    assert_eq!(s1.ino, s2.ino);
+    assert_eq!(s1.nlink, 2);
+    assert_eq!(vfs.link("/h1", "/h2"), Err(Errno::EEXIST));
+    assert_eq!(vfs.link("/", "/d2"), Err(Errno::EPERM));
+    assert_eq!(vfs.link("/nope", "/n2"), Err(Errno::ENOENT));
+    assert_eq!(vfs.link("/h1", "/dev/h"), Err(Errno::EXDEV));
+    // Directories: nlink, rmdir rules.
+    vfs.mkdir("/d", 0o755).unwrap();
+    vfs.mkdir("/d/e", 0o755).unwrap();
+    assert_eq!(vfs.stat("/d").unwrap().nlink, 3);
+    assert_eq!(vfs.mkdir("/d", 0), Err(Errno::EEXIST));
+    assert_eq!(vfs.mkdir("/", 0), Err(Errno::EEXIST));
+    assert_eq!(vfs.rmdir("/d"), Err(Errno::ENOTEMPTY));
+    assert_eq!(vfs.rmdir("/h1"), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.rmdir("/d/."), Err(Errno::EINVAL));
+    assert_eq!(vfs.rmdir("/d/e/.."), Err(Errno::ENOTEMPTY));
+    assert_eq!(vfs.rmdir("/"), Err(Errno::EBUSY));
+    assert_eq!(vfs.rmdir("/dev"), Err(Errno::EBUSY));
+    assert_eq!(vfs.unlink("/d"), Err(Errno::EISDIR));
+    assert_eq!(vfs.unlink("/h1/"), Err(Errno::ENOTDIR));
+    vfs.rmdir("/d/e").unwrap();
+    assert_eq!(vfs.stat("/d").unwrap().nlink, 2);
+    // Modes, timestamps from the clock.
+    vfs.chmod("/h1", 0o4711).unwrap();
+    assert_eq!(vfs.stat("/h2").unwrap().mode, S_IFREG | 0o4711);
+    assert_eq!(vfs.access("/h1", X_OK), Ok(()));
+    vfs.chmod("/h1", 0o644).unwrap();
+    assert_eq!(vfs.access("/h1", X_OK), Err(Errno::EACCES));
+    assert_eq!(vfs.access("/h1", R_OK | W_OK), Ok(()));
+    assert_eq!(vfs.access("/h1", 8), Err(Errno::EINVAL));
+    assert_eq!(vfs.umask(0o077), 0o022);
+    vfs.mkdir("/private", 0o777).unwrap();
+    assert_eq!(vfs.stat("/private").unwrap().mode, S_IFDIR | 0o700);
+}
+
+#[test]
+fn rename_rules() {
+    let vfs = fresh();
+    vfs.mkdir_all("/a/b/c").unwrap();
+    vfs.mkdir("/e", 0o755).unwrap();
+    vfs.write_file("/f", b"f", 0o644).unwrap();
+    vfs.write_file("/g", b"g", 0o644).unwrap();
+    assert_eq!(vfs.rename("/a", "/a/b/c/x"), Err(Errno::EINVAL));
+    assert_eq!(vfs.rename("/a", "/a/b"), Err(Errno::EINVAL));
+    assert_eq!(vfs.rename("/a/b", "/a"), Err(Errno::ENOTEMPTY));
+    assert_eq!(vfs.rename("/a", "/f"), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.rename("/f", "/a"), Err(Errno::EISDIR));
+    assert_eq!(vfs.rename("/e", "/a"), Err(Errno::ENOTEMPTY));
+    assert_eq!(vfs.rename("/nope", "/x"), Err(Errno::ENOENT));
+    assert_eq!(vfs.rename("/f/", "/x"), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.rename("/f", "/dev/f"), Err(Errno::EXDEV));
+    assert_eq!(vfs.rename("/dev", "/d2"), Err(Errno::EBUSY));
+    assert_eq!(vfs.rename("/a/.", "/d2"), Err(Errno::EBUSY));
+    // Over an existing file: the old one goes away.
+    let old = vfs.stat("/g").unwrap();
+    let keep = vfs.open("/g", O_RDONLY, 0).unwrap();
+    vfs.rename("/f", "/g").unwrap();
+    assert_eq!(vfs.read_file("/g").unwrap(), b"f");
+    assert_eq!(vfs.stat("/f"), Err(Errno::ENOENT));
+    assert_eq!(vfs.fstat(keep).unwrap().nlink, 0);
+    assert_ne!(vfs.stat("/g").unwrap().ino, old.ino);
+    // Over an empty directory; nlink of both parents.
+    vfs.rename("/a/b/c", "/e").unwrap();
+    assert_eq!(vfs.stat("/a/b").unwrap().nlink, 2);
+    vfs.mkdir("/e/in", 0o755).unwrap();
+    vfs.chdir("/e/in").unwrap();
+    vfs.rename("/e", "/moved").unwrap();
+    assert_eq!(vfs.cwd().unwrap(), b"/moved/in");
+    // Hard links of one file: nothing happens.
+    vfs.link("/g", "/g2").unwrap();
+    vfs.rename("/g", "/g2").unwrap();
+    assert!(vfs.stat("/g").is_ok() && vfs.stat("/g2").is_ok());
+    assert_eq!(
+        vfs.renameat2(AT_FDCWD, "/g", AT_FDCWD, "/moved", RENAME_NOREPLACE),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        vfs.renameat2(AT_FDCWD, "/g", AT_FDCWD, "/z", 4),
+        Err(Errno::EINVAL)
+    );
+}
+
+#[test]
+fn getdents64_exact_and_resumable() {
+    let vfs = fresh();
+    vfs.mkdir("/d", 0o755).unwrap();
+    for i in 0..10 {
+        vfs.write_file(std::format!("/d/file{i}"), b"", 0o644)
+            .unwrap();
+    }
+    let fd = vfs.open("/d", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    // Reference §9: a buffer too small for one record is EINVAL (0.11: 0).
+    let one = dirent_reclen(1);
+    let mut tiny = vec![0u8; one - 1];
+    assert_eq!(vfs.getdents64(fd, &mut tiny), Err(Errno::EINVAL));
+    // A buffer of exactly N records returns N records (0.11: N-1).
+    let three = dirent_reclen(1) + dirent_reclen(2) + dirent_reclen(5);
+    let mut exact = vec![0u8; three];
+    assert_eq!(vfs.getdents64(fd, &mut exact), Ok(three));
+    let recs = parse_dirents(&exact);
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[0].2, b".");
+    assert_eq!(recs[1].2, b"..");
+    // Changes between calls: no entry present throughout is lost or repeated.
+    vfs.unlink("/d/file5").unwrap();
+    vfs.write_file("/d/new", b"", 0o644).unwrap();
+    let mut seen: Vec<Vec<u8>> = recs.into_iter().map(|r| r.2).collect();
+    let mut buf = vec![0u8; dirent_reclen(5) * 2];
+    loop {
+        let n = vfs.getdents64(fd, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.extend(parse_dirents(&buf[..n]).into_iter().map(|r| r.2));
+    }
+    for i in [0, 1, 2, 3, 4, 6, 7, 8, 9] {
+        let name = std::format!("file{i}").into_bytes();
+        assert_eq!(seen.iter().filter(|n| **n == name).count(), 1, "file{i}");
+    }
+    // Rewind with lseek(0).
+    vfs.lseek(fd, 0, SEEK_SET).unwrap();
+    assert_eq!(vfs.lseek(fd, 0, SEEK_END), Err(Errno::EINVAL));
+    assert_eq!(names(&vfs, "/d").len(), 12);
+    let file = vfs.open("/d/file0", O_RDONLY, 0).unwrap();
+    assert_eq!(vfs.getdents64(file, &mut buf), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.read(fd, &mut buf), Err(Errno::EISDIR));
+    let mut dev = names(&vfs, "/dev");
+    dev.sort();
+    assert_eq!(
+        dev,
+        [
+            &b"."[..],
+            b"..",
+            b"console",
+            b"null",
+            b"random",
+            b"urandom",
+            b"zero"
+        ]
+    );
+}
+
+#[test]
+fn devices() {
+    let vfs = fresh();
+    let null = vfs.open("/dev/null", O_RDWR, 0).unwrap();
+    assert_eq!(vfs.write(null, b"gone"), Ok(4));
+    assert_eq!(vfs.read(null, &mut [0; 4]), Ok(0));
+    assert_eq!(vfs.lseek(null, 100, SEEK_SET), Ok(0));
+    let zero = vfs.open("/dev/zero", O_RDONLY, 0).unwrap();
+    let mut b = [7u8; 32];
+    assert_eq!(vfs.read(zero, &mut b), Ok(32));
+    assert_eq!(b, [0; 32]);
+    let st = vfs.stat("/dev/zero").unwrap();
+    assert_eq!(
+        (st.mode, major(st.rdev), minor(st.rdev)),
+        (S_IFCHR | 0o666, 1, 5)
+    );
+    let con = vfs.open("/dev/console", O_RDWR | O_NONBLOCK, 0).unwrap();
+    assert_eq!(vfs.read(con, &mut b), Err(Errno::EAGAIN));
+    let mut termios = [0u8; devfs::TERMIOS_SIZE];
+    assert_eq!(vfs.ioctl(con, devfs::TCGETS, &mut termios), Ok(0));
+    assert_ne!(termios, [0; devfs::TERMIOS_SIZE]);
+    let mut ws = [0u8; 8];
+    vfs.ioctl(con, devfs::TIOCGWINSZ, &mut ws).unwrap();
+    assert_eq!(u16::from_ne_bytes([ws[2], ws[3]]), 80);
+    assert_eq!(
+        vfs.ioctl(zero, devfs::TCGETS, &mut termios),
+        Err(Errno::ENOTTY)
+    );
+    assert_eq!(vfs.fsync(null), Err(Errno::EINVAL));
+    assert_eq!(vfs.unlink("/dev/null"), Err(Errno::EPERM));
+    assert_eq!(vfs.open("/dev/new", O_CREAT | O_RDWR, 0), Err(Errno::EPERM));
+}
+
+#[test]
+fn pipes_without_threads() {
+    let vfs = fresh();
+    let [r, w] = vfs.pipe2(O_NONBLOCK).unwrap();
+    assert_eq!(vfs.read(r, &mut [0; 8]), Err(Errno::EAGAIN));
+    assert_eq!(vfs.write(r, b"x"), Err(Errno::EBADF));
+    assert_eq!(vfs.read(w, &mut [0; 1]), Err(Errno::EBADF));
+    assert_eq!(vfs.lseek(r, 0, SEEK_CUR), Err(Errno::ESPIPE));
+    assert_eq!(vfs.pread(r, &mut [0; 1], 0), Err(Errno::ESPIPE));
+    assert_eq!(vfs.fstat(r).unwrap().mode, S_IFIFO | 0o600);
+    // Fill to exactly 64 KiB.
+    let chunk = [0xabu8; PIPE_BUF];
+    let mut total = 0;
+    loop {
+        match vfs.write(w, &chunk) {
+            Ok(n) => total += n,
+            Err(e) => {
+                assert_eq!(e, Errno::EAGAIN);
+                break;
+            }
+        }
+    }
+    assert_eq!(total, PIPE_CAPACITY);
+    // PIPE_BUF atomicity: a small write with too little room fails whole.
+    let mut one = [0u8; 1];
+    vfs.read(r, &mut one).unwrap();
+    assert_eq!(vfs.write(w, &[1, 2]), Err(Errno::EAGAIN));
+    assert_eq!(vfs.write(w, &[1]), Ok(1));
+    let mut big = vec![0u8; PIPE_CAPACITY];
+    assert_eq!(vfs.read(r, &mut big), Ok(PIPE_CAPACITY));
+    // A write larger than PIPE_BUF may be partial.
+    let large = vec![5u8; PIPE_CAPACITY + 10];
+    assert_eq!(vfs.write(w, &large), Ok(PIPE_CAPACITY));
+    vfs.close(w).unwrap();
+    assert_eq!(vfs.read(r, &mut big), Ok(PIPE_CAPACITY));
+    assert_eq!(vfs.read(r, &mut big), Ok(0), "EOF once every writer closed");
+    let [r2, w2] = vfs.pipe2(O_CLOEXEC).unwrap();
+    assert_eq!(vfs.fcntl(r2, F_GETFD, 0), Ok(1));
+    let w3 = vfs.dup(w2).unwrap();
+    vfs.close(r2).unwrap();
+    assert_eq!(vfs.write(w3, b"x"), Err(Errno::EPIPE));
+    assert_eq!(vfs.write(w3, b""), Ok(0));
+    assert_eq!(vfs.pipe2(O_TRUNC), Err(Errno::EINVAL));
+}
+
+struct ThreadWait {
+    lock: std::sync::Mutex<u64>,
+    cv: std::sync::Condvar,
+}
+
+impl wait::Wait for ThreadWait {
+    fn wait(&self, ready: &mut dyn FnMut() -> bool) -> Result<(), Errno> {
+        let mut g = self.lock.lock().unwrap();
+        while !ready() {
+            g = self
+                .cv
+                .wait_timeout(g, std::time::Duration::from_millis(5))
+                .unwrap()
+                .0;
+        }
+        Ok(())
+    }
+    fn wake_all(&self) {
+        *self.lock.lock().unwrap() += 1;
+        self.cv.notify_all();
+    }
+}
+
+fn thread_wait() -> alloc::boxed::Box<dyn wait::Wait> {
+    alloc::boxed::Box::new(ThreadWait {
+        lock: std::sync::Mutex::new(0),
+        cv: std::sync::Condvar::new(),
+    })
+}
+
+#[test]
+fn pipes_block_across_threads() {
+    wait::set_wait_factory(thread_wait);
+    let vfs = StdArc::new(fresh());
+    let [r, w] = vfs.pipe2(0).unwrap();
+    let writer = {
+        let vfs = vfs.clone();
+        std::thread::spawn(move || {
+            let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+            let mut done = 0;
+            while done < data.len() {
+                done += vfs.write(w, &data[done..]).unwrap();
+            }
+            vfs.close(w).unwrap();
+        })
+    };
+    let mut got = Vec::new();
+    let mut buf = [0u8; 3000];
+    loop {
+        let n = vfs.read(r, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    writer.join().unwrap();
+    assert_eq!(got.len(), 200_000);
+    assert!(got.iter().enumerate().all(|(i, &b)| b == i as u8));
+    // A blocked writer gets EPIPE when the reader goes.
+    let [r, w] = vfs.pipe2(0).unwrap();
+    vfs.write(w, &vec![0u8; PIPE_CAPACITY]).unwrap();
+    let closer = {
+        let vfs = vfs.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            vfs.close(r).unwrap();
+        })
+    };
+    assert_eq!(vfs.write(w, b"more"), Err(Errno::EPIPE));
+    closer.join().unwrap();
+}
+
+#[test]
+fn cpio_roundtrip_and_errors() {
+    let archive = cpio::build(&[
+        (b".", S_IFDIR | 0o755, b""),
+        (b"etc", S_IFDIR | 0o755, b""),
+        (b"etc/motd", S_IFREG | 0o644, b"hello initrd\n"),
+        (b"deep/er/file", S_IFREG | 0o600, b"x"),
+        (b"link", S_IFLNK | 0o777, b"etc/motd"),
+        (b"dev/fifo", S_IFIFO | 0o644, b""),
+    ]);
+    let vfs = fresh();
+    assert_eq!(cpio::unpack(&vfs, &archive), Ok(4));
+    assert_eq!(vfs.read_file("/link").unwrap(), b"hello initrd\n");
+    assert_eq!(vfs.stat("/deep/er/file").unwrap().mode, S_IFREG | 0o600);
+    // Truncations anywhere are errors, never panics, and unpack nothing.
+    for cut in 0..archive.len() {
+        let vfs = Vfs::new(RamFs::new());
+        let r = cpio::unpack(&vfs, &archive[..cut]);
+        assert!(r.is_err(), "cut at {cut}");
+        assert_eq!(names(&vfs, "/").len(), 2);
+    }
+    let mut bad = archive.clone();
+    bad[0] = b'1';
+    assert_eq!(
+        cpio::parse(&bad).unwrap_err().kind,
+        cpio::ErrorKind::BadMagic
+    );
+    let mut bad = archive.clone();
+    bad[10] = b'z';
+    assert_eq!(
+        cpio::parse(&bad).unwrap_err().kind,
+        cpio::ErrorKind::BadNumber
+    );
+}
+
+#[test]
+fn syscalls_through_dispatch() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |n: Sysno, args: [usize; 6]| dispatch(n as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let dir = b"/sys_test\0";
+    assert_eq!(
+        call(
+            Sysno::mkdirat,
+            [AT_FDCWD as usize, dir.as_ptr() as usize, 0o755, 0, 0, 0]
+        ),
+        0
+    );
+    let path = b"/sys_test/f\0";
+    let fd = call(
+        Sysno::openat,
+        [
+            AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            (O_CREAT | O_RDWR) as usize,
+            0o644,
+            0,
+            0,
+        ],
+    );
+    assert!(fd >= 3, "0-2 are the console: {fd}");
+    let data = b"hello";
+    assert_eq!(
+        call(
+            Sysno::write,
+            [fd as usize, data.as_ptr() as usize, 5, 0, 0, 0]
+        ),
+        5
+    );
+    // Reference §9: stat(NULL) is EFAULT (0.11: EINVAL).
+    let mut st = [0u8; 256];
+    assert_eq!(
+        call(
+            Sysno::newfstatat,
+            [AT_FDCWD as usize, 0, st.as_mut_ptr() as usize, 0, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(
+        call(
+            Sysno::newfstatat,
+            [AT_FDCWD as usize, path.as_ptr() as usize, 8, 0, 0, 0]
+        ),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(
+        call(
+            Sysno::fstat,
+            [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]
+        ),
+        0
+    );
+    let size = u64::from_ne_bytes(st[48..56].try_into().unwrap());
+    assert_eq!(size, 5);
+    // Reference §9: faccessat errors are negative (0.11 returned a positive EBADF).
+    assert_eq!(
+        call(
+            Sysno::faccessat,
+            [12345, c"rel".as_ptr() as usize, 0, 0, 0, 0]
+        ),
+        e(Errno::EBADF)
+    );
+    assert_eq!(
+        call(Sysno::read, [fd as usize, 0, 5, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(call(Sysno::read, [999, 0, 5, 0, 0, 0]), e(Errno::EBADF));
+    assert_eq!(call(Sysno::read, [fd as usize, 0, 0, 0, 0, 0]), 0);
+    // readv / writev.
+    let mut a = [0u8; 2];
+    let mut b = [0u8; 10];
+    let iov: [usize; 4] = [a.as_mut_ptr() as usize, 2, b.as_mut_ptr() as usize, 10];
+    assert_eq!(
+        call(
+            Sysno::pread64,
+            [fd as usize, b.as_mut_ptr() as usize, 10, 0, 0, 0]
+        ),
+        5
+    );
+    call(Sysno::lseek, [fd as usize, 0, SEEK_SET as usize, 0, 0, 0]);
+    assert_eq!(
+        call(
+            Sysno::readv,
+            [fd as usize, iov.as_ptr() as usize, 2, 0, 0, 0]
+        ),
+        5
+    );
+    assert_eq!((&a, &b[..3]), (b"he", &b"llo"[..]));
+    assert_eq!(
+        call(
+            Sysno::readv,
+            [fd as usize, iov.as_ptr() as usize, 1025, 0, 0, 0]
+        ),
+        e(Errno::EINVAL)
+    );
+    // getdents64 through the adapter.
+    let dfd = call(
+        Sysno::openat,
+        [
+            AT_FDCWD as usize,
+            dir.as_ptr() as usize,
+            O_DIRECTORY as usize,
+            0,
+            0,
+            0,
+        ],
+    );
+    let mut dents = [0u8; 512];
+    let n = call(
+        Sysno::getdents64,
+        [dfd as usize, dents.as_mut_ptr() as usize, 512, 0, 0, 0],
+    );
+    let recs = parse_dirents(&dents[..n as usize]);
+    assert_eq!(recs.len(), 3);
+    assert_eq!(
+        call(
+            Sysno::getdents64,
+            [dfd as usize, dents.as_mut_ptr() as usize, 8, 0, 0, 0]
+        ),
+        0
+    );
+    call(Sysno::lseek, [dfd as usize, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        call(
+            Sysno::getdents64,
+            [dfd as usize, dents.as_mut_ptr() as usize, 8, 0, 0, 0]
+        ),
+        e(Errno::EINVAL)
+    );
+    // pipe2, ioctl on the console, getcwd.
+    let mut fds = [0i32; 2];
+    assert_eq!(
+        call(
+            Sysno::pipe2,
+            [fds.as_mut_ptr() as usize, O_NONBLOCK as usize, 0, 0, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(call(Sysno::pipe2, [0, 0, 0, 0, 0, 0]), e(Errno::EFAULT));
+    let mut termios = [0u8; 36];
+    assert_eq!(
+        call(
+            Sysno::ioctl,
+            [
+                1,
+                devfs::TCGETS as usize,
+                termios.as_mut_ptr() as usize,
+                0,
+                0,
+                0
+            ]
+        ),
+        0
+    );
+    assert_eq!(
+        call(
+            Sysno::ioctl,
+            [
+                fd as usize,
+                devfs::TCGETS as usize,
+                termios.as_mut_ptr() as usize,
+                0,
+                0,
+                0
+            ]
+        ),
+        e(Errno::ENOTTY)
+    );
+    assert_eq!(
+        call(
+            Sysno::ioctl,
+            [fd as usize, devfs::TCGETS as usize, 0, 0, 0, 0]
+        ),
+        e(Errno::ENOTTY)
+    );
+    assert_eq!(
+        call(Sysno::ioctl, [1, devfs::TCGETS as usize, 0, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    let mut cwd = [0u8; 64];
+    assert!(call(Sysno::getcwd, [cwd.as_mut_ptr() as usize, 64, 0, 0, 0, 0]) >= 2);
+    assert_eq!(
+        call(Sysno::getcwd, [cwd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]),
+        e(Errno::ERANGE)
+    );
+    let long = vec![b'a'; 5000];
+    assert_eq!(
+        call(
+            Sysno::openat,
+            [AT_FDCWD as usize, long.as_ptr() as usize, 0, 0, 0, 0]
+        ),
+        e(Errno::ENAMETOOLONG)
+    );
+    for f in [fd, dfd, fds[0] as isize, fds[1] as isize] {
+        assert_eq!(call(Sysno::close, [f as usize, 0, 0, 0, 0, 0]), 0);
+    }
+}
+
+mod cpio_fuzz {
+    use alloc::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use crate::*;
+
+    fn sample() -> Vec<u8> {
+        cpio::build(&[
+            (b".", S_IFDIR | 0o755, b""),
+            (b"a", S_IFDIR | 0o755, b""),
+            (b"a/f", S_IFREG | 0o644, b"hello"),
+            (b"a/l", S_IFLNK | 0o777, b"f"),
+            (b"b/c/d", S_IFREG | 0o600, &[0u8; 700]),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random bytes: the parser and the unpacker return, never panic.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = cpio::parse(&bytes);
+            let vfs = Vfs::new(RamFs::new());
+            let _ = cpio::unpack(&vfs, &bytes);
+        }
+
+        /// Mutated valid archives (byte flips, hex digits set to extremes, cuts): never a
+        /// panic; a malformed result leaves the root empty.
+        #[test]
+        fn mutated_archives_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            do_cut in any::<bool>(),
+        ) {
+            let mut a = sample();
+            for (at, byte) in flips {
+                let i = at.index(a.len());
+                a[i] = if byte % 3 == 0 { b"0f8"[(byte as usize / 3) % 3] } else { byte };
+            }
+            if do_cut {
+                a.truncate(cut.index(a.len() + 1));
+            }
+            let vfs = Vfs::new(RamFs::new());
+            match cpio::unpack(&vfs, &a) {
+                Ok(_) => {}
+                Err(_) => {
+                    let fd = vfs.open("/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+                    let mut buf = [0u8; 256];
+                    let n = vfs.getdents64(fd, &mut buf).unwrap();
+                    prop_assert_eq!(n, 2 * dirent_reclen(2));
+                }
+            }
+        }
+
+        /// Huge sizes in the header fields are bounds-checked.
+        #[test]
+        fn huge_fields_are_errors(field in 1usize..13, value in any::<u32>()) {
+            let mut a = sample();
+            let digits = alloc::format!("{value:08x}");
+            a[6 + 8 * field..14 + 8 * field].copy_from_slice(digits.as_bytes());
+            let _ = cpio::parse(&a);
+        }
+    }
+}

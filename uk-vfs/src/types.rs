@@ -1,0 +1,403 @@
+//! Linux's constants and records: open flags, file modes, `struct stat`, `statx`, dirents.
+
+/// Open for reading only.
+pub const O_RDONLY: u32 = 0;
+/// Open for writing only.
+pub const O_WRONLY: u32 = 0o1;
+/// Open for reading and writing.
+pub const O_RDWR: u32 = 0o2;
+/// Mask of the access mode.
+pub const O_ACCMODE: u32 = 0o3;
+/// Create the file if it does not exist.
+pub const O_CREAT: u32 = 0o100;
+/// With `O_CREAT`: fail with `EEXIST` if the name exists.
+pub const O_EXCL: u32 = 0o200;
+/// Do not make a terminal the controlling terminal (accepted, no effect).
+pub const O_NOCTTY: u32 = 0o400;
+/// Truncate a regular file to length 0.
+pub const O_TRUNC: u32 = 0o1000;
+/// Every write appends.
+pub const O_APPEND: u32 = 0o2000;
+/// Never block: `EAGAIN` instead.
+pub const O_NONBLOCK: u32 = 0o4000;
+/// Synchronised data writes (accepted; memory is always in sync).
+pub const O_DSYNC: u32 = 0o10000;
+/// Signal-driven I/O (accepted, no effect).
+pub const O_ASYNC: u32 = 0o20000;
+/// Fail with `ENOTDIR` unless the path names a directory.
+#[cfg(not(target_arch = "aarch64"))]
+pub const O_DIRECTORY: u32 = 0o200000;
+/// Fail with `ENOTDIR` unless the path names a directory.
+#[cfg(target_arch = "aarch64")]
+pub const O_DIRECTORY: u32 = 0o40000;
+/// Fail with `ELOOP` if the last component is a symbolic link.
+#[cfg(not(target_arch = "aarch64"))]
+pub const O_NOFOLLOW: u32 = 0o400000;
+/// Fail with `ELOOP` if the last component is a symbolic link.
+#[cfg(target_arch = "aarch64")]
+pub const O_NOFOLLOW: u32 = 0o100000;
+/// Direct I/O (accepted, no effect).
+#[cfg(not(target_arch = "aarch64"))]
+pub const O_DIRECT: u32 = 0o40000;
+/// Direct I/O (accepted, no effect).
+#[cfg(target_arch = "aarch64")]
+pub const O_DIRECT: u32 = 0o200000;
+/// Large file offsets: implied on 64-bit Linux, reported by `F_GETFL`.
+#[cfg(not(target_arch = "aarch64"))]
+pub const O_LARGEFILE: u32 = 0o100000;
+/// Large file offsets: implied on 64-bit Linux, reported by `F_GETFL`.
+#[cfg(target_arch = "aarch64")]
+pub const O_LARGEFILE: u32 = 0o400000;
+/// Do not update the access time (accepted, no effect).
+pub const O_NOATIME: u32 = 0o1000000;
+/// Close the descriptor on `execve`.
+pub const O_CLOEXEC: u32 = 0o2000000;
+/// Synchronised writes (accepted).
+pub const O_SYNC: u32 = 0o4010000;
+/// A path-only descriptor (not supported: `EINVAL`).
+pub const O_PATH: u32 = 0o10000000;
+/// An unnamed temporary file (not supported: `EOPNOTSUPP`).
+pub const O_TMPFILE: u32 = 0o20000000;
+
+/// The flags `F_SETFL` may change (Linux's `SETFL_MASK` less `O_DIRECT`'s checks).
+pub const SETFL_MASK: u32 = O_APPEND | O_NONBLOCK | O_NDELAY | O_ASYNC | O_DIRECT | O_NOATIME;
+/// Old name of `O_NONBLOCK`.
+pub const O_NDELAY: u32 = O_NONBLOCK;
+
+/// `*at` calls: the path is relative to the working directory.
+pub const AT_FDCWD: i32 = -100;
+/// `*at` calls: do not follow a final symbolic link.
+pub const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
+/// `unlinkat`: remove a directory.
+pub const AT_REMOVEDIR: u32 = 0x200;
+/// `linkat`: follow a final symbolic link.
+pub const AT_SYMLINK_FOLLOW: u32 = 0x400;
+/// `faccessat`: check with the effective ids.
+pub const AT_EACCESS: u32 = 0x200;
+/// `fstatat`/`statx`: an empty path means `dirfd` itself.
+pub const AT_EMPTY_PATH: u32 = 0x1000;
+/// `statx`: do not trigger an automount (accepted).
+pub const AT_NO_AUTOMOUNT: u32 = 0x800;
+/// `statx` sync-type bits (accepted).
+pub const AT_STATX_SYNC_TYPE: u32 = 0x6000;
+/// `renameat2`: fail if the new name exists.
+pub const RENAME_NOREPLACE: u32 = 1;
+
+/// `access`: the file exists.
+pub const F_OK: u32 = 0;
+/// `access`: execute/search permission.
+pub const X_OK: u32 = 1;
+/// `access`: write permission.
+pub const W_OK: u32 = 2;
+/// `access`: read permission.
+pub const R_OK: u32 = 4;
+
+/// Mask of the file-type bits of a mode.
+pub const S_IFMT: u32 = 0o170000;
+/// Socket.
+pub const S_IFSOCK: u32 = 0o140000;
+/// Symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
+/// Regular file.
+pub const S_IFREG: u32 = 0o100000;
+/// Block device.
+pub const S_IFBLK: u32 = 0o60000;
+/// Directory.
+pub const S_IFDIR: u32 = 0o40000;
+/// Character device.
+pub const S_IFCHR: u32 = 0o20000;
+/// FIFO (pipe).
+pub const S_IFIFO: u32 = 0o10000;
+
+/// `lseek`: from the start.
+pub const SEEK_SET: u32 = 0;
+/// `lseek`: from the current offset.
+pub const SEEK_CUR: u32 = 1;
+/// `lseek`: from the end.
+pub const SEEK_END: u32 = 2;
+/// `lseek`: the next data at or after the offset.
+pub const SEEK_DATA: u32 = 3;
+/// `lseek`: the next hole at or after the offset.
+pub const SEEK_HOLE: u32 = 4;
+
+/// `fcntl`: duplicate to the lowest free fd at or above `arg`.
+pub const F_DUPFD: u32 = 0;
+/// `fcntl`: read the descriptor flags (`FD_CLOEXEC`).
+pub const F_GETFD: u32 = 1;
+/// `fcntl`: set the descriptor flags.
+pub const F_SETFD: u32 = 2;
+/// `fcntl`: read the file status flags.
+pub const F_GETFL: u32 = 3;
+/// `fcntl`: set the file status flags.
+pub const F_SETFL: u32 = 4;
+/// `fcntl`: as `F_DUPFD`, with close-on-exec set.
+pub const F_DUPFD_CLOEXEC: u32 = 1030;
+/// Descriptor flag: close on `execve`.
+pub const FD_CLOEXEC: u32 = 1;
+
+/// Longest path, including its terminating NUL.
+pub const PATH_MAX: usize = 4096;
+/// Longest file name.
+pub const NAME_MAX: usize = 255;
+/// Symbolic links followed in one lookup before `ELOOP` (Linux's `MAXSYMLINKS`).
+pub const MAXSYMLINKS: u32 = 40;
+/// Writes of at most this many bytes to a pipe are atomic.
+pub const PIPE_BUF: usize = 4096;
+/// Capacity of a pipe in bytes (Linux's default: 16 pages).
+pub const PIPE_CAPACITY: usize = 65536;
+/// Default size of the fd table (Linux's default `RLIMIT_NOFILE` soft limit).
+pub const DEFAULT_MAX_FDS: usize = 1024;
+/// Hard ceiling of the fd table (Linux's `fs.nr_open` default).
+pub const NR_OPEN: usize = 1024 * 1024;
+
+/// `d_type`: unknown.
+pub const DT_UNKNOWN: u8 = 0;
+/// `d_type`: FIFO.
+pub const DT_FIFO: u8 = 1;
+/// `d_type`: character device.
+pub const DT_CHR: u8 = 2;
+/// `d_type`: directory.
+pub const DT_DIR: u8 = 4;
+/// `d_type`: regular file.
+pub const DT_REG: u8 = 8;
+/// `d_type`: symbolic link.
+pub const DT_LNK: u8 = 10;
+
+/// The kind of a file, from the type bits of its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// Regular file.
+    Regular,
+    /// Directory.
+    Directory,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    CharDevice,
+    /// FIFO.
+    Fifo,
+}
+
+impl FileType {
+    /// The `S_IF*` bits of this type.
+    pub const fn mode_bits(self) -> u32 {
+        match self {
+            FileType::Regular => S_IFREG,
+            FileType::Directory => S_IFDIR,
+            FileType::Symlink => S_IFLNK,
+            FileType::CharDevice => S_IFCHR,
+            FileType::Fifo => S_IFIFO,
+        }
+    }
+
+    /// The `DT_*` value of this type.
+    pub const fn dirent_type(self) -> u8 {
+        match self {
+            FileType::Regular => DT_REG,
+            FileType::Directory => DT_DIR,
+            FileType::Symlink => DT_LNK,
+            FileType::CharDevice => DT_CHR,
+            FileType::Fifo => DT_FIFO,
+        }
+    }
+}
+
+/// A point in time (seconds and nanoseconds since the epoch of the VFS clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Timespec {
+    /// Whole seconds.
+    pub sec: i64,
+    /// Nanoseconds, `0..1_000_000_000`.
+    pub nsec: u32,
+}
+
+/// Makes a Linux device number from a major and a minor number.
+pub const fn makedev(major: u32, minor: u32) -> u64 {
+    let (major, minor) = (major as u64, minor as u64);
+    ((major & 0xffff_f000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0xff)
+}
+
+/// The major number of a Linux device number.
+pub const fn major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)) as u32
+}
+
+/// The minor number of a Linux device number.
+pub const fn minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as u32
+}
+
+/// What `stat` reports about a file, independent of the architecture's record layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stat {
+    /// Device of the filesystem holding the file.
+    pub dev: u64,
+    /// Inode number, unique within `dev`.
+    pub ino: u64,
+    /// Type and permission bits.
+    pub mode: u32,
+    /// Number of hard links.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number, for a device file.
+    pub rdev: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Preferred I/O size.
+    pub blksize: u32,
+    /// Allocated 512-byte blocks.
+    pub blocks: u64,
+    /// Last access.
+    pub atime: Timespec,
+    /// Last modification of the data.
+    pub mtime: Timespec,
+    /// Last change of the inode.
+    pub ctime: Timespec,
+    /// Creation.
+    pub btime: Timespec,
+}
+
+impl Stat {
+    /// The file's type, from its mode.
+    pub fn file_type(&self) -> Option<FileType> {
+        Some(match self.mode & S_IFMT {
+            S_IFREG => FileType::Regular,
+            S_IFDIR => FileType::Directory,
+            S_IFLNK => FileType::Symlink,
+            S_IFCHR => FileType::CharDevice,
+            S_IFIFO => FileType::Fifo,
+            _ => return None,
+        })
+    }
+
+    /// Size of this architecture's `struct stat`.
+    #[cfg(not(target_arch = "aarch64"))]
+    pub const RAW_SIZE: usize = 144;
+    /// Size of this architecture's `struct stat`.
+    #[cfg(target_arch = "aarch64")]
+    pub const RAW_SIZE: usize = 128;
+
+    /// This architecture's `struct stat` (x86_64 layout), in native byte order.
+    #[cfg(not(target_arch = "aarch64"))]
+    pub fn to_raw(&self) -> [u8; Self::RAW_SIZE] {
+        let mut out = [0u8; Self::RAW_SIZE];
+        let mut w = Writer(&mut out, 0);
+        w.u64(self.dev);
+        w.u64(self.ino);
+        w.u64(self.nlink as u64);
+        w.u32(self.mode);
+        w.u32(self.uid);
+        w.u32(self.gid);
+        w.u32(0);
+        w.u64(self.rdev);
+        w.u64(self.size);
+        w.u64(self.blksize as u64);
+        w.u64(self.blocks);
+        for t in [self.atime, self.mtime, self.ctime] {
+            w.u64(t.sec as u64);
+            w.u64(t.nsec as u64);
+        }
+        out
+    }
+
+    /// This architecture's `struct stat` (asm-generic layout), in native byte order.
+    #[cfg(target_arch = "aarch64")]
+    pub fn to_raw(&self) -> [u8; Self::RAW_SIZE] {
+        let mut out = [0u8; Self::RAW_SIZE];
+        let mut w = Writer(&mut out, 0);
+        w.u64(self.dev);
+        w.u64(self.ino);
+        w.u32(self.mode);
+        w.u32(self.nlink);
+        w.u32(self.uid);
+        w.u32(self.gid);
+        w.u64(self.rdev);
+        w.u64(0);
+        w.u64(self.size);
+        w.u32(self.blksize);
+        w.u32(0);
+        w.u64(self.blocks);
+        for t in [self.atime, self.mtime, self.ctime] {
+            w.u64(t.sec as u64);
+            w.u64(t.nsec as u64);
+        }
+        out
+    }
+
+    /// Size of `struct statx`.
+    pub const STATX_SIZE: usize = 256;
+
+    /// `struct statx` with every basic field (`STATX_BASIC_STATS | STATX_BTIME`) filled.
+    pub fn to_statx(&self) -> [u8; Self::STATX_SIZE] {
+        let mut out = [0u8; Self::STATX_SIZE];
+        let mut w = Writer(&mut out, 0);
+        w.u32(STATX_BASIC_STATS | STATX_BTIME);
+        w.u32(self.blksize);
+        w.u64(0); // attributes
+        w.u32(self.nlink);
+        w.u32(self.uid);
+        w.u32(self.gid);
+        w.u16(self.mode as u16);
+        w.u16(0);
+        w.u64(self.ino);
+        w.u64(self.size);
+        w.u64(self.blocks);
+        w.u64(0); // attributes_mask
+        for t in [self.atime, self.btime, self.ctime, self.mtime] {
+            w.u64(t.sec as u64);
+            w.u32(t.nsec);
+            w.u32(0);
+        }
+        w.u32(major(self.rdev));
+        w.u32(minor(self.rdev));
+        w.u32(major(self.dev));
+        w.u32(minor(self.dev));
+        out
+    }
+}
+
+/// `statx` mask: the fields of `stat`.
+pub const STATX_BASIC_STATS: u32 = 0x7ff;
+/// `statx` mask: the creation time.
+pub const STATX_BTIME: u32 = 0x800;
+
+struct Writer<'a>(&'a mut [u8], usize);
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0[self.1..self.1 + bytes.len()].copy_from_slice(bytes);
+        self.1 += bytes.len();
+    }
+    fn u16(&mut self, v: u16) {
+        self.put(&v.to_ne_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.put(&v.to_ne_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.put(&v.to_ne_bytes());
+    }
+}
+
+/// Size of a `linux_dirent64` record holding a name of `name_len` bytes: the 19-byte
+/// header, the name, its NUL, rounded up to 8.
+pub const fn dirent_reclen(name_len: usize) -> usize {
+    (19 + name_len + 1 + 7) & !7
+}
+
+/// Encodes one `linux_dirent64` record into `out` (exactly [`dirent_reclen`] bytes).
+pub fn encode_dirent(out: &mut [u8], ino: u64, next: u64, dtype: u8, name: &[u8]) {
+    let reclen = dirent_reclen(name.len());
+    out[..8].copy_from_slice(&ino.to_ne_bytes());
+    out[8..16].copy_from_slice(&next.to_ne_bytes());
+    out[16..18].copy_from_slice(&(reclen as u16).to_ne_bytes());
+    out[18] = dtype;
+    out[19..19 + name.len()].copy_from_slice(name);
+    out[19 + name.len()..reclen].fill(0);
+}

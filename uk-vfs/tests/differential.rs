@@ -1,0 +1,439 @@
+//! Differential test: random sequences of file operations run on uk-vfs and on a real
+//! directory in Linux tmpfs (`/dev/shm`) must give the same results and errnos.
+//!
+//! Normalised: descriptor numbers (handles map to both sides), inode numbers and times
+//! (not compared), directory listing order (compared as sorted multisets) and `d_off`.
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use proptest::prelude::*;
+use uk_vfs::*;
+
+const PATHS: &[&str] = &[
+    "a", "b", "c", "a/b", "a/c", "b/a", "a/b/c", "a/../b", "./a", "a/", "b/", "c/a", "la", "a/lb",
+    "lx", "a/b/", ".", "a/.", "a/b/..",
+];
+// No target names the base directory itself: from there `..` would leave the tree on
+// the host while uk-vfs stops at its root.
+const TARGETS: &[&str] = &["a", "b", "a/b", "nope", "la", "c/a", "lx", "a/."];
+const OPEN_FLAGS: &[u32] = &[
+    O_RDONLY,
+    O_WRONLY | O_CREAT,
+    O_RDWR | O_CREAT | O_TRUNC,
+    O_RDWR | O_CREAT | O_EXCL,
+    O_WRONLY | O_APPEND,
+    O_RDWR | O_APPEND | O_CREAT,
+    O_RDONLY | O_DIRECTORY,
+    O_RDONLY | O_NOFOLLOW,
+    O_RDWR,
+    O_WRONLY | O_TRUNC,
+    O_RDONLY | O_CREAT | O_NOFOLLOW,
+];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Open(usize, usize),
+    Close(usize),
+    Write(usize, usize, u8),
+    Read(usize, usize),
+    Pread(usize, usize, u32),
+    Pwrite(usize, usize, u32),
+    Lseek(usize, i32, u32),
+    Ftruncate(usize, i32),
+    Fstat(usize),
+    Getdents(usize),
+    Dup(usize),
+    Mkdir(usize),
+    Rmdir(usize),
+    Unlink(usize),
+    Rename(usize, usize),
+    Link(usize, usize),
+    Symlink(usize, usize),
+    Readlink(usize),
+    Truncate(usize, i32),
+    Stat(usize),
+    Lstat(usize),
+    Access(usize, u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let p = 0..PATHS.len();
+    let h = 0..8usize;
+    prop_oneof![
+        3 => (p.clone(), 0..OPEN_FLAGS.len()).prop_map(|(a, b)| Op::Open(a, b)),
+        1 => h.clone().prop_map(Op::Close),
+        2 => (h.clone(), 0..9000usize, any::<u8>()).prop_map(|(a, b, c)| Op::Write(a, b, c)),
+        2 => (h.clone(), 0..9000usize).prop_map(|(a, b)| Op::Read(a, b)),
+        1 => (h.clone(), 0..5000usize, 0..20000u32).prop_map(|(a, b, c)| Op::Pread(a, b, c)),
+        1 => (h.clone(), 0..5000usize, 0..20000u32).prop_map(|(a, b, c)| Op::Pwrite(a, b, c)),
+        1 => (h.clone(), -5000..20000i32, 0..6u32).prop_map(|(a, b, c)| Op::Lseek(a, b, c)),
+        1 => (h.clone(), -10..20000i32).prop_map(|(a, b)| Op::Ftruncate(a, b)),
+        1 => h.clone().prop_map(Op::Fstat),
+        1 => h.clone().prop_map(Op::Getdents),
+        1 => h.clone().prop_map(Op::Dup),
+        2 => p.clone().prop_map(Op::Mkdir),
+        1 => p.clone().prop_map(Op::Rmdir),
+        1 => p.clone().prop_map(Op::Unlink),
+        2 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+        1 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Link(a, b)),
+        1 => (0..TARGETS.len(), p.clone()).prop_map(|(a, b)| Op::Symlink(a, b)),
+        1 => p.clone().prop_map(Op::Readlink),
+        1 => (p.clone(), -10..20000i32).prop_map(|(a, b)| Op::Truncate(a, b)),
+        1 => p.clone().prop_map(Op::Stat),
+        1 => p.clone().prop_map(Op::Lstat),
+        1 => (p, 0..9u32).prop_map(|(a, b)| Op::Access(a, b)),
+    ]
+}
+
+/// What an operation returned, in a form both sides produce.
+#[derive(Debug, PartialEq, Eq)]
+enum Out {
+    Err(i32),
+    Val(i64),
+    Bytes(Vec<u8>),
+    /// type+perm bits, nlink, size, blocks
+    Stat(u32, u64, i64, i64),
+    Names(Vec<Vec<u8>>),
+}
+
+fn cstr(s: &[u8]) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+fn host_ret(r: i64) -> Out {
+    if r < 0 {
+        Out::Err(errno())
+    } else {
+        Out::Val(r)
+    }
+}
+
+fn uk<T: Into<i64>>(r: Result<T, Errno>) -> Out {
+    match r {
+        Ok(v) => Out::Val(v.into()),
+        Err(e) => Out::Err(e.into_raw()),
+    }
+}
+
+fn uk_unit(r: Result<(), Errno>) -> Out {
+    uk(r.map(|_| 0i64))
+}
+
+fn uk_stat(r: Result<Stat, Errno>) -> Out {
+    match r {
+        Ok(s) => Out::Stat(s.mode, s.nlink as u64, s.size as i64, s.blocks as i64),
+        Err(e) => Out::Err(e.into_raw()),
+    }
+}
+
+fn host_stat(r: i32, s: &libc::stat) -> Out {
+    if r < 0 {
+        Out::Err(errno())
+    } else {
+        Out::Stat(s.st_mode, s.st_nlink, s.st_size, s.st_blocks)
+    }
+}
+
+fn dirent_names(buf: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+        let name = &buf[at + 19..at + reclen];
+        let end = name.iter().position(|&c| c == 0).unwrap();
+        out.push(name[..end].to_vec());
+        at += reclen;
+    }
+    out
+}
+
+struct Host {
+    base: i32,
+    path: String,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SAFETY: closes the descriptor this test opened and still owns.
+        unsafe { libc::close(self.base) };
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let path = format!(
+        "/dev/shm/uk-vfs-diff-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    std::fs::create_dir(&path).unwrap();
+    let c = cstr(path.as_bytes());
+    // SAFETY: a valid NUL-terminated path; the descriptor is owned by `Host`.
+    let base = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    assert!(base >= 0);
+    let host = Host { base, path };
+    let vfs = Vfs::new(RamFs::new());
+    vfs.umask(0o022);
+    let mut handles: Vec<Option<(Fd, i32)>> = vec![None; 8];
+    for (step, op) in ops.iter().enumerate() {
+        let (u, h) = apply(&vfs, &host, &mut handles, op);
+        prop_assert_eq!(&u, &h, "step {} {:?}\nops: {:?}", step, op, ops);
+    }
+    for (u, h) in handles.into_iter().flatten() {
+        vfs.close(u).unwrap();
+        // SAFETY: `h` was opened by this test and is closed once.
+        unsafe { libc::close(h) };
+    }
+    Ok(())
+}
+
+fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> (Out, Out) {
+    let b = host.base;
+    let p = |i: usize| PATHS[i].as_bytes();
+    let cp = |i: usize| cstr(PATHS[i].as_bytes());
+    // SAFETY: every libc call gets NUL-terminated paths from `CString`, buffers that live
+    // across the call with the lengths passed, and descriptors this test opened and owns.
+    unsafe {
+        match *op {
+            Op::Open(pi, fi) => {
+                let flags = OPEN_FLAGS[fi];
+                let u = vfs.open(p(pi), flags, 0o644);
+                let h = libc::openat(b, cp(pi).as_ptr(), flags as i32, 0o644);
+                let (ur, hr) = (uk(u.map(|_| 0i64)), host_ret(h.min(0) as i64));
+                if let (Ok(ufd), true) = (u, h >= 0) {
+                    if let Some(slot) = handles.iter_mut().find(|s| s.is_none()) {
+                        *slot = Some((ufd, h));
+                    } else {
+                        vfs.close(ufd).unwrap();
+                        libc::close(h);
+                    }
+                } else {
+                    if let Ok(ufd) = u {
+                        vfs.close(ufd).unwrap();
+                    }
+                    if h >= 0 {
+                        libc::close(h);
+                    }
+                }
+                (ur, hr)
+            }
+            ref other => {
+                let handle = |i: usize| handles[i % handles.len()];
+                match other {
+                    Op::Close(i) => match handles[i % 8].take() {
+                        Some((u, h)) => (uk_unit(vfs.close(u)), host_ret(libc::close(h) as i64)),
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Write(i, len, byte) => match handle(*i) {
+                        Some((u, h)) => {
+                            let data = vec![*byte; *len];
+                            (
+                                uk(vfs.write(u, &data).map(|n| n as i64)),
+                                host_ret(libc::write(h, data.as_ptr().cast(), *len) as i64),
+                            )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Read(i, len) | Op::Pread(i, len, _) => match handle(*i) {
+                        Some((u, h)) => {
+                            let mut ub = vec![0u8; *len];
+                            let mut hb = vec![0u8; *len];
+                            let (ur, hr) = match other {
+                                Op::Pread(_, _, off) => (
+                                    vfs.pread(u, &mut ub, *off as i64),
+                                    libc::pread(h, hb.as_mut_ptr().cast(), *len, *off as i64),
+                                ),
+                                _ => (
+                                    vfs.read(u, &mut ub),
+                                    libc::read(h, hb.as_mut_ptr().cast(), *len),
+                                ),
+                            };
+                            let uo = match ur {
+                                Ok(n) => Out::Bytes(ub[..n].to_vec()),
+                                Err(e) => Out::Err(e.into_raw()),
+                            };
+                            let ho = if hr < 0 {
+                                Out::Err(errno())
+                            } else {
+                                Out::Bytes(hb[..hr as usize].to_vec())
+                            };
+                            (uo, ho)
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Pwrite(i, len, off) => match handle(*i) {
+                        Some((u, h)) => {
+                            let data = vec![0x5a; *len];
+                            (
+                                uk(vfs.pwrite(u, &data, *off as i64).map(|n| n as i64)),
+                                host_ret(
+                                    libc::pwrite(h, data.as_ptr().cast(), *len, *off as i64) as i64
+                                ),
+                            )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Lseek(i, off, whence) => match handle(*i) {
+                        Some((u, h)) => (
+                            uk(vfs.lseek(u, *off as i64, *whence).map(|v| v as i64)),
+                            host_ret(libc::lseek(h, *off as i64, *whence as i32)),
+                        ),
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Ftruncate(i, len) => match handle(*i) {
+                        Some((u, h)) => (
+                            uk_unit(vfs.ftruncate(u, *len as i64)),
+                            host_ret(libc::ftruncate(h, *len as i64) as i64),
+                        ),
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Fstat(i) => match handle(*i) {
+                        Some((u, h)) => {
+                            let mut s: libc::stat = std::mem::zeroed();
+                            (uk_stat(vfs.fstat(u)), host_stat(libc::fstat(h, &mut s), &s))
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Getdents(i) => match handle(*i) {
+                        Some((u, h)) => {
+                            let mut ub = vec![0u8; 600];
+                            let mut hb = vec![0u8; 600];
+                            let ur = vfs.getdents64(u, &mut ub);
+                            let hr =
+                                libc::syscall(libc::SYS_getdents64, h, hb.as_mut_ptr(), hb.len());
+                            let uo = match ur {
+                                Ok(n) => {
+                                    let mut v = dirent_names(&ub[..n]);
+                                    v.sort();
+                                    Out::Names(v)
+                                }
+                                Err(e) => Out::Err(e.into_raw()),
+                            };
+                            let ho = if hr < 0 {
+                                Out::Err(errno())
+                            } else {
+                                let mut v = dirent_names(&hb[..hr as usize]);
+                                v.sort();
+                                Out::Names(v)
+                            };
+                            (uo, ho)
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Dup(i) => match handle(*i) {
+                        Some((u, h)) => {
+                            let (ud, hd) = (vfs.dup(u).unwrap(), libc::dup(h));
+                            assert!(hd >= 0);
+                            match handles.iter_mut().find(|s| s.is_none()) {
+                                Some(slot) => *slot = Some((ud, hd)),
+                                None => {
+                                    vfs.close(ud).unwrap();
+                                    libc::close(hd);
+                                }
+                            }
+                            (Out::Val(0), Out::Val(0))
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Mkdir(pi) => (
+                        uk_unit(vfs.mkdir(p(*pi), 0o755)),
+                        host_ret(libc::mkdirat(b, cp(*pi).as_ptr(), 0o755) as i64),
+                    ),
+                    Op::Rmdir(pi) => (
+                        uk_unit(vfs.rmdir(p(*pi))),
+                        host_ret(libc::unlinkat(b, cp(*pi).as_ptr(), libc::AT_REMOVEDIR) as i64),
+                    ),
+                    Op::Unlink(pi) => (
+                        uk_unit(vfs.unlink(p(*pi))),
+                        host_ret(libc::unlinkat(b, cp(*pi).as_ptr(), 0) as i64),
+                    ),
+                    Op::Rename(x, y) => (
+                        uk_unit(vfs.rename(p(*x), p(*y))),
+                        host_ret(libc::renameat(b, cp(*x).as_ptr(), b, cp(*y).as_ptr()) as i64),
+                    ),
+                    Op::Link(x, y) => (
+                        uk_unit(vfs.link(p(*x), p(*y))),
+                        host_ret(libc::linkat(b, cp(*x).as_ptr(), b, cp(*y).as_ptr(), 0) as i64),
+                    ),
+                    Op::Symlink(t, y) => {
+                        let target = TARGETS[*t];
+                        (
+                            uk_unit(vfs.symlink(target, p(*y))),
+                            host_ret(libc::symlinkat(
+                                cstr(target.as_bytes()).as_ptr(),
+                                b,
+                                cp(*y).as_ptr(),
+                            ) as i64),
+                        )
+                    }
+                    Op::Readlink(pi) => {
+                        let mut ub = [0u8; 64];
+                        let mut hb = [0u8; 64];
+                        let ur = vfs.readlink(p(*pi), &mut ub);
+                        let hr = libc::readlinkat(b, cp(*pi).as_ptr(), hb.as_mut_ptr().cast(), 64);
+                        (
+                            match ur {
+                                Ok(n) => Out::Bytes(ub[..n].to_vec()),
+                                Err(e) => Out::Err(e.into_raw()),
+                            },
+                            if hr < 0 {
+                                Out::Err(errno())
+                            } else {
+                                Out::Bytes(hb[..hr as usize].to_vec())
+                            },
+                        )
+                    }
+                    Op::Truncate(pi, len) => {
+                        // truncate(2) has no *at form: open a path relative to the base.
+                        let full = format!("{}/{}", host.path, PATHS[*pi]);
+                        (
+                            uk_unit(vfs.truncate(p(*pi), *len as i64)),
+                            host_ret(
+                                libc::truncate(cstr(full.as_bytes()).as_ptr(), *len as i64) as i64
+                            ),
+                        )
+                    }
+                    Op::Stat(pi) | Op::Lstat(pi) => {
+                        let nofollow = matches!(other, Op::Lstat(_));
+                        let mut s: libc::stat = std::mem::zeroed();
+                        let flags = if nofollow {
+                            libc::AT_SYMLINK_NOFOLLOW
+                        } else {
+                            0
+                        };
+                        let u = if nofollow {
+                            vfs.lstat(p(*pi))
+                        } else {
+                            vfs.stat(p(*pi))
+                        };
+                        (
+                            uk_stat(u),
+                            host_stat(libc::fstatat(b, cp(*pi).as_ptr(), &mut s, flags), &s),
+                        )
+                    }
+                    Op::Access(pi, mode) => (
+                        uk_unit(vfs.access(p(*pi), *mode)),
+                        host_ret(libc::faccessat(b, cp(*pi).as_ptr(), *mode as i32, 0) as i64),
+                    ),
+                    Op::Open(..) => unreachable!(),
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn same_as_linux_tmpfs(ops in proptest::collection::vec(op(), 1..40)) {
+        run(&ops)?;
+    }
+}
