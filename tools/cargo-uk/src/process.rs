@@ -63,7 +63,8 @@ fn reader<R: Read + Send + 'static>(mut source: R, echo: bool) -> thread::JoinHa
     })
 }
 
-fn ending_of(status: ExitStatus) -> Ending {
+/// How a process that ended with `status` ended.
+pub fn ending_of(status: ExitStatus) -> Ending {
     if let Some(code) = status.code() {
         return Ending::Exited(code);
     }
