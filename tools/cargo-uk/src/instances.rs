@@ -349,6 +349,23 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+fn name_taken(dir: &Path, name: &str) -> anyhow::Error {
+    let state =
+        Instance::open(dir, name).map_or_else(|_| "unknown".to_owned(), |i| i.state().text());
+    UsageError(format!(
+        "an instance named '{name}' already exists (state: {state}); choose another --name or remove it with `cargo uk rm {name}`"
+    ))
+    .into()
+}
+
+/// Refuses a name already in use (checked again, atomically, by [`create`]).
+pub fn check_free(dir: &Path, name: &str) -> Result<()> {
+    if dir.join(name).exists() {
+        return Err(name_taken(dir, name));
+    }
+    Ok(())
+}
+
 /// Creates the directory of a new instance; an existing name is refused.
 pub fn create(dir: &Path, record: &Record) -> Result<Instance> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -356,13 +373,7 @@ pub fn create(dir: &Path, record: &Record) -> Result<Instance> {
     match std::fs::create_dir(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let state = Instance::open(dir, &record.name)
-                .map_or_else(|_| "unknown".to_owned(), |i| i.state().text());
-            return Err(UsageError(format!(
-                "an instance named '{}' already exists (state: {state}); choose another --name or remove it with `cargo uk rm {}`",
-                record.name, record.name
-            ))
-            .into());
+            return Err(name_taken(dir, &record.name));
         }
         Err(e) => return Err(anyhow!("cannot create {}: {e}", path.display())),
     }

@@ -373,6 +373,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     }
     if let Some(name) = &args.name {
         instances::validate_name(name).map_err(UsageError)?;
+        instances::check_free(&instances::instances_dir()?, name)?;
     }
     let t = resolve(&args.image)?;
     let board = t.board;

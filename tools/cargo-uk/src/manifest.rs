@@ -136,15 +136,15 @@ pub fn validate_memory(value: &str) -> Result<(), String> {
         Some((i, c)) if c.is_ascii_alphabetic() => (&value[..i], c.to_ascii_uppercase()),
         _ => (value, 'M'),
     };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{value}' is not a size ({allowed})"));
+    }
     let shift = match unit {
         'K' => 10,
         'M' => 20,
         'G' => 30,
         _ => return Err(format!("'{value}' has an unknown unit ({allowed})")),
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("'{value}' is not a size ({allowed})"));
-    }
     let bytes = digits
         .parse::<u64>()
         .ok()
