@@ -555,6 +555,11 @@ pub fn cmd_logs(name: &str, follow: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut pos = 0u64;
     let mut buf = Vec::new();
+    // An image with a defmt table logged binary frames: decode them into text.
+    let mut decoder =
+        crate::defmt::ConsoleDecoder::for_image(&inst.record.kernel, crate::style::stdout_colors())
+            .ok()
+            .flatten();
     loop {
         // Read whether it has ended before reading the file, so nothing written before the
         // end is missed.
@@ -564,7 +569,10 @@ pub fn cmd_logs(name: &str, follow: bool) -> Result<()> {
             buf.clear();
             file.read_to_end(&mut buf)?;
             pos += buf.len() as u64;
-            out.write_all(&buf)?;
+            match &mut decoder {
+                Some(d) => out.write_all(&d.feed(&buf))?,
+                None => out.write_all(&buf)?,
+            }
             out.flush()?;
         }
         if !follow || ended {

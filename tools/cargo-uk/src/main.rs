@@ -31,6 +31,7 @@
 
 pub mod boards;
 pub mod cpio;
+pub mod defmt;
 pub mod expect;
 pub mod host;
 pub mod instances;
@@ -473,7 +474,11 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     }
     let timeout =
         (args.timeout > 0 && gdb_port.is_none()).then(|| Duration::from_secs(args.timeout));
-    let outcome = process::run(board.qemu, &qemu_args, Io::Interactive, timeout)
+    // An image with a defmt table logs binary frames: decode them into text.
+    let filter = defmt::ConsoleDecoder::for_image(&kernel, style::stdout_colors())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", kernel.display()))?
+        .map(defmt::ConsoleDecoder::into_filter);
+    let outcome = process::run_filtered(board.qemu, &qemu_args, Io::Interactive, timeout, filter)
         .with_context(|| format!("cannot start {}", board.qemu))?;
     match qemu::guest_exit(board, outcome.ending, &outcome.stderr) {
         Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
@@ -494,12 +499,25 @@ fn run_detached(
         Some(name) => name.clone(),
         None => instances::free_name(t.image.label(), &instances::names(&dir)),
     };
+    // The instance keeps its own copy of the image: a later build cannot change what
+    // `logs` decodes (defmt) or what `ps` names.
+    let own_kernel = dir.join(&name).join("image.elf");
+    let qemu_args: Vec<OsString> = qemu_args
+        .iter()
+        .map(|a| {
+            if Path::new(a) == kernel {
+                own_kernel.clone().into_os_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
     let record = instances::Record {
         name: name.clone(),
         board: t.board.name.to_owned(),
         variant: variant.name.to_owned(),
         image: t.image.label().to_owned(),
-        kernel: kernel.to_owned(),
+        kernel: own_kernel.clone(),
         memory: memory.to_owned(),
         qemu: t.board.qemu.to_owned(),
         args: qemu_args
@@ -511,6 +529,8 @@ fn run_detached(
             .map_or(0, |d| d.as_secs()),
     };
     let instance = instances::create(&dir, &record)?;
+    std::fs::copy(kernel, &own_kernel)
+        .with_context(|| format!("cannot copy {} into the instance", kernel.display()))?;
     let state = instances::spawn_supervisor(&instance)?;
     println!("{name}");
     eprintln!(

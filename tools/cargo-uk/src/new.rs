@@ -88,7 +88,8 @@ memory = "64M"
 # initrd = "rootfs"                # a file, or a directory packed as CPIO
 # qemu-args = []
 
-# Images abort on panic and are optimised for size, as in uk-rs.
+# Images abort on panic and are optimised for size, as in uk-rs. Symbols are kept (they
+# are not loaded): defmt decodes its frames with them, gdb names functions with them.
 [profile.dev]
 panic = "abort"
 
@@ -98,7 +99,7 @@ lto = true
 codegen-units = 1
 opt-level = "s"
 debug = false
-strip = true
+strip = "debuginfo"
 
 # A workspace of its own, wherever it is created.
 [workspace]

@@ -263,7 +263,22 @@ impl Job {
         };
         let args = qemu::qemu_args(&config);
         let command = qemu::display_command(self.board.qemu, &args);
-        let outcome = match process::run(self.board.qemu, &args, Io::Captured, Some(timeout)) {
+        if let Err(e) = crate::defmt::ConsoleDecoder::for_image(kernel, false) {
+            return row(Evaluation::failed(e), Duration::ZERO, String::new());
+        }
+        let filter = || {
+            crate::defmt::ConsoleDecoder::for_image(kernel, false)
+                .ok()
+                .flatten()
+                .map(crate::defmt::ConsoleDecoder::into_filter)
+        };
+        let outcome = match process::run_filtered(
+            self.board.qemu,
+            &args,
+            Io::Captured,
+            Some(timeout),
+            filter(),
+        ) {
             Ok(outcome) => outcome,
             Err(e) => {
                 let note = format!("cannot start {}: {e}", self.board.qemu);
@@ -282,7 +297,7 @@ impl Job {
         };
         if let Some(e) = expect.filter(|e| e.differs_between_boots.is_some()) {
             if eval.ok {
-                eval = self.second_boot(e, &args, timeout, &outcome.stdout);
+                eval = self.second_boot(e, &args, timeout, &outcome.stdout, filter());
             }
         }
         let mut output = format!("$ {command}\n{}", report::tail(&outcome.stdout, TAIL_LINES));
@@ -303,16 +318,19 @@ impl Job {
         args: &[std::ffi::OsString],
         timeout: Duration,
         first: &str,
+        filter: Option<process::Filter>,
     ) -> Evaluation {
-        let again = match process::run(self.board.qemu, args, Io::Captured, Some(timeout)) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                return Evaluation::failed(format!(
-                    "second boot: cannot start {}: {e}",
-                    self.board.qemu
-                ));
-            }
-        };
+        let again =
+            match process::run_filtered(self.board.qemu, args, Io::Captured, Some(timeout), filter)
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    return Evaluation::failed(format!(
+                        "second boot: cannot start {}: {e}",
+                        self.board.qemu
+                    ));
+                }
+            };
         let eval = evaluate_example(
             self.board,
             expect,

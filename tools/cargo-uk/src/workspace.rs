@@ -13,6 +13,9 @@ use crate::UsageError;
 /// Package (and binary) name of the in-image test image (`ktest/`).
 pub const KTEST_PACKAGE: &str = "uk-ktest";
 
+/// The defmt log levels images are built with when `DEFMT_LOG` is not set.
+pub const DEFAULT_DEFMT_LOG: &str = "info";
+
 /// A bootable image of the workspace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Image {
@@ -290,6 +293,10 @@ impl Workspace {
         }
         if keep_going {
             command.arg("--keep-going");
+        }
+        // defmt compiles in only the log levels DEFMT_LOG asks for (`error` when unset).
+        if std::env::var_os("DEFMT_LOG").is_none() {
+            command.env("DEFMT_LOG", DEFAULT_DEFMT_LOG);
         }
         let names: Vec<&str> = images.iter().map(Image::package).collect();
         let fancy = crate::style::stderr_colors();
