@@ -302,6 +302,37 @@ mod tests {
     }
 
     #[test]
+    fn gnu_cpio_reads_our_archives() {
+        // Checked against GNU cpio where it is installed.
+        let Ok(mut child) = std::process::Command::new("cpio")
+            .arg("-it")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        else {
+            return;
+        };
+        let entries = [
+            Entry {
+                name: "dir".into(),
+                mode: S_IFDIR | 0o755,
+                data: Vec::new(),
+            },
+            Entry {
+                name: "dir/file".into(),
+                mode: S_IFREG | 0o644,
+                data: b"some bytes".to_vec(),
+            },
+        ];
+        let bytes = archive(&entries).unwrap();
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "dir\ndir/file\n");
+    }
+
+    #[test]
     fn reader_rejects_garbage() {
         assert!(read(b"").is_err());
         assert!(read(b"070702").is_err());

@@ -1,17 +1,55 @@
-//! `cargo uk`: build, boot and test uk-rs unikernel images under QEMU.
+//! `cargo uk`: build, boot and test uk-rs unikernel images under QEMU, in the style of
+//! Unikraft's KraftKit (`kraft build`, `run`, `ps`, `stop`, `rm`, `kraft.yaml`), done the
+//! Cargo way.
 //!
 //! The workspace reaches this tool through a cargo alias (`uk = "run --quiet --release
 //! --package cargo-uk --"` in `.cargo/config.toml`), so `cargo uk ...` needs no install step;
-//! installed as `cargo-uk` on `PATH` it works the same way.
+//! a project made with `cargo uk new` gets an alias of its own that runs it from the uk-rs
+//! sources; installed as `cargo-uk` on `PATH` it works the same way.
 //!
-//! - `cargo uk build [--board B] [--example E] [--release]` builds an image with
-//!   `cargo build -p E --target <board's triple>` and prints its path and size.
+//! - `cargo uk build [--board B] [-p NAME] [--release] [--size]` builds an image with
+//!   `cargo build -p NAME --target <board's triple>` and prints its path and size; `--size`
+//!   adds the size of each loaded ELF section. On a terminal a spinner shows how many crates
+//!   are compiled (from cargo's JSON messages) and diagnostics are coloured.
 //! - `cargo uk run [...] [-- ARGS]` builds it and boots it under QEMU with the contract's
 //!   command line, the guest console on the terminal, and exits with the guest's exit code
-//!   (decoded from `isa-debug-exit` on x86, semihosting on aarch64).
+//!   (decoded from `isa-debug-exit` on x86, semihosting on aarch64). `--gdb` / `--gdb-port`
+//!   start QEMU with a gdb stub and the CPUs stopped, and print the gdb command that
+//!   attaches. `--detach` starts it in the background ([`instances`]).
+//! - `cargo uk ps | logs NAME [-f] | stop NAME | rm NAME [--force]` manage background
+//!   instances.
+//! - `cargo uk new NAME [--path DIR]` creates an application outside the repository
+//!   ([`new`]).
 //! - `cargo uk test` runs the host tests (`cargo test`), the in-image test image on every
-//!   board configuration, and every example against its `expect.toml`, then prints a table
-//!   and a closing `N passed, N failed` line.
+//!   board configuration, every example against its `expect.toml`, and a project made with
+//!   `cargo uk new`, then prints a table and a closing `N passed, N failed` line. `--board`
+//!   and `--filter` run a subset ([`test_cmd::select`]).
+//!
+//! Without `-p`, the image is the application package around the current directory (so
+//! `cargo uk run` in an application's folder boots it), else `helloworld`.
+//!
+//! # The application manifest
+//!
+//! An application describes how it is built and booted in `[package.metadata.uk]` of its
+//! `Cargo.toml` ([`manifest`]): boards, scheduler policy, allocator, memory, CPUs, kernel
+//! parameters and arguments, initrd (a file, or a directory packed as CPIO newc by
+//! [`cpio`]) and extra QEMU arguments. Command-line flags override it.
+//!
+//! ```toml
+//! [package.metadata.uk]
+//! boards = ["x86-pc", "qemu-virt"]
+//! allocator = "buddy"        # cargo feature uk-app/alloc-buddy
+//! scheduler = "preemptive"   # kernel parameter sched=preemptive
+//! memory = "128M"
+//! cpus = 1
+//! initrd = "rootfs"
+//! ```
+//!
+//! # defmt
+//!
+//! An image built with uk-rt's `defmt` feature writes defmt frames on the console;
+//! `run`, `test` and `logs` decode them with the image's `.defmt` table ([`defmt`]), so the
+//! user reads text. Images are built with `DEFMT_LOG=info` unless `DEFMT_LOG` is set.
 //!
 //! A configuration may give the in-image test image cargo features of its own
 //! ([`boards::Variant::ktest_features`]): cases that need hardware only that configuration
@@ -22,9 +60,10 @@
 //!
 //! The design keeps everything that can be decided without running a process in pure
 //! functions with unit tests: the board and configuration tables ([`boards`]), QEMU command
-//! lines, kernel command-line quoting and exit-code decoding ([`qemu`]), the parsing of test
-//! output ([`report`]) and of `expect.toml` ([`expect`]). Process handling (time limits,
-//! capture) lives in [`process`], cargo in [`workspace`], QEMU installation in [`host`].
+//! lines, kernel command-line quoting and exit-code decoding ([`qemu`]), the manifest
+//! ([`manifest`]), the parsing of test output ([`report`]) and of `expect.toml`
+//! ([`expect`]), instance states ([`instances`]). Process handling (time limits, capture)
+//! lives in [`process`], cargo in [`workspace`], QEMU installation in [`host`].
 //!
 //! User mistakes and failures end with a one-line `error: ...` and a non-zero exit status
 //! (2 for a bad command line, 1 otherwise), never with a panic.

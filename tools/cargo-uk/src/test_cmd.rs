@@ -794,7 +794,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     .manifest
                     .cargo_features(None)
                     .ok()?;
-                (!features.is_empty()).then(|| (e.as_str(), features))
+                (!features.is_empty()).then_some((e.as_str(), features))
             })
             .collect();
         let mut images: Vec<Image> = Vec::new();
