@@ -68,6 +68,8 @@
 #![no_std]
 
 pub mod cmdline;
+#[cfg(all(feature = "defmt", target_os = "none"))]
+pub mod defmt_logger;
 #[cfg(target_os = "none")]
 mod fatal;
 #[cfg(feature = "heap")]
@@ -75,8 +77,6 @@ pub mod heap;
 #[cfg(all(feature = "ktest", feature = "heap"))]
 mod ktests;
 mod logger;
-#[cfg(all(feature = "defmt", target_os = "none"))]
-pub mod defmt_logger;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -390,6 +390,21 @@ pub fn prepare_initrd(path: &Path, target_dir: &Path, label: &str) -> Result<Pat
     Ok(out)
 }
 
+/// The `initrd` of an example's `expect.toml`, relative to the example's directory.
+fn example_initrd(ws: &Workspace, image: &Image) -> Result<Option<PathBuf>, String> {
+    let Image::Example(_) = image else {
+        return Ok(None);
+    };
+    let dir = ws.package_dir(image);
+    let text = match std::fs::read_to_string(dir.join("expect.toml")) {
+        Ok(text) => text,
+        Err(_) => return Ok(None),
+    };
+    let expect = expect::Expect::parse(&text)
+        .map_err(|e| format!("{}: {e}", dir.join("expect.toml").display()))?;
+    Ok(expect.initrd.map(|p| dir.join(p)))
+}
+
 /// The gdb command that attaches to a QEMU started with `-gdb tcp::PORT`.
 pub fn gdb_command(board: &Board, port: u16, image: &Path) -> String {
     let gdb = if board.host_arch == std::env::consts::ARCH {
@@ -446,7 +461,8 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     let initrd = match (&args.initrd, &t.manifest.initrd) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(p)) => Some(t.ws.package_dir(&t.image).join(p)),
-        (None, None) => None,
+        // An example may name its initrd in expect.toml only: boot it the way it is tested.
+        (None, None) => example_initrd(&t.ws, &t.image).map_err(UsageError)?,
     };
     host::ensure_qemu(board)?;
     let kernel = if t.image == Image::Ktest {
@@ -504,7 +520,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     if let Some(port) = gdb_port {
         eprintln!(
             "     {} the CPUs wait for gdb on port {port}; attach with:\n         {}",
-            style::paint("gdb", style::Color::Green, colors),
+            style::paint("Waiting", style::Color::Green, colors),
             gdb_command(board, port, &kernel)
         );
     }
