@@ -587,6 +587,11 @@ fn run_detached(
     std::fs::copy(kernel, &own_kernel)
         .with_context(|| format!("cannot copy {} into the instance", kernel.display()))?;
     let state = instances::spawn_supervisor(&instance)?;
+    if let instances::State::Exited(Err(why)) = &state {
+        anyhow::bail!(
+            "instance {name} failed at once: {why} (`cargo uk logs {name}` shows what QEMU said)"
+        );
+    }
     println!("{name}");
     eprintln!(
         "     Started instance {name} ({}): `cargo uk logs {name} -f` follows its console, `cargo uk stop {name}` stops it",
