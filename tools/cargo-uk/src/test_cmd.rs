@@ -378,13 +378,19 @@ fn run_jobs(jobs: &[Job], parallel: usize, timeout: Duration) -> Vec<Row> {
 }
 
 fn print_progress(row: &Row) {
+    let color = if row.eval.ok {
+        crate::style::Color::Green
+    } else {
+        crate::style::Color::Red
+    };
+    let label = crate::style::paint(row.eval.label, color, crate::style::stdout_colors());
     let mut out = std::io::stdout().lock();
     let _ = write!(
         out,
         "{} on {}: {} ({} passed, {} failed) in {}",
         row.what,
         row.config,
-        row.eval.label,
+        label,
         row.eval.counts.passed,
         row.eval.counts.failed,
         format_time(row.time)
