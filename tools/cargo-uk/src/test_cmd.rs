@@ -791,69 +791,55 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                 board.name
             );
         }
-        let featured_examples: BTreeMap<&str, Vec<String>> = on_board
-            .iter()
-            .filter_map(|e| {
-                let features = setups[e.as_str()]
-                    .as_ref()
-                    .ok()?
-                    .manifest
-                    .cargo_features(None)
-                    .ok()?;
-                (!features.is_empty()).then_some((e.as_str(), features))
-            })
-            .collect();
-        let mut images: Vec<Image> = Vec::new();
-        if selection.ktest.is_some() {
-            images.push(Image::Ktest);
-        }
-        images.extend(
-            on_board
-                .iter()
-                .filter(|e| !featured_examples.contains_key(e.as_str()))
-                .map(|e| Image::Example((*e).clone())),
-        );
+        let image_count = usize::from(selection.ktest.is_some()) + on_board.len();
         println!(
-            "==> building {} image(s) for {} ({}, release)",
-            images.len() + featured_examples.len(),
-            board.name,
-            board.triple
+            "==> building {image_count} image(s) for {} ({}, release), one cargo build each",
+            board.name, board.triple
         );
         let _ = std::io::stdout().flush();
         let qemu = host::ensure_qemu(board).map_err(|e| format!("{e:#}"));
-        // Configurations whose ktest image has features of its own: built first, and the
-        // binary copied aside, because the plain build below writes the same path.
-        let featured = match (&qemu, &selection.ktest) {
-            (Ok(()), Some(_)) => featured_ktests(&ws, board),
-            _ => BTreeMap::new(),
-        };
-        let built = qemu.clone().and_then(|()| {
-            if images.is_empty() {
-                return Ok(BTreeMap::new());
-            }
-            ws.build(board.triple, &images, true, true)
-                .map_err(|e| format!("{e:#}"))
-        });
-        if let Err(e) = &built {
+        if let Err(e) = &qemu {
             eprintln!("error: {e}");
         }
-        let kernel = |image: &Image| match &built {
-            Ok(paths) => paths.get(image.package()).cloned().ok_or_else(|| {
-                format!(
-                    "not run: building {} for {} failed (cargo's messages are above)",
-                    image.package(),
-                    board.triple
-                )
-            }),
-            Err(e) => Err(format!("not run: {e}")),
+        // Every image is built by a cargo invocation of its own: cargo unifies the features
+        // of the packages it builds together, so one image's features (defmt, an
+        // allocator) would otherwise leak into the others.
+        let build_one = |image: &Image, features: &[String]| -> Result<PathBuf, String> {
+            qemu.clone().map_err(|e| format!("not run: {e}"))?;
+            let features: Vec<&str> = features.iter().map(String::as_str).collect();
+            ws.build_with_features(
+                board.triple,
+                std::slice::from_ref(image),
+                &features,
+                true,
+                false,
+            )
+            .map_err(|e| format!("not run: {e:#}"))
+            .and_then(|mut paths| {
+                paths
+                    .remove(image.package())
+                    .ok_or_else(|| format!("not run: cargo built no {}", image.package()))
+            })
         };
         if selection.ktest.is_some() {
+            // Configurations whose ktest image has features of its own: built first, and
+            // the binary copied aside, because the plain build writes the same path.
+            let featured = match &qemu {
+                Ok(()) => featured_ktests(&ws, board),
+                Err(_) => BTreeMap::new(),
+            };
+            let plain = board
+                .variants
+                .iter()
+                .any(|v| !featured.contains_key(v.name))
+                .then(|| build_one(&Image::Ktest, &[]));
             for variant in board.variants {
-                let (what, kernel) = match featured.get(variant.name) {
-                    Some((features, path)) => {
+                let (what, kernel) = match (featured.get(variant.name), &plain) {
+                    (Some((features, path)), _) => {
                         (format!("ktest+{}", features.join("+")), path.clone())
                     }
-                    None => ("ktest".to_owned(), kernel(&Image::Ktest)),
+                    (None, Some(path)) => ("ktest".to_owned(), path.clone()),
+                    (None, None) => ("ktest".to_owned(), Err("not built".to_owned())),
                 };
                 jobs.push(Job {
                     what,
@@ -868,32 +854,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         }
         for example in on_board {
             let image = Image::Example(example.clone());
-            let kernel = match featured_examples.get(example.as_str()) {
-                Some(features) => {
-                    println!(
-                        "==> building {example} with {} for {}",
-                        features.join(", "),
-                        board.name
-                    );
-                    let features: Vec<&str> = features.iter().map(String::as_str).collect();
-                    qemu.clone().and_then(|()| {
-                        ws.build_with_features(
-                            board.triple,
-                            std::slice::from_ref(&image),
-                            &features,
-                            true,
-                            false,
-                        )
-                        .map_err(|e| format!("not run: {e:#}"))
-                        .and_then(|mut paths| {
-                            paths
-                                .remove(image.package())
-                                .ok_or_else(|| format!("not run: cargo built no {example}"))
-                        })
-                    })
-                }
-                None => kernel(&image),
-            };
+            let features = setups[example.as_str()]
+                .as_ref()
+                .ok()
+                .and_then(|s| s.manifest.cargo_features(None).ok())
+                .unwrap_or_default();
+            let kernel = build_one(&image, &features);
             jobs.push(example_job(
                 &ws,
                 board,
