@@ -12,6 +12,8 @@
 //! | `qemu-stderr.log` | QEMU | QEMU's own messages |
 //! | `exit.json` | supervisor | how QEMU ended, the guest's exit code, the end time |
 //! | `stop-requested` | `stop` | marks an instance ended on request |
+//! | `image.elf` | `run --detach` | the instance's own copy of the image |
+//! | `supervisor.log` | supervisor | why the supervisor failed, if it did |
 //!
 //! QEMU is not started by `run --detach` itself but by a supervisor: `cargo-uk` started
 //! again as `cargo-uk __supervise DIR` in a process group of its own (so the terminal's

@@ -719,7 +719,12 @@ fn main() -> ExitCode {
         Cmd::Logs(args) => instances::cmd_logs(&args.name, args.follow).map(|()| ExitCode::SUCCESS),
         Cmd::Stop(args) => instances::cmd_stop(&args.name).map(|()| ExitCode::SUCCESS),
         Cmd::Rm(args) => instances::cmd_rm(&args.name, args.force).map(|()| ExitCode::SUCCESS),
-        Cmd::Supervise { dir } => instances::supervise(dir).map(|()| ExitCode::SUCCESS),
+        Cmd::Supervise { dir } => instances::supervise(dir)
+            .inspect_err(|e| {
+                // Its standard streams go nowhere: leave the reason where `ps` users look.
+                let _ = std::fs::write(dir.join("supervisor.log"), format!("{e:#}\n"));
+            })
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

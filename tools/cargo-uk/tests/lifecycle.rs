@@ -106,6 +106,13 @@ fn detached_instances_lifecycle() {
     // logs -f of an ended instance prints everything and returns.
     assert_eq!(env.ok(&["logs", "-f", "helloworld-1"]), logs);
 
+    // logs -f started while the guest may still be running waits for its end.
+    env.ok(&["run", "-d", "--name", "follow", "--no-kvm"]);
+    let followed = env.ok(&["logs", "-f", "follow"]);
+    assert!(followed.contains("first instruction to main"), "{followed}");
+    assert!(env.state_of("follow").starts_with("exited"));
+    env.ok(&["rm", "follow"]);
+
     // Two long-running instances at once (QEMU waiting for gdb).
     let (p1, p2) = (free_port(), free_port());
     env.ok(&[
