@@ -530,9 +530,18 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     let timeout =
         (args.timeout > 0 && gdb_port.is_none()).then(|| Duration::from_secs(args.timeout));
     // An image with a defmt table logs binary frames: decode them into text.
-    let filter = defmt::ConsoleDecoder::for_image(&kernel, style::stdout_colors())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", kernel.display()))?
-        .map(defmt::ConsoleDecoder::into_filter);
+    let filter = match defmt::ConsoleDecoder::for_image(&kernel, style::stdout_colors()) {
+        Ok(decoder) => decoder.map(defmt::ConsoleDecoder::into_filter),
+        Err(e) => {
+            // A stripped image that was built together with a defmt one (cargo unified
+            // the feature) has a `.defmt` section but no table: boot it all the same.
+            eprintln!(
+                "warning: {}: {e}; defmt frames are shown undecoded",
+                kernel.display()
+            );
+            None
+        }
+    };
     let outcome = process::run_filtered(board.qemu, &qemu_args, Io::Interactive, timeout, filter)
         .with_context(|| format!("cannot start {}", board.qemu))?;
     match qemu::guest_exit(board, outcome.ending, &outcome.stderr) {
