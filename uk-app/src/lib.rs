@@ -12,6 +12,10 @@
 //! # Features
 //!
 //! - `ktest`: links the boards' in-image test cases (used by the `uk-ktest` image).
+//! - `alloc-tlsf` (uk-rt's default), `alloc-buddy`, `alloc-region`: the heap allocator,
+//!   forwarded to uk-rt; `cargo uk` enables one from `allocator` in the application's
+//!   `[package.metadata.uk]`.
+//! - `defmt`: log with defmt (uk-rt's `defmt` feature; see `examples/defmt-hello`).
 //!
 //! # Example
 //!

@@ -13,11 +13,33 @@ pub const MAX_ARGS: usize = 64;
 /// or `off`).
 pub type LogLevel = log::LevelFilter;
 
+/// Scheduler policy asked for with `sched=` (`cooperative` or `preemptive`; `cargo uk` sets
+/// it from `scheduler` in the application's `[package.metadata.uk]`). The runtime does not
+/// build a scheduler itself: an application that makes one reads this to choose the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedPolicy {
+    /// Threads run until they yield or block.
+    Cooperative,
+    /// Threads are also switched when their time slice ends (timer interrupt).
+    Preemptive,
+}
+
+/// Parses a `sched=` value.
+pub fn parse_sched(value: &str) -> Option<SchedPolicy> {
+    match value {
+        "cooperative" => Some(SchedPolicy::Cooperative),
+        "preemptive" => Some(SchedPolicy::Preemptive),
+        _ => None,
+    }
+}
+
 /// The kernel parameters found on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelParams {
     /// `loglevel=`; `info` when absent.
     pub log_level: LogLevel,
+    /// `sched=`; `None` when absent (the application's own choice).
+    pub sched: Option<SchedPolicy>,
     words: &'static [&'static str],
     /// More words than [`MAX_ARGS`] were given; the rest were dropped.
     pub truncated: bool,
@@ -28,8 +50,12 @@ impl KernelParams {
     /// boot, then ignored).
     pub fn unknown(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.words.iter().copied().filter(|w| {
-            w.strip_prefix("loglevel=")
-                .is_none_or(|value| parse_log_level(value).is_none())
+            let known = w
+                .strip_prefix("loglevel=")
+                .is_some_and(|value| parse_log_level(value).is_some())
+                || w.strip_prefix("sched=")
+                    .is_some_and(|value| parse_sched(value).is_some());
+            !known
         })
     }
 }
@@ -111,8 +137,13 @@ fn params_from(words: &'static [&'static str], truncated: bool) -> KernelParams 
         .rev()
         .find_map(|w| w.strip_prefix("loglevel=").and_then(parse_log_level))
         .unwrap_or(LogLevel::Info);
+    let sched = words
+        .iter()
+        .rev()
+        .find_map(|w| w.strip_prefix("sched=").and_then(parse_sched));
     KernelParams {
         log_level,
+        sched,
         words,
         truncated,
     }
@@ -194,5 +225,20 @@ mod tests {
         );
         assert_eq!(parse_log_level("loud"), None);
         assert_eq!(params_from(&[], false).log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn sched_policy_parses_and_bad_values_are_unknown() {
+        static WORDS: [&str; 3] = ["sched=preemptive", "sched=fifo", "loglevel=warn"];
+        let params = params_from(&WORDS, false);
+        assert_eq!(params.sched, Some(SchedPolicy::Preemptive));
+        assert_eq!(params.unknown().collect::<Vec<_>>(), ["sched=fifo"]);
+        static COOP: [&str; 1] = ["sched=cooperative"];
+        assert_eq!(
+            params_from(&COOP, false).sched,
+            Some(SchedPolicy::Cooperative)
+        );
+        assert_eq!(params_from(&[], false).sched, None);
+        assert_eq!(parse_sched("Preemptive"), None);
     }
 }

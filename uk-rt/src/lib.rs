@@ -44,6 +44,11 @@
 //!   allocator at all (`default-features = false`), and an image must bring its own
 //!   `#[global_allocator]`. Enabled alone it means `alloc-tlsf`. With several `alloc-*`
 //!   features, `alloc-region` wins over `alloc-buddy`, which wins over `alloc-tlsf`.
+//! - `defmt`: a defmt global logger on the board console ([`defmt_logger`], bare-metal
+//!   targets only): `defmt::info!` and friends write compact binary frames that
+//!   `cargo uk run` decodes into text; the image's package links `defmt.x` from its
+//!   `build.rs`. The kernel parameter `sched=cooperative|preemptive` is read into
+//!   [`cmdline::KernelParams::sched`] whatever the features.
 //! - `ktest`: registers the in-image test cases of the image allocator (every region in
 //!   use, exact statistics, the byte limit, page alignment) with `uk-test`.
 //!
@@ -63,6 +68,8 @@
 #![no_std]
 
 pub mod cmdline;
+#[cfg(all(feature = "defmt", target_os = "none"))]
+pub mod defmt_logger;
 #[cfg(target_os = "none")]
 mod fatal;
 #[cfg(feature = "heap")]

@@ -11,6 +11,10 @@
 //! one expression is looked for after the line the previous one matched. `{board}` stands
 //! for the board's name (regex-escaped).
 //!
+//! `initrd = "rootfs"` boots the example with an initial RAM disk: a file, or a directory
+//! (relative to the example's directory) packed as a CPIO newc archive. Without it the
+//! application manifest's `initrd` (`[package.metadata.uk]`) is used, if any.
+//!
 //! `differs_between_boots = '^random: 16 bytes ([0-9a-f]{32})$'` boots the example twice:
 //! both runs must pass, and the first capture group of the first line matching the
 //! expression must differ between them (for output that must never repeat, such as random
@@ -41,6 +45,10 @@ pub struct Expect {
     /// CPUs the example runs with (QEMU `-smp`); the configuration's when absent.
     #[serde(default)]
     pub smp: Option<u32>,
+    /// Initial RAM disk for the run: a file, or a directory packed as CPIO newc, relative to
+    /// the example's directory (overrides the manifest's `initrd`).
+    #[serde(default)]
+    pub initrd: Option<String>,
 }
 
 impl Expect {
@@ -153,6 +161,13 @@ mod tests {
                 .unwrap_err()
                 .starts_with("bad regular expression")
         );
+    }
+
+    #[test]
+    fn initrd_parses_from_toml() {
+        let expect = Expect::parse("initrd = 'rootfs'").unwrap();
+        assert_eq!(expect.initrd.as_deref(), Some("rootfs"));
+        assert!(Expect::parse("initrd = 1").is_err());
     }
 
     #[test]

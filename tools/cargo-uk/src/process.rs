@@ -40,7 +40,23 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-fn reader<R: Read + Send + 'static>(mut source: R, echo: bool) -> thread::JoinHandle<Vec<u8>> {
+/// Turns what the child writes on standard output into what is shown and kept (the defmt
+/// decoder of `cargo uk run`); called with each chunk as it arrives.
+pub type Filter = Box<dyn FnMut(&[u8]) -> Vec<u8> + Send>;
+
+/// Where a reader copies what it reads as it comes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Echo {
+    None,
+    Stdout,
+    Stderr,
+}
+
+fn reader<R: Read + Send + 'static>(
+    mut source: R,
+    echo: Echo,
+    mut filter: Option<Filter>,
+) -> thread::JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut kept = Vec::new();
         let mut buf = [0u8; 4096];
@@ -48,11 +64,27 @@ fn reader<R: Read + Send + 'static>(mut source: R, echo: bool) -> thread::JoinHa
             match source.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    kept.extend_from_slice(&buf[..n]);
-                    if echo {
-                        let mut err = io::stderr().lock();
-                        let _ = err.write_all(&buf[..n]);
-                        let _ = err.flush();
+                    let filtered;
+                    let bytes = match &mut filter {
+                        Some(f) => {
+                            filtered = f(&buf[..n]);
+                            &filtered[..]
+                        }
+                        None => &buf[..n],
+                    };
+                    kept.extend_from_slice(bytes);
+                    match echo {
+                        Echo::None => {}
+                        Echo::Stdout => {
+                            let mut out = io::stdout().lock();
+                            let _ = out.write_all(bytes);
+                            let _ = out.flush();
+                        }
+                        Echo::Stderr => {
+                            let mut err = io::stderr().lock();
+                            let _ = err.write_all(bytes);
+                            let _ = err.flush();
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -63,7 +95,8 @@ fn reader<R: Read + Send + 'static>(mut source: R, echo: bool) -> thread::JoinHa
     })
 }
 
-fn ending_of(status: ExitStatus) -> Ending {
+/// How a process that ended with `status` ended.
+pub fn ending_of(status: ExitStatus) -> Ending {
     if let Some(code) = status.code() {
         return Ending::Exited(code);
     }
@@ -109,19 +142,40 @@ pub fn run(
     io: Io,
     timeout: Option<Duration>,
 ) -> io::Result<Outcome> {
+    run_filtered(program, args, io, timeout, None)
+}
+
+/// [`run`] with the child's standard output passed through `filter` (for
+/// [`Io::Interactive`] it is then piped through us to our standard output, the input
+/// staying the terminal's).
+pub fn run_filtered(
+    program: &str,
+    args: &[OsString],
+    io: Io,
+    timeout: Option<Duration>,
+    filter: Option<Filter>,
+) -> io::Result<Outcome> {
     let mut command = Command::new(program);
     command.args(args).stderr(Stdio::piped());
-    match io {
-        Io::Interactive => command.stdin(Stdio::inherit()).stdout(Stdio::inherit()),
-        Io::Captured => command.stdin(Stdio::null()).stdout(Stdio::piped()),
+    match (io, filter.is_some()) {
+        (Io::Interactive, false) => command.stdin(Stdio::inherit()).stdout(Stdio::inherit()),
+        (Io::Interactive, true) => command.stdin(Stdio::inherit()).stdout(Stdio::piped()),
+        (Io::Captured, _) => command.stdin(Stdio::null()).stdout(Stdio::piped()),
     };
     let start = Instant::now();
     let mut child = command.spawn()?;
-    let out_reader = child.stdout.take().map(|s| reader(s, false));
-    let err_reader = child
-        .stderr
-        .take()
-        .map(|s| reader(s, io == Io::Interactive));
+    let out_echo = if io == Io::Interactive {
+        Echo::Stdout
+    } else {
+        Echo::None
+    };
+    let out_reader = child.stdout.take().map(|s| reader(s, out_echo, filter));
+    let err_echo = if io == Io::Interactive {
+        Echo::Stderr
+    } else {
+        Echo::None
+    };
+    let err_reader = child.stderr.take().map(|s| reader(s, err_echo, None));
     let deadline = timeout.map(|t| start + t);
     let ending = loop {
         if let Some(status) = child.try_wait()? {
@@ -192,6 +246,21 @@ mod tests {
         assert_eq!(out.ending, Ending::TimedOut);
         assert_eq!(out.stdout, "started\n");
         assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
+    }
+
+    #[test]
+    fn filters_standard_output() {
+        let upper: Filter = Box::new(|b: &[u8]| b.to_ascii_uppercase());
+        let out = run_filtered(
+            "sh",
+            &sh("echo quiet; echo err >&2"),
+            Io::Captured,
+            None,
+            Some(upper),
+        )
+        .unwrap();
+        assert_eq!(out.stdout, "QUIET\n");
+        assert_eq!(out.stderr, "err\n");
     }
 
     #[test]

@@ -42,11 +42,18 @@ pub struct QemuConfig<'a> {
     pub kernel: &'a Path,
     /// Kernel command line (`-append`), left out when `None`.
     pub append: Option<String>,
+    /// Initial RAM disk (`-initrd`), if any.
+    pub initrd: Option<&'a Path>,
+    /// A gdb stub on this TCP port, the CPUs stopped until gdb continues (`-gdb tcp::PORT -S`).
+    pub gdb_port: Option<u16>,
+    /// Extra arguments, appended last (the manifest's `qemu-args`).
+    pub extra: &'a [String],
 }
 
 /// The arguments (without the binary) of the QEMU command line for `config`, in the order of
 /// the contract: `-machine M -accel A -cpu C -m MEM [-smp N] -nographic -nodefaults
-/// -serial stdio -no-reboot <board args> -kernel IMG [-append CMDLINE]`.
+/// -serial stdio -no-reboot <board args> -kernel IMG [-append CMDLINE] [-initrd FILE]
+/// [-gdb tcp::PORT -S] [EXTRA...]`.
 pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
     let cpu = match config.accel {
         Accel::Tcg => config.variant.cpu,
@@ -84,6 +91,16 @@ pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
         args.push("-append".into());
         args.push(line.into());
     }
+    if let Some(initrd) = config.initrd {
+        args.push("-initrd".into());
+        args.push(initrd.as_os_str().to_owned());
+    }
+    if let Some(port) = config.gdb_port {
+        args.push("-gdb".into());
+        args.push(format!("tcp::{port}").into());
+        args.push("-S".into());
+    }
+    args.extend(config.extra.iter().map(OsString::from));
     args
 }
 
@@ -298,6 +315,9 @@ mod tests {
             smp: None,
             kernel: Path::new("/t/x86_64-unknown-none/release/helloworld"),
             append: None,
+            initrd: None,
+            gdb_port: None,
+            extra: &[],
         };
         assert_eq!(
             line(&config),
@@ -318,6 +338,9 @@ mod tests {
             smp: Some(2),
             kernel: Path::new("img"),
             append: append_line(&["one", "two words"]).unwrap(),
+            initrd: None,
+            gdb_port: None,
+            extra: &[],
         };
         let args = qemu_args(&config);
         let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
@@ -360,6 +383,9 @@ mod tests {
             smp: None,
             kernel: Path::new("/img"),
             append: Some("-- x".into()),
+            initrd: None,
+            gdb_port: None,
+            extra: &[],
         };
         assert_eq!(
             line(&config),
@@ -374,6 +400,32 @@ mod tests {
         ));
         config.variant = b.variant("cortex-a72").unwrap();
         assert!(line(&config).contains(" -machine virt -accel tcg -cpu cortex-a72 "));
+    }
+
+    #[test]
+    fn initrd_gdb_and_extra_arguments_come_last() {
+        let b = board("x86-pc").unwrap();
+        let extra = vec!["-device".to_owned(), "virtio-rng-pci".to_owned()];
+        let config = QemuConfig {
+            board: b,
+            variant: b.default_variant(),
+            accel: Accel::Tcg,
+            memory: "64M",
+            smp: None,
+            kernel: Path::new("img"),
+            append: Some("-- x".into()),
+            initrd: Some(Path::new("/tmp/root.cpio")),
+            gdb_port: Some(1234),
+            extra: &extra,
+        };
+        assert!(
+            line(&config).ends_with(
+                " -kernel img -append '-- x' -initrd /tmp/root.cpio -gdb tcp::1234 -S \
+                 -device virtio-rng-pci"
+            ),
+            "{}",
+            line(&config)
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use anyhow::Result;
 use crate::boards::{self, BOARDS, Board, Variant, lookup_board};
 use crate::expect::Expect;
 use crate::host;
+use crate::manifest::{self, Manifest};
 use crate::process::{self, Ending, Io};
 use crate::qemu::{self, Accel, GuestFailure, QemuConfig};
 use crate::report::{self, Counts};
@@ -200,6 +201,28 @@ struct Job {
     kernel: Result<PathBuf, String>,
     append: Option<String>,
     check: Check,
+    /// Guest memory, CPUs, initrd and extra QEMU arguments (an example's manifest).
+    machine: Machine,
+}
+
+/// What an example's manifest asks of the machine.
+#[derive(Clone, Debug)]
+struct Machine {
+    memory: String,
+    smp: Option<u32>,
+    initrd: Option<PathBuf>,
+    extra: Vec<String>,
+}
+
+impl Default for Machine {
+    fn default() -> Machine {
+        Machine {
+            memory: "64M".to_owned(),
+            smp: None,
+            initrd: None,
+            extra: Vec::new(),
+        }
+    }
 }
 
 impl Job {
@@ -226,28 +249,36 @@ impl Job {
             Check::Example(Ok(expect)) => Some(expect),
             Check::Ktest => None,
         };
-        let append = match expect {
-            Some(e) => match qemu::append_line(&e.args) {
-                Ok(line) => line,
-                Err(e) => {
-                    let note = format!("expect.toml args: {e}");
-                    return row(Evaluation::failed(note), Duration::ZERO, String::new());
-                }
-            },
-            None => self.append.clone(),
-        };
         let config = QemuConfig {
             board: self.board,
             variant: self.variant,
             accel: Accel::Tcg,
-            memory: "64M",
-            smp: expect.and_then(|e| e.smp).or(self.variant.smp),
+            memory: &self.machine.memory,
+            smp: self.machine.smp.or(self.variant.smp),
             kernel,
-            append,
+            append: self.append.clone(),
+            initrd: self.machine.initrd.as_deref(),
+            gdb_port: None,
+            extra: &self.machine.extra,
         };
         let args = qemu::qemu_args(&config);
         let command = qemu::display_command(self.board.qemu, &args);
-        let outcome = match process::run(self.board.qemu, &args, Io::Captured, Some(timeout)) {
+        if let Err(e) = crate::defmt::ConsoleDecoder::for_image(kernel, false) {
+            return row(Evaluation::failed(e), Duration::ZERO, String::new());
+        }
+        let filter = || {
+            crate::defmt::ConsoleDecoder::for_image(kernel, false)
+                .ok()
+                .flatten()
+                .map(crate::defmt::ConsoleDecoder::into_filter)
+        };
+        let outcome = match process::run_filtered(
+            self.board.qemu,
+            &args,
+            Io::Captured,
+            Some(timeout),
+            filter(),
+        ) {
             Ok(outcome) => outcome,
             Err(e) => {
                 let note = format!("cannot start {}: {e}", self.board.qemu);
@@ -266,7 +297,7 @@ impl Job {
         };
         if let Some(e) = expect.filter(|e| e.differs_between_boots.is_some()) {
             if eval.ok {
-                eval = self.second_boot(e, &args, timeout, &outcome.stdout);
+                eval = self.second_boot(e, &args, timeout, &outcome.stdout, filter());
             }
         }
         let mut output = format!("$ {command}\n{}", report::tail(&outcome.stdout, TAIL_LINES));
@@ -287,16 +318,19 @@ impl Job {
         args: &[std::ffi::OsString],
         timeout: Duration,
         first: &str,
+        filter: Option<process::Filter>,
     ) -> Evaluation {
-        let again = match process::run(self.board.qemu, args, Io::Captured, Some(timeout)) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                return Evaluation::failed(format!(
-                    "second boot: cannot start {}: {e}",
-                    self.board.qemu
-                ));
-            }
-        };
+        let again =
+            match process::run_filtered(self.board.qemu, args, Io::Captured, Some(timeout), filter)
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    return Evaluation::failed(format!(
+                        "second boot: cannot start {}: {e}",
+                        self.board.qemu
+                    ));
+                }
+            };
         let eval = evaluate_example(
             self.board,
             expect,
@@ -344,13 +378,19 @@ fn run_jobs(jobs: &[Job], parallel: usize, timeout: Duration) -> Vec<Row> {
 }
 
 fn print_progress(row: &Row) {
+    let color = if row.eval.ok {
+        crate::style::Color::Green
+    } else {
+        crate::style::Color::Red
+    };
+    let label = crate::style::paint(row.eval.label, color, crate::style::stdout_colors());
     let mut out = std::io::stdout().lock();
     let _ = write!(
         out,
         "{} on {}: {} ({} passed, {} failed) in {}",
         row.what,
         row.config,
-        row.eval.label,
+        label,
         row.eval.counts.passed,
         row.eval.counts.failed,
         format_time(row.time)
@@ -475,83 +515,358 @@ fn featured_ktests(
     featured
 }
 
+/// Name of the application the new-project check creates.
+const NEW_PROJECT_APP: &str = "newapp";
+
+/// Judges the output of `cargo uk run --release -- one` in a project made by `cargo uk new`.
+pub fn evaluate_new_project(status: Option<i32>, stdout: &str) -> Evaluation {
+    let expect = Expect {
+        lines: vec![
+            format!("^Hello from {NEW_PROJECT_APP} on {{board}}$"),
+            r#"^args: \["one"\]$"#.to_owned(),
+        ],
+        ..Expect::default()
+    };
+    let problems = match status {
+        None => vec!["cargo uk run was killed by a signal".to_owned()],
+        Some(code) => expect
+            .check("x86-pc", stdout, code)
+            .err()
+            .into_iter()
+            .collect(),
+    };
+    let counts = Counts {
+        passed: usize::from(problems.is_empty()),
+        failed: 0,
+    };
+    Evaluation::from_problems(problems, false, counts)
+}
+
+/// Creates a project with `cargo uk new` under the target directory, then builds and boots
+/// it with the project's own `cargo uk` alias from its folder, as a user would.
+fn new_project_row(ws: &Workspace, timeout: Duration) -> Row {
+    let start = Instant::now();
+    let row = |eval, output| Row {
+        what: NEW_PROJECT.to_owned(),
+        config: "x86-pc/pc".to_owned(),
+        eval,
+        time: start.elapsed(),
+        output,
+    };
+    let base = ws.target_dir.join("uk-new-project");
+    let dir = base.join(NEW_PROJECT_APP);
+    let _ = std::fs::remove_dir_all(&dir);
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            return row(
+                Evaluation::failed(format!("cannot find cargo-uk: {e}")),
+                String::new(),
+            );
+        }
+    };
+    let created = Command::new(&exe)
+        .args(["new", NEW_PROJECT_APP, "--path"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output();
+    match created {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            return row(
+                Evaluation::failed(format!("cargo uk new failed: {msg}")),
+                String::new(),
+            );
+        }
+        Err(e) => {
+            return row(
+                Evaluation::failed(format!("cannot run cargo uk new: {e}")),
+                String::new(),
+            );
+        }
+    }
+    // The project's alias runs cargo-uk from these sources; the shared target directory
+    // keeps that build, and the uk-rs crates', from being done again.
+    let run = Command::new(cargo_program())
+        .current_dir(&dir)
+        .args(["uk", "run", "--release", "--board", "x86-pc", "--no-kvm"])
+        .args(["--timeout", &timeout.as_secs().to_string(), "--", "one"])
+        .env("CARGO_TARGET_DIR", &ws.target_dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) => {
+            return row(
+                Evaluation::failed(format!("cannot run cargo uk run: {e}")),
+                String::new(),
+            );
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let eval = evaluate_new_project(out.status.code(), &stdout);
+    let output = format!(
+        "$ cd {} && cargo uk run --release --board x86-pc -- one\n{}[standard error]\n{}",
+        dir.display(),
+        report::tail(&stdout, TAIL_LINES),
+        report::tail(&stderr, 30)
+    );
+    row(eval, output)
+}
+
+/// An example's expectations and manifest.
+#[derive(Clone, Debug)]
+struct ExampleSetup {
+    expect: Expect,
+    manifest: Manifest,
+}
+
+fn load_example(ws: &Workspace, example: &str) -> Result<ExampleSetup, String> {
+    let expect = load_expect(ws, example)?;
+    let manifest = ws.manifest(&Image::Example(example.to_owned()))?;
+    Ok(ExampleSetup { expect, manifest })
+}
+
+/// The row name that selects the new-project check with `--filter`.
+pub const NEW_PROJECT: &str = "new-project";
+
+/// What `--filter` patterns select.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// Run the host tests (only without a filter).
+    pub host: bool,
+    /// Run the ktest image, with these case filters.
+    pub ktest: Option<Vec<String>>,
+    /// The examples to run.
+    pub examples: Vec<String>,
+    /// Create, build and boot a project made by `cargo uk new`.
+    pub new_project: bool,
+}
+
+/// Splits `--filter` patterns: a pattern equal to an example's name (or `new-project`)
+/// selects that run; the others are in-image test case filters, and select the ktest
+/// image. Without patterns everything runs.
+pub fn select(filters: &[String], examples: &[String]) -> Selection {
+    if filters.is_empty() {
+        return Selection {
+            host: true,
+            ktest: Some(Vec::new()),
+            examples: examples.to_vec(),
+            new_project: true,
+        };
+    }
+    let named: Vec<String> = examples
+        .iter()
+        .filter(|e| filters.contains(e))
+        .cloned()
+        .collect();
+    let cases: Vec<String> = filters
+        .iter()
+        .filter(|f| !examples.contains(f) && f.as_str() != NEW_PROJECT)
+        .cloned()
+        .collect();
+    Selection {
+        host: false,
+        ktest: (!cases.is_empty()).then_some(cases),
+        examples: named,
+        new_project: filters.iter().any(|f| f == NEW_PROJECT),
+    }
+}
+
+/// The example runs of one board: their jobs, after building what they need. Examples whose
+/// manifest asks for cargo features are built one by one (features unify within one cargo
+/// invocation); the others in `shared`.
+fn example_job(
+    ws: &Workspace,
+    board: &'static Board,
+    example: &str,
+    setup: &Result<ExampleSetup, String>,
+    kernel: Result<PathBuf, String>,
+) -> Job {
+    let job = |kernel, append, check, machine| Job {
+        what: format!("example {example}"),
+        board,
+        variant: board.default_variant(),
+        kernel,
+        append,
+        check,
+        machine,
+    };
+    let fail = |e: String| {
+        job(
+            kernel.clone(),
+            None,
+            Check::Example(Err(e)),
+            Machine::default(),
+        )
+    };
+    let setup = match setup {
+        Ok(s) => s,
+        Err(e) => return fail(e.clone()),
+    };
+    let m = &setup.manifest;
+    let args = if setup.expect.args.is_empty() {
+        &m.args
+    } else {
+        &setup.expect.args
+    };
+    let append = match m
+        .kernel_params(None)
+        .and_then(|p| manifest::command_line(&p, args))
+    {
+        Ok(a) => a,
+        Err(e) => return fail(format!("expect.toml args: {e}")),
+    };
+    let dir = ws.package_dir(&Image::Example(example.to_owned()));
+    let initrd = match (&setup.expect.initrd, &m.initrd) {
+        (Some(p), _) => Some(dir.join(p)),
+        (None, Some(p)) => Some(dir.join(p)),
+        (None, None) => None,
+    };
+    let initrd = match initrd {
+        Some(p) => {
+            match crate::prepare_initrd(&p, &ws.target_dir, &format!("{example}-{}", board.name)) {
+                Ok(p) => Some(p),
+                Err(e) => return fail(format!("{e:#}")),
+            }
+        }
+        None => None,
+    };
+    let machine = Machine {
+        memory: m.memory.clone().unwrap_or_else(|| "64M".to_owned()),
+        smp: m.cpus.or(setup.expect.smp),
+        initrd,
+        extra: m.qemu_args.clone(),
+    };
+    job(
+        kernel,
+        append,
+        Check::Example(Ok(setup.expect.clone())),
+        machine,
+    )
+}
+
 /// Runs `cargo uk test`.
 pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let boards: Vec<&'static Board> = match &args.board {
         Some(name) => vec![lookup_board(name).map_err(UsageError)?],
         None => BOARDS.iter().collect(),
     };
-    let ktest_append = qemu::append_line(&args.filter).map_err(UsageError)?;
     let timeout = Duration::from_secs(args.timeout);
     let ws = Workspace::locate()?;
-    let examples = ws.examples();
-    let expects: BTreeMap<&str, Result<Expect, String>> = examples
+    let all_examples = ws.examples();
+    let selection = select(&args.filter, &all_examples);
+    let ktest_append = match &selection.ktest {
+        Some(filters) => qemu::append_line(filters).map_err(UsageError)?,
+        None => None,
+    };
+    let examples = &selection.examples;
+    let setups: BTreeMap<&str, Result<ExampleSetup, String>> = examples
         .iter()
-        .map(|e| (e.as_str(), load_expect(&ws, e)))
+        .map(|e| (e.as_str(), load_example(&ws, e)))
         .collect();
 
-    println!("==> host tests: cargo test --no-fail-fast");
-    let mut rows = vec![host_tests(&ws)];
+    let mut rows = Vec::new();
+    if selection.host {
+        println!("==> host tests: cargo test --no-fail-fast");
+        rows.push(host_tests(&ws));
+    }
 
     let mut jobs = Vec::new();
     for &board in &boards {
-        let images: Vec<Image> = std::iter::once(Image::Ktest)
-            .chain(examples.iter().cloned().map(Image::Example))
+        // Examples this board runs: those whose manifest lists it (or lists no board).
+        let on_board: Vec<&String> = examples
+            .iter()
+            .filter(|e| match &setups[e.as_str()] {
+                Ok(s) => s.manifest.supports(board.name),
+                Err(_) => true,
+            })
             .collect();
+        for e in examples.iter().filter(|e| !on_board.contains(e)) {
+            println!(
+                "note: example {e} is not run on {}: its manifest does not list the board",
+                board.name
+            );
+        }
+        let image_count = usize::from(selection.ktest.is_some()) + on_board.len();
         println!(
-            "==> building {} image(s) for {} ({}, release)",
-            images.len(),
-            board.name,
-            board.triple
+            "==> building {image_count} image(s) for {} ({}, release), one cargo build each",
+            board.name, board.triple
         );
         let _ = std::io::stdout().flush();
         let qemu = host::ensure_qemu(board).map_err(|e| format!("{e:#}"));
-        // Configurations whose ktest image has features of its own: built first, and the
-        // binary copied aside, because the plain build below writes the same path.
-        let featured = match &qemu {
-            Ok(()) => featured_ktests(&ws, board),
-            Err(_) => BTreeMap::new(),
-        };
-        let built = qemu.and_then(|()| {
-            ws.build(board.triple, &images, true, true)
-                .map_err(|e| format!("{e:#}"))
-        });
-        if let Err(e) = &built {
+        if let Err(e) = &qemu {
             eprintln!("error: {e}");
         }
-        let kernel = |image: &Image| match &built {
-            Ok(paths) => paths.get(image.package()).cloned().ok_or_else(|| {
-                format!(
-                    "not run: building {} for {} failed (cargo's messages are above)",
-                    image.package(),
-                    board.triple
-                )
-            }),
-            Err(e) => Err(format!("not run: {e}")),
+        // Every image is built by a cargo invocation of its own: cargo unifies the features
+        // of the packages it builds together, so one image's features (defmt, an
+        // allocator) would otherwise leak into the others.
+        let build_one = |image: &Image, features: &[String]| -> Result<PathBuf, String> {
+            qemu.clone().map_err(|e| format!("not run: {e}"))?;
+            let features: Vec<&str> = features.iter().map(String::as_str).collect();
+            ws.build_with_features(
+                board.triple,
+                std::slice::from_ref(image),
+                &features,
+                true,
+                false,
+            )
+            .map_err(|e| format!("not run: {e:#}"))
+            .and_then(|mut paths| {
+                paths
+                    .remove(image.package())
+                    .ok_or_else(|| format!("not run: cargo built no {}", image.package()))
+            })
         };
-        for variant in board.variants {
-            let (what, kernel) = match featured.get(variant.name) {
-                Some((features, path)) => (format!("ktest+{}", features.join("+")), path.clone()),
-                None => ("ktest".to_owned(), kernel(&Image::Ktest)),
+        if selection.ktest.is_some() {
+            // Configurations whose ktest image has features of its own: built first, and
+            // the binary copied aside, because the plain build writes the same path.
+            let featured = match &qemu {
+                Ok(()) => featured_ktests(&ws, board),
+                Err(_) => BTreeMap::new(),
             };
-            jobs.push(Job {
-                what,
-                board,
-                variant,
-                kernel,
-                append: ktest_append.clone(),
-                check: Check::Ktest,
-            });
+            let plain = board
+                .variants
+                .iter()
+                .any(|v| !featured.contains_key(v.name))
+                .then(|| build_one(&Image::Ktest, &[]));
+            for variant in board.variants {
+                let (what, kernel) = match (featured.get(variant.name), &plain) {
+                    (Some((features, path)), _) => {
+                        (format!("ktest+{}", features.join("+")), path.clone())
+                    }
+                    (None, Some(path)) => ("ktest".to_owned(), path.clone()),
+                    (None, None) => ("ktest".to_owned(), Err("not built".to_owned())),
+                };
+                jobs.push(Job {
+                    what,
+                    board,
+                    variant,
+                    kernel,
+                    append: ktest_append.clone(),
+                    check: Check::Ktest,
+                    machine: Machine::default(),
+                });
+            }
         }
-        for example in &examples {
-            jobs.push(Job {
-                what: format!("example {example}"),
+        for example in on_board {
+            let image = Image::Example(example.clone());
+            let features = setups[example.as_str()]
+                .as_ref()
+                .ok()
+                .and_then(|s| s.manifest.cargo_features(None).ok())
+                .unwrap_or_default();
+            let kernel = build_one(&image, &features);
+            jobs.push(example_job(
+                &ws,
                 board,
-                variant: board.default_variant(),
-                kernel: kernel(&Image::Example(example.clone())),
-                append: None,
-                check: Check::Example(expects[example.as_str()].clone()),
-            });
+                example,
+                &setups[example.as_str()],
+                kernel,
+            ));
         }
     }
     println!(
@@ -566,6 +881,13 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         usize::try_from(args.jobs).unwrap_or(1),
         timeout,
     ));
+    if selection.new_project && boards.iter().any(|b| b.name == "x86-pc") {
+        println!("==> new-project: cargo uk new, then cargo uk run in it (x86-pc)");
+        let _ = std::io::stdout().flush();
+        let row = new_project_row(&ws, timeout);
+        print_progress(&row);
+        rows.push(row);
+    }
 
     let failed: Vec<&Row> = rows.iter().filter(|r| !r.eval.ok).collect();
     for row in &failed {
@@ -659,6 +981,7 @@ mod tests {
             lines: vec!["^Hello from uk-rs on {board}".into()],
             differs_between_boots: None,
             smp: None,
+            initrd: None,
         };
         let out = "Hello from uk-rs on qemu-virt\r\n";
         let e = evaluate_example(virt, &expect, Ending::Exited(0), out, "");
@@ -683,6 +1006,46 @@ mod tests {
         assert!(e.note.starts_with("no line matches"), "{}", e.note);
         let e = evaluate_example(virt, &expect, Ending::TimedOut, out, "");
         assert_eq!(e.label, "HUNG");
+    }
+
+    #[test]
+    fn filters_select_examples_the_new_project_and_ktest_cases() {
+        let examples: Vec<String> = ["files", "helloworld", "threads"]
+            .map(String::from)
+            .to_vec();
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = select(&[], &examples);
+        assert!(all.host && all.new_project);
+        assert_eq!(all.ktest, Some(vec![]));
+        assert_eq!(all.examples, examples);
+        let s = select(&f(&["helloworld"]), &examples);
+        assert_eq!(
+            s,
+            Selection {
+                host: false,
+                ktest: None,
+                examples: f(&["helloworld"]),
+                new_project: false
+            }
+        );
+        let s = select(&f(&["clock", "threads", "new-project"]), &examples);
+        assert_eq!(s.ktest, Some(f(&["clock"])));
+        assert_eq!(s.examples, f(&["threads"]));
+        assert!(s.new_project && !s.host);
+        // A part of a name is a case filter, not an example.
+        let s = select(&f(&["hello"]), &examples);
+        assert_eq!(s.ktest, Some(f(&["hello"])));
+        assert!(s.examples.is_empty());
+    }
+
+    #[test]
+    fn new_project_output() {
+        let good = "Hello from newapp on x86-pc\r\nargs: [\"one\"]\r\n";
+        assert!(evaluate_new_project(Some(0), good).ok);
+        let e = evaluate_new_project(Some(1), good);
+        assert_eq!(e.note, "exit code 1, expected 0");
+        assert!(!evaluate_new_project(Some(0), "Hello from newapp on x86-pc\n").ok);
+        assert!(!evaluate_new_project(None, good).ok);
     }
 
     fn row(what: &str, eval: Evaluation, secs: u64) -> Row {

@@ -92,3 +92,80 @@ fn help_and_version() {
         "cargo-uk 0.1.0"
     );
 }
+
+#[test]
+fn instance_commands_reject_bad_and_unknown_names() {
+    let state = std::env::temp_dir().join(format!("cargo-uk-cli-state-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cargo-uk"))
+            .args(args)
+            .env("UK_STATE_DIR", &state)
+            .output()
+            .expect("run cargo-uk")
+    };
+    for cmd in ["logs", "stop", "rm"] {
+        let out = run(&[cmd, "nobody"]);
+        assert_eq!(
+            one_line_error(&out, "no instance named 'nobody' (there are none)"),
+            2,
+            "{cmd}"
+        );
+        let out = run(&[cmd, "../etc"]);
+        assert_eq!(
+            one_line_error(&out, "bad instance name '../etc'"),
+            2,
+            "{cmd}"
+        );
+        let out = run(&[cmd]);
+        assert_eq!(one_line_error(&out, "required"), 2, "{cmd}");
+    }
+    let out = run(&["run", "--detach", "--name", "a b"]);
+    assert_eq!(one_line_error(&out, "bad instance name 'a b'"), 2);
+    let out = run(&["run", "--name", "x"]);
+    assert_eq!(one_line_error(&out, "--detach"), 2);
+    let out = run(&["ps"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "NAME  BOARD  STATE  UPTIME  MEMORY  IMAGE\n"
+    );
+}
+
+#[test]
+fn bad_run_options_name_what_is_allowed() {
+    let out = cargo_uk(&["run", "--mem", "lots"]);
+    assert_eq!(one_line_error(&out, "--mem: 'lots' is not a size"), 2);
+    let out = cargo_uk(&["run", "--scheduler", "fifo"]);
+    assert_eq!(
+        one_line_error(
+            &out,
+            "--scheduler: unknown scheduler 'fifo' (allowed: cooperative, preemptive)"
+        ),
+        2
+    );
+    let out = cargo_uk(&["build", "--allocator", "slab"]);
+    assert_eq!(
+        one_line_error(
+            &out,
+            "--allocator: unknown allocator 'slab' (allowed: tlsf, buddy, region)"
+        ),
+        2
+    );
+    let out = cargo_uk(&["run", "--gdb-port", "70000"]);
+    assert_eq!(one_line_error(&out, "70000"), 2);
+}
+
+#[test]
+fn new_refuses_bad_names_and_existing_directories() {
+    let out = cargo_uk(&["new", "2fast"]);
+    assert_eq!(one_line_error(&out, "bad application name '2fast'"), 2);
+    let out = cargo_uk(&["new", "uk-thing"]);
+    assert_eq!(one_line_error(&out, "taken by uk-rs"), 2);
+    let dir = std::env::temp_dir().join(format!("cargo-uk-cli-new-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keep"), "").unwrap();
+    let out = cargo_uk(&["new", "app", "--path", dir.to_str().unwrap()]);
+    assert_eq!(one_line_error(&out, "already exists and is not empty"), 2);
+    assert!(dir.join("keep").is_file() && !dir.join("Cargo.toml").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
