@@ -265,9 +265,10 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         let (fl, sl) = mapping(size);
         let head = self.heads[fl][sl];
         // SAFETY: `b` is a free block of `size` bytes; `head`, if non-null, is a free block.
+        // The head of a list has no meaningful back link (see `remove`), so `b`'s is left
+        // as it is; the old head gets one now that it is second.
         unsafe {
             set_link(b, 1, head);
-            set_link(b, 2, ptr::null_mut());
             if !head.is_null() {
                 set_link(head, 2, b);
             }
@@ -282,17 +283,20 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     unsafe fn remove(&mut self, b: *mut u8, size: usize) {
         let (fl, sl) = mapping(size);
         // SAFETY: `b` is a free block of `size` bytes in list (fl, sl); its neighbours in
-        // the list are free blocks too.
+        // the list are free blocks too. Only blocks other than a list's head have a valid
+        // back link: the head is recognised by comparing with the list's head pointer, so
+        // that taking the head (`pop`) never writes to the block behind it.
         unsafe {
             let next = link(b, 1);
-            let prev = link(b, 2);
-            if prev.is_null() {
+            if self.heads[fl][sl] == b {
+                // `next` becomes the head: its back link is no longer read.
                 self.heads[fl][sl] = next;
             } else {
+                let prev = link(b, 2);
                 set_link(prev, 1, next);
-            }
-            if !next.is_null() {
-                set_link(next, 2, prev);
+                if !next.is_null() {
+                    set_link(next, 2, prev);
+                }
             }
         }
         if self.heads[fl][sl].is_null() {
@@ -313,13 +317,12 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         unsafe {
             let next = link(b, 1);
             self.heads[fl][sl] = next;
+            // `next`, now the head, keeps a stale back link that is never read.
             if next.is_null() {
                 self.sl_bitmap[fl] &= !(1 << sl);
                 if self.sl_bitmap[fl] == 0 {
                     self.fl_bitmap &= !(1 << fl);
                 }
-            } else {
-                set_link(next, 2, ptr::null_mut());
             }
             let size = size_of_block(b);
             self.free_bytes -= size;
@@ -334,10 +337,19 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         // SAFETY: `b..b + size` is a block of this heap followed by another block (or the
         // sentinel) at `b + size`.
         unsafe {
-            set_word(b, 0, size | FREE);
-            *b.add(size - size_of::<usize>()).cast::<usize>() = size;
             let next = b.add(size);
             set_word(next, 0, word(next, 0) | PREV_FREE);
+            self.make_free_before_flagged(b, size);
+        }
+    }
+
+    /// As `make_free`, when the block after `b` already has its PREV_FREE flag set.
+    #[inline(always)]
+    unsafe fn make_free_before_flagged(&mut self, b: *mut u8, size: usize) {
+        // SAFETY: `b..b + size` is a block of this heap, whose last word is its footer.
+        unsafe {
+            set_word(b, 0, size | FREE);
+            *b.add(size - size_of::<usize>()).cast::<usize>() = size;
             self.insert(b, size);
         }
     }
@@ -425,7 +437,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
                 let r = b.add(need);
                 self.mark_start(r, true);
                 // The block after `r` already has PREV_FREE set: `b` was free.
-                self.make_free(r, rem);
+                self.make_free_before_flagged(r, rem);
             } else {
                 set_word(b, 0, size | prev_flag);
                 let next = b.add(size);
@@ -436,6 +448,13 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
 
     /// Returns the allocated block `b` to the free lists, merging with free neighbours.
     unsafe fn release(&mut self, b: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { self.release_inline(b) }
+    }
+
+    /// `release`, inlined into `free`, the hottest caller.
+    #[inline(always)]
+    unsafe fn release_inline(&mut self, b: *mut u8) {
         // SAFETY: `b` is an allocated block of this heap; its neighbours are blocks (or the
         // sentinel), and when PREV_FREE is set the word before `b` is the previous free
         // block's size.
@@ -796,8 +815,11 @@ fn aligned_gap(b: *mut u8, size: usize, need: usize, align: usize) -> Option<usi
     (gap.checked_add(need)? <= size).then_some(gap)
 }
 
-impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
-    fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+impl<const CHECKED: bool> Tlsf<CHECKED> {
+    /// `alloc_aligned` for everything the fast path leaves: over-aligned requests, requests
+    /// no list is guaranteed to fit, and every failure (counted here).
+    #[inline(never)]
+    fn alloc_aligned_slow(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
         // MAX_BLOCK - HDR is below MAX_REQUEST on every target.
         accounted_alloc(
             self,
@@ -815,6 +837,37 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
                 }
             },
         )
+    }
+}
+
+impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
+    #[inline]
+    fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+        // The fast path, small enough to inline into callers such as `Locked::alloc`: a
+        // request of at most 16-byte alignment, within the limit, for which the
+        // constant-time search finds a list. It changes nothing until it has a block, so
+        // anything else falls through to the general path, which checks (and counts)
+        // everything again.
+        if align <= GRANULE
+            && align.is_power_of_two()
+            && size <= MAX_BLOCK - HDR
+            && self.acct.fits(size)
+        {
+            let need = block_size(size);
+            if let Some((fl, sl)) = self.find(need) {
+                // SAFETY: `find` only returns non-empty lists; their head is a free block
+                // of at least `need` bytes, which `carve` turns into an allocated block
+                // whose word 1 holds the request size and whose payload starts 16 bytes in.
+                unsafe {
+                    let (b, bsize) = self.pop(fl, sl);
+                    self.carve(b, bsize, need);
+                    set_word(b, 1, size);
+                    self.acct.on_alloc(size);
+                    return Ok(NonNull::new_unchecked(b.add(HDR)));
+                }
+            }
+        }
+        self.alloc_aligned_slow(align, size)
     }
 
     unsafe fn realloc(
@@ -881,12 +934,13 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         Ok(true)
     }
 
+    #[inline]
     unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError> {
         let b = self.validate(ptr)?;
         // SAFETY: `b` is the header of a live allocation.
         unsafe {
             let size = word(b, 1);
-            self.release(b);
+            self.release_inline(b);
             self.acct.on_free(size);
         }
         Ok(())
