@@ -13,6 +13,11 @@
 //!
 //! Every allocator sits behind the same `spin::Mutex` and is called through `GlobalAlloc`.
 //! Run with `cargo bench -p uk-alloc` (add `-- --sample-count 20` for a quicker run).
+//!
+//! On a shared, noisy machine, `UK_ALLOC_BENCH_RATIO=1000` (or `30000`) is steadier: it runs
+//! the random-actions script of TLSF, rlsf, talc and buddy_system_allocator in interleaved
+//! rounds and prints medians and throughput relative to rlsf, plus `null`, a stand-in that
+//! returns one address and does nothing, which measures the script's own cost.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
@@ -269,6 +274,11 @@ unsafe fn make(name: &str, base: *mut u8, len: usize) -> Box<dyn GlobalAlloc> {
                 h.lock().add_memory(base, len).unwrap();
                 Box::new(h)
             }
+            "uk buddy (checked)" => {
+                let h = Locked::<Buddy>::new(Buddy::new_checked());
+                h.lock().add_memory(base, len).unwrap();
+                Box::new(h)
+            }
             "uk region" => {
                 let h = Locked::<Region>::new(Region::new());
                 h.lock().add_memory(base, len).unwrap();
@@ -519,6 +529,7 @@ const INIT: &[&str] = &[
     "uk buddy",
     "uk region",
     "uk TLSF (checked)",
+    "uk buddy (checked)",
     "talc",
     "rlsf",
     "linked_list_allocator",

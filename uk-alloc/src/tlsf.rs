@@ -26,7 +26,9 @@
 //! # Checked mode
 //!
 //! [`Tlsf::new_checked`] keeps, per region, a bitmap with one bit per 16-byte granule
-//! marking where blocks start (0.8 % of the region). `free`, `realloc` and `pfree` then
+//! marking where blocks start (0.8 % of the region). The bitmap is never cleared as a whole:
+//! two small summary levels say which of its words have been written, so adding a region
+//! stays constant time (a gigabyte needs 2 KiB cleared). `free`, `realloc` and `pfree` then
 //! accept any pointer value: a pointer outside every region, inside a block or at a block
 //! that is already free is reported as [`AllocError::BadFree`] or
 //! [`AllocError::DoubleFree`] and nothing is touched. Without it, the checks are the cheap
@@ -37,7 +39,7 @@
 use core::ptr::{self, NonNull};
 
 use crate::stats::{Accounting, accounted_alloc};
-use crate::util::{RawBitmap, align_down, align_up, msb};
+use crate::util::{LazyBitmap, align_down, align_up, msb};
 use crate::{AllocError, Allocator, MAX_REQUEST, PAGE_SIZE, Stats};
 
 /// Block sizes and addresses are multiples of this.
@@ -162,7 +164,7 @@ struct RegionMeta {
     first: *mut u8,
     /// Address of the sentinel.
     end: usize,
-    starts: RawBitmap,
+    starts: LazyBitmap,
 }
 
 /// The TLSF allocator. See the [module documentation](self).
@@ -751,7 +753,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         let mut meta: Option<(*mut RegionMeta, usize)> = None;
         if CHECKED {
             let granules = (end - start) / GRANULE;
-            let meta_bytes = size_of::<RegionMeta>() + RawBitmap::bytes_for(granules);
+            let meta_bytes = size_of::<RegionMeta>() + LazyBitmap::bytes_for(granules);
             let m = align_up(meta_bytes, GRANULE).ok_or(AllocError::Inval)?;
             if m > end - start {
                 return Err(AllocError::Inval);
@@ -771,8 +773,8 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         // in checked mode, the descriptor and its zeroed bitmap before `b`.
         unsafe {
             if let Some((m, granules)) = meta {
-                let starts = RawBitmap::new(m.add(1).cast());
-                starts.clear_all(granules);
+                // Constant time: the bitmap needs no clearing (see `LazyBitmap`).
+                let starts = LazyBitmap::new(m.add(1).cast(), granules);
                 m.write(RegionMeta {
                     next: self.regions,
                     first: b,
@@ -1144,8 +1146,51 @@ mod tests {
             }
             assert_eq!(
                 t.available(),
-                (1 << 14) - HDR - if checked { 32 + 128 } else { 0 }
+                (1 << 14)
+                    - HDR
+                    - if checked {
+                        size_of::<RegionMeta>() + LazyBitmap::bytes_for(1024)
+                    } else {
+                        0
+                    }
             );
+        }
+    }
+
+    #[test]
+    fn checked_mode_over_garbage_memory_rejects_every_non_block_pointer() {
+        // The start bitmap is never cleared: words nobody wrote must read as "no block".
+        // The garbage looks like allocated 64-byte block headers everywhere (and sets bit
+        // 6 of every bitmap word), so trusting an unwritten bitmap word would accept a
+        // free.
+        let bytes = 1 << 20;
+        let garbage = 0x40u128 | 0x40 << 64;
+        let mut arena: Vec<u128> = vec![garbage; bytes / 16];
+        let base = arena.as_mut_ptr().cast::<u8>();
+        let mut t = Tlsf::new_checked();
+        // SAFETY: the arena outlives `t` and is used for nothing else.
+        unsafe { t.add_memory(base, bytes).unwrap() };
+        let p = t.malloc(100).unwrap();
+        let q = t.malloc(5000).unwrap();
+        let before = (t.available(), t.max_alloc(), t.stats());
+        let mut refused = 0;
+        for offset in (0..bytes).step_by(16) {
+            // SAFETY: in-bounds addresses of the arena; checked mode accepts any pointer.
+            let r = unsafe { NonNull::new_unchecked(base.add(offset)) };
+            if r == p || r == q {
+                continue;
+            }
+            // SAFETY: checked mode validates the pointer before touching anything.
+            let err = unsafe { t.free(r) }.unwrap_err();
+            assert!(matches!(err, AllocError::BadFree | AllocError::DoubleFree));
+            refused += 1;
+        }
+        assert_eq!(refused, bytes / 16 - 2);
+        assert_eq!((t.available(), t.max_alloc(), t.stats()), before);
+        // SAFETY: live pointers of `t`.
+        unsafe {
+            t.free(p).unwrap();
+            t.free(q).unwrap();
         }
     }
 
