@@ -55,14 +55,7 @@ fn main() {
 fn interleaved_ratios(max: usize) {
     const ROUNDS: usize = 200;
     let arena = bench_arena();
-    let names = [
-        "rlsf",
-        "uk TLSF",
-        "talc",
-        "buddy_system_allocator",
-        "uk region",
-        "null",
-    ];
+    let names = ["rlsf", "uk TLSF", "talc", "buddy_system_allocator", "null"];
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); names.len()];
     for round in 0..ROUNDS {
         for k in 0..names.len() {
