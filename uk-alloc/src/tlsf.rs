@@ -67,7 +67,16 @@ const _: () = assert!(MAX_BLOCK - HDR <= MAX_REQUEST);
 
 const FREE: usize = 1;
 const PREV_FREE: usize = 2;
+/// A freed block parked on a quick list: free memory, but allocated to its neighbours.
+const QUICK: usize = 4;
 const FLAGS: usize = GRANULE - 1;
+
+/// Blocks smaller than this (1 KiB) are parked on a quick list when freed, one list per
+/// exact block size (16-byte steps).
+const QUICK_LIMIT: usize = 1024;
+const QUICK_CLASSES: usize = QUICK_LIMIT / GRANULE;
+/// Blocks a quick list holds at most; a free finding its list full merges as usual.
+const QUICK_CAP: u8 = 32;
 
 /// First- and second-level indices of the class of `size` bytes; the first level may be
 /// `FL_COUNT` (no such list) for sizes of `1 << MAX_LOG` and above.
@@ -191,6 +200,9 @@ pub struct Tlsf<const CHECKED: bool = false> {
     hi: usize,
     regions: *mut RegionMeta,
     acct: Accounting,
+    /// Quick lists: freed small blocks by exact size, linked through word 1.
+    quick: [*mut u8; QUICK_CLASSES],
+    quick_len: [u8; QUICK_CLASSES],
 }
 
 /// A [`Tlsf`] in checked mode, as [`Tlsf::new_checked`] makes it. The mode is a type
@@ -236,6 +248,8 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             hi: 0,
             regions: ptr::null_mut(),
             acct: Accounting::new(),
+            quick: [ptr::null_mut(); QUICK_CLASSES],
+            quick_len: [0; QUICK_CLASSES],
         }
     }
 
@@ -570,6 +584,152 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         }
     }
 
+    /// The moves of a growing or shrinking `realloc` of the allocated block `b` (payload
+    /// `ptr`, `old` requested bytes) to `need` bytes for `size` requested: in place, to a
+    /// new block, or back into a free predecessor. `None` if none fits.
+    ///
+    /// # Safety
+    ///
+    /// `b` is a live allocated block of this heap with payload `ptr`.
+    unsafe fn move_or_resize(
+        &mut self,
+        b: *mut u8,
+        ptr: NonNull<u8>,
+        need: usize,
+        size: usize,
+        old: usize,
+    ) -> Option<*mut u8> {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if self.resize_in_place(b, need) {
+                Some(b)
+            } else if let Some(nb) = self.allocate(GRANULE, size) {
+                // Copy what the old allocation holds, never more (0.11 read `size` bytes).
+                ptr::copy_nonoverlapping(ptr.as_ptr(), nb.add(HDR), old.min(size));
+                self.park_or_release(b);
+                Some(nb)
+            } else {
+                self.grow_backward(b, need, old.min(size))
+            }
+        }
+    }
+
+    // ----- quick lists -----
+
+    /// Takes a parked block of exactly `need` bytes, if any, as an allocated block.
+    #[inline(always)]
+    fn unpark(&mut self, need: usize) -> Option<*mut u8> {
+        if need >= QUICK_LIMIT {
+            return None;
+        }
+        let i = need / GRANULE;
+        let q = self.quick[i];
+        if q.is_null() {
+            return None;
+        }
+        // SAFETY: `q` heads the quick list of blocks of exactly `need` bytes: a block that
+        // looks allocated to its neighbours, whose word 1 links the list. Clearing QUICK
+        // makes it an allocated block.
+        unsafe {
+            self.quick[i] = word(q, 1) as *mut u8;
+            self.quick_len[i] -= 1;
+            self.free_bytes -= need;
+            set_word(q, 0, word(q, 0) & !QUICK);
+        }
+        Some(q)
+    }
+
+    /// Frees the allocated block `b`: parks it on its quick list when it is small and the
+    /// list has room (one header line touched, no neighbour, no list links), else merges it
+    /// into the free lists.
+    ///
+    /// # Safety
+    ///
+    /// `b` is an allocated block of this heap.
+    #[inline(always)]
+    unsafe fn park_or_release(&mut self, b: *mut u8) {
+        // SAFETY: forwarded contract; word 1 of a parked block is its list link.
+        unsafe {
+            let h = word(b, 0);
+            let bsize = h & !FLAGS;
+            if bsize < QUICK_LIMIT && self.quick_len[bsize / GRANULE] < QUICK_CAP {
+                let i = bsize / GRANULE;
+                set_word(b, 0, h | QUICK);
+                set_word(b, 1, self.quick[i] as usize);
+                self.quick[i] = b;
+                self.quick_len[i] += 1;
+                self.free_bytes += bsize;
+            } else {
+                self.release_inline(b);
+            }
+        }
+    }
+
+    /// Merges every parked block back into the free lists, as `free` would have; returns
+    /// whether there was any. Called when an allocation does not fit otherwise, so that
+    /// parking never makes an allocation fail. At most `QUICK_CLASSES * QUICK_CAP` blocks.
+    #[cold]
+    #[inline(never)]
+    fn flush_quick(&mut self) -> bool {
+        let mut any = false;
+        for i in 0..QUICK_CLASSES {
+            let mut b = core::mem::replace(&mut self.quick[i], ptr::null_mut());
+            self.quick_len[i] = 0;
+            while !b.is_null() {
+                any = true;
+                // SAFETY: `b` is a parked block: allocated as far as its neighbours know,
+                // word 1 links the list. Without QUICK it is an allocated block `release`
+                // can merge (its bytes leave the parked count and come back merged).
+                unsafe {
+                    let next = word(b, 1) as *mut u8;
+                    let h = word(b, 0);
+                    set_word(b, 0, h & !QUICK);
+                    self.free_bytes -= h & !FLAGS;
+                    self.release(b);
+                    b = next;
+                }
+            }
+        }
+        any
+    }
+
+    /// Calls `f(start, size)` for every run of adjacent free and parked blocks that holds a
+    /// parked block: the blocks `flush_quick` would produce (a run may be reported more
+    /// than once). Bounded by the number of parked blocks squared.
+    fn quick_runs(&self, mut f: impl FnMut(*mut u8, usize)) {
+        for &head in &self.quick {
+            let mut q = head;
+            while !q.is_null() {
+                // SAFETY: `q` is a parked block; its successors up to the first allocated
+                // block (at the latest the region's sentinel, which looks allocated) are
+                // blocks, and a set PREV_FREE flag means the word before `q` is the
+                // previous free block's size. A run starting with parked blocks is found
+                // from its first one; one starting with a free block, from the parked
+                // block after it.
+                unsafe {
+                    let h = word(q, 0);
+                    let (start, mut size) = if h & PREV_FREE != 0 {
+                        let ps = *q.sub(size_of::<usize>()).cast::<usize>();
+                        (q.sub(ps), ps)
+                    } else {
+                        (q, 0)
+                    };
+                    let mut at = q;
+                    loop {
+                        let ah = word(at, 0);
+                        if ah & (FREE | QUICK) == 0 {
+                            break;
+                        }
+                        size += ah & !FLAGS;
+                        at = at.add(ah & !FLAGS);
+                    }
+                    f(start, size);
+                    q = word(q, 1) as *mut u8;
+                }
+            }
+        }
+    }
+
     // ----- checked mode -----
 
     /// In checked mode, records whether a block starts at `b`.
@@ -623,7 +783,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     /// Whether header `h` is that of an allocated block that fits in `room` bytes.
     #[inline(always)]
     fn check_header(h: usize, room: usize) -> Result<(), AllocError> {
-        if h & FREE != 0 {
+        if h & (FREE | QUICK) != 0 {
             return Err(AllocError::DoubleFree);
         }
         let size = h & !FLAGS;
@@ -669,6 +829,9 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     fn allocate(&mut self, align: usize, size: usize) -> Option<*mut u8> {
         let need = block_size(size);
         if align <= GRANULE {
+            if let Some(q) = self.unpark(need) {
+                return Some(q);
+            }
             let (b, bsize) = self.take(need)?;
             // SAFETY: `take` unlinked a free block of `bsize >= need` bytes.
             unsafe { self.carve(b, bsize, need) };
@@ -800,6 +963,17 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     }
 }
 
+/// Whole pages a page-aligned payload can have in a free block at `b` of `size` bytes.
+fn page_room(b: *mut u8, size: usize) -> usize {
+    let payload = align_up(b as usize + HDR, PAGE_SIZE).unwrap_or(usize::MAX);
+    let mut gap = payload.wrapping_sub(HDR + b as usize);
+    if gap != 0 && gap < MIN_BLOCK {
+        gap += PAGE_SIZE;
+    }
+    size.checked_sub(gap + HDR)
+        .map_or(0, |room| room / PAGE_SIZE)
+}
+
 /// Where an `align`-aligned payload of a `need`-byte block fits in the free block `b` of
 /// `size` bytes: the size of the leading free block to split off (0 or at least
 /// MIN_BLOCK), or `None` if it does not fit.
@@ -830,7 +1004,11 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             align,
             size,
             |t| {
-                let block = t.allocate(align, size)?;
+                let block = match t.allocate(align, size) {
+                    Some(block) => block,
+                    None if t.flush_quick() => t.allocate(align, size)?,
+                    None => return None,
+                };
                 // SAFETY: `block` is a freshly allocated block; word 1 holds the request size
                 // and the payload starts 16 bytes in.
                 unsafe {
@@ -856,6 +1034,15 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
             && self.acct.fits(size)
         {
             let need = block_size(size);
+            if let Some(q) = self.unpark(need) {
+                // SAFETY: `q` is now an allocated block of `need` bytes; word 1 holds the
+                // request size and the payload starts 16 bytes in.
+                unsafe {
+                    set_word(q, 1, size);
+                    self.acct.on_alloc(size);
+                    return Ok(NonNull::new_unchecked(q.add(HDR)));
+                }
+            }
             if let Some((fl, sl)) = self.find(need) {
                 // SAFETY: `find` only returns non-empty lists; their head is a free block
                 // of at least `need` bytes, which `carve` turns into an allocated block
@@ -895,17 +1082,13 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         let need = block_size(size);
         // SAFETY: `b` is a live allocated block holding `old` requested bytes.
         unsafe {
-            let nb = if self.resize_in_place(b, need) {
-                b
-            } else if let Some(nb) = self.allocate(GRANULE, size) {
-                // Copy what the old allocation holds, never more (0.11 read `size` bytes).
-                ptr::copy_nonoverlapping(ptr.as_ptr(), nb.add(HDR), old.min(size));
-                self.release(b);
-                nb
-            } else if let Some(nb) = self.grow_backward(b, need, old.min(size)) {
-                nb
-            } else {
-                return Err(self.acct.enomem());
+            let nb = match self.move_or_resize(b, ptr, need, size, old) {
+                Some(nb) => nb,
+                None if self.flush_quick() => match self.move_or_resize(b, ptr, need, size, old) {
+                    Some(nb) => nb,
+                    None => return Err(self.acct.enomem()),
+                },
+                None => return Err(self.acct.enomem()),
             };
             set_word(nb, 1, size);
             self.acct.on_realloc(old, size);
@@ -942,7 +1125,7 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         // SAFETY: `b` is the header of a live allocation.
         unsafe {
             let size = word(b, 1);
-            self.release_inline(b);
+            self.park_or_release(b);
             self.acct.on_free(size);
         }
         Ok(())
@@ -983,27 +1166,34 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
     }
 
     fn max_alloc(&self) -> usize {
-        if self.fl_bitmap == 0 {
-            return 0;
-        }
-        let fl = 63 - self.fl_bitmap.leading_zeros() as usize;
-        let sl = 31 - self.sl_bitmap[fl].leading_zeros() as usize;
+        // The largest block once the quick lists are merged back (what an allocation that
+        // does not fit otherwise gets, see `flush_quick`).
         let mut largest = 0;
-        let mut b = self.heads[fl][sl];
-        while !b.is_null() {
-            // SAFETY: `b` is a free block on list (fl, sl).
-            unsafe {
-                largest = largest.max(size_of_block(b));
-                b = link(b, 1);
+        self.quick_runs(|_, size| largest = largest.max(size));
+        if self.fl_bitmap != 0 {
+            let fl = 63 - self.fl_bitmap.leading_zeros() as usize;
+            let sl = 31 - self.sl_bitmap[fl].leading_zeros() as usize;
+            let mut b = self.heads[fl][sl];
+            while !b.is_null() {
+                // SAFETY: `b` is a free block on list (fl, sl).
+                unsafe {
+                    largest = largest.max(size_of_block(b));
+                    b = link(b, 1);
+                }
             }
+        }
+        if largest == 0 {
+            return 0;
         }
         (largest - HDR).min(self.acct.headroom()).min(MAX_REQUEST)
     }
 
     fn max_pages(&self) -> usize {
-        // Scan classes from the largest down, stopping once no block of a class could
-        // beat the best found: page alignment makes the answer depend on addresses.
+        // The runs the quick lists would merge into, then the classes from the largest
+        // down, stopping once no block of a class could beat the best found: page
+        // alignment makes the answer depend on addresses.
         let mut best = 0;
+        self.quick_runs(|b, size| best = best.max(page_room(b, size)));
         let mut fl_bits = self.fl_bitmap;
         while fl_bits != 0 {
             let fl = 63 - fl_bits.leading_zeros() as usize;
@@ -1019,15 +1209,7 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
                 while !b.is_null() {
                     // SAFETY: `b` is a free block on list (fl, sl).
                     unsafe {
-                        let size = size_of_block(b);
-                        let payload = align_up(b as usize + HDR, PAGE_SIZE).unwrap_or(usize::MAX);
-                        let mut gap = payload.wrapping_sub(HDR + b as usize);
-                        if gap != 0 && gap < MIN_BLOCK {
-                            gap += PAGE_SIZE;
-                        }
-                        if let Some(room) = size.checked_sub(gap + HDR) {
-                            best = best.max(room / PAGE_SIZE);
-                        }
+                        best = best.max(page_room(b, size_of_block(b)));
                         b = link(b, 1);
                     }
                 }
