@@ -13,6 +13,11 @@
 //!
 //! Every allocator sits behind the same `spin::Mutex` and is called through `GlobalAlloc`.
 //! Run with `cargo bench -p uk-alloc` (add `-- --sample-count 20` for a quicker run).
+//!
+//! On a shared, noisy machine, `UK_ALLOC_BENCH_RATIO=1000` (or `30000`) is steadier: it runs
+//! the random-actions script of TLSF, rlsf, talc and buddy_system_allocator in interleaved
+//! rounds and prints medians and throughput relative to rlsf, plus `null`, a stand-in that
+//! returns one address and does nothing, which measures the script's own cost.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
@@ -25,14 +30,57 @@ fn main() {
     // profilers and instruction counters.
     if let Ok(one) = std::env::var("UK_ALLOC_BENCH_ONCE") {
         let (name, max) = one.split_once(',').expect("NAME,MAX");
+        // `UK_ALLOC_BENCH_REPEAT=N` runs it N times (on a fresh heap each time), for sampling
+        // profilers.
+        let repeat = std::env::var("UK_ALLOC_BENCH_REPEAT").map_or(1, |n| n.parse().unwrap());
         let arena = bench_arena();
-        // SAFETY: the only allocator of the process's arena.
-        let heap = unsafe { make(name, arena.base, arena.len) };
-        println!("{}", random_actions(&*heap, max.parse().unwrap()));
+        for _ in 0..repeat {
+            // SAFETY: the only allocator of the process's arena; dropped before the next.
+            let heap = unsafe { make(name, arena.base, arena.len) };
+            println!("{}", random_actions(&*heap, max.parse().unwrap()));
+        }
+        return;
+    }
+    // `UK_ALLOC_BENCH_RATIO="1000"` times the random-actions script of every allocator in
+    // interleaved rounds (so a noisy machine slows them alike) and prints each median and
+    // its throughput relative to rlsf.
+    if let Ok(max) = std::env::var("UK_ALLOC_BENCH_RATIO") {
+        interleaved_ratios(max.parse().expect("MAX"));
         return;
     }
     heap_efficiency_table();
     divan::main();
+}
+
+fn interleaved_ratios(max: usize) {
+    const ROUNDS: usize = 200;
+    let arena = bench_arena();
+    let names = ["rlsf", "uk TLSF", "talc", "buddy_system_allocator", "null"];
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); names.len()];
+    for round in 0..ROUNDS {
+        for k in 0..names.len() {
+            // Rotate the order so no allocator always runs right after the same one.
+            let i = (k + round) % names.len();
+            // SAFETY: one allocator at a time owns the arena; it is dropped before the next.
+            let heap = unsafe { make(names[i], arena.base, arena.len) };
+            let t = std::time::Instant::now();
+            std::hint::black_box(random_actions(&*heap, max));
+            times[i].push(t.elapsed().as_secs_f64());
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = times.iter_mut().map(median).collect();
+    println!("random actions up to {max} B, medians of {ROUNDS} interleaved rounds:");
+    for (name, m) in names.iter().zip(&medians) {
+        println!(
+            "  {name:<24} {:8.1} us  throughput vs rlsf {:.3}",
+            m * 1e6,
+            medians[0] / m
+        );
+    }
 }
 
 /// The allocators whose efficiency is measured (`UK_ALLOC_EFFICIENCY=name` for one).
@@ -142,6 +190,21 @@ unsafe impl GlobalAlloc for RlsfHeap {
     }
 }
 
+/// Not an allocator: returns the arena's start for every request and touches nothing, to
+/// measure what the benchmark's own work costs.
+struct NullHeap(*mut u8);
+
+// SAFETY: nothing is ever written through the returned pointers by the benchmark.
+unsafe impl GlobalAlloc for NullHeap {
+    unsafe fn alloc(&self, _layout: Layout) -> *mut u8 {
+        self.0
+    }
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
+    unsafe fn realloc(&self, ptr: *mut u8, _layout: Layout, _new_size: usize) -> *mut u8 {
+        ptr
+    }
+}
+
 struct LlaHeap(spin::Mutex<linked_list_allocator::Heap>);
 
 // SAFETY: forwards to linked_list_allocator under the lock.
@@ -204,6 +267,11 @@ unsafe fn make(name: &str, base: *mut u8, len: usize) -> Box<dyn GlobalAlloc> {
                 h.lock().add_memory(base, len).unwrap();
                 Box::new(h)
             }
+            "uk buddy (checked)" => {
+                let h = Locked::<Buddy>::new(Buddy::new_checked());
+                h.lock().add_memory(base, len).unwrap();
+                Box::new(h)
+            }
             "uk region" => {
                 let h = Locked::<Region>::new(Region::new());
                 h.lock().add_memory(base, len).unwrap();
@@ -232,6 +300,7 @@ unsafe fn make(name: &str, base: *mut u8, len: usize) -> Box<dyn GlobalAlloc> {
                 h.init(base as usize, len);
                 Box::new(BsaHeap(spin::Mutex::new(h)))
             }
+            "null" => Box::new(NullHeap(base)),
             _ => unreachable!("unknown allocator {name}"),
         }
     }
@@ -453,6 +522,7 @@ const INIT: &[&str] = &[
     "uk buddy",
     "uk region",
     "uk TLSF (checked)",
+    "uk buddy (checked)",
     "talc",
     "rlsf",
     "linked_list_allocator",

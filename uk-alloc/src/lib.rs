@@ -12,9 +12,11 @@
 //! - [`Tlsf`] — two-level segregated fit, **the general-purpose heap**. Free blocks sit in
 //!   size-class lists found by two bit scans, so `malloc` and `free` take constant time
 //!   whatever the heap holds (what a kernel wants from an allocator called in interrupt
-//!   context or under a lock). Good-fit placement and immediate merging keep fragmentation
-//!   low: over 99 % of a heap can be filled with mixed sizes. Adding a region writes two
-//!   headers, so a gigabyte is ready in under a microsecond.
+//!   context or under a lock). Good-fit placement and merging keep fragmentation low: over
+//!   99 % of a heap can be filled with mixed sizes. Freed blocks under 1 KiB are parked on
+//!   bounded per-size quick lists and reused first, merged back before any allocation
+//!   would fail. Adding a region writes two headers, so a gigabyte is ready in under a
+//!   microsecond.
 //! - [`Buddy`] — a binary buddy allocator over 4 KiB pages, **for page-granular memory**
 //!   (page tables, DMA buffers, stacks). Blocks are naturally aligned; a request of any page
 //!   count takes exactly that many pages (the tail of the power-of-two block goes back at

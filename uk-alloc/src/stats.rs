@@ -76,9 +76,10 @@ pub struct Stats {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Accounting {
     stats: Stats,
-    /// `stats.min_alloc_size`, meaningful once `stats.total_allocs` is not zero (cheaper to
-    /// update than the `Option`).
-    min: usize,
+    /// `stats.min_alloc_size`, inverted (`!min`), meaningful once `stats.total_allocs` is not
+    /// zero: the empty state is zero (a minimum of `usize::MAX`), and an update is one
+    /// `max` without a branch.
+    inv_min: usize,
     /// The byte limit, inverted (`!limit`): 0 is "unlimited" (`usize::MAX`), so the empty
     /// state is all zero.
     inv_limit: usize,
@@ -99,7 +100,7 @@ impl Accounting {
                 max_bytes: 0,
                 enomem: 0,
             },
-            min: 0,
+            inv_min: 0,
             inv_limit: 0,
         }
     }
@@ -107,7 +108,7 @@ impl Accounting {
     /// The statistics.
     pub(crate) fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.min_alloc_size = (s.total_allocs != 0).then_some(self.min);
+        s.min_alloc_size = (s.total_allocs != 0).then_some(!self.inv_min);
         s
     }
 
@@ -130,38 +131,55 @@ impl Accounting {
         }
     }
 
+    /// Whether an allocation of `size <= MAX_REQUEST` bytes stays within the limit (the fast
+    /// paths' form of `admit(0, size)`, which counts nothing).
+    #[inline(always)]
+    pub(crate) fn fits(&self, size: usize) -> bool {
+        // `cur_bytes` sums live allocations, which occupy distinct memory, so it is below
+        // `isize::MAX` and adding `size <= isize::MAX` cannot overflow.
+        self.stats.cur_bytes + size <= !self.inv_limit
+    }
+
     /// Bytes an allocation may still request before the limit is reached.
     #[inline]
     pub(crate) fn headroom(&self) -> usize {
         (!self.inv_limit).saturating_sub(self.stats.cur_bytes)
     }
 
-    #[inline]
+    // The extremes are written only when they change (a branch that is almost never taken
+    // once a workload is under way), which keeps the stores per allocation to the counters
+    // that do change.
+
+    #[inline(always)]
     fn note_request(&mut self, size: usize) {
         let s = &mut self.stats;
         s.last_alloc_size = size;
-        s.max_alloc_size = s.max_alloc_size.max(size);
-        self.min = if s.total_allocs == 0 {
-            size
-        } else {
-            self.min.min(size)
-        };
+        if size > s.max_alloc_size {
+            s.max_alloc_size = size;
+        }
+        if !size > self.inv_min {
+            self.inv_min = !size;
+        }
         s.total_allocs += 1;
     }
 
     /// Records a satisfied allocation of `size` requested bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn on_alloc(&mut self, size: usize) {
         self.note_request(size);
         let s = &mut self.stats;
         s.cur_allocs += 1;
-        s.max_allocs = s.max_allocs.max(s.cur_allocs);
+        if s.cur_allocs > s.max_allocs {
+            s.max_allocs = s.cur_allocs;
+        }
         s.cur_bytes += size;
-        s.max_bytes = s.max_bytes.max(s.cur_bytes);
+        if s.cur_bytes > s.max_bytes {
+            s.max_bytes = s.cur_bytes;
+        }
     }
 
     /// Records the free of a live allocation of `size` requested bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn on_free(&mut self, size: usize) {
         let s = &mut self.stats;
         s.total_frees += 1;
@@ -176,7 +194,9 @@ impl Accounting {
         let s = &mut self.stats;
         s.total_frees += 1;
         s.cur_bytes = s.cur_bytes - old + new;
-        s.max_bytes = s.max_bytes.max(s.cur_bytes);
+        if s.cur_bytes > s.max_bytes {
+            s.max_bytes = s.cur_bytes;
+        }
     }
 
     pub(crate) fn limit(&self) -> Option<usize> {

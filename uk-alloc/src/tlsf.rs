@@ -5,6 +5,7 @@
 //! first-level bitmap and one second-level bitmap per first level say which lists are
 //! non-empty. Finding a block that fits is two bit scans, splitting and merging are
 //! constant-time pointer updates: `malloc` and `free` run in O(1) whatever the heap holds.
+//! Small blocks are recycled even faster through quick lists (below).
 //!
 //! # Block layout
 //!
@@ -23,10 +24,29 @@
 //! its last block, at a cost bounded by the number of blocks in that list, paid only when the
 //! constant-time path fails.
 //!
+//! # Quick lists
+//!
+//! Freeing a block under 1 KiB does not merge it at once: the block is *parked* on a quick
+//! list for its exact size (64 lists, at most 32 blocks each), marked with a flag that
+//! makes it look allocated to its neighbours. Parking touches only the block's header; a
+//! request of the same block size takes the most recently parked block back just as
+//! cheaply. Neither walks the free lists, reads the neighbours or writes a footer, which is
+//! most of the cost of a small `malloc`/`free` pair (the idea of dlmalloc's fastbins).
+//! A free that finds its quick list full merges as usual.
+//!
+//! Parked memory is never lost: before any allocation would fail (including `realloc` and
+//! `palloc`), every parked block is merged back and the allocation retried, a bounded
+//! amount of work (at most 2048 blocks) paid only on that path. [`Allocator::available`]
+//! counts parked blocks as free, and [`Allocator::max_alloc`] and [`Allocator::max_pages`]
+//! report what would fit after merging them back, so both stay exact. A parked block is
+//! recognised as freed by `free`, `realloc` and `allocation_size` in both modes.
+//!
 //! # Checked mode
 //!
 //! [`Tlsf::new_checked`] keeps, per region, a bitmap with one bit per 16-byte granule
-//! marking where blocks start (0.8 % of the region). `free`, `realloc` and `pfree` then
+//! marking where blocks start (0.8 % of the region). The bitmap is never cleared as a whole:
+//! two small summary levels say which of its words have been written, so adding a region
+//! stays constant time (a gigabyte needs 2 KiB cleared). `free`, `realloc` and `pfree` then
 //! accept any pointer value: a pointer outside every region, inside a block or at a block
 //! that is already free is reported as [`AllocError::BadFree`] or
 //! [`AllocError::DoubleFree`] and nothing is touched. Without it, the checks are the cheap
@@ -37,7 +57,7 @@
 use core::ptr::{self, NonNull};
 
 use crate::stats::{Accounting, accounted_alloc};
-use crate::util::{RawBitmap, align_down, align_up, msb};
+use crate::util::{LazyBitmap, align_down, align_up, msb};
 use crate::{AllocError, Allocator, MAX_REQUEST, PAGE_SIZE, Stats};
 
 /// Block sizes and addresses are multiples of this.
@@ -65,7 +85,16 @@ const _: () = assert!(MAX_BLOCK - HDR <= MAX_REQUEST);
 
 const FREE: usize = 1;
 const PREV_FREE: usize = 2;
+/// A freed block parked on a quick list: free memory, but allocated to its neighbours.
+const QUICK: usize = 4;
 const FLAGS: usize = GRANULE - 1;
+
+/// Blocks smaller than this (1 KiB) are parked on a quick list when freed, one list per
+/// exact block size (16-byte steps).
+const QUICK_LIMIT: usize = 1024;
+const QUICK_CLASSES: usize = QUICK_LIMIT / GRANULE;
+/// Blocks a quick list holds at most; a free finding its list full merges as usual.
+const QUICK_CAP: u8 = 32;
 
 /// First- and second-level indices of the class of `size` bytes; the first level may be
 /// `FL_COUNT` (no such list) for sizes of `1 << MAX_LOG` and above.
@@ -162,7 +191,7 @@ struct RegionMeta {
     first: *mut u8,
     /// Address of the sentinel.
     end: usize,
-    starts: RawBitmap,
+    starts: LazyBitmap,
 }
 
 /// The TLSF allocator. See the [module documentation](self).
@@ -189,6 +218,9 @@ pub struct Tlsf<const CHECKED: bool = false> {
     hi: usize,
     regions: *mut RegionMeta,
     acct: Accounting,
+    /// Quick lists: freed small blocks by exact size, linked through word 1.
+    quick: [*mut u8; QUICK_CLASSES],
+    quick_len: [u8; QUICK_CLASSES],
 }
 
 /// A [`Tlsf`] in checked mode, as [`Tlsf::new_checked`] makes it. The mode is a type
@@ -234,6 +266,8 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             hi: 0,
             regions: ptr::null_mut(),
             acct: Accounting::new(),
+            quick: [ptr::null_mut(); QUICK_CLASSES],
+            quick_len: [0; QUICK_CLASSES],
         }
     }
 
@@ -265,9 +299,10 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         let (fl, sl) = mapping(size);
         let head = self.heads[fl][sl];
         // SAFETY: `b` is a free block of `size` bytes; `head`, if non-null, is a free block.
+        // The head of a list has no meaningful back link (see `remove`), so `b`'s is left
+        // as it is; the old head gets one now that it is second.
         unsafe {
             set_link(b, 1, head);
-            set_link(b, 2, ptr::null_mut());
             if !head.is_null() {
                 set_link(head, 2, b);
             }
@@ -282,17 +317,20 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     unsafe fn remove(&mut self, b: *mut u8, size: usize) {
         let (fl, sl) = mapping(size);
         // SAFETY: `b` is a free block of `size` bytes in list (fl, sl); its neighbours in
-        // the list are free blocks too.
+        // the list are free blocks too. Only blocks other than a list's head have a valid
+        // back link: the head is recognised by comparing with the list's head pointer, so
+        // that taking the head (`pop`) never writes to the block behind it.
         unsafe {
             let next = link(b, 1);
-            let prev = link(b, 2);
-            if prev.is_null() {
+            if self.heads[fl][sl] == b {
+                // `next` becomes the head: its back link is no longer read.
                 self.heads[fl][sl] = next;
             } else {
+                let prev = link(b, 2);
                 set_link(prev, 1, next);
-            }
-            if !next.is_null() {
-                set_link(next, 2, prev);
+                if !next.is_null() {
+                    set_link(next, 2, prev);
+                }
             }
         }
         if self.heads[fl][sl].is_null() {
@@ -313,13 +351,12 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         unsafe {
             let next = link(b, 1);
             self.heads[fl][sl] = next;
+            // `next`, now the head, keeps a stale back link that is never read.
             if next.is_null() {
                 self.sl_bitmap[fl] &= !(1 << sl);
                 if self.sl_bitmap[fl] == 0 {
                     self.fl_bitmap &= !(1 << fl);
                 }
-            } else {
-                set_link(next, 2, ptr::null_mut());
             }
             let size = size_of_block(b);
             self.free_bytes -= size;
@@ -334,10 +371,19 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         // SAFETY: `b..b + size` is a block of this heap followed by another block (or the
         // sentinel) at `b + size`.
         unsafe {
-            set_word(b, 0, size | FREE);
-            *b.add(size - size_of::<usize>()).cast::<usize>() = size;
             let next = b.add(size);
             set_word(next, 0, word(next, 0) | PREV_FREE);
+            self.make_free_before_flagged(b, size);
+        }
+    }
+
+    /// As `make_free`, when the block after `b` already has its PREV_FREE flag set.
+    #[inline(always)]
+    unsafe fn make_free_before_flagged(&mut self, b: *mut u8, size: usize) {
+        // SAFETY: `b..b + size` is a block of this heap, whose last word is its footer.
+        unsafe {
+            set_word(b, 0, size | FREE);
+            *b.add(size - size_of::<usize>()).cast::<usize>() = size;
             self.insert(b, size);
         }
     }
@@ -425,7 +471,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
                 let r = b.add(need);
                 self.mark_start(r, true);
                 // The block after `r` already has PREV_FREE set: `b` was free.
-                self.make_free(r, rem);
+                self.make_free_before_flagged(r, rem);
             } else {
                 set_word(b, 0, size | prev_flag);
                 let next = b.add(size);
@@ -436,6 +482,13 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
 
     /// Returns the allocated block `b` to the free lists, merging with free neighbours.
     unsafe fn release(&mut self, b: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { self.release_inline(b) }
+    }
+
+    /// `release`, inlined into `free`, the hottest caller.
+    #[inline(always)]
+    unsafe fn release_inline(&mut self, b: *mut u8) {
         // SAFETY: `b` is an allocated block of this heap; its neighbours are blocks (or the
         // sentinel), and when PREV_FREE is set the word before `b` is the previous free
         // block's size.
@@ -549,6 +602,152 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         }
     }
 
+    /// The moves of a growing or shrinking `realloc` of the allocated block `b` (payload
+    /// `ptr`, `old` requested bytes) to `need` bytes for `size` requested: in place, to a
+    /// new block, or back into a free predecessor. `None` if none fits.
+    ///
+    /// # Safety
+    ///
+    /// `b` is a live allocated block of this heap with payload `ptr`.
+    unsafe fn move_or_resize(
+        &mut self,
+        b: *mut u8,
+        ptr: NonNull<u8>,
+        need: usize,
+        size: usize,
+        old: usize,
+    ) -> Option<*mut u8> {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if self.resize_in_place(b, need) {
+                Some(b)
+            } else if let Some(nb) = self.allocate(GRANULE, size) {
+                // Copy what the old allocation holds, never more (0.11 read `size` bytes).
+                ptr::copy_nonoverlapping(ptr.as_ptr(), nb.add(HDR), old.min(size));
+                self.park_or_release(b);
+                Some(nb)
+            } else {
+                self.grow_backward(b, need, old.min(size))
+            }
+        }
+    }
+
+    // ----- quick lists -----
+
+    /// Takes a parked block of exactly `need` bytes, if any, as an allocated block.
+    #[inline(always)]
+    fn unpark(&mut self, need: usize) -> Option<*mut u8> {
+        if need >= QUICK_LIMIT {
+            return None;
+        }
+        let i = need / GRANULE;
+        let q = self.quick[i];
+        if q.is_null() {
+            return None;
+        }
+        // SAFETY: `q` heads the quick list of blocks of exactly `need` bytes: a block that
+        // looks allocated to its neighbours, whose word 1 links the list. Clearing QUICK
+        // makes it an allocated block.
+        unsafe {
+            self.quick[i] = word(q, 1) as *mut u8;
+            self.quick_len[i] -= 1;
+            self.free_bytes -= need;
+            set_word(q, 0, word(q, 0) & !QUICK);
+        }
+        Some(q)
+    }
+
+    /// Frees the allocated block `b`: parks it on its quick list when it is small and the
+    /// list has room (one header line touched, no neighbour, no list links), else merges it
+    /// into the free lists.
+    ///
+    /// # Safety
+    ///
+    /// `b` is an allocated block of this heap.
+    #[inline(always)]
+    unsafe fn park_or_release(&mut self, b: *mut u8) {
+        // SAFETY: forwarded contract; word 1 of a parked block is its list link.
+        unsafe {
+            let h = word(b, 0);
+            let bsize = h & !FLAGS;
+            if bsize < QUICK_LIMIT && self.quick_len[bsize / GRANULE] < QUICK_CAP {
+                let i = bsize / GRANULE;
+                set_word(b, 0, h | QUICK);
+                set_word(b, 1, self.quick[i] as usize);
+                self.quick[i] = b;
+                self.quick_len[i] += 1;
+                self.free_bytes += bsize;
+            } else {
+                self.release_inline(b);
+            }
+        }
+    }
+
+    /// Merges every parked block back into the free lists, as `free` would have; returns
+    /// whether there was any. Called when an allocation does not fit otherwise, so that
+    /// parking never makes an allocation fail. At most `QUICK_CLASSES * QUICK_CAP` blocks.
+    #[cold]
+    #[inline(never)]
+    fn flush_quick(&mut self) -> bool {
+        let mut any = false;
+        for i in 0..QUICK_CLASSES {
+            let mut b = core::mem::replace(&mut self.quick[i], ptr::null_mut());
+            self.quick_len[i] = 0;
+            while !b.is_null() {
+                any = true;
+                // SAFETY: `b` is a parked block: allocated as far as its neighbours know,
+                // word 1 links the list. Without QUICK it is an allocated block `release`
+                // can merge (its bytes leave the parked count and come back merged).
+                unsafe {
+                    let next = word(b, 1) as *mut u8;
+                    let h = word(b, 0);
+                    set_word(b, 0, h & !QUICK);
+                    self.free_bytes -= h & !FLAGS;
+                    self.release(b);
+                    b = next;
+                }
+            }
+        }
+        any
+    }
+
+    /// Calls `f(start, size)` for every run of adjacent free and parked blocks that holds a
+    /// parked block: the blocks `flush_quick` would produce (a run may be reported more
+    /// than once). Bounded by the number of parked blocks squared.
+    fn quick_runs(&self, mut f: impl FnMut(*mut u8, usize)) {
+        for &head in &self.quick {
+            let mut q = head;
+            while !q.is_null() {
+                // SAFETY: `q` is a parked block; its successors up to the first allocated
+                // block (at the latest the region's sentinel, which looks allocated) are
+                // blocks, and a set PREV_FREE flag means the word before `q` is the
+                // previous free block's size. A run starting with parked blocks is found
+                // from its first one; one starting with a free block, from the parked
+                // block after it.
+                unsafe {
+                    let h = word(q, 0);
+                    let (start, mut size) = if h & PREV_FREE != 0 {
+                        let ps = *q.sub(size_of::<usize>()).cast::<usize>();
+                        (q.sub(ps), ps)
+                    } else {
+                        (q, 0)
+                    };
+                    let mut at = q;
+                    loop {
+                        let ah = word(at, 0);
+                        if ah & (FREE | QUICK) == 0 {
+                            break;
+                        }
+                        size += ah & !FLAGS;
+                        at = at.add(ah & !FLAGS);
+                    }
+                    f(start, size);
+                    q = word(q, 1) as *mut u8;
+                }
+            }
+        }
+    }
+
     // ----- checked mode -----
 
     /// In checked mode, records whether a block starts at `b`.
@@ -602,7 +801,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     /// Whether header `h` is that of an allocated block that fits in `room` bytes.
     #[inline(always)]
     fn check_header(h: usize, room: usize) -> Result<(), AllocError> {
-        if h & FREE != 0 {
+        if h & (FREE | QUICK) != 0 {
             return Err(AllocError::DoubleFree);
         }
         let size = h & !FLAGS;
@@ -648,6 +847,9 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     fn allocate(&mut self, align: usize, size: usize) -> Option<*mut u8> {
         let need = block_size(size);
         if align <= GRANULE {
+            if let Some(q) = self.unpark(need) {
+                return Some(q);
+            }
             let (b, bsize) = self.take(need)?;
             // SAFETY: `take` unlinked a free block of `bsize >= need` bytes.
             unsafe { self.carve(b, bsize, need) };
@@ -732,7 +934,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         let mut meta: Option<(*mut RegionMeta, usize)> = None;
         if CHECKED {
             let granules = (end - start) / GRANULE;
-            let meta_bytes = size_of::<RegionMeta>() + RawBitmap::bytes_for(granules);
+            let meta_bytes = size_of::<RegionMeta>() + LazyBitmap::bytes_for(granules);
             let m = align_up(meta_bytes, GRANULE).ok_or(AllocError::Inval)?;
             if m > end - start {
                 return Err(AllocError::Inval);
@@ -752,8 +954,8 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         // in checked mode, the descriptor and its zeroed bitmap before `b`.
         unsafe {
             if let Some((m, granules)) = meta {
-                let starts = RawBitmap::new(m.add(1).cast());
-                starts.clear_all(granules);
+                // Constant time: the bitmap needs no clearing (see `LazyBitmap`).
+                let starts = LazyBitmap::new(m.add(1).cast(), granules);
                 m.write(RegionMeta {
                     next: self.regions,
                     first: b,
@@ -779,6 +981,17 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     }
 }
 
+/// Whole pages a page-aligned payload can have in a free block at `b` of `size` bytes.
+fn page_room(b: *mut u8, size: usize) -> usize {
+    let payload = align_up(b as usize + HDR, PAGE_SIZE).unwrap_or(usize::MAX);
+    let mut gap = payload.wrapping_sub(HDR + b as usize);
+    if gap != 0 && gap < MIN_BLOCK {
+        gap += PAGE_SIZE;
+    }
+    size.checked_sub(gap + HDR)
+        .map_or(0, |room| room / PAGE_SIZE)
+}
+
 /// Where an `align`-aligned payload of a `need`-byte block fits in the free block `b` of
 /// `size` bytes: the size of the leading free block to split off (0 or at least
 /// MIN_BLOCK), or `None` if it does not fit.
@@ -796,8 +1009,11 @@ fn aligned_gap(b: *mut u8, size: usize, need: usize, align: usize) -> Option<usi
     (gap.checked_add(need)? <= size).then_some(gap)
 }
 
-impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
-    fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+impl<const CHECKED: bool> Tlsf<CHECKED> {
+    /// `alloc_aligned` for everything the fast path leaves: over-aligned requests, requests
+    /// no list is guaranteed to fit, and every failure (counted here).
+    #[inline(never)]
+    fn alloc_aligned_slow(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
         // MAX_BLOCK - HDR is below MAX_REQUEST on every target.
         accounted_alloc(
             self,
@@ -806,7 +1022,11 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
             align,
             size,
             |t| {
-                let block = t.allocate(align, size)?;
+                let block = match t.allocate(align, size) {
+                    Some(block) => block,
+                    None if t.flush_quick() => t.allocate(align, size)?,
+                    None => return None,
+                };
                 // SAFETY: `block` is a freshly allocated block; word 1 holds the request size
                 // and the payload starts 16 bytes in.
                 unsafe {
@@ -815,6 +1035,46 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
                 }
             },
         )
+    }
+}
+
+impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
+    #[inline]
+    fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+        // The fast path, small enough to inline into callers such as `Locked::alloc`: a
+        // request of at most 16-byte alignment, within the limit, for which the
+        // constant-time search finds a list. It changes nothing until it has a block, so
+        // anything else falls through to the general path, which checks (and counts)
+        // everything again.
+        if align <= GRANULE
+            && align.is_power_of_two()
+            && size <= MAX_BLOCK - HDR
+            && self.acct.fits(size)
+        {
+            let need = block_size(size);
+            if let Some(q) = self.unpark(need) {
+                // SAFETY: `q` is now an allocated block of `need` bytes; word 1 holds the
+                // request size and the payload starts 16 bytes in.
+                unsafe {
+                    set_word(q, 1, size);
+                    self.acct.on_alloc(size);
+                    return Ok(NonNull::new_unchecked(q.add(HDR)));
+                }
+            }
+            if let Some((fl, sl)) = self.find(need) {
+                // SAFETY: `find` only returns non-empty lists; their head is a free block
+                // of at least `need` bytes, which `carve` turns into an allocated block
+                // whose word 1 holds the request size and whose payload starts 16 bytes in.
+                unsafe {
+                    let (b, bsize) = self.pop(fl, sl);
+                    self.carve(b, bsize, need);
+                    set_word(b, 1, size);
+                    self.acct.on_alloc(size);
+                    return Ok(NonNull::new_unchecked(b.add(HDR)));
+                }
+            }
+        }
+        self.alloc_aligned_slow(align, size)
     }
 
     unsafe fn realloc(
@@ -840,17 +1100,13 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         let need = block_size(size);
         // SAFETY: `b` is a live allocated block holding `old` requested bytes.
         unsafe {
-            let nb = if self.resize_in_place(b, need) {
-                b
-            } else if let Some(nb) = self.allocate(GRANULE, size) {
-                // Copy what the old allocation holds, never more (0.11 read `size` bytes).
-                ptr::copy_nonoverlapping(ptr.as_ptr(), nb.add(HDR), old.min(size));
-                self.release(b);
-                nb
-            } else if let Some(nb) = self.grow_backward(b, need, old.min(size)) {
-                nb
-            } else {
-                return Err(self.acct.enomem());
+            let nb = match self.move_or_resize(b, ptr, need, size, old) {
+                Some(nb) => nb,
+                None if self.flush_quick() => match self.move_or_resize(b, ptr, need, size, old) {
+                    Some(nb) => nb,
+                    None => return Err(self.acct.enomem()),
+                },
+                None => return Err(self.acct.enomem()),
             };
             set_word(nb, 1, size);
             self.acct.on_realloc(old, size);
@@ -881,12 +1137,13 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         Ok(true)
     }
 
+    #[inline]
     unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError> {
         let b = self.validate(ptr)?;
         // SAFETY: `b` is the header of a live allocation.
         unsafe {
             let size = word(b, 1);
-            self.release(b);
+            self.park_or_release(b);
             self.acct.on_free(size);
         }
         Ok(())
@@ -927,27 +1184,34 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
     }
 
     fn max_alloc(&self) -> usize {
-        if self.fl_bitmap == 0 {
-            return 0;
-        }
-        let fl = 63 - self.fl_bitmap.leading_zeros() as usize;
-        let sl = 31 - self.sl_bitmap[fl].leading_zeros() as usize;
+        // The largest block once the quick lists are merged back (what an allocation that
+        // does not fit otherwise gets, see `flush_quick`).
         let mut largest = 0;
-        let mut b = self.heads[fl][sl];
-        while !b.is_null() {
-            // SAFETY: `b` is a free block on list (fl, sl).
-            unsafe {
-                largest = largest.max(size_of_block(b));
-                b = link(b, 1);
+        self.quick_runs(|_, size| largest = largest.max(size));
+        if self.fl_bitmap != 0 {
+            let fl = 63 - self.fl_bitmap.leading_zeros() as usize;
+            let sl = 31 - self.sl_bitmap[fl].leading_zeros() as usize;
+            let mut b = self.heads[fl][sl];
+            while !b.is_null() {
+                // SAFETY: `b` is a free block on list (fl, sl).
+                unsafe {
+                    largest = largest.max(size_of_block(b));
+                    b = link(b, 1);
+                }
             }
+        }
+        if largest == 0 {
+            return 0;
         }
         (largest - HDR).min(self.acct.headroom()).min(MAX_REQUEST)
     }
 
     fn max_pages(&self) -> usize {
-        // Scan classes from the largest down, stopping once no block of a class could
-        // beat the best found: page alignment makes the answer depend on addresses.
+        // The runs the quick lists would merge into, then the classes from the largest
+        // down, stopping once no block of a class could beat the best found: page
+        // alignment makes the answer depend on addresses.
         let mut best = 0;
+        self.quick_runs(|b, size| best = best.max(page_room(b, size)));
         let mut fl_bits = self.fl_bitmap;
         while fl_bits != 0 {
             let fl = 63 - fl_bits.leading_zeros() as usize;
@@ -963,15 +1227,7 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
                 while !b.is_null() {
                     // SAFETY: `b` is a free block on list (fl, sl).
                     unsafe {
-                        let size = size_of_block(b);
-                        let payload = align_up(b as usize + HDR, PAGE_SIZE).unwrap_or(usize::MAX);
-                        let mut gap = payload.wrapping_sub(HDR + b as usize);
-                        if gap != 0 && gap < MIN_BLOCK {
-                            gap += PAGE_SIZE;
-                        }
-                        if let Some(room) = size.checked_sub(gap + HDR) {
-                            best = best.max(room / PAGE_SIZE);
-                        }
+                        best = best.max(page_room(b, size_of_block(b)));
                         b = link(b, 1);
                     }
                 }
@@ -1090,8 +1346,111 @@ mod tests {
             }
             assert_eq!(
                 t.available(),
-                (1 << 14) - HDR - if checked { 32 + 128 } else { 0 }
+                (1 << 14)
+                    - HDR
+                    - if checked {
+                        size_of::<RegionMeta>() + LazyBitmap::bytes_for(1024)
+                    } else {
+                        0
+                    }
             );
+        }
+    }
+
+    #[test]
+    fn quick_lists_reuse_park_refuse_double_frees_and_merge_back() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 16, checked);
+            let total = t.available();
+            let whole = t.max_alloc();
+            // A freed small block is reused first, for a request of its exact block size.
+            let p = t.malloc(100).unwrap();
+            let guard = t.malloc(100).unwrap();
+            // SAFETY: live pointers of `t`; checked or not, a parked block's second free is
+            // recognised from its header.
+            unsafe {
+                t.free(p).unwrap();
+                assert_eq!(t.free(p), Err(AllocError::DoubleFree));
+                assert_eq!(t.realloc(Some(p), 10), Err(AllocError::DoubleFree));
+                assert_eq!(t.allocation_size(p), Err(AllocError::DoubleFree));
+            }
+            assert_eq!(
+                t.malloc(112).unwrap(),
+                p,
+                "same block size (128), same block"
+            );
+            // SAFETY: live pointers of `t`.
+            unsafe {
+                t.free(p).unwrap();
+                t.free(guard).unwrap();
+            }
+            // Fill the heap with small blocks (more than the quick lists hold), free them
+            // all: parked or merged, the whole heap is one allocation away, exactly.
+            let mut ps = Vec::new();
+            let mut n = 0;
+            while let Ok(p) = t.malloc(16 + 16 * (n % 50)) {
+                ps.push(p);
+                n += 1;
+            }
+            assert!(ps.len() > QUICK_CAP as usize * 4);
+            for p in ps
+                .iter()
+                .rev()
+                .step_by(2)
+                .chain(ps.iter().rev().skip(1).step_by(2))
+            {
+                // SAFETY: live pointers of `t`, each freed once.
+                unsafe { t.free(*p).unwrap() };
+            }
+            assert_eq!(t.available(), total);
+            assert_eq!(t.max_alloc(), whole);
+            assert!(t.max_pages() >= (whole - PAGE_SIZE) / PAGE_SIZE);
+            let pages = t.max_pages();
+            let q = t.palloc(pages).unwrap();
+            // SAFETY: live page run of `t`.
+            unsafe { t.pfree(q, pages).unwrap() };
+            let all = t.malloc(whole).unwrap();
+            assert_eq!(t.malloc(0), Err(AllocError::NoMem));
+            // SAFETY: live pointer of `t`.
+            unsafe { t.free(all).unwrap() };
+            assert_eq!(t.available(), total);
+        }
+    }
+
+    #[test]
+    fn checked_mode_over_garbage_memory_rejects_every_non_block_pointer() {
+        // The start bitmap is never cleared: words nobody wrote must read as "no block".
+        // The garbage looks like allocated 64-byte block headers everywhere (and sets bit
+        // 6 of every bitmap word), so trusting an unwritten bitmap word would accept a
+        // free.
+        let bytes = 1 << 20;
+        let garbage = 0x40u128 | 0x40 << 64;
+        let mut arena: Vec<u128> = vec![garbage; bytes / 16];
+        let base = arena.as_mut_ptr().cast::<u8>();
+        let mut t = Tlsf::new_checked();
+        // SAFETY: the arena outlives `t` and is used for nothing else.
+        unsafe { t.add_memory(base, bytes).unwrap() };
+        let p = t.malloc(100).unwrap();
+        let q = t.malloc(5000).unwrap();
+        let before = (t.available(), t.max_alloc(), t.stats());
+        let mut refused = 0;
+        for offset in (0..bytes).step_by(16) {
+            // SAFETY: in-bounds addresses of the arena; checked mode accepts any pointer.
+            let r = unsafe { NonNull::new_unchecked(base.add(offset)) };
+            if r == p || r == q {
+                continue;
+            }
+            // SAFETY: checked mode validates the pointer before touching anything.
+            let err = unsafe { t.free(r) }.unwrap_err();
+            assert!(matches!(err, AllocError::BadFree | AllocError::DoubleFree));
+            refused += 1;
+        }
+        assert_eq!(refused, bytes / 16 - 2);
+        assert_eq!((t.available(), t.max_alloc(), t.stats()), before);
+        // SAFETY: live pointers of `t`.
+        unsafe {
+            t.free(p).unwrap();
+            t.free(q).unwrap();
         }
     }
 

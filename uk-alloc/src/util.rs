@@ -100,9 +100,141 @@ impl RawBitmap {
     }
 }
 
+/// A bitmap in memory that holds garbage when it is created, usable without clearing it
+/// first, so that creating one is constant time whatever its size.
+///
+/// Two summary levels say which words hold meaningful bits: bit `w` of `level1` is set once
+/// word `w` of the bitmap has been initialised, and bit `v` of `level2` once word `v` of
+/// `level1` has. Only `level2` (one bit per 4096 words of bitmap: 2 KiB for 2^26 bits) is
+/// cleared at creation; a word is zeroed the first time a bit in it is set. A bit in a word
+/// never initialised reads as clear.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LazyBitmap {
+    bits: *mut u64,
+    level1: *mut u64,
+    level2: *mut u64,
+}
+
+impl LazyBitmap {
+    const fn words(bits: usize) -> (usize, usize, usize) {
+        let w0 = bits.div_ceil(64);
+        let w1 = w0.div_ceil(64);
+        (w0, w1, w1.div_ceil(64))
+    }
+
+    /// Bytes a bitmap of `bits` bits occupies, summaries included (about 1/63 more than
+    /// the bits themselves).
+    pub(crate) const fn bytes_for(bits: usize) -> usize {
+        let (w0, w1, w2) = Self::words(bits);
+        (w0 + w1 + w2) * 8
+    }
+
+    /// Lays a bitmap of `bits` bits out at `words` (whatever those words hold) and clears
+    /// its top summary level, the only part that needs it.
+    ///
+    /// # Safety
+    ///
+    /// `words` must be 8-byte aligned and valid for reads and writes of
+    /// [`LazyBitmap::bytes_for`]`(bits)` bytes for as long as the bitmap is used.
+    pub(crate) unsafe fn new(words: *mut u64, bits: usize) -> Self {
+        let (_, w1, w2) = Self::words(bits);
+        // SAFETY: the three levels lie within the `bytes_for(bits)` bytes the caller gave.
+        unsafe {
+            let level2 = words;
+            let level1 = words.add(w2);
+            level2.write_bytes(0, w2);
+            LazyBitmap {
+                bits: level1.add(w1),
+                level1,
+                level2,
+            }
+        }
+    }
+
+    /// Whether word `w` of `map`, whose validity is bit `w` of `summary`, has been
+    /// initialised.
+    #[inline(always)]
+    unsafe fn valid(summary: *mut u64, w: usize) -> bool {
+        // SAFETY: the caller guarantees the summary word exists.
+        unsafe { (*summary.add(w / 64) >> (w % 64)) & 1 != 0 }
+    }
+
+    /// # Safety
+    ///
+    /// `i` must be within the bitmap.
+    #[inline(always)]
+    pub(crate) unsafe fn get(self, i: usize) -> bool {
+        let (w, v) = (i / 64, i / 4096);
+        // SAFETY: `i` is within the bitmap, so word `w`, summary word `v` and their
+        // summary bits exist; a word is read only once its summary says it is initialised.
+        unsafe {
+            Self::valid(self.level2, v)
+                && Self::valid(self.level1, w)
+                && (*self.bits.add(w) >> (i % 64)) & 1 != 0
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `i` must be within the bitmap.
+    #[inline(always)]
+    pub(crate) unsafe fn set(self, i: usize, on: bool) {
+        let (w, v) = (i / 64, i / 4096);
+        // SAFETY: as in `get`; a word is zeroed before its summary bit says it is valid.
+        unsafe {
+            if !Self::valid(self.level2, v) {
+                if !on {
+                    return; // reads as clear already
+                }
+                *self.level1.add(v) = 0;
+                *self.level2.add(v / 64) |= 1 << (v % 64);
+            }
+            if !Self::valid(self.level1, w) {
+                if !on {
+                    return;
+                }
+                *self.bits.add(w) = 0;
+                *self.level1.add(w / 64) |= 1 << (w % 64);
+            }
+            let word = &mut *self.bits.add(w);
+            if on {
+                *word |= 1 << (i % 64);
+            } else {
+                *word &= !(1 << (i % 64));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lazy_bitmap_ignores_garbage_and_matches_a_model() {
+        // Sizes around the summary boundaries, over memory full of set bits.
+        for bits in [1, 63, 64, 65, 4095, 4096, 4097, 3 * 4096 + 130, 300_000] {
+            let mut words = std::vec![u64::MAX; LazyBitmap::bytes_for(bits) / 8];
+            // SAFETY: `words` has exactly `bytes_for(bits)` bytes and outlives the bitmap.
+            let bm = unsafe { LazyBitmap::new(words.as_mut_ptr(), bits) };
+            let mut model = std::vec![false; bits];
+            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ bits as u64;
+            for _ in 0..4 * bits.min(20_000) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x % bits as u64) as usize;
+                let on = x >> 63 == 0;
+                // SAFETY: `i < bits`.
+                unsafe { bm.set(i, on) };
+                model[i] = on;
+            }
+            for (i, &m) in model.iter().enumerate() {
+                // SAFETY: `i < bits`.
+                assert_eq!(unsafe { bm.get(i) }, m, "bit {i} of {bits}");
+            }
+        }
+    }
 
     #[test]
     fn alignment() {
