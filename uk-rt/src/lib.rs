@@ -44,7 +44,7 @@
 //!   allocator at all (`default-features = false`), and an image must bring its own
 //!   `#[global_allocator]`. Enabled alone it means `alloc-tlsf`. With several `alloc-*`
 //!   features, `alloc-region` wins over `alloc-buddy`, which wins over `alloc-tlsf`.
-//! - `defmt`: a defmt global logger on the board console ([`defmt_logger`], bare-metal
+//! - `defmt`: a defmt global logger on the board console (module `defmt_logger`, bare-metal
 //!   targets only): `defmt::info!` and friends write compact binary frames that
 //!   `cargo uk run` decodes into text; the image's package links `defmt.x` from its
 //!   `build.rs`. The kernel parameter `sched=cooperative|preemptive` is read into
