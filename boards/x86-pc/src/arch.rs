@@ -44,8 +44,10 @@ use crate::report::Landmark;
 use crate::serial::PortIo;
 use crate::tables;
 
-/// Bytes of the boot stack (the application's `main` runs on it).
-pub const BOOT_STACK_SIZE: usize = 128 * 1024;
+/// Bytes of the boot stack (the application's `main` runs on it). Unoptimised builds move
+/// large values through several stack temporaries (an allocator's control block is about
+/// 16 KiB), so a debug image gets twice the room.
+pub const BOOT_STACK_SIZE: usize = if cfg!(debug_assertions) { 256 } else { 128 } * 1024;
 /// Bytes of the double-fault stack.
 pub const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
 /// Page tables available for splitting 2 MiB pages into 4 KiB ones (guard pages).
