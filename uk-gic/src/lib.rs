@@ -18,6 +18,8 @@
 //!   system registers. SGIs through `ICC_SGI1R_EL1` ([`sgi::sgi1r`]: target list, Aff1,
 //!   Aff2, Aff3, range selector for Aff0 ≥ 16, IRM broadcast). SGI and PPI enable,
 //!   priority and trigger go to the calling CPU's redistributor.
+//! - [`dispatch::handle_pending`]: the loop of a board's IRQ entry (acknowledge, end,
+//!   dispatch through a [`uk_hal::irq::HandlerTable`], until spurious).
 //! - [`Gic`]: either, chosen at boot from the device tree ([`GicVersion::from_compatible`],
 //!   [`GicLayout::from_reg`]).
 //!
@@ -32,7 +34,8 @@
 //! Each has a host test: Aff1/Aff2 in their own `ICC_SGI1R_EL1` fields, Aff3 sent, the range
 //! selector used for Aff0 ≥ 16 (`sgi::tests::sgi1r_matches_the_table`); a PPI's trigger
 //! written to the redistributor, not the distributor (`tests::v3_ppi_trigger_goes_to_the_redistributor`);
-//! no EOI for spurious 1023 (`tests::spurious_gets_no_eoi_v2`/`_v3`).
+//! no EOI for spurious 1023 (`tests::spurious_gets_no_eoi_v2`/`_v3`, and the IRQ loop's
+//! `dispatch::tests::acknowledge_end_dispatch_until_spurious`).
 //!
 //! # Features
 //!
@@ -56,6 +59,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod dispatch;
 mod fields;
 #[cfg(all(feature = "ktest", target_os = "none", target_arch = "aarch64"))]
 mod ktest;

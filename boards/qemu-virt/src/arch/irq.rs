@@ -145,12 +145,7 @@ pub(super) extern "C" fn irq_entry() {
     let Some(gic) = GIC.get() else {
         return;
     };
-    while let Some(irq) = gic.acknowledge() {
-        gic.end_of_interrupt(irq);
-        if !HANDLERS.dispatch(irq) {
-            unhandled(irq);
-        }
-    }
+    uk_gic::dispatch::handle_pending(gic, &HANDLERS, unhandled);
 }
 
 /// An interrupt nobody handles: counted, logged once per line, and silenced where it could
@@ -255,6 +250,9 @@ impl Interrupts for BoardInterrupts {
     fn restore(&self, state: usize) {
         if state & (1 << 7) == 0 {
             self.enable_on_this_cpu();
+        } else {
+            // SAFETY: masking IRQs has no effect but deferring them.
+            unsafe { core::arch::asm!("msr daifset, #2", options(nostack, nomem)) };
         }
     }
 
