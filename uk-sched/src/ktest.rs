@@ -649,8 +649,18 @@ mod smp {
     use crate::{RoundRobin, Scheduler};
 
     /// SGIs/IPIs of these cases.
-    const PING: IrqNumber = 9;
-    const PONG: IrqNumber = 10;
+    /// Offsets from the board's `free_ipi()` (GIC: SGIs 9 and 10; x86: vectors 0xE8, 0xE9),
+    /// clear of the boards' own cases.
+    const PING_OFFSET: IrqNumber = 8;
+    const PONG_OFFSET: IrqNumber = 9;
+
+    fn ping_irq(irqs: &dyn Interrupts) -> IrqNumber {
+        irqs.free_ipi() + PING_OFFSET
+    }
+
+    fn pong_irq(irqs: &dyn Interrupts) -> IrqNumber {
+        irqs.free_ipi() + PONG_OFFSET
+    }
 
     static STARTED: AtomicBool = AtomicBool::new(false);
     /// CPU 1's report: its id plus one once its scheduler finished.
@@ -678,7 +688,7 @@ mod smp {
         PING_CPU.store(irqs.cpu_interface().cpu_id(), Ordering::SeqCst);
         let _ = irqs
             .cpu_interface()
-            .send_ipi(PONG, IpiTarget::Cpus(CpuSet::single(0)));
+            .send_ipi(pong_irq(irqs), IpiTarget::Cpus(CpuSet::single(0)));
     }
 
     fn pong(_irq: IrqNumber) {
@@ -713,8 +723,8 @@ mod smp {
 
     /// Starts CPU 1 once and waits (up to 2 s) for its scheduler to finish.
     fn cpu1_ready(irqs: &'static dyn Interrupts) -> bool {
-        let _ = irqs.register_handler(PING, ping);
-        let _ = irqs.register_handler(PONG, pong);
+        let _ = irqs.register_handler(ping_irq(irqs), ping);
+        let _ = irqs.register_handler(pong_irq(irqs), pong);
         if !STARTED.swap(true, Ordering::SeqCst) {
             irqs.start_cpu(1, cpu1_main)
                 .expect("PSCI CPU_ON / INIT-SIPI");
@@ -760,7 +770,7 @@ mod smp {
             let state = irqs.mask();
             irqs.enable_on_this_cpu();
             irqs.cpu_interface()
-                .send_ipi(PING, IpiTarget::Cpus(CpuSet::single(1)))
+                .send_ipi(ping_irq(irqs), IpiTarget::Cpus(CpuSet::single(1)))
                 .expect("send");
             let end = platform.monotonic_ns() + 1_000_000_000;
             while PONGS.load(Ordering::SeqCst) == before && platform.monotonic_ns() < end {

@@ -239,7 +239,8 @@ uk_exception_common:
     ud2
     .popsection
 
-    /* External interrupts (vectors 32-255): 224 stubs of 16 bytes push the vector and
+    /* External interrupts (vectors 32-255): 224 stubs of 8 bytes push the vector (as a
+       sign-extended byte: the dispatcher takes its low 8 bits) and
        jump to a common path that saves the caller-saved registers (the callee-saved ones
        the Rust dispatcher keeps itself; the image is soft-float, so no FP/SIMD state is
        touched) and calls the dispatcher on the interrupted stack. A handler may switch
@@ -250,8 +251,8 @@ uk_exception_common:
 uk_irq_stubs:
     uk_vector = 32
     .rept 224
-    .balign 16
-    pushq $uk_vector
+    .balign 8
+    .byte 0x6a, uk_vector       /* push $vector (imm8) */
     jmp uk_irq_common
     uk_vector = uk_vector + 1
     .endr
@@ -355,7 +356,7 @@ uk_call_on_stack:              /* (rdi = stack top, rsi = function) */
 unsafe extern "C" {
     static mut uk_gdt: [u64; 5];
     static uk_exception_stubs: [u8; 32 * 16];
-    static uk_irq_stubs: [u8; 224 * 16];
+    static uk_irq_stubs: [u8; 224 * 8];
     static mut uk_pdpt: [u64; 512];
     static mut uk_pd: [u64; 4 * 512];
     static mut uk_pt_pool: [[u64; 512]; PT_POOL_PAGES];
@@ -523,7 +524,7 @@ pub fn load_exception_tables() {
     let idt = IDT.0.get();
     // SAFETY: boot runs single-threaded and calls this once, before any exception can use
     // these tables: nobody else references TSS, IDT or the GDT's TSS slot. The stub table is
-    // 32 + 224 stubs of 16 bytes (see the assembly), the IDT is 256 gates, the TSS is 'static and
+    // 32 stubs of 16 bytes and 224 of 8 (see the assembly), the IDT is 256 gates, the TSS is 'static and
     // its descriptor is written into the reserved GDT slots 3 and 4 before `ltr`.
     unsafe {
         let df_top = &raw const uk_df_stack_top as u64;
@@ -546,7 +547,7 @@ pub fn load_exception_tables() {
             };
             let stub = match vector.checked_sub(32) {
                 None => stubs + 16 * vector as u64,
-                Some(external) => irq_stubs + 16 * external as u64,
+                Some(external) => irq_stubs + 8 * external as u64,
             };
             *gate = tables::interrupt_gate(stub, ist);
         }
@@ -573,11 +574,14 @@ pub struct CpuTables {
 }
 
 impl CpuTables {
-    /// Empty tables, filled by [`load_cpu_tables`].
+    /// Empty (all-zero, so an array of them is `.bss`, not image bytes), filled by
+    /// [`load_cpu_tables`].
     pub const fn new() -> Self {
         CpuTables {
             gdt: [0; 5],
-            tss: TaskStateSegment::new(),
+            // SAFETY: the TSS is plain integers; all-zero is a valid value (and is replaced
+            // by `TaskStateSegment::new()` before use).
+            tss: unsafe { core::mem::zeroed() },
         }
     }
 }
@@ -590,6 +594,7 @@ impl CpuTables {
 /// `tables` must be used by the calling CPU only, for good (the CPU keeps pointers to
 /// them), and `double_fault_stack_top` must be the top of a stack of its own.
 pub unsafe fn load_cpu_tables(tables_: &'static mut CpuTables, double_fault_stack_top: u64) {
+    tables_.tss = TaskStateSegment::new();
     tables_.tss.interrupt_stack_table[usize::from(tables::DOUBLE_FAULT_IST - 1)] =
         VirtAddr::new(double_fault_stack_top);
     let limit = (core::mem::size_of::<TaskStateSegment>() - 1) as u32;

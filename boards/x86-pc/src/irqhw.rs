@@ -237,11 +237,13 @@ pub fn irq_save() -> usize {
     usize::from(enabled)
 }
 
-/// Restores a state from [`irq_save`].
+/// Restores a state from [`irq_save`] exactly: enabled (1) or masked (0).
 #[inline]
 pub fn irq_restore(state: usize) {
     if state != 0 {
         x86_64::instructions::interrupts::enable();
+    } else {
+        x86_64::instructions::interrupts::disable();
     }
 }
 
