@@ -94,6 +94,7 @@ pub mod flags;
 mod futex;
 mod host;
 pub mod ids;
+mod lock;
 mod misc;
 mod mm;
 pub mod raw;
