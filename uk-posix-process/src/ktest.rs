@@ -487,3 +487,63 @@ uk_test::ktest! {
         }
     }
 }
+
+/// The run of `exit_group_ends_every_thread`: how many threads got to block.
+static BLOCKED: AtomicUsize = AtomicUsize::new(0);
+
+fn blocked_forever(word: usize) -> i32 {
+    BLOCKED.fetch_add(1, Ordering::SeqCst);
+    // Nobody ever wakes this word: only exit_group ends the thread.
+    let sys = KILL_SYS.load(Ordering::SeqCst);
+    // SAFETY: the test stores a leaked `System` before the run.
+    let sys = unsafe { &*(sys as *const System) };
+    let _ = sys.futex(word, FUTEX_WAIT, 0, 0, 0, 0);
+    1
+}
+
+fn busy_forever(_: usize) -> i32 {
+    BLOCKED.fetch_add(1, Ordering::SeqCst);
+    loop {
+        uk_sched::yield_now();
+    }
+}
+
+static KILL_SYS: AtomicUsize = AtomicUsize::new(0);
+
+fn main_exit_group(word: usize) -> i32 {
+    // SAFETY: as in `blocked_forever`.
+    let sys = unsafe { &*(KILL_SYS.load(Ordering::SeqCst) as *const System) };
+    let flags = PTHREAD_FLAGS & !crate::flags::CLONE_SETTLS;
+    for entry in [
+        blocked_forever as fn(usize) -> i32,
+        blocked_forever,
+        busy_forever,
+    ] {
+        let args = crate::flags::CloneArgs::from_legacy(flags, 0, word + 4, 0, 0);
+        let start = crate::ChildStart::Call { entry, arg: word };
+        if sys.clone(&args, crate::flags::Via::Clone, start).is_err() {
+            return 2;
+        }
+    }
+    while BLOCKED.load(Ordering::SeqCst) < 3 {
+        uk_sched::yield_now();
+    }
+    sys.exit_group(23)
+}
+
+uk_test::ktest! {
+    /// exit_group ends threads blocked in futex and threads that never block, and the run
+    /// ends with its status through the exit hook.
+    fn exit_group_ends_every_thread() {
+        let sys: &'static System = Box::leak(Box::new(System::new()));
+        KILL_SYS.store(sys as *const System as usize, Ordering::SeqCst);
+        BLOCKED.store(0, Ordering::SeqCst);
+        let words: &'static [AtomicU32; 2] = Box::leak(Box::new([AtomicU32::new(0), AtomicU32::new(0)]));
+        let status = run_process(sys, main_exit_group, words.as_ptr() as usize);
+        uk_test::expect_eq!(status, Some(23));
+        uk_test::expect_eq!(BLOCKED.load(Ordering::SeqCst), 3);
+        uk_test::expect_eq!(sys.thread_count(), 0);
+        uk_test::expect_eq!(sys.futex_waiters(words.as_ptr() as usize), 0);
+        uk_test::expect_eq!(sys.ids_in_use(), 0);
+    }
+}
