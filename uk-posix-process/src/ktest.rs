@@ -78,6 +78,8 @@ struct Seen {
     pid: AtomicUsize,
     tp: AtomicUsize,
     word: AtomicUsize,
+    /// A callee-saved register of the parent at the trap (r12 / x20), as the child found it.
+    register: AtomicUsize,
 }
 
 /// One pthread-style run's inputs and outputs (shared with the child by address).
@@ -216,7 +218,7 @@ unsafe fn trap_clone(
     ptid: usize,
     ctid: usize,
     tls: usize,
-    f: extern "C" fn(usize) -> i32,
+    f: extern "C" fn(usize, usize) -> i32,
     arg: usize,
 ) -> isize {
     let sp = stack - 16;
@@ -235,6 +237,7 @@ unsafe fn trap_clone(
             "jnz 2f",
             "pop rax",
             "pop rdi",
+            "mov rsi, r12",
             "call rax",
             "mov edi, eax",
             "mov eax, {exit}",
@@ -244,6 +247,7 @@ unsafe fn trap_clone(
             exit = const Sysno::exit as usize,
             inlateout("rax") Sysno::clone as usize => ret,
             in("rdi") flags, in("rsi") sp, in("rdx") ptid, in("r10") ctid, in("r8") tls,
+            in("r12") MARKER,
             lateout("rcx") _, lateout("r11") _,
         );
     }
@@ -262,7 +266,7 @@ unsafe fn trap_clone(
     ptid: usize,
     ctid: usize,
     tls: usize,
-    f: extern "C" fn(usize) -> i32,
+    f: extern "C" fn(usize, usize) -> i32,
     arg: usize,
 ) -> isize {
     let sp = stack - 16;
@@ -279,6 +283,7 @@ unsafe fn trap_clone(
             "svc #0",
             "cbnz x0, 2f",
             "ldp x9, x0, [sp], #16",
+            "mov x1, x20",
             "blr x9",
             "mov x8, #{exit}",
             "svc #0",
@@ -288,15 +293,21 @@ unsafe fn trap_clone(
             in("x8") Sysno::clone as usize,
             inlateout("x0") flags as usize => ret,
             in("x1") sp, in("x2") ptid, in("x3") tls, in("x4") ctid,
+            in("x20") MARKER,
             lateout("x9") _, lateout("x30") _,
         );
     }
     ret
 }
 
-extern "C" fn child_trap(join: usize) -> i32 {
+/// Left in a callee-saved register across the clone trap; the child must find it there
+/// (Linux copies the parent's registers; Unikraft 0.11 zeroes them, #823).
+const MARKER: usize = 0x5a5a_1234_c0de_0042;
+
+extern "C" fn child_trap(join: usize, register: usize) -> i32 {
     // SAFETY: `join` is the address of the `Join` the parent keeps alive until the join.
     let join = unsafe { &*(join as *const Join) };
+    join.seen.register.store(register, Ordering::SeqCst);
     // SAFETY: syscalls without pointer arguments.
     let (tid, pid) = unsafe { (trap(Sysno::gettid, [0; 6]), trap(Sysno::getpid, [0; 6])) };
     join.seen.tid.store(tid as usize, Ordering::SeqCst);
@@ -425,6 +436,8 @@ uk_test::ktest! {
         uk_test::expect!(tid != direct.clone_ret.load(Ordering::SeqCst));
         uk_test::expect_eq!(pid, join.parent_pid.load(Ordering::SeqCst));
         uk_test::expect_eq!(waits, direct_waits);
+        // The child resumed with the parent's registers (only the result and sp differ).
+        uk_test::expect_eq!(join.seen.register.load(Ordering::SeqCst), MARKER);
     }
 }
 
