@@ -174,23 +174,25 @@ uk_test::ktest! {
         let result: usize;
         let sp_after: usize;
         // SAFETY: SP_EL1 is switched to a private stack for the duration of one trapped
-        // call and put back (with SP_EL0 selected again) before the block ends; the handler
-        // (SUM) touches no memory.
+        // call and put back, with the stack selection the block started with (the test
+        // runner itself may run on SP_EL1 after a case took an exception), before the block
+        // ends; the handler (SUM) touches no memory.
         unsafe {
             core::arch::asm!(
+                "mrs x12, spsel",
                 "msr spsel, #1",
                 "mov x10, sp",
                 "mov sp, {top}",
                 "svc #0",
                 "mov x11, sp",
                 "mov sp, x10",
-                "msr spsel, #0",
+                "msr spsel, x12",
                 top = in(reg) top,
                 in("x8") SUM,
                 inlateout("x0") 1usize => result,
                 in("x1") 2usize, in("x2") 3usize, in("x3") 4usize, in("x4") 5usize,
                 in("x5") 6usize,
-                out("x10") _, out("x11") sp_after,
+                out("x10") _, out("x11") sp_after, out("x12") _,
             )
         };
         uk_test::expect_eq!(result, 21);
@@ -274,5 +276,76 @@ uk_test::ktest! {
         uk_test::expect_eq!(daif_after, daif_before);
         // 0x7fff...ffff + 1: N and V set, Z and C clear.
         uk_test::expect_eq!(nzcv_after >> 28, 0b1001);
+    }
+}
+
+/// Handlers inside their trapped call right now, and the most seen at once.
+static INSIDE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static MOST_INSIDE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Private number of the handler that blocks: it yields to the other threads (which trap
+/// meanwhile) before scrambling the registers and returning like [`CLOBBER`].
+const BLOCKING: usize = 509;
+
+fn sys_blocking(args: &Args) -> crate::SyscallResult {
+    use core::sync::atomic::Ordering;
+    let now = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST_INSIDE.fetch_max(now, Ordering::SeqCst);
+    uk_sched::yield_now();
+    uk_sched::yield_now();
+    testing::scramble();
+    INSIDE.fetch_sub(1, Ordering::SeqCst);
+    Ok(args[0] ^ CLOBBER_XOR)
+}
+crate::register!(number BLOCKING => sys_blocking);
+
+/// The board clock, for the scheduler.
+struct BoardClock;
+
+impl uk_hal::Clock for BoardClock {
+    fn monotonic_ns(&self) -> u64 {
+        uk_rt::platform().monotonic_ns()
+    }
+    fn cycles(&self) -> u64 {
+        uk_rt::platform().cycles()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        uk_rt::platform().cycles_per_second()
+    }
+}
+
+uk_test::ktest! {
+    /// Three threads whose handlers block inside their trapped calls (each yields to the
+    /// others, which trap meanwhile) all return into their own frames with every register
+    /// and the red zone intact: frames live on each thread's own stack, not on a shared
+    /// per-CPU stack that the next thread's call would overwrite.
+    fn handlers_that_block_keep_their_frames() {
+        use alloc::rc::Rc;
+        use alloc::vec::Vec;
+        use core::cell::RefCell;
+        use core::sync::atomic::Ordering;
+        use uk_sched::{RoundRobin, Scheduler, idle};
+
+        MOST_INSIDE.store(0, Ordering::SeqCst);
+        let sched = RoundRobin::cooperative(uk_context::Native::detect(), BoardClock, idle::Poll);
+        let reports = Rc::new(RefCell::new(Vec::new()));
+        for name in ["a", "b", "c"] {
+            let reports = reports.clone();
+            let spawned = sched.spawn(name, move || {
+                for _ in 0..3 {
+                    let probe = testing::register_probe(BLOCKING);
+                    let expected = (pattern(ARG0_REG) ^ CLOBBER_XOR) as u64;
+                    reports.borrow_mut().push(probe.check(expected));
+                }
+            });
+            uk_test::expect!(spawned.is_ok());
+        }
+        sched.run();
+        let reports = reports.borrow();
+        uk_test::expect_eq!(reports.len(), 9);
+        for report in reports.iter() {
+            uk_test::expect_eq!(*report, testing::ProbeReport::default());
+        }
+        uk_test::expect_eq!(MOST_INSIDE.load(Ordering::SeqCst), 3);
     }
 }

@@ -40,7 +40,8 @@
 //! [`dispatch`] folds that into Linux's raw convention (a result in `-4095..=-1` is an
 //! error) and [`dispatch_errno`] into the C convention (`-1` and `errno`, errno left alone on
 //! success). An `Err` outside `1..=4095` (a handler bug that would read as success) becomes
-//! `EINVAL`. [`trap`] executes the trap instruction itself (in a Linux process it is a real
+//! `EINVAL`. [`uk_syscall6`] is [`dispatch`] with a C ABI (for a libc's `__syscall` turned
+//! into direct calls). [`trap`] executes the trap instruction itself (in a Linux process it is a real
 //! Linux syscall, which the benchmarks use as the peer).
 //!
 //! # Features
@@ -99,7 +100,7 @@ pub use syscalls::Errno;
 pub use syscalls::{aarch64, x86_64};
 pub use table::{
     REGISTRATIONS, Registration, TABLE_LEN, TableStats, dispatch, dispatch_errno, errno, handler,
-    name, raw, table_stats,
+    name, raw, table_stats, uk_syscall6,
 };
 pub use trap::trap_frame;
 

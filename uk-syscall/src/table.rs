@@ -242,6 +242,21 @@ pub fn dispatch_errno(number: usize, args: &Args, errno: &mut i32) -> isize {
     }
 }
 
+/// [`dispatch`] for C callers (a libc's `__syscall` redirected to direct calls): the number
+/// and six arguments in registers, Linux's raw result (`-4095..=-1` is `-errno`).
+#[unsafe(no_mangle)]
+pub extern "C" fn uk_syscall6(
+    number: usize,
+    a0: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+) -> isize {
+    dispatch(number, &[a0, a1, a2, a3, a4, a5])
+}
+
 /// Folds a raw Linux result into a [`SyscallResult`] (`-4095..=-1` is an error).
 pub fn errno(raw: isize) -> SyscallResult {
     Errno::from_ret(raw as usize)
@@ -440,6 +455,13 @@ mod tests {
             assert_eq!(dispatch_errno(501, &[bad, 0, 0, 0, 0, 0], &mut e), -1);
             assert_eq!(e, Errno::EINVAL.into_raw());
         }
+    }
+
+    #[test]
+    fn c_entry_is_dispatch() {
+        assert_eq!(uk_syscall6(500, 1, 2, 3, 4, 5, 6), 21);
+        assert_eq!(uk_syscall6(testing::UNREGISTERED, 0, 0, 0, 0, 0, 0), ENOSYS);
+        assert_eq!(uk_syscall6(501, 9, 0, 0, 0, 0, 0), -9);
     }
 
     #[test]

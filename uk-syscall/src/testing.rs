@@ -84,7 +84,7 @@ pub fn avx_enabled() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn scramble() {
+pub(crate) fn scramble() {
     if avx_enabled() {
         // SAFETY: AVX is enabled; the upper halves of ymm0-15 are caller-saved (declared
         // through `clobber_abi`, invisible to soft-float code).
@@ -150,7 +150,7 @@ fn scramble() {
 }
 
 #[cfg(target_arch = "aarch64")]
-fn scramble() {
+pub(crate) fn scramble() {
     // SAFETY: writes only registers the C ABI lets a callee destroy (x0-x17, v0-v7,
     // v16-v31, NZCV), declared through `clobber_abi`.
     unsafe {

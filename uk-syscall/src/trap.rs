@@ -64,34 +64,28 @@ pub fn trap_frame(args: &Args) -> Option<&TrapFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Errno, SyscallResult};
+    use crate::Errno;
 
-    const ECHO: usize = 509;
-
-    fn echo(args: &Args) -> SyscallResult {
-        // Inside a trapped call the handler finds its frame; the frame's args are its args.
-        match trap_frame(args) {
-            Some(frame) if core::ptr::eq(frame.args(), args) => Ok(args[0] + args[5]),
-            Some(_) => Err(Errno::EFAULT),
-            None => Err(Errno::ESRCH),
-        }
-    }
-    crate::register!(number 509 => echo);
+    use crate::testing::{CAPTURE, sys_capture, take_captured};
 
     #[test]
     fn handle_dispatches_and_finds_the_frame() {
         let _serial = crate::TRAP_LOCK.lock();
+        let _ = take_captured();
         let mut frame = TrapFrame::zeroed();
-        frame.set_number(ECHO);
+        frame.set_number(CAPTURE);
         frame.args = [40, 0, 0, 0, 0, 2];
         // SAFETY: a valid frame nobody else uses.
         unsafe { handle(&mut frame) };
-        assert_eq!(frame.result(), 42);
+        assert_eq!(frame.result(), 1, "the handler found its frame");
         assert!(CURRENT.load(Ordering::Relaxed).is_null(), "cleared on exit");
+        let captured = take_captured().expect("captured");
+        assert_eq!(*captured.args(), [40, 0, 0, 0, 0, 2]);
+        assert_eq!(captured.number(), CAPTURE);
         // A direct call of the same handler: no frame.
-        assert_eq!(echo(&[1, 0, 0, 0, 0, 1]), Err(Errno::ESRCH));
+        assert_eq!(sys_capture(&[1, 0, 0, 0, 0, 1]), Err(Errno::ESRCH));
         assert_eq!(
-            crate::dispatch(ECHO, &[1; 6]),
+            crate::dispatch(CAPTURE, &[1; 6]),
             -(Errno::ESRCH.into_raw() as isize)
         );
     }

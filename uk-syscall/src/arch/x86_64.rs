@@ -415,6 +415,12 @@ pub fn install() -> Result<(), InstallError> {
     Ok(())
 }
 
+/// Keeps the hook in the link: the boards refer to it only weakly, which does not pull an
+/// object file out of an archive, while this `#[used]` static does.
+#[cfg(target_os = "none")]
+#[used]
+static KEEP_CPU_INIT: extern "C" fn() = uk_syscall_cpu_init;
+
 /// The boards' hook: they call this symbol (declared weak on their side) on the boot CPU
 /// when the image links uk-syscall, so the entry works without the application doing
 /// anything.
