@@ -11,7 +11,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::Mutex;
+use crate::lock::Lock as Mutex;
 use uk_sched::ThreadRef;
 use uk_syscall::Errno;
 

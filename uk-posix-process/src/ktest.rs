@@ -78,6 +78,8 @@ struct Seen {
     pid: AtomicUsize,
     tp: AtomicUsize,
     word: AtomicUsize,
+    /// A callee-saved register of the parent at the trap (r12 / x20), as the child found it.
+    register: AtomicUsize,
 }
 
 /// One pthread-style run's inputs and outputs (shared with the child by address).
@@ -216,7 +218,7 @@ unsafe fn trap_clone(
     ptid: usize,
     ctid: usize,
     tls: usize,
-    f: extern "C" fn(usize) -> i32,
+    f: extern "C" fn(usize, usize) -> i32,
     arg: usize,
 ) -> isize {
     let sp = stack - 16;
@@ -235,6 +237,7 @@ unsafe fn trap_clone(
             "jnz 2f",
             "pop rax",
             "pop rdi",
+            "mov rsi, r12",
             "call rax",
             "mov edi, eax",
             "mov eax, {exit}",
@@ -244,6 +247,7 @@ unsafe fn trap_clone(
             exit = const Sysno::exit as usize,
             inlateout("rax") Sysno::clone as usize => ret,
             in("rdi") flags, in("rsi") sp, in("rdx") ptid, in("r10") ctid, in("r8") tls,
+            in("r12") MARKER,
             lateout("rcx") _, lateout("r11") _,
         );
     }
@@ -262,7 +266,7 @@ unsafe fn trap_clone(
     ptid: usize,
     ctid: usize,
     tls: usize,
-    f: extern "C" fn(usize) -> i32,
+    f: extern "C" fn(usize, usize) -> i32,
     arg: usize,
 ) -> isize {
     let sp = stack - 16;
@@ -279,6 +283,7 @@ unsafe fn trap_clone(
             "svc #0",
             "cbnz x0, 2f",
             "ldp x9, x0, [sp], #16",
+            "mov x1, x20",
             "blr x9",
             "mov x8, #{exit}",
             "svc #0",
@@ -288,15 +293,21 @@ unsafe fn trap_clone(
             in("x8") Sysno::clone as usize,
             inlateout("x0") flags as usize => ret,
             in("x1") sp, in("x2") ptid, in("x3") tls, in("x4") ctid,
+            in("x20") MARKER,
             lateout("x9") _, lateout("x30") _,
         );
     }
     ret
 }
 
-extern "C" fn child_trap(join: usize) -> i32 {
+/// Left in a callee-saved register across the clone trap; the child must find it there
+/// (Linux copies the parent's registers; Unikraft 0.11 zeroes them, #823).
+const MARKER: usize = 0x5a5a_1234_c0de_0042;
+
+extern "C" fn child_trap(join: usize, register: usize) -> i32 {
     // SAFETY: `join` is the address of the `Join` the parent keeps alive until the join.
     let join = unsafe { &*(join as *const Join) };
+    join.seen.register.store(register, Ordering::SeqCst);
     // SAFETY: syscalls without pointer arguments.
     let (tid, pid) = unsafe { (trap(Sysno::gettid, [0; 6]), trap(Sysno::getpid, [0; 6])) };
     join.seen.tid.store(tid as usize, Ordering::SeqCst);
@@ -425,6 +436,8 @@ uk_test::ktest! {
         uk_test::expect!(tid != direct.clone_ret.load(Ordering::SeqCst));
         uk_test::expect_eq!(pid, join.parent_pid.load(Ordering::SeqCst));
         uk_test::expect_eq!(waits, direct_waits);
+        // The child resumed with the parent's registers (only the result and sp differ).
+        uk_test::expect_eq!(join.seen.register.load(Ordering::SeqCst), MARKER);
     }
 }
 
@@ -485,5 +498,65 @@ uk_test::ktest! {
             // SAFETY: allocated above with this layout.
             unsafe { core::alloc::GlobalAlloc::dealloc(heap, p, layout) };
         }
+    }
+}
+
+/// The run of `exit_group_ends_every_thread`: how many threads got to block.
+static BLOCKED: AtomicUsize = AtomicUsize::new(0);
+
+fn blocked_forever(word: usize) -> i32 {
+    BLOCKED.fetch_add(1, Ordering::SeqCst);
+    // Nobody ever wakes this word: only exit_group ends the thread.
+    let sys = KILL_SYS.load(Ordering::SeqCst);
+    // SAFETY: the test stores a leaked `System` before the run.
+    let sys = unsafe { &*(sys as *const System) };
+    let _ = sys.futex(word, FUTEX_WAIT, 0, 0, 0, 0);
+    1
+}
+
+fn busy_forever(_: usize) -> i32 {
+    BLOCKED.fetch_add(1, Ordering::SeqCst);
+    loop {
+        uk_sched::yield_now();
+    }
+}
+
+static KILL_SYS: AtomicUsize = AtomicUsize::new(0);
+
+fn main_exit_group(word: usize) -> i32 {
+    // SAFETY: as in `blocked_forever`.
+    let sys = unsafe { &*(KILL_SYS.load(Ordering::SeqCst) as *const System) };
+    let flags = PTHREAD_FLAGS & !crate::flags::CLONE_SETTLS;
+    for entry in [
+        blocked_forever as fn(usize) -> i32,
+        blocked_forever,
+        busy_forever,
+    ] {
+        let args = crate::flags::CloneArgs::from_legacy(flags, 0, word + 4, 0, 0);
+        let start = crate::ChildStart::Call { entry, arg: word };
+        if sys.clone(&args, crate::flags::Via::Clone, start).is_err() {
+            return 2;
+        }
+    }
+    while BLOCKED.load(Ordering::SeqCst) < 3 {
+        uk_sched::yield_now();
+    }
+    sys.exit_group(23)
+}
+
+uk_test::ktest! {
+    /// exit_group ends threads blocked in futex and threads that never block, and the run
+    /// ends with its status through the exit hook.
+    fn exit_group_ends_every_thread() {
+        let sys: &'static System = Box::leak(Box::new(System::new()));
+        KILL_SYS.store(sys as *const System as usize, Ordering::SeqCst);
+        BLOCKED.store(0, Ordering::SeqCst);
+        let words: &'static [AtomicU32; 2] = Box::leak(Box::new([AtomicU32::new(0), AtomicU32::new(0)]));
+        let status = run_process(sys, main_exit_group, words.as_ptr() as usize);
+        uk_test::expect_eq!(status, Some(23));
+        uk_test::expect_eq!(BLOCKED.load(Ordering::SeqCst), 3);
+        uk_test::expect_eq!(sys.thread_count(), 0);
+        uk_test::expect_eq!(sys.futex_waiters(words.as_ptr() as usize), 0);
+        uk_test::expect_eq!(sys.ids_in_use(), 0);
     }
 }

@@ -38,10 +38,11 @@
 //!
 //! # Unikraft 0.11 defects this crate does not have
 //!
-//! Each has a host test (in `tests/`): tid 0 is never handed out
-//! (`ids::tests::zero_is_never_handed_out`); the child of clone keeps the caller's
-//! registers (through the syscall layer's resume; the thread pointer is inherited without
-//! `CLONE_SETTLS`: `clone_without_settls_inherits_thread_pointer`); `FUTEX_WAIT_BITSET`
+//! Each has a test: tid 0 is never handed out (`ids::tests::zero_is_never_handed_out`);
+//! the child of a trapped clone keeps the caller's registers (in image,
+//! `pthread_create_join_trap` finds a callee-saved register of the parent in the child;
+//! on the host the thread pointer is inherited without `CLONE_SETTLS`:
+//! `clone_without_settls_inherits_thread_pointer`); `FUTEX_WAIT_BITSET`
 //! exists (`wait_bitset_and_wake_bitset`); futex timeouts honour seconds
 //! (`futex_timeout_honours_seconds`); the last thread's exit ends the run
 //! (`last_exit_reaches_exit_hook`); `setrlimit` takes effect and `RLIMIT_DATA`'s old value
@@ -94,6 +95,7 @@ pub mod flags;
 mod futex;
 mod host;
 pub mod ids;
+mod lock;
 mod misc;
 mod mm;
 pub mod raw;

@@ -6,7 +6,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::Mutex;
+use crate::lock::Lock as Mutex;
 use uk_sched::{Stack, Thread, ThreadRef};
 use uk_syscall::Errno;
 
@@ -22,7 +22,7 @@ use crate::uaccess::{AddressSpace, UserPtr};
 pub(crate) struct Cpu<T>(pub(crate) T);
 
 // SAFETY: uk-rs images run their threads on one CPU and `Cpu` values are only reached
-// through a `spin::Mutex`, so the `!Send` thread handles inside (`Arc<Thread>`) are never
+// through a `Lock` (a spin lock), so the `!Send` thread handles inside (`Arc<Thread>`) are never
 // used by two CPUs; hosted tests give each OS thread its own `System` (or serialise use of
 // the global one).
 unsafe impl<T> Send for Cpu<T> {}
@@ -215,16 +215,22 @@ impl System {
     /// The memory caller pointers are checked against.
     pub fn address_space(&self) -> AddressSpace {
         let mut space = self.space.lock();
-        *space.get_or_insert_with(|| {
-            #[cfg(target_os = "none")]
-            {
-                crate::uaccess::image_space()
+        if let Some(space) = *space {
+            return space;
+        }
+        #[cfg(target_os = "none")]
+        {
+            let image = crate::uaccess::image_space();
+            // Before the board registered itself only the image is known: do not keep that.
+            if uk_rt::try_platform().is_some() {
+                *space = Some(image);
             }
-            #[cfg(not(target_os = "none"))]
-            {
-                AddressSpace::hosted()
-            }
-        })
+            image
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            *space.get_or_insert(AddressSpace::hosted())
+        }
     }
 
     /// Sets `CLOCK_REALTIME` to `unix_ns` now (no RTC is read: it starts at the epoch).

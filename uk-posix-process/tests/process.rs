@@ -227,6 +227,82 @@ fn orphans_are_reparented_to_the_first_process() {
 }
 
 #[test]
+fn child_runs_on_the_given_stack() {
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        // clone3: the stack is [stack, stack + stack_size).
+        let size = 64 * 1024;
+        let top = stack(size);
+        let base = top - size;
+        let seen = Rc::new(Cell::new(0usize));
+        let s = seen.clone();
+        let a = CloneArgs {
+            flags: PTHREAD_FLAGS,
+            stack: base,
+            stack_size: size,
+            parent_tid: addr(word(0)),
+            ..CloneArgs::default()
+        };
+        sys.clone(
+            &a,
+            Via::Clone3,
+            call(move || {
+                let local = 0u8;
+                s.set(std::hint::black_box(&local) as *const u8 as usize);
+                0
+            }),
+        )
+        .unwrap();
+        while sys.thread_count() > 1 {
+            uk_sched::yield_now();
+        }
+        assert!(
+            (base..top).contains(&seen.get()),
+            "{:#x} in {base:#x}..{top:#x}",
+            seen.get()
+        );
+        // Legacy clone: the stack argument is the top.
+        let top2 = stack(size);
+        let s = seen.clone();
+        let a = CloneArgs::from_legacy(PTHREAD_FLAGS, top2, addr(word(0)), 0, 0);
+        sys.clone(
+            &a,
+            Via::Clone,
+            call(move || {
+                let local = 0u8;
+                s.set(std::hint::black_box(&local) as *const u8 as usize);
+                0
+            }),
+        )
+        .unwrap();
+        while sys.thread_count() > 1 {
+            uk_sched::yield_now();
+        }
+        assert!((top2 - size..top2).contains(&seen.get()));
+        0
+    });
+}
+
+#[test]
+fn bad_child_tid_is_skipped_as_linux_does() {
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        // CHILD_SETTID and CHILD_CLEARTID through a bad pointer: the clone succeeds, the
+        // write and the exit-time clear are skipped (Linux ignores faults there too).
+        let flags = PTHREAD_FLAGS | CLONE_CHILD_SETTID;
+        let a = CloneArgs::from_legacy(flags, 0, addr(word(0)), 8, 0);
+        let tid = sys.clone(&a, Via::Clone, call(|| 0)).unwrap();
+        assert!(tid > 0);
+        while sys.thread_count() > 1 {
+            uk_sched::yield_now();
+        }
+        0
+    });
+}
+
+#[test]
 fn refused_clone_changes_nothing() {
     let w = world();
     let sys = w.sys;
