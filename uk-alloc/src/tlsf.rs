@@ -167,7 +167,8 @@ unsafe fn set_word(b: *mut u8, i: usize, v: usize) {
 
 #[inline(always)]
 unsafe fn link(b: *mut u8, i: usize) -> *mut u8 {
-    // SAFETY: caller guarantees `b` is a free block, whose words 1 and 2 are links.
+    // SAFETY: caller guarantees `b` is a free block, whose words 1 and 2 are links, or a
+    // parked one, whose word 1 is its quick-list link.
     unsafe { *b.cast::<*mut u8>().add(i) }
 }
 
@@ -649,7 +650,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         // looks allocated to its neighbours, whose word 1 links the list. Clearing QUICK
         // makes it an allocated block.
         unsafe {
-            self.quick[i] = word(q, 1) as *mut u8;
+            self.quick[i] = link(q, 1);
             self.quick_len[i] -= 1;
             self.free_bytes -= need;
             set_word(q, 0, word(q, 0) & !QUICK);
@@ -673,7 +674,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             if bsize < QUICK_LIMIT && self.quick_len[bsize / GRANULE] < QUICK_CAP {
                 let i = bsize / GRANULE;
                 set_word(b, 0, h | QUICK);
-                set_word(b, 1, self.quick[i] as usize);
+                set_link(b, 1, self.quick[i]);
                 self.quick[i] = b;
                 self.quick_len[i] += 1;
                 self.free_bytes += bsize;
@@ -699,7 +700,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
                 // word 1 links the list. Without QUICK it is an allocated block `release`
                 // can merge (its bytes leave the parked count and come back merged).
                 unsafe {
-                    let next = word(b, 1) as *mut u8;
+                    let next = link(b, 1);
                     let h = word(b, 0);
                     set_word(b, 0, h & !QUICK);
                     self.free_bytes -= h & !FLAGS;
@@ -742,7 +743,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
                         at = at.add(ah & !FLAGS);
                     }
                     f(start, size);
-                    q = word(q, 1) as *mut u8;
+                    q = link(q, 1);
                 }
             }
         }
