@@ -81,6 +81,8 @@ mod logger;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub use cmdline::Args;
+#[cfg(target_os = "none")]
+pub use fatal::CpuMode;
 #[cfg(feature = "heap")]
 pub use heap::{ImageAllocator, allocator};
 /// The `log` crate, re-exported so applications log without a dependency of their own.

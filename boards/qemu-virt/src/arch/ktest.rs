@@ -184,6 +184,15 @@ ktest! {
 }
 
 ktest! {
+    /// After the CPU exceptions of the cases above (never returned from), the run goes on in
+    /// the mode it started in: same stack selection, same DAIF, the exception stack's top
+    /// back where it was.
+    fn exceptions_leave_the_run_in_its_starting_mode() {
+        expect_eq!(uk_rt::CpuMode::current(), uk_rt::CpuMode::at_test_start());
+    }
+}
+
+ktest! {
     /// The board's device-tree reader and the `fdt` crate read the same RAM, command line and
     /// console from the blob QEMU handed over.
     fn device_tree_reader_agrees_with_fdt_crate() {
