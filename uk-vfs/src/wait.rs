@@ -1,7 +1,7 @@
 //! How a pipe end waits: the [`Wait`] seam and its implementations.
 //!
 //! A pipe needs "sleep until the other end did something" and "wake whoever sleeps". In
-//! the image that is a `uk-sched` [`WaitQueue`](uk_sched::WaitQueue) (feature `sched`); on
+//! the image that is a `uk-sched` `WaitQueue` (feature `sched`); on
 //! the host, tests plug in real OS threads with [`set_wait_factory`]. Without either, a
 //! pipe spins politely ([`Spin`]), which is correct with real threads and harmless where
 //! the condition is already true.
