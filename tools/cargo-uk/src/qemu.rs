@@ -92,8 +92,20 @@ pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
         args.push(line.into());
     }
     if let Some(initrd) = config.initrd {
-        args.push("-initrd".into());
-        args.push(initrd.as_os_str().to_owned());
+        if config.board.name == "qemu-virt" {
+            // QEMU ignores `-initrd` for an ELF kernel on `virt`; its guest loader places
+            // the file and names it in the device tree (`/chosen/module@ADDR`, compatible
+            // `multiboot,ramdisk`), where the board finds it.
+            let size = std::fs::metadata(initrd).map_or(0, |m| m.len());
+            let addr = virt_initrd_address(config.memory, size);
+            let mut device = OsString::from(format!("guest-loader,addr={addr:#x},initrd="));
+            device.push(initrd.as_os_str());
+            args.push("-device".into());
+            args.push(device);
+        } else {
+            args.push("-initrd".into());
+            args.push(initrd.as_os_str().to_owned());
+        }
     }
     if let Some(port) = config.gdb_port {
         args.push("-gdb".into());
@@ -102,6 +114,36 @@ pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
     }
     args.extend(config.extra.iter().map(OsString::from));
     args
+}
+
+/// Start of RAM on QEMU `virt`.
+const VIRT_RAM_BASE: u64 = 0x4000_0000;
+
+/// Bytes of guest memory for QEMU `-m` syntax (a number with an optional K, M, G or T
+/// suffix; no suffix means MiB), `None` when it does not parse.
+pub fn memory_bytes(memory: &str) -> Option<u64> {
+    let memory = memory.trim();
+    let (number, unit) = match memory.char_indices().last()? {
+        (at, c) if c.is_ascii_alphabetic() => (&memory[..at], c.to_ascii_uppercase()),
+        _ => (memory, 'M'),
+    };
+    let shift = match unit {
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Where the initrd goes on `virt`: at the end of RAM, 2 MiB aligned with 2 MiB to spare,
+/// far from the image (loaded near the start of RAM) and the device tree (at its start).
+fn virt_initrd_address(memory: &str, size: u64) -> u64 {
+    const ALIGN: u64 = 2 << 20;
+    let ram = memory_bytes(memory).unwrap_or(64 << 20);
+    let room = size.div_ceil(ALIGN) * ALIGN + ALIGN;
+    VIRT_RAM_BASE + ram.saturating_sub(room).max(ram / 2) / ALIGN * ALIGN
 }
 
 /// Quotes one application argument for the kernel command line: an argument that is empty
@@ -426,6 +468,44 @@ mod tests {
             "{}",
             line(&config)
         );
+    }
+
+    #[test]
+    fn virt_takes_the_initrd_through_the_guest_loader() {
+        let b = board("qemu-virt").unwrap();
+        let initrd = std::env::temp_dir().join("uk-rs-qemu-test.cpio");
+        std::fs::write(&initrd, [0u8; 1000]).unwrap();
+        let config = QemuConfig {
+            board: b,
+            variant: b.default_variant(),
+            accel: Accel::Tcg,
+            memory: "64M",
+            smp: None,
+            kernel: Path::new("img"),
+            append: None,
+            initrd: Some(&initrd),
+            gdb_port: None,
+            extra: &[],
+        };
+        let expected = format!(
+            " -device guest-loader,addr=0x43c00000,initrd={}",
+            initrd.display()
+        );
+        assert!(line(&config).ends_with(&expected), "{}", line(&config));
+        assert!(!line(&config).contains("-initrd"));
+    }
+
+    #[test]
+    fn memory_sizes_and_virt_initrd_placement() {
+        assert_eq!(memory_bytes("64M"), Some(64 << 20));
+        assert_eq!(memory_bytes("128"), Some(128 << 20));
+        assert_eq!(memory_bytes("1g"), Some(1 << 30));
+        assert_eq!(memory_bytes("x"), None);
+        assert_eq!(memory_bytes("12Q"), None);
+        assert_eq!(virt_initrd_address("64M", 0), 0x43e0_0000);
+        assert_eq!(virt_initrd_address("64M", 3 << 20), 0x43a0_0000);
+        // A huge initrd never goes below the middle of RAM (QEMU reports what does not fit).
+        assert_eq!(virt_initrd_address("64M", 1 << 30), 0x4200_0000);
     }
 
     #[test]
