@@ -94,7 +94,7 @@ pub use file::Fd;
 pub use ramfs::RamFs;
 pub use types::*;
 pub use uk_syscall::Errno;
-pub use vfs::Vfs;
+pub use vfs::{DIR_END, Vfs};
 pub use vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
 
 static CLOCK: spin::Once<fn() -> Timespec> = spin::Once::new();

@@ -12,6 +12,10 @@ use crate::pipe;
 use crate::types::*;
 use crate::vnode::{FileSystem, NewNode, VnodeRef, same};
 
+/// A directory's position once a listing has reached its end (Linux's `DIR_OFFSET_EOD`,
+/// `S32_MAX`): entries created later are not listed until the caller seeks back.
+pub const DIR_END: u64 = i32::MAX as u64;
+
 struct Mount {
     point: VnodeRef,
     root: VnodeRef,
@@ -866,6 +870,10 @@ impl Vfs {
 
     /// Fills `buf` with `linux_dirent64` records from the directory `fd`'s position;
     /// returns the bytes used, 0 at the end. `EINVAL` if the next record does not fit.
+    ///
+    /// Once a listing has run into the end, the position is [`DIR_END`] and later calls
+    /// return 0 until the caller seeks back, also when entries were added meanwhile (Linux
+    /// tmpfs since 6.14 does the same, so a reader never chases entries created behind it).
     pub fn getdents64(&self, fd: Fd, buf: &mut [u8]) -> Result<usize, Errno> {
         let f = self.file(fd)?;
         let dir = match &f.object {
@@ -895,6 +903,9 @@ impl Vfs {
             true
         };
         let mut p = *pos;
+        if p >= DIR_END {
+            return Ok(0);
+        }
         if p == 0 {
             let e = crate::vnode::DirEntry {
                 name: b".",
@@ -925,10 +936,12 @@ impl Vfs {
         }
         let start = p;
         dir.read_dir(start, &mut |e| put(&mut used, &mut p, e))?;
-        *pos = p;
         if used == 0 && full {
+            *pos = p;
             return Err(Errno::EINVAL);
         }
+        // Every remaining entry fitted: the listing reached the end of the directory.
+        *pos = if full { p } else { DIR_END };
         Ok(used)
     }
 
