@@ -907,7 +907,10 @@ fn timestamps_follow_the_clock() {
     let dir0 = vfs.stat("/t").unwrap();
     vfs.write_file("/t/f", b"a", 0o644).unwrap();
     let dir1 = vfs.stat("/t").unwrap();
-    assert!(dir1.mtime > dir0.mtime, "creating an entry changes the directory");
+    assert!(
+        dir1.mtime > dir0.mtime,
+        "creating an entry changes the directory"
+    );
     let f0 = vfs.stat("/t/f").unwrap();
     assert!(f0.mtime.sec >= 1_000 && f0.mtime.nsec == 5);
     let fd = vfs.open("/t/f", O_WRONLY, 0).unwrap();
@@ -917,8 +920,14 @@ fn timestamps_follow_the_clock() {
     assert_eq!(f1.btime, f0.btime, "birth time stays");
     vfs.chmod("/t/f", 0o600).unwrap();
     let f2 = vfs.fstat(fd).unwrap();
-    assert!(f2.ctime > f1.ctime && f2.mtime == f1.mtime, "chmod changes ctime only");
+    assert!(
+        f2.ctime > f1.ctime && f2.mtime == f1.mtime,
+        "chmod changes ctime only"
+    );
     vfs.link("/t/f", "/t/g").unwrap();
-    assert!(vfs.stat("/t/g").unwrap().ctime > f2.ctime, "link changes ctime");
+    assert!(
+        vfs.stat("/t/g").unwrap().ctime > f2.ctime,
+        "link changes ctime"
+    );
     vfs.close(fd).unwrap();
 }
