@@ -8,8 +8,9 @@ command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hype
 
 cargo build -q --release -p helloworld --target x86_64-unknown-none
 cargo build -q --release -p helloworld --target aarch64-unknown-none
-x86=target/x86_64-unknown-none/release/helloworld
-arm=target/aarch64-unknown-none/release/helloworld
+target_dir=${CARGO_TARGET_DIR:-target}
+x86=$target_dir/x86_64-unknown-none/release/helloworld
+arm=$target_dir/aarch64-unknown-none/release/helloworld
 common="-m 64M -nographic -nodefaults -serial stdio -no-reboot"
 declare -A cmd=(
     [x86-pc/pc]="qemu-system-x86_64 -machine pc -cpu max $common -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel $x86"
