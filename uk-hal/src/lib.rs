@@ -76,6 +76,20 @@ pub trait Clock: Sync {
     fn cycles_per_second(&self) -> u64;
 }
 
+/// A reference to a clock is a clock, so a scheduler can own `&'static dyn Platform` (or
+/// any `&'static` board) as its clock without an adapter.
+impl<T: Clock + ?Sized> Clock for &T {
+    fn monotonic_ns(&self) -> u64 {
+        (**self).monotonic_ns()
+    }
+    fn cycles(&self) -> u64 {
+        (**self).cycles()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        (**self).cycles_per_second()
+    }
+}
+
 /// A range of usable RAM handed from the board to the allocators.
 ///
 /// A board lists only memory nobody else uses: the image, its boot stacks, page tables and

@@ -10,27 +10,12 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use uk_context::{ContextOps, Native, TcbSpec, TlsLayout};
-use uk_hal::{Clock, Platform};
+use uk_hal::Platform;
 use uk_sched::{RoundRobin, idle};
 use uk_syscall::Sysno;
 
 use crate::flags::PTHREAD_FLAGS;
 use crate::{FUTEX_PRIVATE_FLAG, FUTEX_WAIT, System, system};
-
-/// The board clock as an owned [`Clock`].
-struct BoardClock(&'static dyn Platform);
-
-impl Clock for BoardClock {
-    fn monotonic_ns(&self) -> u64 {
-        self.0.monotonic_ns()
-    }
-    fn cycles(&self) -> u64 {
-        self.0.cycles()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        self.0.cycles_per_second()
-    }
-}
 
 /// Status the exit hook saw (+1; 0 = not called).
 static EXIT_SEEN: AtomicU32 = AtomicU32::new(0);
@@ -38,8 +23,8 @@ static EXIT_SEEN: AtomicU32 = AtomicU32::new(0);
 /// Runs `main` as the first thread of a new process on a fresh scheduler until every
 /// thread ended; returns the status the exit hook saw, if it was called.
 fn run_process(sys: &'static System, main: fn(usize) -> i32, arg: usize) -> Option<u8> {
-    let sched: &'static RoundRobin<Native, BoardClock> = Box::leak(Box::new(
-        RoundRobin::cooperative(Native::detect(), BoardClock(uk_rt::platform()), idle::Poll),
+    let sched: &'static RoundRobin<Native, &'static dyn Platform> = Box::leak(Box::new(
+        RoundRobin::cooperative(Native::detect(), uk_rt::platform(), idle::Poll),
     ));
     EXIT_SEEN.store(0, Ordering::SeqCst);
     sys.set_host(Some(sched));

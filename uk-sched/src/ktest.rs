@@ -7,28 +7,13 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
 use uk_context::{ContextOps, Native, TcbSpec, TlsLayout, TlsTemplate};
-use uk_hal::{Clock, Platform};
+use uk_hal::Platform;
 
 use crate::{RoundRobin, Scheduler, Thread, idle, yield_now};
 
-/// The board clock as an owned [`Clock`].
-struct BoardClock(&'static dyn Platform);
-
-impl Clock for BoardClock {
-    fn monotonic_ns(&self) -> u64 {
-        self.0.monotonic_ns()
-    }
-    fn cycles(&self) -> u64 {
-        self.0.cycles()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        self.0.cycles_per_second()
-    }
-}
-
-fn sched() -> RoundRobin<Native, BoardClock> {
+fn sched() -> RoundRobin<Native, &'static dyn Platform> {
     // No timer interrupt is wired yet, so idle watches the clock.
-    RoundRobin::cooperative(Native::detect(), BoardClock(uk_rt::platform()), idle::Poll)
+    RoundRobin::cooperative(Native::detect(), uk_rt::platform(), idle::Poll)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -536,7 +521,6 @@ mod timer {
     use uk_hal::Platform;
     use uk_hal::irq::Interrupts;
 
-    use super::BoardClock;
     use crate::irq::{TimerIdle, timer_interrupts};
     use crate::{RoundRobin, Scheduler};
 
@@ -564,7 +548,7 @@ mod timer {
             let irqs = interrupts();
             let mut best = u64::MAX;
             for _ in 0..ATTEMPTS {
-                let s = RoundRobin::cooperative(Native::detect(), BoardClock(platform), TimerIdle(irqs))
+                let s = RoundRobin::cooperative(Native::detect(), platform, TimerIdle(irqs))
                     .with_interrupts(irqs, TICK)
                     .expect("timer handler");
                 let latest = Rc::new(Cell::new(0u64));
@@ -605,7 +589,7 @@ mod timer {
         fn cpu_bound_thread_is_preempted() {
             let platform: &'static dyn Platform = uk_rt::platform();
             let irqs = interrupts();
-            let s = RoundRobin::preemptive(Native::detect(), BoardClock(platform), TimerIdle(irqs), 1)
+            let s = RoundRobin::preemptive(Native::detect(), platform, TimerIdle(irqs), 1)
                 .with_interrupts(irqs, TICK_NS)
                 .expect("timer handler");
             STOP.store(false, Ordering::SeqCst);
@@ -654,7 +638,6 @@ mod smp {
     use uk_hal::Platform;
     use uk_hal::irq::{CpuSet, Interrupts, IpiTarget, IrqNumber};
 
-    use super::BoardClock;
     use crate::irq::TimerIdle;
     use crate::{RoundRobin, Scheduler};
 
@@ -711,7 +694,7 @@ mod smp {
     fn cpu1_main(cpu: u32) -> ! {
         let platform: &'static dyn Platform = uk_rt::platform();
         let irqs = interrupts();
-        let s = RoundRobin::cooperative(Native::detect(), BoardClock(platform), TimerIdle(irqs))
+        let s = RoundRobin::cooperative(Native::detect(), platform, TimerIdle(irqs))
             .with_interrupts(irqs, 10_000_000)
             .expect("timer handler");
         let spawned = s.spawn("cpu1-sleeper", || {

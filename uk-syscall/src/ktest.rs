@@ -299,21 +299,6 @@ fn sys_blocking(args: &Args) -> crate::SyscallResult {
 }
 crate::register!(number BLOCKING => sys_blocking);
 
-/// The board clock, for the scheduler.
-struct BoardClock;
-
-impl uk_hal::Clock for BoardClock {
-    fn monotonic_ns(&self) -> u64 {
-        uk_rt::platform().monotonic_ns()
-    }
-    fn cycles(&self) -> u64 {
-        uk_rt::platform().cycles()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        uk_rt::platform().cycles_per_second()
-    }
-}
-
 uk_test::ktest! {
     /// Three threads whose handlers block inside their trapped calls (each yields to the
     /// others, which trap meanwhile) all return into their own frames with every register
@@ -327,7 +312,7 @@ uk_test::ktest! {
         use uk_sched::{RoundRobin, Scheduler, idle};
 
         MOST_INSIDE.store(0, Ordering::SeqCst);
-        let sched = RoundRobin::cooperative(uk_context::Native::detect(), BoardClock, idle::Poll);
+        let sched = RoundRobin::cooperative(uk_context::Native::detect(), uk_rt::platform(), idle::Poll);
         let reports = Rc::new(RefCell::new(Vec::new()));
         for name in ["a", "b", "c"] {
             let reports = reports.clone();

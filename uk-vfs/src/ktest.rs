@@ -9,27 +9,12 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use uk_context::Native;
-use uk_hal::{Clock, Platform};
 use uk_sched::{RoundRobin, Scheduler, idle};
 use uk_syscall::{Sysno, dispatch};
 use uk_test::{expect, expect_eq};
 
 use crate::global::vfs;
 use crate::*;
-
-struct BoardClock(&'static dyn Platform);
-
-impl Clock for BoardClock {
-    fn monotonic_ns(&self) -> u64 {
-        self.0.monotonic_ns()
-    }
-    fn cycles(&self) -> u64 {
-        self.0.cycles()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        self.0.cycles_per_second()
-    }
-}
 
 fn setup() -> &'static Vfs {
     set_console(uk_rt::platform());
@@ -94,7 +79,7 @@ uk_test::ktest! {
     fn pipe_blocks_between_threads() {
         let v = setup();
         let [r, w] = v.pipe2(0).unwrap();
-        let s = RoundRobin::cooperative(Native::detect(), BoardClock(uk_rt::platform()), idle::Poll);
+        let s = RoundRobin::cooperative(Native::detect(), uk_rt::platform(), idle::Poll);
         let got = Rc::new(RefCell::new(Vec::new()));
         s.spawn("writer", move || {
             let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();

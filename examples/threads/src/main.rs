@@ -19,30 +19,15 @@ use core::cell::RefCell;
 use core::fmt::Write;
 
 use uk_context::Native;
-use uk_hal::{Clock, Platform};
 use uk_sched::{RoundRobin, Scheduler, Semaphore, idle, sleep, yield_now};
 
 uk_app::main!(main);
 
-/// The board clock, owned by the scheduler.
-struct BoardClock(&'static dyn Platform);
-
-impl Clock for BoardClock {
-    fn monotonic_ns(&self) -> u64 {
-        self.0.monotonic_ns()
-    }
-    fn cycles(&self) -> u64 {
-        self.0.cycles()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        self.0.cycles_per_second()
-    }
-}
-
 fn main(_args: &uk_app::Args) -> Result<(), uk_sched::SchedError> {
     let platform = uk_app::platform();
-    // No timer interrupt yet: idle watches the clock until the nearest deadline.
-    let sched = RoundRobin::cooperative(Native::detect(), BoardClock(platform), idle::Poll);
+    // The simplest idle: watch the clock until the nearest deadline (uk_sched::irq::TimerIdle
+    // halts until the timer interrupt instead; see examples/smp).
+    let sched = RoundRobin::cooperative(Native::detect(), platform, idle::Poll);
 
     let turns = Rc::new(RefCell::new(String::new()));
     for name in ["a", "b", "c"] {
