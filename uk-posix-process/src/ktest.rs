@@ -451,6 +451,44 @@ uk_test::ktest! {
     }
 }
 
+#[cfg(feature = "vfs")]
+uk_test::ktest! {
+    /// RLIMIT_NOFILE sizes the VFS descriptor table: with the soft limit two above the
+    /// descriptors in use, `open` gives EMFILE once no descriptor below it is free, and
+    /// works again when the limit is restored.
+    fn rlimit_nofile_sizes_the_vfs_descriptor_table() {
+        use crate::rlimit::RLIMIT_NOFILE;
+        crate::connect_vfs();
+        let sys = system();
+        let vfs = uk_vfs::global::vfs();
+        let old = sys.getrlimit(RLIMIT_NOFILE).expect("get");
+        let limit = vfs.open_fds() as u64 + 2;
+        let set = sys.setrlimit(RLIMIT_NOFILE, crate::Rlimit { rlim_cur: limit, rlim_max: old.rlim_max });
+        uk_test::expect!(set.is_ok());
+        let mut opened = Vec::new();
+        let mut refused = None;
+        for _ in 0..64 {
+            match vfs.open("/dev/null", uk_vfs::O_RDONLY, 0) {
+                Ok(fd) => opened.push(fd),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        uk_test::expect_eq!(refused, Some(crate::Errno::EMFILE));
+        uk_test::expect!(opened.len() >= 2, "{} opened", opened.len());
+        uk_test::expect!(opened.iter().all(|fd| u64::try_from(*fd).is_ok_and(|fd| fd < limit)));
+        let back = sys.setrlimit(RLIMIT_NOFILE, old);
+        uk_test::expect!(back.is_ok());
+        let again = vfs.open("/dev/null", uk_vfs::O_RDONLY, 0);
+        uk_test::expect!(again.is_ok(), "{again:?}");
+        for fd in opened.into_iter().chain(again) {
+            let _ = vfs.close(fd);
+        }
+    }
+}
+
 uk_test::ktest! {
     /// RLIMIT_DATA reaches the image allocator: a limit below what is in use makes the
     /// next allocation fail; restoring it makes it work again.

@@ -135,9 +135,20 @@ pub fn system() -> &'static System {
     &SYSTEM
 }
 
-/// Installs the scheduler new threads of the image's process layer go to.
+/// Installs the scheduler new threads of the image's process layer go to. With the `vfs`
+/// feature, the image's VFS descriptor table takes its size from `RLIMIT_NOFILE` from then
+/// on, so `setrlimit` and `prlimit64` move the point where `open` gives `EMFILE`.
 pub fn install(host: &'static dyn ThreadHost) {
     SYSTEM.set_host(Some(host));
+    #[cfg(feature = "vfs")]
+    connect_vfs();
+}
+
+/// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE` (what
+/// [`install`] does with the `vfs` feature).
+#[cfg(feature = "vfs")]
+pub fn connect_vfs() {
+    uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
 }
 
 /// The caller's process id (0 only if no id was left to adopt an unknown caller).
