@@ -553,7 +553,10 @@ fn new_project_row(ws: &Workspace, timeout: Duration) -> Row {
         time: start.elapsed(),
         output,
     };
-    let base = ws.target_dir.join("uk-new-project");
+    // Outside this repository, as a user's project is: cargo merges the `.cargo/config.toml`
+    // of every directory above a project, and this repository's (its `uk` alias, the target
+    // rustflags) must not leak into the new project's.
+    let base = std::env::temp_dir().join(format!("uk-rs-new-project-{}", std::process::id()));
     let dir = base.join(NEW_PROJECT_APP);
     let _ = std::fs::remove_dir_all(&dir);
     let exe = match std::env::current_exe() {
@@ -608,6 +611,10 @@ fn new_project_row(ws: &Workspace, timeout: Duration) -> Row {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let eval = evaluate_new_project(out.status.code(), &stdout);
+    if out.status.success() {
+        // Kept after a failure, for a look at what was generated.
+        let _ = std::fs::remove_dir_all(&base);
+    }
     let output = format!(
         "$ cd {} && cargo uk run --release --board x86-pc -- one\n{}[standard error]\n{}",
         dir.display(),
