@@ -841,6 +841,12 @@ unsafe extern "C" {
     static uk_syscall_cpu_init_address: usize;
 }
 
+/// Whether the image links uk-syscall (its per-CPU `syscall` set-up hook).
+pub fn syscall_linked() -> bool {
+    // SAFETY: a word the linker filled in: the hook's address or 0.
+    unsafe { core::ptr::read_volatile(&raw const uk_syscall_cpu_init_address) != 0 }
+}
+
 /// Lets uk-syscall set up the `syscall` instruction on this CPU, if the image links it.
 pub fn syscall_cpu_init() {
     // SAFETY: a word the linker filled in: the hook's address or 0.

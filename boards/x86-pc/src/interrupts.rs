@@ -889,6 +889,8 @@ pub(crate) extern "C" fn ap_main(cpu: u64) -> ! {
         let tables = &mut (*CPU_TABLES.0.get())[index];
         arch::load_cpu_tables(tables, AP_DF_STACK.load(Ordering::Relaxed));
     }
+    // The `syscall` MSRs are per CPU: a thread running here traps like one on CPU 0.
+    arch::syscall_cpu_init();
     PER_CPU[index].cpu.store(cpu as u32, Ordering::Relaxed);
     // SAFETY: this CPU's own static block.
     unsafe { irqhw::set_gs_base(&raw const PER_CPU[index] as u64) };

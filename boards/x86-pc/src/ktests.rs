@@ -594,6 +594,47 @@ mod irq {
         }
     }
 
+    /// What CPU 1's `syscall` returned (0: not run yet).
+    static CPU1_SYSCALL: AtomicU64 = AtomicU64::new(0);
+    /// A number uk-syscall's own tests keep unregistered (`testing::UNREGISTERED`).
+    const UNSERVED: u64 = 505;
+
+    fn cpu1_syscall(_cpu: u32) -> ! {
+        let result: u64;
+        // SAFETY: a syscall with a number no handler serves: uk-syscall's entry answers
+        // -ENOSYS and preserves every register but rax, rcx and r11 (declared).
+        unsafe {
+            core::arch::asm!("syscall", inout("rax") UNSERVED => result, out("rcx") _, out("r11") _);
+        }
+        CPU1_SYSCALL.store(result, Ordering::SeqCst);
+        cpu1_idle(1)
+    }
+
+    ktest! {
+        /// With `-smp 2` and uk-syscall linked: the `syscall` instruction works on CPU 1 too
+        /// (its MSRs are per CPU): an unserved number gives -ENOSYS there.
+        fn syscall_traps_on_a_secondary_cpu() {
+            use uk_hal::irq::CpuStartError;
+            let i = irqs();
+            if i.cpu_count() < 2 || !crate::arch::syscall_linked() {
+                uk_rt::println!("needs -smp 2 and uk-syscall in the image; nothing to check");
+                return;
+            }
+            CPU1_SYSCALL.store(0, Ordering::SeqCst);
+            match i.start_cpu(1, cpu1_syscall) {
+                Ok(()) => {}
+                Err(CpuStartError::AlreadyOn(1)) => {
+                    uk_rt::println!("CPU 1 runs another case's code; nothing to check");
+                    return;
+                }
+                Err(e) => panic!("CPU 1 did not start: {:?}", e),
+            }
+            expect!(wait_until(|| CPU1_SYSCALL.load(Ordering::SeqCst) != 0), "CPU 1 never returned");
+            expect_eq!(CPU1_SYSCALL.load(Ordering::SeqCst) as i64, -38);
+            expect_eq!(i.stop_cpu(1), Ok(()));
+        }
+    }
+
     fn ping_pong(rounds: u32) {
         let i = irqs();
         for round in 0..rounds {
