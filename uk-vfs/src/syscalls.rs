@@ -89,32 +89,27 @@ fn check_iov(ptr: usize, count: usize) -> Result<(), Errno> {
 pub fn sys_readv(a: &Args) -> SyscallResult {
     let f = fd(a[0]);
     vfs().check_rw(f, false)?;
-    check_iov(a[1], a[2])?;
-    let mut total = 0;
-    for i in 0..a[2] {
-        let (base, len) = user::iovec(a[1], i)?;
-        if len == 0 {
-            continue;
-        }
-        let r = user::slice_mut(base, len).and_then(|b| vfs().read(f, b));
-        match r {
-            Ok(n) => {
-                total += n;
-                if n < len {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
+    vectored(a, |base, len| {
+        user::slice_mut(base, len).and_then(|b| vfs().read(f, b))
+    })
 }
 
 /// writev(fd, iov, iovcnt)
 pub fn sys_writev(a: &Args) -> SyscallResult {
     let f = fd(a[0]);
     vfs().check_rw(f, true)?;
+    vectored(a, |base, len| {
+        user::slice(base, len).and_then(|b| vfs().write(f, b))
+    })
+}
+
+/// The loop of readv and writev over the caller's `iovec`s (`a[1]`, `a[2]` of them):
+/// `transfer(base, len)` moves one buffer. Stops after a short transfer; an error counts
+/// only when nothing moved yet, as on Linux.
+fn vectored(
+    a: &Args,
+    mut transfer: impl FnMut(usize, usize) -> Result<usize, Errno>,
+) -> SyscallResult {
     check_iov(a[1], a[2])?;
     let mut total = 0;
     for i in 0..a[2] {
@@ -122,8 +117,7 @@ pub fn sys_writev(a: &Args) -> SyscallResult {
         if len == 0 {
             continue;
         }
-        let r = user::slice(base, len).and_then(|b| vfs().write(f, b));
-        match r {
+        match transfer(base, len) {
             Ok(n) => {
                 total += n;
                 if n < len {
