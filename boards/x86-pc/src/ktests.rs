@@ -266,14 +266,6 @@ ktest! {
     }
 }
 
-ktest! {
-    /// After the CPU exceptions of the cases above (never returned from), the run goes on
-    /// with interrupts as enabled or disabled as when it started.
-    fn exceptions_leave_the_run_in_its_starting_mode() {
-        uk_test::expect_eq!(uk_rt::CpuMode::current(), uk_rt::CpuMode::at_test_start());
-    }
-}
-
 /// Interrupt cases: IPIs to self and to another CPU, the local timer, a vector without a
 /// handler, and the scheduler driven by the timer interrupt.
 mod irq {
