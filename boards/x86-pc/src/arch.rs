@@ -842,6 +842,7 @@ unsafe extern "C" {
 }
 
 /// Whether the image links uk-syscall (its per-CPU `syscall` set-up hook).
+#[cfg(feature = "ktest")]
 pub fn syscall_linked() -> bool {
     // SAFETY: a word the linker filled in: the hook's address or 0.
     unsafe { core::ptr::read_volatile(&raw const uk_syscall_cpu_init_address) != 0 }
