@@ -482,13 +482,8 @@ impl X86Interrupts {
     /// the same stacks). Only for a CPU that runs nothing anyone waits for (an in-image
     /// test's CPU serving IPIs, say). The boot CPU cannot be stopped.
     pub fn stop_cpu(&self, cpu: u32) -> Result<(), CpuStartError> {
-        let s = state().ok_or(CpuStartError::NoSuchCpu(cpu))?;
+        let (s, apic_id) = cpu_apic_id(cpu)?;
         let index = cpu as usize;
-        let apic_id = *s
-            .madt
-            .cpus()
-            .get(index)
-            .ok_or(CpuStartError::NoSuchCpu(cpu))?;
         if cpu == 0 || cpu == self.cpu_id() {
             return Err(CpuStartError::Refused(-16)); // EBUSY
         }
@@ -793,13 +788,8 @@ impl Interrupts for X86Interrupts {
     }
 
     fn start_cpu(&self, cpu: u32, entry: fn(u32) -> !) -> Result<(), CpuStartError> {
-        let s = state().ok_or(CpuStartError::NoSuchCpu(cpu))?;
+        let (s, apic_id) = cpu_apic_id(cpu)?;
         let index = cpu as usize;
-        let apic_id = *s
-            .madt
-            .cpus()
-            .get(index)
-            .ok_or(CpuStartError::NoSuchCpu(cpu))?;
         if cpu == 0 || STARTING[index].swap(true, Ordering::AcqRel) {
             return Err(CpuStartError::AlreadyOn(cpu));
         }
@@ -860,6 +850,17 @@ impl Interrupts for X86Interrupts {
             Err(CpuStartError::Refused(-110)) // ETIMEDOUT
         }
     }
+}
+
+/// The board state and the local APIC id of CPU `cpu` (`NoSuchCpu` when the MADT lists none).
+fn cpu_apic_id(cpu: u32) -> Result<(&'static State, u32), CpuStartError> {
+    let s = state().ok_or(CpuStartError::NoSuchCpu(cpu))?;
+    let apic_id = *s
+        .madt
+        .cpus()
+        .get(cpu as usize)
+        .ok_or(CpuStartError::NoSuchCpu(cpu))?;
+    Ok((s, apic_id))
 }
 
 fn spin_ns(ns: u64) {

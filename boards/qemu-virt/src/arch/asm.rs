@@ -498,6 +498,26 @@ pub(super) fn invalidate_tlb() {
 /// Invalidates the data cache lines of `[start, end)` to the point of coherency, so that data
 /// written with the MMU (and so the caches) off is not shadowed by stale lines afterwards.
 pub(super) fn invalidate_dcache(start: u64, end: u64) {
+    for_each_dcache_line(start, end, |address| {
+        // SAFETY: `dc ivac` on memory just written with the caches off discards only stale
+        // copies; the memory itself holds the data that counts.
+        unsafe { asm!("dc ivac, {}", in(reg) address, options(nostack, preserves_flags)) };
+    });
+}
+
+/// Cleans the data cache lines of `[start, end)` to the point of coherency, so that a CPU
+/// with its caches still off (a secondary CPU starting) reads what this one wrote.
+pub(super) fn clean_dcache(start: u64, end: u64) {
+    for_each_dcache_line(start, end, |address| {
+        // SAFETY: `dc cvac` writes dirty lines back; the data stays as it is.
+        unsafe { asm!("dc cvac, {}", in(reg) address, options(nostack, preserves_flags)) };
+    });
+}
+
+/// Runs `op` on the address of every data cache line of `[start, end)`, then waits for the
+/// maintenance to complete (`dsb sy`).
+#[inline(always)]
+fn for_each_dcache_line(start: u64, end: u64, op: impl Fn(u64)) {
     // Smallest line size the CPU reports (CTR_EL0.DminLine, log2 of words).
     let ctr: u64;
     // SAFETY: reading CTR_EL0 has no side effect.
@@ -505,26 +525,7 @@ pub(super) fn invalidate_dcache(start: u64, end: u64) {
     let line = 4u64 << ((ctr >> 16) & 0xf);
     let mut address = start & !(line - 1);
     while address < end {
-        // SAFETY: `dc ivac` on memory just written with the caches off discards only stale
-        // copies; the memory itself holds the data that counts.
-        unsafe { asm!("dc ivac, {}", in(reg) address, options(nostack, preserves_flags)) };
-        address += line;
-    }
-    // SAFETY: a barrier has no other effect.
-    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
-}
-
-/// Cleans the data cache lines of `[start, end)` to the point of coherency, so that a CPU
-/// with its caches still off (a secondary CPU starting) reads what this one wrote.
-pub(super) fn clean_dcache(start: u64, end: u64) {
-    let ctr: u64;
-    // SAFETY: reading CTR_EL0 has no side effect.
-    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
-    let line = 4u64 << ((ctr >> 16) & 0xf);
-    let mut address = start & !(line - 1);
-    while address < end {
-        // SAFETY: `dc cvac` writes dirty lines back; the data stays as it is.
-        unsafe { asm!("dc cvac, {}", in(reg) address, options(nostack, preserves_flags)) };
+        op(address);
         address += line;
     }
     // SAFETY: a barrier has no other effect.
