@@ -346,21 +346,29 @@ mod tests {
         display_command(config.board.qemu, &qemu_args(config))
     }
 
-    #[test]
-    fn x86_pc_command_line_follows_the_contract() {
-        let b = board("x86-pc").unwrap();
-        let config = QemuConfig {
+    /// TCG, 64M, the board's default variant, nothing optional set.
+    fn config<'a>(board_name: &str, kernel: &'a Path) -> QemuConfig<'a> {
+        let b = board(board_name).unwrap();
+        QemuConfig {
             board: b,
             variant: b.default_variant(),
             accel: Accel::Tcg,
             memory: "64M",
             smp: None,
-            kernel: Path::new("/t/x86_64-unknown-none/release/helloworld"),
+            kernel,
             append: None,
             initrd: None,
             gdb_port: None,
             extra: &[],
-        };
+        }
+    }
+
+    #[test]
+    fn x86_pc_command_line_follows_the_contract() {
+        let config = config(
+            "x86-pc",
+            Path::new("/t/x86_64-unknown-none/release/helloworld"),
+        );
         assert_eq!(
             line(&config),
             "qemu-system-x86_64 -machine pc -accel tcg -cpu max -m 64M -nographic -nodefaults \
@@ -371,18 +379,13 @@ mod tests {
 
     #[test]
     fn microvm_kvm_smp_and_append() {
-        let b = board("x86-pc").unwrap();
         let config = QemuConfig {
-            board: b,
-            variant: b.variant("microvm").unwrap(),
+            variant: board("x86-pc").unwrap().variant("microvm").unwrap(),
             accel: Accel::Kvm,
             memory: "128M",
             smp: Some(2),
-            kernel: Path::new("img"),
             append: append_line(&["one", "two words"]).unwrap(),
-            initrd: None,
-            gdb_port: None,
-            extra: &[],
+            ..config("x86-pc", Path::new("img"))
         };
         let args = qemu_args(&config);
         let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
@@ -418,16 +421,8 @@ mod tests {
     fn qemu_virt_command_lines() {
         let b = board("qemu-virt").unwrap();
         let mut config = QemuConfig {
-            board: b,
-            variant: b.default_variant(),
-            accel: Accel::Tcg,
-            memory: "64M",
-            smp: None,
-            kernel: Path::new("/img"),
             append: Some("-- x".into()),
-            initrd: None,
-            gdb_port: None,
-            extra: &[],
+            ..config("qemu-virt", Path::new("/img"))
         };
         assert_eq!(
             line(&config),
@@ -446,19 +441,13 @@ mod tests {
 
     #[test]
     fn initrd_gdb_and_extra_arguments_come_last() {
-        let b = board("x86-pc").unwrap();
         let extra = vec!["-device".to_owned(), "virtio-rng-pci".to_owned()];
         let config = QemuConfig {
-            board: b,
-            variant: b.default_variant(),
-            accel: Accel::Tcg,
-            memory: "64M",
-            smp: None,
-            kernel: Path::new("img"),
             append: Some("-- x".into()),
             initrd: Some(Path::new("/tmp/root.cpio")),
             gdb_port: Some(1234),
             extra: &extra,
+            ..config("x86-pc", Path::new("img"))
         };
         assert!(
             line(&config).ends_with(
@@ -472,20 +461,11 @@ mod tests {
 
     #[test]
     fn virt_takes_the_initrd_through_the_guest_loader() {
-        let b = board("qemu-virt").unwrap();
         let initrd = std::env::temp_dir().join("uk-rs-qemu-test.cpio");
         std::fs::write(&initrd, [0u8; 1000]).unwrap();
         let config = QemuConfig {
-            board: b,
-            variant: b.default_variant(),
-            accel: Accel::Tcg,
-            memory: "64M",
-            smp: None,
-            kernel: Path::new("img"),
-            append: None,
             initrd: Some(&initrd),
-            gdb_port: None,
-            extra: &[],
+            ..config("qemu-virt", Path::new("img"))
         };
         let expected = format!(
             " -device guest-loader,addr=0x43c00000,initrd={}",
