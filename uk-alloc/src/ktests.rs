@@ -36,6 +36,14 @@ impl Arena {
         assert_eq!(added, Ok(()), "arena refused");
         allocator
     }
+
+    /// Runs `f` on each backend in turn, each given the whole arena; each backend is dead
+    /// before the next is given the arena.
+    fn each_backend(&self, mut f: impl FnMut(&str, &mut dyn Allocator)) {
+        f("tlsf", &mut self.give(Tlsf::new()));
+        f("buddy", &mut self.give(Buddy::new()));
+        f("region", &mut self.give(Region::new()));
+    }
 }
 
 impl Drop for Arena {
@@ -75,19 +83,10 @@ ktest! {
         let Some(arena) = Arena::new(512 * 1024) else {
             return expect!(false, "no arena");
         };
-        for (kind, name) in ["tlsf", "buddy", "region"].into_iter().enumerate() {
-            let mut tlsf;
-            let mut buddy;
-            let mut region;
-            let a: &mut dyn Allocator = match kind {
-                0 => { tlsf = arena.give(Tlsf::new()); &mut tlsf }
-                1 => { buddy = arena.give(Buddy::new()); &mut buddy }
-                _ => { region = arena.give(Region::new()); &mut region }
-            };
+        arena.each_backend(|name, a| {
             let live = sequence(a);
             let Ok(live) = live else {
-                expect!(false, "{name}: {live:?}");
-                continue;
+                return expect!(false, "{name}: {live:?}");
             };
             expect_eq!(live.total_allocs, 4);
             expect_eq!(live.total_frees, 1);
@@ -97,7 +96,7 @@ ktest! {
             expect_eq!(live.max_bytes, 810);
             let end = a.stats();
             expect_eq!((end.cur_allocs, end.cur_bytes, end.total_frees), (0, 0, 4));
-        }
+        });
     }
 }
 
@@ -108,15 +107,7 @@ ktest! {
         let Some(arena) = Arena::new(256 * 1024) else {
             return expect!(false, "no arena");
         };
-        for kind in 0..3 {
-            let mut tlsf;
-            let mut buddy;
-            let mut region;
-            let a: &mut dyn Allocator = match kind {
-                0 => { tlsf = arena.give(Tlsf::new()); &mut tlsf }
-                1 => { buddy = arena.give(Buddy::new()); &mut buddy }
-                _ => { region = arena.give(Region::new()); &mut region }
-            };
+        arena.each_backend(|name, a| {
             a.set_limit(Some(5000));
             let p = a.malloc(4000);
             expect!(p.is_ok());
@@ -127,9 +118,9 @@ ktest! {
             expect_eq!(after.0.enomem, before.0.enomem + 2);
             expect_eq!(after.0.cur_bytes, before.0.cur_bytes);
             expect_eq!(after.1, before.1);
-            expect!(a.malloc(1000).is_ok(), "kind {kind}: exactly at the limit");
+            expect!(a.malloc(1000).is_ok(), "{name}: exactly at the limit");
             expect_eq!(a.max_alloc(), 0);
-        }
+        });
     }
 }
 

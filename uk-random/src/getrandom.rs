@@ -113,20 +113,7 @@ mod tests {
     use crate::drbg::ReseedPolicy;
     use crate::source::SourceKind;
     use crate::source::tests::Fake;
-
-    struct HostClock(std::time::Instant);
-
-    impl Clock for HostClock {
-        fn monotonic_ns(&self) -> u64 {
-            self.0.elapsed().as_nanos() as u64
-        }
-        fn cycles(&self) -> u64 {
-            self.monotonic_ns()
-        }
-        fn cycles_per_second(&self) -> u64 {
-            1_000_000_000
-        }
-    }
+    use crate::source::tests::HostClock;
 
     fn host_clock() -> &'static dyn Clock {
         Box::leak(Box::new(HostClock(std::time::Instant::now())))

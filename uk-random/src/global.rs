@@ -61,20 +61,7 @@ mod tests {
     use std::boxed::Box;
 
     use super::*;
-
-    struct HostClock(std::time::Instant);
-
-    impl Clock for HostClock {
-        fn monotonic_ns(&self) -> u64 {
-            self.0.elapsed().as_nanos() as u64
-        }
-        fn cycles(&self) -> u64 {
-            self.monotonic_ns()
-        }
-        fn cycles_per_second(&self) -> u64 {
-            1_000_000_000
-        }
-    }
+    use crate::source::tests::HostClock;
 
     #[test]
     fn the_global_generator_on_the_host() {

@@ -137,6 +137,7 @@ mod tests {
     use core::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
+    use crate::source::tests::HostClock;
 
     /// A counter that advances by a fixed step: no jitter at all.
     struct Regular(AtomicU64, u64);
@@ -147,21 +148,6 @@ mod tests {
         }
         fn cycles(&self) -> u64 {
             self.0.fetch_add(self.1, Ordering::Relaxed)
-        }
-        fn cycles_per_second(&self) -> u64 {
-            1_000_000_000
-        }
-    }
-
-    /// The host's monotonic clock in nanoseconds.
-    struct Host(std::time::Instant);
-
-    impl Clock for Host {
-        fn monotonic_ns(&self) -> u64 {
-            self.0.elapsed().as_nanos() as u64
-        }
-        fn cycles(&self) -> u64 {
-            self.monotonic_ns()
         }
         fn cycles_per_second(&self) -> u64 {
             1_000_000_000
@@ -184,7 +170,7 @@ mod tests {
 
     #[test]
     fn the_host_clock_gives_distinct_seeds() {
-        let clock = Host(std::time::Instant::now());
+        let clock = HostClock(std::time::Instant::now());
         let mut jitter = Jitter::new(&clock);
         let mut a = [0u8; 32];
         let mut b = [0u8; 32];
