@@ -226,6 +226,27 @@ fn orphans_are_reparented_to_the_first_process() {
     });
 }
 
+/// Clones a child that records the address of one of its locals, waits for it to end and
+/// returns that address.
+fn local_address_in_child(sys: &'static System, a: &CloneArgs, via: Via) -> usize {
+    let seen = Rc::new(Cell::new(0usize));
+    let s = seen.clone();
+    sys.clone(
+        a,
+        via,
+        call(move || {
+            let local = 0u8;
+            s.set(std::hint::black_box(&local) as *const u8 as usize);
+            0
+        }),
+    )
+    .unwrap();
+    while sys.thread_count() > 1 {
+        uk_sched::yield_now();
+    }
+    seen.get()
+}
+
 #[test]
 fn child_runs_on_the_given_stack() {
     let w = world();
@@ -235,8 +256,6 @@ fn child_runs_on_the_given_stack() {
         let size = 64 * 1024;
         let top = stack(size);
         let base = top - size;
-        let seen = Rc::new(Cell::new(0usize));
-        let s = seen.clone();
         let a = CloneArgs {
             flags: PTHREAD_FLAGS,
             stack: base,
@@ -244,42 +263,16 @@ fn child_runs_on_the_given_stack() {
             parent_tid: addr(word(0)),
             ..CloneArgs::default()
         };
-        sys.clone(
-            &a,
-            Via::Clone3,
-            call(move || {
-                let local = 0u8;
-                s.set(std::hint::black_box(&local) as *const u8 as usize);
-                0
-            }),
-        )
-        .unwrap();
-        while sys.thread_count() > 1 {
-            uk_sched::yield_now();
-        }
+        let seen = local_address_in_child(sys, &a, Via::Clone3);
         assert!(
-            (base..top).contains(&seen.get()),
-            "{:#x} in {base:#x}..{top:#x}",
-            seen.get()
+            (base..top).contains(&seen),
+            "{seen:#x} in {base:#x}..{top:#x}"
         );
         // Legacy clone: the stack argument is the top.
         let top2 = stack(size);
-        let s = seen.clone();
         let a = CloneArgs::from_legacy(PTHREAD_FLAGS, top2, addr(word(0)), 0, 0);
-        sys.clone(
-            &a,
-            Via::Clone,
-            call(move || {
-                let local = 0u8;
-                s.set(std::hint::black_box(&local) as *const u8 as usize);
-                0
-            }),
-        )
-        .unwrap();
-        while sys.thread_count() > 1 {
-            uk_sched::yield_now();
-        }
-        assert!((top2 - size..top2).contains(&seen.get()));
+        let seen = local_address_in_child(sys, &a, Via::Clone);
+        assert!((top2 - size..top2).contains(&seen));
         0
     });
 }
