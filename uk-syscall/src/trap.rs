@@ -10,6 +10,17 @@ use crate::{Args, TrapFrame};
 /// still its own, and never restores an older (possibly dead) one.
 static CURRENT: AtomicPtr<TrapFrame> = AtomicPtr::new(core::ptr::null_mut());
 
+impl TrapFrame {
+    /// Where the arguments of the frame at `frame` are, without creating a reference (the
+    /// offset is per architecture, the arithmetic is not).
+    pub(crate) fn args_ptr(frame: *const Self) -> *const Args {
+        frame
+            .cast::<u8>()
+            .wrapping_add(Self::ARGS_OFFSET)
+            .cast::<Args>()
+    }
+}
+
 /// Called by the entry assembly with the saved registers: dispatches the call and writes the
 /// result into the frame, from where the assembly restores it.
 ///
@@ -51,8 +62,7 @@ pub fn trap_frame(args: &Args) -> Option<&TrapFrame> {
     }
     // Compare addresses only: `current` is dereferenced only when it is the frame `args`
     // lies in, which then lives at least as long as `args`.
-    let current_args = current.cast::<u8>().wrapping_add(TrapFrame::ARGS_OFFSET);
-    if !core::ptr::eq(current_args, (args as *const Args).cast::<u8>()) {
+    if !core::ptr::eq(TrapFrame::args_ptr(current), args) {
         return None;
     }
     // SAFETY: `args` is the `args` field of the frame at `current` (same address), so that

@@ -84,14 +84,6 @@ impl TrapFrame {
     /// Byte offset of [`TrapFrame::args`], for [`crate::trap_frame`].
     pub(crate) const ARGS_OFFSET: usize = offset_of!(TrapFrame, args);
 
-    /// Where the arguments of the frame at `frame` are, without creating a reference.
-    pub(crate) fn args_ptr(frame: *const Self) -> *const Args {
-        frame
-            .cast::<u8>()
-            .wrapping_add(Self::ARGS_OFFSET)
-            .cast::<Args>()
-    }
-
     /// The syscall number (`rax` at the trap).
     pub fn number(&self) -> usize {
         self.rax
