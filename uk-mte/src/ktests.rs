@@ -227,6 +227,40 @@ ktest! {
     }
 }
 
+/// Runs `check` on a fresh tagged `backend` that manages a chunk of the image heap of its own,
+/// so that the layout of its allocations does not depend on what earlier cases left in the
+/// shared heap. The allocator dies before the chunk is given back, and only if `check`
+/// returns `true` (it freed everything, so every tag is 0 again); otherwise the chunk is
+/// leaked rather than handed back to the untagged image heap with tags still set.
+fn with_fresh_tagged<A: Allocator>(
+    backend: A,
+    bytes: usize,
+    check: impl FnOnce(&mut Tagged<A>) -> bool,
+) {
+    let layout = Layout::from_size_align(bytes, 4096).expect("layout");
+    // SAFETY: a non-zero size; the result is checked, and freed below.
+    let Some(chunk) = NonNull::new(unsafe { alloc::alloc::alloc(layout) }) else {
+        return expect!(false, "no chunk of {bytes} bytes");
+    };
+    let all_freed = {
+        let mut tagged = Tagged::new(backend);
+        // SAFETY: the chunk outlives `tagged` (dropped before the chunk is freed) and is
+        // used by nothing else; memory from the image heap carries allocation tag 0.
+        match unsafe { tagged.add_memory(chunk.as_ptr(), bytes) } {
+            Ok(()) => check(&mut tagged),
+            Err(e) => {
+                expect!(false, "add_memory: {e}");
+                true
+            }
+        }
+    };
+    if all_freed {
+        // SAFETY: allocated above with `layout`; every tag in it is 0 again (free re-tags
+        // to 0, and `check` freed everything it allocated).
+        unsafe { alloc::alloc::dealloc(chunk.as_ptr(), layout) };
+    }
+}
+
 ktest! {
     /// Allocations next to each other get different tags (blocks separated by one header
     /// granule, and page runs that touch), and memory between them keeps tag 0.
@@ -234,54 +268,49 @@ ktest! {
         if !prepare() {
             return println!("    uk-mte: tagging off: nothing to check (skipped)");
         }
-        let mut h = heap();
-        let mut blocks = [NonNull::<u8>::dangling(); 48];
-        for b in blocks.iter_mut() {
-            match h.malloc(48) {
-                Ok(p) => *b = p,
-                Err(e) => return expect!(false, "malloc: {e}"),
-            }
-        }
-        drop(h);
-        let mut neighbours = 0;
-        for a in &blocks {
-            for b in &blocks {
-                let (x, y) = (a.as_ptr() as usize, b.as_ptr() as usize);
-                let (x, y) = (tag::strip_address(x), tag::strip_address(y));
-                // `b` starts one header granule after `a` ends.
-                if y == x + 48 + GRANULE {
-                    neighbours += 1;
-                    expect!(tag_of(a.as_ptr()) != tag_of(b.as_ptr()), "{a:p} and {b:p}");
-                    let header = a.map_addr(|p| p.saturating_add(48));
-                    expect_eq!(memory_tag(header), Tag::ZERO);
+        with_fresh_tagged(Tlsf::new(), 64 * 1024, |h| {
+            let mut blocks = [NonNull::<u8>::dangling(); 48];
+            for b in blocks.iter_mut() {
+                match h.malloc(48) {
+                    Ok(p) => *b = p,
+                    Err(e) => {
+                        expect!(false, "malloc: {e}");
+                        return false;
+                    }
                 }
             }
-        }
-        expect!(neighbours >= 24, "only {neighbours} neighbouring pairs");
-        let mut h = heap();
-        for p in blocks {
-            // SAFETY: live, freed once.
-            expect!(unsafe { h.free(p) }.is_ok());
-        }
-        drop(h);
+            let mut neighbours = 0;
+            for a in &blocks {
+                for b in &blocks {
+                    let (x, y) = (a.as_ptr() as usize, b.as_ptr() as usize);
+                    let (x, y) = (tag::strip_address(x), tag::strip_address(y));
+                    // `b` starts one header granule after `a` ends.
+                    if y == x + 48 + GRANULE {
+                        neighbours += 1;
+                        expect!(tag_of(a.as_ptr()) != tag_of(b.as_ptr()), "{a:p} and {b:p}");
+                        let header = a.map_addr(|p| p.saturating_add(48));
+                        expect_eq!(memory_tag(header), Tag::ZERO);
+                    }
+                }
+            }
+            expect!(neighbours >= 24, "only {neighbours} neighbouring pairs");
+            for p in blocks {
+                // SAFETY: live, freed once.
+                expect!(unsafe { h.free(p) }.is_ok());
+            }
+            true
+        });
 
-        // Page runs that touch, from a tagged buddy allocator over its own chunk.
-        let layout = Layout::from_size_align(128 * 1024, 4096).expect("layout");
-        // SAFETY: a non-zero size; the result is checked, and freed below.
-        let Some(chunk) = NonNull::new(unsafe { alloc::alloc::alloc(layout) }) else {
-            return expect!(false, "no chunk");
-        };
-        // The allocator dies before the chunk is given back.
-        {
-            let mut buddy = Tagged::new(Buddy::new());
-            // SAFETY: the chunk outlives `buddy` (dropped before the chunk is freed) and is used
-            // by nothing else.
-            expect!(unsafe { buddy.add_memory(chunk.as_ptr(), layout.size()) }.is_ok());
+        // Page runs that touch, from a tagged buddy allocator.
+        with_fresh_tagged(Buddy::new(), 128 * 1024, |buddy| {
             let mut pages = [NonNull::<u8>::dangling(); 12];
             for p in pages.iter_mut() {
                 match buddy.palloc(1) {
                     Ok(q) => *p = q,
-                    Err(e) => return expect!(false, "palloc: {e}"),
+                    Err(e) => {
+                        expect!(false, "palloc: {e}");
+                        return false;
+                    }
                 }
             }
             let mut touching = 0;
@@ -299,9 +328,8 @@ ktest! {
                 // SAFETY: live runs of one page, freed once.
                 expect!(unsafe { buddy.pfree(p, 1) }.is_ok());
             }
-        }
-        // SAFETY: allocated above with `layout`; every tag in it is 0 again.
-        unsafe { alloc::alloc::dealloc(chunk.as_ptr(), layout) };
+            true
+        });
     }
 }
 
