@@ -49,6 +49,9 @@
 //!   `cargo uk run` decodes into text; the image's package links `defmt.x` from its
 //!   `build.rs`. The kernel parameter `sched=cooperative|preemptive` is read into
 //!   [`cmdline::KernelParams::sched`] whatever the features.
+//! - `critical-section` (default): the image implements the `critical-section` crate
+//!   ([`critical`]): interrupts masked on the calling CPU plus one image-wide lock across
+//!   CPUs, nestable. Turn it off (`default-features = false`) to bring your own.
 //! - `ktest`: registers the in-image test cases of the image allocator (every region in
 //!   use, exact statistics, the byte limit, page alignment) with `uk-test`.
 //!
@@ -68,6 +71,7 @@
 #![no_std]
 
 pub mod cmdline;
+pub mod critical;
 #[cfg(all(feature = "defmt", target_os = "none"))]
 pub mod defmt_logger;
 #[cfg(target_os = "none")]
