@@ -73,8 +73,9 @@ impl RunQueue {
     #[inline]
     fn pop_front(&mut self) -> Option<RawThread> {
         let head = self.head?;
-        // SAFETY: as in `push_back`: the head is a member.
-        let next = unsafe { (*head.as_ref().inner_ptr()).run_next.take() };
+        // SAFETY: as in `push_back`: the head is a member. Its link is left as it is: only
+        // queued threads' links are ever read, and `push_back` resets it.
+        let next = unsafe { (*head.as_ref().inner_ptr()).run_next };
         self.head = next;
         if next.is_none() {
             self.tail = None;
@@ -342,11 +343,17 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
     }
 
     /// Wakes every due sleeper; reads the clock only when someone sleeps.
-    #[inline]
+    #[inline(always)]
     fn wake_due_now(&self) {
         if !self.st().sleepq.is_empty() {
-            self.wake_due(self.clock.monotonic_ns());
+            self.wake_due_at_clock();
         }
+    }
+
+    /// Out of line, so that the clock read's stack frame stays off the switch path.
+    #[inline(never)]
+    fn wake_due_at_clock(&self) {
+        self.wake_due(self.clock.monotonic_ns());
     }
 
     /// Wakes every sleeper whose deadline is not after `now`, in deadline order.
@@ -418,13 +425,16 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                 self.program_timer();
                 return;
             };
-            // The running thread is in no queue: straight to the tail (capacity reserved).
-            // Taking the head first gives the order of queueing first (the queue was not
-            // empty) and starts loading the next context sooner.
-            if let Some(cur) = st.current.take() {
-                me.inner_mut().in_runq = true;
-                st.runq.push_back(cur);
-            }
+            // The running thread is in no queue: straight to the tail (no allocation: the
+            // queue is intrusive). Taking the head first gives the order of queueing first
+            // (the queue was not empty) and starts loading the next context sooner.
+            debug_assert_eq!(
+                st.current,
+                Some(NonNull::from(me)),
+                "running thread is current"
+            );
+            me.inner_mut().in_runq = true;
+            st.runq.push_back(NonNull::from(me));
             Some(next)
         } else {
             st.runq.pop_front()
