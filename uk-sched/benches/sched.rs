@@ -7,8 +7,8 @@
 //!   switches): uk-sched cooperative yield (without and with extended context), a
 //!   corosensei coroutine resumed and suspended, two OS threads over rendezvous channels.
 //! - `create_run_exit_*`: THREADS threads created, run to completion and reclaimed:
-//!   uk-sched with a pooled stack, corosensei with a reused stack, `std::thread`
-//!   spawn + join.
+//!   uk-sched with a pooled stack (all created first, then run; or one at a time, as the
+//!   corosensei peer does), corosensei with a reused stack, `std::thread` spawn + join.
 #![allow(missing_docs)]
 
 use std::sync::mpsc;
@@ -149,6 +149,31 @@ fn create_run_exit_uk_sched_pooled(b: Bencher) {
             s.add(&t).unwrap();
         }
         s.run();
+    });
+}
+
+/// The same work one thread at a time, as the corosensei peer does it: each thread is
+/// created, run to its end and reclaimed before the next one is created.
+#[divan::bench]
+fn create_run_exit_uk_sched_pooled_one_at_a_time(b: Bencher) {
+    let s = sched();
+    let pool = StackPool::new(16 * 1024, 1);
+    b.counter(ItemsCount::new(THREADS)).bench_local(|| {
+        for _ in 0..THREADS {
+            let t = Thread::builder("t")
+                .stack(pool.get().unwrap())
+                .create_fn(
+                    s.ops(),
+                    |x| {
+                        black_box(x);
+                    },
+                    1,
+                )
+                .unwrap();
+            s.add(&t).unwrap();
+            drop(t);
+            s.run();
+        }
     });
 }
 

@@ -554,8 +554,12 @@ impl ThreadBuilder {
         };
         // `Arc` rather than `Rc` although threads stay on one CPU: its counts are atomic, so
         // an interrupt handler may clone or drop a handle while a thread does the same.
+        // Written straight into the fresh allocation: building the value on the stack and
+        // moving it in costs a copy of the whole thread on every creation.
         #[allow(clippy::arc_with_non_send_sync)]
-        let thread = Arc::new(Thread {
+        let mut thread = Arc::<Thread>::new_uninit();
+        let slot = Arc::get_mut(&mut thread).expect("a fresh Arc is unique");
+        slot.write(Thread {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: self.name,
             inner: UnsafeCell::new(Inner {
@@ -579,6 +583,8 @@ impl ThreadBuilder {
                 hooks_done: false,
             }),
         });
+        // SAFETY: initialised by the write just above.
+        let thread = unsafe { thread.assume_init() };
         {
             let inner = thread.inner_mut();
             let arg = Arc::as_ptr(&thread) as usize;
