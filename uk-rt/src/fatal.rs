@@ -15,8 +15,10 @@ use uk_test::{Failure, Runner, SourcePath};
 
 use crate::{FATAL_EXIT_CODE, println, try_platform};
 
-/// Size of the stack the test runner restarts on.
-const RUNNER_STACK_SIZE: usize = 64 * 1024;
+/// Size of the stack the test runner restarts on (every case after a failed one runs on
+/// it, and it has no guard page): as large as the boards' boot stacks, four times larger in
+/// an unoptimised build, whose frames are several times larger.
+const RUNNER_STACK_SIZE: usize = if cfg!(debug_assertions) { 256 } else { 64 } * 1024;
 
 /// Top of the runner's restart stack; 0 until a test run starts. Taken from the heap when a
 /// test run starts, so images that run no tests carry no extra stack.

@@ -173,6 +173,18 @@ ktest! {
 }
 
 ktest! {
+    /// The boot stack has this build's size, 256 KiB with debug assertions and 64 KiB
+    /// without: the build script (which sizes it in the linker script from the image's
+    /// `CARGO_CFG_DEBUG_ASSERTIONS`) and the crate agree. It lies between the two guard pages.
+    fn boot_stack_has_the_size_of_the_build() {
+        let [boot, exception] = mmu::guard_pages();
+        expect_eq!(exception.start - boot.end, crate::BOOT_STACK_SIZE);
+        let expected = if cfg!(debug_assertions) { 256 } else { 64 } * 1024;
+        expect_eq!(crate::BOOT_STACK_SIZE, expected);
+    }
+}
+
+ktest! {
     /// Code is mapped read-only: writing to it faults.
     #[should_fail]
     fn code_is_read_only() {
