@@ -506,7 +506,7 @@ ktest! {
     /// fault (reported by the board as "tag check fault"), which fails the case as expected.
     /// Without MTE2 nothing faults and the case fails, as it should: this case is built only
     /// into images for a configuration with MTE2.
-    #[should_fail]
+    #[should_fail(cpu_exception = "tag check fault, on a write")]
     fn overflow_by_one_granule_faults() {
         if !prepare() {
             return println!("    uk-mte: no MTE2 on a configuration that promises it: no fault");
@@ -525,7 +525,7 @@ ktest! {
 ktest! {
     /// A read through a pointer kept after `free` raises a synchronous tag check fault: the
     /// memory was re-tagged to 0 by `free`. Needs MTE2, like the case above.
-    #[should_fail]
+    #[should_fail(cpu_exception = "tag check fault, on a read")]
     fn use_after_free_faults() {
         if !prepare() {
             return println!("    uk-mte: no MTE2 on a configuration that promises it: no fault");

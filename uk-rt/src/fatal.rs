@@ -125,6 +125,19 @@ pub(crate) fn fail(failure: Failure) -> ! {
     if Runner::global().abort_current(failure) {
         restart_tests_on_fresh_stack()
     }
+    end_image()
+}
+
+/// [`fail`] for a CPU exception the board reported as `report`.
+pub(crate) fn fail_exception(report: &str) -> ! {
+    if Runner::global().abort_current_exception(report) {
+        restart_tests_on_fresh_stack()
+    }
+    end_image()
+}
+
+/// Exits with [`FATAL_EXIT_CODE`] (no test case to charge).
+fn end_image() -> ! {
     match try_platform() {
         Some(platform) => platform.exit(FATAL_EXIT_CODE),
         // Before the board handed over there is no way to report; stop here.

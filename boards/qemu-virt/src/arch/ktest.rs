@@ -154,7 +154,7 @@ ktest! {
 
 ktest! {
     /// A `brk` is a CPU exception, and a CPU exception fails the case (the run goes on).
-    #[should_fail]
+    #[should_fail(cpu_exception = "BRK instruction")]
     fn breakpoint_fails_the_case() {
         asm::breakpoint();
     }
@@ -162,7 +162,7 @@ ktest! {
 
 ktest! {
     /// A stack guard page is unmapped: touching it faults.
-    #[should_fail]
+    #[should_fail(cpu_exception = "(stack guard page: stack overflow)")]
     fn guard_page_faults() {
         let guard = mmu::guard_pages()[0].start;
         // SAFETY: deliberately reads an unmapped page: the data abort ends the case before the
@@ -186,7 +186,7 @@ ktest! {
 
 ktest! {
     /// Code is mapped read-only: writing to it faults.
-    #[should_fail]
+    #[should_fail(cpu_exception = "permission fault at level 3, on a write")]
     fn code_is_read_only() {
         let code = mmu::image_layout().start + 0x800;
         // SAFETY: deliberately writes to a read-only page: the permission fault ends the case
