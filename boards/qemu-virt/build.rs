@@ -116,7 +116,8 @@ ASSERT(__uk_image_end <= {ram_base:#x} + 0x40000000, "the image must end within 
 "#,
         image_base = layout::IMAGE_BASE,
         ram_base = layout::RAM_BASE,
-        boot_stack = layout::BOOT_STACK_SIZE,
+        // Cargo sets it when the image (not this script) has debug assertions.
+        boot_stack = layout::boot_stack_size(env::var_os("CARGO_CFG_DEBUG_ASSERTIONS").is_some()),
         exception_stack = layout::EXCEPTION_STACK_SIZE,
     )
 }

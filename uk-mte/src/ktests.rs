@@ -7,12 +7,16 @@
 //! The `ktest-faults` cases are `#[should_fail]` and need MTE2: see the crate documentation.
 //!
 //! The cases share one tagged heap, a [`Tagged`] TLSF over a chunk of the image's heap.
-//! Faulting accesses happen with its lock released, so a fault never leaves it locked.
+//! Faulting accesses happen with its lock released, so a fault never leaves it locked. A
+//! case that fails where nobody expected it (a stack overflow, a failed `expect!` while the
+//! heap is locked or being set up) is abandoned, never unwound: the next case finds the heap
+//! locked or half set up, and fails saying so instead of spinning forever.
 
 extern crate alloc;
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use spin::{Mutex, MutexGuard, Once};
 use uk_alloc::{AllocError, Allocator, Buddy, Tlsf};
@@ -26,7 +30,16 @@ use crate::{CheckMode, Tagged, detect, enabled, regs};
 const HEAP_BYTES: usize = 512 * 1024;
 
 static STATUS: Once<Result<(), crate::MteError>> = Once::new();
-static HEAP: Once<Mutex<Tagged<Tlsf>>> = Once::new();
+/// The shared tagged heap, built at compile time: an unoptimised build would move the TLSF
+/// control block (about 10 KiB) through a dozen stack temporaries to build it at run time
+/// (a 78 KiB frame, past the boot stack's end).
+static HEAP: Mutex<Tagged<Tlsf>> = Mutex::new(Tagged::new(Tlsf::new()));
+/// Whether [`HEAP`] has its memory: [`EMPTY`], [`GIVING`] (a case is giving it, or failed
+/// while it did) or [`READY`].
+static HEAP_STATE: AtomicU8 = AtomicU8::new(EMPTY);
+const EMPTY: u8 = 0;
+const GIVING: u8 = 1;
+const READY: u8 = 2;
 
 /// Enables synchronous checks (once), clears `PSTATE.TCO`, and tells whether MTE is on.
 fn prepare() -> bool {
@@ -48,20 +61,29 @@ fn prepare() -> bool {
     enabled()
 }
 
-/// The shared tagged heap (a chunk of the image heap, never given back).
+/// The shared tagged heap (a chunk of the image heap, given on first use, never given
+/// back), locked. Cases run one at a time on one CPU, so a lock already held or a setup
+/// already under way belongs to an abandoned case: that fails the calling case (a panic)
+/// rather than spinning forever.
 fn heap() -> MutexGuard<'static, Tagged<Tlsf>> {
-    HEAP.call_once(|| {
-        let layout = Layout::from_size_align(HEAP_BYTES, 4096).expect("layout");
-        // SAFETY: a non-zero size; the result is checked.
-        let chunk = unsafe { alloc::alloc::alloc(layout) };
-        assert!(!chunk.is_null(), "no memory for the tagged heap");
-        let mut tagged = Tagged::new(Tlsf::new());
-        // SAFETY: the chunk is a fresh allocation that is never freed nor used otherwise;
-        // memory from the image heap carries allocation tag 0 (nothing tags it).
-        unsafe { tagged.add_memory(chunk, HEAP_BYTES) }.expect("tagged heap");
-        Mutex::new(tagged)
-    })
-    .lock()
+    let mut heap = HEAP
+        .try_lock()
+        .expect("the tagged heap is locked: a case failed while it held it");
+    match HEAP_STATE.compare_exchange(EMPTY, GIVING, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => {
+            let layout = Layout::from_size_align(HEAP_BYTES, 4096).expect("layout");
+            // SAFETY: a non-zero size; the result is checked.
+            let chunk = unsafe { alloc::alloc::alloc(layout) };
+            assert!(!chunk.is_null(), "no memory for the tagged heap");
+            // SAFETY: the chunk is a fresh allocation that is never freed nor used otherwise;
+            // memory from the image heap carries allocation tag 0 (nothing tags it).
+            unsafe { heap.add_memory(chunk, HEAP_BYTES) }.expect("tagged heap");
+            HEAP_STATE.store(READY, Ordering::SeqCst);
+        }
+        Err(READY) => {}
+        Err(_) => panic!("the tagged heap has no memory: a case failed while giving it"),
+    }
+    heap
 }
 
 /// The allocation tag of the granule at `ptr` (tag 0 while MTE is off).
@@ -484,7 +506,7 @@ ktest! {
     /// fault (reported by the board as "tag check fault"), which fails the case as expected.
     /// Without MTE2 nothing faults and the case fails, as it should: this case is built only
     /// into images for a configuration with MTE2.
-    #[should_fail]
+    #[should_fail(cpu_exception = "tag check fault, on a write")]
     fn overflow_by_one_granule_faults() {
         if !prepare() {
             return println!("    uk-mte: no MTE2 on a configuration that promises it: no fault");
@@ -503,7 +525,7 @@ ktest! {
 ktest! {
     /// A read through a pointer kept after `free` raises a synchronous tag check fault: the
     /// memory was re-tagged to 0 by `free`. Needs MTE2, like the case above.
-    #[should_fail]
+    #[should_fail(cpu_exception = "tag check fault, on a read")]
     fn use_after_free_faults() {
         if !prepare() {
             return println!("    uk-mte: no MTE2 on a configuration that promises it: no fault");

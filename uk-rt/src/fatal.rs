@@ -15,8 +15,10 @@ use uk_test::{Failure, Runner, SourcePath};
 
 use crate::{FATAL_EXIT_CODE, println, try_platform};
 
-/// Size of the stack the test runner restarts on.
-const RUNNER_STACK_SIZE: usize = 64 * 1024;
+/// Size of the stack the test runner restarts on (every case after a failed one runs on
+/// it, and it has no guard page): as large as the boards' boot stacks, four times larger in
+/// an unoptimised build, whose frames are several times larger.
+const RUNNER_STACK_SIZE: usize = if cfg!(debug_assertions) { 256 } else { 64 } * 1024;
 
 /// Top of the runner's restart stack; 0 until a test run starts. Taken from the heap when a
 /// test run starts, so images that run no tests carry no extra stack.
@@ -123,6 +125,19 @@ pub(crate) fn fail(failure: Failure) -> ! {
     if Runner::global().abort_current(failure) {
         restart_tests_on_fresh_stack()
     }
+    end_image()
+}
+
+/// [`fail`] for a CPU exception the board reported as `report`.
+pub(crate) fn fail_exception(report: &str) -> ! {
+    if Runner::global().abort_current_exception(report) {
+        restart_tests_on_fresh_stack()
+    }
+    end_image()
+}
+
+/// Exits with [`FATAL_EXIT_CODE`] (no test case to charge).
+fn end_image() -> ! {
     match try_platform() {
         Some(platform) => platform.exit(FATAL_EXIT_CODE),
         // Before the board handed over there is no way to report; stop here.

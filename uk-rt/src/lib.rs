@@ -249,3 +249,11 @@ pub fn run_tests(filters: &'static [&'static str]) -> ! {
 pub fn fatal_error() -> ! {
     fatal::fail(uk_test::Failure::CpuException)
 }
+
+/// [`fatal_error`] with the text of the board's report (or its first part): a test case
+/// that must fail with a CPU exception whose report contains some text
+/// (`#[should_fail(cpu_exception = "text")]`) is checked against it.
+#[cfg(target_os = "none")]
+pub fn fatal_exception(report: &str) -> ! {
+    fatal::fail_exception(report)
+}

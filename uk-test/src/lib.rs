@@ -35,6 +35,22 @@
 //! `#[should_fail]` inverts a case: it passes only if an expectation fails, it panics, or it
 //! takes a CPU exception. The self-test suite uses this to prove that failures are caught.
 //!
+//! A case can also name the failure it must end with ([`Expected`]), so that a different
+//! one (a stack overflow where a tag check fault was meant, a panic where an expectation
+//! was) fails it instead of passing it:
+//!
+//! ```text
+//! #[should_fail(expectation)]                        // only failed expect!/expect_eq!
+//! #[should_fail(panic)]                              // only a panic (or a failed assert!)
+//! #[should_fail(cpu_exception)]                      // only a CPU exception
+//! #[should_fail(cpu_exception = "tag check fault")]  // whose board report contains this
+//! ```
+//!
+//! Every failure of such a case must be of that kind; the result line names the first one
+//! that was not: `FAILED (expected a CPU exception reporting "tag check fault", got panicked
+//! at src/lib.rs:12)`. The report text reaches the runner through
+//! [`Runner::abort_current_exception`], which the runtime calls with what the board printed.
+//!
 //! # Example
 //!
 //! ```
@@ -66,8 +82,50 @@ pub struct TestCase {
     pub name: &'static str,
     /// The test body.
     pub run: fn(),
-    /// `true` when the case is expected to fail (see the crate docs).
-    pub should_fail: bool,
+    /// `Some` when the case is expected to fail, with what (see the crate docs).
+    pub should_fail: Option<Expected>,
+}
+
+/// The failure a `#[should_fail]` case must end with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Any failure (`#[should_fail]`).
+    Any,
+    /// Failed [`expect!`] or [`expect_eq!`] expectations (`#[should_fail(expectation)]`).
+    Expectation,
+    /// A panic, a failed `assert!` included (`#[should_fail(panic)]`).
+    Panic,
+    /// A CPU exception whose board report contains this text (`#[should_fail(cpu_exception
+    /// = "text")]`); empty for any CPU exception (`#[should_fail(cpu_exception)]`).
+    CpuException(&'static str),
+}
+
+impl Expected {
+    /// Whether `failure` is one this expectation allows; `report` is the board's report of a
+    /// CPU exception, when the runtime passed it on.
+    pub fn admits(&self, failure: &Failure, report: Option<&str>) -> bool {
+        match (self, failure) {
+            (Expected::Any, _)
+            | (Expected::Expectation, Failure::Expectation { .. })
+            | (Expected::Panic, Failure::Panic { .. }) => true,
+            (Expected::CpuException(text), Failure::CpuException) => {
+                text.is_empty() || report.is_some_and(|r| r.contains(text))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl core::fmt::Display for Expected {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Expected::Any => f.write_str("a failure"),
+            Expected::Expectation => f.write_str("a failed expectation"),
+            Expected::Panic => f.write_str("a panic"),
+            Expected::CpuException("") => f.write_str("a CPU exception"),
+            Expected::CpuException(text) => write!(f, "a CPU exception reporting {text:?}"),
+        }
+    }
 }
 
 impl TestCase {
@@ -97,14 +155,36 @@ pub static CASES: [TestCase];
 /// Defines a function and registers it as an in-image test case of the calling crate.
 ///
 /// An optional `#[should_fail]` before the function marks a case that passes only if it
-/// fails (see the crate docs).
+/// fails; `#[should_fail(expectation)]`, `#[should_fail(panic)]`,
+/// `#[should_fail(cpu_exception)]` and `#[should_fail(cpu_exception = "text")]` say with
+/// what ([`Expected`], see the crate docs).
 #[macro_export]
 macro_rules! ktest {
     ($(#[doc = $doc:literal])* #[should_fail] fn $name:ident() $body:block) => {
-        $crate::ktest!(@emit true, $(#[doc = $doc])* fn $name() $body);
+        $crate::ktest!(
+            @emit ::core::option::Option::Some($crate::Expected::Any),
+            $(#[doc = $doc])* fn $name() $body
+        );
+    };
+    ($(#[doc = $doc:literal])* #[should_fail($($kind:tt)+)] fn $name:ident() $body:block) => {
+        $crate::ktest!(
+            @emit ::core::option::Option::Some($crate::ktest!(@expected $($kind)+)),
+            $(#[doc = $doc])* fn $name() $body
+        );
     };
     ($(#[doc = $doc:literal])* fn $name:ident() $body:block) => {
-        $crate::ktest!(@emit false, $(#[doc = $doc])* fn $name() $body);
+        $crate::ktest!(@emit ::core::option::Option::None, $(#[doc = $doc])* fn $name() $body);
+    };
+    (@expected expectation) => { $crate::Expected::Expectation };
+    (@expected panic) => { $crate::Expected::Panic };
+    (@expected cpu_exception) => { $crate::Expected::CpuException("") };
+    (@expected cpu_exception = $text:literal) => { $crate::Expected::CpuException($text) };
+    (@expected $($other:tt)*) => {
+        ::core::compile_error!(::core::concat!(
+            "unknown #[should_fail(...)] kind `",
+            ::core::stringify!($($other)*),
+            "` (allowed: expectation, panic, cpu_exception, cpu_exception = \"text\")"
+        ))
     };
     (@emit $should_fail:expr, $(#[doc = $doc:literal])* fn $name:ident() $body:block) => {
         $(#[doc = $doc])*

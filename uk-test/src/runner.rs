@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 use uk_hal::{Console, ConsoleWriter};
 
-use crate::{Failure, TestCase};
+use crate::{Expected, Failure, TestCase};
 
 /// Totals of a finished run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +46,10 @@ pub struct Runner {
     filtered_out: AtomicUsize,
     current_failed: AtomicBool,
     first_failure: Mutex<Option<Failure>>,
+    /// What the running case must fail with (`None`: it must pass).
+    current_expected: Mutex<Option<Expected>>,
+    /// The running case's first failure that its [`Expected`] does not allow.
+    first_unexpected: Mutex<Option<Failure>>,
 }
 
 const NONE: usize = usize::MAX;
@@ -63,6 +67,8 @@ impl Runner {
             filtered_out: AtomicUsize::new(0),
             current_failed: AtomicBool::new(false),
             first_failure: Mutex::new(None),
+            current_expected: Mutex::new(None),
+            first_unexpected: Mutex::new(None),
         }
     }
 
@@ -118,6 +124,8 @@ impl Runner {
             }
             self.current_failed.store(false, Ordering::SeqCst);
             *self.first_failure.lock() = None;
+            *self.first_unexpected.lock() = None;
+            *self.current_expected.lock() = case.should_fail;
             self.current.store(index, Ordering::SeqCst);
             (case.run)();
             self.finish_current(console, cases);
@@ -145,6 +153,17 @@ impl Runner {
     /// caller then restarts [`Runner::run`] on a fresh stack. Returns `false`, doing nothing,
     /// when no case is running.
     pub fn abort_current(&self, failure: Failure) -> bool {
+        self.abort(failure, None)
+    }
+
+    /// [`Runner::abort_current`] for a CPU exception, with the board's `report` of it: a
+    /// case that must fail with `cpu_exception = "text"` ([`Expected::CpuException`])
+    /// passes only if the report contains the text.
+    pub fn abort_current_exception(&self, report: &str) -> bool {
+        self.abort(Failure::CpuException, Some(report))
+    }
+
+    fn abort(&self, failure: Failure, report: Option<&str>) -> bool {
         if !self.in_case() {
             return false;
         }
@@ -155,15 +174,21 @@ impl Runner {
         else {
             return false;
         };
-        self.note_failure(failure);
+        self.note_failure(failure, report);
         self.finish_current(console, cases);
         true
     }
 
-    fn note_failure(&self, failure: Failure) {
+    fn note_failure(&self, failure: Failure, report: Option<&str>) {
         self.current_failed.store(true, Ordering::SeqCst);
         if let Some(mut first) = self.first_failure.try_lock() {
             first.get_or_insert(failure);
+        }
+        let expected = self.current_expected.try_lock().and_then(|e| *e);
+        if expected.is_some_and(|e| !e.admits(&failure, report)) {
+            if let Some(mut unexpected) = self.first_unexpected.try_lock() {
+                unexpected.get_or_insert(failure);
+            }
         }
     }
 
@@ -171,17 +196,26 @@ impl Runner {
         let index = self.current.swap(NONE, Ordering::SeqCst);
         let Some(case) = cases.get(index) else { return };
         let failed = self.current_failed.load(Ordering::SeqCst);
+        let unexpected = *self.first_unexpected.lock();
         let mut out = ConsoleWriter(console);
         let _ = write!(out, "test {}::{} ... ", case.suite, case.name);
-        let passed = failed == case.should_fail;
-        let _ = match (passed, case.should_fail) {
-            (true, false) => writeln!(out, "ok"),
-            (true, true) => writeln!(out, "ok (failed as expected)"),
-            (false, true) => writeln!(out, "FAILED (expected a failure, none happened)"),
-            (false, false) => match *self.first_failure.lock() {
+        let passed = match case.should_fail {
+            None => !failed,
+            Some(_) => failed && unexpected.is_none(),
+        };
+        let _ = match (case.should_fail, failed, unexpected) {
+            (None, false, _) => writeln!(out, "ok"),
+            (None, true, _) => match *self.first_failure.lock() {
                 Some(first) => writeln!(out, "FAILED ({first})"),
                 None => writeln!(out, "FAILED"),
             },
+            (Some(expected), false, _) => {
+                writeln!(out, "FAILED (expected {expected}, none happened)")
+            }
+            (Some(_), true, None) => writeln!(out, "ok (failed as expected)"),
+            (Some(expected), true, Some(got)) => {
+                writeln!(out, "FAILED (expected {expected}, got {got})")
+            }
         };
         let counter = if passed { &self.passed } else { &self.failed };
         counter.fetch_add(1, Ordering::SeqCst);
@@ -202,7 +236,7 @@ pub(crate) fn record_failure(failure: Failure, detail: Option<core::fmt::Argumen
         };
     }
     if runner.in_case() {
-        runner.note_failure(failure);
+        runner.note_failure(failure, None);
     } else {
         panic!("expectation failed outside a test case: {failure}");
     }
@@ -211,6 +245,7 @@ pub(crate) fn record_failure(failure: Failure, detail: Option<core::fmt::Argumen
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use std::borrow::ToOwned;
     use std::string::String;
     use std::sync::Mutex as StdMutex;
     use std::vec::Vec;
@@ -242,6 +277,10 @@ mod tests {
     }
 
     fn case(name: &'static str, run: fn(), should_fail: bool) -> TestCase {
+        expecting(name, run, should_fail.then_some(Expected::Any))
+    }
+
+    fn expecting(name: &'static str, run: fn(), should_fail: Option<Expected>) -> TestCase {
         TestCase {
             suite: "suite",
             name,
@@ -343,6 +382,181 @@ mod tests {
         assert_eq!(
             lines[2],
             "test suite::wrongly_passes ... FAILED (expected a failure, none happened)"
+        );
+    }
+
+    fn tag_check_fault() {
+        // What the runtime does on a CPU exception: charge it with the board's report.
+        assert!(Runner::global().abort_current_exception(
+            "CPU exception: data abort\n  ESR_EL1  0x96000051  tag check fault, on a write\n"
+        ));
+    }
+    fn stack_overflow() {
+        assert!(Runner::global().abort_current_exception(
+            "CPU exception: data abort\n  FAR_EL1  0x4039dfd0  (stack guard page: stack overflow)\n"
+        ));
+    }
+    fn exception_without_report() {
+        assert!(Runner::global().abort_current(Failure::CpuException));
+    }
+    fn expectation_then_exception() {
+        expect!(false);
+        tag_check_fault();
+    }
+
+    #[test]
+    fn should_fail_with_a_named_failure_rejects_other_failures() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        const TAG: Option<Expected> = Some(Expected::CpuException("tag check fault"));
+        const ANY_EXCEPTION: Option<Expected> = Some(Expected::CpuException(""));
+        static CASES: std::sync::OnceLock<[TestCase; 12]> = std::sync::OnceLock::new();
+        let cases = CASES.get_or_init(|| {
+            [
+                expecting("tag_fault", tag_check_fault, TAG),
+                expecting("overflow_instead", stack_overflow, TAG),
+                expecting("panic_instead", aborted, TAG),
+                expecting("expectation_instead", failing, TAG),
+                expecting("no_failure", passing, TAG),
+                expecting("expectation_first", expectation_then_exception, TAG),
+                expecting("no_report", exception_without_report, TAG),
+                expecting("any_exception", stack_overflow, ANY_EXCEPTION),
+                expecting(
+                    "unreported_exception",
+                    exception_without_report,
+                    ANY_EXCEPTION,
+                ),
+                expecting("expectation", failing, Some(Expected::Expectation)),
+                expecting("panic", aborted, Some(Expected::Panic)),
+                expecting(
+                    "panic_not_expectation",
+                    aborted,
+                    Some(Expected::Expectation),
+                ),
+            ]
+        });
+        let (summary, lines) = run(cases, &[]);
+        let results: Vec<&String> = lines.iter().filter(|l| l.starts_with("test ")).collect();
+        let file = file!();
+        let expected = [
+            "test suite::tag_fault ... ok (failed as expected)".to_owned(),
+            "test suite::overflow_instead ... FAILED (expected a CPU exception reporting \
+             \"tag check fault\", got CPU exception)"
+                .to_owned(),
+            "test suite::panic_instead ... FAILED (expected a CPU exception reporting \
+             \"tag check fault\", got panicked at x.rs:7)"
+                .to_owned(),
+            std::format!(
+                "test suite::expectation_instead ... FAILED (expected a CPU exception reporting \
+                 \"tag check fault\", got {file}:"
+            ),
+            "test suite::no_failure ... FAILED (expected a CPU exception reporting \
+             \"tag check fault\", none happened)"
+                .to_owned(),
+            std::format!(
+                "test suite::expectation_first ... FAILED (expected a CPU exception reporting \
+                 \"tag check fault\", got {file}:"
+            ),
+            "test suite::no_report ... FAILED (expected a CPU exception reporting \
+             \"tag check fault\", got CPU exception)"
+                .to_owned(),
+            "test suite::any_exception ... ok (failed as expected)".to_owned(),
+            "test suite::unreported_exception ... ok (failed as expected)".to_owned(),
+            "test suite::expectation ... ok (failed as expected)".to_owned(),
+            "test suite::panic ... ok (failed as expected)".to_owned(),
+            "test suite::panic_not_expectation ... FAILED (expected a failed expectation, got \
+             panicked at x.rs:7)"
+                .to_owned(),
+        ];
+        assert_eq!(results.len(), expected.len(), "{lines:#?}");
+        for (line, want) in results.iter().zip(&expected) {
+            assert!(
+                line.starts_with(want.as_str()),
+                "{line:?} does not start with {want:?}"
+            );
+        }
+        assert_eq!((summary.passed, summary.failed), (5, 7));
+    }
+
+    crate::ktest! {
+        #[should_fail(cpu_exception = "tag check fault")]
+        fn macro_tag_check_fault() {}
+    }
+    crate::ktest! {
+        /// Documented.
+        #[should_fail(cpu_exception)]
+        fn macro_any_exception() {}
+    }
+    crate::ktest! {
+        #[should_fail(expectation)]
+        fn macro_expectation() {}
+    }
+    crate::ktest! {
+        #[should_fail(panic)]
+        fn macro_panic() {}
+    }
+    crate::ktest! {
+        #[should_fail]
+        fn macro_any() {}
+    }
+    crate::ktest! {
+        fn macro_passing() {}
+    }
+
+    #[test]
+    fn the_macro_records_what_a_case_must_fail_with() {
+        let find = |name: &str| {
+            crate::CASES
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| (c.suite, c.should_fail))
+        };
+        let tag = Some(Expected::CpuException("tag check fault"));
+        assert_eq!(find("macro_tag_check_fault"), Some(("uk-test", tag)));
+        assert_eq!(
+            find("macro_any_exception").unwrap().1,
+            Some(Expected::CpuException(""))
+        );
+        assert_eq!(
+            find("macro_expectation").unwrap().1,
+            Some(Expected::Expectation)
+        );
+        assert_eq!(find("macro_panic").unwrap().1, Some(Expected::Panic));
+        assert_eq!(find("macro_any").unwrap().1, Some(Expected::Any));
+        assert_eq!(find("macro_passing").unwrap().1, None);
+    }
+
+    #[test]
+    fn expected_failures_are_described_and_matched() {
+        let panic = Failure::Panic {
+            file: crate::SourcePath::new("a.rs"),
+            line: 1,
+        };
+        let expectation = Failure::Expectation {
+            file: "b.rs",
+            line: 2,
+            expr: "x",
+        };
+        let tag = Expected::CpuException("tag check");
+        assert!(tag.admits(&Failure::CpuException, Some("a tag check fault")));
+        assert!(!tag.admits(&Failure::CpuException, Some("a translation fault")));
+        assert!(!tag.admits(&Failure::CpuException, None));
+        assert!(!tag.admits(&panic, Some("tag check")));
+        assert!(Expected::CpuException("").admits(&Failure::CpuException, None));
+        assert!(Expected::Panic.admits(&panic, None));
+        assert!(!Expected::Panic.admits(&expectation, None));
+        assert!(Expected::Expectation.admits(&expectation, None));
+        assert!(!Expected::Expectation.admits(&Failure::CpuException, Some("")));
+        for failure in [panic, expectation, Failure::CpuException] {
+            assert!(Expected::Any.admits(&failure, None));
+        }
+        assert_eq!(std::format!("{}", Expected::Any), "a failure");
+        assert_eq!(
+            std::format!("{}", Expected::CpuException("")),
+            "a CPU exception"
+        );
+        assert_eq!(
+            std::format!("{tag}"),
+            "a CPU exception reporting \"tag check\""
         );
     }
 

@@ -14,7 +14,7 @@ crate::ktest! {
 
 crate::ktest! {
     /// A failed expectation is reported as a failure.
-    #[should_fail]
+    #[should_fail(expectation)]
     fn selftest_failed_expectation_is_reported() {
         crate::expect_eq!(core::hint::black_box(1) + 1, 3);
     }
@@ -22,7 +22,7 @@ crate::ktest! {
 
 crate::ktest! {
     /// A failed `assert!` ends the case as a failure; the run goes on with the next case.
-    #[should_fail]
+    #[should_fail(panic)]
     fn selftest_failed_assertion_is_reported() {
         let answer = core::hint::black_box(41);
         assert_eq!(answer, 42, "deliberate");
@@ -31,7 +31,7 @@ crate::ktest! {
 
 crate::ktest! {
     /// A panic ends the case as a failure; the run goes on with the next case.
-    #[should_fail]
+    #[should_fail(panic)]
     fn selftest_panic_is_reported() {
         if core::hint::black_box(true) {
             panic!("deliberate panic inside a test case");

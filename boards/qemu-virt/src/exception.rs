@@ -2,7 +2,7 @@
 //!
 //! Every one of the 16 vectors saves an [`ExceptionFrame`] (all general registers, the
 //! interrupted SP, `ELR_EL1`, `SPSR_EL1`, `ESR_EL1`, `FAR_EL1`) and passes it with its vector
-//! number to the handler, which prints a [`Report`] and hands over to `uk_rt::fatal_error`.
+//! number to the handler, which prints a [`Report`] and hands over to `uk_rt::fatal_exception`.
 //! Decoding and formatting live here, apart from the assembly, and are tested on the host.
 
 use core::fmt;

@@ -4,7 +4,7 @@
 //! runtime (`uk_rt::start`), and implements [`uk_hal::Platform`] for it: a PL011 console, a
 //! monotonic clock from the generic timer, the usable memory map and the command line from
 //! the device tree, exit with a status through semihosting and power-off through PSCI. CPU
-//! exceptions are reported with every register and handed to `uk_rt::fatal_error`.
+//! exceptions are reported with every register and handed to `uk_rt::fatal_exception`.
 //!
 //! # Booting it
 //!

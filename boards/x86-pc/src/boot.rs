@@ -280,7 +280,7 @@ fn tsc_frequency_without_pit() -> u64 {
 static IN_HANDLER: AtomicBool = AtomicBool::new(false);
 
 /// Called by the exception stubs with the saved registers; prints the report and hands
-/// over to [`uk_rt::fatal_error`].
+/// over to [`uk_rt::fatal_exception`] with its first lines.
 pub(crate) extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
     let cr2 = arch::cr2();
     if IN_HANDLER.swap(true, Ordering::Relaxed) {
@@ -289,7 +289,16 @@ pub(crate) extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
         arch::halt_forever();
     }
     say(b"\r\n");
-    report::write_report(frame, cr2, &arch::landmarks(), &mut |line| say(line));
+    // The report's first lines are kept for a test case that must fail with a given
+    // exception (`#[should_fail(cpu_exception = "...")]`).
+    let mut summary = [0u8; REPORT_SUMMARY];
+    let mut kept = 0;
+    report::write_report(frame, cr2, &arch::landmarks(), &mut |line| {
+        say(line);
+        let take = line.len().min(REPORT_SUMMARY - kept);
+        summary[kept..kept + take].copy_from_slice(&line[..take]);
+        kept += take;
+    });
     IN_HANDLER.store(false, Ordering::Relaxed);
     if uk_rt::try_platform().is_none() {
         // Before the runtime started there is no test run to continue and no exit path
@@ -297,5 +306,14 @@ pub(crate) extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
         arch::debug_exit(uk_rt::FATAL_EXIT_CODE);
         arch::halt_forever();
     }
-    uk_rt::fatal_error()
+    // The report is ASCII; a cut never splits a character, but keep only valid text anyway.
+    let summary = &summary[..kept];
+    let text = match core::str::from_utf8(summary) {
+        Ok(text) => text,
+        Err(e) => core::str::from_utf8(&summary[..e.valid_up_to()]).unwrap_or(""),
+    };
+    uk_rt::fatal_exception(text)
 }
+
+/// Bytes of an exception report handed to the runtime: its first lines.
+const REPORT_SUMMARY: usize = 512;

@@ -220,7 +220,7 @@ ktest! {
 
 ktest! {
     /// `ud2` raises #UD; the exception report is printed and the case fails.
-    #[should_fail]
+    #[should_fail(cpu_exception = "#UD invalid opcode")]
     fn invalid_opcode_fails_the_case() {
         arch::ud2();
     }
@@ -228,7 +228,7 @@ ktest! {
 
 ktest! {
     /// A read of 0x100_0000_0000 (1 TiB, never mapped) raises #PF and fails the case.
-    #[should_fail]
+    #[should_fail(cpu_exception = "#PF page fault (not-present read, kernel)")]
     fn unmapped_read_fails_the_case() {
         // SAFETY: the address is unmapped, so the read faults (the point of the case).
         let _ = unsafe { arch::probe(0x100_0000_0000) };
@@ -237,7 +237,7 @@ ktest! {
 
 ktest! {
     /// Page 0 is unmapped: a null pointer read faults.
-    #[should_fail]
+    #[should_fail(cpu_exception = "the unmapped page 0: null pointer")]
     fn null_read_fails_the_case() {
         // SAFETY: page 0 is unmapped, so the read faults (the point of the case).
         let _ = unsafe { arch::probe(core::hint::black_box(0x10)) };
@@ -260,7 +260,7 @@ ktest! {
     /// Unbounded recursion on a guarded stack runs into the guard page; the page fault
     /// cannot push its frame and becomes a double fault, which runs on its own stack and is
     /// reported instead of resetting the machine.
-    #[should_fail]
+    #[should_fail(cpu_exception = "the ktest stack guard page: stack overflow")]
     fn stack_overflow_is_a_double_fault_report() {
         arch::call_on_ktest_stack(recurse_forever);
     }

@@ -29,7 +29,7 @@
 //! 2. loads the TSS (with a 16 KiB double-fault stack on IST 1) and an IDT with all 32 CPU
 //!    exception vectors; each prints a report (vector name and number, error code, RIP, CR2
 //!    for page and double faults, RSP, RFLAGS, CS, SS and all general registers, [`report`])
-//!    and calls `uk_rt::fatal_error`, which fails the running in-image test or exits with
+//!    and calls `uk_rt::fatal_exception`, which fails the running in-image test or exits with
 //!    status 101 (an exception before the runtime started exits with 101 directly);
 //! 3. probes the PCI host bridge at 00:00.0 ([`machine`]): i440FX is `pc`, the Q35 MCH is
 //!    `q35`, no PCI at all is `microvm` (on `pc`/`q35` a newline first ends SeaBIOS's
@@ -78,7 +78,7 @@
 //!
 //! | vectors   | use                                                         |
 //! |-----------|-------------------------------------------------------------|
-//! | 0x00-0x1F | CPU exceptions (reports, `uk_rt::fatal_error`)              |
+//! | 0x00-0x1F | CPU exceptions (reports, `uk_rt::fatal_exception`)          |
 //! | 0x20-0x2F | the masked 8259s (a stray one is logged, never an exception)|
 //! | 0x30-0x5F | IOAPIC lines, GSI 0-47 ([`uk_hal::irq::IrqDistributor`])    |
 //! | 0xE0-0xEB | free for applications' IPIs (`free_ipi()` is 0xE0)          |

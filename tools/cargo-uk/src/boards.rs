@@ -27,46 +27,72 @@ pub struct Variant {
     /// Cargo features of the ktest image (package `uk-ktest`) on this configuration: test
     /// cases that need hardware only this configuration has. Empty for most.
     pub ktest_features: &'static [&'static str],
-    /// The oldest QEMU `(major, minor)` that emulates that hardware correctly: with an older
-    /// one the image is built without [`Variant::ktest_features`] (see [`ktest_features`]).
-    pub features_min_qemu: (u32, u32),
+    /// The oldest QEMU `(major, minor)` that emulates this configuration's distinctive
+    /// hardware correctly (`(0, 0)`: any). With an older one the ktest image is built without
+    /// [`Variant::ktest_features`] and examples' extra runs on it are left out; both ask
+    /// [`qemu_emulates`].
+    pub min_qemu: (u32, u32),
     /// QEMU `-smp` for this configuration (`None`: QEMU's default, one CPU).
     pub smp: Option<u32>,
 }
 
-/// Environment variable that keeps [`Variant::ktest_features`] even with a QEMU older than
-/// [`Variant::features_min_qemu`] (for a QEMU built with the fix backported).
+/// Environment variable that makes [`qemu_emulates`] accept any QEMU version (for a QEMU
+/// older than [`Variant::min_qemu`] built with the fixes backported): set to `1`.
 pub const QEMU_FIXED_ENV: &str = "UK_QEMU_HAS_FIXES";
 
+/// Whether [`QEMU_FIXED_ENV`] is set to `1` in this process's environment.
+pub fn qemu_fixes_forced() -> bool {
+    std::env::var_os(QEMU_FIXED_ENV).is_some_and(|v| v == "1")
+}
+
+/// Whether QEMU `version` (`None`: unknown) emulates `variant` correctly, that is, is at
+/// least [`Variant::min_qemu`]; `forced` ([`QEMU_FIXED_ENV`]) accepts any version. The one
+/// place that decides it, for the ktest image's features ([`ktest_features`]) and for the
+/// extra runs of examples (`cargo uk test`). The error says why, for a `note:` line.
+pub fn qemu_emulates(
+    variant: &Variant,
+    version: Option<(u32, u32, u32)>,
+    forced: bool,
+) -> Result<(), String> {
+    let (major, minor) = variant.min_qemu;
+    if forced || (major, minor) == (0, 0) {
+        return Ok(());
+    }
+    match version {
+        Some((a, b, _)) if (a, b) >= (major, minor) => Ok(()),
+        found => {
+            let found = found.map_or("an unknown QEMU version".to_owned(), |(a, b, c)| {
+                format!("QEMU {a}.{b}.{c}")
+            });
+            Err(format!(
+                "{found} is older than {major}.{minor}, the first to emulate this \
+                 configuration correctly (set {QEMU_FIXED_ENV}=1 for a QEMU with the fixes)"
+            ))
+        }
+    }
+}
+
 /// The ktest features to build for `variant` with QEMU `version` (`None`: unknown), and,
-/// when some are left out, a note that says why. `forced` keeps them whatever the version
-/// ([`QEMU_FIXED_ENV`]).
+/// when some are left out, a note that says why ([`qemu_emulates`]). `forced` keeps them
+/// whatever the version ([`QEMU_FIXED_ENV`]).
 pub fn ktest_features(
     variant: &Variant,
     version: Option<(u32, u32, u32)>,
     forced: bool,
 ) -> (&'static [&'static str], Option<String>) {
     let features = variant.ktest_features;
-    if features.is_empty() || forced {
+    if features.is_empty() {
         return (features, None);
     }
-    let (major, minor) = variant.features_min_qemu;
-    match version {
-        Some((a, b, _)) if (a, b) >= (major, minor) => (features, None),
-        found => {
-            let found = found.map_or("an unknown QEMU version".to_owned(), |(a, b, c)| {
-                format!("QEMU {a}.{b}.{c}")
-            });
-            (
-                &[],
-                Some(format!(
-                    "ktest features {} left out: {found} is older than {major}.{minor}, the \
-                     first to emulate this configuration correctly (set {QEMU_FIXED_ENV}=1 for a \
-                     QEMU with the fixes)",
-                    features.join(", ")
-                )),
-            )
-        }
+    match qemu_emulates(variant, version, forced) {
+        Ok(()) => (features, None),
+        Err(why) => (
+            &[],
+            Some(format!(
+                "ktest features {} left out: {why}",
+                features.join(", ")
+            )),
+        ),
     }
 }
 
@@ -135,7 +161,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU pc (i440FX), -cpu max",
                 ktest_features: &[],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: None,
             },
             Variant {
@@ -144,7 +170,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU microvm, -cpu max",
                 ktest_features: &[],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: None,
             },
             Variant {
@@ -153,7 +179,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "qemu64",
                 about: "QEMU pc, -cpu qemu64 (no RDRAND/RDSEED, no XSAVE, no 1 GiB pages)",
                 ktest_features: &[],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: None,
             },
             Variant {
@@ -162,7 +188,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU pc, -cpu max, -smp 2: a second CPU (INIT/SIPI), cross-CPU IPIs",
                 ktest_features: &["smp"],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: Some(2),
             },
         ],
@@ -182,7 +208,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU virt (GICv2, QEMU's default), -cpu max (entered at EL1)",
                 ktest_features: &[],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: None,
             },
             Variant {
@@ -191,7 +217,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "cortex-a72",
                 about: "QEMU virt, -cpu cortex-a72 (Armv8.0)",
                 ktest_features: &[],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: None,
             },
             Variant {
@@ -200,7 +226,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU virt with virtualization=on, -cpu max (entered at EL2)",
                 ktest_features: &[],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: None,
             },
             Variant {
@@ -211,7 +237,7 @@ pub const BOARDS: &[Board] = &[
                 // The cases that must raise a tag check fault. QEMU before 8.0 stores one
                 // tag per page instead of one per 16-byte granule (QEMU issue 1416).
                 ktest_features: &["mte-faults"],
-                features_min_qemu: (8, 0),
+                min_qemu: (8, 0),
                 smp: None,
             },
             Variant {
@@ -220,7 +246,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU virt with a GICv3 (gic-version=3), -cpu max",
                 ktest_features: &[],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: None,
             },
             Variant {
@@ -229,7 +255,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU virt (GICv2), -smp 2: a second CPU (PSCI CPU_ON), cross-CPU SGIs",
                 ktest_features: &["smp"],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: Some(2),
             },
             Variant {
@@ -238,7 +264,7 @@ pub const BOARDS: &[Board] = &[
                 cpu: "max",
                 about: "QEMU virt with a GICv3, -smp 2: a second CPU, its redistributor, SGIs",
                 ktest_features: &["smp"],
-                features_min_qemu: (0, 0),
+                min_qemu: (0, 0),
                 smp: Some(2),
             },
         ],
@@ -321,7 +347,7 @@ mod tests {
     fn only_the_mte_and_smp_configurations_have_ktest_features() {
         let mte = board("qemu-virt").unwrap().variant("mte").unwrap();
         assert_eq!(mte.ktest_features, ["mte-faults"]);
-        assert_eq!(mte.features_min_qemu, (8, 0));
+        assert_eq!(mte.min_qemu, (8, 0));
         for (b, v) in test_configurations() {
             // The cases that need a second CPU go only where QEMU gives one.
             assert_eq!(
@@ -361,6 +387,41 @@ mod tests {
         assert_eq!(
             ktest_features(mte, Some((7, 2, 22)), true),
             (&["mte-faults"][..], None)
+        );
+    }
+
+    #[test]
+    fn qemu_emulates_gates_on_the_variant_minimum() {
+        let virt = board("qemu-virt").unwrap();
+        let mte = virt.variant("mte").unwrap();
+        assert_eq!(qemu_emulates(mte, Some((8, 0, 0)), false), Ok(()));
+        assert_eq!(qemu_emulates(mte, Some((10, 0, 2)), false), Ok(()));
+        let why = qemu_emulates(mte, Some((7, 2, 22)), false).unwrap_err();
+        assert_eq!(
+            why,
+            "QEMU 7.2.22 is older than 8.0, the first to emulate this configuration correctly \
+             (set UK_QEMU_HAS_FIXES=1 for a QEMU with the fixes)"
+        );
+        let why = qemu_emulates(mte, None, false).unwrap_err();
+        assert!(
+            why.starts_with("an unknown QEMU version is older than 8.0"),
+            "{why}"
+        );
+        // Forced: any version, even an unknown one.
+        assert_eq!(qemu_emulates(mte, Some((7, 2, 22)), true), Ok(()));
+        assert_eq!(qemu_emulates(mte, None, true), Ok(()));
+        // A configuration without a minimum runs on any QEMU, known or not.
+        for (_, v) in test_configurations().filter(|(_, v)| v.name != "mte") {
+            assert_eq!(v.min_qemu, (0, 0));
+            assert_eq!(qemu_emulates(v, None, false), Ok(()));
+            assert_eq!(qemu_emulates(v, Some((2, 0, 0)), false), Ok(()));
+        }
+        // The ktest note is built from the same decision.
+        let (_, note) = ktest_features(mte, Some((7, 2, 22)), false);
+        let why = qemu_emulates(mte, Some((7, 2, 22)), false).unwrap_err();
+        assert_eq!(
+            note.unwrap(),
+            format!("ktest features mte-faults left out: {why}")
         );
     }
 

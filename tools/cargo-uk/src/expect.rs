@@ -19,10 +19,30 @@
 //! both runs must pass, and the first capture group of the first line matching the
 //! expression must differ between them (for output that must never repeat, such as random
 //! bytes).
+//!
+//! Without more, an example runs once per board, on the board's default configuration.
+//! Each `[[also]]` table asks for one more run, on the configuration `board`/`variant` (names
+//! as `--board` and `--variant` take them), with expectations of its own:
+//!
+//! ```toml
+//! [[also]]
+//! board = "qemu-virt"      # required: a board the example's manifest allows
+//! variant = "mte"          # required: one of that board's configurations
+//! args = ["fault"]         # application arguments (default: the manifest's)
+//! exit_code = 101          # default 0
+//! lines = ['^mte: overflow by one granule: caught']
+//! ```
+//!
+//! An extra run boots the same image as the board's default run, with the top level's
+//! `smp` and `initrd`; `differs_between_boots` applies to the default run only. A run on a
+//! configuration that needs a newer QEMU than the host's ([`crate::boards::qemu_emulates`])
+//! is left out with a `note:` line. Unknown board and variant names are refused when the
+//! file is read, naming the field (`also[0].variant: unknown variant ...`).
 
 use regex_lite::Regex;
 use serde::Deserialize;
 
+use crate::boards::{Board, Variant, lookup_board};
 use crate::report::output_lines;
 
 /// The expectations of one example.
@@ -49,12 +69,66 @@ pub struct Expect {
     /// the example's directory (overrides the manifest's `initrd`).
     #[serde(default)]
     pub initrd: Option<String>,
+    /// More runs of the example on other board configurations, each with its own
+    /// expectations (`[[also]]` tables).
+    #[serde(default)]
+    pub also: Vec<AlsoRun>,
+}
+
+/// One `[[also]]` table of `expect.toml`: a run on another board configuration.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AlsoRun {
+    /// The board's name (`--board`).
+    pub board: String,
+    /// The configuration's name (`--variant`).
+    pub variant: String,
+    /// Application arguments passed after `--` (the manifest's when empty).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The exit code the run must end with.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Regular expressions that must match output lines, in this order.
+    #[serde(default)]
+    pub lines: Vec<String>,
+}
+
+impl AlsoRun {
+    /// The board and configuration this run names, or an error naming the field of
+    /// `also[index]` that is wrong.
+    pub fn resolve(&self, index: usize) -> Result<(&'static Board, &'static Variant), String> {
+        let board = lookup_board(&self.board).map_err(|e| format!("also[{index}].board: {e}"))?;
+        let variant = board
+            .lookup_variant(&self.variant)
+            .map_err(|e| format!("also[{index}].variant: {e}"))?;
+        Ok((board, variant))
+    }
+
+    /// The expectations of this run: its own arguments, exit code and lines, the machine
+    /// settings (`smp`, `initrd`) of `base`, the top level of the file.
+    pub fn expect(&self, base: &Expect) -> Expect {
+        Expect {
+            args: self.args.clone(),
+            exit_code: self.exit_code,
+            lines: self.lines.clone(),
+            differs_between_boots: None,
+            smp: base.smp,
+            initrd: base.initrd.clone(),
+            also: Vec::new(),
+        }
+    }
 }
 
 impl Expect {
-    /// Parses an `expect.toml` text.
+    /// Parses an `expect.toml` text, checking the board and variant names of its
+    /// `[[also]]` tables.
     pub fn parse(text: &str) -> Result<Expect, String> {
-        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+        let expect: Expect = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        for (i, also) in expect.also.iter().enumerate() {
+            also.resolve(i)?;
+        }
+        Ok(expect)
     }
 
     /// The `lines` patterns compiled for `board`.
@@ -235,6 +309,90 @@ lines = ['^Hello from uk-rs on {board}', '^args: \["one", "two words"\]$']
             e.check("x86-pc", "", 0).unwrap_err(),
             "exit code 0, expected 3"
         );
+    }
+
+    const ALSO: &str = r#"
+exit_code = 0
+lines = ['^plain$']
+smp = 2
+initrd = 'rootfs'
+
+[[also]]
+board = "qemu-virt"
+variant = "mte"
+lines = ['^tagged$']
+
+[[also]]
+board = "qemu-virt"
+variant = "mte"
+args = ["fault"]
+exit_code = 101
+lines = ['^caught$', '^fault$']
+"#;
+
+    #[test]
+    fn also_tables_parse_in_order() {
+        let e = Expect::parse(ALSO).unwrap();
+        assert_eq!(e.lines, ["^plain$"]);
+        assert_eq!(e.also.len(), 2);
+        let first = &e.also[0];
+        assert_eq!(
+            (first.board.as_str(), first.variant.as_str()),
+            ("qemu-virt", "mte")
+        );
+        assert!(first.args.is_empty());
+        assert_eq!(first.exit_code, 0);
+        let (board, variant) = e.also[1].resolve(1).unwrap();
+        assert_eq!((board.name, variant.machine), ("qemu-virt", "virt,mte=on"));
+        // A run's expectations: its own args, exit code and lines, the top level's machine.
+        let run = e.also[1].expect(&e);
+        assert_eq!(run.args, ["fault"]);
+        assert_eq!(run.exit_code, 101);
+        assert_eq!(run.lines, ["^caught$", "^fault$"]);
+        assert_eq!((run.smp, run.initrd.as_deref()), (Some(2), Some("rootfs")));
+        assert!(run.also.is_empty() && run.differs_between_boots.is_none());
+        assert!(run.check("qemu-virt", "caught\nfault\n", 101).is_ok());
+        assert_eq!(
+            run.check("qemu-virt", "caught\nfault\n", 0).unwrap_err(),
+            "exit code 0, expected 101"
+        );
+        // Without `[[also]]` there is no extra run.
+        assert!(Expect::parse(SAMPLE).unwrap().also.is_empty());
+    }
+
+    #[test]
+    fn also_names_are_checked_and_errors_name_the_field() {
+        let err = Expect::parse("[[also]]\nboard = 'riscv'\nvariant = 'mte'").unwrap_err();
+        assert_eq!(
+            err,
+            "also[0].board: unknown board 'riscv' (known boards: x86-pc, qemu-virt)"
+        );
+        let text = "[[also]]\nboard = 'qemu-virt'\nvariant = 'mte'\n\
+                    [[also]]\nboard = 'x86-pc'\nvariant = 'mte'";
+        let err = Expect::parse(text).unwrap_err();
+        assert!(
+            err.starts_with("also[1].variant: unknown variant 'mte' for board x86-pc (known: pc, "),
+            "{err}"
+        );
+        // Both names are required, unknown keys and bad types refused, on one line.
+        for (text, needle) in [
+            ("[[also]]\nvariant = 'mte'", "board"),
+            ("[[also]]\nboard = 'qemu-virt'", "variant"),
+            (
+                "[[also]]\nboard = 'qemu-virt'\nvariant = 'mte'\nexitcode = 1",
+                "exitcode",
+            ),
+            (
+                "[[also]]\nboard = 'qemu-virt'\nvariant = 'mte'\nexit_code = 'x'",
+                "exit_code",
+            ),
+            ("also = 'qemu-virt/mte'", "also"),
+            ("[also]\nboard = 'qemu-virt'\nvariant = 'mte'", "also"),
+        ] {
+            let err = Expect::parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

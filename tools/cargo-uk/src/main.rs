@@ -57,6 +57,9 @@
 //! `#[should_fail]` cases that must raise a tag check fault. QEMU before 8.0 emulates memory
 //! tags with one tag per page (QEMU issue 1416), so with such a QEMU those cases are left out
 //! and a note says so (`UK_QEMU_HAS_FIXES=1` keeps them, for a QEMU with the fix backported).
+//! An example's `expect.toml` may ask for more runs on other configurations (`[[also]]`,
+//! [`expect`]); one function, [`boards::qemu_emulates`], gates both those runs and the
+//! ktest features.
 //!
 //! The design keeps everything that can be decided without running a process in pure
 //! functions with unit tests: the board and configuration tables ([`boards`]), QEMU command
@@ -240,7 +243,7 @@ pub struct TestArgs {
     /// Test only this board's configurations (default: every board).
     #[arg(long, value_name = "BOARD")]
     pub board: Option<String>,
-    /// Run a subset: a PATTERN that names an example (or `new-project`) selects that run;
+    /// Run a subset: a PATTERN that names an example (or `new-project`) selects its runs;
     /// any other PATTERN selects in-image test cases (`suite::name` substrings, passed to
     /// the ktest image). With a filter the host tests are left out. May be repeated.
     #[arg(long, value_name = "PATTERN")]
@@ -467,7 +470,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     host::ensure_qemu(board)?;
     let kernel = if t.image == Image::Ktest {
         // The test image carries the cases of this configuration's own hardware, if any.
-        let forced = std::env::var_os(boards::QEMU_FIXED_ENV).is_some_and(|v| v == "1");
+        let forced = boards::qemu_fixes_forced();
         let (features, note) =
             boards::ktest_features(variant, host::qemu_version(board.qemu), forced);
         if let Some(note) = note {

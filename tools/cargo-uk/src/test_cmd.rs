@@ -472,12 +472,13 @@ fn load_expect(ws: &Workspace, example: &str) -> Result<Expect, String> {
 /// (and a QEMU that can run them, see [`boards::ktest_features`]), copying each binary to
 /// `uk-ktest+FEATURE...` beside the plain one. Returns, by configuration name, the features
 /// and the copy's path (or why there is none). Notes on left-out features are printed.
+/// `version` is the board's QEMU's, `forced` [`boards::qemu_fixes_forced`].
 fn featured_ktests(
     ws: &Workspace,
     board: &'static Board,
+    version: Option<(u32, u32, u32)>,
+    forced: bool,
 ) -> BTreeMap<&'static str, (&'static [&'static str], Result<PathBuf, String>)> {
-    let version = host::qemu_version(board.qemu);
-    let forced = std::env::var_os(boards::QEMU_FIXED_ENV).is_some_and(|v| v == "1");
     let mut featured = BTreeMap::new();
     for variant in board.variants {
         let (features, note) = boards::ktest_features(variant, version, forced);
@@ -634,7 +635,71 @@ struct ExampleSetup {
 fn load_example(ws: &Workspace, example: &str) -> Result<ExampleSetup, String> {
     let expect = load_expect(ws, example)?;
     let manifest = ws.manifest(&Image::Example(example.to_owned()))?;
+    check_also_boards(&expect, &manifest).map_err(|e| {
+        let path = ws.root.join("examples").join(example).join("expect.toml");
+        format!("{}: {e}", path.display())
+    })?;
     Ok(ExampleSetup { expect, manifest })
+}
+
+/// Refuses an `[[also]]` run on a board the example's manifest does not allow.
+fn check_also_boards(expect: &Expect, manifest: &Manifest) -> Result<(), String> {
+    for (i, also) in expect.also.iter().enumerate() {
+        let (board, _) = also.resolve(i)?;
+        if !manifest.supports(board.name) {
+            return Err(format!(
+                "also[{i}].board: board {} is not among the application's boards \
+                 ([package.metadata.uk] boards = [{}])",
+                board.name,
+                manifest.boards.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The extra runs (`[[also]]`) of an example on `board`: the row name, the configuration
+/// and the expectations of each, in file order, after the QEMU gate: a configuration that
+/// `version` does not emulate correctly ([`boards::qemu_emulates`]) is left out, with a
+/// note saying why.
+fn also_runs(
+    example: &str,
+    expect: &Expect,
+    board: &Board,
+    version: Option<(u32, u32, u32)>,
+    forced: bool,
+) -> (Vec<(String, &'static Variant, Expect)>, Vec<String>) {
+    let mut runs = Vec::new();
+    let mut notes = Vec::new();
+    for (i, also) in expect.also.iter().enumerate() {
+        // Names were checked when the file was read.
+        let Ok((b, variant)) = also.resolve(i) else {
+            continue;
+        };
+        if b.name != board.name {
+            continue;
+        }
+        let what = example_row_name(example, &also.args);
+        if let Err(why) = boards::qemu_emulates(variant, version, forced) {
+            notes.push(format!(
+                "{what} on {}/{} left out: {why}",
+                board.name, variant.name
+            ));
+            continue;
+        }
+        runs.push((what, variant, also.expect(expect)));
+    }
+    (runs, notes)
+}
+
+/// The row name of an example run: `example NAME`, followed by ` -- ARGS` when the run
+/// gives arguments of its own (two runs on one configuration stay apart).
+fn example_row_name(example: &str, args: &[String]) -> String {
+    if args.is_empty() {
+        format!("example {example}")
+    } else {
+        format!("example {example} -- {}", args.join(" "))
+    }
 }
 
 /// The row name that selects the new-project check with `--filter`.
@@ -688,15 +753,21 @@ pub fn select(filters: &[String], examples: &[String]) -> Selection {
 /// invocation); the others in `shared`.
 fn example_job(
     ws: &Workspace,
-    board: &'static Board,
+    run: ExampleRun<'_>,
     example: &str,
     setup: &Result<ExampleSetup, String>,
     kernel: Result<PathBuf, String>,
 ) -> Job {
-    let job = |kernel, append, check, machine| Job {
-        what: format!("example {example}"),
+    let ExampleRun {
+        what,
         board,
-        variant: board.default_variant(),
+        variant,
+        expect,
+    } = run;
+    let job = |kernel, append, check, machine| Job {
+        what: what.clone(),
+        board,
+        variant,
         kernel,
         append,
         check,
@@ -714,11 +785,12 @@ fn example_job(
         Ok(s) => s,
         Err(e) => return fail(e.clone()),
     };
+    let expect = expect.unwrap_or(&setup.expect);
     let m = &setup.manifest;
-    let args = if setup.expect.args.is_empty() {
+    let args = if expect.args.is_empty() {
         &m.args
     } else {
-        &setup.expect.args
+        &expect.args
     };
     let append = match m
         .kernel_params(None)
@@ -728,7 +800,7 @@ fn example_job(
         Err(e) => return fail(format!("expect.toml args: {e}")),
     };
     let dir = ws.package_dir(&Image::Example(example.to_owned()));
-    let initrd = match (&setup.expect.initrd, &m.initrd) {
+    let initrd = match (&expect.initrd, &m.initrd) {
         (Some(p), _) => Some(dir.join(p)),
         (None, Some(p)) => Some(dir.join(p)),
         (None, None) => None,
@@ -744,16 +816,21 @@ fn example_job(
     };
     let machine = Machine {
         memory: m.memory.clone().unwrap_or_else(|| "64M".to_owned()),
-        smp: m.cpus.or(setup.expect.smp),
+        smp: m.cpus.or(expect.smp),
         initrd,
         extra: m.qemu_args.clone(),
     };
-    job(
-        kernel,
-        append,
-        Check::Example(Ok(setup.expect.clone())),
-        machine,
-    )
+    job(kernel, append, Check::Example(Ok(expect.clone())), machine)
+}
+
+/// Which run of an example [`example_job`] makes.
+struct ExampleRun<'a> {
+    /// Row name.
+    what: String,
+    board: &'static Board,
+    variant: &'static Variant,
+    /// The run's expectations; `None`: the top level of `expect.toml` (the default run).
+    expect: Option<&'a Expect>,
 }
 
 /// Runs `cargo uk test`.
@@ -808,6 +885,8 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         if let Err(e) = &qemu {
             eprintln!("error: {e}");
         }
+        let version = host::qemu_version(board.qemu);
+        let forced = boards::qemu_fixes_forced();
         // Every image is built by a cargo invocation of its own: cargo unifies the features
         // of the packages it builds together, so one image's features (defmt, an
         // allocator) would otherwise leak into the others.
@@ -832,7 +911,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
             // Configurations whose ktest image has features of its own: built first, and
             // the binary copied aside, because the plain build writes the same path.
             let featured = match &qemu {
-                Ok(()) => featured_ktests(&ws, board),
+                Ok(()) => featured_ktests(&ws, board, version, forced),
                 Err(_) => BTreeMap::new(),
             };
             let plain = board
@@ -867,13 +946,37 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                 .and_then(|s| s.manifest.cargo_features(None).ok())
                 .unwrap_or_default();
             let kernel = build_one(&image, &features);
+            let setup = &setups[example.as_str()];
+            let default_run = ExampleRun {
+                what: example_row_name(example, &[]),
+                board,
+                variant: board.default_variant(),
+                expect: None,
+            };
             jobs.push(example_job(
                 &ws,
-                board,
+                default_run,
                 example,
-                &setups[example.as_str()],
-                kernel,
+                setup,
+                kernel.clone(),
             ));
+            // Its `[[also]]` runs on this board: the same image on other configurations.
+            let Ok(s) = setup else { continue };
+            // Without a QEMU every run fails as "not run"; the gate would only add noise.
+            let gated = qemu.is_ok();
+            let (runs, notes) = also_runs(example, &s.expect, board, version, forced || !gated);
+            for note in notes {
+                println!("note: {note}");
+            }
+            for (what, variant, expect) in &runs {
+                let run = ExampleRun {
+                    what: what.clone(),
+                    board,
+                    variant,
+                    expect: Some(expect),
+                };
+                jobs.push(example_job(&ws, run, example, setup, kernel.clone()));
+            }
         }
     }
     println!(
@@ -989,6 +1092,7 @@ mod tests {
             differs_between_boots: None,
             smp: None,
             initrd: None,
+            also: vec![],
         };
         let out = "Hello from uk-rs on qemu-virt\r\n";
         let e = evaluate_example(virt, &expect, Ending::Exited(0), out, "");
@@ -1043,6 +1147,103 @@ mod tests {
         let s = select(&f(&["hello"]), &examples);
         assert_eq!(s.ktest, Some(f(&["hello"])));
         assert!(s.examples.is_empty());
+    }
+
+    const MTE_EXPECT: &str = r#"
+lines = ['^mte: done$']
+[[also]]
+board = "qemu-virt"
+variant = "mte"
+lines = ['caught']
+[[also]]
+board = "qemu-virt"
+variant = "mte"
+args = ["fault"]
+exit_code = 101
+[[also]]
+board = "qemu-virt"
+variant = "el2"
+"#;
+
+    #[test]
+    fn also_runs_are_per_board_and_gated_by_the_qemu_version() {
+        let expect = Expect::parse(MTE_EXPECT).unwrap();
+        let virt = board("qemu-virt").unwrap();
+        let names = |runs: &[(String, &Variant, Expect)]| {
+            runs.iter()
+                .map(|(what, v, _)| format!("{what} on {}", v.name))
+                .collect::<Vec<_>>()
+        };
+        // A recent QEMU: every run, in file order, each with its own expectations.
+        let (runs, notes) = also_runs("mte", &expect, virt, Some((10, 0, 2)), false);
+        assert_eq!(
+            names(&runs),
+            [
+                "example mte on mte",
+                "example mte -- fault on mte",
+                "example mte on el2"
+            ]
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(runs[0].2.lines, ["caught"]);
+        assert_eq!(
+            (runs[1].2.args.clone(), runs[1].2.exit_code),
+            (vec!["fault".to_owned()], 101)
+        );
+        // QEMU 7.2: the mte runs are left out with a note each; el2 needs no minimum.
+        let (runs, notes) = also_runs("mte", &expect, virt, Some((7, 2, 22)), false);
+        assert_eq!(names(&runs), ["example mte on el2"]);
+        assert_eq!(notes.len(), 2);
+        let why = boards::qemu_emulates(virt.variant("mte").unwrap(), Some((7, 2, 22)), false)
+            .unwrap_err();
+        assert_eq!(
+            notes[0],
+            format!("example mte on qemu-virt/mte left out: {why}")
+        );
+        assert!(
+            notes[1].starts_with("example mte -- fault on qemu-virt/mte left out: QEMU 7.2.22")
+        );
+        // UK_QEMU_HAS_FIXES=1 keeps them; an unknown version leaves them out.
+        assert_eq!(
+            also_runs("mte", &expect, virt, Some((7, 2, 22)), true)
+                .0
+                .len(),
+            3
+        );
+        assert_eq!(also_runs("mte", &expect, virt, None, false).0.len(), 1);
+        // Another board has none of them.
+        let x86 = board("x86-pc").unwrap();
+        let (runs, notes) = also_runs("mte", &expect, x86, Some((10, 0, 2)), false);
+        assert!(runs.is_empty() && notes.is_empty());
+    }
+
+    #[test]
+    fn also_runs_must_be_on_the_manifest_boards() {
+        let expect = Expect::parse(MTE_EXPECT).unwrap();
+        let any = Manifest::default();
+        assert_eq!(check_also_boards(&expect, &any), Ok(()));
+        let both = Manifest::from_cargo_toml(
+            "[package.metadata.uk]\nboards = [\"x86-pc\", \"qemu-virt\"]",
+        )
+        .unwrap();
+        assert_eq!(check_also_boards(&expect, &both), Ok(()));
+        let x86 =
+            Manifest::from_cargo_toml("[package.metadata.uk]\nboards = [\"x86-pc\"]").unwrap();
+        assert_eq!(
+            check_also_boards(&expect, &x86).unwrap_err(),
+            "also[0].board: board qemu-virt is not among the application's boards \
+             ([package.metadata.uk] boards = [x86-pc])"
+        );
+    }
+
+    #[test]
+    fn example_rows_name_their_arguments() {
+        assert_eq!(example_row_name("mte", &[]), "example mte");
+        let args = ["fault".to_owned(), "two words".to_owned()];
+        assert_eq!(
+            example_row_name("mte", &args),
+            "example mte -- fault two words"
+        );
     }
 
     #[test]

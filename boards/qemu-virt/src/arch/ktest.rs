@@ -154,7 +154,7 @@ ktest! {
 
 ktest! {
     /// A `brk` is a CPU exception, and a CPU exception fails the case (the run goes on).
-    #[should_fail]
+    #[should_fail(cpu_exception = "BRK instruction")]
     fn breakpoint_fails_the_case() {
         asm::breakpoint();
     }
@@ -162,7 +162,7 @@ ktest! {
 
 ktest! {
     /// A stack guard page is unmapped: touching it faults.
-    #[should_fail]
+    #[should_fail(cpu_exception = "(stack guard page: stack overflow)")]
     fn guard_page_faults() {
         let guard = mmu::guard_pages()[0].start;
         // SAFETY: deliberately reads an unmapped page: the data abort ends the case before the
@@ -173,8 +173,20 @@ ktest! {
 }
 
 ktest! {
+    /// The boot stack has this build's size, 256 KiB with debug assertions and 64 KiB
+    /// without: the build script (which sizes it in the linker script from the image's
+    /// `CARGO_CFG_DEBUG_ASSERTIONS`) and the crate agree. It lies between the two guard pages.
+    fn boot_stack_has_the_size_of_the_build() {
+        let [boot, exception] = mmu::guard_pages();
+        expect_eq!(exception.start - boot.end, crate::BOOT_STACK_SIZE);
+        let expected = if cfg!(debug_assertions) { 256 } else { 64 } * 1024;
+        expect_eq!(crate::BOOT_STACK_SIZE, expected);
+    }
+}
+
+ktest! {
     /// Code is mapped read-only: writing to it faults.
-    #[should_fail]
+    #[should_fail(cpu_exception = "permission fault at level 3, on a write")]
     fn code_is_read_only() {
         let code = mmu::image_layout().start + 0x800;
         // SAFETY: deliberately writes to a read-only page: the permission fault ends the case

@@ -303,6 +303,9 @@ fn find_device_tree(loader_x0: u64) -> Option<(u64, usize)> {
         })
 }
 
+/// Bytes of an exception report handed to the runtime: its lines up to the registers.
+const REPORT_SUMMARY: usize = 640;
+
 /// Nesting depth of [`exception`]: a fault while reporting a fault skips the report.
 static HANDLING: AtomicU8 = AtomicU8::new(0);
 
@@ -326,18 +329,20 @@ extern "C" fn exception(frame: &ExceptionFrame, vector: u64) -> ! {
     // A tag check fault only happens with FEAT_MTE2 and tag access on, so `ldg` may read
     // the allocation tag of the granule the access touched.
     let memory_tag = exception::is_tag_check_fault(frame.esr).then(|| asm::load_tag(frame.far));
-    board.print(format_args!(
-        "{}",
-        Report {
-            frame,
-            vector,
-            guards: &guards,
-            memory_tag,
-        }
-    ));
+    let report = Report {
+        frame,
+        vector,
+        guards: &guards,
+        memory_tag,
+    };
+    board.print(format_args!("{report}"));
+    // Its first lines (what happened, the fault, the addresses) again, for a test case that
+    // must fail with a given exception (`#[should_fail(cpu_exception = "...")]`).
+    let mut summary = FixedStr::<REPORT_SUMMARY>::new();
+    let _ = write!(summary, "{report}");
     HANDLING.store(0, Ordering::SeqCst);
     if uk_rt::try_platform().is_some() {
-        uk_rt::fatal_error()
+        uk_rt::fatal_exception(summary.as_str())
     }
     board.exit(uk_rt::FATAL_EXIT_CODE)
 }
