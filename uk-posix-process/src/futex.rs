@@ -17,7 +17,7 @@ use uk_syscall::Errno;
 
 use crate::system::{Cpu, System};
 use crate::time::Timespec;
-use crate::uaccess::UserPtr;
+use uk_syscall::user::UserPtr;
 
 /// Wait while the word equals the value (relative timeout).
 pub const FUTEX_WAIT: i32 = 0;

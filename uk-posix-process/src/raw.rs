@@ -1,18 +1,17 @@
 //! Raw adapters: Linux's register arguments to the typed functions, registered with
 //! `uk_syscall::register!` so that dispatch by number (and the binary trap entry) reaches
-//! them. Every pointer goes through [`crate::uaccess`].
+//! them. Every pointer goes through [`uk_syscall::user`].
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
-use alloc::vec;
 
+use uk_syscall::user::{UserPtr, UserSlice};
 use uk_syscall::{Args, Errno, SyscallResult};
 
 use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
 use crate::rlimit::Rlimit;
 use crate::system::ChildStart;
 use crate::time::Timespec;
-use crate::uaccess::UserPtr;
 use crate::{misc, system};
 
 /// Stack the child of a trapped clone starts on before it resumes the caller's registers
@@ -111,12 +110,8 @@ pub fn sys_clone3(a: &Args) -> SyscallResult {
     if size > 4096 {
         return Err(Errno::E2BIG);
     }
-    let mut bytes = vec![0u8; size];
     let space = system().address_space();
-    space.check(ptr, size)?;
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = UserPtr::<u8>::new(ptr + i).read(&space)?;
-    }
+    let bytes = UserSlice::new(ptr, size).bytes(&space)?.to_vec();
     clone_with(a, CloneArgs::from_clone3(&bytes)?, Via::Clone3)
 }
 

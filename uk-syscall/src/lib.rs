@@ -94,6 +94,7 @@ mod table;
 #[doc(hidden)]
 pub mod testing;
 mod trap;
+pub mod user;
 
 pub use arch::{InstallError, TrapFrame, install, resume_frame, trap};
 pub use syscalls::Errno;
