@@ -44,6 +44,45 @@
 //! The declaration is a promise: every byte of every range is mapped, readable and writable
 //! for as long as syscalls run. The accessors rely on it; the checks exist so a caller's
 //! bad pointer cannot break it.
+//!
+//! # Example
+//!
+//! ```
+//! use uk_syscall::Errno;
+//! use uk_syscall::user::{AddressSpace, UserCStr, UserPtr, UserSlice};
+//!
+//! let mut memory = [0u8; 64];
+//! memory[..5].copy_from_slice(b"/etc\0");
+//! let base = memory.as_mut_ptr() as usize;
+//! let mut space = AddressSpace::empty();
+//! space.add(base, memory.len());
+//!
+//! assert_eq!(UserCStr::new(base).read(&space, 4096), Ok(&b"/etc"[..]));
+//! UserPtr::<u32>::new(base + 8).write(&space, 7)?;
+//! assert_eq!(UserPtr::<u32>::new(base + 8).read(&space), Ok(7));
+//! // Crossing the end of the range, NULL, a wrapping range: EFAULT.
+//! assert_eq!(UserPtr::<u64>::new(base + 60).read(&space), Err(Errno::EFAULT));
+//! assert_eq!(UserSlice::new(0, 1).bytes(&space), Err(Errno::EFAULT));
+//! assert_eq!(UserSlice::new(base, usize::MAX).bytes(&space), Err(Errno::EFAULT));
+//! // An empty buffer is fine anywhere.
+//! assert_eq!(UserSlice::new(0, 0).bytes(&space), Ok(&[][..]));
+//! // A misaligned futex word: EINVAL.
+//! assert_eq!(UserPtr::<u32>::new(base + 2).atomic(&space).err(), Some(Errno::EINVAL));
+//! # Ok::<(), Errno>(())
+//! ```
+//!
+//! A handler uses the image's caller memory:
+//!
+//! ```
+//! use uk_syscall::user::{UserSlice, caller_memory};
+//! use uk_syscall::{Args, SyscallResult};
+//!
+//! fn sys_write_console(a: &Args) -> SyscallResult {
+//!     let bytes = UserSlice::new(a[1], a[2]).bytes(caller_memory())?;
+//!     // ... hand `bytes` to the console ...
+//!     Ok(bytes.len())
+//! }
+//! ```
 
 use core::marker::PhantomData;
 use core::mem::size_of;

@@ -303,7 +303,7 @@ proptest! {
             *b = 0x41;
         }
         memory[GUARD + INSIDE - 3] = 0;
-        let base = memory.as_ptr() as usize + GUARD;
+        let base = memory.as_mut_ptr() as usize + GUARD;
         let mut space = AddressSpace::empty();
         prop_assert!(space.add(base, INSIDE));
         let model = [(base, base + INSIDE)];
