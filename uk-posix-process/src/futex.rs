@@ -337,7 +337,7 @@ impl System {
             if utime == 0 {
                 Ok(None)
             } else {
-                let t = UserPtr::<Timespec>::new(utime).read(&space)?;
+                let t = Timespec::from(UserPtr::<[i64; 2]>::new(utime).read(&space)?);
                 t.to_ns()?;
                 Ok(Some(t))
             }

@@ -154,12 +154,12 @@ pub fn sys_vfork(_: &Args) -> SyscallResult {
 /// before anything changes; the old value is written whenever `old` is given.
 pub fn sys_prlimit64(a: &Args) -> SyscallResult {
     let space = system().address_space();
-    let new = UserPtr::<Rlimit>::new(a[2]);
+    let new = UserPtr::<[u64; 2]>::new(a[2]);
     let old = UserPtr::<Rlimit>::new(a[3]);
     let new = if new.is_null() {
         None
     } else {
-        Some(new.read(&space)?)
+        Some(Rlimit::from(new.read(&space)?))
     };
     if !old.is_null() {
         old.check(&space)?;
@@ -180,7 +180,7 @@ pub fn sys_getrlimit(a: &Args) -> SyscallResult {
 
 /// setrlimit(resource, rlim).
 pub fn sys_setrlimit(a: &Args) -> SyscallResult {
-    let new = UserPtr::<Rlimit>::new(a[1]).read(&system().address_space())?;
+    let new = Rlimit::from(UserPtr::<[u64; 2]>::new(a[1]).read(&system().address_space())?);
     system().setrlimit(a[0] as u32, new)?;
     Ok(0)
 }
@@ -199,14 +199,14 @@ pub fn sys_sched_yield(_: &Args) -> SyscallResult {
 
 /// nanosleep(req, rem): `rem` is never written (sleeps are not interrupted).
 pub fn sys_nanosleep(a: &Args) -> SyscallResult {
-    let req = UserPtr::<Timespec>::new(a[0]).read(&system().address_space())?;
+    let req = Timespec::from(UserPtr::<[i64; 2]>::new(a[0]).read(&system().address_space())?);
     system().nanosleep(req)?;
     Ok(0)
 }
 
 /// clock_nanosleep(clock, flags, req, rem).
 pub fn sys_clock_nanosleep(a: &Args) -> SyscallResult {
-    let req = UserPtr::<Timespec>::new(a[2]).read(&system().address_space())?;
+    let req = Timespec::from(UserPtr::<[i64; 2]>::new(a[2]).read(&system().address_space())?);
     system().clock_nanosleep(int(a[0]), int(a[1]), req)?;
     Ok(0)
 }

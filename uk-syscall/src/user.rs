@@ -22,7 +22,7 @@
 //! - no input panics: every length and offset is computed with checked arithmetic.
 //!
 //! Typed accessors carry the address until they are used: [`UserPtr<T>`] for one value
-//! (unaligned reads and writes of plain `Copy` data), [`UserSlice`] for a byte buffer
+//! (unaligned reads of [`Plain`] data, writes of any `Copy` value), [`UserSlice`] for a byte buffer
 //! (borrow it, fill it in place, copy into it), [`UserCStr`] for a path. Each takes the
 //! space to check against, usually [`caller_memory()`]; the process layer's hosted tests
 //! pass their own spaces.
@@ -294,10 +294,44 @@ pub fn image_range() -> (usize, usize) {
     image::range()
 }
 
+/// Plain data: every bit pattern of `size_of::<Self>()` bytes is a value of the type, so a
+/// [`UserPtr::read`] may take whatever the caller left in memory. Implemented for the
+/// integer types and arrays of plain data; read an ABI structure as an array of its fields
+/// (a `struct timespec` as `[i64; 2]`) and convert.
+///
+/// A `bool` (or any type with invalid bit patterns) cannot be read from a caller:
+///
+/// ```compile_fail
+/// use uk_syscall::user::{AddressSpace, UserPtr};
+/// let _ = UserPtr::<bool>::new(0x1000).read(&AddressSpace::hosted());
+/// ```
+///
+/// # Safety
+///
+/// Only for types without invalid bit patterns and without padding (no `bool`, `char`,
+/// enums, references, pointers with provenance rules, or `NonZero*`).
+pub unsafe trait Plain: Copy {}
+
+macro_rules! plain {
+    ($($t:ty),*) => {
+        $(
+            // SAFETY: every bit pattern of an integer type is a value; no padding.
+            unsafe impl Plain for $t {}
+        )*
+    };
+}
+plain!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
+
+// SAFETY: an array of plain values has no padding between elements and every element's
+// bit pattern is a value, so every bit pattern of the array is one.
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
+
 /// A caller's pointer to one `T`; checked on every access.
 ///
-/// `T` is plain data of the Linux ABI (integers, arrays of them, `#[repr(C)]` structures of
-/// them): a read takes whatever bits the caller left there as a value.
+/// Reads need `T:` [`Plain`] (any bits are a value); writes take any `Copy` value (an ABI
+/// structure such as `struct utsname`).
 #[derive(Debug)]
 pub struct UserPtr<T> {
     addr: usize,
@@ -344,16 +378,19 @@ impl<T: Copy> UserPtr<T> {
     /// # Errors
     ///
     /// `EFAULT` for a pointer outside `space`.
-    pub fn read(self, space: &AddressSpace) -> Result<T, Errno> {
+    pub fn read(self, space: &AddressSpace) -> Result<T, Errno>
+    where
+        T: Plain,
+    {
         self.check(space)?;
         if size_of::<T>() == 0 {
-            // SAFETY: a zero-sized value is read from no memory; any non-null aligned
-            // pointer may be used for it.
+            // SAFETY: a zero-sized value is read from no memory; a dangling (non-null,
+            // aligned) pointer is valid for it.
             return Ok(unsafe { core::ptr::NonNull::<T>::dangling().as_ptr().read() });
         }
         // SAFETY: the `size_of::<T>()` bytes at `addr` lie in declared caller memory
-        // (checked above), which stays mapped while syscalls run; `T` is plain ABI data for
-        // which any bit pattern the caller wrote is a value; unaligned access is explicit.
+        // (checked above), which stays mapped while syscalls run; `T: Plain`, so any bit
+        // pattern the caller wrote is a value; unaligned access is explicit.
         Ok(unsafe { core::ptr::read_unaligned(self.addr as *const T) })
     }
 

@@ -168,7 +168,7 @@ fn hosted_default_before_any_declaration() {
 #[test]
 fn zero_sized_values_touch_nothing() {
     let space = AddressSpace::empty();
-    assert_eq!(UserPtr::<()>::new(0).read(&space), Ok(()));
+    assert_eq!(UserPtr::<[u64; 0]>::new(0).read(&space), Ok([]));
     assert_eq!(
         UserPtr::<[u8; 0]>::new(usize::MAX).write(&space, []),
         Ok(())
