@@ -584,10 +584,10 @@ impl UserCStr {
             });
         }
         let bytes = UserSlice::new(self.addr, avail).bytes(space)?;
-        match bytes.iter().position(|&c| c == 0) {
-            Some(n) => Ok(&bytes[..n]),
-            None if avail == limit => Err(Errno::ENAMETOOLONG),
-            None => Err(Errno::EFAULT),
+        match core::ffi::CStr::from_bytes_until_nul(bytes) {
+            Ok(s) => Ok(s.to_bytes()),
+            Err(_) if avail == limit => Err(Errno::ENAMETOOLONG),
+            Err(_) => Err(Errno::EFAULT),
         }
     }
 }
