@@ -22,10 +22,10 @@
 //! - no input panics: every length and offset is computed with checked arithmetic.
 //!
 //! Typed accessors carry the address until they are used: [`UserPtr<T>`] for one value
-//! (unaligned reads of [`Plain`] data, writes of any `Copy` value), [`UserSlice`] for a byte buffer
-//! (borrow it, fill it in place, copy into it), [`UserCStr`] for a path. Each takes the
-//! space to check against, usually [`caller_memory()`]; the process layer's hosted tests
-//! pass their own spaces.
+//! (unaligned reads of [`Plain`] data, writes of any `Copy` value), [`UserSlice`] for a
+//! byte buffer (borrow it, fill it in place, copy into it, hand it over for good),
+//! [`UserCStr`] for a path. Each takes the space to check against, usually
+//! [`caller_memory()`]; the process layer's hosted tests pass their own spaces.
 //!
 //! # Declaring caller memory
 //!
@@ -43,7 +43,12 @@
 //!
 //! The declaration is a promise: every byte of every range is mapped, readable and writable
 //! for as long as syscalls run. The accessors rely on it; the checks exist so a caller's
-//! bad pointer cannot break it.
+//! bad pointer cannot break it. What the checks cannot know, in one address space, is
+//! what else refers to the memory a caller names: a caller that passes a buffer the kernel
+//! is itself using, or overlapping buffers to one call, gets what it asked for (as with a
+//! C caller of a unikernel). Borrowed slices therefore live only for the call
+//! ([`UserSlice::with_mut`] scopes them to a closure), except [`UserSlice::hand_over`],
+//! whose contract is that the caller gives the memory away (a clone stack).
 //!
 //! # Example
 //!
