@@ -36,7 +36,7 @@
 //!   above the NULL page, where the host process keeps its memory;
 //! - on a uk-rs image with the `image` feature: the image's extent (the `__uk_image_start`
 //!   and `__uk_image_end` symbols of the boards' linker scripts) plus every region of
-//!   [`Platform::memory_regions`](uk_hal::Platform::memory_regions), taken from `uk-rt`
+//!   `uk_hal::Platform::memory_regions`, taken from `uk-rt`
 //!   on first use once the board has registered and declared from then on;
 //! - otherwise (another kernel that forgot to declare): empty, so every non-empty buffer
 //!   is `EFAULT` rather than trusted.
