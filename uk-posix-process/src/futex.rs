@@ -17,7 +17,7 @@ use uk_syscall::Errno;
 
 use crate::system::{Cpu, System};
 use crate::time::Timespec;
-use crate::uaccess::UserPtr;
+use uk_syscall::user::UserPtr;
 
 /// Wait while the word equals the value (relative timeout).
 pub const FUTEX_WAIT: i32 = 0;
@@ -337,7 +337,7 @@ impl System {
             if utime == 0 {
                 Ok(None)
             } else {
-                let t = UserPtr::<Timespec>::new(utime).read(&space)?;
+                let t = Timespec::from(UserPtr::<[i64; 2]>::new(utime).read(&space)?);
                 t.to_ns()?;
                 Ok(Some(t))
             }

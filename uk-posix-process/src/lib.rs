@@ -32,9 +32,11 @@
 //!   hook (the board's `Platform::exit` with the status; [`System::set_exit_hook`]).
 //! - **Ids** come from a bitmap in `1..=32767`: 0 is never handed out, ids are reused
 //!   cyclically ([`ids::IdAllocator`]).
-//! - **Pointers from callers** go through [`uaccess`]: checked against the board's RAM
-//!   regions and the image (never the NULL page) before any access, so a bad pointer is
-//!   `EFAULT` and never a kernel fault.
+//! - **Pointers from callers** go through [`uk_syscall::user`], the one module of uk-rs
+//!   that touches caller memory: checked against the image's declared caller memory (the
+//!   board's RAM regions and the image, never the NULL page) before any access, so a bad
+//!   pointer is `EFAULT` and never a kernel fault. [`System::set_address_space`] replaces
+//!   that memory for one `System` (hosted tests confine callers to an arena).
 //!
 //! # Unikraft 0.11 defects this crate does not have
 //!
@@ -102,7 +104,6 @@ pub mod raw;
 pub mod rlimit;
 mod system;
 pub mod time;
-pub mod uaccess;
 
 #[cfg(all(feature = "ktest", target_os = "none"))]
 mod ktest;

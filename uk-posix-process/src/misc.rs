@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use uk_syscall::Errno;
 
 use crate::system::System;
-use crate::uaccess::UserSlice;
+use uk_syscall::user::UserSlice;
 
 /// Length of each `struct utsname` field.
 pub const UTS_LEN: usize = 65;

@@ -16,7 +16,7 @@ use uk_syscall::Errno;
 
 use crate::PAGE_SIZE;
 use crate::system::System;
-use crate::uaccess::UserSlice;
+use uk_syscall::user::UserSlice;
 
 /// Pages may be read.
 pub const PROT_READ: u32 = 1;

@@ -1,18 +1,17 @@
 //! Raw adapters: Linux's register arguments to the typed functions, registered with
 //! `uk_syscall::register!` so that dispatch by number (and the binary trap entry) reaches
-//! them. Every pointer goes through [`crate::uaccess`].
+//! them. Every pointer goes through [`uk_syscall::user`].
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
-use alloc::vec;
 
+use uk_syscall::user::{UserPtr, UserSlice};
 use uk_syscall::{Args, Errno, SyscallResult};
 
 use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
 use crate::rlimit::Rlimit;
 use crate::system::ChildStart;
 use crate::time::Timespec;
-use crate::uaccess::UserPtr;
 use crate::{misc, system};
 
 /// Stack the child of a trapped clone starts on before it resumes the caller's registers
@@ -111,12 +110,8 @@ pub fn sys_clone3(a: &Args) -> SyscallResult {
     if size > 4096 {
         return Err(Errno::E2BIG);
     }
-    let mut bytes = vec![0u8; size];
     let space = system().address_space();
-    space.check(ptr, size)?;
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = UserPtr::<u8>::new(ptr + i).read(&space)?;
-    }
+    let bytes = UserSlice::new(ptr, size).bytes(&space)?.to_vec();
     clone_with(a, CloneArgs::from_clone3(&bytes)?, Via::Clone3)
 }
 
@@ -159,12 +154,12 @@ pub fn sys_vfork(_: &Args) -> SyscallResult {
 /// before anything changes; the old value is written whenever `old` is given.
 pub fn sys_prlimit64(a: &Args) -> SyscallResult {
     let space = system().address_space();
-    let new = UserPtr::<Rlimit>::new(a[2]);
+    let new = UserPtr::<[u64; 2]>::new(a[2]);
     let old = UserPtr::<Rlimit>::new(a[3]);
     let new = if new.is_null() {
         None
     } else {
-        Some(new.read(&space)?)
+        Some(Rlimit::from(new.read(&space)?))
     };
     if !old.is_null() {
         old.check(&space)?;
@@ -185,7 +180,7 @@ pub fn sys_getrlimit(a: &Args) -> SyscallResult {
 
 /// setrlimit(resource, rlim).
 pub fn sys_setrlimit(a: &Args) -> SyscallResult {
-    let new = UserPtr::<Rlimit>::new(a[1]).read(&system().address_space())?;
+    let new = Rlimit::from(UserPtr::<[u64; 2]>::new(a[1]).read(&system().address_space())?);
     system().setrlimit(a[0] as u32, new)?;
     Ok(0)
 }
@@ -204,14 +199,14 @@ pub fn sys_sched_yield(_: &Args) -> SyscallResult {
 
 /// nanosleep(req, rem): `rem` is never written (sleeps are not interrupted).
 pub fn sys_nanosleep(a: &Args) -> SyscallResult {
-    let req = UserPtr::<Timespec>::new(a[0]).read(&system().address_space())?;
+    let req = Timespec::from(UserPtr::<[i64; 2]>::new(a[0]).read(&system().address_space())?);
     system().nanosleep(req)?;
     Ok(0)
 }
 
 /// clock_nanosleep(clock, flags, req, rem).
 pub fn sys_clock_nanosleep(a: &Args) -> SyscallResult {
-    let req = UserPtr::<Timespec>::new(a[2]).read(&system().address_space())?;
+    let req = Timespec::from(UserPtr::<[i64; 2]>::new(a[2]).read(&system().address_space())?);
     system().clock_nanosleep(int(a[0]), int(a[1]), req)?;
     Ok(0)
 }

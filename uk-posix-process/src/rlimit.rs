@@ -42,6 +42,13 @@ pub struct Rlimit {
     pub rlim_max: u64,
 }
 
+impl From<[u64; 2]> for Rlimit {
+    /// The fields in ABI order, as read from a caller (`[rlim_cur, rlim_max]`).
+    fn from([rlim_cur, rlim_max]: [u64; 2]) -> Self {
+        Self { rlim_cur, rlim_max }
+    }
+}
+
 impl Rlimit {
     const INF: Self = Self {
         rlim_cur: RLIM_INFINITY,

@@ -16,7 +16,7 @@ use crate::host::{self, DataLimitHook, ExitHook, PageSource, ThreadHost};
 use crate::ids::{DEFAULT_MAX_ID, IdAllocator, Pid, Tid};
 use crate::mm::Mm;
 use crate::rlimit::Limits;
-use crate::uaccess::{AddressSpace, UserPtr};
+use uk_syscall::user::{AddressSpace, UserPtr, UserSlice};
 
 /// State touched only with its lock held, on the one CPU of the image.
 pub(crate) struct Cpu<T>(pub(crate) T);
@@ -205,7 +205,8 @@ impl System {
         self.hooks.lock().0.clock = clock;
     }
 
-    /// Replaces the memory caller pointers are checked against. The default is the
+    /// Replaces, for this `System` only, the memory caller pointers are checked against.
+    /// The default is the image's caller memory, [`uk_syscall::user::caller_memory`]: the
     /// board's RAM regions and the image on a booted image, the lower 128 TiB above the
     /// NULL page on a hosted build.
     pub fn set_address_space(&self, space: AddressSpace) {
@@ -214,22 +215,9 @@ impl System {
 
     /// The memory caller pointers are checked against.
     pub fn address_space(&self) -> AddressSpace {
-        let mut space = self.space.lock();
-        if let Some(space) = *space {
-            return space;
-        }
-        #[cfg(target_os = "none")]
-        {
-            let image = crate::uaccess::image_space();
-            // Before the board registered itself only the image is known: do not keep that.
-            if uk_rt::try_platform().is_some() {
-                *space = Some(image);
-            }
-            image
-        }
-        #[cfg(not(target_os = "none"))]
-        {
-            *space.get_or_insert(AddressSpace::hosted())
+        match *self.space.lock() {
+            Some(space) => space,
+            None => *uk_syscall::user::caller_memory(),
         }
     }
 
@@ -773,10 +761,7 @@ fn user_stack(space: &AddressSpace, top: usize, size: usize) -> Result<Stack, Er
     if size == 0 {
         return Err(Errno::EINVAL);
     }
-    space.check(base, size)?;
-    // SAFETY: `[base, top)` is checked RAM of the image that the caller handed over as the
-    // child's stack (clone's contract: it belongs to the child from now on); the slice is
-    // only used as that stack.
-    let memory = unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size) };
+    // Clone's contract: the caller hands `[base, top)` over as the child's stack for good.
+    let memory = UserSlice::new(base, size).hand_over(space)?;
     Ok(Stack::from_static(memory))
 }

@@ -14,6 +14,13 @@ pub struct Timespec {
     pub tv_nsec: i64,
 }
 
+impl From<[i64; 2]> for Timespec {
+    /// The fields in ABI order, as read from a caller (`[tv_sec, tv_nsec]`).
+    fn from([tv_sec, tv_nsec]: [i64; 2]) -> Self {
+        Self { tv_sec, tv_nsec }
+    }
+}
+
 /// Nanoseconds per second.
 pub const NSEC_PER_SEC: u64 = 1_000_000_000;
 

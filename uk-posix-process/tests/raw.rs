@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use proptest::prelude::*;
 use uk_posix_process::rlimit::*;
-use uk_posix_process::uaccess::AddressSpace;
 use uk_posix_process::*;
+use uk_syscall::user::AddressSpace;
 use uk_syscall::{Sysno, dispatch};
 
 const ARENA: usize = 64 * 1024;

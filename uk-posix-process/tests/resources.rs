@@ -114,7 +114,7 @@ fn mmap_munmap_mprotect() {
     assert_eq!(p % PAGE_SIZE, 0);
     // From here caller memory is only the mapping's last two pages, so mprotect can tell
     // a mapped page from an unmapped one.
-    let mut space = uaccess::AddressSpace::empty();
+    let mut space = uk_syscall::user::AddressSpace::empty();
     space.add(p + PAGE_SIZE, 2 * PAGE_SIZE);
     sys.set_address_space(space);
     // SAFETY: three fresh pages mapped above.

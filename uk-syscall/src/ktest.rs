@@ -14,7 +14,8 @@ const ENOSYS: isize = -38;
 
 /// A trapped call.
 fn via_trap(number: usize, args: &Args) -> isize {
-    // SAFETY: the private test handlers and unregistered numbers touch no memory.
+    // SAFETY: the private test handlers and unregistered numbers touch no memory, except
+    // USER_SUM, which reaches caller memory only through `crate::user` checks.
     unsafe { trap(number, args) }
 }
 
@@ -332,5 +333,97 @@ uk_test::ktest! {
             uk_test::expect_eq!(*report, testing::ProbeReport::default());
         }
         uk_test::expect_eq!(MOST_INSIDE.load(Ordering::SeqCst), 3);
+    }
+}
+
+/// A private handler over caller memory: sums the bytes of `[args[0], args[0] + args[1])`,
+/// stores the sum as a `u64` at `args[2]` and returns it.
+const USER_SUM: usize = 503;
+
+fn sys_user_sum(args: &Args) -> crate::SyscallResult {
+    use crate::user::{UserPtr, UserSlice, caller_memory};
+    let mem = caller_memory();
+    let sum = UserSlice::new(args[0], args[1])
+        .bytes(mem)?
+        .iter()
+        .map(|&b| b as usize)
+        .sum::<usize>();
+    UserPtr::<u64>::new(args[2]).write(mem, sum as u64)?;
+    Ok(sum)
+}
+crate::register!(number USER_SUM => sys_user_sum);
+
+uk_test::ktest! {
+    /// Caller memory on a booted image is the image plus the board's RAM regions, declared
+    /// once: statics, the stack and the heap are inside; the NULL page, addresses past
+    /// every region and wrapping ranges are not; every region of the board is a range.
+    fn caller_memory_is_the_image_and_ram() {
+        use crate::user::{self, NULL_PAGE, caller_memory};
+        static STATIC: [u8; 16] = [1; 16];
+        let mem = caller_memory();
+        uk_test::expect!(user::declared() == Some(mem), "declared on first use");
+        let (start, end) = user::image_range();
+        uk_test::expect!(mem.contains(start.max(NULL_PAGE), end - start.max(NULL_PAGE)));
+        let local = [0u8; 32];
+        let heap = vec![0u8; 4096];
+        for (addr, len) in [
+            (STATIC.as_ptr() as usize, STATIC.len()),
+            (local.as_ptr() as usize, local.len()),
+            (heap.as_ptr() as usize, heap.len()),
+        ] {
+            uk_test::expect!(mem.check(addr, len).is_ok(), "{addr:#x}+{len}");
+        }
+        let mut highest = end;
+        for region in uk_rt::platform().memory_regions() {
+            let base = (region.base as usize).max(NULL_PAGE);
+            let top = (region.base + region.size) as usize;
+            uk_test::expect!(mem.contains(base, top - base), "region {base:#x}..{top:#x}");
+            highest = highest.max(top);
+        }
+        for (addr, len) in [(0, 1), (8, 8), (NULL_PAGE - 1, 2), (highest, 1), (highest - 4, 8), (usize::MAX - 7, 16)] {
+            uk_test::expect_eq!(mem.check(addr, len), Err(Errno::EFAULT));
+        }
+        uk_test::expect_eq!(mem.check(0, 0), Ok(()));
+    }
+}
+
+uk_test::ktest! {
+    /// A handler reading and writing caller memory through `uk_syscall::user`: through the
+    /// trap, good buffers work and bad ones (NULL, past RAM, wrapping) give -EFAULT instead
+    /// of a CPU exception; nothing is written on failure.
+    fn caller_pointers_through_the_trap() {
+        use crate::user::caller_memory;
+        let efault = -(Errno::EFAULT.into_raw() as isize);
+        let bytes = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        let mut out = 0u64;
+        let out_at = &raw mut out as usize;
+        let good = [bytes.as_ptr() as usize, bytes.len(), out_at, 0, 0, 0];
+        uk_test::expect_eq!(via_trap(USER_SUM, &good), 55);
+        uk_test::expect_eq!(out, 55);
+        uk_test::expect_eq!(dispatch(USER_SUM, &good), 55);
+        // An empty buffer anywhere, NULL included: sum 0.
+        out = 7;
+        uk_test::expect_eq!(via_trap(USER_SUM, &[0, 0, out_at, 0, 0, 0]), 0);
+        uk_test::expect_eq!(out, 0);
+        let past_ram = caller_memory()
+            .ranges()
+            .iter()
+            .map(|&(_, e)| e)
+            .max()
+            .unwrap_or(0)
+            + 0x1000_0000;
+        out = 7;
+        for bad in [
+            [0, 1, out_at, 0, 0, 0],
+            [past_ram, 8, out_at, 0, 0, 0],
+            [usize::MAX - 3, 8, out_at, 0, 0, 0],
+            [bytes.as_ptr() as usize, usize::MAX, out_at, 0, 0, 0],
+            [bytes.as_ptr() as usize, bytes.len(), 0, 0, 0, 0],
+            [bytes.as_ptr() as usize, bytes.len(), past_ram, 0, 0, 0],
+            [bytes.as_ptr() as usize, bytes.len(), usize::MAX - 3, 0, 0, 0],
+        ] {
+            uk_test::expect_eq!(via_trap(USER_SUM, &bad), efault);
+        }
+        uk_test::expect_eq!(out, 7);
     }
 }

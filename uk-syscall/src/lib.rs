@@ -36,6 +36,14 @@
 //!   [`trap_frame`]; [`resume_frame`] starts a copy of a frame on a new stack "returning
 //!   from the trap" (the child of `clone` returns 0 with its parent's registers).
 //!
+//! - **Caller memory has one owner.** Every pointer a handler receives is checked through
+//!   [`user`] against the image's caller memory (declared once: the board's RAM regions
+//!   and the image) before it is touched: `NULL`, the NULL page, memory outside and
+//!   wrapping ranges give `EFAULT`, an empty buffer is valid anywhere, a path runs to its
+//!   NUL within a limit (`ENAMETOOLONG`), a futex word must be aligned (`EINVAL`). The VFS,
+//!   the process layer and an image's own handlers share it, so they agree on what a bad
+//!   pointer is, and none of them needs `unsafe` to reach caller memory.
+//!
 //! A [`Handler`] takes the six raw argument registers and returns `Result<usize, Errno>`;
 //! [`dispatch`] folds that into Linux's raw convention (a result in `-4095..=-1` is an
 //! error) and [`dispatch_errno`] into the C convention (`-1` and `errno`, errno left alone on
@@ -49,7 +57,14 @@
 //! - `ktest`: registers in-image test cases with `uk-test`: through the real trap, results
 //!   equal direct calls, every register and the FP/SIMD state survive a handler that
 //!   scrambles them, the red zone is untouched, unknown numbers give `-ENOSYS`, a frame
-//!   resumed on a new stack returns there. Also exposes the probes in `testing`.
+//!   resumed on a new stack returns there; caller memory is the image and the board's RAM,
+//!   and a handler given bad pointers through the trap returns `-EFAULT`. Implies `image`.
+//!   Also exposes the probes in `testing`.
+//! - `image`: on a uk-rs image (`target_os = "none"`), caller memory nobody declared with
+//!   [`user::declare`] is the image's extent (the boards' `__uk_image_start` and
+//!   `__uk_image_end`) plus `uk_rt::platform().memory_regions()`, read on first use once the
+//!   board has registered. `uk-posix-process` enables it; an image without the process
+//!   layer enables it itself. Another kernel leaves it off and calls [`user::declare`].
 //!
 //! # Example
 //!
@@ -94,6 +109,7 @@ mod table;
 #[doc(hidden)]
 pub mod testing;
 mod trap;
+pub mod user;
 
 pub use arch::{InstallError, TrapFrame, install, resume_frame, trap};
 pub use syscalls::Errno;

@@ -17,10 +17,12 @@
 //!    `ENOENT`), keeps open file descriptions (offset and status flags shared by `dup`) and
 //!    gives every call Linux's result and `errno`. Its methods are the typed API:
 //!    `vfs.open("/etc/motd", O_RDONLY, 0)?` returns an [`Fd`].
-//! 3. **Syscalls** ([`syscalls`]) are thin adapters that copy arguments through the
-//!    [`user`] module (the one place raw caller pointers are read: `NULL` and addresses
-//!    outside the ranges the image declares give `EFAULT`) and call the [`global`] `Vfs`.
-//!    They register themselves with `uk-syscall`.
+//! 3. **Syscalls** ([`syscalls`]) are thin adapters that read their pointer arguments
+//!    through [`uk_syscall::user`] (the one module of uk-rs that touches caller memory:
+//!    `NULL` and addresses outside the image's declared caller memory give `EFAULT`, a path
+//!    without a NUL within `PATH_MAX` bytes `ENAMETOOLONG`, an empty buffer is fine at any
+//!    address) and call the [`global`] `Vfs`. They register themselves with `uk-syscall`.
+//!    No `unsafe` for caller memory lives in this crate.
 //!
 //! The descriptor limit is [`Vfs::set_max_fds`], or a function read before every
 //! allocation ([`Vfs::set_max_fds_source`], for the process layer's `RLIMIT_NOFILE`).
@@ -48,7 +50,8 @@
 //! # Features
 //!
 //! - `sched`: pipes block on `uk-sched` wait queues.
-//! - `ktest`: in-image test cases (implies `sched`).
+//! - `ktest`: in-image test cases (implies `sched`, and `uk-syscall/image` so the cases
+//!   check pointers against the image's real caller memory).
 //!
 //! # Example
 //!
@@ -79,7 +82,6 @@ pub mod pipe;
 pub mod ramfs;
 pub mod syscalls;
 pub mod types;
-pub mod user;
 mod vfs;
 pub mod vnode;
 pub mod wait;

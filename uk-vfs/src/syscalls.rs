@@ -2,16 +2,18 @@
 //! the [`global`](crate::global) [`Vfs`](crate::Vfs).
 //!
 //! Each handler converts its registers (descriptors are C `int`s, flags `unsigned`),
-//! copies paths and buffers through [`crate::user`] (`EFAULT` for `NULL` or memory
-//! outside the caller's ranges) and calls the typed method. aarch64 has only the `*at`
+//! reads paths and buffers through [`uk_syscall::user`] against the image's caller memory
+//! (`EFAULT` for `NULL` or memory outside it, `ENAMETOOLONG` for a path without a NUL
+//! within `PATH_MAX` bytes) and calls the typed method. aarch64 has only the `*at`
 //! forms of the path calls (no `open`, `stat`, `mkdir`, ...), so those handlers are
 //! registered on x86_64 only; every handler is public so an image can call it directly.
 
+use uk_syscall::user::{AddressSpace, UserCStr, UserPtr, UserSlice, caller_memory};
 use uk_syscall::{Args, Errno, SyscallResult, register};
 
 use crate::global::vfs;
 use crate::types::*;
-use crate::{Fd, devfs, user};
+use crate::{Fd, devfs};
 
 fn fd(v: usize) -> Fd {
     v as u32 as i32
@@ -24,9 +26,51 @@ fn dirfd(v: usize) -> Fd {
 /// `UIO_MAXIOV`.
 const UIO_MAXIOV: usize = 1024;
 
+/// The memory caller pointers are checked against.
+fn mem() -> &'static AddressSpace {
+    caller_memory()
+}
+
+/// The caller's path at `ptr` (without its NUL).
+fn user_path(ptr: usize) -> Result<&'static [u8], Errno> {
+    UserCStr::new(ptr).read(mem(), PATH_MAX)
+}
+
+/// The caller's buffer `[ptr, ptr + len)`, to read from.
+fn src(ptr: usize, len: usize) -> Result<&'static [u8], Errno> {
+    UserSlice::new(ptr, len).bytes(mem())
+}
+
+/// Runs `f` on the caller's buffer `[ptr, ptr + len)`, to write into.
+fn dst<R>(ptr: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Errno> {
+    UserSlice::new(ptr, len).with_mut(mem(), f)
+}
+
+/// Copies `bytes` to the caller at `ptr` (all of them, or nothing and `EFAULT`).
+fn put(ptr: usize, bytes: &[u8]) -> Result<(), Errno> {
+    UserSlice::new(ptr, bytes.len())
+        .write(mem(), bytes)
+        .map(|_| ())
+}
+
+/// Checks that `len` bytes at `ptr` are caller memory.
+fn check(ptr: usize, len: usize) -> Result<(), Errno> {
+    mem().check(ptr, len)
+}
+
+/// The `i`-th `struct iovec` (base, length) of the array at `ptr`.
+fn iovec(ptr: usize, i: usize) -> Result<(usize, usize), Errno> {
+    let at = i
+        .checked_mul(size_of::<[u64; 2]>())
+        .and_then(|o| ptr.checked_add(o))
+        .ok_or(Errno::EFAULT)?;
+    let [base, len] = UserPtr::<[u64; 2]>::new(at).read(mem())?;
+    Ok((base as usize, len as usize))
+}
+
 /// openat(dirfd, path, flags, mode)
 pub fn sys_openat(a: &Args) -> SyscallResult {
-    let path = user::cstr(a[1])?;
+    let path = user_path(a[1])?;
     vfs()
         .openat(dirfd(a[0]), path, a[2] as u32, a[3] as u32)
         .map(|f| f as usize)
@@ -45,29 +89,25 @@ pub fn sys_close(a: &Args) -> SyscallResult {
 /// read(fd, buf, count)
 pub fn sys_read(a: &Args) -> SyscallResult {
     vfs().check_rw(fd(a[0]), false)?;
-    let buf = user::slice_mut(a[1], a[2])?;
-    vfs().read(fd(a[0]), buf)
+    dst(a[1], a[2], |buf| vfs().read(fd(a[0]), buf))?
 }
 
 /// write(fd, buf, count)
 pub fn sys_write(a: &Args) -> SyscallResult {
     vfs().check_rw(fd(a[0]), true)?;
-    let buf = user::slice(a[1], a[2])?;
-    vfs().write(fd(a[0]), buf)
+    vfs().write(fd(a[0]), src(a[1], a[2])?)
 }
 
 /// pread64(fd, buf, count, offset)
 pub fn sys_pread64(a: &Args) -> SyscallResult {
     vfs().check_rw(fd(a[0]), false)?;
-    let buf = user::slice_mut(a[1], a[2])?;
-    vfs().pread(fd(a[0]), buf, a[3] as i64)
+    dst(a[1], a[2], |buf| vfs().pread(fd(a[0]), buf, a[3] as i64))?
 }
 
 /// pwrite64(fd, buf, count, offset)
 pub fn sys_pwrite64(a: &Args) -> SyscallResult {
     vfs().check_rw(fd(a[0]), true)?;
-    let buf = user::slice(a[1], a[2])?;
-    vfs().pwrite(fd(a[0]), buf, a[3] as i64)
+    vfs().pwrite(fd(a[0]), src(a[1], a[2])?, a[3] as i64)
 }
 
 fn check_iov(ptr: usize, count: usize) -> Result<(), Errno> {
@@ -76,7 +116,7 @@ fn check_iov(ptr: usize, count: usize) -> Result<(), Errno> {
     }
     let mut total: usize = 0;
     for i in 0..count {
-        let (_, len) = user::iovec(ptr, i)?;
+        let (_, len) = iovec(ptr, i)?;
         total = total
             .checked_add(len)
             .filter(|&t| t <= isize::MAX as usize)
@@ -89,9 +129,7 @@ fn check_iov(ptr: usize, count: usize) -> Result<(), Errno> {
 pub fn sys_readv(a: &Args) -> SyscallResult {
     let f = fd(a[0]);
     vfs().check_rw(f, false)?;
-    vectored(a, |base, len| {
-        user::slice_mut(base, len).and_then(|b| vfs().read(f, b))
-    })
+    vectored(a, |base, len| dst(base, len, |b| vfs().read(f, b))?)
 }
 
 /// writev(fd, iov, iovcnt)
@@ -99,7 +137,7 @@ pub fn sys_writev(a: &Args) -> SyscallResult {
     let f = fd(a[0]);
     vfs().check_rw(f, true)?;
     vectored(a, |base, len| {
-        user::slice(base, len).and_then(|b| vfs().write(f, b))
+        src(base, len).and_then(|b| vfs().write(f, b))
     })
 }
 
@@ -113,7 +151,7 @@ fn vectored(
     check_iov(a[1], a[2])?;
     let mut total = 0;
     for i in 0..a[2] {
-        let (base, len) = user::iovec(a[1], i)?;
+        let (base, len) = iovec(a[1], i)?;
         if len == 0 {
             continue;
         }
@@ -139,14 +177,14 @@ pub fn sys_lseek(a: &Args) -> SyscallResult {
 }
 
 fn put_stat(ptr: usize, st: &Stat) -> SyscallResult {
-    user::write(ptr, &st.to_raw())?;
+    put(ptr, &st.to_raw())?;
     Ok(0)
 }
 
 /// newfstatat(dirfd, path, statbuf, flags) (`fstatat` on aarch64)
 pub fn sys_newfstatat(a: &Args) -> SyscallResult {
-    let path = user::cstr(a[1])?;
-    user::check(a[2], Stat::RAW_SIZE)?;
+    let path = user_path(a[1])?;
+    check(a[2], Stat::RAW_SIZE)?;
     let st = vfs().fstatat(dirfd(a[0]), path, a[3] as u32)?;
     put_stat(a[2], &st)
 }
@@ -180,16 +218,16 @@ pub fn sys_statx(a: &Args) -> SyscallResult {
     if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE {
         return Err(Errno::EINVAL);
     }
-    let path = user::cstr(a[1])?;
-    user::check(a[4], Stat::STATX_SIZE)?;
+    let path = user_path(a[1])?;
+    check(a[4], Stat::STATX_SIZE)?;
     let st = vfs().fstatat(dirfd(a[0]), path, flags)?;
-    user::write(a[4], &st.to_statx())?;
+    put(a[4], &st.to_statx())?;
     Ok(0)
 }
 
 /// faccessat2(dirfd, path, mode, flags)
 pub fn sys_faccessat2(a: &Args) -> SyscallResult {
-    let path = user::cstr(a[1])?;
+    let path = user_path(a[1])?;
     vfs()
         .faccessat(dirfd(a[0]), path, a[2] as u32, a[3] as u32)
         .map(|_| 0)
@@ -208,13 +246,14 @@ pub fn sys_access(a: &Args) -> SyscallResult {
 /// getdents64(fd, dirp, count)
 pub fn sys_getdents64(a: &Args) -> SyscallResult {
     vfs().fstat(fd(a[0]))?;
-    let buf = user::slice_mut(a[1], a[2].min(i32::MAX as usize))?;
-    vfs().getdents64(fd(a[0]), buf)
+    dst(a[1], a[2].min(i32::MAX as usize), |buf| {
+        vfs().getdents64(fd(a[0]), buf)
+    })?
 }
 
 /// mkdirat(dirfd, path, mode)
 pub fn sys_mkdirat(a: &Args) -> SyscallResult {
-    let path = user::cstr(a[1])?;
+    let path = user_path(a[1])?;
     vfs().mkdirat(dirfd(a[0]), path, a[2] as u32).map(|_| 0)
 }
 
@@ -225,7 +264,7 @@ pub fn sys_mkdir(a: &Args) -> SyscallResult {
 
 /// unlinkat(dirfd, path, flags)
 pub fn sys_unlinkat(a: &Args) -> SyscallResult {
-    let path = user::cstr(a[1])?;
+    let path = user_path(a[1])?;
     vfs().unlinkat(dirfd(a[0]), path, a[2] as u32).map(|_| 0)
 }
 
@@ -241,8 +280,8 @@ pub fn sys_rmdir(a: &Args) -> SyscallResult {
 
 /// renameat2(olddirfd, old, newdirfd, new, flags)
 pub fn sys_renameat2(a: &Args) -> SyscallResult {
-    let old = user::cstr(a[1])?;
-    let new = user::cstr(a[3])?;
+    let old = user_path(a[1])?;
+    let new = user_path(a[3])?;
     vfs()
         .renameat2(dirfd(a[0]), old, dirfd(a[2]), new, a[4] as u32)
         .map(|_| 0)
@@ -260,8 +299,8 @@ pub fn sys_rename(a: &Args) -> SyscallResult {
 
 /// linkat(olddirfd, old, newdirfd, new, flags)
 pub fn sys_linkat(a: &Args) -> SyscallResult {
-    let old = user::cstr(a[1])?;
-    let new = user::cstr(a[3])?;
+    let old = user_path(a[1])?;
+    let new = user_path(a[3])?;
     vfs()
         .linkat(dirfd(a[0]), old, dirfd(a[2]), new, a[4] as u32)
         .map(|_| 0)
@@ -274,8 +313,8 @@ pub fn sys_link(a: &Args) -> SyscallResult {
 
 /// symlinkat(target, newdirfd, linkpath)
 pub fn sys_symlinkat(a: &Args) -> SyscallResult {
-    let target = user::cstr(a[0])?;
-    let path = user::cstr(a[2])?;
+    let target = user_path(a[0])?;
+    let path = user_path(a[2])?;
     vfs().symlinkat(target, dirfd(a[1]), path).map(|_| 0)
 }
 
@@ -289,9 +328,10 @@ pub fn sys_readlinkat(a: &Args) -> SyscallResult {
     if a[3] as i32 <= 0 {
         return Err(Errno::EINVAL);
     }
-    let path = user::cstr(a[1])?;
-    let buf = user::slice_mut(a[2], a[3] as i32 as usize)?;
-    vfs().readlinkat(dirfd(a[0]), path, buf)
+    let path = user_path(a[1])?;
+    dst(a[2], a[3] as i32 as usize, |buf| {
+        vfs().readlinkat(dirfd(a[0]), path, buf)
+    })?
 }
 
 /// readlink(path, buf, bufsiz)
@@ -301,7 +341,7 @@ pub fn sys_readlink(a: &Args) -> SyscallResult {
 
 /// truncate(path, length)
 pub fn sys_truncate(a: &Args) -> SyscallResult {
-    let path = user::cstr(a[0])?;
+    let path = user_path(a[0])?;
     vfs().truncate(path, a[1] as i64).map(|_| 0)
 }
 
@@ -316,15 +356,16 @@ pub fn sys_getcwd(a: &Args) -> SyscallResult {
     if path.len() + 1 > a[1] {
         return Err(Errno::ERANGE);
     }
-    let buf = user::slice_mut(a[0], path.len() + 1)?;
-    buf[..path.len()].copy_from_slice(&path);
-    buf[path.len()] = 0;
+    dst(a[0], path.len() + 1, |buf| {
+        buf[..path.len()].copy_from_slice(&path);
+        buf[path.len()] = 0;
+    })?;
     Ok(path.len() + 1)
 }
 
 /// chdir(path)
 pub fn sys_chdir(a: &Args) -> SyscallResult {
-    let path = user::cstr(a[0])?;
+    let path = user_path(a[0])?;
     vfs().chdir(path).map(|_| 0)
 }
 
@@ -345,9 +386,9 @@ pub fn sys_umask(a: &Args) -> SyscallResult {
 
 /// pipe2(fds, flags)
 pub fn sys_pipe2(a: &Args) -> SyscallResult {
-    user::check(a[0], 8)?;
+    check(a[0], 8)?;
     let [r, w] = vfs().pipe2(a[1] as u32)?;
-    if let Err(e) = user::write_i32_pair(a[0], [r, w]) {
+    if let Err(e) = UserPtr::<[i32; 2]>::new(a[0]).write(mem(), [r, w]) {
         let _ = vfs().close(r);
         let _ = vfs().close(w);
         return Err(e);
@@ -391,16 +432,16 @@ pub fn sys_ioctl(a: &Args) -> SyscallResult {
     };
     let arg = &mut local[..len];
     if out {
-        user::check(a[2], len).or_else(|e| {
+        check(a[2], len).or_else(|e| {
             // Not a terminal at all: that error comes first.
             vfs().ioctl(f, devfs::TCGETS, &mut [0; devfs::TERMIOS_SIZE])?;
             Err(e)
         })?;
         let r = vfs().ioctl(f, request, arg)?;
-        user::write(a[2], arg)?;
+        put(a[2], arg)?;
         Ok(r)
     } else {
-        match user::slice(a[2], len) {
+        match src(a[2], len) {
             Ok(src) => arg.copy_from_slice(src),
             Err(e) => {
                 vfs().ioctl(f, devfs::TCGETS, &mut [0; devfs::TERMIOS_SIZE])?;

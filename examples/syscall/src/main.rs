@@ -1,5 +1,6 @@
 //! Syscalls on uk-rs: the image registers three handlers with `uk_syscall::register!`
-//! (`write` to the console, `getuid`, and a private no-op), then reaches them both ways —
+//! (`write` to the console, its buffer checked through `uk_syscall::user`, `getuid`, and a
+//! private no-op), then reaches them both ways —
 //! as direct calls through the dispatch table and through the architecture's trap
 //! instruction (`syscall` on x86_64, `svc #0` on aarch64), as a binary linked against a
 //! Linux libc would — and prints the results and what the trap costs against a direct call.
@@ -15,6 +16,7 @@
 #![no_main]
 
 use uk_app::println;
+use uk_syscall::user::{UserSlice, caller_memory};
 use uk_syscall::{Args, Errno, SyscallResult, Sysno, dispatch, trap};
 
 uk_app::main!(main);
@@ -23,20 +25,15 @@ uk_app::main!(main);
 const NOP: usize = 500;
 
 /// `write(fd, buf, count)` for standard output and error: the bytes go to the console.
+/// The buffer goes through `uk_syscall::user`, so a bad pointer is `EFAULT`, not a fault.
 fn sys_write(args: &Args) -> SyscallResult {
     let [fd, buf, count, ..] = *args;
     if fd != 1 && fd != 2 {
         return Err(Errno::EBADF);
     }
-    if count == 0 {
-        return Ok(0);
-    }
-    if buf == 0 {
-        return Err(Errno::EFAULT);
-    }
-    // SAFETY: the example's callers pass a live buffer of `count` bytes (a general `write`
-    // would check the range against the address space first).
-    let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, count) };
+    // The caller's buffer, checked against the image's caller memory (its RAM and the
+    // image itself): NULL or memory outside is EFAULT, an empty buffer is fine anywhere.
+    let bytes = UserSlice::new(buf, count).bytes(caller_memory())?;
     uk_app::platform().write_bytes(bytes);
     Ok(count)
 }
@@ -56,8 +53,8 @@ uk_syscall::register!(number NOP => sys_nop);
 
 /// A trapped call (the instruction a Linux binary uses).
 fn via_trap(number: usize, args: &Args) -> isize {
-    // SAFETY: the handlers above only read the buffer they are given, which the callers
-    // below keep alive.
+    // SAFETY: the handlers above only read the buffer they are given (after checking it
+    // against caller memory), which the callers below keep alive.
     unsafe { trap(number, args) }
 }
 
@@ -87,6 +84,12 @@ fn main(_args: &uk_app::Args) -> i32 {
         "syscall: write to fd 7: trap {}, direct {} (-EBADF)",
         via_trap(Sysno::write as usize, &[7, 0, 1, 0, 0, 0]),
         dispatch(Sysno::write as usize, &[7, 0, 1, 0, 0, 0])
+    );
+    println!(
+        "syscall: write from NULL: trap {}, direct {} (-EFAULT); empty: {}",
+        via_trap(Sysno::write as usize, &[1, 0, 8, 0, 0, 0]),
+        dispatch(Sysno::write as usize, &[1, 0, 8, 0, 0, 0]),
+        dispatch(Sysno::write as usize, &[1, 0, 0, 0, 0, 0])
     );
     let unknown = Sysno::kexec_load as usize;
     println!(
