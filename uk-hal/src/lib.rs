@@ -10,7 +10,9 @@
 //!
 //! - [`Console`]: an unbuffered byte sink for logs and test output.
 //! - [`Clock`]: a monotonic clock counted from the image's first instruction, plus the raw
-//!   cycle counter behind it for measurements in cycles.
+//!   cycle counter behind it for measurements in cycles. The runtime registers the board's
+//!   clock once at boot ([`register_system_clock`]) so that crates without a board handle
+//!   (the random generator's jitter fallback) can find it ([`system_clock`]).
 //! - [`Platform`]: what the runtime needs to start an application: the board's name, the
 //!   usable memory regions, the kernel command line, and ways to end the run.
 //!
@@ -90,6 +92,36 @@ impl<T: Clock + ?Sized> Clock for &T {
     }
 }
 
+/// The board clock registered by the runtime; null until then.
+static SYSTEM_CLOCK: core::sync::atomic::AtomicPtr<&'static dyn Clock> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the running board's clock as the image's system clock (first call wins;
+/// returns whether this call was it). The runtime does this once at boot.
+///
+/// It takes a reference to a `&'static dyn Clock` kept in a `static`, because the clock
+/// reference itself is two words and the registry holds one.
+pub fn register_system_clock(clock: &'static &'static dyn Clock) -> bool {
+    let ptr = core::ptr::from_ref(clock).cast_mut();
+    SYSTEM_CLOCK
+        .compare_exchange(
+            core::ptr::null_mut(),
+            ptr,
+            core::sync::atomic::Ordering::AcqRel,
+            core::sync::atomic::Ordering::Acquire,
+        )
+        .is_ok()
+}
+
+/// The clock registered with [`register_system_clock`], if any (none on the host unless a
+/// test registered one).
+pub fn system_clock() -> Option<&'static dyn Clock> {
+    let ptr = SYSTEM_CLOCK.load(core::sync::atomic::Ordering::Acquire);
+    // SAFETY: the only non-null value ever stored comes from a `&'static &'static dyn
+    // Clock` in `register_system_clock`, so it points to a live, never-mutated reference.
+    unsafe { ptr.as_ref() }.copied()
+}
+
 /// A range of usable RAM handed from the board to the allocators.
 ///
 /// A board lists only memory nobody else uses: the image, its boot stacks, page tables and
@@ -149,5 +181,36 @@ impl core::fmt::Write for ConsoleWriter<'_> {
         }
         self.0.write_bytes(rest);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(u64);
+    impl Clock for Fixed {
+        fn monotonic_ns(&self) -> u64 {
+            self.0
+        }
+        fn cycles(&self) -> u64 {
+            self.0
+        }
+        fn cycles_per_second(&self) -> u64 {
+            1_000_000_000
+        }
+    }
+
+    static FIRST: Fixed = Fixed(7);
+    static SECOND: Fixed = Fixed(9);
+    static FIRST_REF: &dyn Clock = &FIRST;
+    static SECOND_REF: &dyn Clock = &SECOND;
+
+    #[test]
+    fn the_first_registered_system_clock_stays() {
+        assert!(system_clock().is_none());
+        assert!(register_system_clock(&FIRST_REF));
+        assert!(!register_system_clock(&SECOND_REF));
+        assert_eq!(system_clock().map(|c| c.monotonic_ns()), Some(7));
     }
 }

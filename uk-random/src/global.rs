@@ -18,8 +18,10 @@ pub fn global() -> &'static Pool<Hardware> {
 /// Registers the board clock (for timer jitter and time-based reseeding) and seeds the
 /// global generator now, so the choice of source appears in the boot log.
 ///
-/// Without this call the generator seeds itself on first use, but only from hardware: with
-/// no instruction and no clock, requests fail with `EIO` ([`Error::NoSource`]).
+/// Without this call the generator seeds itself on first use: from hardware, else from the
+/// jitter of the image's system clock (which uk-rt registers at boot, see
+/// [`uk_hal::system_clock`]). Only with neither (a host process, or a kernel that registers
+/// no clock) do requests fail with `EIO` ([`Error::NoSource`]).
 pub fn init(clock: &'static dyn Clock) -> Result<SourceKind, Error> {
     GLOBAL.set_clock(clock);
     GLOBAL.ensure_seeded(Wait::Yes)

@@ -98,8 +98,9 @@ struct Inner<H> {
 ///
 /// On first use the pool probes for hardware (the `detect` function given to [`Pool::new`])
 /// and self-tests it. Seeds come from the hardware's seed-grade output (RNDRRS, RDSEED),
-/// falling back to timer jitter ([`Jitter`] over the clock given to [`Pool::set_clock`]) when
-/// there is no hardware or it fails. The first use of jitter in the image is logged as a
+/// falling back to timer jitter ([`Jitter`] over the clock given to [`Pool::set_clock`], or
+/// else the image's system clock, [`uk_hal::system_clock`]) when there is no hardware or it
+/// fails. The first use of jitter in the image is logged as a
 /// warning.
 ///
 /// The generator reseeds by its [`ReseedPolicy`]. A failed reseed is counted and logged, the
@@ -228,7 +229,14 @@ impl<H: RandomSource> Pool<H> {
     }
 
     fn now_ns(&self) -> Option<u64> {
-        self.clock.get().map(|clock| clock.monotonic_ns())
+        self.clock().map(|clock| clock.monotonic_ns())
+    }
+
+    /// The clock given to [`Pool::set_clock`], else the image's system clock (registered
+    /// by the runtime at boot), so that an image without a hardware generator seeds from
+    /// jitter without having to call [`crate::init`] first.
+    fn clock(&self) -> Option<&'static dyn Clock> {
+        self.clock.get().copied().or_else(uk_hal::system_clock)
     }
 
     /// Probes (once) and returns the hardware source.
@@ -274,7 +282,7 @@ impl<H: RandomSource> Pool<H> {
         if wait == Wait::No {
             return Err(Error::WouldBlock);
         }
-        let Some(clock) = self.clock.get() else {
+        let Some(clock) = self.clock() else {
             return Err(hardware_error.map_or(Error::NoSource, Error::Source));
         };
         if !WARNED_JITTER.swap(true, Ordering::Relaxed) {
@@ -282,7 +290,7 @@ impl<H: RandomSource> Pool<H> {
                 "no hardware random number instruction in use; seeding from timer jitter (weaker)"
             );
         }
-        Jitter::new(*clock).fill_seed(seed)?;
+        Jitter::new(clock).fill_seed(seed)?;
         Ok(SourceKind::Jitter)
     }
 

@@ -206,8 +206,13 @@ unsafe extern "Rust" {
 /// instead of stopping silently. [`start`] registers the board too; calling both is fine,
 /// and only the first registration counts.
 pub fn install(platform: &'static dyn Platform) {
-    PLATFORM.call_once(|| platform);
+    let platform = *PLATFORM.call_once(|| platform);
+    let clock: &'static &'static dyn uk_hal::Clock = BOARD_CLOCK.call_once(|| platform);
+    uk_hal::register_system_clock(clock);
 }
+
+/// The board as a clock, kept for [`uk_hal::register_system_clock`].
+static BOARD_CLOCK: spin::Once<&'static dyn uk_hal::Clock> = spin::Once::new();
 
 /// Hands the machine over from the board to the runtime; never returns.
 ///
