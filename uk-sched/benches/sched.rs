@@ -136,20 +136,26 @@ fn create_run_exit_uk_sched_pooled(b: Bencher) {
     let pool = StackPool::new(16 * 1024, THREADS);
     b.counter(ItemsCount::new(THREADS)).bench_local(|| {
         for _ in 0..THREADS {
-            let t = Thread::builder("t")
-                .stack(pool.get().unwrap())
-                .create_fn(
-                    s.ops(),
-                    |x| {
-                        black_box(x);
-                    },
-                    1,
-                )
-                .unwrap();
-            s.add(&t).unwrap();
+            add_pooled_thread(&s, &pool);
         }
         s.run();
     });
+}
+
+/// Creates a thread on a stack of `pool` that passes its argument to `black_box`, and adds
+/// it to `s` (which then holds the only reference).
+fn add_pooled_thread(s: &RoundRobin<Native, HostClock>, pool: &StackPool) {
+    let t = Thread::builder("t")
+        .stack(pool.get().unwrap())
+        .create_fn(
+            s.ops(),
+            |x| {
+                black_box(x);
+            },
+            1,
+        )
+        .unwrap();
+    s.add(&t).unwrap();
 }
 
 /// The same work one thread at a time, as the corosensei peer does it: each thread is
@@ -160,18 +166,7 @@ fn create_run_exit_uk_sched_pooled_one_at_a_time(b: Bencher) {
     let pool = StackPool::new(16 * 1024, 1);
     b.counter(ItemsCount::new(THREADS)).bench_local(|| {
         for _ in 0..THREADS {
-            let t = Thread::builder("t")
-                .stack(pool.get().unwrap())
-                .create_fn(
-                    s.ops(),
-                    |x| {
-                        black_box(x);
-                    },
-                    1,
-                )
-                .unwrap();
-            s.add(&t).unwrap();
-            drop(t);
+            add_pooled_thread(&s, &pool);
             s.run();
         }
     });
