@@ -144,6 +144,7 @@ fn create_run_exit_uk_sched_pooled(b: Bencher) {
 
 /// Creates a thread on a stack of `pool` that passes its argument to `black_box`, and adds
 /// it to `s` (which then holds the only reference).
+#[inline(always)] // as if written out in each loop, so the harness costs what it did
 fn add_pooled_thread(s: &RoundRobin<Native, HostClock>, pool: &StackPool) {
     let t = Thread::builder("t")
         .stack(pool.get().unwrap())

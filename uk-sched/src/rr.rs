@@ -465,11 +465,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                 // SAFETY: run-queue entries are members, alive while `members` holds them.
                 let n = unsafe { n.as_ref() };
                 n.inner_mut().in_runq = false;
-                if core::ptr::eq(n, me) {
-                    st.current = next;
-                    self.program_timer();
-                    return;
-                }
+                // The running thread is never queued (`enqueue` skips the current thread,
+                // and a yield queues it only after taking the head).
+                debug_assert!(!core::ptr::eq(n, me), "the running thread was queued");
                 self.install_tp(n);
                 &raw const n.inner().ctx
             }
