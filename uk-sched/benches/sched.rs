@@ -5,7 +5,8 @@
 //!
 //! - `yield_pingpong_*`: ROUNDS round trips between two threads (each round trip is two
 //!   switches): uk-sched cooperative yield (without and with extended context), a
-//!   corosensei coroutine resumed and suspended, two OS threads over rendezvous channels.
+//!   corosensei coroutine resumed and suspended, two OS threads over rendezvous channels,
+//!   and, as the floor under uk-sched, uk-context's switch alone between two contexts.
 //! - `create_run_exit_*`: THREADS threads created, run to completion and reclaimed:
 //!   uk-sched with a pooled stack (all created first, then run; or one at a time, as the
 //!   corosensei peer does), corosensei with a reused stack, `std::thread` spawn + join.
@@ -17,7 +18,7 @@ use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
-use uk_context::Native;
+use uk_context::{Context, ContextOps, Native};
 use uk_sched::{RoundRobin, Scheduler, StackPool, Thread, idle, yield_now};
 
 const ROUNDS: usize = 10_000;
@@ -195,4 +196,60 @@ fn create_run_exit_std_thread(b: Bencher) {
             std::thread::spawn(|| black_box(1)).join().unwrap();
         }
     });
+}
+
+/// The two contexts of [`yield_pingpong_uk_context_switch_only`], shared with the other side.
+struct PingPong {
+    ops: uk_context::X86_64,
+    main: Context,
+    other: Context,
+}
+
+/// The other side: switches straight back, forever.
+extern "C" fn bounce(pair: usize, _: usize) -> ! {
+    let pair = pair as *mut PingPong;
+    loop {
+        // SAFETY: `pair` outlives every switch into this context (the benchmark keeps it
+        // alive until after its last round trip, and never resumes this side again), and
+        // `main` was saved by the switch that resumed us.
+        unsafe {
+            let ops = (*pair).ops;
+            ops.switch(&raw mut (*pair).other, &raw const (*pair).main);
+        }
+    }
+}
+
+/// The floor under the uk-sched figures: uk-context's switch alone, between the benchmark and
+/// a context that switches straight back (no scheduler, no run queue).
+#[divan::bench]
+fn yield_pingpong_uk_context_switch_only(b: Bencher) {
+    let ops = Native::detect();
+    let mut stack = vec![0u8; 16 * 1024];
+    let mut pair = Box::new(PingPong {
+        ops,
+        main: Context::new(),
+        other: Context::new(),
+    });
+    let arg = &raw mut *pair as usize;
+    // SAFETY: the stack is used by nothing else and outlives the context (dropped after the
+    // last switch into it).
+    unsafe {
+        ops.init(
+            &mut pair.other,
+            stack.as_mut_ptr(),
+            stack.len(),
+            bounce,
+            arg,
+            0,
+        )
+    }
+    .expect("a 16 KiB stack");
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        for _ in 0..ROUNDS {
+            // SAFETY: `other` was laid out by `init` or saved by `bounce`'s switch, and its
+            // stack is alive.
+            unsafe { ops.switch(&raw mut pair.main, &raw const pair.other) };
+        }
+    });
+    drop(stack);
 }
