@@ -79,12 +79,13 @@ unsafe impl<A: Allocator, R: RawMutex> GlobalAlloc for Locked<A, R> {
         }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(p) = NonNull::new(ptr) else {
             return self.reject();
         };
-        // SAFETY: `GlobalAlloc`'s contract makes `ptr` a live block of this allocator.
-        if unsafe { self.lock().free(p) }.is_err() {
+        // SAFETY: `GlobalAlloc`'s contract makes `ptr` a live block of this allocator,
+        // allocated with `layout` (or reallocated to its size).
+        if unsafe { self.lock().free_sized(p, layout.size()) }.is_err() {
             self.reject();
         }
     }

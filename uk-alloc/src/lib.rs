@@ -215,6 +215,21 @@ pub trait Allocator {
     /// interface, unless the backend documents that it checks this in its current mode.
     unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError>;
 
+    /// [`Allocator::free`] for a caller that knows the allocation's requested size (C23's
+    /// `free_sized`; Rust's `GlobalAlloc::dealloc` passes it, and [`Locked`] forwards it).
+    /// `size` is only a hint, never trusted: a backend may use it to start loading the
+    /// metadata it is about to need, so a wrong size costs time at most. The default ignores
+    /// it and calls [`Allocator::free`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::free`].
+    unsafe fn free_sized(&mut self, ptr: NonNull<u8>, size: usize) -> Result<(), AllocError> {
+        let _ = size;
+        // SAFETY: forwarded contract.
+        unsafe { self.free(ptr) }
+    }
+
     /// The size requested for the live allocation at `ptr` made through the byte interface
     /// (`malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `alloc_aligned`): what
     /// [`Allocator::realloc`] would keep. The allocation may have more usable bytes, but these
