@@ -215,6 +215,26 @@ pub trait Allocator {
     /// interface, unless the backend documents that it checks this in its current mode.
     unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError>;
 
+    /// [`Allocator::realloc`] of the live allocation at `ptr` for a caller that knows its
+    /// requested size `old_size` (Rust's `GlobalAlloc::realloc` passes it, and [`Locked`]
+    /// forwards it). As for [`Allocator::free_sized`], `old_size` is only a hint that a
+    /// backend may use to start loading metadata early; the default ignores it and calls
+    /// [`Allocator::realloc`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::realloc`], with `ptr` not `None`.
+    unsafe fn realloc_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        size: usize,
+    ) -> Result<Option<NonNull<u8>>, AllocError> {
+        let _ = old_size;
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc(Some(ptr), size) }
+    }
+
     /// [`Allocator::free`] for a caller that knows the allocation's requested size (C23's
     /// `free_sized`; Rust's `GlobalAlloc::dealloc` passes it, and [`Locked`] forwards it).
     /// `size` is only a hint, never trusted: a backend may use it to start loading the

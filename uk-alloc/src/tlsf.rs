@@ -1123,6 +1123,21 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         }
     }
 
+    #[inline]
+    unsafe fn realloc_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        size: usize,
+    ) -> Result<Option<NonNull<u8>>, AllocError> {
+        // As in `free_sized`: the next block's header, which growing in place and freeing
+        // the old block read, starts loading together with the block's own header.
+        let guess = block_size(old_size.min(MAX_BLOCK - HDR));
+        prefetch(ptr.as_ptr().wrapping_add(guess - HDR));
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc(Some(ptr), size) }
+    }
+
     unsafe fn realloc_in_place(
         &mut self,
         ptr: NonNull<u8>,
@@ -1549,6 +1564,61 @@ mod tests {
 
                 assert_eq!(t.available(), total);
             }
+        }
+    }
+
+    #[test]
+    fn realloc_sized_takes_the_old_size_as_a_hint_only() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 18, checked);
+            let total = t.available();
+            let mut live: Vec<(NonNull<u8>, usize)> = (0..12)
+                .map(|i| {
+                    let n = 50 + 900 * i;
+                    let p = t.malloc(n).unwrap();
+                    fill(p, n, i as u8);
+                    (p, n)
+                })
+                .collect();
+            for round in 0..3 {
+                for (i, (p, n)) in live.iter_mut().enumerate() {
+                    // Grow, shrink, grow: in place or moved, with right, wrong, zero and
+                    // absurd hints, always the same outcome as `realloc`.
+                    let new = if (i + round) % 2 == 0 {
+                        *n * 2 + 7
+                    } else {
+                        *n / 3 + 1
+                    };
+                    let hint = [*n, *n / 2 + 5, 0, usize::MAX][(i + round) % 4];
+                    let st = t.stats();
+                    // SAFETY: live pointers of `t`; the result replaces `p`.
+                    let q = unsafe { t.realloc_sized(*p, hint, new) }.unwrap().unwrap();
+                    let keep = (*n).min(new);
+                    assert!(kept(q, keep, i as u8), "{round} {i}");
+                    assert_eq!(t.stats().cur_bytes, st.cur_bytes - *n + new);
+                    assert_eq!(t.stats().total_frees, st.total_frees + 1);
+                    fill(q, new, i as u8);
+                    (*p, *n) = (q, new);
+                }
+            }
+            let before = (t.available(), t.stats());
+            let (p, n) = live[0];
+            // SAFETY: as above; a failing realloc changes nothing.
+            unsafe {
+                assert_eq!(t.realloc_sized(p, n, 1 << 40), Err(AllocError::NoMem));
+                assert_eq!(t.allocation_size(p), Ok(n));
+            }
+            assert_eq!(t.available(), before.0);
+            assert_eq!(t.stats().cur_bytes, before.1.cur_bytes);
+            for (p, n) in live {
+                // SAFETY: live pointers of `t`, freed once.
+                unsafe { t.free_sized(p, n).unwrap() };
+                // SAFETY: freed above; recognised in both modes.
+                let again = unsafe { t.realloc_sized(p, n, 10) };
+                assert!(matches!(again, Err(AllocError::DoubleFree)), "{again:?}");
+            }
+            assert_eq!(t.available(), total);
+            assert_eq!(t.stats().cur_bytes, 0);
         }
     }
 
