@@ -7,7 +7,10 @@
 //! `malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `free`, page allocation
 //! (`palloc`/`pfree`), free memory, the largest possible allocation, and adding memory
 //! regions at any time. Methods take `&mut self`; sharing goes through [`Locked`], which
-//! also makes any backend Rust's `#[global_allocator]`.
+//! also makes any backend Rust's `#[global_allocator]`. Callers that know an allocation's
+//! size (Rust's `dealloc` and `realloc` do) pass it to [`Allocator::free_sized`] and
+//! [`Allocator::realloc_sized`] as a hint, never trusted, that lets TLSF start loading the
+//! next block's header early.
 //!
 //! - [`Tlsf`] — two-level segregated fit, **the general-purpose heap**. Free blocks sit in
 //!   size-class lists found by two bit scans, so `malloc` and `free` take constant time
