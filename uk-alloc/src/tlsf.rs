@@ -41,6 +41,15 @@
 //! report what would fit after merging them back, so both stay exact. A parked block is
 //! recognised as freed by `free`, `realloc` and `allocation_size` in both modes.
 //!
+//! # Size hints
+//!
+//! A `free` reads the block's header, then the next block's (to merge with it): two cache
+//! misses in a row when the heap's headers are cold. [`Allocator::free_sized`] and
+//! [`Allocator::realloc_sized`] (which [`crate::Locked`] calls with the sizes Rust's
+//! `GlobalAlloc` passes) use the requested size to prefetch where the next header most
+//! likely is, so both misses are in flight at once. The size is never trusted: the header
+//! decides everything, and a wrong size only wastes a prefetch.
+//!
 //! # Checked mode
 //!
 //! [`Tlsf::new_checked`] keeps, per region, a bitmap with one bit per 16-byte granule
