@@ -999,6 +999,16 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     }
 }
 
+/// An address in the cache line of the header that follows an allocation of `size`
+/// requested bytes at `ptr`, if its block has the usual `block_size(size)` bytes: that
+/// header starts `size` bytes into the (16-byte aligned) payload rounded up to 16 bytes, so
+/// in the 16-byte chunk that holds byte `size + 15`, which never straddles a cache line.
+/// Any `size` gives some address (only ever prefetched).
+#[inline(always)]
+fn next_header_line(ptr: NonNull<u8>, size: usize) -> *const u8 {
+    ptr.as_ptr().wrapping_add(size.wrapping_add(GRANULE - 1))
+}
+
 /// Whole pages a page-aligned payload can have in a free block at `b` of `size` bytes.
 fn page_room(b: *mut u8, size: usize) -> usize {
     let payload = align_up(b as usize + HDR, PAGE_SIZE).unwrap_or(usize::MAX);
@@ -1141,8 +1151,7 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
     ) -> Result<Option<NonNull<u8>>, AllocError> {
         // As in `free_sized`: the next block's header, which growing in place and freeing
         // the old block read, starts loading together with the block's own header.
-        let guess = block_size(old_size.min(MAX_BLOCK - HDR));
-        prefetch(ptr.as_ptr().wrapping_add(guess - HDR));
+        prefetch(next_header_line(ptr, old_size));
         // SAFETY: forwarded contract.
         unsafe { self.realloc(Some(ptr), size) }
     }
@@ -1189,9 +1198,8 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         // (which says where the next one really is) is still on its way, so that the two
         // cache misses overlap instead of following each other. Blocks small enough to be
         // parked need no neighbour. Only a prefetch: a wrong size costs nothing but time.
-        let guess = block_size(size.min(MAX_BLOCK - HDR));
-        if guess >= QUICK_LIMIT {
-            prefetch(ptr.as_ptr().wrapping_add(guess - HDR));
+        if size >= QUICK_LIMIT - HDR {
+            prefetch(next_header_line(ptr, size));
         }
         // SAFETY: forwarded contract.
         unsafe { self.free(ptr) }
@@ -1332,6 +1340,18 @@ mod tests {
             };
             assert!(class_min >= size, "{size}: {fl},{sl} min {class_min}");
             assert!(class_max(m.0, m.1) >= size);
+        }
+    }
+
+    #[test]
+    fn the_size_hint_prefetches_the_next_headers_cache_line() {
+        for base in [0x1000usize, 0x1010, 0x1020, 0x1030] {
+            let ptr = NonNull::new(ptr::without_provenance_mut::<u8>(base)).unwrap();
+            for size in HDR..5000 {
+                let next = base - HDR + block_size(size);
+                let hint = next_header_line(ptr, size) as usize;
+                assert_eq!(hint / 64, next / 64, "payload {base:#x}, {size} bytes");
+            }
         }
     }
 
