@@ -79,12 +79,13 @@ unsafe impl<A: Allocator, R: RawMutex> GlobalAlloc for Locked<A, R> {
         }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(p) = NonNull::new(ptr) else {
             return self.reject();
         };
-        // SAFETY: `GlobalAlloc`'s contract makes `ptr` a live block of this allocator.
-        if unsafe { self.lock().free(p) }.is_err() {
+        // SAFETY: `GlobalAlloc`'s contract makes `ptr` a live block of this allocator,
+        // allocated with `layout` (or reallocated to its size).
+        if unsafe { self.lock().free_sized(p, layout.size()) }.is_err() {
             self.reject();
         }
     }
@@ -104,8 +105,9 @@ unsafe impl<A: Allocator, R: RawMutex> GlobalAlloc for Locked<A, R> {
             return ptr::null_mut();
         };
         if layout.align() <= MIN_ALIGN {
-            // SAFETY: `GlobalAlloc`'s contract makes `ptr` live and `new_size` non-zero.
-            return match unsafe { self.lock().realloc(Some(p), new_size) } {
+            // SAFETY: `GlobalAlloc`'s contract makes `ptr` live, allocated with `layout` (or
+            // reallocated to its size), and `new_size` non-zero.
+            return match unsafe { self.lock().realloc_sized(p, layout.size(), new_size) } {
                 Ok(Some(n)) => n.as_ptr(),
                 _ => ptr::null_mut(),
             };

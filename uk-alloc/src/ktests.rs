@@ -180,3 +180,50 @@ ktest! {
         }
     }
 }
+
+ktest! {
+    /// TLSF resizes in place on the target: growth into the free block after an
+    /// allocation keeps its contents and address, the byte limit refuses growth in place
+    /// and changes nothing, shrinking gives the tail back; `free_sized` (which prefetches
+    /// with the target's own instruction) frees exactly whatever size hint it is given.
+    fn tlsf_resizes_in_place_and_frees_with_size_hints() {
+        let Some(arena) = Arena::new(256 * 1024) else {
+            return expect!(false, "no arena");
+        };
+        let mut t = arena.give(Tlsf::new());
+        let (Ok(a), Ok(b)) = (t.malloc(1000), t.malloc(20_000)) else {
+            return expect!(false, "first allocations");
+        };
+        // SAFETY: `a` and `b` are live allocations of 1000 and 20 000 bytes of `t`; each is
+        // freed once, `a` through realloc's result.
+        unsafe {
+            a.as_ptr().write_bytes(0x5A, 1000);
+            expect_eq!(t.free(b), Ok(()));
+            let free = t.available();
+            expect_eq!(t.realloc(Some(a), 15_000), Ok(Some(a)));
+            expect_eq!(free - t.available(), 14_000);
+            let bytes = core::slice::from_raw_parts(a.as_ptr(), 1000);
+            expect!(bytes.iter().all(|&x| x == 0x5A), "contents kept");
+            t.set_limit(Some(15_500));
+            let before = (t.stats().cur_bytes, t.available(), t.max_alloc());
+            expect_eq!(t.realloc(Some(a), 15_501), Err(AllocError::NoMem));
+            expect_eq!(t.realloc_in_place(a, 15_501), Err(AllocError::NoMem));
+            expect_eq!((t.stats().cur_bytes, t.available(), t.max_alloc()), before);
+            expect_eq!(t.allocation_size(a), Ok(15_000));
+            t.set_limit(None);
+            expect_eq!(t.realloc(Some(a), 100), Ok(Some(a)));
+            expect_eq!(t.available(), free + 1024 - 128);
+            expect_eq!(t.free_sized(a, 100), Ok(()));
+            expect_eq!(t.stats().cur_bytes, 0);
+        }
+        for hint in [0, 5000, usize::MAX] {
+            let Ok(p) = t.malloc(5000) else {
+                return expect!(false, "malloc");
+            };
+            // SAFETY: `p` is live and freed once.
+            expect_eq!(unsafe { t.free_sized(p, hint) }, Ok(()));
+        }
+        expect_eq!(t.stats().cur_bytes, 0);
+        expect_eq!(t.stats().total_frees, 7);
+    }
+}

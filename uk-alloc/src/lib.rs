@@ -7,7 +7,10 @@
 //! `malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `free`, page allocation
 //! (`palloc`/`pfree`), free memory, the largest possible allocation, and adding memory
 //! regions at any time. Methods take `&mut self`; sharing goes through [`Locked`], which
-//! also makes any backend Rust's `#[global_allocator]`.
+//! also makes any backend Rust's `#[global_allocator]`. Callers that know an allocation's
+//! size (Rust's `dealloc` and `realloc` do) pass it to [`Allocator::free_sized`] and
+//! [`Allocator::realloc_sized`] as a hint, never trusted, that lets TLSF start loading the
+//! next block's header early.
 //!
 //! - [`Tlsf`] — two-level segregated fit, **the general-purpose heap**. Free blocks sit in
 //!   size-class lists found by two bit scans, so `malloc` and `free` take constant time
@@ -214,6 +217,41 @@ pub trait Allocator {
     /// As for [`Allocator::realloc`]: `ptr` must be live and come from this allocator's byte
     /// interface, unless the backend documents that it checks this in its current mode.
     unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError>;
+
+    /// [`Allocator::realloc`] of the live allocation at `ptr` for a caller that knows its
+    /// requested size `old_size` (Rust's `GlobalAlloc::realloc` passes it, and [`Locked`]
+    /// forwards it). As for [`Allocator::free_sized`], `old_size` is only a hint that a
+    /// backend may use to start loading metadata early; the default ignores it and calls
+    /// [`Allocator::realloc`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::realloc`], with `ptr` not `None`.
+    unsafe fn realloc_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        size: usize,
+    ) -> Result<Option<NonNull<u8>>, AllocError> {
+        let _ = old_size;
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc(Some(ptr), size) }
+    }
+
+    /// [`Allocator::free`] for a caller that knows the allocation's requested size (C23's
+    /// `free_sized`; Rust's `GlobalAlloc::dealloc` passes it, and [`Locked`] forwards it).
+    /// `size` is only a hint, never trusted: a backend may use it to start loading the
+    /// metadata it is about to need, so a wrong size costs time at most. The default ignores
+    /// it and calls [`Allocator::free`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::free`].
+    unsafe fn free_sized(&mut self, ptr: NonNull<u8>, size: usize) -> Result<(), AllocError> {
+        let _ = size;
+        // SAFETY: forwarded contract.
+        unsafe { self.free(ptr) }
+    }
 
     /// The size requested for the live allocation at `ptr` made through the byte interface
     /// (`malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `alloc_aligned`): what

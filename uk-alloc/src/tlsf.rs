@@ -41,6 +41,15 @@
 //! report what would fit after merging them back, so both stay exact. A parked block is
 //! recognised as freed by `free`, `realloc` and `allocation_size` in both modes.
 //!
+//! # Size hints
+//!
+//! A `free` reads the block's header, then the next block's (to merge with it): two cache
+//! misses in a row when the heap's headers are cold. [`Allocator::free_sized`] and
+//! [`Allocator::realloc_sized`] (which [`crate::Locked`] calls with the sizes Rust's
+//! `GlobalAlloc` passes) use the requested size to prefetch where the next header most
+//! likely is, so both misses are in flight at once. The size is never trusted: the header
+//! decides everything, and a wrong size only wastes a prefetch.
+//!
 //! # Checked mode
 //!
 //! [`Tlsf::new_checked`] keeps, per region, a bitmap with one bit per 16-byte granule
@@ -57,7 +66,7 @@
 use core::ptr::{self, NonNull};
 
 use crate::stats::{Accounting, accounted_alloc};
-use crate::util::{LazyBitmap, align_down, align_up, msb};
+use crate::util::{LazyBitmap, align_down, align_up, msb, prefetch};
 use crate::{AllocError, Allocator, MAX_REQUEST, PAGE_SIZE, Stats};
 
 /// Block sizes and addresses are multiples of this.
@@ -498,11 +507,16 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             let mut size = size_of_block(b);
             let next = b.add(size);
             let nh = word(next, 0);
-            if nh & FREE != 0 {
+            let merged_next = nh & FREE != 0;
+            if merged_next {
                 let ns = nh & !FLAGS;
                 self.remove(next, ns);
                 self.mark_start(next, false);
                 size += ns;
+            } else {
+                // `next` stays: it now follows a free block. Its header is at hand (just
+                // read), unlike that of the block after a merged `next`.
+                set_word(next, 0, nh | PREV_FREE);
             }
             if word(b, 0) & PREV_FREE != 0 {
                 let ps = *b.sub(size_of::<usize>()).cast::<usize>();
@@ -515,7 +529,10 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
                 b = p;
                 size += ps;
             }
-            self.make_free(b, size);
+            // The block after `b..b + size` has PREV_FREE set: either just above, or
+            // because it followed the free `next` already (free blocks are never
+            // adjacent), so its header need not be read again.
+            self.make_free_before_flagged(b, size);
         }
     }
 
@@ -982,6 +999,16 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
     }
 }
 
+/// An address in the cache line of the header that follows an allocation of `size`
+/// requested bytes at `ptr`, if its block has the usual `block_size(size)` bytes: that
+/// header starts `size` bytes into the (16-byte aligned) payload rounded up to 16 bytes, so
+/// in the 16-byte chunk that holds byte `size + 15`, which never straddles a cache line.
+/// Any `size` gives some address (only ever prefetched).
+#[inline(always)]
+fn next_header_line(ptr: NonNull<u8>, size: usize) -> *const u8 {
+    ptr.as_ptr().wrapping_add(size.wrapping_add(GRANULE - 1))
+}
+
 /// Whole pages a page-aligned payload can have in a free block at `b` of `size` bytes.
 fn page_room(b: *mut u8, size: usize) -> usize {
     let payload = align_up(b as usize + HDR, PAGE_SIZE).unwrap_or(usize::MAX);
@@ -1115,6 +1142,20 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         }
     }
 
+    #[inline]
+    unsafe fn realloc_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        size: usize,
+    ) -> Result<Option<NonNull<u8>>, AllocError> {
+        // As in `free_sized`: the next block's header, which growing in place and freeing
+        // the old block read, starts loading together with the block's own header.
+        prefetch(next_header_line(ptr, old_size));
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc(Some(ptr), size) }
+    }
+
     unsafe fn realloc_in_place(
         &mut self,
         ptr: NonNull<u8>,
@@ -1148,6 +1189,20 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
             self.acct.on_free(size);
         }
         Ok(())
+    }
+
+    #[inline]
+    unsafe fn free_sized(&mut self, ptr: NonNull<u8>, size: usize) -> Result<(), AllocError> {
+        // A block of `size` requested bytes usually ends exactly at `block_size(size)`: start
+        // loading the next block's header, which merging reads, while the block's own header
+        // (which says where the next one really is) is still on its way, so that the two
+        // cache misses overlap instead of following each other. Blocks small enough to be
+        // parked need no neighbour. Only a prefetch: a wrong size costs nothing but time.
+        if size >= QUICK_LIMIT - HDR {
+            prefetch(next_header_line(ptr, size));
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.free(ptr) }
     }
 
     unsafe fn allocation_size(&self, ptr: NonNull<u8>) -> Result<usize, AllocError> {
@@ -1289,6 +1344,18 @@ mod tests {
     }
 
     #[test]
+    fn the_size_hint_prefetches_the_next_headers_cache_line() {
+        for base in [0x1000usize, 0x1010, 0x1020, 0x1030] {
+            let ptr = NonNull::new(ptr::without_provenance_mut::<u8>(base)).unwrap();
+            for size in HDR..5000 {
+                let next = base - HDR + block_size(size);
+                let hint = next_header_line(ptr, size) as usize;
+                assert_eq!(hint / 64, next / 64, "payload {base:#x}, {size} bytes");
+            }
+        }
+    }
+
+    #[test]
     fn alloc_free_merges_back() {
         let (mut t, _a) = heap(1 << 16, false);
         let total = t.available();
@@ -1355,6 +1422,276 @@ mod tests {
                         0
                     }
             );
+        }
+    }
+
+    /// Fills `n` bytes at `p` with a pattern derived from `seed`.
+    fn fill(p: NonNull<u8>, n: usize, seed: u8) {
+        // SAFETY: callers pass a live allocation of at least `n` bytes.
+        let s = unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), n) };
+        for (i, x) in s.iter_mut().enumerate() {
+            *x = seed ^ (i as u8).wrapping_mul(31);
+        }
+    }
+
+    /// Whether the first `n` bytes at `p` still hold `fill(p, n, seed)`'s pattern.
+    fn kept(p: NonNull<u8>, n: usize, seed: u8) -> bool {
+        // SAFETY: callers pass a live allocation of at least `n` bytes.
+        let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), n) };
+        s.iter()
+            .enumerate()
+            .all(|(i, &x)| x == seed ^ (i as u8).wrapping_mul(31))
+    }
+
+    #[test]
+    fn realloc_grows_and_shrinks_in_place_with_exact_stats_and_limit() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 16, checked);
+            let a = t.malloc(1000).unwrap();
+            let b = t.malloc(3000).unwrap();
+            let c = t.malloc(100).unwrap();
+            // Take the rest of the heap, so that `b`'s block is the only free memory.
+            let rest = t.malloc(t.max_alloc()).unwrap();
+            fill(a, 1000, 0xA5);
+            // SAFETY: live pointers of `t`.
+            unsafe { t.free(b).unwrap() };
+            // `a` is followed by `b`'s free block: growing into it does not move `a`.
+            let (avail, st) = (t.available(), t.stats());
+            // SAFETY: as above.
+            let grown = unsafe { t.realloc(Some(a), 3000) }.unwrap().unwrap();
+            assert_eq!(grown, a, "grown in place");
+            assert!(kept(a, 1000, 0xA5));
+            assert_eq!(avail - t.available(), block_size(3000) - block_size(1000));
+            let s = t.stats();
+            assert_eq!(s.cur_bytes, st.cur_bytes + 2000);
+            assert_eq!(s.cur_allocs, st.cur_allocs);
+            assert_eq!(s.total_allocs, st.total_allocs + 1);
+            assert_eq!(s.total_frees, st.total_frees + 1);
+            assert_eq!(s.last_alloc_size, 3000);
+            // SAFETY: as above.
+            assert_eq!(unsafe { t.allocation_size(a) }, Ok(3000));
+
+            // The byte limit applies to growth in place too, and a refusal changes nothing.
+            fill(a, 3000, 0x3C);
+            t.set_limit(Some(t.stats().cur_bytes + 500));
+            let before = (t.available(), t.max_alloc(), t.stats().cur_bytes);
+            let enomem = t.stats().enomem;
+            // SAFETY: as above.
+            unsafe {
+                assert_eq!(t.realloc(Some(a), 3501), Err(AllocError::NoMem));
+                assert_eq!(t.realloc_in_place(a, 3501), Err(AllocError::NoMem));
+            }
+            assert_eq!((t.available(), t.max_alloc(), t.stats().cur_bytes), before);
+            assert_eq!(t.stats().enomem, enomem + 2);
+            assert!(kept(a, 3000, 0x3C));
+            // SAFETY: as above.
+            unsafe {
+                assert_eq!(t.allocation_size(a), Ok(3000));
+                // Exactly at the limit succeeds, in place.
+                assert_eq!(t.realloc_in_place(a, 3500), Ok(true));
+            }
+            assert_eq!(t.stats().cur_bytes, before.2 + 500);
+            assert!(kept(a, 3000, 0x3C));
+            t.set_limit(None);
+
+            // Shrinking splits off the tail, which merges with the free block after it.
+            let st = t.stats();
+            let avail = t.available();
+            // SAFETY: as above.
+            let shrunk = unsafe { t.realloc(Some(a), 200) }.unwrap().unwrap();
+            assert_eq!(shrunk, a);
+            assert!(kept(a, 200, 0x3C));
+            assert_eq!(t.available() - avail, block_size(3500) - block_size(200));
+            assert_eq!(t.stats().cur_bytes, st.cur_bytes - 3300);
+            // The freed tail and the rest of `b`'s block are one block again, the only free
+            // one: a request for all of it gets it, right after `a`.
+            let room = block_size(1000) + block_size(3000) - block_size(200) - HDR;
+            let d = t.malloc(room).unwrap();
+            // SAFETY: as above.
+            unsafe {
+                assert_eq!(d.as_ptr(), a.as_ptr().add(block_size(200)));
+                t.free(d).unwrap();
+                t.free(c).unwrap();
+                t.free(a).unwrap();
+                t.free(rest).unwrap();
+            }
+            assert_eq!(t.stats().cur_bytes, 0);
+            let whole = t.max_alloc();
+            let all = t.malloc(whole).unwrap();
+            // SAFETY: as above.
+            unsafe { t.free(all).unwrap() };
+        }
+    }
+
+    #[test]
+    fn realloc_grows_in_place_up_to_the_end_of_the_heap() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 16, checked);
+            let whole = t.max_alloc();
+            // A lone block is followed by the rest of the heap, up to the sentinel.
+            let a = t.malloc(100).unwrap();
+            fill(a, 100, 7);
+            // SAFETY: live pointer of `t`.
+            unsafe {
+                assert_eq!(t.realloc(Some(a), whole + 1), Err(AllocError::NoMem));
+                assert_eq!(t.realloc_in_place(a, whole + 1), Ok(false));
+                assert_eq!(t.allocation_size(a), Ok(100));
+                assert_eq!(
+                    t.realloc(Some(a), whole),
+                    Ok(Some(a)),
+                    "in place, whole heap"
+                );
+            }
+            assert!(kept(a, 100, 7));
+            assert_eq!(t.available(), 0);
+            assert_eq!(t.stats().cur_bytes, whole);
+            assert_eq!(t.malloc(0), Err(AllocError::NoMem));
+            // SAFETY: as above.
+            unsafe {
+                assert_eq!(t.realloc(Some(a), 50), Ok(Some(a)));
+                assert!(kept(a, 50, 7));
+                t.free(a).unwrap();
+            }
+            assert_eq!(t.max_alloc(), whole);
+        }
+    }
+
+    #[test]
+    fn free_sized_takes_the_size_as_a_hint_only() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 18, checked);
+            let total = t.available();
+            let ps: Vec<_> = (0..20).map(|i| t.malloc(100 + 700 * i).unwrap()).collect();
+            for (i, &p) in ps.iter().enumerate() {
+                // Right, wrong, zero and absurd sizes: all free the block, nothing else.
+                let hint = match i % 4 {
+                    0 => 100 + 700 * i,
+                    1 => 3 * i + 1,
+                    2 => 0,
+                    _ => usize::MAX,
+                };
+                let st = t.stats();
+                // SAFETY: live pointers of `t`, each freed once.
+                unsafe { t.free_sized(p, hint).unwrap() };
+                assert_eq!(t.stats().cur_bytes, st.cur_bytes - (100 + 700 * i));
+                assert_eq!(t.stats().total_frees, st.total_frees + 1);
+                // SAFETY: a freed pointer; both modes recognise it from its header or
+                // bitmap while the memory is not reused.
+                let again = unsafe { t.free_sized(p, 100 + 700 * i) };
+                assert!(
+                    matches!(again, Err(AllocError::DoubleFree)),
+                    "{i}: {again:?}"
+                );
+            }
+            assert_eq!(t.available(), total);
+            if checked {
+                let mut x = [0u128; 4];
+                let foreign = NonNull::from(&mut x[1]).cast::<u8>();
+                // SAFETY: checked mode validates any pointer before touching anything.
+                let r = unsafe { t.free_sized(foreign, 16) };
+                assert_eq!(r, Err(AllocError::BadFree));
+
+                assert_eq!(t.available(), total);
+            }
+        }
+    }
+
+    #[test]
+    fn realloc_sized_takes_the_old_size_as_a_hint_only() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 18, checked);
+            let total = t.available();
+            let mut live: Vec<(NonNull<u8>, usize)> = (0..12)
+                .map(|i| {
+                    let n = 50 + 900 * i;
+                    let p = t.malloc(n).unwrap();
+                    fill(p, n, i as u8);
+                    (p, n)
+                })
+                .collect();
+            for round in 0..3 {
+                for (i, (p, n)) in live.iter_mut().enumerate() {
+                    // Grow, shrink, grow: in place or moved, with right, wrong, zero and
+                    // absurd hints, always the same outcome as `realloc`.
+                    let new = if (i + round) % 2 == 0 {
+                        *n * 2 + 7
+                    } else {
+                        *n / 3 + 1
+                    };
+                    let hint = [*n, *n / 2 + 5, 0, usize::MAX][(i + round) % 4];
+                    let st = t.stats();
+                    // SAFETY: live pointers of `t`; the result replaces `p`.
+                    let q = unsafe { t.realloc_sized(*p, hint, new) }.unwrap().unwrap();
+                    let keep = (*n).min(new);
+                    assert!(kept(q, keep, i as u8), "{round} {i}");
+                    assert_eq!(t.stats().cur_bytes, st.cur_bytes - *n + new);
+                    assert_eq!(t.stats().total_frees, st.total_frees + 1);
+                    fill(q, new, i as u8);
+                    (*p, *n) = (q, new);
+                }
+            }
+            let before = (t.available(), t.stats());
+            let (p, n) = live[0];
+            // SAFETY: as above; a failing realloc changes nothing.
+            unsafe {
+                assert_eq!(t.realloc_sized(p, n, 1 << 40), Err(AllocError::NoMem));
+                assert_eq!(t.allocation_size(p), Ok(n));
+            }
+            assert_eq!(t.available(), before.0);
+            assert_eq!(t.stats().cur_bytes, before.1.cur_bytes);
+            for (p, n) in live {
+                // SAFETY: live pointers of `t`, freed once.
+                unsafe { t.free_sized(p, n).unwrap() };
+                // SAFETY: freed above; recognised in both modes.
+                let again = unsafe { t.realloc_sized(p, n, 10) };
+                assert!(matches!(again, Err(AllocError::DoubleFree)), "{again:?}");
+            }
+            assert_eq!(t.available(), total);
+            assert_eq!(t.stats().cur_bytes, 0);
+        }
+    }
+
+    #[test]
+    fn freeing_next_to_free_blocks_keeps_the_prev_free_flags() {
+        // Free a block between two free ones and next to an allocated one, in every order;
+        // the allocated neighbour's flags must say whether its predecessor is free, or the
+        // final merge would go wrong (checked by merging everything back).
+        for order in [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ] {
+            let (mut t, _a) = heap(1 << 15, false);
+            let total = t.available();
+            let ps: Vec<_> = [1500, 2500, 3500, 4500]
+                .iter()
+                .map(|&n| t.malloc(n).unwrap())
+                .collect();
+            let last = ps[3];
+            fill(last, 4500, 9);
+            // Take the rest, so that the freed blocks are the only free memory.
+            let rest = t.malloc(t.max_alloc()).unwrap();
+            for i in order {
+                // SAFETY: live pointers of `t`, each freed once.
+                unsafe { t.free(ps[i]).unwrap() };
+            }
+            // The three freed blocks are one now, the only free one: a request for all of
+            // it gets it.
+            let three = block_size(1500) + block_size(2500) + block_size(3500) - HDR;
+            let q = t.malloc(three).unwrap();
+            assert_eq!(q, ps[0]);
+            assert!(kept(last, 4500, 9));
+            // SAFETY: live pointers of `t`.
+            unsafe {
+                t.free(last).unwrap();
+                t.free(q).unwrap();
+                t.free(rest).unwrap();
+            }
+            assert_eq!(t.available(), total);
+            assert_eq!(t.max_alloc(), total - HDR);
         }
     }
 

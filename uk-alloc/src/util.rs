@@ -21,6 +21,27 @@ pub(crate) const fn msb(x: usize) -> u32 {
     usize::BITS - 1 - x.leading_zeros()
 }
 
+/// Asks the CPU to start loading the cache line holding `p` (a hint for data needed a few
+/// instructions later, so that its load overlaps other misses). Any address is fine: the
+/// prefetch instructions never fault and change no architectural state.
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint that never faults, whatever the address, and writes no
+    // register, flag or memory.
+    unsafe {
+        core::arch::asm!("prefetcht0 [{}]", in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: PRFM is a hint that never faults, whatever the address, and writes no
+    // register, flag or memory.
+    unsafe {
+        core::arch::asm!("prfm pldl1keep, [{}]", in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
+}
+
 /// A bitmap living in memory the allocator manages (its own metadata), addressed by bit.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RawBitmap {
