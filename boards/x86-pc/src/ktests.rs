@@ -324,6 +324,26 @@ mod irq {
     }
 
     ktest! {
+        /// The local APIC runs in x2APIC mode exactly when CPUID.1:ECX.x2APIC (bit 21) says
+        /// the CPU has it, and the timer uses TSC-deadline exactly when CPUID.1:ECX bit 24
+        /// does; the run prints which paths it exercises (QEMU 10's TCG `-cpu max` has both,
+        /// `-cpu qemu64` and QEMU 7.2 neither).
+        fn apic_modes_follow_cpuid() {
+            let i = irqs();
+            let ecx = crate::arch::cpuid(1, 0)[2];
+            let (x2apic, deadline) = (ecx & (1 << 21) != 0, ecx & (1 << 24) != 0);
+            let timer = i.timer_mode();
+            uk_rt::println!(
+                "    local APIC: {}, timer: {:?}",
+                if i.x2apic() { "x2APIC (MSRs)" } else { "xAPIC (MMIO)" },
+                timer
+            );
+            expect_eq!(i.x2apic(), x2apic);
+            expect_eq!(matches!(timer, Some(interrupts::TimerMode::TscDeadline)), deadline);
+        }
+    }
+
+    ktest! {
         /// An IPI to self, by shorthand and by the CPU set {0}, arrives once each with its
         /// vector, on CPU 0, and is ended (its in-service bit is clear afterwards).
         fn self_ipi_arrives_with_its_vector() {
