@@ -120,9 +120,10 @@ mod image {
     // them in reverse order.
     unsafe impl critical_section::Impl for ImageCriticalSection {
         unsafe fn acquire() -> critical_section::RawRestoreState {
-            let (irq_state, cpu) = match crate::platform().interrupts() {
+            let (irq_state, cpu) = match crate::try_platform().and_then(|p| p.interrupts()) {
                 Some(irqs) => (irqs.mask(), irqs.cpu_interface().cpu_id()),
-                // No interrupt controller: interrupts were never enabled, one CPU runs.
+                // Before the runtime started, or no interrupt controller: interrupts were
+                // never enabled and one CPU runs.
                 None => (0, 0),
             };
             pack(irq_state, LOCK.enter(cpu))
@@ -131,7 +132,7 @@ mod image {
         unsafe fn release(state: critical_section::RawRestoreState) {
             let (irq_state, took) = unpack(state);
             LOCK.leave(took);
-            if let Some(irqs) = crate::platform().interrupts() {
+            if let Some(irqs) = crate::try_platform().and_then(|p| p.interrupts()) {
                 irqs.restore(irq_state);
             }
         }
