@@ -33,7 +33,8 @@
 //!   kernel calls [`install`] on each CPU (x86_64) and branches to the entry from its own
 //!   vector (aarch64; the contract is in the `arch` module's docs and the board's vector).
 //! - **Clone support.** A handler finds the frame of its trapped call with
-//!   [`trap_frame`]; [`resume_frame`] starts a copy of a frame on a new stack "returning
+//!   [`trap_frame`] (every live trapped call has a slot of its own, up to
+//!   [`LIVE_FRAMES`], so this works on every CPU and while other calls block); [`resume_frame`] starts a copy of a frame on a new stack "returning
 //!   from the trap" (the child of `clone` returns 0 with its parent's registers).
 //!
 //! - **Caller memory has one owner.** Every pointer a handler receives is checked through
@@ -118,7 +119,7 @@ pub use table::{
     REGISTRATIONS, Registration, TABLE_LEN, TableStats, dispatch, dispatch_errno, errno, handler,
     name, raw, table_stats, uk_syscall6,
 };
-pub use trap::trap_frame;
+pub use trap::{LIVE_FRAMES, trap_frame};
 
 /// The syscall numbers of the architecture this crate is built for.
 #[cfg(target_arch = "aarch64")]

@@ -5,10 +5,29 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::{Args, TrapFrame};
 
-/// The frame of the trapped call most recently entered that has not returned yet (null if
-/// none). Only a live frame is ever stored: each trap clears it on its way out if it is
-/// still its own, and never restores an older (possibly dead) one.
-static CURRENT: AtomicPtr<TrapFrame> = AtomicPtr::new(core::ptr::null_mut());
+/// Most trapped calls whose frames [`trap_frame`] can find at once. A call that finds every
+/// slot taken still runs; only its handler cannot see its frame (`clone` through it fails).
+pub const LIVE_FRAMES: usize = 64;
+
+/// The frames of the trapped calls that have not returned yet, each in a slot of its own
+/// (null: free). A trap claims the first free slot on entry and frees it on its way out, so
+/// a slot only ever holds a live frame, whichever CPU trapped and however long its handler
+/// blocks.
+static LIVE: [AtomicPtr<TrapFrame>; LIVE_FRAMES] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; LIVE_FRAMES];
+
+/// Records `frame` as live; returns its slot, or `None` if every slot is taken.
+fn claim_slot(frame: *mut TrapFrame) -> Option<&'static AtomicPtr<TrapFrame>> {
+    LIVE.iter().find(|slot| {
+        slot.compare_exchange(
+            core::ptr::null_mut(),
+            frame,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+    })
+}
 
 impl TrapFrame {
     /// Where the arguments of the frame at `frame` are, without creating a reference (the
@@ -29,18 +48,15 @@ impl TrapFrame {
 /// `frame` points to a frame the entry filled; it stays valid and is not accessed by
 /// anyone else until this function returns.
 pub(crate) unsafe extern "C" fn handle(frame: *mut TrapFrame) {
-    CURRENT.store(frame, Ordering::Release);
+    let slot = claim_slot(frame);
     // SAFETY: the caller hands over a valid frame; the handler gets a shared reference into
     // it (so that `trap_frame` can find the frame from it), and no mutable reference exists
     // while the handler runs.
     let (number, args) = unsafe { ((*frame).number(), &*TrapFrame::args_ptr(frame)) };
     let result = crate::dispatch(number, args);
-    let _ = CURRENT.compare_exchange(
-        frame,
-        core::ptr::null_mut(),
-        Ordering::AcqRel,
-        Ordering::Relaxed,
-    );
+    if let Some(slot) = slot {
+        slot.store(core::ptr::null_mut(), Ordering::Release);
+    }
     // SAFETY: the handler returned: no reference into the frame is left.
     unsafe { (*frame).set_result(result as usize) };
 }
@@ -48,27 +64,24 @@ pub(crate) unsafe extern "C" fn handle(frame: *mut TrapFrame) {
 /// The frame of the trapped call whose handler received `args`.
 ///
 /// The binary entry passes its handler an `&Args` that points into the saved frame; this
-/// recognises that reference. It returns `None` for a direct call (a Rust caller calling a
-/// handler or [`crate::dispatch`] with its own `Args`), and may return `None` in a handler
-/// that blocked before asking, if another call trapped meanwhile: read it first. It never
-/// returns the frame of another call.
+/// recognises that reference, on any CPU and however many other calls trapped or blocked
+/// meanwhile. It returns `None` for a direct call (a Rust caller calling a handler or
+/// [`crate::dispatch`] with its own `Args`), and for a trapped call that found all
+/// [`LIVE_FRAMES`] slots taken. It never returns the frame of another call.
 ///
 /// The process layer uses it for `clone`: the child starts from a copy of the parent's
 /// frame (see [`crate::resume_frame`]).
 pub fn trap_frame(args: &Args) -> Option<&TrapFrame> {
-    let current = CURRENT.load(Ordering::Acquire);
-    if current.is_null() {
-        return None;
-    }
-    // Compare addresses only: `current` is dereferenced only when it is the frame `args`
-    // lies in, which then lives at least as long as `args`.
-    if !core::ptr::eq(TrapFrame::args_ptr(current), args) {
-        return None;
-    }
-    // SAFETY: `args` is the `args` field of the frame at `current` (same address), so that
+    // Compare addresses only: a frame is dereferenced only when it is the one `args` lies
+    // in, which then lives at least as long as `args`.
+    let frame = LIVE
+        .iter()
+        .map(|slot| slot.load(Ordering::Acquire))
+        .find(|&frame| !frame.is_null() && core::ptr::eq(TrapFrame::args_ptr(frame), args))?;
+    // SAFETY: `args` is the `args` field of the frame at `frame` (same address), so that
     // frame is alive for at least the lifetime of `args`; it is only read while the handler
     // runs (the entry writes it again after the handler returned).
-    Some(unsafe { &*current })
+    Some(unsafe { &*frame })
 }
 
 #[cfg(test)]
@@ -88,7 +101,11 @@ mod tests {
         // SAFETY: a valid frame nobody else uses.
         unsafe { handle(&mut frame) };
         assert_eq!(frame.result(), 1, "the handler found its frame");
-        assert!(CURRENT.load(Ordering::Relaxed).is_null(), "cleared on exit");
+        assert!(
+            LIVE.iter()
+                .all(|slot| slot.load(Ordering::Relaxed).is_null()),
+            "its slot is free again on exit"
+        );
         let captured = take_captured().expect("captured");
         assert_eq!(*captured.args(), [40, 0, 0, 0, 0, 2]);
         assert_eq!(captured.number(), CAPTURE);
@@ -117,15 +134,59 @@ mod tests {
     fn another_calls_frame_is_never_returned() {
         let _serial = crate::TRAP_LOCK.lock();
         let mut other = TrapFrame::zeroed();
-        CURRENT.store(&mut other, Ordering::Release);
+        let slot = claim_slot(&mut other).expect("a free slot");
         let mine = [0usize; 6];
         assert!(trap_frame(&mine).is_none());
-        assert!(trap_frame(&other.args).is_some());
-        let _ = CURRENT.compare_exchange(
-            &mut other,
-            core::ptr::null_mut(),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
+        assert!(core::ptr::eq(
+            trap_frame(&other.args).expect("live"),
+            &raw const other
+        ));
+        slot.store(core::ptr::null_mut(), Ordering::Release);
+        assert!(trap_frame(&other.args).is_none(), "no longer live");
+    }
+
+    /// A call that traps while others are live (blocked handlers, other CPUs) still finds
+    /// its own frame, and theirs stay findable; with every slot taken the call still runs
+    /// and only its frame is unknown.
+    #[test]
+    fn frames_stay_findable_while_others_are_live() {
+        let _serial = crate::TRAP_LOCK.lock();
+        let _ = take_captured();
+        let mut blocked = std::vec![TrapFrame::zeroed(); 3];
+        let slots: std::vec::Vec<_> = blocked
+            .iter_mut()
+            .map(|f| claim_slot(f).expect("a free slot"))
+            .collect();
+        let mut frame = TrapFrame::zeroed();
+        frame.set_number(CAPTURE);
+        frame.args = [40, 0, 0, 0, 0, 2];
+        // SAFETY: a valid frame nobody else uses.
+        unsafe { handle(&mut frame) };
+        assert_eq!(frame.result(), 1, "found among other live frames");
+        for f in &blocked {
+            assert!(core::ptr::eq(trap_frame(&f.args).expect("live"), f));
+        }
+        for slot in slots {
+            slot.store(core::ptr::null_mut(), Ordering::Release);
+        }
+        // Every slot taken: the call runs, its handler sees no frame (ESRCH here).
+        let mut many = std::vec![TrapFrame::zeroed(); LIVE_FRAMES];
+        let slots: std::vec::Vec<_> = many
+            .iter_mut()
+            .map(|f| claim_slot(f).expect("a free slot"))
+            .collect();
+        let mut last = TrapFrame::zeroed();
+        last.set_number(CAPTURE);
+        // SAFETY: as above.
+        unsafe { handle(&mut last) };
+        assert_eq!(
+            last.result() as isize,
+            -(Errno::ESRCH.into_raw() as isize),
+            "no slot, no frame"
         );
+        for slot in slots {
+            slot.store(core::ptr::null_mut(), Ordering::Release);
+        }
+        let _ = take_captured();
     }
 }
