@@ -40,6 +40,14 @@ pub trait ThreadHost {
     fn now_ns(&self) -> u64;
     /// The thread pointer installed in the CPU now (the caller's TLS).
     fn thread_pointer(&self) -> usize;
+    /// Installs `tp` as the CPU's thread pointer now (`arch_prctl(ARCH_SET_FS)`; the
+    /// running thread keeps it through [`uk_sched::Thread::set_thread_pointer`]).
+    ///
+    /// # Safety
+    ///
+    /// Code running afterwards that uses TLS reads through `tp`: it must be the address its
+    /// TLS layout expects, or only code that asked for it may use TLS.
+    unsafe fn set_thread_pointer(&self, tp: usize);
 }
 
 impl<C: ContextOps + Clone + 'static, K: Clock + 'static> ThreadHost for RoundRobin<C, K> {
@@ -65,6 +73,11 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> ThreadHost for RoundRo
 
     fn thread_pointer(&self) -> usize {
         self.ops().thread_pointer()
+    }
+
+    unsafe fn set_thread_pointer(&self, tp: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.ops().set_thread_pointer(tp) }
     }
 }
 

@@ -583,3 +583,38 @@ uk_test::ktest! {
         uk_test::expect_eq!(sys.ids_in_use(), 0);
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+uk_test::ktest! {
+    /// arch_prctl through the `syscall` instruction: ARCH_SET_FS puts the address in the
+    /// CPU's FS base at once (read back with RDMSR), ARCH_GET_FS writes it to caller memory,
+    /// GS is refused and a bad pointer is EFAULT; the old FS base is put back.
+    fn arch_prctl_sets_the_fs_base_through_the_trap() {
+        use crate::tls::{ARCH_GET_FS, ARCH_SET_FS, ARCH_SET_GS};
+        let _ = uk_syscall::install();
+        let ops = Native::detect();
+        let before = ops.thread_pointer();
+        let block: Box<[u64; 8]> = Box::new([0; 8]);
+        let want = block.as_ptr() as usize;
+        let mut out = 0u64;
+        // SAFETY: arch_prctl's arguments: a code and an address (a live block, or `out`).
+        let (set, now, get, gs, fault, restore) = unsafe {
+            let set = trap(Sysno::arch_prctl, [ARCH_SET_FS as usize, want, 0, 0, 0, 0]);
+            let now = ops.thread_pointer();
+            let get = trap(Sysno::arch_prctl, [ARCH_GET_FS as usize, &raw mut out as usize, 0, 0, 0, 0]);
+            let gs = trap(Sysno::arch_prctl, [ARCH_SET_GS as usize, want, 0, 0, 0, 0]);
+            let fault = trap(Sysno::arch_prctl, [ARCH_GET_FS as usize, 0, 0, 0, 0, 0]);
+            let restore = trap(Sysno::arch_prctl, [ARCH_SET_FS as usize, before, 0, 0, 0, 0]);
+            (set, now, get, gs, fault, restore)
+        };
+        uk_test::expect_eq!(set, 0);
+        uk_test::expect_eq!(now, want);
+        uk_test::expect_eq!(get, 0);
+        uk_test::expect_eq!(out, want as u64);
+        uk_test::expect_eq!(gs, -(uk_syscall::Errno::EPERM.into_raw() as isize));
+        uk_test::expect_eq!(fault, -(uk_syscall::Errno::EFAULT.into_raw() as isize));
+        uk_test::expect_eq!(restore, 0);
+        uk_test::expect_eq!(ops.thread_pointer(), before);
+        drop(block);
+    }
+}

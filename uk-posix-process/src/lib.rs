@@ -30,6 +30,8 @@
 //!   `set_tid_address`) zeroes the word and wakes one futex waiter, the tid is recycled,
 //!   the last thread ends its process, and the last process ends the run through the exit
 //!   hook (the board's `Platform::exit` with the status; [`System::set_exit_hook`]).
+//! - **Thread pointer**: `arch_prctl(ARCH_SET_FS)` on x86_64 ([`tls`]) keeps it in the
+//!   calling thread, so the scheduler installs it whenever the thread runs.
 //! - **Ids** come from a bitmap in `1..=32767`: 0 is never handed out, ids are reused
 //!   cyclically ([`ids::IdAllocator`]).
 //! - **Pointers from callers** go through [`uk_syscall::user`], the one module of uk-rs
@@ -104,6 +106,7 @@ pub mod raw;
 pub mod rlimit;
 mod system;
 pub mod time;
+pub mod tls;
 
 #[cfg(all(feature = "ktest", target_os = "none"))]
 mod ktest;

@@ -41,6 +41,11 @@ pub fn sys_getppid(_: &Args) -> SyscallResult {
     id(system().getppid())
 }
 
+/// arch_prctl(code, addr) (x86_64).
+pub fn sys_arch_prctl(a: &Args) -> SyscallResult {
+    system().arch_prctl(a[0] as i32, a[1])
+}
+
 /// set_tid_address(tidptr).
 pub fn sys_set_tid_address(a: &Args) -> SyscallResult {
     id(system().set_tid_address(a[0]))
@@ -247,6 +252,8 @@ uk_syscall::register!(getpid => sys_getpid);
 uk_syscall::register!(gettid => sys_gettid);
 uk_syscall::register!(getppid => sys_getppid);
 uk_syscall::register!(set_tid_address => sys_set_tid_address);
+#[cfg(target_arch = "x86_64")]
+uk_syscall::register!(arch_prctl => sys_arch_prctl);
 uk_syscall::register!(clone => sys_clone);
 uk_syscall::register!(clone3 => sys_clone3);
 uk_syscall::register!(futex => sys_futex);

@@ -554,3 +554,53 @@ fn unknown_callers_are_adopted_into_the_first_process() {
     assert_eq!(got.get().0, first);
     assert_ne!(got.get().1, first);
 }
+
+/// arch_prctl: ARCH_SET_FS keeps the value in the calling thread (so the scheduler installs
+/// it at every switch in) and ARCH_GET_FS reads it back; a clone without CLONE_SETTLS
+/// inherits it; bad requests change nothing.
+#[test]
+fn arch_prctl_sets_and_reads_the_callers_thread_pointer() {
+    use uk_posix_process::tls::{ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_FS, ARCH_SET_GS};
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        let me = uk_sched::current().expect("a thread");
+        assert_eq!(sys.arch_prctl(ARCH_SET_FS, 0x1234_5000), Ok(0));
+        assert_eq!(me.thread_pointer(), 0x1234_5000);
+        let mut out = 0u64;
+        let out_addr = &raw mut out as usize;
+        assert_eq!(sys.arch_prctl(ARCH_GET_FS, out_addr), Ok(0));
+        assert_eq!(out, 0x1234_5000);
+        // Refused, and nothing changed.
+        assert_eq!(
+            sys.arch_prctl(ARCH_SET_FS, 0x8000_0000_0000_0000),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(sys.arch_prctl(ARCH_SET_GS, 0x1000), Err(Errno::EPERM));
+        assert_eq!(sys.arch_prctl(ARCH_GET_GS, out_addr), Err(Errno::EPERM));
+        assert_eq!(sys.arch_prctl(0x9999, 0), Err(Errno::EINVAL));
+        assert_eq!(sys.arch_prctl(ARCH_GET_FS, 0), Err(Errno::EFAULT));
+        assert_eq!(me.thread_pointer(), 0x1234_5000);
+        // A thread without CLONE_SETTLS inherits the thread pointer, and its own change
+        // stays its own.
+        let seen = word(0);
+        let a = CloneArgs::from_legacy(PTHREAD_FLAGS & !CLONE_SETTLS, 0, addr(word(0)), 0, 0);
+        sys.clone(
+            &a,
+            Via::Clone,
+            call(move || {
+                let child = uk_sched::current().expect("a thread");
+                seen.store(child.thread_pointer() as u32, Ordering::SeqCst);
+                assert_eq!(sys.arch_prctl(ARCH_SET_FS, 0x7777_0000), Ok(0));
+                0
+            }),
+        )
+        .unwrap();
+        while sys.thread_count() > 1 {
+            uk_sched::yield_now();
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 0x1234_5000);
+        assert_eq!(me.thread_pointer(), 0x1234_5000);
+        0
+    });
+}
