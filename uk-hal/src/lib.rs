@@ -13,6 +13,8 @@
 //!   cycle counter behind it for measurements in cycles. The runtime registers the board's
 //!   clock once at boot ([`register_system_clock`]) so that crates without a board handle
 //!   (the random generator's jitter fallback) can find it ([`system_clock`]).
+//! - `HostClock` (feature `std`): the host's monotonic clock, for tests and benchmarks
+//!   that run uk-rs code in a Linux process.
 //! - [`Platform`]: what the runtime needs to start an application: the board's name, the
 //!   usable memory regions, the kernel command line, and ways to end the run.
 //!
@@ -49,7 +51,7 @@
 //! ```
 #![no_std]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 pub mod irq;
@@ -120,6 +122,41 @@ pub fn system_clock() -> Option<&'static dyn Clock> {
     // SAFETY: the only non-null value ever stored comes from a `&'static &'static dyn
     // Clock` in `register_system_clock`, so it points to a live, never-mutated reference.
     unsafe { ptr.as_ref() }.copied()
+}
+
+/// The host's monotonic clock as a [`Clock`] (feature `std`): nanoseconds since the value
+/// was made, and cycles are nanoseconds too. For tests and benchmarks that run uk-rs code
+/// (schedulers, the random generator, the process layer) in a Linux process.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, Copy)]
+pub struct HostClock(pub std::time::Instant);
+
+#[cfg(feature = "std")]
+impl HostClock {
+    /// A clock that starts now.
+    pub fn new() -> Self {
+        Self(std::time::Instant::now())
+    }
+}
+
+#[cfg(feature = "std")]
+impl Default for HostClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "std")]
+impl Clock for HostClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+    fn cycles(&self) -> u64 {
+        self.monotonic_ns()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        1_000_000_000
+    }
 }
 
 /// A range of usable RAM handed from the board to the allocators.

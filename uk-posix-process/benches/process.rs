@@ -6,30 +6,16 @@
 //! - `getpid` through the layer (direct and by number) against Linux's `getpid(2)`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use divan::Bencher;
 use divan::counter::ItemsCount;
+use uk_hal::HostClock;
 use uk_posix_process::flags::{CloneArgs, PTHREAD_FLAGS, Via};
 use uk_posix_process::{ChildStart, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE, System};
 use uk_sched::{RoundRobin, Scheduler, idle};
 
 fn main() {
     divan::main();
-}
-
-struct HostClock(Instant);
-
-impl uk_hal::Clock for HostClock {
-    fn monotonic_ns(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn cycles(&self) -> u64 {
-        self.monotonic_ns()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        1_000_000_000
-    }
 }
 
 type Sched = RoundRobin<uk_context::Native, HostClock>;
@@ -43,7 +29,7 @@ thread_local! {
     static WORLD: World = {
         let sched: &'static Sched = Box::leak(Box::new(RoundRobin::cooperative(
             uk_context::Native::detect(),
-            HostClock(Instant::now()),
+            HostClock::new(),
             idle::Poll,
         )));
         let sys: &'static System = Box::leak(Box::new(System::new()));

@@ -514,12 +514,7 @@ impl System {
         // The thread pointer: the caller's unless CLONE_SETTLS.
         let tp = match plan.tls {
             Some(tls) => tls,
-            // The caller's own thread pointer; if it has none of its own, whatever is
-            // installed now.
-            None => match uk_sched::current().map_or(0, |t| t.thread_pointer()) {
-                0 => host.thread_pointer(),
-                own => own,
-            },
+            None => self.caller_thread_pointer(),
         };
         // An id, reserved now, released if anything below fails.
         let tid = self.state.lock().0.ids.alloc().ok_or(Errno::EAGAIN)?;

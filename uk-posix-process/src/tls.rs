@@ -34,6 +34,19 @@ fn canonical(addr: usize) -> bool {
 }
 
 impl System {
+    /// The calling thread's thread pointer: its own if it has one, else whatever the CPU
+    /// has installed now (what `ARCH_GET_FS` reports and a clone without `CLONE_SETTLS`
+    /// inherits).
+    pub(crate) fn caller_thread_pointer(&self) -> usize {
+        match uk_sched::current().map_or(0, |t| t.thread_pointer()) {
+            0 => match self.host() {
+                Some(host) => host.thread_pointer(),
+                None => Native::detect().thread_pointer(),
+            },
+            own => own,
+        }
+    }
+
     /// `arch_prctl(code, addr)`: sets (`ARCH_SET_FS`) or reads into `*addr`
     /// (`ARCH_GET_FS`) the calling thread's thread pointer.
     ///
@@ -63,13 +76,7 @@ impl System {
                 Ok(0)
             }
             ARCH_GET_FS => {
-                let tp = match uk_sched::current() {
-                    Some(me) if me.thread_pointer() != 0 => me.thread_pointer(),
-                    _ => match self.host() {
-                        Some(host) => host.thread_pointer(),
-                        None => Native::detect().thread_pointer(),
-                    },
-                };
+                let tp = self.caller_thread_pointer();
                 UserPtr::<u64>::new(addr).write(&self.address_space(), tp as u64)?;
                 Ok(0)
             }

@@ -230,20 +230,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// The host's monotonic clock in nanoseconds (cycles are nanoseconds too).
-    pub(crate) struct HostClock(pub(crate) std::time::Instant);
-
-    impl uk_hal::Clock for HostClock {
-        fn monotonic_ns(&self) -> u64 {
-            self.0.elapsed().as_nanos() as u64
-        }
-        fn cycles(&self) -> u64 {
-            self.monotonic_ns()
-        }
-        fn cycles_per_second(&self) -> u64 {
-            1_000_000_000
-        }
-    }
+    pub(crate) use uk_hal::HostClock;
 
     /// A fake hardware source: fails the first `fail_random` / `fail_seed` attempts, then
     /// returns a counter run through a mixer (distinct values). Counts every attempt.

@@ -19,32 +19,19 @@ use corosensei::{Coroutine, CoroutineResult};
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 use uk_context::{Context, ContextOps, Native};
+use uk_hal::HostClock;
 use uk_sched::{RoundRobin, Scheduler, StackPool, Thread, idle, yield_now};
 
 const ROUNDS: usize = 10_000;
 const OS_ROUNDS: usize = 1_000;
 const THREADS: usize = 1_000;
 
-struct HostClock(std::time::Instant);
-
-impl uk_hal::Clock for HostClock {
-    fn monotonic_ns(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn cycles(&self) -> u64 {
-        self.monotonic_ns()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        1_000_000_000
-    }
-}
-
 fn sched() -> RoundRobin<Native, HostClock> {
     sched_with(Native::detect())
 }
 
 fn sched_with(ops: Native) -> RoundRobin<Native, HostClock> {
-    RoundRobin::cooperative(ops, HostClock(std::time::Instant::now()), idle::Poll)
+    RoundRobin::cooperative(ops, HostClock::new(), idle::Poll)
 }
 
 fn main() {
