@@ -12,12 +12,16 @@
 //!   corosensei peer does), corosensei with a reused stack, `std::thread` spawn + join.
 #![allow(missing_docs)]
 
-use std::sync::mpsc;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Once, mpsc};
 
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
+use uk_alloc::{Allocator, Locked, Tlsf};
 use uk_context::{Context, ContextOps, Native};
 use uk_hal::HostClock;
 use uk_sched::{RoundRobin, Scheduler, StackPool, Thread, idle, yield_now};
@@ -36,6 +40,92 @@ fn sched_with(ops: Native) -> RoundRobin<Native, HostClock> {
 
 fn main() {
     divan::main();
+}
+
+// ----- the process's allocator: glibc's, or uk-alloc's TLSF while a `_uk_alloc` row runs
+
+/// glibc's malloc, except while a [`UkAllocGuard`] lives, when new blocks come from
+/// uk-alloc's TLSF over [`ARENA`]. Every block goes back (or is resized) by the allocator
+/// it came from, told apart by its address, so blocks may cross the switch.
+struct BenchAlloc;
+
+#[global_allocator]
+static ALLOCATOR: BenchAlloc = BenchAlloc;
+
+const ARENA_BYTES: usize = 16 << 20;
+
+#[repr(C, align(4096))]
+struct Arena(UnsafeCell<[u8; ARENA_BYTES]>);
+
+// SAFETY: the arena is only ever handed to TLSF (once), which serialises its use.
+unsafe impl Sync for Arena {}
+
+static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_BYTES]));
+static TLSF: Locked<Tlsf> = Locked::new(Tlsf::new());
+static USE_TLSF: AtomicBool = AtomicBool::new(false);
+
+fn in_arena(ptr: *mut u8) -> bool {
+    let base = ARENA.0.get().cast::<u8>();
+    (base..base.wrapping_add(ARENA_BYTES)).contains(&ptr)
+}
+
+// SAFETY: forwards each call to glibc's allocator or to TLSF, both `GlobalAlloc`s; frees and
+// resizes go to the one that made the block (TLSF's blocks are exactly those in the arena).
+unsafe impl GlobalAlloc for BenchAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if USE_TLSF.load(Ordering::Relaxed) {
+                TLSF.alloc(layout)
+            } else {
+                System.alloc(layout)
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract; the block came from the allocator its address names.
+        unsafe {
+            if in_arena(ptr) {
+                TLSF.dealloc(ptr, layout)
+            } else {
+                System.dealloc(ptr, layout)
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in `dealloc`.
+        unsafe {
+            if in_arena(ptr) {
+                TLSF.realloc(ptr, layout, new_size)
+            } else {
+                System.realloc(ptr, layout, new_size)
+            }
+        }
+    }
+}
+
+/// While it lives, new allocations come from uk-alloc's TLSF.
+struct UkAllocGuard;
+
+impl UkAllocGuard {
+    fn enable() -> Self {
+        static GIVE_ARENA: Once = Once::new();
+        GIVE_ARENA.call_once(|| {
+            // SAFETY: the arena is static, unused by anything else, and given once.
+            unsafe { TLSF.lock().add_memory(ARENA.0.get().cast(), ARENA_BYTES) }
+                .expect("the arena is usable memory");
+        });
+        USE_TLSF.store(true, Ordering::Relaxed);
+        UkAllocGuard
+    }
+}
+
+impl Drop for UkAllocGuard {
+    fn drop(&mut self) {
+        USE_TLSF.store(false, Ordering::Relaxed);
+    }
 }
 
 fn pingpong(b: Bencher, ectx: bool) {
@@ -64,6 +154,28 @@ fn pingpong_with(b: Bencher, ectx: bool, ops: Native) {
 #[divan::bench]
 fn yield_pingpong_uk_sched(b: Bencher) {
     pingpong(b, false);
+}
+
+/// The same through the scheduler's typed [`Scheduler::yield_now`], which each thread
+/// calls on the scheduler it holds (as a corosensei coroutine holds its `Yielder`).
+#[divan::bench]
+fn yield_pingpong_uk_sched_typed(b: Bencher) {
+    let s = std::rc::Rc::new(sched());
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        for name in ["ping", "pong"] {
+            let mine = s.clone();
+            let t = Thread::builder(name)
+                .stack_size(16 * 1024)
+                .create(s.ops(), move || {
+                    for _ in 0..ROUNDS {
+                        mine.yield_now();
+                    }
+                })
+                .unwrap();
+            s.add(&t).unwrap();
+        }
+        s.run();
+    });
 }
 
 #[divan::bench]
@@ -120,6 +232,20 @@ fn yield_pingpong_os_threads(b: Bencher) {
 
 #[divan::bench]
 fn create_run_exit_uk_sched_pooled(b: Bencher) {
+    create_run_exit_batch(b);
+}
+
+/// The same with uk-alloc's TLSF as the allocator of the thread objects, as in an image
+/// (the glibc rows above pay for glibc's `free` of a batch of 1,000 blocks, which its
+/// per-thread cache does not hold).
+#[divan::bench]
+fn create_run_exit_uk_sched_pooled_uk_alloc(b: Bencher) {
+    let _tlsf = UkAllocGuard::enable();
+    create_run_exit_batch(b);
+}
+
+/// 1,000 threads created on pooled stacks, then all run to completion and reclaimed.
+fn create_run_exit_batch(b: Bencher) {
     let s = sched();
     let pool = StackPool::new(16 * 1024, THREADS);
     b.counter(ItemsCount::new(THREADS)).bench_local(|| {
@@ -151,6 +277,17 @@ fn add_pooled_thread(s: &RoundRobin<Native, HostClock>, pool: &StackPool) {
 /// created, run to its end and reclaimed before the next one is created.
 #[divan::bench]
 fn create_run_exit_uk_sched_pooled_one_at_a_time(b: Bencher) {
+    create_run_exit_one_at_a_time(b);
+}
+
+/// The same with uk-alloc's TLSF as the allocator, as in an image.
+#[divan::bench]
+fn create_run_exit_uk_sched_pooled_one_at_a_time_uk_alloc(b: Bencher) {
+    let _tlsf = UkAllocGuard::enable();
+    create_run_exit_one_at_a_time(b);
+}
+
+fn create_run_exit_one_at_a_time(b: Bencher) {
     let s = sched();
     let pool = StackPool::new(16 * 1024, 1);
     b.counter(ItemsCount::new(THREADS)).bench_local(|| {

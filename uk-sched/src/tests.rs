@@ -124,6 +124,71 @@ fn round_robin_is_fifo_and_yield_goes_to_the_tail() {
 }
 
 #[test]
+fn typed_yield_is_fifo_like_the_free_function() {
+    let (s, _, _) = fake();
+    let s_ref = unsafe_static(&s);
+    let l = log();
+    for name in ["a", "b"] {
+        let l = l.clone();
+        s.spawn(name, move || {
+            for i in 0..2 {
+                push(&l, format!("{name}{i}"));
+                s_ref.yield_now();
+            }
+        })
+        .unwrap();
+    }
+    s.run();
+    assert_eq!(*l.borrow(), ["a0", "b0", "a1", "b1"]);
+    assert_eq!(s.stats().reclaimed, 2);
+}
+
+#[test]
+#[should_panic(expected = "must be called by a running thread of this scheduler")]
+fn typed_yield_outside_its_threads_panics() {
+    let (s, _, _) = fake();
+    s.yield_now();
+}
+
+/// A thread of an inner scheduler (run by a thread of the outer one) is not the outer
+/// scheduler's running thread: the outer one's typed yield refuses it, though the thread
+/// that called the inner `run` is the outer scheduler's current thread.
+#[test]
+#[should_panic(expected = "must be called by a running thread of this scheduler")]
+fn typed_yield_of_another_scheduler_panics() {
+    let (outer, _, _) = fake();
+    let outer_ref = unsafe_static(&outer);
+    outer
+        .spawn("host", move || {
+            let (inner, _, _) = fake();
+            inner.spawn("guest", move || outer_ref.yield_now()).unwrap();
+            inner.run();
+        })
+        .unwrap();
+    outer.run();
+}
+
+#[test]
+fn thread_ids_are_unique_stable_and_never_zero() {
+    let (s, _, _) = fake();
+    let threads: Vec<ThreadRef> = (0..4).map(|_| s.spawn("t", || {}).unwrap()).collect();
+    // Asked in an order unlike creation's: numbers are given on first request.
+    let ids: Vec<u64> = threads.iter().rev().map(|t| t.id()).collect();
+    assert!(ids.iter().all(|&id| id != 0));
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ids.len());
+    s.run();
+    // Stable for the thread's whole life, exited included.
+    let again: Vec<u64> = threads.iter().rev().map(|t| t.id()).collect();
+    assert_eq!(again, ids);
+    let later = s.spawn("later", || {}).unwrap();
+    assert!(!ids.contains(&later.id()));
+    s.run();
+}
+
+#[test]
 fn yield_alone_keeps_running_without_a_switch() {
     let (s, _, _) = fake();
     s.spawn("solo", || {
@@ -920,6 +985,8 @@ fn wait_queue_wake_one_and_all() {
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Yield,
+    /// The typed [`Scheduler::yield_now`] on the thread's scheduler: the same policy.
+    YieldTyped,
     Sleep(u64),
     Work(u64),
 }
@@ -971,7 +1038,7 @@ fn model(scripts: &[Vec<Op>]) -> (Vec<(usize, usize)>, u64) {
         pc[t] += 1;
         match op {
             Op::Work(d) => clock += d,
-            Op::Yield => {
+            Op::Yield | Op::YieldTyped => {
                 wake_due(clock, &mut sleepq, &mut runq);
                 if !runq.is_empty() {
                     runq.push_back(t);
@@ -993,6 +1060,7 @@ fn model(scripts: &[Vec<Op>]) -> (Vec<(usize, usize)>, u64) {
 fn real(scripts: &[Vec<Op>]) -> (Vec<(usize, usize)>, u64) {
     let (s, clock, _) = fake();
     let trace = Rc::new(RefCell::new(Vec::new()));
+    let s_ref = unsafe_static(&s);
     for (t, script) in scripts.iter().enumerate() {
         let (script, trace, clock) = (script.clone(), trace.clone(), clock.clone());
         s.spawn("p", move || {
@@ -1000,6 +1068,7 @@ fn real(scripts: &[Vec<Op>]) -> (Vec<(usize, usize)>, u64) {
                 trace.borrow_mut().push((t, i));
                 match op {
                     Op::Yield => yield_now(),
+                    Op::YieldTyped => s_ref.yield_now(),
                     Op::Sleep(d) => sleep(d),
                     Op::Work(d) => clock.advance(d),
                 }
@@ -1020,7 +1089,8 @@ mod model_check {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            3 => Just(Op::Yield),
+            2 => Just(Op::Yield),
+            2 => Just(Op::YieldTyped),
             2 => (0u64..40).prop_map(Op::Sleep),
             1 => (0u64..25).prop_map(Op::Work),
         ]

@@ -273,7 +273,8 @@ pub(crate) struct Inner {
 /// scheduler ([`crate::Scheduler::add`]); they can be removed and added to another
 /// scheduler in any state. Not `Send`/`Sync`: a thread and its schedulers live on one CPU.
 pub struct Thread {
-    id: u64,
+    /// 0 until [`Thread::id`] first gives one out.
+    id: AtomicU64,
     name: Cow<'static, str>,
     inner: UnsafeCell<Inner>,
 }
@@ -295,9 +296,27 @@ impl Thread {
         }
     }
 
-    /// A process-wide unique number (never reused).
+    /// A process-wide unique number, never reused and never 0. It is given on the first
+    /// request, so creating a thread updates no shared counter; numbers therefore follow
+    /// the order of first request, not of creation.
     pub fn id(&self) -> u64 {
-        self.id
+        match self.id.load(Ordering::Relaxed) {
+            0 => self.assign_id(),
+            id => id,
+        }
+    }
+
+    #[cold]
+    fn assign_id(&self) -> u64 {
+        let fresh = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // An interrupt handler on this CPU may have asked in between: its number stays.
+        match self
+            .id
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(first) => first,
+        }
     }
 
     /// The thread's name.
@@ -432,7 +451,7 @@ impl Drop for Thread {
 impl fmt::Debug for Thread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Thread")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("name", &self.name)
             .field("state", &self.state())
             .finish()
@@ -560,7 +579,7 @@ impl ThreadBuilder {
         let mut thread = Arc::<Thread>::new_uninit();
         let slot = Arc::get_mut(&mut thread).expect("a fresh Arc is unique");
         slot.write(Thread {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: AtomicU64::new(0),
             name: self.name,
             inner: UnsafeCell::new(Inner {
                 state: ThreadState::Runnable,
