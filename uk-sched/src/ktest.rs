@@ -230,6 +230,51 @@ uk_test::ktest! {
     }
 }
 
+/// One step of the values `typed_yield_keeps_callers_values`'s threads carry across
+/// switches: cheap, and every word depends on the others.
+#[inline(always)]
+fn mix(v: [u64; 6], round: u64) -> [u64; 6] {
+    let a = v[0].wrapping_mul(3) ^ round;
+    let b = v[1].wrapping_add(a);
+    let c = v[2].rotate_left(5) ^ b;
+    let d = v[3].wrapping_sub(c);
+    [a, b, c, d, v[4] ^ d, v[5].wrapping_add(v[4] ^ d)]
+}
+
+uk_test::ktest! {
+    /// The typed `Scheduler::yield_now` inlines the switch into its caller: threads keep
+    /// every value they hold across it (six live words and a counter, more than the
+    /// registers a switch leaves alone) and take turns in FIFO order, as with the free one.
+    fn typed_yield_keeps_callers_values() {
+        const ROUNDS: u64 = 5;
+        let s = Rc::new(sched());
+        let turns = Rc::new(RefCell::new(Vec::new()));
+        let wrong = Rc::new(Cell::new(0u32));
+        for t in 0..3u64 {
+            let (me, turns, wrong) = (s.clone(), turns.clone(), wrong.clone());
+            s.spawn("typed", move || {
+                let start = [t, t + 10, t + 20, t + 30, t + 40, t + 50];
+                let mut v = start;
+                for round in 0..ROUNDS {
+                    turns.borrow_mut().push((t, round));
+                    me.yield_now();
+                    v = mix(v, round);
+                }
+                let expected = (0..ROUNDS).fold(start, mix);
+                if v != expected {
+                    wrong.set(wrong.get() + 1);
+                }
+            })
+            .expect("spawn");
+        }
+        s.run();
+        uk_test::expect_eq!(wrong.get(), 0);
+        let expected: Vec<(u64, u64)> = (0..ROUNDS).flat_map(|r| (0..3).map(move |t| (t, r))).collect();
+        uk_test::expect_eq!(*turns.borrow(), expected);
+        uk_test::expect_eq!(s.stats().reclaimed, 3);
+    }
+}
+
 static TDATA: [u8; 8] = *b"template";
 
 uk_test::ktest! {
