@@ -226,6 +226,9 @@ pub struct Tlsf<const CHECKED: bool = false> {
     /// Lowest block address and highest sentinel address over all regions.
     lo: usize,
     hi: usize,
+    /// Granules from `lo` at which an allocated block may start: `(hi - lo - HDR) / GRANULE`
+    /// (a block has at least MIN_BLOCK bytes before `hi`), 0 without memory.
+    start_granules: usize,
     regions: *mut RegionMeta,
     acct: Accounting,
     /// Quick lists: freed small blocks by exact size, linked through word 1.
@@ -274,6 +277,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             // No region yet: the empty range 0..0 (all-zero empty state, see `Accounting`).
             lo: 0,
             hi: 0,
+            start_granules: 0,
             regions: ptr::null_mut(),
             acct: Accounting::new(),
             quick: [ptr::null_mut(); QUICK_CLASSES],
@@ -805,14 +809,29 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         }
         let p = ptr.as_ptr() as usize;
         let addr = p.wrapping_sub(HDR);
-        // One unsigned comparison covers `p < HDR` too (the subtraction wraps).
-        if p % GRANULE != 0 || addr.wrapping_sub(self.lo) >= self.hi.wrapping_sub(self.lo) {
+        // One comparison for "a granule of the heap where a block can start": `lo` is
+        // 16-byte aligned, so a misaligned pointer leaves low bits in the offset, which the
+        // rotation moves to the top; a pointer below `lo + HDR` wraps to a huge offset.
+        if addr
+            .wrapping_sub(self.lo)
+            .rotate_right(GRANULE.trailing_zeros())
+            >= self.start_granules
+        {
             return Err(AllocError::BadFree);
         }
         let b = ptr.as_ptr().wrapping_sub(HDR);
         // SAFETY: `b` lies within the heap's address range, so its header is readable.
         let h = unsafe { word(b, 0) };
-        Self::check_header(h, self.hi - addr)?;
+        // `addr <= hi - MIN_BLOCK` (see `start_granules`), so `room - MIN_BLOCK` does not wrap and
+        // one unsigned comparison checks `MIN_BLOCK <= size <= room`; both checks share one
+        // branch, the error is told apart only when there is one.
+        let room = self.hi - addr;
+        let misfit = (h & !FLAGS).wrapping_sub(MIN_BLOCK) > room - MIN_BLOCK;
+        if (h & (FREE | QUICK) != 0) | misfit {
+            return Err(Self::check_header(h, room)
+                .err()
+                .unwrap_or(AllocError::BadFree));
+        }
         Ok(b)
     }
 
@@ -995,6 +1014,7 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             self.lo.min(first)
         };
         self.hi = self.hi.max(end);
+        self.start_granules = (self.hi - self.lo - HDR) / GRANULE;
         Ok(())
     }
 }
@@ -1594,6 +1614,49 @@ mod tests {
                 assert_eq!(t.available(), total);
             }
         }
+    }
+
+    #[test]
+    fn unchecked_validation_holds_at_the_edges_of_the_heap() {
+        const BYTES: usize = 4096;
+        let mut arena: Vec<u128> = vec![0; BYTES / 16];
+        let base = arena.as_mut_ptr().cast::<u8>();
+        let mut t = Tlsf::new();
+        // SAFETY: the arena outlives `t` and is used for nothing else.
+        unsafe { t.add_memory(base, BYTES).unwrap() };
+        // The sentinel takes the last 16 bytes: `hi` is its address.
+        let hi = base.wrapping_add(BYTES - HDR);
+        // All but the last 32 bytes before the sentinel, then a minimal block there.
+        let a = t.malloc(BYTES - HDR - MIN_BLOCK - HDR).unwrap();
+        let b = t.malloc(1).unwrap();
+        assert_eq!(b.as_ptr(), hi.wrapping_sub(MIN_BLOCK - HDR), "last block");
+        let before = (t.available(), t.stats());
+        let bad = [
+            base,                        // header before the heap
+            hi,                          // header in the last granule, too close to `hi`
+            hi.wrapping_add(HDR),        // the sentinel
+            b.as_ptr().wrapping_add(8),  // misaligned
+            a.as_ptr().wrapping_add(16), // inside `a`, whose payload holds zeros
+        ];
+        for p in bad {
+            // SAFETY: each pointer is outside the heap or a readable granule of it, which
+            // unchecked mode may read as a header before refusing it.
+            let r = unsafe { t.free(NonNull::new(p).unwrap()) };
+            assert_eq!(
+                r,
+                Err(AllocError::BadFree),
+                "{:#x}",
+                p as usize - base as usize
+            );
+        }
+        assert_eq!((t.available(), t.stats()), before);
+        // SAFETY: live pointers of `t`, each freed once.
+        unsafe {
+            t.free(b).unwrap();
+            assert_eq!(t.free(b), Err(AllocError::DoubleFree));
+            t.free(a).unwrap();
+        }
+        assert_eq!(t.available(), BYTES - HDR);
     }
 
     #[test]
