@@ -1087,7 +1087,12 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
 }
 
 impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
-    #[inline]
+    // `alloc_aligned` and `free` are always inlined: left to itself the compiler calls them
+    // from `Locked`, and the call (a second prologue and epilogue, the result passed through
+    // memory) cost 10 to 15 instructions of the 60 to 150 an allocation or a free takes.
+    // Measured (callgrind): 200,000 to 270,000 fewer instructions per random-actions script
+    // of 20,000 operations; the x86 helloworld image grows by 16 bytes of text.
+    #[inline(always)]
     fn alloc_aligned(&mut self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
         // The fast path, small enough to inline into callers such as `Locked::alloc`: a
         // request of at most 16-byte alignment, within the limit, for which the
@@ -1199,7 +1204,7 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         Ok(true)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), AllocError> {
         let b = self.validate(ptr)?;
         // SAFETY: `b` is the header of a live allocation.
