@@ -240,7 +240,7 @@ fn create_run_exit_uk_sched_pooled(b: Bencher) {
     create_run_exit_batch(b);
 }
 
-/// The same with uk-alloc's TLSF as the allocator of the thread objects, as in an image
+/// The same with uk-alloc's TLSF allocating the thread objects and stacks, as in an image
 /// (the glibc rows above pay for glibc's `free` of a batch of 1,000 blocks, which its
 /// per-thread cache does not hold).
 #[divan::bench]
