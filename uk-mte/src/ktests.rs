@@ -249,6 +249,25 @@ ktest! {
     }
 }
 
+/// `N` allocations from `alloc`, or `None` once one fails (reported as a failed
+/// expectation naming `what`).
+fn take<const N: usize>(
+    what: &str,
+    mut alloc: impl FnMut() -> Result<NonNull<u8>, AllocError>,
+) -> Option<[NonNull<u8>; N]> {
+    let mut taken = [NonNull::<u8>::dangling(); N];
+    for slot in taken.iter_mut() {
+        match alloc() {
+            Ok(p) => *slot = p,
+            Err(e) => {
+                expect!(false, "{what}: {e}");
+                return None;
+            }
+        }
+    }
+    Some(taken)
+}
+
 /// Runs `check` on a fresh tagged `backend` that manages a chunk of the image heap of its own,
 /// so that the layout of its allocations does not depend on what earlier cases left in the
 /// shared heap. The allocator dies before the chunk is given back, and only if `check`
@@ -291,16 +310,9 @@ ktest! {
             return println!("    uk-mte: tagging off: nothing to check (skipped)");
         }
         with_fresh_tagged(Tlsf::new(), 64 * 1024, |h| {
-            let mut blocks = [NonNull::<u8>::dangling(); 48];
-            for b in blocks.iter_mut() {
-                match h.malloc(48) {
-                    Ok(p) => *b = p,
-                    Err(e) => {
-                        expect!(false, "malloc: {e}");
-                        return false;
-                    }
-                }
-            }
+            let Some(blocks) = take::<48>("malloc", || h.malloc(48)) else {
+                return false;
+            };
             let mut neighbours = 0;
             for a in &blocks {
                 for b in &blocks {
@@ -325,16 +337,9 @@ ktest! {
 
         // Page runs that touch, from a tagged buddy allocator.
         with_fresh_tagged(Buddy::new(), 128 * 1024, |buddy| {
-            let mut pages = [NonNull::<u8>::dangling(); 12];
-            for p in pages.iter_mut() {
-                match buddy.palloc(1) {
-                    Ok(q) => *p = q,
-                    Err(e) => {
-                        expect!(false, "palloc: {e}");
-                        return false;
-                    }
-                }
-            }
+            let Some(pages) = take::<12>("palloc", || buddy.palloc(1)) else {
+                return false;
+            };
             let mut touching = 0;
             for a in &pages {
                 for b in &pages {
