@@ -63,12 +63,15 @@ fn cpu_id() -> usize {
 }
 
 /// Connects this crate to the board's interrupts: masking, CPU numbering, the timer
-/// handler. Idempotent (only the first call's `interrupts` counts); call it on the boot CPU
-/// before starting others. [`crate::RoundRobin::with_interrupts`] calls it.
+/// handler, and the handler of the wake-up interrupt [`crate::RemoteWaker`] sends
+/// (`free_ipi()` + [`crate::remote::WAKE_IPI_OFFSET`]). Idempotent (only the first call's
+/// `interrupts` counts); call it on the boot CPU before starting others.
+/// [`crate::RoundRobin::with_interrupts`] calls it.
 ///
 /// # Errors
 ///
-/// The timer's interrupt already has another handler ([`IrqError::HandlerBusy`]).
+/// The timer's interrupt or the wake-up interrupt already has another handler
+/// ([`IrqError::HandlerBusy`]).
 pub fn install(interrupts: &'static dyn Interrupts) -> Result<(), IrqError> {
     match INSTALLED
         .state
@@ -92,7 +95,35 @@ pub fn install(interrupts: &'static dyn Interrupts) -> Result<(), IrqError> {
     });
     let timer = interrupts.timer();
     timer.disarm();
-    interrupts.register_handler(timer.irq(), on_timer)
+    interrupts.register_handler(timer.irq(), on_timer)?;
+    interrupts.register_handler(
+        interrupts.free_ipi() + crate::remote::WAKE_IPI_OFFSET,
+        on_wake_ipi,
+    )
+}
+
+/// Interrupts `cpu` so that it takes its remote wake-ups (bare metal, once [`install`]
+/// ran). Hosted, every OS thread is its own home and polls (see [`crate::remote`]).
+pub(crate) fn kick(cpu: usize) {
+    #[cfg(not(any(test, feature = "std")))]
+    if let Some(irqs) = interrupts() {
+        // A failed send leaves the request queued: the home still takes it at its next
+        // scheduling decision.
+        let _ = irqs.cpu_interface().send_ipi(
+            irqs.free_ipi() + crate::remote::WAKE_IPI_OFFSET,
+            uk_hal::irq::IpiTarget::Cpus(uk_hal::irq::CpuSet::single(cpu as u32)),
+        );
+    }
+    #[cfg(any(test, feature = "std"))]
+    let _ = cpu;
+}
+
+/// The wake-up interrupt: take this CPU's remote wake-ups now.
+fn on_wake_ipi(_irq: IrqNumber) {
+    let inbox = crate::remote::home_inbox();
+    if inbox.has_requests() {
+        inbox.take_requests();
+    }
 }
 
 /// A CPU's tick target: a type-erased scheduler core and its tick function.

@@ -677,7 +677,7 @@ mod timer {
 /// On a single CPU they fail and say so.
 #[cfg(feature = "ktest-smp")]
 mod smp {
-    use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
     use uk_context::Native;
     use uk_hal::Platform;
@@ -708,6 +708,13 @@ mod smp {
     static PING_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
     static PONG_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
     static PONGS: AtomicU32 = AtomicU32::new(0);
+    /// CPU 1's waiter's remote waker (a leaked box), once the waiter is about to block.
+    static WAKER: AtomicPtr<crate::RemoteWaker> = AtomicPtr::new(core::ptr::null_mut());
+    /// What CPU 1's waiter waits for.
+    static REMOTE_READY: AtomicBool = AtomicBool::new(false);
+    /// CPU 1's waiter's report: 0 still waiting, 1 timed out, 2 woken by CPU 0 (plus the
+    /// id of the CPU it ran on, times 4).
+    static REMOTE_RESULT: AtomicU32 = AtomicU32::new(0);
 
     fn interrupts() -> &'static dyn Interrupts {
         let irqs = uk_rt::platform()
@@ -752,11 +759,69 @@ mod smp {
         }
         drop(s);
         CPU1_SCHED.store(irqs.cpu_interface().cpu_id() + 1, Ordering::SeqCst);
+        cpu1_remote_waiter(platform, irqs);
         let _ = cpu;
         irqs.mask();
         loop {
             irqs.wait_for_interrupt();
         }
+    }
+
+    /// CPU 1's second scheduler: one thread that blocks (5 s deadline, so only a wake-up from
+    /// CPU 0 ends it in time) until `REMOTE_READY`, and reports how it ended. The scheduler
+    /// drives the timer, so its idle loop waits for an interrupt and never polls: the
+    /// wake-up must come as the remote-wake interrupt.
+    fn cpu1_remote_waiter(platform: &'static dyn Platform, irqs: &'static dyn Interrupts) {
+        let Ok(s) = RoundRobin::cooperative(Native::detect(), platform, TimerIdle(irqs))
+            .with_interrupts(irqs, 10_000_000)
+        else {
+            return;
+        };
+        let Ok(waiter) = s.spawn("cpu1-waiter", || {
+            let deadline = crate::now() + 5_000_000_000;
+            let woken = loop {
+                if !crate::prepare_block(Some(deadline)) {
+                    break false;
+                }
+                if REMOTE_READY.load(Ordering::Acquire) {
+                    crate::cancel_block();
+                    break true;
+                }
+                if WAKER.load(Ordering::Acquire).is_null() {
+                    // Blocked (prepared) from here on: CPU 0 may wake.
+                    let waker = crate::current().expect("running").remote_waker();
+                    WAKER.store(
+                        alloc::boxed::Box::into_raw(alloc::boxed::Box::new(waker)),
+                        Ordering::Release,
+                    );
+                }
+                if crate::commit_block() {
+                    break REMOTE_READY.load(Ordering::Acquire);
+                }
+            };
+            let cpu = interrupts().cpu_interface().cpu_id();
+            REMOTE_RESULT.store(cpu * 4 + if woken { 2 } else { 1 }, Ordering::SeqCst);
+        }) else {
+            return;
+        };
+        drop(waiter);
+        s.run();
+    }
+
+    /// Waits in `wfi` (1 ms timer steps, not spinning: under TCG a spinning CPU 0 takes host
+    /// time from CPU 1) until `done` holds or `timeout_ns` passed; returns `done()`.
+    fn wait_for(irqs: &'static dyn Interrupts, timeout_ns: u64, done: impl Fn() -> bool) -> bool {
+        crate::irq::install(irqs).expect("timer handler");
+        let platform = uk_rt::platform();
+        let end = platform.monotonic_ns() + timeout_ns;
+        let state = irqs.mask();
+        while !done() && platform.monotonic_ns() < end {
+            irqs.timer().arm_at(platform.monotonic_ns() + 1_000_000);
+            irqs.wait_for_interrupt();
+        }
+        irqs.timer().disarm();
+        irqs.restore(state);
+        done()
     }
 
     /// Starts CPU 1 once and waits (up to 2 s) for its scheduler to finish.
@@ -767,19 +832,9 @@ mod smp {
             irqs.start_cpu(1, cpu1_main)
                 .expect("PSCI CPU_ON / INIT-SIPI");
         }
-        // Wait in `wfi` (1 ms timer steps), not spinning: under TCG a spinning CPU 0 takes
-        // host time from CPU 1.
-        crate::irq::install(irqs).expect("timer handler");
-        let platform = uk_rt::platform();
-        let end = platform.monotonic_ns() + 2_000_000_000;
-        let state = irqs.mask();
-        while CPU1_SCHED.load(Ordering::SeqCst) == 0 && platform.monotonic_ns() < end {
-            irqs.timer().arm_at(platform.monotonic_ns() + 1_000_000);
-            irqs.wait_for_interrupt();
-        }
-        irqs.timer().disarm();
-        irqs.restore(state);
-        CPU1_SCHED.load(Ordering::SeqCst) != 0
+        wait_for(irqs, 2_000_000_000, || {
+            CPU1_SCHED.load(Ordering::SeqCst) != 0
+        })
     }
 
     uk_test::ktest! {
@@ -819,6 +874,35 @@ mod smp {
             uk_test::expect_eq!(PONGS.load(Ordering::SeqCst), before + 1);
             uk_test::expect_eq!(PING_CPU.load(Ordering::SeqCst), 1);
             uk_test::expect_eq!(PONG_CPU.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    uk_test::ktest! {
+        /// A thread of CPU 1's scheduler, blocked with a 5 s deadline, is woken by CPU 0
+        /// through its `RemoteWaker`: the remote-wake interrupt ends CPU 1's idle wait, the
+        /// thread sees what CPU 0 wrote before waking it, and runs on CPU 1.
+        fn remote_wake_reaches_a_thread_of_another_cpu() {
+            let irqs = interrupts();
+            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
+            let published = wait_for(irqs, 2_000_000_000, || {
+                !WAKER.load(Ordering::Acquire).is_null()
+            });
+            uk_test::expect!(published, "CPU 1's waiter never blocked");
+            // SAFETY: a leaked box, published once and never freed.
+            let waker = unsafe { &*WAKER.load(Ordering::Acquire) };
+            // Give CPU 1 time to reach its idle wait (correct either way, but this way the
+            // interrupt is what ends the wait).
+            wait_for(irqs, 20_000_000, || false);
+            let platform = uk_rt::platform();
+            let sent = platform.monotonic_ns();
+            REMOTE_READY.store(true, Ordering::Release);
+            waker.wake();
+            let done = wait_for(irqs, 3_000_000_000, || REMOTE_RESULT.load(Ordering::SeqCst) != 0);
+            let latency = platform.monotonic_ns() - sent;
+            uk_test::expect!(done, "CPU 1's waiter never ran again");
+            uk_rt::println!("    woken on CPU 1 {latency} ns after CPU 0's wake()");
+            uk_test::expect_eq!(REMOTE_RESULT.load(Ordering::SeqCst), 4 + 2);
+            uk_test::expect!(latency < 2_000_000_000, "{latency}");
         }
     }
 }

@@ -39,7 +39,7 @@
 //! per-CPU `RoundRobin<MyCpu, MyClock>`, or an `Rc` in a hosted program) can call
 //! [`Scheduler::yield_now`] on it instead: statically dispatched, it inlines the switch into
 //! the caller, whose frame then saves only the registers live there, once, rather than all
-//! callee-saved registers on every switch (112 instead of 148 instructions per ping-pong
+//! callee-saved registers on every switch (120 instead of 154 instructions per ping-pong
 //! round trip; see the README's benchmarks). It checks that the caller is this scheduler's
 //! running thread and panics otherwise, as every calling-thread method does. The price is
 //! code size: each call site carries the whole switch path (about 0.8 KiB on x86_64 at
@@ -59,7 +59,10 @@
 //! deadline. The running thread is tracked per CPU (up to [`MAX_CPUS`], numbered by the
 //! interrupt controller once [`irq::install`] ran); each CPU runs a scheduler instance of
 //! its own, built and run on that CPU. A thread's scheduler state is only touched by its
-//! CPU: waking a thread of another CPU's scheduler is not supported yet.
+//! CPU (threads are not `Send`), so another CPU wakes a thread through a
+//! [`RemoteWaker`] ([`Thread::remote_waker`]): a lock-free request to the thread's CPU plus
+//! a wake-up interrupt there (see [`remote`]). Checking for such requests costs every switch
+//! one load and a branch.
 //!
 //! # Unikraft 0.11 defects this crate does not have
 //!
@@ -173,6 +176,7 @@ mod base;
 mod cpu;
 pub mod idle;
 pub mod irq;
+pub mod remote;
 mod rr;
 mod sync;
 mod thread;
@@ -189,6 +193,7 @@ pub use base::{
 };
 pub use cpu::{IrqOps, MAX_CPUS, set_cpu_id_fn, set_irq_ops};
 pub use idle::Idle;
+pub use remote::RemoteWaker;
 pub use rr::{RoundRobin, Stats};
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
 pub use thread::{

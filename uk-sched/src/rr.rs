@@ -12,6 +12,7 @@ use uk_hal::Clock;
 use uk_hal::irq::{Interrupts, IrqError};
 
 use crate::base::{self, SchedCore};
+use crate::remote::{self, Inbox};
 use crate::thread::{RawBlock, Thread, ThreadRef, ThreadState};
 use crate::{Idle, SchedError, Scheduler, cpu};
 
@@ -151,6 +152,8 @@ struct State {
     ticks: u32,
     base_irq: usize,
     installed_tp: usize,
+    /// The remote wake-ups of the CPU this scheduler runs on (set by `run`).
+    home: &'static Inbox,
     stats: Stats,
 }
 
@@ -206,6 +209,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
                     ticks: 0,
                     base_irq: 0,
                     installed_tp: 0,
+                    home: &remote::NOWHERE,
                     stats: Stats::default(),
                 }),
             }),
@@ -412,6 +416,28 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         }
     }
 
+    /// Wakes the threads other CPUs asked to wake (one load when none did).
+    #[inline(always)]
+    fn take_remote_wakes(&self) {
+        let home = self.st().home;
+        if home.has_requests() {
+            home.take_requests();
+        }
+    }
+
+    /// When the idle loop must look at the inbox again at the latest: while remote wakers
+    /// of this CPU exist and no wake-up interrupt can end the idle wait (no timer-driven
+    /// scheduler on bare metal; always when hosted), every [`remote::REMOTE_POLL_NS`].
+    fn remote_poll_deadline(&self) -> Option<u64> {
+        let home = self.st().home;
+        let interrupt_reaches_idle = cfg!(not(any(test, feature = "std"))) && self.timer.is_some();
+        (home.has_wakers() && !interrupt_reaches_idle).then(|| {
+            self.clock
+                .monotonic_ns()
+                .saturating_add(remote::REMOTE_POLL_NS)
+        })
+    }
+
     /// Drops exited threads other than the running one, freeing their memory.
     #[inline(always)]
     fn reclaim(&self) {
@@ -465,6 +491,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
     fn switch_away_inline(&self, me: &Thread) {
         self.reclaim();
         self.wake_due_now();
+        self.take_remote_wakes();
         let st = self.st();
         let next = if me.inner().state == ThreadState::Runnable {
             debug_assert_eq!(
@@ -589,6 +616,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             st.base_irq = irq;
             st.installed_tp = saved_tp;
             st.current = None;
+            st.home = remote::home_inbox();
         }
         cpu::set_current(core::ptr::null());
         let previous_target = self.timer.map(|_| {
@@ -612,6 +640,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                 break;
             }
             self.wake_due_now();
+            self.take_remote_wakes();
             let st = self.st();
             if let Some(next_ptr) = st.runq.pop_front() {
                 // SAFETY: run-queue entries are members, alive while `members` holds them.
@@ -637,8 +666,12 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                 }
                 continue;
             }
-            let deadline = st.sleepq.front().map(|e| e.deadline);
+            let sleeper = st.sleepq.front().map(|e| e.deadline);
             st.stats.idle_calls += 1;
+            let deadline = match (sleeper, self.remote_poll_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             self.program_timer();
             self.idle.idle(&self.clock, deadline);
         }

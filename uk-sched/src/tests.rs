@@ -684,6 +684,9 @@ fn extended_context_survives_switches() {
 
 #[test]
 fn ten_thousand_threads_leave_no_leak() {
+    // The OS thread's remote-wake inbox is made once, by its first scheduler run, and kept
+    // (see `remote::home_inbox`): make it before counting.
+    let _ = remote::home_inbox();
     let before = crate::tests::alloc_counter::live_bytes();
     {
         let (s, _, _) = fake();
@@ -1122,12 +1125,16 @@ mod timer_wiring {
     /// What the fake timer is armed at (`None`: disarmed), and the handler registered.
     struct FakeIrqs {
         armed: Mutex<Option<u64>>,
+        /// The timer's handler.
         handler: Mutex<Option<(IrqNumber, IrqHandler)>>,
+        /// Every other interrupt given a handler.
+        others: Mutex<Vec<IrqNumber>>,
     }
 
     static FAKE: FakeIrqs = FakeIrqs {
         armed: Mutex::new(None),
         handler: Mutex::new(None),
+        others: Mutex::new(Vec::new()),
     };
     /// The tests here share `FAKE` (and the process-wide install): one at a time.
     static SERIAL: Mutex<()> = Mutex::new(());
@@ -1189,7 +1196,11 @@ mod timer_wiring {
             self
         }
         fn register_handler(&self, irq: IrqNumber, handler: IrqHandler) -> Result<(), IrqError> {
-            *self.handler.lock().unwrap() = Some((irq, handler));
+            if irq == self.irq() {
+                *self.handler.lock().unwrap() = Some((irq, handler));
+            } else {
+                self.others.lock().unwrap().push(irq);
+            }
             Ok(())
         }
         fn free_ipi(&self) -> IrqNumber {
@@ -1226,6 +1237,13 @@ mod timer_wiring {
             .with_interrupts(&FAKE, TICK)
             .unwrap();
         assert_eq!(FAKE.handler.lock().unwrap().map(|h| h.0), Some(27));
+        // And the remote wake-up interrupt.
+        assert!(
+            FAKE.others
+                .lock()
+                .unwrap()
+                .contains(&(1 + crate::remote::WAKE_IPI_OFFSET))
+        );
         let seen = Rc::new(RefCell::new(Vec::new()));
         let (c, log) = (clock.clone(), seen.clone());
         s.spawn("a", move || {
@@ -1308,4 +1326,207 @@ mod timer_wiring {
         assert_eq!(s.stats().preemptions, 1);
         assert_eq!(crate::irq::timer_interrupts(), before + 1);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Remote wake-ups (another OS thread plays the other CPU)
+
+/// The host clock, for tests where another OS thread acts in real time.
+#[derive(Clone)]
+struct WallClock(std::time::Instant);
+
+impl Clock for WallClock {
+    fn monotonic_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+    fn cycles(&self) -> u64 {
+        self.monotonic_ns()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        1_000_000_000
+    }
+}
+
+fn wall() -> RoundRobin<Native, WallClock> {
+    RoundRobin::cooperative(
+        Native::detect(),
+        WallClock(std::time::Instant::now()),
+        idle::Poll,
+    )
+}
+
+/// Blocks the calling thread until `ready` holds, checking between prepare and commit (no
+/// lost wake-up); gives up at `deadline_ns` and returns whether it had to.
+fn block_until_set(ready: &std::sync::atomic::AtomicBool, deadline_ns: u64) -> bool {
+    loop {
+        if !prepare_block(Some(deadline_ns)) {
+            return true;
+        }
+        if ready.load(Ordering::Acquire) {
+            cancel_block();
+            return false;
+        }
+        if commit_block() {
+            return !ready.load(Ordering::Acquire);
+        }
+    }
+}
+
+#[test]
+fn remote_wake_from_another_os_thread_reaches_a_blocked_thread() {
+    let s = wall();
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timed_out = Rc::new(Cell::new(None));
+    let (r, t) = (ready.clone(), timed_out.clone());
+    let waiter = s
+        .spawn("waiter", move || {
+            // Far deadline: only the remote wake-up can end the wait in time.
+            t.set(Some(block_until_set(&r, now() + 20_000_000_000)));
+        })
+        .unwrap();
+    let waker = waiter.remote_waker();
+    drop(waiter);
+    let other = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        ready.store(true, Ordering::Release);
+        waker.wake();
+    });
+    let start = std::time::Instant::now();
+    s.run();
+    other.join().unwrap();
+    assert_eq!(timed_out.get(), Some(false));
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        s.stats().idle_calls > 0,
+        "the home idled, polling its inbox"
+    );
+    assert!(!remote::home_inbox().has_wakers(), "the waker is gone");
+}
+
+/// 2,000 round trips between a uk-sched thread and an OS thread, each woken by the other:
+/// a lost wake-up would show as a timed-out wait.
+#[test]
+fn remote_ping_pong_loses_no_wake_up() {
+    use std::sync::atomic::AtomicU32;
+    const ROUNDS: u32 = 2_000;
+    let s = wall();
+    // Odd: the OS thread's turn is over, the uk thread's is due; even: the reverse.
+    let turn = Arc::new(AtomicU32::new(0));
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timeouts = Rc::new(Cell::new(0u32));
+    let (tn, rd, to) = (turn.clone(), ready.clone(), timeouts.clone());
+    let finished = turn.clone();
+    let waiter = s
+        .spawn("ping", move || {
+            for _ in 0..ROUNDS {
+                if block_until_set(&rd, now() + 5_000_000_000) {
+                    to.set(to.get() + 1);
+                }
+                rd.store(false, Ordering::Relaxed);
+                tn.fetch_add(1, Ordering::AcqRel);
+            }
+        })
+        .unwrap();
+    let waker = waiter.remote_waker();
+    drop(waiter);
+    let other = std::thread::spawn(move || {
+        for round in 0..ROUNDS {
+            while turn.load(Ordering::Acquire) != round {
+                std::thread::yield_now();
+            }
+            ready.store(true, Ordering::Release);
+            waker.wake();
+        }
+    });
+    s.run();
+    other.join().unwrap();
+    assert_eq!(finished.load(Ordering::Acquire), ROUNDS);
+    assert_eq!(timeouts.get(), 0, "a wake-up was lost");
+    assert!(s.stats().idle_calls > 0, "the uk thread did wait");
+}
+
+#[test]
+fn wakes_before_the_home_looks_queue_one_request() {
+    let s = wall();
+    let woken = Rc::new(Cell::new(0u32));
+    let w = woken.clone();
+    let waiter = s
+        .spawn("waiter", move || {
+            block();
+            w.set(w.get() + 1);
+        })
+        .unwrap();
+    let waker = waiter.remote_waker();
+    let copy = waker.clone();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let waker = copy.clone();
+            scope.spawn(move || {
+                for _ in 0..100 {
+                    waker.wake();
+                }
+            });
+        }
+    });
+    // Four OS threads woke 400 times: one request, taken once by the home.
+    assert_eq!(remote::home_inbox().queued(), 1);
+    // The thread has not run yet (not blocked): the request finds it runnable and leaves
+    // it alone; it then blocks, and a remote wake-up after that ends the block.
+    let other = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        waker.wake();
+    });
+    s.run();
+    other.join().unwrap();
+    assert_eq!(woken.get(), 1);
+    assert_eq!(remote::home_inbox().queued(), 0);
+    drop(waiter);
+}
+
+#[test]
+fn a_waker_outliving_its_thread_does_nothing() {
+    let (s, _, _) = fake();
+    let thread = s.spawn("short", || {}).unwrap();
+    let waker = thread.remote_waker();
+    s.run();
+    drop(thread);
+    assert_eq!(s.thread_count(), 0);
+    let other = {
+        let waker = waker.clone();
+        std::thread::spawn(move || waker.wake())
+    };
+    other.join().unwrap();
+    assert_eq!(remote::home_inbox().queued(), 1);
+    remote::home_inbox().take_requests();
+    assert_eq!(remote::home_inbox().queued(), 0);
+    // Waking at home, with the thread gone, does nothing either.
+    waker.wake();
+    assert!(remote::home_inbox().has_wakers());
+    drop(waker);
+    assert!(!remote::home_inbox().has_wakers());
+}
+
+#[test]
+fn a_remote_waker_used_at_home_wakes_at_once() {
+    let (s, _, _) = fake();
+    let l = log();
+    let l2 = l.clone();
+    let waiter = s
+        .spawn("waiter", move || {
+            block();
+            push(&l2, "waiter woken");
+        })
+        .unwrap();
+    let waker = waiter.remote_waker();
+    let l3 = l.clone();
+    s.spawn("waker", move || {
+        waker.wake();
+        push(&l3, "waker done");
+        yield_now();
+        push(&l3, "waker again");
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(*l.borrow(), ["waker done", "waiter woken", "waker again"]);
+    assert_eq!(remote::home_inbox().queued(), 0);
 }

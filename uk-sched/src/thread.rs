@@ -369,6 +369,13 @@ impl Thread {
         crate::base::wake(self);
     }
 
+    /// A handle that wakes this thread from another CPU (or, hosted, another OS thread),
+    /// where the thread itself cannot go (it is not `Send`): see [`crate::RemoteWaker`].
+    /// Call it on the thread's home CPU, the one its schedulers run on.
+    pub fn remote_waker(self: &Arc<Self>) -> crate::RemoteWaker {
+        crate::RemoteWaker::new(self)
+    }
+
     /// Another counted handle to this thread.
     ///
     /// # Safety

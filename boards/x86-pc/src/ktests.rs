@@ -280,8 +280,8 @@ mod irq {
     use crate::interrupts::{self, X86Interrupts};
 
     // Vectors of the applications' range (0xE0-0xEB) that board-independent suites leave
-    // alone (examples use `free_ipi()`, 0xE0; uk-sched's SMP cases 0xE8 and 0xE9), so the
-    // cases never share a handler.
+    // alone (examples use `free_ipi()`, 0xE0; uk-sched's remote wake-up 0xE6 and its SMP
+    // cases 0xE8 and 0xE9), so the cases never share a handler.
     /// Vector of the self-IPI case.
     const SELF_VECTOR: u32 = vector::FREE_IPI_LAST as u32;
     /// A vector nobody registers, in the same priority class as [`SELF_VECTOR`].

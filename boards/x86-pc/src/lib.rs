@@ -81,7 +81,8 @@
 //! | 0x00-0x1F | CPU exceptions (reports, `uk_rt::fatal_exception`)          |
 //! | 0x20-0x2F | the masked 8259s (a stray one is logged, never an exception)|
 //! | 0x30-0x5F | IOAPIC lines, GSI 0-47 ([`uk_hal::irq::IrqDistributor`])    |
-//! | 0xE0-0xEB | free for applications' IPIs (`free_ipi()` is 0xE0)          |
+//! | 0xE0-0xEB | free for applications' IPIs (`free_ipi()` is 0xE0); uk-sched |
+//! |           | takes 0xE6 for remote wake-ups once its `irq::install` ran  |
 //! | 0xEC      | local APIC timer ([`uk_hal::irq::LocalTimer`])              |
 //! | 0xFE      | local APIC error                                            |
 //! | 0xFF      | spurious (no EOI)                                           |

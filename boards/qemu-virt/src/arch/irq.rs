@@ -39,7 +39,8 @@ static TIMER_PPI: AtomicU32 = AtomicU32::new(DEFAULT_TIMER_PPI);
 fn timer_ppi() -> IrqNumber {
     TIMER_PPI.load(Ordering::Relaxed)
 }
-/// The SGI offered to applications ([`Interrupts::free_ipi`]).
+/// The first SGI offered to applications ([`Interrupts::free_ipi`]); SGIs 1-15 are free
+/// but for SGI 7, uk-sched's remote wake-up once its `irq::install` ran.
 pub const FREE_IPI: IrqNumber = 1;
 /// PSCI `CPU_ON` (SMC64).
 const PSCI_CPU_ON: u32 = 0xc400_0003;
