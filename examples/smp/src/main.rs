@@ -8,6 +8,11 @@
 //! the round trip back to CPU 0, and an interrupt to self, each as minimum and median in
 //! cycles of the board's counter (`Clock::cycles`: `CNTVCT_EL0`, the TSC).
 //!
+//! CPU 1 runs a uk-sched scheduler driven by its timer interrupt, whose one thread waits
+//! for jobs. Last, CPU 0 hands it `ROUNDS` jobs, waking it each time through its
+//! [`uk_sched::RemoteWaker`] (a request to CPU 1 plus uk-sched's wake-up interrupt), and
+//! prints the latency from `wake()` to the thread running on CPU 1.
+//!
 //! ```text
 //! cargo uk run --example smp --board qemu-virt --smp 2
 //! cargo uk run --example smp --smp 2                    # x86-pc
@@ -15,10 +20,15 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+extern crate alloc;
 
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use uk_context::Native;
 use uk_hal::Platform;
 use uk_hal::irq::{CpuSet, Interrupts, IpiTarget, IrqNumber};
+use uk_sched::irq::TimerIdle;
+use uk_sched::{RemoteWaker, RoundRobin, Scheduler};
 
 uk_app::main!(main);
 
@@ -36,6 +46,15 @@ static BACK: AtomicU32 = AtomicU32::new(0);
 /// Whether CPU 1 answers (false while CPU 0 measures interrupts to itself).
 static ANSWER: AtomicBool = AtomicBool::new(true);
 static CPU1_UP: AtomicBool = AtomicBool::new(false);
+/// The last job CPU 0 handed CPU 1's worker thread (0: none yet; `STOP` ends it).
+static JOB: AtomicU32 = AtomicU32::new(0);
+/// The last job the worker finished.
+static DONE: AtomicU32 = AtomicU32::new(0);
+/// Counter value when the worker took its last job.
+static AT_WORKER: AtomicU64 = AtomicU64::new(0);
+/// The worker's waker (a leaked box), published by CPU 1.
+static WORKER: AtomicPtr<RemoteWaker> = AtomicPtr::new(core::ptr::null_mut());
+const STOP: u32 = u32::MAX;
 
 fn interrupts() -> &'static dyn Interrupts {
     uk_app::platform()
@@ -60,11 +79,43 @@ fn on_ipi(irq: IrqNumber) {
     }
 }
 
-/// CPU 1: interrupts on, then sleep between them.
+/// CPU 1's worker thread: waits for a job, takes it, waits for the next, until `STOP`.
+fn worker() {
+    let platform = uk_app::platform();
+    loop {
+        // Check between prepare and commit: a wake-up in between is not lost.
+        uk_sched::prepare_block(None);
+        let job = JOB.load(Ordering::Acquire);
+        if job == DONE.load(Ordering::Relaxed) {
+            uk_sched::commit_block();
+            continue;
+        }
+        uk_sched::cancel_block();
+        if job == STOP {
+            return;
+        }
+        AT_WORKER.store(platform.cycles(), Ordering::SeqCst);
+        DONE.store(job, Ordering::Release);
+    }
+}
+
+/// CPU 1: a scheduler of its own with the worker thread (interrupts are taken while it
+/// idles), then sleep between interrupts.
 fn cpu1_main(_cpu: u32) -> ! {
     let irqs = interrupts();
     irqs.mask();
-    CPU1_UP.store(true, Ordering::SeqCst);
+    let sched = RoundRobin::cooperative(Native::detect(), uk_app::platform(), TimerIdle(irqs))
+        .with_interrupts(irqs, 10_000_000);
+    match sched.map(|s| s.spawn("worker", worker).map(|t| (s, t))) {
+        Ok(Ok((sched, thread))) => {
+            let waker = alloc::boxed::Box::new(thread.remote_waker());
+            WORKER.store(alloc::boxed::Box::into_raw(waker), Ordering::Release);
+            drop(thread);
+            CPU1_UP.store(true, Ordering::SeqCst);
+            sched.run();
+        }
+        _ => CPU1_UP.store(true, Ordering::SeqCst),
+    }
     loop {
         irqs.wait_for_interrupt();
     }
@@ -97,6 +148,12 @@ fn main(_args: &uk_app::Args) -> i32 {
     let cpus = irqs.cpu_count();
     if cpus < 2 {
         uk_app::println!("smp: {cpus} CPU: run with -smp 2 (cargo uk run --smp 2)");
+        return 1;
+    }
+    // uk-sched's wiring (interrupt masking, CPU numbers, its timer and wake-up interrupts)
+    // before CPU 1 starts its scheduler.
+    if let Err(e) = uk_sched::irq::install(irqs) {
+        uk_app::println!("smp: uk-sched cannot take its interrupts: {e}");
         return 1;
     }
     let ipi = irqs.free_ipi();
@@ -150,6 +207,26 @@ fn main(_args: &uk_app::Args) -> i32 {
     }
     irqs.mask();
 
+    // SAFETY: published once by CPU 1 (a leaked box) before it reported, never freed.
+    let Some(worker) = (unsafe { WORKER.load(Ordering::Acquire).as_ref() }) else {
+        uk_app::println!("smp: CPU 1's scheduler did not start");
+        return 1;
+    };
+    let mut wake = [0u64; ROUNDS];
+    for (i, sample) in wake.iter_mut().enumerate() {
+        let job = i as u32 + 1;
+        JOB.store(job, Ordering::Release);
+        let sent = platform.cycles();
+        worker.wake();
+        if !wait(platform, || DONE.load(Ordering::Acquire) == job) {
+            uk_app::println!("smp: CPU 1's worker never took job {job}");
+            return 1;
+        }
+        *sample = AT_WORKER.load(Ordering::SeqCst).saturating_sub(sent);
+    }
+    JOB.store(STOP, Ordering::Release);
+    worker.wake();
+
     let hz = platform.cycles_per_second();
     for (what, samples) in [
         ("CPU 0 -> CPU 1", &mut there),
@@ -162,6 +239,11 @@ fn main(_args: &uk_app::Args) -> i32 {
             median.saturating_mul(1_000_000_000) / hz.max(1)
         );
     }
+    let (min, median) = min_median(&mut wake);
+    uk_app::println!(
+        "smp: wake CPU 0 -> thread on CPU 1: min {min} median {median} cycles over {ROUNDS} wakes ({} ns median at {hz} Hz)",
+        median.saturating_mul(1_000_000_000) / hz.max(1)
+    );
     uk_app::println!("smp: done");
     0
 }
