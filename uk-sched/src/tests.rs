@@ -1331,28 +1331,9 @@ mod timer_wiring {
 // ---------------------------------------------------------------------------------------
 // Remote wake-ups (another OS thread plays the other CPU)
 
-/// The host clock, for tests where another OS thread acts in real time.
-#[derive(Clone)]
-struct WallClock(std::time::Instant);
-
-impl Clock for WallClock {
-    fn monotonic_ns(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn cycles(&self) -> u64 {
-        self.monotonic_ns()
-    }
-    fn cycles_per_second(&self) -> u64 {
-        1_000_000_000
-    }
-}
-
-fn wall() -> RoundRobin<Native, WallClock> {
-    RoundRobin::cooperative(
-        Native::detect(),
-        WallClock(std::time::Instant::now()),
-        idle::Poll,
-    )
+/// A scheduler on the host's clock, for tests where another OS thread acts in real time.
+fn wall() -> RoundRobin<Native, uk_hal::HostClock> {
+    RoundRobin::cooperative(Native::detect(), uk_hal::HostClock::new(), idle::Poll)
 }
 
 /// Blocks the calling thread until `ready` holds, checking between prepare and commit (no
