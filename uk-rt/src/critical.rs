@@ -154,7 +154,7 @@ mod ktests {
 
     use crate::platform;
 
-    /// Offset from the board's `free_ipi()` of the interrupt these cases send (GIC SGI 11,
+    /// Offset from the board's `free_ipi()` of the interrupt these cases send (GIC SGI 4,
     /// x86 vector 0xE3: numbers no other suite uses).
     const IPI_OFFSET: IrqNumber = 3;
 
