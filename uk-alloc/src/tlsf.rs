@@ -822,9 +822,9 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
         let b = ptr.as_ptr().wrapping_sub(HDR);
         // SAFETY: `b` lies within the heap's address range, so its header is readable.
         let h = unsafe { word(b, 0) };
-        // `addr <= hi - MIN_BLOCK` (see `start_granules`), so `room - MIN_BLOCK` does not wrap and
-        // one unsigned comparison checks `MIN_BLOCK <= size <= room`; both checks share one
-        // branch, the error is told apart only when there is one.
+        // `addr <= hi - MIN_BLOCK` (see `start_granules`), so `room - MIN_BLOCK` does not
+        // wrap and one unsigned comparison checks `MIN_BLOCK <= size <= room`; both checks
+        // share one branch, the error is told apart only when there is one.
         let room = self.hi - addr;
         let misfit = (h & !FLAGS).wrapping_sub(MIN_BLOCK) > room - MIN_BLOCK;
         if (h & (FREE | QUICK) != 0) | misfit {

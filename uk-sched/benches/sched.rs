@@ -45,8 +45,9 @@ fn main() {
 // ----- the process's allocator: glibc's, or uk-alloc's TLSF while a `_uk_alloc` row runs
 
 /// glibc's malloc, except while a [`UkAllocGuard`] lives, when new blocks come from
-/// uk-alloc's TLSF over [`ARENA`] (the batch's stacks included, as in an image). Every block goes back (or is resized) by the allocator
-/// it came from, told apart by its address, so blocks may cross the switch.
+/// uk-alloc's TLSF over [`ARENA`] (the batch's stacks included, as in an image). Every block
+/// goes back (or is resized) by the allocator it came from, told apart by its address, so
+/// blocks may cross the switch.
 struct BenchAlloc;
 
 #[global_allocator]

@@ -120,10 +120,7 @@ pub(crate) fn kick(cpu: usize) {
 
 /// The wake-up interrupt: take this CPU's remote wake-ups now.
 fn on_wake_ipi(_irq: IrqNumber) {
-    let inbox = crate::remote::home_inbox();
-    if inbox.has_requests() {
-        inbox.take_requests();
-    }
+    crate::remote::home_inbox().take_pending();
 }
 
 /// A CPU's tick target: a type-erased scheduler core and its tick function.
@@ -210,7 +207,12 @@ impl Idle for TimerIdle {
 /// When a scheduler wants its next timer interrupt: the nearest sleeper's deadline and, if
 /// `slice_end` is given (preemptive, another thread waiting), the end of the time slice.
 pub fn next_timer_deadline(sleeper: Option<u64>, slice_end: Option<u64>) -> Option<u64> {
-    match (sleeper, slice_end) {
+    earliest(sleeper, slice_end)
+}
+
+/// The earlier of two optional deadlines (`None`: no deadline).
+pub(crate) fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }

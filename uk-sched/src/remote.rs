@@ -68,9 +68,9 @@ impl Inbox {
         }
     }
 
-    /// Whether requests wait (a single load: this is on every switch).
+    /// Whether requests wait (a single load).
     #[inline(always)]
-    pub(crate) fn has_requests(&self) -> bool {
+    fn has_requests(&self) -> bool {
         !self.head.load(Ordering::Relaxed).is_null()
     }
 
@@ -90,6 +90,15 @@ impl Inbox {
     /// Whether some remote waker of this home exists.
     pub(crate) fn has_wakers(&self) -> bool {
         self.wakers.load(Ordering::Relaxed) != 0
+    }
+
+    /// Wakes the thread of every waiting request, if any: one load when there is none (this
+    /// is on every switch). Only on the home CPU.
+    #[inline(always)]
+    pub(crate) fn take_pending(&self) {
+        if self.has_requests() {
+            self.take_requests();
+        }
     }
 
     /// Wakes the thread of every waiting request, oldest first. Only on the home CPU.
@@ -277,9 +286,7 @@ impl RemoteWaker {
         let inbox = self.slot.inbox;
         if ptr::eq(inbox, home_inbox()) {
             // At home: wake directly (earlier requests first, to keep their order).
-            if inbox.has_requests() {
-                inbox.take_requests();
-            }
+            inbox.take_pending();
             if let Some(thread) = self.slot.thread.upgrade_at_home() {
                 thread.wake();
             }

@@ -419,10 +419,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
     /// Wakes the threads other CPUs asked to wake (one load when none did).
     #[inline(always)]
     fn take_remote_wakes(&self) {
-        let home = self.st().home;
-        if home.has_requests() {
-            home.take_requests();
-        }
+        self.st().home.take_pending();
     }
 
     /// When the idle loop must look at the inbox again at the latest: while remote wakers
@@ -668,10 +665,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             }
             let sleeper = st.sleepq.front().map(|e| e.deadline);
             st.stats.idle_calls += 1;
-            let deadline = match (sleeper, self.remote_poll_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = crate::irq::earliest(sleeper, self.remote_poll_deadline());
             self.program_timer();
             self.idle.idle(&self.clock, deadline);
         }

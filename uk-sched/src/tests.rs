@@ -779,10 +779,7 @@ fn preemptive_round_robin_switches_on_slice_end() {
         ..Default::default()
     };
     let s = RoundRobin::preemptive(Native::detect(), clock, idle, 2);
-    let s_ref: &'static RoundRobin<Native, FakeClock> = {
-        // SAFETY: `s` outlives its run, which is when the threads use it.
-        unsafe { &*(&s as *const RoundRobin<Native, FakeClock>) }
-    };
+    let s_ref = unsafe_static(&s);
     let l = log();
     for name in ["a", "b"] {
         let l = l.clone();

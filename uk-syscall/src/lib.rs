@@ -34,8 +34,9 @@
 //!   vector (aarch64; the contract is in the `arch` module's docs and the board's vector).
 //! - **Clone support.** A handler finds the frame of its trapped call with
 //!   [`trap_frame`] (every live trapped call has a slot of its own, up to
-//!   [`LIVE_FRAMES`], so this works on every CPU and while other calls block); [`resume_frame`] starts a copy of a frame on a new stack "returning
-//!   from the trap" (the child of `clone` returns 0 with its parent's registers).
+//!   [`LIVE_FRAMES`], so this works on every CPU and while other calls block);
+//!   [`resume_frame`] starts a copy of a frame on a new stack "returning from the trap"
+//!   (the child of `clone` returns 0 with its parent's registers).
 //!
 //! - **Caller memory has one owner.** Every pointer a handler receives is checked through
 //!   [`user`] against the image's caller memory (declared once: the board's RAM regions

@@ -153,10 +153,7 @@ mod tests {
         let _serial = crate::TRAP_LOCK.lock();
         let _ = take_captured();
         let mut blocked = std::vec![TrapFrame::zeroed(); 3];
-        let slots: std::vec::Vec<_> = blocked
-            .iter_mut()
-            .map(|f| claim_slot(f).expect("a free slot"))
-            .collect();
+        let slots = claim_all(&mut blocked);
         let mut frame = TrapFrame::zeroed();
         frame.set_number(CAPTURE);
         frame.args = [40, 0, 0, 0, 0, 2];
@@ -166,15 +163,10 @@ mod tests {
         for f in &blocked {
             assert!(core::ptr::eq(trap_frame(&f.args).expect("live"), f));
         }
-        for slot in slots {
-            slot.store(core::ptr::null_mut(), Ordering::Release);
-        }
+        release_all(slots);
         // Every slot taken: the call runs, its handler sees no frame (ESRCH here).
         let mut many = std::vec![TrapFrame::zeroed(); LIVE_FRAMES];
-        let slots: std::vec::Vec<_> = many
-            .iter_mut()
-            .map(|f| claim_slot(f).expect("a free slot"))
-            .collect();
+        let slots = claim_all(&mut many);
         let mut last = TrapFrame::zeroed();
         last.set_number(CAPTURE);
         // SAFETY: as above.
@@ -184,9 +176,22 @@ mod tests {
             -(Errno::ESRCH.into_raw() as isize),
             "no slot, no frame"
         );
+        release_all(slots);
+        let _ = take_captured();
+    }
+
+    /// Marks every frame of `frames` live, as if each call had trapped and blocked.
+    fn claim_all(frames: &mut [TrapFrame]) -> std::vec::Vec<&'static AtomicPtr<TrapFrame>> {
+        frames
+            .iter_mut()
+            .map(|f| claim_slot(f).expect("a free slot"))
+            .collect()
+    }
+
+    /// Frees slots taken by [`claim_all`], as the calls returning would.
+    fn release_all(slots: std::vec::Vec<&'static AtomicPtr<TrapFrame>>) {
         for slot in slots {
             slot.store(core::ptr::null_mut(), Ordering::Release);
         }
-        let _ = take_captured();
     }
 }
