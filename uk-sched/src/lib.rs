@@ -178,6 +178,7 @@ pub mod idle;
 pub mod irq;
 pub mod remote;
 mod rr;
+pub mod shared;
 mod sync;
 mod thread;
 
@@ -195,6 +196,7 @@ pub use cpu::{IrqOps, MAX_CPUS, set_cpu_id_fn, set_irq_ops};
 pub use idle::Idle;
 pub use remote::RemoteWaker;
 pub use rr::{RoundRobin, Stats};
+pub use shared::SharedSemaphore;
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
 pub use thread::{
     DEFAULT_STACK_SIZE, HookError, Stack, StackPool, Thread, ThreadBuilder, ThreadHook, ThreadRef,

@@ -1508,3 +1508,213 @@ fn a_remote_waker_used_at_home_wakes_at_once() {
     assert_eq!(*l.borrow(), ["waker done", "waiter woken", "waker again"]);
     assert_eq!(remote::home_inbox().queued(), 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// SharedSemaphore (other OS threads play the other CPUs)
+
+/// A scheduler on the host's clock that idles by sleeping: several such homes run side by
+/// side with the other tests on two host cores without each spinning one away.
+fn sleepy() -> RoundRobin<Native, uk_hal::HostClock> {
+    RoundRobin::cooperative(Native::detect(), uk_hal::HostClock::new(), idle::HostSleep)
+}
+
+/// Two homes (OS threads), each running a scheduler with two consumers, take 2,000 units a
+/// third OS thread gives one by one: every unit reaches exactly one consumer, none waits
+/// out its (far) deadline, and the semaphore ends empty with no waiter left.
+#[test]
+fn shared_semaphore_hands_units_to_threads_of_other_homes() {
+    use std::sync::atomic::AtomicU32;
+    const PER_CONSUMER: u32 = 500;
+    let sem = Arc::new(SharedSemaphore::new(0));
+    let taken = Arc::new(AtomicU32::new(0));
+    let timeouts = Arc::new(AtomicU32::new(0));
+    let homes: Vec<_> = (0..2)
+        .map(|_| {
+            let (sem, taken, timeouts) = (sem.clone(), taken.clone(), timeouts.clone());
+            std::thread::spawn(move || {
+                let s = sleepy();
+                for _ in 0..2 {
+                    let (sem, taken, timeouts) = (sem.clone(), taken.clone(), timeouts.clone());
+                    s.spawn("consumer", move || {
+                        for _ in 0..PER_CONSUMER {
+                            match sem.down_until(Some(now() + 20_000_000_000)) {
+                                Ok(()) => taken.fetch_add(1, Ordering::Relaxed),
+                                Err(TimedOut) => timeouts.fetch_add(1, Ordering::Relaxed),
+                            };
+                        }
+                    })
+                    .unwrap();
+                }
+                s.run();
+            })
+        })
+        .collect();
+    for i in 0..4 * PER_CONSUMER {
+        sem.up();
+        if i % 64 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    for home in homes {
+        home.join().unwrap();
+    }
+    assert_eq!(timeouts.load(Ordering::Relaxed), 0, "a unit was lost");
+    assert_eq!(taken.load(Ordering::Relaxed), 4 * PER_CONSUMER);
+    assert_eq!((sem.count(), sem.waiters()), (0, 0));
+}
+
+/// 1,000 round trips between threads of two homes, each blocking on its own semaphore
+/// until the other gives it a unit.
+#[test]
+fn shared_semaphore_ping_pong_between_two_homes() {
+    const ROUNDS: usize = 1_000;
+    let ping = Arc::new(SharedSemaphore::new(0));
+    let pong = Arc::new(SharedSemaphore::new(0));
+    let side = |give: Arc<SharedSemaphore>, take: Arc<SharedSemaphore>, first: bool| {
+        std::thread::spawn(move || {
+            let s = sleepy();
+            let timeouts = Rc::new(Cell::new(0));
+            let t = timeouts.clone();
+            s.spawn("side", move || {
+                for _ in 0..ROUNDS {
+                    if first {
+                        give.up();
+                    }
+                    if take.down_until(Some(now() + 20_000_000_000)).is_err() {
+                        t.set(t.get() + 1);
+                    }
+                    if !first {
+                        give.up();
+                    }
+                }
+            })
+            .unwrap();
+            s.run();
+            timeouts.get()
+        })
+    };
+    let a = side(ping.clone(), pong.clone(), true);
+    let b = side(pong.clone(), ping.clone(), false);
+    assert_eq!(a.join().unwrap(), 0, "a unit was lost");
+    assert_eq!(b.join().unwrap(), 0, "a unit was lost");
+    assert_eq!((ping.count(), pong.count()), (0, 0));
+}
+
+/// Waiters are served in the order they came, a unit handed to a waiter is not taken by a
+/// later `try_down`, and the semaphore works from outside every thread.
+#[test]
+fn shared_semaphore_serves_waiters_in_order() {
+    let (s, _, _) = fake();
+    let sem = Rc::new(SharedSemaphore::new(1));
+    let l = log();
+    for name in ["a", "b", "c"] {
+        let (sem, l) = (sem.clone(), l.clone());
+        s.spawn(name, move || {
+            sem.down();
+            push(&l, name);
+        })
+        .unwrap();
+    }
+    let (sem2, l2) = (sem.clone(), l.clone());
+    s.spawn("giver", move || {
+        // "a" took the one unit; "b" and "c" wait, in that order.
+        assert_eq!((sem2.count(), sem2.waiters()), (0, 2));
+        sem2.up();
+        // The unit went to "b", which has not run yet: nobody may take it from it.
+        assert!(!sem2.try_down());
+        assert_eq!((sem2.count(), sem2.waiters()), (0, 1));
+        sem2.up();
+        assert_eq!((sem2.count(), sem2.waiters()), (0, 0));
+        push(&l2, "giver");
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(*l.borrow(), ["a", "giver", "b", "c"]);
+    assert_eq!((sem.count(), sem.waiters()), (0, 0));
+    sem.up();
+    assert!(sem.try_down() && !sem.try_down());
+}
+
+/// A wait that times out leaves the semaphore as it found it: no waiter stays queued, and
+/// a later unit is counted rather than handed to the thread that gave up.
+#[test]
+fn shared_semaphore_timeout_changes_nothing() {
+    let (s, clock, _) = fake();
+    let sem = Rc::new(SharedSemaphore::new(0));
+    let result = Rc::new(Cell::new(None));
+    let (sm, r) = (sem.clone(), result.clone());
+    s.spawn("waiter", move || {
+        r.set(Some(sm.down_until(Some(now() + 1_000_000))));
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(result.get(), Some(Err(TimedOut)));
+    assert!(clock.monotonic_ns() >= 1_000_000);
+    assert_eq!((sem.count(), sem.waiters()), (0, 0));
+    sem.up();
+    assert_eq!(sem.count(), 1);
+    // With a unit there, a deadline already past still succeeds (no blocking).
+    let (sm, r) = (sem.clone(), result.clone());
+    s.spawn("taker", move || r.set(Some(sm.down_until(Some(0)))))
+        .unwrap();
+    s.run();
+    assert_eq!(result.get(), Some(Ok(())));
+    assert_eq!(sem.count(), 0);
+}
+
+/// Units given while waits time out all the time are never lost: every `up` ends either in
+/// a successful `down` or in the final count.
+#[test]
+fn shared_semaphore_loses_no_unit_to_racing_timeouts() {
+    use std::sync::atomic::AtomicU32;
+    const UPS: u32 = 3_000;
+    let sem = Arc::new(SharedSemaphore::new(0));
+    let taken = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let home = {
+        let (sem, taken, stop) = (sem.clone(), taken.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let s = sleepy();
+            for _ in 0..3 {
+                let (sem, taken, stop) = (sem.clone(), taken.clone(), stop.clone());
+                s.spawn("taker", move || {
+                    while !stop.load(Ordering::Acquire) {
+                        // Deadlines of 0 to 20 µs: many end while a unit is on its way.
+                        let wait = (now() % 21) * 1_000;
+                        if sem.down_until(Some(now() + wait)).is_ok() {
+                            taken.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .unwrap();
+            }
+            s.run();
+        })
+    };
+    for i in 0..UPS {
+        sem.up();
+        if i % 16 == 0 {
+            std::thread::sleep(std::time::Duration::from_micros(10));
+        }
+    }
+    // Let the takers drain what is left, then stop them.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sem.count() > 0 && std::time::Instant::now() < end {
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Release);
+    home.join().unwrap();
+    assert_eq!(sem.waiters(), 0);
+    assert_eq!(
+        taken.load(Ordering::Relaxed) as usize + sem.count(),
+        UPS as usize
+    );
+}
+
+#[test]
+#[should_panic(expected = "outside a thread")]
+fn shared_semaphore_down_outside_a_thread_panics_when_it_would_block() {
+    let sem = SharedSemaphore::new(1);
+    sem.down(); // a unit is there: no blocking, no thread needed
+    sem.down();
+}

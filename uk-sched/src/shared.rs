@@ -1,0 +1,223 @@
+//! A semaphore that threads of different CPUs share: [`SharedSemaphore`].
+//!
+//! The locks of [`crate::sync`] belong to one CPU: their state is guarded by masking that
+//! CPU's interrupts, which keeps them cheap but means a thread of another CPU must not touch
+//! them. A [`SharedSemaphore`] is `Send + Sync` and may be used from every CPU at once (and,
+//! hosted, from several OS threads, each running its own schedulers).
+//!
+//! Its count and its queue of waiters sit behind a spin lock, held with the CPU's interrupts
+//! masked (so an interrupt handler that calls [`SharedSemaphore::up`] cannot spin forever on
+//! a lock its own CPU holds) and only for a few instructions: never across a switch. A thread
+//! that finds no unit queues a small record (a "granted" flag and a [`RemoteWaker`] for
+//! itself) and blocks. [`SharedSemaphore::up`] hands its unit straight to the longest
+//! waiter: it sets the flag under the lock, then wakes the waiter through its waker, which
+//! travels to the waiter's home CPU as a remote wake-up (or wakes it at once when that is
+//! the calling CPU). The waiter checks its flag between [`crate::prepare_block`] and
+//! [`crate::commit_block`], so a hand-off that comes at any moment is never lost, and a
+//! unit handed to a waiter is never taken by a thread that came later (FIFO).
+//!
+//! A wait that times out takes its record out of the queue under the lock; if a unit was
+//! handed to it just before, it keeps that unit and reports success instead, so no unit is
+//! ever lost either. Blocking costs two small allocations (the record and its waker); taking
+//! or giving a unit without contention costs one uncontended lock.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cpu;
+use crate::remote::RemoteWaker;
+use crate::sync::TimedOut;
+
+/// A blocked thread's place in a [`SharedSemaphore`]'s queue.
+struct Waiter {
+    /// Set, under the lock, when [`SharedSemaphore::up`] hands this waiter its unit.
+    granted: AtomicBool,
+    waker: RemoteWaker,
+}
+
+/// What the lock guards. While a thread waits the count is zero: `up` hands its unit to
+/// the first waiter instead of counting it.
+struct State {
+    count: usize,
+    waiters: VecDeque<Arc<Waiter>>,
+}
+
+/// A counting semaphore shared by threads of every CPU; see the [module
+/// documentation](self) for how a unit reaches a thread of another CPU.
+///
+/// ```
+/// # #[cfg(target_arch = "x86_64")] {
+/// use std::sync::Arc;
+/// use uk_sched::{RoundRobin, Scheduler, SharedSemaphore, idle};
+///
+/// let items = Arc::new(SharedSemaphore::new(0));
+/// let sched = RoundRobin::cooperative(
+///     uk_context::Native::detect(),
+///     uk_hal::HostClock::new(),
+///     idle::Poll,
+/// );
+/// let consumer_items = items.clone();
+/// sched
+///     .spawn("consumer", move || {
+///         for _ in 0..3 {
+///             consumer_items.down(); // each unit comes from the other OS thread (CPU)
+///         }
+///     })
+///     .unwrap();
+/// let producer = std::thread::spawn(move || {
+///     for _ in 0..3 {
+///         items.up();
+///     }
+/// });
+/// sched.run(); // returns once the consumer took its three units
+/// producer.join().unwrap();
+/// # }
+/// ```
+pub struct SharedSemaphore {
+    state: spin::Mutex<State>,
+}
+
+impl core::fmt::Debug for SharedSemaphore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (count, waiters) = self.with_state(|s| (s.count, s.waiters.len()));
+        f.debug_struct("SharedSemaphore")
+            .field("count", &count)
+            .field("waiters", &waiters)
+            .finish()
+    }
+}
+
+impl Default for SharedSemaphore {
+    /// A semaphore holding no unit.
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl SharedSemaphore {
+    /// A semaphore holding `count` units (`const`: it may be a `static`).
+    pub const fn new(count: usize) -> Self {
+        Self {
+            state: spin::Mutex::new(State {
+                count,
+                waiters: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Runs `f` on the state, under the lock, with this CPU's interrupts masked.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let irq = cpu::irq_save();
+        let result = f(&mut self.state.lock());
+        cpu::irq_restore(irq);
+        result
+    }
+
+    /// Units available now (zero while threads wait).
+    pub fn count(&self) -> usize {
+        self.with_state(|s| s.count)
+    }
+
+    /// Threads waiting now.
+    pub fn waiters(&self) -> usize {
+        self.with_state(|s| s.waiters.len())
+    }
+
+    /// Takes one unit if there is one, without blocking. Any context: a thread of any CPU,
+    /// an interrupt handler, code outside every scheduler.
+    pub fn try_down(&self) -> bool {
+        self.with_state(|s| match s.count {
+            0 => false,
+            n => {
+                s.count = n - 1;
+                true
+            }
+        })
+    }
+
+    /// Takes one unit, blocking the calling thread while there is none.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a uk-sched thread (as a wait on [`crate::WaitQueue`] does).
+    pub fn down(&self) {
+        let _ = self.down_until(None);
+    }
+
+    /// As [`SharedSemaphore::down`], giving up when the scheduler clock reaches
+    /// `deadline_ns` (no deadline with `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] if no unit came in time; the semaphore is then as if this call had not
+    /// been made.
+    ///
+    /// # Panics
+    ///
+    /// If it has to block outside a uk-sched thread.
+    pub fn down_until(&self, deadline_ns: Option<u64>) -> Result<(), TimedOut> {
+        if self.try_down() {
+            return Ok(());
+        }
+        // Made outside the lock, which is held with interrupts masked: neither the
+        // allocations nor a panic happen there.
+        let me = crate::current().expect("uk-sched: SharedSemaphore::down outside a thread");
+        let waiter = Arc::new(Waiter {
+            granted: AtomicBool::new(false),
+            waker: me.remote_waker(),
+        });
+        let queued = self.with_state(|s| {
+            if s.count > 0 {
+                // A unit came back meanwhile.
+                s.count -= 1;
+                return false;
+            }
+            s.waiters.push_back(waiter.clone());
+            true
+        });
+        if !queued {
+            return Ok(());
+        }
+        loop {
+            if !crate::prepare_block(deadline_ns) {
+                break;
+            }
+            // Acquire: what the thread that called `up` wrote before is visible now.
+            if waiter.granted.load(Ordering::Acquire) {
+                crate::cancel_block();
+                return Ok(());
+            }
+            if crate::commit_block() {
+                break;
+            }
+        }
+        // Timed out: leave the queue, unless a unit was handed over meanwhile.
+        self.with_state(|s| {
+            if waiter.granted.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            s.waiters.retain(|w| !Arc::ptr_eq(w, &waiter));
+            Err(TimedOut)
+        })
+    }
+
+    /// Gives one unit back: to the longest-waiting thread, whichever CPU it is on, or to the
+    /// count when no thread waits. Any context: a thread of any CPU, an interrupt handler,
+    /// code outside every scheduler.
+    pub fn up(&self) {
+        let woken = self.with_state(|s| {
+            let first = s.waiters.pop_front();
+            match &first {
+                // Release: pairs with the waiter's acquire load of the flag.
+                Some(w) => w.granted.store(true, Ordering::Release),
+                None => s.count += 1,
+            }
+            first
+        });
+        // Outside the lock: waking may interrupt another CPU.
+        if let Some(w) = woken {
+            w.waker.wake();
+        }
+    }
+}
