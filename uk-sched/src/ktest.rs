@@ -759,7 +759,7 @@ mod smp {
         }
         drop(s);
         CPU1_SCHED.store(irqs.cpu_interface().cpu_id() + 1, Ordering::SeqCst);
-        cpu1_remote_waiter(platform, irqs);
+        cpu1_waiters(platform, irqs);
         let _ = cpu;
         irqs.mask();
         loop {
@@ -767,18 +767,23 @@ mod smp {
         }
     }
 
-    /// CPU 1's second scheduler: one thread that blocks (5 s deadline, so only a wake-up from
-    /// CPU 0 ends it in time) until `REMOTE_READY`, and reports how it ended. The scheduler
-    /// drives the timer, so its idle loop waits for an interrupt and never polls: the
-    /// wake-up must come as the remote-wake interrupt.
-    fn cpu1_remote_waiter(platform: &'static dyn Platform, irqs: &'static dyn Interrupts) {
+    /// CPU 1's second scheduler, with two threads that wait for CPU 0 side by side (so the
+    /// cases that drive them may run in any order, or alone):
+    /// - one blocks (20 s deadline, so only a wake-up from CPU 0 ends it in time) until
+    ///   `REMOTE_READY`, and reports how it ended;
+    /// - one takes `SEM_ROUNDS` units from `PING_SEM` and answers each with a unit on
+    ///   `PONG_SEM` (10 s deadline per wait).
+    ///
+    /// The scheduler drives the timer, so its idle loop waits for an interrupt and never
+    /// polls: a wake-up must come as the remote-wake interrupt.
+    fn cpu1_waiters(platform: &'static dyn Platform, irqs: &'static dyn Interrupts) {
         let Ok(s) = RoundRobin::cooperative(Native::detect(), platform, TimerIdle(irqs))
             .with_interrupts(irqs, 10_000_000)
         else {
             return;
         };
         let Ok(waiter) = s.spawn("cpu1-waiter", || {
-            let deadline = crate::now() + 5_000_000_000;
+            let deadline = crate::now() + 20_000_000_000;
             let woken = loop {
                 if !crate::prepare_block(Some(deadline)) {
                     break false;
@@ -805,8 +810,34 @@ mod smp {
             return;
         };
         drop(waiter);
+        let Ok(pong) = s.spawn("cpu1-pong", || {
+            for _ in 0..SEM_ROUNDS {
+                if PING_SEM
+                    .down_until(Some(crate::now() + 10_000_000_000))
+                    .is_err()
+                {
+                    PONG_TIMEOUTS.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                PONG_TAKEN.fetch_add(1, Ordering::SeqCst);
+                PONG_SEM.up();
+            }
+        }) else {
+            return;
+        };
+        drop(pong);
         s.run();
     }
+
+    /// Round trips of the shared-semaphore case.
+    const SEM_ROUNDS: u32 = 64;
+    /// CPU 0 gives a unit here for each round; CPU 1's thread takes it.
+    static PING_SEM: crate::SharedSemaphore = crate::SharedSemaphore::new(0);
+    /// CPU 1's thread answers each unit with one here.
+    static PONG_SEM: crate::SharedSemaphore = crate::SharedSemaphore::new(0);
+    /// Units CPU 1's thread took, and the waits of its that timed out.
+    static PONG_TAKEN: AtomicU32 = AtomicU32::new(0);
+    static PONG_TIMEOUTS: AtomicU32 = AtomicU32::new(0);
 
     /// Waits in `wfi` (1 ms timer steps, not spinning: under TCG a spinning CPU 0 takes host
     /// time from CPU 1) until `done` holds or `timeout_ns` passed; returns `done()`.
@@ -878,7 +909,7 @@ mod smp {
     }
 
     uk_test::ktest! {
-        /// A thread of CPU 1's scheduler, blocked with a 5 s deadline, is woken by CPU 0
+        /// A thread of CPU 1's scheduler, blocked with a 20 s deadline, is woken by CPU 0
         /// through its `RemoteWaker`: the remote-wake interrupt ends CPU 1's idle wait, the
         /// thread sees what CPU 0 wrote before waking it, and runs on CPU 1.
         fn remote_wake_reaches_a_thread_of_another_cpu() {
@@ -903,6 +934,50 @@ mod smp {
             uk_rt::println!("    woken on CPU 1 {latency} ns after CPU 0's wake()");
             uk_test::expect_eq!(REMOTE_RESULT.load(Ordering::SeqCst), 4 + 2);
             uk_test::expect!(latency < 2_000_000_000, "{latency}");
+        }
+    }
+
+    uk_test::ktest! {
+        /// A thread of CPU 0 and one of CPU 1 pass a unit back and forth 64 times through
+        /// two `SharedSemaphore`s, each blocking until the other CPU's `up` hands it one:
+        /// every hand-off reaches a blocked thread of the other CPU through its remote
+        /// wake-up interrupt, and none waits out its deadline.
+        fn shared_semaphores_pass_units_between_threads_of_two_cpus() {
+            let platform: &'static dyn Platform = uk_rt::platform();
+            let irqs = interrupts();
+            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
+            let s = RoundRobin::cooperative(Native::detect(), platform, TimerIdle(irqs))
+                .with_interrupts(irqs, 10_000_000)
+                .expect("timer handler");
+            let answered = alloc::rc::Rc::new(core::cell::Cell::new(0u32));
+            let a = answered.clone();
+            s.spawn("cpu0-ping", move || {
+                for _ in 0..SEM_ROUNDS {
+                    PING_SEM.up();
+                    if PONG_SEM.down_until(Some(crate::now() + 10_000_000_000)).is_err() {
+                        return;
+                    }
+                    a.set(a.get() + 1);
+                }
+            })
+            .expect("spawn");
+            let state = irqs.mask();
+            irqs.enable_on_this_cpu();
+            let start = platform.monotonic_ns();
+            s.run();
+            let took = platform.monotonic_ns() - start;
+            irqs.mask();
+            irqs.restore(state);
+            uk_rt::println!(
+                "    {} round trips in {} us ({} us each)",
+                answered.get(),
+                took / 1_000,
+                took / 1_000 / u64::from(SEM_ROUNDS)
+            );
+            uk_test::expect_eq!(PONG_TIMEOUTS.load(Ordering::SeqCst), 0);
+            uk_test::expect_eq!(PONG_TAKEN.load(Ordering::SeqCst), SEM_ROUNDS);
+            uk_test::expect_eq!(answered.get(), SEM_ROUNDS);
+            uk_test::expect_eq!((PING_SEM.count(), PONG_SEM.count()), (0, 0));
         }
     }
 }
