@@ -29,7 +29,9 @@
 //! thread blocked while it still runs, [`commit_block`] switches away unless a wake-up came
 //! meanwhile), so a wake-up racing with the switch is never lost. Interrupt masking comes
 //! from [`set_irq_ops`] (a board installs it); scheduler state is only touched with
-//! interrupts masked.
+//! interrupts masked. These locks belong to one CPU; threads of different CPUs share a
+//! [`SharedSemaphore`] (spin-locked, `Send + Sync`), whose `up` hands a unit to a waiter of
+//! any CPU through that thread's [`RemoteWaker`].
 //!
 //! # Fast paths: the typed calls
 //!

@@ -11,7 +11,10 @@
 //! CPU 1 runs a uk-sched scheduler driven by its timer interrupt, whose one thread waits
 //! for jobs. Last, CPU 0 hands it `ROUNDS` jobs, waking it each time through its
 //! [`uk_sched::RemoteWaker`] (a request to CPU 1 plus uk-sched's wake-up interrupt), and
-//! prints the latency from `wake()` to the thread running on CPU 1.
+//! prints the latency from `wake()` to the thread running on CPU 1. Then the same
+//! scheduler's echo thread, blocked on a [`uk_sched::SharedSemaphore`], answers `ROUNDS`
+//! units from CPU 0 with a unit on another (which CPU 0, outside any thread, polls with
+//! `try_down`): printed, the round trip.
 //!
 //! ```text
 //! cargo uk run --example smp --board qemu-virt --smp 2
@@ -28,7 +31,7 @@ use uk_context::Native;
 use uk_hal::Platform;
 use uk_hal::irq::{CpuSet, Interrupts, IpiTarget, IrqNumber};
 use uk_sched::irq::TimerIdle;
-use uk_sched::{RemoteWaker, RoundRobin, Scheduler};
+use uk_sched::{RemoteWaker, RoundRobin, Scheduler, SharedSemaphore};
 
 uk_app::main!(main);
 
@@ -55,6 +58,12 @@ static AT_WORKER: AtomicU64 = AtomicU64::new(0);
 /// The worker's waker (a leaked box), published by CPU 1.
 static WORKER: AtomicPtr<RemoteWaker> = AtomicPtr::new(core::ptr::null_mut());
 const STOP: u32 = u32::MAX;
+/// CPU 0 gives a unit here; CPU 1's echo thread takes it...
+static PING: SharedSemaphore = SharedSemaphore::new(0);
+/// ... and answers with one here.
+static PONG: SharedSemaphore = SharedSemaphore::new(0);
+/// Tells the echo thread, with a last unit, that no more come.
+static ECHO_STOP: AtomicBool = AtomicBool::new(false);
 
 fn interrupts() -> &'static dyn Interrupts {
     uk_app::platform()
@@ -99,15 +108,30 @@ fn worker() {
     }
 }
 
-/// CPU 1: a scheduler of its own with the worker thread (interrupts are taken while it
+/// CPU 1's echo thread: blocks until CPU 0 gives a unit on `PING`, answers on `PONG`.
+fn echo() {
+    loop {
+        PING.down();
+        if ECHO_STOP.load(Ordering::Acquire) {
+            return;
+        }
+        PONG.up();
+    }
+}
+
+/// CPU 1: a scheduler of its own with the worker and echo threads (interrupts are taken while it
 /// idles), then sleep between interrupts.
 fn cpu1_main(_cpu: u32) -> ! {
     let irqs = interrupts();
     irqs.mask();
     let sched = RoundRobin::cooperative(Native::detect(), uk_app::platform(), TimerIdle(irqs))
         .with_interrupts(irqs, 10_000_000);
-    match sched.map(|s| s.spawn("worker", worker).map(|t| (s, t))) {
-        Ok(Ok((sched, thread))) => {
+    let spawned = sched.map(|s| {
+        let echo = s.spawn("echo", echo);
+        s.spawn("worker", worker).map(|t| (s, t, echo.is_ok()))
+    });
+    match spawned {
+        Ok(Ok((sched, thread, true))) => {
             let waker = alloc::boxed::Box::new(thread.remote_waker());
             WORKER.store(alloc::boxed::Box::into_raw(waker), Ordering::Release);
             drop(thread);
@@ -227,6 +251,19 @@ fn main(_args: &uk_app::Args) -> i32 {
     JOB.store(STOP, Ordering::Release);
     worker.wake();
 
+    let mut echo = [0u64; ROUNDS];
+    for (i, sample) in echo.iter_mut().enumerate() {
+        let sent = platform.cycles();
+        PING.up();
+        if !wait(platform, || PONG.try_down()) {
+            uk_app::println!("smp: CPU 1's echo thread never answered unit {i}");
+            return 1;
+        }
+        *sample = platform.cycles().saturating_sub(sent);
+    }
+    ECHO_STOP.store(true, Ordering::Release);
+    PING.up();
+
     let hz = platform.cycles_per_second();
     for (what, samples) in [
         ("CPU 0 -> CPU 1", &mut there),
@@ -242,6 +279,11 @@ fn main(_args: &uk_app::Args) -> i32 {
     let (min, median) = min_median(&mut wake);
     uk_app::println!(
         "smp: wake CPU 0 -> thread on CPU 1: min {min} median {median} cycles over {ROUNDS} wakes ({} ns median at {hz} Hz)",
+        median.saturating_mul(1_000_000_000) / hz.max(1)
+    );
+    let (min, median) = min_median(&mut echo);
+    uk_app::println!(
+        "smp: shared semaphore CPU 0 -> thread on CPU 1 -> CPU 0: min {min} median {median} cycles over {ROUNDS} round trips ({} ns median at {hz} Hz)",
         median.saturating_mul(1_000_000_000) / hz.max(1)
     );
     uk_app::println!("smp: done");
