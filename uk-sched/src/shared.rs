@@ -1,8 +1,9 @@
 //! A semaphore that threads of different CPUs share: [`SharedSemaphore`].
 //!
-//! The locks of [`crate::sync`] belong to one CPU: their state is guarded by masking that
-//! CPU's interrupts, which keeps them cheap but means a thread of another CPU must not touch
-//! them. A [`SharedSemaphore`] is `Send + Sync` and may be used from every CPU at once (and,
+//! The crate's [`WaitQueue`](crate::WaitQueue), [`Semaphore`](crate::Semaphore),
+//! [`Mutex`](crate::Mutex) and [`CondVar`](crate::CondVar) belong to one CPU: their state is
+//! guarded by masking that CPU's interrupts, which keeps them cheap but means a thread of
+//! another CPU must not touch them. A [`SharedSemaphore`] is `Send + Sync` and may be used from every CPU at once (and,
 //! hosted, from several OS threads, each running its own schedulers).
 //!
 //! Its count and its queue of waiters sit behind a spin lock, held with the CPU's interrupts
