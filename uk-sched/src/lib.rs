@@ -30,8 +30,8 @@
 //! meanwhile), so a wake-up racing with the switch is never lost. Interrupt masking comes
 //! from [`set_irq_ops`] (a board installs it); scheduler state is only touched with
 //! interrupts masked. These locks belong to one CPU; threads of different CPUs share a
-//! [`SharedSemaphore`] (spin-locked, `Send + Sync`), whose `up` hands a unit to a waiter of
-//! any CPU through that thread's [`RemoteWaker`].
+//! [`SharedSemaphore`] or a [`SharedMutex`] (spin-locked, `Send + Sync`), whose `up` or
+//! unlock hands a unit to a waiter of any CPU through that thread's [`RemoteWaker`].
 //!
 //! # Fast paths: the typed calls
 //!
@@ -198,7 +198,7 @@ pub use cpu::{IrqOps, MAX_CPUS, set_cpu_id_fn, set_irq_ops};
 pub use idle::Idle;
 pub use remote::RemoteWaker;
 pub use rr::{RoundRobin, Stats};
-pub use shared::SharedSemaphore;
+pub use shared::{SharedMutex, SharedMutexGuard, SharedSemaphore};
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
 pub use thread::{
     DEFAULT_STACK_SIZE, HookError, Stack, StackPool, Thread, ThreadBuilder, ThreadHook, ThreadRef,

@@ -1,4 +1,5 @@
-//! A semaphore that threads of different CPUs share: [`SharedSemaphore`].
+//! A semaphore and a mutex that threads of different CPUs share: [`SharedSemaphore`],
+//! [`SharedMutex`].
 //!
 //! The crate's [`WaitQueue`](crate::WaitQueue), [`Semaphore`](crate::Semaphore),
 //! [`Mutex`](crate::Mutex) and [`CondVar`](crate::CondVar) belong to one CPU: their state is
@@ -21,6 +22,9 @@
 //! handed to it just before, it keeps that unit and reports success instead, so no unit is
 //! ever lost either. Blocking costs two small allocations (the record and its waker); taking
 //! or giving a unit without contention costs one uncontended lock.
+//!
+//! [`SharedMutex<T>`] is a value behind a semaphore of one unit: a thread that finds it
+//! locked blocks rather than spins, and unlocking hands the lock to the longest waiter.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -220,5 +224,149 @@ impl SharedSemaphore {
         if let Some(w) = woken {
             w.waker.wake();
         }
+    }
+}
+
+/// A mutual-exclusion lock around a `T`, shared by threads of every CPU: a
+/// [`SharedSemaphore`] of one unit, so a thread that finds it taken blocks (it does not
+/// spin) and the unlocking thread hands the lock straight to the longest waiter, whichever
+/// CPU that waiter runs on. Not recursive: a thread that locks it again while holding it
+/// waits for itself forever.
+///
+/// ```
+/// # #[cfg(target_arch = "x86_64")] {
+/// use uk_sched::SharedMutex;
+///
+/// static TOTAL: SharedMutex<u64> = SharedMutex::new(0);
+/// // From a thread of any CPU (or, uncontended, from outside every scheduler):
+/// *TOTAL.lock() += 5;
+/// assert_eq!(*TOTAL.try_lock().unwrap(), 5);
+/// # }
+/// ```
+pub struct SharedMutex<T: ?Sized> {
+    /// One unit while the lock is free.
+    free: SharedSemaphore,
+    value: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a guard, and at most one guard exists at a time
+// (each holds the semaphore's one unit), so handing the mutex (and with it the value) to
+// another CPU needs only `T: Send`, as for `std::sync::Mutex`.
+unsafe impl<T: ?Sized + Send> Send for SharedMutex<T> {}
+// SAFETY: as above: a shared mutex gives each CPU exclusive access in turn, never shared
+// access, so `T: Send` suffices.
+unsafe impl<T: ?Sized + Send> Sync for SharedMutex<T> {}
+
+impl<T: ?Sized> core::fmt::Debug for SharedMutex<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedMutex")
+            .field("locked", &(self.free.count() == 0))
+            .field("waiters", &self.free.waiters())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Default> Default for SharedMutex<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T> SharedMutex<T> {
+    /// An unlocked mutex around `value` (`const`: it may be a `static`).
+    pub const fn new(value: T) -> Self {
+        Self {
+            free: SharedSemaphore::new(1),
+            value: core::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// The value, taking the mutex apart.
+    pub fn into_inner(self) -> T {
+        self.value.into_inner()
+    }
+}
+
+impl<T: ?Sized> SharedMutex<T> {
+    fn guard(&self) -> SharedMutexGuard<'_, T> {
+        SharedMutexGuard {
+            mutex: self,
+            _not_sync_unless_t_is: core::marker::PhantomData,
+        }
+    }
+
+    /// Locks, blocking the calling thread while another holds the lock.
+    ///
+    /// # Panics
+    ///
+    /// If it has to block outside a uk-sched thread.
+    pub fn lock(&self) -> SharedMutexGuard<'_, T> {
+        self.free.down();
+        self.guard()
+    }
+
+    /// As [`SharedMutex::lock`], giving up when the scheduler clock reaches `deadline_ns`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] if the lock did not come free in time (nothing changed).
+    ///
+    /// # Panics
+    ///
+    /// If it has to block outside a uk-sched thread.
+    pub fn lock_until(
+        &self,
+        deadline_ns: Option<u64>,
+    ) -> Result<SharedMutexGuard<'_, T>, TimedOut> {
+        self.free.down_until(deadline_ns)?;
+        Ok(self.guard())
+    }
+
+    /// Locks if the lock is free, without blocking. Any context.
+    pub fn try_lock(&self) -> Option<SharedMutexGuard<'_, T>> {
+        self.free.try_down().then(|| self.guard())
+    }
+
+    /// The value, through an exclusive borrow of the mutex (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+}
+
+/// Holds a [`SharedMutex`]; dropping it unlocks (handing the lock to the longest waiter).
+/// It may be dropped on another CPU than the one that locked.
+#[must_use = "dropping the guard unlocks at once"]
+pub struct SharedMutexGuard<'a, T: ?Sized> {
+    mutex: &'a SharedMutex<T>,
+    /// `&mut T`'s auto traits: the guard is `Sync` only when `T` is, since a shared guard
+    /// gives shared access to the value.
+    _not_sync_unless_t_is: core::marker::PhantomData<&'a mut T>,
+}
+
+impl<T: ?Sized + core::fmt::Debug> core::fmt::Debug for SharedMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized> core::ops::Deref for SharedMutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds the mutex's one unit, so no other guard exists and
+        // nothing else reaches the value until it is dropped.
+        unsafe { &*self.mutex.value.get() }
+    }
+}
+
+impl<T: ?Sized> core::ops::DerefMut for SharedMutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`, and `&mut self` makes this borrow the only one.
+        unsafe { &mut *self.mutex.value.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for SharedMutexGuard<'_, T> {
+    fn drop(&mut self) {
+        self.mutex.free.up();
     }
 }

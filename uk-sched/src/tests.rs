@@ -1718,3 +1718,78 @@ fn shared_semaphore_down_outside_a_thread_panics_when_it_would_block() {
     sem.down(); // a unit is there: no blocking, no thread needed
     sem.down();
 }
+
+/// Four threads on two homes add to one counter 2,000 times each, yielding between reading
+/// and writing it: with exclusion failing, updates would be lost.
+#[test]
+fn shared_mutex_excludes_threads_of_every_home() {
+    const ADDS: u64 = 2_000;
+    let total = Arc::new(SharedMutex::new(0u64));
+    let homes: Vec<_> = (0..2)
+        .map(|_| {
+            let total = total.clone();
+            std::thread::spawn(move || {
+                let s = sleepy();
+                for _ in 0..2 {
+                    let total = total.clone();
+                    s.spawn("adder", move || {
+                        for _ in 0..ADDS {
+                            let mut guard = total.lock();
+                            let seen = *guard;
+                            // Let the home's other adder try to lock meanwhile.
+                            yield_now();
+                            *guard = seen + 1;
+                        }
+                    })
+                    .unwrap();
+                }
+                s.run();
+            })
+        })
+        .collect();
+    for home in homes {
+        home.join().unwrap();
+    }
+    assert_eq!(*total.try_lock().expect("unlocked at the end"), 4 * ADDS);
+}
+
+/// `try_lock` and a timed lock fail while the lock is held and change nothing; unlocking
+/// hands the lock to the waiter; a guard may be dropped on another OS thread (CPU).
+#[test]
+fn shared_mutex_try_timeout_and_hand_off() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SharedMutex<Cell<u32>>>();
+    let (s, _, _) = fake();
+    let m = Arc::new(SharedMutex::new(7u32));
+    let l = log();
+    let (m1, l1) = (m.clone(), l.clone());
+    s.spawn("holder", move || {
+        let mut g = m1.lock();
+        *g += 1;
+        sleep(1_000_000);
+        push(&l1, "holder unlocks");
+        drop(g);
+    })
+    .unwrap();
+    let (m2, l2) = (m.clone(), l.clone());
+    s.spawn("impatient", move || {
+        assert!(m2.try_lock().is_none());
+        assert!(m2.lock_until(Some(now() + 500_000)).is_err());
+        push(&l2, "impatient gave up");
+        let g = m2.lock();
+        push(&l2, format!("waiter got {}", *g));
+    })
+    .unwrap();
+    s.run();
+    assert_eq!(
+        *l.borrow(),
+        ["impatient gave up", "holder unlocks", "waiter got 8"]
+    );
+    let g = m.lock(); // uncontended: no thread needed
+    std::thread::scope(|scope| {
+        scope.spawn(move || drop(g));
+    });
+    let mut m = Arc::into_inner(m).unwrap();
+    *m.get_mut() += 1;
+    assert_eq!(m.into_inner(), 9);
+}
