@@ -10,6 +10,12 @@
 //! - `create_run_exit_*`: THREADS threads created, run to completion and reclaimed:
 //!   uk-sched with a pooled stack (all created first, then run; or one at a time, as the
 //!   corosensei peer does), corosensei with a reused stack, `std::thread` spawn + join.
+//! - `semaphore_pingpong_*`: ROUNDS round trips between two threads that each block on a
+//!   semaphore until the other gives it a unit: uk-sched's per-CPU `Semaphore` and its
+//!   `SharedSemaphore` (both threads on one scheduler: what sharing costs where it is not
+//!   needed), and two OS threads over `std::sync::{Mutex, Condvar}` semaphores.
+//! - `uncontended_*`: ROUNDS take-and-give pairs with no other thread: `SharedSemaphore`'s
+//!   `try_down` + `up`, `SharedMutex`'s lock + unlock, `std::sync::Mutex` and `spin::Mutex`.
 #![allow(missing_docs)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -24,7 +30,10 @@ use divan::{Bencher, black_box};
 use uk_alloc::{Allocator, Locked, Tlsf};
 use uk_context::{Context, ContextOps, Native};
 use uk_hal::HostClock;
-use uk_sched::{RoundRobin, Scheduler, StackPool, Thread, idle, yield_now};
+use uk_sched::{
+    RoundRobin, Scheduler, Semaphore, SharedMutex, SharedSemaphore, StackPool, Thread, idle,
+    yield_now,
+};
 
 const ROUNDS: usize = 10_000;
 const OS_ROUNDS: usize = 1_000;
@@ -382,4 +391,154 @@ fn yield_pingpong_uk_context_switch_only(b: Bencher) {
         }
     });
     drop(stack);
+}
+
+// ----- semaphores -----
+
+/// The common shape of the semaphores compared (a unit given, a unit taken, blocking).
+trait Units: 'static {
+    fn empty() -> Self;
+    fn give(&self);
+    fn take(&self);
+}
+
+impl Units for Semaphore {
+    fn empty() -> Self {
+        Semaphore::new(0)
+    }
+    fn give(&self) {
+        self.up();
+    }
+    fn take(&self) {
+        self.down();
+    }
+}
+
+impl Units for SharedSemaphore {
+    fn empty() -> Self {
+        SharedSemaphore::new(0)
+    }
+    fn give(&self) {
+        self.up();
+    }
+    fn take(&self) {
+        self.down();
+    }
+}
+
+fn semaphore_pingpong<S: Units>(b: Bencher) {
+    let s = sched();
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        let ping = std::rc::Rc::new(S::empty());
+        let pong = std::rc::Rc::new(S::empty());
+        let (ping2, pong2) = (ping.clone(), pong.clone());
+        s.spawn("ping", move || {
+            for _ in 0..ROUNDS {
+                ping.give();
+                pong.take();
+            }
+        })
+        .unwrap();
+        s.spawn("pong", move || {
+            for _ in 0..ROUNDS {
+                ping2.take();
+                pong2.give();
+            }
+        })
+        .unwrap();
+        s.run();
+    });
+}
+
+#[divan::bench]
+fn semaphore_pingpong_uk_sched_local(b: Bencher) {
+    semaphore_pingpong::<Semaphore>(b);
+}
+
+#[divan::bench]
+fn semaphore_pingpong_uk_sched_shared(b: Bencher) {
+    semaphore_pingpong::<SharedSemaphore>(b);
+}
+
+/// A counting semaphore of the standard library's parts, for the OS-thread peer.
+#[derive(Default)]
+struct StdSemaphore {
+    count: std::sync::Mutex<usize>,
+    more: std::sync::Condvar,
+}
+
+impl StdSemaphore {
+    fn up(&self) {
+        *self.count.lock().unwrap() += 1;
+        self.more.notify_one();
+    }
+    fn down(&self) {
+        let mut count = self.count.lock().unwrap();
+        while *count == 0 {
+            count = self.more.wait(count).unwrap();
+        }
+        *count -= 1;
+    }
+}
+
+#[divan::bench]
+fn semaphore_pingpong_os_threads_std(b: Bencher) {
+    b.counter(ItemsCount::new(OS_ROUNDS)).bench_local(|| {
+        let ping = std::sync::Arc::new(StdSemaphore::default());
+        let pong = std::sync::Arc::new(StdSemaphore::default());
+        let (ping2, pong2) = (ping.clone(), pong.clone());
+        let other = std::thread::spawn(move || {
+            for _ in 0..OS_ROUNDS {
+                ping2.down();
+                pong2.up();
+            }
+        });
+        for _ in 0..OS_ROUNDS {
+            ping.up();
+            pong.down();
+        }
+        other.join().unwrap();
+    });
+}
+
+#[divan::bench]
+fn uncontended_shared_semaphore(b: Bencher) {
+    let sem = SharedSemaphore::new(1);
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        for _ in 0..ROUNDS {
+            black_box(sem.try_down());
+            sem.up();
+        }
+    });
+}
+
+#[divan::bench]
+fn uncontended_shared_mutex(b: Bencher) {
+    let m = SharedMutex::new(0u64);
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        for _ in 0..ROUNDS {
+            *m.lock() += 1;
+        }
+    });
+    black_box(m.into_inner());
+}
+
+#[divan::bench]
+fn uncontended_std_mutex(b: Bencher) {
+    let m = std::sync::Mutex::new(0u64);
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        for _ in 0..ROUNDS {
+            *black_box(&m).lock().unwrap() += 1;
+        }
+    });
+}
+
+#[divan::bench]
+fn uncontended_spin_mutex(b: Bencher) {
+    let m = spin::Mutex::new(0u64);
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        for _ in 0..ROUNDS {
+            *black_box(&m).lock() += 1;
+        }
+    });
 }

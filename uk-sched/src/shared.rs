@@ -4,31 +4,35 @@
 //! The crate's [`WaitQueue`](crate::WaitQueue), [`Semaphore`](crate::Semaphore),
 //! [`Mutex`](crate::Mutex) and [`CondVar`](crate::CondVar) belong to one CPU: their state is
 //! guarded by masking that CPU's interrupts, which keeps them cheap but means a thread of
-//! another CPU must not touch them. A [`SharedSemaphore`] is `Send + Sync` and may be used from every CPU at once (and,
-//! hosted, from several OS threads, each running its own schedulers).
+//! another CPU must not touch them. A [`SharedSemaphore`] is `Send + Sync` and may be used
+//! from every CPU at once (and, hosted, from several OS threads, each running its own
+//! schedulers).
 //!
-//! Its count and its queue of waiters sit behind a spin lock, held with the CPU's interrupts
-//! masked (so an interrupt handler that calls [`SharedSemaphore::up`] cannot spin forever on
-//! a lock its own CPU holds) and only for a few instructions: never across a switch. A thread
-//! that finds no unit queues a small record (a "granted" flag and a [`RemoteWaker`] for
-//! itself) and blocks. [`SharedSemaphore::up`] hands its unit straight to the longest
-//! waiter: it sets the flag under the lock, then wakes the waiter through its waker, which
-//! travels to the waiter's home CPU as a remote wake-up (or wakes it at once when that is
-//! the calling CPU). The waiter checks its flag between [`crate::prepare_block`] and
+//! Its state is one atomic word, the count of units and a "threads wait" flag, and a queue
+//! of waiters behind a spin lock. While nobody waits, taking and giving a unit are one
+//! compare-exchange each on the word, lock-free (so interrupt handlers may use them too).
+//! A thread that finds no unit takes the lock (with its CPU's interrupts masked, so an
+//! interrupt handler of the same CPU never spins on it), sets the flag, queues a small
+//! record (a "granted" flag and a [`RemoteWaker`] for itself) and blocks. While the flag
+//! is set the count is zero, and [`SharedSemaphore::up`] takes the lock too: it hands its
+//! unit straight to the longest waiter by setting that waiter's flag, clears the word's
+//! flag when the queue empties, and then wakes the waiter through its waker, which travels
+//! to the waiter's home CPU as a remote wake-up (or wakes it at once when that is the
+//! calling CPU). The waiter checks its flag between [`crate::prepare_block`] and
 //! [`crate::commit_block`], so a hand-off that comes at any moment is never lost, and a
-//! unit handed to a waiter is never taken by a thread that came later (FIFO).
+//! unit handed to a waiter is never taken by a thread that came later (FIFO). The lock is
+//! held for a few instructions, never across a switch.
 //!
 //! A wait that times out takes its record out of the queue under the lock; if a unit was
 //! handed to it just before, it keeps that unit and reports success instead, so no unit is
-//! ever lost either. Blocking costs two small allocations (the record and its waker); taking
-//! or giving a unit without contention costs one uncontended lock.
+//! ever lost either. Blocking costs two small allocations (the record and its waker).
 //!
 //! [`SharedMutex<T>`] is a value behind a semaphore of one unit: a thread that finds it
 //! locked blocks rather than spins, and unlocking hands the lock to the longest waiter.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::cpu;
 use crate::remote::RemoteWaker;
@@ -41,12 +45,12 @@ struct Waiter {
     waker: RemoteWaker,
 }
 
-/// What the lock guards. While a thread waits the count is zero: `up` hands its unit to
-/// the first waiter instead of counting it.
-struct State {
-    count: usize,
-    waiters: VecDeque<Arc<Waiter>>,
-}
+/// Bit 0 of a [`SharedSemaphore`]'s word: threads wait (then the count is zero). Set and
+/// cleared only under the lock, so `up` sees it or finds the waiter queued once it has
+/// the lock.
+const WAITING: usize = 1;
+/// One unit in the word (the count sits above the flag).
+const UNIT: usize = 2;
 
 /// A counting semaphore shared by threads of every CPU; see the [module
 /// documentation](self) for how a unit reaches a thread of another CPU.
@@ -80,15 +84,16 @@ struct State {
 /// # }
 /// ```
 pub struct SharedSemaphore {
-    state: spin::Mutex<State>,
+    /// `count * UNIT`, plus `WAITING` while threads wait.
+    word: AtomicUsize,
+    waiters: spin::Mutex<VecDeque<Arc<Waiter>>>,
 }
 
 impl core::fmt::Debug for SharedSemaphore {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let (count, waiters) = self.with_state(|s| (s.count, s.waiters.len()));
         f.debug_struct("SharedSemaphore")
-            .field("count", &count)
-            .field("waiters", &waiters)
+            .field("count", &self.count())
+            .field("waiters", &self.waiters())
             .finish()
     }
 }
@@ -102,43 +107,61 @@ impl Default for SharedSemaphore {
 
 impl SharedSemaphore {
     /// A semaphore holding `count` units (`const`: it may be a `static`).
+    ///
+    /// # Panics
+    ///
+    /// If `count` exceeds `usize::MAX / 2` (one bit of the word is the waiting flag).
     pub const fn new(count: usize) -> Self {
+        assert!(
+            count <= usize::MAX / UNIT,
+            "uk-sched: SharedSemaphore count too large"
+        );
         Self {
-            state: spin::Mutex::new(State {
-                count,
-                waiters: VecDeque::new(),
-            }),
+            word: AtomicUsize::new(count * UNIT),
+            waiters: spin::Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Runs `f` on the state, under the lock, with this CPU's interrupts masked.
-    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+    /// Runs `f` on the queue, under the lock, with this CPU's interrupts masked.
+    fn with_queue<R>(&self, f: impl FnOnce(&mut VecDeque<Arc<Waiter>>) -> R) -> R {
         let irq = cpu::irq_save();
-        let result = f(&mut self.state.lock());
+        let result = f(&mut self.waiters.lock());
         cpu::irq_restore(irq);
         result
     }
 
     /// Units available now (zero while threads wait).
     pub fn count(&self) -> usize {
-        self.with_state(|s| s.count)
+        self.word.load(Ordering::Relaxed) / UNIT
     }
 
     /// Threads waiting now.
     pub fn waiters(&self) -> usize {
-        self.with_state(|s| s.waiters.len())
+        self.with_queue(|q| q.len())
     }
 
-    /// Takes one unit if there is one, without blocking. Any context: a thread of any CPU,
-    /// an interrupt handler, code outside every scheduler.
+    /// Takes one unit if there is one, without blocking: lock-free. Any context: a thread
+    /// of any CPU, an interrupt handler, code outside every scheduler.
     pub fn try_down(&self) -> bool {
-        self.with_state(|s| match s.count {
-            0 => false,
-            n => {
-                s.count = n - 1;
-                true
+        self.try_down_from(self.word.load(Ordering::Relaxed))
+    }
+
+    /// `try_down`, with a first guess at the word: a mutex guesses "free" and so saves
+    /// the load before its compare-exchange (a wrong guess costs a retry).
+    fn try_down_from(&self, mut word: usize) -> bool {
+        while word >= UNIT {
+            // Acquire: what the giver wrote before its `up` is visible now.
+            match self.word.compare_exchange_weak(
+                word,
+                word - UNIT,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => word = now,
             }
-        })
+        }
+        false
     }
 
     /// Takes one unit, blocking the calling thread while there is none.
@@ -162,7 +185,12 @@ impl SharedSemaphore {
     ///
     /// If it has to block outside a uk-sched thread.
     pub fn down_until(&self, deadline_ns: Option<u64>) -> Result<(), TimedOut> {
-        if self.try_down() {
+        self.down_until_from(self.word.load(Ordering::Relaxed), deadline_ns)
+    }
+
+    /// `down_until`, with a first guess at the word (see `try_down_from`).
+    fn down_until_from(&self, guess: usize, deadline_ns: Option<u64>) -> Result<(), TimedOut> {
+        if self.try_down_from(guess) {
             return Ok(());
         }
         // Made outside the lock, which is held with interrupts masked: neither the
@@ -172,13 +200,28 @@ impl SharedSemaphore {
             granted: AtomicBool::new(false),
             waker: me.remote_waker(),
         });
-        let queued = self.with_state(|s| {
-            if s.count > 0 {
-                // A unit came back meanwhile.
-                s.count -= 1;
-                return false;
+        let queued = self.with_queue(|q| {
+            let mut word = self.word.load(Ordering::Relaxed);
+            loop {
+                // A unit came back meanwhile: take it; else say that threads wait (a
+                // racing lock-free `up` makes the exchange fail and is seen next round).
+                let (next, took) = if word >= UNIT {
+                    (word - UNIT, true)
+                } else {
+                    (WAITING, false)
+                };
+                match self.word.compare_exchange_weak(
+                    word,
+                    next,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) if took => return false,
+                    Ok(_) => break,
+                    Err(now) => word = now,
+                }
             }
-            s.waiters.push_back(waiter.clone());
+            q.push_back(waiter.clone());
             true
         });
         if !queued {
@@ -198,27 +241,57 @@ impl SharedSemaphore {
             }
         }
         // Timed out: leave the queue, unless a unit was handed over meanwhile.
-        self.with_state(|s| {
+        self.with_queue(|q| {
             if waiter.granted.load(Ordering::Acquire) {
                 return Ok(());
             }
-            s.waiters.retain(|w| !Arc::ptr_eq(w, &waiter));
+            q.retain(|w| !Arc::ptr_eq(w, &waiter));
+            if q.is_empty() {
+                // The count is zero while the flag is set: the word becomes zero.
+                self.word.fetch_and(!WAITING, Ordering::Relaxed);
+            }
             Err(TimedOut)
         })
     }
 
     /// Gives one unit back: to the longest-waiting thread, whichever CPU it is on, or to the
-    /// count when no thread waits. Any context: a thread of any CPU, an interrupt handler,
-    /// code outside every scheduler.
+    /// count when no thread waits (then lock-free). Any context: a thread of any CPU, an
+    /// interrupt handler, code outside every scheduler.
+    ///
+    /// # Panics
+    ///
+    /// If the count would exceed `usize::MAX / 2`.
     pub fn up(&self) {
-        let woken = self.with_state(|s| {
-            let first = s.waiters.pop_front();
-            match &first {
-                // Release: pairs with the waiter's acquire load of the flag.
-                Some(w) => w.granted.store(true, Ordering::Release),
-                None => s.count += 1,
+        self.up_from(self.word.load(Ordering::Relaxed));
+    }
+
+    /// `up`, with a first guess at the word (see `try_down_from`).
+    fn up_from(&self, mut word: usize) {
+        while word & WAITING == 0 {
+            let more = word
+                .checked_add(UNIT)
+                .expect("uk-sched: SharedSemaphore count overflow");
+            // Release: pairs with the taker's acquire.
+            match self
+                .word
+                .compare_exchange_weak(word, more, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => word = now,
             }
-            first
+        }
+        let woken = self.with_queue(|q| {
+            let Some(first) = q.pop_front() else {
+                // The last waiter timed out and cleared the flag before we took the lock.
+                self.word.fetch_add(UNIT, Ordering::Release);
+                return None;
+            };
+            if q.is_empty() {
+                self.word.fetch_and(!WAITING, Ordering::Relaxed);
+            }
+            // Release: pairs with the waiter's acquire load of the flag.
+            first.granted.store(true, Ordering::Release);
+            Some(first)
         });
         // Outside the lock: waking may interrupt another CPU.
         if let Some(w) = woken {
@@ -301,7 +374,7 @@ impl<T: ?Sized> SharedMutex<T> {
     ///
     /// If it has to block outside a uk-sched thread.
     pub fn lock(&self) -> SharedMutexGuard<'_, T> {
-        self.free.down();
+        let _ = self.free.down_until_from(UNIT, None);
         self.guard()
     }
 
@@ -318,13 +391,13 @@ impl<T: ?Sized> SharedMutex<T> {
         &self,
         deadline_ns: Option<u64>,
     ) -> Result<SharedMutexGuard<'_, T>, TimedOut> {
-        self.free.down_until(deadline_ns)?;
+        self.free.down_until_from(UNIT, deadline_ns)?;
         Ok(self.guard())
     }
 
     /// Locks if the lock is free, without blocking. Any context.
     pub fn try_lock(&self) -> Option<SharedMutexGuard<'_, T>> {
-        self.free.try_down().then(|| self.guard())
+        self.free.try_down_from(UNIT).then(|| self.guard())
     }
 
     /// The value, through an exclusive borrow of the mutex (no locking needed).
@@ -367,6 +440,7 @@ impl<T: ?Sized> core::ops::DerefMut for SharedMutexGuard<'_, T> {
 
 impl<T: ?Sized> Drop for SharedMutexGuard<'_, T> {
     fn drop(&mut self) {
-        self.mutex.free.up();
+        // Held: the word is zero unless threads wait.
+        self.mutex.free.up_from(0);
     }
 }
