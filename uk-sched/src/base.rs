@@ -26,6 +26,8 @@ pub(crate) trait SchedCore {
     fn started(&self, me: &Thread);
     /// The scheduler's clock, in nanoseconds.
     fn now(&self) -> u64;
+    /// Makes `thread` a member ([`crate::Scheduler::add`]; masks interrupts itself).
+    fn add(&self, thread: &ThreadRef) -> Result<(), crate::SchedError>;
 }
 
 /// The owner of the running thread; panics outside a scheduled thread.
@@ -212,4 +214,11 @@ pub(crate) fn wake(thread: &ThreadRef) {
         }
     }
     cpu::irq_restore(irq);
+}
+
+/// Adds `thread` to the scheduler of the calling thread, as [`crate::Scheduler::add`] would.
+/// Panics outside a scheduled thread.
+pub(crate) fn add_to_own_scheduler(thread: &ThreadRef) -> Result<(), crate::SchedError> {
+    let (_, owner) = running();
+    owner.add(thread)
 }

@@ -768,7 +768,8 @@ mod smp {
     }
 
     /// CPU 1's second scheduler, with two threads that wait for CPU 0 side by side (so the
-    /// cases that drive them may run in any order, or alone):
+    /// cases that drive them may run in any order, or alone), and a `RemoteSpawner` that
+    /// CPU 0 starts threads on:
     /// - one blocks (20 s deadline, so only a wake-up from CPU 0 ends it in time) until
     ///   `REMOTE_READY`, and reports how it ended;
     /// - one takes `SEM_ROUNDS` units from `PING_SEM` and answers each with a unit on
@@ -826,8 +827,22 @@ mod smp {
             return;
         };
         drop(pong);
+        // A spawner for CPU 0's requests (leaked: its service thread keeps this scheduler
+        // running, idle in `wfi`, for the rest of the run).
+        if let Ok(spawner) = s.remote_spawner() {
+            SPAWNER.store(
+                alloc::boxed::Box::into_raw(alloc::boxed::Box::new(spawner)),
+                Ordering::Release,
+            );
+        }
         s.run();
     }
+
+    /// CPU 1's `RemoteSpawner` (a leaked box), once made.
+    static SPAWNER: AtomicPtr<crate::RemoteSpawner> = AtomicPtr::new(core::ptr::null_mut());
+    /// What the thread CPU 0 started on CPU 1 saw: its CPU id plus one, times two, plus
+    /// one if it was a uk-sched thread (0: it has not run).
+    static SPAWNED_REPORT: AtomicU32 = AtomicU32::new(0);
 
     /// Round trips of the shared-semaphore case.
     const SEM_ROUNDS: u32 = 64;
@@ -978,6 +993,34 @@ mod smp {
             uk_test::expect_eq!(PONG_TAKEN.load(Ordering::SeqCst), SEM_ROUNDS);
             uk_test::expect_eq!(answered.get(), SEM_ROUNDS);
             uk_test::expect_eq!((PING_SEM.count(), PONG_SEM.count()), (0, 0));
+        }
+    }
+
+    uk_test::ktest! {
+        /// CPU 0 starts a thread on CPU 1's scheduler through its `RemoteSpawner`: the
+        /// closure runs on CPU 1, as a uk-sched thread there.
+        fn remote_spawner_starts_a_thread_on_another_cpu() {
+            let irqs = interrupts();
+            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
+            let published = wait_for(irqs, 2_000_000_000, || {
+                !SPAWNER.load(Ordering::Acquire).is_null()
+            });
+            uk_test::expect!(published, "CPU 1 made no spawner");
+            // SAFETY: a leaked box, published once and never freed.
+            let spawner = unsafe { &*SPAWNER.load(Ordering::Acquire) };
+            let queued = spawner.spawn("from-cpu0", || {
+                let cpu = interrupts().cpu_interface().cpu_id();
+                let threaded = u32::from(crate::current().is_some());
+                SPAWNED_REPORT.store((cpu + 1) * 2 + threaded, Ordering::SeqCst);
+            });
+            uk_test::expect!(queued.is_ok(), "{queued:?}");
+            let ran = wait_for(irqs, 3_000_000_000, || {
+                SPAWNED_REPORT.load(Ordering::SeqCst) != 0
+            });
+            uk_test::expect!(ran, "the thread never ran");
+            // CPU 1 (id 1): (1 + 1) * 2, plus 1 for a uk-sched thread.
+            uk_test::expect_eq!(SPAWNED_REPORT.load(Ordering::SeqCst), 5);
+            uk_test::expect_eq!((spawner.started(), spawner.failed()), (1, 0));
         }
     }
 }

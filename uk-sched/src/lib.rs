@@ -31,7 +31,9 @@
 //! from [`set_irq_ops`] (a board installs it); scheduler state is only touched with
 //! interrupts masked. These locks belong to one CPU; threads of different CPUs share a
 //! [`SharedSemaphore`] or a [`SharedMutex`] (spin-locked, `Send + Sync`), whose `up` or
-//! unlock hands a unit to a waiter of any CPU through that thread's [`RemoteWaker`].
+//! unlock hands a unit to a waiter of any CPU through that thread's [`RemoteWaker`]; and a
+//! [`RemoteSpawner`] ([`RoundRobin::remote_spawner`]) lets any CPU start threads on a
+//! scheduler of another.
 //!
 //! # Fast paths: the typed calls
 //!
@@ -181,6 +183,7 @@ pub mod irq;
 pub mod remote;
 mod rr;
 pub mod shared;
+pub mod spawner;
 mod sync;
 mod thread;
 
@@ -199,6 +202,7 @@ pub use idle::Idle;
 pub use remote::RemoteWaker;
 pub use rr::{RoundRobin, Stats};
 pub use shared::{SharedMutex, SharedMutexGuard, SharedSemaphore};
+pub use spawner::RemoteSpawner;
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
 pub use thread::{
     DEFAULT_STACK_SIZE, HookError, Stack, StackPool, Thread, ThreadBuilder, ThreadHook, ThreadRef,

@@ -282,6 +282,20 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
         Ok(thread)
     }
 
+    /// A handle that any CPU (or, hosted, any OS thread) uses to start threads on this
+    /// scheduler: see [`crate::RemoteSpawner`]. Adds one service thread (named
+    /// `remote-spawner`) that lives while handles exist, so [`Scheduler::run`] returns only
+    /// after the last handle is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`RoundRobin::spawn`] for the service thread.
+    pub fn remote_spawner(&self) -> Result<crate::RemoteSpawner, SchedError> {
+        crate::RemoteSpawner::start(self.core.ops.clone(), |service| {
+            self.spawn("remote-spawner", service).map(drop)
+        })
+    }
+
     fn core_ptr(&self) -> NonNull<dyn SchedCore> {
         let core: &dyn SchedCore = &*self.core;
         NonNull::from(core)
@@ -314,6 +328,44 @@ fn with_irqs_masked<R>(f: impl FnOnce() -> R) -> R {
 }
 
 impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
+    /// Makes `thread` a member ([`Scheduler::add`]).
+    fn add_member(&self, thread: &ThreadRef) -> Result<(), SchedError> {
+        with_irqs_masked(|| {
+            let core = self;
+            let inner = thread.inner_mut();
+            if inner.owner.is_some() {
+                return Err(SchedError::AlreadyScheduled);
+            }
+            if inner.state == ThreadState::Exited {
+                return Err(SchedError::Exited);
+            }
+            let st = core.st();
+            // Reserve so that wake-ups (maybe from interrupts) never allocate: room for
+            // every member in each queue. The capacity checks skip the (out-of-line)
+            // reserve calls in the common case where the room is already there.
+            let want = st.members.len() + 1;
+            if st.members.capacity() < want {
+                st.members
+                    .try_reserve(1)
+                    .map_err(|_| SchedError::OutOfMemory)?;
+            }
+            if st.sleepq.capacity() < want {
+                st.sleepq
+                    .try_reserve(want - st.sleepq.len())
+                    .map_err(|_| SchedError::OutOfMemory)?;
+            }
+            inner.owner = Some(NonNull::from(self as &dyn SchedCore));
+            inner.member_idx = st.members.len();
+            st.members.push(thread.clone());
+            match (inner.state, inner.deadline) {
+                (ThreadState::Runnable, _) => core.enqueue(thread),
+                (ThreadState::Blocked, Some(d)) => core.sleepq_insert(thread, d),
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
     #[allow(clippy::mut_from_ref)]
     #[inline(always)]
     fn st(&self) -> &mut State {
@@ -703,6 +755,10 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
 }
 
 impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, K> {
+    fn add(&self, thread: &ThreadRef) -> Result<(), SchedError> {
+        self.add_member(thread)
+    }
+
     fn wake_locked(&self, thread: &ThreadRef) {
         let inner = thread.inner_mut();
         if inner.state != ThreadState::Blocked {
@@ -792,40 +848,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
 
 impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Scheduler for RoundRobin<C, K> {
     fn add(&self, thread: &ThreadRef) -> Result<(), SchedError> {
-        with_irqs_masked(|| {
-            let core = &*self.core;
-            let inner = thread.inner_mut();
-            if inner.owner.is_some() {
-                return Err(SchedError::AlreadyScheduled);
-            }
-            if inner.state == ThreadState::Exited {
-                return Err(SchedError::Exited);
-            }
-            let st = core.st();
-            // Reserve so that wake-ups (maybe from interrupts) never allocate: room for
-            // every member in each queue. The capacity checks skip the (out-of-line)
-            // reserve calls in the common case where the room is already there.
-            let want = st.members.len() + 1;
-            if st.members.capacity() < want {
-                st.members
-                    .try_reserve(1)
-                    .map_err(|_| SchedError::OutOfMemory)?;
-            }
-            if st.sleepq.capacity() < want {
-                st.sleepq
-                    .try_reserve(want - st.sleepq.len())
-                    .map_err(|_| SchedError::OutOfMemory)?;
-            }
-            inner.owner = Some(self.core_ptr());
-            inner.member_idx = st.members.len();
-            st.members.push(thread.clone());
-            match (inner.state, inner.deadline) {
-                (ThreadState::Runnable, _) => core.enqueue(thread),
-                (ThreadState::Blocked, Some(d)) => core.sleepq_insert(thread, d),
-                _ => {}
-            }
-            Ok(())
-        })
+        self.core.add_member(thread)
     }
 
     fn remove(&self, thread: &ThreadRef) -> Result<(), SchedError> {

@@ -732,6 +732,19 @@ pub(crate) mod alloc_counter {
 
     std::thread_local! {
         static LIVE: Cell<isize> = const { Cell::new(0) };
+        /// Requests of at least this many bytes fail (on this OS thread only).
+        static FAIL_FROM: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    /// Makes requests of at least `bytes` fail on the calling OS thread (`usize::MAX`: none).
+    pub(crate) fn fail_from(bytes: usize) {
+        FAIL_FROM.with(|f| f.set(bytes));
+    }
+
+    fn refused(layout: Layout) -> bool {
+        FAIL_FROM
+            .try_with(|f| layout.size() >= f.get())
+            .unwrap_or(false)
     }
 
     struct Counting;
@@ -739,6 +752,9 @@ pub(crate) mod alloc_counter {
     // SAFETY: forwards to the system allocator; the counter has no effect on memory.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if refused(layout) {
+                return core::ptr::null_mut();
+            }
             let _ = LIVE.try_with(|l| l.set(l.get() + layout.size() as isize));
             // SAFETY: forwarded contract.
             unsafe { System.alloc(layout) }
@@ -749,6 +765,9 @@ pub(crate) mod alloc_counter {
             unsafe { System.dealloc(ptr, layout) }
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            if refused(layout) {
+                return core::ptr::null_mut();
+            }
             let _ = LIVE.try_with(|l| l.set(l.get() + layout.size() as isize));
             // SAFETY: forwarded contract.
             unsafe { System.alloc_zeroed(layout) }
@@ -1792,4 +1811,137 @@ fn shared_mutex_try_timeout_and_hand_off() {
     let mut m = Arc::into_inner(m).unwrap();
     *m.get_mut() += 1;
     assert_eq!(m.into_inner(), 9);
+}
+
+// ---------------------------------------------------------------------------------------
+// RemoteSpawner (other OS threads play the other CPUs)
+
+/// Three OS threads start 100 threads each on one home's scheduler: every closure runs as
+/// a uk-sched thread on the home's OS thread, each producer's in the order it queued them,
+/// and `run` returns once the last handle is gone.
+#[test]
+fn remote_spawner_starts_threads_from_other_homes() {
+    const EACH: usize = 100;
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = sleepy();
+    let spawner = s.remote_spawner().unwrap();
+    let home = std::thread::current().id();
+    let producers: Vec<_> = (0..3)
+        .map(|p| {
+            let (spawner, ran) = (spawner.clone(), ran.clone());
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let ran = ran.clone();
+                    spawner
+                        .spawn("job", move || {
+                            assert!(current().is_some(), "a uk-sched thread");
+                            assert_eq!(std::thread::current().id(), home);
+                            yield_now();
+                            ran.lock().unwrap().push((p, i));
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let check = spawner.clone();
+    drop(spawner);
+    let closer = std::thread::spawn(move || {
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        // The last handle: `run` may return once everything queued has run.
+        drop(check);
+    });
+    s.run();
+    closer.join().unwrap();
+    let ran = ran.lock().unwrap();
+    assert_eq!(ran.len(), 3 * EACH);
+    for p in 0..3 {
+        let order: Vec<usize> = ran.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
+        assert_eq!(order, (0..EACH).collect::<Vec<_>>(), "producer {p}'s order");
+    }
+    assert_eq!(s.thread_count(), 0, "the service thread ended too");
+}
+
+/// A spawner used at home, its counters, and a scheduler whose only handle is dropped
+/// unused: `run` returns at once.
+#[test]
+fn remote_spawner_at_home_and_unused() {
+    let (s, _, _) = fake();
+    let spawner = s.remote_spawner().unwrap();
+    let l = log();
+    let (l1, sp) = (l.clone(), spawner.clone());
+    s.spawn("local", move || {
+        let l2 = std::sync::Arc::new(std::sync::Mutex::new(Vec::<&str>::new()));
+        let l3 = l2.clone();
+        sp.spawn("child", move || l3.lock().unwrap().push("child ran"))
+            .unwrap();
+        yield_now();
+        yield_now();
+        push(&l1, format!("{:?}", l2.lock().unwrap()));
+        assert_eq!((sp.started(), sp.failed()), (1, 0));
+    })
+    .unwrap();
+    drop(spawner);
+    s.run();
+    assert_eq!(*l.borrow(), ["[\"child ran\"]"]);
+    assert_eq!(s.thread_count(), 0);
+    // Made and dropped before any run: the service thread ends on its first turn.
+    drop(s.remote_spawner().unwrap());
+    s.run();
+    assert_eq!(s.thread_count(), 0);
+}
+
+/// A thread the home cannot make (its stack allocation fails) is counted and its closure
+/// dropped; the service goes on with the next request, and a whole spawner session leaves
+/// no byte behind.
+#[test]
+fn remote_spawner_counts_failures_and_leaks_nothing() {
+    let _ = remote::home_inbox();
+    let before = crate::tests::alloc_counter::live_bytes();
+    {
+        let (s, _, _) = fake();
+        let spawner = s.remote_spawner().unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let dropped = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        /// Counts its drop: the closure of a thread that could not be made is dropped.
+        struct Witness(Arc<std::sync::atomic::AtomicU32>);
+        impl Drop for Witness {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (sp, r, d) = (spawner.clone(), ran.clone(), dropped.clone());
+        s.spawn("requester", move || {
+            // Stacks (64 KiB by default) cannot be had while the first request is served.
+            crate::tests::alloc_counter::fail_from(16 * 1024);
+            let w = Witness(d.clone());
+            let r1 = r.clone();
+            sp.spawn("doomed", move || {
+                let _w = &w;
+                r1.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+            yield_now(); // the service takes the request, and fails
+            crate::tests::alloc_counter::fail_from(usize::MAX);
+            assert_eq!((sp.started(), sp.failed()), (0, 1));
+            assert_eq!(d.load(Ordering::SeqCst), 1, "the closure was dropped");
+            let r2 = r.clone();
+            sp.spawn("fine", move || {
+                r2.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        })
+        .unwrap();
+        drop(spawner);
+        s.run();
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "only the second request ran");
+        assert_eq!(s.thread_count(), 0);
+    }
+    assert_eq!(
+        crate::tests::alloc_counter::live_bytes(),
+        before,
+        "bytes leaked"
+    );
 }
