@@ -14,7 +14,8 @@
 //! prints the latency from `wake()` to the thread running on CPU 1. Then the same
 //! scheduler's echo thread, blocked on a [`uk_sched::SharedSemaphore`], answers `ROUNDS`
 //! units from CPU 0 with a unit on another (which CPU 0, outside any thread, polls with
-//! `try_down`): printed, the round trip.
+//! `try_down`): printed, the round trip. Last, CPU 0 starts a thread on CPU 1's scheduler
+//! through its [`uk_sched::RemoteSpawner`] and prints where it ran and how soon.
 //!
 //! ```text
 //! cargo uk run --example smp --board qemu-virt --smp 2
@@ -31,7 +32,7 @@ use uk_context::Native;
 use uk_hal::Platform;
 use uk_hal::irq::{CpuSet, Interrupts, IpiTarget, IrqNumber};
 use uk_sched::irq::TimerIdle;
-use uk_sched::{RemoteWaker, RoundRobin, Scheduler, SharedSemaphore};
+use uk_sched::{RemoteSpawner, RemoteWaker, RoundRobin, Scheduler, SharedSemaphore};
 
 uk_app::main!(main);
 
@@ -64,6 +65,12 @@ static PING: SharedSemaphore = SharedSemaphore::new(0);
 static PONG: SharedSemaphore = SharedSemaphore::new(0);
 /// Tells the echo thread, with a last unit, that no more come.
 static ECHO_STOP: AtomicBool = AtomicBool::new(false);
+/// CPU 1's spawner (a leaked box), published by CPU 1.
+static SPAWNER: AtomicPtr<RemoteSpawner> = AtomicPtr::new(core::ptr::null_mut());
+/// The spawned thread's report: its CPU id plus one (0: not run yet).
+static SPAWNED_ON: AtomicU32 = AtomicU32::new(0);
+/// Counter value when the spawned thread ran.
+static AT_SPAWNED: AtomicU64 = AtomicU64::new(0);
 
 fn interrupts() -> &'static dyn Interrupts {
     uk_app::platform()
@@ -134,6 +141,10 @@ fn cpu1_main(_cpu: u32) -> ! {
         Ok(Ok((sched, thread, true))) => {
             let waker = alloc::boxed::Box::new(thread.remote_waker());
             WORKER.store(alloc::boxed::Box::into_raw(waker), Ordering::Release);
+            if let Ok(spawner) = sched.remote_spawner() {
+                let spawner = alloc::boxed::Box::new(spawner);
+                SPAWNER.store(alloc::boxed::Box::into_raw(spawner), Ordering::Release);
+            }
             drop(thread);
             CPU1_UP.store(true, Ordering::SeqCst);
             sched.run();
@@ -281,10 +292,31 @@ fn main(_args: &uk_app::Args) -> i32 {
         "smp: wake CPU 0 -> thread on CPU 1: min {min} median {median} cycles over {ROUNDS} wakes ({} ns median at {hz} Hz)",
         median.saturating_mul(1_000_000_000) / hz.max(1)
     );
+    // SAFETY: published by CPU 1 (a leaked box) before it reported, never freed.
+    let Some(spawner) = (unsafe { SPAWNER.load(Ordering::Acquire).as_ref() }) else {
+        uk_app::println!("smp: CPU 1 made no spawner");
+        return 1;
+    };
+    let sent = platform.cycles();
+    let queued = spawner.spawn("spawned", || {
+        AT_SPAWNED.store(uk_app::platform().cycles(), Ordering::SeqCst);
+        SPAWNED_ON.store(interrupts().cpu_interface().cpu_id() + 1, Ordering::Release);
+    });
+    if queued.is_err() || !wait(platform, || SPAWNED_ON.load(Ordering::Acquire) != 0) {
+        uk_app::println!("smp: the thread started on CPU 1 never ran ({queued:?})");
+        return 1;
+    }
+    let spawn_cycles = AT_SPAWNED.load(Ordering::SeqCst).saturating_sub(sent);
+
     let (min, median) = min_median(&mut echo);
     uk_app::println!(
         "smp: shared semaphore CPU 0 -> thread on CPU 1 -> CPU 0: min {min} median {median} cycles over {ROUNDS} round trips ({} ns median at {hz} Hz)",
         median.saturating_mul(1_000_000_000) / hz.max(1)
+    );
+    uk_app::println!(
+        "smp: spawn CPU 0 -> new thread on CPU {}: ran {spawn_cycles} cycles after spawn() ({} ns at {hz} Hz)",
+        SPAWNED_ON.load(Ordering::Acquire) - 1,
+        spawn_cycles.saturating_mul(1_000_000_000) / hz.max(1)
     );
     uk_app::println!("smp: done");
     0
