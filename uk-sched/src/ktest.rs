@@ -870,6 +870,18 @@ mod smp {
         done()
     }
 
+    /// Waits (up to 2 s) until CPU 1 has published a value in `slot`, and returns it.
+    fn published_by_cpu1<T>(
+        irqs: &'static dyn Interrupts,
+        slot: &AtomicPtr<T>,
+    ) -> Option<&'static T> {
+        wait_for(irqs, 2_000_000_000, || {
+            !slot.load(Ordering::Acquire).is_null()
+        });
+        // SAFETY: CPU 1 stores only leaked boxes in these slots, once each, never freed.
+        unsafe { slot.load(Ordering::Acquire).as_ref() }
+    }
+
     /// Starts CPU 1 once and waits (up to 2 s) for its scheduler to finish.
     fn cpu1_ready(irqs: &'static dyn Interrupts) -> bool {
         let _ = irqs.register_handler(ping_irq(irqs), ping);
@@ -930,12 +942,10 @@ mod smp {
         fn remote_wake_reaches_a_thread_of_another_cpu() {
             let irqs = interrupts();
             uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
-            let published = wait_for(irqs, 2_000_000_000, || {
-                !WAKER.load(Ordering::Acquire).is_null()
-            });
-            uk_test::expect!(published, "CPU 1's waiter never blocked");
-            // SAFETY: a leaked box, published once and never freed.
-            let waker = unsafe { &*WAKER.load(Ordering::Acquire) };
+            let Some(waker) = published_by_cpu1(irqs, &WAKER) else {
+                uk_test::expect!(false, "CPU 1's waiter never blocked");
+                return;
+            };
             // Give CPU 1 time to reach its idle wait (correct either way, but this way the
             // interrupt is what ends the wait).
             wait_for(irqs, 20_000_000, || false);
@@ -1002,12 +1012,10 @@ mod smp {
         fn remote_spawner_starts_a_thread_on_another_cpu() {
             let irqs = interrupts();
             uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
-            let published = wait_for(irqs, 2_000_000_000, || {
-                !SPAWNER.load(Ordering::Acquire).is_null()
-            });
-            uk_test::expect!(published, "CPU 1 made no spawner");
-            // SAFETY: a leaked box, published once and never freed.
-            let spawner = unsafe { &*SPAWNER.load(Ordering::Acquire) };
+            let Some(spawner) = published_by_cpu1(irqs, &SPAWNER) else {
+                uk_test::expect!(false, "CPU 1 made no spawner");
+                return;
+            };
             let queued = spawner.spawn("from-cpu0", || {
                 let cpu = interrupts().cpu_interface().cpu_id();
                 let threaded = u32::from(crate::current().is_some());
