@@ -297,8 +297,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
     }
 
     fn core_ptr(&self) -> NonNull<dyn SchedCore> {
-        let core: &dyn SchedCore = &*self.core;
-        NonNull::from(core)
+        self.core.as_owner()
     }
 
     fn owns(&self, thread: &Thread) -> bool {
@@ -331,7 +330,6 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
     /// Makes `thread` a member ([`Scheduler::add`]).
     fn add_member(&self, thread: &ThreadRef) -> Result<(), SchedError> {
         with_irqs_masked(|| {
-            let core = self;
             let inner = thread.inner_mut();
             if inner.owner.is_some() {
                 return Err(SchedError::AlreadyScheduled);
@@ -339,7 +337,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             if inner.state == ThreadState::Exited {
                 return Err(SchedError::Exited);
             }
-            let st = core.st();
+            let st = self.st();
             // Reserve so that wake-ups (maybe from interrupts) never allocate: room for
             // every member in each queue. The capacity checks skip the (out-of-line)
             // reserve calls in the common case where the room is already there.
@@ -354,16 +352,21 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                     .try_reserve(want - st.sleepq.len())
                     .map_err(|_| SchedError::OutOfMemory)?;
             }
-            inner.owner = Some(NonNull::from(self as &dyn SchedCore));
+            inner.owner = Some(self.as_owner());
             inner.member_idx = st.members.len();
             st.members.push(thread.clone());
             match (inner.state, inner.deadline) {
-                (ThreadState::Runnable, _) => core.enqueue(thread),
-                (ThreadState::Blocked, Some(d)) => core.sleepq_insert(thread, d),
+                (ThreadState::Runnable, _) => self.enqueue(thread),
+                (ThreadState::Blocked, Some(d)) => self.sleepq_insert(thread, d),
                 _ => {}
             }
             Ok(())
         })
+    }
+
+    /// This scheduler as its threads' owner.
+    fn as_owner(&self) -> NonNull<dyn SchedCore> {
+        NonNull::from(self as &dyn SchedCore)
     }
 
     #[allow(clippy::mut_from_ref)]
