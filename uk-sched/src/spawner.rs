@@ -134,8 +134,10 @@ impl RemoteSpawner {
     }
 
     /// Queues `entry` to run as a new thread named `name` on the spawner's scheduler, from
-    /// any CPU or interrupt handler. Returns at once; the thread starts when the service
-    /// thread next runs (requests start in queueing order).
+    /// any CPU. Returns at once; the thread starts when the service thread next runs
+    /// (requests start in queueing order). It allocates (the boxed closure and its queue
+    /// slot), so it is for threads and other code that may allocate, not for interrupt
+    /// handlers of an allocator that is not interrupt-safe.
     ///
     /// # Errors
     ///
