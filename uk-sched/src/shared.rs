@@ -255,8 +255,10 @@ impl SharedSemaphore {
     }
 
     /// Gives one unit back: to the longest-waiting thread, whichever CPU it is on, or to the
-    /// count when no thread waits (then lock-free). Any context: a thread of any CPU, an
-    /// interrupt handler, code outside every scheduler.
+    /// count when no thread waits (then lock-free). Any context: a thread of any CPU, code
+    /// outside every scheduler, an interrupt handler — there only with an interrupt-safe
+    /// global allocator, such as uk-rt's image allocator, since handing a unit over may
+    /// free the waiter's queue record.
     ///
     /// # Panics
     ///
