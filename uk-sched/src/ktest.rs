@@ -856,7 +856,11 @@ mod smp {
 
     /// Waits in `wfi` (1 ms timer steps, not spinning: under TCG a spinning CPU 0 takes host
     /// time from CPU 1) until `done` holds or `timeout_ns` passed; returns `done()`.
-    fn wait_for(irqs: &'static dyn Interrupts, timeout_ns: u64, done: impl Fn() -> bool) -> bool {
+    fn wait_for(
+        irqs: &'static dyn Interrupts,
+        timeout_ns: u64,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
         crate::irq::install(irqs).expect("timer handler");
         let platform = uk_rt::platform();
         let end = platform.monotonic_ns() + timeout_ns;
@@ -1016,6 +1020,7 @@ mod smp {
                 uk_test::expect!(false, "CPU 1 made no spawner");
                 return;
             };
+            let before = spawner.started();
             let queued = spawner.spawn("from-cpu0", || {
                 let cpu = interrupts().cpu_interface().cpu_id();
                 let threaded = u32::from(crate::current().is_some());
@@ -1028,7 +1033,57 @@ mod smp {
             uk_test::expect!(ran, "the thread never ran");
             // CPU 1 (id 1): (1 + 1) * 2, plus 1 for a uk-sched thread.
             uk_test::expect_eq!(SPAWNED_REPORT.load(Ordering::SeqCst), 5);
-            uk_test::expect_eq!((spawner.started(), spawner.failed()), (1, 0));
+            uk_test::expect_eq!((spawner.started(), spawner.failed()), (before + 1, 0));
+        }
+    }
+
+    uk_test::ktest! {
+        /// CPU 0 starts a thread on CPU 1 through its `RemoteSpawner` that doubles what it
+        /// receives on one `SharedChannel` (4 slots) and sends it back on another: 32
+        /// values go through, in order, CPU 1's thread blocking in `recv` between them.
+        fn shared_channels_carry_values_to_a_thread_started_on_another_cpu() {
+            const VALUES: u32 = 32;
+            let irqs = interrupts();
+            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
+            let Some(spawner) = published_by_cpu1(irqs, &SPAWNER) else {
+                uk_test::expect!(false, "CPU 1 made no spawner");
+                return;
+            };
+            let slots = core::num::NonZeroUsize::new(4).expect("nonzero");
+            let (Ok(to_cpu1), Ok(to_cpu0)) = (
+                crate::SharedChannel::<u32>::new(slots),
+                crate::SharedChannel::<u32>::new(slots),
+            ) else {
+                uk_test::expect!(false, "no memory for the channels");
+                return;
+            };
+            let to_cpu1: &'static crate::SharedChannel<u32> = alloc::boxed::Box::leak(alloc::boxed::Box::new(to_cpu1));
+            let to_cpu0: &'static crate::SharedChannel<u32> = alloc::boxed::Box::leak(alloc::boxed::Box::new(to_cpu0));
+            let queued = spawner.spawn("doubler", move || {
+                for _ in 0..VALUES {
+                    match to_cpu1.recv_until(Some(crate::now() + 5_000_000_000)) {
+                        Ok(v) => to_cpu0.send(2 * v),
+                        Err(_) => return,
+                    }
+                }
+            });
+            uk_test::expect!(queued.is_ok(), "{queued:?}");
+            let mut back = alloc::vec::Vec::new();
+            let mut next = 1;
+            // CPU 0 is no uk-sched thread here: it may not block, so it offers and collects
+            // between `wfi`s.
+            let finished = wait_for(irqs, 5_000_000_000, || {
+                if next <= VALUES && to_cpu1.try_send(next).is_ok() {
+                    next += 1;
+                }
+                while let Some(v) = to_cpu0.try_recv() {
+                    back.push(v);
+                }
+                back.len() == VALUES as usize
+            });
+            uk_test::expect!(finished, "{} of {VALUES} values came back", back.len());
+            let doubled: alloc::vec::Vec<u32> = (1..=VALUES).map(|v| 2 * v).collect();
+            uk_test::expect_eq!(back, doubled);
         }
     }
 }

@@ -30,8 +30,9 @@
 //! meanwhile), so a wake-up racing with the switch is never lost. Interrupt masking comes
 //! from [`set_irq_ops`] (a board installs it); scheduler state is only touched with
 //! interrupts masked. These locks belong to one CPU; threads of different CPUs share a
-//! [`SharedSemaphore`] or a [`SharedMutex`] (spin-locked, `Send + Sync`), whose `up` or
-//! unlock hands a unit to a waiter of any CPU through that thread's [`RemoteWaker`]; and a
+//! [`SharedSemaphore`], a [`SharedMutex`] or a [`SharedChannel`] (`Send + Sync`), whose
+//! `up`, unlock or send hands a unit to a waiter of any CPU through that thread's
+//! [`RemoteWaker`]; and a
 //! [`RemoteSpawner`] ([`RoundRobin::remote_spawner`]) lets any CPU start threads on a
 //! scheduler of another.
 //!
@@ -201,7 +202,7 @@ pub use cpu::{IrqOps, MAX_CPUS, set_cpu_id_fn, set_irq_ops};
 pub use idle::Idle;
 pub use remote::RemoteWaker;
 pub use rr::{RoundRobin, Stats};
-pub use shared::{SharedMutex, SharedMutexGuard, SharedSemaphore};
+pub use shared::{SharedChannel, SharedMutex, SharedMutexGuard, SharedSemaphore};
 pub use spawner::RemoteSpawner;
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
 pub use thread::{

@@ -1,5 +1,5 @@
-//! A semaphore and a mutex that threads of different CPUs share: [`SharedSemaphore`],
-//! [`SharedMutex`].
+//! A semaphore, a mutex and a channel that threads of different CPUs share:
+//! [`SharedSemaphore`], [`SharedMutex`], [`SharedChannel`].
 //!
 //! The crate's [`WaitQueue`](crate::WaitQueue), [`Semaphore`](crate::Semaphore),
 //! [`Mutex`](crate::Mutex) and [`CondVar`](crate::CondVar) belong to one CPU: their state is
@@ -29,6 +29,8 @@
 //!
 //! [`SharedMutex<T>`] is a value behind a semaphore of one unit: a thread that finds it
 //! locked blocks rather than spins, and unlocking hands the lock to the longest waiter.
+//! [`SharedChannel<T>`] is a bounded queue between two such semaphores (free and filled
+//! slots).
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -444,5 +446,207 @@ impl<T: ?Sized> Drop for SharedMutexGuard<'_, T> {
     fn drop(&mut self) {
         // Held: the word is zero unless threads wait.
         self.mutex.free.up_from(0);
+    }
+}
+
+/// A bounded first-in-first-out channel that threads of every CPU share: senders block
+/// while it is full, receivers while it is empty. Two [`SharedSemaphore`]s count the free
+/// and the filled slots, and a queue whose room is reserved when the channel is made holds
+/// the values behind a short spin lock (held with interrupts masked): sending or receiving
+/// without blocking allocates nothing (a blocking wait allocates its record, as
+/// [`SharedSemaphore::down`] does). A value handed to a full channel with a deadline that
+/// passes comes back to the sender.
+///
+/// ```
+/// # #[cfg(target_arch = "x86_64")] {
+/// use core::num::NonZeroUsize;
+/// use std::sync::Arc;
+/// use uk_sched::{RoundRobin, Scheduler, SharedChannel, idle};
+///
+/// let numbers = Arc::new(SharedChannel::new(NonZeroUsize::new(4).unwrap()).unwrap());
+/// let sched = RoundRobin::cooperative(
+///     uk_context::Native::detect(),
+///     uk_hal::HostClock::new(),
+///     idle::Poll,
+/// );
+/// let rx = numbers.clone();
+/// let sum = std::rc::Rc::new(core::cell::Cell::new(0));
+/// let total = sum.clone();
+/// sched
+///     .spawn("consumer", move || {
+///         for _ in 0..10 {
+///             total.set(total.get() + rx.recv()); // blocks until the other CPU sends
+///         }
+///     })
+///     .unwrap();
+/// // Another OS thread (on bare metal: another CPU) sends from outside any scheduler,
+/// // waiting for room with `try_send` since it cannot block.
+/// let producer = std::thread::spawn(move || {
+///     for n in 1..=10 {
+///         let mut value = n;
+///         while let Err(back) = numbers.try_send(value) {
+///             value = back;
+///             std::thread::yield_now();
+///         }
+///     }
+/// });
+/// sched.run();
+/// producer.join().unwrap();
+/// assert_eq!(sum.get(), 55);
+/// # }
+/// ```
+pub struct SharedChannel<T> {
+    /// Free slots.
+    room: SharedSemaphore,
+    /// Filled slots.
+    filled: SharedSemaphore,
+    values: spin::Mutex<VecDeque<T>>,
+    capacity: usize,
+}
+
+impl<T> core::fmt::Debug for SharedChannel<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedChannel")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> SharedChannel<T> {
+    /// An empty channel with room for `capacity` values, reserved now.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::SchedError::OutOfMemory`] if the room cannot be allocated.
+    pub fn new(capacity: core::num::NonZeroUsize) -> Result<Self, crate::SchedError> {
+        let capacity = capacity.get();
+        if capacity > usize::MAX / UNIT {
+            return Err(crate::SchedError::OutOfMemory);
+        }
+        let mut values = VecDeque::new();
+        values
+            .try_reserve_exact(capacity)
+            .map_err(|_| crate::SchedError::OutOfMemory)?;
+        Ok(Self {
+            room: SharedSemaphore::new(capacity),
+            filled: SharedSemaphore::new(0),
+            values: spin::Mutex::new(values),
+            capacity,
+        })
+    }
+
+    /// How many values it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Values waiting to be received now.
+    pub fn len(&self) -> usize {
+        self.with_values(|v| v.len())
+    }
+
+    /// Whether no value waits now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn with_values<R>(&self, f: impl FnOnce(&mut VecDeque<T>) -> R) -> R {
+        let irq = cpu::irq_save();
+        let result = f(&mut self.values.lock());
+        cpu::irq_restore(irq);
+        result
+    }
+
+    /// Puts `value` in a slot this caller has taken from `room`.
+    fn put(&self, value: T) {
+        // The room was reserved when the channel was made and `room` counts what is free:
+        // this never allocates.
+        self.with_values(|v| v.push_back(value));
+        self.filled.up();
+    }
+
+    /// Takes the oldest value, for a unit this caller has taken from `filled`.
+    fn take(&self) -> T {
+        let value = self
+            .with_values(|v| v.pop_front())
+            .expect("uk-sched: a filled unit always has its value");
+        self.room.up();
+        value
+    }
+
+    /// Sends `value`, blocking the calling thread while the channel is full.
+    ///
+    /// # Panics
+    ///
+    /// If it has to block outside a uk-sched thread.
+    pub fn send(&self, value: T) {
+        self.room.down();
+        self.put(value);
+    }
+
+    /// As [`SharedChannel::send`], giving up when the scheduler clock reaches
+    /// `deadline_ns`.
+    ///
+    /// # Errors
+    ///
+    /// The value back, if no room came in time (nothing changed).
+    ///
+    /// # Panics
+    ///
+    /// If it has to block outside a uk-sched thread.
+    pub fn send_until(&self, value: T, deadline_ns: Option<u64>) -> Result<(), T> {
+        match self.room.down_until(deadline_ns) {
+            Ok(()) => {
+                self.put(value);
+                Ok(())
+            }
+            Err(TimedOut) => Err(value),
+        }
+    }
+
+    /// Sends `value` if there is room, without blocking. Any context (see
+    /// [`SharedSemaphore::up`] for interrupt handlers).
+    ///
+    /// # Errors
+    ///
+    /// The value back, if the channel is full.
+    pub fn try_send(&self, value: T) -> Result<(), T> {
+        if self.room.try_down() {
+            self.put(value);
+            Ok(())
+        } else {
+            Err(value)
+        }
+    }
+
+    /// Receives the oldest value, blocking the calling thread while there is none.
+    ///
+    /// # Panics
+    ///
+    /// If it has to block outside a uk-sched thread.
+    pub fn recv(&self) -> T {
+        self.filled.down();
+        self.take()
+    }
+
+    /// As [`SharedChannel::recv`], giving up when the scheduler clock reaches `deadline_ns`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] if no value came in time (nothing changed).
+    ///
+    /// # Panics
+    ///
+    /// If it has to block outside a uk-sched thread.
+    pub fn recv_until(&self, deadline_ns: Option<u64>) -> Result<T, TimedOut> {
+        self.filled.down_until(deadline_ns)?;
+        Ok(self.take())
+    }
+
+    /// Receives the oldest value if there is one, without blocking. Any context (see
+    /// [`SharedSemaphore::up`] for interrupt handlers).
+    pub fn try_recv(&self) -> Option<T> {
+        self.filled.try_down().then(|| self.take())
     }
 }

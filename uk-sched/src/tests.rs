@@ -1945,3 +1945,106 @@ fn remote_spawner_counts_failures_and_leaks_nothing() {
         "bytes leaked"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// SharedChannel
+
+/// Two producers on two homes send 1,000 values each through a channel of 8 slots (so they
+/// block often) to a consumer on a third home: every value arrives once, each producer's in
+/// order, and no wait runs out its deadline.
+#[test]
+fn shared_channel_carries_values_between_homes() {
+    const EACH: u32 = 1_000;
+    let channel = Arc::new(SharedChannel::new(core::num::NonZeroUsize::new(8).unwrap()).unwrap());
+    let producers: Vec<_> = (0..2u32)
+        .map(|p| {
+            let channel = channel.clone();
+            std::thread::spawn(move || {
+                let s = sleepy();
+                let timeouts = Rc::new(Cell::new(0));
+                let t = timeouts.clone();
+                s.spawn("producer", move || {
+                    for i in 0..EACH {
+                        if channel
+                            .send_until((p, i), Some(now() + 20_000_000_000))
+                            .is_err()
+                        {
+                            t.set(t.get() + 1);
+                        }
+                    }
+                })
+                .unwrap();
+                s.run();
+                timeouts.get()
+            })
+        })
+        .collect();
+    let consumer = {
+        let channel = channel.clone();
+        std::thread::spawn(move || {
+            let s = sleepy();
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let g = got.clone();
+            s.spawn("consumer", move || {
+                for _ in 0..2 * EACH {
+                    match channel.recv_until(Some(now() + 20_000_000_000)) {
+                        Ok(v) => g.borrow_mut().push(v),
+                        Err(TimedOut) => return,
+                    }
+                }
+            })
+            .unwrap();
+            s.run();
+            got.take()
+        })
+    };
+    for producer in producers {
+        assert_eq!(producer.join().unwrap(), 0, "a send timed out");
+    }
+    let got = consumer.join().unwrap();
+    assert_eq!(got.len(), 2 * EACH as usize);
+    for p in 0..2 {
+        let order: Vec<u32> = got.iter().filter(|v| v.0 == p).map(|v| v.1).collect();
+        assert_eq!(order, (0..EACH).collect::<Vec<_>>(), "producer {p}'s order");
+    }
+    assert!(channel.is_empty());
+}
+
+/// A full channel refuses and gives the value back, a timed-out send or receive changes
+/// nothing, values come out oldest first, and sending or receiving without blocking
+/// allocates nothing.
+#[test]
+fn shared_channel_full_empty_and_timeouts() {
+    let (s, _, _) = fake();
+    let channel = Rc::new(SharedChannel::new(core::num::NonZeroUsize::new(2).unwrap()).unwrap());
+    let c = channel.clone();
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    s.spawn("user", move || {
+        // Operations that do not block allocate nothing (only a blocking wait does).
+        crate::tests::alloc_counter::fail_from(1);
+        assert_eq!(c.try_send(1), Ok(()));
+        assert_eq!(c.try_send(2), Ok(()));
+        assert_eq!(c.try_send(3), Err(3));
+        crate::tests::alloc_counter::fail_from(usize::MAX);
+        assert_eq!(c.send_until(4, Some(now() + 1_000)), Err(4));
+        assert_eq!((c.len(), c.capacity()), (2, 2));
+        crate::tests::alloc_counter::fail_from(1);
+        assert_eq!(c.try_recv(), Some(1));
+        c.send(5);
+        assert_eq!(c.recv(), 2);
+        assert_eq!(c.recv_until(Some(now() + 1_000)), Ok(5));
+        assert_eq!(c.try_recv(), None);
+        crate::tests::alloc_counter::fail_from(usize::MAX);
+        assert_eq!(c.recv_until(Some(now() + 1_000)), Err(TimedOut));
+        assert!(c.is_empty());
+        d.set(true);
+    })
+    .unwrap();
+    s.run();
+    assert!(done.get());
+    assert!(
+        SharedChannel::<u8>::new(core::num::NonZeroUsize::new(usize::MAX).unwrap()).is_err(),
+        "room that cannot be had is an error, not a panic"
+    );
+}
