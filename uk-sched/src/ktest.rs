@@ -874,16 +874,21 @@ mod smp {
         done()
     }
 
-    /// Waits (up to 2 s) until CPU 1 has published a value in `slot`, and returns it.
-    fn published_by_cpu1<T>(
+    /// Starts CPU 1 (once) and waits (up to 2 s) until it has published a value in `slot`;
+    /// returns it, or records the failure (naming `what`) and returns `None`.
+    fn from_cpu1<T>(
         irqs: &'static dyn Interrupts,
         slot: &AtomicPtr<T>,
+        what: &str,
     ) -> Option<&'static T> {
+        uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
         wait_for(irqs, 2_000_000_000, || {
             !slot.load(Ordering::Acquire).is_null()
         });
         // SAFETY: CPU 1 stores only leaked boxes in these slots, once each, never freed.
-        unsafe { slot.load(Ordering::Acquire).as_ref() }
+        let value = unsafe { slot.load(Ordering::Acquire).as_ref() };
+        uk_test::expect!(value.is_some(), "CPU 1 never published {what}");
+        value
     }
 
     /// Starts CPU 1 once and waits (up to 2 s) for its scheduler to finish.
@@ -945,9 +950,7 @@ mod smp {
         /// thread sees what CPU 0 wrote before waking it, and runs on CPU 1.
         fn remote_wake_reaches_a_thread_of_another_cpu() {
             let irqs = interrupts();
-            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
-            let Some(waker) = published_by_cpu1(irqs, &WAKER) else {
-                uk_test::expect!(false, "CPU 1's waiter never blocked");
+            let Some(waker) = from_cpu1(irqs, &WAKER, "its waiter's waker") else {
                 return;
             };
             // Give CPU 1 time to reach its idle wait (correct either way, but this way the
@@ -1015,9 +1018,7 @@ mod smp {
         /// closure runs on CPU 1, as a uk-sched thread there.
         fn remote_spawner_starts_a_thread_on_another_cpu() {
             let irqs = interrupts();
-            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
-            let Some(spawner) = published_by_cpu1(irqs, &SPAWNER) else {
-                uk_test::expect!(false, "CPU 1 made no spawner");
+            let Some(spawner) = from_cpu1(irqs, &SPAWNER, "its spawner") else {
                 return;
             };
             let before = spawner.started();
@@ -1044,9 +1045,7 @@ mod smp {
         fn shared_channels_carry_values_to_a_thread_started_on_another_cpu() {
             const VALUES: u32 = 32;
             let irqs = interrupts();
-            uk_test::expect!(cpu1_ready(irqs), "CPU 1 did not come up");
-            let Some(spawner) = published_by_cpu1(irqs, &SPAWNER) else {
-                uk_test::expect!(false, "CPU 1 made no spawner");
+            let Some(spawner) = from_cpu1(irqs, &SPAWNER, "its spawner") else {
                 return;
             };
             let slots = core::num::NonZeroUsize::new(4).expect("nonzero");
