@@ -14,6 +14,10 @@
 //!   semaphore until the other gives it a unit: uk-sched's per-CPU `Semaphore` and its
 //!   `SharedSemaphore` (both threads on one scheduler: what sharing costs where it is not
 //!   needed), and two OS threads over `std::sync::{Mutex, Condvar}` semaphores.
+//! - `channel_pingpong_*`: ROUNDS (OS threads: OS_ROUNDS) round trips of a value between
+//!   two threads over two bounded channels of one slot: `SharedChannel` between two
+//!   uk-sched threads of one scheduler, `std::sync::mpsc::sync_channel(1)` between two OS
+//!   threads.
 //! - `uncontended_*`: ROUNDS take-and-give pairs with no other thread: `SharedSemaphore`'s
 //!   `try_down` + `up`, `SharedMutex`'s lock + unlock, `std::sync::Mutex` and `spin::Mutex`.
 #![allow(missing_docs)]
@@ -31,8 +35,8 @@ use uk_alloc::{Allocator, Locked, Tlsf};
 use uk_context::{Context, ContextOps, Native};
 use uk_hal::HostClock;
 use uk_sched::{
-    RoundRobin, Scheduler, Semaphore, SharedMutex, SharedSemaphore, StackPool, Thread, idle,
-    yield_now,
+    RoundRobin, Scheduler, Semaphore, SharedChannel, SharedMutex, SharedSemaphore, StackPool,
+    Thread, idle, yield_now,
 };
 
 const ROUNDS: usize = 10_000;
@@ -498,6 +502,49 @@ fn semaphore_pingpong_os_threads_std(b: Bencher) {
             pong.down();
         }
         other.join().unwrap();
+    });
+}
+
+#[divan::bench]
+fn channel_pingpong_uk_sched_shared(b: Bencher) {
+    let s = sched();
+    let one = std::num::NonZeroUsize::new(1).unwrap();
+    b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
+        let there = std::rc::Rc::new(SharedChannel::new(one).unwrap());
+        let back = std::rc::Rc::new(SharedChannel::new(one).unwrap());
+        let (there2, back2) = (there.clone(), back.clone());
+        s.spawn("ping", move || {
+            for i in 0..ROUNDS {
+                there.send(i);
+                black_box(back.recv());
+            }
+        })
+        .unwrap();
+        s.spawn("pong", move || {
+            for _ in 0..ROUNDS {
+                back2.send(there2.recv());
+            }
+        })
+        .unwrap();
+        s.run();
+    });
+}
+
+#[divan::bench]
+fn channel_pingpong_os_threads_std(b: Bencher) {
+    b.counter(ItemsCount::new(OS_ROUNDS)).bench_local(|| {
+        let (to_pong, from_ping) = mpsc::sync_channel::<usize>(1);
+        let (to_ping, from_pong) = mpsc::sync_channel::<usize>(1);
+        let pong = std::thread::spawn(move || {
+            for _ in 0..OS_ROUNDS {
+                to_ping.send(from_ping.recv().unwrap()).unwrap();
+            }
+        });
+        for i in 0..OS_ROUNDS {
+            to_pong.send(i).unwrap();
+            black_box(from_pong.recv().unwrap());
+        }
+        pong.join().unwrap();
     });
 }
 
