@@ -184,19 +184,53 @@ pub fn sum_cargo_test_results(text: &str) -> (Counts, usize) {
     (total, lines)
 }
 
-/// The last `n` lines of `text`, with a note of how many were left out.
+/// The last `n` lines of `text`, with a note of how many were left out. From the lines
+/// left out, those of every in-image case that failed are kept (its own output, from the
+/// line after the previous case's verdict down to its `FAILED` line), so that the details
+/// of a failure early in a long run are never cut.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<String> = output_lines(text).collect();
     let skip = lines.len().saturating_sub(n);
     let mut out = String::new();
     if skip > 0 {
-        out.push_str(&format!("[... {skip} earlier lines left out ...]\n"));
+        let kept: Vec<&str> = failed_case_lines(&lines)
+            .take_while(|&i| i < skip)
+            .map(|i| lines[i].as_str())
+            .collect();
+        if kept.is_empty() {
+            out.push_str(&format!("[... {skip} earlier lines left out ...]\n"));
+        } else {
+            out.push_str(&format!(
+                "[... {skip} earlier lines left out; those of the cases that failed: ...]\n"
+            ));
+            for line in kept {
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push_str("[... and the last lines: ...]\n");
+        }
     }
     for line in &lines[skip..] {
         out.push_str(line);
         out.push('\n');
     }
     out
+}
+
+/// The indices, in order, of the lines that belong to failed cases: each `FAILED` case line
+/// with the lines printed since the previous case line.
+fn failed_case_lines(lines: &[String]) -> impl Iterator<Item = usize> + '_ {
+    let mut case_start = 0;
+    lines.iter().enumerate().flat_map(move |(i, line)| {
+        let mut block = 0..0;
+        if let Some(case) = parse_case_line(line) {
+            if !case.verdict.passed() {
+                block = case_start..i + 1;
+            }
+            case_start = i + 1;
+        }
+        block
+    })
 }
 
 #[cfg(test)]
@@ -357,5 +391,37 @@ mod tests {
             "[... 2 earlier lines left out ...]\n3\n4\n"
         );
         assert_eq!(tail("", 3), "");
+    }
+
+    #[test]
+    fn tails_keep_the_lines_of_failed_cases_left_out() {
+        let run = "boot\n\
+                   test a::one ... ok\n\
+                   timer: woken [5, 6] ns late\n\
+                   expectation failed at x.rs:3: late < 1\n\
+                   test a::two ... FAILED (x.rs:3: late < 1)\n\
+                   noise\n\
+                   test a::three ... ok\n\
+                   test a::four ... ok\n\
+                   1 passed, 1 failed\n";
+        assert_eq!(
+            tail(run, 2),
+            "[... 7 earlier lines left out; those of the cases that failed: ...]\n\
+             timer: woken [5, 6] ns late\n\
+             expectation failed at x.rs:3: late < 1\n\
+             test a::two ... FAILED (x.rs:3: late < 1)\n\
+             [... and the last lines: ...]\n\
+             test a::four ... ok\n\
+             1 passed, 1 failed\n"
+        );
+        // A failed case whose output begins before the last lines: that beginning is kept.
+        assert!(tail(run, 6).starts_with(
+            "[... 3 earlier lines left out; those of the cases that failed: ...]\n\
+             timer: woken [5, 6] ns late\n\
+             [... and the last lines: ...]\n\
+             expectation failed"
+        ));
+        // No failure among the lines left out: just the count.
+        assert!(tail(run, 7).starts_with("[... 2 earlier lines left out ...]\ntimer"));
     }
 }
