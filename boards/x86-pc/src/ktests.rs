@@ -419,11 +419,13 @@ mod irq {
             }
             expect!(verdict.0 < 1_000_000, "median {} ns late", verdict.0);
             expect!(verdict.1 < 20_000_000, "worst {} ns late", verdict.1);
-            // Disarmed: nothing comes.
-            i.arm_at(PLATFORM.monotonic_ns() + 1_000_000);
+            // Disarmed: nothing comes. The deadline is 20 ms away so that the host
+            // pausing QEMU between the two calls (a millisecond happens under TCG on a
+            // busy machine) cannot fire it before the disarm; then wait 10 ms past it.
+            let deadline = PLATFORM.monotonic_ns() + 20_000_000;
+            i.arm_at(deadline);
             i.disarm();
-            let end = PLATFORM.monotonic_ns() + 3_000_000;
-            while PLATFORM.monotonic_ns() < end {}
+            while PLATFORM.monotonic_ns() < deadline + 10_000_000 {}
             expect!(!i.requested(vector::TIMER), "disarmed timer fired");
             i.restore(flags);
         }
