@@ -271,35 +271,38 @@ impl SharedSemaphore {
 
     /// `up`, with a first guess at the word (see `try_down_from`).
     fn up_from(&self, mut word: usize) {
-        while word & WAITING == 0 {
-            let more = word
-                .checked_add(UNIT)
-                .expect("uk-sched: SharedSemaphore count overflow");
-            // Release: pairs with the taker's acquire.
-            match self
-                .word
-                .compare_exchange_weak(word, more, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(now) => word = now,
+        loop {
+            while word & WAITING == 0 {
+                let more = word
+                    .checked_add(UNIT)
+                    .expect("uk-sched: SharedSemaphore count overflow");
+                // Release: pairs with the taker's acquire.
+                match self.word.compare_exchange_weak(
+                    word,
+                    more,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(now) => word = now,
+                }
             }
-        }
-        let woken = self.with_queue(|q| {
-            let Some(first) = q.pop_front() else {
-                // The last waiter timed out and cleared the flag before we took the lock.
-                self.word.fetch_add(UNIT, Ordering::Release);
-                return None;
-            };
-            if q.is_empty() {
-                self.word.fetch_and(!WAITING, Ordering::Relaxed);
+            let handed = self.with_queue(|q| {
+                // Empty only if the last waiter timed out (and cleared the flag) before
+                // the lock was ours: then count the unit after all.
+                let first = q.pop_front()?;
+                if q.is_empty() {
+                    self.word.fetch_and(!WAITING, Ordering::Relaxed);
+                }
+                // Release: pairs with the waiter's acquire load of the flag.
+                first.granted.store(true, Ordering::Release);
+                Some(first)
+            });
+            match handed {
+                // Outside the lock: waking may interrupt another CPU.
+                Some(waiter) => return waiter.waker.wake(),
+                None => word = self.word.load(Ordering::Relaxed),
             }
-            // Release: pairs with the waiter's acquire load of the flag.
-            first.granted.store(true, Ordering::Release);
-            Some(first)
-        });
-        // Outside the lock: waking may interrupt another CPU.
-        if let Some(w) = woken {
-            w.waker.wake();
         }
     }
 }
