@@ -40,6 +40,15 @@ use crate::cpu;
 use crate::remote::RemoteWaker;
 use crate::sync::TimedOut;
 
+/// Runs `f` on what `lock` guards, holding it with this CPU's interrupts masked, so that an
+/// interrupt handler of the same CPU never spins on a lock its CPU holds.
+pub(crate) fn with_locked<T, R>(lock: &spin::Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
+    let irq = cpu::irq_save();
+    let result = f(&mut lock.lock());
+    cpu::irq_restore(irq);
+    result
+}
+
 /// A blocked thread's place in a [`SharedSemaphore`]'s queue.
 struct Waiter {
     /// Set, under the lock, when [`SharedSemaphore::up`] hands this waiter its unit.
@@ -124,12 +133,8 @@ impl SharedSemaphore {
         }
     }
 
-    /// Runs `f` on the queue, under the lock, with this CPU's interrupts masked.
     fn with_queue<R>(&self, f: impl FnOnce(&mut VecDeque<Arc<Waiter>>) -> R) -> R {
-        let irq = cpu::irq_save();
-        let result = f(&mut self.waiters.lock());
-        cpu::irq_restore(irq);
-        result
+        with_locked(&self.waiters, f)
     }
 
     /// Units available now (zero while threads wait).
@@ -555,10 +560,7 @@ impl<T> SharedChannel<T> {
     }
 
     fn with_values<R>(&self, f: impl FnOnce(&mut VecDeque<T>) -> R) -> R {
-        let irq = cpu::irq_save();
-        let result = f(&mut self.values.lock());
-        cpu::irq_restore(irq);
-        result
+        with_locked(&self.values, f)
     }
 
     /// Puts `value` in a slot this caller has taken from `room`.

@@ -16,7 +16,9 @@
 //! The service thread is a member of its scheduler, so [`crate::Scheduler::run`] does not
 //! return while handles exist: dropping the last handle ends the service thread once it
 //! has started every request queued before. A closure whose thread cannot be made (the
-//! home is out of memory) is dropped and counted ([`RemoteSpawner::failed`]).
+//! home is out of memory) is dropped and counted ([`RemoteSpawner::failed`]). Requests
+//! queued after the scheduler itself was dropped are never started: its service thread no
+//! longer runs.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -24,7 +26,6 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::SharedSemaphore;
-use crate::cpu;
 use crate::thread::Thread;
 use uk_context::ContextOps;
 
@@ -48,10 +49,7 @@ struct Inbox {
 
 impl Inbox {
     fn with_jobs<R>(&self, f: impl FnOnce(&mut VecDeque<Job>) -> R) -> R {
-        let irq = cpu::irq_save();
-        let result = f(&mut self.jobs.lock());
-        cpu::irq_restore(irq);
-        result
+        crate::shared::with_locked(&self.jobs, f)
     }
 }
 
