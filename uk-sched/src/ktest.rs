@@ -1056,8 +1056,8 @@ mod smp {
                 uk_test::expect!(false, "no memory for the channels");
                 return;
             };
-            let to_cpu1: &'static crate::SharedChannel<u32> = alloc::boxed::Box::leak(alloc::boxed::Box::new(to_cpu1));
-            let to_cpu0: &'static crate::SharedChannel<u32> = alloc::boxed::Box::leak(alloc::boxed::Box::new(to_cpu0));
+            let to_cpu1: &'static _ = alloc::boxed::Box::leak(alloc::boxed::Box::new(to_cpu1));
+            let to_cpu0: &'static _ = alloc::boxed::Box::leak(alloc::boxed::Box::new(to_cpu0));
             let queued = spawner.spawn("doubler", move || {
                 for _ in 0..VALUES {
                     match to_cpu1.recv_until(Some(crate::now() + 5_000_000_000)) {
