@@ -215,6 +215,10 @@ pub struct RunArgs {
     /// overrides the manifest's `initrd`.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
+    /// A host directory the guest reaches over virtio-9p (mount tag `share`; uk-9pfs mounts
+    /// it), read and written in place; overrides the manifest's `share`.
+    #[arg(long, value_name = "DIR")]
+    pub share: Option<PathBuf>,
     /// Kill the guest after this many seconds (0: no limit; no limit with --gdb or --detach).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
@@ -393,6 +397,18 @@ pub fn prepare_initrd(path: &Path, target_dir: &Path, label: &str) -> Result<Pat
     Ok(out)
 }
 
+/// The absolute path of a directory to share with the guest, after checking that it is one
+/// and that the configuration has a 9p transport.
+pub fn shared_dir(dir: &Path, board: &Board, variant: &Variant) -> Result<PathBuf> {
+    qemu::share_device(board, variant).map_err(|e| UsageError(format!("share: {e}")))?;
+    let abs = std::fs::canonicalize(dir)
+        .map_err(|e| UsageError(format!("share {}: {e}", dir.display())))?;
+    if !abs.is_dir() {
+        return Err(UsageError(format!("share {}: not a directory", dir.display())).into());
+    }
+    Ok(abs)
+}
+
 /// The `initrd` of an example's `expect.toml`, relative to the example's directory.
 fn example_initrd(ws: &Workspace, image: &Image) -> Result<Option<PathBuf>, String> {
     let Image::Example(_) = image else {
@@ -467,6 +483,15 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         // An example may name its initrd in expect.toml only: boot it the way it is tested.
         (None, None) => example_initrd(&t.ws, &t.image).map_err(UsageError)?,
     };
+    let share = match (&args.share, &t.manifest.share) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(p)) => Some(t.ws.package_dir(&t.image).join(p)),
+        (None, None) => None,
+    };
+    let share = match share {
+        Some(dir) => Some(shared_dir(&dir, board, variant)?),
+        None => None,
+    };
     host::ensure_qemu(board)?;
     let kernel = if t.image == Image::Ktest {
         // The test image carries the cases of this configuration's own hardware, if any.
@@ -510,6 +535,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         kernel: &kernel,
         append,
         initrd: initrd.as_deref(),
+        share: share.as_deref(),
         gdb_port,
         extra: &t.manifest.qemu_args,
     };

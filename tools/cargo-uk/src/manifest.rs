@@ -10,6 +10,7 @@
 //! kernel-params = ["loglevel=debug"] # kernel parameters (before `--` on the command line)
 //! args = ["one", "two words"]        # application arguments (after `--`)
 //! initrd = "rootfs"                  # a file (-initrd FILE) or a directory (packed as CPIO newc)
+//! share = "shared"                   # a host directory the guest reaches over virtio-9p (tag `share`)
 //! qemu-args = ["-device", "virtio-rng-pci"]  # appended to the QEMU command line
 //! features = ["extra"]               # cargo features of the application to build with
 //! ```
@@ -41,6 +42,7 @@ pub const FIELDS: &[&str] = &[
     "kernel-params",
     "args",
     "initrd",
+    "share",
     "qemu-args",
     "features",
 ];
@@ -77,6 +79,9 @@ pub struct Manifest {
     pub args: Vec<String>,
     /// Initial RAM disk: a file or a directory, relative to the package directory.
     pub initrd: Option<PathBuf>,
+    /// A host directory shared with the guest over virtio-9p (mount tag
+    /// [`crate::qemu::SHARE_TAG`]), relative to the package directory.
+    pub share: Option<PathBuf>,
     /// Extra QEMU arguments.
     pub qemu_args: Vec<String>,
     /// Cargo features of the application package.
@@ -303,6 +308,16 @@ impl Manifest {
                     }
                     m.initrd = Some(PathBuf::from(s));
                 }
+                "share" => {
+                    let s = string_of(key, value)?;
+                    if s.is_empty() {
+                        return Err(field_error(
+                            key,
+                            "empty (allowed: a path to a directory, relative to the package)",
+                        ));
+                    }
+                    m.share = Some(PathBuf::from(s));
+                }
                 "qemu-args" => m.qemu_args = strings_of(key, value)?,
                 "features" => m.features = strings_of(key, value)?,
                 other => {
@@ -412,6 +427,7 @@ cpus = 2
 kernel-params = ["loglevel=debug"]
 args = ["one", "two words"]
 initrd = "rootfs"
+share = "shared"
 qemu-args = ["-device", "virtio-rng-pci"]
 features = ["extra"]"#,
         )
@@ -420,6 +436,7 @@ features = ["extra"]"#,
         assert_eq!(m.cpus, Some(2));
         assert_eq!(m.memory.as_deref(), Some("128M"));
         assert_eq!(m.initrd.as_deref(), Some(Path::new("rootfs")));
+        assert_eq!(m.share.as_deref(), Some(Path::new("shared")));
         assert_eq!(m.qemu_args, ["-device", "virtio-rng-pci"]);
         assert_eq!(m.choose_board(None).unwrap(), "qemu-virt");
         assert_eq!(
@@ -506,6 +523,8 @@ features = ["extra"]"#,
         expect_error("args = [1]", &["args", "an element an integer"]);
         expect_error("initrd = \"\"", &["initrd", "file or a directory"]);
         expect_error("initrd = 3", &["initrd", "expected a string"]);
+        expect_error("share = \"\"", &["share", "a directory"]);
+        expect_error("share = [\"a\"]", &["share", "expected a string"]);
         expect_error("qemu-args = \"-s\"", &["qemu-args", "array of strings"]);
         expect_error(
             "alocator = \"tlsf\"",

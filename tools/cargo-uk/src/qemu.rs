@@ -44,16 +44,40 @@ pub struct QemuConfig<'a> {
     pub append: Option<String>,
     /// Initial RAM disk (`-initrd`), if any.
     pub initrd: Option<&'a Path>,
+    /// A host directory shared with the guest over virtio-9p, mount tag [`SHARE_TAG`]
+    /// (check the configuration with [`share_device`] first).
+    pub share: Option<&'a Path>,
     /// A gdb stub on this TCP port, the CPUs stopped until gdb continues (`-gdb tcp::PORT -S`).
     pub gdb_port: Option<u16>,
     /// Extra arguments, appended last (the manifest's `qemu-args`).
     pub extra: &'a [String],
 }
 
+/// The mount tag of the host directory a run shares with the guest (`share` in the
+/// manifest, `--share` on the command line); uk-virtio finds the device by it.
+pub const SHARE_TAG: &str = "share";
+
+/// QEMU's id of the shared directory's file system device.
+const SHARE_FSDEV: &str = "uk-share";
+
+/// The QEMU virtio-9p device that carries a shared directory on `board` in `variant`: the
+/// PCI one on x86 `pc`, the virtio-mmio one on `virt`. x86 `microvm` has no PCI bus and
+/// the x86-pc board probes no virtio-mmio slot, so it has none.
+pub fn share_device(board: &Board, variant: &Variant) -> Result<&'static str, String> {
+    match (board.name, variant.machine) {
+        ("qemu-virt", _) => Ok("virtio-9p-device"),
+        (_, machine) if machine.starts_with("microvm") => Err(format!(
+            "a shared directory needs a PCI bus, which {}/{} ({machine}) lacks: use variant pc",
+            board.name, variant.name
+        )),
+        _ => Ok("virtio-9p-pci"),
+    }
+}
+
 /// The arguments (without the binary) of the QEMU command line for `config`, in the order of
 /// the contract: `-machine M -accel A -cpu C -m MEM [-smp N] -nographic -nodefaults
 /// -serial stdio -no-reboot <board args> -kernel IMG [-append CMDLINE] [-initrd FILE]
-/// [-gdb tcp::PORT -S] [EXTRA...]`.
+/// [-fsdev local,... -device virtio-9p-...] [-gdb tcp::PORT -S] [EXTRA...]`.
 pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
     let cpu = match config.accel {
         Accel::Tcg => config.variant.cpu,
@@ -105,6 +129,19 @@ pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
         } else {
             args.push("-initrd".into());
             args.push(initrd.as_os_str().to_owned());
+        }
+    }
+    if let Some(dir) = config.share {
+        // A configuration without a 9p transport was refused before (`share_device`).
+        if let Ok(device) = share_device(config.board, config.variant) {
+            // QEMU's option syntax doubles a comma inside a value.
+            let mut fsdev =
+                OsString::from(format!("local,id={SHARE_FSDEV},security_model=none,path="));
+            fsdev.push(dir.to_string_lossy().replace(',', ",,"));
+            args.push("-fsdev".into());
+            args.push(fsdev);
+            args.push("-device".into());
+            args.push(format!("{device},fsdev={SHARE_FSDEV},mount_tag={SHARE_TAG}").into());
         }
     }
     if let Some(port) = config.gdb_port {
@@ -358,6 +395,7 @@ mod tests {
             kernel,
             append: None,
             initrd: None,
+            share: None,
             gdb_port: None,
             extra: &[],
         }
@@ -457,6 +495,46 @@ mod tests {
             "{}",
             line(&config)
         );
+    }
+
+    #[test]
+    fn a_shared_directory_is_a_9p_device_of_the_board_bus() {
+        let pc = QemuConfig {
+            share: Some(Path::new("/srv/a,b")),
+            ..config("x86-pc", Path::new("img"))
+        };
+        assert!(
+            line(&pc).ends_with(
+                " -kernel img -fsdev local,id=uk-share,security_model=none,path=/srv/a,,b \
+                 -device virtio-9p-pci,fsdev=uk-share,mount_tag=share"
+            ),
+            "{}",
+            line(&pc)
+        );
+        let virt = QemuConfig {
+            share: Some(Path::new("/srv/s")),
+            ..config("qemu-virt", Path::new("img"))
+        };
+        assert!(
+            line(&virt).ends_with(" -device virtio-9p-device,fsdev=uk-share,mount_tag=share"),
+            "{}",
+            line(&virt)
+        );
+        let x86 = board("x86-pc").unwrap();
+        let microvm = x86.variant("microvm").unwrap();
+        let err = share_device(x86, microvm).unwrap_err();
+        assert!(err.contains("PCI") && err.contains("variant pc"), "{err}");
+        let on_microvm = QemuConfig {
+            variant: microvm,
+            ..pc
+        };
+        assert!(!line(&on_microvm).contains("9p"));
+        for v in board("qemu-virt").unwrap().variants {
+            assert_eq!(
+                share_device(board("qemu-virt").unwrap(), v),
+                Ok("virtio-9p-device")
+            );
+        }
     }
 
     #[test]

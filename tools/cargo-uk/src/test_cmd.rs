@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -211,6 +211,8 @@ struct Machine {
     memory: String,
     smp: Option<u32>,
     initrd: Option<PathBuf>,
+    /// A fresh copy of the directory shared with the guest over virtio-9p.
+    share: Option<PathBuf>,
     extra: Vec<String>,
 }
 
@@ -220,6 +222,7 @@ impl Default for Machine {
             memory: "64M".to_owned(),
             smp: None,
             initrd: None,
+            share: None,
             extra: Vec::new(),
         }
     }
@@ -258,6 +261,7 @@ impl Job {
             kernel,
             append: self.append.clone(),
             initrd: self.machine.initrd.as_deref(),
+            share: self.machine.share.as_deref(),
             gdb_port: None,
             extra: &self.machine.extra,
         };
@@ -814,13 +818,82 @@ fn example_job(
         }
         None => None,
     };
+    // The guest may write to its shared directory: every run gets a fresh copy, so runs
+    // start alike and the source tree is never touched.
+    let share = match &m.share {
+        Some(p) => {
+            let label = format!("{example}-{}-{}", board.name, variant.name);
+            match qemu::share_device(board, variant)
+                .and_then(|_| fresh_share(&ws.target_dir, &label, Some(&dir.join(p))))
+            {
+                Ok(p) => Some(p),
+                Err(e) => return fail(format!("share: {e}")),
+            }
+        }
+        None => None,
+    };
     let machine = Machine {
         memory: m.memory.clone().unwrap_or_else(|| "64M".to_owned()),
         smp: m.cpus.or(expect.smp),
         initrd,
+        share,
         extra: m.qemu_args.clone(),
     };
     job(kernel, append, Check::Example(Ok(expect.clone())), machine)
+}
+
+/// The file every ktest run finds in its shared directory, and its contents (uk-9pfs's and
+/// uk-virtio's in-image cases read it).
+pub const KTEST_SHARE_FILE: (&str, &str) = ("hello.txt", "hello from the host\n");
+
+/// The machine of a ktest run: a fresh shared directory holding [`KTEST_SHARE_FILE`] on every
+/// configuration with a 9p transport (the cases that need one skip where there is none).
+fn ktest_machine(ws: &Workspace, board: &'static Board, variant: &'static Variant) -> Machine {
+    let share = qemu::share_device(board, variant).ok().and_then(|_| {
+        let label = format!("ktest-{}-{}", board.name, variant.name);
+        let dir = fresh_share(&ws.target_dir, &label, None).ok()?;
+        std::fs::write(dir.join(KTEST_SHARE_FILE.0), KTEST_SHARE_FILE.1).ok()?;
+        Some(dir)
+    });
+    Machine {
+        share,
+        ..Machine::default()
+    }
+}
+
+/// Makes `<target>/uk-share/<label>` anew: empty, or a copy of `source` (files,
+/// directories and symbolic links).
+fn fresh_share(target_dir: &Path, label: &str, source: Option<&Path>) -> Result<PathBuf, String> {
+    let dir = target_dir.join("uk-share").join(label);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    match source {
+        Some(src) => copy_tree(src, &dir)
+            .map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dir.display()))?,
+        None => std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?,
+    }
+    Ok(dir)
+}
+
+/// Copies the directory `src` to `dst` (which must not exist).
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 /// Which run of an example [`example_job`] makes.
@@ -934,7 +1007,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     kernel,
                     append: ktest_append.clone(),
                     check: Check::Ktest,
-                    machine: Machine::default(),
+                    machine: ktest_machine(&ws, board, variant),
                 });
             }
         }
@@ -1080,6 +1153,37 @@ mod tests {
         );
         assert_eq!(e.label, "FAILED");
         assert_eq!(e.note, "QEMU failed: qemu: could not open kernel file 'x'");
+    }
+
+    #[test]
+    fn shared_directories_are_fresh_copies() {
+        let base = std::env::temp_dir().join(format!("cargo-uk-share-{}", std::process::id()));
+        let src = base.join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a.txt"), "a").unwrap();
+        std::fs::write(src.join("sub/b.txt"), "b").unwrap();
+        std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+        let copy = fresh_share(&base, "x", Some(&src)).unwrap();
+        assert_eq!(copy, base.join("uk-share/x"));
+        assert_eq!(
+            std::fs::read_to_string(copy.join("sub/b.txt")).unwrap(),
+            "b"
+        );
+        assert_eq!(
+            std::fs::read_link(copy.join("link")).unwrap(),
+            Path::new("a.txt")
+        );
+        // What a guest wrote is gone at the next run, and the source was never touched.
+        std::fs::write(copy.join("new.txt"), "guest").unwrap();
+        std::fs::write(copy.join("a.txt"), "changed").unwrap();
+        let again = fresh_share(&base, "x", Some(&src)).unwrap();
+        assert!(!again.join("new.txt").exists());
+        assert_eq!(std::fs::read_to_string(again.join("a.txt")).unwrap(), "a");
+        assert!(!src.join("new.txt").exists());
+        let empty = fresh_share(&base, "y", None).unwrap();
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+        assert!(fresh_share(&base, "z", Some(&base.join("missing"))).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
