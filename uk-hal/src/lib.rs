@@ -16,7 +16,10 @@
 //! - `HostClock` (feature `std`): the host's monotonic clock, for tests and benchmarks
 //!   that run uk-rs code in a Linux process.
 //! - [`Platform`]: what the runtime needs to start an application: the board's name, the
-//!   usable memory regions, the kernel command line, and ways to end the run.
+//!   usable memory regions, the kernel command line, and ways to end the run; optionally
+//!   where devices are: virtio-mmio slots ([`VirtioMmioSlot`]), PCI configuration access
+//!   ([`PciConfigAccess`]) and which device addresses are mapped
+//!   ([`Platform::mmio_is_mapped`]), for uk-virtio.
 //!
 //! - [`irq`]: interrupt controllers split as the hardware is — a distributor side
 //!   ([`irq::IrqDistributor`]: enable, priority, trigger, routing) and a per-CPU side
@@ -159,10 +162,11 @@ impl Clock for HostClock {
     }
 }
 
-/// A range of usable RAM handed from the board to the allocators.
+/// A range of physical addresses.
 ///
-/// A board lists only memory nobody else uses: the image, its boot stacks, page tables and
-/// the boot information (device tree, memory map) are already carved out.
+/// In [`Platform::memory_regions`], usable RAM handed from the board to the allocators: a
+/// board lists only memory nobody else uses (the image, its boot stacks, page tables and the
+/// boot information, device tree or memory map, are already carved out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryRegion {
     /// Physical (and, with the boards' identity maps, virtual) start address.
@@ -178,7 +182,35 @@ impl MemoryRegion {
     }
 }
 
+/// A virtio-mmio transport the board knows of: a device tree node compatible with
+/// `virtio,mmio` (QEMU `virt` has 32, most of them empty: device id 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioMmioSlot {
+    /// The register window: physical address (identity-mapped) and length in bytes.
+    pub region: MemoryRegion,
+    /// The interrupt line as the board's interrupt controller numbers it (a GIC INTID on
+    /// `virt`), if the tree names one. Polled drivers do not need it.
+    pub interrupt: Option<u32>,
+}
+
+/// How the CPU reaches PCI configuration space ([`Platform::pci_config_access`]).
+///
+/// More mechanisms (a memory-mapped ECAM window) can be added without breaking boards or
+/// drivers: matches on it need a wildcard arm.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PciConfigAccess {
+    /// x86 configuration mechanism #1: the address of a 32-bit register goes to I/O port
+    /// `0xCF8` (`0x8000_0000 | bus << 16 | device << 11 | function << 8 | offset`), the
+    /// register is read or written at port `0xCFC`. Buses 0-255, 256 bytes per function.
+    /// The firmware (SeaBIOS on QEMU `pc` and `q35`) has assigned the BARs.
+    PortIo,
+}
+
 /// What the runtime needs from a board to start an application and end the run.
+///
+/// The methods with default bodies are optional: a board overrides those it has something
+/// to say about, and the defaults report "nothing there".
 pub trait Platform: Console + Clock {
     /// Short name of the board crate, as `cargo uk --board` spells it (`x86-pc`, `qemu-virt`).
     fn board_name(&self) -> &'static str;
@@ -201,6 +233,30 @@ pub trait Platform: Console + Clock {
     /// The board's interrupt controllers, timers and secondary CPUs, once it has them.
     fn interrupts(&self) -> Option<&dyn irq::Interrupts> {
         None
+    }
+    /// Where virtio-mmio devices may be, in the order the board found them (device tree
+    /// order on `virt`: lowest address first). A slot may be empty (device id 0); drivers
+    /// probe it. None by default.
+    fn virtio_mmio_slots(&self) -> &[VirtioMmioSlot] {
+        &[]
+    }
+    /// How to reach PCI configuration space, if the machine has a PCI bus whose BARs are
+    /// already assigned (QEMU `pc` and `q35`: [`PciConfigAccess::PortIo`]; `microvm` has no
+    /// PCI bus). `None` by default.
+    fn pci_config_access(&self) -> Option<PciConfigAccess> {
+        None
+    }
+    /// Whether the `size` bytes of device registers at physical address `base` are
+    /// identity-mapped (virtual address = physical address) with attributes fit for
+    /// registers (uncached, or Device memory on Arm), so a driver may access them.
+    ///
+    /// Drivers ask before they touch a PCI BAR or a device tree `reg` window, and turn a
+    /// `false` into an error instead of a fault. The question is about device addresses;
+    /// the answer for RAM is unspecified. `false` by default, so a board that says nothing
+    /// never has its unmapped addresses dereferenced.
+    fn mmio_is_mapped(&self, base: u64, size: u64) -> bool {
+        let _ = (base, size);
+        false
     }
 }
 
@@ -242,6 +298,51 @@ mod tests {
     static SECOND: Fixed = Fixed(9);
     static FIRST_REF: &dyn Clock = &FIRST;
     static SECOND_REF: &dyn Clock = &SECOND;
+
+    struct Bare;
+    impl Console for Bare {
+        fn write_bytes(&self, _bytes: &[u8]) {}
+    }
+    impl Clock for Bare {
+        fn monotonic_ns(&self) -> u64 {
+            0
+        }
+        fn cycles(&self) -> u64 {
+            0
+        }
+        fn cycles_per_second(&self) -> u64 {
+            1
+        }
+    }
+    impl Platform for Bare {
+        fn board_name(&self) -> &'static str {
+            "bare"
+        }
+        fn machine(&self) -> &str {
+            "bare"
+        }
+        fn memory_regions(&self) -> &[MemoryRegion] {
+            &[]
+        }
+        fn command_line(&self) -> &str {
+            ""
+        }
+        fn exit(&self, _code: u8) -> ! {
+            unreachable!()
+        }
+        fn power_off(&self) -> ! {
+            unreachable!()
+        }
+    }
+
+    /// A board that says nothing about devices has none, and no address is mapped for them.
+    #[test]
+    fn device_discovery_defaults_report_nothing() {
+        let board: &dyn Platform = &Bare;
+        assert!(board.virtio_mmio_slots().is_empty());
+        assert_eq!(board.pci_config_access(), None);
+        assert!(!board.mmio_is_mapped(0x0a00_0000, 0x200));
+    }
 
     #[test]
     fn the_first_registered_system_clock_stays() {

@@ -20,7 +20,10 @@
 //!   [`uk_gic::dt_intid`];
 //! - the CPUs: the `reg` (MPIDR affinity) of every `/cpus` child with
 //!   `device_type = "cpu"`, in tree order (logical CPU `i` is the `i`-th; QEMU lists the
-//!   boot CPU first).
+//!   boot CPU first);
+//! - the virtio-mmio transports: the first `reg` entry and the first interrupt (three cells,
+//!   as for the timer) of every enabled node compatible with `virtio,mmio`, in tree order, up
+//!   to [`MAX_VIRTIO_MMIO`] (QEMU `virt` has 32, lowest address first; most are empty).
 //!
 //! # Why not the `fdt` crate here
 //!
@@ -41,6 +44,7 @@
 use core::fmt;
 
 use uk_gic::{GicLayout, GicVersion};
+use uk_hal::{MemoryRegion, VirtioMmioSlot};
 
 use crate::fixed_str::FixedStr;
 use crate::memmap::{self, Range, RegionList};
@@ -61,6 +65,8 @@ pub const MAX_BLOB_SIZE: usize = 16 << 20;
 pub const BOARD_LEN: usize = 64;
 /// Deepest node nesting accepted.
 pub const MAX_DEPTH: usize = 16;
+/// Most virtio-mmio transports recorded (QEMU `virt` has 32); further ones are ignored.
+pub const MAX_VIRTIO_MMIO: usize = 32;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;
@@ -145,6 +151,8 @@ pub struct BootInfo {
     /// The initial RAM disk (`/chosen/linux,initrd-start` .. `linux,initrd-end`, QEMU
     /// `-initrd`), inside RAM and kept out of `memory`.
     pub initrd: Option<Range>,
+    virtio_mmio: [VirtioMmioSlot; MAX_VIRTIO_MMIO],
+    virtio_mmio_len: usize,
 }
 
 impl BootInfo {
@@ -158,7 +166,18 @@ impl BootInfo {
     pub fn cpus(&self) -> &[u64] {
         &self.cpus[..self.cpu_count.max(1)]
     }
+
+    /// The virtio-mmio transports (`virtio,mmio` nodes), in tree order.
+    pub fn virtio_mmio(&self) -> &[VirtioMmioSlot] {
+        &self.virtio_mmio[..self.virtio_mmio_len]
+    }
 }
+
+/// An empty slot, to fill the fixed array.
+const NO_SLOT: VirtioMmioSlot = VirtioMmioSlot {
+    region: MemoryRegion { base: 0, size: 0 },
+    interrupt: None,
+};
 
 /// A big-endian `u32` at `at`, if in bounds.
 fn be32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -367,6 +386,8 @@ struct Node<'a> {
     cpu: bool,
     /// `compatible` holds `multiboot,ramdisk` (QEMU `-device guest-loader,initrd=`).
     ramdisk: bool,
+    /// `compatible` holds `virtio,mmio`.
+    virtio_mmio: bool,
     reg: &'a [u8],
     method: Option<&'a str>,
     interrupts: &'a [u8],
@@ -400,6 +421,8 @@ struct Walk<'a> {
     virtual_timer: Option<u32>,
     cpus: [u64; MAX_CPUS],
     cpu_count: usize,
+    virtio_mmio: [VirtioMmioSlot; MAX_VIRTIO_MMIO],
+    virtio_mmio_len: usize,
     uarts: [(FixedStr<PATH_LEN>, u64); MAX_UARTS],
     uarts_len: usize,
     aliases: [(&'a str, &'a str); MAX_ALIASES],
@@ -435,6 +458,7 @@ impl<'a> Walk<'a> {
                     gic: None,
                     cpu: false,
                     ramdisk: false,
+                    virtio_mmio: false,
                     reg: &[],
                     method: None,
                     interrupts: &[],
@@ -465,6 +489,7 @@ impl<'a> Walk<'a> {
                 node.pl011 = strings(value).any(|c| c == b"arm,pl011");
                 node.gic = strings(value).find_map(GicVersion::from_compatible);
                 node.ramdisk = strings(value).any(|c| c == b"multiboot,ramdisk");
+                node.virtio_mmio = strings(value).any(|c| c == b"virtio,mmio");
             }
             b"reg" => node.reg = value,
             b"interrupts" => node.interrupts = value,
@@ -548,6 +573,22 @@ impl<'a> Walk<'a> {
             for range in reg {
                 self.hold(range)?;
             }
+        } else if node.virtio_mmio {
+            if let (Some(first), true) = (reg.next(), self.virtio_mmio_len < MAX_VIRTIO_MMIO) {
+                // Three cells per specifier (the GIC's `#interrupt-cells`), as for the timer.
+                let interrupt = match (be32(node.interrupts, 0), be32(node.interrupts, 4)) {
+                    (Some(kind), Some(number)) => uk_gic::dt_intid(kind, number),
+                    _ => None,
+                };
+                self.virtio_mmio[self.virtio_mmio_len] = VirtioMmioSlot {
+                    region: MemoryRegion {
+                        base: first.start,
+                        size: first.end - first.start,
+                    },
+                    interrupt,
+                };
+                self.virtio_mmio_len += 1;
+            }
         } else if node.pl011 && self.uarts_len < MAX_UARTS {
             if let Some(first) = reg.next() {
                 let mut path = FixedStr::new();
@@ -612,6 +653,8 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         virtual_timer: None,
         cpus: [0; MAX_CPUS],
         cpu_count: 0,
+        virtio_mmio: [NO_SLOT; MAX_VIRTIO_MMIO],
+        virtio_mmio_len: 0,
         uarts: [const { (FixedStr::new(), 0) }; MAX_UARTS],
         uarts_len: 0,
         aliases: [("", ""); MAX_ALIASES],
@@ -663,6 +706,8 @@ pub fn parse(blob: &[u8], blob_address: u64, taken: &[Range]) -> Result<BootInfo
         cpus: walk.cpus,
         cpu_count: walk.cpu_count,
         initrd,
+        virtio_mmio: walk.virtio_mmio,
+        virtio_mmio_len: walk.virtio_mmio_len,
     })
 }
 
@@ -788,6 +833,41 @@ mod tests {
         assert_eq!(minimal.gic, None);
         assert_eq!(minimal.virtual_timer, None);
         assert_eq!(minimal.cpus(), &[0]);
+    }
+
+    /// QEMU `virt` lists 32 virtio-mmio transports, 0x200 bytes apart from 0x0a00_0000,
+    /// lowest address first, on SPIs 16-47 (INTIDs 48-79); the other trees have none.
+    #[test]
+    fn virtio_mmio_transports() {
+        let info = parse(QEMU_VIRT, 0x4000_0000, &[IMAGE]).unwrap();
+        let slots = info.virtio_mmio();
+        assert_eq!(slots.len(), 32);
+        for (i, slot) in slots.iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(
+                slot.region,
+                MemoryRegion {
+                    base: 0x0a00_0000 + 0x200 * i,
+                    size: 0x200
+                }
+            );
+            assert_eq!(slot.interrupt, Some(48 + i as u32));
+        }
+        let fdt = fdt::Fdt::new(QEMU_VIRT).unwrap();
+        let theirs: Vec<u64> = fdt
+            .find_all_nodes("/virtio_mmio")
+            .map(|n| n.reg().unwrap().next().unwrap().starting_address as u64)
+            .collect();
+        let ours: Vec<u64> = slots.iter().map(|s| s.region.base).collect();
+        assert_eq!(ours, theirs, "tree order, as the fdt crate walks it");
+        for blob in [EDGE_CASES, MINIMAL] {
+            assert!(
+                parse(blob, 0x4000_0000, &[IMAGE])
+                    .unwrap()
+                    .virtio_mmio()
+                    .is_empty()
+            );
+        }
     }
 
     #[test]

@@ -66,6 +66,17 @@
 //! minus the image (stacks and tables included), the device tree blob, `/memreserve/` entries
 //! and `/reserved-memory` children, in whole pages ([`memmap`]).
 //!
+//! # Devices
+//!
+//! [`uk_hal::Platform::virtio_mmio_slots`] lists the device tree's `virtio,mmio` nodes (QEMU
+//! `virt` has 32 transports at `0x0a00_0000`, `0x200` bytes apart; the first `-device
+//! virtio-*-device` takes the highest one, `0x0a00_3e00`, the next one below it, and empty
+//! ones read device id 0), and
+//! [`uk_hal::Platform::mmio_is_mapped`] says yes for the low GiB, the Device-nGnRE block
+//! of the identity map ([`pagetable::is_device_mapped`]). The board reports no PCI
+//! configuration access: `virt`'s PCIe host bridge (ECAM) is there, but with `-kernel`
+//! no firmware assigns its BARs, and its 64-bit window lies outside the identity map.
+//!
 //! # Interrupts and the second CPU
 //!
 //! When the device tree names a GICv2 (`arm,cortex-a15-gic`, QEMU's default) or a GICv3
@@ -95,7 +106,7 @@
 //!
 //! - [`devtree`]: a single-pass device tree reader (why not the `fdt` crate: see there) and
 //!   [`devtree::BootInfo`], what the board keeps: RAM, usable memory, command line (copied
-//!   into a 2 KiB buffer), console, PSCI conduit, board name.
+//!   into a 2 KiB buffer), console, PSCI conduit, board name, virtio-mmio transports.
 //! - [`memmap`]: RAM minus reserved ranges, page-trimmed, sorted, disjoint.
 //! - [`pagetable`]: descriptors, the `TCR_EL1.IPS` choice, filling the tables.
 //! - [`clock`]: counter ticks to nanoseconds, exact and overflow-free.

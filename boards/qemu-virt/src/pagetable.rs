@@ -302,9 +302,33 @@ pub fn l1_maps(l1: &[u64; ENTRIES], address: u64) -> bool {
     index < ENTRIES as u64 && l1[index as usize] & bits::VALID != 0
 }
 
+/// Whether the `size` bytes at `base` lie in the low GiB, the Device-nGnRE block of the
+/// identity map where `virt` puts its device registers (what the board answers to
+/// [`uk_hal::Platform::mmio_is_mapped`]). An empty or wrapping range is not.
+pub const fn is_device_mapped(base: u64, size: u64) -> bool {
+    match base.checked_add(size) {
+        Some(end) => size > 0 && end <= L1_BLOCK,
+        None => false,
+    }
+}
+
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_window_is_the_low_gib() {
+        assert!(is_device_mapped(0x0a00_0000, 0x200), "virtio-mmio slot 0");
+        assert!(is_device_mapped(0x3fff_f000, 0x1000));
+        assert!(!is_device_mapped(0x3fff_f000, 0x1001), "crosses into RAM");
+        assert!(
+            !is_device_mapped(0x40_1000_0000, 0x1000),
+            "high PCIe window"
+        );
+        assert!(!is_device_mapped(0x1000, 0));
+        assert!(!is_device_mapped(u64::MAX, 2));
+    }
 
     const BASE: u64 = 0x4020_0000;
 

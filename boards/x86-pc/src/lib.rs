@@ -145,6 +145,16 @@
 //! address, the stacks of secondary CPUs from the heap, and their entry function passed
 //! through an atomic.
 //!
+//! # Devices
+//!
+//! [`uk_hal::Platform::pci_config_access`] is configuration mechanism #1 (ports
+//! 0xCF8/0xCFC) on `pc` and `q35`, where SeaBIOS has assigned the BARs before the PVH
+//! entry, and `None` on `microvm`, which has no PCI bus (its virtio-mmio transports, named
+//! on the kernel command line or in ACPI, are not reported yet).
+//! [`uk_hal::Platform::mmio_is_mapped`] is true for device registers in the first 4 GiB
+//! ([`machine::is_device_mapped`]); a 64-bit BAR placed above 4 GiB is not mapped, and
+//! drivers report it instead of touching it.
+//!
 //! # Ending the run
 //!
 //! [`Platform::exit`] writes the code to isa-debug-exit (port 0xf4); QEMU exits with
@@ -431,6 +441,17 @@ mod platform {
 
         fn interrupts(&self) -> Option<&dyn uk_hal::irq::Interrupts> {
             crate::interrupts::get().map(|i| i as &dyn uk_hal::irq::Interrupts)
+        }
+
+        /// Ports 0xCF8/0xCFC on `pc` and `q35` (a host bridge answered there at boot), none
+        /// on `microvm` or before boot finished.
+        fn pci_config_access(&self) -> Option<uk_hal::PciConfigAccess> {
+            BOOT.get().and_then(|b| b.kind.pci_config_access())
+        }
+
+        /// The first 4 GiB but page 0 ([`crate::machine::is_device_mapped`]).
+        fn mmio_is_mapped(&self, base: u64, size: u64) -> bool {
+            crate::machine::is_device_mapped(base, size)
         }
 
         fn power_off(&self) -> ! {

@@ -47,6 +47,34 @@ impl MachineKind {
     pub const fn has_acpi_pm_ports(self) -> bool {
         matches!(self, MachineKind::Pc | MachineKind::Q35)
     }
+
+    /// How to reach PCI configuration space: ports 0xCF8/0xCFC wherever a host bridge
+    /// answered there at boot (SeaBIOS assigned the BARs); `microvm` has no PCI bus.
+    pub const fn pci_config_access(self) -> Option<uk_hal::PciConfigAccess> {
+        match self {
+            MachineKind::Microvm => None,
+            MachineKind::Pc | MachineKind::Q35 | MachineKind::OtherPc => {
+                Some(uk_hal::PciConfigAccess::PortIo)
+            }
+        }
+    }
+}
+
+/// End of the part of the identity map that holds device registers: the boot trampoline
+/// maps the first 4 GiB with 2 MiB pages, RAM and MMIO alike (QEMU's PCI hole, the IOAPIC,
+/// the local APIC and SeaBIOS's 32-bit BAR window lie in 3-4 GiB). RAM above 4 GiB may be
+/// mapped too, but no device registers are.
+pub const DEVICE_MAP_END: u64 = 4 << 30;
+
+/// Whether the `size` bytes of device registers at `base` are identity-mapped (what the
+/// board answers to [`uk_hal::Platform::mmio_is_mapped`]): inside the first 4 GiB and not in
+/// page 0, which boot unmaps. An empty or wrapping range is not. Caching: the page tables
+/// leave it to the MTRRs, which SeaBIOS sets to uncached for the PCI hole (TCG ignores it).
+pub const fn is_device_mapped(base: u64, size: u64) -> bool {
+    match base.checked_add(size) {
+        Some(end) => size > 0 && base >= 0x1000 && end <= DEVICE_MAP_END,
+        None => false,
+    }
 }
 
 /// Accelerator name from the CPUID hypervisor vendor (leaf 0x4000_0000: EBX, ECX, EDX).
@@ -142,6 +170,32 @@ pub fn describe<const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pci_everywhere_but_microvm() {
+        use uk_hal::PciConfigAccess::PortIo;
+        assert_eq!(MachineKind::Pc.pci_config_access(), Some(PortIo));
+        assert_eq!(MachineKind::Q35.pci_config_access(), Some(PortIo));
+        assert_eq!(MachineKind::OtherPc.pci_config_access(), Some(PortIo));
+        assert_eq!(MachineKind::Microvm.pci_config_access(), None);
+    }
+
+    #[test]
+    fn device_registers_below_4_gib_are_mapped() {
+        assert!(
+            is_device_mapped(0xfebf_0000, 0x1000),
+            "a SeaBIOS 32-bit BAR"
+        );
+        assert!(is_device_mapped(0xffff_f000, 0x1000));
+        assert!(!is_device_mapped(0xffff_f000, 0x1001), "crosses 4 GiB");
+        assert!(
+            !is_device_mapped(0x1_0000_0000, 0x4000),
+            "a 64-bit BAR above 4 GiB"
+        );
+        assert!(!is_device_mapped(0, 0x1000), "page 0");
+        assert!(!is_device_mapped(0xfebf_0000, 0));
+        assert!(!is_device_mapped(u64::MAX, 2));
+    }
 
     #[test]
     fn host_bridges() {

@@ -212,6 +212,16 @@ impl Platform for QemuVirt {
     fn interrupts(&self) -> Option<&dyn uk_hal::irq::Interrupts> {
         irq::ready().then_some(&irq::INTERRUPTS as &dyn uk_hal::irq::Interrupts)
     }
+
+    /// The device tree's `virtio,mmio` nodes (32 on `virt`, most of them empty).
+    fn virtio_mmio_slots(&self) -> &[uk_hal::VirtioMmioSlot] {
+        self.boot_info().map_or(&[], |info| info.virtio_mmio())
+    }
+
+    /// The low GiB, one Device-nGnRE block of the identity map.
+    fn mmio_is_mapped(&self, base: u64, size: u64) -> bool {
+        crate::pagetable::is_device_mapped(base, size)
+    }
 }
 
 /// The Rust entry, called by `_start` on the boot stack at EL1 with the MMU off.
