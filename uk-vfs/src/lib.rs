@@ -93,7 +93,7 @@ mod tests;
 
 pub use devfs::{DevFs, set_console};
 pub use file::Fd;
-pub use ramfs::RamFs;
+pub use ramfs::{RamFs, anonymous_dev};
 pub use types::*;
 pub use uk_syscall::Errno;
 pub use vfs::{DIR_END, Vfs};

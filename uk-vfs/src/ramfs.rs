@@ -29,8 +29,10 @@ const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 static NEXT_DEV: AtomicU64 = AtomicU64::new(1);
 
-/// A device number for a filesystem without a device (Linux's anonymous `0:N`).
-pub(crate) fn anonymous_dev() -> u64 {
+/// A fresh device number for a filesystem without a device (Linux's anonymous `0:N`), so
+/// that `st_dev` tells every mount apart. ramfs and devfs take theirs here; so should any
+/// other filesystem (a network one, say).
+pub fn anonymous_dev() -> u64 {
     makedev(0, NEXT_DEV.fetch_add(1, Ordering::Relaxed) as u32)
 }
 

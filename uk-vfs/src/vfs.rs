@@ -756,7 +756,7 @@ impl Vfs {
         let f = self.file(fd)?;
         match &f.object {
             Object::Node(n) if matches!(n.file_type(), FileType::Regular | FileType::Directory) => {
-                Ok(())
+                n.sync()
             }
             _ => Err(Errno::EINVAL),
         }

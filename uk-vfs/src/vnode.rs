@@ -145,6 +145,12 @@ pub trait Vnode: Send + Sync + Any {
     fn seekable(&self) -> bool {
         true
     }
+    /// Writes what the node holds back to its storage (`fsync`/`fdatasync`). Nodes whose
+    /// data lives only in memory have nothing to do; a filesystem backed by a server or a
+    /// device sends its data there.
+    fn sync(&self) -> Result<(), Errno> {
+        Ok(())
+    }
     /// A device's ioctl: `arg` is the caller's argument buffer, sized for `request`.
     fn ioctl(&self, _request: u32, _arg: &mut [u8]) -> Result<usize, Errno> {
         Err(Errno::ENOTTY)
