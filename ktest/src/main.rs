@@ -19,6 +19,7 @@ use uk_random as _;
 use uk_sched as _;
 use uk_syscall as _;
 use uk_vfs as _;
+use uk_virtio as _;
 
 uk_app::main!(main);
 

@@ -1,0 +1,206 @@
+//! In-image test cases (feature `ktest`): discovery, the DMA allocator, and hand-built 9P
+//! messages through the virtio-9p transport. The 9p cases pass with a "skipped" line when
+//! the machine has no 9p device.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use uk_9pfs::wire::{NOTAG, Reply, Request, VERSION_9P2000_L};
+use uk_9pfs::{NinePFs, Transport};
+use uk_rt::println;
+use uk_test::{expect, expect_eq};
+use uk_vfs::{Errno, O_DIRECTORY, O_RDONLY, RamFs, Vfs};
+use virtio_drivers::transport::DeviceType;
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
+
+use crate::*;
+
+/// The file `cargo uk test` puts in the shared directory of every ktest run.
+const SHARED_FILE: (&str, &[u8]) = ("hello.txt", b"hello from the host\n");
+
+/// The 9p device, or `None` (with a "skipped" line) when the machine has none. Any other
+/// failure to open it fails the case.
+fn device_or_skip(case: &str) -> Option<Virtio9pTransport> {
+    match find_9p(uk_rt::platform(), None) {
+        Ok(t) => Some(t),
+        Err(Error::NotFound) => {
+            println!("    uk-virtio: {case}: no 9p device, skipped");
+            None
+        }
+        Err(e) => panic!("opening the 9p device: {e}"),
+    }
+}
+
+/// Tversion with `msize` = [`MAX_MESSAGE_SIZE`], encoded and decoded by uk-9pfs's wire
+/// module; checks Rversion's tag and version and returns the server's msize.
+fn version(t: &mut Virtio9pTransport, reply: &mut [u8]) -> u32 {
+    let mut request = Vec::new();
+    Request::Version {
+        msize: MAX_MESSAGE_SIZE as u32,
+        version: VERSION_9P2000_L,
+    }
+    .encode(NOTAG, &mut request)
+    .expect("encode Tversion");
+    let n = t.round_trip(&request, reply).expect("round trip");
+    match Reply::decode(&reply[..n]) {
+        Ok((NOTAG, Reply::Version { msize, version })) => {
+            expect_eq!(version, VERSION_9P2000_L);
+            msize
+        }
+        other => panic!("Tversion answered with {other:?}"),
+    }
+}
+
+uk_test::ktest! {
+    /// Discovery lists the board's virtio devices (reading only ID registers) and never
+    /// faults, with or without devices; a 9p device, when listed, has a known location.
+    fn devices_are_found_through_the_board() {
+        let platform = uk_rt::platform();
+        let found = devices(platform);
+        for d in &found {
+            println!("    uk-virtio: {:?} at {}", d.device_type, d.location);
+            if let Location::Mmio { base, size } = d.location {
+                expect!(platform.mmio_is_mapped(base, size));
+            }
+        }
+        println!(
+            "    uk-virtio: {} device(s); {} virtio-mmio slot(s), PCI {:?}",
+            found.len(),
+            platform.virtio_mmio_slots().len(),
+            platform.pci_config_access()
+        );
+        match platform.board_name() {
+            "qemu-virt" => expect_eq!(platform.virtio_mmio_slots().len(), 32),
+            _ => expect!(platform.virtio_mmio_slots().is_empty()),
+        }
+        let again = devices(platform);
+        expect_eq!(found, again);
+    }
+}
+
+uk_test::ktest! {
+    /// DMA pages from the image heap are page-aligned, zeroed and identity-addressed.
+    fn dma_pages_are_aligned_and_zeroed() {
+        let (paddr, vaddr) = UkHal::dma_alloc(2, BufferDirection::Both);
+        assert_ne!(paddr, 0, "DMA allocation failed");
+        expect_eq!(paddr % PAGE_SIZE as u64, 0);
+        expect_eq!(paddr, hal::phys_of(vaddr.as_ptr()));
+        // SAFETY: `dma_alloc` returned two readable pages nothing else references.
+        let bytes = unsafe { core::slice::from_raw_parts(vaddr.as_ptr(), 2 * PAGE_SIZE) };
+        expect!(bytes.iter().all(|&b| b == 0));
+        // SAFETY: the values `dma_alloc` returned, freed once.
+        expect_eq!(unsafe { UkHal::dma_dealloc(paddr, vaddr, 2) }, 0);
+    }
+}
+
+uk_test::ktest! {
+    /// The 9p device is found, by any tag and by its own; an unknown tag is NotFound; while
+    /// it is open a second open is Busy; after it is dropped it can be opened again.
+    fn find_9p_by_mount_tag() {
+        let platform = uk_rt::platform();
+        let Some(first) = device_or_skip("find_9p_by_mount_tag") else {
+            expect_eq!(find_9p(platform, Some("share")).err(), Some(Error::NotFound));
+            return;
+        };
+        println!("    uk-virtio: 9p device at {}, mount tag {:?}", first.location(), first.mount_tag());
+        expect_eq!(first.max_message_size(), MAX_MESSAGE_SIZE);
+        expect_eq!(find_9p(platform, None).err(), Some(Error::Busy(first.location())));
+        let tag = alloc::string::String::from(first.mount_tag());
+        drop(first);
+        let by_tag = find_9p(platform, Some(&tag));
+        expect!(by_tag.is_ok(), "{:?}", by_tag.as_ref().err());
+        drop(by_tag);
+        expect_eq!(find_9p(platform, Some("no-such-tag")).err(), Some(Error::NotFound));
+        let nine_p = devices(platform).iter().filter(|d| d.device_type == DeviceType::_9P).count();
+        expect!(nine_p >= 1);
+    }
+}
+
+uk_test::ktest! {
+    /// A hand-built Tversion gets Rversion (type 101, tag NOTAG, "9P2000.L", msize no
+    /// larger than offered); too-large and header-less requests are refused before the
+    /// device sees them.
+    fn tversion_through_the_transport() {
+        let Some(mut t) = device_or_skip("tversion_through_the_transport") else { return };
+        let mut reply = vec![0u8; MAX_MESSAGE_SIZE];
+        let msize = version(&mut t, &mut reply);
+        println!("    uk-virtio: Rversion msize {msize} (offered {MAX_MESSAGE_SIZE})");
+        expect!(msize >= 4096 && msize as usize <= MAX_MESSAGE_SIZE, "msize {msize}");
+        let huge = vec![0u8; MAX_MESSAGE_SIZE + 1];
+        expect_eq!(t.round_trip(&huge, &mut reply), Err(uk_9pfs::TransportError::TooLarge));
+        expect_eq!(t.round_trip(&[0; 7], &mut [0; 6]), Err(uk_9pfs::TransportError::TooLarge));
+        expect_eq!(t.round_trip(&[1, 0], &mut reply), Err(uk_9pfs::TransportError::Io));
+        // The device still answers after the refusals.
+        expect_eq!(version(&mut t, &mut reply), msize);
+    }
+}
+
+uk_test::ktest! {
+    /// The shared directory mounted with uk-9pfs in a VFS of its own: the file `cargo uk
+    /// test` put there reads back; a file larger than one message is written, listed,
+    /// read back, renamed and removed; a directory is made and removed; a missing name is
+    /// ENOENT. The directory is left as it was found. Skipped without a device or without
+    /// the fixture file (a directory shared by hand).
+    fn the_shared_directory_mounts_through_the_vfs() {
+        let Some(t) = device_or_skip("the_shared_directory_mounts_through_the_vfs") else {
+            return;
+        };
+        let fs = NinePFs::mount(t, b"").expect("mount");
+        let vfs = Vfs::new(RamFs::new());
+        vfs.mkdir("/share", 0o755).unwrap();
+        vfs.mount("/share", fs.clone()).unwrap();
+        let hello = alloc::format!("/share/{}", SHARED_FILE.0);
+        match vfs.read_file(&hello) {
+            Ok(bytes) => expect_eq!(&bytes[..], SHARED_FILE.1),
+            Err(Errno::ENOENT) => {
+                println!("    uk-virtio: no {} in the shared directory, skipped", SHARED_FILE.0);
+                return;
+            }
+            Err(e) => panic!("reading {hello}: {e:?}"),
+        }
+        // 150 000 bytes: three messages or more each way at msize 64 KiB.
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        vfs.write_file("/share/guest.bin", &data, 0o644).unwrap();
+        expect_eq!(vfs.stat("/share/guest.bin").unwrap().size, data.len() as u64);
+        expect!(vfs.read_file("/share/guest.bin").unwrap() == data);
+        let mut names = names_in(&vfs, "/share");
+        names.sort();
+        expect_eq!(names, ["guest.bin", SHARED_FILE.0]);
+        vfs.rename("/share/guest.bin", "/share/renamed.bin").unwrap();
+        expect_eq!(vfs.stat("/share/guest.bin").err(), Some(Errno::ENOENT));
+        vfs.mkdir("/share/dir", 0o755).unwrap();
+        expect_eq!(vfs.mkdir("/share/dir", 0o755).err(), Some(Errno::EEXIST));
+        vfs.rmdir("/share/dir").unwrap();
+        vfs.unlink("/share/renamed.bin").unwrap();
+        expect_eq!(names_in(&vfs, "/share"), [SHARED_FILE.0]);
+        drop(vfs);
+        // Every fid the mount took is clunked but the root's two: the walked one and the
+        // one opened for listing, which a vnode keeps for its life.
+        expect_eq!(fs.open_fids(), 2);
+    }
+}
+
+/// The names `getdents64` lists in `dir`, `.` and `..` left out.
+fn names_in(vfs: &Vfs, dir: &str) -> Vec<alloc::string::String> {
+    let fd = vfs.open(dir, O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut names = Vec::new();
+    loop {
+        let n = vfs.getdents64(fd, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        let mut at = 0;
+        while at < n {
+            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+            let name = &buf[at + 19..at + reclen];
+            let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+            if !matches!(&name[..len], b"." | b"..") {
+                names.push(alloc::string::String::from_utf8_lossy(&name[..len]).into_owned());
+            }
+            at += reclen;
+        }
+    }
+    vfs.close(fd).unwrap();
+    names
+}

@@ -1,0 +1,93 @@
+//! virtio devices for uk-rs images: discovery through the board, DMA under the boards'
+//! identity maps, and virtio-9p as the transport of uk-9pfs.
+//!
+//! The device drivers themselves are [`virtio_drivers`]'s; this crate is the glue between
+//! them and a uk-rs image.
+//!
+//! # Discovery, per board
+//!
+//! The crate never names a board. It asks [`uk_hal::Platform`]:
+//!
+//! - [`Platform::virtio_mmio_slots`]: the QEMU `virt` board reports its device tree's
+//!   `virtio,mmio` nodes (32 windows of 0x200 bytes from `0x0a00_0000`). [`devices`] reads
+//!   each window's magic and device id and skips empty slots (device id 0). QEMU's default
+//!   is the legacy virtio-mmio interface (version 1), which virtio-drivers drives.
+//! - [`Platform::pci_config_access`]: the x86 `pc` board reports configuration mechanism
+//!   #1 (ports 0xCF8/0xCFC; `microvm` has no PCI bus). [`devices`] scans bus 0 and the
+//!   buses behind PCI-to-PCI bridges ([`pci::virtio_functions`]) for vendor 0x1AF4.
+//!   SeaBIOS has assigned the BARs by the time the image runs; [`open`] checks every
+//!   memory BAR against the board's map ([`pci::check_bars`]), then turns on memory
+//!   decoding and bus mastering and builds virtio-drivers' `PciTransport`.
+//! - [`Platform::mmio_is_mapped`]: before a register window is touched, the board says
+//!   whether it maps it as device memory (the low GiB on `virt`, the first 4 GiB on `pc`).
+//!   A window outside is [`Error::NotMapped`], never a fault.
+//!
+//! # DMA under an identity map
+//!
+//! [`UkHal`] is the [`virtio_drivers::Hal`]: DMA pages come zeroed from the global
+//! allocator, and the address the device sees is the pointer itself, because both boards
+//! map RAM at its physical address and QEMU's DMA is cache-coherent. Its docs say what a
+//! board with another mapping would need.
+//!
+//! # Polling
+//!
+//! Drivers here poll: a request spins until the device has used its buffers, and device
+//! interrupts stay off (PCI INTx disabled; the virtio-mmio interrupt is never enabled at
+//! the GIC). Under QEMU, the device answers from its own thread while the vCPU spins.
+//!
+//! # What is supported
+//!
+//! - virtio-9p ([`find_9p`], [`Virtio9pTransport`]), implementing [`uk_9pfs::Transport`];
+//! - any other virtio-drivers driver over [`open`]'s transport (not exercised yet);
+//! - virtio-mmio v1 and v2, virtio-pci modern (and transitional) devices.
+//!
+//! Not yet: PCI over ECAM (QEMU `virt`'s PCIe host, `q35`'s MMCONFIG; the port mechanism
+//! serves `q35` too), assigning BARs where no firmware did, `microvm`'s virtio-mmio
+//! transports, interrupt-driven completion, hot-unplug.
+//!
+//! # Features
+//!
+//! - `ktest`: registers in-image test cases with uk-test: device discovery, the DMA
+//!   allocator, and with a 9p device (QEMU `-fsdev local,id=fs0,path=DIR,security_model=none
+//!   -device virtio-9p-pci,fsdev=fs0,mount_tag=share`, `virtio-9p-device` on `virt`) a
+//!   hand-built `Tversion`, `Tattach`, `Twalk`/`Tlopen`/`Tread` through the transport. Cases
+//!   that need the device pass with a "skipped" line when there is none.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # // Needs a booted image with a virtio-9p device; compiled, not run.
+//! # fn platform() -> &'static dyn uk_hal::Platform { unimplemented!() }
+//! use uk_9pfs::Transport;
+//!
+//! match uk_virtio::find_9p(platform(), Some("share")) {
+//!     Ok(mut transport) => {
+//!         let msize = transport.max_message_size();
+//!         // Hand `transport` to uk-9pfs, which speaks 9P2000.L over `round_trip`.
+//!         # let _ = msize;
+//!     }
+//!     Err(uk_virtio::Error::NotFound) => log::info!("no shared directory"),
+//!     Err(e) => log::warn!("virtio-9p: {e}"),
+//! }
+//! ```
+//!
+//! [`Platform::virtio_mmio_slots`]: uk_hal::Platform::virtio_mmio_slots
+//! [`Platform::pci_config_access`]: uk_hal::Platform::pci_config_access
+//! [`Platform::mmio_is_mapped`]: uk_hal::Platform::mmio_is_mapped
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+mod device;
+mod hal;
+mod p9;
+pub mod pci;
+
+#[cfg(feature = "ktest")]
+mod ktest;
+
+pub use device::{DeviceInfo, Error, Location, devices, open};
+pub use hal::UkHal;
+pub use p9::{HEADER_SIZE, MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p};
+/// The virtio-drivers crate this one builds on (its drivers, transports and `DeviceType`).
+pub use virtio_drivers;
