@@ -1,0 +1,145 @@
+//! A host folder in the unikernel: `cargo uk` shares `shared/` (next to this example's
+//! `Cargo.toml`) with the guest over virtio-9p, mount tag `share`; uk-virtio finds the
+//! device (PCI on x86 `pc`, virtio-mmio on `virt`), uk-9pfs mounts it at `/host`, and
+//! `main` lists it, reads a file, writes one larger than a 9P message, reads it back,
+//! renames it and removes it again, so the folder ends as it began.
+//!
+//! ```text
+//! cargo uk run -p share                       # x86-pc, on shared/ itself
+//! cargo uk run -p share --board qemu-virt     # aarch64
+//! cargo uk run -p share --share /some/dir     # any other host directory
+//! ```
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use uk_9pfs::NinePFs;
+use uk_vfs::global::vfs;
+use uk_vfs::{Errno, O_DIRECTORY, O_RDONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+
+uk_app::main!(main);
+
+/// The mount tag cargo-uk gives the shared directory.
+const TAG: &str = "share";
+
+fn say(line: &str) {
+    uk_app::println!("share: {line}");
+}
+
+/// The names in `dir` (without `.` and `..`), sorted, through `getdents64`.
+fn names(dir: &str) -> Result<Vec<String>, Errno> {
+    let fd = vfs().open(dir, O_RDONLY | O_DIRECTORY, 0)?;
+    let mut buf = [0u8; 512];
+    let mut out = Vec::new();
+    loop {
+        let n = vfs().getdents64(fd, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let mut at = 0;
+        while at < n {
+            // struct linux_dirent64: ino[8] off[8] reclen[2] type[1] name (NUL-padded).
+            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+            let name = &buf[at + 19..at + reclen];
+            let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+            let name = String::from_utf8_lossy(&name[..len]).into_owned();
+            if name != "." && name != ".." {
+                out.push(name);
+            }
+            at += reclen;
+        }
+    }
+    vfs().close(fd)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Prints every entry under `dir`: `d PATH`, `f PATH SIZE` or `l PATH -> TARGET`.
+fn walk(dir: &str) -> Result<(), Errno> {
+    for name in names(dir)? {
+        let path = format!("{dir}/{name}");
+        let st = vfs().lstat(&path)?;
+        match st.mode & S_IFMT {
+            S_IFDIR => {
+                say(&format!("d {path}"));
+                walk(&path)?;
+            }
+            S_IFREG => say(&format!("f {path} {}", st.size)),
+            S_IFLNK => {
+                let mut target = [0u8; 256];
+                let n = vfs().readlink(&path, &mut target)?;
+                say(&format!(
+                    "l {path} -> {}",
+                    String::from_utf8_lossy(&target[..n])
+                ));
+            }
+            _ => say(&format!("? {path}")),
+        }
+    }
+    Ok(())
+}
+
+fn main(_args: &uk_app::Args) -> Result<(), Errno> {
+    let platform = uk_app::platform();
+    let transport = match uk_virtio::find_9p(platform, Some(TAG)) {
+        Ok(t) => t,
+        Err(e) => {
+            say(&format!(
+                "no shared directory ({e}); boot with `cargo uk run -p share`"
+            ));
+            return Err(Errno::ENODEV);
+        }
+    };
+    let location = format!("{}", transport.location());
+    let fs = NinePFs::mount(transport, b"")?;
+    vfs().mkdir("/host", 0o755)?;
+    vfs().mount("/host", fs.clone())?;
+    say(&format!(
+        "mounted tag {TAG} ({location}) at /host, msize {}",
+        fs.msize()
+    ));
+
+    walk("/host")?;
+    let greeting = vfs().read_file("/host/greeting.txt")?;
+    say(&format!(
+        "/host/greeting.txt says: {}",
+        String::from_utf8_lossy(&greeting).trim_end()
+    ));
+
+    // Larger than one 9P message (64 KiB), so both directions take several.
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let t = uk_app::platform().monotonic_ns();
+    vfs().write_file("/host/from-guest.bin", &data, 0o644)?;
+    let wrote = uk_app::platform().monotonic_ns() - t;
+    let t = uk_app::platform().monotonic_ns();
+    let back = vfs().read_file("/host/from-guest.bin")?;
+    let read = uk_app::platform().monotonic_ns() - t;
+    say(&format!(
+        "wrote /host/from-guest.bin ({} bytes, {} us), read back {} bytes ({} us), same: {}",
+        data.len(),
+        wrote / 1000,
+        back.len(),
+        read / 1000,
+        if back == data { "yes" } else { "NO" }
+    ));
+
+    vfs().rename("/host/from-guest.bin", "/host/notes/three.bin")?;
+    say(&format!(
+        "renamed it to /host/notes/three.bin; notes: {}",
+        names("/host/notes")?.join(" ")
+    ));
+    vfs().unlink("/host/notes/three.bin")?;
+    let missing = vfs().stat("/host/notes/three.bin").err();
+    say(&format!(
+        "removed it (stat: {}); /host: {}",
+        missing.map_or_else(|| String::from("still there"), |e| format!("{e:?}")),
+        names("/host")?.join(" ")
+    ));
+    say("done");
+    Ok(())
+}
