@@ -950,3 +950,59 @@ fn timestamps_follow_the_clock() {
     );
     vfs.close(fd).unwrap();
 }
+
+mod dirents_reader {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use crate::*;
+
+    /// A buffer of records for `names`, as `getdents64` writes them.
+    fn records(names: &[&[u8]]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut rec = vec![0u8; dirent_reclen(name.len())];
+            encode_dirent(&mut rec, 100 + i as u64, 2 + i as u64, DT_REG, name);
+            buf.extend_from_slice(&rec);
+        }
+        buf
+    }
+
+    #[test]
+    fn reads_back_what_getdents64_wrote() {
+        let buf = records(&[b"a", b"", b"seven77", b"eight888", &[b'x'; 255]]);
+        let got: Vec<Dirent<'_>> = dirents(&buf).collect();
+        assert_eq!(got.len(), 5);
+        assert_eq!(
+            got[2],
+            Dirent {
+                ino: 102,
+                off: 4,
+                dtype: DT_REG,
+                name: b"seven77"
+            }
+        );
+        assert_eq!(got[3].name, b"eight888");
+        assert_eq!(got[4].name.len(), 255);
+        // A cut buffer yields the whole records before the cut and stops.
+        let cut = dirent_reclen(1) + dirent_reclen(0) + 5;
+        assert_eq!(dirents(&buf[..cut]).count(), 2);
+        // A d_reclen shorter than the header ends the iteration instead of looping.
+        let mut bad = buf.clone();
+        bad[16..18].copy_from_slice(&3u16.to_ne_bytes());
+        assert_eq!(dirents(&bad).count(), 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes: the reader returns records within the buffer and never panics.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let total: usize = dirents(&bytes).map(|d| 19 + d.name.len()).sum();
+            prop_assert!(total <= bytes.len());
+        }
+    }
+}

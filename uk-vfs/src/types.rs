@@ -401,3 +401,52 @@ pub fn encode_dirent(out: &mut [u8], ino: u64, next: u64, dtype: u8, name: &[u8]
     out[19..19 + name.len()].copy_from_slice(name);
     out[19 + name.len()..reclen].fill(0);
 }
+
+/// One `linux_dirent64` record read back from a `getdents64` buffer ([`dirents`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dirent<'a> {
+    /// `d_ino`.
+    pub ino: u64,
+    /// `d_off`: the position that resumes the listing after this record.
+    pub off: u64,
+    /// `d_type` (`DT_*`).
+    pub dtype: u8,
+    /// `d_name`, without its NUL padding.
+    pub name: &'a [u8],
+}
+
+/// The records of a buffer `getdents64` filled (pass exactly the bytes it reported), in
+/// order, for callers of the syscall or of [`crate::Vfs::getdents64`]. A record that does
+/// not fit in the buffer, or whose `d_reclen` is too short for its header, ends the
+/// iteration: bad input never panics.
+///
+/// ```
+/// use uk_vfs::{O_DIRECTORY, O_RDONLY, RamFs, Vfs, dirents};
+///
+/// let vfs = Vfs::new(RamFs::new());
+/// vfs.mkdir("/d", 0o755).unwrap();
+/// vfs.write_file("/d/file", b"x", 0o644).unwrap();
+/// let fd = vfs.open("/d", O_RDONLY | O_DIRECTORY, 0).unwrap();
+/// let mut buf = [0u8; 256];
+/// let n = vfs.getdents64(fd, &mut buf).unwrap();
+/// let names: Vec<&[u8]> = dirents(&buf[..n]).map(|d| d.name).collect();
+/// assert_eq!(names, [&b"."[..], b"..", b"file"]);
+/// ```
+pub fn dirents(buf: &[u8]) -> impl Iterator<Item = Dirent<'_>> {
+    let mut rest = buf;
+    core::iter::from_fn(move || {
+        let header = rest.get(..19)?;
+        let word = |at: usize| u64::from_ne_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
+        let reclen = usize::from(u16::from_ne_bytes([header[16], header[17]]));
+        let record = rest.get(19..reclen)?;
+        let len = record.iter().position(|&c| c == 0).unwrap_or(record.len());
+        let dirent = Dirent {
+            ino: word(0),
+            off: word(8),
+            dtype: header[18],
+            name: &record[..len],
+        };
+        rest = &rest[reclen..];
+        Some(dirent)
+    })
+}

@@ -190,15 +190,10 @@ fn names_in(vfs: &Vfs, dir: &str) -> Vec<alloc::string::String> {
         if n == 0 {
             break;
         }
-        let mut at = 0;
-        while at < n {
-            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
-            let name = &buf[at + 19..at + reclen];
-            let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-            if !matches!(&name[..len], b"." | b"..") {
-                names.push(alloc::string::String::from_utf8_lossy(&name[..len]).into_owned());
+        for d in uk_vfs::dirents(&buf[..n]) {
+            if !matches!(d.name, b"." | b"..") {
+                names.push(alloc::string::String::from_utf8_lossy(d.name).into_owned());
             }
-            at += reclen;
         }
     }
     vfs.close(fd).unwrap();

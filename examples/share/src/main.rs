@@ -41,17 +41,10 @@ fn names(dir: &str) -> Result<Vec<String>, Errno> {
         if n == 0 {
             break;
         }
-        let mut at = 0;
-        while at < n {
-            // struct linux_dirent64: ino[8] off[8] reclen[2] type[1] name (NUL-padded).
-            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
-            let name = &buf[at + 19..at + reclen];
-            let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-            let name = String::from_utf8_lossy(&name[..len]).into_owned();
-            if name != "." && name != ".." {
-                out.push(name);
+        for d in uk_vfs::dirents(&buf[..n]) {
+            if d.name != b"." && d.name != b".." {
+                out.push(String::from_utf8_lossy(d.name).into_owned());
             }
-            at += reclen;
         }
     }
     vfs().close(fd)?;
