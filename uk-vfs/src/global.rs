@@ -1,10 +1,12 @@
-//! The image's VFS: one [`Vfs`] with a ramfs root and devfs on `/dev`, the target of the
-//! syscall handlers.
+//! The image's VFS: one [`Vfs`] with a ramfs root (or the filesystem given to
+//! [`init_root`]) and devfs on `/dev`, the target of the syscall handlers.
+
+use alloc::sync::Arc;
 
 use spin::Once;
 
 use crate::cpio;
-use crate::{DevFs, Fd, O_RDWR, RamFs, Vfs};
+use crate::{DevFs, Errno, Fd, FileSystem, O_RDWR, RamFs, Vfs};
 
 static GLOBAL: Once<Vfs> = Once::new();
 
@@ -18,8 +20,32 @@ pub fn vfs() -> &'static Vfs {
     })
 }
 
+/// Makes the image's VFS with `root` as its root filesystem instead of a ramfs (Unikraft's
+/// root on 9pfs: a host folder from uk-9pfs, say), devfs on `/dev` and descriptors 0-2 on
+/// `/dev/console` as [`vfs`] does. `/dev` is created in `root` if it is missing (on a
+/// shared host folder, that is a real directory there).
+///
+/// # Errors
+///
+/// `EBUSY` if the VFS was already made (by an earlier call or by a first use of [`vfs`]):
+/// the root of a running VFS is never swapped, and `root` is dropped.
+pub fn init_root(root: Arc<dyn FileSystem>) -> Result<&'static Vfs, Errno> {
+    let mut made = false;
+    let vfs = GLOBAL.call_once(|| {
+        made = true;
+        let vfs = Vfs::new(root);
+        populate(&vfs);
+        vfs
+    });
+    if made { Ok(vfs) } else { Err(Errno::EBUSY) }
+}
+
 fn populate(vfs: &Vfs) {
-    let ok = vfs.mkdir("/dev", 0o755).is_ok() && vfs.mount("/dev", DevFs::new()).is_ok();
+    let dev = match vfs.mkdir("/dev", 0o755) {
+        Ok(()) | Err(Errno::EEXIST) => true,
+        Err(_) => false,
+    };
+    let ok = dev && vfs.mount("/dev", DevFs::new()).is_ok();
     if !ok {
         log::error!("uk-vfs: could not mount devfs on /dev");
         return;
