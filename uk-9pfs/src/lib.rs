@@ -23,9 +23,10 @@
 //!    walked to its file and opens others lazily for I/O; its `Drop` clunks them (errors
 //!    are logged, not returned: there is no one to return them to). stat is `Tgetattr`,
 //!    lookup a one-name `Twalk`, create `Tlcreate`/`Tmkdir`/`Tsymlink`, unlink and rmdir
-//!    `Tunlinkat`, rename `Trenameat`, link `Tlink`, truncate and chmod `Tsetattr`, listing
-//!    `Treaddir`, readlink `Treadlink`. Errors reach the VFS as the server's `errno`;
-//!    anything wrong with the transport or a reply is `EIO` (and logged).
+//!    `Tunlinkat`, rename `Trenameat`, link `Tlink`, truncate and chmod `Tsetattr`, fsync
+//!    `Tfsync`, listing `Treaddir`, readlink `Treadlink`. Errors reach the VFS as the
+//!    server's `errno`; anything wrong with the transport or a reply is `EIO` (and
+//!    logged).
 //!
 //! **The transport seam** is [`Transport`]: `round_trip(request, reply)`, synchronous. It
 //! returns when the reply is in the buffer, so every 9P operation blocks its caller for a
@@ -41,6 +42,9 @@
 //! position resumes at exactly the cookie the server gave, so the server's own guarantee
 //! about entries that stay while a listing goes on carries over unchanged. The server's
 //! own `.` and `..` entries are skipped.
+//!
+//! Unikraft 0.11's 9pfs silently did nothing for chmod, rename, link and lstat; here each
+//! is its 9P message, tested against the host directory.
 //!
 //! **Supported:** regular files, directories, symbolic links, hard links, rename (with
 //! `RENAME_NOREPLACE`, checked before the rename, so not atomic against the host),

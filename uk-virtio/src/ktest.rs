@@ -9,7 +9,7 @@ use uk_9pfs::wire::{NOTAG, Reply, Request, VERSION_9P2000_L};
 use uk_9pfs::{NinePFs, Transport};
 use uk_rt::println;
 use uk_test::{expect, expect_eq};
-use uk_vfs::{Errno, O_DIRECTORY, O_RDONLY, RamFs, Vfs};
+use uk_vfs::{Errno, FileType, O_DIRECTORY, O_RDONLY, RamFs, Vfs};
 use virtio_drivers::transport::DeviceType;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
 
@@ -138,7 +138,7 @@ uk_test::ktest! {
 uk_test::ktest! {
     /// The shared directory mounted with uk-9pfs in a VFS of its own: the file `cargo uk
     /// test` put there reads back; a file larger than one message is written, listed,
-    /// read back, renamed and removed; a directory is made and removed; a missing name is
+    /// read back, chmod-ed, hard- and soft-linked, renamed and removed; a directory is made and removed; a missing name is
     /// ENOENT. The directory is left as it was found. Skipped without a device or without
     /// the fixture file (a directory shared by hand).
     fn the_shared_directory_mounts_through_the_vfs() {
@@ -166,8 +166,21 @@ uk_test::ktest! {
         let mut names = names_in(&vfs, "/share");
         names.sort();
         expect_eq!(names, ["guest.bin", SHARED_FILE.0]);
+        // Unikraft 0.11's 9pfs did nothing for chmod, rename, link and lstat (reference
+        // §9, #77): each must take effect on QEMU's real server.
+        vfs.chmod("/share/guest.bin", 0o600).unwrap();
+        expect_eq!(vfs.stat("/share/guest.bin").unwrap().mode & 0o777, 0o600);
+        vfs.link("/share/guest.bin", "/share/hard.bin").unwrap();
+        expect_eq!(vfs.stat("/share/guest.bin").unwrap().nlink, 2);
+        expect_eq!(vfs.stat("/share/hard.bin").unwrap().ino, vfs.stat("/share/guest.bin").unwrap().ino);
+        vfs.unlink("/share/hard.bin").unwrap();
+        vfs.symlink("guest.bin", "/share/link").unwrap();
+        expect_eq!(vfs.lstat("/share/link").unwrap().file_type(), Some(FileType::Symlink));
+        expect_eq!(vfs.stat("/share/link").unwrap().size, data.len() as u64);
+        vfs.unlink("/share/link").unwrap();
         vfs.rename("/share/guest.bin", "/share/renamed.bin").unwrap();
         expect_eq!(vfs.stat("/share/guest.bin").err(), Some(Errno::ENOENT));
+        expect_eq!(vfs.stat("/share/renamed.bin").unwrap().size, data.len() as u64);
         vfs.mkdir("/share/dir", 0o755).unwrap();
         expect_eq!(vfs.mkdir("/share/dir", 0o755).err(), Some(Errno::EEXIST));
         vfs.rmdir("/share/dir").unwrap();
