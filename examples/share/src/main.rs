@@ -2,12 +2,15 @@
 //! `Cargo.toml`) with the guest over virtio-9p, mount tag `share`; uk-virtio finds the
 //! device (PCI on x86 `pc`, virtio-mmio on `virt`), uk-9pfs mounts it at `/host`, and
 //! `main` lists it, reads a file, writes one larger than a 9P message, reads it back,
-//! renames it and removes it again, so the folder ends as it began.
+//! renames it and removes it again, so the folder ends as it began. With `-- root` the
+//! folder is the root of the image's VFS instead (devfs on its `/dev`, which is made there
+//! if missing).
 //!
 //! ```text
 //! cargo uk run -p share                       # x86-pc, on shared/ itself
 //! cargo uk run -p share --board qemu-virt     # aarch64
 //! cargo uk run -p share --share /some/dir     # any other host directory
+//! cargo uk run -p share -- root               # the folder as the root filesystem
 //! ```
 #![no_std]
 #![no_main]
@@ -54,8 +57,12 @@ fn names(dir: &str) -> Result<Vec<String>, Errno> {
 
 /// Prints every entry under `dir`: `d PATH`, `f PATH SIZE` or `l PATH -> TARGET`.
 fn walk(dir: &str) -> Result<(), Errno> {
-    for name in names(dir)? {
+    for name in names(if dir.is_empty() { "/" } else { dir })? {
         let path = format!("{dir}/{name}");
+        if path == "/dev" {
+            // devfs, mounted over the shared folder's /dev when it is the root.
+            continue;
+        }
         let st = vfs().lstat(&path)?;
         match st.mode & S_IFMT {
             S_IFDIR => {
@@ -77,7 +84,7 @@ fn walk(dir: &str) -> Result<(), Errno> {
     Ok(())
 }
 
-fn main(_args: &uk_app::Args) -> Result<(), Errno> {
+fn main(args: &uk_app::Args) -> Result<(), Errno> {
     let platform = uk_app::platform();
     let transport = match uk_virtio::find_9p(platform, Some(TAG)) {
         Ok(t) => t,
@@ -90,30 +97,42 @@ fn main(_args: &uk_app::Args) -> Result<(), Errno> {
     };
     let location = format!("{}", transport.location());
     let fs = NinePFs::mount(transport, b"")?;
-    vfs().mkdir("/host", 0o755)?;
-    vfs().mount("/host", fs.clone())?;
-    say(&format!(
-        "mounted tag {TAG} ({location}) at /host, msize {}",
-        fs.msize()
-    ));
+    let msize = fs.msize();
+    // `-- root`: the shared folder is the root of the image's VFS (Unikraft's root on
+    // 9pfs; devfs goes on its /dev, made there if missing); else it is mounted at /host.
+    let base = if args.iter().any(|a| *a == "root") {
+        uk_vfs::global::init_root(fs)?;
+        say(&format!("root is tag {TAG} ({location}), msize {msize}"));
+        ""
+    } else {
+        vfs().mkdir("/host", 0o755)?;
+        vfs().mount("/host", fs)?;
+        say(&format!(
+            "mounted tag {TAG} ({location}) at /host, msize {msize}"
+        ));
+        "/host"
+    };
+    let at = |name: &str| format!("{base}/{name}");
 
-    walk("/host")?;
-    let greeting = vfs().read_file("/host/greeting.txt")?;
+    walk(base)?;
+    let greeting = vfs().read_file(at("greeting.txt"))?;
     say(&format!(
-        "/host/greeting.txt says: {}",
+        "{} says: {}",
+        at("greeting.txt"),
         String::from_utf8_lossy(&greeting).trim_end()
     ));
 
     // Larger than one 9P message (64 KiB), so both directions take several.
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    let t = uk_app::platform().monotonic_ns();
-    vfs().write_file("/host/from-guest.bin", &data, 0o644)?;
-    let wrote = uk_app::platform().monotonic_ns() - t;
-    let t = uk_app::platform().monotonic_ns();
-    let back = vfs().read_file("/host/from-guest.bin")?;
-    let read = uk_app::platform().monotonic_ns() - t;
+    let t = platform.monotonic_ns();
+    vfs().write_file(at("from-guest.bin"), &data, 0o644)?;
+    let wrote = platform.monotonic_ns() - t;
+    let t = platform.monotonic_ns();
+    let back = vfs().read_file(at("from-guest.bin"))?;
+    let read = platform.monotonic_ns() - t;
     say(&format!(
-        "wrote /host/from-guest.bin ({} bytes, {} us), read back {} bytes ({} us), same: {}",
+        "wrote {} ({} bytes, {} us), read back {} bytes ({} us), same: {}",
+        at("from-guest.bin"),
         data.len(),
         wrote / 1000,
         back.len(),
@@ -121,17 +140,19 @@ fn main(_args: &uk_app::Args) -> Result<(), Errno> {
         if back == data { "yes" } else { "NO" }
     ));
 
-    vfs().rename("/host/from-guest.bin", "/host/notes/three.bin")?;
+    vfs().rename(at("from-guest.bin"), at("notes/three.bin"))?;
     say(&format!(
-        "renamed it to /host/notes/three.bin; notes: {}",
-        names("/host/notes")?.join(" ")
+        "renamed it to {}; notes: {}",
+        at("notes/three.bin"),
+        names(&at("notes"))?.join(" ")
     ));
-    vfs().unlink("/host/notes/three.bin")?;
-    let missing = vfs().stat("/host/notes/three.bin").err();
+    vfs().unlink(at("notes/three.bin"))?;
+    let missing = vfs().stat(at("notes/three.bin")).err();
     say(&format!(
-        "removed it (stat: {}); /host: {}",
+        "removed it (stat: {}); {}: {}",
         missing.map_or_else(|| String::from("still there"), |e| format!("{e:?}")),
-        names("/host")?.join(" ")
+        if base.is_empty() { "/" } else { base },
+        names(if base.is_empty() { "/" } else { base })?.join(" ")
     ));
     say("done");
     Ok(())

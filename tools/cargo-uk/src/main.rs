@@ -33,7 +33,8 @@
 //! An application describes how it is built and booted in `[package.metadata.uk]` of its
 //! `Cargo.toml` ([`manifest`]): boards, scheduler policy, allocator, memory, CPUs, kernel
 //! parameters and arguments, initrd (a file, or a directory packed as CPIO newc by
-//! [`cpio`]) and extra QEMU arguments. Command-line flags override it.
+//! [`cpio`]), a host directory shared over virtio-9p (`share`, see
+//! [`qemu::share_device`]) and extra QEMU arguments. Command-line flags override it.
 //!
 //! ```toml
 //! [package.metadata.uk]
@@ -43,6 +44,7 @@
 //! memory = "128M"
 //! cpus = 1
 //! initrd = "rootfs"
+//! share = "shared"
 //! ```
 //!
 //! # defmt

@@ -822,7 +822,13 @@ fn example_job(
     // start alike and the source tree is never touched.
     let share = match &m.share {
         Some(p) => {
-            let label = format!("{example}-{}-{}", board.name, variant.name);
+            // One directory per run: the default run and `[[also]]` runs on the same
+            // configuration must not see each other's writes.
+            let run: String = what
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let label = format!("{run}-{}-{}", board.name, variant.name);
             match qemu::share_device(board, variant)
                 .and_then(|_| fresh_share(&ws.target_dir, &label, Some(&dir.join(p))))
             {
