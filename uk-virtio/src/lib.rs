@@ -9,7 +9,9 @@
 //! The crate never names a board. It asks [`uk_hal::Platform`]:
 //!
 //! - [`Platform::virtio_mmio_slots`]: the QEMU `virt` board reports its device tree's
-//!   `virtio,mmio` nodes (32 windows of 0x200 bytes from `0x0a00_0000`). [`devices`] reads
+//!   `virtio,mmio` nodes (32 windows of 0x200 bytes from `0x0a00_0000`); the x86 board on
+//!   `microvm`, which has neither a device tree nor PCI, the machine's 24 fixed windows
+//!   from `0xfeb0_0000`. [`devices`] reads
 //!   each window's magic and device id and skips empty slots (device id 0). QEMU's default
 //!   is the legacy virtio-mmio interface (version 1), which virtio-drivers drives.
 //! - [`Platform::pci_config_access`]: the x86 `pc` board reports configuration mechanism
@@ -42,8 +44,8 @@
 //! - virtio-mmio v1 and v2, virtio-pci modern (and transitional) devices.
 //!
 //! Not yet: PCI over ECAM (QEMU `virt`'s PCIe host, `q35`'s MMCONFIG; the port mechanism
-//! serves `q35` too), assigning BARs where no firmware did, `microvm`'s virtio-mmio
-//! transports, interrupt-driven completion, hot-unplug.
+//! serves `q35` too), assigning BARs where no firmware did, interrupt-driven completion,
+//! hot-unplug.
 //!
 //! # Features
 //!

@@ -149,8 +149,9 @@
 //!
 //! [`uk_hal::Platform::pci_config_access`] is configuration mechanism #1 (ports
 //! 0xCF8/0xCFC) on `pc` and `q35`, where SeaBIOS has assigned the BARs before the PVH
-//! entry, and `None` on `microvm`, which has no PCI bus (its virtio-mmio transports, named
-//! on the kernel command line or in ACPI, are not reported yet).
+//! entry, and `None` on `microvm`, which has no PCI bus; there
+//! [`uk_hal::Platform::virtio_mmio_slots`] lists the machine's fixed virtio-mmio windows
+//! from 0xfeb00000 ([`machine::virtio_mmio_slots`]), which drivers probe.
 //! [`uk_hal::Platform::mmio_is_mapped`] is true for device registers in the first 4 GiB
 //! ([`machine::is_device_mapped`]); a 64-bit BAR placed above 4 GiB is not mapped, and
 //! drivers report it instead of touching it.
@@ -447,6 +448,13 @@ mod platform {
         /// on `microvm` or before boot finished.
         fn pci_config_access(&self) -> Option<uk_hal::PciConfigAccess> {
             BOOT.get().and_then(|b| b.kind.pci_config_access())
+        }
+
+        /// `microvm`'s fixed virtio-mmio windows ([`crate::machine::virtio_mmio_slots`]);
+        /// none on `pc`/`q35`, whose virtio devices are on PCI.
+        fn virtio_mmio_slots(&self) -> &[uk_hal::VirtioMmioSlot] {
+            BOOT.get()
+                .map_or(&[], |b| crate::machine::virtio_mmio_slots(b.kind))
         }
 
         /// The first 4 GiB but page 0 ([`crate::machine::is_device_mapped`]).

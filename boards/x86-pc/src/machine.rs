@@ -60,6 +60,39 @@ impl MachineKind {
     }
 }
 
+/// Where QEMU `microvm` puts its virtio-mmio transports: [`MICROVM_VIRTIO_SLOTS`] windows of
+/// 512 bytes from this address, most of them empty (device id 0). The machine has no device
+/// tree and no PCI; QEMU names the windows only on a Linux kernel's command line
+/// (`virtio_mmio.device=`), so the board lists the machine's fixed layout and drivers probe
+/// each window's magic and device id.
+pub const MICROVM_VIRTIO_BASE: u64 = 0xfeb0_0000;
+/// Number of virtio-mmio windows listed on `microvm`: QEMU makes 24 with its second IOAPIC
+/// (the default) and 8 without, and plugs the first device into the highest (0xfeb02e00
+/// with 24); a window without a transport reads as no device.
+pub const MICROVM_VIRTIO_SLOTS: usize = 24;
+
+/// The virtio-mmio windows of `microvm` ([`MICROVM_VIRTIO_BASE`]), none elsewhere.
+pub const fn virtio_mmio_slots(kind: MachineKind) -> &'static [uk_hal::VirtioMmioSlot] {
+    const fn slots() -> [uk_hal::VirtioMmioSlot; MICROVM_VIRTIO_SLOTS] {
+        let mut out = [uk_hal::VirtioMmioSlot {
+            region: uk_hal::MemoryRegion { base: 0, size: 0 },
+            interrupt: None,
+        }; MICROVM_VIRTIO_SLOTS];
+        let mut i = 0;
+        while i < MICROVM_VIRTIO_SLOTS {
+            out[i].region.base = MICROVM_VIRTIO_BASE + 0x200 * i as u64;
+            out[i].region.size = 0x200;
+            i += 1;
+        }
+        out
+    }
+    static MICROVM: [uk_hal::VirtioMmioSlot; MICROVM_VIRTIO_SLOTS] = slots();
+    match kind {
+        MachineKind::Microvm => &MICROVM,
+        _ => &[],
+    }
+}
+
 /// End of the part of the identity map that holds device registers: the boot trampoline
 /// maps the first 4 GiB with 2 MiB pages, RAM and MMIO alike (QEMU's PCI hole, the IOAPIC,
 /// the local APIC and SeaBIOS's 32-bit BAR window lie in 3-4 GiB). RAM above 4 GiB may be
@@ -178,6 +211,21 @@ mod tests {
         assert_eq!(MachineKind::Q35.pci_config_access(), Some(PortIo));
         assert_eq!(MachineKind::OtherPc.pci_config_access(), Some(PortIo));
         assert_eq!(MachineKind::Microvm.pci_config_access(), None);
+    }
+
+    #[test]
+    fn microvm_lists_its_virtio_mmio_windows() {
+        let slots = virtio_mmio_slots(MachineKind::Microvm);
+        assert_eq!(slots.len(), MICROVM_VIRTIO_SLOTS);
+        assert_eq!(slots[0].region.base, 0xfeb0_0000);
+        assert_eq!(slots[23].region.base, 0xfeb0_2e00);
+        assert!(
+            slots
+                .iter()
+                .all(|s| s.region.size == 0x200 && is_device_mapped(s.region.base, s.region.size))
+        );
+        assert!(virtio_mmio_slots(MachineKind::Pc).is_empty());
+        assert!(virtio_mmio_slots(MachineKind::Q35).is_empty());
     }
 
     #[test]
