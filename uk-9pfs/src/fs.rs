@@ -14,7 +14,24 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
 
-use spin::{Mutex, MutexGuard};
+/// The locks of a mount: a spin lock that relaxes through [`uk_hal::relax`] while it waits.
+///
+/// A vnode's state and the session are held across round trips, and a transport may let
+/// other threads run while it waits for the server (uk-virtio does, through the same
+/// hook). A thread of the same CPU that then wants the lock must let its holder run too
+/// instead of spinning forever under a cooperative scheduler.
+type Mutex<T> = spin::mutex::Mutex<T, Relax>;
+type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T>;
+
+/// [`spin::RelaxStrategy`] through [`uk_hal::relax`] (a yield inside a uk-sched thread,
+/// `spin_loop` elsewhere).
+struct Relax;
+
+impl spin::RelaxStrategy for Relax {
+    fn relax() {
+        uk_hal::relax();
+    }
+}
 use uk_vfs::{
     DIR_END, DirEntry, Errno, FileSystem, FileType, NAME_MAX, NewNode, RENAME_NOREPLACE, S_IFMT,
     Stat, Timespec, Vnode, VnodeRef,

@@ -31,8 +31,12 @@
 //! **The transport seam** is [`Transport`]: `round_trip(request, reply)`, synchronous. It
 //! returns when the reply is in the buffer, so every 9P operation blocks its caller for a
 //! full round trip, and one session carries one request at a time: the filesystem keeps
-//! its client behind a `spin::Mutex` shared by all its vnodes. virtio-9p (uk-virtio) is
-//! one transport; the host tests run a `std::fs` server in-process.
+//! its client behind a spin lock shared by all its vnodes. A transport may let other
+//! threads run while it waits (uk-virtio's does), so the locks here, which are held across
+//! round trips, wait through `uk_hal::relax` too: under a cooperative uk-sched scheduler a
+//! second thread wanting the session yields to the one that holds it instead of spinning
+//! forever. virtio-9p (uk-virtio) is one transport; the host tests run a `std::fs` server
+//! in-process.
 //!
 //! **Directory positions.** The VFS owns positions 0 and 1 (`.` and `..`) and needs the
 //! rest below `DIR_END` (`i32::MAX`); a server's readdir cookies are opaque 64-bit values

@@ -162,6 +162,42 @@ impl Clock for HostClock {
     }
 }
 
+/// The hook [`relax`] calls, as a `fn()` address; 0 until one is registered.
+static RELAX: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Registers what [`relax`] does (first call wins; returns whether this call was it). A
+/// scheduler registers "let the other threads run" (uk-sched: yield when called from one of
+/// its threads), so that code waiting for a device or a lock does not hold the CPU.
+pub fn register_relax(hook: fn()) -> bool {
+    RELAX
+        .compare_exchange(
+            0,
+            hook as usize,
+            core::sync::atomic::Ordering::AcqRel,
+            core::sync::atomic::Ordering::Acquire,
+        )
+        .is_ok()
+}
+
+/// What code does in each turn of a wait for something another thread, a device or another
+/// CPU will do: the registered hook ([`register_relax`]), or [`core::hint::spin_loop`]
+/// without one. Drivers that poll (uk-virtio) and spin locks held across device waits
+/// (uk-9pfs) call it, so that under a cooperative scheduler the other threads run while
+/// they wait instead of never. It may switch threads: call it with interrupts enabled,
+/// outside critical sections, and with no lock held that a thread of the same CPU could
+/// want, unless that lock relaxes too.
+pub fn relax() {
+    match RELAX.load(core::sync::atomic::Ordering::Acquire) {
+        0 => core::hint::spin_loop(),
+        hook => {
+            // SAFETY: the only non-zero value ever stored is the address of a `fn()`
+            // (`register_relax`), and a `fn()` is exactly a code address.
+            let hook: fn() = unsafe { core::mem::transmute::<usize, fn()>(hook) };
+            hook();
+        }
+    }
+}
+
 /// A range of physical addresses.
 ///
 /// In [`Platform::memory_regions`], usable RAM handed from the board to the allocators: a
@@ -342,6 +378,27 @@ mod tests {
         assert!(board.virtio_mmio_slots().is_empty());
         assert_eq!(board.pci_config_access(), None);
         assert!(!board.mmio_is_mapped(0x0a00_0000, 0x200));
+    }
+
+    static RELAXED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+    fn count_relax() {
+        RELAXED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn other_relax() {
+        RELAXED.fetch_add(100, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[test]
+    fn relax_spins_until_a_hook_is_registered_and_the_first_hook_stays() {
+        relax();
+        assert_eq!(RELAXED.load(core::sync::atomic::Ordering::Relaxed), 0);
+        assert!(register_relax(count_relax));
+        assert!(!register_relax(other_relax));
+        relax();
+        relax();
+        assert_eq!(RELAXED.load(core::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]

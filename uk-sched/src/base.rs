@@ -109,6 +109,25 @@ pub fn yield_now() {
     cpu::irq_restore(irq);
 }
 
+/// [`yield_now`] when the caller is a thread of a running scheduler; does nothing (and
+/// returns `false`) anywhere else. A running scheduler registers it as the image's
+/// [`uk_hal::relax`] hook, so that drivers polling a device and spin locks held across
+/// such waits let the other threads of a cooperative scheduler run.
+pub fn yield_if_in_thread() -> bool {
+    if cpu::current_ptr().is_null() {
+        return false;
+    }
+    yield_now();
+    true
+}
+
+/// The [`uk_hal::relax`] hook: yield inside a thread, spin elsewhere.
+pub(crate) fn relax_hook() {
+    if !yield_if_in_thread() {
+        core::hint::spin_loop();
+    }
+}
+
 /// Blocks the caller until another thread or an interrupt wakes it.
 pub fn block() {
     prepare_block(None);

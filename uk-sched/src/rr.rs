@@ -658,6 +658,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
 
     /// The idle loop: runs threads until none is left.
     fn run(&self) {
+        // Waits in drivers and spin locks (`uk_hal::relax`) yield to the other threads from
+        // now on (the first scheduler to run registers it, once for the image).
+        uk_hal::register_relax(crate::base::relax_hook);
         let irq = cpu::irq_save();
         let outer = cpu::current_ptr();
         let saved_tp = self.ops.thread_pointer();

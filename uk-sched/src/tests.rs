@@ -124,6 +124,34 @@ fn round_robin_is_fifo_and_yield_goes_to_the_tail() {
 }
 
 #[test]
+fn relax_yields_inside_threads_and_spins_outside() {
+    // Outside a thread there is nothing to yield to.
+    assert!(!yield_if_in_thread());
+    let (s, _, _) = fake();
+    let l = log();
+    let waiter = l.clone();
+    s.spawn("waiter", move || {
+        // A driver's wait: relax until the other thread has done its part (bounded, so a
+        // relax that only spins fails the test instead of hanging it).
+        for _ in 0..1000 {
+            if waiter.borrow().iter().any(|e| e == "done") {
+                push(&waiter, "waited");
+                return;
+            }
+            push(&waiter, "relax");
+            uk_hal::relax();
+        }
+    })
+    .unwrap();
+    let other = l.clone();
+    s.spawn("other", move || push(&other, "done")).unwrap();
+    // `run` registers the hook (once per process; the first one wins, and every scheduler
+    // registers the same function).
+    s.run();
+    assert_eq!(*l.borrow(), ["relax", "done", "waited"]);
+}
+
+#[test]
 fn typed_yield_is_fifo_like_the_free_function() {
     let (s, _, _) = fake();
     let s_ref = unsafe_static(&s);

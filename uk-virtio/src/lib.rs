@@ -33,9 +33,12 @@
 //!
 //! # Polling
 //!
-//! Drivers here poll: a request spins until the device has used its buffers, and device
-//! interrupts stay off (PCI INTx disabled; the virtio-mmio interrupt is never enabled at
-//! the GIC). Under QEMU, the device answers from its own thread while the vCPU spins.
+//! Drivers here poll: device interrupts stay off (PCI INTx disabled; the virtio-mmio
+//! interrupt is never enabled at the GIC), and a request waits for the device to use its
+//! buffers by calling [`uk_hal::relax`] in a loop. Once a uk-sched scheduler runs, that is
+//! a yield inside its threads, so the other threads run while QEMU's I/O thread answers;
+//! elsewhere it spins. The virtio-9p queue is driven here rather than through
+//! virtio-drivers' `VirtIO9p`, whose `request` spins for the whole round trip.
 //!
 //! # What is supported
 //!
@@ -90,6 +93,6 @@ mod ktest;
 
 pub use device::{DeviceInfo, Error, Location, devices, open};
 pub use hal::UkHal;
-pub use p9::{HEADER_SIZE, MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p};
+pub use p9::{HEADER_SIZE, MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p, wait_turns};
 /// The virtio-drivers crate this one builds on (its drivers, transports and `DeviceType`).
 pub use virtio_drivers;

@@ -1,9 +1,14 @@
 //! virtio-9p as a [`uk_9pfs::Transport`].
 
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
 use uk_9pfs::{Transport, TransportError};
 use uk_hal::Platform;
-use virtio_drivers::device::virtio_9p::VirtIO9p;
-use virtio_drivers::transport::{DeviceType, SomeTransport};
+use virtio_drivers::device::common::Feature;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::{DeviceType, SomeTransport, Transport as VirtioTransport};
 
 use crate::UkHal;
 use crate::device::{Claim, DeviceInfo, Error, Location, devices, open_claimed};
@@ -20,20 +25,31 @@ pub const HEADER_SIZE: usize = 7;
 /// accepts any `msize` from 4096 up. Larger messages only cost the client bigger buffers.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 + 24;
 
+/// The one request queue of a virtio-9p device.
+const QUEUE: u16 = 0;
+/// Descriptors in the queue: a request and its reply take two (one with indirect
+/// descriptors), and one request is in flight at a time.
+const QUEUE_SIZE: usize = 16;
+
 /// A virtio-9p device carrying 9P messages for uk-9pfs.
 ///
-/// Made by [`find_9p`]; wraps virtio-drivers' `VirtIO9p` over a virtio-mmio or PCI
-/// transport. The device is *polled*: [`Transport::round_trip`] puts the request and the
-/// reply buffer on the queue, notifies the device and spins until the device has used them
-/// (virtio-drivers' `add_notify_wait_pop`), with no timeout. Under QEMU the reply comes
-/// while the vCPU spins (QEMU's I/O thread answers); a device that never answers keeps the
-/// caller spinning, and the run's timeout ends it. The device's interrupt stays off (PCI
-/// INTx disabled; the virtio-mmio SPI is never enabled at the GIC).
+/// Made by [`find_9p`]; drives the device's request queue over a virtio-mmio or PCI
+/// transport from virtio-drivers. The device is *polled*: [`Transport::round_trip`] puts
+/// the request and the reply buffer on the queue, notifies the device, and then waits for
+/// the device to use them by calling [`uk_hal::relax`] in a loop, with no timeout. Inside
+/// a uk-sched thread that yields, so the other threads run while QEMU's I/O thread answers
+/// (virtio-drivers' own `VirtIO9p` spins in its `request`, holding the CPU for the whole
+/// round trip; that is why this type drives the queue itself). A device that never answers
+/// keeps the caller waiting, and the run's timeout ends it. The device's interrupt stays
+/// off (PCI INTx disabled; the virtio-mmio SPI is never enabled at the GIC).
 ///
 /// Dropping it resets the device and makes it available to [`find_9p`] again.
 pub struct Virtio9pTransport {
-    // Field order matters: the device is reset (dropped) before the claim is released.
-    device: VirtIO9p<UkHal, SomeTransport<'static>>,
+    // Field order matters: the transport resets the device when dropped, before the queue's
+    // memory is freed and before the claim is released.
+    transport: SomeTransport<'static>,
+    queue: VirtQueue<UkHal, QUEUE_SIZE>,
+    mount_tag: String,
     location: Location,
     _claim: Claim,
 }
@@ -42,7 +58,7 @@ impl core::fmt::Debug for Virtio9pTransport {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Virtio9pTransport")
             .field("location", &self.location)
-            .field("mount_tag", &self.device.mount_tag())
+            .field("mount_tag", &self.mount_tag)
             .finish()
     }
 }
@@ -53,30 +69,83 @@ impl Virtio9pTransport {
     /// # Errors
     ///
     /// [`Error::NotFound`] if `device` is not a 9p device, else what [`crate::open`] and
-    /// the driver's initialisation ([`Error::Device`]) report.
+    /// the device's initialisation ([`Error::Device`]) report.
     pub fn open(platform: &dyn Platform, device: &DeviceInfo) -> Result<Self, Error> {
         if device.device_type != DeviceType::_9P {
             return Err(Error::NotFound);
         }
-        let (transport, claim) = open_claimed(platform, device)?;
-        let device_9p =
-            VirtIO9p::<UkHal, _>::new(transport).map_err(|e| Error::Device(device.location, e))?;
+        let (mut transport, claim) = open_claimed(platform, device)?;
+        let location = device.location;
+        let features = transport
+            .begin_init(Feature::RING_INDIRECT_DESC | Feature::RING_EVENT_IDX | Feature::VERSION_1);
+        let queue = VirtQueue::new(
+            &mut transport,
+            QUEUE,
+            features.contains(Feature::RING_INDIRECT_DESC),
+            features.contains(Feature::RING_EVENT_IDX),
+        )
+        .map_err(|e| Error::Device(location, e))?;
+        transport.finish_init();
+        let mount_tag = read_mount_tag(&transport).map_err(|e| Error::Device(location, e))?;
         Ok(Self {
-            device: device_9p,
-            location: device.location,
+            transport,
+            queue,
+            mount_tag,
+            location,
             _claim: claim,
         })
     }
 
     /// The mount tag the device reports (QEMU `mount_tag=`).
     pub fn mount_tag(&self) -> &str {
-        self.device.mount_tag()
+        &self.mount_tag
     }
 
     /// Where the device is.
     pub fn location(&self) -> Location {
         self.location
     }
+
+    /// Puts `request` and `reply` on the queue, waits (relaxing) until the device has used
+    /// them, and returns the length the device wrote.
+    fn exchange(&mut self, request: &[u8], reply: &mut [u8]) -> virtio_drivers::Result<u32> {
+        let inputs = [request];
+        let mut outputs = [reply];
+        // SAFETY: both buffers stay borrowed by `inputs`/`outputs`, untouched, until
+        // `pop_used` below returns with this token; nothing else is in flight on the queue.
+        let token = unsafe { self.queue.add(&inputs, &mut outputs) }?;
+        if self.queue.should_notify() {
+            self.transport.notify(QUEUE);
+        }
+        while !self.queue.can_pop() {
+            WAIT_TURNS.fetch_add(1, Ordering::Relaxed);
+            uk_hal::relax();
+        }
+        // SAFETY: the same buffers as given to `add` with this token, still valid.
+        unsafe { self.queue.pop_used(token, &inputs, &mut outputs) }
+    }
+}
+
+/// Turns of the wait loop of every [`Virtio9pTransport`] so far ([`wait_turns`]).
+static WAIT_TURNS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many times, so far, a 9p request found its reply not there yet and relaxed
+/// ([`uk_hal::relax`]) before looking again; 0 if QEMU always answered before the guest
+/// looked. A diagnostic, and what tells a test whether there was a wait to share.
+pub fn wait_turns() -> usize {
+    WAIT_TURNS.load(Ordering::Relaxed)
+}
+
+/// The mount tag from the device's configuration space: a length (u16) and that many bytes.
+fn read_mount_tag(transport: &SomeTransport<'static>) -> virtio_drivers::Result<String> {
+    transport.read_consistent(|| {
+        let len: u16 = transport.read_config_space(0)?;
+        let mut bytes = Vec::with_capacity(usize::from(len));
+        for i in 0..usize::from(len) {
+            bytes.push(transport.read_config_space::<u8>(2 + i)?);
+        }
+        String::from_utf8(bytes).map_err(|_| virtio_drivers::Error::IoError)
+    })
 }
 
 impl Transport for Virtio9pTransport {
@@ -85,7 +154,7 @@ impl Transport for Virtio9pTransport {
         MAX_MESSAGE_SIZE
     }
 
-    /// Sends `request` and waits (spinning) for the reply in `reply`.
+    /// Sends `request` and waits (through [`uk_hal::relax`]) for the reply in `reply`.
     ///
     /// `reply` should hold the negotiated `msize`: QEMU treats a reply that does not fit
     /// the buffer as a broken driver and stops the device.
@@ -96,10 +165,19 @@ impl Transport for Virtio9pTransport {
         if request.len() < HEADER_SIZE {
             return Err(TransportError::Io);
         }
-        match self.device.request(request, reply) {
-            Ok(len) if (len as usize) <= reply.len() => Ok(len as usize),
+        match self.exchange(request, reply) {
+            // The reply's own size field must say what the device delivered.
+            Ok(len)
+                if (HEADER_SIZE..=reply.len()).contains(&(len as usize))
+                    && reply[..4] == len.to_le_bytes() =>
+            {
+                Ok(len as usize)
+            }
             Ok(len) => {
-                log::warn!("uk-virtio: {}: reply of {len} bytes overran", self.location);
+                log::warn!(
+                    "uk-virtio: {}: a reply of {len} bytes that its size field does not match",
+                    self.location
+                );
                 Err(TransportError::Io)
             }
             Err(e) => {
