@@ -132,7 +132,10 @@ fn large_file_round_trip_splits_io_and_lands_on_the_host() {
     let before = s.server.lock().unwrap().count(TREAD);
     assert_eq!(s.vfs.read_file("/host/big").unwrap(), data);
     let reads = s.server.lock().unwrap().count(TREAD) - before;
-    assert!(reads <= 200_000usize.div_ceil(8192 - 11) + 1, "{reads} Tread messages");
+    assert!(
+        reads <= 200_000usize.div_ceil(8192 - 11) + 1,
+        "{reads} Tread messages"
+    );
 }
 
 #[test]
