@@ -374,6 +374,22 @@ pub fn sys_fchdir(a: &Args) -> SyscallResult {
     vfs().fchdir(fd(a[0])).map(|_| 0)
 }
 
+/// fchmodat(dirfd, path, mode)
+pub fn sys_fchmodat(a: &Args) -> SyscallResult {
+    let path = user_path(a[1])?;
+    vfs().fchmodat(dirfd(a[0]), path, a[2] as u32).map(|_| 0)
+}
+
+/// chmod(path, mode)
+pub fn sys_chmod(a: &Args) -> SyscallResult {
+    sys_fchmodat(&[AT_FDCWD as usize, a[0], a[1], 0, 0, 0])
+}
+
+/// fchmod(fd, mode)
+pub fn sys_fchmod(a: &Args) -> SyscallResult {
+    vfs().fchmod(fd(a[0]), a[1] as u32).map(|_| 0)
+}
+
 /// fsync(fd) and fdatasync(fd)
 pub fn sys_fsync(a: &Args) -> SyscallResult {
     vfs().fsync(fd(a[0])).map(|_| 0)
@@ -478,6 +494,8 @@ register!(ftruncate => sys_ftruncate);
 register!(getcwd => sys_getcwd);
 register!(chdir => sys_chdir);
 register!(fchdir => sys_fchdir);
+register!(fchmodat => sys_fchmodat);
+register!(fchmod => sys_fchmod);
 register!(fsync => sys_fsync);
 register!(fdatasync => sys_fsync);
 register!(umask => sys_umask);
@@ -505,6 +523,7 @@ mod x86_64_only {
     register!(link => sys_link);
     register!(symlink => sys_symlink);
     register!(readlink => sys_readlink);
+    register!(chmod => sys_chmod);
     register!(pipe => sys_pipe);
     register!(dup2 => sys_dup2);
 }

@@ -1006,3 +1006,63 @@ mod dirents_reader {
         }
     }
 }
+
+#[test]
+fn chmod_syscalls_set_permission_bits_and_refuse_bad_input() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |n: Sysno, args: [usize; 6]| dispatch(n as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let vfs = global::vfs();
+    vfs.mkdir_all("/chmod_test").unwrap();
+    vfs.write_file("/chmod_test/f", b"x", 0o644).unwrap();
+    vfs.symlink("f", "/chmod_test/l").unwrap();
+    let dir = vfs.open("/chmod_test", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let name = b"l\0";
+    // Relative to a directory descriptor, through the symbolic link; file-type bits and
+    // bits above 0o7777 in `mode` are ignored.
+    assert_eq!(
+        call(
+            Sysno::fchmodat,
+            [dir as usize, name.as_ptr() as usize, 0o170_600, 0, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(vfs.stat("/chmod_test/f").unwrap().mode, S_IFREG | 0o600);
+    assert_eq!(vfs.lstat("/chmod_test/l").unwrap().mode & S_IFMT, S_IFLNK);
+    let fd = vfs.open("/chmod_test/f", O_RDONLY, 0).unwrap();
+    assert_eq!(call(Sysno::fchmod, [fd as usize, 0o4751, 0, 0, 0, 0]), 0);
+    assert_eq!(vfs.fstat(fd).unwrap().mode, S_IFREG | 0o4751);
+    // Bad input changes nothing.
+    let missing = b"/chmod_test/missing\0";
+    assert_eq!(
+        call(
+            Sysno::fchmodat,
+            [AT_FDCWD as usize, missing.as_ptr() as usize, 0o777, 0, 0, 0]
+        ),
+        e(Errno::ENOENT)
+    );
+    assert_eq!(
+        call(Sysno::fchmodat, [AT_FDCWD as usize, 0, 0o777, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(
+        call(Sysno::fchmod, [999, 0o777, 0, 0, 0, 0]),
+        e(Errno::EBADF)
+    );
+    assert_eq!(vfs.stat("/chmod_test/f").unwrap().mode, S_IFREG | 0o4751);
+    // A pipe has no mode of its own to change; the call succeeds, as on Linux.
+    let [r, w] = vfs.pipe2(0).unwrap();
+    assert_eq!(call(Sysno::fchmod, [r as usize, 0o600, 0, 0, 0, 0]), 0);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let path = b"/chmod_test/f\0";
+        assert_eq!(
+            call(Sysno::chmod, [path.as_ptr() as usize, 0o640, 0, 0, 0, 0]),
+            0
+        );
+        assert_eq!(vfs.stat("/chmod_test/f").unwrap().mode, S_IFREG | 0o640);
+    }
+    for fd in [dir, fd, r, w] {
+        vfs.close(fd).unwrap();
+    }
+}

@@ -1179,7 +1179,25 @@ impl Vfs {
 
     /// `chmod`: sets the permission bits (follows links).
     pub fn chmod(&self, path: impl AsRef<[u8]>, mode: u32) -> Result<(), Errno> {
-        self.resolve(AT_FDCWD, path.as_ref(), true)?.set_mode(mode)
+        self.fchmodat(AT_FDCWD, path, mode)
+    }
+
+    /// `fchmodat(dirfd, path, mode)`: sets the permission bits (`mode & 0o7777`) of what
+    /// `path` names, symbolic links followed, relative to `dirfd` (as Linux's `fchmodat`,
+    /// which has no flags).
+    pub fn fchmodat(&self, dirfd: Fd, path: impl AsRef<[u8]>, mode: u32) -> Result<(), Errno> {
+        self.resolve(dirfd, path.as_ref(), true)?.set_mode(mode)
+    }
+
+    /// `fchmod(fd, mode)`: the permission bits of the file open as `fd`. A pipe keeps no
+    /// mode of its own here, so the call succeeds and changes nothing (Linux changes the
+    /// pipe's pipefs inode, which no path reaches).
+    pub fn fchmod(&self, fd: Fd, mode: u32) -> Result<(), Errno> {
+        let f = self.file(fd)?;
+        match &f.object {
+            Object::Node(n) => n.set_mode(mode),
+            Object::Pipe(_) => Ok(()),
+        }
     }
 
     // ----- working directory -------------------------------------------------------------
