@@ -57,7 +57,12 @@ enum Op {
     Stat(usize),
     Lstat(usize),
     Access(usize, u32),
+    Chmod(usize, usize),
+    Fchmod(usize, usize),
 }
+
+/// Modes `chmod` and `fchmod` set (the file-type bits in one must be ignored).
+const MODES: &[u32] = &[0o000, 0o644, 0o755, 0o4711, 0o7777, 0o170_600];
 
 fn op() -> impl Strategy<Value = Op> {
     let p = 0..PATHS.len();
@@ -84,7 +89,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (p.clone(), -10..20000i32).prop_map(|(a, b)| Op::Truncate(a, b)),
         1 => p.clone().prop_map(Op::Stat),
         1 => p.clone().prop_map(Op::Lstat),
-        1 => (p, 0..9u32).prop_map(|(a, b)| Op::Access(a, b)),
+        1 => (p.clone(), 0..9u32).prop_map(|(a, b)| Op::Access(a, b)),
+        1 => (p, 0..MODES.len()).prop_map(|(a, b)| Op::Chmod(a, b)),
+        1 => (h, 0..MODES.len()).prop_map(|(a, b)| Op::Fchmod(a, b)),
     ]
 }
 
@@ -315,6 +322,13 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                         ),
                         None => (Out::Val(0), Out::Val(0)),
                     },
+                    Op::Fchmod(i, m) => match handle(*i) {
+                        Some((u, h)) => (
+                            uk_unit(vfs.fchmod(u, MODES[*m])),
+                            host_ret(libc::fchmod(h, MODES[*m] & 0o7777) as i64),
+                        ),
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
                     Op::Fstat(i) => match handle(*i) {
                         Some((u, h)) => {
                             let mut s: libc::stat = std::mem::zeroed();
@@ -442,6 +456,10 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                     Op::Access(pi, mode) => (
                         uk_unit(vfs.access(p(*pi), *mode)),
                         host_ret(libc::faccessat(b, cp(*pi).as_ptr(), *mode as i32, 0) as i64),
+                    ),
+                    Op::Chmod(pi, m) => (
+                        uk_unit(vfs.fchmodat(AT_FDCWD, p(*pi), MODES[*m])),
+                        host_ret(libc::fchmodat(b, cp(*pi).as_ptr(), MODES[*m] & 0o7777, 0) as i64),
                     ),
                     Op::Open(..) => unreachable!(),
                 }
