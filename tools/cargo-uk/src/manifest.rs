@@ -120,6 +120,18 @@ fn strings_of(field: &str, value: &toml::Value) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// A non-empty path (to `what`, relative to the package).
+fn path_of(field: &str, value: &toml::Value, what: &str) -> Result<PathBuf, String> {
+    let s = string_of(field, value)?;
+    if s.is_empty() {
+        return Err(field_error(
+            field,
+            format!("empty (allowed: a path to {what}, relative to the package)"),
+        ));
+    }
+    Ok(PathBuf::from(s))
+}
+
 fn kind(value: &toml::Value) -> &'static str {
     match value {
         toml::Value::String(_) => "a string",
@@ -298,26 +310,8 @@ impl Manifest {
                     m.args = strings_of(key, value)?;
                     crate::qemu::append_line(&m.args).map_err(|e| field_error(key, e))?;
                 }
-                "initrd" => {
-                    let s = string_of(key, value)?;
-                    if s.is_empty() {
-                        return Err(field_error(
-                            key,
-                            "empty (allowed: a path to a file or a directory, relative to the package)",
-                        ));
-                    }
-                    m.initrd = Some(PathBuf::from(s));
-                }
-                "share" => {
-                    let s = string_of(key, value)?;
-                    if s.is_empty() {
-                        return Err(field_error(
-                            key,
-                            "empty (allowed: a path to a directory, relative to the package)",
-                        ));
-                    }
-                    m.share = Some(PathBuf::from(s));
-                }
+                "initrd" => m.initrd = Some(path_of(key, value, "a file or a directory")?),
+                "share" => m.share = Some(path_of(key, value, "a directory")?),
                 "qemu-args" => m.qemu_args = strings_of(key, value)?,
                 "features" => m.features = strings_of(key, value)?,
                 other => {
