@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
-use crate::types::{FileType, NAME_MAX, S_IFMT, Stat, Timespec, makedev};
+use crate::types::{FileType, NAME_MAX, S_IFMT, S_ISGID, Stat, Timespec, makedev};
 use crate::vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
 use crate::{Errno, now};
 
@@ -295,10 +295,22 @@ impl Vnode for RamNode {
                 RamNode::new(&self.fs, FileType::Regular, mode, Weak::new(), &[]),
                 0,
             ),
-            NewNode::Directory => (
-                RamNode::new(&self.fs, FileType::Directory, mode, self.me.clone(), name),
-                1,
-            ),
+            NewNode::Directory => {
+                // As Linux's inode_init_owner: a directory made in a set-group-ID directory
+                // is set-group-ID too (its files take the directory's group; there is one
+                // group here).
+                let inherited = self.meta.lock().mode & S_ISGID;
+                (
+                    RamNode::new(
+                        &self.fs,
+                        FileType::Directory,
+                        mode | inherited,
+                        self.me.clone(),
+                        name,
+                    ),
+                    1,
+                )
+            }
             NewNode::Symlink(target) => (
                 RamNode::with_body(
                     &self.fs,

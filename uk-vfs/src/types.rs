@@ -108,6 +108,13 @@ pub const S_IFDIR: u32 = 0o40000;
 pub const S_IFCHR: u32 = 0o20000;
 /// FIFO (pipe).
 pub const S_IFIFO: u32 = 0o10000;
+/// Set-user-ID bit.
+pub const S_ISUID: u32 = 0o4000;
+/// Set-group-ID bit (on a directory: what is made in it takes its group, directories
+/// inherit the bit).
+pub const S_ISGID: u32 = 0o2000;
+/// Sticky bit (on a directory: only owners may remove or rename its entries).
+pub const S_ISVTX: u32 = 0o1000;
 
 /// `lseek`: from the start.
 pub const SEEK_SET: u32 = 0;

@@ -956,7 +956,9 @@ impl Vfs {
         let Last::Name(name) = p.last else {
             return Err(Errno::EEXIST);
         };
-        let perm = mode & 0o7777 & !self.umask.load(Ordering::Relaxed);
+        // Linux's vfs_mkdir: the set-user-ID and set-group-ID bits of `mode` are dropped
+        // (the filesystem sets set-group-ID itself when the parent has it); sticky stays.
+        let perm = mode & (0o777 | S_ISVTX) & !self.umask.load(Ordering::Relaxed);
         p.dir.create(name, NewNode::Directory, perm).map(|_| ())
     }
 
