@@ -399,10 +399,8 @@ pub fn prepare_initrd(path: &Path, target_dir: &Path, label: &str) -> Result<Pat
     Ok(out)
 }
 
-/// The absolute path of a directory to share with the guest, after checking that it is one
-/// and that the configuration has a 9p transport.
-pub fn shared_dir(dir: &Path, board: &Board, variant: &Variant) -> Result<PathBuf> {
-    qemu::share_device(board, variant).map_err(|e| UsageError(format!("share: {e}")))?;
+/// The absolute path of a directory to share with the guest, after checking that it is one.
+pub fn shared_dir(dir: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(dir)
         .map_err(|e| UsageError(format!("share {}: {e}", dir.display())))?;
     if !abs.is_dir() {
@@ -491,7 +489,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         (None, None) => None,
     };
     let share = match share {
-        Some(dir) => Some(shared_dir(&dir, board, variant)?),
+        Some(dir) => Some(shared_dir(&dir)?),
         None => None,
     };
     host::ensure_qemu(board)?;

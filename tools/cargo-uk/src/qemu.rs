@@ -62,13 +62,12 @@ const SHARE_FSDEV: &str = "uk-share";
 
 /// The QEMU virtio-9p device that carries a shared directory on `board` in `variant`: the
 /// PCI one on x86 `pc`, the virtio-mmio one on `virt` and on x86 `microvm` (which has no
-/// PCI bus; the board lists its virtio-mmio windows). A `Result` so that a configuration
-/// without a transport can be refused with a reason.
-pub fn share_device(board: &Board, variant: &Variant) -> Result<&'static str, String> {
-    match (board.name, variant.machine) {
-        ("qemu-virt", _) => Ok("virtio-9p-device"),
-        (_, machine) if machine.starts_with("microvm") => Ok("virtio-9p-device"),
-        _ => Ok("virtio-9p-pci"),
+/// PCI bus; the board lists its virtio-mmio windows). Every configuration has one.
+pub fn share_device(board: &Board, variant: &Variant) -> &'static str {
+    if board.name == "qemu-virt" || variant.machine.starts_with("microvm") {
+        "virtio-9p-device"
+    } else {
+        "virtio-9p-pci"
     }
 }
 
@@ -130,17 +129,14 @@ pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
         }
     }
     if let Some(dir) = config.share {
-        // A configuration without a 9p transport was refused before (`share_device`).
-        if let Ok(device) = share_device(config.board, config.variant) {
-            // QEMU's option syntax doubles a comma inside a value.
-            let mut fsdev =
-                OsString::from(format!("local,id={SHARE_FSDEV},security_model=none,path="));
-            fsdev.push(dir.to_string_lossy().replace(',', ",,"));
-            args.push("-fsdev".into());
-            args.push(fsdev);
-            args.push("-device".into());
-            args.push(format!("{device},fsdev={SHARE_FSDEV},mount_tag={SHARE_TAG}").into());
-        }
+        let device = share_device(config.board, config.variant);
+        // QEMU's option syntax doubles a comma inside a value.
+        let mut fsdev = OsString::from(format!("local,id={SHARE_FSDEV},security_model=none,path="));
+        fsdev.push(dir.to_string_lossy().replace(',', ",,"));
+        args.push("-fsdev".into());
+        args.push(fsdev);
+        args.push("-device".into());
+        args.push(format!("{device},fsdev={SHARE_FSDEV},mount_tag={SHARE_TAG}").into());
     }
     if let Some(port) = config.gdb_port {
         args.push("-gdb".into());
@@ -530,12 +526,12 @@ mod tests {
             line(&on_microvm)
         );
         for v in x86.variants.iter().filter(|v| v.machine == "pc") {
-            assert_eq!(share_device(x86, v), Ok("virtio-9p-pci"));
+            assert_eq!(share_device(x86, v), "virtio-9p-pci");
         }
         for v in board("qemu-virt").unwrap().variants {
             assert_eq!(
                 share_device(board("qemu-virt").unwrap(), v),
-                Ok("virtio-9p-device")
+                "virtio-9p-device"
             );
         }
     }

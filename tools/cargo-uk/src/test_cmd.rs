@@ -829,9 +829,7 @@ fn example_job(
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect();
             let label = format!("{run}-{}-{}", board.name, variant.name);
-            match qemu::share_device(board, variant)
-                .and_then(|_| fresh_share(&ws.target_dir, &label, Some(&dir.join(p))))
-            {
+            match fresh_share(&ws.target_dir, &label, Some(&dir.join(p))) {
                 Ok(p) => Some(p),
                 Err(e) => return fail(format!("share: {e}")),
             }
@@ -852,19 +850,17 @@ fn example_job(
 /// uk-virtio's in-image cases read it).
 pub const KTEST_SHARE_FILE: (&str, &str) = ("hello.txt", "hello from the host\n");
 
-/// The machine of a ktest run: a fresh shared directory holding [`KTEST_SHARE_FILE`] on every
-/// configuration with a 9p transport (the cases that need one skip where there is none).
-fn ktest_machine(ws: &Workspace, board: &'static Board, variant: &'static Variant) -> Machine {
-    let share = qemu::share_device(board, variant).ok().and_then(|_| {
-        let label = format!("ktest-{}-{}", board.name, variant.name);
-        let dir = fresh_share(&ws.target_dir, &label, None).ok()?;
-        std::fs::write(dir.join(KTEST_SHARE_FILE.0), KTEST_SHARE_FILE.1).ok()?;
-        Some(dir)
-    });
-    Machine {
-        share,
+/// The machine of a ktest run: a fresh shared directory holding [`KTEST_SHARE_FILE`].
+fn ktest_machine(ws: &Workspace, board: &Board, variant: &Variant) -> Result<Machine, String> {
+    let label = format!("ktest-{}-{}", board.name, variant.name);
+    let dir = fresh_share(&ws.target_dir, &label, None)?;
+    let file = dir.join(KTEST_SHARE_FILE.0);
+    std::fs::write(&file, KTEST_SHARE_FILE.1)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(Machine {
+        share: Some(dir),
         ..Machine::default()
-    }
+    })
 }
 
 /// Makes `<target>/uk-share/<label>` anew: empty, or a copy of `source` (files,
@@ -1006,6 +1002,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     (None, Some(path)) => ("ktest".to_owned(), path.clone()),
                     (None, None) => ("ktest".to_owned(), Err("not built".to_owned())),
                 };
+                // A shared directory that cannot be made fails the run, rather than letting
+                // the 9p cases skip unnoticed.
+                let (kernel, machine) = match ktest_machine(&ws, board, variant) {
+                    Ok(machine) => (kernel, machine),
+                    Err(e) => (Err(format!("share: {e}")), Machine::default()),
+                };
                 jobs.push(Job {
                     what,
                     board,
@@ -1013,7 +1015,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     kernel,
                     append: ktest_append.clone(),
                     check: Check::Ktest,
-                    machine: ktest_machine(&ws, board, variant),
+                    machine,
                 });
             }
         }
