@@ -93,6 +93,6 @@ mod ktest;
 
 pub use device::{DeviceInfo, Error, Location, devices, open};
 pub use hal::UkHal;
-pub use p9::{HEADER_SIZE, MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p, wait_turns};
+pub use p9::{MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p, wait_turns};
 /// The virtio-drivers crate this one builds on (its drivers, transports and `DeviceType`).
 pub use virtio_drivers;

@@ -4,6 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use uk_9pfs::wire::HEADER_SIZE;
 use uk_9pfs::{Transport, TransportError};
 use uk_hal::Platform;
 use virtio_drivers::device::common::Feature;
@@ -12,9 +13,6 @@ use virtio_drivers::transport::{DeviceType, SomeTransport, Transport as VirtioTr
 
 use crate::UkHal;
 use crate::device::{Claim, DeviceInfo, Error, Location, devices, open_claimed};
-
-/// Bytes of a 9P message header: size (4), type (1), tag (2).
-pub const HEADER_SIZE: usize = 7;
 
 /// The largest 9P message [`Virtio9pTransport`] carries: 64 KiB of payload plus 24 bytes, the
 /// largest header of a read or write (`Twrite`: size, type, tag, fid, offset, count = 23

@@ -234,6 +234,13 @@ mod tests {
             space.words.insert(key(f, 0), vendor_device);
             space.words.insert(key(f, 0x0c), u32::from(header) << 16);
         }
+        /// A PCI-to-PCI bridge (header type 1) whose secondary bus is `secondary`, below a
+        /// primary bus `primary` (register 0x18).
+        fn bridge(&self, f: DeviceFunction, primary: u8, secondary: u8) {
+            self.function(f, 0x0001_1b36, 1);
+            let buses = u32::from(primary) | u32::from(secondary) << 8;
+            self.0.borrow_mut().words.insert(key(f, 0x18), buses);
+        }
         fn bar(&self, f: DeviceFunction, index: u8, value: u32, mask: u32) {
             let mut space = self.0.borrow_mut();
             space.words.insert(key(f, 0x10 + 4 * index), value);
@@ -256,17 +263,10 @@ mod tests {
         let cam = FakeCam::default();
         cam.function(df(0, 0, 0), 0x1237_8086, 0);
         cam.function(df(0, 3, 0), 0x1009_1af4, 0);
-        cam.function(df(0, 5, 0), 0x0001_1b36, 1);
-        cam.0
-            .borrow_mut()
-            .words
-            .insert(key(df(0, 5, 0), 0x18), 0x0001_0100);
+        cam.bridge(df(0, 5, 0), 0, 1);
         cam.function(df(1, 0, 0), 0x1044_1af4, 0);
-        cam.function(df(1, 1, 0), 0x0001_1b36, 1);
-        cam.0
-            .borrow_mut()
-            .words
-            .insert(key(df(1, 1, 0), 0x18), 0x0000_0001);
+        // Secondary bus 0: a loop back to the root bus.
+        cam.bridge(df(1, 1, 0), 1, 0);
         let root = PciRoot::new(cam.clone());
         let found = virtio_functions(&root, &cam);
         assert_eq!(

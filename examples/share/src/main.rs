@@ -56,9 +56,14 @@ fn names(dir: &str) -> Result<Vec<String>, Errno> {
 }
 
 /// Prints every entry under `dir`: `d PATH`, `f PATH SIZE` or `l PATH -> TARGET`.
+/// `name` in the directory `dir` (which may be `/`).
+fn join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
 fn walk(dir: &str) -> Result<(), Errno> {
-    for name in names(if dir.is_empty() { "/" } else { dir })? {
-        let path = format!("{dir}/{name}");
+    for name in names(dir)? {
+        let path = join(dir, &name);
         if path == "/dev" {
             // devfs, mounted over the shared folder's /dev when it is the root.
             continue;
@@ -103,7 +108,7 @@ fn main(args: &uk_app::Args) -> Result<(), Errno> {
     let base = if args.iter().any(|a| *a == "root") {
         uk_vfs::global::init_root(fs)?;
         say(&format!("root is tag {TAG} ({location}), msize {msize}"));
-        ""
+        "/"
     } else {
         vfs().mkdir("/host", 0o755)?;
         vfs().mount("/host", fs)?;
@@ -112,7 +117,7 @@ fn main(args: &uk_app::Args) -> Result<(), Errno> {
         ));
         "/host"
     };
-    let at = |name: &str| format!("{base}/{name}");
+    let at = |name: &str| join(base, name);
 
     walk(base)?;
     let greeting = vfs().read_file(at("greeting.txt"))?;
@@ -151,8 +156,8 @@ fn main(args: &uk_app::Args) -> Result<(), Errno> {
     say(&format!(
         "removed it (stat: {}); {}: {}",
         missing.map_or_else(|| String::from("still there"), |e| format!("{e:?}")),
-        if base.is_empty() { "/" } else { base },
-        names(if base.is_empty() { "/" } else { base })?.join(" ")
+        base,
+        names(base)?.join(" ")
     ));
     say("done");
     Ok(())
