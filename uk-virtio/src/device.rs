@@ -172,7 +172,7 @@ fn pci_devices(access: uk_hal::PciConfigAccess, found: &mut Vec<DeviceInfo>) {
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
-fn pci_devices(access: uk_hal::PciConfigAccess, _found: &mut [DeviceInfo]) {
+fn pci_devices(access: uk_hal::PciConfigAccess, _found: &mut Vec<DeviceInfo>) {
     log::debug!("uk-virtio: PCI access {access:?} not supported on this target");
 }
 
