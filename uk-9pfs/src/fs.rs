@@ -34,15 +34,27 @@ impl spin::RelaxStrategy for Relax {
 }
 use uk_vfs::{
     DIR_END, DirEntry, Errno, FileSystem, FileType, NAME_MAX, NewNode, RENAME_NOREPLACE, S_IFMT,
-    Stat, Timespec, Vnode, VnodeRef,
+    Stat, TimeChange, Timespec, Vnode, VnodeRef,
 };
 
 use crate::client::{Client, Error, Fid};
 use crate::transport::Transport;
 use crate::wire::{
     self, AT_REMOVEDIR, Attr, DOTL_CREATE, DOTL_DIRECTORY, DOTL_EXCL, DOTL_RDONLY, DOTL_RDWR,
-    DOTL_WRONLY, GETATTR_BASIC, GETATTR_BTIME, Qid, SETATTR_MODE, SETATTR_SIZE, SetAttr, StatFs,
+    DOTL_WRONLY, GETATTR_BASIC, GETATTR_BTIME, Qid, SETATTR_ATIME, SETATTR_ATIME_SET, SETATTR_MODE,
+    SETATTR_MTIME, SETATTR_MTIME_SET, SETATTR_SIZE, SetAttr, StatFs,
 };
+
+/// The `Tsetattr` valid bits and value for one `utimensat` time: `now` asks the server for
+/// its current time, `now | set` for the time given (seconds as two's complement, as Linux's
+/// client sends them).
+fn time_change(change: TimeChange, now: u32, set: u32) -> (u32, u64, u64) {
+    match change {
+        TimeChange::Omit => (0, 0, 0),
+        TimeChange::Now => (now, 0, 0),
+        TimeChange::Set(t) => (now | set, t.sec as u64, u64::from(t.nsec)),
+    }
+}
 
 /// The client type a [`NinePFs`] drives: the transport's type is erased so the
 /// filesystem and its vnodes are one type whatever carries the messages.
@@ -811,6 +823,19 @@ impl Vnode for Node {
         self.setattr(&SetAttr {
             valid: SETATTR_MODE,
             mode: mode & 0o7777,
+            ..SetAttr::default()
+        })
+    }
+
+    fn set_times(&self, atime: TimeChange, mtime: TimeChange) -> Result<(), Errno> {
+        let (a_valid, a_sec, a_nsec) = time_change(atime, SETATTR_ATIME, SETATTR_ATIME_SET);
+        let (m_valid, m_sec, m_nsec) = time_change(mtime, SETATTR_MTIME, SETATTR_MTIME_SET);
+        self.setattr(&SetAttr {
+            valid: a_valid | m_valid,
+            atime_sec: a_sec,
+            atime_nsec: a_nsec,
+            mtime_sec: m_sec,
+            mtime_nsec: m_nsec,
             ..SetAttr::default()
         })
     }

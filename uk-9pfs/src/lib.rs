@@ -23,8 +23,8 @@
 //!    walked to its file and opens others lazily for I/O; its `Drop` clunks them (errors
 //!    are logged, not returned: there is no one to return them to). stat is `Tgetattr`,
 //!    lookup a one-name `Twalk`, create `Tlcreate`/`Tmkdir`/`Tsymlink`, unlink and rmdir
-//!    `Tunlinkat`, rename `Trenameat`, link `Tlink`, truncate and chmod `Tsetattr`, fsync
-//!    `Tfsync`, listing `Treaddir`, readlink `Treadlink`. Errors reach the VFS as the
+//!    `Tunlinkat`, rename `Trenameat`, link `Tlink`, truncate, chmod and times
+//!    `Tsetattr`, fsync `Tfsync`, listing `Treaddir`, readlink `Treadlink`. Errors reach the VFS as the
 //!    server's `errno`; anything wrong with the transport or a reply is `EIO` (and
 //!    logged).
 //!
@@ -52,7 +52,7 @@
 //!
 //! **Supported:** regular files, directories, symbolic links, hard links, rename (with
 //! `RENAME_NOREPLACE`, checked before the rename, so not atomic against the host),
-//! truncate, chmod, statfs. **Not supported:** locks (`Tlock`/`Tgetlock`), extended
+//! truncate, chmod, times, statfs. **Not supported:** locks (`Tlock`/`Tgetlock`), extended
 //! attributes, `Tmknod` (no device or FIFO creation), `Tflush` (nothing is ever
 //! cancelled), authentication (`afid` is `NOFID`), `9P2000`/`9P2000.u`. Host devices,
 //! FIFOs and sockets look like regular files to `file_type` (a qid only says directory,

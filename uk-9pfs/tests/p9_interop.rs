@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use uk_9pfs::{NinePFs, Transport, TransportError};
 use uk_vfs::{
-    Errno, FileType, O_APPEND, O_CREAT, O_DIRECTORY, O_RDONLY, O_RDWR, O_WRONLY, RamFs, Vfs,
-    dirents,
+    AT_FDCWD, Errno, FileType, O_APPEND, O_CREAT, O_DIRECTORY, O_RDONLY, O_RDWR, O_WRONLY, RamFs,
+    TimeChange, Timespec, Vfs, dirents,
 };
 
 /// crosvm's server, answering in-process: each request is decoded and answered at once.
@@ -155,6 +155,14 @@ fn directories_links_and_errors_match_the_host() {
         fs::metadata(host.join("t")).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    let when = TimeChange::Set(Timespec {
+        sec: 1_234_567,
+        nsec: 89,
+    });
+    vfs.utimensat(AT_FDCWD, Some(b"/host/t"), [TimeChange::Omit, when], 0)
+        .unwrap();
+    let meta = fs::metadata(host.join("t")).unwrap();
+    assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_234_567, 89));
     vfs.link("/host/t", "/host/hard").unwrap();
     assert_eq!(fs::metadata(host.join("t")).unwrap().nlink(), 2);
     assert_eq!(vfs.stat("/host/hard").unwrap().nlink, 2);

@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
-use crate::types::{FileType, NAME_MAX, S_IFMT, S_ISGID, Stat, Timespec, makedev};
+use crate::types::{FileType, NAME_MAX, S_IFMT, S_ISGID, Stat, TimeChange, Timespec, makedev};
 use crate::vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
 use crate::{Errno, now};
 
@@ -597,6 +597,15 @@ impl Vnode for RamNode {
         let mut m = self.meta.lock();
         m.mode = (m.mode & S_IFMT) | (mode & 0o7777);
         m.ctime = now();
+        Ok(())
+    }
+
+    fn set_times(&self, atime: TimeChange, mtime: TimeChange) -> Result<(), Errno> {
+        let t = now();
+        let mut m = self.meta.lock();
+        m.atime = atime.apply(m.atime, t);
+        m.mtime = mtime.apply(m.mtime, t);
+        m.ctime = t;
         Ok(())
     }
 }

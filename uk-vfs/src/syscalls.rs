@@ -390,6 +390,31 @@ pub fn sys_fchmod(a: &Args) -> SyscallResult {
     vfs().fchmod(fd(a[0]), a[1] as u32).map(|_| 0)
 }
 
+/// utimensat(dirfd, path, times, flags): `path` may be `NULL` (the file open as `dirfd`,
+/// as `futimens` calls it) and `times` may be `NULL` (both times now).
+pub fn sys_utimensat(a: &Args) -> SyscallResult {
+    let times = match a[2] {
+        0 => [TimeChange::Now; 2],
+        ptr => {
+            let raw = src(ptr, 32)?;
+            let word = |i: usize| i64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
+            [
+                TimeChange::from_timespec(word(0), word(1))?,
+                TimeChange::from_timespec(word(2), word(3))?,
+            ]
+        }
+    };
+    let flags = a[3] as u32;
+    if flags & !UTIMENSAT_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = match a[1] {
+        0 => None,
+        ptr => Some(user_path(ptr)?),
+    };
+    vfs().utimensat(dirfd(a[0]), path, times, flags).map(|_| 0)
+}
+
 /// fsync(fd) and fdatasync(fd)
 pub fn sys_fsync(a: &Args) -> SyscallResult {
     vfs().fsync(fd(a[0])).map(|_| 0)
@@ -496,6 +521,7 @@ register!(chdir => sys_chdir);
 register!(fchdir => sys_fchdir);
 register!(fchmodat => sys_fchmodat);
 register!(fchmod => sys_fchmod);
+register!(utimensat => sys_utimensat);
 register!(fsync => sys_fsync);
 register!(fdatasync => sys_fsync);
 register!(umask => sys_umask);

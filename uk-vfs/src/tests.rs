@@ -910,17 +910,20 @@ mod cpio_fuzz {
     }
 }
 
-#[test]
-fn timestamps_follow_the_clock() {
+/// The clock of the tests that look at times (the VFS keeps the first clock set): every
+/// reading is one second after the previous one.
+fn test_clock() -> Timespec {
     use core::sync::atomic::{AtomicI64, Ordering};
     static TICK: AtomicI64 = AtomicI64::new(1_000);
-    fn clock() -> Timespec {
-        Timespec {
-            sec: TICK.fetch_add(1, Ordering::Relaxed),
-            nsec: 5,
-        }
+    Timespec {
+        sec: TICK.fetch_add(1, Ordering::Relaxed),
+        nsec: 5,
     }
-    set_clock(clock);
+}
+
+#[test]
+fn timestamps_follow_the_clock() {
+    set_clock(test_clock);
     let vfs = fresh();
     vfs.mkdir("/t", 0o755).unwrap();
     let dir0 = vfs.stat("/t").unwrap();
@@ -1064,5 +1067,144 @@ fn chmod_syscalls_set_permission_bits_and_refuse_bad_input() {
     }
     for fd in [dir, fd, r, w] {
         vfs.close(fd).unwrap();
+    }
+}
+
+#[test]
+fn utimensat_sets_omits_and_refreshes_times() {
+    set_clock(test_clock);
+    let vfs = fresh();
+    let at = |sec, nsec| Timespec { sec, nsec };
+    vfs.mkdir("/u", 0o755).unwrap();
+    vfs.write_file("/u/f", b"x", 0o644).unwrap();
+    vfs.symlink("f", "/u/l").unwrap();
+    let set =
+        |path: &str, times, flags| vfs.utimensat(AT_FDCWD, Some(path.as_bytes()), times, flags);
+    let before = vfs.stat("/u/f").unwrap();
+    // Explicit times, including one before the epoch; the change time moves on.
+    set(
+        "/u/f",
+        [
+            TimeChange::Set(at(-5, 7)),
+            TimeChange::Set(at(42, 999_999_999)),
+        ],
+        0,
+    )
+    .unwrap();
+    let st = vfs.stat("/u/f").unwrap();
+    assert_eq!((st.atime, st.mtime), (at(-5, 7), at(42, 999_999_999)));
+    assert!(st.ctime > before.ctime);
+    // One time now, the other left alone.
+    set("/u/f", [TimeChange::Omit, TimeChange::Now], 0).unwrap();
+    let st2 = vfs.stat("/u/f").unwrap();
+    assert_eq!(st2.atime, at(-5, 7));
+    assert!(st2.mtime > st.ctime && st2.ctime == st2.mtime);
+    // Both omitted: nothing changes, not even the change time; the path is still checked.
+    set("/u/f", [TimeChange::Omit; 2], 0).unwrap();
+    assert_eq!(vfs.stat("/u/f").unwrap(), st2);
+    assert_eq!(
+        set("/u/missing", [TimeChange::Omit; 2], 0),
+        Err(Errno::ENOENT)
+    );
+    // Through a symbolic link, or on the link itself.
+    let link = vfs.lstat("/u/l").unwrap();
+    set("/u/l", [TimeChange::Set(at(1, 0)); 2], AT_SYMLINK_NOFOLLOW).unwrap();
+    assert_eq!(vfs.lstat("/u/l").unwrap().mtime, at(1, 0));
+    assert_eq!(vfs.stat("/u/f").unwrap().mtime, st2.mtime);
+    set("/u/l", [TimeChange::Set(at(2, 0)); 2], 0).unwrap();
+    assert_eq!(vfs.stat("/u/f").unwrap().mtime, at(2, 0));
+    assert!(link.mtime != at(1, 0));
+    // On an open file: no path (futimens), or an empty path with AT_EMPTY_PATH.
+    let fd = vfs.open("/u/f", O_RDONLY, 0).unwrap();
+    vfs.utimensat(fd, None, [TimeChange::Set(at(3, 0)); 2], 0)
+        .unwrap();
+    assert_eq!(vfs.fstat(fd).unwrap().atime, at(3, 0));
+    vfs.utimensat(fd, Some(b""), [TimeChange::Set(at(4, 0)); 2], AT_EMPTY_PATH)
+        .unwrap();
+    assert_eq!(vfs.fstat(fd).unwrap().mtime, at(4, 0));
+    // Bad input changes nothing.
+    let now = vfs.stat("/u/f").unwrap();
+    let times = [TimeChange::Set(at(9, 9)); 2];
+    assert_eq!(vfs.utimensat(fd, Some(b""), times, 0), Err(Errno::ENOENT));
+    assert_eq!(
+        vfs.utimensat(fd, None, times, AT_SYMLINK_NOFOLLOW),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(vfs.utimensat(AT_FDCWD, None, times, 0), Err(Errno::EFAULT));
+    assert_eq!(vfs.utimensat(999, None, times, 0), Err(Errno::EBADF));
+    assert_eq!(set("/u/f", times, AT_REMOVEDIR), Err(Errno::EINVAL));
+    assert_eq!(vfs.stat("/u/f").unwrap(), now);
+    // A pipe keeps no times; the call succeeds, as on Linux.
+    let [r, w] = vfs.pipe2(0).unwrap();
+    assert_eq!(vfs.utimensat(r, None, times, 0), Ok(()));
+    for fd in [fd, r, w] {
+        vfs.close(fd).unwrap();
+    }
+}
+
+#[test]
+fn utimensat_syscall_decodes_times_and_refuses_bad_input() {
+    use uk_syscall::{Sysno, dispatch};
+    set_clock(test_clock);
+    let call = |args: [usize; 6]| dispatch(Sysno::utimensat as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let vfs = global::vfs();
+    vfs.mkdir_all("/utimens_test").unwrap();
+    vfs.write_file("/utimens_test/f", b"x", 0o644).unwrap();
+    let path = b"/utimens_test/f\0";
+    // Two C timespecs: atime (10 s 20 ns), mtime omitted.
+    let mut t: [i64; 4] = [10, 20, 30, UTIME_OMIT];
+    let cwd = AT_FDCWD as usize;
+    assert_eq!(
+        call([cwd, path.as_ptr() as usize, t.as_ptr() as usize, 0, 0, 0]),
+        0
+    );
+    let st = vfs.stat("/utimens_test/f").unwrap();
+    assert_eq!(st.atime, Timespec { sec: 10, nsec: 20 });
+    // A NULL times array is "both now"; a NULL path with a descriptor is futimens.
+    assert_eq!(call([cwd, path.as_ptr() as usize, 0, 0, 0, 0]), 0);
+    let now = vfs.stat("/utimens_test/f").unwrap();
+    assert!(now.atime > st.ctime && now.mtime == now.atime);
+    let fd = vfs.open("/utimens_test/f", O_RDONLY, 0).unwrap();
+    t = [0, UTIME_OMIT, 7, 8];
+    assert_eq!(call([fd as usize, 0, t.as_ptr() as usize, 0, 0, 0]), 0);
+    assert_eq!(vfs.fstat(fd).unwrap().mtime, Timespec { sec: 7, nsec: 8 });
+    // Nanoseconds out of range, unknown flags, missing paths: errors that change nothing.
+    let before = vfs.fstat(fd).unwrap();
+    for bad in [1_000_000_000, -1, UTIME_NOW + 1, i64::MIN] {
+        t = [1, 1, 1, bad];
+        let r = call([cwd, path.as_ptr() as usize, t.as_ptr() as usize, 0, 0, 0]);
+        assert_eq!(r, e(Errno::EINVAL), "nsec {bad}");
+    }
+    t = [1, 1, 1, 1];
+    assert_eq!(
+        call([cwd, path.as_ptr() as usize, t.as_ptr() as usize, 0x2, 0, 0]),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(
+        call([cwd, 0, t.as_ptr() as usize, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    let missing = b"/utimens_test/missing\0";
+    assert_eq!(
+        call([cwd, missing.as_ptr() as usize, t.as_ptr() as usize, 0, 0, 0]),
+        e(Errno::ENOENT)
+    );
+    assert_eq!(vfs.fstat(fd).unwrap(), before);
+    vfs.close(fd).unwrap();
+}
+
+proptest::proptest! {
+    /// Every C timespec decodes to the change `utimensat` makes, or to `EINVAL`.
+    #[test]
+    fn timespec_decoding_accepts_exactly_the_valid_values(sec in proptest::prelude::any::<i64>(), nsec in proptest::prelude::any::<i64>()) {
+        let got = TimeChange::from_timespec(sec, nsec);
+        let want = match nsec {
+            UTIME_NOW => Ok(TimeChange::Now),
+            UTIME_OMIT => Ok(TimeChange::Omit),
+            n if (0..1_000_000_000).contains(&n) => Ok(TimeChange::Set(Timespec { sec, nsec: n as u32 })),
+            _ => Err(Errno::EINVAL),
+        };
+        proptest::prop_assert_eq!(got, want);
     }
 }

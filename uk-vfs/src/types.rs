@@ -1,5 +1,7 @@
 //! Linux's constants and records: open flags, file modes, `struct stat`, `statx`, dirents.
 
+use crate::Errno;
+
 /// Open for reading only.
 pub const O_RDONLY: u32 = 0;
 /// Open for writing only.
@@ -216,6 +218,50 @@ pub struct Timespec {
     pub sec: i64,
     /// Nanoseconds, `0..1_000_000_000`.
     pub nsec: u32,
+}
+
+/// `utimensat`'s `tv_nsec` that means "the current time".
+pub const UTIME_NOW: i64 = (1 << 30) - 1;
+/// `utimensat`'s `tv_nsec` that means "leave this time unchanged".
+pub const UTIME_OMIT: i64 = (1 << 30) - 2;
+
+/// The flags `utimensat` accepts.
+pub const UTIMENSAT_FLAGS: u32 = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH;
+
+/// What `utimensat` does to one of a file's times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeChange {
+    /// Leave it unchanged (`UTIME_OMIT`).
+    Omit,
+    /// Set it to the current time (`UTIME_NOW`, or a `NULL` times array).
+    Now,
+    /// Set it to this time.
+    Set(Timespec),
+}
+
+impl TimeChange {
+    /// Decodes a C `struct timespec` as `utimensat` reads it: `UTIME_NOW`, `UTIME_OMIT`, or
+    /// a time whose nanoseconds are in `0..1_000_000_000` (anything else is `EINVAL`).
+    pub fn from_timespec(sec: i64, nsec: i64) -> Result<TimeChange, Errno> {
+        match nsec {
+            UTIME_NOW => Ok(TimeChange::Now),
+            UTIME_OMIT => Ok(TimeChange::Omit),
+            0..1_000_000_000 => Ok(TimeChange::Set(Timespec {
+                sec,
+                nsec: nsec as u32,
+            })),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The new value of a time that is now `current`, with `now` the current time.
+    pub fn apply(self, current: Timespec, now: Timespec) -> Timespec {
+        match self {
+            TimeChange::Omit => current,
+            TimeChange::Now => now,
+            TimeChange::Set(t) => t,
+        }
+    }
 }
 
 /// Makes a Linux device number from a major and a minor number.

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 
 use crate::Errno;
-use crate::types::{FileType, Stat};
+use crate::types::{FileType, Stat, TimeChange};
 
 /// A shared reference to a vnode.
 pub type VnodeRef = Arc<dyn Vnode>;
@@ -157,6 +157,12 @@ pub trait Vnode: Send + Sync + Any {
     }
     /// Changes the permission bits.
     fn set_mode(&self, _mode: u32) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+    /// Changes the access and modification times (`utimensat`); the change time becomes
+    /// the current time. Never called with both changes [`TimeChange::Omit`]. Nodes that
+    /// keep no times refuse with `EPERM`.
+    fn set_times(&self, _atime: TimeChange, _mtime: TimeChange) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }
 }

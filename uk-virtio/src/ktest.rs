@@ -9,7 +9,7 @@ use uk_9pfs::wire::{NOTAG, Reply, Request, VERSION_9P2000_L};
 use uk_9pfs::{NinePFs, Transport};
 use uk_rt::println;
 use uk_test::{expect, expect_eq};
-use uk_vfs::{Errno, FileType, O_DIRECTORY, O_RDONLY, RamFs, Vfs};
+use uk_vfs::{AT_FDCWD, Errno, FileType, O_DIRECTORY, O_RDONLY, RamFs, TimeChange, Timespec, Vfs};
 use virtio_drivers::transport::DeviceType;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
 
@@ -142,7 +142,8 @@ uk_test::ktest! {
 uk_test::ktest! {
     /// The shared directory mounted with uk-9pfs in a VFS of its own: the file `cargo uk
     /// test` put there reads back; a file larger than one message is written, listed,
-    /// read back, chmod-ed, hard- and soft-linked, renamed and removed; a directory is made and removed; a missing name is
+    /// read back, chmod-ed, given times, hard- and soft-linked, renamed and removed; a
+    /// directory is made and removed; a missing name is
     /// ENOENT. The directory is left as it was found. Skipped without a device or without
     /// the fixture file (a directory shared by hand).
     fn the_shared_directory_mounts_through_the_vfs() {
@@ -174,6 +175,13 @@ uk_test::ktest! {
         // §9, #77): each must take effect on QEMU's real server.
         vfs.chmod("/share/guest.bin", 0o600).unwrap();
         expect_eq!(vfs.stat("/share/guest.bin").unwrap().mode & 0o777, 0o600);
+        // utimensat reaches the server as Tsetattr: an explicit time, and one left alone.
+        let set = Timespec { sec: 1_234_567, nsec: 89 };
+        let atime = vfs.stat("/share/guest.bin").unwrap().atime;
+        let path = Some(&b"/share/guest.bin"[..]);
+        vfs.utimensat(AT_FDCWD, path, [TimeChange::Omit, TimeChange::Set(set)], 0).unwrap();
+        let st = vfs.stat("/share/guest.bin").unwrap();
+        expect_eq!((st.atime, st.mtime), (atime, set));
         vfs.link("/share/guest.bin", "/share/hard.bin").unwrap();
         expect_eq!(vfs.stat("/share/guest.bin").unwrap().nlink, 2);
         expect_eq!(vfs.stat("/share/hard.bin").unwrap().ino, vfs.stat("/share/guest.bin").unwrap().ino);

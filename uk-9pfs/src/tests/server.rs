@@ -363,6 +363,9 @@ impl Server {
                         .and_then(|f| f.set_len(attr.size))
                         .map_err(errno_of)?;
                 }
+                if attr.valid & (SETATTR_ATIME | SETATTR_MTIME) != 0 {
+                    set_times(&path, &attr)?;
+                }
                 ok(Reply::Setattr)
             }
             Request::Readdir { fid, offset, count } => {
@@ -577,4 +580,39 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// `Tsetattr`'s time bits, as QEMU's server applies them: `utimensat` on the node itself.
+fn set_times(path: &Path, attr: &SetAttr) -> Result<(), i32> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+    let time = |now: u32, set: u32, sec: u64, nsec: u64| match attr.valid & (now | set) {
+        0 => Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        v if v == now => Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        },
+        _ => Timespec {
+            tv_sec: sec as i64,
+            tv_nsec: nsec as _,
+        },
+    };
+    let times = Timestamps {
+        last_access: time(
+            SETATTR_ATIME,
+            SETATTR_ATIME_SET,
+            attr.atime_sec,
+            attr.atime_nsec,
+        ),
+        last_modification: time(
+            SETATTR_MTIME,
+            SETATTR_MTIME_SET,
+            attr.mtime_sec,
+            attr.mtime_nsec,
+        ),
+    };
+    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| e.raw_os_error())
 }

@@ -511,3 +511,65 @@ fn fsync_reaches_the_server_for_files_open_for_writing() {
         "the mount has a device number of its own"
     );
 }
+
+#[test]
+fn utimensat_sets_times_on_the_host() {
+    let s = setup("utimens");
+    fs::write(s.dir.path().join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink("f", s.dir.path().join("l")).unwrap();
+    let at = |sec, nsec| TimeChange::Set(Timespec { sec, nsec });
+    let host = |name: &str| fs::symlink_metadata(s.dir.path().join(name)).unwrap();
+    s.vfs
+        .utimensat(
+            AT_FDCWD,
+            Some(b"/host/f"),
+            [at(1_000_000, 5), at(2_000_000, 999_999_999)],
+            0,
+        )
+        .unwrap();
+    let m = host("f");
+    assert_eq!((m.atime(), m.atime_nsec()), (1_000_000, 5));
+    assert_eq!((m.mtime(), m.mtime_nsec()), (2_000_000, 999_999_999));
+    let st = s.vfs.stat("/host/f").unwrap();
+    assert_eq!(
+        st.mtime,
+        Timespec {
+            sec: 2_000_000,
+            nsec: 999_999_999
+        }
+    );
+    // Omitted stays, "now" is the host's clock.
+    s.vfs
+        .utimensat(
+            AT_FDCWD,
+            Some(b"/host/f"),
+            [TimeChange::Omit, TimeChange::Now],
+            0,
+        )
+        .unwrap();
+    let m = host("f");
+    assert_eq!(m.atime(), 1_000_000);
+    assert!(m.mtime() > 2_000_000, "mtime is the host's now");
+    // The link itself, and through an open file.
+    s.vfs
+        .utimensat(
+            AT_FDCWD,
+            Some(b"/host/l"),
+            [at(7, 0); 2],
+            AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    assert_eq!(host("l").mtime(), 7);
+    assert_ne!(host("f").mtime(), 7);
+    let fd = s.vfs.open("/host/f", O_RDONLY, 0).unwrap();
+    s.vfs.utimensat(fd, None, [at(8, 0); 2], 0).unwrap();
+    assert_eq!(host("f").mtime(), 8);
+    s.vfs.close(fd).unwrap();
+    // A missing file is the server's ENOENT, and nothing changes.
+    assert_eq!(
+        s.vfs
+            .utimensat(AT_FDCWD, Some(b"/host/nope"), [at(9, 0); 2], 0),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(host("f").mtime(), 8);
+}
