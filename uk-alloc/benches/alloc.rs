@@ -18,6 +18,15 @@
 //! the random-actions script of TLSF, rlsf, talc and buddy_system_allocator in interleaved
 //! rounds and prints medians and throughput relative to rlsf, plus `null`, a stand-in that
 //! returns one address and does nothing, which measures the script's own cost.
+//!
+//! `UK_ALLOC_BENCH_TIMED="rlsf,uk TLSF,talc"` follows talc's own timed procedure instead:
+//! a 128 MiB heap touched beforehand; per trial, a fresh allocator runs the mix for a 2 ms
+//! warm-up and then for 200 ms on the heap the warm-up left, and its score is the number
+//! of actions done. Trials are interleaved; medians of 15 (`UK_ALLOC_BENCH_TRIALS`) at
+//! talc's maximum sizes 200 B to 30 kB (`UK_ALLOC_BENCH_SIZES`), relative to the first
+//! name. `rlsf (talc's config)` is rlsf as talc's benchmark sets it up (`usize` bitmaps,
+//! 64 second-level classes). `UK_ALLOC_BENCH_STEADY="uk TLSF,1000"` is a deterministic
+//! steady-state run (for cache simulators) that reports what the reallocations did.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
@@ -48,8 +57,163 @@ fn main() {
         interleaved_ratios(max.parse().expect("MAX"));
         return;
     }
+    // `UK_ALLOC_BENCH_STEADY="rlsf,1000"`: a deterministic steady-state run (for cache
+    // simulators too) that reports what the reallocations did.
+    if let Ok(one) = std::env::var("UK_ALLOC_BENCH_STEADY") {
+        let (name, max) = one.split_once(',').expect("NAME,MAX");
+        steady_state(name, max.parse().expect("MAX"));
+        return;
+    }
+    // `UK_ALLOC_BENCH_TIMED="rlsf,uk TLSF"`: talc's own timed procedure, see `timed_ratios`.
+    if let Ok(names) = std::env::var("UK_ALLOC_BENCH_TIMED") {
+        timed_ratios(&names);
+        return;
+    }
     heap_efficiency_table();
     divan::main();
+}
+
+/// talc's own procedure: for each trial a fresh allocator runs the mix for a 2 ms warm-up
+/// (its blocks freed at the end), then for 200 ms on the same heap; the score is the number
+/// of actions. Trials of the allocators are interleaved.
+fn timed_ratios(names: &str) {
+    let trials: usize = std::env::var("UK_ALLOC_BENCH_TRIALS").map_or(15, |n| n.parse().unwrap());
+    let names: Vec<&str> = names.split(',').collect();
+    // talc's benchmark heap: 128 MiB, touched before anything is timed.
+    let arena = Arena::new(128 << 20);
+    // SAFETY: the mapping is read-write.
+    unsafe { arena.base.write_bytes(0xab, arena.len) };
+    // `UK_ALLOC_BENCH_SIZES="3000,30000"` measures only those maximum sizes.
+    let sizes: Vec<usize> = std::env::var("UK_ALLOC_BENCH_SIZES").map_or_else(
+        |_| vec![200, 1000, 3000, 10_000, 30_000],
+        |s| s.split(',').map(|n| n.parse().expect("SIZES")).collect(),
+    );
+    for max in sizes {
+        let mut scores: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+        for trial in 0..trials {
+            for k in 0..names.len() {
+                let i = (k + trial) % names.len();
+                // SAFETY: one allocator at a time owns the arena.
+                let heap = unsafe { make(names[i], arena.base, arena.len) };
+                timed_actions(&*heap, max, std::time::Duration::from_millis(2));
+                let (score, failed) =
+                    timed_actions(&*heap, max, std::time::Duration::from_millis(200));
+                if failed > 0 {
+                    eprintln!("{}: {failed} failed actions at {max} B", names[i]);
+                }
+                scores[i].push(score);
+            }
+        }
+        let medians: Vec<usize> = scores
+            .iter_mut()
+            .map(|v| {
+                v.sort();
+                v[v.len() / 2]
+            })
+            .collect();
+        print!("{max:>6} B:");
+        for (name, m) in names.iter().zip(&medians) {
+            print!("  {name} {m} ({:.3})", *m as f64 / medians[0] as f64);
+        }
+        println!();
+    }
+}
+
+/// Counts what reallocations do: (grown in place, shrunk in place, moved, bytes copied).
+struct Counting<'a> {
+    heap: &'a dyn GlobalAlloc,
+    counts: std::cell::Cell<[usize; 4]>,
+    /// The highest block end seen.
+    top: std::cell::Cell<usize>,
+}
+
+impl Counting<'_> {
+    fn saw(&self, p: *mut u8, size: usize) -> *mut u8 {
+        self.top.set(self.top.get().max(p as usize + size));
+        p
+    }
+}
+
+// SAFETY: forwards every call; only counts.
+unsafe impl GlobalAlloc for Counting<'_> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        self.saw(unsafe { self.heap.alloc(layout) }, layout.size())
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.heap.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        let p = unsafe { self.heap.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            return p;
+        }
+        let mut c = self.counts.get();
+        match (p == ptr, new_size > layout.size()) {
+            (true, true) => c[0] += 1,
+            (true, false) => c[1] += 1,
+            (false, _) => {
+                c[2] += 1;
+                c[3] += new_size.min(layout.size());
+            }
+        }
+        self.counts.set(c);
+        self.saw(p, new_size)
+    }
+}
+
+/// 20,000 warm-up actions on a fresh heap (their blocks freed at the end), then 500,000
+/// actions on the same heap, counting what the reallocations do and how high in the arena
+/// blocks reach.
+fn steady_state(name: &str, max: usize) {
+    let arena = Arena::new(128 << 20);
+    // SAFETY: the only allocator of the arena.
+    let heap = unsafe { make(name, arena.base, arena.len) };
+    let counting = Counting {
+        heap: &*heap,
+        counts: Default::default(),
+        top: std::cell::Cell::new(arena.base as usize),
+    };
+    for actions in [20_000, 500_000] {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ actions);
+        let mut live = Vec::with_capacity(100_000);
+        counting.counts.set([0; 4]);
+        for _ in 0..actions {
+            step(&counting, &mut rng, &mut live, max);
+        }
+    }
+    let [grown, shrunk, moved, bytes] = counting.counts.get();
+    println!(
+        "{name}, up to {max} B, 500,000 actions after a warm-up: reallocations {grown} grown and \
+         {shrunk} shrunk in place, {moved} moved ({:.1} MB copied); blocks reach {:.1} MiB \
+         into the arena",
+        bytes as f64 / 1e6,
+        (counting.top.get() - arena.base as usize) as f64 / f64::from(1 << 20)
+    );
+}
+
+/// talc's random-actions loop: actions until `duration` has passed, checked every 100.
+fn timed_actions(
+    heap: &dyn GlobalAlloc,
+    max: usize,
+    duration: std::time::Duration,
+) -> (usize, usize) {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ max as u64);
+    let mut live: Vec<Block<'_>> = Vec::with_capacity(100_000);
+    let (mut score, mut failed) = (0, 0);
+    let start = std::time::Instant::now();
+    while start.elapsed() < duration {
+        for _ in 0..100 {
+            match step(heap, &mut rng, &mut live, max) {
+                Some(true) => score += 1,
+                Some(false) => failed += 1,
+                None => {}
+            }
+        }
+    }
+    (score, failed)
 }
 
 fn interleaved_ratios(max: usize) {
@@ -156,12 +320,40 @@ const ALLOCATORS: &[&str] = &[
     "buddy_system_allocator",
 ];
 
+/// rlsf as this benchmark has always configured it (32-bit bitmaps suffice for 64 MiB).
 type RlsfTlsf = rlsf::Tlsf<'static, u32, u32, 28, 32>;
 
-struct RlsfHeap(spin::Mutex<RlsfTlsf>);
+/// rlsf as talc's own benchmark configures it: `usize` bitmaps, 52 first-level and 64
+/// second-level classes.
+type RlsfTalcConfig = rlsf::Tlsf<'static, usize, usize, { usize::BITS as usize - 12 }, 64>;
+
+struct RlsfHeap<T>(spin::Mutex<T>);
+
+/// The rlsf calls the benchmark needs, for any configuration.
+trait RlsfLike {
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>>;
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, align: usize);
+    unsafe fn reallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Option<NonNull<u8>>;
+}
+
+impl<FL: rlsf::int::BinInteger, SL: rlsf::int::BinInteger, const F: usize, const S: usize> RlsfLike
+    for rlsf::Tlsf<'static, FL, SL, F, S>
+{
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        rlsf::Tlsf::allocate(self, layout)
+    }
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, align: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { rlsf::Tlsf::deallocate(self, ptr, align) }
+    }
+    unsafe fn reallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded contract.
+        unsafe { rlsf::Tlsf::reallocate(self, ptr, layout) }
+    }
+}
 
 // SAFETY: forwards to rlsf under the lock with rlsf's documented contracts.
-unsafe impl GlobalAlloc for RlsfHeap {
+unsafe impl<T: RlsfLike + Send> GlobalAlloc for RlsfHeap<T> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.0
             .lock()
@@ -286,6 +478,12 @@ unsafe fn make(name: &str, base: *mut u8, len: usize) -> Box<dyn GlobalAlloc> {
             }
             "rlsf" => {
                 let mut t = RlsfTlsf::new();
+                let block = NonNull::slice_from_raw_parts(NonNull::new(base).unwrap(), len);
+                t.insert_free_block_ptr(block).unwrap();
+                Box::new(RlsfHeap(spin::Mutex::new(t)))
+            }
+            "rlsf (talc's config)" => {
+                let mut t = RlsfTalcConfig::new();
                 let block = NonNull::slice_from_raw_parts(NonNull::new(base).unwrap(), len);
                 t.insert_free_block_ptr(block).unwrap();
                 Box::new(RlsfHeap(spin::Mutex::new(t)))
@@ -479,27 +677,39 @@ fn random_actions(heap: &dyn GlobalAlloc, max: usize) -> usize {
     let mut live: Vec<Block<'_>> = Vec::with_capacity(4096);
     let mut done = 0;
     for _ in 0..ACTIONS {
-        let action = rng.range(0, 7);
-        if action == 6 {
-            if !live.is_empty() {
-                let i = rng.range(0, live.len());
-                let n = rng.range(1, max * 3);
-                done += live[i].realloc(n) as usize;
-            }
-        } else if action < 3 || live.len() < MIN_LIVE {
-            let (size, align) = (rng.size(max), rng.align());
-            if let Some(b) = Block::new(heap, size, align) {
-                live.push(b);
-                done += 1;
-            }
-        } else {
-            let i = rng.range(0, live.len());
-            live.swap_remove(i);
-            done += 1;
-        }
+        done += usize::from(step(heap, &mut rng, &mut live, max) == Some(true));
     }
     drop(live);
     done
+}
+
+/// One random action: whether it succeeded, or `None` for a reallocation with no block to
+/// reallocate.
+fn step<'a>(
+    heap: &'a dyn GlobalAlloc,
+    rng: &mut Rng,
+    live: &mut Vec<Block<'a>>,
+    max: usize,
+) -> Option<bool> {
+    let action = rng.range(0, 7);
+    if action == 6 {
+        if live.is_empty() {
+            return None;
+        }
+        let i = rng.range(0, live.len());
+        let n = rng.range(1, max * 3);
+        Some(live[i].realloc(n))
+    } else if action < 3 || live.len() < MIN_LIVE {
+        let (size, align) = (rng.size(max), rng.align());
+        let block = Block::new(heap, size, align);
+        let ok = block.is_some();
+        live.extend(block);
+        Some(ok)
+    } else {
+        let i = rng.range(0, live.len());
+        live.swap_remove(i);
+        Some(true)
+    }
 }
 
 #[divan::bench(args = ALLOCATORS, consts = [1000, 30000], sample_count = 30)]
