@@ -134,16 +134,6 @@ impl NinePFs {
     pub fn open_fids(&self) -> usize {
         self.root.client().open_fids()
     }
-
-    /// The server's counts for the exported filesystem (`statfs`).
-    ///
-    /// # Errors
-    ///
-    /// The server's error, or `EIO`.
-    pub fn statfs(&self) -> Result<StatFs, Errno> {
-        let r = self.root.client().statfs(self.root.fid);
-        r.map_err(errno)
-    }
 }
 
 impl FileSystem for NinePFs {
@@ -152,6 +142,25 @@ impl FileSystem for NinePFs {
     }
     fn root(&self) -> VnodeRef {
         self.root.clone()
+    }
+    /// The server's counts for the exported filesystem (`Tstatfs`), as Linux's 9P client
+    /// reports them: the type is the server's filesystem's, the fragment size its block
+    /// size. Errors are the server's, or `EIO`.
+    fn statfs(&self) -> Result<uk_vfs::StatFs, Errno> {
+        let r: StatFs = self.root.client().statfs(self.root.fid).map_err(errno)?;
+        Ok(uk_vfs::StatFs {
+            fs_type: u64::from(r.fs_type),
+            bsize: u64::from(r.bsize),
+            blocks: r.blocks,
+            bfree: r.bfree,
+            bavail: r.bavail,
+            files: r.files,
+            ffree: r.ffree,
+            fsid: [r.fsid as u32, (r.fsid >> 32) as u32],
+            namelen: u64::from(r.namelen),
+            frsize: u64::from(r.bsize),
+            flags: uk_vfs::ST_VALID,
+        })
     }
 }
 

@@ -24,9 +24,9 @@
 //!    are logged, not returned: there is no one to return them to). stat is `Tgetattr`,
 //!    lookup a one-name `Twalk`, create `Tlcreate`/`Tmkdir`/`Tsymlink`, unlink and rmdir
 //!    `Tunlinkat`, rename `Trenameat`, link `Tlink`, truncate, chmod and times
-//!    `Tsetattr`, fsync `Tfsync`, listing `Treaddir`, readlink `Treadlink`. Errors reach the VFS as the
-//!    server's `errno`; anything wrong with the transport or a reply is `EIO` (and
-//!    logged).
+//!    `Tsetattr`, fsync `Tfsync`, listing `Treaddir`, readlink `Treadlink`, and the
+//!    filesystem's `statfs` is `Tstatfs`. Errors reach the VFS as the server's `errno`;
+//!    anything wrong with the transport or a reply is `EIO` (and logged).
 //!
 //! **The transport seam** is [`Transport`]: `round_trip(request, reply)`, synchronous. It
 //! returns when the reply is in the buffer, so every 9P operation blocks its caller for a

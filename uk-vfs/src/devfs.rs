@@ -16,7 +16,7 @@ use spin::{Mutex, Once};
 
 use crate::Errno;
 use crate::ramfs::anonymous_dev;
-use crate::types::{FileType, S_IFCHR, S_IFDIR, Stat, makedev};
+use crate::types::{FileType, S_IFCHR, S_IFDIR, Stat, StatFs, TMPFS_MAGIC, makedev};
 use crate::vnode::{DirEntry, FileSystem, Vnode, VnodeRef};
 
 /// `ioctl`: read the terminal attributes (`struct termios`, 36 bytes).
@@ -112,6 +112,9 @@ impl FileSystem for DevFs {
     }
     fn root(&self) -> VnodeRef {
         self.root.clone()
+    }
+    fn statfs(&self) -> Result<StatFs, Errno> {
+        Ok(StatFs::in_memory(TMPFS_MAGIC))
     }
 }
 

@@ -19,7 +19,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
-use crate::types::{FileType, NAME_MAX, S_IFMT, S_ISGID, Stat, TimeChange, Timespec, makedev};
+use crate::types::{
+    FileType, NAME_MAX, RAMFS_MAGIC, S_IFMT, S_ISGID, Stat, StatFs, TimeChange, Timespec, makedev,
+};
 use crate::vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
 use crate::{Errno, now};
 
@@ -66,6 +68,9 @@ impl FileSystem for RamFs {
     }
     fn root(&self) -> VnodeRef {
         self.root.clone()
+    }
+    fn statfs(&self) -> Result<StatFs, Errno> {
+        Ok(StatFs::in_memory(RAMFS_MAGIC))
     }
 }
 

@@ -390,6 +390,21 @@ pub fn sys_fchmod(a: &Args) -> SyscallResult {
     vfs().fchmod(fd(a[0]), a[1] as u32).map(|_| 0)
 }
 
+/// statfs(path, buf)
+pub fn sys_statfs(a: &Args) -> SyscallResult {
+    let path = user_path(a[0])?;
+    check(a[1], StatFs::RAW_SIZE)?;
+    put(a[1], &vfs().statfs(path)?.to_raw())?;
+    Ok(0)
+}
+
+/// fstatfs(fd, buf)
+pub fn sys_fstatfs(a: &Args) -> SyscallResult {
+    let st = vfs().fstatfs(fd(a[0]))?;
+    put(a[1], &st.to_raw())?;
+    Ok(0)
+}
+
 /// utimensat(dirfd, path, times, flags): `path` may be `NULL` (the file open as `dirfd`,
 /// as `futimens` calls it) and `times` may be `NULL` (both times now).
 pub fn sys_utimensat(a: &Args) -> SyscallResult {
@@ -522,6 +537,8 @@ register!(fchdir => sys_fchdir);
 register!(fchmodat => sys_fchmodat);
 register!(fchmod => sys_fchmod);
 register!(utimensat => sys_utimensat);
+register!(statfs => sys_statfs);
+register!(fstatfs => sys_fstatfs);
 register!(fsync => sys_fsync);
 register!(fdatasync => sys_fsync);
 register!(umask => sys_umask);

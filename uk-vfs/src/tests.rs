@@ -1208,3 +1208,90 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn statfs_names_the_filesystem_of_each_path() {
+    let vfs = fresh();
+    vfs.write_file("/f", b"x", 0o644).unwrap();
+    let root = vfs.statfs("/f").unwrap();
+    assert_eq!(root, StatFs::in_memory(RAMFS_MAGIC));
+    assert_eq!(
+        (root.bsize, root.namelen, root.flags),
+        (4096, 255, ST_VALID)
+    );
+    // Crossing into the devfs mount, by path and by descriptor.
+    assert_eq!(vfs.statfs("/dev/null").unwrap().fs_type, TMPFS_MAGIC);
+    assert_eq!(vfs.statfs("/dev").unwrap().fs_type, TMPFS_MAGIC);
+    let fd = vfs.open("/dev/null", O_RDONLY, 0).unwrap();
+    assert_eq!(vfs.fstatfs(fd).unwrap().fs_type, TMPFS_MAGIC);
+    let [r, w] = vfs.pipe2(0).unwrap();
+    assert_eq!(vfs.fstatfs(r).unwrap().fs_type, PIPEFS_MAGIC);
+    assert_eq!(vfs.statfs("/missing"), Err(Errno::ENOENT));
+    assert_eq!(vfs.statfs("/f/x"), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.fstatfs(999), Err(Errno::EBADF));
+    for fd in [fd, r, w] {
+        vfs.close(fd).unwrap();
+    }
+}
+
+#[test]
+fn statfs_syscalls_write_struct_statfs() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |n: Sysno, args: [usize; 6]| dispatch(n as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let word = |buf: &[u8], i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap());
+    let vfs = global::vfs();
+    vfs.mkdir_all("/statfs_test").unwrap();
+    let mut buf = [0xffu8; StatFs::RAW_SIZE];
+    let path = b"/statfs_test\0";
+    let r = call(
+        Sysno::statfs,
+        [
+            path.as_ptr() as usize,
+            buf.as_mut_ptr() as usize,
+            0,
+            0,
+            0,
+            0,
+        ],
+    );
+    assert_eq!(r, 0);
+    // f_type, f_bsize, then the counts, f_fsid, f_namelen, f_frsize, f_flags, f_spare.
+    let st = vfs.statfs("/statfs_test").unwrap();
+    assert_eq!(word(&buf, 0), st.fs_type);
+    assert_eq!(word(&buf, 1), 4096);
+    assert_eq!(word(&buf, 8), 255);
+    assert_eq!(word(&buf, 9), 4096);
+    assert_eq!(word(&buf, 10), ST_VALID);
+    assert!(buf[88..].iter().all(|&b| b == 0), "f_spare is zero");
+    let fd = vfs.open("/statfs_test", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let mut buf2 = [0u8; StatFs::RAW_SIZE];
+    let r = call(
+        Sysno::fstatfs,
+        [fd as usize, buf2.as_mut_ptr() as usize, 0, 0, 0, 0],
+    );
+    assert_eq!((r, buf2), (0, buf));
+    // Bad input writes nothing.
+    let mut untouched = [0x5au8; StatFs::RAW_SIZE];
+    let out = untouched.as_mut_ptr() as usize;
+    let missing = b"/statfs_test/missing\0";
+    assert_eq!(
+        call(Sysno::statfs, [missing.as_ptr() as usize, out, 0, 0, 0, 0]),
+        e(Errno::ENOENT)
+    );
+    assert_eq!(call(Sysno::statfs, [0, out, 0, 0, 0, 0]), e(Errno::EFAULT));
+    assert_eq!(
+        call(Sysno::statfs, [path.as_ptr() as usize, 0, 0, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(
+        call(Sysno::fstatfs, [fd as usize, 0, 0, 0, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    assert_eq!(
+        call(Sysno::fstatfs, [999, out, 0, 0, 0, 0]),
+        e(Errno::EBADF)
+    );
+    assert!(untouched.iter().all(|&b| b == 0x5a));
+    vfs.close(fd).unwrap();
+}

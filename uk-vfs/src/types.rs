@@ -420,6 +420,89 @@ pub const STATX_BASIC_STATS: u32 = 0x7ff;
 /// `statx` mask: the creation time.
 pub const STATX_BTIME: u32 = 0x800;
 
+/// `statfs` type of Linux's ramfs (what [`crate::RamFs`] reports).
+pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
+/// `statfs` type of Linux's tmpfs and devtmpfs (what [`crate::DevFs`] reports).
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+/// `statfs` type of the pipe filesystem (what `fstatfs` on a pipe reports).
+pub const PIPEFS_MAGIC: u64 = 0x5049_5045;
+/// `statfs` flag: the `f_flags` field is valid (Linux always sets it).
+pub const ST_VALID: u64 = 0x0020;
+
+/// What `statfs` reports about a filesystem (Linux's `struct statfs`). Sizes are in units
+/// of `frsize`; a filesystem without a size (ramfs) reports zero blocks and inodes, as
+/// Linux's ramfs does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatFs {
+    /// The filesystem's type, a magic number (`RAMFS_MAGIC`, ...).
+    pub fs_type: u64,
+    /// Preferred I/O block size.
+    pub bsize: u64,
+    /// Size in `frsize` units.
+    pub blocks: u64,
+    /// Free units.
+    pub bfree: u64,
+    /// Free units an unprivileged user may use.
+    pub bavail: u64,
+    /// Inodes in total.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Filesystem id.
+    pub fsid: [u32; 2],
+    /// Longest file name.
+    pub namelen: u64,
+    /// Fragment size: the unit of `blocks`, `bfree` and `bavail`.
+    pub frsize: u64,
+    /// Mount flags (`ST_VALID` and the `ST_*` bits).
+    pub flags: u64,
+}
+
+impl StatFs {
+    /// Size of `struct statfs` on x86_64 and aarch64 (the same layout on both).
+    pub const RAW_SIZE: usize = 120;
+
+    /// A filesystem kept in memory without a size: `fs_type`, 4 KiB blocks, `NAME_MAX`.
+    pub const fn in_memory(fs_type: u64) -> StatFs {
+        StatFs {
+            fs_type,
+            bsize: 4096,
+            blocks: 0,
+            bfree: 0,
+            bavail: 0,
+            files: 0,
+            ffree: 0,
+            fsid: [0; 2],
+            namelen: NAME_MAX as u64,
+            frsize: 4096,
+            flags: ST_VALID,
+        }
+    }
+
+    /// The `struct statfs` bytes, in native byte order (the four spare words zero).
+    pub fn to_raw(&self) -> [u8; Self::RAW_SIZE] {
+        let mut out = [0u8; Self::RAW_SIZE];
+        let mut w = Writer(&mut out, 0);
+        for v in [
+            self.fs_type,
+            self.bsize,
+            self.blocks,
+            self.bfree,
+            self.bavail,
+            self.files,
+            self.ffree,
+        ] {
+            w.u64(v);
+        }
+        w.u32(self.fsid[0]);
+        w.u32(self.fsid[1]);
+        for v in [self.namelen, self.frsize, self.flags] {
+            w.u64(v);
+        }
+        out
+    }
+}
+
 struct Writer<'a>(&'a mut [u8], usize);
 
 impl Writer<'_> {

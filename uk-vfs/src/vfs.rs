@@ -1202,6 +1202,35 @@ impl Vfs {
         }
     }
 
+    /// `statfs(path)`: what the filesystem holding `path` (followed) reports.
+    pub fn statfs(&self, path: impl AsRef<[u8]>) -> Result<StatFs, Errno> {
+        let node = self.resolve(AT_FDCWD, path.as_ref(), true)?;
+        self.statfs_of(&node)
+    }
+
+    /// `fstatfs(fd)`: what the filesystem of the file open as `fd` reports; a pipe is on
+    /// the pipe filesystem, as on Linux.
+    pub fn fstatfs(&self, fd: Fd) -> Result<StatFs, Errno> {
+        match &self.file(fd)?.object {
+            Object::Node(n) => self.statfs_of(n),
+            Object::Pipe(_) => Ok(StatFs::in_memory(PIPEFS_MAGIC)),
+        }
+    }
+
+    /// The filesystem a node belongs to is the mount whose root has the node's device
+    /// number (every mount has its own).
+    fn statfs_of(&self, node: &VnodeRef) -> Result<StatFs, Errno> {
+        let dev = node.stat().dev;
+        let fs = self
+            .mounts
+            .read()
+            .iter()
+            .find(|m| m.root.stat().dev == dev)
+            .map(|m| m.fs.clone())
+            .ok_or(Errno::ENOSYS)?;
+        fs.statfs()
+    }
+
     /// `utimensat(dirfd, path, times, flags)`: sets a file's access and modification times
     /// (`times[0]` and `times[1]`; a `NULL` times array is `[Now, Now]`). Flags
     /// `AT_SYMLINK_NOFOLLOW` (change a symbolic link itself) and `AT_EMPTY_PATH`. A `None`

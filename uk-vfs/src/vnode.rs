@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 
 use crate::Errno;
-use crate::types::{FileType, Stat, TimeChange};
+use crate::types::{FileType, Stat, StatFs, TimeChange};
 
 /// A shared reference to a vnode.
 pub type VnodeRef = Arc<dyn Vnode>;
@@ -16,6 +16,11 @@ pub trait FileSystem: Send + Sync {
     fn name(&self) -> &'static str;
     /// The root directory.
     fn root(&self) -> VnodeRef;
+    /// What `statfs` reports; filesystems that cannot say refuse with `ENOSYS`, as Linux
+    /// does for those without a `statfs` operation.
+    fn statfs(&self) -> Result<StatFs, Errno> {
+        Err(Errno::ENOSYS)
+    }
 }
 
 /// What [`Vnode::create`] makes.

@@ -175,6 +175,10 @@ uk_test::ktest! {
         // §9, #77): each must take effect on QEMU's real server.
         vfs.chmod("/share/guest.bin", 0o600).unwrap();
         expect_eq!(vfs.stat("/share/guest.bin").unwrap().mode & 0o777, 0o600);
+        // statfs is the host filesystem's (QEMU answers Tstatfs with the host's statfs).
+        let sf = vfs.statfs("/share/guest.bin").unwrap();
+        expect!(sf.fs_type != 0 && sf.bsize > 0 && sf.blocks > 0);
+        expect_eq!(sf.namelen, 255);
         // utimensat reaches the server as Tsetattr: an explicit time, and one left alone.
         let set = Timespec { sec: 1_234_567, nsec: 89 };
         let atime = vfs.stat("/share/guest.bin").unwrap().atime;

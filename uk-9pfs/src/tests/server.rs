@@ -442,17 +442,19 @@ impl Server {
                 ok(Reply::Clunk)
             }
             Request::Statfs { fid } => {
-                self.fid(fid)?;
+                // The host filesystem's counts, as QEMU's server answers.
+                let st = rustix::fs::statfs(&self.fid(fid)?.path).map_err(|e| e.raw_os_error())?;
                 ok(Reply::Statfs(StatFs {
-                    fs_type: 0x0102_1997, // V9FS_MAGIC
-                    bsize: 4096,
-                    blocks: 1000,
-                    bfree: 500,
-                    bavail: 500,
-                    files: 100,
-                    ffree: 50,
-                    fsid: 7,
-                    namelen: 255,
+                    fs_type: st.f_type as u32,
+                    bsize: st.f_bsize as u32,
+                    blocks: st.f_blocks,
+                    bfree: st.f_bfree,
+                    bavail: st.f_bavail,
+                    files: st.f_files,
+                    ffree: st.f_ffree,
+                    // libc keeps `fsid_t`'s words private; the id is not checked here.
+                    fsid: 0,
+                    namelen: st.f_namelen as u32,
                 }))
             }
         }

@@ -171,8 +171,17 @@ fn stat_reports_types_and_host_files_are_visible() {
     // chmod through the guest reaches the host.
     s.vfs.chmod("/host/from-host", 0o600).unwrap();
     assert_eq!(meta_mode(&s, "from-host"), 0o600);
-    let sf = s.fs.statfs().unwrap();
-    assert_eq!(sf.namelen, 255);
+    // statfs reports the host filesystem holding the shared directory, as Linux's client.
+    let sf = s.vfs.statfs("/host/hd").unwrap();
+    let host = rustix::fs::statfs(s.dir.path()).unwrap();
+    assert_eq!(sf.fs_type, host.f_type as u64);
+    assert_eq!((sf.bsize, sf.blocks), (host.f_bsize as u64, host.f_blocks));
+    assert_eq!((sf.namelen, sf.flags & ST_VALID), (255, ST_VALID));
+    assert_ne!(
+        sf,
+        s.vfs.statfs("/").unwrap(),
+        "the ramfs root is another filesystem"
+    );
 }
 
 fn meta_mode(s: &Setup, name: &str) -> u32 {
