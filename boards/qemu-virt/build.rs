@@ -69,8 +69,10 @@ SECTIONS
     }} :data :tls
     __uk_tdata_start = ADDR(.tdata);
     __uk_tdata_end = ADDR(.tdata) + SIZEOF(.tdata);
-    /* .tbss plus any padding between the end of .tdata and its start. */
-    __uk_tbss_size = ADDR(.tbss) + SIZEOF(.tbss) - __uk_tdata_end;
+    /* .tbss plus any padding between the end of .tdata and its start. An empty .tbss
+       is not part of the TLS segment, and lld gives it the address where the location
+       counter happens to be, so its size is 0, not the distance to that address. */
+    __uk_tbss_size = SIZEOF(.tbss) > 0 ? ADDR(.tbss) + SIZEOF(.tbss) - __uk_tdata_end : 0;
     __uk_tls_align = MAX(ALIGNOF(.tdata), ALIGNOF(.tbss));
 
     /* Aligned to 64 bytes at both ends: the entry code zeroes it 64 bytes at a time. */
