@@ -32,6 +32,9 @@
 //!   hook (the board's `Platform::exit` with the status; [`System::set_exit_hook`]).
 //! - **Thread pointer**: `arch_prctl(ARCH_SET_FS)` on x86_64 ([`tls`]) keeps it in the
 //!   calling thread, so the scheduler installs it whenever the thread runs.
+//! - **Starting a libc**: [`startup::StartupBlock`] builds the `argv`, `envp` and
+//!   auxiliary vector a libc's start code reads (what Linux's `execve` leaves on the
+//!   stack), including a `PT_TLS` header for the image's TLS template.
 //! - **Ids** come from a bitmap in `1..=32767`: 0 is never handed out, ids are reused
 //!   cyclically ([`ids::IdAllocator`]).
 //! - **Pointers from callers** go through [`uk_syscall::user`], the one module of uk-rs
@@ -104,6 +107,7 @@ mod misc;
 mod mm;
 pub mod raw;
 pub mod rlimit;
+pub mod startup;
 mod system;
 pub mod time;
 pub mod tls;
