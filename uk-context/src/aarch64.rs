@@ -272,4 +272,6 @@ unsafe impl ContextOps for Aarch64 {
     fn thread_pointer(&self) -> usize {
         0
     }
+
+    const THREAD_POINTER_SET_BY_THREADS: bool = true;
 }

@@ -258,6 +258,13 @@ pub unsafe trait ContextOps {
 
     /// The thread pointer as last installed (0 in a hosted process).
     fn thread_pointer(&self) -> usize;
+
+    /// Whether a thread can change its thread pointer without the kernel: aarch64's
+    /// `TPIDR_EL0` is an ordinary register that libcs write themselves (musl's
+    /// `__set_thread_area` is one `msr`), while x86_64's FS base takes `arch_prctl`. A
+    /// scheduler then reads the register back when it switches a thread out, as Linux
+    /// does, so that the value the thread set is the one it finds again.
+    const THREAD_POINTER_SET_BY_THREADS: bool = false;
 }
 
 /// Returns `value` rounded up to a multiple of `align` (a power of two), or `None` on

@@ -324,6 +324,44 @@ uk_test::ktest! {
     }
 }
 
+uk_test::ktest! {
+    /// A thread pointer a thread sets itself, without the scheduler (what musl does on
+    /// aarch64: one `msr tpidr_el0`), is the one it finds after other threads ran, where the
+    /// architecture lets threads do that.
+    fn a_thread_pointer_set_by_the_thread_survives_switches() {
+        if !<Native as ContextOps>::THREAD_POINTER_SET_BY_THREADS {
+            // x86_64: the FS base changes only through arch_prctl (Thread::set_thread_pointer).
+            return;
+        }
+        let s = sched();
+        let before = s.ops().thread_pointer();
+        let failures = Rc::new(Cell::new(0u32));
+        for i in 1..=3usize {
+            let failures = failures.clone();
+            let t = Thread::builder("own-tp")
+                .stack_size(16 * 1024)
+                .create(s.ops(), move || {
+                    let ops = Native::detect();
+                    // Never dereferenced: no thread-local data is read in this thread.
+                    let mine = 0x1000 * i;
+                    // SAFETY: nothing in this thread reads thread-local data.
+                    unsafe { ops.set_thread_pointer(mine) };
+                    for _ in 0..5 {
+                        yield_now();
+                        if ops.thread_pointer() != mine {
+                            failures.set(failures.get() + 1);
+                        }
+                    }
+                })
+                .expect("create");
+            s.add(&t).expect("add");
+        }
+        s.run();
+        uk_test::expect_eq!(failures.get(), 0);
+        uk_test::expect_eq!(s.ops().thread_pointer(), before);
+    }
+}
+
 // A real thread-local pair in the image's own TLS segment: an initialised 8-byte word in
 // `.tdata` and a zeroed one in `.tbss`. The linker puts them in the PT_TLS segment the board's
 // linker script describes, and `uk_context::tls::image_template` reads it back.

@@ -562,6 +562,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         } else {
             st.runq.pop_front()
         };
+        self.keep_tp(me);
         let next_ctx: *const Context = match next {
             Some(n) => {
                 // SAFETY: run-queue entries are members, alive while `members` holds them.
@@ -600,6 +601,20 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             ops.switch(&raw mut (*me_inner).ctx, next_ctx);
             if let Some(area) = ectx {
                 ops.ectx_restore(area);
+            }
+        }
+    }
+
+    /// Where a thread can set its thread pointer itself (`ContextOps::
+    /// THREAD_POINTER_SET_BY_THREADS`), records the register's value as the outgoing
+    /// thread's if it changed since the scheduler installed one.
+    fn keep_tp(&self, me: &Thread) {
+        if C::THREAD_POINTER_SET_BY_THREADS {
+            let tp = self.ops.thread_pointer();
+            let st = self.st();
+            if tp != st.installed_tp {
+                me.inner_mut().tp = tp;
+                st.installed_tp = tp;
             }
         }
     }
