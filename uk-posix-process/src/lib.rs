@@ -1,6 +1,6 @@
 //! The POSIX process layer of uk-rs: pids and tids, clone and clone3 with Linux
 //! semantics, futex, exit and exit_group, resource limits, clocks and sleeping, anonymous
-//! memory, uname and getrandom.
+//! memory, uname, getrandom and signals.
 //!
 //! # Design
 //!
@@ -107,6 +107,7 @@ mod misc;
 mod mm;
 pub mod raw;
 pub mod rlimit;
+pub mod signal;
 pub mod startup;
 mod system;
 pub mod time;

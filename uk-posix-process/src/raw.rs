@@ -10,6 +10,7 @@ use uk_syscall::{Args, Errno, SyscallResult};
 
 use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
 use crate::rlimit::Rlimit;
+use crate::signal::SigAction;
 use crate::system::ChildStart;
 use crate::time::Timespec;
 use crate::{misc, system};
@@ -248,6 +249,83 @@ pub fn sys_getrandom(a: &Args) -> SyscallResult {
     system().getrandom(a[0], a[1], a[2] as u32)
 }
 
+/// The only `sigsetsize` accepted: 64 signals, 8 bytes.
+const SIGSET_SIZE: usize = 8;
+
+/// rt_sigaction(sig, act, oact, sigsetsize): the new action is read and the old pointer
+/// checked before anything changes.
+pub fn sys_rt_sigaction(a: &Args) -> SyscallResult {
+    if a[3] != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let space = system().address_space();
+    let act = UserPtr::<[u8; SigAction::RAW_SIZE]>::new(a[1]);
+    let oact = UserPtr::<[u8; SigAction::RAW_SIZE]>::new(a[2]);
+    let new = if act.is_null() {
+        None
+    } else {
+        Some(SigAction::from_raw(act.read(&space)?))
+    };
+    if !oact.is_null() {
+        oact.check(&space)?;
+    }
+    let old = system().rt_sigaction(int(a[0]), new)?;
+    if !oact.is_null() {
+        oact.write(&space, old.to_raw())?;
+    }
+    Ok(0)
+}
+
+/// rt_sigprocmask(how, set, oset, sigsetsize)
+pub fn sys_rt_sigprocmask(a: &Args) -> SyscallResult {
+    if a[3] != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let space = system().address_space();
+    let set = UserPtr::<u64>::new(a[1]);
+    let oset = UserPtr::<u64>::new(a[2]);
+    let set = if set.is_null() {
+        None
+    } else {
+        Some(set.read(&space)?)
+    };
+    if !oset.is_null() {
+        oset.check(&space)?;
+    }
+    let old = system().rt_sigprocmask(int(a[0]), set)?;
+    if !oset.is_null() {
+        oset.write(&space, old)?;
+    }
+    Ok(0)
+}
+
+/// rt_sigpending(set, sigsetsize)
+pub fn sys_rt_sigpending(a: &Args) -> SyscallResult {
+    if a[1] > SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let pending = system().sigpending()?;
+    UserSlice::new(a[0], a[1]).write(&system().address_space(), &pending.to_ne_bytes()[..a[1]])?;
+    Ok(0)
+}
+
+/// kill(pid, sig)
+pub fn sys_kill(a: &Args) -> SyscallResult {
+    system().kill(int(a[0]), int(a[1])).map(|()| 0)
+}
+
+/// tkill(tid, sig)
+pub fn sys_tkill(a: &Args) -> SyscallResult {
+    system().tgkill(None, int(a[0]), int(a[1])).map(|()| 0)
+}
+
+/// tgkill(tgid, tid, sig)
+pub fn sys_tgkill(a: &Args) -> SyscallResult {
+    system()
+        .tgkill(Some(int(a[0])), int(a[1]), int(a[2]))
+        .map(|()| 0)
+}
+
 uk_syscall::register!(getpid => sys_getpid);
 uk_syscall::register!(gettid => sys_gettid);
 uk_syscall::register!(getppid => sys_getppid);
@@ -278,3 +356,9 @@ uk_syscall::register!(munmap => sys_munmap);
 uk_syscall::register!(mprotect => sys_mprotect);
 uk_syscall::register!(brk => sys_brk);
 uk_syscall::register!(getrandom => sys_getrandom);
+uk_syscall::register!(rt_sigaction => sys_rt_sigaction);
+uk_syscall::register!(rt_sigprocmask => sys_rt_sigprocmask);
+uk_syscall::register!(rt_sigpending => sys_rt_sigpending);
+uk_syscall::register!(kill => sys_kill);
+uk_syscall::register!(tkill => sys_tkill);
+uk_syscall::register!(tgkill => sys_tgkill);

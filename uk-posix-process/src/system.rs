@@ -16,6 +16,7 @@ use crate::host::{self, DataLimitHook, ExitHook, PageSource, ThreadHost};
 use crate::ids::{DEFAULT_MAX_ID, IdAllocator, Pid, Tid};
 use crate::mm::Mm;
 use crate::rlimit::Limits;
+use crate::signal::{SigProcess, SigThread};
 use uk_syscall::user::{AddressSpace, UserPtr, UserSlice};
 
 /// State touched only with its lock held, on the one CPU of the image.
@@ -78,12 +79,14 @@ struct ThreadEntry {
     /// Created by this layer (its exit callback does the bookkeeping).
     tracked: bool,
     exit_code: u8,
+    sig: SigThread,
 }
 
 struct Process {
     ppid: Pid,
     threads: Vec<Tid>,
     group_exit: Option<u8>,
+    sig: SigProcess,
 }
 
 struct State {
@@ -331,6 +334,7 @@ impl System {
                             ppid: 0,
                             threads: Vec::new(),
                             group_exit: None,
+                            sig: SigProcess::default(),
                         },
                     );
                     st.init = Some(tid);
@@ -349,6 +353,7 @@ impl System {
                     handle: uk_sched::current(),
                     tracked: false,
                     exit_code: 0,
+                    sig: SigThread::default(),
                 },
             );
         }
@@ -356,6 +361,44 @@ impl System {
         let entry = threads.get_mut(&key).ok_or(Errno::ESRCH)?;
         let process = procs.get_mut(&entry.pid).ok_or(Errno::ESRCH)?;
         Ok(f(entry, process))
+    }
+
+    /// Runs `f` on the caller's signal state, its process's, its tid and its pid (adopting
+    /// the caller first, as [`System::gettid`]).
+    pub(crate) fn with_caller_signals<R>(
+        &self,
+        f: impl FnOnce(&mut SigThread, &mut SigProcess, Tid, Pid) -> R,
+    ) -> Result<R, Errno> {
+        self.with_caller(|t, p| f(&mut t.sig, &mut p.sig, t.tid, t.pid))
+    }
+
+    /// Runs `f` on the signal state of process `pid`.
+    pub(crate) fn with_process_signals<R>(
+        &self,
+        pid: Pid,
+        f: impl FnOnce(&mut SigProcess) -> R,
+    ) -> Result<R, Errno> {
+        let mut guard = self.state.lock();
+        let p = guard.0.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
+        Ok(f(&mut p.sig))
+    }
+
+    /// Runs `f` on the signal state of thread `tid`, which must belong to process `pid`
+    /// when one is given.
+    pub(crate) fn with_thread_signals<R>(
+        &self,
+        tid: Tid,
+        pid: Option<Pid>,
+        f: impl FnOnce(&mut SigThread) -> R,
+    ) -> Result<R, Errno> {
+        let mut guard = self.state.lock();
+        let t = guard
+            .0
+            .threads
+            .values_mut()
+            .find(|t| t.tid == tid && pid.is_none_or(|p| p == t.pid))
+            .ok_or(Errno::ESRCH)?;
+        Ok(f(&mut t.sig))
     }
 
     /// The caller's thread id.
@@ -534,6 +577,13 @@ impl System {
         {
             let mut guard = self.state.lock();
             let st = &mut guard.0;
+            // A new thread starts with its creator's signal mask; a new process with a
+            // copy of its creator's signal actions.
+            let creator = st.threads.get(&current_key());
+            let sig = creator.map_or_else(SigThread::default, |t| SigThread::inherit(&t.sig));
+            let actions = creator
+                .and_then(|t| st.procs.get(&t.pid))
+                .map_or_else(SigProcess::default, |p| p.sig.for_new_process());
             let pid = if plan.thread {
                 // The caller's process (it exists: getpid adopted the caller).
                 st.threads.get(&current_key()).map_or(ppid, |t| t.pid)
@@ -547,6 +597,7 @@ impl System {
                         ppid,
                         threads: Vec::new(),
                         group_exit: None,
+                        sig: actions,
                     },
                 );
                 tid
@@ -563,6 +614,7 @@ impl System {
                     handle: Some(thread.clone()),
                     tracked: true,
                     exit_code: 0,
+                    sig,
                 },
             );
         }

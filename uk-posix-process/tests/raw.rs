@@ -175,7 +175,77 @@ fn clone_by_number_without_a_trap_frame() {
     );
 }
 
-/// Numbers the property test calls (exit and exit_group end the caller: not here).
+#[test]
+fn signal_calls_check_sizes_and_pointers_before_changing_anything() {
+    use uk_posix_process::signal::{SIG_BLOCK, SIGUSR1, SIGUSR2, SigAction, sig_bit};
+    let (base, _g) = arena();
+    let act = base + 1024;
+    let set = base + 2048;
+    let ignore = SigAction {
+        handler: 1,
+        ..SigAction::default()
+    };
+    // SAFETY: the arena is ours, 64 KiB, aligned.
+    unsafe {
+        (act as *mut [u8; 32]).write(ignore.to_raw());
+        (set as *mut u64).write(sig_bit(SIGUSR2));
+    }
+    let usr1 = SIGUSR1 as usize;
+    // Only an 8-byte sigset.
+    assert_eq!(
+        call(Sysno::rt_sigaction, [usr1, act, 0, 4, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    assert_eq!(
+        call(Sysno::rt_sigprocmask, [0, set, 0, 16, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    assert_eq!(
+        call(Sysno::rt_sigpending, [set, 9, 0, 0, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    // A bad old-value pointer fails before the action or mask changes.
+    assert_eq!(
+        call(Sysno::rt_sigaction, [usr1, act, 8, 8, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(
+        call(Sysno::rt_sigaction, [usr1, 8, 0, 8, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(
+        system().rt_sigaction(SIGUSR1, None),
+        Ok(SigAction::default())
+    );
+    let how = SIG_BLOCK as usize;
+    assert_eq!(
+        call(Sysno::rt_sigprocmask, [how, set, 8, 8, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(system().rt_sigprocmask(SIG_BLOCK, None), Ok(0));
+    // The good calls, old values written back.
+    let old = base + 4096;
+    assert_eq!(call(Sysno::rt_sigaction, [usr1, act, old, 8, 0, 0]), 0);
+    assert_eq!(call(Sysno::rt_sigaction, [usr1, 0, old, 8, 0, 0]), 0);
+    // SAFETY: the arena is ours, and the call wrote 32 bytes there.
+    let written = unsafe { *(old as *const [u8; 32]) };
+    assert_eq!(SigAction::from_raw(written), ignore);
+    assert_eq!(call(Sysno::rt_sigprocmask, [how, set, 0, 8, 0, 0]), 0);
+    assert_eq!(call(Sysno::rt_sigprocmask, [how, 0, old, 8, 0, 0]), 0);
+    // SAFETY: the arena is ours.
+    assert_eq!(unsafe { *(old as *const u64) }, sig_bit(SIGUSR2));
+    assert_eq!(call(Sysno::rt_sigpending, [old, 8, 0, 0, 0, 0]), 0);
+    // Restore the defaults for the other tests.
+    system()
+        .rt_sigaction(SIGUSR1, Some(SigAction::default()))
+        .unwrap();
+    system()
+        .rt_sigprocmask(uk_posix_process::signal::SIG_SETMASK, Some(0))
+        .unwrap();
+}
+
+/// Numbers the property test calls (exit and exit_group end the caller: not here, nor
+/// kill, tkill and tgkill, whose default actions end it too).
 fn surface() -> Vec<Sysno> {
     let mut v = vec![
         Sysno::getpid,
@@ -200,6 +270,9 @@ fn surface() -> Vec<Sysno> {
         Sysno::mprotect,
         Sysno::brk,
         Sysno::getrandom,
+        Sysno::rt_sigaction,
+        Sysno::rt_sigprocmask,
+        Sysno::rt_sigpending,
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([Sysno::fork, Sysno::vfork]);
@@ -211,7 +284,7 @@ proptest! {
 
     #[test]
     fn random_arguments_never_panic_or_corrupt(
-        picks in proptest::collection::vec((0usize..24, proptest::array::uniform6(0usize..7), proptest::array::uniform6(any::<u16>())), 1..8)
+        picks in proptest::collection::vec((0usize..64, proptest::array::uniform6(0usize..7), proptest::array::uniform6(any::<u16>())), 1..8)
     ) {
         let (base, _g) = arena();
         let sys = system();
@@ -240,6 +313,9 @@ proptest! {
             prop_assert_eq!(sys.gettid().unwrap(), tid);
             prop_assert_eq!(sys.thread_count(), 1);
             prop_assert_eq!(sys.process_count(), 1);
+            // SIGKILL and SIGSTOP are never blocked, whatever was asked.
+            let kill_stop = (1u64 << 8) | (1 << 18);
+            prop_assert_eq!(sys.rt_sigprocmask(0, None).unwrap() & kill_stop, 0);
             for res in 0..RLIM_NLIMITS as u32 {
                 let l = sys.getrlimit(res).unwrap();
                 prop_assert!(l.rlim_cur <= l.rlim_max);

@@ -35,7 +35,7 @@ uk_test::ktest! {
             (SUM, [0, 1, 1, 1, 1, 1]),
             (NOP, [9; 6]),
             (UNREGISTERED, [0; 6]),
-            (Sysno::tkill as usize, [1, 2, 0, 0, 0, 0]),
+            (Sysno::kexec_load as usize, [1, 2, 0, 0, 0, 0]),
         ];
         for (number, args) in cases {
             let direct = dispatch(number, &args);

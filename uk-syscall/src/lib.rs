@@ -81,11 +81,11 @@
 //! let getuid = uk_syscall::Sysno::getuid as usize;
 //! assert_eq!(uk_syscall::dispatch(getuid, &[0; 6]), 0);
 //! // A number nobody registered: -ENOSYS.
-//! let tkill = uk_syscall::Sysno::tkill as usize;
-//! assert_eq!(uk_syscall::dispatch(tkill, &[0; 6]), -(Errno::ENOSYS.into_raw() as isize));
+//! let kexec_load = uk_syscall::Sysno::kexec_load as usize;
+//! assert_eq!(uk_syscall::dispatch(kexec_load, &[0; 6]), -(Errno::ENOSYS.into_raw() as isize));
 //! // The C convention.
 //! let mut errno = 0;
-//! assert_eq!(uk_syscall::dispatch_errno(tkill, &[0; 6], &mut errno), -1);
+//! assert_eq!(uk_syscall::dispatch_errno(kexec_load, &[0; 6], &mut errno), -1);
 //! assert_eq!(errno, Errno::ENOSYS.into_raw());
 //! // A direct call has no trap frame.
 //! assert!(uk_syscall::trap_frame(&[0; 6]).is_none());

@@ -403,9 +403,9 @@ mod tests {
     #[test]
     fn unknown_numbers_give_enosys_logged_once_per_number() {
         capture_logs();
-        let unknown = Sysno::tkill as usize;
+        let unknown = Sysno::kexec_load as usize;
         assert!(handler(unknown).is_none());
-        let name = Sysno::tkill.name();
+        let name = Sysno::kexec_load.name();
         let needle = |n: usize| std::format!("({n}) is not implemented");
         assert_eq!(dispatch(unknown, &[0; 6]), ENOSYS);
         assert_eq!(dispatch(unknown, &[1; 6]), ENOSYS);

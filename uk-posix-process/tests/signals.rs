@@ -1,0 +1,265 @@
+//! Signals on a live System: handlers run synchronously when a thread signals itself,
+//! blocked signals wait for the unblock, default actions end the process with 128 + the
+//! signal, ignored ones vanish, new threads inherit the mask, and bad input is refused
+//! without changing anything.
+
+mod common;
+
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use common::{addr, boxed, stack, word, world};
+use uk_posix_process::flags::{CloneArgs, PTHREAD_FLAGS, Via};
+use uk_posix_process::signal::*;
+use uk_posix_process::{ChildStart, Errno, System};
+
+fn handler(f: extern "C" fn(i32)) -> SigAction {
+    SigAction {
+        handler: f as usize,
+        ..SigAction::default()
+    }
+}
+
+fn ignore() -> SigAction {
+    SigAction {
+        handler: SIG_IGN,
+        ..SigAction::default()
+    }
+}
+
+fn me(sys: &System) -> i32 {
+    sys.gettid().unwrap()
+}
+
+/// The System a handler looks at (each test sets it before raising).
+static SYS: AtomicPtr<System> = AtomicPtr::new(std::ptr::null_mut());
+
+fn sys_in_handler() -> &'static System {
+    // SAFETY: set from a leaked `&'static System` before any handler runs.
+    unsafe { &*SYS.load(Ordering::SeqCst) }
+}
+
+static USR1_CALLS: AtomicUsize = AtomicUsize::new(0);
+static USR1_MASK: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_usr1(sig: i32) {
+    assert_eq!(sig, SIGUSR1);
+    USR1_CALLS.fetch_add(1, Ordering::SeqCst);
+    // The mask while the handler runs: the action's mask and the signal itself.
+    let mask = sys_in_handler().rt_sigprocmask(SIG_BLOCK, None).unwrap();
+    USR1_MASK.store(mask, Ordering::SeqCst);
+}
+
+#[test]
+fn a_handler_runs_before_raise_returns_and_a_blocked_signal_waits_for_the_unblock() {
+    let w = world();
+    let sys = w.sys;
+    SYS.store(sys as *const System as *mut System, Ordering::SeqCst);
+    let status = w.run(move || {
+        let act = SigAction {
+            mask: sig_bit(SIGUSR2),
+            ..handler(on_usr1)
+        };
+        assert_eq!(
+            sys.rt_sigaction(SIGUSR1, Some(act)),
+            Ok(SigAction::default())
+        );
+        assert_eq!(sys.rt_sigaction(SIGUSR1, None), Ok(act));
+        sys.tgkill(None, me(sys), SIGUSR1).unwrap();
+        assert_eq!(
+            USR1_CALLS.load(Ordering::SeqCst),
+            1,
+            "ran before tkill returned"
+        );
+        assert_eq!(
+            USR1_MASK.load(Ordering::SeqCst),
+            sig_bit(SIGUSR1) | sig_bit(SIGUSR2)
+        );
+        assert_eq!(sys.rt_sigprocmask(SIG_BLOCK, None), Ok(0), "mask restored");
+        // Blocked: pending until unblocked, then delivered by that very call.
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR1)))
+            .unwrap();
+        sys.tgkill(Some(sys.getpid().unwrap()), me(sys), SIGUSR1)
+            .unwrap();
+        sys.kill(0, SIGUSR1).unwrap();
+        assert_eq!(USR1_CALLS.load(Ordering::SeqCst), 1);
+        assert_eq!(sys.sigpending(), Ok(sig_bit(SIGUSR1)));
+        sys.rt_sigprocmask(SIG_UNBLOCK, Some(sig_bit(SIGUSR1)))
+            .unwrap();
+        // Once for the thread's pending signal, once for the process's.
+        assert_eq!(USR1_CALLS.load(Ordering::SeqCst), 3);
+        assert_eq!(sys.sigpending(), Ok(0));
+        4
+    });
+    assert_eq!(status, Some(4));
+}
+
+#[test]
+fn the_default_action_ends_the_process_with_128_plus_the_signal() {
+    let w = world();
+    let sys = w.sys;
+    let after = std::sync::Arc::new(AtomicUsize::new(0));
+    let after2 = after.clone();
+    let status = w.run(move || {
+        sys.kill(0, SIGTERM).unwrap();
+        after2.store(1, Ordering::SeqCst);
+        0
+    });
+    assert_eq!(status, Some(128 + SIGTERM as u8));
+    assert_eq!(
+        after.load(Ordering::SeqCst),
+        0,
+        "nothing ran after the signal"
+    );
+}
+
+#[test]
+fn ignored_signals_and_those_ignored_by_default_vanish() {
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        sys.rt_sigaction(SIGUSR2, Some(ignore())).unwrap();
+        sys.tgkill(None, me(sys), SIGUSR2).unwrap();
+        sys.kill(sys.getpid().unwrap(), SIGCHLD).unwrap();
+        sys.kill(0, SIGWINCH).unwrap();
+        // Blocked then ignored: setting SIG_IGN discards it where the process has it.
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGINT)))
+            .unwrap();
+        sys.kill(0, SIGINT).unwrap();
+        assert_eq!(sys.sigpending(), Ok(sig_bit(SIGINT)));
+        sys.rt_sigaction(SIGINT, Some(ignore())).unwrap();
+        assert_eq!(sys.sigpending(), Ok(0));
+        5
+    });
+    assert_eq!(status, Some(5));
+}
+
+static INFO_SIGNO: AtomicI32 = AtomicI32::new(0);
+static INFO_CODE: AtomicI32 = AtomicI32::new(0);
+static INFO_PID: AtomicI32 = AtomicI32::new(0);
+static RESET_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_info(sig: i32, info: *mut SigInfo, context: *mut u64) {
+    // SAFETY: the layer passes a live siginfo_t.
+    let info = unsafe { &*info };
+    assert_eq!(info.signo, sig);
+    assert!(!context.is_null());
+    INFO_SIGNO.store(info.signo, Ordering::SeqCst);
+    INFO_CODE.store(info.code, Ordering::SeqCst);
+    INFO_PID.store(info.pid, Ordering::SeqCst);
+    RESET_CALLS.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn siginfo_handlers_and_sa_resethand() {
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        let act = SigAction {
+            handler: on_info as *const () as usize,
+            flags: SA_SIGINFO | SA_RESETHAND,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(SIGHUP, Some(act)).unwrap();
+        sys.tgkill(None, me(sys), SIGHUP).unwrap();
+        assert_eq!(INFO_SIGNO.load(Ordering::SeqCst), SIGHUP);
+        assert_eq!(INFO_CODE.load(Ordering::SeqCst), SI_TKILL);
+        assert_eq!(INFO_PID.load(Ordering::SeqCst), sys.getpid().unwrap());
+        // SA_RESETHAND: the action is the default again, so a second SIGHUP ends us.
+        assert_eq!(sys.rt_sigaction(SIGHUP, None), Ok(SigAction::default()));
+        sys.kill(0, SIGHUP).unwrap();
+        0
+    });
+    assert_eq!(RESET_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(status, Some(128 + SIGHUP as u8));
+}
+
+#[test]
+fn a_new_thread_starts_with_its_creators_mask_and_signals_to_it_wait_for_it() {
+    let w = world();
+    let sys = w.sys;
+    let child_mask = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+    let child_mask2 = child_mask.clone();
+    let status = w.run(move || {
+        sys.rt_sigprocmask(SIG_SETMASK, Some(sig_bit(SIGUSR2) | sig_bit(SIGKILL)))
+            .unwrap();
+        let (entry, arg) = boxed(move || {
+            child_mask2.store(
+                sys.rt_sigprocmask(SIG_BLOCK, None).unwrap(),
+                Ordering::SeqCst,
+            );
+            // A signal another thread sent is pending for this one only.
+            uk_sched::yield_now();
+            assert_eq!(sys.sigpending(), Ok(sig_bit(SIGUSR2)));
+            sys.rt_sigaction(SIGUSR2, Some(ignore())).unwrap();
+            sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
+            0
+        });
+        let (ptid, ctid) = (word(0), word(0));
+        let args = CloneArgs::from_legacy(
+            PTHREAD_FLAGS,
+            stack(64 * 1024),
+            addr(ptid),
+            addr(ctid),
+            0x5000_0000,
+        );
+        let tid = sys
+            .clone(&args, Via::Clone, ChildStart::Call { entry, arg })
+            .unwrap();
+        uk_sched::yield_now();
+        sys.tgkill(None, tid, SIGUSR2).unwrap();
+        assert_eq!(sys.sigpending(), Ok(0), "not the sender's");
+        for _ in 0..4 {
+            uk_sched::yield_now();
+        }
+        6
+    });
+    assert_eq!(status, Some(6));
+    assert_eq!(child_mask.load(Ordering::SeqCst), sig_bit(SIGUSR2));
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        let pid = sys.getpid().unwrap();
+        for bad in [-1, 65, 1000] {
+            assert_eq!(sys.kill(0, bad), Err(Errno::EINVAL));
+            assert_eq!(sys.tgkill(None, me(sys), bad), Err(Errno::EINVAL));
+            assert_eq!(sys.rt_sigaction(bad, None), Err(Errno::EINVAL));
+        }
+        assert_eq!(
+            sys.rt_sigaction(SIGKILL, Some(ignore())),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            sys.rt_sigaction(SIGSTOP, Some(handler(on_usr1))),
+            Err(Errno::EINVAL)
+        );
+        // A handler in the NULL page is refused rather than ever called.
+        let wild = SigAction {
+            handler: 0x10,
+            ..SigAction::default()
+        };
+        assert_eq!(sys.rt_sigaction(SIGUSR1, Some(wild)), Err(Errno::EFAULT));
+        assert_eq!(sys.rt_sigaction(SIGUSR1, None), Ok(SigAction::default()));
+        assert_eq!(sys.rt_sigprocmask(9, Some(1)), Err(Errno::EINVAL));
+        assert_eq!(sys.tgkill(None, 0, SIGUSR1), Err(Errno::EINVAL));
+        assert_eq!(sys.tgkill(Some(0), me(sys), SIGUSR1), Err(Errno::EINVAL));
+        assert_eq!(sys.tgkill(None, 30_000, SIGUSR1), Err(Errno::ESRCH));
+        assert_eq!(
+            sys.tgkill(Some(pid + 1), me(sys), SIGUSR1),
+            Err(Errno::ESRCH)
+        );
+        assert_eq!(sys.kill(30_000, SIGUSR1), Err(Errno::ESRCH));
+        assert_eq!(sys.kill(-30_000, SIGUSR1), Err(Errno::ESRCH));
+        // Signal 0 only checks existence.
+        assert_eq!(sys.kill(pid, 0), Ok(()));
+        assert_eq!(sys.kill(30_000, 0), Err(Errno::ESRCH));
+        assert_eq!(sys.tgkill(None, me(sys), 0), Ok(()));
+        assert_eq!(sys.sigpending(), Ok(0));
+        assert_eq!(sys.rt_sigprocmask(SIG_BLOCK, None), Ok(0));
+        7
+    });
+    assert_eq!(status, Some(7));
+}
