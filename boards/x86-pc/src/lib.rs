@@ -159,8 +159,10 @@
 //! # Ending the run
 //!
 //! [`Platform::exit`] writes the code to isa-debug-exit (port 0xf4); QEMU exits with
-//! `code << 1 | 1`. Without the device, code 0 falls back to power-off and other codes halt
-//! after a console line. [`Platform::power_off`] makes QEMU exit with status 0: on `pc` and
+//! `code << 1 | 1`, of which the host sees the low 8 bits: a code of 128 or more arrives
+//! as `code - 128`, so such a code is first printed (`x86-pc: exit status 134 ...`).
+//! Without the device, code 0 falls back to power-off and other codes halt after a
+//! console line. [`Platform::power_off`] makes QEMU exit with status 0: on `pc` and
 //! `q35` through the ACPI PM1a control register at 0x604 (SLP_EN, SLP_TYP 0, as SeaBIOS
 //! sets up the PM block), on `microvm` through the ACPI generic event device's sleep control
 //! register at MMIO 0xfea0_0200 (SLP_EN, SLP_TYP 5). If neither stops the machine (e.g.
@@ -432,6 +434,15 @@ mod platform {
         }
 
         fn exit(&self, code: u8) -> ! {
+            if code >= 128 {
+                // QEMU's exit status is 8 bits and isa-debug-exit doubles the code, so only
+                // 0-127 arrive whole: say the real one first.
+                let mut line = *b"x86-pc: exit status ___ (isa-debug-exit carries 7 bits)\r\n";
+                line[20] = b'0' + code / 100;
+                line[21] = b'0' + code / 10 % 10;
+                line[22] = b'0' + code % 10;
+                self.write_bytes(&line);
+            }
             arch::debug_exit(code);
             if code == 0 {
                 self.power_off();
