@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,13 @@ static void *worker(void *arg)
 	calls += 5;
 	job->output = job->input * 2;
 	return job;
+}
+
+static volatile sig_atomic_t caught;
+
+static void on_signal(int sig)
+{
+	caught = sig;
 }
 
 int main(int argc, char **argv)
@@ -112,5 +120,23 @@ int main(int argc, char **argv)
 	printf("musl: slept %s 2 ms, getrandom gave %zd bytes\n", slept >= 2000 ? "at least" : "LESS THAN",
 	       got);
 
+	/* Signals: a handler runs before raise returns; a blocked one waits for the unblock. */
+	signal(SIGUSR1, on_signal);
+	raise(SIGUSR1);
+	int first = caught;
+	caught = 0;
+	sigset_t set, pending;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	raise(SIGUSR1);
+	sigpending(&pending);
+	int waited = caught == 0 && sigismember(&pending, SIGUSR1);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	printf("musl: raise(SIGUSR1) ran the handler (%d); blocked, it waited (%s) and ran at the "
+	       "unblock (%d)\n", first, waited ? "yes" : "no", caught);
+
+	if (argc > 1 && !strcmp(argv[1], "abort"))
+		abort();
 	return 3;
 }
