@@ -278,9 +278,11 @@ fn disposition(sig: i32, action: &SigAction) -> Disposition {
 }
 
 /// Takes the lowest-numbered pending signal the thread does not block (its own first,
-/// then the process's), with what delivering it means; applies `SA_RESETHAND`.
-fn take_deliverable(t: &mut SigThread, p: &mut SigProcess) -> Option<(i32, Disposition)> {
-    for pending in [&mut t.pending, &mut p.pending] {
+/// then the process's), with what delivering it means and its `si_code` (`SI_TKILL` for
+/// one sent to the thread, `SI_USER` for one sent to the process); applies
+/// `SA_RESETHAND`.
+fn take_deliverable(t: &mut SigThread, p: &mut SigProcess) -> Option<(i32, Disposition, i32)> {
+    for (pending, code) in [(&mut t.pending, SI_TKILL), (&mut p.pending, SI_USER)] {
         let ready = *pending & !t.mask;
         if ready != 0 {
             let sig = ready.trailing_zeros() as i32 + 1;
@@ -290,7 +292,7 @@ fn take_deliverable(t: &mut SigThread, p: &mut SigProcess) -> Option<(i32, Dispo
             if matches!(what, Disposition::Handle(_)) && action.flags & SA_RESETHAND != 0 {
                 p.actions[sig as usize - 1] = SigAction::default();
             }
-            return Some((sig, what));
+            return Some((sig, what, code));
         }
     }
     None
@@ -404,7 +406,7 @@ impl System {
         }
         self.with_process_signals(target, |p| p.pending |= sig_bit(sig))?;
         if target == own {
-            self.deliver_pending_from(SI_USER);
+            self.deliver_pending();
         }
         Ok(())
     }
@@ -431,20 +433,16 @@ impl System {
             }
         })?;
         if tid as Tid == me && sig != 0 {
-            self.deliver_pending_from(SI_TKILL);
+            self.deliver_pending();
         }
         Ok(())
     }
 
     /// Delivers to the caller every pending signal it does not block.
     fn deliver_pending(&self) {
-        self.deliver_pending_from(SI_USER);
-    }
-
-    fn deliver_pending_from(&self, code: i32) {
         loop {
-            let Ok(Some((sig, what, pid))) = self.with_caller_signals(|t, p, _, pid| {
-                take_deliverable(t, p).map(|(s, w)| (s, w, pid))
+            let Ok(Some((sig, what, code, pid))) = self.with_caller_signals(|t, p, _, pid| {
+                take_deliverable(t, p).map(|(s, w, c)| (s, w, c, pid))
             }) else {
                 return;
             };
@@ -563,7 +561,7 @@ mod tests {
         // The thread's own first, lowest number first; blocked ones stay.
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGUSR1, Disposition::Handle(handler)))
+            Some((SIGUSR1, Disposition::Handle(handler), SI_TKILL))
         );
         assert_eq!(
             p.actions[SIGUSR1 as usize - 1],
@@ -572,11 +570,11 @@ mod tests {
         );
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGCHLD, Disposition::Drop))
+            Some((SIGCHLD, Disposition::Drop, SI_TKILL))
         );
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGINT, Disposition::Terminate))
+            Some((SIGINT, Disposition::Terminate, SI_USER))
         );
         assert_eq!(take_deliverable(&mut t, &mut p), None);
         assert_eq!(t.pending, sig_bit(SIGTERM));
@@ -593,7 +591,7 @@ mod tests {
         assert_eq!(p.pending, sig_bit(SIGHUP));
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGHUP, Disposition::Drop))
+            Some((SIGHUP, Disposition::Drop, SI_USER))
         );
     }
 }
