@@ -27,6 +27,32 @@ fn id(r: Result<crate::Pid, Errno>) -> SyscallResult {
     r.map(|v| v as usize)
 }
 
+/// The "new value in, old value out" calls (prlimit64, rt_sigaction, rt_sigprocmask): reads
+/// the new value at `new` unless it is NULL, checks that `old` (unless NULL) can be written
+/// *before* `change` runs, so that a bad pointer changes nothing, then writes the old value
+/// `change` returns there.
+fn exchange<N: Copy + uk_syscall::user::Plain, O: Copy>(
+    new: usize,
+    old: usize,
+    change: impl FnOnce(Option<N>) -> Result<O, Errno>,
+) -> SyscallResult {
+    let space = system().address_space();
+    let (new, old) = (UserPtr::<N>::new(new), UserPtr::<O>::new(old));
+    let new = if new.is_null() {
+        None
+    } else {
+        Some(new.read(&space)?)
+    };
+    if !old.is_null() {
+        old.check(&space)?;
+    }
+    let value = change(new)?;
+    if !old.is_null() {
+        old.write(&space, value)?;
+    }
+    Ok(0)
+}
+
 /// getpid.
 pub fn sys_getpid(_: &Args) -> SyscallResult {
     id(system().getpid())
@@ -159,22 +185,9 @@ pub fn sys_vfork(_: &Args) -> SyscallResult {
 /// prlimit64(pid, resource, new, old): the new value is read and the old pointer checked
 /// before anything changes; the old value is written whenever `old` is given.
 pub fn sys_prlimit64(a: &Args) -> SyscallResult {
-    let space = system().address_space();
-    let new = UserPtr::<[u64; 2]>::new(a[2]);
-    let old = UserPtr::<Rlimit>::new(a[3]);
-    let new = if new.is_null() {
-        None
-    } else {
-        Some(Rlimit::from(new.read(&space)?))
-    };
-    if !old.is_null() {
-        old.check(&space)?;
-    }
-    let value = system().prlimit(int(a[0]), a[1] as u32, new)?;
-    if !old.is_null() {
-        old.write(&space, value)?;
-    }
-    Ok(0)
+    exchange(a[2], a[3], |new: Option<[u64; 2]>| {
+        system().prlimit(int(a[0]), a[1] as u32, new.map(Rlimit::from))
+    })
 }
 
 /// getrlimit(resource, rlim).
@@ -258,22 +271,10 @@ pub fn sys_rt_sigaction(a: &Args) -> SyscallResult {
     if a[3] != SIGSET_SIZE {
         return Err(Errno::EINVAL);
     }
-    let space = system().address_space();
-    let act = UserPtr::<[u8; SigAction::RAW_SIZE]>::new(a[1]);
-    let oact = UserPtr::<[u8; SigAction::RAW_SIZE]>::new(a[2]);
-    let new = if act.is_null() {
-        None
-    } else {
-        Some(SigAction::from_raw(act.read(&space)?))
-    };
-    if !oact.is_null() {
-        oact.check(&space)?;
-    }
-    let old = system().rt_sigaction(int(a[0]), new)?;
-    if !oact.is_null() {
-        oact.write(&space, old.to_raw())?;
-    }
-    Ok(0)
+    exchange(a[1], a[2], |new: Option<[u8; SigAction::RAW_SIZE]>| {
+        let old = system().rt_sigaction(int(a[0]), new.map(SigAction::from_raw))?;
+        Ok(old.to_raw())
+    })
 }
 
 /// rt_sigprocmask(how, set, oset, sigsetsize)
@@ -281,22 +282,9 @@ pub fn sys_rt_sigprocmask(a: &Args) -> SyscallResult {
     if a[3] != SIGSET_SIZE {
         return Err(Errno::EINVAL);
     }
-    let space = system().address_space();
-    let set = UserPtr::<u64>::new(a[1]);
-    let oset = UserPtr::<u64>::new(a[2]);
-    let set = if set.is_null() {
-        None
-    } else {
-        Some(set.read(&space)?)
-    };
-    if !oset.is_null() {
-        oset.check(&space)?;
-    }
-    let old = system().rt_sigprocmask(int(a[0]), set)?;
-    if !oset.is_null() {
-        oset.write(&space, old)?;
-    }
-    Ok(0)
+    exchange(a[1], a[2], |set: Option<u64>| {
+        system().rt_sigprocmask(int(a[0]), set)
+    })
 }
 
 /// rt_sigpending(set, sigsetsize)
