@@ -1,7 +1,8 @@
 //! In-image test cases (feature `ktest`): a pthread-style create and join built from raw
 //! clone (`PTHREAD_FLAGS`: VM, FS, FILES, SIGHAND, THREAD, SYSVSEM, SETTLS, PARENT_SETTID,
 //! CHILD_CLEARTID) and a futex wait on the tid word, once through direct calls and once
-//! through the real trap instruction (`syscall` / `svc #0`), compared with each other.
+//! through the real trap instruction (`syscall` / `svc #0`), compared with each other;
+//! signals through the trap.
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
@@ -616,5 +617,82 @@ uk_test::ktest! {
         uk_test::expect_eq!(restore, 0);
         uk_test::expect_eq!(ops.thread_pointer(), before);
         drop(block);
+    }
+}
+
+/// Calls of the signal handler below, and the signal it last saw.
+static SIGNAL_CALLS: AtomicUsize = AtomicUsize::new(0);
+static SIGNAL_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_signal(sig: i32) {
+    SIGNAL_SEEN.store(sig as usize, Ordering::SeqCst);
+    SIGNAL_CALLS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The process's main thread for `signals_through_the_trap`: returns 0 when every check
+/// passed, else the number of the first one that failed.
+fn main_signals(_: usize) -> i32 {
+    use crate::signal::{SIG_BLOCK, SIG_UNBLOCK, SIGUSR1, SigAction, sig_bit};
+    let calls = || SIGNAL_CALLS.load(Ordering::SeqCst);
+    let act = SigAction {
+        handler: count_signal as *const () as usize,
+        ..SigAction::default()
+    }
+    .to_raw();
+    let set = sig_bit(SIGUSR1);
+    let mut pending = 0u64;
+    let usr1 = SIGUSR1 as usize;
+    // SAFETY: every pointer passed is to a live local of the right size; the handler is a
+    // function of this image taking the signal number.
+    unsafe {
+        let tid = trap(Sysno::gettid, [0; 6]) as usize;
+        if trap(
+            Sysno::rt_sigaction,
+            [usr1, act.as_ptr() as usize, 0, 8, 0, 0],
+        ) != 0
+        {
+            return 1;
+        }
+        // Raised and handled before tkill returns.
+        if trap(Sysno::tkill, [tid, usr1, 0, 0, 0, 0]) != 0 || calls() != 1 {
+            return 2;
+        }
+        // Blocked: pending, then handled by the unblocking call.
+        let set_ptr = &raw const set as usize;
+        trap(
+            Sysno::rt_sigprocmask,
+            [SIG_BLOCK as usize, set_ptr, 0, 8, 0, 0],
+        );
+        trap(Sysno::tkill, [tid, usr1, 0, 0, 0, 0]);
+        trap(
+            Sysno::rt_sigpending,
+            [&raw mut pending as usize, 8, 0, 0, 0, 0],
+        );
+        if calls() != 1 || pending != set {
+            return 3;
+        }
+        trap(
+            Sysno::rt_sigprocmask,
+            [SIG_UNBLOCK as usize, set_ptr, 0, 8, 0, 0],
+        );
+        if calls() != 2 || SIGNAL_SEEN.load(Ordering::SeqCst) != usr1 {
+            return 4;
+        }
+        // The default action of SIGTERM ends the process with 128 + 15.
+        trap(Sysno::kill, [0, 15, 0, 0, 0, 0]);
+    }
+    5
+}
+
+uk_test::ktest! {
+    /// Signals through the trap instruction: a handler installed with rt_sigaction runs
+    /// before tkill returns; blocked, the signal is pending until rt_sigprocmask unblocks
+    /// it; SIGTERM's default action ends the process with status 143.
+    fn signals_through_the_trap() {
+        let _ = uk_syscall::install();
+        SIGNAL_CALLS.store(0, Ordering::SeqCst);
+        let status = run_process(system(), main_signals, 0);
+        uk_test::expect_eq!(status, Some(143));
+        uk_test::expect_eq!(SIGNAL_CALLS.load(Ordering::SeqCst), 2);
     }
 }
