@@ -1,5 +1,8 @@
 //! futex(2): WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE.
 //!
+//! A signal sent to a waiting thread ends its wait with `EINTR` after the handler ran (as
+//! Linux does for a handled signal without `SA_RESTART`; libcs retry).
+//!
 //! One table of waiters for the whole image, keyed by the word's address (one address
 //! space: private and shared futexes on the same word are the same futex, as they are for
 //! anonymous memory in Linux). A waiter blocks through uk-sched's two-phase block
@@ -48,6 +51,8 @@ struct Waiter {
 /// The waiters of every futex word.
 pub(crate) struct FutexTable {
     waiters: Mutex<Cpu<Vec<Waiter>>>,
+    /// Waits ended by a signal (their waiters return `EINTR`), by waiter id.
+    interrupted: Mutex<Cpu<Vec<u64>>>,
     next_id: AtomicU64,
 }
 
@@ -55,7 +60,39 @@ impl FutexTable {
     pub(crate) const fn new() -> Self {
         Self {
             waiters: Mutex::new(Cpu(Vec::new())),
+            interrupted: Mutex::new(Cpu(Vec::new())),
             next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Ends the wait of the uk-sched thread `thread_id`, if it is waiting, so that it
+    /// returns `EINTR` (a signal arrived for it); `true` if it was waiting.
+    pub(crate) fn interrupt(&self, thread_id: u64) -> bool {
+        let taken = {
+            let mut w = self.waiters.lock();
+            w.0.iter()
+                .position(|x| x.thread.id() == thread_id)
+                .map(|i| w.0.remove(i))
+        };
+        match taken {
+            Some(waiter) => {
+                self.interrupted.lock().0.push(waiter.id);
+                waiter.thread.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether wait `id` was ended by [`FutexTable::interrupt`] (forgetting it).
+    fn was_interrupted(&self, id: u64) -> bool {
+        let mut list = self.interrupted.lock();
+        match list.0.iter().position(|&x| x == id) {
+            Some(i) => {
+                list.0.swap_remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -132,6 +169,11 @@ impl System {
             log::warn!("futex wait outside a scheduler thread: ENOSYS");
             return Err(Errno::ENOSYS);
         };
+        // A signal already waiting for this thread would never end the wait: take it now.
+        if self.has_deliverable_signal() {
+            self.deliver_pending_signals();
+            return Err(Errno::EINTR);
+        }
         let id = self.futex.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut w = self.futex.waiters.lock();
@@ -145,29 +187,38 @@ impl System {
                 bitset,
             });
         }
+        let woken = || {
+            if self.futex.was_interrupted(id) {
+                // A signal for this thread ended the wait: run its handler, then EINTR.
+                self.deliver_pending_signals();
+                Err(Errno::EINTR)
+            } else {
+                Ok(0)
+            }
+        };
         loop {
             if !uk_sched::prepare_block(deadline_ns) {
                 // The deadline has passed already.
                 return if self.futex.take(id) {
                     Err(Errno::ETIMEDOUT)
                 } else {
-                    Ok(0)
+                    woken()
                 };
             }
             if !self.futex.present(id) {
                 // Woken between the enqueue and the block.
                 uk_sched::cancel_block();
-                return Ok(0);
+                return woken();
             }
             let timed_out = uk_sched::commit_block();
             if !self.futex.present(id) {
-                return Ok(0);
+                return woken();
             }
             if timed_out {
                 return if self.futex.take(id) {
                     Err(Errno::ETIMEDOUT)
                 } else {
-                    Ok(0)
+                    woken()
                 };
             }
             // Woken by someone else (not a futex wake): wait on.

@@ -25,8 +25,12 @@
 //!   Signals whose default is to be ignored (`SIGCHLD`, `SIGCONT`, `SIGURG`, `SIGWINCH`)
 //!   and the stop signals (no job control here) are dropped.
 //!
-//! What is not done: a signal sent to *another* thread stays pending until that thread
-//! makes one of the calls above (it does not interrupt a blocked call with `EINTR`);
+//! A signal sent to *another* thread that does not block it ends that thread's futex wait
+//! (or the next one it starts): the thread runs the handler and the wait returns `EINTR`,
+//! as on Linux for a handler without `SA_RESTART` (libcs retry where they must).
+//!
+//! What is not done: a signal for another thread that is running or sleeping
+//! (`nanosleep`) waits until it makes one of the calls above or waits on a futex;
 //! `SA_SIGINFO` handlers get a filled `siginfo_t` but a zeroed `ucontext_t`; there is no
 //! `sigaltstack`, `rt_sigsuspend`, `rt_sigtimedwait` or `rt_sigreturn`, and no
 //! asynchronous signals (faults are the board's to report).
@@ -427,15 +431,34 @@ impl System {
             return Err(Errno::EINVAL);
         }
         let me = self.gettid()?;
-        self.with_thread_signals(tid as Tid, tgid.map(|g| g as Pid), |t| {
+        let (thread_id, deliverable) =
+            self.with_thread_signals(tid as Tid, tgid.map(|g| g as Pid), |t| {
+                if sig != 0 {
+                    t.pending |= sig_bit(sig);
+                }
+                sig != 0 && t.mask & sig_bit(sig) == 0
+            })?;
+        if tid as Tid == me {
             if sig != 0 {
-                t.pending |= sig_bit(sig);
+                self.deliver_pending();
             }
-        })?;
-        if tid as Tid == me && sig != 0 {
-            self.deliver_pending();
+        } else if deliverable {
+            // A thread waiting on a futex is woken to take it (EINTR).
+            self.futex.interrupt(thread_id);
         }
         Ok(())
+    }
+
+    /// Whether a signal is pending for the caller (or its process) that it does not block.
+    pub(crate) fn has_deliverable_signal(&self) -> bool {
+        self.with_caller_signals(|t, p, _, _| (t.pending | p.pending) & !t.mask != 0)
+            .unwrap_or(false)
+    }
+
+    /// Delivers to the caller every pending signal it does not block (also what a futex
+    /// wait a signal ended does before returning `EINTR`).
+    pub(crate) fn deliver_pending_signals(&self) {
+        self.deliver_pending();
     }
 
     /// Delivers to the caller every pending signal it does not block.

@@ -384,21 +384,21 @@ impl System {
     }
 
     /// Runs `f` on the signal state of thread `tid`, which must belong to process `pid`
-    /// when one is given.
+    /// when one is given; returns the thread's uk-sched id with `f`'s result.
     pub(crate) fn with_thread_signals<R>(
         &self,
         tid: Tid,
         pid: Option<Pid>,
         f: impl FnOnce(&mut SigThread) -> R,
-    ) -> Result<R, Errno> {
+    ) -> Result<(u64, R), Errno> {
         let mut guard = self.state.lock();
-        let t = guard
+        let (key, t) = guard
             .0
             .threads
-            .values_mut()
-            .find(|t| t.tid == tid && pid.is_none_or(|p| p == t.pid))
+            .iter_mut()
+            .find(|(_, t)| t.tid == tid && pid.is_none_or(|p| p == t.pid))
             .ok_or(Errno::ESRCH)?;
-        Ok(f(&mut t.sig))
+        Ok((*key, f(&mut t.sig)))
     }
 
     /// The caller's thread id.

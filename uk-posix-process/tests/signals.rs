@@ -30,8 +30,17 @@ fn me(sys: &System) -> i32 {
     sys.gettid().unwrap()
 }
 
-/// The System a handler looks at (each test sets it before raising).
+/// The System a handler looks at (each test sets it before raising, holding `SERIAL`).
 static SYS: AtomicPtr<System> = AtomicPtr::new(std::ptr::null_mut());
+/// Serialises the tests whose handlers use `SYS` (tests run in parallel).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes `SERIAL` and points handlers at `sys`.
+fn handlers_use(sys: &'static System) -> std::sync::MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    SYS.store(sys as *const System as *mut System, Ordering::SeqCst);
+    guard
+}
 
 fn sys_in_handler() -> &'static System {
     // SAFETY: set from a leaked `&'static System` before any handler runs.
@@ -53,7 +62,7 @@ extern "C" fn on_usr1(sig: i32) {
 fn a_handler_runs_before_raise_returns_and_a_blocked_signal_waits_for_the_unblock() {
     let w = world();
     let sys = w.sys;
-    SYS.store(sys as *const System as *mut System, Ordering::SeqCst);
+    let _serial = handlers_use(sys);
     let status = w.run(move || {
         let act = SigAction {
             mask: sig_bit(SIGUSR2),
@@ -262,4 +271,105 @@ fn bad_input_is_refused_and_changes_nothing() {
         7
     });
     assert_eq!(status, Some(7));
+}
+
+static WAKER_TID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note_tid(_sig: i32) {
+    WAKER_TID.store(sys_in_handler().gettid().unwrap(), Ordering::SeqCst);
+}
+
+#[test]
+fn a_signal_for_a_thread_waiting_on_a_futex_runs_its_handler_there_and_ends_the_wait_with_eintr() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let results2 = results.clone();
+    let status = w.run(move || {
+        sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
+        let word = word(0);
+        let (ptid, ctid) = (common::word(0), common::word(0));
+        let child_results = results2.clone();
+        let (entry, arg) = boxed(move || {
+            // Blocks SIGUSR1 only: SIGUSR1 must not end the wait, SIGUSR2 must.
+            sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR1)))
+                .unwrap();
+            let r = sys.futex_wait(addr(word), 0, None);
+            child_results
+                .lock()
+                .unwrap()
+                .push((r, sys.gettid().unwrap()));
+            0
+        });
+        let args = CloneArgs::from_legacy(
+            PTHREAD_FLAGS,
+            stack(64 * 1024),
+            addr(ptid),
+            addr(ctid),
+            0x5000_0000,
+        );
+        let tid = sys
+            .clone(&args, Via::Clone, ChildStart::Call { entry, arg })
+            .unwrap();
+        // Let the child block.
+        for _ in 0..3 {
+            uk_sched::yield_now();
+        }
+        assert_eq!(sys.futex_waiters(addr(word)), 1);
+        sys.tgkill(None, tid, SIGUSR1).unwrap();
+        uk_sched::yield_now();
+        assert_eq!(
+            sys.futex_waiters(addr(word)),
+            1,
+            "a blocked signal wakes nobody"
+        );
+        sys.tgkill(None, tid, SIGUSR2).unwrap();
+        for _ in 0..3 {
+            uk_sched::yield_now();
+        }
+        assert_eq!(sys.futex_waiters(addr(word)), 0);
+        let got = results2.lock().unwrap().clone();
+        assert_eq!(got, vec![(Err(Errno::EINTR), tid)]);
+        // The handler ran on the waiting thread, not on the sender.
+        assert_eq!(WAKER_TID.load(Ordering::SeqCst), tid);
+        8
+    });
+    assert_eq!(status, Some(8));
+    assert_eq!(results.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_signal_that_arrived_while_the_thread_ran_ends_its_next_futex_wait_at_once() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let status = w.run(move || {
+        sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
+        let me = me(sys);
+        let (entry, arg) = boxed(move || {
+            sys.tgkill(None, me, SIGUSR2).unwrap();
+            0
+        });
+        let (ptid, ctid) = (word(0), word(0));
+        let args = CloneArgs::from_legacy(
+            PTHREAD_FLAGS,
+            stack(64 * 1024),
+            addr(ptid),
+            addr(ctid),
+            0x5000_0000,
+        );
+        sys.clone(&args, Via::Clone, ChildStart::Call { entry, arg })
+            .unwrap();
+        WAKER_TID.store(0, Ordering::SeqCst);
+        uk_sched::yield_now(); // the child sends while this thread is runnable
+        assert_eq!(sys.sigpending(), Ok(sig_bit(SIGUSR2)));
+        // The wait would never end; the pending signal ends it before it blocks.
+        let word = word(0);
+        assert_eq!(sys.futex_wait(addr(word), 0, None), Err(Errno::EINTR));
+        assert_eq!(WAKER_TID.load(Ordering::SeqCst), me);
+        assert_eq!(sys.sigpending(), Ok(0));
+        9
+    });
+    assert_eq!(status, Some(9));
 }
