@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
+#include <sched.h>
 #include <unistd.h>
 
 /* Thread-local: one initialised (.tdata), one zeroed (.tbss). */
@@ -45,6 +47,22 @@ static volatile sig_atomic_t caught;
 static void on_signal(int sig)
 {
 	caught = sig;
+}
+
+static sem_t never_posted;
+static volatile sig_atomic_t sleeper_caught;
+
+static void on_sleeper_signal(int sig)
+{
+	sleeper_caught = sig;
+}
+
+/* Waits on a semaphore nobody posts; returns the errno that ended the wait. */
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	int r = sem_wait(&never_posted);
+	return (void *)(long)(r == -1 ? errno : 0);
 }
 
 int main(int argc, char **argv)
@@ -135,6 +153,24 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	printf("musl: raise(SIGUSR1) ran the handler (%d); blocked, it waited (%s) and ran at the "
 	       "unblock (%d)\n", first, waited ? "yes" : "no", caught);
+
+	/* pthread_kill ends another thread's wait: its handler runs there, sem_wait fails
+	 * with EINTR (the handler was installed without SA_RESTART). */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sleeper_signal;
+	sigaction(SIGUSR2, &sa, NULL);
+	sem_init(&never_posted, 0, 0);
+	pthread_t s;
+	void *why;
+	if (pthread_create(&s, NULL, sleeper, NULL))
+		return 15;
+	for (int i = 0; i < 5; i++)
+		sched_yield();
+	pthread_kill(s, SIGUSR2);
+	pthread_join(s, &why);
+	printf("musl: pthread_kill ended a sem_wait: handler saw %d, sem_wait: %s\n",
+	       sleeper_caught, strerror((int)(long)why));
 
 	if (argc > 1 && !strcmp(argv[1], "abort"))
 		abort();
