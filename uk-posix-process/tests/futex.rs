@@ -7,16 +7,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use common::{addr, boxed, word, world};
-use uk_posix_process::flags::{CloneArgs, PTHREAD_FLAGS, Via};
+use common::{addr, spawn, word, world};
 use uk_posix_process::*;
-
-fn spawn(sys: &'static System, f: impl FnOnce() -> i32 + 'static) {
-    let (entry, arg) = boxed(f);
-    let a = CloneArgs::from_legacy(PTHREAD_FLAGS, 0, addr(word(0)), 0, 0);
-    sys.clone(&a, Via::Clone, ChildStart::Call { entry, arg })
-        .unwrap();
-}
 
 fn ts(sec: i64, nsec: i64) -> usize {
     Box::leak(Box::new(Timespec {

@@ -7,10 +7,9 @@ mod common;
 
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use common::{addr, boxed, stack, word, world};
-use uk_posix_process::flags::{CloneArgs, PTHREAD_FLAGS, Via};
+use common::{addr, spawn, word, world};
 use uk_posix_process::signal::*;
-use uk_posix_process::{ChildStart, Errno, System};
+use uk_posix_process::{Errno, System};
 
 fn handler(f: extern "C" fn(i32)) -> SigAction {
     SigAction {
@@ -191,7 +190,7 @@ fn a_new_thread_starts_with_its_creators_mask_and_signals_to_it_wait_for_it() {
     let status = w.run(move || {
         sys.rt_sigprocmask(SIG_SETMASK, Some(sig_bit(SIGUSR2) | sig_bit(SIGKILL)))
             .unwrap();
-        let (entry, arg) = boxed(move || {
+        let tid = spawn(sys, move || {
             child_mask2.store(
                 sys.rt_sigprocmask(SIG_BLOCK, None).unwrap(),
                 Ordering::SeqCst,
@@ -203,17 +202,6 @@ fn a_new_thread_starts_with_its_creators_mask_and_signals_to_it_wait_for_it() {
             sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
             0
         });
-        let (ptid, ctid) = (word(0), word(0));
-        let args = CloneArgs::from_legacy(
-            PTHREAD_FLAGS,
-            stack(64 * 1024),
-            addr(ptid),
-            addr(ctid),
-            0x5000_0000,
-        );
-        let tid = sys
-            .clone(&args, Via::Clone, ChildStart::Call { entry, arg })
-            .unwrap();
         uk_sched::yield_now();
         sys.tgkill(None, tid, SIGUSR2).unwrap();
         assert_eq!(sys.sigpending(), Ok(0), "not the sender's");
@@ -289,9 +277,8 @@ fn a_signal_for_a_thread_waiting_on_a_futex_runs_its_handler_there_and_ends_the_
     let status = w.run(move || {
         sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
         let word = word(0);
-        let (ptid, ctid) = (common::word(0), common::word(0));
         let child_results = results2.clone();
-        let (entry, arg) = boxed(move || {
+        let tid = spawn(sys, move || {
             // Blocks SIGUSR1 only: SIGUSR1 must not end the wait, SIGUSR2 must.
             sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR1)))
                 .unwrap();
@@ -302,16 +289,6 @@ fn a_signal_for_a_thread_waiting_on_a_futex_runs_its_handler_there_and_ends_the_
                 .push((r, sys.gettid().unwrap()));
             0
         });
-        let args = CloneArgs::from_legacy(
-            PTHREAD_FLAGS,
-            stack(64 * 1024),
-            addr(ptid),
-            addr(ctid),
-            0x5000_0000,
-        );
-        let tid = sys
-            .clone(&args, Via::Clone, ChildStart::Call { entry, arg })
-            .unwrap();
         // Let the child block.
         for _ in 0..3 {
             uk_sched::yield_now();
@@ -347,20 +324,10 @@ fn a_signal_that_arrived_while_the_thread_ran_ends_its_next_futex_wait_at_once()
     let status = w.run(move || {
         sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
         let me = me(sys);
-        let (entry, arg) = boxed(move || {
+        spawn(sys, move || {
             sys.tgkill(None, me, SIGUSR2).unwrap();
             0
         });
-        let (ptid, ctid) = (word(0), word(0));
-        let args = CloneArgs::from_legacy(
-            PTHREAD_FLAGS,
-            stack(64 * 1024),
-            addr(ptid),
-            addr(ctid),
-            0x5000_0000,
-        );
-        sys.clone(&args, Via::Clone, ChildStart::Call { entry, arg })
-            .unwrap();
         WAKER_TID.store(0, Ordering::SeqCst);
         uk_sched::yield_now(); // the child sends while this thread is runnable
         assert_eq!(sys.sigpending(), Ok(sig_bit(SIGUSR2)));

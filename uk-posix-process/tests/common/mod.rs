@@ -131,3 +131,14 @@ pub fn word(v: u32) -> &'static std::sync::atomic::AtomicU32 {
 pub fn addr(w: &std::sync::atomic::AtomicU32) -> usize {
     w as *const _ as usize
 }
+
+/// Starts `f` on a new thread of the caller's process (pthread flags, a stack from the
+/// layer, a parent tid word); returns its tid.
+pub fn spawn(sys: &'static System, f: impl FnOnce() -> i32 + 'static) -> uk_posix_process::Tid {
+    use uk_posix_process::ChildStart;
+    use uk_posix_process::flags::{CloneArgs, PTHREAD_FLAGS, Via};
+    let (entry, arg) = boxed(f);
+    let a = CloneArgs::from_legacy(PTHREAD_FLAGS, 0, addr(word(0)), 0, 0);
+    sys.clone(&a, Via::Clone, ChildStart::Call { entry, arg })
+        .unwrap()
+}
