@@ -38,6 +38,7 @@
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
+use core::sync::atomic::Ordering;
 
 use uk_syscall::Errno;
 
@@ -409,6 +410,7 @@ impl System {
             };
         }
         self.with_process_signals(target, |p| p.pending |= sig_bit(sig))?;
+        self.signals_sent.store(true, Ordering::Relaxed);
         if target == own {
             self.deliver_pending();
         }
@@ -438,6 +440,9 @@ impl System {
                 }
                 sig != 0 && t.mask & sig_bit(sig) == 0
             })?;
+        if sig != 0 {
+            self.signals_sent.store(true, Ordering::Relaxed);
+        }
         if tid as Tid == me {
             if sig != 0 {
                 self.deliver_pending();
@@ -450,9 +455,12 @@ impl System {
     }
 
     /// Whether a signal is pending for the caller (or its process) that it does not block.
+    /// Lock-free `false` while no signal was ever sent (a futex wait asks on every call).
     pub(crate) fn has_deliverable_signal(&self) -> bool {
-        self.with_caller_signals(|t, p, _, _| (t.pending | p.pending) & !t.mask != 0)
-            .unwrap_or(false)
+        self.signals_sent.load(Ordering::Relaxed)
+            && self
+                .with_caller_signals(|t, p, _, _| (t.pending | p.pending) & !t.mask != 0)
+                .unwrap_or(false)
     }
 
     /// Delivers to the caller every pending signal it does not block (also what a futex

@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::lock::Lock as Mutex;
 use uk_sched::{Stack, Thread, ThreadRef};
@@ -124,6 +124,8 @@ pub struct System {
     pub(crate) limits: Mutex<Limits>,
     pub(crate) mm: Mutex<Mm>,
     realtime_offset: AtomicU64,
+    /// Set once any signal has been sent: until then no wait has signals to look for.
+    pub(crate) signals_sent: AtomicBool,
     last_exit: Mutex<Option<u8>>,
 }
 
@@ -176,6 +178,7 @@ impl System {
             limits: Mutex::new(Limits::new()),
             mm: Mutex::new(Mm::new()),
             realtime_offset: AtomicU64::new(0),
+            signals_sent: AtomicBool::new(false),
             last_exit: Mutex::new(None),
         }
     }
