@@ -26,10 +26,10 @@ fn main() {
         "x86_64" => "x86_64-linux-gnu-gcc".into(),
         _ => format!("{arch}-linux-gnu-gcc"),
     });
-    for (path, package) in [(&include, "musl-dev"), (&lib, "musl-dev")] {
+    for path in [&include, &lib] {
         if !path.exists() {
             panic!(
-                "{} is missing: this example needs musl for {arch} (Debian: {package}{}, \
+                "{} is missing: this example needs musl for {arch} (Debian: musl-dev{}, \
                  or set MUSL_ROOT)",
                 path.display(),
                 if arch == "aarch64" { ":arm64" } else { "" }

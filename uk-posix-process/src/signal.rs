@@ -370,7 +370,7 @@ impl System {
     /// `EINVAL` for an unknown `how` with a set. Nothing changes on an error.
     pub fn rt_sigprocmask(&self, how: i32, set: Option<SigSet>) -> Result<SigSet, Errno> {
         let old = self.with_caller_signals(|t, _, _, _| t.change_mask(how, set))??;
-        self.deliver_pending();
+        self.deliver_pending_signals();
         Ok(old)
     }
 
@@ -412,7 +412,7 @@ impl System {
         self.with_process_signals(target, |p| p.pending |= sig_bit(sig))?;
         self.signals_sent.store(true, Ordering::Relaxed);
         if target == own {
-            self.deliver_pending();
+            self.deliver_pending_signals();
         }
         Ok(())
     }
@@ -445,7 +445,7 @@ impl System {
         }
         if tid as Tid == me {
             if sig != 0 {
-                self.deliver_pending();
+                self.deliver_pending_signals();
             }
         } else if deliverable {
             // A thread waiting on a futex is woken to take it (EINTR).
@@ -466,11 +466,6 @@ impl System {
     /// Delivers to the caller every pending signal it does not block (also what a futex
     /// wait a signal ended does before returning `EINTR`).
     pub(crate) fn deliver_pending_signals(&self) {
-        self.deliver_pending();
-    }
-
-    /// Delivers to the caller every pending signal it does not block.
-    fn deliver_pending(&self) {
         loop {
             let Ok(Some((sig, what, code, pid))) = self.with_caller_signals(|t, p, _, pid| {
                 take_deliverable(t, p).map(|(s, w, c)| (s, w, c, pid))

@@ -133,6 +133,8 @@ impl TlsSegment {
 pub struct StartupBlock {
     words: Box<[usize]>,
     argc: usize,
+    /// Index in `words` of the auxiliary vector's first key.
+    aux_start: usize,
     // Referred to by address from `words`; never read through these fields.
     _strings: Box<[u8]>,
     _phdr: Box<[u64; PHDR_SIZE / 8]>,
@@ -173,6 +175,7 @@ impl StartupBlock {
         words.push(0);
         words.extend(offsets[args.len()..].iter().map(|o| base + o));
         words.push(0);
+        let aux_start = words.len();
         let (phdr_addr, phnum) = if tls == TlsSegment::NONE {
             (0, 0)
         } else {
@@ -198,6 +201,7 @@ impl StartupBlock {
         Ok(StartupBlock {
             words: words.into_boxed_slice(),
             argc: args.len(),
+            aux_start,
             _strings: strings,
             _phdr: phdr,
             _random: random,
@@ -222,10 +226,7 @@ impl StartupBlock {
 
     /// The value of auxiliary vector entry `key`, if present.
     pub fn aux(&self, key: usize) -> Option<usize> {
-        let nulls = self.words.iter().enumerate().filter(|(_, w)| **w == 0);
-        // The auxiliary vector starts after the second null (the end of envp).
-        let start = nulls.map(|(i, _)| i + 1).nth(1)?;
-        self.words[start..]
+        self.words[self.aux_start..]
             .chunks_exact(2)
             .take_while(|p| p[0] != AT_NULL)
             .find(|p| p[0] == key)
