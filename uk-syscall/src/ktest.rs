@@ -48,6 +48,24 @@ uk_test::ktest! {
 }
 
 uk_test::ktest! {
+    /// `trapped_calls` counts every call through the trap, per number, and no direct call;
+    /// numbers beyond the table are not counted.
+    fn trapped_calls_counts_the_trap_only() {
+        let (before_nop, before_sum) = (crate::trapped_calls(NOP), crate::trapped_calls(SUM));
+        for _ in 0..3 {
+            via_trap(NOP, &[0; 6]);
+            dispatch(NOP, &[0; 6]);
+            crate::uk_syscall6(NOP, 0, 0, 0, 0, 0, 0);
+        }
+        via_trap(SUM, &[1, 2, 3, 4, 5, 6]);
+        via_trap(100_000, &[0; 6]);
+        uk_test::expect_eq!(crate::trapped_calls(NOP), before_nop + 3);
+        uk_test::expect_eq!(crate::trapped_calls(SUM), before_sum + 1);
+        uk_test::expect_eq!(crate::trapped_calls(100_000), 0);
+    }
+}
+
+uk_test::ktest! {
     /// An unknown number gives -ENOSYS through the trap, for a Linux name nobody
     /// registered and for numbers beyond any table.
     fn unknown_number_is_enosys() {

@@ -37,6 +37,9 @@
 //!   [`LIVE_FRAMES`], so this works on every CPU and while other calls block);
 //!   [`resume_frame`] starts a copy of a frame on a new stack "returning from the trap"
 //!   (the child of `clone` returns 0 with its parent's registers).
+//! - **What still traps is visible.** [`trapped_calls`] counts, per number, the calls that
+//!   came through the binary entry (direct calls are not counted), so an image can check
+//!   that its libc's system calls really are function calls.
 //!
 //! - **Caller memory has one owner.** Every pointer a handler receives is checked through
 //!   [`user`] against the image's caller memory (declared once: the board's RAM regions
@@ -120,7 +123,7 @@ pub use table::{
     REGISTRATIONS, Registration, TABLE_LEN, TableStats, dispatch, dispatch_errno, errno, handler,
     name, raw, table_stats, uk_syscall6,
 };
-pub use trap::{LIVE_FRAMES, trap_frame};
+pub use trap::{LIVE_FRAMES, trap_frame, trapped_calls};
 
 /// The syscall numbers of the architecture this crate is built for.
 #[cfg(target_arch = "aarch64")]

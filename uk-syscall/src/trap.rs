@@ -1,9 +1,24 @@
 //! What the binary entry does once the registers are saved, and the frame lookup for
 //! handlers. Architecture independent; the entry assembly lives in `arch`.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use crate::{Args, TrapFrame};
+use crate::{Args, TABLE_LEN, TrapFrame};
+
+/// How many calls of each number below [`TABLE_LEN`] came through the binary entry.
+static TRAPPED: [AtomicU32; TABLE_LEN] = [const { AtomicU32::new(0) }; TABLE_LEN];
+
+/// How many calls of `number` have come through the binary entry (`syscall` / `svc #0`)
+/// since boot: 0 for numbers nobody trapped with, and for numbers not below [`TABLE_LEN`]
+/// (which are not counted). Direct calls ([`crate::dispatch`], [`crate::uk_syscall6`]) are
+/// not counted, so an image can tell which of its callers still trap: a libc whose
+/// `__syscall` was turned into direct calls, say, traps only from its own assembly.
+/// The count wraps after `u32::MAX` calls.
+pub fn trapped_calls(number: usize) -> u32 {
+    TRAPPED
+        .get(number)
+        .map_or(0, |count| count.load(Ordering::Relaxed))
+}
 
 /// Most trapped calls whose frames [`trap_frame`] can find at once. A call that finds every
 /// slot taken still runs; only its handler cannot see its frame (`clone` through it fails).
@@ -53,6 +68,10 @@ pub(crate) unsafe extern "C" fn handle(frame: *mut TrapFrame) {
     // it (so that `trap_frame` can find the frame from it), and no mutable reference exists
     // while the handler runs.
     let (number, args) = unsafe { ((*frame).number(), &*TrapFrame::args_ptr(frame)) };
+    // Counted before the handler runs: some (exit, exit_group) never return.
+    if let Some(count) = TRAPPED.get(number) {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
     let result = crate::dispatch(number, args);
     if let Some(slot) = slot {
         slot.store(core::ptr::null_mut(), Ordering::Release);
