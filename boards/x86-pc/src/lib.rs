@@ -444,6 +444,14 @@ mod platform {
                 self.write_bytes(&line);
             }
             arch::debug_exit(code);
+            // QEMU takes the write as a shutdown request and stops the guest shortly after,
+            // not at the instruction: give it about a second (2^31 TSC ticks; counted in
+            // ticks, which work before the clock is calibrated) before concluding there is
+            // no device.
+            let start = arch::rdtsc();
+            while arch::rdtsc().wrapping_sub(start) < 1 << 31 {
+                core::hint::spin_loop();
+            }
             if code == 0 {
                 self.power_off();
             }
