@@ -204,6 +204,36 @@ pub fn clone_call(
     SYSTEM.clone(&args, flags::Via::Clone, ChildStart::Call { entry, arg })
 }
 
+/// musl's `__clone(entry, stack, flags, arg, parent_tid, tls, child_tid)` for C callers:
+/// [`clone_call`] with a C entry function, returning the child's id or `-errno` as C's
+/// `__clone` does. A libc built for uk-rs points its `__clone` here (the repository's
+/// `examples/musl` replaces musl's `src/thread/<arch>/clone.s` with a jump to it), so
+/// `pthread_create` makes no trap. A null `entry` is `-EINVAL`.
+// `no_mangle` is the one unsafe attribute here: the symbol name is this crate's own prefix,
+// so it cannot collide with another definition.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "C" fn uk_clone(
+    entry: Option<extern "C" fn(usize) -> i32>,
+    stack: usize,
+    flags: core::ffi::c_int,
+    arg: usize,
+    parent_tid: usize,
+    tls: usize,
+    child_tid: usize,
+) -> core::ffi::c_int {
+    let Some(entry) = entry else {
+        return -Errno::EINVAL.into_raw();
+    };
+    // C's `int` flags, as the kernel reads them: the low 32 bits.
+    let flags = u64::from(flags as u32);
+    let args = flags::CloneArgs::from_legacy(flags, stack, parent_tid, child_tid, tls);
+    match SYSTEM.clone(&args, flags::Via::Clone, ChildStart::CallC { entry, arg }) {
+        Ok(tid) => tid as core::ffi::c_int,
+        Err(errno) => -errno.into_raw(),
+    }
+}
+
 /// futex(2) on the image's layer.
 ///
 /// # Errors

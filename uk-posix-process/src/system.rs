@@ -39,6 +39,13 @@ pub enum ChildStart {
         /// Its argument.
         arg: usize,
     },
+    /// [`ChildStart::Call`] with a C function (musl's `__clone` from C: [`crate::uk_clone`]).
+    CallC {
+        /// The child's first function.
+        entry: extern "C" fn(usize) -> i32,
+        /// Its argument.
+        arg: usize,
+    },
     /// Runs `resume` on a fresh kernel stack of `kernel_stack` bytes. The syscall layer
     /// passes a closure that restores the caller's trap frame with the child's stack
     /// pointer and a return value of 0 (Linux register semantics); if it ever returns, the
@@ -56,6 +63,11 @@ impl core::fmt::Debug for ChildStart {
         match self {
             Self::Call { entry, arg } => f
                 .debug_struct("Call")
+                .field("entry", &(*entry as usize as *const ()))
+                .field("arg", arg)
+                .finish(),
+            Self::CallC { entry, arg } => f
+                .debug_struct("CallC")
                 .field("entry", &(*entry as usize as *const ()))
                 .field("arg", arg)
                 .finish(),
@@ -529,22 +541,26 @@ impl System {
         }
         // The child's stack and entry.
         let default_stack = self.limits.lock().stack_default();
+        // A child that calls a function runs on the clone stack, or a fresh one.
+        let call_stack = || -> Result<_, Errno> {
+            let builder = Thread::builder(name);
+            Ok(match plan.stack_top {
+                Some(top) => {
+                    let size = plan.stack_size.unwrap_or(STACK_WINDOW).min(top);
+                    builder.stack(user_stack(&space, top, size)?)
+                }
+                None => builder.stack_size(default_stack),
+            })
+        };
         let (builder, entry): (_, Box<dyn FnOnce()>) = match start {
-            ChildStart::Call { entry, arg } => {
-                let builder = Thread::builder(name);
-                let builder = match plan.stack_top {
-                    Some(top) => {
-                        let size = plan.stack_size.unwrap_or(STACK_WINDOW).min(top);
-                        builder.stack(user_stack(&space, top, size)?)
-                    }
-                    None => builder.stack_size(default_stack),
-                };
-                let entry: Box<dyn FnOnce()> = Box::new(move || {
-                    let code = entry(arg);
-                    self.set_exit_code(code);
-                });
-                (builder, entry)
-            }
+            ChildStart::Call { entry, arg } => (
+                call_stack()?,
+                Box::new(move || self.set_exit_code(entry(arg))),
+            ),
+            ChildStart::CallC { entry, arg } => (
+                call_stack()?,
+                Box::new(move || self.set_exit_code(entry(arg))),
+            ),
             ChildStart::Resume {
                 resume,
                 kernel_stack,

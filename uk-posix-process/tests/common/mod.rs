@@ -68,13 +68,17 @@ pub fn world() -> World {
 }
 
 pub fn world_with(sys: System) -> World {
+    world_on(Box::leak(Box::new(sys)))
+}
+
+/// A fresh scheduler for `sys` (the global one, say).
+pub fn world_on(sys: &'static System) -> World {
     let clock = FakeClock::default();
     let sched: &'static Sched = Box::leak(Box::new(RoundRobin::cooperative(
         Native::detect(),
         clock.clone(),
         JumpIdle(clock.clone()),
     )));
-    let sys: &'static System = Box::leak(Box::new(sys));
     sys.set_host(Some(sched));
     // Host closures with assertion messages like more room than 64 KiB.
     sys.setrlimit(

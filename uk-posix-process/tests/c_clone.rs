@@ -1,0 +1,71 @@
+//! `uk_clone`, musl's `__clone` for C callers, on the image's global layer (this file's
+//! process has it to itself).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{addr, stack, word, world_on};
+use uk_posix_process::flags::{CLONE_VFORK, PTHREAD_FLAGS};
+use uk_posix_process::{Errno, FUTEX_WAIT, system, uk_clone};
+
+/// What the C child saw: its argument and its thread pointer.
+static SEEN_ARG: AtomicUsize = AtomicUsize::new(0);
+static SEEN_TP: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn c_child(arg: usize) -> i32 {
+    SEEN_ARG.store(arg, Ordering::SeqCst);
+    SEEN_TP.store(
+        uk_sched::current().unwrap().thread_pointer(),
+        Ordering::SeqCst,
+    );
+    // Only the last thread's status is the process's: main's 0 wins below.
+    5
+}
+
+fn errno(e: Errno) -> i32 {
+    -e.into_raw()
+}
+
+#[test]
+fn uk_clone_runs_a_c_entry_and_refuses_bad_input_unchanged() {
+    let sys = system();
+    let w = world_on(sys);
+    let status = w.run(move || {
+        let (ptid, ctid) = (word(0), word(0));
+        let tls = stack(4096) - 256;
+        let flags = PTHREAD_FLAGS as i32;
+        // A null entry or a refused flag set: an error, no thread, no tid written.
+        let top = stack(64 * 1024);
+        assert_eq!(
+            uk_clone(None, top, flags, 1, addr(ptid), tls, addr(ctid)),
+            errno(Errno::EINVAL)
+        );
+        let vfork = (PTHREAD_FLAGS | CLONE_VFORK) as i32;
+        let refused = uk_clone(Some(c_child), top, vfork, 1, addr(ptid), tls, addr(ctid));
+        assert!(refused < 0, "{refused}");
+        assert_eq!(sys.thread_count(), 1);
+        assert_eq!(ptid.load(Ordering::SeqCst), 0);
+
+        let tid = uk_clone(Some(c_child), top, flags, 42, addr(ptid), tls, addr(ctid));
+        assert!(tid > 0, "{tid}");
+        assert_eq!(
+            ptid.load(Ordering::SeqCst),
+            tid as u32,
+            "CLONE_PARENT_SETTID"
+        );
+        // Join as musl does: wait on the tid word until the child's exit clears it.
+        ctid.store(tid as u32, Ordering::SeqCst);
+        while ctid.load(Ordering::SeqCst) != 0 {
+            match sys.futex(addr(ctid), FUTEX_WAIT, tid as u32, 0, 0, 0) {
+                Ok(_) | Err(Errno::EAGAIN) => {}
+                Err(e) => panic!("futex: {e}"),
+            }
+        }
+        assert_eq!(SEEN_ARG.load(Ordering::SeqCst), 42);
+        assert_eq!(SEEN_TP.load(Ordering::SeqCst), tls, "CLONE_SETTLS");
+        assert_eq!(sys.thread_count(), 1);
+        0
+    });
+    assert_eq!(status, Some(0));
+}
