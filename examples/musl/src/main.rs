@@ -1,9 +1,15 @@
-//! A C program on uk-rs: `c/hello.c`, an ordinary program compiled against musl's headers
-//! and linked with musl's static C library (Debian's `musl-dev`), runs as the image's
-//! process. Nothing in it knows about uk-rs: printf, malloc, stdio files, directories,
-//! pthreads, `__thread` variables, clocks and getrandom all reach uk-rs's Linux syscall
-//! handlers through musl's own `syscall` (x86_64) and `svc #0` (aarch64) instructions, and
-//! `main`'s return value becomes the run's exit status through musl's `exit`.
+//! A C program on uk-rs: `c/hello.c`, an ordinary program, is compiled against musl and
+//! linked with musl's static C library, which `build.rs` builds from source with its
+//! system calls turned into direct calls (`musl/syscall_arch.h`), as Unikraft 0.11 does.
+//! Nothing in the program knows about uk-rs: printf, malloc, stdio files, directories,
+//! pthreads, `__thread` variables, clocks, getrandom and signals all reach uk-rs's Linux
+//! syscall handlers as plain function calls of `uk_syscall6`, and `main`'s return value
+//! becomes the run's exit status through musl's `exit`.
+//!
+//! The few system calls musl makes from its own assembly (`clone` on both architectures,
+//! `arch_prctl` on x86_64) still execute `syscall` / `svc #0` and reach the same handlers
+//! through the binary entry. When the program ends, the image lists the calls that
+//! trapped, so a run shows that nothing else did.
 //!
 //! The Rust side does what Linux's `execve` does for a static executable: it builds the
 //! start-up block (`argv`, `envp` and the auxiliary vector, with a `PT_TLS` header that
@@ -20,8 +26,10 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::c_char;
+use core::fmt::Write;
 
 use uk_context::Native;
 use uk_posix_process::startup::{StartupBlock, TlsSegment};
@@ -90,6 +98,24 @@ fn start_c(_: usize) -> i32 {
     unsafe { __libc_start_main(c_main, argc, block.argv() as *mut *mut c_char, 0, 0, 0) }
 }
 
+/// Ends the run once the program's last thread has exited, after listing the system calls
+/// that came through the trap instead of a direct call (per number, in number order).
+fn report_traps_and_exit(status: u8) {
+    let mut trapped = String::new();
+    for number in 0..uk_syscall::TABLE_LEN {
+        let calls = uk_syscall::trapped_calls(number);
+        if calls > 0 {
+            let separator = if trapped.is_empty() { "" } else { ", " };
+            let _ = write!(trapped, "{separator}{} {calls}", uk_syscall::name(number));
+        }
+    }
+    if trapped.is_empty() {
+        trapped.push_str("none");
+    }
+    uk_app::println!("musl: syscalls that trapped: {trapped}");
+    uk_app::platform().exit(status)
+}
+
 fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
     ARGS.call_once(|| args.as_slice());
     let platform = uk_app::platform();
@@ -105,6 +131,7 @@ fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
         idle::Poll,
     )));
     uk_posix_process::install(sched);
+    uk_posix_process::system().set_exit_hook(report_traps_and_exit);
     uk_posix_process::system().spawn_process("hello", start_c, 0)?;
     // Runs until the C program's exit_group ends the process, and with it the run.
     sched.run();
