@@ -6,10 +6,11 @@
 //! syscall handlers as plain function calls of `uk_syscall6`, and `main`'s return value
 //! becomes the run's exit status through musl's `exit`.
 //!
-//! The few system calls musl makes from its own assembly (`clone` on both architectures,
-//! `arch_prctl` on x86_64) still execute `syscall` / `svc #0` and reach the same handlers
-//! through the binary entry. When the program ends, the image lists the calls that
-//! trapped, so a run shows that nothing else did.
+//! musl's own assembly that would still trap is replaced as well (`__clone` becomes a jump
+//! to uk-posix-process's `uk_clone`, x86_64's `__set_thread_area` a direct `arch_prctl`),
+//! so no call of the program goes through `syscall` / `svc #0`. When the program ends, the
+//! image lists the calls that came through the trap anyway (`uk_syscall::trapped_calls`):
+//! none, unless `-- costs` made some on purpose.
 //!
 //! The Rust side does what Linux's `execve` does for a static executable: it builds the
 //! start-up block (`argv`, `envp` and the auxiliary vector, with a `PT_TLS` header that

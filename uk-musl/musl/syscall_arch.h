@@ -6,9 +6,10 @@
  * binary, so each becomes a plain call of uk-syscall's C entry point `uk_syscall6`, which
  * runs the handler registered for the number and returns Linux's raw result (-4095..-1 is
  * -errno). No trap, no register frame, no mode switch: the call costs what any function
- * call costs, as in Unikraft 0.11's lib-musl. The few syscalls musl issues from its own
- * assembly (clone, arch_prctl, the unmap-and-exit of detached threads) still trap, and reach
- * the same handlers through the binary syscall entry.
+ * call costs, as in Unikraft 0.11's lib-musl. uk-musl replaces the assembly that would
+ * still trap in the paths a program normally takes (the cancellation-point stub, __clone,
+ * x86_64's __set_thread_area); what is left (the unmap-and-exit of a detached thread,
+ * vfork, the signal-return trampoline) reaches the same handlers through the binary entry.
  *
  * There is no vDSO in the image, so VDSO_USEFUL is left undefined: clock_gettime is a
  * direct call too.

@@ -1,0 +1,688 @@
+//! Builds musl for a uk-rs image from the image's build script, with musl's system calls
+//! turned into direct function calls of the image's handlers.
+//!
+//! A prebuilt musl (Debian's `musl-dev`, say) inlines a `syscall` / `svc #0` instruction at
+//! every system call, so each one traps into uk-syscall's binary entry: it works, and costs
+//! a trap. Unikraft 0.11 builds musl with its `__syscall` redirected to direct calls
+//! instead, and so does this crate. It unpacks musl 1.2.3 (the release Unikraft 0.11's
+//! lib-musl uses), replaces the few files where musl meets the kernel, and runs musl's own
+//! `configure` and `make`:
+//!
+//! - `arch/<arch>/syscall_arch.h`: the seven inline `__syscallN` functions call
+//!   uk-syscall's C entry `uk_syscall6(number, a0, ..., a5)`, which runs the registered
+//!   handler and returns Linux's raw result. There is no vDSO, so `clock_gettime` is a
+//!   direct call too.
+//! - `src/thread/<arch>/syscall_cp.s`: the cancellation-point stub tail-calls `uk_syscall6`.
+//! - `src/thread/<arch>/clone.s`: `__clone` jumps to uk-posix-process's `uk_clone`, which
+//!   takes the same arguments and starts the child in `entry(arg)` on its stack.
+//! - `src/thread/x86_64/__set_thread_area.s`: `arch_prctl(ARCH_SET_FS)` through
+//!   `uk_syscall6`.
+//!
+//! So an image linking the result needs uk-syscall (for `uk_syscall6`) and uk-posix-process
+//! (for `uk_clone` and the handlers); in exchange no call of the C program traps, which
+//! `uk_syscall::trapped_calls` lets the image check. The repository's `examples/musl` is a
+//! complete image: a C program with threads, stdio, files and signals.
+//!
+//! # Where the source comes from
+//!
+//! [`Source::Download`] fetches the release tarball with `curl` (a subprocess, so that
+//! build scripts do not carry an HTTP and TLS stack) from musl.libc.org, then from Debian's
+//! archive, whose `musl_1.2.3.orig.tar.gz` is the same file. [`Source::Path`] takes a local
+//! tarball or an unpacked tree (`apt-get source musl` gives one) for offline builds. Every
+//! tarball, downloaded or given, must match the release's SHA-256; a tree must look like
+//! musl's. The tarball is unpacked with the `tar` and `flate2` crates.
+//!
+//! # Rebuilds
+//!
+//! A build lives in the build script's `OUT_DIR` and is reused while its inputs (release,
+//! source setting, tool prefix, replaced files) are unchanged: about half a minute per
+//! architecture the first time on two cores, nothing after. Files changed inside a tree
+//! given by [`Source::Path`] are not noticed; change the setting (or `cargo clean`) to
+//! rebuild.
+//!
+//! # Example
+//!
+//! A `build.rs` of an image with C code in `c/`:
+//!
+//! ```no_run
+//! fn main() -> Result<(), uk_musl::Error> {
+//!     println!("cargo:rerun-if-changed=c");
+//!     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {
+//!         return Ok(()); // host builds (lints, docs) link no image
+//!     }
+//!     let musl = uk_musl::Builder::from_cargo_env()?.build()?;
+//!     musl.cc().file("c/main.c").compile("program");
+//!     musl.link();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `from_cargo_env` reads `MUSL_SRC` (a [`Source::Path`]), `MUSL_URL` (one download
+//! address instead of the two built in) and `MUSL_CROSS_COMPILE` (the tool prefix, by
+//! default `<arch>-linux-gnu-`: Debian's `gcc` and `gcc-aarch64-linux-gnu`).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// The musl release built: the one Unikraft 0.11's lib-musl uses.
+pub const RELEASE: &str = "musl-1.2.3";
+/// SHA-256 of [`RELEASE`]'s tarball (`musl-1.2.3.tar.gz`).
+pub const RELEASE_SHA256: &str = "7d5b0b6062521e4627e099e4c9dc8248d32a30285e959b7eecaa780cf8cfd4a4";
+/// Where [`Source::Download`] looks, in order.
+pub const RELEASE_URLS: [&str; 2] = [
+    "https://musl.libc.org/releases/musl-1.2.3.tar.gz",
+    "http://deb.debian.org/debian/pool/main/m/musl/musl_1.2.3.orig.tar.gz",
+];
+
+/// The architectures uk-rs images run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// `x86_64` (the x86-pc board).
+    X86_64,
+    /// `aarch64` (the qemu-virt board).
+    Aarch64,
+}
+
+impl Arch {
+    /// The architecture of a Rust target (`CARGO_CFG_TARGET_ARCH`).
+    pub fn from_target_arch(name: &str) -> Result<Arch, Error> {
+        match name {
+            "x86_64" => Ok(Arch::X86_64),
+            "aarch64" => Ok(Arch::Aarch64),
+            other => Err(Error::UnsupportedArch(other.to_string())),
+        }
+    }
+
+    /// The name musl and Rust both use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The files this crate puts into musl's tree for this architecture: (path in the tree,
+    /// contents).
+    pub fn replacements(self) -> Vec<(String, &'static str)> {
+        const SYSCALL_ARCH: &str = include_str!("../musl/syscall_arch.h");
+        let arch = self.name();
+        let mut files = vec![(format!("arch/{arch}/syscall_arch.h"), SYSCALL_ARCH)];
+        let thread: &[(&str, &str)] = match self {
+            Arch::X86_64 => &[
+                ("syscall_cp.s", include_str!("../musl/x86_64/syscall_cp.s")),
+                ("clone.s", include_str!("../musl/x86_64/clone.s")),
+                (
+                    "__set_thread_area.s",
+                    include_str!("../musl/x86_64/__set_thread_area.s"),
+                ),
+            ],
+            Arch::Aarch64 => &[
+                ("syscall_cp.s", include_str!("../musl/aarch64/syscall_cp.s")),
+                ("clone.s", include_str!("../musl/aarch64/clone.s")),
+            ],
+        };
+        files.extend(
+            thread
+                .iter()
+                .map(|(name, text)| (format!("src/thread/{arch}/{name}"), *text)),
+        );
+        files
+    }
+}
+
+/// Where musl's source comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The release tarball, fetched with `curl` from each address in turn (once per build
+    /// directory: a verified copy there is reused).
+    Download {
+        /// Addresses to try, in order.
+        urls: Vec<String>,
+    },
+    /// A local release tarball or unpacked musl 1.2.3 tree.
+    Path(PathBuf),
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source::Download {
+            urls: RELEASE_URLS.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+}
+
+/// Why musl could not be built.
+#[derive(Debug)]
+pub enum Error {
+    /// The target architecture is neither x86_64 nor aarch64.
+    UnsupportedArch(String),
+    /// A variable cargo sets for build scripts is missing.
+    MissingCargoEnv(&'static str),
+    /// No address gave the tarball (each address with what went wrong).
+    Download(Vec<String>),
+    /// The tarball is not the release: its SHA-256.
+    Checksum {
+        /// The tarball.
+        path: PathBuf,
+        /// Its SHA-256.
+        sha256: String,
+    },
+    /// A directory given as the source is not a musl tree.
+    NotMuslTree(PathBuf),
+    /// A build step failed: the command and its output.
+    Step {
+        /// The command line.
+        command: String,
+        /// Its exit status, standard output and standard error.
+        output: String,
+    },
+    /// Reading or writing a file failed.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnsupportedArch(arch) => {
+                write!(f, "musl for uk-rs: no support for architecture {arch}")
+            }
+            Error::MissingCargoEnv(var) => {
+                write!(f, "{var} is not set (uk_musl runs from a build script)")
+            }
+            Error::Download(failures) => write!(
+                f,
+                "could not download {RELEASE} ({}); set MUSL_SRC to its source tree or tarball",
+                failures.join("; ")
+            ),
+            Error::Checksum { path, sha256 } => write!(
+                f,
+                "{} has SHA-256 {sha256}, not {RELEASE}'s {RELEASE_SHA256}",
+                path.display()
+            ),
+            Error::NotMuslTree(path) => write!(f, "{} is not a musl source tree", path.display()),
+            Error::Step { command, output } => write!(f, "{command} failed: {output}"),
+            Error::Io { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// What to build and where.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    arch: Arch,
+    out_dir: PathBuf,
+    source: Source,
+    cross_compile: String,
+    jobs: usize,
+}
+
+impl Builder {
+    /// A build of musl for `arch` in `out_dir`, from the default [`Source`], with the tool
+    /// prefix `<arch>-linux-gnu-` and one job.
+    pub fn new(arch: Arch, out_dir: impl Into<PathBuf>) -> Builder {
+        Builder {
+            arch,
+            out_dir: out_dir.into(),
+            source: Source::default(),
+            cross_compile: format!("{}-linux-gnu-", arch.name()),
+            jobs: 1,
+        }
+    }
+
+    /// The build a build script wants: the target's architecture, `OUT_DIR`, cargo's
+    /// `NUM_JOBS`, and the overrides `MUSL_SRC`, `MUSL_URL` and `MUSL_CROSS_COMPILE` (which it
+    /// tells cargo to watch).
+    pub fn from_cargo_env() -> Result<Builder, Error> {
+        for var in ["MUSL_SRC", "MUSL_URL", "MUSL_CROSS_COMPILE"] {
+            println!("cargo:rerun-if-env-changed={var}");
+        }
+        let var = |name: &'static str| std::env::var_os(name).ok_or(Error::MissingCargoEnv(name));
+        let arch = Arch::from_target_arch(&var("CARGO_CFG_TARGET_ARCH")?.to_string_lossy())?;
+        let mut builder = Builder::new(arch, var("OUT_DIR")?);
+        if let Some(jobs) = std::env::var("NUM_JOBS").ok().and_then(|n| n.parse().ok()) {
+            builder = builder.jobs(jobs);
+        }
+        if let Some(path) = std::env::var_os("MUSL_SRC") {
+            builder = builder.source(Source::Path(path.into()));
+        } else if let Ok(url) = std::env::var("MUSL_URL") {
+            builder = builder.source(Source::Download { urls: vec![url] });
+        }
+        if let Ok(prefix) = std::env::var("MUSL_CROSS_COMPILE") {
+            builder = builder.cross_compile(prefix);
+        }
+        Ok(builder)
+    }
+
+    /// Takes musl's source from `source`.
+    pub fn source(mut self, source: Source) -> Builder {
+        self.source = source;
+        self
+    }
+
+    /// Uses `<prefix>gcc`, `<prefix>ar` and `<prefix>ranlib`.
+    pub fn cross_compile(mut self, prefix: impl Into<String>) -> Builder {
+        self.cross_compile = prefix.into();
+        self
+    }
+
+    /// Runs up to `jobs` compilations at once (at least one).
+    pub fn jobs(mut self, jobs: usize) -> Builder {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// Everything the build depends on, as recorded next to a finished build.
+    fn stamp(&self) -> String {
+        let mut stamp = format!("{RELEASE} {:?} {}\n", self.source, self.cross_compile);
+        for (path, text) in self.arch.replacements() {
+            stamp += &path;
+            stamp += "\n";
+            stamp += text;
+        }
+        stamp
+    }
+
+    /// Builds musl, or finds the identical build already done, and returns it.
+    pub fn build(&self) -> Result<Musl, Error> {
+        let musl = Musl {
+            prefix: self.out_dir.join("musl"),
+            compiler: format!("{}gcc", self.cross_compile),
+        };
+        let stamp = self.stamp();
+        let stamp_file = musl.prefix.join("uk-musl-stamp");
+        if fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
+            && musl.libc().exists()
+        {
+            return Ok(musl);
+        }
+        let tree = self.out_dir.join(RELEASE);
+        if tree.exists() {
+            fs::remove_dir_all(&tree).map_err(io_at(&tree))?;
+        }
+        self.unpack(&tree)?;
+        for (path, text) in self.arch.replacements() {
+            let file = tree.join(path);
+            fs::write(&file, text).map_err(io_at(&file))?;
+        }
+        run(Command::new("./configure")
+            .current_dir(&tree)
+            .arg(format!("--target={}", self.arch.name()))
+            .arg(format!("--prefix={}", musl.prefix.display()))
+            .arg("--disable-shared")
+            .env("CROSS_COMPILE", &self.cross_compile)
+            .env("CC", &musl.compiler)
+            // Position-independent like the image; no stack protector (nothing in the image
+            // sets up the canary).
+            .env("CFLAGS", "-fPIE -fno-stack-protector"))?;
+        run(Command::new("make")
+            .current_dir(&tree)
+            .arg(format!("-j{}", self.jobs))
+            .args(["lib/libc.a", "install-headers"]))?;
+        let lib = musl.prefix.join("lib");
+        fs::create_dir_all(&lib).map_err(io_at(&lib))?;
+        let built = tree.join("lib/libc.a");
+        fs::copy(&built, musl.libc()).map_err(io_at(&built))?;
+        fs::write(&stamp_file, stamp).map_err(io_at(&stamp_file))?;
+        Ok(musl)
+    }
+
+    /// Puts a pristine musl tree at `tree`.
+    fn unpack(&self, tree: &Path) -> Result<(), Error> {
+        let tarball = match &self.source {
+            Source::Path(dir) if dir.is_dir() => {
+                if !dir.join("arch/generic").is_dir() || !dir.join("configure").is_file() {
+                    return Err(Error::NotMuslTree(dir.clone()));
+                }
+                return copy_tree(dir, tree);
+            }
+            Source::Path(file) => file.clone(),
+            Source::Download { urls } => self.download(urls)?,
+        };
+        let bytes = fs::read(&tarball).map_err(io_at(&tarball))?;
+        check_release(&tarball, &bytes)?;
+        let into = tree.parent().unwrap_or(Path::new("."));
+        tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()))
+            .unpack(into)
+            .map_err(io_at(&tarball))?;
+        if tree.join("configure").is_file() {
+            Ok(())
+        } else {
+            Err(Error::NotMuslTree(tree.to_path_buf()))
+        }
+    }
+
+    /// The release tarball in the build directory, downloaded unless a verified copy is
+    /// there.
+    fn download(&self, urls: &[String]) -> Result<PathBuf, Error> {
+        let file = self.out_dir.join(format!("{RELEASE}.tar.gz"));
+        if fs::read(&file).is_ok_and(|bytes| check_release(&file, &bytes).is_ok()) {
+            return Ok(file);
+        }
+        let mut failures = Vec::new();
+        for url in urls {
+            let fetched = Command::new("curl")
+                .args(["-fsSL", "--retry", "2", "--connect-timeout", "20", "-o"])
+                .arg(&file)
+                .arg(url)
+                .output();
+            match fetched {
+                Ok(out) if out.status.success() => return Ok(file),
+                Ok(out) => failures.push(format!(
+                    "{url}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => failures.push(format!("{url}: curl: {e}")),
+            }
+        }
+        Err(Error::Download(failures))
+    }
+}
+
+/// Checks that `bytes` (read from `path`) are the release tarball.
+fn check_release(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let sha256 = format!("{:x}", Sha256::digest(bytes));
+    if sha256 == RELEASE_SHA256 {
+        Ok(())
+    } else {
+        Err(Error::Checksum {
+            path: path.to_path_buf(),
+            sha256,
+        })
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    fs::create_dir_all(to).map_err(io_at(to))?;
+    for entry in fs::read_dir(from).map_err(io_at(from))? {
+        let entry = entry.map_err(io_at(from))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(io_at(&entry.path()))?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target).map_err(io_at(&target))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a build step, keeping its output out of cargo's unless it fails.
+fn run(command: &mut Command) -> Result<(), Error> {
+    let line = {
+        let mut words: Vec<OsString> = vec![command.get_program().to_owned()];
+        words.extend(command.get_args().map(|a| a.to_owned()));
+        words
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let output = command.output().map_err(|e| Error::Step {
+        command: line.clone(),
+        output: e.to_string(),
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Step {
+        command: line,
+        output: format!(
+            "{}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    })
+}
+
+/// A finished musl build: headers and `libc.a` under one prefix.
+#[derive(Clone, Debug)]
+pub struct Musl {
+    prefix: PathBuf,
+    compiler: String,
+}
+
+impl Musl {
+    /// musl's headers.
+    pub fn include_dir(&self) -> PathBuf {
+        self.prefix.join("include")
+    }
+
+    /// The static C library.
+    pub fn libc(&self) -> PathBuf {
+        self.prefix.join("lib").join("libc.a")
+    }
+
+    /// The C compiler musl was built with.
+    pub fn compiler(&self) -> &str {
+        &self.compiler
+    }
+
+    /// A `cc` build set up to compile C for the image against this musl: musl's headers
+    /// instead of the system's (the compiler's own, for `stddef.h` and intrinsics, after
+    /// them), position-independent code, no stack protector, `-O2`.
+    ///
+    /// # Panics
+    ///
+    /// When the compiler cannot be run (as `cc` itself does for a missing compiler).
+    pub fn cc(&self) -> cc::Build {
+        let own = Command::new(&self.compiler)
+            .arg("-print-file-name=include")
+            .output()
+            .unwrap_or_else(|e| panic!("{} is needed to compile C for uk-rs: {e}", self.compiler));
+        let own = String::from_utf8_lossy(&own.stdout).trim().to_string();
+        let mut build = cc::Build::new();
+        build
+            .compiler(&self.compiler)
+            .flag("-nostdinc")
+            .flag("-isystem")
+            .flag(self.include_dir().to_string_lossy().as_ref())
+            .flag("-isystem")
+            .flag(&own)
+            .flag("-fPIE")
+            .flag("-fno-stack-protector")
+            .opt_level(2)
+            .cargo_warnings(true);
+        build
+    }
+
+    /// Tells cargo to link `libc.a` into the image (after the program's own objects).
+    pub fn link(&self) {
+        println!("cargo:rustc-link-arg={}", self.libc().display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("uk-musl-test-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn only_the_two_architectures() {
+        assert_eq!(Arch::from_target_arch("x86_64").unwrap(), Arch::X86_64);
+        assert_eq!(Arch::from_target_arch("aarch64").unwrap(), Arch::Aarch64);
+        assert!(matches!(
+            Arch::from_target_arch("riscv64"),
+            Err(Error::UnsupportedArch(a)) if a == "riscv64"
+        ));
+    }
+
+    #[test]
+    fn replacements_cover_every_trapping_file_of_each_architecture() {
+        for (arch, names) in [
+            (
+                Arch::X86_64,
+                &["syscall_cp.s", "clone.s", "__set_thread_area.s"][..],
+            ),
+            (Arch::Aarch64, &["syscall_cp.s", "clone.s"][..]),
+        ] {
+            let files = arch.replacements();
+            let a = arch.name();
+            assert_eq!(files[0].0, format!("arch/{a}/syscall_arch.h"));
+            let thread: Vec<_> = files[1..].iter().map(|(p, _)| p.clone()).collect();
+            let want: Vec<_> = names
+                .iter()
+                .map(|n| format!("src/thread/{a}/{n}"))
+                .collect();
+            assert_eq!(thread, want);
+            for (path, text) in &files {
+                // Nothing in them traps: no syscall or svc instruction, outside comments.
+                let code: Vec<&str> = text
+                    .lines()
+                    .map(|l| l.split(['#', '/']).next().unwrap().trim())
+                    .collect();
+                assert!(
+                    !code.iter().any(|l| *l == "syscall" || l.starts_with("svc")),
+                    "{path}"
+                );
+                assert!(
+                    text.contains("uk_syscall6") || text.contains("uk_clone"),
+                    "{path}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tarball_that_is_not_the_release_is_refused_and_nothing_is_built() {
+        let out = scratch("checksum");
+        let bogus = out.join("bogus.tar.gz");
+        fs::write(&bogus, b"not musl").unwrap();
+        let err = Builder::new(Arch::X86_64, &out)
+            .source(Source::Path(bogus.clone()))
+            .build()
+            .unwrap_err();
+        match err {
+            Error::Checksum { path, sha256 } => {
+                assert_eq!(path, bogus);
+                assert_eq!(sha256.len(), 64);
+            }
+            other => panic!("{other}"),
+        }
+        assert!(!out.join("musl").exists());
+        fs::remove_dir_all(out).unwrap();
+    }
+
+    #[test]
+    fn a_directory_that_is_not_musl_is_refused() {
+        let out = scratch("tree");
+        let empty = out.join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        let err = Builder::new(Arch::Aarch64, &out)
+            .source(Source::Path(empty.clone()))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::NotMuslTree(p) if p == empty));
+        fs::remove_dir_all(out).unwrap();
+    }
+
+    #[test]
+    fn an_unreachable_address_is_a_download_error_naming_it() {
+        let out = scratch("download");
+        let url = "http://127.0.0.1:9/musl-1.2.3.tar.gz".to_string();
+        let err = Builder::new(Arch::X86_64, &out)
+            .source(Source::Download {
+                urls: vec![url.clone()],
+            })
+            .build()
+            .unwrap_err();
+        match err {
+            Error::Download(failures) => {
+                assert_eq!(failures.len(), 1);
+                assert!(failures[0].starts_with(&url), "{}", failures[0]);
+            }
+            other => panic!("{other}"),
+        }
+        fs::remove_dir_all(out).unwrap();
+    }
+
+    #[test]
+    fn a_finished_build_is_reused_only_while_its_inputs_are_the_same() {
+        let out = scratch("reuse");
+        let builder = Builder::new(Arch::X86_64, &out).source(Source::Path(out.join("gone")));
+        // A finished build as `build` leaves it.
+        let lib = out.join("musl/lib");
+        fs::create_dir_all(&lib).unwrap();
+        fs::write(lib.join("libc.a"), b"!<arch>\n").unwrap();
+        fs::write(out.join("musl/uk-musl-stamp"), builder.stamp()).unwrap();
+        // Same inputs: reused, although the source is gone.
+        let musl = builder.build().unwrap();
+        assert_eq!(musl.libc(), lib.join("libc.a"));
+        assert_eq!(musl.include_dir(), out.join("musl/include"));
+        assert_eq!(musl.compiler(), "x86_64-linux-gnu-gcc");
+        // Another tool prefix: rebuilt, which needs the (missing) source.
+        let other = builder.clone().cross_compile("x86_64-linux-musl-");
+        assert!(matches!(other.build(), Err(Error::Io { .. })));
+        fs::remove_dir_all(out).unwrap();
+    }
+
+    #[test]
+    fn a_given_tree_is_copied_and_gets_the_replacements() {
+        // A stand-in tree whose configure fails: the copy, the replacements and the first
+        // step are observable without a cross compiler.
+        use std::os::unix::fs::PermissionsExt;
+        let out = scratch("unpack");
+        let src = out.join("src");
+        fs::create_dir_all(src.join("arch/generic")).unwrap();
+        fs::create_dir_all(src.join("arch/x86_64")).unwrap();
+        fs::create_dir_all(src.join("src/thread/x86_64")).unwrap();
+        fs::write(
+            src.join("configure"),
+            "#!/bin/sh\necho no compiler here\nexit 3\n",
+        )
+        .unwrap();
+        fs::set_permissions(src.join("configure"), fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Builder::new(Arch::X86_64, &out)
+            .source(Source::Path(src.clone()))
+            .build()
+            .unwrap_err();
+        // configure ran in the copy, after the replacements were written.
+        match &err {
+            Error::Step { command, output } => {
+                assert!(
+                    command.starts_with("./configure --target=x86_64"),
+                    "{command}"
+                );
+                assert!(output.contains("no compiler here"), "{output}");
+            }
+            other => panic!("{other}"),
+        }
+        let copy = out.join(RELEASE);
+        for (path, text) in Arch::X86_64.replacements() {
+            assert_eq!(
+                fs::read_to_string(copy.join(&path)).unwrap(),
+                text,
+                "{path}"
+            );
+        }
+        // The given tree is untouched.
+        assert!(!src.join("arch/x86_64/syscall_arch.h").exists());
+        fs::remove_dir_all(out).unwrap();
+    }
+}
