@@ -8,8 +8,8 @@
  * -errno). No trap, no register frame, no mode switch: the call costs what any function
  * call costs, as in Unikraft 0.11's lib-musl. uk-musl replaces the assembly that would
  * still trap in the paths a program normally takes (the cancellation-point stub, __clone,
- * x86_64's __set_thread_area); what is left (the unmap-and-exit of a detached thread,
- * vfork, the signal-return trampoline) reaches the same handlers through the binary entry.
+ * x86_64's __set_thread_area, a detached thread's __unmapself); what is left (vfork, the
+ * signal-return trampoline) reaches the same handlers through the binary entry.
  *
  * There is no vDSO in the image, so VDSO_USEFUL is left undefined: clock_gettime is a
  * direct call too.

@@ -17,6 +17,8 @@
 //!   takes the same arguments and starts the child in `entry(arg)` on its stack.
 //! - `src/thread/x86_64/__set_thread_area.s`: `arch_prctl(ARCH_SET_FS)` through
 //!   `uk_syscall6`.
+//! - `src/thread/<arch>/__unmapself.s`: a detached thread's `munmap` of its own stack and
+//!   its `exit`, through `uk_syscall6`.
 //!
 //! So an image linking the result needs uk-syscall (for `uk_syscall6`) and uk-posix-process
 //! (for `uk_clone` and the handlers); in exchange no call of the C program traps, which
@@ -121,10 +123,18 @@ impl Arch {
                     "__set_thread_area.s",
                     include_str!("../musl/x86_64/__set_thread_area.s"),
                 ),
+                (
+                    "__unmapself.s",
+                    include_str!("../musl/x86_64/__unmapself.s"),
+                ),
             ],
             Arch::Aarch64 => &[
                 ("syscall_cp.s", include_str!("../musl/aarch64/syscall_cp.s")),
                 ("clone.s", include_str!("../musl/aarch64/clone.s")),
+                (
+                    "__unmapself.s",
+                    include_str!("../musl/aarch64/__unmapself.s"),
+                ),
             ],
         };
         files.extend(
@@ -538,9 +548,17 @@ mod tests {
         for (arch, names) in [
             (
                 Arch::X86_64,
-                &["syscall_cp.s", "clone.s", "__set_thread_area.s"][..],
+                &[
+                    "syscall_cp.s",
+                    "clone.s",
+                    "__set_thread_area.s",
+                    "__unmapself.s",
+                ][..],
             ),
-            (Arch::Aarch64, &["syscall_cp.s", "clone.s"][..]),
+            (
+                Arch::Aarch64,
+                &["syscall_cp.s", "clone.s", "__unmapself.s"][..],
+            ),
         ] {
             let files = arch.replacements();
             let a = arch.name();

@@ -43,6 +43,15 @@ static void *worker(void *arg)
 	return job;
 }
 
+static volatile int detached_ran;
+
+static void *detached(void *arg)
+{
+	(void)arg;
+	detached_ran++;
+	return NULL;
+}
+
 static volatile sig_atomic_t caught;
 
 static void on_signal(int sig)
@@ -208,6 +217,26 @@ int main(int argc, char **argv)
 	printf("musl: pthread_kill ended a sem_wait: handler saw %d, sem_wait: %s\n",
 	       sleeper_caught, strerror((int)(long)why));
 
+	/* Detached threads: each one unmaps its own stack and exits (musl's __unmapself); the
+	 * memory is usable again afterwards. */
+	{
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		for (int i = 0; i < 3; i++) {
+			pthread_t d;
+			if (pthread_create(&d, &attr, detached, NULL))
+				return 16;
+			for (int j = 0; j < 3; j++)
+				sched_yield();
+		}
+		char *after = malloc(200000);
+		if (!after)
+			return 17;
+		memset(after, 1, 200000);
+		free(after);
+		printf("musl: detached threads ran %d times\n", detached_ran);
+	}
 	if (argc > 1 && !strcmp(argv[1], "abort"))
 		abort();
 	/* `-- costs`: what a system call costs through musl (a direct call) and through the
