@@ -133,6 +133,17 @@ impl FutexTable {
     }
 }
 
+/// How a queued wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitEnd {
+    /// A futex wake took the waiter off the queue.
+    Woken,
+    /// A signal for the waiting thread did.
+    Interrupted,
+    /// The deadline passed first.
+    TimedOut,
+}
+
 /// Linux's count semantics: `nr <= 0` still wakes one.
 fn wake_budget(nr: i32) -> usize {
     nr.max(1) as usize
@@ -187,42 +198,86 @@ impl System {
                 bitset,
             });
         }
-        let woken = || {
-            if self.futex.was_interrupted(id) {
+        match self.block_queued(id, deadline_ns) {
+            WaitEnd::Woken => Ok(0),
+            WaitEnd::Interrupted => {
                 // A signal for this thread ended the wait: run its handler, then EINTR.
                 self.deliver_pending_signals();
                 Err(Errno::EINTR)
+            }
+            WaitEnd::TimedOut => Err(Errno::ETIMEDOUT),
+        }
+    }
+
+    /// Blocks the caller, queued as waiter `id`, until a wake or a signal takes it off the
+    /// queue or `deadline_ns` passes.
+    fn block_queued(&self, id: u64, deadline_ns: Option<u64>) -> WaitEnd {
+        let ended = || {
+            if self.futex.was_interrupted(id) {
+                WaitEnd::Interrupted
             } else {
-                Ok(0)
+                WaitEnd::Woken
             }
         };
         loop {
             if !uk_sched::prepare_block(deadline_ns) {
                 // The deadline has passed already.
                 return if self.futex.take(id) {
-                    Err(Errno::ETIMEDOUT)
+                    WaitEnd::TimedOut
                 } else {
-                    woken()
+                    ended()
                 };
             }
             if !self.futex.present(id) {
                 // Woken between the enqueue and the block.
                 uk_sched::cancel_block();
-                return woken();
+                return ended();
             }
             let timed_out = uk_sched::commit_block();
             if !self.futex.present(id) {
-                return woken();
+                return ended();
             }
             if timed_out {
                 return if self.futex.take(id) {
-                    Err(Errno::ETIMEDOUT)
+                    WaitEnd::TimedOut
                 } else {
-                    woken()
+                    ended()
                 };
             }
             // Woken by someone else (not a futex wake): wait on.
         }
+    }
+
+    /// Blocks the caller until a signal for it ends the wait (the sender finds it through
+    /// [`FutexTable::interrupt`], as a futex waiter) or `deadline_ns` passes; never woken
+    /// by a futex wake. `ready` is asked once the caller is queued, so that a signal sent
+    /// just before cannot be missed: when it says a signal is there, the wait ends at once.
+    ///
+    /// # Errors
+    ///
+    /// `ENOSYS` outside a scheduler thread.
+    pub(crate) fn wait_for_signal(
+        &self,
+        deadline_ns: Option<u64>,
+        ready: impl Fn() -> bool,
+    ) -> Result<WaitEnd, Errno> {
+        let Some(me) = uk_sched::current() else {
+            log::warn!("signal wait outside a scheduler thread: ENOSYS");
+            return Err(Errno::ENOSYS);
+        };
+        let id = self.futex.next_id.fetch_add(1, Ordering::Relaxed);
+        // Key 0 and an empty bitset: no futex word and no futex wake can match this waiter.
+        self.futex.waiters.lock().0.push(Waiter {
+            id,
+            thread: me,
+            key: 0,
+            bitset: 0,
+        });
+        if ready() {
+            self.futex.take(id);
+            return Ok(WaitEnd::Interrupted);
+        }
+        Ok(self.block_queued(id, deadline_ns))
     }
 
     /// FUTEX_WAIT: blocks while `*addr == val`, at most `timeout` (relative).

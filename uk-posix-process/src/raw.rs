@@ -10,7 +10,7 @@ use uk_syscall::{Args, Errno, SyscallResult};
 
 use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
 use crate::rlimit::Rlimit;
-use crate::signal::SigAction;
+use crate::signal::{SigAction, SigInfo};
 use crate::system::ChildStart;
 use crate::time::Timespec;
 use crate::{misc, system};
@@ -297,6 +297,43 @@ pub fn sys_rt_sigpending(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// rt_sigsuspend(mask, sigsetsize): always fails, with `EINTR` once a handler ran.
+pub fn sys_rt_sigsuspend(a: &Args) -> SyscallResult {
+    if a[1] != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let mask = UserPtr::<u64>::new(a[0]).read(&system().address_space())?;
+    system().rt_sigsuspend(mask)
+}
+
+/// rt_sigtimedwait(set, info, timeout, sigsetsize): the signal number, with its
+/// `siginfo_t` written through `info` when that is not NULL. Every pointer is checked
+/// before anything waits or is taken.
+pub fn sys_rt_sigtimedwait(a: &Args) -> SyscallResult {
+    if a[3] != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let sys = system();
+    let space = sys.address_space();
+    let set = UserPtr::<u64>::new(a[0]).read(&space)?;
+    let info = (a[1] != 0).then(|| UserPtr::<SigInfo>::new(a[1]));
+    if let Some(info) = info {
+        info.check(&space)?;
+    }
+    let deadline = match a[2] {
+        0 => None,
+        t => {
+            let timeout = Timespec::from(UserPtr::<[i64; 2]>::new(t).read(&space)?);
+            Some(sys.monotonic_ns().saturating_add(timeout.to_ns()?))
+        }
+    };
+    let taken = sys.rt_sigtimedwait(set, deadline)?;
+    if let Some(info) = info {
+        info.write(&space, taken)?;
+    }
+    Ok(taken.signo as usize)
+}
+
 /// kill(pid, sig)
 pub fn sys_kill(a: &Args) -> SyscallResult {
     system().kill(int(a[0]), int(a[1])).map(|()| 0)
@@ -347,6 +384,8 @@ uk_syscall::register!(getrandom => sys_getrandom);
 uk_syscall::register!(rt_sigaction => sys_rt_sigaction);
 uk_syscall::register!(rt_sigprocmask => sys_rt_sigprocmask);
 uk_syscall::register!(rt_sigpending => sys_rt_sigpending);
+uk_syscall::register!(rt_sigsuspend => sys_rt_sigsuspend);
+uk_syscall::register!(rt_sigtimedwait => sys_rt_sigtimedwait);
 uk_syscall::register!(kill => sys_kill);
 uk_syscall::register!(tkill => sys_tkill);
 uk_syscall::register!(tgkill => sys_tgkill);

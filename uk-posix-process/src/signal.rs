@@ -29,11 +29,16 @@
 //! (or the next one it starts): the thread runs the handler and the wait returns `EINTR`,
 //! as on Linux for a handler without `SA_RESTART` (libcs retry where they must).
 //!
+//! A signal for the process that the sender blocks goes to the first waiting thread of the
+//! process that lets it through. `rt_sigsuspend` waits with a given mask until a handler
+//! has run (then `EINTR`); `rt_sigtimedwait` (`sigwait`, `sigtimedwait`) takes a signal of
+//! a set without running a handler, waiting for one with the set let through, up to a
+//! timeout (`EAGAIN`).
+//!
 //! What is not done: a signal for another thread that is running or sleeping
-//! (`nanosleep`) waits until it makes one of the calls above or waits on a futex;
-//! `SA_SIGINFO` handlers get a filled `siginfo_t` but a zeroed `ucontext_t`; there is no
-//! `sigaltstack`, `rt_sigsuspend`, `rt_sigtimedwait` or `rt_sigreturn`, and no
-//! asynchronous signals (faults are the board's to report).
+//! (`nanosleep`) waits until it makes one of the calls above or waits; `SA_SIGINFO`
+//! handlers get a filled `siginfo_t` but a zeroed `ucontext_t`; there is no `sigaltstack`
+//! or `rt_sigreturn`, and no asynchronous signals (faults are the board's to report).
 // One unsafe operation: calling the handler the program registered.
 #![allow(unsafe_code)]
 
@@ -321,6 +326,35 @@ pub struct SigInfo {
     _rest: [u64; 13],
 }
 
+impl SigInfo {
+    /// The information about signal `signo` sent with `si_code` `code` by process `pid`.
+    pub fn new(signo: i32, code: i32, pid: Pid) -> SigInfo {
+        SigInfo {
+            signo,
+            errno: 0,
+            code,
+            _pad: 0,
+            pid,
+            uid: 0,
+            _rest: [0; 13],
+        }
+    }
+}
+
+/// Takes the lowest-numbered signal of `set` pending for the thread (its own first, then
+/// the process's), whatever the mask, with its `si_code`.
+fn take_from(t: &mut SigThread, p: &mut SigProcess, set: SigSet) -> Option<(i32, i32)> {
+    for (pending, code) in [(&mut t.pending, SI_TKILL), (&mut p.pending, SI_USER)] {
+        let ready = *pending & set;
+        if ready != 0 {
+            let sig = ready.trailing_zeros() as i32 + 1;
+            *pending &= !sig_bit(sig);
+            return Some((sig, code));
+        }
+    }
+    None
+}
+
 /// Words of the zeroed `ucontext_t` a `SA_SIGINFO` handler gets (4.5 KiB: aarch64's, the
 /// larger of the two).
 const UCONTEXT_WORDS: usize = 576;
@@ -414,7 +448,76 @@ impl System {
         if target == own {
             self.deliver_pending_signals();
         }
+        // Still pending (the caller blocks it, or it is for another process): the first
+        // waiting thread of the process that lets it through takes it, as on Linux.
+        if self.with_process_signals(target, |p| p.pending & sig_bit(sig) != 0)? {
+            for thread in self.threads_letting_through(target, sig_bit(sig)) {
+                if self.futex.interrupt(thread) {
+                    break;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `rt_sigsuspend(mask)`: replaces the calling thread's mask with `mask` until a signal
+    /// runs a handler (or ends the process), then restores it and fails with `EINTR`, as it
+    /// always does. Ignored signals do not end the wait.
+    ///
+    /// # Errors
+    ///
+    /// `EINTR` after a handler ran; `ENOSYS` outside a scheduler thread (the mask is
+    /// restored).
+    pub fn rt_sigsuspend(&self, mask: SigSet) -> Result<usize, Errno> {
+        let before = self.with_caller_signals(|t, _, _, _| {
+            core::mem::replace(&mut t.mask, mask & !UNBLOCKABLE)
+        })?;
+        let outcome = loop {
+            if self.deliver_pending_signals() > 0 {
+                break Err(Errno::EINTR);
+            }
+            if let Err(e) = self.wait_for_signal(None, || self.has_deliverable_signal()) {
+                break Err(e);
+            }
+        };
+        let _ = self.with_caller_signals(|t, _, _, _| t.mask = before);
+        outcome
+    }
+
+    /// `rt_sigtimedwait(set, info, timeout)`: takes a signal of `set` pending for the
+    /// calling thread or its process, waiting for one until `deadline_ns` of the monotonic
+    /// clock (`None`: for ever). The signal is taken, not delivered: no handler runs. While
+    /// it waits, the signals of `set` are let through, so that a sender finds the thread
+    /// (`SIGKILL` and `SIGSTOP` are never taken).
+    ///
+    /// # Errors
+    ///
+    /// `EAGAIN` when the deadline passes first; `EINTR` when a signal outside `set` ran its
+    /// handler meanwhile; `ENOSYS` outside a scheduler thread.
+    pub fn rt_sigtimedwait(&self, set: SigSet, deadline_ns: Option<u64>) -> Result<SigInfo, Errno> {
+        let set = set & !UNBLOCKABLE;
+        loop {
+            let taken = self.with_caller_signals(|t, p, _, pid| {
+                take_from(t, p, set).map(|(sig, code)| SigInfo::new(sig, code, pid))
+            })?;
+            if let Some(info) = taken {
+                return Ok(info);
+            }
+            if self.deliver_pending_signals() > 0 {
+                return Err(Errno::EINTR);
+            }
+            if deadline_ns.is_some_and(|d| self.monotonic_ns() >= d) {
+                return Err(Errno::EAGAIN);
+            }
+            let before = self.with_caller_signals(|t, _, _, _| {
+                let before = t.mask;
+                t.mask &= !set;
+                before
+            })?;
+            let waited = self.wait_for_signal(deadline_ns, || self.has_deliverable_signal());
+            let _ = self.with_caller_signals(|t, _, _, _| t.mask = before);
+            waited?;
+        }
     }
 
     /// `tgkill(tgid, tid, sig)`; `tgid` `None` is `tkill(tid, sig)`. The signal is pending
@@ -464,13 +567,14 @@ impl System {
     }
 
     /// Delivers to the caller every pending signal it does not block (also what a futex
-    /// wait a signal ended does before returning `EINTR`).
-    pub(crate) fn deliver_pending_signals(&self) {
+    /// wait a signal ended does before returning `EINTR`); returns how many handlers ran.
+    pub(crate) fn deliver_pending_signals(&self) -> usize {
+        let mut handled = 0;
         loop {
             let Ok(Some((sig, what, code, pid))) = self.with_caller_signals(|t, p, _, pid| {
                 take_deliverable(t, p).map(|(s, w, c)| (s, w, c, pid))
             }) else {
-                return;
+                return handled;
             };
             match what {
                 Disposition::Drop => {}
@@ -487,18 +591,10 @@ impl System {
                         t.mask = (before | widen) & !UNBLOCKABLE;
                         before
                     }) else {
-                        return;
+                        return handled;
                     };
-                    let info = SigInfo {
-                        signo: sig,
-                        errno: 0,
-                        code,
-                        _pad: 0,
-                        pid,
-                        uid: 0,
-                        _rest: [0; 13],
-                    };
-                    run_handler(sig, &action, info);
+                    run_handler(sig, &action, SigInfo::new(sig, code, pid));
+                    handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
                     // the one from before the signal, and so does this.
                     let _ = self.with_caller_signals(|t, _, _, _| t.mask = before);

@@ -416,6 +416,22 @@ impl System {
         Ok((*key, f(&mut t.sig)))
     }
 
+    /// The uk-sched ids of the threads of process `pid` whose masks let `bits` through.
+    pub(crate) fn threads_letting_through(
+        &self,
+        pid: Pid,
+        bits: crate::signal::SigSet,
+    ) -> Vec<u64> {
+        let guard = self.state.lock();
+        guard
+            .0
+            .threads
+            .iter()
+            .filter(|(_, t)| t.pid == pid && t.sig.mask & bits == 0)
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
     /// The caller's thread id.
     ///
     /// # Errors

@@ -235,6 +235,49 @@ fn signal_calls_check_sizes_and_pointers_before_changing_anything() {
     // SAFETY: the arena is ours.
     assert_eq!(unsafe { *(old as *const u64) }, sig_bit(SIGUSR2));
     assert_eq!(call(Sysno::rt_sigpending, [old, 8, 0, 0, 0, 0]), 0);
+    // rt_sigsuspend and rt_sigtimedwait: sizes and pointers first.
+    assert_eq!(
+        call(Sysno::rt_sigsuspend, [set, 4, 0, 0, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    assert_eq!(
+        call(Sysno::rt_sigsuspend, [8, 8, 0, 0, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(
+        system().rt_sigprocmask(SIG_BLOCK, None),
+        Ok(sig_bit(SIGUSR2))
+    );
+    let me = system().gettid().unwrap() as usize;
+    assert_eq!(call(Sysno::tkill, [me, SIGUSR2 as usize, 0, 0, 0, 0]), 0);
+    let zero = base + 3072; // a zero timespec: do not wait
+    for bad in [
+        [set, 0, zero, 16, 0, 0],
+        [8, 0, zero, 8, 0, 0],
+        [set, 8, zero, 8, 0, 0],
+        [set, 0, 8, 8, 0, 0],
+    ] {
+        let want = if bad[3] == 16 {
+            Errno::EINVAL
+        } else {
+            Errno::EFAULT
+        };
+        assert_eq!(call(Sysno::rt_sigtimedwait, bad), err(want), "{bad:?}");
+        // Nothing was taken.
+        assert_eq!(system().sigpending(), Ok(sig_bit(SIGUSR2)));
+    }
+    let info = base + 8192;
+    assert_eq!(
+        call(Sysno::rt_sigtimedwait, [set, info, zero, 8, 0, 0]),
+        SIGUSR2 as isize
+    );
+    // SAFETY: the arena is ours; the call wrote a siginfo_t (signo first) there.
+    assert_eq!(unsafe { *(info as *const i32) }, SIGUSR2);
+    assert_eq!(system().sigpending(), Ok(0));
+    assert_eq!(
+        call(Sysno::rt_sigtimedwait, [set, info, zero, 8, 0, 0]),
+        err(Errno::EAGAIN)
+    );
     // Restore the defaults for the other tests.
     system()
         .rt_sigaction(SIGUSR1, Some(SigAction::default()))

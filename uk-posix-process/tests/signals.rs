@@ -340,3 +340,97 @@ fn a_signal_that_arrived_while_the_thread_ran_ends_its_next_futex_wait_at_once()
     });
     assert_eq!(status, Some(9));
 }
+
+#[test]
+fn sigsuspend_waits_with_its_mask_until_a_handler_ran_then_restores_the_old_mask() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let status = w.run(move || {
+        sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
+        sys.rt_sigaction(SIGUSR1, Some(ignore())).unwrap();
+        // SIGUSR2 blocked outside the suspension.
+        sys.rt_sigprocmask(SIG_SETMASK, Some(sig_bit(SIGUSR2)))
+            .unwrap();
+        let me = me(sys);
+        spawn(sys, move || {
+            // An ignored signal does not end the suspension; SIGUSR2 does.
+            sys.tgkill(None, me, SIGUSR1).unwrap();
+            uk_sched::yield_now();
+            sys.tgkill(None, me, SIGUSR2).unwrap();
+            0
+        });
+        WAKER_TID.store(0, Ordering::SeqCst);
+        assert_eq!(sys.rt_sigsuspend(0), Err(Errno::EINTR));
+        assert_eq!(WAKER_TID.load(Ordering::SeqCst), me, "the handler ran here");
+        assert_eq!(
+            sys.rt_sigprocmask(SIG_BLOCK, None),
+            Ok(sig_bit(SIGUSR2)),
+            "the old mask is back"
+        );
+        // A signal already pending that the suspension mask lets through: at once.
+        sys.tgkill(None, me, SIGUSR2).unwrap();
+        assert_eq!(sys.sigpending(), Ok(sig_bit(SIGUSR2)));
+        assert_eq!(sys.rt_sigsuspend(sig_bit(SIGUSR1)), Err(Errno::EINTR));
+        assert_eq!(sys.sigpending(), Ok(0));
+        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
+            .unwrap();
+        sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
+        4
+    });
+    assert_eq!(status, Some(4));
+}
+
+#[test]
+fn sigtimedwait_takes_a_blocked_signal_without_its_handler_and_times_out() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let clock = w.clock.clone();
+    let status = w.run(move || {
+        sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
+        let set = sig_bit(SIGUSR1) | sig_bit(SIGUSR2);
+        sys.rt_sigprocmask(SIG_BLOCK, Some(set)).unwrap();
+        let me = me(sys);
+        let pid = sys.getpid().unwrap();
+        // Pending already: taken at once, thread-directed first, no handler.
+        WAKER_TID.store(0, Ordering::SeqCst);
+        sys.kill(0, SIGUSR1).unwrap();
+        sys.tgkill(None, me, SIGUSR2).unwrap();
+        let first = sys.rt_sigtimedwait(set, None).unwrap();
+        assert_eq!((first.signo, first.code), (SIGUSR2, SI_TKILL));
+        let second = sys.rt_sigtimedwait(set, None).unwrap();
+        assert_eq!(
+            (second.signo, second.code, second.pid),
+            (SIGUSR1, SI_USER, pid)
+        );
+        assert_eq!(WAKER_TID.load(Ordering::SeqCst), 0, "no handler ran");
+        // Nothing pending and a deadline now: EAGAIN at once; later: EAGAIN at the deadline.
+        let now = sys.monotonic_ns();
+        assert_eq!(
+            sys.rt_sigtimedwait(set, Some(now)).unwrap_err(),
+            Errno::EAGAIN
+        );
+        let deadline = now + 5_000_000;
+        assert_eq!(
+            sys.rt_sigtimedwait(set, Some(deadline)).unwrap_err(),
+            Errno::EAGAIN
+        );
+        assert!(clock.0.load(Ordering::SeqCst) >= deadline);
+        // Waiting: another thread's kill of the process finds this thread (the sender
+        // blocks the signal itself), which takes it.
+        spawn(sys, move || {
+            sys.rt_sigprocmask(SIG_BLOCK, Some(set)).unwrap();
+            sys.kill(pid, SIGUSR1).unwrap();
+            0
+        });
+        let got = sys.rt_sigtimedwait(sig_bit(SIGUSR1), None).unwrap();
+        assert_eq!(got.signo, SIGUSR1);
+        // The mask is as it was, and nothing is left pending.
+        assert_eq!(sys.rt_sigprocmask(SIG_BLOCK, None), Ok(set));
+        assert_eq!(sys.sigpending(), Ok(0));
+        sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
+        6
+    });
+    assert_eq!(status, Some(6));
+}
