@@ -75,6 +75,21 @@ static void *sleeper(void *arg)
 	return (void *)(long)(r == -1 ? errno : 0);
 }
 
+/* Sends the process SIGUSR1, which this thread (like its creator) blocks. */
+static void *kill_process(void *arg)
+{
+	(void)arg;
+	kill(getpid(), SIGUSR1);
+	return NULL;
+}
+
+/* Sends SIGUSR2 to the thread `arg` points at. */
+static void *signal_thread(void *arg)
+{
+	pthread_kill(*(pthread_t *)arg, SIGUSR2);
+	return NULL;
+}
+
 /* getppid through Linux's own trap instruction, bypassing musl. */
 static long trapped_getppid(void)
 {
@@ -216,6 +231,35 @@ int main(int argc, char **argv)
 	pthread_join(s, &why);
 	printf("musl: pthread_kill ended a sem_wait: handler saw %d, sem_wait: %s\n",
 	       sleeper_caught, strerror((int)(long)why));
+
+	/* sigwait: another thread sends the process a signal every thread blocks, and sigwait
+	 * takes it without a handler. sigsuspend: waits with SIGUSR2 let through until its
+	 * handler has run on this thread, then fails with EINTR. */
+	{
+		sigset_t usr1, usr2, none;
+		sigemptyset(&usr1);
+		sigaddset(&usr1, SIGUSR1);
+		sigemptyset(&usr2);
+		sigaddset(&usr2, SIGUSR2);
+		sigemptyset(&none);
+		pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+		pthread_t k, m;
+		if (pthread_create(&k, NULL, kill_process, NULL))
+			return 18;
+		int got = 0;
+		int w = sigwait(&usr1, &got);
+		pthread_join(k, NULL);
+		pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+		sleeper_caught = 0;
+		pthread_t self = pthread_self();
+		if (pthread_create(&m, NULL, signal_thread, &self))
+			return 19;
+		int r = sigsuspend(&none);
+		int e = errno;
+		pthread_join(m, NULL);
+		printf("musl: sigwait returned %d with signal %d; sigsuspend returned %d (%s) after "
+		       "the handler saw %d\n", w, got, r, strerror(e), sleeper_caught);
+	}
 
 	/* Detached threads: each one unmaps its own stack and exits (musl's __unmapself); the
 	 * memory is usable again afterwards. */
