@@ -219,15 +219,43 @@ pub fn sys_sched_yield(_: &Args) -> SyscallResult {
 /// nanosleep(req, rem): `rem` is never written (sleeps are not interrupted).
 pub fn sys_nanosleep(a: &Args) -> SyscallResult {
     let req = Timespec::from(UserPtr::<[i64; 2]>::new(a[0]).read(&system().address_space())?);
-    system().nanosleep(req)?;
-    Ok(0)
+    let start = system().monotonic_ns();
+    let slept = system().nanosleep(req);
+    write_remaining(slept, start, req, a[1])
+}
+
+/// On `EINTR`, writes the time left of a relative sleep of `req` begun at `start_ns` to
+/// `rem` (when not NULL), as Linux does.
+fn write_remaining(
+    slept: Result<(), Errno>,
+    start_ns: u64,
+    req: Timespec,
+    rem: usize,
+) -> SyscallResult {
+    match slept {
+        Ok(()) => Ok(0),
+        Err(Errno::EINTR) if rem != 0 => {
+            let end = start_ns.saturating_add(req.to_ns()?);
+            let left = Timespec::from_ns(end.saturating_sub(system().monotonic_ns()));
+            UserPtr::<Timespec>::new(rem).write(&system().address_space(), left)?;
+            Err(Errno::EINTR)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// clock_nanosleep(clock, flags, req, rem).
 pub fn sys_clock_nanosleep(a: &Args) -> SyscallResult {
     let req = Timespec::from(UserPtr::<[i64; 2]>::new(a[2]).read(&system().address_space())?);
-    system().clock_nanosleep(int(a[0]), int(a[1]), req)?;
-    Ok(0)
+    let start = system().monotonic_ns();
+    let slept = system().clock_nanosleep(int(a[0]), int(a[1]), req);
+    // An absolute sleep has no time left to report.
+    let rem = if int(a[1]) & crate::time::TIMER_ABSTIME != 0 {
+        0
+    } else {
+        a[3]
+    };
+    write_remaining(slept, start, req, rem)
 }
 
 /// clock_gettime(clock, tp).

@@ -2,6 +2,7 @@
 
 use uk_syscall::Errno;
 
+use crate::futex::WaitEnd;
 use crate::system::System;
 
 /// Linux's `struct timespec` on 64-bit targets.
@@ -94,11 +95,21 @@ impl System {
         }))
     }
 
-    /// Sleeps until the monotonic clock reaches `deadline_ns`.
+    /// Sleeps until the monotonic clock reaches `deadline_ns`, or until a signal for the
+    /// thread has run its handler (`EINTR`; ignored signals do not end the sleep).
     fn sleep_until(&self, deadline_ns: u64) -> Result<(), Errno> {
         if uk_sched::current().is_some() {
-            uk_sched::sleep_until(deadline_ns);
-            return Ok(());
+            loop {
+                // Queued as a signal waiter, so that a sender finds the sleeper.
+                let end =
+                    self.wait_for_signal(Some(deadline_ns), || self.has_deliverable_signal())?;
+                if end != WaitEnd::TimedOut && self.deliver_pending_signals() > 0 {
+                    return Err(Errno::EINTR);
+                }
+                if self.monotonic_ns() >= deadline_ns {
+                    return Ok(());
+                }
+            }
         }
         if !self.has_clock() {
             log::warn!("sleep outside a scheduler thread with no clock installed: ENOSYS");
@@ -111,11 +122,13 @@ impl System {
         Ok(())
     }
 
-    /// nanosleep(2): sleeps at least `req` (never woken early; `rem` is never needed).
+    /// nanosleep(2): sleeps at least `req`, unless a signal for the thread runs its handler
+    /// first.
     ///
     /// # Errors
     ///
-    /// `EINVAL` for a bad timespec.
+    /// `EINVAL` for a bad timespec; `EINTR` when a signal handler ended the sleep (the raw
+    /// syscall then writes the time left to `rem`).
     pub fn nanosleep(&self, req: Timespec) -> Result<(), Errno> {
         let ns = req.to_ns()?;
         self.sleep_until(self.monotonic_ns().saturating_add(ns))
@@ -125,7 +138,8 @@ impl System {
     ///
     /// # Errors
     ///
-    /// `EINVAL` for an unknown clock or a bad timespec, `EOPNOTSUPP` (ENOTSUP) for a CPU-time clock.
+    /// `EINVAL` for an unknown clock or a bad timespec, `EOPNOTSUPP` (ENOTSUP) for a CPU-time
+    /// clock, `EINTR` when a signal handler ended the sleep.
     pub fn clock_nanosleep(&self, clock: i32, flags: i32, req: Timespec) -> Result<(), Errno> {
         let kind = match kind(clock) {
             Ok(k) => k,

@@ -1,13 +1,20 @@
-//! `uk_clone`, musl's `__clone` for C callers, on the image's global layer (this file's
-//! process has it to itself).
+//! The image's global layer (this file's process has it to itself; its tests take turns):
+//! `uk_clone`, musl's `__clone` for C callers, and raw syscalls that need a scheduler
+//! thread.
 
 mod common;
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{addr, stack, word, world_on};
+use common::{addr, spawn, stack, word, world_on};
 use uk_posix_process::flags::{CLONE_VFORK, PTHREAD_FLAGS};
+use uk_posix_process::signal::{SIGUSR2, SigAction};
 use uk_posix_process::{Errno, FUTEX_WAIT, system, uk_clone};
+use uk_syscall::Sysno;
+
+/// The global layer takes one scheduler at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// What the C child saw: its argument and its thread pointer.
 static SEEN_ARG: AtomicUsize = AtomicUsize::new(0);
@@ -29,6 +36,7 @@ fn errno(e: Errno) -> i32 {
 
 #[test]
 fn uk_clone_runs_a_c_entry_and_refuses_bad_input_unchanged() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sys = system();
     let w = world_on(sys);
     let status = w.run(move || {
@@ -65,6 +73,54 @@ fn uk_clone_runs_a_c_entry_and_refuses_bad_input_unchanged() {
         assert_eq!(SEEN_ARG.load(Ordering::SeqCst), 42);
         assert_eq!(SEEN_TP.load(Ordering::SeqCst), tls, "CLONE_SETTLS");
         assert_eq!(sys.thread_count(), 1);
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+static SLEEPER_SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_signal(_sig: i32) {
+    SLEEPER_SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn a_signal_ends_nanosleep_with_eintr_and_the_time_left_in_rem() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sys = system();
+    let w = world_on(sys);
+    // The raw call's request and `rem` timespecs.
+    let cells: &'static mut [i64; 4] = Box::leak(Box::new([10, 0, -1, -1]));
+    let base = cells.as_ptr() as usize;
+    let status = w.run(move || {
+        let action = SigAction {
+            handler: count_signal as *const () as usize,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(SIGUSR2, Some(action)).unwrap();
+        let me = sys.gettid().unwrap();
+        let start = sys.monotonic_ns();
+        spawn(sys, move || {
+            // One second into the ten-second sleep.
+            sys.nanosleep(uk_posix_process::Timespec::from_ns(1_000_000_000))
+                .unwrap();
+            sys.tgkill(None, me, SIGUSR2).unwrap();
+            0
+        });
+        let slept = uk_syscall::dispatch(Sysno::nanosleep as usize, &[base, base + 16, 0, 0, 0, 0]);
+        assert_eq!(slept, -(Errno::EINTR.into_raw() as isize));
+        assert_eq!(
+            SLEEPER_SIGNALS.load(Ordering::SeqCst),
+            1,
+            "the handler ran here"
+        );
+        assert_eq!(sys.monotonic_ns() - start, 1_000_000_000);
+        // SAFETY: `cells` is leaked and 16-byte parts of it are timespecs; the call wrote
+        // the time left into the second.
+        let rem = unsafe { core::ptr::read_volatile((base + 16) as *const [i64; 2]) };
+        assert_eq!(rem, [9, 0]);
+        sys.rt_sigaction(SIGUSR2, Some(SigAction::default()))
+            .unwrap();
         0
     });
     assert_eq!(status, Some(0));
