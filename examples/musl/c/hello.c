@@ -90,6 +90,13 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+/* Sleeps ten seconds; returns what sleep() says was left. */
+static void *long_sleeper(void *arg)
+{
+	(void)arg;
+	return (void *)(long)sleep(10);
+}
+
 /* getppid through Linux's own trap instruction, bypassing musl. */
 static long trapped_getppid(void)
 {
@@ -259,6 +266,20 @@ int main(int argc, char **argv)
 		pthread_join(m, NULL);
 		printf("musl: sigwait returned %d with signal %d; sigsuspend returned %d (%s) after "
 		       "the handler saw %d\n", w, got, r, strerror(e), sleeper_caught);
+
+		/* A signal ends another thread's sleep after running its handler there. */
+		pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+		sleeper_caught = 0;
+		pthread_t z;
+		void *left;
+		if (pthread_create(&z, NULL, long_sleeper, NULL))
+			return 20;
+		for (int i = 0; i < 3; i++)
+			sched_yield();
+		pthread_kill(z, SIGUSR2);
+		pthread_join(z, &left);
+		printf("musl: sleep(10) was cut short: handler saw %d, %ld s left\n", sleeper_caught,
+		       (long)left);
 	}
 
 	/* Detached threads: each one unmaps its own stack and exits (musl's __unmapself); the
