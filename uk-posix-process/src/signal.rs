@@ -39,9 +39,9 @@
 //! runs and the sleep ends with `EINTR` (the raw calls write the time left to `rem`).
 //!
 //! What is not done: a signal for another thread that is running waits until it makes one
-//! of the calls above, waits or sleeps; `SA_SIGINFO`
-//! handlers get a filled `siginfo_t` but a zeroed `ucontext_t`; there is no `sigaltstack`
-//! or `rt_sigreturn`, and no asynchronous signals (faults are the board's to report).
+//! of the calls above, waits or sleeps; `SA_SIGINFO` handlers get a filled `siginfo_t` but
+//! a zeroed `ucontext_t`; there is no `sigaltstack` or `rt_sigreturn`, and no asynchronous
+//! signals (faults are the board's to report).
 // One unsafe operation: calling the handler the program registered.
 #![allow(unsafe_code)]
 
