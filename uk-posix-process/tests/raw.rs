@@ -316,6 +316,9 @@ fn surface() -> Vec<Sysno> {
         Sysno::rt_sigaction,
         Sysno::rt_sigprocmask,
         Sysno::rt_sigpending,
+        // Outside a scheduler thread these cannot wait: ENOSYS, or a result at once.
+        Sysno::rt_sigsuspend,
+        Sysno::rt_sigtimedwait,
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([Sysno::fork, Sysno::vfork]);
@@ -348,7 +351,12 @@ proptest! {
                     _ => 1usize << (raw[i] % 64),
                 };
             }
+            let mask = sys.rt_sigprocmask(0, None).unwrap();
             let r = dispatch(n as usize, &args);
+            if matches!(n, Sysno::rt_sigsuspend | Sysno::rt_sigtimedwait) {
+                // Their masks are temporary.
+                prop_assert_eq!(sys.rt_sigprocmask(0, None).unwrap(), mask);
+            }
             // A value, or a negated errno in -4095..=-1 (never a stray negative).
             prop_assert!(r > -4096, "{n:?}{args:x?} -> {r}");
             // The caller's identity and the process table did not change.
