@@ -26,11 +26,15 @@
 //! ```
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::ffi::c_char;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use uk_syscall::Errno;
 
-use crate::PAGE_SIZE;
+use crate::system::System;
+use crate::{PAGE_SIZE, Pid};
 
 /// Auxiliary vector key: the end of the vector.
 pub const AT_NULL: usize = 0;
@@ -231,6 +235,74 @@ impl StartupBlock {
             .take_while(|p| p[0] != AT_NULL)
             .find(|p| p[0] == key)
             .map(|p| p[1])
+    }
+}
+
+/// A C program's `main(argc, argv, envp)`.
+pub type CMain = unsafe extern "C" fn(i32, *mut *mut c_char, *mut *mut c_char) -> i32;
+
+/// A libc's start routine, in the shape of musl's `__libc_start_main(main, argc, argv,
+/// init, fini, ldso)`: it initialises the library from the start-up block `argv` begins,
+/// runs `main` and passes its result to `exit` (musl's never returns; if one does, its
+/// value is the thread's exit status).
+pub type LibcStart = unsafe extern "C" fn(CMain, i32, *mut *mut c_char, usize, usize, usize) -> i32;
+
+/// A C program waiting for its first thread to run it.
+struct CStart {
+    start: LibcStart,
+    main: CMain,
+    block: Box<StartupBlock>,
+}
+
+/// Programs handed from [`System::spawn_c_program`] to their first thread, by key.
+static C_STARTS: spin::Mutex<BTreeMap<usize, CStart>> = spin::Mutex::new(BTreeMap::new());
+static NEXT_C_START: AtomicUsize = AtomicUsize::new(0);
+
+/// The first thread of a C program: enters its libc's start routine with the block.
+fn run_c_start(key: usize) -> i32 {
+    let Some(program) = C_STARTS.lock().remove(&key) else {
+        return 127;
+    };
+    // The libc keeps pointers into the block for the whole run.
+    let block: &'static StartupBlock = Box::leak(program.block);
+    let argc = block.argc() as i32;
+    let argv = block.argv() as *mut *mut c_char;
+    // SAFETY: calling into C. `start` and `main` are the libc's start routine and the
+    // program's `main`, which the image linked and passed to `spawn_c_program` (whose
+    // contract this is); the block they read is leaked, so `argv`, `envp` and the
+    // auxiliary vector stay valid for the rest of the run.
+    #[allow(unsafe_code)]
+    unsafe {
+        (program.start)(program.main, argc, argv, 0, 0, 0)
+    }
+}
+
+impl System {
+    /// Starts a static C program as a new process of the image: its first thread calls
+    /// `start` (the libc's start routine, musl's `__libc_start_main`) with `main` and the
+    /// start-up block, as Linux's `execve` leaves a static executable to its start code.
+    /// The thread leaks the block: the libc keeps pointers into it for the whole run.
+    /// Returns the new process's id.
+    ///
+    /// `start` and `main` must be the start routine of the libc the program was linked
+    /// with and the program's own `main`: the process runs whatever they do.
+    ///
+    /// # Errors
+    ///
+    /// As [`System::spawn_process`] (nothing is leaked then).
+    pub fn spawn_c_program(
+        &'static self,
+        name: &'static str,
+        start: LibcStart,
+        main: CMain,
+        block: StartupBlock,
+    ) -> Result<Pid, Errno> {
+        let key = NEXT_C_START.fetch_add(1, Ordering::Relaxed);
+        let block = Box::new(block);
+        C_STARTS.lock().insert(key, CStart { start, main, block });
+        self.spawn_process(name, run_c_start, key).inspect_err(|_| {
+            C_STARTS.lock().remove(&key);
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use common::{addr, boxed, stack, word, world};
 use uk_posix_process::flags::*;
-use uk_posix_process::{ChildStart, Errno, FUTEX_WAIT, System};
+use uk_posix_process::{ChildStart, Errno, FUTEX_WAIT, System, startup};
 
 fn call(f: impl FnOnce() -> i32 + 'static) -> ChildStart {
     let (entry, arg) = boxed(f);
@@ -603,4 +603,56 @@ fn arch_prctl_sets_and_reads_the_callers_thread_pointer() {
         assert_eq!(me.thread_pointer(), 0x1234_5000);
         0
     });
+}
+
+/// A libc start routine as musl's is called: finds `envp` after `argv` and runs `main`
+/// (returning its value where musl would exit with it).
+unsafe extern "C" fn fake_libc_start(
+    main: startup::CMain,
+    argc: i32,
+    argv: *mut *mut core::ffi::c_char,
+    _init: usize,
+    _fini: usize,
+    _ldso: usize,
+) -> i32 {
+    // SAFETY: `argv` is a start-up block: `argc` pointers and a null, then `envp`.
+    unsafe { main(argc, argv, argv.add(argc as usize + 1)) }
+}
+
+/// A C `main` that checks its arguments and environment: `argc * 10 + 1` when they are
+/// those `spawn_c_program` was given.
+unsafe extern "C" fn fake_c_main(
+    argc: i32,
+    argv: *mut *mut core::ffi::c_char,
+    envp: *mut *mut core::ffi::c_char,
+) -> i32 {
+    // SAFETY: the block's pointers are C strings, each array ends with a null.
+    let (arg1, env0, env_end) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(*argv.add(1)),
+            std::ffi::CStr::from_ptr(*envp),
+            (*envp.add(1)).is_null(),
+        )
+    };
+    let ok = arg1.to_bytes() == b"two" && env0.to_bytes() == b"HOME=/" && env_end;
+    argc * 10 + i32::from(ok)
+}
+
+#[test]
+fn a_c_program_starts_through_its_libc_with_the_startup_block() {
+    let w = world();
+    let block = startup::StartupBlock::new(
+        &[b"prog", b"two"],
+        &[b"HOME=/"],
+        startup::TlsSegment::NONE,
+        [1; 16],
+    )
+    .unwrap();
+    let pid = w
+        .sys
+        .spawn_c_program("prog", fake_libc_start, fake_c_main, block)
+        .unwrap();
+    assert!(pid > 0);
+    uk_sched::Scheduler::run(w.sched);
+    assert_eq!(w.sys.last_exit_status(), Some(21));
 }

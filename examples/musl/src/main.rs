@@ -33,13 +33,10 @@ use core::ffi::c_char;
 use core::fmt::Write;
 
 use uk_context::Native;
-use uk_posix_process::startup::{StartupBlock, TlsSegment};
+use uk_posix_process::startup::{CMain, LibcStart, StartupBlock, TlsSegment};
 use uk_sched::{RoundRobin, Scheduler, idle};
 
 uk_app::main!(main);
-
-/// A C `main`.
-type CMain = unsafe extern "C" fn(i32, *mut *mut c_char, *mut *mut c_char) -> i32;
 
 unsafe extern "C" {
     /// The C program's `main` (`c/hello.c`).
@@ -57,46 +54,19 @@ unsafe extern "C" {
     ) -> i32;
 }
 
-/// The image's command-line arguments, for the program's `argv`.
-static ARGS: spin::Once<&'static [&'static str]> = spin::Once::new();
-
 /// The environment the program sees.
 const ENV: [&[u8]; 2] = [b"HOME=/", b"PATH=/bin"];
 
-/// The process's first thread: builds the start-up block from the image's arguments and
-/// enters musl.
-fn start_c(_: usize) -> i32 {
-    let mut args: Vec<&[u8]> = Vec::from([&b"hello"[..]]);
-    args.extend(
-        ARGS.get()
-            .into_iter()
-            .flat_map(|a| a.iter())
-            .map(|a| a.as_bytes()),
-    );
+/// The C program's start-up block: `argv` is `hello` and the image's arguments, the
+/// auxiliary vector describes the image's TLS template (where the linker put the C code's
+/// `__thread` variables) and carries 16 bytes from the random pool.
+fn startup_block(args: &uk_app::Args) -> Result<StartupBlock, &'static str> {
+    let mut argv: Vec<&[u8]> = Vec::from([&b"hello"[..]]);
+    argv.extend(args.as_slice().iter().map(|a| a.as_bytes()));
     let mut random = [0u8; 16];
-    if uk_random::fill_bytes(&mut random).is_err() {
-        uk_app::println!("musl: no entropy for AT_RANDOM");
-        return 1;
-    }
-    let tls = match TlsSegment::of_image() {
-        Ok(tls) => tls,
-        Err(e) => {
-            uk_app::println!("musl: the image's TLS template is unusable: {e:?}");
-            return 1;
-        }
-    };
-    let block = match StartupBlock::new(&args, &ENV, tls, random) {
-        Ok(block) => Box::leak(Box::new(block)),
-        Err(e) => {
-            uk_app::println!("musl: bad arguments: {e:?}");
-            return 1;
-        }
-    };
-    let argc = block.argc() as i32;
-    // SAFETY: `block` is leaked, so the argv, envp and auxiliary vector musl reads (and
-    // keeps pointers into) live for the rest of the run; `c_main` is the C program's
-    // `main`. musl's start code then owns this thread until `exit`.
-    unsafe { __libc_start_main(c_main, argc, block.argv() as *mut *mut c_char, 0, 0, 0) }
+    uk_random::fill_bytes(&mut random).map_err(|_| "no entropy for AT_RANDOM")?;
+    let tls = TlsSegment::of_image().map_err(|_| "the image's TLS template is unusable")?;
+    StartupBlock::new(&argv, &ENV, tls, random).map_err(|_| "an argument holds a NUL byte")
 }
 
 /// Ends the run once the program's last thread has exited, after listing the system calls
@@ -118,22 +88,27 @@ fn report_traps_and_exit(status: u8) {
 }
 
 fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
-    ARGS.call_once(|| args.as_slice());
     let platform = uk_app::platform();
-    // The binary syscall entry musl's instructions reach, and the console behind fds 0-2.
+    // The binary syscall entry (for code that still traps), and the console behind fds 0-2.
     if let Err(e) = uk_syscall::install() {
         uk_app::println!("musl: no syscall entry: {e:?}");
         return Err(uk_posix_process::Errno::ENOSYS);
     }
     uk_vfs::set_console(platform);
+    let block = startup_block(args).map_err(|why| {
+        uk_app::println!("musl: {why}");
+        uk_posix_process::Errno::EINVAL
+    })?;
     let sched: &'static RoundRobin<_, _> = Box::leak(Box::new(RoundRobin::cooperative(
         Native::detect(),
         platform,
         idle::Poll,
     )));
     uk_posix_process::install(sched);
-    uk_posix_process::system().set_exit_hook(report_traps_and_exit);
-    uk_posix_process::system().spawn_process("hello", start_c, 0)?;
+    let system = uk_posix_process::system();
+    system.set_exit_hook(report_traps_and_exit);
+    let start: LibcStart = __libc_start_main;
+    system.spawn_c_program("hello", start, c_main, block)?;
     // Runs until the C program's exit_group ends the process, and with it the run.
     sched.run();
     Ok(())
