@@ -22,8 +22,10 @@
 //!
 //! So an image linking the result needs uk-syscall (for `uk_syscall6`) and uk-posix-process
 //! (for `uk_clone` and the handlers); in exchange no call of the C program traps, which
-//! `uk_syscall::trapped_calls` lets the image check. The repository's `examples/musl` is a
-//! complete image: a C program with threads, stdio, files and signals.
+//! `uk_syscall::trapped_calls` lets the image check. At run time the image starts the
+//! program with uk-posix-process's `System::spawn_c_program`, passing musl's
+//! `__libc_start_main`, the C `main` and a `startup::StartupBlock`. The repository's
+//! `examples/musl` is a complete image: a C program with threads, stdio, files and signals.
 //!
 //! # Where the source comes from
 //!
