@@ -273,6 +273,10 @@ pub struct NewArgs {
     /// The uk-rs sources to depend on (default: the ones this cargo-uk was built from).
     #[arg(long, value_name = "DIR")]
     pub uk_path: Option<PathBuf>,
+    /// A C program (c/main.c, linked with musl built for uk-rs) instead of a Rust
+    /// application.
+    #[arg(long)]
+    pub c: bool,
 }
 
 /// An instance name.
@@ -654,7 +658,12 @@ fn cmd_new(args: &NewArgs) -> Result<ExitCode> {
         .path
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.name));
-    new::create(&args.name, &dir, &root)?;
+    let lang = if args.c {
+        new::Lang::C
+    } else {
+        new::Lang::Rust
+    };
+    new::create(&args.name, &dir, &root, lang)?;
     println!("Created application `{}` in {}", args.name, dir.display());
     println!("  cd {} && cargo uk run", dir.display());
     Ok(ExitCode::SUCCESS)

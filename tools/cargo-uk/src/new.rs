@@ -17,6 +17,11 @@
 //! - `src/main.rs`: an application that greets and prints its arguments;
 //! - `.gitignore`.
 //!
+//! With `--c` the application is a C program instead: `c/main.c` (greets and prints its
+//! arguments through musl's stdio), a `build.rs` that builds musl with direct system calls
+//! (uk-musl) and compiles the C code against it, and a `src/main.rs` that starts the C
+//! program as the image's process (uk-posix-process's `spawn_c_program`).
+//!
 //! cargo-uk finds the application from the current directory's package, so `cargo uk run`
 //! in the new folder builds and boots it.
 
@@ -55,11 +60,41 @@ pub fn default_uk_root() -> Option<PathBuf> {
     root.join("uk-app/Cargo.toml").is_file().then_some(root)
 }
 
+/// The language a new application is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    /// A Rust application on `uk-app`.
+    Rust,
+    /// A C program on musl, started by a small Rust image.
+    C,
+}
+
 /// The files of a new project, as (relative path, contents).
-pub fn files(name: &str, uk_root: &Path) -> Vec<(PathBuf, String)> {
+pub fn files(name: &str, uk_root: &Path, lang: Lang) -> Vec<(PathBuf, String)> {
     let root = uk_root.display().to_string();
     // A JSON string is a valid TOML basic string (same escapes).
     let toml_str = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let path_dep = |krate: &str, extra: &str| {
+        format!(
+            "{krate} = {{ path = {}{extra} }}\n",
+            toml_str(&format!("{root}/{krate}"))
+        )
+    };
+    let dependencies = match lang {
+        Lang::Rust => path_dep("uk-app", ""),
+        Lang::C => [
+            path_dep("uk-app", ""),
+            path_dep("uk-context", ""),
+            path_dep("uk-sched", ""),
+            path_dep("uk-syscall", ", features = [\"image\"]"),
+            path_dep("uk-posix-process", ", features = [\"vfs\"]"),
+            path_dep("uk-vfs", ""),
+            path_dep("uk-random", ""),
+            // musl, built with its system calls as direct calls of the image's handlers.
+            format!("\n[build-dependencies]\n{}", path_dep("uk-musl", "")),
+        ]
+        .concat(),
+    };
     let cargo_toml = format!(
         r#"[package]
 name = "{name}"
@@ -73,9 +108,8 @@ test = false
 bench = false
 
 [dependencies]
-# The uk-rs sources, by path; once uk-rs is published: uk-app = "0.1".
-uk-app = {{ path = {uk_app} }}
-
+# The uk-rs sources, by path; once uk-rs is published: uk-app = "0.1" (and so on).
+{dependencies}
 # How `cargo uk` builds and boots this application (see `cargo uk --help`).
 [package.metadata.uk]
 boards = ["x86-pc", "qemu-virt"]   # the first is the default board
@@ -103,8 +137,7 @@ strip = "debuginfo"
 
 # A workspace of its own, wherever it is created.
 [workspace]
-"#,
-        uk_app = toml_str(&format!("{root}/uk-app")),
+"#
     );
     let config = format!(
         r#"# `cargo uk ...` runs the uk-rs host tool from the uk-rs sources.
@@ -121,7 +154,7 @@ rustflags = ["-C", "link-arg=-Tuk-qemu-virt.ld", "-C", "relocation-model=static"
 "#,
         manifest = toml_str(&format!("{root}/tools/cargo-uk/Cargo.toml")),
     );
-    let main_rs = format!(
+    let rust_main = format!(
         r#"//! {name}: a uk-rs application. `cargo uk run` boots it under QEMU,
 //! `cargo uk run --board qemu-virt -- a b` on the aarch64 board with two arguments.
 #![no_std]
@@ -143,17 +176,119 @@ components = ["rustfmt", "clippy"]
 targets = ["x86_64-unknown-none", "aarch64-unknown-none"]
 profile = "minimal"
 "#;
-    vec![
+    let mut files = vec![
         ("Cargo.toml".into(), cargo_toml),
         (".cargo/config.toml".into(), config),
         ("rust-toolchain.toml".into(), toolchain.to_owned()),
-        ("src/main.rs".into(), main_rs),
         (".gitignore".into(), "/target\n".to_owned()),
+    ];
+    match lang {
+        Lang::Rust => files.push(("src/main.rs".into(), rust_main)),
+        Lang::C => files.extend(c_files(name)),
+    }
+    files
+}
+
+/// The C program, its build script and the Rust image that starts it.
+fn c_files(name: &str) -> Vec<(PathBuf, String)> {
+    let build_rs = r#"//! Builds musl with its system calls as direct calls (uk-musl), compiles `c/` against it
+//! and links both into the image. Needs the architecture's GNU C compiler (Debian: `gcc`,
+//! `gcc-aarch64-linux-gnu`), `make`, and `curl` unless `MUSL_SRC` names a local musl 1.2.3.
+
+fn main() {
+    println!("cargo:rerun-if-changed=c");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {
+        return; // host builds (lints, docs) link no image
+    }
+    let musl = uk_musl::Builder::from_cargo_env()
+        .and_then(|builder| builder.build())
+        .unwrap_or_else(|e| panic!("{e}"));
+    musl.cc().file("c/main.c").compile("program");
+    musl.link();
+}
+"#;
+    let main_c = format!(
+        r#"/* {name}: a C program on uk-rs. `cargo uk run -- a b` boots it with two arguments. */
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{{
+	printf("Hello from C in {name}, argc %d\n", argc);
+	for (int i = 1; i < argc; i++)
+		printf("argv[%d] = %s\n", i, argv[i]);
+	return 0;
+}}
+"#
+    );
+    let main_rs = format!(
+        r#"//! {name}: starts the C program in `c/` as the image's process. Its musl makes every
+//! system call as a direct call of uk-rs's handlers; `main`'s return value is the run's
+//! exit status.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ffi::c_char;
+
+use uk_context::Native;
+use uk_posix_process::Errno;
+use uk_posix_process::startup::{{CMain, LibcStart, StartupBlock, TlsSegment}};
+use uk_sched::{{RoundRobin, Scheduler, idle}};
+
+uk_app::main!(main);
+
+unsafe extern "C" {{
+    /// The C program's `main`.
+    #[link_name = "main"]
+    fn c_main(argc: i32, argv: *mut *mut c_char, envp: *mut *mut c_char) -> i32;
+    /// musl's start code: initialises the C library, runs `main`, exits with its result.
+    fn __libc_start_main(
+        main: CMain,
+        argc: i32,
+        argv: *mut *mut c_char,
+        init: usize,
+        fini: usize,
+        ldso: usize,
+    ) -> i32;
+}}
+
+fn main(args: &uk_app::Args) -> Result<(), Errno> {{
+    let platform = uk_app::platform();
+    // The binary syscall entry (for code that still traps), and the console behind fds 0-2.
+    uk_syscall::install().map_err(|_| Errno::ENOSYS)?;
+    uk_vfs::set_console(platform);
+    // What Linux's execve leaves a static program: argv, envp, the auxiliary vector.
+    let mut argv: Vec<&[u8]> = Vec::from([&b"{name}"[..]]);
+    argv.extend(args.as_slice().iter().map(|a| a.as_bytes()));
+    let mut random = [0u8; 16];
+    uk_random::fill_bytes(&mut random).map_err(|_| Errno::EIO)?;
+    let block = StartupBlock::new(&argv, &[b"HOME=/"], TlsSegment::of_image()?, random)?;
+    let sched: &'static RoundRobin<_, _> = Box::leak(Box::new(RoundRobin::cooperative(
+        Native::detect(),
+        platform,
+        idle::Poll,
+    )));
+    uk_posix_process::install(sched);
+    let start: LibcStart = __libc_start_main;
+    uk_posix_process::system().spawn_c_program("{name}", start, c_main, block)?;
+    // Runs until the program's exit_group ends the run.
+    sched.run();
+    Ok(())
+}}
+"#
+    );
+    vec![
+        ("build.rs".into(), build_rs.to_owned()),
+        ("c/main.c".into(), main_c),
+        ("src/main.rs".into(), main_rs),
     ]
 }
 
 /// Creates the project `name` in `dir` (which must not exist, or be empty).
-pub fn create(name: &str, dir: &Path, uk_root: &Path) -> Result<()> {
+pub fn create(name: &str, dir: &Path, uk_root: &Path, lang: Lang) -> Result<()> {
     validate_name(name).map_err(UsageError)?;
     if !uk_root.join("uk-app/Cargo.toml").is_file() {
         bail!(UsageError(format!(
@@ -172,7 +307,7 @@ pub fn create(name: &str, dir: &Path, uk_root: &Path) -> Result<()> {
             )));
         }
     }
-    for (path, text) in files(name, uk_root) {
+    for (path, text) in files(name, uk_root, lang) {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -204,7 +339,7 @@ mod tests {
 
     #[test]
     fn generated_files_are_consistent() {
-        let files = files("hello", Path::new("/opt/uk rs"));
+        let files = files("hello", Path::new("/opt/uk rs"), Lang::Rust);
         let get = |p: &str| {
             &files
                 .iter()
@@ -262,17 +397,69 @@ mod tests {
     }
 
     #[test]
+    fn the_c_template_builds_musl_and_starts_the_program() {
+        let c_files = files("helloc", Path::new("/opt/uk rs"), Lang::C);
+        let get = |p: &str| {
+            &c_files
+                .iter()
+                .find(|(path, _)| path == Path::new(p))
+                .unwrap_or_else(|| panic!("{p} missing"))
+                .1
+        };
+        let cargo = get("Cargo.toml");
+        let doc: toml::Table = toml::from_str(cargo).unwrap();
+        let deps = doc["dependencies"].as_table().unwrap();
+        for krate in [
+            "uk-app",
+            "uk-context",
+            "uk-sched",
+            "uk-syscall",
+            "uk-posix-process",
+            "uk-vfs",
+            "uk-random",
+        ] {
+            assert_eq!(
+                deps[krate]["path"].as_str(),
+                Some(format!("/opt/uk rs/{krate}").as_str())
+            );
+        }
+        assert_eq!(
+            deps["uk-posix-process"]["features"][0].as_str(),
+            Some("vfs")
+        );
+        assert_eq!(
+            doc["build-dependencies"]["uk-musl"]["path"].as_str(),
+            Some("/opt/uk rs/uk-musl")
+        );
+        assert_eq!(
+            Manifest::from_cargo_toml(cargo).unwrap().boards,
+            ["x86-pc", "qemu-virt"]
+        );
+        assert!(get("build.rs").contains("uk_musl::Builder::from_cargo_env()"));
+        assert!(get("c/main.c").contains("Hello from C in helloc, argc %d"));
+        assert!(get("src/main.rs").contains("spawn_c_program(\"helloc\""));
+        // The Rust template has none of it.
+        let rust = files("hello", Path::new("/opt/uk rs"), Lang::Rust);
+        assert!(
+            rust.iter()
+                .all(|(p, _)| p != Path::new("build.rs") && p != Path::new("c/main.c"))
+        );
+    }
+
+    #[test]
     fn create_refuses_a_non_empty_directory_and_a_wrong_root() {
         let base = std::env::temp_dir().join(format!("cargo-uk-new-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let root = default_uk_root().expect("built from the uk-rs sources");
         let dir = base.join("app");
-        create("app", &dir, &root).unwrap();
+        create("app", &dir, &root, Lang::Rust).unwrap();
         assert!(dir.join("src/main.rs").is_file());
         assert!(dir.join("Cargo.lock").is_file());
-        let err = create("app", &dir, &root).unwrap_err().to_string();
+        let err = create("app", &dir, &root, Lang::Rust)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("already exists and is not empty"), "{err}");
-        let err = create("other", &base.join("o"), &base)
+        let err = create("other", &base.join("o"), &base, Lang::C)
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not the uk-rs sources"), "{err}");

@@ -15,6 +15,7 @@ use crate::boards::{self, BOARDS, Board, Variant, lookup_board};
 use crate::expect::Expect;
 use crate::host;
 use crate::manifest::{self, Manifest};
+use crate::new::Lang;
 use crate::process::{self, Ending, Io};
 use crate::qemu::{self, Accel, GuestFailure, QemuConfig};
 use crate::report::{self, Counts};
@@ -520,16 +521,31 @@ fn featured_ktests(
     featured
 }
 
-/// Name of the application the new-project check creates.
-const NEW_PROJECT_APP: &str = "newapp";
+/// Name of the application the new-project check creates (`newapp`, or `newcapp` for
+/// the C template).
+fn new_project_app(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "newapp",
+        Lang::C => "newcapp",
+    }
+}
 
-/// Judges the output of `cargo uk run --release -- one` in a project made by `cargo uk new`.
-pub fn evaluate_new_project(status: Option<i32>, stdout: &str) -> Evaluation {
-    let expect = Expect {
-        lines: vec![
-            format!("^Hello from {NEW_PROJECT_APP} on {{board}}$"),
+/// Judges the output of `cargo uk run --release -- one` in a project made by `cargo uk new`
+/// (with `--c` for [`Lang::C`]).
+pub fn evaluate_new_project(lang: Lang, status: Option<i32>, stdout: &str) -> Evaluation {
+    let app = new_project_app(lang);
+    let lines = match lang {
+        Lang::Rust => vec![
+            format!("^Hello from {app} on {{board}}$"),
             r#"^args: \["one"\]$"#.to_owned(),
         ],
+        Lang::C => vec![
+            format!("^Hello from C in {app}, argc 2$"),
+            r"^argv\[1\] = one$".to_owned(),
+        ],
+    };
+    let expect = Expect {
+        lines,
         ..Expect::default()
     };
     let problems = match status {
@@ -547,12 +563,19 @@ pub fn evaluate_new_project(status: Option<i32>, stdout: &str) -> Evaluation {
     Evaluation::from_problems(problems, false, counts)
 }
 
-/// Creates a project with `cargo uk new` under the target directory, then builds and boots
-/// it with the project's own `cargo uk` alias from its folder, as a user would.
-fn new_project_row(ws: &Workspace, timeout: Duration) -> Row {
+/// Creates a project with `cargo uk new` (with `--c` for [`Lang::C`]) under the system's
+/// temporary directory, then builds and boots it with the project's own `cargo uk` alias
+/// from its folder, as a user would.
+fn new_project_row(ws: &Workspace, timeout: Duration, lang: Lang) -> Row {
     let start = Instant::now();
+    let app = new_project_app(lang);
+    let c_flag: &[&str] = match lang {
+        Lang::Rust => &[],
+        Lang::C => &["--c"],
+    };
+    let what = [&[NEW_PROJECT][..], c_flag].concat().join(" ");
     let row = |eval, output| Row {
-        what: NEW_PROJECT.to_owned(),
+        what: what.clone(),
         config: "x86-pc/pc".to_owned(),
         eval,
         time: start.elapsed(),
@@ -562,7 +585,7 @@ fn new_project_row(ws: &Workspace, timeout: Duration) -> Row {
     // of every directory above a project, and this repository's (its `uk` alias, the target
     // rustflags) must not leak into the new project's.
     let base = std::env::temp_dir().join(format!("uk-rs-new-project-{}", std::process::id()));
-    let dir = base.join(NEW_PROJECT_APP);
+    let dir = base.join(app);
     let _ = std::fs::remove_dir_all(&dir);
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
@@ -574,7 +597,9 @@ fn new_project_row(ws: &Workspace, timeout: Duration) -> Row {
         }
     };
     let created = Command::new(&exe)
-        .args(["new", NEW_PROJECT_APP, "--path"])
+        .args(["new", app])
+        .args(c_flag)
+        .arg("--path")
         .arg(&dir)
         .stdin(Stdio::null())
         .output();
@@ -615,7 +640,7 @@ fn new_project_row(ws: &Workspace, timeout: Duration) -> Row {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let eval = evaluate_new_project(out.status.code(), &stdout);
+    let eval = evaluate_new_project(lang, out.status.code(), &stdout);
     if out.status.success() {
         // Kept after a failure, for a look at what was generated.
         let _ = std::fs::remove_dir_all(&base);
@@ -1073,11 +1098,13 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         timeout,
     ));
     if selection.new_project && boards.iter().any(|b| b.name == "x86-pc") {
-        println!("==> new-project: cargo uk new, then cargo uk run in it (x86-pc)");
+        println!("==> new-project: cargo uk new [--c], then cargo uk run in it (x86-pc)");
         let _ = std::io::stdout().flush();
-        let row = new_project_row(&ws, timeout);
-        print_progress(&row);
-        rows.push(row);
+        for lang in [Lang::Rust, Lang::C] {
+            let row = new_project_row(&ws, timeout, lang);
+            print_progress(&row);
+            rows.push(row);
+        }
     }
 
     let failed: Vec<&Row> = rows.iter().filter(|r| !r.eval.ok).collect();
@@ -1361,11 +1388,16 @@ variant = "el2"
     #[test]
     fn new_project_output() {
         let good = "Hello from newapp on x86-pc\r\nargs: [\"one\"]\r\n";
-        assert!(evaluate_new_project(Some(0), good).ok);
-        let e = evaluate_new_project(Some(1), good);
+        assert!(evaluate_new_project(Lang::Rust, Some(0), good).ok);
+        let e = evaluate_new_project(Lang::Rust, Some(1), good);
         assert_eq!(e.note, "exit code 1, expected 0");
-        assert!(!evaluate_new_project(Some(0), "Hello from newapp on x86-pc\n").ok);
-        assert!(!evaluate_new_project(None, good).ok);
+        let half = "Hello from newapp on x86-pc\n";
+        assert!(!evaluate_new_project(Lang::Rust, Some(0), half).ok);
+        assert!(!evaluate_new_project(Lang::Rust, None, good).ok);
+        let c = "Hello from C in newcapp, argc 2\r\nargv[1] = one\r\n";
+        assert!(evaluate_new_project(Lang::C, Some(0), c).ok);
+        assert!(!evaluate_new_project(Lang::C, Some(0), good).ok);
+        assert!(!evaluate_new_project(Lang::Rust, Some(0), c).ok);
     }
 
     fn row(what: &str, eval: Evaluation, secs: u64) -> Row {
