@@ -472,19 +472,25 @@ impl System {
     /// `EINTR` after a handler ran; `ENOSYS` outside a scheduler thread (the mask is
     /// restored).
     pub fn rt_sigsuspend(&self, mask: SigSet) -> Result<usize, Errno> {
+        self.with_temporary_mask(mask, || {
+            loop {
+                if self.deliver_pending_signals() > 0 {
+                    return Err(Errno::EINTR);
+                }
+                self.wait_for_signal(None, || self.has_deliverable_signal())?;
+            }
+        })?
+    }
+
+    /// Runs `f` with the calling thread's mask set to `mask` (never holding `SIGKILL` or
+    /// `SIGSTOP`), then puts the previous mask back, whatever `f` did to it.
+    fn with_temporary_mask<R>(&self, mask: SigSet, f: impl FnOnce() -> R) -> Result<R, Errno> {
         let before = self.with_caller_signals(|t, _, _, _| {
             core::mem::replace(&mut t.mask, mask & !UNBLOCKABLE)
         })?;
-        let outcome = loop {
-            if self.deliver_pending_signals() > 0 {
-                break Err(Errno::EINTR);
-            }
-            if let Err(e) = self.wait_for_signal(None, || self.has_deliverable_signal()) {
-                break Err(e);
-            }
-        };
+        let result = f();
         let _ = self.with_caller_signals(|t, _, _, _| t.mask = before);
-        outcome
+        Ok(result)
     }
 
     /// `rt_sigtimedwait(set, info, timeout)`: takes a signal of `set` pending for the
@@ -512,14 +518,10 @@ impl System {
             if deadline_ns.is_some_and(|d| self.monotonic_ns() >= d) {
                 return Err(Errno::EAGAIN);
             }
-            let before = self.with_caller_signals(|t, _, _, _| {
-                let before = t.mask;
-                t.mask &= !set;
-                before
-            })?;
-            let waited = self.wait_for_signal(deadline_ns, || self.has_deliverable_signal());
-            let _ = self.with_caller_signals(|t, _, _, _| t.mask = before);
-            waited?;
+            let mask = self.with_caller_signals(|t, _, _, _| t.mask)?;
+            self.with_temporary_mask(mask & !set, || {
+                self.wait_for_signal(deadline_ns, || self.has_deliverable_signal())
+            })??;
         }
     }
 
