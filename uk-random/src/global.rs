@@ -2,6 +2,7 @@
 
 use uk_hal::Clock;
 
+use crate::device::{DeviceError, EntropyDevice};
 use crate::drbg::ReseedPolicy;
 use crate::getrandom::Errno;
 use crate::hw::Hardware;
@@ -25,6 +26,14 @@ pub fn global() -> &'static Pool<Hardware> {
 pub fn init(clock: &'static dyn Clock) -> Result<SourceKind, Error> {
     GLOBAL.set_clock(clock);
     GLOBAL.ensure_seeded(Wait::Yes)
+}
+
+/// Registers `device` as the global generator's seed source for when the CPU has no
+/// working random-number instruction (see [`Pool::set_device`]: self-tested first, the
+/// first device registered stays). Call it before [`init`], so that the first seed comes
+/// from the device rather than from timer jitter.
+pub fn set_entropy_device(device: &'static dyn EntropyDevice) -> Result<(), DeviceError> {
+    GLOBAL.set_device(device)
 }
 
 /// The getrandom(2) handler: fills `buf` from the global generator and returns the number

@@ -24,10 +24,13 @@
 //! ([`ReseedPolicy`]), mixing the fresh seed into the next key.
 //!
 //! When the CPU has no instruction (QEMU `-cpu cortex-a72`, `-cpu qemu64`), or the one it has
-//! fails its start-up self-test or later stops working, seeds come from the jitter of the
-//! board's cycle counter around varying work, conditioned through ChaCha20. That is weaker,
-//! so the first use logs a warning. There is never a fixed seed: a clock without jitter
-//! fails the health checks and the request fails with an error.
+//! fails its start-up self-test or later stops working, seeds come from an [`EntropyDevice`]
+//! if the image registered one ([`set_entropy_device`]; uk-virtio's `VirtioRng` is the
+//! virtio entropy device, which reads the host's generator), read outside the lock because a
+//! device answers slowly. Without one, they come from the jitter of the board's cycle counter
+//! around varying work, conditioned through ChaCha20. That is weaker, so the first use logs
+//! a warning. There is never a fixed seed: a clock without jitter fails the health checks and
+//! the request fails with an error.
 //!
 //! [`Pool`] ties this together behind a spin lock taken with interrupts masked (an interrupt
 //! handler may ask for bytes); the image-wide instance is reached through [`init`],
@@ -68,6 +71,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod device;
 mod drbg;
 mod getrandom;
 mod global;
@@ -85,9 +89,10 @@ mod ktest;
 
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::Rndr;
+pub use device::{DeviceError, EntropyDevice};
 pub use drbg::{ChaCha20Drbg, ReseedPolicy};
 pub use getrandom::{Errno, GRND_INSECURE, GRND_NONBLOCK, GRND_RANDOM, MAX_COUNT, check_flags};
-pub use global::{fill_bytes, getrandom, global, init, next_u64, status};
+pub use global::{fill_bytes, getrandom, global, init, next_u64, set_entropy_device, status};
 #[cfg(target_arch = "aarch64")]
 pub use hw::rndr_field;
 #[cfg(target_arch = "x86_64")]

@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use uk_hal::Clock;
 use zeroize::Zeroize;
 
+use crate::device::{self, DeviceError, EntropyDevice};
 use crate::drbg::{ChaCha20Drbg, ReseedPolicy};
 use crate::irq::IrqGuard;
 use crate::jitter::Jitter;
@@ -25,7 +26,8 @@ pub enum Error {
     /// The generator is not seeded yet and seeding would have to wait for timer jitter, but
     /// the caller asked not to wait.
     WouldBlock,
-    /// No hardware source, and no clock registered ([`Pool::set_clock`]) to take jitter from.
+    /// No hardware source, no entropy device, and no clock registered ([`Pool::set_clock`])
+    /// to take jitter from.
     NoSource,
     /// Every source failed (the last failure is given).
     Source(SourceError),
@@ -54,9 +56,11 @@ impl From<SourceError> for Error {
 /// Whether a request may wait for seeding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
-    /// Seed first if needed, from hardware or (taking a few milliseconds) timer jitter.
+    /// Seed first if needed, from hardware, an entropy device or (taking a few
+    /// milliseconds) timer jitter.
     Yes,
-    /// Seed only if hardware can do it at once; otherwise fail with [`Error::WouldBlock`].
+    /// Seed only if hardware or an entropy device can do it; otherwise fail with
+    /// [`Error::WouldBlock`] rather than sample jitter.
     No,
 }
 
@@ -66,6 +70,8 @@ pub struct Status {
     /// The hardware source found (after its self-test), if any; `None` also before the
     /// first use.
     pub hardware: Option<SourceKind>,
+    /// The entropy device registered with [`Pool::set_device`], if any.
+    pub device: Option<SourceKind>,
     /// The source of the initial seed; `None` while unseeded.
     pub seeded_by: Option<SourceKind>,
     /// Successful reseeds.
@@ -97,8 +103,9 @@ struct Inner<H> {
 /// A ChaCha20 generator behind an interrupt-safe lock, with its seed sources.
 ///
 /// On first use the pool probes for hardware (the `detect` function given to [`Pool::new`])
-/// and self-tests it. Seeds come from the hardware's seed-grade output (RNDRRS, RDSEED),
-/// falling back to timer jitter ([`Jitter`] over the clock given to [`Pool::set_clock`], or
+/// and self-tests it. Seeds come from the hardware's seed-grade output (RNDRRS, RDSEED);
+/// without working hardware, from the entropy device given to [`Pool::set_device`] (a
+/// virtio-rng device, read outside the lock); and failing both, from timer jitter ([`Jitter`] over the clock given to [`Pool::set_clock`], or
 /// else the image's system clock, [`uk_hal::system_clock`]) when there is no hardware or it
 /// fails. The first use of jitter in the image is logged as a
 /// warning.
@@ -113,6 +120,7 @@ struct Inner<H> {
 pub struct Pool<H> {
     inner: spin::Mutex<Inner<H>>,
     clock: spin::Once<&'static dyn Clock>,
+    device: spin::Once<&'static dyn EntropyDevice>,
     policy: ReseedPolicy,
 }
 
@@ -141,6 +149,7 @@ impl<H: RandomSource> Pool<H> {
                 bytes: 0,
             }),
             clock: spin::Once::new(),
+            device: spin::Once::new(),
             policy,
         }
     }
@@ -148,6 +157,31 @@ impl<H: RandomSource> Pool<H> {
     /// Registers the clock for timer jitter and time-based reseeding (first call wins).
     pub fn set_clock(&self, clock: &'static dyn Clock) {
         self.clock.call_once(|| clock);
+    }
+
+    /// Registers `device` as the seed source for when the CPU has no working instruction,
+    /// after a self-test (two 32-byte reads that must succeed, differ, and not be one byte
+    /// repeated). The first device registered stays.
+    ///
+    /// The device is read for the first seed and for reseeds, outside the pool's lock; a
+    /// request waiting for a seed waits for the device. A device that fails later is
+    /// logged and the seed falls back to jitter.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::AlreadySet`] when a device is registered already;
+    /// [`DeviceError::Failed`] or [`DeviceError::Rejected`] when the self-test fails (the
+    /// pool is left as it was).
+    pub fn set_device(&self, device: &'static dyn EntropyDevice) -> Result<(), DeviceError> {
+        if let Some(set) = self.device.get() {
+            return Err(DeviceError::AlreadySet(set.kind()));
+        }
+        device::self_test(device)?;
+        let set = self.device.call_once(|| device);
+        if !core::ptr::addr_eq(*set, device) {
+            return Err(DeviceError::AlreadySet(set.kind()));
+        }
+        Ok(())
     }
 
     /// Fills `dest` with output of the generator, seeding it first if needed.
@@ -205,6 +239,7 @@ impl<H: RandomSource> Pool<H> {
         let hardware = Self::hardware(&mut inner).map(|hw| hw.kind());
         Status {
             hardware,
+            device: self.device.get().map(|d| d.kind()),
             seeded_by: inner.seeded_by,
             reseeds: inner.drbg.as_ref().map_or(0, ChaCha20Drbg::reseeds),
             reseed_failures: inner.reseed_failures,
@@ -264,7 +299,8 @@ impl<H: RandomSource> Pool<H> {
         }
     }
 
-    /// Fills `seed` from hardware, else from jitter. Returns the source used.
+    /// Fills `seed` from hardware, else from the entropy device, else from jitter. Returns
+    /// the source used.
     fn collect_seed(&self, seed: &mut [u8; 32], wait: Wait) -> Result<SourceKind, Error> {
         let hardware_error = {
             let mut inner = self.lock();
@@ -279,15 +315,26 @@ impl<H: RandomSource> Pool<H> {
         if let Some(e) = hardware_error {
             log::warn!("hardware seed failed ({e})");
         }
+        let mut failure = hardware_error;
+        if let Some(device) = self.device.get() {
+            match device.fill_entropy(seed) {
+                Ok(()) => return Ok(device.kind()),
+                Err(e) => {
+                    log::warn!("entropy device seed failed ({e})");
+                    failure = Some(e);
+                }
+            }
+        }
         if wait == Wait::No {
             return Err(Error::WouldBlock);
         }
         let Some(clock) = self.clock() else {
-            return Err(hardware_error.map_or(Error::NoSource, Error::Source));
+            return Err(failure.map_or(Error::NoSource, Error::Source));
         };
         if !WARNED_JITTER.swap(true, Ordering::Relaxed) {
             log::warn!(
-                "no hardware random number instruction in use; seeding from timer jitter (weaker)"
+                "no hardware random number instruction or entropy device in use; seeding from \
+                 timer jitter (weaker)"
             );
         }
         Jitter::new(clock).fill_seed(seed)?;
@@ -385,6 +432,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
+    use crate::device::tests::FakeDevice;
     use crate::source::tests::Fake;
     use crate::source::{RANDOM_ATTEMPTS, SEED_ATTEMPTS};
 
@@ -485,6 +533,73 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        pool.set_clock(test_clock());
+        assert_eq!(pool.ensure_seeded(Wait::Yes), Ok(SourceKind::Jitter));
+    }
+
+    #[test]
+    fn without_hardware_the_device_seeds_and_reseeds_before_jitter_is_tried() {
+        let device: &'static FakeDevice = Box::leak(Box::new(FakeDevice::new(0)));
+        let pool = Pool::<Fake>::with_source(None, SMALL);
+        pool.set_device(device).unwrap();
+        let self_test = device.requests.load(Ordering::Relaxed);
+        assert_eq!(self_test, 2);
+        // No clock, and a caller that does not wait: the device is enough.
+        let mut buf = std::vec![0u8; 3 * CHUNK];
+        pool.fill(&mut buf, Wait::No).unwrap();
+        let status = pool.status();
+        let kind = SourceKind::Other("fake device");
+        assert_eq!(
+            (status.hardware, status.device, status.seeded_by),
+            (None, Some(kind), Some(kind))
+        );
+        assert_eq!((status.reseeds, status.reseed_failures), (2, 0));
+        // The first seed and two reseeds, one request each.
+        assert_eq!(device.requests.load(Ordering::Relaxed), self_test + 3);
+
+        // A second device is refused and changes nothing.
+        let other: &'static FakeDevice = Box::leak(Box::new(FakeDevice::new(0)));
+        assert_eq!(pool.set_device(other), Err(DeviceError::AlreadySet(kind)));
+        assert_eq!(other.requests.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn working_hardware_comes_before_the_device() {
+        let device: &'static FakeDevice = Box::leak(Box::new(FakeDevice::new(0)));
+        let pool = Pool::with_source(Some(Fake::failing(0, 0)), ReseedPolicy::DEFAULT);
+        pool.set_device(device).unwrap();
+        assert_eq!(pool.ensure_seeded(Wait::Yes), Ok(SourceKind::Other("fake")));
+        assert_eq!(
+            device.requests.load(Ordering::Relaxed),
+            2,
+            "only the self-test"
+        );
+    }
+
+    #[test]
+    fn a_device_failing_its_self_test_is_not_taken_and_a_failing_device_falls_back() {
+        let broken: &'static FakeDevice = Box::leak(Box::new(FakeDevice::new(1)));
+        let pool = Pool::<Fake>::with_source(None, ReseedPolicy::DEFAULT);
+        assert!(matches!(
+            pool.set_device(broken),
+            Err(DeviceError::Failed(_))
+        ));
+        assert_eq!(pool.status().device, None);
+        let mut buf = [0u8; 16];
+        assert_eq!(pool.fill(&mut buf, Wait::No), Err(Error::WouldBlock));
+
+        // Passes its self-test, then fails the seed: reported without a clock, jitter with
+        // one, and never the device's unfinished bytes.
+        let flaky: &'static FakeDevice = Box::leak(Box::new(FakeDevice::new(0)));
+        let pool = Pool::<Fake>::with_source(None, ReseedPolicy::DEFAULT);
+        pool.set_device(flaky).unwrap();
+        flaky.failures.store(1, Ordering::Relaxed);
+        match pool.fill(&mut buf, Wait::Yes) {
+            Err(Error::Source(e)) => assert_eq!(e.kind, SourceKind::Other("fake device")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.status().seeded_by, None);
+        flaky.failures.store(1, Ordering::Relaxed);
         pool.set_clock(test_clock());
         assert_eq!(pool.ensure_seeded(Wait::Yes), Ok(SourceKind::Jitter));
     }

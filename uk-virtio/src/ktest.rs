@@ -306,3 +306,99 @@ uk_test::ktest! {
         );
     }
 }
+
+/// The entropy device, opened once for the run and kept (a seed source must live for the
+/// rest of the run), or `None` with a "skipped" line when the machine has none.
+fn rng_or_skip(case: &str) -> Option<&'static VirtioRng> {
+    static RNG: spin::Once<Option<&'static VirtioRng>> = spin::Once::new();
+    let rng = *RNG.call_once(|| match find_rng(uk_rt::platform()) {
+        Ok(rng) => Some(alloc::boxed::Box::leak(alloc::boxed::Box::new(rng))),
+        Err(Error::NotFound) => None,
+        Err(e) => panic!("opening the entropy device: {e}"),
+    });
+    if rng.is_none() {
+        println!("    uk-virtio: {case}: no entropy device, skipped");
+    }
+    rng
+}
+
+uk_test::ktest! {
+    /// The entropy device fills buffers of any length (1 byte, more than a page): reads
+    /// differ, and 16 KiB has about as many ones as zeroes and every byte value.
+    fn the_entropy_device_fills_buffers() {
+        let Some(rng) = rng_or_skip("the_entropy_device_fills_buffers") else {
+            return;
+        };
+        println!("    uk-virtio: entropy device at {}", rng.location());
+        let mut one = [0u8; 1];
+        expect_eq!(rng.read(&mut one), Ok(()));
+        let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+        expect_eq!(rng.read(&mut a), Ok(()));
+        expect_eq!(rng.read(&mut b), Ok(()));
+        expect!(a != b);
+        let mut big = vec![0u8; 16 * 1024];
+        expect_eq!(rng.read(&mut big), Ok(()));
+        let ones: u32 = big.iter().map(|b| b.count_ones()).sum();
+        let bits = 8 * big.len() as u32;
+        // 131,072 bits: one standard deviation is 181, so 2 % off half is 14 of them.
+        expect!(ones.abs_diff(bits / 2) < bits / 50, "{ones} ones in {bits} bits");
+        let mut seen = [false; 256];
+        for &b in &big {
+            seen[usize::from(b)] = true;
+        }
+        expect!(seen.iter().all(|&s| s), "a byte value never appeared in 16 KiB");
+        // Opened once: a second driver is refused.
+        expect_eq!(find_rng(uk_rt::platform()).err(), Some(Error::Busy(rng.location())));
+    }
+}
+
+uk_test::ktest! {
+    /// A pool without a hardware instruction seeds from the entropy device, without waiting
+    /// for jitter (`Wait::No`), and its status names the device.
+    fn the_entropy_device_seeds_a_pool() {
+        use uk_random::{Hardware, Pool, ReseedPolicy, Wait};
+        let Some(rng) = rng_or_skip("the_entropy_device_seeds_a_pool") else {
+            return;
+        };
+        let pool = Pool::<Hardware>::with_source(None, ReseedPolicy::DEFAULT);
+        expect_eq!(pool.set_device(rng), Ok(()));
+        expect_eq!(pool.ensure_seeded(Wait::No), Ok(VIRTIO_RNG));
+        let mut bytes = [0u8; 32];
+        expect_eq!(pool.fill(&mut bytes, Wait::No), Ok(()));
+        let status = pool.status();
+        expect_eq!(status.device, Some(VIRTIO_RNG));
+        expect_eq!(status.seeded_by, Some(VIRTIO_RNG));
+    }
+}
+
+uk_test::ktest! {
+    /// Two threads of a cooperative scheduler read the entropy device at once: the second
+    /// waits for the first by relaxing, never by spinning on the held lock (which would
+    /// never let the first run again), and both get their bytes.
+    fn two_threads_share_the_entropy_device() {
+        use alloc::rc::Rc;
+        use core::cell::Cell;
+        use uk_context::Native;
+        use uk_sched::{RoundRobin, Scheduler, idle};
+
+        let Some(rng) = rng_or_skip("two_threads_share_the_entropy_device") else {
+            return;
+        };
+        let s = RoundRobin::cooperative(Native::detect(), uk_rt::platform(), idle::Poll);
+        let done = Rc::new(Cell::new(0u32));
+        for name in ["rng-reader-1", "rng-reader-2"] {
+            let done = done.clone();
+            s.spawn(name, move || {
+                for _ in 0..8 {
+                    let mut buf = vec![0u8; 8 * 1024];
+                    expect_eq!(rng.read(&mut buf), Ok(()));
+                    expect!(buf.iter().any(|&b| b != 0));
+                }
+                done.set(done.get() + 1);
+            })
+            .expect("spawn");
+        }
+        s.run();
+        expect_eq!(done.get(), 2);
+    }
+}

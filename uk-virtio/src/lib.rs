@@ -1,5 +1,6 @@
 //! virtio devices for uk-rs images: discovery through the board, DMA under the boards'
-//! identity maps, and virtio-9p as the transport of uk-9pfs.
+//! identity maps, virtio-9p as the transport of uk-9pfs, and virtio-rng as a seed source of
+//! uk-random.
 //!
 //! The device drivers themselves are [`virtio_drivers`]'s; this crate is the glue between
 //! them and a uk-rs image.
@@ -37,12 +38,15 @@
 //! interrupt is never enabled at the GIC), and a request waits for the device to use its
 //! buffers by calling [`uk_hal::relax`] in a loop. Once a uk-sched scheduler runs, that is
 //! a yield inside its threads, so the other threads run while QEMU's I/O thread answers;
-//! elsewhere it spins. The virtio-9p queue is driven here rather than through
-//! virtio-drivers' `VirtIO9p`, whose `request` spins for the whole round trip.
+//! elsewhere it spins. The queues are driven here rather than through virtio-drivers'
+//! `VirtIO9p` and `VirtIORng`, whose requests spin for the whole round trip.
 //!
 //! # What is supported
 //!
 //! - virtio-9p ([`find_9p`], [`Virtio9pTransport`]), implementing [`uk_9pfs::Transport`];
+//! - virtio-rng ([`find_rng`], [`VirtioRng`]), implementing [`uk_random::EntropyDevice`];
+//!   [`install_rng`] makes it the seed source of the image-wide generator on a CPU without
+//!   RNDR or RDRAND;
 //! - any other virtio-drivers driver over [`open`]'s transport (not exercised yet);
 //! - virtio-mmio v1 and v2, virtio-pci modern (and transitional) devices.
 //!
@@ -55,8 +59,10 @@
 //! - `ktest`: registers in-image test cases with uk-test: device discovery, the DMA
 //!   allocator, and with a 9p device (QEMU `-fsdev local,id=fs0,path=DIR,security_model=none
 //!   -device virtio-9p-pci,fsdev=fs0,mount_tag=share`, `virtio-9p-device` on `virt`) a
-//!   hand-built `Tversion`, `Tattach`, `Twalk`/`Tlopen`/`Tread` through the transport. Cases
-//!   that need the device pass with a "skipped" line when there is none.
+//!   hand-built `Tversion`, `Tattach`, `Twalk`/`Tlopen`/`Tread` through the transport; with
+//!   an entropy device (`-device virtio-rng-pci`, `virtio-rng-device`), reads of several
+//!   lengths, a pool seeded from it, and two threads sharing it. Cases that need a device
+//!   pass with a "skipped" line when there is none.
 //!
 //! # Example
 //!
@@ -87,12 +93,16 @@ mod device;
 mod hal;
 mod p9;
 pub mod pci;
+mod polled;
+mod rng;
 
 #[cfg(feature = "ktest")]
 mod ktest;
 
 pub use device::{DeviceInfo, Error, Location, devices, open};
 pub use hal::UkHal;
-pub use p9::{MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p, wait_turns};
+pub use p9::{MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p};
+pub use polled::wait_turns;
+pub use rng::{InstallError, VIRTIO_RNG, VirtioRng, find_rng, install_rng};
 /// The virtio-drivers crate this one builds on (its drivers, transports and `DeviceType`).
 pub use virtio_drivers;

@@ -2,17 +2,14 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use uk_9pfs::wire::HEADER_SIZE;
 use uk_9pfs::{Transport, TransportError};
 use uk_hal::Platform;
-use virtio_drivers::device::common::Feature;
-use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceType, SomeTransport, Transport as VirtioTransport};
 
-use crate::UkHal;
-use crate::device::{Claim, DeviceInfo, Error, Location, devices, open_claimed};
+use crate::device::{DeviceInfo, Error, Location, devices};
+use crate::polled::PolledQueue;
 
 /// The largest 9P message [`Virtio9pTransport`] carries: 64 KiB of payload plus 24 bytes, the
 /// largest header of a read or write (`Twrite`: size, type, tag, fid, offset, count = 23
@@ -23,8 +20,6 @@ use crate::device::{Claim, DeviceInfo, Error, Location, devices, open_claimed};
 /// accepts any `msize` from 4096 up. Larger messages only cost the client bigger buffers.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 + 24;
 
-/// The one request queue of a virtio-9p device.
-const QUEUE: u16 = 0;
 /// Descriptors in the queue: a request and its reply take two (one with indirect
 /// descriptors), and one request is in flight at a time.
 const QUEUE_SIZE: usize = 16;
@@ -37,25 +32,20 @@ const QUEUE_SIZE: usize = 16;
 /// the device to use them by calling [`uk_hal::relax`] in a loop, with no timeout. Inside
 /// a uk-sched thread that yields, so the other threads run while QEMU's I/O thread answers
 /// (virtio-drivers' own `VirtIO9p` spins in its `request`, holding the CPU for the whole
-/// round trip; that is why this type drives the queue itself). A device that never answers
+/// round trip; that is why this crate drives its queues itself). A device that never answers
 /// keeps the caller waiting, and the run's timeout ends it. The device's interrupt stays
 /// off (PCI INTx disabled; the virtio-mmio SPI is never enabled at the GIC).
 ///
 /// Dropping it resets the device and makes it available to [`find_9p`] again.
 pub struct Virtio9pTransport {
-    // Field order matters: the transport resets the device when dropped, before the queue's
-    // memory is freed and before the claim is released.
-    transport: SomeTransport<'static>,
-    queue: VirtQueue<UkHal, QUEUE_SIZE>,
+    queue: PolledQueue<QUEUE_SIZE>,
     mount_tag: String,
-    location: Location,
-    _claim: Claim,
 }
 
 impl core::fmt::Debug for Virtio9pTransport {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Virtio9pTransport")
-            .field("location", &self.location)
+            .field("location", &self.location())
             .field("mount_tag", &self.mount_tag)
             .finish()
     }
@@ -69,29 +59,10 @@ impl Virtio9pTransport {
     /// [`Error::NotFound`] if `device` is not a 9p device, else what [`crate::open`] and
     /// the device's initialisation ([`Error::Device`]) report.
     pub fn open(platform: &dyn Platform, device: &DeviceInfo) -> Result<Self, Error> {
-        if device.device_type != DeviceType::_9P {
-            return Err(Error::NotFound);
-        }
-        let (mut transport, claim) = open_claimed(platform, device)?;
-        let location = device.location;
-        let features = transport
-            .begin_init(Feature::RING_INDIRECT_DESC | Feature::RING_EVENT_IDX | Feature::VERSION_1);
-        let queue = VirtQueue::new(
-            &mut transport,
-            QUEUE,
-            features.contains(Feature::RING_INDIRECT_DESC),
-            features.contains(Feature::RING_EVENT_IDX),
-        )
-        .map_err(|e| Error::Device(location, e))?;
-        transport.finish_init();
-        let mount_tag = read_mount_tag(&transport).map_err(|e| Error::Device(location, e))?;
-        Ok(Self {
-            transport,
-            queue,
-            mount_tag,
-            location,
-            _claim: claim,
-        })
+        let queue = PolledQueue::open(platform, device, DeviceType::_9P)?;
+        let mount_tag =
+            read_mount_tag(queue.transport()).map_err(|e| Error::Device(device.location, e))?;
+        Ok(Self { queue, mount_tag })
     }
 
     /// The mount tag the device reports (QEMU `mount_tag=`).
@@ -101,37 +72,8 @@ impl Virtio9pTransport {
 
     /// Where the device is.
     pub fn location(&self) -> Location {
-        self.location
+        self.queue.location()
     }
-
-    /// Puts `request` and `reply` on the queue, waits (relaxing) until the device has used
-    /// them, and returns the length the device wrote.
-    fn exchange(&mut self, request: &[u8], reply: &mut [u8]) -> virtio_drivers::Result<u32> {
-        let inputs = [request];
-        let mut outputs = [reply];
-        // SAFETY: both buffers stay borrowed by `inputs`/`outputs`, untouched, until
-        // `pop_used` below returns with this token; nothing else is in flight on the queue.
-        let token = unsafe { self.queue.add(&inputs, &mut outputs) }?;
-        if self.queue.should_notify() {
-            self.transport.notify(QUEUE);
-        }
-        while !self.queue.can_pop() {
-            WAIT_TURNS.fetch_add(1, Ordering::Relaxed);
-            uk_hal::relax();
-        }
-        // SAFETY: the same buffers as given to `add` with this token, still valid.
-        unsafe { self.queue.pop_used(token, &inputs, &mut outputs) }
-    }
-}
-
-/// Turns of the wait loop of every [`Virtio9pTransport`] so far ([`wait_turns`]).
-static WAIT_TURNS: AtomicUsize = AtomicUsize::new(0);
-
-/// How many times, so far, a 9p request found its reply not there yet and relaxed
-/// ([`uk_hal::relax`]) before looking again; 0 if QEMU always answered before the guest
-/// looked. A diagnostic, and what tells a test whether there was a wait to share.
-pub fn wait_turns() -> usize {
-    WAIT_TURNS.load(Ordering::Relaxed)
 }
 
 /// The mount tag from the device's configuration space: a length (u16) and that many bytes.
@@ -163,7 +105,7 @@ impl Transport for Virtio9pTransport {
         if request.len() < HEADER_SIZE {
             return Err(TransportError::Io);
         }
-        match self.exchange(request, reply) {
+        match self.queue.exchange(&[request], &mut [reply]) {
             // The reply's own size field must say what the device delivered.
             Ok(len)
                 if (HEADER_SIZE..=reply.len()).contains(&(len as usize))
@@ -174,12 +116,12 @@ impl Transport for Virtio9pTransport {
             Ok(len) => {
                 log::warn!(
                     "uk-virtio: {}: a reply of {len} bytes that its size field does not match",
-                    self.location
+                    self.location()
                 );
                 Err(TransportError::Io)
             }
             Err(e) => {
-                log::warn!("uk-virtio: {}: 9p request failed: {e}", self.location);
+                log::warn!("uk-virtio: {}: 9p request failed: {e}", self.location());
                 Err(TransportError::Io)
             }
         }
