@@ -1,16 +1,20 @@
-//! Randomness on uk-rs: seeds the image-wide ChaCha20 generator (from RNDR/RNDRRS, from
-//! RDRAND/RDSEED, or — on a CPU without them — from timer jitter, with a warning in the log),
-//! prints the source it chose and 16 random bytes, then measures the throughput of the
-//! generator against the raw hardware instruction.
+//! Randomness on uk-rs: registers the virtio entropy device, if the machine has one, then
+//! seeds the image-wide ChaCha20 generator (from RNDR/RNDRRS, from RDRAND/RDSEED, or — on a
+//! CPU without them — from the entropy device, else from timer jitter with a warning in the
+//! log), prints the source it chose and 16 random bytes, then measures the throughput of the
+//! generator against the raw hardware instruction and the device.
+//!
+//! The manifest asks for the device (`rng = true`: QEMU `-device virtio-rng-pci` on x86
+//! `pc`, `virtio-rng-device` on virtio-mmio).
 //!
 //! ```text
 //! cargo uk run --example random                                       # x86-pc, -cpu max
 //! cargo uk run --example random --board qemu-virt                     # aarch64, FEAT_RNG
-//! cargo uk run --example random --board qemu-virt --variant cortex-a72  # no RNDR: jitter
+//! cargo uk run --example random --board qemu-virt --variant cortex-a72  # no RNDR: virtio-rng
+//! cargo uk run --example random --variant qemu64                        # no RDRAND: virtio-rng
 //! ```
 //!
-//! Every boot prints different bytes. x86 without RDRAND (`-cpu qemu64`) is not a
-//! `cargo uk` variant; boot the image by hand (see the uk-random README).
+//! Every boot prints different bytes.
 #![no_std]
 #![no_main]
 
@@ -57,6 +61,21 @@ fn throughput(mut fill: impl FnMut(&mut [u8]) -> bool) -> Option<u64> {
 }
 
 fn main(_args: &uk_app::Args) -> i32 {
+    // Before the first seed, so that a CPU without an instruction seeds from the device.
+    let device = match uk_virtio::install_rng(uk_app::platform()) {
+        Ok(rng) => {
+            uk_app::println!("random: entropy device virtio-rng at {}", rng.location());
+            Some(rng)
+        }
+        Err(uk_virtio::InstallError::Device(uk_virtio::Error::NotFound)) => {
+            uk_app::println!("random: no entropy device");
+            None
+        }
+        Err(e) => {
+            uk_app::println!("random: {e}");
+            return 1;
+        }
+    };
     let source = match uk_random::init(&CLOCK) {
         Ok(source) => source,
         Err(e) => {
@@ -95,6 +114,13 @@ fn main(_args: &uk_app::Args) -> i32 {
             );
         }
         None => uk_app::println!("random: chacha20 {generator} B/s; no hardware instruction"),
+    }
+    if let Some(rng) = device {
+        let Some(rate) = throughput(|buf| rng.read(buf).is_ok()) else {
+            uk_app::println!("random: the entropy device failed while measuring");
+            return 1;
+        };
+        uk_app::println!("random: virtio-rng {rate} B/s");
     }
     0
 }

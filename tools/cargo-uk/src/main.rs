@@ -221,6 +221,11 @@ pub struct RunArgs {
     /// it), read and written in place; overrides the manifest's `share`.
     #[arg(long, value_name = "DIR")]
     pub share: Option<PathBuf>,
+    /// Give the guest a virtio entropy device (virtio-rng-pci on x86 `pc`, virtio-rng-device
+    /// on virtio-mmio), as the manifest's `rng = true` does; uk-virtio's `install_rng` makes
+    /// it uk-random's seed source on a CPU without RNDR or RDRAND.
+    #[arg(long)]
+    pub rng: bool,
     /// Kill the guest after this many seconds (0: no limit; no limit with --gdb or --detach).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
@@ -540,6 +545,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         append,
         initrd: initrd.as_deref(),
         share: share.as_deref(),
+        rng: args.rng || t.manifest.rng,
         gdb_port,
         extra: &t.manifest.qemu_args,
     };

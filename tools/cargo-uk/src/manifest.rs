@@ -11,7 +11,8 @@
 //! args = ["one", "two words"]        # application arguments (after `--`)
 //! initrd = "rootfs"                  # a file (-initrd FILE) or a directory (packed as CPIO newc)
 //! share = "shared"                   # a host directory the guest reaches over virtio-9p (tag `share`)
-//! qemu-args = ["-device", "virtio-rng-pci"]  # appended to the QEMU command line
+//! rng = true                         # a virtio entropy device (virtio-rng-pci / virtio-rng-device)
+//! qemu-args = ["-device", "virtio-net-pci"]  # appended to the QEMU command line
 //! features = ["extra"]               # cargo features of the application to build with
 //! ```
 //!
@@ -43,6 +44,7 @@ pub const FIELDS: &[&str] = &[
     "args",
     "initrd",
     "share",
+    "rng",
     "qemu-args",
     "features",
 ];
@@ -82,6 +84,8 @@ pub struct Manifest {
     /// A host directory shared with the guest over virtio-9p (mount tag
     /// [`crate::qemu::SHARE_TAG`]), relative to the package directory.
     pub share: Option<PathBuf>,
+    /// Give the guest a virtio entropy device ([`crate::qemu::rng_device`]).
+    pub rng: bool,
     /// Extra QEMU arguments.
     pub qemu_args: Vec<String>,
     /// Cargo features of the application package.
@@ -312,6 +316,14 @@ impl Manifest {
                 }
                 "initrd" => m.initrd = Some(path_of(key, value, "a file or a directory")?),
                 "share" => m.share = Some(path_of(key, value, "a directory")?),
+                "rng" => {
+                    m.rng = value.as_bool().ok_or_else(|| {
+                        field_error(
+                            key,
+                            format!("expected true or false, found {}", kind(value)),
+                        )
+                    })?;
+                }
                 "qemu-args" => m.qemu_args = strings_of(key, value)?,
                 "features" => m.features = strings_of(key, value)?,
                 other => {
@@ -422,10 +434,13 @@ kernel-params = ["loglevel=debug"]
 args = ["one", "two words"]
 initrd = "rootfs"
 share = "shared"
+rng = true
 qemu-args = ["-device", "virtio-rng-pci"]
 features = ["extra"]"#,
         )
         .unwrap();
+        assert!(m.rng);
+        assert!(!parse("").unwrap().rng);
         assert_eq!(m.boards, ["qemu-virt", "x86-pc"]);
         assert_eq!(m.cpus, Some(2));
         assert_eq!(m.memory.as_deref(), Some("128M"));
@@ -519,6 +534,10 @@ features = ["extra"]"#,
         expect_error("initrd = 3", &["initrd", "expected a string"]);
         expect_error("share = \"\"", &["share", "a directory"]);
         expect_error("share = [\"a\"]", &["share", "expected a string"]);
+        expect_error(
+            "rng = \"yes\"",
+            &["rng", "expected true or false, found a string"],
+        );
         expect_error("qemu-args = \"-s\"", &["qemu-args", "array of strings"]);
         expect_error(
             "alocator = \"tlsf\"",

@@ -47,6 +47,8 @@ pub struct QemuConfig<'a> {
     /// A host directory shared with the guest over virtio-9p, mount tag [`SHARE_TAG`]
     /// (check the configuration with [`share_device`] first).
     pub share: Option<&'a Path>,
+    /// A virtio entropy device ([`rng_device`]), which uk-virtio's `install_rng` finds.
+    pub rng: bool,
     /// A gdb stub on this TCP port, the CPUs stopped until gdb continues (`-gdb tcp::PORT -S`).
     pub gdb_port: Option<u16>,
     /// Extra arguments, appended last (the manifest's `qemu-args`).
@@ -64,17 +66,35 @@ const SHARE_FSDEV: &str = "uk-share";
 /// PCI one on x86 `pc`, the virtio-mmio one on `virt` and on x86 `microvm` (which has no
 /// PCI bus; the board lists its virtio-mmio windows). Every configuration has one.
 pub fn share_device(board: &Board, variant: &Variant) -> &'static str {
-    if board.name == "qemu-virt" || variant.machine.starts_with("microvm") {
+    if on_virtio_mmio(board, variant) {
         "virtio-9p-device"
     } else {
         "virtio-9p-pci"
     }
 }
 
+/// The QEMU virtio entropy device of `board` in `variant` (`--rng`, the manifest's `rng`):
+/// on the same bus as [`share_device`]'s. Its default backend reads the host's
+/// `/dev/urandom`.
+pub fn rng_device(board: &Board, variant: &Variant) -> &'static str {
+    if on_virtio_mmio(board, variant) {
+        "virtio-rng-device"
+    } else {
+        "virtio-rng-pci"
+    }
+}
+
+/// Whether virtio devices of `board` in `variant` sit on virtio-mmio (`virt`, x86
+/// `microvm`) rather than PCI (x86 `pc`).
+fn on_virtio_mmio(board: &Board, variant: &Variant) -> bool {
+    board.name == "qemu-virt" || variant.machine.starts_with("microvm")
+}
+
 /// The arguments (without the binary) of the QEMU command line for `config`, in the order of
 /// the contract: `-machine M -accel A -cpu C -m MEM [-smp N] -nographic -nodefaults
 /// -serial stdio -no-reboot <board args> -kernel IMG [-append CMDLINE] [-initrd FILE]
-/// [-fsdev local,... -device virtio-9p-...] [-gdb tcp::PORT -S] [EXTRA...]`.
+/// [-fsdev local,... -device virtio-9p-...] [-device virtio-rng-...] [-gdb tcp::PORT -S]
+/// [EXTRA...]`.
 pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
     let cpu = match config.accel {
         Accel::Tcg => config.variant.cpu,
@@ -137,6 +157,10 @@ pub fn qemu_args(config: &QemuConfig<'_>) -> Vec<OsString> {
         args.push(fsdev);
         args.push("-device".into());
         args.push(format!("{device},fsdev={SHARE_FSDEV},mount_tag={SHARE_TAG}").into());
+    }
+    if config.rng {
+        args.push("-device".into());
+        args.push(rng_device(config.board, config.variant).into());
     }
     if let Some(port) = config.gdb_port {
         args.push("-gdb".into());
@@ -390,6 +414,7 @@ mod tests {
             append: None,
             initrd: None,
             share: None,
+            rng: false,
             gdb_port: None,
             extra: &[],
         }
@@ -533,6 +558,43 @@ mod tests {
                 share_device(board("qemu-virt").unwrap(), v),
                 "virtio-9p-device"
             );
+        }
+    }
+
+    #[test]
+    fn an_entropy_device_sits_on_the_board_bus_after_the_share_and_before_gdb() {
+        let x86 = board("x86-pc").unwrap();
+        let pc = QemuConfig {
+            share: Some(Path::new("/s")),
+            rng: true,
+            gdb_port: Some(1234),
+            ..config("x86-pc", Path::new("img"))
+        };
+        assert!(
+            line(&pc).ends_with(
+                " -device virtio-9p-pci,fsdev=uk-share,mount_tag=share \
+                 -device virtio-rng-pci -gdb tcp::1234 -S"
+            ),
+            "{}",
+            line(&pc)
+        );
+        let microvm = QemuConfig {
+            variant: x86.variant("microvm").unwrap(),
+            gdb_port: None,
+            ..pc
+        };
+        assert!(line(&microvm).ends_with(" -device virtio-rng-device"));
+        let virt = QemuConfig {
+            rng: true,
+            ..config("qemu-virt", Path::new("img"))
+        };
+        assert!(line(&virt).ends_with(" -kernel img -device virtio-rng-device"));
+        assert!(!line(&config("qemu-virt", Path::new("img"))).contains("virtio-rng"));
+        for b in crate::boards::BOARDS {
+            for v in b.variants {
+                let bus = |device: &str| device.rsplit('-').next().unwrap().to_owned();
+                assert_eq!(bus(rng_device(b, v)), bus(share_device(b, v)));
+            }
         }
     }
 

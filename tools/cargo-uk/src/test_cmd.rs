@@ -214,6 +214,8 @@ struct Machine {
     initrd: Option<PathBuf>,
     /// A fresh copy of the directory shared with the guest over virtio-9p.
     share: Option<PathBuf>,
+    /// A virtio entropy device.
+    rng: bool,
     extra: Vec<String>,
 }
 
@@ -224,6 +226,7 @@ impl Default for Machine {
             smp: None,
             initrd: None,
             share: None,
+            rng: false,
             extra: Vec::new(),
         }
     }
@@ -263,6 +266,7 @@ impl Job {
             append: self.append.clone(),
             initrd: self.machine.initrd.as_deref(),
             share: self.machine.share.as_deref(),
+            rng: self.machine.rng,
             gdb_port: None,
             extra: &self.machine.extra,
         };
@@ -866,6 +870,7 @@ fn example_job(
         smp: m.cpus.or(expect.smp),
         initrd,
         share,
+        rng: m.rng,
         extra: m.qemu_args.clone(),
     };
     job(kernel, append, Check::Example(Ok(expect.clone())), machine)
@@ -875,7 +880,8 @@ fn example_job(
 /// uk-virtio's in-image cases read it).
 pub const KTEST_SHARE_FILE: (&str, &str) = ("hello.txt", "hello from the host\n");
 
-/// The machine of a ktest run: a fresh shared directory holding [`KTEST_SHARE_FILE`].
+/// The machine of a ktest run: a fresh shared directory holding [`KTEST_SHARE_FILE`], and
+/// a virtio entropy device (uk-virtio's cases read it).
 fn ktest_machine(ws: &Workspace, board: &Board, variant: &Variant) -> Result<Machine, String> {
     let label = format!("ktest-{}-{}", board.name, variant.name);
     let dir = fresh_share(&ws.target_dir, &label, None)?;
@@ -884,6 +890,7 @@ fn ktest_machine(ws: &Workspace, board: &Board, variant: &Variant) -> Result<Mac
         .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     Ok(Machine {
         share: Some(dir),
+        rng: true,
         ..Machine::default()
     })
 }
