@@ -305,7 +305,12 @@ impl Builder {
 
     /// Everything the build depends on, as recorded next to a finished build.
     fn stamp(&self) -> String {
-        let mut stamp = format!("{RELEASE} {:?} {}\n", self.source, self.cross_compile);
+        // The last word names the layout of the results, so that a build made before the
+        // math archive existed is not taken for a finished one.
+        let mut stamp = format!(
+            "{RELEASE} {:?} {} libc+math\n",
+            self.source, self.cross_compile
+        );
         for (path, text) in self.arch.replacements() {
             stamp += &path;
             stamp += "\n";
@@ -324,6 +329,7 @@ impl Builder {
         let stamp_file = musl.prefix.join("uk-musl-stamp");
         if fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
             && musl.libc().exists()
+            && musl.math().exists()
         {
             return Ok(musl);
         }
@@ -354,6 +360,14 @@ impl Builder {
         fs::create_dir_all(&lib).map_err(io_at(&lib))?;
         let built = tree.join("lib/libc.a");
         fs::copy(&built, musl.libc()).map_err(io_at(&built))?;
+        let mut math = Vec::new();
+        objects_under(&tree.join("obj/src/math"), &mut math)?;
+        math.sort();
+        let _ = fs::remove_file(musl.math());
+        run(Command::new(format!("{}ar", self.cross_compile))
+            .arg("rc")
+            .arg(musl.math())
+            .args(&math))?;
         fs::write(&stamp_file, stamp).map_err(io_at(&stamp_file))?;
         Ok(musl)
     }
@@ -423,6 +437,19 @@ fn check_release(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     }
 }
 
+/// Adds the object files (`.lo`, as musl's build names them) under `dir` to `found`.
+fn objects_under(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), Error> {
+    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+        let path = entry.map_err(io_at(dir))?.path();
+        if path.is_dir() {
+            objects_under(&path, found)?;
+        } else if path.extension().is_some_and(|e| e == "lo") {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
 fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
     fs::create_dir_all(to).map_err(io_at(to))?;
     for entry in fs::read_dir(from).map_err(io_at(from))? {
@@ -484,6 +511,12 @@ impl Musl {
         self.prefix.join("lib").join("libc.a")
     }
 
+    /// musl's math functions (`src/math`, with the architecture's own versions), as an
+    /// archive of their own: [`Musl::link`] loads all of it (see there for why).
+    pub fn math(&self) -> PathBuf {
+        self.prefix.join("lib").join("libuk-musl-math.a")
+    }
+
     /// The C compiler musl was built with.
     pub fn compiler(&self) -> &str {
         &self.compiler
@@ -517,8 +550,20 @@ impl Musl {
         build
     }
 
-    /// Tells cargo to link `libc.a` into the image (after the program's own objects).
+    /// Tells cargo to link musl into the image: every object of [`Musl::math`], then
+    /// `libc.a` (after the program's own objects).
+    ///
+    /// The math functions are loaded whole because Rust's `compiler_builtins` defines
+    /// `sin`, `pow`, `floor` and the rest as weak symbols, and a linker takes an archive
+    /// member only for a symbol nothing defines yet: from `libc.a` alone the C program would
+    /// call `compiler_builtins`' versions. On `x86_64-unknown-none` those use the soft-float
+    /// convention (arguments in integer registers) while C passes them in SSE registers, so
+    /// every result would be wrong. musl's strong definitions replace the weak ones;
+    /// `--gc-sections` drops the functions nothing calls.
     pub fn link(&self) {
+        println!("cargo:rustc-link-arg=--whole-archive");
+        println!("cargo:rustc-link-arg={}", self.math().display());
+        println!("cargo:rustc-link-arg=--no-whole-archive");
         println!("cargo:rustc-link-arg={}", self.libc().display());
     }
 }
@@ -651,9 +696,13 @@ mod tests {
         fs::create_dir_all(&lib).unwrap();
         fs::write(lib.join("libc.a"), b"!<arch>\n").unwrap();
         fs::write(out.join("musl/uk-musl-stamp"), builder.stamp()).unwrap();
+        // A build from before the math archive is not reused.
+        assert!(builder.build().is_err());
+        fs::write(lib.join("libuk-musl-math.a"), b"!<arch>\n").unwrap();
         // Same inputs: reused, although the source is gone.
         let musl = builder.build().unwrap();
         assert_eq!(musl.libc(), lib.join("libc.a"));
+        assert_eq!(musl.math(), lib.join("libuk-musl-math.a"));
         assert_eq!(musl.include_dir(), out.join("musl/include"));
         assert_eq!(musl.compiler(), "x86_64-linux-gnu-gcc");
         // Another tool prefix: rebuilt, which needs the (missing) source.
