@@ -1,4 +1,5 @@
-//! uname, getrandom, and the process calls a unikernel cannot honour.
+//! uname, getrandom, user and group ids, CPU affinity, and the process calls a unikernel
+//! cannot honour.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -116,6 +117,53 @@ pub fn execve() -> Result<usize, Errno> {
 /// Always `ECHILD`.
 pub fn wait4() -> Result<usize, Errno> {
     Err(Errno::ECHILD)
+}
+
+/// The one user and group a unikernel has: root (0), as Unikraft reports it. `getuid`,
+/// `geteuid`, `getgid` and `getegid` return it; `getresuid`/`getresgid` write it three
+/// times; `getgroups` lists no supplementary group.
+pub const ROOT_ID: u32 = 0;
+
+/// Bytes of the CPU mask `sched_getaffinity` reports (one `unsigned long`: Linux's
+/// `cpumask_size()` for up to 64 CPUs).
+pub const AFFINITY_MASK_SIZE: usize = 8;
+
+/// The CPUs the process layer's threads run on: CPU 0 (it keeps them on one scheduler).
+pub const AFFINITY_MASK: u64 = 1;
+
+/// The checks `sched_getaffinity(pid, len, mask)` makes before it writes: `len` must hold
+/// the kernel's mask ([`AFFINITY_MASK_SIZE`]) and be a multiple of a word; `pid` 0 is the
+/// caller, any other must be a live thread (`exists`).
+///
+/// # Errors
+///
+/// `EINVAL` for a short or odd `len`; `ESRCH` for an unknown thread.
+pub fn check_affinity_request(
+    pid: i32,
+    len: usize,
+    exists: impl Fn(i32) -> bool,
+) -> Result<(), Errno> {
+    if len < AFFINITY_MASK_SIZE || len % size_of::<usize>() != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if pid != 0 && (pid < 0 || !exists(pid)) {
+        return Err(Errno::ESRCH);
+    }
+    Ok(())
+}
+
+/// `sched_setaffinity`'s judgement of a requested mask (its first word): any set that holds
+/// CPU 0 is accepted (the threads already run there, nothing changes); one without it
+/// cannot be honoured.
+///
+/// # Errors
+///
+/// `EINVAL` when the mask leaves out CPU 0.
+pub fn check_affinity_mask(mask: u64) -> Result<(), Errno> {
+    if mask & AFFINITY_MASK == 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
 }
 
 impl System {

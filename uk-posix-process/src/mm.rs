@@ -40,6 +40,15 @@ pub const MAP_FIXED_NOREPLACE: u32 = 0x100000;
 const MAP_HINTS: u32 = 0x0100 /* GROWSDOWN */ | 0x0800 /* DENYWRITE */ | 0x1000 /* EXECUTABLE */
     | 0x2000 /* LOCKED */ | 0x4000 /* NORESERVE */ | 0x8000 /* POPULATE */ | 0x10000 /* NONBLOCK */
     | 0x20000 /* STACK */ | 0x40000 /* HUGETLB */ | 0x80000 /* SYNC */;
+/// madvise: the pages' contents may go; private anonymous memory reads as zero afterwards.
+pub const MADV_DONTNEED: i32 = 4;
+
+/// Whether `advice` is one Linux knows (`MADV_NORMAL` 0 to `MADV_DONTNEED` 4, `MADV_FREE` 8
+/// to `MADV_POPULATE_WRITE` 23).
+fn known_advice(advice: i32) -> bool {
+    matches!(advice, 0..=4 | 8..=23)
+}
+
 const PROT_KNOWN: u32 = PROT_READ | PROT_WRITE | PROT_EXEC | 0x8 /* SEM */;
 
 /// Default size the break may grow to (reserved on first use).
@@ -293,6 +302,37 @@ impl System {
         } else {
             Err(Errno::ENOMEM)
         }
+    }
+
+    /// madvise(2): every advice Linux knows is a hint this layer may ignore (memory is
+    /// never paged out here), except `MADV_DONTNEED`, after which Linux reads private
+    /// anonymous pages as zero: the range is zeroed. musl's allocator gives freed pages back
+    /// this way.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a misaligned `addr`, an unknown advice, or `MADV_DONTNEED` on memory
+    /// that is not this layer's mappings or break (the image itself, say, which must not be
+    /// zeroed); `ENOMEM` for a range outside caller memory. Nothing changes on an error.
+    pub fn madvise(&self, addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+        if addr % PAGE_SIZE != 0 || !known_advice(advice) {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let bytes = pages_for(len).ok_or(Errno::EINVAL)? * PAGE_SIZE;
+        let mapped = self.mm.lock().covers(addr, bytes);
+        if !mapped && !self.address_space().contains(addr, bytes) {
+            return Err(Errno::ENOMEM);
+        }
+        if advice == MADV_DONTNEED {
+            if !mapped {
+                return Err(Errno::EINVAL);
+            }
+            UserSlice::new(addr, bytes).with_mut(&self.address_space(), |b| b.fill(0))?;
+        }
+        Ok(())
     }
 
     /// brk(2): moves the break to `addr` and returns the new break, or returns the current

@@ -210,6 +210,66 @@ pub fn sys_uname(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// getuid, geteuid, getgid, getegid: [`misc::ROOT_ID`].
+pub fn sys_root_id(_: &Args) -> SyscallResult {
+    Ok(misc::ROOT_ID as usize)
+}
+
+/// getresuid(ruid, euid, suid) and getresgid: [`misc::ROOT_ID`] through each pointer, all
+/// three checked before any is written.
+pub fn sys_getres_ids(a: &Args) -> SyscallResult {
+    let space = system().address_space();
+    let ids = [a[0], a[1], a[2]].map(UserPtr::<u32>::new);
+    for id in ids {
+        id.check(&space)?;
+    }
+    for id in ids {
+        id.write(&space, misc::ROOT_ID)?;
+    }
+    Ok(0)
+}
+
+/// getgroups(size, list): no supplementary groups (`list` is never written).
+pub fn sys_getgroups(a: &Args) -> SyscallResult {
+    if int(a[0]) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// sched_getaffinity(pid, len, mask): CPU 0 ([`misc::AFFINITY_MASK`]); returns the bytes
+/// written ([`misc::AFFINITY_MASK_SIZE`]), as the raw Linux call does.
+pub fn sys_sched_getaffinity(a: &Args) -> SyscallResult {
+    let sys = system();
+    misc::check_affinity_request(int(a[0]), a[1], |tid| sys.tid_exists(tid as crate::Tid))?;
+    UserPtr::new(a[2]).write(&sys.address_space(), misc::AFFINITY_MASK)?;
+    Ok(misc::AFFINITY_MASK_SIZE)
+}
+
+/// sched_setaffinity(pid, len, mask): accepts a mask holding CPU 0, where the threads run.
+pub fn sys_sched_setaffinity(a: &Args) -> SyscallResult {
+    let sys = system();
+    if a[1] < size_of::<u64>() {
+        return Err(Errno::EINVAL);
+    }
+    let mask = UserPtr::<u64>::new(a[2]).read(&sys.address_space())?;
+    if int(a[0]) != 0 && (int(a[0]) < 0 || !sys.tid_exists(int(a[0]) as crate::Tid)) {
+        return Err(Errno::ESRCH);
+    }
+    misc::check_affinity_mask(mask)?;
+    Ok(0)
+}
+
+/// pause(): waits until a signal runs a handler, then fails with `EINTR`.
+pub fn sys_pause(_: &Args) -> SyscallResult {
+    system().pause()
+}
+
+/// madvise(addr, len, advice).
+pub fn sys_madvise(a: &Args) -> SyscallResult {
+    system().madvise(a[0], a[1], int(a[2])).map(|()| 0)
+}
+
 /// sched_yield.
 pub fn sys_sched_yield(_: &Args) -> SyscallResult {
     system().sched_yield();
@@ -262,6 +322,15 @@ pub fn sys_clock_nanosleep(a: &Args) -> SyscallResult {
 pub fn sys_clock_gettime(a: &Args) -> SyscallResult {
     let now = system().clock_gettime(int(a[0]))?;
     UserPtr::new(a[1]).write(&system().address_space(), now)?;
+    Ok(0)
+}
+
+/// clock_getres(clock, res): `res` may be NULL (the clock is still checked).
+pub fn sys_clock_getres(a: &Args) -> SyscallResult {
+    let res = system().clock_getres(int(a[0]))?;
+    if a[1] != 0 {
+        UserPtr::new(a[1]).write(&system().address_space(), res)?;
+    }
     Ok(0)
 }
 
@@ -401,9 +470,22 @@ uk_syscall::register!(getrlimit => sys_getrlimit);
 uk_syscall::register!(setrlimit => sys_setrlimit);
 uk_syscall::register!(uname => sys_uname);
 uk_syscall::register!(sched_yield => sys_sched_yield);
+uk_syscall::register!(getuid => sys_root_id);
+uk_syscall::register!(geteuid => sys_root_id);
+uk_syscall::register!(getgid => sys_root_id);
+uk_syscall::register!(getegid => sys_root_id);
+uk_syscall::register!(getresuid => sys_getres_ids);
+uk_syscall::register!(getresgid => sys_getres_ids);
+uk_syscall::register!(getgroups => sys_getgroups);
+uk_syscall::register!(sched_getaffinity => sys_sched_getaffinity);
+uk_syscall::register!(sched_setaffinity => sys_sched_setaffinity);
+#[cfg(target_arch = "x86_64")]
+uk_syscall::register!(pause => sys_pause);
+uk_syscall::register!(madvise => sys_madvise);
 uk_syscall::register!(nanosleep => sys_nanosleep);
 uk_syscall::register!(clock_nanosleep => sys_clock_nanosleep);
 uk_syscall::register!(clock_gettime => sys_clock_gettime);
+uk_syscall::register!(clock_getres => sys_clock_getres);
 uk_syscall::register!(mmap => sys_mmap);
 uk_syscall::register!(munmap => sys_munmap);
 uk_syscall::register!(mprotect => sys_mprotect);

@@ -38,9 +38,13 @@
 //! A sleeping thread (`nanosleep`, `clock_nanosleep`) is found the same way: its handler
 //! runs and the sleep ends with `EINTR` (the raw calls write the time left to `rem`).
 //!
+//! A `SA_SIGINFO` handler gets a filled `siginfo_t` and a `ucontext_t` whose `uc_sigmask`
+//! holds the mask the thread returns to; what the handler leaves there is restored when it
+//! returns, as `sigreturn` does on Linux (musl's thread cancellation relies on it).
+//!
 //! What is not done: a signal for another thread that is running waits until it makes one
-//! of the calls above, waits or sleeps; `SA_SIGINFO` handlers get a filled `siginfo_t` but
-//! a zeroed `ucontext_t`; there is no `sigaltstack` or `rt_sigreturn`, and no asynchronous
+//! of the calls above, waits or sleeps; the rest of the `ucontext_t` is zeroed (there is no
+//! interrupted register state to show); there is no `sigaltstack` or `rt_sigreturn`, and no asynchronous
 //! signals (faults are the board's to report).
 // One unsafe operation: calling the handler the program registered.
 #![allow(unsafe_code)]
@@ -358,27 +362,37 @@ fn take_from(t: &mut SigThread, p: &mut SigProcess, set: SigSet) -> Option<(i32,
     None
 }
 
-/// Words of the zeroed `ucontext_t` a `SA_SIGINFO` handler gets (4.5 KiB: aarch64's, the
-/// larger of the two).
+/// Words of the `ucontext_t` a `SA_SIGINFO` handler gets (4.5 KiB: aarch64's, the larger
+/// of the two).
 const UCONTEXT_WORDS: usize = 576;
 
-/// Calls the handler `action` names for `sig`.
-fn run_handler(sig: i32, action: &SigAction, info: SigInfo) {
+/// Where `uc_sigmask` lies in the kernel's `ucontext_t`, in words: after `uc_flags`,
+/// `uc_link` and `uc_stack` (and, on x86_64, the 256-byte `uc_mcontext`).
+const UC_SIGMASK_WORD: usize = if cfg!(target_arch = "aarch64") { 5 } else { 37 };
+
+/// Calls the handler `action` names for `sig`. `restore` is the mask the thread goes back
+/// to afterwards; a `SA_SIGINFO` handler finds it in its context's `uc_sigmask` and may
+/// change it, as on Linux, where `sigreturn` restores the mask from there (musl's
+/// cancellation handler adds its signal this way). Returns the mask to restore.
+fn run_handler(sig: i32, action: &SigAction, info: SigInfo, restore: SigSet) -> SigSet {
     if action.flags & SA_SIGINFO != 0 {
         type Handler = extern "C" fn(i32, *mut SigInfo, *mut u64);
         let mut info = info;
         let mut context = Box::new([0u64; UCONTEXT_WORDS]);
+        context[UC_SIGMASK_WORD] = restore;
         // SAFETY: the program registered this address (checked to lie in caller memory)
         // with `rt_sigaction` as an `SA_SIGINFO` handler, which C declares as
         // `void (*)(int, siginfo_t *, void *)`; the two pointers are to live, writable
         // memory of the sizes Linux gives.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
         handler(sig, &mut info, context.as_mut_ptr());
+        context[UC_SIGMASK_WORD]
     } else {
         type Handler = extern "C" fn(i32);
         // SAFETY: as above, a plain handler: `void (*)(int)`.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
         handler(sig);
+        restore
     }
 }
 
@@ -480,6 +494,21 @@ impl System {
                 self.wait_for_signal(None, || self.has_deliverable_signal())?;
             }
         })?
+    }
+
+    /// `pause()`: waits, with the calling thread's own mask, until a signal runs a handler
+    /// (or ends the process), then fails with `EINTR`, as it always does.
+    ///
+    /// # Errors
+    ///
+    /// `EINTR` after a handler ran; `ENOSYS` outside a scheduler thread.
+    pub fn pause(&self) -> Result<usize, Errno> {
+        loop {
+            if self.deliver_pending_signals() > 0 {
+                return Err(Errno::EINTR);
+            }
+            self.wait_for_signal(None, || self.has_deliverable_signal())?;
+        }
     }
 
     /// Runs `f` with the calling thread's mask set to `mask` (never holding `SIGKILL` or
@@ -598,11 +627,12 @@ impl System {
                     }) else {
                         return handled;
                     };
-                    run_handler(sig, &action, SigInfo::new(sig, code, pid));
+                    let restore = run_handler(sig, &action, SigInfo::new(sig, code, pid), before);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
-                    // the one from before the signal, and so does this.
-                    let _ = self.with_caller_signals(|t, _, _, _| t.mask = before);
+                    // the one from before the signal (or what a `SA_SIGINFO` handler put
+                    // in its context's `uc_sigmask`), and so does this.
+                    let _ = self.with_caller_signals(|t, _, _, _| t.mask = restore & !UNBLOCKABLE);
                 }
             }
         }

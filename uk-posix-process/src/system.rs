@@ -282,6 +282,23 @@ impl System {
         0
     }
 
+    /// The tick rate of the counter behind [`System::monotonic_ns`]: the installed clock's,
+    /// else the board's; `None` where time comes from the host (nanoseconds).
+    pub(crate) fn counter_hz(&self) -> Option<u64> {
+        let hooks = self.hooks.lock();
+        if hooks.0.host.is_some() {
+            return None;
+        }
+        if let Some(clock) = hooks.0.clock {
+            return Some(clock.cycles_per_second());
+        }
+        #[cfg(target_os = "none")]
+        if let Some(platform) = uk_rt::try_platform() {
+            return Some(platform.cycles_per_second());
+        }
+        None
+    }
+
     /// `CLOCK_REALTIME` in nanoseconds since the epoch.
     pub fn realtime_ns(&self) -> u64 {
         self.monotonic_ns()
@@ -310,6 +327,16 @@ impl System {
     /// Whether `pid` names a live process.
     pub fn pid_exists(&self, pid: Pid) -> bool {
         self.state.lock().0.procs.contains_key(&pid)
+    }
+
+    /// Whether `tid` names a live thread of some process.
+    pub fn tid_exists(&self, tid: Tid) -> bool {
+        self.state
+            .lock()
+            .0
+            .procs
+            .values()
+            .any(|p| p.threads.contains(&tid))
     }
 
     /// Ids in use (thread ids and the ids of live processes).

@@ -287,6 +287,76 @@ fn signal_calls_check_sizes_and_pointers_before_changing_anything() {
         .unwrap();
 }
 
+#[test]
+fn ids_are_root_and_the_affinity_is_cpu_0() {
+    let (base, _g) = arena();
+    let space = || system().address_space();
+    for n in [Sysno::getuid, Sysno::geteuid, Sysno::getgid, Sysno::getegid] {
+        assert_eq!(call(n, [0; 6]), 0, "{n:?}");
+    }
+    assert_eq!(call(Sysno::getgroups, [0, 0, 0, 0, 0, 0]), 0);
+    assert_eq!(
+        call(Sysno::getgroups, [usize::MAX, 0, 0, 0, 0, 0]),
+        err(Errno::EINVAL)
+    );
+    // getresuid: the three pointers are checked before any is written.
+    let ids = [base, base + 4, base + 8];
+    uk_syscall::user::UserSlice::new(base, 12)
+        .write(&space(), &[0xff; 12])
+        .unwrap();
+    assert_eq!(
+        call(Sysno::getresuid, [ids[0], ids[1], 0, 0, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    let read = |at: usize| {
+        uk_syscall::user::UserPtr::<u32>::new(at)
+            .read(&space())
+            .unwrap()
+    };
+    assert_eq!(read(ids[0]), u32::MAX, "nothing written");
+    assert_eq!(call(Sysno::getresgid, [ids[0], ids[1], ids[2], 0, 0, 0]), 0);
+    assert_eq!(ids.map(read), [0; 3]);
+
+    // sched_getaffinity: the mask's size, CPU 0; short or odd lengths and unknown ids
+    // refused before anything is written.
+    let mask = base + 64;
+    uk_syscall::user::UserSlice::new(mask, 8)
+        .write(&space(), &[0xee; 8])
+        .unwrap();
+    let word = || {
+        uk_syscall::user::UserPtr::<u64>::new(mask)
+            .read(&space())
+            .unwrap()
+    };
+    for (pid, len) in [(0, 4), (0, 12), (0, 0)] {
+        assert_eq!(
+            call(Sysno::sched_getaffinity, [pid, len, mask, 0, 0, 0]),
+            err(Errno::EINVAL),
+            "len {len}"
+        );
+    }
+    assert_eq!(
+        call(Sysno::sched_getaffinity, [99_999, 8, mask, 0, 0, 0]),
+        err(Errno::ESRCH)
+    );
+    assert_eq!(word(), 0xeeee_eeee_eeee_eeee);
+    assert_eq!(
+        call(Sysno::sched_getaffinity, [0, 8, 1, 0, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(call(Sysno::sched_getaffinity, [0, 128, mask, 0, 0, 0]), 8);
+    assert_eq!(word(), 1);
+    // sched_setaffinity: a set holding CPU 0 is accepted, one without it refused.
+    assert_eq!(call(Sysno::sched_setaffinity, [0, 8, mask, 0, 0, 0]), 0);
+    uk_syscall::user::UserPtr::<u64>::new(mask)
+        .write(&space(), 0b110)
+        .unwrap();
+    assert_eq!(
+        call(Sysno::sched_setaffinity, [0, 8, mask, 0, 0, 0]),
+        err(Errno::EINVAL)
+    );
+}
+
 /// Numbers the property test calls (exit and exit_group end the caller: not here, nor
 /// kill, tkill and tgkill, whose default actions end it too).
 fn surface() -> Vec<Sysno> {
@@ -298,6 +368,11 @@ fn surface() -> Vec<Sysno> {
         Sysno::clone,
         Sysno::clone3,
         Sysno::futex,
+        Sysno::getresuid,
+        Sysno::sched_getaffinity,
+        Sysno::sched_setaffinity,
+        Sysno::madvise,
+        Sysno::clock_getres,
         Sysno::wait4,
         Sysno::execve,
         Sysno::prlimit64,

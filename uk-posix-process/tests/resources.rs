@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::world;
 use uk_posix_process::rlimit::*;
-use uk_posix_process::time::{CLOCK_MONOTONIC, CLOCK_REALTIME, TIMER_ABSTIME};
+use uk_posix_process::time::{CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_REALTIME, TIMER_ABSTIME};
 use uk_posix_process::*;
 
 fn lim(cur: u64, max: u64) -> Rlimit {
@@ -253,6 +253,9 @@ fn clocks_and_sleep_on_the_scheduler_clock() {
         assert_eq!(sys.clock_gettime(CLOCK_REALTIME).unwrap().tv_sec, 1000);
         assert_eq!(sys.clock_gettime(2), Err(Errno::EINVAL));
         assert_eq!(sys.clock_gettime(-1), Err(Errno::EINVAL));
+        // Time comes from the host here: nanoseconds.
+        assert_eq!(sys.clock_getres(CLOCK_MONOTONIC), Ok(Timespec::from_ns(1)));
+        assert_eq!(sys.clock_getres(2), Err(Errno::EINVAL));
         // nanosleep honours seconds and nanoseconds.
         sys.nanosleep(Timespec {
             tv_sec: 1,
@@ -331,4 +334,76 @@ fn uname_and_getrandom() {
     assert_eq!(vfork(), Err(Errno::ENOSYS));
     assert_eq!(execve(), Err(Errno::ENOSYS));
     assert_eq!(wait4(), Err(Errno::ECHILD));
+}
+
+#[test]
+fn the_clock_resolution_is_one_tick_of_the_counter() {
+    struct Counter(u64);
+    impl uk_hal::Clock for Counter {
+        fn monotonic_ns(&self) -> u64 {
+            0
+        }
+        fn cycles(&self) -> u64 {
+            0
+        }
+        fn cycles_per_second(&self) -> u64 {
+            self.0
+        }
+    }
+    let sys = System::new();
+    // QEMU virt's generic timer: 62.5 MHz, 16 ns a tick.
+    sys.set_clock(Some(Box::leak(Box::new(Counter(62_500_000)))));
+    assert_eq!(sys.clock_getres(CLOCK_MONOTONIC), Ok(Timespec::from_ns(16)));
+    assert_eq!(sys.clock_getres(CLOCK_REALTIME), Ok(Timespec::from_ns(16)));
+    // A counter of 3 GHz still reports a whole nanosecond, 24 MHz rounds up.
+    sys.set_clock(Some(Box::leak(Box::new(Counter(3_000_000_000)))));
+    assert_eq!(sys.clock_getres(CLOCK_MONOTONIC), Ok(Timespec::from_ns(1)));
+    sys.set_clock(Some(Box::leak(Box::new(Counter(24_000_000)))));
+    assert_eq!(sys.clock_getres(CLOCK_BOOTTIME), Ok(Timespec::from_ns(42)));
+    assert_eq!(sys.clock_getres(12), Err(Errno::EINVAL));
+}
+
+#[test]
+fn madvise_dontneed_zeroes_mapped_memory_and_refuses_the_rest() {
+    let sys = System::new();
+    let anon = MAP_PRIVATE | MAP_ANONYMOUS;
+    let m = sys
+        .mmap(0, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, anon, -1, 0)
+        .unwrap();
+    // Caller memory: the mapping and one page of a buffer that is not a mapping.
+    let other: &'static mut [u8] = Box::leak(vec![0x55u8; 3 * PAGE_SIZE].into_boxed_slice());
+    let other_page = (other.as_ptr() as usize).next_multiple_of(PAGE_SIZE);
+    let mut space = uk_syscall::user::AddressSpace::empty();
+    space.add(m, 2 * PAGE_SIZE);
+    space.add(other_page, PAGE_SIZE);
+    sys.set_address_space(space);
+    // SAFETY: the two pages mapped above.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(m as *mut u8, 2 * PAGE_SIZE) };
+    bytes.fill(0x77);
+    assert_eq!(
+        sys.madvise(m + 1, PAGE_SIZE, MADV_DONTNEED),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(sys.madvise(m, PAGE_SIZE, 5), Err(Errno::EINVAL));
+    assert_eq!(sys.madvise(m, PAGE_SIZE, 3), Ok(()));
+    assert!(bytes.iter().all(|&b| b == 0x77), "a hint changes nothing");
+    // One byte names its whole page.
+    assert_eq!(sys.madvise(m + PAGE_SIZE, 1, MADV_DONTNEED), Ok(()));
+    assert!(bytes[PAGE_SIZE..].iter().all(|&b| b == 0));
+    assert!(bytes[..PAGE_SIZE].iter().all(|&b| b == 0x77));
+    // Caller memory that is not a mapping: hints pass, MADV_DONTNEED is refused.
+    assert_eq!(
+        sys.madvise(other_page, PAGE_SIZE, MADV_DONTNEED),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(sys.madvise(other_page, PAGE_SIZE, 0), Ok(()));
+    assert!(other.iter().all(|&b| b == 0x55));
+    // Outside caller memory: ENOMEM for any advice.
+    assert_eq!(
+        sys.madvise(other_page + PAGE_SIZE, PAGE_SIZE, 0),
+        Err(Errno::ENOMEM)
+    );
+    // Unmapped (though still caller memory here): no longer zeroed.
+    assert_eq!(sys.munmap(m, 2 * PAGE_SIZE), Ok(()));
+    assert_eq!(sys.madvise(m, PAGE_SIZE, MADV_DONTNEED), Err(Errno::EINVAL));
 }

@@ -181,6 +181,50 @@ fn siginfo_handlers_and_sa_resethand() {
     assert_eq!(status, Some(128 + SIGHUP as u8));
 }
 
+/// The `uc_sigmask` word of the kernel's `ucontext_t`.
+const UC_SIGMASK_WORD: usize = if cfg!(target_arch = "aarch64") { 5 } else { 37 };
+
+static SEEN_UC_MASK: AtomicU64 = AtomicU64::new(0);
+
+/// Records the mask the context says the thread returns to, and adds SIGUSR2 to it, as
+/// musl's cancellation handler adds its own signal.
+extern "C" fn block_usr2_on_return(_sig: i32, _info: *mut SigInfo, context: *mut u64) {
+    // SAFETY: the layer passes a live, writable ucontext_t of at least 4.5 KiB.
+    let mask = unsafe { &mut *context.add(UC_SIGMASK_WORD) };
+    SEEN_UC_MASK.store(*mask, Ordering::SeqCst);
+    *mask |= sig_bit(SIGUSR2) | sig_bit(SIGKILL);
+}
+
+#[test]
+fn the_mask_a_siginfo_handler_leaves_in_its_context_is_restored() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let status = w.run(move || {
+        let act = SigAction {
+            handler: block_usr2_on_return as *const () as usize,
+            flags: SA_SIGINFO,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(SIGUSR1, Some(act)).unwrap();
+        sys.rt_sigprocmask(SIG_SETMASK, Some(sig_bit(SIGHUP)))
+            .unwrap();
+        sys.tgkill(None, me(sys), SIGUSR1).unwrap();
+        // The context held the mask from before the signal; what the handler left there
+        // is the thread's mask now (never SIGKILL).
+        assert_eq!(SEEN_UC_MASK.load(Ordering::SeqCst), sig_bit(SIGHUP));
+        assert_eq!(
+            sys.rt_sigprocmask(SIG_BLOCK, None),
+            Ok(sig_bit(SIGHUP) | sig_bit(SIGUSR2))
+        );
+        sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
+        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
+            .unwrap();
+        6
+    });
+    assert_eq!(status, Some(6));
+}
+
 #[test]
 fn a_new_thread_starts_with_its_creators_mask_and_signals_to_it_wait_for_it() {
     let w = world();
@@ -379,6 +423,46 @@ fn sigsuspend_waits_with_its_mask_until_a_handler_ran_then_restores_the_old_mask
         4
     });
     assert_eq!(status, Some(4));
+}
+
+#[test]
+fn pause_waits_with_the_threads_own_mask_until_a_handler_ran() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let status = w.run(move || {
+        sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
+        sys.rt_sigaction(SIGUSR1, Some(ignore())).unwrap();
+        sys.rt_sigaction(SIGHUP, Some(handler(note_tid))).unwrap();
+        // SIGHUP is blocked: sent first, it stays pending and does not end the pause.
+        sys.rt_sigprocmask(SIG_SETMASK, Some(sig_bit(SIGHUP)))
+            .unwrap();
+        let me = me(sys);
+        spawn(sys, move || {
+            sys.tgkill(None, me, SIGHUP).unwrap();
+            sys.tgkill(None, me, SIGUSR1).unwrap();
+            uk_sched::yield_now();
+            sys.tgkill(None, me, SIGUSR2).unwrap();
+            0
+        });
+        WAKER_TID.store(0, Ordering::SeqCst);
+        assert_eq!(sys.pause(), Err(Errno::EINTR));
+        assert_eq!(WAKER_TID.load(Ordering::SeqCst), me, "the handler ran here");
+        assert_eq!(
+            sys.sigpending(),
+            Ok(sig_bit(SIGHUP)),
+            "the blocked one still waits"
+        );
+        assert_eq!(sys.rt_sigprocmask(SIG_BLOCK, None), Ok(sig_bit(SIGHUP)));
+        sys.rt_sigaction(SIGHUP, Some(ignore())).unwrap();
+        sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
+        sys.rt_sigaction(SIGHUP, Some(SigAction::default()))
+            .unwrap();
+        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
+            .unwrap();
+        5
+    });
+    assert_eq!(status, Some(5));
 }
 
 #[test]
