@@ -41,6 +41,10 @@ pub const FUTEX_CLOCK_REALTIME: i32 = 256;
 /// Bitset matching every waiter.
 pub const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 
+/// The key under which threads wait in `poll` and `select`: never a futex word's, which
+/// must be 4-byte aligned.
+pub(crate) const POLL_KEY: usize = 1;
+
 struct Waiter {
     id: u64,
     thread: ThreadRef,
@@ -261,17 +265,29 @@ impl System {
         deadline_ns: Option<u64>,
         ready: impl Fn() -> bool,
     ) -> Result<WaitEnd, Errno> {
+        // Key 0 and an empty bitset: no futex word and no futex wake can match this waiter.
+        self.wait_queued(0, 0, deadline_ns, ready)
+    }
+
+    /// As [`System::wait_for_signal`], queued under `key` with `bitset`, so that a wake of
+    /// that key ends the wait too ([`WaitEnd::Woken`]).
+    pub(crate) fn wait_queued(
+        &self,
+        key: usize,
+        bitset: u32,
+        deadline_ns: Option<u64>,
+        ready: impl Fn() -> bool,
+    ) -> Result<WaitEnd, Errno> {
         let Some(me) = uk_sched::current() else {
             log::warn!("signal wait outside a scheduler thread: ENOSYS");
             return Err(Errno::ENOSYS);
         };
         let id = self.futex.next_id.fetch_add(1, Ordering::Relaxed);
-        // Key 0 and an empty bitset: no futex word and no futex wake can match this waiter.
         self.futex.waiters.lock().0.push(Waiter {
             id,
             thread: me,
-            key: 0,
-            bitset: 0,
+            key,
+            bitset,
         });
         if ready() {
             self.futex.take(id);
@@ -339,6 +355,12 @@ impl System {
         }
         UserPtr::<u32>::new(addr).atomic(&self.address_space())?;
         Ok(self.wake_matching(addr, wake_budget(nr), bitset))
+    }
+
+    /// Wakes every thread waiting in `poll` or `select` ([`POLL_KEY`]), so that each checks
+    /// its descriptors again; returns how many there were.
+    pub fn wake_pollers(&self) -> usize {
+        self.wake_matching(POLL_KEY, usize::MAX, FUTEX_BITSET_MATCH_ANY)
     }
 
     fn wake_matching(&self, addr: usize, budget: usize, bitset: u32) -> usize {

@@ -105,6 +105,8 @@ pub mod ids;
 mod lock;
 mod misc;
 mod mm;
+#[cfg(feature = "vfs")]
+pub mod poll;
 pub mod raw;
 pub mod rlimit;
 pub mod signal;
@@ -129,6 +131,8 @@ pub use mm::{
     DEFAULT_BRK_MAX, MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
     MAP_SHARED, MAP_SHARED_VALIDATE, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
+#[cfg(feature = "vfs")]
+pub use poll::FdSets;
 pub use rlimit::Rlimit;
 pub use system::{ChildStart, System};
 pub use time::Timespec;
@@ -158,6 +162,10 @@ pub fn install(host: &'static dyn ThreadHost) {
 #[cfg(feature = "vfs")]
 pub fn connect_vfs() {
     uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
+    // A pipe's readiness changed: every thread waiting in poll or select looks again.
+    uk_vfs::set_readiness_hook(|| {
+        SYSTEM.wake_pollers();
+    });
 }
 
 /// The caller's process id (0 only if no id was left to adopt an unknown caller).

@@ -265,6 +265,177 @@ pub fn sys_pause(_: &Args) -> SyscallResult {
     system().pause()
 }
 
+/// The descriptors a `poll` may name at most: `RLIMIT_NOFILE`'s soft limit.
+#[cfg(feature = "vfs")]
+fn poll_limit() -> usize {
+    system()
+        .getrlimit(crate::rlimit::RLIMIT_NOFILE)
+        .map_or(uk_vfs::DEFAULT_MAX_FDS, |l| l.rlim_cur as usize)
+}
+
+/// Runs `poll` on the caller's `struct pollfd` array at `addr`: read whole (and checked
+/// writable) before anything waits, `revents` written back afterwards.
+#[cfg(feature = "vfs")]
+fn poll_user(addr: usize, nfds: usize, deadline: Option<u64>, mask: Option<u64>) -> SyscallResult {
+    if nfds > poll_limit() {
+        return Err(Errno::EINVAL);
+    }
+    let sys = system();
+    let space = sys.address_space();
+    let array = UserSlice::new(addr, nfds * 8);
+    let mut raw = array.bytes(&space)?.to_vec();
+    let mut fds: alloc::vec::Vec<uk_vfs::PollFd> = raw
+        .chunks_exact(8)
+        .map(|e| uk_vfs::PollFd {
+            fd: i32::from_ne_bytes([e[0], e[1], e[2], e[3]]),
+            events: i16::from_ne_bytes([e[4], e[5]]),
+            revents: 0,
+        })
+        .collect();
+    let ready = sys.poll(&mut fds, deadline, mask)?;
+    for (e, f) in raw.chunks_exact_mut(8).zip(&fds) {
+        e[6..8].copy_from_slice(&f.revents.to_ne_bytes());
+    }
+    array.write(&space, &raw)?;
+    Ok(ready)
+}
+
+/// A relative timeout at `addr` (NULL: none) as a deadline on the monotonic clock.
+#[cfg(feature = "vfs")]
+fn deadline_from_timespec(addr: usize) -> Result<Option<u64>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let sys = system();
+    let t = Timespec::from(UserPtr::<[i64; 2]>::new(addr).read(&sys.address_space())?);
+    Ok(Some(sys.monotonic_ns().saturating_add(t.to_ns()?)))
+}
+
+/// The signal mask of `ppoll`/`pselect6` at `addr` (NULL: none), `size` bytes long.
+#[cfg(feature = "vfs")]
+fn optional_mask(addr: usize, size: usize) -> Result<Option<u64>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    if size != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(
+        UserPtr::<u64>::new(addr).read(&system().address_space())?,
+    ))
+}
+
+/// ppoll(fds, nfds, timeout, sigmask, sigsetsize).
+#[cfg(feature = "vfs")]
+pub fn sys_ppoll(a: &Args) -> SyscallResult {
+    let deadline = deadline_from_timespec(a[2])?;
+    let mask = optional_mask(a[3], a[4])?;
+    poll_user(a[0], a[1], deadline, mask)
+}
+
+/// poll(fds, nfds, timeout_ms): a negative timeout waits for ever.
+#[cfg(feature = "vfs")]
+pub fn sys_poll(a: &Args) -> SyscallResult {
+    let ms = int(a[2]);
+    let deadline = (ms >= 0).then(|| {
+        system()
+            .monotonic_ns()
+            .saturating_add(ms as u64 * 1_000_000)
+    });
+    poll_user(a[0], a[1], deadline, None)
+}
+
+/// Runs `select` on the caller's three sets of `nfds` bits (NULL sets stay NULL), read
+/// before anything waits and written back afterwards.
+#[cfg(feature = "vfs")]
+fn select_user(
+    nfds: usize,
+    sets: [usize; 3],
+    deadline: Option<u64>,
+    mask: Option<u64>,
+) -> SyscallResult {
+    let nfds = nfds.min(poll_limit());
+    let words = nfds.div_ceil(64);
+    let sys = system();
+    let space = sys.address_space();
+    let read_set = |addr: usize| -> Result<Option<alloc::vec::Vec<u64>>, Errno> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        let raw = UserSlice::new(addr, words * 8).bytes(&space)?;
+        Ok(Some(
+            raw.chunks_exact(8)
+                .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])))
+                .collect(),
+        ))
+    };
+    let mut fd_sets = crate::poll::FdSets {
+        read: read_set(sets[0])?,
+        write: read_set(sets[1])?,
+        except: read_set(sets[2])?,
+    };
+    // Bits past `nfds` in the last word are not descriptors to watch.
+    if nfds % 64 != 0 {
+        let keep = (1u64 << (nfds % 64)) - 1;
+        for set in [&mut fd_sets.read, &mut fd_sets.write, &mut fd_sets.except] {
+            if let Some(last) = set.as_mut().and_then(|w| w.last_mut()) {
+                *last &= keep;
+            }
+        }
+    }
+    let ready = sys.select(nfds, &mut fd_sets, deadline, mask)?;
+    for (addr, set) in sets
+        .into_iter()
+        .zip([fd_sets.read, fd_sets.write, fd_sets.except])
+    {
+        if let Some(words) = set {
+            let raw: alloc::vec::Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            UserSlice::new(addr, raw.len()).write(&space, &raw)?;
+        }
+    }
+    Ok(ready)
+}
+
+/// pselect6(nfds, readfds, writefds, exceptfds, timeout, sigdata): `sigdata` points to
+/// `{ const sigset_t *mask; size_t size }` (NULL: no mask).
+#[cfg(feature = "vfs")]
+pub fn sys_pselect6(a: &Args) -> SyscallResult {
+    if int(a[0]) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let deadline = deadline_from_timespec(a[4])?;
+    let mask = match a[5] {
+        0 => None,
+        data => {
+            let [addr, size] = UserPtr::<[usize; 2]>::new(data).read(&system().address_space())?;
+            optional_mask(addr, size)?
+        }
+    };
+    select_user(a[0], [a[1], a[2], a[3]], deadline, mask)
+}
+
+/// select(nfds, readfds, writefds, exceptfds, timeval): a NULL timeval waits for ever.
+#[cfg(feature = "vfs")]
+pub fn sys_select(a: &Args) -> SyscallResult {
+    if int(a[0]) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let deadline = match a[4] {
+        0 => None,
+        tv => {
+            let [sec, usec] = UserPtr::<[i64; 2]>::new(tv).read(&system().address_space())?;
+            if sec < 0 || !(0..1_000_000).contains(&usec) {
+                return Err(Errno::EINVAL);
+            }
+            let ns = (sec as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(usec as u64 * 1000);
+            Some(system().monotonic_ns().saturating_add(ns))
+        }
+    };
+    select_user(a[0], [a[1], a[2], a[3]], deadline, None)
+}
+
 /// madvise(addr, len, advice).
 pub fn sys_madvise(a: &Args) -> SyscallResult {
     system().madvise(a[0], a[1], int(a[2])).map(|()| 0)
@@ -482,6 +653,14 @@ uk_syscall::register!(sched_setaffinity => sys_sched_setaffinity);
 #[cfg(target_arch = "x86_64")]
 uk_syscall::register!(pause => sys_pause);
 uk_syscall::register!(madvise => sys_madvise);
+#[cfg(feature = "vfs")]
+uk_syscall::register!(ppoll => sys_ppoll);
+#[cfg(feature = "vfs")]
+uk_syscall::register!(pselect6 => sys_pselect6);
+#[cfg(all(feature = "vfs", target_arch = "x86_64"))]
+uk_syscall::register!(poll => sys_poll);
+#[cfg(all(feature = "vfs", target_arch = "x86_64"))]
+uk_syscall::register!(select => sys_select);
 uk_syscall::register!(nanosleep => sys_nanosleep);
 uk_syscall::register!(clock_nanosleep => sys_clock_nanosleep);
 uk_syscall::register!(clock_gettime => sys_clock_gettime);

@@ -513,7 +513,11 @@ impl System {
 
     /// Runs `f` with the calling thread's mask set to `mask` (never holding `SIGKILL` or
     /// `SIGSTOP`), then puts the previous mask back, whatever `f` did to it.
-    fn with_temporary_mask<R>(&self, mask: SigSet, f: impl FnOnce() -> R) -> Result<R, Errno> {
+    pub(crate) fn with_temporary_mask<R>(
+        &self,
+        mask: SigSet,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, Errno> {
         let before = self.with_caller_signals(|t, _, _, _| {
             core::mem::replace(&mut t.mask, mask & !UNBLOCKABLE)
         })?;

@@ -79,6 +79,7 @@ pub mod devfs;
 mod file;
 pub mod global;
 pub mod pipe;
+pub mod poll;
 pub mod ramfs;
 pub mod syscalls;
 pub mod types;
@@ -93,6 +94,7 @@ mod tests;
 
 pub use devfs::{DevFs, set_console};
 pub use file::Fd;
+pub use poll::{PollFd, readiness_epoch, set_readiness_hook};
 pub use ramfs::{RamFs, anonymous_dev};
 pub use types::*;
 pub use uk_syscall::Errno;

@@ -14,6 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use crate::Errno;
+use crate::poll::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, readiness_changed};
 use crate::types::{PIPE_BUF, PIPE_CAPACITY, S_IFIFO, Stat};
 use crate::wait::{Wait, new_wait};
 
@@ -72,6 +73,7 @@ impl Drop for PipeEnd {
         drop(s);
         self.pipe.readable.wake_all();
         self.pipe.writable.wake_all();
+        readiness_changed();
     }
 }
 
@@ -79,6 +81,33 @@ impl PipeEnd {
     /// Whether this is the write end.
     pub fn is_write_end(&self) -> bool {
         self.write
+    }
+
+    /// The `poll` events of this end: the read end is readable while bytes wait
+    /// (`POLLIN`) and hung up once no write end is left (`POLLHUP`, a read returns 0); the
+    /// write end is writable while `PIPE_BUF` bytes fit (`POLLOUT`) and in error once no
+    /// read end is left (`POLLERR`, a write fails with `EPIPE`).
+    pub fn poll_events(&self) -> u16 {
+        let s = self.pipe.state.lock();
+        if self.write {
+            let mut events = 0;
+            if PIPE_CAPACITY - s.buf.len() >= PIPE_BUF {
+                events |= POLLOUT | POLLWRNORM;
+            }
+            if s.readers == 0 {
+                events |= POLLERR;
+            }
+            events
+        } else {
+            let mut events = 0;
+            if !s.buf.is_empty() {
+                events |= POLLIN | POLLRDNORM;
+            }
+            if s.writers == 0 {
+                events |= POLLHUP;
+            }
+            events
+        }
     }
 
     /// Bytes waiting in the pipe.
@@ -124,6 +153,7 @@ impl PipeEnd {
                     s.buf.drain(..n);
                     drop(s);
                     p.writable.wake_all();
+                    readiness_changed();
                     return Ok(n);
                 }
                 if s.writers == 0 {
@@ -180,6 +210,7 @@ impl PipeEnd {
                     done += take;
                     drop(s);
                     p.readable.wake_all();
+                    readiness_changed();
                     if done == buf.len() {
                         return Ok(done);
                     }

@@ -1295,3 +1295,64 @@ fn statfs_syscalls_write_struct_statfs() {
     assert!(untouched.iter().all(|&b| b == 0x5a));
     vfs.close(fd).unwrap();
 }
+
+#[test]
+fn poll_reports_pipe_ends_files_and_bad_descriptors() {
+    use crate::poll::*;
+    let vfs = fresh();
+    let [r, w] = vfs.pipe2(O_NONBLOCK).unwrap();
+    let file = vfs.open("/f", O_CREAT | O_RDWR, 0o644).unwrap();
+    let ask = |fd: Fd, events: u16| PollFd {
+        fd,
+        events: events as i16,
+        revents: -1,
+    };
+    let both = POLLIN | POLLOUT;
+    // An empty pipe: the write end is writable, the read end not readable.
+    let mut fds = [
+        ask(r, both),
+        ask(w, both),
+        ask(file, both),
+        ask(-1, both),
+        ask(99, 0),
+    ];
+    assert_eq!(vfs.poll(&mut fds), 3);
+    let got: Vec<u16> = fds.iter().map(|f| f.revents as u16).collect();
+    assert_eq!(got, [0, POLLOUT, POLLIN | POLLOUT, 0, POLLNVAL]);
+    // Only what was asked for (and the conditions always reported).
+    let mut fds = [ask(file, POLLIN)];
+    assert_eq!(vfs.poll(&mut fds), 1);
+    assert_eq!(fds[0].revents as u16, POLLIN);
+
+    // Bytes in the pipe: readable; each change moves the epoch.
+    let before = readiness_epoch();
+    assert_eq!(vfs.write(w, b"x"), Ok(1));
+    assert!(readiness_epoch() > before);
+    let mut fds = [ask(r, POLLIN | POLLRDNORM)];
+    assert_eq!(vfs.poll(&mut fds), 1);
+    assert_eq!(fds[0].revents as u16, POLLIN | POLLRDNORM);
+    // Full to less than PIPE_BUF free: not writable.
+    let chunk = vec![0u8; PIPE_CAPACITY - PIPE_BUF];
+    assert_eq!(vfs.write(w, &chunk), Ok(chunk.len()));
+    let mut fds = [ask(w, POLLOUT)];
+    assert_eq!(vfs.poll(&mut fds), 0);
+    let mut sink = vec![0u8; PIPE_CAPACITY];
+    let before = readiness_epoch();
+    assert_eq!(vfs.read(r, &mut sink), Ok(chunk.len() + 1));
+    assert!(readiness_epoch() > before);
+    assert_eq!(vfs.poll(&mut fds), 1);
+
+    // The write end closed: the read end hangs up (reported although not asked for).
+    let before = readiness_epoch();
+    vfs.close(w).unwrap();
+    assert!(readiness_epoch() > before);
+    let mut fds = [ask(r, POLLIN)];
+    assert_eq!(vfs.poll(&mut fds), 1);
+    assert_eq!(fds[0].revents as u16, POLLHUP);
+    // The read end closed: the write end is in error.
+    let [r2, w2] = vfs.pipe2(0).unwrap();
+    vfs.close(r2).unwrap();
+    let mut fds = [ask(w2, 0)];
+    assert_eq!(vfs.poll(&mut fds), 1);
+    assert_eq!(fds[0].revents as u16, POLLERR);
+}

@@ -553,6 +553,36 @@ impl Vfs {
 
     // ----- data --------------------------------------------------------------------------
 
+    /// `poll` without waiting: sets each entry's `revents` from its file's state now and
+    /// returns how many entries have any. A negative `fd` is skipped (`revents` 0); one
+    /// that is not open gets `POLLNVAL`. Pipes report their buffer and ends
+    /// ([`crate::pipe::PipeEnd::poll_events`]); every other file is always ready
+    /// ([`crate::poll::ALWAYS_READY`]). `POLLERR`, `POLLHUP` and `POLLNVAL` are reported
+    /// whether asked for or not.
+    pub fn poll(&self, fds: &mut [crate::PollFd]) -> usize {
+        use crate::poll::{ALWAYS_READY, POLLERR, POLLHUP, POLLNVAL};
+        let mut ready = 0;
+        for entry in fds.iter_mut() {
+            let events = if entry.fd < 0 {
+                0
+            } else {
+                match self.file(entry.fd) {
+                    Err(_) => POLLNVAL,
+                    Ok(f) => {
+                        let state = match &f.object {
+                            Object::Pipe(p) => p.poll_events(),
+                            Object::Node(_) => ALWAYS_READY,
+                        };
+                        state & (entry.events as u16 | POLLERR | POLLHUP)
+                    }
+                }
+            };
+            entry.revents = events as i16;
+            ready += usize::from(events != 0);
+        }
+        ready
+    }
+
     /// Reads from `fd` at its offset.
     pub fn read(&self, fd: Fd, buf: &mut [u8]) -> Result<usize, Errno> {
         let f = self.file(fd)?;
