@@ -1,5 +1,5 @@
 //! Builds musl with its system calls as direct calls (`uk-musl`), compiles `c/hello.c`
-//! against it and links both into the image. Needs the architecture's GNU C compiler
+//! and the C library test suite (`c/suite*.c`) against it and links both into the image. Needs the architecture's GNU C compiler
 //! (Debian: `gcc`, `gcc-aarch64-linux-gnu`), `make` and, unless `MUSL_SRC` names a local
 //! musl 1.2.3 tree or tarball, `curl` (see uk-musl's documentation for every setting).
 
@@ -12,6 +12,13 @@ fn main() {
     let musl = uk_musl::Builder::from_cargo_env()
         .and_then(|builder| builder.build())
         .unwrap_or_else(|e| panic!("{e}"));
-    musl.cc().file("c/hello.c").compile("hello");
+    musl.cc()
+        .files([
+            "c/hello.c",
+            "c/suite.c",
+            "c/suite_sys.c",
+            "c/suite_threads.c",
+        ])
+        .compile("hello");
     musl.link();
 }

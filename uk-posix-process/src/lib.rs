@@ -57,6 +57,8 @@
 //!
 //! # Features
 //!
+//! - `vfs` (default): uk-vfs's descriptor table follows `RLIMIT_NOFILE`, and `poll`,
+//!   `ppoll`, `select` and `pselect6` wait on its descriptors ([`poll`]).
 //! - `ktest`: registers in-image test cases with uk-test (pthread-style create and join
 //!   from raw clone and futex).
 //!

@@ -612,6 +612,28 @@ pub fn sys_tkill(a: &Args) -> SyscallResult {
     system().tgkill(None, int(a[0]), int(a[1])).map(|()| 0)
 }
 
+/// The `siginfo_t` a caller passes to the `*sigqueueinfo` calls.
+fn user_siginfo(addr: usize) -> Result<SigInfo, Errno> {
+    let words = UserPtr::<[u64; 16]>::new(addr).read(&system().address_space())?;
+    Ok(SigInfo::from_words(words))
+}
+
+/// rt_sigqueueinfo(tgid, sig, info)
+pub fn sys_rt_sigqueueinfo(a: &Args) -> SyscallResult {
+    let info = user_siginfo(a[2])?;
+    system()
+        .rt_sigqueueinfo(int(a[0]), int(a[1]), info)
+        .map(|()| 0)
+}
+
+/// rt_tgsigqueueinfo(tgid, tid, sig, info)
+pub fn sys_rt_tgsigqueueinfo(a: &Args) -> SyscallResult {
+    let info = user_siginfo(a[3])?;
+    system()
+        .rt_tgsigqueueinfo(int(a[0]), int(a[1]), int(a[2]), info)
+        .map(|()| 0)
+}
+
 /// tgkill(tgid, tid, sig)
 pub fn sys_tgkill(a: &Args) -> SyscallResult {
     system()
@@ -678,3 +700,5 @@ uk_syscall::register!(rt_sigtimedwait => sys_rt_sigtimedwait);
 uk_syscall::register!(kill => sys_kill);
 uk_syscall::register!(tkill => sys_tkill);
 uk_syscall::register!(tgkill => sys_tgkill);
+uk_syscall::register!(rt_sigqueueinfo => sys_rt_sigqueueinfo);
+uk_syscall::register!(rt_tgsigqueueinfo => sys_rt_tgsigqueueinfo);

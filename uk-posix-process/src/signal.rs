@@ -13,8 +13,12 @@
 //!   let a wild address be called.
 //! - **Masks** (`rt_sigprocmask`) belong to each thread; a new thread starts with its
 //!   creator's mask, as on Linux. `SIGKILL` and `SIGSTOP` are never blocked.
-//! - **Sending** (`kill`, `tkill`, `tgkill`) marks the signal pending on the process or
-//!   the thread. Signal 0 only checks that the target exists.
+//! - **Sending** (`kill`, `tkill`, `tgkill`, and `rt_sigqueueinfo`/`rt_tgsigqueueinfo`,
+//!   which carry the sender's `siginfo_t` with its `si_value`) marks the signal pending on
+//!   the process or the thread. A standard signal already pending is not sent twice; a
+//!   real-time one (32 and up) queues, each instance delivered in order with its own
+//!   information, up to [`MAX_QUEUED`] (`EAGAIN`). Signal 0 only checks that the target
+//!   exists.
 //! - **Delivery** happens to the calling thread, synchronously: at the end of a `kill`,
 //!   `tkill`, `tgkill` or `rt_sigprocmask` call, every pending signal the thread does not
 //!   block is taken, lowest number first. An ignored signal is dropped; a handler is called
@@ -50,6 +54,7 @@
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use uk_syscall::Errno;
@@ -122,6 +127,17 @@ pub const SIG_SETMASK: i32 = 2;
 pub const SI_USER: i32 = 0;
 /// `si_code`: sent by `tkill` or `tgkill`.
 pub const SI_TKILL: i32 = -6;
+/// `si_code`: sent by `sigqueue` (`rt_sigqueueinfo`).
+pub const SI_QUEUE: i32 = -1;
+
+/// The first real-time signal (the kernel's numbering; libcs keep a few for themselves, so
+/// their `SIGRTMIN` is higher). Real-time signals queue: each one sent is delivered, in
+/// order, with its own `siginfo_t`.
+pub const SIGRTMIN_KERNEL: i32 = 32;
+
+/// Signal instances that may wait with information of their own, per thread and per
+/// process (Linux's `RLIMIT_SIGPENDING` is in the thousands; a send past this is `EAGAIN`).
+pub const MAX_QUEUED: usize = 1024;
 
 /// The set holding only `sig` (1 to 64).
 pub const fn sig_bit(sig: i32) -> SigSet {
@@ -196,10 +212,12 @@ impl SigAction {
 }
 
 /// A thread's signal state: what it blocks and what is pending for it alone.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SigThread {
     pub(crate) mask: SigSet,
     pub(crate) pending: SigSet,
+    /// Pending instances with information of their own ([`enqueue`]), oldest first.
+    pub(crate) queued: Vec<SigInfo>,
 }
 
 impl SigThread {
@@ -208,6 +226,7 @@ impl SigThread {
         SigThread {
             mask: creator.mask,
             pending: 0,
+            queued: Vec::new(),
         }
     }
 
@@ -233,6 +252,8 @@ pub(crate) struct SigProcess {
     // Boxed: 2 KiB would otherwise sit in every process entry, on small thread stacks.
     actions: Box<[SigAction; NSIG]>,
     pub(crate) pending: SigSet,
+    /// Pending instances with information of their own ([`enqueue`]), oldest first.
+    pub(crate) queued: Vec<SigInfo>,
 }
 
 impl Default for SigProcess {
@@ -240,6 +261,7 @@ impl Default for SigProcess {
         SigProcess {
             actions: Box::new([SigAction::default(); NSIG]),
             pending: 0,
+            queued: Vec::new(),
         }
     }
 }
@@ -250,6 +272,7 @@ impl SigProcess {
         SigProcess {
             actions: self.actions.clone(),
             pending: 0,
+            queued: Vec::new(),
         }
     }
 
@@ -268,6 +291,7 @@ impl SigProcess {
             *slot = action;
             if matches!(disposition(sig, &action), Disposition::Drop) {
                 self.pending &= !sig_bit(sig);
+                self.queued.retain(|info| info.signo != sig);
             }
         }
         Ok(old)
@@ -294,30 +318,85 @@ fn disposition(sig: i32, action: &SigAction) -> Disposition {
     }
 }
 
-/// Takes the lowest-numbered pending signal the thread does not block (its own first,
-/// then the process's), with what delivering it means and its `si_code` (`SI_TKILL` for
-/// one sent to the thread, `SI_USER` for one sent to the process); applies
-/// `SA_RESETHAND`.
-fn take_deliverable(t: &mut SigThread, p: &mut SigProcess) -> Option<(i32, Disposition, i32)> {
-    for (pending, code) in [(&mut t.pending, SI_TKILL), (&mut p.pending, SI_USER)] {
-        let ready = *pending & !t.mask;
+/// Marks `info.signo` pending in `pending`/`queued`, as Linux queues it: a real-time
+/// signal always queues, with `info`; a standard one that is already pending is not sent
+/// again, and otherwise keeps `info` only when it is `own` information (a `sigqueue`'s),
+/// the default being made at delivery from where it was pending.
+///
+/// # Errors
+///
+/// `EAGAIN` when [`MAX_QUEUED`] instances wait already (nothing changes).
+pub(crate) fn enqueue(
+    pending: &mut SigSet,
+    queued: &mut Vec<SigInfo>,
+    info: SigInfo,
+    own: bool,
+) -> Result<(), Errno> {
+    let bit = sig_bit(info.signo);
+    let realtime = info.signo >= SIGRTMIN_KERNEL;
+    if !realtime && *pending & bit != 0 {
+        return Ok(());
+    }
+    if realtime || own {
+        if queued.len() >= MAX_QUEUED {
+            return Err(Errno::EAGAIN);
+        }
+        queued.push(info);
+    }
+    *pending |= bit;
+    Ok(())
+}
+
+/// Takes one instance of `sig` from `pending`/`queued`: its queued information if it has
+/// some; the bit stays set while more instances of a real-time signal wait.
+fn dequeue(pending: &mut SigSet, queued: &mut Vec<SigInfo>, sig: i32) -> Option<SigInfo> {
+    let info = queued
+        .iter()
+        .position(|i| i.signo == sig)
+        .map(|at| queued.remove(at));
+    if !queued.iter().any(|i| i.signo == sig) {
+        *pending &= !sig_bit(sig);
+    }
+    info
+}
+
+/// A signal taken from a pending set: its number, its queued information if any, and the
+/// `si_code` it gets otherwise (`SI_TKILL` for the thread's set, `SI_USER` for the
+/// process's).
+type Taken = (i32, Option<SigInfo>, i32);
+
+/// Takes the lowest-numbered signal of `allowed` pending for the thread (its own first,
+/// then the process's).
+fn take_lowest(t: &mut SigThread, p: &mut SigProcess, allowed: SigSet) -> Option<Taken> {
+    for (pending, queued, code) in [
+        (&mut t.pending, &mut t.queued, SI_TKILL),
+        (&mut p.pending, &mut p.queued, SI_USER),
+    ] {
+        let ready = *pending & allowed;
         if ready != 0 {
             let sig = ready.trailing_zeros() as i32 + 1;
-            *pending &= !sig_bit(sig);
-            let action = p.actions[sig as usize - 1];
-            let what = disposition(sig, &action);
-            if matches!(what, Disposition::Handle(_)) && action.flags & SA_RESETHAND != 0 {
-                p.actions[sig as usize - 1] = SigAction::default();
-            }
-            return Some((sig, what, code));
+            let info = dequeue(pending, queued, sig);
+            return Some((sig, info, code));
         }
     }
     None
 }
 
+/// Takes the lowest-numbered pending signal the thread does not block (its own first,
+/// then the process's), with what delivering it means; applies `SA_RESETHAND`.
+fn take_deliverable(t: &mut SigThread, p: &mut SigProcess) -> Option<(Taken, Disposition)> {
+    let (sig, info, code) = take_lowest(t, p, !t.mask)?;
+    let action = p.actions[sig as usize - 1];
+    let what = disposition(sig, &action);
+    if matches!(what, Disposition::Handle(_)) && action.flags & SA_RESETHAND != 0 {
+        p.actions[sig as usize - 1] = SigAction::default();
+    }
+    Some(((sig, info, code), what))
+}
+
 /// The kernel's `siginfo_t` (128 bytes) for a signal sent by `kill` or `tkill`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SigInfo {
     /// Signal number.
     pub signo: i32,
@@ -330,7 +409,9 @@ pub struct SigInfo {
     pub pid: i32,
     /// The sender's user id (0).
     pub uid: u32,
-    _rest: [u64; 13],
+    /// The value a `sigqueue` sent (`si_value`); 0 otherwise.
+    pub value: u64,
+    _rest: [u64; 12],
 }
 
 impl SigInfo {
@@ -343,23 +424,28 @@ impl SigInfo {
             _pad: 0,
             pid,
             uid: 0,
-            _rest: [0; 13],
+            value: 0,
+            _rest: [0; 12],
         }
     }
-}
 
-/// Takes the lowest-numbered signal of `set` pending for the thread (its own first, then
-/// the process's), whatever the mask, with its `si_code`.
-fn take_from(t: &mut SigThread, p: &mut SigProcess, set: SigSet) -> Option<(i32, i32)> {
-    for (pending, code) in [(&mut t.pending, SI_TKILL), (&mut p.pending, SI_USER)] {
-        let ready = *pending & set;
-        if ready != 0 {
-            let sig = ready.trailing_zeros() as i32 + 1;
-            *pending &= !sig_bit(sig);
-            return Some((sig, code));
+    /// The `siginfo_t` a caller gave `rt_sigqueueinfo`, as its 16 words: the number,
+    /// `si_errno`, `si_code`, the sender's pid and uid, and `si_value`; the rest (fields
+    /// of other signal kinds) is kept as given.
+    pub fn from_words(words: [u64; 16]) -> SigInfo {
+        let mut rest = [0; 12];
+        rest.copy_from_slice(&words[4..]);
+        SigInfo {
+            signo: words[0] as u32 as i32,
+            errno: (words[0] >> 32) as u32 as i32,
+            code: words[1] as u32 as i32,
+            _pad: (words[1] >> 32) as u32 as i32,
+            pid: words[2] as u32 as i32,
+            uid: (words[2] >> 32) as u32,
+            value: words[3],
+            _rest: rest,
         }
     }
-    None
 }
 
 /// Words of the `ucontext_t` a `SA_SIGINFO` handler gets (4.5 KiB: aarch64's, the larger
@@ -453,6 +539,38 @@ impl System {
             p if p > 0 => p as Pid,
             _ => return Err(Errno::ESRCH),
         };
+        self.send_to_process(target, SigInfo::new(sig, SI_USER, own), false)
+    }
+
+    /// `rt_sigqueueinfo(pid, sig, info)` (`sigqueue`): sends `sig` to process `pid` with the
+    /// caller's `siginfo_t`, whose `si_signo` becomes `sig`. A real-time signal queues
+    /// behind the others of its number; each is delivered with its own information.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a bad signal; `EPERM` for information claiming to come from the kernel
+    /// or `tkill` (`si_code` ≥ 0 or `SI_TKILL`) sent to another process, as Linux refuses
+    /// it; `ESRCH` for no such process; `EAGAIN` when [`MAX_QUEUED`] signals wait already.
+    pub fn rt_sigqueueinfo(&self, pid: i32, sig: i32, info: SigInfo) -> Result<(), Errno> {
+        if sig != 0 {
+            check_signal(sig)?;
+        }
+        if pid <= 0 {
+            return Err(Errno::ESRCH);
+        }
+        let own = self.getpid()?;
+        if (info.code >= 0 || info.code == SI_TKILL) && pid as Pid != own {
+            return Err(Errno::EPERM);
+        }
+        self.send_to_process(pid as Pid, SigInfo { signo: sig, ..info }, true)
+    }
+
+    /// Sends `info.signo` to process `target` (0: only checks that it exists), `own`
+    /// telling whether the information is the sender's own ([`enqueue`]); delivers it to
+    /// the caller when the caller belongs to `target`, else wakes a waiting thread of
+    /// `target` that lets it through.
+    fn send_to_process(&self, target: Pid, info: SigInfo, own: bool) -> Result<(), Errno> {
+        let sig = info.signo;
         if sig == 0 {
             return if self.pid_exists(target) {
                 Ok(())
@@ -460,9 +578,11 @@ impl System {
                 Err(Errno::ESRCH)
             };
         }
-        self.with_process_signals(target, |p| p.pending |= sig_bit(sig))?;
+        self.with_process_signals(target, |p| {
+            enqueue(&mut p.pending, &mut p.queued, info, own)
+        })??;
         self.signals_sent.store(true, Ordering::Relaxed);
-        if target == own {
+        if target == self.getpid()? {
             self.deliver_pending_signals();
         }
         // Still pending (the caller blocks it, or it is for another process): the first
@@ -540,7 +660,9 @@ impl System {
         let set = set & !UNBLOCKABLE;
         loop {
             let taken = self.with_caller_signals(|t, p, _, pid| {
-                take_from(t, p, set).map(|(sig, code)| SigInfo::new(sig, code, pid))
+                take_lowest(t, p, set).map(|(sig, queued, code)| {
+                    queued.unwrap_or_else(|| SigInfo::new(sig, code, pid))
+                })
             })?;
             if let Some(info) = taken {
                 return Ok(info);
@@ -567,6 +689,41 @@ impl System {
     /// `EINVAL` for a bad signal or an id not above 0; `ESRCH` when the thread does not
     /// exist or is not in `tgid`.
     pub fn tgkill(&self, tgid: Option<i32>, tid: i32, sig: i32) -> Result<(), Errno> {
+        let own = self.getpid()?;
+        self.send_to_thread(tgid, tid, SigInfo::new(sig, SI_TKILL, own), false)
+    }
+
+    /// `rt_tgsigqueueinfo(tgid, tid, sig, info)` (`pthread_sigqueue`): as
+    /// [`System::rt_sigqueueinfo`], for one thread of process `tgid`.
+    ///
+    /// # Errors
+    ///
+    /// As [`System::rt_sigqueueinfo`], and `EINVAL` for a non-positive id.
+    pub fn rt_tgsigqueueinfo(
+        &self,
+        tgid: i32,
+        tid: i32,
+        sig: i32,
+        info: SigInfo,
+    ) -> Result<(), Errno> {
+        let own = self.getpid()?;
+        if tgid > 0 && (info.code >= 0 || info.code == SI_TKILL) && tgid as Pid != own {
+            return Err(Errno::EPERM);
+        }
+        self.send_to_thread(Some(tgid), tid, SigInfo { signo: sig, ..info }, true)
+    }
+
+    /// Sends `info.signo` to thread `tid` (of process `tgid` when given); 0 only checks
+    /// that the thread exists. Delivered before this returns when the thread is the
+    /// caller and does not block it; else a waiting target is woken to take it.
+    fn send_to_thread(
+        &self,
+        tgid: Option<i32>,
+        tid: i32,
+        info: SigInfo,
+        own: bool,
+    ) -> Result<(), Errno> {
+        let sig = info.signo;
         if sig != 0 {
             check_signal(sig)?;
         }
@@ -577,10 +734,11 @@ impl System {
         let (thread_id, deliverable) =
             self.with_thread_signals(tid as Tid, tgid.map(|g| g as Pid), |t| {
                 if sig != 0 {
-                    t.pending |= sig_bit(sig);
+                    enqueue(&mut t.pending, &mut t.queued, info, own)?;
                 }
-                sig != 0 && t.mask & sig_bit(sig) == 0
+                Ok::<_, Errno>(sig != 0 && t.mask & sig_bit(sig) == 0)
             })?;
+        let deliverable = deliverable?;
         if sig != 0 {
             self.signals_sent.store(true, Ordering::Relaxed);
         }
@@ -609,11 +767,14 @@ impl System {
     pub(crate) fn deliver_pending_signals(&self) -> usize {
         let mut handled = 0;
         loop {
-            let Ok(Some((sig, what, code, pid))) = self.with_caller_signals(|t, p, _, pid| {
-                take_deliverable(t, p).map(|(s, w, c)| (s, w, c, pid))
-            }) else {
+            let Ok(Some(((sig, queued, code), what, pid))) =
+                self.with_caller_signals(|t, p, _, pid| {
+                    take_deliverable(t, p).map(|(taken, what)| (taken, what, pid))
+                })
+            else {
                 return handled;
             };
+            let info = queued.unwrap_or_else(|| SigInfo::new(sig, code, pid));
             match what {
                 Disposition::Drop => {}
                 Disposition::Terminate => self.exit_group(128 + sig),
@@ -631,7 +792,7 @@ impl System {
                     }) else {
                         return handled;
                     };
-                    let restore = run_handler(sig, &action, SigInfo::new(sig, code, pid), before);
+                    let restore = run_handler(sig, &action, info, before);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
                     // the one from before the signal (or what a `SA_SIGINFO` handler put
@@ -693,7 +854,8 @@ mod tests {
             SigThread::inherit(&t),
             SigThread {
                 mask: sig_bit(SIGTERM),
-                pending: 0
+                pending: 0,
+                queued: Vec::new(),
             }
         );
     }
@@ -722,7 +884,7 @@ mod tests {
         // The thread's own first, lowest number first; blocked ones stay.
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGUSR1, Disposition::Handle(handler), SI_TKILL))
+            Some(((SIGUSR1, None, SI_TKILL), Disposition::Handle(handler)))
         );
         assert_eq!(
             p.actions[SIGUSR1 as usize - 1],
@@ -731,11 +893,11 @@ mod tests {
         );
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGCHLD, Disposition::Drop, SI_TKILL))
+            Some(((SIGCHLD, None, SI_TKILL), Disposition::Drop))
         );
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGINT, Disposition::Terminate, SI_USER))
+            Some(((SIGINT, None, SI_USER), Disposition::Terminate))
         );
         assert_eq!(take_deliverable(&mut t, &mut p), None);
         assert_eq!(t.pending, sig_bit(SIGTERM));
@@ -752,7 +914,7 @@ mod tests {
         assert_eq!(p.pending, sig_bit(SIGHUP));
         assert_eq!(
             take_deliverable(&mut t, &mut p),
-            Some((SIGHUP, Disposition::Drop, SI_USER))
+            Some(((SIGHUP, None, SI_USER), Disposition::Drop))
         );
     }
 }

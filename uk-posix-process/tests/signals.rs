@@ -518,3 +518,114 @@ fn sigtimedwait_takes_a_blocked_signal_without_its_handler_and_times_out() {
     });
     assert_eq!(status, Some(6));
 }
+
+/// The values the queued-signal handler saw, in order (si_code in the high half).
+static QUEUED_SEEN: std::sync::Mutex<Vec<(i32, i32, u64)>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn record_queued(sig: i32, info: *mut SigInfo, _context: *mut u64) {
+    // SAFETY: the layer passes a live siginfo_t.
+    let info = unsafe { &*info };
+    QUEUED_SEEN
+        .lock()
+        .unwrap()
+        .push((sig, info.code, info.value));
+}
+
+fn queued_info(code: i32, value: u64) -> SigInfo {
+    let mut words = [0u64; 16];
+    words[1] = code as u32 as u64;
+    words[3] = value;
+    SigInfo::from_words(words)
+}
+
+#[test]
+fn real_time_signals_queue_with_their_values_and_standard_ones_do_not() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let rt = SIGRTMIN_KERNEL + 3;
+    let status = w.run(move || {
+        let act = SigAction {
+            handler: record_queued as *const () as usize,
+            flags: SA_SIGINFO,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(rt, Some(act)).unwrap();
+        sys.rt_sigaction(SIGUSR1, Some(act)).unwrap();
+        let pid = sys.getpid().unwrap();
+        QUEUED_SEEN.lock().unwrap().clear();
+        sys.rt_sigprocmask(SIG_SETMASK, Some(sig_bit(rt) | sig_bit(SIGUSR1)))
+            .unwrap();
+        for value in [11, 22, 33] {
+            sys.rt_sigqueueinfo(pid, rt, queued_info(SI_QUEUE, value))
+                .unwrap();
+        }
+        sys.kill(pid, rt).unwrap();
+        // A standard signal: the first instance stays, a second is not queued.
+        sys.rt_sigqueueinfo(pid, SIGUSR1, queued_info(SI_QUEUE, 7))
+            .unwrap();
+        sys.rt_sigqueueinfo(pid, SIGUSR1, queued_info(SI_QUEUE, 8))
+            .unwrap();
+        assert_eq!(sys.sigpending(), Ok(sig_bit(rt) | sig_bit(SIGUSR1)));
+        assert!(QUEUED_SEEN.lock().unwrap().is_empty());
+        // sigtimedwait takes the oldest instance; the signal stays pending behind it.
+        let taken = sys.rt_sigtimedwait(sig_bit(rt), Some(0)).unwrap();
+        assert_eq!((taken.signo, taken.code, taken.value), (rt, SI_QUEUE, 11));
+        assert_eq!(sys.sigpending(), Ok(sig_bit(rt) | sig_bit(SIGUSR1)));
+        sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
+        assert_eq!(
+            *QUEUED_SEEN.lock().unwrap(),
+            [
+                (SIGUSR1, SI_QUEUE, 7),
+                (rt, SI_QUEUE, 22),
+                (rt, SI_QUEUE, 33),
+                (rt, SI_USER, 0)
+            ]
+        );
+        assert_eq!(sys.sigpending(), Ok(0));
+
+        // Refused without a change: a kernel-looking code for another process, no such
+        // process, a bad signal; and past the queue's capacity.
+        assert_eq!(
+            sys.rt_sigqueueinfo(pid + 100, rt, queued_info(SI_USER, 1)),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(
+            sys.rt_sigqueueinfo(pid + 100, rt, queued_info(SI_QUEUE, 1)),
+            Err(Errno::ESRCH)
+        );
+        assert_eq!(
+            sys.rt_sigqueueinfo(pid, 65, queued_info(SI_QUEUE, 1)),
+            Err(Errno::EINVAL)
+        );
+        sys.rt_sigprocmask(SIG_SETMASK, Some(sig_bit(rt))).unwrap();
+        for value in 0..MAX_QUEUED as u64 {
+            sys.rt_sigqueueinfo(pid, rt, queued_info(SI_QUEUE, value))
+                .unwrap();
+        }
+        assert_eq!(
+            sys.rt_sigqueueinfo(pid, rt, queued_info(SI_QUEUE, 9)),
+            Err(Errno::EAGAIN)
+        );
+        // Ignoring the signal discards every queued instance.
+        sys.rt_sigaction(rt, Some(ignore())).unwrap();
+        assert_eq!(sys.sigpending(), Ok(0));
+        sys.rt_sigaction(rt, Some(act)).unwrap();
+        sys.rt_sigprocmask(SIG_SETMASK, Some(0)).unwrap();
+        assert_eq!(QUEUED_SEEN.lock().unwrap().len(), 4);
+
+        // Thread-directed: rt_tgsigqueueinfo to the caller itself.
+        let me = me(sys);
+        sys.rt_tgsigqueueinfo(pid, me, rt, queued_info(SI_QUEUE, 99))
+            .unwrap();
+        assert_eq!(
+            QUEUED_SEEN.lock().unwrap().last(),
+            Some(&(rt, SI_QUEUE, 99))
+        );
+        sys.rt_sigaction(rt, Some(SigAction::default())).unwrap();
+        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
+            .unwrap();
+        0
+    });
+    assert_eq!(status, Some(0));
+}

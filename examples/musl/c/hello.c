@@ -20,6 +20,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include "suite.h"
+
 /* Thread-local: one initialised (.tdata), one zeroed (.tbss). */
 static __thread int per_thread = 1;
 static __thread long calls;
@@ -134,6 +136,9 @@ static long ns_per_call(long (*call)(void))
 
 int main(int argc, char **argv)
 {
+	/* `-- suite`: the C library's functional test suite (suite*.c) instead of the tour. */
+	if (argc > 1 && !strcmp(argv[1], "suite"))
+		return run_suite(argc > 2 ? argv[2] : NULL) ? 1 : 0;
 	printf("musl: hello from C, argc %d, argv[0] %s, argv[1] %s\n", argc, argv[0],
 	       argc > 1 ? argv[1] : "(none)");
 

@@ -20,6 +20,8 @@
 //! ```text
 //! cargo uk run --example musl -- one two             # x86-pc
 //! cargo uk run --example musl --board qemu-virt      # aarch64
+//! cargo uk run --example musl -- suite               # the C library test suite (c/suite*.c)
+//! cargo uk run --example musl -- suite pipes         # one group of it
 //! ```
 #![no_std]
 #![no_main]

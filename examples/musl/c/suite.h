@@ -1,0 +1,37 @@
+/*
+ * A small functional test suite of the C library on uk-rs, in the manner of musl's
+ * libc-test (which this machine cannot fetch): each group exercises one area of the
+ * library through the system calls it makes, and every check that fails prints its file,
+ * line and expression.
+ */
+#ifndef SUITE_H
+#define SUITE_H
+
+/* Records one check; prints `libc: FAIL file:line: what` when `ok` is false. */
+void suite_check(int ok, const char *what, const char *file, int line);
+/* Records a comparison of two integers; prints both values when they differ. */
+void suite_check_eq(long long got, long long want, const char *what, const char *file, int line);
+
+#define CHECK(cond) suite_check(!!(cond), #cond, __FILE__, __LINE__)
+#define CHECK_EQ(got, want) suite_check_eq((long long)(got), (long long)(want), #got " == " #want, \
+					   __FILE__, __LINE__)
+
+/* The groups (suite_*.c); each returns after its checks. */
+void group_string(void);
+void group_stdio(void);
+void group_stdlib(void);
+void group_math(void);
+void group_time(void);
+void group_files(void);
+void group_pipes(void);
+void group_threads(void);
+void group_sync(void);
+void group_signals(void);
+void group_memory(void);
+void group_process(void);
+
+/* Runs every group (or only the one named `only`); prints one line per group and a closing
+ * line; returns the failures. */
+int run_suite(const char *only);
+
+#endif

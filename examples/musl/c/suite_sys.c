@@ -1,0 +1,487 @@
+/*
+ * The suite's groups that go through the kernel: clocks and sleeps, files and directories
+ * on the image's ramfs, pipes, memory mappings and the process's identity and limits.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+static long long ns_between(struct timespec a, struct timespec b)
+{
+	return (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+}
+
+void group_time(void)
+{
+	struct timespec a, b, res;
+	CHECK_EQ(clock_gettime(CLOCK_MONOTONIC, &a), 0);
+	CHECK_EQ(clock_gettime(CLOCK_MONOTONIC, &b), 0);
+	CHECK(ns_between(a, b) >= 0);
+	CHECK_EQ(clock_getres(CLOCK_MONOTONIC, &res), 0);
+	CHECK(res.tv_sec == 0 && res.tv_nsec > 0 && res.tv_nsec <= 1000000);
+	struct timespec real;
+	CHECK_EQ(clock_gettime(CLOCK_REALTIME, &real), 0);
+	struct timeval tv;
+	CHECK_EQ(gettimeofday(&tv, NULL), 0);
+	CHECK(tv.tv_sec >= real.tv_sec && tv.tv_sec - real.tv_sec < 5);
+	CHECK(time(NULL) >= real.tv_sec);
+	CHECK_EQ(clock_gettime((clockid_t)1000, &a), -1);
+	CHECK_EQ(errno, EINVAL);
+
+	/* Sleeps last at least as long as asked. */
+	struct timespec nap = { 0, 3000000 };
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK_EQ(nanosleep(&nap, NULL), 0);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	CHECK(ns_between(a, b) >= 3000000);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK_EQ(usleep(2000), 0);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	CHECK(ns_between(a, b) >= 2000000);
+	struct timespec until = b;
+	until.tv_nsec += 2000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	CHECK_EQ(clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL), 0);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK(ns_between(until, a) >= 0);
+	struct timespec bad = { 0, 1000000000 };
+	CHECK_EQ(nanosleep(&bad, NULL), -1);
+	CHECK_EQ(errno, EINVAL);
+
+	/* Calendar conversions need no kernel, but are part of every program. */
+	time_t t = 86400 * 365 + 3600 + 61; /* 1971-01-01 01:01:01 UTC */
+	struct tm tm;
+	CHECK(gmtime_r(&t, &tm) != NULL);
+	CHECK(tm.tm_year == 71 && tm.tm_mon == 0 && tm.tm_mday == 1 && tm.tm_hour == 1 &&
+	      tm.tm_min == 1 && tm.tm_sec == 1 && tm.tm_wday == 5);
+	char when[64];
+	CHECK_EQ(strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %a", &tm), 23);
+	CHECK(!strcmp(when, "1971-01-01 01:01:01 Fri"));
+	CHECK_EQ(timegm(&tm), t);
+}
+
+/* Writes `text` to a new file `path`; returns 0 on success. */
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+void group_files(void)
+{
+	char buf[256];
+	CHECK_EQ(mkdir("/suite", 0755), 0);
+	CHECK_EQ(mkdir("/suite", 0755), -1);
+	CHECK_EQ(errno, EEXIST);
+	CHECK_EQ(chdir("/suite"), 0);
+	CHECK(getcwd(buf, sizeof buf) && !strcmp(buf, "/suite"));
+
+	/* open, write, lseek, read, pread/pwrite, ftruncate, fstat. */
+	int fd = open("data", O_CREAT | O_RDWR | O_EXCL, 0600);
+	CHECK(fd >= 3);
+	CHECK_EQ(open("data", O_CREAT | O_RDWR | O_EXCL, 0600), -1);
+	CHECK_EQ(errno, EEXIST);
+	CHECK_EQ(write(fd, "0123456789", 10), 10);
+	CHECK_EQ(lseek(fd, 0, SEEK_CUR), 10);
+	CHECK_EQ(lseek(fd, 2, SEEK_SET), 2);
+	CHECK_EQ(read(fd, buf, 3), 3);
+	CHECK(!memcmp(buf, "234", 3));
+	CHECK_EQ(pwrite(fd, "ab", 2, 8), 2);
+	CHECK_EQ(pread(fd, buf, 4, 6), 4);
+	CHECK(!memcmp(buf, "67ab", 4));
+	CHECK_EQ(lseek(fd, 0, SEEK_CUR), 5);
+	CHECK_EQ(lseek(fd, -1, SEEK_SET), -1);
+	CHECK_EQ(errno, EINVAL);
+	struct iovec iov[2] = { { "xy", 2 }, { "z", 1 } };
+	CHECK_EQ(lseek(fd, 0, SEEK_END), 10);
+	CHECK_EQ(writev(fd, iov, 2), 3);
+	struct stat st;
+	CHECK_EQ(fstat(fd, &st), 0);
+	CHECK(st.st_size == 13 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0600);
+	CHECK_EQ(ftruncate(fd, 4), 0);
+	CHECK_EQ(fstat(fd, &st), 0);
+	CHECK_EQ(st.st_size, 4);
+	/* Reading past the end gives 0; a hole reads as zeroes. */
+	CHECK_EQ(pread(fd, buf, 10, 4), 0);
+	CHECK_EQ(pwrite(fd, "!", 1, 7), 1);
+	CHECK_EQ(pread(fd, buf, 8, 0), 8);
+	CHECK(!memcmp(buf, "0123\0\0\0!", 8));
+
+	/* Descriptors: dup, dup2, fcntl flags, the lowest free number first, EBADF. */
+	int copy = dup(fd);
+	CHECK(copy > fd);
+	CHECK_EQ(lseek(copy, 1, SEEK_SET), 1);
+	CHECK_EQ(lseek(fd, 0, SEEK_CUR), 1); /* shared file offset */
+	CHECK_EQ(dup2(fd, 40), 40);
+	CHECK_EQ(fcntl(40, F_GETFD), 0);
+	CHECK_EQ(fcntl(40, F_SETFD, FD_CLOEXEC), 0);
+	CHECK_EQ(fcntl(40, F_GETFD), FD_CLOEXEC);
+	CHECK_EQ(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	CHECK_EQ(close(40), 0);
+	CHECK_EQ(close(40), -1);
+	CHECK_EQ(errno, EBADF);
+	CHECK_EQ(close(copy), 0);
+	int again = open("data", O_RDONLY);
+	CHECK_EQ(again, copy);
+	close(again);
+	CHECK_EQ(write(again, "x", 1), -1);
+	CHECK_EQ(errno, EBADF);
+	CHECK_EQ(close(fd), 0);
+	fd = open("data", O_WRONLY | O_APPEND);
+	CHECK_EQ(write(fd, "++", 2), 2);
+	CHECK_EQ(lseek(fd, 0, SEEK_CUR), 10);
+	close(fd);
+	fd = open("data", O_RDONLY);
+	CHECK_EQ(write(fd, "x", 1), -1);
+	CHECK_EQ(errno, EBADF);
+	close(fd);
+
+	/* stdio over a file: buffered writes, fseek/ftell, ungetc. */
+	FILE *f = fopen("lines.txt", "w+");
+	CHECK(f != NULL);
+	if (f) {
+		for (int i = 0; i < 500; i++)
+			fprintf(f, "line %d\n", i);
+		CHECK_EQ(ftell(f), 4390);
+		CHECK_EQ(fseek(f, 0, SEEK_SET), 0);
+		int last = -1, lines = 0;
+		while (fgets(buf, sizeof buf, f) && sscanf(buf, "line %d", &last) == 1)
+			lines++;
+		CHECK(lines == 500 && last == 499);
+		rewind(f);
+		CHECK_EQ(fgetc(f), 'l');
+		CHECK_EQ(ungetc('L', f), 'L');
+		CHECK_EQ(fgetc(f), 'L');
+		CHECK_EQ(fclose(f), 0);
+	}
+
+	/* stat, access, rename, links, unlink, directories and their listing. */
+	CHECK_EQ(stat("/suite/lines.txt", &st), 0);
+	CHECK_EQ(st.st_size, 4390);
+	CHECK_EQ(access("lines.txt", R_OK | W_OK), 0);
+	CHECK_EQ(access("missing", F_OK), -1);
+	CHECK_EQ(errno, ENOENT);
+	CHECK_EQ(stat("", &st), -1);
+	CHECK_EQ(errno, ENOENT);
+	CHECK_EQ(rename("lines.txt", "renamed.txt"), 0);
+	CHECK_EQ(stat("lines.txt", &st), -1);
+	CHECK_EQ(link("renamed.txt", "hard.txt"), 0);
+	CHECK_EQ(stat("hard.txt", &st), 0);
+	CHECK_EQ(st.st_nlink, 2);
+	CHECK_EQ(symlink("renamed.txt", "soft"), 0);
+	ssize_t n = readlink("soft", buf, sizeof buf);
+	CHECK(n == 11 && !memcmp(buf, "renamed.txt", 11));
+	CHECK_EQ(lstat("soft", &st), 0);
+	CHECK(S_ISLNK(st.st_mode));
+	CHECK_EQ(stat("soft", &st), 0);
+	CHECK(S_ISREG(st.st_mode) && st.st_size == 4390);
+	CHECK_EQ(mkdir("sub", 0700), 0);
+	CHECK_EQ(write_file("sub/inner", "in"), 0);
+	CHECK_EQ(rmdir("sub"), -1);
+	CHECK_EQ(errno, ENOTEMPTY);
+	CHECK_EQ(unlink("sub"), -1);
+	CHECK_EQ(errno, EISDIR);
+	CHECK_EQ(open("renamed.txt/x", O_RDONLY), -1);
+	CHECK_EQ(errno, ENOTDIR);
+	char long_name[300];
+	memset(long_name, 'n', sizeof long_name - 1);
+	long_name[sizeof long_name - 1] = 0;
+	CHECK_EQ(open(long_name, O_CREAT | O_WRONLY, 0644), -1);
+	CHECK_EQ(errno, ENAMETOOLONG);
+
+	DIR *d = opendir(".");
+	CHECK(d != NULL);
+	int seen = 0, dots = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			dots++;
+		else if (!strcmp(e->d_name, "sub"))
+			seen += e->d_type == DT_DIR ? 1 : 100;
+		else if (!strcmp(e->d_name, "soft"))
+			seen += e->d_type == DT_LNK ? 1 : 100;
+		else
+			seen++;
+	}
+	if (d)
+		closedir(d);
+	/* data, renamed.txt, hard.txt, soft, sub */
+	CHECK_EQ(seen, 5);
+	CHECK_EQ(dots, 2);
+	CHECK_EQ(unlink("sub/inner"), 0);
+	CHECK_EQ(rmdir("sub"), 0);
+	CHECK_EQ(unlink("hard.txt"), 0);
+	CHECK_EQ(unlink("soft"), 0);
+	CHECK_EQ(stat("renamed.txt", &st), 0);
+	CHECK_EQ(st.st_nlink, 1);
+
+	/* An open file outlives its name. */
+	fd = open("renamed.txt", O_RDONLY);
+	CHECK_EQ(unlink("renamed.txt"), 0);
+	CHECK_EQ(read(fd, buf, 5), 5);
+	CHECK(!memcmp(buf, "line ", 5));
+	close(fd);
+
+	/* mkstemp: a fresh name each time, opened exclusively. */
+	char tmpl1[] = "/suite/tmpXXXXXX", tmpl2[] = "/suite/tmpXXXXXX";
+	int t1 = mkstemp(tmpl1), t2 = mkstemp(tmpl2);
+	CHECK(t1 >= 0 && t2 >= 0 && strcmp(tmpl1, tmpl2));
+	close(t1);
+	close(t2);
+	unlink(tmpl1);
+	unlink(tmpl2);
+
+	/* The devices. */
+	fd = open("/dev/zero", O_RDONLY);
+	memset(buf, 1, 16);
+	CHECK(fd >= 0 && read(fd, buf, 16) == 16 && buf[0] == 0 && buf[15] == 0);
+	close(fd);
+	fd = open("/dev/null", O_RDWR);
+	CHECK(fd >= 0 && write(fd, "gone", 4) == 4 && read(fd, buf, 4) == 0);
+	close(fd);
+	unsigned char r1[16] = { 0 }, r2[16] = { 0 };
+	fd = open("/dev/urandom", O_RDONLY);
+	CHECK(fd >= 0 && read(fd, r1, 16) == 16 && read(fd, r2, 16) == 16 && memcmp(r1, r2, 16));
+	close(fd);
+
+	CHECK_EQ(unlink("data"), 0);
+	CHECK_EQ(chdir("/"), 0);
+	CHECK_EQ(rmdir("/suite"), 0);
+}
+
+/* Writes one byte to the pipe whose write end `arg` points at, after a short sleep. */
+static void *write_later(void *arg)
+{
+	usleep(2000);
+	write(*(int *)arg, "!", 1);
+	return NULL;
+}
+
+void group_pipes(void)
+{
+	int p[2];
+	char buf[8192];
+	CHECK_EQ(pipe(p), 0);
+	CHECK_EQ(write(p[1], "ping", 4), 4);
+	CHECK_EQ(read(p[0], buf, sizeof buf), 4);
+	CHECK(!memcmp(buf, "ping", 4));
+	/* A non-blocking read of an empty pipe. */
+	CHECK_EQ(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	CHECK_EQ(read(p[0], buf, 1), -1);
+	CHECK_EQ(errno, EAGAIN);
+	/* Fill it without blocking until it is full. */
+	CHECK_EQ(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+	long total = 0;
+	ssize_t n;
+	memset(buf, 'p', sizeof buf);
+	while ((n = write(p[1], buf, sizeof buf)) > 0)
+		total += n;
+	CHECK_EQ(errno, EAGAIN);
+	CHECK(total >= 4096);
+	long drained = 0;
+	while ((n = read(p[0], buf, sizeof buf)) > 0)
+		drained += n;
+	CHECK_EQ(drained, total);
+	/* End of file once the write end is closed. */
+	CHECK_EQ(close(p[1]), 0);
+	CHECK_EQ(read(p[0], buf, 1), 0);
+	CHECK_EQ(close(p[0]), 0);
+
+	/* Writing with no reader: EPIPE (SIGPIPE ignored here). */
+	signal(SIGPIPE, SIG_IGN);
+	CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+	CHECK_EQ(fcntl(p[0], F_GETFD), FD_CLOEXEC);
+	close(p[0]);
+	CHECK_EQ(write(p[1], "x", 1), -1);
+	CHECK_EQ(errno, EPIPE);
+	close(p[1]);
+	signal(SIGPIPE, SIG_DFL);
+
+	/* poll and select: readiness now, a wait another thread's write ends, a timeout. */
+	CHECK_EQ(pipe(p), 0);
+	struct pollfd pfd[3] = { { p[0], POLLIN, 0 }, { p[1], POLLOUT, 0 }, { 99, POLLIN, 0 } };
+	CHECK_EQ(poll(pfd, 3, 0), 2);
+	CHECK(pfd[0].revents == 0 && pfd[1].revents == POLLOUT && pfd[2].revents == POLLNVAL);
+	pthread_t writer;
+	CHECK_EQ(pthread_create(&writer, NULL, write_later, &p[1]), 0);
+	CHECK_EQ(poll(pfd, 1, 5000), 1);
+	CHECK_EQ(pfd[0].revents, POLLIN);
+	pthread_join(writer, NULL);
+	CHECK_EQ(read(p[0], buf, sizeof buf), 1);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(poll(pfd, 1, 3), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK(ns_between(t0, t1) >= 3000000);
+	fd_set rd, wr;
+	FD_ZERO(&rd);
+	FD_ZERO(&wr);
+	FD_SET(p[0], &rd);
+	FD_SET(p[1], &wr);
+	struct timeval tv = { 0, 0 };
+	CHECK_EQ(select(p[1] + 1, &rd, &wr, NULL, &tv), 1);
+	CHECK(!FD_ISSET(p[0], &rd) && FD_ISSET(p[1], &wr));
+	CHECK_EQ(pthread_create(&writer, NULL, write_later, &p[1]), 0);
+	FD_ZERO(&rd);
+	FD_SET(p[0], &rd);
+	CHECK_EQ(select(p[0] + 1, &rd, NULL, NULL, NULL), 1);
+	CHECK(FD_ISSET(p[0], &rd));
+	pthread_join(writer, NULL);
+	close(p[1]);
+	CHECK_EQ(poll(pfd, 1, -1), 1);
+	CHECK_EQ(pfd[0].revents, POLLIN | POLLHUP);
+	close(p[0]);
+	FD_ZERO(&rd);
+	FD_SET(p[0], &rd);
+	CHECK_EQ(select(p[0] + 1, &rd, NULL, NULL, &tv), -1);
+	CHECK_EQ(errno, EBADF);
+
+	/* stdio over a pipe. */
+	CHECK_EQ(pipe(p), 0);
+	FILE *w = fdopen(p[1], "w"), *r = fdopen(p[0], "r");
+	CHECK(w && r);
+	if (w && r) {
+		fprintf(w, "%d %s\n", 7, "seven");
+		fclose(w);
+		int num = 0;
+		char word[8];
+		CHECK_EQ(fscanf(r, "%d %7s", &num, word), 2);
+		CHECK(num == 7 && !strcmp(word, "seven"));
+		fclose(r);
+	}
+}
+
+void group_memory(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	CHECK_EQ(page, 4096);
+	char *m = mmap(NULL, 5 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(m != MAP_FAILED);
+	if (m != MAP_FAILED) {
+		CHECK_EQ((uintptr_t)m % page, 0);
+		int zero = 1;
+		for (size_t i = 0; i < 5 * page; i += 512)
+			zero &= m[i] == 0;
+		CHECK(zero);
+		memset(m, 0x5a, 5 * page);
+		CHECK_EQ(munmap(m + page, page), 0);
+		CHECK_EQ(m[0], 0x5a);
+		CHECK_EQ(munmap(m, 5 * page), 0);
+	}
+	CHECK(mmap(NULL, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 1) == MAP_FAILED);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(munmap((void *)1, page), -1);
+	CHECK_EQ(errno, EINVAL);
+
+	/* malloc in every size class musl's allocator has, freed in another order. */
+	void *blocks[64];
+	int ok = 1;
+	for (int i = 0; i < 64; i++) {
+		size_t size = (size_t)1 << (i % 20);
+		blocks[i] = malloc(size);
+		ok &= blocks[i] != NULL;
+		if (blocks[i])
+			memset(blocks[i], i, size);
+	}
+	CHECK(ok);
+	for (int i = 63; i >= 0; i -= 2)
+		free(blocks[i]);
+	for (int i = 0; i < 64; i += 2) {
+		unsigned char *b = blocks[i];
+		ok &= b[0] == (unsigned char)i && b[((size_t)1 << (i % 20)) - 1] == (unsigned char)i;
+		free(blocks[i]);
+	}
+	CHECK(ok);
+	int *z = calloc(1000, sizeof(int));
+	CHECK(z && z[0] == 0 && z[999] == 0);
+	z = realloc(z, 100000 * sizeof(int));
+	CHECK(z != NULL);
+	free(z);
+	volatile size_t huge = (size_t)-1 / 2;
+	CHECK(calloc(huge, 4) == NULL);
+	CHECK_EQ(errno, ENOMEM);
+	void *aligned = NULL;
+	CHECK_EQ(posix_memalign(&aligned, 4096, 100), 0);
+	CHECK(aligned && (uintptr_t)aligned % 4096 == 0);
+	free(aligned);
+	CHECK_EQ(posix_memalign(&aligned, 3, 100), EINVAL);
+	void *a64 = aligned_alloc(64, 128);
+	CHECK(a64 && (uintptr_t)a64 % 64 == 0);
+	free(a64);
+}
+
+void group_process(void)
+{
+	CHECK_EQ(getpid(), 1);
+	CHECK_EQ(getppid(), 0);
+	CHECK_EQ(gettid(), getpid());
+	CHECK_EQ(getuid(), 0);
+	CHECK_EQ(geteuid(), 0);
+	CHECK_EQ(getgid(), 0);
+	CHECK_EQ(getegid(), 0);
+	uid_t r = 9, e = 9, sv = 9;
+	CHECK(getresuid(&r, &e, &sv) == 0 && r == 0 && e == 0 && sv == 0);
+	CHECK_EQ(getgroups(0, NULL), 0);
+	cpu_set_t cpus;
+	CPU_ZERO(&cpus);
+	CHECK_EQ(sched_getaffinity(0, sizeof cpus, &cpus), 0);
+	CHECK(CPU_ISSET(0, &cpus) && CPU_COUNT(&cpus) == 1);
+	struct utsname u;
+	CHECK_EQ(uname(&u), 0);
+	CHECK(!strcmp(u.sysname, "Linux"));
+	struct rlimit rl;
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	CHECK_EQ(rl.rlim_cur, 1024);
+	CHECK_EQ(getrlimit(RLIMIT_STACK, &rl), 0);
+	CHECK(rl.rlim_cur > 0);
+	/* Lowering a limit takes effect: opening past RLIMIT_NOFILE fails with EMFILE. */
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	struct rlimit low = { 8, rl.rlim_max };
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int fds[8], opened = 0, fd;
+	while (opened < 8 && (fd = open("/dev/null", O_RDONLY)) >= 0)
+		fds[opened++] = fd;
+	CHECK_EQ(errno, EMFILE);
+	CHECK(opened >= 1 && opened <= 5);
+	for (int i = 0; i < opened; i++)
+		close(fds[i]);
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	struct rlimit too_high = { rl.rlim_max + 1, rl.rlim_max };
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &too_high), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(sysconf(_SC_NPROCESSORS_ONLN), 1);
+	CHECK_EQ(sysconf(_SC_OPEN_MAX), 1024);
+	CHECK(sysconf(_SC_CLK_TCK) > 0);
+	CHECK_EQ(execve("/bin/sh", (char *[]){ "sh", NULL }, (char *[]){ NULL }), -1);
+	CHECK(errno == ENOENT || errno == ENOSYS);
+	CHECK_EQ(fork(), -1);
+	CHECK(errno == ENOSYS || errno == EAGAIN);
+}
