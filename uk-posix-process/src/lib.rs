@@ -128,7 +128,10 @@ pub use futex::{
 pub use host::ImagePages;
 pub use host::{DataLimitHook, ExitHook, HeapPages, PageSource, ThreadHost};
 pub use ids::{Pid, Tid};
-pub use misc::{MACHINE, UTS_LEN, Utsname, execve, fork, uname, vfork, wait4};
+pub use misc::{
+    AFFINITY_MASK, AFFINITY_MASK_SIZE, MACHINE, ROOT_ID, UTS_LEN, Utsname, execve, fork, uname,
+    vfork, wait4,
+};
 pub use mm::{
     DEFAULT_BRK_MAX, MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
     MAP_SHARED, MAP_SHARED_VALIDATE, PROT_EXEC, PROT_READ, PROT_WRITE,

@@ -138,7 +138,7 @@ pub const AFFINITY_MASK: u64 = 1;
 /// # Errors
 ///
 /// `EINVAL` for a short or odd `len`; `ESRCH` for an unknown thread.
-pub fn check_affinity_request(
+pub(crate) fn check_affinity_request(
     pid: i32,
     len: usize,
     exists: impl Fn(i32) -> bool,
@@ -159,7 +159,7 @@ pub fn check_affinity_request(
 /// # Errors
 ///
 /// `EINVAL` when the mask leaves out CPU 0.
-pub fn check_affinity_mask(mask: u64) -> Result<(), Errno> {
+pub(crate) fn check_affinity_mask(mask: u64) -> Result<(), Errno> {
     if mask & AFFINITY_MASK == 0 {
         return Err(Errno::EINVAL);
     }

@@ -210,12 +210,12 @@ pub fn sys_uname(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
-/// getuid, geteuid, getgid, getegid: [`misc::ROOT_ID`].
+/// getuid, geteuid, getgid, getegid: [`crate::ROOT_ID`].
 pub fn sys_root_id(_: &Args) -> SyscallResult {
     Ok(misc::ROOT_ID as usize)
 }
 
-/// getresuid(ruid, euid, suid) and getresgid: [`misc::ROOT_ID`] through each pointer, all
+/// getresuid(ruid, euid, suid) and getresgid: [`crate::ROOT_ID`] through each pointer, all
 /// three checked before any is written.
 pub fn sys_getres_ids(a: &Args) -> SyscallResult {
     let space = system().address_space();
@@ -237,8 +237,8 @@ pub fn sys_getgroups(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
-/// sched_getaffinity(pid, len, mask): CPU 0 ([`misc::AFFINITY_MASK`]); returns the bytes
-/// written ([`misc::AFFINITY_MASK_SIZE`]), as the raw Linux call does.
+/// sched_getaffinity(pid, len, mask): CPU 0 ([`crate::AFFINITY_MASK`]); returns the bytes
+/// written ([`crate::AFFINITY_MASK_SIZE`]), as the raw Linux call does.
 pub fn sys_sched_getaffinity(a: &Args) -> SyscallResult {
     let sys = system();
     misc::check_affinity_request(int(a[0]), a[1], |tid| sys.tid_exists(tid as crate::Tid))?;
