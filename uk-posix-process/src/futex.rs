@@ -215,6 +215,11 @@ impl System {
 
     /// Blocks the caller, queued as waiter `id`, until a wake or a signal takes it off the
     /// queue or `deadline_ns` passes.
+    ///
+    /// The process's interval timer (`setitimer`, `alarm`) is kept here: the wait also
+    /// ends at the timer's deadline, which then sends the process `SIGALRM`; when that
+    /// signal is for this thread, its sending takes the waiter off the queue (the wait
+    /// ends `Interrupted`), else the wait goes on.
     fn block_queued(&self, id: u64, deadline_ns: Option<u64>) -> WaitEnd {
         let ended = || {
             if self.futex.was_interrupted(id) {
@@ -224,31 +229,39 @@ impl System {
             }
         };
         loop {
-            if !uk_sched::prepare_block(deadline_ns) {
+            let wake_at = match (deadline_ns, self.alarm_deadline()) {
+                (Some(d), Some(a)) => Some(d.min(a)),
+                (d, a) => d.or(a),
+            };
+            let timed_out = if uk_sched::prepare_block(wake_at) {
+                if !self.futex.present(id) {
+                    // Woken between the enqueue and the block.
+                    uk_sched::cancel_block();
+                    return ended();
+                }
+                uk_sched::commit_block()
+            } else {
                 // The deadline has passed already.
+                true
+            };
+            if !self.futex.present(id) {
+                return ended();
+            }
+            if !timed_out {
+                // Woken by someone else (not a futex wake): wait on.
+                continue;
+            }
+            if self.fire_due_alarm() {
+                // SIGALRM is pending; if it is for this thread, the waiter is gone.
+                continue;
+            }
+            if deadline_ns.is_some_and(|d| self.monotonic_ns() >= d) {
                 return if self.futex.take(id) {
                     WaitEnd::TimedOut
                 } else {
                     ended()
                 };
             }
-            if !self.futex.present(id) {
-                // Woken between the enqueue and the block.
-                uk_sched::cancel_block();
-                return ended();
-            }
-            let timed_out = uk_sched::commit_block();
-            if !self.futex.present(id) {
-                return ended();
-            }
-            if timed_out {
-                return if self.futex.take(id) {
-                    WaitEnd::TimedOut
-                } else {
-                    ended()
-                };
-            }
-            // Woken by someone else (not a futex wake): wait on.
         }
     }
 

@@ -104,6 +104,7 @@ pub mod flags;
 mod futex;
 mod host;
 pub mod ids;
+pub mod itimer;
 mod lock;
 mod misc;
 mod mm;

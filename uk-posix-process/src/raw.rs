@@ -436,6 +436,41 @@ pub fn sys_select(a: &Args) -> SyscallResult {
     select_user(a[0], [a[1], a[2], a[3]], deadline, None)
 }
 
+/// setitimer(which, new, old): a NULL `new` disarms (as Linux takes it); `old`, when
+/// given, is checked before anything changes and gets the previous setting.
+pub fn sys_setitimer(a: &Args) -> SyscallResult {
+    let sys = system();
+    let space = sys.address_space();
+    let new = match a[1] {
+        0 => crate::itimer::Itimerval::default(),
+        p => crate::itimer::Itimerval::from(UserPtr::<[i64; 4]>::new(p).read(&space)?),
+    };
+    let old = (a[2] != 0).then(|| UserPtr::<crate::itimer::Itimerval>::new(a[2]));
+    if let Some(old) = old {
+        old.check(&space)?;
+    }
+    let previous = sys.setitimer(int(a[0]), new)?;
+    if let Some(old) = old {
+        old.write(&space, previous)?;
+    }
+    Ok(0)
+}
+
+/// getitimer(which, value).
+pub fn sys_getitimer(a: &Args) -> SyscallResult {
+    let sys = system();
+    let out = UserPtr::<crate::itimer::Itimerval>::new(a[1]);
+    out.check(&sys.address_space())?;
+    let value = sys.getitimer(int(a[0]))?;
+    out.write(&sys.address_space(), value)?;
+    Ok(0)
+}
+
+/// alarm(seconds): the seconds the previous alarm had left.
+pub fn sys_alarm(a: &Args) -> SyscallResult {
+    Ok(system().alarm(a[0] as u32) as usize)
+}
+
 /// madvise(addr, len, advice).
 pub fn sys_madvise(a: &Args) -> SyscallResult {
     system().madvise(a[0], a[1], int(a[2])).map(|()| 0)
@@ -675,6 +710,10 @@ uk_syscall::register!(sched_setaffinity => sys_sched_setaffinity);
 #[cfg(target_arch = "x86_64")]
 uk_syscall::register!(pause => sys_pause);
 uk_syscall::register!(madvise => sys_madvise);
+uk_syscall::register!(setitimer => sys_setitimer);
+uk_syscall::register!(getitimer => sys_getitimer);
+#[cfg(target_arch = "x86_64")]
+uk_syscall::register!(alarm => sys_alarm);
 #[cfg(feature = "vfs")]
 uk_syscall::register!(ppoll => sys_ppoll);
 #[cfg(feature = "vfs")]

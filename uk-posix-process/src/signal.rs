@@ -79,6 +79,10 @@ pub const SIGKILL: i32 = 9;
 pub const SIGUSR1: i32 = 10;
 /// User signal 2.
 pub const SIGUSR2: i32 = 12;
+/// Pipe with no reader.
+pub const SIGPIPE: i32 = 13;
+/// Timer expired (`alarm`, `setitimer(ITIMER_REAL)`).
+pub const SIGALRM: i32 = 14;
 /// Terminate.
 pub const SIGTERM: i32 = 15;
 /// Child status changed (ignored by default).
@@ -129,6 +133,8 @@ pub const SI_USER: i32 = 0;
 pub const SI_TKILL: i32 = -6;
 /// `si_code`: sent by `sigqueue` (`rt_sigqueueinfo`).
 pub const SI_QUEUE: i32 = -1;
+/// `si_code`: sent by the kernel (an interval timer's `SIGALRM`).
+pub const SI_KERNEL: i32 = 0x80;
 
 /// The first real-time signal (the kernel's numbering; libcs keep a few for themselves, so
 /// their `SIGRTMIN` is higher). Real-time signals queue: each one sent is delivered, in
@@ -254,6 +260,8 @@ pub(crate) struct SigProcess {
     pub(crate) pending: SigSet,
     /// Pending instances with information of their own ([`enqueue`]), oldest first.
     pub(crate) queued: Vec<SigInfo>,
+    /// The process's real-time interval timer (`setitimer(ITIMER_REAL)`, `alarm`).
+    pub(crate) alarm: Option<crate::itimer::Alarm>,
 }
 
 impl Default for SigProcess {
@@ -262,6 +270,7 @@ impl Default for SigProcess {
             actions: Box::new([SigAction::default(); NSIG]),
             pending: 0,
             queued: Vec::new(),
+            alarm: None,
         }
     }
 }
@@ -273,6 +282,7 @@ impl SigProcess {
             actions: self.actions.clone(),
             pending: 0,
             queued: Vec::new(),
+            alarm: None,
         }
     }
 
@@ -585,8 +595,18 @@ impl System {
         if target == self.getpid()? {
             self.deliver_pending_signals();
         }
-        // Still pending (the caller blocks it, or it is for another process): the first
-        // waiting thread of the process that lets it through takes it, as on Linux.
+        self.hand_to_a_waiter(target, sig)
+    }
+
+    /// Lets the lock-free "no signal was ever sent" check see that one was.
+    pub(crate) fn note_signal_sent(&self) {
+        self.signals_sent.store(true, Ordering::Relaxed);
+    }
+
+    /// While `sig` is still pending for process `target` (the caller blocks it, or it is
+    /// for another process), wakes the first waiting thread of `target` that lets it
+    /// through, which takes it, as Linux picks a thread.
+    pub(crate) fn hand_to_a_waiter(&self, target: Pid, sig: i32) -> Result<(), Errno> {
         if self.with_process_signals(target, |p| p.pending & sig_bit(sig) != 0)? {
             for thread in self.threads_letting_through(target, sig_bit(sig)) {
                 if self.futex.interrupt(thread) {

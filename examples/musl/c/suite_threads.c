@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -409,4 +410,33 @@ void group_signals(void)
 	CHECK(pthread_join(t, &slept) == 0 && slept == (void *)0);
 	CHECK_EQ(handler_calls, 0);
 	signal(SIGUSR1, SIG_DFL);
+
+	/* Interval timers: an expiry ends pause() after the handler ran; alarm() reports
+	 * what was left; an interval re-arms. */
+	signal(SIGALRM, count_signal);
+	handler_calls = 0;
+	struct itimerval it = { { 0, 0 }, { 0, 20000 } }, left;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
+	CHECK_EQ(pause(), -1);
+	CHECK_EQ(errno, EINTR);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK(handler_calls == 1 && last_signal == SIGALRM);
+	CHECK((t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec >= 20000000);
+	CHECK_EQ(alarm(10), 0);
+	CHECK_EQ(alarm(0), 10);
+	struct itimerval every = { { 0, 5000 }, { 0, 5000 } };
+	CHECK_EQ(setitimer(ITIMER_REAL, &every, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		pause();
+	CHECK_EQ(handler_calls, 4);
+	CHECK(getitimer(ITIMER_REAL, &left) == 0 && left.it_interval.tv_usec == 5000);
+	memset(&it, 0, sizeof it);
+	CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
+	CHECK(getitimer(ITIMER_REAL, &left) == 0 && left.it_value.tv_sec == 0 &&
+	      left.it_value.tv_usec == 0);
+	CHECK_EQ(setitimer(ITIMER_VIRTUAL, &every, NULL), -1);
+	CHECK_EQ(errno, EINVAL);
+	signal(SIGALRM, SIG_DFL);
 }
