@@ -176,6 +176,35 @@ fn pci_devices(access: uk_hal::PciConfigAccess, _found: &mut Vec<DeviceInfo>) {
     log::debug!("uk-virtio: PCI access {access:?} not supported on this target");
 }
 
+/// Tries `open` on each device of type `kind` the board reports, in [`devices`] order, and
+/// returns the first it accepts (`Ok(Some(_))`; `Ok(None)` passes a device over). A device
+/// that fails to open is logged (at debug level when it is merely open already).
+///
+/// # Errors
+///
+/// [`Error::NotFound`] if no device was accepted and none failed; else the first failure.
+pub(crate) fn find_first<T>(
+    platform: &dyn Platform,
+    kind: DeviceType,
+    mut open: impl FnMut(&DeviceInfo) -> Result<Option<T>, Error>,
+) -> Result<T, Error> {
+    let mut failure = None;
+    for device in devices(platform).iter().filter(|d| d.device_type == kind) {
+        match open(device) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e) => {
+                match e {
+                    Error::Busy(_) => log::debug!("uk-virtio: {e}"),
+                    _ => log::warn!("uk-virtio: {e}"),
+                }
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    Err(failure.unwrap_or(Error::NotFound))
+}
+
 /// The devices handed out, so that no device gets two drivers.
 static OPEN: spin::Mutex<Vec<Location>> = spin::Mutex::new(Vec::new());
 

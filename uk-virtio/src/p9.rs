@@ -8,7 +8,7 @@ use uk_9pfs::{Transport, TransportError};
 use uk_hal::Platform;
 use virtio_drivers::transport::{DeviceType, SomeTransport, Transport as VirtioTransport};
 
-use crate::device::{DeviceInfo, Error, Location, devices};
+use crate::device::{DeviceInfo, Error, Location, find_first};
 use crate::polled::PolledQueue;
 
 /// The largest 9P message [`Virtio9pTransport`] carries: 64 KiB of payload plus 24 bytes, the
@@ -140,22 +140,11 @@ impl Transport for Virtio9pTransport {
 /// could not be opened and none matched, that device's error ([`Error::Busy`],
 /// [`Error::NotMapped`], ...).
 pub fn find_9p(platform: &dyn Platform, tag: Option<&str>) -> Result<Virtio9pTransport, Error> {
-    let mut failure = None;
-    for device in devices(platform)
-        .iter()
-        .filter(|d| d.device_type == DeviceType::_9P)
-    {
-        match Virtio9pTransport::open(platform, device) {
-            Ok(found) if tag.is_none_or(|tag| found.mount_tag() == tag) => return Ok(found),
-            Ok(_) => {}
-            Err(e) => {
-                match e {
-                    Error::Busy(_) => log::debug!("uk-virtio: {e}"),
-                    _ => log::warn!("uk-virtio: {e}"),
-                }
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    Err(failure.unwrap_or(Error::NotFound))
+    find_first(platform, DeviceType::_9P, |device| {
+        // A device with another tag is dropped here: reset and free again.
+        Virtio9pTransport::open(platform, device).map(|found| {
+            tag.is_none_or(|tag| found.mount_tag() == tag)
+                .then_some(found)
+        })
+    })
 }

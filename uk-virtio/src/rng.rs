@@ -6,7 +6,7 @@ use uk_hal::Platform;
 use uk_random::{EntropyDevice, Output, SourceError, SourceKind};
 use virtio_drivers::transport::DeviceType;
 
-use crate::device::{DeviceInfo, Error, Location, devices};
+use crate::device::{DeviceInfo, Error, Location, find_first};
 use crate::polled::PolledQueue;
 
 /// Descriptors in the queue: a request is one device-writable buffer, one at a time.
@@ -139,23 +139,9 @@ impl EntropyDevice for VirtioRng {
 ///
 /// [`Error::NotFound`] if there is none; if every one failed to open, the first one's error.
 pub fn find_rng(platform: &dyn Platform) -> Result<VirtioRng, Error> {
-    let mut failure = None;
-    for device in devices(platform)
-        .iter()
-        .filter(|d| d.device_type == DeviceType::EntropySource)
-    {
-        match VirtioRng::open(platform, device) {
-            Ok(found) => return Ok(found),
-            Err(e) => {
-                match e {
-                    Error::Busy(_) => log::debug!("uk-virtio: {e}"),
-                    _ => log::warn!("uk-virtio: {e}"),
-                }
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    Err(failure.unwrap_or(Error::NotFound))
+    find_first(platform, DeviceType::EntropySource, |device| {
+        VirtioRng::open(platform, device).map(Some)
+    })
 }
 
 /// Why [`install_rng`] did not make a device the seed source.
