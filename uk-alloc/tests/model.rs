@@ -325,7 +325,7 @@ fn run(kind: Kind, ops: &[Op]) {
         assert_eq!(avail, fresh.available());
         assert_eq!(
             max,
-            fresh.max_alloc().min(m.limit.map_or(usize::MAX, |l| l))
+            fresh.max_alloc().min(m.limit.unwrap_or(usize::MAX))
         );
     }
 }
