@@ -41,8 +41,8 @@ use crate::client::{Client, Error, Fid};
 use crate::transport::Transport;
 use crate::wire::{
     self, AT_REMOVEDIR, Attr, DOTL_CREATE, DOTL_DIRECTORY, DOTL_EXCL, DOTL_RDONLY, DOTL_RDWR,
-    DOTL_WRONLY, GETATTR_BASIC, GETATTR_BTIME, Qid, SETATTR_ATIME, SETATTR_ATIME_SET, SETATTR_MODE,
-    SETATTR_MTIME, SETATTR_MTIME_SET, SETATTR_SIZE, SetAttr, StatFs,
+    DOTL_WRONLY, GETATTR_BASIC, GETATTR_BTIME, Qid, SETATTR_ATIME, SETATTR_ATIME_SET, SETATTR_GID,
+    SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_SET, SETATTR_SIZE, SETATTR_UID, SetAttr, StatFs,
 };
 
 /// The `Tsetattr` valid bits and value for one `utimensat` time: `now` asks the server for
@@ -845,6 +845,22 @@ impl Vnode for Node {
             atime_nsec: a_nsec,
             mtime_sec: m_sec,
             mtime_nsec: m_nsec,
+            ..SetAttr::default()
+        })
+    }
+
+    /// `Tsetattr` with the uid and gid valid bits of the ids given (as Linux's client
+    /// sends `chown`); the server's host applies chown's rules (the set-ID bits) itself.
+    /// With neither id there is nothing to send.
+    fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
+        let valid = uid.map_or(0, |_| SETATTR_UID) | gid.map_or(0, |_| SETATTR_GID);
+        if valid == 0 {
+            return Ok(());
+        }
+        self.setattr(&SetAttr {
+            valid,
+            uid: uid.unwrap_or(0),
+            gid: gid.unwrap_or(0),
             ..SetAttr::default()
         })
     }

@@ -23,7 +23,7 @@
 //!    walked to its file and opens others lazily for I/O; its `Drop` clunks them (errors
 //!    are logged, not returned: there is no one to return them to). stat is `Tgetattr`,
 //!    lookup a one-name `Twalk`, create `Tlcreate`/`Tmkdir`/`Tsymlink`, unlink and rmdir
-//!    `Tunlinkat`, rename `Trenameat`, link `Tlink`, truncate, chmod and times
+//!    `Tunlinkat`, rename `Trenameat`, link `Tlink`, truncate, chmod, chown and times
 //!    `Tsetattr`, fsync `Tfsync`, listing `Treaddir`, readlink `Treadlink`, and the
 //!    filesystem's `statfs` is `Tstatfs`. Errors reach the VFS as the server's `errno`;
 //!    anything wrong with the transport or a reply is `EIO` (and logged).
@@ -52,7 +52,8 @@
 //!
 //! **Supported:** regular files, directories, symbolic links, hard links, rename (with
 //! `RENAME_NOREPLACE`, checked before the rename, so not atomic against the host),
-//! truncate, chmod, times, statfs. **Not supported:** locks (`Tlock`/`Tgetlock`), extended
+//! truncate, chmod, chown, times, statfs. **Not supported:** locks (`Tlock`/`Tgetlock`:
+//! uk-vfs's `flock` locks a 9P file within the image only), extended
 //! attributes, `Tmknod` (no device or FIFO creation), `Tflush` (nothing is ever
 //! cancelled), authentication (`afid` is `NOFID`), `9P2000`/`9P2000.u`. Host devices,
 //! FIFOs and sockets look like regular files to `file_type` (a qid only says directory,

@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
 use crate::Errno;
+use crate::flock::{self, LockKey};
 use crate::pipe::PipeEnd;
 use crate::types::{DEFAULT_MAX_FDS, O_ACCMODE, O_NONBLOCK, O_RDWR, O_WRONLY};
 use crate::vnode::VnodeRef;
@@ -22,12 +23,15 @@ pub(crate) enum Object {
     Pipe(PipeEnd),
 }
 
-/// An open file description: the object, the status flags and the offset, shared by every
-/// descriptor `dup` made from the same `open`.
+/// An open file description: the object, the status flags, the offset and the `flock`
+/// lock, shared by every descriptor `dup` made from the same `open`. Dropping the last
+/// reference (the last descriptor closed) releases its lock.
 pub struct OpenFile {
     pub(crate) object: Object,
     pub(crate) flags: AtomicU32,
     pub(crate) pos: Mutex<u64>,
+    /// The file's lock key, set by the first `flock` on this description.
+    pub(crate) lock_key: spin::Once<LockKey>,
 }
 
 impl OpenFile {
@@ -36,7 +40,14 @@ impl OpenFile {
             object,
             flags: AtomicU32::new(flags),
             pos: Mutex::new(0),
+            lock_key: spin::Once::new(),
         })
+    }
+
+    /// Who holds locks in the [`flock`](crate::flock) table: this description's address,
+    /// unique while it lives (and it releases its lock before it goes).
+    pub(crate) fn lock_owner(&self) -> usize {
+        core::ptr::from_ref(self) as usize
     }
 
     /// The status flags (`F_GETFL`).
@@ -56,6 +67,14 @@ impl OpenFile {
 
     pub(crate) fn nonblock(&self) -> bool {
         self.flags() & O_NONBLOCK != 0
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        if let Some(&key) = self.lock_key.get() {
+            flock::release(key, self.lock_owner());
+        }
     }
 }
 
@@ -183,6 +202,11 @@ impl FdTable {
             self.slots.pop();
         }
         Some(old.file)
+    }
+
+    /// Every open file description in the table (one per descriptor; `dup`s repeat).
+    pub(crate) fn files(&self) -> impl Iterator<Item = &Arc<OpenFile>> {
+        self.slots.iter().flatten().map(|s| &s.file)
     }
 
     pub(crate) fn open_count(&self) -> usize {

@@ -28,7 +28,9 @@
 //! allocation ([`Vfs::set_max_fds_source`], for the process layer's `RLIMIT_NOFILE`).
 //!
 //! Pipes ([`pipe`]) block through the [`wait::Wait`] seam: `uk-sched` wait queues in the
-//! image, real threads in host tests. The initrd ([`cpio`]) is a bounds-checked `newc`
+//! image, real threads in host tests; so do [`flock`] locks, which belong to open file
+//! descriptions as on Linux. Transfers between files (`sendfile`, `copy_file_range`) go
+//! through a kernel buffer of at most 64 KiB at a time. The initrd ([`cpio`]) is a bounds-checked `newc`
 //! parser; [`global::init`] unpacks an archive into the root ramfs, and a malformed one is
 //! reported and leaves an empty root. The boards hand the archive over as
 //! `Platform::initrd()`: x86-pc from the first PVH module (QEMU `-initrd`), qemu-virt from
@@ -36,8 +38,8 @@
 //! `-device guest-loader,addr=A,initrd=FILE`, since QEMU ignores `-initrd` for an ELF
 //! kernel on Arm).
 //!
-//! Differences from Linux, on purpose: there is one user (root), so permission bits are
-//! kept and reported but only `access(X_OK)` checks them; `/dev/console` has no input, so a
+//! Differences from Linux, on purpose: there is one user (root), so permission bits and
+//! owners (`chown`) are kept and reported but only `access(X_OK)` checks them; `/dev/console` has no input, so a
 //! blocking read returns end of file instead of waiting forever; a pipe read or write that
 //! would block with no thread to switch to fails with `EDEADLK` instead of hanging.
 //!
@@ -77,11 +79,13 @@ extern crate std;
 pub mod cpio;
 pub mod devfs;
 mod file;
+pub mod flock;
 pub mod global;
 pub mod pipe;
 pub mod poll;
 pub mod ramfs;
 pub mod syscalls;
+mod transfer;
 pub mod types;
 mod vfs;
 pub mod vnode;

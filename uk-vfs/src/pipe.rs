@@ -170,6 +170,45 @@ impl PipeEnd {
         }
     }
 
+    /// Writes as much of `buf` as fits now, waiting (unless `nonblock`) only while the
+    /// pipe is full, with no `PIPE_BUF` atomicity: how `sendfile` fills a pipe (Linux's
+    /// splice into a pipe also moves what fits and returns).
+    pub(crate) fn write_some(&self, buf: &[u8], nonblock: bool) -> Result<usize, Errno> {
+        if !self.write {
+            return Err(Errno::EBADF);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let p = &*self.pipe;
+        loop {
+            {
+                let mut s = p.state.lock();
+                if s.readers == 0 {
+                    return Err(Errno::EPIPE);
+                }
+                let take = (PIPE_CAPACITY - s.buf.len()).min(buf.len());
+                if take > 0 {
+                    if s.buf.capacity() < PIPE_CAPACITY && s.buf.try_reserve(take).is_err() {
+                        return Err(Errno::ENOMEM);
+                    }
+                    s.buf.extend(&buf[..take]);
+                    drop(s);
+                    p.readable.wake_all();
+                    readiness_changed();
+                    return Ok(take);
+                }
+                if nonblock {
+                    return Err(Errno::EAGAIN);
+                }
+            }
+            p.writable.wait(&mut || {
+                let s = p.state.lock();
+                s.readers == 0 || s.buf.len() < PIPE_CAPACITY
+            })?;
+        }
+    }
+
     /// Writes to the write end.
     pub fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize, Errno> {
         if !self.write {

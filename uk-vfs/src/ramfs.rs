@@ -9,6 +9,9 @@
 //!   and the last name are gone (`Arc` counting).
 //! - One lock per filesystem serialises changes of the namespace (create, link, unlink,
 //!   rename); lookups take only the directory's own lock.
+//! - Every node keeps an owner and a group (root's at creation; a node made in a
+//!   set-group-ID directory takes its group); `chown` changes them with Linux's set-ID
+//!   rules. `fallocate` grows a file's size without reserving pages.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -20,7 +23,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use crate::types::{
-    FileType, NAME_MAX, RAMFS_MAGIC, S_IFMT, S_ISGID, Stat, StatFs, TimeChange, Timespec, makedev,
+    FileType, NAME_MAX, RAMFS_MAGIC, S_IFDIR, S_IFMT, S_ISGID, S_ISUID, Stat, StatFs, TimeChange,
+    Timespec, makedev,
 };
 use crate::vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
 use crate::{Errno, now};
@@ -77,6 +81,8 @@ impl FileSystem for RamFs {
 struct Meta {
     mode: u32,
     nlink: u32,
+    uid: u32,
+    gid: u32,
     atime: Timespec,
     mtime: Timespec,
     ctime: Timespec,
@@ -152,6 +158,8 @@ impl RamNode {
             meta: Mutex::new(Meta {
                 mode: kind.mode_bits() | (perm & 0o7777),
                 nlink: if kind == FileType::Directory { 2 } else { 1 },
+                uid: 0,
+                gid: 0,
                 atime: t,
                 mtime: t,
                 ctime: t,
@@ -239,8 +247,8 @@ impl Vnode for RamNode {
             ino: self.ino,
             mode: m.mode,
             nlink: m.nlink,
-            uid: 0,
-            gid: 0,
+            uid: m.uid,
+            gid: m.gid,
             rdev: 0,
             size,
             blksize: PAGE as u32,
@@ -295,6 +303,12 @@ impl Vnode for RamNode {
                 return Err(Errno::EEXIST);
             }
         }
+        // As Linux's inode_init_owner: the creator (root) owns the node; in a set-group-ID
+        // directory it takes the directory's group.
+        let (parent_mode, parent_gid) = {
+            let m = self.meta.lock();
+            (m.mode, m.gid)
+        };
         let (node, links) = match kind {
             NewNode::File => (
                 RamNode::new(&self.fs, FileType::Regular, mode, Weak::new(), &[]),
@@ -302,9 +316,8 @@ impl Vnode for RamNode {
             ),
             NewNode::Directory => {
                 // As Linux's inode_init_owner: a directory made in a set-group-ID directory
-                // is set-group-ID too (its files take the directory's group; there is one
-                // group here).
-                let inherited = self.meta.lock().mode & S_ISGID;
+                // is set-group-ID too.
+                let inherited = parent_mode & S_ISGID;
                 (
                     RamNode::new(
                         &self.fs,
@@ -326,6 +339,9 @@ impl Vnode for RamNode {
                 0,
             ),
         };
+        if parent_mode & S_ISGID != 0 {
+            node.meta.lock().gid = parent_gid;
+        }
         dir.lock().insert(name, node.clone());
         self.touch_dir(links);
         Ok(node)
@@ -611,6 +627,49 @@ impl Vnode for RamNode {
         m.atime = atime.apply(m.atime, t);
         m.mtime = mtime.apply(m.mtime, t);
         m.ctime = t;
+        Ok(())
+    }
+
+    fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
+        let t = now();
+        let mut m = self.meta.lock();
+        if let Some(uid) = uid {
+            m.uid = uid;
+        }
+        if let Some(gid) = gid {
+            m.gid = gid;
+        }
+        // Linux's chown_common, root included: a non-directory loses set-user-ID, and
+        // set-group-ID when it is group-executable (without group-execute the bit means
+        // mandatory locking and stays).
+        if m.mode & S_IFMT != S_IFDIR {
+            m.mode &= !S_ISUID;
+            if m.mode & 0o010 != 0 {
+                m.mode &= !S_ISGID;
+            }
+        }
+        m.ctime = t;
+        Ok(())
+    }
+
+    /// Grows the size under the file's lock (so a concurrent write past the new end is
+    /// never undone). No memory is reserved: pages are taken when written, so unlike
+    /// tmpfs a later write into the range can still fail with `ENOSPC`.
+    fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<(), Errno> {
+        let Body::File(f) = &self.body else {
+            return Err(Errno::ENODEV);
+        };
+        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if end > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let mut f = f.lock();
+        if keep_size || f.size >= end {
+            return Ok(());
+        }
+        f.size = end;
+        drop(f);
+        self.modified();
         Ok(())
     }
 }

@@ -5,13 +5,25 @@
 //! reads paths and buffers through [`uk_syscall::user`] against the image's caller memory
 //! (`EFAULT` for `NULL` or memory outside it, `ENAMETOOLONG` for a path without a NUL
 //! within `PATH_MAX` bytes) and calls the typed method. aarch64 has only the `*at`
-//! forms of the path calls (no `open`, `stat`, `mkdir`, ...), so those handlers are
-//! registered on x86_64 only; every handler is public so an image can call it directly.
+//! forms of the path calls (no `open`, `stat`, `mkdir`, `chown`, `lchown`, ...), so those
+//! handlers are registered on x86_64 only (69 handlers there, 53 on aarch64); every handler
+//! is public so an image can call it directly.
+//!
+//! Besides the path, descriptor and data calls: `preadv`/`pwritev` and their `2` forms
+//! (an offset of -1 is the file position; no `RWF_*` flag is supported: `EOPNOTSUPP`),
+//! `sendfile` and `copy_file_range` (the caller's optional `loff_t` offsets are read before
+//! anything moves and written back advanced; the data goes through a kernel buffer of at
+//! most 64 KiB), `fallocate`, `fadvise64`, `flock` (BSD locks per open file description,
+//! see [`flock`](crate::flock)), `sync`/`syncfs` and the `chown` family (`fchownat`,
+//! `fchown`; x86_64's `chown`, `lchown`). Every refusal is a Linux errno, in the order
+//! Linux 6.18 checks, and changes nothing (save Linux's own rule that a lock conversion
+//! refused with `LOCK_NB` has given up the old lock).
 
 use uk_syscall::user::{AddressSpace, UserCStr, UserPtr, UserSlice, caller_memory};
 use uk_syscall::{Args, Errno, SyscallResult, register};
 
 use crate::global::vfs;
+use crate::transfer::check_transfer;
 use crate::types::*;
 use crate::{Fd, devfs};
 
@@ -110,7 +122,9 @@ pub fn sys_pwrite64(a: &Args) -> SyscallResult {
     vfs().pwrite(fd(a[0]), src(a[1], a[2])?, a[3] as i64)
 }
 
-fn check_iov(ptr: usize, count: usize) -> Result<(), Errno> {
+/// Checks the caller's `count` `iovec`s at `ptr` (`EINVAL` past `UIO_MAXIOV` or a total
+/// above `isize::MAX`, `EFAULT`); returns the total length.
+fn check_iov(ptr: usize, count: usize) -> Result<usize, Errno> {
     if count > UIO_MAXIOV {
         return Err(Errno::EINVAL);
     }
@@ -122,7 +136,7 @@ fn check_iov(ptr: usize, count: usize) -> Result<(), Errno> {
             .filter(|&t| t <= isize::MAX as usize)
             .ok_or(Errno::EINVAL)?;
     }
-    Ok(())
+    Ok(total)
 }
 
 /// readv(fd, iov, iovcnt)
@@ -167,6 +181,149 @@ fn vectored(
         }
     }
     Ok(total)
+}
+
+/// The vectored transfers at an offset (`preadv`, `pwritev`, and the `2` forms with an
+/// offset other than -1), in Linux's order: `Vfs::check_at` (a negative offset, the
+/// descriptor, a pipe, the access mode), the `iovec`s, then `check_transfer` (nothing to
+/// move, the range, `flags`), then buffer by buffer at `offset` plus what moved so far.
+fn vectored_at(a: &Args, write: bool, offset: i64, flags: u32) -> SyscallResult {
+    let f = fd(a[0]);
+    vfs().check_at(f, offset, write)?;
+    let total = check_iov(a[1], a[2])?;
+    if !check_transfer(Some(offset), total, flags)? {
+        return Ok(0);
+    }
+    let mut done = 0i64;
+    vectored(a, |base, len| {
+        let at = offset + done;
+        let n = if write {
+            src(base, len).and_then(|b| vfs().pwrite(f, b, at))?
+        } else {
+            dst(base, len, |b| vfs().pread(f, b, at))??
+        };
+        done += n as i64;
+        Ok(n)
+    })
+}
+
+/// preadv(fd, iov, iovcnt, offset): `a[4]`, the offset's high half on 32-bit Linux, is
+/// ignored (as 64-bit Linux does).
+pub fn sys_preadv(a: &Args) -> SyscallResult {
+    vectored_at(a, false, a[3] as i64, 0)
+}
+
+/// pwritev(fd, iov, iovcnt, offset)
+pub fn sys_pwritev(a: &Args) -> SyscallResult {
+    vectored_at(a, true, a[3] as i64, 0)
+}
+
+/// preadv2(fd, iov, iovcnt, offset, _, flags): an offset of -1 reads at (and moves) the
+/// file position, as `readv`; any `RWF_*` flag is `EOPNOTSUPP`.
+pub fn sys_preadv2(a: &Args) -> SyscallResult {
+    let (offset, flags) = (a[3] as i64, a[5] as u32);
+    if offset != -1 {
+        return vectored_at(a, false, offset, flags);
+    }
+    let f = fd(a[0]);
+    vfs().check_rw(f, false)?;
+    if !check_transfer(None, check_iov(a[1], a[2])?, flags)? {
+        return Ok(0);
+    }
+    vectored(a, |base, len| dst(base, len, |b| vfs().read(f, b))?)
+}
+
+/// pwritev2(fd, iov, iovcnt, offset, _, flags): as `preadv2`, writing.
+pub fn sys_pwritev2(a: &Args) -> SyscallResult {
+    let (offset, flags) = (a[3] as i64, a[5] as u32);
+    if offset != -1 {
+        return vectored_at(a, true, offset, flags);
+    }
+    let f = fd(a[0]);
+    vfs().check_rw(f, true)?;
+    if !check_transfer(None, check_iov(a[1], a[2])?, flags)? {
+        return Ok(0);
+    }
+    vectored(a, |base, len| {
+        src(base, len).and_then(|b| vfs().write(f, b))
+    })
+}
+
+/// The caller's optional `loff_t` at `ptr` (`None` for NULL), read up front: `EFAULT`
+/// before anything moves, and the same check covers writing it back.
+fn user_offset(ptr: usize) -> Result<Option<i64>, Errno> {
+    match ptr {
+        0 => Ok(None),
+        ptr => UserPtr::<i64>::new(ptr).read(mem()).map(Some),
+    }
+}
+
+/// Writes an offset read by [`user_offset`] back (advanced by the call).
+fn put_offset(ptr: usize, value: Option<i64>) -> Result<(), Errno> {
+    match value {
+        Some(v) => UserPtr::<i64>::new(ptr).write(mem(), v),
+        None => Ok(()),
+    }
+}
+
+/// sendfile(out_fd, in_fd, offset, count): `offset` is NULL or the caller's `loff_t`,
+/// read first (`EFAULT` before anything else, as Linux) and advanced.
+pub fn sys_sendfile(a: &Args) -> SyscallResult {
+    let mut offset = user_offset(a[2])?;
+    let n = vfs().sendfile(fd(a[0]), fd(a[1]), offset.as_mut(), a[3])?;
+    put_offset(a[2], offset)?;
+    Ok(n)
+}
+
+/// copy_file_range(fd_in, off_in, fd_out, off_out, len, flags): both descriptors are
+/// checked (`EBADF`), then the offsets are read (`EFAULT`), as Linux does.
+pub fn sys_copy_file_range(a: &Args) -> SyscallResult {
+    let (fd_in, fd_out) = (fd(a[0]), fd(a[2]));
+    vfs().check_fd(fd_in)?;
+    vfs().check_fd(fd_out)?;
+    let mut off_in = user_offset(a[1])?;
+    let mut off_out = user_offset(a[3])?;
+    let n = vfs().copy_file_range(
+        fd_in,
+        off_in.as_mut(),
+        fd_out,
+        off_out.as_mut(),
+        a[4],
+        a[5] as u32,
+    )?;
+    put_offset(a[1], off_in)?;
+    put_offset(a[3], off_out)?;
+    Ok(n)
+}
+
+/// fallocate(fd, mode, offset, len)
+pub fn sys_fallocate(a: &Args) -> SyscallResult {
+    vfs()
+        .fallocate(fd(a[0]), a[1] as u32, a[2] as i64, a[3] as i64)
+        .map(|_| 0)
+}
+
+/// fadvise64(fd, offset, len, advice)
+pub fn sys_fadvise64(a: &Args) -> SyscallResult {
+    vfs()
+        .fadvise(fd(a[0]), a[1] as i64, a[2] as i64, a[3] as u32)
+        .map(|_| 0)
+}
+
+/// flock(fd, op)
+pub fn sys_flock(a: &Args) -> SyscallResult {
+    vfs().flock(fd(a[0]), a[1] as u32).map(|_| 0)
+}
+
+/// sync(): never fails.
+pub fn sys_sync(_: &Args) -> SyscallResult {
+    vfs().sync();
+    Ok(0)
+}
+
+/// syncfs(fd)
+pub fn sys_syncfs(a: &Args) -> SyscallResult {
+    vfs().syncfs(fd(a[0])).map(|_| 0)
 }
 
 /// lseek(fd, offset, whence)
@@ -390,6 +547,41 @@ pub fn sys_fchmod(a: &Args) -> SyscallResult {
     vfs().fchmod(fd(a[0]), a[1] as u32).map(|_| 0)
 }
 
+/// fchownat(dirfd, path, uid, gid, flags): the flags are checked before the path is read,
+/// as Linux does; `uid`/`gid` are C `uid_t`/`gid_t` (32 bits; -1 leaves one unchanged).
+pub fn sys_fchownat(a: &Args) -> SyscallResult {
+    let flags = a[4] as u32;
+    if flags & !FCHOWNAT_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = user_path(a[1])?;
+    vfs()
+        .fchownat(dirfd(a[0]), path, a[2] as u32, a[3] as u32, flags)
+        .map(|_| 0)
+}
+
+/// fchown(fd, uid, gid)
+pub fn sys_fchown(a: &Args) -> SyscallResult {
+    vfs().fchown(fd(a[0]), a[1] as u32, a[2] as u32).map(|_| 0)
+}
+
+/// chown(path, uid, gid)
+pub fn sys_chown(a: &Args) -> SyscallResult {
+    sys_fchownat(&[AT_FDCWD as usize, a[0], a[1], a[2], 0, 0])
+}
+
+/// lchown(path, uid, gid)
+pub fn sys_lchown(a: &Args) -> SyscallResult {
+    sys_fchownat(&[
+        AT_FDCWD as usize,
+        a[0],
+        a[1],
+        a[2],
+        AT_SYMLINK_NOFOLLOW as usize,
+        0,
+    ])
+}
+
 /// statfs(path, buf)
 pub fn sys_statfs(a: &Args) -> SyscallResult {
     let path = user_path(a[0])?;
@@ -547,6 +739,19 @@ register!(dup => sys_dup);
 register!(dup3 => sys_dup3);
 register!(fcntl => sys_fcntl);
 register!(ioctl => sys_ioctl);
+register!(preadv => sys_preadv);
+register!(pwritev => sys_pwritev);
+register!(preadv2 => sys_preadv2);
+register!(pwritev2 => sys_pwritev2);
+register!(sendfile => sys_sendfile);
+register!(copy_file_range => sys_copy_file_range);
+register!(fallocate => sys_fallocate);
+register!(fadvise64 => sys_fadvise64);
+register!(flock => sys_flock);
+register!(sync => sys_sync);
+register!(syncfs => sys_syncfs);
+register!(fchownat => sys_fchownat);
+register!(fchown => sys_fchown);
 
 #[cfg(target_arch = "aarch64")]
 register!(fstatat => sys_newfstatat);
@@ -567,6 +772,8 @@ mod x86_64_only {
     register!(symlink => sys_symlink);
     register!(readlink => sys_readlink);
     register!(chmod => sys_chmod);
+    register!(chown => sys_chown);
+    register!(lchown => sys_lchown);
     register!(pipe => sys_pipe);
     register!(dup2 => sys_dup2);
 }

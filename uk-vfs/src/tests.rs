@@ -1356,3 +1356,1279 @@ fn poll_reports_pipe_ends_files_and_bad_descriptors() {
     assert_eq!(vfs.poll(&mut fds), 1);
     assert_eq!(fds[0].revents as u16, POLLERR);
 }
+
+// ----- preadv/pwritev, sendfile, copy_file_range, fallocate, fadvise64, flock, sync,
+// ----- chown: the typed API, then the raw adapters
+
+/// What a refused call must leave alone: the file's bytes and status, and the position.
+fn file_state(vfs: &Vfs, path: &str, fd: Fd) -> (Vec<u8>, Stat, Result<u64, Errno>) {
+    (
+        vfs.read_file(path).unwrap(),
+        vfs.stat(path).unwrap(),
+        vfs.lseek(fd, 0, SEEK_CUR),
+    )
+}
+
+#[test]
+fn preadv_and_pwritev_work_at_an_offset_and_keep_the_position() {
+    let vfs = fresh();
+    let fd = vfs.open("/f", O_CREAT | O_RDWR, 0o644).unwrap();
+    vfs.write(fd, b"0123456789").unwrap();
+    vfs.lseek(fd, 3, SEEK_SET).unwrap();
+    let (mut a, mut b, mut c) = ([0u8; 2], [0u8; 0], [0u8; 4]);
+    assert_eq!(vfs.preadv(fd, &mut [&mut a, &mut b, &mut c], 1), Ok(6));
+    assert_eq!((&a, &c), (b"12", b"3456"));
+    // Short at the end of the file: stops there.
+    assert_eq!(vfs.preadv(fd, &mut [&mut a, &mut c], 7), Ok(3));
+    assert_eq!((&a, &c[..1]), (b"78", &b"9"[..]));
+    assert_eq!(vfs.pwritev(fd, &[b"ab", b"", b"cd"], 8), Ok(4));
+    assert_eq!(vfs.read_file("/f").unwrap(), b"01234567abcd");
+    assert_eq!(vfs.lseek(fd, 0, SEEK_CUR), Ok(3), "the position stays");
+    // The 2 forms: -1 is the file position, which moves.
+    assert_eq!(vfs.preadv2(fd, &mut [&mut a], -1, 0), Ok(2));
+    assert_eq!((&a, vfs.lseek(fd, 0, SEEK_CUR)), (b"34", Ok(5)));
+    assert_eq!(vfs.pwritev2(fd, &[b"XY"], -1, 0), Ok(2));
+    assert_eq!(vfs.lseek(fd, 0, SEEK_CUR), Ok(7));
+    assert_eq!(vfs.preadv2(fd, &mut [&mut a], 0, 0), Ok(2));
+    assert_eq!(vfs.pwritev2(fd, &[b"z"], 0, 0), Ok(1));
+    assert_eq!(vfs.read_file("/f").unwrap(), b"z1234XY7abcd");
+    // O_APPEND: pwritev appends, as pwrite does.
+    let ap = vfs.open("/f", O_WRONLY | O_APPEND, 0).unwrap();
+    assert_eq!(vfs.pwritev(ap, &[b"!"], 0), Ok(1));
+    assert_eq!(vfs.read_file("/f").unwrap(), b"z1234XY7abcd!");
+    // Refusals, in Linux's order, change nothing.
+    let before = file_state(&vfs, "/f", fd);
+    let [r, w] = vfs.pipe2(O_NONBLOCK).unwrap();
+    let dir = vfs.open("/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let ro = vfs.open("/f", O_RDONLY, 0).unwrap();
+    assert_eq!(vfs.preadv(999, &mut [&mut a], -1), Err(Errno::EINVAL));
+    assert_eq!(vfs.preadv(999, &mut [&mut a], 0), Err(Errno::EBADF));
+    assert_eq!(vfs.preadv(r, &mut [&mut a], 0), Err(Errno::ESPIPE));
+    assert_eq!(vfs.pwritev(w, &[b"x"], 0), Err(Errno::ESPIPE));
+    assert_eq!(vfs.preadv(ap, &mut [&mut a], 0), Err(Errno::EBADF));
+    assert_eq!(vfs.pwritev(ro, &[b"x"], 0), Err(Errno::EBADF));
+    assert_eq!(vfs.preadv(dir, &mut [&mut a], 0), Err(Errno::EISDIR));
+    assert_eq!(vfs.preadv(dir, &mut [], 0), Ok(0), "nothing to read: 0");
+    assert_eq!(vfs.pwritev(fd, &[b"x"], i64::MAX), Err(Errno::EINVAL));
+    assert_eq!(vfs.preadv2(fd, &mut [&mut a], -2, 0), Err(Errno::EINVAL));
+    for flags in [1, 0x1000, u32::MAX] {
+        assert_eq!(
+            vfs.preadv2(fd, &mut [&mut a], 0, flags),
+            Err(Errno::EOPNOTSUPP)
+        );
+        assert_eq!(vfs.pwritev2(fd, &[b"x"], -1, flags), Err(Errno::EOPNOTSUPP));
+        assert_eq!(
+            vfs.preadv2(r, &mut [&mut a], -1, flags),
+            Err(Errno::EOPNOTSUPP)
+        );
+        assert_eq!(
+            vfs.pwritev2(fd, &[], 0, flags),
+            Ok(0),
+            "as Linux: nothing moves"
+        );
+    }
+    assert_eq!(file_state(&vfs, "/f", fd), before);
+    for f in [fd, ap, r, w, dir, ro] {
+        vfs.close(f).unwrap();
+    }
+}
+
+#[test]
+fn vectored_offset_syscalls_check_like_linux_and_refuse_without_changes() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |n: Sysno, args: [usize; 6]| dispatch(n as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let vfs = global::vfs();
+    vfs.mkdir_all("/preadv_test").unwrap();
+    vfs.write_file("/preadv_test/f", b"0123456789", 0o644)
+        .unwrap();
+    let fd = vfs.open("/preadv_test/f", O_RDWR, 0).unwrap();
+    vfs.lseek(fd, 2, SEEK_SET).unwrap();
+    let (mut a, mut b) = ([0u8; 3], [0u8; 4]);
+    let iov: [usize; 4] = [a.as_mut_ptr() as usize, 3, b.as_mut_ptr() as usize, 4];
+    let iov_ptr = iov.as_ptr() as usize;
+    let f = fd as usize;
+    assert_eq!(call(Sysno::preadv, [f, iov_ptr, 2, 1, 0, 0]), 7);
+    assert_eq!((&a, &b), (b"123", b"4567"));
+    let data = *b"abcdefg";
+    let wiov: [usize; 2] = [data.as_ptr() as usize, 7];
+    assert_eq!(
+        call(Sysno::pwritev, [f, wiov.as_ptr() as usize, 1, 3, 0, 0]),
+        7
+    );
+    assert_eq!(vfs.read_file("/preadv_test/f").unwrap(), b"012abcdefg");
+    assert_eq!(vfs.lseek(fd, 0, SEEK_CUR), Ok(2));
+    let minus_one = -1i64 as usize;
+    assert_eq!(call(Sysno::preadv2, [f, iov_ptr, 1, minus_one, 0, 0]), 3);
+    assert_eq!((&a, vfs.lseek(fd, 0, SEEK_CUR)), (b"2ab", Ok(5)));
+    assert_eq!(
+        call(
+            Sysno::pwritev2,
+            [f, wiov.as_ptr() as usize, 1, minus_one, 0, 0]
+        ),
+        7
+    );
+    assert_eq!(vfs.lseek(fd, 0, SEEK_CUR), Ok(12));
+    // Bad input changes nothing.
+    let before = file_state(vfs, "/preadv_test/f", fd);
+    let a_before = a;
+    let bad_base: [usize; 2] = [8, 3];
+    let [r, _w] = vfs.pipe2(O_NONBLOCK).unwrap();
+    for (n, args, errno) in [
+        (
+            Sysno::preadv,
+            [999, iov_ptr, 1, minus_one, 0, 0],
+            Errno::EINVAL,
+        ),
+        (Sysno::preadv, [999, iov_ptr, 1, 0, 0, 0], Errno::EBADF),
+        (Sysno::preadv, [r as usize, 8, 1, 0, 0, 0], Errno::ESPIPE),
+        (Sysno::preadv, [f, 0, 1, 0, 0, 0], Errno::EFAULT),
+        (Sysno::preadv, [f, 8, 1, 0, 0, 0], Errno::EFAULT),
+        (
+            Sysno::preadv,
+            [f, bad_base.as_ptr() as usize, 1, 0, 0, 0],
+            Errno::EFAULT,
+        ),
+        (
+            Sysno::pwritev,
+            [f, bad_base.as_ptr() as usize, 1, 0, 0, 0],
+            Errno::EFAULT,
+        ),
+        (Sysno::preadv, [f, iov_ptr, 1025, 0, 0, 0], Errno::EINVAL),
+        (
+            Sysno::pwritev,
+            [f, wiov.as_ptr() as usize, 1, i64::MAX as usize, 0, 0],
+            Errno::EINVAL,
+        ),
+        (
+            Sysno::preadv2,
+            [f, iov_ptr, 1, 0, 0, 0x1000],
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            Sysno::preadv2,
+            [f, iov_ptr, 1, minus_one, 0, 1],
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            Sysno::pwritev2,
+            [f, wiov.as_ptr() as usize, 1, 0, 0, 8],
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            Sysno::pwritev2,
+            [f, wiov.as_ptr() as usize, 1, -2i64 as usize, 0, 0],
+            Errno::EINVAL,
+        ),
+        (
+            Sysno::preadv2,
+            [r as usize, iov_ptr, 1, minus_one, 0, 0],
+            Errno::EAGAIN,
+        ),
+    ] {
+        assert_eq!(call(n, args), e(errno), "{n:?} {args:?}");
+    }
+    assert_eq!(call(Sysno::preadv2, [f, iov_ptr, 0, 0, 0, 0x1000]), 0);
+    assert_eq!(
+        (file_state(vfs, "/preadv_test/f", fd), a),
+        (before, a_before)
+    );
+    vfs.close(fd).unwrap();
+}
+
+#[test]
+fn sendfile_copies_from_a_position_or_an_offset() {
+    let vfs = fresh();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    vfs.write_file("/in", &data, 0o644).unwrap();
+    let input = vfs.open("/in", O_RDONLY, 0).unwrap();
+    let out = vfs.open("/out", O_CREAT | O_RDWR, 0o644).unwrap();
+    // From the input's position, which moves, to the output's, which moves: in 64 KiB
+    // pieces through the kernel buffer.
+    vfs.lseek(input, 10, SEEK_SET).unwrap();
+    assert_eq!(vfs.sendfile(out, input, None, 150_000), Ok(150_000));
+    assert_eq!(vfs.lseek(input, 0, SEEK_CUR), Ok(150_010));
+    assert_eq!(vfs.lseek(out, 0, SEEK_CUR), Ok(150_000));
+    assert_eq!(vfs.read_file("/out").unwrap(), &data[10..150_010]);
+    // At an offset: it advances, the position stays; short at the end, 0 past it.
+    let mut off = 199_990;
+    assert_eq!(vfs.sendfile(out, input, Some(&mut off), 100), Ok(10));
+    assert_eq!((off, vfs.lseek(input, 0, SEEK_CUR)), (200_000, Ok(150_010)));
+    assert_eq!(vfs.sendfile(out, input, Some(&mut off), 100), Ok(0));
+    assert_eq!(off, 200_000);
+    assert_eq!(vfs.sendfile(out, input, None, 0), Ok(0));
+    // Devices: /dev/zero reads zeros, /dev/null takes anything.
+    let zero = vfs.open("/dev/zero", O_RDONLY, 0).unwrap();
+    let null = vfs.open("/dev/null", O_WRONLY, 0).unwrap();
+    assert_eq!(vfs.sendfile(null, input, None, 5), Ok(5));
+    let z = vfs.open("/z", O_CREAT | O_RDWR, 0o644).unwrap();
+    assert_eq!(vfs.sendfile(z, zero, None, 3), Ok(3));
+    assert_eq!(vfs.read_file("/z").unwrap(), [0, 0, 0]);
+    // Into a pipe: what fits; a full non-blocking pipe is EAGAIN, a blocking one that had
+    // room returns once it is full (as Linux: no waiting once bytes moved).
+    let [r, w] = vfs.pipe2(O_NONBLOCK).unwrap();
+    let mut off = 0;
+    assert_eq!(
+        vfs.sendfile(w, input, Some(&mut off), 200_000),
+        Ok(PIPE_CAPACITY)
+    );
+    assert_eq!(
+        vfs.sendfile(w, input, Some(&mut off), 1),
+        Err(Errno::EAGAIN)
+    );
+    assert_eq!(off, PIPE_CAPACITY as i64);
+    assert_eq!(vfs.read(r, &mut [0; 100]), Ok(100));
+    assert_eq!(vfs.sendfile(w, input, Some(&mut off), 1000), Ok(100));
+    let [br, bw] = vfs.pipe2(0).unwrap();
+    assert_eq!(
+        vfs.sendfile(bw, input, Some(&mut 0), 200_000),
+        Ok(PIPE_CAPACITY)
+    );
+    let mut got = vec![0u8; PIPE_CAPACITY];
+    assert_eq!(vfs.read(br, &mut got), Ok(PIPE_CAPACITY));
+    assert_eq!(got, &data[..PIPE_CAPACITY]);
+    vfs.close(br).unwrap();
+    assert_eq!(vfs.sendfile(bw, input, Some(&mut 0), 1), Err(Errno::EPIPE));
+    // Refusals in Linux's order change nothing.
+    let before = (
+        file_state(&vfs, "/in", input),
+        file_state(&vfs, "/out", out),
+    );
+    let dir = vfs.open("/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let ap = vfs.open("/out", O_WRONLY | O_APPEND, 0).unwrap();
+    let wo = vfs.open("/in", O_WRONLY, 0).unwrap();
+    let mut off = 5;
+    for (out_fd, in_fd, offset, count, errno) in [
+        (out, 999, None, 1, Errno::EBADF),
+        (out, wo, None, 1, Errno::EBADF),
+        (out, r, Some(0), 1, Errno::ESPIPE),
+        (999, input, Some(-1), 1, Errno::EINVAL),
+        (out, input, Some(i64::MAX), 1, Errno::EINVAL),
+        (out, input, Some(0), usize::MAX, Errno::EINVAL),
+        (999, input, Some(0), 1, Errno::EBADF),
+        (input, input, Some(0), 1, Errno::EBADF),
+        (dir, input, Some(0), 1, Errno::EBADF),
+        (ap, input, Some(0), 1, Errno::EINVAL),
+        (out, r, None, 1, Errno::EINVAL),
+        (out, r, None, 0, Errno::EINVAL),
+        (ap, input, Some(0), 0, Errno::EINVAL),
+        (w, r, None, 1, Errno::EINVAL),
+        (out, dir, None, 1, Errno::EINVAL),
+        (w, dir, None, 1, Errno::EINVAL),
+    ] {
+        let mut o = offset;
+        assert_eq!(
+            vfs.sendfile(out_fd, in_fd, o.as_mut(), count),
+            Err(errno),
+            "{out_fd} {in_fd} {offset:?} {count}"
+        );
+        assert_eq!(o, offset);
+    }
+    assert_eq!(
+        vfs.sendfile(999, input, Some(&mut off), 0),
+        Err(Errno::EBADF)
+    );
+    assert_eq!(off, 5);
+    // Nothing to copy is 0 before the input's kind is looked at, as on Linux.
+    assert_eq!(vfs.sendfile(out, dir, None, 0), Ok(0));
+    assert_eq!(vfs.sendfile(w, dir, None, 0), Ok(0));
+    assert_eq!(vfs.sendfile(w, r, None, 0), Ok(0));
+    assert_eq!(
+        (
+            file_state(&vfs, "/in", input),
+            file_state(&vfs, "/out", out)
+        ),
+        before
+    );
+}
+
+#[test]
+fn sendfile_syscall_reads_and_writes_back_the_callers_offset() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |args: [usize; 6]| dispatch(Sysno::sendfile as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let vfs = global::vfs();
+    vfs.mkdir_all("/sendfile_test").unwrap();
+    vfs.write_file("/sendfile_test/in", b"0123456789", 0o644)
+        .unwrap();
+    let input = vfs.open("/sendfile_test/in", O_RDONLY, 0).unwrap();
+    let out = vfs
+        .open("/sendfile_test/out", O_CREAT | O_RDWR, 0o644)
+        .unwrap();
+    let (i, o) = (input as usize, out as usize);
+    let mut off: i64 = 4;
+    let off_ptr = &raw mut off as usize;
+    assert_eq!(call([o, i, off_ptr, 3, 0, 0]), 3);
+    assert_eq!(off, 7);
+    assert_eq!(call([o, i, 0, 2, 0, 0]), 2);
+    assert_eq!(vfs.lseek(input, 0, SEEK_CUR), Ok(2));
+    assert_eq!(vfs.read_file("/sendfile_test/out").unwrap(), b"45601");
+    // A bad offset pointer is EFAULT before anything (even a bad descriptor).
+    let before = (
+        file_state(vfs, "/sendfile_test/in", input),
+        file_state(vfs, "/sendfile_test/out", out),
+    );
+    assert_eq!(call([o, i, 8, 3, 0, 0]), e(Errno::EFAULT));
+    assert_eq!(call([999, 999, 8, 3, 0, 0]), e(Errno::EFAULT));
+    assert_eq!(call([999, i, off_ptr, 3, 0, 0]), e(Errno::EBADF));
+    off = -1;
+    assert_eq!(call([o, i, off_ptr, 3, 0, 0]), e(Errno::EINVAL));
+    assert_eq!(off, -1);
+    assert_eq!(
+        (
+            file_state(vfs, "/sendfile_test/in", input),
+            file_state(vfs, "/sendfile_test/out", out)
+        ),
+        before
+    );
+    vfs.close(input).unwrap();
+    vfs.close(out).unwrap();
+}
+
+#[test]
+fn copy_file_range_copies_regular_files_with_linuxs_checks() {
+    let vfs = fresh();
+    let data: Vec<u8> = (0..100u8).collect();
+    vfs.write_file("/f", &data, 0o644).unwrap();
+    let f = vfs.open("/f", O_RDWR, 0).unwrap();
+    let g = vfs.open("/g", O_CREAT | O_RDWR, 0o644).unwrap();
+    let cfr = |fi, oi: Option<i64>, fo, oo: Option<i64>, len, flags| {
+        let (mut a, mut b) = (oi, oo);
+        let r = vfs.copy_file_range(fi, a.as_mut(), fo, b.as_mut(), len, flags);
+        (r, a, b)
+    };
+    // Offsets advance; positions stay. Without offsets, the positions are used and move.
+    assert_eq!(cfr(f, Some(0), g, Some(0), 5, 0), (Ok(5), Some(5), Some(5)));
+    assert_eq!(vfs.lseek(f, 0, SEEK_CUR), Ok(0));
+    assert_eq!(vfs.lseek(g, 0, SEEK_CUR), Ok(0));
+    vfs.lseek(f, 3, SEEK_SET).unwrap();
+    assert_eq!(cfr(f, None, g, None, 5, 0), (Ok(5), None, None));
+    assert_eq!(
+        (vfs.lseek(f, 0, SEEK_CUR), vfs.lseek(g, 0, SEEK_CUR)),
+        (Ok(8), Ok(5))
+    );
+    assert_eq!(vfs.read_file("/g").unwrap(), [3, 4, 5, 6, 7]);
+    // Shortened to the input's end; 0 past it; a huge length is fine.
+    assert_eq!(cfr(f, Some(95), g, Some(0), 50, 0).0, Ok(5));
+    assert_eq!(
+        cfr(f, Some(1000), g, Some(0), 5, 0),
+        (Ok(0), Some(1000), Some(0))
+    );
+    assert_eq!(cfr(f, Some(0), g, Some(0), usize::MAX, 0).0, Ok(100));
+    assert_eq!(vfs.read_file("/g").unwrap(), data);
+    // Within one file: apart is fine, overlapping is EINVAL (after shortening).
+    assert_eq!(cfr(f, Some(0), f, Some(50), 10, 0).0, Ok(10));
+    assert_eq!(cfr(f, Some(0), f, Some(5), 10, 0).0, Err(Errno::EINVAL));
+    assert_eq!(cfr(f, Some(200), f, Some(205), 10, 0).0, Ok(0));
+    assert_eq!(cfr(f, None, f, None, 5, 0).0, Err(Errno::EINVAL));
+    // Near the largest offset: clamped, then EFBIG.
+    assert_eq!(cfr(f, Some(0), g, Some(i64::MAX - 3), 5, 0).0, Ok(3));
+    assert_eq!(
+        cfr(f, Some(0), g, Some(i64::MAX), 5, 0).0,
+        Err(Errno::EFBIG)
+    );
+    vfs.ftruncate(g, 100).unwrap();
+    // Refusals in Linux 6.18's order (each checked on a host) change nothing.
+    let [r, w] = vfs.pipe2(O_NONBLOCK).unwrap();
+    let dir = vfs.open("/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let ro = vfs.open("/g", O_RDONLY, 0).unwrap();
+    let wo = vfs.open("/g", O_WRONLY, 0).unwrap();
+    let ap = vfs.open("/g", O_WRONLY | O_APPEND, 0).unwrap();
+    let null = vfs.open("/dev/null", O_RDWR, 0).unwrap();
+    vfs.mkdir("/mnt", 0o755).unwrap();
+    vfs.mount("/mnt", RamFs::new()).unwrap();
+    let other = vfs.open("/mnt/x", O_CREAT | O_RDWR, 0o644).unwrap();
+    let before = (file_state(&vfs, "/f", f), file_state(&vfs, "/g", g));
+    for (fi, oi, fo, oo, len, flags, errno) in [
+        (999, Some(0), 999, Some(0), 5, 1, Errno::EBADF),
+        (f, Some(0), 999, Some(0), 5, 0, Errno::EBADF),
+        (f, Some(0), g, Some(0), 5, 1, Errno::EINVAL),
+        (r, None, g, Some(0), 5, 1, Errno::EINVAL),
+        (dir, Some(0), w, None, 5, 0, Errno::EISDIR),
+        (r, None, dir, Some(0), 5, 0, Errno::EISDIR),
+        (r, None, g, Some(0), 5, 0, Errno::EINVAL),
+        (f, Some(0), w, None, 5, 0, Errno::EINVAL),
+        (null, Some(0), g, Some(0), 5, 0, Errno::EINVAL),
+        (wo, Some(0), g, Some(0), 5, 0, Errno::EBADF),
+        (f, Some(0), ro, Some(0), 5, 0, Errno::EBADF),
+        (ro, Some(0), ap, Some(0), 5, 0, Errno::EBADF),
+        (f, Some(0), other, Some(0), 5, 0, Errno::EXDEV),
+        (f, Some(-1), g, Some(0), 5, 0, Errno::EOVERFLOW),
+        (f, Some(-10), g, Some(0), 5, 0, Errno::EINVAL),
+        (f, Some(0), g, Some(-1), 5, 0, Errno::EOVERFLOW),
+        (f, Some(0), g, Some(-10), 5, 0, Errno::EINVAL),
+        (f, Some(-1), g, Some(0), 0, 0, Errno::EINVAL),
+        (f, Some(5), g, Some(0), usize::MAX, 0, Errno::EOVERFLOW),
+    ] {
+        assert_eq!(
+            cfr(fi, oi, fo, oo, len, flags),
+            (Err(errno), oi, oo),
+            "{fi} {oi:?} {fo} {oo:?} {len} {flags}"
+        );
+    }
+    assert_eq!(
+        (file_state(&vfs, "/f", f), file_state(&vfs, "/g", g)),
+        before
+    );
+}
+
+#[test]
+fn copy_file_range_syscall_checks_descriptors_then_offsets_then_flags() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |args: [usize; 6]| dispatch(Sysno::copy_file_range as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let vfs = global::vfs();
+    vfs.mkdir_all("/cfr_test").unwrap();
+    vfs.write_file("/cfr_test/in", b"0123456789", 0o644)
+        .unwrap();
+    let input = vfs.open("/cfr_test/in", O_RDONLY, 0).unwrap();
+    let out = vfs.open("/cfr_test/out", O_CREAT | O_RDWR, 0o644).unwrap();
+    let (i, o) = (input as usize, out as usize);
+    let (mut off_in, mut off_out): (i64, i64) = (6, 1);
+    let (pi, po) = (&raw mut off_in as usize, &raw mut off_out as usize);
+    assert_eq!(call([i, pi, o, po, 3, 0]), 3);
+    assert_eq!((off_in, off_out), (9, 4));
+    assert_eq!(call([i, 0, o, 0, 2, 0]), 2);
+    assert_eq!(vfs.read_file("/cfr_test/out").unwrap(), b"0178");
+    let before = (
+        file_state(vfs, "/cfr_test/in", input),
+        file_state(vfs, "/cfr_test/out", out),
+    );
+    assert_eq!(call([999, 8, o, 8, 3, 1]), e(Errno::EBADF));
+    assert_eq!(call([i, pi, 999, 8, 3, 1]), e(Errno::EBADF));
+    assert_eq!(call([i, 8, o, po, 3, 1]), e(Errno::EFAULT));
+    assert_eq!(call([i, pi, o, 8, 3, 1]), e(Errno::EFAULT));
+    assert_eq!(call([i, pi, o, po, 3, 1]), e(Errno::EINVAL));
+    assert_eq!((off_in, off_out), (9, 4));
+    assert_eq!(
+        (
+            file_state(vfs, "/cfr_test/in", input),
+            file_state(vfs, "/cfr_test/out", out)
+        ),
+        before
+    );
+    vfs.close(input).unwrap();
+    vfs.close(out).unwrap();
+}
+
+#[test]
+fn fallocate_grows_regular_files_and_refuses_in_linuxs_order() {
+    let vfs = fresh();
+    let fd = vfs.open("/f", O_CREAT | O_RDWR, 0o644).unwrap();
+    vfs.write(fd, b"abc").unwrap();
+    assert_eq!(vfs.fallocate(fd, 0, 2, 8), Ok(()));
+    assert_eq!(vfs.read_file("/f").unwrap(), b"abc\0\0\0\0\0\0\0");
+    assert_eq!(vfs.fstat(fd).unwrap().blocks, 8, "nothing reserved");
+    assert_eq!(vfs.fallocate(fd, 0, 0, 4), Ok(()), "never shrinks");
+    assert_eq!(vfs.fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 100_000), Ok(()));
+    assert_eq!(vfs.fstat(fd).unwrap().size, 10);
+    let ap = vfs.open("/f", O_WRONLY | O_APPEND, 0).unwrap();
+    assert_eq!(vfs.fallocate(ap, 0, 0, 12), Ok(()));
+    assert_eq!(vfs.fstat(fd).unwrap().size, 12);
+    // Up to the largest size; a sparse file costs nothing.
+    let big = vfs.open("/big", O_CREAT | O_RDWR, 0o644).unwrap();
+    assert_eq!(vfs.fallocate(big, 0, i64::MAX - 9, 9), Ok(()));
+    assert_eq!(vfs.fstat(big).unwrap().size, i64::MAX as u64);
+    assert_eq!(vfs.fallocate(big, 0, i64::MAX - 9, 10), Err(Errno::EFBIG));
+    // Refusals in Linux 6.18's order (each checked on a host) change nothing.
+    let before = file_state(&vfs, "/f", fd);
+    let [r, w] = vfs.pipe2(0).unwrap();
+    let ro = vfs.open("/f", O_RDONLY, 0).unwrap();
+    let dir = vfs.open("/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let null = vfs.open("/dev/null", O_RDWR, 0).unwrap();
+    for (f, mode, offset, len, errno) in [
+        (999, 0, -1, 10, Errno::EBADF),
+        (fd, 0, -1, 10, Errno::EINVAL),
+        (fd, 0, 0, 0, Errno::EINVAL),
+        (ro, 0x100, 0, 0, Errno::EINVAL),
+        (ro, 0x100, 0, 10, Errno::EOPNOTSUPP),
+        (w, FALLOC_FL_PUNCH_HOLE, 0, 10, Errno::EOPNOTSUPP),
+        (w, FALLOC_FL_ZERO_RANGE | 0x04, 0, 10, Errno::EOPNOTSUPP),
+        (
+            w,
+            FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_KEEP_SIZE,
+            0,
+            10,
+            Errno::EOPNOTSUPP,
+        ),
+        (ro, 0, 0, 10, Errno::EBADF),
+        (r, 0, 0, 10, Errno::EBADF),
+        (w, 0, 0, 10, Errno::ESPIPE),
+        (
+            w,
+            FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+            0,
+            10,
+            Errno::ESPIPE,
+        ),
+        (dir, 0, 0, 10, Errno::EBADF),
+        (null, 0, 0, 10, Errno::ENODEV),
+        (fd, 0, 1 << 62, 1 << 62, Errno::EFBIG),
+        (
+            fd,
+            FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+            0,
+            10,
+            Errno::EOPNOTSUPP,
+        ),
+        (fd, FALLOC_FL_ZERO_RANGE, 0, 10, Errno::EOPNOTSUPP),
+        (fd, FALLOC_FL_INSERT_RANGE, 0, 10, Errno::EOPNOTSUPP),
+    ] {
+        assert_eq!(
+            vfs.fallocate(f, mode, offset, len),
+            Err(errno),
+            "{f} {mode:#x} {offset} {len}"
+        );
+    }
+    assert_eq!(file_state(&vfs, "/f", fd), before);
+}
+
+#[test]
+fn fadvise_is_a_hint_with_linuxs_errors() {
+    use uk_syscall::{Sysno, dispatch};
+    let vfs = global::vfs();
+    vfs.mkdir_all("/fadvise_test").unwrap();
+    vfs.write_file("/fadvise_test/f", b"x", 0o644).unwrap();
+    let fd = vfs.open("/fadvise_test/f", O_RDONLY, 0).unwrap();
+    let [r, w] = vfs.pipe2(0).unwrap();
+    for advice in POSIX_FADV_NORMAL..=POSIX_FADV_NOREUSE {
+        assert_eq!(vfs.fadvise(fd, -5, 0, advice), Ok(()));
+    }
+    assert_eq!(vfs.fadvise(fd, 0, -1, 0), Err(Errno::EINVAL));
+    assert_eq!(vfs.fadvise(fd, 0, 0, 6), Err(Errno::EINVAL));
+    assert_eq!(vfs.fadvise(r, 0, 0, 9), Err(Errno::ESPIPE));
+    assert_eq!(vfs.fadvise(999, 0, 0, 9), Err(Errno::EBADF));
+    let call = |args: [usize; 6]| dispatch(Sysno::fadvise64 as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    // The advice is a C int: the high half of the register is not looked at.
+    assert_eq!(call([fd as usize, 0, 100, (1 << 32) | 4, 0, 0]), 0);
+    assert_eq!(
+        call([fd as usize, 0, 0, usize::MAX, 0, 0]),
+        e(Errno::EINVAL)
+    );
+    assert_eq!(call([w as usize, 0, 0, 0, 0, 0]), e(Errno::ESPIPE));
+    for f in [fd, r, w] {
+        vfs.close(f).unwrap();
+    }
+}
+
+#[test]
+fn flock_locks_open_file_descriptions_shared_by_dup() {
+    let root = RamFs::new();
+    let vfs = Vfs::new(root.clone());
+    vfs.write_file("/f", b"x", 0o644).unwrap();
+    let a = vfs.open("/f", O_RDONLY, 0).unwrap();
+    let b = vfs.open("/f", O_RDONLY, 0).unwrap();
+    // Two opens of one file conflict, also in one process.
+    assert_eq!(vfs.flock(a, LOCK_EX | LOCK_NB), Ok(()));
+    assert_eq!(vfs.flock(a, LOCK_EX | LOCK_NB), Ok(()), "held already");
+    assert_eq!(vfs.flock(b, LOCK_SH | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    assert_eq!(Errno::EWOULDBLOCK, Errno::EAGAIN);
+    // dup shares the lock: the copy holds it, and converts it.
+    let a2 = vfs.dup(a).unwrap();
+    assert_eq!(vfs.flock(a2, LOCK_EX | LOCK_NB), Ok(()));
+    assert_eq!(vfs.flock(a2, LOCK_SH | LOCK_NB), Ok(()));
+    assert_eq!(
+        vfs.flock(b, LOCK_SH | LOCK_NB),
+        Ok(()),
+        "shared with shared"
+    );
+    assert_eq!(vfs.flock(b, LOCK_EX | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    // Linux's conversion: the old lock went first, so b now holds none.
+    assert_eq!(vfs.flock(a, LOCK_EX | LOCK_NB), Ok(()));
+    assert_eq!(vfs.flock(b, LOCK_SH | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    // Another process's VFS over the same filesystem sees the lock (it is on the file).
+    let other = Vfs::new(root);
+    let c = other.open("/f", O_RDONLY, 0).unwrap();
+    assert_eq!(other.flock(c, LOCK_SH | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    // Closing one of two descriptors keeps the lock; the last close releases it.
+    vfs.close(a).unwrap();
+    assert_eq!(other.flock(c, LOCK_SH | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    vfs.close(a2).unwrap();
+    assert_eq!(other.flock(c, LOCK_EX | LOCK_NB), Ok(()));
+    assert_eq!(other.flock(c, LOCK_UN), Ok(()));
+    assert_eq!(
+        other.flock(c, LOCK_UN | LOCK_NB),
+        Ok(()),
+        "nothing held: fine"
+    );
+    assert_eq!(vfs.flock(b, LOCK_EX | LOCK_NB), Ok(()));
+    // Bad operations are EINVAL before the descriptor is looked at; LOCK_MAND is ignored.
+    for op in [
+        0,
+        LOCK_NB,
+        LOCK_SH | LOCK_EX,
+        LOCK_UN | LOCK_SH,
+        16,
+        64,
+        128 | 1,
+    ] {
+        assert_eq!(vfs.flock(999, op), Err(Errno::EINVAL), "op {op}");
+        assert_eq!(other.flock(c, op), Err(Errno::EINVAL), "op {op}");
+    }
+    assert_eq!(vfs.flock(999, LOCK_SH), Err(Errno::EBADF));
+    assert_eq!(vfs.flock(999, LOCK_MAND), Ok(()));
+    assert_eq!(other.flock(c, LOCK_MAND | LOCK_EX), Ok(()));
+    assert_eq!(other.flock(c, LOCK_SH | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    // Pipes and directories lock too.
+    let [r, w] = vfs.pipe2(0).unwrap();
+    let r2 = vfs.open("/", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    assert_eq!(vfs.flock(r, LOCK_EX | LOCK_NB), Ok(()));
+    assert_eq!(vfs.flock(w, LOCK_SH | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    assert_eq!(vfs.flock(r2, LOCK_EX | LOCK_NB), Ok(()));
+    for f in [b, r, w, r2] {
+        vfs.close(f).unwrap();
+    }
+    assert_eq!(other.flock(c, LOCK_EX | LOCK_NB), Ok(()), "all released");
+}
+
+#[test]
+fn flock_waits_until_the_lock_is_released() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    wait::set_wait_factory(thread_wait);
+    let vfs = StdArc::new(fresh());
+    vfs.write_file("/f", b"x", 0o644).unwrap();
+    let holder = vfs.open("/f", O_RDONLY, 0).unwrap();
+    vfs.flock(holder, LOCK_EX).unwrap();
+    // A waiting exclusive request gets the lock once the holder's last descriptor closes.
+    let got = StdArc::new(AtomicBool::new(false));
+    let waiter = {
+        let (vfs, got) = (vfs.clone(), got.clone());
+        std::thread::spawn(move || {
+            let fd = vfs.open("/f", O_RDONLY, 0).unwrap();
+            vfs.flock(fd, LOCK_EX).unwrap();
+            got.store(true, Ordering::SeqCst);
+            fd
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!got.load(Ordering::SeqCst), "still waiting");
+    let dup = vfs.dup(holder).unwrap();
+    vfs.close(holder).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!got.load(Ordering::SeqCst), "the dup still holds it");
+    vfs.close(dup).unwrap();
+    let fd = waiter.join().unwrap();
+    assert!(got.load(Ordering::SeqCst));
+    // Two shared requests wait for an unlock, then both hold the lock.
+    let sharers: Vec<_> = (0..2)
+        .map(|_| {
+            let vfs = vfs.clone();
+            std::thread::spawn(move || {
+                let f = vfs.open("/f", O_RDONLY, 0).unwrap();
+                vfs.flock(f, LOCK_SH).unwrap();
+                f
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(sharers.iter().all(|t| !t.is_finished()));
+    vfs.flock(fd, LOCK_UN).unwrap();
+    let shared: Vec<Fd> = sharers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(vfs.flock(fd, LOCK_EX | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    // A conversion to exclusive waits for the other sharer.
+    let converter = {
+        let vfs = vfs.clone();
+        let f = shared[0];
+        std::thread::spawn(move || vfs.flock(f, LOCK_EX))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!converter.is_finished());
+    vfs.close(shared[1]).unwrap();
+    assert_eq!(converter.join().unwrap(), Ok(()));
+    assert_eq!(vfs.flock(fd, LOCK_SH | LOCK_NB), Err(Errno::EWOULDBLOCK));
+    vfs.close(shared[0]).unwrap();
+    assert_eq!(vfs.flock(fd, LOCK_SH | LOCK_NB), Ok(()));
+    vfs.close(fd).unwrap();
+}
+
+#[test]
+fn flock_syscall_refuses_bad_input() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |args: [usize; 6]| dispatch(Sysno::flock as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let vfs = global::vfs();
+    vfs.mkdir_all("/flock_test").unwrap();
+    vfs.write_file("/flock_test/f", b"x", 0o644).unwrap();
+    let a = vfs.open("/flock_test/f", O_RDONLY, 0).unwrap() as usize;
+    let b = vfs.open("/flock_test/f", O_RDONLY, 0).unwrap() as usize;
+    assert_eq!(call([a, LOCK_SH as usize, 0, 0, 0, 0]), 0);
+    assert_eq!(
+        call([b, (LOCK_EX | LOCK_NB) as usize, 0, 0, 0, 0]),
+        e(Errno::EAGAIN)
+    );
+    assert_eq!(call([999, 9, 0, 0, 0, 0]), e(Errno::EINVAL));
+    assert_eq!(call([999, LOCK_SH as usize, 0, 0, 0, 0]), e(Errno::EBADF));
+    assert_eq!(
+        call([usize::MAX, LOCK_SH as usize, 0, 0, 0, 0]),
+        e(Errno::EBADF)
+    );
+    assert_eq!(call([a, 0, 0, 0, 0, 0]), e(Errno::EINVAL));
+    // Refused requests left a's lock: b still cannot lock exclusively.
+    assert_eq!(
+        call([b, (LOCK_EX | LOCK_NB) as usize, 0, 0, 0, 0]),
+        e(Errno::EAGAIN)
+    );
+    assert_eq!(call([a, LOCK_UN as usize, 0, 0, 0, 0]), 0);
+    assert_eq!(call([b, (LOCK_EX | LOCK_NB) as usize, 0, 0, 0, 0]), 0);
+    vfs.close(a as Fd).unwrap();
+    vfs.close(b as Fd).unwrap();
+}
+
+/// A filesystem of one file that counts `Vnode::sync` calls (what `sync` and `syncfs` ask).
+mod counting {
+    use alloc::sync::Arc;
+    use core::any::Any;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::*;
+
+    pub struct Fs {
+        root: Arc<Node>,
+        pub syncs: Arc<AtomicUsize>,
+    }
+
+    pub struct Node {
+        dir: bool,
+        dev: u64,
+        syncs: Arc<AtomicUsize>,
+        file: Option<Arc<Node>>,
+    }
+
+    impl Fs {
+        pub fn new() -> Arc<Fs> {
+            let (syncs, dev) = (Arc::new(AtomicUsize::new(0)), anonymous_dev());
+            let file = Arc::new(Node {
+                dir: false,
+                dev,
+                syncs: syncs.clone(),
+                file: None,
+            });
+            let root = Arc::new(Node {
+                dir: true,
+                dev,
+                syncs: syncs.clone(),
+                file: Some(file),
+            });
+            Arc::new(Fs { root, syncs })
+        }
+    }
+
+    impl FileSystem for Fs {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn root(&self) -> VnodeRef {
+            self.root.clone()
+        }
+    }
+
+    impl Vnode for Node {
+        fn stat(&self) -> Stat {
+            Stat {
+                dev: self.dev,
+                ino: if self.dir { 1 } else { 2 },
+                mode: self.file_type().mode_bits() | 0o644,
+                ..Stat::default()
+            }
+        }
+        fn file_type(&self) -> FileType {
+            if self.dir {
+                FileType::Directory
+            } else {
+                FileType::Regular
+            }
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+        fn lookup(&self, name: &[u8]) -> Result<VnodeRef, Errno> {
+            match (&self.file, name) {
+                (Some(f), b"f") => Ok(f.clone()),
+                (Some(_), _) => Err(Errno::ENOENT),
+                (None, _) => Err(Errno::ENOTDIR),
+            }
+        }
+        fn sync(&self) -> Result<(), Errno> {
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            if self.dir { Err(Errno::EIO) } else { Ok(()) }
+        }
+    }
+}
+
+#[test]
+fn sync_and_syncfs_ask_the_open_files_to_write_back() {
+    use core::sync::atomic::Ordering;
+    use uk_syscall::{Sysno, dispatch};
+    let vfs = fresh();
+    let fs = counting::Fs::new();
+    vfs.mkdir("/c", 0o755).unwrap();
+    vfs.mount("/c", fs.clone()).unwrap();
+    let syncs = || fs.syncs.load(Ordering::SeqCst);
+    let mem = vfs.open("/m", O_CREAT | O_RDWR, 0o644).unwrap();
+    let f = vfs.open("/c/f", O_RDONLY, 0).unwrap();
+    let f2 = vfs.dup(f).unwrap();
+    let [r, w] = vfs.pipe2(0).unwrap();
+    let null = vfs.open("/dev/null", O_RDONLY, 0).unwrap();
+    vfs.sync();
+    assert_eq!(syncs(), 2, "once per descriptor of the counting file");
+    assert_eq!(vfs.syncfs(mem), Ok(()));
+    assert_eq!(vfs.syncfs(r), Ok(()));
+    assert_eq!(vfs.syncfs(null), Ok(()));
+    assert_eq!(syncs(), 2, "other filesystems are not asked");
+    assert_eq!(vfs.syncfs(f), Ok(()));
+    assert_eq!(syncs(), 4);
+    // The first error of the filesystem's files is syncfs's; sync ignores errors.
+    let root = vfs.open("/c", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    assert_eq!(vfs.syncfs(f), Err(Errno::EIO));
+    vfs.sync();
+    assert_eq!(syncs(), 10);
+    assert_eq!(vfs.syncfs(999), Err(Errno::EBADF));
+    for fd in [mem, f, f2, r, w, null, root] {
+        vfs.close(fd).unwrap();
+    }
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    assert_eq!(dispatch(Sysno::sync as usize, &[0; 6]), 0);
+    assert_eq!(dispatch(Sysno::syncfs as usize, &[1, 0, 0, 0, 0, 0]), 0);
+    assert_eq!(
+        dispatch(Sysno::syncfs as usize, &[999, 0, 0, 0, 0, 0]),
+        e(Errno::EBADF)
+    );
+}
+
+#[test]
+fn chown_stores_owners_with_linuxs_set_id_rules() {
+    set_clock(test_clock);
+    let vfs = fresh();
+    vfs.write_file("/f", b"x", 0o644).unwrap();
+    vfs.symlink("f", "/l").unwrap();
+    vfs.mkdir("/d", 0o755).unwrap();
+    assert_eq!(vfs.stat("/f").map(|s| (s.uid, s.gid)), Ok((0, 0)), "root's");
+    vfs.chown("/l", 1000, 100).unwrap();
+    let st = vfs.stat("/f").unwrap();
+    assert_eq!((st.uid, st.gid), (1000, 100), "through the link");
+    assert_eq!(vfs.lstat("/l").map(|s| (s.uid, s.gid)), Ok((0, 0)));
+    vfs.lchown("/l", 7, u32::MAX).unwrap();
+    assert_eq!(vfs.lstat("/l").map(|s| (s.uid, s.gid)), Ok((7, 0)));
+    // -1 leaves an id alone, but the change time still moves.
+    vfs.chown("/f", u32::MAX, 5).unwrap();
+    let st2 = vfs.stat("/f").unwrap();
+    assert_eq!((st2.uid, st2.gid), (1000, 5));
+    vfs.chown("/f", u32::MAX, u32::MAX).unwrap();
+    let st3 = vfs.stat("/f").unwrap();
+    assert!(st3.ctime > st2.ctime && st3.mtime == st2.mtime);
+    // Set-user-ID goes; set-group-ID only with group-execute; a directory keeps both.
+    vfs.chmod("/f", 0o6755).unwrap();
+    vfs.chown("/f", u32::MAX, u32::MAX).unwrap();
+    assert_eq!(vfs.stat("/f").unwrap().mode, S_IFREG | 0o755);
+    vfs.chmod("/f", 0o6745).unwrap();
+    vfs.chown("/f", 0, 0).unwrap();
+    assert_eq!(vfs.stat("/f").unwrap().mode, S_IFREG | 0o2745);
+    vfs.chmod("/d", 0o6755).unwrap();
+    vfs.chown("/d", 1, 77).unwrap();
+    assert_eq!(vfs.stat("/d").unwrap().mode, S_IFDIR | 0o6755);
+    // What is made in a set-group-ID directory takes its group.
+    vfs.write_file("/d/in", b"", 0o644).unwrap();
+    vfs.mkdir("/d/sub", 0o755).unwrap();
+    vfs.symlink("in", "/d/ln").unwrap();
+    for p in ["/d/in", "/d/sub", "/d/ln"] {
+        assert_eq!(vfs.lstat(p).map(|s| (s.uid, s.gid)), Ok((0, 77)), "{p}");
+    }
+    assert_eq!(vfs.stat("/d/sub").unwrap().mode, S_IFDIR | S_ISGID | 0o755);
+    // By descriptor, and an empty path with AT_EMPTY_PATH.
+    let fd = vfs.open("/f", O_RDONLY, 0).unwrap();
+    vfs.fchown(fd, 3, 4).unwrap();
+    assert_eq!(vfs.stat("/f").map(|s| (s.uid, s.gid)), Ok((3, 4)));
+    vfs.fchownat(fd, "", 5, 6, AT_EMPTY_PATH).unwrap();
+    assert_eq!(vfs.stat("/f").map(|s| (s.uid, s.gid)), Ok((5, 6)));
+    vfs.chdir("/d").unwrap();
+    vfs.fchownat(AT_FDCWD, "", 8, u32::MAX, AT_EMPTY_PATH)
+        .unwrap();
+    assert_eq!(vfs.stat("/d").map(|s| (s.uid, s.gid)), Ok((8, 77)));
+    vfs.fchownat(AT_FDCWD, "in", 9, 9, 0).unwrap();
+    assert_eq!(vfs.stat("/d/in").map(|s| s.uid), Ok(9));
+    // Refusals change nothing; a pipe has no owner to change (success, as fchmod).
+    let before = [vfs.stat("/f").unwrap(), vfs.lstat("/l").unwrap()];
+    assert_eq!(vfs.fchownat(fd, "", 1, 1, 0), Err(Errno::ENOENT));
+    assert_eq!(
+        vfs.fchownat(fd, "", 1, 1, AT_NO_AUTOMOUNT),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        vfs.fchownat(AT_FDCWD, "/f", 1, 1, AT_REMOVEDIR),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(vfs.chown("/nope", 1, 1), Err(Errno::ENOENT));
+    assert_eq!(vfs.chown("/f/x", 1, 1), Err(Errno::ENOTDIR));
+    assert_eq!(vfs.fchown(999, 1, 1), Err(Errno::EBADF));
+    assert_eq!(vfs.chown("/dev/null", 1, 1), Err(Errno::EPERM));
+    let [r, w] = vfs.pipe2(0).unwrap();
+    assert_eq!(vfs.fchown(r, 1, 1), Ok(()));
+    assert_eq!([vfs.stat("/f").unwrap(), vfs.lstat("/l").unwrap()], before);
+    for f in [fd, r, w] {
+        vfs.close(f).unwrap();
+    }
+}
+
+#[test]
+fn chown_syscalls_convert_ids_and_refuse_bad_input() {
+    use uk_syscall::{Sysno, dispatch};
+    let call = |n: Sysno, args: [usize; 6]| dispatch(n as usize, &args);
+    let e = |errno: Errno| -(errno.into_raw() as isize);
+    let vfs = global::vfs();
+    vfs.mkdir_all("/chown_test").unwrap();
+    vfs.write_file("/chown_test/f", b"x", 0o644).unwrap();
+    vfs.symlink("f", "/chown_test/l").unwrap();
+    let ids = |p: &str| vfs.lstat(p).map(|s| (s.uid, s.gid));
+    let cwd = AT_FDCWD as usize;
+    let link = b"/chown_test/l\0";
+    // uid_t is 32 bits: a register holding a 64-bit -1 is -1 ("unchanged").
+    assert_eq!(
+        call(
+            Sysno::fchownat,
+            [cwd, link.as_ptr() as usize, 11, usize::MAX, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(ids("/chown_test/f"), Ok((11, 0)));
+    let nofollow = AT_SYMLINK_NOFOLLOW as usize;
+    assert_eq!(
+        call(
+            Sysno::fchownat,
+            [cwd, link.as_ptr() as usize, 12, 13, nofollow, 0]
+        ),
+        0
+    );
+    assert_eq!(ids("/chown_test/l"), Ok((12, 13)));
+    let fd = vfs.open("/chown_test/f", O_RDONLY, 0).unwrap();
+    assert_eq!(call(Sysno::fchown, [fd as usize, 14, 15, 0, 0, 0]), 0);
+    assert_eq!(ids("/chown_test/f"), Ok((14, 15)));
+    let empty = b"\0";
+    let empty_path = AT_EMPTY_PATH as usize;
+    assert_eq!(
+        call(
+            Sysno::fchownat,
+            [fd as usize, empty.as_ptr() as usize, 16, 17, empty_path, 0]
+        ),
+        0
+    );
+    assert_eq!(ids("/chown_test/f"), Ok((16, 17)));
+    // Refusals change nothing: flags before the path, as Linux.
+    let before = [
+        vfs.lstat("/chown_test/f").unwrap(),
+        vfs.lstat("/chown_test/l").unwrap(),
+    ];
+    let missing = b"/chown_test/missing\0";
+    for (n, args, errno) in [
+        (Sysno::fchownat, [cwd, 0, 1, 1, 0x800, 0], Errno::EINVAL),
+        (Sysno::fchownat, [cwd, 0, 1, 1, 0, 0], Errno::EFAULT),
+        (
+            Sysno::fchownat,
+            [fd as usize, 0, 1, 1, empty_path, 0],
+            Errno::EFAULT,
+        ),
+        (
+            Sysno::fchownat,
+            [fd as usize, empty.as_ptr() as usize, 1, 1, 0, 0],
+            Errno::ENOENT,
+        ),
+        (
+            Sysno::fchownat,
+            [cwd, missing.as_ptr() as usize, 1, 1, 0, 0],
+            Errno::ENOENT,
+        ),
+        (
+            Sysno::fchownat,
+            [999, c"rel".as_ptr() as usize, 1, 1, 0, 0],
+            Errno::EBADF,
+        ),
+        (Sysno::fchown, [999, 1, 1, 0, 0, 0], Errno::EBADF),
+    ] {
+        assert_eq!(call(n, args), e(errno), "{n:?} {args:?}");
+    }
+    assert_eq!(
+        [
+            vfs.lstat("/chown_test/f").unwrap(),
+            vfs.lstat("/chown_test/l").unwrap()
+        ],
+        before
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(
+            call(Sysno::chown, [link.as_ptr() as usize, 20, 21, 0, 0, 0]),
+            0
+        );
+        assert_eq!(ids("/chown_test/f"), Ok((20, 21)));
+        assert_eq!(
+            call(Sysno::lchown, [link.as_ptr() as usize, 22, 23, 0, 0, 0]),
+            0
+        );
+        assert_eq!(ids("/chown_test/l"), Ok((22, 23)));
+        assert_eq!(call(Sysno::chown, [0, 1, 1, 0, 0, 0]), e(Errno::EFAULT));
+        assert_eq!(
+            call(Sysno::lchown, [missing.as_ptr() as usize, 1, 1, 0, 0, 0]),
+            e(Errno::ENOENT)
+        );
+    }
+    vfs.close(fd).unwrap();
+}
+
+/// The raw adapters of preadv/pwritev(2), sendfile, copy_file_range, fallocate,
+/// fadvise64, flock, sync, syncfs and the chown family, called with random mixes of good
+/// and bad descriptors, pointers, offsets, counts, flags and ids: nothing panics, every
+/// error is a Linux errno, and a refused call changes nothing (file bytes and status,
+/// positions, the caller's offsets and buffers, the pipe's readiness).
+mod raw_syscalls_fuzz {
+    use alloc::vec::Vec;
+    use alloc::{format, vec};
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    use proptest::prelude::*;
+    use uk_syscall::{Sysno, dispatch};
+
+    use crate::*;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        Desc,
+        Iov,
+        IovCnt,
+        Off,
+        Len,
+        OffPtr,
+        Count,
+        Flags,
+        FlockOp,
+        Path,
+        Id,
+        Zero,
+    }
+    use Kind::*;
+
+    const CALLS: &[(Sysno, [Kind; 6])] = &[
+        (Sysno::preadv, [Desc, Iov, IovCnt, Off, Zero, Zero]),
+        (Sysno::pwritev, [Desc, Iov, IovCnt, Off, Zero, Zero]),
+        (Sysno::preadv2, [Desc, Iov, IovCnt, Off, Zero, Flags]),
+        (Sysno::pwritev2, [Desc, Iov, IovCnt, Off, Zero, Flags]),
+        (Sysno::sendfile, [Desc, Desc, OffPtr, Count, Zero, Zero]),
+        (
+            Sysno::copy_file_range,
+            [Desc, OffPtr, Desc, OffPtr, Count, Flags],
+        ),
+        (Sysno::fallocate, [Desc, Flags, Off, Len, Zero, Zero]),
+        (Sysno::fadvise64, [Desc, Off, Len, Flags, Zero, Zero]),
+        (Sysno::flock, [Desc, FlockOp, Zero, Zero, Zero, Zero]),
+        (Sysno::sync, [Zero; 6]),
+        (Sysno::syncfs, [Desc, Zero, Zero, Zero, Zero, Zero]),
+        (Sysno::fchownat, [Desc, Path, Id, Id, Flags, Zero]),
+        (Sysno::fchown, [Desc, Id, Id, Zero, Zero, Zero]),
+        #[cfg(target_arch = "x86_64")]
+        (Sysno::chown, [Path, Id, Id, Zero, Zero, Zero]),
+        #[cfg(target_arch = "x86_64")]
+        (Sysno::lchown, [Path, Id, Id, Zero, Zero, Zero]),
+    ];
+
+    // Offsets and lengths stay small or fail: a success far out would make a file that
+    // copies gigabytes of zeros.
+    const OFFS: &[i64] = &[-1, -2, i64::MIN, 0, 7, 4096, 70_000, i64::MAX];
+    const LENS: &[i64] = &[-1, 0, 1, 4096, 70_000, i64::MIN];
+    const COUNTS: &[usize] = &[0, 1, 100, 5000, 70_000, usize::MAX, 1 << 63];
+    const FLAGS: &[usize] = &[
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        8,
+        9,
+        0x10,
+        0x20,
+        0x80,
+        0x100,
+        0x800,
+        0x1000,
+        0xffff_ffff,
+        usize::MAX,
+    ];
+    const FLOCK_OPS: &[u32] = &[0, LOCK_SH, LOCK_EX, LOCK_UN, 3, 9, 16, LOCK_MAND, 64];
+    const IDS: &[usize] = &[0xffff_ffff, 0, 1000, usize::MAX, (1 << 32) | 5];
+
+    static CASE: AtomicUsize = AtomicUsize::new(0);
+
+    struct World {
+        dir: std::string::String,
+        fds: Vec<usize>,
+        paths: Vec<Vec<u8>>,
+        bufs: [Vec<u8>; 2],
+        iovs: [[usize; 4]; 3],
+        offs: [i64; 2],
+        pipe_r: Fd,
+    }
+
+    impl World {
+        fn new() -> World {
+            let vfs = global::vfs();
+            let dir = format!("/raw_fuzz/{}", CASE.fetch_add(1, Ordering::Relaxed));
+            vfs.mkdir_all(&dir).unwrap();
+            let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+            vfs.write_file(format!("{dir}/f"), &data, 0o4755).unwrap();
+            vfs.write_file(format!("{dir}/g"), b"short", 0o644).unwrap();
+            vfs.symlink("f", format!("{dir}/l")).unwrap();
+            let open = |p: &str, flags| vfs.open(format!("{dir}{p}"), flags, 0).unwrap() as usize;
+            let [r, w] = vfs.pipe2(O_NONBLOCK).unwrap();
+            let null = vfs.open("/dev/null", O_RDWR, 0).unwrap() as usize;
+            let fds = vec![
+                open("/f", O_RDWR),
+                open("/f", O_RDONLY),
+                open("/g", O_WRONLY | O_APPEND),
+                open("/g", O_RDWR),
+                open("", O_RDONLY | O_DIRECTORY),
+                r as usize,
+                w as usize,
+                null,
+                usize::MAX,
+                1_000_000,
+                AT_FDCWD as usize,
+            ];
+            let paths = ["/f", "/l", "", "/missing", "/f/x"]
+                .iter()
+                .map(|p| format!("{dir}{p}\0").into_bytes())
+                .chain([b"f\0".to_vec(), b"\0".to_vec()])
+                .collect();
+            World {
+                dir,
+                fds,
+                paths,
+                bufs: [vec![0xaa; 16], vec![0xbb; 5000]],
+                iovs: [[0; 4]; 3],
+                offs: [0; 2],
+                pipe_r: r,
+            }
+        }
+
+        /// The raw value of argument `kind` chosen by `pick`: half of the picks favour a
+        /// value that lets the call go through (a file descriptor, no flags, a path that
+        /// exists), so that successes are as common as refusals.
+        fn arg(&mut self, kind: Kind, pick: usize, slot: &mut usize) -> usize {
+            let (favour, pick) = (pick & 1 == 0, pick >> 1);
+            match kind {
+                Desc if favour => self.fds[pick % 4],
+                Desc => self.fds[pick % self.fds.len()],
+                Iov => {
+                    let [a, b] = &mut self.bufs;
+                    let (a, b) = (a.as_mut_ptr() as usize, b.as_mut_ptr() as usize);
+                    self.iovs = [
+                        [a, 16, b, 5000],
+                        [8, 3, a, 16],
+                        [a, 16, b, isize::MAX as usize],
+                    ];
+                    match if favour { 0 } else { pick % 5 } {
+                        i @ 0..3 => self.iovs[i].as_ptr() as usize,
+                        3 => 0,
+                        _ => 8,
+                    }
+                }
+                IovCnt if favour => 2,
+                IovCnt => [0, 1, 2, 1025, usize::MAX][pick % 5],
+                Off if favour => [0, 7, 4096][pick % 3],
+                Off => OFFS[pick % OFFS.len()] as usize,
+                Len if favour => [1, 4096, 70_000][pick % 3],
+                Len => LENS[pick % LENS.len()] as usize,
+                OffPtr => {
+                    let i = *slot % 2;
+                    *slot += 1;
+                    self.offs[i] = if favour {
+                        [0, 7, 4096][pick % 3]
+                    } else {
+                        OFFS[(pick / 3) % OFFS.len()]
+                    };
+                    match if favour { 1 } else { pick % 3 } {
+                        0 => 0,
+                        1 => &raw mut self.offs[i] as usize,
+                        _ => 8,
+                    }
+                }
+                Count if favour => [1, 100, 5000, 70_000][pick % 4],
+                Count => COUNTS[pick % COUNTS.len()],
+                Flags if favour => 0,
+                Flags => FLAGS[pick % FLAGS.len()],
+                // Never wait: no other thread would release the lock.
+                FlockOp => (FLOCK_OPS[pick % FLOCK_OPS.len()] | LOCK_NB) as usize,
+                Path if favour => self.paths[pick % 2].as_ptr() as usize,
+                Path => match pick % (self.paths.len() + 2) {
+                    i if i < self.paths.len() => self.paths[i].as_ptr() as usize,
+                    i if i == self.paths.len() => 0,
+                    _ => 8,
+                },
+                Id => IDS[pick % IDS.len()],
+                Zero => 0,
+            }
+        }
+
+        /// Everything a refused call must leave as it was.
+        fn snapshot(&self) -> impl PartialEq + core::fmt::Debug + use<> {
+            let vfs = global::vfs();
+            let files: Vec<_> = ["/f", "/g", "/l", ""]
+                .iter()
+                .map(|p| {
+                    let path = format!("{}{p}", self.dir);
+                    let bytes = vfs.read_file(&path).ok();
+                    (vfs.lstat(&path).unwrap(), bytes)
+                })
+                .collect();
+            let positions: Vec<_> = self.fds[..8]
+                .iter()
+                .map(|&fd| vfs.lseek(fd as Fd, 0, SEEK_CUR))
+                .collect();
+            let mut poll = [PollFd {
+                fd: self.pipe_r,
+                events: poll::POLLIN as i16,
+                revents: 0,
+            }];
+            vfs.poll(&mut poll);
+            (
+                files,
+                positions,
+                self.offs,
+                self.bufs.clone(),
+                poll[0].revents,
+            )
+        }
+
+        fn close(self) {
+            for &fd in &self.fds[..8] {
+                global::vfs().close(fd as Fd).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn refusals_change_nothing(
+            calls in proptest::collection::vec((any::<prop::sample::Index>(), any::<[u16; 6]>()), 1..12)
+        ) {
+            let mut w = World::new();
+            for (which, picks) in calls {
+                let (sysno, kinds) = CALLS[which.index(CALLS.len())];
+                let mut slot = 0;
+                let mut args = [0usize; 6];
+                for i in 0..6 {
+                    args[i] = w.arg(kinds[i], picks[i] as usize, &mut slot);
+                }
+                let before = w.snapshot();
+                let r = dispatch(sysno as usize, &args);
+                prop_assert!(r >= -4095, "{sysno:?} {args:x?}: {r}");
+                if r < 0 {
+                    prop_assert_ne!(r, -(Errno::ENOSYS.into_raw() as isize));
+                    prop_assert_eq!(&w.snapshot(), &before, "{:?} {:x?}: {}", sysno, args, r);
+                }
+            }
+            w.close();
+        }
+    }
+}

@@ -85,6 +85,52 @@ pub const AT_STATX_SYNC_TYPE: u32 = 0x6000;
 /// `renameat2`: fail if the new name exists.
 pub const RENAME_NOREPLACE: u32 = 1;
 
+/// The flags `fchownat` accepts.
+pub const FCHOWNAT_FLAGS: u32 = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH;
+
+/// `flock`: a shared lock (any number of open files may hold one).
+pub const LOCK_SH: u32 = 1;
+/// `flock`: an exclusive lock (no other open file holds any lock on the file).
+pub const LOCK_EX: u32 = 2;
+/// `flock`: or-ed into `LOCK_SH` or `LOCK_EX`, fail with `EWOULDBLOCK` instead of waiting.
+pub const LOCK_NB: u32 = 4;
+/// `flock`: release the lock.
+pub const LOCK_UN: u32 = 8;
+/// `flock`: the old "mandatory" requests, which Linux ignores (success, nothing changes).
+pub const LOCK_MAND: u32 = 32;
+
+/// `fallocate` mode: allocate without changing the size.
+pub const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
+/// `fallocate` mode: make a hole (with `FALLOC_FL_KEEP_SIZE` only).
+pub const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
+/// `fallocate` mode: remove a range, moving what follows down.
+pub const FALLOC_FL_COLLAPSE_RANGE: u32 = 0x08;
+/// `fallocate` mode: zero a range.
+pub const FALLOC_FL_ZERO_RANGE: u32 = 0x10;
+/// `fallocate` mode: insert a hole, moving what follows up.
+pub const FALLOC_FL_INSERT_RANGE: u32 = 0x20;
+/// `fallocate` mode: unshare shared blocks.
+pub const FALLOC_FL_UNSHARE_RANGE: u32 = 0x40;
+/// `fallocate` mode: write zeroes to the medium (Linux 6.17).
+pub const FALLOC_FL_WRITE_ZEROES: u32 = 0x80;
+
+/// `posix_fadvise`: no advice.
+pub const POSIX_FADV_NORMAL: u32 = 0;
+/// `posix_fadvise`: random access expected.
+pub const POSIX_FADV_RANDOM: u32 = 1;
+/// `posix_fadvise`: sequential access expected.
+pub const POSIX_FADV_SEQUENTIAL: u32 = 2;
+/// `posix_fadvise`: the range will be needed soon.
+pub const POSIX_FADV_WILLNEED: u32 = 3;
+/// `posix_fadvise`: the range will not be needed soon.
+pub const POSIX_FADV_DONTNEED: u32 = 4;
+/// `posix_fadvise`: the range will be accessed once.
+pub const POSIX_FADV_NOREUSE: u32 = 5;
+
+/// Most bytes one call moves (Linux's `MAX_RW_COUNT`: `INT_MAX` rounded down to a page);
+/// `sendfile` and `copy_file_range` stop there.
+pub const MAX_RW_COUNT: usize = 0x7fff_f000;
+
 /// `access`: the file exists.
 pub const F_OK: u32 = 0;
 /// `access`: execute/search permission.

@@ -178,8 +178,19 @@ impl Vfs {
         }
     }
 
-    fn file(&self, fd: Fd) -> Result<Arc<OpenFile>, Errno> {
+    pub(crate) fn file(&self, fd: Fd) -> Result<Arc<OpenFile>, Errno> {
         self.table().get(fd).cloned()
+    }
+
+    /// Every open file description of the table, collected so the table lock is not held
+    /// while they are used.
+    pub(crate) fn open_files(&self) -> Vec<Arc<OpenFile>> {
+        self.table().files().cloned().collect()
+    }
+
+    /// `EBADF` unless `fd` is open.
+    pub(crate) fn check_fd(&self, fd: Fd) -> Result<(), Errno> {
+        self.file(fd).map(|_| ())
     }
 
     /// Closes `fd`.
@@ -792,6 +803,45 @@ impl Vfs {
         }
     }
 
+    /// `sync()`: asks every regular file and directory open in this VFS to write back what
+    /// it holds ([`Vnode::sync`](crate::Vnode::sync), as `fsync` does); errors are ignored,
+    /// as `sync` never fails. ramfs keeps everything in memory, so there it does nothing; a
+    /// 9P file open for writing sends `Tfsync`. Files written and closed earlier are not
+    /// reached (9P writes have gone to the server by then).
+    pub fn sync(&self) {
+        for f in self.open_files() {
+            if let Object::Node(n) = &f.object {
+                if matches!(n.file_type(), FileType::Regular | FileType::Directory) {
+                    let _ = n.sync();
+                }
+            }
+        }
+    }
+
+    /// `syncfs(fd)`: as [`Vfs::sync`], for the open files on the filesystem (the device
+    /// number) of the file open as `fd`; returns the first error. Nothing to do for a pipe
+    /// or in memory.
+    pub fn syncfs(&self, fd: Fd) -> Result<(), Errno> {
+        let dev = match &self.file(fd)?.object {
+            Object::Node(n) => n.stat().dev,
+            Object::Pipe(_) => return Ok(()),
+        };
+        let mut result = Ok(());
+        for f in self.open_files() {
+            if let Object::Node(n) = &f.object {
+                if matches!(n.file_type(), FileType::Regular | FileType::Directory)
+                    && n.stat().dev == dev
+                {
+                    let r = n.sync();
+                    if result.is_ok() {
+                        result = r;
+                    }
+                }
+            }
+        }
+        result
+    }
+
     /// A device `ioctl`; `arg` is the argument buffer (sized for the request).
     pub fn ioctl(&self, fd: Fd, request: u32, arg: &mut [u8]) -> Result<usize, Errno> {
         let f = self.file(fd)?;
@@ -1295,6 +1345,62 @@ impl Vfs {
             Object::Node(n) => Self::set_times(n, times),
             Object::Pipe(_) => Ok(()),
         }
+    }
+
+    /// `chown(path, uid, gid)`: sets the owner and group of what `path` names (links
+    /// followed); see [`Vfs::fchownat`].
+    pub fn chown(&self, path: impl AsRef<[u8]>, uid: u32, gid: u32) -> Result<(), Errno> {
+        self.fchownat(AT_FDCWD, path, uid, gid, 0)
+    }
+
+    /// `lchown(path, uid, gid)`: as [`Vfs::chown`], on a final symbolic link itself.
+    pub fn lchown(&self, path: impl AsRef<[u8]>, uid: u32, gid: u32) -> Result<(), Errno> {
+        self.fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)
+    }
+
+    /// `fchownat(dirfd, path, uid, gid, flags)`: sets the owner and group of what `path`
+    /// names relative to `dirfd` through [`Vnode::set_owner`](crate::Vnode::set_owner);
+    /// an id of `u32::MAX` (the caller's `-1`) is left unchanged. The caller is root, so
+    /// any ids are allowed. Flags: `AT_SYMLINK_NOFOLLOW` (change a final symbolic link
+    /// itself) and `AT_EMPTY_PATH` (an empty path means `dirfd`, or the working directory
+    /// for `AT_FDCWD`); others are `EINVAL`. As Linux's `chown`, also with both ids `-1`:
+    /// the change time moves and a non-directory loses set-user-ID (and set-group-ID if
+    /// group-executable). A pipe keeps no owner here: the call succeeds and changes nothing
+    /// (as [`Vfs::fchmod`]); devfs nodes refuse with `EPERM`.
+    pub fn fchownat(
+        &self,
+        dirfd: Fd,
+        path: impl AsRef<[u8]>,
+        uid: u32,
+        gid: u32,
+        flags: u32,
+    ) -> Result<(), Errno> {
+        if flags & !FCHOWNAT_FLAGS != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let path = path.as_ref();
+        if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
+            if dirfd != AT_FDCWD {
+                return self.fchown(dirfd, uid, gid);
+            }
+            let cwd = self.cwd.lock().clone();
+            return Self::set_owner(&cwd, uid, gid);
+        }
+        let node = self.resolve(dirfd, path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        Self::set_owner(&node, uid, gid)
+    }
+
+    /// `fchown(fd, uid, gid)`: as [`Vfs::fchownat`], on the file open as `fd`.
+    pub fn fchown(&self, fd: Fd, uid: u32, gid: u32) -> Result<(), Errno> {
+        match &self.file(fd)?.object {
+            Object::Node(n) => Self::set_owner(n, uid, gid),
+            Object::Pipe(_) => Ok(()),
+        }
+    }
+
+    fn set_owner(node: &VnodeRef, uid: u32, gid: u32) -> Result<(), Errno> {
+        let id = |id: u32| (id != u32::MAX).then_some(id);
+        node.set_owner(id(uid), id(gid))
     }
 
     fn set_times(node: &VnodeRef, [atime, mtime]: [TimeChange; 2]) -> Result<(), Errno> {

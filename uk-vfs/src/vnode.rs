@@ -170,6 +170,28 @@ pub trait Vnode: Send + Sync + Any {
     fn set_times(&self, _atime: TimeChange, _mtime: TimeChange) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }
+    /// Changes the owner and group (`chown` family); `None` leaves that id alone (the
+    /// caller's `-1`). The caller is root, so any ids are allowed. As Linux's `chown`, also
+    /// when both are `None`: the change time becomes the current time, and a non-directory
+    /// loses its set-user-ID bit, and its set-group-ID bit if group-execute is set. A
+    /// filesystem whose server applies chown's rules itself (9P) just forwards the ids.
+    /// Nodes that cannot store owners refuse with `EPERM`, as Linux does for them.
+    fn set_owner(&self, _uid: Option<u32>, _gid: Option<u32>) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+    /// `fallocate` on a regular file for `[offset, offset + len)` (the VFS has checked the
+    /// range and that the file is regular): grows the file to at least `offset + len`
+    /// bytes, never shrinking it, unless `keep_size` (`FALLOC_FL_KEEP_SIZE`). The new bytes
+    /// read as zeros. The default reserves nothing and grows the file with
+    /// [`Vnode::stat`] and [`Vnode::truncate`], which a concurrent writer extending the
+    /// file could race; a filesystem that can grow in one step overrides it (ramfs does).
+    fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<(), Errno> {
+        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if keep_size || self.stat().size >= end {
+            return Ok(());
+        }
+        self.truncate(end)
+    }
 }
 
 /// Whether two vnode references name the same node.

@@ -59,7 +59,27 @@ enum Op {
     Access(usize, u32),
     Chmod(usize, usize),
     Fchmod(usize, usize),
+    Preadv(usize, [usize; 2], i32),
+    Pwritev(usize, [usize; 2], i32),
+    /// out, in, offset (`None`: the position), count
+    Sendfile(usize, usize, Option<i32>, usize),
+    /// in, offset in, out, offset out, length
+    CopyFileRange(usize, Option<i32>, usize, Option<i32>, usize),
+    /// mode (one that never allocates: see `FALLOC_MODES`), offset, length
+    Fallocate(usize, usize, i32, i32),
+    Fadvise(usize, i32, i32, u32),
+    Flock(usize, usize),
+    /// path, ids (`CHOWN_IDS`), nofollow
+    Chown(usize, usize, bool),
+    Fchown(usize, usize),
 }
+
+/// `fallocate` modes whose result is the same on tmpfs of every recent Linux and here:
+/// refusals. Modes 0 and `FALLOC_FL_KEEP_SIZE` are left out: tmpfs allocates pages (its
+/// `st_blocks` grows) where ramfs only sets the size.
+const FALLOC_MODES: &[u32] = &[0x02, 0x08, 0x10, 0x12, 0x20, 0x100];
+/// `flock` operations, always with `LOCK_NB` (nothing would release a lock waited for).
+const FLOCK_OPS: &[u32] = &[LOCK_SH, LOCK_EX, LOCK_UN, 0, 3, 9, LOCK_MAND | LOCK_EX];
 
 /// Modes `chmod` and `fchmod` set (the file-type bits in one must be ignored).
 const MODES: &[u32] = &[0o000, 0o644, 0o755, 0o4711, 0o7777, 0o170_600];
@@ -90,8 +110,82 @@ fn op() -> impl Strategy<Value = Op> {
         1 => p.clone().prop_map(Op::Stat),
         1 => p.clone().prop_map(Op::Lstat),
         1 => (p.clone(), 0..9u32).prop_map(|(a, b)| Op::Access(a, b)),
-        1 => (p, 0..MODES.len()).prop_map(|(a, b)| Op::Chmod(a, b)),
-        1 => (h, 0..MODES.len()).prop_map(|(a, b)| Op::Fchmod(a, b)),
+        1 => (p.clone(), 0..MODES.len()).prop_map(|(a, b)| Op::Chmod(a, b)),
+        1 => (h.clone(), 0..MODES.len()).prop_map(|(a, b)| Op::Fchmod(a, b)),
+        1 => (h.clone(), [0..5000usize, 0..5000usize], -3..20000i32)
+            .prop_map(|(a, b, c)| Op::Preadv(a, b, c)),
+        1 => (h.clone(), [0..5000usize, 0..5000usize], -3..20000i32)
+            .prop_map(|(a, b, c)| Op::Pwritev(a, b, c)),
+        1 => (h.clone(), h.clone(), proptest::option::of(-3..20000i32), 0..9000usize)
+            .prop_map(|(a, b, c, d)| Op::Sendfile(a, b, c, d)),
+        1 => (
+            h.clone(),
+            proptest::option::of(-3..20000i32),
+            h.clone(),
+            proptest::option::of(-3..20000i32),
+            0..9000usize,
+        )
+            .prop_map(|(a, b, c, d, e)| Op::CopyFileRange(a, b, c, d, e)),
+        1 => (h.clone(), 0..FALLOC_MODES.len(), -2..20000i32, -2..20000i32)
+            .prop_map(|(a, b, c, d)| Op::Fallocate(a, b, c, d)),
+        1 => (h.clone(), -3..100i32, -2..100i32, 0..8u32)
+            .prop_map(|(a, b, c, d)| Op::Fadvise(a, b, c, d)),
+        1 => (h.clone(), 0..FLOCK_OPS.len()).prop_map(|(a, b)| Op::Flock(a, b)),
+        1 => (p, 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::Chown(a, b, c)),
+        1 => (h, 0..2usize).prop_map(|(a, b)| Op::Fchown(a, b)),
+    ]
+}
+
+/// Files with data, open six ways, for [`file_op`]'s sequences: handle 0 `a` read-write,
+/// 1 `b` read-write, 2 `a` read-only, 3 `b` write-only appending, 4 the directory `c`,
+/// 5 `a` read-write again (another open file description); `la` links to `a`.
+fn prelude() -> Vec<Op> {
+    vec![
+        Op::Open(0, 2),
+        Op::Write(0, 3000, 1),
+        Op::Write(0, 2500, 2),
+        Op::Open(1, 2),
+        Op::Write(1, 100, 3),
+        Op::Open(0, 0),
+        Op::Open(1, 4),
+        Op::Mkdir(2, 2),
+        Op::Open(2, 6),
+        Op::Symlink(0, 12),
+        Op::Open(0, 8),
+    ]
+}
+
+/// Operations on the open files of [`prelude`], weighted to the calls a plain sequence
+/// rarely reaches with data: vectored and positional I/O, `sendfile`, `copy_file_range`,
+/// `fallocate`, `fadvise64`, `flock`, the `chown` family.
+fn file_op() -> impl Strategy<Value = Op> {
+    let h = 0..8usize;
+    let off = || proptest::option::of(-3..12000i32);
+    prop_oneof![
+        2 => (h.clone(), [0..5000usize, 0..5000usize], -3..12000i32)
+            .prop_map(|(a, b, c)| Op::Preadv(a, b, c)),
+        2 => (h.clone(), [0..5000usize, 0..5000usize], -3..12000i32)
+            .prop_map(|(a, b, c)| Op::Pwritev(a, b, c)),
+        3 => (h.clone(), h.clone(), off(), 0..9000usize)
+            .prop_map(|(a, b, c, d)| Op::Sendfile(a, b, c, d)),
+        3 => (h.clone(), off(), h.clone(), off(), 0..9000usize)
+            .prop_map(|(a, b, c, d, e)| Op::CopyFileRange(a, b, c, d, e)),
+        1 => (h.clone(), 0..FALLOC_MODES.len(), -2..12000i32, -2..12000i32)
+            .prop_map(|(a, b, c, d)| Op::Fallocate(a, b, c, d)),
+        1 => (h.clone(), -3..100i32, -2..100i32, 0..8u32)
+            .prop_map(|(a, b, c, d)| Op::Fadvise(a, b, c, d)),
+        2 => (h.clone(), 0..FLOCK_OPS.len()).prop_map(|(a, b)| Op::Flock(a, b)),
+        1 => (0..PATHS.len(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::Chown(a, b, c)),
+        1 => (h.clone(), 0..2usize).prop_map(|(a, b)| Op::Fchown(a, b)),
+        1 => (0..PATHS.len(), 0..MODES.len()).prop_map(|(a, b)| Op::Chmod(a, b)),
+        1 => (h.clone(), 0..9000usize).prop_map(|(a, b)| Op::Read(a, b)),
+        1 => (h.clone(), 0..9000usize, any::<u8>()).prop_map(|(a, b, c)| Op::Write(a, b, c)),
+        1 => (h.clone(), -5000..12000i32, 0..3u32).prop_map(|(a, b, c)| Op::Lseek(a, b, c)),
+        1 => (h.clone(), -10..12000i32).prop_map(|(a, b)| Op::Ftruncate(a, b)),
+        1 => h.clone().prop_map(Op::Fstat),
+        1 => h.clone().prop_map(Op::Dup),
+        1 => h.prop_map(Op::Close),
+        1 => (0..PATHS.len(), 0..OPEN_FLAGS.len()).prop_map(|(a, b)| Op::Open(a, b)),
     ]
 }
 
@@ -104,6 +198,42 @@ enum Out {
     /// type+perm bits, nlink, size, blocks
     Stat(u32, u64, i64, i64),
     Names(Vec<Vec<u8>>),
+    /// A result and the offsets the call updated.
+    Moved(i64, Option<i64>, Option<i64>),
+}
+
+/// The owner and group `chown` gives: both -1 ("unchanged": the set-ID rules still
+/// apply), or this process's own ids (which it may give without privileges). Owners are
+/// not compared (uk-vfs's files are root's); what the change does to the mode is.
+fn chown_ids(which: usize) -> (u32, u32) {
+    if which == 0 {
+        return (u32::MAX, u32::MAX);
+    }
+    // SAFETY: geteuid and getegid only read the process's ids.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+fn moved(r: Result<usize, Errno>, a: Option<i64>, b: Option<i64>) -> Out {
+    match r {
+        Ok(n) => Out::Moved(n as i64, a, b),
+        Err(e) => Out::Err(e.into_raw()),
+    }
+}
+
+fn host_moved(r: isize, a: Option<i64>, b: Option<i64>) -> Out {
+    if r < 0 {
+        Out::Err(errno())
+    } else {
+        Out::Moved(r as i64, a, b)
+    }
+}
+
+/// A host pointer to an optional offset (NULL for `None`).
+fn off_ptr(o: &mut Option<i64>) -> *mut i64 {
+    match o {
+        Some(v) => v,
+        None => std::ptr::null_mut(),
+    }
 }
 
 fn cstr(s: &[u8]) -> CString {
@@ -204,6 +334,16 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         unsafe { libc::close(h) };
     }
     Ok(())
+}
+
+/// The inode number of the host descriptor `h`.
+fn host_ino(h: i32) -> u64 {
+    // SAFETY: `fstat` writes one `stat` into the zeroed local.
+    unsafe {
+        let mut s: libc::stat = std::mem::zeroed();
+        assert_eq!(libc::fstat(h, &mut s), 0);
+        s.st_ino
+    }
 }
 
 /// Whether the host descriptor `h` is a directory.
@@ -464,6 +604,147 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                         uk_unit(vfs.fchmodat(AT_FDCWD, p(*pi), MODES[*m])),
                         host_ret(libc::fchmodat(b, cp(*pi).as_ptr(), MODES[*m] & 0o7777, 0) as i64),
                     ),
+                    Op::Preadv(i, lens, off) => match handle(*i) {
+                        Some((u, h)) => {
+                            let (mut u0, mut u1) = (vec![0u8; lens[0]], vec![0u8; lens[1]]);
+                            let (mut h0, mut h1) = (vec![0u8; lens[0]], vec![0u8; lens[1]]);
+                            let ur = vfs.preadv(u, &mut [&mut u0, &mut u1], *off as i64);
+                            let iov = [
+                                libc::iovec {
+                                    iov_base: h0.as_mut_ptr().cast(),
+                                    iov_len: lens[0],
+                                },
+                                libc::iovec {
+                                    iov_base: h1.as_mut_ptr().cast(),
+                                    iov_len: lens[1],
+                                },
+                            ];
+                            let hr = libc::preadv(h, iov.as_ptr(), 2, *off as i64);
+                            let joined = |a: &[u8], b: &[u8], n: usize| {
+                                let mut v = a.to_vec();
+                                v.extend_from_slice(b);
+                                Out::Bytes(v[..n].to_vec())
+                            };
+                            (
+                                match ur {
+                                    Ok(n) => joined(&u0, &u1, n),
+                                    Err(e) => Out::Err(e.into_raw()),
+                                },
+                                if hr < 0 {
+                                    Out::Err(errno())
+                                } else {
+                                    joined(&h0, &h1, hr as usize)
+                                },
+                            )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Pwritev(i, lens, off) => match handle(*i) {
+                        Some((u, h)) => {
+                            let (a, b) = (vec![0x61u8; lens[0]], vec![0x62u8; lens[1]]);
+                            let iov = [
+                                libc::iovec {
+                                    iov_base: a.as_ptr() as *mut _,
+                                    iov_len: lens[0],
+                                },
+                                libc::iovec {
+                                    iov_base: b.as_ptr() as *mut _,
+                                    iov_len: lens[1],
+                                },
+                            ];
+                            (
+                                uk(vfs.pwritev(u, &[&a, &b], *off as i64).map(|n| n as i64)),
+                                host_ret(libc::pwritev(h, iov.as_ptr(), 2, *off as i64) as i64),
+                            )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Sendfile(o, i, off, count) => match (handle(*o), handle(*i)) {
+                        // Within one file Linux moves page-cache pages by reference, so
+                        // over overlapping ranges what arrives depends on its page size:
+                        // left out.
+                        (Some((_, ho)), Some((_, hi))) if host_ino(ho) == host_ino(hi) => {
+                            (Out::Val(0), Out::Val(0))
+                        }
+                        (Some((uo, ho)), Some((ui, hi))) => {
+                            let (mut uoff, mut hoff) = (off.map(i64::from), off.map(i64::from));
+                            let ur = vfs.sendfile(uo, ui, uoff.as_mut(), *count);
+                            let hr = libc::sendfile(ho, hi, off_ptr(&mut hoff), *count);
+                            (moved(ur, uoff, None), host_moved(hr, hoff, None))
+                        }
+                        _ => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::CopyFileRange(i, oi, o, oo, len) => match (handle(*i), handle(*o)) {
+                        (Some((ui, hi)), Some((uo, ho))) => {
+                            let (mut ua, mut ub) = (oi.map(i64::from), oo.map(i64::from));
+                            let (mut ha, mut hb) = (ua, ub);
+                            let ur = vfs.copy_file_range(ui, ua.as_mut(), uo, ub.as_mut(), *len, 0);
+                            let hr = libc::copy_file_range(
+                                hi,
+                                off_ptr(&mut ha),
+                                ho,
+                                off_ptr(&mut hb),
+                                *len,
+                                0,
+                            );
+                            (moved(ur, ua, ub), host_moved(hr, ha, hb))
+                        }
+                        _ => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Fallocate(i, m, off, len) => match handle(*i) {
+                        Some((u, h)) => {
+                            let mode = FALLOC_MODES[*m];
+                            (
+                                uk_unit(vfs.fallocate(u, mode, *off as i64, *len as i64)),
+                                host_ret(libc::fallocate(h, mode as i32, *off as i64, *len as i64)
+                                    as i64),
+                            )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Fadvise(i, off, len, advice) => match handle(*i) {
+                        Some((u, h)) => (
+                            uk_unit(vfs.fadvise(u, *off as i64, *len as i64, *advice)),
+                            host_ret(libc::syscall(
+                                libc::SYS_fadvise64,
+                                h,
+                                *off as i64,
+                                *len as i64,
+                                *advice as i64,
+                            )),
+                        ),
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Flock(i, op) => match handle(*i) {
+                        Some((u, h)) => {
+                            let op = FLOCK_OPS[*op] | LOCK_NB;
+                            (
+                                uk_unit(vfs.flock(u, op)),
+                                host_ret(libc::flock(h, op as i32) as i64),
+                            )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::Chown(pi, ids, nofollow) => {
+                        let (uid, gid) = chown_ids(*ids);
+                        let flags = if *nofollow { AT_SYMLINK_NOFOLLOW } else { 0 };
+                        (
+                            uk_unit(vfs.fchownat(AT_FDCWD, p(*pi), uid, gid, flags)),
+                            host_ret(
+                                libc::fchownat(b, cp(*pi).as_ptr(), uid, gid, flags as i32) as i64
+                            ),
+                        )
+                    }
+                    Op::Fchown(i, ids) => match handle(*i) {
+                        Some((u, h)) => {
+                            let (uid, gid) = chown_ids(*ids);
+                            (
+                                uk_unit(vfs.fchown(u, uid, gid)),
+                                host_ret(libc::fchown(h, uid, gid) as i64),
+                            )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
                     Op::Open(..) => unreachable!(),
                 }
             }
@@ -477,6 +758,13 @@ proptest! {
     #[test]
     fn same_as_linux_tmpfs(ops in proptest::collection::vec(op(), 1..40)) {
         run(&ops)?;
+    }
+
+    #[test]
+    fn file_calls_same_as_linux_tmpfs(ops in proptest::collection::vec(file_op(), 1..30)) {
+        let mut all = prelude();
+        all.extend(ops);
+        run(&all)?;
     }
 }
 

@@ -366,6 +366,16 @@ impl Server {
                 if attr.valid & (SETATTR_ATIME | SETATTR_MTIME) != 0 {
                     set_times(&path, &attr)?;
                 }
+                if attr.valid & (SETATTR_UID | SETATTR_GID) != 0 {
+                    // As QEMU's server: lchown on the node itself, -1 for an id not given.
+                    let id = |bit: u32, id: u32| (attr.valid & bit != 0).then_some(id);
+                    std::os::unix::fs::lchown(
+                        &path,
+                        id(SETATTR_UID, attr.uid),
+                        id(SETATTR_GID, attr.gid),
+                    )
+                    .map_err(errno_of)?;
+                }
                 ok(Reply::Setattr)
             }
             Request::Readdir { fid, offset, count } => {

@@ -11,7 +11,7 @@ use uk_vfs::*;
 
 use super::server::{Cookies, Loopback, Server, TempDir};
 use crate::NinePFs;
-use crate::wire::{TFSYNC, TREAD, TREADDIR, TWRITE};
+use crate::wire::{TFSYNC, TREAD, TREADDIR, TSETATTR, TWRITE};
 
 struct Setup {
     vfs: Vfs,
@@ -581,4 +581,40 @@ fn utimensat_sets_times_on_the_host() {
         Err(Errno::ENOENT)
     );
     assert_eq!(host("f").mtime(), 8);
+}
+
+#[test]
+fn chown_reaches_the_host_through_tsetattr() {
+    let s = setup("chown");
+    fs::write(s.dir.path().join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink("f", s.dir.path().join("l")).unwrap();
+    let host = |name: &str| fs::symlink_metadata(s.dir.path().join(name)).unwrap();
+    let setattrs = || s.server.lock().unwrap().count(TSETATTR);
+    // Ids the host lets this process give: any as root, else the ones it owns the file with.
+    let (uid, gid) = match (host("f").uid(), host("f").gid()) {
+        (0, _) => (4321, 8765),
+        ids => ids,
+    };
+    s.vfs.chown("/host/f", uid, gid).unwrap();
+    assert_eq!((host("f").uid(), host("f").gid()), (uid, gid));
+    let st = s.vfs.stat("/host/f").unwrap();
+    assert_eq!(
+        (st.uid, st.gid),
+        (uid, gid),
+        "stat reports the host's owner"
+    );
+    // -1 leaves an id alone; both -1 sends nothing.
+    let before = setattrs();
+    s.vfs.chown("/host/f", u32::MAX, u32::MAX).unwrap();
+    assert_eq!(setattrs(), before);
+    let fd = s.vfs.open("/host/f", O_RDONLY, 0).unwrap();
+    s.vfs.fchown(fd, u32::MAX, gid).unwrap();
+    assert_eq!(setattrs(), before + 1);
+    assert_eq!((host("f").uid(), host("f").gid()), (uid, gid));
+    s.vfs.close(fd).unwrap();
+    // The link itself with lchown; the target stays.
+    s.vfs.lchown("/host/l", uid, u32::MAX).unwrap();
+    assert_eq!(host("l").uid(), uid);
+    // A missing file is the server's ENOENT.
+    assert_eq!(s.vfs.chown("/host/nope", uid, gid), Err(Errno::ENOENT));
 }
