@@ -323,10 +323,7 @@ fn run(kind: Kind, ops: &[Op]) {
         // merged back.
         let fresh = kind.with_arena(&arena);
         assert_eq!(avail, fresh.available());
-        assert_eq!(
-            max,
-            fresh.max_alloc().min(m.limit.unwrap_or(usize::MAX))
-        );
+        assert_eq!(max, fresh.max_alloc().min(m.limit.unwrap_or(usize::MAX)));
     }
 }
 
