@@ -171,7 +171,10 @@ fn main(args: &uk_app::Args) -> i32 {{
 "#
     );
     let toolchain = r#"[toolchain]
-channel = "stable"
+# Pinned, not "stable": stable 1.99 ships no rust-std for aarch64-unknown-none through the
+# package mirror CI and development machines use (its manifest marks it unavailable), and a
+# fixed version keeps lints and codegen reproducible between runs.
+channel = "1.98.0"
 components = ["rustfmt", "clippy"]
 targets = ["x86_64-unknown-none", "aarch64-unknown-none"]
 profile = "minimal"
