@@ -26,6 +26,8 @@ pub(crate) trait SchedCore {
     fn started(&self, me: &Thread);
     /// The scheduler's clock, in nanoseconds.
     fn now(&self) -> u64;
+    /// The CPU time `thread` (a member) has used, `None` if this scheduler does not count it.
+    fn cpu_time_ns(&self, thread: &Thread) -> Option<u64>;
     /// Makes `thread` a member ([`crate::Scheduler::add`]; masks interrupts itself).
     fn add(&self, thread: &ThreadRef) -> Result<(), crate::SchedError>;
 }

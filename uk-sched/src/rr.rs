@@ -162,6 +162,8 @@ struct Core<C, K> {
     clock: K,
     idle: Box<dyn Idle>,
     slice: Option<u32>,
+    /// Counts each thread's running time (`RoundRobin::with_cpu_time`).
+    cpu_time: bool,
     /// The board's interrupts and the tick length, when the scheduler drives the timer.
     timer: Option<(&'static dyn Interrupts, u64)>,
     state: UnsafeCell<State>,
@@ -196,6 +198,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
                 clock,
                 idle,
                 slice,
+                cpu_time: false,
                 timer: None,
                 state: UnsafeCell::new(State {
                     current: None,
@@ -235,6 +238,18 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
         crate::irq::install(interrupts)?;
         self.core.timer = Some((interrupts, tick_ns.max(1)));
         Ok(self)
+    }
+
+    /// Counts the processor time of every thread of this scheduler
+    /// ([`crate::Thread::cpu_time_ns`], what a process layer's `CLOCK_THREAD_CPUTIME_ID`,
+    /// `clock()` and `getrusage` report). It costs one clock read per switch, which is why
+    /// it is asked for rather than always on: the host benchmarks' clock is a system call
+    /// away, a board's counter a single instruction. The time is charged to the thread
+    /// that was running when the switch happened, interrupt handlers included; time in the
+    /// idle loop is nobody's.
+    pub fn with_cpu_time(mut self) -> Self {
+        self.core.cpu_time = true;
+        self
     }
 
     /// The context operations this scheduler was built with (to create threads).
@@ -563,6 +578,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             st.runq.pop_front()
         };
         self.keep_tp(me);
+        if self.cpu_time {
+            self.charge(me, next);
+        }
         let next_ctx: *const Context = match next {
             Some(n) => {
                 // SAFETY: run-queue entries are members, alive while `members` holds them.
@@ -602,6 +620,20 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
             if let Some(area) = ectx {
                 ops.ectx_restore(area);
             }
+        }
+    }
+
+    /// Charges the time since `me` was switched in to it, and starts `next`'s interval.
+    #[inline(never)]
+    fn charge(&self, me: &Thread, next: Option<RawThread>) {
+        let now = self.clock.monotonic_ns();
+        let inner = me.inner_mut();
+        inner.cpu_ns = inner
+            .cpu_ns
+            .saturating_add(now.saturating_sub(inner.running_since));
+        if let Some(next) = next {
+            // SAFETY: run-queue entries are members, alive while `members` holds them.
+            unsafe { next.as_ref() }.inner_mut().running_since = now;
         }
     }
 
@@ -716,6 +748,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
                 // SAFETY: run-queue entries are members, alive while `members` holds them.
                 let next = unsafe { next_ptr.as_ref() };
                 next.inner_mut().in_runq = false;
+                if self.cpu_time {
+                    next.inner_mut().running_since = self.clock.monotonic_ns();
+                }
                 self.install_tp(next);
                 cpu::set_current(next);
                 let next_ctx: *const Context = &raw const next.inner().ctx;
@@ -864,6 +899,24 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
 
     fn now(&self) -> u64 {
         self.clock.monotonic_ns()
+    }
+
+    fn cpu_time_ns(&self, thread: &Thread) -> Option<u64> {
+        if !self.cpu_time {
+            return None;
+        }
+        with_irqs_masked(|| {
+            let inner = thread.inner();
+            let running = self.st().current == Some(NonNull::from(thread));
+            let now_part = if running {
+                self.clock
+                    .monotonic_ns()
+                    .saturating_sub(inner.running_since)
+            } else {
+                0
+            };
+            Some(inner.cpu_ns.saturating_add(now_part))
+        })
     }
 }
 

@@ -196,6 +196,116 @@ fn typed_yield_of_another_scheduler_panics() {
     outer.run();
 }
 
+// ---------------------------------------------------------------------------------------
+// CPU time
+
+/// A scheduler that counts CPU time, on the fake clock.
+fn fake_counting() -> (Sched, FakeClock) {
+    let (s, clock, _) = fake();
+    (s.with_cpu_time(), clock)
+}
+
+#[test]
+fn cpu_time_charges_each_thread_only_its_own_running_time() {
+    let (s, clock) = fake_counting();
+    let seen = log();
+    let mut threads = Vec::new();
+    for (name, work) in [("a", 300u64), ("b", 50)] {
+        let (clock, seen) = (clock.clone(), seen.clone());
+        threads.push(
+            s.spawn(name, move || {
+                for round in 0..3u64 {
+                    clock.advance(work);
+                    let me = current().unwrap();
+                    // While running, the time since the switch in counts too.
+                    push(&seen, format!("{name}{round}={:?}", me.cpu_time_ns()));
+                    yield_now();
+                }
+            })
+            .unwrap(),
+        );
+    }
+    // Time passing while a thread sleeps is not its own.
+    let sleeper = {
+        let clock = clock.clone();
+        s.spawn("sleeper", move || {
+            clock.advance(7);
+            sleep(1_000);
+            clock.advance(3);
+        })
+        .unwrap()
+    };
+    s.run();
+    assert_eq!(
+        *seen.borrow(),
+        [
+            "a0=Some(300)",
+            "b0=Some(50)",
+            "a1=Some(600)",
+            "b1=Some(100)",
+            "a2=Some(900)",
+            "b2=Some(150)",
+        ]
+    );
+    // Exited and reclaimed: the totals stay readable.
+    assert_eq!(threads[0].cpu_time_ns(), Some(900));
+    assert_eq!(threads[1].cpu_time_ns(), Some(150));
+    assert_eq!(sleeper.cpu_time_ns(), Some(10));
+}
+
+#[test]
+fn cpu_time_is_none_unless_asked_for_and_survives_a_move() {
+    let (plain, clock, _) = fake();
+    let t = plain
+        .spawn("t", {
+            let clock = clock.clone();
+            move || {
+                clock.advance(40);
+                assert_eq!(current().unwrap().cpu_time_ns(), None);
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        t.cpu_time_ns(),
+        None,
+        "a member of a scheduler that does not count"
+    );
+    plain.run();
+
+    // Counted on one scheduler, moved (sleeping) to another: the total goes with it.
+    let (first, clock) = fake_counting();
+    let second = RoundRobin::cooperative(
+        Native::detect(),
+        clock.clone(),
+        JumpIdle {
+            clock: clock.clone(),
+            ..Default::default()
+        },
+    )
+    .with_cpu_time();
+    let t = first
+        .spawn("mover", {
+            let clock = clock.clone();
+            move || {
+                clock.advance(25);
+                sleep(1_000);
+                clock.advance(5);
+            }
+        })
+        .unwrap();
+    let first_ref: &'static Sched = unsafe_static(&first);
+    let mover = t.clone();
+    first
+        .spawn("remover", move || first_ref.remove(&mover).unwrap())
+        .unwrap();
+    first.run();
+    assert_eq!(t.cpu_time_ns(), Some(25), "in no scheduler");
+    drop(first);
+    second.add(&t).unwrap();
+    second.run();
+    assert_eq!(t.cpu_time_ns(), Some(30));
+}
+
 #[test]
 fn thread_ids_are_unique_stable_and_never_zero() {
     let (s, _, _) = fake();

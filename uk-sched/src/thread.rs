@@ -261,6 +261,11 @@ pub(crate) struct Inner {
     pub(crate) tls: Option<RawBlock>,
     pub(crate) ectx: Option<RawBlock>,
     pub(crate) tp: usize,
+    /// Nanoseconds run up to the last switch away (kept only by a scheduler that counts
+    /// CPU time, see `RoundRobin::with_cpu_time`).
+    pub(crate) cpu_ns: u64,
+    /// The scheduler clock when the thread was last switched in.
+    pub(crate) running_since: u64,
     on_exit: Option<Callback>,
     destructor: Option<Callback>,
     hooks: &'static [ThreadHook],
@@ -332,6 +337,21 @@ impl Thread {
     /// Whether the thread has exited (final).
     pub fn is_exited(&self) -> bool {
         self.state() == ThreadState::Exited
+    }
+
+    /// The processor time this thread has used, in nanoseconds of its scheduler's clock:
+    /// every interval from a switch into it to the next switch away, plus, while it runs,
+    /// the time since it was switched in. `None` when its scheduler does not count CPU time
+    /// ([`crate::RoundRobin::with_cpu_time`]). A thread that is in no scheduler reports
+    /// what it used until it was removed. A thread running on another CPU reports its time
+    /// up to its last switch there.
+    pub fn cpu_time_ns(&self) -> Option<u64> {
+        match self.inner().owner {
+            // SAFETY: a thread's owner outlives its membership (a scheduler gives its
+            // threads up before it is dropped), and the thread is a member while it has one.
+            Some(owner) => unsafe { owner.as_ref() }.cpu_time_ns(self),
+            None => Some(self.inner().cpu_ns),
+        }
     }
 
     /// The wake-up deadline of a thread blocked with one.
@@ -603,6 +623,8 @@ impl ThreadBuilder {
                 tls,
                 ectx,
                 tp,
+                cpu_ns: 0,
+                running_since: 0,
                 on_exit: self.on_exit,
                 destructor: self.destructor,
                 hooks: &[],
