@@ -2,7 +2,7 @@
 //! clone (`PTHREAD_FLAGS`: VM, FS, FILES, SIGHAND, THREAD, SYSVSEM, SETTLS, PARENT_SETTID,
 //! CHILD_CLEARTID) and a futex wait on the tid word, once through direct calls and once
 //! through the real trap instruction (`syscall` / `svc #0`), compared with each other;
-//! signals through the trap.
+//! signals through the trap, and a `SA_ONSTACK` handler on the alternate stack.
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
@@ -25,7 +25,7 @@ static EXIT_SEEN: AtomicU32 = AtomicU32::new(0);
 /// thread ended; returns the status the exit hook saw, if it was called.
 fn run_process(sys: &'static System, main: fn(usize) -> i32, arg: usize) -> Option<u8> {
     let sched: &'static RoundRobin<Native, &'static dyn Platform> = Box::leak(Box::new(
-        RoundRobin::cooperative(Native::detect(), uk_rt::platform(), idle::Poll),
+        RoundRobin::cooperative(Native::detect(), uk_rt::platform(), idle::Poll).with_cpu_time(),
     ));
     EXIT_SEEN.store(0, Ordering::SeqCst);
     sys.set_host(Some(sched));
@@ -568,6 +568,72 @@ fn main_exit_group(word: usize) -> i32 {
     sys.exit_group(23)
 }
 
+/// What `main_cpu_time` measured, in nanoseconds: [elapsed while spinning, thread CPU time
+/// after spinning, thread CPU time after sleeping, process CPU time, `getrusage` in
+/// microseconds].
+static CPU_SEEN: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+
+/// Spins 20 ms, then sleeps 50 ms, reading the CPU-time clocks through the trap.
+fn main_cpu_time(_: usize) -> i32 {
+    let sys = system();
+    let read = |clock: usize| {
+        let mut ts = crate::Timespec::default();
+        // SAFETY: a live timespec.
+        let r = unsafe {
+            trap(
+                Sysno::clock_gettime,
+                [clock, &raw mut ts as usize, 0, 0, 0, 0],
+            )
+        };
+        uk_test::expect_eq!(r, 0);
+        ts.to_ns().unwrap_or(0) as usize
+    };
+    let start = sys.monotonic_ns();
+    let before = read(crate::cputime::CLOCK_THREAD_CPUTIME_ID as usize);
+    while sys.monotonic_ns() - start < 20_000_000 {
+        core::hint::spin_loop();
+    }
+    let spun = read(crate::cputime::CLOCK_THREAD_CPUTIME_ID as usize) - before;
+    CPU_SEEN[0].store((sys.monotonic_ns() - start) as usize, Ordering::SeqCst);
+    CPU_SEEN[1].store(spun, Ordering::SeqCst);
+    let _ = sys.nanosleep(crate::Timespec::from_ns(50_000_000));
+    CPU_SEEN[2].store(
+        read(crate::cputime::CLOCK_THREAD_CPUTIME_ID as usize) - before,
+        Ordering::SeqCst,
+    );
+    CPU_SEEN[3].store(
+        read(crate::cputime::CLOCK_PROCESS_CPUTIME_ID as usize),
+        Ordering::SeqCst,
+    );
+    let mut usage = crate::Rusage::default();
+    // SAFETY: a live rusage.
+    let r = unsafe { trap(Sysno::getrusage, [0, &raw mut usage as usize, 0, 0, 0, 0]) };
+    uk_test::expect_eq!(r, 0);
+    CPU_SEEN[4].store(
+        (usage.ru_utime.tv_sec * 1_000_000 + usage.ru_utime.tv_usec) as usize,
+        Ordering::SeqCst,
+    );
+    0
+}
+
+uk_test::ktest! {
+    /// The CPU-time clocks through the trap: a thread that spins 20 ms has used at least
+    /// 20 ms and no more than the time that passed; 50 ms of sleep add almost nothing; the
+    /// process clock and getrusage include it.
+    fn cpu_time_counts_running_not_sleeping() {
+        let _ = uk_syscall::install();
+        let status = run_process(system(), main_cpu_time, 0);
+        uk_test::expect_eq!(status, Some(0));
+        let seen = CPU_SEEN.each_ref().map(|v| v.load(Ordering::SeqCst));
+        let [elapsed, spun, after_sleep, process, rusage_us] = seen;
+        uk_test::expect!(spun >= 20_000_000 && spun <= elapsed + 1_000_000);
+        uk_test::expect!(after_sleep >= spun && after_sleep - spun < 10_000_000);
+        uk_test::expect!(process >= after_sleep);
+        // getrusage came last: at least the process clock's reading, in whole microseconds.
+        uk_test::expect!(rusage_us * 1000 + 1000 > process);
+    }
+}
+
 uk_test::ktest! {
     /// exit_group ends threads blocked in futex and threads that never block, and the run
     /// ends with its status through the exit hook.
@@ -694,5 +760,126 @@ uk_test::ktest! {
         let status = run_process(system(), main_signals, 0);
         uk_test::expect_eq!(status, Some(143));
         uk_test::expect_eq!(SIGNAL_CALLS.load(Ordering::SeqCst), 2);
+    }
+}
+
+/// The alternate stack of `sigaltstack_and_sa_onstack_through_the_trap` (16-byte aligned).
+const ALT_STACK_SIZE: usize = 32 * 1024;
+
+/// What the `SA_ONSTACK` handler saw: the address of one of its locals, `old_ss` of a
+/// `sigaltstack` through the trap (its flags), the result of a change tried there, and
+/// its context's `uc_stack.ss_sp`.
+static ALT_LOCAL: AtomicUsize = AtomicUsize::new(0);
+static ALT_OLD_FLAGS: AtomicUsize = AtomicUsize::new(0);
+static ALT_CHANGE: AtomicUsize = AtomicUsize::new(0);
+static ALT_UC_SP: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_alt_stack(_sig: i32, _info: *mut crate::signal::SigInfo, context: *mut u64) {
+    let here = 0u8;
+    ALT_LOCAL.store(
+        core::hint::black_box(&here) as *const u8 as usize,
+        Ordering::SeqCst,
+    );
+    let mut old = [0u64; 3];
+    let off = crate::signal::SigStack::DISABLED.to_words();
+    // SAFETY: `old` and `off` are live locals of `stack_t`'s size; the context is the live
+    // ucontext_t the layer passes (uc_stack.ss_sp is its word 2).
+    unsafe {
+        trap(Sysno::sigaltstack, [0, &raw mut old as usize, 0, 0, 0, 0]);
+        let change = trap(Sysno::sigaltstack, [off.as_ptr() as usize, 0, 0, 0, 0, 0]);
+        ALT_CHANGE.store(change as usize, Ordering::SeqCst);
+        ALT_UC_SP.store(*context.add(2) as usize, Ordering::SeqCst);
+    }
+    ALT_OLD_FLAGS.store(old[1] as usize, Ordering::SeqCst);
+}
+
+/// The process's main thread for `sigaltstack_and_sa_onstack_through_the_trap`: sets the
+/// alternate stack (the address in `stack`) and a `SA_ONSTACK` handler through the trap,
+/// raises the signal; returns 0 when the calls succeeded, else the failing step.
+fn main_alt_stack(stack: usize) -> i32 {
+    use crate::signal::{MINSIGSTKSZ, SA_ONSTACK, SA_SIGINFO, SIGUSR1, SigAction, SigStack};
+    let ss = SigStack {
+        ss_sp: stack,
+        ss_flags: 0,
+        ss_size: ALT_STACK_SIZE,
+    }
+    .to_words();
+    let small = SigStack {
+        ss_size: MINSIGSTKSZ - 1,
+        ..SigStack::from_words(ss)
+    }
+    .to_words();
+    let act = SigAction {
+        handler: on_alt_stack as *const () as usize,
+        flags: SA_ONSTACK | SA_SIGINFO,
+        ..SigAction::default()
+    }
+    .to_raw();
+    let mut old = [0u64; 3];
+    let enomem = -(crate::Errno::ENOMEM.into_raw() as isize);
+    // SAFETY: every pointer passed is to a live local of the right size; the alternate
+    // stack is the caller's leaked block; the handler is a function of this image with the
+    // `SA_SIGINFO` signature.
+    unsafe {
+        if trap(Sysno::sigaltstack, [small.as_ptr() as usize, 0, 0, 0, 0, 0]) != enomem {
+            return 1;
+        }
+        if trap(
+            Sysno::sigaltstack,
+            [ss.as_ptr() as usize, &raw mut old as usize, 0, 0, 0, 0],
+        ) != 0
+            || SigStack::from_words(old) != SigStack::DISABLED
+        {
+            return 2;
+        }
+        let usr1 = SIGUSR1 as usize;
+        if trap(
+            Sysno::rt_sigaction,
+            [usr1, act.as_ptr() as usize, 0, 8, 0, 0],
+        ) != 0
+        {
+            return 3;
+        }
+        let tid = trap(Sysno::gettid, [0; 6]) as usize;
+        if trap(Sysno::tkill, [tid, usr1, 0, 0, 0, 0]) != 0 {
+            return 4;
+        }
+        // Back on the thread's stack: the alternate stack is still set, flags 0.
+        if trap(Sysno::sigaltstack, [0, &raw mut old as usize, 0, 0, 0, 0]) != 0 || old != ss {
+            return 5;
+        }
+        let off = SigStack::DISABLED.to_words();
+        trap(Sysno::sigaltstack, [off.as_ptr() as usize, 0, 0, 0, 0, 0]);
+        let default = SigAction::default().to_raw();
+        trap(
+            Sysno::rt_sigaction,
+            [usr1, default.as_ptr() as usize, 0, 8, 0, 0],
+        );
+    }
+    0
+}
+
+uk_test::ktest! {
+    /// sigaltstack and SA_ONSTACK through the trap instruction: a handler installed with
+    /// SA_ONSTACK runs on the alternate stack (a local of it lies there), where
+    /// sigaltstack reports SS_ONSTACK and refuses a change with EPERM, and its context's
+    /// uc_stack names the stack; a stack below MINSIGSTKSZ is ENOMEM.
+    fn sigaltstack_and_sa_onstack_through_the_trap() {
+        use crate::signal::SS_ONSTACK;
+        let _ = uk_syscall::install();
+        let stack: Vec<u128> = vec![0; ALT_STACK_SIZE / 16];
+        let base = stack.as_ptr() as usize;
+        ALT_LOCAL.store(0, Ordering::SeqCst);
+        let status = run_process(system(), main_alt_stack, base);
+        uk_test::expect_eq!(status, Some(0));
+        let local = ALT_LOCAL.load(Ordering::SeqCst);
+        uk_test::expect!(local > base && local < base + ALT_STACK_SIZE, "local {local:#x}, stack {base:#x}");
+        uk_test::expect_eq!(ALT_OLD_FLAGS.load(Ordering::SeqCst), SS_ONSTACK as usize);
+        uk_test::expect_eq!(
+            ALT_CHANGE.load(Ordering::SeqCst) as isize,
+            -(crate::Errno::EPERM.into_raw() as isize)
+        );
+        uk_test::expect_eq!(ALT_UC_SP.load(Ordering::SeqCst), base);
+        drop(stack);
     }
 }

@@ -100,6 +100,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod cputime;
 pub mod flags;
 mod futex;
 mod host;
@@ -121,6 +122,7 @@ pub mod tls;
 #[cfg(all(feature = "ktest", target_os = "none"))]
 mod ktest;
 
+pub use cputime::{Rusage, Tms};
 pub use futex::{
     FUTEX_BITSET_MATCH_ANY, FUTEX_CLOCK_REALTIME, FUTEX_CMP_REQUEUE, FUTEX_PRIVATE_FLAG,
     FUTEX_REQUEUE, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE, FUTEX_WAKE_BITSET,

@@ -10,7 +10,7 @@ use uk_syscall::{Args, Errno, SyscallResult};
 
 use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
 use crate::rlimit::Rlimit;
-use crate::signal::{SigAction, SigInfo};
+use crate::signal::{SigAction, SigInfo, SigStack};
 use crate::system::ChildStart;
 use crate::time::Timespec;
 use crate::{misc, system};
@@ -540,6 +540,22 @@ pub fn sys_clock_getres(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// getrusage(who, usage).
+pub fn sys_getrusage(a: &Args) -> SyscallResult {
+    let usage = system().getrusage(int(a[0]))?;
+    UserPtr::new(a[1]).write(&system().address_space(), usage)?;
+    Ok(0)
+}
+
+/// times(buf): the clock in ticks; `buf` may be NULL.
+pub fn sys_times(a: &Args) -> SyscallResult {
+    let (tms, now) = system().times()?;
+    if a[0] != 0 {
+        UserPtr::new(a[0]).write(&system().address_space(), tms)?;
+    }
+    Ok(now as usize)
+}
+
 /// mmap(addr, len, prot, flags, fd, offset).
 pub fn sys_mmap(a: &Args) -> SyscallResult {
     system().mmap(a[0], a[1], a[2] as u32, a[3] as u32, int(a[4]), a[5] as u64)
@@ -598,6 +614,18 @@ pub fn sys_rt_sigpending(a: &Args) -> SyscallResult {
     let pending = system().sigpending()?;
     UserSlice::new(a[0], a[1]).write(&system().address_space(), &pending.to_ne_bytes()[..a[1]])?;
     Ok(0)
+}
+
+/// sigaltstack(ss, old_ss): the caller's stack pointer is the trap frame's (else, for a
+/// direct dispatch, this call's own stack); `ss` is read and `old_ss` checked before
+/// anything changes, and `old_ss` gets the previous stack (`SS_ONSTACK` when the caller
+/// runs on it, `SS_DISABLE` when there was none).
+pub fn sys_sigaltstack(a: &Args) -> SyscallResult {
+    let sp = uk_syscall::trap_frame(a).map_or_else(crate::signal::stack_pointer, |f| f.sp());
+    exchange(a[0], a[1], |new: Option<[u64; 3]>| {
+        let old = system().sigaltstack_at(new.map(SigStack::from_words), sp)?;
+        Ok(old.to_words())
+    })
 }
 
 /// rt_sigsuspend(mask, sigsetsize): always fails, with `EINTR` once a handler ran.
@@ -726,6 +754,8 @@ uk_syscall::register!(nanosleep => sys_nanosleep);
 uk_syscall::register!(clock_nanosleep => sys_clock_nanosleep);
 uk_syscall::register!(clock_gettime => sys_clock_gettime);
 uk_syscall::register!(clock_getres => sys_clock_getres);
+uk_syscall::register!(getrusage => sys_getrusage);
+uk_syscall::register!(times => sys_times);
 uk_syscall::register!(mmap => sys_mmap);
 uk_syscall::register!(munmap => sys_munmap);
 uk_syscall::register!(mprotect => sys_mprotect);
@@ -735,6 +765,7 @@ uk_syscall::register!(rt_sigaction => sys_rt_sigaction);
 uk_syscall::register!(rt_sigprocmask => sys_rt_sigprocmask);
 uk_syscall::register!(rt_sigpending => sys_rt_sigpending);
 uk_syscall::register!(rt_sigsuspend => sys_rt_sigsuspend);
+uk_syscall::register!(sigaltstack => sys_sigaltstack);
 uk_syscall::register!(rt_sigtimedwait => sys_rt_sigtimedwait);
 uk_syscall::register!(kill => sys_kill);
 uk_syscall::register!(tkill => sys_tkill);

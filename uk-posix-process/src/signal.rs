@@ -46,18 +46,35 @@
 //! holds the mask the thread returns to; what the handler leaves there is restored when it
 //! returns, as `sigreturn` does on Linux (musl's thread cancellation relies on it).
 //!
+//! **Alternate stacks** (`sigaltstack`) belong to each thread; a new thread starts with
+//! none (Linux clears it for `CLONE_VM` without `CLONE_VFORK`, the only clone here). A
+//! handler installed with `SA_ONSTACK` runs on the thread's alternate stack when it has one
+//! and is not already running on it (a signal taken inside such a handler nests on the
+//! same stack). The switch is uk-context's: a [`Context`] is laid out on the alternate
+//! stack with [`ContextOps::init`] and entered with [`ContextOps::switch`], which comes back
+//! once the handler returned; no assembly of this crate's own. `SS_AUTODISARM` disables
+//! the stack while a handler runs, and every handler's return puts back the `uc_stack` of
+//! its context, as Linux's `sigreturn` does (so a change made inside a handler that does
+//! not run on the alternate stack is undone, and one made on it is refused with `EPERM`).
+//! A stack that lies outside caller memory is refused with `EFAULT` when it is set (Linux
+//! would take it and let the handler crash; here that would be the kernel). Nothing checks
+//! that the handler fits: one that overflows the alternate stack writes below it.
+//!
 //! What is not done: a signal for another thread that is running waits until it makes one
 //! of the calls above, waits or sleeps; the rest of the `ucontext_t` is zeroed (there is no
-//! interrupted register state to show); there is no `sigaltstack` or `rt_sigreturn`, and no asynchronous
-//! signals (faults are the board's to report).
-// One unsafe operation: calling the handler the program registered.
+//! interrupted register state to show, only `uc_sigmask` and `uc_stack`); there is no
+//! `rt_sigreturn`, and no asynchronous signals (faults are the board's to report).
+// Two unsafe operations: calling the handler the program registered, and running it on
+// the alternate stack (uk-context's `init` and `switch`).
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use uk_context::{Context, ContextOps, Native};
 use uk_syscall::Errno;
+use uk_syscall::user::AddressSpace;
 
 use crate::system::System;
 use crate::{Pid, Tid};
@@ -111,7 +128,8 @@ pub const SIG_IGN: usize = 1;
 pub const SA_SIGINFO: u64 = 0x0000_0004;
 /// `sigaction` flag: the restorer field is set (kept, not used: handlers return here).
 pub const SA_RESTORER: u64 = 0x0400_0000;
-/// `sigaction` flag: run the handler on the alternate stack (not supported: ignored).
+/// `sigaction` flag: run the handler on the thread's alternate stack ([`System::sigaltstack`])
+/// when it has one and is not running on it already.
 pub const SA_ONSTACK: u64 = 0x0800_0000;
 /// `sigaction` flag: restart interrupted calls (kept; calls are never interrupted here).
 pub const SA_RESTART: u64 = 0x1000_0000;
@@ -148,6 +166,102 @@ pub const MAX_QUEUED: usize = 1024;
 /// The set holding only `sig` (1 to 64).
 pub const fn sig_bit(sig: i32) -> SigSet {
     1 << (sig - 1)
+}
+
+/// `stack_t` flag: the thread runs on its alternate stack (reported by
+/// [`System::sigaltstack`]; given, it means the same as 0, as on Linux).
+pub const SS_ONSTACK: i32 = 1;
+/// `stack_t` flag: no alternate stack (given: remove it; reported: there is none).
+pub const SS_DISABLE: i32 = 2;
+/// `stack_t` flag (with 0 or `SS_ONSTACK`): disable the alternate stack while a handler
+/// runs (it comes back when the handler returns), so that a handler may switch away from
+/// it (`swapcontext`) and a nested signal starts it afresh.
+pub const SS_AUTODISARM: i32 = i32::MIN;
+/// The smallest alternate stack [`System::sigaltstack`] takes (`ENOMEM` below): Linux's
+/// `MINSIGSTKSZ`, 2048 bytes on x86_64 and 5120 on aarch64.
+pub const MINSIGSTKSZ: usize = if cfg!(target_arch = "aarch64") {
+    5120
+} else {
+    2048
+};
+
+/// A size for an alternate stack that leaves room for a handler's calls: Linux's
+/// `SIGSTKSZ`, 8192 bytes on x86_64 and 16384 on aarch64. The calls a handler makes run
+/// on its stack too (the layer's own code, and for a call through the trap instruction
+/// the trap frame, about 1 KiB on x86_64), so a stack of [`MINSIGSTKSZ`] suits only a
+/// handler that calls little.
+pub const SIGSTKSZ: usize = if cfg!(target_arch = "aarch64") {
+    16384
+} else {
+    8192
+};
+
+/// A thread's alternate signal stack: the kernel's `stack_t` (`ss_sp`, `ss_flags`,
+/// `ss_size`; 24 bytes on x86_64 and aarch64, the flags in a 32-bit `int` followed by 4
+/// bytes of padding). The default is "none" (`SS_DISABLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigStack {
+    /// The lowest address of the stack (it grows down from `ss_sp + ss_size`).
+    pub ss_sp: usize,
+    /// [`SS_ONSTACK`], [`SS_DISABLE`], [`SS_AUTODISARM`].
+    pub ss_flags: i32,
+    /// Its size in bytes.
+    pub ss_size: usize,
+}
+
+impl Default for SigStack {
+    fn default() -> Self {
+        SigStack::DISABLED
+    }
+}
+
+impl SigStack {
+    /// Size of the kernel's `stack_t`.
+    pub const RAW_SIZE: usize = 24;
+
+    /// No alternate stack.
+    pub const DISABLED: SigStack = SigStack {
+        ss_sp: 0,
+        ss_flags: SS_DISABLE,
+        ss_size: 0,
+    };
+
+    /// Decodes the kernel's `stack_t` from its three words (the padding after `ss_flags`
+    /// is ignored).
+    pub fn from_words(words: [u64; 3]) -> SigStack {
+        SigStack {
+            ss_sp: words[0] as usize,
+            ss_flags: words[1] as u32 as i32,
+            ss_size: words[2] as usize,
+        }
+    }
+
+    /// Encodes the kernel's `stack_t` as its three words (the padding zeroed).
+    pub fn to_words(&self) -> [u64; 3] {
+        [
+            self.ss_sp as u64,
+            u64::from(self.ss_flags as u32),
+            self.ss_size as u64,
+        ]
+    }
+
+    /// Whether this describes a stack (not `SS_DISABLE`).
+    pub fn is_enabled(&self) -> bool {
+        self.ss_flags & SS_DISABLE == 0
+    }
+
+    /// Whether a stack pointer `sp` lies in the stack, as Linux counts it: above `ss_sp`
+    /// and at most at the top, `ss_sp + ss_size`.
+    pub fn contains(&self, sp: usize) -> bool {
+        self.is_enabled() && sp > self.ss_sp && sp - self.ss_sp <= self.ss_size
+    }
+}
+
+/// The caller's stack pointer, near enough: the address of a local in its frame.
+#[inline(always)]
+pub(crate) fn stack_pointer() -> usize {
+    let here = 0u8;
+    core::hint::black_box(&here) as *const u8 as usize
 }
 
 /// Signals that can never be blocked, caught or ignored.
@@ -224,16 +338,110 @@ pub(crate) struct SigThread {
     pub(crate) pending: SigSet,
     /// Pending instances with information of their own ([`enqueue`]), oldest first.
     pub(crate) queued: Vec<SigInfo>,
+    /// The alternate signal stack ([`SigStack::DISABLED`]: none); its flags are 0,
+    /// [`SS_AUTODISARM`] or [`SS_DISABLE`].
+    pub(crate) altstack: SigStack,
+}
+
+/// What entering a handler decided about stacks ([`SigThread::enter_handler`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HandlerStack {
+    /// The alternate stack the handler runs on (`None`: the thread's current stack).
+    switch_to: Option<SigStack>,
+    /// The `uc_stack` of the handler's context: the alternate stack as it was at delivery.
+    uc_stack: SigStack,
+    /// The stack pointer the handler starts with (where its return is judged from).
+    handler_sp: usize,
 }
 
 impl SigThread {
-    /// A new thread's state: its creator's mask, nothing pending.
+    /// A new thread's state: its creator's mask, nothing pending, no alternate stack.
     pub(crate) fn inherit(creator: &SigThread) -> SigThread {
         SigThread {
             mask: creator.mask,
             pending: 0,
             queued: Vec::new(),
+            altstack: SigStack::DISABLED,
         }
+    }
+
+    /// Whether `sp` is on the alternate stack in the sense that forbids changing it: never
+    /// with `SS_AUTODISARM` (as on Linux).
+    fn on_altstack(&self, sp: usize) -> bool {
+        self.altstack.ss_flags & SS_AUTODISARM == 0 && self.altstack.contains(sp)
+    }
+
+    /// The alternate stack as `sigaltstack`'s `old_ss` reports it to a caller at `sp`:
+    /// `SS_DISABLE` when there is none, `SS_ONSTACK` when `sp` is on it, with
+    /// `SS_AUTODISARM` when it was set so.
+    fn altstack_report(&self, sp: usize) -> SigStack {
+        let state = if !self.altstack.is_enabled() {
+            SS_DISABLE
+        } else if self.altstack.contains(sp) {
+            SS_ONSTACK
+        } else {
+            0
+        };
+        SigStack {
+            ss_flags: state | (self.altstack.ss_flags & SS_AUTODISARM),
+            ..self.altstack
+        }
+    }
+
+    /// `sigaltstack`'s change, for a caller at `sp`, as Linux checks it: `EPERM` while
+    /// running on the stack, `EINVAL` for unknown flags, `ENOMEM` below [`MINSIGSTKSZ`],
+    /// and here `EFAULT` for a stack outside `space`. Nothing changes on an error.
+    fn set_altstack(
+        &mut self,
+        new: SigStack,
+        sp: usize,
+        space: &AddressSpace,
+    ) -> Result<(), Errno> {
+        if self.on_altstack(sp) {
+            return Err(Errno::EPERM);
+        }
+        let mode = new.ss_flags & !SS_AUTODISARM;
+        if !matches!(mode, 0 | SS_ONSTACK | SS_DISABLE) {
+            return Err(Errno::EINVAL);
+        }
+        if mode == SS_DISABLE {
+            self.altstack = SigStack::DISABLED;
+            return Ok(());
+        }
+        if new.ss_size < MINSIGSTKSZ {
+            return Err(Errno::ENOMEM);
+        }
+        space.check(new.ss_sp, new.ss_size)?;
+        self.altstack = SigStack {
+            ss_flags: new.ss_flags & SS_AUTODISARM,
+            ..new
+        };
+        Ok(())
+    }
+
+    /// Decides where a handler with `flags` delivered to the thread at `sp` runs: on the
+    /// alternate stack for `SA_ONSTACK` when the thread has one and is not on it. Saves the
+    /// stack for the handler's `uc_stack` and applies `SS_AUTODISARM` (Linux's
+    /// `get_sigframe` and `__save_altstack`).
+    fn enter_handler(&mut self, flags: u64, sp: usize) -> HandlerStack {
+        let uc_stack = self.altstack;
+        let switch_to =
+            (flags & SA_ONSTACK != 0 && self.altstack.is_enabled() && !self.altstack.contains(sp))
+                .then_some(self.altstack);
+        if self.altstack.ss_flags & SS_AUTODISARM != 0 {
+            self.altstack = SigStack::DISABLED;
+        }
+        HandlerStack {
+            switch_to,
+            uc_stack,
+            handler_sp: switch_to.map_or(sp, |s| s.ss_sp + s.ss_size),
+        }
+    }
+
+    /// After the handler: puts back the `uc_stack` it left (Linux's `restore_altstack` at
+    /// `sigreturn`, judged from where the handler ran); a refused value is dropped.
+    fn leave_handler(&mut self, uc_stack: SigStack, handler_sp: usize, space: &AddressSpace) {
+        let _ = self.set_altstack(uc_stack, handler_sp, space);
     }
 
     /// `rt_sigprocmask`'s change to the mask; returns the previous mask. Without a set the
@@ -466,30 +674,116 @@ const UCONTEXT_WORDS: usize = 576;
 /// `uc_link` and `uc_stack` (and, on x86_64, the 256-byte `uc_mcontext`).
 const UC_SIGMASK_WORD: usize = if cfg!(target_arch = "aarch64") { 5 } else { 37 };
 
-/// Calls the handler `action` names for `sig`. `restore` is the mask the thread goes back
-/// to afterwards; a `SA_SIGINFO` handler finds it in its context's `uc_sigmask` and may
-/// change it, as on Linux, where `sigreturn` restores the mask from there (musl's
-/// cancellation handler adds its signal this way). Returns the mask to restore.
-fn run_handler(sig: i32, action: &SigAction, info: SigInfo, restore: SigSet) -> SigSet {
+/// Where `uc_stack` (three words) lies in the kernel's `ucontext_t`, in words: after
+/// `uc_flags` and `uc_link`, on both architectures.
+const UC_STACK_WORD: usize = 2;
+
+/// Calls the handler `action` names for `sig`, on `stack.switch_to` when given. `restore`
+/// is the mask the thread goes back to afterwards; a `SA_SIGINFO` handler finds it in its
+/// context's `uc_sigmask` and may change it, as on Linux, where `sigreturn` restores the
+/// mask from there (musl's cancellation handler adds its signal this way); the same goes
+/// for `uc_stack`. Returns the mask and the alternate stack to restore.
+fn run_handler(
+    sig: i32,
+    action: &SigAction,
+    info: SigInfo,
+    restore: SigSet,
+    stack: &HandlerStack,
+) -> (SigSet, SigStack) {
     if action.flags & SA_SIGINFO != 0 {
         type Handler = extern "C" fn(i32, *mut SigInfo, *mut u64);
         let mut info = info;
         let mut context = Box::new([0u64; UCONTEXT_WORDS]);
         context[UC_SIGMASK_WORD] = restore;
+        context[UC_STACK_WORD..UC_STACK_WORD + 3].copy_from_slice(&stack.uc_stack.to_words());
         // SAFETY: the program registered this address (checked to lie in caller memory)
         // with `rt_sigaction` as an `SA_SIGINFO` handler, which C declares as
         // `void (*)(int, siginfo_t *, void *)`; the two pointers are to live, writable
         // memory of the sizes Linux gives.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
-        handler(sig, &mut info, context.as_mut_ptr());
-        context[UC_SIGMASK_WORD]
+        let mut call = || handler(sig, &mut info, context.as_mut_ptr());
+        run_on(stack.switch_to, &mut call);
+        let mut uc_stack = [0u64; 3];
+        uc_stack.copy_from_slice(&context[UC_STACK_WORD..UC_STACK_WORD + 3]);
+        (context[UC_SIGMASK_WORD], SigStack::from_words(uc_stack))
     } else {
         type Handler = extern "C" fn(i32);
         // SAFETY: as above, a plain handler: `void (*)(int)`.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
-        handler(sig);
-        restore
+        run_on(stack.switch_to, &mut || handler(sig));
+        (restore, stack.uc_stack)
     }
+}
+
+/// A call waiting to run on another stack ([`run_on`]): the body, the context to come back
+/// to, the context on that stack, and the switch (detected once: CPUID on x86_64).
+struct OnStack<'a> {
+    body: &'a mut dyn FnMut(),
+    back: Context,
+    there: Context,
+    ops: Native,
+}
+
+/// The entry of the context [`run_on`] lays out on the alternate stack: runs the body,
+/// then switches back for good (nothing resumes this context).
+extern "C" fn on_stack_entry(call: usize, _: usize) -> ! {
+    let call = call as *mut OnStack<'_>;
+    // SAFETY: `call` is the `OnStack` of `run_on`, whose frame waits in its switch until
+    // the switch below, so it is alive and nothing else uses it meanwhile.
+    unsafe { ((*call).body)() };
+    // SAFETY: `back` was saved by `run_on`'s switch, on a stack that is alive (its frame
+    // waits there); `there` is writable and is never resumed.
+    unsafe {
+        (*call)
+            .ops
+            .switch(&raw mut (*call).there, &raw const (*call).back)
+    };
+    unreachable!("the alternate stack's context is never resumed");
+}
+
+/// Runs `body` on `stack` (from its top down) when given, else here. The thread stays
+/// the same thread: uk-context's `init` lays out a context on the stack and `switch`
+/// enters it and comes back (saving what the ABI asks a call to keep), so a handler that
+/// blocks is switched out and back on the alternate stack like any other code.
+fn run_on(stack: Option<SigStack>, body: &mut dyn FnMut()) {
+    let Some(stack) = stack else {
+        body();
+        return;
+    };
+    let mut call = OnStack {
+        body,
+        back: Context::new(),
+        there: Context::new(),
+        ops: Native::detect(),
+    };
+    let call = &raw mut call;
+    // SAFETY: the alternate stack lies in caller memory (checked by `sigaltstack`) and the
+    // program handed it over for handlers; the thread is not running on it (checked at
+    // delivery), so nothing else uses it while the handler runs.
+    let laid_out = unsafe {
+        (*call).ops.init(
+            &mut (*call).there,
+            stack.ss_sp as *mut u8,
+            stack.ss_size,
+            on_stack_entry,
+            call as usize,
+            0,
+        )
+    };
+    if laid_out.is_err() {
+        // A stack too small for the entry frame (not at MINSIGSTKSZ): run here.
+        // SAFETY: `call` points to the live local above, used by nothing else.
+        unsafe { ((*call).body)() };
+        return;
+    }
+    // SAFETY: `there` was just laid out by `init` on a stack that stays alive and unused
+    // for the call; `back` is writable and is resumed by `on_stack_entry` once the body
+    // returned, with this frame (and `call`) intact.
+    unsafe {
+        (*call)
+            .ops
+            .switch(&raw mut (*call).back, &raw const (*call).there)
+    };
 }
 
 impl System {
@@ -528,6 +822,40 @@ impl System {
     /// `EAGAIN` when the caller is new and no id is left to adopt it.
     pub fn sigpending(&self) -> Result<SigSet, Errno> {
         self.with_caller_signals(|t, p, _, _| t.pending | p.pending)
+    }
+
+    /// `sigaltstack(ss, old_ss)`: sets the calling thread's alternate signal stack when
+    /// `new` is given and returns the previous one as Linux reports it (`ss_flags`:
+    /// [`SS_DISABLE`] when there was none, [`SS_ONSTACK`] when the caller runs on it, and
+    /// [`SS_AUTODISARM`] when it was set so). `new`'s flags: 0 (or `SS_ONSTACK`, the same),
+    /// with [`SS_AUTODISARM`] or not, or [`SS_DISABLE`] to remove it. Handlers installed
+    /// with [`SA_ONSTACK`] run there.
+    ///
+    /// # Errors
+    ///
+    /// `EPERM` while the caller runs on its alternate stack (unless it was set with
+    /// `SS_AUTODISARM`); `EINVAL` for unknown flags; `ENOMEM` for a stack smaller than
+    /// [`MINSIGSTKSZ`]; `EFAULT` for a stack outside caller memory. Nothing changes on an
+    /// error.
+    pub fn sigaltstack(&self, new: Option<SigStack>) -> Result<SigStack, Errno> {
+        self.sigaltstack_at(new, stack_pointer())
+    }
+
+    /// [`System::sigaltstack`] for a caller whose stack pointer is `sp` (the raw call takes
+    /// it from the trap entry's frame).
+    ///
+    /// # Errors
+    ///
+    /// As [`System::sigaltstack`].
+    pub fn sigaltstack_at(&self, new: Option<SigStack>, sp: usize) -> Result<SigStack, Errno> {
+        let space = self.address_space();
+        self.with_caller_signals(|t, _, _, _| {
+            let old = t.altstack_report(sp);
+            if let Some(new) = new {
+                t.set_altstack(new, sp, &space)?;
+            }
+            Ok(old)
+        })?
     }
 
     /// `kill(pid, sig)`: sends `sig` to a process (`pid` > 0), or to the caller's own
@@ -805,19 +1133,25 @@ impl System {
                         } else {
                             sig_bit(sig)
                         };
-                    let Ok(before) = self.with_caller_signals(|t, _, _, _| {
+                    let sp = stack_pointer();
+                    let Ok((before, stack)) = self.with_caller_signals(|t, _, _, _| {
                         let before = t.mask;
                         t.mask = (before | widen) & !UNBLOCKABLE;
-                        before
+                        (before, t.enter_handler(action.flags, sp))
                     }) else {
                         return handled;
                     };
-                    let restore = run_handler(sig, &action, info, before);
+                    let (restore, uc_stack) = run_handler(sig, &action, info, before, &stack);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
                     // the one from before the signal (or what a `SA_SIGINFO` handler put
-                    // in its context's `uc_sigmask`), and so does this.
-                    let _ = self.with_caller_signals(|t, _, _, _| t.mask = restore & !UNBLOCKABLE);
+                    // in its context's `uc_sigmask`), and so does this; likewise the
+                    // alternate stack from `uc_stack`.
+                    let space = self.address_space();
+                    let _ = self.with_caller_signals(|t, _, _, _| {
+                        t.mask = restore & !UNBLOCKABLE;
+                        t.leave_handler(uc_stack, stack.handler_sp, &space);
+                    });
                 }
             }
         }
@@ -876,8 +1210,200 @@ mod tests {
                 mask: sig_bit(SIGTERM),
                 pending: 0,
                 queued: Vec::new(),
+                altstack: SigStack::DISABLED,
             }
         );
+    }
+
+    fn arena() -> (usize, AddressSpace) {
+        let mut space = AddressSpace::empty();
+        space.add(0x10_0000, 0x10_0000);
+        (0x10_0000, space)
+    }
+
+    #[test]
+    fn stack_t_round_trips_and_ignores_padding() {
+        let ss = SigStack {
+            ss_sp: 0x1234_5000,
+            ss_flags: SS_AUTODISARM | SS_ONSTACK,
+            ss_size: 8192,
+        };
+        assert_eq!(SigStack::from_words(ss.to_words()), ss);
+        assert_eq!(ss.to_words()[1], 0x8000_0001);
+        let mut words = ss.to_words();
+        words[1] |= 0xdead_beef << 32;
+        assert_eq!(SigStack::from_words(words), ss);
+        assert_eq!(SigStack::default(), SigStack::DISABLED);
+        assert!(!SigStack::DISABLED.contains(0));
+        // Linux's bounds: above the base, up to and including the top.
+        let s = SigStack { ss_flags: 0, ..ss };
+        assert!(!s.contains(s.ss_sp));
+        assert!(s.contains(s.ss_sp + 1));
+        assert!(s.contains(s.ss_sp + s.ss_size));
+        assert!(!s.contains(s.ss_sp + s.ss_size + 1));
+    }
+
+    #[test]
+    fn sigaltstack_checks_flags_size_memory_and_the_stack_in_use() {
+        let (base, space) = arena();
+        let mut t = SigThread::default();
+        let elsewhere = base - 0x1000;
+        assert_eq!(t.altstack_report(elsewhere), SigStack::DISABLED);
+        let good = SigStack {
+            ss_sp: base,
+            ss_flags: 0,
+            ss_size: MINSIGSTKSZ,
+        };
+        // Refused: nothing changes.
+        for (bad, want) in [
+            (
+                SigStack {
+                    ss_flags: 4,
+                    ..good
+                },
+                Errno::EINVAL,
+            ),
+            (
+                SigStack {
+                    ss_flags: SS_ONSTACK | SS_DISABLE,
+                    ..good
+                },
+                Errno::EINVAL,
+            ),
+            (
+                SigStack {
+                    ss_flags: 1 << 30,
+                    ..good
+                },
+                Errno::EINVAL,
+            ),
+            (
+                SigStack {
+                    ss_size: MINSIGSTKSZ - 1,
+                    ..good
+                },
+                Errno::ENOMEM,
+            ),
+            (
+                SigStack {
+                    ss_size: 0,
+                    ss_flags: SS_AUTODISARM,
+                    ..good
+                },
+                Errno::ENOMEM,
+            ),
+            (SigStack { ss_sp: 0, ..good }, Errno::EFAULT),
+            (
+                SigStack {
+                    ss_sp: base + 0x10_0000 - 16,
+                    ..good
+                },
+                Errno::EFAULT,
+            ),
+            (
+                SigStack {
+                    ss_sp: usize::MAX - 100,
+                    ..good
+                },
+                Errno::EFAULT,
+            ),
+        ] {
+            assert_eq!(t.set_altstack(bad, elsewhere, &space), Err(want), "{bad:?}");
+            assert_eq!(t.altstack, SigStack::DISABLED);
+        }
+        // SS_ONSTACK given means 0; the report says whether the caller is on it.
+        let given = SigStack {
+            ss_flags: SS_ONSTACK,
+            ..good
+        };
+        assert_eq!(t.set_altstack(given, elsewhere, &space), Ok(()));
+        assert_eq!(t.altstack_report(elsewhere), good);
+        let inside = base + 100;
+        assert_eq!(
+            t.altstack_report(inside),
+            SigStack {
+                ss_flags: SS_ONSTACK,
+                ..good
+            }
+        );
+        // On it: EPERM for any change, even disabling; reading is fine.
+        for change in [SigStack::DISABLED, good] {
+            assert_eq!(t.set_altstack(change, inside, &space), Err(Errno::EPERM));
+        }
+        assert_eq!(t.altstack, good);
+        // SS_AUTODISARM: reported, and changing it on the stack is allowed.
+        let disarm = SigStack {
+            ss_flags: SS_AUTODISARM,
+            ss_size: 3 * MINSIGSTKSZ,
+            ..good
+        };
+        assert_eq!(t.set_altstack(disarm, elsewhere, &space), Ok(()));
+        assert_eq!(
+            t.altstack_report(inside).ss_flags,
+            SS_ONSTACK | SS_AUTODISARM
+        );
+        // SS_DISABLE takes no size and forgets the stack.
+        let off = SigStack {
+            ss_sp: 0x99,
+            ss_flags: SS_DISABLE,
+            ss_size: 1,
+        };
+        assert_eq!(t.set_altstack(off, inside, &space), Ok(()));
+        assert_eq!(t.altstack, SigStack::DISABLED);
+        assert_eq!(t.altstack_report(inside), SigStack::DISABLED);
+        // A new thread starts without one.
+        t.set_altstack(good, elsewhere, &space).unwrap();
+        assert_eq!(SigThread::inherit(&t).altstack, SigStack::DISABLED);
+    }
+
+    #[test]
+    fn handlers_switch_only_with_sa_onstack_off_the_stack_and_autodisarm_comes_back() {
+        let (base, space) = arena();
+        let mut t = SigThread::default();
+        let sp = base - 0x1000;
+        // No alternate stack: nothing switches.
+        let h = t.enter_handler(SA_ONSTACK, sp);
+        assert_eq!(h.switch_to, None);
+        assert_eq!(h.uc_stack, SigStack::DISABLED);
+        let alt = SigStack {
+            ss_sp: base,
+            ss_flags: 0,
+            ss_size: 4 * MINSIGSTKSZ,
+        };
+        t.set_altstack(alt, sp, &space).unwrap();
+        assert_eq!(t.enter_handler(0, sp).switch_to, None, "no SA_ONSTACK");
+        let h = t.enter_handler(SA_ONSTACK | SA_SIGINFO, sp);
+        assert_eq!(h.switch_to, Some(alt));
+        assert_eq!(h.uc_stack, alt);
+        assert_eq!(h.handler_sp, base + alt.ss_size);
+        // Already on it: the handler nests where it is.
+        assert_eq!(t.enter_handler(SA_ONSTACK, base + 64).switch_to, None);
+        // Returning from a handler on the alternate stack cannot change it (EPERM there);
+        // from one elsewhere it puts back uc_stack (undoing the handler's own change).
+        t.leave_handler(SigStack::DISABLED, h.handler_sp, &space);
+        assert_eq!(t.altstack, alt);
+        t.altstack = SigStack::DISABLED;
+        t.leave_handler(alt, sp, &space);
+        assert_eq!(t.altstack, alt);
+        // SS_AUTODISARM: disabled while the handler runs, back afterwards.
+        let disarm = SigStack {
+            ss_flags: SS_AUTODISARM,
+            ..alt
+        };
+        t.set_altstack(disarm, sp, &space).unwrap();
+        let h = t.enter_handler(SA_ONSTACK, sp);
+        assert_eq!(h.switch_to, Some(disarm));
+        assert_eq!(h.uc_stack, disarm);
+        assert_eq!(t.altstack, SigStack::DISABLED);
+        assert_eq!(
+            t.enter_handler(SA_ONSTACK, h.handler_sp - 64).switch_to,
+            None
+        );
+        t.leave_handler(h.uc_stack, h.handler_sp, &space);
+        assert_eq!(t.altstack, disarm);
+        // A uc_stack the handler made wild is dropped.
+        t.leave_handler(SigStack { ss_sp: 8, ..alt }, sp, &space);
+        assert_eq!(t.altstack, disarm);
     }
 
     #[test]

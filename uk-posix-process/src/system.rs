@@ -8,6 +8,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::lock::Lock as Mutex;
 use uk_sched::{Stack, Thread, ThreadRef};
+
+use crate::cputime::CpuClock;
 use uk_syscall::Errno;
 
 use crate::flags::{CloneArgs, ClonePlan, Via, flag_names};
@@ -99,6 +101,8 @@ struct Process {
     threads: Vec<Tid>,
     group_exit: Option<u8>,
     sig: SigProcess,
+    /// CPU time of the process's threads that have ended, in nanoseconds.
+    ended_cpu_ns: u64,
 }
 
 struct State {
@@ -377,6 +381,7 @@ impl System {
                             threads: Vec::new(),
                             group_exit: None,
                             sig: SigProcess::default(),
+                            ended_cpu_ns: 0,
                         },
                     );
                     st.init = Some(tid);
@@ -407,6 +412,54 @@ impl System {
 
     /// Runs `f` on the caller's signal state, its process's, its tid and its pid (adopting
     /// the caller first, as [`System::gettid`]).
+    /// The CPU time `clock` measures, in nanoseconds: the caller's thread or process, or
+    /// the thread or process a dynamic clock id names (see [`crate::cputime`]).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a process or thread that does not exist, a thread of another process,
+    /// or a thread whose scheduler does not count CPU time.
+    pub(crate) fn cpu_time_ns(&self, clock: CpuClock) -> Result<u64, Errno> {
+        let (caller_tid, caller_pid) = self.with_caller(|t, _| (t.tid, t.pid))?;
+        let guard = self.state.lock();
+        let st = &guard.0;
+        let thread_ns = |key: u64, entry: &ThreadEntry| {
+            self.thread_cpu_ns(key, entry.handle.as_ref())
+                .ok_or(Errno::EINVAL)
+        };
+        match clock {
+            CpuClock::Thread(tid) => {
+                let tid = if tid == 0 { caller_tid } else { tid };
+                let (key, entry) = st
+                    .threads
+                    .iter()
+                    .find(|(_, t)| t.tid == tid && t.pid == caller_pid)
+                    .ok_or(Errno::EINVAL)?;
+                thread_ns(*key, entry)
+            }
+            CpuClock::Process(pid) => {
+                let pid = if pid == 0 { caller_pid } else { pid };
+                let process = st.procs.get(&pid).ok_or(Errno::EINVAL)?;
+                let mut total = process.ended_cpu_ns;
+                for (key, entry) in st.threads.iter().filter(|(_, t)| t.pid == pid) {
+                    total = total.saturating_add(thread_ns(*key, entry)?);
+                }
+                Ok(total)
+            }
+        }
+    }
+
+    /// The CPU time of the thread registered under `key`: its scheduler's count, or for the
+    /// boot context (key 0, which no scheduler runs) the time since boot. `None` when its
+    /// scheduler does not count CPU time.
+    fn thread_cpu_ns(&self, key: u64, handle: Option<&ThreadRef>) -> Option<u64> {
+        match handle {
+            Some(thread) => thread.cpu_time_ns(),
+            None if key == 0 => Some(self.monotonic_ns()),
+            None => None,
+        }
+    }
+
     pub(crate) fn with_caller_signals<R>(
         &self,
         f: impl FnOnce(&mut SigThread, &mut SigProcess, Tid, Pid) -> R,
@@ -660,6 +713,7 @@ impl System {
                         threads: Vec::new(),
                         group_exit: None,
                         sig: actions,
+                        ended_cpu_ns: 0,
                     },
                 );
                 tid
@@ -733,8 +787,10 @@ impl System {
                 return;
             };
             let handle = entry.handle.take();
+            let used = self.thread_cpu_ns(key, handle.as_ref()).unwrap_or(0);
             let mut ended = None;
             if let Some(p) = st.procs.get_mut(&entry.pid) {
+                p.ended_cpu_ns = p.ended_cpu_ns.saturating_add(used);
                 p.threads.retain(|&t| t != entry.tid);
                 if p.threads.is_empty() {
                     ended = Some(p.group_exit.unwrap_or(entry.exit_code));

@@ -1,7 +1,9 @@
-//! Clocks and sleeping: clock_gettime, clock_getres, nanosleep, clock_nanosleep, sched_yield.
+//! Clocks and sleeping: clock_gettime, clock_getres, nanosleep, clock_nanosleep, sched_yield
+//! (the CPU-time clocks are [`crate::cputime`]'s).
 
 use uk_syscall::Errno;
 
+use crate::cputime::CpuClock;
 use crate::futex::WaitEnd;
 use crate::system::System;
 
@@ -87,8 +89,13 @@ impl System {
     ///
     /// # Errors
     ///
-    /// `EINVAL` for a clock this layer does not keep (CPU-time clocks, unknown ids).
+    /// `EINVAL` for an unknown clock id, and for a CPU-time clock as
+    /// [`crate::cputime`] says (a process or thread that does not exist, a scheduler that
+    /// does not count).
     pub fn clock_gettime(&self, clock: i32) -> Result<Timespec, Errno> {
+        if let Some(cpu) = CpuClock::decode(clock) {
+            return self.cpu_clock_gettime(cpu?);
+        }
         Ok(Timespec::from_ns(match kind(clock)? {
             Kind::Realtime => self.realtime_ns(),
             Kind::Monotonic => self.monotonic_ns(),
@@ -104,7 +111,11 @@ impl System {
     ///
     /// `EINVAL` for a clock [`System::clock_gettime`] refuses.
     pub fn clock_getres(&self, clock: i32) -> Result<Timespec, Errno> {
-        kind(clock)?;
+        match CpuClock::decode(clock) {
+            // The clock must be one that can be read (a live process or thread).
+            Some(cpu) => drop(self.cpu_clock_gettime(cpu?)?),
+            None => drop(kind(clock)?),
+        }
         let ns = self
             .counter_hz()
             .filter(|&hz| hz > 0)

@@ -292,6 +292,102 @@ fn signal_calls_check_sizes_and_pointers_before_changing_anything() {
 }
 
 #[test]
+fn sigaltstack_reads_checks_and_writes_stack_t() {
+    use uk_posix_process::signal::{MINSIGSTKSZ, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, SigStack};
+    let (base, _g) = arena();
+    let space = || system().address_space();
+    let put = |at: usize, s: SigStack| {
+        uk_syscall::user::UserPtr::<[u64; 3]>::new(at)
+            .write(&space(), s.to_words())
+            .unwrap()
+    };
+    let get = |at: usize| {
+        SigStack::from_words(
+            uk_syscall::user::UserPtr::<[u64; 3]>::new(at)
+                .read(&space())
+                .unwrap(),
+        )
+    };
+    let (ss, old) = (base + 128, base + 192);
+    // The property test may have left one: start from none.
+    system().sigaltstack(Some(SigStack::DISABLED)).unwrap();
+    let alt = SigStack {
+        ss_sp: base + 16 * 1024,
+        ss_flags: SS_AUTODISARM,
+        ss_size: MINSIGSTKSZ,
+    };
+    put(ss, alt);
+    put(old, alt);
+    // Bad pointers: EFAULT, nothing changed, nothing written.
+    assert_eq!(
+        call(Sysno::sigaltstack, [8, 0, 0, 0, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(
+        call(Sysno::sigaltstack, [ss, base + ARENA - 8, 0, 0, 0, 0]),
+        err(Errno::EFAULT)
+    );
+    assert_eq!(system().sigaltstack(None), Ok(SigStack::DISABLED));
+    // Bad values: EINVAL, ENOMEM, and EFAULT for a stack outside caller memory.
+    for (bad, want) in [
+        (SigStack { ss_flags: 4, ..alt }, Errno::EINVAL),
+        (
+            SigStack {
+                ss_size: MINSIGSTKSZ - 1,
+                ..alt
+            },
+            Errno::ENOMEM,
+        ),
+        (
+            SigStack {
+                ss_sp: base + ARENA - 1024,
+                ..alt
+            },
+            Errno::EFAULT,
+        ),
+    ] {
+        put(ss, bad);
+        assert_eq!(
+            call(Sysno::sigaltstack, [ss, old, 0, 0, 0, 0]),
+            err(want),
+            "{bad:?}"
+        );
+        assert_eq!(get(old), alt, "old_ss not written");
+        assert_eq!(system().sigaltstack(None), Ok(SigStack::DISABLED));
+    }
+    // Set, then read back: old_ss gets the previous value.
+    put(ss, alt);
+    assert_eq!(call(Sysno::sigaltstack, [ss, old, 0, 0, 0, 0]), 0);
+    assert_eq!(get(old), SigStack::DISABLED);
+    assert_eq!(call(Sysno::sigaltstack, [0, old, 0, 0, 0, 0]), 0);
+    assert_eq!(get(old), alt);
+    // SS_ONSTACK given is taken as 0; SS_DISABLE removes it (size ignored).
+    put(
+        ss,
+        SigStack {
+            ss_flags: SS_ONSTACK,
+            ..alt
+        },
+    );
+    assert_eq!(call(Sysno::sigaltstack, [ss, 0, 0, 0, 0, 0]), 0);
+    assert_eq!(
+        system().sigaltstack(None),
+        Ok(SigStack { ss_flags: 0, ..alt })
+    );
+    put(
+        ss,
+        SigStack {
+            ss_sp: 0,
+            ss_flags: SS_DISABLE,
+            ss_size: 0,
+        },
+    );
+    assert_eq!(call(Sysno::sigaltstack, [ss, old, 0, 0, 0, 0]), 0);
+    assert_eq!(get(old).ss_flags, 0);
+    assert_eq!(system().sigaltstack(None), Ok(SigStack::DISABLED));
+}
+
+#[test]
 fn ids_are_root_and_the_affinity_is_cpu_0() {
     let (base, _g) = arena();
     let space = || system().address_space();
@@ -377,6 +473,8 @@ fn surface() -> Vec<Sysno> {
         Sysno::sched_setaffinity,
         Sysno::madvise,
         Sysno::clock_getres,
+        Sysno::getrusage,
+        Sysno::times,
         Sysno::wait4,
         Sysno::execve,
         Sysno::prlimit64,
@@ -395,6 +493,7 @@ fn surface() -> Vec<Sysno> {
         Sysno::rt_sigaction,
         Sysno::rt_sigprocmask,
         Sysno::rt_sigpending,
+        Sysno::sigaltstack,
         // Outside a scheduler thread these cannot wait: ENOSYS, or a result at once.
         Sysno::rt_sigsuspend,
         Sysno::rt_sigtimedwait,
@@ -446,6 +545,14 @@ proptest! {
             // SIGKILL and SIGSTOP are never blocked, whatever was asked.
             let kill_stop = (1u64 << 8) | (1 << 18);
             prop_assert_eq!(sys.rt_sigprocmask(0, None).unwrap() & kill_stop, 0);
+            // An alternate stack, if one was set, is big enough and in caller memory.
+            let alt = sys.sigaltstack(None).unwrap();
+            prop_assert!(
+                !alt.is_enabled()
+                    || (alt.ss_size >= uk_posix_process::signal::MINSIGSTKSZ
+                        && sys.address_space().contains(alt.ss_sp, alt.ss_size)),
+                "{alt:x?}"
+            );
             for res in 0..RLIM_NLIMITS as u32 {
                 let l = sys.getrlimit(res).unwrap();
                 prop_assert!(l.rlim_cur <= l.rlim_max);

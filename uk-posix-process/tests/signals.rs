@@ -629,3 +629,278 @@ fn real_time_signals_queue_with_their_values_and_standard_ones_do_not() {
     });
     assert_eq!(status, Some(0));
 }
+
+/// A leaked alternate stack of `bytes` bytes (16-byte aligned).
+fn alt_stack(bytes: usize, flags: i32) -> SigStack {
+    let top = common::stack(bytes);
+    SigStack {
+        ss_sp: top - bytes,
+        ss_flags: flags,
+        ss_size: bytes,
+    }
+}
+
+/// The address of a local of the caller: where its stack is.
+#[inline(always)]
+fn local_address() -> usize {
+    let here = 0u8;
+    std::hint::black_box(&here) as *const u8 as usize
+}
+
+#[test]
+fn sigaltstack_is_per_thread_and_a_new_thread_starts_without_one() {
+    let w = world();
+    let sys = w.sys;
+    let child_saw = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = child_saw.clone();
+    let status = w.run(move || {
+        assert_eq!(sys.sigaltstack(None), Ok(SigStack::DISABLED));
+        let mine = alt_stack(MINSIGSTKSZ, 0);
+        assert_eq!(sys.sigaltstack(Some(mine)), Ok(SigStack::DISABLED));
+        // Not on it: reported with flags 0.
+        assert_eq!(sys.sigaltstack(None), Ok(mine));
+        let theirs = alt_stack(4 * MINSIGSTKSZ, SS_AUTODISARM);
+        spawn(sys, move || {
+            let mut seen = seen.lock().unwrap();
+            seen.push(sys.sigaltstack(None));
+            seen.push(sys.sigaltstack(Some(theirs)));
+            seen.push(sys.sigaltstack(None));
+            0
+        });
+        for _ in 0..4 {
+            uk_sched::yield_now();
+        }
+        // The child's stack is its own.
+        assert_eq!(sys.sigaltstack(None), Ok(mine));
+        // Refused calls change nothing.
+        for (bad, want) in [
+            (
+                SigStack {
+                    ss_flags: 3,
+                    ..mine
+                },
+                Errno::EINVAL,
+            ),
+            (
+                SigStack {
+                    ss_size: MINSIGSTKSZ - 1,
+                    ..mine
+                },
+                Errno::ENOMEM,
+            ),
+            (SigStack { ss_sp: 0, ..mine }, Errno::EFAULT),
+        ] {
+            assert_eq!(sys.sigaltstack(Some(bad)), Err(want), "{bad:?}");
+            assert_eq!(sys.sigaltstack(None), Ok(mine));
+        }
+        // A caller whose stack pointer is on it may not change it.
+        let inside = mine.ss_sp + 64;
+        assert_eq!(
+            sys.sigaltstack_at(None, inside),
+            Ok(SigStack {
+                ss_flags: SS_ONSTACK,
+                ..mine
+            })
+        );
+        assert_eq!(
+            sys.sigaltstack_at(Some(SigStack::DISABLED), inside),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(sys.sigaltstack(Some(SigStack::DISABLED)), Ok(mine));
+        assert_eq!(sys.sigaltstack(None), Ok(SigStack::DISABLED));
+        3
+    });
+    assert_eq!(status, Some(3));
+    let theirs = child_saw.lock().unwrap();
+    assert_eq!(theirs.len(), 3);
+    assert_eq!(theirs[0], Ok(SigStack::DISABLED), "a new thread has none");
+    assert_eq!(theirs[1], Ok(SigStack::DISABLED));
+    assert_eq!(
+        theirs[2].map(|s| (s.ss_size, s.ss_flags)),
+        Ok((4 * MINSIGSTKSZ, SS_AUTODISARM))
+    );
+}
+
+/// What the handlers on the alternate stack saw.
+#[derive(Debug, Default, Clone)]
+struct OnAltStack {
+    /// Address of a local of `on_alt`, of `on_alt_nested`, of `on_plain`.
+    local: usize,
+    nested_local: usize,
+    plain_local: usize,
+    /// `sigaltstack(NULL, &old)` inside the handler, and a change tried there.
+    report: Option<Result<SigStack, Errno>>,
+    change: Option<Result<SigStack, Errno>>,
+    /// The handler's context's `uc_stack`.
+    uc_stack: [u64; 3],
+    /// Whether another thread ran while the handler waited on the alternate stack.
+    other_ran: bool,
+}
+
+static ALT_SEEN: std::sync::Mutex<Option<OnAltStack>> = std::sync::Mutex::new(None);
+static OTHER_RAN: AtomicUsize = AtomicUsize::new(0);
+
+fn note(f: impl FnOnce(&mut OnAltStack)) {
+    let mut seen = ALT_SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    f(seen.get_or_insert_with(OnAltStack::default));
+}
+
+extern "C" fn on_alt(_sig: i32, _info: *mut SigInfo, context: *mut u64) {
+    let local = local_address();
+    let sys = sys_in_handler();
+    let report = sys.sigaltstack(None);
+    let change = sys.sigaltstack(Some(SigStack::DISABLED));
+    // SAFETY: the layer passes a live ucontext_t; uc_stack is words 2 to 4.
+    let uc_stack = unsafe { [*context.add(2), *context.add(3), *context.add(4)] };
+    note(|s| {
+        s.local = local;
+        s.report = Some(report);
+        s.change = Some(change);
+        s.uc_stack = uc_stack;
+    });
+    // A nested SA_ONSTACK signal stays on this stack, and a plain handler runs here too.
+    sys.tgkill(None, sys.gettid().unwrap(), SIGUSR2).unwrap();
+    sys.tgkill(None, sys.gettid().unwrap(), SIGHUP).unwrap();
+    // Blocking on the alternate stack: another thread runs meanwhile.
+    for _ in 0..8 {
+        if OTHER_RAN.load(Ordering::SeqCst) != 0 {
+            break;
+        }
+        uk_sched::yield_now();
+    }
+    note(|s| s.other_ran = OTHER_RAN.load(Ordering::SeqCst) != 0);
+}
+
+extern "C" fn on_alt_nested(_sig: i32) {
+    let local = local_address();
+    note(|s| s.nested_local = local);
+}
+
+extern "C" fn on_plain(_sig: i32) {
+    let local = local_address();
+    note(|s| s.plain_local = local);
+}
+
+#[test]
+fn an_sa_onstack_handler_runs_on_the_alternate_stack() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    *ALT_SEEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    OTHER_RAN.store(0, Ordering::SeqCst);
+    let alt = alt_stack(64 * 1024, 0);
+    let status = w.run(move || {
+        let onstack = |f: usize, flags: u64| SigAction {
+            handler: f,
+            flags,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(
+            SIGUSR1,
+            Some(onstack(
+                on_alt as *const () as usize,
+                SA_ONSTACK | SA_SIGINFO,
+            )),
+        )
+        .unwrap();
+        sys.rt_sigaction(
+            SIGUSR2,
+            Some(onstack(on_alt_nested as *const () as usize, SA_ONSTACK)),
+        )
+        .unwrap();
+        sys.rt_sigaction(SIGHUP, Some(onstack(on_plain as *const () as usize, 0)))
+            .unwrap();
+        // Without an alternate stack, SA_ONSTACK runs the handler here.
+        sys.tgkill(None, me(sys), SIGUSR2).unwrap();
+        let here = local_address();
+        let nested = ALT_SEEN.lock().unwrap().take().unwrap().nested_local;
+        assert!(!alt.contains(nested));
+        assert!(
+            nested < here && here - nested < 64 * 1024,
+            "{nested:#x} {here:#x}"
+        );
+
+        sys.sigaltstack(Some(alt)).unwrap();
+        spawn(sys, || {
+            OTHER_RAN.store(1, Ordering::SeqCst);
+            0
+        });
+        sys.tgkill(None, me(sys), SIGUSR1).unwrap();
+        // Back on the thread's stack, with the alternate stack as it was.
+        assert!(!alt.contains(local_address()));
+        assert_eq!(sys.sigaltstack(None), Ok(alt));
+        // A handler without SA_ONSTACK runs on the thread's stack.
+        sys.tgkill(None, me(sys), SIGHUP).unwrap();
+        let plain = ALT_SEEN.lock().unwrap().as_ref().unwrap().plain_local;
+        assert!(!alt.contains(plain), "{plain:#x}");
+        sys.sigaltstack(Some(SigStack::DISABLED)).unwrap();
+        for sig in [SIGUSR1, SIGUSR2, SIGHUP] {
+            sys.rt_sigaction(sig, Some(SigAction::default())).unwrap();
+        }
+        9
+    });
+    assert_eq!(status, Some(9));
+    let seen = ALT_SEEN.lock().unwrap().clone().unwrap();
+    assert!(
+        alt.contains(seen.local),
+        "handler local {:#x} not in {alt:x?}",
+        seen.local
+    );
+    assert!(
+        alt.contains(seen.nested_local),
+        "nested {:#x}",
+        seen.nested_local
+    );
+    assert!(
+        seen.nested_local < seen.local,
+        "nested below the outer handler"
+    );
+    assert_eq!(
+        seen.report,
+        Some(Ok(SigStack {
+            ss_flags: SS_ONSTACK,
+            ..alt
+        }))
+    );
+    assert_eq!(seen.change, Some(Err(Errno::EPERM)));
+    assert_eq!(SigStack::from_words(seen.uc_stack), alt);
+    assert!(seen.other_ran, "the handler blocked and another thread ran");
+}
+
+static DISARMED_REPORT: std::sync::Mutex<Option<(usize, Result<SigStack, Errno>)>> =
+    std::sync::Mutex::new(None);
+
+extern "C" fn on_disarmed(_sig: i32) {
+    let report = sys_in_handler().sigaltstack(None);
+    *DISARMED_REPORT.lock().unwrap_or_else(|e| e.into_inner()) = Some((local_address(), report));
+}
+
+#[test]
+fn ss_autodisarm_disables_the_stack_while_the_handler_runs() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let alt = alt_stack(16 * 1024, SS_AUTODISARM);
+    let status = w.run(move || {
+        sys.rt_sigaction(
+            SIGUSR1,
+            Some(SigAction {
+                handler: on_disarmed as *const () as usize,
+                flags: SA_ONSTACK,
+                ..SigAction::default()
+            }),
+        )
+        .unwrap();
+        sys.sigaltstack(Some(alt)).unwrap();
+        sys.tgkill(None, me(sys), SIGUSR1).unwrap();
+        let (local, report) = DISARMED_REPORT.lock().unwrap().take().unwrap();
+        assert!(alt.contains(local), "{local:#x}");
+        assert_eq!(report, Ok(SigStack::DISABLED), "disarmed inside");
+        assert_eq!(sys.sigaltstack(None), Ok(alt), "back afterwards");
+        sys.sigaltstack(Some(SigStack::DISABLED)).unwrap();
+        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
+            .unwrap();
+        2
+    });
+    assert_eq!(status, Some(2));
+}

@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/times.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sched.h>
@@ -82,6 +83,48 @@ void group_time(void)
 	CHECK_EQ(strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %a", &tm), 23);
 	CHECK(!strcmp(when, "1971-01-01 01:01:01 Fri"));
 	CHECK_EQ(timegm(&tm), t);
+
+	/* CPU time: spinning 10 ms uses about 10 ms of it, sleeping 20 ms almost none. */
+	struct timespec cpu0, cpu1, cpu2, proc;
+	clock_t c0 = clock();
+	CHECK(c0 != (clock_t)-1);
+	CHECK_EQ(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	while (ns_between(a, b) < 10000000);
+	CHECK_EQ(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1), 0);
+	CHECK(ns_between(cpu0, cpu1) >= 10000000);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK(ns_between(cpu0, cpu1) <= ns_between(cpu0, a) + 1000000);
+	CHECK(clock() - c0 >= 10000 * (CLOCKS_PER_SEC / 1000000));
+	struct timespec twenty = { 0, 20000000 };
+	nanosleep(&twenty, NULL);
+	CHECK_EQ(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu2), 0);
+	CHECK(ns_between(cpu1, cpu2) >= 0 && ns_between(cpu1, cpu2) < 10000000);
+	CHECK_EQ(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &proc), 0);
+	CHECK(ns_between(cpu2, proc) >= 0);
+	clockid_t mine;
+	CHECK_EQ(clock_getcpuclockid(0, &mine), 0);
+	CHECK_EQ(clock_gettime(mine, &a), 0);
+	CHECK(ns_between(proc, a) >= 0);
+	CHECK_EQ(pthread_getcpuclockid(pthread_self(), &mine), 0);
+	CHECK_EQ(clock_gettime(mine, &a), 0);
+	CHECK(ns_between(cpu2, a) >= 0);
+	CHECK_EQ(clock_getres(CLOCK_THREAD_CPUTIME_ID, &res), 0);
+	struct rusage ru;
+	CHECK_EQ(getrusage(RUSAGE_SELF, &ru), 0);
+	CHECK(ru.ru_utime.tv_sec * 1000000LL + ru.ru_utime.tv_usec >= 10000);
+	CHECK_EQ(getrusage(RUSAGE_THREAD, &ru), 0);
+	CHECK(ru.ru_utime.tv_sec * 1000000LL + ru.ru_utime.tv_usec >= 10000);
+	CHECK_EQ(getrusage(RUSAGE_CHILDREN, &ru), 0);
+	CHECK(ru.ru_utime.tv_sec == 0 && ru.ru_utime.tv_usec == 0);
+	CHECK_EQ(getrusage(5, &ru), -1);
+	CHECK_EQ(errno, EINVAL);
+	struct tms tms;
+	CHECK(times(&tms) != (clock_t)-1);
+	CHECK(tms.tms_utime >= 1 && tms.tms_stime == 0);
+	CHECK_EQ(sysconf(_SC_CLK_TCK), 100);
 }
 
 /* Writes `text` to a new file `path`; returns 0 on success. */

@@ -101,11 +101,11 @@ fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
         uk_app::println!("musl: {why}");
         uk_posix_process::Errno::EINVAL
     })?;
-    let sched: &'static RoundRobin<_, _> = Box::leak(Box::new(RoundRobin::cooperative(
-        Native::detect(),
-        platform,
-        idle::Poll,
-    )));
+    // Counting CPU time gives the C program clock(), getrusage, times and the CPU-time
+    // clocks.
+    let sched: &'static RoundRobin<_, _> = Box::leak(Box::new(
+        RoundRobin::cooperative(Native::detect(), platform, idle::Poll).with_cpu_time(),
+    ));
     uk_posix_process::install(sched);
     let system = uk_posix_process::system();
     system.set_exit_hook(report_traps_and_exit);

@@ -73,12 +73,22 @@ pub fn world_with(sys: System) -> World {
 
 /// A fresh scheduler for `sys` (the global one, say).
 pub fn world_on(sys: &'static System) -> World {
+    world_of(sys, false)
+}
+
+/// As [`world`], with a scheduler that counts each thread's CPU time.
+pub fn world_counting_cpu_time() -> World {
+    world_of(Box::leak(Box::new(System::new())), true)
+}
+
+fn world_of(sys: &'static System, cpu_time: bool) -> World {
     let clock = FakeClock::default();
-    let sched: &'static Sched = Box::leak(Box::new(RoundRobin::cooperative(
-        Native::detect(),
-        clock.clone(),
-        JumpIdle(clock.clone()),
-    )));
+    let mut sched =
+        RoundRobin::cooperative(Native::detect(), clock.clone(), JumpIdle(clock.clone()));
+    if cpu_time {
+        sched = sched.with_cpu_time();
+    }
+    let sched: &'static Sched = Box::leak(Box::new(sched));
     sys.set_host(Some(sched));
     // Host closures with assertion messages like more room than 64 KiB.
     sys.setrlimit(
