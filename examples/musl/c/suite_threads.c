@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +332,18 @@ static void with_info(int sig, siginfo_t *info, void *context)
 	info_value = info->si_value.sival_int;
 }
 
+static volatile uintptr_t handler_local;
+static volatile int handler_saw_onstack;
+
+/* Records where the handler's frame is and what sigaltstack says inside it. */
+static void note_stack(int sig)
+{
+	volatile char here = (char)sig;
+	handler_local = (uintptr_t)&here;
+	stack_t now;
+	handler_saw_onstack = sigaltstack(NULL, &now) == 0 ? (now.ss_flags & SS_ONSTACK) : -1;
+}
+
 static void *blocked_sleeper(void *arg)
 {
 	(void)arg;
@@ -439,4 +452,37 @@ void group_signals(void)
 	CHECK_EQ(setitimer(ITIMER_VIRTUAL, &every, NULL), -1);
 	CHECK_EQ(errno, EINVAL);
 	signal(SIGALRM, SIG_DFL);
+
+	/* An alternate signal stack: an SA_ONSTACK handler runs there, another does not. */
+	static char altstack[16384] __attribute__((aligned(16)));
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0 };
+	stack_t oss;
+	CHECK_EQ(sigaltstack(NULL, &oss), 0);
+	CHECK_EQ(oss.ss_flags, SS_DISABLE);
+	CHECK_EQ(sigaltstack(&ss, NULL), 0);
+	CHECK(sigaltstack(NULL, &oss) == 0 && oss.ss_sp == altstack && oss.ss_flags == 0);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = note_stack;
+	sa.sa_flags = SA_ONSTACK;
+	CHECK_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
+	CHECK_EQ(raise(SIGUSR2), 0);
+	CHECK(handler_local > (uintptr_t)altstack &&
+	      handler_local < (uintptr_t)altstack + sizeof altstack);
+	CHECK_EQ(handler_saw_onstack, SS_ONSTACK);
+	sa.sa_flags = 0;
+	CHECK_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
+	CHECK_EQ(raise(SIGUSR2), 0);
+	CHECK(handler_local < (uintptr_t)altstack ||
+	      handler_local >= (uintptr_t)altstack + sizeof altstack);
+	ss.ss_size = MINSIGSTKSZ - 1;
+	CHECK_EQ(sigaltstack(&ss, NULL), -1);
+	CHECK_EQ(errno, ENOMEM);
+	/* (musl checks the size itself first, so the flags are tried with a good size.) */
+	ss.ss_size = sizeof altstack;
+	ss.ss_flags = 0x40;
+	CHECK_EQ(sigaltstack(&ss, NULL), -1);
+	CHECK_EQ(errno, EINVAL);
+	ss.ss_flags = SS_DISABLE;
+	CHECK_EQ(sigaltstack(&ss, NULL), 0);
+	signal(SIGUSR2, SIG_DFL);
 }
