@@ -179,7 +179,22 @@ fn yield_pingpong_uk_sched(b: Bencher) {
 /// calls on the scheduler it holds (as a corosensei coroutine holds its `Yielder`).
 #[divan::bench]
 fn yield_pingpong_uk_sched_typed(b: Bencher) {
-    let s = std::rc::Rc::new(sched());
+    typed_pingpong(b, sched());
+}
+
+/// The typed ping-pong on a scheduler that counts each thread's CPU time
+/// ([`RoundRobin::with_cpu_time`]), with a clock read as a board reads its own (the
+/// time-stamp counter and a multiply), against the same scheduler without counting: the
+/// cost of the accounting, one clock read per switch.
+#[cfg(target_arch = "x86_64")]
+#[divan::bench(args = [false, true])]
+fn yield_pingpong_uk_sched_typed_tsc_clock(b: Bencher, count_cpu_time: bool) {
+    let s = RoundRobin::cooperative(Native::detect(), TscClock::calibrated(), idle::Poll);
+    typed_pingpong(b, if count_cpu_time { s.with_cpu_time() } else { s });
+}
+
+fn typed_pingpong<K: uk_hal::Clock + 'static>(b: Bencher, s: RoundRobin<Native, K>) {
+    let s = std::rc::Rc::new(s);
     b.counter(ItemsCount::new(ROUNDS)).bench_local(|| {
         for name in ["ping", "pong"] {
             let mine = s.clone();
@@ -195,6 +210,45 @@ fn yield_pingpong_uk_sched_typed(b: Bencher) {
         }
         s.run();
     });
+}
+
+/// Nanoseconds from the time-stamp counter, as the x86 board computes them: counter
+/// times a 32.32 fixed-point factor measured against the OS clock.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct TscClock {
+    ns_per_cycle_q32: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl TscClock {
+    fn calibrated() -> Self {
+        let (t0, c0) = (std::time::Instant::now(), tsc());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let (ns, cycles) = (t0.elapsed().as_nanos() as u64, tsc() - c0);
+        Self {
+            ns_per_cycle_q32: ((u128::from(ns) << 32) / u128::from(cycles.max(1))) as u64,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter; every x86_64 CPU has it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl uk_hal::Clock for TscClock {
+    fn monotonic_ns(&self) -> u64 {
+        ((u128::from(tsc()) * u128::from(self.ns_per_cycle_q32)) >> 32) as u64
+    }
+    fn cycles(&self) -> u64 {
+        tsc()
+    }
+    fn cycles_per_second(&self) -> u64 {
+        ((1_000_000_000u128 << 32) / u128::from(self.ns_per_cycle_q32.max(1))) as u64
+    }
 }
 
 #[divan::bench]

@@ -23,6 +23,10 @@
 //! then or until an interrupt, and never spins. Exited threads are reclaimed (stack, TLS,
 //! extended context freed, destructor run) by the next scheduling decision.
 //!
+//! A scheduler built [`RoundRobin::with_cpu_time`] charges each thread the time from every
+//! switch into it to the next switch away ([`Thread::cpu_time_ns`]), at the price of one
+//! clock read per switch; a process layer's `clock()` and `getrusage` are built on it.
+//!
 //! Waiting and locking ([`WaitQueue`], [`Semaphore`], recursive [`Mutex`], [`CondVar`])
 //! need no scheduler argument: the calling thread blocks through its owner, and a wake-up
 //! goes to the woken thread's owner. Blocking is two-phase ([`prepare_block`] marks the
