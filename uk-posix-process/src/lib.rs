@@ -161,6 +161,11 @@ pub fn system() -> &'static System {
 /// on, so `setrlimit` and `prlimit64` move the point where `open` gives `EMFILE`.
 pub fn install(host: &'static dyn ThreadHost) {
     SYSTEM.set_host(Some(host));
+    // Signals that became pending for the caller run their handlers on the way back from
+    // every system call, as on Linux (not only from the signal calls, waits and sleeps).
+    uk_syscall::set_return_hook(|| {
+        SYSTEM.deliver_on_return();
+    });
     #[cfg(feature = "vfs")]
     connect_vfs();
 }

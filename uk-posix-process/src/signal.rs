@@ -31,7 +31,11 @@
 //!
 //! A signal sent to *another* thread that does not block it ends that thread's futex wait
 //! (or the next one it starts): the thread runs the handler and the wait returns `EINTR`,
-//! as on Linux for a handler without `SA_RESTART` (libcs retry where they must).
+//! as on Linux for a handler without `SA_RESTART` (libcs retry where they must). A thread
+//! that is runnable rather than waiting (it yielded, or was preempted in a call) runs the
+//! handler on the way back from its current system call, whatever the call: the layer's
+//! [`install`](crate::install) sets uk-syscall's return hook, which delivers the caller's
+//! deliverable pending signals, as Linux does on every return to user space.
 //!
 //! A signal for the process that the sender blocks goes to the first waiting thread of the
 //! process that lets it through. `rt_sigsuspend` waits with a given mask until a handler
@@ -1108,6 +1112,19 @@ impl System {
             && self
                 .with_caller_signals(|t, p, _, _| (t.pending | p.pending) & !t.mask != 0)
                 .unwrap_or(false)
+    }
+
+    /// What a system call's return does ([`uk_syscall::set_return_hook`]): delivers the
+    /// caller's deliverable pending signals, if any signal was ever sent, and only to a
+    /// scheduler thread the layer already knows (a thread of another subsystem that makes
+    /// a call is not adopted into a process by it).
+    pub(crate) fn deliver_on_return(&self) {
+        if self.signals_sent.load(Ordering::Relaxed)
+            && uk_sched::current().is_some()
+            && self.known_caller_has_deliverable_signal()
+        {
+            self.deliver_pending_signals();
+        }
     }
 
     /// Delivers to the caller every pending signal it does not block (also what a futex

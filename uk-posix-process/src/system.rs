@@ -460,6 +460,18 @@ impl System {
         }
     }
 
+    /// Whether the caller is a thread this layer knows (created or adopted) with a pending
+    /// signal it does not block. Unlike the system calls, this never adopts an unknown
+    /// caller.
+    pub(crate) fn known_caller_has_deliverable_signal(&self) -> bool {
+        let guard = self.state.lock();
+        let st = &guard.0;
+        st.threads.get(&current_key()).is_some_and(|t| {
+            let process = st.procs.get(&t.pid).map_or(0, |p| p.sig.pending);
+            (t.sig.pending | process) & !t.sig.mask != 0
+        })
+    }
+
     pub(crate) fn with_caller_signals<R>(
         &self,
         f: impl FnOnce(&mut SigThread, &mut SigProcess, Tid, Pid) -> R,

@@ -125,3 +125,67 @@ fn a_signal_ends_nanosleep_with_eintr_and_the_time_left_in_rem() {
     });
     assert_eq!(status, Some(0));
 }
+
+static RETURN_SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_return_signal(_sig: i32) {
+    RETURN_SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn a_signal_sent_while_its_thread_is_runnable_runs_when_its_next_call_returns() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sys = system();
+    let w = world_on(sys);
+    // What an image does: the process layer's return hook is set.
+    uk_posix_process::install(w.sched);
+    let status = w.run(move || {
+        let action = SigAction {
+            handler: count_return_signal as *const () as usize,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(SIGUSR2, Some(action)).unwrap();
+        RETURN_SIGNALS.store(0, Ordering::SeqCst);
+        let me = sys.gettid().unwrap();
+        let yield_call = || uk_syscall::dispatch(Sysno::sched_yield as usize, &[0; 6]);
+        // The sender runs during the yield, while this thread is runnable but not waiting:
+        // the signal is only pending then, and runs on the way back from the call.
+        spawn(sys, move || {
+            sys.tgkill(None, me, SIGUSR2).unwrap();
+            0
+        });
+        assert_eq!(yield_call(), 0);
+        assert_eq!(
+            RETURN_SIGNALS.load(Ordering::SeqCst),
+            1,
+            "ran at the return"
+        );
+
+        // Blocked, it stays pending through returns until unblocked.
+        let set = uk_posix_process::signal::sig_bit(SIGUSR2);
+        sys.rt_sigprocmask(uk_posix_process::signal::SIG_BLOCK, Some(set))
+            .unwrap();
+        spawn(sys, move || {
+            sys.tgkill(None, me, SIGUSR2).unwrap();
+            0
+        });
+        assert_eq!(yield_call(), 0);
+        assert_eq!(yield_call(), 0);
+        assert_eq!(
+            RETURN_SIGNALS.load(Ordering::SeqCst),
+            1,
+            "blocked: still pending"
+        );
+        sys.rt_sigprocmask(uk_posix_process::signal::SIG_UNBLOCK, Some(set))
+            .unwrap();
+        assert_eq!(
+            RETURN_SIGNALS.load(Ordering::SeqCst),
+            2,
+            "run at the unblock"
+        );
+        sys.rt_sigaction(SIGUSR2, Some(SigAction::default()))
+            .unwrap();
+        0
+    });
+    assert_eq!(status, Some(0));
+}

@@ -121,7 +121,7 @@ pub use syscalls::Errno;
 pub use syscalls::{aarch64, x86_64};
 pub use table::{
     REGISTRATIONS, Registration, TABLE_LEN, TableStats, dispatch, dispatch_errno, errno, handler,
-    name, raw, table_stats, uk_syscall6,
+    name, raw, set_return_hook, table_stats, uk_syscall6,
 };
 pub use trap::{LIVE_FRAMES, trap_frame, trapped_calls};
 

@@ -192,11 +192,32 @@ fn sanitize(error: Errno) -> Errno {
     }
 }
 
-/// Calls the handler for `number` (or reports it unknown) and returns its result.
+/// What runs after every handler ([`set_return_hook`]).
+static RETURN_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Sets the function every call through the table runs after its handler returned and
+/// before the result goes back (first call wins): where a process layer delivers the
+/// signals that became pending for the caller, as Linux does on the way back from any
+/// system call. A call that does not return (`exit`) does not run it. Costs a call
+/// nothing but one load and a branch until it is set.
+pub fn set_return_hook(hook: fn()) {
+    RETURN_HOOK.call_once(|| hook);
+}
+
+/// Calls the handler for `number` (or reports it unknown) and returns its result, after
+/// the return hook ([`set_return_hook`]) ran.
 ///
 /// A number nobody registered gives `Err(ENOSYS)` and logs one line naming the syscall,
 /// once per number. An error outside Linux's errno range becomes `EINVAL`.
 pub fn call(number: usize, args: &Args) -> SyscallResult {
+    let result = call_handler(number, args);
+    if let Some(hook) = RETURN_HOOK.get() {
+        hook();
+    }
+    result
+}
+
+fn call_handler(number: usize, args: &Args) -> SyscallResult {
     match handler(number) {
         Some(handler) => handler(args).map_err(sanitize),
         None => {

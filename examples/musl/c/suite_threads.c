@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
@@ -344,6 +345,17 @@ static void note_stack(int sig)
 	handler_saw_onstack = sigaltstack(NULL, &now) == 0 ? (now.ss_flags & SS_ONSTACK) : -1;
 }
 
+/* Yields until a handler has run (in this thread, since only it is sent the signal);
+ * returns how many ran. */
+static void *yielding_spinner(void *arg)
+{
+	(void)arg;
+	int start = handler_calls;
+	for (int i = 0; i < 100000 && handler_calls == start; i++)
+		sched_yield();
+	return (void *)(long)(handler_calls - start);
+}
+
 static void *blocked_sleeper(void *arg)
 {
 	(void)arg;
@@ -485,4 +497,17 @@ void group_signals(void)
 	ss.ss_flags = SS_DISABLE;
 	CHECK_EQ(sigaltstack(&ss, NULL), 0);
 	signal(SIGUSR2, SIG_DFL);
+
+	/* A thread that only yields gets its signal on the way back from sched_yield. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = count_signal;
+	CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+	pthread_t spinner;
+	CHECK_EQ(pthread_create(&spinner, NULL, yielding_spinner, NULL), 0);
+	sched_yield();
+	CHECK_EQ(pthread_kill(spinner, SIGUSR1), 0);
+	void *ran;
+	CHECK_EQ(pthread_join(spinner, &ran), 0);
+	CHECK_EQ((long)ran, 1);
+	signal(SIGUSR1, SIG_DFL);
 }
