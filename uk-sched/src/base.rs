@@ -47,6 +47,11 @@ fn running() -> (&'static Thread, &'static dyn SchedCore) {
     // SAFETY: the scheduler that switched to this thread owns it and outlives the switch;
     // it cannot be dropped while one of its threads runs.
     let owner: &'static dyn SchedCore = unsafe { owner.as_ref() };
+    // Debug builds, whose frames are several times larger, check the caller's stack guard
+    // at every yield, block, sleep and exit; every build checks it when the thread is
+    // reclaimed.
+    #[cfg(debug_assertions)]
+    me.check_stack();
     (me, owner)
 }
 

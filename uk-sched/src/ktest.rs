@@ -290,9 +290,10 @@ uk_test::ktest! {
         let before = s.ops().thread_pointer();
         for i in 0..8u64 {
             let (failures, tps) = (failures.clone(), tps.clone());
+            // The default 64 KiB: the `push` below may grow the vector, and an unoptimised
+            // build's allocator frames alone take several KiB (16 KiB overflowed).
             let t = Thread::builder("tls")
                 .tls(template, TcbSpec::NONE)
-                .stack_size(16 * 1024)
                 .create(s.ops(), move || {
                     let ops = Native::detect();
                     tps.borrow_mut().push(ops.thread_pointer());

@@ -23,6 +23,11 @@
 //! then or until an interrupt, and never spins. Exited threads are reclaimed (stack, TLS,
 //! extended context freed, destructor run) by the next scheduling decision.
 //!
+//! Stacks this crate allocates carry a guard word at their lowest address: debug builds
+//! check the caller's at every yield, block, sleep and exit, every build when the thread is
+//! reclaimed, and a thread found past its end stops the image with a message naming it
+//! ([`Stack::overflowed`]).
+//!
 //! A scheduler built [`RoundRobin::with_cpu_time`] charges each thread the time from every
 //! switch into it to the next switch away ([`Thread::cpu_time_ns`]), at the price of one
 //! clock read per switch; a process layer's `clock()` and `getrusage` are built on it.

@@ -306,6 +306,57 @@ fn cpu_time_is_none_unless_asked_for_and_survives_a_move() {
     assert_eq!(t.cpu_time_ns(), Some(30));
 }
 
+// ---------------------------------------------------------------------------------------
+// Stack guard
+
+#[test]
+fn allocated_stacks_carry_a_guard_word_and_caller_memory_none() {
+    let stack = Stack::alloc(4096).unwrap();
+    assert!(!stack.overflowed());
+    // SAFETY: the stack is a live 4 KiB allocation; this is what running past its end does.
+    unsafe { stack.base().cast::<u64>().write_volatile(0) };
+    assert!(stack.overflowed());
+
+    let pool = StackPool::new(4096, 1);
+    let pooled = pool.get().unwrap();
+    // SAFETY: as above.
+    unsafe { pooled.base().cast::<u64>().write_volatile(0) };
+    assert!(pooled.overflowed());
+    drop(pooled);
+    assert!(
+        !pool.get().unwrap().overflowed(),
+        "a reused stack is guarded afresh"
+    );
+
+    let memory: &'static mut [u8] = alloc::boxed::Box::leak(vec![0u8; 4096].into_boxed_slice());
+    let borrowed = Stack::from_static(memory);
+    // SAFETY: caller memory, 4 KiB; the crate writes nothing there.
+    unsafe { borrowed.base().cast::<u64>().write_volatile(0) };
+    assert!(!borrowed.overflowed(), "caller memory has no guard");
+}
+
+#[test]
+#[should_panic(expected = "thread 'deep' overflowed its 131072-byte stack")]
+fn a_thread_that_runs_past_its_stack_is_stopped_at_its_next_switch() {
+    let (s, _, _) = fake();
+    // Room for the panic machinery of a hosted test.
+    let stack = Stack::alloc(128 * 1024).unwrap();
+    let bottom = stack.base() as usize;
+    let t = Thread::builder("deep")
+        .stack(stack)
+        .create(s.ops(), move || {
+            // SAFETY: the lowest word of this thread's own stack, which a frame that ran
+            // past the end would have overwritten.
+            unsafe { (bottom as *mut u64).write_volatile(0x1234) };
+            yield_now();
+            unreachable!("switched away with a broken guard");
+        })
+        .unwrap();
+    s.add(&t).unwrap();
+    s.spawn("other", || {}).unwrap();
+    s.run();
+}
+
 #[test]
 fn thread_ids_are_unique_stable_and_never_zero() {
     let (s, _, _) = fake();

@@ -71,6 +71,12 @@ enum StackOrigin {
 /// Alignment of every stack this crate allocates.
 const STACK_ALIGN: usize = 16;
 
+/// The guard word at the lowest address of every stack this crate allocates, mixed with
+/// that address so that a copy of another stack's word does not pass. A thread that runs
+/// past the end of its stack overwrites it first (stacks grow down on both
+/// architectures).
+const STACK_GUARD: u64 = 0x756b_2d73_7461_636b; // "uk-stack"
+
 impl Stack {
     /// Allocates a stack of `size` bytes from the global allocator.
     ///
@@ -87,10 +93,41 @@ impl Stack {
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc::alloc::alloc(layout) };
         let ptr = NonNull::new(ptr).ok_or(SchedError::OutOfMemory)?;
-        Ok(Self {
+        let stack = Self {
             ptr,
             size,
             origin: StackOrigin::Heap,
+        };
+        stack.arm_guard();
+        Ok(stack)
+    }
+
+    /// The guard word this stack holds while it has not overflowed; `None` for caller
+    /// memory (nothing is written there) and stacks too small for one.
+    fn guard(&self) -> Option<u64> {
+        let owned = !matches!(self.origin, StackOrigin::Borrowed);
+        (owned && self.size >= 2 * size_of::<u64>())
+            .then_some(STACK_GUARD ^ self.ptr.as_ptr() as u64)
+    }
+
+    fn arm_guard(&self) {
+        if let Some(guard) = self.guard() {
+            // SAFETY: the stack is this crate's allocation of at least 16 bytes, aligned
+            // to 16; its lowest word is the guard's (a thread that reached it has
+            // overflowed, and is being stopped).
+            unsafe { self.ptr.as_ptr().cast::<u64>().write_volatile(guard) };
+        }
+    }
+
+    /// Whether a thread ran past the end of this stack: the guard word at its lowest
+    /// address (written when the crate allocated it; caller memory has none) was
+    /// overwritten. A deep overflow may skip the word; most write it on the way down.
+    pub fn overflowed(&self) -> bool {
+        self.guard().is_some_and(|guard| {
+            // SAFETY: the stack is this crate's live allocation of at least 16 bytes,
+            // aligned to 16; its first word is the guard, plain memory the thread may
+            // have written (hence volatile).
+            unsafe { self.ptr.as_ptr().cast::<u64>().read_volatile() != guard }
         })
     }
 
@@ -189,11 +226,13 @@ impl StackPool {
                 ptr
             }
         };
-        Ok(Stack {
+        let stack = Stack {
             ptr,
             size,
             origin: StackOrigin::Pool(self.0.clone()),
-        })
+        };
+        stack.arm_guard();
+        Ok(stack)
     }
 
     /// Number of stacks waiting in the pool.
@@ -449,7 +488,22 @@ impl Thread {
     }
 
     /// Frees stack, TLS and extended context and runs the destructor, once.
+    /// Stops everything when the thread has run past the end of its stack (see
+    /// [`Stack::overflowed`]): what lies below it is corrupted, so going on would spread
+    /// the damage; the panic names the thread and the stack's size.
+    pub(crate) fn check_stack(&self) {
+        if let Some(stack) = &self.inner().stack
+            && stack.overflowed()
+        {
+            // Reported once: a hosted build catches the panic in the thread, which then
+            // exits and is reclaimed (checked again) where no one could catch a second.
+            stack.arm_guard();
+            stack_overflow(self.name(), stack.size());
+        }
+    }
+
     pub(crate) fn reclaim(&self) {
+        self.check_stack();
         let (stack, tls, ectx, destructor) = {
             let inner = self.inner_mut();
             (
@@ -464,6 +518,12 @@ impl Thread {
             destructor(self);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn stack_overflow(name: &str, size: usize) -> ! {
+    panic!("uk-sched: thread '{name}' overflowed its {size}-byte stack; give it a larger one")
 }
 
 impl Drop for Thread {
