@@ -229,7 +229,7 @@ impl System {
             }
         };
         loop {
-            let wake_at = match (deadline_ns, self.alarm_deadline()) {
+            let wake_at = match (deadline_ns, self.timers_deadline()) {
                 (Some(d), Some(a)) => Some(d.min(a)),
                 (d, a) => d.or(a),
             };
@@ -251,8 +251,8 @@ impl System {
                 // Woken by someone else (not a futex wake): wait on.
                 continue;
             }
-            if self.fire_due_alarm() {
-                // SIGALRM is pending; if it is for this thread, the waiter is gone.
+            if self.fire_due_timers() {
+                // A timer's signal is pending; if it is for this thread, the waiter is gone.
                 continue;
             }
             if deadline_ns.is_some_and(|d| self.monotonic_ns() >= d) {

@@ -14,8 +14,9 @@
 //! call — and otherwise at the next such call; a process that only computes never sees
 //! it, as a cooperative scheduler would not run a timer thread meanwhile either.
 //!
-//! `ITIMER_VIRTUAL` and `ITIMER_PROF` count CPU time, which nothing accounts here: they
-//! are refused with `EINVAL` rather than accepted and never fired.
+//! `ITIMER_VIRTUAL` and `ITIMER_PROF` count CPU time, which nothing would interrupt a
+//! thread for when it runs out: they are refused with `EINVAL` rather than accepted and
+//! never fired. The POSIX timers of [`crate::timer`] fire through the same waits.
 
 use uk_syscall::Errno;
 
@@ -95,7 +96,7 @@ impl From<[i64; 4]> for Itimerval {
 /// An armed timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Alarm {
-    deadline_ns: u64,
+    pub(crate) deadline_ns: u64,
     interval_ns: u64,
 }
 
@@ -162,13 +163,6 @@ impl System {
             }
             _ => 0,
         }
-    }
-
-    /// The caller's process timer deadline, if armed.
-    pub(crate) fn alarm_deadline(&self) -> Option<u64> {
-        self.with_caller_signals(|_, p, _, _| p.alarm.map(|a| a.deadline_ns))
-            .ok()
-            .flatten()
     }
 
     /// Fires the caller's process timer if its deadline has passed: `SIGALRM` becomes

@@ -117,6 +117,7 @@ pub mod signal;
 pub mod startup;
 mod system;
 pub mod time;
+pub mod timer;
 pub mod tls;
 
 #[cfg(all(feature = "ktest", target_os = "none"))]

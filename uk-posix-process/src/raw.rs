@@ -556,6 +556,63 @@ pub fn sys_times(a: &Args) -> SyscallResult {
     Ok(now as usize)
 }
 
+/// timer_create(clock, sevp, timerid): `sevp` may be NULL; `timerid` is checked before the
+/// timer is made.
+pub fn sys_timer_create(a: &Args) -> SyscallResult {
+    let sys = system();
+    let space = sys.address_space();
+    let event = match a[1] {
+        0 => None,
+        p => {
+            UserSlice::new(p, crate::timer::SigEvent::SIZE).check(&space)?;
+            Some(crate::timer::SigEvent::from_words(
+                UserPtr::<[u64; 3]>::new(p).read(&space)?,
+            ))
+        }
+    };
+    let out = UserPtr::<i32>::new(a[2]);
+    out.check(&space)?;
+    let id = sys.timer_create(int(a[0]), event)?;
+    out.write(&space, id)?;
+    Ok(0)
+}
+
+/// timer_settime(timerid, flags, new, old): `old` may be NULL.
+pub fn sys_timer_settime(a: &Args) -> SyscallResult {
+    let sys = system();
+    let space = sys.address_space();
+    let new = crate::timer::Itimerspec::from(UserPtr::<[i64; 4]>::new(a[2]).read(&space)?);
+    let old = (a[3] != 0).then(|| UserPtr::<crate::timer::Itimerspec>::new(a[3]));
+    if let Some(old) = old {
+        old.check(&space)?;
+    }
+    let previous = sys.timer_settime(int(a[0]), int(a[1]), new)?;
+    if let Some(old) = old {
+        old.write(&space, previous)?;
+    }
+    Ok(0)
+}
+
+/// timer_gettime(timerid, curr).
+pub fn sys_timer_gettime(a: &Args) -> SyscallResult {
+    let sys = system();
+    let out = UserPtr::<crate::timer::Itimerspec>::new(a[1]);
+    out.check(&sys.address_space())?;
+    let now = sys.timer_gettime(int(a[0]))?;
+    out.write(&sys.address_space(), now)?;
+    Ok(0)
+}
+
+/// timer_getoverrun(timerid).
+pub fn sys_timer_getoverrun(a: &Args) -> SyscallResult {
+    system().timer_getoverrun(int(a[0])).map(|n| n as usize)
+}
+
+/// timer_delete(timerid).
+pub fn sys_timer_delete(a: &Args) -> SyscallResult {
+    system().timer_delete(int(a[0])).map(|()| 0)
+}
+
 /// mmap(addr, len, prot, flags, fd, offset).
 pub fn sys_mmap(a: &Args) -> SyscallResult {
     system().mmap(a[0], a[1], a[2] as u32, a[3] as u32, int(a[4]), a[5] as u64)
@@ -740,6 +797,11 @@ uk_syscall::register!(pause => sys_pause);
 uk_syscall::register!(madvise => sys_madvise);
 uk_syscall::register!(setitimer => sys_setitimer);
 uk_syscall::register!(getitimer => sys_getitimer);
+uk_syscall::register!(timer_create => sys_timer_create);
+uk_syscall::register!(timer_settime => sys_timer_settime);
+uk_syscall::register!(timer_gettime => sys_timer_gettime);
+uk_syscall::register!(timer_getoverrun => sys_timer_getoverrun);
+uk_syscall::register!(timer_delete => sys_timer_delete);
 #[cfg(target_arch = "x86_64")]
 uk_syscall::register!(alarm => sys_alarm);
 #[cfg(feature = "vfs")]

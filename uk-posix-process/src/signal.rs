@@ -282,7 +282,7 @@ const DEFAULT_DROPPED: SigSet = sig_bit(SIGCHLD)
     | sig_bit(SIGTTOU);
 
 /// `EINVAL` unless `sig` is a signal number (1 to 64).
-fn check_signal(sig: i32) -> Result<(), Errno> {
+pub(crate) fn check_signal(sig: i32) -> Result<(), Errno> {
     if (1..=NSIG as i32).contains(&sig) {
         Ok(())
     } else {
@@ -474,6 +474,8 @@ pub(crate) struct SigProcess {
     pub(crate) queued: Vec<SigInfo>,
     /// The process's real-time interval timer (`setitimer(ITIMER_REAL)`, `alarm`).
     pub(crate) alarm: Option<crate::itimer::Alarm>,
+    /// The process's POSIX timers (`timer_create`).
+    pub(crate) timers: crate::timer::Timers,
 }
 
 impl Default for SigProcess {
@@ -483,6 +485,7 @@ impl Default for SigProcess {
             pending: 0,
             queued: Vec::new(),
             alarm: None,
+            timers: crate::timer::Timers::new(),
         }
     }
 }
@@ -495,6 +498,7 @@ impl SigProcess {
             pending: 0,
             queued: Vec::new(),
             alarm: None,
+            timers: crate::timer::Timers::new(),
         }
     }
 

@@ -69,12 +69,12 @@ pub const TIMER_ABSTIME: i32 = 1;
 
 /// Which clock a clock id names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Realtime,
     Monotonic,
 }
 
-fn kind(clock: i32) -> Result<Kind, Errno> {
+pub(crate) fn kind(clock: i32) -> Result<Kind, Errno> {
     match clock {
         CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(Kind::Realtime),
         CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {

@@ -345,6 +345,25 @@ static void note_stack(int sig)
 	handler_saw_onstack = sigaltstack(NULL, &now) == 0 ? (now.ss_flags & SS_ONSTACK) : -1;
 }
 
+static volatile sig_atomic_t timer_hits, timer_value, timer_code, thread_notified;
+static sem_t timer_sem;
+
+static void on_timer(int sig, siginfo_t *info, void *context)
+{
+	(void)sig;
+	(void)context;
+	timer_hits++;
+	timer_value = info->si_value.sival_int;
+	timer_code = info->si_code;
+}
+
+/* Runs in the thread musl starts for a SIGEV_THREAD timer. */
+static void timer_thread(union sigval value)
+{
+	thread_notified = value.sival_int;
+	sem_post(&timer_sem);
+}
+
 /* Yields until a handler has run (in this thread, since only it is sent the signal);
  * returns how many ran. */
 static void *yielding_spinner(void *arg)
@@ -510,4 +529,47 @@ void group_signals(void)
 	CHECK_EQ(pthread_join(spinner, &ran), 0);
 	CHECK_EQ((long)ran, 1);
 	signal(SIGUSR1, SIG_DFL);
+
+	/* POSIX timers: one that signals every 5 ms, one that runs a function in a thread. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_timer;
+	sa.sa_flags = SA_SIGINFO;
+	CHECK_EQ(sigaction(SIGRTMIN, &sa, NULL), 0);
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_SIGNAL;
+	sev.sigev_signo = SIGRTMIN;
+	sev.sigev_value.sival_int = 42;
+	timer_t timer;
+	CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
+	struct itimerspec every5 = { { 0, 5000000 }, { 0, 5000000 } }, now;
+	timer_hits = 0;
+	CHECK_EQ(timer_settime(timer, 0, &every5, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		pause();
+	CHECK_EQ(timer_hits, 3);
+	CHECK(timer_value == 42 && timer_code == SI_TIMER);
+	CHECK(timer_gettime(timer, &now) == 0 && now.it_interval.tv_nsec == 5000000 &&
+	      now.it_value.tv_sec == 0 && now.it_value.tv_nsec > 0);
+	CHECK(timer_getoverrun(timer) >= 0);
+	CHECK_EQ(timer_delete(timer), 0);
+	CHECK_EQ(timer_create((clockid_t)99, &sev, &timer), -1);
+	CHECK_EQ(errno, EINVAL);
+	signal(SIGRTMIN, SIG_DFL);
+
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_THREAD;
+	sev.sigev_notify_function = timer_thread;
+	sev.sigev_value.sival_int = 7;
+	sem_init(&timer_sem, 0, 0);
+	CHECK_EQ(timer_create(CLOCK_REALTIME, &sev, &timer), 0);
+	struct itimerspec once = { { 0, 0 }, { 0, 10000000 } };
+	CHECK_EQ(timer_settime(timer, 0, &once, NULL), 0);
+	struct timespec limit;
+	clock_gettime(CLOCK_REALTIME, &limit);
+	limit.tv_sec += 5;
+	CHECK_EQ(sem_timedwait(&timer_sem, &limit), 0);
+	CHECK_EQ(thread_notified, 7);
+	CHECK_EQ(timer_delete(timer), 0);
+	sem_destroy(&timer_sem);
 }

@@ -1,0 +1,419 @@
+//! POSIX per-process timers: `timer_create`, `timer_settime`, `timer_gettime`,
+//! `timer_getoverrun`, `timer_delete`.
+//!
+//! A process owns up to [`MAX_TIMERS`] timers, numbered from 0 as Linux numbers them. Each
+//! measures one clock (`CLOCK_REALTIME`, `CLOCK_MONOTONIC` and their variants; the CPU-time
+//! clocks are `EOPNOTSUPP`: nothing would interrupt a thread when its CPU time runs out)
+//! and notifies as its `sigevent` says: `SIGEV_SIGNAL` sends a signal to the process,
+//! `SIGEV_THREAD_ID` to one thread of it (what musl's `SIGEV_THREAD` timers use: a helper
+//! thread waits for the signal and calls the function), `SIGEV_NONE` nothing. The signal
+//! carries `si_code` `SI_TIMER`, the timer id, the overrun count and the `sigev_value`.
+//!
+//! Expiry works as for the interval timer of [`crate::itimer`]: deadlines are kept where
+//! threads wait, so every futex wait, sleep, `pause`, `sigsuspend`, `sigtimedwait` and
+//! `poll` of the process also ends at its nearest timer deadline and fires the timers that
+//! are due. A periodic timer whose expiries were not seen (nothing waited) counts them as
+//! overruns, as does an expiry while the timer's previous signal is still queued: the
+//! queued signal's `si_overrun` grows instead of a second one being queued, as on Linux.
+//! `timer_getoverrun` reports the count of the timer's most recent signal.
+//!
+//! Differences from Linux: an absolute `CLOCK_REALTIME` deadline is converted to the
+//! monotonic clock when it is set (a later change of the wall clock does not move it), and
+//! a signal a deleted timer had already queued is still delivered.
+
+use alloc::collections::BTreeMap;
+
+use uk_syscall::Errno;
+
+use crate::ids::Tid;
+use crate::signal::{SigInfo, check_signal, enqueue};
+use crate::system::System;
+use crate::time::{Kind, TIMER_ABSTIME, Timespec, kind};
+
+/// `sigev_notify`: send `sigev_signo` to the process.
+pub const SIGEV_SIGNAL: i32 = 0;
+/// `sigev_notify`: no notification (the timer only counts).
+pub const SIGEV_NONE: i32 = 1;
+/// `sigev_notify`: a libc's thread notification; the kernel refuses it (`EINVAL`).
+pub const SIGEV_THREAD: i32 = 2;
+/// `sigev_notify`: send `sigev_signo` to the thread `sigev_notify_thread_id`.
+pub const SIGEV_THREAD_ID: i32 = 4;
+/// `si_code` of a timer's signal.
+pub const SI_TIMER: i32 = -2;
+/// Timers a process may have (Linux bounds them by `RLIMIT_SIGPENDING`).
+pub const MAX_TIMERS: usize = 1024;
+/// The largest overrun count reported (POSIX's `DELAYTIMER_MAX`).
+pub const DELAYTIMER_MAX: u32 = i32::MAX as u32;
+
+/// Linux's `struct sigevent` on 64-bit targets, as far as timers read it (64 bytes in all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigEvent {
+    /// `sigev_value`, handed to the handler as `si_value`.
+    pub value: u64,
+    /// `sigev_signo`.
+    pub signo: i32,
+    /// `sigev_notify`.
+    pub notify: i32,
+    /// `sigev_notify_thread_id` (`SIGEV_THREAD_ID`).
+    pub thread_id: i32,
+}
+
+impl SigEvent {
+    /// Bytes of the structure in caller memory.
+    pub const SIZE: usize = 64;
+
+    /// The fields from the structure's first three words.
+    pub fn from_words([value, signo_notify, tid]: [u64; 3]) -> SigEvent {
+        SigEvent {
+            value,
+            signo: signo_notify as u32 as i32,
+            notify: (signo_notify >> 32) as u32 as i32,
+            thread_id: tid as u32 as i32,
+        }
+    }
+}
+
+/// Linux's `struct itimerspec`: the re-arming interval and the first expiry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Itimerspec {
+    /// Re-armed with this after each expiry (0: once).
+    pub interval: Timespec,
+    /// Time to the next expiry, or its absolute time with `TIMER_ABSTIME` (0: disarmed).
+    pub value: Timespec,
+}
+
+impl From<[i64; 4]> for Itimerspec {
+    /// The fields in ABI order, as read from a caller.
+    fn from([is, ins, vs, vns]: [i64; 4]) -> Self {
+        Itimerspec {
+            interval: Timespec::from([is, ins]),
+            value: Timespec::from([vs, vns]),
+        }
+    }
+}
+
+/// Where a timer's signal goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    None,
+    Process(i32),
+    Thread(i32, Tid),
+}
+
+/// One timer of a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PosixTimer {
+    clock: Kind,
+    target: Target,
+    signo: i32,
+    value: u64,
+    /// Next expiry on the monotonic clock, when armed.
+    deadline_ns: Option<u64>,
+    interval_ns: u64,
+    /// The overrun count of the timer's most recent signal.
+    overrun: u32,
+}
+
+/// A process's timers, by id.
+pub(crate) type Timers = BTreeMap<i32, PosixTimer>;
+
+/// A due timer's signal, to be queued once the process's state is let go.
+struct Expiry {
+    id: i32,
+    signo: i32,
+    value: u64,
+    target: Target,
+    missed: u64,
+}
+
+impl System {
+    /// `timer_create(clock, sevp)`: a new disarmed timer of the caller's process; `None`
+    /// for `sevp` is `SIGEV_SIGNAL` with `SIGALRM` and the timer id as value. Returns the
+    /// id.
+    ///
+    /// # Errors
+    ///
+    /// `EOPNOTSUPP` for a CPU-time clock; `EINVAL` for another unknown clock, an unknown
+    /// `sigev_notify` (`SIGEV_THREAD` included: that is the libc's), a bad signal number or
+    /// a `SIGEV_THREAD_ID` thread that is not in the caller's process; `EAGAIN` beyond
+    /// [`MAX_TIMERS`]. Nothing is created on error.
+    pub fn timer_create(&self, clock: i32, sevp: Option<SigEvent>) -> Result<i32, Errno> {
+        match crate::cputime::CpuClock::decode(clock) {
+            Some(Ok(_)) => return Err(Errno::EOPNOTSUPP),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        let clock_kind = kind(clock)?;
+        let pid = self.getpid()?;
+        let event = sevp.unwrap_or(SigEvent {
+            signo: crate::signal::SIGALRM,
+            notify: SIGEV_SIGNAL,
+            ..SigEvent::default()
+        });
+        let target = match event.notify {
+            SIGEV_NONE => Target::None,
+            SIGEV_SIGNAL => Target::Process(pid),
+            n if n == SIGEV_SIGNAL | SIGEV_THREAD_ID => {
+                let tid = event.thread_id;
+                if tid <= 0 || self.with_thread_signals(tid, Some(pid), |_| ()).is_err() {
+                    return Err(Errno::EINVAL);
+                }
+                Target::Thread(pid, tid)
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        if target != Target::None {
+            check_signal(event.signo).map_err(|_| Errno::EINVAL)?;
+            if event.signo == 0 {
+                return Err(Errno::EINVAL);
+            }
+        }
+        self.with_caller_signals(|_, p, _, _| {
+            if p.timers.len() >= MAX_TIMERS {
+                return Err(Errno::EAGAIN);
+            }
+            let id = (0..).find(|id| !p.timers.contains_key(id)).unwrap_or(0);
+            let value = if sevp.is_some() {
+                event.value
+            } else {
+                id as u64
+            };
+            p.timers.insert(
+                id,
+                PosixTimer {
+                    clock: clock_kind,
+                    target,
+                    signo: event.signo,
+                    value,
+                    deadline_ns: None,
+                    interval_ns: 0,
+                    overrun: 0,
+                },
+            );
+            Ok(id)
+        })?
+    }
+
+    /// `timer_settime(id, flags, new)`: arms the timer to expire at `new.value` (relative,
+    /// or an absolute time of its clock with `TIMER_ABSTIME`; 0 disarms) and then every
+    /// `new.interval`; returns the previous setting, as `timer_gettime` would have.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unknown timer or a bad timespec; nothing changes.
+    pub fn timer_settime(&self, id: i32, flags: i32, new: Itimerspec) -> Result<Itimerspec, Errno> {
+        let value = new.value.to_ns()?;
+        let interval = new.interval.to_ns()?;
+        self.fire_due_timers();
+        let now = self.monotonic_ns();
+        let realtime_offset = self.realtime_ns().wrapping_sub(now);
+        self.with_caller_signals(|_, p, _, _| {
+            let timer = p.timers.get_mut(&id).ok_or(Errno::EINVAL)?;
+            let old = timer.setting(now);
+            timer.deadline_ns = (value > 0).then(|| {
+                if flags & TIMER_ABSTIME == 0 {
+                    now.saturating_add(value)
+                } else {
+                    match timer.clock {
+                        Kind::Monotonic => value,
+                        Kind::Realtime => value.saturating_sub(realtime_offset),
+                    }
+                }
+            });
+            timer.interval_ns = interval;
+            Ok(old)
+        })?
+    }
+
+    /// `timer_gettime(id)`: the time to the timer's next expiry (0: disarmed; a due timer
+    /// that nothing fired yet reads as 1 ns) and its interval.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unknown timer.
+    pub fn timer_gettime(&self, id: i32) -> Result<Itimerspec, Errno> {
+        self.fire_due_timers();
+        let now = self.monotonic_ns();
+        self.with_caller_signals(|_, p, _, _| {
+            p.timers
+                .get(&id)
+                .map(|t| t.setting(now))
+                .ok_or(Errno::EINVAL)
+        })?
+    }
+
+    /// `timer_getoverrun(id)`: the overrun count of the timer's most recent signal (the
+    /// expiries it stood for beyond the first), at most [`DELAYTIMER_MAX`].
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unknown timer.
+    pub fn timer_getoverrun(&self, id: i32) -> Result<u32, Errno> {
+        self.fire_due_timers();
+        self.with_caller_signals(|_, p, _, _| {
+            p.timers.get(&id).map(|t| t.overrun).ok_or(Errno::EINVAL)
+        })?
+    }
+
+    /// `timer_delete(id)`: disarms and removes the timer; its id may be given again.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unknown timer.
+    pub fn timer_delete(&self, id: i32) -> Result<(), Errno> {
+        self.with_caller_signals(|_, p, _, _| p.timers.remove(&id).map(drop).ok_or(Errno::EINVAL))?
+    }
+
+    /// The nearest deadline among the caller's process's timers that notify (the interval
+    /// timer included), if any is armed.
+    pub(crate) fn timers_deadline(&self) -> Option<u64> {
+        self.with_caller_signals(|_, p, _, _| {
+            let posix = p
+                .timers
+                .values()
+                .filter(|t| t.target != Target::None)
+                .filter_map(|t| t.deadline_ns)
+                .min();
+            match (p.alarm.map(|a| a.deadline_ns), posix) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Fires every due timer of the caller's process (the interval timer included): each
+    /// queues its signal (or adds to the overrun of the one still queued) and re-arms by
+    /// its interval or disarms. Returns whether any sent a signal.
+    pub(crate) fn fire_due_timers(&self) -> bool {
+        let mut fired = self.fire_due_alarm();
+        let now = self.monotonic_ns();
+        let due = self.with_caller_signals(|_, p, _, _| {
+            let mut due = alloc::vec::Vec::new();
+            for (&id, timer) in p.timers.iter_mut() {
+                let Some(deadline) = timer.deadline_ns.filter(|&d| d <= now) else {
+                    continue;
+                };
+                let missed = match timer.interval_ns {
+                    0 => 1,
+                    step => (now - deadline) / step + 1,
+                };
+                timer.deadline_ns = (timer.interval_ns > 0)
+                    .then(|| deadline.saturating_add(missed.saturating_mul(timer.interval_ns)));
+                if timer.target != Target::None {
+                    due.push(Expiry {
+                        id,
+                        signo: timer.signo,
+                        value: timer.value,
+                        target: timer.target,
+                        missed,
+                    });
+                }
+            }
+            due
+        });
+        let Ok(due) = due else {
+            return fired;
+        };
+        for expiry in due {
+            let overrun = self.queue_timer_signal(&expiry);
+            let _ = self.with_caller_signals(|_, p, _, _| {
+                if let Some(timer) = p.timers.get_mut(&expiry.id) {
+                    timer.overrun = overrun;
+                }
+            });
+            fired = true;
+        }
+        fired
+    }
+
+    /// Queues `expiry`'s signal for its target, or adds its expiries to the overrun of the
+    /// timer's signal still queued there; wakes a waiter that can take it. Returns the
+    /// overrun count the queued signal now carries.
+    fn queue_timer_signal(&self, expiry: &Expiry) -> u32 {
+        let fresh = (expiry.missed - 1).min(u64::from(DELAYTIMER_MAX)) as u32;
+        let mut info = SigInfo::new(expiry.signo, SI_TIMER, expiry.id);
+        info.uid = fresh;
+        info.value = expiry.value;
+        // The timer's signal still queued gets the expiries instead of a second instance.
+        let merge = |queued: &mut alloc::vec::Vec<SigInfo>| {
+            queued
+                .iter_mut()
+                .find(|q| q.code == SI_TIMER && q.pid == expiry.id && q.signo == expiry.signo)
+                .map(|q| {
+                    q.uid =
+                        (u64::from(q.uid) + expiry.missed).min(u64::from(DELAYTIMER_MAX)) as u32;
+                    q.uid
+                })
+        };
+        self.note_signal_sent();
+        match expiry.target {
+            Target::None => fresh,
+            Target::Process(pid) => {
+                let overrun = self.with_process_signals(pid, |p| {
+                    merge(&mut p.queued).unwrap_or_else(|| {
+                        let _ = enqueue(&mut p.pending, &mut p.queued, info, true);
+                        fresh
+                    })
+                });
+                let _ = self.hand_to_a_waiter(pid, expiry.signo);
+                overrun.unwrap_or(fresh)
+            }
+            Target::Thread(pid, tid) => {
+                let bit = crate::signal::sig_bit(expiry.signo);
+                let queued = self.with_thread_signals(tid, Some(pid), |t| {
+                    let overrun = merge(&mut t.queued).unwrap_or_else(|| {
+                        let _ = enqueue(&mut t.pending, &mut t.queued, info, true);
+                        fresh
+                    });
+                    (overrun, t.mask & bit == 0)
+                });
+                match queued {
+                    Ok((key, (overrun, deliverable))) => {
+                        if deliverable {
+                            self.futex.interrupt(key);
+                        }
+                        overrun
+                    }
+                    // The thread has ended: nothing to notify.
+                    Err(_) => fresh,
+                }
+            }
+        }
+    }
+}
+
+impl PosixTimer {
+    /// What `timer_gettime` reports at `now`.
+    fn setting(&self, now: u64) -> Itimerspec {
+        Itimerspec {
+            interval: Timespec::from_ns(self.interval_ns),
+            value: self.deadline_ns.map_or(Timespec::default(), |d| {
+                Timespec::from_ns(d.saturating_sub(now).max(1))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigevent_fields_are_read_as_linux_lays_them_out() {
+        // sigev_value, then sigev_signo and sigev_notify, then the thread id.
+        let e = SigEvent::from_words([0xdead_beef, (4u64 << 32) | 34, 77]);
+        assert_eq!(
+            e,
+            SigEvent {
+                value: 0xdead_beef,
+                signo: 34,
+                notify: SIGEV_THREAD_ID,
+                thread_id: 77
+            }
+        );
+        assert_eq!(core::mem::size_of::<Itimerspec>(), 32);
+    }
+}

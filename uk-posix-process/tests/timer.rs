@@ -1,0 +1,329 @@
+//! POSIX timers: `timer_create` and friends on the test's fake clock (the idle hook moves
+//! it to the next deadline, so a `pause` ends exactly at a timer's expiry): signals with
+//! their `siginfo` (`SI_TIMER`, id, value, overruns), periodic re-arming, expiries missed
+//! while nothing waited counted as overruns, thread-directed timers taken by `sigtimedwait`,
+//! and bad input refused without a change.
+
+mod common;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use common::{spawn, world};
+use uk_posix_process::signal::{
+    SA_SIGINFO, SIG_BLOCK, SIGALRM, SIGRTMIN_KERNEL, SIGUSR1, SigAction, SigInfo, sig_bit,
+};
+use uk_posix_process::time::{CLOCK_MONOTONIC, CLOCK_REALTIME, TIMER_ABSTIME};
+use uk_posix_process::timer::{
+    Itimerspec, MAX_TIMERS, SI_TIMER, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD, SIGEV_THREAD_ID,
+    SigEvent,
+};
+use uk_posix_process::{Errno, System, Timespec};
+
+/// The last timer signal a handler saw: [count, signo, code, timer id, overrun, value].
+static SEEN: [AtomicI64; 6] = [const { AtomicI64::new(0) }; 6];
+static SERIAL: Mutex<()> = Mutex::new(());
+
+extern "C" fn record(sig: i32, info: *mut SigInfo, _context: *mut u64) {
+    // SAFETY: the layer passes a live siginfo.
+    let info = unsafe { &*info };
+    SEEN[0].fetch_add(1, Ordering::SeqCst);
+    SEEN[1].store(i64::from(sig), Ordering::SeqCst);
+    SEEN[2].store(i64::from(info.code), Ordering::SeqCst);
+    SEEN[3].store(i64::from(info.pid), Ordering::SeqCst);
+    SEEN[4].store(i64::from(info.uid), Ordering::SeqCst);
+    SEEN[5].store(info.value as i64, Ordering::SeqCst);
+}
+
+fn seen() -> [i64; 6] {
+    SEEN.each_ref().map(|v| v.load(Ordering::SeqCst))
+}
+
+fn handle(sys: &System, sig: i32) {
+    SEEN.iter().for_each(|v| v.store(0, Ordering::SeqCst));
+    let act = SigAction {
+        handler: record as *const () as usize,
+        flags: SA_SIGINFO,
+        ..SigAction::default()
+    };
+    sys.rt_sigaction(sig, Some(act)).unwrap();
+}
+
+fn ms(n: u64) -> u64 {
+    n * 1_000_000
+}
+
+fn spec(value_ms: u64, interval_ms: u64) -> Itimerspec {
+    Itimerspec {
+        interval: Timespec::from_ns(ms(interval_ms)),
+        value: Timespec::from_ns(ms(value_ms)),
+    }
+}
+
+fn signal_event(signo: i32, value: u64) -> SigEvent {
+    SigEvent {
+        value,
+        signo,
+        notify: SIGEV_SIGNAL,
+        thread_id: 0,
+    }
+}
+
+#[test]
+fn a_periodic_timer_signals_at_each_expiry_with_its_id_and_value() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        handle(sys, SIGUSR1);
+        let id = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGUSR1, 77)))
+            .unwrap();
+        assert_eq!(id, 0, "ids start at 0");
+        let start = sys.monotonic_ns();
+        assert_eq!(
+            sys.timer_settime(id, 0, spec(1000, 250)),
+            Ok(Itimerspec::default())
+        );
+        assert_eq!(sys.timer_gettime(id), Ok(spec(1000, 250)));
+        assert_eq!(sys.pause(), Err(Errno::EINTR));
+        assert_eq!(sys.monotonic_ns() - start, ms(1000));
+        assert_eq!(
+            seen(),
+            [1, i64::from(SIGUSR1), i64::from(SI_TIMER), 0, 0, 77]
+        );
+        assert_eq!(sys.timer_gettime(id), Ok(spec(250, 250)));
+        assert_eq!(sys.pause(), Err(Errno::EINTR));
+        assert_eq!(sys.monotonic_ns() - start, ms(1250));
+        assert_eq!(seen()[0], 2);
+        assert_eq!(sys.timer_getoverrun(id), Ok(0));
+        // Disarmed: the old setting comes back, nothing fires any more.
+        assert_eq!(
+            sys.timer_settime(id, 0, Itimerspec::default()),
+            Ok(spec(250, 250))
+        );
+        assert_eq!(sys.timer_gettime(id), Ok(Itimerspec::default()));
+        sys.timer_delete(id).unwrap();
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn expiries_nobody_waited_for_are_overruns_of_one_signal() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        handle(sys, SIGUSR1);
+        let id = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGUSR1, 1)))
+            .unwrap();
+        sys.timer_settime(id, 0, spec(10, 10)).unwrap();
+        // 55 ms of work: expiries at 10, 20, 30, 40 and 50 ms, seen at once.
+        clock.advance(ms(55));
+        assert_eq!(sys.timer_getoverrun(id), Ok(4));
+        assert_eq!(sys.pause(), Err(Errno::EINTR));
+        let [count, _, code, _, overrun, _] = seen();
+        assert_eq!((count, code, overrun), (1, i64::from(SI_TIMER), 4));
+        // The next expiry is on the old grid (60 ms), not 10 ms after the late look.
+        assert_eq!(
+            sys.timer_gettime(id).unwrap().value,
+            Timespec::from_ns(ms(5))
+        );
+
+        // While its signal is blocked and queued, more expiries add to its overrun.
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR1)))
+            .unwrap();
+        clock.advance(ms(5));
+        assert_eq!(sys.timer_getoverrun(id), Ok(0), "one queued signal");
+        clock.advance(ms(30));
+        assert_eq!(sys.timer_getoverrun(id), Ok(3));
+        sys.rt_sigprocmask(
+            uk_posix_process::signal::SIG_UNBLOCK,
+            Some(sig_bit(SIGUSR1)),
+        )
+        .unwrap();
+        assert_eq!(seen()[0], 2, "one signal for four expiries");
+        assert_eq!(seen()[4], 3);
+        sys.timer_delete(id).unwrap();
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn a_thread_directed_timer_is_taken_by_its_thread_in_sigtimedwait() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let sys = w.sys;
+    static TAKEN: [AtomicI64; 3] = [const { AtomicI64::new(0) }; 3];
+    static WAITER: AtomicUsize = AtomicUsize::new(0);
+    let status = w.run(move || {
+        let sig = SIGRTMIN_KERNEL + 2;
+        let waiter = spawn(sys, move || {
+            sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(sig))).unwrap();
+            WAITER.store(sys.gettid().unwrap() as usize, Ordering::SeqCst);
+            // What musl's SIGEV_THREAD helper does: wait for the timer's signal.
+            let info = sys.rt_sigtimedwait(sig_bit(sig), None).unwrap();
+            TAKEN[0].store(i64::from(info.signo), Ordering::SeqCst);
+            TAKEN[1].store(i64::from(info.code), Ordering::SeqCst);
+            TAKEN[2].store(info.value as i64, Ordering::SeqCst);
+            0
+        });
+        sys.sched_yield();
+        assert_eq!(WAITER.load(Ordering::SeqCst), waiter as usize);
+        let event = SigEvent {
+            value: 0xabc,
+            signo: sig,
+            notify: SIGEV_SIGNAL | SIGEV_THREAD_ID,
+            thread_id: waiter,
+        };
+        let id = sys.timer_create(CLOCK_REALTIME, Some(event)).unwrap();
+        let start = sys.monotonic_ns();
+        sys.timer_settime(id, 0, spec(300, 0)).unwrap();
+        // This thread sleeps past it; the waiter's wait ends at the deadline.
+        sys.nanosleep(Timespec::from_ns(ms(500))).unwrap();
+        assert_eq!(sys.monotonic_ns() - start, ms(500));
+        assert_eq!(
+            TAKEN.each_ref().map(|v| v.load(Ordering::SeqCst)),
+            [i64::from(sig), i64::from(SI_TIMER), 0xabc]
+        );
+        assert_eq!(sys.timer_gettime(id), Ok(Itimerspec::default()), "one-shot");
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn defaults_absolute_times_and_sigev_none() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        handle(sys, SIGALRM);
+        // No sigevent: SIGALRM with the id as value.
+        let quiet = sys
+            .timer_create(
+                CLOCK_MONOTONIC,
+                Some(SigEvent {
+                    notify: SIGEV_NONE,
+                    ..SigEvent::default()
+                }),
+            )
+            .unwrap();
+        let id = sys.timer_create(CLOCK_MONOTONIC, None).unwrap();
+        assert_eq!((quiet, id), (0, 1));
+        let start = sys.monotonic_ns();
+        sys.timer_settime(quiet, 0, spec(100, 0)).unwrap();
+        let at = Timespec::from_ns(start + ms(400));
+        sys.timer_settime(
+            id,
+            TIMER_ABSTIME,
+            Itimerspec {
+                value: at,
+                ..Itimerspec::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(sys.pause(), Err(Errno::EINTR));
+        assert_eq!(
+            sys.monotonic_ns() - start,
+            ms(400),
+            "the quiet timer woke nobody"
+        );
+        assert_eq!(
+            seen(),
+            [1, i64::from(SIGALRM), i64::from(SI_TIMER), 1, 0, 1]
+        );
+        assert_eq!(sys.timer_gettime(quiet), Ok(Itimerspec::default()));
+        // Deleted ids are given again.
+        sys.timer_delete(quiet).unwrap();
+        assert_eq!(sys.timer_create(CLOCK_MONOTONIC, None), Ok(0));
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        let good = signal_event(SIGUSR1, 0);
+        assert_eq!(sys.timer_create(99, Some(good)), Err(Errno::EINVAL));
+        assert_eq!(sys.timer_create(-1, Some(good)), Err(Errno::EINVAL));
+        assert_eq!(
+            sys.timer_create(2, Some(good)),
+            Err(Errno::EOPNOTSUPP),
+            "CPU-time clock"
+        );
+        for bad in [
+            SigEvent {
+                notify: SIGEV_THREAD,
+                ..good
+            },
+            SigEvent { notify: 9, ..good },
+            SigEvent { signo: 0, ..good },
+            SigEvent { signo: 65, ..good },
+            SigEvent {
+                notify: SIGEV_SIGNAL | SIGEV_THREAD_ID,
+                thread_id: 4000,
+                ..good
+            },
+            SigEvent {
+                notify: SIGEV_SIGNAL | SIGEV_THREAD_ID,
+                thread_id: -1,
+                ..good
+            },
+        ] {
+            assert_eq!(
+                sys.timer_create(CLOCK_MONOTONIC, Some(bad)),
+                Err(Errno::EINVAL),
+                "{bad:?}"
+            );
+        }
+        let id = sys.timer_create(CLOCK_MONOTONIC, Some(good)).unwrap();
+        assert_eq!(id, 0, "no refused call took an id");
+        sys.timer_settime(id, 0, spec(100, 10)).unwrap();
+        let bad_time = Itimerspec {
+            value: Timespec {
+                tv_sec: 1,
+                tv_nsec: 1_000_000_000,
+            },
+            ..Itimerspec::default()
+        };
+        assert_eq!(sys.timer_settime(id, 0, bad_time), Err(Errno::EINVAL));
+        let negative = Itimerspec {
+            interval: Timespec {
+                tv_sec: -1,
+                tv_nsec: 0,
+            },
+            ..spec(5, 0)
+        };
+        assert_eq!(sys.timer_settime(id, 0, negative), Err(Errno::EINVAL));
+        assert_eq!(sys.timer_gettime(id), Ok(spec(100, 10)), "unchanged");
+        for unknown in [1, -1, 4096] {
+            assert_eq!(
+                sys.timer_settime(unknown, 0, spec(1, 0)),
+                Err(Errno::EINVAL)
+            );
+            assert_eq!(sys.timer_gettime(unknown), Err(Errno::EINVAL));
+            assert_eq!(sys.timer_getoverrun(unknown), Err(Errno::EINVAL));
+            assert_eq!(sys.timer_delete(unknown), Err(Errno::EINVAL));
+        }
+        sys.timer_delete(id).unwrap();
+        assert_eq!(sys.timer_delete(id), Err(Errno::EINVAL));
+        // The table is bounded.
+        for n in 0..MAX_TIMERS {
+            assert_eq!(sys.timer_create(CLOCK_MONOTONIC, Some(good)), Ok(n as i32));
+        }
+        assert_eq!(
+            sys.timer_create(CLOCK_MONOTONIC, Some(good)),
+            Err(Errno::EAGAIN)
+        );
+        0
+    });
+    assert_eq!(status, Some(0));
+}
