@@ -93,6 +93,32 @@ fn short<T>(r: Result<T, Errno>, done: usize) -> Result<Option<T>, Errno> {
     }
 }
 
+/// The loop of `preadv` and `pwritev`: `transfer(i, at)` moves buffer `i` at file offset
+/// `at` and gives (bytes moved, buffer length), or (0, 0) without a call for an empty
+/// buffer, which is skipped; buffers go in order from `offset` until one moves less than
+/// its length. An error after some bytes is the
+/// end of the transfer, with their count.
+fn each_at(
+    count: usize,
+    offset: i64,
+    mut transfer: impl FnMut(usize, i64) -> Result<(usize, usize), Errno>,
+) -> Result<usize, Errno> {
+    let mut done = 0;
+    for i in 0..count {
+        let Some((n, len)) = short(transfer(i, offset + done as i64), done)? else {
+            break;
+        };
+        if len == 0 {
+            continue;
+        }
+        done += n;
+        if n < len {
+            break;
+        }
+    }
+    Ok(done)
+}
+
 impl Vfs {
     /// Linux's checks of a positional transfer's descriptor, in its order: a negative
     /// `offset` (`EINVAL`, before the descriptor), `fd` not open (`EBADF`), a pipe
@@ -158,17 +184,10 @@ impl Vfs {
         if !check_transfer(Some(offset), total, flags)? {
             return Ok(0);
         }
-        let mut done = 0;
-        for b in bufs.iter_mut().filter(|b| !b.is_empty()) {
-            let Some(n) = short(self.pread(fd, b, offset + done as i64), done)? else {
-                break;
-            };
-            done += n;
-            if n < b.len() {
-                break;
-            }
-        }
-        Ok(done)
+        each_at(bufs.len(), offset, |i, at| match &mut *bufs[i] {
+            [] => Ok((0, 0)),
+            b => Ok((self.pread(fd, b, at)?, b.len())),
+        })
     }
 
     /// `pwritev2(fd, bufs, offset, flags)`: [`Vfs::pwritev`], or with `offset == -1`
@@ -196,17 +215,10 @@ impl Vfs {
         if !check_transfer(Some(offset), total, flags)? {
             return Ok(0);
         }
-        let mut done = 0;
-        for b in bufs.iter().filter(|b| !b.is_empty()) {
-            let Some(n) = short(self.pwrite(fd, b, offset + done as i64), done)? else {
-                break;
-            };
-            done += n;
-            if n < b.len() {
-                break;
-            }
-        }
-        Ok(done)
+        each_at(bufs.len(), offset, |i, at| match bufs[i] {
+            [] => Ok((0, 0)),
+            b => Ok((self.pwrite(fd, b, at)?, b.len())),
+        })
     }
 
     /// `sendfile(out_fd, in_fd, offset, count)`: copies up to `count` bytes (at most
