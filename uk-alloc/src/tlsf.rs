@@ -570,7 +570,10 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
                 return true;
             }
             let next = b.add(cur);
-            let nh = word(next, 0);
+            let mut nh = word(next, 0);
+            if nh & QUICK != 0 && self.unpark_to_grow(next, cur, need) {
+                nh = word(next, 0);
+            }
             if nh & FREE == 0 || cur + (nh & !FLAGS) < need {
                 return false;
             }
@@ -582,6 +585,47 @@ impl<const CHECKED: bool> Tlsf<CHECKED> {
             let after = b.add(total);
             set_word(after, 0, word(after, 0) & !PREV_FREE);
             self.shrink(b, total, need);
+            true
+        }
+    }
+
+    /// A block of `cur` bytes that must grow to `need` is followed by the parked block
+    /// `next`: when `next` together with a free block after it makes room, takes `next`
+    /// off its quick list and merges it into the free lists (so `next` then heads a free
+    /// block) and returns `true`. Without this a parked neighbour would look allocated and
+    /// the `realloc` would move and copy. The list is searched (at most `QUICK_CAP`
+    /// links) only when the growth will succeed.
+    ///
+    /// # Safety
+    ///
+    /// `next` is a parked block of this heap.
+    #[cold]
+    #[inline(never)]
+    unsafe fn unpark_to_grow(&mut self, next: *mut u8, cur: usize, need: usize) -> bool {
+        // SAFETY: `next` is parked (a block that looks allocated, word 1 its list link);
+        // the block after it is a block or the sentinel.
+        unsafe {
+            let size = word(next, 0) & !FLAGS;
+            let after = word(next.add(size), 0);
+            let beyond = if after & FREE != 0 { after & !FLAGS } else { 0 };
+            if cur + size + beyond < need {
+                return false;
+            }
+            let i = size / GRANULE;
+            let mut at: *mut *mut u8 = &raw mut self.quick[i];
+            while *at != next {
+                if (*at).is_null() {
+                    // Not on its list (cannot happen): leave it parked.
+                    return false;
+                }
+                at = (*at).add(size_of::<usize>()).cast::<*mut u8>();
+            }
+            *at = link(next, 1);
+            self.quick_len[i] -= 1;
+            set_word(next, 0, word(next, 0) & !QUICK);
+            // Parked bytes are counted free; `release` counts them again as it merges.
+            self.free_bytes -= size;
+            self.release(next);
             true
         }
     }
@@ -1545,6 +1589,70 @@ mod tests {
             let all = t.malloc(whole).unwrap();
             // SAFETY: as above.
             unsafe { t.free(all).unwrap() };
+        }
+    }
+
+    #[test]
+    fn realloc_grows_in_place_into_a_parked_neighbour_and_what_follows_it() {
+        for checked in [false, true] {
+            let (mut t, _a) = heap(1 << 16, checked);
+            // x | parked | free | guard | rest of the heap
+            let x = t.malloc(1000).unwrap();
+            let parked = t.malloc(200).unwrap();
+            let freed = t.malloc(2000).unwrap();
+            let guard = t.malloc(100).unwrap();
+            let rest = t.malloc(t.max_alloc()).unwrap();
+            fill(x, 1000, 0xC3);
+            // SAFETY: live pointers of `t`; `freed` is merged into the free lists, `parked`
+            // (a small block) goes to its quick list.
+            unsafe {
+                t.free(freed).unwrap();
+                t.free(parked).unwrap();
+            }
+            let avail = t.available();
+            // SAFETY: as above.
+            let grown = unsafe { t.realloc(Some(x), 2500) }.unwrap().unwrap();
+            assert_eq!(grown, x, "grown over the parked block and the free one");
+            assert!(kept(x, 1000, 0xC3));
+            assert_eq!(avail - t.available(), block_size(2500) - block_size(1000));
+            // The parked block left its quick list: a request of its size is not handed
+            // memory inside `x`.
+            let again = t.malloc(200).unwrap();
+            let (xa, ga) = (x.as_ptr() as usize, again.as_ptr() as usize);
+            assert!(ga + 200 <= xa || ga >= xa + 2500, "no overlap");
+            // SAFETY: as above.
+            unsafe {
+                t.free(again).unwrap();
+                t.free(x).unwrap();
+            }
+
+            // SAFETY: as above.
+            unsafe {
+                t.free(guard).unwrap();
+                t.free(rest).unwrap();
+            }
+            assert_eq!(t.stats().cur_allocs, 0);
+
+            // A parked neighbour without room behind it stays parked: `y` moves and the
+            // parked block is the next one handed out for its size (a fresh heap: the one
+            // above has parked blocks of that size).
+            let (mut t, _a) = heap(1 << 16, checked);
+            let y = t.malloc(1000).unwrap();
+            let p = t.malloc(200).unwrap();
+            let wall = t.malloc(100).unwrap();
+            // SAFETY: as above.
+            unsafe { t.free(p).unwrap() };
+            // SAFETY: as above.
+            let moved = unsafe { t.realloc(Some(y), 2500) }.unwrap().unwrap();
+            assert_ne!(moved, y);
+            assert_eq!(t.malloc(200).unwrap(), p, "still parked");
+            // SAFETY: as above.
+            unsafe {
+                t.free(p).unwrap();
+                t.free(moved).unwrap();
+                t.free(wall).unwrap();
+            }
+            assert_eq!(t.stats().cur_allocs, 0);
         }
     }
 
