@@ -370,7 +370,7 @@ impl System {
         Ok(self.wake_matching(addr, wake_budget(nr), bitset))
     }
 
-    /// Wakes every thread waiting in `poll` or `select`, so that each checks
+    /// Wakes every thread waiting in `poll`, `select` or `epoll_wait`, so that each checks
     /// its descriptors again; returns how many there were.
     pub fn wake_pollers(&self) -> usize {
         self.wake_matching(POLL_KEY, usize::MAX, FUTEX_BITSET_MATCH_ANY)

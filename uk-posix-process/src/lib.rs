@@ -58,7 +58,8 @@
 //! # Features
 //!
 //! - `vfs` (default): uk-vfs's descriptor table follows `RLIMIT_NOFILE`, and `poll`,
-//!   `ppoll`, `select` and `pselect6` wait on its descriptors ([`poll`]).
+//!   `ppoll`, `select` and `pselect6` wait on its descriptors ([`poll`]), `epoll_wait`,
+//!   `epoll_pwait` and `epoll_pwait2` on its epoll sets ([`epoll`]).
 //! - `ktest`: registers in-image test cases with uk-test (pthread-style create and join
 //!   from raw clone and futex).
 //!
@@ -101,6 +102,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod cputime;
+#[cfg(feature = "vfs")]
+pub mod epoll;
 pub mod flags;
 mod futex;
 mod host;
@@ -176,7 +179,8 @@ pub fn install(host: &'static dyn ThreadHost) {
 #[cfg(feature = "vfs")]
 pub fn connect_vfs() {
     uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
-    // A pipe's readiness changed: every thread waiting in poll or select looks again.
+    // A pipe's, eventfd's or epoll set's readiness changed: every thread waiting in poll,
+    // select or epoll_wait looks again.
     uk_vfs::set_readiness_hook(|| {
         SYSTEM.wake_pollers();
     });

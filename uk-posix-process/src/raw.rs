@@ -436,6 +436,68 @@ pub fn sys_select(a: &Args) -> SyscallResult {
     select_user(a[0], [a[1], a[2], a[3]], deadline, None)
 }
 
+/// The epoll waits' common part, in Linux's order: `maxevents` (a C `int`, `EINVAL` unless
+/// 1..=`EP_MAX_EVENTS`), the caller's event array of `maxevents` entries (`EFAULT`), then
+/// the set and the wait ([`System::epoll_wait`](crate::System::epoll_wait)); the events
+/// are written back in the caller's `struct epoll_event` layout (12 bytes on x86_64, 16 on
+/// aarch64).
+#[cfg(feature = "vfs")]
+fn epoll_user(
+    epfd: usize,
+    events: usize,
+    maxevents: usize,
+    deadline: Option<u64>,
+    mask: Option<u64>,
+) -> SyscallResult {
+    use uk_vfs::epoll::EPOLL_EVENT_SIZE;
+    let max = int(maxevents);
+    if max <= 0 || max as usize > crate::epoll::EP_MAX_EVENTS {
+        return Err(Errno::EINVAL);
+    }
+    let sys = system();
+    let space = sys.address_space();
+    space.check(events, max as usize * EPOLL_EVENT_SIZE)?;
+    let got = sys.epoll_wait(int(epfd), max as usize, deadline, mask)?;
+    let raw: alloc::vec::Vec<u8> = got.iter().flat_map(|e| e.to_bytes()).collect();
+    UserSlice::new(events, raw.len()).write(&space, &raw)?;
+    Ok(got.len())
+}
+
+/// A timeout in milliseconds as a deadline on the monotonic clock (negative: none).
+#[cfg(feature = "vfs")]
+fn deadline_from_ms(ms: i32) -> Option<u64> {
+    (ms >= 0).then(|| {
+        system()
+            .monotonic_ns()
+            .saturating_add(ms as u64 * 1_000_000)
+    })
+}
+
+/// epoll_wait(epfd, events, maxevents, timeout_ms) (x86_64): a negative timeout waits for
+/// ever, 0 looks once.
+#[cfg(feature = "vfs")]
+pub fn sys_epoll_wait(a: &Args) -> SyscallResult {
+    epoll_user(a[0], a[1], a[2], deadline_from_ms(int(a[3])), None)
+}
+
+/// epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask, sigsetsize): the mask (NULL:
+/// none; `EINVAL` unless `sigsetsize` is 8, `EFAULT`) is read first, as Linux does.
+#[cfg(feature = "vfs")]
+pub fn sys_epoll_pwait(a: &Args) -> SyscallResult {
+    let mask = optional_mask(a[4], a[5])?;
+    epoll_user(a[0], a[1], a[2], deadline_from_ms(int(a[3])), mask)
+}
+
+/// epoll_pwait2(epfd, events, maxevents, timeout, sigmask, sigsetsize): as `epoll_pwait`
+/// with a relative `struct timespec` timeout (NULL: none; `EFAULT`, `EINVAL` for a bad
+/// one), read before the mask.
+#[cfg(feature = "vfs")]
+pub fn sys_epoll_pwait2(a: &Args) -> SyscallResult {
+    let deadline = deadline_from_timespec(a[3])?;
+    let mask = optional_mask(a[4], a[5])?;
+    epoll_user(a[0], a[1], a[2], deadline, mask)
+}
+
 /// setitimer(which, new, old): a NULL `new` disarms (as Linux takes it); `old`, when
 /// given, is checked before anything changes and gets the previous setting.
 pub fn sys_setitimer(a: &Args) -> SyscallResult {
@@ -812,6 +874,12 @@ uk_syscall::register!(pselect6 => sys_pselect6);
 uk_syscall::register!(poll => sys_poll);
 #[cfg(all(feature = "vfs", target_arch = "x86_64"))]
 uk_syscall::register!(select => sys_select);
+#[cfg(feature = "vfs")]
+uk_syscall::register!(epoll_pwait => sys_epoll_pwait);
+#[cfg(feature = "vfs")]
+uk_syscall::register!(epoll_pwait2 => sys_epoll_pwait2);
+#[cfg(all(feature = "vfs", target_arch = "x86_64"))]
+uk_syscall::register!(epoll_wait => sys_epoll_wait);
 uk_syscall::register!(nanosleep => sys_nanosleep);
 uk_syscall::register!(clock_nanosleep => sys_clock_nanosleep);
 uk_syscall::register!(clock_gettime => sys_clock_gettime);

@@ -502,9 +502,11 @@ fn surface() -> Vec<Sysno> {
         // Outside a scheduler thread these cannot wait: ENOSYS, or a result at once.
         Sysno::rt_sigsuspend,
         Sysno::rt_sigtimedwait,
+        Sysno::epoll_pwait,
+        Sysno::epoll_pwait2,
     ];
     #[cfg(target_arch = "x86_64")]
-    v.extend([Sysno::fork, Sysno::vfork]);
+    v.extend([Sysno::fork, Sysno::vfork, Sysno::epoll_wait]);
     v
 }
 
@@ -536,7 +538,10 @@ proptest! {
             }
             let mask = sys.rt_sigprocmask(0, None).unwrap();
             let r = dispatch(n as usize, &args);
-            if matches!(n, Sysno::rt_sigsuspend | Sysno::rt_sigtimedwait) {
+            if matches!(
+                n,
+                Sysno::rt_sigsuspend | Sysno::rt_sigtimedwait | Sysno::epoll_pwait | Sysno::epoll_pwait2
+            ) {
                 // Their masks are temporary.
                 prop_assert_eq!(sys.rt_sigprocmask(0, None).unwrap(), mask);
             }

@@ -7,6 +7,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
 use crate::Errno;
+use crate::epoll::Epoll;
+use crate::eventfd::EventFd;
 use crate::flock::{self, LockKey};
 use crate::pipe::PipeEnd;
 use crate::types::{DEFAULT_MAX_FDS, O_ACCMODE, O_NONBLOCK, O_RDWR, O_WRONLY};
@@ -21,6 +23,30 @@ pub(crate) enum Object {
     Node(VnodeRef),
     /// One end of a pipe.
     Pipe(PipeEnd),
+    /// An eventfd counter.
+    EventFd(EventFd),
+    /// An epoll set.
+    Epoll(Epoll),
+}
+
+impl Object {
+    /// `fstat` of an object that is not a node: a pipe's own, the shared anonymous inode
+    /// of eventfds and epoll sets.
+    pub(crate) fn special_stat(&self) -> Option<crate::types::Stat> {
+        match self {
+            Object::Node(_) => None,
+            Object::Pipe(p) => Some(p.stat()),
+            Object::EventFd(_) | Object::Epoll(_) => Some(crate::eventfd::anon_stat()),
+        }
+    }
+
+    /// The node, for what only nodes do.
+    pub(crate) fn node(&self) -> Option<&VnodeRef> {
+        match self {
+            Object::Node(n) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 /// An open file description: the object, the status flags, the offset and the `flock`

@@ -159,7 +159,7 @@ impl Vfs {
         let key = *f.lock_key.call_once(|| {
             let st = match &f.object {
                 Object::Node(n) => n.stat(),
-                Object::Pipe(p) => p.stat(),
+                other => other.special_stat().unwrap_or_default(),
             };
             (st.dev, st.ino)
         });

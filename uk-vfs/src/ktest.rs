@@ -1,5 +1,6 @@
 //! In-image test cases (feature `ktest`): the image VFS and its devices, the syscall table,
-//! pipes blocking between scheduler threads, the initrd, and the cost of `open`.
+//! pipes and eventfds blocking between scheduler threads, epoll edges, the initrd, and the
+//! cost of `open`.
 
 extern crate alloc;
 
@@ -109,6 +110,53 @@ uk_test::ktest! {
         let got = got.borrow();
         expect_eq!(got.len(), 200_000);
         expect!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    }
+}
+
+uk_test::ktest! {
+    /// An eventfd between scheduler threads: the reader blocks on its wait queue until the
+    /// writer's values add up; an edge-triggered epoll set made through the syscall table
+    /// reports the counter once per change.
+    fn eventfd_blocks_between_threads_and_epoll_reports_edges() {
+        use crate::epoll::{EPOLL_CTL_ADD, EPOLLET, EPOLLIN, EpollEvent};
+        let v = setup();
+        let efd = v.eventfd2(0, 0).unwrap();
+        let s = RoundRobin::cooperative(Native::detect(), uk_rt::platform(), idle::Poll);
+        let total = Rc::new(RefCell::new(0u64));
+        {
+            let total = total.clone();
+            s.spawn("reader", move || {
+                while *total.borrow() < 5050 {
+                    let mut buf = [0u8; 8];
+                    expect_eq!(vfs().read(efd, &mut buf), Ok(8));
+                    *total.borrow_mut() += u64::from_ne_bytes(buf);
+                }
+            })
+            .expect("spawn");
+        }
+        s.spawn("writer", move || {
+            for i in 1..=100u64 {
+                expect_eq!(vfs().write(efd, &i.to_ne_bytes()), Ok(8));
+                if i % 10 == 0 {
+                    uk_sched::yield_now();
+                }
+            }
+        })
+        .expect("spawn");
+        s.run();
+        expect_eq!(*total.borrow(), 5050);
+        let call = |n: Sysno, a: [usize; 6]| dispatch(n as usize, &a);
+        let ep = call(Sysno::epoll_create1, [0; 6]);
+        expect!(ep >= 3, "epoll fd {ep}");
+        let event = EpollEvent { events: EPOLLIN | EPOLLET, data: 77 }.to_bytes();
+        expect_eq!(call(Sysno::epoll_ctl, [ep as usize, EPOLL_CTL_ADD as usize, efd as usize, event.as_ptr() as usize, 0, 0]), 0);
+        let set = v.epoll_instance(ep as Fd).unwrap();
+        expect_eq!(set.collect(4), []);
+        expect_eq!(v.write(efd, &1u64.to_ne_bytes()), Ok(8));
+        expect_eq!(set.collect(4), [EpollEvent { events: EPOLLIN, data: 77 }]);
+        expect_eq!(set.collect(4), []);
+        v.close(ep as Fd).unwrap();
+        v.close(efd).unwrap();
     }
 }
 

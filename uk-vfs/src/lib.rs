@@ -1,5 +1,5 @@
 //! A VFS with Linux's semantics: mounts, path lookup, descriptors, ramfs, devfs, pipes,
-//! the initrd, and the file syscalls.
+//! eventfd, epoll sets, the initrd, and the file syscalls.
 //!
 //! # Design
 //!
@@ -28,8 +28,13 @@
 //! allocation ([`Vfs::set_max_fds_source`], for the process layer's `RLIMIT_NOFILE`).
 //!
 //! Pipes ([`pipe`]) block through the [`wait::Wait`] seam: `uk-sched` wait queues in the
-//! image, real threads in host tests; so do [`flock`] locks, which belong to open file
-//! descriptions as on Linux. Transfers between files (`sendfile`, `copy_file_range`) go
+//! image, real threads in host tests; so do [`eventfd`] counters and [`flock`] locks,
+//! which belong to open file descriptions as on Linux. Readiness ([`poll`]) is computed
+//! when asked; every pipe, eventfd and epoll change moves a global epoch (and the changed
+//! object's own generation) and calls a hook, which is how uk-posix-process's `poll`,
+//! `select` and `epoll_wait` wait without missing a change. [`epoll`] sets are open files
+//! holding weak registrations of open file descriptions (gone with the last close, as on
+//! Linux); edge-triggered registrations report once per generation. Transfers between files (`sendfile`, `copy_file_range`) go
 //! through a kernel buffer of at most 64 KiB at a time. The initrd ([`cpio`]) is a bounds-checked `newc`
 //! parser; [`global::init`] unpacks an archive into the root ramfs, and a malformed one is
 //! reported and leaves an empty root. The boards hand the archive over as
@@ -78,6 +83,8 @@ extern crate std;
 
 pub mod cpio;
 pub mod devfs;
+pub mod epoll;
+pub mod eventfd;
 mod file;
 pub mod flock;
 pub mod global;
@@ -97,6 +104,7 @@ mod ktest;
 mod tests;
 
 pub use devfs::{DevFs, set_console};
+pub use epoll::{EpollEvent, EpollInstance};
 pub use file::Fd;
 pub use poll::{PollFd, readiness_epoch, set_readiness_hook};
 pub use ramfs::{RamFs, anonymous_dev};

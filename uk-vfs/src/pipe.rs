@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use crate::Errno;
-use crate::poll::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, readiness_changed};
+use crate::poll::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, changed};
 use crate::types::{PIPE_BUF, PIPE_CAPACITY, S_IFIFO, Stat};
 use crate::wait::{Wait, new_wait};
 
@@ -33,6 +33,8 @@ pub struct Pipe {
     readable: Box<dyn Wait>,
     writable: Box<dyn Wait>,
     ino: u64,
+    /// Moves at every change of either end (see [`crate::poll`]).
+    generation: AtomicU64,
 }
 
 /// One end of a pipe; dropping it closes that end.
@@ -52,6 +54,7 @@ pub fn pipe() -> (PipeEnd, PipeEnd) {
         readable: new_wait(),
         writable: new_wait(),
         ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+        generation: AtomicU64::new(0),
     });
     (
         PipeEnd {
@@ -73,7 +76,7 @@ impl Drop for PipeEnd {
         drop(s);
         self.pipe.readable.wake_all();
         self.pipe.writable.wake_all();
-        readiness_changed();
+        changed(&self.pipe.generation);
     }
 }
 
@@ -108,6 +111,11 @@ impl PipeEnd {
             }
             events
         }
+    }
+
+    /// The pipe's generation: moves at every read, write and close of either end.
+    pub fn generation(&self) -> u64 {
+        self.pipe.generation.load(Ordering::SeqCst)
     }
 
     /// Bytes waiting in the pipe.
@@ -153,7 +161,7 @@ impl PipeEnd {
                     s.buf.drain(..n);
                     drop(s);
                     p.writable.wake_all();
-                    readiness_changed();
+                    changed(&p.generation);
                     return Ok(n);
                 }
                 if s.writers == 0 {
@@ -195,7 +203,7 @@ impl PipeEnd {
                     s.buf.extend(&buf[..take]);
                     drop(s);
                     p.readable.wake_all();
-                    readiness_changed();
+                    changed(&p.generation);
                     return Ok(take);
                 }
                 if nonblock {
@@ -249,7 +257,7 @@ impl PipeEnd {
                     done += take;
                     drop(s);
                     p.readable.wake_all();
-                    readiness_changed();
+                    changed(&p.generation);
                     if done == buf.len() {
                         return Ok(done);
                     }

@@ -5,17 +5,20 @@
 //! reads paths and buffers through [`uk_syscall::user`] against the image's caller memory
 //! (`EFAULT` for `NULL` or memory outside it, `ENAMETOOLONG` for a path without a NUL
 //! within `PATH_MAX` bytes) and calls the typed method. aarch64 has only the `*at`
-//! forms of the path calls (no `open`, `stat`, `mkdir`, `chown`, `lchown`, ...), so those
-//! handlers are registered on x86_64 only (69 handlers there, 53 on aarch64); every handler
-//! is public so an image can call it directly.
+//! forms of the path calls (no `open`, `stat`, `mkdir`, `chown`, `lchown`, ...) and no
+//! `eventfd` or `epoll_create`, so those handlers are registered on x86_64 only (74
+//! handlers there, 56 on aarch64); every handler is public so an image can call it
+//! directly.
 //!
 //! Besides the path, descriptor and data calls: `preadv`/`pwritev` and their `2` forms
 //! (an offset of -1 is the file position; no `RWF_*` flag is supported: `EOPNOTSUPP`),
 //! `sendfile` and `copy_file_range` (the caller's optional `loff_t` offsets are read before
 //! anything moves and written back advanced; the data goes through a kernel buffer of at
 //! most 64 KiB), `fallocate`, `fadvise64`, `flock` (BSD locks per open file description,
-//! see [`flock`](crate::flock)), `sync`/`syncfs` and the `chown` family (`fchownat`,
-//! `fchown`; x86_64's `chown`, `lchown`). Every refusal is a Linux errno, in the order
+//! see [`flock`](crate::flock)), `sync`/`syncfs`, the `chown` family (`fchownat`,
+//! `fchown`; x86_64's `chown`, `lchown`), `eventfd2` and the epoll set calls
+//! (`epoll_create1`, `epoll_ctl`; see [`epoll`](crate::epoll): the waits, which must
+//! watch for signals, are uk-posix-process's). Every refusal is a Linux errno, in the order
 //! Linux 6.18 checks, and changes nothing (save Linux's own rule that a lock conversion
 //! refused with `LOCK_NB` has given up the old lock).
 
@@ -700,6 +703,40 @@ pub fn sys_ioctl(a: &Args) -> SyscallResult {
     }
 }
 
+/// eventfd2(initval, flags): a new eventfd (see [`crate::eventfd`]).
+pub fn sys_eventfd2(a: &Args) -> SyscallResult {
+    vfs().eventfd2(a[0] as u32, a[1] as u32).map(|f| f as usize)
+}
+
+/// eventfd(initval) (x86_64): `eventfd2(initval, 0)`.
+pub fn sys_eventfd(a: &Args) -> SyscallResult {
+    vfs().eventfd2(a[0] as u32, 0).map(|f| f as usize)
+}
+
+/// epoll_create1(flags): a new epoll set (see [`crate::epoll`]).
+pub fn sys_epoll_create1(a: &Args) -> SyscallResult {
+    vfs().epoll_create1(a[0] as u32).map(|f| f as usize)
+}
+
+/// epoll_create(size) (x86_64): `EINVAL` for `size <= 0`, else `epoll_create1(0)`.
+pub fn sys_epoll_create(a: &Args) -> SyscallResult {
+    vfs().epoll_create(a[0] as i32).map(|f| f as usize)
+}
+
+/// epoll_ctl(epfd, op, fd, event): the caller's `struct epoll_event` (12 bytes on x86_64,
+/// 16 on aarch64) is read first, unless `op` is `EPOLL_CTL_DEL` (`EFAULT` before any
+/// descriptor is looked at, as on Linux).
+pub fn sys_epoll_ctl(a: &Args) -> SyscallResult {
+    use crate::epoll::{EPOLL_CTL_DEL, EPOLL_EVENT_SIZE, EpollEvent};
+    let op = a[1] as i32;
+    let event = if op == EPOLL_CTL_DEL {
+        EpollEvent::default()
+    } else {
+        EpollEvent::from_bytes(src(a[3], EPOLL_EVENT_SIZE)?).ok_or(Errno::EFAULT)?
+    };
+    vfs().epoll_ctl(fd(a[0]), op, fd(a[2]), event).map(|()| 0)
+}
+
 register!(openat => sys_openat);
 register!(close => sys_close);
 register!(read => sys_read);
@@ -752,6 +789,9 @@ register!(sync => sys_sync);
 register!(syncfs => sys_syncfs);
 register!(fchownat => sys_fchownat);
 register!(fchown => sys_fchown);
+register!(eventfd2 => sys_eventfd2);
+register!(epoll_create1 => sys_epoll_create1);
+register!(epoll_ctl => sys_epoll_ctl);
 
 #[cfg(target_arch = "aarch64")]
 register!(fstatat => sys_newfstatat);
@@ -776,4 +816,6 @@ mod x86_64_only {
     register!(lchown => sys_lchown);
     register!(pipe => sys_pipe);
     register!(dup2 => sys_dup2);
+    register!(eventfd => sys_eventfd);
+    register!(epoll_create => sys_epoll_create);
 }

@@ -6,7 +6,9 @@ use std::sync::Arc as StdArc;
 
 use crate::*;
 
-fn fresh() -> Vfs {
+mod epoll;
+
+pub(crate) fn fresh() -> Vfs {
     let vfs = Vfs::new(RamFs::new());
     vfs.mkdir("/dev", 0o755).unwrap();
     vfs.mount("/dev", DevFs::new()).unwrap();
@@ -556,7 +558,7 @@ impl wait::Wait for ThreadWait {
     }
 }
 
-fn thread_wait() -> alloc::boxed::Box<dyn wait::Wait> {
+pub(crate) fn thread_wait() -> alloc::boxed::Box<dyn wait::Wait> {
     alloc::boxed::Box::new(ThreadWait {
         lock: std::sync::Mutex::new(0),
         cv: std::sync::Condvar::new(),

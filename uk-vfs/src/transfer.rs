@@ -81,6 +81,7 @@ fn put_out(out: &OpenFile, at: u64, buf: &[u8], more: bool) -> Result<usize, Err
     match &out.object {
         Object::Pipe(p) => p.write_some(buf, out.nonblock() || more),
         Object::Node(n) => n.write_at(if n.seekable() { at } else { 0 }, buf, out.nonblock()),
+        Object::EventFd(_) | Object::Epoll(_) => Err(Errno::EINVAL),
     }
 }
 
@@ -128,7 +129,7 @@ impl Vfs {
             return Err(Errno::EINVAL);
         }
         let f = self.file(fd)?;
-        if let Object::Pipe(_) = f.object {
+        if f.object.node().is_none() {
             return Err(Errno::ESPIPE);
         }
         let ok = if write { f.writable() } else { f.readable() };
@@ -253,7 +254,7 @@ impl Vfs {
             return Err(Errno::EBADF);
         }
         let pos = match &offset {
-            Some(_) if matches!(fin.object, Object::Pipe(_)) => return Err(Errno::ESPIPE),
+            Some(_) if fin.object.node().is_none() => return Err(Errno::ESPIPE),
             Some(o) => **o,
             None => *fin.pos.lock() as i64,
         };
@@ -265,6 +266,7 @@ impl Vfs {
         }
         let out_pos = match &fout.object {
             Object::Pipe(_) => 0,
+            Object::EventFd(_) | Object::Epoll(_) => return Err(Errno::EINVAL),
             Object::Node(_) => {
                 let at = *fout.pos.lock();
                 verify_area(at as i64, count)?;
@@ -364,7 +366,7 @@ impl Vfs {
         let node = |f: &OpenFile| -> Option<VnodeRef> {
             match &f.object {
                 Object::Node(n) => Some(n.clone()),
-                Object::Pipe(_) => None,
+                _ => None,
             }
         };
         let (nin, nout) = (node(&fin), node(&fout));
@@ -479,6 +481,7 @@ impl Vfs {
         }
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
+            Object::EventFd(_) | Object::Epoll(_) => return Err(Errno::ENODEV),
             Object::Node(n) => n,
         };
         match n.file_type() {

@@ -472,6 +472,9 @@ pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 /// `statfs` type of the pipe filesystem (what `fstatfs` on a pipe reports).
 pub const PIPEFS_MAGIC: u64 = 0x5049_5045;
+/// `statfs` type of the anonymous-inode filesystem (what `fstatfs` on an eventfd or an
+/// epoll set reports).
+pub const ANON_INODE_FS_MAGIC: u64 = 0x0904_1934;
 /// `statfs` flag: the `f_flags` field is valid (Linux always sets it).
 pub const ST_VALID: u64 = 0x0020;
 

@@ -206,6 +206,11 @@ impl Vfs {
         }
     }
 
+    /// Puts `file` on the lowest free descriptor.
+    pub(crate) fn alloc_fd(&self, file: Arc<OpenFile>, cloexec: bool) -> Result<Fd, Errno> {
+        self.table().alloc(0, file, cloexec)
+    }
+
     /// Duplicates `fd` to the lowest free descriptor.
     pub fn dup(&self, fd: Fd) -> Result<Fd, Errno> {
         let mut t = self.table();
@@ -582,6 +587,8 @@ impl Vfs {
                     Ok(f) => {
                         let state = match &f.object {
                             Object::Pipe(p) => p.poll_events(),
+                            Object::EventFd(e) => e.poll_events(),
+                            Object::Epoll(ep) => ep.poll_events(),
                             Object::Node(_) => ALWAYS_READY,
                         };
                         state & (entry.events as u16 | POLLERR | POLLHUP)
@@ -602,6 +609,8 @@ impl Vfs {
         }
         match &f.object {
             Object::Pipe(p) => p.read(buf, f.nonblock()),
+            Object::EventFd(e) => e.read(buf, f.nonblock()),
+            Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if n.file_type() == FileType::Directory {
                     return Err(Errno::EISDIR);
@@ -625,6 +634,8 @@ impl Vfs {
         }
         match &f.object {
             Object::Pipe(p) => p.write(buf, f.nonblock()),
+            Object::EventFd(e) => e.write(buf, f.nonblock()),
+            Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if !n.seekable() {
                     return n.write_at(0, buf, f.nonblock());
@@ -645,8 +656,8 @@ impl Vfs {
     fn positional(&self, fd: Fd, offset: i64) -> Result<(Arc<OpenFile>, VnodeRef), Errno> {
         let f = self.file(fd)?;
         let node = match &f.object {
-            Object::Pipe(_) => return Err(Errno::ESPIPE),
             Object::Node(n) => n.clone(),
+            _ => return Err(Errno::ESPIPE),
         };
         if offset < 0 {
             return Err(Errno::EINVAL);
@@ -731,13 +742,15 @@ impl Vfs {
     /// Moves the offset of `fd`; returns the new offset.
     pub fn lseek(&self, fd: Fd, offset: i64, whence: u32) -> Result<u64, Errno> {
         let f = self.file(fd)?;
-        let n = match &f.object {
-            Object::Pipe(_) => return Err(Errno::ESPIPE),
-            Object::Node(n) => n,
-        };
-        if whence > SEEK_HOLE {
+        if whence > SEEK_HOLE && !matches!(f.object, Object::Pipe(_)) {
             return Err(Errno::EINVAL);
         }
+        let n = match &f.object {
+            Object::Pipe(_) => return Err(Errno::ESPIPE),
+            // Linux's anonymous-inode files seek with `noop_llseek`: the position stays 0.
+            Object::EventFd(_) | Object::Epoll(_) => return Ok(0),
+            Object::Node(n) => n,
+        };
         if !n.seekable() {
             return Ok(0);
         }
@@ -824,7 +837,7 @@ impl Vfs {
     pub fn syncfs(&self, fd: Fd) -> Result<(), Errno> {
         let dev = match &self.file(fd)?.object {
             Object::Node(n) => n.stat().dev,
-            Object::Pipe(_) => return Ok(()),
+            _ => return Ok(()),
         };
         let mut result = Ok(());
         for f in self.open_files() {
@@ -847,7 +860,7 @@ impl Vfs {
         let f = self.file(fd)?;
         match &f.object {
             Object::Node(n) => n.ioctl(request, arg),
-            Object::Pipe(_) => Err(Errno::ENOTTY),
+            _ => Err(Errno::ENOTTY),
         }
     }
 
@@ -897,7 +910,7 @@ impl Vfs {
         let f = self.file(fd)?;
         Ok(match &f.object {
             Object::Node(n) => n.stat(),
-            Object::Pipe(p) => p.stat(),
+            other => other.special_stat().unwrap_or_default(),
         })
     }
 
@@ -1278,7 +1291,7 @@ impl Vfs {
         let f = self.file(fd)?;
         match &f.object {
             Object::Node(n) => n.set_mode(mode),
-            Object::Pipe(_) => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -1294,6 +1307,7 @@ impl Vfs {
         match &self.file(fd)?.object {
             Object::Node(n) => self.statfs_of(n),
             Object::Pipe(_) => Ok(StatFs::in_memory(PIPEFS_MAGIC)),
+            Object::EventFd(_) | Object::Epoll(_) => Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC)),
         }
     }
 
@@ -1343,7 +1357,7 @@ impl Vfs {
         };
         match &node.object {
             Object::Node(n) => Self::set_times(n, times),
-            Object::Pipe(_) => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -1394,7 +1408,7 @@ impl Vfs {
     pub fn fchown(&self, fd: Fd, uid: u32, gid: u32) -> Result<(), Errno> {
         match &self.file(fd)?.object {
             Object::Node(n) => Self::set_owner(n, uid, gid),
-            Object::Pipe(_) => Ok(()),
+            _ => Ok(()),
         }
     }
 
