@@ -14,6 +14,8 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/resource.h>
@@ -420,6 +422,50 @@ void group_pipes(void)
 		CHECK(num == 7 && !strcmp(word, "seven"));
 		fclose(r);
 	}
+
+	/* eventfd: a counter; as a semaphore, one at a time; non-blocking when empty. */
+	int efd = eventfd(3, EFD_NONBLOCK | EFD_CLOEXEC);
+	CHECK(efd >= 0);
+	uint64_t count = 0;
+	CHECK_EQ(eventfd_write(efd, 4), 0);
+	CHECK(read(efd, &count, sizeof count) == sizeof count && count == 7);
+	CHECK_EQ(read(efd, &count, sizeof count), -1);
+	CHECK_EQ(errno, EAGAIN);
+	int sem = eventfd(2, EFD_SEMAPHORE);
+	CHECK(eventfd_read(sem, &count) == 0 && count == 1);
+	CHECK(eventfd_read(sem, &count) == 0 && count == 1);
+
+	/* epoll over a pipe and the eventfd: level-triggered, then edge-triggered. */
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	CHECK(ep >= 0);
+	CHECK_EQ(pipe(p), 0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x1234 }, got[4];
+	CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), 0);
+	CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), -1);
+	CHECK_EQ(errno, EEXIST);
+	ev.events = EPOLLIN | EPOLLET;
+	ev.data.u64 = 0x5678;
+	CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev), 0);
+	CHECK_EQ(epoll_wait(ep, got, 4, 0), 0);
+	CHECK_EQ(write(p[1], "x", 1), 1);
+	CHECK_EQ(eventfd_write(efd, 1), 0);
+	CHECK_EQ(epoll_wait(ep, got, 4, 1000), 2);
+	/* The pipe stays ready (level); the eventfd was reported once (edge). */
+	CHECK_EQ(epoll_wait(ep, got, 4, 0), 1);
+	CHECK(got[0].data.u64 == 0x1234 && (got[0].events & EPOLLIN));
+	CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL), 0);
+	CHECK_EQ(epoll_wait(ep, got, 4, 10), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(epoll_wait(ep, got, 4, 20), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK(ns_between(t0, t1) >= 20000000);
+	CHECK_EQ(epoll_wait(ep, got, 0, 0), -1);
+	CHECK_EQ(errno, EINVAL);
+	close(p[0]);
+	close(p[1]);
+	close(ep);
+	close(sem);
+	close(efd);
 }
 
 void group_memory(void)
