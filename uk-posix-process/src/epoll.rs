@@ -18,7 +18,6 @@ use alloc::vec::Vec;
 use uk_syscall::Errno;
 use uk_vfs::epoll::{EPOLL_EVENT_SIZE, EpollEvent};
 
-use crate::futex::{FUTEX_BITSET_MATCH_ANY, POLL_KEY};
 use crate::signal::SigSet;
 use crate::system::System;
 
@@ -47,24 +46,11 @@ impl System {
             return Err(Errno::EINVAL);
         }
         let set = uk_vfs::global::vfs().epoll_instance(epfd)?;
-        let wait = || loop {
-            let epoch = uk_vfs::readiness_epoch();
-            let events = set.collect(maxevents);
-            if !events.is_empty() {
-                return Ok(events);
-            }
-            if deadline_ns.is_some_and(|d| self.monotonic_ns() >= d) {
-                return Ok(events);
-            }
-            if self.deliver_pending_signals() > 0 {
-                return Err(Errno::EINTR);
-            }
-            self.wait_queued(POLL_KEY, FUTEX_BITSET_MATCH_ANY, deadline_ns, || {
-                uk_vfs::readiness_epoch() != epoch || self.has_deliverable_signal()
-            })?;
-            if self.deliver_pending_signals() > 0 {
-                return Err(Errno::EINTR);
-            }
+        let wait = || {
+            self.wait_ready(deadline_ns, || {
+                Some(set.collect(maxevents)).filter(|e| !e.is_empty())
+            })
+            .map(Option::unwrap_or_default)
         };
         match mask {
             Some(mask) => self.with_temporary_mask(mask, wait)?,

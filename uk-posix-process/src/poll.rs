@@ -70,14 +70,30 @@ impl System {
 
     fn poll_loop(&self, fds: &mut [PollFd], deadline_ns: Option<u64>) -> Result<usize, Errno> {
         let vfs = uk_vfs::global::vfs();
+        self.wait_ready(deadline_ns, || match vfs.poll(fds) {
+            0 => None,
+            ready => Some(ready),
+        })
+        .map(|ready| ready.unwrap_or(0))
+    }
+
+    /// The wait of `poll`, `select` and `epoll_wait`: `look` says what is ready (`None`:
+    /// nothing yet); with nothing, the caller sleeps until the VFS's readiness epoch moves
+    /// (its hook wakes the poll key; the epoch is read before each look, so a change
+    /// between the look and the sleep ends the sleep at once), `deadline_ns` (then
+    /// `Ok(None)`) or a signal that runs a handler (`EINTR`).
+    pub(crate) fn wait_ready<T>(
+        &self,
+        deadline_ns: Option<u64>,
+        mut look: impl FnMut() -> Option<T>,
+    ) -> Result<Option<T>, Errno> {
         loop {
             let epoch = uk_vfs::readiness_epoch();
-            let ready = vfs.poll(fds);
-            if ready > 0 {
-                return Ok(ready);
+            if let Some(found) = look() {
+                return Ok(Some(found));
             }
             if deadline_ns.is_some_and(|d| self.monotonic_ns() >= d) {
-                return Ok(0);
+                return Ok(None);
             }
             if self.deliver_pending_signals() > 0 {
                 return Err(Errno::EINTR);
