@@ -945,15 +945,17 @@ mod smp {
 
     uk_test::ktest! {
         /// CPU 1 starts on its own stack and runs its own scheduler instance: its 10 ms
-        /// sleeper is woken by CPU 1's own timer. The bound is loose (100 ms): with two vCPUs
-        /// on a loaded TCG host, CPU 1's first wake-up also pays for translating its path.
+        /// sleeper is woken by CPU 1's own timer (without it the sleeper would never wake and
+        /// the 2 s wait for CPU 1 would fail). The lateness bound is loose (500 ms): with two
+        /// vCPUs on a loaded TCG host, CPU 1's first wake-up also pays for translating its
+        /// path, and 100 ms was exceeded (100.45 ms) while other builds ran.
         fn second_cpu_runs_its_own_scheduler() {
             let irqs = interrupts();
             uk_test::expect!(cpu1_ready(irqs), "CPU 1 never finished its scheduler run");
             uk_test::expect_eq!(CPU1_SCHED.load(Ordering::SeqCst), 2);
             let late = CPU1_LATE.load(Ordering::SeqCst);
             uk_rt::println!("    CPU 1's sleeper woke {late} ns after its deadline");
-            uk_test::expect!(late <= 100_000_000, "{late}");
+            uk_test::expect!(late <= 500_000_000, "{late}");
         }
     }
 

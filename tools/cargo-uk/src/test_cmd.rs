@@ -876,14 +876,46 @@ fn example_job(
     job(kernel, append, Check::Example(Ok(expect.clone())), machine)
 }
 
+/// A ktest run of `kernel` on `variant`, with its own shared directory (a directory that
+/// cannot be made fails the run, rather than letting the 9p cases skip unnoticed).
+fn ktest_job(
+    ws: &Workspace,
+    what: String,
+    board: &'static Board,
+    variant: &'static Variant,
+    kernel: Result<PathBuf, String>,
+    append: &Option<String>,
+    profile: &str,
+) -> Job {
+    let (kernel, machine) = match ktest_machine(ws, board, variant, profile) {
+        Ok(machine) => (kernel, machine),
+        Err(e) => (Err(format!("share: {e}")), Machine::default()),
+    };
+    Job {
+        what,
+        board,
+        variant,
+        kernel,
+        append: append.clone(),
+        check: Check::Ktest,
+        machine,
+    }
+}
+
 /// The file every ktest run finds in its shared directory, and its contents (uk-9pfs's and
 /// uk-virtio's in-image cases read it).
 pub const KTEST_SHARE_FILE: (&str, &str) = ("hello.txt", "hello from the host\n");
 
 /// The machine of a ktest run: a fresh shared directory holding [`KTEST_SHARE_FILE`], and
-/// a virtio entropy device (uk-virtio's cases read it).
-fn ktest_machine(ws: &Workspace, board: &Board, variant: &Variant) -> Result<Machine, String> {
-    let label = format!("ktest-{}-{}", board.name, variant.name);
+/// a virtio entropy device (uk-virtio's cases read it). `profile` tells the debug run's
+/// directory from the release run's, which may run at the same time.
+fn ktest_machine(
+    ws: &Workspace,
+    board: &Board,
+    variant: &Variant,
+    profile: &str,
+) -> Result<Machine, String> {
+    let label = format!("ktest-{}-{}-{profile}", board.name, variant.name);
     let dir = fresh_share(&ws.target_dir, &label, None)?;
     let file = dir.join(KTEST_SHARE_FILE.0);
     std::fs::write(&file, KTEST_SHARE_FILE.1)
@@ -984,8 +1016,14 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         }
         let image_count = usize::from(selection.ktest.is_some()) + on_board.len();
         println!(
-            "==> building {image_count} image(s) for {} ({}, release), one cargo build each",
-            board.name, board.triple
+            "==> building {image_count} image(s) for {} ({}, release){}, one cargo build each",
+            board.name,
+            board.triple,
+            if selection.ktest.is_some() {
+                " and the ktest image in the debug profile"
+            } else {
+                ""
+            }
         );
         let _ = std::io::stdout().flush();
         let qemu = host::ensure_qemu(board).map_err(|e| format!("{e:#}"));
@@ -997,14 +1035,14 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         // Every image is built by a cargo invocation of its own: cargo unifies the features
         // of the packages it builds together, so one image's features (defmt, an
         // allocator) would otherwise leak into the others.
-        let build_one = |image: &Image, features: &[String]| -> Result<PathBuf, String> {
+        let build = |image: &Image, features: &[String], release: bool| {
             qemu.clone().map_err(|e| format!("not run: {e}"))?;
             let features: Vec<&str> = features.iter().map(String::as_str).collect();
             ws.build_with_features(
                 board.triple,
                 std::slice::from_ref(image),
                 &features,
-                true,
+                release,
                 false,
             )
             .map_err(|e| format!("not run: {e:#}"))
@@ -1014,6 +1052,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     .ok_or_else(|| format!("not run: cargo built no {}", image.package()))
             })
         };
+        let build_one = |image: &Image, features: &[String]| build(image, features, true);
         if selection.ktest.is_some() {
             // Configurations whose ktest image has features of its own: built first, and
             // the binary copied aside, because the plain build writes the same path.
@@ -1034,22 +1073,30 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     (None, Some(path)) => ("ktest".to_owned(), path.clone()),
                     (None, None) => ("ktest".to_owned(), Err("not built".to_owned())),
                 };
-                // A shared directory that cannot be made fails the run, rather than letting
-                // the 9p cases skip unnoticed.
-                let (kernel, machine) = match ktest_machine(&ws, board, variant) {
-                    Ok(machine) => (kernel, machine),
-                    Err(e) => (Err(format!("share: {e}")), Machine::default()),
-                };
-                jobs.push(Job {
+                jobs.push(ktest_job(
+                    &ws,
                     what,
                     board,
                     variant,
                     kernel,
-                    append: ktest_append.clone(),
-                    check: Check::Ktest,
-                    machine,
-                });
+                    &ktest_append,
+                    "release",
+                ));
             }
+            // The same cases built as `cargo uk run` builds by default, on the default
+            // configuration: debug builds have their own failures (overflow checks, debug
+            // assertions, larger stack frames).
+            let debug = build(&Image::Ktest, &[], false);
+            let variant = board.default_variant();
+            jobs.push(ktest_job(
+                &ws,
+                "ktest (debug)".to_owned(),
+                board,
+                variant,
+                debug,
+                &ktest_append,
+                "debug",
+            ));
         }
         for example in on_board {
             let image = Image::Example(example.clone());
