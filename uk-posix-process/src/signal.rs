@@ -135,7 +135,10 @@ pub const SA_RESTORER: u64 = 0x0400_0000;
 /// `sigaction` flag: run the handler on the thread's alternate stack ([`System::sigaltstack`])
 /// when it has one and is not running on it already.
 pub const SA_ONSTACK: u64 = 0x0800_0000;
-/// `sigaction` flag: restart interrupted calls (kept; calls are never interrupted here).
+/// `sigaction` flag: restart interrupted calls. Honoured for the waits of uk-vfs (a
+/// blocking pipe or eventfd `read`/`write`, `flock`; see the `vfs_wait` module); futex waits,
+/// sleeps, `poll`, `select`, `epoll_wait`, `sigsuspend` and `sigtimedwait` end with `EINTR`
+/// whatever it says.
 pub const SA_RESTART: u64 = 0x1000_0000;
 /// `sigaction` flag: do not block the signal while its handler runs.
 pub const SA_NODEFER: u64 = 0x4000_0000;
@@ -1134,14 +1137,22 @@ impl System {
     /// Delivers to the caller every pending signal it does not block (also what a futex
     /// wait a signal ended does before returning `EINTR`); returns how many handlers ran.
     pub(crate) fn deliver_pending_signals(&self) -> usize {
+        self.deliver_pending_signals_noting_restart().0
+    }
+
+    /// As [`System::deliver_pending_signals`], also telling whether the first handler that
+    /// ran was installed with `SA_RESTART`: Linux decides whether an interrupted call
+    /// restarts by the first signal it delivers.
+    pub(crate) fn deliver_pending_signals_noting_restart(&self) -> (usize, bool) {
         let mut handled = 0;
+        let mut restart = false;
         loop {
             let Ok(Some(((sig, queued, code), what, pid))) =
                 self.with_caller_signals(|t, p, _, pid| {
                     take_deliverable(t, p).map(|(taken, what)| (taken, what, pid))
                 })
             else {
-                return handled;
+                return (handled, restart);
             };
             let info = queued.unwrap_or_else(|| SigInfo::new(sig, code, pid));
             match what {
@@ -1160,8 +1171,11 @@ impl System {
                         t.mask = (before | widen) & !UNBLOCKABLE;
                         (before, t.enter_handler(action.flags, sp))
                     }) else {
-                        return handled;
+                        return (handled, restart);
                     };
+                    if handled == 0 {
+                        restart = action.flags & SA_RESTART != 0;
+                    }
                     let (restore, uc_stack) = run_handler(sig, &action, info, before, &stack);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
