@@ -7,8 +7,8 @@
 //! `pthread_kill`. This module gives those calls Linux's semantics where a unikernel can:
 //!
 //! - **Actions** (`rt_sigaction`) belong to the process: a handler, flags (`SA_SIGINFO`,
-//!   `SA_NODEFER`, `SA_RESETHAND`; `SA_RESTART` and `SA_RESTORER` are kept and reported
-//!   back) and the mask added while the handler runs. `SIGKILL` and `SIGSTOP` cannot be
+//!   `SA_NODEFER`, `SA_RESETHAND`; `SA_RESTART`, honoured by uk-vfs's waits, and
+//!   `SA_RESTORER` are kept and reported back) and the mask added while the handler runs. `SIGKILL` and `SIGSTOP` cannot be
 //!   changed. A handler must lie in caller memory (`EFAULT` otherwise): a unikernel cannot
 //!   let a wild address be called.
 //! - **Masks** (`rt_sigprocmask`) belong to each thread; a new thread starts with its
@@ -44,7 +44,10 @@
 //! timeout (`EAGAIN`).
 //!
 //! A sleeping thread (`nanosleep`, `clock_nanosleep`) is found the same way: its handler
-//! runs and the sleep ends with `EINTR` (the raw calls write the time left to `rem`).
+//! runs and the sleep ends with `EINTR` (the raw calls write the time left to `rem`). So is
+//! a thread blocked in a pipe or eventfd `read`/`write` or a `flock` (their waits queue in
+//! the futex table, feature `vfs`): the call ends with `EINTR`, or goes on when the handler
+//! has `SA_RESTART` (see the `vfs_wait` module).
 //!
 //! A `SA_SIGINFO` handler gets a filled `siginfo_t` and a `ucontext_t` whose `uc_sigmask`
 //! holds the mask the thread returns to; what the handler leaves there is restored when it
