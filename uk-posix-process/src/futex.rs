@@ -289,7 +289,7 @@ impl System {
         key: usize,
         bitset: u32,
         deadline_ns: Option<u64>,
-        ready: impl Fn() -> bool,
+        mut ready: impl FnMut() -> bool,
     ) -> Result<WaitEnd, Errno> {
         let Some(me) = uk_sched::current() else {
             log::warn!("signal wait outside a scheduler thread: ENOSYS");
@@ -376,7 +376,7 @@ impl System {
         self.wake_matching(POLL_KEY, usize::MAX, FUTEX_BITSET_MATCH_ANY)
     }
 
-    fn wake_matching(&self, addr: usize, budget: usize, bitset: u32) -> usize {
+    pub(crate) fn wake_matching(&self, addr: usize, budget: usize, bitset: u32) -> usize {
         let woken: Vec<Waiter> = {
             let mut w = self.futex.waiters.lock();
             let mut woken = Vec::new();

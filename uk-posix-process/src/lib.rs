@@ -59,7 +59,9 @@
 //!
 //! - `vfs` (default): uk-vfs's descriptor table follows `RLIMIT_NOFILE`, and `poll`,
 //!   `ppoll`, `select` and `pselect6` wait on its descriptors ([`poll`]), `epoll_wait`,
-//!   `epoll_pwait` and `epoll_pwait2` on its epoll sets ([`epoll`]).
+//!   `epoll_pwait` and `epoll_pwait2` on its epoll sets ([`epoll`]); a blocking pipe or
+//!   eventfd `read`/`write` and a waiting `flock` end with `EINTR` when a signal's handler
+//!   runs, or restart with `SA_RESTART` ([`vfs_wait`]).
 //! - `ktest`: registers in-image test cases with uk-test (pthread-style create and join
 //!   from raw clone and futex).
 //!
@@ -122,6 +124,8 @@ mod system;
 pub mod time;
 pub mod timer;
 pub mod tls;
+#[cfg(feature = "vfs")]
+pub mod vfs_wait;
 
 #[cfg(all(feature = "ktest", target_os = "none"))]
 mod ktest;
@@ -174,11 +178,17 @@ pub fn install(host: &'static dyn ThreadHost) {
     connect_vfs();
 }
 
-/// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE` (what
-/// [`install`] does with the `vfs` feature).
+/// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE`, wakes the
+/// `poll`/`select`/`epoll_wait` waiters when a descriptor's readiness changes, and makes
+/// uk-vfs's blocking calls wait where a signal ends them ([`vfs_wait`]): what [`install`]
+/// does with the `vfs` feature. Call it before the program makes its first pipe.
 #[cfg(feature = "vfs")]
 pub fn connect_vfs() {
     uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
+    // Pipes, eventfds and flock locks made from now on wait in the layer's futex table,
+    // where a signal for the waiting thread ends the wait (EINTR, or a restart with
+    // SA_RESTART) and the process's timers are kept.
+    uk_vfs::wait::set_wait_factory(vfs_wait::VfsWait::for_image);
     // A pipe's, eventfd's or epoll set's readiness changed: every thread waiting in poll,
     // select or epoll_wait looks again.
     uk_vfs::set_readiness_hook(|| {

@@ -7,8 +7,8 @@
 //! `pthread_kill`. This module gives those calls Linux's semantics where a unikernel can:
 //!
 //! - **Actions** (`rt_sigaction`) belong to the process: a handler, flags (`SA_SIGINFO`,
-//!   `SA_NODEFER`, `SA_RESETHAND`; `SA_RESTART` and `SA_RESTORER` are kept and reported
-//!   back) and the mask added while the handler runs. `SIGKILL` and `SIGSTOP` cannot be
+//!   `SA_NODEFER`, `SA_RESETHAND`; `SA_RESTART`, honoured by uk-vfs's waits, and
+//!   `SA_RESTORER` are kept and reported back) and the mask added while the handler runs. `SIGKILL` and `SIGSTOP` cannot be
 //!   changed. A handler must lie in caller memory (`EFAULT` otherwise): a unikernel cannot
 //!   let a wild address be called.
 //! - **Masks** (`rt_sigprocmask`) belong to each thread; a new thread starts with its
@@ -44,7 +44,10 @@
 //! timeout (`EAGAIN`).
 //!
 //! A sleeping thread (`nanosleep`, `clock_nanosleep`) is found the same way: its handler
-//! runs and the sleep ends with `EINTR` (the raw calls write the time left to `rem`).
+//! runs and the sleep ends with `EINTR` (the raw calls write the time left to `rem`). So is
+//! a thread blocked in a pipe or eventfd `read`/`write` or a `flock` (their waits queue in
+//! the futex table, feature `vfs`): the call ends with `EINTR`, or goes on when the handler
+//! has `SA_RESTART` (see the `vfs_wait` module).
 //!
 //! A `SA_SIGINFO` handler gets a filled `siginfo_t` and a `ucontext_t` whose `uc_sigmask`
 //! holds the mask the thread returns to; what the handler leaves there is restored when it
@@ -135,7 +138,10 @@ pub const SA_RESTORER: u64 = 0x0400_0000;
 /// `sigaction` flag: run the handler on the thread's alternate stack ([`System::sigaltstack`])
 /// when it has one and is not running on it already.
 pub const SA_ONSTACK: u64 = 0x0800_0000;
-/// `sigaction` flag: restart interrupted calls (kept; calls are never interrupted here).
+/// `sigaction` flag: restart interrupted calls. Honoured for the waits of uk-vfs (a
+/// blocking pipe or eventfd `read`/`write`, `flock`; see the `vfs_wait` module); futex waits,
+/// sleeps, `poll`, `select`, `epoll_wait`, `sigsuspend` and `sigtimedwait` end with `EINTR`
+/// whatever it says.
 pub const SA_RESTART: u64 = 0x1000_0000;
 /// `sigaction` flag: do not block the signal while its handler runs.
 pub const SA_NODEFER: u64 = 0x4000_0000;
@@ -1134,14 +1140,22 @@ impl System {
     /// Delivers to the caller every pending signal it does not block (also what a futex
     /// wait a signal ended does before returning `EINTR`); returns how many handlers ran.
     pub(crate) fn deliver_pending_signals(&self) -> usize {
+        self.deliver_pending_signals_noting_restart().0
+    }
+
+    /// As [`System::deliver_pending_signals`], also telling whether the first handler that
+    /// ran was installed with `SA_RESTART`: Linux decides whether an interrupted call
+    /// restarts by the first signal it delivers.
+    pub(crate) fn deliver_pending_signals_noting_restart(&self) -> (usize, bool) {
         let mut handled = 0;
+        let mut restart = false;
         loop {
             let Ok(Some(((sig, queued, code), what, pid))) =
                 self.with_caller_signals(|t, p, _, pid| {
                     take_deliverable(t, p).map(|(taken, what)| (taken, what, pid))
                 })
             else {
-                return handled;
+                return (handled, restart);
             };
             let info = queued.unwrap_or_else(|| SigInfo::new(sig, code, pid));
             match what {
@@ -1160,8 +1174,11 @@ impl System {
                         t.mask = (before | widen) & !UNBLOCKABLE;
                         (before, t.enter_handler(action.flags, sp))
                     }) else {
-                        return handled;
+                        return (handled, restart);
                     };
+                    if handled == 0 {
+                        restart = action.flags & SA_RESTART != 0;
+                    }
                     let (restore, uc_stack) = run_handler(sig, &action, info, before, &stack);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores

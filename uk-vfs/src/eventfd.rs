@@ -4,7 +4,9 @@
 //! and sets it to 0 (with [`EFD_SEMAPHORE`]: returns 1 and takes 1 away). Buffers shorter
 //! than 8 bytes are `EINVAL`, as is writing `u64::MAX`. A read finding 0 and a write that
 //! would take the counter past `0xffff_ffff_ffff_fffe` wait (through the [`crate::wait`]
-//! seam, as a pipe does) or, on a non-blocking descriptor, fail with `EAGAIN`.
+//! seam, as a pipe does) or, on a non-blocking descriptor, fail with `EAGAIN`. A signal
+//! that runs a handler ends the wait with `EINTR`, or, for a handler with `SA_RESTART`,
+//! lets it go on (the call restarts), when the [`Wait`] in use tells (see [`crate::wait`]).
 //!
 //! Readiness: `POLLIN` while the counter is above 0, `POLLOUT` while a write of 1 would not
 //! wait. Every read and write (a write of 0 too, as Linux wakes its waiters then) moves
@@ -23,7 +25,7 @@ use spin::Mutex;
 use crate::Errno;
 use crate::poll::{POLLIN, POLLOUT, changed};
 use crate::types::{O_CLOEXEC, O_NONBLOCK, Stat};
-use crate::wait::{Wait, new_wait};
+use crate::wait::{Wait, new_wait, wait_restarting};
 
 /// `eventfd2` flag: reads return 1 and decrement the counter by 1.
 pub const EFD_SEMAPHORE: u32 = 1;
@@ -101,7 +103,8 @@ impl EventFd {
     /// # Errors
     ///
     /// `EINVAL` for a buffer shorter than 8 bytes; `EAGAIN` when the counter is 0 and
-    /// `nonblock`; `EDEADLK` when it would wait outside a thread.
+    /// `nonblock`; `EDEADLK` when it would wait outside a thread; `EINTR` when a signal's
+    /// handler ran while it waited (not with `SA_RESTART`: then it waits on).
     pub fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);
@@ -122,7 +125,7 @@ impl EventFd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            self.readable.wait(&mut || *self.count.lock() > 0)?;
+            wait_restarting(&*self.readable, &mut || *self.count.lock() > 0)?;
         }
     }
 
@@ -132,7 +135,7 @@ impl EventFd {
     ///
     /// `EINVAL` for a buffer shorter than 8 bytes or the value `u64::MAX`; `EAGAIN` when
     /// the sum would pass [`EVENTFD_MAX`] and `nonblock`; `EDEADLK` when it would wait
-    /// outside a thread.
+    /// outside a thread; `EINTR` as [`EventFd::read`].
     pub fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize, Errno> {
         let Some(bytes) = buf.get(..8) else {
             return Err(Errno::EINVAL);
@@ -158,7 +161,7 @@ impl EventFd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            self.writable.wait(&mut || fits(*self.count.lock()))?;
+            wait_restarting(&*self.writable, &mut || fits(*self.count.lock()))?;
         }
     }
 }

@@ -8,7 +8,9 @@
 //! its lock (the description's `Drop` does it).
 //!
 //! A request that conflicts waits on the file's [`Wait`] (the seam pipes block on) until a
-//! lock is released, or fails with `EWOULDBLOCK` with `LOCK_NB`. Converting a held lock
+//! lock is released, or fails with `EWOULDBLOCK` with `LOCK_NB`; a signal that runs a
+//! handler ends the wait with `EINTR` (a handler with `SA_RESTART` lets it go on), when
+//! the [`Wait`] in use tells (see [`crate::wait`]). Converting a held lock
 //! is Linux's (and BSD's) two steps: the old lock is released first, then the new one is
 //! requested, so a conversion that has to wait lets others in, and one that fails with
 //! `LOCK_NB` leaves the description without a lock. Locks of a 9P mount are kept here,
@@ -22,7 +24,7 @@ use spin::Mutex;
 
 use crate::file::{Fd, Object};
 use crate::types::{LOCK_EX, LOCK_MAND, LOCK_NB, LOCK_SH, LOCK_UN};
-use crate::wait::{Wait, new_wait};
+use crate::wait::{Wait, new_wait, wait_restarting};
 use crate::{Errno, Vfs};
 
 /// What a lock is taken on: the file's device and inode number.
@@ -101,7 +103,7 @@ fn lock(key: LockKey, owner: usize, exclusive: bool, nonblock: bool) -> Result<(
         if core::mem::take(&mut released) {
             wait.wake_all();
         }
-        let waited = wait.wait(&mut || {
+        let waited = wait_restarting(&*wait, &mut || {
             LOCKS
                 .lock()
                 .get(&key)
@@ -144,7 +146,8 @@ impl Vfs {
     /// # Errors
     ///
     /// `EINVAL`, `EBADF`, `EWOULDBLOCK`; `EDEADLK` if the caller would wait with no thread
-    /// to switch to (the [`Wait`] seam's rule).
+    /// to switch to (the [`Wait`] seam's rule); `EINTR` when a signal's handler (without
+    /// `SA_RESTART`) ran while it waited.
     pub fn flock(&self, fd: Fd, op: u32) -> Result<(), Errno> {
         if op & LOCK_MAND != 0 {
             return Ok(());

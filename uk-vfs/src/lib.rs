@@ -27,9 +27,11 @@
 //! The descriptor limit is [`Vfs::set_max_fds`], or a function read before every
 //! allocation ([`Vfs::set_max_fds_source`], for the process layer's `RLIMIT_NOFILE`).
 //!
-//! Pipes ([`pipe`]) block through the [`wait::Wait`] seam: `uk-sched` wait queues in the
-//! image, real threads in host tests; so do [`eventfd`] counters and [`flock`] locks,
-//! which belong to open file descriptions as on Linux. Readiness ([`poll`]) is computed
+//! Pipes ([`pipe`]) block through the [`wait::Wait`] seam: the process layer's wait in the
+//! image (uk-posix-process registers one that a signal ends, `EINTR` or a restart with
+//! `SA_RESTART`), else `uk-sched` wait queues, real threads in host tests; so do
+//! [`eventfd`] counters and [`flock`] locks, which belong to open file descriptions as on
+//! Linux. Readiness ([`poll`]) is computed
 //! when asked; every pipe, eventfd and epoll change moves a global epoch (and the changed
 //! object's own generation) and calls a hook, which is how uk-posix-process's `poll`,
 //! `select` and `epoll_wait` wait without missing a change. [`epoll`] sets are open files

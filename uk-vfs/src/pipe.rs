@@ -5,6 +5,11 @@
 //! at most [`PIPE_BUF`] bytes is atomic (it waits for room for all of it, or fails with
 //! `EAGAIN`); a larger one may be split. Writing with no read end left fails with `EPIPE`
 //! (there are no signals to send `SIGPIPE` with).
+//!
+//! A wait ends when a signal runs a handler, if the [`Wait`] in use says so (see
+//! [`crate::wait`]): a read fails with `EINTR`, or waits again when the handler has
+//! `SA_RESTART`; a write does the same when it has put nothing in, and otherwise returns
+//! the count it wrote, as Linux does.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -16,7 +21,7 @@ use spin::Mutex;
 use crate::Errno;
 use crate::poll::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, changed};
 use crate::types::{PIPE_BUF, PIPE_CAPACITY, S_IFIFO, Stat};
-use crate::wait::{Wait, new_wait};
+use crate::wait::{Wait, new_wait, wait_restarting};
 
 static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 static PIPE_DEV: spin::Once<u64> = spin::Once::new();
@@ -171,7 +176,7 @@ impl PipeEnd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            p.readable.wait(&mut || {
+            wait_restarting(&*p.readable, &mut || {
                 let s = p.state.lock();
                 !s.buf.is_empty() || s.writers == 0
             })?;
@@ -210,7 +215,7 @@ impl PipeEnd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            p.writable.wait(&mut || {
+            wait_restarting(&*p.writable, &mut || {
                 let s = p.state.lock();
                 s.readers == 0 || s.buf.len() < PIPE_CAPACITY
             })?;
@@ -277,7 +282,14 @@ impl PipeEnd {
                 let s = p.state.lock();
                 s.readers == 0 || PIPE_CAPACITY - s.buf.len() >= need
             }) {
-                return if done > 0 { Ok(done) } else { Err(e) };
+                // Part written: its count, whatever ended the wait (a signal with
+                // SA_RESTART too). Nothing written: a restart waits again.
+                if done > 0 {
+                    return Ok(done);
+                }
+                if e != Errno::ERESTARTSYS {
+                    return Err(e);
+                }
             }
         }
     }

@@ -540,10 +540,30 @@ struct ThreadWait {
     cv: std::sync::Condvar,
 }
 
+std::thread_local! {
+    /// What the calling thread's next wait that finds its condition false ends with, as a
+    /// signal layer's wait does when a handler ran (`EINTR`, or `ERESTARTSYS` for one
+    /// with `SA_RESTART`).
+    static INTERRUPT: core::cell::Cell<Option<Errno>> = const { core::cell::Cell::new(None) };
+}
+
+/// Makes the calling thread's next wait end with `errno` (see [`INTERRUPT`]).
+fn interrupt_next_wait(errno: Errno) {
+    INTERRUPT.with(|i| i.set(Some(errno)));
+}
+
+/// Whether the interruption [`interrupt_next_wait`] asked for is still to happen.
+fn interrupt_pending() -> bool {
+    INTERRUPT.with(|i| i.get().is_some())
+}
+
 impl wait::Wait for ThreadWait {
     fn wait(&self, ready: &mut dyn FnMut() -> bool) -> Result<(), Errno> {
         let mut g = self.lock.lock().unwrap();
         while !ready() {
+            if let Some(errno) = INTERRUPT.with(|i| i.take()) {
+                return Err(errno);
+            }
             g = self
                 .cv
                 .wait_timeout(g, std::time::Duration::from_millis(5))
@@ -605,6 +625,106 @@ fn pipes_block_across_threads() {
     };
     assert_eq!(vfs.write(w, b"more"), Err(Errno::EPIPE));
     closer.join().unwrap();
+}
+
+/// A wait a signal ends: the blocking calls fail with `EINTR`, wait again after
+/// `ERESTARTSYS` (`SA_RESTART`) and then return what came later, and a pipe write that put
+/// part of its bytes in returns that count either way. `ERESTARTSYS` never comes out.
+#[test]
+fn interrupted_waits_fail_with_eintr_restart_or_return_the_part_done() {
+    wait::set_wait_factory(thread_wait);
+    let vfs = StdArc::new(fresh());
+    let later = |f: fn(&Vfs, Fd), vfs: &StdArc<Vfs>, fd: Fd| {
+        let vfs = vfs.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            f(&vfs, fd);
+        })
+    };
+    let [r, w] = vfs.pipe2(0).unwrap();
+    let mut buf = [0u8; 8];
+    // A read of an empty pipe.
+    interrupt_next_wait(Errno::EINTR);
+    assert_eq!(vfs.read(r, &mut buf), Err(Errno::EINTR));
+    interrupt_next_wait(Errno::ERESTARTSYS);
+    let writer = later(|vfs, w| assert_eq!(vfs.write(w, b"late"), Ok(4)), &vfs, w);
+    assert_eq!(
+        vfs.read(r, &mut buf),
+        Ok(4),
+        "restarted, it gets the later write"
+    );
+    assert!(
+        !interrupt_pending(),
+        "the read did wait and was interrupted"
+    );
+    writer.join().unwrap();
+    assert_eq!(&buf[..4], b"late");
+    // readv: the same call underneath.
+    interrupt_next_wait(Errno::EINTR);
+    assert_eq!(vfs.readv(r, &mut [&mut buf[..]]), Err(Errno::EINTR));
+    // A write larger than PIPE_BUF into a pipe with 100 bytes of room: it puts 100 in,
+    // waits for more, and returns 100 when interrupted, with SA_RESTART or without.
+    for errno in [Errno::EINTR, Errno::ERESTARTSYS] {
+        assert_eq!(
+            vfs.write(w, &vec![1u8; PIPE_CAPACITY - 100]),
+            Ok(PIPE_CAPACITY - 100)
+        );
+        interrupt_next_wait(errno);
+        assert_eq!(vfs.write(w, &vec![2u8; PIPE_BUF + 1]), Ok(100), "{errno:?}");
+        assert!(!interrupt_pending());
+        let mut all = vec![0u8; PIPE_CAPACITY];
+        assert_eq!(vfs.read(r, &mut all), Ok(PIPE_CAPACITY));
+        assert_eq!(all[PIPE_CAPACITY - 1], 2);
+    }
+    // A write into a full pipe that put nothing in: EINTR, or waits on after a restart
+    // until a reader makes room.
+    assert_eq!(vfs.write(w, &vec![1u8; PIPE_CAPACITY]), Ok(PIPE_CAPACITY));
+    interrupt_next_wait(Errno::EINTR);
+    assert_eq!(vfs.write(w, b"x"), Err(Errno::EINTR));
+    interrupt_next_wait(Errno::ERESTARTSYS);
+    let reader = later(
+        |vfs, r| assert_eq!(vfs.read(r, &mut [0u8; 10]), Ok(10)),
+        &vfs,
+        r,
+    );
+    assert_eq!(vfs.write(w, b"x"), Ok(1));
+    assert!(!interrupt_pending());
+    reader.join().unwrap();
+    vfs.close(r).unwrap();
+    vfs.close(w).unwrap();
+    // An eventfd: a read of 0, a write past the maximum.
+    let e = vfs.eventfd2(0, 0).unwrap();
+    interrupt_next_wait(Errno::EINTR);
+    assert_eq!(vfs.read(e, &mut buf), Err(Errno::EINTR));
+    interrupt_next_wait(Errno::ERESTARTSYS);
+    let writer = later(
+        |vfs, e| assert_eq!(vfs.write(e, &5u64.to_ne_bytes()), Ok(8)),
+        &vfs,
+        e,
+    );
+    assert_eq!(vfs.read(e, &mut buf), Ok(8));
+    assert!(!interrupt_pending());
+    writer.join().unwrap();
+    assert_eq!(u64::from_ne_bytes(buf), 5);
+    assert_eq!(vfs.write(e, &eventfd::EVENTFD_MAX.to_ne_bytes()), Ok(8));
+    interrupt_next_wait(Errno::EINTR);
+    assert_eq!(vfs.write(e, &1u64.to_ne_bytes()), Err(Errno::EINTR));
+    vfs.close(e).unwrap();
+    // flock: a request that conflicts.
+    vfs.write_file("/locked", b"x", 0o644).unwrap();
+    let a = vfs.open("/locked", O_RDONLY, 0).unwrap();
+    let b = vfs.open("/locked", O_RDONLY, 0).unwrap();
+    assert_eq!(vfs.flock(a, LOCK_EX), Ok(()));
+    interrupt_next_wait(Errno::EINTR);
+    assert_eq!(vfs.flock(b, LOCK_SH), Err(Errno::EINTR));
+    interrupt_next_wait(Errno::ERESTARTSYS);
+    let unlocker = later(|vfs, a| assert_eq!(vfs.flock(a, LOCK_UN), Ok(())), &vfs, a);
+    assert_eq!(vfs.flock(b, LOCK_SH), Ok(()));
+    assert!(!interrupt_pending());
+    unlocker.join().unwrap();
+    for fd in [a, b] {
+        vfs.close(fd).unwrap();
+    }
 }
 
 #[test]

@@ -1,10 +1,31 @@
 //! How a pipe end waits: the [`Wait`] seam and its implementations.
 //!
-//! A pipe needs "sleep until the other end did something" and "wake whoever sleeps". In
-//! the image that is a `uk-sched` `WaitQueue` (feature `sched`); on
-//! the host, tests plug in real OS threads with [`set_wait_factory`]. Without either, a
-//! pipe spins politely ([`Spin`]), which is correct with real threads and harmless where
-//! the condition is already true.
+//! A pipe needs "sleep until the other end did something" and "wake whoever sleeps". The
+//! layer that runs the program's threads plugs in its own wait with [`set_wait_factory`]:
+//! uk-posix-process does (its `connect_vfs`), so that a signal ends the wait as on Linux
+//! (below). Without a factory, a pipe blocks on a `uk-sched` `WaitQueue` (feature
+//! `sched`), and without that either it spins politely ([`Spin`]), which is correct with
+//! real threads and harmless where the condition is already true; host tests plug in real
+//! OS threads.
+//!
+//! # Signals
+//!
+//! uk-vfs knows nothing of signals; a [`Wait`] may. One whose waiter gets a signal that
+//! runs a handler ends the wait with an error, the handler having run already:
+//!
+//! - `EINTR`: the handler was installed without `SA_RESTART`. The blocking call (pipe or
+//!   eventfd `read`/`write`, `flock`) fails with `EINTR`, or returns what it transferred
+//!   already (a pipe write that put part of its bytes in), as Linux does.
+//! - `ERESTARTSYS` (Linux's internal "restart the call" code): the handler asked for
+//!   `SA_RESTART`. A call that transferred nothing waits again, which is what restarting
+//!   it would do; one that transferred some bytes returns their count, as Linux's pipe
+//!   write does. `ERESTARTSYS` never leaves uk-vfs. One difference with a real restart:
+//!   the call keeps the open file it looked up and its `O_NONBLOCK` state from before the
+//!   signal, so a handler that closes the descriptor or sets `O_NONBLOCK` does not change
+//!   the restarted wait (Linux would look both up again).
+//!
+//! A signal that is ignored, or blocked, is the `Wait`'s to leave unnoticed; one whose
+//! default action ends the program ends it from inside the wait.
 
 use alloc::boxed::Box;
 
@@ -19,7 +40,8 @@ pub trait Wait: Send + Sync {
     /// # Errors
     ///
     /// `EDEADLK` if the caller cannot block (no thread to switch away from, so nobody
-    /// could ever make `ready` true).
+    /// could ever make `ready` true); `EINTR` or `ERESTARTSYS` when a signal's handler ran
+    /// (see the [module documentation](self)).
     fn wait(&self, ready: &mut dyn FnMut() -> bool) -> Result<(), Errno>;
     /// Wakes every waiter so it re-checks its condition.
     fn wake_all(&self);
@@ -33,6 +55,21 @@ static FACTORY: Once<WaitFactory> = Once::new();
 /// Chooses how pipes made from now on block (first call wins).
 pub fn set_wait_factory(factory: WaitFactory) {
     FACTORY.call_once(|| factory);
+}
+
+/// Waits on `wait` as a call that has transferred nothing yet: an interruption with
+/// `SA_RESTART` (`ERESTARTSYS`) waits again, as a restarted call would, and `EINTR` ends
+/// the call.
+pub(crate) fn wait_restarting(
+    wait: &dyn Wait,
+    ready: &mut dyn FnMut() -> bool,
+) -> Result<(), Errno> {
+    loop {
+        match wait.wait(ready) {
+            Err(Errno::ERESTARTSYS) => {}
+            other => return other,
+        }
+    }
 }
 
 pub(crate) fn new_wait() -> Box<dyn Wait> {

@@ -330,6 +330,22 @@ static void *write_later(void *arg)
 	return NULL;
 }
 
+/* Set by the SIGALRM handler of the pipe checks: the signal it saw. */
+static volatile sig_atomic_t pipe_alarm;
+
+static void note_pipe_alarm(int sig)
+{
+	pipe_alarm = sig;
+}
+
+/* Writes one byte to the pipe whose write end `arg` points at, after 20 ms. */
+static void *write_much_later(void *arg)
+{
+	usleep(20000);
+	write(*(int *)arg, "!", 1);
+	return NULL;
+}
+
 void group_pipes(void)
 {
 	int p[2];
@@ -466,6 +482,39 @@ void group_pipes(void)
 	close(ep);
 	close(sem);
 	close(efd);
+
+	/* A blocking read of an empty pipe that a timer's SIGALRM interrupts: EINTR after the
+	 * handler without SA_RESTART; with it, the read goes on and returns what a thread
+	 * writes later. A blocking eventfd read likewise fails with EINTR. */
+	CHECK_EQ(pipe(p), 0);
+	struct sigaction sa = { .sa_handler = note_pipe_alarm };
+	sigemptyset(&sa.sa_mask);
+	CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
+	struct itimerval soon = { { 0, 0 }, { 0, 5000 } };
+	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
+	CHECK_EQ(read(p[0], buf, 1), -1);
+	CHECK_EQ(errno, EINTR);
+	CHECK_EQ(pipe_alarm, SIGALRM);
+	pipe_alarm = 0;
+	sa.sa_flags = SA_RESTART;
+	CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
+	CHECK_EQ(pthread_create(&writer, NULL, write_much_later, &p[1]), 0);
+	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
+	CHECK_EQ(read(p[0], buf, 1), 1);
+	CHECK_EQ(pipe_alarm, SIGALRM);
+	pthread_join(writer, NULL);
+	close(p[0]);
+	close(p[1]);
+	pipe_alarm = 0;
+	sa.sa_flags = 0;
+	CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
+	efd = eventfd(0, 0);
+	CHECK(efd >= 0);
+	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
+	CHECK_EQ(read(efd, &count, sizeof count), -1);
+	CHECK(errno == EINTR && pipe_alarm == SIGALRM);
+	close(efd);
+	signal(SIGALRM, SIG_DFL);
 }
 
 void group_memory(void)
