@@ -490,6 +490,28 @@ impl System {
         Ok(f(&mut p.sig))
     }
 
+    /// Runs `f` on the signal state of process `pid` and, with it, of the thread of that
+    /// process `thread_of` names (looked up under the same lock; `None` when it names none,
+    /// or a thread that has ended), given with its uk-sched id. What the POSIX timers use
+    /// to queue or withdraw a signal and update the timer in one step.
+    pub(crate) fn with_process_and_thread_signals<R>(
+        &self,
+        pid: Pid,
+        thread_of: impl FnOnce(&SigProcess) -> Option<Tid>,
+        f: impl FnOnce(&mut SigProcess, Option<(u64, &mut SigThread)>) -> R,
+    ) -> Result<R, Errno> {
+        let mut guard = self.state.lock();
+        let State { threads, procs, .. } = &mut guard.0;
+        let p = procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
+        let thread = thread_of(&p.sig).and_then(|tid| {
+            threads
+                .iter_mut()
+                .find(|(_, t)| t.tid == tid && t.pid == pid)
+                .map(|(key, t)| (*key, &mut t.sig))
+        });
+        Ok(f(&mut p.sig, thread))
+    }
+
     /// Runs `f` on the signal state of thread `tid`, which must belong to process `pid`
     /// when one is given; returns the thread's uk-sched id with `f`'s result.
     pub(crate) fn with_thread_signals<R>(
