@@ -18,6 +18,7 @@ fn main() {
             "c/suite.c",
             "c/suite_sys.c",
             "c/suite_threads.c",
+            "c/suite_usage.c",
         ])
         .compile("hello");
     musl.link();

@@ -10,6 +10,29 @@
 //! `SCHED`) therefore read the same. The boot context, which no scheduler runs, is charged
 //! the time since boot.
 //!
+//! `getrusage` reports, besides the CPU time, what this layer can count honestly:
+//!
+//! - `ru_nvcsw` and `ru_nivcsw`, the thread's (or the process's threads', ended ones
+//!   included) switches away as the scheduler counted them
+//!   ([`uk_sched::Thread::context_switches`], kept by the same
+//!   [`with_cpu_time`](uk_sched::RoundRobin::with_cpu_time) scheduler that counts CPU time,
+//!   at no cost otherwise): voluntary when the thread blocked (a futex wait, a sleep, a
+//!   wait for a signal or for I/O readiness), involuntary when it stayed runnable (a
+//!   `sched_yield` that let another thread run, which Linux counts so too, or a
+//!   preemption). A yield with nothing else to run is no switch.
+//! - `ru_maxrss`, in KiB: the most anonymous memory the layer had mapped at once
+//!   ([`System::data_peak`]: `mmap` plus the break, where a libc's `malloc` gets its
+//!   memory; pages are zeroed when mapped, so mapped is resident). There is one address
+//!   space: the figure belongs to the image's mappings, not to one process, and the image
+//!   itself, thread stacks and the kernel's own heap are not in it. `RUSAGE_THREAD`
+//!   reports the same figure, as Linux reports the process's for a thread.
+//!
+//! The rest is 0: `ru_stime` (no kernel mode, above), `ru_minflt` and `ru_majflt` (there
+//! are no page faults: pages are there when mapped), `ru_inblock` and `ru_oublock` (not
+//! counted), and `ru_ixrss`, `ru_idrss`, `ru_isrss`, `ru_nswap`, `ru_msgsnd`,
+//! `ru_msgrcv` and `ru_nsignals`, which Linux does not maintain either. `RUSAGE_CHILDREN`
+//! is all 0: no process here has waited-for children.
+//!
 //! Clock ids: `CLOCK_PROCESS_CPUTIME_ID` and `CLOCK_THREAD_CPUTIME_ID` for the caller, and
 //! Linux's dynamic ids for another process or thread (`clock_getcpuclockid`,
 //! `pthread_getcpuclockid`): `(!id << 3) | type`, with bit 2 set for a thread. A thread clock
@@ -77,7 +100,8 @@ impl CpuClock {
     }
 }
 
-/// Linux's `struct rusage` (144 bytes on 64-bit targets).
+/// Linux's `struct rusage` (144 bytes on 64-bit targets). See the module documentation for
+/// what each field means here; the ones not counted are 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rusage {
@@ -85,10 +109,34 @@ pub struct Rusage {
     pub ru_utime: Timeval,
     /// Time in the kernel: always 0.
     pub ru_stime: Timeval,
-    /// Fields Linux keeps and this layer does not count, 0 (`ru_maxrss`, `ru_ixrss`,
-    /// `ru_idrss`, `ru_isrss`, `ru_minflt`, `ru_majflt`, `ru_nswap`, `ru_inblock`,
-    /// `ru_oublock`, `ru_msgsnd`, `ru_msgrcv`, `ru_nsignals`, `ru_nvcsw`, `ru_nivcsw`).
-    pub uncounted: [i64; 14],
+    /// The most anonymous memory mapped at once (`mmap` and the break), in KiB.
+    pub ru_maxrss: i64,
+    /// Shared text size: 0 (Linux does not maintain it either).
+    pub ru_ixrss: i64,
+    /// Unshared data size: 0 (not maintained by Linux).
+    pub ru_idrss: i64,
+    /// Unshared stack size: 0 (not maintained by Linux).
+    pub ru_isrss: i64,
+    /// Minor page faults: 0 (pages are present when mapped).
+    pub ru_minflt: i64,
+    /// Major page faults: 0 (no paging).
+    pub ru_majflt: i64,
+    /// Swaps: 0 (not maintained by Linux).
+    pub ru_nswap: i64,
+    /// Block input operations: 0 (not counted).
+    pub ru_inblock: i64,
+    /// Block output operations: 0 (not counted).
+    pub ru_oublock: i64,
+    /// IPC messages sent: 0 (not maintained by Linux).
+    pub ru_msgsnd: i64,
+    /// IPC messages received: 0 (not maintained by Linux).
+    pub ru_msgrcv: i64,
+    /// Signals received: 0 (not maintained by Linux).
+    pub ru_nsignals: i64,
+    /// Voluntary context switches (the thread blocked).
+    pub ru_nvcsw: i64,
+    /// Involuntary context switches (the thread stayed runnable: yielded or preempted).
+    pub ru_nivcsw: i64,
 }
 
 /// Linux's `struct tms`, in clock ticks ([`CLOCK_TICKS_PER_SEC`]).
@@ -128,22 +176,28 @@ impl System {
         self.cpu_time_ns(clock).map(Timespec::from_ns)
     }
 
-    /// getrusage(2) without the pointer: the CPU time of the caller's process
-    /// ([`RUSAGE_SELF`]) or thread ([`RUSAGE_THREAD`]), or nothing for
-    /// [`RUSAGE_CHILDREN`] (no process here has waited-for children).
+    /// getrusage(2) without the pointer: the CPU time and context switches of the caller's
+    /// process ([`RUSAGE_SELF`], its ended threads included) or thread
+    /// ([`RUSAGE_THREAD`]), with the peak of the mapped anonymous memory for both; or
+    /// nothing for [`RUSAGE_CHILDREN`] (no process here has waited-for children). See the
+    /// module documentation.
     ///
     /// # Errors
     ///
     /// `EINVAL` for another `who`, or when the caller's scheduler does not count CPU time.
     pub fn getrusage(&self, who: i32) -> Result<Rusage, Errno> {
-        let ns = match who {
-            RUSAGE_SELF => self.cpu_time_ns(CpuClock::Process(0))?,
-            RUSAGE_THREAD => self.cpu_time_ns(CpuClock::Thread(0))?,
-            RUSAGE_CHILDREN => 0,
+        let used = match who {
+            RUSAGE_SELF => self.usage(CpuClock::Process(0))?,
+            RUSAGE_THREAD => self.usage(CpuClock::Thread(0))?,
+            RUSAGE_CHILDREN => return Ok(Rusage::default()),
             _ => return Err(Errno::EINVAL),
         };
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         Ok(Rusage {
-            ru_utime: timeval(ns),
+            ru_utime: timeval(used.cpu_ns),
+            ru_maxrss: count((self.data_peak() / 1024) as u64),
+            ru_nvcsw: count(used.switches.voluntary),
+            ru_nivcsw: count(used.switches.involuntary),
             ..Rusage::default()
         })
     }

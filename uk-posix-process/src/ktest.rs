@@ -571,7 +571,7 @@ fn main_exit_group(word: usize) -> i32 {
 /// What `main_cpu_time` measured, in nanoseconds: [elapsed while spinning, thread CPU time
 /// after spinning, thread CPU time after sleeping, process CPU time, `getrusage` in
 /// microseconds].
-static CPU_SEEN: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+static CPU_SEEN: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
 
 /// Spins 20 ms, then sleeps 200 ms, reading the CPU-time clocks through the trap.
 fn main_cpu_time(_: usize) -> i32 {
@@ -616,6 +616,7 @@ fn main_cpu_time(_: usize) -> i32 {
         (usage.ru_utime.tv_sec * 1_000_000 + usage.ru_utime.tv_usec) as usize,
         Ordering::SeqCst,
     );
+    CPU_SEEN[5].store(usage.ru_nvcsw as usize, Ordering::SeqCst);
     0
 }
 
@@ -623,13 +624,14 @@ uk_test::ktest! {
     /// The CPU-time clocks through the trap: a thread that spins 20 ms has used at least
     /// 20 ms and no more than the time that passed; 200 ms of sleep add less than half of
     /// that (the sleep call's own work counts, and takes milliseconds in a debug build
-    /// under TCG); the process clock and getrusage include it.
+    /// under TCG); the process clock and getrusage include it, and count the sleep as a
+    /// voluntary switch.
     fn cpu_time_counts_running_not_sleeping() {
         let _ = uk_syscall::install();
         let status = run_process(system(), main_cpu_time, 0);
         uk_test::expect_eq!(status, Some(0));
         let seen = CPU_SEEN.each_ref().map(|v| v.load(Ordering::SeqCst));
-        let [elapsed, spun, after_sleep, process, rusage_us] = seen;
+        let [elapsed, spun, after_sleep, process, rusage_us, voluntary] = seen;
         uk_test::expect!(spun >= 20_000_000 && spun <= elapsed + 1_000_000);
         uk_test::expect!(
             after_sleep >= spun && after_sleep - spun < 100_000_000,
@@ -640,6 +642,7 @@ uk_test::ktest! {
         uk_test::expect!(process >= after_sleep);
         // getrusage came last: at least the process clock's reading, in whole microseconds.
         uk_test::expect!(rusage_us * 1000 + 1000 > process);
+        uk_test::expect!(voluntary >= 1, "the sleep blocked: {voluntary}");
     }
 }
 

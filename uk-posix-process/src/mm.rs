@@ -74,6 +74,8 @@ pub(crate) struct Mm {
     brk_max: usize,
     /// Bytes mapped plus the break's extent (what RLIMIT_DATA bounds).
     data: usize,
+    /// The most `data` has been (`getrusage`'s `ru_maxrss`).
+    data_peak: usize,
 }
 
 impl Mm {
@@ -83,6 +85,7 @@ impl Mm {
             brk: None,
             brk_max: DEFAULT_BRK_MAX,
             data: 0,
+            data_peak: 0,
         }
     }
 
@@ -129,6 +132,14 @@ impl System {
             None => true,
             Some(limit) => mm.data.checked_add(more).is_some_and(|t| t <= limit),
         }
+    }
+
+    /// The most anonymous memory this layer has had mapped at once, in bytes: `mmap`ed
+    /// pages plus the break's extent, the figure `RLIMIT_DATA` bounds, at its highest
+    /// (`getrusage`'s `ru_maxrss`). Pages are given zeroed when they are mapped, so mapped
+    /// means resident here.
+    pub fn data_peak(&self) -> usize {
+        self.mm.lock().data_peak
     }
 
     /// Sets how far the break may grow (only before the first `brk`).
@@ -224,6 +235,7 @@ impl System {
             },
         );
         mm.data += bytes;
+        mm.data_peak = mm.data_peak.max(mm.data);
         Ok(start)
     }
 
@@ -372,6 +384,7 @@ impl System {
                 return cur;
             }
             mm.data += grow;
+            mm.data_peak = mm.data_peak.max(mm.data);
         } else {
             mm.data -= cur - addr;
         }

@@ -592,6 +592,30 @@ fn dequeue(pending: &mut SigSet, queued: &mut Vec<SigInfo>, sig: i32) -> Option<
     info
 }
 
+/// Takes the queued instance of `signo` that `is_it` picks out of `pending`/`queued`
+/// without delivering it (a deleted timer's signal); the bit of `signo` is cleared unless
+/// another instance of it still waits. Returns whether one was taken.
+///
+/// A standard signal that is pending without queued information (a `kill`'s) is never
+/// taken by this: a timer queues its information only when the signal was not pending
+/// already ([`enqueue`]), and a send while it waits adds nothing, so the bit stood for the
+/// picked instance alone.
+pub(crate) fn withdraw(
+    pending: &mut SigSet,
+    queued: &mut Vec<SigInfo>,
+    signo: i32,
+    is_it: impl Fn(&SigInfo) -> bool,
+) -> bool {
+    let Some(at) = queued.iter().position(|i| i.signo == signo && is_it(i)) else {
+        return false;
+    };
+    queued.remove(at);
+    if !queued.iter().any(|i| i.signo == signo) {
+        *pending &= !sig_bit(signo);
+    }
+    true
+}
+
 /// A signal taken from a pending set: its number, its queued information if any, and the
 /// `si_code` it gets otherwise (`SI_TKILL` for the thread's set, `SI_USER` for the
 /// process's).

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::lock::Lock as Mutex;
-use uk_sched::{Stack, Thread, ThreadRef};
+use uk_sched::{ContextSwitches, Stack, Thread, ThreadRef};
 
 use crate::cputime::CpuClock;
 use uk_syscall::Errno;
@@ -103,6 +103,35 @@ struct Process {
     sig: SigProcess,
     /// CPU time of the process's threads that have ended, in nanoseconds.
     ended_cpu_ns: u64,
+    /// Context switches of the process's threads that have ended.
+    ended_switches: ContextSwitches,
+}
+
+/// What a thread or process has used: CPU time and context switches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// CPU time, in nanoseconds.
+    pub(crate) cpu_ns: u64,
+    /// Switches away, voluntary and involuntary.
+    pub(crate) switches: ContextSwitches,
+}
+
+impl Usage {
+    fn add(self, other: Usage) -> Usage {
+        Usage {
+            cpu_ns: self.cpu_ns.saturating_add(other.cpu_ns),
+            switches: ContextSwitches {
+                voluntary: self
+                    .switches
+                    .voluntary
+                    .saturating_add(other.switches.voluntary),
+                involuntary: self
+                    .switches
+                    .involuntary
+                    .saturating_add(other.switches.involuntary),
+            },
+        }
+    }
 }
 
 struct State {
@@ -382,6 +411,7 @@ impl System {
                             group_exit: None,
                             sig: SigProcess::default(),
                             ended_cpu_ns: 0,
+                            ended_switches: ContextSwitches::default(),
                         },
                     );
                     st.init = Some(tid);
@@ -410,22 +440,36 @@ impl System {
         Ok(f(entry, process))
     }
 
-    /// Runs `f` on the caller's signal state, its process's, its tid and its pid (adopting
-    /// the caller first, as [`System::gettid`]).
     /// The CPU time `clock` measures, in nanoseconds: the caller's thread or process, or
     /// the thread or process a dynamic clock id names (see [`crate::cputime`]).
     ///
     /// # Errors
     ///
+    /// As [`System::usage`].
+    pub(crate) fn cpu_time_ns(&self, clock: CpuClock) -> Result<u64, Errno> {
+        self.usage(clock).map(|u| u.cpu_ns)
+    }
+
+    /// What the thread or process `clock` names has used: its CPU time (as
+    /// [`System::cpu_time_ns`]) and its context switches; a process's include those of its
+    /// ended threads.
+    ///
+    /// # Errors
+    ///
     /// `EINVAL` for a process or thread that does not exist, a thread of another process,
     /// or a thread whose scheduler does not count CPU time.
-    pub(crate) fn cpu_time_ns(&self, clock: CpuClock) -> Result<u64, Errno> {
+    pub(crate) fn usage(&self, clock: CpuClock) -> Result<Usage, Errno> {
         let (caller_tid, caller_pid) = self.with_caller(|t, _| (t.tid, t.pid))?;
         let guard = self.state.lock();
         let st = &guard.0;
-        let thread_ns = |key: u64, entry: &ThreadEntry| {
-            self.thread_cpu_ns(key, entry.handle.as_ref())
-                .ok_or(Errno::EINVAL)
+        let thread_usage = |key: u64, entry: &ThreadEntry| {
+            let cpu_ns = self
+                .thread_cpu_ns(key, entry.handle.as_ref())
+                .ok_or(Errno::EINVAL)?;
+            Ok(Usage {
+                cpu_ns,
+                switches: switches_of(entry.handle.as_ref()),
+            })
         };
         match clock {
             CpuClock::Thread(tid) => {
@@ -435,14 +479,17 @@ impl System {
                     .iter()
                     .find(|(_, t)| t.tid == tid && t.pid == caller_pid)
                     .ok_or(Errno::EINVAL)?;
-                thread_ns(*key, entry)
+                thread_usage(*key, entry)
             }
             CpuClock::Process(pid) => {
                 let pid = if pid == 0 { caller_pid } else { pid };
                 let process = st.procs.get(&pid).ok_or(Errno::EINVAL)?;
-                let mut total = process.ended_cpu_ns;
+                let mut total = Usage {
+                    cpu_ns: process.ended_cpu_ns,
+                    switches: process.ended_switches,
+                };
                 for (key, entry) in st.threads.iter().filter(|(_, t)| t.pid == pid) {
-                    total = total.saturating_add(thread_ns(*key, entry)?);
+                    total = total.add(thread_usage(*key, entry)?);
                 }
                 Ok(total)
             }
@@ -472,6 +519,8 @@ impl System {
         })
     }
 
+    /// Runs `f` on the caller's signal state, its process's, its tid and its pid (adopting
+    /// the caller first, as [`System::gettid`]).
     pub(crate) fn with_caller_signals<R>(
         &self,
         f: impl FnOnce(&mut SigThread, &mut SigProcess, Tid, Pid) -> R,
@@ -488,6 +537,28 @@ impl System {
         let mut guard = self.state.lock();
         let p = guard.0.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
         Ok(f(&mut p.sig))
+    }
+
+    /// Runs `f` on the signal state of process `pid` and, with it, of the thread of that
+    /// process `thread_of` names (looked up under the same lock; `None` when it names none,
+    /// or a thread that has ended), given with its uk-sched id. What the POSIX timers use
+    /// to queue or withdraw a signal and update the timer in one step.
+    pub(crate) fn with_process_and_thread_signals<R>(
+        &self,
+        pid: Pid,
+        thread_of: impl FnOnce(&SigProcess) -> Option<Tid>,
+        f: impl FnOnce(&mut SigProcess, Option<(u64, &mut SigThread)>) -> R,
+    ) -> Result<R, Errno> {
+        let mut guard = self.state.lock();
+        let State { threads, procs, .. } = &mut guard.0;
+        let p = procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
+        let thread = thread_of(&p.sig).and_then(|tid| {
+            threads
+                .iter_mut()
+                .find(|(_, t)| t.tid == tid && t.pid == pid)
+                .map(|(key, t)| (*key, &mut t.sig))
+        });
+        Ok(f(&mut p.sig, thread))
     }
 
     /// Runs `f` on the signal state of thread `tid`, which must belong to process `pid`
@@ -726,6 +797,7 @@ impl System {
                         group_exit: None,
                         sig: actions,
                         ended_cpu_ns: 0,
+                        ended_switches: ContextSwitches::default(),
                     },
                 );
                 tid
@@ -799,10 +871,19 @@ impl System {
                 return;
             };
             let handle = entry.handle.take();
-            let used = self.thread_cpu_ns(key, handle.as_ref()).unwrap_or(0);
+            let used = Usage {
+                cpu_ns: self.thread_cpu_ns(key, handle.as_ref()).unwrap_or(0),
+                switches: switches_of(handle.as_ref()),
+            };
             let mut ended = None;
             if let Some(p) = st.procs.get_mut(&entry.pid) {
-                p.ended_cpu_ns = p.ended_cpu_ns.saturating_add(used);
+                let total = Usage {
+                    cpu_ns: p.ended_cpu_ns,
+                    switches: p.ended_switches,
+                }
+                .add(used);
+                p.ended_cpu_ns = total.cpu_ns;
+                p.ended_switches = total.switches;
                 p.threads.retain(|&t| t != entry.tid);
                 if p.threads.is_empty() {
                     ended = Some(p.group_exit.unwrap_or(entry.exit_code));
@@ -930,6 +1011,15 @@ impl System {
         }
         self.exit(status)
     }
+}
+
+/// The switches away a thread's scheduler counted (none for the boot context, which no
+/// scheduler runs, or when the scheduler does not count them: then its CPU time is not
+/// counted either, and that is what fails).
+fn switches_of(handle: Option<&ThreadRef>) -> ContextSwitches {
+    handle
+        .and_then(|h| h.context_switches())
+        .unwrap_or_default()
 }
 
 /// The caller's clone stack as a uk-sched stack: `size` bytes below `top`.

@@ -17,16 +17,27 @@
 //! queued signal's `si_overrun` grows instead of a second one being queued, as on Linux.
 //! `timer_getoverrun` reports the count of the timer's most recent signal.
 //!
+//! `timer_delete` takes back the timer's signal if it is still queued (pending, not yet
+//! delivered or taken), as Linux does since its POSIX timer rework (6.13; before, the
+//! kernel delivered it anyway): only that instance goes, the others of the same number
+//! (a `sigqueue`'s, another timer's) stay, and so does the pending bit while one of them
+//! waits. A process's timers and their queued signals end with the process (there is no
+//! `execve` that would keep the process and drop its timers).
+//!
 //! Differences from Linux: an absolute `CLOCK_REALTIME` deadline is converted to the
-//! monotonic clock when it is set (a later change of the wall clock does not move it), and
-//! a signal a deleted timer had already queued is still delivered.
+//! monotonic clock when it is set (a later change of the wall clock does not move it);
+//! re-arming or disarming a timer with `timer_settime` leaves its queued signal in place
+//! (Linux 6.13 drops it there too); and a timer's signal is told from others by its
+//! `si_code` (`SI_TIMER`), id and number, so a `sigqueue` the process sends itself with
+//! exactly those fields is taken for the timer's.
 
 use alloc::collections::BTreeMap;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use uk_syscall::Errno;
 
-use crate::ids::Tid;
-use crate::signal::{SigInfo, check_signal, enqueue};
+use crate::ids::{Pid, Tid};
+use crate::signal::{SigInfo, SigProcess, check_signal, enqueue, sig_bit, withdraw};
 use crate::system::System;
 use crate::time::{Kind, TIMER_ABSTIME, Timespec, kind};
 
@@ -113,7 +124,13 @@ pub(crate) struct PosixTimer {
     interval_ns: u64,
     /// The overrun count of the timer's most recent signal.
     overrun: u32,
+    /// Unique among the timers made since boot: tells a timer from a later one that got
+    /// its id after it was deleted.
+    serial: u64,
 }
+
+/// The next [`PosixTimer::serial`].
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// A process's timers, by id.
 pub(crate) type Timers = BTreeMap<i32, PosixTimer>;
@@ -121,6 +138,7 @@ pub(crate) type Timers = BTreeMap<i32, PosixTimer>;
 /// A due timer's signal, to be queued once the process's state is let go.
 struct Expiry {
     id: i32,
+    serial: u64,
     signo: i32,
     value: u64,
     target: Target,
@@ -189,6 +207,7 @@ impl System {
                     deadline_ns: None,
                     interval_ns: 0,
                     overrun: 0,
+                    serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
                 },
             );
             Ok(id)
@@ -256,13 +275,34 @@ impl System {
         })?
     }
 
-    /// `timer_delete(id)`: disarms and removes the timer; its id may be given again.
+    /// `timer_delete(id)`: disarms and removes the timer, and takes back its signal if it
+    /// is still queued for its process or thread (other pending signals, of the same number
+    /// too, stay); its id may be given again.
     ///
     /// # Errors
     ///
     /// `EINVAL` for an unknown timer.
     pub fn timer_delete(&self, id: i32) -> Result<(), Errno> {
-        self.with_caller_signals(|_, p, _, _| p.timers.remove(&id).map(drop).ok_or(Errno::EINVAL))?
+        let pid = self.getpid()?;
+        self.with_process_and_thread_signals(
+            pid,
+            |p| p.timers.get(&id).and_then(|t| t.target.thread()),
+            |p, thread| {
+                let timer = p.timers.remove(&id).ok_or(Errno::EINVAL)?;
+                let its = |q: &SigInfo| is_from(q, id);
+                match (timer.target, thread) {
+                    (Target::Process(_), _) => {
+                        withdraw(&mut p.pending, &mut p.queued, timer.signo, its);
+                    }
+                    (Target::Thread(..), Some((_, t))) => {
+                        withdraw(&mut t.pending, &mut t.queued, timer.signo, its);
+                    }
+                    // Silent, or its thread has ended (and its queue with it).
+                    _ => {}
+                }
+                Ok(())
+            },
+        )?
     }
 
     /// The nearest deadline among the caller's process's timers that notify (the interval
@@ -290,7 +330,7 @@ impl System {
     pub(crate) fn fire_due_timers(&self) -> bool {
         let mut fired = self.fire_due_alarm();
         let now = self.monotonic_ns();
-        let due = self.with_caller_signals(|_, p, _, _| {
+        let due = self.with_caller_signals(|_, p, _, pid| {
             let mut due = alloc::vec::Vec::new();
             for (&id, timer) in p.timers.iter_mut() {
                 let Some(deadline) = timer.deadline_ns.filter(|&d| d <= now) else {
@@ -305,6 +345,7 @@ impl System {
                 if timer.target != Target::None {
                     due.push(Expiry {
                         id,
+                        serial: timer.serial,
                         signo: timer.signo,
                         value: timer.value,
                         target: timer.target,
@@ -312,75 +353,106 @@ impl System {
                     });
                 }
             }
-            due
+            (pid, due)
         });
-        let Ok(due) = due else {
+        let Ok((pid, due)) = due else {
             return fired;
         };
         for expiry in due {
-            let overrun = self.queue_timer_signal(&expiry);
-            let _ = self.with_caller_signals(|_, p, _, _| {
-                if let Some(timer) = p.timers.get_mut(&expiry.id) {
-                    timer.overrun = overrun;
-                }
-            });
-            fired = true;
+            fired |= self.queue_timer_signal(pid, &expiry);
         }
         fired
     }
 
     /// Queues `expiry`'s signal for its target, or adds its expiries to the overrun of the
-    /// timer's signal still queued there; wakes a waiter that can take it. Returns the
-    /// overrun count the queued signal now carries.
-    fn queue_timer_signal(&self, expiry: &Expiry) -> u32 {
+    /// timer's signal still queued there, and records the overrun count the queued signal
+    /// now carries as the timer's, all under one lock (so a `timer_delete` meanwhile either
+    /// comes first, and nothing is queued, or after, and takes the signal back); then wakes
+    /// a waiter that can take it. Returns whether the timer still existed (`pid` is its
+    /// process).
+    fn queue_timer_signal(&self, pid: Pid, expiry: &Expiry) -> bool {
         let fresh = (expiry.missed - 1).min(u64::from(DELAYTIMER_MAX)) as u32;
         let mut info = SigInfo::new(expiry.signo, SI_TIMER, expiry.id);
         info.uid = fresh;
         info.value = expiry.value;
-        // The timer's signal still queued gets the expiries instead of a second instance.
-        let merge = |queued: &mut alloc::vec::Vec<SigInfo>| {
-            queued
-                .iter_mut()
-                .find(|q| q.code == SI_TIMER && q.pid == expiry.id && q.signo == expiry.signo)
-                .map(|q| {
-                    q.uid =
-                        (u64::from(q.uid) + expiry.missed).min(u64::from(DELAYTIMER_MAX)) as u32;
-                    q.uid
-                })
-        };
+        let bit = sig_bit(expiry.signo);
         self.note_signal_sent();
-        match expiry.target {
-            Target::None => fresh,
-            Target::Process(pid) => {
-                let overrun = self.with_process_signals(pid, |p| {
-                    merge(&mut p.queued).unwrap_or_else(|| {
-                        let _ = enqueue(&mut p.pending, &mut p.queued, info, true);
-                        fresh
-                    })
-                });
-                let _ = self.hand_to_a_waiter(pid, expiry.signo);
-                overrun.unwrap_or(fresh)
-            }
-            Target::Thread(pid, tid) => {
-                let bit = crate::signal::sig_bit(expiry.signo);
-                let queued = self.with_thread_signals(tid, Some(pid), |t| {
-                    let overrun = merge(&mut t.queued).unwrap_or_else(|| {
-                        let _ = enqueue(&mut t.pending, &mut t.queued, info, true);
-                        fresh
-                    });
-                    (overrun, t.mask & bit == 0)
-                });
-                match queued {
-                    Ok((key, (overrun, deliverable))) => {
-                        if deliverable {
-                            self.futex.interrupt(key);
-                        }
-                        overrun
+        let wake = self.with_process_and_thread_signals(
+            pid,
+            |_: &SigProcess| expiry.target.thread(),
+            |p, thread| {
+                // Deleted (and perhaps its id given again) since it was found due.
+                let timer = p
+                    .timers
+                    .get_mut(&expiry.id)
+                    .filter(|t| t.serial == expiry.serial)?;
+                let (pending, queued, wake) = match (expiry.target, thread) {
+                    (Target::Process(_), _) => (&mut p.pending, &mut p.queued, Wake::Process),
+                    (Target::Thread(..), Some((key, t))) => {
+                        let wake = if t.mask & bit == 0 {
+                            Wake::Thread(key)
+                        } else {
+                            Wake::Nobody
+                        };
+                        (&mut t.pending, &mut t.queued, wake)
                     }
-                    // The thread has ended: nothing to notify.
-                    Err(_) => fresh,
-                }
+                    // Silent, or its thread has ended: nothing to queue or notify.
+                    _ => {
+                        timer.overrun = fresh;
+                        return Some(Wake::Nobody);
+                    }
+                };
+                // The timer's signal still queued gets the expiries instead of a second
+                // instance.
+                let merged = queued
+                    .iter_mut()
+                    .find(|q| q.signo == expiry.signo && is_from(q, expiry.id))
+                    .map(|q| {
+                        q.uid = (u64::from(q.uid) + expiry.missed).min(u64::from(DELAYTIMER_MAX))
+                            as u32;
+                        q.uid
+                    });
+                timer.overrun = merged.unwrap_or_else(|| {
+                    let _ = enqueue(pending, queued, info, true);
+                    fresh
+                });
+                Some(wake)
+            },
+        );
+        match wake {
+            Ok(Some(Wake::Process)) => {
+                let _ = self.hand_to_a_waiter(pid, expiry.signo);
             }
+            Ok(Some(Wake::Thread(key))) => {
+                self.futex.interrupt(key);
+            }
+            Ok(Some(Wake::Nobody)) => {}
+            Ok(None) | Err(_) => return false,
+        }
+        true
+    }
+}
+
+/// Whom a queued timer signal is to wake.
+enum Wake {
+    Nobody,
+    /// A waiting thread of the process that lets it through.
+    Process,
+    /// The target thread (by uk-sched id), which lets it through.
+    Thread(u64),
+}
+
+/// Whether queued signal information is timer `id`'s.
+fn is_from(info: &SigInfo, id: i32) -> bool {
+    info.code == SI_TIMER && info.pid == id
+}
+
+impl Target {
+    /// The thread a thread-directed timer signals.
+    fn thread(self) -> Option<Tid> {
+        match self {
+            Target::Thread(_, tid) => Some(tid),
+            _ => None,
         }
     }
 }

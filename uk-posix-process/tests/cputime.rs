@@ -1,6 +1,7 @@
 //! CPU time: the CPU-time clocks, `getrusage` and `times` report what the scheduler
 //! counted for each thread (on the test's fake clock, which only a thread's own work or
-//! the idle hook moves), a process's total keeps its ended threads, and bad ids are refused.
+//! the idle hook moves), a process's total keeps its ended threads, and bad ids are refused;
+//! `getrusage` also counts context switches and the peak of the mapped anonymous memory.
 
 mod common;
 
@@ -158,6 +159,76 @@ fn without_counting_the_cpu_clocks_are_refused_not_invented() {
         );
         assert_eq!(sys.getrusage(RUSAGE_SELF), Err(Errno::EINVAL));
         assert_eq!(sys.times().map(|_| ()), Err(Errno::EINVAL));
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn getrusage_counts_context_switches_and_the_peak_of_mapped_memory() {
+    use uk_posix_process::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    let w = world_counting_cpu_time();
+    let sys = w.sys;
+    let status = w.run(move || {
+        let switches = |who| {
+            let u = sys.getrusage(who).unwrap();
+            (u.ru_nvcsw, u.ru_nivcsw)
+        };
+        assert_eq!(switches(RUSAGE_THREAD), (0, 0));
+        let worker = spawn(sys, move || {
+            // Yields to the main thread (involuntary), then sleeps (voluntary).
+            sys.sched_yield();
+            sys.nanosleep(Timespec::from_ns(ms(10))).unwrap();
+            0
+        });
+        // To the worker and back: one involuntary switch each.
+        sys.sched_yield();
+        assert_eq!(switches(RUSAGE_THREAD), (0, 1));
+        assert_eq!(switches(RUSAGE_SELF), (0, 2));
+        // A sleep blocks: voluntary. The worker ends meanwhile; the process keeps its
+        // switches.
+        sys.nanosleep(Timespec::from_ns(ms(50))).unwrap();
+        assert!(!sys.tid_exists(worker));
+        assert_eq!(switches(RUSAGE_THREAD), (1, 1));
+        assert_eq!(switches(RUSAGE_SELF), (2, 2));
+        // A yield with nothing else to run is no switch.
+        sys.sched_yield();
+        assert_eq!(switches(RUSAGE_THREAD), (1, 1));
+
+        // ru_maxrss: the peak of the anonymous memory mapped, in KiB, for the thread too.
+        let maxrss = |who| sys.getrusage(who).unwrap().ru_maxrss;
+        assert_eq!(maxrss(RUSAGE_SELF), 0);
+        let map = |len| {
+            sys.mmap(
+                0,
+                len,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+            .unwrap()
+        };
+        let mib = map(1 << 20);
+        assert_eq!(maxrss(RUSAGE_SELF), 1024);
+        sys.munmap(mib, 1 << 20).unwrap();
+        assert_eq!(maxrss(RUSAGE_SELF), 1024, "a peak stays");
+        let half = map(512 << 10);
+        assert_eq!(maxrss(RUSAGE_SELF), 1024);
+        let more = map(768 << 10);
+        assert_eq!(maxrss(RUSAGE_SELF), 1280);
+        assert_eq!(maxrss(RUSAGE_THREAD), 1280);
+        sys.munmap(half, 512 << 10).unwrap();
+        sys.munmap(more, 768 << 10).unwrap();
+        // The break counts as well: 512 KiB mapped and 1 MiB of break.
+        let kept = map(512 << 10);
+        let base = sys.brk(0);
+        assert_eq!(sys.brk(base + (1 << 20)), base + (1 << 20));
+        assert_eq!(maxrss(RUSAGE_SELF), 1536);
+        sys.brk(base);
+        sys.munmap(kept, 512 << 10).unwrap();
+        assert_eq!(maxrss(RUSAGE_SELF), 1536);
+        assert_eq!(sys.getrusage(RUSAGE_CHILDREN).unwrap(), Rusage::default());
         0
     });
     assert_eq!(status, Some(0));

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use common::{spawn, world};
 use uk_posix_process::signal::{
-    SA_SIGINFO, SIG_BLOCK, SIGALRM, SIGRTMIN_KERNEL, SIGUSR1, SigAction, SigInfo, sig_bit,
+    SA_SIGINFO, SI_QUEUE, SI_TKILL, SI_USER, SIG_BLOCK, SIGALRM, SIGRTMIN_KERNEL, SIGUSR1,
+    SigAction, SigInfo, sig_bit,
 };
 use uk_posix_process::time::{CLOCK_MONOTONIC, CLOCK_REALTIME, TIMER_ABSTIME};
 use uk_posix_process::timer::{
@@ -323,6 +324,129 @@ fn bad_input_is_refused_and_changes_nothing() {
             sys.timer_create(CLOCK_MONOTONIC, Some(good)),
             Err(Errno::EAGAIN)
         );
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+/// Takes every pending signal of `set` without waiting: (signo, code, timer id or sender,
+/// value) of each, in the order they come.
+fn take_all(sys: &System, set: u64) -> Vec<(i32, i32, i32, u64)> {
+    let mut taken = Vec::new();
+    while let Ok(info) = sys.rt_sigtimedwait(set, Some(sys.monotonic_ns())) {
+        taken.push((info.signo, info.code, info.pid, info.value));
+    }
+    taken
+}
+
+#[test]
+fn deleting_a_timer_takes_back_its_queued_signal_and_only_it() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        let rt = SIGRTMIN_KERNEL + 3;
+        let pid = sys.getpid().unwrap();
+        let tid = sys.gettid().unwrap();
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(rt) | sig_bit(SIGUSR1)))
+            .unwrap();
+
+        // A real-time signal: a sigqueue's instance and two timers' queue behind each
+        // other; deleting the first timer takes its instance alone.
+        let mut queued = SigInfo::new(rt, SI_QUEUE, pid);
+        queued.value = 3;
+        sys.rt_sigqueueinfo(pid, rt, queued).unwrap();
+        let a = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(rt, 1)))
+            .unwrap();
+        let b = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(rt, 2)))
+            .unwrap();
+        sys.timer_settime(a, 0, spec(10, 0)).unwrap();
+        sys.timer_settime(b, 0, spec(10, 0)).unwrap();
+        clock.advance(ms(20));
+        assert_eq!(sys.timer_gettime(a), Ok(Itimerspec::default()), "fired");
+        sys.timer_delete(a).unwrap();
+        assert_ne!(sys.sigpending().unwrap() & sig_bit(rt), 0);
+        assert_eq!(
+            take_all(sys, sig_bit(rt)),
+            [(rt, SI_QUEUE, pid, 3), (rt, SI_TIMER, b, 2)]
+        );
+        // Deleting the other after its signal was taken takes nothing.
+        sys.timer_delete(b).unwrap();
+        assert_eq!(sys.sigpending().unwrap() & sig_bit(rt), 0);
+
+        // A standard signal: the timer's was the only instance, so it is no longer pending.
+        let c = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGUSR1, 4)))
+            .unwrap();
+        sys.timer_settime(c, 0, spec(10, 10)).unwrap();
+        clock.advance(ms(35));
+        assert_eq!(sys.timer_getoverrun(c), Ok(2));
+        assert_ne!(sys.sigpending().unwrap() & sig_bit(SIGUSR1), 0);
+        sys.timer_delete(c).unwrap();
+        assert_eq!(sys.sigpending().unwrap() & sig_bit(SIGUSR1), 0);
+        handle(sys, SIGUSR1);
+        sys.rt_sigprocmask(
+            uk_posix_process::signal::SIG_UNBLOCK,
+            Some(sig_bit(SIGUSR1)),
+        )
+        .unwrap();
+        assert_eq!(
+            seen()[0],
+            0,
+            "the deleted timer's signal never ran its handler"
+        );
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR1)))
+            .unwrap();
+
+        // Pending for the thread as well (a tgkill): that stays.
+        let d = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGUSR1, 5)))
+            .unwrap();
+        sys.timer_settime(d, 0, spec(10, 0)).unwrap();
+        clock.advance(ms(10));
+        sys.timer_gettime(d).unwrap();
+        sys.tgkill(Some(pid), tid, SIGUSR1).unwrap();
+        sys.timer_delete(d).unwrap();
+        assert_eq!(
+            take_all(sys, sig_bit(SIGUSR1)),
+            [(SIGUSR1, SI_TKILL, pid, 0)]
+        );
+
+        // Pending from a kill before the timer fired: the timer queued nothing of its own,
+        // and the kill's signal stays.
+        sys.kill(pid, SIGUSR1).unwrap();
+        let e = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGUSR1, 6)))
+            .unwrap();
+        sys.timer_settime(e, 0, spec(10, 0)).unwrap();
+        clock.advance(ms(10));
+        sys.timer_gettime(e).unwrap();
+        sys.timer_delete(e).unwrap();
+        assert_eq!(
+            take_all(sys, sig_bit(SIGUSR1)),
+            [(SIGUSR1, SI_USER, pid, 0)]
+        );
+
+        // A thread-directed timer's signal is taken back from the thread.
+        let event = SigEvent {
+            value: 7,
+            signo: rt,
+            notify: SIGEV_SIGNAL | SIGEV_THREAD_ID,
+            thread_id: tid,
+        };
+        let f = sys.timer_create(CLOCK_MONOTONIC, Some(event)).unwrap();
+        let g = sys
+            .timer_create(CLOCK_MONOTONIC, Some(SigEvent { value: 8, ..event }))
+            .unwrap();
+        sys.timer_settime(f, 0, spec(10, 0)).unwrap();
+        sys.timer_settime(g, 0, spec(10, 0)).unwrap();
+        clock.advance(ms(10));
+        sys.timer_gettime(f).unwrap();
+        sys.timer_delete(f).unwrap();
+        assert_eq!(take_all(sys, sig_bit(rt)), [(rt, SI_TIMER, g, 8)]);
+        sys.timer_delete(g).unwrap();
         0
     });
     assert_eq!(status, Some(0));

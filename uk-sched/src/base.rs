@@ -28,6 +28,9 @@ pub(crate) trait SchedCore {
     fn now(&self) -> u64;
     /// The CPU time `thread` (a member) has used, `None` if this scheduler does not count it.
     fn cpu_time_ns(&self, thread: &Thread) -> Option<u64>;
+    /// The switches away of `thread` (a member), `None` if this scheduler does not count
+    /// them.
+    fn context_switches(&self, thread: &Thread) -> Option<crate::ContextSwitches>;
     /// Makes `thread` a member ([`crate::Scheduler::add`]; masks interrupts itself).
     fn add(&self, thread: &ThreadRef) -> Result<(), crate::SchedError>;
 }

@@ -30,7 +30,10 @@
 //!
 //! A scheduler built [`RoundRobin::with_cpu_time`] charges each thread the time from every
 //! switch into it to the next switch away ([`Thread::cpu_time_ns`]), at the price of one
-//! clock read per switch; a process layer's `clock()` and `getrusage` are built on it.
+//! clock read per switch, and counts its switches away, voluntary (it blocked or slept) and
+//! involuntary (it yielded to another thread or was preempted), as Linux counts them
+//! ([`Thread::context_switches`]); a process layer's `clock()` and `getrusage` are built on
+//! it.
 //!
 //! Waiting and locking ([`WaitQueue`], [`Semaphore`], recursive [`Mutex`], [`CondVar`])
 //! need no scheduler argument: the calling thread blocks through its owner, and a wake-up
@@ -215,8 +218,8 @@ pub use shared::{SharedChannel, SharedMutex, SharedMutexGuard, SharedSemaphore};
 pub use spawner::RemoteSpawner;
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
 pub use thread::{
-    DEFAULT_STACK_SIZE, HookError, Stack, StackPool, Thread, ThreadBuilder, ThreadHook, ThreadRef,
-    ThreadState,
+    ContextSwitches, DEFAULT_STACK_SIZE, HookError, Stack, StackPool, Thread, ThreadBuilder,
+    ThreadHook, ThreadRef, ThreadState,
 };
 
 use core::fmt;

@@ -246,7 +246,10 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> RoundRobin<C, K> {
     /// it is asked for rather than always on: the host benchmarks' clock is a system call
     /// away, a board's counter a single instruction. The time is charged to the thread
     /// that was running when the switch happened, interrupt handlers included; time in the
-    /// idle loop is nobody's.
+    /// idle loop is nobody's. The same switch also counts the outgoing thread's switch
+    /// away, voluntary when it blocked and involuntary when it stayed runnable
+    /// ([`crate::Thread::context_switches`], `getrusage`'s `ru_nvcsw` and `ru_nivcsw`); its
+    /// last switch, at exit, is not counted.
     pub fn with_cpu_time(mut self) -> Self {
         self.core.cpu_time = true;
         self
@@ -623,7 +626,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         }
     }
 
-    /// Charges the time since `me` was switched in to it, and starts `next`'s interval.
+    /// Charges the time since `me` was switched in to it and counts its switch away (by
+    /// its state: blocked is voluntary, runnable involuntary, exited not counted), and
+    /// starts `next`'s interval.
     #[inline(never)]
     fn charge(&self, me: &Thread, next: Option<RawThread>) {
         let now = self.clock.monotonic_ns();
@@ -631,6 +636,11 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         inner.cpu_ns = inner
             .cpu_ns
             .saturating_add(now.saturating_sub(inner.running_since));
+        match inner.state {
+            ThreadState::Blocked => inner.switches.voluntary += 1,
+            ThreadState::Runnable => inner.switches.involuntary += 1,
+            ThreadState::Exited => {}
+        }
         if let Some(next) = next {
             // SAFETY: run-queue entries are members, alive while `members` holds them.
             unsafe { next.as_ref() }.inner_mut().running_since = now;
@@ -917,6 +927,13 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> SchedCore for Core<C, 
             };
             Some(inner.cpu_ns.saturating_add(now_part))
         })
+    }
+
+    fn context_switches(&self, thread: &Thread) -> Option<crate::ContextSwitches> {
+        if !self.cpu_time {
+            return None;
+        }
+        Some(with_irqs_masked(|| thread.inner().switches))
     }
 }
 

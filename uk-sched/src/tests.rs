@@ -306,6 +306,82 @@ fn cpu_time_is_none_unless_asked_for_and_survives_a_move() {
     assert_eq!(t.cpu_time_ns(), Some(30));
 }
 
+#[test]
+fn context_switches_count_blocking_as_voluntary_and_yielding_to_another_as_involuntary() {
+    let (s, _clock) = fake_counting();
+    let seen = log();
+    let mut threads = Vec::new();
+    for (name, nap) in [("a", 100u64), ("b", 50)] {
+        let seen = seen.clone();
+        threads.push(
+            s.spawn(name, move || {
+                // Two yields while the other thread is runnable: involuntary, as Linux
+                // counts sched_yield.
+                yield_now();
+                yield_now();
+                // Sleeping: voluntary.
+                sleep(nap);
+                // Alone (the other sleeps or has exited): a yield that switches nowhere
+                // does not count.
+                yield_now();
+                let me = current().unwrap();
+                push(&seen, format!("{name}={:?}", me.context_switches()));
+            })
+            .unwrap(),
+        );
+    }
+    s.run();
+    let counted = |voluntary, involuntary| ContextSwitches {
+        voluntary,
+        involuntary,
+    };
+    assert_eq!(
+        *seen.borrow(),
+        [
+            format!("b={:?}", Some(counted(1, 2))),
+            format!("a={:?}", Some(counted(1, 2))),
+        ]
+    );
+    // Exited: the counts stay readable; the switch at exit is not one of them.
+    assert_eq!(threads[0].context_switches(), Some(counted(1, 2)));
+    assert_eq!(threads[1].context_switches(), Some(counted(1, 2)));
+
+    // Preemptions are involuntary.
+    let clock = FakeClock::default();
+    let idle = JumpIdle {
+        clock: clock.clone(),
+        ..Default::default()
+    };
+    let p = RoundRobin::preemptive(Native::detect(), clock, idle, 2).with_cpu_time();
+    let p_ref = unsafe_static(&p);
+    let spinners: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            p.spawn(name, move || {
+                for _ in 0..4 {
+                    p_ref.tick();
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    p.run();
+    assert_eq!(p.stats().preemptions, 4);
+    for t in &spinners {
+        assert_eq!(t.context_switches(), Some(counted(0, 2)));
+    }
+
+    // Not counted unless asked for.
+    let (plain, _, _) = fake();
+    let t = plain
+        .spawn("t", || {
+            assert_eq!(current().unwrap().context_switches(), None)
+        })
+        .unwrap();
+    assert_eq!(t.context_switches(), None);
+    plain.run();
+}
+
 // ---------------------------------------------------------------------------------------
 // Stack guard
 

@@ -33,6 +33,20 @@ pub enum ThreadState {
     Exited,
 }
 
+/// A thread's switches away, counted as Linux counts them for `getrusage`'s `ru_nvcsw` and
+/// `ru_nivcsw` (by a scheduler built [`crate::RoundRobin::with_cpu_time`]): only a switch to
+/// another thread or to the idle loop counts, not a yield that found nothing else to run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ContextSwitches {
+    /// Switches away because the thread blocked: it waited for a wake-up, slept or waited
+    /// with a deadline.
+    pub voluntary: u64,
+    /// Switches away while the thread stayed runnable: a yield another thread ran for, or
+    /// a preemption. Linux counts `sched_yield` here too (its switch leaves the task
+    /// runnable).
+    pub involuntary: u64,
+}
+
 /// The error an init hook returns to refuse a thread; creation fails with
 /// [`SchedError::HookFailed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +319,8 @@ pub(crate) struct Inner {
     pub(crate) cpu_ns: u64,
     /// The scheduler clock when the thread was last switched in.
     pub(crate) running_since: u64,
+    /// Switches away so far (kept with `cpu_ns`).
+    pub(crate) switches: ContextSwitches,
     on_exit: Option<Callback>,
     destructor: Option<Callback>,
     hooks: &'static [ThreadHook],
@@ -390,6 +406,18 @@ impl Thread {
             // threads up before it is dropped), and the thread is a member while it has one.
             Some(owner) => unsafe { owner.as_ref() }.cpu_time_ns(self),
             None => Some(self.inner().cpu_ns),
+        }
+    }
+
+    /// The thread's switches away so far, voluntary and involuntary (see
+    /// [`ContextSwitches`]). `None` when its scheduler does not count them, which is the
+    /// one that does not count CPU time ([`crate::RoundRobin::with_cpu_time`] turns both
+    /// on). A thread that is in no scheduler reports its switches until it was removed.
+    pub fn context_switches(&self) -> Option<ContextSwitches> {
+        match self.inner().owner {
+            // SAFETY: as in `cpu_time_ns`.
+            Some(owner) => unsafe { owner.as_ref() }.context_switches(self),
+            None => Some(self.inner().switches),
         }
     }
 
@@ -685,6 +713,7 @@ impl ThreadBuilder {
                 tp,
                 cpu_ns: 0,
                 running_since: 0,
+                switches: ContextSwitches::default(),
                 on_exit: self.on_exit,
                 destructor: self.destructor,
                 hooks: &[],

@@ -30,6 +30,11 @@ void group_signals(void);
 void group_memory(void);
 void group_process(void);
 
+/* Checks of getrusage's counted fields and of timer_delete (suite_usage.c), run at the end
+ * of the `time` and `signals` groups. */
+void checks_rusage(void);
+void checks_timer_delete(void);
+
 /* Runs every group (or only the one named `only`); prints one line per group and a closing
  * line; returns the failures. */
 int run_suite(const char *only);

@@ -127,6 +127,7 @@ void group_time(void)
 	CHECK(times(&tms) != (clock_t)-1);
 	CHECK(tms.tms_utime >= 1 && tms.tms_stime == 0);
 	CHECK_EQ(sysconf(_SC_CLK_TCK), 100);
+	checks_rusage();
 }
 
 /* Writes `text` to a new file `path`; returns 0 on success. */

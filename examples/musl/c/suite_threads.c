@@ -572,4 +572,5 @@ void group_signals(void)
 	CHECK_EQ(thread_notified, 7);
 	CHECK_EQ(timer_delete(timer), 0);
 	sem_destroy(&timer_sem);
+	checks_timer_delete();
 }

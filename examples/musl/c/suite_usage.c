@@ -1,0 +1,109 @@
+/*
+ * Checks added with getrusage's context switches and peak memory and with timer_delete
+ * taking back its timer's queued signal; kept in a file of their own (called at the end of
+ * the `time` and `signals` groups) so that other additions to the suite merge apart.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+/* Yields back to its creator once: an involuntary switch of its own. */
+static void *yield_once(void *arg)
+{
+	sched_yield();
+	return arg;
+}
+
+void checks_rusage(void)
+{
+	struct rusage before, after, mine, process;
+	/* A sleep blocks: a voluntary switch. */
+	CHECK_EQ(getrusage(RUSAGE_THREAD, &before), 0);
+	struct timespec ms = { 0, 1000000 };
+	nanosleep(&ms, NULL);
+	CHECK_EQ(getrusage(RUSAGE_THREAD, &after), 0);
+	CHECK(after.ru_nvcsw >= before.ru_nvcsw + 1);
+	/* sched_yield to a runnable thread: involuntary, as Linux counts it. */
+	pthread_t t;
+	CHECK_EQ(getrusage(RUSAGE_THREAD, &before), 0);
+	CHECK_EQ(pthread_create(&t, NULL, yield_once, NULL), 0);
+	sched_yield();
+	CHECK_EQ(getrusage(RUSAGE_THREAD, &after), 0);
+	CHECK(after.ru_nivcsw >= before.ru_nivcsw + 1);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	/* The process counts its threads' switches, the ended thread's yield included. */
+	getrusage(RUSAGE_THREAD, &mine);
+	CHECK_EQ(getrusage(RUSAGE_SELF, &process), 0);
+	CHECK(process.ru_nvcsw >= mine.ru_nvcsw && process.ru_nivcsw >= mine.ru_nivcsw);
+	CHECK(process.ru_nvcsw + process.ru_nivcsw > mine.ru_nvcsw + mine.ru_nivcsw);
+	/* ru_maxrss: the peak of the anonymous memory mapped, in KiB; mapping more than the
+	 * peak so far raises it by at least that much, and it stays after the unmap. */
+	CHECK(process.ru_maxrss > 0);
+	size_t len = (size_t)process.ru_maxrss * 1024 + (1 << 20);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(p != MAP_FAILED);
+	CHECK_EQ(getrusage(RUSAGE_SELF, &after), 0);
+	CHECK(after.ru_maxrss >= process.ru_maxrss + 1024);
+	if (p != MAP_FAILED)
+		munmap(p, len);
+	CHECK_EQ(getrusage(RUSAGE_THREAD, &before), 0);
+	CHECK_EQ(before.ru_maxrss, after.ru_maxrss);
+	CHECK(before.ru_stime.tv_sec == 0 && before.ru_stime.tv_usec == 0);
+}
+
+void checks_timer_delete(void)
+{
+	int rt = SIGRTMIN + 1;
+	sigset_t set, was, pending;
+	sigemptyset(&set);
+	sigaddset(&set, rt);
+	sigaddset(&set, SIGUSR2);
+	CHECK_EQ(sigprocmask(SIG_BLOCK, &set, &was), 0);
+	/* A sigqueue's instance and two timers' of one real-time signal, queued behind each
+	 * other: deleting the first timer takes its instance alone. */
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_SIGNAL;
+	sev.sigev_signo = rt;
+	timer_t a, b, c;
+	sev.sigev_value.sival_int = 1;
+	CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &a), 0);
+	sev.sigev_value.sival_int = 2;
+	CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &b), 0);
+	union sigval three = { .sival_int = 3 };
+	CHECK_EQ(sigqueue(getpid(), rt, three), 0);
+	struct itimerspec soon = { { 0, 0 }, { 0, 1000000 } }, left;
+	CHECK_EQ(timer_settime(a, 0, &soon, NULL), 0);
+	CHECK_EQ(timer_settime(b, 0, &soon, NULL), 0);
+	struct timespec wait = { 0, 5000000 };
+	nanosleep(&wait, NULL);
+	CHECK(timer_gettime(a, &left) == 0 && left.it_value.tv_sec == 0 && left.it_value.tv_nsec == 0);
+	CHECK_EQ(timer_delete(a), 0);
+	siginfo_t info;
+	struct timespec now = { 0, 0 };
+	CHECK_EQ(sigtimedwait(&set, &info, &now), rt);
+	CHECK(info.si_code == SI_QUEUE && info.si_value.sival_int == 3);
+	CHECK_EQ(sigtimedwait(&set, &info, &now), rt);
+	CHECK(info.si_code == SI_TIMER && info.si_value.sival_int == 2);
+	CHECK_EQ(sigtimedwait(&set, &info, &now), -1);
+	CHECK_EQ(errno, EAGAIN);
+	CHECK_EQ(timer_delete(b), 0);
+	/* A standard signal whose only instance was the timer's is no longer pending. */
+	sev.sigev_signo = SIGUSR2;
+	CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &c), 0);
+	CHECK_EQ(timer_settime(c, 0, &soon, NULL), 0);
+	nanosleep(&wait, NULL);
+	CHECK(sigpending(&pending) == 0 && sigismember(&pending, SIGUSR2));
+	CHECK_EQ(timer_delete(c), 0);
+	CHECK(sigpending(&pending) == 0 && !sigismember(&pending, SIGUSR2));
+	CHECK_EQ(sigprocmask(SIG_SETMASK, &was, NULL), 0);
+}
