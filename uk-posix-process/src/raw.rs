@@ -78,6 +78,22 @@ pub fn sys_set_tid_address(a: &Args) -> SyscallResult {
     id(system().set_tid_address(a[0]))
 }
 
+/// set_robust_list(head, len).
+pub fn sys_set_robust_list(a: &Args) -> SyscallResult {
+    system().set_robust_list(a[0], a[1])?;
+    Ok(0)
+}
+
+/// get_robust_list(pid, head_ptr, len_ptr): the list head of thread `pid` (the caller for
+/// 0) through `head_ptr`, [`crate::ROBUST_LIST_HEAD_LEN`] through `len_ptr`.
+pub fn sys_get_robust_list(a: &Args) -> SyscallResult {
+    let head = system().get_robust_list(int(a[0]))?;
+    let space = system().address_space();
+    UserPtr::<usize>::new(a[1]).write(&space, head)?;
+    UserPtr::<usize>::new(a[2]).write(&space, crate::ROBUST_LIST_HEAD_LEN)?;
+    Ok(0)
+}
+
 fn clone_with(raw: &Args, args: CloneArgs, via: Via) -> SyscallResult {
     // The caller's registers, read before anything that could block.
     let frame = uk_syscall::trap_frame(raw).copied();
@@ -827,6 +843,8 @@ uk_syscall::register!(getpid => sys_getpid);
 uk_syscall::register!(gettid => sys_gettid);
 uk_syscall::register!(getppid => sys_getppid);
 uk_syscall::register!(set_tid_address => sys_set_tid_address);
+uk_syscall::register!(set_robust_list => sys_set_robust_list);
+uk_syscall::register!(get_robust_list => sys_get_robust_list);
 #[cfg(target_arch = "x86_64")]
 uk_syscall::register!(arch_prctl => sys_arch_prctl);
 uk_syscall::register!(clone => sys_clone);

@@ -85,10 +85,17 @@ impl core::fmt::Debug for ChildStart {
 /// caller did not say how big the stack is (legacy clone).
 const STACK_WINDOW: usize = 512;
 
+/// The size of Linux's `struct robust_list_head` (three words: `list.next`,
+/// `futex_offset`, `list_op_pending`): the only length `set_robust_list` accepts, and the
+/// one `get_robust_list` reports.
+pub const ROBUST_LIST_HEAD_LEN: usize = 3 * core::mem::size_of::<usize>();
+
 struct ThreadEntry {
     tid: Tid,
     pid: Pid,
     clear_child_tid: usize,
+    /// The head of the thread's robust-futex list (`set_robust_list`), 0 if none.
+    robust_list: usize,
     handle: Option<ThreadRef>,
     /// Created by this layer (its exit callback does the bookkeeping).
     tracked: bool,
@@ -427,6 +434,7 @@ impl System {
                     tid,
                     pid,
                     clear_child_tid: 0,
+                    robust_list: 0,
                     handle: uk_sched::current(),
                     tracked: false,
                     exit_code: 0,
@@ -636,6 +644,46 @@ impl System {
         })
     }
 
+    /// Registers the head of the caller's robust-futex list (`set_robust_list`). `len` must
+    /// be the size of Linux's `struct robust_list_head` ([`ROBUST_LIST_HEAD_LEN`]), as
+    /// Linux requires. The pointer is not checked (as Linux). The list is kept for
+    /// [`System::get_robust_list`]; it is not walked when the thread ends: musl's
+    /// `pthread_exit` releases the robust mutexes the thread still holds itself, and a
+    /// process that ends takes every thread of its address space with it.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for another `len`; otherwise as [`System::gettid`].
+    pub fn set_robust_list(&self, head: usize, len: usize) -> Result<(), Errno> {
+        if len != ROBUST_LIST_HEAD_LEN {
+            return Err(Errno::EINVAL);
+        }
+        self.with_caller(|t, _| t.robust_list = head)
+    }
+
+    /// The robust-futex list head of thread `tid` (the caller for 0), as `set_robust_list`
+    /// registered it (0 if it never did). Any thread may be asked about (every thread of
+    /// the image runs as root, whom Linux lets read any thread's list).
+    ///
+    /// # Errors
+    ///
+    /// `ESRCH` if no thread has that id; otherwise as
+    /// [`System::gettid`].
+    pub fn get_robust_list(&self, tid: Tid) -> Result<usize, Errno> {
+        let (caller_tid, own) = self.with_caller(|t, _| (t.tid, t.robust_list))?;
+        if tid == 0 || tid == caller_tid {
+            return Ok(own);
+        }
+        let guard = self.state.lock();
+        guard
+            .0
+            .threads
+            .values()
+            .find(|t| t.tid == tid)
+            .map(|t| t.robust_list)
+            .ok_or(Errno::ESRCH)
+    }
+
     // -----------------------------------------------------------------------------------
     // Threads and processes
 
@@ -811,6 +859,7 @@ impl System {
                     tid,
                     pid,
                     clear_child_tid: plan.child_cleartid.unwrap_or(0),
+                    robust_list: 0,
                     handle: Some(thread.clone()),
                     tracked: true,
                     exit_code: 0,

@@ -406,6 +406,65 @@ fn set_tid_address_is_cleared_at_exit() {
 }
 
 #[test]
+fn robust_list_is_per_thread_and_starts_empty() {
+    use uk_posix_process::ROBUST_LIST_HEAD_LEN;
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        assert_eq!(ROBUST_LIST_HEAD_LEN, 3 * std::mem::size_of::<usize>());
+        assert_eq!(sys.get_robust_list(0), Ok(0), "none registered yet");
+        assert_eq!(
+            sys.set_robust_list(0x1000, 8),
+            Err(Errno::EINVAL),
+            "Linux's size only"
+        );
+        assert_eq!(sys.set_robust_list(0x1000, ROBUST_LIST_HEAD_LEN), Ok(()));
+        let me = sys.gettid().unwrap();
+        assert_eq!(sys.get_robust_list(0), Ok(0x1000));
+        assert_eq!(sys.get_robust_list(me), Ok(0x1000));
+        let child_tid = Rc::new(Cell::new(0));
+        let seen = child_tid.clone();
+        let tid = sys
+            .clone(
+                &pthread_args(0, addr(word(0)), 0, 0),
+                Via::Clone,
+                call(move || {
+                    // A new thread has no list of its own; it can read its creator's.
+                    assert_eq!(sys.get_robust_list(0), Ok(0));
+                    assert_eq!(sys.get_robust_list(me), Ok(0x1000));
+                    sys.set_robust_list(0x2000, ROBUST_LIST_HEAD_LEN).unwrap();
+                    seen.set(sys.gettid().unwrap());
+                    while seen.get() != 0 {
+                        uk_sched::yield_now();
+                    }
+                    0
+                }),
+            )
+            .unwrap();
+        while child_tid.get() == 0 {
+            uk_sched::yield_now();
+        }
+        assert_eq!(child_tid.get(), tid);
+        assert_eq!(sys.get_robust_list(tid), Ok(0x2000));
+        assert_eq!(
+            sys.get_robust_list(0),
+            Ok(0x1000),
+            "each thread keeps its own"
+        );
+        child_tid.set(0);
+        while sys.thread_count() > 1 {
+            uk_sched::yield_now();
+        }
+        assert_eq!(
+            sys.get_robust_list(tid),
+            Err(Errno::ESRCH),
+            "gone with its thread"
+        );
+        0
+    });
+}
+
+#[test]
 fn last_exit_reaches_exit_hook() {
     use std::sync::atomic::AtomicU32;
     static SEEN: AtomicU32 = AtomicU32::new(0);

@@ -1,6 +1,10 @@
-//! devfs: `/dev/null`, `/dev/zero`, `/dev/random`, `/dev/urandom` and `/dev/console`.
+//! devfs: `/dev/null`, `/dev/zero`, `/dev/random`, `/dev/urandom`, `/dev/console` and
+//! the `/dev/shm` directory.
 //!
-//! A flat, fixed directory of character devices with Linux's device numbers and modes.
+//! A fixed directory of character devices with Linux's device numbers and modes, and one
+//! empty directory, `shm`, for a filesystem to be mounted on: the image's VFS mounts a
+//! ramfs there ([`crate::global::vfs`]), the tmpfs a Linux system has at `/dev/shm`, where
+//! musl's `shm_open` and `sem_open` create their objects.
 //! `/dev/random` and `/dev/urandom` read from `uk-random`'s image-wide generator (as in
 //! Linux 5.6 and later they differ only before the first seed, which this generator never
 //! serves). `/dev/console` writes to the sink the image sets with [`set_console`] and
@@ -68,8 +72,14 @@ pub struct DevFs {
 
 struct DevDir {
     dev: u64,
+    ino: u64,
     nodes: Vec<Arc<Device>>,
+    /// `shm`, an empty directory (the root only).
+    shm: Option<Arc<DevDir>>,
 }
+
+/// The name of devfs's one subdirectory.
+const SHM: &[u8] = b"shm";
 
 struct Device {
     kind: Kind,
@@ -82,7 +92,7 @@ struct Device {
 }
 
 impl DevFs {
-    /// A devfs holding the five devices.
+    /// A devfs holding the five devices and the empty `shm` directory.
     pub fn new() -> Arc<Self> {
         let dev = anonymous_dev();
         let nodes = DEVICES
@@ -100,8 +110,19 @@ impl DevFs {
                 })
             })
             .collect();
+        let shm = Arc::new(DevDir {
+            dev,
+            ino: DEVICES.len() as u64 + 2,
+            nodes: Vec::new(),
+            shm: None,
+        });
         Arc::new(DevFs {
-            root: Arc::new(DevDir { dev, nodes }),
+            root: Arc::new(DevDir {
+                dev,
+                ino: 1,
+                nodes,
+                shm: Some(shm),
+            }),
         })
     }
 }
@@ -142,14 +163,24 @@ fn default_winsize() -> [u8; WINSIZE_SIZE] {
     w
 }
 
+impl DevDir {
+    /// Name, inode number and type of each entry: the devices, then `shm`.
+    fn entries(&self) -> impl Iterator<Item = (&'static [u8], u64, FileType)> + '_ {
+        self.nodes
+            .iter()
+            .map(|n| (n.name, n.ino, FileType::CharDevice))
+            .chain(self.shm.iter().map(|d| (SHM, d.ino, FileType::Directory)))
+    }
+}
+
 impl Vnode for DevDir {
     fn stat(&self) -> Stat {
         Stat {
             dev: self.dev,
-            ino: 1,
-            mode: S_IFDIR | 0o755,
-            nlink: 2,
-            size: (self.nodes.len() as u64 + 2) * 20,
+            ino: self.ino,
+            mode: S_IFDIR | if self.shm.is_some() { 0o755 } else { 0o1777 },
+            nlink: 2 + u32::from(self.shm.is_some()),
+            size: (self.entries().count() as u64 + 2) * 20,
             blksize: 4096,
             ..Stat::default()
         }
@@ -163,6 +194,11 @@ impl Vnode for DevDir {
     fn lookup(&self, name: &[u8]) -> Result<VnodeRef, Errno> {
         if name.len() > crate::types::NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
+        }
+        if name == SHM
+            && let Some(shm) = &self.shm
+        {
+            return Ok(shm.clone());
         }
         self.nodes
             .iter()
@@ -188,22 +224,24 @@ impl Vnode for DevDir {
         self.lookup(name).map(|_| ()).and(Err(Errno::EPERM))
     }
     fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
-        self.lookup(name).map(|_| ()).and(Err(Errno::ENOTDIR))
+        let node = self.lookup(name)?;
+        Err(if node.file_type() == FileType::Directory {
+            Errno::EPERM
+        } else {
+            Errno::ENOTDIR
+        })
     }
     fn rename(&self, old: &[u8], _nd: &VnodeRef, _new: &[u8], _flags: u32) -> Result<(), Errno> {
         self.lookup(old).map(|_| ()).and(Err(Errno::EPERM))
     }
     fn read_dir(&self, pos: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<(), Errno> {
-        for (i, n) in self
-            .nodes
-            .iter()
-            .enumerate()
-            .skip((pos.max(2) - 2) as usize)
+        for (i, (name, ino, file_type)) in
+            self.entries().enumerate().skip((pos.max(2) - 2) as usize)
         {
             let e = DirEntry {
-                name: n.name,
-                ino: n.ino,
-                file_type: FileType::CharDevice,
+                name,
+                ino,
+                file_type,
                 next: i as u64 + 3,
             };
             if !sink(e) {
@@ -213,7 +251,7 @@ impl Vnode for DevDir {
         Ok(())
     }
     fn is_empty_dir(&self) -> bool {
-        self.nodes.is_empty()
+        self.entries().next().is_none()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The image's VFS: one [`Vfs`] with a ramfs root (or the filesystem given to
-//! [`init_root`]) and devfs on `/dev`, the target of the syscall handlers.
+//! [`init_root`]), devfs on `/dev` and a ramfs on `/dev/shm`, the target of the syscall
+//! handlers.
 
 use alloc::sync::Arc;
 
@@ -10,7 +11,8 @@ use crate::{DevFs, Errno, Fd, FileSystem, O_RDWR, RamFs, Vfs};
 
 static GLOBAL: Once<Vfs> = Once::new();
 
-/// The image's VFS, made on first use: an empty ramfs root, `/dev` holding devfs, and
+/// The image's VFS, made on first use: an empty ramfs root, `/dev` holding devfs, a ramfs
+/// on `/dev/shm` (Linux's tmpfs there: musl's `shm_open` and `sem_open` use it), and
 /// descriptors 0, 1 and 2 open on `/dev/console`.
 pub fn vfs() -> &'static Vfs {
     GLOBAL.call_once(|| {
@@ -22,8 +24,8 @@ pub fn vfs() -> &'static Vfs {
 
 /// Makes the image's VFS with `root` as its root filesystem instead of a ramfs (Unikraft's
 /// root on 9pfs: a host folder from uk-9pfs, say), devfs on `/dev` and descriptors 0-2 on
-/// `/dev/console` as [`vfs`] does. `/dev` is created in `root` if it is missing (on a
-/// shared host folder, that is a real directory there).
+/// `/dev/console` and a ramfs on `/dev/shm` as [`vfs`] does. `/dev` is created in `root`
+/// if it is missing (on a shared host folder, that is a real directory there).
 ///
 /// # Errors
 ///
@@ -49,6 +51,9 @@ fn populate(vfs: &Vfs) {
     if !ok {
         log::error!("uk-vfs: could not mount devfs on /dev");
         return;
+    }
+    if vfs.mount("/dev/shm", RamFs::new()).is_err() {
+        log::error!("uk-vfs: could not mount a ramfs on /dev/shm");
     }
     for want in 0..3 as Fd {
         match vfs.open("/dev/console", O_RDWR, 0) {

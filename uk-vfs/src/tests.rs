@@ -451,10 +451,38 @@ fn getdents64_exact_and_resumable() {
             b"console",
             b"null",
             b"random",
+            b"shm",
             b"urandom",
             b"zero"
         ]
     );
+}
+
+#[test]
+fn dev_shm_is_an_empty_directory_and_the_global_vfs_mounts_a_ramfs_on_it() {
+    // Bare devfs: an empty, sticky, world-writable directory that refuses new entries.
+    let vfs = fresh();
+    let st = vfs.stat("/dev/shm").unwrap();
+    assert_eq!(st.mode, S_IFDIR | 0o1777);
+    assert_eq!(vfs.stat("/dev").unwrap().nlink, 3, "., .. and shm's ..");
+    assert_eq!(names(&vfs, "/dev/shm"), [&b"."[..], b".."]);
+    assert_eq!(
+        vfs.open("/dev/shm/x", O_RDWR | O_CREAT, 0o600),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(vfs.mkdir("/dev/shm", 0o755), Err(Errno::EEXIST));
+    assert_eq!(vfs.rmdir("/dev/shm"), Err(Errno::EPERM));
+    assert_eq!(vfs.rmdir("/dev/null"), Err(Errno::ENOTDIR));
+    // The image's VFS: what musl's shm_open and sem_open do there works.
+    let vfs = global::vfs();
+    let fd = vfs
+        .open("/dev/shm/sem.uk-test", O_RDWR | O_CREAT | O_EXCL, 0o600)
+        .unwrap();
+    assert_eq!(vfs.write(fd, b"abcd"), Ok(4));
+    vfs.close(fd).unwrap();
+    assert_eq!(vfs.stat("/dev/shm/sem.uk-test").unwrap().size, 4);
+    assert_eq!(vfs.rmdir("/dev/shm"), Err(Errno::EBUSY), "a mount point");
+    vfs.unlink("/dev/shm/sem.uk-test").unwrap();
 }
 
 #[test]
