@@ -1,4 +1,6 @@
-//! futex(2): WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE.
+//! futex(2): WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE, and the
+//! priority-inheritance operations LOCK_PI, LOCK_PI2, TRYLOCK_PI and UNLOCK_PI (see
+//! the `pi` submodule for their protocol and what differs from Linux).
 //!
 //! A signal sent to a waiting thread ends its wait with `EINTR` after the handler ran (as
 //! Linux does for a handled signal without `SA_RESTART`; libcs retry).
@@ -18,9 +20,14 @@ use crate::lock::Lock as Mutex;
 use uk_sched::ThreadRef;
 use uk_syscall::Errno;
 
+use crate::ids::Tid;
 use crate::system::{Cpu, System};
 use crate::time::Timespec;
 use uk_syscall::user::UserPtr;
+
+mod pi;
+
+pub use pi::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
 
 /// Wait while the word equals the value (relative timeout).
 pub const FUTEX_WAIT: i32 = 0;
@@ -34,6 +41,14 @@ pub const FUTEX_CMP_REQUEUE: i32 = 4;
 pub const FUTEX_WAIT_BITSET: i32 = 9;
 /// As WAKE, only waiters whose bitset intersects `val3`.
 pub const FUTEX_WAKE_BITSET: i32 = 10;
+/// Takes a priority-inheritance futex (absolute `CLOCK_REALTIME` timeout).
+pub const FUTEX_LOCK_PI: i32 = 6;
+/// Releases a priority-inheritance futex, handing it to its first waiter.
+pub const FUTEX_UNLOCK_PI: i32 = 7;
+/// Takes a priority-inheritance futex if that needs no wait.
+pub const FUTEX_TRYLOCK_PI: i32 = 8;
+/// As LOCK_PI, the absolute timeout on `CLOCK_MONOTONIC` unless `FUTEX_CLOCK_REALTIME`.
+pub const FUTEX_LOCK_PI2: i32 = 13;
 /// Process-private futex (same key here).
 pub const FUTEX_PRIVATE_FLAG: i32 = 128;
 /// The absolute timeout of WAIT_BITSET is on `CLOCK_REALTIME`.
@@ -50,6 +65,8 @@ struct Waiter {
     thread: ThreadRef,
     key: usize,
     bitset: u32,
+    /// The waiter's tid when it waits in LOCK_PI (an UNLOCK_PI hands it the word), else 0.
+    pi_tid: Tid,
 }
 
 /// The waiters of every futex word.
@@ -200,6 +217,7 @@ impl System {
                 thread: me,
                 key: addr,
                 bitset,
+                pi_tid: 0,
             });
         }
         match self.block_queued(id, deadline_ns) {
@@ -301,6 +319,7 @@ impl System {
             thread: me,
             key,
             bitset,
+            pi_tid: 0,
         });
         if ready() {
             self.futex.take(id);
@@ -342,15 +361,7 @@ impl System {
         realtime: bool,
     ) -> Result<usize, Errno> {
         let deadline = match timeout {
-            Some(t) => {
-                let abs = t.to_ns()?;
-                Some(if realtime {
-                    let offset = self.realtime_ns().wrapping_sub(self.monotonic_ns());
-                    abs.saturating_sub(offset)
-                } else {
-                    abs
-                })
-            }
+            Some(t) => Some(self.absolute_deadline(t, realtime)?),
             None => None,
         };
         self.futex_wait_until(addr, val, deadline, bitset)
@@ -402,8 +413,8 @@ impl System {
     ///
     /// # Errors
     ///
-    /// `EINVAL` (negative counts, misaligned words), `EFAULT`, `EAGAIN` (the word is not
-    /// `cmp`).
+    /// `EINVAL` (negative counts, misaligned words, a LOCK_PI waiter on `addr`), `EFAULT`,
+    /// `EAGAIN` (the word is not `cmp`).
     pub fn futex_requeue(
         &self,
         addr: usize,
@@ -424,6 +435,10 @@ impl System {
                 && word.load(Ordering::SeqCst) != cmp
             {
                 return Err(Errno::EAGAIN);
+            }
+            // A LOCK_PI waiter waits for its word's owner: Linux refuses to move it.
+            if w.0.iter().any(|x| x.key == addr && x.pi_tid != 0) {
+                return Err(Errno::EINVAL);
             }
             let (nr_wake, nr_requeue) = (nr_wake as usize, nr_requeue as usize);
             let mut woken = Vec::new();
@@ -470,7 +485,7 @@ impl System {
     ) -> Result<usize, Errno> {
         let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
         let realtime = op & FUTEX_CLOCK_REALTIME != 0;
-        if realtime && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET {
+        if realtime && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET && cmd != FUTEX_LOCK_PI2 {
             return Err(Errno::ENOSYS);
         }
         let space = self.address_space();
@@ -495,6 +510,12 @@ impl System {
             FUTEX_CMP_REQUEUE => {
                 self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, Some(val3))
             }
+            // LOCK_PI's timeout is absolute on CLOCK_REALTIME; LOCK_PI2's on the clock the
+            // flag names.
+            FUTEX_LOCK_PI => self.futex_lock_pi(uaddr, timeout(utime)?, true),
+            FUTEX_LOCK_PI2 => self.futex_lock_pi(uaddr, timeout(utime)?, realtime),
+            FUTEX_TRYLOCK_PI => self.futex_trylock_pi(uaddr),
+            FUTEX_UNLOCK_PI => self.futex_unlock_pi(uaddr),
             _ => {
                 log::warn!("futex operation {cmd} is not implemented: ENOSYS");
                 Err(Errno::ENOSYS)

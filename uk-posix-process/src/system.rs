@@ -956,6 +956,7 @@ impl System {
             (entry, handle)
         };
         self.clear_child_tid(entry.clear_child_tid);
+        self.futex_pi_owner_ended(entry.tid);
         drop(handle);
         if let Some(status) = machine_exit {
             *self.last_exit.lock() = Some(status);

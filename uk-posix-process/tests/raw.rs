@@ -157,6 +157,47 @@ fn prlimit_writes_old_value_and_changes_nothing_on_error() {
 }
 
 #[test]
+fn pi_futex_calls_check_the_word_and_the_timeout_pointer() {
+    let (base, _g) = arena();
+    let pi = |op: i32, uaddr: usize, timeout: usize| {
+        call(Sysno::futex, [uaddr, op as usize, 0, timeout, 0, 0])
+    };
+    for op in [
+        FUTEX_LOCK_PI,
+        FUTEX_LOCK_PI2,
+        FUTEX_TRYLOCK_PI,
+        FUTEX_UNLOCK_PI,
+    ] {
+        for bad in [0usize, 4096, base - 8, base + ARENA, usize::MAX - 3] {
+            assert_eq!(pi(op, bad, 0), err(Errno::EFAULT), "{op} {bad:#x}");
+        }
+        assert_eq!(pi(op, base + 2, 0), err(Errno::EINVAL), "{op}");
+    }
+    // A word in the arena: the boot context takes it and gives it back.
+    let word = base + 256;
+    // SAFETY: an aligned word inside the leaked arena, which nothing else uses meanwhile
+    // (the arena lock is held).
+    let value = |v: Option<u32>| unsafe {
+        let p = word as *mut u32;
+        if let Some(v) = v {
+            p.write_volatile(v);
+        }
+        p.read_volatile()
+    };
+    value(Some(0));
+    let tid = call(Sysno::gettid, [0; 6]) as u32;
+    // A timeout pointer outside the arena is EFAULT before anything is taken.
+    assert_eq!(pi(FUTEX_LOCK_PI, word, 8), err(Errno::EFAULT));
+    assert_eq!(value(None), 0);
+    assert_eq!(pi(FUTEX_LOCK_PI | FUTEX_PRIVATE_FLAG, word, 0), 0);
+    assert_eq!(value(None), tid);
+    assert_eq!(pi(FUTEX_TRYLOCK_PI, word, 0), err(Errno::EDEADLK));
+    assert_eq!(pi(FUTEX_UNLOCK_PI, word, 0), 0);
+    assert_eq!(value(None), 0);
+    assert_eq!(pi(FUTEX_UNLOCK_PI, word, 0), err(Errno::EPERM));
+}
+
+#[test]
 fn clone_by_number_without_a_trap_frame() {
     let (_base, _g) = arena();
     // Bad flags are reported as such; good ones need the trap entry's registers.
