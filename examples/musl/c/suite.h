@@ -34,6 +34,9 @@ void group_process(void);
  * of the `time` and `signals` groups. */
 void checks_rusage(void);
 void checks_timer_delete(void);
+/* Checks of robust and priority-inheritance mutexes (suite_mutex.c), run at the end of the
+ * `sync` group. */
+void checks_mutex(void);
 
 /* Runs every group (or only the one named `only`); prints one line per group and a closing
  * line; returns the failures. */

@@ -314,6 +314,7 @@ void group_sync(void)
 	sem_getvalue(&items, &value);
 	CHECK_EQ(value, 0);
 	sem_destroy(&items);
+	checks_mutex();
 }
 
 static volatile sig_atomic_t last_signal, handler_calls;
