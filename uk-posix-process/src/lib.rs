@@ -9,8 +9,8 @@
 //! ends the run with `exit_group`. This crate gives those calls Linux's semantics on top of
 //! uk-sched threads.
 //!
-//! - **State lives in a [`System`].** The image has one ([`system`]); the free functions
-//!   of this crate ([`getpid`], [`clone_call`], [`futex`], ...) act on it, and the raw
+//! - **State lives in a [`System`].** The image has one ([`system()`]); the free functions
+//!   of this crate ([`getpid`], [`clone_call`], [`futex()`], ...) act on it, and the raw
 //!   adapters in [`raw`] (registered with `uk_syscall::register!`) unpack Linux's register
 //!   arguments into the same typed functions. Hosted tests create their own `System`s.
 //! - **Threads are uk-sched threads.** A [`ThreadHost`] (implemented by

@@ -2,9 +2,9 @@
 //!
 //! uk-vfs says what each descriptor is ready for at the moment it is asked
 //! ([`uk_vfs::Vfs::poll`]); this module waits. A caller with nothing ready queues as a
-//! waiter under [`POLL_KEY`](crate::futex) and sleeps until a pipe's readiness changes (the
-//! VFS's readiness hook, installed by [`crate::connect_vfs`], wakes every such waiter, and
-//! the epoch check makes a change between the look and the sleep impossible to miss),
+//! waiter under `POLL_KEY` (a key of the futex table) and sleeps until a pipe's readiness
+//! changes (the VFS's readiness hook, installed by [`crate::connect_vfs`], wakes every
+//! such waiter, and the epoch check makes a change between the look and the sleep impossible to miss),
 //! until its timeout, or until a signal for it runs a handler (`EINTR`, as Linux does
 //! for `poll` and `select` whatever `SA_RESTART` says). `ppoll` and `pselect6` wait with
 //! the given signal mask, as `sigsuspend` does.

@@ -166,7 +166,7 @@ struct Hooks {
     clock: Option<&'static dyn uk_hal::Clock>,
 }
 
-/// The process layer: one instance is the image's ([`crate::system`]); hosted tests make
+/// The process layer: one instance is the image's ([`crate::system()`]); hosted tests make
 /// their own with [`System::new`].
 pub struct System {
     state: Mutex<Cpu<State>>,
