@@ -6,8 +6,8 @@
 //! changes (the VFS's readiness hook, installed by [`crate::connect_vfs`], wakes every
 //! such waiter, and the epoch check makes a change between the look and the sleep
 //! impossible to miss), until its timeout, or until a signal for it runs a handler
-//! (`EINTR`, as Linux does for `poll` and `select` whatever `SA_RESTART` says). `ppoll` and `pselect6` wait with
-//! the given signal mask, as `sigsuspend` does.
+//! (`EINTR`, as Linux does for `poll` and `select` whatever `SA_RESTART` says). `ppoll`
+//! and `pselect6` wait with the given signal mask, as `sigsuspend` does.
 //!
 //! `select`'s sets become poll entries (read: `POLLIN`, write: `POLLOUT`, except:
 //! `POLLPRI`) and back, with Linux's mapping: a hang-up or error makes a descriptor both
