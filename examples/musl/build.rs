@@ -19,6 +19,7 @@ fn main() {
             "c/suite_sys.c",
             "c/suite_threads.c",
             "c/suite_usage.c",
+            "c/suite_mmap.c",
         ])
         .compile("hello");
     musl.link();

@@ -35,6 +35,10 @@ void group_process(void);
 void checks_rusage(void);
 void checks_timer_delete(void);
 
+/* Checks of mmap of files, named semaphores and shm_open (suite_mmap.c), run at the end of
+ * the `memory` group. */
+void checks_mmap_files(void);
+
 /* Runs every group (or only the one named `only`); prints one line per group and a closing
  * line; returns the failures. */
 int run_suite(const char *only);
