@@ -247,7 +247,8 @@ impl System {
     /// `RLIMIT_DATA`, a fixed address outside this layer's private mappings, a shared file
     /// mapping at a fixed address, a shared mapping overlapping a live one of the same file
     /// laid out differently), `EEXIST` (`MAP_FIXED_NOREPLACE` over a mapping). Nothing
-    /// changes on an error.
+    /// changes on an error, but for a file's read error during a `MAP_FIXED` over existing
+    /// memory, which leaves the range zeroed.
     pub fn mmap(
         &self,
         addr: usize,

@@ -307,3 +307,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn msync_is_registered() {
+    use uk_syscall::{Sysno, dispatch};
+    // Checks that touch no mapping: the handler answers (ENOSYS without it).
+    let einval = -(Errno::EINVAL.into_raw() as isize);
+    assert_eq!(
+        dispatch(Sysno::msync as usize, &[1, 4096, 4, 0, 0, 0]),
+        einval
+    );
+    assert_eq!(
+        dispatch(Sysno::msync as usize, &[4096, 4096, 5, 0, 0, 0]),
+        einval
+    );
+    assert_eq!(dispatch(Sysno::msync as usize, &[4096, 0, 4, 0, 0, 0]), 0);
+}

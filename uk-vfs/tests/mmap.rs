@@ -333,3 +333,106 @@ fn other_filesystems_map_private_copies_only() {
         "the check alone does not ask the filesystem"
     );
 }
+
+mod coherence {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PAGES: usize = 3;
+    const SPAN: usize = PAGES * MAP_PAGE;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// pwrite of `len` bytes of `byte` at `at`.
+        Write { at: usize, len: usize, byte: u8 },
+        /// A store through the mapping at `at` (past the end of file too).
+        Store { at: usize, byte: u8 },
+        /// ftruncate.
+        Truncate(usize),
+        /// Unmap, then map pages `[first, first + PAGES)`.
+        Remap(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..SPAN + 100, 1usize..3000, any::<u8>()).prop_map(|(at, len, byte)| Op::Write {
+                at,
+                len,
+                byte
+            }),
+            (0..SPAN, any::<u8>()).prop_map(|(at, byte)| Op::Store { at, byte }),
+            (0..SPAN + 100).prop_map(Op::Truncate),
+            (0u64..2).prop_map(Op::Remap),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// A shared mapping and the file agree after any sequence of writes, stores,
+        /// truncations and remappings: the mapping shows the file's bytes, and past the
+        /// end of file what it stored there since the file last grew over or shrank below
+        /// those bytes (else zeros); `pread` and the size are the model's.
+        #[test]
+        fn the_mapping_and_the_file_agree(ops in proptest::collection::vec(op(), 1..30)) {
+            let vfs = vfs();
+            let fd = vfs.open("/f", O_CREAT | O_RDWR, 0o644).unwrap();
+            let mut model: Vec<u8> = Vec::new();
+            // Stores past the end of file, by file offset.
+            let mut ghosts = std::collections::BTreeMap::<usize, u8>::new();
+            let mut first = 0u64;
+            let mut map = shared(&vfs, fd, first, PAGES).unwrap();
+            for op in ops {
+                match op {
+                    Op::Write { at, len, byte } => {
+                        prop_assert_eq!(vfs.pwrite(fd, &vec![byte; len], at as i64), Ok(len));
+                        if model.len() < at + len {
+                            ghosts.retain(|&k, _| k >= at + len);
+                            model.resize(at + len, 0);
+                        }
+                        model[at..at + len].fill(byte);
+                    }
+                    Op::Store { at, byte } => {
+                        let file_at = first as usize * MAP_PAGE + at;
+                        poke(&map, at, &[byte]);
+                        match model.get_mut(file_at) {
+                            Some(b) => *b = byte,
+                            None => {
+                                ghosts.insert(file_at, byte);
+                            }
+                        }
+                    }
+                    Op::Truncate(len) => {
+                        vfs.ftruncate(fd, len as i64).unwrap();
+                        if len < model.len() {
+                            ghosts.clear();
+                        } else {
+                            ghosts.retain(|&k, _| k >= len);
+                        }
+                        model.resize(len, 0);
+                    }
+                    Op::Remap(to) => {
+                        drop(map);
+                        first = to;
+                        map = shared(&vfs, fd, first, PAGES).unwrap();
+                    }
+                }
+                let base = first as usize * MAP_PAGE;
+                let seen = peek(&map, 0, SPAN);
+                let want: Vec<u8> = (0..SPAN)
+                    .map(|i| {
+                        let at = base + i;
+                        model
+                            .get(at)
+                            .or_else(|| ghosts.get(&at))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                prop_assert_eq!(seen, want);
+                prop_assert_eq!(pread(&vfs, fd, 0, SPAN + 4000), model.clone());
+                prop_assert_eq!(vfs.fstat(fd).unwrap().size, model.len() as u64);
+            }
+        }
+    }
+}
