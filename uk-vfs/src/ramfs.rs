@@ -13,7 +13,7 @@
 //!   set-group-ID directory takes its group); `chown` changes them with Linux's set-ID
 //!   rules. `fallocate` grows a file's size without reserving pages.
 //! - A shared `mmap` ([`Vnode::map_shared`]) moves the file's pages in the mapped range
-//!   into one page-aligned [`Run`] (copying what they held); from then on the file's
+//!   into one page-aligned run (copying what they held); from then on the file's
 //!   page table refers into the run, so `read`, `write` and the mapping use the same
 //!   memory. A second mapping of the same pages reuses the run. The run lives while the
 //!   file holds one of its pages or a mapping holds it, so truncation and unlinking never
