@@ -2,16 +2,17 @@
 //! as Linux's `do_mmap` does and says how to map it ([`FileMap`]).
 //!
 //! - **Private mappings** ([`FileMap::Private`]) are copies: the process layer fills
-//!   anonymous pages from the node ([`Vnode::read_at`](crate::Vnode::read_at)), so any filesystem whose regular
-//!   files can be read is mappable (ramfs, 9pfs, the initrd's files). Later changes of the
-//!   file do not show through a private mapping (POSIX leaves it unspecified).
+//!   anonymous pages from the node ([`Vnode::read_at`](crate::Vnode::read_at)), so any
+//!   filesystem whose regular files can be read is mappable (ramfs, 9pfs, the initrd's
+//!   files). Later changes of the file do not show through a private mapping (POSIX leaves
+//!   it unspecified).
 //! - **`/dev/zero`** maps as anonymous memory ([`FileMap::Zero`]), shared or private, as on
 //!   Linux (one address space and no `fork`: shared anonymous memory is anonymous memory).
 //! - **Shared mappings** ([`FileMap::Shared`]) are the file's own memory: the node hands
 //!   out a [`SharedMap`] of page-aligned, contiguous pages that its reads and writes use
 //!   too, so a store through the mapping is seen by `read` and a `write` through the
-//!   mapping at once. ramfs does this ([`Vnode::map_shared`](crate::Vnode::map_shared)); other filesystems refuse
-//!   with `ENODEV`.
+//!   mapping at once. ramfs does this ([`Vnode::map_shared`](crate::Vnode::map_shared));
+//!   other filesystems refuse with `ENODEV`.
 //!
 //! A shared mapping is a run: one page-aligned allocation of whole pages, refcounted
 //! by the file's page table (one reference per page it holds) and by each [`SharedMap`].
