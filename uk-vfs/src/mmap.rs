@@ -42,7 +42,8 @@ const MAX_MAP_END: u64 = i64::MAX as u64;
 pub enum MapKind {
     /// Not mappable (`ENODEV`): directories, pipes, most devices.
     Unmappable,
-    /// A file: private mappings copy it, shared ones ask [`Vnode::map_shared`](crate::Vnode::map_shared).
+    /// A file: private mappings copy it, shared ones ask
+    /// [`Vnode::map_shared`](crate::Vnode::map_shared).
     File,
     /// Anonymous zeroed memory (`/dev/zero`).
     Zero,
