@@ -20,6 +20,7 @@ fn main() {
             "c/suite_threads.c",
             "c/suite_usage.c",
             "c/suite_mutex.c",
+            "c/suite_mmap.c",
         ])
         .compile("hello");
     musl.link();

@@ -1,10 +1,19 @@
-//! Anonymous memory as a libc's malloc needs it: mmap, munmap, mprotect, brk.
+//! Memory as a libc needs it: mmap (anonymous and of files), munmap, mprotect, madvise,
+//! msync, brk.
 //!
-//! Mappings are runs of pages from the [`crate::PageSource`] (the image's page pool),
-//! zero-filled. There is one address space and no MMU protection per mapping: `mprotect`
+//! Private mappings are runs of pages from the [`crate::PageSource`] (the image's page
+//! pool), zero-filled, or for a file (feature `vfs`) filled from it at the offset: a copy,
+//! so later changes of the file do not show through and stores stay private. Shared file
+//! mappings are the file's own memory (uk-vfs's `SharedMap`, ramfs only): each mapped page
+//! is counted per mapping that covers it, and its memory is kept until the last of them is
+//! unmapped. Two mappings of the same file pages share one address here (one address
+//! space without an MMU to alias pages), so an `munmap` of one of them only drops that
+//! mapping's count of the pages. There is no MMU protection per mapping: `mprotect`
 //! checks its arguments and succeeds on mapped memory. A partial `munmap` forgets the pages
-//! it names; the run goes back to the page source when all of its pages are unmapped.
-//! `RLIMIT_DATA` bounds the bytes mapped plus the break.
+//! it names; a private run goes back to the page source when all of its pages are unmapped.
+//! `RLIMIT_DATA` bounds the bytes of private mappings plus the break (Linux counts private
+//! writable mappings; here every private one, file or not, whatever its protection, since
+//! each takes its own pages); shared file mappings belong to the file and are not counted.
 #![allow(unsafe_code)]
 
 use alloc::collections::BTreeMap;
@@ -42,6 +51,12 @@ const MAP_HINTS: u32 = 0x0100 /* GROWSDOWN */ | 0x0800 /* DENYWRITE */ | 0x1000 
     | 0x20000 /* STACK */ | 0x40000 /* HUGETLB */ | 0x80000 /* SYNC */;
 /// madvise: the pages' contents may go; private anonymous memory reads as zero afterwards.
 pub const MADV_DONTNEED: i32 = 4;
+/// msync: schedule the write-back and return.
+pub const MS_ASYNC: u32 = 1;
+/// msync: invalidate other mappings of the file.
+pub const MS_INVALIDATE: u32 = 2;
+/// msync: write back and wait.
+pub const MS_SYNC: u32 = 4;
 
 /// Whether `advice` is one Linux knows (`MADV_NORMAL` 0 to `MADV_DONTNEED` 4, `MADV_FREE` 8
 /// to `MADV_POPULATE_WRITE` 23).
@@ -59,6 +74,31 @@ struct Mapping {
     /// One bit per page: still mapped.
     live: Vec<u64>,
     live_count: usize,
+    /// The file and offset a private file mapping was filled from (`MADV_DONTNEED` fills
+    /// its pages from there again, as Linux does).
+    #[cfg(feature = "vfs")]
+    file: Option<(uk_vfs::VnodeRef, u64)>,
+}
+
+/// One page of a shared file mapping.
+#[cfg(feature = "vfs")]
+struct SharedPage {
+    /// How many mappings cover the page.
+    count: usize,
+    /// Keeps the page's memory alive.
+    _map: uk_vfs::SharedMap,
+}
+
+/// Where a mapping's pages come from.
+enum Source {
+    /// Zeroed pages (`MAP_ANONYMOUS`, `/dev/zero`).
+    Anon,
+    /// Pages filled from a file at an offset (a private file mapping).
+    #[cfg(feature = "vfs")]
+    File(uk_vfs::VnodeRef, u64),
+    /// The file's own pages (a shared file mapping).
+    #[cfg(feature = "vfs")]
+    Shared(uk_vfs::SharedMap),
 }
 
 struct Brk {
@@ -70,6 +110,9 @@ struct Brk {
 /// Anonymous memory bookkeeping.
 pub(crate) struct Mm {
     maps: BTreeMap<usize, Mapping>,
+    /// Pages of shared file mappings, by address.
+    #[cfg(feature = "vfs")]
+    shared: BTreeMap<usize, SharedPage>,
     brk: Option<Brk>,
     brk_max: usize,
     /// Bytes mapped plus the break's extent (what RLIMIT_DATA bounds).
@@ -82,6 +125,8 @@ impl Mm {
     pub(crate) const fn new() -> Self {
         Self {
             maps: BTreeMap::new(),
+            #[cfg(feature = "vfs")]
+            shared: BTreeMap::new(),
             brk: None,
             brk_max: DEFAULT_BRK_MAX,
             data: 0,
@@ -109,6 +154,10 @@ impl Mm {
         let mut at = addr;
         while at < end {
             let Some((start, _)) = self.find(at) else {
+                if self.shared_page(at) {
+                    at = at - at % PAGE_SIZE + PAGE_SIZE;
+                    continue;
+                }
                 return false;
             };
             let m = &self.maps[&start];
@@ -120,6 +169,36 @@ impl Mm {
         }
         true
     }
+
+    /// Whether the page holding `addr` is a page of a shared file mapping.
+    fn shared_page(&self, addr: usize) -> bool {
+        #[cfg(feature = "vfs")]
+        return self.shared.contains_key(&(addr - addr % PAGE_SIZE));
+        #[cfg(not(feature = "vfs"))]
+        {
+            let _ = addr;
+            false
+        }
+    }
+
+    /// Whether something of this layer is mapped at `addr`.
+    fn mapped_at(&self, addr: usize) -> bool {
+        self.find(addr).is_some() || self.shared_page(addr)
+    }
+}
+
+/// Fills `buf` from `node` at `offset` until the end of file (the rest stays as it is).
+#[cfg(feature = "vfs")]
+fn read_file(node: &uk_vfs::VnodeRef, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset.checked_add(done as u64).ok_or(Errno::EOVERFLOW)?;
+        match node.read_at(at, &mut buf[done..], false)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(())
 }
 
 fn pages_for(len: usize) -> Option<usize> {
@@ -150,15 +229,26 @@ impl System {
         }
     }
 
-    /// mmap(2) of anonymous memory: zeroed pages, placed by this layer. `MAP_FIXED` is
-    /// honoured inside an existing mapping of this layer (the range is zeroed again).
+    /// mmap(2): anonymous memory (zeroed pages, placed by this layer), or with feature
+    /// `vfs` a descriptor of the VFS ([`System::set_vfs`], else the image's): a private
+    /// mapping of a file is a copy of it (fresh pages filled from `offset`, bytes past the
+    /// end of file zero; later changes of the file do not show through), a shared mapping
+    /// of a ramfs file is the file's own memory (coherent with `read` and `write` both
+    /// ways, kept by the file after `munmap` and `close`), `/dev/zero` maps as anonymous
+    /// memory. `MAP_FIXED` is honoured inside an existing private mapping of this layer
+    /// (the range is zeroed again, or filled from the file).
     ///
     /// # Errors
     ///
     /// `EINVAL` (zero length, unknown prot or flags, neither or both of private/shared, an
-    /// unaligned offset or fixed address), `ENODEV` for a file mapping (no VFS mapping
-    /// yet), `ENOMEM` (no memory, `RLIMIT_DATA`, a fixed address outside this layer's
-    /// mappings), `EEXIST` (`MAP_FIXED_NOREPLACE` over a mapping).
+    /// unaligned offset or fixed address), `EBADF`, `EACCES`, `EOVERFLOW` and `ENODEV`
+    /// from the descriptor (uk-vfs's `Vfs::map_file`; `ENODEV` for any file without the
+    /// `vfs` feature), a file's read error for a private file mapping, `ENOMEM` (no memory,
+    /// `RLIMIT_DATA`, a fixed address outside this layer's private mappings, a shared file
+    /// mapping at a fixed address, a shared mapping overlapping a live one of the same file
+    /// laid out differently), `EEXIST` (`MAP_FIXED_NOREPLACE` over a mapping). Nothing
+    /// changes on an error, but for a file's read error during a `MAP_FIXED` over existing
+    /// memory, which leaves the range zeroed.
     pub fn mmap(
         &self,
         addr: usize,
@@ -181,14 +271,20 @@ impl System {
         if kind == MAP_SHARED_VALIDATE && flags & !known != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if flags & MAP_ANONYMOUS == 0 {
-            log::warn!("mmap of a file is not supported: ENODEV");
-            return Err(Errno::ENODEV);
-        }
         let pages = pages_for(len).ok_or(Errno::ENOMEM)?;
         let bytes = pages.checked_mul(PAGE_SIZE).ok_or(Errno::ENOMEM)?;
+        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+        let source = if flags & MAP_ANONYMOUS != 0 {
+            Source::Anon
+        } else {
+            self.file_source(fd, offset, pages, kind != MAP_PRIVATE, fixed, prot)?
+        };
         let space = self.address_space();
-        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        #[cfg(feature = "vfs")]
+        if let Source::Shared(map) = source {
+            return Ok(self.map_shared_pages(map));
+        }
+        if fixed {
             if addr % PAGE_SIZE != 0 {
                 return Err(Errno::EINVAL);
             }
@@ -197,7 +293,7 @@ impl System {
                 .find(addr)
                 .is_some_and(|(s, p)| addr + bytes <= s + p * PAGE_SIZE);
             if flags & MAP_FIXED_NOREPLACE != 0 {
-                return Err(if mm.find(addr).is_some() {
+                return Err(if mm.mapped_at(addr) {
                     Errno::EEXIST
                 } else {
                     Errno::ENOMEM
@@ -208,19 +304,34 @@ impl System {
             }
             drop(mm);
             UserSlice::new(addr, bytes).fill(&space, 0)?;
+            Self::fill_source(&source, &space, addr, bytes)?;
             return Ok(addr);
         }
-        let mut mm = self.mm.lock();
-        if !self.data_allows(&mm, bytes) {
-            return Err(Errno::ENOMEM);
-        }
-        let ptr = self.pages().alloc_pages(pages).ok_or(Errno::ENOMEM)?;
+        // Reserve the bytes and take the pages, fill them without the lock (a file may be
+        // slow to read), then publish the mapping.
+        let ptr = {
+            let mut mm = self.mm.lock();
+            if !self.data_allows(&mm, bytes) {
+                return Err(Errno::ENOMEM);
+            }
+            let ptr = self.pages().alloc_pages(pages).ok_or(Errno::ENOMEM)?;
+            mm.data += bytes;
+            mm.data_peak = mm.data_peak.max(mm.data);
+            ptr
+        };
         let start = ptr.as_ptr() as usize;
-        if UserSlice::new(start, bytes).fill(&space, 0).is_err() {
+        let filled = match UserSlice::new(start, bytes).fill(&space, 0) {
             // Pages outside the checked space: a misconfigured page source.
-            // SAFETY: the run just allocated, returned unused.
+            Err(_) => Err(Errno::ENOMEM),
+            Ok(()) => Self::fill_source(&source, &space, start, bytes),
+        };
+        let mut mm = self.mm.lock();
+        if let Err(e) = filled {
+            mm.data -= bytes;
+            drop(mm);
+            // SAFETY: the run just allocated, never published, returned unused.
             unsafe { self.pages().free_pages(ptr, pages) };
-            return Err(Errno::ENOMEM);
+            return Err(e);
         }
         let mut live = vec![0u64; pages.div_ceil(64)];
         for p in 0..pages {
@@ -232,16 +343,102 @@ impl System {
                 pages,
                 live,
                 live_count: pages,
+                #[cfg(feature = "vfs")]
+                file: match source {
+                    Source::File(node, offset) => Some((node, offset)),
+                    _ => None,
+                },
             },
         );
-        mm.data += bytes;
-        mm.data_peak = mm.data_peak.max(mm.data);
         Ok(start)
     }
 
+    /// Where a mapping of descriptor `fd` comes from (see [`System::mmap`]).
+    #[cfg(feature = "vfs")]
+    fn file_source(
+        &self,
+        fd: i32,
+        offset: u64,
+        pages: usize,
+        shared: bool,
+        fixed: bool,
+        prot: u32,
+    ) -> Result<Source, Errno> {
+        let vfs = self.vfs();
+        let write = prot & PROT_WRITE != 0;
+        if shared && fixed {
+            // A shared file mapping is the file's memory, wherever that is: it cannot be
+            // placed. Check the descriptor first (as Linux), then refuse, changing nothing.
+            return match vfs.map_check(fd, offset, pages, shared, write)? {
+                (_, uk_vfs::MapKind::Zero) => Ok(Source::Anon),
+                _ => Err(Errno::ENOMEM),
+            };
+        }
+        Ok(match vfs.map_file(fd, offset, pages, shared, write)? {
+            uk_vfs::FileMap::Zero => Source::Anon,
+            uk_vfs::FileMap::Private(node) => Source::File(node, offset),
+            uk_vfs::FileMap::Shared(map) => Source::Shared(map),
+        })
+    }
+
+    /// Without the VFS no descriptor can be mapped.
+    #[cfg(not(feature = "vfs"))]
+    fn file_source(
+        &self,
+        _fd: i32,
+        _offset: u64,
+        _pages: usize,
+        _shared: bool,
+        _fixed: bool,
+        _prot: u32,
+    ) -> Result<Source, Errno> {
+        log::warn!("mmap of a file without the VFS: ENODEV");
+        Err(Errno::ENODEV)
+    }
+
+    /// Fills `[start, start + bytes)` (zeroed) from a private file mapping's file.
+    fn fill_source(
+        source: &Source,
+        space: &uk_syscall::user::AddressSpace,
+        start: usize,
+        bytes: usize,
+    ) -> Result<(), Errno> {
+        match source {
+            #[cfg(feature = "vfs")]
+            Source::File(node, offset) => UserSlice::new(start, bytes)
+                .with_mut(space, |b| read_file(node, *offset, b))
+                .and_then(|r| r),
+            _ => {
+                let _ = (space, start, bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a shared file mapping page by page; returns its address.
+    #[cfg(feature = "vfs")]
+    fn map_shared_pages(&self, map: uk_vfs::SharedMap) -> usize {
+        let start = map.addr();
+        let mut mm = self.mm.lock();
+        for (k, page) in map.split().into_iter().enumerate() {
+            match mm.shared.entry(start + k * PAGE_SIZE) {
+                alloc::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().count += 1,
+                alloc::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(SharedPage {
+                        count: 1,
+                        _map: page,
+                    });
+                }
+            }
+        }
+        start
+    }
+
     /// munmap(2): unmaps the pages of `[addr, addr + len)` that this layer mapped; a
-    /// mapping whose pages are all unmapped goes back to the page source. Pages of no
-    /// mapping are ignored (as Linux).
+    /// private mapping whose pages are all unmapped goes back to the page source. A page of
+    /// shared file mappings loses one of the mappings that cover it; its memory stays the
+    /// file's (and is freed with the file unless another mapping still covers it). Pages
+    /// of no mapping are ignored (as Linux).
     ///
     /// # Errors
     ///
@@ -256,8 +453,24 @@ impl System {
             .and_then(|b| addr.checked_add(b))
             .ok_or(Errno::EINVAL)?;
         let mut freed = Vec::new();
+        #[cfg(feature = "vfs")]
+        let mut unshared = Vec::new();
         {
             let mut mm = self.mm.lock();
+            #[cfg(feature = "vfs")]
+            {
+                let pages: Vec<usize> = mm.shared.range(addr..end).map(|(a, _)| *a).collect();
+                for page in pages {
+                    if let alloc::collections::btree_map::Entry::Occupied(mut e) =
+                        mm.shared.entry(page)
+                    {
+                        e.get_mut().count -= 1;
+                        if e.get().count == 0 {
+                            unshared.push(e.remove());
+                        }
+                    }
+                }
+            }
             let starts: Vec<usize> = mm
                 .maps
                 .range(..end)
@@ -284,6 +497,8 @@ impl System {
                 }
             }
         }
+        #[cfg(feature = "vfs")]
+        drop(unshared);
         for (start, pages) in freed {
             if let Some(ptr) = NonNull::new(start as *mut u8) {
                 // SAFETY: `start`/`pages` are exactly a run from `alloc_pages`, removed
@@ -318,8 +533,10 @@ impl System {
 
     /// madvise(2): every advice Linux knows is a hint this layer may ignore (memory is
     /// never paged out here), except `MADV_DONTNEED`, after which Linux reads private
-    /// anonymous pages as zero: the range is zeroed. musl's allocator gives freed pages back
-    /// this way.
+    /// anonymous pages as zero: those are zeroed (musl's allocator gives freed pages back
+    /// this way), pages of a private file mapping read the file again (from the file and
+    /// offset the mapping was made with, also where a `MAP_FIXED` file mapping was placed
+    /// over it), and shared file mappings keep their contents (they are the file's).
     ///
     /// # Errors
     ///
@@ -342,9 +559,67 @@ impl System {
             if !mapped {
                 return Err(Errno::EINVAL);
             }
-            UserSlice::new(addr, bytes).with_mut(&self.address_space(), |b| b.fill(0))?;
+            let space = self.address_space();
+            for (at, n, source) in self.private_parts(addr, bytes) {
+                UserSlice::new(at, n).fill(&space, 0)?;
+                Self::fill_source(&source, &space, at, n)?;
+            }
         }
         Ok(())
+    }
+
+    /// The private parts of `[addr, addr + bytes)` (the break, private mappings) as
+    /// (start, length, what they are filled from).
+    fn private_parts(&self, addr: usize, bytes: usize) -> Vec<(usize, usize, Source)> {
+        let mm = self.mm.lock();
+        let end = addr + bytes;
+        if let Some(b) = &mm.brk
+            && addr >= b.base
+            && end <= b.cur
+        {
+            return vec![(addr, bytes, Source::Anon)];
+        }
+        mm.maps
+            .range(..end)
+            .filter(|(s, m)| **s + m.pages * PAGE_SIZE > addr)
+            .map(|(&s, m)| {
+                let from = addr.max(s);
+                let to = end.min(s + m.pages * PAGE_SIZE);
+                #[cfg(feature = "vfs")]
+                let source = match &m.file {
+                    Some((node, offset)) => Source::File(node.clone(), offset + (from - s) as u64),
+                    None => Source::Anon,
+                };
+                #[cfg(not(feature = "vfs"))]
+                let source = Source::Anon;
+                (from, to - from, source)
+            })
+            .collect()
+    }
+
+    /// msync(2): mappings here are coherent with their files already (a shared mapping is
+    /// the file's memory, a private one is nobody else's), so this only checks.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a misaligned `addr`, unknown flags or both `MS_ASYNC` and `MS_SYNC`;
+    /// `ENOMEM` for a range that is not mapped (as `mprotect`).
+    pub fn msync(&self, addr: usize, len: usize, flags: u32) -> Result<(), Errno> {
+        if addr % PAGE_SIZE != 0
+            || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+            || (flags & MS_ASYNC != 0 && flags & MS_SYNC != 0)
+        {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let bytes = pages_for(len).ok_or(Errno::ENOMEM)? * PAGE_SIZE;
+        if self.mm.lock().covers(addr, bytes) || self.address_space().contains(addr, bytes) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
+        }
     }
 
     /// brk(2): moves the break to `addr` and returns the new break, or returns the current

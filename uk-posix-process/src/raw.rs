@@ -706,6 +706,11 @@ pub fn sys_mprotect(a: &Args) -> SyscallResult {
     system().mprotect(a[0], a[1], a[2] as u32).map(|()| 0)
 }
 
+/// msync(addr, len, flags).
+pub fn sys_msync(a: &Args) -> SyscallResult {
+    system().msync(a[0], a[1], a[2] as u32).map(|()| 0)
+}
+
 /// brk(addr): the new break, or the old one.
 pub fn sys_brk(a: &Args) -> SyscallResult {
     Ok(system().brk(a[0]))
@@ -907,6 +912,7 @@ uk_syscall::register!(times => sys_times);
 uk_syscall::register!(mmap => sys_mmap);
 uk_syscall::register!(munmap => sys_munmap);
 uk_syscall::register!(mprotect => sys_mprotect);
+uk_syscall::register!(msync => sys_msync);
 uk_syscall::register!(brk => sys_brk);
 uk_syscall::register!(getrandom => sys_getrandom);
 uk_syscall::register!(rt_sigaction => sys_rt_sigaction);

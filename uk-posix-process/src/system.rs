@@ -164,6 +164,9 @@ struct Hooks {
     host: Option<&'static dyn ThreadHost>,
     pages: &'static dyn PageSource,
     clock: Option<&'static dyn uk_hal::Clock>,
+    /// The VFS file mappings come from (`None`: the image's, `uk_vfs::global::vfs`).
+    #[cfg(feature = "vfs")]
+    vfs: Option<&'static uk_vfs::Vfs>,
 }
 
 /// The process layer: one instance is the image's ([`crate::system()`]); hosted tests make
@@ -224,6 +227,8 @@ impl System {
                 #[cfg(not(target_os = "none"))]
                 pages: &host::HeapPages,
                 clock: None,
+                #[cfg(feature = "vfs")]
+                vfs: None,
             })),
             space: Mutex::new(None),
             futex: FutexTable::new(),
@@ -261,6 +266,22 @@ impl System {
     /// Installs the clock used outside scheduler threads (a board's clock).
     pub fn set_clock(&self, clock: Option<&'static dyn uk_hal::Clock>) {
         self.hooks.lock().0.clock = clock;
+    }
+
+    /// Installs the VFS whose descriptors `mmap` maps (the default is the image's,
+    /// `uk_vfs::global::vfs()`); hosted tests give each `System` its own.
+    #[cfg(feature = "vfs")]
+    pub fn set_vfs(&self, vfs: &'static uk_vfs::Vfs) {
+        self.hooks.lock().0.vfs = Some(vfs);
+    }
+
+    /// The VFS whose descriptors `mmap` maps.
+    #[cfg(feature = "vfs")]
+    pub(crate) fn vfs(&self) -> &'static uk_vfs::Vfs {
+        match self.hooks.lock().0.vfs {
+            Some(vfs) => vfs,
+            None => uk_vfs::global::vfs(),
+        }
     }
 
     /// Replaces, for this `System` only, the memory caller pointers are checked against.

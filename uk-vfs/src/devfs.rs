@@ -276,6 +276,15 @@ impl Vnode for Device {
     fn seekable(&self) -> bool {
         false
     }
+    /// `/dev/zero` maps as anonymous memory (Linux's `mmap_zero`); the other devices have
+    /// no `mmap` (`ENODEV`).
+    fn map_kind(&self) -> crate::mmap::MapKind {
+        if self.kind == Kind::Zero {
+            crate::mmap::MapKind::Zero
+        } else {
+            crate::mmap::MapKind::Unmappable
+        }
+    }
     fn read_at(&self, _offset: u64, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
         match self.kind {
             Kind::Null => Ok(0),

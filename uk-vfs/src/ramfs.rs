@@ -12,6 +12,15 @@
 //! - Every node keeps an owner and a group (root's at creation; a node made in a
 //!   set-group-ID directory takes its group); `chown` changes them with Linux's set-ID
 //!   rules. `fallocate` grows a file's size without reserving pages.
+//! - A shared `mmap` ([`Vnode::map_shared`]) moves the file's pages in the mapped range
+//!   into one page-aligned run (copying what they held); from then on the file's
+//!   page table refers into the run, so `read`, `write` and the mapping use the same
+//!   memory. A second mapping of the same pages reuses the run. The run lives while the
+//!   file holds one of its pages or a mapping holds it, so truncation and unlinking never
+//!   free mapped memory: truncating below a mapped page zeroes it and keeps it in the
+//!   table past the end of file (where Linux would raise `SIGBUS` on access, the mapping
+//!   reads zeros and its stores are lost when the file grows over them again: growing a
+//!   file always zeroes the bytes between the old and the new end).
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -22,6 +31,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
+use crate::mmap::{Run, SharedMap};
 use crate::types::{
     FileType, NAME_MAX, RAMFS_MAGIC, S_IFDIR, S_IFMT, S_ISGID, S_ISUID, Stat, StatFs, TimeChange,
     Timespec, makedev,
@@ -91,7 +101,84 @@ struct Meta {
 
 struct FileData {
     size: u64,
-    pages: BTreeMap<u64, Box<[u8; PAGE]>>,
+    /// Pages by index. Invariant: bytes at or past `size` are zero in [`Page::Own`] pages,
+    /// which exist only below `size`; [`Page::Run`] pages may lie past `size` (a mapping
+    /// holds them) and hold there whatever the mapping stored, zeroed when `size` grows
+    /// over them.
+    pages: BTreeMap<u64, Page>,
+}
+
+/// One page of a file's data.
+enum Page {
+    /// A page of its own.
+    Own(Box<[u8; PAGE]>),
+    /// Page `.1` of a run shared with `mmap`ings.
+    Run(Arc<Run>, usize),
+}
+
+impl Page {
+    /// Copies `dst.len()` bytes from `within` (`within + dst.len() <= PAGE`).
+    fn read(&self, within: usize, dst: &mut [u8]) {
+        match self {
+            Page::Own(p) => {
+                if let Some(src) = p.get(within..within + dst.len()) {
+                    dst.copy_from_slice(src);
+                }
+            }
+            Page::Run(r, i) => r.read(*i, within, dst),
+        }
+    }
+
+    /// Copies `src` in at `within` (`within + src.len() <= PAGE`).
+    fn write(&mut self, within: usize, src: &[u8]) {
+        match self {
+            Page::Own(p) => {
+                if let Some(dst) = p.get_mut(within..within + src.len()) {
+                    dst.copy_from_slice(src);
+                }
+            }
+            Page::Run(r, i) => r.write(*i, within, src),
+        }
+    }
+
+    /// Zeroes bytes `[from, to)` of the page.
+    fn zero(&mut self, from: usize, to: usize) {
+        match self {
+            Page::Own(p) => {
+                if let Some(b) = p.get_mut(from..to) {
+                    b.fill(0);
+                }
+            }
+            Page::Run(r, i) => r.zero(*i, from, to),
+        }
+    }
+
+    /// Whether a live mapping holds the page.
+    fn mapped(&self) -> bool {
+        matches!(self, Page::Run(r, _) if r.mapped())
+    }
+
+    /// Copies the whole page into page `k` of `run`.
+    fn copy_to(&self, run: &Run, k: usize) {
+        match self {
+            Page::Own(p) => run.write(k, 0, &p[..]),
+            Page::Run(r, i) => r.copy_page_to(*i, run, k),
+        }
+    }
+}
+
+/// Zeroes the bytes `[from, to)` of the pages present (the file grew over them).
+fn zero_range(f: &mut FileData, from: u64, to: u64) {
+    if to <= from {
+        return;
+    }
+    let page = PAGE as u64;
+    for (&k, p) in f.pages.range_mut(from / page..=(to - 1) / page) {
+        let start = k * page;
+        let a = (from.max(start) - start) as usize;
+        let b = (to.min(start + page) - start) as usize;
+        p.zero(a, b);
+    }
 }
 
 struct DirData {
@@ -529,7 +616,7 @@ impl Vnode for RamNode {
             let within = (at % PAGE as u64) as usize;
             let chunk = (PAGE - within).min(n - done);
             match f.pages.get(&page) {
-                Some(p) => buf[done..done + chunk].copy_from_slice(&p[within..within + chunk]),
+                Some(p) => p.read(within, &mut buf[done..done + chunk]),
                 None => buf[done..done + chunk].fill(0),
             }
             done += chunk;
@@ -580,13 +667,24 @@ impl Vnode for RamNode {
         let mut f = f.lock();
         if len < f.size {
             let first_gone = len.div_ceil(PAGE as u64);
-            let _ = f.pages.split_off(&first_gone);
+            let gone = f.pages.split_off(&first_gone);
+            // A page a mapping still holds stays (zeroed) so that the mapping and the
+            // file keep sharing it; the others go.
+            for (k, mut p) in gone {
+                if p.mapped() {
+                    p.zero(0, PAGE);
+                    f.pages.insert(k, p);
+                }
+            }
             let within = (len % PAGE as u64) as usize;
             if within != 0 {
                 if let Some(p) = f.pages.get_mut(&(len / PAGE as u64)) {
-                    p[within..].fill(0);
+                    p.zero(within, PAGE);
                 }
             }
+        } else {
+            let old = f.size;
+            zero_range(&mut f, old, len);
         }
         f.size = len;
         drop(f);
@@ -652,6 +750,47 @@ impl Vnode for RamNode {
         Ok(())
     }
 
+    /// Moves pages `[first, first + pages)` into one page-aligned run (or reuses the run
+    /// that holds exactly them already) and maps it. Pages of the range that are holes,
+    /// or past the end of file, become zeroed pages of the run.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` when the run cannot be allocated, or when part of the range is held by
+    /// another live mapping laid out differently (its pages cannot move; mapping the same
+    /// range again, or a range within one mapped run, works). Nothing changes then.
+    fn map_shared(&self, first: u64, pages: usize) -> Result<SharedMap, Errno> {
+        let Body::File(f) = &self.body else {
+            return Err(Errno::ENODEV);
+        };
+        let end = first.checked_add(pages as u64).ok_or(Errno::EOVERFLOW)?;
+        let mut f = f.lock();
+        if let Some(Page::Run(run, i)) = f.pages.get(&first) {
+            let (run, i) = (run.clone(), *i);
+            let in_place = i.checked_add(pages).is_some_and(|e| e <= run.pages())
+                && (0..pages).all(|k| {
+                    matches!(f.pages.get(&(first + k as u64)),
+                        Some(Page::Run(r, j)) if Arc::ptr_eq(r, &run) && *j == i + k)
+                });
+            if in_place {
+                return SharedMap::new(&run, i, pages).ok_or(Errno::ENOMEM);
+            }
+        }
+        if f.pages.range(first..end).any(|(_, p)| p.mapped()) {
+            return Err(Errno::ENOMEM);
+        }
+        let run = Run::new(pages)?;
+        let map = SharedMap::new(&run, 0, pages).ok_or(Errno::ENOMEM)?;
+        for k in 0..pages {
+            let index = first + k as u64;
+            if let Some(p) = f.pages.get(&index) {
+                p.copy_to(&run, k);
+            }
+            f.pages.insert(index, Page::Run(run.clone(), k));
+        }
+        Ok(map)
+    }
+
     /// Grows the size under the file's lock (so a concurrent write past the new end is
     /// never undone). No memory is reserved: pages are taken when written, so unlike
     /// tmpfs a later write into the range can still fail with `ENOSPC`.
@@ -667,6 +806,8 @@ impl Vnode for RamNode {
         if keep_size || f.size >= end {
             return Ok(());
         }
+        let old = f.size;
+        zero_range(&mut f, old, end);
         f.size = end;
         drop(f);
         self.modified();
@@ -706,13 +847,19 @@ fn write_pages(f: &mut FileData, offset: u64, buf: &[u8]) -> Result<usize, Errno
                     }
                     break;
                 };
-                e.insert(fresh)
+                e.insert(Page::Own(fresh))
             }
         };
-        p[within..within + chunk].copy_from_slice(&buf[done..done + chunk]);
+        p.write(within, &buf[done..done + chunk]);
         done += chunk;
     }
-    f.size = f.size.max(offset + done as u64);
+    let old = f.size;
+    let end = offset + done as u64;
+    if end > old {
+        // Bytes between the old end and the write read as zeros.
+        zero_range(f, old, offset.min(end));
+        f.size = end;
+    }
     Ok(done)
 }
 

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 
 use crate::Errno;
+use crate::mmap::{MapKind, SharedMap};
 use crate::types::{FileType, Stat, StatFs, TimeChange};
 
 /// A shared reference to a vnode.
@@ -191,6 +192,24 @@ pub trait Vnode: Send + Sync + Any {
             return Ok(());
         }
         self.truncate(end)
+    }
+    /// How `mmap` maps the node ([`crate::mmap`]): by default a regular file is
+    /// [`MapKind::File`] (private mappings copy it through [`Vnode::read_at`]) and anything
+    /// else [`MapKind::Unmappable`] (`ENODEV`).
+    fn map_kind(&self) -> MapKind {
+        if self.file_type() == FileType::Regular {
+            MapKind::File
+        } else {
+            MapKind::Unmappable
+        }
+    }
+    /// A shared mapping of the file's pages `[first, first + pages)` (pages of 4096
+    /// bytes; they may lie past the end of file): page-aligned contiguous memory that the
+    /// node's own reads and writes use from now on, kept valid while the [`SharedMap`]
+    /// lives. The default refuses with `ENODEV` (a filesystem whose data is elsewhere, a
+    /// 9P server say, cannot keep such memory coherent); ramfs implements it.
+    fn map_shared(&self, _first: u64, _pages: usize) -> Result<SharedMap, Errno> {
+        Err(Errno::ENODEV)
     }
 }
 

@@ -38,6 +38,10 @@ void checks_timer_delete(void);
  * `sync` group. */
 void checks_mutex(void);
 
+/* Checks of mmap of files, named semaphores and shm_open (suite_mmap.c), run at the end of
+ * the `memory` group. */
+void checks_mmap_files(void);
+
 /* Runs every group (or only the one named `only`); prints one line per group and a closing
  * line; returns the failures. */
 int run_suite(const char *only);

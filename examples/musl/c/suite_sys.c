@@ -575,6 +575,7 @@ void group_memory(void)
 	void *a64 = aligned_alloc(64, 128);
 	CHECK(a64 && (uintptr_t)a64 % 64 == 0);
 	free(a64);
+	checks_mmap_files();
 }
 
 void group_process(void)
