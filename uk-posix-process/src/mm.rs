@@ -520,15 +520,7 @@ impl System {
         if addr % PAGE_SIZE != 0 || prot & !(PROT_KNOWN | 0x0100_0000 | 0x0200_0000) != 0 {
             return Err(Errno::EINVAL);
         }
-        if len == 0 {
-            return Ok(());
-        }
-        let bytes = pages_for(len).ok_or(Errno::ENOMEM)? * PAGE_SIZE;
-        if self.mm.lock().covers(addr, bytes) || self.address_space().contains(addr, bytes) {
-            Ok(())
-        } else {
-            Err(Errno::ENOMEM)
-        }
+        self.check_mapped(addr, len)
     }
 
     /// madvise(2): every advice Linux knows is a hint this layer may ignore (memory is
@@ -611,6 +603,13 @@ impl System {
         {
             return Err(Errno::EINVAL);
         }
+        self.check_mapped(addr, len)
+    }
+
+    /// `Ok` when `addr..addr + len` (whole pages; nothing for 0) is mapped: by this layer's
+    /// mappings or break, or as the image and its RAM; `ENOMEM` otherwise (what `mprotect`
+    /// and `msync` say of an unmapped range).
+    fn check_mapped(&self, addr: usize, len: usize) -> Result<(), Errno> {
         if len == 0 {
             return Ok(());
         }

@@ -70,6 +70,16 @@ fn signal_then(sys: &'static System, to: i32, sig: i32, then: impl FnOnce() + 's
     });
 }
 
+/// Closes `fds` and restores SIGUSR1's default action; the test's exit status (0).
+fn finish(sys: &System, fds: &[i32]) -> i32 {
+    for &fd in fds {
+        vfs().close(fd).unwrap();
+    }
+    sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
+        .unwrap();
+    0
+}
+
 #[test]
 fn a_pipe_read_ends_with_eintr_after_the_handler() {
     let status = run(|sys| {
@@ -95,11 +105,7 @@ fn a_pipe_read_ends_with_eintr_after_the_handler() {
         // The pipe works as before.
         assert_eq!(vfs().write(w, b"ok"), Ok(2));
         assert_eq!(vfs().read(r, &mut buf), Ok(2));
-        vfs().close(r).unwrap();
-        vfs().close(w).unwrap();
-        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
-            .unwrap();
-        0
+        finish(sys, &[r, w])
     });
     assert_eq!(status, Some(0));
 }
@@ -125,11 +131,7 @@ fn with_sa_restart_the_read_goes_on_and_returns_what_came_later() {
             "the handler ran during the wait, which then went on"
         );
         assert_eq!(RUNS.load(Ordering::SeqCst), 1);
-        vfs().close(r).unwrap();
-        vfs().close(w).unwrap();
-        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
-            .unwrap();
-        0
+        finish(sys, &[r, w])
     });
     assert_eq!(status, Some(0));
 }
@@ -167,11 +169,7 @@ fn a_write_that_put_part_in_returns_its_count_with_or_without_sa_restart() {
         });
         assert_eq!(vfs().write(w, b"x"), Ok(1));
         assert_eq!(RUNS.load(Ordering::SeqCst), 4);
-        vfs().close(r).unwrap();
-        vfs().close(w).unwrap();
-        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
-            .unwrap();
-        0
+        finish(sys, &[r, w])
     });
     assert_eq!(status, Some(0));
 }
@@ -242,10 +240,7 @@ fn an_eventfd_read_and_write_end_with_eintr_or_restart() {
         signal_then(sys, me, SIGUSR1, || {});
         assert_eq!(vfs().write(e, &1u64.to_ne_bytes()), Err(Errno::EINTR));
         assert_eq!(RUNS.load(Ordering::SeqCst), 3);
-        vfs().close(e).unwrap();
-        sys.rt_sigaction(SIGUSR1, Some(SigAction::default()))
-            .unwrap();
-        0
+        finish(sys, &[e])
     });
     assert_eq!(status, Some(0));
 }
