@@ -49,6 +49,12 @@ pub const MAP_FIXED_NOREPLACE: u32 = 0x100000;
 const MAP_HINTS: u32 = 0x0100 /* GROWSDOWN */ | 0x0800 /* DENYWRITE */ | 0x1000 /* EXECUTABLE */
     | 0x2000 /* LOCKED */ | 0x4000 /* NORESERVE */ | 0x8000 /* POPULATE */ | 0x10000 /* NONBLOCK */
     | 0x20000 /* STACK */ | 0x40000 /* HUGETLB */ | 0x80000 /* SYNC */;
+/// mremap: the mapping may move to a new address.
+pub const MREMAP_MAYMOVE: u32 = 1;
+/// mremap: move to exactly `new_addr` (refused here, see [`System::mremap`]).
+pub const MREMAP_FIXED: u32 = 2;
+/// mremap: move, leaving the old range mapped (refused here, see [`System::mremap`]).
+pub const MREMAP_DONTUNMAP: u32 = 4;
 /// madvise: the pages' contents may go; private anonymous memory reads as zero afterwards.
 pub const MADV_DONTNEED: i32 = 4;
 /// msync: schedule the write-back and return.
@@ -507,6 +513,88 @@ impl System {
             }
         }
         Ok(())
+    }
+
+    /// mremap(2) of a mapping of this layer: shrinking unmaps the tail and keeps the
+    /// address; growing needs `MREMAP_MAYMOVE` (nothing can be added in place: pages come
+    /// from the page allocator as whole runs), and then moves the contents to a new
+    /// anonymous private mapping and unmaps the old range. That is what musl's `realloc`
+    /// asks for its large blocks. A moved private file mapping becomes anonymous memory
+    /// (`MADV_DONTNEED` then zeroes it instead of reading the file again), and while it
+    /// moves the old and new ranges both count against `RLIMIT_DATA` (Linux counts only the
+    /// growth).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unaligned `old`, unknown flags, a zero length (Linux's duplicate of
+    /// a shared mapping with `old_len` 0 is not offered), `MREMAP_FIXED` or
+    /// `MREMAP_DONTUNMAP` (this layer cannot place a mapping at a chosen address or keep
+    /// the old one in place), a length past the address space; `EFAULT` when the old range
+    /// is not live pages of one mapping of this layer; `ENOMEM` when it must grow without
+    /// `MREMAP_MAYMOVE`, when a shared file mapping must grow (it cannot move apart from
+    /// its file's memory), or as [`System::mmap`]. A refused call changes nothing.
+    pub fn mremap(
+        &self,
+        old: usize,
+        old_len: usize,
+        new_len: usize,
+        flags: u32,
+        new_addr: usize,
+    ) -> Result<usize, Errno> {
+        let _ = new_addr;
+        if old % PAGE_SIZE != 0
+            || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+            || flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+        {
+            return Err(Errno::EINVAL);
+        }
+        let bytes_of = |len: usize| {
+            pages_for(len)
+                .filter(|&p| p > 0)
+                .and_then(|p| p.checked_mul(PAGE_SIZE))
+                .ok_or(Errno::EINVAL)
+        };
+        let (old_bytes, new_bytes) = (bytes_of(old_len)?, bytes_of(new_len)?);
+        old.checked_add(old_bytes).ok_or(Errno::EINVAL)?;
+        let shared = {
+            let mm = self.mm.lock();
+            let in_one_mapping = mm
+                .find(old)
+                .is_some_and(|(start, pages)| old + old_bytes <= start + pages * PAGE_SIZE);
+            let all_shared =
+                (0..old_bytes / PAGE_SIZE).all(|i| mm.shared_page(old + i * PAGE_SIZE));
+            if !(in_one_mapping || all_shared) || !mm.covers(old, old_bytes) {
+                return Err(Errno::EFAULT);
+            }
+            !in_one_mapping
+        };
+        if new_bytes <= old_bytes {
+            if new_bytes < old_bytes {
+                self.munmap(old + new_bytes, old_bytes - new_bytes)?;
+            }
+            return Ok(old);
+        }
+        if flags & MREMAP_MAYMOVE == 0 || shared {
+            return Err(Errno::ENOMEM);
+        }
+        let new = self.mmap(
+            0,
+            new_bytes,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )?;
+        let space = self.address_space();
+        let copied = UserSlice::new(old, old_bytes)
+            .bytes(&space)
+            .and_then(|from| UserSlice::new(new, old_bytes).write(&space, from));
+        if let Err(e) = copied {
+            self.munmap(new, new_bytes)?;
+            return Err(e);
+        }
+        self.munmap(old, old_bytes)?;
+        Ok(new)
     }
 
     /// mprotect(2): checks the arguments; the memory stays readable and writable (one

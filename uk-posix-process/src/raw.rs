@@ -701,6 +701,11 @@ pub fn sys_munmap(a: &Args) -> SyscallResult {
     system().munmap(a[0], a[1]).map(|()| 0)
 }
 
+/// mremap(old_address, old_size, new_size, flags, new_address).
+pub fn sys_mremap(a: &Args) -> SyscallResult {
+    system().mremap(a[0], a[1], a[2], a[3] as u32, a[4])
+}
+
 /// mprotect(addr, len, prot).
 pub fn sys_mprotect(a: &Args) -> SyscallResult {
     system().mprotect(a[0], a[1], a[2] as u32).map(|()| 0)
@@ -911,6 +916,7 @@ uk_syscall::register!(getrusage => sys_getrusage);
 uk_syscall::register!(times => sys_times);
 uk_syscall::register!(mmap => sys_mmap);
 uk_syscall::register!(munmap => sys_munmap);
+uk_syscall::register!(mremap => sys_mremap);
 uk_syscall::register!(mprotect => sys_mprotect);
 uk_syscall::register!(msync => sys_msync);
 uk_syscall::register!(brk => sys_brk);

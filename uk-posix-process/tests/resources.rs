@@ -408,3 +408,127 @@ fn madvise_dontneed_zeroes_mapped_memory_and_refuses_the_rest() {
     assert_eq!(sys.munmap(m, 2 * PAGE_SIZE), Ok(()));
     assert_eq!(sys.madvise(m, PAGE_SIZE, MADV_DONTNEED), Err(Errno::EINVAL));
 }
+
+#[test]
+fn mremap_shrinks_in_place_and_moves_to_grow() {
+    let sys = System::new();
+    let anon = MAP_PRIVATE | MAP_ANONYMOUS;
+    let p = sys
+        .mmap(0, 3 * PAGE_SIZE, PROT_READ | PROT_WRITE, anon, -1, 0)
+        .unwrap();
+    // SAFETY: three fresh pages mapped above.
+    unsafe { std::slice::from_raw_parts_mut(p as *mut u8, 3 * PAGE_SIZE) }
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8);
+    // Refusals change nothing.
+    for (old, old_len, new_len, flags, want) in [
+        (p + 1, PAGE_SIZE, PAGE_SIZE, 0, Errno::EINVAL),
+        (p, 0, PAGE_SIZE, MREMAP_MAYMOVE, Errno::EINVAL),
+        (p, PAGE_SIZE, 0, MREMAP_MAYMOVE, Errno::EINVAL),
+        (p, PAGE_SIZE, usize::MAX, MREMAP_MAYMOVE, Errno::EINVAL),
+        (p, PAGE_SIZE, 2 * PAGE_SIZE, 8, Errno::EINVAL),
+        (p, PAGE_SIZE, 2 * PAGE_SIZE, MREMAP_FIXED, Errno::EINVAL),
+        (
+            p,
+            PAGE_SIZE,
+            2 * PAGE_SIZE,
+            MREMAP_MAYMOVE | MREMAP_FIXED,
+            Errno::EINVAL,
+        ),
+        (
+            p,
+            PAGE_SIZE,
+            2 * PAGE_SIZE,
+            MREMAP_MAYMOVE | MREMAP_DONTUNMAP,
+            Errno::EINVAL,
+        ),
+        (
+            p,
+            4 * PAGE_SIZE,
+            5 * PAGE_SIZE,
+            MREMAP_MAYMOVE,
+            Errno::EFAULT,
+        ),
+        (p, 3 * PAGE_SIZE, 4 * PAGE_SIZE, 0, Errno::ENOMEM),
+    ] {
+        assert_eq!(
+            sys.mremap(old, old_len, new_len, flags, 0),
+            Err(want),
+            "{old_len} {new_len} {flags}"
+        );
+        assert_eq!(
+            sys.mprotect(p, 3 * PAGE_SIZE, PROT_READ),
+            Ok(()),
+            "still mapped"
+        );
+    }
+    // Shrinking keeps the address and unmaps the tail.
+    assert_eq!(sys.mremap(p, 3 * PAGE_SIZE, 2 * PAGE_SIZE, 0, 0), Ok(p));
+    assert_eq!(
+        sys.mremap(p + 2 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, 0, 0),
+        Err(Errno::EFAULT),
+        "the tail is unmapped"
+    );
+    assert_eq!(
+        sys.mremap(p, 3 * PAGE_SIZE, 4 * PAGE_SIZE, MREMAP_MAYMOVE, 0),
+        Err(Errno::EFAULT),
+        "the tail is gone"
+    );
+    // Growing moves: the contents come along, the rest is zero, the old range is gone.
+    let q = sys
+        .mremap(p, 2 * PAGE_SIZE - 100, 5 * PAGE_SIZE, MREMAP_MAYMOVE, 0)
+        .unwrap();
+    assert_ne!(q, p);
+    // SAFETY: five pages mapped by the mremap.
+    let moved = unsafe { std::slice::from_raw_parts(q as *const u8, 5 * PAGE_SIZE) };
+    assert!(
+        (0..2 * PAGE_SIZE).all(|i| moved[i] == i as u8),
+        "contents kept"
+    );
+    assert!(
+        moved[2 * PAGE_SIZE..].iter().all(|&b| b == 0),
+        "growth zeroed"
+    );
+    assert_eq!(
+        sys.mremap(p, PAGE_SIZE, PAGE_SIZE, 0, 0),
+        Err(Errno::EFAULT),
+        "the old range is unmapped"
+    );
+    assert_eq!(sys.mremap(q, 5 * PAGE_SIZE, 5 * PAGE_SIZE, 0, 0), Ok(q));
+    // The break is not a mapping of this layer's mmap.
+    let base = sys.brk(0);
+    assert_eq!(sys.brk(base + PAGE_SIZE), base + PAGE_SIZE);
+    assert_eq!(
+        sys.mremap(base, PAGE_SIZE, 2 * PAGE_SIZE, MREMAP_MAYMOVE, 0),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(sys.munmap(q, 5 * PAGE_SIZE), Ok(()));
+}
+
+#[test]
+fn mremap_growth_counts_against_rlimit_data() {
+    let sys = System::new();
+    sys.set_data_limit_hook(|_| {});
+    sys.setrlimit(RLIMIT_DATA, lim(4 * PAGE_SIZE as u64, RLIM_INFINITY))
+        .unwrap();
+    let anon = MAP_PRIVATE | MAP_ANONYMOUS;
+    let p = sys.mmap(0, 2 * PAGE_SIZE, PROT_READ, anon, -1, 0).unwrap();
+    assert_eq!(
+        sys.mremap(p, 2 * PAGE_SIZE, 3 * PAGE_SIZE, MREMAP_MAYMOVE, 0),
+        Err(Errno::ENOMEM),
+        "old and new together pass the limit"
+    );
+    assert_eq!(sys.mremap(p, 2 * PAGE_SIZE, 2 * PAGE_SIZE, 0, 0), Ok(p));
+    sys.munmap(p, 2 * PAGE_SIZE).unwrap();
+    // One page may grow to three: old and new together make the limit exactly.
+    let p = sys.mmap(0, PAGE_SIZE, PROT_READ, anon, -1, 0).unwrap();
+    let q = sys
+        .mremap(p, PAGE_SIZE, 2 * PAGE_SIZE + 1, MREMAP_MAYMOVE, 0)
+        .unwrap();
+    assert_eq!(
+        sys.mremap(q, 3 * PAGE_SIZE, 3 * PAGE_SIZE, 0, 0),
+        Ok(q),
+        "2 pages + 1 byte is 3 pages"
+    );
+}

@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -218,10 +219,57 @@ static void errors(void)
 	CHECK_EQ(unlink("/mmap-errors"), 0);
 }
 
+/* mremap: shrinking keeps the address, growing moves with MREMAP_MAYMOVE only, and a
+ * large realloc (musl maps blocks this big and grows them with mremap) keeps its bytes. */
+static void remapping(void)
+{
+	unsigned char *m = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(m != MAP_FAILED);
+	for (size_t i = 0; i < 3 * PAGE; i++)
+		m[i] = pattern_at(i);
+	errno = 0;
+	CHECK(mremap(m, 3 * PAGE, 8 * PAGE, 0) == MAP_FAILED && errno == ENOMEM);
+	errno = 0;
+	CHECK(mremap(m + 1, PAGE, 2 * PAGE, MREMAP_MAYMOVE) == MAP_FAILED && errno == EINVAL);
+	CHECK(mremap(m, 3 * PAGE, 2 * PAGE, 0) == m);
+	unsigned char *g = mremap(m, 2 * PAGE, 8 * PAGE, MREMAP_MAYMOVE);
+	CHECK(g != MAP_FAILED);
+	if (g != MAP_FAILED) {
+		size_t same = 0, zero = 0;
+		for (size_t i = 0; i < 2 * PAGE; i++)
+			same += g[i] == pattern_at(i);
+		for (size_t i = 2 * PAGE; i < 8 * PAGE; i++)
+			zero += g[i] == 0;
+		CHECK_EQ(same, 2 * PAGE);
+		CHECK_EQ(zero, 6 * PAGE);
+		CHECK_EQ(munmap(g, 8 * PAGE), 0);
+	}
+
+	enum { BIG = 300 * 1024, BIGGER = 2 * 1024 * 1024 };
+	unsigned char *b = malloc(BIG);
+	CHECK(b != NULL);
+	if (b) {
+		for (size_t i = 0; i < BIG; i++)
+			b[i] = pattern_at(i);
+		unsigned char *c = realloc(b, BIGGER);
+		CHECK(c != NULL);
+		if (c) {
+			size_t same = 0;
+			for (size_t i = 0; i < BIG; i++)
+				same += c[i] == pattern_at(i);
+			CHECK_EQ(same, BIG);
+			b = c;
+		}
+		free(b);
+	}
+}
+
 void checks_mmap_files(void)
 {
 	private_mappings();
 	shared_mappings();
 	named_semaphores();
 	errors();
+	remapping();
 }
