@@ -34,6 +34,9 @@ static TABLE: [AtomicUsize; TABLE_LEN] = [const { AtomicUsize::new(0) }; TABLE_L
 static BUILT: AtomicBool = AtomicBool::new(false);
 /// Set by the first builder to finish, which is the one that logs configuration errors.
 static REPORTED: AtomicBool = AtomicBool::new(false);
+/// Set (release) once that builder has logged them: another thread may see the table built
+/// while the report is still being written.
+static REPORT_DONE: AtomicBool = AtomicBool::new(false);
 /// One flag per number in the table: "ENOSYS already logged".
 static LOGGED: [AtomicBool; TABLE_LEN] = [const { AtomicBool::new(false) }; TABLE_LEN];
 /// How many distinct numbers beyond the table are remembered as "logged".
@@ -88,6 +91,7 @@ fn ensure_built() {
     build();
     if !REPORTED.swap(true, Ordering::Relaxed) {
         report();
+        REPORT_DONE.store(true, Ordering::Release);
     }
 }
 
@@ -411,6 +415,13 @@ mod tests {
         // Whoever built the table first, the report is made exactly once, and only after
         // the logger is in place if this test built it; count only when we can tell.
         let _ = table_stats();
+        // Another test's thread may have built the table and still be writing the report
+        // (a builder always reports, or sees that another does, right after building).
+        let start = std::time::Instant::now();
+        while !REPORT_DONE.load(Ordering::Acquire) {
+            assert!(start.elapsed().as_secs() < 10, "the report never finished");
+            std::thread::yield_now();
+        }
         let conflict_lines = lines_containing("two handlers registered for syscall");
         let beyond_lines = lines_containing("beyond the table");
         assert!(conflict_lines <= 1 && beyond_lines <= 1);
