@@ -17,19 +17,19 @@
 //! queued signal's `si_overrun` grows instead of a second one being queued, as on Linux.
 //! `timer_getoverrun` reports the count of the timer's most recent signal.
 //!
-//! `timer_delete` takes back the timer's signal if it is still queued (pending, not yet
-//! delivered or taken), as Linux does since its POSIX timer rework (6.13; before, the
-//! kernel delivered it anyway): only that instance goes, the others of the same number
-//! (a `sigqueue`'s, another timer's) stay, and so does the pending bit while one of them
-//! waits. A process's timers and their queued signals end with the process (there is no
-//! `execve` that would keep the process and drop its timers).
+//! `timer_delete`, and `timer_settime` (re-arming or disarming), take back the timer's
+//! signal if it is still queued (pending, not yet delivered or taken), as Linux does since
+//! its POSIX timer rework (6.13; before, the kernel delivered it anyway): only that
+//! instance goes, the others of the same number (a `sigqueue`'s, another timer's) stay,
+//! and so does the pending bit while one of them waits. A process's timers and their
+//! queued signals end with the process (there is no `execve` that would keep the process
+//! and drop its timers).
 //!
 //! Differences from Linux: an absolute `CLOCK_REALTIME` deadline is converted to the
-//! monotonic clock when it is set (a later change of the wall clock does not move it);
-//! re-arming or disarming a timer with `timer_settime` leaves its queued signal in place
-//! (Linux 6.13 drops it there too); and a timer's signal is told from others by its
-//! `si_code` (`SI_TIMER`), id and number, so a `sigqueue` the process sends itself with
-//! exactly those fields is taken for the timer's.
+//! monotonic clock when it is set (a later change of the wall clock does not move it), and
+//! a timer's signal is told from others by its `si_code` (`SI_TIMER`), id and number, so
+//! a `sigqueue` the process sends itself with exactly those fields is taken for the
+//! timer's.
 
 use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +37,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use uk_syscall::Errno;
 
 use crate::ids::{Pid, Tid};
-use crate::signal::{SigInfo, SigProcess, check_signal, enqueue, sig_bit, withdraw};
+use crate::signal::{SigInfo, SigProcess, SigThread, check_signal, enqueue, sig_bit, withdraw};
 use crate::system::System;
 use crate::time::{Kind, TIMER_ABSTIME, Timespec, kind};
 
@@ -227,8 +227,9 @@ impl System {
         self.fire_due_timers();
         let now = self.monotonic_ns();
         let realtime_offset = self.realtime_ns().wrapping_sub(now);
-        self.with_caller_signals(|_, p, _, _| {
+        self.with_timer_signals(id, |p, thread| {
             let timer = p.timers.get_mut(&id).ok_or(Errno::EINVAL)?;
+            let (target, signo) = (timer.target, timer.signo);
             let old = timer.setting(now);
             timer.deadline_ns = (value > 0).then(|| {
                 if flags & TIMER_ABSTIME == 0 {
@@ -241,6 +242,8 @@ impl System {
                 }
             });
             timer.interval_ns = interval;
+            // Its signal of the old setting, if still queued, goes (as on Linux 6.13).
+            withdraw_queued(p, thread, target, signo, id);
             Ok(old)
         })?
     }
@@ -283,26 +286,27 @@ impl System {
     ///
     /// `EINVAL` for an unknown timer.
     pub fn timer_delete(&self, id: i32) -> Result<(), Errno> {
+        self.with_timer_signals(id, |p, thread| {
+            let timer = p.timers.remove(&id).ok_or(Errno::EINVAL)?;
+            withdraw_queued(p, thread, timer.target, timer.signo, id);
+            Ok(())
+        })?
+    }
+
+    /// Runs `f` on the caller's process's signal state and, for a timer `id` that signals
+    /// one thread, that thread's (`None` if the timer is silent, unknown, or its thread
+    /// has ended).
+    fn with_timer_signals<R>(
+        &self,
+        id: i32,
+        f: impl FnOnce(&mut SigProcess, Option<(u64, &mut SigThread)>) -> R,
+    ) -> Result<R, Errno> {
         let pid = self.getpid()?;
         self.with_process_and_thread_signals(
             pid,
             |p| p.timers.get(&id).and_then(|t| t.target.thread()),
-            |p, thread| {
-                let timer = p.timers.remove(&id).ok_or(Errno::EINVAL)?;
-                let its = |q: &SigInfo| is_from(q, id);
-                match (timer.target, thread) {
-                    (Target::Process(_), _) => {
-                        withdraw(&mut p.pending, &mut p.queued, timer.signo, its);
-                    }
-                    (Target::Thread(..), Some((_, t))) => {
-                        withdraw(&mut t.pending, &mut t.queued, timer.signo, its);
-                    }
-                    // Silent, or its thread has ended (and its queue with it).
-                    _ => {}
-                }
-                Ok(())
-            },
-        )?
+            f,
+        )
     }
 
     /// The nearest deadline among the caller's process's timers that notify (the interval
@@ -443,6 +447,28 @@ enum Wake {
 }
 
 /// Whether queued signal information is timer `id`'s.
+/// Takes back the signal timer `id` (notifying `target` with `signo`) still has queued
+/// there, if any; other queued signals, of the same number too, stay.
+fn withdraw_queued(
+    p: &mut SigProcess,
+    thread: Option<(u64, &mut SigThread)>,
+    target: Target,
+    signo: i32,
+    id: i32,
+) {
+    let its = |q: &SigInfo| is_from(q, id);
+    match (target, thread) {
+        (Target::Process(_), _) => {
+            withdraw(&mut p.pending, &mut p.queued, signo, its);
+        }
+        (Target::Thread(..), Some((_, t))) => {
+            withdraw(&mut t.pending, &mut t.queued, signo, its);
+        }
+        // Silent, or its thread has ended (and its queue with it).
+        _ => {}
+    }
+}
+
 fn is_from(info: &SigInfo, id: i32) -> bool {
     info.code == SI_TIMER && info.pid == id
 }

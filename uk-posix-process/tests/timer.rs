@@ -451,3 +451,52 @@ fn deleting_a_timer_takes_back_its_queued_signal_and_only_it() {
     });
     assert_eq!(status, Some(0));
 }
+
+#[test]
+fn re_arming_or_disarming_a_timer_takes_back_its_queued_signal() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        let rt = SIGRTMIN_KERNEL + 4;
+        let tid = sys.gettid().unwrap();
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(rt))).unwrap();
+        let a = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(rt, 1)))
+            .unwrap();
+        let b = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(rt, 2)))
+            .unwrap();
+        sys.timer_settime(a, 0, spec(10, 0)).unwrap();
+        sys.timer_settime(b, 0, spec(10, 0)).unwrap();
+        clock.advance(ms(10));
+        sys.timer_gettime(a).unwrap();
+        // Re-arming `a` drops its signal of the old setting; `b`'s stays.
+        sys.timer_settime(a, 0, spec(50, 0)).unwrap();
+        assert_eq!(take_all(sys, sig_bit(rt)), [(rt, SI_TIMER, b, 2)]);
+        // The new setting fires and queues again; disarming drops that one too.
+        clock.advance(ms(50));
+        sys.timer_gettime(a).unwrap();
+        assert_ne!(sys.sigpending().unwrap() & sig_bit(rt), 0);
+        sys.timer_settime(a, 0, spec(0, 0)).unwrap();
+        assert_eq!(sys.sigpending().unwrap() & sig_bit(rt), 0);
+        // A thread-directed timer: taken back from the thread's queue.
+        let event = SigEvent {
+            value: 3,
+            signo: rt,
+            notify: SIGEV_SIGNAL | SIGEV_THREAD_ID,
+            thread_id: tid,
+        };
+        let c = sys.timer_create(CLOCK_MONOTONIC, Some(event)).unwrap();
+        sys.timer_settime(c, 0, spec(10, 0)).unwrap();
+        clock.advance(ms(10));
+        sys.timer_gettime(c).unwrap();
+        sys.timer_settime(c, 0, spec(0, 0)).unwrap();
+        assert_eq!(take_all(sys, sig_bit(rt)), []);
+        for t in [a, b, c] {
+            sys.timer_delete(t).unwrap();
+        }
+        0
+    });
+    assert_eq!(status, Some(0));
+}
