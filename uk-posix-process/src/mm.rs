@@ -72,6 +72,10 @@ fn known_advice(advice: i32) -> bool {
 
 const PROT_KNOWN: u32 = PROT_READ | PROT_WRITE | PROT_EXEC | 0x8 /* SEM */;
 
+// Shared file mappings hand out uk-vfs's pages as this layer's pages.
+#[cfg(feature = "vfs")]
+const _: () = assert!(PAGE_SIZE == uk_vfs::mmap::MAP_PAGE);
+
 /// Default size the break may grow to (reserved on first use).
 pub const DEFAULT_BRK_MAX: usize = 1 << 20;
 
@@ -264,7 +268,6 @@ impl System {
         fd: i32,
         offset: u64,
     ) -> Result<usize, Errno> {
-        let _ = fd;
         if len == 0 || prot & !PROT_KNOWN != 0 || offset % PAGE_SIZE as u64 != 0 {
             return Err(Errno::EINVAL);
         }
@@ -539,13 +542,10 @@ impl System {
         old_len: usize,
         new_len: usize,
         flags: u32,
-        new_addr: usize,
+        _new_addr: usize,
     ) -> Result<usize, Errno> {
-        let _ = new_addr;
-        if old % PAGE_SIZE != 0
-            || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
-            || flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
-        {
+        // Unknown flags, and the two this layer refuses (FIXED, DONTUNMAP): EINVAL.
+        if old % PAGE_SIZE != 0 || flags & !MREMAP_MAYMOVE != 0 {
             return Err(Errno::EINVAL);
         }
         let bytes_of = |len: usize| {
@@ -561,12 +561,12 @@ impl System {
             let in_one_mapping = mm
                 .find(old)
                 .is_some_and(|(start, pages)| old + old_bytes <= start + pages * PAGE_SIZE);
-            let all_shared =
-                (0..old_bytes / PAGE_SIZE).all(|i| mm.shared_page(old + i * PAGE_SIZE));
-            if !(in_one_mapping || all_shared) || !mm.covers(old, old_bytes) {
+            let shared = !in_one_mapping
+                && (0..old_bytes / PAGE_SIZE).all(|i| mm.shared_page(old + i * PAGE_SIZE));
+            if !(in_one_mapping || shared) || !mm.covers(old, old_bytes) {
                 return Err(Errno::EFAULT);
             }
-            !in_one_mapping
+            shared
         };
         if new_bytes <= old_bytes {
             if new_bytes < old_bytes {

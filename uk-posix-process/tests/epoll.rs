@@ -10,7 +10,7 @@ mod common;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use common::{spawn, world_on};
+use common::{on_signal, spawn, world_on};
 use uk_posix_process::signal::{SIG_SETMASK, SIGUSR1, SigAction, sig_bit};
 use uk_posix_process::{Errno, system};
 use uk_syscall::{Sysno, dispatch};
@@ -190,14 +190,7 @@ fn a_signal_ends_a_wait_unless_epoll_pwaits_mask_blocks_it() {
     uk_posix_process::connect_vfs();
     let w = world_on(sys);
     let status = w.run(move || {
-        sys.rt_sigaction(
-            SIGUSR1,
-            Some(SigAction {
-                handler: note as *const () as usize,
-                ..SigAction::default()
-            }),
-        )
-        .unwrap();
+        on_signal(sys, SIGUSR1, note as *const () as usize, 0);
         let ep = vfs().epoll_create1(0).unwrap();
         let efd = vfs().eventfd2(0, EFD_NONBLOCK).unwrap();
         add(ep, efd, EPOLLIN, 1);

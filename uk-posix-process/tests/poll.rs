@@ -8,7 +8,7 @@ mod common;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use common::{spawn, world_on};
+use common::{on_signal, spawn, world_on};
 use uk_posix_process::signal::{SIG_SETMASK, SIGUSR1, SigAction, sig_bit};
 use uk_posix_process::{Errno, FdSets, system};
 use uk_syscall::{Sysno, dispatch};
@@ -87,14 +87,7 @@ fn a_signal_ends_a_poll_unless_ppolls_mask_blocks_it() {
     uk_posix_process::connect_vfs();
     let w = world_on(sys);
     let status = w.run(move || {
-        sys.rt_sigaction(
-            SIGUSR1,
-            Some(SigAction {
-                handler: note as *const () as usize,
-                ..SigAction::default()
-            }),
-        )
-        .unwrap();
+        on_signal(sys, SIGUSR1, note as *const () as usize, 0);
         let [r, wr] = vfs().pipe2(0).unwrap();
         let me = sys.gettid().unwrap();
         CAUGHT.store(0, Ordering::SeqCst);

@@ -9,10 +9,10 @@ mod common;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use common::{spawn, world};
+use common::{on_signal, spawn, world};
 use uk_posix_process::signal::{
-    SA_SIGINFO, SI_QUEUE, SI_TKILL, SI_USER, SIG_BLOCK, SIGALRM, SIGRTMIN_KERNEL, SIGUSR1,
-    SigAction, SigInfo, sig_bit,
+    SA_SIGINFO, SI_QUEUE, SI_TKILL, SI_USER, SIG_BLOCK, SIGALRM, SIGRTMIN_KERNEL, SIGUSR1, SigInfo,
+    sig_bit,
 };
 use uk_posix_process::time::{CLOCK_MONOTONIC, CLOCK_REALTIME, TIMER_ABSTIME};
 use uk_posix_process::timer::{
@@ -42,12 +42,7 @@ fn seen() -> [i64; 6] {
 
 fn handle(sys: &System, sig: i32) {
     SEEN.iter().for_each(|v| v.store(0, Ordering::SeqCst));
-    let act = SigAction {
-        handler: record as *const () as usize,
-        flags: SA_SIGINFO,
-        ..SigAction::default()
-    };
-    sys.rt_sigaction(sig, Some(act)).unwrap();
+    on_signal(sys, sig, record as *const () as usize, SA_SIGINFO);
 }
 
 fn ms(n: u64) -> u64 {

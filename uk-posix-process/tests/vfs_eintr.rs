@@ -10,7 +10,7 @@ mod common;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-use common::{spawn, world_on};
+use common::{on_signal, spawn, world_on};
 use uk_posix_process::signal::{
     SA_RESTART, SIG_BLOCK, SIG_IGN, SIG_SETMASK, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2, SigAction,
     sig_bit,
@@ -47,15 +47,7 @@ fn run(main: impl FnOnce(&'static System) -> i32 + 'static) -> Option<u8> {
 }
 
 fn handle(sys: &System, sig: i32, flags: u64) {
-    sys.rt_sigaction(
-        sig,
-        Some(SigAction {
-            handler: note as *const () as usize,
-            flags,
-            ..SigAction::default()
-        }),
-    )
-    .unwrap();
+    on_signal(sys, sig, note as *const () as usize, flags);
 }
 
 /// Starts a thread that sends `sig` to thread `to` (once the caller blocked: the scheduler

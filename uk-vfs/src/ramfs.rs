@@ -39,7 +39,8 @@ use crate::types::{
 use crate::vnode::{DirEntry, FileSystem, NewNode, Vnode, VnodeRef};
 use crate::{Errno, now};
 
-const PAGE: usize = 4096;
+/// A file's page: the page size of shared mappings, whose runs hold the file's pages.
+const PAGE: usize = crate::mmap::MAP_PAGE;
 /// Largest file size (Linux's `MAX_LFS_FILESIZE` on 64-bit).
 const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 

@@ -42,13 +42,17 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use spin::MutexGuard;
 use uk_syscall::Errno;
 use uk_syscall::user::UserPtr;
 
 use super::{FUTEX_BITSET_MATCH_ANY, WaitEnd, Waiter};
 use crate::ids::Tid;
-use crate::system::System;
+use crate::system::{Cpu, System};
 use crate::time::Timespec;
+
+/// The futex waiter table, locked.
+type WaiterTable<'a> = MutexGuard<'a, Cpu<Vec<Waiter>>>;
 
 /// The owner's tid in a PI futex word.
 pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
@@ -142,6 +146,29 @@ impl System {
         (v, owner != 0 && self.tid_exists(owner as Tid))
     }
 
+    /// Decides what the caller `me` may do with the PI word at `addr`: peeks at it (the
+    /// owner's liveness is looked up outside the waiter table's lock), then attempts it
+    /// under that lock, looking again while the word moves. Returns the decision with the
+    /// lock still held, so that a caller that must wait queues before anyone can hand over.
+    fn pi_decide(
+        &self,
+        addr: usize,
+        word: &AtomicU32,
+        me: Tid,
+    ) -> Result<(Attempt, WaiterTable<'_>), Errno> {
+        loop {
+            let (seen, owner_alive) = self.pi_peek(word);
+            let w = self.futex.waiters.lock();
+            let v = word.load(Ordering::SeqCst);
+            if v != seen {
+                continue;
+            }
+            if let Some(attempt) = pi_attempt(addr, word, me, &w.0, v, owner_alive)? {
+                return Ok((attempt, w));
+            }
+        }
+    }
+
     /// An absolute futex timeout as a monotonic deadline in nanoseconds.
     pub(super) fn absolute_deadline(&self, t: Timespec, realtime: bool) -> Result<u64, Errno> {
         let abs = t.to_ns()?;
@@ -182,20 +209,14 @@ impl System {
             if self.has_deliverable_signal() {
                 self.deliver_pending_signals();
             }
-            let (seen, owner_alive) = self.pi_peek(word);
             let id = {
-                let mut w = self.futex.waiters.lock();
-                let v = word.load(Ordering::SeqCst);
-                if v != seen {
-                    continue;
-                }
-                match pi_attempt(addr, word, me, &w.0, v, owner_alive)? {
-                    None => continue,
-                    Some(Attempt::Taken) => return Ok(0),
+                let (attempt, mut w) = self.pi_decide(addr, word, me)?;
+                match attempt {
+                    Attempt::Taken => return Ok(0),
                     // After a wait, only a handover makes the caller the owner.
-                    Some(Attempt::Owned) if first => return Err(Errno::EDEADLK),
-                    Some(Attempt::Owned) => return Ok(0),
-                    Some(Attempt::Busy(v)) => {
+                    Attempt::Owned if first => return Err(Errno::EDEADLK),
+                    Attempt::Owned => return Ok(0),
+                    Attempt::Busy(v) => {
                         if v & FUTEX_WAITERS == 0
                             && word
                                 .compare_exchange(
@@ -248,19 +269,10 @@ impl System {
     pub fn futex_trylock_pi(&self, addr: usize) -> Result<usize, Errno> {
         let word = UserPtr::<u32>::new(addr).atomic(&self.address_space())?;
         let me = self.gettid()?;
-        loop {
-            let (seen, owner_alive) = self.pi_peek(word);
-            let w = self.futex.waiters.lock();
-            let v = word.load(Ordering::SeqCst);
-            if v != seen {
-                continue;
-            }
-            match pi_attempt(addr, word, me, &w.0, v, owner_alive)? {
-                None => continue,
-                Some(Attempt::Taken) => return Ok(0),
-                Some(Attempt::Owned) => return Err(Errno::EDEADLK),
-                Some(Attempt::Busy(_)) => return Err(Errno::EAGAIN),
-            }
+        match self.pi_decide(addr, word, me)?.0 {
+            Attempt::Taken => Ok(0),
+            Attempt::Owned => Err(Errno::EDEADLK),
+            Attempt::Busy(_) => Err(Errno::EAGAIN),
         }
     }
 

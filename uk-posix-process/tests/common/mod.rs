@@ -156,3 +156,13 @@ pub fn spawn(sys: &'static System, f: impl FnOnce() -> i32 + 'static) -> uk_posi
     sys.clone(&a, Via::Clone, ChildStart::Call { entry, arg })
         .unwrap()
 }
+
+/// Installs `handler` (an `extern "C"` function's address) for `sig` with `flags`.
+pub fn on_signal(sys: &System, sig: i32, handler: usize, flags: u64) {
+    let action = uk_posix_process::signal::SigAction {
+        handler,
+        flags,
+        ..Default::default()
+    };
+    sys.rt_sigaction(sig, Some(action)).unwrap();
+}
