@@ -21,6 +21,7 @@ fn main() {
             "c/suite_usage.c",
             "c/suite_mutex.c",
             "c/suite_mmap.c",
+            "c/suite_futex.c",
         ])
         .compile("hello");
     musl.link();

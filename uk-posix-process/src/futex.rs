@@ -1,9 +1,12 @@
-//! futex(2): WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE, and the
+//! futex(2): WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP, and the
 //! priority-inheritance operations LOCK_PI, LOCK_PI2, TRYLOCK_PI and UNLOCK_PI (see
 //! the `pi` submodule for their protocol and what differs from Linux).
 //!
-//! A signal sent to a waiting thread ends its wait with `EINTR` after the handler ran (as
-//! Linux does for a handled signal without `SA_RESTART`; libcs retry).
+//! A signal sent to a waiting thread ends its wait after the handler ran, as Linux's
+//! does: a WAIT or WAIT_BITSET without a timeout whose first handler was installed with
+//! `SA_RESTART` starts again (checking the word anew, so a changed word gives `EAGAIN`),
+//! any other returns `EINTR`; a signal that ran no handler (ignored by the time it was
+//! taken) restarts the wait, timed or not, keeping its deadline.
 //!
 //! One table of waiters for the whole image, keyed by the word's address (one address
 //! space: private and shared futexes on the same word are the same futex, as they are for
@@ -41,6 +44,10 @@ pub const FUTEX_CMP_REQUEUE: i32 = 4;
 pub const FUTEX_WAIT_BITSET: i32 = 9;
 /// As WAKE, only waiters whose bitset intersects `val3`.
 pub const FUTEX_WAKE_BITSET: i32 = 10;
+/// Changes the word at `uaddr2` by the operation `val3` encodes, wakes up to `val` waiters
+/// of `uaddr`, and, if the old value of `uaddr2` passes `val3`'s comparison, up to `val2`
+/// waiters of `uaddr2` (see [`WakeOp`]).
+pub const FUTEX_WAKE_OP: i32 = 5;
 /// Takes a priority-inheritance futex (absolute `CLOCK_REALTIME` timeout).
 pub const FUTEX_LOCK_PI: i32 = 6;
 /// Releases a priority-inheritance futex, handing it to its first waiter.
@@ -59,6 +66,102 @@ pub const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 /// The key under which threads wait in `poll` and `select`: never a futex word's, which
 /// must be 4-byte aligned.
 pub(crate) const POLL_KEY: usize = 1;
+
+/// [`WakeOp`]: the word becomes the operand.
+pub const FUTEX_OP_SET: u32 = 0;
+/// [`WakeOp`]: the operand is added to the word (wrapping).
+pub const FUTEX_OP_ADD: u32 = 1;
+/// [`WakeOp`]: the word is ORed with the operand.
+pub const FUTEX_OP_OR: u32 = 2;
+/// [`WakeOp`]: the word is ANDed with the operand's complement.
+pub const FUTEX_OP_ANDN: u32 = 3;
+/// [`WakeOp`]: the word is XORed with the operand.
+pub const FUTEX_OP_XOR: u32 = 4;
+/// [`WakeOp`], added to an operation: the operand is `1 << oparg`.
+pub const FUTEX_OP_OPARG_SHIFT: u32 = 8;
+/// [`WakeOp`] comparison: old value `==` the comparison argument.
+pub const FUTEX_OP_CMP_EQ: u32 = 0;
+/// [`WakeOp`] comparison: `!=`.
+pub const FUTEX_OP_CMP_NE: u32 = 1;
+/// [`WakeOp`] comparison: `<` (signed).
+pub const FUTEX_OP_CMP_LT: u32 = 2;
+/// [`WakeOp`] comparison: `<=` (signed).
+pub const FUTEX_OP_CMP_LE: u32 = 3;
+/// [`WakeOp`] comparison: `>` (signed).
+pub const FUTEX_OP_CMP_GT: u32 = 4;
+/// [`WakeOp`] comparison: `>=` (signed).
+pub const FUTEX_OP_CMP_GE: u32 = 5;
+
+/// The operation and comparison FUTEX_WAKE_OP's `val3` encodes, as Linux's `FUTEX_OP()`
+/// macro lays them out: bits 28–31 the operation ([`FUTEX_OP_SET`] to [`FUTEX_OP_XOR`],
+/// plus [`FUTEX_OP_OPARG_SHIFT`]), bits 24–27 the comparison ([`FUTEX_OP_CMP_EQ`] to
+/// [`FUTEX_OP_CMP_GE`]), bits 12–23 the operand and bits 0–11 the comparison argument,
+/// both 12-bit signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WakeOp {
+    op: u32,
+    operand: u32,
+    cmp: u32,
+    cmparg: i32,
+}
+
+/// The 12-bit signed field of `val3` at `shift`.
+fn field12(val3: u32, shift: u32) -> i32 {
+    (((val3 >> shift) & 0xfff) as i32) << 20 >> 20
+}
+
+impl WakeOp {
+    /// Decodes `val3`.
+    ///
+    /// # Errors
+    ///
+    /// `ENOSYS` for an unknown operation or comparison, as Linux (which finds an unknown
+    /// comparison only after it changed the word; here nothing changes). A shift operand
+    /// outside 0–31 is taken modulo 32, as Linux does.
+    pub fn decode(val3: u32) -> Result<Self, Errno> {
+        let op = (val3 >> 28) & 7;
+        let cmp = (val3 >> 24) & 0xf;
+        if op > FUTEX_OP_XOR || cmp > FUTEX_OP_CMP_GE {
+            return Err(Errno::ENOSYS);
+        }
+        let oparg = field12(val3, 12);
+        let operand = if (val3 >> 28) & FUTEX_OP_OPARG_SHIFT != 0 {
+            1u32 << (oparg & 31)
+        } else {
+            oparg as u32
+        };
+        Ok(Self {
+            op,
+            operand,
+            cmp,
+            cmparg: field12(val3, 0),
+        })
+    }
+
+    /// The word's new value.
+    pub fn apply(self, old: u32) -> u32 {
+        match self.op {
+            FUTEX_OP_SET => self.operand,
+            FUTEX_OP_ADD => old.wrapping_add(self.operand),
+            FUTEX_OP_OR => old | self.operand,
+            FUTEX_OP_ANDN => old & !self.operand,
+            _ => old ^ self.operand,
+        }
+    }
+
+    /// Whether the word's old value passes the comparison (signed, as Linux compares).
+    pub fn passes(self, old: u32) -> bool {
+        let old = old as i32;
+        match self.cmp {
+            FUTEX_OP_CMP_EQ => old == self.cmparg,
+            FUTEX_OP_CMP_NE => old != self.cmparg,
+            FUTEX_OP_CMP_LT => old < self.cmparg,
+            FUTEX_OP_CMP_LE => old <= self.cmparg,
+            FUTEX_OP_CMP_GT => old > self.cmparg,
+            _ => old >= self.cmparg,
+        }
+    }
+}
 
 struct Waiter {
     id: u64,
@@ -170,6 +273,34 @@ fn wake_budget(nr: i32) -> usize {
     nr.max(1) as usize
 }
 
+/// Takes off the queue, in order, up to `budget` waiters of `addr` whose bitset
+/// intersects `bitset`.
+fn take_matching(
+    waiters: &mut Vec<Waiter>,
+    addr: usize,
+    budget: usize,
+    bitset: u32,
+) -> Vec<Waiter> {
+    let mut taken = Vec::new();
+    let mut i = 0;
+    while i < waiters.len() && taken.len() < budget {
+        if waiters[i].key == addr && waiters[i].bitset & bitset != 0 {
+            taken.push(waiters.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    taken
+}
+
+/// Wakes waiters taken off the queue (outside the table's lock); returns how many.
+fn wake(woken: Vec<Waiter>) -> usize {
+    for waiter in &woken {
+        waiter.thread.wake();
+    }
+    woken.len()
+}
+
 impl System {
     /// Number of threads waiting on the futex word at `addr` (for tests and diagnostics).
     pub fn futex_waiters(&self, addr: usize) -> usize {
@@ -201,34 +332,51 @@ impl System {
             log::warn!("futex wait outside a scheduler thread: ENOSYS");
             return Err(Errno::ENOSYS);
         };
-        // A signal already waiting for this thread would never end the wait: take it now.
-        if self.has_deliverable_signal() {
-            self.deliver_pending_signals();
-            return Err(Errno::EINTR);
-        }
-        let id = self.futex.next_id.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut w = self.futex.waiters.lock();
-            if word.load(Ordering::SeqCst) != val {
-                return Err(Errno::EAGAIN);
+        let timed = deadline_ns.is_some();
+        loop {
+            // A signal already waiting for this thread would never end the wait: take it
+            // now.
+            if self.has_deliverable_signal() {
+                if self.futex_wait_restarts(timed) {
+                    continue;
+                }
+                return Err(Errno::EINTR);
             }
-            w.0.push(Waiter {
-                id,
-                thread: me,
-                key: addr,
-                bitset,
-                pi_tid: 0,
-            });
-        }
-        match self.block_queued(id, deadline_ns) {
-            WaitEnd::Woken => Ok(0),
-            WaitEnd::Interrupted => {
-                // A signal for this thread ended the wait: run its handler, then EINTR.
-                self.deliver_pending_signals();
-                Err(Errno::EINTR)
+            let id = self.futex.next_id.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut w = self.futex.waiters.lock();
+                if word.load(Ordering::SeqCst) != val {
+                    return Err(Errno::EAGAIN);
+                }
+                w.0.push(Waiter {
+                    id,
+                    thread: me.clone(),
+                    key: addr,
+                    bitset,
+                    pi_tid: 0,
+                });
             }
-            WaitEnd::TimedOut => Err(Errno::ETIMEDOUT),
+            match self.block_queued(id, deadline_ns) {
+                WaitEnd::Woken => return Ok(0),
+                // A signal for this thread ended the wait: its handler runs now.
+                WaitEnd::Interrupted if self.futex_wait_restarts(timed) => {}
+                WaitEnd::Interrupted => return Err(Errno::EINTR),
+                WaitEnd::TimedOut => return Err(Errno::ETIMEDOUT),
+            }
         }
+    }
+
+    /// Runs the handlers of the signals that ended (or would end) a futex wait and says
+    /// whether the wait starts again, as Linux's `-ERESTARTSYS` for an untimed wait and
+    /// its restart block for a timed one decide: again when no handler ran (the signal
+    /// was ignored by the time it was taken, and nothing is left to take), or when the
+    /// first handler had `SA_RESTART` and the wait has no deadline.
+    fn futex_wait_restarts(&self, timed: bool) -> bool {
+        let (handled, restart) = self.deliver_pending_signals_noting_restart();
+        if handled == 0 {
+            return !self.has_deliverable_signal();
+        }
+        restart && !timed
     }
 
     /// Blocks the caller, queued as waiter `id`, until a wake or a signal takes it off the
@@ -372,13 +520,58 @@ impl System {
     ///
     /// # Errors
     ///
-    /// `EINVAL` for a misaligned word or a zero bitset, `EFAULT`.
+    /// `EINVAL` for a misaligned word or a zero bitset, `EFAULT`. (LOCK_PI waiters are
+    /// woken too, where Linux refuses: see the `pi` submodule.)
     pub fn futex_wake(&self, addr: usize, nr: i32, bitset: u32) -> Result<usize, Errno> {
         if bitset == 0 {
             return Err(Errno::EINVAL);
         }
         UserPtr::<u32>::new(addr).atomic(&self.address_space())?;
         Ok(self.wake_matching(addr, wake_budget(nr), bitset))
+    }
+
+    /// FUTEX_WAKE_OP: changes the word at `addr2` by `op` (atomically, returning nothing
+    /// of it), wakes up to `nr` waiters of `addr`, and when the word's old value passes
+    /// `op`'s comparison also up to `nr2` waiters of `addr2` (counts `<= 0` wake one, as
+    /// Linux). Returns how many woke. Waiters are checked against the words under the
+    /// table's lock, so no wake-up is lost against a waiter that read the old value.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a misaligned word, `EFAULT`, `ENOSYS` for an operation or comparison
+    /// [`WakeOp::decode`] does not know. A refused call changes nothing. (As FUTEX_WAKE,
+    /// it wakes LOCK_PI waiters too.)
+    pub fn futex_wake_op(
+        &self,
+        addr: usize,
+        nr: i32,
+        addr2: usize,
+        nr2: i32,
+        op: u32,
+    ) -> Result<usize, Errno> {
+        let space = self.address_space();
+        UserPtr::<u32>::new(addr).atomic(&space)?;
+        let word2 = UserPtr::<u32>::new(addr2).atomic(&space)?;
+        let op = WakeOp::decode(op)?;
+        let woken = {
+            let mut w = self.futex.waiters.lock();
+            let old = match word2
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(op.apply(v)))
+            {
+                Ok(v) | Err(v) => v,
+            };
+            let mut woken = take_matching(&mut w.0, addr, wake_budget(nr), FUTEX_BITSET_MATCH_ANY);
+            if op.passes(old) {
+                woken.extend(take_matching(
+                    &mut w.0,
+                    addr2,
+                    wake_budget(nr2),
+                    FUTEX_BITSET_MATCH_ANY,
+                ));
+            }
+            woken
+        };
+        Ok(wake(woken))
     }
 
     /// Wakes every thread waiting in `poll`, `select` or `epoll_wait`, so that each checks
@@ -388,23 +581,8 @@ impl System {
     }
 
     pub(crate) fn wake_matching(&self, addr: usize, budget: usize, bitset: u32) -> usize {
-        let woken: Vec<Waiter> = {
-            let mut w = self.futex.waiters.lock();
-            let mut woken = Vec::new();
-            let mut i = 0;
-            while i < w.0.len() && woken.len() < budget {
-                if w.0[i].key == addr && w.0[i].bitset & bitset != 0 {
-                    woken.push(w.0.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-            woken
-        };
-        for waiter in &woken {
-            waiter.thread.wake();
-        }
-        woken.len()
+        let woken = take_matching(&mut self.futex.waiters.lock().0, addr, budget, bitset);
+        wake(woken)
     }
 
     /// FUTEX_REQUEUE / FUTEX_CMP_REQUEUE: wakes up to `nr_wake` waiters of `addr`, then
@@ -437,7 +615,7 @@ impl System {
                 return Err(Errno::EAGAIN);
             }
             // A LOCK_PI waiter waits for its word's owner: Linux refuses to move it.
-            if w.0.iter().any(|x| x.key == addr && x.pi_tid != 0) {
+            if pi::pi_waited(&w.0, addr) {
                 return Err(Errno::EINVAL);
             }
             let (nr_wake, nr_requeue) = (nr_wake as usize, nr_requeue as usize);
@@ -463,10 +641,7 @@ impl System {
             }
             (woken, count)
         };
-        for waiter in &woken {
-            waiter.thread.wake();
-        }
-        Ok(woken.len() + moved)
+        Ok(wake(woken) + moved)
     }
 
     /// The futex(2) multiplexer with Linux's raw arguments.
@@ -506,6 +681,8 @@ impl System {
             }
             FUTEX_WAKE => self.futex_wake(uaddr, val as i32, FUTEX_BITSET_MATCH_ANY),
             FUTEX_WAKE_BITSET => self.futex_wake(uaddr, val as i32, val3),
+            // `val2` travels in the timeout's place, as for REQUEUE.
+            FUTEX_WAKE_OP => self.futex_wake_op(uaddr, val as i32, uaddr2, utime as i32, val3),
             FUTEX_REQUEUE => self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, None),
             FUTEX_CMP_REQUEUE => {
                 self.futex_requeue(uaddr, val as i32, utime as i32, uaddr2, Some(val3))

@@ -64,7 +64,7 @@ fn value_mismatch_alignment_and_bad_pointers() {
             Err(Errno::EINVAL)
         );
         assert_eq!(
-            sys.futex(addr(f), 5 /* WAKE_OP */, 1, 0, 0, 0),
+            sys.futex(addr(f), 12 /* CMP_REQUEUE_PI */, 1, 0, 0, 0),
             Err(Errno::ENOSYS)
         );
         assert_eq!(
@@ -309,6 +309,149 @@ fn requeue_and_cmp_requeue() {
         assert_eq!(sys.futex(addr(b), FUTEX_WAKE, 10, 0, 0, 0), Ok(4));
         uk_sched::yield_now();
         assert_eq!(done.get(), 5);
+        0
+    });
+}
+
+/// Linux's `FUTEX_OP(op, oparg, cmp, cmparg)`.
+fn futex_op(op: u32, oparg: i32, cmp: u32, cmparg: i32) -> u32 {
+    ((op & 0xf) << 28)
+        | ((cmp & 0xf) << 24)
+        | ((oparg as u32 & 0xfff) << 12)
+        | (cmparg as u32 & 0xfff)
+}
+
+#[test]
+fn wake_op_encoding_operations_and_comparisons_are_linux_ones() {
+    let apply = |op, oparg, old| {
+        WakeOp::decode(futex_op(op, oparg, 0, 0))
+            .unwrap()
+            .apply(old)
+    };
+    assert_eq!(apply(FUTEX_OP_SET, 7, 100), 7);
+    assert_eq!(apply(FUTEX_OP_ADD, 1, u32::MAX), 0, "wrapping add");
+    assert_eq!(
+        apply(FUTEX_OP_ADD, -1, 5),
+        4,
+        "the operand is 12-bit signed"
+    );
+    assert_eq!(apply(FUTEX_OP_OR, 0b100, 0b001), 0b101);
+    assert_eq!(apply(FUTEX_OP_ANDN, 0b100, 0b111), 0b011);
+    assert_eq!(apply(FUTEX_OP_XOR, 0b110, 0b011), 0b101);
+    assert_eq!(apply(FUTEX_OP_SET | FUTEX_OP_OPARG_SHIFT, 31, 0), 1 << 31);
+    assert_eq!(
+        apply(FUTEX_OP_OR | FUTEX_OP_OPARG_SHIFT, 33, 0),
+        2,
+        "shift modulo 32"
+    );
+    assert_eq!(apply(FUTEX_OP_SET, 0x7ff, 0), 0x7ff);
+    assert_eq!(apply(FUTEX_OP_SET, -0x800, 0), (-0x800i32) as u32);
+    let passes = |cmp, cmparg, old| {
+        WakeOp::decode(futex_op(FUTEX_OP_SET, 0, cmp, cmparg))
+            .unwrap()
+            .passes(old)
+    };
+    for (cmp, results) in [
+        (FUTEX_OP_CMP_EQ, [false, true, false]),
+        (FUTEX_OP_CMP_NE, [true, false, true]),
+        (FUTEX_OP_CMP_LT, [true, false, false]),
+        (FUTEX_OP_CMP_LE, [true, true, false]),
+        (FUTEX_OP_CMP_GT, [false, false, true]),
+        (FUTEX_OP_CMP_GE, [false, true, true]),
+    ] {
+        // Old values below, at and above 0, compared as signed (-1 < 0).
+        for (old, want) in [u32::MAX, 0, 1].into_iter().zip(results) {
+            assert_eq!(passes(cmp, 0, old), want, "cmp {cmp}, old {old:#x}");
+        }
+    }
+    assert!(
+        passes(FUTEX_OP_CMP_EQ, -1, u32::MAX),
+        "the argument is 12-bit signed"
+    );
+    assert_eq!(WakeOp::decode(futex_op(5, 0, 0, 0)), Err(Errno::ENOSYS));
+    assert_eq!(WakeOp::decode(futex_op(0, 0, 6, 0)), Err(Errno::ENOSYS));
+}
+
+#[test]
+fn wake_op_changes_the_second_word_wakes_the_first_and_the_second_by_its_old_value() {
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        let (a, b) = (word(0), word(0));
+        let woke = Rc::new(RefCell::new(Vec::new()));
+        for (name, f) in [('a', a), ('a', a), ('b', b), ('b', b)] {
+            let woke = woke.clone();
+            spawn(sys, move || {
+                assert_eq!(sys.futex(addr(f), FUTEX_WAIT, 0, 0, 0, 0), Ok(0));
+                woke.borrow_mut().push(name);
+                0
+            });
+        }
+        uk_sched::yield_now();
+        assert_eq!(
+            (sys.futex_waiters(addr(a)), sys.futex_waiters(addr(b))),
+            (2, 2)
+        );
+        // b += 1 (old 0 == 0 passes): one of a, one of b.
+        let op = futex_op(FUTEX_OP_ADD, 1, FUTEX_OP_CMP_EQ, 0);
+        assert_eq!(
+            sys.futex(
+                addr(a),
+                FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG,
+                1,
+                1,
+                addr(b),
+                op
+            ),
+            Ok(2)
+        );
+        assert_eq!(b.load(Ordering::SeqCst), 1);
+        // Again: old value 1 fails the comparison, so only a's waiter wakes.
+        assert_eq!(sys.futex(addr(a), FUTEX_WAKE_OP, 5, 5, addr(b), op), Ok(1));
+        assert_eq!(b.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            (sys.futex_waiters(addr(a)), sys.futex_waiters(addr(b))),
+            (0, 1)
+        );
+        uk_sched::yield_now();
+        assert_eq!(*woke.borrow(), ['a', 'b', 'a']);
+        // Counts <= 0 wake one, as Linux's; the same word twice works.
+        let op = futex_op(FUTEX_OP_SET, 9, FUTEX_OP_CMP_GE, 0);
+        assert_eq!(sys.futex(addr(b), FUTEX_WAKE_OP, 0, 0, addr(b), op), Ok(1));
+        assert_eq!(b.load(Ordering::SeqCst), 9);
+        uk_sched::yield_now();
+        assert_eq!(*woke.borrow(), ['a', 'b', 'a', 'b']);
+        0
+    });
+}
+
+#[test]
+fn wake_op_refuses_bad_input_and_changes_nothing() {
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        let (a, b) = (word(0), word(5));
+        spawn(sys, move || {
+            sys.futex(addr(a), FUTEX_WAIT, 0, 0, 0, 0).map_or(1, |_| 0)
+        });
+        uk_sched::yield_now();
+        let set = futex_op(FUTEX_OP_SET, 1, FUTEX_OP_CMP_EQ, 0);
+        for (uaddr, uaddr2, op, errno) in [
+            (addr(a), addr(b), futex_op(5, 1, 0, 0), Errno::ENOSYS),
+            (addr(a), addr(b), futex_op(0, 1, 9, 0), Errno::ENOSYS),
+            (addr(a), addr(b) + 2, set, Errno::EINVAL),
+            (addr(a) + 1, addr(b), set, Errno::EINVAL),
+            (addr(a), 0, set, Errno::EFAULT),
+            (0, addr(b), set, Errno::EFAULT),
+        ] {
+            assert_eq!(
+                sys.futex(uaddr, FUTEX_WAKE_OP, 1, 1, uaddr2, op),
+                Err(errno)
+            );
+            assert_eq!(b.load(Ordering::SeqCst), 5);
+            assert_eq!(sys.futex_waiters(addr(a)), 1);
+        }
+        assert_eq!(sys.futex(addr(a), FUTEX_WAKE, 1, 0, 0, 0), Ok(1));
         0
     });
 }

@@ -361,6 +361,106 @@ fn a_signal_for_a_thread_waiting_on_a_futex_runs_its_handler_there_and_ends_the_
 }
 
 #[test]
+fn an_untimed_futex_wait_restarts_after_an_sa_restart_handler_a_timed_one_does_not() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let results2 = results.clone();
+    let status = w.run(move || {
+        let restarting = SigAction {
+            handler: note_tid as *const () as usize,
+            flags: SA_RESTART,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(SIGUSR2, Some(restarting)).unwrap();
+        let word = word(0);
+        let waits: [Option<uk_posix_process::Timespec>; 3] = [
+            None,
+            None,
+            Some(uk_posix_process::Timespec {
+                tv_sec: 100,
+                tv_nsec: 0,
+            }),
+        ];
+        for (round, timeout) in waits.into_iter().enumerate() {
+            word.store(0, Ordering::SeqCst);
+            WAKER_TID.store(0, Ordering::SeqCst);
+            let child_results = results2.clone();
+            let tid = spawn(sys, move || {
+                let r = sys.futex_wait(addr(word), 0, timeout);
+                child_results.lock().unwrap().push((round, r));
+                0
+            });
+            uk_sched::yield_now();
+            assert_eq!(sys.futex_waiters(addr(word)), 1);
+            sys.tgkill(None, tid, SIGUSR2).unwrap();
+            if round == 1 {
+                // The restarted call reads the word again.
+                word.store(1, Ordering::SeqCst);
+            }
+            for _ in 0..3 {
+                uk_sched::yield_now();
+            }
+            assert_eq!(WAKER_TID.load(Ordering::SeqCst), tid, "the handler ran");
+            if round == 0 {
+                assert_eq!(sys.futex_waiters(addr(word)), 1, "waiting again");
+                assert!(results2.lock().unwrap().is_empty());
+                assert_eq!(sys.futex_wake(addr(word), 1, u32::MAX), Ok(1));
+                uk_sched::yield_now();
+            }
+        }
+        assert_eq!(sys.futex_waiters(addr(word)), 0);
+        10
+    });
+    assert_eq!(status, Some(10));
+    assert_eq!(
+        *results.lock().unwrap(),
+        [(0, Ok(0)), (1, Err(Errno::EAGAIN)), (2, Err(Errno::EINTR))]
+    );
+}
+
+#[test]
+fn a_futex_wait_whose_signal_ran_no_handler_goes_on() {
+    let w = world();
+    let sys = w.sys;
+    let _serial = handlers_use(sys);
+    let result = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let result2 = result.clone();
+    let status = w.run(move || {
+        sys.rt_sigaction(SIGUSR2, Some(handler(note_tid))).unwrap();
+        let word = word(0);
+        let tid = spawn(sys, move || {
+            let timeout = uk_posix_process::Timespec {
+                tv_sec: 100,
+                tv_nsec: 0,
+            };
+            *result2.lock().unwrap() = Some(sys.futex_wait(addr(word), 0, Some(timeout)));
+            0
+        });
+        uk_sched::yield_now();
+        WAKER_TID.store(0, Ordering::SeqCst);
+        // Sent while handled, ignored before the waiter could take it.
+        sys.tgkill(None, tid, SIGUSR2).unwrap();
+        sys.rt_sigaction(SIGUSR2, Some(ignore())).unwrap();
+        for _ in 0..3 {
+            uk_sched::yield_now();
+        }
+        assert_eq!(WAKER_TID.load(Ordering::SeqCst), 0, "no handler ran");
+        assert_eq!(
+            sys.futex_waiters(addr(word)),
+            1,
+            "no EINTR: the wait goes on"
+        );
+        assert_eq!(sys.futex_wake(addr(word), 1, u32::MAX), Ok(1));
+        uk_sched::yield_now();
+        11
+    });
+    assert_eq!(status, Some(11));
+    assert_eq!(*result.lock().unwrap(), Some(Ok(0)));
+}
+
+#[test]
 fn a_signal_that_arrived_while_the_thread_ran_ends_its_next_futex_wait_at_once() {
     let w = world();
     let sys = w.sys;

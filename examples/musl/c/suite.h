@@ -37,6 +37,9 @@ void checks_timer_delete(void);
 /* Checks of robust and priority-inheritance mutexes (suite_mutex.c), run at the end of the
  * `sync` group. */
 void checks_mutex(void);
+/* Checks of FUTEX_WAKE_OP and of futex waits under SA_RESTART handlers (suite_futex.c), run
+ * at the end of the `sync` group. */
+void checks_futex(void);
 
 /* Checks of mmap of files, named semaphores and shm_open (suite_mmap.c), run at the end of
  * the `memory` group. */

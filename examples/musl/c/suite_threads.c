@@ -315,6 +315,7 @@ void group_sync(void)
 	CHECK_EQ(value, 0);
 	sem_destroy(&items);
 	checks_mutex();
+	checks_futex();
 }
 
 static volatile sig_atomic_t last_signal, handler_calls;

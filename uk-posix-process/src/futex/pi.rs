@@ -63,7 +63,7 @@ pub const FUTEX_WAITERS: u32 = 0x8000_0000;
 pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
 
 /// Whether some LOCK_PI waiter waits for the word at `addr`.
-fn pi_waited(waiters: &[Waiter], addr: usize) -> bool {
+pub(super) fn pi_waited(waiters: &[Waiter], addr: usize) -> bool {
     waiters.iter().any(|w| w.key == addr && w.pi_tid != 0)
 }
 
