@@ -98,12 +98,13 @@ impl Device {
         // SAFETY: the avail ring (flags, idx, ring[size]) lies in the driver area the driver
         // allocated for `size` entries.
         let head = unsafe { ((rings.avail + 4) as *const u16).add(slot).read_volatile() };
+        assert!(usize::from(head) < size, "a chain head outside the table");
         let (mut input, mut writable) = (Vec::new(), Vec::new());
         let mut index = head;
         loop {
             let at = rings.descriptors + 16 * u64::from(index);
-            // SAFETY: `index` < `size` (checked below before it is followed), and the table
-            // holds `size` descriptors of 16 bytes: address, length, flags, next.
+            // SAFETY: `index` < `size` (the head is checked above, each `next` below), and the
+            // table holds `size` descriptors of 16 bytes: address, length, flags, next.
             let (addr, len, flags, next) = unsafe {
                 (
                     (at as *const u64).read_volatile(),

@@ -59,7 +59,10 @@
 //! error. A used ring that names another request than the one in flight is handled the
 //! same way, as [`Error::Device`]. Dropping the driver gives the device back (a 9p device
 //! can be opened again, from scratch); a device that never reads back its reset is never
-//! given back, and its queue memory never freed, since it may still write there.
+//! given back, and its queue memory never freed, since it may still write there. The
+//! request's buffers, the caller's, cannot be kept back like that without waiting forever:
+//! such a device is taken for dead (an error is logged), the one case in which a device
+//! that later wrote after all could reach memory handed back.
 //!
 //! # What is supported
 //!

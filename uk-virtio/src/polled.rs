@@ -299,8 +299,12 @@ impl<const SIZE: usize, T: VirtioTransport> PolledQueue<SIZE, T> {
         }
         // SAFETY: the buffers stay borrowed by `inputs`/`outputs`, untouched, until
         // `pop_used` below returns with this token, or until the device has been reset
-        // (`fail`), after which it no longer reads or writes them; nothing else is in
-        // flight on the queue (`&mut self`, and a failed queue is never used again).
+        // (`fail`): a device that reads back status 0 has stopped using its queues (virtio
+        // 1.2, 2.1.2). Nothing else is in flight on the queue (`&mut self`, and a failed
+        // queue is never used again). One case is beyond any driver that must not wait
+        // forever: a device that does not read back its reset within a second timeout is
+        // taken for dead (`State::Stuck`, logged as an error) and the buffers go back to
+        // the caller all the same; its queue memory, which the driver owns, is never freed.
         let token = unsafe { self.queue.add(inputs, outputs) }
             .map_err(|e| Error::Device(self.location, e))?;
         if self.queue.should_notify() {
