@@ -82,8 +82,14 @@ pub enum Error {
     /// The PCI function's virtio capabilities or BARs were rejected.
     Pci(Location, VirtioPciError),
     /// The driver could not bring the device up (feature negotiation, queue set-up, DMA
-    /// memory, configuration space).
+    /// memory, configuration space), or a request to it failed (see each driver's docs).
     Device(Location, virtio_drivers::Error),
+    /// The device did not answer a request within its timeout
+    /// ([`crate::set_default_timeout`], or the device's own `set_timeout`). It was reset, so
+    /// that it no longer uses the request's buffers, and is out of use: every later request
+    /// to it fails with this error at once. Dropping the driver and opening the device again
+    /// ([`crate::find_9p`]) brings it up afresh.
+    Timeout(Location),
 }
 
 impl fmt::Display for Error {
@@ -104,6 +110,10 @@ impl fmt::Display for Error {
             Error::Mmio(at, e) => write!(f, "{at}: {e}"),
             Error::Pci(at, e) => write!(f, "{at}: {e}"),
             Error::Device(at, e) => write!(f, "{at}: {e}"),
+            Error::Timeout(at) => write!(
+                f,
+                "{at}: no answer within the timeout; the device was reset and is out of use"
+            ),
         }
     }
 }

@@ -39,7 +39,30 @@
 //! buffers by calling [`uk_hal::relax`] in a loop. Once a uk-sched scheduler runs, that is
 //! a yield inside its threads, so the other threads run while QEMU's I/O thread answers;
 //! elsewhere it spins. The queues are driven here rather than through virtio-drivers'
-//! `VirtIO9p` and `VirtIORng`, whose requests spin for the whole round trip.
+//! `VirtIO9p` and `VirtIORng`, whose requests spin for the whole round trip, without end.
+//!
+//! # A device that stops answering
+//!
+//! A request waits at most a timeout: [`DEFAULT_TIMEOUT`] (10 s), changed for the whole
+//! image with [`set_default_timeout`] or for one device with
+//! [`Virtio9pTransport::set_timeout`] / [`VirtioRng::set_timeout`]. Time comes from the
+//! board clock the runtime registers ([`uk_hal::system_clock`]); without one the wait counts
+//! its turns instead, each as [`NS_PER_TURN_WITHOUT_CLOCK`]. The queue is looked at once more
+//! after the deadline, so an answer that came while the waiting thread did not run is taken.
+//!
+//! A device that has not used the request's buffers by then still owns them, so it is
+//! reset (status 0, as when its driver is dropped) and the wait goes on, up to the same
+//! timeout, until it reads back the reset: only then has it let go of them. The request
+//! fails with [`Error::Timeout`], and so does every later request to that device, at once,
+//! without touching its queue. uk-9pfs gives the failure to its VFS callers as `EIO`; the
+//! entropy device's reads fail, and uk-random seeds from another source or reports the
+//! error. A used ring that names another request than the one in flight is handled the
+//! same way, as [`Error::Device`]. Dropping the driver gives the device back (a 9p device
+//! can be opened again, from scratch); a device that never reads back its reset is never
+//! given back, and its queue memory never freed, since it may still write there. The
+//! request's buffers, the caller's, cannot be kept back like that without waiting forever:
+//! such a device is taken for dead (an error is logged), the one case in which a device
+//! that later wrote after all could reach memory handed back.
 //!
 //! # What is supported
 //!
@@ -90,6 +113,8 @@
 extern crate alloc;
 
 mod device;
+#[cfg(test)]
+mod fake;
 mod hal;
 mod p9;
 pub mod pci;
@@ -102,7 +127,9 @@ mod ktest;
 pub use device::{DeviceInfo, Error, Location, devices, open};
 pub use hal::UkHal;
 pub use p9::{MAX_MESSAGE_SIZE, Virtio9pTransport, find_9p};
-pub use polled::wait_turns;
+pub use polled::{
+    DEFAULT_TIMEOUT, NS_PER_TURN_WITHOUT_CLOCK, default_timeout, set_default_timeout, wait_turns,
+};
 pub use rng::{InstallError, VIRTIO_RNG, VirtioRng, find_rng, install_rng};
 /// The virtio-drivers crate this one builds on (its drivers, transports and `DeviceType`).
 pub use virtio_drivers;

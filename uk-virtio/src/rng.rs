@@ -1,13 +1,14 @@
 //! virtio-rng, the virtio entropy device, as a [`uk_random::EntropyDevice`].
 
 use alloc::boxed::Box;
+use core::time::Duration;
 
 use uk_hal::Platform;
 use uk_random::{EntropyDevice, Output, SourceError, SourceKind};
 use virtio_drivers::transport::DeviceType;
 
 use crate::device::{DeviceInfo, Error, Location, find_first};
-use crate::polled::PolledQueue;
+use crate::polled::{PolledQueue, Timeout};
 
 /// Descriptors in the queue: a request is one device-writable buffer, one at a time.
 const QUEUE_SIZE: usize = 4;
@@ -25,16 +26,21 @@ pub const VIRTIO_RNG: SourceKind = SourceKind::Other("virtio-rng");
 /// (QEMU's default backend reads the host's `/dev/urandom`).
 ///
 /// Made by [`find_rng`]; polled like every device here (a request waits through
-/// [`uk_hal::relax`], a yield inside a uk-sched thread). Requests are serialised by a
-/// try-lock taken in the same relax loop, never by spinning on a held lock: under the
-/// cooperative scheduler a thread spinning on a lock whose holder waits for the device
-/// would never let the holder run again.
+/// [`uk_hal::relax`], a yield inside a uk-sched thread), for at most its timeout
+/// ([`VirtioRng::set_timeout`], else [`crate::default_timeout`]): a device that does not
+/// answer by then is reset and out of use, and this read and every later one fail with
+/// [`Error::Timeout`] (uk-random then seeds from elsewhere or reports the failure).
+/// Requests are serialised by a try-lock taken in the same relax loop, never by spinning on
+/// a held lock: under the cooperative scheduler a thread spinning on a lock whose holder
+/// waits for the device would never let the holder run again. The lock is held for one
+/// read, whose every request ends by its deadline, so a waiter gets its turn too.
 ///
 /// It implements [`EntropyDevice`], so it can seed uk-random's generator on a CPU without
 /// a random-number instruction ([`install_rng`] does that for the image-wide one).
 pub struct VirtioRng {
     queue: spin::Mutex<PolledQueue<QUEUE_SIZE>>,
     location: Location,
+    timeout: Timeout,
 }
 
 impl core::fmt::Debug for VirtioRng {
@@ -57,6 +63,7 @@ impl VirtioRng {
         Ok(VirtioRng {
             queue: spin::Mutex::new(queue),
             location: device.location,
+            timeout: Timeout::new(),
         })
     }
 
@@ -65,14 +72,27 @@ impl VirtioRng {
         self.location
     }
 
+    /// How long each request waits for the device: its own timeout if
+    /// [`VirtioRng::set_timeout`] set one, else [`crate::default_timeout`].
+    pub fn timeout(&self) -> Duration {
+        self.timeout.get()
+    }
+
+    /// Sets how long each request waits for the device (from the next request on), in
+    /// place of [`crate::default_timeout`]. `Duration::MAX` waits as good as forever.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout.set(timeout);
+    }
+
     /// Fills all of `dest` from the device, in as many requests as it takes (the device may
     /// answer with fewer bytes than asked).
     ///
     /// # Errors
     ///
-    /// [`Error::Device`] when a request fails, when the device claims to have written more
-    /// than asked, or after 16 empty answers in a row. `dest` may then be
-    /// partly written.
+    /// [`Error::Timeout`] when the device did not answer a request in time (then or
+    /// before: the device is out of use); [`Error::Device`] when a request fails, when the
+    /// device claims to have written more than asked, or after 16 empty answers in a row.
+    /// `dest` may then be partly written.
     pub fn read(&self, dest: &mut [u8]) -> Result<(), Error> {
         let mut queue = loop {
             if let Some(queue) = self.queue.try_lock() {
@@ -80,7 +100,10 @@ impl VirtioRng {
             }
             uk_hal::relax();
         };
-        fill_by_requests(dest, self.location, |rest| queue.exchange(&[], &mut [rest]))
+        let timeout = self.timeout();
+        fill_by_requests(dest, self.location, |rest| {
+            queue.exchange(&[], &mut [rest], timeout)
+        })
     }
 }
 
@@ -89,14 +112,14 @@ impl VirtioRng {
 fn fill_by_requests(
     dest: &mut [u8],
     location: Location,
-    mut request: impl FnMut(&mut [u8]) -> virtio_drivers::Result<u32>,
+    mut request: impl FnMut(&mut [u8]) -> Result<u32, Error>,
 ) -> Result<(), Error> {
     let mut filled = 0;
     let mut empty = 0;
     while filled < dest.len() {
         let rest = &mut dest[filled..];
         let asked = rest.len();
-        let written = request(rest).map_err(|e| Error::Device(location, e))? as usize;
+        let written = request(rest)? as usize;
         if written > asked {
             return Err(Error::Device(location, virtio_drivers::Error::IoError));
         }
@@ -208,7 +231,7 @@ mod tests {
     fn scripted<'a>(
         answers: &'a [u32],
         asked: &'a mut Vec<usize>,
-    ) -> impl FnMut(&mut [u8]) -> virtio_drivers::Result<u32> + 'a {
+    ) -> impl FnMut(&mut [u8]) -> Result<u32, Error> + 'a {
         let mut next = answers.iter();
         let mut byte = 0u8;
         move |rest: &mut [u8]| {
@@ -248,13 +271,23 @@ mod tests {
             Err(Error::Device(AT, virtio_drivers::Error::IoError))
         );
 
-        let failing = |_: &mut [u8]| Err(virtio_drivers::Error::QueueFull);
+        let failing = |_: &mut [u8]| Err(Error::Device(AT, virtio_drivers::Error::QueueFull));
         assert_eq!(
             fill_by_requests(&mut dest, AT, failing),
             Err(Error::Device(AT, virtio_drivers::Error::QueueFull))
         );
+        let mut calls = 0;
+        let silent = |_: &mut [u8]| {
+            calls += 1;
+            Err(Error::Timeout(AT))
+        };
+        assert_eq!(
+            fill_by_requests(&mut dest, AT, silent),
+            Err(Error::Timeout(AT))
+        );
+        assert_eq!(calls, 1, "a timed-out device is asked no more");
         // Nothing asked, nothing requested.
-        let never = |_: &mut [u8]| -> virtio_drivers::Result<u32> { unreachable!() };
+        let never = |_: &mut [u8]| -> Result<u32, Error> { unreachable!() };
         assert_eq!(fill_by_requests(&mut [], AT, never), Ok(()));
     }
 }
