@@ -1,6 +1,7 @@
-//! In-image test cases (feature `ktest`): discovery, the DMA allocator, and hand-built 9P
-//! messages through the virtio-9p transport. The 9p cases pass with a "skipped" line when
-//! the machine has no 9p device.
+//! In-image test cases (feature `ktest`): discovery, the DMA allocator, hand-built 9P
+//! messages through the virtio-9p transport, the entropy device, and the timeout of a
+//! device that stops answering (a rate-limited entropy device). Cases that need a device
+//! pass with a "skipped" line when the machine has none.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -400,5 +401,87 @@ uk_test::ktest! {
         }
         s.run();
         expect_eq!(done.get(), 2);
+    }
+}
+
+/// The application argument, `virtio-slow-rng=N`, that tells the ktest image its entropy
+/// device gives N bytes and then nothing for a long time (QEMU's
+/// `virtio-rng-*,max-bytes=N,period=600000`). `cargo uk test`'s `ktest (slow rng)` rows give
+/// it, with a filter that runs [`a_rate_limited_entropy_device_times_out`] alone; as a
+/// filter itself it matches no case.
+const SLOW_RNG_ARG: &str = "virtio-slow-rng=";
+
+/// The quota `virtio-slow-rng=N` gives, `None` without the argument.
+fn slow_rng_quota() -> Option<usize> {
+    let (_, args) = uk_rt::cmdline::split(uk_rt::platform().command_line());
+    args.iter().find_map(|arg| {
+        let n = arg.strip_prefix(SLOW_RNG_ARG)?;
+        Some(
+            n.parse()
+                .unwrap_or_else(|_| panic!("`{arg}`: N is not a byte count")),
+        )
+    })
+}
+
+uk_test::ktest! {
+    /// A real device that stops answering: the entropy device rate-limited to N bytes
+    /// (`virtio-slow-rng=N`). With a 300 ms timeout, N bytes read; the next read fails with
+    /// `Timeout` after the timeout and well before the 10 s default (board clock), and the
+    /// device reads back its reset; later reads fail at once with the same error, without
+    /// a turn of waiting. Skipped without the argument (every other run's device is a
+    /// normal one); with it, a missing device fails the case.
+    fn a_rate_limited_entropy_device_times_out() {
+        use core::time::Duration;
+        use virtio_drivers::transport::DeviceStatus;
+        const TIMEOUT: Duration = Duration::from_millis(300);
+
+        let Some(quota) = slow_rng_quota() else {
+            println!(
+                "    uk-virtio: a_rate_limited_entropy_device_times_out: no rate-limited \
+                 entropy device (no `{SLOW_RNG_ARG}N` argument), skipped"
+            );
+            return;
+        };
+        let platform = uk_rt::platform();
+        let rng = find_rng(platform).expect("opening the rate-limited entropy device");
+        let at = rng.location();
+        rng.set_timeout(TIMEOUT);
+        expect_eq!(rng.timeout(), TIMEOUT);
+        expect!(rng.device_status().contains(DeviceStatus::DRIVER_OK));
+
+        // The quota, in one read (the device may give it in several answers).
+        let mut allowed = vec![0u8; quota];
+        expect_eq!(rng.read(&mut allowed), Ok(()));
+        // N random bytes all zero: one chance in 2^(8N).
+        expect!(quota == 0 || allowed.iter().any(|&b| b != 0));
+
+        let mut one = [0u8; 1];
+        let start = platform.monotonic_ns();
+        let first = rng.read(&mut one);
+        let waited = Duration::from_nanos(platform.monotonic_ns() - start);
+        expect_eq!(first, Err(Error::Timeout(at)));
+        // The deadline is on this clock and counted from after `start`: never shorter than
+        // the timeout. Longer by the reset and TCG's pace under load, but nowhere near the
+        // 10 s default, which would mean the device's own timeout was not used.
+        expect!(
+            waited >= TIMEOUT && waited < TIMEOUT + Duration::from_secs(4),
+            "the read failed after {waited:?}, the timeout being {TIMEOUT:?}"
+        );
+        expect_eq!(rng.device_status(), DeviceStatus::empty());
+
+        let turns = wait_turns();
+        let start = platform.monotonic_ns();
+        for _ in 0..3 {
+            expect_eq!(rng.read(&mut one), Err(Error::Timeout(at)));
+        }
+        let again = Duration::from_nanos(platform.monotonic_ns() - start);
+        // No turn of waiting: the device is not asked again.
+        expect_eq!(wait_turns(), turns);
+        expect!(again < TIMEOUT, "three later reads took {again:?}");
+        println!(
+            "    uk-virtio: rate-limited entropy device at {at}: {quota} bytes, then Timeout \
+             after {waited:?} (timeout {TIMEOUT:?}), reset read back; 3 later reads failed \
+             in {again:?}"
+        );
     }
 }

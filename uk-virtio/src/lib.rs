@@ -85,7 +85,12 @@
 //!   hand-built `Tversion`, `Tattach`, `Twalk`/`Tlopen`/`Tread` through the transport; with
 //!   an entropy device (`-device virtio-rng-pci`, `virtio-rng-device`), reads of several
 //!   lengths, a pool seeded from it, and two threads sharing it. Cases that need a device
-//!   pass with a "skipped" line when there is none.
+//!   pass with a "skipped" line when there is none. With an entropy device rate-limited to N
+//!   bytes (QEMU `max-bytes=N,period=600000`) and the application argument
+//!   `virtio-slow-rng=N` (`cargo uk test`'s `ktest (slow rng)` rows), a real device that
+//!   stops answering: the read after the quota fails with [`Error::Timeout`] after the
+//!   device's timeout (300 ms), the device reads back its reset, and later reads fail at
+//!   once.
 //!
 //! # Example
 //!

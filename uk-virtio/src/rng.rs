@@ -84,6 +84,20 @@ impl VirtioRng {
         self.timeout.set(timeout);
     }
 
+    /// The device's status register as it reads now (a device out of use after a timeout
+    /// reads back its reset: empty); for the in-image test of the timeout.
+    #[cfg(feature = "ktest")]
+    pub(crate) fn device_status(&self) -> virtio_drivers::transport::DeviceStatus {
+        use virtio_drivers::transport::Transport as _;
+        let queue = loop {
+            if let Some(queue) = self.queue.try_lock() {
+                break queue;
+            }
+            uk_hal::relax();
+        };
+        queue.transport().get_status()
+    }
+
     /// Fills all of `dest` from the device, in as many requests as it takes (the device may
     /// answer with fewer bytes than asked).
     ///
