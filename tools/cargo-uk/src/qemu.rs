@@ -84,6 +84,31 @@ pub fn rng_device(board: &Board, variant: &Variant) -> &'static str {
     }
 }
 
+/// QEMU's id of the backend of [`slow_rng_args`]'s device.
+const SLOW_RNG_BACKEND: &str = "uk-slow-rng";
+
+/// The QEMU arguments of an entropy device ([`rng_device`]) that gives `max_bytes` bytes and
+/// then nothing until `period_ms` milliseconds have passed (QEMU's rate limit, `max-bytes`
+/// per `period`): with a period longer than the run, a device that stops answering, for
+/// uk-virtio's in-image test of its timeout. Its backend reads the host's `/dev/urandom`,
+/// as the default one does.
+pub fn slow_rng_args(
+    board: &Board,
+    variant: &Variant,
+    max_bytes: u64,
+    period_ms: u32,
+) -> Vec<String> {
+    vec![
+        "-object".to_owned(),
+        format!("rng-random,filename=/dev/urandom,id={SLOW_RNG_BACKEND}"),
+        "-device".to_owned(),
+        format!(
+            "{},rng={SLOW_RNG_BACKEND},max-bytes={max_bytes},period={period_ms}",
+            rng_device(board, variant)
+        ),
+    ]
+}
+
 /// Whether virtio devices of `board` in `variant` sit on virtio-mmio (`virt`, x86
 /// `microvm`) rather than PCI (x86 `pc`).
 fn on_virtio_mmio(board: &Board, variant: &Variant) -> bool {
@@ -596,6 +621,28 @@ mod tests {
                 assert_eq!(bus(rng_device(b, v)), bus(share_device(b, v)));
             }
         }
+    }
+
+    #[test]
+    fn a_slow_entropy_device_is_rate_limited_on_each_bus() {
+        let x86 = board("x86-pc").unwrap();
+        assert_eq!(
+            slow_rng_args(x86, x86.default_variant(), 16, 600_000),
+            [
+                "-object",
+                "rng-random,filename=/dev/urandom,id=uk-slow-rng",
+                "-device",
+                "virtio-rng-pci,rng=uk-slow-rng,max-bytes=16,period=600000"
+            ]
+        );
+        let virt = board("qemu-virt").unwrap();
+        let args = slow_rng_args(virt, virt.default_variant(), 8, 1000);
+        assert_eq!(
+            args[3],
+            "virtio-rng-device,rng=uk-slow-rng,max-bytes=8,period=1000"
+        );
+        let microvm = slow_rng_args(x86, x86.variant("microvm").unwrap(), 8, 1000);
+        assert!(microvm[3].starts_with("virtio-rng-device,"));
     }
 
     #[test]

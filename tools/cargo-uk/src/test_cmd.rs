@@ -927,6 +927,66 @@ fn ktest_machine(
     })
 }
 
+/// uk-virtio's in-image case that needs a device that stops answering, as suite (the
+/// crate's package name) and case name: it runs in the `ktest (slow rng)` rows
+/// ([`slow_rng_job`]) and is skipped in the others.
+pub const SLOW_RNG_CASE: (&str, &str) = ("uk-virtio", "a_rate_limited_entropy_device_times_out");
+
+/// Bytes the rate-limited entropy device of [`slow_rng_job`] gives before it stops
+/// answering.
+const SLOW_RNG_BYTES: u64 = 16;
+
+/// Its period: ten minutes, longer than any run, so that it never answers again.
+const SLOW_RNG_PERIOD_MS: u32 = 600_000;
+
+/// Whether the ktest filters `filters` select the case `name` of suite `suite`, by the
+/// image's rule (uk-test's `TestCase::matches`): no filter selects every case; a filter
+/// selects a case whose suite or name contains it, or, written `s::n`, one whose suite ends
+/// with `s` and whose name starts with `n`.
+fn selects_case(filters: &[String], (suite, name): (&str, &str)) -> bool {
+    filters.is_empty()
+        || filters.iter().any(|f| {
+            suite.contains(f.as_str())
+                || name.contains(f.as_str())
+                || f.split_once("::")
+                    .is_some_and(|(s, n)| suite.ends_with(s) && name.starts_with(n))
+        })
+}
+
+/// The run of [`SLOW_RNG_CASE`] on `variant`, or `None` when the ktest filters `filters`
+/// leave the case out: the ktest image `kernel`, whose entropy device gives
+/// [`SLOW_RNG_BYTES`] bytes and then stops answering ([`qemu::slow_rng_args`], in place of
+/// the normal device, without a shared directory), and whose command line runs that case
+/// alone and gives it the quota (`virtio-slow-rng=N`, which as a filter matches no case).
+fn slow_rng_job(
+    board: &'static Board,
+    variant: &'static Variant,
+    kernel: Result<PathBuf, String>,
+    filters: &[String],
+) -> Option<Job> {
+    if !selects_case(filters, SLOW_RNG_CASE) {
+        return None;
+    }
+    let (suite, name) = SLOW_RNG_CASE;
+    let args = [
+        format!("{suite}::{name}"),
+        format!("virtio-slow-rng={SLOW_RNG_BYTES}"),
+    ];
+    let append = qemu::append_line(&args).expect("no quotes in the arguments");
+    Some(Job {
+        what: "ktest (slow rng)".to_owned(),
+        board,
+        variant,
+        kernel,
+        append,
+        check: Check::Ktest,
+        machine: Machine {
+            extra: qemu::slow_rng_args(board, variant, SLOW_RNG_BYTES, SLOW_RNG_PERIOD_MS),
+            ..Machine::default()
+        },
+    })
+}
+
 /// Makes `<target>/uk-share/<label>` anew: empty, or a copy of `source` (files,
 /// directories and symbolic links).
 fn fresh_share(target_dir: &Path, label: &str, source: Option<&Path>) -> Result<PathBuf, String> {
@@ -1065,6 +1125,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                 .iter()
                 .any(|v| !featured.contains_key(v.name))
                 .then(|| build_one(&Image::Ktest, &[]));
+            let mut default_kernel = Err("not built".to_owned());
             for variant in board.variants {
                 let (what, kernel) = match (featured.get(variant.name), &plain) {
                     (Some((features, path)), _) => {
@@ -1073,6 +1134,9 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     (None, Some(path)) => ("ktest".to_owned(), path.clone()),
                     (None, None) => ("ktest".to_owned(), Err("not built".to_owned())),
                 };
+                if variant.name == board.default_variant().name {
+                    default_kernel = kernel.clone();
+                }
                 jobs.push(ktest_job(
                     &ws,
                     what,
@@ -1097,6 +1161,10 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                 &ktest_append,
                 "debug",
             ));
+            // uk-virtio's timeout against a device that stops answering: one short run of
+            // the release image with a rate-limited entropy device.
+            let filters = selection.ktest.as_deref().unwrap_or_default();
+            jobs.extend(slow_rng_job(board, variant, default_kernel, filters));
         }
         for example in on_board {
             let image = Image::Example(example.clone());
@@ -1340,6 +1408,38 @@ mod tests {
         let s = select(&f(&["hello"]), &examples);
         assert_eq!(s.ktest, Some(f(&["hello"])));
         assert!(s.examples.is_empty());
+    }
+
+    #[test]
+    fn the_slow_rng_row_runs_its_case_alone_with_a_rate_limited_device() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let x86 = board("x86-pc").unwrap();
+        let pc = x86.default_variant();
+        let job = slow_rng_job(x86, pc, Ok(PathBuf::from("img")), &[]).unwrap();
+        assert_eq!(job.what, "ktest (slow rng)");
+        assert_eq!(
+            job.append.as_deref(),
+            Some("-- uk-virtio::a_rate_limited_entropy_device_times_out virtio-slow-rng=16")
+        );
+        assert!(matches!(job.check, Check::Ktest));
+        // The rate-limited device in place of the normal one, and no shared directory.
+        assert!(!job.machine.rng && job.machine.share.is_none());
+        assert_eq!(job.machine.extra, qemu::slow_rng_args(x86, pc, 16, 600_000));
+        let virt = board("qemu-virt").unwrap();
+        let job = slow_rng_job(virt, virt.default_variant(), Err("x".into()), &[]).unwrap();
+        assert!(job.machine.extra[3].starts_with("virtio-rng-device,"));
+        // Filters select the row as they select the case in the image.
+        for selecting in [
+            &["virtio"][..],
+            &["times_out"],
+            &["uk-virtio::a_rate"],
+            &["x", "entropy"],
+        ] {
+            assert!(slow_rng_job(x86, pc, Err("x".into()), &f(selecting)).is_some());
+        }
+        for leaving_out in [&["9pfs"][..], &["uk-virtio::the_"], &["virtio-slow-rng=16"]] {
+            assert!(slow_rng_job(x86, pc, Err("x".into()), &f(leaving_out)).is_none());
+        }
     }
 
     const MTE_EXPECT: &str = r#"
