@@ -467,7 +467,8 @@ uk_test::ktest! {
             waited >= TIMEOUT && waited < TIMEOUT + Duration::from_secs(4),
             "the read failed after {waited:?}, the timeout being {TIMEOUT:?}"
         );
-        expect_eq!(rng.device_status(), DeviceStatus::empty());
+        let status = rng.device_status();
+        expect_eq!(status, DeviceStatus::empty());
 
         let turns = wait_turns();
         let start = platform.monotonic_ns();
@@ -479,9 +480,9 @@ uk_test::ktest! {
         expect_eq!(wait_turns(), turns);
         expect!(again < TIMEOUT, "three later reads took {again:?}");
         println!(
-            "    uk-virtio: rate-limited entropy device at {at}: {quota} bytes, then Timeout \
-             after {waited:?} (timeout {TIMEOUT:?}), reset read back; 3 later reads failed \
-             in {again:?}"
+            "    uk-virtio: rate-limited entropy device at {at}: {quota} bytes, then {first:?} \
+             after {waited:?} (timeout {TIMEOUT:?}), status {status:?}; 3 later reads in \
+             {again:?}"
         );
     }
 }
