@@ -178,6 +178,9 @@ pub struct Client<T: Transport> {
     reply: Vec<u8>,
     fids: Fids,
     tag: u16,
+    /// The transport's last round trip failed. Failures in a row are logged once: a dead
+    /// device (uk-virtio's after a timeout) fails every later call alike.
+    transport_failing: bool,
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -214,6 +217,7 @@ impl<T: Transport> Client<T> {
             reply: vec![0; offer as usize],
             fids: Fids::default(),
             tag: 0,
+            transport_failing: false,
         };
         let req = Request::Version {
             msize: offer,
@@ -282,13 +286,30 @@ impl<T: Transport> Client<T> {
     fn call_tagged(&mut self, req: &Request<'_>, tag: u16) -> Result<Reply<'_>, Error> {
         req.encode(tag, &mut self.request)?;
         if self.request.len() > self.msize as usize {
+            log::warn!(
+                "9pfs: a request of {} bytes, over msize",
+                self.request.len()
+            );
             return Err(Error::Transport(TransportError::TooLarge));
         }
-        let n = self.transport.round_trip(&self.request, &mut self.reply)?;
-        let bytes = self
-            .reply
-            .get(..n)
-            .ok_or(Error::Transport(TransportError::Io))?;
+        let n = match self.transport.round_trip(&self.request, &mut self.reply) {
+            Ok(n) => {
+                self.transport_failing = false;
+                n
+            }
+            Err(e) => {
+                if !core::mem::replace(&mut self.transport_failing, true) {
+                    log::warn!(
+                        "9pfs: 9P transport failed: {e:?}; further failures in a row are not logged"
+                    );
+                }
+                return Err(Error::Transport(e));
+            }
+        };
+        let Some(bytes) = self.reply.get(..n) else {
+            log::warn!("9pfs: the transport claims a reply of {n} bytes, over msize");
+            return Err(Error::Transport(TransportError::Io));
+        };
         let (got_tag, reply) = Reply::decode(bytes)?;
         if got_tag != tag {
             return Err(Error::TagMismatch {

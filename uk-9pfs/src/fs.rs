@@ -164,13 +164,21 @@ impl FileSystem for NinePFs {
     }
 }
 
-/// Maps an error to the VFS's `errno`, logging what the caller cannot see in it.
+/// Maps an error to the VFS's `errno`, logging what the caller cannot see in it (not the
+/// server's answers, nor what the client logged).
 fn errno(e: Error) -> Errno {
     match e {
         Error::Server(_) | Error::WalkIncomplete => {}
+        ref other if logged_by_client(other) => {}
         ref other => log::warn!("9pfs: {other}"),
     }
     e.errno()
+}
+
+/// Whether the client logged `e` already: transport failures are logged there, and a run
+/// of them (a dead device's) only once.
+fn logged_by_client(e: &Error) -> bool {
+    matches!(e, Error::Transport(_))
 }
 
 /// Directory positions for the server's readdir cookies.
@@ -352,7 +360,7 @@ impl Node {
                 drop(st);
                 drop(old);
                 let r = self.client().clunk(fid);
-                if let Err(e) = r {
+                if let Some(e) = r.err().filter(|e| !logged_by_client(e)) {
                     log::warn!("9pfs: clunk of a duplicate fid failed: {e}");
                 }
                 return node;
@@ -513,7 +521,7 @@ impl Drop for Node {
             let mut c = self.shared.client.lock();
             let mut fids = [rd, wr.filter(|w| Some(*w) != rd), Some(self.fid)];
             for fid in fids.iter_mut().filter_map(Option::take) {
-                if let Err(e) = c.clunk(fid) {
+                if let Some(e) = c.clunk(fid).err().filter(|e| !logged_by_client(e)) {
                     log::warn!("9pfs: clunk of fid {fid} failed: {e}");
                 }
             }
@@ -533,7 +541,9 @@ impl Vnode for Node {
             Ok(a) => self.to_stat(&a),
             Err(e) => {
                 // `stat` cannot fail in the trait: report what is known.
-                log::warn!("9pfs: getattr failed: {e}");
+                if !logged_by_client(&e) {
+                    log::warn!("9pfs: getattr failed: {e}");
+                }
                 Stat {
                     dev: self.shared.dev,
                     ino: self.qid.path,

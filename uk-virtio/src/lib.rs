@@ -54,7 +54,8 @@
 //! reset (status 0, as when its driver is dropped) and the wait goes on, up to the same
 //! timeout, until it reads back the reset: only then has it let go of them. The request
 //! fails with [`Error::Timeout`], and so does every later request to that device, at once,
-//! without touching its queue. uk-9pfs gives the failure to its VFS callers as `EIO`; the
+//! without touching its queue; the failure is logged by the request that met it, the later
+//! ones fail quietly. uk-9pfs gives the failure to its VFS callers as `EIO`; the
 //! entropy device's reads fail, and uk-random seeds from another source or reports the
 //! error. A used ring that names another request than the one in flight is handled the
 //! same way, as [`Error::Device`]. Dropping the driver gives the device back (a 9p device

@@ -264,6 +264,12 @@ impl<const SIZE: usize, T: VirtioTransport> PolledQueue<SIZE, T> {
         self.location
     }
 
+    /// Whether the device is out of use: reset after a timeout or a broken answer, every
+    /// request failing at once with that error.
+    pub(crate) fn is_out_of_use(&self) -> bool {
+        self.state != State::Working
+    }
+
     /// Puts `inputs` (read by the device) and `outputs` (written by it) on the queue as one
     /// chain, waits (relaxing) until the device has used them, and returns the length the
     /// device wrote. Waits at most `timeout` ([`Deadline`]).
@@ -507,6 +513,7 @@ mod tests {
     #[test]
     fn a_device_that_never_answers_times_out_is_reset_and_stays_out_of_use() {
         let (device, mut queue, location) = rng_queue(2);
+        assert!(!queue.is_out_of_use());
         let mut env = FakeEnv::clocked(MS, |_| {});
         let mut buf = [0xeeu8; 8];
         let got = queue.exchange_in(
@@ -516,6 +523,7 @@ mod tests {
             Duration::from_millis(50),
         );
         assert_eq!(got, Err(Error::Timeout(location)));
+        assert!(queue.is_out_of_use());
         // It waited the 50 ms, and no more.
         assert_eq!(env.turns, 50);
         assert_eq!(env.now, Some(1_000_000_000 + 50 * MS));

@@ -108,16 +108,24 @@ impl VirtioRng {
     /// device claims to have written more than asked, or after 16 empty answers in a row.
     /// `dest` may then be partly written.
     pub fn read(&self, dest: &mut [u8]) -> Result<(), Error> {
+        self.read_noting_use(dest).0
+    }
+
+    /// [`VirtioRng::read`], and whether the device was in use when it began (a device out
+    /// of use fails every read alike, and only the first failure is worth logging).
+    fn read_noting_use(&self, dest: &mut [u8]) -> (Result<(), Error>, bool) {
         let mut queue = loop {
             if let Some(queue) = self.queue.try_lock() {
                 break queue;
             }
             uk_hal::relax();
         };
+        let was_in_use = !queue.is_out_of_use();
         let timeout = self.timeout();
-        fill_by_requests(dest, self.location, |rest| {
+        let read = fill_by_requests(dest, self.location, |rest| {
             queue.exchange(&[], &mut [rest], timeout)
-        })
+        });
+        (read, was_in_use)
     }
 }
 
@@ -156,11 +164,14 @@ impl EntropyDevice for VirtioRng {
         VIRTIO_RNG
     }
 
-    /// [`VirtioRng::read`], its error logged and reported as one failed attempt at seed
-    /// output.
+    /// [`VirtioRng::read`], its error reported as one failed attempt at seed output, and
+    /// logged unless the device was out of use already (logged when it failed).
     fn fill_entropy(&self, dest: &mut [u8]) -> Result<(), SourceError> {
-        self.read(dest).map_err(|e| {
-            log::warn!("uk-virtio: virtio-rng: {e}");
+        let (read, was_in_use) = self.read_noting_use(dest);
+        read.map_err(|e| {
+            if was_in_use {
+                log::warn!("uk-virtio: virtio-rng: {e}");
+            }
             SourceError {
                 kind: VIRTIO_RNG,
                 output: Output::Seed,
