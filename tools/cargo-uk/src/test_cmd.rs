@@ -65,9 +65,27 @@ impl Evaluation {
 /// Judges a run of the in-image test image: it passes only with a closing line, no failed
 /// case and exit code 0.
 pub fn evaluate_ktest(board: &Board, ending: Ending, stdout: &str, stderr: &str) -> Evaluation {
+    evaluate_ktest_of(board, ending, stdout, stderr, None)
+}
+
+/// [`evaluate_ktest`]; given `case` (`suite::name`), a run without that case's result line
+/// fails too: a run made for one case must not pass having run none (the case renamed, or
+/// its filter gone wrong).
+fn evaluate_ktest_of(
+    board: &Board,
+    ending: Ending,
+    stdout: &str,
+    stderr: &str,
+    case: Option<&str>,
+) -> Evaluation {
     let report = report::parse_ktest_output(stdout);
     let counts = report.counts();
     let mut problems = Vec::new();
+    if let Some(case) = case {
+        if !report.cases.iter().any(|c| c.name == case) {
+            problems.push(format!("case {case} did not run"));
+        }
+    }
     let exit = qemu::guest_exit(board, ending, stderr);
     if let Err(failure) = &exit {
         problems.push(failure.to_string());
@@ -191,6 +209,8 @@ pub fn totals(rows: &[Row]) -> Counts {
 #[derive(Clone, Debug)]
 enum Check {
     Ktest,
+    /// A ktest run made for this case (`suite::name`), which must have run.
+    KtestCase(String),
     Example(Result<Expect, String>),
 }
 
@@ -254,7 +274,7 @@ impl Job {
                 return row(Evaluation::failed(e.clone()), Duration::ZERO, String::new());
             }
             Check::Example(Ok(expect)) => Some(expect),
-            Check::Ktest => None,
+            Check::Ktest | Check::KtestCase(_) => None,
         };
         let config = QemuConfig {
             board: self.board,
@@ -302,7 +322,14 @@ impl Job {
                 &outcome.stdout,
                 &outcome.stderr,
             ),
-            None => evaluate_ktest(self.board, outcome.ending, &outcome.stdout, &outcome.stderr),
+            None => {
+                let case = match &self.check {
+                    Check::KtestCase(case) => Some(case.as_str()),
+                    _ => None,
+                };
+                let (stdout, stderr) = (&outcome.stdout, &outcome.stderr);
+                evaluate_ktest_of(self.board, outcome.ending, stdout, stderr, case)
+            }
         };
         if let Some(e) = expect.filter(|e| e.differs_between_boots.is_some()) {
             if eval.ok {
@@ -968,10 +995,8 @@ fn slow_rng_job(
         return None;
     }
     let (suite, name) = SLOW_RNG_CASE;
-    let args = [
-        format!("{suite}::{name}"),
-        format!("virtio-slow-rng={SLOW_RNG_BYTES}"),
-    ];
+    let case = format!("{suite}::{name}");
+    let args = [case.clone(), format!("virtio-slow-rng={SLOW_RNG_BYTES}")];
     let append = qemu::append_line(&args).expect("no quotes in the arguments");
     Some(Job {
         what: "ktest (slow rng)".to_owned(),
@@ -979,7 +1004,7 @@ fn slow_rng_job(
         variant,
         kernel,
         append,
-        check: Check::Ktest,
+        check: Check::KtestCase(case),
         machine: Machine {
             extra: qemu::slow_rng_args(board, variant, SLOW_RNG_BYTES, SLOW_RNG_PERIOD_MS),
             ..Machine::default()
@@ -1272,6 +1297,12 @@ mod tests {
         );
         let virt = board("qemu-virt").unwrap();
         assert!(evaluate_ktest(virt, Ending::Exited(0), GOOD, "").ok);
+        // A run made for one case fails when that case did not run.
+        let for_case = |case| evaluate_ktest_of(x86, Ending::Exited(1), GOOD, "", Some(case));
+        assert!(for_case("a::two").ok);
+        let e = for_case("a::three");
+        assert!(!e.ok);
+        assert_eq!(e.note, "case a::three did not run");
     }
 
     #[test]
@@ -1421,7 +1452,9 @@ mod tests {
             job.append.as_deref(),
             Some("-- uk-virtio::a_rate_limited_entropy_device_times_out virtio-slow-rng=16")
         );
-        assert!(matches!(job.check, Check::Ktest));
+        assert!(
+            matches!(&job.check, Check::KtestCase(c) if c == "uk-virtio::a_rate_limited_entropy_device_times_out")
+        );
         // The rate-limited device in place of the normal one, and no shared directory.
         assert!(!job.machine.rng && job.machine.share.is_none());
         assert_eq!(job.machine.extra, qemu::slow_rng_args(x86, pc, 16, 600_000));
