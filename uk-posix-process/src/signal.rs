@@ -31,7 +31,8 @@
 //!
 //! A signal sent to *another* thread that does not block it ends that thread's futex wait
 //! (or the next one it starts): the thread runs the handler and the wait returns `EINTR`,
-//! as on Linux for a handler without `SA_RESTART` (libcs retry where they must). A thread
+//! or, as on Linux, starts again when it has no timeout and the handler has `SA_RESTART`
+//! ([`System::futex`](crate::System::futex)). A thread
 //! that is runnable rather than waiting (it yielded, or was preempted in a call) runs the
 //! handler on the way back from its current system call, whatever the call: the layer's
 //! [`install`](crate::install) sets uk-syscall's return hook, which delivers the caller's
