@@ -469,3 +469,38 @@ fn wait_outside_a_thread_does_not_hang() {
         Err(Errno::EAGAIN)
     );
 }
+
+/// A 12-bit field of `val3` as a signed number, the long way.
+fn signed12(bits: u32) -> i64 {
+    let v = i64::from(bits & 0xfff);
+    if v >= 0x800 { v - 0x1000 } else { v }
+}
+
+proptest::proptest! {
+    /// Every `val3` decodes as Linux's `futex_atomic_op_inuser` reads it, or is `ENOSYS`;
+    /// no value panics.
+    #[test]
+    fn wake_op_decoding_agrees_with_a_model_for_every_val3(val3 in proptest::prelude::any::<u32>(), old in proptest::prelude::any::<u32>()) {
+        let (op, cmp) = ((val3 >> 28) & 7, (val3 >> 24) & 0xf);
+        let decoded = WakeOp::decode(val3);
+        if op > 4 || cmp > 5 {
+            proptest::prop_assert_eq!(decoded, Err(Errno::ENOSYS));
+            return Ok(());
+        }
+        let w = decoded.unwrap();
+        let oparg = signed12(val3 >> 12);
+        let operand = if val3 & (1 << 31) != 0 { 1u64 << (oparg.rem_euclid(32)) } else { oparg as u64 };
+        let operand = operand as u32;
+        let want = match op {
+            0 => operand,
+            1 => old.wrapping_add(operand),
+            2 => old | operand,
+            3 => old & !operand,
+            _ => old ^ operand,
+        };
+        proptest::prop_assert_eq!(w.apply(old), want);
+        let (o, c) = (i64::from(old as i32), signed12(val3));
+        let pass = [o == c, o != c, o < c, o <= c, o > c, o >= c][cmp as usize];
+        proptest::prop_assert_eq!(w.passes(old), pass);
+    }
+}
