@@ -580,6 +580,35 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
+/// Queues a POSIX timer's signal `info` in `pending`/`queued` as Linux does, where each
+/// timer has a queue entry of its own: a timer's instance queues even when a standard
+/// signal of its number is pending already (two timers, or a `kill` and a timer, give two
+/// deliveries). A standard signal pending without queued information (a `kill`'s, whose
+/// information is made at delivery) first gets it now, as `bare` (the information it would
+/// be delivered with), so that the two instances stay apart.
+///
+/// # Errors
+///
+/// `EAGAIN` when [`MAX_QUEUED`] instances wait already (nothing changes).
+pub(crate) fn enqueue_timer(
+    pending: &mut SigSet,
+    queued: &mut Vec<SigInfo>,
+    info: SigInfo,
+    bare: SigInfo,
+) -> Result<(), Errno> {
+    let bit = sig_bit(info.signo);
+    let untold = *pending & bit != 0 && !queued.iter().any(|q| q.signo == info.signo);
+    if queued.len() + usize::from(untold) >= MAX_QUEUED {
+        return Err(Errno::EAGAIN);
+    }
+    if untold {
+        queued.push(bare);
+    }
+    queued.push(info);
+    *pending |= bit;
+    Ok(())
+}
+
 /// Takes one instance of `sig` from `pending`/`queued`: its queued information if it has
 /// some; the bit stays set while more instances of a real-time signal wait.
 fn dequeue(pending: &mut SigSet, queued: &mut Vec<SigInfo>, sig: i32) -> Option<SigInfo> {
@@ -598,9 +627,9 @@ fn dequeue(pending: &mut SigSet, queued: &mut Vec<SigInfo>, sig: i32) -> Option<
 /// another instance of it still waits. Returns whether one was taken.
 ///
 /// A standard signal that is pending without queued information (a `kill`'s) is never
-/// taken by this: a timer queues its information only when the signal was not pending
-/// already ([`enqueue`]), and a send while it waits adds nothing, so the bit stood for the
-/// picked instance alone.
+/// taken by this: when a timer queues its information on such a bit, the bare instance
+/// gets information of its own first ([`enqueue_timer`]), and a send while the timer's
+/// waits adds nothing, so the bit stands for queued instances alone.
 pub(crate) fn withdraw(
     pending: &mut SigSet,
     queued: &mut Vec<SigInfo>,

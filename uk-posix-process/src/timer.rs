@@ -15,7 +15,10 @@
 //! are due. A periodic timer whose expiries were not seen (nothing waited) counts them as
 //! overruns, as does an expiry while the timer's previous signal is still queued: the
 //! queued signal's `si_overrun` grows instead of a second one being queued, as on Linux.
-//! `timer_getoverrun` reports the count of the timer's most recent signal.
+//! `timer_getoverrun` reports the count of the timer's most recent signal. As on Linux, each
+//! timer's signal has a queue entry of its own, also for a standard signal: two timers on
+//! `SIGALRM`, or a `kill` and a timer, are two deliveries (a `kill` while the timer's
+//! instance waits adds nothing, as for any pending standard signal).
 //!
 //! `timer_delete`, and `timer_settime` (re-arming or disarming), take back the timer's
 //! signal if it is still queued (pending, not yet delivered or taken), as Linux does since
@@ -37,7 +40,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use uk_syscall::Errno;
 
 use crate::ids::{Pid, Tid};
-use crate::signal::{SigInfo, SigProcess, SigThread, check_signal, enqueue, sig_bit, withdraw};
+use crate::signal::{
+    SI_TKILL, SI_USER, SigInfo, SigProcess, SigThread, check_signal, enqueue_timer, sig_bit,
+    withdraw,
+};
 use crate::system::System;
 use crate::time::{Kind, TIMER_ABSTIME, Timespec, kind};
 
@@ -390,15 +396,17 @@ impl System {
                     .timers
                     .get_mut(&expiry.id)
                     .filter(|t| t.serial == expiry.serial)?;
-                let (pending, queued, wake) = match (expiry.target, thread) {
-                    (Target::Process(_), _) => (&mut p.pending, &mut p.queued, Wake::Process),
+                let (pending, queued, wake, bare_code) = match (expiry.target, thread) {
+                    (Target::Process(_), _) => {
+                        (&mut p.pending, &mut p.queued, Wake::Process, SI_USER)
+                    }
                     (Target::Thread(..), Some((key, t))) => {
                         let wake = if t.mask & bit == 0 {
                             Wake::Thread(key)
                         } else {
                             Wake::Nobody
                         };
-                        (&mut t.pending, &mut t.queued, wake)
+                        (&mut t.pending, &mut t.queued, wake, SI_TKILL)
                     }
                     // Silent, or its thread has ended: nothing to queue or notify.
                     _ => {
@@ -417,7 +425,10 @@ impl System {
                         q.uid
                     });
                 timer.overrun = merged.unwrap_or_else(|| {
-                    let _ = enqueue(pending, queued, info, true);
+                    // A bare instance pending (a `kill`'s) is delivered as it would
+                    // have been: from where it waits, from this process.
+                    let bare = SigInfo::new(expiry.signo, bare_code, pid);
+                    let _ = enqueue_timer(pending, queued, info, bare);
                     fresh
                 });
                 Some(wake)

@@ -335,6 +335,67 @@ fn take_all(sys: &System, set: u64) -> Vec<(i32, i32, i32, u64)> {
 }
 
 #[test]
+fn each_timer_signal_is_an_instance_of_its_own_even_for_a_standard_signal() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        let pid = sys.getpid().unwrap();
+        let tid = sys.gettid().unwrap();
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGALRM)))
+            .unwrap();
+        let fire = |timers: &[i32]| {
+            for &t in timers {
+                sys.timer_settime(t, 0, spec(10, 0)).unwrap();
+            }
+            clock.advance(ms(10));
+            for &t in timers {
+                assert_eq!(sys.timer_gettime(t), Ok(Itimerspec::default()), "fired");
+            }
+        };
+        let a = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGALRM, 1)))
+            .unwrap();
+        let b = sys
+            .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGALRM, 2)))
+            .unwrap();
+        // Two timers on one standard signal: two deliveries, each with its timer's fields.
+        fire(&[a, b]);
+        assert_eq!(
+            take_all(sys, sig_bit(SIGALRM)),
+            [(SIGALRM, SI_TIMER, a, 1), (SIGALRM, SI_TIMER, b, 2)]
+        );
+        // A kill pending before the timer fired keeps its own instance, delivered first.
+        sys.kill(pid, SIGALRM).unwrap();
+        fire(&[a]);
+        assert_eq!(
+            take_all(sys, sig_bit(SIGALRM)),
+            [(SIGALRM, SI_USER, pid, 0), (SIGALRM, SI_TIMER, a, 1)]
+        );
+        // A kill while the timer's instance waits adds nothing (a standard signal pending).
+        fire(&[a]);
+        sys.kill(pid, SIGALRM).unwrap();
+        assert_eq!(take_all(sys, sig_bit(SIGALRM)), [(SIGALRM, SI_TIMER, a, 1)]);
+        // The same for a thread: a tgkill and a thread-directed timer.
+        let event = SigEvent {
+            value: 9,
+            signo: SIGALRM,
+            notify: SIGEV_SIGNAL | SIGEV_THREAD_ID,
+            thread_id: tid,
+        };
+        let c = sys.timer_create(CLOCK_MONOTONIC, Some(event)).unwrap();
+        sys.tgkill(Some(pid), tid, SIGALRM).unwrap();
+        fire(&[c]);
+        assert_eq!(
+            take_all(sys, sig_bit(SIGALRM)),
+            [(SIGALRM, SI_TKILL, pid, 0), (SIGALRM, SI_TIMER, c, 9)]
+        );
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
 fn deleting_a_timer_takes_back_its_queued_signal_and_only_it() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let w = world();

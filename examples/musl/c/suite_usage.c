@@ -105,5 +105,20 @@ void checks_timer_delete(void)
 	CHECK(sigpending(&pending) == 0 && sigismember(&pending, SIGUSR2));
 	CHECK_EQ(timer_delete(c), 0);
 	CHECK(sigpending(&pending) == 0 && !sigismember(&pending, SIGUSR2));
+	/* Two timers on one standard signal: each has an instance of its own, as on Linux. */
+	sev.sigev_value.sival_int = 4;
+	CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &a), 0);
+	sev.sigev_value.sival_int = 5;
+	CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &b), 0);
+	CHECK_EQ(timer_settime(a, 0, &soon, NULL), 0);
+	CHECK_EQ(timer_settime(b, 0, &soon, NULL), 0);
+	nanosleep(&wait, NULL);
+	CHECK_EQ(sigtimedwait(&set, &info, &now), SIGUSR2);
+	CHECK(info.si_code == SI_TIMER && info.si_value.sival_int == 4);
+	CHECK_EQ(sigtimedwait(&set, &info, &now), SIGUSR2);
+	CHECK(info.si_code == SI_TIMER && info.si_value.sival_int == 5);
+	CHECK_EQ(sigtimedwait(&set, &info, &now), -1);
+	CHECK_EQ(timer_delete(a), 0);
+	CHECK_EQ(timer_delete(b), 0);
 	CHECK_EQ(sigprocmask(SIG_SETMASK, &was, NULL), 0);
 }
