@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
-use common::{addr, spawn, word, world};
+use common::{addr, run_main, spawn, word, world};
 use proptest::prelude::*;
 use uk_posix_process::signal::{SIGUSR1, SigAction};
 use uk_posix_process::*;
@@ -36,9 +36,7 @@ fn trylock(sys: &System, f: usize) -> Result<usize, Errno> {
 
 #[test]
 fn uncontended_lock_unlock_and_the_callers_own_errors() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(move |sys, _clock| {
         let me = sys.gettid().unwrap() as u32;
         let f = word(0);
         assert_eq!(lock(sys, addr(f)), Ok(0));
@@ -66,16 +64,12 @@ fn uncontended_lock_unlock_and_the_callers_own_errors() {
         // LOCK_PI2 takes a free word as LOCK_PI does.
         assert_eq!(sys.futex(addr(f), FUTEX_LOCK_PI2, 0, 0, 0, 0), Ok(0));
         assert_eq!(f.load(Ordering::SeqCst), me);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn a_dead_owner_is_esrch_and_a_live_one_makes_trylock_eagain() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(move |sys, _clock| {
         let f = word(4000); // no thread has tid 4000
         assert_eq!(lock(sys, addr(f)), Err(Errno::ESRCH));
         assert_eq!(trylock(sys, addr(f)), Err(Errno::ESRCH));
@@ -103,16 +97,12 @@ fn a_dead_owner_is_esrch_and_a_live_one_makes_trylock_eagain() {
         uk_sched::yield_now();
         assert_eq!(g.load(Ordering::SeqCst), 0);
         assert_eq!(trylock(sys, addr(g)), Ok(0));
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn unlock_hands_the_word_to_the_waiters_in_their_order() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(move |sys, _clock| {
         let me = sys.gettid().unwrap() as u32;
         let f = word(0);
         assert_eq!(lock(sys, addr(f)), Ok(0));
@@ -157,16 +147,12 @@ fn unlock_hands_the_word_to_the_waiters_in_their_order() {
             Err(Errno::EINVAL)
         );
         assert_eq!(unlock(sys, addr(f)), Ok(0));
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn lock_pi_times_out_at_an_absolute_deadline_on_either_clock() {
-    let w = world();
-    let (sys, clock) = (w.sys, w.clock.clone());
-    let status = w.run(move || {
+    run_main(move |sys, clock| {
         let f = word(0);
         let holder = spawn(sys, move || {
             assert_eq!(lock(sys, addr(f)), Ok(0));
@@ -234,9 +220,7 @@ fn lock_pi_times_out_at_an_absolute_deadline_on_either_clock() {
         // sleep (from 0 s on the fake clock) ends at 100 s.
         assert_eq!(lock(sys, addr(f)), Ok(0));
         assert!(sys.monotonic_ns() >= 100_000_000_000);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 /// The System the handler looks at.
@@ -253,10 +237,8 @@ extern "C" fn on_usr1(_sig: i32) {
 
 #[test]
 fn a_signal_runs_its_handler_and_the_lock_pi_wait_goes_on() {
-    let w = world();
-    let sys = w.sys;
-    SYS.store(sys as *const System as *mut System, Ordering::SeqCst);
-    let status = w.run(move || {
+    run_main(move |sys, _clock| {
+        SYS.store(sys as *const System as *mut System, Ordering::SeqCst);
         let act = SigAction {
             handler: on_usr1 as extern "C" fn(i32) as usize,
             ..SigAction::default()
@@ -283,16 +265,12 @@ fn a_signal_runs_its_handler_and_the_lock_pi_wait_goes_on() {
         uk_sched::yield_now();
         assert_eq!(*result.borrow(), Some(Ok(0)));
         assert_eq!(f.load(Ordering::SeqCst), waiter as u32);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn an_owner_that_ends_passes_the_word_to_its_waiter_and_a_wake_lets_a_waiter_take_a_freed_word() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(move |sys, _clock| {
         let me = sys.gettid().unwrap() as u32;
         // The owner ends holding the word: the waiter (this thread) is handed it, without
         // FUTEX_OWNER_DIED (the word is on no robust list).
@@ -328,9 +306,7 @@ fn an_owner_that_ends_passes_the_word_to_its_waiter_and_a_wake_lets_a_waiter_tak
             .unwrap();
         assert_eq!(lock(sys, addr(g)), Ok(0));
         assert_eq!(g.load(Ordering::SeqCst), me | FUTEX_OWNER_DIED);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 /// What the model says a call that never waits returns, and the word after it.

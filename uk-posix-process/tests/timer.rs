@@ -9,7 +9,7 @@ mod common;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use common::{on_signal, spawn, world};
+use common::{FakeClock, on_signal, run_main, spawn};
 use uk_posix_process::signal::{
     SA_SIGINFO, SI_QUEUE, SI_TKILL, SI_USER, SIG_BLOCK, SIGALRM, SIGRTMIN_KERNEL, SIGUSR1, SigInfo,
     sig_bit,
@@ -45,6 +45,12 @@ fn handle(sys: &System, sig: i32) {
     on_signal(sys, sig, record as *const () as usize, SA_SIGINFO);
 }
 
+/// [`run_main`], one test at a time (handlers record into shared statics).
+fn serial_run(body: impl FnOnce(&'static System, FakeClock) + 'static) {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    run_main(body);
+}
+
 fn ms(n: u64) -> u64 {
     n * 1_000_000
 }
@@ -67,10 +73,7 @@ fn signal_event(signo: i32, value: u64) -> SigEvent {
 
 #[test]
 fn a_periodic_timer_signals_at_each_expiry_with_its_id_and_value() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    serial_run(move |sys, _clock| {
         handle(sys, SIGUSR1);
         let id = sys
             .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGUSR1, 77)))
@@ -100,17 +103,12 @@ fn a_periodic_timer_signals_at_each_expiry_with_its_id_and_value() {
         );
         assert_eq!(sys.timer_gettime(id), Ok(Itimerspec::default()));
         sys.timer_delete(id).unwrap();
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn expiries_nobody_waited_for_are_overruns_of_one_signal() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let (sys, clock) = (w.sys, w.clock.clone());
-    let status = w.run(move || {
+    serial_run(move |sys, clock| {
         handle(sys, SIGUSR1);
         let id = sys
             .timer_create(CLOCK_MONOTONIC, Some(signal_event(SIGUSR1, 1)))
@@ -143,19 +141,14 @@ fn expiries_nobody_waited_for_are_overruns_of_one_signal() {
         assert_eq!(seen()[0], 2, "one signal for four expiries");
         assert_eq!(seen()[4], 3);
         sys.timer_delete(id).unwrap();
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn a_thread_directed_timer_is_taken_by_its_thread_in_sigtimedwait() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let sys = w.sys;
     static TAKEN: [AtomicI64; 3] = [const { AtomicI64::new(0) }; 3];
     static WAITER: AtomicUsize = AtomicUsize::new(0);
-    let status = w.run(move || {
+    serial_run(move |sys, _clock| {
         let sig = SIGRTMIN_KERNEL + 2;
         let waiter = spawn(sys, move || {
             sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(sig))).unwrap();
@@ -186,17 +179,12 @@ fn a_thread_directed_timer_is_taken_by_its_thread_in_sigtimedwait() {
             [i64::from(sig), i64::from(SI_TIMER), 0xabc]
         );
         assert_eq!(sys.timer_gettime(id), Ok(Itimerspec::default()), "one-shot");
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn defaults_absolute_times_and_sigev_none() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    serial_run(move |sys, _clock| {
         handle(sys, SIGALRM);
         // No sigevent: SIGALRM with the id as value.
         let quiet = sys
@@ -236,17 +224,12 @@ fn defaults_absolute_times_and_sigev_none() {
         // Deleted ids are given again.
         sys.timer_delete(quiet).unwrap();
         assert_eq!(sys.timer_create(CLOCK_MONOTONIC, None), Ok(0));
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    serial_run(move |sys, _clock| {
         let good = signal_event(SIGUSR1, 0);
         assert_eq!(sys.timer_create(99, Some(good)), Err(Errno::EINVAL));
         assert_eq!(sys.timer_create(-1, Some(good)), Err(Errno::EINVAL));
@@ -319,9 +302,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             sys.timer_create(CLOCK_MONOTONIC, Some(good)),
             Err(Errno::EAGAIN)
         );
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 /// Takes every pending signal of `set` without waiting: (signo, code, timer id or sender,
@@ -336,10 +317,7 @@ fn take_all(sys: &System, set: u64) -> Vec<(i32, i32, i32, u64)> {
 
 #[test]
 fn each_timer_signal_is_an_instance_of_its_own_even_for_a_standard_signal() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let (sys, clock) = (w.sys, w.clock.clone());
-    let status = w.run(move || {
+    serial_run(move |sys, clock| {
         let pid = sys.getpid().unwrap();
         let tid = sys.gettid().unwrap();
         sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGALRM)))
@@ -390,17 +368,12 @@ fn each_timer_signal_is_an_instance_of_its_own_even_for_a_standard_signal() {
             take_all(sys, sig_bit(SIGALRM)),
             [(SIGALRM, SI_TKILL, pid, 0), (SIGALRM, SI_TIMER, c, 9)]
         );
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn deleting_a_timer_takes_back_its_queued_signal_and_only_it() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let (sys, clock) = (w.sys, w.clock.clone());
-    let status = w.run(move || {
+    serial_run(move |sys, clock| {
         let rt = SIGRTMIN_KERNEL + 3;
         let pid = sys.getpid().unwrap();
         let tid = sys.gettid().unwrap();
@@ -503,17 +476,12 @@ fn deleting_a_timer_takes_back_its_queued_signal_and_only_it() {
         sys.timer_delete(f).unwrap();
         assert_eq!(take_all(sys, sig_bit(rt)), [(rt, SI_TIMER, g, 8)]);
         sys.timer_delete(g).unwrap();
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn re_arming_or_disarming_a_timer_takes_back_its_queued_signal() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = world();
-    let (sys, clock) = (w.sys, w.clock.clone());
-    let status = w.run(move || {
+    serial_run(move |sys, clock| {
         let rt = SIGRTMIN_KERNEL + 4;
         let tid = sys.gettid().unwrap();
         sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(rt))).unwrap();
@@ -552,7 +520,5 @@ fn re_arming_or_disarming_a_timer_takes_back_its_queued_signal() {
         for t in [a, b, c] {
             sys.timer_delete(t).unwrap();
         }
-        0
     });
-    assert_eq!(status, Some(0));
 }

@@ -63,6 +63,18 @@ pub struct World {
     pub clock: FakeClock,
 }
 
+/// Runs `body` as the main thread of a fresh [`world`] and requires the run to end
+/// normally (status 0): the shape most tests have.
+pub fn run_main(body: impl FnOnce(&'static System, FakeClock) + 'static) {
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        body(sys, clock);
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
 pub fn world() -> World {
     world_with(System::new())
 }
