@@ -153,9 +153,6 @@ pub(crate) fn round_trip_in<T: VirtioTransport>(
     if request.len() < HEADER_SIZE {
         return Err(TransportError::Io);
     }
-    // A device out of use fails every request alike: only the request that put it out of
-    // use logs the failure.
-    let was_in_use = !queue.is_out_of_use();
     match queue.exchange_in(env, &[request], &mut [reply], timeout) {
         // The reply's own size field must say what the device delivered.
         Ok(len)
@@ -171,12 +168,8 @@ pub(crate) fn round_trip_in<T: VirtioTransport>(
             );
             Err(TransportError::Io)
         }
-        Err(e) => {
-            if was_in_use {
-                log::warn!("uk-virtio: 9p request failed: {e}");
-            }
-            Err(TransportError::Io)
-        }
+        // Logged by the queue, once for a device out of use.
+        Err(_) => Err(TransportError::Io),
     }
 }
 

@@ -266,6 +266,7 @@ impl<const SIZE: usize, T: VirtioTransport> PolledQueue<SIZE, T> {
 
     /// Whether the device is out of use: reset after a timeout or a broken answer, every
     /// request failing at once with that error.
+    #[cfg(test)]
     pub(crate) fn is_out_of_use(&self) -> bool {
         self.state != State::Working
     }
@@ -300,6 +301,8 @@ impl<const SIZE: usize, T: VirtioTransport> PolledQueue<SIZE, T> {
         outputs: &'a mut [&'a mut [u8]],
         timeout: Duration,
     ) -> Result<u32, Error> {
+        // Every error is logged where it arises, here, once: a device out of use fails
+        // each later request quietly with the error that put it out of use.
         if let State::Failed(e) | State::Stuck(e) = &self.state {
             return Err(e.clone());
         }
@@ -311,8 +314,13 @@ impl<const SIZE: usize, T: VirtioTransport> PolledQueue<SIZE, T> {
         // forever: a device that does not read back its reset within a second timeout is
         // taken for dead (`State::Stuck`, logged as an error) and the buffers go back to
         // the caller all the same; its queue memory, which the driver owns, is never freed.
-        let token = unsafe { self.queue.add(inputs, outputs) }
-            .map_err(|e| Error::Device(self.location, e))?;
+        let token = unsafe { self.queue.add(inputs, outputs) }.map_err(|e| {
+            log::warn!(
+                "uk-virtio: {}: the queue refused a request ({e})",
+                self.location
+            );
+            Error::Device(self.location, e)
+        })?;
         if self.queue.should_notify() {
             self.transport.notify(QUEUE);
         }
@@ -433,6 +441,17 @@ mod tests {
         }
     }
 
+    /// A request the device answers by filling `buf` (as an entropy request), waiting in
+    /// `env` at most `timeout`.
+    fn fill(
+        queue: &mut PolledQueue<4, FakeTransport>,
+        env: &mut impl WaitEnv,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<u32, Error> {
+        queue.exchange_in(env, &[], &mut [buf], timeout)
+    }
+
     #[test]
     fn deadlines_on_the_clock_and_in_turns() {
         let mut at = Deadline::after(Duration::from_millis(5), Some(1_000));
@@ -473,17 +492,14 @@ mod tests {
         // Answered during the third turn, 3 ms into the 10 ms.
         let mut env = FakeEnv::clocked(MS, answers_on(&device, 3, &[1, 2, 3, 4, 5, 6, 7, 8]));
         let mut buf = [0u8; 16];
-        let got = queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], timeout);
+        let got = fill(&mut queue, &mut env, &mut buf, timeout);
         assert_eq!(got, Ok(8));
         assert_eq!(&buf[..8], [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(env.turns, 3);
         // Answered in the last turn before the deadline: 9 ms.
         let mut env = FakeEnv::clocked(MS, answers_on(&device, 9, &[7; 4]));
         let mut buf = [0u8; 4];
-        assert_eq!(
-            queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], timeout),
-            Ok(4)
-        );
+        assert_eq!(fill(&mut queue, &mut env, &mut buf, timeout), Ok(4));
         assert_eq!((buf, env.turns), ([7; 4], 9));
         let d = device.lock().unwrap();
         assert_eq!((d.notified, d.resets, d.pending()), (2, 0, 0));
@@ -500,12 +516,7 @@ mod tests {
         // the device answered meanwhile.
         let mut env = FakeEnv::clocked(1_000 * MS, answers_on(&device, 1, &[5; 2]));
         let mut buf = [0u8; 2];
-        let got = queue.exchange_in(
-            &mut env,
-            &[],
-            &mut [&mut buf[..]],
-            Duration::from_millis(10),
-        );
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_millis(10));
         assert_eq!(got, Ok(2));
         assert_eq!(device.lock().unwrap().resets, 0);
     }
@@ -516,12 +527,7 @@ mod tests {
         assert!(!queue.is_out_of_use());
         let mut env = FakeEnv::clocked(MS, |_| {});
         let mut buf = [0xeeu8; 8];
-        let got = queue.exchange_in(
-            &mut env,
-            &[],
-            &mut [&mut buf[..]],
-            Duration::from_millis(50),
-        );
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_millis(50));
         assert_eq!(got, Err(Error::Timeout(location)));
         assert!(queue.is_out_of_use());
         // It waited the 50 ms, and no more.
@@ -537,7 +543,7 @@ mod tests {
         // Every later request fails at once: no wait, nothing put on the dead queue, no
         // notification, even with a device that would answer now.
         let mut env = FakeEnv::clocked(MS, answers_on(&device, 1, &[1]));
-        let got = queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], Duration::from_secs(10));
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_secs(10));
         assert_eq!(got, Err(Error::Timeout(location)));
         assert_eq!(env.turns, 0);
         let d = device.lock().unwrap();
@@ -555,12 +561,7 @@ mod tests {
         env.now = None;
         let mut buf = [0u8; 8];
         // 10 µs at 100 ns a turn.
-        let got = queue.exchange_in(
-            &mut env,
-            &[],
-            &mut [&mut buf[..]],
-            Duration::from_micros(10),
-        );
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_micros(10));
         assert_eq!(got, Err(Error::Timeout(location)));
         assert_eq!(env.turns, 10_000 / NS_PER_TURN_WITHOUT_CLOCK);
         assert_eq!(device.lock().unwrap().resets, 1);
@@ -572,7 +573,7 @@ mod tests {
         device.lock().unwrap().ignores_reset = true;
         let mut env = FakeEnv::clocked(MS, |_| {});
         let mut buf = [0u8; 8];
-        let got = queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], Duration::from_millis(5));
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_millis(5));
         assert_eq!(got, Err(Error::Timeout(location)));
         // 5 ms for the answer, 5 ms more for the reset to read back.
         assert_eq!(env.turns, 10);
@@ -583,7 +584,7 @@ mod tests {
                 .status
                 .contains(DeviceStatus::DRIVER_OK)
         );
-        let got = queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], Duration::from_millis(5));
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_millis(5));
         assert_eq!(got, Err(Error::Timeout(location)));
         // Dropping it returns (no wait for the reset), and leaves the device claimed: it
         // may still write the queue's memory, which is not freed either.
@@ -604,11 +605,11 @@ mod tests {
         });
         let mut buf = [0u8; 8];
         let wrong = Err(Error::Device(location, virtio_drivers::Error::WrongToken));
-        let got = queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], Duration::from_millis(5));
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_millis(5));
         assert_eq!(got, wrong);
         assert_eq!(device.lock().unwrap().resets, 1);
         let turns = env.turns;
-        let got = queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], Duration::from_millis(5));
+        let got = fill(&mut queue, &mut env, &mut buf, Duration::from_millis(5));
         assert_eq!(got, wrong);
         assert_eq!(env.turns, turns);
     }
@@ -623,10 +624,7 @@ mod tests {
             Err(Error::Device(location, virtio_drivers::Error::InvalidParam))
         );
         let mut buf = [0u8; 1];
-        assert_eq!(
-            queue.exchange_in(&mut env, &[], &mut [&mut buf[..]], timeout),
-            Ok(1)
-        );
+        assert_eq!(fill(&mut queue, &mut env, &mut buf, timeout), Ok(1));
         assert_eq!(device.lock().unwrap().resets, 0);
     }
 }

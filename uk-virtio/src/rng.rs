@@ -89,13 +89,18 @@ impl VirtioRng {
     #[cfg(feature = "ktest")]
     pub(crate) fn device_status(&self) -> virtio_drivers::transport::DeviceStatus {
         use virtio_drivers::transport::Transport as _;
-        let queue = loop {
+        let queue = self.lock_queue();
+        queue.transport().get_status()
+    }
+
+    /// The queue, taken by a try-lock in a relax loop (see the type's documentation).
+    fn lock_queue(&self) -> spin::MutexGuard<'_, PolledQueue<QUEUE_SIZE>> {
+        loop {
             if let Some(queue) = self.queue.try_lock() {
-                break queue;
+                return queue;
             }
             uk_hal::relax();
-        };
-        queue.transport().get_status()
+        }
     }
 
     /// Fills all of `dest` from the device, in as many requests as it takes (the device may
@@ -108,29 +113,17 @@ impl VirtioRng {
     /// device claims to have written more than asked, or after 16 empty answers in a row.
     /// `dest` may then be partly written.
     pub fn read(&self, dest: &mut [u8]) -> Result<(), Error> {
-        self.read_noting_use(dest).0
-    }
-
-    /// [`VirtioRng::read`], and whether the device was in use when it began (a device out
-    /// of use fails every read alike, and only the first failure is worth logging).
-    fn read_noting_use(&self, dest: &mut [u8]) -> (Result<(), Error>, bool) {
-        let mut queue = loop {
-            if let Some(queue) = self.queue.try_lock() {
-                break queue;
-            }
-            uk_hal::relax();
-        };
-        let was_in_use = !queue.is_out_of_use();
+        let mut queue = self.lock_queue();
         let timeout = self.timeout();
-        let read = fill_by_requests(dest, self.location, |rest| {
+        fill_by_requests(dest, self.location, |rest| {
             queue.exchange(&[], &mut [rest], timeout)
-        });
-        (read, was_in_use)
+        })
     }
 }
 
 /// Fills `dest` by asking `request` for the part still missing, until it is full; how
-/// [`VirtioRng::read`] handles the device's answers (see its errors).
+/// [`VirtioRng::read`] handles the device's answers (see its errors). The errors it makes
+/// itself are logged here; those of `request` were logged where they arose (the queue).
 fn fill_by_requests(
     dest: &mut [u8],
     location: Location,
@@ -143,11 +136,15 @@ fn fill_by_requests(
         let asked = rest.len();
         let written = request(rest)? as usize;
         if written > asked {
+            log::warn!("uk-virtio: {location}: virtio-rng wrote {written} bytes, asked {asked}");
             return Err(Error::Device(location, virtio_drivers::Error::IoError));
         }
         if written == 0 {
             empty += 1;
             if empty == EMPTY_ANSWERS {
+                log::warn!(
+                    "uk-virtio: {location}: virtio-rng answered {EMPTY_ANSWERS} times with nothing"
+                );
                 return Err(Error::Device(location, virtio_drivers::Error::NotReady));
             }
         } else {
@@ -164,19 +161,13 @@ impl EntropyDevice for VirtioRng {
         VIRTIO_RNG
     }
 
-    /// [`VirtioRng::read`], its error reported as one failed attempt at seed output, and
-    /// logged unless the device was out of use already (logged when it failed).
+    /// [`VirtioRng::read`], its error (logged where it arose) reported as one failed
+    /// attempt at seed output.
     fn fill_entropy(&self, dest: &mut [u8]) -> Result<(), SourceError> {
-        let (read, was_in_use) = self.read_noting_use(dest);
-        read.map_err(|e| {
-            if was_in_use {
-                log::warn!("uk-virtio: virtio-rng: {e}");
-            }
-            SourceError {
-                kind: VIRTIO_RNG,
-                output: Output::Seed,
-                attempts: 1,
-            }
+        self.read(dest).map_err(|_| SourceError {
+            kind: VIRTIO_RNG,
+            output: Output::Seed,
+            attempts: 1,
         })
     }
 }
