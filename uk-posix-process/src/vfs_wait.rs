@@ -17,9 +17,9 @@
 //!   `alarm(1); read(empty_pipe)` ends after a second.
 //! - Woken by a signal, the thread delivers its pending signals itself. When a handler ran,
 //!   the wait ends: `EINTR`, or, when the first handler that ran was installed with
-//!   `SA_RESTART`, `ERESTARTSYS`, which uk-vfs turns into a restart of the call (it waits
-//!   again) unless the call transferred bytes already (a pipe write then returns their
-//!   count, as Linux does). `SA_RESTART` is honoured here, in the layer that knows the
+//!   `SA_RESTART`, `ERESTARTSYS`, which uk-vfs turns into a restart of the call (made
+//!   again from the lookup of its descriptor) unless the call transferred bytes already (a
+//!   pipe write then returns their count, as Linux does). `SA_RESTART` is honoured here, in the layer that knows the
 //!   dispositions, and applied there, where the call knows what it transferred.
 //! - An ignored signal (`SIG_IGN`, or a default action of ignoring) is dropped and the wait
 //!   goes on; a blocked one stays pending and does not wake the thread; one whose default

@@ -25,7 +25,7 @@ use spin::Mutex;
 use crate::Errno;
 use crate::poll::{POLLIN, POLLOUT, changed};
 use crate::types::{O_CLOEXEC, O_NONBLOCK, Stat};
-use crate::wait::{Wait, new_wait, wait_restarting};
+use crate::wait::{Wait, new_wait};
 
 /// `eventfd2` flag: reads return 1 and decrement the counter by 1.
 pub const EFD_SEMAPHORE: u32 = 1;
@@ -104,7 +104,8 @@ impl EventFd {
     ///
     /// `EINVAL` for a buffer shorter than 8 bytes; `EAGAIN` when the counter is 0 and
     /// `nonblock`; `EDEADLK` when it would wait outside a thread; `EINTR` when a signal's
-    /// handler ran while it waited (not with `SA_RESTART`: then it waits on).
+    /// handler ran while it waited, or `ERESTARTSYS` when that handler had `SA_RESTART`
+    /// (the caller makes the call again: [`Vfs::read`](crate::Vfs::read) does).
     pub fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);
@@ -125,7 +126,7 @@ impl EventFd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            wait_restarting(&*self.readable, &mut || *self.count.lock() > 0)?;
+            self.readable.wait(&mut || *self.count.lock() > 0)?;
         }
     }
 
@@ -161,7 +162,7 @@ impl EventFd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            wait_restarting(&*self.writable, &mut || fits(*self.count.lock()))?;
+            self.writable.wait(&mut || fits(*self.count.lock()))?;
         }
     }
 }

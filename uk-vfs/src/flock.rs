@@ -24,7 +24,7 @@ use spin::Mutex;
 
 use crate::file::{Fd, Object};
 use crate::types::{LOCK_EX, LOCK_MAND, LOCK_NB, LOCK_SH, LOCK_UN};
-use crate::wait::{Wait, new_wait, wait_restarting};
+use crate::wait::{Wait, new_wait, restarting};
 use crate::{Errno, Vfs};
 
 /// What a lock is taken on: the file's device and inode number.
@@ -103,7 +103,7 @@ fn lock(key: LockKey, owner: usize, exclusive: bool, nonblock: bool) -> Result<(
         if core::mem::take(&mut released) {
             wait.wake_all();
         }
-        let waited = wait_restarting(&*wait, &mut || {
+        let waited = wait.wait(&mut || {
             LOCKS
                 .lock()
                 .get(&key)
@@ -158,20 +158,23 @@ impl Vfs {
             LOCK_UN => None,
             _ => return Err(Errno::EINVAL),
         };
-        let f = self.file(fd)?;
-        let key = *f.lock_key.call_once(|| {
-            let st = match &f.object {
-                Object::Node(n) => n.stat(),
-                other => other.special_stat().unwrap_or_default(),
-            };
-            (st.dev, st.ino)
-        });
-        match exclusive {
-            None => {
-                release(key, f.lock_owner());
-                Ok(())
+        // Restarted from the lookup of `fd` (see `crate::wait`).
+        restarting(|| {
+            let f = self.file(fd)?;
+            let key = *f.lock_key.call_once(|| {
+                let st = match &f.object {
+                    Object::Node(n) => n.stat(),
+                    other => other.special_stat().unwrap_or_default(),
+                };
+                (st.dev, st.ino)
+            });
+            match exclusive {
+                None => {
+                    release(key, f.lock_owner());
+                    Ok(())
+                }
+                Some(ex) => lock(key, f.lock_owner(), ex, op & LOCK_NB != 0),
             }
-            Some(ex) => lock(key, f.lock_owner(), ex, op & LOCK_NB != 0),
-        }
+        })
     }
 }

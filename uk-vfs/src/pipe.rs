@@ -21,7 +21,7 @@ use spin::Mutex;
 use crate::Errno;
 use crate::poll::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, changed};
 use crate::types::{PIPE_BUF, PIPE_CAPACITY, S_IFIFO, Stat};
-use crate::wait::{Wait, new_wait, wait_restarting};
+use crate::wait::{Wait, new_wait};
 
 static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 static PIPE_DEV: spin::Once<u64> = spin::Once::new();
@@ -145,7 +145,18 @@ impl PipeEnd {
         }
     }
 
-    /// Reads from the read end.
+    /// Reads from the read end: what the pipe holds, up to `buf.len()` bytes, waiting
+    /// (unless `nonblock`) while it is empty and a writer is left; 0 once it is empty with
+    /// no writer.
+    ///
+    /// # Errors
+    ///
+    /// `EBADF` on the write end; `EAGAIN` when empty and `nonblock`; from the wait (see
+    /// [`crate::wait`]): `EDEADLK`, `EINTR`, or `ERESTARTSYS` when a handler installed with
+    /// `SA_RESTART` ran, which asks the caller to make the whole call again ([`Vfs::read`]
+    /// does, looking the descriptor up anew).
+    ///
+    /// [`Vfs::read`]: crate::Vfs::read
     pub fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
         if self.write {
             return Err(Errno::EBADF);
@@ -176,7 +187,7 @@ impl PipeEnd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            wait_restarting(&*p.readable, &mut || {
+            p.readable.wait(&mut || {
                 let s = p.state.lock();
                 !s.buf.is_empty() || s.writers == 0
             })?;
@@ -215,14 +226,21 @@ impl PipeEnd {
                     return Err(Errno::EAGAIN);
                 }
             }
-            wait_restarting(&*p.writable, &mut || {
+            p.writable.wait(&mut || {
                 let s = p.state.lock();
                 s.readers == 0 || s.buf.len() < PIPE_CAPACITY
             })?;
         }
     }
 
-    /// Writes to the write end.
+    /// Writes to the write end: all of `buf`, waiting (unless `nonblock`) for room, in one
+    /// piece when it is at most `PIPE_BUF` bytes.
+    ///
+    /// # Errors
+    ///
+    /// `EBADF` on the read end; `EPIPE` with no reader; `EAGAIN` when full and
+    /// `nonblock`; `ENOMEM`; the wait's errors as [`PipeEnd::read`]. An error after part of
+    /// `buf` went in is not reported: the count of that part is.
     pub fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize, Errno> {
         if !self.write {
             return Err(Errno::EBADF);
@@ -283,13 +301,8 @@ impl PipeEnd {
                 s.readers == 0 || PIPE_CAPACITY - s.buf.len() >= need
             }) {
                 // Part written: its count, whatever ended the wait (a signal with
-                // SA_RESTART too). Nothing written: a restart waits again.
-                if done > 0 {
-                    return Ok(done);
-                }
-                if e != Errno::ERESTARTSYS {
-                    return Err(e);
-                }
+                // SA_RESTART too). Nothing written: the error, `ERESTARTSYS` included.
+                return if done > 0 { Ok(done) } else { Err(e) };
             }
         }
     }

@@ -22,12 +22,15 @@
 //! Linux 6.18 checks, and changes nothing (save Linux's own rule that a lock conversion
 //! refused with `LOCK_NB` has given up the old lock).
 
+use alloc::vec::Vec;
+
 use uk_syscall::user::{AddressSpace, UserCStr, UserPtr, UserSlice, caller_memory};
 use uk_syscall::{Args, Errno, SyscallResult, register};
 
 use crate::global::vfs;
-use crate::transfer::check_transfer;
+use crate::transfer::{check_transfer, each_buffer};
 use crate::types::*;
+use crate::wait::restarting;
 use crate::{Fd, devfs};
 
 fn fd(v: usize) -> Fd {
@@ -146,44 +149,59 @@ fn check_iov(ptr: usize, count: usize) -> Result<usize, Errno> {
 pub fn sys_readv(a: &Args) -> SyscallResult {
     let f = fd(a[0]);
     vfs().check_rw(f, false)?;
-    vectored(a, |base, len| dst(base, len, |b| vfs().read(f, b))?)
+    read_vectored(f, a)
 }
 
 /// writev(fd, iov, iovcnt)
 pub fn sys_writev(a: &Args) -> SyscallResult {
     let f = fd(a[0]);
     vfs().check_rw(f, true)?;
-    vectored(a, |base, len| {
-        src(base, len).and_then(|b| vfs().write(f, b))
+    write_vectored(f, a)
+}
+
+/// `readv` of the caller's `iovec`s (`a[1]`, `a[2]` of them) at `f`'s position, as
+/// [`Vfs::readv`](crate::Vfs::readv): one read, which waits only while nothing came, and
+/// restarts from the lookup of `f` after an `SA_RESTART` handler.
+fn read_vectored(f: Fd, a: &Args) -> SyscallResult {
+    restarting(|| {
+        vectored(a, |base, len, done| {
+            dst(base, len, |b| vfs().read_once(f, b, done > 0))?
+        })
     })
 }
 
-/// The loop of readv and writev over the caller's `iovec`s (`a[1]`, `a[2]` of them):
-/// `transfer(base, len)` moves one buffer. Stops after a short transfer; an error counts
-/// only when nothing moved yet, as on Linux.
+/// `writev` of the caller's `iovec`s, as [`Vfs::writev`](crate::Vfs::writev): into a pipe,
+/// at most `PIPE_BUF` bytes in all go in as one write.
+fn write_vectored(f: Fd, a: &Args) -> SyscallResult {
+    restarting(|| {
+        let total = check_iov(a[1], a[2])?;
+        if vfs().writes_in_one_piece(f, total)? {
+            let mut all = Vec::new();
+            all.try_reserve_exact(total).map_err(|_| Errno::ENOMEM)?;
+            for i in 0..a[2] {
+                let (base, len) = iovec(a[1], i)?;
+                all.extend_from_slice(src(base, len)?);
+            }
+            return vfs().write_once(f, &all);
+        }
+        vectored(a, |base, len, _| {
+            src(base, len).and_then(|b| vfs().write_once(f, b))
+        })
+    })
+}
+
+/// The loop of the vectored calls over the caller's `iovec`s (`a[1]`, `a[2]` of them),
+/// [`each_buffer`]'s rules: `transfer(base, len, done)` moves one buffer, `done` bytes
+/// having moved before it.
 fn vectored(
     a: &Args,
-    mut transfer: impl FnMut(usize, usize) -> Result<usize, Errno>,
+    mut transfer: impl FnMut(usize, usize, usize) -> Result<usize, Errno>,
 ) -> SyscallResult {
     check_iov(a[1], a[2])?;
-    let mut total = 0;
-    for i in 0..a[2] {
-        let (base, len) = iovec(a[1], i)?;
-        if len == 0 {
-            continue;
-        }
-        match transfer(base, len) {
-            Ok(n) => {
-                total += n;
-                if n < len {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
+    each_buffer(a[2], |i, done| match iovec(a[1], i)? {
+        (_, 0) => Ok((0, 0)),
+        (base, len) => Ok((transfer(base, len, done)?, len)),
+    })
 }
 
 /// The vectored transfers at an offset (`preadv`, `pwritev`, and the `2` forms with an
@@ -197,16 +215,13 @@ fn vectored_at(a: &Args, write: bool, offset: i64, flags: u32) -> SyscallResult 
     if !check_transfer(Some(offset), total, flags)? {
         return Ok(0);
     }
-    let mut done = 0i64;
-    vectored(a, |base, len| {
-        let at = offset + done;
-        let n = if write {
-            src(base, len).and_then(|b| vfs().pwrite(f, b, at))?
+    vectored(a, |base, len, done| {
+        let at = offset + done as i64;
+        if write {
+            src(base, len).and_then(|b| vfs().pwrite(f, b, at))
         } else {
-            dst(base, len, |b| vfs().pread(f, b, at))??
-        };
-        done += n as i64;
-        Ok(n)
+            dst(base, len, |b| vfs().pread(f, b, at))?
+        }
     })
 }
 
@@ -233,7 +248,7 @@ pub fn sys_preadv2(a: &Args) -> SyscallResult {
     if !check_transfer(None, check_iov(a[1], a[2])?, flags)? {
         return Ok(0);
     }
-    vectored(a, |base, len| dst(base, len, |b| vfs().read(f, b))?)
+    read_vectored(f, a)
 }
 
 /// pwritev2(fd, iov, iovcnt, offset, _, flags): as `preadv2`, writing.
@@ -247,9 +262,7 @@ pub fn sys_pwritev2(a: &Args) -> SyscallResult {
     if !check_transfer(None, check_iov(a[1], a[2])?, flags)? {
         return Ok(0);
     }
-    vectored(a, |base, len| {
-        src(base, len).and_then(|b| vfs().write(f, b))
-    })
+    write_vectored(f, a)
 }
 
 /// The caller's optional `loff_t` at `ptr` (`None` for NULL), read up front: `EFAULT`

@@ -585,11 +585,28 @@ fn interrupt_pending() -> bool {
     INTERRUPT.with(|i| i.get().is_some())
 }
 
+std::thread_local! {
+    /// What "the signal handler" does when the interruption [`interrupt_next_wait`] asked
+    /// for happens: it runs before the wait returns, as a real handler does.
+    static HANDLER: core::cell::RefCell<Option<alloc::boxed::Box<dyn FnOnce()>>> =
+        const { core::cell::RefCell::new(None) };
+}
+
+/// Makes the calling thread's next wait end with `errno` after running `handler`.
+fn interrupt_next_wait_running(errno: Errno, handler: impl FnOnce() + 'static) {
+    HANDLER.with(|h| *h.borrow_mut() = Some(alloc::boxed::Box::new(handler)));
+    interrupt_next_wait(errno);
+}
+
 impl wait::Wait for ThreadWait {
     fn wait(&self, ready: &mut dyn FnMut() -> bool) -> Result<(), Errno> {
         let mut g = self.lock.lock().unwrap();
         while !ready() {
             if let Some(errno) = INTERRUPT.with(|i| i.take()) {
+                drop(g);
+                if let Some(handler) = HANDLER.with(|h| h.borrow_mut().take()) {
+                    handler();
+                }
                 return Err(errno);
             }
             g = self
@@ -2781,4 +2798,158 @@ mod raw_syscalls_fuzz {
             w.close();
         }
     }
+}
+
+/// Runs `call` on a thread of its own whose first wait is interrupted by a signal whose
+/// handler (`handler`) had `SA_RESTART`; its result, or a failure when it still waits
+/// after 5 s (the restarted call kept what it had looked up before the handler ran).
+fn restarted_after<T: Send + 'static>(
+    handler: impl FnOnce() + Send + 'static,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        interrupt_next_wait_running(Errno::ERESTARTSYS, handler);
+        let r = call();
+        done.send((r, interrupt_pending())).unwrap();
+    });
+    let (r, pending) = result
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the restarted call waits on with what it looked up before the handler");
+    assert!(!pending, "the call did wait and was interrupted");
+    r
+}
+
+/// A call restarted after an `SA_RESTART` handler starts from the lookup of its
+/// descriptor, as Linux restarts a system call: a handler that set `O_NONBLOCK` makes the
+/// restarted read return `EAGAIN`, one that closed the descriptor `EBADF`, one that put
+/// another pipe on it (`dup2`) makes it read that pipe; the same for a write into a full
+/// pipe, an eventfd read and `flock`.
+#[test]
+fn a_restarted_call_looks_its_descriptor_up_again() {
+    wait::set_wait_factory(thread_wait);
+    let vfs = StdArc::new(fresh());
+    let mut buf = [0u8; 8];
+    let nonblocking = |vfs: &StdArc<Vfs>, fd: Fd| {
+        let vfs = vfs.clone();
+        move || {
+            vfs.fcntl(fd, F_SETFL, O_NONBLOCK as usize).unwrap();
+        }
+    };
+    let closing = |vfs: &StdArc<Vfs>, fd: Fd| {
+        let vfs = vfs.clone();
+        move || vfs.close(fd).unwrap()
+    };
+    let reading = |vfs: &StdArc<Vfs>, fd: Fd| {
+        let vfs = vfs.clone();
+        move || {
+            let mut buf = [0u8; 8];
+            vfs.read(fd, &mut buf).map(|n| buf[..n].to_vec())
+        }
+    };
+    // O_NONBLOCK set by the handler.
+    let [r, w] = vfs.pipe2(0).unwrap();
+    assert_eq!(
+        restarted_after(nonblocking(&vfs, r), reading(&vfs, r)),
+        Err(Errno::EAGAIN)
+    );
+    // Without SA_RESTART, the same handler gives EINTR.
+    vfs.fcntl(r, F_SETFL, 0).unwrap();
+    interrupt_next_wait_running(Errno::EINTR, nonblocking(&vfs, r));
+    assert_eq!(vfs.read(r, &mut buf), Err(Errno::EINTR));
+    // Closed by the handler.
+    vfs.fcntl(r, F_SETFL, 0).unwrap();
+    assert_eq!(
+        restarted_after(closing(&vfs, r), reading(&vfs, r)),
+        Err(Errno::EBADF)
+    );
+    // Another pipe, holding bytes, put on the descriptor by the handler.
+    let [r2, w2] = vfs.pipe2(0).unwrap();
+    assert_eq!(vfs.write(w2, b"other"), Ok(5));
+    let [r3, w3] = vfs.pipe2(0).unwrap();
+    let v = vfs.clone();
+    let handler = move || assert_eq!(v.dup2(r2, r3), Ok(r3));
+    assert_eq!(
+        restarted_after(handler, reading(&vfs, r3)),
+        Ok(b"other".to_vec())
+    );
+    // A write into a full pipe whose descriptor the handler made non-blocking.
+    vfs.close(w).unwrap();
+    let [r, w] = vfs.pipe2(0).unwrap();
+    assert_eq!(vfs.write(w, &vec![0u8; PIPE_CAPACITY]), Ok(PIPE_CAPACITY));
+    let v = vfs.clone();
+    let write = move || v.writev(w, &[b"x", b"y"]);
+    assert_eq!(
+        restarted_after(nonblocking(&vfs, w), write),
+        Err(Errno::EAGAIN)
+    );
+    // An eventfd read whose descriptor the handler closed.
+    let e = vfs.eventfd2(0, 0).unwrap();
+    assert_eq!(
+        restarted_after(closing(&vfs, e), reading(&vfs, e)),
+        Err(Errno::EBADF)
+    );
+    // flock: the handler closes the waiting descriptor.
+    vfs.write_file("/restart-lock", b"x", 0o644).unwrap();
+    let a = vfs.open("/restart-lock", O_RDONLY, 0).unwrap();
+    let b = vfs.open("/restart-lock", O_RDONLY, 0).unwrap();
+    assert_eq!(vfs.flock(a, LOCK_EX), Ok(()));
+    let v = vfs.clone();
+    assert_eq!(
+        restarted_after(closing(&vfs, b), move || v.flock(b, LOCK_SH)),
+        Err(Errno::EBADF)
+    );
+    for fd in [r, w, r2, w2, r3, w3, a] {
+        vfs.close(fd).unwrap();
+    }
+}
+
+/// `readv` is one read: from a pipe it waits only while nothing came, so a pipe holding
+/// exactly the first buffer's bytes gives them (it used to wait for the second buffer),
+/// and one holding more than the first gives what it holds. `writev` of at most
+/// `PIPE_BUF` bytes in all is one write into a pipe: all of it or, without room and
+/// non-blocking, `EAGAIN` (it used to write the first buffer alone).
+#[test]
+fn readv_and_writev_on_a_pipe_are_one_call() {
+    wait::set_wait_factory(thread_wait);
+    let vfs = StdArc::new(fresh());
+    let [r, w] = vfs.pipe2(0).unwrap();
+    let (mut a, mut b) = ([0u8; 4], [0u8; 4]);
+    assert_eq!(vfs.write(w, b"abcd"), Ok(4));
+    let (done, got) = std::sync::mpsc::channel();
+    let reader = {
+        let vfs = vfs.clone();
+        std::thread::spawn(move || {
+            let n = vfs.readv(r, &mut [&mut a[..], &mut b[..]]);
+            done.send((n, a)).unwrap();
+        })
+    };
+    let (n, a) = got
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("readv waited for more than the pipe held");
+    reader.join().unwrap();
+    assert_eq!((n, &a), (Ok(4), b"abcd"));
+    assert_eq!(vfs.write(w, b"efghij"), Ok(6));
+    let mut a = [0u8; 4];
+    assert_eq!(vfs.readv(r, &mut [&mut a[..], &mut b[..]]), Ok(6));
+    assert_eq!((&a, &b[..2]), (b"efgh", &b"ij"[..]));
+    // writev into a non-blocking pipe with room for the first buffer only.
+    vfs.fcntl(w, F_SETFL, O_NONBLOCK as usize).unwrap();
+    assert_eq!(
+        vfs.write(w, &vec![0u8; PIPE_CAPACITY - 100]),
+        Ok(PIPE_CAPACITY - 100)
+    );
+    let (first, second) = (vec![1u8; 80], vec![2u8; 80]);
+    assert_eq!(vfs.writev(w, &[&first, &second]), Err(Errno::EAGAIN));
+    assert_eq!(vfs.writev(w, &[&first[..50], &[], &second[..50]]), Ok(100));
+    let mut all = vec![0u8; PIPE_CAPACITY];
+    assert_eq!(vfs.read(r, &mut all), Ok(PIPE_CAPACITY));
+    assert_eq!(&all[PIPE_CAPACITY - 100..PIPE_CAPACITY - 50], &first[..50]);
+    assert_eq!(&all[PIPE_CAPACITY - 50..], &second[..50]);
+    // Bad descriptors still fail as before, empty vectors included.
+    vfs.close(r).unwrap();
+    assert_eq!(vfs.readv(r, &mut []), Err(Errno::EBADF));
+    assert_eq!(vfs.writev(w, &[b"x", b"y"]), Err(Errno::EPIPE));
+    vfs.close(w).unwrap();
+    assert_eq!(vfs.writev(w, &[]), Err(Errno::EBADF));
 }

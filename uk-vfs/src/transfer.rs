@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use crate::file::{Fd, Object, OpenFile};
 use crate::types::*;
 use crate::vnode::VnodeRef;
+use crate::wait::restarting;
 use crate::{Errno, Vfs};
 
 /// The kernel buffer `sendfile` and `copy_file_range` copy through, at most.
@@ -94,19 +95,18 @@ fn short<T>(r: Result<T, Errno>, done: usize) -> Result<Option<T>, Errno> {
     }
 }
 
-/// The loop of `preadv` and `pwritev`: `transfer(i, at)` moves buffer `i` at file offset
-/// `at` and gives (bytes moved, buffer length), or (0, 0) without a call for an empty
-/// buffer, which is skipped; buffers go in order from `offset` until one moves less than
-/// its length. An error after some bytes is the
-/// end of the transfer, with their count.
-fn each_at(
+/// The loop of every vectored transfer (`readv`, `writev`, `preadv`, `pwritev`, and their
+/// system calls): `transfer(i, done)` moves buffer `i`, `done` bytes having moved before
+/// it, and gives (bytes moved, buffer length), or (0, 0) without a call for an empty
+/// buffer, which is skipped. Buffers go in order until one moves less than its length;
+/// an error after some bytes is the end of the transfer, with their count.
+pub(crate) fn each_buffer(
     count: usize,
-    offset: i64,
-    mut transfer: impl FnMut(usize, i64) -> Result<(usize, usize), Errno>,
+    mut transfer: impl FnMut(usize, usize) -> Result<(usize, usize), Errno>,
 ) -> Result<usize, Errno> {
     let mut done = 0;
     for i in 0..count {
-        let Some((n, len)) = short(transfer(i, offset + done as i64), done)? else {
+        let Some((n, len)) = short(transfer(i, done), done)? else {
             break;
         };
         if len == 0 {
@@ -185,9 +185,9 @@ impl Vfs {
         if !check_transfer(Some(offset), total, flags)? {
             return Ok(0);
         }
-        each_at(bufs.len(), offset, |i, at| match &mut *bufs[i] {
+        each_buffer(bufs.len(), |i, done| match &mut *bufs[i] {
             [] => Ok((0, 0)),
-            b => Ok((self.pread(fd, b, at)?, b.len())),
+            b => Ok((self.pread(fd, b, offset + done as i64)?, b.len())),
         })
     }
 
@@ -216,9 +216,9 @@ impl Vfs {
         if !check_transfer(Some(offset), total, flags)? {
             return Ok(0);
         }
-        each_at(bufs.len(), offset, |i, at| match bufs[i] {
+        each_buffer(bufs.len(), |i, done| match bufs[i] {
             [] => Ok((0, 0)),
-            b => Ok((self.pwrite(fd, b, at)?, b.len())),
+            b => Ok((self.pwrite(fd, b, offset + done as i64)?, b.len())),
         })
     }
 
@@ -242,7 +242,20 @@ impl Vfs {
     /// input into a file is read rather than refused, and the copy is not page-granular (a
     /// pipe with 100 bytes free takes 100; within one file, what overlapping ranges copy
     /// follows the 64 KiB buffer, where Linux moves page-cache pages by reference).
+    /// Interrupted while waiting for room in a pipe before anything moved, by a handler
+    /// installed with `SA_RESTART`, it is made again from the lookup of both descriptors.
     pub fn sendfile(
+        &self,
+        out_fd: Fd,
+        in_fd: Fd,
+        mut offset: Option<&mut i64>,
+        count: usize,
+    ) -> Result<usize, Errno> {
+        restarting(|| self.sendfile_once(out_fd, in_fd, offset.as_deref_mut(), count))
+    }
+
+    /// One attempt of [`Vfs::sendfile`].
+    fn sendfile_once(
         &self,
         out_fd: Fd,
         in_fd: Fd,

@@ -9,8 +9,10 @@ use spin::{Mutex, RwLock};
 use crate::Errno;
 use crate::file::{Fd, FdTable, Object, OpenFile};
 use crate::pipe;
+use crate::transfer::each_buffer;
 use crate::types::*;
 use crate::vnode::{FileSystem, NewNode, VnodeRef, same};
+use crate::wait::restarting;
 
 /// A directory's position once a listing has reached its end (Linux's `DIR_OFFSET_EOD`,
 /// `S32_MAX`): entries created later are not listed until the caller seeks back.
@@ -602,32 +604,52 @@ impl Vfs {
     }
 
     /// Reads from `fd` at its offset.
+    ///
+    /// A read that waits (a pipe, an eventfd) and is interrupted by a handler installed
+    /// with `SA_RESTART` is made again from the lookup of `fd` (see [`crate::wait`]).
     pub fn read(&self, fd: Fd, buf: &mut [u8]) -> Result<usize, Errno> {
+        restarting(|| self.read_once(fd, buf, false))
+    }
+
+    /// One attempt of [`Vfs::read`]; `dont_wait` reads as if `O_NONBLOCK` were set.
+    pub(crate) fn read_once(
+        &self,
+        fd: Fd,
+        buf: &mut [u8],
+        dont_wait: bool,
+    ) -> Result<usize, Errno> {
         let f = self.file(fd)?;
         if !f.readable() {
             return Err(Errno::EBADF);
         }
+        let nonblock = f.nonblock() || dont_wait;
         match &f.object {
-            Object::Pipe(p) => p.read(buf, f.nonblock()),
-            Object::EventFd(e) => e.read(buf, f.nonblock()),
+            Object::Pipe(p) => p.read(buf, nonblock),
+            Object::EventFd(e) => e.read(buf, nonblock),
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if n.file_type() == FileType::Directory {
                     return Err(Errno::EISDIR);
                 }
                 if !n.seekable() {
-                    return n.read_at(0, buf, f.nonblock());
+                    return n.read_at(0, buf, nonblock);
                 }
                 let mut pos = f.pos.lock();
-                let got = n.read_at(*pos, buf, f.nonblock())?;
+                let got = n.read_at(*pos, buf, nonblock)?;
                 *pos += got as u64;
                 Ok(got)
             }
         }
     }
 
-    /// Writes to `fd` at its offset (at the end with `O_APPEND`).
+    /// Writes to `fd` at its offset (at the end with `O_APPEND`); restarted as
+    /// [`Vfs::read`] is.
     pub fn write(&self, fd: Fd, buf: &[u8]) -> Result<usize, Errno> {
+        restarting(|| self.write_once(fd, buf))
+    }
+
+    /// One attempt of [`Vfs::write`].
+    pub(crate) fn write_once(&self, fd: Fd, buf: &[u8]) -> Result<usize, Errno> {
         let f = self.file(fd)?;
         if !f.writable() {
             return Err(Errno::EBADF);
@@ -690,53 +712,49 @@ impl Vfs {
         n.write_at(offset as u64, buf, f.nonblock())
     }
 
-    /// Reads into several buffers in order (readv).
+    /// Reads into several buffers in order (readv), as one read: it waits only while
+    /// nothing has been read, so a pipe holding fewer bytes than the buffers' total gives
+    /// what it holds (the buffers after the first are filled without waiting). Restarted
+    /// as [`Vfs::read`] is.
     pub fn readv(&self, fd: Fd, bufs: &mut [&mut [u8]]) -> Result<usize, Errno> {
-        let mut total = 0;
-        for (i, b) in bufs.iter_mut().enumerate() {
-            if b.is_empty() {
-                continue;
+        restarting(|| {
+            let total = each_buffer(bufs.len(), |i, done| match &mut *bufs[i] {
+                [] => Ok((0, 0)),
+                b => Ok((self.read_once(fd, b, done > 0)?, b.len())),
+            })?;
+            if total == 0 {
+                // Still report EBADF/EISDIR for an empty vector, as Linux does.
+                self.read_once(fd, &mut [], false)?;
             }
-            match self.read(fd, b) {
-                Ok(n) => {
-                    total += n;
-                    if n < b.len() {
-                        break;
-                    }
-                }
-                Err(e) if i == 0 || total == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        if bufs.is_empty() || total == 0 {
-            // Still report EBADF/EISDIR for an empty vector, as Linux does.
-            self.read(fd, &mut [])?;
-        }
-        Ok(total)
+            Ok(total)
+        })
     }
 
-    /// Writes several buffers in order (writev).
+    /// Writes several buffers in order (writev). Into a pipe, buffers of at most
+    /// `PIPE_BUF` bytes in all go in as one write, in one piece, as Linux's `writev` does;
+    /// restarted as [`Vfs::read`] is.
     pub fn writev(&self, fd: Fd, bufs: &[&[u8]]) -> Result<usize, Errno> {
-        let mut total = 0;
-        for b in bufs {
-            if b.is_empty() {
-                continue;
+        restarting(|| {
+            let total = bufs.iter().map(|b| b.len()).fold(0, usize::saturating_add);
+            if self.writes_in_one_piece(fd, total)? {
+                return self.write_once(fd, &bufs.concat());
             }
-            match self.write(fd, b) {
-                Ok(n) => {
-                    total += n;
-                    if n < b.len() {
-                        break;
-                    }
-                }
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
+            let total = each_buffer(bufs.len(), |i, _| match bufs[i] {
+                [] => Ok((0, 0)),
+                b => Ok((self.write_once(fd, b)?, b.len())),
+            })?;
+            if total == 0 {
+                self.write_once(fd, &[])?;
             }
-        }
-        if total == 0 {
-            self.write(fd, &[])?;
-        }
-        Ok(total)
+            Ok(total)
+        })
+    }
+
+    /// Whether a vectored write of `total` bytes to `fd` must go in as one write: into a
+    /// pipe, up to `PIPE_BUF` bytes (`EBADF` when `fd` is not open).
+    pub(crate) fn writes_in_one_piece(&self, fd: Fd, total: usize) -> Result<bool, Errno> {
+        let pipe = matches!(self.file(fd)?.object, Object::Pipe(_));
+        Ok(pipe && (1..=PIPE_BUF).contains(&total))
     }
 
     /// Moves the offset of `fd`; returns the new offset.

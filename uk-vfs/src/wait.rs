@@ -17,12 +17,13 @@
 //!   eventfd `read`/`write`, `flock`) fails with `EINTR`, or returns what it transferred
 //!   already (a pipe write that put part of its bytes in), as Linux does.
 //! - `ERESTARTSYS` (Linux's internal "restart the call" code): the handler asked for
-//!   `SA_RESTART`. A call that transferred nothing waits again, which is what restarting
-//!   it would do; one that transferred some bytes returns their count, as Linux's pipe
-//!   write does. `ERESTARTSYS` never leaves uk-vfs. One difference with a real restart:
-//!   the call keeps the open file it looked up and its `O_NONBLOCK` state from before the
-//!   signal, so a handler that closes the descriptor or sets `O_NONBLOCK` does not change
-//!   the restarted wait (Linux would look both up again).
+//!   `SA_RESTART`. A call that transferred nothing is made again from the start, as
+//!   Linux restarts a system call: the descriptor is looked up anew, so a handler that
+//!   closed it makes the restarted call fail with `EBADF`, and one that set `O_NONBLOCK`
+//!   makes it return `EAGAIN` instead of waiting. A call that transferred some bytes
+//!   returns their count, as Linux's pipe write does. The objects (pipe ends, eventfds,
+//!   locks) return `ERESTARTSYS`; the [`Vfs`](crate::Vfs) operations that reach them
+//!   restart, so `ERESTARTSYS` never leaves the `Vfs`.
 //!
 //! A signal that is ignored, or blocked, is the `Wait`'s to leave unnoticed; one whose
 //! default action ends the program ends it from inside the wait.
@@ -57,15 +58,12 @@ pub fn set_wait_factory(factory: WaitFactory) {
     FACTORY.call_once(|| factory);
 }
 
-/// Waits on `wait` as a call that has transferred nothing yet: an interruption with
-/// `SA_RESTART` (`ERESTARTSYS`) waits again, as a restarted call would, and `EINTR` ends
-/// the call.
-pub(crate) fn wait_restarting(
-    wait: &dyn Wait,
-    ready: &mut dyn FnMut() -> bool,
-) -> Result<(), Errno> {
+/// Makes `call` (one whole operation of a descriptor, from its lookup on) until it ends
+/// with anything but `ERESTARTSYS`: the restart of a call interrupted by a handler
+/// installed with `SA_RESTART` (see the [module documentation](self)).
+pub(crate) fn restarting<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
     loop {
-        match wait.wait(ready) {
+        match call() {
             Err(Errno::ERESTARTSYS) => {}
             other => return other,
         }

@@ -340,6 +340,15 @@ static void note_pipe_alarm(int sig)
 }
 
 /* Writes one byte to the pipe whose write end `arg` points at, after 20 ms. */
+/* The descriptor a handler makes non-blocking, for the restart check of group_pipes. */
+static volatile int restart_fd = -1;
+
+static void make_restart_fd_nonblocking(int sig)
+{
+	pipe_alarm = sig;
+	fcntl(restart_fd, F_SETFL, O_NONBLOCK);
+}
+
 static void *write_much_later(void *arg)
 {
 	usleep(20000);
@@ -515,7 +524,31 @@ void group_pipes(void)
 	CHECK_EQ(read(efd, &count, sizeof count), -1);
 	CHECK(errno == EINTR && pipe_alarm == SIGALRM);
 	close(efd);
+
+	/* A restarted read starts over, as Linux restarts the call: it looks the descriptor up
+	 * again, so an SA_RESTART handler that made it non-blocking ends the read with
+	 * EAGAIN. */
+	CHECK_EQ(pipe(p), 0);
+	restart_fd = p[0];
+	pipe_alarm = 0;
+	sa.sa_handler = make_restart_fd_nonblocking;
+	sa.sa_flags = SA_RESTART;
+	CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
+	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
+	CHECK_EQ(read(p[0], buf, 1), -1);
+	CHECK(errno == EAGAIN && pipe_alarm == SIGALRM);
 	signal(SIGALRM, SIG_DFL);
+
+	/* readv is one read: from a pipe holding exactly the first buffer's bytes it returns
+	 * them instead of waiting for the second. */
+	CHECK_EQ(fcntl(p[0], F_SETFL, 0), 0);
+	char first[4], second[4];
+	struct iovec two[2] = { { first, sizeof first }, { second, sizeof second } };
+	CHECK_EQ(write(p[1], "abcd", 4), 4);
+	CHECK_EQ(readv(p[0], two, 2), 4);
+	CHECK(memcmp(first, "abcd", 4) == 0);
+	close(p[0]);
+	close(p[1]);
 }
 
 void group_memory(void)
