@@ -183,13 +183,15 @@ pub fn install(host: &'static dyn ThreadHost) {
     connect_vfs();
 }
 
-/// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE`, wakes the
-/// `poll`/`select`/`epoll_wait` waiters when a descriptor's readiness changes, and makes
-/// uk-vfs's blocking calls wait where a signal ends them ([`vfs_wait`]): what [`install`]
-/// does with the `vfs` feature. Call it before the program makes its first pipe.
+/// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE` (and its
+/// record locks report `getpid`), wakes the `poll`/`select`/`epoll_wait` waiters when a
+/// descriptor's readiness changes, and makes uk-vfs's blocking calls wait where a signal
+/// ends them ([`vfs_wait`]): what [`install`] does with the `vfs` feature. Call it before the program makes its first pipe.
 #[cfg(feature = "vfs")]
 pub fn connect_vfs() {
     uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
+    // Record locks report the process holding them (F_GETLK's l_pid).
+    uk_vfs::global::vfs().set_pid_source(getpid);
     // Pipes, eventfds and flock locks made from now on wait in the layer's futex table,
     // where a signal for the waiting thread ends the wait (EINTR, or a restart with
     // SA_RESTART) and the process's timers are kept.

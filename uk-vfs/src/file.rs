@@ -11,6 +11,7 @@ use crate::epoll::Epoll;
 use crate::eventfd::EventFd;
 use crate::flock::{self, LockKey};
 use crate::pipe::PipeEnd;
+use crate::record_lock;
 use crate::types::{DEFAULT_MAX_FDS, O_ACCMODE, O_NONBLOCK, O_RDWR, O_WRONLY};
 use crate::vnode::VnodeRef;
 
@@ -76,6 +77,18 @@ impl OpenFile {
         core::ptr::from_ref(self) as usize
     }
 
+    /// The key of the file this description is open on, in the lock tables: its device
+    /// and inode number (asked of the file once).
+    pub(crate) fn lock_key(&self) -> LockKey {
+        *self.lock_key.call_once(|| {
+            let st = match &self.object {
+                Object::Node(n) => n.stat(),
+                other => other.special_stat().unwrap_or_default(),
+            };
+            (st.dev, st.ino)
+        })
+    }
+
     /// The status flags (`F_GETFL`).
     pub fn flags(&self) -> u32 {
         self.flags.load(Ordering::Relaxed)
@@ -100,6 +113,10 @@ impl Drop for OpenFile {
     fn drop(&mut self) {
         if let Some(&key) = self.lock_key.get() {
             flock::release(key, self.lock_owner());
+            record_lock::release(
+                Some(key),
+                record_lock::Owner::Description(self.lock_owner()),
+            );
         }
     }
 }

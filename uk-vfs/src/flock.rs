@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 
 use spin::Mutex;
 
-use crate::file::{Fd, Object};
+use crate::file::Fd;
 use crate::types::{LOCK_EX, LOCK_MAND, LOCK_NB, LOCK_SH, LOCK_UN};
 use crate::wait::{Wait, new_wait, restarting};
 use crate::{Errno, Vfs};
@@ -161,13 +161,7 @@ impl Vfs {
         // Restarted from the lookup of `fd` (see `crate::wait`).
         restarting(|| {
             let f = self.file(fd)?;
-            let key = *f.lock_key.call_once(|| {
-                let st = match &f.object {
-                    Object::Node(n) => n.stat(),
-                    other => other.special_stat().unwrap_or_default(),
-                };
-                (st.dev, st.ino)
-            });
+            let key = f.lock_key();
             match exclusive {
                 None => {
                     release(key, f.lock_owner());

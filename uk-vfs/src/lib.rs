@@ -31,7 +31,8 @@
 //! image (uk-posix-process registers one that a signal ends, `EINTR` or a restart with
 //! `SA_RESTART`), else `uk-sched` wait queues, real threads in host tests; so do
 //! [`eventfd`] counters and [`flock`] locks, which belong to open file descriptions as on
-//! Linux. Readiness ([`poll`]) is computed
+//! Linux, and `fcntl`'s [`record_lock`]s (POSIX locks of the process, and open file
+//! description locks). Readiness ([`poll`]) is computed
 //! when asked; every pipe, eventfd and epoll change moves a global epoch (and the changed
 //! object's own generation) and calls a hook, which is how uk-posix-process's `poll`,
 //! `select` and `epoll_wait` wait without missing a change. [`epoll`] sets are open files
@@ -94,6 +95,7 @@ pub mod mmap;
 pub mod pipe;
 pub mod poll;
 pub mod ramfs;
+pub mod record_lock;
 pub mod syscalls;
 mod transfer;
 pub mod types;

@@ -28,6 +28,9 @@ use uk_syscall::user::{AddressSpace, UserCStr, UserPtr, UserSlice, caller_memory
 use uk_syscall::{Args, Errno, SyscallResult, register};
 
 use crate::global::vfs;
+use crate::record_lock::{
+    F_GETLK, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETLK, F_SETLKW, FLOCK_SIZE, Flock,
+};
 use crate::transfer::{check_transfer, each_buffer};
 use crate::types::*;
 use crate::wait::restarting;
@@ -684,7 +687,23 @@ pub fn sys_dup3(a: &Args) -> SyscallResult {
 
 /// fcntl(fd, cmd, arg)
 pub fn sys_fcntl(a: &Args) -> SyscallResult {
-    vfs().fcntl(fd(a[0]), a[1] as u32, a[2])
+    let (f, cmd) = (fd(a[0]), a[1] as u32);
+    if !matches!(
+        cmd,
+        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW
+    ) {
+        return vfs().fcntl(f, cmd, a[2]);
+    }
+    // A record lock command: `a[2]` points to a `struct flock` (read after the
+    // descriptor's check, as Linux does; written back by the GETLKs).
+    vfs().check_fd(f)?;
+    let raw = UserPtr::<[u8; FLOCK_SIZE]>::new(a[2]).read(mem())?;
+    let mut lock = Flock::from_bytes(&raw);
+    vfs().fcntl_lock(f, cmd, &mut lock)?;
+    if matches!(cmd, F_GETLK | F_OFD_GETLK) {
+        UserPtr::<[u8; FLOCK_SIZE]>::new(a[2]).write(mem(), lock.to_bytes())?;
+    }
+    Ok(0)
 }
 
 /// ioctl(fd, request, arg): terminal requests on `/dev/console`, `ENOTTY` elsewhere.

@@ -7,6 +7,7 @@ use std::sync::Arc as StdArc;
 use crate::*;
 
 mod epoll;
+mod record_lock;
 
 pub(crate) fn fresh() -> Vfs {
     let vfs = Vfs::new(RamFs::new());

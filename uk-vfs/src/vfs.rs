@@ -9,6 +9,7 @@ use spin::{Mutex, RwLock};
 use crate::Errno;
 use crate::file::{Fd, FdTable, Object, OpenFile};
 use crate::pipe;
+use crate::record_lock;
 use crate::transfer::each_buffer;
 use crate::types::*;
 use crate::vnode::{FileSystem, NewNode, VnodeRef, same};
@@ -83,6 +84,20 @@ pub struct Vfs {
     fds_full: core::sync::atomic::AtomicBool,
     /// Where the table's limit comes from when the process layer owns `RLIMIT_NOFILE`.
     limit_source: spin::Once<fn() -> usize>,
+    /// This table's identity as the owner of POSIX record locks (unique, never reused).
+    id: u64,
+    /// Where the caller's process id comes from (record locks report it).
+    pid_source: spin::Once<fn() -> i32>,
+}
+
+/// Hands out [`Vfs`] identities.
+static NEXT_VFS_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+impl Drop for Vfs {
+    fn drop(&mut self) {
+        // The process's POSIX record locks go with its descriptor table.
+        record_lock::release(None, record_lock::Owner::Process(self.id));
+    }
 }
 
 impl Vfs {
@@ -103,7 +118,26 @@ impl Vfs {
             fds: Mutex::new(FdTable::new()),
             fds_full: core::sync::atomic::AtomicBool::new(false),
             limit_source: spin::Once::new(),
+            id: NEXT_VFS_ID.fetch_add(1, Ordering::Relaxed),
+            pid_source: spin::Once::new(),
         }
+    }
+
+    /// Takes the process id that record locks report (`F_GETLK`'s `l_pid`) from `source`
+    /// from now on (first call wins): the process layer's `getpid`. Without one, locks
+    /// report process 1.
+    pub fn set_pid_source(&self, source: fn() -> i32) {
+        self.pid_source.call_once(|| source);
+    }
+
+    /// The caller's process id, as [`Vfs::set_pid_source`] says.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid_source.get().map_or(1, |source| source())
+    }
+
+    /// This table's identity as a POSIX record lock owner.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Mounts `fs` on the directory `path` (`EBUSY` if something is mounted there).
@@ -201,6 +235,7 @@ impl Vfs {
         let old = self.table().take(i);
         match old {
             Some(file) => {
+                self.release_posix_locks(&file);
                 drop(file);
                 Ok(())
             }
@@ -241,6 +276,9 @@ impl Vfs {
         }
         let replaced = t.replace(slot, f, flags & O_CLOEXEC != 0);
         drop(t);
+        if let Some(file) = &replaced {
+            self.release_posix_locks(file);
+        }
         drop(replaced);
         Ok(new)
     }

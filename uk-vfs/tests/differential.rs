@@ -72,7 +72,26 @@ enum Op {
     /// path, ids (`CHOWN_IDS`), nofollow
     Chown(usize, usize, bool),
     Fchown(usize, usize),
+    /// handle, command (`LOCK_CMDS`), type (`LOCK_TYPES`), whence, start, length, a nonzero
+    /// `l_pid`
+    RecordLock(usize, usize, usize, i16, i32, i32, bool),
 }
+
+/// Record lock commands that never wait (nothing would release a lock waited for), and
+/// one Linux does not know.
+const LOCK_CMDS: &[u32] = &[
+    record_lock::F_GETLK,
+    record_lock::F_SETLK,
+    record_lock::F_OFD_GETLK,
+    record_lock::F_OFD_SETLK,
+    99,
+];
+const LOCK_TYPES: &[i16] = &[
+    record_lock::F_RDLCK,
+    record_lock::F_WRLCK,
+    record_lock::F_UNLCK,
+    5,
+];
 
 /// `fallocate` modes whose result is the same on tmpfs of every recent Linux and here:
 /// refusals. Modes 0 and `FALLOC_FL_KEEP_SIZE` are left out: tmpfs allocates pages (its
@@ -175,6 +194,16 @@ fn file_op() -> impl Strategy<Value = Op> {
         1 => (h.clone(), -3..100i32, -2..100i32, 0..8u32)
             .prop_map(|(a, b, c, d)| Op::Fadvise(a, b, c, d)),
         2 => (h.clone(), 0..FLOCK_OPS.len()).prop_map(|(a, b)| Op::Flock(a, b)),
+        4 => (
+            h.clone(),
+            0..LOCK_CMDS.len(),
+            0..LOCK_TYPES.len(),
+            0..4i16,
+            prop_oneof![-20..100i32, -5..12000i32, Just(i32::MAX)],
+            prop_oneof![-50..100i32, Just(0), -20..12000i32],
+            proptest::bool::weighted(0.1),
+        )
+            .prop_map(|(a, b, c, d, e, f, g)| Op::RecordLock(a, b, c, d, e, f, g)),
         1 => (0..PATHS.len(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::Chown(a, b, c)),
         1 => (h.clone(), 0..2usize).prop_map(|(a, b)| Op::Fchown(a, b)),
         1 => (0..PATHS.len(), 0..MODES.len()).prop_map(|(a, b)| Op::Chmod(a, b)),
@@ -722,6 +751,55 @@ fn apply(vfs: &Vfs, host: &Host, handles: &mut [Option<(Fd, i32)>], op: &Op) -> 
                                 uk_unit(vfs.flock(u, op)),
                                 host_ret(libc::flock(h, op as i32) as i64),
                             )
+                        }
+                        None => (Out::Val(0), Out::Val(0)),
+                    },
+                    Op::RecordLock(i, cmd, ty, whence, start, len, pid) => match handle(*i) {
+                        Some((u, h)) => {
+                            let cmd = LOCK_CMDS[*cmd];
+                            let mut ours = record_lock::Flock {
+                                l_type: LOCK_TYPES[*ty],
+                                l_whence: *whence,
+                                l_start: i64::from(*start)
+                                    * if *start == i32::MAX { 1 << 32 } else { 1 },
+                                l_len: i64::from(*len),
+                                l_pid: i32::from(*pid),
+                            };
+                            // All-zero is a valid `struct flock`.
+                            let mut theirs: libc::flock = core::mem::zeroed();
+                            theirs.l_type = ours.l_type;
+                            theirs.l_whence = ours.l_whence;
+                            theirs.l_start = ours.l_start;
+                            theirs.l_len = ours.l_len;
+                            theirs.l_pid = ours.l_pid;
+                            let u_r = vfs.fcntl_lock(u, cmd, &mut ours);
+                            // `h` is this test's descriptor; `theirs` is a live `struct
+                            // flock` for the call to read and write.
+                            let h_r = libc::fcntl(h, cmd as i32, &mut theirs);
+                            // The holder's process id: 1 in uk-vfs (no pid source), the
+                            // test's own on the host; -1 for a description lock on both.
+                            let norm = |t: i16, w: i16, s: i64, l: i64, p: i32| {
+                                Out::Bytes(format!("{t} {w} {s} {l} {}", p.signum()).into_bytes())
+                            };
+                            match (u_r, h_r) {
+                                (Ok(()), 0) => (
+                                    norm(
+                                        ours.l_type,
+                                        ours.l_whence,
+                                        ours.l_start,
+                                        ours.l_len,
+                                        ours.l_pid,
+                                    ),
+                                    norm(
+                                        theirs.l_type,
+                                        theirs.l_whence,
+                                        theirs.l_start,
+                                        theirs.l_len,
+                                        theirs.l_pid,
+                                    ),
+                                ),
+                                (u_r, h_r) => (uk_unit(u_r), host_ret(h_r as i64)),
+                            }
                         }
                         None => (Out::Val(0), Out::Val(0)),
                     },

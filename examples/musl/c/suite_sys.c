@@ -141,6 +141,63 @@ static int write_file(const char *path, const char *text)
 	return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+/* Takes an open file description write lock on byte 0 of the file `arg` points at,
+ * waiting while another description holds it. */
+static void *ofd_lock_waiting(void *arg)
+{
+	struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	return (void *)(intptr_t)fcntl(*(int *)arg, F_OFD_SETLKW, &l);
+}
+
+/* Record locks on "locked" in the working directory: POSIX locks (the process's, lockf's),
+ * open file description locks between two opens, the two kinds conflicting, a close of any
+ * descriptor releasing the process's POSIX locks, a waiting F_OFD_SETLKW. */
+static void record_locks(void)
+{
+	CHECK_EQ(write_file("locked", "0123456789abcdefghijklmnopqrstuvwxyz"), 0);
+	int a = open("locked", O_RDWR), b = open("locked", O_RDWR);
+	CHECK(a >= 0 && b >= 0);
+	CHECK_EQ(lockf(a, F_TLOCK, 0), 0);
+	CHECK_EQ(lockf(b, F_TEST, 0), 0); /* the process's own lock is no conflict */
+	CHECK_EQ(lockf(a, F_ULOCK, 0), 0);
+	struct flock w = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10 };
+	CHECK_EQ(fcntl(a, F_OFD_SETLK, &w), 0);
+	struct flock r = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 5, .l_len = 1 };
+	CHECK(fcntl(b, F_OFD_SETLK, &r) == -1 && errno == EAGAIN);
+	struct flock q = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
+	CHECK_EQ(fcntl(b, F_OFD_GETLK, &q), 0);
+	CHECK(q.l_type == F_WRLCK && q.l_start == 0 && q.l_len == 10 && q.l_pid == -1);
+	/* A POSIX lock of this process beside it, and the two kinds conflicting. */
+	struct flock p = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 20, .l_len = 5 };
+	CHECK_EQ(fcntl(b, F_SETLK, &p), 0);
+	struct flock one = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 22, .l_len = 1 };
+	CHECK(fcntl(a, F_OFD_SETLK, &one) == -1 && errno == EAGAIN);
+	q = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 20 };
+	CHECK_EQ(fcntl(a, F_OFD_GETLK, &q), 0);
+	CHECK(q.l_type == F_WRLCK && q.l_start == 20 && q.l_len == 5 && q.l_pid == getpid());
+	/* Closing any descriptor of the file releases the process's POSIX locks on it. */
+	close(open("locked", O_RDONLY));
+	CHECK_EQ(fcntl(a, F_OFD_SETLK, &one), 0);
+	/* F_OFD_SETLKW waits while the other description holds the byte. */
+	pthread_t waiter;
+	void *got = (void *)1;
+	CHECK_EQ(pthread_create(&waiter, NULL, ofd_lock_waiting, &b), 0);
+	usleep(20000);
+	struct flock un = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
+	CHECK_EQ(fcntl(a, F_OFD_SETLK, &un), 0);
+	pthread_join(waiter, &got);
+	CHECK(got == NULL);
+	CHECK(fcntl(a, F_OFD_SETLK, &w) == -1 && errno == EAGAIN);
+	/* Refusals. */
+	struct flock bad = { .l_type = 7, .l_whence = SEEK_SET };
+	CHECK(fcntl(a, F_SETLK, &bad) == -1 && errno == EINVAL);
+	bad = (struct flock){ .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_pid = 1 };
+	CHECK(fcntl(a, F_OFD_SETLK, &bad) == -1 && errno == EINVAL);
+	close(a);
+	close(b);
+	CHECK_EQ(unlink("locked"), 0);
+}
+
 void group_files(void)
 {
 	char buf[256];
@@ -318,6 +375,7 @@ void group_files(void)
 	CHECK(fd >= 0 && read(fd, r1, 16) == 16 && read(fd, r2, 16) == 16 && memcmp(r1, r2, 16));
 	close(fd);
 
+	record_locks();
 	CHECK_EQ(unlink("data"), 0);
 	CHECK_EQ(chdir("/"), 0);
 	CHECK_EQ(rmdir("/suite"), 0);
