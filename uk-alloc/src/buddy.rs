@@ -39,6 +39,18 @@
 //! only the checks the headers allow are made (the pointer lies in a region, the header is
 //! consistent, the block is not already free), which catch a repeated free of the same
 //! pointer while its memory is unused but not every misuse.
+//!
+//! # Freeing part of a run
+//!
+//! [`Allocator::pfree_part`] frees any page-aligned part of a live run: the run's blocks
+//! that lie in the part are freed (and merge with free buddies), a block that straddles an
+//! end of the part is split in halves until each half lies in it or outside it, and the
+//! pages before and after the part remain live runs of their own. A run is always the
+//! largest aligned blocks that fit from its start (the pieces a request is cut into are
+//! exactly those), so a remaining piece is freed later like any run, and once every piece
+//! is freed everything has merged back. Each split marks the upper half's first page as not
+//! free, as the pieces of a new run are marked, so the per-page bitmap still needs no
+//! clearing.
 
 use core::ptr::{self, NonNull};
 
@@ -60,6 +72,30 @@ const FB_OFF: usize = 16;
 /// `off + size` must not overflow: `off <= 2^62` and `size <= MAX_REQUEST`.
 fn pages_for(off: usize, size: usize) -> usize {
     (off + size.max(1)).div_ceil(PAGE_SIZE)
+}
+
+/// The naturally aligned blocks the run of `n >= 1` pages at page-aligned `addr` is made of,
+/// as (address, order), in address order: at each step the largest block that starts there
+/// (aligned to its size) and fits in what is left of the run.
+///
+/// For a run `alloc_pages` made (its start is aligned to `n`'s next power of two) these are
+/// the binary digits of `n`, high to low, exactly the pieces it cut; for the pieces
+/// `free_part_at` leaves of a run they are exactly the halves it kept (see there). So every
+/// live run is these blocks, each allocated, with its first page marked "not a free block".
+fn run_blocks(addr: usize, n: usize) -> impl Iterator<Item = (usize, usize)> {
+    let end = addr + (n << PAGE_SHIFT);
+    let mut at = addr;
+    core::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let align = (at >> PAGE_SHIFT).trailing_zeros();
+        let fit = msb((end - at) >> PAGE_SHIFT);
+        let order = align.min(fit).min(ORDERS as u32 - 1) as usize;
+        let block = at;
+        at += PAGE_SIZE << order;
+        Some((block, order))
+    })
 }
 
 /// Header of a free block, at [`FB_OFF`] in its first page.
@@ -292,23 +328,87 @@ impl Buddy {
     ///
     /// # Safety
     ///
-    /// `b, n` must be exactly a live allocation made by `alloc_pages` in region `r`.
+    /// `b, n` must be exactly a live allocation of region `r`: made by `alloc_pages`, or a
+    /// piece `free_part_at` left.
     unsafe fn free_pages_at(&mut self, r: *mut RegionMeta, b: *mut u8, n: usize) {
-        // SAFETY: the caller guarantees the allocation; its pieces are the binary digits of
-        // `n`, high to low, exactly as `alloc_pages` cut them.
+        // SAFETY: the caller guarantees the allocation; its blocks are those `run_blocks`
+        // names (see there), each an allocated block of the region.
         unsafe {
             if self.checked {
                 let first = (*r).page(b as usize);
                 (*r).alloc_heads.set(first, false);
                 (*r).alloc_lasts.set(first + n - 1, false);
             }
-            let mut off = 0usize;
-            for j in (0..usize::BITS as usize).rev() {
-                if n & (1 << j) != 0 {
-                    self.free_block(r, b.add(off << PAGE_SHIFT), j);
-                    off += 1 << j;
-                }
+            for (addr, order) in run_blocks(b as usize, n) {
+                self.free_block(r, (*r).ptr(addr), order);
             }
+        }
+    }
+
+    /// Frees the `part` pages at `at` of the live allocation of `n` pages at `b` in region
+    /// `r`, leaving the pages before and after the part as allocations of their own (the
+    /// checked-mode marks are the caller's).
+    ///
+    /// Each block of the run that lies wholly in the part is freed; one that straddles an
+    /// end of the part is split in halves until every half lies in the part (freed) or
+    /// outside it (kept allocated). Each split marks the upper half's first page "not a
+    /// free block", as `alloc_pages` marks the pieces of a run, so every block that may
+    /// later be freed (and every block whose buddy it is) has its bit written. The halves
+    /// kept before the part are then the blocks `run_blocks` names for the head piece, and
+    /// those kept after it the blocks it names for the tail piece.
+    ///
+    /// # Safety
+    ///
+    /// As for `free_pages_at`, and `at..at + part` pages must lie inside the allocation.
+    unsafe fn free_part_at(
+        &mut self,
+        r: *mut RegionMeta,
+        b: *mut u8,
+        n: usize,
+        at: *mut u8,
+        part: usize,
+    ) {
+        let (lo, hi) = (at as usize, at as usize + (part << PAGE_SHIFT));
+        for (addr, order) in run_blocks(b as usize, n) {
+            // SAFETY: every block of the run is an allocated block of region `r`.
+            unsafe { self.free_in_block(r, addr, order, lo, hi) };
+        }
+    }
+
+    /// Frees the pages of the allocated block at `addr` of `order` (region `r`) that lie in
+    /// `lo..hi` (page-aligned), splitting the block as often as that needs (see
+    /// `free_part_at`). At most `ORDERS` levels deep.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must be an allocated block of `order` in region `r` whose first page is
+    /// marked "not a free block".
+    unsafe fn free_in_block(
+        &mut self,
+        r: *mut RegionMeta,
+        addr: usize,
+        order: usize,
+        lo: usize,
+        hi: usize,
+    ) {
+        let end = addr + (PAGE_SIZE << order);
+        if end <= lo || hi <= addr {
+            return;
+        }
+        // SAFETY: the caller guarantees the block; its halves are blocks of the same region,
+        // allocated, with their first pages marked (the lower one's is the block's).
+        unsafe {
+            // A one-page block is in or out of a page-aligned range: this never splits
+            // order 0.
+            if (lo <= addr && end <= hi) || order == 0 {
+                self.free_block(r, (*r).ptr(addr), order);
+                return;
+            }
+            let half = order - 1;
+            let mid = addr + (PAGE_SIZE << half);
+            (*r).free_heads.set((*r).page(mid), false);
+            self.free_in_block(r, addr, half, lo, hi);
+            self.free_in_block(r, mid, half, lo, hi);
         }
     }
 
@@ -629,6 +729,73 @@ impl Allocator for Buddy {
         // SAFETY: checked above (fully in checked mode; by the caller's contract otherwise).
         unsafe { self.free_pages_at(r, (*r).ptr(addr), pages) };
         self.acct.on_free(bytes);
+        Ok(())
+    }
+
+    /// Frees any part of a run (see [`Allocator::pfree_part`]): the run's blocks that lie in
+    /// the part go back to the free lists (merging with free buddies), a block that
+    /// straddles an end of the part is split, and the pages before and after the part stay
+    /// allocated as runs of their own. In checked mode `(run, run_pages)` is validated as
+    /// `pfree` validates it (anything but exactly a live run is [`AllocError::BadFree`] or
+    /// [`AllocError::DoubleFree`], nothing changed), and the first/last-page marks are
+    /// moved so that the head and the tail are live allocations of their own. Without
+    /// checked mode, the run's first page is checked as `pfree` checks it.
+    unsafe fn pfree_part(
+        &mut self,
+        run: NonNull<u8>,
+        run_pages: usize,
+        part: NonNull<u8>,
+        part_pages: usize,
+    ) -> Result<(), AllocError> {
+        let addr = run.as_ptr() as usize;
+        let (head, tail) =
+            crate::util::part_of_run(addr, run_pages, part.as_ptr() as usize, part_pages)?;
+        // `part_of_run` checked that the run's bytes neither overflow nor wrap.
+        let r = self
+            .region_of(addr, run_pages << PAGE_SHIFT)
+            .ok_or(AllocError::BadFree)?;
+        if self.checked {
+            self.check_allocation(r, addr, run_pages)?;
+        } else {
+            // SAFETY: `addr` is a page of region `r`.
+            if unsafe { (*r).free_heads.get((*r).page(addr)) } {
+                return Err(AllocError::DoubleFree);
+            }
+        }
+        let bytes = part_pages << PAGE_SHIFT;
+        // SAFETY: `(run, run_pages)` is a live allocation of region `r` (checked above in
+        // checked mode, by the caller's contract otherwise) and the part lies inside it.
+        unsafe {
+            let b = (*r).ptr(addr);
+            if head == 0 && tail == 0 {
+                self.free_pages_at(r, b, run_pages);
+                self.acct.on_free(bytes);
+                return Ok(());
+            }
+            if self.checked {
+                let first = (*r).page(addr);
+                let last = first + run_pages - 1;
+                if head == 0 {
+                    (*r).alloc_heads.set(first, false);
+                } else {
+                    (*r).alloc_lasts.set(first + head - 1, true);
+                }
+                if tail == 0 {
+                    (*r).alloc_lasts.set(last, false);
+                } else {
+                    (*r).alloc_heads.set(last + 1 - tail, true);
+                }
+            }
+            self.free_part_at(
+                r,
+                b,
+                run_pages,
+                (*r).ptr(part.as_ptr() as usize),
+                part_pages,
+            );
+        }
+        self.acct
+            .on_free_part(bytes, usize::from(head > 0) + usize::from(tail > 0));
         Ok(())
     }
 

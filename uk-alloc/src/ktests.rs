@@ -158,6 +158,44 @@ ktest! {
 }
 
 ktest! {
+    /// The buddy frees parts of a run on the target: a middle part, then a head of what is
+    /// left; the pieces keep their bytes, the statistics count one free per part, a part
+    /// outside the run is refused in checked mode with nothing changed, and once the pieces
+    /// are freed everything has merged back.
+    fn buddy_frees_parts_of_runs() {
+        let Some(arena) = Arena::new(1 << 20) else {
+            return expect!(false, "no arena");
+        };
+        let mut b = arena.give(Buddy::new_checked());
+        let (free, largest) = (b.available(), b.max_pages());
+        let Ok(run) = b.palloc(13) else {
+            return expect!(false, "palloc");
+        };
+        let page = |n: usize| run.map_addr(|a| a.saturating_add(n * PAGE_SIZE));
+        // SAFETY: `run` is a live run of 13 pages; every call below names a live run (the
+        // original, then the pieces it leaves) and checked mode validates the rest.
+        unsafe {
+            run.as_ptr().write_bytes(0x3C, 13 * PAGE_SIZE);
+            let before = (b.stats(), b.available());
+            expect_eq!(b.pfree_part(run, 13, page(13), 1), Err(AllocError::BadFree));
+            expect_eq!((b.stats(), b.available()), before);
+            expect_eq!(b.pfree_part(run, 13, page(4), 5), Ok(()));
+            expect_eq!(b.pfree_part(page(9), 4, page(9), 1), Ok(()));
+            expect_eq!(b.available(), free - 7 * PAGE_SIZE);
+            let s = b.stats();
+            expect_eq!((s.cur_allocs, s.cur_bytes, s.total_frees), (2, 7 * PAGE_SIZE, 2));
+            let head = core::slice::from_raw_parts(run.as_ptr(), 4 * PAGE_SIZE);
+            let tail = core::slice::from_raw_parts(page(10).as_ptr(), 3 * PAGE_SIZE);
+            expect!(head.iter().chain(tail).all(|&x| x == 0x3C), "pieces kept");
+            expect_eq!(b.pfree(page(10), 3), Ok(()));
+            expect_eq!(b.pfree(run, 4), Ok(()));
+        }
+        expect_eq!((b.available(), b.max_pages()), (free, largest));
+        expect_eq!(b.stats().cur_bytes, 0);
+    }
+}
+
+ktest! {
     /// Checked TLSF refuses foreign, interior and repeated frees on the target, leaving its
     /// state untouched.
     fn checked_tlsf_refuses_bad_frees() {

@@ -6,7 +6,10 @@
 //! Every backend implements [`Allocator`], the interface of Unikraft's `struct uk_alloc`:
 //! `malloc`, `calloc`, `realloc`, `memalign`, `posix_memalign`, `free`, page allocation
 //! (`palloc`/`pfree`), free memory, the largest possible allocation, and adding memory
-//! regions at any time. Methods take `&mut self`; sharing goes through [`Locked`], which
+//! regions at any time. Beyond Unikraft, [`Allocator::pfree_part`] frees part of a page run
+//! and leaves the pages before and after it as live runs of their own (a libc's partial
+//! `munmap`); the buddy allocator frees any part, TLSF a tail, the others refuse with
+//! [`AllocError::Unsupported`] and change nothing. Methods take `&mut self`; sharing goes through [`Locked`], which
 //! also makes any backend Rust's `#[global_allocator]`. Callers that know an allocation's
 //! size (Rust's `dealloc` and `realloc` do) pass it to [`Allocator::free_sized`] and
 //! [`Allocator::realloc_sized`] as a hint, never trusted, that lets TLSF start loading the
@@ -65,7 +68,8 @@
 //! `tlsf`, `buddy` and `region` (all on by default) select the backends, so an image links
 //! only what it uses. `ktest` registers in-image test cases (`uk-test`) that run every
 //! backend on the target CPU over memory taken from the image's heap (exact statistics, the
-//! limit, natural alignment of buddy blocks, checked mode's refusals). [`Locked`] takes any [`lock_api::RawMutex`]: `spin::Mutex<()>` by
+//! limit, natural alignment of buddy blocks, partial frees of buddy runs, checked mode's
+//! refusals). [`Locked`] takes any [`lock_api::RawMutex`]: `spin::Mutex<()>` by
 //! default, or [`CriticalSectionRawMutex`] where interrupt handlers allocate too (the board
 //! provides the `critical-section` implementation).
 //!
@@ -283,6 +287,62 @@ pub trait Allocator {
     /// `ptr` and `pages` must be exactly the pointer and count of a live `palloc`
     /// allocation, unless the backend documents that it checks this in its current mode.
     unsafe fn pfree(&mut self, ptr: NonNull<u8>, pages: usize) -> Result<(), AllocError>;
+
+    /// Frees `part_pages` pages at `part`, a page-aligned piece of the live
+    /// [`Allocator::palloc`] run of `run_pages` pages at `run`, and keeps the rest of the run
+    /// allocated (what Linux's `munmap` of part of a private mapping needs).
+    ///
+    /// On success the part's pages are free, and what remains of the run is up to two live
+    /// runs of their own, each freed later with its own pointer and count (by
+    /// [`Allocator::pfree`], or in parts again by this method):
+    ///
+    /// - the pages before the part: `(part - run) / PAGE_SIZE` pages at `run`, if any;
+    /// - the pages after it: the rest, at `part + part_pages * PAGE_SIZE`, if any.
+    ///
+    /// The original `(run, run_pages)` is no longer a live run: freeing it again is a bad
+    /// free. A part that is the whole run is exactly [`Allocator::pfree`].
+    ///
+    /// Statistics ([`Stats`]): the part counts as one free ([`Stats::total_frees`]) of its
+    /// `part_pages * PAGE_SIZE` bytes ([`Stats::cur_bytes`] goes down by them, which makes
+    /// room under the byte limit at once). The pieces left are not new allocation requests
+    /// ([`Stats::total_allocs`] and the request sizes stay as they are) but they are live
+    /// allocations: [`Stats::cur_allocs`] counts one per piece, so it goes down by one when
+    /// the whole run goes, stays when a head or a tail goes, and goes up by one when a part
+    /// in the middle leaves two pieces.
+    ///
+    /// Which backends do it: [`Buddy`] frees any part (in checked mode the run is validated
+    /// as [`Allocator::pfree`] validates it); [`Tlsf`] frees the whole run or a tail (the
+    /// block shrinks in place) and answers [`AllocError::Unsupported`] for a part that leaves
+    /// pages after it; [`Region`] and this default implementation answer
+    /// [`AllocError::Unsupported`] for every part, changing nothing, so a caller can fall
+    /// back to keeping the run whole.
+    ///
+    /// # Errors
+    ///
+    /// - [`AllocError::BadFree`]: `part` is not a non-empty, page-aligned range inside the
+    ///   run (every backend that frees parts checks this), or the backend detects that `run`
+    ///   and `run_pages` are not exactly a live run.
+    /// - [`AllocError::DoubleFree`]: the backend detects that the run was already freed.
+    /// - [`AllocError::Unsupported`]: the backend does not free this part (see above).
+    ///
+    /// Nothing changes on an error.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Allocator::pfree`]: `run` and `run_pages` must be exactly the pointer and
+    /// count of a live run (one `palloc` returned, or a piece an earlier `pfree_part` left),
+    /// unless the backend documents that it checks this in its current mode. `part` and
+    /// `part_pages` may be anything: they are checked against the run.
+    unsafe fn pfree_part(
+        &mut self,
+        run: NonNull<u8>,
+        run_pages: usize,
+        part: NonNull<u8>,
+        part_pages: usize,
+    ) -> Result<(), AllocError> {
+        let _ = (run, run_pages, part, part_pages);
+        Err(AllocError::Unsupported)
+    }
 
     /// Hands the `len` bytes at `base` to the allocator (Unikraft's `addmem`). May be called
     /// at any time, any number of times, with regions in any order.

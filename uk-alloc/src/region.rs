@@ -10,7 +10,9 @@
 //! **`free` is a no-op for memory**: it validates the pointer, marks the allocation freed
 //! (so a second free is caught) and updates the statistics, but the bytes are not reused.
 //! `realloc` of the most recent allocation of a region grows or shrinks it in place; any
-//! other growth moves the data to a new allocation.
+//! other growth moves the data to a new allocation. [`Allocator::pfree_part`] keeps the
+//! trait's default, [`AllocError::Unsupported`] with nothing changed: a part would be
+//! memory given back as little as a `free` gives, and the run stays whole for its `pfree`.
 //!
 //! Pointers are always validated, there is no separate checked mode: a pointer outside
 //! every region's used part, or whose header does not carry the check word derived from the

@@ -41,7 +41,10 @@ pub(crate) fn accounted_alloc<B>(
 ///
 /// A successful `realloc(p, n)` of a live `p` counts as one free of `p` and one allocation of
 /// `n` (the number of live allocations does not change); `realloc(None, n)` is a `malloc`
-/// and `realloc(p, 0)` a `free`. A failed allocation of any kind that fails with `ENOMEM`
+/// and `realloc(p, 0)` a `free`. A successful `pfree_part` counts as one free of the part's
+/// bytes; the pieces of the run it leaves are live allocations (so [`Stats::cur_allocs`]
+/// goes up by one when a part in the middle leaves two) but not new requests, so after
+/// partial frees `total_allocs - total_frees` no longer equals `cur_allocs`. A failed allocation of any kind that fails with `ENOMEM`
 /// (including the byte limit and size overflows) increments [`Stats::enomem`] and nothing
 /// else; `EINVAL` and bad frees change no statistic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -56,7 +59,8 @@ pub struct Stats {
     pub total_allocs: u64,
     /// Number of satisfied frees since creation.
     pub total_frees: u64,
-    /// Number of live allocations.
+    /// Number of live allocations (each piece a `pfree_part` leaves of a run counts as
+    /// one).
     pub cur_allocs: usize,
     /// Largest value [`Stats::cur_allocs`] has reached.
     pub max_allocs: usize,
@@ -187,6 +191,20 @@ impl Accounting {
         s.cur_bytes -= size;
     }
 
+    /// Records the free of `size` bytes of a live page run that leaves `pieces` (0, 1 or
+    /// 2) live runs behind (`Allocator::pfree_part`): one free, `size` bytes fewer, and the
+    /// pieces counted as live allocations in place of the run, but no new request.
+    #[inline]
+    pub(crate) fn on_free_part(&mut self, size: usize, pieces: usize) {
+        let s = &mut self.stats;
+        s.total_frees += 1;
+        s.cur_allocs = s.cur_allocs - 1 + pieces;
+        if s.cur_allocs > s.max_allocs {
+            s.max_allocs = s.cur_allocs;
+        }
+        s.cur_bytes -= size;
+    }
+
     /// Records a satisfied `realloc` from `old` to `new` requested bytes.
     #[inline]
     pub(crate) fn on_realloc(&mut self, old: usize, new: usize) {
@@ -231,6 +249,24 @@ mod tests {
         assert_eq!(s.cur_bytes, 50);
         assert_eq!(s.max_bytes, 110);
         assert_eq!(s.enomem, 0);
+    }
+
+    #[test]
+    fn a_partial_free_counts_a_free_and_its_pieces() {
+        let mut a = Accounting::new();
+        a.on_alloc(8 * 4096);
+        a.on_free_part(2 * 4096, 2); // the middle: two pieces
+        let s = a.stats();
+        assert_eq!((s.total_allocs, s.total_frees), (1, 1));
+        assert_eq!((s.cur_allocs, s.max_allocs), (2, 2));
+        assert_eq!((s.cur_bytes, s.max_bytes), (6 * 4096, 8 * 4096));
+        assert_eq!(s.last_alloc_size, 8 * 4096);
+        a.on_free_part(4096, 1); // a head: one piece
+        a.on_free_part(2 * 4096, 0); // a whole piece
+        let s = a.stats();
+        assert_eq!((s.total_frees, s.cur_allocs, s.cur_bytes), (3, 1, 3 * 4096));
+        a.on_free(3 * 4096);
+        assert_eq!((a.stats().cur_allocs, a.stats().cur_bytes), (0, 0));
     }
 
     #[test]

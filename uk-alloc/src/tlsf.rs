@@ -50,6 +50,14 @@
 //! likely is, so both misses are in flight at once. The size is never trusted: the header
 //! decides everything, and a wrong size only wastes a prefetch.
 //!
+//! # Page runs
+//!
+//! `palloc` is a page-aligned allocation of whole pages (its 16-byte header sits in the
+//! granule before the run). [`Allocator::pfree_part`] frees the whole run or a tail of it
+//! by shrinking the block in place; a part that leaves pages after it is refused with
+//! [`AllocError::Unsupported`], since those pages would need a header of their own inside
+//! the run.
+//!
 //! # Checked mode
 //!
 //! [`Tlsf::new_checked`] keeps, per region, a bitmap with one bit per 16-byte granule
@@ -1297,6 +1305,53 @@ impl<const CHECKED: bool> Allocator for Tlsf<CHECKED> {
         // SAFETY: as above.
         unsafe { self.release(b) };
         self.acct.on_free(size);
+        Ok(())
+    }
+
+    /// Frees the whole run (as `pfree`) or its tail: the block shrinks in place and the
+    /// tail goes back to the free lists, merged with a free successor, as a shrinking
+    /// `realloc` does. A part that leaves pages after it is [`AllocError::Unsupported`]
+    /// (the pages after it would need a header inside the run, where the caller's data is),
+    /// and the run stays live whole. The run is validated as `pfree` validates it, before
+    /// anything else; see [`Allocator::pfree_part`].
+    unsafe fn pfree_part(
+        &mut self,
+        run: NonNull<u8>,
+        run_pages: usize,
+        part: NonNull<u8>,
+        part_pages: usize,
+    ) -> Result<(), AllocError> {
+        let (head, tail) = crate::util::part_of_run(
+            run.as_ptr() as usize,
+            run_pages,
+            part.as_ptr() as usize,
+            part_pages,
+        )?;
+        let b = self.validate(run)?;
+        // SAFETY: `b` is the header of a live allocation.
+        let size = unsafe { word(b, 1) };
+        if run_pages.checked_mul(PAGE_SIZE) != Some(size) {
+            return Err(AllocError::BadFree);
+        }
+        if tail != 0 {
+            return Err(AllocError::Unsupported);
+        }
+        let bytes = part_pages * PAGE_SIZE;
+        if head == 0 {
+            // SAFETY: as above.
+            unsafe { self.release(b) };
+            self.acct.on_free(bytes);
+            return Ok(());
+        }
+        let keep = head * PAGE_SIZE;
+        // SAFETY: `b` is a live allocated block holding `size` requested bytes; it keeps
+        // the first `keep` of them, and the tail it gives up is at least a page, so
+        // `shrink` always splits it off.
+        unsafe {
+            self.shrink(b, size_of_block(b), block_size(keep));
+            set_word(b, 1, keep);
+        }
+        self.acct.on_free_part(bytes, 1);
         Ok(())
     }
 

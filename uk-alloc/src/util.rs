@@ -1,5 +1,7 @@
 //! Small helpers shared by the backends: alignment arithmetic and raw bitmaps.
 
+use crate::AllocError;
+
 /// Rounds `x` up to a multiple of the power of two `align`; `None` on overflow.
 #[inline(always)]
 pub(crate) const fn align_up(x: usize, align: usize) -> Option<usize> {
@@ -19,6 +21,38 @@ pub(crate) const fn align_down(x: usize, align: usize) -> usize {
 #[inline(always)]
 pub(crate) const fn msb(x: usize) -> u32 {
     usize::BITS - 1 - x.leading_zeros()
+}
+
+/// Checks that `part_pages` pages at `part` are a non-empty, page-aligned piece of the
+/// `run_pages` pages at `run` (the arguments of [`crate::Allocator::pfree_part`]) and returns
+/// how many pages of the run lie before the part and after it. Anything else, including a
+/// misaligned or empty run or part and a byte count that overflows, is
+/// [`AllocError::BadFree`].
+pub(crate) fn part_of_run(
+    run: usize,
+    run_pages: usize,
+    part: usize,
+    part_pages: usize,
+) -> Result<(usize, usize), AllocError> {
+    use crate::PAGE_SIZE;
+    let run_end = run_pages
+        .checked_mul(PAGE_SIZE)
+        .and_then(|bytes| run.checked_add(bytes));
+    let part_end = part_pages
+        .checked_mul(PAGE_SIZE)
+        .and_then(|bytes| part.checked_add(bytes));
+    match (run_end, part_end) {
+        (Some(run_end), Some(part_end))
+            if run % PAGE_SIZE == 0
+                && part % PAGE_SIZE == 0
+                && part_pages > 0
+                && run <= part
+                && part_end <= run_end =>
+        {
+            Ok(((part - run) / PAGE_SIZE, (run_end - part_end) / PAGE_SIZE))
+        }
+        _ => Err(AllocError::BadFree),
+    }
 }
 
 /// Asks the CPU to start loading the cache line holding `p` (a hint for data needed a few
@@ -254,6 +288,34 @@ mod tests {
                 // SAFETY: `i < bits`.
                 assert_eq!(unsafe { bm.get(i) }, m, "bit {i} of {bits}");
             }
+        }
+    }
+
+    #[test]
+    fn part_of_run_checks_every_edge() {
+        const P: usize = crate::PAGE_SIZE;
+        let run = 16 * P;
+        assert_eq!(part_of_run(run, 8, run, 8), Ok((0, 0)));
+        assert_eq!(part_of_run(run, 8, run, 3), Ok((0, 5)));
+        assert_eq!(part_of_run(run, 8, run + 5 * P, 3), Ok((5, 0)));
+        assert_eq!(part_of_run(run, 8, run + 2 * P, 3), Ok((2, 3)));
+        for (r, n, p, m) in [
+            (run, 8, run, 0),                                     // empty part
+            (run, 8, run - P, 2),                                 // starts before the run
+            (run, 8, run + 6 * P, 3),                             // ends after it
+            (run, 8, run + 8 * P, 1),                             // just past it
+            (run, 8, run + 1, 1),                                 // misaligned part
+            (run + 1, 8, run + P, 1),                             // misaligned run
+            (run, 0, run, 1),                                     // empty run
+            (run, usize::MAX, run, 1),                            // the run's bytes overflow
+            (run, 8, run, usize::MAX / 2),                        // the part's bytes overflow
+            (usize::MAX & !(P - 1), 2, usize::MAX & !(P - 1), 1), // past the address space
+        ] {
+            assert_eq!(
+                part_of_run(r, n, p, m),
+                Err(AllocError::BadFree),
+                "{r:#x} {n} {p:#x} {m}"
+            );
         }
     }
 

@@ -2,7 +2,10 @@
 //! knows what must hold — no two live allocations overlap, alignments are honoured,
 //! contents survive `realloc` (and nothing else writes into an allocation), statistics are
 //! exactly the model's, the byte limit refuses exactly the requests that exceed it, and
-//! `malloc(n)`/`palloc(n)` succeed exactly when `n <= max_alloc()`/`max_pages()`.
+//! `malloc(n)`/`palloc(n)` succeed exactly when `n <= max_alloc()`/`max_pages()`. Partial
+//! page frees (`pfree_part`) succeed exactly where the backend documents it (any part for
+//! the buddy, the whole run or a tail for TLSF, nothing for the region), leave the pieces
+//! as runs of their own with their contents, and every piece merges back once freed.
 #![cfg(all(feature = "tlsf", feature = "buddy", feature = "region"))]
 
 mod common;
@@ -23,6 +26,9 @@ enum Op {
     Free(usize),
     Palloc(usize),
     Pfree(usize),
+    /// `pfree_part` of a live page run chosen by the first number: the part starts at the
+    /// second modulo the run's pages and is one more than the third modulo what is left.
+    PfreePart(usize, usize, usize),
     /// `Some(x)`: limit = current bytes + x.
     Limit(Option<usize>),
 }
@@ -46,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => any::<usize>().prop_map(Op::Free),
         2 => (1usize..9).prop_map(Op::Palloc),
         2 => any::<usize>().prop_map(Op::Pfree),
+        2 => any::<(usize, usize, usize)>().prop_map(|(i, a, b)| Op::PfreePart(i, a, b)),
         1 => prop_oneof![Just(None), (0usize..65536).prop_map(Some)].prop_map(Op::Limit),
     ]
 }
@@ -112,6 +119,20 @@ impl Model {
             pages,
             fill,
         });
+    }
+
+    /// Records a piece of a run that `pfree_part` left: it keeps its contents.
+    fn add_piece(&mut self, ptr: NonNull<u8>, pages: usize, fill: u8) {
+        let start = ptr.as_ptr() as usize;
+        self.ranges.insert(start, start + pages * PAGE_SIZE);
+        let l = Live {
+            ptr,
+            size: pages * PAGE_SIZE,
+            pages: Some(pages),
+            fill,
+        };
+        check_fill(&l);
+        self.live.push(l);
     }
 
     fn remove(&mut self, i: usize) -> Live {
@@ -283,6 +304,53 @@ fn run(kind: Kind, ops: &[Op]) {
                 // SAFETY: `l` is a live page allocation.
                 unsafe { a.pfree(l.ptr, l.pages.unwrap()).unwrap() };
                 m.on_free(l.size);
+            }
+            Op::PfreePart(i, from, len) => {
+                let Some(i) = pick(&m, i, true) else { continue };
+                let l = m.live[i];
+                let pages = l.pages.unwrap();
+                let head = from % pages;
+                let part = 1 + len % (pages - head);
+                let tail = pages - head - part;
+                let at =
+                    |n: usize| NonNull::new(l.ptr.as_ptr().wrapping_add(n * PAGE_SIZE)).unwrap();
+                let frees = match kind {
+                    Kind::Buddy | Kind::BuddyChecked => true,
+                    Kind::Tlsf | Kind::TlsfChecked => tail == 0,
+                    Kind::Region => false,
+                };
+                check_fill(&l);
+                let before = a.available();
+                // SAFETY: `l` is a live page run; the part lies inside it.
+                let r = unsafe { a.pfree_part(l.ptr, pages, at(head), part) };
+                if !frees {
+                    assert_eq!(r, Err(AllocError::Unsupported), "{op:?} on {kind:?}");
+                    assert_eq!(a.available(), before, "a refusal changes nothing");
+                    check_fill(&l);
+                } else {
+                    assert_eq!(r, Ok(()), "{op:?} on {kind:?}");
+                    // The buddy gives back exactly the part's pages; TLSF its block's
+                    // bytes, at least as many.
+                    let freed = a.available() - before;
+                    match kind {
+                        Kind::Buddy | Kind::BuddyChecked => assert_eq!(freed, part * PAGE_SIZE),
+                        _ => assert!(freed >= part * PAGE_SIZE, "{freed}"),
+                    }
+                    // The part is free memory now: only the pieces are checked.
+                    m.live.swap_remove(i);
+                    m.ranges.remove(&(l.ptr.as_ptr() as usize));
+                    if head > 0 {
+                        m.add_piece(l.ptr, head, l.fill);
+                    }
+                    if tail > 0 {
+                        m.add_piece(at(head + part), tail, l.fill);
+                    }
+                    let s = &mut m.stats;
+                    s.total_frees += 1;
+                    s.cur_bytes -= part * PAGE_SIZE;
+                    s.cur_allocs = s.cur_allocs - 1 + usize::from(head > 0) + usize::from(tail > 0);
+                    s.max_allocs = s.max_allocs.max(s.cur_allocs);
+                }
             }
             Op::Limit(x) => {
                 let limit = x.map(|x| m.stats.cur_bytes + x);

@@ -91,10 +91,37 @@ pub trait PageSource {
     ///
     /// `ptr` and `pages` are exactly those of a live run from this source.
     unsafe fn free_pages(&self, ptr: NonNull<u8>, pages: usize);
+    /// Returns `part_pages` pages at `part`, a part of the live run of `run_pages` pages at
+    /// `run`, if this source can free part of a run; returns whether it did (`munmap` of
+    /// part of a private mapping gives its pages back at once this way).
+    ///
+    /// On `true` the part is the source's again, and the pages before it and after it
+    /// (either may be none) are live runs of their own, each returned later with its own
+    /// pointer and count (by [`PageSource::free_pages`], or in parts again). On `false`
+    /// nothing changed: the run is still live whole. The default returns `false`, for
+    /// sources that only take whole runs back.
+    ///
+    /// # Safety
+    ///
+    /// `run` and `run_pages` are exactly those of a live run from this source (one
+    /// `alloc_pages` gave, or a piece an earlier `free_part` left), and `part` and
+    /// `part_pages` name a non-empty, page-aligned range inside it.
+    unsafe fn free_part(
+        &self,
+        run: NonNull<u8>,
+        run_pages: usize,
+        part: NonNull<u8>,
+        part_pages: usize,
+    ) -> bool {
+        let _ = (run, run_pages, part, part_pages);
+        false
+    }
 }
 
 /// Pages from the global allocator (`alloc::alloc`), page-aligned: the default of a hosted
-/// build and usable anywhere a global allocator exists.
+/// build and usable anywhere a global allocator exists. A run goes back whole only
+/// (`dealloc` takes the layout it was allocated with): [`PageSource::free_part`] keeps the
+/// default, `false`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HeapPages;
 
@@ -122,7 +149,9 @@ impl PageSource for HeapPages {
 }
 
 /// Pages from the image allocator's page pool (`uk_rt::allocator().palloc`): the default of
-/// a booted image.
+/// a booted image. Parts of runs go back through `uk_rt::allocator().pfree_part`: the
+/// pool's buddy frees any part, a TLSF heap (the pool's fallback) a tail, and a run it
+/// cannot cut stays whole.
 #[cfg(target_os = "none")]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ImagePages;
@@ -137,6 +166,27 @@ impl PageSource for ImagePages {
         // SAFETY: forwarded contract.
         if let Err(e) = unsafe { uk_rt::allocator().pfree(ptr, pages) } {
             log::error!("uk-posix-process: freeing {pages} pages at {ptr:p}: {e}");
+        }
+    }
+
+    unsafe fn free_part(
+        &self,
+        run: NonNull<u8>,
+        run_pages: usize,
+        part: NonNull<u8>,
+        part_pages: usize,
+    ) -> bool {
+        // SAFETY: forwarded contract.
+        match unsafe { uk_rt::allocator().pfree_part(run, run_pages, part, part_pages) } {
+            Ok(()) => true,
+            Err(uk_rt::heap::AllocError::Unsupported) => false,
+            Err(e) => {
+                log::error!(
+                    "uk-posix-process: freeing {part_pages} pages at {part:p} of the \
+                     {run_pages} at {run:p}: {e}"
+                );
+                false
+            }
         }
     }
 }

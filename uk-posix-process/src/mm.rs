@@ -9,11 +9,21 @@
 //! unmapped. Two mappings of the same file pages share one address here (one address
 //! space without an MMU to alias pages), so an `munmap` of one of them only drops that
 //! mapping's count of the pages. There is no MMU protection per mapping: `mprotect`
-//! checks its arguments and succeeds on mapped memory. A partial `munmap` forgets the pages
-//! it names; a private run goes back to the page source when all of its pages are unmapped.
+//! checks its arguments and succeeds on mapped memory.
+//!
+//! An `munmap` of part of a private mapping gives those pages back to the page source at
+//! once, as Linux frees them, when the source can free part of a run
+//! ([`crate::PageSource::free_part`]; the image's page pool can): the mapping is split, and
+//! the mapped pages before and after the hole stay as mappings (and runs) of their own.
+//! `mremap` shrinking in place (musl's `realloc` of a large block) frees its tail this way
+//! too. A source that only takes whole runs back (the hosted default, the global allocator)
+//! keeps the unmapped pages of a run until its last page is unmapped, and they stay counted
+//! until then.
+//!
 //! `RLIMIT_DATA` bounds the bytes of private mappings plus the break (Linux counts private
 //! writable mappings; here every private one, file or not, whatever its protection, since
-//! each takes its own pages); shared file mappings belong to the file and are not counted.
+//! each takes its own pages): the pages each private run holds, so pages given back stop
+//! counting at once; shared file mappings belong to the file and are not counted.
 #![allow(unsafe_code)]
 
 use alloc::collections::BTreeMap;
@@ -79,15 +89,58 @@ const _: () = assert!(PAGE_SIZE == uk_vfs::mmap::MAP_PAGE);
 /// Default size the break may grow to (reserved on first use).
 pub const DEFAULT_BRK_MAX: usize = 1 << 20;
 
+/// A private mapping: exactly one live run of pages of the page source, at the key it is
+/// stored under in [`Mm::maps`] (a partial `munmap` the source accepts leaves the pieces as
+/// mappings, and runs, of their own).
 struct Mapping {
     pages: usize,
-    /// One bit per page: still mapped.
+    /// One bit per page: still mapped (a page stays in the run, unmapped, when the source
+    /// would not take it back alone).
     live: Vec<u64>,
     live_count: usize,
     /// The file and offset a private file mapping was filled from (`MADV_DONTNEED` fills
     /// its pages from there again, as Linux does).
     #[cfg(feature = "vfs")]
     file: Option<(uk_vfs::VnodeRef, u64)>,
+}
+
+impl Mapping {
+    /// Whether page `p` is still mapped.
+    fn is_live(&self, p: usize) -> bool {
+        self.live[p / 64] & (1 << (p % 64)) != 0
+    }
+
+    /// Unmaps page `p` (nothing if it is already).
+    fn unmap(&mut self, p: usize) {
+        if self.is_live(p) {
+            self.live[p / 64] &= !(1 << (p % 64));
+            self.live_count -= 1;
+        }
+    }
+
+    /// The pages `from..to` as a mapping of their own (at `from` pages past this one's
+    /// start): their live bits, and for a file mapping the file offset moved along.
+    fn piece(&self, from: usize, to: usize) -> Mapping {
+        let pages = to - from;
+        let mut live = vec![0u64; pages.div_ceil(64)];
+        let mut live_count = 0;
+        for p in 0..pages {
+            if self.is_live(from + p) {
+                live[p / 64] |= 1 << (p % 64);
+                live_count += 1;
+            }
+        }
+        Mapping {
+            pages,
+            live,
+            live_count,
+            #[cfg(feature = "vfs")]
+            file: self
+                .file
+                .as_ref()
+                .map(|(node, offset)| (node.clone(), offset + (from * PAGE_SIZE) as u64)),
+        }
+    }
 }
 
 /// One page of a shared file mapping.
@@ -172,7 +225,7 @@ impl Mm {
             };
             let m = &self.maps[&start];
             let page = (at - start) / PAGE_SIZE;
-            if m.live[page / 64] & (1 << (page % 64)) == 0 {
+            if !m.is_live(page) {
                 return false;
             }
             at = start + (page + 1) * PAGE_SIZE;
@@ -443,11 +496,17 @@ impl System {
         start
     }
 
-    /// munmap(2): unmaps the pages of `[addr, addr + len)` that this layer mapped; a
-    /// private mapping whose pages are all unmapped goes back to the page source. A page of
+    /// munmap(2): unmaps the pages of `[addr, addr + len)` that this layer mapped. Pages of
+    /// a private mapping go back to the page source at once and stop counting against
+    /// `RLIMIT_DATA`, as on Linux: the whole run when none of its pages stays mapped, else
+    /// the unmapped stretch around the range (with pages unmapped before next to it) through
+    /// [`crate::PageSource::free_part`], and the mapped pages before and after it stay as
+    /// mappings of their own (a private file mapping's keep their file offsets). A source
+    /// that cannot free part of a run (the hosted default, [`crate::HeapPages`]) keeps the
+    /// unmapped pages, still counted, until the run's last page is unmapped. A page of
     /// shared file mappings loses one of the mappings that cover it; its memory stays the
     /// file's (and is freed with the file unless another mapping still covers it). Pages
-    /// of no mapping are ignored (as Linux).
+    /// of no mapping are ignored (as Linux), so unmapping a range again does nothing.
     ///
     /// # Errors
     ///
@@ -490,19 +549,49 @@ impl System {
                 let Some(m) = mm.maps.get_mut(&start) else {
                     continue;
                 };
+                // `start < end` and the mapping ends past `addr`: `first < last`.
                 let first = addr.saturating_sub(start) / PAGE_SIZE;
                 let last = ((end - start) / PAGE_SIZE).min(m.pages);
                 for p in first..last {
-                    if m.live[p / 64] & (1 << (p % 64)) != 0 {
-                        m.live[p / 64] &= !(1 << (p % 64));
-                        m.live_count -= 1;
-                    }
+                    m.unmap(p);
                 }
                 if m.live_count == 0 {
                     let pages = m.pages;
                     mm.maps.remove(&start);
                     mm.data -= pages * PAGE_SIZE;
                     freed.push((start, pages));
+                    continue;
+                }
+                // The unmapped stretch around the range, with pages unmapped earlier (whose
+                // source would not take them then) next to it; some page stays mapped, so
+                // it is not the whole run.
+                let (mut lo, mut hi) = (first, last);
+                while lo > 0 && !m.is_live(lo - 1) {
+                    lo -= 1;
+                }
+                while hi < m.pages && !m.is_live(hi) {
+                    hi += 1;
+                }
+                let (Some(run), Some(part)) = (
+                    NonNull::new(start as *mut u8),
+                    NonNull::new((start + lo * PAGE_SIZE) as *mut u8),
+                ) else {
+                    continue;
+                };
+                // SAFETY: the mapping is exactly a live run of the page source (see
+                // `Mapping`) and `lo..hi` is a non-empty range of its pages. Under the lock,
+                // so the table and the source agree on what the run is.
+                if unsafe { self.pages().free_part(run, m.pages, part, hi - lo) } {
+                    let head = (lo > 0).then(|| m.piece(0, lo));
+                    let tail = (hi < m.pages).then(|| m.piece(hi, m.pages));
+                    mm.maps.remove(&start);
+                    if let Some(head) = head {
+                        mm.maps.insert(start, head);
+                    }
+                    if let Some(tail) = tail {
+                        mm.maps.insert(start + hi * PAGE_SIZE, tail);
+                    }
+                    mm.data -= (hi - lo) * PAGE_SIZE;
                 }
             }
         }
@@ -519,7 +608,9 @@ impl System {
     }
 
     /// mremap(2) of a mapping of this layer: shrinking unmaps the tail and keeps the
-    /// address; growing needs `MREMAP_MAYMOVE` (nothing can be added in place: pages come
+    /// address (the tail's pages go back to the page source at once, and stop counting
+    /// against `RLIMIT_DATA`, when it can free part of a run: see [`System::munmap`]);
+    /// growing needs `MREMAP_MAYMOVE` (nothing can be added in place: pages come
     /// from the page allocator as whole runs), and then moves the contents to a new
     /// anonymous private mapping and unmaps the old range. That is what musl's `realloc`
     /// asks for its large blocks. A moved private file mapping becomes anonymous memory

@@ -36,6 +36,10 @@
 //! ask for. With `alloc-buddy` the heap already is a buddy allocator and serves pages itself.
 //! Without `pages-buddy`, pages always come from the heap backend.
 //!
+//! [`ImageAllocator::pfree_part`] frees part of a run ([`Allocator::pfree_part`]) through
+//! the same routing: the pool's buddy frees any part, a TLSF heap a tail, and a refusal
+//! ([`AllocError::Unsupported`]) leaves the run whole.
+//!
 //! # Accounting
 //!
 //! [`ImageAllocator::stats`] are the heap's statistics ([`Stats`], in requested bytes,
@@ -171,6 +175,29 @@ impl PagePool {
                 self.buddy.pfree(ptr, pages)
             } else {
                 heap.pfree(ptr, pages)
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Allocator::pfree_part`] for a run this pool or `heap` handed out (or a piece
+    /// of one that an earlier partial free left).
+    unsafe fn pfree_part(
+        &mut self,
+        heap: &mut dyn Allocator,
+        run: NonNull<u8>,
+        run_pages: usize,
+        part: NonNull<u8>,
+        part_pages: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: forwarded contract; each run (and every piece of it, which lies in the
+        // same chunk) goes to the allocator it came from.
+        unsafe {
+            if self.owns(run.as_ptr() as usize) {
+                self.buddy.pfree_part(run, run_pages, part, part_pages)
+            } else {
+                heap.pfree_part(run, run_pages, part, part_pages)
             }
         }
     }
@@ -334,6 +361,46 @@ impl ImageAllocator {
         }
         // SAFETY: forwarded contract.
         unsafe { self.heap().lock().pfree(ptr, pages) }
+    }
+
+    /// Frees `part_pages` pages at `part`, a page-aligned part of a live run of `run_pages`
+    /// pages at `run` that [`ImageAllocator::palloc`] returned, and keeps the pages before
+    /// and after the part as runs of their own, each freed later with its own pointer and
+    /// count ([`Allocator::pfree_part`]). Runs of the buddy pool (the default, `pages-buddy`)
+    /// and of an `alloc-buddy` heap can lose any part; runs the TLSF heap served (the
+    /// pool's fallback, or no pool) their tail; a `Region` heap none.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError::Unsupported`] when the owning backend does not free this part (the run
+    /// is then still live whole), and what it detects ([`AllocError::BadFree`] for a part
+    /// outside the run, [`AllocError::DoubleFree`]). Nothing changes on an error.
+    ///
+    /// # Safety
+    ///
+    /// `run` and `run_pages` are exactly the pointer and count of a live run (one `palloc`
+    /// returned, or a piece an earlier `pfree_part` left).
+    pub unsafe fn pfree_part(
+        &self,
+        run: NonNull<u8>,
+        run_pages: usize,
+        part: NonNull<u8>,
+        part_pages: usize,
+    ) -> Result<(), AllocError> {
+        #[cfg(feature = "pages-buddy")]
+        if PAGE_POOL {
+            let mut pool = self.pool().lock();
+            // SAFETY: forwarded contract.
+            return unsafe {
+                pool.pfree_part(&mut *self.heap().lock(), run, run_pages, part, part_pages)
+            };
+        }
+        // SAFETY: forwarded contract.
+        unsafe {
+            self.heap()
+                .lock()
+                .pfree_part(run, run_pages, part, part_pages)
+        }
     }
 
     /// Deallocations through `alloc::` that the backend rejected as bad or double frees.
@@ -527,6 +594,44 @@ mod tests {
         // SAFETY: live run.
         unsafe { a.pfree(again, 200).unwrap() };
         assert_eq!(a.palloc(0), Err(AllocError::NoMem));
+    }
+
+    #[test]
+    fn parts_of_runs_go_back_to_the_allocator_that_served_them() {
+        let a = image(16 << 20);
+        let page = |p: NonNull<u8>, n: usize| p.map_addr(|x| x.saturating_add(n * PAGE_SIZE));
+        let run = a.palloc(12).unwrap();
+        let free = a.available();
+        // SAFETY: `run` is a live run of 12 pages; each call names a live run (it, then the
+        // pieces it leaves) and a part inside it, or outside it where that is refused.
+        unsafe {
+            let outside = a.pfree_part(run, 12, page(run, 12), 1);
+            let want = if BACKEND == "region" && !PAGE_POOL {
+                AllocError::Unsupported
+            } else {
+                AllocError::BadFree
+            };
+            assert_eq!(outside, Err(want));
+            assert_eq!(a.available(), free, "a refusal changes nothing");
+            // Any part of a pool run; a tail of a run the TLSF heap serves.
+            let middle = a.pfree_part(run, 12, page(run, 4), 3);
+            if PAGE_POOL || BACKEND == "buddy" {
+                middle.unwrap();
+                assert_eq!(a.available(), free + 3 * PAGE_SIZE);
+                assert_eq!(a.page_stats().cur_bytes, 9 * PAGE_SIZE);
+                a.pfree(page(run, 7), 5).unwrap();
+                a.pfree_part(run, 4, run, 4).unwrap();
+            } else if BACKEND == "tlsf" {
+                assert_eq!(middle, Err(AllocError::Unsupported));
+                a.pfree_part(run, 12, page(run, 4), 8).unwrap();
+                assert_eq!(a.stats().cur_bytes, 4 * PAGE_SIZE);
+                a.pfree(run, 4).unwrap();
+            } else {
+                assert_eq!(middle, Err(AllocError::Unsupported));
+                a.pfree(run, 12).unwrap();
+            }
+            assert_eq!(a.page_stats().cur_bytes, 0);
+        }
     }
 
     #[test]
