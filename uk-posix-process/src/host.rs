@@ -116,6 +116,12 @@ pub trait PageSource {
         let _ = (run, run_pages, part, part_pages);
         false
     }
+    /// The memory this source's pages come from, in bytes: (all of it, what is free now),
+    /// as `sysinfo` reports them (`totalram`, `freeram`); `None` (the default) when the
+    /// source cannot tell, and `sysinfo` then reports 0 for both.
+    fn memory(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Pages from the global allocator (`alloc::alloc`), page-aligned: the default of a hosted
@@ -188,6 +194,11 @@ impl PageSource for ImagePages {
                 false
             }
         }
+    }
+
+    fn memory(&self) -> Option<(usize, usize)> {
+        let image = uk_rt::allocator();
+        Some((image.total(), image.available()))
     }
 }
 

@@ -144,8 +144,8 @@ pub use host::ImagePages;
 pub use host::{DataLimitHook, ExitHook, HeapPages, PageSource, ThreadHost};
 pub use ids::{Pid, Tid};
 pub use misc::{
-    AFFINITY_MASK, AFFINITY_MASK_SIZE, MACHINE, ROOT_ID, UTS_LEN, Utsname, execve, fork, uname,
-    vfork, wait4,
+    AFFINITY_MASK, AFFINITY_MASK_SIZE, MACHINE, ROOT_ID, SYSINFO_SIZE, Sysinfo, UTS_LEN, Utsname,
+    execve, fork, uname, vfork, wait4,
 };
 pub use mm::{
     DEFAULT_BRK_MAX, MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,

@@ -1,5 +1,5 @@
-//! uname, getrandom, user and group ids, CPU affinity, and the process calls a unikernel
-//! cannot honour.
+//! uname, sysinfo, getrandom, user and group ids, CPU affinity, and the process calls a
+//! unikernel cannot honour.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -166,7 +166,84 @@ pub(crate) fn check_affinity_mask(mask: u64) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Size of Linux's `struct sysinfo` on 64-bit architectures.
+pub const SYSINFO_SIZE: usize = 112;
+
+/// What sysinfo(2) reports (Linux's `struct sysinfo`; byte counts in units of
+/// `mem_unit`, always 1 here).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sysinfo {
+    /// Seconds since boot.
+    pub uptime: i64,
+    /// Load averages over 1, 5 and 15 minutes (fixed point, 1 << 16 = 1.0): not kept, 0.
+    pub loads: [u64; 3],
+    /// All the memory the image's allocator manages.
+    pub totalram: u64,
+    /// What of it is free now.
+    pub freeram: u64,
+    /// Shared memory: not counted, 0.
+    pub sharedram: u64,
+    /// Buffers: none, 0.
+    pub bufferram: u64,
+    /// Swap: none, 0.
+    pub totalswap: u64,
+    /// Free swap: none, 0.
+    pub freeswap: u64,
+    /// Threads alive (Linux counts every task).
+    pub procs: u16,
+    /// High memory: none, 0.
+    pub totalhigh: u64,
+    /// Free high memory: none, 0.
+    pub freehigh: u64,
+    /// Size of the unit the memory fields count in, in bytes.
+    pub mem_unit: u32,
+}
+
+impl Sysinfo {
+    /// The struct as the caller's memory holds it (native byte order, padding zeroed).
+    pub fn to_bytes(&self) -> [u8; SYSINFO_SIZE] {
+        let mut out = [0u8; SYSINFO_SIZE];
+        out[0..8].copy_from_slice(&self.uptime.to_ne_bytes());
+        let [a, b, c] = self.loads;
+        let words = [
+            a,
+            b,
+            c,
+            self.totalram,
+            self.freeram,
+            self.sharedram,
+            self.bufferram,
+            self.totalswap,
+            self.freeswap,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            out[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_ne_bytes());
+        }
+        out[80..82].copy_from_slice(&self.procs.to_ne_bytes());
+        out[88..96].copy_from_slice(&self.totalhigh.to_ne_bytes());
+        out[96..104].copy_from_slice(&self.freehigh.to_ne_bytes());
+        out[104..108].copy_from_slice(&self.mem_unit.to_ne_bytes());
+        out
+    }
+}
+
 impl System {
+    /// sysinfo(2) without the pointer: the time since boot, the memory the page source
+    /// draws from ([`crate::PageSource::memory`]: the image's allocator; 0 when the source
+    /// cannot tell) and the number of threads. musl's `sysconf(_SC_PHYS_PAGES)` and
+    /// `sysconf(_SC_AVPHYS_PAGES)` are these memory figures in pages.
+    pub fn sysinfo(&self) -> Sysinfo {
+        let (total, free) = self.pages().memory().unwrap_or((0, 0));
+        Sysinfo {
+            uptime: (self.monotonic_ns() / 1_000_000_000) as i64,
+            totalram: total as u64,
+            freeram: free as u64,
+            procs: u16::try_from(self.thread_count()).unwrap_or(u16::MAX),
+            mem_unit: 1,
+            ..Sysinfo::default()
+        }
+    }
+
     /// getrandom(2) into a caller buffer: flags first (`EINVAL`), then the buffer
     /// (`EFAULT`), then `uk_random::getrandom` with its errors converted.
     ///

@@ -226,6 +226,13 @@ pub fn sys_uname(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// sysinfo(info): `EFAULT` for a bad pointer.
+pub fn sys_sysinfo(a: &Args) -> SyscallResult {
+    let info = system().sysinfo().to_bytes();
+    UserPtr::<[u8; misc::SYSINFO_SIZE]>::new(a[0]).write(&system().address_space(), info)?;
+    Ok(0)
+}
+
 /// getuid, geteuid, getgid, getegid: [`crate::ROOT_ID`].
 pub fn sys_root_id(_: &Args) -> SyscallResult {
     Ok(misc::ROOT_ID as usize)
@@ -872,6 +879,7 @@ uk_syscall::register!(prlimit64 => sys_prlimit64);
 uk_syscall::register!(getrlimit => sys_getrlimit);
 uk_syscall::register!(setrlimit => sys_setrlimit);
 uk_syscall::register!(uname => sys_uname);
+uk_syscall::register!(sysinfo => sys_sysinfo);
 uk_syscall::register!(sched_yield => sys_sched_yield);
 uk_syscall::register!(getuid => sys_root_id);
 uk_syscall::register!(geteuid => sys_root_id);

@@ -73,7 +73,16 @@ fn pointers_are_checked() {
             call(Sysno::getrandom, [bad, 16, 0, 0, 0, 0]),
             err(Errno::EFAULT)
         );
+        assert_eq!(
+            call(Sysno::sysinfo, [bad, 0, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
     }
+    assert_eq!(call(Sysno::sysinfo, [base, 0, 0, 0, 0, 0]), 0);
+    // SAFETY: the arena is ours; sysinfo wrote a struct sysinfo at its start, whose
+    // mem_unit is at byte 104.
+    let unit = unsafe { std::ptr::read_unaligned((base + 104) as *const u32) };
+    assert_eq!(unit, 1);
     assert_eq!(call(Sysno::uname, [base, 0, 0, 0, 0, 0]), 0);
     // SAFETY: the arena is ours; uname wrote a utsname at its start.
     let name = unsafe { std::slice::from_raw_parts(base as *const u8, 6) };

@@ -532,3 +532,78 @@ fn mremap_growth_counts_against_rlimit_data() {
         "2 pages + 1 byte is 3 pages"
     );
 }
+
+/// A page source that hands out nothing and says how much memory it has.
+struct Measured;
+
+impl PageSource for Measured {
+    fn alloc_pages(&self, _pages: usize) -> Option<core::ptr::NonNull<u8>> {
+        None
+    }
+    unsafe fn free_pages(&self, _ptr: core::ptr::NonNull<u8>, _pages: usize) {}
+    fn memory(&self) -> Option<(usize, usize)> {
+        Some((64 << 20, 10 << 20))
+    }
+}
+
+#[test]
+fn sysinfo_reports_the_page_sources_memory_the_uptime_and_the_threads() {
+    let sys = System::new();
+    // The hosted default (the global allocator) cannot tell: zeros.
+    let info = sys.sysinfo();
+    assert_eq!((info.totalram, info.freeram, info.mem_unit), (0, 0, 1));
+    sys.set_page_source(&Measured);
+    let info = sys.sysinfo();
+    assert_eq!(
+        (info.totalram, info.freeram, info.mem_unit),
+        (64 << 20, 10 << 20, 1)
+    );
+    assert_eq!(info.uptime, (sys.monotonic_ns() / 1_000_000_000) as i64);
+    assert_eq!(usize::from(info.procs), sys.thread_count());
+    assert_eq!((info.totalswap, info.sharedram, info.loads), (0, 0, [0; 3]));
+}
+
+#[test]
+fn sysinfo_bytes_are_linux_struct_sysinfo() {
+    assert_eq!(SYSINFO_SIZE, core::mem::size_of::<libc::sysinfo>());
+    let info = Sysinfo {
+        uptime: 1,
+        loads: [2, 3, 4],
+        totalram: 5,
+        freeram: 6,
+        sharedram: 7,
+        bufferram: 8,
+        totalswap: 9,
+        freeswap: 10,
+        procs: 11,
+        totalhigh: 12,
+        freehigh: 13,
+        mem_unit: 14,
+    };
+    let bytes = info.to_bytes();
+    // SAFETY: `bytes` holds SYSINFO_SIZE bytes, the size of `libc::sysinfo`, a plain C
+    // struct of integers (any bit pattern is a value); the read is unaligned.
+    let c: libc::sysinfo = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    assert_eq!(
+        (
+            c.uptime,
+            c.loads,
+            c.totalram,
+            c.freeram,
+            c.sharedram,
+            c.bufferram
+        ),
+        (1, [2, 3, 4], 5, 6, 7, 8)
+    );
+    assert_eq!(
+        (
+            c.totalswap,
+            c.freeswap,
+            c.procs,
+            c.totalhigh,
+            c.freehigh,
+            c.mem_unit
+        ),
+        (9, 10, 11, 12, 13, 14)
+    );
+}

@@ -214,6 +214,8 @@ pub struct ImageAllocator {
     heap: Locked<HeapBackend>,
     #[cfg(feature = "pages-buddy")]
     pages: spin::Mutex<PagePool>,
+    /// Bytes of every region the allocator took ([`ImageAllocator::total`]).
+    total: core::sync::atomic::AtomicUsize,
 }
 
 impl Default for ImageAllocator {
@@ -230,7 +232,15 @@ impl ImageAllocator {
             heap: Locked::new(HeapBackend::new()),
             #[cfg(feature = "pages-buddy")]
             pages: spin::Mutex::new(PagePool::new()),
+            total: core::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Bytes of memory handed to the allocator: every region [`ImageAllocator::add_memory`]
+    /// took, its metadata included (the image's RAM, as `sysinfo`'s `totalram` reports
+    /// it; [`ImageAllocator::available`] is what of it is free).
+    pub fn total(&self) -> usize {
+        self.total.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     fn heap(&self) -> &Locked<HeapBackend> {
@@ -260,7 +270,10 @@ impl ImageAllocator {
     /// overlaps no other region, and stays so for the image's lifetime.
     pub unsafe fn add_memory(&self, base: *mut u8, len: usize) -> Result<(), AllocError> {
         // SAFETY: forwarded contract.
-        unsafe { self.heap().lock().add_memory(base, len) }
+        unsafe { self.heap().lock().add_memory(base, len) }?;
+        self.total
+            .fetch_add(len, core::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Runs `f` on the heap backend under its lock, for what the other methods do not

@@ -20,6 +20,7 @@
 #include <sys/select.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/time.h>
 #include <sys/times.h>
 #include <sys/uio.h>
@@ -711,6 +712,22 @@ void group_process(void)
 	CHECK_EQ(sysconf(_SC_NPROCESSORS_ONLN), 1);
 	CHECK_EQ(sysconf(_SC_OPEN_MAX), 1024);
 	CHECK(sysconf(_SC_CLK_TCK) > 0);
+
+	/* sysinfo: the image's memory (its 64 MiB less the image itself), what of it is free,
+	 * which 2 MiB of touched malloc take from, and musl's sysconf page counts from it. */
+	struct sysinfo si;
+	CHECK_EQ(sysinfo(&si), 0);
+	CHECK(si.mem_unit == 1 && si.totalram > 32ul << 20 && si.totalram <= 64ul << 20);
+	CHECK(si.freeram > 0 && si.freeram < si.totalram && si.procs >= 1);
+	CHECK_EQ(sysconf(_SC_PHYS_PAGES), (long)(si.totalram / 4096));
+	unsigned long before = si.freeram;
+	char *taken = malloc(2 << 20);
+	CHECK(taken != NULL);
+	if (taken)
+		memset(taken, 1, 2 << 20);
+	CHECK(sysinfo(&si) == 0 && before - si.freeram >= 2ul << 20);
+	free(taken);
+	CHECK(sysinfo(NULL) == -1 && errno == EFAULT);
 	CHECK_EQ(execve("/bin/sh", (char *[]){ "sh", NULL }, (char *[]){ NULL }), -1);
 	CHECK(errno == ENOENT || errno == ENOSYS);
 	CHECK_EQ(fork(), -1);
