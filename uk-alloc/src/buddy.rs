@@ -202,6 +202,63 @@ impl Buddy {
         self.checked
     }
 
+    /// Takes the region that holds `addr` out of the allocator when none of its pages is
+    /// in use, and gives back the memory it managed: the page-aligned part of what
+    /// [`Allocator::add_memory`] was given, its metadata pages included, as (start,
+    /// length). The caller owns that memory again. `None`, with nothing changed, when some
+    /// page of the region is allocated or `addr` lies in no region.
+    ///
+    /// A region whose pages are all free has merged back into the blocks it was cut into
+    /// when it was added (merging stops only at an allocated buddy or the region's edge), so
+    /// the check looks at those few blocks, at most two per order: O(log n). The image's
+    /// page pool uses it to hand an emptied chunk back to the heap.
+    pub fn remove_free_region(&mut self, addr: *const u8) -> Option<(NonNull<u8>, usize)> {
+        let addr = addr as usize;
+        let mut r = self.regions;
+        while !r.is_null() {
+            // SAFETY: the region list holds descriptors written by `add_region`, each at the
+            // start of its region's memory (its metadata pages come before `base`).
+            let (end, next) =
+                unsafe { ((*r).base as usize + ((*r).pages << PAGE_SHIFT), (*r).next) };
+            if r as usize <= addr && addr < end {
+                break;
+            }
+            r = next;
+        }
+        if r.is_null() {
+            return None;
+        }
+        // SAFETY: `r` is a live descriptor of the region list; a page whose free-head bit is
+        // set starts a free block with a valid header (see `free_block`); the descriptor's
+        // address, where the returned memory starts, is not null.
+        unsafe {
+            let (first, pages) = ((*r).base as usize, (*r).pages);
+            let whole = run_blocks(first, pages).all(|(block, order)| {
+                (*r).free_heads.get((*r).page(block))
+                    && (*(*r).ptr(block + FB_OFF).cast::<FreeBlock>()).order == order
+            });
+            if !whole {
+                return None;
+            }
+            for (block, order) in run_blocks(first, pages) {
+                self.unlink(r, (*r).ptr(block + FB_OFF).cast::<FreeBlock>(), order);
+            }
+            // Out of the region list.
+            if self.regions == r {
+                self.regions = (*r).next;
+            } else {
+                let mut prev = self.regions;
+                while (*prev).next != r {
+                    prev = (*prev).next;
+                }
+                (*prev).next = (*r).next;
+            }
+            let start = r.cast::<u8>();
+            let len = first + (pages << PAGE_SHIFT) - start as usize;
+            Some((NonNull::new_unchecked(start), len))
+        }
+    }
+
     fn region_of(&self, addr: usize, len: usize) -> Option<*mut RegionMeta> {
         let mut r = self.regions;
         while !r.is_null() {

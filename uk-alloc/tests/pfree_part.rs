@@ -321,3 +321,93 @@ fn the_region_allocator_and_the_default_refuse_and_change_nothing() {
     }
     assert_eq!(AllocError::Unsupported.errno(), uk_alloc::EINVAL);
 }
+
+/// `Buddy::remove_free_region` gives a region back only once every page of it is free
+/// (after whole and partial frees alike), returns its page-aligned memory, metadata
+/// included, and leaves the other regions serving; anything else changes nothing.
+#[test]
+fn buddy_gives_back_a_region_only_when_all_of_it_is_free() {
+    for checked in [false, true] {
+        let (one, two) = (Arena::new(1 << 20, 100), Arena::new(1 << 20, 0));
+        let mut b = if checked {
+            uk_alloc::Buddy::new_checked()
+        } else {
+            uk_alloc::Buddy::new()
+        };
+        // SAFETY: two arenas of this test, used by nothing else.
+        unsafe {
+            b.add_memory(one.base, one.len).unwrap();
+            b.add_memory(two.base, two.len).unwrap();
+        }
+        let both = b.available();
+        let runs: Vec<_> = (0..6).map(|_| b.palloc(20).unwrap()).collect();
+        let in_one: Vec<_> = runs
+            .iter()
+            .copied()
+            .filter(|r| {
+                (one.base as usize..one.base as usize + one.len).contains(&(r.as_ptr() as usize))
+            })
+            .collect();
+        assert!(!in_one.is_empty(), "some runs come from the first region");
+        let held = state(&b);
+        assert_eq!(b.remove_free_region(one.base.wrapping_add(5000)), None);
+        assert_eq!(b.remove_free_region(std::ptr::null()), None, "in no region");
+        assert_eq!(state(&b), held, "a refusal changes nothing");
+        // Free the first region's runs: one whole, the others in parts.
+        for (i, &r) in in_one.iter().enumerate() {
+            // SAFETY: live runs of 20 pages, each freed once, in pieces or whole.
+            unsafe {
+                if i % 2 == 0 {
+                    b.pfree(r, 20).unwrap();
+                } else {
+                    b.pfree_part(r, 20, at(r, 5), 10).unwrap();
+                    assert_eq!(b.remove_free_region(one.base), None, "pieces still live");
+                    b.pfree(r, 5).unwrap();
+                    b.pfree(at(r, 15), 5).unwrap();
+                }
+            }
+        }
+        // Any address of the region names it, its metadata pages too (the arena starts 100
+        // bytes into a page: the region from the next page on).
+        let aligned = (one.base as usize).next_multiple_of(PAGE_SIZE);
+        assert_eq!(
+            b.remove_free_region(one.base),
+            None,
+            "before the region's first page"
+        );
+        let (start, len) = b
+            .remove_free_region(one.base.wrapping_add(aligned - one.base as usize + 10))
+            .unwrap();
+        assert_eq!(start.as_ptr() as usize, aligned);
+        assert_eq!(
+            len,
+            (one.base as usize + one.len) / PAGE_SIZE * PAGE_SIZE - aligned
+        );
+        assert_eq!(b.remove_free_region(start.as_ptr()), None, "gone already");
+        // The second region serves on; its runs are intact.
+        let rest: Vec<_> = runs
+            .iter()
+            .copied()
+            .filter(|r| !in_one.contains(r))
+            .collect();
+        let live_pages = rest.len() * 20;
+        assert!(b.available() < both - len + PAGE_SIZE);
+        let more = b.palloc(8).unwrap();
+        assert!(
+            (two.base as usize..two.base as usize + two.len).contains(&(more.as_ptr() as usize))
+        );
+        // SAFETY: live runs, each freed once.
+        unsafe {
+            b.pfree(more, 8).unwrap();
+            for r in rest {
+                b.pfree(r, 20).unwrap();
+            }
+        }
+        assert!(live_pages > 0);
+        // The memory given back can be given again.
+        // SAFETY: the memory the allocator gave back, owned by this test again.
+        unsafe { b.add_memory(start.as_ptr(), len).unwrap() };
+        assert_eq!(b.available(), both, "the same pages as before");
+        assert_eq!(b.stats().cur_allocs, 0);
+    }
+}

@@ -28,7 +28,9 @@
 //! the heap: a chunk is a power of two of at least 2 MiB, aligned to its size and twice the
 //! block the request needs (the buddy keeps its metadata in the chunk's first page, so its
 //! largest block is half the chunk). Pages freed go back to the pool, where the buddy merges
-//! them; chunks are not returned to the heap. When the heap cannot spare a whole chunk (or
+//! them, and a chunk whose pages are all free again goes back to the heap (so memory a
+//! burst of page allocations took serves any purpose afterwards; taking a chunk again is
+//! constant time), unless the heap is a `Region`, which would never reuse it. When the heap cannot spare a whole chunk (or
 //! the pool already holds [`MAX_CHUNKS`]), the request is served by the heap backend's own
 //! `palloc`, and `pfree` routes each run back to whichever allocator it came from. This is
 //! what `uk-alloc`'s design favours: every backend accepts memory at any time, the buddy's
@@ -135,7 +137,7 @@ impl PagePool {
             return false;
         };
         // SAFETY: the chunk is a live heap allocation of `bytes` bytes that nobody else
-        // uses; it stays allocated (owned by the pool) for the image's lifetime.
+        // uses; it stays allocated (owned by the pool) until the pool gives it back.
         if unsafe { self.buddy.add_memory(chunk.as_ptr(), bytes) }.is_err() {
             // SAFETY: the chunk was allocated just above and is not used.
             let _ = unsafe { heap.free(chunk) };
@@ -172,11 +174,43 @@ impl PagePool {
         // SAFETY: forwarded contract; each run goes back to the allocator it came from.
         unsafe {
             if self.owns(ptr.as_ptr() as usize) {
-                self.buddy.pfree(ptr, pages)
+                self.buddy.pfree(ptr, pages)?;
+                self.release_if_empty(heap, ptr.as_ptr() as usize);
+                Ok(())
             } else {
                 heap.pfree(ptr, pages)
             }
         }
+    }
+
+    /// Gives the chunk holding `address` back to `heap` if none of its pages is in use any
+    /// more, so that memory the pool no longer needs serves every purpose again (a large
+    /// allocation, another chunk) instead of staying the pool's for good.
+    fn release_if_empty(&mut self, heap: &mut dyn Allocator, address: usize) {
+        // A region (bump) heap keeps what is freed: a chunk given back would be lost.
+        if cfg!(feature = "alloc-region") {
+            return;
+        }
+        let Some(i) = self.chunks[..self.count]
+            .iter()
+            .position(|&(start, end)| (start..end).contains(&address))
+        else {
+            return;
+        };
+        let start = self.chunks[i].0;
+        if self.buddy.remove_free_region(start as *const u8).is_none() {
+            return;
+        }
+        self.count -= 1;
+        self.chunks[i] = self.chunks[self.count];
+        let chunk = NonNull::new(start as *mut u8).expect("a chunk is a heap allocation");
+        // SAFETY: the chunk is the live heap allocation `grow` made, which the buddy no
+        // longer manages (it gave the region back) and nothing else uses.
+        let freed = unsafe { heap.free(chunk) };
+        debug_assert!(
+            freed.is_ok(),
+            "the heap refused a chunk of its own: {freed:?}"
+        );
     }
 
     /// # Safety
@@ -195,7 +229,9 @@ impl PagePool {
         // same chunk) goes to the allocator it came from.
         unsafe {
             if self.owns(run.as_ptr() as usize) {
-                self.buddy.pfree_part(run, run_pages, part, part_pages)
+                self.buddy.pfree_part(run, run_pages, part, part_pages)?;
+                self.release_if_empty(heap, run.as_ptr() as usize);
+                Ok(())
             } else {
                 heap.pfree_part(run, run_pages, part, part_pages)
             }
@@ -595,17 +631,38 @@ mod tests {
         unsafe {
             a.pfree(big, 1000).unwrap();
             a.pfree(many, 300).unwrap();
+        }
+        assert_eq!(a.page_stats().cur_bytes, PAGE_SIZE);
+        // The chunk `many` emptied went back to the heap (not to a region heap, which would
+        // never reuse it); `one`'s stays with the pool, and its free pages are reused
+        // without taking another chunk.
+        let region = cfg!(feature = "alloc-region");
+        let kept = if region {
+            MIN_CHUNK + (4 << 20)
+        } else {
+            MIN_CHUNK
+        };
+        assert_eq!(a.stats().cur_bytes, kept);
+        let again = a.palloc(200).unwrap();
+        assert_eq!(a.stats().cur_bytes, kept);
+        // SAFETY: live runs, each freed once with its count.
+        unsafe {
+            a.pfree(again, 200).unwrap();
             a.pfree(one, 1).unwrap();
-            assert_eq!(a.pfree(one, 1), Err(AllocError::DoubleFree));
         }
         assert_eq!(a.page_stats().cur_bytes, 0);
-        // The chunks stay with the pool.
-        assert_eq!(a.stats().cur_bytes, MIN_CHUNK + (4 << 20));
-        // Freed pages are reused without taking another chunk.
-        let again = a.palloc(200).unwrap();
-        assert_eq!(a.stats().cur_bytes, MIN_CHUNK + (4 << 20));
-        // SAFETY: live run.
-        unsafe { a.pfree(again, 200).unwrap() };
+        // SAFETY: refused; nothing is touched.
+        let again = unsafe { a.pfree(one, 1) };
+        if region {
+            assert_eq!(a.stats().cur_bytes, kept);
+            assert_eq!(again, Err(AllocError::DoubleFree));
+        } else {
+            // Every chunk is back: the heap holds nothing, and all of it can be one block
+            // again. A repeated free names memory of the heap now, which reports it.
+            assert_eq!(a.stats().cur_bytes, 0);
+            assert!(a.max_alloc() > 15 << 20, "{}", a.max_alloc());
+            assert_eq!(again, Err(AllocError::BadFree));
+        }
         assert_eq!(a.palloc(0), Err(AllocError::NoMem));
     }
 
