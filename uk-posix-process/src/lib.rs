@@ -155,7 +155,7 @@ pub use mm::{
 #[cfg(feature = "vfs")]
 pub use poll::FdSets;
 pub use rlimit::Rlimit;
-pub use system::{ChildStart, ROBUST_LIST_HEAD_LEN, System};
+pub use system::{ChildStart, ROBUST_LIST_HEAD_LEN, System, procctl};
 pub use time::Timespec;
 pub use uk_syscall::Errno;
 

@@ -788,7 +788,7 @@ impl System {
     /// `Ok` when `addr..addr + len` (whole pages; nothing for 0) is mapped: by this layer's
     /// mappings or break, or as the image and its RAM; `ENOMEM` otherwise (what `mprotect`
     /// and `msync` say of an unmapped range).
-    fn check_mapped(&self, addr: usize, len: usize) -> Result<(), Errno> {
+    pub(crate) fn check_mapped(&self, addr: usize, len: usize) -> Result<(), Errno> {
         if len == 0 {
             return Ok(());
         }

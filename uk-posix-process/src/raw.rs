@@ -13,7 +13,7 @@ use crate::rlimit::Rlimit;
 use crate::signal::{SigAction, SigInfo, SigStack};
 use crate::system::ChildStart;
 use crate::time::Timespec;
-use crate::{misc, system};
+use crate::{misc, procctl, system};
 
 /// Stack the child of a trapped clone starts on before it resumes the caller's registers
 /// (only `resume_frame` runs there; the child then runs on the clone stack).
@@ -223,6 +223,120 @@ pub fn sys_setrlimit(a: &Args) -> SyscallResult {
 /// uname(buf).
 pub fn sys_uname(a: &Args) -> SyscallResult {
     UserPtr::new(a[0]).write(&system().address_space(), misc::uname())?;
+    Ok(0)
+}
+
+/// getpgid(pid).
+pub fn sys_getpgid(a: &Args) -> SyscallResult {
+    system().getpgid(int(a[0])).map(|p| p as usize)
+}
+
+/// getpgrp(): getpgid(0).
+#[cfg(target_arch = "x86_64")]
+pub fn sys_getpgrp(_: &Args) -> SyscallResult {
+    system().getpgid(0).map(|p| p as usize)
+}
+
+/// getsid(pid).
+pub fn sys_getsid(a: &Args) -> SyscallResult {
+    system().getsid(int(a[0])).map(|p| p as usize)
+}
+
+/// setpgid(pid, pgid).
+pub fn sys_setpgid(a: &Args) -> SyscallResult {
+    system().setpgid(int(a[0]), int(a[1])).map(|()| 0)
+}
+
+/// setsid().
+pub fn sys_setsid(_: &Args) -> SyscallResult {
+    system().setsid().map(|p| p as usize)
+}
+
+/// The `struct sched_param` at `ptr` (its one `int`, the priority), read after the
+/// checks that come first on Linux: `EINVAL` for a NULL pointer or a negative tid.
+fn sched_param(tid: usize, ptr: usize) -> Result<i32, Errno> {
+    if ptr == 0 || int(tid) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    UserPtr::<i32>::new(ptr).read(&system().address_space())
+}
+
+/// sched_getscheduler(pid).
+pub fn sys_sched_getscheduler(a: &Args) -> SyscallResult {
+    system().sched_getscheduler(int(a[0])).map(|p| p as usize)
+}
+
+/// sched_setscheduler(pid, policy, param).
+pub fn sys_sched_setscheduler(a: &Args) -> SyscallResult {
+    if int(a[1]) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let priority = sched_param(a[0], a[2])?;
+    system()
+        .sched_setscheduler(int(a[0]), int(a[1]), priority)
+        .map(|()| 0)
+}
+
+/// sched_getparam(pid, param).
+pub fn sys_sched_getparam(a: &Args) -> SyscallResult {
+    if a[1] == 0 || int(a[0]) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let priority = system().sched_getparam(int(a[0]))?;
+    UserPtr::<i32>::new(a[1]).write(&system().address_space(), priority)?;
+    Ok(0)
+}
+
+/// sched_setparam(pid, param).
+pub fn sys_sched_setparam(a: &Args) -> SyscallResult {
+    let priority = sched_param(a[0], a[1])?;
+    system().sched_setparam(int(a[0]), priority).map(|()| 0)
+}
+
+/// sched_get_priority_max(policy).
+pub fn sys_sched_get_priority_max(a: &Args) -> SyscallResult {
+    procctl::sched_get_priority_max(int(a[0])).map(|p| p as usize)
+}
+
+/// sched_get_priority_min(policy).
+pub fn sys_sched_get_priority_min(a: &Args) -> SyscallResult {
+    procctl::sched_get_priority_min(int(a[0])).map(|p| p as usize)
+}
+
+/// prctl(option, arg2, arg3, arg4, arg5).
+pub fn sys_prctl(a: &Args) -> SyscallResult {
+    system().prctl(int(a[0]), [a[1], a[2], a[3], a[4]])
+}
+
+/// mlock(addr, len).
+pub fn sys_mlock(a: &Args) -> SyscallResult {
+    system().mlock(a[0], a[1], 0).map(|()| 0)
+}
+
+/// mlock2(addr, len, flags).
+pub fn sys_mlock2(a: &Args) -> SyscallResult {
+    system().mlock(a[0], a[1], a[2] as u32).map(|()| 0)
+}
+
+/// mlockall(flags).
+pub fn sys_mlockall(a: &Args) -> SyscallResult {
+    system().mlockall(a[0] as u32).map(|()| 0)
+}
+
+/// munlockall(): nothing to unlock.
+pub fn sys_munlockall(_: &Args) -> SyscallResult {
+    Ok(0)
+}
+
+/// getcpu(cpu, node, cache): CPU 0 and node 0, where the process's threads run; either
+/// pointer may be NULL.
+pub fn sys_getcpu(a: &Args) -> SyscallResult {
+    let space = system().address_space();
+    for ptr in [a[0], a[1]] {
+        if ptr != 0 {
+            UserPtr::<u32>::new(ptr).write(&space, 0)?;
+        }
+    }
     Ok(0)
 }
 
@@ -880,6 +994,25 @@ uk_syscall::register!(getrlimit => sys_getrlimit);
 uk_syscall::register!(setrlimit => sys_setrlimit);
 uk_syscall::register!(uname => sys_uname);
 uk_syscall::register!(sysinfo => sys_sysinfo);
+uk_syscall::register!(getpgid => sys_getpgid);
+#[cfg(target_arch = "x86_64")]
+uk_syscall::register!(getpgrp => sys_getpgrp);
+uk_syscall::register!(getsid => sys_getsid);
+uk_syscall::register!(setpgid => sys_setpgid);
+uk_syscall::register!(setsid => sys_setsid);
+uk_syscall::register!(sched_getscheduler => sys_sched_getscheduler);
+uk_syscall::register!(sched_setscheduler => sys_sched_setscheduler);
+uk_syscall::register!(sched_getparam => sys_sched_getparam);
+uk_syscall::register!(sched_setparam => sys_sched_setparam);
+uk_syscall::register!(sched_get_priority_max => sys_sched_get_priority_max);
+uk_syscall::register!(sched_get_priority_min => sys_sched_get_priority_min);
+uk_syscall::register!(prctl => sys_prctl);
+uk_syscall::register!(mlock => sys_mlock);
+uk_syscall::register!(mlock2 => sys_mlock2);
+uk_syscall::register!(munlock => sys_mlock);
+uk_syscall::register!(mlockall => sys_mlockall);
+uk_syscall::register!(munlockall => sys_munlockall);
+uk_syscall::register!(getcpu => sys_getcpu);
 uk_syscall::register!(sched_yield => sys_sched_yield);
 uk_syscall::register!(getuid => sys_root_id);
 uk_syscall::register!(geteuid => sys_root_id);

@@ -19,6 +19,8 @@ use crate::ids::{DEFAULT_MAX_ID, IdAllocator, Pid, Tid};
 use crate::mm::Mm;
 use crate::rlimit::Limits;
 use crate::signal::{SigProcess, SigThread};
+
+pub mod procctl;
 use uk_syscall::user::{AddressSpace, UserPtr, UserSlice};
 
 /// State touched only with its lock held, on the one CPU of the image.
@@ -101,6 +103,10 @@ struct ThreadEntry {
     tracked: bool,
     exit_code: u8,
     sig: SigThread,
+    /// The thread's name (`prctl(PR_SET_NAME)`), NUL-padded.
+    name: [u8; procctl::NAME_LEN],
+    /// Its scheduling policy (`sched_setscheduler`): one without priorities.
+    policy: i32,
 }
 
 struct Process {
@@ -112,6 +118,29 @@ struct Process {
     ended_cpu_ns: u64,
     /// Context switches of the process's threads that have ended.
     ended_switches: ContextSwitches,
+    /// Process group and session (`setpgid`, `setsid`).
+    pgid: Pid,
+    sid: Pid,
+    /// What `prctl` sets for the process.
+    controls: procctl::Controls,
+}
+
+impl Process {
+    /// A process of parent `ppid`, in the group and session `of` (its creator's) or, for
+    /// the first, in group and session 0 as Linux's init starts.
+    fn new(ppid: Pid, sig: SigProcess, of: Option<&Process>) -> Process {
+        Process {
+            ppid,
+            threads: Vec::new(),
+            group_exit: None,
+            sig,
+            ended_cpu_ns: 0,
+            ended_switches: ContextSwitches::default(),
+            pgid: of.map_or(0, |p| p.pgid),
+            sid: of.map_or(0, |p| p.sid),
+            controls: of.map_or_else(procctl::Controls::default, |p| p.controls.for_child()),
+        }
+    }
 }
 
 /// What a thread or process has used: CPU time and context switches.
@@ -431,17 +460,8 @@ impl System {
             let pid = match st.init {
                 Some(pid) if st.procs.contains_key(&pid) => pid,
                 _ => {
-                    st.procs.insert(
-                        tid,
-                        Process {
-                            ppid: 0,
-                            threads: Vec::new(),
-                            group_exit: None,
-                            sig: SigProcess::default(),
-                            ended_cpu_ns: 0,
-                            ended_switches: ContextSwitches::default(),
-                        },
-                    );
+                    st.procs
+                        .insert(tid, Process::new(0, SigProcess::default(), None));
                     st.init = Some(tid);
                     tid
                 }
@@ -460,6 +480,8 @@ impl System {
                     tracked: false,
                     exit_code: 0,
                     sig: SigThread::default(),
+                    name: procctl::FIRST_NAME,
+                    policy: procctl::SCHED_OTHER,
                 },
             );
         }
@@ -848,6 +870,9 @@ impl System {
             // copy of its creator's signal actions.
             let creator = st.threads.get(&current_key());
             let sig = creator.map_or_else(SigThread::default, |t| SigThread::inherit(&t.sig));
+            let (name, policy) = creator.map_or((procctl::FIRST_NAME, procctl::SCHED_OTHER), |t| {
+                (t.name, t.policy)
+            });
             let actions = creator
                 .and_then(|t| st.procs.get(&t.pid))
                 .map_or_else(SigProcess::default, |p| p.sig.for_new_process());
@@ -858,17 +883,9 @@ impl System {
                 if st.init.is_none_or(|p| !st.procs.contains_key(&p)) {
                     st.init = Some(tid);
                 }
-                st.procs.insert(
-                    tid,
-                    Process {
-                        ppid,
-                        threads: Vec::new(),
-                        group_exit: None,
-                        sig: actions,
-                        ended_cpu_ns: 0,
-                        ended_switches: ContextSwitches::default(),
-                    },
-                );
+                let parent = creator.and_then(|t| st.procs.get(&t.pid));
+                let process = Process::new(ppid, actions, parent);
+                st.procs.insert(tid, process);
                 tid
             };
             if let Some(p) = st.procs.get_mut(&pid) {
@@ -885,6 +902,9 @@ impl System {
                     tracked: true,
                     exit_code: 0,
                     sig,
+                    // A new thread has its creator's name and policy, as on Linux.
+                    name,
+                    policy,
                 },
             );
         }

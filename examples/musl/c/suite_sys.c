@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/select.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -728,6 +729,32 @@ void group_process(void)
 	CHECK(sysinfo(&si) == 0 && before - si.freeram >= 2ul << 20);
 	free(taken);
 	CHECK(sysinfo(NULL) == -1 && errno == EFAULT);
+
+	/* A session of its own (group and session 0 before, as Linux's init), scheduling
+	 * policies without priorities (real-time ones refused), a thread name, memory locking,
+	 * the CPU. */
+	pid_t self = getpid();
+	CHECK_EQ(setsid(), self);
+	CHECK(getpgrp() == self && getsid(0) == self);
+	CHECK(setsid() == -1 && errno == EPERM);
+	struct sched_param sp = { .sched_priority = 0 };
+	int policy = -1;
+	CHECK_EQ(pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp), 0);
+	CHECK(pthread_getschedparam(pthread_self(), &policy, &sp) == 0 && policy == SCHED_BATCH);
+	sp.sched_priority = 10;
+	CHECK_EQ(pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp), EPERM);
+	sp.sched_priority = 0;
+	CHECK_EQ(pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp), 0);
+	CHECK(sched_get_priority_max(SCHED_FIFO) == 99 && sched_get_priority_min(SCHED_RR) == 1);
+	char name[16] = { 0 };
+	CHECK_EQ(prctl(PR_SET_NAME, "suite-process-checks"), 0);
+	CHECK(prctl(PR_GET_NAME, name) == 0 && strcmp(name, "suite-process-c") == 0);
+	static char locked[8192];
+	CHECK_EQ(mlock(locked, sizeof locked), 0);
+	CHECK_EQ(munlock(locked, sizeof locked), 0);
+	CHECK(mlockall(MCL_CURRENT | MCL_FUTURE) == 0 && munlockall() == 0);
+	CHECK(mlockall(0) == -1 && errno == EINVAL);
+	CHECK_EQ(sched_getcpu(), 0);
 	CHECK_EQ(execve("/bin/sh", (char *[]){ "sh", NULL }, (char *[]){ NULL }), -1);
 	CHECK(errno == ENOENT || errno == ENOSYS);
 	CHECK_EQ(fork(), -1);
