@@ -130,6 +130,15 @@ fn mapped(sys: &System, addr: usize, pages: usize) -> bool {
     sys.mremap(addr, pages * P, pages * P, 0, 0) == Ok(addr)
 }
 
+/// Sets `RLIMIT_DATA`'s soft limit to `bytes`.
+fn limit_data(sys: &System, bytes: usize) {
+    let limit = Rlimit {
+        rlim_cur: bytes as u64,
+        rlim_max: rlimit::RLIM_INFINITY,
+    };
+    sys.setrlimit(RLIMIT_DATA, limit).unwrap();
+}
+
 #[test]
 fn munmap_of_a_middle_a_head_and_a_tail_frees_exactly_those_pages() {
     let (sys, source) = setup(64, Parts::Any);
@@ -165,14 +174,7 @@ fn munmap_of_a_middle_a_head_and_a_tail_frees_exactly_those_pages() {
 #[test]
 fn rlimit_data_stops_counting_unmapped_pages_at_once() {
     let (sys, source) = setup(64, Parts::Any);
-    sys.setrlimit(
-        RLIMIT_DATA,
-        Rlimit {
-            rlim_cur: 8 * P as u64,
-            rlim_max: rlimit::RLIM_INFINITY,
-        },
-    )
-    .unwrap();
+    limit_data(&sys, 8 * P);
     let p = sys.mmap(0, 8 * P, RW, ANON, -1, 0).unwrap();
     assert_eq!(sys.mmap(0, 4 * P, RW, ANON, -1, 0), Err(Errno::ENOMEM));
     // Half of it goes: that half may be mapped again (Linux; before, it stayed counted
@@ -278,14 +280,7 @@ fn pages_a_source_kept_go_back_with_a_later_part_next_to_them() {
 fn a_source_that_frees_whole_runs_only_keeps_them_counted_until_the_last_page() {
     let (sys, source) = setup(64, Parts::None);
     let empty = source.available();
-    sys.setrlimit(
-        RLIMIT_DATA,
-        Rlimit {
-            rlim_cur: 8 * P as u64,
-            rlim_max: rlimit::RLIM_INFINITY,
-        },
-    )
-    .unwrap();
+    limit_data(&sys, 8 * P);
     let p = sys.mmap(0, 8 * P, RW, ANON, -1, 0).unwrap();
     stamp(p, 8);
     sys.munmap(p + 2 * P, 4 * P).unwrap();
