@@ -91,6 +91,7 @@ pub mod eventfd;
 mod file;
 pub mod flock;
 pub mod global;
+pub mod memfd;
 pub mod mmap;
 pub mod pipe;
 pub mod poll;

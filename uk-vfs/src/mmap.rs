@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Errno;
 use crate::file::Object;
-use crate::types::O_PATH;
+use crate::types::{F_SEAL_FUTURE_WRITE, F_SEAL_WRITE, O_PATH};
 use crate::vfs::Vfs;
 use crate::vnode::VnodeRef;
 
@@ -249,6 +249,8 @@ impl Vfs {
     /// `EBADF` (`fd` not open, or an `O_PATH` descriptor), `EOVERFLOW` (the mapping would
     /// reach past the largest file offset), `EACCES` (a shared writable mapping of a
     /// descriptor not open for writing, or any mapping of one not open for reading),
+    /// `EPERM` (a shared writable mapping of a file sealed with `F_SEAL_WRITE` or
+    /// `F_SEAL_FUTURE_WRITE`),
     /// `ENODEV` (pipes, eventfds, epoll sets, directories, devices other than `/dev/zero`,
     /// and shared mappings on filesystems other than ramfs), `ENOMEM` (a shared mapping's
     /// memory, see [`Vnode::map_shared`](crate::Vnode::map_shared)). Nothing changes on an
@@ -307,6 +309,15 @@ impl Vfs {
             Object::Node(n) => n.clone(),
             _ => return Err(Errno::ENODEV),
         };
+        // A file sealed against writes (a memfd) takes no new shared writable mapping.
+        if shared
+            && write
+            && node
+                .seals()
+                .is_ok_and(|s| s & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0)
+        {
+            return Err(Errno::EPERM);
+        }
         match node.map_kind() {
             MapKind::Unmappable => Err(Errno::ENODEV),
             kind => Ok((node, kind)),

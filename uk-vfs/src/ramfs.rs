@@ -33,6 +33,7 @@ use spin::Mutex;
 
 use crate::mmap::{Run, SharedMap};
 use crate::types::{
+    F_SEAL_EXEC, F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE,
     FileType, NAME_MAX, RAMFS_MAGIC, S_IFDIR, S_IFMT, S_ISGID, S_ISUID, Stat, StatFs, TimeChange,
     Timespec, makedev,
 };
@@ -102,6 +103,9 @@ struct Meta {
 
 struct FileData {
     size: u64,
+    /// `F_SEAL_*` bits. A file starts with `F_SEAL_SEAL` (it takes no seals), as tmpfs
+    /// files do; a memfd made with `MFD_ALLOW_SEALING` starts with none.
+    seals: u32,
     /// Pages by index. Invariant: bytes at or past `size` are zero in [`Page::Own`] pages,
     /// which exist only below `size`; [`Page::Run`] pages may lie past `size` (a mapping
     /// holds them) and hold there whatever the mapping stored, zeroed when `size` grows
@@ -230,6 +234,7 @@ impl RamNode {
                 })),
                 _ => Body::File(Mutex::new(FileData {
                     size: 0,
+                    seals: F_SEAL_SEAL,
                     pages: BTreeMap::new(),
                 })),
             },
@@ -633,7 +638,8 @@ impl Vnode for RamNode {
             return Ok(0);
         }
         let mut f = f.lock();
-        let n = write_pages(&mut f, offset, buf)?;
+        let end = f.writable_end(offset, offset.saturating_add(buf.len() as u64))?;
+        let n = write_pages(&mut f, offset, &buf[..(end - offset) as usize])?;
         drop(f);
         self.modified();
         Ok(n)
@@ -648,7 +654,8 @@ impl Vnode for RamNode {
             return Ok((0, f.size));
         }
         let end = f.size;
-        let n = write_pages(&mut f, end, buf)?;
+        let stop = f.writable_end(end, end.saturating_add(buf.len() as u64))?;
+        let n = write_pages(&mut f, end, &buf[..(stop - end) as usize])?;
         let new_end = f.size;
         drop(f);
         self.modified();
@@ -666,6 +673,7 @@ impl Vnode for RamNode {
             return Err(Errno::EFBIG);
         }
         let mut f = f.lock();
+        f.check_resize(len)?;
         if len < f.size {
             let first_gone = len.div_ceil(PAGE as u64);
             let gone = f.pages.split_off(&first_gone);
@@ -714,6 +722,12 @@ impl Vnode for RamNode {
     }
 
     fn set_mode(&self, mode: u32) -> Result<(), Errno> {
+        if let Body::File(f) = &self.body {
+            let exec_sealed = f.lock().seals & F_SEAL_EXEC != 0;
+            if exec_sealed && (self.meta.lock().mode ^ mode) & 0o111 != 0 {
+                return Err(Errno::EPERM);
+            }
+        }
         let mut m = self.meta.lock();
         m.mode = (m.mode & S_IFMT) | (mode & 0o7777);
         m.ctime = now();
@@ -804,6 +818,9 @@ impl Vnode for RamNode {
             return Err(Errno::EFBIG);
         }
         let mut f = f.lock();
+        // Under F_SEAL_GROW a range past the end is refused even with KEEP_SIZE (Linux's
+        // shmem).
+        f.check_resize(end.max(f.size))?;
         if keep_size || f.size >= end {
             return Ok(());
         }
@@ -813,6 +830,82 @@ impl Vnode for RamNode {
         drop(f);
         self.modified();
         Ok(())
+    }
+
+    fn seals(&self) -> Result<u32, Errno> {
+        match &self.body {
+            Body::File(f) => Ok(f.lock().seals),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Linux's `memfd_add_seals`: `F_SEAL_EXEC` on an executable file adds the four
+    /// size and write seals with it; `EPERM` once `F_SEAL_SEAL` is held; `EBUSY` for
+    /// `F_SEAL_WRITE` while a page of the file is mapped shared (Linux refuses only
+    /// writable shared mappings; here a read-only one counts too, this layer not knowing
+    /// the mapping's protection).
+    fn add_seals(&self, seals: u32) -> Result<(), Errno> {
+        let Body::File(f) = &self.body else {
+            return Err(Errno::EINVAL);
+        };
+        // Sealing an executable file's mode seals its contents too (W^X), as Linux does.
+        let mut seals = seals;
+        if seals & F_SEAL_EXEC != 0 && self.meta.lock().mode & 0o111 != 0 {
+            seals |= F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+        }
+        let mut f = f.lock();
+        if f.seals & F_SEAL_SEAL != 0 {
+            return Err(Errno::EPERM);
+        }
+        if seals & F_SEAL_WRITE != 0
+            && f.seals & F_SEAL_WRITE == 0
+            && f.pages.values().any(Page::mapped)
+        {
+            return Err(Errno::EBUSY);
+        }
+        f.seals |= seals;
+        Ok(())
+    }
+}
+
+impl FileData {
+    /// Where a write of `offset..end` must stop under the seals: `EPERM` for any write
+    /// under `F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`. Under `F_SEAL_GROW` a write past
+    /// the end stops at the last page boundary within the file, as Linux's page-by-page
+    /// write does (a short write), and is `EPERM` when that leaves nothing.
+    fn writable_end(&self, offset: u64, end: u64) -> Result<u64, Errno> {
+        if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 {
+            return Err(Errno::EPERM);
+        }
+        if end <= self.size || self.seals & F_SEAL_GROW == 0 {
+            return Ok(end);
+        }
+        let cut = self.size - self.size % PAGE as u64;
+        if cut <= offset {
+            return Err(Errno::EPERM);
+        }
+        Ok(cut)
+    }
+
+    /// `EPERM` when the seals forbid the size `len`: smaller under `F_SEAL_SHRINK`,
+    /// larger under `F_SEAL_GROW`.
+    fn check_resize(&self, len: u64) -> Result<(), Errno> {
+        let sealed = (len < self.size && self.seals & F_SEAL_SHRINK != 0)
+            || (len > self.size && self.seals & F_SEAL_GROW != 0);
+        if sealed { Err(Errno::EPERM) } else { Ok(()) }
+    }
+}
+
+/// Lets the ramfs file `node` take seals, starting with `seals` (a memfd made with
+/// `MFD_ALLOW_SEALING`: none, or `F_SEAL_EXEC` with `MFD_NOEXEC_SEAL`). Nothing for
+/// another node.
+pub(crate) fn allow_sealing(node: &VnodeRef, seals: u32) {
+    if let Some(RamNode {
+        body: Body::File(f),
+        ..
+    }) = node.as_any().downcast_ref::<RamNode>()
+    {
+        f.lock().seals = seals;
     }
 }
 

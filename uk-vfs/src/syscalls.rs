@@ -102,6 +102,23 @@ pub fn sys_open(a: &Args) -> SyscallResult {
     sys_openat(&[AT_FDCWD as usize, a[0], a[1], a[2], 0, 0])
 }
 
+/// memfd_create(name, flags): the flags first, then the name (a C string of at most
+/// `MFD_NAME_MAX` bytes: `EINVAL` past that, `EFAULT` for bad memory), as Linux.
+pub fn sys_memfd_create(a: &Args) -> SyscallResult {
+    let flags = a[1] as u32;
+    crate::memfd::check_flags(flags)?;
+    let name = UserCStr::new(a[0])
+        .read(mem(), MFD_NAME_MAX + 1)
+        .map_err(|e| {
+            if e == Errno::ENAMETOOLONG {
+                Errno::EINVAL
+            } else {
+                e
+            }
+        })?;
+    vfs().memfd_create(name, flags).map(|fd| fd as usize)
+}
+
 /// close(fd)
 pub fn sys_close(a: &Args) -> SyscallResult {
     vfs().close(fd(a[0])).map(|_| 0)
@@ -771,6 +788,7 @@ pub fn sys_epoll_ctl(a: &Args) -> SyscallResult {
 
 register!(openat => sys_openat);
 register!(close => sys_close);
+register!(memfd_create => sys_memfd_create);
 register!(read => sys_read);
 register!(write => sys_write);
 register!(pread64 => sys_pread64);

@@ -187,6 +187,37 @@ pub const F_GETFL: u32 = 3;
 pub const F_SETFL: u32 = 4;
 /// `fcntl`: as `F_DUPFD`, with close-on-exec set.
 pub const F_DUPFD_CLOEXEC: u32 = 1030;
+/// `fcntl`: add seals (the argument) to a file that takes them (a memfd).
+pub const F_ADD_SEALS: u32 = 1033;
+/// `fcntl`: the file's seals.
+pub const F_GET_SEALS: u32 = 1034;
+/// Seal: no seal may be added any more.
+pub const F_SEAL_SEAL: u32 = 1;
+/// Seal: the file may not shrink.
+pub const F_SEAL_SHRINK: u32 = 2;
+/// Seal: the file may not grow.
+pub const F_SEAL_GROW: u32 = 4;
+/// Seal: the contents may not change (no `write`, no shared writable mapping).
+pub const F_SEAL_WRITE: u32 = 8;
+/// Seal: as `F_SEAL_WRITE`, except for shared writable mappings made before it.
+pub const F_SEAL_FUTURE_WRITE: u32 = 16;
+/// Seal: the execute permission bits may not change.
+pub const F_SEAL_EXEC: u32 = 32;
+/// Every seal Linux knows.
+pub const F_ALL_SEALS: u32 =
+    F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC;
+/// `memfd_create`: close the descriptor on `execve`.
+pub const MFD_CLOEXEC: u32 = 1;
+/// `memfd_create`: the file takes seals (else it starts sealed with `F_SEAL_SEAL`).
+pub const MFD_ALLOW_SEALING: u32 = 2;
+/// `memfd_create`: huge pages (not offered: `EINVAL`).
+pub const MFD_HUGETLB: u32 = 4;
+/// `memfd_create`: not executable, and sealed so (`F_SEAL_EXEC`); implies sealing.
+pub const MFD_NOEXEC_SEAL: u32 = 8;
+/// `memfd_create`: executable (the default).
+pub const MFD_EXEC: u32 = 0x10;
+/// Longest `memfd_create` name, its NUL left out (Linux's `NAME_MAX` less `"memfd:"`).
+pub const MFD_NAME_MAX: usize = 249;
 /// Descriptor flag: close on `execve`.
 pub const FD_CLOEXEC: u32 = 1;
 

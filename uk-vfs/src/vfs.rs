@@ -284,7 +284,10 @@ impl Vfs {
     }
 
     /// `fcntl` with an integer argument: `F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`,
-    /// `F_SETFD`, `F_GETFL`, `F_SETFL`; `EINVAL` for any other command.
+    /// `F_SETFD`, `F_GETFL`, `F_SETFL`, and a memfd's seals (`F_GET_SEALS`, `F_ADD_SEALS`:
+    /// see [`crate::memfd`]; `EINVAL` for a file that takes none, `EPERM` to add seals
+    /// through a descriptor not open for writing or to a file sealed with
+    /// `F_SEAL_SEAL`); `EINVAL` for any other command.
     pub fn fcntl(&self, fd: Fd, cmd: u32, arg: usize) -> Result<usize, Errno> {
         let mut t = self.table();
         let f = t.get(fd)?.clone();
@@ -306,6 +309,23 @@ impl Vfs {
                 f.flags
                     .store((old & !SETFL_MASK) | (arg & SETFL_MASK), Ordering::Relaxed);
                 Ok(0)
+            }
+            F_GET_SEALS | F_ADD_SEALS => {
+                drop(t);
+                let node = f.object.node().ok_or(Errno::EINVAL)?;
+                let seals = node.seals()?;
+                if cmd == F_GET_SEALS {
+                    return Ok(seals as usize);
+                }
+                // Linux's order: a file that takes no seals, then the access mode, then
+                // unknown seals.
+                if !f.writable() {
+                    return Err(Errno::EPERM);
+                }
+                if arg & !(F_ALL_SEALS as usize) != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                node.add_seals(arg as u32).map(|()| 0)
             }
             _ => Err(Errno::EINVAL),
         }

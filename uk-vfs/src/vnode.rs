@@ -211,6 +211,20 @@ pub trait Vnode: Send + Sync + Any {
     fn map_shared(&self, _first: u64, _pages: usize) -> Result<SharedMap, Errno> {
         Err(Errno::ENODEV)
     }
+
+    /// The file's seals (`F_GET_SEALS`: `F_SEAL_*` bits). The default: a file that
+    /// takes no seals, `EINVAL`.
+    fn seals(&self) -> Result<u32, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// Adds `seals` (`F_ADD_SEALS`; the caller checked they are known `F_SEAL_*` bits).
+    /// The default: a file that takes no seals, `EINVAL`. A file that does returns `EPERM`
+    /// once it holds `F_SEAL_SEAL` and `EBUSY` for `F_SEAL_WRITE` while it is mapped
+    /// shared, and then changes nothing.
+    fn add_seals(&self, _seals: u32) -> Result<(), Errno> {
+        Err(Errno::EINVAL)
+    }
 }
 
 /// Whether two vnode references name the same node.

@@ -303,6 +303,40 @@ static void partial_unmaps_give_memory_back(void)
 		CHECK_EQ(munmap(whole, 16 << 20), 0);
 }
 
+/* memfd_create: an anonymous file shared with a mapping of it, and seals that fix its size
+ * and then its contents (a write seal waits for the shared mapping to go). */
+static void memfds(void)
+{
+	int fd = memfd_create("suite", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	CHECK_EQ(fcntl(fd, F_GETFD), FD_CLOEXEC);
+	CHECK_EQ(ftruncate(fd, PAGE), 0);
+	char *m = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(m != MAP_FAILED);
+	if (m == MAP_FAILED)
+		return;
+	memcpy(m, "through the mapping", 20);
+	char buf[20] = { 0 };
+	CHECK(pread(fd, buf, 20, 0) == 20 && strcmp(buf, "through the mapping") == 0);
+	CHECK_EQ(fcntl(fd, F_GET_SEALS), 0);
+	CHECK_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	CHECK(ftruncate(fd, 0) == -1 && errno == EPERM);
+	CHECK(pwrite(fd, "x", 1, PAGE) == -1 && errno == EPERM);
+	CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) == -1 && errno == EBUSY);
+	CHECK_EQ(munmap(m, PAGE), 0);
+	CHECK_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL), 0);
+	CHECK(write(fd, "x", 1) == -1 && errno == EPERM);
+	CHECK(mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED &&
+	      errno == EPERM);
+	CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == -1 && errno == EPERM);
+	CHECK_EQ(fcntl(fd, F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+	CHECK_EQ(close(fd), 0);
+	errno = 0;
+	CHECK(memfd_create("x", MFD_HUGETLB) == -1 && errno == EINVAL);
+}
+
 void checks_mmap_files(void)
 {
 	private_mappings();
@@ -311,4 +345,5 @@ void checks_mmap_files(void)
 	errors();
 	remapping();
 	partial_unmaps_give_memory_back();
+	memfds();
 }
