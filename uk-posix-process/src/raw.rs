@@ -328,6 +328,28 @@ pub fn sys_munlockall(_: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// getpriority(which, who): Linux's raw value, 20 - nice (1 to 40), so that it is never
+/// negative.
+pub fn sys_getpriority(a: &Args) -> SyscallResult {
+    system()
+        .getpriority(int(a[0]), int(a[1]))
+        .map(|nice| (20 - nice) as usize)
+}
+
+/// setpriority(which, who, nice).
+pub fn sys_setpriority(a: &Args) -> SyscallResult {
+    system()
+        .setpriority(int(a[0]), int(a[1]), int(a[2]))
+        .map(|()| 0)
+}
+
+/// sched_rr_get_interval(pid, interval): no time slices on a cooperative scheduler, 0.
+pub fn sys_sched_rr_get_interval(a: &Args) -> SyscallResult {
+    system().sched_getscheduler(int(a[0]))?;
+    UserPtr::<[i64; 2]>::new(a[1]).write(&system().address_space(), [0, 0])?;
+    Ok(0)
+}
+
 /// getcpu(cpu, node, cache): CPU 0 and node 0, where the process's threads run; either
 /// pointer may be NULL.
 pub fn sys_getcpu(a: &Args) -> SyscallResult {
@@ -730,6 +752,38 @@ pub fn sys_clock_gettime(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// clock_settime(clock, ts).
+pub fn sys_clock_settime(a: &Args) -> SyscallResult {
+    let ts = Timespec::from(UserPtr::<[i64; 2]>::new(a[1]).read(&system().address_space())?);
+    system().clock_settime(int(a[0]), ts).map(|()| 0)
+}
+
+/// settimeofday(tv, tz): `tv` NULL sets nothing; `tz` (obsolete) is read and ignored.
+#[cfg(target_arch = "x86_64")]
+pub fn sys_settimeofday(a: &Args) -> SyscallResult {
+    let space = system().address_space();
+    let tv = match a[0] {
+        0 => None,
+        ptr => Some(UserPtr::<[i64; 2]>::new(ptr).read(&space)?),
+    };
+    if a[1] != 0 {
+        UserPtr::<[i32; 2]>::new(a[1]).read(&space)?;
+    }
+    let Some([sec, usec]) = tv else {
+        return Ok(0);
+    };
+    if !(0..1_000_000).contains(&usec) {
+        return Err(Errno::EINVAL);
+    }
+    let ts = Timespec {
+        tv_sec: sec,
+        tv_nsec: usec * 1000,
+    };
+    system()
+        .clock_settime(crate::time::CLOCK_REALTIME, ts)
+        .map(|()| 0)
+}
+
 /// clock_getres(clock, res): `res` may be NULL (the clock is still checked).
 pub fn sys_clock_getres(a: &Args) -> SyscallResult {
     let res = system().clock_getres(int(a[0]))?;
@@ -1013,6 +1067,12 @@ uk_syscall::register!(munlock => sys_mlock);
 uk_syscall::register!(mlockall => sys_mlockall);
 uk_syscall::register!(munlockall => sys_munlockall);
 uk_syscall::register!(getcpu => sys_getcpu);
+uk_syscall::register!(getpriority => sys_getpriority);
+uk_syscall::register!(setpriority => sys_setpriority);
+uk_syscall::register!(sched_rr_get_interval => sys_sched_rr_get_interval);
+uk_syscall::register!(clock_settime => sys_clock_settime);
+#[cfg(target_arch = "x86_64")]
+uk_syscall::register!(settimeofday => sys_settimeofday);
 uk_syscall::register!(sched_yield => sys_sched_yield);
 uk_syscall::register!(getuid => sys_root_id);
 uk_syscall::register!(geteuid => sys_root_id);

@@ -107,6 +107,8 @@ struct ThreadEntry {
     name: [u8; procctl::NAME_LEN],
     /// Its scheduling policy (`sched_setscheduler`): one without priorities.
     policy: i32,
+    /// Its nice value (`setpriority`), -20 to 19: kept and reported, not weighed.
+    nice: i32,
 }
 
 struct Process {
@@ -482,6 +484,7 @@ impl System {
                     sig: SigThread::default(),
                     name: procctl::FIRST_NAME,
                     policy: procctl::SCHED_OTHER,
+                    nice: 0,
                 },
             );
         }
@@ -870,9 +873,10 @@ impl System {
             // copy of its creator's signal actions.
             let creator = st.threads.get(&current_key());
             let sig = creator.map_or_else(SigThread::default, |t| SigThread::inherit(&t.sig));
-            let (name, policy) = creator.map_or((procctl::FIRST_NAME, procctl::SCHED_OTHER), |t| {
-                (t.name, t.policy)
-            });
+            let (name, policy, nice) = creator
+                .map_or((procctl::FIRST_NAME, procctl::SCHED_OTHER, 0), |t| {
+                    (t.name, t.policy, t.nice)
+                });
             let actions = creator
                 .and_then(|t| st.procs.get(&t.pid))
                 .map_or_else(SigProcess::default, |p| p.sig.for_new_process());
@@ -902,9 +906,11 @@ impl System {
                     tracked: true,
                     exit_code: 0,
                     sig,
-                    // A new thread has its creator's name and policy, as on Linux.
+                    // A new thread has its creator's name, policy and nice value, as on
+                    // Linux.
                     name,
                     policy,
+                    nice,
                 },
             );
         }

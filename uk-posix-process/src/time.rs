@@ -102,6 +102,22 @@ impl System {
         }))
     }
 
+    /// clock_settime(2) without the pointer: sets `CLOCK_REALTIME` to `ts` (the image is
+    /// root, so it may). Sleeps and timers already armed on the real-time clock keep the
+    /// deadlines they were given in monotonic time (Linux moves absolute ones).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for any other clock (Linux's: the monotonic ones cannot be set, CPU-time
+    /// clocks neither) and for a negative second count or nanoseconds outside `0..1e9`.
+    pub fn clock_settime(&self, clock: i32, ts: Timespec) -> Result<(), Errno> {
+        if clock != CLOCK_REALTIME {
+            return Err(Errno::EINVAL);
+        }
+        self.set_realtime_ns(ts.to_ns()?);
+        Ok(())
+    }
+
     /// clock_getres(2) without the pointer: the resolution of `clock`, one tick of the
     /// counter the clocks are read from (the board's: 16 ns for QEMU `virt`'s 62.5 MHz
     /// generic timer, 1 ns for a TSC of a gigahertz or more), rounded up to whole

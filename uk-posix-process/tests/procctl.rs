@@ -25,6 +25,17 @@ fn err(e: Errno) -> isize {
     -(e.into_raw() as isize)
 }
 
+/// Runs `body` on a scheduler thread of the image's global `System` (the raw calls' one),
+/// one test at a time.
+fn on_global_system(body: impl FnOnce() -> i32 + 'static) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(
+        common::world_on(uk_posix_process::system()).run(body),
+        Some(0)
+    );
+}
+
 #[test]
 fn the_first_process_starts_in_group_and_session_0_and_setsid_leads_a_new_one() {
     run_main(|sys, _| {
@@ -282,8 +293,7 @@ fn mlock_succeeds_on_mapped_memory_only() {
 
 #[test]
 fn the_raw_calls_check_pointers_and_arguments_in_linux_order() {
-    let w = common::world_on(uk_posix_process::system());
-    w.run(|| {
+    on_global_system(|| {
         let mut param = 0i32;
         let p = &mut param as *mut i32 as usize;
         assert_eq!(
@@ -342,6 +352,130 @@ fn the_raw_calls_check_pointers_and_arguments_in_linux_order() {
         assert_eq!(raw(Sysno::munlockall, [0; 6]), 0);
         assert_eq!(raw(Sysno::getsid, [0; 6]), raw(Sysno::getsid, [0; 6]));
         assert!(raw(Sysno::getpgid, [0; 6]) >= 0);
+        0
+    });
+}
+
+#[test]
+fn nice_values_are_kept_clamped_and_inherited() {
+    let w = world();
+    let sys = w.sys;
+    w.run(move || {
+        let me = sys.gettid().unwrap();
+        assert_eq!(sys.getpriority(PRIO_PROCESS, 0), Ok(0));
+        assert_eq!(sys.setpriority(PRIO_PROCESS, 0, 10), Ok(()));
+        assert_eq!(sys.getpriority(PRIO_PROCESS, me), Ok(10));
+        assert_eq!(sys.setpriority(PRIO_PROCESS, me, 100), Ok(()));
+        assert_eq!(sys.getpriority(PRIO_PROCESS, 0), Ok(19), "clamped");
+        assert_eq!(sys.setpriority(PRIO_PROCESS, 0, -50), Ok(()));
+        assert_eq!(
+            sys.getpriority(PRIO_PROCESS, 0),
+            Ok(-20),
+            "root may lower it"
+        );
+        sys.setpriority(PRIO_PROCESS, 0, 4).unwrap();
+        // A new thread starts with its creator's value; the group and the user (root)
+        // name both threads, and report the lowest value.
+        let (done, d) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)));
+        let (stop, tid) = (done.clone(), d.clone());
+        let flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD;
+        let args = CloneArgs::from_legacy(flags, common::stack(64 << 10), 0, 0, 0);
+        sys.clone(
+            &args,
+            Via::Clone,
+            call(move || {
+                tid.set(sys.gettid().unwrap());
+                assert_eq!(sys.getpriority(PRIO_PROCESS, 0), Ok(4));
+                while !stop.get() {
+                    uk_sched::yield_now();
+                }
+                0
+            }),
+        )
+        .unwrap();
+        while d.get() == 0 {
+            uk_sched::yield_now();
+        }
+        assert_eq!(sys.setpriority(PRIO_PROCESS, d.get(), -3), Ok(()));
+        assert_eq!(sys.getpriority(PRIO_USER, 0), Ok(-3));
+        assert_eq!(sys.setpriority(PRIO_PGRP, 0, 7), Ok(()));
+        assert_eq!(sys.getpriority(PRIO_PROCESS, d.get()), Ok(7));
+        assert_eq!(sys.getpriority(PRIO_PROCESS, 0), Ok(7));
+        assert_eq!(
+            sys.getpriority(PRIO_USER, 1000),
+            Err(Errno::ESRCH),
+            "only root"
+        );
+        assert_eq!(sys.getpriority(PRIO_PROCESS, me + 500), Err(Errno::ESRCH));
+        assert_eq!(sys.getpriority(PRIO_PGRP, 4242), Err(Errno::ESRCH));
+        assert_eq!(sys.setpriority(3, 0, 0), Err(Errno::EINVAL));
+        assert_eq!(sys.getpriority(-1, 0), Err(Errno::EINVAL));
+        done.set(true);
+        0
+    });
+}
+
+#[test]
+fn the_real_time_clock_can_be_set_and_nothing_else() {
+    use uk_posix_process::time::{CLOCK_MONOTONIC, CLOCK_REALTIME, Timespec};
+    run_main(|sys, _| {
+        let at = Timespec {
+            tv_sec: 1_700_000_000,
+            tv_nsec: 5,
+        };
+        assert_eq!(sys.clock_settime(CLOCK_REALTIME, at), Ok(()));
+        let now = sys.clock_gettime(CLOCK_REALTIME).unwrap();
+        assert!(
+            (1_700_000_000..1_700_000_010).contains(&now.tv_sec),
+            "{now:?}"
+        );
+        let mono = sys.clock_gettime(CLOCK_MONOTONIC).unwrap();
+        assert_eq!(sys.clock_settime(CLOCK_MONOTONIC, at), Err(Errno::EINVAL));
+        assert!(sys.clock_gettime(CLOCK_MONOTONIC).unwrap().tv_sec >= mono.tv_sec);
+        for bad in [
+            Timespec {
+                tv_sec: -1,
+                tv_nsec: 0,
+            },
+            Timespec {
+                tv_sec: 1,
+                tv_nsec: 1_000_000_000,
+            },
+        ] {
+            assert_eq!(sys.clock_settime(CLOCK_REALTIME, bad), Err(Errno::EINVAL));
+        }
+        assert!(sys.clock_gettime(CLOCK_REALTIME).unwrap().tv_sec >= 1_700_000_000);
+    });
+}
+
+#[test]
+fn the_raw_priority_clock_and_interval_calls() {
+    on_global_system(|| {
+        let mut ts = [7i64; 2];
+        let p = ts.as_mut_ptr() as usize;
+        assert_eq!(raw(Sysno::sched_rr_get_interval, [0, p, 0, 0, 0, 0]), 0);
+        assert_eq!(ts, [0, 0]);
+        assert_eq!(
+            raw(Sysno::sched_rr_get_interval, [usize::MAX, p, 0, 0, 0, 0]),
+            err(Errno::EINVAL)
+        );
+        assert_eq!(
+            raw(Sysno::sched_rr_get_interval, [0, 8, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
+        // getpriority reports 20 - nice, never negative.
+        assert_eq!(raw(Sysno::setpriority, [0, 0, 7, 0, 0, 0]), 0);
+        assert_eq!(raw(Sysno::getpriority, [0; 6]), 13);
+        assert_eq!(raw(Sysno::setpriority, [0, 0, usize::MAX - 49, 0, 0, 0]), 0);
+        assert_eq!(raw(Sysno::getpriority, [0; 6]), 40, "-50 clamped to -20");
+        assert_eq!(
+            raw(Sysno::clock_settime, [1, p, 0, 0, 0, 0]),
+            err(Errno::EINVAL)
+        );
+        assert_eq!(
+            raw(Sysno::clock_settime, [0, 8, 0, 0, 0, 0]),
+            err(Errno::EFAULT)
+        );
         0
     });
 }

@@ -755,6 +755,26 @@ void group_process(void)
 	CHECK(mlockall(MCL_CURRENT | MCL_FUTURE) == 0 && munlockall() == 0);
 	CHECK(mlockall(0) == -1 && errno == EINVAL);
 	CHECK_EQ(sched_getcpu(), 0);
+	struct timespec slice = { 1, 1 };
+	CHECK(sched_rr_get_interval(0, &slice) == 0 && slice.tv_sec == 0 && slice.tv_nsec == 0);
+
+	/* Nice values (kept, inherited, clamped; not weighed by the cooperative scheduler). */
+	errno = 0;
+	CHECK(nice(5) == 5 && errno == 0);
+	CHECK_EQ(getpriority(PRIO_PROCESS, 0), 5);
+	CHECK_EQ(setpriority(PRIO_PROCESS, 0, 40), 0);
+	CHECK_EQ(getpriority(PRIO_PROCESS, 0), 19);
+	CHECK(setpriority(PRIO_USER, 1000, 0) == -1 && errno == ESRCH);
+	CHECK_EQ(setpriority(PRIO_PROCESS, 0, 0), 0);
+
+	/* The wall clock can be set (the image is root), and set back. */
+	struct timespec was, set = { 1900000000, 0 }, now;
+	clock_gettime(CLOCK_REALTIME, &was);
+	CHECK_EQ(clock_settime(CLOCK_REALTIME, &set), 0);
+	clock_gettime(CLOCK_REALTIME, &now);
+	CHECK(now.tv_sec >= 1900000000 && now.tv_sec < 1900000010);
+	CHECK(clock_settime(CLOCK_MONOTONIC, &set) == -1 && errno == EINVAL);
+	CHECK_EQ(clock_settime(CLOCK_REALTIME, &was), 0);
 	CHECK_EQ(execve("/bin/sh", (char *[]){ "sh", NULL }, (char *[]){ NULL }), -1);
 	CHECK(errno == ENOENT || errno == ENOSYS);
 	CHECK_EQ(fork(), -1);

@@ -21,6 +21,9 @@
 //! - **`mlock`** and its family succeed on mapped memory (nothing is ever paged out), with
 //!   Linux's checks: `EINVAL` for unknown flags or a range that wraps, `ENOMEM` for a range
 //!   that is not mapped.
+//! - **Nice values** (`setpriority`/`getpriority`, per thread as on Linux, by thread,
+//!   process group or user) are kept, clamped and reported, and a new thread has its
+//!   creator's; the cooperative scheduler does not weigh them.
 //! - **`getcpu`** says CPU 0, node 0: the process's threads run there (see
 //!   `sched_getaffinity`).
 
@@ -90,6 +93,17 @@ pub const MCL_FUTURE: u32 = 2;
 pub const MCL_ONFAULT: u32 = 4;
 /// `mlock2`: lock pages as they are first touched.
 const MLOCK_ONFAULT: u32 = 1;
+
+/// `getpriority`/`setpriority`: `who` is a thread (0: the caller).
+pub const PRIO_PROCESS: i32 = 0;
+/// `getpriority`/`setpriority`: `who` is a process group (0: the caller's).
+pub const PRIO_PGRP: i32 = 1;
+/// `getpriority`/`setpriority`: `who` is a user (0: the caller's, root).
+pub const PRIO_USER: i32 = 2;
+/// The lowest nice value (the highest priority).
+const NICE_MIN: i32 = -20;
+/// The highest nice value.
+const NICE_MAX: i32 = 19;
 
 /// What `prctl` keeps for a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,6 +340,58 @@ impl System {
     pub fn sched_setparam(&self, tid: i32, priority: i32) -> Result<(), Errno> {
         let policy = self.sched_getscheduler(tid)?;
         self.sched_setscheduler(tid, policy, priority)
+    }
+
+    /// Runs `f` on the nice value of every thread `which` and `who` name (Linux's
+    /// `getpriority` targets); `ESRCH` when none, `EINVAL` for an unknown `which`.
+    fn with_nice_of(&self, which: i32, who: i32, mut f: impl FnMut(&mut i32)) -> Result<(), Errno> {
+        if !(PRIO_PROCESS..=PRIO_USER).contains(&which) {
+            return Err(Errno::EINVAL);
+        }
+        let (caller, group) = self.with_caller(|t, p| (t.tid, p.pgid))?;
+        let mut guard = self.state.lock();
+        let st = &mut guard.0;
+        let mut found = false;
+        for t in st.threads.values_mut() {
+            let hit = match which {
+                PRIO_PROCESS => t.tid == if who == 0 { caller } else { who },
+                PRIO_PGRP => {
+                    let pgid = if who == 0 { group } else { who };
+                    st.procs.get(&t.pid).is_some_and(|p| p.pgid == pgid)
+                }
+                // Every thread runs as root (uid 0).
+                _ => who == 0,
+            };
+            if hit {
+                found = true;
+                f(&mut t.nice);
+            }
+        }
+        if found { Ok(()) } else { Err(Errno::ESRCH) }
+    }
+
+    /// getpriority(2): the lowest nice value (the highest priority) of the threads `which`
+    /// ([`PRIO_PROCESS`], [`PRIO_PGRP`], [`PRIO_USER`]) and `who` (0: the caller's) name.
+    /// Nice values are kept and reported; the cooperative scheduler does not weigh them.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unknown `which`; `ESRCH` when `who` names no thread.
+    pub fn getpriority(&self, which: i32, who: i32) -> Result<i32, Errno> {
+        let mut lowest = NICE_MAX;
+        self.with_nice_of(which, who, |n| lowest = lowest.min(*n))?;
+        Ok(lowest)
+    }
+
+    /// setpriority(2): sets the nice value of the threads `which` and `who` name, clamped
+    /// to -20..=19 as Linux clamps it (root may lower it).
+    ///
+    /// # Errors
+    ///
+    /// As [`System::getpriority`].
+    pub fn setpriority(&self, which: i32, who: i32, nice: i32) -> Result<(), Errno> {
+        let nice = nice.clamp(NICE_MIN, NICE_MAX);
+        self.with_nice_of(which, who, |n| *n = nice)
     }
 
     /// The caller thread's name, as `PR_GET_NAME` writes it.
