@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::boxed::Box;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -118,10 +119,30 @@ fn world_of(sys: &'static System, cpu_time: bool) -> World {
 type Body = Box<dyn FnOnce() -> i32>;
 
 /// The entry of a thread running a boxed closure (its argument is the leaked box).
+///
+/// A failed assertion in a world's thread ends the whole test binary: the other threads
+/// of that world often wait for something the failed one would have done, so the run
+/// would otherwise never end, and a hung test says nothing. The panic's message (printed
+/// by the hook before this) names the assertion.
 pub fn boxed_entry(arg: usize) -> i32 {
     // SAFETY: `arg` comes from `boxed` below, taken exactly once.
     let body: Box<Body> = unsafe { Box::from_raw(arg as *mut Body) };
-    body()
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(status) => status,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            // Straight to the process's stderr: the test harness's capture dies with it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "a thread of a test's world panicked, ending the test binary: {message}"
+            );
+            std::process::abort();
+        }
+    }
 }
 
 /// A closure as (entry, arg) for `ChildStart::Call` and `spawn_process`.
