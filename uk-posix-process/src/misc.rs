@@ -110,7 +110,9 @@ pub fn execve() -> Result<usize, Errno> {
     ))
 }
 
-/// wait4(2): there are never children to wait for (no fork), so `ECHILD`.
+/// wait4(2): `ECHILD`. There is no `fork`; a child process `clone` makes without
+/// `CLONE_THREAD` ends without leaving a status behind (no zombie is kept, and its
+/// `exit_signal` is not sent), so there is never a child to wait for.
 ///
 /// # Errors
 ///
