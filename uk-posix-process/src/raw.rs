@@ -350,6 +350,11 @@ pub fn sys_sched_rr_get_interval(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// membarrier(cmd, flags, cpu_id).
+pub fn sys_membarrier(a: &Args) -> SyscallResult {
+    system().membarrier(int(a[0]), a[1] as u32)
+}
+
 /// getcpu(cpu, node, cache): CPU 0 and node 0, where the process's threads run; either
 /// pointer may be NULL.
 pub fn sys_getcpu(a: &Args) -> SyscallResult {
@@ -1067,6 +1072,7 @@ uk_syscall::register!(munlock => sys_mlock);
 uk_syscall::register!(mlockall => sys_mlockall);
 uk_syscall::register!(munlockall => sys_munlockall);
 uk_syscall::register!(getcpu => sys_getcpu);
+uk_syscall::register!(membarrier => sys_membarrier);
 uk_syscall::register!(getpriority => sys_getpriority);
 uk_syscall::register!(setpriority => sys_setpriority);
 uk_syscall::register!(sched_rr_get_interval => sys_sched_rr_get_interval);

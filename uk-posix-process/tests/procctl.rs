@@ -479,3 +479,44 @@ fn the_raw_priority_clock_and_interval_calls() {
         0
     });
 }
+
+#[test]
+fn membarrier_offers_its_commands_with_linux_registration_rules() {
+    run_main(|sys, _| {
+        let offered = sys.membarrier(MEMBARRIER_CMD_QUERY, 0).unwrap() as i32;
+        for cmd in [
+            MEMBARRIER_CMD_GLOBAL,
+            MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE,
+            MEMBARRIER_CMD_GET_REGISTRATIONS,
+        ] {
+            assert_ne!(offered & cmd, 0, "{cmd}");
+        }
+        assert_eq!(offered & 128, 0, "no rseq");
+        assert_eq!(sys.membarrier(MEMBARRIER_CMD_GLOBAL, 0), Ok(0));
+        assert_eq!(sys.membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0), Ok(0));
+        assert_eq!(
+            sys.membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(
+            sys.membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(sys.membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS, 0), Ok(0));
+        assert_eq!(
+            sys.membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0),
+            Ok(0)
+        );
+        assert_eq!(sys.membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0), Ok(0));
+        assert_eq!(
+            sys.membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS, 0),
+            Ok(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED as usize)
+        );
+        assert_eq!(sys.membarrier(MEMBARRIER_CMD_GLOBAL, 1), Err(Errno::EINVAL));
+        assert_eq!(sys.membarrier(128, 0), Err(Errno::EINVAL), "rseq");
+        assert_eq!(sys.membarrier(3, 0), Err(Errno::EINVAL));
+        assert_eq!(sys.membarrier(-1, 0), Err(Errno::EINVAL));
+    });
+}

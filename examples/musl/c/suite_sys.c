@@ -21,6 +21,7 @@
 #include <sys/select.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/time.h>
 #include <sys/times.h>
@@ -755,6 +756,12 @@ void group_process(void)
 	CHECK(mlockall(MCL_CURRENT | MCL_FUTURE) == 0 && munlockall() == 0);
 	CHECK(mlockall(0) == -1 && errno == EINVAL);
 	CHECK_EQ(sched_getcpu(), 0);
+	/* membarrier (no libc wrapper): query, the registration a private barrier needs. */
+	long offered = syscall(SYS_membarrier, 0 /* QUERY */, 0, 0);
+	CHECK(offered > 0 && (offered & 8 /* PRIVATE_EXPEDITED */));
+	CHECK(syscall(SYS_membarrier, 8, 0, 0) == -1 && errno == EPERM);
+	CHECK_EQ(syscall(SYS_membarrier, 16 /* REGISTER_PRIVATE_EXPEDITED */, 0, 0), 0);
+	CHECK_EQ(syscall(SYS_membarrier, 8, 0, 0), 0);
 	struct timespec slice = { 1, 1 };
 	CHECK(sched_rr_get_interval(0, &slice) == 0 && slice.tv_sec == 0 && slice.tv_nsec == 0);
 

@@ -24,6 +24,8 @@
 //! - **Nice values** (`setpriority`/`getpriority`, per thread as on Linux, by thread,
 //!   process group or user) are kept, clamped and reported, and a new thread has its
 //!   creator's; the cooperative scheduler does not weigh them.
+//! - **`membarrier`**: the process's threads share one CPU, so its barriers are a fence on
+//!   the caller's (registration rules as Linux's; no rseq commands).
 //! - **`getcpu`** says CPU 0, node 0: the process's threads run there (see
 //!   `sched_getaffinity`).
 
@@ -105,9 +107,39 @@ const NICE_MIN: i32 = -20;
 /// The highest nice value.
 const NICE_MAX: i32 = 19;
 
-/// What `prctl` keeps for a process.
+/// `membarrier`: the commands offered (the return value).
+pub const MEMBARRIER_CMD_QUERY: i32 = 0;
+/// `membarrier`: a barrier in every thread of every process.
+pub const MEMBARRIER_CMD_GLOBAL: i32 = 1;
+/// `membarrier`: a barrier in every thread of the processes registered for it.
+pub const MEMBARRIER_CMD_GLOBAL_EXPEDITED: i32 = 2;
+/// `membarrier`: register the caller's process for [`MEMBARRIER_CMD_GLOBAL_EXPEDITED`].
+pub const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: i32 = 4;
+/// `membarrier`: a barrier in every thread of the caller's process (registered first).
+pub const MEMBARRIER_CMD_PRIVATE_EXPEDITED: i32 = 8;
+/// `membarrier`: register for [`MEMBARRIER_CMD_PRIVATE_EXPEDITED`].
+pub const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: i32 = 16;
+/// `membarrier`: as [`MEMBARRIER_CMD_PRIVATE_EXPEDITED`], serialising instruction fetch.
+pub const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: i32 = 32;
+/// `membarrier`: register for [`MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE`].
+pub const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: i32 = 64;
+/// `membarrier`: the caller's process's registrations (the return value).
+pub const MEMBARRIER_CMD_GET_REGISTRATIONS: i32 = 512;
+/// The commands `membarrier` offers (the rseq ones are not: there is no rseq).
+const MEMBARRIER_OFFERED: i32 = MEMBARRIER_CMD_GLOBAL
+    | MEMBARRIER_CMD_GLOBAL_EXPEDITED
+    | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED
+    | MEMBARRIER_CMD_PRIVATE_EXPEDITED
+    | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED
+    | MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE
+    | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE
+    | MEMBARRIER_CMD_GET_REGISTRATIONS;
+
+/// What `prctl` and `membarrier` keep for a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Controls {
+    /// `membarrier` registrations (`MEMBARRIER_CMD_REGISTER_*` bits).
+    membarrier: i32,
     pdeathsig: usize,
     dumpable: bool,
     no_new_privs: bool,
@@ -118,6 +150,7 @@ pub(crate) struct Controls {
 impl Default for Controls {
     fn default() -> Self {
         Controls {
+            membarrier: 0,
             pdeathsig: 0,
             dumpable: true,
             no_new_privs: false,
@@ -129,9 +162,11 @@ impl Default for Controls {
 
 impl Controls {
     /// What a new process gets from its creator, as Linux's `fork`: the parent-death
-    /// signal and the subreaper flag are not inherited, the rest is.
+    /// signal, the subreaper flag and the `membarrier` registrations are not inherited,
+    /// the rest is.
     pub(crate) fn for_child(&self) -> Controls {
         Controls {
+            membarrier: 0,
             pdeathsig: 0,
             child_subreaper: false,
             ..*self
@@ -477,6 +512,50 @@ impl System {
             }
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    /// membarrier(2): every thread of the process runs on one CPU (see `sched_getaffinity`)
+    /// and a thread that is not running has passed the full barrier of its last switch,
+    /// so a barrier on the calling CPU is one in every thread; the commands offered
+    /// ([`MEMBARRIER_CMD_QUERY`] lists them) are that, with Linux's registration rules.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for flags other than 0, an unknown command or one not offered (the rseq
+    /// ones); `EPERM` for an expedited private command the process did not register for.
+    pub fn membarrier(&self, cmd: i32, flags: u32) -> Result<usize, Errno> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let registrations = self.with_caller(|_, p| p.controls.membarrier)?;
+        let registered = |register: i32| registrations & register != 0;
+        match cmd {
+            MEMBARRIER_CMD_QUERY => return Ok(MEMBARRIER_OFFERED as usize),
+            MEMBARRIER_CMD_GET_REGISTRATIONS => return Ok(registrations as usize),
+            MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED
+            | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED
+            | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE => {
+                self.with_caller(|_, p| p.controls.membarrier |= cmd)?;
+                return Ok(0);
+            }
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED
+                if !registered(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) =>
+            {
+                return Err(Errno::EPERM);
+            }
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE
+                if !registered(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) =>
+            {
+                return Err(Errno::EPERM);
+            }
+            MEMBARRIER_CMD_GLOBAL
+            | MEMBARRIER_CMD_GLOBAL_EXPEDITED
+            | MEMBARRIER_CMD_PRIVATE_EXPEDITED
+            | MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        Ok(0)
     }
 
     /// mlock2(2) (`mlock` is `flags` 0) and munlock(2) (`flags` 0): memory is never paged
