@@ -129,23 +129,30 @@ impl core::fmt::Display for Expected {
 }
 
 impl TestCase {
-    /// Whether `filter` selects this case: empty filters select everything, otherwise any
-    /// filter that is a substring of `suite::name` does.
+    /// Whether `filters` select this case ([`selects`]).
     pub fn matches<'a>(&self, filters: impl IntoIterator<Item = &'a str>) -> bool {
-        let mut any_filter = false;
-        for filter in filters {
-            any_filter = true;
-            if self.suite.contains(filter)
-                || self.name.contains(filter)
-                || filter
-                    .split_once("::")
-                    .is_some_and(|(s, n)| self.suite.ends_with(s) && self.name.starts_with(n))
-            {
-                return true;
-            }
-        }
-        !any_filter
+        selects(filters, self.suite, self.name)
     }
+}
+
+/// The image's rule for choosing cases, also what a host tool that plans runs (`cargo uk
+/// test`) must agree with: no filter selects every case; a filter selects a case whose
+/// suite or name contains it, or, written `s::n`, one whose suite ends with `s` and whose
+/// name starts with `n`.
+pub fn selects<'a>(filters: impl IntoIterator<Item = &'a str>, suite: &str, name: &str) -> bool {
+    let mut any_filter = false;
+    for filter in filters {
+        any_filter = true;
+        if suite.contains(filter)
+            || name.contains(filter)
+            || filter
+                .split_once("::")
+                .is_some_and(|(s, n)| suite.ends_with(s) && name.starts_with(n))
+        {
+            return true;
+        }
+    }
+    !any_filter
 }
 
 /// Every test case linked into the image, in link order.

@@ -966,18 +966,10 @@ const SLOW_RNG_BYTES: u64 = 16;
 /// Its period: ten minutes, longer than any run, so that it never answers again.
 const SLOW_RNG_PERIOD_MS: u32 = 600_000;
 
-/// Whether the ktest filters `filters` select the case `name` of suite `suite`, by the
-/// image's rule (uk-test's `TestCase::matches`): no filter selects every case; a filter
-/// selects a case whose suite or name contains it, or, written `s::n`, one whose suite ends
-/// with `s` and whose name starts with `n`.
+/// Whether the ktest filters `filters` select the case `name` of suite `suite`: the
+/// image's own rule, [`uk_test::selects`].
 fn selects_case(filters: &[String], (suite, name): (&str, &str)) -> bool {
-    filters.is_empty()
-        || filters.iter().any(|f| {
-            suite.contains(f.as_str())
-                || name.contains(f.as_str())
-                || f.split_once("::")
-                    .is_some_and(|(s, n)| suite.ends_with(s) && name.starts_with(n))
-        })
+    uk_test::selects(filters.iter().map(String::as_str), suite, name)
 }
 
 /// The run of [`SLOW_RNG_CASE`] on `variant`, or `None` when the ktest filters `filters`
