@@ -17,6 +17,13 @@ fn call(f: impl FnOnce() -> i32 + 'static) -> ChildStart {
     ChildStart::Call { entry, arg }
 }
 
+/// Starts `body` on a new thread of the caller's process (its own 64 KiB stack).
+fn spawn_thread(sys: &'static uk_posix_process::System, body: impl FnOnce() -> i32 + 'static) {
+    let flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD;
+    let args = CloneArgs::from_legacy(flags, common::stack(64 << 10), 0, 0, 0);
+    sys.clone(&args, Via::Clone, call(body)).unwrap();
+}
+
 fn raw(n: Sysno, args: [usize; 6]) -> isize {
     dispatch(n as usize, &args)
 }
@@ -196,17 +203,10 @@ fn prctl_names_threads_and_keeps_the_process_flags() {
         // A new thread has its creator's name.
         let theirs = Rc::new(Cell::new([0u8; NAME_LEN]));
         let t = theirs.clone();
-        let flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD;
-        let args = CloneArgs::from_legacy(flags, common::stack(64 << 10), 0, 0, 0);
-        sys.clone(
-            &args,
-            Via::Clone,
-            call(move || {
-                t.set(name(sys));
-                0
-            }),
-        )
-        .unwrap();
+        spawn_thread(sys, move || {
+            t.set(name(sys));
+            0
+        });
         while theirs.get()[0] == 0 {
             uk_sched::yield_now();
         }
@@ -378,21 +378,14 @@ fn nice_values_are_kept_clamped_and_inherited() {
         // name both threads, and report the lowest value.
         let (done, d) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)));
         let (stop, tid) = (done.clone(), d.clone());
-        let flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD;
-        let args = CloneArgs::from_legacy(flags, common::stack(64 << 10), 0, 0, 0);
-        sys.clone(
-            &args,
-            Via::Clone,
-            call(move || {
-                tid.set(sys.gettid().unwrap());
-                assert_eq!(sys.getpriority(PRIO_PROCESS, 0), Ok(4));
-                while !stop.get() {
-                    uk_sched::yield_now();
-                }
-                0
-            }),
-        )
-        .unwrap();
+        spawn_thread(sys, move || {
+            tid.set(sys.gettid().unwrap());
+            assert_eq!(sys.getpriority(PRIO_PROCESS, 0), Ok(4));
+            while !stop.get() {
+                uk_sched::yield_now();
+            }
+            0
+        });
         while d.get() == 0 {
             uk_sched::yield_now();
         }
