@@ -91,13 +91,17 @@ pub struct Flock {
 impl Flock {
     /// Decodes the caller's `struct flock` (native byte order; padding ignored).
     pub fn from_bytes(raw: &[u8; FLOCK_SIZE]) -> Flock {
-        let field = |at: usize, n: usize| &raw[at..at + n];
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[at..at + 8]);
+            i64::from_ne_bytes(b)
+        };
         Flock {
-            l_type: i16::from_ne_bytes(field(0, 2).try_into().expect("2 bytes")),
-            l_whence: i16::from_ne_bytes(field(2, 2).try_into().expect("2 bytes")),
-            l_start: i64::from_ne_bytes(field(8, 8).try_into().expect("8 bytes")),
-            l_len: i64::from_ne_bytes(field(16, 8).try_into().expect("8 bytes")),
-            l_pid: i32::from_ne_bytes(field(24, 4).try_into().expect("4 bytes")),
+            l_type: i16::from_ne_bytes([raw[0], raw[1]]),
+            l_whence: i16::from_ne_bytes([raw[2], raw[3]]),
+            l_start: word(8),
+            l_len: word(16),
+            l_pid: i32::from_ne_bytes([raw[24], raw[25], raw[26], raw[27]]),
         }
     }
 
@@ -352,6 +356,10 @@ fn test(key: LockKey, req: &Record, own: bool) -> Option<Flock> {
 /// `nonblock` (then `EAGAIN`).
 fn set(key: LockKey, req: Record, unlock: bool, nonblock: bool) -> Result<(), Errno> {
     let mut table = TABLE.lock();
+    // Nothing to release on a file without locks: no entry (and no wait) is made for it.
+    if unlock && !table.files.contains_key(&key) {
+        return Ok(());
+    }
     loop {
         let file = table.files.entry(key).or_insert_with(|| FileRecords {
             records: Vec::new(),

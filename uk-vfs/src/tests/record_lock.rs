@@ -347,7 +347,7 @@ fn a_cycle_of_waiting_processes_is_edeadlk() {
         call(&b, fb, F_SETLKW, lock(F_WRLCK, 0, 1)),
         Err(Errno::EDEADLK)
     );
-    // Open file description locks are not followed: they simply wait.
+    // b gives up its byte: a's waiting request gets it.
     assert_eq!(
         call(&b, fb, F_SETLK, lock(F_UNLCK, 1, 1)).map(|_| ()),
         Ok(())
