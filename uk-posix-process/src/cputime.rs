@@ -30,8 +30,12 @@
 //! The rest is 0: `ru_stime` (no kernel mode, above), `ru_minflt` and `ru_majflt` (there
 //! are no page faults: pages are there when mapped), `ru_inblock` and `ru_oublock` (not
 //! counted), and `ru_ixrss`, `ru_idrss`, `ru_isrss`, `ru_nswap`, `ru_msgsnd`,
-//! `ru_msgrcv` and `ru_nsignals`, which Linux does not maintain either. `RUSAGE_CHILDREN`
-//! is all 0: no process here has waited-for children.
+//! `ru_msgrcv` and `ru_nsignals`, which Linux does not maintain either.
+//!
+//! `RUSAGE_CHILDREN`, `times`' `tms_cutime` and the `rusage` of `wait4`/`waitid` count the
+//! children a wait reaped (see [`crate::system::wait`]): each one's own figures and those
+//! of the children it had reaped itself, as on Linux. Their `ru_maxrss` is the image's
+//! figure when the child was reaped, the one figure there is.
 //!
 //! Clock ids: `CLOCK_PROCESS_CPUTIME_ID` and `CLOCK_THREAD_CPUTIME_ID` for the caller, and
 //! Linux's dynamic ids for another process or thread (`clock_getcpuclockid`,
@@ -52,7 +56,7 @@ pub const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
 
 /// `getrusage`: the calling process.
 pub const RUSAGE_SELF: i32 = 0;
-/// `getrusage`: the calling process's waited-for children (none: there is no `fork`).
+/// `getrusage`: the calling process's waited-for children (and theirs).
 pub const RUSAGE_CHILDREN: i32 = -1;
 /// `getrusage`: the calling thread.
 pub const RUSAGE_THREAD: i32 = 1;
@@ -147,7 +151,7 @@ pub struct Tms {
     pub tms_utime: i64,
     /// Time in the kernel: always 0.
     pub tms_stime: i64,
-    /// Waited-for children's CPU time: always 0 (no `fork`).
+    /// Waited-for children's CPU time (and that of their own waited-for children).
     pub tms_cutime: i64,
     /// Waited-for children's kernel time: always 0.
     pub tms_cstime: i64,
@@ -161,11 +165,37 @@ fn timeval(ns: u64) -> Timeval {
     }
 }
 
-fn ticks(ns: u64) -> i64 {
+/// `ns` in clock ticks ([`CLOCK_TICKS_PER_SEC`]), truncated.
+pub(crate) fn ticks(ns: u64) -> i64 {
     (ns / (NSEC_PER_SEC / CLOCK_TICKS_PER_SEC)) as i64
 }
 
+/// A timeval in clock ticks, truncated.
+pub(crate) fn timeval_ticks(tv: &Timeval) -> i64 {
+    let per_tick_us = (1_000_000 / CLOCK_TICKS_PER_SEC) as i64;
+    tv.tv_sec * CLOCK_TICKS_PER_SEC as i64 + tv.tv_usec / per_tick_us
+}
+
+impl Rusage {
+    /// The figures of `used`, with `maxrss_kib` as `ru_maxrss` (the rest 0).
+    pub(crate) fn of(used: crate::system::Usage, maxrss_kib: i64) -> Rusage {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Rusage {
+            ru_utime: timeval(used.cpu_ns),
+            ru_maxrss: maxrss_kib,
+            ru_nvcsw: count(used.switches.voluntary),
+            ru_nivcsw: count(used.switches.involuntary),
+            ..Rusage::default()
+        }
+    }
+}
+
 impl System {
+    /// The most anonymous memory mapped at once, in KiB (`ru_maxrss`).
+    pub(crate) fn data_peak_kib(&self) -> i64 {
+        i64::try_from(self.data_peak() / 1024).unwrap_or(i64::MAX)
+    }
+
     /// The reading of a CPU-time clock (see the module documentation).
     ///
     /// # Errors
@@ -179,8 +209,8 @@ impl System {
     /// getrusage(2) without the pointer: the CPU time and context switches of the caller's
     /// process ([`RUSAGE_SELF`], its ended threads included) or thread
     /// ([`RUSAGE_THREAD`]), with the peak of the mapped anonymous memory for both; or
-    /// nothing for [`RUSAGE_CHILDREN`] (no process here has waited-for children). See the
-    /// module documentation.
+    /// those of its waited-for children ([`RUSAGE_CHILDREN`]). See the module
+    /// documentation.
     ///
     /// # Errors
     ///
@@ -189,17 +219,19 @@ impl System {
         let used = match who {
             RUSAGE_SELF => self.usage(CpuClock::Process(0))?,
             RUSAGE_THREAD => self.usage(CpuClock::Thread(0))?,
-            RUSAGE_CHILDREN => return Ok(Rusage::default()),
+            RUSAGE_CHILDREN => {
+                let children = self.children_usage()?;
+                // No reaped child: nothing to report, the peak included.
+                let peak = if children == crate::system::Usage::default() {
+                    0
+                } else {
+                    self.data_peak_kib()
+                };
+                return Ok(Rusage::of(children, peak));
+            }
             _ => return Err(Errno::EINVAL),
         };
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        Ok(Rusage {
-            ru_utime: timeval(used.cpu_ns),
-            ru_maxrss: count((self.data_peak() / 1024) as u64),
-            ru_nvcsw: count(used.switches.voluntary),
-            ru_nivcsw: count(used.switches.involuntary),
-            ..Rusage::default()
-        })
+        Ok(Rusage::of(used, self.data_peak_kib()))
     }
 
     /// times(2) without the pointer: the process's CPU time in clock ticks, and the
@@ -213,6 +245,7 @@ impl System {
         let used = self.cpu_time_ns(CpuClock::Process(0))?;
         let tms = Tms {
             tms_utime: ticks(used),
+            tms_cutime: ticks(self.children_usage()?.cpu_ns),
             ..Tms::default()
         };
         Ok((tms, ticks(self.monotonic_ns())))

@@ -29,7 +29,9 @@
 //! - **Thread exit** runs in the thread's uk-sched exit callback: `CHILD_CLEARTID` (or
 //!   `set_tid_address`) zeroes the word and wakes one futex waiter, the tid is recycled,
 //!   the last thread ends its process, and the last process ends the run through the exit
-//!   hook (the board's `Platform::exit` with the status; [`System::set_exit_hook`]).
+//!   hook (the board's `Platform::exit` with the status; [`System::set_exit_hook`]). A
+//!   process with a live parent leaves a zombie and sends its exit signal until `wait4` or
+//!   `waitid` reaps it ([`wait`]).
 //! - **Thread pointer**: `arch_prctl(ARCH_SET_FS)` on x86_64 ([`tls`]) keeps it in the
 //!   calling thread, so the scheduler installs it whenever the thread runs.
 //! - **Starting a libc**: [`startup::StartupBlock`] builds the `argv`, `envp` and
@@ -145,7 +147,7 @@ pub use host::{DataLimitHook, ExitHook, HeapPages, PageSource, ThreadHost};
 pub use ids::{Pid, Tid};
 pub use misc::{
     AFFINITY_MASK, AFFINITY_MASK_SIZE, MACHINE, ROOT_ID, SYSINFO_SIZE, Sysinfo, UTS_LEN, Utsname,
-    execve, fork, uname, vfork, wait4,
+    execve, fork, uname, vfork,
 };
 pub use mm::{
     DEFAULT_BRK_MAX, MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
@@ -155,7 +157,7 @@ pub use mm::{
 #[cfg(feature = "vfs")]
 pub use poll::FdSets;
 pub use rlimit::Rlimit;
-pub use system::{ChildStart, ROBUST_LIST_HEAD_LEN, System, procctl};
+pub use system::{ChildStart, ROBUST_LIST_HEAD_LEN, System, procctl, wait};
 pub use time::Timespec;
 pub use uk_syscall::Errno;
 

@@ -110,17 +110,6 @@ pub fn execve() -> Result<usize, Errno> {
     ))
 }
 
-/// wait4(2): `ECHILD`. There is no `fork`; a child process `clone` makes without
-/// `CLONE_THREAD` ends without leaving a status behind (no zombie is kept, and its
-/// `exit_signal` is not sent), so there is never a child to wait for.
-///
-/// # Errors
-///
-/// Always `ECHILD`.
-pub fn wait4() -> Result<usize, Errno> {
-    Err(Errno::ECHILD)
-}
-
 /// The one user and group a unikernel has: root (0), as Unikraft reports it. `getuid`,
 /// `geteuid`, `getgid` and `getegid` return it; `getresuid`/`getresgid` write it three
 /// times; `getgroups` lists no supplementary group.

@@ -5,9 +5,10 @@
 
 use alloc::boxed::Box;
 
-use uk_syscall::user::{UserPtr, UserSlice};
+use uk_syscall::user::{AddressSpace, UserPtr, UserSlice};
 use uk_syscall::{Args, Errno, SyscallResult};
 
+use crate::cputime::Rusage;
 use crate::flags::{CLONE_ARGS_SIZE_VER0, CloneArgs, Via};
 use crate::rlimit::Rlimit;
 use crate::signal::{SigAction, SigInfo, SigStack};
@@ -178,9 +179,60 @@ pub fn sys_exit_group(a: &Args) -> SyscallResult {
     system().exit_group(int(a[0]))
 }
 
-/// wait4: `ECHILD`.
-pub fn sys_wait4(_: &Args) -> SyscallResult {
-    misc::wait4()
+/// `EFAULT` unless `ptr` is NULL or lies in `space`.
+fn check_unless_null<T: Copy>(ptr: UserPtr<T>, space: &AddressSpace) -> Result<(), Errno> {
+    if ptr.is_null() {
+        Ok(())
+    } else {
+        ptr.check(space)
+    }
+}
+
+/// wait4(pid, wstatus, options, rusage): `wstatus` and `rusage` may be NULL; both are
+/// checked before a child is reaped, so a bad pointer loses no child.
+pub fn sys_wait4(a: &Args) -> SyscallResult {
+    let space = system().address_space();
+    let status = UserPtr::<i32>::new(a[1]);
+    let usage = UserPtr::<Rusage>::new(a[3]);
+    check_unless_null(status, &space)?;
+    check_unless_null(usage, &space)?;
+    let Some(reaped) = system().wait4(int(a[0]), int(a[2]))? else {
+        return Ok(0);
+    };
+    if !status.is_null() {
+        status.write(&space, reaped.how.wait_status())?;
+    }
+    if !usage.is_null() {
+        usage.write(&space, reaped.usage)?;
+    }
+    Ok(reaped.pid as usize)
+}
+
+/// waitid(idtype, id, infop, options, rusage): `infop` and `rusage` may be NULL. With
+/// `WNOHANG` and no child ready, `infop`'s first six fields are zeroed (so `si_pid` is 0),
+/// as Linux does, and `rusage` is left alone.
+pub fn sys_waitid(a: &Args) -> SyscallResult {
+    let space = system().address_space();
+    let info = UserPtr::<SigInfo>::new(a[2]);
+    let usage = UserPtr::<Rusage>::new(a[4]);
+    check_unless_null(info, &space)?;
+    check_unless_null(usage, &space)?;
+    match system().waitid(int(a[0]), int(a[1]), int(a[3]))? {
+        Some(reaped) => {
+            if !info.is_null() {
+                info.write(&space, reaped.siginfo())?;
+            }
+            if !usage.is_null() {
+                usage.write(&space, reaped.usage)?;
+            }
+        }
+        None if !info.is_null() => {
+            // si_signo, si_errno, si_code, si_pid, si_uid, si_status: 0.
+            UserPtr::<[u32; 7]>::new(a[2]).write(&space, [0; 7])?;
+        }
+        None => {}
+    }
+    Ok(0)
 }
 
 /// execve: `ENOSYS`.
@@ -1043,6 +1095,7 @@ uk_syscall::register!(futex => sys_futex);
 uk_syscall::register!(exit => sys_exit);
 uk_syscall::register!(exit_group => sys_exit_group);
 uk_syscall::register!(wait4 => sys_wait4);
+uk_syscall::register!(waitid => sys_waitid);
 uk_syscall::register!(execve => sys_execve);
 #[cfg(target_arch = "x86_64")]
 uk_syscall::register!(fork => sys_fork);

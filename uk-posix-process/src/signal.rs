@@ -132,6 +132,9 @@ pub const SIG_DFL: usize = 0;
 /// Handler value: ignore the signal.
 pub const SIG_IGN: usize = 1;
 
+/// `sigaction` flag for `SIGCHLD`: ended children whose exit signal is `SIGCHLD` leave no
+/// zombie (see [`crate::system::wait`]).
+pub const SA_NOCLDWAIT: u64 = 0x0000_0002;
 /// `sigaction` flag: the handler takes `(sig, siginfo_t *, ucontext_t *)`.
 pub const SA_SIGINFO: u64 = 0x0000_0004;
 /// `sigaction` flag: the restorer field is set (kept, not used: handlers return here).
@@ -498,6 +501,14 @@ impl Default for SigProcess {
 }
 
 impl SigProcess {
+    /// What the process's `SIGCHLD` action says about children that end with it:
+    /// (no signal is sent: `SIG_IGN`; no zombie is kept: `SIG_IGN` or `SA_NOCLDWAIT`).
+    pub(crate) fn child_exit_disposition(&self) -> (bool, bool) {
+        let action = &self.actions[SIGCHLD as usize - 1];
+        let ignored = action.handler == SIG_IGN;
+        (ignored, ignored || action.flags & SA_NOCLDWAIT != 0)
+    }
+
     /// A new process's state: a copy of its creator's actions, nothing pending.
     pub(crate) fn for_new_process(&self) -> SigProcess {
         SigProcess {
@@ -701,6 +712,23 @@ pub struct SigInfo {
 }
 
 impl SigInfo {
+    /// The information of `SIGCHLD` about child `pid`, which ended `how` after `cpu_ticks`
+    /// of CPU time (`si_status` where `si_value` lies, `si_utime` after it; `si_stime` 0).
+    pub fn child(pid: Pid, how: crate::system::wait::ExitKind, cpu_ticks: i64) -> SigInfo {
+        let mut rest = [0; 12];
+        rest[0] = cpu_ticks as u64;
+        SigInfo {
+            value: how.si_status() as u32 as u64,
+            _rest: rest,
+            ..SigInfo::new(SIGCHLD, how.si_code(), pid)
+        }
+    }
+
+    /// `si_utime` of a `SIGCHLD`'s information: the child's CPU time in clock ticks.
+    pub fn child_cpu_ticks(&self) -> i64 {
+        self._rest[0] as i64
+    }
+
     /// The information about signal `signo` sent with `si_code` `code` by process `pid`.
     pub fn new(signo: i32, code: i32, pid: Pid) -> SigInfo {
         SigInfo {
@@ -977,6 +1005,10 @@ impl System {
     /// `target` that lets it through.
     fn send_to_process(&self, target: Pid, info: SigInfo, own: bool) -> Result<(), Errno> {
         let sig = info.signo;
+        if self.is_zombie(target) {
+            // It exists until it is waited for, and takes no signal (as on Linux).
+            return Ok(());
+        }
         if sig == 0 {
             return if self.pid_exists(target) {
                 Ok(())
@@ -992,6 +1024,19 @@ impl System {
             self.deliver_pending_signals();
         }
         self.hand_to_a_waiter(target, sig)
+    }
+
+    /// Sends process `target` a signal the layer itself raised (a child's exit signal),
+    /// with `info`, from whatever thread runs: unlike [`System::kill`] this never looks at
+    /// (or adopts) the caller. Nothing happens when `target` has ended.
+    pub(crate) fn notify_process(&self, target: Pid, info: SigInfo) {
+        let sent = self.with_process_signals(target, |p| {
+            enqueue(&mut p.pending, &mut p.queued, info, true)
+        });
+        if matches!(sent, Ok(Ok(()))) {
+            self.note_signal_sent();
+            let _ = self.hand_to_a_waiter(target, info.signo);
+        }
     }
 
     /// Lets the lock-free "no signal was ever sent" check see that one was.
@@ -1214,7 +1259,7 @@ impl System {
             let info = queued.unwrap_or_else(|| SigInfo::new(sig, code, pid));
             match what {
                 Disposition::Drop => {}
-                Disposition::Terminate => self.exit_group(128 + sig),
+                Disposition::Terminate => self.killed_by(sig),
                 Disposition::Handle(action) => {
                     let widen = action.mask
                         | if action.flags & SA_NODEFER != 0 {

@@ -18,9 +18,11 @@ use crate::host::{self, DataLimitHook, ExitHook, PageSource, ThreadHost};
 use crate::ids::{DEFAULT_MAX_ID, IdAllocator, Pid, Tid};
 use crate::mm::Mm;
 use crate::rlimit::Limits;
-use crate::signal::{SigProcess, SigThread};
+use crate::signal::{SIGCHLD, SigProcess, SigThread};
+use wait::{ExitKind, Zombie};
 
 pub mod procctl;
+pub mod wait;
 use uk_syscall::user::{AddressSpace, UserPtr, UserSlice};
 
 /// State touched only with its lock held, on the one CPU of the image.
@@ -114,7 +116,12 @@ struct ThreadEntry {
 struct Process {
     ppid: Pid,
     threads: Vec<Tid>,
-    group_exit: Option<u8>,
+    /// How the process ends, once `exit_group` or a fatal signal decided it.
+    group_exit: Option<ExitKind>,
+    /// The signal its parent gets when it ends (clone's `CSIGNAL` bits).
+    exit_signal: i32,
+    /// What its waited-for children (and their own) used.
+    children_usage: Usage,
     sig: SigProcess,
     /// CPU time of the process's threads that have ended, in nanoseconds.
     ended_cpu_ns: u64,
@@ -130,11 +137,13 @@ struct Process {
 impl Process {
     /// A process of parent `ppid`, in the group and session `of` (its creator's) or, for
     /// the first, in group and session 0 as Linux's init starts.
-    fn new(ppid: Pid, sig: SigProcess, of: Option<&Process>) -> Process {
+    fn new(ppid: Pid, exit_signal: i32, sig: SigProcess, of: Option<&Process>) -> Process {
         Process {
             ppid,
             threads: Vec::new(),
             group_exit: None,
+            exit_signal,
+            children_usage: Usage::default(),
             sig,
             ended_cpu_ns: 0,
             ended_switches: ContextSwitches::default(),
@@ -177,13 +186,15 @@ struct State {
     /// By uk-sched thread id (0: the boot context, outside any scheduler).
     threads: BTreeMap<u64, ThreadEntry>,
     procs: BTreeMap<Pid, Process>,
+    /// Ended processes their parents have not waited for, by pid.
+    zombies: BTreeMap<Pid, Zombie>,
     init: Option<Pid>,
 }
 
 impl State {
-    /// Frees `tid` unless it still names a live process.
+    /// Frees `tid` unless it still names a live process or a zombie.
     fn release_tid(&mut self, tid: Tid) {
-        if !self.procs.contains_key(&tid) {
+        if !self.procs.contains_key(&tid) && !self.zombies.contains_key(&tid) {
             self.ids.free(tid);
         }
     }
@@ -247,6 +258,7 @@ impl System {
                 ids: IdAllocator::new(max_id),
                 threads: BTreeMap::new(),
                 procs: BTreeMap::new(),
+                zombies: BTreeMap::new(),
                 init: None,
             })),
             hooks: Mutex::new(Cpu(Hooks {
@@ -463,7 +475,7 @@ impl System {
                 Some(pid) if st.procs.contains_key(&pid) => pid,
                 _ => {
                     st.procs
-                        .insert(tid, Process::new(0, SigProcess::default(), None));
+                        .insert(tid, Process::new(0, 0, SigProcess::default(), None));
                     st.init = Some(tid);
                     tid
                 }
@@ -758,7 +770,8 @@ impl System {
             child_cleartid: None,
             stack_top: None,
             stack_size: None,
-            exit_signal: 0,
+            // As a `fork`'s child: its parent (if any) gets SIGCHLD and may wait for it.
+            exit_signal: SIGCHLD as u64,
         };
         self.start_thread(name, &plan, ppid, ChildStart::Call { entry, arg })
     }
@@ -888,7 +901,7 @@ impl System {
                     st.init = Some(tid);
                 }
                 let parent = creator.and_then(|t| st.procs.get(&t.pid));
-                let process = Process::new(ppid, actions, parent);
+                let process = Process::new(ppid, plan.exit_signal as i32, actions, parent);
                 st.procs.insert(tid, process);
                 tid
             };
@@ -960,6 +973,7 @@ impl System {
     /// Bookkeeping when a thread ends (its exit callback, or exit of an adopted thread).
     fn thread_ended(&self, key: u64) {
         let mut machine_exit = None;
+        let mut notices = None;
         let (entry, handle) = {
             let mut guard = self.state.lock();
             let st = &mut guard.0;
@@ -982,21 +996,22 @@ impl System {
                 p.ended_switches = total.switches;
                 p.threads.retain(|&t| t != entry.tid);
                 if p.threads.is_empty() {
-                    ended = Some(p.group_exit.unwrap_or(entry.exit_code));
+                    ended = Some(p.group_exit.unwrap_or(ExitKind::Exited(entry.exit_code)));
                 }
             }
-            if let Some(status) = ended {
-                st.procs.remove(&entry.pid);
-                st.ids.free(entry.pid);
-                // Orphans go to the first process (or to none), as Linux reparents to init.
-                let init = st.init.filter(|p| st.procs.contains_key(p)).unwrap_or(0);
-                for p in st.procs.values_mut() {
-                    if p.ppid == entry.pid {
-                        p.ppid = init;
-                    }
+            if let Some(how) = ended
+                && let Some(p) = st.procs.remove(&entry.pid)
+            {
+                // Its zombie (or its id), its exit signal, its children to init.
+                let usage = Usage {
+                    cpu_ns: p.ended_cpu_ns,
+                    switches: p.ended_switches,
                 }
+                .add(p.children_usage);
+                notices =
+                    Some(st.process_ended(entry.pid, p.ppid, p.pgid, p.exit_signal, how, usage));
                 if st.procs.is_empty() {
-                    machine_exit = Some(status);
+                    machine_exit = Some(how.machine_status());
                 }
             }
             st.release_tid(entry.tid);
@@ -1005,6 +1020,9 @@ impl System {
         self.clear_child_tid(entry.clear_child_tid);
         self.futex_pi_owner_ended(entry.tid);
         drop(handle);
+        if let Some(notices) = notices {
+            self.send_notices(notices);
+        }
         if let Some(status) = machine_exit {
             *self.last_exit.lock() = Some(status);
             let hook = self.hooks.lock().0.exit;
@@ -1061,6 +1079,17 @@ impl System {
     /// others are taken out of their scheduler (and out of futex waits) at once, their
     /// `clear_child_tid` words cleared, then the caller exits.
     pub fn exit_group(&self, status: i32) -> ! {
+        self.end_process(ExitKind::Exited(status as u8))
+    }
+
+    /// Ends the caller's process as the default action of `sig` does: as `exit_group`,
+    /// with the parent told that `sig` killed it and the run's status 128 + `sig`.
+    pub(crate) fn killed_by(&self, sig: i32) -> ! {
+        self.end_process(ExitKind::Killed(sig))
+    }
+
+    fn end_process(&self, how: ExitKind) -> ! {
+        let status = i32::from(how.machine_status());
         let key = current_key();
         let _ = self.getpid();
         let killed: Vec<ThreadEntry> = {
@@ -1070,7 +1099,7 @@ impl System {
             let mut killed = Vec::new();
             if let Some(pid) = pid {
                 if let Some(p) = st.procs.get_mut(&pid) {
-                    p.group_exit = Some(status as u8);
+                    p.group_exit = Some(how);
                 }
                 let others: Vec<u64> = st
                     .threads

@@ -306,6 +306,12 @@ fn every_combination_on_a_running_system() {
                     while sys.thread_count() > threads {
                         uk_sched::yield_now();
                     }
+                    if flags & CLONE_THREAD == 0 {
+                        // A child process keeps its pid as a zombie until waited for.
+                        assert!(sys.is_zombie(tid));
+                        let reaped = sys.wait4(tid, uk_posix_process::wait::WALL);
+                        assert_eq!(reaped.unwrap().map(|r| r.pid), Some(tid));
+                    }
                     assert_eq!(sys.ids_in_use(), ids, "the child's ids were recycled");
                 }
             }

@@ -189,3 +189,79 @@ fn a_signal_sent_while_its_thread_is_runnable_runs_when_its_next_call_returns() 
     });
     assert_eq!(status, Some(0));
 }
+
+#[test]
+fn raw_wait4_and_waitid_check_their_pointers_before_reaping() {
+    use uk_posix_process::cputime::Rusage;
+    use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
+    use uk_posix_process::signal::SIGCHLD;
+    use uk_posix_process::wait::{P_ALL, WEXITED, WNOHANG};
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sys = system();
+    let w = world_on(sys);
+    let status = w.run(move || {
+        let call = |n: Sysno, args: [usize; 6]| uk_syscall::dispatch(n as usize, &args);
+        let release = word(0);
+        let (entry, arg) = common::boxed(move || {
+            while release.load(Ordering::SeqCst) == 0 {
+                uk_sched::yield_now();
+            }
+            3
+        });
+        let flags = CLONE_VM | CLONE_FS | CLONE_FILES | SIGCHLD as u64;
+        let a = CloneArgs::from_legacy(flags, 0, 0, 0, 0);
+        let pid = sys
+            .clone(
+                &a,
+                Via::Clone,
+                uk_posix_process::ChildStart::Call { entry, arg },
+            )
+            .unwrap();
+        // waitid with WNOHANG while the child runs: 0, and si_signo..si_status zeroed.
+        let info: &'static mut [u32; 32] = Box::leak(Box::new([0xffff_ffff; 32]));
+        let info_at = info.as_mut_ptr() as usize;
+        let options = (WEXITED | WNOHANG) as usize;
+        assert_eq!(
+            call(Sysno::waitid, [P_ALL as usize, 0, info_at, options, 0, 0]),
+            0
+        );
+        // SAFETY: `info` is leaked; the call wrote into it.
+        let words = unsafe { core::ptr::read_volatile(info_at as *const [u32; 32]) };
+        assert_eq!(&words[..7], &[0; 7]);
+        assert_eq!(words[7], 0xffff_ffff, "only those fields");
+        release.store(1, Ordering::SeqCst);
+        for _ in 0..4 {
+            uk_sched::yield_now();
+        }
+        assert!(sys.is_zombie(pid));
+        // A status or rusage pointer outside caller memory: EFAULT, the child stays.
+        let bad = 8;
+        assert_eq!(
+            call(Sysno::wait4, [pid as usize, bad, 0, 0, 0, 0]),
+            -(Errno::EFAULT.into_raw() as isize)
+        );
+        assert_eq!(
+            call(Sysno::wait4, [pid as usize, 0, 0, bad, 0, 0]),
+            -(Errno::EFAULT.into_raw() as isize)
+        );
+        assert_eq!(
+            call(
+                Sysno::waitid,
+                [P_ALL as usize, 0, bad, WEXITED as usize, 0, 0]
+            ),
+            -(Errno::EFAULT.into_raw() as isize)
+        );
+        assert!(sys.is_zombie(pid), "nothing reaped");
+        let status = word(0);
+        let usage: &'static mut Rusage = Box::leak(Box::default());
+        let usage_at = usage as *mut Rusage as usize;
+        let reaped = call(
+            Sysno::wait4,
+            [pid as usize, addr(status), 0, usage_at, 0, 0],
+        );
+        assert_eq!(reaped, pid as isize);
+        assert_eq!(status.load(Ordering::SeqCst), 3 << 8, "WEXITSTATUS 3");
+        0
+    });
+    assert_eq!(status, Some(0));
+}

@@ -531,6 +531,7 @@ fn surface() -> Vec<Sysno> {
         Sysno::timer_getoverrun,
         Sysno::timer_delete,
         Sysno::wait4,
+        Sysno::waitid,
         Sysno::execve,
         Sysno::prlimit64,
         Sysno::getrlimit,

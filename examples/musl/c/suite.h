@@ -45,6 +45,10 @@ void checks_futex(void);
  * the `memory` group. */
 void checks_mmap_files(void);
 
+/* Checks of child processes: zombies, wait4/waitpid/waitid, SIGCHLD (suite_wait.c), run at
+ * the end of the `process` group. */
+void checks_children(void);
+
 /* Runs every group (or only the one named `only`); prints one line per group and a closing
  * line; returns the failures. */
 int run_suite(const char *only);

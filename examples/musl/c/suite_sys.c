@@ -786,4 +786,5 @@ void group_process(void)
 	CHECK(errno == ENOENT || errno == ENOSYS);
 	CHECK_EQ(fork(), -1);
 	CHECK(errno == ENOSYS || errno == EAGAIN);
+	checks_children();
 }

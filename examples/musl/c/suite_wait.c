@@ -1,0 +1,148 @@
+/*
+ * Child processes (run at the end of the `process` group): clone without CLONE_THREAD
+ * makes a child process whose end leaves a zombie for wait4/waitpid/waitid, with its exit
+ * status or the signal that killed it, sends its exit signal to the parent with
+ * CLD_EXITED/CLD_KILLED information, and adds its CPU time to RUSAGE_CHILDREN. The
+ * children share the parent's memory (CLONE_VM) and its thread pointer, so they only make
+ * calls that succeed (and so leave errno alone).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/times.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+/* One child runs at a time: each is waited for before the next starts. */
+static char child_stack[16384] __attribute__((aligned(16)));
+
+static pid_t start(int (*fn)(void *), int exit_signal, void *arg)
+{
+	return clone(fn, child_stack + sizeof child_stack, CLONE_VM | CLONE_FS | CLONE_FILES | exit_signal,
+		     arg);
+}
+
+static int exit_with(void *arg)
+{
+	return (int)(long)arg;
+}
+
+/* Ends with the byte it reads from the pipe `arg` names. */
+static int exit_with_pipe_byte(void *arg)
+{
+	int *fds = arg;
+	unsigned char c = 0;
+	read(fds[0], &c, 1);
+	return c;
+}
+
+static int killed_by_sigterm(void *arg)
+{
+	(void)arg;
+	kill(getpid(), SIGTERM);
+	return 1;
+}
+
+static int spin(void *arg)
+{
+	volatile unsigned long sum = 0;
+	for (long i = 0; i < 2000000; i++)
+		sum += i;
+	return (int)(long)arg;
+}
+
+static volatile int child_signals, child_code, child_pid, child_status;
+
+static void on_child(int sig, siginfo_t *info, void *context)
+{
+	(void)context;
+	child_signals += sig == SIGCHLD;
+	child_code = info->si_code;
+	child_pid = info->si_pid;
+	child_status = info->si_status;
+}
+
+static long usec(struct timeval tv)
+{
+	return tv.tv_sec * 1000000L + tv.tv_usec;
+}
+
+void checks_children(void)
+{
+	int status = -1;
+	/* An exit status, reaped once. */
+	pid_t pid = start(exit_with, SIGCHLD, (void *)7);
+	CHECK(pid > 1);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+	CHECK(waitpid(pid, &status, 0) == -1 && errno == ECHILD);
+	CHECK(wait(&status) == -1 && errno == ECHILD);
+
+	/* WNOHANG while the child waits for a pipe; then a blocking wait for any child. */
+	int fds[2];
+	CHECK_EQ(pipe(fds), 0);
+	pid = start(exit_with_pipe_byte, SIGCHLD, fds);
+	CHECK_EQ(waitpid(pid, &status, WNOHANG), 0);
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_pid = 12345;
+	CHECK(waitid(P_PID, pid, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0);
+	CHECK_EQ(write(fds[1], "\5", 1), 1);
+	CHECK_EQ(waitpid(-1, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 5);
+	close(fds[0]);
+	close(fds[1]);
+
+	/* Killed by a signal: WIFSIGNALED, not an exit status of 128 + 15. */
+	pid = start(killed_by_sigterm, SIGCHLD, NULL);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM && !WIFEXITED(status));
+
+	/* SIGCHLD with its information; waitid looks with WNOWAIT, then reaps. */
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_child;
+	sa.sa_flags = SA_SIGINFO;
+	CHECK_EQ(sigaction(SIGCHLD, &sa, &old), 0);
+	pid = start(exit_with, SIGCHLD, (void *)9);
+	memset(&si, 0, sizeof si);
+	CHECK_EQ(waitid(P_PID, pid, &si, WEXITED | WNOWAIT), 0);
+	CHECK(si.si_signo == SIGCHLD && si.si_code == CLD_EXITED && si.si_pid == pid && si.si_status == 9);
+	sched_yield();
+	CHECK(child_signals == 1 && child_code == CLD_EXITED && child_pid == pid && child_status == 9);
+	memset(&si, 0, sizeof si);
+	CHECK(waitid(P_ALL, 0, &si, WEXITED) == 0 && si.si_pid == pid);
+	CHECK(waitid(P_ALL, 0, &si, WEXITED | WNOHANG) == -1 && errno == ECHILD);
+	CHECK(waitid(P_ALL, 0, &si, WNOHANG) == -1 && errno == EINVAL);
+	CHECK_EQ(sigaction(SIGCHLD, &old, NULL), 0);
+
+	/* A child with no exit signal is a "clone" child: only __WCLONE or __WALL waits see it. */
+	pid = start(exit_with, 0, (void *)3);
+	CHECK(waitpid(pid, &status, 0) == -1 && errno == ECHILD);
+	CHECK_EQ(waitpid(pid, &status, __WALL), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+
+	/* The CPU time of a reaped child: in wait4's rusage, RUSAGE_CHILDREN and times(). */
+	struct rusage child, children;
+	pid = start(spin, SIGCHLD, NULL);
+	CHECK_EQ(wait4(pid, &status, 0, &child), pid);
+	CHECK(usec(child.ru_utime) > 0);
+	CHECK_EQ(getrusage(RUSAGE_CHILDREN, &children), 0);
+	CHECK(usec(children.ru_utime) >= usec(child.ru_utime));
+	struct tms tms;
+	CHECK(times(&tms) != (clock_t)-1 && tms.tms_cutime == (clock_t)(usec(children.ru_utime) / 10000));
+
+	/* A parent ignoring SIGCHLD keeps no zombies: the wait ends with ECHILD once the child
+	 * is gone. */
+	signal(SIGCHLD, SIG_IGN);
+	pid = start(exit_with, SIGCHLD, (void *)1);
+	CHECK(waitpid(-1, &status, 0) == -1 && errno == ECHILD);
+	CHECK(kill(pid, 0) == -1 && errno == ESRCH);
+	signal(SIGCHLD, SIG_DFL);
+	CHECK(waitpid(-1, &status, 0x10) == -1 && errno == EINVAL);
+}
