@@ -954,10 +954,12 @@ impl System {
         })?
     }
 
-    /// `kill(pid, sig)`: sends `sig` to a process (`pid` > 0), or to the caller's own
-    /// (`pid` 0 or -1, or minus the caller's pid: its process group); signal 0 only checks
-    /// that the process exists. A signal for the caller's process is delivered to the
-    /// caller before this returns unless it blocks it.
+    /// `kill(pid, sig)`: sends `sig` to a process (`pid` > 0), to every process of the
+    /// caller's process group (`pid` 0) or of group `-pid` (`pid` < -1), or to every
+    /// process but init and the caller's (`pid` -1), as Linux does; signal 0 only checks
+    /// that there is such a process. A zombie takes the signal without effect. A signal
+    /// for the caller's process is delivered to the caller before this returns unless it
+    /// blocks it (after the other processes were sent theirs).
     ///
     /// # Errors
     ///
@@ -967,13 +969,18 @@ impl System {
             check_signal(sig)?;
         }
         let own = self.getpid()?;
-        let target = match pid {
-            0 | -1 => own,
-            p if p < -1 && p.unsigned_abs() as Pid == own => own,
-            p if p > 0 => p as Pid,
-            _ => return Err(Errno::ESRCH),
-        };
-        self.send_to_process(target, SigInfo::new(sig, SI_USER, own), false)
+        let mut result = Err(Errno::ESRCH);
+        for target in self.kill_targets(pid)? {
+            // Another process keeps the information (its si_pid is the sender's, not the
+            // receiver's, which is what a bare instance gets at delivery).
+            let info = SigInfo::new(sig, SI_USER, own);
+            let sent = self.send_to_process(target, info, target != own);
+            // Success when any process got it (Linux's rule for groups).
+            if result.is_err() {
+                result = sent;
+            }
+        }
+        result
     }
 
     /// `rt_sigqueueinfo(pid, sig, info)` (`sigqueue`): sends `sig` to process `pid` with the

@@ -9,9 +9,10 @@ use std::rc::Rc;
 use common::{boxed, on_signal, spawn, world, world_counting_cpu_time};
 use uk_posix_process::cputime::RUSAGE_CHILDREN;
 use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
+use uk_posix_process::procctl::{PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG};
 use uk_posix_process::signal::{
-    SA_NOCLDWAIT, SA_RESTART, SIG_BLOCK, SIG_IGN, SIGCHLD, SIGKILL, SIGTERM, SIGUSR1, SigAction,
-    sig_bit,
+    SA_NOCLDWAIT, SA_RESTART, SIG_BLOCK, SIG_IGN, SIGCHLD, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2,
+    SigAction, sig_bit,
 };
 use uk_posix_process::wait::*;
 use uk_posix_process::{ChildStart, Errno, Pid, System};
@@ -185,7 +186,7 @@ fn a_child_killed_by_a_signal_is_reported_so() {
     let sys = w.sys;
     let status = w.run(move || {
         let pid = sigchld_child(sys, move || {
-            sys.kill(0, SIGTERM).unwrap();
+            sys.kill(sys.getpid().unwrap(), SIGTERM).unwrap();
             unreachable!("SIGTERM's default action ends the process")
         });
         let reaped = sys.wait4(-1, 0).unwrap().unwrap();
@@ -441,6 +442,116 @@ fn reaped_children_count_in_rusage_children_and_times() {
         );
         let (tms, _) = sys.times().unwrap();
         assert_eq!(tms.tms_cutime, 5, "50 ms in 10 ms ticks");
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+/// A child that blocks `SIGUSR2` and waits for it; ends with 1 when it came from `from`.
+fn waits_for_sigusr2(sys: &'static System, from: Pid) -> impl FnOnce() -> i32 + 'static {
+    move || {
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR2)))
+            .unwrap();
+        let info = sys.rt_sigtimedwait(sig_bit(SIGUSR2), None).unwrap();
+        i32::from(info.pid == from)
+    }
+}
+
+#[test]
+fn kill_reaches_process_groups_and_everyone_as_linux_picks_them() {
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        let me = sys.getpid().unwrap();
+        assert_eq!(sys.kill(-1, 0), Err(Errno::ESRCH), "nobody but init and me");
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR2)))
+            .unwrap();
+        // Group 0 (the caller's): the child and the caller.
+        let same = sigchld_child(sys, waits_for_sigusr2(sys, me));
+        settle();
+        sys.kill(0, SIGUSR2).unwrap();
+        assert_eq!(sys.wait4(same, 0).unwrap().unwrap().how, exited(1));
+        assert_ne!(sys.sigpending().unwrap() & sig_bit(SIGUSR2), 0, "mine too");
+        let taken = sys.rt_sigtimedwait(sig_bit(SIGUSR2), None).unwrap();
+        assert_eq!(taken.pid, me);
+        // Group -pgid: only the processes of that group.
+        let other = sigchld_child(sys, waits_for_sigusr2(sys, me));
+        sys.setpgid(other, other).unwrap();
+        settle();
+        assert_eq!(sys.kill(-other, 0), Ok(()));
+        assert_eq!(sys.kill(-(other + 1000), SIGUSR2), Err(Errno::ESRCH));
+        sys.kill(-other, SIGUSR2).unwrap();
+        assert_eq!(sys.wait4(other, 0).unwrap().unwrap().how, exited(1));
+        assert_eq!(sys.sigpending().unwrap() & sig_bit(SIGUSR2), 0, "not mine");
+        // -1: every process but init (here the caller itself).
+        let any = sigchld_child(sys, waits_for_sigusr2(sys, me));
+        settle();
+        sys.kill(-1, SIGUSR2).unwrap();
+        assert_eq!(sys.wait4(any, 0).unwrap().unwrap().how, exited(1));
+        assert_eq!(sys.sigpending().unwrap() & sig_bit(SIGUSR2), 0);
+        assert_eq!(sys.kill(i32::MIN, SIGUSR2), Err(Errno::ESRCH));
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn a_parent_death_signal_comes_when_the_parent_ends() {
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        let grandchild = Rc::new(Cell::new(0));
+        let g = grandchild.clone();
+        let middle = sigchld_child(sys, move || {
+            let me = sys.getpid().unwrap();
+            g.set(sigchld_child(sys, move || {
+                sys.prctl(PR_SET_PDEATHSIG, [SIGUSR2 as usize, 0, 0, 0])
+                    .unwrap();
+                waits_for_sigusr2(sys, me)()
+            }));
+            settle();
+            0
+        });
+        assert_eq!(sys.wait4(middle, 0).unwrap().unwrap().pid, middle);
+        let reaped = sys.wait4(-1, 0).unwrap().unwrap();
+        assert_eq!(reaped.pid, grandchild.get());
+        assert_eq!(reaped.how, exited(1), "SIGUSR2 from its ended parent");
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+#[test]
+fn orphans_go_to_the_nearest_subreaper() {
+    let w = world();
+    let sys = w.sys;
+    let status = w.run(move || {
+        let init = sys.getpid().unwrap();
+        let seen = Rc::new(Cell::new((0, 0)));
+        let s = seen.clone();
+        let reaper = sigchld_child(sys, move || {
+            let me = sys.getpid().unwrap();
+            sys.prctl(PR_SET_CHILD_SUBREAPER, [1, 0, 0, 0]).unwrap();
+            let s2 = s.clone();
+            let middle = sigchld_child(sys, move || {
+                sigchld_child(sys, move || {
+                    settle();
+                    s2.set((sys.getppid().unwrap(), 0));
+                    4
+                });
+                0
+            });
+            assert_eq!(sys.wait4(middle, 0).unwrap().unwrap().pid, middle);
+            // The grandchild is now this process's, and it reaps it.
+            let reaped = sys.wait4(-1, 0).unwrap().unwrap();
+            assert_eq!(reaped.how, exited(4));
+            s.set((s.get().0, me));
+            0
+        });
+        assert_eq!(sys.wait4(reaper, 0).unwrap().unwrap().how, exited(0));
+        let (grandchilds_parent, reaper_pid) = seen.get();
+        assert_eq!(grandchilds_parent, reaper_pid, "the subreaper, not init");
+        assert_ne!(grandchilds_parent, init);
         0
     });
     assert_eq!(status, Some(0));

@@ -56,6 +56,19 @@ static int spin(void *arg)
 	return (int)(long)arg;
 }
 
+/* Blocks SIGUSR2, waits for it; ends with 1 when its parent sent it. */
+static int waits_for_sigusr2(void *arg)
+{
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	siginfo_t si;
+	sigwaitinfo(&set, &si);
+	return si.si_pid == getppid();
+}
+
 static volatile int child_signals, child_code, child_pid, child_status;
 
 static void on_child(int sig, siginfo_t *info, void *context)
@@ -145,4 +158,20 @@ void checks_children(void)
 	CHECK(kill(pid, 0) == -1 && errno == ESRCH);
 	signal(SIGCHLD, SIG_DFL);
 	CHECK(waitpid(-1, &status, 0x10) == -1 && errno == EINVAL);
+
+	/* kill(0, …) signals the caller's whole process group: the child (with the sender's
+	 * pid in si_pid) and the caller; kill(-1, …) everyone but init, here nobody. */
+	sigset_t usr2, before;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	CHECK_EQ(sigprocmask(SIG_BLOCK, &usr2, &before), 0);
+	pid = start(waits_for_sigusr2, SIGCHLD, NULL);
+	for (int i = 0; i < 4; i++)
+		sched_yield();
+	CHECK_EQ(kill(0, SIGUSR2), 0);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 1);
+	struct timespec now = { 0, 0 };
+	CHECK_EQ(sigtimedwait(&usr2, &si, &now), SIGUSR2);
+	CHECK(kill(-1, SIGUSR2) == -1 && errno == ESRCH);
+	CHECK_EQ(sigprocmask(SIG_SETMASK, &before, NULL), 0);
 }

@@ -15,9 +15,14 @@
 //!   refused with `EPERM`, what Linux tells a process without `CAP_SYS_NICE`. Arguments are
 //!   checked first, in Linux's order (`EINVAL`, `EFAULT`, `ESRCH`).
 //! - **`prctl`**: a thread's name (`PR_SET_NAME`/`PR_GET_NAME`, 15 bytes and a NUL; a new
-//!   thread takes its creator's), and the process's parent-death signal, dumpable flag,
-//!   no-new-privileges flag, child-subreaper flag and timer slack, kept and reported with
-//!   Linux's argument checks and inheritance; any other option is `EINVAL`.
+//!   thread takes its creator's), and the process's parent-death signal (sent when its
+//!   parent process ends), dumpable flag, no-new-privileges flag, child-subreaper flag (a
+//!   subreaper adopts the orphans of its descendants before init does; see
+//!   [`super::wait`]) and timer slack, kept and reported with Linux's argument checks and
+//!   inheritance; any other option is `EINVAL`. (On Linux the parent-death signal follows
+//!   the parent *thread*; here the parent process, as threads share their children.)
+//! - **`kill`'s targets**: a process, the caller's process group (0), another group
+//!   (`-pgid`), or every process but init and the caller (-1), as Linux picks them.
 //! - **`mlock`** and its family succeed on mapped memory (nothing is ever paged out), with
 //!   Linux's checks: `EINVAL` for unknown flags or a range that wraps, `ENOMEM` for a range
 //!   that is not mapped.
@@ -28,6 +33,8 @@
 //!   the caller's (registration rules as Linux's; no rseq commands).
 //! - **`getcpu`** says CPU 0, node 0: the process's threads run there (see
 //!   `sched_getaffinity`).
+
+use alloc::vec::Vec;
 
 use uk_syscall::Errno;
 use uk_syscall::user::{UserPtr, UserSlice};
@@ -75,7 +82,7 @@ const PR_SET_TIMERSLACK: i32 = 29;
 /// `prctl`: the timer slack (the return value).
 const PR_GET_TIMERSLACK: i32 = 30;
 /// `prctl`: make the process a subreaper of its descendants.
-const PR_SET_CHILD_SUBREAPER: i32 = 36;
+pub const PR_SET_CHILD_SUBREAPER: i32 = 36;
 /// `prctl`: read the subreaper flag into an `int`.
 const PR_GET_CHILD_SUBREAPER: i32 = 37;
 /// `prctl`: forbid gaining privileges (argument 1, for good).
@@ -161,6 +168,16 @@ impl Default for Controls {
 }
 
 impl Controls {
+    /// The signal the process gets when its parent ends (`PR_SET_PDEATHSIG`; 0: none).
+    pub(crate) fn parent_death_signal(&self) -> i32 {
+        self.pdeathsig as i32
+    }
+
+    /// Whether the process adopts its descendants' orphans (`PR_SET_CHILD_SUBREAPER`).
+    pub(crate) fn is_child_subreaper(&self) -> bool {
+        self.child_subreaper
+    }
+
     /// What a new process gets from its creator, as Linux's `fork`: the parent-death
     /// signal, the subreaper flag and the `membarrier` registrations are not inherited,
     /// the rest is.
@@ -217,6 +234,54 @@ pub fn sched_get_priority_min(policy: i32) -> Result<i32, Errno> {
 }
 
 impl System {
+    /// The processes `kill(pid, …)` signals, as Linux picks them: `pid` > 0 that process
+    /// (a zombie included), 0 every process of the caller's group, -1 every process but
+    /// the first (init) and the caller's own, < -1 every process of group `-pid`. The
+    /// caller's own process comes last, so that the others are sent to before a signal
+    /// that ends the caller is delivered.
+    ///
+    /// # Errors
+    ///
+    /// `ESRCH` when that is no process (`i32::MIN`, whose group cannot be named, too).
+    pub(crate) fn kill_targets(&self, pid: i32) -> Result<Vec<Pid>, Errno> {
+        let caller = self.getpid()?;
+        let guard = self.state.lock();
+        let st = &guard.0;
+        let group = |pgid: Pid| -> Vec<Pid> {
+            let live = st.procs.iter().map(|(pid, p)| (*pid, p.pgid));
+            let dead = st.zombies.iter().map(|(pid, z)| (*pid, z.pgid));
+            live.chain(dead)
+                .filter(|(_, g)| *g == pgid)
+                .map(|(pid, _)| pid)
+                .collect()
+        };
+        let mut targets = match pid {
+            p if p > 0 => {
+                if st.procs.contains_key(&p) || st.zombies.contains_key(&p) {
+                    alloc::vec![p]
+                } else {
+                    Vec::new()
+                }
+            }
+            0 => group(st.procs.get(&caller).map_or(0, |p| p.pgid)),
+            -1 => st
+                .procs
+                .keys()
+                .chain(st.zombies.keys())
+                .copied()
+                .filter(|p| Some(*p) != st.init && *p != caller)
+                .collect(),
+            i32::MIN => Vec::new(),
+            p => group(-p),
+        };
+        if targets.is_empty() {
+            return Err(Errno::ESRCH);
+        }
+        // The caller's own process last.
+        targets.sort_by_key(|p| *p == caller);
+        Ok(targets)
+    }
+
     /// The process `pid` names (0: the caller's): its (group, session).
     fn group_and_session(&self, pid: Pid) -> Result<(Pid, Pid), Errno> {
         let caller = self.getpid()?;

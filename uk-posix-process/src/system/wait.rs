@@ -18,9 +18,11 @@
 //!   signal is sent), and its waits end with `ECHILD` once no child is left;
 //! - a child whose exit signal is not `SIGCHLD` (0 included) is a "clone" child: plain
 //!   waits skip it, `__WCLONE` waits only for such children, `__WALL` for all;
-//! - when a process ends, its children (live or zombie) go to the first process, the
-//!   image's init, with `SIGCHLD` as their exit signal; a zombie handed over this way
-//!   notifies init as if it had just ended. Without a live init they are reaped.
+//! - when a process ends, its children (live or zombie) go to the nearest ancestor that set
+//!   `PR_SET_CHILD_SUBREAPER`, else to the first process, the image's init, with `SIGCHLD`
+//!   as their exit signal; a zombie handed over this way notifies its new parent as if it
+//!   had just ended, and a live child that set `PR_SET_PDEATHSIG` gets that signal.
+//!   Without a live init they are reaped.
 //!
 //! Reaping is the last use of a zombie; a wait with `WNOWAIT` (`waitid` only) reports one
 //! and leaves it. There are no stopped or continued processes here (no job control), so
@@ -39,7 +41,7 @@ use super::{State, System, Usage};
 use crate::cputime::Rusage;
 use crate::futex::FUTEX_BITSET_MATCH_ANY;
 use crate::ids::Pid;
-use crate::signal::{SIGCHLD, SigInfo};
+use crate::signal::{SI_USER, SIGCHLD, SigInfo};
 
 /// `wait4`/`waitid`: return at once when no child is ready.
 pub const WNOHANG: i32 = 1;
@@ -123,7 +125,7 @@ impl ExitKind {
 /// An ended process that its parent has not waited for yet.
 pub(super) struct Zombie {
     pub(super) ppid: Pid,
-    pgid: Pid,
+    pub(super) pgid: Pid,
     exit_signal: i32,
     how: ExitKind,
     /// Its own use and that of its waited-for descendants.
@@ -173,7 +175,8 @@ enum Found {
 /// Signals and wakes owed once a process has ended, sent after the state's lock is let go.
 #[derive(Default)]
 pub(super) struct Notices {
-    /// (parent, the information of its child's exit signal).
+    /// (process, the information of the signal it gets): exit signals for parents,
+    /// parent-death signals for children.
     signals: Vec<(Pid, SigInfo)>,
     /// Parents whose waiting threads should look again.
     wakes: Vec<Pid>,
@@ -214,13 +217,18 @@ impl State {
         if !self.notify_parent(pid, zombie, &mut notices) {
             self.ids.free(pid);
         }
-        // Its children go to init (or, without a live one, are reaped).
-        let init = self
-            .init
-            .filter(|p| *p != pid && self.procs.contains_key(p));
-        for p in self.procs.values_mut().filter(|p| p.ppid == pid) {
+        // Its children go to the nearest subreaper among its ancestors, else to init (or,
+        // without a live one, are reaped); those that asked get their parent-death signal.
+        let init = self.new_parent_for_children_of(ppid);
+        for (child, p) in self.procs.iter_mut().filter(|(_, p)| p.ppid == pid) {
             p.ppid = init.unwrap_or(0);
             p.exit_signal = SIGCHLD;
+            let sig = p.controls.parent_death_signal();
+            if sig != 0 {
+                notices
+                    .signals
+                    .push((*child, SigInfo::new(sig, SI_USER, pid)));
+            }
         }
         let orphans: Vec<Pid> = self
             .zombies
@@ -245,6 +253,24 @@ impl State {
             }
         }
         notices
+    }
+
+    /// Where the children of a process whose parent was `ppid` go when it ends: the
+    /// nearest live ancestor (from `ppid` up) that set `PR_SET_CHILD_SUBREAPER`, else the
+    /// live init.
+    fn new_parent_for_children_of(&self, ppid: Pid) -> Option<Pid> {
+        let mut at = ppid;
+        // Each step goes to a parent; the chain is at most as long as there are processes.
+        for _ in 0..self.procs.len() {
+            let Some(p) = self.procs.get(&at) else {
+                break;
+            };
+            if p.controls.is_child_subreaper() {
+                return Some(at);
+            }
+            at = p.ppid;
+        }
+        self.init.filter(|p| self.procs.contains_key(p))
     }
 
     /// Gives `zombie` (process `pid`) to its parent: records the exit signal to send and
