@@ -188,6 +188,19 @@ fn check_unless_null<T: Copy>(ptr: UserPtr<T>, space: &AddressSpace) -> Result<(
     }
 }
 
+/// Writes `value` at `ptr` unless it is NULL.
+fn write_unless_null<T: Copy>(
+    ptr: UserPtr<T>,
+    space: &AddressSpace,
+    value: T,
+) -> Result<(), Errno> {
+    if ptr.is_null() {
+        Ok(())
+    } else {
+        ptr.write(space, value)
+    }
+}
+
 /// wait4(pid, wstatus, options, rusage): `wstatus` and `rusage` may be NULL; both are
 /// checked before a child is reaped, so a bad pointer loses no child.
 pub fn sys_wait4(a: &Args) -> SyscallResult {
@@ -199,12 +212,8 @@ pub fn sys_wait4(a: &Args) -> SyscallResult {
     let Some(reaped) = system().wait4(int(a[0]), int(a[2]))? else {
         return Ok(0);
     };
-    if !status.is_null() {
-        status.write(&space, reaped.how.wait_status())?;
-    }
-    if !usage.is_null() {
-        usage.write(&space, reaped.usage)?;
-    }
+    write_unless_null(status, &space, reaped.how.wait_status())?;
+    write_unless_null(usage, &space, reaped.usage)?;
     Ok(reaped.pid as usize)
 }
 
@@ -219,12 +228,8 @@ pub fn sys_waitid(a: &Args) -> SyscallResult {
     check_unless_null(usage, &space)?;
     match system().waitid(int(a[0]), int(a[1]), int(a[3]))? {
         Some(reaped) => {
-            if !info.is_null() {
-                info.write(&space, reaped.siginfo())?;
-            }
-            if !usage.is_null() {
-                usage.write(&space, reaped.usage)?;
-            }
+            write_unless_null(info, &space, reaped.siginfo())?;
+            write_unless_null(usage, &space, reaped.usage)?;
         }
         None if !info.is_null() => {
             // si_signo, si_errno, si_code, si_pid, si_uid, si_status: 0.

@@ -6,7 +6,7 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use common::{boxed, on_signal, spawn, world, world_counting_cpu_time};
+use common::{boxed, on_signal, run_main, spawn, world, world_counting_cpu_time};
 use uk_posix_process::cputime::RUSAGE_CHILDREN;
 use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
 use uk_posix_process::procctl::{PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG};
@@ -74,9 +74,7 @@ fn an_ended_child_is_a_zombie_until_waited_for() {
 
 #[test]
 fn a_blocking_wait_sleeps_until_the_child_ends_and_wnohang_does_not() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let steps = Rc::new(Cell::new(0));
         let s = steps.clone();
         let pid = sigchld_child(sys, move || {
@@ -91,16 +89,12 @@ fn a_blocking_wait_sleeps_until_the_child_ends_and_wnohang_does_not() {
         let reaped = sys.wait4(pid as i32, 0).unwrap().unwrap();
         assert_eq!(steps.get(), 5, "waited for all of it");
         assert_eq!((reaped.pid, reaped.how), (pid, exited(7)));
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn wait4_selects_by_pid_and_by_process_group() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let me = sys.getpid().unwrap();
         let a = sigchld_child(sys, || 1);
         let b = sigchld_child(sys, || 2);
@@ -113,16 +107,12 @@ fn wait4_selects_by_pid_and_by_process_group() {
         assert_eq!(sys.wait4(0, 0).unwrap().unwrap().pid, a);
         assert_eq!(sys.wait4(0, 0), Err(Errno::ECHILD), "b is in another group");
         assert_eq!(sys.wait4(-(b as i32), 0).unwrap().unwrap().pid, b);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn bad_arguments_are_refused_before_anything_is_reaped() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let pid = sigchld_child(sys, || 3);
         settle();
         assert_eq!(sys.wait4(-1, 0x10), Err(Errno::EINVAL), "unknown option");
@@ -142,16 +132,12 @@ fn bad_arguments_are_refused_before_anything_is_reaped() {
         assert_eq!(sys.waitid(7, 0, WEXITED), Err(Errno::EINVAL));
         assert!(sys.is_zombie(pid), "none of these reaped it");
         assert_eq!(sys.wait4(pid as i32, 0).unwrap().unwrap().pid, pid);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn waitid_reports_with_siginfo_and_wnowait_leaves_the_zombie() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let pid = sigchld_child(sys, || 9);
         assert_eq!(sys.waitid(P_PID, pid as i32, WEXITED | WNOHANG), Ok(None));
         let seen = sys
@@ -175,9 +161,7 @@ fn waitid_reports_with_siginfo_and_wnowait_leaves_the_zombie() {
         assert_eq!(reaped, seen);
         assert!(!sys.is_zombie(pid));
         assert_eq!(sys.waitid(P_ALL, 0, WEXITED), Err(Errno::ECHILD));
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
@@ -207,9 +191,7 @@ fn a_child_killed_by_a_signal_is_reported_so() {
 
 #[test]
 fn the_exit_signal_reaches_the_parent_with_the_childs_information() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGCHLD)))
             .unwrap();
         let pid = sigchld_child(sys, || 5);
@@ -231,16 +213,12 @@ fn the_exit_signal_reaches_the_parent_with_the_childs_information() {
         assert_eq!(sys.wait4(-1, 0), Err(Errno::ECHILD), "plain waits skip it");
         let reaped = sys.wait4(-1, WCLONE).unwrap().unwrap();
         assert_eq!((reaped.pid, reaped.how), (clone_child, exited(6)));
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn clone_children_are_for_wclone_and_wall_waits() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let quiet = child(sys, 0, || 1);
         let normal = sigchld_child(sys, || 2);
         settle();
@@ -256,16 +234,12 @@ fn clone_children_are_for_wclone_and_wall_waits() {
         let mut expected = [quiet, normal];
         expected.sort();
         assert_eq!(both, expected);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn a_parent_ignoring_sigchld_keeps_no_zombies() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let ignore = SigAction {
             handler: SIG_IGN,
             ..Default::default()
@@ -286,9 +260,7 @@ fn a_parent_ignoring_sigchld_keeps_no_zombies() {
         settle();
         assert!(sys.is_zombie(other));
         assert_eq!(sys.wait4(other as i32, WALL).unwrap().unwrap().pid, other);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 static NOCLDWAIT_SIGNALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -300,9 +272,7 @@ extern "C" fn count_sigchld(sig: i32) {
 
 #[test]
 fn sa_nocldwait_keeps_no_zombie_but_still_signals() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         on_signal(sys, SIGCHLD, handler_address(count_sigchld), SA_NOCLDWAIT);
         let pid = sigchld_child(sys, || 0);
         settle();
@@ -314,9 +284,7 @@ fn sa_nocldwait_keeps_no_zombie_but_still_signals() {
             NOCLDWAIT_SIGNALS.load(std::sync::atomic::Ordering::SeqCst),
             1
         );
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
@@ -374,9 +342,7 @@ fn interrupts() -> usize {
 
 #[test]
 fn a_handler_interrupts_a_wait_unless_it_restarts_it() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let me = sys.gettid().unwrap();
         // The child ends once the handler has run twice (in the waiting thread).
         let pid = sigchld_child(sys, move || {
@@ -404,9 +370,7 @@ fn a_handler_interrupts_a_wait_unless_it_restarts_it() {
         let reaped = sys.wait4(pid as i32, 0).unwrap().unwrap();
         assert_eq!((reaped.pid, reaped.how), (pid, exited(8)));
         assert_eq!(interrupts(), 2);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
@@ -459,9 +423,7 @@ fn waits_for_sigusr2(sys: &'static System, from: Pid) -> impl FnOnce() -> i32 + 
 
 #[test]
 fn kill_reaches_process_groups_and_everyone_as_linux_picks_them() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let me = sys.getpid().unwrap();
         assert_eq!(sys.kill(-1, 0), Err(Errno::ESRCH), "nobody but init and me");
         sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR2)))
@@ -490,16 +452,12 @@ fn kill_reaches_process_groups_and_everyone_as_linux_picks_them() {
         assert_eq!(sys.wait4(any, 0).unwrap().unwrap().how, exited(1));
         assert_eq!(sys.sigpending().unwrap() & sig_bit(SIGUSR2), 0);
         assert_eq!(sys.kill(i32::MIN, SIGUSR2), Err(Errno::ESRCH));
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn a_parent_death_signal_comes_when_the_parent_ends() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let grandchild = Rc::new(Cell::new(0));
         let g = grandchild.clone();
         let middle = sigchld_child(sys, move || {
@@ -516,16 +474,12 @@ fn a_parent_death_signal_comes_when_the_parent_ends() {
         let reaped = sys.wait4(-1, 0).unwrap().unwrap();
         assert_eq!(reaped.pid, grandchild.get());
         assert_eq!(reaped.how, exited(1), "SIGUSR2 from its ended parent");
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn orphans_go_to_the_nearest_subreaper() {
-    let w = world();
-    let sys = w.sys;
-    let status = w.run(move || {
+    run_main(|sys, _| {
         let init = sys.getpid().unwrap();
         let seen = Rc::new(Cell::new((0, 0)));
         let s = seen.clone();
@@ -552,7 +506,5 @@ fn orphans_go_to_the_nearest_subreaper() {
         let (grandchilds_parent, reaper_pid) = seen.get();
         assert_eq!(grandchilds_parent, reaper_pid, "the subreaper, not init");
         assert_ne!(grandchilds_parent, init);
-        0
     });
-    assert_eq!(status, Some(0));
 }
