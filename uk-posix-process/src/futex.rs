@@ -67,6 +67,12 @@ pub const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 /// must be 4-byte aligned.
 pub(crate) const POLL_KEY: usize = 1;
 
+/// The key under which threads sleep until an absolute time of `CLOCK_REALTIME`
+/// (`clock_nanosleep` with `TIMER_ABSTIME`): a change of the wall clock wakes them to
+/// work their deadline out again. Never a futex word's (not 4-byte aligned), nor a child
+/// wait's (`4 * pid + 3` with pid ≥ 1) or a uk-vfs wait's (`4n + 2`).
+pub(crate) const REALTIME_SLEEP_KEY: usize = 3;
+
 /// [`WakeOp`]: the word becomes the operand.
 pub const FUTEX_OP_SET: u32 = 0;
 /// [`WakeOp`]: the operand is added to the word (wrapping).
@@ -205,6 +211,21 @@ impl FutexTable {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Wakes every waiting thread without ending its wait, so that each works out again
+    /// when it has to wake (the timers' deadlines moved).
+    pub(crate) fn nudge_all(&self) {
+        let threads: Vec<ThreadRef> = self
+            .waiters
+            .lock()
+            .0
+            .iter()
+            .map(|w| w.thread.clone())
+            .collect();
+        for thread in threads {
+            thread.wake();
         }
     }
 

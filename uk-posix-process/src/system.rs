@@ -346,7 +346,23 @@ impl System {
     /// Sets `CLOCK_REALTIME` to `unix_ns` now (no RTC is read: it starts at the epoch).
     pub fn set_realtime_ns(&self, unix_ns: u64) {
         let offset = unix_ns.wrapping_sub(self.monotonic_ns());
-        self.realtime_offset.store(offset, Ordering::Relaxed);
+        let before = self.realtime_offset.swap(offset, Ordering::Relaxed);
+        // How far the wall clock jumped (the offsets are wall minus monotonic time).
+        let moved = i128::from(offset.wrapping_sub(before) as i64);
+        if moved == 0 {
+            return;
+        }
+        // Timers and sleeps set for a wall-clock time follow it (a boot-time setting finds
+        // none).
+        for p in self.state.lock().0.procs.values_mut() {
+            crate::timer::follow_wall_clock(&mut p.sig.timers, moved);
+        }
+        self.wake_matching(
+            crate::futex::REALTIME_SLEEP_KEY,
+            usize::MAX,
+            crate::futex::FUTEX_BITSET_MATCH_ANY,
+        );
+        self.futex.nudge_all();
     }
 
     /// The status the last process ended with, once every thread has exited.

@@ -4,7 +4,7 @@
 use uk_syscall::Errno;
 
 use crate::cputime::CpuClock;
-use crate::futex::WaitEnd;
+use crate::futex::{FUTEX_BITSET_MATCH_ANY, REALTIME_SLEEP_KEY, WaitEnd};
 use crate::system::System;
 
 /// Linux's `struct timespec` on 64-bit targets.
@@ -84,6 +84,15 @@ pub(crate) fn kind(clock: i32) -> Result<Kind, Errno> {
     }
 }
 
+/// Where a sleep ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SleepUntil {
+    /// This time of the monotonic clock.
+    Monotonic(u64),
+    /// This time of the wall clock (`CLOCK_REALTIME`), which may be set meanwhile.
+    WallClock(u64),
+}
+
 impl System {
     /// clock_gettime(2) without the pointer: the time on `clock`.
     ///
@@ -103,8 +112,9 @@ impl System {
     }
 
     /// clock_settime(2) without the pointer: sets `CLOCK_REALTIME` to `ts` (the image is
-    /// root, so it may). Sleeps and timers already armed on the real-time clock keep the
-    /// deadlines they were given in monotonic time (Linux moves absolute ones).
+    /// root, so it may). Sleeps until, and timers armed for, an absolute time of the
+    /// real-time clock follow it, as on Linux: one whose time the clock jumped past ends or
+    /// expires at once. Relative ones keep their length.
     ///
     /// # Errors
     ///
@@ -139,18 +149,38 @@ impl System {
         Ok(Timespec::from_ns(ns))
     }
 
-    /// Sleeps until the monotonic clock reaches `deadline_ns`, or until a signal for the
-    /// thread has run its handler (`EINTR`; ignored signals do not end the sleep).
-    fn sleep_until(&self, deadline_ns: u64) -> Result<(), Errno> {
+    /// The monotonic time `until` stands for now.
+    fn monotonic_deadline(&self, until: SleepUntil) -> u64 {
+        match until {
+            SleepUntil::Monotonic(ns) => ns,
+            SleepUntil::WallClock(unix_ns) => {
+                let offset = self.realtime_ns().wrapping_sub(self.monotonic_ns());
+                unix_ns.saturating_sub(offset)
+            }
+        }
+    }
+
+    /// Sleeps until `until`, or until a signal for the thread has run its handler
+    /// (`EINTR`; ignored signals do not end the sleep). A wall-clock deadline is worked
+    /// out again whenever the wall clock is set (the setter wakes such sleepers).
+    fn sleep_until(&self, until: SleepUntil) -> Result<(), Errno> {
         if uk_sched::current().is_some() {
+            // Queued as a signal waiter, so that a sender finds the sleeper; a wall-clock
+            // sleeper under the key a clock change wakes.
+            let key = match until {
+                SleepUntil::Monotonic(_) => 0,
+                SleepUntil::WallClock(_) => REALTIME_SLEEP_KEY,
+            };
             loop {
-                // Queued as a signal waiter, so that a sender finds the sleeper.
+                let deadline_ns = self.monotonic_deadline(until);
                 let end =
-                    self.wait_for_signal(Some(deadline_ns), || self.has_deliverable_signal())?;
-                if end != WaitEnd::TimedOut && self.deliver_pending_signals() > 0 {
+                    self.wait_queued(key, FUTEX_BITSET_MATCH_ANY, Some(deadline_ns), || {
+                        self.has_deliverable_signal()
+                    })?;
+                if end == WaitEnd::Interrupted && self.deliver_pending_signals() > 0 {
                     return Err(Errno::EINTR);
                 }
-                if self.monotonic_ns() >= deadline_ns {
+                if self.monotonic_ns() >= self.monotonic_deadline(until) {
                     return Ok(());
                 }
             }
@@ -160,7 +190,7 @@ impl System {
             return Err(Errno::ENOSYS);
         }
         // The boot context has nothing to switch to: watch the clock.
-        while self.monotonic_ns() < deadline_ns {
+        while self.monotonic_ns() < self.monotonic_deadline(until) {
             core::hint::spin_loop();
         }
         Ok(())
@@ -175,7 +205,9 @@ impl System {
     /// syscall then writes the time left to `rem`).
     pub fn nanosleep(&self, req: Timespec) -> Result<(), Errno> {
         let ns = req.to_ns()?;
-        self.sleep_until(self.monotonic_ns().saturating_add(ns))
+        self.sleep_until(SleepUntil::Monotonic(
+            self.monotonic_ns().saturating_add(ns),
+        ))
     }
 
     /// clock_nanosleep(2): sleeps for `req` on `clock`, or until it (with `TIMER_ABSTIME`).
@@ -192,16 +224,15 @@ impl System {
             Err(e) => return Err(e),
         };
         let ns = req.to_ns()?;
-        let now = self.monotonic_ns();
-        let deadline = if flags & TIMER_ABSTIME != 0 {
+        let until = if flags & TIMER_ABSTIME != 0 {
             match kind {
-                Kind::Monotonic => ns,
-                Kind::Realtime => ns.saturating_sub(self.realtime_ns().wrapping_sub(now)),
+                Kind::Monotonic => SleepUntil::Monotonic(ns),
+                Kind::Realtime => SleepUntil::WallClock(ns),
             }
         } else {
-            now.saturating_add(ns)
+            SleepUntil::Monotonic(self.monotonic_ns().saturating_add(ns))
         };
-        self.sleep_until(deadline)
+        self.sleep_until(until)
     }
 
     /// sched_yield(2): lets every other runnable thread run first.

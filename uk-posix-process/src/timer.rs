@@ -28,9 +28,13 @@
 //! queued signals end with the process (there is no `execve` that would keep the process
 //! and drop its timers).
 //!
-//! Differences from Linux: an absolute `CLOCK_REALTIME` deadline is converted to the
-//! monotonic clock when it is set (a later change of the wall clock does not move it), and
-//! a timer's signal is told from others by its `si_code` (`SI_TIMER`), id and number, so
+//! A timer armed with an absolute `CLOCK_REALTIME` time follows the wall clock: when
+//! `clock_settime` or `settimeofday` moves it, the timer's deadline (and its later
+//! periods) move with it, so a timer set for 12:00 expires when the wall clock says 12:00,
+//! at once if the clock jumped past it; relative ones, and those on the monotonic clock,
+//! keep their deadlines (POSIX, and Linux, do the same).
+//!
+//! Difference from Linux: a timer's signal is told from others by its `si_code` (`SI_TIMER`), id and number, so
 //! a `sigqueue` the process sends itself with exactly those fields is taken for the
 //! timer's.
 
@@ -127,6 +131,9 @@ pub(crate) struct PosixTimer {
     value: u64,
     /// Next expiry on the monotonic clock, when armed.
     deadline_ns: Option<u64>,
+    /// Armed with an absolute time of `CLOCK_REALTIME`: the deadline follows the wall
+    /// clock when it is set.
+    follows_wall_clock: bool,
     interval_ns: u64,
     /// The overrun count of the timer's most recent signal.
     overrun: u32,
@@ -140,6 +147,19 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// A process's timers, by id.
 pub(crate) type Timers = BTreeMap<i32, PosixTimer>;
+
+/// Moves the deadlines of the timers of `timers` that follow the wall clock by `moved_ns`,
+/// the wall clock's jump (forward when positive), so each keeps its wall-clock time. (A
+/// deadline moved before boot becomes boot, the monotonic clock's 0: a periodic timer
+/// then counts its periods from there.)
+pub(crate) fn follow_wall_clock(timers: &mut Timers, moved_ns: i128) {
+    for timer in timers.values_mut().filter(|t| t.follows_wall_clock) {
+        if let Some(deadline) = timer.deadline_ns.as_mut() {
+            let moved = i128::from(*deadline) - moved_ns;
+            *deadline = moved.clamp(0, i128::from(u64::MAX)) as u64;
+        }
+    }
+}
 
 /// A due timer's signal, to be queued once the process's state is let go.
 struct Expiry {
@@ -211,6 +231,7 @@ impl System {
                     signo: event.signo,
                     value,
                     deadline_ns: None,
+                    follows_wall_clock: false,
                     interval_ns: 0,
                     overrun: 0,
                     serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
@@ -247,6 +268,7 @@ impl System {
                     }
                 }
             });
+            timer.follows_wall_clock = flags & TIMER_ABSTIME != 0 && timer.clock == Kind::Realtime;
             timer.interval_ns = interval;
             // Its signal of the old setting, if still queued, goes (as on Linux 6.13).
             withdraw_queued(p, thread, target, signo, id);

@@ -522,3 +522,64 @@ fn re_arming_or_disarming_a_timer_takes_back_its_queued_signal() {
         }
     });
 }
+
+#[test]
+fn timers_and_sleeps_for_a_wall_clock_time_follow_the_wall_clock() {
+    serial_run(move |sys, clock| {
+        // A minute after boot: deadlines moved back below stay after boot.
+        clock.advance(ms(60_000));
+        handle(sys, SIGUSR1);
+        let wall = |s: u64| Timespec::from_ns(s * 1_000_000_000);
+        sys.clock_settime(CLOCK_REALTIME, wall(1_000)).unwrap();
+        let absolute = sys
+            .timer_create(CLOCK_REALTIME, Some(signal_event(SIGUSR1, 1)))
+            .unwrap();
+        let relative = sys
+            .timer_create(CLOCK_REALTIME, Some(signal_event(SIGUSR1, 2)))
+            .unwrap();
+        // Absolute: 10 s of wall time from now, then every 10 s; relative: in 10 s.
+        let at_1010 = Itimerspec {
+            value: wall(1_010),
+            interval: wall(10),
+        };
+        sys.timer_settime(absolute, TIMER_ABSTIME, at_1010).unwrap();
+        sys.timer_settime(relative, 0, spec(10_000, 0)).unwrap();
+        // The clock goes back 100 s: the absolute timer is 110 s away, the relative one
+        // still 10 s.
+        sys.clock_settime(CLOCK_REALTIME, wall(900)).unwrap();
+        assert_eq!(sys.timer_gettime(absolute).unwrap().value, wall(110));
+        assert_eq!(sys.timer_gettime(relative).unwrap().value, wall(10));
+        // Forward past it: the absolute one is due now, the relative one unmoved.
+        let start = sys.monotonic_ns();
+        sys.clock_settime(CLOCK_REALTIME, wall(1_015)).unwrap();
+        assert_eq!(sys.pause(), Err(Errno::EINTR));
+        assert_eq!(sys.monotonic_ns(), start, "it expired at once");
+        assert_eq!(seen()[5], 1, "the absolute timer's signal");
+        // Its next period stays on the wall clock: 1020, 5 s away.
+        assert_eq!(sys.timer_gettime(absolute).unwrap().value, wall(5));
+        assert_eq!(sys.timer_gettime(relative).unwrap().value, wall(10));
+        sys.timer_delete(absolute).unwrap();
+        sys.timer_delete(relative).unwrap();
+
+        // A sleep until a wall-clock time ends when another thread sets the clock past it.
+        let sleeper_start = sys.monotonic_ns();
+        spawn(sys, move || {
+            sys.nanosleep(Timespec::from_ns(ms(5))).unwrap();
+            sys.clock_settime(CLOCK_REALTIME, wall(5_000)).unwrap();
+            0
+        });
+        sys.clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, wall(2_000))
+            .unwrap();
+        assert_eq!(sys.monotonic_ns() - sleeper_start, ms(5), "not 985 s");
+        // A relative sleep keeps its length whatever the clock does.
+        let start = sys.monotonic_ns();
+        spawn(sys, move || {
+            sys.nanosleep(Timespec::from_ns(ms(5))).unwrap();
+            sys.clock_settime(CLOCK_REALTIME, wall(9_000)).unwrap();
+            0
+        });
+        sys.clock_nanosleep(CLOCK_REALTIME, 0, Timespec::from_ns(ms(20)))
+            .unwrap();
+        assert_eq!(sys.monotonic_ns() - start, ms(20));
+    });
+}

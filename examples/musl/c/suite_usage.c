@@ -121,4 +121,20 @@ void checks_timer_delete(void)
 	CHECK_EQ(timer_delete(a), 0);
 	CHECK_EQ(timer_delete(b), 0);
 	CHECK_EQ(sigprocmask(SIG_SETMASK, &was, NULL), 0);
+
+	/* A timer armed for a wall-clock time follows the wall clock when it is set: 100 s
+	 * away, then due once the clock jumps past it (SIGEV_NONE: it only reads as due). */
+	struct sigevent none = { .sigev_notify = SIGEV_NONE };
+	timer_t wall;
+	struct timespec was_now;
+	CHECK_EQ(clock_gettime(CLOCK_REALTIME, &was_now), 0);
+	CHECK_EQ(timer_create(CLOCK_REALTIME, &none, &wall), 0);
+	struct itimerspec at = { .it_value = { was_now.tv_sec + 100, 0 } };
+	CHECK_EQ(timer_settime(wall, TIMER_ABSTIME, &at, NULL), 0);
+	CHECK(timer_gettime(wall, &left) == 0 && left.it_value.tv_sec >= 98 && left.it_value.tv_sec <= 100);
+	struct timespec later = { was_now.tv_sec + 200, 0 };
+	CHECK_EQ(clock_settime(CLOCK_REALTIME, &later), 0);
+	CHECK(timer_gettime(wall, &left) == 0 && left.it_value.tv_sec == 0 && left.it_value.tv_nsec <= 1);
+	CHECK_EQ(clock_settime(CLOCK_REALTIME, &was_now), 0);
+	CHECK_EQ(timer_delete(wall), 0);
 }
