@@ -25,7 +25,7 @@ use uk_syscall::Errno;
 
 use crate::ids::Tid;
 use crate::system::{Cpu, System};
-use crate::time::Timespec;
+use crate::time::{Deadline, Timespec};
 use uk_syscall::user::UserPtr;
 
 mod pi;
@@ -66,12 +66,6 @@ pub const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 /// The key under which threads wait in `poll` and `select`: never a futex word's, which
 /// must be 4-byte aligned.
 pub(crate) const POLL_KEY: usize = 1;
-
-/// The key under which threads sleep until an absolute time of `CLOCK_REALTIME`
-/// (`clock_nanosleep` with `TIMER_ABSTIME`): a change of the wall clock wakes them to
-/// work their deadline out again. Never a futex word's (not 4-byte aligned), nor a child
-/// wait's (`4 * pid + 3` with pid ≥ 1) or a uk-vfs wait's (`4n + 2`).
-pub(crate) const REALTIME_SLEEP_KEY: usize = 3;
 
 /// [`WakeOp`]: the word becomes the operand.
 pub const FUTEX_OP_SET: u32 = 0;
@@ -289,6 +283,16 @@ pub(crate) enum WaitEnd {
     TimedOut,
 }
 
+/// An absolute futex timeout on `CLOCK_REALTIME` (`realtime`) or `CLOCK_MONOTONIC`.
+fn absolute_deadline(t: Timespec, realtime: bool) -> Result<Deadline, Errno> {
+    let ns = t.to_ns()?;
+    Ok(if realtime {
+        Deadline::WallClock(ns)
+    } else {
+        Deadline::Monotonic(ns)
+    })
+}
+
 /// Linux's count semantics: `nr <= 0` still wakes one.
 fn wake_budget(nr: i32) -> usize {
     nr.max(1) as usize
@@ -342,6 +346,17 @@ impl System {
         deadline_ns: Option<u64>,
         bitset: u32,
     ) -> Result<usize, Errno> {
+        self.futex_wait_deadline(addr, val, deadline_ns.map(Deadline::Monotonic), bitset)
+    }
+
+    /// As [`System::futex_wait_until`], with a deadline on either clock.
+    fn futex_wait_deadline(
+        &self,
+        addr: usize,
+        val: u32,
+        deadline: Option<Deadline>,
+        bitset: u32,
+    ) -> Result<usize, Errno> {
         if bitset == 0 {
             return Err(Errno::EINVAL);
         }
@@ -353,7 +368,7 @@ impl System {
             log::warn!("futex wait outside a scheduler thread: ENOSYS");
             return Err(Errno::ENOSYS);
         };
-        let timed = deadline_ns.is_some();
+        let timed = deadline.is_some();
         loop {
             // A signal already waiting for this thread would never end the wait: take it
             // now.
@@ -377,7 +392,7 @@ impl System {
                     pi_tid: 0,
                 });
             }
-            match self.block_queued(id, deadline_ns) {
+            match self.block_queued(id, deadline) {
                 WaitEnd::Woken => return Ok(0),
                 // A signal for this thread ended the wait: its handler runs now.
                 WaitEnd::Interrupted if self.futex_wait_restarts(timed) => {}
@@ -401,13 +416,14 @@ impl System {
     }
 
     /// Blocks the caller, queued as waiter `id`, until a wake or a signal takes it off the
-    /// queue or `deadline_ns` passes.
+    /// queue or `deadline` passes. A wall-clock deadline is worked out again at every
+    /// wake-up ([`System::set_realtime_ns`] wakes every waiter).
     ///
     /// The process's interval timer (`setitimer`, `alarm`) is kept here: the wait also
     /// ends at the timer's deadline, which then sends the process `SIGALRM`; when that
     /// signal is for this thread, its sending takes the waiter off the queue (the wait
     /// ends `Interrupted`), else the wait goes on.
-    fn block_queued(&self, id: u64, deadline_ns: Option<u64>) -> WaitEnd {
+    fn block_queued(&self, id: u64, deadline: Option<Deadline>) -> WaitEnd {
         let ended = || {
             if self.futex.was_interrupted(id) {
                 WaitEnd::Interrupted
@@ -416,6 +432,7 @@ impl System {
             }
         };
         loop {
+            let deadline_ns = deadline.map(|d| self.monotonic_deadline(d));
             let wake_at = match (deadline_ns, self.timers_deadline()) {
                 (Some(d), Some(a)) => Some(d.min(a)),
                 (d, a) => d.or(a),
@@ -453,7 +470,7 @@ impl System {
     }
 
     /// Blocks the caller until a signal for it ends the wait (the sender finds it through
-    /// [`FutexTable::interrupt`], as a futex waiter) or `deadline_ns` passes; never woken
+    /// [`FutexTable::interrupt`], as a futex waiter) or `deadline` passes; never woken
     /// by a futex wake. `ready` is asked once the caller is queued, so that a signal sent
     /// just before cannot be missed: when it says a signal is there, the wait ends at once.
     ///
@@ -462,11 +479,11 @@ impl System {
     /// `ENOSYS` outside a scheduler thread.
     pub(crate) fn wait_for_signal(
         &self,
-        deadline_ns: Option<u64>,
+        deadline: Option<Deadline>,
         ready: impl Fn() -> bool,
     ) -> Result<WaitEnd, Errno> {
         // Key 0 and an empty bitset: no futex word and no futex wake can match this waiter.
-        self.wait_queued(0, 0, deadline_ns, ready)
+        self.wait_queued(0, 0, deadline, ready)
     }
 
     /// As [`System::wait_for_signal`], queued under `key` with `bitset`, so that a wake of
@@ -475,7 +492,7 @@ impl System {
         &self,
         key: usize,
         bitset: u32,
-        deadline_ns: Option<u64>,
+        deadline: Option<Deadline>,
         mut ready: impl FnMut() -> bool,
     ) -> Result<WaitEnd, Errno> {
         let Some(me) = uk_sched::current() else {
@@ -494,7 +511,7 @@ impl System {
             self.futex.take(id);
             return Ok(WaitEnd::Interrupted);
         }
-        Ok(self.block_queued(id, deadline_ns))
+        Ok(self.block_queued(id, deadline))
     }
 
     /// FUTEX_WAIT: blocks while `*addr == val`, at most `timeout` (relative).
@@ -530,10 +547,10 @@ impl System {
         realtime: bool,
     ) -> Result<usize, Errno> {
         let deadline = match timeout {
-            Some(t) => Some(self.absolute_deadline(t, realtime)?),
+            Some(t) => Some(absolute_deadline(t, realtime)?),
             None => None,
         };
-        self.futex_wait_until(addr, val, deadline, bitset)
+        self.futex_wait_deadline(addr, val, deadline, bitset)
     }
 
     /// FUTEX_WAKE / FUTEX_WAKE_BITSET: wakes up to `nr` waiters on `addr` whose bitset

@@ -98,7 +98,8 @@ impl System {
             if self.deliver_pending_signals() > 0 {
                 return Err(Errno::EINTR);
             }
-            self.wait_queued(POLL_KEY, FUTEX_BITSET_MATCH_ANY, deadline_ns, || {
+            let deadline = deadline_ns.map(crate::time::Deadline::Monotonic);
+            self.wait_queued(POLL_KEY, FUTEX_BITSET_MATCH_ANY, deadline, || {
                 uk_vfs::readiness_epoch() != epoch || self.has_deliverable_signal()
             })?;
             if self.deliver_pending_signals() > 0 {

@@ -1143,7 +1143,8 @@ impl System {
             }
             let mask = self.with_caller_signals(|t, _, _, _| t.mask)?;
             self.with_temporary_mask(mask & !set, || {
-                self.wait_for_signal(deadline_ns, || self.has_deliverable_signal())
+                let deadline = deadline_ns.map(crate::time::Deadline::Monotonic);
+                self.wait_for_signal(deadline, || self.has_deliverable_signal())
             })??;
         }
     }

@@ -352,16 +352,12 @@ impl System {
         if moved == 0 {
             return;
         }
-        // Timers and sleeps set for a wall-clock time follow it (a boot-time setting finds
-        // none).
+        // Timers set for a wall-clock time follow it (a boot-time setting finds none);
+        // every waiter works its deadline out again (waits and sleeps until a wall-clock
+        // time, and the timers' deadlines each wait keeps).
         for p in self.state.lock().0.procs.values_mut() {
             crate::timer::follow_wall_clock(&mut p.sig.timers, moved);
         }
-        self.wake_matching(
-            crate::futex::REALTIME_SLEEP_KEY,
-            usize::MAX,
-            crate::futex::FUTEX_BITSET_MATCH_ANY,
-        );
         self.futex.nudge_all();
     }
 

@@ -4,7 +4,7 @@
 use uk_syscall::Errno;
 
 use crate::cputime::CpuClock;
-use crate::futex::{FUTEX_BITSET_MATCH_ANY, REALTIME_SLEEP_KEY, WaitEnd};
+use crate::futex::WaitEnd;
 use crate::system::System;
 
 /// Linux's `struct timespec` on 64-bit targets.
@@ -84,12 +84,14 @@ pub(crate) fn kind(clock: i32) -> Result<Kind, Errno> {
     }
 }
 
-/// Where a sleep ends.
+/// When a wait or sleep ends by itself: a time of the monotonic clock, or of the wall
+/// clock, which may be set meanwhile (a waiter works its deadline out again on every
+/// wake-up, and setting the wall clock wakes every waiter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SleepUntil {
-    /// This time of the monotonic clock.
+pub(crate) enum Deadline {
+    /// This time of the monotonic clock, in nanoseconds.
     Monotonic(u64),
-    /// This time of the wall clock (`CLOCK_REALTIME`), which may be set meanwhile.
+    /// This time of the wall clock (`CLOCK_REALTIME`), in nanoseconds since the epoch.
     WallClock(u64),
 }
 
@@ -150,10 +152,10 @@ impl System {
     }
 
     /// The monotonic time `until` stands for now.
-    fn monotonic_deadline(&self, until: SleepUntil) -> u64 {
+    pub(crate) fn monotonic_deadline(&self, until: Deadline) -> u64 {
         match until {
-            SleepUntil::Monotonic(ns) => ns,
-            SleepUntil::WallClock(unix_ns) => {
+            Deadline::Monotonic(ns) => ns,
+            Deadline::WallClock(unix_ns) => {
                 let offset = self.realtime_ns().wrapping_sub(self.monotonic_ns());
                 unix_ns.saturating_sub(offset)
             }
@@ -162,22 +164,13 @@ impl System {
 
     /// Sleeps until `until`, or until a signal for the thread has run its handler
     /// (`EINTR`; ignored signals do not end the sleep). A wall-clock deadline is worked
-    /// out again whenever the wall clock is set (the setter wakes such sleepers).
-    fn sleep_until(&self, until: SleepUntil) -> Result<(), Errno> {
+    /// out again whenever the wall clock is set.
+    fn sleep_until(&self, until: Deadline) -> Result<(), Errno> {
         if uk_sched::current().is_some() {
-            // Queued as a signal waiter, so that a sender finds the sleeper; a wall-clock
-            // sleeper under the key a clock change wakes.
-            let key = match until {
-                SleepUntil::Monotonic(_) => 0,
-                SleepUntil::WallClock(_) => REALTIME_SLEEP_KEY,
-            };
             loop {
-                let deadline_ns = self.monotonic_deadline(until);
-                let end =
-                    self.wait_queued(key, FUTEX_BITSET_MATCH_ANY, Some(deadline_ns), || {
-                        self.has_deliverable_signal()
-                    })?;
-                if end == WaitEnd::Interrupted && self.deliver_pending_signals() > 0 {
+                // Queued as a signal waiter, so that a sender finds the sleeper.
+                let end = self.wait_for_signal(Some(until), || self.has_deliverable_signal())?;
+                if end != WaitEnd::TimedOut && self.deliver_pending_signals() > 0 {
                     return Err(Errno::EINTR);
                 }
                 if self.monotonic_ns() >= self.monotonic_deadline(until) {
@@ -205,9 +198,7 @@ impl System {
     /// syscall then writes the time left to `rem`).
     pub fn nanosleep(&self, req: Timespec) -> Result<(), Errno> {
         let ns = req.to_ns()?;
-        self.sleep_until(SleepUntil::Monotonic(
-            self.monotonic_ns().saturating_add(ns),
-        ))
+        self.sleep_until(Deadline::Monotonic(self.monotonic_ns().saturating_add(ns)))
     }
 
     /// clock_nanosleep(2): sleeps for `req` on `clock`, or until it (with `TIMER_ABSTIME`).
@@ -226,11 +217,11 @@ impl System {
         let ns = req.to_ns()?;
         let until = if flags & TIMER_ABSTIME != 0 {
             match kind {
-                Kind::Monotonic => SleepUntil::Monotonic(ns),
-                Kind::Realtime => SleepUntil::WallClock(ns),
+                Kind::Monotonic => Deadline::Monotonic(ns),
+                Kind::Realtime => Deadline::WallClock(ns),
             }
         } else {
-            SleepUntil::Monotonic(self.monotonic_ns().saturating_add(ns))
+            Deadline::Monotonic(self.monotonic_ns().saturating_add(ns))
         };
         self.sleep_until(until)
     }

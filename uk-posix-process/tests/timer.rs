@@ -9,7 +9,7 @@ mod common;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use common::{FakeClock, on_signal, run_main, spawn};
+use common::{FakeClock, addr, on_signal, run_main, spawn, word};
 use uk_posix_process::signal::{
     SA_SIGINFO, SI_QUEUE, SI_TKILL, SI_USER, SIG_BLOCK, SIGALRM, SIGRTMIN_KERNEL, SIGUSR1, SigInfo,
     sig_bit,
@@ -581,5 +581,17 @@ fn timers_and_sleeps_for_a_wall_clock_time_follow_the_wall_clock() {
         sys.clock_nanosleep(CLOCK_REALTIME, 0, Timespec::from_ns(ms(20)))
             .unwrap();
         assert_eq!(sys.monotonic_ns() - start, ms(20));
+        // A futex wait until a wall-clock time (pthread_cond_timedwait's) likewise.
+        let futex_word = word(0);
+        let start = sys.monotonic_ns();
+        spawn(sys, move || {
+            sys.nanosleep(Timespec::from_ns(ms(5))).unwrap();
+            sys.clock_settime(CLOCK_REALTIME, wall(20_000)).unwrap();
+            0
+        });
+        let timed_out =
+            sys.futex_wait_bitset(addr(futex_word), 0, Some(wall(15_000)), u32::MAX, true);
+        assert_eq!(timed_out, Err(Errno::ETIMEDOUT));
+        assert_eq!(sys.monotonic_ns() - start, ms(5));
     });
 }

@@ -169,17 +169,6 @@ impl System {
         }
     }
 
-    /// An absolute futex timeout as a monotonic deadline in nanoseconds.
-    pub(super) fn absolute_deadline(&self, t: Timespec, realtime: bool) -> Result<u64, Errno> {
-        let abs = t.to_ns()?;
-        Ok(if realtime {
-            let offset = self.realtime_ns().wrapping_sub(self.monotonic_ns());
-            abs.saturating_sub(offset)
-        } else {
-            abs
-        })
-    }
-
     /// FUTEX_LOCK_PI / FUTEX_LOCK_PI2: takes the PI futex word at `addr` for the caller,
     /// waiting (FIFO) until its owner hands it over or the absolute `timeout` passes, on
     /// `CLOCK_REALTIME` when `realtime`, else `CLOCK_MONOTONIC`. A handled signal does not
@@ -199,7 +188,7 @@ impl System {
     ) -> Result<usize, Errno> {
         let word = UserPtr::<u32>::new(addr).atomic(&self.address_space())?;
         let deadline = match timeout {
-            Some(t) => Some(self.absolute_deadline(t, realtime)?),
+            Some(t) => Some(super::absolute_deadline(t, realtime)?),
             None => None,
         };
         let me = self.gettid()?;
