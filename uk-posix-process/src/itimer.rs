@@ -1,4 +1,5 @@
-//! The real-time interval timer: `setitimer`/`getitimer` with `ITIMER_REAL`, and `alarm`.
+//! The interval timers: `setitimer`/`getitimer` with `ITIMER_REAL`, `ITIMER_VIRTUAL` and
+//! `ITIMER_PROF`, and `alarm`.
 //!
 //! Each process has one timer: a deadline on the monotonic clock and an interval to re-arm
 //! it with. When it expires the process gets `SIGALRM` (`si_code` `SI_KERNEL`), delivered
@@ -14,21 +15,35 @@
 //! call — and otherwise at the next such call; a process that only computes never sees
 //! it, as a cooperative scheduler would not run a timer thread meanwhile either.
 //!
-//! `ITIMER_VIRTUAL` and `ITIMER_PROF` count CPU time, which nothing would interrupt a
-//! thread for when it runs out: they are refused with `EINVAL` rather than accepted and
-//! never fired. The POSIX timers of [`crate::timer`] fire through the same waits.
+//! `ITIMER_VIRTUAL` and `ITIMER_PROF` count the process's CPU time (the same here: there
+//! is no kernel mode, so all of it is user time) and send `SIGVTALRM` and `SIGPROF`. A
+//! thread's CPU time only grows while it runs, so their expiry is checked where a running
+//! thread passes: on the way back from every system call (the image's return hook,
+//! [`System::syscall_returned`]), which then delivers the signal to that thread. A
+//! profiler's `SIGPROF` thus comes at the first call after the time ran out; a loop that
+//! makes no calls is not interrupted (no preemption, as for every signal here). They need
+//! a scheduler that counts CPU time (`EINVAL` otherwise), and cost nothing on the return
+//! path until one is armed. The POSIX timers of [`crate::timer`] fire through the same
+//! waits as `ITIMER_REAL`.
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use uk_syscall::Errno;
 
-use crate::signal::{SI_KERNEL, SIGALRM, SigInfo, enqueue};
+use crate::cputime::CpuClock;
+use crate::signal::{SI_KERNEL, SIGALRM, SIGPROF, SIGVTALRM, SigInfo, enqueue};
 use crate::system::System;
 use crate::time::NSEC_PER_SEC;
 
+/// Set once any process armed a CPU-time timer: until then, the return path does not look
+/// at CPU time.
+static CPU_ALARMS_USED: AtomicBool = AtomicBool::new(false);
+
 /// `setitimer`: the real-time timer, which sends `SIGALRM`.
 pub const ITIMER_REAL: i32 = 0;
-/// `setitimer`: process CPU time in user mode (not kept: `EINVAL`).
+/// `setitimer`: process CPU time in user mode, which sends `SIGVTALRM`.
 pub const ITIMER_VIRTUAL: i32 = 1;
-/// `setitimer`: process CPU time (not kept: `EINVAL`).
+/// `setitimer`: process CPU time, which sends `SIGPROF`.
 pub const ITIMER_PROF: i32 = 2;
 
 /// Linux's `struct timeval`.
@@ -100,28 +115,75 @@ pub(crate) struct Alarm {
     interval_ns: u64,
 }
 
-fn check_which(which: i32) -> Result<(), Errno> {
+/// Which interval timer a `which` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    /// `ITIMER_REAL`, on the monotonic clock.
+    Real,
+    /// `ITIMER_VIRTUAL` (0) or `ITIMER_PROF` (1), on the process's CPU time.
+    Cpu(usize),
+}
+
+fn check_which(which: i32) -> Result<Which, Errno> {
     match which {
-        ITIMER_REAL => Ok(()),
+        ITIMER_REAL => Ok(Which::Real),
+        ITIMER_VIRTUAL => Ok(Which::Cpu(0)),
+        ITIMER_PROF => Ok(Which::Cpu(1)),
         _ => Err(Errno::EINVAL),
     }
 }
 
+/// The signal of CPU-time timer `index`.
+const CPU_ALARM_SIGNALS: [i32; 2] = [SIGVTALRM, SIGPROF];
+
+impl Alarm {
+    /// The alarm after an expiry at `now`: re-armed by its interval past `now` (the
+    /// periods that went by unseen skipped), or none.
+    fn after_expiry(self, now: u64) -> Option<Alarm> {
+        (self.interval_ns > 0).then(|| {
+            let missed = (now - self.deadline_ns) / self.interval_ns + 1;
+            Alarm {
+                deadline_ns: self
+                    .deadline_ns
+                    .saturating_add(missed.saturating_mul(self.interval_ns)),
+                interval_ns: self.interval_ns,
+            }
+        })
+    }
+
+    /// Its setting as `getitimer` reports it at `now` (a due one reads as 1 µs).
+    fn setting(self, now: u64) -> Itimerval {
+        Itimerval {
+            interval: Timeval::from_ns_up(self.interval_ns),
+            value: Timeval::from_ns_up(self.deadline_ns.saturating_sub(now).max(1)),
+        }
+    }
+}
+
 impl System {
-    /// `getitimer(which)`: the time left and the interval of the caller's process timer.
+    /// `getitimer(which)`: the time left and the interval of one of the caller's process
+    /// timers.
     ///
     /// # Errors
     ///
-    /// `EINVAL` for a timer other than `ITIMER_REAL`.
+    /// `EINVAL` for an unknown timer, or a CPU-time one when the caller's scheduler does
+    /// not count CPU time.
     pub fn getitimer(&self, which: i32) -> Result<Itimerval, Errno> {
-        check_which(which)?;
-        self.fire_due_alarm();
-        let now = self.monotonic_ns();
-        let alarm = self.with_caller_signals(|_, p, _, _| p.alarm)?;
-        Ok(alarm.map_or_else(Itimerval::default, |a| Itimerval {
-            interval: Timeval::from_ns_up(a.interval_ns),
-            value: Timeval::from_ns_up(a.deadline_ns.saturating_sub(now).max(1)),
-        }))
+        let (alarm, now) = match check_which(which)? {
+            Which::Real => {
+                self.fire_due_alarm();
+                let alarm = self.with_caller_signals(|_, p, _, _| p.alarm)?;
+                (alarm, self.monotonic_ns())
+            }
+            Which::Cpu(index) => {
+                let now = self.cpu_time_ns(CpuClock::Process(0))?;
+                (
+                    self.with_caller_signals(|_, p, _, _| p.cpu_alarms[index])?,
+                    now,
+                )
+            }
+        };
+        Ok(alarm.map_or_else(Itimerval::default, |a| a.setting(now)))
     }
 
     /// `setitimer(which, new)`: arms the caller's process timer to expire after
@@ -130,19 +192,71 @@ impl System {
     ///
     /// # Errors
     ///
-    /// `EINVAL` for a timer other than `ITIMER_REAL` or a bad `timeval`; nothing changes.
+    /// `EINVAL` for an unknown timer or a bad `timeval`, or as [`System::getitimer`];
+    /// nothing changes.
     pub fn setitimer(&self, which: i32, new: Itimerval) -> Result<Itimerval, Errno> {
-        check_which(which)?;
+        let which_timer = check_which(which)?;
         let value = new.value.to_ns()?;
         let interval = new.interval.to_ns()?;
         let old = self.getitimer(which)?;
-        let now = self.monotonic_ns();
+        let now = match which_timer {
+            Which::Real => self.monotonic_ns(),
+            Which::Cpu(_) => self.cpu_time_ns(CpuClock::Process(0))?,
+        };
         let alarm = (value > 0).then(|| Alarm {
             deadline_ns: now.saturating_add(value),
             interval_ns: interval,
         });
-        self.with_caller_signals(|_, p, _, _| p.alarm = alarm)?;
+        self.with_caller_signals(|_, p, _, _| match which_timer {
+            Which::Real => p.alarm = alarm,
+            Which::Cpu(index) => {
+                if alarm.is_some() {
+                    CPU_ALARMS_USED.store(true, Ordering::Relaxed);
+                }
+                p.cpu_alarms[index] = alarm;
+            }
+        })?;
         Ok(old)
+    }
+
+    /// What the image's system-call return hook does for the calling thread: fires the
+    /// CPU-time timers of its process that ran out, then runs the handlers of the
+    /// signals pending for it, as Linux does on the way back to user mode. A thread the
+    /// layer does not know is left alone.
+    pub fn syscall_returned(&self) {
+        self.deliver_on_return();
+    }
+
+    /// Fires the caller's process's CPU-time timers whose time ran out: `SIGVTALRM` or
+    /// `SIGPROF` becomes pending for the process, and the timer is re-armed or disarmed.
+    /// Nothing until a CPU-time timer was armed, and nothing for a caller the layer does
+    /// not know (it would be adopted into a process) or whose CPU time is not counted.
+    pub(crate) fn fire_due_cpu_alarms(&self) {
+        if !CPU_ALARMS_USED.load(Ordering::Relaxed) || !self.caller_is_known() {
+            return;
+        }
+        let Ok(now) = self.cpu_time_ns(CpuClock::Process(0)) else {
+            return;
+        };
+        let fired = self.with_caller_signals(|_, p, _, pid| {
+            let mut fired = false;
+            for (slot, signo) in p.cpu_alarms.iter_mut().zip(CPU_ALARM_SIGNALS) {
+                let Some(alarm) = slot.filter(|a| now >= a.deadline_ns) else {
+                    continue;
+                };
+                *slot = alarm.after_expiry(now);
+                let info = SigInfo::new(signo, SI_KERNEL, 0);
+                fired |= enqueue(&mut p.pending, &mut p.queued, info, false).is_ok();
+            }
+            fired.then_some(pid)
+        });
+        if let Ok(Some(pid)) = fired {
+            self.note_signal_sent();
+            // The caller takes it on its way back unless it blocks it; then another thread.
+            for signo in CPU_ALARM_SIGNALS {
+                let _ = self.hand_to_a_waiter(pid, signo);
+            }
+        }
     }
 
     /// `alarm(seconds)`: `setitimer(ITIMER_REAL)` for `seconds` once (0 cancels); returns
@@ -176,15 +290,7 @@ impl System {
             if now < a.deadline_ns {
                 return None;
             }
-            p.alarm = (a.interval_ns > 0).then(|| {
-                let missed = (now - a.deadline_ns) / a.interval_ns + 1;
-                Alarm {
-                    deadline_ns: a
-                        .deadline_ns
-                        .saturating_add(missed.saturating_mul(a.interval_ns)),
-                    interval_ns: a.interval_ns,
-                }
-            });
+            p.alarm = a.after_expiry(now);
             let info = SigInfo::new(SIGALRM, SI_KERNEL, 0);
             enqueue(&mut p.pending, &mut p.queued, info, false).ok()?;
             Some(pid)

@@ -179,7 +179,7 @@ pub fn install(host: &'static dyn ThreadHost) {
     // Signals that became pending for the caller run their handlers on the way back from
     // every system call, as on Linux (not only from the signal calls, waits and sleeps).
     uk_syscall::set_return_hook(|| {
-        SYSTEM.deliver_on_return();
+        SYSTEM.syscall_returned();
     });
     #[cfg(feature = "vfs")]
     connect_vfs();

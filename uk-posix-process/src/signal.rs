@@ -124,6 +124,10 @@ pub const SIGTTIN: i32 = 21;
 pub const SIGTTOU: i32 = 22;
 /// Urgent data on a socket (ignored by default).
 pub const SIGURG: i32 = 23;
+/// The virtual (CPU-time) interval timer expired (`setitimer(ITIMER_VIRTUAL)`).
+pub const SIGVTALRM: i32 = 26;
+/// The profiling interval timer expired (`setitimer(ITIMER_PROF)`).
+pub const SIGPROF: i32 = 27;
 /// Window size change (ignored by default).
 pub const SIGWINCH: i32 = 28;
 
@@ -484,6 +488,9 @@ pub(crate) struct SigProcess {
     pub(crate) queued: Vec<SigInfo>,
     /// The process's real-time interval timer (`setitimer(ITIMER_REAL)`, `alarm`).
     pub(crate) alarm: Option<crate::itimer::Alarm>,
+    /// The process's CPU-time interval timers (`ITIMER_VIRTUAL`, `ITIMER_PROF`), their
+    /// deadlines in process CPU time.
+    pub(crate) cpu_alarms: [Option<crate::itimer::Alarm>; 2],
     /// The process's POSIX timers (`timer_create`).
     pub(crate) timers: crate::timer::Timers,
 }
@@ -495,6 +502,7 @@ impl Default for SigProcess {
             pending: 0,
             queued: Vec::new(),
             alarm: None,
+            cpu_alarms: [None; 2],
             timers: crate::timer::Timers::new(),
         }
     }
@@ -516,6 +524,7 @@ impl SigProcess {
             pending: 0,
             queued: Vec::new(),
             alarm: None,
+            cpu_alarms: [None; 2],
             timers: crate::timer::Timers::new(),
         }
     }
@@ -1236,6 +1245,7 @@ impl System {
     /// scheduler thread the layer already knows (a thread of another subsystem that makes
     /// a call is not adopted into a process by it).
     pub(crate) fn deliver_on_return(&self) {
+        self.fire_due_cpu_alarms();
         if self.signals_sent.load(Ordering::Relaxed)
             && uk_sched::current().is_some()
             && self.known_caller_has_deliverable_signal()

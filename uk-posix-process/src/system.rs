@@ -435,6 +435,11 @@ impl System {
         self.state.lock().0.procs.len()
     }
 
+    /// Whether the calling thread is one the layer knows (created or adopted).
+    pub(crate) fn caller_is_known(&self) -> bool {
+        self.state.lock().0.threads.contains_key(&current_key())
+    }
+
     /// Number of live threads known to the layer.
     pub fn thread_count(&self) -> usize {
         self.state.lock().0.threads.len()

@@ -482,9 +482,26 @@ void group_signals(void)
 	CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
 	CHECK(getitimer(ITIMER_REAL, &left) == 0 && left.it_value.tv_sec == 0 &&
 	      left.it_value.tv_usec == 0);
-	CHECK_EQ(setitimer(ITIMER_VIRTUAL, &every, NULL), -1);
-	CHECK_EQ(errno, EINVAL);
 	signal(SIGALRM, SIG_DFL);
+
+	/* The profiling timer counts CPU time, not waiting: SIGPROF comes on the way back from
+	 * a call once 50 ms of it were used (a loop of calls here), and not during a sleep of
+	 * 100 ms. */
+	signal(SIGPROF, count_signal);
+	struct itimerval prof = { { 0, 0 }, { 0, 50000 } };
+	CHECK_EQ(setitimer(ITIMER_PROF, &prof, NULL), 0);
+	CHECK(getitimer(ITIMER_PROF, &left) == 0 && left.it_value.tv_sec == 0 && left.it_value.tv_usec > 0 &&
+	      left.it_value.tv_usec <= 50000);
+	int before_prof = handler_calls;
+	struct timespec sleep_100ms = { 0, 100000000 };
+	nanosleep(&sleep_100ms, NULL);
+	CHECK_EQ(handler_calls, before_prof);
+	for (long i = 0; i < 100000000 && handler_calls == before_prof; i++)
+		getppid();
+	CHECK(handler_calls == before_prof + 1 && last_signal == SIGPROF);
+	CHECK(getitimer(ITIMER_PROF, &left) == 0 && left.it_value.tv_usec == 0);
+	CHECK(getitimer(ITIMER_VIRTUAL, &left) == 0 && left.it_value.tv_usec == 0);
+	signal(SIGPROF, SIG_DFL);
 
 	/* An alternate signal stack: an SA_ONSTACK handler runs there, another does not. */
 	static char altstack[16384] __attribute__((aligned(16)));
