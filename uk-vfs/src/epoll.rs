@@ -181,6 +181,10 @@ fn readiness(object: &Object, depth: u32) -> (u16, u64) {
             let generation = e.generation();
             (e.poll_events(), generation)
         }
+        Object::TimerFd(t) => {
+            let generation = t.generation();
+            (t.poll_events(), generation)
+        }
         Object::Epoll(ep) => {
             let generation = readiness_epoch();
             let ready = !ep.scan(1, false, depth + 1).is_empty();
@@ -297,10 +301,10 @@ impl EpollInstance {
 }
 
 /// Whether `file` has readiness to watch (Linux's `file_can_poll`): pipes, eventfds, epoll
-/// sets and terminals; not regular files, directories or other devices.
+/// sets, timerfds and terminals; not regular files, directories or other devices.
 fn can_poll(file: &OpenFile) -> bool {
     match &file.object {
-        Object::Pipe(_) | Object::EventFd(_) | Object::Epoll(_) => true,
+        Object::Pipe(_) | Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => true,
         Object::Node(n) => {
             n.file_type() == FileType::CharDevice
                 && n.ioctl(crate::devfs::TCGETS, &mut [0; crate::devfs::TERMIOS_SIZE])

@@ -12,6 +12,7 @@ use crate::eventfd::EventFd;
 use crate::flock::{self, LockKey};
 use crate::pipe::PipeEnd;
 use crate::record_lock;
+use crate::timerfd::TimerFd;
 use crate::types::{DEFAULT_MAX_FDS, O_ACCMODE, O_NONBLOCK, O_RDWR, O_WRONLY};
 use crate::vnode::VnodeRef;
 
@@ -28,16 +29,20 @@ pub(crate) enum Object {
     EventFd(EventFd),
     /// An epoll set.
     Epoll(Epoll),
+    /// A timerfd.
+    TimerFd(TimerFd),
 }
 
 impl Object {
     /// `fstat` of an object that is not a node: a pipe's own, the shared anonymous inode
-    /// of eventfds and epoll sets.
+    /// of eventfds, epoll sets and timerfds.
     pub(crate) fn special_stat(&self) -> Option<crate::types::Stat> {
         match self {
             Object::Node(_) => None,
             Object::Pipe(p) => Some(p.stat()),
-            Object::EventFd(_) | Object::Epoll(_) => Some(crate::eventfd::anon_stat()),
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => {
+                Some(crate::eventfd::anon_stat())
+            }
         }
     }
 

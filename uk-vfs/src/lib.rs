@@ -98,6 +98,7 @@ pub mod poll;
 pub mod ramfs;
 pub mod record_lock;
 pub mod syscalls;
+pub mod timerfd;
 mod transfer;
 pub mod types;
 mod vfs;

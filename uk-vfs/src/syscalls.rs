@@ -762,6 +762,47 @@ pub fn sys_eventfd(a: &Args) -> SyscallResult {
     vfs().eventfd2(a[0] as u32, 0).map(|f| f as usize)
 }
 
+/// timerfd_create(clockid, flags): a new timerfd (see [`crate::timerfd`]).
+pub fn sys_timerfd_create(a: &Args) -> SyscallResult {
+    vfs()
+        .timerfd_create(a[0] as i32, a[1] as u32)
+        .map(|f| f as usize)
+}
+
+/// timerfd_settime(fd, flags, new_value, old_value): arms or disarms the timer (see
+/// [`crate::timerfd`]); `old_value` (may be `NULL`) receives the previous setting.
+/// Refusals come in Linux's order (`EFAULT` for `new_value`, `EINVAL` for the flags or a
+/// timespec, `EBADF`, `EINVAL` for a descriptor that is no timerfd), and an `old_value`
+/// outside caller memory is `EFAULT` before the timer changes (Linux changes the timer,
+/// then fails to write the old setting).
+pub fn sys_timerfd_settime(a: &Args) -> SyscallResult {
+    use crate::timerfd::{ITIMERSPEC_SIZE, ItimerSpec, TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET};
+    let new = ItimerSpec::from_bytes(src(a[2], ITIMERSPEC_SIZE)?).ok_or(Errno::EFAULT)?;
+    let (timer, flags, old_at) = (fd(a[0]), a[1] as u32, a[3]);
+    if flags & !(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    new.check()?;
+    vfs().timerfd_gettime(timer)?;
+    if old_at != 0 {
+        check(old_at, ITIMERSPEC_SIZE)?;
+    }
+    let old = vfs().timerfd_settime(timer, flags, new)?;
+    if old_at != 0 {
+        put(old_at, &old.to_bytes())?;
+    }
+    Ok(0)
+}
+
+/// timerfd_gettime(fd, curr_value): the time left and the interval (see
+/// [`crate::timerfd`]); `EBADF`, `EINVAL` for a descriptor that is no timerfd, then
+/// `EFAULT`.
+pub fn sys_timerfd_gettime(a: &Args) -> SyscallResult {
+    let current = vfs().timerfd_gettime(fd(a[0]))?;
+    put(a[1], &current.to_bytes())?;
+    Ok(0)
+}
+
 /// epoll_create1(flags): a new epoll set (see [`crate::epoll`]).
 pub fn sys_epoll_create1(a: &Args) -> SyscallResult {
     vfs().epoll_create1(a[0] as u32).map(|f| f as usize)
@@ -842,6 +883,9 @@ register!(fchown => sys_fchown);
 register!(eventfd2 => sys_eventfd2);
 register!(epoll_create1 => sys_epoll_create1);
 register!(epoll_ctl => sys_epoll_ctl);
+register!(timerfd_create => sys_timerfd_create);
+register!(timerfd_settime => sys_timerfd_settime);
+register!(timerfd_gettime => sys_timerfd_gettime);
 
 #[cfg(target_arch = "aarch64")]
 register!(fstatat => sys_newfstatat);

@@ -8,6 +8,7 @@ use crate::*;
 
 mod epoll;
 mod record_lock;
+mod timerfd;
 
 pub(crate) fn fresh() -> Vfs {
     let vfs = Vfs::new(RamFs::new());

@@ -82,7 +82,7 @@ fn put_out(out: &OpenFile, at: u64, buf: &[u8], more: bool) -> Result<usize, Err
     match &out.object {
         Object::Pipe(p) => p.write_some(buf, out.nonblock() || more),
         Object::Node(n) => n.write_at(if n.seekable() { at } else { 0 }, buf, out.nonblock()),
-        Object::EventFd(_) | Object::Epoll(_) => Err(Errno::EINVAL),
+        Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => Err(Errno::EINVAL),
     }
 }
 
@@ -279,7 +279,9 @@ impl Vfs {
         }
         let out_pos = match &fout.object {
             Object::Pipe(_) => 0,
-            Object::EventFd(_) | Object::Epoll(_) => return Err(Errno::EINVAL),
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => {
+                return Err(Errno::EINVAL);
+            }
             Object::Node(_) => {
                 let at = *fout.pos.lock();
                 verify_area(at as i64, count)?;
@@ -494,7 +496,9 @@ impl Vfs {
         }
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
-            Object::EventFd(_) | Object::Epoll(_) => return Err(Errno::ENODEV),
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => {
+                return Err(Errno::ENODEV);
+            }
             Object::Node(n) => n,
         };
         match n.file_type() {

@@ -648,6 +648,7 @@ impl Vfs {
                         let state = match &f.object {
                             Object::Pipe(p) => p.poll_events(),
                             Object::EventFd(e) => e.poll_events(),
+                            Object::TimerFd(t) => t.poll_events(),
                             Object::Epoll(ep) => ep.poll_events(),
                             Object::Node(_) => ALWAYS_READY,
                         };
@@ -684,6 +685,7 @@ impl Vfs {
         match &f.object {
             Object::Pipe(p) => p.read(buf, nonblock),
             Object::EventFd(e) => e.read(buf, nonblock),
+            Object::TimerFd(t) => t.read(buf, nonblock),
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if n.file_type() == FileType::Directory {
@@ -715,7 +717,8 @@ impl Vfs {
         match &f.object {
             Object::Pipe(p) => p.write(buf, f.nonblock()),
             Object::EventFd(e) => e.write(buf, f.nonblock()),
-            Object::Epoll(_) => Err(Errno::EINVAL),
+            // Linux's timerfd has no write operation.
+            Object::Epoll(_) | Object::TimerFd(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if !n.seekable() {
                     return n.write_at(0, buf, f.nonblock());
@@ -824,7 +827,7 @@ impl Vfs {
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
             // Linux's anonymous-inode files seek with `noop_llseek`: the position stays 0.
-            Object::EventFd(_) | Object::Epoll(_) => return Ok(0),
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => return Ok(0),
             Object::Node(n) => n,
         };
         if !n.seekable() {
@@ -1383,7 +1386,9 @@ impl Vfs {
         match &self.file(fd)?.object {
             Object::Node(n) => self.statfs_of(n),
             Object::Pipe(_) => Ok(StatFs::in_memory(PIPEFS_MAGIC)),
-            Object::EventFd(_) | Object::Epoll(_) => Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC)),
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => {
+                Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC))
+            }
         }
     }
 
