@@ -319,6 +319,30 @@ fn take_matching(
 }
 
 /// Wakes waiters taken off the queue (outside the table's lock); returns how many.
+/// The earliest monotonic deadline of uk-vfs's timerfds that a wait must wake for.
+fn fd_timers_deadline() -> Option<u64> {
+    #[cfg(feature = "vfs")]
+    {
+        uk_vfs::timerfd::next_deadline_ns()
+    }
+    #[cfg(not(feature = "vfs"))]
+    {
+        None
+    }
+}
+
+/// Fires uk-vfs's due timerfds (wakes their readers and the pollers); whether any fired.
+fn fire_due_fd_timers() -> bool {
+    #[cfg(feature = "vfs")]
+    {
+        uk_vfs::timerfd::fire_due()
+    }
+    #[cfg(not(feature = "vfs"))]
+    {
+        false
+    }
+}
+
 fn wake(woken: Vec<Waiter>) -> usize {
     for waiter in &woken {
         waiter.thread.wake();
@@ -422,7 +446,10 @@ impl System {
     /// The process's interval timer (`setitimer`, `alarm`) is kept here: the wait also
     /// ends at the timer's deadline, which then sends the process `SIGALRM`; when that
     /// signal is for this thread, its sending takes the waiter off the queue (the wait
-    /// ends `Interrupted`), else the wait goes on.
+    /// ends `Interrupted`), else the wait goes on. uk-vfs's timerfds are kept the same
+    /// way (feature `vfs`): the wait also ends at the earliest deadline of a timerfd not
+    /// yet readable, which then wakes that timerfd's readers and the pollers (this
+    /// waiter among them, if it is one: the wait ends `Woken`), else the wait goes on.
     fn block_queued(&self, id: u64, deadline: Option<Deadline>) -> WaitEnd {
         let ended = || {
             if self.futex.was_interrupted(id) {
@@ -433,10 +460,10 @@ impl System {
         };
         loop {
             let deadline_ns = deadline.map(|d| self.monotonic_deadline(d));
-            let wake_at = match (deadline_ns, self.timers_deadline()) {
-                (Some(d), Some(a)) => Some(d.min(a)),
-                (d, a) => d.or(a),
-            };
+            let wake_at = [deadline_ns, self.timers_deadline(), fd_timers_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
             let timed_out = if uk_sched::prepare_block(wake_at) {
                 if !self.futex.present(id) {
                     // Woken between the enqueue and the block.
@@ -455,8 +482,12 @@ impl System {
                 // Woken by someone else (not a futex wake): wait on.
                 continue;
             }
-            if self.fire_due_timers() {
-                // A timer's signal is pending; if it is for this thread, the waiter is gone.
+            // Both kinds of timer fire, whichever woke the thread.
+            let signalled = self.fire_due_timers();
+            let fd_fired = fire_due_fd_timers();
+            if signalled || fd_fired {
+                // A timer's signal is pending, or a timerfd woke its waiters; if either
+                // was for this thread, the waiter is gone.
                 continue;
             }
             if deadline_ns.is_some_and(|d| self.monotonic_ns() >= d) {

@@ -187,8 +187,8 @@ pub fn install(host: &'static dyn ThreadHost) {
 
 /// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE` (and its
 /// record locks report `getpid`), wakes the `poll`/`select`/`epoll_wait` waiters when a
-/// descriptor's readiness changes, and makes uk-vfs's blocking calls wait where a signal
-/// ends them ([`vfs_wait`]): what [`install`] does with the `vfs` feature. Call it before the program makes its first pipe.
+/// descriptor's readiness changes, makes uk-vfs's blocking calls wait where a signal
+/// ends them ([`vfs_wait`]), and gives uk-vfs's timerfds the layer's clocks: what [`install`] does with the `vfs` feature. Call it before the program makes its first pipe.
 #[cfg(feature = "vfs")]
 pub fn connect_vfs() {
     uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
@@ -203,6 +203,23 @@ pub fn connect_vfs() {
     uk_vfs::set_readiness_hook(|| {
         SYSTEM.wake_pollers();
     });
+    // Timerfds read the layer's clocks (those of clock_gettime); every wait of the layer
+    // also ends at their deadlines (see futex's block_queued).
+    uk_vfs::timerfd::set_time_source(&ImageClocks);
+}
+
+/// The image layer's clocks, as uk-vfs's timerfds read them.
+#[cfg(feature = "vfs")]
+struct ImageClocks;
+
+#[cfg(feature = "vfs")]
+impl uk_vfs::timerfd::TimeSource for ImageClocks {
+    fn monotonic_ns(&self) -> u64 {
+        SYSTEM.monotonic_ns()
+    }
+    fn realtime_ns(&self) -> u64 {
+        SYSTEM.realtime_ns()
+    }
 }
 
 /// The caller's process id (0 only if no id was left to adopt an unknown caller).

@@ -344,6 +344,10 @@ impl System {
     }
 
     /// Sets `CLOCK_REALTIME` to `unix_ns` now (no RTC is read: it starts at the epoch).
+    /// With the `vfs` feature, uk-vfs's timerfds hear of a change
+    /// ([`uk_vfs::timerfd::clock_was_set`]): `TFD_TIMER_CANCEL_ON_SET` timers are
+    /// cancelled, and the waiters of real-time ones look again. Setting the time the clock
+    /// already shows changes nothing, as on Linux.
     pub fn set_realtime_ns(&self, unix_ns: u64) {
         let offset = unix_ns.wrapping_sub(self.monotonic_ns());
         let before = self.realtime_offset.swap(offset, Ordering::Relaxed);
@@ -359,6 +363,9 @@ impl System {
             crate::timer::follow_wall_clock(&mut p.sig.timers, moved);
         }
         self.futex.nudge_all();
+        // Timerfds too: cancelable ones are cancelled, real-time ones' waiters look again.
+        #[cfg(feature = "vfs")]
+        uk_vfs::timerfd::clock_was_set();
     }
 
     /// The status the last process ended with, once every thread has exited.
