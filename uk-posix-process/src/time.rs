@@ -116,7 +116,8 @@ impl System {
     /// clock_settime(2) without the pointer: sets `CLOCK_REALTIME` to `ts` (the image is
     /// root, so it may). Sleeps until, and timers armed for, an absolute time of the
     /// real-time clock follow it, as on Linux: one whose time the clock jumped past ends or
-    /// expires at once. Relative ones keep their length.
+    /// expires at once. Relative ones keep their length. uk-vfs's timerfds follow the same
+    /// rule (see [`System::set_realtime_ns`]).
     ///
     /// # Errors
     ///

@@ -1,5 +1,5 @@
 //! A VFS with Linux's semantics: mounts, path lookup, descriptors, ramfs, devfs, pipes,
-//! eventfd, epoll sets, the initrd, and the file syscalls.
+//! eventfd, epoll sets, timerfd, the initrd, and the file syscalls.
 //!
 //! # Design
 //!
@@ -37,7 +37,10 @@
 //! object's own generation) and calls a hook, which is how uk-posix-process's `poll`,
 //! `select` and `epoll_wait` wait without missing a change. [`epoll`] sets are open files
 //! holding weak registrations of open file descriptions (gone with the last close, as on
-//! Linux); edge-triggered registrations report once per generation. Transfers between files (`sendfile`, `copy_file_range`) go
+//! Linux); edge-triggered registrations report once per generation. [`timerfd`]s count
+//! their expirations when looked at (a [`timerfd::TimeSource`] gives the clocks) and
+//! leave the waking at a deadline to the waiting layer ([`timerfd::next_deadline_ns`],
+//! [`timerfd::fire_due`]). Transfers between files (`sendfile`, `copy_file_range`) go
 //! through a kernel buffer of at most 64 KiB at a time. The initrd ([`cpio`]) is a bounds-checked `newc`
 //! parser; [`global::init`] unpacks an archive into the root ramfs, and a malformed one is
 //! reported and leaves an empty root. The boards hand the archive over as

@@ -3,7 +3,8 @@
 //!
 //! Readiness is asked, never pushed: [`Vfs::poll`](crate::Vfs::poll) computes each
 //! descriptor's events from its file's state at the moment of the call (a pipe's buffer and
-//! its ends, an eventfd's counter, whether an epoll set has something to report; every
+//! its ends, an eventfd's counter, whether an epoll set has something to report, whether a
+//! timerfd has an unread expiration; every
 //! other file is always ready, as Linux's default for files without a `poll` operation).
 //! Waiting belongs to the caller, which also has to watch for signals and a timeout:
 //! uk-posix-process waits until the [`readiness_epoch`] moves, and the hook given to

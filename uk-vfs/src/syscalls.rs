@@ -6,8 +6,8 @@
 //! (`EFAULT` for `NULL` or memory outside it, `ENAMETOOLONG` for a path without a NUL
 //! within `PATH_MAX` bytes) and calls the typed method. aarch64 has only the `*at`
 //! forms of the path calls (no `open`, `stat`, `mkdir`, `chown`, `lchown`, ...) and no
-//! `eventfd` or `epoll_create`, so those handlers are registered on x86_64 only (74
-//! handlers there, 56 on aarch64); every handler is public so an image can call it
+//! `eventfd` or `epoll_create`, so those handlers are registered on x86_64 only (78
+//! handlers there, 60 on aarch64); every handler is public so an image can call it
 //! directly.
 //!
 //! Besides the path, descriptor and data calls: `preadv`/`pwritev` and their `2` forms
@@ -18,7 +18,8 @@
 //! see [`flock`](crate::flock)), `sync`/`syncfs`, the `chown` family (`fchownat`,
 //! `fchown`; x86_64's `chown`, `lchown`), `eventfd2` and the epoll set calls
 //! (`epoll_create1`, `epoll_ctl`; see [`epoll`](crate::epoll): the waits, which must
-//! watch for signals, are uk-posix-process's). Every refusal is a Linux errno, in the order
+//! watch for signals, are uk-posix-process's), and `timerfd_create`, `timerfd_settime`,
+//! `timerfd_gettime` (see [`timerfd`](crate::timerfd)). Every refusal is a Linux errno, in the order
 //! Linux 6.18 checks, and changes nothing (save Linux's own rule that a lock conversion
 //! refused with `LOCK_NB` has given up the old lock).
 

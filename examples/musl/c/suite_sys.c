@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/select.h>
@@ -554,6 +555,118 @@ void group_pipes(void)
 	close(sem);
 	close(efd);
 
+	/* timerfd: a one-shot timer read after poll saw it expire, non-blocking EAGAIN before,
+	 * gettime's time left; a periodic one whose blocking read waits for the first expiry
+	 * and whose next read counts the overruns; epoll waking at an absolute time of the wall
+	 * clock; an absolute time already past; clock_settime cancelling a
+	 * TFD_TIMER_CANCEL_ON_SET timer; Linux's refusals. */
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	CHECK(tfd >= 0);
+	CHECK_EQ(fcntl(tfd, F_GETFD), FD_CLOEXEC);
+	CHECK_EQ(fcntl(tfd, F_GETFL) & (O_NONBLOCK | O_ACCMODE), O_NONBLOCK | O_RDWR);
+	uint64_t ticks = 0;
+	CHECK_EQ(read(tfd, &ticks, sizeof ticks), -1);
+	CHECK_EQ(errno, EAGAIN);
+	struct itimerspec its = { { 0, 0 }, { 0, 10000000 } }, cur;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(timerfd_settime(tfd, 0, &its, NULL), 0);
+	CHECK_EQ(timerfd_gettime(tfd, &cur), 0);
+	CHECK(cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec > 0 &&
+	      cur.it_value.tv_nsec <= 10000000 && cur.it_interval.tv_sec == 0 &&
+	      cur.it_interval.tv_nsec == 0);
+	CHECK_EQ(read(tfd, &ticks, sizeof ticks), -1);
+	CHECK_EQ(errno, EAGAIN);
+	struct pollfd tp = { tfd, POLLIN, 0 };
+	CHECK_EQ(poll(&tp, 1, 5000), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK_EQ(tp.revents, POLLIN);
+	/* Woken at the expiry, not at poll's own timeout. */
+	CHECK(ns_between(t0, t1) >= 10000000 && ns_between(t0, t1) < 2000000000);
+	CHECK_EQ(read(tfd, &ticks, 7), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK(read(tfd, &ticks, sizeof ticks) == sizeof ticks && ticks == 1);
+	CHECK_EQ(timerfd_gettime(tfd, &cur), 0);
+	CHECK(cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
+	CHECK_EQ(poll(&tp, 1, 0), 0);
+
+	int ptfd = timerfd_create(CLOCK_MONOTONIC, 0);
+	CHECK(ptfd >= 0);
+	struct itimerspec every = { { 0, 2000000 }, { 0, 2000000 } }, old;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(timerfd_settime(ptfd, 0, &every, NULL), 0);
+	CHECK(read(ptfd, &ticks, sizeof ticks) == sizeof ticks && ticks >= 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK(ns_between(t0, t1) >= 2000000);
+	usleep(10000);
+	CHECK(read(ptfd, &ticks, sizeof ticks) == sizeof ticks && ticks >= 5);
+	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+	CHECK_EQ(timerfd_settime(ptfd, 0, &off, &old), 0);
+	CHECK(old.it_interval.tv_sec == 0 && old.it_interval.tv_nsec == 2000000 &&
+	      old.it_value.tv_sec == 0 && old.it_value.tv_nsec > 0 &&
+	      old.it_value.tv_nsec <= 2000000);
+	CHECK_EQ(timerfd_gettime(ptfd, &cur), 0);
+	CHECK(cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
+
+	int rtfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK);
+	CHECK(rtfd >= 0);
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	struct itimerspec at = { { 0, 0 }, wall };
+	at.it_value.tv_nsec += 15000000;
+	if (at.it_value.tv_nsec >= 1000000000) {
+		at.it_value.tv_sec++;
+		at.it_value.tv_nsec -= 1000000000;
+	}
+	CHECK_EQ(timerfd_settime(rtfd, TFD_TIMER_ABSTIME, &at, NULL), 0);
+	ep = epoll_create1(0);
+	CHECK(ep >= 0);
+	ev.events = EPOLLIN;
+	ev.data.u64 = 0x7fd;
+	CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, rtfd, &ev), 0);
+	CHECK_EQ(epoll_wait(ep, got, 4, 0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(epoll_wait(ep, got, 4, 5000), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK(got[0].data.u64 == 0x7fd && got[0].events == EPOLLIN);
+	CHECK(ns_between(t0, t1) < 2000000000);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	CHECK(ns_between(at.it_value, wall) >= 0);
+	CHECK(read(rtfd, &ticks, sizeof ticks) == sizeof ticks && ticks == 1);
+	/* The wall clock starts at the epoch here (no RTC): 1 ns past it has passed. */
+	struct itimerspec past = { { 0, 0 }, { 0, 1 } };
+	CHECK_EQ(timerfd_settime(rtfd, TFD_TIMER_ABSTIME, &past, NULL), 0);
+	CHECK(read(rtfd, &ticks, sizeof ticks) == sizeof ticks && ticks == 1);
+	struct itimerspec hour = { { 0, 0 }, { wall.tv_sec + 3600, 0 } };
+	CHECK_EQ(timerfd_settime(rtfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &hour, NULL), 0);
+	CHECK_EQ(read(rtfd, &ticks, sizeof ticks), -1);
+	CHECK_EQ(errno, EAGAIN);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	CHECK_EQ(clock_settime(CLOCK_REALTIME, &wall), 0);
+	CHECK_EQ(epoll_wait(ep, got, 4, 0), 1);
+	CHECK_EQ(read(rtfd, &ticks, sizeof ticks), -1);
+	CHECK_EQ(errno, ECANCELED);
+	CHECK_EQ(read(rtfd, &ticks, sizeof ticks), -1);
+	CHECK_EQ(errno, EAGAIN);
+
+	struct itimerspec long_one = { { 0, 0 }, { 3600, 0 } };
+	CHECK_EQ(timerfd_settime(tfd, 0, &long_one, NULL), 0);
+	CHECK_EQ(timerfd_create(CLOCK_PROCESS_CPUTIME_ID, 0), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(timerfd_create(CLOCK_MONOTONIC, 1), -1);
+	CHECK_EQ(errno, EINVAL);
+	struct itimerspec bad = { { 0, 0 }, { 0, 1000000000 } };
+	CHECK_EQ(timerfd_settime(tfd, 0, &bad, NULL), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(timerfd_settime(tfd, 4, &its, NULL), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(timerfd_settime(ep, 0, &its, NULL), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(timerfd_gettime(tfd, &cur), 0);
+	CHECK(cur.it_value.tv_sec >= 3590 && cur.it_interval.tv_sec == 0);
+	close(ep);
+	close(rtfd);
+	close(ptfd);
+
 	/* A blocking read of an empty pipe that a timer's SIGALRM interrupts: EINTR after the
 	 * handler without SA_RESTART; with it, the read goes on and returns what a thread
 	 * writes later. A blocking eventfd read likewise fails with EINTR. */
@@ -585,6 +698,17 @@ void group_pipes(void)
 	CHECK_EQ(read(efd, &count, sizeof count), -1);
 	CHECK(errno == EINTR && pipe_alarm == SIGALRM);
 	close(efd);
+	/* A blocking timerfd read too; the timer stays armed. */
+	struct itimerspec later = { { 0, 0 }, { 10, 0 } };
+	CHECK_EQ(timerfd_settime(tfd, 0, &later, NULL), 0);
+	CHECK_EQ(fcntl(tfd, F_SETFL, 0), 0);
+	pipe_alarm = 0;
+	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
+	CHECK_EQ(read(tfd, &ticks, sizeof ticks), -1);
+	CHECK(errno == EINTR && pipe_alarm == SIGALRM);
+	CHECK_EQ(timerfd_gettime(tfd, &cur), 0);
+	CHECK(cur.it_value.tv_sec >= 9);
+	close(tfd);
 
 	/* A restarted read starts over, as Linux restarts the call: it looks the descriptor up
 	 * again, so an SA_RESTART handler that made it non-blocking ends the read with
