@@ -290,3 +290,78 @@ fn syscalls_through_dispatch() {
         vfs.close(f).unwrap();
     }
 }
+
+/// Random arguments to the three raw adapters: never a panic, every error an errno (never
+/// `ENOSYS`), and a refused `timerfd_settime` leaves the timer as it was (a valid setting
+/// that slipped through would show: it arms two hours, the timer has at most one).
+mod raw_fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use uk_syscall::{Sysno, dispatch};
+
+    const CLOCKS: &[usize] = &[0, 1, 2, 4, 7, 8, 9, 11, usize::MAX, 1 << 32];
+    const FLAGS: &[usize] = &[
+        0,
+        1,
+        2,
+        3,
+        4,
+        O_NONBLOCK as usize,
+        O_CLOEXEC as usize,
+        (O_NONBLOCK | O_CLOEXEC) as usize,
+        u32::MAX as usize,
+        1 << 32,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn refusals_change_nothing(
+            calls in proptest::collection::vec((0u8..3, 0usize..16, 0usize..10, 0usize..4, 0usize..3), 1..16)
+        ) {
+            clocks();
+            let vfs = global::vfs();
+            let t = vfs.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK).unwrap();
+            let e = vfs.eventfd2(0, 0).unwrap();
+            let baseline = spec(HOUR, HOUR);
+            vfs.timerfd_settime(t, 0, baseline).unwrap();
+            let fds = [t, e, -1, 9999, t, t];
+            let good = spec(7 * MS, 2 * HOUR).to_bytes();
+            let bad_nsec = ItimerSpec { value_nsec: 1_000_000_000, ..spec(7 * MS, 2 * HOUR) }.to_bytes();
+            let bad_sec = ItimerSpec { interval_sec: -1, ..spec(7 * MS, 2 * HOUR) }.to_bytes();
+            let mut out = [0u8; ITIMERSPEC_SIZE];
+            let out_at = out.as_mut_ptr() as usize;
+            let specs = [good.as_ptr() as usize, bad_nsec.as_ptr() as usize, bad_sec.as_ptr() as usize, 0];
+            let outs = [0, out_at, 8];
+            for (kind, a, b, c, d) in calls {
+                let fd = fds[a % fds.len()] as usize;
+                let before = vfs.timerfd_gettime(t).unwrap();
+                let r = match kind {
+                    0 => dispatch(Sysno::timerfd_create as usize, &[CLOCKS[b], FLAGS[(a + c) % FLAGS.len()], 0, 0, 0, 0]),
+                    1 => dispatch(Sysno::timerfd_settime as usize, &[fd, FLAGS[b], specs[c], outs[d], 0, 0]),
+                    _ => dispatch(Sysno::timerfd_gettime as usize, &[fd, outs[d], 0, 0, 0, 0]),
+                };
+                prop_assert!(r != -(Errno::ENOSYS.into_raw() as isize));
+                if kind == 0 && r >= 0 {
+                    vfs.close(r as Fd).unwrap();
+                    continue;
+                }
+                if kind == 1 && r == 0 && fd == t as usize {
+                    // Applied: back to the baseline for the next call.
+                    vfs.timerfd_settime(t, 0, baseline).unwrap();
+                    continue;
+                }
+                if r < 0 {
+                    prop_assert!(r >= -4095, "{r}");
+                }
+                let after = vfs.timerfd_gettime(t).unwrap();
+                prop_assert_eq!(after.interval_ns(), before.interval_ns());
+                let (was, now) = (before.value_ns().unwrap(), after.value_ns().unwrap());
+                prop_assert!(now <= was && was - now < 1_000 * MS, "{before:?} -> {after:?}");
+            }
+            vfs.close(t).unwrap();
+            vfs.close(e).unwrap();
+        }
+    }
+}
