@@ -15,9 +15,9 @@
 //! `write`. Readiness: `POLLIN` while at least one expiration is unread.
 //!
 //! **Clocks.** `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` (the same here: nothing suspends)
-//! count from boot; `CLOCK_REALTIME` is the wall clock, whose deadlines are kept in wall
-//! time as Linux keeps them, so setting the clock (`clock_settime`) moves them, relative
-//! ones too. `CLOCK_REALTIME_ALARM` and `CLOCK_BOOTTIME_ALARM` are accepted as their
+//! count from boot; `CLOCK_REALTIME` is the wall clock: a timer armed for an absolute
+//! time of it follows the clock when it is set (`clock_settime`), one armed with a
+//! relative time keeps its length (Linux makes it a monotonic timer). `CLOCK_REALTIME_ALARM` and `CLOCK_BOOTTIME_ALARM` are accepted as their
 //! plain clocks: the image runs as root (Linux's `CAP_WAKE_ALARM` check passes) and never
 //! suspends, so there is nothing to wake from. Any other clock is `EINVAL`, as is any
 //! flag but [`TFD_NONBLOCK`] and [`TFD_CLOEXEC`].
@@ -63,7 +63,7 @@ use crate::types::{O_CLOEXEC, O_NONBLOCK, O_RDWR};
 use crate::vfs::Vfs;
 use crate::wait::{Wait, new_wait};
 
-/// The wall clock (its deadlines move when it is set).
+/// The wall clock (absolute deadlines on it move when it is set).
 pub const CLOCK_REALTIME: i32 = 0;
 /// Time since boot, never set.
 pub const CLOCK_MONOTONIC: i32 = 1;
@@ -242,10 +242,16 @@ impl ItimerSpec {
 /// How many times the wall clock was set ([`clock_was_set`]).
 static CLOCK_SETS: AtomicU64 = AtomicU64::new(0);
 
-/// A timer's arming and its unread count, in nanoseconds of its own clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A timer's arming and its unread count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct State {
-    /// The next expiry not yet counted; `None`: disarmed (or a one-shot that expired).
+    /// The clock `deadline` is a time of: the timer's own, except for a real-time timer
+    /// armed with a relative time, which counts on the monotonic clock (Linux's "POSIX
+    /// magic" in `hrtimer_init`: relative `CLOCK_REALTIME` timers do not move when the
+    /// clock is set).
+    base: TimerClock,
+    /// The next expiry not yet counted, in nanoseconds of `base`; `None`: disarmed (or a
+    /// one-shot that expired).
     deadline: Option<u64>,
     /// Re-armed by this after each expiry (0: once). Kept when disarmed, as Linux does.
     interval: u64,
@@ -255,7 +261,24 @@ struct State {
     cancel_seen: Option<u64>,
 }
 
+impl Default for State {
+    fn default() -> State {
+        State {
+            base: TimerClock::Monotonic,
+            deadline: None,
+            interval: 0,
+            ticks: 0,
+            cancel_seen: None,
+        }
+    }
+}
+
 impl State {
+    /// Now on the clock of the deadline.
+    fn now(&self, source: &dyn TimeSource) -> u64 {
+        self.base.now(source)
+    }
+
     /// Counts the expirations up to `now`: one for the deadline, and one per interval
     /// that passed after it (a deadline exactly at `now` has expired). Returns whether the
     /// timer became readable.
@@ -319,18 +342,18 @@ impl Drop for Core {
 }
 
 impl Core {
-    fn now(&self) -> u64 {
-        self.clock.now(self.source)
-    }
-
     /// Counts the expirations up to now; wakes the readers and pollers if that made the
-    /// timer readable.
-    fn refresh(&self) {
-        let now = self.now();
-        let became = self.state.lock().advance(now);
+    /// timer readable. Returns whether it did.
+    fn refresh(&self) -> bool {
+        let became = {
+            let mut st = self.state.lock();
+            let now = st.now(self.source);
+            st.advance(now)
+        };
         if became {
             self.notify();
         }
+        became
     }
 
     /// Wakes the readers (who look again) and moves the generation and the epoch (so
@@ -342,8 +365,8 @@ impl Core {
 
     /// Whether a read would not wait now (without counting: a reader's wait condition).
     fn ready_now(&self) -> bool {
-        let now = self.now();
         let st = self.state.lock();
+        let now = st.now(self.source);
         st.readable() || st.deadline.is_some_and(|d| d <= now)
     }
 
@@ -354,7 +377,7 @@ impl Core {
             return None;
         }
         let deadline = st.deadline?;
-        Some(match self.clock {
+        Some(match st.base {
             TimerClock::Monotonic => deadline,
             TimerClock::Realtime => {
                 // The wall clock first: the monotonic reading after it is no earlier, so
@@ -423,9 +446,9 @@ impl TimerFd {
     /// `timerfd_gettime`: the time left until the next expiry (0 if disarmed or expired
     /// for good) and the interval.
     pub fn gettime(&self) -> ItimerSpec {
-        let now = self.core.now();
         let (became, current) = {
             let mut st = self.core.state.lock();
+            let now = st.now(self.core.source);
             let became = st.advance(now);
             (became, st.current(now))
         };
@@ -455,12 +478,18 @@ impl TimerFd {
         let cancelable = self.core.clock == TimerClock::Realtime
             && absolute
             && flags & TFD_TIMER_CANCEL_ON_SET != 0;
-        let now = self.core.now();
+        let base = match self.core.clock {
+            TimerClock::Realtime if absolute => TimerClock::Realtime,
+            _ => TimerClock::Monotonic,
+        };
         let old = {
             let mut st = self.core.state.lock();
-            st.advance(now);
-            let old = st.current(now);
+            let then = st.now(self.core.source);
+            st.advance(then);
+            let old = st.current(then);
+            let now = base.now(self.core.source);
             *st = State {
+                base,
                 deadline: match value {
                     0 => None,
                     v if absolute => Some(v),
@@ -494,9 +523,9 @@ impl TimerFd {
             return Err(Errno::EINVAL);
         }
         loop {
-            let now = self.core.now();
             let (taken, became) = {
                 let mut st = self.core.state.lock();
+                let now = st.now(self.core.source);
                 let became = st.advance(now);
                 let taken = if st.canceled() {
                     st.ticks = 0;
@@ -548,19 +577,14 @@ pub fn next_deadline_ns() -> Option<u64> {
 pub fn fire_due() -> bool {
     let mut any = false;
     for timer in live() {
-        let now = timer.now();
-        let became = timer.state.lock().advance(now);
-        if became {
-            timer.notify();
-            any = true;
-        }
+        any |= timer.refresh();
     }
     any
 }
 
 /// The wall clock was set (`clock_settime`, `settimeofday`): cancelable timers
 /// ([`TFD_TIMER_CANCEL_ON_SET`]) become readable and their next read fails with
-/// `ECANCELED`, and every real-time timer's readers and pollers look again (their
+/// `ECANCELED`, and every real-time timer's readers and pollers look again (absolute
 /// deadlines moved with the clock).
 pub fn clock_was_set() {
     CLOCK_SETS.fetch_add(1, Ordering::SeqCst);
@@ -936,9 +960,10 @@ mod tests {
             assert_eq!(t.poll_events(), 0);
             assert_eq!(count(t), Err(Errno::EAGAIN));
         }
-        // Deadlines on the wall clock moved with it (relative ones too, as on Linux).
+        // Absolute deadlines on the wall clock moved with it; a relative one keeps its
+        // length (Linux turns relative real-time timers into monotonic ones).
         assert_eq!(plain_abs.gettime(), rel(0, 1_500 * MS));
-        assert_eq!(relative.gettime(), rel(0, 1_500 * MS));
+        assert_eq!(relative.gettime(), rel(0, 1_000 * MS));
         assert_eq!(cancel.gettime(), rel(0, 1_500 * MS), "still armed");
         assert_eq!(mono.gettime(), rel(0, 1_000 * MS));
         // Unread expirations are dropped by the cancellation.
@@ -953,6 +978,33 @@ mod tests {
             .unwrap();
         clock_was_set();
         assert_eq!(count(&cancel), Err(Errno::EAGAIN));
+    }
+
+    /// On the wall clock, an absolute deadline follows a jump of the clock and a relative
+    /// one keeps its length (it counts on the monotonic clock, as Linux's does), its
+    /// interval too; its wake time is its monotonic deadline.
+    #[test]
+    fn a_relative_real_time_timer_keeps_its_length() {
+        let clock = Fake::leak(100 * MS, 9_000 * MS);
+        let relative = TimerFd::new(TimerClock::Realtime, clock);
+        let absolute = TimerFd::new(TimerClock::Realtime, clock);
+        relative.settime(0, rel(10 * MS, 10 * MS)).unwrap();
+        absolute
+            .settime(TFD_TIMER_ABSTIME, rel(0, 9_010 * MS))
+            .unwrap();
+        assert_eq!(relative.core.wake_at(), Some(110 * MS));
+        // The wall clock jumps an hour ahead: only the absolute timer expires.
+        clock.real.fetch_add(3_600_000 * MS, Ordering::SeqCst);
+        assert_eq!(count(&relative), Err(Errno::EAGAIN));
+        assert_eq!(relative.gettime(), rel(10 * MS, 10 * MS));
+        assert_eq!(count(&absolute), Ok(1));
+        clock.pass(25 * MS);
+        assert_eq!(count(&relative), Ok(2));
+        // Re-armed absolute, it counts on the wall clock again.
+        relative
+            .settime(TFD_TIMER_ABSTIME, rel(0, 3_609_100 * MS))
+            .unwrap();
+        assert_eq!(relative.gettime(), rel(0, 75 * MS));
     }
 
     /// A blocking read waits until another thread moves the clock past the deadline
