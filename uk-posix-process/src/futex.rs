@@ -318,7 +318,6 @@ fn take_matching(
     taken
 }
 
-/// Wakes waiters taken off the queue (outside the table's lock); returns how many.
 /// The earliest monotonic deadline of uk-vfs's timerfds that a wait must wake for.
 fn fd_timers_deadline() -> Option<u64> {
     #[cfg(feature = "vfs")]
@@ -343,6 +342,7 @@ fn fire_due_fd_timers() -> bool {
     }
 }
 
+/// Wakes waiters taken off the queue (outside the table's lock); returns how many.
 fn wake(woken: Vec<Waiter>) -> usize {
     for waiter in &woken {
         waiter.thread.wake();

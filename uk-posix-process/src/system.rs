@@ -422,6 +422,15 @@ impl System {
         None
     }
 
+    /// The monotonic time at which the wall clock shows `unix_ns`, at its current
+    /// setting: 0 for a time it showed before boot. (The wall clock may be behind the
+    /// monotonic one, so their difference is signed.)
+    pub(crate) fn wall_to_monotonic(&self, unix_ns: u64) -> u64 {
+        let wall_minus_monotonic = self.realtime_offset.load(Ordering::Relaxed) as i64;
+        let monotonic = i128::from(unix_ns) - i128::from(wall_minus_monotonic);
+        monotonic.clamp(0, i128::from(u64::MAX)) as u64
+    }
+
     /// `CLOCK_REALTIME` in nanoseconds since the epoch.
     pub fn realtime_ns(&self) -> u64 {
         self.monotonic_ns()

@@ -156,10 +156,7 @@ impl System {
     pub(crate) fn monotonic_deadline(&self, until: Deadline) -> u64 {
         match until {
             Deadline::Monotonic(ns) => ns,
-            Deadline::WallClock(unix_ns) => {
-                let offset = self.realtime_ns().wrapping_sub(self.monotonic_ns());
-                unix_ns.saturating_sub(offset)
-            }
+            Deadline::WallClock(unix_ns) => self.wall_to_monotonic(unix_ns),
         }
     }
 

@@ -253,7 +253,7 @@ impl System {
         let interval = new.interval.to_ns()?;
         self.fire_due_timers();
         let now = self.monotonic_ns();
-        let realtime_offset = self.realtime_ns().wrapping_sub(now);
+        let wall_deadline = self.wall_to_monotonic(value);
         self.with_timer_signals(id, |p, thread| {
             let timer = p.timers.get_mut(&id).ok_or(Errno::EINVAL)?;
             let (target, signo) = (timer.target, timer.signo);
@@ -264,7 +264,7 @@ impl System {
                 } else {
                     match timer.clock {
                         Kind::Monotonic => value,
-                        Kind::Realtime => value.saturating_sub(realtime_offset),
+                        Kind::Realtime => wall_deadline,
                     }
                 }
             });

@@ -595,3 +595,47 @@ fn timers_and_sleeps_for_a_wall_clock_time_follow_the_wall_clock() {
         assert_eq!(sys.monotonic_ns() - start, ms(5));
     });
 }
+
+#[test]
+fn a_wall_clock_behind_the_monotonic_one_still_gives_future_deadlines() {
+    serial_run(move |sys, clock| {
+        // A minute after boot, the wall clock set to 10 s after the epoch.
+        clock.advance(ms(60_000));
+        let wall = |s: u64| Timespec::from_ns(s * 1_000_000_000);
+        sys.clock_settime(CLOCK_REALTIME, wall(10)).unwrap();
+        let quiet = SigEvent {
+            notify: SIGEV_NONE,
+            ..SigEvent::default()
+        };
+        let id = sys.timer_create(CLOCK_REALTIME, Some(quiet)).unwrap();
+        let at_15 = Itimerspec {
+            value: wall(15),
+            ..Itimerspec::default()
+        };
+        sys.timer_settime(id, TIMER_ABSTIME, at_15).unwrap();
+        assert_eq!(
+            sys.timer_gettime(id).unwrap().value,
+            wall(5),
+            "not due at once"
+        );
+        let start = sys.monotonic_ns();
+        sys.clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, wall(12))
+            .unwrap();
+        assert_eq!(sys.monotonic_ns() - start, ms(2_000));
+        // A time the wall clock showed before boot is past: the one-shot timer expires.
+        sys.timer_settime(
+            id,
+            TIMER_ABSTIME,
+            Itimerspec {
+                value: Timespec::from_ns(1),
+                ..Itimerspec::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            sys.timer_gettime(id).unwrap().value,
+            Timespec::default(),
+            "expired at once"
+        );
+    });
+}
