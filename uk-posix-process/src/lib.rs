@@ -188,7 +188,9 @@ pub fn install(host: &'static dyn ThreadHost) {
 /// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE` (and its
 /// record locks report `getpid`), wakes the `poll`/`select`/`epoll_wait` waiters when a
 /// descriptor's readiness changes, makes uk-vfs's blocking calls wait where a signal
-/// ends them ([`vfs_wait`]), and gives uk-vfs's timerfds the layer's clocks: what [`install`] does with the `vfs` feature. Call it before the program makes its first pipe.
+/// ends them ([`vfs_wait`]), and gives uk-vfs's timerfds and file times the layer's clocks:
+/// what [`install`] does with the `vfs` feature. Call it before the program makes its
+/// first pipe.
 #[cfg(feature = "vfs")]
 pub fn connect_vfs() {
     uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
@@ -206,6 +208,14 @@ pub fn connect_vfs() {
     // Timerfds read the layer's clocks (those of clock_gettime); every wait of the layer
     // also ends at their deadlines (see futex's block_queued).
     uk_vfs::timerfd::set_time_source(&ImageClocks);
+    // File times (creation, writes, `utimensat`'s UTIME_NOW) are the wall clock's.
+    uk_vfs::set_clock(|| {
+        let ns = SYSTEM.realtime_ns();
+        uk_vfs::Timespec {
+            sec: (ns / time::NSEC_PER_SEC) as i64,
+            nsec: (ns % time::NSEC_PER_SEC) as u32,
+        }
+    });
 }
 
 /// The image layer's clocks, as uk-vfs's timerfds read them.

@@ -5,12 +5,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,6 +137,17 @@ void checks_timer_delete(void)
 	struct timespec later = { was_now.tv_sec + 200, 0 };
 	CHECK_EQ(clock_settime(CLOCK_REALTIME, &later), 0);
 	CHECK(timer_gettime(wall, &left) == 0 && left.it_value.tv_sec == 0 && left.it_value.tv_nsec <= 1);
-	CHECK_EQ(clock_settime(CLOCK_REALTIME, &was_now), 0);
 	CHECK_EQ(timer_delete(wall), 0);
+
+	/* File times are the wall clock's: a file made while it shows 2030 says so. */
+	struct timespec in_2030 = { 1900000000, 0 };
+	CHECK_EQ(clock_settime(CLOCK_REALTIME, &in_2030), 0);
+	int fd = open("/wall-clock-file", O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	CHECK(fd >= 0 && write(fd, "x", 1) == 1);
+	struct stat st;
+	CHECK(fstat(fd, &st) == 0 && st.st_mtime >= 1900000000 && st.st_mtime < 1900000010 &&
+	      st.st_ctime == st.st_mtime);
+	close(fd);
+	unlink("/wall-clock-file");
+	CHECK_EQ(clock_settime(CLOCK_REALTIME, &was_now), 0);
 }
