@@ -208,6 +208,8 @@ pub fn connect_vfs() {
     // Timerfds read the layer's clocks (those of clock_gettime); every wait of the layer
     // also ends at their deadlines (see futex's block_queued).
     uk_vfs::timerfd::set_time_source(&ImageClocks);
+    // Signalfds read the calling thread's pending signals.
+    uk_vfs::signalfd::set_signal_source(&ImageSignals);
     // File times (creation, writes, `utimensat`'s UTIME_NOW) are the wall clock's.
     uk_vfs::set_clock(|| {
         let ns = SYSTEM.realtime_ns();
@@ -216,6 +218,20 @@ pub fn connect_vfs() {
             nsec: (ns % time::NSEC_PER_SEC) as u32,
         }
     });
+}
+
+/// The image layer's signals, as uk-vfs's signalfds take them.
+#[cfg(feature = "vfs")]
+struct ImageSignals;
+
+#[cfg(feature = "vfs")]
+impl uk_vfs::signalfd::SignalSource for ImageSignals {
+    fn pending(&self, mask: u64) -> bool {
+        SYSTEM.caller_has_pending(mask)
+    }
+    fn take(&self, mask: u64) -> Option<[u8; uk_vfs::signalfd::SIGINFO_SIZE]> {
+        SYSTEM.take_pending(mask).map(|info| info.to_signalfd())
+    }
 }
 
 /// The image layer's clocks, as uk-vfs's timerfds read them.

@@ -733,6 +733,37 @@ impl SigInfo {
         }
     }
 
+    /// The `struct signalfd_siginfo` a signalfd read returns for this signal: the fields
+    /// Linux copies for its kind (a timer's id, overrun and value; a child's pid, status
+    /// and CPU time; a queued signal's sender and value; otherwise the sender).
+    pub fn to_signalfd(&self) -> [u8; 128] {
+        let mut out = [0u8; 128];
+        let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
+        put(0, &(self.signo as u32).to_ne_bytes());
+        put(4, &self.errno.to_ne_bytes());
+        put(8, &self.code.to_ne_bytes());
+        if self.code == crate::timer::SI_TIMER {
+            // si_tid, si_overrun, si_value.
+            put(24, &(self.pid as u32).to_ne_bytes());
+            put(32, &self.uid.to_ne_bytes());
+            put(44, &(self.value as i32).to_ne_bytes());
+            put(48, &self.value.to_ne_bytes());
+            return out;
+        }
+        put(12, &(self.pid as u32).to_ne_bytes());
+        put(16, &self.uid.to_ne_bytes());
+        if self.signo == SIGCHLD && self.code > 0 {
+            put(40, &(self.value as i32).to_ne_bytes());
+            put(56, &self._rest[0].to_ne_bytes());
+            put(64, &self._rest[1].to_ne_bytes());
+        } else if self.code < 0 && self.code != SI_TKILL {
+            // sigqueue and the other real-time sources: the value.
+            put(44, &(self.value as i32).to_ne_bytes());
+            put(48, &self.value.to_ne_bytes());
+        }
+        out
+    }
+
     /// `si_utime` of a `SIGCHLD`'s information: the child's CPU time in clock ticks.
     pub fn child_cpu_ticks(&self) -> i64 {
         self._rest[0] as i64
@@ -1035,7 +1066,7 @@ impl System {
         self.with_process_signals(target, |p| {
             enqueue(&mut p.pending, &mut p.queued, info, own)
         })??;
-        self.signals_sent.store(true, Ordering::Relaxed);
+        self.note_signal_sent();
         if target == self.getpid()? {
             self.deliver_pending_signals();
         }
@@ -1055,9 +1086,31 @@ impl System {
         }
     }
 
-    /// Lets the lock-free "no signal was ever sent" check see that one was.
+    /// Lets the lock-free "no signal was ever sent" check see that one was, and tells
+    /// uk-vfs's signalfds that one became pending (their readers and pollers look again).
+    /// Called once the signal is pending.
     pub(crate) fn note_signal_sent(&self) {
         self.signals_sent.store(true, Ordering::Relaxed);
+        #[cfg(feature = "vfs")]
+        uk_vfs::signalfd::signals_arrived();
+    }
+
+    /// Whether a signal of `mask` is pending for the caller or its process (what makes a
+    /// signalfd readable for it).
+    pub(crate) fn caller_has_pending(&self, mask: SigSet) -> bool {
+        self.with_caller_signals(|t, p, _, _| (t.pending | p.pending) & mask != 0)
+            .unwrap_or(false)
+    }
+
+    /// Takes the lowest-numbered signal of `mask` pending for the caller (its own before
+    /// its process's), as `sigtimedwait` takes it: consumed, no handler runs.
+    pub(crate) fn take_pending(&self, mask: SigSet) -> Option<SigInfo> {
+        self.with_caller_signals(|t, p, _, pid| {
+            take_lowest(t, p, mask & !UNBLOCKABLE)
+                .map(|(sig, queued, code)| queued.unwrap_or_else(|| SigInfo::new(sig, code, pid)))
+        })
+        .ok()
+        .flatten()
     }
 
     /// While `sig` is still pending for process `target` (the caller blocks it, or it is
@@ -1218,7 +1271,7 @@ impl System {
             })?;
         let deliverable = deliverable?;
         if sig != 0 {
-            self.signals_sent.store(true, Ordering::Relaxed);
+            self.note_signal_sent();
         }
         if tid as Tid == me {
             if sig != 0 {

@@ -456,6 +456,8 @@ impl System {
                 Some(wake)
             },
         );
+        // Pending now: signalfds look again.
+        self.note_signal_sent();
         match wake {
             Ok(Some(Wake::Process)) => {
                 let _ = self.hand_to_a_waiter(pid, expiry.signo);

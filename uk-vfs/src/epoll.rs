@@ -185,6 +185,10 @@ fn readiness(object: &Object, depth: u32) -> (u16, u64) {
             let generation = t.generation();
             (t.poll_events(), generation)
         }
+        Object::SignalFd(s) => {
+            let generation = s.generation();
+            (s.poll_events(), generation)
+        }
         Object::Epoll(ep) => {
             let generation = readiness_epoch();
             let ready = !ep.scan(1, false, depth + 1).is_empty();
@@ -304,7 +308,11 @@ impl EpollInstance {
 /// sets, timerfds and terminals; not regular files, directories or other devices.
 fn can_poll(file: &OpenFile) -> bool {
     match &file.object {
-        Object::Pipe(_) | Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => true,
+        Object::Pipe(_)
+        | Object::EventFd(_)
+        | Object::Epoll(_)
+        | Object::TimerFd(_)
+        | Object::SignalFd(_) => true,
         Object::Node(n) => {
             n.file_type() == FileType::CharDevice
                 && n.ioctl(crate::devfs::TCGETS, &mut [0; crate::devfs::TERMIOS_SIZE])

@@ -12,6 +12,7 @@ use crate::eventfd::EventFd;
 use crate::flock::{self, LockKey};
 use crate::pipe::PipeEnd;
 use crate::record_lock;
+use crate::signalfd::SignalFd;
 use crate::timerfd::TimerFd;
 use crate::types::{DEFAULT_MAX_FDS, O_ACCMODE, O_NONBLOCK, O_RDWR, O_WRONLY};
 use crate::vnode::VnodeRef;
@@ -31,6 +32,8 @@ pub(crate) enum Object {
     Epoll(Epoll),
     /// A timerfd.
     TimerFd(TimerFd),
+    /// A signalfd.
+    SignalFd(SignalFd),
 }
 
 impl Object {
@@ -40,7 +43,7 @@ impl Object {
         match self {
             Object::Node(_) => None,
             Object::Pipe(p) => Some(p.stat()),
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => {
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
                 Some(crate::eventfd::anon_stat())
             }
         }

@@ -100,6 +100,7 @@ pub mod pipe;
 pub mod poll;
 pub mod ramfs;
 pub mod record_lock;
+pub mod signalfd;
 pub mod syscalls;
 pub mod timerfd;
 mod transfer;

@@ -19,7 +19,8 @@
 //! `fchown`; x86_64's `chown`, `lchown`), `eventfd2` and the epoll set calls
 //! (`epoll_create1`, `epoll_ctl`; see [`epoll`](crate::epoll): the waits, which must
 //! watch for signals, are uk-posix-process's), and `timerfd_create`, `timerfd_settime`,
-//! `timerfd_gettime` (see [`timerfd`](crate::timerfd)). Every refusal is a Linux errno, in the order
+//! `timerfd_gettime` (see [`timerfd`](crate::timerfd)), `signalfd4` (and x86_64's `signalfd`;
+//! see [`signalfd`](crate::signalfd)). Every refusal is a Linux errno, in the order
 //! Linux 6.18 checks, and changes nothing (save Linux's own rule that a lock conversion
 //! refused with `LOCK_NB` has given up the old lock).
 
@@ -804,6 +805,26 @@ pub fn sys_timerfd_gettime(a: &Args) -> SyscallResult {
     Ok(0)
 }
 
+/// signalfd4(fd, mask, sizemask, flags): a new signalfd, or a new mask for `fd`'s (see
+/// [`crate::signalfd`]). In Linux's order: `EINVAL` for a `sizemask` other than 8, `EFAULT`
+/// for the mask, then [`Vfs::signalfd4`](crate::Vfs::signalfd4)'s errors.
+pub fn sys_signalfd4(a: &Args) -> SyscallResult {
+    use crate::signalfd::SIGSET_SIZE;
+    if a[2] != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let mut mask = [0u8; SIGSET_SIZE];
+    mask.copy_from_slice(src(a[1], SIGSET_SIZE)?);
+    vfs()
+        .signalfd4(a[0] as i32, u64::from_ne_bytes(mask), a[3] as u32)
+        .map(|f| f as usize)
+}
+
+/// signalfd(fd, mask, sizemask) (x86_64): `signalfd4` without flags.
+pub fn sys_signalfd(a: &Args) -> SyscallResult {
+    sys_signalfd4(&[a[0], a[1], a[2], 0, 0, 0])
+}
+
 /// epoll_create1(flags): a new epoll set (see [`crate::epoll`]).
 pub fn sys_epoll_create1(a: &Args) -> SyscallResult {
     vfs().epoll_create1(a[0] as u32).map(|f| f as usize)
@@ -887,6 +908,7 @@ register!(epoll_ctl => sys_epoll_ctl);
 register!(timerfd_create => sys_timerfd_create);
 register!(timerfd_settime => sys_timerfd_settime);
 register!(timerfd_gettime => sys_timerfd_gettime);
+register!(signalfd4 => sys_signalfd4);
 
 #[cfg(target_arch = "aarch64")]
 register!(fstatat => sys_newfstatat);
@@ -912,5 +934,6 @@ mod x86_64_only {
     register!(pipe => sys_pipe);
     register!(dup2 => sys_dup2);
     register!(eventfd => sys_eventfd);
+    register!(signalfd => sys_signalfd);
     register!(epoll_create => sys_epoll_create);
 }

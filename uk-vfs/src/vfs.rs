@@ -649,6 +649,7 @@ impl Vfs {
                             Object::Pipe(p) => p.poll_events(),
                             Object::EventFd(e) => e.poll_events(),
                             Object::TimerFd(t) => t.poll_events(),
+                            Object::SignalFd(s) => s.poll_events(),
                             Object::Epoll(ep) => ep.poll_events(),
                             Object::Node(_) => ALWAYS_READY,
                         };
@@ -686,6 +687,7 @@ impl Vfs {
             Object::Pipe(p) => p.read(buf, nonblock),
             Object::EventFd(e) => e.read(buf, nonblock),
             Object::TimerFd(t) => t.read(buf, nonblock),
+            Object::SignalFd(s) => s.read(buf, nonblock),
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if n.file_type() == FileType::Directory {
@@ -718,7 +720,7 @@ impl Vfs {
             Object::Pipe(p) => p.write(buf, f.nonblock()),
             Object::EventFd(e) => e.write(buf, f.nonblock()),
             // Linux's timerfd has no write operation.
-            Object::Epoll(_) | Object::TimerFd(_) => Err(Errno::EINVAL),
+            Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if !n.seekable() {
                     return n.write_at(0, buf, f.nonblock());
@@ -827,7 +829,9 @@ impl Vfs {
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
             // Linux's anonymous-inode files seek with `noop_llseek`: the position stays 0.
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => return Ok(0),
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
+                return Ok(0);
+            }
             Object::Node(n) => n,
         };
         if !n.seekable() {
@@ -1386,7 +1390,7 @@ impl Vfs {
         match &self.file(fd)?.object {
             Object::Node(n) => self.statfs_of(n),
             Object::Pipe(_) => Ok(StatFs::in_memory(PIPEFS_MAGIC)),
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) => {
+            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
                 Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC))
             }
         }
