@@ -22,7 +22,8 @@
 //! - `/proc/self` → `<pid>` and `/proc/thread-self` → `<pid>/task/<tid>` (the caller's;
 //!   `ENOENT` for a caller the process layer does not know), `/proc/mounts` →
 //!   `self/mounts`;
-//! - `/proc/<pid>/`: `stat` (Linux's 52 fields in Linux's order; fields nobody keeps are
+//! - `/proc/<pid>/` (a process that ended and was not waited for yet too, state `Z`):
+//!   `stat` (Linux's 52 fields in Linux's order; fields nobody keeps are
 //!   0), `status`, `cmdline` (the NUL-terminated arguments), `comm`, `maps`, `mounts`,
 //!   `exe` (a symbolic link to what [`ProcessInfo::exe`] says), `fd/` (a symbolic link per
 //!   open descriptor, named as Linux names it: see [`Vfs::fd_path`]), `task/<tid>/` (`comm`,
@@ -134,6 +135,8 @@ pub struct ProcessInfo {
     pub ignored: u64,
     /// Signals it has handlers for.
     pub caught: u64,
+    /// Ended and not yet waited for (`Z`): no threads, no memory, no descriptors.
+    pub zombie: bool,
 }
 
 impl ProcessInfo {
@@ -475,10 +478,13 @@ impl Node {
                 fixed(&TASK_ENTRIES, self)
             }
             Kind::Fds(pid) => {
-                let vfs = self.source().files(pid).ok_or(Errno::ENOENT)?;
                 if !self.alive(pid) {
                     return Err(Errno::ENOENT);
                 }
+                // A process without a descriptor table (a zombie) lists nothing.
+                let Some(vfs) = self.source().files(pid) else {
+                    return Ok(Vec::new());
+                };
                 Ok(vfs
                     .fd_numbers()
                     .into_iter()
@@ -768,7 +774,11 @@ fn ticks(ns: u64) -> u64 {
 /// fields in its order.
 fn stat(p: &ProcessInfo, t: &ThreadInfo, tid: u32) -> Vec<u8> {
     let id = if tid == 0 { p.pid } else { tid };
-    let state = if t.runnable { 'R' } else { 'S' };
+    let state = match (p.zombie, t.runnable) {
+        (true, _) => 'Z',
+        (false, true) => 'R',
+        (false, false) => 'S',
+    };
     let utime = ticks(if tid == 0 { p.cpu_ns } else { t.cpu_ns });
     let rss_pages = p.vm_bytes / 4096;
     let mut s = String::new();
@@ -812,10 +822,10 @@ fn status(p: &ProcessInfo, t: &ThreadInfo, tid: u32) -> Vec<u8> {
     let mut out = b"Name:\t".to_vec();
     out.extend_from_slice(&t.name);
     let mut s = String::new();
-    let state = if t.runnable {
-        "R (running)"
-    } else {
-        "S (sleeping)"
+    let state = match (p.zombie, t.runnable) {
+        (true, _) => "Z (zombie)",
+        (false, true) => "R (running)",
+        (false, false) => "S (sleeping)",
     };
     let id = if tid == 0 { p.pid } else { tid };
     let _ = write!(

@@ -74,10 +74,7 @@ fn process(pid: u32, ppid: u32, tids: &[u32]) -> ProcessInfo {
         ppid,
         pgid: 0,
         sid: 0,
-        threads: tids
-            .iter()
-            .map(|&t| thread(t, b"prog", t == pid))
-            .collect(),
+        threads: tids.iter().map(|&t| thread(t, b"prog", t == pid)).collect(),
         cmdline: b"prog\0-v\0".to_vec(),
         exe: b"prog".to_vec(),
         cpu_ns: 1_500_000_000,
@@ -86,6 +83,7 @@ fn process(pid: u32, ppid: u32, tids: &[u32]) -> ProcessInfo {
         pending: 0,
         ignored: 1 << 12,
         caught: 1 << 9 | 1 << 11,
+        zombie: false,
     }
 }
 
@@ -288,9 +286,7 @@ fn fd_links_name_what_is_open() {
     let mfd = vfs.memfd_create(b"buf", 0).unwrap();
     vfs.symlink("/etc/motd", "/motd-link").unwrap();
     let via_link = vfs.open("/motd-link", O_RDONLY, 0).unwrap();
-    let created = vfs
-        .open("/etc/new", O_CREAT | O_WRONLY, 0o644)
-        .unwrap();
+    let created = vfs.open("/etc/new", O_CREAT | O_WRONLY, 0o644).unwrap();
     let fd = |n: Fd| format!("/proc/self/fd/{n}");
     assert_eq!(link(vfs, &fd(file)).unwrap(), "/etc/motd");
     assert_eq!(link(vfs, &fd(dir)).unwrap(), "/etc");
@@ -323,7 +319,10 @@ fn fd_links_name_what_is_open() {
     assert_eq!(vfs.read(again, &mut buf).unwrap(), 5);
     assert_eq!(&buf[..5], b"hello");
     assert_eq!(link(vfs, &fd(again)).unwrap(), "/etc/motd (deleted)");
-    assert_eq!(vfs.stat(fd(again)).unwrap().ino, vfs.fstat(file).unwrap().ino);
+    assert_eq!(
+        vfs.stat(fd(again)).unwrap().ino,
+        vfs.fstat(file).unwrap().ino
+    );
     assert_eq!(vfs.lstat(fd(again)).unwrap().mode & S_IFMT, S_IFLNK);
     // A pipe cannot be reopened by its link.
     assert_eq!(vfs.open(fd(r), O_RDONLY, 0), Err(Errno::ENOENT));
@@ -342,18 +341,32 @@ fn listings_hold_the_processes_and_resume_anywhere() {
     assert_eq!(
         whole,
         [
-            ".", "..", "cpuinfo", "meminfo", "mounts", "self", "thread-self", "uptime",
-            "version", "1", "7"
+            ".",
+            "..",
+            "cpuinfo",
+            "meminfo",
+            "mounts",
+            "self",
+            "thread-self",
+            "uptime",
+            "version",
+            "1",
+            "7"
         ]
     );
     // Resumed after every record (buffers of one record), the same names.
     assert_eq!(names(vfs, "/proc", 32), whole);
     assert_eq!(
         names(vfs, "/proc/7", 4096)[2..],
-        ["cmdline", "comm", "exe", "fd", "maps", "mounts", "stat", "status", "task"]
+        [
+            "cmdline", "comm", "exe", "fd", "maps", "mounts", "stat", "status", "task"
+        ]
     );
     assert_eq!(names(vfs, "/proc/7/task", 4096)[2..], ["7", "8"]);
-    assert_eq!(names(vfs, "/proc/7/task/8", 4096)[2..], ["comm", "stat", "status"]);
+    assert_eq!(
+        names(vfs, "/proc/7/task/8", 4096)[2..],
+        ["comm", "stat", "status"]
+    );
     // A listing positioned before a process that leaves, then resumed: the process is
     // not listed, and nothing is repeated.
     let fd = vfs.open("/proc", O_RDONLY | O_DIRECTORY, 0).unwrap();
@@ -405,6 +418,15 @@ fn a_process_that_is_gone_is_enoent_and_its_open_files_esrch() {
     assert_eq!(vfs.stat("/proc/7/nothing"), Err(Errno::ENOENT));
     assert_eq!(vfs.stat("/proc/07"), Err(Errno::ENOENT));
     assert_eq!(vfs.stat("/proc/7/stat/x"), Err(Errno::ENOTDIR));
+    // A zombie: state Z, no threads, no descriptors.
+    fake.procs.lock().push(ProcessInfo {
+        pid: 5,
+        ppid: 7,
+        zombie: true,
+        ..ProcessInfo::default()
+    });
+    assert!(text(vfs, "/proc/5/stat").starts_with("5 () Z 7 "));
+    assert!(text(vfs, "/proc/5/status").contains("\nState:\tZ (zombie)\n"));
 }
 
 #[test]
@@ -456,7 +478,10 @@ fn everything_is_read_only_with_linux_errors() {
     assert_eq!(vfs.rmdir("/proc/7"), Err(Errno::EPERM));
     assert_eq!(vfs.rmdir("/proc/7/fd"), Err(Errno::EPERM));
     assert_eq!(vfs.rename("/proc/meminfo", "/proc/x"), Err(Errno::ENOENT));
-    assert_eq!(vfs.rename("/proc/meminfo", "/proc/version"), Err(Errno::EPERM));
+    assert_eq!(
+        vfs.rename("/proc/meminfo", "/proc/version"),
+        Err(Errno::EPERM)
+    );
     assert_eq!(vfs.chmod("/proc/meminfo", 0o666), Err(Errno::EPERM));
     assert_eq!(vfs.chown("/proc/meminfo", 1, 1), Err(Errno::EPERM));
     // Truncation succeeds and changes nothing, as on Linux.
@@ -465,8 +490,14 @@ fn everything_is_read_only_with_linux_errors() {
     vfs.close(fd).unwrap();
     assert!(text(vfs, "/proc/meminfo").starts_with("MemTotal:"));
     assert_eq!(names(vfs, "/proc", 4096), before);
-    assert_eq!(vfs.statfs("/proc").unwrap().fs_type, crate::procfs::PROC_SUPER_MAGIC);
+    assert_eq!(
+        vfs.statfs("/proc").unwrap().fs_type,
+        crate::procfs::PROC_SUPER_MAGIC
+    );
     // Not mappable.
     let fd = vfs.open("/proc/meminfo", O_RDONLY, 0).unwrap();
-    assert_eq!(vfs.map_check(fd, 0, 1, false, false).err(), Some(Errno::ENODEV));
+    assert_eq!(
+        vfs.map_check(fd, 0, 1, false, false).err(),
+        Some(Errno::ENODEV)
+    );
 }
