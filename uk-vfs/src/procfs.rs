@@ -581,7 +581,21 @@ impl Vnode for Node {
             Kind::SelfLink | Kind::ThreadSelf | Kind::MountsLink | Kind::Exe(_) => {
                 (S_IFLNK | 0o777, 1)
             }
-            Kind::Fd(..) => (S_IFLNK | 0o700, 1),
+            // As Linux: readable and searchable by the owner for a descriptor open for
+            // reading, writable for writing.
+            Kind::Fd(pid, fd) => {
+                let flags = self
+                    .source()
+                    .files(pid)
+                    .and_then(|vfs| vfs.fcntl(fd, crate::types::F_GETFL, 0).ok())
+                    .unwrap_or(0) as u32;
+                let perm = match flags & crate::types::O_ACCMODE {
+                    crate::types::O_WRONLY => 0o300,
+                    crate::types::O_RDWR => 0o700,
+                    _ => 0o500,
+                };
+                (S_IFLNK | perm, 1)
+            }
         };
         let now = crate::now();
         Stat {

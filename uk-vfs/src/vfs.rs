@@ -737,6 +737,17 @@ impl Vfs {
                     if *links > MAXSYMLINKS {
                         return Err(Errno::ELOOP);
                     }
+                    // A procfs descriptor link leads to the open file itself (see
+                    // `follow`), which exists: nothing is created.
+                    if let Some(fd_link) = node.as_any().downcast_ref::<crate::procfs::Node>()
+                        && let Some((target, found)) = fd_link.fd_target()
+                    {
+                        if target.file_type() == FileType::Directory {
+                            return Err(Errno::EISDIR);
+                        }
+                        *origin = found;
+                        return Ok((target, false));
+                    }
                     let target = node.readlink()?;
                     if target.is_empty() {
                         return Err(Errno::ENOENT);

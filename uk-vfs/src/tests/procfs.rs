@@ -319,11 +319,30 @@ fn fd_links_name_what_is_open() {
     assert_eq!(vfs.read(again, &mut buf).unwrap(), 5);
     assert_eq!(&buf[..5], b"hello");
     assert_eq!(link(vfs, &fd(again)).unwrap(), "/etc/motd (deleted)");
+    // With O_CREAT too: the open file, nothing made in /etc.
+    let before = vfs.read_file("/etc/new").map(|_| ());
+    let created_again = vfs.open(fd(file), O_CREAT | O_RDWR, 0o644).unwrap();
+    assert_eq!(
+        vfs.fstat(created_again).unwrap().ino,
+        vfs.fstat(file).unwrap().ino
+    );
+    assert_eq!(vfs.stat("/etc/motd (deleted)"), Err(Errno::ENOENT));
+    assert_eq!(vfs.read_file("/etc/new").map(|_| ()), before);
+    assert_eq!(
+        vfs.open(fd(file), O_CREAT | O_EXCL | O_RDWR, 0o644),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        vfs.open(format!("/proc/self/fd/{dir}"), O_CREAT | O_RDWR, 0o644),
+        Err(Errno::EISDIR)
+    );
     assert_eq!(
         vfs.stat(fd(again)).unwrap().ino,
         vfs.fstat(file).unwrap().ino
     );
-    assert_eq!(vfs.lstat(fd(again)).unwrap().mode & S_IFMT, S_IFLNK);
+    assert_eq!(vfs.lstat(fd(again)).unwrap().mode, S_IFLNK | 0o500);
+    assert_eq!(vfs.lstat(fd(created)).unwrap().mode, S_IFLNK | 0o300);
+    assert_eq!(vfs.lstat(fd(mfd)).unwrap().mode, S_IFLNK | 0o700);
     // A pipe cannot be reopened by its link.
     assert_eq!(vfs.open(fd(r), O_RDONLY, 0), Err(Errno::ENOENT));
     // A closed descriptor's link is gone.
