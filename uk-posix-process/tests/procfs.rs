@@ -260,10 +260,7 @@ fn processes_come_and_go_in_proc() {
             "no descriptors"
         );
         // Waited for: gone.
-        assert_eq!(
-            sys.wait4(child as i32, 0).unwrap().map(|r| r.pid),
-            Some(child)
-        );
+        assert_eq!(sys.wait4(child, 0).unwrap().map(|r| r.pid), Some(child));
         assert_eq!(vfs.stat(format!("/proc/{child}")), Err(Errno::ENOENT));
         assert!(!listing(vfs, "/proc").contains(&child.to_string()));
         assert_eq!(vfs.read(open, &mut [0u8; 64]), Err(Errno::ESRCH));
