@@ -23,6 +23,7 @@ fn main() {
             "c/suite_mmap.c",
             "c/suite_futex.c",
             "c/suite_wait.c",
+            "c/suite_proc.c",
         ])
         .compile("hello");
     musl.link();

@@ -188,9 +188,10 @@ pub fn install(host: &'static dyn ThreadHost) {
 /// Makes the image's VFS descriptor table take its size from `RLIMIT_NOFILE` (and its
 /// record locks report `getpid`), wakes the `poll`/`select`/`epoll_wait` waiters when a
 /// descriptor's readiness changes, makes uk-vfs's blocking calls wait where a signal
-/// ends them ([`vfs_wait`]), and gives uk-vfs's timerfds and file times the layer's clocks:
-/// what [`install`] does with the `vfs` feature. Call it before the program makes its
-/// first pipe.
+/// ends them ([`vfs_wait`]), gives uk-vfs's timerfds and file times the layer's clocks,
+/// and mounts a procfs showing the layer's processes on `/proc` (`system/procfs.rs`; a
+/// second call finds it mounted and leaves it): what [`install`] does with the `vfs`
+/// feature. Call it before the program makes its first pipe.
 #[cfg(feature = "vfs")]
 pub fn connect_vfs() {
     uk_vfs::global::vfs().set_max_fds_source(nofile_limit);
@@ -218,6 +219,12 @@ pub fn connect_vfs() {
             nsec: (ns % time::NSEC_PER_SEC) as u32,
         }
     });
+    // /proc shows the layer's processes (uk-vfs's procfs over this System).
+    match uk_vfs::global::mount_proc(&SYSTEM) {
+        // EBUSY: an earlier call mounted it.
+        Ok(()) | Err(Errno::EBUSY) => {}
+        Err(e) => log::warn!("uk-posix-process: /proc not mounted: {e:?}"),
+    }
 }
 
 /// The image layer's signals, as uk-vfs's signalfds take them.

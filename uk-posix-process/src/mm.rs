@@ -27,6 +27,7 @@
 #![allow(unsafe_code)]
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -102,6 +103,10 @@ struct Mapping {
     /// its pages from there again, as Linux does).
     #[cfg(feature = "vfs")]
     file: Option<(uk_vfs::VnodeRef, u64)>,
+    /// The path of a private file mapping's file, as its descriptor named it when it was
+    /// mapped (`/proc/<pid>/maps`).
+    #[cfg(feature = "vfs")]
+    name: Option<Arc<[u8]>>,
 }
 
 impl Mapping {
@@ -139,6 +144,8 @@ impl Mapping {
                 .file
                 .as_ref()
                 .map(|(node, offset)| (node.clone(), offset + (from * PAGE_SIZE) as u64)),
+            #[cfg(feature = "vfs")]
+            name: self.name.clone(),
         }
     }
 }
@@ -150,6 +157,19 @@ struct SharedPage {
     count: usize,
     /// Keeps the page's memory alive.
     _map: uk_vfs::SharedMap,
+    /// The file's device, inode number, this page's offset in it and its path, for
+    /// `/proc/<pid>/maps`.
+    file: MapFile,
+}
+
+/// What `/proc/<pid>/maps` says about a shared file mapping's page.
+#[cfg(feature = "vfs")]
+#[derive(Clone)]
+pub(crate) struct MapFile {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+    name: Option<Arc<[u8]>>,
 }
 
 /// Where a mapping's pages come from.
@@ -248,6 +268,100 @@ impl Mm {
     fn mapped_at(&self, addr: usize) -> bool {
         self.find(addr).is_some() || self.shared_page(addr)
     }
+
+    /// Bytes mapped now and the most mapped at once (private mappings and the break, as
+    /// `RLIMIT_DATA` counts them, plus the pages of shared file mappings now).
+    #[cfg(feature = "vfs")]
+    pub(crate) fn mapped_bytes(&self) -> (u64, u64) {
+        let shared = (self.shared.len() * PAGE_SIZE) as u64;
+        (
+            self.data as u64 + shared,
+            self.data_peak.max(self.data) as u64 + shared,
+        )
+    }
+
+    /// What is mapped, ascending by address, as `/proc/<pid>/maps` lists it: each stretch
+    /// of mapped pages of a private mapping (its file's path, device, inode and offset for
+    /// a file mapping), the break (`[heap]`), and runs of consecutive pages of shared file
+    /// mappings of one file. There is no protection per mapping here (`mprotect` checks
+    /// its arguments only): every line says `rw`.
+    #[cfg(feature = "vfs")]
+    pub(crate) fn regions(&self) -> Vec<uk_vfs::MapEntry> {
+        let line = |start: usize, end: usize, shared: bool| uk_vfs::MapEntry {
+            start: start as u64,
+            end: end as u64,
+            read: true,
+            write: true,
+            exec: false,
+            shared,
+            ..uk_vfs::MapEntry::default()
+        };
+        let mut out = Vec::new();
+        for (&start, m) in &self.maps {
+            let (dev, ino) = m.file.as_ref().map_or((0, 0), |(node, _)| {
+                let st = node.stat();
+                (st.dev, st.ino)
+            });
+            let mut p = 0;
+            while p < m.pages {
+                if !m.is_live(p) {
+                    p += 1;
+                    continue;
+                }
+                let first = p;
+                while p < m.pages && m.is_live(p) {
+                    p += 1;
+                }
+                let mut e = line(start + first * PAGE_SIZE, start + p * PAGE_SIZE, false);
+                if let Some((_, offset)) = &m.file {
+                    e.offset = offset + (first * PAGE_SIZE) as u64;
+                    e.dev = dev;
+                    e.ino = ino;
+                    e.name = m.name.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
+                }
+                out.push(e);
+            }
+        }
+        if let Some(b) = &self.brk
+            && b.cur > b.base
+        {
+            let end = b.cur.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+            let mut e = line(b.base, end, false);
+            e.name = b"[heap]".to_vec();
+            out.push(e);
+        }
+        // Consecutive pages of one file at consecutive offsets make one line.
+        let shared_line = |start: usize, end: usize, f: &MapFile| {
+            let mut e = line(start, end, true);
+            e.offset = f.offset;
+            e.dev = f.dev;
+            e.ino = f.ino;
+            e.name = f.name.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
+            e
+        };
+        let mut run: Option<(usize, usize, &MapFile)> = None;
+        for (&addr, page) in &self.shared {
+            let f = &page.file;
+            if let Some((start, end, first)) = &mut run
+                && *end == addr
+                && first.dev == f.dev
+                && first.ino == f.ino
+                && first.offset + (addr - *start) as u64 == f.offset
+            {
+                *end += PAGE_SIZE;
+                continue;
+            }
+            if let Some((start, end, first)) = run.take() {
+                out.push(shared_line(start, end, first));
+            }
+            run = Some((addr, addr + PAGE_SIZE, f));
+        }
+        if let Some((start, end, first)) = run {
+            out.push(shared_line(start, end, first));
+        }
+        out.sort_by_key(|e| e.start);
+        out
+    }
 }
 
 /// Fills `buf` from `node` at `offset` until the end of file (the rest stays as it is).
@@ -341,10 +455,30 @@ impl System {
         } else {
             self.file_source(fd, offset, pages, kind != MAP_PRIVATE, fixed, prot)?
         };
+        // The file's path for /proc/<pid>/maps, as its descriptor names it now.
+        #[cfg(feature = "vfs")]
+        let name: Option<Arc<[u8]>> = match source {
+            Source::Anon => None,
+            _ => self.vfs().fd_path(fd).ok().map(Arc::from),
+        };
         let space = self.address_space();
         #[cfg(feature = "vfs")]
         if let Source::Shared(map) = source {
-            return Ok(self.map_shared_pages(map));
+            let file = match self.vfs().fstat(fd) {
+                Ok(st) => MapFile {
+                    dev: st.dev,
+                    ino: st.ino,
+                    offset,
+                    name,
+                },
+                Err(_) => MapFile {
+                    dev: 0,
+                    ino: 0,
+                    offset,
+                    name,
+                },
+            };
+            return Ok(self.map_shared_pages(map, file));
         }
         if fixed {
             if addr % PAGE_SIZE != 0 {
@@ -410,6 +544,8 @@ impl System {
                     Source::File(node, offset) => Some((node, offset)),
                     _ => None,
                 },
+                #[cfg(feature = "vfs")]
+                name,
             },
         );
         Ok(start)
@@ -479,7 +615,7 @@ impl System {
 
     /// Records a shared file mapping page by page; returns its address.
     #[cfg(feature = "vfs")]
-    fn map_shared_pages(&self, map: uk_vfs::SharedMap) -> usize {
+    fn map_shared_pages(&self, map: uk_vfs::SharedMap, file: MapFile) -> usize {
         let start = map.addr();
         let mut mm = self.mm.lock();
         for (k, page) in map.split().into_iter().enumerate() {
@@ -489,6 +625,10 @@ impl System {
                     e.insert(SharedPage {
                         count: 1,
                         _map: page,
+                        file: MapFile {
+                            offset: file.offset + (k * PAGE_SIZE) as u64,
+                            ..file.clone()
+                        },
                     });
                 }
             }

@@ -517,6 +517,21 @@ impl SigProcess {
         (ignored, ignored || action.flags & SA_NOCLDWAIT != 0)
     }
 
+    /// The signals the process ignores and those it has handlers for (`/proc`'s `SigIgn`
+    /// and `SigCgt`: bit `n - 1` for signal `n`).
+    pub(crate) fn ignored_and_caught(&self) -> (SigSet, SigSet) {
+        let mut ignored = 0;
+        let mut caught = 0;
+        for (i, a) in self.actions.iter().enumerate() {
+            match a.handler {
+                SIG_DFL => {}
+                SIG_IGN => ignored |= 1 << i,
+                _ => caught |= 1 << i,
+            }
+        }
+        (ignored, caught)
+    }
+
     /// A new process's state: a copy of its creator's actions, nothing pending.
     pub(crate) fn for_new_process(&self) -> SigProcess {
         SigProcess {

@@ -228,6 +228,18 @@ impl StartupBlock {
         &self.words
     }
 
+    /// The arguments, each followed by its NUL (what `/proc/<pid>/cmdline` shows).
+    pub fn cmdline(&self) -> &[u8] {
+        let mut end = 0;
+        for _ in 0..self.argc {
+            match self._strings[end..].iter().position(|&c| c == 0) {
+                Some(i) => end += i + 1,
+                None => break,
+            }
+        }
+        &self._strings[..end]
+    }
+
     /// The value of auxiliary vector entry `key`, if present.
     pub fn aux(&self, key: usize) -> Option<usize> {
         self.words[self.aux_start..]
@@ -298,11 +310,19 @@ impl System {
         block: StartupBlock,
     ) -> Result<Pid, Errno> {
         let key = NEXT_C_START.fetch_add(1, Ordering::Relaxed);
+        let program = alloc::sync::Arc::new(crate::system::procfs::Program {
+            cmdline: block.cmdline().to_vec(),
+            name: name.as_bytes().to_vec(),
+        });
         let block = Box::new(block);
         C_STARTS.lock().insert(key, CStart { start, main, block });
-        self.spawn_process(name, run_c_start, key).inspect_err(|_| {
-            C_STARTS.lock().remove(&key);
-        })
+        let pid = self
+            .spawn_process(name, run_c_start, key)
+            .inspect_err(|_| {
+                C_STARTS.lock().remove(&key);
+            })?;
+        self.set_program(pid, program);
+        Ok(pid)
     }
 }
 

@@ -22,6 +22,7 @@ use crate::signal::{SIGCHLD, SigProcess, SigThread};
 use wait::{ExitKind, Zombie};
 
 pub mod procctl;
+pub(crate) mod procfs;
 pub mod wait;
 use uk_syscall::user::{AddressSpace, UserPtr, UserSlice};
 
@@ -132,6 +133,9 @@ struct Process {
     sid: Pid,
     /// What `prctl` sets for the process.
     controls: procctl::Controls,
+    /// What it was started as (`/proc/<pid>/cmdline` and `exe`): its creator's when
+    /// `clone` made it.
+    program: Option<alloc::sync::Arc<procfs::Program>>,
 }
 
 impl Process {
@@ -150,6 +154,7 @@ impl Process {
             pgid: of.map_or(0, |p| p.pgid),
             sid: of.map_or(0, |p| p.sid),
             controls: of.map_or_else(procctl::Controls::default, |p| p.controls.for_child()),
+            program: of.and_then(|p| p.program.clone()),
         }
     }
 }
@@ -806,7 +811,9 @@ impl System {
             // As a `fork`'s child: its parent (if any) gets SIGCHLD and may wait for it.
             exit_signal: SIGCHLD as u64,
         };
-        self.start_thread(name, &plan, ppid, ChildStart::Call { entry, arg })
+        let pid = self.start_thread(name, &plan, ppid, ChildStart::Call { entry, arg })?;
+        self.set_program(pid, procfs::Program::named(name));
+        Ok(pid)
     }
 
     /// clone/clone3 after parsing: validates `args`, then creates the child as `start` says.

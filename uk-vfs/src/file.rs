@@ -58,6 +58,17 @@ impl Object {
     }
 }
 
+/// Where an open file description's node was found, for the path `/proc/<pid>/fd/N`
+/// shows (Linux's `d_path` of the open file).
+#[derive(Clone)]
+pub(crate) enum Origin {
+    /// Opened by a path: the directory that held it and its name there (a directory's
+    /// own path is found from the node, so directories record nothing).
+    Entry(VnodeRef, alloc::boxed::Box<[u8]>),
+    /// A fixed name (a memfd's `/memfd:NAME (deleted)`).
+    Label(alloc::boxed::Box<[u8]>),
+}
+
 /// An open file description: the object, the status flags, the offset and the `flock`
 /// lock, shared by every descriptor `dup` made from the same `open`. Dropping the last
 /// reference (the last descriptor closed) releases its lock.
@@ -67,6 +78,8 @@ pub struct OpenFile {
     pub(crate) pos: Mutex<u64>,
     /// The file's lock key, set by the first `flock` on this description.
     pub(crate) lock_key: spin::Once<LockKey>,
+    /// Where the node was found (`None`: a directory, a pipe, an eventfd, an epoll set).
+    pub(crate) origin: Option<Origin>,
 }
 
 impl OpenFile {
@@ -76,6 +89,18 @@ impl OpenFile {
             flags: AtomicU32::new(flags),
             pos: Mutex::new(0),
             lock_key: spin::Once::new(),
+            origin: None,
+        })
+    }
+
+    /// As [`OpenFile::new`], remembering where the node was found.
+    pub(crate) fn with_origin(object: Object, flags: u32, origin: Option<Origin>) -> Arc<Self> {
+        Arc::new(OpenFile {
+            object,
+            flags: AtomicU32::new(flags),
+            pos: Mutex::new(0),
+            lock_key: spin::Once::new(),
+            origin,
         })
     }
 
@@ -258,6 +283,15 @@ impl FdTable {
     /// Every open file description in the table (one per descriptor; `dup`s repeat).
     pub(crate) fn files(&self) -> impl Iterator<Item = &Arc<OpenFile>> {
         self.slots.iter().flatten().map(|s| &s.file)
+    }
+
+    /// The open descriptors, lowest first.
+    pub(crate) fn numbers(&self) -> impl Iterator<Item = Fd> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i as Fd)
     }
 
     pub(crate) fn open_count(&self) -> usize {

@@ -63,6 +63,23 @@ fn populate(vfs: &Vfs) {
     }
 }
 
+/// Mounts a procfs answering from `source` on `/proc` of the image's VFS ([`vfs`]),
+/// making the directory (mode `0555`) if it is missing: what the process layer does when
+/// it connects to the VFS (uk-posix-process's `connect_vfs`).
+///
+/// # Errors
+///
+/// `EBUSY` if something is mounted on `/proc` already (a second call), or the error that
+/// making the directory gave; nothing is mounted then.
+pub fn mount_proc(source: &'static dyn crate::ProcSource) -> Result<(), Errno> {
+    let vfs = vfs();
+    match vfs.mkdir("/proc", 0o555) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    vfs.mount("/proc", crate::ProcFs::new(source))
+}
+
 /// What [`init`] did with the initrd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitrdStatus {

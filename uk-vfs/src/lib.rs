@@ -9,7 +9,9 @@
 //!    node does with its own data: lookup, create, link, unlink, rename, list, read, write,
 //!    truncate). [`RamFs`] keeps everything in memory (sparse files of 4 KiB pages,
 //!    directories with stable listing positions); [`DevFs`] holds `null`, `zero`,
-//!    `random`, `urandom` and `console`.
+//!    `random`, `urandom` and `console`; [`ProcFs`] is a read-only `/proc` with Linux's
+//!    formats whose facts about processes come from a [`ProcSource`] the process layer
+//!    implements ([`procfs`]), so this crate stays ignorant of processes.
 //! 2. **The [`Vfs`]** is one process's view: a mount table, the root, the working
 //!    directory, the umask and the descriptor table. It walks paths (absolute, relative,
 //!    `.`, `..` stopping at the root and crossing mounts, symbolic links up to 40 per lookup
@@ -98,6 +100,7 @@ pub mod memfd;
 pub mod mmap;
 pub mod pipe;
 pub mod poll;
+pub mod procfs;
 pub mod ramfs;
 pub mod record_lock;
 pub mod signalfd;
@@ -119,6 +122,7 @@ pub use epoll::{EpollEvent, EpollInstance};
 pub use file::Fd;
 pub use mmap::{FileMap, MapKind, SharedMap};
 pub use poll::{PollFd, readiness_epoch, set_readiness_hook};
+pub use procfs::{MapEntry, ProcFs, ProcSource, ProcessInfo, SystemInfo, ThreadInfo};
 pub use ramfs::{RamFs, anonymous_dev};
 pub use types::*;
 pub use uk_syscall::Errno;

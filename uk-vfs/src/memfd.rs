@@ -78,7 +78,16 @@ impl Vfs {
         } else if flags & MFD_ALLOW_SEALING != 0 {
             ramfs::allow_sealing(&node, 0);
         }
-        let file = OpenFile::new(crate::file::Object::Node(node), O_RDWR | O_LARGEFILE);
+        // What Linux's /proc/<pid>/fd shows for a memfd.
+        let mut label = alloc::vec::Vec::from(&b"/memfd:"[..]);
+        label.extend_from_slice(name);
+        label.extend_from_slice(b" (deleted)");
+        let origin = crate::file::Origin::Label(label.into_boxed_slice());
+        let file = OpenFile::with_origin(
+            crate::file::Object::Node(node),
+            O_RDWR | O_LARGEFILE,
+            Some(origin),
+        );
         self.alloc_fd(file, flags & MFD_CLOEXEC != 0)
     }
 }

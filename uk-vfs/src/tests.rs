@@ -7,6 +7,7 @@ use std::sync::Arc as StdArc;
 use crate::*;
 
 mod epoll;
+mod procfs;
 mod record_lock;
 mod timerfd;
 

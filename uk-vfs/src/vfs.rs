@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use spin::{Mutex, RwLock};
 
 use crate::Errno;
-use crate::file::{Fd, FdTable, Object, OpenFile};
+use crate::file::{Fd, FdTable, Object, OpenFile, Origin};
 use crate::pipe;
 use crate::record_lock;
 use crate::transfer::each_buffer;
@@ -162,6 +162,108 @@ impl Vfs {
     /// Names of the mounted filesystems, in mount order.
     pub fn mounted(&self) -> Vec<&'static str> {
         self.mounts.read().iter().map(|m| m.fs.name()).collect()
+    }
+
+    /// The mount table as `/proc/mounts` lists it: each mount's absolute path and its
+    /// filesystem's name, in mount order (a mount whose point was removed is left out).
+    pub fn mount_table(&self) -> Vec<(Vec<u8>, &'static str)> {
+        let mounts: Vec<(VnodeRef, &'static str)> = self
+            .mounts
+            .read()
+            .iter()
+            .map(|m| (m.point.clone(), m.fs.name()))
+            .collect();
+        mounts
+            .into_iter()
+            .filter_map(|(point, name)| Some((self.dir_path(point).ok()?, name)))
+            .collect()
+    }
+
+    /// The open descriptors, lowest first (what `/proc/<pid>/fd` lists).
+    pub fn fd_numbers(&self) -> Vec<Fd> {
+        self.table().numbers().collect()
+    }
+
+    /// What `/proc/<pid>/fd/N` says descriptor `fd` is open on, as Linux names it: the
+    /// absolute path of a file or directory opened by a path (a file's path is the one it
+    /// was opened by, under the name its directory now gives it; ` (deleted)` once no
+    /// directory does), `pipe:[INODE]`, `anon_inode:[eventfd]`, `anon_inode:[eventpoll]`,
+    /// `anon_inode:[timerfd]`, `anon_inode:[signalfd]`, or `/memfd:NAME (deleted)`.
+    ///
+    /// # Errors
+    ///
+    /// `EBADF` if `fd` is not open.
+    pub fn fd_path(&self, fd: Fd) -> Result<Vec<u8>, Errno> {
+        let f = self.file(fd)?;
+        Ok(match &f.object {
+            Object::Pipe(p) => alloc::format!("pipe:[{}]", p.stat().ino).into_bytes(),
+            Object::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
+            Object::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
+            Object::TimerFd(_) => b"anon_inode:[timerfd]".to_vec(),
+            Object::SignalFd(_) => b"anon_inode:[signalfd]".to_vec(),
+            Object::Node(node) => match &f.origin {
+                Some(Origin::Label(label)) => label.to_vec(),
+                _ if node.file_type() == FileType::Directory => {
+                    self.dir_path(node.clone()).unwrap_or_else(|_| {
+                        let mut p = node.dir_name().unwrap_or_default();
+                        p.extend_from_slice(b" (deleted)");
+                        p
+                    })
+                }
+                Some(Origin::Entry(dir, name)) => self.entry_path(dir, name, node),
+                None => b"(unreachable)".to_vec(),
+            },
+        })
+    }
+
+    /// The node `fd` is open on and where it was found (a procfs descriptor link leads
+    /// there); `None` for pipes, eventfds, epoll sets and descriptors not open.
+    pub(crate) fn fd_target(&self, fd: Fd) -> Option<(VnodeRef, Option<Origin>)> {
+        let f = self.file(fd).ok()?;
+        let node = f.object.node()?.clone();
+        Some((node, f.origin.clone()))
+    }
+
+    /// The path of `node`, found as `name` in `dir`: under the name `dir` holds it by now
+    /// (a rename within the directory is followed), or the old one with ` (deleted)`.
+    fn entry_path(&self, dir: &VnodeRef, name: &[u8], node: &VnodeRef) -> Vec<u8> {
+        let mut path = self.dir_path(dir.clone()).unwrap_or_default();
+        if path != b"/" {
+            path.push(b'/');
+        }
+        // Nodes a filesystem makes anew on each lookup (procfs) are the same file when
+        // their device and inode numbers are.
+        let st = node.stat();
+        let is_node = |n: VnodeRef| {
+            same(&n, node) || {
+                let other = n.stat();
+                other.dev == st.dev && other.ino == st.ino
+            }
+        };
+        if dir.lookup(name).is_ok_and(is_node) {
+            path.extend_from_slice(name);
+            return path;
+        }
+        // Names with the node's inode number, checked after the listing (a filesystem may
+        // hold its directory's lock while it lists).
+        let mut candidates: Vec<Vec<u8>> = Vec::new();
+        let _ = dir.read_dir(2, &mut |e| {
+            if e.ino == st.ino {
+                candidates.push(e.name.to_vec());
+            }
+            true
+        });
+        let now = candidates
+            .into_iter()
+            .find(|n| dir.lookup(n).is_ok_and(is_node));
+        match now {
+            Some(n) => path.extend_from_slice(&n),
+            None => {
+                path.extend_from_slice(name);
+                path.extend_from_slice(b" (deleted)");
+            }
+        }
+        path
     }
 
     // ----- descriptor table ------------------------------------------------------------
@@ -403,16 +505,34 @@ impl Vfs {
         }
     }
 
-    fn follow(&self, dir: &VnodeRef, link: &VnodeRef, links: &mut u32) -> Result<VnodeRef, Errno> {
+    /// Follows the symbolic link `link` found in `dir`. A procfs descriptor link
+    /// (`/proc/<pid>/fd/N`) is a "magic" link, as on Linux: it leads to the open file's
+    /// node itself (so an unlinked file still opens), not to the path its text names.
+    /// `found` (when asked for) receives where the final node was found.
+    fn follow(
+        &self,
+        dir: &VnodeRef,
+        link: &VnodeRef,
+        links: &mut u32,
+        found: Option<&mut Option<Origin>>,
+    ) -> Result<VnodeRef, Errno> {
         *links += 1;
         if *links > MAXSYMLINKS {
             return Err(Errno::ELOOP);
+        }
+        if let Some(fd_link) = link.as_any().downcast_ref::<crate::procfs::Node>()
+            && let Some((node, origin)) = fd_link.fd_target()
+        {
+            if let Some(found) = found {
+                *found = origin;
+            }
+            return Ok(node);
         }
         let target = link.readlink()?;
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
-        self.resolve_from(dir.clone(), &target, true, links)
+        self.resolve_from(dir.clone(), &target, true, links, found)
     }
 
     fn walk_parent<'p>(
@@ -447,7 +567,7 @@ impl Vfs {
                 name => {
                     let mut n = self.lookup_child(&cur, name)?;
                     if n.file_type() == FileType::Symlink {
-                        n = self.follow(&cur, &n, links)?;
+                        n = self.follow(&cur, &n, links, None)?;
                     }
                     if n.file_type() != FileType::Directory {
                         return Err(Errno::ENOTDIR);
@@ -463,12 +583,15 @@ impl Vfs {
         })
     }
 
+    /// Resolves `path` from `start`; `found`, when given, receives where a non-directory
+    /// result was found (its directory and name), for the paths procfs shows.
     fn resolve_from(
         &self,
         start: VnodeRef,
         path: &[u8],
         follow: bool,
         links: &mut u32,
+        mut found: Option<&mut Option<Origin>>,
     ) -> Result<VnodeRef, Errno> {
         let p = self.walk_parent(start, path, links)?;
         let node = match p.last {
@@ -477,7 +600,11 @@ impl Vfs {
             Last::Name(name) => {
                 let mut node = self.lookup_child(&p.dir, name)?;
                 if node.file_type() == FileType::Symlink && (follow || p.slash) {
-                    node = self.follow(&p.dir, &node, links)?;
+                    node = self.follow(&p.dir, &node, links, found.as_deref_mut())?;
+                } else if let Some(found) = found
+                    && node.file_type() != FileType::Directory
+                {
+                    *found = Some(Origin::Entry(p.dir.clone(), name.into()));
                 }
                 node
             }
@@ -515,7 +642,7 @@ impl Vfs {
     fn resolve(&self, dirfd: Fd, path: &[u8], follow: bool) -> Result<VnodeRef, Errno> {
         Self::check_path(path)?;
         let start = self.start(dirfd, path)?;
-        self.resolve_from(start, path, follow, &mut 0)
+        self.resolve_from(start, path, follow, &mut 0, None)
     }
 
     fn parent_at<'p>(&self, dirfd: Fd, path: &'p [u8]) -> Result<Parent<'p>, Errno> {
@@ -552,11 +679,15 @@ impl Vfs {
         if self.fds_full.load(Ordering::Relaxed) || self.limit_source.get().is_some() {
             self.table().lowest_free(0)?;
         }
+        let mut origin = None;
         let (node, created) = if flags & O_CREAT != 0 {
             let p = self.parent_at(dirfd, path)?;
-            self.open_create(p, flags, mode, &mut 0)?
+            self.open_create(p, flags, mode, &mut 0, &mut origin)?
         } else {
-            let node = self.resolve(dirfd, path, flags & O_NOFOLLOW == 0)?;
+            Self::check_path(path)?;
+            let start = self.start(dirfd, path)?;
+            let follow = flags & O_NOFOLLOW == 0;
+            let node = self.resolve_from(start, path, follow, &mut 0, Some(&mut origin))?;
             if node.file_type() == FileType::Symlink {
                 return Err(Errno::ELOOP);
             }
@@ -574,7 +705,7 @@ impl Vfs {
             node.truncate(0)?;
         }
         let keep = flags & !(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC);
-        let file = OpenFile::new(Object::Node(node), keep | O_LARGEFILE);
+        let file = OpenFile::with_origin(Object::Node(node), keep | O_LARGEFILE, origin);
         self.table().alloc(0, file, flags & O_CLOEXEC != 0)
     }
 
@@ -584,6 +715,7 @@ impl Vfs {
         flags: u32,
         mode: u32,
         links: &mut u32,
+        origin: &mut Option<Origin>,
     ) -> Result<(VnodeRef, bool), Errno> {
         let name = match p.last {
             Last::Name(name) => name,
@@ -606,21 +738,34 @@ impl Vfs {
                     if *links > MAXSYMLINKS {
                         return Err(Errno::ELOOP);
                     }
+                    // A procfs descriptor link leads to the open file itself (see
+                    // `follow`), which exists: nothing is created.
+                    if let Some(fd_link) = node.as_any().downcast_ref::<crate::procfs::Node>()
+                        && let Some((target, found)) = fd_link.fd_target()
+                    {
+                        if target.file_type() == FileType::Directory {
+                            return Err(Errno::EISDIR);
+                        }
+                        *origin = found;
+                        return Ok((target, false));
+                    }
                     let target = node.readlink()?;
                     if target.is_empty() {
                         return Err(Errno::ENOENT);
                     }
                     let q = self.walk_parent(p.dir.clone(), &target, links)?;
-                    return self.open_create(q, flags, mode, links);
+                    return self.open_create(q, flags, mode, links, origin);
                 }
                 if node.file_type() == FileType::Directory {
                     return Err(Errno::EISDIR);
                 }
+                *origin = Some(Origin::Entry(p.dir.clone(), name.into()));
                 Ok((node, false))
             }
             Err(Errno::ENOENT) => {
                 let perm = mode & 0o7777 & !self.umask.load(Ordering::Relaxed);
                 let node = p.dir.create(name, NewNode::File, perm)?;
+                *origin = Some(Origin::Entry(p.dir.clone(), name.into()));
                 Ok((node, true))
             }
             Err(e) => Err(e),
@@ -1535,7 +1680,14 @@ impl Vfs {
 
     /// The working directory's absolute path; `ENOENT` once it was removed.
     pub fn cwd(&self) -> Result<Vec<u8>, Errno> {
-        let mut cur = self.cwd.lock().clone();
+        let cwd = self.cwd.lock().clone();
+        self.dir_path(cwd)
+    }
+
+    /// The absolute path of the directory `dir` (mount points crossed upwards); `ENOENT`
+    /// once it was removed.
+    pub(crate) fn dir_path(&self, dir: VnodeRef) -> Result<Vec<u8>, Errno> {
+        let mut cur = dir;
         let mut parts: Vec<Vec<u8>> = Vec::new();
         loop {
             if same(&cur, &self.root) {

@@ -49,6 +49,9 @@ void checks_mmap_files(void);
  * the end of the `process` group. */
 void checks_children(void);
 
+/* Checks of /proc (suite_proc.c), run at the end of the `process` group. */
+void checks_proc(void);
+
 /* Runs every group (or only the one named `only`); prints one line per group and a closing
  * line; returns the failures. */
 int run_suite(const char *only);

@@ -918,4 +918,5 @@ void group_process(void)
 	CHECK_EQ(fork(), -1);
 	CHECK(errno == ENOSYS || errno == EAGAIN);
 	checks_children();
+	checks_proc();
 }
