@@ -1,5 +1,5 @@
 //! A VFS with Linux's semantics: mounts, path lookup, descriptors, ramfs, devfs, pipes,
-//! eventfd, epoll sets, timerfd, the initrd, and the file syscalls.
+//! eventfd, epoll sets, timerfd, signalfd, the initrd, and the file syscalls.
 //!
 //! # Design
 //!
@@ -42,7 +42,9 @@
 //! Linux); edge-triggered registrations report once per generation. [`timerfd`]s count
 //! their expirations when looked at (a [`timerfd::TimeSource`] gives the clocks) and
 //! leave the waking at a deadline to the waiting layer ([`timerfd::next_deadline_ns`],
-//! [`timerfd::fire_due`]). Transfers between files (`sendfile`, `copy_file_range`) go
+//! [`timerfd::fire_due`]). [`signalfd`]s take the reading thread's pending signals
+//! through a [`signalfd::SignalSource`] the process layer installs, which also tells them
+//! when one is queued ([`signalfd::signals_arrived`]). Transfers between files (`sendfile`, `copy_file_range`) go
 //! through a kernel buffer of at most 64 KiB at a time. The initrd ([`cpio`]) is a bounds-checked `newc`
 //! parser; [`global::init`] unpacks an archive into the root ramfs, and a malformed one is
 //! reported and leaves an empty root. The boards hand the archive over as

@@ -6,8 +6,8 @@
 //! (`EFAULT` for `NULL` or memory outside it, `ENAMETOOLONG` for a path without a NUL
 //! within `PATH_MAX` bytes) and calls the typed method. aarch64 has only the `*at`
 //! forms of the path calls (no `open`, `stat`, `mkdir`, `chown`, `lchown`, ...) and no
-//! `eventfd` or `epoll_create`, so those handlers are registered on x86_64 only (78
-//! handlers there, 60 on aarch64); every handler is public so an image can call it
+//! `eventfd`, `epoll_create` or `signalfd`, so those handlers are registered on x86_64 only (80
+//! handlers there, 61 on aarch64); every handler is public so an image can call it
 //! directly.
 //!
 //! Besides the path, descriptor and data calls: `preadv`/`pwritev` and their `2` forms

@@ -34,6 +34,8 @@ void group_process(void);
  * of the `time` and `signals` groups. */
 void checks_rusage(void);
 void checks_timer_delete(void);
+/* Checks of signalfd (suite_usage.c), run at the end of the `signals` group. */
+void checks_signalfd(void);
 /* Checks of robust and priority-inheritance mutexes (suite_mutex.c), run at the end of the
  * `sync` group. */
 void checks_mutex(void);

@@ -592,4 +592,5 @@ void group_signals(void)
 	CHECK_EQ(timer_delete(timer), 0);
 	sem_destroy(&timer_sem);
 	checks_timer_delete();
+	checks_signalfd();
 }

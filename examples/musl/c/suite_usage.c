@@ -6,12 +6,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,4 +152,55 @@ void checks_timer_delete(void)
 	close(fd);
 	unlink("/wall-clock-file");
 	CHECK_EQ(clock_settime(CLOCK_REALTIME, &was_now), 0);
+}
+
+/* Sends SIGUSR2 to the process from another thread. */
+static void *send_usr2(void *arg)
+{
+	(void)arg;
+	kill(getpid(), SIGUSR2);
+	return NULL;
+}
+
+void checks_signalfd(void)
+{
+	sigset_t mask, was;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
+	CHECK_EQ(sigprocmask(SIG_BLOCK, &mask, &was), 0);
+	int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	CHECK(fd >= 0);
+	struct signalfd_siginfo si[2];
+	CHECK(read(fd, si, sizeof si) == -1 && errno == EAGAIN);
+	/* A sigqueue with a value and a raise: read lowest first, with their information. */
+	union sigval v = { .sival_int = 42 };
+	CHECK_EQ(sigqueue(getpid(), SIGUSR2, v), 0);
+	CHECK_EQ(raise(SIGUSR1), 0);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	CHECK(poll(&p, 1, 0) == 1 && p.revents == POLLIN);
+	CHECK_EQ(read(fd, si, sizeof si), 2 * (long)sizeof si[0]);
+	CHECK(si[0].ssi_signo == SIGUSR1 && si[0].ssi_code == SI_TKILL);
+	CHECK(si[1].ssi_signo == SIGUSR2 && si[1].ssi_code == SI_QUEUE && si[1].ssi_int == 42 &&
+	      si[1].ssi_pid == (uint32_t)getpid());
+	sigset_t pending;
+	CHECK(sigpending(&pending) == 0 && !sigismember(&pending, SIGUSR1) && !sigismember(&pending, SIGUSR2));
+	CHECK(read(fd, si, sizeof si[0] - 1) == -1 && errno == EINVAL);
+	/* A blocking descriptor: the read waits until another thread sends. */
+	int blocking = signalfd(-1, &mask, 0);
+	pthread_t sender;
+	CHECK_EQ(pthread_create(&sender, NULL, send_usr2, NULL), 0);
+	CHECK(read(blocking, si, sizeof si[0]) == (long)sizeof si[0] && si[0].ssi_signo == SIGUSR2);
+	pthread_join(sender, NULL);
+	/* A new mask for the same descriptor. */
+	sigset_t only1;
+	sigemptyset(&only1);
+	sigaddset(&only1, SIGUSR1);
+	CHECK_EQ(signalfd(fd, &only1, 0), fd);
+	CHECK_EQ(kill(getpid(), SIGUSR2), 0);
+	CHECK(read(fd, si, sizeof si[0]) == -1 && errno == EAGAIN);
+	CHECK(read(blocking, si, sizeof si[0]) == (long)sizeof si[0] && si[0].ssi_signo == SIGUSR2);
+	close(blocking);
+	close(fd);
+	CHECK_EQ(sigprocmask(SIG_SETMASK, &was, NULL), 0);
 }
