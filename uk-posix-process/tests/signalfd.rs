@@ -6,21 +6,17 @@
 
 mod common;
 
-use std::sync::Mutex;
-
-use common::{boxed, spawn, world_on};
+use common::{boxed, run_on_the_image_layer, spawn};
 use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
 use uk_posix_process::signal::{
     SI_QUEUE, SI_USER, SIG_BLOCK, SIGCHLD, SIGUSR1, SIGUSR2, SigInfo, sig_bit,
 };
 use uk_posix_process::wait::CLD_EXITED;
-use uk_posix_process::{ChildStart, Errno, system};
+use uk_posix_process::{ChildStart, Errno};
 use uk_vfs::epoll::{EPOLL_CTL_ADD, EPOLLIN};
 use uk_vfs::poll::POLLIN;
 use uk_vfs::signalfd::{SFD_NONBLOCK, SIGINFO_SIZE};
 use uk_vfs::{EpollEvent, PollFd};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn vfs() -> &'static uk_vfs::Vfs {
     uk_vfs::global::vfs()
@@ -43,21 +39,9 @@ fn read_one(fd: i32) -> Result<[i64; 7], Errno> {
     ])
 }
 
-fn run(body: impl FnOnce() + 'static) {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    uk_posix_process::connect_vfs();
-    let w = world_on(system());
-    let status = w.run(move || {
-        body();
-        0
-    });
-    assert_eq!(status, Some(0));
-}
-
 #[test]
 fn blocked_signals_come_out_of_the_descriptor_with_their_information() {
-    run(|| {
-        let sys = system();
+    run_on_the_image_layer(|sys| {
         let me = sys.getpid().unwrap();
         let mask = sig_bit(SIGUSR1) | sig_bit(SIGUSR2) | sig_bit(SIGCHLD);
         sys.rt_sigprocmask(SIG_BLOCK, Some(mask)).unwrap();
@@ -116,8 +100,7 @@ fn blocked_signals_come_out_of_the_descriptor_with_their_information() {
 
 #[test]
 fn a_blocking_read_and_epoll_wait_wake_when_another_thread_sends() {
-    run(|| {
-        let sys = system();
+    run_on_the_image_layer(|sys| {
         let me = sys.getpid().unwrap();
         sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR1)))
             .unwrap();
@@ -148,8 +131,7 @@ fn a_blocking_read_and_epoll_wait_wake_when_another_thread_sends() {
 
 #[test]
 fn a_new_mask_is_taken_and_bad_input_refused() {
-    run(|| {
-        let sys = system();
+    run_on_the_image_layer(|sys| {
         let me = sys.getpid().unwrap();
         let both = sig_bit(SIGUSR1) | sig_bit(SIGUSR2);
         sys.rt_sigprocmask(SIG_BLOCK, Some(both)).unwrap();

@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use common::{on_signal, spawn, world_on};
+use common::{on_signal, run_on_the_image_layer, spawn};
 use uk_posix_process::itimer::{ITIMER_REAL, Itimerval, Timeval};
 use uk_posix_process::signal::SIGALRM;
 use uk_posix_process::time::{CLOCK_REALTIME, Timespec};
@@ -23,7 +22,6 @@ use uk_vfs::timerfd::{
 };
 use uk_vfs::{EpollEvent, PollFd};
 
-static SERIAL: Mutex<()> = Mutex::new(());
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn note(sig: i32) {
@@ -49,11 +47,7 @@ fn arm(fd: i32, interval_ns: u64, value_ns: u64) {
 
 #[test]
 fn reads_and_polls_without_deadlines_end_at_the_expiry() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let sys = system();
-    uk_posix_process::connect_vfs();
-    let w = world_on(sys);
-    let status = w.run(move || {
+    run_on_the_image_layer(|sys| {
         let t = vfs().timerfd_create(CLOCK_MONOTONIC, 0).unwrap();
         // A one-shot timer: the read sleeps until its deadline, exactly.
         let start = sys.monotonic_ns();
@@ -111,18 +105,12 @@ fn reads_and_polls_without_deadlines_end_at_the_expiry() {
         for fd in [t, ep] {
             vfs().close(fd).unwrap();
         }
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn a_sleeping_reader_learns_of_a_later_arming() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let sys = system();
-    uk_posix_process::connect_vfs();
-    let w = world_on(sys);
-    let status = w.run(move || {
+    run_on_the_image_layer(|sys| {
         let t = vfs().timerfd_create(CLOCK_MONOTONIC, 0).unwrap();
         let start = sys.monotonic_ns();
         // The reader sleeps on a disarmed timer (no deadline at all); the main thread arms
@@ -135,18 +123,12 @@ fn a_sleeping_reader_learns_of_a_later_arming() {
         });
         uk_sched::yield_now();
         arm(t, 0, 8 * MS);
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn clock_settime_cancels_and_wakes() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let sys = system();
-    uk_posix_process::connect_vfs();
-    let w = world_on(sys);
-    let status = w.run(move || {
+    run_on_the_image_layer(|sys| {
         let realtime = uk_vfs::timerfd::CLOCK_REALTIME;
         let t = vfs().timerfd_create(realtime, 0).unwrap();
         let plain = vfs().timerfd_create(realtime, TFD_NONBLOCK).unwrap();
@@ -176,18 +158,12 @@ fn clock_settime_cancels_and_wakes() {
         for fd in [t, plain] {
             vfs().close(fd).unwrap();
         }
-        0
     });
-    assert_eq!(status, Some(0));
 }
 
 #[test]
 fn a_signal_ends_a_blocking_read() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let sys = system();
-    uk_posix_process::connect_vfs();
-    let w = world_on(sys);
-    let status = w.run(move || {
+    run_on_the_image_layer(|sys| {
         on_signal(sys, SIGALRM, note as *const () as usize, 0);
         let t = vfs().timerfd_create(CLOCK_MONOTONIC, 0).unwrap();
         arm(t, 0, 50 * MS);
@@ -210,7 +186,5 @@ fn a_signal_ends_a_blocking_read() {
         assert_eq!(count(t), Ok(1));
         assert_eq!(sys.monotonic_ns(), start + 50 * MS);
         vfs().close(t).unwrap();
-        0
     });
-    assert_eq!(status, Some(0));
 }

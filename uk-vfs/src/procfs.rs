@@ -563,6 +563,18 @@ impl Node {
         )
     }
 
+    /// Why a new entry `name` here is refused: `ENOTDIR` outside a directory, `EEXIST` for
+    /// a name it holds, `ENOENT` for another (what Linux's procfs answers root).
+    fn new_name_refusal(&self, name: &[u8]) -> Errno {
+        if !self.is_dir() {
+            Errno::ENOTDIR
+        } else if self.has(name) {
+            Errno::EEXIST
+        } else {
+            Errno::ENOENT
+        }
+    }
+
     /// Whether `name` names an entry of this directory (for the refusals' errors).
     fn has(&self, name: &[u8]) -> bool {
         self.child(name).is_ok()
@@ -651,24 +663,10 @@ impl Vnode for Node {
         }
     }
     fn create(&self, name: &[u8], _kind: NewNode<'_>, _mode: u32) -> Result<VnodeRef, Errno> {
-        if !self.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        Err(if self.has(name) {
-            Errno::EEXIST
-        } else {
-            Errno::ENOENT
-        })
+        Err(self.new_name_refusal(name))
     }
     fn link(&self, name: &[u8], _target: &VnodeRef) -> Result<(), Errno> {
-        if !self.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        Err(if self.has(name) {
-            Errno::EEXIST
-        } else {
-            Errno::ENOENT
-        })
+        Err(self.new_name_refusal(name))
     }
     fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
         if !self.is_dir() {

@@ -199,3 +199,18 @@ pub fn on_signal(sys: &System, sig: i32, handler: usize, flags: u64) {
     };
     sys.rt_sigaction(sig, Some(action)).unwrap();
 }
+
+/// Runs `body` as the first thread of a process on the image's global layer, connected to
+/// the global VFS, one test of the binary at a time, and requires a normal end.
+pub fn run_on_the_image_layer(body: impl FnOnce(&'static System) + 'static) {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sys = uk_posix_process::system();
+    uk_posix_process::connect_vfs();
+    let w = world_on(sys);
+    let status = w.run(move || {
+        body(sys);
+        0
+    });
+    assert_eq!(status, Some(0));
+}
