@@ -117,6 +117,8 @@ mod lock;
 mod misc;
 mod mm;
 #[cfg(feature = "vfs")]
+pub mod pidfd;
+#[cfg(feature = "vfs")]
 pub mod poll;
 pub mod raw;
 pub mod rlimit;
@@ -209,6 +211,8 @@ pub fn connect_vfs() {
     // Timerfds read the layer's clocks (those of clock_gettime); every wait of the layer
     // also ends at their deadlines (see futex's block_queued).
     uk_vfs::timerfd::set_time_source(&ImageClocks);
+    // Pidfds ask whether their process is alive.
+    uk_vfs::pidfd::set_process_source(&pidfd::ImageProcesses);
     // Signalfds read the calling thread's pending signals.
     uk_vfs::signalfd::set_signal_source(&ImageSignals);
     // File times (creation, writes, `utimensat`'s UTIME_NOW) are the wall clock's.

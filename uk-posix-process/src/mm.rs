@@ -27,6 +27,7 @@
 #![allow(unsafe_code)]
 
 use alloc::collections::BTreeMap;
+#[cfg(feature = "vfs")]
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;

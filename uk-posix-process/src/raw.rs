@@ -1063,6 +1063,32 @@ fn user_siginfo(addr: usize) -> Result<SigInfo, Errno> {
     Ok(SigInfo::from_words(words))
 }
 
+/// pidfd_open(pid, flags) (feature `vfs`).
+#[cfg(feature = "vfs")]
+pub fn sys_pidfd_open(a: &Args) -> SyscallResult {
+    system()
+        .pidfd_open(int(a[0]), a[1] as u32)
+        .map(|fd| fd as usize)
+}
+
+/// pidfd_send_signal(pidfd, sig, info, flags) (feature `vfs`): in Linux's order, `EINVAL`
+/// for flags, `EBADF` for a descriptor that is no pidfd, then `EFAULT` for `info` (may be
+/// NULL).
+#[cfg(feature = "vfs")]
+pub fn sys_pidfd_send_signal(a: &Args) -> SyscallResult {
+    if a[3] != 0 {
+        return Err(Errno::EINVAL);
+    }
+    uk_vfs::global::vfs().pidfd_target(int(a[0]))?;
+    let info = match a[2] {
+        0 => None,
+        p => Some(user_siginfo(p)?),
+    };
+    system()
+        .pidfd_send_signal(int(a[0]), int(a[1]), info)
+        .map(|()| 0)
+}
+
 /// rt_sigqueueinfo(tgid, sig, info)
 pub fn sys_rt_sigqueueinfo(a: &Args) -> SyscallResult {
     let info = user_siginfo(a[2])?;
@@ -1101,6 +1127,10 @@ uk_syscall::register!(exit => sys_exit);
 uk_syscall::register!(exit_group => sys_exit_group);
 uk_syscall::register!(wait4 => sys_wait4);
 uk_syscall::register!(waitid => sys_waitid);
+#[cfg(feature = "vfs")]
+uk_syscall::register!(pidfd_open => sys_pidfd_open);
+#[cfg(feature = "vfs")]
+uk_syscall::register!(pidfd_send_signal => sys_pidfd_send_signal);
 uk_syscall::register!(execve => sys_execve);
 #[cfg(target_arch = "x86_64")]
 uk_syscall::register!(fork => sys_fork);

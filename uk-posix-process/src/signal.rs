@@ -519,6 +519,7 @@ impl SigProcess {
 
     /// The signals the process ignores and those it has handlers for (`/proc`'s `SigIgn`
     /// and `SigCgt`: bit `n - 1` for signal `n`).
+    #[cfg(feature = "vfs")]
     pub(crate) fn ignored_and_caught(&self) -> (SigSet, SigSet) {
         let mut ignored = 0;
         let mut caught = 0;
@@ -1065,6 +1066,14 @@ impl System {
     /// telling whether the information is the sender's own ([`enqueue`]); delivers it to
     /// the caller when the caller belongs to `target`, else wakes a waiting thread of
     /// `target` that lets it through.
+    /// Sends `info` to process `target` as `rt_sigqueueinfo` would (the information kept),
+    /// or, with signal 0, checks that it exists.
+    #[cfg(feature = "vfs")]
+    pub(crate) fn send_signal_to(&self, target: Pid, info: SigInfo) -> Result<(), Errno> {
+        let keep = self.getpid()? != target || info.code != SI_USER;
+        self.send_to_process(target, info, keep)
+    }
+
     fn send_to_process(&self, target: Pid, info: SigInfo, own: bool) -> Result<(), Errno> {
         let sig = info.signo;
         if self.is_zombie(target) {
@@ -1112,6 +1121,7 @@ impl System {
 
     /// Whether a signal of `mask` is pending for the caller or its process (what makes a
     /// signalfd readable for it).
+    #[cfg(feature = "vfs")]
     pub(crate) fn caller_has_pending(&self, mask: SigSet) -> bool {
         self.with_caller_signals(|t, p, _, _| (t.pending | p.pending) & mask != 0)
             .unwrap_or(false)
@@ -1119,6 +1129,7 @@ impl System {
 
     /// Takes the lowest-numbered signal of `mask` pending for the caller (its own before
     /// its process's), as `sigtimedwait` takes it: consumed, no handler runs.
+    #[cfg(feature = "vfs")]
     pub(crate) fn take_pending(&self, mask: SigSet) -> Option<SigInfo> {
         self.with_caller_signals(|t, p, _, pid| {
             take_lowest(t, p, mask & !UNBLOCKABLE)

@@ -189,6 +189,10 @@ fn readiness(object: &Object, depth: u32) -> (u16, u64) {
             let generation = s.generation();
             (s.poll_events(), generation)
         }
+        Object::PidFd(p) => {
+            let generation = p.generation();
+            (p.poll_events(), generation)
+        }
         Object::Epoll(ep) => {
             let generation = readiness_epoch();
             let ready = !ep.scan(1, false, depth + 1).is_empty();
@@ -312,7 +316,8 @@ fn can_poll(file: &OpenFile) -> bool {
         | Object::EventFd(_)
         | Object::Epoll(_)
         | Object::TimerFd(_)
-        | Object::SignalFd(_) => true,
+        | Object::SignalFd(_)
+        | Object::PidFd(_) => true,
         Object::Node(n) => {
             n.file_type() == FileType::CharDevice
                 && n.ioctl(crate::devfs::TCGETS, &mut [0; crate::devfs::TERMIOS_SIZE])

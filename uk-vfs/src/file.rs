@@ -10,6 +10,7 @@ use crate::Errno;
 use crate::epoll::Epoll;
 use crate::eventfd::EventFd;
 use crate::flock::{self, LockKey};
+use crate::pidfd::PidFd;
 use crate::pipe::PipeEnd;
 use crate::record_lock;
 use crate::signalfd::SignalFd;
@@ -34,6 +35,8 @@ pub(crate) enum Object {
     TimerFd(TimerFd),
     /// A signalfd.
     SignalFd(SignalFd),
+    /// A pidfd.
+    PidFd(PidFd),
 }
 
 impl Object {
@@ -43,9 +46,11 @@ impl Object {
         match self {
             Object::Node(_) => None,
             Object::Pipe(p) => Some(p.stat()),
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
-                Some(crate::eventfd::anon_stat())
-            }
+            Object::EventFd(_)
+            | Object::Epoll(_)
+            | Object::TimerFd(_)
+            | Object::SignalFd(_)
+            | Object::PidFd(_) => Some(crate::eventfd::anon_stat()),
         }
     }
 

@@ -1,5 +1,5 @@
 //! A VFS with Linux's semantics: mounts, path lookup, descriptors, ramfs, devfs, pipes,
-//! eventfd, epoll sets, timerfd, signalfd, the initrd, and the file syscalls.
+//! eventfd, epoll sets, timerfd, signalfd, pidfd, the initrd, and the file syscalls.
 //!
 //! # Design
 //!
@@ -100,6 +100,7 @@ pub mod flock;
 pub mod global;
 pub mod memfd;
 pub mod mmap;
+pub mod pidfd;
 pub mod pipe;
 pub mod poll;
 pub mod procfs;

@@ -82,9 +82,11 @@ fn put_out(out: &OpenFile, at: u64, buf: &[u8], more: bool) -> Result<usize, Err
     match &out.object {
         Object::Pipe(p) => p.write_some(buf, out.nonblock() || more),
         Object::Node(n) => n.write_at(if n.seekable() { at } else { 0 }, buf, out.nonblock()),
-        Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
-            Err(Errno::EINVAL)
-        }
+        Object::EventFd(_)
+        | Object::Epoll(_)
+        | Object::TimerFd(_)
+        | Object::SignalFd(_)
+        | Object::PidFd(_) => Err(Errno::EINVAL),
     }
 }
 
@@ -281,7 +283,11 @@ impl Vfs {
         }
         let out_pos = match &fout.object {
             Object::Pipe(_) => 0,
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
+            Object::EventFd(_)
+            | Object::Epoll(_)
+            | Object::TimerFd(_)
+            | Object::SignalFd(_)
+            | Object::PidFd(_) => {
                 return Err(Errno::EINVAL);
             }
             Object::Node(_) => {
@@ -498,7 +504,11 @@ impl Vfs {
         }
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
+            Object::EventFd(_)
+            | Object::Epoll(_)
+            | Object::TimerFd(_)
+            | Object::SignalFd(_)
+            | Object::PidFd(_) => {
                 return Err(Errno::ENODEV);
             }
             Object::Node(n) => n,

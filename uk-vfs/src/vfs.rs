@@ -188,7 +188,8 @@ impl Vfs {
     /// absolute path of a file or directory opened by a path (a file's path is the one it
     /// was opened by, under the name its directory now gives it; ` (deleted)` once no
     /// directory does), `pipe:[INODE]`, `anon_inode:[eventfd]`, `anon_inode:[eventpoll]`,
-    /// `anon_inode:[timerfd]`, `anon_inode:[signalfd]`, or `/memfd:NAME (deleted)`.
+    /// `anon_inode:[timerfd]`, `anon_inode:[signalfd]`, `anon_inode:[pidfd]`, or
+    /// `/memfd:NAME (deleted)`.
     ///
     /// # Errors
     ///
@@ -201,6 +202,7 @@ impl Vfs {
             Object::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
             Object::TimerFd(_) => b"anon_inode:[timerfd]".to_vec(),
             Object::SignalFd(_) => b"anon_inode:[signalfd]".to_vec(),
+            Object::PidFd(_) => b"anon_inode:[pidfd]".to_vec(),
             Object::Node(node) => match &f.origin {
                 Some(Origin::Label(label)) => label.to_vec(),
                 _ if node.file_type() == FileType::Directory => {
@@ -795,6 +797,7 @@ impl Vfs {
                             Object::EventFd(e) => e.poll_events(),
                             Object::TimerFd(t) => t.poll_events(),
                             Object::SignalFd(s) => s.poll_events(),
+                            Object::PidFd(p) => p.poll_events(),
                             Object::Epoll(ep) => ep.poll_events(),
                             Object::Node(_) => ALWAYS_READY,
                         };
@@ -833,6 +836,7 @@ impl Vfs {
             Object::EventFd(e) => e.read(buf, nonblock),
             Object::TimerFd(t) => t.read(buf, nonblock),
             Object::SignalFd(s) => s.read(buf, nonblock),
+            Object::PidFd(_) => Err(Errno::EINVAL),
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Node(n) => {
                 if n.file_type() == FileType::Directory {
@@ -865,7 +869,9 @@ impl Vfs {
             Object::Pipe(p) => p.write(buf, f.nonblock()),
             Object::EventFd(e) => e.write(buf, f.nonblock()),
             // Linux's timerfd has no write operation.
-            Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => Err(Errno::EINVAL),
+            Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) | Object::PidFd(_) => {
+                Err(Errno::EINVAL)
+            }
             Object::Node(n) => {
                 if !n.seekable() {
                     return n.write_at(0, buf, f.nonblock());
@@ -974,7 +980,11 @@ impl Vfs {
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
             // Linux's anonymous-inode files seek with `noop_llseek`: the position stays 0.
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
+            Object::EventFd(_)
+            | Object::Epoll(_)
+            | Object::TimerFd(_)
+            | Object::SignalFd(_)
+            | Object::PidFd(_) => {
                 return Ok(0);
             }
             Object::Node(n) => n,
@@ -1535,9 +1545,11 @@ impl Vfs {
         match &self.file(fd)?.object {
             Object::Node(n) => self.statfs_of(n),
             Object::Pipe(_) => Ok(StatFs::in_memory(PIPEFS_MAGIC)),
-            Object::EventFd(_) | Object::Epoll(_) | Object::TimerFd(_) | Object::SignalFd(_) => {
-                Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC))
-            }
+            Object::EventFd(_)
+            | Object::Epoll(_)
+            | Object::TimerFd(_)
+            | Object::SignalFd(_)
+            | Object::PidFd(_) => Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC)),
         }
     }
 

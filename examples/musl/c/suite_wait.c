@@ -8,15 +8,27 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/times.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "suite.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 /* One child runs at a time: each is waited for before the next starts. */
 static char child_stack[16384] __attribute__((aligned(16)));
@@ -174,4 +186,23 @@ void checks_children(void)
 	CHECK_EQ(sigtimedwait(&usr2, &si, &now), SIGUSR2);
 	CHECK(kill(-1, SIGUSR2) == -1 && errno == ESRCH);
 	CHECK_EQ(sigprocmask(SIG_SETMASK, &before, NULL), 0);
+
+	/* A pidfd (no libc wrapper): readable once the child ends, which poll waits for;
+	 * waitid(P_PIDFD) reaps through it; an ended process takes no signal. */
+	CHECK_EQ(pipe(fds), 0);
+	pid = start(exit_with_pipe_byte, SIGCHLD, fds);
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	CHECK(pidfd >= 0);
+	struct pollfd ready = { .fd = pidfd, .events = POLLIN };
+	CHECK_EQ(poll(&ready, 1, 0), 0);
+	CHECK_EQ(syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0), 0);
+	CHECK_EQ(write(fds[1], "\6", 1), 1);
+	CHECK(poll(&ready, 1, -1) == 1 && ready.revents == POLLIN);
+	CHECK(syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == -1 && errno == ESRCH);
+	memset(&si, 0, sizeof si);
+	CHECK(waitid(P_PIDFD, pidfd, &si, WEXITED) == 0 && si.si_pid == pid && si.si_status == 6);
+	CHECK(syscall(SYS_pidfd_open, getpid(), 1) == -1 && errno == EINVAL);
+	close(pidfd);
+	close(fds[0]);
+	close(fds[1]);
 }

@@ -42,8 +42,10 @@ use super::System;
 use super::{Process, ThreadEntry, current_key, switches_of};
 use crate::ids::Pid;
 
-/// What a process was started as: its arguments and its name (`cmdline`, `exe`).
+/// What a process was started as: its arguments and its name (`cmdline`, `exe`). Kept
+/// without the `vfs` feature too (startup records it), where nothing reads it.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "vfs"), allow(dead_code))]
 pub(crate) struct Program {
     /// The arguments, each followed by a NUL.
     pub(crate) cmdline: Vec<u8>,

@@ -69,7 +69,7 @@ pub const P_ALL: i32 = 0;
 pub const P_PID: i32 = 1;
 /// `waitid`'s id type: children in this process group (0: the caller's).
 pub const P_PGID: i32 = 2;
-/// `waitid`'s id type: the child a pidfd names (there are no pidfds here: `EBADF`).
+/// `waitid`'s id type: the child a pidfd names (`pidfd_open`, feature `vfs`).
 pub const P_PIDFD: i32 = 3;
 
 /// `si_code` of `SIGCHLD`: the child called `exit`.
@@ -386,7 +386,8 @@ impl System {
     /// # Errors
     ///
     /// `EINVAL` for unknown options or none of the three, an unknown `idtype`, or a
-    /// non-positive pid or negative group; `EBADF` for [`P_PIDFD`] (no pidfds here);
+    /// non-positive pid or negative group; `EBADF` for [`P_PIDFD`] with a descriptor that
+    /// is no pidfd, `EAGAIN` through a non-blocking one whose child has not ended;
     /// otherwise as [`System::wait4`].
     pub fn waitid(&self, idtype: i32, id: i32, options: i32) -> Result<Option<Reaped>, Errno> {
         const KNOWN: i32 =
@@ -398,6 +399,16 @@ impl System {
             P_ALL => WaitFor::Any,
             P_PID if id > 0 => WaitFor::Pid(id as Pid),
             P_PGID if id >= 0 => WaitFor::Group(id as Pid),
+            #[cfg(feature = "vfs")]
+            P_PIDFD if id >= 0 => {
+                // A non-blocking pidfd waits as WNOHANG does and says EAGAIN for "not yet".
+                let (pid, options, nonblock) = self.pidfd_wait_target(id, options)?;
+                return match self.wait_for_child(WaitFor::Pid(pid), options)? {
+                    None if nonblock => Err(Errno::EAGAIN),
+                    found => Ok(found),
+                };
+            }
+            #[cfg(not(feature = "vfs"))]
             P_PIDFD if id >= 0 => return Err(Errno::EBADF),
             _ => return Err(Errno::EINVAL),
         };
@@ -442,6 +453,9 @@ impl System {
 
     /// Sends what [`State::process_ended`] owed, once the state's lock is let go.
     pub(super) fn send_notices(&self, notices: Notices) {
+        // Pidfds of the ended process turn readable.
+        #[cfg(feature = "vfs")]
+        uk_vfs::pidfd::process_ended();
         for (parent, info) in notices.signals {
             self.notify_process(parent, info);
         }
