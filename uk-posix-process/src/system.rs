@@ -1048,8 +1048,7 @@ impl System {
                     switches: p.ended_switches,
                 }
                 .add(p.children_usage);
-                notices =
-                    Some(st.process_ended(entry.pid, p.ppid, p.pgid, p.exit_signal, how, usage));
+                notices = Some(st.process_ended(entry.pid, &p, how, usage));
                 if st.procs.is_empty() {
                     machine_exit = Some(how.machine_status());
                 }

@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::{boxed, run_on_the_image_layer};
-use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
+use common::{child_process, run_on_the_image_layer};
+use uk_posix_process::Errno;
 use uk_posix_process::signal::{SI_QUEUE, SIG_BLOCK, SIGCHLD, SIGUSR1, SigInfo, sig_bit};
 use uk_posix_process::wait::{ExitKind, P_PIDFD, WEXITED};
-use uk_posix_process::{ChildStart, Errno, Pid, System};
 use uk_vfs::PollFd;
 use uk_vfs::epoll::{EPOLL_CTL_ADD, EPOLLIN};
 use uk_vfs::pidfd::PIDFD_NONBLOCK;
@@ -19,21 +18,10 @@ fn vfs() -> &'static uk_vfs::Vfs {
     uk_vfs::global::vfs()
 }
 
-fn child(sys: &'static System, f: impl FnOnce() -> i32 + 'static) -> Pid {
-    let (entry, arg) = boxed(f);
-    let flags = CLONE_VM | CLONE_FS | CLONE_FILES | SIGCHLD as u64;
-    sys.clone(
-        &CloneArgs::from_legacy(flags, 0, 0, 0, 0),
-        Via::Clone,
-        ChildStart::Call { entry, arg },
-    )
-    .unwrap()
-}
-
 #[test]
 fn a_pidfd_turns_readable_when_its_process_ends_and_waitid_reaps_through_it() {
     run_on_the_image_layer(|sys| {
-        let pid = child(sys, || {
+        let pid = child_process(sys, SIGCHLD as u64, || {
             for _ in 0..3 {
                 uk_sched::yield_now();
             }

@@ -6,13 +6,12 @@
 
 mod common;
 
-use common::{boxed, run_on_the_image_layer, spawn};
-use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
+use common::{child_process, run_on_the_image_layer, spawn};
+use uk_posix_process::Errno;
 use uk_posix_process::signal::{
     SI_QUEUE, SI_USER, SIG_BLOCK, SIGCHLD, SIGUSR1, SIGUSR2, SigInfo, sig_bit,
 };
 use uk_posix_process::wait::CLD_EXITED;
-use uk_posix_process::{ChildStart, Errno};
 use uk_vfs::epoll::{EPOLL_CTL_ADD, EPOLLIN};
 use uk_vfs::poll::POLLIN;
 use uk_vfs::signalfd::{SFD_NONBLOCK, SIGINFO_SIZE};
@@ -71,15 +70,7 @@ fn blocked_signals_come_out_of_the_descriptor_with_their_information() {
         assert_eq!(sys.sigpending().unwrap() & mask, 0, "consumed");
         assert_eq!(sys.poll(&mut fds, Some(0), None), Ok(0));
         // A child's exit: SIGCHLD with its pid and status.
-        let (entry, arg) = boxed(|| 9);
-        let flags = CLONE_VM | CLONE_FS | CLONE_FILES | SIGCHLD as u64;
-        let child = sys
-            .clone(
-                &CloneArgs::from_legacy(flags, 0, 0, 0, 0),
-                Via::Clone,
-                ChildStart::Call { entry, arg },
-            )
-            .unwrap();
+        let child = child_process(sys, SIGCHLD as u64, || 9);
         while sys.process_count() > 1 {
             uk_sched::yield_now();
         }

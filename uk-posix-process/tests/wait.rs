@@ -6,28 +6,18 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use common::{boxed, on_signal, run_main, spawn, world, world_counting_cpu_time};
+use common::{child_process, on_signal, run_main, spawn, world, world_counting_cpu_time};
 use uk_posix_process::cputime::RUSAGE_CHILDREN;
-use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
 use uk_posix_process::procctl::{PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG};
 use uk_posix_process::signal::{
     SA_NOCLDWAIT, SA_RESTART, SIG_BLOCK, SIG_IGN, SIGCHLD, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2,
     SigAction, sig_bit,
 };
 use uk_posix_process::wait::*;
-use uk_posix_process::{ChildStart, Errno, Pid, System};
-
-/// Starts a child process of the caller's running `f`, with `exit_signal`; returns its pid.
-fn child(sys: &'static System, exit_signal: u64, f: impl FnOnce() -> i32 + 'static) -> Pid {
-    let (entry, arg) = boxed(f);
-    let flags = CLONE_VM | CLONE_FS | CLONE_FILES | exit_signal;
-    let a = CloneArgs::from_legacy(flags, 0, 0, 0, 0);
-    sys.clone(&a, Via::Clone, ChildStart::Call { entry, arg })
-        .unwrap()
-}
+use uk_posix_process::{Errno, Pid, System};
 
 fn sigchld_child(sys: &'static System, f: impl FnOnce() -> i32 + 'static) -> Pid {
-    child(sys, SIGCHLD as u64, f)
+    child_process(sys, SIGCHLD as u64, f)
 }
 
 /// Lets every other thread run until none is left runnable but this one (the test's
@@ -205,7 +195,7 @@ fn the_exit_signal_reaches_the_parent_with_the_childs_information() {
         // Taking the signal reaps nothing.
         assert_eq!(sys.wait4(-1, 0).unwrap().unwrap().pid, pid);
         // Another exit signal: SIGUSR1, and the child is a "clone" child.
-        let clone_child = child(sys, SIGUSR1 as u64, || 6);
+        let clone_child = child_process(sys, SIGUSR1 as u64, || 6);
         sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGUSR1)))
             .unwrap();
         let info = sys.rt_sigtimedwait(sig_bit(SIGUSR1), None).unwrap();
@@ -219,7 +209,7 @@ fn the_exit_signal_reaches_the_parent_with_the_childs_information() {
 #[test]
 fn clone_children_are_for_wclone_and_wall_waits() {
     run_main(|sys, _| {
-        let quiet = child(sys, 0, || 1);
+        let quiet = child_process(sys, 0, || 1);
         let normal = sigchld_child(sys, || 2);
         settle();
         assert!(sys.is_zombie(quiet), "no exit signal, still a zombie");
@@ -256,7 +246,7 @@ fn a_parent_ignoring_sigchld_keeps_no_zombies() {
         assert_eq!(sys.ids_in_use(), ids_before);
         assert_eq!(sys.sigpending().unwrap() & sig_bit(SIGCHLD), 0, "no signal");
         // A child with another exit signal is still kept.
-        let other = child(sys, 0, || 5);
+        let other = child_process(sys, 0, || 5);
         settle();
         assert!(sys.is_zombie(other));
         assert_eq!(sys.wait4(other as i32, WALL).unwrap().unwrap().pid, other);
@@ -296,7 +286,7 @@ fn zombies_of_an_ended_parent_go_to_init() {
         let g = grandchild.clone();
         let middle = sigchld_child(sys, move || {
             // Its own child: a "clone" child (exit signal 0), ended before it.
-            g.set(child(sys, 0, || 11));
+            g.set(child_process(sys, 0, || 11));
             settle();
             0
         });
@@ -506,5 +496,36 @@ fn orphans_go_to_the_nearest_subreaper() {
         let (grandchilds_parent, reaper_pid) = seen.get();
         assert_eq!(grandchilds_parent, reaper_pid, "the subreaper, not init");
         assert_ne!(grandchilds_parent, init);
+    });
+}
+
+#[test]
+fn a_zombie_still_holds_its_process_group() {
+    run_main(|sys, _| {
+        let init = sys.setsid().unwrap();
+        let c = sigchld_child(sys, move || {
+            let me = sys.getpid().unwrap();
+            // A group of its own, a child in it that ends, and back to init's group.
+            sys.setpgid(0, 0).unwrap();
+            let d = sigchld_child(sys, || 0);
+            sys.setpgid(0, init).unwrap();
+            settle();
+            assert!(sys.is_zombie(d));
+            // Group `me` lives on through the zombie: no new session under that id, and
+            // another child may join it.
+            assert_eq!(sys.setsid(), Err(Errno::EPERM));
+            let e = sigchld_child(sys, || {
+                settle();
+                0
+            });
+            assert_eq!(sys.setpgid(e, me), Ok(()));
+            assert_eq!(sys.getpgid(e), Ok(me));
+            sys.wait4(d, 0).unwrap();
+            sys.wait4(e, 0).unwrap();
+            // Both gone: the id is free for a session.
+            assert_eq!(sys.setsid(), Ok(me));
+            0
+        });
+        assert_eq!(sys.wait4(c, 0).unwrap().unwrap().how, exited(0));
     });
 }

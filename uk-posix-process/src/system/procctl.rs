@@ -325,7 +325,7 @@ impl System {
             return Err(Errno::EINVAL);
         }
         let mut guard = self.state.lock();
-        let procs = &mut guard.0.procs;
+        let super::State { procs, zombies, .. } = &mut guard.0;
         let session = procs.get(&caller).ok_or(Errno::ESRCH)?.sid;
         let target = procs.get(&pid).ok_or(Errno::ESRCH)?;
         if pid != caller && target.ppid != caller {
@@ -338,7 +338,10 @@ impl System {
         if target.sid == pid {
             return Err(Errno::EPERM);
         }
-        if pgid != pid && !procs.values().any(|p| p.pgid == pgid && p.sid == session) {
+        // A group of the session, which a zombie in it still keeps alive (as on Linux).
+        let live = procs.values().map(|p| (p.pgid, p.sid));
+        let dead = zombies.values().map(|z| (z.pgid, z.sid));
+        if pgid != pid && !live.chain(dead).any(|(g, s)| g == pgid && s == session) {
             return Err(Errno::EPERM);
         }
         procs.get_mut(&pid).ok_or(Errno::ESRCH)?.pgid = pgid;
@@ -354,8 +357,9 @@ impl System {
     pub fn setsid(&self) -> Result<Pid, Errno> {
         let caller = self.getpid()?;
         let mut guard = self.state.lock();
-        let procs = &mut guard.0.procs;
-        if procs.values().any(|p| p.pgid == caller) {
+        let super::State { procs, zombies, .. } = &mut guard.0;
+        // A group with the caller's id, a zombie's included (Linux counts them too).
+        if procs.values().any(|p| p.pgid == caller) || zombies.values().any(|z| z.pgid == caller) {
             return Err(Errno::EPERM);
         }
         let p = procs.get_mut(&caller).ok_or(Errno::ESRCH)?;

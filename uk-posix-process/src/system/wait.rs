@@ -37,7 +37,7 @@ use alloc::vec::Vec;
 
 use uk_syscall::Errno;
 
-use super::{State, System, Usage};
+use super::{Process, State, System, Usage};
 use crate::cputime::Rusage;
 use crate::futex::FUTEX_BITSET_MATCH_ANY;
 use crate::ids::Pid;
@@ -126,6 +126,8 @@ impl ExitKind {
 pub(super) struct Zombie {
     pub(super) ppid: Pid,
     pub(super) pgid: Pid,
+    /// Its session: a zombie still holds its group and session ids (`setsid`, `setpgid`).
+    pub(super) sid: Pid,
     exit_signal: i32,
     how: ExitKind,
     /// Its own use and that of its waited-for descendants.
@@ -194,23 +196,23 @@ fn usage_ticks(usage: &Usage) -> i64 {
 }
 
 impl State {
-    /// Bookkeeping for process `pid`, which just ended `how` after using `usage` (its
-    /// children's share included) and is no longer in `procs`: leaves a zombie for its
+    /// Bookkeeping for process `pid` (`ended`, no longer in `procs`), which just ended
+    /// `how` after using `usage` (its children's share included): leaves a zombie for its
     /// parent or frees its id, and hands its own children to init. Returns what to send.
     pub(super) fn process_ended(
         &mut self,
         pid: Pid,
-        ppid: Pid,
-        pgid: Pid,
-        exit_signal: i32,
+        ended: &Process,
         how: ExitKind,
         usage: Usage,
     ) -> Notices {
         let mut notices = Notices::default();
+        let ppid = ended.ppid;
         let zombie = Zombie {
             ppid,
-            pgid,
-            exit_signal,
+            pgid: ended.pgid,
+            sid: ended.sid,
+            exit_signal: ended.exit_signal,
             how,
             usage,
         };

@@ -214,3 +214,19 @@ pub fn run_on_the_image_layer(body: impl FnOnce(&'static System) + 'static) {
     });
     assert_eq!(status, Some(0));
 }
+
+/// Starts a child process of the caller's (clone without `CLONE_THREAD`, with
+/// `exit_signal`) running `f`; returns its pid.
+pub fn child_process(
+    sys: &'static System,
+    exit_signal: u64,
+    f: impl FnOnce() -> i32 + 'static,
+) -> uk_posix_process::Pid {
+    use uk_posix_process::ChildStart;
+    use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_VM, CloneArgs, Via};
+    let (entry, arg) = boxed(f);
+    let flags = CLONE_VM | CLONE_FS | CLONE_FILES | exit_signal;
+    let a = CloneArgs::from_legacy(flags, 0, 0, 0, 0);
+    sys.clone(&a, Via::Clone, ChildStart::Call { entry, arg })
+        .unwrap()
+}
