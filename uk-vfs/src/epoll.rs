@@ -172,33 +172,16 @@ pub struct Epoll {
 
 /// What a file reports now, and its generation (read first, see the module docs).
 fn readiness(object: &Object, depth: u32) -> (u16, u64) {
+    if let Some(own) = object.own_readiness() {
+        return own;
+    }
     match object {
-        Object::Pipe(p) => {
-            let generation = p.generation();
-            (p.poll_events(), generation)
-        }
-        Object::EventFd(e) => {
-            let generation = e.generation();
-            (e.poll_events(), generation)
-        }
-        Object::TimerFd(t) => {
-            let generation = t.generation();
-            (t.poll_events(), generation)
-        }
-        Object::SignalFd(s) => {
-            let generation = s.generation();
-            (s.poll_events(), generation)
-        }
-        Object::PidFd(p) => {
-            let generation = p.generation();
-            (p.poll_events(), generation)
-        }
         Object::Epoll(ep) => {
             let generation = readiness_epoch();
             let ready = !ep.scan(1, false, depth + 1).is_empty();
             (if ready { POLLIN | POLLRDNORM } else { 0 }, generation)
         }
-        Object::Node(_) => (ALWAYS_READY, 0),
+        _ => (ALWAYS_READY, 0),
     }
 }
 
@@ -312,17 +295,14 @@ impl EpollInstance {
 /// sets, timerfds and terminals; not regular files, directories or other devices.
 fn can_poll(file: &OpenFile) -> bool {
     match &file.object {
-        Object::Pipe(_)
-        | Object::EventFd(_)
-        | Object::Epoll(_)
-        | Object::TimerFd(_)
-        | Object::SignalFd(_)
-        | Object::PidFd(_) => true,
         Object::Node(n) => {
             n.file_type() == FileType::CharDevice
                 && n.ioctl(crate::devfs::TCGETS, &mut [0; crate::devfs::TERMIOS_SIZE])
                     .is_ok()
         }
+        // Pipes and every anonymous file report readiness.
+        Object::Pipe(_) => true,
+        other => other.is_anonymous(),
     }
 }
 

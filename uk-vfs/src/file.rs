@@ -40,17 +40,43 @@ pub(crate) enum Object {
 }
 
 impl Object {
-    /// `fstat` of an object that is not a node: a pipe's own, the shared anonymous inode
-    /// of eventfds, epoll sets and timerfds.
-    pub(crate) fn special_stat(&self) -> Option<crate::types::Stat> {
+    /// Whether it is an anonymous-inode file (an eventfd, epoll set, timerfd, signalfd or
+    /// pidfd): what Linux makes with `anon_inode_getfile`, all sharing one inode, seeking
+    /// with `noop_llseek`, never spliced. The one list of them the other matches lean on.
+    pub(crate) fn is_anonymous(&self) -> bool {
         match self {
-            Object::Node(_) => None,
-            Object::Pipe(p) => Some(p.stat()),
             Object::EventFd(_)
             | Object::Epoll(_)
             | Object::TimerFd(_)
             | Object::SignalFd(_)
-            | Object::PidFd(_) => Some(crate::eventfd::anon_stat()),
+            | Object::PidFd(_) => true,
+            Object::Node(_) | Object::Pipe(_) => false,
+        }
+    }
+
+    /// What `poll` reports for a pipe end or an anonymous file that is no epoll set, with
+    /// its generation, read first (see [`crate::epoll`]'s module docs); `None` for a node
+    /// or an epoll set, whose readiness their callers work out.
+    pub(crate) fn own_readiness(&self) -> Option<(u16, u64)> {
+        // A tuple's parts are evaluated in order: each generation before the readiness.
+        let (generation, events) = match self {
+            Object::Pipe(p) => (p.generation(), p.poll_events()),
+            Object::EventFd(e) => (e.generation(), e.poll_events()),
+            Object::TimerFd(t) => (t.generation(), t.poll_events()),
+            Object::SignalFd(s) => (s.generation(), s.poll_events()),
+            Object::PidFd(p) => (p.generation(), p.poll_events()),
+            Object::Node(_) | Object::Epoll(_) => return None,
+        };
+        Some((events, generation))
+    }
+
+    /// `fstat` of an object that is not a node: a pipe's own, the shared anonymous inode
+    /// of the anonymous files.
+    pub(crate) fn special_stat(&self) -> Option<crate::types::Stat> {
+        match self {
+            Object::Node(_) => None,
+            Object::Pipe(p) => Some(p.stat()),
+            _ => Some(crate::eventfd::anon_stat()),
         }
     }
 

@@ -82,11 +82,7 @@ fn put_out(out: &OpenFile, at: u64, buf: &[u8], more: bool) -> Result<usize, Err
     match &out.object {
         Object::Pipe(p) => p.write_some(buf, out.nonblock() || more),
         Object::Node(n) => n.write_at(if n.seekable() { at } else { 0 }, buf, out.nonblock()),
-        Object::EventFd(_)
-        | Object::Epoll(_)
-        | Object::TimerFd(_)
-        | Object::SignalFd(_)
-        | Object::PidFd(_) => Err(Errno::EINVAL),
+        _ => Err(Errno::EINVAL),
     }
 }
 
@@ -283,13 +279,6 @@ impl Vfs {
         }
         let out_pos = match &fout.object {
             Object::Pipe(_) => 0,
-            Object::EventFd(_)
-            | Object::Epoll(_)
-            | Object::TimerFd(_)
-            | Object::SignalFd(_)
-            | Object::PidFd(_) => {
-                return Err(Errno::EINVAL);
-            }
             Object::Node(_) => {
                 let at = *fout.pos.lock();
                 verify_area(at as i64, count)?;
@@ -303,6 +292,8 @@ impl Vfs {
                 }
                 at
             }
+            // Nothing is sent into an anonymous file.
+            _ => return Err(Errno::EINVAL),
         };
         if count == 0 {
             return Ok(0);
@@ -504,14 +495,9 @@ impl Vfs {
         }
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
-            Object::EventFd(_)
-            | Object::Epoll(_)
-            | Object::TimerFd(_)
-            | Object::SignalFd(_)
-            | Object::PidFd(_) => {
-                return Err(Errno::ENODEV);
-            }
             Object::Node(n) => n,
+            // Anonymous files have no data to allocate.
+            _ => return Err(Errno::ENODEV),
         };
         match n.file_type() {
             FileType::Regular => {}

@@ -793,13 +793,9 @@ impl Vfs {
                     Err(_) => POLLNVAL,
                     Ok(f) => {
                         let state = match &f.object {
-                            Object::Pipe(p) => p.poll_events(),
-                            Object::EventFd(e) => e.poll_events(),
-                            Object::TimerFd(t) => t.poll_events(),
-                            Object::SignalFd(s) => s.poll_events(),
-                            Object::PidFd(p) => p.poll_events(),
                             Object::Epoll(ep) => ep.poll_events(),
                             Object::Node(_) => ALWAYS_READY,
+                            other => other.own_readiness().map_or(0, |(events, _)| events),
                         };
                         state & (entry.events as u16 | POLLERR | POLLHUP)
                     }
@@ -979,15 +975,9 @@ impl Vfs {
         }
         let n = match &f.object {
             Object::Pipe(_) => return Err(Errno::ESPIPE),
-            // Linux's anonymous-inode files seek with `noop_llseek`: the position stays 0.
-            Object::EventFd(_)
-            | Object::Epoll(_)
-            | Object::TimerFd(_)
-            | Object::SignalFd(_)
-            | Object::PidFd(_) => {
-                return Ok(0);
-            }
             Object::Node(n) => n,
+            // Linux's anonymous-inode files seek with `noop_llseek`: the position stays 0.
+            _ => return Ok(0),
         };
         if !n.seekable() {
             return Ok(0);
@@ -1545,11 +1535,7 @@ impl Vfs {
         match &self.file(fd)?.object {
             Object::Node(n) => self.statfs_of(n),
             Object::Pipe(_) => Ok(StatFs::in_memory(PIPEFS_MAGIC)),
-            Object::EventFd(_)
-            | Object::Epoll(_)
-            | Object::TimerFd(_)
-            | Object::SignalFd(_)
-            | Object::PidFd(_) => Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC)),
+            _ => Ok(StatFs::in_memory(ANON_INODE_FS_MAGIC)),
         }
     }
 
