@@ -24,6 +24,7 @@ fn main() {
             "c/suite_futex.c",
             "c/suite_wait.c",
             "c/suite_proc.c",
+            "c/suite_async.c",
         ])
         .compile("hello");
     musl.link();

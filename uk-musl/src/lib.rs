@@ -111,6 +111,19 @@ impl Arch {
         }
     }
 
+    /// The C compiler flags for code that runs in an image of this architecture, musl's
+    /// and the program's alike: position-independent like the image; no stack protector
+    /// (nothing in the image sets up the canary); on x86_64 no red zone, because interrupts
+    /// arrive on the running thread's stack (there is no privilege change to switch
+    /// stacks), where the CPU's interrupt frame would overwrite the 128 bytes below the
+    /// stack pointer that the System V ABI otherwise leaves to leaf functions.
+    pub fn cflags(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &["-fPIE", "-fno-stack-protector", "-mno-red-zone"],
+            Arch::Aarch64 => &["-fPIE", "-fno-stack-protector"],
+        }
+    }
+
     /// The files this crate puts into musl's tree for this architecture: (path in the tree,
     /// contents).
     pub fn replacements(self) -> Vec<(String, &'static str)> {
@@ -308,8 +321,10 @@ impl Builder {
         // The last word names the layout of the results, so that a build made before the
         // math archive existed is not taken for a finished one.
         let mut stamp = format!(
-            "{RELEASE} {:?} {} libc+math\n",
-            self.source, self.cross_compile
+            "{RELEASE} {:?} {} {} libc+math\n",
+            self.source,
+            self.cross_compile,
+            self.arch.cflags().join(" ")
         );
         for (path, text) in self.arch.replacements() {
             stamp += &path;
@@ -324,6 +339,7 @@ impl Builder {
         let musl = Musl {
             prefix: self.out_dir.join("musl"),
             compiler: format!("{}gcc", self.cross_compile),
+            arch: self.arch,
         };
         let stamp = self.stamp();
         let stamp_file = musl.prefix.join("uk-musl-stamp");
@@ -349,9 +365,7 @@ impl Builder {
             .arg("--disable-shared")
             .env("CROSS_COMPILE", &self.cross_compile)
             .env("CC", &musl.compiler)
-            // Position-independent like the image; no stack protector (nothing in the image
-            // sets up the canary).
-            .env("CFLAGS", "-fPIE -fno-stack-protector"))?;
+            .env("CFLAGS", self.arch.cflags().join(" ")))?;
         run(Command::new("make")
             .current_dir(&tree)
             .arg(format!("-j{}", self.jobs))
@@ -498,6 +512,7 @@ fn run(command: &mut Command) -> Result<(), Error> {
 pub struct Musl {
     prefix: PathBuf,
     compiler: String,
+    arch: Arch,
 }
 
 impl Musl {
@@ -524,7 +539,7 @@ impl Musl {
 
     /// A `cc` build set up to compile C for the image against this musl: musl's headers
     /// instead of the system's (the compiler's own, for `stddef.h` and intrinsics, after
-    /// them), position-independent code, no stack protector, `-O2`.
+    /// them), the architecture's flags ([`Arch::cflags`]), `-O2`.
     ///
     /// # Panics
     ///
@@ -543,10 +558,11 @@ impl Musl {
             .flag(self.include_dir().to_string_lossy().as_ref())
             .flag("-isystem")
             .flag(&own)
-            .flag("-fPIE")
-            .flag("-fno-stack-protector")
             .opt_level(2)
             .cargo_warnings(true);
+        for flag in self.arch.cflags() {
+            build.flag(flag);
+        }
         build
     }
 

@@ -216,6 +216,8 @@ impl System {
                 p.cpu_alarms[index] = alarm;
             }
         })?;
+        // A thread that computes from now on is interrupted when it runs out.
+        self.request_timer_interrupt();
         Ok(old)
     }
 
@@ -224,7 +226,23 @@ impl System {
     /// signals pending for it, as Linux does on the way back to user mode. A thread the
     /// layer does not know is left alone.
     pub fn syscall_returned(&self) {
+        self.recheck_timers_after_interrupt();
         self.deliver_on_return();
+    }
+
+    /// When the caller's process's CPU-time timers would run out if it kept the CPU from
+    /// `now` on (monotonic nanoseconds): the earliest, if one is armed.
+    pub(crate) fn cpu_alarm_deadline(&self, now: u64) -> Option<u64> {
+        if !CPU_ALARMS_USED.load(Ordering::Relaxed) || !self.caller_is_known() {
+            return None;
+        }
+        let used = self.cpu_time_ns(CpuClock::Process(0)).ok()?;
+        let earliest = self
+            .with_caller_signals(|_, p, _, _| {
+                p.cpu_alarms.iter().flatten().map(|a| a.deadline_ns).min()
+            })
+            .ok()??;
+        Some(now.saturating_add(earliest.saturating_sub(used)))
     }
 
     /// Fires the caller's process's CPU-time timers whose time ran out: `SIGVTALRM` or
@@ -251,6 +269,8 @@ impl System {
             fired.then_some(pid)
         });
         if let Ok(Some(pid)) = fired {
+            // Re-armed by its interval: the next run-out needs an interrupt too.
+            self.request_timer_interrupt();
             self.note_signal_sent();
             // The caller takes it on its way back unless it blocks it; then another thread.
             for signo in CPU_ALARM_SIGNALS {

@@ -112,6 +112,7 @@ pub mod flags;
 mod futex;
 mod host;
 pub mod ids;
+pub mod interrupt;
 pub mod itimer;
 mod lock;
 mod misc;
@@ -183,6 +184,13 @@ pub fn install(host: &'static dyn ThreadHost) {
     uk_syscall::set_return_hook(|| {
         SYSTEM.syscall_returned();
     });
+    // A thread in a system call is not interrupted by a signal handler; one computing in
+    // C code is, at the timer interrupts the layer asks for (see `interrupt`).
+    uk_syscall::set_call_bracket(uk_syscall::CallBracket {
+        enter: interrupt::syscall_entered,
+        leave: interrupt::syscall_leaving,
+    });
+    uk_sched::irq::set_timer_exit_hook(interrupt::timer_interrupt_ends);
     #[cfg(feature = "vfs")]
     connect_vfs();
 }
@@ -327,7 +335,11 @@ pub extern "C" fn uk_clone(
     // C's `int` flags, as the kernel reads them: the low 32 bits.
     let flags = u64::from(flags as u32);
     let args = flags::CloneArgs::from_legacy(flags, stack, parent_tid, child_tid, tls);
-    match SYSTEM.clone(&args, flags::Via::Clone, ChildStart::CallC { entry, arg }) {
+    // A way into the layer from C that is not a system call: bracketed as one.
+    let state = interrupt::syscall_entered();
+    let result = SYSTEM.clone(&args, flags::Via::Clone, ChildStart::CallC { entry, arg });
+    interrupt::syscall_leaving(state);
+    match result {
         Ok(tid) => tid as core::ffi::c_int,
         Err(errno) => -errno.into_raw(),
     }

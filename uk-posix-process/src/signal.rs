@@ -854,7 +854,7 @@ fn run_handler(
         // memory of the sizes Linux gives.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
         let mut call = || handler(sig, &mut info, context.as_mut_ptr());
-        run_on(stack.switch_to, &mut call);
+        crate::interrupt::running_handler(|| run_on(stack.switch_to, &mut call));
         let mut uc_stack = [0u64; 3];
         uc_stack.copy_from_slice(&context[UC_STACK_WORD..UC_STACK_WORD + 3]);
         (context[UC_SIGMASK_WORD], SigStack::from_words(uc_stack))
@@ -862,7 +862,7 @@ fn run_handler(
         type Handler = extern "C" fn(i32);
         // SAFETY: as above, a plain handler: `void (*)(int)`.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
-        run_on(stack.switch_to, &mut || handler(sig));
+        crate::interrupt::running_handler(|| run_on(stack.switch_to, &mut || handler(sig)));
         (restore, stack.uc_stack)
     }
 }

@@ -279,14 +279,16 @@ fn run_c_start(key: usize) -> i32 {
     let block: &'static StartupBlock = Box::leak(program.block);
     let argc = block.argc() as i32;
     let argv = block.argv() as *mut *mut c_char;
+    // From here the thread runs C: a timer interrupt may deliver its signals.
+    crate::interrupt::enter_application_code();
     // SAFETY: calling into C. `start` and `main` are the libc's start routine and the
     // program's `main`, which the image linked and passed to `spawn_c_program` (whose
     // contract this is); the block they read is leaked, so `argv`, `envp` and the
     // auxiliary vector stay valid for the rest of the run.
     #[allow(unsafe_code)]
-    unsafe {
-        (program.start)(program.main, argc, argv, 0, 0, 0)
-    }
+    let code = unsafe { (program.start)(program.main, argc, argv, 0, 0, 0) };
+    crate::interrupt::leave_application_code();
+    code
 }
 
 impl System {

@@ -885,7 +885,12 @@ impl System {
             ),
             ChildStart::CallC { entry, arg } => (
                 call_stack()?,
-                Box::new(move || self.set_exit_code(entry(arg))),
+                Box::new(move || {
+                    crate::interrupt::enter_application_code();
+                    let code = entry(arg);
+                    crate::interrupt::leave_application_code();
+                    self.set_exit_code(code);
+                }),
             ),
             ChildStart::Resume {
                 resume,

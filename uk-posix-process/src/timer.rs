@@ -254,7 +254,7 @@ impl System {
         self.fire_due_timers();
         let now = self.monotonic_ns();
         let wall_deadline = self.wall_to_monotonic(value);
-        self.with_timer_signals(id, |p, thread| {
+        let old = self.with_timer_signals(id, |p, thread| {
             let timer = p.timers.get_mut(&id).ok_or(Errno::EINVAL)?;
             let (target, signo) = (timer.target, timer.signo);
             let old = timer.setting(now);
@@ -273,7 +273,10 @@ impl System {
             // Its signal of the old setting, if still queued, goes (as on Linux 6.13).
             withdraw_queued(p, thread, target, signo, id);
             Ok(old)
-        })?
+        })??;
+        // A thread that computes from now on is interrupted at the expiry.
+        self.request_timer_interrupt();
+        Ok(old)
     }
 
     /// `timer_gettime(id)`: the time to the timer's next expiry (0: disarmed; a due timer
@@ -392,6 +395,11 @@ impl System {
         };
         for expiry in due {
             fired |= self.queue_timer_signal(pid, &expiry);
+        }
+        if fired {
+            // Re-armed by their intervals: a thread that computes meanwhile is interrupted
+            // at the next expiry.
+            self.request_timer_interrupt();
         }
         fired
     }

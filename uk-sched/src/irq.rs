@@ -94,7 +94,7 @@ pub fn install(interrupts: &'static dyn Interrupts) -> Result<(), IrqError> {
         restore,
     });
     let timer = interrupts.timer();
-    timer.disarm();
+    disarm(timer);
     interrupts.register_handler(timer.irq(), on_timer)?;
     interrupts.register_handler(
         interrupts.free_ipi() + crate::remote::WAKE_IPI_OFFSET,
@@ -162,23 +162,93 @@ pub fn timer_interrupts() -> u64 {
 }
 
 /// The local timer's interrupt: disarm (the arm generic timer is level-triggered and stays
-/// asserted until then), then the CPU's scheduler ticks and re-arms as it needs.
+/// asserted until then), drop this CPU's interrupt request ([`request_timer_interrupt`]),
+/// then the CPU's scheduler ticks and re-arms as it needs, and last the exit hook
+/// ([`set_timer_exit_hook`]) runs for the interrupted thread.
 fn on_timer(_irq: IrqNumber) {
     let Some(interrupts) = interrupts() else {
         return;
     };
-    interrupts.timer().disarm();
+    disarm(interrupts.timer());
     TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
-    let slot = &TICK[cpu::cpu_index()];
+    let cpu = cpu::cpu_index();
+    REQUESTED[cpu].store(NONE, Ordering::Relaxed);
+    let slot = &TICK[cpu];
     let core = slot.core.load(Ordering::Relaxed);
     let tick = slot.tick.load(Ordering::Relaxed);
-    if core.is_null() || tick.is_null() {
-        return;
+    if !core.is_null() && !tick.is_null() {
+        // SAFETY: `set_tick_target` stores a `fn(*const ())` next to a core pointer that
+        // stays valid until `restore_tick_target` replaces it (the scheduler's `run`
+        // brackets both).
+        let tick: fn(*const ()) = unsafe { core::mem::transmute::<*mut (), fn(*const ())>(tick) };
+        tick(core);
     }
-    // SAFETY: `set_tick_target` stores a `fn(*const ())` next to a core pointer that stays
-    // valid until `restore_tick_target` replaces it (the scheduler's `run` brackets both).
-    let tick: fn(*const ()) = unsafe { core::mem::transmute::<*mut (), fn(*const ())>(tick) };
-    tick(core);
+    if let Some(hook) = EXIT_HOOK.get() {
+        hook();
+    }
+}
+
+/// No deadline, in the per-CPU deadline slots.
+const NONE: u64 = u64::MAX;
+
+/// Per CPU: the deadline the local timer is armed at ([`NONE`]: disarmed), as this module
+/// and the schedulers programmed it.
+static ARMED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NONE) }; MAX_CPUS];
+
+/// Per CPU: the earliest deadline asked for with [`request_timer_interrupt`] since the last
+/// timer interrupt ([`NONE`]: none).
+static REQUESTED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NONE) }; MAX_CPUS];
+
+/// What runs at the end of every timer interrupt ([`set_timer_exit_hook`]).
+static EXIT_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Arms `timer` at `deadline_ns` and records it as this CPU's armed deadline.
+pub(crate) fn arm(timer: &dyn uk_hal::irq::LocalTimer, deadline_ns: u64) {
+    ARMED[cpu::cpu_index()].store(deadline_ns, Ordering::Relaxed);
+    timer.arm_at(deadline_ns);
+}
+
+/// Disarms `timer` and records that.
+pub(crate) fn disarm(timer: &dyn uk_hal::irq::LocalTimer) {
+    ARMED[cpu::cpu_index()].store(NONE, Ordering::Relaxed);
+    timer.disarm();
+}
+
+/// The deadline asked for on this CPU with [`request_timer_interrupt`], if any is pending.
+pub(crate) fn requested_deadline() -> Option<u64> {
+    let d = REQUESTED[cpu::cpu_index()].load(Ordering::Relaxed);
+    (d != NONE).then_some(d)
+}
+
+/// Asks for a timer interrupt on the calling CPU no later than `deadline_ns` (the board's
+/// monotonic clock, as every deadline here), whatever the scheduler needs for itself: the
+/// timer is armed at once if it is not armed earlier, and every later programming by a
+/// scheduler keeps it. A request lasts until the next timer interrupt on this CPU, whose
+/// exit hook ([`set_timer_exit_hook`]) renews what it still needs; of several requests the
+/// earliest counts. This is how a process layer gets a thread that computes without
+/// system calls interrupted when one of its timers runs out. Nothing happens before
+/// [`install`] (no interrupts: nothing could be delivered anyway).
+pub fn request_timer_interrupt(deadline_ns: u64) {
+    let Some(interrupts) = interrupts() else {
+        return;
+    };
+    let state = interrupts.mask();
+    let cpu = cpu::cpu_index();
+    REQUESTED[cpu].fetch_min(deadline_ns, Ordering::Relaxed);
+    if deadline_ns < ARMED[cpu].load(Ordering::Relaxed) {
+        arm(interrupts.timer(), deadline_ns);
+    }
+    interrupts.restore(state);
+}
+
+/// Sets the function every timer interrupt calls last, after the scheduler's tick, on the
+/// interrupted thread's stack with interrupts masked (first call wins). A process layer
+/// delivers signals there to a thread that was interrupted while running application code;
+/// it may unmask interrupts meanwhile (the interrupt has been ended) and must mask them
+/// again before it returns. It also runs when the interrupted context is the idle loop or
+/// a thread inside the kernel, so it has to find out where it is before touching locks.
+pub fn set_timer_exit_hook(hook: fn()) {
+    EXIT_HOOK.call_once(|| hook);
 }
 
 /// Idles on the local timer: arms it at the nearest deadline (disarms it when there is
@@ -197,8 +267,8 @@ impl Idle for TimerIdle {
         let timer = self.0.timer();
         match deadline_ns {
             Some(deadline) if deadline <= clock.monotonic_ns() => return,
-            Some(deadline) => timer.arm_at(deadline),
-            None => timer.disarm(),
+            Some(deadline) => arm(timer, deadline),
+            None => disarm(timer),
         }
         self.0.wait_for_interrupt();
     }

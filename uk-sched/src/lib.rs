@@ -208,7 +208,7 @@ mod tests;
 
 pub use base::{
     block, block_until, cancel_block, commit_block, current, exit, now, prepare_block, sleep,
-    sleep_until, yield_if_in_thread, yield_now,
+    sleep_until, with_current, yield_if_in_thread, yield_now,
 };
 pub use cpu::{IrqOps, MAX_CPUS, set_cpu_id_fn, set_irq_ops};
 pub use idle::Idle;

@@ -687,9 +687,11 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         let contended = self.slice.is_some() && st.current.is_some() && st.runq.head.is_some();
         let slice_end = contended.then(|| self.clock.monotonic_ns().saturating_add(tick_ns));
         let timer = interrupts.timer();
-        match crate::irq::next_timer_deadline(sleeper, slice_end) {
-            Some(deadline) => timer.arm_at(deadline),
-            None => timer.disarm(),
+        // An interrupt a process layer asked for (`irq::request_timer_interrupt`) stays.
+        let wanted = crate::irq::next_timer_deadline(sleeper, slice_end);
+        match crate::irq::earliest(wanted, crate::irq::requested_deadline()) {
+            Some(deadline) => crate::irq::arm(timer, deadline),
+            None => crate::irq::disarm(timer),
         }
     }
 

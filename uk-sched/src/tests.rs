@@ -1607,6 +1607,55 @@ mod timer_wiring {
         assert_eq!(s.stats().preemptions, 1);
         assert_eq!(crate::irq::timer_interrupts(), before + 1);
     }
+
+    static HOOK_SAW: std::sync::Mutex<Vec<Option<u64>>> = std::sync::Mutex::new(Vec::new());
+
+    /// The exit hook records the interrupted thread's owner word.
+    fn record_exit() {
+        let word = crate::with_current(|t| t.owner_word().load(Ordering::Relaxed) as u64);
+        HOOK_SAW.lock().unwrap().push(word);
+    }
+
+    /// A requested interrupt arms the timer earlier than the scheduler would, survives the
+    /// scheduler's own programming until the next timer interrupt, and is dropped by it; the
+    /// exit hook then runs for the interrupted thread, whose owner word it can read.
+    #[test]
+    fn requested_interrupt_is_kept_until_taken_and_the_exit_hook_sees_the_thread() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (_s, clock, idle) = fake();
+        let s = RoundRobin::cooperative(Native::detect(), clock.clone(), idle)
+            .with_interrupts(&FAKE, TICK)
+            .unwrap();
+        crate::irq::set_timer_exit_hook(record_exit);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let (log, c) = (seen.clone(), clock.clone());
+        s.spawn("computing", move || {
+            crate::with_current(|t| t.owner_word().store(7, Ordering::Relaxed));
+            let at = c.monotonic_ns() + 50_000;
+            crate::irq::request_timer_interrupt(at);
+            log.borrow_mut().push(armed() == Some(at));
+            // A later request does not move it; an earlier one does.
+            crate::irq::request_timer_interrupt(at + 1);
+            log.borrow_mut().push(armed() == Some(at));
+            // The scheduler's own programming (a yield) keeps the request.
+            yield_now();
+            log.borrow_mut().push(armed() == Some(at));
+            let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
+            handler(irq);
+            // Taken: the scheduler needs no timer, and the request is gone.
+            yield_now();
+            log.borrow_mut().push(armed().is_none());
+        })
+        .unwrap();
+        HOOK_SAW.lock().unwrap().clear();
+        s.run();
+        assert_eq!(*seen.borrow(), vec![true; 4]);
+        assert_eq!(*HOOK_SAW.lock().unwrap(), vec![Some(7)]);
+        // Outside any thread the hook finds none.
+        let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
+        handler(irq);
+        assert_eq!(HOOK_SAW.lock().unwrap()[1], None);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use core::alloc::Layout;
 use core::cell::{RefCell, UnsafeCell};
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use uk_context::{Context, ContextOps, TcbSpec, TlsLayout, TlsTemplate};
 
@@ -336,6 +336,7 @@ pub struct Thread {
     /// 0 until [`Thread::id`] first gives one out.
     id: AtomicU64,
     name: Cow<'static, str>,
+    owner_word: AtomicUsize,
     inner: UnsafeCell<Inner>,
 }
 
@@ -364,6 +365,16 @@ impl Thread {
             0 => self.assign_id(),
             id => id,
         }
+    }
+
+    /// A word the layer above the scheduler keeps for this thread as it likes; 0 when the
+    /// thread is made, never read by the scheduler. It is an atomic so that an interrupt
+    /// handler may read the running thread's word while the thread itself writes it: a
+    /// process layer records there whether the thread runs application code or is inside
+    /// a system call, and its timer-interrupt hook reads it through [`crate::with_current`]
+    /// to decide whether a signal may be delivered right away.
+    pub fn owner_word(&self) -> &AtomicUsize {
+        &self.owner_word
     }
 
     #[cold]
@@ -695,6 +706,7 @@ impl ThreadBuilder {
         let slot = Arc::get_mut(&mut thread).expect("a fresh Arc is unique");
         slot.write(Thread {
             id: AtomicU64::new(0),
+            owner_word: AtomicUsize::new(0),
             name: self.name,
             inner: UnsafeCell::new(Inner {
                 state: ThreadState::Runnable,

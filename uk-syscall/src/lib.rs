@@ -120,8 +120,8 @@ pub use arch::{InstallError, TrapFrame, install, resume_frame, trap};
 pub use syscalls::Errno;
 pub use syscalls::{aarch64, x86_64};
 pub use table::{
-    REGISTRATIONS, Registration, TABLE_LEN, TableStats, dispatch, dispatch_errno, errno, handler,
-    name, raw, set_return_hook, table_stats, uk_syscall6,
+    CallBracket, REGISTRATIONS, Registration, TABLE_LEN, TableStats, dispatch, dispatch_errno,
+    errno, handler, name, raw, set_call_bracket, set_return_hook, table_stats, uk_syscall6,
 };
 pub use trap::{LIVE_FRAMES, trap_frame, trapped_calls};
 

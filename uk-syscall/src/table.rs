@@ -214,11 +214,38 @@ pub fn set_return_hook(hook: fn()) {
 /// A number nobody registered gives `Err(ENOSYS)` and logs one line naming the syscall,
 /// once per number. An error outside Linux's errno range becomes `EINVAL`.
 pub fn call(number: usize, args: &Args) -> SyscallResult {
+    let bracket = BRACKET.get().map(|b| (b, (b.enter)()));
     let result = call_handler(number, args);
     if let Some(hook) = RETURN_HOOK.get() {
         hook();
     }
+    if let Some((b, token)) = bracket {
+        (b.leave)(token);
+    }
     result
+}
+
+/// Two functions around every call through the table ([`set_call_bracket`]).
+#[derive(Clone, Copy, Debug)]
+pub struct CallBracket {
+    /// Runs first, before the handler; what it returns goes to `leave`.
+    pub enter: fn() -> usize,
+    /// Runs last, after the return hook, with the value `enter` returned.
+    pub leave: fn(usize),
+}
+
+/// What brackets every call ([`set_call_bracket`]).
+static BRACKET: spin::Once<CallBracket> = spin::Once::new();
+
+/// Sets the functions every call through the table runs first and last (first call wins):
+/// where a process layer marks the calling thread as inside the kernel for the length of
+/// the call, so that an interrupt meanwhile does not run a signal handler on top of a
+/// half-done system call (see uk-posix-process's asynchronous delivery). `leave` gets what
+/// `enter` returned, so nested calls (a signal handler's, run by the return hook) restore
+/// the outer state. A call that does not return (`exit`) does not run `leave`. Costs a
+/// call one load and a branch until it is set.
+pub fn set_call_bracket(bracket: CallBracket) {
+    BRACKET.call_once(|| bracket);
 }
 
 fn call_handler(number: usize, args: &Args) -> SyscallResult {

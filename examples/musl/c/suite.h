@@ -36,6 +36,9 @@ void checks_rusage(void);
 void checks_timer_delete(void);
 /* Checks of signalfd (suite_usage.c), run at the end of the `signals` group. */
 void checks_signalfd(void);
+/* Checks of signals reaching a thread that computes without calls, at the timer interrupt
+ * (suite_async.c), run at the end of the `signals` group. */
+void checks_async_signals(void);
 /* Checks of robust and priority-inheritance mutexes (suite_mutex.c), run at the end of the
  * `sync` group. */
 void checks_mutex(void);

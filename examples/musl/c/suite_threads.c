@@ -474,9 +474,16 @@ void group_signals(void)
 	CHECK_EQ(alarm(0), 10);
 	struct itimerval every = { { 0, 5000 }, { 0, 5000 } };
 	CHECK_EQ(setitimer(ITIMER_REAL, &every, NULL), 0);
-	for (int i = 0; i < 3; i++)
+	/* Each pause ends with an expiry's handler; a later expiry may interrupt the code
+	   between them too, as on Linux. */
+	int paused = 0;
+	for (int i = 0; i < 3; i++) {
+		int before = handler_calls;
 		pause();
-	CHECK_EQ(handler_calls, 4);
+		paused += handler_calls > before;
+	}
+	CHECK_EQ(paused, 3);
+	CHECK(handler_calls >= 4);
 	CHECK(getitimer(ITIMER_REAL, &left) == 0 && left.it_interval.tv_usec == 5000);
 	memset(&it, 0, sizeof it);
 	CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
@@ -564,9 +571,16 @@ void group_signals(void)
 	struct itimerspec every5 = { { 0, 5000000 }, { 0, 5000000 } }, now;
 	timer_hits = 0;
 	CHECK_EQ(timer_settime(timer, 0, &every5, NULL), 0);
-	for (int i = 0; i < 3; i++)
+	/* Each pause ends with (at least) one expiry's handler; more may have run by the
+	   check, since a later expiry interrupts the code between the calls, as on Linux. */
+	int paused_through = 0;
+	for (int i = 0; i < 3; i++) {
+		int before = timer_hits;
 		pause();
-	CHECK_EQ(timer_hits, 3);
+		paused_through += timer_hits > before;
+	}
+	CHECK_EQ(paused_through, 3);
+	CHECK(timer_hits >= 3);
 	CHECK(timer_value == 42 && timer_code == SI_TIMER);
 	CHECK(timer_gettime(timer, &now) == 0 && now.it_interval.tv_nsec == 5000000 &&
 	      now.it_value.tv_sec == 0 && now.it_value.tv_nsec > 0);
@@ -593,4 +607,5 @@ void group_signals(void)
 	sem_destroy(&timer_sem);
 	checks_timer_delete();
 	checks_signalfd();
+	checks_async_signals();
 }

@@ -56,6 +56,10 @@ unsafe extern "C" {
     ) -> i32;
 }
 
+/// The scheduler's time slice, were it preemptive (it is not: the timer interrupt only
+/// wakes sleepers and brings the process layer's timer signals).
+const TICK_NS: u64 = 10_000_000;
+
 /// The environment the program sees.
 const ENV: [&[u8]; 2] = [b"HOME=/", b"PATH=/bin"];
 
@@ -103,14 +107,27 @@ fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
     })?;
     // Counting CPU time gives the C program clock(), getrusage, times and the CPU-time
     // clocks.
-    let sched: &'static RoundRobin<_, _> = Box::leak(Box::new(
-        RoundRobin::cooperative(Native::detect(), platform, idle::Poll).with_cpu_time(),
-    ));
+    let mut sched = RoundRobin::cooperative(Native::detect(), platform, idle::Poll).with_cpu_time();
+    // The board's timer interrupt lets the process layer interrupt a C thread that
+    // computes without system calls when one of its timers runs out (alarm, setitimer,
+    // POSIX timers): the handler runs at the interrupt, as on Linux. Still cooperative: the
+    // interrupt never switches threads.
+    let irqs = platform.interrupts();
+    if let Some(irqs) = irqs {
+        sched = sched.with_interrupts(irqs, TICK_NS).map_err(|e| {
+            uk_app::println!("musl: the timer interrupt is taken: {e:?}");
+            uk_posix_process::Errno::EBUSY
+        })?;
+    }
+    let sched: &'static RoundRobin<_, _> = Box::leak(Box::new(sched));
     uk_posix_process::install(sched);
     let system = uk_posix_process::system();
     system.set_exit_hook(report_traps_and_exit);
     let start: LibcStart = __libc_start_main;
     system.spawn_c_program("hello", start, c_main, block)?;
+    if let Some(irqs) = irqs {
+        irqs.enable_on_this_cpu();
+    }
     // Runs until the C program's exit_group ends the process, and with it the run.
     sched.run();
     Ok(())

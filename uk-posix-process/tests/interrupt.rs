@@ -1,0 +1,107 @@
+//! Delivery at the timer interrupt (`uk_posix_process::interrupt`): the scheduler's exit
+//! hook runs the handler of a due timer's signal for a thread caught in application code,
+//! leaves a thread inside a system call (or one that never ran application code) alone
+//! until its call returns, and a handler the layer runs counts as application code.
+//! The interrupt itself is played by calling the hook from the thread, as the board's
+//! handler does on its stack.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::world;
+use uk_posix_process::interrupt::{
+    IN_APPLICATION, IN_KERNEL, NOT_APPLICATION, enter_application_code, leave_application_code,
+    state, syscall_entered, syscall_leaving,
+};
+use uk_posix_process::itimer::{ITIMER_REAL, Itimerval, Timeval};
+use uk_posix_process::signal::{SIGALRM, SigAction};
+
+static ALARMS: AtomicUsize = AtomicUsize::new(0);
+/// The thread's state while the handler ran.
+static STATE_IN_HANDLER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+extern "C" fn on_alarm(sig: i32) {
+    assert_eq!(sig, SIGALRM);
+    ALARMS.fetch_add(1, Ordering::SeqCst);
+    STATE_IN_HANDLER.store(state().unwrap(), Ordering::SeqCst);
+}
+
+fn in_ms(ms: i64) -> Itimerval {
+    Itimerval {
+        interval: Timeval::default(),
+        value: Timeval {
+            tv_sec: 0,
+            tv_usec: ms * 1000,
+        },
+    }
+}
+
+#[test]
+fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        let action = SigAction {
+            handler: on_alarm as *const () as usize,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(SIGALRM, Some(action)).unwrap();
+        // A thread that never ran application code: the interrupt leaves it alone.
+        assert_eq!(state(), Some(NOT_APPLICATION));
+        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
+        clock.advance(6_000_000);
+        sys.timer_interrupt_ended();
+        assert_eq!(ALARMS.load(Ordering::SeqCst), 0);
+        // Entering a system call changes nothing for it either.
+        let outer = syscall_entered();
+        assert_eq!(state(), Some(NOT_APPLICATION));
+        syscall_leaving(outer);
+
+        // Application code: the interrupt fires the due timer and runs the handler there,
+        // marked as application code; the thread is back in application code afterwards.
+        enter_application_code();
+        sys.timer_interrupt_ended();
+        assert_eq!(ALARMS.load(Ordering::SeqCst), 1);
+        assert_eq!(STATE_IN_HANDLER.load(Ordering::SeqCst), IN_APPLICATION);
+        assert_eq!(state(), Some(IN_APPLICATION));
+        assert_eq!(sys.getitimer(ITIMER_REAL), Ok(Itimerval::default()));
+
+        // Inside a system call: not there; the call's return fires it and runs the handler.
+        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
+        clock.advance(6_000_000);
+        let outer = syscall_entered();
+        assert_eq!(state(), Some(IN_KERNEL));
+        sys.timer_interrupt_ended();
+        assert_eq!(ALARMS.load(Ordering::SeqCst), 1);
+        // A nested call (a handler's) restores the outer state when it leaves.
+        let inner = syscall_entered();
+        syscall_leaving(inner);
+        assert_eq!(state(), Some(IN_KERNEL));
+        sys.syscall_returned();
+        assert_eq!(ALARMS.load(Ordering::SeqCst), 2);
+        // The handler ran as application code, and the call's state came back after it.
+        assert_eq!(STATE_IN_HANDLER.load(Ordering::SeqCst), IN_APPLICATION);
+        assert_eq!(state(), Some(IN_KERNEL));
+        syscall_leaving(outer);
+        assert_eq!(state(), Some(IN_APPLICATION));
+
+        // A blocked signal stays pending through the interrupt.
+        let mask = uk_posix_process::signal::sig_bit(SIGALRM);
+        sys.rt_sigprocmask(uk_posix_process::signal::SIG_BLOCK, Some(mask))
+            .unwrap();
+        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
+        clock.advance(6_000_000);
+        sys.timer_interrupt_ended();
+        assert_eq!(ALARMS.load(Ordering::SeqCst), 2);
+        assert_eq!(sys.sigpending().unwrap() & mask, mask);
+        sys.rt_sigprocmask(uk_posix_process::signal::SIG_UNBLOCK, Some(mask))
+            .unwrap();
+        assert_eq!(ALARMS.load(Ordering::SeqCst), 3);
+
+        leave_application_code();
+        assert_eq!(state(), Some(IN_KERNEL));
+        0
+    });
+    assert_eq!(status, Some(0));
+}
