@@ -25,6 +25,7 @@ fn main() {
             "c/suite_wait.c",
             "c/suite_proc.c",
             "c/suite_async.c",
+            "c/suite_preempt.c",
         ])
         .compile("hello");
     musl.link();

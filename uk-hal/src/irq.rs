@@ -167,6 +167,16 @@ pub trait Interrupts: Sync {
     /// became pending before the call ends the wait at once (aarch64 `wfi` wakes on a
     /// pending interrupt even while masked; x86 `sti; hlt` cannot lose one).
     fn wait_for_interrupt(&self);
+    /// Where the interrupt being handled on the calling CPU returns to: the address of the
+    /// program counter saved in its frame on the interrupted stack, or `None` outside an
+    /// interrupt handler or on a board that does not say (the default). Meant for the
+    /// handler's own use (a process layer reports the interrupted program counter to a
+    /// signal handler and lets it choose where the code resumes, as `sigreturn` does); it
+    /// is valid until that handler returns, and what is written there is where the
+    /// interrupted code goes on.
+    fn interrupted_pc(&self) -> Option<core::ptr::NonNull<usize>> {
+        None
+    }
 }
 
 /// A handler for one interrupt line; gets the number it was registered for.

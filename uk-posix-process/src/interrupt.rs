@@ -25,6 +25,11 @@
 //! anywhere else only notes that the next system call return should look at the timers
 //! again (a request lasts until the next timer interrupt, whatever it was for).
 //!
+//! The first `SA_SIGINFO` handler's context reports the interrupted program counter (the
+//! board's [`uk_hal::irq::Interrupts::interrupted_pc`]), and where the handler moves it is
+//! where the interrupted code resumes, as after Linux's `sigreturn`: musl's asynchronous
+//! cancellation works so.
+//!
 //! The interrupted code's registers are kept by the board's interrupt entry; its FPU/SIMD
 //! registers, which a C handler uses, are saved here around the delivery (x86 images are
 //! soft-float, so the entry does not keep them). Interrupts are unmasked while the handlers
@@ -34,10 +39,12 @@
 //! Limits: a process's interrupt is asked for when a timer is armed or re-armed and when
 //! its thread is interrupted or returns from a call after an interrupt; with several
 //! processes computing in turn, one's request may be taken by an interrupt another's thread
-//! sees, and then waits for its next system call. A signal another thread sends is still
-//! delivered at the receiver's next call: under a cooperative scheduler the sender only
-//! runs when the receiver gives up the CPU.
+//! sees, and then waits for its next system call. A signal another thread sends reaches a
+//! computing receiver only under a preemptive scheduler (at the next tick, through the same
+//! hook); under a cooperative one the sender only runs when the receiver gives up the CPU,
+//! and the signal comes at the receiver's next call.
 
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::system::System;
@@ -112,14 +119,8 @@ pub(crate) fn running_handler<R>(handler: impl FnOnce() -> R) -> R {
 }
 
 /// The timer interrupt's exit hook for the image's layer ([`System::timer_interrupt_ended`]).
-pub(crate) fn timer_interrupt_ends() {
-    crate::system().timer_interrupt_ended();
-}
-
-/// Whether an interrupt asked the next system call return to look at the timers (and
-/// forgets it).
-pub(crate) fn take_recheck() -> bool {
-    RECHECK.load(Ordering::Relaxed) && RECHECK.swap(false, Ordering::Relaxed)
+pub(crate) fn timer_interrupt_ends(interrupted_pc: Option<NonNull<usize>>) {
+    crate::system().timer_interrupt_ended(interrupted_pc);
 }
 
 impl System {
@@ -127,9 +128,12 @@ impl System {
     /// masked, on the interrupted thread's stack): for a thread it caught in application
     /// code, fires its process's due timers and runs the handlers now deliverable to it;
     /// otherwise it only notes that the next system call return looks at the timers.
-    pub fn timer_interrupt_ended(&self) {
+    /// `interrupted_pc` is where the interrupt returns to (the saved program counter's
+    /// address in its frame, when the board says): the first handler's context reports it,
+    /// and a `SA_SIGINFO` handler that changes it there moves where the code resumes.
+    pub fn timer_interrupt_ended(&self, interrupted_pc: Option<NonNull<usize>>) {
         if state() == Some(IN_APPLICATION) {
-            self.interrupted_in_application_code();
+            self.interrupted_in_application_code(interrupted_pc);
         } else {
             RECHECK.store(true, Ordering::Relaxed);
         }
@@ -139,7 +143,7 @@ impl System {
     /// process's due timers, asks for the next interrupt, and runs the handlers of the
     /// signals now deliverable to the thread, with interrupts unmasked and its FPU/SIMD
     /// state kept.
-    pub(crate) fn interrupted_in_application_code(&self) {
+    pub(crate) fn interrupted_in_application_code(&self, interrupted_pc: Option<NonNull<usize>>) {
         let old = switch_state(IN_KERNEL);
         let irqs = uk_sched::irq::interrupts();
         if let Some(irqs) = irqs {
@@ -147,7 +151,11 @@ impl System {
         }
         self.fire_due_timers();
         self.request_timer_interrupt();
+        let pc = interrupted_pc.map_or(0, |p| p.as_ptr() as usize);
+        let _ = self.with_caller_signals(|t, _, _, _| t.interrupted_pc = pc);
         keeping_extended_state(|| self.deliver_on_return());
+        // No handler took it (none ran, or only plain ones): it dies with the frame.
+        let _ = self.with_caller_signals(|t, _, _, _| t.interrupted_pc = 0);
         if let Some(irqs) = irqs {
             irqs.mask();
         }
@@ -172,8 +180,13 @@ impl System {
 
     /// On a system call's return: if an interrupt could not look at the timers, fire the
     /// caller's due ones and ask for the next interrupt.
+    /// A caller the layer does not know (a thread of another subsystem) leaves the note for
+    /// a thread of a process: looking would adopt it into one.
     pub(crate) fn recheck_timers_after_interrupt(&self) {
-        if take_recheck() {
+        if RECHECK.load(Ordering::Relaxed)
+            && self.caller_is_known()
+            && RECHECK.swap(false, Ordering::Relaxed)
+        {
             self.fire_due_timers();
             self.request_timer_interrupt();
         }

@@ -359,6 +359,10 @@ pub(crate) struct SigThread {
     /// The alternate signal stack ([`SigStack::DISABLED`]: none); its flags are 0,
     /// [`SS_AUTODISARM`] or [`SS_DISABLE`].
     pub(crate) altstack: SigStack,
+    /// While a timer interrupt delivers to the thread: the address of the program counter
+    /// saved in the interrupt's frame (where the interrupted code resumes), for the first
+    /// handler's context (`crate::interrupt`); 0 otherwise.
+    pub(crate) interrupted_pc: usize,
 }
 
 /// What entering a handler decided about stacks ([`SigThread::enter_handler`]).
@@ -380,6 +384,7 @@ impl SigThread {
             pending: 0,
             queued: Vec::new(),
             altstack: SigStack::DISABLED,
+            interrupted_pc: 0,
         }
     }
 
@@ -830,17 +835,32 @@ const UC_SIGMASK_WORD: usize = if cfg!(target_arch = "aarch64") { 5 } else { 37 
 /// `uc_flags` and `uc_link`, on both architectures.
 const UC_STACK_WORD: usize = 2;
 
+/// Where the program counter lies in the kernel's `ucontext_t`, in words: x86_64's
+/// `gregs[REG_RIP]` (16) of the `uc_mcontext` after `uc_stack`; aarch64's `pc` after the
+/// 128-byte `uc_sigmask`, the 16-byte aligned `sigcontext`'s `fault_address`, `regs[31]`
+/// and `sp`.
+const UC_PC_WORD: usize = if cfg!(target_arch = "aarch64") {
+    55
+} else {
+    21
+};
+
 /// Calls the handler `action` names for `sig`, on `stack.switch_to` when given. `restore`
 /// is the mask the thread goes back to afterwards; a `SA_SIGINFO` handler finds it in its
 /// context's `uc_sigmask` and may change it, as on Linux, where `sigreturn` restores the
 /// mask from there (musl's cancellation handler adds its signal this way); the same goes
-/// for `uc_stack`. Returns the mask and the alternate stack to restore.
+/// for `uc_stack`. `interrupted_pc`, when not 0, is the address of the program counter an
+/// interrupt saved (delivery at a timer interrupt, `crate::interrupt`): the context
+/// reports it, and where the handler moved it is where the interrupted code resumes, as
+/// `sigreturn` does (musl's asynchronous cancellation sends the thread to its cancellation
+/// code this way). Returns the mask and the alternate stack to restore.
 fn run_handler(
     sig: i32,
     action: &SigAction,
     info: SigInfo,
     restore: SigSet,
     stack: &HandlerStack,
+    interrupted_pc: usize,
 ) -> (SigSet, SigStack) {
     if action.flags & SA_SIGINFO != 0 {
         type Handler = extern "C" fn(i32, *mut SigInfo, *mut u64);
@@ -848,6 +868,15 @@ fn run_handler(
         let mut context = Box::new([0u64; UCONTEXT_WORDS]);
         context[UC_SIGMASK_WORD] = restore;
         context[UC_STACK_WORD..UC_STACK_WORD + 3].copy_from_slice(&stack.uc_stack.to_words());
+        let pc_slot = interrupted_pc as *mut usize;
+        #[allow(unsafe_code)]
+        if !pc_slot.is_null() {
+            // SAFETY: a non-zero `interrupted_pc` is the saved program counter in the frame
+            // of the interrupt this delivery runs on top of (the board's
+            // `Interrupts::interrupted_pc`), alive and aligned until the delivery returns.
+            context[UC_PC_WORD] = unsafe { pc_slot.read() } as u64;
+        }
+        let reported_pc = context[UC_PC_WORD];
         // SAFETY: the program registered this address (checked to lie in caller memory)
         // with `rt_sigaction` as an `SA_SIGINFO` handler, which C declares as
         // `void (*)(int, siginfo_t *, void *)`; the two pointers are to live, writable
@@ -855,6 +884,11 @@ fn run_handler(
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
         let mut call = || handler(sig, &mut info, context.as_mut_ptr());
         crate::interrupt::running_handler(|| run_on(stack.switch_to, &mut call));
+        #[allow(unsafe_code)]
+        if !pc_slot.is_null() && context[UC_PC_WORD] != reported_pc {
+            // SAFETY: as above; the interrupted code resumes where the handler said.
+            unsafe { pc_slot.write(context[UC_PC_WORD] as usize) };
+        }
         let mut uc_stack = [0u64; 3];
         uc_stack.copy_from_slice(&context[UC_STACK_WORD..UC_STACK_WORD + 3]);
         (context[UC_SIGMASK_WORD], SigStack::from_words(uc_stack))
@@ -1365,17 +1399,21 @@ impl System {
                             sig_bit(sig)
                         };
                     let sp = stack_pointer();
-                    let Ok((before, stack)) = self.with_caller_signals(|t, _, _, _| {
-                        let before = t.mask;
-                        t.mask = (before | widen) & !UNBLOCKABLE;
-                        (before, t.enter_handler(action.flags, sp))
-                    }) else {
+                    let Ok((before, stack, interrupted_pc)) =
+                        self.with_caller_signals(|t, _, _, _| {
+                            let before = t.mask;
+                            t.mask = (before | widen) & !UNBLOCKABLE;
+                            let pc = core::mem::take(&mut t.interrupted_pc);
+                            (before, t.enter_handler(action.flags, sp), pc)
+                        })
+                    else {
                         return (handled, restart);
                     };
                     if handled == 0 {
                         restart = action.flags & SA_RESTART != 0;
                     }
-                    let (restore, uc_stack) = run_handler(sig, &action, info, before, &stack);
+                    let (restore, uc_stack) =
+                        run_handler(sig, &action, info, before, &stack, interrupted_pc);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
                     // the one from before the signal (or what a `SA_SIGINFO` handler put
@@ -1445,6 +1483,7 @@ mod tests {
                 pending: 0,
                 queued: Vec::new(),
                 altstack: SigStack::DISABLED,
+                interrupted_pc: 0,
             }
         );
     }

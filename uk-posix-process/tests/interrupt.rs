@@ -51,7 +51,7 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
         assert_eq!(state(), Some(NOT_APPLICATION));
         sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
         clock.advance(6_000_000);
-        sys.timer_interrupt_ended();
+        sys.timer_interrupt_ended(None);
         assert_eq!(ALARMS.load(Ordering::SeqCst), 0);
         // Entering a system call changes nothing for it either.
         let outer = syscall_entered();
@@ -61,7 +61,7 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
         // Application code: the interrupt fires the due timer and runs the handler there,
         // marked as application code; the thread is back in application code afterwards.
         enter_application_code();
-        sys.timer_interrupt_ended();
+        sys.timer_interrupt_ended(None);
         assert_eq!(ALARMS.load(Ordering::SeqCst), 1);
         assert_eq!(STATE_IN_HANDLER.load(Ordering::SeqCst), IN_APPLICATION);
         assert_eq!(state(), Some(IN_APPLICATION));
@@ -72,7 +72,7 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
         clock.advance(6_000_000);
         let outer = syscall_entered();
         assert_eq!(state(), Some(IN_KERNEL));
-        sys.timer_interrupt_ended();
+        sys.timer_interrupt_ended(None);
         assert_eq!(ALARMS.load(Ordering::SeqCst), 1);
         // A nested call (a handler's) restores the outer state when it leaves.
         let inner = syscall_entered();
@@ -92,7 +92,7 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
             .unwrap();
         sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
         clock.advance(6_000_000);
-        sys.timer_interrupt_ended();
+        sys.timer_interrupt_ended(None);
         assert_eq!(ALARMS.load(Ordering::SeqCst), 2);
         assert_eq!(sys.sigpending().unwrap() & mask, mask);
         sys.rt_sigprocmask(uk_posix_process::signal::SIG_UNBLOCK, Some(mask))
@@ -101,6 +101,65 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
 
         leave_application_code();
         assert_eq!(state(), Some(IN_KERNEL));
+        0
+    });
+    assert_eq!(status, Some(0));
+}
+
+/// The program counter a `SA_SIGINFO` handler reads in its context (`uc_mcontext`'s
+/// `gregs[REG_RIP]` on x86_64, `pc` on aarch64, as in Linux's `ucontext_t`), and the one it
+/// writes there: where the interrupted code resumes.
+static SEEN_PC: AtomicUsize = AtomicUsize::new(0);
+const UC_PC_WORD: usize = if cfg!(target_arch = "aarch64") {
+    55
+} else {
+    21
+};
+const MOVED_PC: usize = 0x4000_1234;
+
+extern "C" fn on_alarm_moving_pc(sig: i32, _info: *mut u8, context: *mut u64) {
+    assert_eq!(sig, SIGALRM);
+    // SAFETY: test only: the layer passes a live context of its full size.
+    let pc = unsafe { context.add(UC_PC_WORD) };
+    // SAFETY: as above.
+    unsafe {
+        SEEN_PC.store(pc.read() as usize, Ordering::SeqCst);
+        pc.write(MOVED_PC as u64);
+    }
+}
+
+#[test]
+fn a_handler_sees_and_moves_the_interrupted_program_counter() {
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        let action = SigAction {
+            handler: on_alarm_moving_pc as *const () as usize,
+            flags: uk_posix_process::signal::SA_SIGINFO,
+            ..SigAction::default()
+        };
+        sys.rt_sigaction(SIGALRM, Some(action)).unwrap();
+        enter_application_code();
+        // The interrupt's frame, as a board would give it.
+        let mut saved_pc: usize = 0x1000_0040;
+        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
+        clock.advance(6_000_000);
+        sys.timer_interrupt_ended(Some(std::ptr::NonNull::from(&mut saved_pc)));
+        assert_eq!(SEEN_PC.load(Ordering::SeqCst), 0x1000_0040);
+        assert_eq!(
+            saved_pc, MOVED_PC,
+            "the code resumes where the handler said"
+        );
+        // A later delivery at a system call's return reports no interrupted code.
+        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
+        clock.advance(6_000_000);
+        let outer = syscall_entered();
+        sys.timer_interrupt_ended(None);
+        sys.syscall_returned();
+        syscall_leaving(outer);
+        assert_eq!(SEEN_PC.load(Ordering::SeqCst), 0);
+        assert_eq!(saved_pc, MOVED_PC);
+        leave_application_code();
         0
     });
     assert_eq!(status, Some(0));

@@ -169,6 +169,9 @@ fn on_timer(_irq: IrqNumber) {
     let Some(interrupts) = interrupts() else {
         return;
     };
+    // Read now: a tick that switches threads comes back here later, when another
+    // interrupt may be the board's current one.
+    let interrupted_pc = interrupts.interrupted_pc();
     disarm(interrupts.timer());
     TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     let cpu = cpu::cpu_index();
@@ -184,7 +187,7 @@ fn on_timer(_irq: IrqNumber) {
         tick(core);
     }
     if let Some(hook) = EXIT_HOOK.get() {
-        hook();
+        hook(interrupted_pc);
     }
 }
 
@@ -200,7 +203,12 @@ static ARMED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NONE) }; MAX_CPUS]
 static REQUESTED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NONE) }; MAX_CPUS];
 
 /// What runs at the end of every timer interrupt ([`set_timer_exit_hook`]).
-static EXIT_HOOK: spin::Once<fn()> = spin::Once::new();
+static EXIT_HOOK: spin::Once<TimerExitHook> = spin::Once::new();
+
+/// A timer interrupt's exit hook: gets where the interrupt returns to
+/// ([`uk_hal::irq::Interrupts::interrupted_pc`]: the saved program counter's address in the
+/// interrupt's frame, when the board says), valid while the hook runs.
+pub type TimerExitHook = fn(Option<core::ptr::NonNull<usize>>);
 
 /// Arms `timer` at `deadline_ns` and records it as this CPU's armed deadline.
 pub(crate) fn arm(timer: &dyn uk_hal::irq::LocalTimer, deadline_ns: u64) {
@@ -243,11 +251,12 @@ pub fn request_timer_interrupt(deadline_ns: u64) {
 
 /// Sets the function every timer interrupt calls last, after the scheduler's tick, on the
 /// interrupted thread's stack with interrupts masked (first call wins). A process layer
-/// delivers signals there to a thread that was interrupted while running application code;
-/// it may unmask interrupts meanwhile (the interrupt has been ended) and must mask them
-/// again before it returns. It also runs when the interrupted context is the idle loop or
-/// a thread inside the kernel, so it has to find out where it is before touching locks.
-pub fn set_timer_exit_hook(hook: fn()) {
+/// delivers signals there to a thread that was interrupted while running application code
+/// (a handler may read and change where that code resumes through the address the hook
+/// gets); it may unmask interrupts meanwhile (the interrupt has been ended) and must mask
+/// them again before it returns. It also runs when the interrupted context is the idle loop
+/// or a thread inside the kernel, so it has to find out where it is before touching locks.
+pub fn set_timer_exit_hook(hook: TimerExitHook) {
     EXIT_HOOK.call_once(|| hook);
 }
 

@@ -268,6 +268,7 @@ uk_irq_common:
     pushq %r10
     pushq %r11
     movq 72(%rsp), %rdi         /* the vector */
+    movq %rsp, %rsi             /* the frame: saved registers, vector, then the CPU's */
     subq $8, %rsp               /* 16-byte alignment at the call */
     cld
     call {irq_entry}

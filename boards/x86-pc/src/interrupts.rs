@@ -23,7 +23,9 @@
 extern crate alloc;
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use uk_hal::Clock;
 use uk_hal::irq::{
@@ -128,6 +130,9 @@ struct PerCpu {
     apic_id: AtomicU32,
     /// The one-shot timer's deadline (clock ns), 0 when disarmed.
     deadline: AtomicU64,
+    /// The saved RIP of the interrupt whose handler runs ([`Interrupts::interrupted_pc`]),
+    /// null outside handlers.
+    interrupted_pc: AtomicPtr<usize>,
 }
 
 static PER_CPU: [PerCpu; MAX_CPUS] = [const {
@@ -135,8 +140,13 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const {
         cpu: AtomicU32::new(0),
         apic_id: AtomicU32::new(0),
         deadline: AtomicU64::new(0),
+        interrupted_pc: AtomicPtr::new(core::ptr::null_mut()),
     }
 }; MAX_CPUS];
+
+/// Where the CPU's frame begins in the interrupt stubs' frame, in words: after the nine
+/// saved registers and the vector (`uk_irq_common` in `arch.rs`); its first word is RIP.
+const FRAME_RIP_WORD: usize = 10;
 
 /// The calling CPU's block.
 fn this_cpu() -> &'static PerCpu {
@@ -418,8 +428,9 @@ fn lapic() -> Lapic {
     state().map_or(Lapic::X(0xfee0_0000), |s| s.lapic)
 }
 
-/// Called by the interrupt stubs with the vector (32-255), interrupts masked.
-pub(crate) extern "C" fn irq_entry(raw_vector: u64) {
+/// Called by the interrupt stubs with the vector (32-255) and their frame, interrupts
+/// masked.
+pub(crate) extern "C" fn irq_entry(raw_vector: u64, frame: *mut u64) {
     let v = raw_vector as u8;
     let lapic = lapic();
     let level = is_level_vector(v);
@@ -438,7 +449,14 @@ pub(crate) extern "C" fn irq_entry(raw_vector: u64) {
     if v == vector::TIMER && early_one_shot() {
         return;
     }
-    if !HANDLERS.dispatch(IrqNumber::from(v)) {
+    // The handler may ask where the interrupt returns to (and change it). A handler that
+    // switches threads comes back here when this thread runs again, and puts back what
+    // this interrupt found.
+    let rip = frame.wrapping_add(FRAME_RIP_WORD).cast::<usize>();
+    let outer = this_cpu().interrupted_pc.swap(rip, Ordering::Relaxed);
+    let handled = HANDLERS.dispatch(IrqNumber::from(v));
+    this_cpu().interrupted_pc.store(outer, Ordering::Relaxed);
+    if !handled {
         UNHANDLED[usize::from(v)].fetch_add(1, Ordering::Relaxed);
         // A level line nobody serves stays asserted: masked, or it would come back for
         // ever. Registering a handler does not unmask it; `enable` does.
@@ -785,6 +803,10 @@ impl Interrupts for X86Interrupts {
 
     fn wait_for_interrupt(&self) {
         irqhw::wait_for_interrupt();
+    }
+
+    fn interrupted_pc(&self) -> Option<core::ptr::NonNull<usize>> {
+        core::ptr::NonNull::new(this_cpu().interrupted_pc.load(Ordering::Relaxed))
     }
 
     fn start_cpu(&self, cpu: u32, entry: fn(u32) -> !) -> Result<(), CpuStartError> {

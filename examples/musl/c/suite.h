@@ -29,6 +29,8 @@ void group_sync(void);
 void group_signals(void);
 void group_memory(void);
 void group_process(void);
+/* Run only when named (`-- suite preemption`), in an image booted with sched=preemptive. */
+void group_preemption(void);
 
 /* Checks of getrusage's counted fields and of timer_delete (suite_usage.c), run at the end
  * of the `time` and `signals` groups. */

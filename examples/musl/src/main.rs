@@ -56,8 +56,8 @@ unsafe extern "C" {
     ) -> i32;
 }
 
-/// The scheduler's time slice, were it preemptive (it is not: the timer interrupt only
-/// wakes sleepers and brings the process layer's timer signals).
+/// The scheduler's time slice under `sched=preemptive` (cooperative, the timer interrupt
+/// only wakes sleepers and brings the process layer's timer signals).
 const TICK_NS: u64 = 10_000_000;
 
 /// The environment the program sees.
@@ -107,12 +107,22 @@ fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
     })?;
     // Counting CPU time gives the C program clock(), getrusage, times and the CPU-time
     // clocks.
-    let mut sched = RoundRobin::cooperative(Native::detect(), platform, idle::Poll).with_cpu_time();
+    // Cooperative unless the kernel parameter `sched=preemptive` asks otherwise (`cargo uk
+    // run --scheduler preemptive`): then the timer interrupt also switches threads every
+    // tick while another one is runnable.
+    let (params, _) = uk_app::cmdline::split(platform.command_line());
+    let irqs = platform.interrupts();
+    let preemptive =
+        params.sched == Some(uk_app::cmdline::SchedPolicy::Preemptive) && irqs.is_some();
+    let mut sched = if preemptive {
+        RoundRobin::preemptive(Native::detect(), platform, idle::Poll, 1)
+    } else {
+        RoundRobin::cooperative(Native::detect(), platform, idle::Poll)
+    }
+    .with_cpu_time();
     // The board's timer interrupt lets the process layer interrupt a C thread that
     // computes without system calls when one of its timers runs out (alarm, setitimer,
-    // POSIX timers): the handler runs at the interrupt, as on Linux. Still cooperative: the
-    // interrupt never switches threads.
-    let irqs = platform.interrupts();
+    // POSIX timers): the handler runs at the interrupt, as on Linux.
     if let Some(irqs) = irqs {
         sched = sched.with_interrupts(irqs, TICK_NS).map_err(|e| {
             uk_app::println!("musl: the timer interrupt is taken: {e:?}");

@@ -31,10 +31,12 @@
 //! args = ["fault"]         # application arguments (default: the manifest's)
 //! exit_code = 101          # default 0
 //! lines = ['^mte: overflow by one granule: caught']
+//! scheduler = "preemptive" # kernel parameter sched= (default: the top level's, else the manifest's)
 //! ```
 //!
 //! An extra run boots the same image as the board's default run, with the top level's
-//! `smp` and `initrd`; `differs_between_boots` applies to the default run only. A run on a
+//! `smp` and `initrd`; its `scheduler` (also allowed at the top level) overrides the
+//! manifest's and is checked like it; `differs_between_boots` applies to the default run only. A run on a
 //! configuration that needs a newer QEMU than the host's ([`crate::boards::qemu_emulates`])
 //! is left out with a `note:` line. Unknown board and variant names are refused when the
 //! file is read, naming the field (`also[0].variant: unknown variant ...`).
@@ -69,6 +71,10 @@ pub struct Expect {
     /// the example's directory (overrides the manifest's `initrd`).
     #[serde(default)]
     pub initrd: Option<String>,
+    /// Scheduler policy of the run (kernel parameter `sched=`, overriding the manifest's
+    /// `scheduler`): `cooperative` or `preemptive`.
+    #[serde(default)]
+    pub scheduler: Option<String>,
     /// More runs of the example on other board configurations, each with its own
     /// expectations (`[[also]]` tables).
     #[serde(default)]
@@ -92,6 +98,9 @@ pub struct AlsoRun {
     /// Regular expressions that must match output lines, in this order.
     #[serde(default)]
     pub lines: Vec<String>,
+    /// Scheduler policy of the run (as [`Expect::scheduler`]; the top level's when absent).
+    #[serde(default)]
+    pub scheduler: Option<String>,
 }
 
 impl AlsoRun {
@@ -105,8 +114,8 @@ impl AlsoRun {
         Ok((board, variant))
     }
 
-    /// The expectations of this run: its own arguments, exit code and lines, the machine
-    /// settings (`smp`, `initrd`) of `base`, the top level of the file.
+    /// The expectations of this run: its own arguments, exit code, lines and scheduler (else
+    /// `base`'s), the machine settings (`smp`, `initrd`) of `base`, the top level of the file.
     pub fn expect(&self, base: &Expect) -> Expect {
         Expect {
             args: self.args.clone(),
@@ -115,6 +124,7 @@ impl AlsoRun {
             differs_between_boots: None,
             smp: base.smp,
             initrd: base.initrd.clone(),
+            scheduler: self.scheduler.clone().or_else(|| base.scheduler.clone()),
             also: Vec::new(),
         }
     }
@@ -125,8 +135,15 @@ impl Expect {
     /// `[[also]]` tables.
     pub fn parse(text: &str) -> Result<Expect, String> {
         let expect: Expect = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        if let Some(s) = &expect.scheduler {
+            crate::manifest::validate_scheduler(s).map_err(|e| format!("scheduler: {e}"))?;
+        }
         for (i, also) in expect.also.iter().enumerate() {
             also.resolve(i)?;
+            if let Some(s) = &also.scheduler {
+                crate::manifest::validate_scheduler(s)
+                    .map_err(|e| format!("also[{i}].scheduler: {e}"))?;
+            }
         }
         Ok(expect)
     }
@@ -209,6 +226,34 @@ mod tests {
         assert_eq!(Expect::parse("smp = 2").unwrap().smp, Some(2));
         assert_eq!(Expect::parse("exit_code = 0").unwrap().smp, None);
         assert!(Expect::parse("smp = \"two\"").is_err());
+    }
+
+    #[test]
+    fn scheduler_is_checked_and_inherited_by_also_runs() {
+        let text = "scheduler = \"preemptive\"\n[[also]]\nboard = \"x86-pc\"\nvariant = \"pc\"\n\
+                    [[also]]\nboard = \"x86-pc\"\nvariant = \"pc\"\nscheduler = \"cooperative\"\n";
+        let e = Expect::parse(text).unwrap();
+        assert_eq!(e.scheduler.as_deref(), Some("preemptive"));
+        assert_eq!(
+            e.also[0].expect(&e).scheduler.as_deref(),
+            Some("preemptive")
+        );
+        assert_eq!(
+            e.also[1].expect(&e).scheduler.as_deref(),
+            Some("cooperative")
+        );
+        let err = Expect::parse("scheduler = \"fifo\"").unwrap_err();
+        assert!(
+            err.starts_with("scheduler: unknown scheduler 'fifo'"),
+            "{err}"
+        );
+        let err =
+            Expect::parse("[[also]]\nboard = \"x86-pc\"\nvariant = \"pc\"\nscheduler = \"rr\"\n")
+                .unwrap_err();
+        assert!(
+            err.starts_with("also[0].scheduler: unknown scheduler 'rr'"),
+            "{err}"
+        );
     }
 
     #[test]

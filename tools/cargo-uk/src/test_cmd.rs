@@ -739,7 +739,11 @@ fn also_runs(
         if b.name != board.name {
             continue;
         }
-        let what = example_row_name(example, &also.args);
+        let mut what = example_row_name(example, &also.args);
+        // A run under another scheduler keeps a row (and a share directory) of its own.
+        if let Some(policy) = &also.scheduler {
+            what = format!("{what} (sched={policy})");
+        }
         if let Err(why) = boards::qemu_emulates(variant, version, forced) {
             notes.push(format!(
                 "{what} on {}/{} left out: {why}",
@@ -853,7 +857,7 @@ fn example_job(
         &expect.args
     };
     let append = match m
-        .kernel_params(None)
+        .kernel_params(expect.scheduler.as_deref())
         .and_then(|p| manifest::command_line(&p, args))
     {
         Ok(a) => a,
@@ -1376,6 +1380,7 @@ mod tests {
             differs_between_boots: None,
             smp: None,
             initrd: None,
+            scheduler: None,
             also: vec![],
         };
         let out = "Hello from uk-rs on qemu-virt\r\n";

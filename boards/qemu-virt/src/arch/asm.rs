@@ -288,6 +288,7 @@ __uk_irq_entry_spx:
     stp     q28, q29, [x0, #448]
     stp     q30, q31, [x0, #480]
     mov     x29, xzr
+    mov     x0, sp
     bl      {irq_handler}
     add     x0, sp, #208
     ldp     q0, q1, [x0, #0]

@@ -10,7 +10,7 @@
 //! raised; interrupts stay masked throughout, so nothing nests. An interrupt with no handler
 //! is logged once per line and ended.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{
     CNTV_CTL_EL0, CNTV_CVAL_EL0, MAIR_EL1, MPIDR_EL1, Readable, SCTLR_EL1, TCR_EL1, TTBR0_EL1,
@@ -141,12 +141,34 @@ pub fn unhandled_count() -> u64 {
     UNHANDLED.load(Ordering::Relaxed)
 }
 
-/// The IRQ vector's Rust half, on the interrupted thread's stack, interrupts masked.
-pub(super) extern "C" fn irq_entry() {
+/// Where `ELR_EL1` lies in the IRQ frame (`asm`), in words: after `x0`-`x18`, `x29` and
+/// `x30`.
+const FRAME_ELR_WORD: usize = 21;
+
+/// Per CPU: the saved `ELR_EL1` of the interrupt whose handler runs
+/// ([`Interrupts::interrupted_pc`]), null outside handlers.
+static INTERRUPTED_PC: [AtomicPtr<usize>; uk_gic::MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; uk_gic::MAX_CPUS];
+
+/// The calling CPU's slot of [`INTERRUPTED_PC`].
+fn interrupted_pc_slot() -> &'static AtomicPtr<usize> {
+    let cpu = GIC.get().map_or(0, |gic| gic.cpu_id() as usize);
+    &INTERRUPTED_PC[cpu.min(uk_gic::MAX_CPUS - 1)]
+}
+
+/// The IRQ vector's Rust half, on the interrupted thread's stack (`frame`), interrupts
+/// masked.
+pub(super) extern "C" fn irq_entry(frame: *mut u64) {
     let Some(gic) = GIC.get() else {
         return;
     };
+    // The handlers may ask where the interrupt returns to (and change it). A handler that
+    // switches threads comes back here when this thread runs again, and puts back what
+    // this interrupt found.
+    let elr = frame.wrapping_add(FRAME_ELR_WORD).cast::<usize>();
+    let outer = interrupted_pc_slot().swap(elr, Ordering::Relaxed);
     uk_gic::dispatch::handle_pending(gic, &HANDLERS, unhandled);
+    interrupted_pc_slot().store(outer, Ordering::Relaxed);
 }
 
 /// An interrupt nobody handles: counted, logged once per line, and silenced where it could
@@ -255,6 +277,10 @@ impl Interrupts for BoardInterrupts {
             // SAFETY: masking IRQs has no effect but deferring them.
             unsafe { core::arch::asm!("msr daifset, #2", options(nostack, nomem)) };
         }
+    }
+
+    fn interrupted_pc(&self) -> Option<core::ptr::NonNull<usize>> {
+        core::ptr::NonNull::new(interrupted_pc_slot().load(Ordering::Relaxed))
     }
 
     fn wait_for_interrupt(&self) {
