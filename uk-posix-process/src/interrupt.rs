@@ -118,6 +118,12 @@ pub(crate) fn running_handler<R>(handler: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Whether a preemptive scheduler may switch away from the running thread now: not while
+/// it is inside a system call or the layer's own code ([`IN_KERNEL`]).
+pub(crate) fn may_be_preempted() -> bool {
+    state() != Some(IN_KERNEL)
+}
+
 /// The timer interrupt's exit hook for the image's layer ([`System::timer_interrupt_ended`]).
 pub(crate) fn timer_interrupt_ends(interrupted_pc: Option<NonNull<usize>>) {
     crate::system().timer_interrupt_ended(interrupted_pc);

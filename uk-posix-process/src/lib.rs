@@ -191,6 +191,10 @@ pub fn install(host: &'static dyn ThreadHost) {
         leave: interrupt::syscall_leaving,
     });
     uk_sched::irq::set_timer_exit_hook(interrupt::timer_interrupt_ends);
+    // Under a preemptive scheduler only application code is preempted: a system call runs
+    // to its next block or return, so no thread is switched away from while it holds the
+    // layer's or the VFS's locks.
+    uk_sched::irq::set_preemption_filter(interrupt::may_be_preempted);
     #[cfg(feature = "vfs")]
     connect_vfs();
 }

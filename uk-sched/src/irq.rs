@@ -249,6 +249,25 @@ pub fn request_timer_interrupt(deadline_ns: u64) {
     interrupts.restore(state);
 }
 
+/// What decides whether the running thread may be preempted now ([`set_preemption_filter`]).
+static PREEMPTION_FILTER: spin::Once<fn() -> bool> = spin::Once::new();
+
+/// Sets the function a preemptive scheduler's tick asks before it switches away from the
+/// running thread (first call wins; until then every thread may be preempted). It runs in
+/// the timer interrupt with interrupts masked and must not block. A process layer answers
+/// "no" while the thread is inside a system call, so that kernel code, which holds locks
+/// other threads' calls need, runs to its next block or return as in a non-preemptible
+/// kernel, and only application code is preempted; the thread is then preempted at the
+/// first tick that finds it back in application code.
+pub fn set_preemption_filter(filter: fn() -> bool) {
+    PREEMPTION_FILTER.call_once(|| filter);
+}
+
+/// Whether the running thread may be preempted now ([`set_preemption_filter`]).
+pub(crate) fn may_preempt() -> bool {
+    PREEMPTION_FILTER.get().is_none_or(|filter| filter())
+}
+
 /// Sets the function every timer interrupt calls last, after the scheduler's tick, on the
 /// interrupted thread's stack with interrupts masked (first call wins). A process layer
 /// delivers signals there to a thread that was interrupted while running application code

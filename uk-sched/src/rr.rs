@@ -701,7 +701,9 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         let st = self.st();
         if let (Some(slice), Some(current)) = (self.slice, st.current) {
             st.ticks += 1;
-            if st.ticks >= slice {
+            // A thread its owner says may not be preempted now (inside a system call)
+            // keeps the CPU; its slice stays used up, so the first tick it may be, it is.
+            if st.ticks >= slice && crate::irq::may_preempt() {
                 st.ticks = 0;
                 if st.runq.head.is_some() {
                     st.stats.preemptions += 1;

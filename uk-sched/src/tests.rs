@@ -1608,6 +1608,43 @@ mod timer_wiring {
         assert_eq!(crate::irq::timer_interrupts(), before + 1);
     }
 
+    /// What the preemption filter of these tests answers "no" for.
+    static HOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    fn not_while_held() -> bool {
+        !HOLD.load(Ordering::SeqCst)
+    }
+
+    /// The preemption filter keeps a thread on the CPU through ticks while it says no (as
+    /// a process layer does inside a system call); the first tick after, it is preempted.
+    #[test]
+    fn the_preemption_filter_defers_preemption_to_the_first_tick_it_allows() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        crate::irq::set_preemption_filter(not_while_held);
+        let (_s, clock, idle) = fake();
+        let s = RoundRobin::preemptive(Native::detect(), clock, idle, 1)
+            .with_interrupts(&FAKE, TICK)
+            .unwrap();
+        let order = Rc::new(RefCell::new(String::new()));
+        let o = order.clone();
+        s.spawn("in a call", move || {
+            let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
+            HOLD.store(true, Ordering::SeqCst);
+            handler(irq);
+            handler(irq);
+            o.borrow_mut().push('k');
+            HOLD.store(false, Ordering::SeqCst);
+            handler(irq);
+            o.borrow_mut().push('a');
+        })
+        .unwrap();
+        let o = order.clone();
+        s.spawn("other", move || o.borrow_mut().push('o')).unwrap();
+        s.run();
+        assert_eq!(*order.borrow(), "koa");
+        assert_eq!(s.stats().preemptions, 1);
+    }
+
     static HOOK_SAW: std::sync::Mutex<Vec<Option<u64>>> = std::sync::Mutex::new(Vec::new());
 
     /// The exit hook records the interrupted thread's owner word (the fake board names no
