@@ -676,15 +676,19 @@ void group_pipes(void)
 
 	/* A blocking read of an empty pipe that a timer's SIGALRM interrupts: EINTR after the
 	 * handler without SA_RESTART; with it, the read goes on and returns what a thread
-	 * writes later. A blocking eventfd read likewise fails with EINTR. */
+	 * writes later. A blocking eventfd read likewise fails with EINTR. The timer repeats
+	 * every 5 ms until the call returned: an expiry that comes before the call blocks
+	 * (its handler then runs in the code between, at the timer interrupt, as on Linux)
+	 * leaves the next one to end it. */
 	CHECK_EQ(pipe(p), 0);
 	struct sigaction sa = { .sa_handler = note_pipe_alarm };
 	sigemptyset(&sa.sa_mask);
 	CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-	struct itimerval soon = { { 0, 0 }, { 0, 5000 } };
+	struct itimerval soon = { { 0, 5000 }, { 0, 5000 } }, disarmed = { { 0, 0 }, { 0, 0 } };
 	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
 	CHECK_EQ(read(p[0], buf, 1), -1);
 	CHECK_EQ(errno, EINTR);
+	setitimer(ITIMER_REAL, &disarmed, NULL);
 	CHECK_EQ(pipe_alarm, SIGALRM);
 	pipe_alarm = 0;
 	sa.sa_flags = SA_RESTART;
@@ -692,6 +696,7 @@ void group_pipes(void)
 	CHECK_EQ(pthread_create(&writer, NULL, write_much_later, &p[1]), 0);
 	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
 	CHECK_EQ(read(p[0], buf, 1), 1);
+	setitimer(ITIMER_REAL, &disarmed, NULL);
 	CHECK_EQ(pipe_alarm, SIGALRM);
 	pthread_join(writer, NULL);
 	close(p[0]);
@@ -704,6 +709,7 @@ void group_pipes(void)
 	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
 	CHECK_EQ(read(efd, &count, sizeof count), -1);
 	CHECK(errno == EINTR && pipe_alarm == SIGALRM);
+	setitimer(ITIMER_REAL, &disarmed, NULL);
 	close(efd);
 	/* A blocking timerfd read too; the timer stays armed. */
 	struct itimerspec later = { { 0, 0 }, { 10, 0 } };
@@ -713,6 +719,7 @@ void group_pipes(void)
 	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
 	CHECK_EQ(read(tfd, &ticks, sizeof ticks), -1);
 	CHECK(errno == EINTR && pipe_alarm == SIGALRM);
+	setitimer(ITIMER_REAL, &disarmed, NULL);
 	CHECK_EQ(timerfd_gettime(tfd, &cur), 0);
 	CHECK(cur.it_value.tv_sec >= 9);
 	close(tfd);
@@ -729,6 +736,7 @@ void group_pipes(void)
 	CHECK_EQ(setitimer(ITIMER_REAL, &soon, NULL), 0);
 	CHECK_EQ(read(p[0], buf, 1), -1);
 	CHECK(errno == EAGAIN && pipe_alarm == SIGALRM);
+	setitimer(ITIMER_REAL, &disarmed, NULL);
 	signal(SIGALRM, SIG_DFL);
 
 	/* readv is one read: from a pipe holding exactly the first buffer's bytes it returns
