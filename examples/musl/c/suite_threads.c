@@ -461,14 +461,19 @@ void group_signals(void)
 	 * what was left; an interval re-arms. */
 	signal(SIGALRM, count_signal);
 	handler_calls = 0;
-	struct itimerval it = { { 0, 0 }, { 0, 20000 } }, left;
+	/* The timer repeats until pause returned: an expiry that comes before pause blocks
+	 * (its handler then runs at the timer interrupt in the code between, as on Linux)
+	 * leaves the next one to end it. */
+	struct itimerval it = { { 0, 20000 }, { 0, 20000 } }, left;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
 	CHECK_EQ(pause(), -1);
 	CHECK_EQ(errno, EINTR);
+	memset(&it, 0, sizeof it);
+	setitimer(ITIMER_REAL, &it, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	CHECK(handler_calls == 1 && last_signal == SIGALRM);
+	CHECK(handler_calls >= 1 && last_signal == SIGALRM);
 	CHECK((t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec >= 20000000);
 	CHECK_EQ(alarm(10), 0);
 	CHECK_EQ(alarm(0), 10);
