@@ -1582,13 +1582,18 @@ mod timer_wiring {
         assert_eq!(*seen.borrow(), vec![None; 6]);
     }
 
+    /// A preemptive scheduler (a slice of one tick) on the fake board's timer.
+    fn preemptive_on_the_fake_timer() -> RoundRobin<Native, impl Clock + Clone + 'static> {
+        let (_s, clock, idle) = fake();
+        RoundRobin::preemptive(Native::detect(), clock, idle, 1)
+            .with_interrupts(&FAKE, TICK)
+            .unwrap()
+    }
+
     #[test]
     fn timer_interrupt_ticks_the_running_scheduler_and_preempts() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let (_s, clock, idle) = fake();
-        let s = RoundRobin::preemptive(Native::detect(), clock, idle, 1)
-            .with_interrupts(&FAKE, TICK)
-            .unwrap();
+        let s = preemptive_on_the_fake_timer();
         let order = Rc::new(RefCell::new(String::new()));
         let o = order.clone();
         s.spawn("spinner", move || {
@@ -1621,10 +1626,7 @@ mod timer_wiring {
     fn the_preemption_filter_defers_preemption_to_the_first_tick_it_allows() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         crate::irq::set_preemption_filter(not_while_held);
-        let (_s, clock, idle) = fake();
-        let s = RoundRobin::preemptive(Native::detect(), clock, idle, 1)
-            .with_interrupts(&FAKE, TICK)
-            .unwrap();
+        let s = preemptive_on_the_fake_timer();
         let order = Rc::new(RefCell::new(String::new()));
         let o = order.clone();
         s.spawn("in a call", move || {
