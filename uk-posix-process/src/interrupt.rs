@@ -20,7 +20,7 @@
 //! `clone` child's function), and [`IN_KERNEL`] for the length of every system call (the
 //! uk-syscall call bracket, [`uk_syscall::set_call_bracket`], and `uk_clone`, musl's
 //! direct way in) and of the layer's own work here. A handler the layer runs is application
-//! code again ([`running_handler`]), so a handler that `siglongjmp`s out of a system call or
+//! code again (`running_handler`), so a handler that `siglongjmp`s out of a system call or
 //! out of this hook leaves its thread correctly marked. An interrupt that finds its thread
 //! anywhere else only notes that the next system call return should look at the timers
 //! again (a request lasts until the next timer interrupt, whatever it was for).
@@ -35,6 +35,12 @@
 //! soft-float, so the entry does not keep them). Interrupts are unmasked while the handlers
 //! run (the interrupt has been ended), so a handler that never returns leaves them on, and
 //! a handler may itself be interrupted.
+//!
+//! Under a preemptive scheduler the same word keeps kernel code from being preempted
+//! ([`uk_sched::irq::set_preemption_filter`]: no switch away from an [`IN_KERNEL`] thread),
+//! so no thread is switched away from while it holds a lock of the layer or the VFS, and
+//! the exit hook delivers any signal pending for an interrupted C thread, another thread's
+//! `pthread_kill` or `pthread_cancel` included.
 //!
 //! Limits: a process's interrupt is asked for when a timer is armed or re-armed and when
 //! its thread is interrupted or returns from a call after an interrupt; with several
