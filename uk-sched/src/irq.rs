@@ -88,7 +88,12 @@ pub fn install(interrupts: &'static dyn Interrupts) -> Result<(), IrqError> {
     // SAFETY: we moved `state` from 0 to 1: nobody else writes, nobody reads yet.
     unsafe { *INSTALLED.value.get() = Some(interrupts) };
     INSTALLED.state.store(2, Ordering::Release);
-    cpu::set_cpu_id_fn(cpu_id);
+    // On a machine of one CPU every caller is CPU 0: the per-CPU slots need no name, and
+    // asking the controller would cost every scheduler and process-layer call (each
+    // "which thread runs" lookup) an indirect call and a register read.
+    if interrupts.cpu_count() > 1 {
+        cpu::set_cpu_id_fn(cpu_id);
+    }
     cpu::set_irq_ops(cpu::IrqOps {
         save: mask,
         restore,
