@@ -164,3 +164,19 @@ fn a_handler_sees_and_moves_the_interrupted_program_counter() {
     });
     assert_eq!(status, Some(0));
 }
+
+/// Without a handler, a due `SIGALRM` caught at the interrupt ends the process (128 + 14),
+/// as an `alarm` used as a watchdog over a loop that makes no calls expects.
+#[test]
+fn an_alarm_without_a_handler_ends_a_computing_process_at_the_interrupt() {
+    let w = world();
+    let (sys, clock) = (w.sys, w.clock.clone());
+    let status = w.run(move || {
+        enter_application_code();
+        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
+        clock.advance(6_000_000);
+        sys.timer_interrupt_ended(None);
+        unreachable!("the default action of SIGALRM ends the process");
+    });
+    assert_eq!(status, Some(128 + SIGALRM as u8));
+}
