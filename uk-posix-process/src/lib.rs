@@ -44,6 +44,10 @@
 //!   board's RAM regions and the image, never the NULL page) before any access, so a bad
 //!   pointer is `EFAULT` and never a kernel fault. [`System::set_address_space`] replaces
 //!   that memory for one `System` (hosted tests confine callers to an arena).
+//! - **Signals for threads that compute**: with a scheduler on the board's timer interrupt,
+//!   the layer asks for an interrupt at the next deadline of the running process's timers
+//!   and runs the handlers due for a thread the interrupt caught in application code; only
+//!   application code is preempted under a preemptive scheduler ([`interrupt`]).
 //!
 //! # Unikraft 0.11 defects this crate does not have
 //!
