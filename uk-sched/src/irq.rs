@@ -6,13 +6,20 @@
 //! - [`install`] (idempotent) makes the scheduler mask interrupts through the board
 //!   ([`Interrupts::mask`]/[`Interrupts::restore`]), name the calling CPU through the
 //!   controller ([`uk_hal::irq::IrqCpuInterface::cpu_id`]) for the per-CPU "running thread"
-//!   slots, and registers this module's handler for the local timer's interrupt.
+//!   slots (on a machine of more than one CPU), and registers this module's handler for
+//!   the local timer's interrupt.
 //! - [`TimerIdle`] is an [`Idle`] that arms the local timer at the nearest deadline (or
 //!   disarms it) and waits for an interrupt: no ticks while idle, never a spin.
 //! - [`crate::RoundRobin::with_interrupts`] makes a scheduler program the timer at every
 //!   decision (nearest sleeper; a time slice only while it is preemptive and another thread
 //!   waits) and, while it runs, be its CPU's tick target: the timer handler disarms the timer
 //!   and calls the scheduler's tick, which wakes due sleepers, may preempt, and re-arms.
+//! - For the layer above (a process layer's timers and signals):
+//!   [`request_timer_interrupt`] asks for an interrupt by a deadline that every
+//!   programming keeps until it comes, [`set_timer_exit_hook`] runs a function at the end
+//!   of every timer interrupt on the interrupted thread's stack, and
+//!   [`set_preemption_filter`] lets it keep a thread from being preempted (inside a
+//!   system call).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};

@@ -793,7 +793,7 @@ impl<C: ContextOps + Clone + 'static, K: Clock + 'static> Core<C, K> {
         }
         if let Some(previous) = previous_target {
             if let Some((interrupts, _)) = self.timer {
-                interrupts.timer().disarm();
+                crate::irq::disarm(interrupts.timer());
             }
             crate::irq::restore_tick_target(previous);
         }
