@@ -164,10 +164,7 @@ impl System {
         self.fire_due_timers();
         self.request_timer_interrupt();
         let pc = interrupted_pc.map_or(0, |p| p.as_ptr() as usize);
-        let _ = self.with_caller_signals(|t, _, _, _| t.interrupted_pc = pc);
-        keeping_extended_state(|| self.deliver_on_return());
-        // No handler took it (none ran, or only plain ones): it dies with the frame.
-        let _ = self.with_caller_signals(|t, _, _, _| t.interrupted_pc = 0);
+        keeping_extended_state(|| self.deliver_on_return_to(pc));
         if let Some(irqs) = irqs {
             irqs.mask();
         }

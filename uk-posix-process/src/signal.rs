@@ -359,10 +359,6 @@ pub(crate) struct SigThread {
     /// The alternate signal stack ([`SigStack::DISABLED`]: none); its flags are 0,
     /// [`SS_AUTODISARM`] or [`SS_DISABLE`].
     pub(crate) altstack: SigStack,
-    /// While a timer interrupt delivers to the thread: the address of the program counter
-    /// saved in the interrupt's frame (where the interrupted code resumes), for the first
-    /// handler's context (`crate::interrupt`); 0 otherwise.
-    pub(crate) interrupted_pc: usize,
 }
 
 /// What entering a handler decided about stacks ([`SigThread::enter_handler`]).
@@ -384,7 +380,6 @@ impl SigThread {
             pending: 0,
             queued: Vec::new(),
             altstack: SigStack::DISABLED,
-            interrupted_pc: 0,
         }
     }
 
@@ -1358,12 +1353,19 @@ impl System {
     /// scheduler thread the layer already knows (a thread of another subsystem that makes
     /// a call is not adopted into a process by it).
     pub(crate) fn deliver_on_return(&self) {
+        self.deliver_on_return_to(0);
+    }
+
+    /// [`System::deliver_on_return`] on the way back from an interrupt whose saved program
+    /// counter lies at `interrupted_pc` (0: none, a system call's return): the first
+    /// `SA_SIGINFO` handler's context reports it and may move it (see `run_handler`).
+    pub(crate) fn deliver_on_return_to(&self, interrupted_pc: usize) {
         self.fire_due_cpu_alarms();
         if self.signals_sent.load(Ordering::Relaxed)
             && uk_sched::current().is_some()
             && self.known_caller_has_deliverable_signal()
         {
-            self.deliver_pending_signals();
+            self.deliver_signals(interrupted_pc);
         }
     }
 
@@ -1377,6 +1379,12 @@ impl System {
     /// ran was installed with `SA_RESTART`: Linux decides whether an interrupted call
     /// restarts by the first signal it delivers.
     pub(crate) fn deliver_pending_signals_noting_restart(&self) -> (usize, bool) {
+        self.deliver_signals(0)
+    }
+
+    /// The delivery loop of [`System::deliver_pending_signals_noting_restart`];
+    /// `interrupted_pc` goes to the first handler (see [`System::deliver_on_return_to`]).
+    fn deliver_signals(&self, mut interrupted_pc: usize) -> (usize, bool) {
         let mut handled = 0;
         let mut restart = false;
         loop {
@@ -1399,21 +1407,19 @@ impl System {
                             sig_bit(sig)
                         };
                     let sp = stack_pointer();
-                    let Ok((before, stack, interrupted_pc)) =
-                        self.with_caller_signals(|t, _, _, _| {
-                            let before = t.mask;
-                            t.mask = (before | widen) & !UNBLOCKABLE;
-                            let pc = core::mem::take(&mut t.interrupted_pc);
-                            (before, t.enter_handler(action.flags, sp), pc)
-                        })
-                    else {
+                    let Ok((before, stack)) = self.with_caller_signals(|t, _, _, _| {
+                        let before = t.mask;
+                        t.mask = (before | widen) & !UNBLOCKABLE;
+                        (before, t.enter_handler(action.flags, sp))
+                    }) else {
                         return (handled, restart);
                     };
                     if handled == 0 {
                         restart = action.flags & SA_RESTART != 0;
                     }
-                    let (restore, uc_stack) =
-                        run_handler(sig, &action, info, before, &stack, interrupted_pc);
+                    // Only the first handler runs on top of the interrupted code.
+                    let pc = core::mem::take(&mut interrupted_pc);
+                    let (restore, uc_stack) = run_handler(sig, &action, info, before, &stack, pc);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
                     // the one from before the signal (or what a `SA_SIGINFO` handler put
@@ -1483,7 +1489,6 @@ mod tests {
                 pending: 0,
                 queued: Vec::new(),
                 altstack: SigStack::DISABLED,
-                interrupted_pc: 0,
             }
         );
     }

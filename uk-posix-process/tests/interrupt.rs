@@ -9,13 +9,14 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::world;
+use common::{FakeClock, on_signal, world};
+use uk_posix_process::System;
 use uk_posix_process::interrupt::{
     IN_APPLICATION, IN_KERNEL, NOT_APPLICATION, enter_application_code, leave_application_code,
     state, syscall_entered, syscall_leaving,
 };
 use uk_posix_process::itimer::{ITIMER_REAL, Itimerval, Timeval};
-use uk_posix_process::signal::{SIGALRM, SigAction};
+use uk_posix_process::signal::SIGALRM;
 
 static ALARMS: AtomicUsize = AtomicUsize::new(0);
 /// The thread's state while the handler ran.
@@ -27,14 +28,17 @@ extern "C" fn on_alarm(sig: i32) {
     STATE_IN_HANDLER.store(state().unwrap(), Ordering::SeqCst);
 }
 
-fn in_ms(ms: i64) -> Itimerval {
-    Itimerval {
+/// Arms the caller's process's `SIGALRM` 5 ms ahead and moves the fake clock past it.
+fn alarm_overdue(sys: &System, clock: &FakeClock) {
+    let in_5ms = Itimerval {
         interval: Timeval::default(),
         value: Timeval {
             tv_sec: 0,
-            tv_usec: ms * 1000,
+            tv_usec: 5000,
         },
-    }
+    };
+    sys.setitimer(ITIMER_REAL, in_5ms).unwrap();
+    clock.advance(6_000_000);
 }
 
 #[test]
@@ -42,15 +46,10 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
     let w = world();
     let (sys, clock) = (w.sys, w.clock.clone());
     let status = w.run(move || {
-        let action = SigAction {
-            handler: on_alarm as *const () as usize,
-            ..SigAction::default()
-        };
-        sys.rt_sigaction(SIGALRM, Some(action)).unwrap();
+        on_signal(sys, SIGALRM, on_alarm as *const () as usize, 0);
         // A thread that never ran application code: the interrupt leaves it alone.
         assert_eq!(state(), Some(NOT_APPLICATION));
-        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
-        clock.advance(6_000_000);
+        alarm_overdue(sys, &clock);
         sys.timer_interrupt_ended(None);
         assert_eq!(ALARMS.load(Ordering::SeqCst), 0);
         // Entering a system call changes nothing for it either.
@@ -68,8 +67,7 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
         assert_eq!(sys.getitimer(ITIMER_REAL), Ok(Itimerval::default()));
 
         // Inside a system call: not there; the call's return fires it and runs the handler.
-        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
-        clock.advance(6_000_000);
+        alarm_overdue(sys, &clock);
         let outer = syscall_entered();
         assert_eq!(state(), Some(IN_KERNEL));
         sys.timer_interrupt_ended(None);
@@ -90,8 +88,7 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
         let mask = uk_posix_process::signal::sig_bit(SIGALRM);
         sys.rt_sigprocmask(uk_posix_process::signal::SIG_BLOCK, Some(mask))
             .unwrap();
-        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
-        clock.advance(6_000_000);
+        alarm_overdue(sys, &clock);
         sys.timer_interrupt_ended(None);
         assert_eq!(ALARMS.load(Ordering::SeqCst), 2);
         assert_eq!(sys.sigpending().unwrap() & mask, mask);
@@ -133,17 +130,12 @@ fn a_handler_sees_and_moves_the_interrupted_program_counter() {
     let w = world();
     let (sys, clock) = (w.sys, w.clock.clone());
     let status = w.run(move || {
-        let action = SigAction {
-            handler: on_alarm_moving_pc as *const () as usize,
-            flags: uk_posix_process::signal::SA_SIGINFO,
-            ..SigAction::default()
-        };
-        sys.rt_sigaction(SIGALRM, Some(action)).unwrap();
+        let handler = on_alarm_moving_pc as *const () as usize;
+        on_signal(sys, SIGALRM, handler, uk_posix_process::signal::SA_SIGINFO);
         enter_application_code();
         // The interrupt's frame, as a board would give it.
         let mut saved_pc: usize = 0x1000_0040;
-        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
-        clock.advance(6_000_000);
+        alarm_overdue(sys, &clock);
         sys.timer_interrupt_ended(Some(std::ptr::NonNull::from(&mut saved_pc)));
         assert_eq!(SEEN_PC.load(Ordering::SeqCst), 0x1000_0040);
         assert_eq!(
@@ -151,8 +143,7 @@ fn a_handler_sees_and_moves_the_interrupted_program_counter() {
             "the code resumes where the handler said"
         );
         // A later delivery at a system call's return reports no interrupted code.
-        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
-        clock.advance(6_000_000);
+        alarm_overdue(sys, &clock);
         let outer = syscall_entered();
         sys.timer_interrupt_ended(None);
         sys.syscall_returned();
@@ -173,8 +164,7 @@ fn an_alarm_without_a_handler_ends_a_computing_process_at_the_interrupt() {
     let (sys, clock) = (w.sys, w.clock.clone());
     let status = w.run(move || {
         enter_application_code();
-        sys.setitimer(ITIMER_REAL, in_ms(5)).unwrap();
-        clock.advance(6_000_000);
+        alarm_overdue(sys, &clock);
         sys.timer_interrupt_ended(None);
         unreachable!("the default action of SIGALRM ends the process");
     });

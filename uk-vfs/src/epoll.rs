@@ -48,7 +48,7 @@ use spin::Mutex;
 use crate::Errno;
 use crate::file::{Fd, Object, OpenFile};
 use crate::poll::{ALWAYS_READY, POLLIN, POLLRDNORM, readiness_changed, readiness_epoch};
-use crate::types::{FileType, O_CLOEXEC, O_RDWR};
+use crate::types::{FileType, O_CLOEXEC};
 use crate::vfs::Vfs;
 
 /// Readable.
@@ -313,8 +313,7 @@ impl Vfs {
         if flags & !EPOLL_CLOEXEC != 0 {
             return Err(Errno::EINVAL);
         }
-        let file = OpenFile::new(Object::Epoll(Epoll::default()), O_RDWR);
-        self.alloc_fd(file, flags & EPOLL_CLOEXEC != 0)
+        self.open_anonymous(Object::Epoll(Epoll::default()), flags)
     }
 
     /// `epoll_create(size)`: as `epoll_create1(0)`; `size` is a hint that must be above 0
@@ -443,7 +442,6 @@ impl Vfs {
             return Err(Errno::EINVAL);
         }
         let object = Object::EventFd(EventFd::new(u64::from(initval), flags & EFD_SEMAPHORE != 0));
-        let file = OpenFile::new(object, O_RDWR | (flags & EFD_NONBLOCK));
-        self.alloc_fd(file, flags & EFD_CLOEXEC != 0)
+        self.open_anonymous(object, flags & (EFD_NONBLOCK | EFD_CLOEXEC))
     }
 }

@@ -20,9 +20,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 
 use crate::Errno;
-use crate::file::{Fd, Object, OpenFile};
+use crate::file::{Fd, Object};
 use crate::poll::{POLLIN, changed};
-use crate::types::{O_NONBLOCK, O_RDWR};
+use crate::types::{O_CLOEXEC, O_NONBLOCK};
 use crate::vfs::Vfs;
 
 /// `pidfd_open` flag: the descriptor is non-blocking (what `waitid` through it honours).
@@ -100,9 +100,8 @@ impl Vfs {
             log::warn!("pidfd_open with no process source installed: ENOSYS");
             return Err(Errno::ENOSYS);
         };
-        let file = OpenFile::new(Object::PidFd(PidFd { pid, source }), O_RDWR | flags);
         // Linux's pidfds are always close-on-exec.
-        self.alloc_fd(file, true)
+        self.open_anonymous(Object::PidFd(PidFd { pid, source }), flags | O_CLOEXEC)
     }
 
     /// The pid and the non-blocking flag of the pidfd open as `fd`.

@@ -33,9 +33,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 
 use crate::Errno;
-use crate::file::{Fd, Object, OpenFile};
+use crate::file::{Fd, Object};
 use crate::poll::{POLLIN, changed};
-use crate::types::{O_CLOEXEC, O_NONBLOCK, O_RDWR};
+use crate::types::{O_CLOEXEC, O_NONBLOCK};
 use crate::vfs::Vfs;
 use crate::wait::{Wait, new_wait};
 
@@ -199,11 +199,7 @@ impl Vfs {
             log::warn!("signalfd with no signal source installed: ENOSYS");
             return Err(Errno::ENOSYS);
         };
-        let file = OpenFile::new(
-            Object::SignalFd(SignalFd::new(mask, source)),
-            O_RDWR | (flags & SFD_NONBLOCK),
-        );
-        self.alloc_fd(file, flags & SFD_CLOEXEC != 0)
+        self.open_anonymous(Object::SignalFd(SignalFd::new(mask, source)), flags)
     }
 }
 

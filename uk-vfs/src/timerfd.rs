@@ -57,9 +57,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
 use crate::Errno;
-use crate::file::{Fd, Object, OpenFile};
+use crate::file::{Fd, Object};
 use crate::poll::{POLLIN, changed};
-use crate::types::{O_CLOEXEC, O_NONBLOCK, O_RDWR};
+use crate::types::{O_CLOEXEC, O_NONBLOCK};
 use crate::vfs::Vfs;
 use crate::wait::{Wait, new_wait};
 
@@ -613,11 +613,7 @@ impl Vfs {
             log::warn!("timerfd_create with no time source installed: ENOSYS");
             return Err(Errno::ENOSYS);
         };
-        let file = OpenFile::new(
-            Object::TimerFd(TimerFd::new(clock, source)),
-            O_RDWR | (flags & TFD_NONBLOCK),
-        );
-        self.alloc_fd(file, flags & TFD_CLOEXEC != 0)
+        self.open_anonymous(Object::TimerFd(TimerFd::new(clock, source)), flags)
     }
 
     /// `timerfd_settime(fd, flags, new)`: [`TimerFd::settime`] on the timer open as `fd`;

@@ -352,6 +352,15 @@ impl Vfs {
         self.table().alloc(0, file, cloexec)
     }
 
+    /// Opens an anonymous object (epoll set, eventfd, timerfd, signalfd, pidfd) for reading
+    /// and writing on the lowest free descriptor. Of `flags` (checked by the caller), the
+    /// `O_NONBLOCK` bit becomes the file's status and `O_CLOEXEC` its close-on-exec: every
+    /// `*_NONBLOCK` and `*_CLOEXEC` flag of those calls has these values, as on Linux.
+    pub(crate) fn open_anonymous(&self, object: Object, flags: u32) -> Result<Fd, Errno> {
+        let file = OpenFile::new(object, O_RDWR | (flags & O_NONBLOCK));
+        self.alloc_fd(file, flags & O_CLOEXEC != 0)
+    }
+
     /// Duplicates `fd` to the lowest free descriptor.
     pub fn dup(&self, fd: Fd) -> Result<Fd, Errno> {
         let mut t = self.table();

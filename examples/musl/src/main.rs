@@ -105,8 +105,6 @@ fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
         uk_app::println!("musl: {why}");
         uk_posix_process::Errno::EINVAL
     })?;
-    // Counting CPU time gives the C program clock(), getrusage, times and the CPU-time
-    // clocks.
     // Cooperative unless the kernel parameter `sched=preemptive` asks otherwise (`cargo uk
     // run --scheduler preemptive`): then the timer interrupt also switches threads every
     // tick while another one is runnable.
@@ -119,6 +117,8 @@ fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
     } else {
         RoundRobin::cooperative(Native::detect(), platform, idle::Poll)
     }
+    // Counting CPU time gives the C program clock(), getrusage, times and the CPU-time
+    // clocks.
     .with_cpu_time();
     // The board's timer interrupt lets the process layer interrupt a C thread that
     // computes without system calls when one of its timers runs out (alarm, setitimer,
