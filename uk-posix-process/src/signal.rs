@@ -818,13 +818,34 @@ impl SigInfo {
     }
 }
 
-/// Words of the `ucontext_t` a `SA_SIGINFO` handler gets (4.5 KiB: aarch64's, the larger
-/// of the two).
-const UCONTEXT_WORDS: usize = 576;
+/// Words of the `ucontext_t` a `SA_SIGINFO` handler gets: the C library's `ucontext_t`,
+/// which a handler may copy whole (x86_64: 936 bytes with `__fpregs_mem`, 968 in glibc;
+/// aarch64: 4.5 KiB with `uc_mcontext`'s 4 KiB `__reserved` area), rounded up.
+const UCONTEXT_WORDS: usize = if cfg!(target_arch = "aarch64") {
+    576
+} else {
+    128
+};
+
+/// A handler's `ucontext_t`, 16-byte aligned as both architectures' contexts are. It lives
+/// in the delivering frame on the thread's stack, as Linux puts its signal frame on the
+/// stack: a handler that leaves with `siglongjmp` abandons it with the rest of the frames
+/// it jumps over, leaving nothing behind (it was a heap box once, which such a handler
+/// leaked).
+#[repr(C, align(16))]
+struct SignalContext([u64; UCONTEXT_WORDS]);
 
 /// Where `uc_sigmask` lies in the kernel's `ucontext_t`, in words: after `uc_flags`,
 /// `uc_link` and `uc_stack` (and, on x86_64, the 256-byte `uc_mcontext`).
 const UC_SIGMASK_WORD: usize = if cfg!(target_arch = "aarch64") { 5 } else { 37 };
+
+/// x86_64's `uc_mcontext.fpregs`, in words (after the 23 `gregs`), and the
+/// `__fpregs_mem` area of the C library's `ucontext_t` it points to (after the 128-byte
+/// `uc_sigmask`), as Linux points it at the signal frame's saved FPU state. The image does
+/// not report the FPU registers there (the area reads 0), but code that follows the
+/// pointer, as handlers written for Linux may, reads the context and not address 0.
+const UC_FPREGS_WORD: usize = 28;
+const UC_FPREGS_MEM_WORD: usize = UC_SIGMASK_WORD + 16;
 
 /// Where `uc_stack` (three words) lies in the kernel's `ucontext_t`, in words: after
 /// `uc_flags` and `uc_link`, on both architectures.
@@ -860,7 +881,11 @@ fn run_handler(
     if action.flags & SA_SIGINFO != 0 {
         type Handler = extern "C" fn(i32, *mut SigInfo, *mut u64);
         let mut info = info;
-        let mut context = Box::new([0u64; UCONTEXT_WORDS]);
+        let mut context = SignalContext([0u64; UCONTEXT_WORDS]);
+        let context = &mut context.0;
+        if cfg!(target_arch = "x86_64") {
+            context[UC_FPREGS_WORD] = context[UC_FPREGS_MEM_WORD..].as_ptr() as u64;
+        }
         context[UC_SIGMASK_WORD] = restore;
         context[UC_STACK_WORD..UC_STACK_WORD + 3].copy_from_slice(&stack.uc_stack.to_words());
         let pc_slot = interrupted_pc as *mut usize;

@@ -189,7 +189,7 @@ static SEEN_UC_MASK: AtomicU64 = AtomicU64::new(0);
 /// Records the mask the context says the thread returns to, and adds SIGUSR2 to it, as
 /// musl's cancellation handler adds its own signal.
 extern "C" fn block_usr2_on_return(_sig: i32, _info: *mut SigInfo, context: *mut u64) {
-    // SAFETY: the layer passes a live, writable ucontext_t of at least 4.5 KiB.
+    // SAFETY: the layer passes a live, writable ucontext_t of the C library's size.
     let mask = unsafe { &mut *context.add(UC_SIGMASK_WORD) };
     SEEN_UC_MASK.store(*mask, Ordering::SeqCst);
     *mask |= sig_bit(SIGUSR2) | sig_bit(SIGKILL);
