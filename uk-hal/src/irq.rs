@@ -167,15 +167,130 @@ pub trait Interrupts: Sync {
     /// became pending before the call ends the wait at once (aarch64 `wfi` wakes on a
     /// pending interrupt even while masked; x86 `sti; hlt` cannot lose one).
     fn wait_for_interrupt(&self);
-    /// Where the interrupt being handled on the calling CPU returns to: the address of the
-    /// program counter saved in its frame on the interrupted stack, or `None` outside an
-    /// interrupt handler or on a board that does not say (the default). Meant for the
-    /// handler's own use (a process layer reports the interrupted program counter to a
-    /// signal handler and lets it choose where the code resumes, as `sigreturn` does); it
-    /// is valid until that handler returns, and what is written there is where the
-    /// interrupted code goes on.
-    fn interrupted_pc(&self) -> Option<core::ptr::NonNull<usize>> {
+    /// The registers of the code the interrupt being handled on the calling CPU
+    /// interrupted, as its entry saved them in its frame on the interrupted stack; `None`
+    /// outside an interrupt handler or on a board that does not say (the default). Meant
+    /// for the handler's own use: a process layer reports them to a signal handler and
+    /// lets it change where and how the code resumes, as `sigreturn` does. Valid until that
+    /// handler returns (see [`InterruptedRegisters`]).
+    fn interrupted_registers(&self) -> Option<InterruptedRegisters> {
         None
+    }
+}
+
+/// How many general registers [`InterruptedRegisters`] names, numbered as Linux's
+/// `ucontext_t` orders them, so a process layer copies them one to one: on x86_64 the
+/// `gregs` from `REG_R8` (0) to `REG_EFL` (17: `r8`-`r15`, `rdi`, `rsi`, `rbp`, `rbx`,
+/// `rdx`, `rax`, `rcx`, `rsp`, `rip`, `eflags`); on aarch64 `regs[0..31]` (`x0`-`x30`),
+/// then `sp` (31), `pc` (32) and `pstate` (33).
+pub const GENERAL_REGISTERS: usize = if cfg!(target_arch = "aarch64") {
+    34
+} else {
+    18
+};
+
+/// The program counter's number among the [`GENERAL_REGISTERS`] (`REG_RIP`, `pc`).
+pub const PC_REGISTER: usize = if cfg!(target_arch = "aarch64") {
+    32
+} else {
+    16
+};
+
+/// The stack pointer's number among the [`GENERAL_REGISTERS`] (`REG_RSP`, `sp`).
+pub const SP_REGISTER: usize = if cfg!(target_arch = "aarch64") {
+    31
+} else {
+    15
+};
+
+/// Where a board's interrupt frame keeps one register ([`InterruptedRegisters`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterSlot {
+    /// In the frame's word `n`; what is written there is what the interrupted code gets
+    /// back when the interrupt returns.
+    Word(u16),
+    /// In the frame's word `n`, reported only: the return path does not take a changed
+    /// value (flags and processor state, whose privileged bits must stay the kernel's).
+    ReadOnlyWord(u16),
+    /// The address of the frame's word `n`, reported only: the interrupted stack pointer
+    /// of a board whose entry pushes its frame right below it.
+    AddressOfWord(u16),
+    /// Not saved by the board.
+    Absent,
+}
+
+/// The registers an interrupt's entry saved for the code it interrupted: a frame on the
+/// interrupted stack and the board's table of where each of the [`GENERAL_REGISTERS`] lies
+/// in it.
+///
+/// A table rather than one frame layout for all boards: each entry path saves what it
+/// needs in the order its instructions favour (the CPU's own frame on x86, `stp` pairs on
+/// aarch64), and the reader needs only a word index per register.
+#[derive(Clone, Copy, Debug)]
+pub struct InterruptedRegisters {
+    frame: core::ptr::NonNull<usize>,
+    layout: &'static [RegisterSlot; GENERAL_REGISTERS],
+}
+
+impl InterruptedRegisters {
+    /// The registers in `frame`, laid out as `layout` says.
+    ///
+    /// # Safety
+    ///
+    /// Every word `layout` names as [`RegisterSlot::Word`] or [`RegisterSlot::ReadOnlyWord`]
+    /// lies in `frame`'s allocation, aligned, readable and (for `Word`) writable, and stays
+    /// so for as long as [`Self::get`] and [`Self::set`] are called: until the interrupt
+    /// handler that owns the frame returns.
+    pub const unsafe fn new(
+        frame: core::ptr::NonNull<usize>,
+        layout: &'static [RegisterSlot; GENERAL_REGISTERS],
+    ) -> Self {
+        Self { frame, layout }
+    }
+
+    /// Register `register`'s saved value; `None` for a register the board does not save
+    /// or a number past [`GENERAL_REGISTERS`].
+    ///
+    /// # Safety
+    ///
+    /// Called while the interrupt handler whose frame this is runs (see [`Self::new`]).
+    pub unsafe fn get(&self, register: usize) -> Option<usize> {
+        match *self.layout.get(register)? {
+            RegisterSlot::Word(word) | RegisterSlot::ReadOnlyWord(word) => {
+                // SAFETY: `new`'s contract: the word lies in the live frame, aligned and
+                // readable while the handler runs, which the caller promises.
+                Some(unsafe { self.frame.add(usize::from(word)).read() })
+            }
+            RegisterSlot::AddressOfWord(word) => {
+                Some(self.frame.as_ptr().wrapping_add(usize::from(word)) as usize)
+            }
+            RegisterSlot::Absent => None,
+        }
+    }
+
+    /// Sets register `register` to `value` for the interrupted code's return; `false` (and
+    /// nothing written) for a register that is reported only, absent, or past
+    /// [`GENERAL_REGISTERS`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::get`]; and the interrupted code can take the value (a program counter
+    /// where code is meant to run, as a signal handler's `sigreturn` chooses).
+    pub unsafe fn set(&self, register: usize, value: usize) -> bool {
+        match self.layout.get(register) {
+            Some(&RegisterSlot::Word(word)) => {
+                // SAFETY: `new`'s contract: the word lies in the live frame, aligned and
+                // writable while the handler runs, which the caller promises.
+                unsafe { self.frame.add(usize::from(word)).write(value) };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether register `register` can be changed ([`Self::set`]).
+    pub fn is_writable(&self, register: usize) -> bool {
+        matches!(self.layout.get(register), Some(RegisterSlot::Word(_)))
     }
 }
 
@@ -269,5 +384,46 @@ mod tests {
         assert_eq!(set.iter().collect::<std::vec::Vec<_>>(), [1, 3]);
         assert!(CpuSet::single(63).contains(63));
         assert!(!set.contains(64));
+    }
+
+    /// A frame of eight words: the program counter in word 2 (writable), the flags in word
+    /// 3 (reported only), the stack pointer where the frame ends, one register absent and
+    /// every other register in word 0.
+    static LAYOUT: [RegisterSlot; GENERAL_REGISTERS] = {
+        let mut layout = [RegisterSlot::Word(0); GENERAL_REGISTERS];
+        layout[PC_REGISTER] = RegisterSlot::Word(2);
+        layout[GENERAL_REGISTERS - 1] = RegisterSlot::ReadOnlyWord(3);
+        layout[SP_REGISTER] = RegisterSlot::AddressOfWord(8);
+        layout[1] = RegisterSlot::Absent;
+        layout
+    };
+
+    #[test]
+    fn interrupted_registers_read_and_write_only_what_the_layout_allows() {
+        let mut frame = [10usize, 11, 12, 13, 14, 15, 16, 17];
+        let base = core::ptr::NonNull::from(&mut frame).cast::<usize>();
+        // SAFETY: `frame` outlives `registers`, and the layout names words 0-3 (and word
+        // 8 only by address).
+        let registers = unsafe { InterruptedRegisters::new(base, &LAYOUT) };
+        let flags = GENERAL_REGISTERS - 1;
+        // SAFETY: as above, for every call below.
+        unsafe {
+            assert_eq!(registers.get(PC_REGISTER), Some(12));
+            assert_eq!(registers.get(flags), Some(13));
+            assert_eq!(registers.get(0), Some(10));
+            assert_eq!(registers.get(1), None);
+            assert_eq!(registers.get(GENERAL_REGISTERS), None);
+            assert_eq!(
+                registers.get(SP_REGISTER),
+                Some(base.as_ptr().wrapping_add(8) as usize)
+            );
+            assert!(registers.set(PC_REGISTER, 99));
+            assert!(!registers.set(flags, 0));
+            assert!(!registers.set(SP_REGISTER, 0));
+            assert!(!registers.set(1, 0));
+            assert!(!registers.set(GENERAL_REGISTERS, 0));
+        }
+        assert!(registers.is_writable(0) && !registers.is_writable(flags));
+        assert_eq!(frame, [10, 11, 99, 13, 14, 15, 16, 17]);
     }
 }

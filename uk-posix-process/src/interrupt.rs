@@ -25,10 +25,13 @@
 //! anywhere else only notes that the next system call return should look at the timers
 //! again (a request lasts until the next timer interrupt, whatever it was for).
 //!
-//! The first `SA_SIGINFO` handler's context reports the interrupted program counter (the
-//! board's [`uk_hal::irq::Interrupts::interrupted_pc`]), and where the handler moves it is
-//! where the interrupted code resumes, as after Linux's `sigreturn`: musl's asynchronous
-//! cancellation works so.
+//! The first `SA_SIGINFO` handler's context reports the interrupted code's general
+//! registers in `uc_mcontext` (the board's
+//! [`uk_hal::irq::Interrupts::interrupted_registers`]: all of them on both boards, the
+//! stack pointer and flags reported only), and what the handler changes there is what the
+//! interrupted code resumes with, as after Linux's `sigreturn`: musl's asynchronous
+//! cancellation moves the program counter so, and a sampling profiler walks the stack from
+//! the reported frame pointer.
 //!
 //! The interrupted code's registers are kept by the board's interrupt entry; its FPU/SIMD
 //! registers, which a C handler uses, are saved here around the delivery (x86 images are
@@ -50,8 +53,9 @@
 //! hook); under a cooperative one the sender only runs when the receiver gives up the CPU,
 //! and the signal comes at the receiver's next call.
 
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
+
+use uk_hal::irq::InterruptedRegisters;
 
 use crate::system::System;
 
@@ -131,8 +135,8 @@ pub(crate) fn may_be_preempted() -> bool {
 }
 
 /// The timer interrupt's exit hook for the image's layer ([`System::timer_interrupt_ended`]).
-pub(crate) fn timer_interrupt_ends(interrupted_pc: Option<NonNull<usize>>) {
-    crate::system().timer_interrupt_ended(interrupted_pc);
+pub(crate) fn timer_interrupt_ends(interrupted: Option<InterruptedRegisters>) {
+    crate::system().timer_interrupt_ended(interrupted);
 }
 
 impl System {
@@ -140,12 +144,12 @@ impl System {
     /// masked, on the interrupted thread's stack): for a thread it caught in application
     /// code, fires its process's due timers and runs the handlers now deliverable to it;
     /// otherwise it only notes that the next system call return looks at the timers.
-    /// `interrupted_pc` is where the interrupt returns to (the saved program counter's
-    /// address in its frame, when the board says): the first handler's context reports it,
-    /// and a `SA_SIGINFO` handler that changes it there moves where the code resumes.
-    pub fn timer_interrupt_ended(&self, interrupted_pc: Option<NonNull<usize>>) {
+    /// `interrupted` holds the registers the interrupt saved (when the board says): the
+    /// first handler's context reports them, and what a `SA_SIGINFO` handler changes there
+    /// (its program counter, say) is what the code resumes with.
+    pub fn timer_interrupt_ended(&self, interrupted: Option<InterruptedRegisters>) {
         if state() == Some(IN_APPLICATION) {
-            self.interrupted_in_application_code(interrupted_pc);
+            self.interrupted_in_application_code(interrupted);
         } else {
             RECHECK.store(true, Ordering::Relaxed);
         }
@@ -155,7 +159,10 @@ impl System {
     /// process's due timers, asks for the next interrupt, and runs the handlers of the
     /// signals now deliverable to the thread, with interrupts unmasked and its FPU/SIMD
     /// state kept.
-    pub(crate) fn interrupted_in_application_code(&self, interrupted_pc: Option<NonNull<usize>>) {
+    pub(crate) fn interrupted_in_application_code(
+        &self,
+        interrupted: Option<InterruptedRegisters>,
+    ) {
         let old = switch_state(IN_KERNEL);
         let irqs = uk_sched::irq::interrupts();
         if let Some(irqs) = irqs {
@@ -163,8 +170,7 @@ impl System {
         }
         self.fire_due_timers();
         self.request_timer_interrupt();
-        let pc = interrupted_pc.map_or(0, |p| p.as_ptr() as usize);
-        keeping_extended_state(|| self.deliver_on_return_to(pc));
+        keeping_extended_state(|| self.deliver_on_return_to(interrupted));
         if let Some(irqs) = irqs {
             irqs.mask();
         }

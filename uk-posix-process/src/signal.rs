@@ -81,6 +81,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use uk_context::{Context, ContextOps, Native};
+use uk_hal::irq::{GENERAL_REGISTERS, InterruptedRegisters};
 use uk_syscall::Errno;
 use uk_syscall::user::AddressSpace;
 
@@ -851,32 +852,28 @@ const UC_FPREGS_MEM_WORD: usize = UC_SIGMASK_WORD + 16;
 /// `uc_flags` and `uc_link`, on both architectures.
 const UC_STACK_WORD: usize = 2;
 
-/// Where the program counter lies in the kernel's `ucontext_t`, in words: x86_64's
-/// `gregs[REG_RIP]` (16) of the `uc_mcontext` after `uc_stack`; aarch64's `pc` after the
-/// 128-byte `uc_sigmask`, the 16-byte aligned `sigcontext`'s `fault_address`, `regs[31]`
-/// and `sp`.
-const UC_PC_WORD: usize = if cfg!(target_arch = "aarch64") {
-    55
-} else {
-    21
-};
+/// Where the general registers begin in the kernel's `ucontext_t`, in words, numbered as
+/// [`uk_hal::irq::GENERAL_REGISTERS`]: x86_64's `gregs` after `uc_stack`; aarch64's
+/// `regs[31]`, `sp`, `pc` and `pstate` after the 128-byte `uc_sigmask` and the 16-byte
+/// aligned `sigcontext`'s `fault_address`.
+const UC_REGISTERS_WORD: usize = if cfg!(target_arch = "aarch64") { 23 } else { 5 };
 
 /// Calls the handler `action` names for `sig`, on `stack.switch_to` when given. `restore`
 /// is the mask the thread goes back to afterwards; a `SA_SIGINFO` handler finds it in its
 /// context's `uc_sigmask` and may change it, as on Linux, where `sigreturn` restores the
 /// mask from there (musl's cancellation handler adds its signal this way); the same goes
-/// for `uc_stack`. `interrupted_pc`, when not 0, is the address of the program counter an
-/// interrupt saved (delivery at a timer interrupt, `crate::interrupt`): the context
-/// reports it, and where the handler moved it is where the interrupted code resumes, as
-/// `sigreturn` does (musl's asynchronous cancellation sends the thread to its cancellation
-/// code this way). Returns the mask and the alternate stack to restore.
+/// for `uc_stack`. `interrupted`, for a delivery at a timer interrupt (`crate::interrupt`),
+/// holds the registers the interrupt saved: the context's `uc_mcontext` reports them, and
+/// what the handler changes there the interrupted code resumes with, as after `sigreturn`
+/// (musl's asynchronous cancellation sends the thread to its cancellation code by moving
+/// the program counter). Returns the mask and the alternate stack to restore.
 fn run_handler(
     sig: i32,
     action: &SigAction,
     info: SigInfo,
     restore: SigSet,
     stack: &HandlerStack,
-    interrupted_pc: usize,
+    interrupted: Option<InterruptedRegisters>,
 ) -> (SigSet, SigStack) {
     if action.flags & SA_SIGINFO != 0 {
         type Handler = extern "C" fn(i32, *mut SigInfo, *mut u64);
@@ -888,15 +885,16 @@ fn run_handler(
         }
         context[UC_SIGMASK_WORD] = restore;
         context[UC_STACK_WORD..UC_STACK_WORD + 3].copy_from_slice(&stack.uc_stack.to_words());
-        let pc_slot = interrupted_pc as *mut usize;
-        #[allow(unsafe_code)]
-        if !pc_slot.is_null() {
-            // SAFETY: a non-zero `interrupted_pc` is the saved program counter in the frame
-            // of the interrupt this delivery runs on top of (the board's
-            // `Interrupts::interrupted_pc`), alive and aligned until the delivery returns.
-            context[UC_PC_WORD] = unsafe { pc_slot.read() } as u64;
+        let mut reported = [0u64; GENERAL_REGISTERS];
+        if let Some(registers) = &interrupted {
+            for (n, value) in reported.iter_mut().enumerate() {
+                // SAFETY: the registers of the interrupt this delivery runs on top of (the
+                // board's `Interrupts::interrupted_registers`), whose handler is running.
+                *value = unsafe { registers.get(n) }.unwrap_or(0) as u64;
+            }
+            context[UC_REGISTERS_WORD..UC_REGISTERS_WORD + GENERAL_REGISTERS]
+                .copy_from_slice(&reported);
         }
-        let reported_pc = context[UC_PC_WORD];
         // SAFETY: the program registered this address (checked to lie in caller memory)
         // with `rt_sigaction` as an `SA_SIGINFO` handler, which C declares as
         // `void (*)(int, siginfo_t *, void *)`; the two pointers are to live, writable
@@ -904,10 +902,17 @@ fn run_handler(
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(action.handler) };
         let mut call = || handler(sig, &mut info, context.as_mut_ptr());
         crate::interrupt::running_handler(|| run_on(stack.switch_to, &mut call));
-        #[allow(unsafe_code)]
-        if !pc_slot.is_null() && context[UC_PC_WORD] != reported_pc {
-            // SAFETY: as above; the interrupted code resumes where the handler said.
-            unsafe { pc_slot.write(context[UC_PC_WORD] as usize) };
+        if let Some(registers) = &interrupted {
+            let changed = context[UC_REGISTERS_WORD..UC_REGISTERS_WORD + GENERAL_REGISTERS]
+                .iter()
+                .zip(reported)
+                .enumerate()
+                .filter(|(_, (now, before))| **now != *before);
+            for (n, (&value, _)) in changed {
+                // SAFETY: as above; the interrupted code resumes with what the handler
+                // chose, as after `sigreturn` (registers the board reports only are left).
+                unsafe { registers.set(n, value as usize) };
+            }
         }
         let mut uc_stack = [0u64; 3];
         uc_stack.copy_from_slice(&context[UC_STACK_WORD..UC_STACK_WORD + 3]);
@@ -1378,19 +1383,19 @@ impl System {
     /// scheduler thread the layer already knows (a thread of another subsystem that makes
     /// a call is not adopted into a process by it).
     pub(crate) fn deliver_on_return(&self) {
-        self.deliver_on_return_to(0);
+        self.deliver_on_return_to(None);
     }
 
-    /// [`System::deliver_on_return`] on the way back from an interrupt whose saved program
-    /// counter lies at `interrupted_pc` (0: none, a system call's return): the first
-    /// `SA_SIGINFO` handler's context reports it and may move it (see `run_handler`).
-    pub(crate) fn deliver_on_return_to(&self, interrupted_pc: usize) {
+    /// [`System::deliver_on_return`] on the way back from an interrupt that saved the
+    /// `interrupted` code's registers (`None`: a system call's return): the first
+    /// `SA_SIGINFO` handler's context reports them and may change them (see `run_handler`).
+    pub(crate) fn deliver_on_return_to(&self, interrupted: Option<InterruptedRegisters>) {
         self.fire_due_cpu_alarms();
         if self.signals_sent.load(Ordering::Relaxed)
             && uk_sched::current().is_some()
             && self.known_caller_has_deliverable_signal()
         {
-            self.deliver_signals(interrupted_pc);
+            self.deliver_signals(interrupted);
         }
     }
 
@@ -1404,12 +1409,12 @@ impl System {
     /// ran was installed with `SA_RESTART`: Linux decides whether an interrupted call
     /// restarts by the first signal it delivers.
     pub(crate) fn deliver_pending_signals_noting_restart(&self) -> (usize, bool) {
-        self.deliver_signals(0)
+        self.deliver_signals(None)
     }
 
     /// The delivery loop of [`System::deliver_pending_signals_noting_restart`];
-    /// `interrupted_pc` goes to the first handler (see [`System::deliver_on_return_to`]).
-    fn deliver_signals(&self, mut interrupted_pc: usize) -> (usize, bool) {
+    /// `interrupted` goes to the first handler (see [`System::deliver_on_return_to`]).
+    fn deliver_signals(&self, mut interrupted: Option<InterruptedRegisters>) -> (usize, bool) {
         let mut handled = 0;
         let mut restart = false;
         loop {
@@ -1443,8 +1448,9 @@ impl System {
                         restart = action.flags & SA_RESTART != 0;
                     }
                     // Only the first handler runs on top of the interrupted code.
-                    let pc = core::mem::take(&mut interrupted_pc);
-                    let (restore, uc_stack) = run_handler(sig, &action, info, before, &stack, pc);
+                    let registers = interrupted.take();
+                    let (restore, uc_stack) =
+                        run_handler(sig, &action, info, before, &stack, registers);
                     handled += 1;
                     // The handler may have changed the mask itself; sigreturn restores
                     // the one from before the signal (or what a `SA_SIGINFO` handler put

@@ -7,9 +7,13 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{FakeClock, on_signal, world};
+use uk_hal::irq::{
+    GENERAL_REGISTERS, InterruptedRegisters, PC_REGISTER, RegisterSlot, SP_REGISTER,
+};
 use uk_posix_process::System;
 use uk_posix_process::interrupt::{
     IN_APPLICATION, IN_KERNEL, NOT_APPLICATION, enter_application_code, leave_application_code,
@@ -103,53 +107,84 @@ fn a_due_timer_interrupts_application_code_but_not_a_system_call() {
     assert_eq!(status, Some(0));
 }
 
-/// The program counter a `SA_SIGINFO` handler reads in its context (`uc_mcontext`'s
-/// `gregs[REG_RIP]` on x86_64, `pc` on aarch64, as in Linux's `ucontext_t`), and the one it
-/// writes there: where the interrupted code resumes.
-static SEEN_PC: AtomicUsize = AtomicUsize::new(0);
-const UC_PC_WORD: usize = if cfg!(target_arch = "aarch64") {
-    55
-} else {
-    21
-};
-const MOVED_PC: usize = 0x4000_1234;
+/// The registers a `SA_SIGINFO` handler reads in its context (`uc_mcontext`'s `gregs` on
+/// x86_64, `regs`, `sp`, `pc` and `pstate` on aarch64, as in Linux's `ucontext_t`), and
+/// what it writes there: what the interrupted code resumes with.
+static SEEN: Mutex<[u64; GENERAL_REGISTERS]> = Mutex::new([0; GENERAL_REGISTERS]);
+const UC_REGISTERS_WORD: usize = if cfg!(target_arch = "aarch64") { 23 } else { 5 };
+const MOVED_PC: u64 = 0x4000_1234;
+/// The register numbered 0 (`r8`, `x0`), changed by the handler too.
+const CHANGED_FIRST: u64 = 0x5eed;
+/// The last register (x86_64 `eflags`, aarch64 `pstate`), which the fake frame reports only.
+const FLAGS: usize = GENERAL_REGISTERS - 1;
 
-extern "C" fn on_alarm_moving_pc(sig: i32, _info: *mut u8, context: *mut u64) {
+extern "C" fn on_alarm_changing_registers(sig: i32, _info: *mut u8, context: *mut u64) {
     assert_eq!(sig, SIGALRM);
     // SAFETY: test only: the layer passes a live context of its full size.
-    let pc = unsafe { context.add(UC_PC_WORD) };
-    // SAFETY: as above.
-    unsafe {
-        SEEN_PC.store(pc.read() as usize, Ordering::SeqCst);
-        pc.write(MOVED_PC as u64);
-    }
+    let registers = unsafe {
+        std::slice::from_raw_parts_mut(context.add(UC_REGISTERS_WORD), GENERAL_REGISTERS)
+    };
+    SEEN.lock().unwrap().copy_from_slice(registers);
+    registers[PC_REGISTER] = MOVED_PC;
+    registers[0] = CHANGED_FIRST;
+    registers[SP_REGISTER] = 8;
+    registers[FLAGS] = 0;
 }
 
+/// A fake board's frame layout: register `n` in word `n`, the flags reported only, and the
+/// stack pointer where the frame ends (word 40), as the aarch64 board reports its own.
+static FAKE_LAYOUT: [RegisterSlot; GENERAL_REGISTERS] = {
+    let mut layout = [RegisterSlot::Absent; GENERAL_REGISTERS];
+    let mut n = 0;
+    while n < GENERAL_REGISTERS {
+        layout[n] = RegisterSlot::Word(n as u16);
+        n += 1;
+    }
+    layout[SP_REGISTER] = RegisterSlot::AddressOfWord(40);
+    layout[FLAGS] = RegisterSlot::ReadOnlyWord(FLAGS as u16);
+    layout
+};
+
 #[test]
-fn a_handler_sees_and_moves_the_interrupted_program_counter() {
+fn a_handler_sees_and_changes_the_interrupted_registers() {
     let w = world();
     let (sys, clock) = (w.sys, w.clock.clone());
     let status = w.run(move || {
-        let handler = on_alarm_moving_pc as *const () as usize;
+        let handler = on_alarm_changing_registers as *const () as usize;
         on_signal(sys, SIGALRM, handler, uk_posix_process::signal::SA_SIGINFO);
         enter_application_code();
-        // The interrupt's frame, as a board would give it.
-        let mut saved_pc: usize = 0x1000_0040;
+        // The interrupt's frame, as a board would give it: word n holds 0x100 + n.
+        let mut frame: [usize; 40] = std::array::from_fn(|n| 0x100 + n);
+        let base = std::ptr::NonNull::from(&mut frame).cast::<usize>();
+        // SAFETY: `frame` outlives every use below, and the layout names words 0..40
+        // (the stack pointer's word 40 only by address).
+        let registers = unsafe { InterruptedRegisters::new(base, &FAKE_LAYOUT) };
         alarm_overdue(sys, &clock);
-        sys.timer_interrupt_ended(Some(std::ptr::NonNull::from(&mut saved_pc)));
-        assert_eq!(SEEN_PC.load(Ordering::SeqCst), 0x1000_0040);
+        sys.timer_interrupt_ended(Some(registers));
+        let seen = *SEEN.lock().unwrap();
+        for (n, &value) in seen.iter().enumerate() {
+            let want = if n == SP_REGISTER {
+                base.as_ptr().wrapping_add(40) as u64
+            } else {
+                0x100 + n as u64
+            };
+            assert_eq!(value, want, "register {n} as the handler saw it");
+        }
         assert_eq!(
-            saved_pc, MOVED_PC,
-            "the code resumes where the handler said"
+            frame[PC_REGISTER], MOVED_PC as usize,
+            "resumes where the handler said"
         );
+        assert_eq!(frame[0], CHANGED_FIRST as usize);
+        assert_eq!(frame[FLAGS], 0x100 + FLAGS, "reported-only registers stay");
+        let untouched = (1..40).filter(|&n| n != PC_REGISTER);
+        assert!(untouched.into_iter().all(|n| frame[n] == 0x100 + n));
         // A later delivery at a system call's return reports no interrupted code.
         alarm_overdue(sys, &clock);
         let outer = syscall_entered();
         sys.timer_interrupt_ended(None);
         sys.syscall_returned();
         syscall_leaving(outer);
-        assert_eq!(SEEN_PC.load(Ordering::SeqCst), 0);
-        assert_eq!(saved_pc, MOVED_PC);
+        assert_eq!(*SEEN.lock().unwrap(), [0; GENERAL_REGISTERS]);
         leave_application_code();
         0
     });

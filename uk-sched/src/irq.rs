@@ -183,7 +183,7 @@ fn on_timer(_irq: IrqNumber) {
     };
     // Read now: a tick that switches threads comes back here later, when another
     // interrupt may be the board's current one.
-    let interrupted_pc = interrupts.interrupted_pc();
+    let interrupted = interrupts.interrupted_registers();
     disarm(interrupts.timer());
     TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     let cpu = cpu::cpu_index();
@@ -199,7 +199,7 @@ fn on_timer(_irq: IrqNumber) {
         tick(core);
     }
     if let Some(hook) = EXIT_HOOK.get() {
-        hook(interrupted_pc);
+        hook(interrupted);
     }
 }
 
@@ -217,10 +217,10 @@ static REQUESTED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NONE) }; MAX_C
 /// What runs at the end of every timer interrupt ([`set_timer_exit_hook`]).
 static EXIT_HOOK: spin::Once<TimerExitHook> = spin::Once::new();
 
-/// A timer interrupt's exit hook: gets where the interrupt returns to
-/// ([`uk_hal::irq::Interrupts::interrupted_pc`]: the saved program counter's address in the
-/// interrupt's frame, when the board says), valid while the hook runs.
-pub type TimerExitHook = fn(Option<core::ptr::NonNull<usize>>);
+/// A timer interrupt's exit hook: gets the interrupted thread's registers
+/// ([`uk_hal::irq::Interrupts::interrupted_registers`], when the board says), valid while
+/// the hook runs.
+pub type TimerExitHook = fn(Option<uk_hal::irq::InterruptedRegisters>);
 
 /// Arms `timer` at `deadline_ns` and records it as this CPU's armed deadline.
 pub(crate) fn arm(timer: &dyn uk_hal::irq::LocalTimer, deadline_ns: u64) {

@@ -1650,9 +1650,9 @@ mod timer_wiring {
     static HOOK_SAW: std::sync::Mutex<Vec<Option<u64>>> = std::sync::Mutex::new(Vec::new());
 
     /// The exit hook records the interrupted thread's owner word (the fake board names no
-    /// interrupted program counter).
-    fn record_exit(interrupted_pc: Option<core::ptr::NonNull<usize>>) {
-        assert!(interrupted_pc.is_none());
+    /// interrupted registers).
+    fn record_exit(interrupted: Option<uk_hal::irq::InterruptedRegisters>) {
+        assert!(interrupted.is_none());
         let word = crate::with_current(|t| t.owner_word().load(Ordering::Relaxed) as u64);
         HOOK_SAW.lock().unwrap().push(word);
     }

@@ -241,10 +241,13 @@ uk_exception_common:
 
     /* External interrupts (vectors 32-255): 224 stubs of 8 bytes push the vector (as a
        sign-extended byte: the dispatcher takes its low 8 bits) and
-       jump to a common path that saves the caller-saved registers (the callee-saved ones
-       the Rust dispatcher keeps itself; the image is soft-float, so no FP/SIMD state is
-       touched) and calls the dispatcher on the interrupted stack. A handler may switch
-       threads: this frame then waits on the old thread's stack until it runs again. */
+       jump to a common path that saves the 15 general registers (the callee-saved ones
+       too, although the Rust dispatcher keeps them itself, so that the frame holds all of
+       the interrupted code's registers for `Interrupts::interrupted_registers`, and what a
+       signal handler changes there is what that code gets back; the image is soft-float,
+       so no FP/SIMD state is touched) and calls the dispatcher on the interrupted stack. A
+       handler may switch threads: this frame then waits on the old thread's stack until it
+       runs again. */
     .pushsection .text.uk_irq_vectors, "ax", @progbits
     .balign 16
     .global uk_irq_stubs
@@ -267,12 +270,24 @@ uk_irq_common:
     pushq %r9
     pushq %r10
     pushq %r11
-    movq 72(%rsp), %rdi         /* the vector */
+    pushq %rbx
+    pushq %rbp
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq 120(%rsp), %rdi        /* the vector */
     movq %rsp, %rsi             /* the frame: saved registers, vector, then the CPU's */
     subq $8, %rsp               /* 16-byte alignment at the call */
     cld
     call {irq_entry}
     addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbp
+    popq %rbx
     popq %r11
     popq %r10
     popq %r9

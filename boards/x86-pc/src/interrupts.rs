@@ -29,8 +29,9 @@ use core::sync::atomic::{
 
 use uk_hal::Clock;
 use uk_hal::irq::{
-    CpuSet, CpuStartError, HandlerTable, Interrupts, IpiTarget, IrqCpuInterface, IrqDistributor,
-    IrqError, IrqHandler, IrqNumber, LocalTimer, Trigger,
+    CpuSet, CpuStartError, GENERAL_REGISTERS, HandlerTable, InterruptedRegisters, Interrupts,
+    IpiTarget, IrqCpuInterface, IrqDistributor, IrqError, IrqHandler, IrqNumber, LocalTimer,
+    RegisterSlot, Trigger,
 };
 
 use crate::acpi::{self, Madt, PhysMem};
@@ -130,9 +131,9 @@ struct PerCpu {
     apic_id: AtomicU32,
     /// The one-shot timer's deadline (clock ns), 0 when disarmed.
     deadline: AtomicU64,
-    /// The saved RIP of the interrupt whose handler runs ([`Interrupts::interrupted_pc`]),
-    /// null outside handlers.
-    interrupted_pc: AtomicPtr<usize>,
+    /// The frame of the interrupt whose handler runs
+    /// ([`Interrupts::interrupted_registers`]), null outside handlers.
+    interrupted_frame: AtomicPtr<usize>,
 }
 
 static PER_CPU: [PerCpu; MAX_CPUS] = [const {
@@ -140,13 +141,39 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const {
         cpu: AtomicU32::new(0),
         apic_id: AtomicU32::new(0),
         deadline: AtomicU64::new(0),
-        interrupted_pc: AtomicPtr::new(core::ptr::null_mut()),
+        interrupted_frame: AtomicPtr::new(core::ptr::null_mut()),
     }
 }; MAX_CPUS];
 
-/// Where the CPU's frame begins in the interrupt stubs' frame, in words: after the nine
-/// saved registers and the vector (`uk_irq_common` in `arch.rs`); its first word is RIP.
-const FRAME_RIP_WORD: usize = 10;
+/// Where the interrupt stubs' frame (`uk_irq_common` in `arch.rs`) keeps each general
+/// register, in Linux's `gregs` order ([`uk_hal::irq::GENERAL_REGISTERS`]). The stubs push
+/// `rax`, `rcx`, `rdx`, `rsi`, `rdi`, `r8`-`r11`, `rbx`, `rbp`, `r12`-`r15` (so `r15` is word
+/// 0) below the vector (word 15) and the CPU's frame: RIP (16), CS, RFLAGS (18), RSP (19),
+/// SS. RFLAGS and RSP are reported only: a handler must not clear the interrupt flag or
+/// move the stack the frame itself lies on.
+const FRAME_LAYOUT: [RegisterSlot; GENERAL_REGISTERS] = {
+    use RegisterSlot::{ReadOnlyWord, Word};
+    [
+        Word(9),          // r8
+        Word(8),          // r9
+        Word(7),          // r10
+        Word(6),          // r11
+        Word(3),          // r12
+        Word(2),          // r13
+        Word(1),          // r14
+        Word(0),          // r15
+        Word(10),         // rdi
+        Word(11),         // rsi
+        Word(4),          // rbp
+        Word(5),          // rbx
+        Word(12),         // rdx
+        Word(14),         // rax
+        Word(13),         // rcx
+        ReadOnlyWord(19), // rsp
+        Word(16),         // rip
+        ReadOnlyWord(18), // rflags
+    ]
+};
 
 /// The calling CPU's block.
 fn this_cpu() -> &'static PerCpu {
@@ -452,10 +479,11 @@ pub(crate) extern "C" fn irq_entry(raw_vector: u64, frame: *mut u64) {
     // The handler may ask where the interrupt returns to (and change it). A handler that
     // switches threads comes back here when this thread runs again, and puts back what
     // this interrupt found.
-    let rip = frame.wrapping_add(FRAME_RIP_WORD).cast::<usize>();
-    let outer = this_cpu().interrupted_pc.swap(rip, Ordering::Relaxed);
+    let outer = this_cpu()
+        .interrupted_frame
+        .swap(frame.cast::<usize>(), Ordering::Relaxed);
     let handled = HANDLERS.dispatch(IrqNumber::from(v));
-    this_cpu().interrupted_pc.store(outer, Ordering::Relaxed);
+    this_cpu().interrupted_frame.store(outer, Ordering::Relaxed);
     if !handled {
         UNHANDLED[usize::from(v)].fetch_add(1, Ordering::Relaxed);
         // A level line nobody serves stays asserted: masked, or it would come back for
@@ -805,8 +833,13 @@ impl Interrupts for X86Interrupts {
         irqhw::wait_for_interrupt();
     }
 
-    fn interrupted_pc(&self) -> Option<core::ptr::NonNull<usize>> {
-        core::ptr::NonNull::new(this_cpu().interrupted_pc.load(Ordering::Relaxed))
+    fn interrupted_registers(&self) -> Option<InterruptedRegisters> {
+        let frame = core::ptr::NonNull::new(this_cpu().interrupted_frame.load(Ordering::Relaxed))?;
+        // SAFETY: a non-null frame is the one `irq_entry` got from the stubs for the
+        // interrupt whose handler runs on this CPU: 21 words on its stack (the 15 saved
+        // registers, the vector, the CPU's 5), alive and aligned until that handler
+        // returns, where it is replaced; `FRAME_LAYOUT` names only those words.
+        Some(unsafe { InterruptedRegisters::new(frame, &FRAME_LAYOUT) })
     }
 
     fn start_cpu(&self, cpu: u32, entry: fn(u32) -> !) -> Result<(), CpuStartError> {

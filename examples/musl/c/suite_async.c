@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "suite.h"
@@ -45,6 +46,55 @@ static void on_async_jumping(int sig)
 	async_hits++;
 	async_last = sig;
 	siglongjmp(async_jump, 1);
+}
+
+/* What an interrupt's SA_SIGINFO handler found in its context's uc_mcontext. */
+static volatile unsigned long seen_sp, seen_flag;
+
+/* Reads the interrupted stack pointer and the loop's flag register (x86_64 rbx, aarch64
+   x19: registers the C code must keep, which only a frame holding every register reports),
+   then sets the flag there, ending the loop below as a sigreturn-ed context would. */
+static void on_async_setting_flag(int sig, siginfo_t *info, void *context)
+{
+	(void)info;
+	ucontext_t *uc = context;
+#if defined(__x86_64__)
+	seen_sp = uc->uc_mcontext.gregs[REG_RSP];
+	seen_flag = uc->uc_mcontext.gregs[REG_RBX];
+	uc->uc_mcontext.gregs[REG_RBX] = 0x5a;
+#else
+	seen_sp = uc->uc_mcontext.sp;
+	seen_flag = uc->uc_mcontext.regs[19];
+	uc->uc_mcontext.regs[19] = 0x5a;
+#endif
+	async_hits++;
+	async_last = sig;
+}
+
+/* Counts `limit` down, without any call or memory access, until the flag register is set;
+   returns what the flag register holds at the end and leaves the rounds left in `*left`. */
+static unsigned long spin_on_flag_register(long limit, long *left)
+{
+#if defined(__x86_64__)
+	register unsigned long flag __asm__("rbx") = 0;
+	__asm__ volatile("1: test %0, %0\n\t"
+			 "jnz 2f\n\t"
+			 "dec %1\n\t"
+			 "jnz 1b\n"
+			 "2:"
+			 : "+r"(flag), "+r"(limit));
+#else
+	register unsigned long flag __asm__("x19") = 0;
+	__asm__ volatile("1: cbnz %0, 2f\n\t"
+			 "subs %1, %1, #1\n\t"
+			 "b.ne 1b\n"
+			 "2:"
+			 : "+r"(flag), "+r"(limit)
+			 :
+			 : "cc");
+#endif
+	*left = limit;
+	return flag;
 }
 
 static long long elapsed_ns(const struct timespec *a, const struct timespec *b)
@@ -187,6 +237,22 @@ void checks_async_signals(void)
 		}
 	}
 	CHECK(jumps == 2 && async_hits == 2);
+
+	/* The handler's context holds the interrupted registers: the stack pointer inside this
+	   thread's stack just below this frame, and a register the loop keeps its flag in,
+	   which the handler sets there and the loop then sees. */
+	sa.sa_handler = NULL;
+	sa.sa_sigaction = on_async_setting_flag;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGALRM, &sa, NULL);
+	async_hits = 0;
+	seen_sp = seen_flag = 0;
+	volatile char marker;
+	long left;
+	CHECK_EQ(setitimer(ITIMER_REAL, &once, NULL), 0);
+	unsigned long flag = spin_on_flag_register(limit, &left);
+	CHECK(left > 0 && flag == 0x5a && async_hits == 1 && seen_flag == 0);
+	CHECK(seen_sp <= (unsigned long)&marker && seen_sp > (unsigned long)&marker - 4096);
 
 	signal(SIGALRM, SIG_DFL);
 	signal(SIGPROF, SIG_DFL);

@@ -38,7 +38,7 @@
 //! `FAR`) and calls [`super::exception`], which never returns — except the two IRQ
 //! entries of the current exception level (vector 1, taken on `SP_EL0`, where threads run;
 //! vector 5, taken on `SP_EL1`, where the test runner continues after a failed case). They
-//! save `x0`-`x18`, `x29`, `x30`, `ELR`, `SPSR`, `FPCR`, `FPSR` and `q0`-`q31` on the
+//! save all general registers, `ELR`, `SPSR`, `FPCR`, `FPSR` and `q0`-`q31` on the
 //! *interrupted* stack (vector 1 switches back to `SP_EL0` first), call
 //! [`super::irq::irq_entry`] and return with `eret`. The frame stays on the interrupted
 //! thread's stack, so the handler may switch threads and the return happens when the
@@ -287,9 +287,21 @@ __uk_irq_entry_spx:
     stp     q26, q27, [x0, #416]
     stp     q28, q29, [x0, #448]
     stp     q30, q31, [x0, #480]
+    add     x0, x0, #512
+    stp     x19, x20, [x0, #0]
+    stp     x21, x22, [x0, #16]
+    stp     x23, x24, [x0, #32]
+    stp     x25, x26, [x0, #48]
+    stp     x27, x28, [x0, #64]
     mov     x29, xzr
     mov     x0, sp
     bl      {irq_handler}
+    add     x0, sp, #720
+    ldp     x19, x20, [x0, #0]
+    ldp     x21, x22, [x0, #16]
+    ldp     x23, x24, [x0, #32]
+    ldp     x25, x26, [x0, #48]
+    ldp     x27, x28, [x0, #64]
     add     x0, sp, #208
     ldp     q0, q1, [x0, #0]
     ldp     q2, q3, [x0, #32]
@@ -395,8 +407,10 @@ __uk_svc_entry_address:
 );
 
 /// Bytes the IRQ entry saves on the interrupted thread's stack: x0–x18, x29, x30, ELR,
-/// SPSR, FPCR, FPSR (208 with padding), then q0–q31 (512).
-const IRQ_FRAME_SIZE: usize = 208 + 512;
+/// SPSR, FPCR, FPSR (208 with padding), q0–q31 (512), then x19–x28 (80), which the Rust
+/// handler would keep itself but which a signal handler reads and may change through
+/// `Interrupts::interrupted_registers` (`irq::FRAME_LAYOUT`).
+pub(super) const IRQ_FRAME_SIZE: usize = 208 + 512 + 80;
 
 unsafe extern "C" {
     /// The secondary CPUs' entry (PSCI `CPU_ON` target): `x0` points at a

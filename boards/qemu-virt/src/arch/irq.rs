@@ -19,8 +19,9 @@ use aarch64_cpu::registers::{
 use uk_gic::regs::{MmioFrame, SystemRegisters};
 use uk_gic::{CpuTable, Gic, GicLayout, GicVersion, Gicv2, Gicv3};
 use uk_hal::irq::{
-    CpuStartError, HandlerTable, Interrupts, IrqCpuInterface, IrqDistributor, IrqError, IrqHandler,
-    IrqNumber, LocalTimer, Trigger,
+    CpuStartError, GENERAL_REGISTERS, HandlerTable, InterruptedRegisters, Interrupts,
+    IrqCpuInterface, IrqDistributor, IrqError, IrqHandler, IrqNumber, LocalTimer, RegisterSlot,
+    Trigger,
 };
 
 use super::asm::{self, Psci};
@@ -141,19 +142,38 @@ pub fn unhandled_count() -> u64 {
     UNHANDLED.load(Ordering::Relaxed)
 }
 
-/// Where `ELR_EL1` lies in the IRQ frame (`asm`), in words: after `x0`-`x18`, `x29` and
-/// `x30`.
-const FRAME_ELR_WORD: usize = 21;
+/// Where the IRQ frame (`asm`) keeps each general register, in Linux's order
+/// ([`uk_hal::irq::GENERAL_REGISTERS`]): `x0`-`x18` in words 0-18, `x29` and `x30` in 19
+/// and 20, `ELR_EL1` (the PC) in 21, `SPSR_EL1` (PSTATE, reported only) in 22, `x19`-`x28`
+/// after the SIMD registers in 90-99; the interrupted SP is where the frame ends (the
+/// entry pushes it right below), reported only.
+const FRAME_LAYOUT: [RegisterSlot; GENERAL_REGISTERS] = {
+    use RegisterSlot::{AddressOfWord, ReadOnlyWord, Word};
+    let mut layout = [Word(0); GENERAL_REGISTERS];
+    let mut x = 0;
+    while x < 31 {
+        layout[x] = Word(match x {
+            0..=18 => x as u16,
+            19..=28 => 90 + (x as u16 - 19),
+            _ => 19 + (x as u16 - 29),
+        });
+        x += 1;
+    }
+    layout[31] = AddressOfWord((super::asm::IRQ_FRAME_SIZE / 8) as u16);
+    layout[32] = Word(21);
+    layout[33] = ReadOnlyWord(22);
+    layout
+};
 
-/// Per CPU: the saved `ELR_EL1` of the interrupt whose handler runs
-/// ([`Interrupts::interrupted_pc`]), null outside handlers.
-static INTERRUPTED_PC: [AtomicPtr<usize>; uk_gic::MAX_CPUS] =
+/// Per CPU: the frame of the interrupt whose handler runs
+/// ([`Interrupts::interrupted_registers`]), null outside handlers.
+static INTERRUPTED_FRAME: [AtomicPtr<usize>; uk_gic::MAX_CPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; uk_gic::MAX_CPUS];
 
-/// The calling CPU's slot of [`INTERRUPTED_PC`].
-fn interrupted_pc_slot() -> &'static AtomicPtr<usize> {
+/// The calling CPU's slot of [`INTERRUPTED_FRAME`].
+fn interrupted_frame_slot() -> &'static AtomicPtr<usize> {
     let cpu = GIC.get().map_or(0, |gic| gic.cpu_id() as usize);
-    &INTERRUPTED_PC[cpu.min(uk_gic::MAX_CPUS - 1)]
+    &INTERRUPTED_FRAME[cpu.min(uk_gic::MAX_CPUS - 1)]
 }
 
 /// The IRQ vector's Rust half, on the interrupted thread's stack (`frame`), interrupts
@@ -162,13 +182,12 @@ pub(super) extern "C" fn irq_entry(frame: *mut u64) {
     let Some(gic) = GIC.get() else {
         return;
     };
-    // The handlers may ask where the interrupt returns to (and change it). A handler that
+    // The handlers may ask for the interrupted registers (and change them). A handler that
     // switches threads comes back here when this thread runs again, and puts back what
     // this interrupt found.
-    let elr = frame.wrapping_add(FRAME_ELR_WORD).cast::<usize>();
-    let outer = interrupted_pc_slot().swap(elr, Ordering::Relaxed);
+    let outer = interrupted_frame_slot().swap(frame.cast::<usize>(), Ordering::Relaxed);
     uk_gic::dispatch::handle_pending(gic, &HANDLERS, unhandled);
-    interrupted_pc_slot().store(outer, Ordering::Relaxed);
+    interrupted_frame_slot().store(outer, Ordering::Relaxed);
 }
 
 /// An interrupt nobody handles: counted, logged once per line, and silenced where it could
@@ -279,8 +298,13 @@ impl Interrupts for BoardInterrupts {
         }
     }
 
-    fn interrupted_pc(&self) -> Option<core::ptr::NonNull<usize>> {
-        core::ptr::NonNull::new(interrupted_pc_slot().load(Ordering::Relaxed))
+    fn interrupted_registers(&self) -> Option<InterruptedRegisters> {
+        let frame = core::ptr::NonNull::new(interrupted_frame_slot().load(Ordering::Relaxed))?;
+        // SAFETY: a non-null frame is the one `irq_entry` got from the IRQ entry for the
+        // interrupt whose handler runs on this CPU: `IRQ_FRAME_SIZE` bytes on the
+        // interrupted stack, alive and aligned until that handler returns, where it is
+        // replaced; `FRAME_LAYOUT` reads and writes only words inside it.
+        Some(unsafe { InterruptedRegisters::new(frame, &FRAME_LAYOUT) })
     }
 
     fn wait_for_interrupt(&self) {
