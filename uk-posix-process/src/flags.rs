@@ -111,7 +111,7 @@ pub const FLAG_TABLE: &[FlagRow] = &[
     row("CLONE_FS", CLONE_FS, Support::Required),
     row("CLONE_FILES", CLONE_FILES, Support::Required),
     row("CLONE_SIGHAND", CLONE_SIGHAND, Support::Accepted),
-    row("CLONE_PIDFD", CLONE_PIDFD, Support::Refused(Errno::ENOSYS)),
+    row("CLONE_PIDFD", CLONE_PIDFD, Support::Accepted),
     row(
         "CLONE_PTRACE",
         CLONE_PTRACE,
@@ -212,7 +212,8 @@ pub enum Via {
 pub struct CloneArgs {
     /// Flags (without the exit signal).
     pub flags: u64,
-    /// Where a pidfd would go (unsupported).
+    /// Where `CLONE_PIDFD` stores the new process's pidfd (legacy clone: `parent_tid`,
+    /// which the two share).
     pub pidfd: usize,
     /// `*child_tid` for `CLONE_CHILD_SETTID` / `CLONE_CHILD_CLEARTID`.
     pub child_tid: usize,
@@ -249,6 +250,8 @@ pub struct ClonePlan {
     pub thread: bool,
     /// The child's thread pointer (`CLONE_SETTLS`), or `None` to inherit the caller's.
     pub tls: Option<usize>,
+    /// `CLONE_PIDFD` target: where the parent's pidfd of the new process goes.
+    pub pidfd: Option<usize>,
     /// `CLONE_PARENT_SETTID` target.
     pub parent_settid: Option<usize>,
     /// `CLONE_CHILD_SETTID` target.
@@ -278,6 +281,7 @@ impl CloneArgs {
             flags: flags & !CSIGNAL,
             exit_signal: flags & CSIGNAL,
             stack,
+            pidfd: parent_tid,
             parent_tid,
             child_tid,
             tls,
@@ -422,6 +426,7 @@ impl CloneArgs {
         Ok(ClonePlan {
             thread: f & CLONE_THREAD != 0,
             tls: opt(CLONE_SETTLS, self.tls),
+            pidfd: opt(CLONE_PIDFD, self.pidfd),
             parent_settid: opt(CLONE_PARENT_SETTID, self.parent_tid),
             child_settid: opt(CLONE_CHILD_SETTID, self.child_tid),
             child_cleartid: opt(CLONE_CHILD_CLEARTID, self.child_tid),

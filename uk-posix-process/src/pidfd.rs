@@ -9,7 +9,15 @@
 //! a descriptor that is no pidfd (`EBADF`), information whose number differs from the
 //! signal or that claims to come from the kernel for another process, and reaches a
 //! process that has ended with `ESRCH`; a `waitid` through a non-blocking pidfd whose
-//! child still runs is `EAGAIN`. `CLONE_PIDFD` is not offered (clone refuses it).
+//! child still runs is `EAGAIN`. `clone` and `clone3` with `CLONE_PIDFD` hand the parent a
+//! pidfd of the new process (see [`System::clone`]).
+//!
+//! `pidfd_getfd` copies a descriptor of the process a pidfd names into the caller's table,
+//! close-on-exec, as Linux does. Every process of the image shares one descriptor table
+//! (`clone` requires `CLONE_FILES`), so the copy is a `dup` of the same number, made after
+//! Linux's checks: flags, the pidfd, the process (an ended one has no descriptors left:
+//! `EBADF` while it is a zombie, `ESRCH` once reaped) and the descriptor. Everything runs
+//! as root, so the ptrace-access check always allows.
 
 use uk_syscall::Errno;
 use uk_vfs::pidfd::PIDFD_NONBLOCK;
@@ -37,6 +45,34 @@ impl System {
             });
         }
         self.vfs().pidfd_open(pid, flags)
+    }
+
+    /// `pidfd_getfd(pidfd, targetfd, flags)`: a new descriptor (close-on-exec) for the open
+    /// file that `targetfd` is in the process `pidfd` names.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for flags; `EBADF` for a descriptor that is no pidfd, a process that has
+    /// ended but is not yet reaped, or a `targetfd` that is not open; `ESRCH` for a reaped
+    /// process; `EMFILE`.
+    pub fn pidfd_getfd(&self, pidfd: i32, targetfd: i32, flags: u32) -> Result<i32, Errno> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let (pid, _) = self.vfs().pidfd_target(pidfd)?;
+        if !self.pid_exists(pid) {
+            return Err(if self.is_zombie(pid) {
+                Errno::EBADF
+            } else {
+                Errno::ESRCH
+            });
+        }
+        // `EINVAL` from the lowest number 0 means a limit of no descriptors at all.
+        let fd = self
+            .vfs()
+            .fcntl(targetfd, uk_vfs::F_DUPFD_CLOEXEC, 0)
+            .map_err(|e| if e == Errno::EINVAL { Errno::EMFILE } else { e })?;
+        Ok(fd as i32)
     }
 
     /// `pidfd_send_signal(pidfd, sig, info, 0)`: sends `sig` (0: only checks that the

@@ -1089,6 +1089,14 @@ pub fn sys_pidfd_send_signal(a: &Args) -> SyscallResult {
         .map(|()| 0)
 }
 
+/// pidfd_getfd(pidfd, targetfd, flags) (feature `vfs`).
+#[cfg(feature = "vfs")]
+pub fn sys_pidfd_getfd(a: &Args) -> SyscallResult {
+    system()
+        .pidfd_getfd(int(a[0]), int(a[1]), a[2] as u32)
+        .map(|fd| fd as usize)
+}
+
 /// rt_sigqueueinfo(tgid, sig, info)
 pub fn sys_rt_sigqueueinfo(a: &Args) -> SyscallResult {
     let info = user_siginfo(a[2])?;
@@ -1131,6 +1139,8 @@ uk_syscall::register!(waitid => sys_waitid);
 uk_syscall::register!(pidfd_open => sys_pidfd_open);
 #[cfg(feature = "vfs")]
 uk_syscall::register!(pidfd_send_signal => sys_pidfd_send_signal);
+#[cfg(feature = "vfs")]
+uk_syscall::register!(pidfd_getfd => sys_pidfd_getfd);
 uk_syscall::register!(execve => sys_execve);
 #[cfg(target_arch = "x86_64")]
 uk_syscall::register!(fork => sys_fork);

@@ -803,6 +803,7 @@ impl System {
         let plan = ClonePlan {
             thread: false,
             tls: None,
+            pidfd: None,
             parent_settid: None,
             child_settid: None,
             child_cleartid: None,
@@ -864,6 +865,13 @@ impl System {
         let space = self.address_space();
         if let Some(p) = plan.parent_settid {
             UserPtr::<u32>::new(p).check(&space)?;
+        }
+        if let Some(p) = plan.pidfd {
+            if cfg!(not(feature = "vfs")) {
+                log::warn!("clone: CLONE_PIDFD without uk-vfs (feature `vfs`): ENOSYS");
+                return Err(Errno::ENOSYS);
+            }
+            UserPtr::<i32>::new(p).check(&space)?;
         }
         // The child's stack and entry.
         let default_stack = self.limits.lock().stack_default();
@@ -972,6 +980,16 @@ impl System {
                 },
             );
         }
+        // CLONE_PIDFD first: its failure (no descriptor left, a bad address) undoes the
+        // child before anything else was written.
+        let pidfd = match plan.pidfd.map(|at| self.hand_out_pidfd(tid, at, &space)) {
+            Some(Err(e)) => {
+                self.forget_thread(thread.id());
+                return Err(e);
+            }
+            Some(Ok(fd)) => Some(fd),
+            None => None,
+        };
         // PARENT_SETTID and CHILD_SETTID before the child runs. A bad child_tid is
         // skipped, as Linux's child does.
         if let Some(p) = plan.parent_settid {
@@ -982,10 +1000,34 @@ impl System {
         }
         if let Err(e) = host.add(&thread) {
             log::warn!("clone: scheduling the thread failed: {e}");
+            #[cfg(feature = "vfs")]
+            if let Some(fd) = pidfd {
+                let _ = self.vfs().close(fd);
+            }
             self.forget_thread(thread.id());
             return Err(Errno::ENOMEM);
         }
+        let _ = pidfd;
         Ok(tid)
+    }
+
+    /// `CLONE_PIDFD`: opens a pidfd of the new process `pid` and stores its number at
+    /// `at` in the caller's memory (closed again if that fails: `EFAULT`).
+    #[cfg(feature = "vfs")]
+    fn hand_out_pidfd(&self, pid: Pid, at: usize, space: &AddressSpace) -> Result<i32, Errno> {
+        let fd = self.vfs().pidfd_open(pid, 0)?;
+        if let Err(e) = UserPtr::<i32>::new(at).write(space, fd) {
+            let _ = self.vfs().close(fd);
+            return Err(e);
+        }
+        Ok(fd)
+    }
+
+    /// Without uk-vfs there are no pidfds: `CLONE_PIDFD` is refused before anything is
+    /// made (see [`System::clone`]), so this is never reached with a request.
+    #[cfg(not(feature = "vfs"))]
+    fn hand_out_pidfd(&self, _pid: Pid, _at: usize, _space: &AddressSpace) -> Result<i32, Errno> {
+        Err(Errno::ENOSYS)
     }
 
     /// Undoes a registration whose thread never ran.

@@ -60,13 +60,8 @@ fn model(f: u64, via: Via) -> Result<(), Errno> {
         | CLONE_NEWUSER
         | CLONE_NEWPID
         | CLONE_NEWNET;
-    let unsupported = CLONE_PIDFD
-        | CLONE_PTRACE
-        | CLONE_VFORK
-        | CLONE_PARENT
-        | CLONE_UNTRACED
-        | CLONE_IO
-        | CLONE_INTO_CGROUP;
+    let unsupported =
+        CLONE_PTRACE | CLONE_VFORK | CLONE_PARENT | CLONE_UNTRACED | CLONE_IO | CLONE_INTO_CGROUP;
     let defined = 0x1_ffff_ff00u64 | CLONE_INTO_CGROUP;
     let einval = f & !defined != 0
         || (via == Via::Clone && f >> 32 != 0)
@@ -140,8 +135,9 @@ fn every_combination_of_the_table() {
     }
     // VM|FS|FILES, then SIGHAND/THREAD (3 valid ways: none, SIGHAND, both;
     // CLEAR_SIGHAND is a clone3-only bit), DETACHED free, four pointer/TLS flags free:
-    // 3 * 2 * 16.
-    assert_eq!(accepted, 96);
+    // 3 * 2 * 16; and with PIDFD (a new process, not DETACHED, and in legacy clone not
+    // with PARENT_SETTID, whose argument it takes): 2 * 8.
+    assert_eq!(accepted, 96 + 16);
 }
 
 #[test]
@@ -240,6 +236,16 @@ fn every_combination_on_a_running_system() {
     use uk_posix_process::rlimit::{RLIM_INFINITY, RLIMIT_STACK};
     use uk_posix_process::{ChildStart, Rlimit};
 
+    /// pidfds of this world's children (`CLONE_PIDFD`) need a process source; whether
+    /// their process lives is not what this test looks at.
+    struct AnyAlive;
+    impl uk_vfs::pidfd::ProcessSource for AnyAlive {
+        fn alive(&self, _: i32) -> bool {
+            true
+        }
+    }
+    uk_vfs::pidfd::set_process_source(&AnyAlive);
+
     let w = common::world();
     w.sys
         .setrlimit(
@@ -264,6 +270,8 @@ fn every_combination_on_a_running_system() {
             ctid.store(0xBBBB, std::sync::atomic::Ordering::SeqCst);
             let a = CloneArgs {
                 flags,
+                // Legacy clone's one argument for both (`CloneArgs::from_legacy`).
+                pidfd: common::addr(ptid),
                 parent_tid: common::addr(ptid),
                 child_tid: common::addr(ctid),
                 ..CloneArgs::default()
@@ -290,6 +298,14 @@ fn every_combination_on_a_running_system() {
                     expected_children += 1;
                     let want_p = if flags & CLONE_PARENT_SETTID != 0 {
                         tid as u32
+                    } else if flags & CLONE_PIDFD != 0 {
+                        // The parent's pidfd of the child, through the same argument.
+                        let fd = ptid.load(std::sync::atomic::Ordering::SeqCst) as i32;
+                        let vfs = uk_vfs::global::vfs();
+                        assert_eq!(vfs.pidfd_target(fd).map(|(pid, _)| pid), Ok(tid));
+                        assert_eq!(vfs.fcntl(fd, uk_vfs::F_GETFD, 0), Ok(1), "close-on-exec");
+                        vfs.close(fd).unwrap();
+                        fd as u32
                     } else {
                         0xAAAA
                     };
@@ -322,7 +338,7 @@ fn every_combination_on_a_running_system() {
     assert_eq!(status, Some(0));
     assert_eq!(
         children.get(),
-        96,
+        96 + 16,
         "children that ran (as accepted by the pure validator)"
     );
 }

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -25,6 +26,12 @@
 #endif
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x1000
 #endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -202,6 +209,24 @@ void checks_children(void)
 	memset(&si, 0, sizeof si);
 	CHECK(waitid(P_PIDFD, pidfd, &si, WEXITED) == 0 && si.si_pid == pid && si.si_status == 6);
 	CHECK(syscall(SYS_pidfd_open, getpid(), 1) == -1 && errno == EINVAL);
+	close(pidfd);
+
+	/* clone with CLONE_PIDFD hands the parent a pidfd (close-on-exec) through the
+	 * parent_tid argument; pidfd_getfd copies a descriptor of the process it names. */
+	pidfd = -1;
+	pid = clone(exit_with_pipe_byte, child_stack + sizeof child_stack,
+		    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_PIDFD | SIGCHLD, fds, &pidfd);
+	CHECK(pid > 0 && pidfd >= 0);
+	CHECK_EQ(fcntl(pidfd, F_GETFD), FD_CLOEXEC);
+	int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fds[1], 0);
+	CHECK(copy >= 0 && copy != fds[1] && fcntl(copy, F_GETFD) == FD_CLOEXEC);
+	CHECK(syscall(SYS_pidfd_getfd, pidfd, fds[1], 1) == -1 && errno == EINVAL);
+	CHECK(syscall(SYS_pidfd_getfd, fds[0], fds[1], 0) == -1 && errno == EBADF);
+	CHECK_EQ(write(copy, "\11", 1), 1); /* through the copy, to the child */
+	memset(&si, 0, sizeof si);
+	CHECK(waitid(P_PIDFD, pidfd, &si, WEXITED) == 0 && si.si_pid == pid && si.si_status == 9);
+	CHECK(syscall(SYS_pidfd_getfd, pidfd, fds[1], 0) == -1 && errno == ESRCH);
+	close(copy);
 	close(pidfd);
 	close(fds[0]);
 	close(fds[1]);
