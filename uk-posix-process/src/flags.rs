@@ -118,11 +118,7 @@ pub const FLAG_TABLE: &[FlagRow] = &[
         Support::Refused(Errno::ENOSYS),
     ),
     row("CLONE_VFORK", CLONE_VFORK, Support::Refused(Errno::ENOSYS)),
-    row(
-        "CLONE_PARENT",
-        CLONE_PARENT,
-        Support::Refused(Errno::ENOSYS),
-    ),
+    row("CLONE_PARENT", CLONE_PARENT, Support::Accepted),
     row("CLONE_THREAD", CLONE_THREAD, Support::Supported),
     row("CLONE_NEWNS", CLONE_NEWNS, Support::Refused(Errno::EINVAL)),
     row("CLONE_SYSVSEM", CLONE_SYSVSEM, Support::Accepted),
@@ -248,6 +244,9 @@ pub const CLONE_ARGS_SIZE_VER2: usize = 88;
 pub struct ClonePlan {
     /// Joins the caller's process (thread group) rather than starting a new process.
     pub thread: bool,
+    /// `CLONE_PARENT`: a new process is the caller's sibling (its parent is the caller's
+    /// parent, which gets the caller's own exit signal when it ends).
+    pub sibling: bool,
     /// The child's thread pointer (`CLONE_SETTLS`), or `None` to inherit the caller's.
     pub tls: Option<usize>,
     /// `CLONE_PIDFD` target: where the parent's pidfd of the new process goes.
@@ -425,6 +424,7 @@ impl CloneArgs {
         };
         Ok(ClonePlan {
             thread: f & CLONE_THREAD != 0,
+            sibling: f & CLONE_PARENT != 0,
             tls: opt(CLONE_SETTLS, self.tls),
             pidfd: opt(CLONE_PIDFD, self.pidfd),
             parent_settid: opt(CLONE_PARENT_SETTID, self.parent_tid),

@@ -802,6 +802,7 @@ impl System {
         };
         let plan = ClonePlan {
             thread: false,
+            sibling: false,
             tls: None,
             pidfd: None,
             parent_settid: None,
@@ -845,8 +846,31 @@ impl System {
                 return Err(e);
             }
         };
-        let ppid = self.getpid()?;
-        self.start_thread("clone", &plan, ppid, start)
+        let me = self.getpid()?;
+        if plan.sibling && !plan.thread {
+            // CLONE_PARENT: the caller's parent is the child's, and it is told of the
+            // child's end with the caller's own exit signal (Linux ignores the one given).
+            let (ppid, exit_signal) = self.sibling_parent()?;
+            let plan = ClonePlan {
+                exit_signal,
+                ..plan
+            };
+            return self.start_thread("clone", &plan, ppid, start);
+        }
+        self.start_thread("clone", &plan, me, start)
+    }
+
+    /// The parent and exit signal of a `CLONE_PARENT` child: the caller's. `EINVAL` from
+    /// the image's init, which has no parent to share (Linux refuses its init so too).
+    fn sibling_parent(&self) -> Result<(Pid, u64), Errno> {
+        let guard = self.state.lock();
+        let st = &guard.0;
+        let caller = st.threads.get(&current_key()).ok_or(Errno::ESRCH)?;
+        if st.init == Some(caller.pid) {
+            return Err(Errno::EINVAL);
+        }
+        let process = st.procs.get(&caller.pid).ok_or(Errno::ESRCH)?;
+        Ok((process.ppid, process.exit_signal as u64))
     }
 
     fn start_thread(

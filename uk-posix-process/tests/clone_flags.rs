@@ -60,8 +60,7 @@ fn model(f: u64, via: Via) -> Result<(), Errno> {
         | CLONE_NEWUSER
         | CLONE_NEWPID
         | CLONE_NEWNET;
-    let unsupported =
-        CLONE_PTRACE | CLONE_VFORK | CLONE_PARENT | CLONE_UNTRACED | CLONE_IO | CLONE_INTO_CGROUP;
+    let unsupported = CLONE_PTRACE | CLONE_VFORK | CLONE_UNTRACED | CLONE_IO | CLONE_INTO_CGROUP;
     let defined = 0x1_ffff_ff00u64 | CLONE_INTO_CGROUP;
     let einval = f & !defined != 0
         || (via == Via::Clone && f >> 32 != 0)

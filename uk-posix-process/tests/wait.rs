@@ -206,6 +206,65 @@ fn the_exit_signal_reaches_the_parent_with_the_childs_information() {
     });
 }
 
+/// `CLONE_PARENT` makes the child its creator's sibling: the creator's parent waits for it
+/// and is told of its end with the creator's own exit signal, not the one given. The
+/// image's init has no parent to share: `EINVAL`, and nothing is made.
+#[test]
+fn a_clone_parent_child_belongs_to_its_creators_parent() {
+    use uk_posix_process::ChildStart;
+    use uk_posix_process::flags::{CLONE_FILES, CLONE_FS, CLONE_PARENT, CLONE_VM, CloneArgs, Via};
+
+    fn sibling_of_caller(
+        sys: &'static System,
+        f: impl FnOnce() -> i32 + 'static,
+    ) -> Result<Pid, Errno> {
+        let flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_PARENT | SIGUSR1 as u64;
+        let (entry, arg) = common::boxed(f);
+        sys.clone(
+            &CloneArgs::from_legacy(flags, 0, 0, 0, 0),
+            Via::Clone,
+            ChildStart::Call { entry, arg },
+        )
+    }
+
+    run_main(|sys, _| {
+        let main = sys.getpid().unwrap();
+        let before = (sys.thread_count(), sys.ids_in_use());
+        assert_eq!(
+            sibling_of_caller(sys, || 0),
+            Err(Errno::EINVAL),
+            "from init"
+        );
+        assert_eq!((sys.thread_count(), sys.ids_in_use()), before);
+
+        sys.rt_sigprocmask(SIG_BLOCK, Some(sig_bit(SIGCHLD) | sig_bit(SIGUSR1)))
+            .unwrap();
+        let sibling = Rc::new(Cell::new(0));
+        let its_parent = Rc::new(Cell::new(0));
+        let (s, p) = (sibling.clone(), its_parent.clone());
+        let middle = sigchld_child(sys, move || {
+            let pid = sibling_of_caller(sys, move || {
+                p.set(sys.getppid().unwrap());
+                4
+            });
+            s.set(pid.unwrap());
+            0
+        });
+        settle();
+        assert_eq!(its_parent.get(), main, "the creator's parent");
+        // Both children are main's, ended with SIGCHLD (the creator's exit signal).
+        let mut reaped = [
+            sys.wait4(-1, 0).unwrap().unwrap(),
+            sys.wait4(-1, 0).unwrap().unwrap(),
+        ];
+        reaped.sort_by_key(|r| r.pid);
+        let mut want = [(middle, exited(0)), (sibling.get(), exited(4))];
+        want.sort_by_key(|w| w.0);
+        assert_eq!(reaped.map(|r| (r.pid, r.how)), want);
+        assert_eq!(sys.sigpending(), Ok(sig_bit(SIGCHLD)), "no SIGUSR1");
+    });
+}
+
 #[test]
 fn clone_children_are_for_wclone_and_wall_waits() {
     run_main(|sys, _| {

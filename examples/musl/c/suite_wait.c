@@ -60,6 +60,26 @@ static int exit_with_pipe_byte(void *arg)
 	return c;
 }
 
+/* A stack for a grandchild: the child that makes it still runs on `child_stack`. */
+static char sibling_stack[16384] __attribute__((aligned(16)));
+
+/* Records its parent's pid in `arg`. */
+static int note_parent(void *arg)
+{
+	*(volatile pid_t *)arg = getppid();
+	return 4;
+}
+
+/* Makes a CLONE_PARENT child (its own sibling) that records its parent in `arg[1]`; stores
+ * the sibling's pid in `arg[0]`. */
+static int make_sibling(void *arg)
+{
+	volatile pid_t *out = arg;
+	out[0] = clone(note_parent, sibling_stack + sizeof sibling_stack,
+		       CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_PARENT | SIGUSR1, (void *)&out[1]);
+	return 0;
+}
+
 static int killed_by_sigterm(void *arg)
 {
 	(void)arg;
@@ -210,6 +230,23 @@ void checks_children(void)
 	CHECK(waitid(P_PIDFD, pidfd, &si, WEXITED) == 0 && si.si_pid == pid && si.si_status == 6);
 	CHECK(syscall(SYS_pidfd_open, getpid(), 1) == -1 && errno == EINVAL);
 	close(pidfd);
+
+	/* CLONE_PARENT: a child's CLONE_PARENT child is its sibling, which this process waits
+	 * for; it ends with its creator's exit signal (SIGCHLD), not the one given. The first
+	 * process (init) has no parent to share: EINVAL. */
+	CHECK(clone(note_parent, sibling_stack + sizeof sibling_stack,
+		    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_PARENT | SIGCHLD, NULL) == -1 &&
+	      errno == EINVAL);
+	volatile pid_t family[2] = { 0, 0 };
+	pid_t middle = start(make_sibling, SIGCHLD, (void *)family);
+	int reaped = 0, statuses = 0;
+	for (int i = 0; i < 2; i++) {
+		pid_t got = waitpid(-1, &status, 0);
+		reaped += got == middle || (got == family[0] && got > 0);
+		statuses += WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+	}
+	CHECK(family[0] > 0 && reaped == 2 && statuses == 4);
+	CHECK_EQ(family[1], getpid());
 
 	/* clone with CLONE_PIDFD hands the parent a pidfd (close-on-exec) through the
 	 * parent_tid argument; pidfd_getfd copies a descriptor of the process it names. */
