@@ -11,6 +11,9 @@
 //! - [`LocalTimer`]: the per-CPU one-shot timer that drives sleeps and preemption.
 //! - [`HandlerTable`]: which function handles which line; lock-free, so registering never
 //!   races with an interrupt being dispatched.
+//! - [`InterruptedRegisters`]: the interrupted code's registers, as a board's interrupt
+//!   entry saved them ([`Interrupts::interrupted_registers`]): read and, where the board's
+//!   return path takes them back, written.
 //!
 //! Every fallible call returns an [`IrqError`] and leaves the hardware as it was.
 

@@ -24,7 +24,10 @@
 //! - [`irq`]: interrupt controllers split as the hardware is — a distributor side
 //!   ([`irq::IrqDistributor`]: enable, priority, trigger, routing) and a per-CPU side
 //!   ([`irq::IrqCpuInterface`]: acknowledge, end of interrupt, SGIs/IPIs), a per-CPU
-//!   [`irq::LocalTimer`], and a lock-free handler table ([`irq::HandlerTable`]).
+//!   [`irq::LocalTimer`], and a lock-free handler table ([`irq::HandlerTable`]). While a
+//!   handler runs, [`irq::Interrupts::interrupted_registers`] gives it the interrupted
+//!   code's registers ([`irq::InterruptedRegisters`]: each board's frame described by a
+//!   table in Linux's `ucontext_t` order), which a process layer hands to signal handlers.
 //!
 //! # Example
 //!
