@@ -1024,14 +1024,12 @@ impl System {
         }
         if let Err(e) = host.add(&thread) {
             log::warn!("clone: scheduling the thread failed: {e}");
-            #[cfg(feature = "vfs")]
             if let Some(fd) = pidfd {
-                let _ = self.vfs().close(fd);
+                self.take_back_pidfd(fd);
             }
             self.forget_thread(thread.id());
             return Err(Errno::ENOMEM);
         }
-        let _ = pidfd;
         Ok(tid)
     }
 
@@ -1041,10 +1039,16 @@ impl System {
     fn hand_out_pidfd(&self, pid: Pid, at: usize, space: &AddressSpace) -> Result<i32, Errno> {
         let fd = self.vfs().pidfd_open(pid, 0)?;
         if let Err(e) = UserPtr::<i32>::new(at).write(space, fd) {
-            let _ = self.vfs().close(fd);
+            self.take_back_pidfd(fd);
             return Err(e);
         }
         Ok(fd)
+    }
+
+    /// Closes a pidfd [`System::hand_out_pidfd`] made for a clone that then failed.
+    #[cfg(feature = "vfs")]
+    fn take_back_pidfd(&self, fd: i32) {
+        let _ = self.vfs().close(fd);
     }
 
     /// Without uk-vfs there are no pidfds: `CLONE_PIDFD` is refused before anything is
@@ -1053,6 +1057,10 @@ impl System {
     fn hand_out_pidfd(&self, _pid: Pid, _at: usize, _space: &AddressSpace) -> Result<i32, Errno> {
         Err(Errno::ENOSYS)
     }
+
+    /// Without uk-vfs no pidfd is ever handed out, so none is taken back.
+    #[cfg(not(feature = "vfs"))]
+    fn take_back_pidfd(&self, _fd: i32) {}
 
     /// Undoes a registration whose thread never ran.
     fn forget_thread(&self, key: u64) {
