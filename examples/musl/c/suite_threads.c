@@ -392,10 +392,13 @@ static void timer_thread(union sigval value)
 
 /* Yields until a handler has run (in this thread, since only it is sent the signal);
  * returns how many ran. */
+static volatile int spinner_counting;
+
 static void *yielding_spinner(void *arg)
 {
 	(void)arg;
 	int start = handler_calls;
+	spinner_counting = 1;
 	for (int i = 0; i < 100000 && handler_calls == start; i++)
 		sched_yield();
 	return (void *)(long)(handler_calls - start);
@@ -598,8 +601,12 @@ void group_signals(void)
 	sa.sa_handler = count_signal;
 	CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
 	pthread_t spinner;
+	spinner_counting = 0;
 	CHECK_EQ(pthread_create(&spinner, NULL, yielding_spinner, NULL), 0);
-	sched_yield();
+	/* Sent once the spinner counts (a preempted spinner may not have begun yet, and a
+	   signal during its start-up would run before it looked). */
+	for (int i = 0; i < 100000 && !spinner_counting; i++)
+		sched_yield();
 	CHECK_EQ(pthread_kill(spinner, SIGUSR1), 0);
 	void *ran;
 	CHECK_EQ(pthread_join(spinner, &ran), 0);
