@@ -4,7 +4,9 @@
 //! it. [`CloneArgs::validate`] applies Linux's own consistency rules first (they give
 //! `EINVAL` exactly as Linux does), then the table: a flag this layer cannot honour gives
 //! `EINVAL` (namespaces: as a Linux built without them) or `ENOSYS` (a separate address
-//! space, file table or fs context would be a fork; vfork, ptrace, pidfd, cgroups).
+//! space, file table or fs context would be a fork; vfork, ptrace, cgroups). `CLONE_PIDFD`
+//! and `CLONE_PARENT` pass here; [`crate::System::clone`] carries them out (a pidfd for the
+//! parent; the caller's parent as the child's).
 //! Validation touches nothing: a refused request changes no state.
 
 use uk_syscall::Errno;

@@ -20,8 +20,9 @@
 //! - **Clone's logic is apart from how the child starts.** [`System::clone`] validates the
 //!   flags against [`flags::FLAG_TABLE`] (Linux's own consistency rules first), checks
 //!   every pointer it will write, reserves a tid, creates the thread, picks its thread
-//!   group and thread pointer (`CLONE_SETTLS`, else the caller's), writes
-//!   `PARENT_SETTID`/`CHILD_SETTID` and only then schedules the child. *How* the child
+//!   group and thread pointer (`CLONE_SETTLS`, else the caller's), hands out the parent's
+//!   pidfd (`CLONE_PIDFD`), writes `PARENT_SETTID`/`CHILD_SETTID` and only then schedules
+//!   the child. *How* the child
 //!   starts is a [`ChildStart`]: a function on the clone stack (musl's `__clone` as a
 //!   direct call, [`clone_call`]), or a closure from the syscall layer that resumes the
 //!   trapped caller's registers with a return value of 0 on the child's stack (Linux
