@@ -290,11 +290,6 @@ impl InterruptedRegisters {
             _ => false,
         }
     }
-
-    /// Whether register `register` can be changed ([`Self::set`]).
-    pub fn is_writable(&self, register: usize) -> bool {
-        matches!(self.layout.get(register), Some(RegisterSlot::Word(_)))
-    }
 }
 
 /// A handler for one interrupt line; gets the number it was registered for.
@@ -426,7 +421,6 @@ mod tests {
             assert!(!registers.set(1, 0));
             assert!(!registers.set(GENERAL_REGISTERS, 0));
         }
-        assert!(registers.is_writable(0) && !registers.is_writable(flags));
         assert_eq!(frame, [10, 11, 99, 13, 14, 15, 16, 17]);
     }
 }

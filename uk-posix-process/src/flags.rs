@@ -5,8 +5,8 @@
 //! `EINVAL` exactly as Linux does), then the table: a flag this layer cannot honour gives
 //! `EINVAL` (namespaces: as a Linux built without them) or `ENOSYS` (a separate address
 //! space, file table or fs context would be a fork; vfork, ptrace, cgroups). `CLONE_PIDFD`
-//! and `CLONE_PARENT` pass here; [`crate::System::clone`] carries them out (a pidfd for the
-//! parent; the caller's parent as the child's).
+//! (with uk-vfs, feature `vfs`) and `CLONE_PARENT` pass here; [`crate::System::clone`]
+//! carries them out (a pidfd for the parent; the caller's parent as the child's).
 //! Validation touches nothing: a refused request changes no state.
 
 use uk_syscall::Errno;
@@ -113,7 +113,16 @@ pub const FLAG_TABLE: &[FlagRow] = &[
     row("CLONE_FS", CLONE_FS, Support::Required),
     row("CLONE_FILES", CLONE_FILES, Support::Required),
     row("CLONE_SIGHAND", CLONE_SIGHAND, Support::Accepted),
-    row("CLONE_PIDFD", CLONE_PIDFD, Support::Accepted),
+    // A pidfd is a uk-vfs descriptor: without it (feature `vfs`) there is none to hand out.
+    row(
+        "CLONE_PIDFD",
+        CLONE_PIDFD,
+        if cfg!(feature = "vfs") {
+            Support::Accepted
+        } else {
+            Support::Refused(Errno::ENOSYS)
+        },
+    ),
     row(
         "CLONE_PTRACE",
         CLONE_PTRACE,

@@ -847,17 +847,21 @@ impl System {
             }
         };
         let me = self.getpid()?;
-        if plan.sibling && !plan.thread {
+        let (ppid, plan) = if plan.sibling && !plan.thread {
             // CLONE_PARENT: the caller's parent is the child's, and it is told of the
             // child's end with the caller's own exit signal (Linux ignores the one given).
             let (ppid, exit_signal) = self.sibling_parent()?;
-            let plan = ClonePlan {
-                exit_signal,
-                ..plan
-            };
-            return self.start_thread("clone", &plan, ppid, start);
-        }
-        self.start_thread("clone", &plan, me, start)
+            (
+                ppid,
+                ClonePlan {
+                    exit_signal,
+                    ..plan
+                },
+            )
+        } else {
+            (me, plan)
+        };
+        self.start_thread("clone", &plan, ppid, start)
     }
 
     /// The parent and exit signal of a `CLONE_PARENT` child: the caller's. `EINVAL` from
@@ -891,10 +895,6 @@ impl System {
             UserPtr::<u32>::new(p).check(&space)?;
         }
         if let Some(p) = plan.pidfd {
-            if cfg!(not(feature = "vfs")) {
-                log::warn!("clone: CLONE_PIDFD without uk-vfs (feature `vfs`): ENOSYS");
-                return Err(Errno::ENOSYS);
-            }
             UserPtr::<i32>::new(p).check(&space)?;
         }
         // The child's stack and entry.
@@ -1051,8 +1051,8 @@ impl System {
         let _ = self.vfs().close(fd);
     }
 
-    /// Without uk-vfs there are no pidfds: `CLONE_PIDFD` is refused before anything is
-    /// made (see [`System::clone`]), so this is never reached with a request.
+    /// Without uk-vfs there are no pidfds: the flag table refuses `CLONE_PIDFD`
+    /// ([`crate::flags::FLAG_TABLE`]), so this is never reached with a request.
     #[cfg(not(feature = "vfs"))]
     fn hand_out_pidfd(&self, _pid: Pid, _at: usize, _space: &AddressSpace) -> Result<i32, Errno> {
         Err(Errno::ENOSYS)
