@@ -19,7 +19,9 @@
 //!   usable memory regions, the kernel command line, and ways to end the run; optionally
 //!   where devices are: virtio-mmio slots ([`VirtioMmioSlot`]), PCI configuration access
 //!   ([`PciConfigAccess`]) and which device addresses are mapped
-//!   ([`Platform::mmio_is_mapped`]), for uk-virtio.
+//!   ([`Platform::mmio_is_mapped`]), for uk-virtio; and optionally page-granular access
+//!   rights for RAM ([`PageProtection`], [`Platform::page_protection`]): guard pages and
+//!   `mprotect`.
 //!
 //! - [`irq`]: interrupt controllers split as the hardware is — a distributor side
 //!   ([`irq::IrqDistributor`]: enable, priority, trigger, routing) and a per-CPU side
@@ -246,6 +248,83 @@ pub enum PciConfigAccess {
     PortIo,
 }
 
+/// The size of the pages [`PageProtection`] works on: 4 KiB on both boards.
+pub const PROTECTION_PAGE: usize = 4096;
+
+/// What a page of RAM may be used for, as [`PageProtection`] sets it.
+///
+/// Execution is not a right of its own: RAM outside the image is never executable on the
+/// boards (Arm `XN`; x86 maps it executable, but nothing loads code there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PageAccess {
+    /// Any access faults (a guard page, `PROT_NONE`).
+    None,
+    /// Reads succeed, writes fault (`PROT_READ`).
+    ReadOnly,
+    /// Reads and writes succeed: how the boards map all RAM at boot.
+    ReadWrite,
+}
+
+/// Why [`PageProtection::set_access`] changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProtectError {
+    /// The start or the length is not a multiple of [`PROTECTION_PAGE`], or the length is 0.
+    Unaligned,
+    /// Part of the range is not RAM the board hands out ([`Platform::memory_regions`]):
+    /// the image, its stacks and page tables, device memory or nothing at all.
+    NotRam,
+    /// A page table needed to give single pages their own rights could not be allocated.
+    OutOfTables,
+}
+
+impl core::fmt::Display for ProtectError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Unaligned => "range not page-aligned or empty",
+            Self::NotRam => "range not in the board's RAM",
+            Self::OutOfTables => "no memory for a page table",
+        })
+    }
+}
+
+/// Page-granular access rights for RAM: guard pages and `mprotect`.
+///
+/// The boards map RAM in large blocks (2 MiB and 1 GiB), all readable and writable. A board
+/// that implements this trait gives a block its own table of 4 KiB pages the first time a
+/// page in it needs other rights (the table stays afterwards), so a process layer can make
+/// `PROT_NONE` and `PROT_READ` mappings that fault, and a scheduler can put a guard page
+/// below a stack. An access against the rights is a CPU exception, which the board reports
+/// as it reports any other fault.
+///
+/// Other CPUs may keep using a translation cached before the change until their TLB
+/// forgets it, where the architecture does not broadcast the invalidation (x86 without an
+/// IPI); the boards say which they do.
+pub trait PageProtection: Sync {
+    /// Gives the pages of `[start, start + len)` the rights `access`. All or nothing: on an
+    /// error no page changed.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtectError::Unaligned`] for a misaligned or empty range,
+    /// [`ProtectError::NotRam`] for a range that leaves the board's RAM,
+    /// [`ProtectError::OutOfTables`] when a page table could not be allocated.
+    ///
+    /// # Safety
+    ///
+    /// Taking rights away makes every access of that kind to the pages fault, the kernel's
+    /// own included: the caller must own the pages (a mapping it made, a stack's guard) and
+    /// give them back [`PageAccess::ReadWrite`] before they return to an allocator.
+    unsafe fn set_access(
+        &self,
+        start: usize,
+        len: usize,
+        access: PageAccess,
+    ) -> Result<(), ProtectError>;
+
+    /// The rights of the page holding `addr`, or `None` outside the board's RAM.
+    fn access(&self, addr: usize) -> Option<PageAccess>;
+}
+
 /// What the runtime needs from a board to start an application and end the run.
 ///
 /// The methods with default bodies are optional: a board overrides those it has something
@@ -296,6 +375,11 @@ pub trait Platform: Console + Clock {
     fn mmio_is_mapped(&self, base: u64, size: u64) -> bool {
         let _ = (base, size);
         false
+    }
+    /// Page-granular access rights for RAM ([`PageProtection`]), if the board can set them.
+    /// `None` by default: all RAM stays readable and writable.
+    fn page_protection(&self) -> Option<&dyn PageProtection> {
+        None
     }
 }
 
