@@ -10,6 +10,8 @@ use core::ptr::NonNull;
 use uk_context::ContextOps;
 use uk_hal::Clock;
 use uk_sched::{RoundRobin, SchedError, Scheduler, ThreadBuilder, ThreadRef};
+use uk_syscall::Errno;
+use uk_syscall::user::PageRights;
 
 /// The scheduler threads of the process layer live in. Object-safe, so the layer does not
 /// name the scheduler's type parameters; [`RoundRobin`] implements it.
@@ -122,6 +124,29 @@ pub trait PageSource {
     fn memory(&self) -> Option<(usize, usize)> {
         None
     }
+    /// Gives the `len` bytes of pages at `start`, part of live runs of this source, the
+    /// rights `rights` in hardware (`mmap`'s and `mprotect`'s `prot`); returns whether it
+    /// did. `Ok(false)`, the default, says the source cannot: the pages stay readable and
+    /// writable and the protection is only accepted, as it was before boards could set it.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` when the hardware needs memory it cannot get (a page table); nothing
+    /// changed then.
+    ///
+    /// # Safety
+    ///
+    /// `start` and `len` are page-aligned and lie in live runs of this source, which the
+    /// caller owns; it gives them back [`PageRights::ReadWrite`] before they are freed.
+    unsafe fn set_rights(
+        &self,
+        start: NonNull<u8>,
+        len: usize,
+        rights: PageRights,
+    ) -> Result<bool, Errno> {
+        let _ = (start, len, rights);
+        Ok(false)
+    }
 }
 
 /// Pages from the global allocator (`alloc::alloc`), page-aligned: the default of a hosted
@@ -199,6 +224,33 @@ impl PageSource for ImagePages {
     fn memory(&self) -> Option<(usize, usize)> {
         let image = uk_rt::allocator();
         Some((image.total(), image.available()))
+    }
+
+    unsafe fn set_rights(
+        &self,
+        start: NonNull<u8>,
+        len: usize,
+        rights: PageRights,
+    ) -> Result<bool, Errno> {
+        let Some(protection) = uk_rt::try_platform().and_then(|p| p.page_protection()) else {
+            return Ok(false);
+        };
+        let access = match rights {
+            PageRights::None => uk_hal::PageAccess::None,
+            PageRights::Read => uk_hal::PageAccess::ReadOnly,
+            PageRights::ReadWrite => uk_hal::PageAccess::ReadWrite,
+        };
+        // SAFETY: forwarded contract: pages of live runs the caller owns, given back
+        // read-write before they are freed.
+        match unsafe { protection.set_access(start.as_ptr() as usize, len, access) } {
+            Ok(()) => Ok(true),
+            Err(uk_hal::ProtectError::OutOfTables) => Err(Errno::ENOMEM),
+            Err(e) => {
+                // The page pool hands out the board's RAM: anything else is a bug here.
+                log::error!("uk-posix-process: page rights at {start:p}+{len:#x}: {e}");
+                Err(Errno::ENOMEM)
+            }
+        }
     }
 }
 

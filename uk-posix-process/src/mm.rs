@@ -8,8 +8,20 @@
 //! is counted per mapping that covers it, and its memory is kept until the last of them is
 //! unmapped. Two mappings of the same file pages share one address here (one address
 //! space without an MMU to alias pages), so an `munmap` of one of them only drops that
-//! mapping's count of the pages. There is no MMU protection per mapping: `mprotect`
-//! checks its arguments and succeeds on mapped memory.
+//! mapping's count of the pages.
+//!
+//! Page rights: `mmap`'s and `mprotect`'s `prot` take effect on the pages of private
+//! mappings when the page source can set rights in hardware ([`crate::PageSource::set_rights`];
+//! on a booted image, a board with uk-hal's `PageProtection`): `PROT_NONE` pages fault on
+//! every access and `PROT_READ` ones on writes, as musl's thread stack guards and a
+//! program's own guard pages expect. The same rights go into uk-syscall's record
+//! (`set_rights`), so a system call handed such a page fails with `EFAULT` instead of
+//! faulting in the kernel. Rights taken away are recorded before the hardware changes and
+//! given back in hardware first, and every page is made read-write again before it returns
+//! to the page source or this layer writes it (`munmap`, `mremap`, `MADV_DONTNEED`, a
+//! `MAP_FIXED` over it). The break, shared file mappings (the file's pages, which other
+//! mappings may share at the same address) and the image keep read-write whatever
+//! `mprotect` says, and so does everything when the source cannot set rights.
 //!
 //! An `munmap` of part of a private mapping gives those pages back to the page source at
 //! once, as Linux frees them, when the source can free part of a run
@@ -37,8 +49,10 @@ use uk_syscall::Errno;
 
 use crate::PAGE_SIZE;
 use crate::system::System;
-use uk_syscall::user::UserSlice;
+use uk_syscall::user::{PageRights, UserSlice, protected_in, set_rights};
 
+/// Pages may not be accessed at all.
+pub const PROT_NONE: u32 = 0;
 /// Pages may be read.
 pub const PROT_READ: u32 = 1;
 /// Pages may be written.
@@ -270,6 +284,19 @@ impl Mm {
         self.find(addr).is_some() || self.shared_page(addr)
     }
 
+    /// The parts of `[addr, addr + bytes)` inside private mappings, as (start, length).
+    fn private_runs(&self, addr: usize, bytes: usize) -> Vec<(usize, usize)> {
+        let end = addr.saturating_add(bytes);
+        self.maps
+            .range(..end)
+            .filter(|(s, m)| **s + m.pages * PAGE_SIZE > addr)
+            .map(|(&s, m)| {
+                let from = addr.max(s);
+                (from, end.min(s + m.pages * PAGE_SIZE) - from)
+            })
+            .collect()
+    }
+
     /// Bytes mapped now and the most mapped at once (private mappings and the break, as
     /// `RLIMIT_DATA` counts them, plus the pages of shared file mappings now).
     #[cfg(feature = "vfs")]
@@ -284,8 +311,8 @@ impl Mm {
     /// What is mapped, ascending by address, as `/proc/<pid>/maps` lists it: each stretch
     /// of mapped pages of a private mapping (its file's path, device, inode and offset for
     /// a file mapping), the break (`[heap]`), and runs of consecutive pages of shared file
-    /// mappings of one file. There is no protection per mapping here (`mprotect` checks
-    /// its arguments only): every line says `rw`.
+    /// mappings of one file. A private mapping's pages say the rights `mprotect` gave them
+    /// (`r--`, `---`) where the board could set them, `rw` elsewhere.
     #[cfg(feature = "vfs")]
     pub(crate) fn regions(&self) -> Vec<uk_vfs::MapEntry> {
         let line = |start: usize, end: usize, shared: bool| uk_vfs::MapEntry {
@@ -313,14 +340,32 @@ impl Mm {
                 while p < m.pages && m.is_live(p) {
                     p += 1;
                 }
-                let mut e = line(start + first * PAGE_SIZE, start + p * PAGE_SIZE, false);
-                if let Some((_, offset)) = &m.file {
-                    e.offset = offset + (first * PAGE_SIZE) as u64;
-                    e.dev = dev;
-                    e.ino = ino;
-                    e.name = m.name.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
+                // One line per run of pages with the same rights.
+                let (from, to) = (start + first * PAGE_SIZE, start + p * PAGE_SIZE);
+                let mut pieces = Vec::new();
+                let mut at = from;
+                for (s, e, r) in protections(from, to - from) {
+                    if at < s {
+                        pieces.push((at, s, PageRights::ReadWrite));
+                    }
+                    pieces.push((s, e, r));
+                    at = e;
                 }
-                out.push(e);
+                if at < to {
+                    pieces.push((at, to, PageRights::ReadWrite));
+                }
+                for (s, e, rights) in pieces {
+                    let mut entry = line(s, e, false);
+                    entry.read = rights != PageRights::None;
+                    entry.write = rights == PageRights::ReadWrite;
+                    if let Some((_, offset)) = &m.file {
+                        entry.offset = offset + (s - start) as u64;
+                        entry.dev = dev;
+                        entry.ino = ino;
+                        entry.name = m.name.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
+                    }
+                    out.push(entry);
+                }
             }
         }
         if let Some(b) = &self.brk
@@ -381,6 +426,28 @@ fn read_file(node: &uk_vfs::VnodeRef, offset: u64, buf: &mut [u8]) -> Result<(),
 
 fn pages_for(len: usize) -> Option<usize> {
     len.checked_add(PAGE_SIZE - 1).map(|l| l / PAGE_SIZE)
+}
+
+/// The rights `prot` gives a page: writable ones are read-write (x86 and Arm have no
+/// write-only pages), readable or executable ones read-only, `PROT_NONE` none.
+fn rights_for(prot: u32) -> PageRights {
+    if prot & PROT_WRITE != 0 {
+        PageRights::ReadWrite
+    } else if prot & (PROT_READ | PROT_EXEC) != 0 {
+        PageRights::Read
+    } else {
+        PageRights::None
+    }
+}
+
+/// Pages `[start, end)` with the same rights, as uk-syscall's record holds them.
+type RightsRange = (usize, usize, PageRights);
+
+/// The recorded ranges of `[start, start + len)` that are not read-write, clipped to it.
+fn protections(start: usize, len: usize) -> Vec<RightsRange> {
+    let mut found = Vec::new();
+    protected_in(start, len, |s, e, r| found.push((s, e, r)));
+    found
 }
 
 impl System {
@@ -500,8 +567,18 @@ impl System {
                 return Err(Errno::ENOMEM);
             }
             drop(mm);
-            UserSlice::new(addr, bytes).fill(&space, 0)?;
-            Self::fill_source(&source, &space, addr, bytes)?;
+            let before = self.unprotect(addr, bytes);
+            let filled = UserSlice::new(addr, bytes)
+                .fill(&space, 0)
+                .and_then(|()| Self::fill_source(&source, &space, addr, bytes));
+            if let Err(e) = filled {
+                let _ = self.reprotect(&before, 0);
+                return Err(e);
+            }
+            if let Err(e) = self.set_page_rights(addr, bytes, rights_for(prot)) {
+                let _ = self.reprotect(&before, 0);
+                return Err(e);
+            }
             return Ok(addr);
         }
         // Reserve the bytes and take the pages, fill them without the lock (a file may be
@@ -522,6 +599,7 @@ impl System {
             Err(_) => Err(Errno::ENOMEM),
             Ok(()) => Self::fill_source(&source, &space, start, bytes),
         };
+        let filled = filled.and_then(|()| self.set_page_rights(start, bytes, rights_for(prot)));
         let mut mm = self.mm.lock();
         if let Err(e) = filled {
             mm.data -= bytes;
@@ -661,6 +739,11 @@ impl System {
             .checked_mul(PAGE_SIZE)
             .and_then(|b| addr.checked_add(b))
             .ok_or(Errno::EINVAL)?;
+        // Pages go back to the page source read-write.
+        let runs = self.mm.lock().private_runs(addr, end - addr);
+        for (start, n) in runs {
+            self.unprotect(start, n);
+        }
         let mut freed = Vec::new();
         #[cfg(feature = "vfs")]
         let mut unshared = Vec::new();
@@ -818,29 +901,167 @@ impl System {
             0,
         )?;
         let space = self.address_space();
+        // The pages move with their rights (read-write while copied); the growth gets the
+        // rights of the last page, as Linux extends the last mapping.
+        let before = self.unprotect(old, old_bytes);
         let copied = UserSlice::new(old, old_bytes)
             .bytes(&space)
-            .and_then(|from| UserSlice::new(new, old_bytes).write(&space, from));
+            .and_then(|from| UserSlice::new(new, old_bytes).write(&space, from))
+            .and_then(|_| self.reprotect(&before, new.wrapping_sub(old)))
+            .and_then(|()| match before.last() {
+                Some(&(_, e, r)) if e == old + old_bytes => {
+                    self.set_page_rights(new + old_bytes, new_bytes - old_bytes, r)
+                }
+                _ => Ok(()),
+            });
         if let Err(e) = copied {
             self.munmap(new, new_bytes)?;
+            let _ = self.reprotect(&before, 0);
             return Err(e);
         }
         self.munmap(old, old_bytes)?;
         Ok(new)
     }
 
-    /// mprotect(2): checks the arguments; the memory stays readable and writable (one
-    /// address space without per-mapping protection).
+    /// mprotect(2): pages of private mappings get the rights `prot` asks for, when the page
+    /// source can set them (a booted image whose board implements uk-hal's
+    /// `PageProtection`): `PROT_NONE` pages fault on any access, `PROT_READ` ones on writes,
+    /// and a system call naming them gets `EFAULT` for what they do not allow. The break,
+    /// shared file mappings (the file's own pages, which another mapping may share) and the
+    /// image and its RAM only have the arguments checked, and stay readable and writable;
+    /// so does everything when the source cannot set rights (a hosted build).
     ///
     /// # Errors
     ///
     /// `EINVAL` for an unaligned address or unknown prot bits, `ENOMEM` for a range that is
-    /// not mapped (neither this layer's mappings or break, nor the image and its RAM).
+    /// not mapped (neither this layer's mappings or break, nor the image and its RAM), or
+    /// when the rights need memory (a page table, or more than uk-syscall's
+    /// `MAX_PROTECTED_RANGES` protected ranges). Nothing changes on an error.
     pub fn mprotect(&self, addr: usize, len: usize, prot: u32) -> Result<(), Errno> {
         if addr % PAGE_SIZE != 0 || prot & !(PROT_KNOWN | 0x0100_0000 | 0x0200_0000) != 0 {
             return Err(Errno::EINVAL);
         }
-        self.check_mapped(addr, len)
+        self.check_mapped(addr, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let bytes = pages_for(len).ok_or(Errno::ENOMEM)? * PAGE_SIZE;
+        let parts = self.mm.lock().private_runs(addr, bytes);
+        let rights = rights_for(prot);
+        let mut done: Vec<(usize, usize, Vec<RightsRange>)> = Vec::new();
+        for (start, n) in parts {
+            let before = protections(start, n);
+            if let Err(e) = self.set_page_rights(start, n, rights) {
+                for (start, n, before) in done.into_iter().rev() {
+                    self.restore_page_rights(start, n, &before);
+                }
+                return Err(e);
+            }
+            done.push((start, n, before));
+        }
+        Ok(())
+    }
+
+    /// Gives the pages `[start, start + len)` of private mappings `rights`: in the record
+    /// system calls check (uk-syscall's `set_rights`) and in hardware, through the page
+    /// source. Rights taken away are recorded before the hardware changes, rights given
+    /// back after, so a system call never touches a page the hardware refuses. When the
+    /// source cannot set rights, nothing changes and this succeeds (the protection is only
+    /// accepted). All or nothing.
+    fn set_page_rights(&self, start: usize, len: usize, rights: PageRights) -> Result<(), Errno> {
+        let Some(ptr) = NonNull::new(start as *mut u8) else {
+            return Err(Errno::ENOMEM);
+        };
+        let before = protections(start, len);
+        if rights == PageRights::ReadWrite {
+            if before.is_empty() {
+                return Ok(());
+            }
+            // SAFETY: pages of private mappings of this layer (the caller's runs), given
+            // back read-write.
+            unsafe { self.pages().set_rights(ptr, len, rights) }?;
+            return set_rights(start, len, rights).inspect_err(|_| {
+                // SAFETY: as above; the pages get back exactly the rights they had.
+                unsafe { self.put_back_hardware(start, len, &before) };
+            });
+        }
+        set_rights(start, len, rights)?;
+        // SAFETY: pages of private mappings of this layer, which give them back read-write
+        // before freeing them (`munmap`, `mremap`).
+        match unsafe { self.pages().set_rights(ptr, len, rights) } {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.put_back_record(start, len, &before);
+                Ok(())
+            }
+            Err(e) => {
+                self.put_back_record(start, len, &before);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives `[start, start + len)` back the rights `before` (what [`protections`] said of
+    /// it), in hardware and in the record: undoing a change that succeeded.
+    fn restore_page_rights(&self, start: usize, len: usize, before: &[RightsRange]) {
+        // SAFETY: the pages were changed by `set_page_rights` a moment ago: pages of private
+        // mappings of this layer, which get back the rights they had.
+        unsafe { self.put_back_hardware(start, len, before) };
+        self.put_back_record(start, len, before);
+    }
+
+    /// Sets the record of `[start, start + len)` back to `before`.
+    fn put_back_record(&self, start: usize, len: usize, before: &[RightsRange]) {
+        let restored = set_rights(start, len, PageRights::ReadWrite).and_then(|()| {
+            before
+                .iter()
+                .try_for_each(|&(s, e, r)| set_rights(s, e - s, r))
+        });
+        if let Err(e) = restored {
+            // It held these ranges a moment ago; only a concurrent change could fill it.
+            log::error!("uk-posix-process: page rights record at {start:#x}+{len:#x}: {e}");
+        }
+    }
+
+    /// Sets the hardware rights of `[start, start + len)` back to `before`.
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::PageSource::set_rights`]: pages of private mappings of this layer.
+    unsafe fn put_back_hardware(&self, start: usize, len: usize, before: &[RightsRange]) {
+        let pieces = core::iter::once((start, start + len, PageRights::ReadWrite))
+            .chain(before.iter().copied());
+        for (s, e, r) in pieces {
+            if let Some(ptr) = NonNull::new(s as *mut u8) {
+                // SAFETY: forwarded contract. The pages' tables exist already (they were
+                // changed before), so this needs no memory and cannot fail.
+                if let Err(e) = unsafe { self.pages().set_rights(ptr, e - s, r) } {
+                    log::error!("uk-posix-process: page rights at {s:#x}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Gives every protected page of `[start, start + len)` back read-write (in hardware,
+    /// then in the record): before its pages are freed, filled or copied by this layer.
+    /// Returns what was there, for [`System::reprotect`].
+    fn unprotect(&self, start: usize, len: usize) -> Vec<RightsRange> {
+        let before = protections(start, len);
+        for &(s, e, _) in &before {
+            if let Err(err) = self.set_page_rights(s, e - s, PageRights::ReadWrite) {
+                // Giving rights back needs no table; only a full record (a split) fails.
+                log::error!("uk-posix-process: unprotecting {s:#x}..{e:#x}: {err}");
+            }
+        }
+        before
+    }
+
+    /// Protects again, `offset` bytes further on, what [`System::unprotect`] returned.
+    fn reprotect(&self, ranges: &[RightsRange], offset: usize) -> Result<(), Errno> {
+        for &(s, e, r) in ranges {
+            self.set_page_rights(s.wrapping_add(offset), e - s, r)?;
+        }
+        Ok(())
     }
 
     /// madvise(2): every advice Linux knows is a hint this layer may ignore (memory is
@@ -873,8 +1094,13 @@ impl System {
             }
             let space = self.address_space();
             for (at, n, source) in self.private_parts(addr, bytes) {
-                UserSlice::new(at, n).fill(&space, 0)?;
-                Self::fill_source(&source, &space, at, n)?;
+                // Linux drops the pages whatever their rights: write them read-write.
+                let before = self.unprotect(at, n);
+                let filled = UserSlice::new(at, n)
+                    .fill(&space, 0)
+                    .and_then(|()| Self::fill_source(&source, &space, at, n));
+                self.reprotect(&before, 0)?;
+                filled?;
             }
         }
         Ok(())

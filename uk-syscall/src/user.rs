@@ -19,6 +19,10 @@
 //!   memory ends before its NUL, `ENAMETOOLONG` when no NUL comes within the limit;
 //! - a futex word ([`UserPtr::atomic`]) must be 4-byte aligned (`EINVAL`, checked before
 //!   the range, as Linux does);
+//! - a page recorded with fewer rights ([`set_rights`], by whoever made it `PROT_NONE` or
+//!   `PROT_READ` in hardware) is `EFAULT` for the access it does not allow: reads
+//!   ([`AddressSpace::check`]) need it readable, writes ([`AddressSpace::check_write`])
+//!   writable;
 //! - no input panics: every length and offset is computed with checked arithmetic.
 //!
 //! Typed accessors carry the address until they are used: [`UserPtr<T>`] for one value
@@ -173,14 +177,31 @@ impl AddressSpace {
             .any(|&(s, e)| addr >= s && end <= e && (len > 0 || addr < e))
     }
 
-    /// `Ok` when `len` bytes at `addr` may be accessed: a zero length always may, anything
-    /// else must be [`contained`](AddressSpace::contains).
+    /// `Ok` when `len` bytes at `addr` may be read: a zero length always may, anything else
+    /// must be [`contained`](AddressSpace::contains), with no page recorded inaccessible
+    /// ([`set_rights`]).
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a non-empty range not wholly inside one range of the space.
+    /// `EFAULT` for a non-empty range not wholly inside one range of the space, or with a
+    /// page that may not be read.
     pub fn check(&self, addr: usize, len: usize) -> Result<(), Errno> {
-        if len == 0 || self.contains(addr, len) {
+        self.check_access(addr, len, false)
+    }
+
+    /// `Ok` when `len` bytes at `addr` may be written: as [`check`](AddressSpace::check),
+    /// and no page of them is recorded read-only ([`set_rights`]).
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT` for a non-empty range outside the space or with a page that may not be
+    /// written.
+    pub fn check_write(&self, addr: usize, len: usize) -> Result<(), Errno> {
+        self.check_access(addr, len, true)
+    }
+
+    fn check_access(&self, addr: usize, len: usize, write: bool) -> Result<(), Errno> {
+        if len == 0 || (self.contains(addr, len) && rights::allows(addr, addr + len, write)) {
             Ok(())
         } else {
             Err(Errno::EFAULT)
@@ -382,7 +403,7 @@ impl<T: Copy> UserPtr<T> {
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a pointer outside `space`.
+    /// `EFAULT` for a pointer outside `space` or to memory recorded unreadable ([`set_rights`]).
     pub fn read(self, space: &AddressSpace) -> Result<T, Errno>
     where
         T: Plain,
@@ -403,9 +424,9 @@ impl<T: Copy> UserPtr<T> {
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a pointer outside `space`; nothing is written then.
+    /// `EFAULT` for a pointer outside `space` or to memory recorded read-only or inaccessible; nothing is written then.
     pub fn write(self, space: &AddressSpace, value: T) -> Result<(), Errno> {
-        self.check(space)?;
+        space.check_write(self.addr, size_of::<T>())?;
         if size_of::<T>() == 0 {
             return Ok(());
         }
@@ -426,7 +447,7 @@ impl UserPtr<u32> {
         if self.addr % align_of::<AtomicU32>() != 0 {
             return Err(Errno::EINVAL);
         }
-        self.check(space)?;
+        space.check_write(self.addr, size_of::<u32>())?;
         // SAFETY: aligned, checked caller memory, which stays mapped for the image's life
         // (one address space, never unmapped while declared); `AtomicU32` has the layout of
         // `u32`, and every access the kernel makes to the word from here on is atomic.
@@ -439,7 +460,13 @@ impl UserPtr<u32> {
     ///
     /// As [`UserPtr::atomic`].
     pub fn load(self, space: &AddressSpace) -> Result<u32, Errno> {
-        Ok(self.atomic(space)?.load(Ordering::SeqCst))
+        if self.addr % align_of::<AtomicU32>() != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.check(space)?;
+        // SAFETY: aligned, checked readable caller memory; `AtomicU32` has the layout of
+        // `u32`, and the word is only loaded.
+        Ok(unsafe { AtomicU32::from_ptr(self.addr as *mut u32) }.load(Ordering::SeqCst))
     }
 }
 
@@ -484,7 +511,7 @@ impl UserSlice {
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a buffer outside `space`.
+    /// `EFAULT` for a buffer outside `space` or with a page recorded inaccessible.
     pub fn bytes(self, space: &AddressSpace) -> Result<&[u8], Errno> {
         self.check(space)?;
         if self.len == 0 {
@@ -500,13 +527,13 @@ impl UserSlice {
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a buffer outside `space`; `f` does not run then.
+    /// `EFAULT` for a buffer outside `space` or with a page recorded read-only or inaccessible; `f` does not run then.
     pub fn with_mut<R>(
         self,
         space: &AddressSpace,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, Errno> {
-        self.check(space)?;
+        space.check_write(self.addr, self.len)?;
         if self.len == 0 {
             return Ok(f(&mut []));
         }
@@ -521,7 +548,7 @@ impl UserSlice {
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a buffer outside `space`; nothing is written then.
+    /// `EFAULT` for a buffer outside `space` or with a page recorded read-only or inaccessible; nothing is written then.
     pub fn write(self, space: &AddressSpace, bytes: &[u8]) -> Result<usize, Errno> {
         let n = bytes.len().min(self.len);
         Self::new(self.addr, n).with_mut(space, |dst| dst.copy_from_slice(&bytes[..n]))?;
@@ -532,7 +559,7 @@ impl UserSlice {
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a buffer outside `space`; nothing is written then.
+    /// `EFAULT` for a buffer outside `space` or with a page recorded read-only or inaccessible; nothing is written then.
     pub fn fill(self, space: &AddressSpace, byte: u8) -> Result<(), Errno> {
         self.with_mut(space, |dst| dst.fill(byte))
     }
@@ -542,9 +569,10 @@ impl UserSlice {
     ///
     /// # Errors
     ///
-    /// `EFAULT` for a buffer outside `space`.
+    /// `EFAULT` for a buffer outside `space` or with a page recorded read-only or
+    /// inaccessible.
     pub fn hand_over(self, space: &AddressSpace) -> Result<&'static mut [u8], Errno> {
-        self.check(space)?;
+        space.check_write(self.addr, self.len)?;
         if self.len == 0 {
             return Ok(&mut []);
         }
@@ -596,6 +624,11 @@ impl UserCStr {
         }
     }
 }
+
+mod rights;
+pub use rights::{
+    MAX_PROTECTED_RANGES, PageRights, RIGHTS_PAGE, protected_in, rights_of, set_rights,
+};
 
 #[cfg(test)]
 mod tests;
