@@ -32,6 +32,7 @@
 use core::arch::asm;
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::instructions::port::Port;
@@ -40,6 +41,7 @@ use x86_64::structures::gdt::SegmentSelector;
 use x86_64::structures::tss::TaskStateSegment;
 
 use crate::clock::PitRead;
+use crate::pageprot;
 use crate::report::Landmark;
 use crate::serial::PortIo;
 use crate::tables;
@@ -702,6 +704,69 @@ pub fn map_high_memory(end: u64) {
             (*pdpt)[index] = tables::identity_1g(index as u64);
         }
     }
+    x86_64::instructions::tlb::flush_all();
+}
+
+/// The root of the identity map as [`crate::pageprot`] walks it: the page directory
+/// pointer table (the PML4's one entry covers the 512 GiB it maps).
+pub fn page_table_root() -> u64 {
+    &raw const uk_pdpt as u64
+}
+
+/// The live page tables as [`pageprot::TableMemory`]: each entry is read and written as an
+/// [`AtomicU64`] at its identity-mapped address, writes with `Release` (a new table's
+/// entries reach memory before the entry that points to it; x86 keeps stores in order
+/// anyway, and the page walker sees them as any other reader) and reads with `Acquire`.
+pub struct LiveTables {
+    _private: (),
+}
+
+impl LiveTables {
+    /// Access to the live tables.
+    ///
+    /// # Safety
+    ///
+    /// Every table address passed to `read` and `write` must be [`page_table_root`], an
+    /// address a present non-huge entry of the live tables points to, or a 4 KiB table the
+    /// caller owns (a fresh one from the heap); `pageprot`'s walks pass nothing else. Writes
+    /// must be serialised (the `protection` lock) and leave the map identity: they may only
+    /// change rights or replace a huge page with a table mapping the same addresses.
+    pub unsafe fn new() -> Self {
+        LiveTables { _private: () }
+    }
+
+    /// Where entry `index` (reduced to 0-511) of the table at `table` is.
+    fn entry(table: u64, index: usize) -> *const AtomicU64 {
+        core::ptr::with_exposed_provenance::<AtomicU64>(table as usize)
+            .wrapping_add(index % pageprot::ENTRIES)
+    }
+}
+
+impl pageprot::TableMemory for LiveTables {
+    fn read(&self, table: u64, index: usize) -> u64 {
+        // SAFETY: `table` is the root, a live table or a table the caller owns (contract of
+        // `new`): identity-mapped, 4 KiB-aligned memory of 512 entries, allocated for the
+        // duration of the call, and `entry` keeps the index inside it. `AtomicU64` has the
+        // layout of `u64`, and every access to the tables after boot is atomic (here) or
+        // the CPU's own page walk.
+        unsafe { (*Self::entry(table, index)).load(Ordering::Acquire) }
+    }
+
+    fn write(&mut self, table: u64, index: usize, entry: u64) {
+        // SAFETY: as in `read`; writes are serialised and keep the map identity (contract
+        // of `new`).
+        unsafe { (*Self::entry(table, index)).store(entry, Ordering::Release) }
+    }
+}
+
+/// Invalidates this CPU's TLB entries for the page holding `addr` (of any size) and its
+/// paging-structure caches (`invlpg`).
+pub fn invalidate_page(addr: u64) {
+    x86_64::instructions::tlb::flush(VirtAddr::new_truncate(addr));
+}
+
+/// Invalidates this CPU's whole TLB (a CR3 reload; the board sets no global pages).
+pub fn flush_tlb() {
     x86_64::instructions::tlb::flush_all();
 }
 

@@ -293,7 +293,13 @@ pub(crate) extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
     // exception (`#[should_fail(cpu_exception = "...")]`).
     let mut summary = [0u8; REPORT_SUMMARY];
     let mut kept = 0;
-    report::write_report(frame, cr2, &arch::landmarks(), &mut |line| {
+    let [a, b, c, d] = arch::landmarks();
+    let protected = match frame.vector {
+        report::PAGE_FAULT | report::DOUBLE_FAULT => crate::protection::landmark(cr2),
+        _ => None,
+    };
+    let landmarks = [a, b, c, d, protected.unwrap_or(report::Landmark::NONE)];
+    report::write_report(frame, cr2, &landmarks, &mut |line| {
         say(line);
         let take = line.len().min(REPORT_SUMMARY - kept);
         summary[kept..kept + take].copy_from_slice(&line[..take]);

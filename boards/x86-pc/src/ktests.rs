@@ -675,3 +675,312 @@ mod irq {
         }
     }
 }
+
+/// Page protection ([`uk_hal::PageProtection`]) on heap pages: faults on the rights taken
+/// away, the rights reported back, bad ranges refused with nothing changed, a range across
+/// a 2 MiB boundary, and a heap that runs out of page tables.
+mod protection {
+    extern crate alloc;
+
+    use core::alloc::Layout;
+
+    use uk_hal::{PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
+    use uk_test::{expect, expect_eq, ktest};
+
+    use crate::{PLATFORM, arch, tables};
+
+    const PAGE: usize = PROTECTION_PAGE;
+
+    fn protection() -> &'static dyn PageProtection {
+        PLATFORM
+            .page_protection()
+            .expect("the x86-pc board offers page protection")
+    }
+
+    /// Pages from the heap, 4 KiB-aligned, owned by the case; given back read-write before
+    /// they are freed. A case that ends in a fault leaves its block allocated for good
+    /// (the run goes on with the next case, and a block nobody frees is never handed out
+    /// again, so the protected page stays untouched).
+    struct Block {
+        ptr: *mut u8,
+        layout: Layout,
+    }
+
+    impl Block {
+        fn new(pages: usize) -> Option<Block> {
+            let layout = Layout::from_size_align(pages * PAGE, PAGE).ok()?;
+            // SAFETY: the layout has a non-zero size.
+            let ptr = unsafe { alloc::alloc::alloc(layout) };
+            (!ptr.is_null()).then_some(Block { ptr, layout })
+        }
+
+        fn base(&self) -> usize {
+            self.ptr as usize
+        }
+
+        fn len(&self) -> usize {
+            self.layout.size()
+        }
+
+        /// Address of byte `offset`.
+        fn at(&self, offset: usize) -> usize {
+            self.base() + offset
+        }
+
+        /// Reads byte `offset` (volatile).
+        fn read(&self, offset: usize) -> u8 {
+            // SAFETY: inside the block, which the case owns; a page of it without read
+            // rights faults, which is what the cases that do that want.
+            unsafe { arch::probe(self.at(offset) as u64) }
+        }
+
+        /// Writes byte `offset` (volatile).
+        fn write(&self, offset: usize, value: u8) {
+            // SAFETY: inside the block, which the case owns (see `read`).
+            unsafe { self.ptr.add(offset).write_volatile(value) }
+        }
+
+        /// Sets the rights of `pages` pages from page `first`.
+        fn set(&self, first: usize, pages: usize, access: PageAccess) -> Result<(), ProtectError> {
+            // SAFETY: the pages belong to the block, which the case owns; `Drop` gives them
+            // back read-write before they return to the heap.
+            unsafe { protection().set_access(self.at(first * PAGE), pages * PAGE, access) }
+        }
+    }
+
+    impl Drop for Block {
+        fn drop(&mut self) {
+            // Freed only if every page is read-write again (otherwise leaked).
+            if self
+                .set(0, self.len() / PAGE, PageAccess::ReadWrite)
+                .is_ok()
+            {
+                // SAFETY: allocated with this layout in `new`, freed once, here.
+                unsafe { alloc::alloc::dealloc(self.ptr, self.layout) };
+            }
+        }
+    }
+
+    ktest! {
+        /// A heap page set to `PageAccess::None` faults on a read, and the report names it.
+        #[should_fail(cpu_exception = "CR2 is in a page PageProtection made inaccessible")]
+        fn page_without_access_faults_on_read() {
+            let Some(block) = Block::new(3) else {
+                return expect!(false, "no heap pages");
+            };
+            block.write(PAGE, 0x5a);
+            expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
+            expect_eq!(protection().access(block.at(PAGE)), Some(PageAccess::None));
+            // The neighbours keep their rights.
+            block.write(PAGE - 1, 1);
+            block.write(2 * PAGE, 2);
+            expect_eq!(block.read(PAGE - 1), 1);
+            expect_eq!(block.read(2 * PAGE), 2);
+            let _ = block.read(PAGE + 8);
+            uk_rt::println!("    the read of a page without access did not fault");
+        }
+    }
+
+    ktest! {
+        /// A heap page set to `PageAccess::ReadOnly` reads back what it held, and a write to
+        /// it faults as a protection violation.
+        #[should_fail(cpu_exception = "#PF page fault (protection violation on write)")]
+        fn read_only_page_faults_on_write() {
+            let Some(block) = Block::new(3) else {
+                return expect!(false, "no heap pages");
+            };
+            block.write(PAGE + 100, 0xa5);
+            expect_eq!(block.set(1, 1, PageAccess::ReadOnly), Ok(()));
+            expect_eq!(protection().access(block.at(PAGE)), Some(PageAccess::ReadOnly));
+            expect_eq!(block.read(PAGE + 100), 0xa5);
+            block.write(2 * PAGE, 1);
+            block.write(PAGE + 100, 0);
+            uk_rt::println!("    the write to a read-only page did not fault");
+        }
+    }
+
+    ktest! {
+        /// Pages go through None, ReadOnly and ReadWrite (one page and several at once),
+        /// `access` reports each state, the contents survive, and ReadWrite reads and
+        /// writes again.
+        fn rights_round_trip() {
+            let Some(block) = Block::new(4) else {
+                return expect!(false, "no heap pages");
+            };
+            for page in 0..4 {
+                block.write(page * PAGE + 7, page as u8 + 1);
+            }
+            let access = |page: usize| protection().access(block.at(page * PAGE + 5));
+            expect_eq!(access(1), Some(PageAccess::ReadWrite));
+            expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
+            expect_eq!(access(1), Some(PageAccess::None));
+            expect_eq!(access(0), Some(PageAccess::ReadWrite));
+            expect_eq!(access(2), Some(PageAccess::ReadWrite));
+            // Again: nothing to do.
+            expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
+            expect_eq!(block.set(1, 1, PageAccess::ReadOnly), Ok(()));
+            expect_eq!(access(1), Some(PageAccess::ReadOnly));
+            // The contents survived None.
+            expect_eq!(block.read(PAGE + 7), 2);
+            expect_eq!(block.set(1, 1, PageAccess::ReadWrite), Ok(()));
+            expect_eq!(access(1), Some(PageAccess::ReadWrite));
+            block.write(PAGE + 7, 0x77);
+            expect_eq!(block.read(PAGE + 7), 0x77);
+
+            expect_eq!(block.set(0, 4, PageAccess::ReadOnly), Ok(()));
+            for page in 0..4 {
+                expect_eq!(access(page), Some(PageAccess::ReadOnly));
+            }
+            expect_eq!(block.read(3 * PAGE + 7), 4);
+            expect_eq!(block.set(1, 2, PageAccess::None), Ok(()));
+            let states = [0, 1, 2, 3].map(access);
+            expect_eq!(
+                states,
+                [PageAccess::ReadOnly, PageAccess::None, PageAccess::None, PageAccess::ReadOnly].map(Some)
+            );
+            expect_eq!(block.set(0, 4, PageAccess::ReadWrite), Ok(()));
+            for page in 0..4 {
+                expect_eq!(access(page), Some(PageAccess::ReadWrite));
+                block.write(page * PAGE + 9, 0x10 + page as u8);
+                expect_eq!(block.read(page * PAGE + 9), 0x10 + page as u8);
+            }
+        }
+    }
+
+    ktest! {
+        /// Bad ranges get their error and change nothing: misaligned or empty ones are
+        /// `Unaligned`; the image, page 0, MMIO, unmapped addresses, ranges leaving a
+        /// region and ranges that overflow are `NotRam`. `access` is `None` outside RAM.
+        fn bad_ranges_change_nothing() {
+            let Some(block) = Block::new(4) else {
+                return expect!(false, "no heap pages");
+            };
+            expect_eq!(block.set(1, 1, PageAccess::ReadOnly), Ok(()));
+            let p = protection();
+            let page = block.at(PAGE);
+            let (image_start, _) = arch::image_range();
+            let image = image_start as usize;
+            let region = PLATFORM
+                .memory_regions()
+                .iter()
+                .find(|r| r.base <= page as u64 && (page as u64) < r.end())
+                .copied();
+            expect!(region.is_some(), "the heap page {:#x} is in no region", page);
+            let region_end = region.map_or(0, |r| r.end() as usize);
+            let cases: [(usize, usize, PageAccess, ProtectError); 13] = [
+                (page + 1, PAGE, PageAccess::None, ProtectError::Unaligned),
+                (page, 0, PageAccess::None, ProtectError::Unaligned),
+                (page, 100, PageAccess::None, ProtectError::Unaligned),
+                (page, PAGE + 8, PageAccess::None, ProtectError::Unaligned),
+                (page - 8, PAGE, PageAccess::ReadWrite, ProtectError::Unaligned),
+                // From here the request would give rights, never take them: if a bad range
+                // were applied anyway, nothing else would break, and the read-only page
+                // (inside most of the ranges) would show it.
+                (0, PAGE, PageAccess::ReadWrite, ProtectError::NotRam),
+                (image, PAGE, PageAccess::ReadWrite, ProtectError::NotRam),
+                (0xfee0_0000, PAGE, PageAccess::ReadWrite, ProtectError::NotRam),
+                (0x100_0000_0000, PAGE, PageAccess::ReadWrite, ProtectError::NotRam),
+                (page, region_end + PAGE - page, PageAccess::ReadWrite, ProtectError::NotRam),
+                (image, page + PAGE - image, PageAccess::ReadWrite, ProtectError::NotRam),
+                (page, usize::MAX - (PAGE - 1), PageAccess::ReadWrite, ProtectError::NotRam),
+                (usize::MAX - (PAGE - 1), PAGE, PageAccess::ReadWrite, ProtectError::NotRam),
+            ];
+            for (start, len, access, error) in cases {
+                // SAFETY: every range is refused (the point of the case); were one applied,
+                // it would only give rights (see above) or touch the case's own block.
+                let result = unsafe { p.set_access(start, len, access) };
+                expect!(result == Err(error), "{:#x} + {:#x}: {:?}, not {:?}", start, len, result, error);
+                expect_eq!(p.access(page), Some(PageAccess::ReadOnly));
+                expect_eq!(p.access(page - PAGE), Some(PageAccess::ReadWrite));
+                expect_eq!(p.access(page + PAGE), Some(PageAccess::ReadWrite));
+            }
+            for addr in [0, 0x10, image, 0xfee0_0000, 0x100_0000_0000, region_end, usize::MAX] {
+                expect!(p.access(addr).is_none(), "access({:#x}) = {:?}", addr, p.access(addr));
+            }
+            expect_eq!(block.read(PAGE + 3), 0);
+        }
+    }
+
+    ktest! {
+        /// A range across a 2 MiB boundary (two huge pages split, one page on each side)
+        /// goes read-only, inaccessible and back; its neighbours never change. Before
+        /// that, with the heap's byte limit leaving room for one table fewer than the
+        /// block needs, setting the block fails with `OutOfTables`, gives back every table
+        /// it took and changes no page.
+        fn range_across_a_2mib_boundary_and_out_of_tables() {
+            const SIZE: usize = 4 * tables::PAGE_2M as usize + 2 * PAGE;
+            let Some(block) = Block::new(SIZE / PAGE) else {
+                return expect!(false, "no {} bytes of heap", SIZE);
+            };
+            let p = protection();
+            let heap = uk_rt::allocator();
+            match crate::protection::tables_needed(block.base(), block.len(), PageAccess::None) {
+                Ok(0) => uk_rt::println!("    the block's huge pages are all split already: OutOfTables not tried"),
+                Ok(needed) => {
+                    let limit = heap.limit();
+                    let before = heap.stats().cur_bytes;
+                    heap.set_limit(Some(before + (needed - 1) * PAGE));
+                    // SAFETY: the block is the case's own; the call must fail and change
+                    // nothing (were it applied, `Drop` restores the pages).
+                    let result = unsafe { p.set_access(block.base(), block.len(), PageAccess::None) };
+                    heap.set_limit(limit);
+                    uk_rt::println!("    {} tables needed, heap room for {}: {:?}", needed, needed - 1, result);
+                    expect_eq!(result, Err(ProtectError::OutOfTables));
+                    expect_eq!(heap.stats().cur_bytes, before);
+                    expect_eq!(
+                        crate::protection::tables_needed(block.base(), block.len(), PageAccess::None),
+                        Ok(needed)
+                    );
+                    let mut changed = 0;
+                    for page in 0..SIZE / PAGE {
+                        changed += usize::from(p.access(block.at(page * PAGE)) != Some(PageAccess::ReadWrite));
+                    }
+                    expect_eq!(changed, 0);
+                    block.write(0, 1);
+                    block.write(SIZE - 1, 2);
+                    expect_eq!(block.read(0), 1);
+                    expect_eq!(block.read(SIZE - 1), 2);
+                }
+                Err(e) => expect!(false, "tables_needed: {:?}", e),
+            }
+
+            let boundary = (block.base() + PAGE).next_multiple_of(tables::PAGE_2M as usize);
+            let first = (boundary - PAGE - block.base()) / PAGE;
+            let needed = crate::protection::tables_needed(boundary - PAGE, 2 * PAGE, PageAccess::ReadOnly);
+            uk_rt::println!("    boundary {:#x}: {:?} tables to split", boundary, needed);
+            for offset in [0, 2 * PAGE - 1] {
+                block.write(first * PAGE + offset, 0x33);
+            }
+            let access = |page: usize| p.access(block.at(page * PAGE));
+            for (rights, readable) in [
+                (PageAccess::ReadOnly, true),
+                (PageAccess::None, false),
+                (PageAccess::ReadWrite, true),
+            ] {
+                expect_eq!(block.set(first, 2, rights), Ok(()));
+                expect_eq!(access(first), Some(rights));
+                expect_eq!(access(first + 1), Some(rights));
+                expect_eq!(access(first - 1), Some(PageAccess::ReadWrite));
+                expect_eq!(access(first + 2), Some(PageAccess::ReadWrite));
+                if readable {
+                    expect_eq!(block.read(first * PAGE), 0x33);
+                    expect_eq!(block.read(first * PAGE + 2 * PAGE - 1), 0x33);
+                }
+                // The neighbours on both sides are still written and read.
+                block.write(first * PAGE - 1, 0x44);
+                block.write(first * PAGE + 2 * PAGE, 0x55);
+                expect_eq!(block.read(first * PAGE - 1), 0x44);
+                expect_eq!(block.read(first * PAGE + 2 * PAGE), 0x55);
+            }
+            block.write(first * PAGE, 0x66);
+            block.write(first * PAGE + 2 * PAGE - 1, 0x66);
+            expect_eq!(block.read(first * PAGE), 0x66);
+            expect_eq!(block.read(first * PAGE + 2 * PAGE - 1), 0x66);
+            // The split tables stay.
+            expect_eq!(
+                crate::protection::tables_needed(boundary - PAGE, 2 * PAGE, PageAccess::None),
+                Ok(0)
+            );
+        }
+    }
+}

@@ -110,6 +110,27 @@
 //! interrupts masked. [`interrupts::X86Interrupts::stop_cpu`] puts it back to
 //! wait-for-start-up (INIT), and it can be started again on the same stacks.
 //!
+//! # Page protection
+//!
+//! [`uk_hal::Platform::page_protection`] returns [`protection::PAGE_PROTECTION`], which
+//! gives 4 KiB pages of the usable regions their own rights ([`uk_hal::PageProtection`]):
+//! `None` clears the present bit, `ReadOnly` the writable bit (CR0.WP is set, so the
+//! kernel's own writes fault too), `ReadWrite` is the boot mapping. The first change in a
+//! 2 MiB page splits it into a page table mapping exactly the same addresses with the same
+//! flags (a 1 GiB page above 4 GiB first into a page directory of 2 MiB pages), built
+//! completely before the directory entry is switched to it and then invalidated; the table
+//! stays. Tables come from the heap (`alloc_zeroed`, 4 KiB-aligned), all of them allocated
+//! before any entry changes: a call that cannot get them gives back what it got and fails
+//! with `OutOfTables`, having changed nothing. Ranges outside the usable regions (the
+//! image, its stacks and tables, low memory, MMIO) are `NotRam`, misaligned or empty ones
+//! `Unaligned`. Calls are serialised by a spin lock held with interrupts masked; the
+//! calling CPU's TLB is invalidated page by page (`invlpg`), or flushed once for ranges
+//! over 32 pages. There is no shootdown to other CPUs: a secondary CPU may use a
+//! translation it cached before the change until its TLB drops it ([`protection`]). The
+//! entries to write, the tables a range needs and the descriptor bits are pure functions
+//! ([`pageprot`]); a page fault in a protected page is reported with a line naming it
+//! (`CR2 is in a page PageProtection made read-only (PageAccess::ReadOnly)`, [`report`]).
+//!
 //! # Memory layout
 //!
 //! ```text
@@ -117,7 +138,8 @@
 //! 0x0000_1000  low memory: BIOS data, EBDA, loader data; mapped, never handed out
 //! 0x0000_8000  secondary CPUs' real-mode trampoline (written by `start_cpu`)
 //! 0x0010_0000  image: .note.Xen, .text (entry first), .rodata, .data, .bss,
-//!              .uk_noinit: PML4, PDPT, 4 page directories, 4 spare page tables,
+//!              .uk_noinit: PML4, PDPT, 4 page directories, 4 page tables for boot's
+//!              guard pages (run-time splits take their tables from the heap),
 //!              [guard] 16 KiB double-fault stack, [guard] 128 KiB boot stack
 //!              (and with `ktest` a guarded 16 KiB test stack)
 //! image end    usable RAM (memory_regions) up to the top of RAM
@@ -132,18 +154,21 @@
 //! - `irqhw` (bare metal only): local APIC and IOAPIC register access, the 8259s, interrupt
 //!   masking, the per-CPU GS pointer, the secondary CPUs' trampoline.
 //! - [`interrupts`] (bare metal only): the [`uk_hal::irq::Interrupts`] implementation.
-//! - [`bootinfo`], [`memmap`], [`clock`], [`report`], [`tables`], [`machine`], [`serial`],
-//!   [`acpi`], [`apic`], [`ioapic`]: pure logic with host unit tests
+//! - [`protection`] (bare metal only): the [`uk_hal::PageProtection`] implementation.
+//! - [`bootinfo`], [`memmap`], [`clock`], [`report`], [`tables`], [`pageprot`], [`machine`],
+//!   [`serial`], [`acpi`], [`apic`], [`ioapic`]: pure logic with host unit tests
 //!   (`cargo test -p uk-board-x86-pc`): memory maps, the MADT parser (also property-tested
 //!   on random bytes), ICR encodings, timer arithmetic, IOAPIC entries edited field by
-//!   field against a fake register file.
+//!   field against a fake register file, page-table splits and rights against fake table
+//!   memory (also property-tested against a model of each page's rights).
 //!
 //! `unsafe` outside `arch` and `irqhw` is limited to `boot` reading the loader's memory
 //! (start info, memory map, command line) by physical address, the write-once cells holding
 //! the boot data and the interrupt set-up, one `from_utf8_unchecked` after an ASCII check
-//! ([`bootinfo::ascii_str`]), and in [`interrupts`]: reading the ACPI tables by physical
+//! ([`bootinfo::ascii_str`]), in [`interrupts`]: reading the ACPI tables by physical
 //! address, the stacks of secondary CPUs from the heap, and their entry function passed
-//! through an atomic.
+//! through an atomic, and in [`protection`]: page tables from the heap and access to the
+//! live tables (`arch::LiveTables`).
 //!
 //! # Devices
 //!
@@ -192,6 +217,13 @@
 //!   never before; the PIT's IRQ 0 arrives through the IOAPIC when enabled and not when
 //!   masked, and as a level line exactly once per assertion (and, unhandled, is masked
 //!   after one); with `-smp 2`, CPU 1 starts, answers IPIs, is stopped and started again.
+//!   Page protection on heap pages: a page set to `None` faults on a read and one set to
+//!   `ReadOnly` on a write (`#[should_fail]`, each naming the page in its report; the
+//!   faulting case's block stays allocated, so the page is never handed out again), rights
+//!   round-trip with `access` reporting each, bad ranges get their error and change
+//!   nothing, a range across a 2 MiB boundary works, and with the heap's byte limit one
+//!   table short a call fails with `OutOfTables`, gives every table back and changes no
+//!   page.
 //!
 //! # Host builds
 //!
@@ -210,6 +242,7 @@ pub mod clock;
 pub mod ioapic;
 pub mod machine;
 pub mod memmap;
+pub mod pageprot;
 pub mod report;
 pub mod serial;
 pub mod tables;
@@ -222,6 +255,8 @@ mod boot;
 pub mod interrupts;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod irqhw;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub mod protection;
 
 /// The page secondary CPUs start in (for the in-image test that checks it is never handed
 /// out).
@@ -479,6 +514,12 @@ mod platform {
         /// The first 4 GiB but page 0 ([`crate::machine::is_device_mapped`]).
         fn mmio_is_mapped(&self, base: u64, size: u64) -> bool {
             crate::machine::is_device_mapped(base, size)
+        }
+
+        /// [`crate::protection::PAGE_PROTECTION`]: 4 KiB rights for the usable regions,
+        /// page tables from the heap, no TLB shootdown to other CPUs.
+        fn page_protection(&self) -> Option<&dyn uk_hal::PageProtection> {
+            Some(&crate::protection::PAGE_PROTECTION)
         }
 
         fn power_off(&self) -> ! {

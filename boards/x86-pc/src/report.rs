@@ -13,6 +13,17 @@
 //!   R9  0x...  R10 0x...  R11 0x...  R12 0x...
 //!   R13 0x...  R14 0x...  R15 0x...
 //! ```
+//!
+//! When CR2 (page and double faults) lies in a page with a meaning ([`Landmark`]), a line
+//! after the error code says which: page 0 (a null pointer), a stack's guard page (a stack
+//! overflow), or a page [`uk_hal::PageProtection`] took rights from
+//! ([`protection_landmark`]):
+//!
+//! ```text
+//! x86-pc: CPU exception 14 #PF page fault (protection violation on write)
+//!   error code 0x0000000000000003  CR2 0x0000000000403000
+//!   CR2 is in a page PageProtection made read-only (PageAccess::ReadOnly)
+//! ```
 
 /// Registers saved by the exception entry stubs, lowest address first: the stub pushes the
 /// general registers (RAX first, so R15 ends lowest) over the vector number, the error code
@@ -127,6 +138,37 @@ pub struct Landmark {
     pub end: u64,
     /// What a fault there means, e.g. "stack overflow (boot stack guard page)".
     pub meaning: &'static str,
+}
+
+/// What the report says of a page fault in a page [`uk_hal::PageProtection`] took rights
+/// from (the line reads `CR2 is in a page PageProtection made ...`).
+pub const PROTECTED_NONE: &str = "a page PageProtection made inaccessible (PageAccess::None)";
+/// See [`PROTECTED_NONE`]: the same for a read-only page.
+pub const PROTECTED_READ_ONLY: &str = "a page PageProtection made read-only (PageAccess::ReadOnly)";
+
+/// The landmark for the 4 KiB page at `page` when its rights are `access`: none for a
+/// page that is readable and writable.
+pub fn protection_landmark(page: u64, access: uk_hal::PageAccess) -> Option<Landmark> {
+    let meaning = match access {
+        uk_hal::PageAccess::None => PROTECTED_NONE,
+        uk_hal::PageAccess::ReadOnly => PROTECTED_READ_ONLY,
+        uk_hal::PageAccess::ReadWrite => return None,
+    };
+    let start = page & !(crate::tables::PAGE_4K - 1);
+    Some(Landmark {
+        start,
+        end: start + crate::tables::PAGE_4K,
+        meaning,
+    })
+}
+
+impl Landmark {
+    /// An empty range: never matches.
+    pub const NONE: Landmark = Landmark {
+        start: 0,
+        end: 0,
+        meaning: "",
+    };
 }
 
 /// `0x` and 16 hex digits.
@@ -420,6 +462,39 @@ mod tests {
         assert!(text.contains("CR2 0x0000100000000000") && !text.contains("guard"));
         let text = render(&frame(8), 0x20_0000, &guard);
         assert!(text.contains("#DF double fault") && text.contains("guard page"));
+    }
+
+    #[test]
+    fn page_fault_report_names_protected_pages() {
+        use uk_hal::PageAccess;
+        assert!(protection_landmark(0x40_3000, PageAccess::ReadWrite).is_none());
+        let read_only = protection_landmark(0x40_3abc, PageAccess::ReadOnly).unwrap();
+        assert_eq!((read_only.start, read_only.end), (0x40_3000, 0x40_4000));
+        let mut pf = frame(14);
+        pf.error_code = 3; // present, write
+        let text = render(&pf, 0x40_3abc, &[read_only]);
+        assert!(
+            text.starts_with(
+                "x86-pc: CPU exception 14 #PF page fault (protection violation on write)\r\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "  CR2 is in a page PageProtection made read-only (PageAccess::ReadOnly)\r\n"
+        ));
+        let none = protection_landmark(0x40_3000, PageAccess::None).unwrap();
+        pf.error_code = 0; // not present, read
+        let text = render(&pf, 0x40_3000, &[none]);
+        assert!(
+            text.starts_with(
+                "x86-pc: CPU exception 14 #PF page fault (not-present read, kernel)\r\n"
+            )
+        );
+        assert!(text.contains(
+            "  CR2 is in a page PageProtection made inaccessible (PageAccess::None)\r\n"
+        ));
+        let text = render(&pf, 0x40_4000, &[none]);
+        assert!(!text.contains("PageProtection"), "the next page: {text}");
     }
 
     #[test]
