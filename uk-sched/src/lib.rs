@@ -26,7 +26,9 @@
 //! Stacks this crate allocates carry a guard word at their lowest address: debug builds
 //! check the caller's at every yield, block, sleep and exit, every build when the thread is
 //! reclaimed, and a thread found past its end stops the image with a message naming it
-//! ([`Stack::overflowed`]).
+//! ([`Stack::overflowed`]). An image whose board sets page rights (uk-hal's
+//! `PageProtection`) can also put an inaccessible page below every stack
+//! ([`set_guard_pages`]): an overflow then faults at its first access past the end.
 //!
 //! A scheduler built [`RoundRobin::with_cpu_time`] charges each thread the time from every
 //! switch into it to the next switch away ([`Thread::cpu_time_ns`]), at the price of one
@@ -219,7 +221,7 @@ pub use spawner::RemoteSpawner;
 pub use sync::{CondVar, Mutex, MutexGuard, NotOwner, Semaphore, TimedOut, WaitQueue};
 pub use thread::{
     ContextSwitches, DEFAULT_STACK_SIZE, HookError, Stack, StackPool, Thread, ThreadBuilder,
-    ThreadHook, ThreadRef, ThreadState,
+    ThreadHook, ThreadRef, ThreadState, set_guard_pages,
 };
 
 use core::fmt;

@@ -11,6 +11,8 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use uk_hal::{PROTECTION_PAGE, PageAccess, PageProtection};
+
 use uk_context::{Context, ContextOps, TcbSpec, TlsLayout, TlsTemplate};
 
 use crate::SchedError;
@@ -74,6 +76,89 @@ pub struct Stack {
     ptr: NonNull<u8>,
     size: usize,
     origin: StackOrigin,
+    /// The page below `ptr` is an inaccessible guard page of the same allocation
+    /// ([`set_guard_pages`]).
+    guard_page: bool,
+}
+
+/// The board's page rights, once an image asked for guard pages ([`set_guard_pages`]).
+static GUARD_PAGES: spin::Once<&'static dyn PageProtection> = spin::Once::new();
+
+/// Puts an inaccessible page below every stack this crate allocates from now on
+/// ([`Stack::alloc`], [`StackPool::get`]), using the board's page rights: a thread that runs
+/// past the end of its stack faults at once, and the board's fault report names the page,
+/// instead of overwriting the memory below (the guard word only notices afterwards, at
+/// the next switch). The first call wins; returns whether this call set it.
+///
+/// Each stack then takes one more page and a 4 KiB alignment, and allocating or freeing one
+/// changes a page's rights (a page-table write and a TLB invalidation; pooled stacks keep
+/// their guard while pooled). Where the rights cannot be set (the board refuses, or is out
+/// of memory for a page table) the stack is made without a guard page, as before.
+pub fn set_guard_pages(protection: &'static dyn PageProtection) -> bool {
+    let mut set = false;
+    GUARD_PAGES.call_once(|| {
+        set = true;
+        protection
+    });
+    set
+}
+
+/// The layout of a guarded stack of `size` bytes: the guard page, then the stack rounded up
+/// to whole pages.
+fn guarded_layout(size: usize) -> Option<Layout> {
+    let total = size
+        .checked_next_multiple_of(PROTECTION_PAGE)?
+        .checked_add(PROTECTION_PAGE)?;
+    Layout::from_size_align(total, PROTECTION_PAGE).ok()
+}
+
+/// Allocates `size` bytes of stack with an inaccessible page below them; `None` when the
+/// allocator or the page rights refuse (nothing is kept then).
+fn alloc_guarded(size: usize, protection: &dyn PageProtection) -> Option<NonNull<u8>> {
+    let layout = guarded_layout(size)?;
+    // SAFETY: the layout has a non-zero size.
+    let block = NonNull::new(unsafe { alloc::alloc::alloc(layout) })?;
+    // SAFETY: the first page of a block this function owns; it gets its rights back before
+    // the block is freed (`free_stack`).
+    let guarded = unsafe {
+        protection.set_access(block.as_ptr() as usize, PROTECTION_PAGE, PageAccess::None)
+    };
+    if guarded.is_err() {
+        // SAFETY: allocated above with this layout, never handed out.
+        unsafe { alloc::alloc::dealloc(block.as_ptr(), layout) };
+        return None;
+    }
+    // SAFETY: the block is at least two pages long, so one page in is still inside it.
+    Some(unsafe { block.add(PROTECTION_PAGE) })
+}
+
+/// Frees stack memory of `size` bytes at `ptr` that [`Stack::alloc`] made, giving a guard
+/// page back its rights first.
+///
+/// # Safety
+///
+/// `ptr`, `size` and `guard_page` describe a live stack allocation of `Stack::alloc`, not
+/// used afterwards.
+unsafe fn free_stack(ptr: NonNull<u8>, size: usize, guard_page: bool) {
+    if !guard_page {
+        let layout = Layout::from_size_align(size, STACK_ALIGN).expect("checked at alloc");
+        // SAFETY: per the contract, allocated with this very layout.
+        unsafe { alloc::alloc::dealloc(ptr.as_ptr(), layout) };
+        return;
+    }
+    let (Some(protection), Some(layout)) = (GUARD_PAGES.get(), guarded_layout(size)) else {
+        return; // unreachable: a guard page was made with both
+    };
+    let block = ptr.as_ptr().wrapping_sub(PROTECTION_PAGE);
+    // SAFETY: the guard page of this stack (contract), which this crate protected and now
+    // gives back; the tables for it exist, so this needs no memory.
+    let opened =
+        unsafe { protection.set_access(block as usize, PROTECTION_PAGE, PageAccess::ReadWrite) };
+    if opened.is_ok() {
+        // SAFETY: the block `alloc_guarded` allocated with this layout.
+        unsafe { alloc::alloc::dealloc(block, layout) };
+    }
+    // Otherwise the block is kept: memory the allocator would hand out must be writable.
 }
 
 enum StackOrigin {
@@ -104,6 +189,16 @@ impl Stack {
         }
         let layout =
             Layout::from_size_align(size, STACK_ALIGN).map_err(|_| SchedError::BadStack)?;
+        if let Some(ptr) = GUARD_PAGES.get().and_then(|p| alloc_guarded(size, *p)) {
+            let stack = Self {
+                ptr,
+                size,
+                origin: StackOrigin::Heap,
+                guard_page: true,
+            };
+            stack.arm_guard();
+            return Ok(stack);
+        }
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc::alloc::alloc(layout) };
         let ptr = NonNull::new(ptr).ok_or(SchedError::OutOfMemory)?;
@@ -111,6 +206,7 @@ impl Stack {
             ptr,
             size,
             origin: StackOrigin::Heap,
+            guard_page: false,
         };
         stack.arm_guard();
         Ok(stack)
@@ -154,7 +250,13 @@ impl Stack {
             ptr,
             size,
             origin: StackOrigin::Borrowed,
+            guard_page: false,
         }
+    }
+
+    /// Whether an inaccessible page lies below the stack ([`set_guard_pages`]).
+    pub fn has_guard_page(&self) -> bool {
+        self.guard_page
     }
 
     /// Lowest address of the stack.
@@ -171,21 +273,17 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         match &self.origin {
-            StackOrigin::Heap => {
-                let layout =
-                    Layout::from_size_align(self.size, STACK_ALIGN).expect("checked at alloc");
-                // SAFETY: allocated in `Stack::alloc` with this very layout.
-                unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), layout) };
-            }
+            // SAFETY: allocated by `Stack::alloc` with this size and guard page.
+            StackOrigin::Heap => unsafe { free_stack(self.ptr, self.size, self.guard_page) },
             StackOrigin::Borrowed => {}
             StackOrigin::Pool(pool) => {
                 let mut pool = pool.borrow_mut();
                 if pool.free.len() < pool.max_free {
-                    pool.free.push(self.ptr);
+                    pool.free.push((self.ptr, self.guard_page));
                 } else {
-                    let layout = Layout::from_size_align(pool.size, STACK_ALIGN).expect("checked");
-                    // SAFETY: pool stacks are allocated by `StackPool::get` with this layout.
-                    unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), layout) };
+                    // SAFETY: pool stacks are allocated by `Stack::alloc` (in
+                    // `StackPool::get`) with the pool's size.
+                    unsafe { free_stack(self.ptr, pool.size, self.guard_page) };
                 }
             }
         }
@@ -204,7 +302,8 @@ impl fmt::Debug for Stack {
 struct PoolInner {
     size: usize,
     max_free: usize,
-    free: Vec<NonNull<u8>>,
+    /// Unused stacks, each with whether it has a guard page.
+    free: Vec<(NonNull<u8>, bool)>,
 }
 
 /// A pool of equally sized stacks: a reclaimed thread's stack goes back to the pool and the
@@ -230,20 +329,21 @@ impl StackPool {
     pub fn get(&self) -> Result<Stack, SchedError> {
         let mut inner = self.0.borrow_mut();
         let size = inner.size;
-        let ptr = match inner.free.pop() {
-            Some(ptr) => ptr,
+        let (ptr, guard_page) = match inner.free.pop() {
+            Some(free) => free,
             None => {
                 drop(inner);
                 let stack = Stack::alloc(size)?;
-                let ptr = stack.ptr;
+                let free = (stack.ptr, stack.guard_page);
                 core::mem::forget(stack);
-                ptr
+                free
             }
         };
         let stack = Stack {
             ptr,
             size,
             origin: StackOrigin::Pool(self.0.clone()),
+            guard_page,
         };
         stack.arm_guard();
         Ok(stack)
@@ -257,10 +357,9 @@ impl StackPool {
 
 impl Drop for PoolInner {
     fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.size, STACK_ALIGN).expect("checked");
-        for ptr in self.free.drain(..) {
-            // SAFETY: every pooled pointer was allocated with this layout.
-            unsafe { alloc::alloc::dealloc(ptr.as_ptr(), layout) };
+        for (ptr, guard_page) in self.free.drain(..) {
+            // SAFETY: every pooled stack was allocated by `Stack::alloc` with the pool's size.
+            unsafe { free_stack(ptr, self.size, guard_page) };
         }
     }
 }
