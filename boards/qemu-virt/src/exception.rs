@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use uk_hal::PageAccess;
+
 use crate::memmap::Range;
 
 /// Registers saved by the exception vectors, in the order the assembly stores them.
@@ -134,6 +136,14 @@ pub const fn is_tag_check_fault(esr: u64) -> bool {
     matches!(exception_class(esr), 0x24 | 0x25) && (esr & 0x3f) as u8 == FSC_TAG_CHECK
 }
 
+/// Whether `esr` reports a translation fault (at any level) of a data access or an
+/// instruction fetch at the current exception level with a valid `FAR_EL1` (`FnV`, bit 10,
+/// clear): what another CPU takes when it touches a block while page protection splits it
+/// (see the crate documentation, *Page protection*).
+pub const fn is_translation_fault(esr: u64) -> bool {
+    matches!(exception_class(esr), 0x21 | 0x25) && (esr & 0x3c) == 0b00_0100 && esr & (1 << 10) == 0
+}
+
 /// The logical tag of a faulting address (bits 59:56 of `FAR_EL1`, which a tag check
 /// fault reports; bits 63:60 are unknown then).
 pub const fn pointer_tag(far: u64) -> u8 {
@@ -143,6 +153,8 @@ pub const fn pointer_tag(far: u64) -> u8 {
 /// A printable exception report.
 ///
 /// `guards` are the stack guard pages: a fault there is named a stack overflow.
+/// `page_access` is what page protection ([`uk_hal::PageProtection`]) gave the page at
+/// `FAR_EL1`, if it is RAM: a fault on a page made inaccessible or read-only says so.
 pub struct Report<'a> {
     /// The saved registers.
     pub frame: &'a ExceptionFrame,
@@ -153,6 +165,9 @@ pub struct Report<'a> {
     /// For a tag check fault, the allocation tag of the granule at `FAR_EL1` (read by the
     /// handler with `ldg`), shown next to the pointer's tag.
     pub memory_tag: Option<u8>,
+    /// The rights of the RAM page at `FAR_EL1` ([`uk_hal::PageProtection::access`]), for an
+    /// abort; `None` when the address is not RAM (or not known).
+    pub page_access: Option<PageAccess>,
 }
 
 impl fmt::Display for Report<'_> {
@@ -207,6 +222,10 @@ impl fmt::Display for Report<'_> {
             f.write_str("  (not valid for this class)")?;
         } else if self.guards.iter().any(|g| g.contains(frame.far)) {
             f.write_str("  (stack guard page: stack overflow)")?;
+        } else if self.page_access == Some(PageAccess::None) {
+            f.write_str("  (protected page: no access)")?;
+        } else if self.page_access == Some(PageAccess::ReadOnly) {
+            f.write_str("  (protected page: read-only)")?;
         }
         writeln!(f)?;
         writeln!(f, "  ELR_EL1  {:#018x}", frame.elr)?;
@@ -275,6 +294,7 @@ mod tests {
             vector: 0,
             guards: &[],
             memory_tag: None,
+            page_access: None,
         }
         .to_string();
         assert!(
@@ -306,6 +326,7 @@ mod tests {
             vector: 4,
             guards: &[],
             memory_tag: None,
+            page_access: None,
         }
         .to_string();
         assert!(
@@ -331,6 +352,7 @@ mod tests {
             vector: 0,
             guards: &[guard],
             memory_tag: None,
+            page_access: None,
         }
         .to_string();
         assert!(text.contains("stack guard page: stack overflow"), "{text}");
@@ -355,6 +377,7 @@ mod tests {
             vector: 4,
             guards: &[],
             memory_tag: Some(0),
+            page_access: None,
         }
         .to_string();
         assert!(text.contains("  tag check fault, on a write\n"), "{text}");
@@ -373,6 +396,7 @@ mod tests {
             vector: 4,
             guards: &[],
             memory_tag: None,
+            page_access: None,
         }
         .to_string();
         assert!(
@@ -385,9 +409,93 @@ mod tests {
             vector: 4,
             guards: &[],
             memory_tag: Some(3),
+            page_access: None,
         }
         .to_string();
         assert!(!text.contains("pointer tag"), "{text}");
+    }
+
+    #[test]
+    fn protected_pages_are_named() {
+        // A read of a page set to no access: translation fault at level 3.
+        let read = (0x25 << 26) | (1 << 25) | 0b000111;
+        let text = Report {
+            frame: &frame(read, 0x4060_3008),
+            vector: 0,
+            guards: &[],
+            memory_tag: None,
+            page_access: Some(PageAccess::None),
+        }
+        .to_string();
+        assert!(
+            text.contains("translation fault at level 3, on a read\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAR_EL1  0x0000000040603008  (protected page: no access)\n"),
+            "{text}"
+        );
+        // A write to a read-only page: permission fault at level 3.
+        let write = (0x25 << 26) | (1 << 25) | (1 << 6) | 0b001111;
+        let text = Report {
+            frame: &frame(write, 0x4060_4000),
+            vector: 0,
+            guards: &[],
+            memory_tag: None,
+            page_access: Some(PageAccess::ReadOnly),
+        }
+        .to_string();
+        assert!(
+            text.contains("permission fault at level 3, on a write\n"),
+            "{text}"
+        );
+        assert!(text.contains("(protected page: read-only)"), "{text}");
+        // Read-write RAM, and classes without a fault address, say nothing more.
+        let text = Report {
+            frame: &frame(write, 0x4060_4000),
+            vector: 0,
+            guards: &[],
+            memory_tag: None,
+            page_access: Some(PageAccess::ReadWrite),
+        }
+        .to_string();
+        assert!(!text.contains("protected page"), "{text}");
+        let text = Report {
+            frame: &frame(0x3c << 26, 0x4060_4000),
+            vector: 0,
+            guards: &[],
+            memory_tag: None,
+            page_access: Some(PageAccess::None),
+        }
+        .to_string();
+        assert!(!text.contains("protected page"), "{text}");
+    }
+
+    #[test]
+    fn translation_faults_are_recognised() {
+        for level in 0..4 {
+            assert!(is_translation_fault(
+                (0x25 << 26) | (1 << 25) | 0b100 | level
+            ));
+            assert!(is_translation_fault(
+                (0x25 << 26) | (1 << 6) | 0b100 | level
+            ));
+            assert!(is_translation_fault((0x21 << 26) | 0b100 | level));
+            // Permission, access flag and address size faults are not.
+            assert!(!is_translation_fault((0x25 << 26) | 0b1100 | level));
+            assert!(!is_translation_fault((0x25 << 26) | 0b1000 | level));
+            assert!(!is_translation_fault((0x25 << 26) | level));
+        }
+        assert!(
+            !is_translation_fault((0x25 << 26) | (1 << 10) | 0b111),
+            "FAR not valid"
+        );
+        assert!(!is_translation_fault((0x24 << 26) | 0b111), "from EL0");
+        assert!(!is_translation_fault((0x3c << 26) | 0b111), "BRK");
+        assert!(
+            !is_translation_fault((0x25 << 26) | 0x11),
+            "tag check fault"
+        );
     }
 
     #[test]

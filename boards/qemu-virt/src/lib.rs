@@ -66,6 +66,66 @@
 //! minus the image (stacks and tables included), the device tree blob, `/memreserve/` entries
 //! and `/reserved-memory` children, in whole pages ([`memmap`]).
 //!
+//! # Page protection
+//!
+//! Once booted, [`uk_hal::Platform::page_protection`] returns the board's
+//! [`uk_hal::PageProtection`]: no access, read-only or read-write for whole pages of the
+//! usable memory ([`uk_hal::Platform::memory_regions`]; the image, its stacks and tables,
+//! the device tree and MMIO are refused with `NotRam`, misaligned or empty ranges with
+//! `Unaligned`). The logic is [`pagetable::set_access`], tested on the host; the live
+//! tables, the assembly and the exception handler's part are in `arch` (`protect`, `asm`).
+//!
+//! - **Tables.** The first time a page of a 2 MiB block needs its own rights, the block
+//!   becomes a level-3 table of 512 pages; a 1 GiB block becomes a level-2 table of 2 MiB
+//!   blocks, with level-3 tables for the 2 MiB blocks the range touches. The new entries
+//!   copy the block's attributes bit for bit (`MAIR` index, so Normal or Normal Tagged
+//!   memory, shareability, access flag, `nG`, `PXN`/`UXN`); per page only `AP[2]`
+//!   (read-only) and validity differ. A page with no access keeps its descriptor with the
+//!   valid bit clear, so it comes back with the same attributes. Tables come from the heap
+//!   (`alloc_zeroed`, 4 KiB aligned; with the identity map their address is their physical
+//!   address) and stay for the rest of the run. The image's 2 MiB blocks are level-3 tables
+//!   from boot, so the free pages after the image change in place.
+//! - **All or nothing.** The tables are checked, and the new ones a range needs are counted
+//!   and allocated, before any descriptor changes; if one cannot be had, those allocated
+//!   are freed and the call returns `OutOfTables` with nothing changed. One spin lock, held
+//!   with IRQs masked, serialises callers (and `access`).
+//! - **Break-before-make.** A new table is written whole, then swapped in for the block in
+//!   one `asm!` sequence that uses registers only, with `DAIF` masked: invalid descriptor,
+//!   `dsb ish`, `tlbi vaae1is` for the block's address (every CPU), `dsb ish`, table
+//!   descriptor, `dsb ish`, `isb`. Nothing in the window touches the block: the code is in
+//!   the image, and the descriptor lies outside the block (the level-1 table and the image's
+//!   level-2 table are in the image; a level-2 table from the heap lies in another GiB, or
+//!   in its own GiB inside a 2 MiB block that got a level-3 table together with it,
+//!   [`pagetable::own_block_tables`]). A 1 GiB block is replaced in one break, its new
+//!   level-3 tables already in place.
+//! - **Other CPUs during the window.** A CPU that touches the block between the break and
+//!   the make takes a translation fault. The splitting CPU records the block in a global
+//!   before the break and clears the record after the make; the synchronous exception
+//!   handler (current-EL vectors) recognises a translation fault with a valid `FAR_EL1`
+//!   ([`exception::is_translation_fault`]) inside the recorded block, waits until the record
+//!   is cleared, asks the MMU (`AT S1E1R`) whether the address translates now (which also
+//!   covers a split that ended before the handler looked) and, if so, returns: the vectors
+//!   restore every register (FP/SIMD included) and `eret` to the faulting instruction, which
+//!   now succeeds. A fault at an address that still does not translate is reported as
+//!   usual. A retried fault overwrites `ELR_EL1` and `SPSR_EL1`, so exception entry and
+//!   return code must not touch memory that can be split while those registers hold the
+//!   interrupted context: the board's IRQ entry reads them before it stores on the
+//!   interrupted thread's stack (parking `x0`/`x1` on the exception stack) and writes them
+//!   after its last load from there; a secondary CPU's exception stack (from the heap) gets
+//!   level-3 tables before the CPU starts, so no later split breaks it (the boot CPU's is in
+//!   the image). **Limitation:** uk-syscall's `svc` entry and return path store to and load
+//!   from the caller's stack while `ELR_EL1`/`SPSR_EL1` are live; if another CPU splits the
+//!   block holding that stack at that very moment, the retried fault loses the return
+//!   address (the same discipline there would close this).
+//! - **Rights of pages already in a level-3 table** change in place, without
+//!   break-before-make: the descriptor, `dsb ishst`, `tlbi vaae1is` per page (`tlbi
+//!   vmalle1is` above 64 pages), `dsb ish`, `isb`. The inner-shareable forms reach every
+//!   CPU: when `set_access` returns, no CPU uses the old rights.
+//! - **Faults.** An access against the rights is a CPU exception with the usual report: a
+//!   read of a page with no access is a "translation fault at level 3, on a read", a write
+//!   to a read-only page a "permission fault at level 3, on a write", and the `FAR_EL1`
+//!   line adds "(protected page: no access)" or "(protected page: read-only)".
+//!
 //! # Devices
 //!
 //! [`uk_hal::Platform::virtio_mmio_slots`] lists the device tree's `virtio,mmio` nodes (QEMU
@@ -93,10 +153,11 @@
 //! - `GenericTimer`: the virtual timer (`CNTV_CVAL_EL0`/`CNTV_CTL_EL0`) as the
 //!   [`uk_hal::irq::LocalTimer`], one-shot at a deadline on the clock's scale.
 //! - `start_cpu`: PSCI `CPU_ON` (`/psci` conduit) with the MPIDR from `/cpus`; the new CPU
-//!   gets a 64 KiB stack and a 16 KiB exception stack from the heap, drops from EL2 if
-//!   needed, turns on the MMU with the boot CPU's tables and `MAIR`/`TCR`/`SCTLR`, inits its
-//!   GIC interface (on v3: finds and wakes its redistributor) and the timer PPI, and calls
-//!   the entry with interrupts masked.
+//!   gets a 64 KiB stack and a 16 KiB exception stack from the heap (the latter mapped with
+//!   level-3 tables first, see *Page protection*), drops from EL2 if needed, turns on the
+//!   MMU with the boot CPU's tables and `MAIR`/`TCR`/`SCTLR`, inits its GIC interface (on
+//!   v3: finds and wakes its redistributor) and the timer PPI, and calls the entry with
+//!   interrupts masked.
 //! - `mask`/`restore`/`wait_for_interrupt`: `DAIF.I`; `wfi`, then a one-instruction unmask
 //!   window.
 //!
@@ -108,7 +169,9 @@
 //!   [`devtree::BootInfo`], what the board keeps: RAM, usable memory, command line (copied
 //!   into a 2 KiB buffer), console, PSCI conduit, board name, virtio-mmio transports.
 //! - [`memmap`]: RAM minus reserved ranges, page-trimmed, sorted, disjoint.
-//! - [`pagetable`]: descriptors, the `TCR_EL1.IPS` choice, filling the tables.
+//! - [`pagetable`]: descriptors, the `TCR_EL1.IPS` choice, filling the tables, and page
+//!   protection's logic (splitting blocks, rights, counting tables) over a
+//!   [`pagetable::TableMemory`].
 //! - [`clock`]: counter ticks to nanoseconds, exact and overflow-free.
 //! - [`exception`]: the frame the vectors save and the report they print (class name,
 //!   `ESR_EL1` with the fault status decoded, `FAR_EL1`, `ELR_EL1`, `SPSR_EL1`, `x0`-`x30`,
@@ -119,9 +182,9 @@
 //! - `arch` (bare metal only): `asm` (all assembly: entry, vectors, semihosting, PSCI calls,
 //!   TLB and cache maintenance), `mmu` (tables in place, system registers through
 //!   `aarch64-cpu`), `uart` (a lock-free, transmit-only PL011 driver; why not a crate: see
-//!   there), `irq` (the GIC, IRQ entry, generic timer, secondary CPUs), `ktest`
-//!   (in-image tests), and the `QemuVirt` platform with boot and the
-//!   exception handler.
+//!   there), `irq` (the GIC, IRQ entry, generic timer, secondary CPUs), `protect` (page
+//!   protection on the live tables, the retry of faults in a block being split), `ktest`
+//!   (in-image tests), and the `QemuVirt` platform with boot and the exception handler.
 //!
 //! # Features
 //!
@@ -131,7 +194,13 @@
 //!   sane and every region is mapped writable (`AT S1E1W`); the command line is `bootargs`;
 //!   the machine is described; the reader agrees with the `fdt` crate; an SGI nobody
 //!   handles is counted and ended each time; and three cases that
-//!   must fail: `brk #0`, a read of a stack guard page, a write to code.
+//!   must fail: `brk #0`, a read of a stack guard page, a write to code. Page protection
+//!   on heap pages: a page with no access faults on a read and a read-only page on a write
+//!   (cases that must fail); rights round trips agree with `access` and the MMU (`AT`); bad
+//!   ranges are refused and change nothing; a range across a 2 MiB boundary; `OutOfTables`
+//!   under a heap limit changes nothing; a 1 GiB block is split (with `--mem 2G`; skipped
+//!   with less RAM); a retried fault returns to the faulting instruction with every
+//!   register kept.
 //!
 //! # Boot time under TCG
 //!

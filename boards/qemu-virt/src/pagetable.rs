@@ -16,6 +16,15 @@
 //! The descriptors and the filling are pure functions over plain arrays (tested on the host);
 //! the `arch` module points them at the tables the linker script reserves and turns the
 //! MMU on.
+//!
+//! At run time, page protection ([`uk_hal::PageProtection`]) splits RAM blocks into tables
+//! of smaller entries with the block's attributes and gives single pages their own rights:
+//! [`set_access`] and its parts ([`tables_needed`], [`own_block_tables`],
+//! [`page_of_block`], [`page_with_access`], ...) over a [`TableMemory`], which is the live
+//! tables on the board and a map of arrays in the host tests (see the crate documentation,
+//! *Page protection*).
+
+use uk_hal::{MemoryRegion, PageAccess, ProtectError};
 
 use crate::memmap::Range;
 
@@ -84,6 +93,9 @@ pub mod bits {
     pub const UXN: u64 = 1 << 54;
     /// Output address bits 47:12.
     pub const ADDRESS: u64 = 0x0000_ffff_ffff_f000;
+    /// Contiguous hint: one of 16 adjacent entries with the same attributes (never set by
+    /// this board, and never inherited by a split table).
+    pub const CONTIGUOUS: u64 = 1 << 52;
 }
 
 /// What a mapping allows.
@@ -312,7 +324,505 @@ pub const fn is_device_mapped(base: u64, size: u64) -> bool {
     }
 }
 
-#[cfg(test)]
+// Page protection: giving single pages of RAM their own rights at run time
+// ([`uk_hal::PageProtection`]). The bare-metal side (`arch::protect`) supplies the live
+// tables through [`TableMemory`]; everything else is here, tested on the host.
+
+/// The bits of a block or page descriptor that are not attributes: validity, type, output
+/// address (with `nT`, bit 16 of a block), and the contiguous hint.
+const NOT_ATTRIBUTES: u64 = bits::VALID | bits::TABLE_OR_PAGE | bits::ADDRESS | bits::CONTIGUOUS;
+
+/// The attributes of a block or page descriptor, kept bit for bit when a block becomes a
+/// table of smaller entries: the `MAIR_EL1` index (Normal or Normal Tagged memory is decided
+/// there), shareability, access permissions, access flag, `nG`, `PXN`/`UXN`, and the
+/// software and hardware-use bits. Everything but validity, type, output address and the
+/// contiguous hint.
+pub const fn descriptor_attributes(descriptor: u64) -> u64 {
+    descriptor & !NOT_ATTRIBUTES
+}
+
+/// Whether a level-1 or level-2 `descriptor` is a valid block.
+pub const fn is_block(descriptor: u64) -> bool {
+    descriptor & (bits::VALID | bits::TABLE_OR_PAGE) == bits::VALID
+}
+
+/// Whether a level-1 or level-2 `descriptor` points to a next-level table.
+pub const fn is_table(descriptor: u64) -> bool {
+    descriptor & (bits::VALID | bits::TABLE_OR_PAGE) == bits::VALID | bits::TABLE_OR_PAGE
+}
+
+/// The address a descriptor holds (a table's, a block's or a page's).
+pub const fn descriptor_address(descriptor: u64) -> u64 {
+    descriptor & bits::ADDRESS
+}
+
+/// The level-3 page descriptor for the 4 KiB page at `address` inside the memory the block
+/// descriptor `block` (level 1 or 2) maps: the block's attributes, the page's address.
+pub const fn page_of_block(block: u64, address: u64) -> u64 {
+    (address & bits::ADDRESS) | descriptor_attributes(block) | bits::TABLE_OR_PAGE | bits::VALID
+}
+
+/// The level-2 block descriptor for the 2 MiB at `address` inside the memory the level-1
+/// (1 GiB) block descriptor `block` maps: the block's attributes, the 2 MiB's address.
+pub const fn l2_block_of_l1_block(block: u64, address: u64) -> u64 {
+    (address & bits::ADDRESS & !(L2_BLOCK - 1)) | descriptor_attributes(block) | bits::VALID
+}
+
+/// The page descriptor `page` with the rights `access`: valid and read-write (`AP[2]`
+/// clear), valid and read-only (`AP[2]` set), or, for [`PageAccess::None`], the same
+/// descriptor with its valid bit clear. The MMU ignores every other bit of an invalid
+/// descriptor, so the page keeps its address and attributes for a later change back.
+pub const fn page_with_access(page: u64, access: PageAccess) -> u64 {
+    let valid = page | bits::VALID;
+    match access {
+        PageAccess::None => valid & !bits::VALID,
+        PageAccess::ReadOnly => valid | bits::READ_ONLY,
+        PageAccess::ReadWrite => valid & !bits::READ_ONLY,
+    }
+}
+
+/// The rights a leaf descriptor (a block, or a page as [`page_with_access`] writes it) gives
+/// at EL1.
+pub const fn access_of(descriptor: u64) -> PageAccess {
+    if descriptor & bits::VALID == 0 {
+        PageAccess::None
+    } else if descriptor & bits::READ_ONLY != 0 {
+        PageAccess::ReadOnly
+    } else {
+        PageAccess::ReadWrite
+    }
+}
+
+/// Whether `range` lies wholly inside `regions` (sorted and disjoint, as
+/// [`uk_hal::Platform::memory_regions`] are); adjacent regions count as one.
+pub fn in_regions(regions: &[MemoryRegion], range: Range) -> bool {
+    let mut covered = range.start;
+    for region in regions {
+        if covered >= range.end {
+            break;
+        }
+        if region.base <= covered && covered < region.end() {
+            covered = region.end();
+        }
+    }
+    !range.is_empty() && covered >= range.end
+}
+
+/// The range `[start, start + len)` that `set_access` was asked for, checked:
+/// [`ProtectError::Unaligned`] unless `start` and `len` are multiples of [`PAGE`] and `len`
+/// is not 0, [`ProtectError::NotRam`] unless it lies wholly inside `regions` (which also
+/// catches a range that wraps around the address space).
+pub fn checked_range(
+    regions: &[MemoryRegion],
+    start: usize,
+    len: usize,
+) -> Result<Range, ProtectError> {
+    let (start, len) = (start as u64, len as u64);
+    if start % PAGE != 0 || len % PAGE != 0 || len == 0 {
+        return Err(ProtectError::Unaligned);
+    }
+    let end = start.checked_add(len).ok_or(ProtectError::NotRam)?;
+    let range = Range { start, end };
+    if in_regions(regions, range) {
+        Ok(range)
+    } else {
+        Err(ProtectError::NotRam)
+    }
+}
+
+/// What a CPU records while it splits a block ([`TableMemory::split`]), for the exception
+/// handler of the other CPUs: the block's address with its size in the low bits (1 for
+/// 2 MiB, 2 for 1 GiB); 0 means no split is under way.
+pub const fn split_state(address: u64, size: u64) -> u64 {
+    let tag = if size == L1_BLOCK { 2 } else { 1 };
+    (address & !(L2_BLOCK - 1)) | tag
+}
+
+/// Whether the split `state` ([`split_state`]) covers `address`.
+pub const fn split_covers(state: u64, address: u64) -> bool {
+    let size = match state & 3 {
+        1 => L2_BLOCK,
+        2 => L1_BLOCK,
+        _ => return false,
+    };
+    let start = state & !3;
+    start <= address && address - start < size
+}
+
+/// The live translation tables, as [`set_access`] reads and changes them. Tables are named by
+/// their physical address, which the identity map makes their virtual address too.
+pub trait TableMemory {
+    /// Entry `index` of the table at `table`.
+    fn read(&self, table: u64, index: usize) -> u64;
+    /// Writes entry `index` of the table at `table`: any entry of a table the MMU does not
+    /// use yet, or a page descriptor of a live table (a change of rights, which needs no
+    /// break-before-make; [`TableMemory::invalidate`] follows).
+    fn write(&mut self, table: u64, index: usize, descriptor: u64);
+    /// Replaces the live block descriptor at entry `index` of `table`, which maps the `size`
+    /// bytes at `address`, by the table descriptor `descriptor`, whose table is filled and
+    /// maps the same memory: with break-before-make, including the TLB maintenance.
+    fn split(&mut self, table: u64, index: usize, descriptor: u64, address: u64, size: u64);
+    /// Makes every CPU drop its translations of `range` after [`TableMemory::write`] changed
+    /// live page descriptors there.
+    fn invalidate(&mut self, range: Range);
+    /// A new table (4 KiB, aligned, zeroed), or `None` when there is no memory for it.
+    fn alloc_table(&mut self) -> Option<u64>;
+    /// Gives back a table of [`TableMemory::alloc_table`] that the MMU never used.
+    fn free_table(&mut self, table: u64);
+}
+
+/// New tables a range needs ([`tables_needed`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TablesNeeded {
+    /// Level-2 tables: one for each 1 GiB block the range touches.
+    pub l2: usize,
+    /// Level-3 tables: one for each 2 MiB block the range touches, inside a 1 GiB block or a
+    /// level-2 table (not counting [`own_block_tables`]).
+    pub l3: usize,
+}
+
+impl TablesNeeded {
+    /// Level-2 and level-3 tables together.
+    pub const fn total(&self) -> usize {
+        self.l2 + self.l3
+    }
+}
+
+/// The part of `range` inside the naturally aligned `size` bytes at `base`.
+const fn clip(range: Range, base: u64, size: u64) -> Range {
+    let start = if range.start > base {
+        range.start
+    } else {
+        base
+    };
+    let end = if range.end < base + size {
+        range.end
+    } else {
+        base + size
+    };
+    Range { start, end }
+}
+
+/// Indices of the `size`-byte entries that the non-empty `range` touches, as a range of
+/// numbers counted from address 0.
+const fn entries(range: Range, size: u64) -> core::ops::RangeInclusive<u64> {
+    range.start / size..=(range.end - 1) / size
+}
+
+/// Counts the tables that giving `range` (page aligned, non-empty) its own rights needs,
+/// and checks that the tables map all of it as this board maps RAM.
+///
+/// # Errors
+///
+/// [`ProtectError::NotRam`] when part of the range lies above what the tables translate,
+/// in an unmapped GiB or 2 MiB, or on a level-3 entry that is not a page of this address
+/// (the image's stack guard pages).
+pub fn tables_needed(
+    mem: &impl TableMemory,
+    l1: u64,
+    range: Range,
+) -> Result<TablesNeeded, ProtectError> {
+    let mut needed = TablesNeeded::default();
+    if range.is_empty() || range.end > ENTRIES as u64 * L1_BLOCK {
+        return Err(ProtectError::NotRam);
+    }
+    for gib in entries(range, L1_BLOCK) {
+        let in_gib = clip(range, gib * L1_BLOCK, L1_BLOCK);
+        let e1 = mem.read(l1, gib as usize);
+        if is_block(e1) {
+            needed.l2 += 1;
+            needed.l3 += entries(in_gib, L2_BLOCK).count();
+            continue;
+        }
+        if !is_table(e1) {
+            return Err(ProtectError::NotRam);
+        }
+        let l2 = descriptor_address(e1);
+        for block in entries(in_gib, L2_BLOCK) {
+            let e2 = mem.read(l2, (block % ENTRIES as u64) as usize);
+            if is_block(e2) {
+                needed.l3 += 1;
+                continue;
+            }
+            if !is_table(e2) {
+                return Err(ProtectError::NotRam);
+            }
+            let l3 = descriptor_address(e2);
+            for page in entries(clip(in_gib, block * L2_BLOCK, L2_BLOCK), PAGE) {
+                let e3 = mem.read(l3, (page % ENTRIES as u64) as usize);
+                // A page as this board writes it, valid or not: never an empty entry.
+                if e3 & bits::TABLE_OR_PAGE == 0 || descriptor_address(e3) != page * PAGE {
+                    return Err(ProtectError::NotRam);
+                }
+            }
+        }
+    }
+    Ok(needed)
+}
+
+/// Index, in the level-2 table replacing the 1 GiB block at `gib_base`, of the 2 MiB block
+/// that holds that level-2 table itself, if it lies inside that GiB.
+const fn own_block(l2_table: u64, gib_base: u64) -> Option<u64> {
+    if gib_base <= l2_table && l2_table - gib_base < L1_BLOCK {
+        Some((l2_table - gib_base) / L2_BLOCK)
+    } else {
+        None
+    }
+}
+
+/// Level-3 tables needed on top of [`TablesNeeded::l3`] once the level-2 tables are known
+/// (`l2_tables`, in the order [`set_access`] uses them: the 1 GiB blocks of `range` in
+/// ascending order). A level-2 table that lies inside the 1 GiB block it replaces gets a
+/// level-3 table for its own 2 MiB block as well (unless the range splits that block
+/// anyway): a later split of a 2 MiB block in that GiB writes the level-2 table, and the
+/// write must not go through the very block whose mapping is broken at that moment.
+pub fn own_block_tables(
+    mem: &impl TableMemory,
+    l1: u64,
+    range: Range,
+    l2_tables: impl IntoIterator<Item = u64>,
+) -> usize {
+    let mut l2_tables = l2_tables.into_iter();
+    let mut extra = 0;
+    for gib in entries(range, L1_BLOCK) {
+        if !is_block(mem.read(l1, gib as usize)) {
+            continue;
+        }
+        let Some(table) = l2_tables.next() else {
+            break;
+        };
+        let gib_base = gib * L1_BLOCK;
+        let touched = entries(clip(range, gib_base, L1_BLOCK), L2_BLOCK);
+        if let Some(own) = own_block(table, gib_base)
+            && !touched.contains(&(gib * ENTRIES as u64 + own))
+        {
+            extra += 1;
+        }
+    }
+    extra
+}
+
+/// New tables handed out by [`TableMemory::alloc_table`], chained through their first word
+/// (so that no allocation is needed to keep track of them).
+#[derive(Default)]
+struct TableList {
+    head: u64,
+    len: usize,
+}
+
+impl TableList {
+    /// Allocates `count` tables; false (keeping those it got) when one cannot be had.
+    fn fill(&mut self, mem: &mut impl TableMemory, count: usize) -> bool {
+        for _ in 0..count {
+            let Some(table) = mem.alloc_table() else {
+                return false;
+            };
+            mem.write(table, 0, self.head);
+            self.head = table;
+            self.len += 1;
+        }
+        true
+    }
+
+    /// The tables, in the order [`TableList::take`] hands them out.
+    fn addresses<'m>(&self, mem: &'m impl TableMemory) -> impl Iterator<Item = u64> + 'm {
+        let mut next = self.head;
+        let mut left = self.len;
+        core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let table = next;
+            next = mem.read(table, 0);
+            left -= 1;
+            Some(table)
+        })
+    }
+
+    /// The next table, zeroed again.
+    fn take(&mut self, mem: &mut impl TableMemory) -> u64 {
+        assert!(self.len > 0, "set_access takes only the tables it counted");
+        let table = self.head;
+        self.head = mem.read(table, 0);
+        mem.write(table, 0, 0);
+        self.len -= 1;
+        table
+    }
+
+    /// Frees every table left.
+    fn free(&mut self, mem: &mut impl TableMemory) {
+        while self.len > 0 {
+            let table = self.take(mem);
+            mem.free_table(table);
+        }
+    }
+}
+
+/// Gives the pages of `range` the rights `access`, all or nothing; with `access` `None`,
+/// only makes sure that level-3 tables map them (with their rights as they are).
+///
+/// 1. Checks the tables and counts the new ones the range needs ([`tables_needed`]),
+///    allocates them all, then the level-3 tables for the blocks holding new level-2 tables
+///    ([`own_block_tables`]); if one allocation fails, frees every table it got and changes
+///    nothing.
+/// 2. Each 1 GiB block of the range becomes a level-2 table of 2 MiB blocks with its
+///    attributes; each 2 MiB block of the range becomes a level-3 table of pages with the
+///    block's attributes, the range's pages with their new rights. New tables are written
+///    whole while the MMU does not see them yet, then swapped in for the block
+///    ([`TableMemory::split`]: break-before-make); a 1 GiB block is replaced in one go, its
+///    new level-3 tables already in place.
+/// 3. Pages already mapped by a level-3 table get their new descriptor in place
+///    ([`page_with_access`]), followed by one [`TableMemory::invalidate`] over the range
+///    if any of them changed.
+///
+/// # Errors
+///
+/// [`ProtectError::Unaligned`] for a range that is not page aligned or empty; the errors of
+/// [`tables_needed`]; [`ProtectError::OutOfTables`] when a table cannot be allocated.
+pub fn set_access(
+    mem: &mut impl TableMemory,
+    l1: u64,
+    range: Range,
+    access: Option<PageAccess>,
+) -> Result<(), ProtectError> {
+    if range.start % PAGE != 0 || range.end % PAGE != 0 || range.is_empty() {
+        return Err(ProtectError::Unaligned);
+    }
+    let needed = tables_needed(mem, l1, range)?;
+    let mut l2 = TableList::default();
+    let mut l3 = TableList::default();
+    let got_all = l2.fill(mem, needed.l2) && {
+        let extra = own_block_tables(&*mem, l1, range, l2.addresses(&*mem));
+        l3.fill(mem, needed.l3 + extra)
+    };
+    if !got_all {
+        l3.free(mem);
+        l2.free(mem);
+        return Err(ProtectError::OutOfTables);
+    }
+    apply(mem, l1, range, access, &mut l2, &mut l3);
+    debug_assert!(l2.len == 0 && l3.len == 0, "every counted table is used");
+    Ok(())
+}
+
+/// Fills the new level-3 table `l3` with the pages of the 2 MiB block `block` (a block
+/// descriptor) at `base`; the pages inside `range` get the rights `access`, if any.
+fn fill_l3(
+    mem: &mut impl TableMemory,
+    l3: u64,
+    block: u64,
+    base: u64,
+    range: Range,
+    access: Option<PageAccess>,
+) {
+    for index in 0..ENTRIES {
+        let address = base + index as u64 * PAGE;
+        let page = page_of_block(block, address);
+        let page = match access {
+            Some(access) if range.contains(address) => page_with_access(page, access),
+            _ => page,
+        };
+        mem.write(l3, index, page);
+    }
+}
+
+/// Step 2 and 3 of [`set_access`], with every table counted and allocated.
+fn apply(
+    mem: &mut impl TableMemory,
+    l1: u64,
+    range: Range,
+    access: Option<PageAccess>,
+    l2_tables: &mut TableList,
+    l3_tables: &mut TableList,
+) {
+    let mut live_pages_changed = false;
+    for gib in entries(range, L1_BLOCK) {
+        let gib_base = gib * L1_BLOCK;
+        let in_gib = clip(range, gib_base, L1_BLOCK);
+        let e1 = mem.read(l1, gib as usize);
+        if is_block(e1) {
+            let l2 = l2_tables.take(mem);
+            for index in 0..ENTRIES {
+                let address = gib_base + index as u64 * L2_BLOCK;
+                mem.write(l2, index, l2_block_of_l1_block(e1, address));
+            }
+            let touched = entries(in_gib, L2_BLOCK);
+            let own = own_block(l2, gib_base)
+                .map(|index| gib * ENTRIES as u64 + index)
+                .filter(|block| !touched.contains(block));
+            for block in touched.chain(own) {
+                let index = (block % ENTRIES as u64) as usize;
+                let base = block * L2_BLOCK;
+                let l3 = l3_tables.take(mem);
+                let e2 = mem.read(l2, index);
+                fill_l3(mem, l3, e2, base, range, access);
+                mem.write(l2, index, table(l3));
+            }
+            mem.split(l1, gib as usize, table(l2), gib_base, L1_BLOCK);
+            continue;
+        }
+        let l2 = descriptor_address(e1);
+        for block in entries(in_gib, L2_BLOCK) {
+            let index = (block % ENTRIES as u64) as usize;
+            let base = block * L2_BLOCK;
+            let e2 = mem.read(l2, index);
+            if is_block(e2) {
+                let l3 = l3_tables.take(mem);
+                fill_l3(mem, l3, e2, base, range, access);
+                mem.split(l2, index, table(l3), base, L2_BLOCK);
+                continue;
+            }
+            let Some(access) = access else {
+                continue;
+            };
+            let l3 = descriptor_address(e2);
+            for page in entries(clip(in_gib, base, L2_BLOCK), PAGE) {
+                let index = (page % ENTRIES as u64) as usize;
+                let old = mem.read(l3, index);
+                let new = page_with_access(old, access);
+                if new != old {
+                    mem.write(l3, index, new);
+                    live_pages_changed = true;
+                }
+            }
+        }
+    }
+    if live_pages_changed {
+        mem.invalidate(range);
+    }
+}
+
+/// The leaf entry mapping `address`: its level (1, 2 or 3) and descriptor (at level 3
+/// possibly an invalid page, [`PageAccess::None`]), or `None` where no table maps it.
+pub fn lookup(mem: &impl TableMemory, l1: u64, address: u64) -> Option<(u8, u64)> {
+    let gib = address / L1_BLOCK;
+    if gib >= ENTRIES as u64 {
+        return None;
+    }
+    let e1 = mem.read(l1, gib as usize);
+    if is_block(e1) {
+        return Some((1, e1));
+    }
+    if !is_table(e1) {
+        return None;
+    }
+    let e2 = mem.read(
+        descriptor_address(e1),
+        ((address / L2_BLOCK) % ENTRIES as u64) as usize,
+    );
+    if is_block(e2) {
+        return Some((2, e2));
+    }
+    if !is_table(e2) {
+        return None;
+    }
+    let e3 = mem.read(
+        descriptor_address(e2),
+        ((address / PAGE) % ENTRIES as u64) as usize,
+    );
+    Some((3, e3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,5 +1060,625 @@ mod tests {
             }),
             Err(MapError::OutOfRange)
         );
+    }
+}
+
+#[cfg(test)]
+mod protection_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const L1: u64 = 0x4030_0000;
+    const L2: u64 = 0x4030_1000;
+    const L3: u64 = 0x4030_2000;
+    const BASE: u64 = 0x4020_0000;
+    const GIB2: u64 = 0x8000_0000;
+    const MIB: u64 = 1 << 20;
+
+    /// Translation tables in a map from address to table, with a scripted allocator and a
+    /// log of what the protection logic asked for.
+    #[derive(Clone, Debug, Default)]
+    struct Fake {
+        tables: BTreeMap<u64, [u64; ENTRIES]>,
+        /// Addresses the next allocations return, in order; afterwards fresh ones above
+        /// 16 GiB.
+        script: Vec<u64>,
+        next_fresh: u64,
+        /// Allocations that succeed before the allocator runs dry.
+        budget: Option<usize>,
+        allocated: Vec<u64>,
+        freed: Vec<u64>,
+        splits: Vec<(u64, usize, u64, u64, u64)>,
+        invalidated: Vec<Range>,
+    }
+
+    impl TableMemory for Fake {
+        fn read(&self, table: u64, index: usize) -> u64 {
+            self.tables
+                .get(&table)
+                .expect("a table the tables point to")[index]
+        }
+        fn write(&mut self, table: u64, index: usize, descriptor: u64) {
+            self.tables.get_mut(&table).expect("a table")[index] = descriptor;
+        }
+        fn split(&mut self, table: u64, index: usize, descriptor: u64, address: u64, size: u64) {
+            let old = self.read(table, index);
+            assert!(is_block(old), "only blocks are split");
+            assert!(is_table(descriptor));
+            let new = descriptor_address(descriptor);
+            assert!(
+                self.tables.contains_key(&new),
+                "the new table is written first"
+            );
+            self.splits.push((table, index, descriptor, address, size));
+            self.write(table, index, descriptor);
+        }
+        fn invalidate(&mut self, range: Range) {
+            self.invalidated.push(range);
+        }
+        fn alloc_table(&mut self) -> Option<u64> {
+            if self.budget == Some(self.allocated.len()) {
+                return None;
+            }
+            let table = if self.script.is_empty() {
+                self.next_fresh += PAGE;
+                0x4_0000_0000 + self.next_fresh
+            } else {
+                self.script.remove(0)
+            };
+            assert!(self.tables.insert(table, [0; ENTRIES]).is_none());
+            self.allocated.push(table);
+            Some(table)
+        }
+        fn free_table(&mut self, table: u64) {
+            assert_eq!(
+                self.tables.remove(&table),
+                Some([0; ENTRIES]),
+                "freed zeroed"
+            );
+            self.freed.push(table);
+        }
+    }
+
+    /// The board's map for an image at 0x4020_0000 with 3 GiB of RAM from 1 GiB: GiB 1 a
+    /// level-2 table (the image's 2 MiB a level-3 table), GiBs 2 and 3 1 GiB blocks.
+    fn board() -> Fake {
+        let mut l1 = Box::new([0; ENTRIES]);
+        let mut l2 = Box::new([0; ENTRIES]);
+        let mut l3 = vec![[0; ENTRIES]; 1];
+        let mut tables = Tables {
+            l1: &mut l1,
+            l2: &mut l2,
+            l2_address: L2,
+            l3: &mut l3,
+            l3_address: L3,
+        };
+        let image = ImageLayout {
+            start: BASE,
+            code_end: BASE + 0x8000,
+            rodata_end: BASE + 0xa000,
+            guards: [
+                Range::from_base_size(BASE + 0x10_000, PAGE),
+                Range::from_base_size(BASE + 0x21_000, PAGE),
+            ],
+            end: BASE + 0x30_000,
+        };
+        tables.build(&image).unwrap();
+        tables
+            .map_ram(Range {
+                start: 0x4000_0000,
+                end: 0x1_0000_0000,
+            })
+            .unwrap();
+        let mut fake = Fake::default();
+        fake.tables.insert(L1, *l1);
+        fake.tables.insert(L2, *l2);
+        fake.tables.insert(L3, l3[0]);
+        fake
+    }
+
+    /// What the page at `va` maps to, as a page descriptor (a block's page derived from it).
+    fn page_at(mem: &Fake, va: u64) -> Option<u64> {
+        let (level, descriptor) = lookup(mem, L1, va)?;
+        Some(if level == 3 {
+            descriptor
+        } else {
+            page_of_block(descriptor, va & !(PAGE - 1))
+        })
+    }
+
+    /// Every page of `[from, to)` maps as before, but those of `range`, which have
+    /// `access`'s rights (or, without an access, are unchanged too).
+    fn assert_only_range_changed(
+        before: &Fake,
+        after: &Fake,
+        from: u64,
+        to: u64,
+        range: Range,
+        access: Option<PageAccess>,
+    ) {
+        for va in (from..to).step_by(PAGE as usize) {
+            let old = page_at(before, va);
+            let new = page_at(after, va);
+            match (access, range.contains(va)) {
+                (Some(access), true) => {
+                    assert_eq!(new, old.map(|d| page_with_access(d, access)), "{va:#x}");
+                    assert_eq!(lookup(after, L1, va).map(|(level, _)| level), Some(3));
+                }
+                _ => assert_eq!(new, old, "{va:#x}"),
+            }
+        }
+    }
+
+    fn range(start: u64, len: u64) -> Range {
+        Range::from_base_size(start, len)
+    }
+
+    #[test]
+    fn pages_keep_the_attributes_of_their_block() {
+        // An unusual block: Normal (index 1), inner shareable, AF, nG, PXN, UXN, software
+        // bits 55 and 58, the contiguous hint and nT (bit 16): all but the last two survive.
+        let attributes = (ATTR_NORMAL << bits::ATTR_INDEX_SHIFT)
+            | bits::INNER_SHAREABLE
+            | bits::ACCESSED
+            | (1 << 11)
+            | bits::PXN
+            | bits::UXN
+            | (1 << 55)
+            | (1 << 58);
+        let block = 0x8000_0000 | attributes | bits::CONTIGUOUS | (1 << 16) | bits::VALID;
+        assert!(is_block(block) && !is_table(block));
+        assert_eq!(descriptor_attributes(block), attributes);
+        let page = page_of_block(block, 0x8123_4000);
+        assert_eq!(page, 0x8123_4000 | attributes | 0b11);
+        let l2 = l2_block_of_l1_block(block, 0x8123_4000);
+        assert_eq!(l2, 0x8120_0000 | attributes | 0b01);
+        assert_eq!(page_of_block(l2, 0x8123_4000), page);
+        // The board's own RAM block gives a read-write page; the image's pages agree.
+        assert_eq!(
+            page_of_block(super::block(0x4000_0000, Access::ReadWrite), 0x4000_1000),
+            super::page(0x4000_1000, Access::ReadWrite)
+        );
+    }
+
+    #[test]
+    fn rights_change_only_validity_and_ap2() {
+        let rw = super::page(0x4010_0000, Access::ReadWrite);
+        let ro = page_with_access(rw, PageAccess::ReadOnly);
+        let none = page_with_access(rw, PageAccess::None);
+        assert_eq!(ro, super::page(0x4010_0000, Access::ReadOnly));
+        assert_eq!(none, rw & !bits::VALID);
+        assert_eq!(page_with_access(none, PageAccess::ReadWrite), rw);
+        assert_eq!(page_with_access(ro, PageAccess::ReadWrite), rw);
+        assert_eq!(
+            page_with_access(page_with_access(ro, PageAccess::None), PageAccess::ReadOnly),
+            ro
+        );
+        assert_eq!(access_of(rw), PageAccess::ReadWrite);
+        assert_eq!(access_of(ro), PageAccess::ReadOnly);
+        assert_eq!(access_of(none), PageAccess::None);
+        assert_eq!(
+            access_of(block(0x4000_0000, Access::ReadWrite)),
+            PageAccess::ReadWrite
+        );
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let regions = [
+            MemoryRegion {
+                base: 0x4010_0000,
+                size: MIB,
+            },
+            MemoryRegion {
+                base: 0x4023_5000,
+                size: 0x4400_0000 - 0x4023_5000,
+            },
+            MemoryRegion {
+                base: 0x4400_0000,
+                size: MIB,
+            },
+        ];
+        let ok = |start: u64, len: u64| checked_range(&regions, start as usize, len as usize);
+        assert_eq!(ok(0x4010_0000, PAGE), Ok(range(0x4010_0000, PAGE)));
+        assert_eq!(ok(0x4010_0001, PAGE), Err(ProtectError::Unaligned));
+        assert_eq!(ok(0x4010_0000, 100), Err(ProtectError::Unaligned));
+        assert_eq!(ok(0x4010_0000, 0), Err(ProtectError::Unaligned));
+        assert_eq!(
+            ok(0x4020_0000, PAGE),
+            Err(ProtectError::NotRam),
+            "the image"
+        );
+        assert_eq!(ok(0x0900_0000, PAGE), Err(ProtectError::NotRam), "MMIO");
+        assert_eq!(
+            ok(0x401f_f000, 2 * PAGE),
+            Err(ProtectError::NotRam),
+            "crosses out"
+        );
+        assert_eq!(
+            ok(0x4000_0000, 2 * MIB),
+            Err(ProtectError::NotRam),
+            "starts before"
+        );
+        assert_eq!(
+            ok(0x43ff_f000, 2 * PAGE),
+            Ok(range(0x43ff_f000, 2 * PAGE)),
+            "adjacent regions"
+        );
+        assert_eq!(
+            ok(0x4400_0000, MIB + PAGE),
+            Err(ProtectError::NotRam),
+            "past the end"
+        );
+        assert_eq!(
+            ok(u64::MAX - 0xfff, PAGE),
+            Err(ProtectError::NotRam),
+            "wraps"
+        );
+        assert_eq!(
+            ok(0x4010_0000, u64::MAX - 0xfff),
+            Err(ProtectError::NotRam),
+            "wraps"
+        );
+        assert_eq!(
+            checked_range(&[], 0x4010_0000, 4096),
+            Err(ProtectError::NotRam)
+        );
+    }
+
+    #[test]
+    fn split_states_cover_their_block() {
+        assert!(!split_covers(0, 0));
+        let small = split_state(0x4060_0000, L2_BLOCK);
+        assert!(split_covers(small, 0x4060_0000));
+        assert!(split_covers(small, 0x407f_ffff));
+        assert!(!split_covers(small, 0x4080_0000));
+        assert!(!split_covers(small, 0x405f_ffff));
+        let big = split_state(GIB2, L1_BLOCK);
+        assert!(split_covers(big, GIB2));
+        assert!(split_covers(big, 0xbfff_ffff));
+        assert!(!split_covers(big, 0xc000_0000));
+        assert!(!split_covers(big, 0x7fff_ffff));
+    }
+
+    #[test]
+    fn first_page_of_a_2mib_block_splits_it_once() {
+        let mut mem = board();
+        let before = mem.clone();
+        let page = range(0x4060_3000, PAGE);
+        assert_eq!(
+            tables_needed(&mem, L1, page),
+            Ok(TablesNeeded { l2: 0, l3: 1 })
+        );
+        set_access(&mut mem, L1, page, Some(PageAccess::None)).unwrap();
+        let l3 = mem.allocated[0];
+        assert_eq!(mem.splits, [(L2, 3, table(l3), 0x4060_0000, L2_BLOCK)]);
+        assert!(
+            mem.invalidated.is_empty(),
+            "the break-before-make invalidated the block"
+        );
+        assert_only_range_changed(
+            &before,
+            &mem,
+            0x4000_0000,
+            0x4100_0000,
+            page,
+            Some(PageAccess::None),
+        );
+        // Same block again: no table, no split, the page changed in place and invalidated.
+        let split = mem.clone();
+        assert_eq!(tables_needed(&mem, L1, page), Ok(TablesNeeded::default()));
+        set_access(&mut mem, L1, page, Some(PageAccess::ReadOnly)).unwrap();
+        assert_eq!(mem.allocated.len(), 1);
+        assert_eq!(mem.splits.len(), 1);
+        assert_eq!(mem.invalidated, [page]);
+        assert_only_range_changed(
+            &split,
+            &mem,
+            0x4060_0000,
+            0x4080_0000,
+            page,
+            Some(PageAccess::ReadOnly),
+        );
+        // Back to read-write: the table stays, the pages are as the block mapped them.
+        set_access(&mut mem, L1, page, Some(PageAccess::ReadWrite)).unwrap();
+        assert_only_range_changed(
+            &before,
+            &mem,
+            0x4000_0000,
+            0x4100_0000,
+            page,
+            Some(PageAccess::ReadWrite),
+        );
+        assert_eq!(lookup(&mem, L1, 0x4060_3000).unwrap().0, 3);
+        // Asking for what is already there changes nothing and invalidates nothing.
+        set_access(&mut mem, L1, page, Some(PageAccess::ReadWrite)).unwrap();
+        assert_eq!(mem.invalidated.len(), 2);
+    }
+
+    #[test]
+    fn a_range_across_a_2mib_boundary_splits_both_blocks() {
+        let mut mem = board();
+        let before = mem.clone();
+        let across = range(0x407f_e000, 4 * PAGE);
+        assert_eq!(
+            tables_needed(&mem, L1, across),
+            Ok(TablesNeeded { l2: 0, l3: 2 })
+        );
+        set_access(&mut mem, L1, across, Some(PageAccess::ReadOnly)).unwrap();
+        let blocks: Vec<_> = mem.splits.iter().map(|s| (s.1, s.3)).collect();
+        assert_eq!(blocks, [(3, 0x4060_0000), (4, 0x4080_0000)]);
+        assert_only_range_changed(
+            &before,
+            &mem,
+            0x4040_0000,
+            0x40a0_0000,
+            across,
+            Some(PageAccess::ReadOnly),
+        );
+    }
+
+    #[test]
+    fn the_free_pages_after_the_image_change_in_place() {
+        // The image's 2 MiB block has a level-3 table since boot.
+        let mut mem = board();
+        let before = mem.clone();
+        let free = range(BASE + 0x40_000, 2 * PAGE);
+        assert_eq!(tables_needed(&mem, L1, free), Ok(TablesNeeded::default()));
+        set_access(&mut mem, L1, free, Some(PageAccess::None)).unwrap();
+        assert!(mem.splits.is_empty() && mem.allocated.is_empty());
+        assert_eq!(mem.invalidated, [free]);
+        assert_only_range_changed(
+            &before,
+            &mem,
+            BASE,
+            BASE + L2_BLOCK,
+            free,
+            Some(PageAccess::None),
+        );
+    }
+
+    #[test]
+    fn a_1gib_block_becomes_a_level_2_table_in_one_break() {
+        let mut mem = board();
+        let before = mem.clone();
+        let page = range(GIB2 + 0x1234_5000, PAGE);
+        assert_eq!(
+            tables_needed(&mem, L1, page),
+            Ok(TablesNeeded { l2: 1, l3: 1 })
+        );
+        set_access(&mut mem, L1, page, Some(PageAccess::None)).unwrap();
+        // Level-2 table allocated first (outside GiB 2), then the level-3 table.
+        let (l2, l3) = (mem.allocated[0], mem.allocated[1]);
+        assert_eq!(mem.splits, [(L1, 2, table(l2), GIB2, L1_BLOCK)]);
+        let l2_table = mem.tables[&l2];
+        for (index, &entry) in l2_table.iter().enumerate() {
+            let address = GIB2 + index as u64 * L2_BLOCK;
+            if index == 0x1234_5000 / L2_BLOCK as usize {
+                assert_eq!(entry, table(l3));
+            } else {
+                assert_eq!(entry, block(address, Access::ReadWrite), "{address:#x}");
+            }
+        }
+        assert_only_range_changed(
+            &before,
+            &mem,
+            GIB2,
+            GIB2 + L1_BLOCK,
+            page,
+            Some(PageAccess::None),
+        );
+        // Another 2 MiB of that GiB: now a block in a level-2 table.
+        let next = range(GIB2 + 0x2000_0000, PAGE);
+        assert_eq!(
+            tables_needed(&mem, L1, next),
+            Ok(TablesNeeded { l2: 0, l3: 1 })
+        );
+        let split = mem.clone();
+        set_access(&mut mem, L1, next, Some(PageAccess::ReadOnly)).unwrap();
+        assert_eq!(
+            mem.splits[1],
+            (
+                l2,
+                256,
+                table(mem.allocated[2]),
+                GIB2 + 0x2000_0000,
+                L2_BLOCK
+            )
+        );
+        assert_only_range_changed(
+            &split,
+            &mem,
+            GIB2,
+            GIB2 + L1_BLOCK,
+            next,
+            Some(PageAccess::ReadOnly),
+        );
+    }
+
+    #[test]
+    fn a_level_2_table_inside_its_own_gib_gets_its_block_split_too() {
+        let mut mem = board();
+        let before = mem.clone();
+        let l2 = GIB2 + 0x60_5000; // in the GiB's fourth 2 MiB block
+        mem.script = vec![l2];
+        let page = range(GIB2 + 0x1000_0000, PAGE);
+        assert_eq!(own_block_tables(&mem, L1, page, [l2]), 1);
+        assert_eq!(own_block_tables(&mem, L1, page, [0x4_0000_0000]), 0);
+        set_access(&mut mem, L1, page, Some(PageAccess::None)).unwrap();
+        assert_eq!(mem.allocated.len(), 3);
+        assert!(
+            is_table(mem.tables[&l2][3]),
+            "the table's own block has level-3 pages"
+        );
+        assert!(is_table(mem.tables[&l2][128]));
+        assert!(is_block(mem.tables[&l2][4]));
+        assert_eq!(mem.splits.len(), 1);
+        assert_only_range_changed(
+            &before,
+            &mem,
+            GIB2,
+            GIB2 + L1_BLOCK,
+            page,
+            Some(PageAccess::None),
+        );
+        // A later split in that GiB writes the level-2 table through a page mapping.
+        assert_eq!(lookup(&mem, L1, l2).unwrap().0, 3);
+
+        // When the range splits that block anyway, no extra table.
+        let mut mem = board();
+        let l2 = GIB2 + 0x1000_8000;
+        mem.script = vec![l2];
+        assert_eq!(own_block_tables(&mem, L1, page, [l2]), 0);
+        set_access(&mut mem, L1, page, Some(PageAccess::None)).unwrap();
+        assert_eq!(mem.allocated.len(), 2);
+    }
+
+    #[test]
+    fn a_range_across_gibs_splits_each_part() {
+        let mut mem = board();
+        let before = mem.clone();
+        // The last 2 pages of GiB 1 (a level-2 table) and the first 2 of GiB 2 (a block).
+        let across = range(GIB2 - 2 * PAGE, 4 * PAGE);
+        assert_eq!(
+            tables_needed(&mem, L1, across),
+            Ok(TablesNeeded { l2: 1, l3: 2 })
+        );
+        set_access(&mut mem, L1, across, Some(PageAccess::ReadOnly)).unwrap();
+        assert_eq!(mem.splits.len(), 2);
+        assert_eq!(
+            (mem.splits[0].3, mem.splits[0].4),
+            (GIB2 - L2_BLOCK, L2_BLOCK)
+        );
+        assert_eq!((mem.splits[1].3, mem.splits[1].4), (GIB2, L1_BLOCK));
+        assert_only_range_changed(
+            &before,
+            &mem,
+            GIB2 - 4 * MIB,
+            GIB2 + 4 * MIB,
+            across,
+            Some(PageAccess::ReadOnly),
+        );
+    }
+
+    #[test]
+    fn out_of_tables_at_any_point_changes_nothing() {
+        // Needs 1 + 3 tables: GiB 2's level-2 table, 2 level-3 tables there, 1 in GiB 1.
+        let across = range(GIB2 - PAGE, L2_BLOCK + 2 * PAGE);
+        let needed = tables_needed(&board(), L1, across).unwrap();
+        assert_eq!(needed, TablesNeeded { l2: 1, l3: 3 });
+        for budget in 0..needed.total() {
+            let mut mem = board();
+            mem.budget = Some(budget);
+            let before = mem.tables.clone();
+            assert_eq!(
+                set_access(&mut mem, L1, across, Some(PageAccess::None)),
+                Err(ProtectError::OutOfTables),
+                "budget {budget}"
+            );
+            assert_eq!(mem.tables, before, "budget {budget}: every table as it was");
+            assert_eq!(mem.freed.len(), budget, "budget {budget}: all freed");
+            assert!(mem.splits.is_empty() && mem.invalidated.is_empty());
+        }
+        // The extra table of a level-2 table inside its GiB counts too.
+        let mut mem = board();
+        mem.script = vec![GIB2 + 0x60_5000];
+        mem.budget = Some(needed.total());
+        let before = mem.tables.clone();
+        assert_eq!(
+            set_access(&mut mem, L1, across, Some(PageAccess::None)),
+            Err(ProtectError::OutOfTables)
+        );
+        assert_eq!(mem.tables, before);
+        assert_eq!(mem.freed.len(), needed.total());
+        let mut mem = board();
+        mem.budget = Some(needed.total());
+        assert_eq!(
+            set_access(&mut mem, L1, across, Some(PageAccess::None)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn what_the_tables_do_not_map_as_ram_is_refused() {
+        let mut mem = board();
+        let before = mem.tables.clone();
+        for bad in [
+            range(0x1_0000_0000, PAGE),             // GiB 4: no RAM, unmapped
+            range(0xffff_f000, 2 * PAGE),           // RAM, then unmapped
+            range(BASE + 0x10_000, PAGE),           // a stack guard page
+            range(ENTRIES as u64 * L1_BLOCK, PAGE), // above the 39-bit VA range
+        ] {
+            assert_eq!(
+                tables_needed(&mem, L1, bad),
+                Err(ProtectError::NotRam),
+                "{bad:x?}"
+            );
+            assert_eq!(
+                set_access(&mut mem, L1, bad, Some(PageAccess::None)),
+                Err(ProtectError::NotRam)
+            );
+        }
+        assert_eq!(
+            set_access(
+                &mut mem,
+                L1,
+                range(0x4060_0800, PAGE),
+                Some(PageAccess::None)
+            ),
+            Err(ProtectError::Unaligned)
+        );
+        assert_eq!(
+            set_access(&mut mem, L1, range(0x4060_0000, 0), Some(PageAccess::None)),
+            Err(ProtectError::Unaligned)
+        );
+        assert_eq!(mem.tables, before);
+        assert!(mem.allocated.is_empty());
+    }
+
+    #[test]
+    fn without_an_access_pages_are_split_but_keep_their_rights() {
+        let mut mem = board();
+        let before = mem.clone();
+        let stack = range(GIB2 + 0x1ff_c000, 6 * PAGE);
+        set_access(&mut mem, L1, stack, None).unwrap();
+        assert_eq!(mem.allocated.len(), 3);
+        assert_only_range_changed(&before, &mem, GIB2, GIB2 + 8 * MIB, stack, None);
+        for va in [stack.start, stack.end - PAGE] {
+            assert_eq!(lookup(&mem, L1, va).unwrap().0, 3);
+        }
+        // Nothing left to split: no table, no write, no invalidation.
+        let split = mem.clone();
+        set_access(&mut mem, L1, stack, None).unwrap();
+        assert_eq!(mem.tables, split.tables);
+        assert!(mem.invalidated.is_empty());
+    }
+
+    #[test]
+    fn lookup_finds_the_leaf() {
+        let mem = board();
+        assert_eq!(
+            lookup(&mem, L1, 0x0900_0000),
+            Some((1, block(0, Access::Device)))
+        );
+        assert_eq!(
+            lookup(&mem, L1, 0x4000_0000),
+            Some((2, block(0x4000_0000, Access::ReadWrite)))
+        );
+        assert_eq!(
+            lookup(&mem, L1, BASE),
+            Some((3, super::page(BASE, Access::Code)))
+        );
+        assert_eq!(
+            lookup(&mem, L1, BASE + 0x10_000),
+            Some((3, 0)),
+            "guard page"
+        );
+        assert_eq!(
+            lookup(&mem, L1, GIB2 + 5),
+            Some((1, block(GIB2, Access::ReadWrite)))
+        );
+        assert_eq!(lookup(&mem, L1, 0x1_0000_0000), None);
+        assert_eq!(lookup(&mem, L1, 1 << 39), None);
     }
 }

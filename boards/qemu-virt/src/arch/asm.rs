@@ -1,7 +1,7 @@
 //! All of the board's assembly: the entry point, the exception vectors, and the few
 //! instructions Rust has no intrinsic for (semihosting, PSCI calls, TLB and cache
-//! maintenance, reading a memory tag for a tag check fault report, a breakpoint for the
-//! in-image tests).
+//! maintenance, break-before-make for page protection, reading a memory tag for a tag check
+//! fault report, a breakpoint for the in-image tests).
 //!
 //! # Entry (`_start`)
 //!
@@ -35,14 +35,21 @@
 //! Each of the 16 entries reserves an [`ExceptionFrame`](crate::exception::ExceptionFrame)
 //! on the stack, saves `x0`/`x1`, puts its own number in `x0` and branches to common code
 //! that saves the rest (all general registers, the interrupted SP, `ELR`, `SPSR`, `ESR`,
-//! `FAR`) and calls [`super::exception`], which never returns — except the two IRQ
-//! entries of the current exception level (vector 1, taken on `SP_EL0`, where threads run;
-//! vector 5, taken on `SP_EL1`, where the test runner continues after a failed case). They
-//! save all general registers, `ELR`, `SPSR`, `FPCR`, `FPSR` and `q0`-`q31` on the
-//! *interrupted* stack (vector 1 switches back to `SP_EL0` first), call
-//! [`super::irq::irq_entry`] and return with `eret`. The frame stays on the interrupted
-//! thread's stack, so the handler may switch threads and the return happens when the
-//! thread is resumed.
+//! `FAR`), then `q0`-`q31`, `FPCR` and `FPSR` below it, and calls [`super::exception()`].
+//! That handler returns only to retry a translation fault in a block that page protection
+//! splits on another CPU at that moment (see `protect`); the common code then restores
+//! every register and returns to the faulting instruction with `eret`.
+//!
+//! The two IRQ entries of the current exception level are different (vector 1, taken on
+//! `SP_EL0`, where threads run; vector 5, taken on `SP_EL1`, where the test runner
+//! continues after a failed case). They save all general registers, `ELR`, `SPSR`, `FPCR`,
+//! `FPSR` and `q0`-`q31` on the *interrupted* stack (vector 1 switches back to `SP_EL0`
+//! first), call [`super::irq::irq_entry`] and return with `eret`. The frame stays on the
+//! interrupted thread's stack, so the handler may switch threads and the return happens
+//! when the thread is resumed. A thread's stack is heap memory, which another CPU may be
+//! splitting: vector 1 reads `ELR_EL1`/`SPSR_EL1` before its first store there (parking
+//! `x0`/`x1` on the exception stack, which is never split) and writes them back only after
+//! its last load from there, so a retried fault in between loses nothing.
 //!
 //! # Secondary CPUs
 //!
@@ -205,9 +212,73 @@ __uk_exception_common:
     stp     x4, x5, [sp, #{esr}]
     mov     x1, x0
     mov     x0, sp
+    /* The FP/SIMD registers too, below the frame: the handler may return (below), and
+       Rust code may use them for anything. */
+    sub     sp, sp, #{fp_area}
+    stp     q0, q1, [sp, #16]
+    stp     q2, q3, [sp, #48]
+    stp     q4, q5, [sp, #80]
+    stp     q6, q7, [sp, #112]
+    stp     q8, q9, [sp, #144]
+    stp     q10, q11, [sp, #176]
+    stp     q12, q13, [sp, #208]
+    stp     q14, q15, [sp, #240]
+    stp     q16, q17, [sp, #272]
+    stp     q18, q19, [sp, #304]
+    stp     q20, q21, [sp, #336]
+    stp     q22, q23, [sp, #368]
+    stp     q24, q25, [sp, #400]
+    stp     q26, q27, [sp, #432]
+    stp     q28, q29, [sp, #464]
+    stp     q30, q31, [sp, #496]
+    mrs     x2, fpcr
+    mrs     x3, fpsr
+    stp     x2, x3, [sp, #0]
     mov     x29, xzr
     bl      {handler}
-    b       9b
+    /* The handler returned: a translation fault in a block another CPU is splitting (see
+       `protect`). Back to the faulting instruction with every register as it was. */
+    ldp     x2, x3, [sp, #0]
+    msr     fpcr, x2
+    msr     fpsr, x3
+    ldp     q0, q1, [sp, #16]
+    ldp     q2, q3, [sp, #48]
+    ldp     q4, q5, [sp, #80]
+    ldp     q6, q7, [sp, #112]
+    ldp     q8, q9, [sp, #144]
+    ldp     q10, q11, [sp, #176]
+    ldp     q12, q13, [sp, #208]
+    ldp     q14, q15, [sp, #240]
+    ldp     q16, q17, [sp, #272]
+    ldp     q18, q19, [sp, #304]
+    ldp     q20, q21, [sp, #336]
+    ldp     q22, q23, [sp, #368]
+    ldp     q24, q25, [sp, #400]
+    ldp     q26, q27, [sp, #432]
+    ldp     q28, q29, [sp, #464]
+    ldp     q30, q31, [sp, #496]
+    add     sp, sp, #{fp_area}
+    ldp     x4, x5, [sp, #{elr}]
+    msr     elr_el1, x4
+    msr     spsr_el1, x5
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    ldr     x30, [sp, #{x30}]
+    ldp     x0, x1, [sp]
+    add     sp, sp, #{frame}
+    eret
 
     .section .text.uk_vectors, "ax"
     .balign 2048
@@ -250,11 +321,35 @@ __uk_vectors:
 
     .section .text.uk_irq, "ax"
 __uk_irq_entry:
+    /* Interrupted on SP_EL0 (a thread): the frame goes on the thread's stack, which may lie
+       in a block another CPU is splitting; a fault there is retried, but it overwrites
+       ELR_EL1 and SPSR_EL1. So they are read before that stack is touched, with x0 and x1
+       parked on the exception stack (never split), and the parked pair is moved over. */
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, elr_el1
+    mrs     x1, spsr_el1
     msr     spsel, #0
+    sub     sp, sp, #{irq_frame}
+    stp     x30, x0, [sp, #160]
+    mrs     x0, fpcr
+    stp     x1, x0, [sp, #176]
+    stp     x2, x3, [sp, #16]
+    msr     spsel, #1
+    ldp     x2, x3, [sp], #16
+    msr     spsel, #0
+    stp     x2, x3, [sp, #0]
+    b       1f
 __uk_irq_entry_spx:
+    /* Interrupted on SP_EL1: the frame goes on the exception stack. */
     sub     sp, sp, #{irq_frame}
     stp     x0, x1, [sp, #0]
     stp     x2, x3, [sp, #16]
+    mrs     x0, elr_el1
+    mrs     x1, spsr_el1
+    mrs     x2, fpcr
+    stp     x30, x0, [sp, #160]
+    stp     x1, x2, [sp, #176]
+1:
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
     stp     x8, x9, [sp, #64]
@@ -263,12 +358,7 @@ __uk_irq_entry_spx:
     stp     x14, x15, [sp, #112]
     stp     x16, x17, [sp, #128]
     stp     x18, x29, [sp, #144]
-    mrs     x0, elr_el1
-    mrs     x1, spsr_el1
-    stp     x30, x0, [sp, #160]
-    mrs     x2, fpcr
     mrs     x3, fpsr
-    stp     x1, x2, [sp, #176]
     str     x3, [sp, #192]
     add     x0, sp, #208
     stp     q0, q1, [x0, #0]
@@ -323,6 +413,31 @@ __uk_irq_entry_spx:
     ldr     x3, [sp, #192]
     msr     fpcr, x2
     msr     fpsr, x3
+    tbnz    x1, #0, 2f
+    /* Back to SP_EL0 (SPSR.M[0] clear: the frame is on the thread's stack, see the entry):
+       every load from that stack happens before ELR_EL1 and SPSR_EL1 are written, and the
+       frame's x0 and x1 wait on the exception stack meanwhile. */
+    ldp     x2, x3, [sp, #0]
+    msr     spsel, #1
+    stp     x2, x3, [sp, #-16]!
+    msr     spsel, #0
+    ldp     x30, x0, [sp, #160]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x29, [sp, #144]
+    add     sp, sp, #{irq_frame}
+    msr     spsel, #1
+    msr     elr_el1, x0
+    msr     spsr_el1, x1
+    ldp     x0, x1, [sp], #16
+    eret
+2:
     ldp     x30, x0, [sp, #160]
     msr     elr_el1, x0
     msr     spsr_el1, x1
@@ -396,6 +511,7 @@ __uk_svc_entry_address:
     spsr = const SPSR,
     cpacr = const CPACR,
     frame = const FRAME_SIZE,
+    fp_area = const EXCEPTION_FP_AREA,
     x30 = const offset::SP - 8,
     elr = const offset::ELR,
     esr = const offset::ESR,
@@ -405,6 +521,12 @@ __uk_svc_entry_address:
     irq_handler = sym super::irq::irq_entry,
     secondary = sym super::irq::secondary_entry,
 );
+
+/// Bytes the synchronous exception path saves below the [`ExceptionFrame`]: `q0`-`q31`,
+/// `FPCR` and `FPSR`, put back when the handler returns to retry an access.
+///
+/// [`ExceptionFrame`]: crate::exception::ExceptionFrame
+const EXCEPTION_FP_AREA: usize = 512 + 16;
 
 /// Bytes the IRQ entry saves on the interrupted thread's stack: x0–x18, x29, x30, ELR,
 /// SPSR, FPCR, FPSR (208 with padding), q0–q31 (512), then x19–x28 (80), which the Rust
@@ -508,6 +630,104 @@ pub(super) fn invalidate_tlb() {
             options(nostack, preserves_flags)
         )
     };
+}
+
+/// Replaces the live block descriptor at `entry`, which maps the memory at `address`, by
+/// `descriptor` (a table descriptor whose table, fully written, maps the same memory with
+/// the same attributes), with Arm's break-before-make: invalid descriptor, `dsb ish`,
+/// `tlbi vaae1is` (every CPU, every level, any ASID) for the block's address, `dsb ish`,
+/// the new descriptor, `dsb ish`, `isb`. A TLB invalidation by address removes every
+/// entry cached for the block that holds the address, whatever its size.
+///
+/// Between the break and the make nothing may touch the block: the sequence is one `asm!`
+/// block that uses registers only (no stack, no memory but the two stores to `entry`),
+/// with `DAIF` all masked around it, so this CPU takes no exception in the window; the
+/// leading `dsb ish` makes the new table (and whatever the caller stored before) visible
+/// to every CPU's table walks first. Other CPUs that touch the block in the window take a
+/// translation fault, which the exception handler retries (`protect`).
+///
+/// # Safety
+///
+/// `entry` must be the live level-1 or level-2 entry (a block) of the identity map that
+/// maps `address`, outside the memory that block maps, and `descriptor` must map that
+/// memory as the block did, or with only the rights the caller means to change.
+pub(super) unsafe fn break_before_make(entry: *mut u64, descriptor: u64, address: u64) {
+    // SAFETY: the caller guarantees that `entry` is a live table entry outside the block and
+    // that `descriptor` maps what the block mapped; the sequence touches no other memory,
+    // and the code (in the image) is mapped by other entries.
+    unsafe {
+        asm!(
+            "mrs    {daif}, daif",
+            "msr    daifset, #0xf",
+            "dsb    ish",
+            "str    xzr, [{entry}]",
+            "dsb    ish",
+            "tlbi   vaae1is, {page}",
+            "dsb    ish",
+            "str    {descriptor}, [{entry}]",
+            "dsb    ish",
+            "isb",
+            "msr    daif, {daif}",
+            entry = in(reg) entry,
+            descriptor = in(reg) descriptor,
+            page = in(reg) (address >> 12) & ((1 << 44) - 1),
+            daif = out(reg) _,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// Pages above which [`invalidate_pages`] drops every translation instead of one page at a
+/// time.
+const INVALIDATE_PAGE_BY_PAGE: u64 = 64;
+
+/// After page descriptors of `[start, end)` changed in place: `dsb ishst` (the stores reach
+/// the table walkers), `tlbi vaae1is` for every page (or `tlbi vmalle1is` for more than
+/// [`INVALIDATE_PAGE_BY_PAGE`] pages), `dsb ish`, `isb`. The inner-shareable forms reach
+/// every CPU.
+pub(super) fn invalidate_pages(start: u64, end: u64) {
+    // SAFETY: a barrier has no other effect.
+    unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+    if (end - start) / 4096 > INVALIDATE_PAGE_BY_PAGE {
+        // SAFETY: TLB maintenance only drops cached translations; the tables stay the
+        // authority.
+        unsafe { asm!("tlbi vmalle1is", options(nostack, preserves_flags)) };
+    } else {
+        let mut page = start;
+        while page < end {
+            // SAFETY: as above, for one page.
+            unsafe {
+                asm!("tlbi vaae1is, {}", in(reg) (page >> 12) & ((1 << 44) - 1),
+                    options(nostack, preserves_flags))
+            };
+            page += 4096;
+        }
+    }
+    // SAFETY: barriers only.
+    unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Whether an EL1 read of `address` translates now (`AT S1E1R`, then `PAR_EL1.F`), leaving
+/// `PAR_EL1` as it was: the exception handler asks this in the middle of other code.
+pub(super) fn translates_for_read(address: u64) -> bool {
+    let par: u64;
+    // SAFETY: address translation only fills PAR_EL1, which is put back; it never faults or
+    // touches memory.
+    unsafe {
+        asm!(
+            "mrs    {saved}, par_el1",
+            "isb",
+            "at     s1e1r, {address}",
+            "isb",
+            "mrs    {par}, par_el1",
+            "msr    par_el1, {saved}",
+            address = in(reg) address,
+            saved = out(reg) _,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    par & 1 == 0
 }
 
 /// Invalidates the data cache lines of `[start, end)` to the point of coherency, so that data

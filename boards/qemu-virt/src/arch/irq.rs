@@ -355,6 +355,14 @@ fn start_secondary(
         board.online[cpu as usize].store(false, Ordering::Release);
         return Err(CpuStartError::Refused(-2));
     };
+    // The exception stack gets level-3 tables now, while this CPU is not running: page
+    // protection never splits the block under it later, which the exception entry could
+    // not survive (it stores there before saving ELR_EL1, see `protect`).
+    let exception_stack_base = exception_stack - SECONDARY_EXCEPTION_STACK as u64;
+    if super::protect::map_with_pages(exception_stack_base, exception_stack).is_err() {
+        board.online[cpu as usize].store(false, Ordering::Release);
+        return Err(CpuStartError::Refused(-2));
+    }
     let block = alloc::boxed::Box::new(StartBlock {
         mair: MAIR_EL1.get(),
         tcr: TCR_EL1.get(),

@@ -1,12 +1,15 @@
 //! The board's in-image test cases (feature `ktest`): they run inside the booted image, so
 //! they check what only the real machine can show.
 
+use core::alloc::Layout;
+
 use aarch64_cpu::registers::{CurrentEL, ID_AA64MMFR0_EL1, Readable, SCTLR_EL1, TCR_EL1};
-use uk_hal::{Clock, Platform};
+use uk_hal::{Clock, PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
 use uk_test::{expect, expect_eq, ktest};
 
-use super::{PLATFORM, asm, mmu};
+use super::{PLATFORM, asm, mmu, protect};
 use crate::memmap::{PAGE_SIZE, Range};
+use crate::pagetable::{L1_BLOCK, L2_BLOCK};
 use crate::{clock, devtree, pagetable};
 
 /// The device tree blob QEMU handed over (it stays in memory, carved out of the heap).
@@ -255,5 +258,398 @@ ktest! {
             irqs.restore(state);
         }
         expect_eq!(super::irq::unhandled_count(), before + 2);
+    }
+}
+
+/// The board's page protection (there once booted).
+fn protection() -> &'static dyn PageProtection {
+    PLATFORM
+        .page_protection()
+        .expect("qemu-virt has page protection")
+}
+
+/// Heap memory for the page-protection cases: whole pages, page aligned, given back
+/// read-write before they are freed.
+struct TestPages {
+    base: usize,
+    layout: Layout,
+}
+
+/// Pages a case that must fault left inaccessible or read-only (it cannot clean up after
+/// its fault): the next page-protection case makes them read-write again and frees them.
+static LEFT_BEHIND: spin::Mutex<Option<(usize, Layout)>> = spin::Mutex::new(None);
+
+impl TestPages {
+    /// `bytes` (a multiple of the page size) of heap memory, each page starting with
+    /// [`pattern`].
+    fn new(bytes: usize) -> Self {
+        let pages = Self::untouched(bytes);
+        for offset in (0..bytes).step_by(PROTECTION_PAGE) {
+            pages.write(offset, pattern(pages.base + offset));
+        }
+        pages
+    }
+
+    /// `bytes` of heap memory as the allocator hands it out (not a byte written, so a large
+    /// allocation costs the host no memory).
+    fn untouched(bytes: usize) -> Self {
+        give_back_left_behind();
+        let layout = Layout::from_size_align(bytes, PROTECTION_PAGE).expect("layout");
+        // SAFETY: a non-zero size; a null result is checked.
+        let base = unsafe { alloc::alloc::alloc(layout) };
+        assert!(!base.is_null(), "no {bytes} bytes of heap for the test");
+        Self {
+            base: base as usize,
+            layout,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    fn read(&self, offset: usize) -> u64 {
+        assert!(offset + 8 <= self.len());
+        // SAFETY: inside the allocation; the caller has made the page readable (or means
+        // the read to fault).
+        unsafe { ((self.base + offset) as *const u64).read_volatile() }
+    }
+
+    fn write(&self, offset: usize, value: u64) {
+        assert!(offset + 8 <= self.len());
+        // SAFETY: inside the allocation; the caller has made the page writable (or means
+        // the write to fault).
+        unsafe { ((self.base + offset) as *mut u64).write_volatile(value) }
+    }
+
+    /// Sets the rights of `pages` pages from page `first` of the allocation.
+    fn set(&self, first: usize, pages: usize, access: PageAccess) -> Result<(), ProtectError> {
+        // SAFETY: the pages belong to this allocation, and `Drop` (or
+        // `give_back_left_behind`) makes them read-write again before freeing them.
+        unsafe {
+            protection().set_access(
+                self.base + first * PROTECTION_PAGE,
+                pages * PROTECTION_PAGE,
+                access,
+            )
+        }
+    }
+
+    /// Keeps the pages out of the heap until the next case gives them back: for a case that
+    /// ends in a fault.
+    fn leave_behind(self) {
+        let pages = core::mem::ManuallyDrop::new(self);
+        *LEFT_BEHIND.lock() = Some((pages.base, pages.layout));
+    }
+}
+
+impl Drop for TestPages {
+    fn drop(&mut self) {
+        give_back(self.base, self.layout);
+    }
+}
+
+/// Makes the pages read-write again and frees them.
+fn give_back(base: usize, layout: Layout) {
+    // SAFETY: the pages are the test's own allocation.
+    let restored = unsafe { protection().set_access(base, layout.size(), PageAccess::ReadWrite) };
+    if restored.is_ok() {
+        // SAFETY: allocated with `layout`, read-write again.
+        unsafe { alloc::alloc::dealloc(base as *mut u8, layout) };
+    }
+    expect_eq!(restored, Ok(()));
+}
+
+fn give_back_left_behind() {
+    let left = LEFT_BEHIND.lock().take();
+    if let Some((base, layout)) = left {
+        give_back(base, layout);
+    }
+}
+
+/// What a test page holds at `address`: its own address, mixed.
+fn pattern(address: usize) -> u64 {
+    (address as u64) ^ 0x5a5a_0000_0000_a5a5
+}
+
+ktest! {
+    /// A heap page set to no access faults on a read: a translation fault at level 3 (the
+    /// block holding it became a level-3 table), reported with the page's address.
+    #[should_fail(cpu_exception = "translation fault at level 3, on a read")]
+    fn page_without_access_faults_on_read() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let base = pages.base;
+        expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
+        expect_eq!(protection().access(base), Some(PageAccess::None));
+        expect_eq!(protect::mapping_level(base as u64), Some(3));
+        pages.leave_behind();
+        // SAFETY: deliberately reads the inaccessible page: the data abort ends the case.
+        let value = unsafe { (base as *const u64).read_volatile() };
+        expect_eq!(value, 0); // not reached
+    }
+}
+
+ktest! {
+    /// A heap page set read-only can be read (its contents unchanged), but a write faults: a
+    /// permission fault at level 3.
+    #[should_fail(cpu_exception = "permission fault at level 3, on a write")]
+    fn read_only_page_faults_on_write() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let base = pages.base;
+        expect_eq!(pages.set(0, 1, PageAccess::ReadOnly), Ok(()));
+        expect_eq!(protection().access(base), Some(PageAccess::ReadOnly));
+        expect_eq!(pages.read(0), pattern(base));
+        expect!(asm::translates_for_read(base as u64));
+        expect!(!asm::translates_for_write(base as u64));
+        pages.leave_behind();
+        // SAFETY: deliberately writes the read-only page: the permission fault ends the case.
+        unsafe { (base as *mut u64).write_volatile(1) };
+    }
+}
+
+ktest! {
+    /// None, read-only, read-write and back: `access` reports each state, the MMU agrees
+    /// (`AT S1E1R`/`S1E1W`), the contents survive, and the neighbouring pages keep their
+    /// rights throughout.
+    fn page_rights_round_trip() {
+        let pages = TestPages::new(3 * PROTECTION_PAGE);
+        let before = pages.base;
+        let page = before + PROTECTION_PAGE;
+        let after = page + PROTECTION_PAGE;
+        let readable = |a: usize| asm::translates_for_read(a as u64);
+        let writable = |a: usize| asm::translates_for_write(a as u64);
+        expect_eq!(protection().access(page), Some(PageAccess::ReadWrite));
+        for (access, read, write) in [
+            (PageAccess::None, false, false),
+            (PageAccess::ReadOnly, true, false),
+            (PageAccess::None, false, false),
+            (PageAccess::ReadWrite, true, true),
+            (PageAccess::ReadOnly, true, false),
+            (PageAccess::ReadWrite, true, true),
+        ] {
+            expect_eq!(pages.set(1, 1, access), Ok(()));
+            expect_eq!(protection().access(page), Some(access));
+            expect_eq!(protection().access(page + 0xff8), Some(access));
+            let mmu = (readable(page), writable(page));
+            expect!(mmu == (read, write), "{access:?}: the MMU reads and writes {mmu:?}");
+            for neighbour in [before, after] {
+                expect_eq!(protection().access(neighbour), Some(PageAccess::ReadWrite));
+                expect!(writable(neighbour));
+            }
+            if read {
+                expect_eq!(pages.read(PROTECTION_PAGE), pattern(page));
+            }
+        }
+        pages.write(PROTECTION_PAGE, 7);
+        expect_eq!(pages.read(PROTECTION_PAGE), 7);
+        expect_eq!(pages.read(0), pattern(before));
+        expect_eq!(pages.read(2 * PROTECTION_PAGE), pattern(after));
+        expect_eq!(protect::mapping_level(page as u64), Some(3));
+    }
+}
+
+ktest! {
+    /// Misaligned or empty ranges, ranges outside the usable memory (the image, MMIO, the
+    /// device tree, past the end of RAM, wrapping) are refused with the right error and
+    /// change nothing; `access` knows nothing outside RAM.
+    fn bad_ranges_are_refused_and_change_nothing() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let page = pages.base;
+        let p = protection();
+        let info = PLATFORM.boot_info().expect("booted");
+        let image = mmu::image_layout();
+        let last = PLATFORM.memory_regions().last().expect("RAM").end() as usize;
+        let set = |start: usize, len: usize| {
+            // SAFETY: every one of these calls is refused (checked below): nothing changes.
+            unsafe { p.set_access(start, len, PageAccess::None) }
+        };
+        for (start, len) in [
+            (page + 8, PROTECTION_PAGE),
+            (page, 100),
+            (page, 0),
+            (page, PROTECTION_PAGE + 1),
+        ] {
+            let result = set(start, len);
+            expect!(result == Err(ProtectError::Unaligned), "{start:#x} + {len:#x}: {result:?}");
+        }
+        for (start, len) in [
+            (image.start as usize, PROTECTION_PAGE),
+            (image.end as usize - PROTECTION_PAGE, 2 * PROTECTION_PAGE),
+            (0x0900_0000, PROTECTION_PAGE),
+            (info.blob.start as usize, PROTECTION_PAGE),
+            (last - PROTECTION_PAGE, 2 * PROTECTION_PAGE),
+            (last, PROTECTION_PAGE),
+            (usize::MAX - 0xfff, PROTECTION_PAGE),
+            (page, usize::MAX - 0xfff),
+        ] {
+            let result = set(start, len);
+            expect!(result == Err(ProtectError::NotRam), "{start:#x} + {len:#x}: {result:?}");
+        }
+        expect_eq!(p.access(page), Some(PageAccess::ReadWrite));
+        expect!(asm::translates_for_write(page as u64));
+        expect!(asm::translates_for_write(last as u64 - PAGE_SIZE));
+        expect!(asm::translates_for_write(image.end - PAGE_SIZE));
+        expect_eq!(p.access(image.start as usize), None);
+        expect_eq!(p.access(0x0900_0000), None);
+        expect_eq!(p.access(last), None);
+        expect_eq!(p.access(usize::MAX), None);
+    }
+}
+
+ktest! {
+    /// Two pages on either side of a 2 MiB boundary go read-only and back in one call: both
+    /// blocks are split, both pages change, the pages around them do not.
+    fn range_across_a_2mib_boundary() {
+        let pages = TestPages::new(L2_BLOCK as usize + 2 * PROTECTION_PAGE);
+        let boundary = (pages.base + PROTECTION_PAGE).next_multiple_of(L2_BLOCK as usize);
+        let first = (boundary - PROTECTION_PAGE - pages.base) / PROTECTION_PAGE;
+        expect_eq!(pages.set(first, 2, PageAccess::ReadOnly), Ok(()));
+        for (address, access) in [
+            (boundary - 2 * PROTECTION_PAGE, PageAccess::ReadWrite),
+            (boundary - PROTECTION_PAGE, PageAccess::ReadOnly),
+            (boundary, PageAccess::ReadOnly),
+            (boundary + PROTECTION_PAGE, PageAccess::ReadWrite),
+        ] {
+            if address < pages.base || address >= pages.base + pages.len() {
+                continue;
+            }
+            let got = protection().access(address);
+            expect!(got == Some(access), "{address:#x}: {got:?}");
+            let writable = asm::translates_for_write(address as u64);
+            expect!(writable == (access == PageAccess::ReadWrite), "{address:#x}");
+            let level = protect::mapping_level(address as u64);
+            expect!(level == Some(3), "{address:#x}: level {level:?}");
+            expect_eq!(pages.read(address - pages.base), pattern(address));
+        }
+        expect_eq!(pages.set(first, 2, PageAccess::ReadWrite), Ok(()));
+        for address in [boundary - PROTECTION_PAGE, boundary] {
+            expect_eq!(protection().access(address), Some(PageAccess::ReadWrite));
+            pages.write(address - pages.base, 9);
+            expect_eq!(pages.read(address - pages.base), 9);
+        }
+    }
+}
+
+ktest! {
+    /// With the heap allowed one more table than it holds, a range needing two or more new
+    /// tables fails with `OutOfTables` and changes nothing: its blocks stay blocks, read-write.
+    fn out_of_tables_changes_nothing() {
+        const BLOCKS: usize = 7;
+        let pages = TestPages::new((BLOCKS + 1) * L2_BLOCK as usize);
+        let start = pages.base.next_multiple_of(L2_BLOCK as usize) as u64;
+        let end = start + BLOCKS as u64 * L2_BLOCK;
+        let levels = || -> [Option<u8>; BLOCKS] {
+            core::array::from_fn(|i| protect::mapping_level(start + i as u64 * L2_BLOCK))
+        };
+        // Blocks earlier cases split (the tables stay) need no table: any two of the seven
+        // that did not will do.
+        let needed = protect::tables_needed(start, end).unwrap_or(0);
+        expect!(needed >= 2, "{needed} tables for {start:#x}..{end:#x}: {:?}", levels());
+        let before = levels();
+        // Room for all tables but the last: the ones allocated first are freed again.
+        let heap = uk_rt::allocator();
+        let limit = heap.limit();
+        let room = needed.saturating_sub(1) * PROTECTION_PAGE;
+        heap.set_limit(Some(heap.stats().cur_bytes + room));
+        // SAFETY: the range lies inside the test's allocation (and is refused).
+        let result = unsafe {
+            protection().set_access(start as usize, (end - start) as usize, PageAccess::None)
+        };
+        heap.set_limit(limit);
+        expect_eq!(result, Err(ProtectError::OutOfTables));
+        expect_eq!(levels(), before);
+        expect_eq!(protect::tables_needed(start, end), Ok(needed));
+        for block in (start..end).step_by(L2_BLOCK as usize) {
+            for address in [block, block + L2_BLOCK - PAGE_SIZE] {
+                expect_eq!(protection().access(address as usize), Some(PageAccess::ReadWrite));
+                expect!(asm::translates_for_write(address));
+                let offset = address as usize - pages.base;
+                expect_eq!(pages.read(offset), pattern(address as usize));
+            }
+        }
+    }
+}
+
+ktest! {
+    /// With RAM beyond the image's GiB (`--mem 2G`), a page there splits its 1 GiB block
+    /// into a level-2 table in one break (skipped with less RAM).
+    fn a_1gib_block_is_split() {
+        let image_gib_end = (mmu::image_layout().start / L1_BLOCK + 1) * L1_BLOCK;
+        let heap = uk_rt::allocator();
+        if !PLATFORM.memory_regions().iter().any(|r| r.end() > image_gib_end + L2_BLOCK)
+            || heap.available() < (L1_BLOCK + (16 << 20)) as usize
+        {
+            uk_rt::println!("    skipped: no RAM beyond the image's GiB (run with --mem 2G)");
+            return;
+        }
+        let pages = TestPages::untouched(L1_BLOCK as usize);
+        let page = (pages.base as u64).max(image_gib_end).next_multiple_of(PAGE_SIZE);
+        expect!(page + PAGE_SIZE <= (pages.base + pages.len()) as u64);
+        let level = protect::mapping_level(page);
+        uk_rt::println!("    page {page:#x}: level {level:?} before");
+        let offset = page as usize - pages.base;
+        let first = offset / PROTECTION_PAGE;
+        pages.write(offset, pattern(page as usize));
+        expect_eq!(pages.set(first, 1, PageAccess::None), Ok(()));
+        expect_eq!(protection().access(page as usize), Some(PageAccess::None));
+        expect_eq!(protect::mapping_level(page), Some(3));
+        expect!(!asm::translates_for_read(page));
+        // The rest of that GiB: 2 MiB blocks with the GiB's attributes (or pages).
+        let far = page + L1_BLOCK / 2;
+        if far < (pages.base + pages.len()) as u64 {
+            expect!(matches!(protect::mapping_level(far), Some(2 | 3)));
+            expect!(asm::translates_for_write(far));
+        }
+        expect_eq!(pages.set(first, 1, PageAccess::ReadWrite), Ok(()));
+        expect_eq!(pages.read(offset), pattern(page as usize));
+        pages.write(offset, 3);
+        expect_eq!(pages.read(offset), 3);
+    }
+}
+
+ktest! {
+    /// The return from the exception handler to the faulting instruction (what another CPU
+    /// does after touching a block while it is split): a fault on an inaccessible page that
+    /// the handler finds readable again (as if a split had ended) is retried, and the load
+    /// completes with every general register and the flags as they were.
+    fn transient_translation_fault_is_retried() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let base = pages.base;
+        expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
+        protect::REPAIR_ON_FAULT.store(base as u64, core::sync::atomic::Ordering::SeqCst);
+        let value: u64;
+        let flags_in: u64 = 0x6000_0000; // Z and C
+        let flags_out: u64;
+        let mut regs = [0u64; 16];
+        for (i, r) in regs.iter_mut().enumerate() {
+            *r = 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1) ^ 0x8000_0000_dead_0000;
+        }
+        let expected = regs;
+        // SAFETY: loads from the test's page, which the handler makes readable (the armed
+        // repair); only the named registers change.
+        unsafe {
+            core::arch::asm!(
+                "msr nzcv, {flags_in}",
+                "ldr {value}, [{address}]",
+                "mrs {flags_out}, nzcv",
+                address = in(reg) base,
+                flags_in = in(reg) flags_in,
+                value = out(reg) value,
+                flags_out = out(reg) flags_out,
+                inout("x0") regs[0], inout("x1") regs[1], inout("x2") regs[2],
+                inout("x3") regs[3], inout("x4") regs[4], inout("x5") regs[5],
+                inout("x6") regs[6], inout("x7") regs[7], inout("x20") regs[8],
+                inout("x21") regs[9], inout("x22") regs[10], inout("x23") regs[11],
+                inout("x24") regs[12], inout("x25") regs[13], inout("x26") regs[14],
+                inout("x27") regs[15],
+                options(nostack),
+            )
+        };
+        // Disarmed: the fault was taken and repaired.
+        expect_eq!(protect::REPAIR_ON_FAULT.load(core::sync::atomic::Ordering::SeqCst), 0);
+        expect_eq!(value, pattern(base));
+        expect_eq!(flags_out & 0xf000_0000, flags_in);
+        expect_eq!(regs, expected);
+        expect_eq!(protection().access(base), Some(PageAccess::ReadWrite));
     }
 }

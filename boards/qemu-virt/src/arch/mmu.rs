@@ -42,6 +42,12 @@ pub(super) fn guard_pages() -> [Range; 2] {
     ]
 }
 
+/// Address of the level-1 table (what `TTBR0_EL1` holds): the first table the linker
+/// script reserved.
+pub(super) fn l1_table() -> u64 {
+    (&raw const __uk_page_tables) as u64
+}
+
 /// The table memory the linker script reserved: level 1, level 2, then level-3 tables.
 ///
 /// # Safety

@@ -6,6 +6,7 @@ pub mod irq;
 #[cfg(feature = "ktest")]
 mod ktest;
 mod mmu;
+mod protect;
 mod uart;
 
 use core::cell::UnsafeCell;
@@ -222,6 +223,13 @@ impl Platform for QemuVirt {
     fn mmio_is_mapped(&self, base: u64, size: u64) -> bool {
         crate::pagetable::is_device_mapped(base, size)
     }
+
+    /// Once booted: page-granular rights for the usable memory, blocks split into tables
+    /// from the heap on demand (see the crate documentation, *Page protection*).
+    fn page_protection(&self) -> Option<&dyn uk_hal::PageProtection> {
+        self.boot_info()
+            .map(|_| &protect::PROTECTION as &dyn uk_hal::PageProtection)
+    }
 }
 
 /// The Rust entry, called by `_start` on the boot stack at EL1 with the MMU off.
@@ -316,12 +324,20 @@ fn find_device_tree(loader_x0: u64) -> Option<(u64, usize)> {
 /// Bytes of an exception report handed to the runtime: its lines up to the registers.
 const REPORT_SUMMARY: usize = 640;
 
-/// Nesting depth of [`exception`]: a fault while reporting a fault skips the report.
+/// Nesting depth of [`exception()`]: a fault while reporting a fault skips the report.
 static HANDLING: AtomicU8 = AtomicU8::new(0);
 
 /// The exception handler, called by the vectors on the exception stack with the saved
 /// registers; reports and hands over to the runtime.
-extern "C" fn exception(frame: &ExceptionFrame, vector: u64) -> ! {
+///
+/// It returns (and the vectors return to the faulting instruction, every register
+/// restored) only for a translation fault at the current exception level that another CPU
+/// caused by splitting a block for page protection at that moment
+/// ([`protect::is_transient_fault`]): the access succeeds once the block's table is in.
+extern "C" fn exception(frame: &ExceptionFrame, vector: u64) {
+    if matches!(vector, 0 | 4) && protect::is_transient_fault(frame.esr, frame.far) {
+        return;
+    }
     let board = &PLATFORM;
     if board.exiting.load(Ordering::SeqCst) {
         // The semihosting exit itself trapped: semihosting is off in QEMU.
@@ -339,11 +355,14 @@ extern "C" fn exception(frame: &ExceptionFrame, vector: u64) -> ! {
     // A tag check fault only happens with FEAT_MTE2 and tag access on, so `ldg` may read
     // the allocation tag of the granule the access touched.
     let memory_tag = exception::is_tag_check_fault(frame.esr).then(|| asm::load_tag(frame.far));
+    let page_access =
+        exception::fault_status(frame.esr).and_then(|_| protect::reported_access(frame.far));
     let report = Report {
         frame,
         vector,
         guards: &guards,
         memory_tag,
+        page_access,
     };
     board.print(format_args!("{report}"));
     // Its first lines (what happened, the fault, the addresses) again, for a test case that
