@@ -21,6 +21,7 @@ fn main() {
             "c/suite_usage.c",
             "c/suite_mutex.c",
             "c/suite_mmap.c",
+            "c/suite_rights.c",
             "c/suite_futex.c",
             "c/suite_wait.c",
             "c/suite_proc.c",

@@ -9,9 +9,11 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -132,6 +134,24 @@ static long ns_per_call(long (*call)(void))
 		call();
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	return ((t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec) / COST_CALLS;
+}
+
+/* `-- stack-overflow`: recursion without end on a thread's stack reaches musl's guard page. */
+static unsigned long recurse(unsigned long depth)
+{
+	volatile char frame[512];
+	frame[0] = (char)depth;
+	if (depth == ~0UL) /* never: the stack ends long before */
+		return 0;
+	return recurse(depth + 1) + frame[0];
+}
+
+static void *overflow(void *arg)
+{
+	(void)arg;
+	printf("musl: recursing on a thread's stack...\n");
+	fflush(stdout);
+	return (void *)recurse(0);
 }
 
 int main(int argc, char **argv)
@@ -309,6 +329,21 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && !strcmp(argv[1], "abort"))
 		abort();
+	/* `-- segv`: a load from a PROT_NONE page; the board reports the fault and ends the run. */
+	if (argc > 1 && !strcmp(argv[1], "segv")) {
+		volatile char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		printf("musl: reading a PROT_NONE page at %p...\n", (void *)none);
+		fflush(stdout);
+		printf("musl: read %d: not protected\n", none[100]);
+		return 18;
+	}
+	if (argc > 1 && !strcmp(argv[1], "stack-overflow")) {
+		pthread_t deep;
+		if (!pthread_create(&deep, NULL, overflow, NULL))
+			pthread_join(deep, NULL);
+		printf("musl: the recursion returned: no guard page\n");
+		return 19;
+	}
 	/* `-- costs`: what a system call costs through musl (a direct call) and through the
 	 * trap instruction, for information (under emulation the numbers are the emulator's). */
 	if (argc > 1 && !strcmp(argv[1], "costs")) {

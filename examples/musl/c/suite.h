@@ -51,6 +51,9 @@ void checks_futex(void);
 /* Checks of mmap of files, named semaphores and shm_open (suite_mmap.c), run at the end of
  * the `memory` group. */
 void checks_mmap_files(void);
+/* Checks of page rights: PROT_NONE, PROT_READ, mprotect, EFAULT from system calls, thread
+ * stack guards (suite_rights.c), run at the end of the `memory` group. */
+void checks_page_rights(void);
 
 /* Checks of child processes: zombies, wait4/waitpid/waitid, SIGCHLD (suite_wait.c), run at
  * the end of the `process` group. */

@@ -813,6 +813,7 @@ void group_memory(void)
 	CHECK(a64 && (uintptr_t)a64 % 64 == 0);
 	free(a64);
 	checks_mmap_files();
+	checks_page_rights();
 }
 
 void group_process(void)

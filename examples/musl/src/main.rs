@@ -109,6 +109,11 @@ fn main(args: &uk_app::Args) -> Result<(), uk_posix_process::Errno> {
     // run --scheduler preemptive`): then the timer interrupt also switches threads every
     // tick while another one is runnable.
     let (params, _) = uk_app::cmdline::split(platform.command_line());
+    // Thread stacks (the C program's main thread's included) get an inaccessible page
+    // below them where the board can set page rights: an overflow faults at once.
+    if let Some(protection) = platform.page_protection() {
+        uk_sched::set_guard_pages(protection);
+    }
     let irqs = platform.interrupts();
     let preemptive =
         params.sched == Some(uk_app::cmdline::SchedPolicy::Preemptive) && irqs.is_some();

@@ -28,6 +28,11 @@ fn main(_args: &uk_app::Args) -> Result<(), uk_sched::SchedError> {
     // The simplest idle: watch the clock until the nearest deadline (uk_sched::irq::TimerIdle
     // halts until the timer interrupt instead; see examples/smp).
     let sched = RoundRobin::cooperative(Native::detect(), platform, idle::Poll);
+    // Where the board can set page rights, every thread stack gets an inaccessible page
+    // below it: a thread that overflows its stack faults at once.
+    if let Some(protection) = platform.page_protection() {
+        uk_sched::set_guard_pages(protection);
+    }
 
     let turns = Rc::new(RefCell::new(String::new()));
     for name in ["a", "b", "c"] {
@@ -92,6 +97,18 @@ fn main(_args: &uk_app::Args) -> Result<(), uk_sched::SchedError> {
         stats.reclaimed,
         stats.switches,
         elapsed / 1_000
+    );
+    // What the page below a new stack allows, as the board's page tables say.
+    let stack = uk_sched::Stack::alloc(uk_sched::DEFAULT_STACK_SIZE)?;
+    let below = platform
+        .page_protection()
+        .and_then(|p| p.access(stack.base() as usize - 1));
+    uk_app::println!(
+        "threads: below a stack: {}",
+        match below {
+            Some(uk_hal::PageAccess::None) if stack.has_guard_page() => "a guard page",
+            _ => "no guard page",
+        }
     );
     Ok(())
 }
