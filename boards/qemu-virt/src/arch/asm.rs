@@ -94,6 +94,27 @@ const CPACR: u64 = CPACR_EL1::FPEN::TrapNothing.value;
 
 global_asm!(
     r#"
+    /* q0-q31 to (`op` stp) or from (`op` ldp) the 512 bytes at `base`, as the exception
+       and IRQ paths keep them. */
+    .macro  uk_q_regs op, base
+    \op     q0, q1, [\base, #0]
+    \op     q2, q3, [\base, #32]
+    \op     q4, q5, [\base, #64]
+    \op     q6, q7, [\base, #96]
+    \op     q8, q9, [\base, #128]
+    \op     q10, q11, [\base, #160]
+    \op     q12, q13, [\base, #192]
+    \op     q14, q15, [\base, #224]
+    \op     q16, q17, [\base, #256]
+    \op     q18, q19, [\base, #288]
+    \op     q20, q21, [\base, #320]
+    \op     q22, q23, [\base, #352]
+    \op     q24, q25, [\base, #384]
+    \op     q26, q27, [\base, #416]
+    \op     q28, q29, [\base, #448]
+    \op     q30, q31, [\base, #480]
+    .endm
+
     .macro  uk_el2_to_el1 target
     mov     x9, #{hcr}
     mrs     x10, id_aa64pfr1_el1
@@ -215,22 +236,8 @@ __uk_exception_common:
     /* The FP/SIMD registers too, below the frame: the handler may return (below), and
        Rust code may use them for anything. */
     sub     sp, sp, #{fp_area}
-    stp     q0, q1, [sp, #16]
-    stp     q2, q3, [sp, #48]
-    stp     q4, q5, [sp, #80]
-    stp     q6, q7, [sp, #112]
-    stp     q8, q9, [sp, #144]
-    stp     q10, q11, [sp, #176]
-    stp     q12, q13, [sp, #208]
-    stp     q14, q15, [sp, #240]
-    stp     q16, q17, [sp, #272]
-    stp     q18, q19, [sp, #304]
-    stp     q20, q21, [sp, #336]
-    stp     q22, q23, [sp, #368]
-    stp     q24, q25, [sp, #400]
-    stp     q26, q27, [sp, #432]
-    stp     q28, q29, [sp, #464]
-    stp     q30, q31, [sp, #496]
+    add     x2, sp, #16
+    uk_q_regs stp, x2
     mrs     x2, fpcr
     mrs     x3, fpsr
     stp     x2, x3, [sp, #0]
@@ -241,22 +248,8 @@ __uk_exception_common:
     ldp     x2, x3, [sp, #0]
     msr     fpcr, x2
     msr     fpsr, x3
-    ldp     q0, q1, [sp, #16]
-    ldp     q2, q3, [sp, #48]
-    ldp     q4, q5, [sp, #80]
-    ldp     q6, q7, [sp, #112]
-    ldp     q8, q9, [sp, #144]
-    ldp     q10, q11, [sp, #176]
-    ldp     q12, q13, [sp, #208]
-    ldp     q14, q15, [sp, #240]
-    ldp     q16, q17, [sp, #272]
-    ldp     q18, q19, [sp, #304]
-    ldp     q20, q21, [sp, #336]
-    ldp     q22, q23, [sp, #368]
-    ldp     q24, q25, [sp, #400]
-    ldp     q26, q27, [sp, #432]
-    ldp     q28, q29, [sp, #464]
-    ldp     q30, q31, [sp, #496]
+    add     x2, sp, #16
+    uk_q_regs ldp, x2
     add     sp, sp, #{fp_area}
     ldp     x4, x5, [sp, #{elr}]
     msr     elr_el1, x4
@@ -361,22 +354,7 @@ __uk_irq_entry_spx:
     mrs     x3, fpsr
     str     x3, [sp, #192]
     add     x0, sp, #208
-    stp     q0, q1, [x0, #0]
-    stp     q2, q3, [x0, #32]
-    stp     q4, q5, [x0, #64]
-    stp     q6, q7, [x0, #96]
-    stp     q8, q9, [x0, #128]
-    stp     q10, q11, [x0, #160]
-    stp     q12, q13, [x0, #192]
-    stp     q14, q15, [x0, #224]
-    stp     q16, q17, [x0, #256]
-    stp     q18, q19, [x0, #288]
-    stp     q20, q21, [x0, #320]
-    stp     q22, q23, [x0, #352]
-    stp     q24, q25, [x0, #384]
-    stp     q26, q27, [x0, #416]
-    stp     q28, q29, [x0, #448]
-    stp     q30, q31, [x0, #480]
+    uk_q_regs stp, x0
     add     x0, x0, #512
     stp     x19, x20, [x0, #0]
     stp     x21, x22, [x0, #16]
@@ -393,22 +371,7 @@ __uk_irq_entry_spx:
     ldp     x25, x26, [x0, #48]
     ldp     x27, x28, [x0, #64]
     add     x0, sp, #208
-    ldp     q0, q1, [x0, #0]
-    ldp     q2, q3, [x0, #32]
-    ldp     q4, q5, [x0, #64]
-    ldp     q6, q7, [x0, #96]
-    ldp     q8, q9, [x0, #128]
-    ldp     q10, q11, [x0, #160]
-    ldp     q12, q13, [x0, #192]
-    ldp     q14, q15, [x0, #224]
-    ldp     q16, q17, [x0, #256]
-    ldp     q18, q19, [x0, #288]
-    ldp     q20, q21, [x0, #320]
-    ldp     q22, q23, [x0, #352]
-    ldp     q24, q25, [x0, #384]
-    ldp     q26, q27, [x0, #416]
-    ldp     q28, q29, [x0, #448]
-    ldp     q30, q31, [x0, #480]
+    uk_q_regs ldp, x0
     ldp     x1, x2, [sp, #176]
     ldr     x3, [sp, #192]
     msr     fpcr, x2
