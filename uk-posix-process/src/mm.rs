@@ -49,7 +49,9 @@ use uk_syscall::Errno;
 
 use crate::PAGE_SIZE;
 use crate::system::System;
-use uk_syscall::user::{PageRights, UserSlice, protected_in, set_rights};
+use uk_syscall::user::{
+    PageRights, UserSlice, forget_rights, protected_extent, protected_in, set_rights,
+};
 
 /// Pages may not be accessed at all.
 pub const PROT_NONE: u32 = 0;
@@ -1048,9 +1050,31 @@ impl System {
     fn unprotect(&self, start: usize, len: usize) -> Vec<RightsRange> {
         let before = protections(start, len);
         for &(s, e, _) in &before {
-            if let Err(err) = self.set_page_rights(s, e - s, PageRights::ReadWrite) {
-                // Giving rights back needs no table; only a full record (a split) fails.
-                log::error!("uk-posix-process: unprotecting {s:#x}..{e:#x}: {err}");
+            if self
+                .set_page_rights(s, e - s, PageRights::ReadWrite)
+                .is_ok()
+            {
+                continue;
+            }
+            // Giving rights back needs no page table; only a full record refuses, when it
+            // would have to split a range. These pages must become read-write all the same
+            // (they may go back to the page source), so the whole recorded ranges around
+            // them do: the neighbours lose their protection rather than have the kernel
+            // fault on a page the record calls read-write.
+            if let Some((first, last)) = protected_extent(s, e - s)
+                && let Some(ptr) = NonNull::new(first as *mut u8)
+            {
+                log::error!(
+                    "uk-posix-process: page rights record full: {first:#x}..{last:#x} made \
+                     read-write whole to unprotect {s:#x}..{e:#x}"
+                );
+                // SAFETY: recorded pages are pages of private mappings of this layer, given
+                // back read-write; their tables exist, so this needs no memory.
+                let _ = unsafe {
+                    self.pages()
+                        .set_rights(ptr, last - first, PageRights::ReadWrite)
+                };
+                forget_rights(first, last - first);
             }
         }
         before

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use proptest::prelude::*;
 use uk_alloc::{Allocator, Buddy};
 use uk_posix_process::*;
-use uk_syscall::user::{AddressSpace, PageRights, UserSlice, rights_of};
+use uk_syscall::user::{AddressSpace, MAX_PROTECTED_RANGES, PageRights, UserSlice, rights_of};
 
 const P: usize = PAGE_SIZE;
 const ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -140,6 +140,15 @@ impl PageSource for Protecting {
     }
 }
 
+/// Taken by every test: the record is one per process, and one test fills it up.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn setup(pages: usize) -> (System, &'static Protecting) {
     let source = Protecting::new(pages);
     let sys = System::new();
@@ -162,6 +171,7 @@ fn writable(addr: usize, len: usize) -> bool {
 
 #[test]
 fn prot_none_and_read_only_pages_are_efault_for_what_they_refuse() {
+    let _serial = serial();
     let (sys, source) = setup(64);
     let a = sys.mmap(0, 4 * P, PROT_NONE, ANON, -1, 0).unwrap();
     assert!(!readable(a, 1) && !writable(a + 3 * P, 1));
@@ -181,6 +191,7 @@ fn prot_none_and_read_only_pages_are_efault_for_what_they_refuse() {
 
 #[test]
 fn musl_thread_stacks_keep_their_guard_until_unmapped() {
+    let _serial = serial();
     // musl's pthread_create: map the whole stack PROT_NONE, open all but the guard.
     let (sys, source) = setup(64);
     let a = sys.mmap(0, 8 * P, PROT_NONE, ANON, -1, 0).unwrap();
@@ -197,6 +208,7 @@ fn musl_thread_stacks_keep_their_guard_until_unmapped() {
 
 #[test]
 fn partial_unmap_gives_back_only_the_unmapped_pages_read_write() {
+    let _serial = serial();
     let (sys, source) = setup(64);
     let a = sys.mmap(0, 6 * P, PROT_READ, ANON, -1, 0).unwrap();
     sys.munmap(a + 2 * P, 2 * P).unwrap();
@@ -210,6 +222,7 @@ fn partial_unmap_gives_back_only_the_unmapped_pages_read_write() {
 
 #[test]
 fn mremap_moves_contents_and_rights_and_the_growth_takes_the_last_pages_rights() {
+    let _serial = serial();
     let (sys, source) = setup(128);
     let a = sys.mmap(0, 3 * P, RW, ANON, -1, 0).unwrap();
     // SAFETY: the mapping's own writable pages.
@@ -232,6 +245,7 @@ fn mremap_moves_contents_and_rights_and_the_growth_takes_the_last_pages_rights()
 
 #[test]
 fn madv_dontneed_zeroes_protected_pages_and_keeps_their_rights() {
+    let _serial = serial();
     let (sys, source) = setup(64);
     let a = sys.mmap(0, 2 * P, RW, ANON, -1, 0).unwrap();
     // SAFETY: the mapping's writable pages.
@@ -248,6 +262,7 @@ fn madv_dontneed_zeroes_protected_pages_and_keeps_their_rights() {
 
 #[test]
 fn map_fixed_over_protected_pages_gives_the_new_rights() {
+    let _serial = serial();
     let (sys, source) = setup(64);
     let a = sys.mmap(0, 4 * P, PROT_NONE, ANON, -1, 0).unwrap();
     assert_eq!(
@@ -263,6 +278,7 @@ fn map_fixed_over_protected_pages_gives_the_new_rights() {
 
 #[test]
 fn a_refused_change_changes_nothing() {
+    let _serial = serial();
     let (sys, source) = setup(64);
     let free = source.buddy.lock().unwrap().available();
     source.fail_in.store(1, Ordering::Relaxed);
@@ -336,6 +352,7 @@ proptest! {
     /// panics), and never writes a page against its rights (the host would kill the test).
     #[test]
     fn record_and_hardware_agree(ops in proptest::collection::vec(op(), 1..40)) {
+        let _serial = serial();
         let (sys, source) = setup(256);
         let mut maps: Vec<(usize, usize)> = Vec::new();
         for op in ops {
@@ -376,4 +393,36 @@ proptest! {
         prop_assert!(source.agrees());
         prop_assert!(source.rights.lock().unwrap().is_empty());
     }
+}
+
+#[test]
+fn a_full_record_refuses_protection_and_still_gives_pages_back() {
+    let _serial = serial();
+    let (sys, source) = setup(8 * MAX_PROTECTED_RANGES);
+    let pages = 2 * MAX_PROTECTED_RANGES + 8;
+    let a = sys.mmap(0, pages * P, RW, ANON, -1, 0).unwrap();
+    // Every other page read-only: one range each, until the record is full. The first
+    // range is three pages long.
+    sys.mprotect(a, 3 * P, PROT_READ).unwrap();
+    let mut next = a + 4 * P;
+    for _ in 1..MAX_PROTECTED_RANGES {
+        sys.mprotect(next, P, PROT_READ).unwrap();
+        next += 2 * P;
+    }
+    // One more range: ENOMEM, and nothing changed.
+    assert_eq!(sys.mprotect(next, P, PROT_READ), Err(Errno::ENOMEM));
+    assert_eq!(rights_of(next), PageRights::ReadWrite);
+    assert!(source.agrees());
+    // Unmapping the middle page of the first range needs a split the full record cannot
+    // make: the whole range becomes read-write (its neighbours lose their protection,
+    // logged), the page goes back to the source read-write (the source checks), and
+    // record and hardware still agree.
+    sys.munmap(a + P, P).unwrap();
+    assert_eq!(rights_of(a), PageRights::ReadWrite);
+    assert_eq!(rights_of(a + 2 * P), PageRights::ReadWrite);
+    assert_eq!(rights_of(a + 4 * P), PageRights::Read);
+    assert!(source.agrees());
+    sys.munmap(a, pages * P).unwrap();
+    assert!(source.agrees());
+    assert!(source.rights.lock().unwrap().is_empty());
 }

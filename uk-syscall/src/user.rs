@@ -627,7 +627,8 @@ impl UserCStr {
 
 mod rights;
 pub use rights::{
-    MAX_PROTECTED_RANGES, PageRights, RIGHTS_PAGE, protected_in, rights_of, set_rights,
+    MAX_PROTECTED_RANGES, PageRights, RIGHTS_PAGE, forget_rights, protected_extent, protected_in,
+    rights_of, set_rights,
 };
 
 #[cfg(test)]

@@ -215,6 +215,37 @@ pub fn protected_in(start: usize, len: usize, mut visit: impl FnMut(usize, usize
     }
 }
 
+/// The smallest range holding every recorded range that overlaps `[start, start + len)`,
+/// whole (not clipped), or `None` when none does: what [`forget_rights`] would clear.
+pub fn protected_extent(start: usize, len: usize) -> Option<(usize, usize)> {
+    if RECORDED.load(Ordering::Acquire) == 0 || len == 0 {
+        return None;
+    }
+    let end = start.saturating_add(len);
+    let record = RECORD.read();
+    let ranges = record.ranges();
+    let i = ranges.partition_point(|&(_, e, _)| e <= start);
+    let mut overlapping = ranges[i..].iter().take_while(|&&(s, _, _)| s < end);
+    let first = overlapping.next()?;
+    let last = overlapping.last().unwrap_or(first);
+    Some((first.0, last.1))
+}
+
+/// Forgets every recorded range that overlaps `[start, start + len)`, whole: unlike
+/// [`set_rights`], this never needs a free entry, so it cannot fail. For a caller that must
+/// give pages back read-write when [`set_rights`] refuses to split a range (a full record):
+/// it first makes all of [`protected_extent`] read-write in hardware.
+pub fn forget_rights(start: usize, len: usize) {
+    let Some((first, last)) = protected_extent(start, len) else {
+        return;
+    };
+    let mut record = RECORD.write();
+    // Setting whole entries read-write only removes entries.
+    let forgotten = record.set(first, last, PageRights::ReadWrite);
+    debug_assert!(forgotten);
+    RECORDED.store(record.len, Ordering::Release);
+}
+
 /// Whether the non-empty `[addr, end)` may be read, or written when `write`, by its
 /// recorded rights.
 pub(super) fn allows(addr: usize, end: usize, write: bool) -> bool {
@@ -272,6 +303,18 @@ mod tests {
         // Merging into a neighbour needs none.
         assert!(t.set(4 * P, 5 * P, PageRights::None));
         assert_eq!(t.ranges()[0], (0, 5 * P, PageRights::None));
+    }
+
+    #[test]
+    fn setting_whole_entries_read_write_needs_no_room() {
+        let mut t = Table::<2>::new();
+        assert!(t.set(0, 4 * P, PageRights::None));
+        assert!(t.set(6 * P, 9 * P, PageRights::Read));
+        // Opening a page inside a range splits it: a third entry, refused.
+        assert!(!t.set(P, 2 * P, PageRights::ReadWrite));
+        // Clearing whole entries needs none.
+        assert!(t.set(0, 9 * P, PageRights::ReadWrite));
+        assert_eq!(t.ranges(), &[]);
     }
 
     #[test]
