@@ -115,6 +115,17 @@ global_asm!(
     \op     q30, q31, [\base, #480]
     .endm
 
+    /* x4-x17 to (`op` stp) or from (`op` ldp) their places in both frames, at sp. */
+    .macro  uk_x4_x17 op
+    \op     x4, x5, [sp, #32]
+    \op     x6, x7, [sp, #48]
+    \op     x8, x9, [sp, #64]
+    \op     x10, x11, [sp, #80]
+    \op     x12, x13, [sp, #96]
+    \op     x14, x15, [sp, #112]
+    \op     x16, x17, [sp, #128]
+    .endm
+
     .macro  uk_el2_to_el1 target
     mov     x9, #{hcr}
     mrs     x10, id_aa64pfr1_el1
@@ -207,13 +218,7 @@ _start:
 
 __uk_exception_common:
     stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
+    uk_x4_x17 stp
     stp     x18, x19, [sp, #144]
     stp     x20, x21, [sp, #160]
     stp     x22, x23, [sp, #176]
@@ -255,13 +260,7 @@ __uk_exception_common:
     msr     elr_el1, x4
     msr     spsr_el1, x5
     ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
+    uk_x4_x17 ldp
     ldp     x18, x19, [sp, #144]
     ldp     x20, x21, [sp, #160]
     ldp     x22, x23, [sp, #176]
@@ -343,13 +342,7 @@ __uk_irq_entry_spx:
     stp     x30, x0, [sp, #160]
     stp     x1, x2, [sp, #176]
 1:
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
+    uk_x4_x17 stp
     stp     x18, x29, [sp, #144]
     mrs     x3, fpsr
     str     x3, [sp, #192]
@@ -386,13 +379,7 @@ __uk_irq_entry_spx:
     msr     spsel, #0
     ldp     x30, x0, [sp, #160]
     ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
+    uk_x4_x17 ldp
     ldp     x18, x29, [sp, #144]
     add     sp, sp, #{irq_frame}
     msr     spsel, #1
@@ -406,13 +393,7 @@ __uk_irq_entry_spx:
     msr     spsr_el1, x1
     ldp     x0, x1, [sp, #0]
     ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
+    uk_x4_x17 ldp
     ldp     x18, x29, [sp, #144]
     add     sp, sp, #{irq_frame}
     eret
