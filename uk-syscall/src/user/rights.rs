@@ -152,13 +152,18 @@ impl<const N: usize> Table<N> {
         }
     }
 
+    /// The recorded ranges that overlap `[start, end)`, whole, in address order.
+    pub(crate) fn overlapping(&self, start: usize, end: usize) -> &[(usize, usize, PageRights)] {
+        let ranges = self.ranges();
+        let first = ranges.partition_point(|&(_, e, _)| e <= start);
+        let last = ranges.partition_point(|&(s, _, _)| s < end).max(first);
+        &ranges[first..last]
+    }
+
     /// Whether every byte of `[addr, end)` allows a read, or a write when `write`.
     pub(crate) fn allows(&self, addr: usize, end: usize, write: bool) -> bool {
-        let ranges = self.ranges();
-        let i = ranges.partition_point(|&(_, e, _)| e <= addr);
-        ranges[i..]
+        self.overlapping(addr, end)
             .iter()
-            .take_while(|&&(s, _, _)| s < end)
             .all(|&(_, _, r)| r.allow(write))
     }
 }
@@ -207,10 +212,7 @@ pub fn protected_in(start: usize, len: usize, mut visit: impl FnMut(usize, usize
         return;
     }
     let end = start.saturating_add(len);
-    let record = RECORD.read();
-    let ranges = record.ranges();
-    let i = ranges.partition_point(|&(_, e, _)| e <= start);
-    for &(s, e, r) in ranges[i..].iter().take_while(|&&(s, _, _)| s < end) {
+    for &(s, e, r) in RECORD.read().overlapping(start, end) {
         visit(s.max(start), e.min(end), r);
     }
 }
@@ -221,14 +223,9 @@ pub fn protected_extent(start: usize, len: usize) -> Option<(usize, usize)> {
     if RECORDED.load(Ordering::Acquire) == 0 || len == 0 {
         return None;
     }
-    let end = start.saturating_add(len);
     let record = RECORD.read();
-    let ranges = record.ranges();
-    let i = ranges.partition_point(|&(_, e, _)| e <= start);
-    let mut overlapping = ranges[i..].iter().take_while(|&&(s, _, _)| s < end);
-    let first = overlapping.next()?;
-    let last = overlapping.last().unwrap_or(first);
-    Some((first.0, last.1))
+    let overlapping = record.overlapping(start, start.saturating_add(len));
+    Some((overlapping.first()?.0, overlapping.last()?.1))
 }
 
 /// Forgets every recorded range that overlaps `[start, start + len)`, whole: unlike

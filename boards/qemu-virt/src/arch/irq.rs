@@ -281,21 +281,11 @@ impl Interrupts for BoardInterrupts {
     }
 
     fn mask(&self) -> usize {
-        let daif: u64;
-        // SAFETY: reads DAIF and masks IRQs; no memory is touched.
-        unsafe {
-            core::arch::asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack, nomem))
-        };
-        daif as usize
+        irq_save() as usize
     }
 
     fn restore(&self, state: usize) {
-        if state & (1 << 7) == 0 {
-            self.enable_on_this_cpu();
-        } else {
-            // SAFETY: masking IRQs has no effect but deferring them.
-            unsafe { core::arch::asm!("msr daifset, #2", options(nostack, nomem)) };
-        }
+        irq_restore(state as u64);
     }
 
     fn interrupted_registers(&self) -> Option<InterruptedRegisters> {
@@ -420,4 +410,26 @@ pub(super) extern "C" fn secondary_entry(block: *const StartBlock) -> ! {
         }
     }
     entry(cpu)
+}
+
+/// Masks IRQs on this CPU and returns the `DAIF` value from before, for [`irq_restore`].
+/// Memory accesses are not moved across it (no `nomem`), so what a caller does after it
+/// (taking a lock) stays after it.
+pub(crate) fn irq_save() -> u64 {
+    let daif: u64;
+    // SAFETY: reads DAIF and masks IRQs; nothing else changes.
+    unsafe { core::arch::asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack)) };
+    daif
+}
+
+/// Sets IRQs on this CPU back to what `daif` (from [`irq_save`]) says: unmasked or masked
+/// (masked again when something in between, a thread switch say, unmasked them).
+pub(crate) fn irq_restore(daif: u64) {
+    if daif & (1 << 7) == 0 {
+        // SAFETY: unmasking IRQs only lets the vectors (installed at boot) run.
+        unsafe { core::arch::asm!("msr daifclr, #2", options(nostack)) };
+    } else {
+        // SAFETY: masking IRQs has no effect but deferring them.
+        unsafe { core::arch::asm!("msr daifset, #2", options(nostack)) };
+    }
 }

@@ -37,18 +37,12 @@ fn this_cpu() -> u64 {
 
 /// Runs `f` with IRQs masked on this CPU and [`LOCK`] held.
 fn locked<R>(f: impl FnOnce() -> R) -> R {
-    let daif: u64;
-    // SAFETY: reads DAIF and masks IRQs; no memory is touched (but no memory access may
-    // move across it either: no `nomem`).
-    unsafe { core::arch::asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack)) };
+    let daif = super::irq::irq_save();
     let result = {
         let _guard = LOCK.lock();
         f()
     };
-    if daif & (1 << 7) == 0 {
-        // SAFETY: IRQs were unmasked on entry; unmasking them again only lets the vectors run.
-        unsafe { core::arch::asm!("msr daifclr, #2", options(nostack)) };
-    }
+    super::irq::irq_restore(daif);
     result
 }
 
