@@ -72,6 +72,8 @@ pub mod vector {
     pub const FREE_IPI_LAST: u8 = 0xeb;
     /// The local APIC timer.
     pub const TIMER: u8 = 0xec;
+    /// TLB shootdown: another CPU changed page rights (`crate::protection`).
+    pub const TLB_SHOOTDOWN: u8 = 0xed;
     /// The local APIC error interrupt.
     pub const ERROR: u8 = 0xfe;
     /// The spurious-interrupt vector (SVR): the CPU takes it without an in-service bit, so

@@ -730,7 +730,8 @@ impl LiveTables {
     /// address a present non-huge entry of the live tables points to, or a 4 KiB table the
     /// caller owns (a fresh one from the heap); `pageprot`'s walks pass nothing else. Writes
     /// must be serialised (the `protection` lock) and leave the map identity: they may only
-    /// change rights or replace a huge page with a table mapping the same addresses.
+    /// change rights, clear the accessed and dirty bits (an in-image test does) or replace a
+    /// huge page with a table mapping the same addresses.
     pub unsafe fn new() -> Self {
         LiveTables { _private: () }
     }

@@ -476,6 +476,11 @@ pub(crate) extern "C" fn irq_entry(raw_vector: u64, frame: *mut u64) {
     if v == vector::TIMER && early_one_shot() {
         return;
     }
+    if v == vector::TLB_SHOOTDOWN {
+        // The board's own vector, never an application handler's (edge: ended above).
+        crate::protection::answer_shootdown();
+        return;
+    }
     // The handler may ask where the interrupt returns to (and change it). A handler that
     // switches threads comes back here when this thread runs again, and puts back what
     // this interrupt found.

@@ -726,11 +726,14 @@ mod protection {
     extern crate alloc;
 
     use core::alloc::Layout;
+    use core::sync::atomic::{AtomicU64, Ordering};
 
-    use uk_hal::{PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
+    use uk_hal::irq::{CpuStartError, Interrupts};
+    use uk_hal::{Clock, PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
     use uk_test::{expect, expect_eq, ktest};
 
-    use crate::{PLATFORM, arch, tables};
+    use crate::pageprot::{self, TableMemory};
+    use crate::{PLATFORM, arch, interrupts, irqhw, tables};
 
     const PAGE: usize = PROTECTION_PAGE;
 
@@ -1024,6 +1027,129 @@ mod protection {
                 crate::protection::tables_needed(boundary - PAGE, 2 * PAGE, PageAccess::None),
                 Ok(0)
             );
+        }
+    }
+
+    /// The page CPU 1 writes in [`tlb_shootdown_reaches_the_other_cpu`] (0: none yet).
+    static WRITTEN_PAGE: AtomicU64 = AtomicU64::new(0);
+    /// CPU 1's writes to it so far.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    /// CPU 1: writes the page in [`WRITTEN_PAGE`] for ever, with interrupts on.
+    fn cpu1_writer(_cpu: u32) -> ! {
+        irqhw::irq_enable();
+        loop {
+            let page = WRITTEN_PAGE.load(Ordering::Acquire);
+            if page != 0 {
+                let count = WRITES.fetch_add(1, Ordering::AcqRel);
+                // SAFETY: the case's own heap page, which only this loop touches until the
+                // case stops this CPU.
+                unsafe {
+                    core::ptr::with_exposed_provenance_mut::<u64>(page as usize)
+                        .write_volatile(count)
+                };
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Waits (at most 2 s) until CPU 1 wrote `more` more times; whether it did.
+    fn cpu1_writes(more: u64) -> bool {
+        let target = WRITES.load(Ordering::Acquire) + more;
+        let deadline = PLATFORM.monotonic_ns() + 2_000_000_000;
+        while WRITES.load(Ordering::Acquire) < target {
+            if PLATFORM.monotonic_ns() > deadline {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+
+    /// Bit 6 of a 4 KiB page's entry: the page was written through it.
+    const PTE_DIRTY: u64 = 1 << 6;
+
+    ktest! {
+        /// With `-smp 2`: a rights change on CPU 0 makes CPU 1 drop its cached
+        /// translations. CPU 1 keeps writing a page; CPU 0 clears the page's dirty bit in
+        /// the table, and while CPU 1 writes through the translation it cached the bit
+        /// stays clear (QEMU's TCG, like a CPU, keeps a translation until it is
+        /// invalidated). Then CPU 0 changes the rights of another page: after
+        /// `set_access` returns, CPU 1 has answered the shootdown, its next write walks
+        /// the tables again and sets the dirty bit. With one CPU, `set_access` asks
+        /// nobody.
+        fn tlb_shootdown_reaches_the_other_cpu() {
+            let Some(irqs) = interrupts::get() else {
+                return expect!(false, "no interrupt controller");
+            };
+            let Some(block) = Block::new(2) else {
+                return expect!(false, "no heap pages");
+            };
+            // A 4 KiB entry for page 0 (its huge page split), CPU 0's view up to date.
+            expect_eq!(block.set(0, 1, PageAccess::ReadOnly), Ok(()));
+            expect_eq!(block.set(0, 1, PageAccess::ReadWrite), Ok(()));
+            let answers = crate::protection::shootdown_answers();
+            let timeouts = crate::protection::shootdown_timeouts();
+            if irqs.cpu_count() < 2 {
+                expect_eq!(crate::protection::shootdown_answers(), answers);
+                uk_rt::println!("    one CPU: run with -smp 2 for the shootdown");
+                return;
+            }
+            WRITTEN_PAGE.store(0, Ordering::Release);
+            match irqs.start_cpu(1, cpu1_writer) {
+                Ok(()) => {}
+                Err(CpuStartError::AlreadyOn(1)) => {
+                    uk_rt::println!("    CPU 1 runs another case's code; nothing to check");
+                    return;
+                }
+                Err(e) => return expect!(false, "CPU 1 did not start: {:?}", e),
+            }
+            // Dropped before the block: CPU 1 never writes a freed page.
+            let _stop = StopsCpu1;
+            WRITTEN_PAGE.store(block.base() as u64, Ordering::Release);
+            expect!(cpu1_writes(1_000), "CPU 1 does not write");
+            // SAFETY: the entry of the case's own page, written by no one else (`set_access`
+            // is not called meanwhile); only the dirty bit changes.
+            let mut live = unsafe { arch::LiveTables::new() };
+            let Some((table, slot, size)) =
+                pageprot::leaf_slot(&live, arch::page_table_root(), block.base() as u64)
+            else {
+                return expect!(false, "no entry for {:#x}", block.base());
+            };
+            expect_eq!(size, tables::PAGE_4K);
+            let entry = live.read(table, slot);
+            expect!(entry & PTE_DIRTY != 0, "a written page's entry {:#x} is not dirty", entry);
+            live.write(table, slot, entry & !PTE_DIRTY);
+            arch::invalidate_page(block.base() as u64);
+            expect!(cpu1_writes(10_000), "CPU 1 stopped writing");
+            expect!(
+                live.read(table, slot) & PTE_DIRTY == 0,
+                "CPU 1 walked the tables again without being asked (the case proves nothing)"
+            );
+            expect_eq!(block.set(1, 1, PageAccess::ReadOnly), Ok(()));
+            expect!(cpu1_writes(1_000), "CPU 1 stopped writing");
+            let entry = live.read(table, slot);
+            uk_rt::println!(
+                "    entry after the shootdown {:#x}; answers {} -> {}",
+                entry,
+                answers,
+                crate::protection::shootdown_answers()
+            );
+            expect!(entry & PTE_DIRTY != 0, "CPU 1 still writes through its old translation");
+            expect!(crate::protection::shootdown_answers() > answers);
+            expect_eq!(crate::protection::shootdown_timeouts(), timeouts);
+        }
+    }
+
+    /// Stops CPU 1 when dropped, however the case ends.
+    struct StopsCpu1;
+
+    impl Drop for StopsCpu1 {
+        fn drop(&mut self) {
+            WRITTEN_PAGE.store(0, Ordering::Release);
+            if let Some(irqs) = interrupts::get() {
+                expect_eq!(irqs.stop_cpu(1), Ok(()));
+            }
         }
     }
 }

@@ -84,6 +84,7 @@
 //! | 0xE0-0xEB | free for applications' IPIs (`free_ipi()` is 0xE0); uk-sched |
 //! |           | takes 0xE6 for remote wake-ups once its `irq::install` ran  |
 //! | 0xEC      | local APIC timer ([`uk_hal::irq::LocalTimer`])              |
+//! | 0xED      | TLB shootdown after a page-rights change (`protection`)     |
 //! | 0xFE      | local APIC error                                            |
 //! | 0xFF      | spurious (no EOI)                                           |
 //!

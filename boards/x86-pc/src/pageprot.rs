@@ -203,18 +203,25 @@ pub fn in_ram(regions: &[MemoryRegion], addr: u64) -> bool {
 /// the first not-present entry on the way and the size it would map. `None` at or above
 /// [`MAPPED_LIMIT`].
 pub fn leaf(mem: &impl TableMemory, root: u64, addr: u64) -> Option<(u64, u64)> {
+    let (table, slot, size) = leaf_slot(mem, root, addr)?;
+    Some((mem.read(table, slot), size))
+}
+
+/// Where [`leaf`]'s entry is: its table, its index there, and the size of its page.
+pub fn leaf_slot(mem: &impl TableMemory, root: u64, addr: u64) -> Option<(u64, usize, u64)> {
     if addr >= MAPPED_LIMIT {
         return None;
     }
     let e1 = mem.read(root, index(addr, 30));
     if !present(e1) || huge(e1) {
-        return Some((e1, PAGE_1G));
+        return Some((root, index(addr, 30), PAGE_1G));
     }
-    let e2 = mem.read(e1 & ADDRESS_4K, index(addr, 21));
+    let directory = e1 & ADDRESS_4K;
+    let e2 = mem.read(directory, index(addr, 21));
     if !present(e2) || huge(e2) {
-        return Some((e2, PAGE_2M));
+        return Some((directory, index(addr, 21), PAGE_2M));
     }
-    Some((mem.read(e2 & ADDRESS_4K, index(addr, 12)), PAGE_4K))
+    Some((e2 & ADDRESS_4K, index(addr, 12), PAGE_4K))
 }
 
 /// The rights the tables give the page holding `addr` (below [`MAPPED_LIMIT`]; above it,

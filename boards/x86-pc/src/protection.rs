@@ -31,25 +31,37 @@
 //! with `invlpg` right after it was written; for a range over [`FLUSH_ALL_PAGES`] pages the
 //! whole TLB is flushed once at the end instead (a CR3 reload).
 //!
-//! # Other CPUs
+//! # Other CPUs: TLB shootdown
 //!
-//! There is no TLB shootdown: the invalidation reaches only the calling CPU. A secondary CPU
-//! (`X86Interrupts::start_cpu`) shares the page tables but may go on using a translation it
-//! cached before the change until its TLB drops it (its own `invlpg` or CR3 reload, or
-//! eviction): after taking rights away, another CPU may still read or write the page for a
-//! while; after giving rights back, another CPU may take one spurious page fault on a page
-//! it still sees with the old rights (which the board reports as any page fault). The
-//! trait's documentation allows this; a caller that shares protected pages between CPUs
-//! must make the other CPUs flush (for example by an IPI of its own whose handler calls
-//! [`flush_this_cpu`]).
+//! x86 invalidates TLB entries only on the CPU that asks, so after changing entries
+//! `set_access` makes every other running CPU ([`crate::interrupts::X86Interrupts::cpu_online`])
+//! flush too, before it returns: it raises a request number, sends those CPUs the
+//! board's own IPI ([`vector::TLB_SHOOTDOWN`], 0xED), and waits until each has reported
+//! the number back. The IPI's handler reloads CR3 (the board sets no global pages, so that
+//! drops every translation) and reports the request number it saw. Every change is shot
+//! down, taking rights away (another CPU must not go on writing through an old entry) and
+//! giving them back (another CPU must not take a fault on an entry with old, narrower
+//! rights). A CPU that is not running has nothing cached: INIT clears its TLB and a
+//! started CPU loads CR3 afresh.
+//!
+//! A CPU waiting for this module's lock answers requests while it spins (it waits with
+//! interrupts masked, so the IPI cannot reach it), so two CPUs changing rights at once
+//! never wait for each other. A CPU that runs with interrupts masked elsewhere for long
+//! cannot answer: the wait gives up after [`SHOOTDOWN_WAIT_NS`] (counted in
+//! [`shootdown_timeouts`], logged once), and that CPU flushes when it takes the IPI, which
+//! its local APIC keeps pending until then. Until that moment it may still use old rights.
+//! Requests are serialised by the lock, so one request number is in flight at a time.
 
 extern crate alloc;
 
 use core::alloc::Layout;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use uk_hal::{PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
+use uk_hal::irq::{CpuSet, Interrupts, IpiTarget};
+use uk_hal::{Clock, PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
 
+use crate::apic::vector;
+use crate::interrupts::{self, MAX_CPUS};
 use crate::pageprot::{self, TableAlloc};
 use crate::report::{self, Landmark};
 use crate::{PLATFORM, arch, irqhw};
@@ -80,6 +92,8 @@ impl Guard {
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
+            // The holder may be waiting for this CPU's answer to its shootdown.
+            answer_shootdown();
             core::hint::spin_loop();
         }
         Guard { interrupts }
@@ -119,7 +133,7 @@ impl TableAlloc for HeapTables {
 
 impl PageProtection for X86PageProtection {
     /// See the [module documentation](self): tables from the heap, all allocated before any
-    /// entry changes; this CPU's TLB invalidated, other CPUs' not.
+    /// entry changes; this CPU's TLB invalidated, then every other running CPU's.
     unsafe fn set_access(
         &self,
         start: usize,
@@ -153,6 +167,9 @@ impl PageProtection for X86PageProtection {
         if !flush_each {
             arch::flush_tlb();
         }
+        if result.as_ref().is_ok_and(|outcome| outcome.pages > 0) {
+            shoot_down();
+        }
         result.map(|_| ())
     }
 
@@ -178,11 +195,87 @@ pub(crate) fn landmark(cr2: u64) -> Option<Landmark> {
     report::protection_landmark(cr2, access_in_ram(cr2)?)
 }
 
-/// Invalidates the calling CPU's whole TLB: what another CPU must run to drop translations
-/// cached before a [`PageProtection::set_access`] elsewhere (see "Other CPUs" in the
-/// [module documentation](self)).
-pub fn flush_this_cpu() {
+/// How long [`PageProtection::set_access`] waits for the other CPUs' answers: 100 ms.
+pub const SHOOTDOWN_WAIT_NS: u64 = 100_000_000;
+
+/// The last shootdown request number (raised under the lock).
+static REQUESTED: AtomicU64 = AtomicU64::new(0);
+/// The last request number each CPU flushed for.
+static ANSWERED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Requests answered by IPI or while spinning, all CPUs (for the in-image tests).
+static ANSWERS: AtomicU64 = AtomicU64::new(0);
+/// CPUs that did not answer within [`SHOOTDOWN_WAIT_NS`].
+static TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
+
+/// This CPU's logical number (0 before the interrupt controllers are set up, when no
+/// other CPU runs).
+fn this_cpu() -> u32 {
+    interrupts::get().map_or(0, |irqs| irqs.cpu_interface().cpu_id())
+}
+
+/// Makes every other running CPU flush its TLB, waiting (at most [`SHOOTDOWN_WAIT_NS`])
+/// until each has. Called with the lock held, after this CPU's own invalidation.
+fn shoot_down() {
+    let Some(irqs) = interrupts::get() else {
+        return; // no interrupt controller: no other CPU was started
+    };
+    let me = irqs.cpu_interface().cpu_id();
+    let others = (0..irqs.cpu_count().min(MAX_CPUS as u32))
+        .filter(|&cpu| cpu != me && irqs.cpu_online(cpu))
+        .fold(0u64, |set, cpu| set | 1 << cpu);
+    if others == 0 {
+        return;
+    }
+    // The entries are written before the number is raised; a CPU that reads the number
+    // flushes after that, so its next walk sees them.
+    let request = REQUESTED.fetch_add(1, Ordering::SeqCst) + 1;
+    ANSWERED[me as usize].store(request, Ordering::Relaxed);
+    // The CPUs were checked above; a send refused here (none is) leaves the wait to time out.
+    let _ = irqs.cpu_interface().send_ipi(
+        u32::from(vector::TLB_SHOOTDOWN),
+        IpiTarget::Cpus(CpuSet(others)),
+    );
+    let deadline = PLATFORM.monotonic_ns() + SHOOTDOWN_WAIT_NS;
+    for cpu in CpuSet(others).iter() {
+        // A CPU stopped meanwhile has nothing cached any more.
+        while ANSWERED[cpu as usize].load(Ordering::Acquire) < request && irqs.cpu_online(cpu) {
+            if PLATFORM.monotonic_ns() > deadline {
+                if TIMEOUTS.fetch_add(1, Ordering::Relaxed) == 0 {
+                    log::warn!(
+                        "x86-pc: CPU {cpu} did not answer a TLB shootdown within 100 ms (interrupts masked?); it may use old page rights until it takes the IPI (logged once)"
+                    );
+                }
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Flushes this CPU's TLB if a shootdown request is newer than its last answer, and
+/// answers it. Run by the [`vector::TLB_SHOOTDOWN`] IPI and by CPUs spinning on the lock;
+/// takes no lock.
+pub(crate) fn answer_shootdown() {
+    let requested = REQUESTED.load(Ordering::Acquire);
+    let Some(answered) = ANSWERED.get(this_cpu() as usize) else {
+        return;
+    };
+    if answered.load(Ordering::Relaxed) >= requested {
+        return; // answered already (while spinning on the lock), or nothing asked
+    }
     arch::flush_tlb();
+    answered.store(requested, Ordering::Release);
+    ANSWERS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Shootdown answers so far, all CPUs.
+pub fn shootdown_answers() -> u64 {
+    ANSWERS.load(Ordering::Relaxed)
+}
+
+/// Shootdowns a CPU did not answer within [`SHOOTDOWN_WAIT_NS`] so far.
+pub fn shootdown_timeouts() -> usize {
+    TIMEOUTS.load(Ordering::Relaxed)
 }
 
 /// How many tables setting `[start, start + len)` to `access` would allocate now (for the

@@ -17,6 +17,11 @@
 //! `try_down`): printed, the round trip. Last, CPU 0 starts a thread on CPU 1's scheduler
 //! through its [`uk_sched::RemoteSpawner`] and prints where it ran and how soon.
 //!
+//! Finally, with CPU 1 still running, CPU 0 makes a heap page read-only and read-write
+//! again `ROUNDS` times through the board's [`uk_hal::PageProtection`] and prints what a
+//! round costs: every change reaches CPU 1's TLB before `set_access` returns (x86-pc: a
+//! shootdown IPI CPU 1 answers; qemu-virt: broadcast TLB invalidation).
+//!
 //! ```text
 //! cargo uk run --example smp --board qemu-virt --smp 2
 //! cargo uk run --example smp --smp 2                    # x86-pc
@@ -29,8 +34,8 @@ extern crate alloc;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use uk_context::Native;
-use uk_hal::Platform;
 use uk_hal::irq::{CpuSet, Interrupts, IpiTarget, IrqNumber};
+use uk_hal::{PROTECTION_PAGE, PageAccess, Platform};
 use uk_sched::irq::TimerIdle;
 use uk_sched::{RemoteSpawner, RemoteWaker, RoundRobin, Scheduler, SharedSemaphore};
 
@@ -318,6 +323,50 @@ fn main(_args: &uk_app::Args) -> i32 {
         SPAWNED_ON.load(Ordering::Acquire) - 1,
         spawn_cycles.saturating_mul(1_000_000_000) / hz.max(1)
     );
+    if let Some(mut rounds) = page_rights_rounds(platform) {
+        let (min, median) = min_median(&mut rounds);
+        uk_app::println!(
+            "smp: page rights read-only and back with CPU 1 running: min {min} median {median} cycles over {ROUNDS} rounds ({} ns median at {hz} Hz)",
+            median.saturating_mul(1_000_000_000) / hz.max(1)
+        );
+    }
     uk_app::println!("smp: done");
     0
+}
+
+/// `ROUNDS` times a heap page made read-only and read-write again, in cycles each; `None`
+/// (said why) where the board cannot or a change fails.
+fn page_rights_rounds(platform: &dyn Platform) -> Option<[u64; ROUNDS]> {
+    let Some(protection) = platform.page_protection() else {
+        uk_app::println!("smp: this board cannot set page rights");
+        return None;
+    };
+    let layout = core::alloc::Layout::from_size_align(PROTECTION_PAGE, PROTECTION_PAGE).ok()?;
+    // SAFETY: the layout has a non-zero size.
+    let page = unsafe { alloc::alloc::alloc(layout) };
+    if page.is_null() {
+        uk_app::println!("smp: no heap page");
+        return None;
+    }
+    let mut cycles = [0; ROUNDS];
+    let mut failed = None;
+    for sample in cycles.iter_mut() {
+        let start = platform.cycles();
+        for access in [PageAccess::ReadOnly, PageAccess::ReadWrite] {
+            // SAFETY: the page is this function's own heap block; it is read-write again
+            // before it is freed (a failed change changed nothing).
+            if let Err(e) = unsafe { protection.set_access(page as usize, PROTECTION_PAGE, access) }
+            {
+                failed.get_or_insert(e);
+            }
+        }
+        *sample = platform.cycles().saturating_sub(start);
+    }
+    // SAFETY: read-write (see above), allocated with this layout, freed once.
+    unsafe { alloc::alloc::dealloc(page, layout) };
+    if let Some(e) = failed {
+        uk_app::println!("smp: a page-rights change failed: {e:?}");
+        return None;
+    }
+    Some(cycles)
 }
