@@ -296,9 +296,11 @@ impl core::fmt::Display for ProtectError {
 /// below a stack. An access against the rights is a CPU exception, which the board reports
 /// as it reports any other fault.
 ///
-/// Other CPUs may keep using a translation cached before the change until their TLB
-/// forgets it, where the architecture does not broadcast the invalidation (x86 without an
-/// IPI); the boards say which they do.
+/// A board should make the change reach every running CPU's TLB before `set_access`
+/// returns (qemu-virt broadcasts its invalidation; x86-pc shoots the other CPUs' TLBs down
+/// with an IPI). Where it cannot (x86-pc: a CPU that keeps interrupts masked too long),
+/// that CPU may use a translation cached before the change for a while; the boards say
+/// when.
 pub trait PageProtection: Sync {
     /// Gives the pages of `[start, start + len)` the rights `access`. All or nothing: on an
     /// error no page changed.
