@@ -30,6 +30,9 @@
 //!   handler runs, [`irq::Interrupts::interrupted_registers`] gives it the interrupted
 //!   code's registers ([`irq::InterruptedRegisters`]: each board's frame described by a
 //!   table in Linux's `ucontext_t` order), which a process layer hands to signal handlers.
+//! - [`fault`]: memory faults a board offers to a hook before it reports them
+//!   ([`fault::set_hook`], [`fault::offer`]), so a process layer can run a program's
+//!   `SIGSEGV` handler and resume the faulting code.
 //!
 //! # Example
 //!
@@ -62,6 +65,7 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod fault;
 pub mod irq;
 
 /// A byte sink the runtime writes logs and test results to.
