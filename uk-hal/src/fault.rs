@@ -11,9 +11,11 @@
 //!
 //! # What a board promises when it calls [`offer`]
 //!
-//! - The fault was taken in thread context: on the thread's own stack, not in an interrupt
-//!   handler, not while a fault is being reported, not a fault the board handles itself
-//!   (a retried translation fault, say).
+//! - The fault was taken in thread context: on the thread's own stack, not while a fault
+//!   is being reported, not a fault the board handles itself (a retried translation
+//!   fault, say), and with interrupts unmasked in the faulting code. Interrupt handlers
+//!   and critical sections run with interrupts masked, so a fault there (a kernel bug) is
+//!   never offered.
 //! - The hook runs on the faulting thread's stack, below everything the faulting code had
 //!   there, with interrupts as the faulting code had them (unmasked if they were), and the
 //!   board holds no lock and keeps no per-CPU state across the call. So the hook may block,
