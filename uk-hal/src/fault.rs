@@ -114,8 +114,14 @@ mod tests {
         let registers = unsafe {
             InterruptedRegisters::new(core::ptr::NonNull::from(&mut frame).cast(), &LAYOUT)
         };
-        let write = MemoryFault { addr: 0x1000, access: FaultAccess::Write };
-        let read = MemoryFault { addr: 0x1000, access: FaultAccess::Read };
+        let write = MemoryFault {
+            addr: 0x1000,
+            access: FaultAccess::Write,
+        };
+        let read = MemoryFault {
+            addr: 0x1000,
+            access: FaultAccess::Read,
+        };
         assert!(set_hook(None).is_none());
         assert_eq!(offer(&write, &registers), FaultOutcome::Unhandled);
         assert!(set_hook(Some(resume_on_writes)).is_none());

@@ -78,7 +78,7 @@ pub fn state() -> Option<usize> {
 
 /// Moves the calling thread of application code to `new` and returns what it was;
 /// a thread that never ran application code stays [`NOT_APPLICATION`].
-fn switch_state(new: usize) -> usize {
+pub(crate) fn switch_state(new: usize) -> usize {
     uk_sched::with_current(|t| {
         let word = t.owner_word();
         let old = word.load(Ordering::Relaxed);
@@ -91,7 +91,7 @@ fn switch_state(new: usize) -> usize {
 }
 
 /// Puts back a state [`switch_state`] returned.
-fn restore_state(old: usize) {
+pub(crate) fn restore_state(old: usize) {
     if old != NOT_APPLICATION {
         uk_sched::with_current(|t| t.owner_word().store(old, Ordering::Relaxed));
     }
@@ -217,7 +217,7 @@ struct ExtendedArea([u8; 4096]);
 /// and loaded again after, so the interrupted code finds its own. An area larger than the
 /// stack one (a CPU with bigger XSAVE state) is taken from the heap.
 #[allow(unsafe_code)]
-fn keeping_extended_state(body: impl FnOnce()) {
+pub(crate) fn keeping_extended_state(body: impl FnOnce()) {
     use uk_context::{ContextOps, Native};
     let ops = Native::detect();
     let layout = ops.ectx_layout();

@@ -113,6 +113,7 @@ extern crate std;
 pub mod cputime;
 #[cfg(feature = "vfs")]
 pub mod epoll;
+pub mod fault;
 pub mod flags;
 mod futex;
 mod host;
@@ -196,6 +197,8 @@ pub fn install(host: &'static dyn ThreadHost) {
         leave: interrupt::syscall_leaving,
     });
     uk_sched::irq::set_timer_exit_hook(interrupt::timer_interrupt_ends);
+    // A memory fault in C code runs its SIGSEGV handler where the board offers it.
+    uk_hal::fault::set_hook(Some(fault::memory_fault));
     // Under a preemptive scheduler only application code is preempted: a system call runs
     // to its next block or return, so no thread is switched away from while it holds the
     // layer's or the VFS's locks.

@@ -1176,6 +1176,11 @@ impl System {
         self.check_mapped(addr, len)
     }
 
+    /// Whether a mapping of this layer (private or shared) holds `addr`.
+    pub(crate) fn is_mapped(&self, addr: usize) -> bool {
+        self.mm.lock().mapped_at(addr)
+    }
+
     /// `Ok` when `addr..addr + len` (whole pages; nothing for 0) is mapped: by this layer's
     /// mappings or break, or as the image and its RAM; `ENOMEM` otherwise (what `mprotect`
     /// and `msync` say of an unmapped range).

@@ -101,6 +101,9 @@ pub const SIGINT: i32 = 2;
 pub const SIGABRT: i32 = 6;
 /// Kill: cannot be caught, blocked or ignored.
 pub const SIGKILL: i32 = 9;
+/// Invalid memory reference: an access against page rights or outside mapped memory
+/// (delivered at the fault where the board offers faults; see [`crate::fault`]).
+pub const SIGSEGV: i32 = 11;
 /// User signal 1.
 pub const SIGUSR1: i32 = 10;
 /// User signal 2.
@@ -172,6 +175,10 @@ pub const SI_TKILL: i32 = -6;
 pub const SI_QUEUE: i32 = -1;
 /// `si_code`: sent by the kernel (an interval timer's `SIGALRM`).
 pub const SI_KERNEL: i32 = 0x80;
+/// `si_code` of a `SIGSEGV`: no memory is mapped at the address.
+pub const SEGV_MAPERR: i32 = 1;
+/// `si_code` of a `SIGSEGV`: memory is mapped there, without the right for the access.
+pub const SEGV_ACCERR: i32 = 2;
 
 /// The first real-time signal (the kernel's numbering; libcs keep a few for themselves, so
 /// their `SIGRTMIN` is higher). Real-time signals queue: each one sent is delivered, in
@@ -784,6 +791,22 @@ impl SigInfo {
     /// `si_utime` of a `SIGCHLD`'s information: the child's CPU time in clock ticks.
     pub fn child_cpu_ticks(&self) -> i64 {
         self._rest[0] as i64
+    }
+
+    /// The information of a fault signal (`SIGSEGV`) with `si_code` `code` at `addr`
+    /// (`si_addr`, where a sender's pid and uid lie for other signals).
+    pub fn fault(signo: i32, code: i32, addr: usize) -> SigInfo {
+        let addr = addr as u64;
+        SigInfo {
+            pid: addr as u32 as i32,
+            uid: (addr >> 32) as u32,
+            ..SigInfo::new(signo, code, 0)
+        }
+    }
+
+    /// The fault address of a [`SigInfo::fault`] (`si_addr`).
+    pub fn addr(&self) -> usize {
+        (u64::from(self.pid as u32) | u64::from(self.uid) << 32) as usize
     }
 
     /// The information about signal `signo` sent with `si_code` `code` by process `pid`.
@@ -1430,40 +1453,75 @@ impl System {
                 Disposition::Drop => {}
                 Disposition::Terminate => self.killed_by(sig),
                 Disposition::Handle(action) => {
-                    let widen = action.mask
-                        | if action.flags & SA_NODEFER != 0 {
-                            0
-                        } else {
-                            sig_bit(sig)
-                        };
-                    let sp = stack_pointer();
-                    let Ok((before, stack)) = self.with_caller_signals(|t, _, _, _| {
-                        let before = t.mask;
-                        t.mask = (before | widen) & !UNBLOCKABLE;
-                        (before, t.enter_handler(action.flags, sp))
-                    }) else {
+                    // Only the first handler runs on top of the interrupted code.
+                    if !self.handle(sig, &action, info, interrupted.take()) {
                         return (handled, restart);
-                    };
+                    }
                     if handled == 0 {
                         restart = action.flags & SA_RESTART != 0;
                     }
-                    // Only the first handler runs on top of the interrupted code.
-                    let registers = interrupted.take();
-                    let (restore, uc_stack) =
-                        run_handler(sig, &action, info, before, &stack, registers);
                     handled += 1;
-                    // The handler may have changed the mask itself; sigreturn restores
-                    // the one from before the signal (or what a `SA_SIGINFO` handler put
-                    // in its context's `uc_sigmask`), and so does this; likewise the
-                    // alternate stack from `uc_stack`.
-                    let space = self.address_space();
-                    let _ = self.with_caller_signals(|t, _, _, _| {
-                        t.mask = restore & !UNBLOCKABLE;
-                        t.leave_handler(uc_stack, stack.handler_sp, &space);
-                    });
                 }
             }
         }
+    }
+
+    /// Runs the caller's handler `action` for `sig` with `info`, blocking its mask (and
+    /// `sig`, unless `SA_NODEFER`) meanwhile, on the alternate stack when it asks for one;
+    /// `interrupted` as in [`System::deliver_on_return_to`]. `false` when the caller is no
+    /// thread of a process (nothing ran).
+    pub(crate) fn handle(
+        &self,
+        sig: i32,
+        action: &SigAction,
+        info: SigInfo,
+        interrupted: Option<InterruptedRegisters>,
+    ) -> bool {
+        let widen = action.mask
+            | if action.flags & SA_NODEFER != 0 {
+                0
+            } else {
+                sig_bit(sig)
+            };
+        let sp = stack_pointer();
+        let Ok((before, stack)) = self.with_caller_signals(|t, _, _, _| {
+            let before = t.mask;
+            t.mask = (before | widen) & !UNBLOCKABLE;
+            (before, t.enter_handler(action.flags, sp))
+        }) else {
+            return false;
+        };
+        let (restore, uc_stack) = run_handler(sig, action, info, before, &stack, interrupted);
+        // The handler may have changed the mask itself; sigreturn restores the one from
+        // before the signal (or what a `SA_SIGINFO` handler put in its context's
+        // `uc_sigmask`), and so does this; likewise the alternate stack from `uc_stack`.
+        let space = self.address_space();
+        let _ = self.with_caller_signals(|t, _, _, _| {
+            t.mask = restore & !UNBLOCKABLE;
+            t.leave_handler(uc_stack, stack.handler_sp, &space);
+        });
+        true
+    }
+
+    /// The caller's action for a fault signal `sig` (Linux's `force_sig_fault`), taken as
+    /// delivery takes it (`SA_RESETHAND` resets it): `None` when the signal is blocked, or
+    /// ignored or left to its default, which for a fault ends the program.
+    pub(crate) fn take_fault_action(&self, sig: i32) -> Option<SigAction> {
+        self.with_caller_signals(|t, p, _, _| {
+            if t.mask & sig_bit(sig) != 0 {
+                return None;
+            }
+            let action = p.actions[sig as usize - 1];
+            let Disposition::Handle(action) = disposition(sig, &action) else {
+                return None;
+            };
+            if action.flags & SA_RESETHAND != 0 {
+                p.actions[sig as usize - 1] = SigAction::default();
+            }
+            Some(action)
+        })
+        .ok()
+        .flatten()
     }
 }
 

@@ -54,6 +54,10 @@ void checks_mmap_files(void);
 /* Checks of page rights: PROT_NONE, PROT_READ, mprotect, EFAULT from system calls, thread
  * stack guards (suite_rights.c), run at the end of the `memory` group. */
 void checks_page_rights(void);
+/* Checks of SIGSEGV delivered at the fault: si_addr, si_code, returning after mprotect,
+ * siglongjmp, SA_ONSTACK, SA_RESETHAND (suite_segv.c), run at the end of the `memory`
+ * group. */
+void checks_segv(void);
 
 /* Checks of child processes: zombies, wait4/waitpid/waitid, SIGCHLD (suite_wait.c), run at
  * the end of the `process` group. */

@@ -814,6 +814,7 @@ void group_memory(void)
 	free(a64);
 	checks_mmap_files();
 	checks_page_rights();
+	checks_segv();
 }
 
 void group_process(void)
