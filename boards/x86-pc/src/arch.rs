@@ -24,9 +24,13 @@
 //! 32 stubs of 16 bytes each push a zero error code where the CPU does not push one, then
 //! the vector number, and jump to a common path that saves the 15 general registers and
 //! calls [`crate::boot::exception_entry`] with a pointer to the resulting
-//! [`ExceptionFrame`](crate::report::ExceptionFrame). The double fault runs on its own stack (IST 1 of the TSS), so an
-//! overflow of the boot stack into its unmapped guard page is reported instead of ending in
-//! a triple fault.
+//! [`ExceptionFrame`](crate::report::ExceptionFrame), which never returns. The page fault's
+//! stub has a path of its own that calls [`crate::boot::page_fault_entry`] instead: when that
+//! returns (a fault hook recovered the fault), the path restores every register from the
+//! frame, drops the vector and error code and returns to the faulting code with `iretq`.
+//! Every vector but the double fault runs on the interrupted stack; the double fault runs
+//! on its own (IST 1 of the TSS), so an overflow of the boot stack into its unmapped guard
+//! page is reported instead of ending in a triple fault.
 
 #[cfg(feature = "ktest")]
 use core::arch::asm;
@@ -215,11 +219,18 @@ uk_exception_stubs:
     .byte 0x6a, 0               /* push $0: no CPU error code */
     .endif
     .byte 0x6a, uk_vector       /* push $vector */
+    .if uk_vector == 14
+    jmp uk_page_fault_common
+    .else
     jmp uk_exception_common
+    .endif
     uk_vector = uk_vector + 1
     .endr
 
-uk_exception_common:
+    /* The 15 general registers over the vector: the `ExceptionFrame` (report.rs). The
+       CPU aligned RSP to 16 bytes before its 5 words; with the error code, the vector and
+       these 15 the frame is 22 words, so RSP is 16-byte aligned at the calls below. */
+    .macro uk_save_registers
     pushq %rax
     pushq %rbx
     pushq %rcx
@@ -235,10 +246,42 @@ uk_exception_common:
     pushq %r13
     pushq %r14
     pushq %r15
+    .endm
+
+uk_exception_common:
+    uk_save_registers
     movq %rsp, %rdi
     cld
     call {exception_entry}
     ud2
+
+    /* The page fault: `page_fault_entry` returns when a fault hook recovered the fault.
+       Every register comes back from the frame, which the hook may have changed (RIP and
+       RSP among them: `iretq` pops both), the vector and error code are dropped, and the
+       faulting code resumes. The frame lies on the faulting thread's stack (no IST), so a
+       hook that switched threads meanwhile finds it there when this thread runs again. */
+uk_page_fault_common:
+    uk_save_registers
+    movq %rsp, %rdi
+    cld
+    call {page_fault_entry}
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp              /* the vector and the error code */
+    iretq
     .popsection
 
     /* External interrupts (vectors 32-255): 224 stubs of 8 bytes push the vector (as a
@@ -337,6 +380,7 @@ uk_boot_stack_top:
     "#,
     boot_main = sym crate::boot::boot_main,
     exception_entry = sym crate::boot::exception_entry,
+    page_fault_entry = sym crate::boot::page_fault_entry,
     irq_entry = sym crate::interrupts::irq_entry,
     pt_pool = const PT_POOL_PAGES,
     df_stack = const DOUBLE_FAULT_STACK_SIZE,

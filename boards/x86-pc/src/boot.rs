@@ -7,14 +7,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use uk_hal::Console;
 
-use crate::arch;
 use crate::bootinfo::{self, StartInfo};
 use crate::clock::{self, Scale};
 use crate::machine::{self, MachineKind};
 use crate::memmap::{self, Range};
 use crate::report::{self, ExceptionFrame};
 use crate::tables;
-use crate::{BootData, CMDLINE_MAX, PLATFORM};
+use crate::{BootData, CMDLINE_MAX, PLATFORM, arch, irqhw};
 
 /// Memory map entries read from the start info (QEMU passes a handful).
 const MAX_MEMMAP_ENTRIES: usize = 128;
@@ -282,7 +281,55 @@ static IN_HANDLER: AtomicBool = AtomicBool::new(false);
 /// Called by the exception stubs with the saved registers; prints the report and hands
 /// over to [`uk_rt::fatal_exception`] with its first lines.
 pub(crate) extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
+    report_exception(frame, arch::cr2())
+}
+
+/// Called by the page fault's stub with the saved registers (on the faulting stack, with
+/// interrupts masked). Offers the fault to [`uk_hal::fault::offer`] when
+/// [`report::offers_fault`] says so: with interrupts unmasked for the call, as the faulting
+/// code had them, and nothing of the board's held across it (the frame is on the faulting
+/// thread's stack, `IN_HANDLER` is clear and stays so, no per-CPU state is touched), so the
+/// hook may block, switch threads, take interrupts, fault again or never return. Returns
+/// when the hook answered [`FaultOutcome::Resume`](uk_hal::fault::FaultOutcome::Resume):
+/// the stub then resumes the faulting code with the registers in `frame`, as the hook left
+/// them. Otherwise reports the fault as [`exception_entry`] does.
+pub(crate) extern "C" fn page_fault_entry(frame: &mut ExceptionFrame) {
+    // Before interrupts are unmasked: a fault in an interrupt handler or in the hook
+    // changes CR2.
     let cr2 = arch::cr2();
+    let offered = report::offers_fault(
+        frame.vector,
+        frame.rflags,
+        IN_HANDLER.load(Ordering::Relaxed),
+        uk_hal::fault::hook().is_some(),
+    );
+    if offered {
+        let fault = uk_hal::fault::MemoryFault {
+            addr: cr2 as usize,
+            access: report::fault_access(frame.error_code),
+        };
+        let words = core::ptr::NonNull::from(&mut *frame).cast::<usize>();
+        // SAFETY: `EXCEPTION_FRAME_LAYOUT` names words 0-20 of the 22-word
+        // `ExceptionFrame`, which is aligned, readable and writable, and stays on this
+        // thread's stack until this function returns (the registers are used only during
+        // the `offer` call below). Whatever the hook writes to a `Word` is a register the
+        // stub pops (general registers) or `iretq` loads (RIP, RSP).
+        let registers = unsafe {
+            uk_hal::irq::InterruptedRegisters::new(words, &report::EXCEPTION_FRAME_LAYOUT)
+        };
+        irqhw::irq_enable();
+        let outcome = uk_hal::fault::offer(&fault, &registers);
+        irqhw::irq_disable();
+        if outcome == uk_hal::fault::FaultOutcome::Resume {
+            return;
+        }
+    }
+    report_exception(frame, cr2)
+}
+
+/// Prints the report of `frame` (with `cr2`) and hands over to [`uk_rt::fatal_exception`]
+/// with its first lines.
+fn report_exception(frame: &ExceptionFrame, cr2: u64) -> ! {
     if IN_HANDLER.swap(true, Ordering::Relaxed) {
         say(b"\r\nx86-pc: CPU exception while reporting a CPU exception\r\n");
         arch::debug_exit(uk_rt::FATAL_EXIT_CODE);

@@ -252,6 +252,11 @@ pub fn irq_enable() {
     x86_64::instructions::interrupts::enable();
 }
 
+/// Masks interrupts on the calling CPU.
+pub fn irq_disable() {
+    x86_64::instructions::interrupts::disable();
+}
+
 /// With interrupts masked: unmasks and halts atomically (an interrupt pending at the `sti`
 /// is taken after the `hlt` starts, thanks to the `sti` shadow), then masks again.
 pub fn wait_for_interrupt() {

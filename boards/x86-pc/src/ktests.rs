@@ -1030,6 +1030,331 @@ mod protection {
         }
     }
 
+    /// Page faults offered to a fault hook ([`uk_hal::fault`]): a hook that gives a page its
+    /// rights back resumes the faulting read or write, a hook that moves the program counter
+    /// skips the faulting instruction, a hook that declines leaves the usual report, and a
+    /// fault with interrupts masked is never offered.
+    ///
+    /// Each case installs its hook with a `Hook` guard, which puts the previous one back
+    /// when the case returns. A case that ends in a CPU exception is abandoned without its
+    /// destructors (see `uk_rt`'s `fatal`), so its hook stays until the next case of this
+    /// module installs one or `fault_hooks_of_the_failing_cases` runs (cases run in link
+    /// order, not in source order): meanwhile it acts only on faults in the page its case
+    /// armed (`ARMED`) and removes itself on any other fault, which is reported as usual.
+    mod recovery {
+        use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
+
+        use uk_hal::PageAccess;
+        use uk_hal::fault::{FaultAccess, FaultHook, FaultOutcome, MemoryFault, set_hook};
+        use uk_hal::irq::{GENERAL_REGISTERS, InterruptedRegisters, PC_REGISTER, SP_REGISTER};
+        use uk_test::{expect, expect_eq, ktest};
+
+        use super::{Block, PAGE, protection};
+        use crate::{interrupts, irqhw};
+
+        /// The page whose faults the running case's hook handles (0: none).
+        static ARMED: AtomicUsize = AtomicUsize::new(0);
+        /// Hook calls since the case reset it, and what the last call saw.
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        static LAST_ADDR: AtomicUsize = AtomicUsize::new(0);
+        static LAST_ACCESS: AtomicU8 = AtomicU8::new(0);
+        static LAST_PC: AtomicUsize = AtomicUsize::new(0);
+        static LAST_SP: AtomicUsize = AtomicUsize::new(0);
+        static LAST_FLAGS: AtomicUsize = AtomicUsize::new(0);
+        /// Calls of the hooks of the two failing cases for their armed page (-1: the case
+        /// did not run).
+        static DECLINED_CALLS: AtomicI32 = AtomicI32::new(-1);
+        static MASKED_CALLS: AtomicI32 = AtomicI32::new(-1);
+        /// A failing case left its hook installed.
+        static LEFT_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+        /// RFLAGS.IF.
+        const IF: usize = 1 << 9;
+        /// `GENERAL_REGISTERS` number of RAX (`REG_RAX`).
+        const RAX: usize = 13;
+        /// What the declining hook leaves in RAX, for the report to show.
+        const DECLINED_MARK: usize = 0xdec1_1ed0;
+        /// Bytes of `mov rax, qword ptr [rcx]` (48 8b 01).
+        const LOAD_LENGTH: usize = 3;
+
+        fn access_code(access: FaultAccess) -> u8 {
+            match access {
+                FaultAccess::Read => 1,
+                FaultAccess::Write => 2,
+                FaultAccess::Execute => 3,
+            }
+        }
+
+        /// `hook` installed for the case; the previous hook back when dropped.
+        struct Hook {
+            previous: Option<FaultHook>,
+        }
+
+        impl Hook {
+            fn install(hook: FaultHook, armed: usize) -> Hook {
+                remove_leftover();
+                CALLS.store(0, Ordering::SeqCst);
+                LAST_ADDR.store(0, Ordering::SeqCst);
+                LAST_ACCESS.store(0, Ordering::SeqCst);
+                ARMED.store(armed & !(PAGE - 1), Ordering::SeqCst);
+                Hook {
+                    previous: set_hook(Some(hook)),
+                }
+            }
+        }
+
+        impl Drop for Hook {
+            fn drop(&mut self) {
+                set_hook(self.previous);
+                ARMED.store(0, Ordering::SeqCst);
+            }
+        }
+
+        /// Removes the hook a failing case left installed (its guard never dropped).
+        fn remove_leftover() {
+            if LEFT_INSTALLED.swap(false, Ordering::SeqCst) {
+                set_hook(None);
+                ARMED.store(0, Ordering::SeqCst);
+            }
+        }
+
+        /// Counts and records the call; the faulting page when it is the armed one.
+        /// Otherwise the fault is not the running case's (a hook a failed case left
+        /// behind): the hook removes itself and declines.
+        fn claim(fault: &MemoryFault, registers: &InterruptedRegisters) -> Option<usize> {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+            LAST_ADDR.store(fault.addr, Ordering::SeqCst);
+            LAST_ACCESS.store(access_code(fault.access), Ordering::SeqCst);
+            // SAFETY: called by the hook during the board's offer, while the frame lives.
+            let (pc, sp, flags) = unsafe {
+                (
+                    registers.get(PC_REGISTER),
+                    registers.get(SP_REGISTER),
+                    registers.get(GENERAL_REGISTERS - 1),
+                )
+            };
+            LAST_PC.store(pc.unwrap_or(0), Ordering::SeqCst);
+            LAST_SP.store(sp.unwrap_or(0), Ordering::SeqCst);
+            LAST_FLAGS.store(flags.unwrap_or(0), Ordering::SeqCst);
+            let page = fault.addr & !(PAGE - 1);
+            if page != 0 && page == ARMED.load(Ordering::SeqCst) {
+                Some(page)
+            } else {
+                set_hook(None);
+                None
+            }
+        }
+
+        /// Makes the armed `page` read-write again and resumes the faulting access.
+        fn resume_read_write(page: usize) -> FaultOutcome {
+            // SAFETY: the armed page belongs to the running case's block (its `Drop` sets
+            // it read-write anyway).
+            match unsafe { protection().set_access(page, PAGE, PageAccess::ReadWrite) } {
+                Ok(()) => FaultOutcome::Resume,
+                Err(_) => FaultOutcome::Unhandled,
+            }
+        }
+
+        /// Gives the armed page its rights back and resumes the faulting access.
+        fn restore_rights(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+            claim(fault, registers).map_or(FaultOutcome::Unhandled, resume_read_write)
+        }
+
+        /// Skips the faulting load of [`load_skipped`] and sets RAX.
+        fn skip_load(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+            if claim(fault, registers).is_none() {
+                return FaultOutcome::Unhandled;
+            }
+            // SAFETY: during the offer; the new program counter is the instruction after
+            // the load in `load_skipped`'s assembly, which expects it (and RAX) so.
+            unsafe {
+                match registers.get(PC_REGISTER) {
+                    Some(pc) if registers.set(PC_REGISTER, pc + LOAD_LENGTH) => {}
+                    _ => return FaultOutcome::Unhandled,
+                }
+                registers.set(RAX, 0x1234_5678);
+            }
+            FaultOutcome::Resume
+        }
+
+        /// Declines the fault, after writing [`DECLINED_MARK`] to RAX (which the report
+        /// then shows), and removes itself: its case is abandoned.
+        fn decline(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+            if claim(fault, registers).is_some() {
+                DECLINED_CALLS.fetch_add(1, Ordering::SeqCst);
+                // SAFETY: during the offer; the faulting code never resumes.
+                unsafe { registers.set(RAX, DECLINED_MARK) };
+            }
+            set_hook(None);
+            FaultOutcome::Unhandled
+        }
+
+        /// [`restore_rights`], counted in [`MASKED_CALLS`].
+        fn restore_counted(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+            claim(fault, registers).map_or(FaultOutcome::Unhandled, |page| {
+                MASKED_CALLS.fetch_add(1, Ordering::SeqCst);
+                resume_read_write(page)
+            })
+        }
+
+        /// Runs `f` with interrupts unmasked (the interrupt controller set up first, so no
+        /// 8259 line arrives on an exception vector), then masks them as they were.
+        fn with_interrupts<R>(f: impl FnOnce() -> R) -> Option<R> {
+            interrupts::get()?;
+            let flags = irqhw::irq_save();
+            irqhw::irq_enable();
+            let result = f();
+            irqhw::irq_restore(flags);
+            Some(result)
+        }
+
+        ktest! {
+            /// A read of a page without access is offered to the hook as a read at its
+            /// address, with the faulting code's registers (stack pointer on this case's
+            /// stack, interrupts on); the hook makes the page read-write again and resumes,
+            /// and the read completes with what the page held. Then a write to a read-only
+            /// page: offered as a write, resumed, and the value is written.
+            fn fault_hook_restores_rights_and_the_access_resumes() {
+                let Some(block) = Block::new(3) else {
+                    return expect!(false, "no heap pages");
+                };
+                block.write(PAGE + 8, 0x5a);
+                expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
+                let _hook = Hook::install(restore_rights, block.at(PAGE));
+                let local = 0u8;
+                let here = core::hint::black_box(&raw const local) as usize;
+                let read = with_interrupts(|| block.read(PAGE + 8));
+                expect_eq!(read, Some(0x5a));
+                expect_eq!(CALLS.load(Ordering::SeqCst), 1);
+                expect_eq!(LAST_ADDR.load(Ordering::SeqCst), block.at(PAGE + 8));
+                expect_eq!(LAST_ACCESS.load(Ordering::SeqCst), access_code(FaultAccess::Read));
+                expect_eq!(protection().access(block.at(PAGE)), Some(PageAccess::ReadWrite));
+                let sp = LAST_SP.load(Ordering::SeqCst);
+                expect!(
+                    sp < here && here - sp < 4096,
+                    "faulting RSP {:#x}, this case's frame at {:#x}",
+                    sp,
+                    here
+                );
+                expect!(LAST_FLAGS.load(Ordering::SeqCst) & IF != 0, "RFLAGS {:#x}", LAST_FLAGS.load(Ordering::SeqCst));
+                expect!(LAST_PC.load(Ordering::SeqCst) != 0);
+
+                expect_eq!(block.set(1, 1, PageAccess::ReadOnly), Ok(()));
+                expect_eq!(with_interrupts(|| block.write(PAGE + 16, 0x77)), Some(()));
+                expect_eq!(CALLS.load(Ordering::SeqCst), 2);
+                expect_eq!(LAST_ADDR.load(Ordering::SeqCst), block.at(PAGE + 16));
+                expect_eq!(LAST_ACCESS.load(Ordering::SeqCst), access_code(FaultAccess::Write));
+                expect_eq!(block.read(PAGE + 16), 0x77);
+                expect_eq!(block.read(PAGE + 8), 0x5a);
+                expect_eq!(protection().access(block.at(PAGE)), Some(PageAccess::ReadWrite));
+            }
+        }
+
+        /// A load from `addr` (`mov rax, [rcx]`, [`LOAD_LENGTH`] bytes) between two
+        /// instructions that set RAX before and RDX after it: (RAX, RDX, the load's
+        /// address).
+        fn load_skipped(addr: usize) -> (usize, usize, usize) {
+            let (rax, rdx, at): (usize, usize, usize);
+            // SAFETY: a load from `addr`, which faults; the case's hook moves RIP past it
+            // (or the case fails). It writes nothing, and the registers it changes are
+            // declared.
+            unsafe {
+                core::arch::asm!(
+                    "lea {at}, [rip + 2f]",
+                    "mov eax, 0x5ca1ab1e",
+                    "2:",
+                    "mov rax, qword ptr [rcx]",
+                    "mov edx, 0x600d",
+                    at = out(reg) at,
+                    in("rcx") addr,
+                    out("rax") rax,
+                    out("rdx") rdx,
+                    options(nostack, readonly),
+                );
+            }
+            (rax, rdx, at)
+        }
+
+        ktest! {
+            /// A hook that moves the program counter past the faulting load (by its fixed
+            /// length) and sets RAX resumes after the load: the next instruction runs and
+            /// RAX holds what the hook wrote. The hook saw the load's address as RIP.
+            fn fault_hook_moves_the_program_counter() {
+                let Some(block) = Block::new(2) else {
+                    return expect!(false, "no heap pages");
+                };
+                expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
+                let _hook = Hook::install(skip_load, block.at(PAGE));
+                let result = with_interrupts(|| load_skipped(block.at(PAGE + 24)));
+                let Some((rax, rdx, at)) = result else {
+                    return expect!(false, "no interrupt controller");
+                };
+                expect_eq!(CALLS.load(Ordering::SeqCst), 1);
+                expect_eq!(LAST_ADDR.load(Ordering::SeqCst), block.at(PAGE + 24));
+                expect_eq!(LAST_ACCESS.load(Ordering::SeqCst), access_code(FaultAccess::Read));
+                expect_eq!(LAST_PC.load(Ordering::SeqCst), at);
+                expect_eq!(rdx, 0x600d);
+                expect_eq!(rax, 0x1234_5678);
+                expect_eq!(protection().access(block.at(PAGE)), Some(PageAccess::None));
+            }
+        }
+
+        ktest! {
+            /// A hook that declines the fault: the usual report, and the case fails. The
+            /// hook marks RAX in the frame before it declines, and the case must fail with
+            /// a report that shows the mark: the fault was offered first, then reported.
+            #[should_fail(cpu_exception = "RAX 0x00000000dec11ed0")]
+            fn fault_hook_declines_and_the_fault_is_reported() {
+                let Some(block) = Block::new(2) else {
+                    return expect!(false, "no heap pages");
+                };
+                expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
+                let _hook = Hook::install(decline, block.at(PAGE));
+                DECLINED_CALLS.store(0, Ordering::SeqCst);
+                LEFT_INSTALLED.store(true, Ordering::SeqCst);
+                let _ = with_interrupts(|| block.read(PAGE + 8));
+                uk_rt::println!("    the declined fault was not reported");
+            }
+        }
+
+        ktest! {
+            /// With interrupts masked the fault is not offered: the hook, which would give
+            /// the page its rights back and resume, is not called, and the case fails with
+            /// the report.
+            #[should_fail(cpu_exception = "CR2 is in a page PageProtection made inaccessible")]
+            fn fault_with_interrupts_masked_is_not_offered() {
+                let Some(block) = Block::new(2) else {
+                    return expect!(false, "no heap pages");
+                };
+                expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
+                if interrupts::get().is_none() {
+                    return expect!(false, "no interrupt controller");
+                }
+                let _hook = Hook::install(restore_counted, block.at(PAGE));
+                MASKED_CALLS.store(0, Ordering::SeqCst);
+                LEFT_INSTALLED.store(true, Ordering::SeqCst);
+                let flags = irqhw::irq_save();
+                let _ = block.read(PAGE + 8);
+                irqhw::irq_restore(flags);
+                uk_rt::println!("    the fault with interrupts masked was recovered");
+            }
+        }
+
+        ktest! {
+            /// Removes the hook a failing case left; of the failing cases that ran before
+            /// this one, the declining hook was called once, the one of the masked fault
+            /// never.
+            fn fault_hooks_of_the_failing_cases() {
+                remove_leftover();
+                let declined = DECLINED_CALLS.load(Ordering::SeqCst);
+                let masked = MASKED_CALLS.load(Ordering::SeqCst);
+                uk_rt::println!("    hook calls: declining {}, masked {} (-1: did not run)", declined, masked);
+                expect!(declined == -1 || declined == 1, "the declining hook was called {} times", declined);
+                expect!(masked <= 0, "the hook was called {} times with interrupts masked", masked);
+            }
+        }
+    }
+
     /// The page CPU 1 writes in [`tlb_shootdown_reaches_the_other_cpu`] (0: none yet).
     static WRITTEN_PAGE: AtomicU64 = AtomicU64::new(0);
     /// CPU 1's writes to it so far.

@@ -30,7 +30,8 @@
 //!    exception vectors; each prints a report (vector name and number, error code, RIP, CR2
 //!    for page and double faults, RSP, RFLAGS, CS, SS and all general registers, [`report`])
 //!    and calls `uk_rt::fatal_exception`, which fails the running in-image test or exits with
-//!    status 101 (an exception before the runtime started exits with 101 directly);
+//!    status 101 (an exception before the runtime started exits with 101 directly); a page
+//!    fault may first go to a fault hook (see [Memory faults](#memory-faults));
 //! 3. probes the PCI host bridge at 00:00.0 ([`machine`]): i440FX is `pc`, the Q35 MCH is
 //!    `q35`, no PCI at all is `microvm` (on `pc`/`q35` a newline first ends SeaBIOS's
 //!    "Booting from ROM.." line);
@@ -78,7 +79,8 @@
 //!
 //! | vectors   | use                                                         |
 //! |-----------|-------------------------------------------------------------|
-//! | 0x00-0x1F | CPU exceptions (reports, `uk_rt::fatal_exception`)          |
+//! | 0x00-0x1F | CPU exceptions (reports, `uk_rt::fatal_exception`; a `#PF`  |
+//! |           | may go to the fault hook first)                             |
 //! | 0x20-0x2F | the masked 8259s (a stray one is logged, never an exception)|
 //! | 0x30-0x5F | IOAPIC lines, GSI 0-47 ([`uk_hal::irq::IrqDistributor`])    |
 //! | 0xE0-0xEB | free for applications' IPIs (`free_ipi()` is 0xE0); uk-sched |
@@ -132,6 +134,29 @@
 //! ([`pageprot`]); a page fault in a protected page is reported with a line naming it
 //! (`CR2 is in a page PageProtection made read-only (PageAccess::ReadOnly)`, [`report`]).
 //!
+//! # Memory faults
+//!
+//! The board offers page faults (`#PF`, vector 14) to the hook of [`uk_hal::fault`] (a
+//! process layer's `SIGSEGV`), on that module's promises, when the faulting code ran with
+//! interrupts unmasked (RFLAGS.IF), the fault is not one taken while an exception is being
+//! reported, and a hook is installed ([`report::offers_fault`]); every other fault, and
+//! every other exception, is reported as above. The fault is `CR2` with the access from
+//! the error code (bit 4 instruction fetch, else bit 1 write, else read,
+//! [`report::fault_access`]); the registers are the exception frame on the faulting
+//! thread's stack (no IST for `#PF`; only the double fault has its own stack) in Linux
+//! `gregs` order ([`report::EXCEPTION_FRAME_LAYOUT`]): the 15 general registers, RSP and
+//! RIP writable (`iretq` pops both), RFLAGS reported only. The hook runs on that stack
+//! with interrupts unmasked; the board holds no lock and keeps no per-CPU state across
+//! the call, so the hook may block, switch threads, fault again or never return. On
+//! `Resume` the page fault's own stub path restores every register from the frame, as
+//! the hook left it, drops the error code and returns with `iretq` (to the faulting
+//! instruction again, unless the hook moved RIP); on `Unhandled` the fault is reported
+//! (with the frame as the hook left it). The frame is pushed at the faulting stack
+//! pointer, so code of the image must not keep data below it (as for interrupts): Rust
+//! for `x86_64-unknown-none` has no red zone, and uk-musl compiles C with `-mno-red-zone`
+//! (musl's own x86_64 assembly in `fenv.s` and `exp2l.s` still uses a few bytes below RSP
+//! between two instructions).
+//!
 //! # Memory layout
 //!
 //! ```text
@@ -164,7 +189,8 @@
 //!   memory (also property-tested against a model of each page's rights).
 //!
 //! `unsafe` outside `arch` and `irqhw` is limited to `boot` reading the loader's memory
-//! (start info, memory map, command line) by physical address, the write-once cells holding
+//! (start info, memory map, command line) by physical address and naming the page fault's
+//! frame as the fault hook's registers, the write-once cells holding
 //! the boot data and the interrupt set-up, one `from_utf8_unchecked` after an ASCII check
 //! ([`bootinfo::ascii_str`]), in [`interrupts`]: reading the ACPI tables by physical
 //! address, the stacks of secondary CPUs from the heap, and their entry function passed
@@ -224,7 +250,12 @@
 //!   round-trip with `access` reporting each, bad ranges get their error and change
 //!   nothing, a range across a 2 MiB boundary works, and with the heap's byte limit one
 //!   table short a call fails with `OutOfTables`, gives every table back and changes no
-//!   page.
+//!   page. Fault hooks: a hook that gives a page without access (or a read-only page) its
+//!   rights back resumes the faulting read (write), offered with its address, access and
+//!   registers; one that moves RIP past a faulting load (and sets RAX) resumes after it;
+//!   one that declines leaves the usual report (`#[should_fail]`, showing the register
+//!   the hook marked); a fault with interrupts masked is never offered (`#[should_fail]`:
+//!   the hook would have recovered it).
 //!
 //! # Host builds
 //!

@@ -98,6 +98,67 @@ pub const PAGE_FAULT: u64 = 14;
 /// Vector of the double fault.
 pub const DOUBLE_FAULT: u64 = 8;
 
+/// RFLAGS.IF (bit 9): interrupts were unmasked in the code the exception interrupted.
+pub const RFLAGS_IF: u64 = 1 << 9;
+
+/// Whether a page fault goes to [`uk_hal::fault::offer`] before it is reported: a `#PF`
+/// (never another vector: the double fault runs on its own stack), not taken while a
+/// report is being written, in code that ran with interrupts unmasked (`rflags` has
+/// [`RFLAGS_IF`]: interrupt handlers and critical sections mask them), with a hook
+/// installed.
+pub fn offers_fault(vector: u64, rflags: u64, reporting: bool, hook_installed: bool) -> bool {
+    vector == PAGE_FAULT && !reporting && rflags & RFLAGS_IF != 0 && hook_installed
+}
+
+/// The access a page fault's error code names: an instruction fetch (bit 4), a write
+/// (bit 1), otherwise a read.
+pub fn fault_access(error_code: u64) -> uk_hal::fault::FaultAccess {
+    use uk_hal::fault::FaultAccess;
+    if error_code & 16 != 0 {
+        FaultAccess::Execute
+    } else if error_code & 2 != 0 {
+        FaultAccess::Write
+    } else {
+        FaultAccess::Read
+    }
+}
+
+/// Where an [`ExceptionFrame`] keeps each general register, in Linux's `gregs` order
+/// ([`uk_hal::irq::GENERAL_REGISTERS`]), for the [`uk_hal::irq::InterruptedRegisters`] a
+/// page fault is offered with. RIP and RSP are writable: the return path (`iretq`) pops
+/// both from the frame, so a hook may move the faulting code's program counter and stack.
+/// RFLAGS is reported only (its privileged bits, the interrupt flag among them, stay the
+/// kernel's).
+#[cfg(target_arch = "x86_64")]
+pub const EXCEPTION_FRAME_LAYOUT: [uk_hal::irq::RegisterSlot; uk_hal::irq::GENERAL_REGISTERS] = {
+    use core::mem::offset_of;
+    use uk_hal::irq::RegisterSlot::{ReadOnlyWord, Word};
+    /// The frame word at byte `offset`.
+    const fn word(offset: usize) -> u16 {
+        (offset / 8) as u16
+    }
+    [
+        Word(word(offset_of!(ExceptionFrame, r8))),
+        Word(word(offset_of!(ExceptionFrame, r9))),
+        Word(word(offset_of!(ExceptionFrame, r10))),
+        Word(word(offset_of!(ExceptionFrame, r11))),
+        Word(word(offset_of!(ExceptionFrame, r12))),
+        Word(word(offset_of!(ExceptionFrame, r13))),
+        Word(word(offset_of!(ExceptionFrame, r14))),
+        Word(word(offset_of!(ExceptionFrame, r15))),
+        Word(word(offset_of!(ExceptionFrame, rdi))),
+        Word(word(offset_of!(ExceptionFrame, rsi))),
+        Word(word(offset_of!(ExceptionFrame, rbp))),
+        Word(word(offset_of!(ExceptionFrame, rbx))),
+        Word(word(offset_of!(ExceptionFrame, rdx))),
+        Word(word(offset_of!(ExceptionFrame, rax))),
+        Word(word(offset_of!(ExceptionFrame, rcx))),
+        Word(word(offset_of!(ExceptionFrame, rsp))),
+        Word(word(offset_of!(ExceptionFrame, rip))),
+        ReadOnlyWord(word(offset_of!(ExceptionFrame, rflags))),
+    ]
+};
+
 /// Mnemonic and name of an exception vector.
 pub fn vector_name(vector: u64) -> (&'static str, &'static str) {
     match vector {
@@ -536,6 +597,77 @@ mod tests {
         assert_eq!(decimal(0, &mut buf), b"0");
         assert_eq!(decimal(101, &mut buf), b"101");
         assert_eq!(decimal(u64::MAX, &mut buf), b"18446744073709551615");
+    }
+
+    /// Each `gregs` number reads its own field of the frame; RIP and RSP written through
+    /// the layout land in the frame, RFLAGS is refused.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exception_frame_layout_follows_gregs() {
+        use uk_hal::irq::{InterruptedRegisters, PC_REGISTER, SP_REGISTER};
+        let mut pf = frame(14);
+        pf.error_code = 0xe7;
+        let expected = [
+            pf.r8, pf.r9, pf.r10, pf.r11, pf.r12, pf.r13, pf.r14, pf.r15, pf.rdi, pf.rsi, pf.rbp,
+            pf.rbx, pf.rdx, pf.rax, pf.rcx, pf.rsp, pf.rip, pf.rflags,
+        ];
+        assert_eq!(
+            EXCEPTION_FRAME_LAYOUT[SP_REGISTER],
+            uk_hal::irq::RegisterSlot::Word(20)
+        );
+        assert_eq!(
+            EXCEPTION_FRAME_LAYOUT[PC_REGISTER],
+            uk_hal::irq::RegisterSlot::Word(17)
+        );
+        let frame_ptr = core::ptr::NonNull::from(&mut pf).cast::<usize>();
+        // SAFETY: the layout names words 0-20 of the 22-word frame, which lives on this
+        // stack for the whole test.
+        let registers = unsafe { InterruptedRegisters::new(frame_ptr, &EXCEPTION_FRAME_LAYOUT) };
+        // SAFETY: the frame is alive (above).
+        unsafe {
+            for (number, value) in expected.iter().enumerate() {
+                assert_eq!(
+                    registers.get(number),
+                    Some(*value as usize),
+                    "gregs {number}"
+                );
+            }
+            assert!(registers.set(PC_REGISTER, 0x1234));
+            assert!(registers.set(SP_REGISTER, 0x5678));
+            assert!(registers.set(13, 0xaa55));
+            assert!(!registers.set(17, 0));
+        }
+        assert_eq!(
+            (pf.rip, pf.rsp, pf.rax, pf.rflags),
+            (0x1234, 0x5678, 0xaa55, 0x10082)
+        );
+        assert_eq!(
+            (pf.vector, pf.error_code, pf.cs, pf.ss),
+            (14, 0xe7, 8, 0x10)
+        );
+    }
+
+    #[test]
+    fn offered_faults_and_their_access() {
+        use uk_hal::fault::FaultAccess;
+        let on = RFLAGS_IF | 0x2;
+        assert!(offers_fault(PAGE_FAULT, on, false, true));
+        assert!(
+            !offers_fault(PAGE_FAULT, 0x2, false, true),
+            "interrupts masked"
+        );
+        assert!(!offers_fault(PAGE_FAULT, on, true, true), "while reporting");
+        assert!(!offers_fault(PAGE_FAULT, on, false, false), "no hook");
+        for vector in (0..32).filter(|&v| v != PAGE_FAULT) {
+            assert!(!offers_fault(vector, on, false, true), "vector {vector}");
+        }
+        assert_eq!(fault_access(0), FaultAccess::Read);
+        assert_eq!(fault_access(1), FaultAccess::Read);
+        assert_eq!(fault_access(0b10), FaultAccess::Write);
+        assert_eq!(fault_access(0b11), FaultAccess::Write);
+        assert_eq!(fault_access(0b1_0000), FaultAccess::Execute);
+        assert_eq!(fault_access(0b1_0001), FaultAccess::Execute);
+        assert_eq!(fault_access(0b101), FaultAccess::Read);
     }
 
     #[test]
