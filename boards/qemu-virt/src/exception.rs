@@ -1,13 +1,16 @@
 //! The CPU-exception report: what the vectors saved, and how it reads on the console.
 //!
 //! Every one of the 16 vectors saves an [`ExceptionFrame`] (all general registers, the
-//! interrupted SP, `ELR_EL1`, `SPSR_EL1`, `ESR_EL1`, `FAR_EL1`) and passes it with its vector
-//! number to the handler, which prints a [`Report`] and hands over to `uk_rt::fatal_exception`.
-//! Decoding and formatting live here, apart from the assembly, and are tested on the host.
+//! interrupted SP, `ELR_EL1`, `SPSR_EL1`, `ESR_EL1`, `FAR_EL1`) with the FP/SIMD registers
+//! below it ([`SavedState`]) and passes it with its vector number to the handler, which
+//! prints a [`Report`] and hands over to `uk_rt::fatal_exception`, or first offers a memory
+//! fault to `uk_hal::fault` ([`offered_fault`]). Decoding and formatting live here, apart
+//! from the assembly, and are tested on the host.
 
 use core::fmt;
 
 use uk_hal::PageAccess;
+use uk_hal::fault::{FaultAccess, MemoryFault};
 
 use crate::memmap::Range;
 
@@ -42,6 +45,89 @@ pub mod offset {
     pub const ELR: usize = 32 * 8;
     /// `esr` (`far` just above).
     pub const ESR: usize = 34 * 8;
+}
+
+/// Everything the synchronous vectors save, in memory order from the stack pointer they
+/// call the handler with: `FPCR`, `FPSR`, `q0`-`q31`, then the [`ExceptionFrame`]. The
+/// handler may change it: the vectors restore every register from it when it returns. A
+/// fault offered to `uk_hal::fault` gets a copy of it on the faulting thread's stack.
+#[repr(C, align(16))]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SavedState {
+    /// `FPCR`.
+    pub fpcr: u64,
+    /// `FPSR`.
+    pub fpsr: u64,
+    /// `q0` to `q31`, each as its low and high doubleword.
+    pub q: [[u64; 2]; 32],
+    /// The general registers and the exception's system registers.
+    pub frame: ExceptionFrame,
+}
+
+/// Bytes of [`SavedState`] below the [`ExceptionFrame`]: what the vectors push after it.
+pub const FP_AREA_SIZE: usize = core::mem::offset_of!(SavedState, frame);
+/// Size of [`SavedState`] in bytes (a multiple of 16: it keeps a stack aligned).
+pub const SAVED_STATE_SIZE: usize = core::mem::size_of::<SavedState>();
+const _: () = assert!(FP_AREA_SIZE == 16 + 512 && SAVED_STATE_SIZE == FP_AREA_SIZE + FRAME_SIZE);
+
+/// `SPSR_EL1.M[4:0]` of code at EL1 on `SP_EL0` (EL1t): where threads run.
+pub const SPSR_EL1T: u64 = 0b0_0100;
+/// `SPSR_EL1.M[4:0]`: execution state, exception level and stack pointer.
+pub const SPSR_MODE: u64 = 0x1f;
+/// `SPSR_EL1.{D,A,I,F}`: the interrupt masks.
+pub const SPSR_DAIF: u64 = 0xf << 6;
+/// `SPSR_EL1.I`: IRQs masked.
+const SPSR_I: u64 = 1 << 7;
+
+/// `brk` immediate of the fault trampoline when the hook answered `Resume`: the vectors
+/// return to the faulting code with the copy's registers.
+pub const BRK_FAULT_RESUME: u16 = 0xfa01;
+/// `brk` immediate of the fault trampoline when the hook answered `Unhandled`: the vectors
+/// report the original fault from the copy.
+pub const BRK_FAULT_REPORT: u16 = 0xfa02;
+
+/// The immediate of a `brk` (`ESR_EL1.EC` 0x3c, `ISS[15:0]`); `None` for other classes.
+pub const fn brk_immediate(esr: u64) -> Option<u16> {
+    if exception_class(esr) == 0x3c {
+        Some((esr & 0xffff) as u16)
+    } else {
+        None
+    }
+}
+
+/// The memory fault that a synchronous exception at the current EL reports, if it is one
+/// the board may offer to `uk_hal::fault` (the caller also checks that it came through
+/// the `SP_EL0` vector and is not retried, not nested in a report, and that a hook is
+/// set): a data abort (EC 0x25) or instruction abort (EC 0x21) with a translation fault
+/// (`xFSC` 0b0001LL) or permission fault (0b0011LL) and a valid `FAR_EL1` (`FnV` clear),
+/// taken from EL1t (a thread, on `SP_EL0`) with IRQs unmasked (`SPSR_EL1.I` clear). Not
+/// alignment faults, tag check faults or anything else.
+///
+/// The address is `FAR_EL1` as it is; the access is `Execute` for an instruction abort,
+/// else `Write` when `ESR_EL1.WnR` (bit 6) is set, else `Read`.
+pub const fn offered_fault(frame: &ExceptionFrame) -> Option<MemoryFault> {
+    let esr = frame.esr;
+    let ec = exception_class(esr);
+    let status = esr & 0x3c;
+    if !matches!(ec, 0x21 | 0x25)
+        || !matches!(status, 0b00_0100 | 0b00_1100)
+        || esr & (1 << 10) != 0
+        || frame.spsr & SPSR_MODE != SPSR_EL1T
+        || frame.spsr & SPSR_I != 0
+    {
+        return None;
+    }
+    let access = if ec == 0x21 {
+        FaultAccess::Execute
+    } else if esr & (1 << 6) != 0 {
+        FaultAccess::Write
+    } else {
+        FaultAccess::Read
+    };
+    Some(MemoryFault {
+        addr: frame.far as usize,
+        access,
+    })
 }
 
 /// Where a vector sits in the table (`VBAR_EL1 + 0x80 * vector`): source and type.
@@ -496,6 +582,82 @@ mod tests {
             !is_translation_fault((0x25 << 26) | 0x11),
             "tag check fault"
         );
+    }
+
+    #[test]
+    fn saved_state_layout_matches_assembly() {
+        let state = SavedState::default();
+        let base = &state as *const _ as usize;
+        assert_eq!(&state.q as *const _ as usize - base, 16);
+        assert_eq!(&state.frame as *const _ as usize - base, FP_AREA_SIZE);
+        assert_eq!((FP_AREA_SIZE, SAVED_STATE_SIZE), (528, 816));
+        assert_eq!(core::mem::align_of::<SavedState>(), 16);
+    }
+
+    #[test]
+    fn offered_faults() {
+        // EL1t with D, A and F masked, IRQs unmasked: a thread.
+        let thread = 0x344;
+        let fault = |esr: u64, spsr: u64| {
+            let mut f = frame(esr, 0x4060_3008);
+            f.spsr = spsr;
+            offered_fault(&f)
+        };
+        let at = |access| {
+            Some(MemoryFault {
+                addr: 0x4060_3008,
+                access,
+            })
+        };
+        for level in 0..4 {
+            // Translation and permission faults of loads, stores and instruction fetches.
+            let read = (0x25 << 26) | (1 << 25) | 0b0100 | level;
+            assert_eq!(fault(read, thread), at(FaultAccess::Read));
+            assert_eq!(fault(read | (1 << 6), thread), at(FaultAccess::Write));
+            let write = (0x25 << 26) | (1 << 25) | (1 << 6) | 0b1100 | level;
+            assert_eq!(fault(write, thread), at(FaultAccess::Write));
+            assert_eq!(fault(write & !(1 << 6), thread), at(FaultAccess::Read));
+            let fetch = (0x21 << 26) | (1 << 25) | 0b1100 | level;
+            assert_eq!(fault(fetch, thread), at(FaultAccess::Execute));
+            assert_eq!(fault(fetch & !0b1000, thread), at(FaultAccess::Execute));
+            // Not with IRQs masked, not on SP_EL1, not from AArch32 or a lower EL.
+            assert_eq!(fault(read, thread | (1 << 7)), None, "IRQs masked");
+            assert_eq!(fault(read, 0x345), None, "EL1h");
+            assert_eq!(fault(read, 0x340), None, "EL0");
+            assert_eq!(fault(read, thread | 0x10), None, "AArch32");
+            assert_eq!(
+                fault((0x24 << 26) | 0b0100 | level, thread),
+                None,
+                "from EL0"
+            );
+            // Access flag and address size faults are not offered.
+            assert_eq!(fault((0x25 << 26) | 0b1000 | level, thread), None);
+            assert_eq!(fault((0x25 << 26) | level, thread), None);
+        }
+        // Nor alignment faults, tag check faults, an invalid FAR, other classes.
+        assert_eq!(fault((0x25 << 26) | 0x21, thread), None, "alignment");
+        assert_eq!(
+            fault((0x25 << 26) | FSC_TAG_CHECK as u64, thread),
+            None,
+            "tag check"
+        );
+        assert_eq!(
+            fault((0x25 << 26) | (1 << 10) | 0b0111, thread),
+            None,
+            "FnV"
+        );
+        assert_eq!(fault((0x3c << 26) | 0b0111, thread), None, "brk");
+        assert_eq!(fault((0x22 << 26) | 0b0111, thread), None, "PC alignment");
+    }
+
+    #[test]
+    fn brk_immediates() {
+        let brk = |imm: u16| (0x3c << 26) | (1 << 25) | u64::from(imm);
+        assert_eq!(brk_immediate(brk(BRK_FAULT_RESUME)), Some(BRK_FAULT_RESUME));
+        assert_eq!(brk_immediate(brk(BRK_FAULT_REPORT)), Some(BRK_FAULT_REPORT));
+        assert_eq!(brk_immediate(brk(0)), Some(0));
+        assert_eq!(brk_immediate((0x25 << 26) | 0xfa01), None);
+        assert_ne!(BRK_FAULT_RESUME, BRK_FAULT_REPORT);
     }
 
     #[test]

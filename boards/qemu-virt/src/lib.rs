@@ -4,7 +4,8 @@
 //! runtime (`uk_rt::start`), and implements [`uk_hal::Platform`] for it: a PL011 console, a
 //! monotonic clock from the generic timer, the usable memory map and the command line from
 //! the device tree, exit with a status through semihosting and power-off through PSCI. CPU
-//! exceptions are reported with every register and handed to `uk_rt::fatal_exception`.
+//! exceptions are reported with every register and handed to `uk_rt::fatal_exception`;
+//! a thread's memory faults are first offered to `uk_hal::fault` (*Memory faults*).
 //!
 //! # Booting it
 //!
@@ -124,7 +125,33 @@
 //! - **Faults.** An access against the rights is a CPU exception with the usual report: a
 //!   read of a page with no access is a "translation fault at level 3, on a read", a write
 //!   to a read-only page a "permission fault at level 3, on a write", and the `FAR_EL1`
-//!   line adds "(protected page: no access)" or "(protected page: read-only)".
+//!   line adds "(protected page: no access)" or "(protected page: read-only)". A thread's
+//!   fault is offered to the fault hook first (*Memory faults*).
+//!
+//! # Memory faults
+//!
+//! The board offers to `uk_hal::fault`'s hook ([`uk_hal::fault::offer`]) a data abort (EC
+//! 0x25) or instruction abort (EC 0x21) with a translation fault (`xFSC` 0b0001LL) or
+//! permission fault (0b0011LL) and a valid `FAR_EL1`, taken from EL1t (a thread, on
+//! `SP_EL0`) with IRQs unmasked (`SPSR_EL1.I` clear), when a hook is set, the fault is not
+//! one the board retries itself (a block being split) and no report is under way
+//! ([`exception::offered_fault`]). The [`uk_hal::fault::MemoryFault`] is `FAR_EL1` as it
+//! is, and `Execute` for an instruction abort, else `Write` if `ESR_EL1.WnR`, else `Read`.
+//! Nothing else is offered: not alignment or tag check faults, not faults on `SP_EL1`
+//! (exception context) or with IRQs masked (handlers, critical sections).
+//!
+//! The hook runs off the exception stack: the handler copies everything the vector saved
+//! (`x0`-`x30`, SP, `ELR`, `SPSR`, `ESR`, `FAR`, `FPCR`, `FPSR`, `q0`-`q31`;
+//! [`exception::SavedState`]) below the thread's stack pointer and `eret`s to a trampoline at
+//! EL1t on the thread's stack, with the faulting code's interrupt masks. The trampoline
+//! offers the fault with `InterruptedRegisters` over the copy (`x0`-`x30`, `sp`, `pc`
+//! writable, `pstate` reported only, in Linux's `ucontext` order) and returns the copy to
+//! the vectors with `brk #0xfa01` (`Resume`: the faulting code continues with the copy's
+//! registers, SIMD and flags included) or `brk #0xfa02` (`Unhandled`: the original fault is
+//! reported as usual). The board holds nothing across the hook, which may block, switch
+//! threads, fault again (and be offered that) or never return. A fault whose copy would not
+//! fit (the stack pointer at a guard page) is reported without the hook. The `arch` `asm`
+//! module documents the copy's layout.
 //!
 //! # Devices
 //!
@@ -183,7 +210,8 @@
 //!   TLB and cache maintenance), `mmu` (tables in place, system registers through
 //!   `aarch64-cpu`), `uart` (a lock-free, transmit-only PL011 driver; why not a crate: see
 //!   there), `irq` (the GIC, IRQ entry, generic timer, secondary CPUs), `protect` (page
-//!   protection on the live tables, the retry of faults in a block being split), `ktest`
+//!   protection on the live tables, the retry of faults in a block being split), `fault`
+//!   (memory faults offered to the hook, off the exception stack), `ktest`
 //!   (in-image tests), and the `QemuVirt` platform with boot and the exception handler.
 //!
 //! # Features
@@ -200,7 +228,12 @@
 //!   ranges are refused and change nothing; a range across a 2 MiB boundary; `OutOfTables`
 //!   under a heap limit changes nothing; a 1 GiB block is split (with `--mem 2G`; skipped
 //!   with less RAM); a retried fault returns to the faulting instruction with every
-//!   register kept.
+//!   register kept. Memory faults offered to a hook: a hook that makes a page read-write
+//!   and resumes (a read of a no-access page, a write to a read-only one: address and
+//!   access as offered, the hook on the faulting stack with IRQs unmasked); a hook that
+//!   moves the PC past a faulting `ldr` and sets a register (the other registers, `x16`,
+//!   `x17`, SIMD and flags survive); a hook that declines an instruction fetch from the heap
+//!   (the usual report; must fail); no offer with IRQs masked (must fail).
 //!
 //! # Boot time under TCG
 //!

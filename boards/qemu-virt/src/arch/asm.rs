@@ -1,5 +1,5 @@
-//! All of the board's assembly: the entry point, the exception vectors, and the few
-//! instructions Rust has no intrinsic for (semihosting, PSCI calls, TLB and cache
+//! All of the board's assembly: the entry point, the exception vectors, the fault trampoline,
+//! and the few instructions Rust has no intrinsic for (semihosting, PSCI calls, TLB and cache
 //! maintenance, break-before-make for page protection, reading a memory tag for a tag check
 //! fault report, a breakpoint for the in-image tests).
 //!
@@ -35,10 +35,47 @@
 //! Each of the 16 entries reserves an [`ExceptionFrame`](crate::exception::ExceptionFrame)
 //! on the stack, saves `x0`/`x1`, puts its own number in `x0` and branches to common code
 //! that saves the rest (all general registers, the interrupted SP, `ELR`, `SPSR`, `ESR`,
-//! `FAR`), then `q0`-`q31`, `FPCR` and `FPSR` below it, and calls [`super::exception()`].
+//! `FAR`), then `q0`-`q31`, `FPCR` and `FPSR` below it (together a
+//! [`SavedState`](crate::exception::SavedState)), and calls [`super::exception()`] with it.
 //! That handler returns only to retry a translation fault in a block that page protection
-//! splits on another CPU at that moment (see `protect`); the common code then restores
-//! every register and returns to the faulting instruction with `eret`.
+//! splits on another CPU at that moment (see `protect`), or for a fault offered to the
+//! hook (below), having changed the saved state; the common code then restores every
+//! register from it (`SP_EL0` too when returning to EL1t) and `eret`s.
+//!
+//! # Memory faults offered to the hook
+//!
+//! A data or instruction abort (EC 0x25, 0x21) with a translation or permission fault,
+//! taken through vector 0 (EL1t: a thread on `SP_EL0`) with IRQs unmasked in the faulting
+//! code, not retried and not nested in a report, goes to `uk_hal::fault`'s hook when one
+//! is set (`fault`). The hook must not run on the exception stack (per CPU; the hook may
+//! block, switch threads, fault again or never return), so the handler copies the whole
+//! saved state (816 bytes) below the faulting thread's stack pointer, 16-byte aligned
+//! (AAPCS64 has no red zone; if that memory does not translate for writing, a stack
+//! overflow say, the fault is reported as before), and changes its own frame: `ELR` =
+//! `__uk_fault_trampoline`, `SPSR` = EL1t with the faulting code's `DAIF`, `SP_EL0` = `x0`
+//! = the copy. The trampoline calls [`super::fault::offer_from_copy`], which builds the
+//! `InterruptedRegisters` over the copy's frame and offers the fault, then executes
+//! `brk #0xfa01` (`Resume`) or `brk #0xfa02` (`Unhandled`) with `x0` = `SP` = the copy. Vector
+//! 0 recognises these (EC 0x3c, the immediate, `ELR` the trampoline's very `brk`) and loads
+//! the copy into its saved state: after `Resume` it returns to the faulting code with the
+//! copy's registers as the hook left them (`x0`-`x30`, `SP`, `PC`, flags, `q0`-`q31`,
+//! `FPCR`, `FPSR`; PSTATE as the fault found it); after `Unhandled` it reports the original
+//! fault (its `ESR`, `FAR`, `ELR` and general registers, as the fault left them). The
+//! copy, in the order the vectors save it (`SavedState`):
+//!
+//! | bytes      | contents                                                            |
+//! |------------|---------------------------------------------------------------------|
+//! | 0-15       | `FPCR`, `FPSR`                                                      |
+//! | 16-527     | `q0`-`q31`                                                          |
+//! | 528-775    | words 0-30 of the frame: `x0`-`x30` (writable for the hook)         |
+//! | 776        | word 31: the interrupted `SP` (writable)                            |
+//! | 784        | word 32: `ELR_EL1`, the PC (writable)                               |
+//! | 792        | word 33: `SPSR_EL1`, PSTATE (reported only)                         |
+//! | 800-815    | words 34-35: `ESR_EL1`, `FAR_EL1`                                   |
+//!
+//! Words 0-33 of the frame are Linux's aarch64 `ucontext` order (`regs[0..31]`, `sp`,
+//! `pc`, `pstate`), so the register table of the hook's `InterruptedRegisters` is the
+//! identity.
 //!
 //! The two IRQ entries of the current exception level are different (vector 1, taken on
 //! `SP_EL0`, where threads run; vector 5, taken on `SP_EL1`, where the test runner
@@ -65,7 +102,7 @@ use core::arch::{asm, global_asm};
 
 use aarch64_cpu::registers::{CNTHCTL_EL2, CPACR_EL1, HCR_EL2, SPSR_EL2};
 
-use crate::exception::{FRAME_SIZE, offset};
+use crate::exception::{BRK_FAULT_REPORT, BRK_FAULT_RESUME, FP_AREA_SIZE, FRAME_SIZE, offset};
 
 /// `HCR_EL2` for the drop: EL1 runs AArch64, nothing trapped to EL2.
 const HCR: u64 = HCR_EL2::RW::EL1IsAarch64.value;
@@ -237,7 +274,6 @@ __uk_exception_common:
     mrs     x5, far_el1
     stp     x4, x5, [sp, #{esr}]
     mov     x1, x0
-    mov     x0, sp
     /* The FP/SIMD registers too, below the frame: the handler may return (below), and
        Rust code may use them for anything. */
     sub     sp, sp, #{fp_area}
@@ -246,10 +282,13 @@ __uk_exception_common:
     mrs     x2, fpcr
     mrs     x3, fpsr
     stp     x2, x3, [sp, #0]
+    mov     x0, sp
     mov     x29, xzr
     bl      {handler}
-    /* The handler returned: a translation fault in a block another CPU is splitting (see
-       `protect`). Back to the faulting instruction with every register as it was. */
+    /* The handler returned: to retry a translation fault in a block another CPU is
+       splitting (see `protect`), to run the fault trampoline, or to resume after it (see
+       the module documentation). Every register from the saved state, which the handler
+       may have changed; for EL1t SP_EL0 too. */
     ldp     x2, x3, [sp, #0]
     msr     fpcr, x2
     msr     fpsr, x3
@@ -259,6 +298,10 @@ __uk_exception_common:
     ldp     x4, x5, [sp, #{elr}]
     msr     elr_el1, x4
     msr     spsr_el1, x5
+    tbnz    x5, #0, 1f
+    ldr     x2, [sp, #{sp}]
+    msr     sp_el0, x2
+1:
     ldp     x2, x3, [sp, #16]
     uk_x4_x17 ldp
     ldp     x18, x19, [sp, #144]
@@ -398,6 +441,29 @@ __uk_irq_entry_spx:
     add     sp, sp, #{irq_frame}
     eret
 
+    .section .text.uk_fault, "ax"
+    /* The fault trampoline: entered with eret from the synchronous vector at EL1t, with
+       SP_EL0 = x0 = the copy of the faulting code's state, interrupts as that code had
+       them. The Rust half offers the fault and answers 1 (resume) or 0 (report); the copy
+       goes back to the vectors with a brk of the answer's immediate, x0 = the copy. */
+    .global __uk_fault_trampoline
+    .type __uk_fault_trampoline, %function
+__uk_fault_trampoline:
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      {offer}
+    cbz     x0, 1f
+    mov     x0, sp
+    .global __uk_fault_resume
+__uk_fault_resume:
+    brk     #{brk_resume}
+1:
+    mov     x0, sp
+    .global __uk_fault_report
+__uk_fault_report:
+    brk     #{brk_report}
+    .size __uk_fault_trampoline, . - __uk_fault_trampoline
+
     .section .text.uk_secondary, "ax"
     .global __uk_secondary_start
 __uk_secondary_start:
@@ -455,8 +521,9 @@ __uk_svc_entry_address:
     spsr = const SPSR,
     cpacr = const CPACR,
     frame = const FRAME_SIZE,
-    fp_area = const EXCEPTION_FP_AREA,
+    fp_area = const FP_AREA_SIZE,
     x30 = const offset::SP - 8,
+    sp = const offset::SP,
     elr = const offset::ELR,
     esr = const offset::ESR,
     boot = sym super::boot,
@@ -464,13 +531,10 @@ __uk_svc_entry_address:
     irq_frame = const IRQ_FRAME_SIZE,
     irq_handler = sym super::irq::irq_entry,
     secondary = sym super::irq::secondary_entry,
+    offer = sym super::fault::offer_from_copy,
+    brk_resume = const BRK_FAULT_RESUME,
+    brk_report = const BRK_FAULT_REPORT,
 );
-
-/// Bytes the synchronous exception path saves below the [`ExceptionFrame`]: `q0`-`q31`,
-/// `FPCR` and `FPSR`, put back when the handler returns to retry an access.
-///
-/// [`ExceptionFrame`]: crate::exception::ExceptionFrame
-const EXCEPTION_FP_AREA: usize = 512 + 16;
 
 /// Bytes the IRQ entry saves on the interrupted thread's stack: x0–x18, x29, x30, ELR,
 /// SPSR, FPCR, FPSR (208 with padding), q0–q31 (512), then x19–x28 (80), which the Rust
@@ -482,6 +546,14 @@ unsafe extern "C" {
     /// The secondary CPUs' entry (PSCI `CPU_ON` target): `x0` points at a
     /// [`super::irq::StartBlock`].
     pub(super) fn __uk_secondary_start();
+    /// The fault trampoline (see the module documentation): the synchronous vector's
+    /// `eret` target for a fault offered to the hook. Never called.
+    pub(super) fn __uk_fault_trampoline();
+    /// The trampoline's `brk` after the hook answered `Resume` (the address `ELR_EL1`
+    /// names then). Never called.
+    pub(super) fn __uk_fault_resume();
+    /// The trampoline's `brk` after the hook answered `Unhandled`. Never called.
+    pub(super) fn __uk_fault_report();
 }
 
 /// The allocation tag of the granule at `address` (`ldg`), for the report of a tag check
@@ -719,11 +791,25 @@ pub(super) fn breakpoint() {
     unsafe { asm!("brk #0", options(nomem, nostack)) };
 }
 
-/// Whether an EL1 write to `address` would translate (`AT S1E1W`, then `PAR_EL1.F`).
-#[cfg(feature = "ktest")]
+/// Whether an EL1 write to `address` translates now (`AT S1E1W`, then `PAR_EL1.F`), leaving
+/// `PAR_EL1` as it was: the exception handler asks this in the middle of other code.
 pub(super) fn translates_for_write(address: u64) -> bool {
-    use aarch64_cpu::registers::{PAR_EL1, Readable};
-    // SAFETY: address translation only fills PAR_EL1; it never faults or touches memory.
-    unsafe { asm!("at s1e1w, {}", "isb", in(reg) address, options(nostack, preserves_flags)) };
-    PAR_EL1.get() & 1 == 0
+    let par: u64;
+    // SAFETY: address translation only fills PAR_EL1, which is put back; it never faults or
+    // touches memory.
+    unsafe {
+        asm!(
+            "mrs    {saved}, par_el1",
+            "isb",
+            "at     s1e1w, {address}",
+            "isb",
+            "mrs    {par}, par_el1",
+            "msr    par_el1, {saved}",
+            address = in(reg) address,
+            saved = out(reg) _,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    par & 1 == 0
 }

@@ -2,8 +2,11 @@
 //! they check what only the real machine can show.
 
 use core::alloc::Layout;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{CurrentEL, ID_AA64MMFR0_EL1, Readable, SCTLR_EL1, TCR_EL1};
+use uk_hal::fault::{FaultAccess, FaultHook, FaultOutcome, MemoryFault};
+use uk_hal::irq::{InterruptedRegisters, PC_REGISTER, SP_REGISTER};
 use uk_hal::{Clock, PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
 use uk_test::{expect, expect_eq, ktest};
 
@@ -361,6 +364,7 @@ fn give_back(base: usize, layout: Layout) {
 }
 
 fn give_back_left_behind() {
+    remove_left_behind_hook();
     let left = LEFT_BEHIND.lock().take();
     if let Some((base, layout)) = left {
         give_back(base, layout);
@@ -616,7 +620,7 @@ ktest! {
         let pages = TestPages::new(PROTECTION_PAGE);
         let base = pages.base;
         expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
-        protect::REPAIR_ON_FAULT.store(base as u64, core::sync::atomic::Ordering::SeqCst);
+        protect::REPAIR_ON_FAULT.store(base as u64, Ordering::SeqCst);
         let value: u64;
         let flags_in: u64 = 0x6000_0000; // Z and C
         let flags_out: u64;
@@ -646,10 +650,313 @@ ktest! {
             )
         };
         // Disarmed: the fault was taken and repaired.
-        expect_eq!(protect::REPAIR_ON_FAULT.load(core::sync::atomic::Ordering::SeqCst), 0);
+        expect_eq!(protect::REPAIR_ON_FAULT.load(Ordering::SeqCst), 0);
         expect_eq!(value, pattern(base));
         expect_eq!(flags_out & 0xf000_0000, flags_in);
         expect_eq!(regs, expected);
         expect_eq!(protection().access(base), Some(PageAccess::ReadWrite));
+    }
+}
+
+/// What [`test_hook`] does with a fault in the armed range.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Makes the faulting page read-write again; `Resume`.
+    Repair = 0,
+    /// Moves the program counter past the faulting instruction and sets `x9` to
+    /// [`HOOK_MARKER`]; `Resume`.
+    SkipInstruction = 1,
+    /// `Unhandled` (when called again for the same fault, which a resumed `Unhandled`
+    /// would cause: returns to the caller through `x30`, so the case ends without a fault).
+    Decline = 2,
+}
+
+/// The armed range `[start, end)` of [`test_hook`]; faults elsewhere go to the hook
+/// installed before it.
+static HOOK_RANGE: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+/// [`Behaviour`] of [`test_hook`].
+static HOOK_BEHAVIOUR: AtomicU8 = AtomicU8::new(0);
+/// Calls of [`test_hook`] for the armed range.
+static HOOK_CALLS: AtomicUsize = AtomicUsize::new(0);
+/// The last fault [`test_hook`] got: address, access (1 read, 2 write, 3 execute).
+static HOOK_FAULT: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+/// What [`test_hook`] saw of the faulting code and of itself: the interrupted SP, its own
+/// SP, its own `DAIF`, `x16`, `x17`, and whether the PC equals `x10`.
+static HOOK_SAW: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+/// The hook installed before [`test_hook`], put back afterwards.
+static PREVIOUS_HOOK: spin::Mutex<Option<FaultHook>> = spin::Mutex::new(None);
+/// [`test_hook`] stayed installed after a case that ended in a fault.
+static HOOK_LEFT_BEHIND: AtomicBool = AtomicBool::new(false);
+/// What [`Behaviour::SkipInstruction`] writes to `x9`.
+const HOOK_MARKER: usize = 0x600d_f00d_0000_0009;
+
+fn access_code(access: FaultAccess) -> usize {
+    match access {
+        FaultAccess::Read => 1,
+        FaultAccess::Write => 2,
+        FaultAccess::Execute => 3,
+    }
+}
+
+/// The test cases' fault hook (see [`Behaviour`]).
+fn test_hook(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+    let range = HOOK_RANGE[0].load(Ordering::SeqCst)..HOOK_RANGE[1].load(Ordering::SeqCst);
+    if !range.contains(&fault.addr) {
+        let previous = *PREVIOUS_HOOK.lock();
+        return previous.map_or(FaultOutcome::Unhandled, |hook| hook(fault, registers));
+    }
+    let calls = HOOK_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+    HOOK_FAULT[0].store(fault.addr, Ordering::SeqCst);
+    HOOK_FAULT[1].store(access_code(fault.access), Ordering::SeqCst);
+    let (sp, daif): (usize, usize);
+    // SAFETY: reads SP and DAIF, nothing else.
+    unsafe {
+        core::arch::asm!("mov {}, sp", "mrs {}, daif", out(reg) sp, out(reg) daif,
+            options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: the board calls the hook with registers valid during the call.
+    let get = |register| unsafe { registers.get(register) }.unwrap_or(0);
+    HOOK_SAW[0].store(get(SP_REGISTER), Ordering::SeqCst);
+    HOOK_SAW[1].store(sp, Ordering::SeqCst);
+    HOOK_SAW[2].store(daif, Ordering::SeqCst);
+    HOOK_SAW[3].store(get(16), Ordering::SeqCst);
+    HOOK_SAW[4].store(get(17), Ordering::SeqCst);
+    HOOK_SAW[5].store(usize::from(get(PC_REGISTER) == get(10)), Ordering::SeqCst);
+    let behaviour = HOOK_BEHAVIOUR.load(Ordering::SeqCst);
+    if behaviour == Behaviour::Repair as u8 {
+        let page = fault.addr & !(PROTECTION_PAGE - 1);
+        // SAFETY: the armed range is the running case's own test pages.
+        let repaired =
+            unsafe { protection().set_access(page, PROTECTION_PAGE, PageAccess::ReadWrite) };
+        return if repaired.is_ok() {
+            FaultOutcome::Resume
+        } else {
+            FaultOutcome::Unhandled
+        };
+    }
+    if behaviour == Behaviour::SkipInstruction as u8 {
+        // As any code may: caller-saved SIMD registers are the hook's to change; the
+        // faulting code must get its own back.
+        // SAFETY: only the declared registers change.
+        unsafe {
+            core::arch::asm!("movi v0.2d, #0", "movi v31.2d, #0", out("v0") _, out("v31") _,
+                options(nomem, nostack, preserves_flags))
+        };
+        // SAFETY: as above; the next instruction of the case's `asm!` block.
+        let moved = unsafe {
+            registers.set(PC_REGISTER, get(PC_REGISTER) + 4) && registers.set(9, HOOK_MARKER)
+        };
+        return if moved {
+            FaultOutcome::Resume
+        } else {
+            FaultOutcome::Unhandled
+        };
+    }
+    // SAFETY: as above; `x30` of a call to the test page is the caller's return address.
+    if calls > 1 && unsafe { registers.set(PC_REGISTER, get(30)) } {
+        return FaultOutcome::Resume;
+    }
+    FaultOutcome::Unhandled
+}
+
+/// [`test_hook`] installed for a case, with `behaviour` for faults in `[start, start +
+/// len)`; the hook from before is put back on drop.
+struct HookGuard;
+
+impl HookGuard {
+    fn install(behaviour: Behaviour, start: usize, len: usize) -> Self {
+        remove_left_behind_hook();
+        HOOK_BEHAVIOUR.store(behaviour as u8, Ordering::SeqCst);
+        HOOK_CALLS.store(0, Ordering::SeqCst);
+        HOOK_FAULT[0].store(0, Ordering::SeqCst);
+        HOOK_FAULT[1].store(0, Ordering::SeqCst);
+        HOOK_RANGE[0].store(start, Ordering::SeqCst);
+        HOOK_RANGE[1].store(start + len, Ordering::SeqCst);
+        let previous = uk_hal::fault::set_hook(Some(test_hook));
+        *PREVIOUS_HOOK.lock() = previous;
+        Self
+    }
+
+    /// For a case that ends in a fault (never returning, so never dropping the guard): the
+    /// hook stays, passing faults outside its range on, until the next case that installs
+    /// it or protects pages removes it.
+    fn leave_behind(self) {
+        core::mem::forget(self);
+        HOOK_LEFT_BEHIND.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for HookGuard {
+    fn drop(&mut self) {
+        remove_hook();
+    }
+}
+
+/// Disarms [`test_hook`] and puts the hook from before it back (if it is still installed).
+fn remove_hook() {
+    HOOK_RANGE[1].store(0, Ordering::SeqCst);
+    let previous = PREVIOUS_HOOK.lock().take();
+    if uk_hal::fault::hook().is_some_and(|hook| hook as *const () == test_hook as *const ()) {
+        uk_hal::fault::set_hook(previous);
+    }
+}
+
+fn remove_left_behind_hook() {
+    if HOOK_LEFT_BEHIND.swap(false, Ordering::SeqCst) {
+        remove_hook();
+    }
+}
+
+/// Runs `f` with IRQs unmasked (the faulting code of an offered fault has them so), then
+/// puts `DAIF.I` back.
+fn with_irqs_unmasked<R>(f: impl FnOnce() -> R) -> R {
+    let daif = super::irq::irq_save();
+    // SAFETY: unmasking IRQs only lets the vectors (installed at boot) run.
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nostack)) };
+    let result = f();
+    super::irq::irq_restore(daif);
+    result
+}
+
+ktest! {
+    /// A fault on a page with no access, taken with IRQs unmasked, goes to the fault hook
+    /// with its address and access (a read), on the faulting thread's stack right below its
+    /// stack pointer, with IRQs unmasked; the hook makes the page read-write and resumes, and
+    /// the read completes with the page's content. A store to a read-only page is offered
+    /// as a write, and completes after the hook.
+    fn fault_hook_repairs_and_resumes() {
+        let pages = TestPages::new(2 * PROTECTION_PAGE);
+        let base = pages.base;
+        expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
+        expect_eq!(pages.set(1, 1, PageAccess::ReadOnly), Ok(()));
+        let _hook = HookGuard::install(Behaviour::Repair, base, pages.len());
+        let value = with_irqs_unmasked(|| pages.read(0));
+        expect_eq!(value, pattern(base));
+        expect_eq!(HOOK_CALLS.load(Ordering::SeqCst), 1);
+        expect_eq!(HOOK_FAULT[0].load(Ordering::SeqCst), base);
+        expect_eq!(HOOK_FAULT[1].load(Ordering::SeqCst), access_code(FaultAccess::Read));
+        let (interrupted_sp, hook_sp) = (HOOK_SAW[0].load(Ordering::SeqCst), HOOK_SAW[1].load(Ordering::SeqCst));
+        expect!(
+            hook_sp < interrupted_sp && interrupted_sp - hook_sp < 8192,
+            "hook on {hook_sp:#x}, faulting code on {interrupted_sp:#x}"
+        );
+        expect_eq!(HOOK_SAW[2].load(Ordering::SeqCst) & (1 << 7), 0);
+        expect_eq!(protection().access(base), Some(PageAccess::ReadWrite));
+        let page = base + PROTECTION_PAGE;
+        with_irqs_unmasked(|| pages.write(PROTECTION_PAGE + 8, 5));
+        expect_eq!(HOOK_CALLS.load(Ordering::SeqCst), 2);
+        expect_eq!(HOOK_FAULT[0].load(Ordering::SeqCst), page + 8);
+        expect_eq!(HOOK_FAULT[1].load(Ordering::SeqCst), access_code(FaultAccess::Write));
+        expect_eq!(pages.read(PROTECTION_PAGE + 8), 5);
+        expect_eq!(pages.read(PROTECTION_PAGE), pattern(page));
+    }
+}
+
+ktest! {
+    /// A hook that moves the program counter past a faulting `ldr` and sets `x9`: the
+    /// `asm!` block goes on after the load with `x9` as the hook left it, and every other
+    /// register as it was: `x0`-`x7`, `x16`, `x17`, `x20`-`x27`, `q0` and `q31`, the flags.
+    /// The hook saw `x16`, `x17` and the PC (the address of the `ldr`, in `x10`).
+    fn fault_hook_moves_the_pc() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let base = pages.base;
+        expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
+        let _hook = HookGuard::install(Behaviour::SkipInstruction, base, pages.len());
+        let mut regs = [0u64; 16];
+        for (i, r) in regs.iter_mut().enumerate() {
+            *r = 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1) ^ 0x8000_0000_beef_0000;
+        }
+        let expected = regs;
+        let (x16_in, x17_in) = (0x1616_1616_0000_0016u64, 0x1717_1717_0000_0017u64);
+        let q_in = [0x0a0a_0000_0000_0001u64, 0x0b0b_0000_0000_0002, 0x0c0c_0000_0000_0003, 0x0d0d_0000_0000_0004];
+        let flags_in: u64 = 0x9000_0000; // N and V
+        let (mut x9, mut x16, mut x17) = (0xbad_u64, x16_in, x17_in);
+        let (mut after, mut flags_out) = (0u64, 0u64);
+        let mut q = q_in;
+        with_irqs_unmasked(|| {
+            // SAFETY: loads from the test's inaccessible page; the hook moves the PC past
+            // the load (and sets x9). Only the named registers change.
+            unsafe {
+                core::arch::asm!(
+                    "fmov d0, {q0}",
+                    "mov v0.d[1], {q1}",
+                    "fmov d31, {q2}",
+                    "mov v31.d[1], {q3}",
+                    "msr nzcv, {flags_in}",
+                    "adr x10, 2f",
+                    "2: ldr x9, [{address}]",
+                    "mov {after}, #1",
+                    "mrs {flags_out}, nzcv",
+                    "fmov {q0}, d0",
+                    "mov {q1}, v0.d[1]",
+                    "fmov {q2}, d31",
+                    "mov {q3}, v31.d[1]",
+                    address = in(reg) base,
+                    flags_in = in(reg) flags_in,
+                    after = out(reg) after,
+                    flags_out = out(reg) flags_out,
+                    q0 = inout(reg) q[0], q1 = inout(reg) q[1],
+                    q2 = inout(reg) q[2], q3 = inout(reg) q[3],
+                    inout("x9") x9, out("x10") _, inout("x16") x16, inout("x17") x17,
+                    inout("x0") regs[0], inout("x1") regs[1], inout("x2") regs[2],
+                    inout("x3") regs[3], inout("x4") regs[4], inout("x5") regs[5],
+                    inout("x6") regs[6], inout("x7") regs[7], inout("x20") regs[8],
+                    inout("x21") regs[9], inout("x22") regs[10], inout("x23") regs[11],
+                    inout("x24") regs[12], inout("x25") regs[13], inout("x26") regs[14],
+                    inout("x27") regs[15], out("v0") _, out("v31") _,
+                    options(nostack),
+                )
+            }
+        });
+        expect_eq!(HOOK_CALLS.load(Ordering::SeqCst), 1);
+        expect_eq!(HOOK_FAULT[0].load(Ordering::SeqCst), base);
+        expect_eq!(HOOK_FAULT[1].load(Ordering::SeqCst), access_code(FaultAccess::Read));
+        expect_eq!(HOOK_SAW[3].load(Ordering::SeqCst), x16_in as usize);
+        expect_eq!(HOOK_SAW[4].load(Ordering::SeqCst), x17_in as usize);
+        expect!(HOOK_SAW[5].load(Ordering::SeqCst) == 1, "the PC is not the address of the ldr");
+        expect_eq!(after, 1);
+        expect_eq!(x9, HOOK_MARKER as u64);
+        expect_eq!((x16, x17), (x16_in, x17_in));
+        expect_eq!(q, q_in);
+        expect_eq!(flags_out & 0xf000_0000, flags_in);
+        expect_eq!(regs, expected);
+        expect_eq!(protection().access(base), Some(PageAccess::None));
+    }
+}
+
+ktest! {
+    /// A hook that answers `Unhandled` (here for an instruction fetch from a heap page,
+    /// never executable, offered as an execute access): the fault is reported as without
+    /// a hook, and fails the case.
+    #[should_fail(cpu_exception = "CPU exception: instruction abort (same EL) (EC 0x21), synchronous from current EL, SP_EL0")]
+    fn fault_hook_declines() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let base = pages.base;
+        HookGuard::install(Behaviour::Decline, base, pages.len()).leave_behind();
+        pages.leave_behind();
+        // SAFETY: deliberately calls into a heap page, which is never executable: the
+        // instruction abort ends the case (the hook declines it).
+        let code = unsafe { core::mem::transmute::<usize, extern "C" fn()>(base) };
+        with_irqs_unmasked(|| code());
+        expect!(false, "the call returned: the hook's Unhandled resumed the fault");
+    }
+}
+
+ktest! {
+    /// A fault taken with IRQs masked is not offered: the hook (which would make the page
+    /// readable and resume) is not called, and the fault is reported.
+    #[should_fail(cpu_exception = "translation fault at level 3, on a read")]
+    fn fault_with_irqs_masked_is_not_offered() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let base = pages.base;
+        expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
+        HookGuard::install(Behaviour::Repair, base, pages.len()).leave_behind();
+        pages.leave_behind();
+        let daif = super::irq::irq_save();
+        // SAFETY: deliberately reads the inaccessible page with IRQs masked: the data abort
+        // ends the case.
+        let value = unsafe { (base as *const u64).read_volatile() };
+        super::irq::irq_restore(daif);
+        expect!(false, "read {value:#x}: the hook ran for a fault with IRQs masked");
     }
 }

@@ -2,6 +2,7 @@
 //! handler. Compiled only for `aarch64-unknown-none`.
 
 mod asm;
+mod fault;
 pub mod irq;
 #[cfg(feature = "ktest")]
 mod ktest;
@@ -20,7 +21,7 @@ use uk_hal::{Clock, Console, ConsoleWriter, MemoryRegion, Platform};
 
 use crate::cpu::{self, MACHINE_LEN, MachineFacts};
 use crate::devtree::{self, BootInfo, Conduit};
-use crate::exception::{self, ExceptionFrame, Report};
+use crate::exception::{self, Report, SavedState};
 use crate::fixed_str::FixedStr;
 use crate::memmap::Range;
 use crate::pagetable::L1_BLOCK;
@@ -330,12 +331,25 @@ static HANDLING: AtomicU8 = AtomicU8::new(0);
 /// The exception handler, called by the vectors on the exception stack with the saved
 /// registers; reports and hands over to the runtime.
 ///
-/// It returns (and the vectors return to the faulting instruction, every register
-/// restored) only for a translation fault at the current exception level that another CPU
-/// caused by splitting a block for page protection at that moment
-/// ([`protect::is_transient_fault`]): the access succeeds once the block's table is in.
-extern "C" fn exception(frame: &ExceptionFrame, vector: u64) {
-    if matches!(vector, 0 | 4) && protect::is_transient_fault(frame.esr, frame.far) {
+/// It returns (and the vectors restore every register from `state` and `eret`) only
+///
+/// - for a translation fault at the current exception level that another CPU caused by
+///   splitting a block for page protection at that moment ([`protect::is_transient_fault`]):
+///   the access succeeds once the block's table is in;
+/// - for a memory fault it offers to `uk_hal::fault` ([`fault::divert`]): `state` then
+///   enters the fault trampoline, which runs the hook on the faulting thread's stack;
+/// - for the trampoline's `brk` after the hook answered `Resume` ([`fault::returned_from_hook`]):
+///   `state` then holds the copy the hook may have changed. After `Unhandled`, the original
+///   fault, loaded from the copy, is reported as any other.
+extern "C" fn exception(state: &mut SavedState, vector: u64) {
+    let offered = vector == 0
+        && match fault::returned_from_hook(state) {
+            Some(fault::FromHook::Resume) => return,
+            Some(fault::FromHook::Report) => true,
+            None => false,
+        };
+    let frame = &state.frame;
+    if !offered && matches!(vector, 0 | 4) && protect::is_transient_fault(frame.esr, frame.far) {
         return;
     }
     let board = &PLATFORM;
@@ -347,6 +361,12 @@ extern "C" fn exception(frame: &ExceptionFrame, vector: u64) {
         ));
         board.power_off_or_park();
     }
+    // A memory fault of a thread goes to the hook first (once), unless a report is under
+    // way (on any CPU).
+    if !offered && vector == 0 && HANDLING.load(Ordering::SeqCst) == 0 && fault::divert(state) {
+        return;
+    }
+    let frame = &state.frame;
     if HANDLING.fetch_add(1, Ordering::SeqCst) > 0 {
         // Reporting faulted (the console itself?): end without another report.
         board.exit(uk_rt::FATAL_EXIT_CODE);

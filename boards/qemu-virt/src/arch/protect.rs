@@ -171,13 +171,27 @@ pub(super) fn is_transient_fault(esr: u64, far: u64) -> bool {
     let address = far & 0x00ff_ffff_ffff_ffff;
     #[cfg(feature = "ktest")]
     repair_for_test(address);
+    wait_for_split(address);
+    asm::translates_for_read(address)
+}
+
+/// Waits until no other CPU splits the block holding `address` (untagged).
+fn wait_for_split(address: u64) {
     let me = this_cpu();
     while pagetable::split_covers(SPLITTING.load(Ordering::Acquire), address)
         && SPLITTER.load(Ordering::Acquire) != me
     {
         core::hint::spin_loop();
     }
-    asm::translates_for_read(address)
+}
+
+/// Whether an EL1 write to `address` translates, once a split of its block on another CPU
+/// is over: for the copy of a faulting thread's state that the exception handler writes
+/// below the thread's stack pointer (`fault`).
+pub(super) fn writable(address: u64) -> bool {
+    let address = address & 0x00ff_ffff_ffff_ffff;
+    wait_for_split(address);
+    asm::translates_for_write(address)
 }
 
 /// A page that the next translation fault on it makes readable and writable again before
