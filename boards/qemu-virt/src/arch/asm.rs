@@ -723,28 +723,46 @@ pub(super) fn invalidate_pages(start: u64, end: u64) {
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
-/// Whether an EL1 read of `address` translates now (`AT S1E1R`, then `PAR_EL1.F`), leaving
-/// `PAR_EL1` as it was: the exception handler asks this in the middle of other code.
-pub(super) fn translates_for_read(address: u64) -> bool {
-    let par: u64;
-    // SAFETY: address translation only fills PAR_EL1, which is put back; it never faults or
-    // touches memory.
-    unsafe {
-        asm!(
-            "mrs    {saved}, par_el1",
-            "isb",
-            "at     s1e1r, {address}",
-            "isb",
-            "mrs    {par}, par_el1",
-            "msr    par_el1, {saved}",
-            address = in(reg) address,
-            saved = out(reg) _,
-            par = out(reg) par,
-            options(nostack, preserves_flags)
-        )
+/// Defines a function telling whether an EL1 access to an address translates now (an `AT`
+/// instruction, then `PAR_EL1.F`), leaving `PAR_EL1` as it was: the exception handler asks
+/// this in the middle of other code.
+macro_rules! translates {
+    ($(#[$doc:meta])* $name:ident, $at:literal) => {
+        $(#[$doc])*
+        pub(super) fn $name(address: u64) -> bool {
+            let par: u64;
+            // SAFETY: address translation only fills PAR_EL1, which is put back; it never
+            // faults or touches memory.
+            unsafe {
+                asm!(
+                    "mrs    {saved}, par_el1",
+                    "isb",
+                    concat!("at     ", $at, ", {address}"),
+                    "isb",
+                    "mrs    {par}, par_el1",
+                    "msr    par_el1, {saved}",
+                    address = in(reg) address,
+                    saved = out(reg) _,
+                    par = out(reg) par,
+                    options(nostack, preserves_flags)
+                )
+            };
+            par & 1 == 0
+        }
     };
-    par & 1 == 0
 }
+
+translates!(
+    /// Whether an EL1 read of `address` translates now (`AT S1E1R`).
+    translates_for_read,
+    "s1e1r"
+);
+
+translates!(
+    /// Whether an EL1 write to `address` translates now (`AT S1E1W`).
+    translates_for_write,
+    "s1e1w"
+);
 
 /// Invalidates the data cache lines of `[start, end)` to the point of coherency, so that data
 /// written with the MMU (and so the caches) off is not shadowed by stale lines afterwards.
@@ -789,27 +807,4 @@ fn for_each_dcache_line(start: u64, end: u64, op: impl Fn(u64)) {
 pub(super) fn breakpoint() {
     // SAFETY: `brk` only raises a synchronous exception, reported by the vectors.
     unsafe { asm!("brk #0", options(nomem, nostack)) };
-}
-
-/// Whether an EL1 write to `address` translates now (`AT S1E1W`, then `PAR_EL1.F`), leaving
-/// `PAR_EL1` as it was: the exception handler asks this in the middle of other code.
-pub(super) fn translates_for_write(address: u64) -> bool {
-    let par: u64;
-    // SAFETY: address translation only fills PAR_EL1, which is put back; it never faults or
-    // touches memory.
-    unsafe {
-        asm!(
-            "mrs    {saved}, par_el1",
-            "isb",
-            "at     s1e1w, {address}",
-            "isb",
-            "mrs    {par}, par_el1",
-            "msr    par_el1, {saved}",
-            address = in(reg) address,
-            saved = out(reg) _,
-            par = out(reg) par,
-            options(nostack, preserves_flags)
-        )
-    };
-    par & 1 == 0
 }
