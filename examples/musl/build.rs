@@ -28,6 +28,7 @@ fn main() {
             "c/suite_proc.c",
             "c/suite_async.c",
             "c/suite_preempt.c",
+            "c/suite_fenv.c",
         ])
         .compile("hello");
     musl.link();

@@ -20,6 +20,10 @@
 //! - `src/thread/<arch>/__unmapself.s`: a detached thread's `munmap` of its own stack and
 //!   its `exit`, through `uk_syscall6`.
 //!
+//! On x86_64 it also takes out musl's assembly that uses the red zone below the stack
+//! pointer, which the image's interrupts overwrite ([`Arch::removals`]): `fenv.s`, replaced
+//! by a `fenv.c` of this crate, and `exp2l.s`/`expm1l.s`, for which musl's generic C is built.
+//!
 //! So an image linking the result needs uk-syscall (for `uk_syscall6`) and uk-posix-process
 //! (for `uk_clone` and the handlers); in exchange no call of the C program traps, which
 //! `uk_syscall::trapped_calls` lets the image check. At run time the image starts the
@@ -39,10 +43,10 @@
 //! # Rebuilds
 //!
 //! A build lives in the build script's `OUT_DIR` and is reused while its inputs (release,
-//! source setting, tool prefix, replaced files) are unchanged: about half a minute per
-//! architecture the first time on two cores, nothing after. Files changed inside a tree
-//! given by [`Source::Path`] are not noticed; change the setting (or `cargo clean`) to
-//! rebuild.
+//! source setting, tool prefix, replaced and removed files) are unchanged: about half a
+//! minute per architecture the first time on two cores, nothing after. Files changed inside
+//! a tree given by [`Source::Path`] are not noticed; change the setting (or `cargo clean`)
+//! to rebuild.
 //!
 //! # Example
 //!
@@ -126,6 +130,12 @@ impl Arch {
 
     /// The files this crate puts into musl's tree for this architecture: (path in the tree,
     /// contents).
+    ///
+    /// Besides the files where musl meets the kernel, x86_64 gets its own
+    /// `src/fenv/x86_64/fenv.c` (musl's build lets a file in the architecture's directory
+    /// replace the generic one of the same name): the floating-point environment functions
+    /// in C with inline assembly on compiler-allocated memory, in place of musl's
+    /// `fenv.s`, which keeps MXCSR in the red zone (see [`Arch::removals`]).
     pub fn replacements(self) -> Vec<(String, &'static str)> {
         const SYSCALL_ARCH: &str = include_str!("../musl/syscall_arch.h");
         let arch = self.name();
@@ -157,7 +167,55 @@ impl Arch {
                 .iter()
                 .map(|(name, text)| (format!("src/thread/{arch}/{name}"), *text)),
         );
+        if self == Arch::X86_64 {
+            files.push((
+                "src/fenv/x86_64/fenv.c".to_string(),
+                include_str!("../musl/x86_64/fenv.c"),
+            ));
+        }
         files
+    }
+
+    /// The files this crate deletes from musl's tree for this architecture (paths in the
+    /// tree), before writing [`Arch::replacements`]; a file already gone is no error.
+    ///
+    /// On x86_64 these are musl's hand-written assembly files that use the red zone, the
+    /// 128 bytes below the stack pointer, as scratch memory although the image is compiled
+    /// with `-mno-red-zone` ([`Arch::cflags`]): an interrupt, or a page fault running a
+    /// SIGSEGV handler, between their store and their load would overwrite it.
+    ///
+    /// - `src/fenv/x86_64/fenv.s` (MXCSR between `stmxcsr` and `ldmxcsr`): replaced by this
+    ///   crate's `fenv.c`.
+    /// - `src/math/x86_64/exp2l.s` (`exp2l` and `expm1l`, a constant at `-4(%rsp)`) and the
+    ///   empty `src/math/x86_64/expm1l.s` that only keeps the generic `expm1l.c` out: musl's
+    ///   generic C `exp2l.c` and `expm1l.c` (80-bit `long double`) are built instead.
+    ///   `expl.s` calls `exp2l`, which the C version provides.
+    pub fn removals(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &[
+                "src/fenv/x86_64/fenv.s",
+                "src/math/x86_64/exp2l.s",
+                "src/math/x86_64/expm1l.s",
+            ],
+            Arch::Aarch64 => &[],
+        }
+    }
+
+    /// Deletes [`Arch::removals`] from the musl tree at `tree` and writes
+    /// [`Arch::replacements`] into it. Running it again on the same tree changes nothing.
+    fn patch_tree(self, tree: &Path) -> Result<(), Error> {
+        for path in self.removals() {
+            let file = tree.join(path);
+            match fs::remove_file(&file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&file)(e)),
+                _ => {}
+            }
+        }
+        for (path, text) in self.replacements() {
+            let file = tree.join(path);
+            fs::write(&file, text).map_err(io_at(&file))?;
+        }
+        Ok(())
     }
 }
 
@@ -326,6 +384,11 @@ impl Builder {
             self.cross_compile,
             self.arch.cflags().join(" ")
         );
+        for path in self.arch.removals() {
+            stamp += "removed ";
+            stamp += path;
+            stamp += "\n";
+        }
         for (path, text) in self.arch.replacements() {
             stamp += &path;
             stamp += "\n";
@@ -354,10 +417,7 @@ impl Builder {
             fs::remove_dir_all(&tree).map_err(io_at(&tree))?;
         }
         self.unpack(&tree)?;
-        for (path, text) in self.arch.replacements() {
-            let file = tree.join(path);
-            fs::write(&file, text).map_err(io_at(&file))?;
-        }
+        self.arch.patch_tree(&tree)?;
         run(Command::new("./configure")
             .current_dir(&tree)
             .arg(format!("--target={}", self.arch.name()))
@@ -623,7 +683,11 @@ mod tests {
                 &["syscall_cp.s", "clone.s", "__unmapself.s"][..],
             ),
         ] {
-            let files = arch.replacements();
+            let files: Vec<_> = arch
+                .replacements()
+                .into_iter()
+                .filter(|(path, _)| !path.starts_with("src/fenv/"))
+                .collect();
             let a = arch.name();
             assert_eq!(files[0].0, format!("arch/{a}/syscall_arch.h"));
             let thread: Vec<_> = files[1..].iter().map(|(p, _)| p.clone()).collect();
@@ -648,6 +712,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The lines of an assembly or C text without its comments (`#`, `//`, `/* */`).
+    fn code_lines(text: &str) -> Vec<String> {
+        let mut code = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("/*") {
+            code += &rest[..start];
+            rest = rest[start..]
+                .find("*/")
+                .map_or("", |end| &rest[start + end + 2..]);
+        }
+        code += rest;
+        code.lines()
+            .map(|l| l.split(['#', '/']).next().unwrap().trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_red_zone_assembly_of_x86_64_is_removed_and_fenv_replaced_in_c() {
+        assert_eq!(
+            Arch::X86_64.removals(),
+            [
+                "src/fenv/x86_64/fenv.s",
+                "src/math/x86_64/exp2l.s",
+                "src/math/x86_64/expm1l.s"
+            ]
+        );
+        assert!(Arch::Aarch64.removals().is_empty());
+        let files = Arch::X86_64.replacements();
+        let fenv = files
+            .iter()
+            .find(|(path, _)| path == "src/fenv/x86_64/fenv.c")
+            .map(|(_, text)| *text)
+            .expect("fenv.c");
+        // Every function fenv.s defined, and only through compiler-allocated operands: no
+        // register named in the assembly, so nothing relative to the stack pointer.
+        for name in [
+            "int feclearexcept(int mask)",
+            "int feraiseexcept(int mask)",
+            "int fetestexcept(int mask)",
+            "int fegetround(void)",
+            "hidden int __fesetround(int r)",
+            "int fegetenv(fenv_t *envp)",
+            "int fesetenv(const fenv_t *envp)",
+        ] {
+            assert!(fenv.contains(name), "{name}");
+        }
+        let code = code_lines(fenv).join("\n");
+        assert!(!code.contains("%rsp") && !code.contains("%%"), "{code}");
+        assert!(
+            !Arch::Aarch64
+                .replacements()
+                .iter()
+                .any(|(p, _)| p.contains("fenv"))
+        );
     }
 
     #[test]
@@ -737,6 +857,11 @@ mod tests {
         fs::create_dir_all(src.join("arch/generic")).unwrap();
         fs::create_dir_all(src.join("arch/x86_64")).unwrap();
         fs::create_dir_all(src.join("src/thread/x86_64")).unwrap();
+        fs::create_dir_all(src.join("src/fenv/x86_64")).unwrap();
+        fs::create_dir_all(src.join("src/math/x86_64")).unwrap();
+        // Two of the files to remove; the third is already missing, which is no error.
+        fs::write(src.join("src/fenv/x86_64/fenv.s"), "# red zone\n").unwrap();
+        fs::write(src.join("src/math/x86_64/exp2l.s"), "# red zone\n").unwrap();
         fs::write(
             src.join("configure"),
             "#!/bin/sh\necho no compiler here\nexit 3\n",
@@ -766,8 +891,21 @@ mod tests {
                 "{path}"
             );
         }
+        for path in Arch::X86_64.removals() {
+            assert!(!copy.join(path).exists(), "{path}");
+        }
+        // Patching the same tree again (a reused build directory) changes nothing.
+        Arch::X86_64.patch_tree(&copy).unwrap();
+        for path in Arch::X86_64.removals() {
+            assert!(!copy.join(path).exists(), "{path}");
+        }
+        for (path, text) in Arch::X86_64.replacements() {
+            assert_eq!(fs::read_to_string(copy.join(&path)).unwrap(), text);
+        }
         // The given tree is untouched.
         assert!(!src.join("arch/x86_64/syscall_arch.h").exists());
+        assert!(src.join("src/fenv/x86_64/fenv.s").exists());
+        assert!(!src.join("src/fenv/x86_64/fenv.c").exists());
         fs::remove_dir_all(out).unwrap();
     }
 }

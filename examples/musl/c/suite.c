@@ -294,4 +294,5 @@ void group_math(void)
 	for (int i = 1; i <= 1000; i++)
 		sum += 1.0 / ((double)i * i);
 	CHECK(fabs(sum - 1.6439345666815615) < 1e-12);
+	checks_fenv();
 }

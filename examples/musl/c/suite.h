@@ -32,6 +32,10 @@ void group_process(void);
 /* Run only when named (`-- suite preemption`), in an image booted with sched=preemptive. */
 void group_preemption(void);
 
+/* Checks of the floating-point environment (fenv.h) and of exp2l/expm1l (suite_fenv.c), run
+ * at the end of the `math` group. */
+void checks_fenv(void);
+
 /* Checks of getrusage's counted fields and of timer_delete (suite_usage.c), run at the end
  * of the `time` and `signals` groups. */
 void checks_rusage(void);
