@@ -96,11 +96,12 @@ SECTIONS
         __uk_exception_stack_top = .;
     }} :data
 
-    /* Level 1, level 2 for the image's GiB, and enough level-3 tables for the image page by
-     * page (one per 2 MiB, plus one for the tables themselves and one for a 2 MiB crossing). */
+    /* Level 1, level 2 for the image's GiB, level 2 for the low GiB (devices, the flash
+     * window unmapped), and enough level-3 tables for the image page by page (one per 2 MiB,
+     * plus one for the tables themselves and one for a 2 MiB crossing). */
     .page_tables (NOLOAD) : ALIGN(4096) {{
         __uk_page_tables = .;
-        . += 4096 * (2 + (. - __uk_image_start) / 0x200000 + 2);
+        . += 4096 * (3 + (. - __uk_image_start) / 0x200000 + 2);
         __uk_page_tables_end = .;
     }} :data
 

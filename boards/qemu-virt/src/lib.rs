@@ -53,7 +53,10 @@
 //! above an unmapped guard page, and the translation tables.
 //!
 //! The identity map ([`pagetable`]): 4 KiB granule, 39-bit addresses; the low GiB (`virt`'s
-//! MMIO) as Device-nGnRE; the image's GiB as Normal write-back memory in 2 MiB blocks, except
+//! MMIO) as 2 MiB Device-nGnRE blocks, except its first 128 MiB (`virt`'s flash, unused with
+//! `-kernel`; [`pagetable::UNMAPPED_LOW_END`]), left unmapped so that a NULL pointer
+//! dereference takes a translation fault (offered to the fault hook like any other, so a C
+//! program gets `SIGSEGV`); the image's GiB as Normal write-back memory in 2 MiB blocks, except
 //! the image itself, mapped page by page: code read-only and executable, read-only data
 //! read-only, guard pages absent, the rest read-write and never executable (`SCTLR_EL1.WXN`
 //! on); every other GiB holding RAM as a 1 GiB Normal block. On a CPU with FEAT_MTE2 (QEMU:
@@ -159,8 +162,9 @@
 //! `virt` has 32 transports at `0x0a00_0000`, `0x200` bytes apart; the first `-device
 //! virtio-*-device` takes the highest one, `0x0a00_3e00`, the next one below it, and empty
 //! ones read device id 0), and
-//! [`uk_hal::Platform::mmio_is_mapped`] says yes for the low GiB, the Device-nGnRE block
-//! of the identity map ([`pagetable::is_device_mapped`]). The board reports no PCI
+//! [`uk_hal::Platform::mmio_is_mapped`] says yes for the low GiB above the flash window
+//! (`0x0800_0000..0x4000_0000`), the Device-nGnRE blocks of the identity map
+//! ([`pagetable::is_device_mapped`]). The board reports no PCI
 //! configuration access: `virt`'s PCIe host bridge (ECAM) is there, but with `-kernel`
 //! no firmware assigns its BARs, and its 64-bit window lies outside the identity map.
 //!
@@ -221,8 +225,9 @@
 //!   advances at `CNTFRQ_EL0` (measured against the PL031 RTC within 10 %); the memory map is
 //!   sane and every region is mapped writable (`AT S1E1W`); the command line is `bootargs`;
 //!   the machine is described; the reader agrees with the `fdt` crate; an SGI nobody
-//!   handles is counted and ended each time; and three cases that
-//!   must fail: `brk #0`, a read of a stack guard page, a write to code. Page protection
+//!   handles is counted and ended each time; the low GiB maps devices from `0x0800_0000` up
+//!   and nothing below; and four cases that must fail: `brk #0`, a read of a stack guard
+//!   page, a write to code, a read of address 16 (NULL: a translation fault). Page protection
 //!   on heap pages: a page with no access faults on a read and a read-only page on a write
 //!   (cases that must fail); rights round trips agree with `access` and the MMU (`AT`); bad
 //!   ranges are refused and change nothing; a range across a 2 MiB boundary; `OutOfTables`

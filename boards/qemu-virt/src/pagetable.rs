@@ -4,8 +4,11 @@
 //! starts at level 1 and one table of 512 entries covers the first 512 GiB of physical
 //! address space, which holds all of `virt`'s RAM and low MMIO:
 //!
-//! - level 1 entry 0: the low 1 GiB, where `virt` puts its devices (flash, GIC, PL011, RTC,
-//!   virtio-mmio, PCIe PIO/ECAM), as one Device-nGnRE block, never executable;
+//! - level 1 entry 0: the low 1 GiB, where `virt` puts its devices (GIC, PL011, RTC,
+//!   virtio-mmio, PCIe PIO/ECAM), through a level-2 table of 2 MiB Device-nGnRE blocks, never
+//!   executable, except the first 128 MiB ([`UNMAPPED_LOW_END`]: `virt`'s two flash banks,
+//!   which the board never uses), left unmapped so that a NULL pointer (or any address
+//!   there) takes a translation fault;
 //! - the image's GiB: a level-2 table of 2 MiB Normal write-back blocks, read-write and never
 //!   executable, except the 2 MiB blocks holding the image, which get level-3 tables so each
 //!   4 KiB page has its own rights: code read-only and executable, read-only data read-only,
@@ -36,6 +39,10 @@ pub const L1_BLOCK: u64 = 1 << 30;
 pub const L2_BLOCK: u64 = 1 << 21;
 /// Bytes one level-3 entry maps.
 pub const PAGE: u64 = 1 << 12;
+/// End of the unmapped window at the bottom of the address space: `virt`'s two 64 MiB flash
+/// banks (`0x0000_0000..0x0800_0000`), which an image loaded with `-kernel` never uses, so
+/// that a NULL pointer dereference faults. The GIC starts right above, at `0x0800_0000`.
+pub const UNMAPPED_LOW_END: u64 = 0x0800_0000;
 /// Virtual (and, identity-mapped, physical) address bits translated.
 pub const VA_BITS: u64 = 39;
 /// `TCR_EL1.T0SZ` for [`VA_BITS`].
@@ -207,11 +214,16 @@ pub enum MapError {
     OutOfRange,
 }
 
-/// The translation tables: a level-1 table, the level-2 table of the image's GiB and the
-/// level-3 tables of the image, with the physical addresses the descriptors point to.
+/// The translation tables: a level-1 table, the level-2 tables of the low GiB (devices) and
+/// of the image's GiB and the level-3 tables of the image, with the physical addresses the
+/// descriptors point to.
 pub struct Tables<'a> {
     /// The level-1 table (`TTBR0_EL1`).
     pub l1: &'a mut [u64; ENTRIES],
+    /// The level-2 table for the low GiB (device blocks, the flash window unmapped).
+    pub l2_device: &'a mut [u64; ENTRIES],
+    /// Physical address of `l2_device`.
+    pub l2_device_address: u64,
     /// The level-2 table for the image's GiB.
     pub l2: &'a mut [u64; ENTRIES],
     /// Physical address of `l2`.
@@ -223,8 +235,8 @@ pub struct Tables<'a> {
 }
 
 impl Tables<'_> {
-    /// Fills every table: MMIO, the image's GiB, the image page by page (see the module
-    /// docs). Other GiBs stay unmapped until [`Tables::map_ram`].
+    /// Fills every table: MMIO (but the flash window), the image's GiB, the image page by
+    /// page (see the module docs). Other GiBs stay unmapped until [`Tables::map_ram`].
     pub fn build(&mut self, image: &ImageLayout) -> Result<(), MapError> {
         let gib = image.start / L1_BLOCK;
         if gib == 0 || gib >= ENTRIES as u64 || (image.end - 1) / L1_BLOCK != gib {
@@ -238,8 +250,16 @@ impl Tables<'_> {
             });
         }
         self.l1.fill(0);
-        self.l1[0] = block(0, Access::Device);
+        self.l1[0] = table(self.l2_device_address);
         self.l1[gib as usize] = table(self.l2_address);
+        let unmapped = (UNMAPPED_LOW_END / L2_BLOCK) as usize;
+        for (i, entry) in self.l2_device.iter_mut().enumerate() {
+            *entry = if i < unmapped {
+                0
+            } else {
+                block(i as u64 * L2_BLOCK, Access::Device)
+            };
+        }
 
         let gib_base = gib * L1_BLOCK;
         for (i, entry) in self.l2.iter_mut().enumerate() {
@@ -314,12 +334,13 @@ pub fn l1_maps(l1: &[u64; ENTRIES], address: u64) -> bool {
     index < ENTRIES as u64 && l1[index as usize] & bits::VALID != 0
 }
 
-/// Whether the `size` bytes at `base` lie in the low GiB, the Device-nGnRE block of the
-/// identity map where `virt` puts its device registers (what the board answers to
+/// Whether the `size` bytes at `base` lie in the low GiB above the unmapped flash window
+/// (`[UNMAPPED_LOW_END, 1 GiB)`), the Device-nGnRE blocks of the identity map where `virt`
+/// puts its device registers (what the board answers to
 /// [`uk_hal::Platform::mmio_is_mapped`]). An empty or wrapping range is not.
 pub const fn is_device_mapped(base: u64, size: u64) -> bool {
     match base.checked_add(size) {
-        Some(end) => size > 0 && end <= L1_BLOCK,
+        Some(end) => size > 0 && base >= UNMAPPED_LOW_END && end <= L1_BLOCK,
         None => false,
     }
 }
@@ -344,6 +365,12 @@ pub const fn descriptor_attributes(descriptor: u64) -> u64 {
 /// Whether a level-1 or level-2 `descriptor` is a valid block.
 pub const fn is_block(descriptor: u64) -> bool {
     descriptor & (bits::VALID | bits::TABLE_OR_PAGE) == bits::VALID
+}
+
+/// Whether a block or page `descriptor` maps Normal memory (RAM: `MAIR_EL1` index
+/// [`ATTR_NORMAL`]), not Device memory.
+pub const fn is_normal(descriptor: u64) -> bool {
+    (descriptor >> bits::ATTR_INDEX_SHIFT) & 0b111 == ATTR_NORMAL
 }
 
 /// Whether a level-1 or level-2 `descriptor` points to a next-level table.
@@ -515,8 +542,10 @@ const fn entries(range: Range, size: u64) -> core::ops::RangeInclusive<u64> {
 /// # Errors
 ///
 /// [`ProtectError::NotRam`] when part of the range lies above what the tables translate,
-/// in an unmapped GiB or 2 MiB, or on a level-3 entry that is not a page of this address
-/// (the image's stack guard pages).
+/// in an unmapped GiB or 2 MiB (the flash window), in a block that is not Normal memory (the
+/// low GiB's devices), or on a level-3 entry that is not a Normal page of this address (the
+/// image's stack guard pages). The caller checks the range against the usable memory first
+/// ([`checked_range`]); this keeps the walk itself from ever splitting a device block.
 pub fn tables_needed(
     mem: &impl TableMemory,
     l1: u64,
@@ -530,6 +559,9 @@ pub fn tables_needed(
         let in_gib = clip(range, gib * L1_BLOCK, L1_BLOCK);
         let e1 = mem.read(l1, gib as usize);
         if is_block(e1) {
+            if !is_normal(e1) {
+                return Err(ProtectError::NotRam);
+            }
             needed.l2 += 1;
             needed.l3 += entries(in_gib, L2_BLOCK).count();
             continue;
@@ -541,6 +573,9 @@ pub fn tables_needed(
         for block in entries(in_gib, L2_BLOCK) {
             let e2 = mem.read(l2, (block % ENTRIES as u64) as usize);
             if is_block(e2) {
+                if !is_normal(e2) {
+                    return Err(ProtectError::NotRam);
+                }
                 needed.l3 += 1;
                 continue;
             }
@@ -551,7 +586,10 @@ pub fn tables_needed(
             for page in entries(clip(in_gib, block * L2_BLOCK, L2_BLOCK), PAGE) {
                 let e3 = mem.read(l3, (page % ENTRIES as u64) as usize);
                 // A page as this board writes it, valid or not: never an empty entry.
-                if e3 & bits::TABLE_OR_PAGE == 0 || descriptor_address(e3) != page * PAGE {
+                if e3 & bits::TABLE_OR_PAGE == 0
+                    || descriptor_address(e3) != page * PAGE
+                    || !is_normal(e3)
+                {
                     return Err(ProtectError::NotRam);
                 }
             }
@@ -828,10 +866,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_window_is_the_low_gib() {
+    fn device_window_is_the_low_gib_above_the_flash() {
         assert!(is_device_mapped(0x0a00_0000, 0x200), "virtio-mmio slot 0");
+        assert!(is_device_mapped(0x0900_0000, 0x1000), "PL011");
+        assert!(is_device_mapped(0x0800_0000, 0x1_0000), "GIC distributor");
         assert!(is_device_mapped(0x3fff_f000, 0x1000));
         assert!(!is_device_mapped(0x3fff_f000, 0x1001), "crosses into RAM");
+        assert!(!is_device_mapped(0, 8), "NULL");
+        assert!(!is_device_mapped(0x10, 8));
+        assert!(!is_device_mapped(0x0400_0000, 0x1000), "flash bank 1");
+        assert!(
+            !is_device_mapped(0x07ff_f000, 0x2000),
+            "starts in the flash window"
+        );
+        assert!(!is_device_mapped(0, L1_BLOCK), "the whole low GiB");
         assert!(
             !is_device_mapped(0x40_1000_0000, 0x1000),
             "high PCIe window"
@@ -841,6 +889,7 @@ mod tests {
     }
 
     const BASE: u64 = 0x4020_0000;
+    const DEVICE_L2: u64 = 0x4030_8000;
 
     fn layout() -> ImageLayout {
         ImageLayout {
@@ -863,6 +912,7 @@ mod tests {
 
     struct Owned {
         l1: Box<[u64; ENTRIES]>,
+        l2_device: Box<[u64; ENTRIES]>,
         l2: Box<[u64; ENTRIES]>,
         l3: Vec<[u64; ENTRIES]>,
     }
@@ -871,15 +921,18 @@ mod tests {
         fn new(l3: usize) -> Self {
             Self {
                 l1: Box::new([7; ENTRIES]),
+                l2_device: Box::new([7; ENTRIES]),
                 l2: Box::new([7; ENTRIES]),
                 l3: vec![[7; ENTRIES]; l3],
             }
         }
         fn tables(&mut self) -> Tables<'_> {
             Tables {
+                l2_device_address: DEVICE_L2,
                 l2_address: 0x4030_1000,
                 l3_address: 0x4030_2000,
                 l1: &mut self.l1,
+                l2_device: &mut self.l2_device,
                 l2: &mut self.l2,
                 l3: &mut self.l3,
             }
@@ -895,8 +948,12 @@ mod tests {
         if l1 & bits::TABLE_OR_PAGE == 0 {
             return Some(l1);
         }
-        assert_eq!(l1 & bits::ADDRESS, 0x4030_1000);
-        let l2 = t.l2[((va >> 21) & 511) as usize];
+        let l2_table = match l1 & bits::ADDRESS {
+            DEVICE_L2 => &t.l2_device,
+            0x4030_1000 => &t.l2,
+            other => panic!("unknown level-2 table {other:#x}"),
+        };
+        let l2 = l2_table[((va >> 21) & 511) as usize];
         if l2 & bits::VALID == 0 {
             return None;
         }
@@ -955,8 +1012,36 @@ mod tests {
         let mut t = Owned::new(2);
         t.tables().build(&layout()).unwrap();
         let rights = |va| walk(&t, va).map(|d| d & !bits::ADDRESS);
-        // MMIO: PL011 at 0x0900_0000 through the device block.
-        assert_eq!(walk(&t, 0x0900_0000), Some(block(0, Access::Device)));
+        // MMIO: PL011 at 0x0900_0000 through a 2 MiB device block of the low GiB's table.
+        assert_eq!(t.l1[0], table(DEVICE_L2));
+        assert_eq!(
+            walk(&t, 0x0900_0000),
+            Some(block(0x0900_0000, Access::Device))
+        );
+        assert_eq!(
+            walk(&t, 0x0a00_3e00),
+            Some(block(0x0a00_0000, Access::Device)),
+            "virtio-mmio"
+        );
+        // The flash window (NULL included) is unmapped, the GIC right above it is not.
+        for va in [0, 0x10, 0x0400_0000, UNMAPPED_LOW_END - 1] {
+            assert_eq!(walk(&t, va), None, "{va:#x}");
+        }
+        assert_eq!(
+            walk(&t, UNMAPPED_LOW_END),
+            Some(block(UNMAPPED_LOW_END, Access::Device))
+        );
+        // Every 2 MiB of the low GiB from there on: device memory, identity, never executable.
+        for (i, &entry) in t.l2_device.iter().enumerate() {
+            let address = i as u64 * L2_BLOCK;
+            let mapped = address >= UNMAPPED_LOW_END;
+            assert_eq!(entry & bits::VALID != 0, mapped, "{address:#x}");
+            assert_eq!(is_device_mapped(address, L2_BLOCK), mapped, "{address:#x}");
+            if mapped {
+                assert_eq!(entry, block(address, Access::Device));
+                assert!(!is_normal(entry) && entry & bits::PXN != 0 && entry & bits::UXN != 0);
+            }
+        }
         // RAM below the image (DTB): read-write 2 MiB block.
         assert_eq!(
             walk(&t, 0x4000_0000),
@@ -1071,6 +1156,7 @@ mod protection_tests {
     const L1: u64 = 0x4030_0000;
     const L2: u64 = 0x4030_1000;
     const L3: u64 = 0x4030_2000;
+    const DEVICE_L2: u64 = 0x4030_8000;
     const BASE: u64 = 0x4020_0000;
     const GIB2: u64 = 0x8000_0000;
     const MIB: u64 = 1 << 20;
@@ -1144,10 +1230,13 @@ mod protection_tests {
     /// level-2 table (the image's 2 MiB a level-3 table), GiBs 2 and 3 1 GiB blocks.
     fn board() -> Fake {
         let mut l1 = Box::new([0; ENTRIES]);
+        let mut l2_device = Box::new([0; ENTRIES]);
         let mut l2 = Box::new([0; ENTRIES]);
         let mut l3 = vec![[0; ENTRIES]; 1];
         let mut tables = Tables {
             l1: &mut l1,
+            l2_device: &mut l2_device,
+            l2_device_address: DEVICE_L2,
             l2: &mut l2,
             l2_address: L2,
             l3: &mut l3,
@@ -1173,6 +1262,7 @@ mod protection_tests {
         let mut fake = Fake::default();
         fake.tables.insert(L1, *l1);
         fake.tables.insert(L2, *l2);
+        fake.tables.insert(DEVICE_L2, *l2_device);
         fake.tables.insert(L3, l3[0]);
         fake
     }
@@ -1290,6 +1380,7 @@ mod protection_tests {
             "the image"
         );
         assert_eq!(ok(0x0900_0000, PAGE), Err(ProtectError::NotRam), "MMIO");
+        assert_eq!(ok(0, PAGE), Err(ProtectError::NotRam), "the flash window");
         assert_eq!(
             ok(0x401f_f000, 2 * PAGE),
             Err(ProtectError::NotRam),
@@ -1608,6 +1699,11 @@ mod protection_tests {
             range(0xffff_f000, 2 * PAGE),           // RAM, then unmapped
             range(BASE + 0x10_000, PAGE),           // a stack guard page
             range(ENTRIES as u64 * L1_BLOCK, PAGE), // above the 39-bit VA range
+            range(0, PAGE),                         // the flash window: unmapped
+            range(0x07ff_f000, 2 * PAGE),           // the flash window, then the GIC
+            range(0x0900_0000, PAGE),               // a device block (PL011)
+            range(0x3fff_f000, 2 * PAGE),           // devices, then RAM
+            range(0, 2 * L1_BLOCK),                 // the low GiB and the image's
         ] {
             assert_eq!(
                 tables_needed(&mem, L1, bad),
@@ -1659,8 +1755,9 @@ mod protection_tests {
         let mem = board();
         assert_eq!(
             lookup(&mem, L1, 0x0900_0000),
-            Some((1, block(0, Access::Device)))
+            Some((2, block(0x0900_0000, Access::Device)))
         );
+        assert_eq!(lookup(&mem, L1, 0x10), None, "NULL: the flash window");
         assert_eq!(
             lookup(&mem, L1, 0x4000_0000),
             Some((2, block(0x4000_0000, Access::ReadWrite)))

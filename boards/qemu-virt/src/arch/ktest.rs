@@ -202,6 +202,40 @@ ktest! {
 }
 
 ktest! {
+    /// The low GiB is device memory in 2 MiB blocks from the GIC (`0x0800_0000`) up, and
+    /// unmapped below (the flash window): the MMU and `mmio_is_mapped` agree.
+    fn low_gib_maps_devices_above_the_flash_window() {
+        let flash_end = pagetable::UNMAPPED_LOW_END;
+        for address in [0, 16, 0x0400_0000, flash_end - PAGE_SIZE] {
+            expect!(!asm::translates_for_read(address), "{address:#x} translates");
+            expect!(!PLATFORM.mmio_is_mapped(address, 8), "{address:#x} said mapped");
+            expect_eq!(protect::mapping_level(address), None);
+        }
+        let uart = PLATFORM.boot_info().and_then(|info| info.console).unwrap_or(crate::FALLBACK_UART);
+        for address in [flash_end, uart, 0x0a00_0000, L1_BLOCK - PAGE_SIZE] {
+            expect!(asm::translates_for_read(address), "{address:#x} does not translate");
+            expect!(PLATFORM.mmio_is_mapped(address, 8), "{address:#x} said unmapped");
+            expect_eq!(protect::mapping_level(address), Some(2));
+        }
+        expect!(!PLATFORM.mmio_is_mapped(flash_end - 8, 16), "a range into the flash window");
+    }
+}
+
+ktest! {
+    /// The bottom 128 MiB (`virt`'s flash, which the board never uses) is unmapped, unlike
+    /// the devices above it: a NULL pointer dereference (a load from address 16) takes a
+    /// translation fault in the low GiB's level-2 table instead of reading flash.
+    #[should_fail(cpu_exception = "translation fault at level 2, on a read\n  FAR_EL1  0x0000000000000010\n")]
+    fn null_pointer_read_faults() {
+        let null = core::hint::black_box(16usize) as *const u64;
+        // SAFETY: deliberately reads an unmapped address: the data abort ends the case before
+        // the value could be used.
+        let value = unsafe { null.read_volatile() };
+        expect_eq!(value, u64::MAX); // not reached
+    }
+}
+
+ktest! {
     /// After the CPU exceptions of the cases above (never returned from), the run goes on in
     /// the mode it started in: same stack selection, same DAIF, the exception stack's top
     /// back where it was.

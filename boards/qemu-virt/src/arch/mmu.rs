@@ -48,7 +48,8 @@ pub(super) fn l1_table() -> u64 {
     (&raw const __uk_page_tables) as u64
 }
 
-/// The table memory the linker script reserved: level 1, level 2, then level-3 tables.
+/// The table memory the linker script reserved: level 1, level 2 for the image's GiB,
+/// level 2 for the low GiB (devices), then level-3 tables.
 ///
 /// # Safety
 ///
@@ -59,7 +60,7 @@ unsafe fn tables<'a>() -> Tables<'a> {
     let end = (&raw const __uk_page_tables_end) as u64;
     let count = ((end - start) / PAGE) as usize;
     let table = |index: usize| (start + index as u64 * PAGE) as *mut [u64; ENTRIES];
-    // SAFETY: the linker script reserves `count` (at least 3) page-aligned, page-sized tables
+    // SAFETY: the linker script reserves `count` (at least 4) page-aligned, page-sized tables
     // in `.page_tables`, which nothing but this module touches; the caller guarantees this is
     // the only live view of them.
     unsafe {
@@ -67,8 +68,10 @@ unsafe fn tables<'a>() -> Tables<'a> {
             l1: &mut *table(0),
             l2: &mut *table(1),
             l2_address: table(1) as u64,
-            l3: core::slice::from_raw_parts_mut(table(2), count - 2),
-            l3_address: table(2) as u64,
+            l2_device: &mut *table(2),
+            l2_device_address: table(2) as u64,
+            l3: core::slice::from_raw_parts_mut(table(3), count - 3),
+            l3_address: table(3) as u64,
         }
     }
 }

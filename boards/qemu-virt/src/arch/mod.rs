@@ -55,8 +55,9 @@ unsafe impl Sync for QemuVirt {}
 
 /// The board instance the boot code hands to the runtime.
 pub static PLATFORM: QemuVirt = QemuVirt {
-    // SAFETY: base 0 selects `virt`'s UART0 (a PL011 in the low GiB, which is Device memory
-    // with the MMU off and in the identity map) until boot reads the device tree.
+    // SAFETY: base 0 selects `virt`'s UART0 (a PL011 in the low GiB above the flash window,
+    // which is Device memory with the MMU off and in the identity map) until boot reads the
+    // device tree.
     console: unsafe { uart::Pl011::new(0) },
     time_zero: AtomicU64::new(0),
     frequency: AtomicU64::new(0),
@@ -220,7 +221,8 @@ impl Platform for QemuVirt {
         self.boot_info().map_or(&[], |info| info.virtio_mmio())
     }
 
-    /// The low GiB, one Device-nGnRE block of the identity map.
+    /// The low GiB above the flash window (`0x0800_0000..0x4000_0000`), Device-nGnRE blocks
+    /// of the identity map; the flash window (NULL included) is unmapped.
     fn mmio_is_mapped(&self, base: u64, size: u64) -> bool {
         crate::pagetable::is_device_mapped(base, size)
     }
@@ -274,9 +276,12 @@ extern "C" fn boot(loader_x0: u64, time_zero: u64, entry_el: u64) -> ! {
         }
     }
     match tree.console {
-        // Only the low GiB is mapped as Device memory.
-        // SAFETY: the device tree says a PL011 is there, and the identity map covers it.
-        Some(base) if base < L1_BLOCK => unsafe { board.console.set_base(base) },
+        // Only the low GiB above the flash window is mapped as Device memory.
+        // SAFETY: the device tree says a PL011 (4 KiB of registers) is there, and the identity
+        // map covers it.
+        Some(base) if crate::pagetable::is_device_mapped(base, 0x1000) => unsafe {
+            board.console.set_base(base)
+        },
         _ => {}
     }
     let psci = match tree.psci {
