@@ -45,6 +45,13 @@
 //! the exit hook delivers any signal pending for an interrupted C thread, another thread's
 //! `pthread_kill` or `pthread_cancel` included.
 //!
+//! A request lasts until the next timer interrupt. One that finds the thread in the layer's
+//! code (a system call, or the delivery of an earlier interrupt) cannot fire the timers
+//! there and only leaves a note; the thread's way back to application code then asks
+//! again (with interrupts masked while it does and changes its state), so a computing
+//! thread is interrupted at its timers' next deadline even when the layer's own work takes
+//! as long as the interval (a 1 ms `ITIMER_REAL` under an emulator).
+//!
 //! Limits: a process's interrupt is asked for when a timer is armed or re-armed and when
 //! its thread is interrupted or returns from a call after an interrupt; with several
 //! processes computing in turn, one's request may be taken by an interrupt another's thread
@@ -116,7 +123,11 @@ pub fn syscall_entered() -> usize {
 
 /// The call bracket's second half: back to where the call came from.
 pub fn syscall_leaving(old: usize) {
-    restore_state(old);
+    if old == IN_APPLICATION && RECHECK.load(Ordering::Relaxed) {
+        crate::system().renew_interrupt_request_and_leave(old);
+    } else {
+        restore_state(old);
+    }
 }
 
 /// Runs `handler` (a signal handler, application code) marked as application code, and
@@ -174,7 +185,38 @@ impl System {
         if let Some(irqs) = irqs {
             irqs.mask();
         }
+        if RECHECK.load(Ordering::Relaxed) {
+            self.renew_interrupt_request_and_leave(old);
+        } else {
+            restore_state(old);
+        }
+    }
+
+    /// Puts the calling thread back in application code (`old`), first renewing the
+    /// layer's timer interrupt request if an interrupt that came while the thread was in
+    /// the layer's code used it up and could only leave a note ([`RECHECK`]). Without
+    /// this, a thread that computes after such a call or delivery would next be
+    /// interrupted at the scheduler's tick, not at its timers' next deadline (a 1 ms
+    /// `ITIMER_REAL` came about every 10 ms under a slow emulator, where the layer's
+    /// own work takes about as long as the interval). The request and the state change
+    /// happen with interrupts masked, so no interrupt can use the renewed request up
+    /// while the thread is still marked as in the layer; due timers fire at that
+    /// interrupt (at once, if one is due already).
+    pub(crate) fn renew_interrupt_request_and_leave(&self, old: usize) {
+        let Some(irqs) = uk_sched::irq::interrupts() else {
+            restore_state(old);
+            return;
+        };
+        // Computed before masking: it takes the layer's locks.
+        let deadline = self.next_interrupt_deadline();
+        let flags = irqs.mask();
+        if RECHECK.swap(false, Ordering::Relaxed) {
+            if let Some(deadline) = deadline {
+                uk_sched::irq::request_timer_interrupt(deadline);
+            }
+        }
         restore_state(old);
+        irqs.restore(flags);
     }
 
     /// Asks the scheduler for a timer interrupt at the caller's process's next timer
@@ -185,12 +227,17 @@ impl System {
         if uk_sched::irq::interrupts().is_none() {
             return;
         }
-        let now = self.monotonic_ns();
-        let cpu = self.cpu_alarm_deadline(now);
-        let next = [self.timers_deadline(), cpu].into_iter().flatten().min();
-        if let Some(deadline) = next {
+        if let Some(deadline) = self.next_interrupt_deadline() {
             uk_sched::irq::request_timer_interrupt(deadline);
         }
+    }
+
+    /// When the caller's process next needs a timer interrupt (see
+    /// [`System::request_timer_interrupt`]).
+    fn next_interrupt_deadline(&self) -> Option<u64> {
+        let now = self.monotonic_ns();
+        let cpu = self.cpu_alarm_deadline(now);
+        [self.timers_deadline(), cpu].into_iter().flatten().min()
     }
 
     /// On a system call's return: if an interrupt could not look at the timers, fire the
