@@ -67,7 +67,7 @@ impl System {
             }
             None => FaultOutcome::Unhandled,
         };
-        interrupt::restore_state(old);
+        self.back_to_application_code(old);
         outcome
     }
 

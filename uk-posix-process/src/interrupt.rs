@@ -124,7 +124,7 @@ pub fn syscall_entered() -> usize {
 /// The call bracket's second half: back to where the call came from.
 pub fn syscall_leaving(old: usize) {
     if old == IN_APPLICATION && RECHECK.load(Ordering::Relaxed) {
-        crate::system().renew_interrupt_request_and_leave(old);
+        crate::system().back_to_application_code(old);
     } else {
         restore_state(old);
     }
@@ -185,7 +185,15 @@ impl System {
         if let Some(irqs) = irqs {
             irqs.mask();
         }
-        if RECHECK.load(Ordering::Relaxed) {
+        self.back_to_application_code(old);
+    }
+
+    /// Puts the calling thread's state back to `old` at the end of the layer's work on its
+    /// way back to where it came from, renewing the interrupt request first when `old` is
+    /// application code and an interrupt used it up meanwhile
+    /// ([`System::renew_interrupt_request_and_leave`]).
+    pub(crate) fn back_to_application_code(&self, old: usize) {
+        if old == IN_APPLICATION && RECHECK.load(Ordering::Relaxed) {
             self.renew_interrupt_request_and_leave(old);
         } else {
             restore_state(old);
