@@ -200,6 +200,8 @@ mod rr;
 pub mod shared;
 pub mod spawner;
 mod sync;
+#[cfg(any(test, feature = "std"))]
+pub mod testing;
 mod thread;
 
 #[cfg(all(feature = "ktest", target_os = "none"))]

@@ -1396,113 +1396,15 @@ mod model_check {
 mod timer_wiring {
     use std::sync::Mutex;
 
-    use uk_hal::irq::{
-        CpuSet, CpuStartError, Interrupts, IpiTarget, IrqCpuInterface, IrqDistributor, IrqError,
-        IrqHandler, IrqNumber, LocalTimer, Trigger,
-    };
-
     use super::*;
+    use crate::testing::{FREE_IPI, FakeInterrupts};
 
-    /// What the fake timer is armed at (`None`: disarmed), and the handler registered.
-    struct FakeIrqs {
-        armed: Mutex<Option<u64>>,
-        /// The timer's handler.
-        handler: Mutex<Option<(IrqNumber, IrqHandler)>>,
-        /// Every other interrupt given a handler.
-        others: Mutex<Vec<IrqNumber>>,
-    }
-
-    static FAKE: FakeIrqs = FakeIrqs {
-        armed: Mutex::new(None),
-        handler: Mutex::new(None),
-        others: Mutex::new(Vec::new()),
-    };
+    static FAKE: FakeInterrupts = FakeInterrupts::new();
     /// The tests here share `FAKE` (and the process-wide install): one at a time.
     static SERIAL: Mutex<()> = Mutex::new(());
 
-    impl IrqDistributor for FakeIrqs {
-        fn enable(&self, _: IrqNumber) -> Result<(), IrqError> {
-            Ok(())
-        }
-        fn disable(&self, _: IrqNumber) -> Result<(), IrqError> {
-            Ok(())
-        }
-        fn set_priority(&self, _: IrqNumber, _: u8) -> Result<(), IrqError> {
-            Ok(())
-        }
-        fn set_trigger(&self, _: IrqNumber, _: Trigger) -> Result<(), IrqError> {
-            Ok(())
-        }
-        fn route(&self, _: IrqNumber, _: CpuSet) -> Result<(), IrqError> {
-            Ok(())
-        }
-        fn line_count(&self) -> u32 {
-            64
-        }
-    }
-
-    impl IrqCpuInterface for FakeIrqs {
-        fn acknowledge(&self) -> Option<IrqNumber> {
-            None
-        }
-        fn end_of_interrupt(&self, _: IrqNumber) {}
-        fn send_ipi(&self, _: IrqNumber, _: IpiTarget) -> Result<(), IrqError> {
-            Ok(())
-        }
-        fn cpu_id(&self) -> u32 {
-            0
-        }
-    }
-
-    impl LocalTimer for FakeIrqs {
-        fn irq(&self) -> IrqNumber {
-            27
-        }
-        fn arm_at(&self, deadline_ns: u64) {
-            *self.armed.lock().unwrap() = Some(deadline_ns);
-        }
-        fn disarm(&self) {
-            *self.armed.lock().unwrap() = None;
-        }
-    }
-
-    impl Interrupts for FakeIrqs {
-        fn distributor(&self) -> &dyn IrqDistributor {
-            self
-        }
-        fn cpu_interface(&self) -> &dyn IrqCpuInterface {
-            self
-        }
-        fn timer(&self) -> &dyn LocalTimer {
-            self
-        }
-        fn register_handler(&self, irq: IrqNumber, handler: IrqHandler) -> Result<(), IrqError> {
-            if irq == self.irq() {
-                *self.handler.lock().unwrap() = Some((irq, handler));
-            } else {
-                self.others.lock().unwrap().push(irq);
-            }
-            Ok(())
-        }
-        fn free_ipi(&self) -> IrqNumber {
-            1
-        }
-        fn enable_on_this_cpu(&self) {}
-        fn cpu_count(&self) -> u32 {
-            1
-        }
-        fn start_cpu(&self, cpu: u32, _: fn(u32) -> !) -> Result<(), CpuStartError> {
-            Err(CpuStartError::NoSuchCpu(cpu))
-        }
-        fn mask(&self) -> usize {
-            0
-        }
-        fn restore(&self, _: usize) {}
-        fn wait_for_interrupt(&self) {}
-    }
-
     fn armed() -> Option<u64> {
-        *FAKE.armed.lock().unwrap()
+        FAKE.armed()
     }
 
     const TICK: u64 = 1_000;
@@ -1517,13 +1419,11 @@ mod timer_wiring {
         let s = RoundRobin::preemptive(Native::detect(), clock.clone(), idle.clone(), 1)
             .with_interrupts(&FAKE, TICK)
             .unwrap();
-        assert_eq!(FAKE.handler.lock().unwrap().map(|h| h.0), Some(27));
+        assert!(FAKE.has_timer_handler());
         // And the remote wake-up interrupt.
         assert!(
-            FAKE.others
-                .lock()
-                .unwrap()
-                .contains(&(1 + crate::remote::WAKE_IPI_OFFSET))
+            FAKE.other_handlers()
+                .contains(&(FREE_IPI + crate::remote::WAKE_IPI_OFFSET))
         );
         let seen = Rc::new(RefCell::new(Vec::new()));
         let (c, log) = (clock.clone(), seen.clone());
@@ -1599,8 +1499,7 @@ mod timer_wiring {
         s.spawn("spinner", move || {
             o.borrow_mut().push('s');
             // A timer interrupt arrives while this thread runs: the handler preempts it.
-            let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
-            handler(irq);
+            FAKE.fire_timer();
             o.borrow_mut().push('S');
         })
         .unwrap();
@@ -1630,13 +1529,12 @@ mod timer_wiring {
         let order = Rc::new(RefCell::new(String::new()));
         let o = order.clone();
         s.spawn("in a call", move || {
-            let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
             HOLD.store(true, Ordering::SeqCst);
-            handler(irq);
-            handler(irq);
+            FAKE.fire_timer();
+            FAKE.fire_timer();
             o.borrow_mut().push('k');
             HOLD.store(false, Ordering::SeqCst);
-            handler(irq);
+            FAKE.fire_timer();
             o.borrow_mut().push('a');
         })
         .unwrap();
@@ -1681,8 +1579,7 @@ mod timer_wiring {
             // The scheduler's own programming (a yield) keeps the request.
             yield_now();
             log.borrow_mut().push(armed() == Some(at));
-            let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
-            handler(irq);
+            FAKE.fire_timer();
             // Taken: the scheduler needs no timer, and the request is gone.
             yield_now();
             log.borrow_mut().push(armed().is_none());
@@ -1693,8 +1590,7 @@ mod timer_wiring {
         assert_eq!(*seen.borrow(), vec![true; 4]);
         assert_eq!(*HOOK_SAW.lock().unwrap(), vec![Some(7)]);
         // Outside any thread the hook finds none.
-        let (irq, handler) = FAKE.handler.lock().unwrap().expect("registered");
-        handler(irq);
+        FAKE.fire_timer();
         assert_eq!(HOOK_SAW.lock().unwrap()[1], None);
     }
 }
