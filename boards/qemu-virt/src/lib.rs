@@ -117,10 +117,14 @@
 //!   interrupted thread's stack (parking `x0`/`x1` on the exception stack) and writes them
 //!   after its last load from there; a secondary CPU's exception stack (from the heap) gets
 //!   level-3 tables before the CPU starts, so no later split breaks it (the boot CPU's is in
-//!   the image). **Limitation:** uk-syscall's `svc` entry and return path store to and load
-//!   from the caller's stack while `ELR_EL1`/`SPSR_EL1` are live; if another CPU splits the
-//!   block holding that stack at that very moment, the retried fault loses the return
-//!   address (the same discipline there would close this).
+//!   the image). uk-syscall's `svc` entry and return path keep the same discipline for a
+//!   caller on `SP_EL0`: the entry reads `ELR_EL1`/`SPSR_EL1` before its first store to the
+//!   caller's stack and parks them, with `x1`, next to the `x0` the vector stored on
+//!   `SP_EL1` (which stays lowered over them until they are read back); the return path
+//!   parks them, with the frame's `x0`/`x1`, below `SP_EL1` and writes them after its last
+//!   load from the frame. A caller on `SP_EL1` has its frame on the exception stack, which
+//!   no split breaks. The in-image cases `svc_entry_survives_a_retried_fault` and
+//!   `svc_return_survives_a_retried_fault` (`arch::ktest_svc`) stage a retried fault in each.
 //! - **Rights of pages already in a level-3 table** change in place, without
 //!   break-before-make: the descriptor, `dsb ishst`, `tlbi vaae1is` per page (`tlbi
 //!   vmalle1is` above 64 pages), `dsb ish`, `isb`. The inner-shareable forms reach every

@@ -13,15 +13,44 @@
 //! `x0`; every other register, `ELR_EL1` and `SPSR_EL1` are as the exception left them. The
 //! entry:
 //!
-//! 1. takes `x0` back and pops `SP_EL1`, so the exception stack is as it was;
-//! 2. selects the caller's stack (`SP_EL0`, or `SP_EL1` for a caller in exception context,
+//! 1. selects the caller's stack (`SP_EL0`, or `SP_EL1` for a caller in exception context,
 //!    from `SPSR_EL1.M[0]`) and places a [`TrapFrame`] below 128 bytes it leaves alone, so a
 //!    handler that blocks keeps its frame on its own thread's stack;
-//! 3. saves `x0`–`x30`, the caller's `sp`, `ELR_EL1`, `SPSR_EL1`, `q0`–`q31`, `FPSR`, `FPCR`;
-//! 4. sets `DAIF` as the caller had it (so the handler runs like a direct call) and calls
+//! 2. saves `x0`–`x30`, the caller's `sp`, `ELR_EL1`, `SPSR_EL1`, `q0`–`q31`, `FPSR`, `FPCR`
+//!    there, popping `SP_EL1` on the way, so the exception stack is as it was;
+//! 3. sets `DAIF` as the caller had it (so the handler runs like a direct call) and calls
 //!    the dispatcher, which writes the result into the frame's `x0`;
-//! 5. masks `DAIF`, restores everything (`ELR_EL1`/`SPSR_EL1` too, which an interrupt during
+//! 4. masks `DAIF`, restores everything (`ELR_EL1`/`SPSR_EL1` too, which an interrupt during
 //!    the handler may have changed) and returns with `eret` after the `svc`.
+//!
+//! # Faults while `ELR_EL1` and `SPSR_EL1` are live
+//!
+//! A caller on `SP_EL0` is a thread, whose stack is heap memory. On qemu-virt another CPU may
+//! be splitting the 2 MiB block holding it (page protection's break-before-make): a store to
+//! or load from it then takes a translation fault, which the board retries once the split
+//! is over, but that exception overwrites `ELR_EL1` and `SPSR_EL1`. So, for a caller on
+//! `SP_EL0`, neither register is live while the caller's stack is touched:
+//!
+//! - the entry reads them *before* its first store there and parks them, with `x1`, next
+//!   to the `x0` the vector stored, in the 144 bytes the vector reserved on `SP_EL1` (the
+//!   exception stack, which no split ever breaks). `SP_EL1` stays lowered over the parked
+//!   words until they are read back (a retried fault's handler pushes its frame below
+//!   `SP_EL1`); meanwhile the entry keeps `SPSel` = 1 and addresses the frame through a
+//!   register computed from `SP_EL0`. Only then does it pop `SP_EL1` and select `SP_EL0`.
+//!   A fault in that window is taken through the "current EL with SP_ELx" vector.
+//! - the return path loads the frame's `ELR`/`SPSR` and parks them, with the frame's `x0`
+//!   and `x1`, 32 bytes below `SP_EL1`; it sets `SP_EL0` to the frame's `sp` with `msr`,
+//!   loads the other registers from the frame, and only after its last load from the frame
+//!   writes `ELR_EL1`/`SPSR_EL1` from the parked words, pops them (`SP_EL1` is as before)
+//!   and `eret`s. [`resume_frame`] takes the same path.
+//!
+//! Interrupts are masked in both windows (by the exception entry; by the return path's first
+//! instruction), so only such synchronous faults can happen there. A caller on `SP_EL1`
+//! (EL1h, exception context) has its frame on the exception stack, which never faults: that
+//! path reads the registers after its stores and writes them before its loads, as it always
+//! did. A frame returning to EL1h must therefore lie on memory that no split breaks: the
+//! entry's does; [`resume_frame`] copies the frame onto the current stack, so an EL1h frame
+//! is resumed from exception context.
 //!
 //! SVE state beyond the low 128 bits of each vector is not saved: as on Linux, a syscall
 //! may discard it (and the board leaves SVE trapped).
@@ -53,12 +82,19 @@ pub struct TrapFrame {
 
 const _: () = {
     assert!(offset_of!(TrapFrame, x) == 0);
+    assert!(offset_of!(TrapFrame, sp) == 248);
+    assert!(offset_of!(TrapFrame, elr) == 256);
     assert!(offset_of!(TrapFrame, q) == 272);
     assert!(core::mem::size_of::<TrapFrame>() == 800);
 };
 
 /// Bytes below the caller's stack pointer the entry does not touch.
 const RED_ZONE: usize = 128;
+
+/// Bytes the board's vector lowers `SP_EL1` by before it branches to the entry (the
+/// contract in the module documentation): the caller's `x0` at the new `SP_EL1`; for a
+/// caller on `SP_EL0` the entry parks `x1`, `ELR_EL1` and `SPSR_EL1` in the next 24.
+const VECTOR_RESERVED: usize = 144;
 
 impl TrapFrame {
     /// Byte offset of the argument registers, for [`crate::trap_frame`].
@@ -120,6 +156,25 @@ impl core::fmt::Debug for TrapFrame {
 global_asm!(
     r#"
     .pushsection .text.uk_syscall, "ax"
+
+    /* x2-x29 to (`op` stp) or from (`op` ldp) their places in a frame at `base`. */
+    .macro  uk_syscall_x2_x29 op, base
+    \op     x2, x3, [\base, #16]
+    \op     x4, x5, [\base, #32]
+    \op     x6, x7, [\base, #48]
+    \op     x8, x9, [\base, #64]
+    \op     x10, x11, [\base, #80]
+    \op     x12, x13, [\base, #96]
+    \op     x14, x15, [\base, #112]
+    \op     x16, x17, [\base, #128]
+    \op     x18, x19, [\base, #144]
+    \op     x20, x21, [\base, #160]
+    \op     x22, x23, [\base, #176]
+    \op     x24, x25, [\base, #192]
+    \op     x26, x27, [\base, #208]
+    \op     x28, x29, [\base, #224]
+    .endm
+
     .balign 16
     .global uk_syscall_svc_entry
     .type uk_syscall_svc_entry, %function
@@ -127,35 +182,44 @@ uk_syscall_svc_entry:
     hint    #36
     mrs     x0, spsr_el1
     tbnz    x0, #0, 1f
-    /* The caller ran on SP_EL0 (EL1t, kernel code): its stack is SP_EL0. */
-    ldr     x0, [sp], #144
+    /* The caller ran on SP_EL0 (EL1t, kernel code): its stack may lie in a block another
+       CPU is splitting, and a fault there is retried but overwrites ELR_EL1 and SPSR_EL1.
+       So they are read before that stack is touched and parked, with x1, next to the
+       caller's x0 in the bytes the vector reserved on SP_EL1 (the exception stack, never
+       split). SP_EL1 stays lowered over the parked words (a retried fault's handler pushes
+       its frame below it) and selected until they are read back; the frame is addressed
+       through x0 meanwhile. A fault here comes through the SP_ELx vector. */
+    str     x1, [sp, #8]
+    mrs     x0, elr_el1
+    mrs     x1, spsr_el1
+    stp     x0, x1, [sp, #16]
+    mrs     x0, sp_el0
+    sub     x0, x0, #{below}
+    uk_syscall_x2_x29 stp, x0
+    add     x1, x0, #{below}
+    stp     x30, x1, [x0, #{x30}]
+    ldp     x2, x3, [sp, #0]
+    stp     x2, x3, [x0, #0]
+    ldp     x1, x2, [sp, #16]
+    add     sp, sp, #{reserved}
     msr     spsel, #0
+    mov     sp, x0
     b       2f
 1:
     /* The caller ran on SP_EL1 (EL1h: code running in exception context): its stack is
-       SP_EL1 itself, once the 16 bytes are popped. */
-    ldr     x0, [sp], #144
-2:
+       SP_EL1 itself, once the vector's bytes are popped: the exception stack, which no
+       split breaks, so nothing here can overwrite ELR_EL1 and SPSR_EL1 before they are
+       read. */
+    ldr     x0, [sp], #{reserved}
     sub     sp, sp, #{below}
     stp     x0, x1, [sp, #0]
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
+    uk_syscall_x2_x29 stp, sp
     add     x0, sp, #{below}
-    stp     x30, x0, [sp, #240]
+    stp     x30, x0, [sp, #{x30}]
     mrs     x1, elr_el1
     mrs     x2, spsr_el1
+2:
+    /* sp = the frame, x1 = ELR, x2 = SPSR of the caller. */
     stp     x1, x2, [sp, #{elr}]
     add     x3, sp, #{q}
     stp     q0, q1, [x3, #0]
@@ -187,7 +251,7 @@ uk_syscall_svc_entry:
     b       uk_syscall_svc_restore
     .size uk_syscall_svc_entry, . - uk_syscall_svc_entry
 
-    /* x0 = a 16-byte aligned frame; at EL1 with SP_EL0 selected. */
+    /* x0 = a 16-byte aligned frame; at EL1, with SP_EL0 or SP_EL1 selected. */
     .balign 16
     .global uk_syscall_svc_restore
     .type uk_syscall_svc_restore, %function
@@ -215,38 +279,46 @@ uk_syscall_svc_restore:
     msr     fpsr, x4
     msr     fpcr, x5
     ldp     x1, x2, [x0, #{elr}]
+    tbnz    x2, #0, 5f
+    /* Back to EL1t (SPSR.M[0] clear): the frame may lie on a thread's stack, in a block
+       another CPU is splitting, and a retried fault overwrites ELR_EL1 and SPSR_EL1. So
+       they are written only after the last load from the frame; until then they wait,
+       with the frame's x0 and x1, on SP_EL1 (the exception stack, never split), lowered
+       over them. The caller's stack pointer goes to SP_EL0 with msr (SP_EL1 selected). */
+    msr     spsel, #1
+    sub     sp, sp, #32
+    stp     x1, x2, [sp, #16]
+    ldp     x1, x2, [x0, #0]
+    stp     x1, x2, [sp, #0]
+    ldr     x1, [x0, #{sp_offset}]
+    msr     sp_el0, x1
+    uk_syscall_x2_x29 ldp, x0
+    ldr     x30, [x0, #{x30}]
+    ldp     x0, x1, [sp, #16]
+    msr     elr_el1, x0
+    msr     spsr_el1, x1
+    ldp     x0, x1, [sp], #32
+    eret
+5:
+    /* Back to EL1h: the frame is on the exception stack (the entry put it there), which no
+       split breaks, so ELR_EL1 and SPSR_EL1 may be written before the loads. The stack
+       pointer the frame returns with is SP_EL1's; the frame is addressed through x0. */
     msr     elr_el1, x1
     msr     spsr_el1, x2
-    /* The stack pointer the frame returns with belongs to the mode it returns to (SPSR.M[0]:
-       SP_EL1 for EL1h, SP_EL0 for EL1t); the frame is addressed through x0 meanwhile. */
-    tbnz    x2, #0, 5f
-    msr     spsel, #0
-    b       6f
-5:
     msr     spsel, #1
-6:
-    ldp     x2, x3, [x0, #16]
-    ldp     x4, x5, [x0, #32]
-    ldp     x6, x7, [x0, #48]
-    ldp     x8, x9, [x0, #64]
-    ldp     x10, x11, [x0, #80]
-    ldp     x12, x13, [x0, #96]
-    ldp     x14, x15, [x0, #112]
-    ldp     x16, x17, [x0, #128]
-    ldp     x18, x19, [x0, #144]
-    ldp     x20, x21, [x0, #160]
-    ldp     x22, x23, [x0, #176]
-    ldp     x24, x25, [x0, #192]
-    ldp     x26, x27, [x0, #208]
-    ldp     x28, x29, [x0, #224]
-    ldp     x30, x1, [x0, #240]
+    uk_syscall_x2_x29 ldp, x0
+    ldp     x30, x1, [x0, #{x30}]
     mov     sp, x1
     ldp     x0, x1, [x0, #0]
     eret
     .size uk_syscall_svc_restore, . - uk_syscall_svc_restore
+    .purgem uk_syscall_x2_x29
     .popsection
 "#,
     below = const RED_ZONE + core::mem::size_of::<TrapFrame>(),
+    reserved = const VECTOR_RESERVED,
+    x30 = const offset_of!(TrapFrame, x) + 30 * 8,
+    sp_offset = const offset_of!(TrapFrame, sp),
     elr = const offset_of!(TrapFrame, elr),
     q = const offset_of!(TrapFrame, q),
     fpsr = const offset_of!(TrapFrame, fpsr),
@@ -272,7 +344,10 @@ static KEEP_ENTRY: unsafe extern "C" fn() = uk_syscall_svc_entry;
 /// The frame is copied onto the current stack first, so it may live anywhere (a `Box`, the
 /// parent's stack). Call it at EL1 on the stack the new thread owns; the stack pointer of the
 /// mode the frame's `spsr` names (EL1t: `SP_EL0`, EL1h: `SP_EL1`) gets [`TrapFrame::sp`].
-/// Nothing of the current call chain survives.
+/// Nothing of the current call chain survives. The return path is the entry's (see
+/// *Faults while `ELR_EL1` and `SPSR_EL1` are live* in the module documentation): for an
+/// EL1t frame the copy may lie on a thread's stack, in memory another CPU may be splitting;
+/// resume an EL1h frame from exception context (on `SP_EL1`).
 ///
 /// # Safety
 ///

@@ -6,6 +6,8 @@ mod fault;
 pub mod irq;
 #[cfg(feature = "ktest")]
 mod ktest;
+#[cfg(feature = "ktest")]
+mod ktest_svc;
 mod mmu;
 mod protect;
 mod uart;
