@@ -23,6 +23,10 @@
 //! On x86_64 it also takes out musl's assembly that uses the red zone below the stack
 //! pointer, which the image's interrupts overwrite ([`Arch::removals`]): `fenv.s`, replaced
 //! by a `fenv.c` of this crate, and `exp2l.s`/`expm1l.s`, for which musl's generic C is built.
+//! And it changes one line ([`Arch::edits`]): x86_64's `a_crash()` (how `__stack_chk_fail`
+//! and mallocng's corruption checks end the program) is `hlt`, which faults in Linux user
+//! mode but only waits for an interrupt in ring 0, where the image runs C code; musl's
+//! generic store to address 0 takes its place, so the process dies of `SIGSEGV` as on Linux.
 //!
 //! So an image linking the result needs uk-syscall (for `uk_syscall6`) and uk-posix-process
 //! (for `uk_clone` and the handlers); in exchange no call of the C program traps, which
@@ -201,14 +205,48 @@ impl Arch {
         }
     }
 
-    /// Deletes [`Arch::removals`] from the musl tree at `tree` and writes
-    /// [`Arch::replacements`] into it. Running it again on the same tree changes nothing.
+    /// The lines this crate changes in musl's own files for this architecture: (path in
+    /// the tree, musl's text, the text put in its place), each applied where musl's text
+    /// is found once.
+    ///
+    /// - x86_64 `arch/x86_64/atomic_arch.h`: musl's `a_crash()`, which `abort`,
+    ///   `__stack_chk_fail` and mallocng's heap-corruption checks call to end the program
+    ///   at once, is `hlt`. In Linux user mode `hlt` is a privileged instruction, so it
+    ///   faults and the process dies of `SIGSEGV`; in this image C code runs in ring 0,
+    ///   where `hlt` waits for the next interrupt and then returns, and the program went on
+    ///   past the corruption it had just found. The replacement is musl's generic
+    ///   `a_crash`, a store to address 0, which faults on both boards (page 0 is unmapped)
+    ///   and so ends the process with `SIGSEGV`, as on Linux.
+    pub fn edits(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        match self {
+            Arch::X86_64 => &[(
+                "arch/x86_64/atomic_arch.h",
+                "__asm__ __volatile__( \"hlt\" : : : \"memory\" );",
+                "*(volatile char *)0 = 0; /* uk-musl: hlt does not fault in ring 0 */",
+            )],
+            Arch::Aarch64 => &[],
+        }
+    }
+
+    /// Deletes [`Arch::removals`] from the musl tree at `tree`, applies [`Arch::edits`] and
+    /// writes [`Arch::replacements`] into it. Running it again on the same tree changes
+    /// nothing; a tree where an edit finds neither musl's text nor its replacement is
+    /// [`Error::NotMuslTree`].
     fn patch_tree(self, tree: &Path) -> Result<(), Error> {
         for path in self.removals() {
             let file = tree.join(path);
             match fs::remove_file(&file) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&file)(e)),
                 _ => {}
+            }
+        }
+        for (path, musl, ours) in self.edits() {
+            let file = tree.join(path);
+            let text = fs::read_to_string(&file).map_err(io_at(&file))?;
+            if text.matches(musl).count() == 1 {
+                fs::write(&file, text.replace(musl, ours)).map_err(io_at(&file))?;
+            } else if !text.contains(ours) {
+                return Err(Error::NotMuslTree(file));
             }
         }
         for (path, text) in self.replacements() {
@@ -387,6 +425,13 @@ impl Builder {
         for path in self.arch.removals() {
             stamp += "removed ";
             stamp += path;
+            stamp += "\n";
+        }
+        for (path, _, ours) in self.arch.edits() {
+            stamp += "edited ";
+            stamp += path;
+            stamp += ": ";
+            stamp += ours;
             stamp += "\n";
         }
         for (path, text) in self.arch.replacements() {
@@ -862,6 +907,8 @@ mod tests {
         // Two of the files to remove; the third is already missing, which is no error.
         fs::write(src.join("src/fenv/x86_64/fenv.s"), "# red zone\n").unwrap();
         fs::write(src.join("src/math/x86_64/exp2l.s"), "# red zone\n").unwrap();
+        let atomic = "static inline void a_crash()\n{\n\t__asm__ __volatile__( \"hlt\" : : : \"memory\" );\n}\n";
+        fs::write(src.join("arch/x86_64/atomic_arch.h"), atomic).unwrap();
         fs::write(
             src.join("configure"),
             "#!/bin/sh\necho no compiler here\nexit 3\n",
@@ -894,8 +941,20 @@ mod tests {
         for path in Arch::X86_64.removals() {
             assert!(!copy.join(path).exists(), "{path}");
         }
+        let edited = fs::read_to_string(copy.join("arch/x86_64/atomic_arch.h")).unwrap();
+        assert!(edited.contains("*(volatile char *)0 = 0;") && !edited.contains("hlt\""));
         // Patching the same tree again (a reused build directory) changes nothing.
         Arch::X86_64.patch_tree(&copy).unwrap();
+        assert_eq!(
+            fs::read_to_string(copy.join("arch/x86_64/atomic_arch.h")).unwrap(),
+            edited
+        );
+        // A tree where the edit finds neither text is not the musl this crate knows.
+        fs::write(copy.join("arch/x86_64/atomic_arch.h"), "/* other */\n").unwrap();
+        assert!(matches!(
+            Arch::X86_64.patch_tree(&copy),
+            Err(Error::NotMuslTree(_))
+        ));
         for path in Arch::X86_64.removals() {
             assert!(!copy.join(path).exists(), "{path}");
         }
@@ -905,6 +964,11 @@ mod tests {
         // The given tree is untouched.
         assert!(!src.join("arch/x86_64/syscall_arch.h").exists());
         assert!(src.join("src/fenv/x86_64/fenv.s").exists());
+        assert!(
+            fs::read_to_string(src.join("arch/x86_64/atomic_arch.h"))
+                .unwrap()
+                .contains("hlt")
+        );
         assert!(!src.join("src/fenv/x86_64/fenv.c").exists());
         fs::remove_dir_all(out).unwrap();
     }
