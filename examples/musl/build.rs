@@ -23,6 +23,7 @@ fn main() {
             "c/suite_mmap.c",
             "c/suite_rights.c",
             "c/suite_segv.c",
+            "c/suite_traps.c",
             "c/suite_futex.c",
             "c/suite_wait.c",
             "c/suite_proc.c",

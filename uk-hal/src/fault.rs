@@ -1,13 +1,17 @@
-//! Memory faults that the code above the board may handle: the way to `SIGSEGV`.
+//! CPU faults that the code above the board may handle: the way to `SIGSEGV`, `SIGBUS`,
+//! `SIGILL`, `SIGFPE` and `SIGTRAP`.
 //!
-//! A board reports a CPU exception and ends the run, unless the exception is a memory
-//! fault (x86 `#PF`, Arm data or instruction abort from a translation or permission fault)
-//! that the faulting thread's own code could recover from. For those, a board that supports
-//! it first offers the fault to the hook installed here ([`set_hook`]): a process layer
-//! runs the program's `SIGSEGV` handler and answers [`FaultOutcome::Resume`], and the board
-//! returns to the faulting code with the registers the hook left (the faulting instruction
-//! again, unless the handler moved the program counter); [`FaultOutcome::Unhandled`] (or no
-//! hook) and the board reports the fault as before.
+//! A board reports a CPU exception and ends the run, unless the exception is a fault that
+//! the faulting thread's own code could recover from: a memory fault (x86 `#PF`, Arm data
+//! or instruction abort from a translation or permission fault), a misaligned access the
+//! CPU refuses, an undefined instruction, an integer division error, a general-protection
+//! fault or a breakpoint instruction ([`Fault`]). For those, a board that supports it first
+//! offers the fault to the hook installed here ([`set_hook`]): a process layer runs the
+//! program's signal handler and answers [`FaultOutcome::Resume`], and the board returns to
+//! the faulting code with the registers the hook left (the faulting instruction again,
+//! unless the handler moved the program counter); [`FaultOutcome::Unhandled`] (or no hook)
+//! and the board reports the fault as before. The hook may also end the faulting program
+//! and never return.
 //!
 //! # What a board promises when it calls [`offer`]
 //!
@@ -20,10 +24,12 @@
 //!   there, with interrupts as the faulting code had them (unmasked if they were), and the
 //!   board holds no lock and keeps no per-CPU state across the call. So the hook may block,
 //!   switch threads, take interrupts, fault again (and be offered that fault), or never
-//!   return (a handler that `siglongjmp`s away).
+//!   return (a handler that `siglongjmp`s away, a program that the fault ends).
 //! - The [`InterruptedRegisters`] name the faulting code's general registers, program
 //!   counter and stack pointer as [`crate::irq::Interrupts::interrupted_registers`] does for
 //!   an interrupt; what the hook writes to a writable one is what the code resumes with.
+//!   The program counter is where the CPU reports the fault: the faulting instruction for
+//!   every kind except an x86 breakpoint (`int3` is a trap: the instruction after it).
 //!
 //! Boards say in their documentation which faults they offer. A board that never calls
 //! [`offer`] keeps every fault fatal, which is also what happens while no hook is set.
@@ -43,13 +49,57 @@ pub enum FaultAccess {
     Execute,
 }
 
-/// A memory fault a board offers to the hook.
+/// A memory fault: an access the page tables refuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryFault {
     /// The address the access faulted at (x86 `CR2`, Arm `FAR_EL1`).
     pub addr: usize,
     /// What the access was.
     pub access: FaultAccess,
+}
+
+/// A fault a board offers to the hook.
+///
+/// Each kind says which exceptions it stands for; the signal a POSIX layer makes of it is
+/// Linux's for the same exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// An access the page tables refuse: x86 `#PF`, Arm data or instruction abort from a
+    /// translation or permission fault (`SIGSEGV`).
+    Memory(MemoryFault),
+    /// An access the CPU refuses for its alignment: an Arm alignment fault (`SIGBUS`,
+    /// `BUS_ADRALN`). `addr` is the address accessed.
+    Misaligned {
+        /// The address accessed (Arm `FAR_EL1`).
+        addr: usize,
+        /// What the access was.
+        access: FaultAccess,
+    },
+    /// An instruction the CPU does not execute: x86 `#UD`, an Arm instruction with an
+    /// unknown syndrome (`UDF` and undefined encodings; `SIGILL`, `ILL_ILLOPC`).
+    IllegalInstruction {
+        /// The instruction's address.
+        addr: usize,
+    },
+    /// An integer division by zero or whose quotient does not fit: x86 `#DE` (`SIGFPE`,
+    /// `FPE_INTDIV`). Arm's division does not fault.
+    DivideError {
+        /// The dividing instruction's address.
+        addr: usize,
+    },
+    /// An x86 general-protection fault (`#GP`): a non-canonical address, a bad segment, a
+    /// misaligned SSE operand (`SIGSEGV` with `SI_KERNEL` and no address, as on Linux).
+    GeneralProtection {
+        /// The faulting instruction's address.
+        addr: usize,
+    },
+    /// A breakpoint instruction: x86 `int3`, Arm `BRK` with an immediate the board does not
+    /// use itself (`SIGTRAP`).
+    Breakpoint {
+        /// The instruction's address (x86: of the `int3`, the program counter is past it).
+        addr: usize,
+    },
 }
 
 /// What the board does after the hook.
@@ -63,7 +113,7 @@ pub enum FaultOutcome {
 }
 
 /// A fault hook: gets the fault and the faulting code's registers, valid during the call.
-pub type FaultHook = fn(&MemoryFault, &InterruptedRegisters) -> FaultOutcome;
+pub type FaultHook = fn(&Fault, &InterruptedRegisters) -> FaultOutcome;
 
 /// The hook as an address (0: none).
 static HOOK: AtomicUsize = AtomicUsize::new(0);
@@ -86,7 +136,7 @@ fn from_address(address: usize) -> Option<FaultHook> {
 
 /// For boards: offers `fault` to the hook, on the promises of the [module
 /// documentation](self); [`FaultOutcome::Unhandled`] when none is installed.
-pub fn offer(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+pub fn offer(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
     hook().map_or(FaultOutcome::Unhandled, |hook| hook(fault, registers))
 }
 
@@ -97,8 +147,14 @@ mod tests {
 
     static LAYOUT: [RegisterSlot; GENERAL_REGISTERS] = [RegisterSlot::Absent; GENERAL_REGISTERS];
 
-    fn resume_on_writes(fault: &MemoryFault, _: &InterruptedRegisters) -> FaultOutcome {
-        if fault.access == FaultAccess::Write {
+    fn resume_on_writes(fault: &Fault, _: &InterruptedRegisters) -> FaultOutcome {
+        if matches!(
+            fault,
+            Fault::Memory(MemoryFault {
+                access: FaultAccess::Write,
+                ..
+            })
+        ) {
             FaultOutcome::Resume
         } else {
             FaultOutcome::Unhandled
@@ -114,14 +170,14 @@ mod tests {
         let registers = unsafe {
             InterruptedRegisters::new(core::ptr::NonNull::from(&mut frame).cast(), &LAYOUT)
         };
-        let write = MemoryFault {
+        let write = Fault::Memory(MemoryFault {
             addr: 0x1000,
             access: FaultAccess::Write,
-        };
-        let read = MemoryFault {
+        });
+        let read = Fault::Memory(MemoryFault {
             addr: 0x1000,
             access: FaultAccess::Read,
-        };
+        });
         assert!(set_hook(None).is_none());
         assert_eq!(offer(&write, &registers), FaultOutcome::Unhandled);
         assert!(set_hook(Some(resume_on_writes)).is_none());

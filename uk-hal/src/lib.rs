@@ -30,9 +30,11 @@
 //!   handler runs, [`irq::Interrupts::interrupted_registers`] gives it the interrupted
 //!   code's registers ([`irq::InterruptedRegisters`]: each board's frame described by a
 //!   table in Linux's `ucontext_t` order), which a process layer hands to signal handlers.
-//! - [`fault`]: memory faults a board offers to a hook before it reports them
-//!   ([`fault::set_hook`], [`fault::offer`]), so a process layer can run a program's
-//!   `SIGSEGV` handler and resume the faulting code.
+//! - [`fault`]: CPU faults a board offers to a hook before it reports them (memory
+//!   faults, misaligned accesses, undefined instructions, division errors, x86 general
+//!   protection, breakpoints; [`fault::set_hook`], [`fault::offer`]), so a process layer
+//!   can run a program's `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE` or `SIGTRAP` handler and
+//!   resume the faulting code, or end the program as the signal's default action does.
 //!
 //! # Example
 //!

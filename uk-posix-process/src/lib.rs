@@ -197,8 +197,9 @@ pub fn install(host: &'static dyn ThreadHost) {
         leave: interrupt::syscall_leaving,
     });
     uk_sched::irq::set_timer_exit_hook(interrupt::timer_interrupt_ends);
-    // A memory fault in C code runs its SIGSEGV handler where the board offers it.
-    uk_hal::fault::set_hook(Some(fault::memory_fault));
+    // A CPU fault in C code (a memory fault, an undefined instruction, ...) runs its
+    // signal handler, or ends its process, where the board offers it.
+    uk_hal::fault::set_hook(Some(fault::cpu_fault));
     // Under a preemptive scheduler only application code is preempted: a system call runs
     // to its next block or return, so no thread is switched away from while it holds the
     // layer's or the VFS's locks.

@@ -97,8 +97,16 @@ pub type SigSet = u64;
 pub const SIGHUP: i32 = 1;
 /// Interrupt.
 pub const SIGINT: i32 = 2;
+/// Illegal instruction: an instruction the CPU does not execute (x86 `#UD`, Arm `UDF`).
+pub const SIGILL: i32 = 4;
+/// Trace/breakpoint trap: a breakpoint instruction (x86 `int3`, Arm `BRK`).
+pub const SIGTRAP: i32 = 5;
 /// Abort (`abort()`).
 pub const SIGABRT: i32 = 6;
+/// Bus error: an access the CPU refuses for its alignment (an Arm alignment fault).
+pub const SIGBUS: i32 = 7;
+/// Arithmetic exception: an integer division by zero or overflow (x86 `#DE`).
+pub const SIGFPE: i32 = 8;
 /// Kill: cannot be caught, blocked or ignored.
 pub const SIGKILL: i32 = 9;
 /// Invalid memory reference: an access against page rights or outside mapped memory
@@ -134,6 +142,51 @@ pub const SIGVTALRM: i32 = 26;
 pub const SIGPROF: i32 = 27;
 /// Window size change (ignored by default).
 pub const SIGWINCH: i32 = 28;
+
+/// The name of signal `sig` (`"SIGSEGV"`), for log lines; `"SIGRT"` for a real-time signal
+/// and `"signal"` for a number that names none.
+pub fn name(sig: i32) -> &'static str {
+    match sig {
+        SIGHUP => "SIGHUP",
+        SIGINT => "SIGINT",
+        3 => "SIGQUIT",
+        SIGILL => "SIGILL",
+        SIGTRAP => "SIGTRAP",
+        SIGABRT => "SIGABRT",
+        SIGBUS => "SIGBUS",
+        SIGFPE => "SIGFPE",
+        SIGKILL => "SIGKILL",
+        SIGUSR1 => "SIGUSR1",
+        SIGSEGV => "SIGSEGV",
+        SIGUSR2 => "SIGUSR2",
+        SIGPIPE => "SIGPIPE",
+        SIGALRM => "SIGALRM",
+        SIGTERM => "SIGTERM",
+        SIGCHLD => "SIGCHLD",
+        SIGCONT => "SIGCONT",
+        SIGSTOP => "SIGSTOP",
+        SIGTSTP => "SIGTSTP",
+        SIGTTIN => "SIGTTIN",
+        SIGTTOU => "SIGTTOU",
+        SIGURG => "SIGURG",
+        SIGVTALRM => "SIGVTALRM",
+        SIGPROF => "SIGPROF",
+        SIGWINCH => "SIGWINCH",
+        SIGRTMIN_KERNEL..=64 => "SIGRT",
+        _ => "signal",
+    }
+}
+
+/// Register `n` of the interrupted or faulting code a delivery runs on top of.
+///
+/// The layer holds [`InterruptedRegisters`] only while the interrupt handler or fault hook
+/// that got them from the board runs (a delivery at an interrupt, [`crate::fault`]), which
+/// is what [`InterruptedRegisters::get`] asks for.
+pub(crate) fn saved_register(registers: &InterruptedRegisters, n: usize) -> Option<usize> {
+    // SAFETY: see above: the board's frame is live while its handler or hook runs, and
+    // the layer keeps no `InterruptedRegisters` beyond that.
+    unsafe { registers.get(n) }
+}
 
 /// Handler value: the default action.
 pub const SIG_DFL: usize = 0;
@@ -179,6 +232,14 @@ pub const SI_KERNEL: i32 = 0x80;
 pub const SEGV_MAPERR: i32 = 1;
 /// `si_code` of a `SIGSEGV`: memory is mapped there, without the right for the access.
 pub const SEGV_ACCERR: i32 = 2;
+/// `si_code` of a `SIGBUS`: a misaligned address.
+pub const BUS_ADRALN: i32 = 1;
+/// `si_code` of a `SIGILL`: an illegal opcode.
+pub const ILL_ILLOPC: i32 = 1;
+/// `si_code` of a `SIGFPE`: an integer division by zero.
+pub const FPE_INTDIV: i32 = 1;
+/// `si_code` of a `SIGTRAP`: a breakpoint instruction.
+pub const TRAP_BRKPT: i32 = 1;
 
 /// The first real-time signal (the kernel's numbering; libcs keep a few for themselves, so
 /// their `SIGRTMIN` is higher). Real-time signals queue: each one sent is delivered, in
@@ -911,9 +972,7 @@ fn run_handler(
         let mut reported = [0u64; GENERAL_REGISTERS];
         if let Some(registers) = &interrupted {
             for (n, value) in reported.iter_mut().enumerate() {
-                // SAFETY: the registers of the interrupt this delivery runs on top of (the
-                // board's `Interrupts::interrupted_registers`), whose handler is running.
-                *value = unsafe { registers.get(n) }.unwrap_or(0) as u64;
+                *value = saved_register(registers, n).unwrap_or(0) as u64;
             }
             context[UC_REGISTERS_WORD..UC_REGISTERS_WORD + GENERAL_REGISTERS]
                 .copy_from_slice(&reported);

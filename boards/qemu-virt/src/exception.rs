@@ -3,14 +3,14 @@
 //! Every one of the 16 vectors saves an [`ExceptionFrame`] (all general registers, the
 //! interrupted SP, `ELR_EL1`, `SPSR_EL1`, `ESR_EL1`, `FAR_EL1`) with the FP/SIMD registers
 //! below it ([`SavedState`]) and passes it with its vector number to the handler, which
-//! prints a [`Report`] and hands over to `uk_rt::fatal_exception`, or first offers a memory
-//! fault to `uk_hal::fault` ([`offered_fault`]). Decoding and formatting live here, apart
-//! from the assembly, and are tested on the host.
+//! prints a [`Report`] and hands over to `uk_rt::fatal_exception`, or first offers a fault
+//! a thread's code may recover from to `uk_hal::fault` ([`offered_fault`]). Decoding and
+//! formatting live here, apart from the assembly, and are tested on the host.
 
 use core::fmt;
 
 use uk_hal::PageAccess;
-use uk_hal::fault::{FaultAccess, MemoryFault};
+use uk_hal::fault::{Fault, FaultAccess, MemoryFault};
 
 use crate::memmap::Range;
 
@@ -88,46 +88,99 @@ pub const BRK_FAULT_REPORT: u16 = 0xfa02;
 
 /// The immediate of a `brk` (`ESR_EL1.EC` 0x3c, `ISS[15:0]`); `None` for other classes.
 pub const fn brk_immediate(esr: u64) -> Option<u16> {
-    if exception_class(esr) == 0x3c {
+    if exception_class(esr) == EC_BRK {
         Some((esr & 0xffff) as u16)
     } else {
         None
     }
 }
 
-/// The memory fault that a synchronous exception at the current EL reports, if it is one
-/// the board may offer to `uk_hal::fault` (the caller also checks that it came through
-/// the `SP_EL0` vector and is not retried, not nested in a report, and that a hook is
-/// set): a data abort (EC 0x25) or instruction abort (EC 0x21) with a translation fault
-/// (`xFSC` 0b0001LL) or permission fault (0b0011LL) and a valid `FAR_EL1` (`FnV` clear),
-/// taken from EL1t (a thread, on `SP_EL0`) with IRQs unmasked (`SPSR_EL1.I` clear). Not
-/// alignment faults, tag check faults or anything else.
+/// `ESR_EL1.EC` of an exception with an unknown reason: `udf`, undefined encodings.
+const EC_UNKNOWN: u8 = 0x00;
+/// `ESR_EL1.EC` of an instruction abort taken at the current exception level.
+const EC_INSTRUCTION_ABORT: u8 = 0x21;
+/// `ESR_EL1.EC` of a PC alignment fault: a branch to an address not a multiple of 4.
+const EC_PC_ALIGNMENT: u8 = 0x22;
+/// `ESR_EL1.EC` of a data abort taken at the current exception level.
+const EC_DATA_ABORT: u8 = 0x25;
+/// `ESR_EL1.EC` of a `brk` instruction.
+const EC_BRK: u8 = 0x3c;
+/// `ESR_EL1.ISS.FnV` (bit 10) of an abort: `FAR_EL1` is not valid.
+const ESR_FNV: u64 = 1 << 10;
+/// `ESR_EL1.ISS.WnR` (bit 6) of a data abort: the access was a write.
+const ESR_WNR: u64 = 1 << 6;
+/// Fault status code (`DFSC`) of an alignment fault.
+pub const FSC_ALIGNMENT: u8 = 0b10_0001;
+
+/// The fault that a synchronous exception at the current EL reports, if it is one the
+/// board may offer to `uk_hal::fault` (the caller also checks that it came through the
+/// `SP_EL0` vector and is not retried, not nested in a report, and that a hook is set).
 ///
-/// The address is `FAR_EL1` as it is; the access is `Execute` for an instruction abort,
-/// else `Write` when `ESR_EL1.WnR` (bit 6) is set, else `Read`.
-pub const fn offered_fault(frame: &ExceptionFrame) -> Option<MemoryFault> {
-    let esr = frame.esr;
-    let ec = exception_class(esr);
-    let status = esr & 0x3c;
-    if !matches!(ec, 0x21 | 0x25)
-        || !matches!(status, 0b00_0100 | 0b00_1100)
-        || esr & (1 << 10) != 0
-        || frame.spsr & SPSR_MODE != SPSR_EL1T
-        || frame.spsr & SPSR_I != 0
-    {
+/// Only an exception taken from EL1t (a thread, on `SP_EL0`) with IRQs unmasked
+/// (`SPSR_EL1.I` clear) is offered, and only these:
+///
+/// - a data abort (EC 0x25) or instruction abort (EC 0x21) with a translation fault
+///   (`xFSC` 0b0001LL) or permission fault (0b0011LL) and a valid `FAR_EL1` (`FnV` clear):
+///   [`Fault::Memory`] at `FAR_EL1` as it is, `Execute` for an instruction abort, else
+///   `Write` when `ESR_EL1.WnR` (bit 6) is set, else `Read`;
+/// - a data abort with an alignment fault ([`FSC_ALIGNMENT`]; `FnV` clear):
+///   [`Fault::Misaligned`] at `FAR_EL1`, `Write` or `Read` from `WnR` as above. With
+///   `SCTLR_EL1.A` clear (this board) that is an exclusive, acquire/release or atomic
+///   access that is not naturally aligned (FEAT_LSE2 relaxes this for some of them within
+///   an aligned 16 bytes), or any misaligned access to Device memory;
+/// - a PC alignment fault (EC 0x22): [`Fault::Misaligned`] at `FAR_EL1` (the misaligned
+///   branch target), `Execute`;
+/// - an exception with an unknown reason (EC 0x00: `udf`, an undefined encoding):
+///   [`Fault::IllegalInstruction`] at `ELR_EL1`;
+/// - a `brk` (EC 0x3c) with any immediate but the fault trampoline's own
+///   ([`BRK_FAULT_RESUME`], [`BRK_FAULT_REPORT`]): [`Fault::Breakpoint`] at `ELR_EL1`
+///   (the `brk` itself).
+///
+/// Not access flag, address size, tag check or external aborts, SP alignment faults, nor
+/// any other class: those are always reported.
+pub const fn offered_fault(frame: &ExceptionFrame) -> Option<Fault> {
+    if frame.spsr & SPSR_MODE != SPSR_EL1T || frame.spsr & SPSR_I != 0 {
         return None;
     }
-    let access = if ec == 0x21 {
-        FaultAccess::Execute
-    } else if esr & (1 << 6) != 0 {
+    let esr = frame.esr;
+    let far = frame.far as usize;
+    let data_access = if esr & ESR_WNR != 0 {
         FaultAccess::Write
     } else {
         FaultAccess::Read
     };
-    Some(MemoryFault {
-        addr: frame.far as usize,
-        access,
-    })
+    match exception_class(esr) {
+        EC_UNKNOWN => Some(Fault::IllegalInstruction {
+            addr: frame.elr as usize,
+        }),
+        EC_BRK => match brk_immediate(esr) {
+            Some(BRK_FAULT_RESUME | BRK_FAULT_REPORT) | None => None,
+            Some(_) => Some(Fault::Breakpoint {
+                addr: frame.elr as usize,
+            }),
+        },
+        EC_PC_ALIGNMENT => Some(Fault::Misaligned {
+            addr: far,
+            access: FaultAccess::Execute,
+        }),
+        // Bit 10 is `FnV` only in an abort's syndrome (in a `brk`'s, part of the immediate).
+        _ if esr & ESR_FNV != 0 => None,
+        EC_DATA_ABORT if (esr & 0x3f) as u8 == FSC_ALIGNMENT => Some(Fault::Misaligned {
+            addr: far,
+            access: data_access,
+        }),
+        ec @ (EC_INSTRUCTION_ABORT | EC_DATA_ABORT)
+            if matches!(esr & 0x3c, 0b00_0100 | 0b00_1100) =>
+        {
+            let access = if ec == EC_INSTRUCTION_ABORT {
+                FaultAccess::Execute
+            } else {
+                data_access
+            };
+            Some(Fault::Memory(MemoryFault { addr: far, access }))
+        }
+        _ => None,
+    }
 }
 
 /// Where a vector sits in the table (`VBAR_EL1 + 0x80 * vector`): source and type.
@@ -604,10 +657,10 @@ mod tests {
             offered_fault(&f)
         };
         let at = |access| {
-            Some(MemoryFault {
+            Some(Fault::Memory(MemoryFault {
                 addr: 0x4060_3008,
                 access,
-            })
+            }))
         };
         for level in 0..4 {
             // Translation and permission faults of loads, stores and instruction fetches.
@@ -634,20 +687,105 @@ mod tests {
             assert_eq!(fault((0x25 << 26) | 0b1000 | level, thread), None);
             assert_eq!(fault((0x25 << 26) | level, thread), None);
         }
-        // Nor alignment faults, tag check faults, an invalid FAR, other classes.
-        assert_eq!(fault((0x25 << 26) | 0x21, thread), None, "alignment");
+        // Nor tag check faults, external aborts, an invalid FAR, other classes.
         assert_eq!(
             fault((0x25 << 26) | FSC_TAG_CHECK as u64, thread),
             None,
             "tag check"
         );
+        assert_eq!(fault((0x25 << 26) | 0b01_0000, thread), None, "external");
         assert_eq!(
             fault((0x25 << 26) | (1 << 10) | 0b0111, thread),
             None,
             "FnV"
         );
-        assert_eq!(fault((0x3c << 26) | 0b0111, thread), None, "brk");
-        assert_eq!(fault((0x22 << 26) | 0b0111, thread), None, "PC alignment");
+        for ec in [
+            0x01, 0x07, 0x0e, 0x15, 0x18, 0x20, 0x24, 0x26, 0x2f, 0x30, 0x32, 0x34,
+        ] {
+            assert_eq!(
+                fault((ec << 26) | (1 << 25) | 0b0111, thread),
+                None,
+                "EC {ec:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn offered_alignment_faults() {
+        let thread = 0x344;
+        let fault = |esr: u64, far: u64, spsr: u64| {
+            let mut f = frame(esr, far);
+            f.spsr = spsr;
+            offered_fault(&f)
+        };
+        // A data abort with DFSC 0b100001: misaligned at FAR, the access from WnR.
+        let load = (0x25 << 26) | (1 << 25) | FSC_ALIGNMENT as u64;
+        let misaligned = |addr, access| Some(Fault::Misaligned { addr, access });
+        assert_eq!(
+            fault(load, 0x4060_300c, thread),
+            misaligned(0x4060_300c, FaultAccess::Read)
+        );
+        assert_eq!(
+            fault(load | (1 << 6), 0x4060_3014, thread),
+            misaligned(0x4060_3014, FaultAccess::Write)
+        );
+        // A PC alignment fault: the misaligned branch target (FAR), an instruction fetch.
+        assert_eq!(
+            fault((0x22 << 26) | (1 << 25), 0x4020_1236, thread),
+            misaligned(0x4020_1236, FaultAccess::Execute)
+        );
+        // Under the same conditions as memory faults only.
+        assert_eq!(fault(load, 0x4060_300c, thread | (1 << 7)), None);
+        assert_eq!(fault(load, 0x4060_300c, 0x345), None);
+        assert_eq!(fault((0x22 << 26) | (1 << 25), 0x4020_1236, 0x3c5), None);
+        assert_eq!(fault(load | (1 << 10), 0x4060_300c, thread), None, "FnV");
+        // Not an instruction abort with that status (reserved), not from a lower EL, not
+        // an SP alignment fault.
+        assert_eq!(
+            fault((0x21 << 26) | FSC_ALIGNMENT as u64, 0x10, thread),
+            None
+        );
+        assert_eq!(
+            fault((0x24 << 26) | FSC_ALIGNMENT as u64, 0x10, thread),
+            None
+        );
+        assert_eq!(fault((0x26 << 26) | (1 << 25), 0x10, thread), None);
+    }
+
+    #[test]
+    fn offered_instruction_faults() {
+        let thread = 0x344;
+        let fault = |esr: u64, spsr: u64| {
+            let mut f = frame(esr, 0xdead_0000);
+            f.spsr = spsr;
+            offered_fault(&f)
+        };
+        // `udf #imm` and undefined encodings (EC 0x00, IL set, ISS 0): at ELR, not FAR.
+        let udf = 1 << 25;
+        let illegal = Some(Fault::IllegalInstruction { addr: 0x4020_1234 });
+        assert_eq!(fault(udf, thread), illegal);
+        assert_eq!(fault(udf, thread | (1 << 7)), None, "IRQs masked");
+        assert_eq!(fault(udf, 0x3c5), None, "EL1h");
+        // `brk` with any immediate but the trampoline's two: at ELR (the `brk` itself).
+        let brk = |imm: u16| (0x3c << 26) | (1 << 25) | u64::from(imm);
+        let breakpoint = Some(Fault::Breakpoint { addr: 0x4020_1234 });
+        // 0x3e8: GCC's `__builtin_trap`; 0x400 sets bit 10 (an abort's FnV) and 0x40 bit 6
+        // (WnR): neither means anything for a `brk`.
+        for imm in [
+            0, 1, 0x3c, 0x3e8, 0x400, 0x440, 0xf000, 0xfa00, 0xfa03, 0xffff,
+        ] {
+            assert_eq!(fault(brk(imm), thread), breakpoint, "brk #{imm:#x}");
+        }
+        for imm in [BRK_FAULT_RESUME, BRK_FAULT_REPORT] {
+            assert_eq!(fault(brk(imm), thread), None, "brk #{imm:#x}");
+        }
+        assert_eq!(fault(brk(0x3e8), thread | (1 << 7)), None, "IRQs masked");
+        assert_eq!(fault(brk(0x3e8), 0x3c5), None, "EL1h");
+        // Neither is a BKPT from AArch32 (EC 0x38), a hardware breakpoint (EC 0x30/0x31)
+        // or an SVC.
+        assert_eq!(fault((0x38 << 26) | 0x3e8, thread), None);
+        assert_eq!(fault((0x30 << 26) | 0x3e8, thread), None);
+        assert_eq!(fault((0x15 << 26) | (1 << 25), thread), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! monotonic clock from the generic timer, the usable memory map and the command line from
 //! the device tree, exit with a status through semihosting and power-off through PSCI. CPU
 //! exceptions are reported with every register and handed to `uk_rt::fatal_exception`;
-//! a thread's memory faults are first offered to `uk_hal::fault` (*Memory faults*).
+//! a thread's memory and alignment faults, undefined instructions and breakpoints are first
+//! offered to `uk_hal::fault` (*Faults offered to the hook*).
 //!
 //! # Booting it
 //!
@@ -133,19 +134,40 @@
 //!   read of a page with no access is a "translation fault at level 3, on a read", a write
 //!   to a read-only page a "permission fault at level 3, on a write", and the `FAR_EL1`
 //!   line adds "(protected page: no access)" or "(protected page: read-only)". A thread's
-//!   fault is offered to the fault hook first (*Memory faults*).
+//!   fault is offered to the fault hook first (*Faults offered to the hook*).
 //!
-//! # Memory faults
+//! # Faults offered to the hook
 //!
-//! The board offers to `uk_hal::fault`'s hook ([`uk_hal::fault::offer`]) a data abort (EC
-//! 0x25) or instruction abort (EC 0x21) with a translation fault (`xFSC` 0b0001LL) or
-//! permission fault (0b0011LL) and a valid `FAR_EL1`, taken from EL1t (a thread, on
-//! `SP_EL0`) with IRQs unmasked (`SPSR_EL1.I` clear), when a hook is set, the fault is not
-//! one the board retries itself (a block being split) and no report is under way
-//! ([`exception::offered_fault`]). The [`uk_hal::fault::MemoryFault`] is `FAR_EL1` as it
-//! is, and `Execute` for an instruction abort, else `Write` if `ESR_EL1.WnR`, else `Read`.
-//! Nothing else is offered: not alignment or tag check faults, not faults on `SP_EL1`
-//! (exception context) or with IRQs masked (handlers, critical sections).
+//! The board offers to `uk_hal::fault`'s hook ([`uk_hal::fault::offer`]) a synchronous
+//! exception taken from EL1t (a thread, on `SP_EL0`) with IRQs unmasked (`SPSR_EL1.I`
+//! clear), when a hook is set, the exception is not a fault the board retries itself (a
+//! block being split) and no report is under way ([`exception::offered_fault`]), if it is
+//! one of these ([`uk_hal::fault::Fault`]):
+//!
+//! - a data abort (EC 0x25) or instruction abort (EC 0x21) with a translation fault
+//!   (`xFSC` 0b0001LL) or permission fault (0b0011LL) and a valid `FAR_EL1`: `Memory` at
+//!   `FAR_EL1` as it is, `Execute` for an instruction abort, else `Write` if `ESR_EL1.WnR`,
+//!   else `Read`;
+//! - a data abort with an alignment fault (`DFSC` 0b100001): `Misaligned` at `FAR_EL1`,
+//!   `Write` or `Read` from `WnR`. The board leaves `SCTLR_EL1.A` clear, so plain loads and
+//!   stores to Normal memory may be misaligned; exclusive, acquire/release and atomic
+//!   accesses must be naturally aligned (FEAT_LSE2, which `-cpu max` has, relaxes this for
+//!   some of them within an aligned 16 bytes), and Device memory accesses always. QEMU's
+//!   TCG sets `WnR` for a load-exclusive's alignment fault (a write, then);
+//! - a PC alignment fault (EC 0x22, a branch to an address not a multiple of 4):
+//!   `Misaligned` at the target (`FAR_EL1`, also the PC), `Execute`;
+//! - an exception with an unknown reason (EC 0x00: `udf`, an undefined or unallocated
+//!   encoding): `IllegalInstruction` at `ELR_EL1`, the instruction;
+//! - a `brk` (EC 0x3c) with any immediate but the trampoline's two (0xfa01, 0xfa02, see
+//!   below): `Breakpoint` at `ELR_EL1`, the `brk` itself (the hook moves the PC past it to
+//!   go on). Other crates' `brk`s (uk-context's `#0x3c` after a thread's entry returned,
+//!   `#1` in tests, LLVM's `#1` for a trap, GCC's `#0x3e8` for `__builtin_trap`) are
+//!   offered like any, and reported as before when the hook answers `Unhandled`.
+//!
+//! Nothing else is offered: not tag check faults (MTE; reported with both tags), access
+//! flag, address size or external aborts, SP alignment faults (EC 0x26), other classes, the
+//! failed semihosting call at exit; not exceptions on `SP_EL1` (exception context) or with
+//! IRQs masked (handlers, critical sections).
 //!
 //! The hook runs off the exception stack: the handler copies everything the vector saved
 //! (`x0`-`x30`, SP, `ELR`, `SPSR`, `ESR`, `FAR`, `FPCR`, `FPSR`, `q0`-`q31`;
@@ -219,7 +241,7 @@
 //!   `aarch64-cpu`), `uart` (a lock-free, transmit-only PL011 driver; why not a crate: see
 //!   there), `irq` (the GIC, IRQ entry, generic timer, secondary CPUs), `protect` (page
 //!   protection on the live tables, the retry of faults in a block being split), `fault`
-//!   (memory faults offered to the hook, off the exception stack), `ktest`
+//!   (faults offered to the hook, off the exception stack), `ktest`
 //!   (in-image tests), and the `QemuVirt` platform with boot and the exception handler.
 //!
 //! # Features
@@ -237,12 +259,17 @@
 //!   ranges are refused and change nothing; a range across a 2 MiB boundary; `OutOfTables`
 //!   under a heap limit changes nothing; a 1 GiB block is split (with `--mem 2G`; skipped
 //!   with less RAM); a retried fault returns to the faulting instruction with every
-//!   register kept. Memory faults offered to a hook: a hook that makes a page read-write
-//!   and resumes (a read of a no-access page, a write to a read-only one: address and
-//!   access as offered, the hook on the faulting stack with IRQs unmasked); a hook that
-//!   moves the PC past a faulting `ldr` and sets a register (the other registers, `x16`,
-//!   `x17`, SIMD and flags survive); a hook that declines an instruction fetch from the heap
-//!   (the usual report; must fail); no offer with IRQs masked (must fail).
+//!   register kept. Faults offered to a hook: a hook that makes a page read-write and
+//!   resumes (a read of a no-access page, a write to a read-only one: address and access as
+//!   offered, the hook on the faulting stack with IRQs unmasked); a hook that moves the PC
+//!   past the faulting instruction and sets a register (the other registers, `x16`, `x17`,
+//!   SIMD and flags survive; kind, address, access and PC as offered) for a faulting `ldr`,
+//!   `udf #0` (illegal instruction), `brk #0x3e8` (breakpoint), a misaligned `ldar`,
+//!   `stlr` and `ldxr` (misaligned read, write, and either) and a branch to a misaligned
+//!   target (misaligned execute); a hook that declines an instruction fetch from the heap
+//!   and one that declines a `udf` (the usual reports; must fail); no offer with IRQs
+//!   masked (must fail); the trampoline's `brk #0xfa01` elsewhere is reported, not offered
+//!   (must fail).
 //!
 //! # Boot time under TCG
 //!

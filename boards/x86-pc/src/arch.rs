@@ -24,10 +24,12 @@
 //! 32 stubs of 16 bytes each push a zero error code where the CPU does not push one, then
 //! the vector number, and jump to a common path that saves the 15 general registers and
 //! calls [`crate::boot::exception_entry`] with a pointer to the resulting
-//! [`ExceptionFrame`](crate::report::ExceptionFrame), which never returns. The page fault's
-//! stub has a path of its own that calls [`crate::boot::page_fault_entry`] instead: when that
-//! returns (a fault hook recovered the fault), the path restores every register from the
-//! frame, drops the vector and error code and returns to the faulting code with `iretq`.
+//! [`ExceptionFrame`](crate::report::ExceptionFrame), which never returns. The stubs of the
+//! exceptions offered to a fault hook ([`crate::report::OFFERED_VECTORS`]: `#DE`, `#BP`,
+//! `#UD`, `#GP`, `#PF`) have a path of their own that calls
+//! [`crate::boot::recoverable_fault_entry`] instead: when that returns (the hook recovered
+//! the fault), the path restores every register from the frame, drops the vector and error
+//! code and returns to the faulting code with `iretq`.
 //! Every vector but the double fault runs on the interrupted stack; the double fault runs
 //! on its own (IST 1 of the TSS), so an overflow of the boot stack into its unmapped guard
 //! page is reported instead of ending in a triple fault.
@@ -219,8 +221,8 @@ uk_exception_stubs:
     .byte 0x6a, 0               /* push $0: no CPU error code */
     .endif
     .byte 0x6a, uk_vector       /* push $vector */
-    .if uk_vector == 14
-    jmp uk_page_fault_common
+    .if (({offered} >> uk_vector) & 1) == 1
+    jmp uk_recoverable_fault_common
     .else
     jmp uk_exception_common
     .endif
@@ -255,16 +257,17 @@ uk_exception_common:
     call {exception_entry}
     ud2
 
-    /* The page fault: `page_fault_entry` returns when a fault hook recovered the fault.
-       Every register comes back from the frame, which the hook may have changed (RIP and
-       RSP among them: `iretq` pops both), the vector and error code are dropped, and the
-       faulting code resumes. The frame lies on the faulting thread's stack (no IST), so a
-       hook that switched threads meanwhile finds it there when this thread runs again. */
-uk_page_fault_common:
+    /* The exceptions offered to the fault hook (#DE, #BP, #UD, #GP, #PF):
+       `recoverable_fault_entry` returns when the hook recovered the fault. Every register
+       comes back from the frame, which the hook may have changed (RIP and RSP among them:
+       `iretq` pops both), the vector and error code are dropped, and the faulting code
+       resumes. The frame lies on the faulting thread's stack (no IST), so a hook that
+       switched threads meanwhile finds it there when this thread runs again. */
+uk_recoverable_fault_common:
     uk_save_registers
     movq %rsp, %rdi
     cld
-    call {page_fault_entry}
+    call {recoverable_fault_entry}
     popq %r15
     popq %r14
     popq %r13
@@ -380,7 +383,8 @@ uk_boot_stack_top:
     "#,
     boot_main = sym crate::boot::boot_main,
     exception_entry = sym crate::boot::exception_entry,
-    page_fault_entry = sym crate::boot::page_fault_entry,
+    recoverable_fault_entry = sym crate::boot::recoverable_fault_entry,
+    offered = const crate::report::OFFERED_VECTORS,
     irq_entry = sym crate::interrupts::irq_entry,
     pt_pool = const PT_POOL_PAGES,
     df_stack = const DOUBLE_FAULT_STACK_SIZE,

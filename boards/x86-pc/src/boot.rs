@@ -284,16 +284,17 @@ pub(crate) extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
     report_exception(frame, arch::cr2())
 }
 
-/// Called by the page fault's stub with the saved registers (on the faulting stack, with
-/// interrupts masked). Offers the fault to [`uk_hal::fault::offer`] when
+/// Called by the stubs of [`report::OFFERED_VECTORS`] (`#DE`, `#BP`, `#UD`, `#GP`, `#PF`)
+/// with the saved registers (on the faulting stack, with interrupts masked). Offers the
+/// fault ([`report::offered_fault`]) to [`uk_hal::fault::offer`] when
 /// [`report::offers_fault`] says so: with interrupts unmasked for the call, as the faulting
 /// code had them, and nothing of the board's held across it (the frame is on the faulting
 /// thread's stack, `IN_HANDLER` is clear and stays so, no per-CPU state is touched), so the
 /// hook may block, switch threads, take interrupts, fault again or never return. Returns
 /// when the hook answered [`FaultOutcome::Resume`](uk_hal::fault::FaultOutcome::Resume):
 /// the stub then resumes the faulting code with the registers in `frame`, as the hook left
-/// them. Otherwise reports the fault as [`exception_entry`] does.
-pub(crate) extern "C" fn page_fault_entry(frame: &mut ExceptionFrame) {
+/// them. Otherwise reports the exception as [`exception_entry`] does.
+pub(crate) extern "C" fn recoverable_fault_entry(frame: &mut ExceptionFrame) {
     // Before interrupts are unmasked: a fault in an interrupt handler or in the hook
     // changes CR2.
     let cr2 = arch::cr2();
@@ -303,11 +304,10 @@ pub(crate) extern "C" fn page_fault_entry(frame: &mut ExceptionFrame) {
         IN_HANDLER.load(Ordering::Relaxed),
         uk_hal::fault::hook().is_some(),
     );
-    if offered {
-        let fault = uk_hal::fault::MemoryFault {
-            addr: cr2 as usize,
-            access: report::fault_access(frame.error_code),
-        };
+    if let Some(fault) = offered
+        .then(|| report::offered_fault(frame.vector, frame.error_code, frame.rip, cr2))
+        .flatten()
+    {
         let words = core::ptr::NonNull::from(&mut *frame).cast::<usize>();
         // SAFETY: `EXCEPTION_FRAME_LAYOUT` names words 0-20 of the 22-word
         // `ExceptionFrame`, which is aligned, readable and writable, and stays on this

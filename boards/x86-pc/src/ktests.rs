@@ -1045,15 +1045,21 @@ mod protection {
         use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 
         use uk_hal::PageAccess;
-        use uk_hal::fault::{FaultAccess, FaultHook, FaultOutcome, MemoryFault, set_hook};
+        use uk_hal::fault::{Fault, FaultAccess, FaultHook, FaultOutcome, MemoryFault, set_hook};
         use uk_hal::irq::{GENERAL_REGISTERS, InterruptedRegisters, PC_REGISTER, SP_REGISTER};
         use uk_test::{expect, expect_eq, ktest};
 
         use super::{Block, PAGE, protection};
         use crate::{interrupts, irqhw};
 
-        /// The page whose faults the running case's hook handles (0: none).
+        /// The page whose memory faults the running case's hook handles (0: none).
         static ARMED: AtomicUsize = AtomicUsize::new(0);
+        /// The kind of fault other than a memory fault that the running case's hook
+        /// handles, wherever it is ([`kind_code`]; 0: none).
+        static ARMED_KIND: AtomicU8 = AtomicU8::new(0);
+        /// Bytes the skipping hook moves the program counter by.
+        static SKIP: AtomicUsize = AtomicUsize::new(0);
+        static LAST_KIND: AtomicU8 = AtomicU8::new(0);
         /// Hook calls since the case reset it, and what the last call saw.
         static CALLS: AtomicUsize = AtomicUsize::new(0);
         static LAST_ADDR: AtomicUsize = AtomicUsize::new(0);
@@ -1076,6 +1082,34 @@ mod protection {
         const DECLINED_MARK: usize = 0xdec1_1ed0;
         /// Bytes of `mov rax, qword ptr [rcx]` (48 8b 01).
         const LOAD_LENGTH: usize = 3;
+        /// What the skipping hook leaves in RAX.
+        const SKIPPED_MARK: usize = 0x1234_5678;
+
+        /// A number for each kind of fault, for the atomics above.
+        fn kind_code(fault: &Fault) -> u8 {
+            match fault {
+                Fault::Memory(_) => 1,
+                Fault::DivideError { .. } => 2,
+                Fault::Breakpoint { .. } => 3,
+                Fault::IllegalInstruction { .. } => 4,
+                Fault::GeneralProtection { .. } => 5,
+                _ => 6,
+            }
+        }
+
+        /// The address a fault names: the one accessed for a memory fault, else the
+        /// instruction's.
+        fn fault_address(fault: &Fault) -> usize {
+            match *fault {
+                Fault::Memory(MemoryFault { addr, .. })
+                | Fault::Misaligned { addr, .. }
+                | Fault::IllegalInstruction { addr }
+                | Fault::DivideError { addr }
+                | Fault::GeneralProtection { addr }
+                | Fault::Breakpoint { addr } => addr,
+                _ => 0,
+            }
+        }
 
         fn access_code(access: FaultAccess) -> u8 {
             match access {
@@ -1092,11 +1126,22 @@ mod protection {
 
         impl Hook {
             fn install(hook: FaultHook, armed: usize) -> Hook {
+                Self::install_armed(hook, armed & !(PAGE - 1), 0)
+            }
+
+            /// For faults of the kind `kind` ([`kind_code`]) other than memory faults.
+            fn install_for_kind(hook: FaultHook, kind: u8) -> Hook {
+                Self::install_armed(hook, 0, kind)
+            }
+
+            fn install_armed(hook: FaultHook, page: usize, kind: u8) -> Hook {
                 remove_leftover();
                 CALLS.store(0, Ordering::SeqCst);
                 LAST_ADDR.store(0, Ordering::SeqCst);
                 LAST_ACCESS.store(0, Ordering::SeqCst);
-                ARMED.store(armed & !(PAGE - 1), Ordering::SeqCst);
+                LAST_KIND.store(0, Ordering::SeqCst);
+                ARMED.store(page, Ordering::SeqCst);
+                ARMED_KIND.store(kind, Ordering::SeqCst);
                 Hook {
                     previous: set_hook(Some(hook)),
                 }
@@ -1107,6 +1152,7 @@ mod protection {
             fn drop(&mut self) {
                 set_hook(self.previous);
                 ARMED.store(0, Ordering::SeqCst);
+                ARMED_KIND.store(0, Ordering::SeqCst);
             }
         }
 
@@ -1115,16 +1161,22 @@ mod protection {
             if LEFT_INSTALLED.swap(false, Ordering::SeqCst) {
                 set_hook(None);
                 ARMED.store(0, Ordering::SeqCst);
+                ARMED_KIND.store(0, Ordering::SeqCst);
             }
         }
 
-        /// Counts and records the call; the faulting page when it is the armed one.
+        /// Counts and records the call; the faulting page when it is the armed one (a
+        /// memory fault), or the fault's address when its kind is the armed one.
         /// Otherwise the fault is not the running case's (a hook a failed case left
         /// behind): the hook removes itself and declines.
-        fn claim(fault: &MemoryFault, registers: &InterruptedRegisters) -> Option<usize> {
+        fn claim(fault: &Fault, registers: &InterruptedRegisters) -> Option<usize> {
             CALLS.fetch_add(1, Ordering::SeqCst);
-            LAST_ADDR.store(fault.addr, Ordering::SeqCst);
-            LAST_ACCESS.store(access_code(fault.access), Ordering::SeqCst);
+            let addr = fault_address(fault);
+            LAST_ADDR.store(addr, Ordering::SeqCst);
+            LAST_KIND.store(kind_code(fault), Ordering::SeqCst);
+            if let Fault::Memory(memory) = fault {
+                LAST_ACCESS.store(access_code(memory.access), Ordering::SeqCst);
+            }
             // SAFETY: called by the hook during the board's offer, while the frame lives.
             let (pc, sp, flags) = unsafe {
                 (
@@ -1136,9 +1188,17 @@ mod protection {
             LAST_PC.store(pc.unwrap_or(0), Ordering::SeqCst);
             LAST_SP.store(sp.unwrap_or(0), Ordering::SeqCst);
             LAST_FLAGS.store(flags.unwrap_or(0), Ordering::SeqCst);
-            let page = fault.addr & !(PAGE - 1);
-            if page != 0 && page == ARMED.load(Ordering::SeqCst) {
-                Some(page)
+            let page = addr & !(PAGE - 1);
+            let mine = match fault {
+                Fault::Memory(_) => page != 0 && page == ARMED.load(Ordering::SeqCst),
+                _ => kind_code(fault) == ARMED_KIND.load(Ordering::SeqCst),
+            };
+            if mine {
+                Some(if matches!(fault, Fault::Memory(_)) {
+                    page
+                } else {
+                    addr
+                })
             } else {
                 set_hook(None);
                 None
@@ -1156,30 +1216,32 @@ mod protection {
         }
 
         /// Gives the armed page its rights back and resumes the faulting access.
-        fn restore_rights(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+        fn restore_rights(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
             claim(fault, registers).map_or(FaultOutcome::Unhandled, resume_read_write)
         }
 
-        /// Skips the faulting load of [`load_skipped`] and sets RAX.
-        fn skip_load(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+        /// Moves the program counter by [`SKIP`] bytes, past the faulting instruction of a
+        /// [`trapping`] function, and sets RAX to [`SKIPPED_MARK`].
+        fn skip(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
             if claim(fault, registers).is_none() {
                 return FaultOutcome::Unhandled;
             }
             // SAFETY: during the offer; the new program counter is the instruction after
-            // the load in `load_skipped`'s assembly, which expects it (and RAX) so.
+            // the faulting one in a `trapping` function's assembly, which expects it (and
+            // RAX) so.
             unsafe {
                 match registers.get(PC_REGISTER) {
-                    Some(pc) if registers.set(PC_REGISTER, pc + LOAD_LENGTH) => {}
+                    Some(pc) if registers.set(PC_REGISTER, pc + SKIP.load(Ordering::SeqCst)) => {}
                     _ => return FaultOutcome::Unhandled,
                 }
-                registers.set(RAX, 0x1234_5678);
+                registers.set(RAX, SKIPPED_MARK);
             }
             FaultOutcome::Resume
         }
 
         /// Declines the fault, after writing [`DECLINED_MARK`] to RAX (which the report
         /// then shows), and removes itself: its case is abandoned.
-        fn decline(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+        fn decline(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
             if claim(fault, registers).is_some() {
                 DECLINED_CALLS.fetch_add(1, Ordering::SeqCst);
                 // SAFETY: during the offer; the faulting code never resumes.
@@ -1190,7 +1252,7 @@ mod protection {
         }
 
         /// [`restore_rights`], counted in [`MASKED_CALLS`].
-        fn restore_counted(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+        fn restore_counted(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
             claim(fault, registers).map_or(FaultOutcome::Unhandled, |page| {
                 MASKED_CALLS.fetch_add(1, Ordering::SeqCst);
                 resume_read_write(page)
@@ -1250,52 +1312,124 @@ mod protection {
             }
         }
 
-        /// A load from `addr` (`mov rax, [rcx]`, [`LOAD_LENGTH`] bytes) between two
-        /// instructions that set RAX before and RDX after it: (RAX, RDX, the load's
-        /// address).
-        fn load_skipped(addr: usize) -> (usize, usize, usize) {
-            let (rax, rdx, at): (usize, usize, usize);
-            // SAFETY: a load from `addr`, which faults; the case's hook moves RIP past it
-            // (or the case fails). It writes nothing, and the registers it changes are
-            // declared.
-            unsafe {
-                core::arch::asm!(
-                    "lea {at}, [rip + 2f]",
-                    "mov eax, 0x5ca1ab1e",
-                    "2:",
-                    "mov rax, qword ptr [rcx]",
-                    "mov edx, 0x600d",
-                    at = out(reg) at,
-                    in("rcx") addr,
-                    out("rax") rax,
-                    out("rdx") rdx,
-                    options(nostack, readonly),
-                );
-            }
-            (rax, rdx, at)
+        /// What a [`trapping`] function returns: RAX, RDX and R8 after the instruction,
+        /// and the instruction's address.
+        struct Trapped {
+            rax: usize,
+            rdx: usize,
+            r8: usize,
+            at: usize,
         }
+
+        /// The value R8 holds across the faulting instruction of a [`trapping`] function.
+        const R8_PATTERN: usize = 0x0123_4567_89ab_cdef;
+
+        /// Defines `fn $name(rcx: usize) -> Trapped`: sets RAX, zeroes RDX and sets R8 to
+        /// [`R8_PATTERN`], runs `$instruction` (which faults, with RCX = `rcx`), then sets
+        /// RDX to 0x600d. The case's hook moves RIP past the instruction (or the case
+        /// fails).
+        macro_rules! trapping {
+            ($name:ident, $instruction:literal) => {
+                fn $name(rcx: usize) -> Trapped {
+                    let (rax, rdx, r8, at): (usize, usize, usize, usize);
+                    // SAFETY: the instruction faults and the case's hook moves RIP past it;
+                    // it writes no memory, and the registers the code changes are declared.
+                    unsafe {
+                        core::arch::asm!(
+                            "lea {at}, [rip + 2f]",
+                            "mov eax, 0x5ca1ab1e",
+                            "xor edx, edx",
+                            "mov r8, {pattern}",
+                            "2:",
+                            $instruction,
+                            "mov edx, 0x600d",
+                            at = out(reg) at,
+                            pattern = const R8_PATTERN,
+                            in("rcx") rcx,
+                            out("rax") rax,
+                            out("rdx") rdx,
+                            out("r8") r8,
+                            options(nostack, readonly),
+                        );
+                    }
+                    Trapped { rax, rdx, r8, at }
+                }
+            };
+        }
+
+        trapping!(load_skipped, "mov rax, qword ptr [rcx]");
+        trapping!(divide_by_rcx, "div rcx");
+        trapping!(undefined_instruction, "ud2");
+        trapping!(breakpoint, "int3");
 
         ktest! {
             /// A hook that moves the program counter past the faulting load (by its fixed
-            /// length) and sets RAX resumes after the load: the next instruction runs and
-            /// RAX holds what the hook wrote. The hook saw the load's address as RIP.
+            /// length) and sets RAX resumes after the load: the next instruction runs, RAX
+            /// holds what the hook wrote and R8 what it held. The hook saw the load's
+            /// address as RIP.
             fn fault_hook_moves_the_program_counter() {
                 let Some(block) = Block::new(2) else {
                     return expect!(false, "no heap pages");
                 };
                 expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
-                let _hook = Hook::install(skip_load, block.at(PAGE));
+                let _hook = Hook::install(skip, block.at(PAGE));
+                SKIP.store(LOAD_LENGTH, Ordering::SeqCst);
                 let result = with_interrupts(|| load_skipped(block.at(PAGE + 24)));
-                let Some((rax, rdx, at)) = result else {
+                let Some(t) = result else {
                     return expect!(false, "no interrupt controller");
                 };
                 expect_eq!(CALLS.load(Ordering::SeqCst), 1);
                 expect_eq!(LAST_ADDR.load(Ordering::SeqCst), block.at(PAGE + 24));
                 expect_eq!(LAST_ACCESS.load(Ordering::SeqCst), access_code(FaultAccess::Read));
-                expect_eq!(LAST_PC.load(Ordering::SeqCst), at);
-                expect_eq!(rdx, 0x600d);
-                expect_eq!(rax, 0x1234_5678);
+                expect_eq!(LAST_PC.load(Ordering::SeqCst), t.at);
+                expect_eq!(t.rdx, 0x600d);
+                expect_eq!(t.rax, SKIPPED_MARK);
+                expect_eq!(t.r8, R8_PATTERN);
                 expect_eq!(protection().access(block.at(PAGE)), Some(PageAccess::None));
+            }
+        }
+
+        ktest! {
+            /// `#DE` (`div rcx` with RCX 0), `#UD` (`ud2`), `#GP` (a load through the
+            /// non-canonical 0x8000_0000_0000_0000) and `#BP` (`int3`) are offered as
+            /// their kinds of [`Fault`], at the instruction, with RIP at it (past it for
+            /// the breakpoint, a trap). A hook that moves RIP past the instruction (by its
+            /// length; 0 for the breakpoint) and sets RAX resumes the code after it, with
+            /// R8 as it was.
+            fn fault_hook_gets_each_kind_and_moves_past_it() {
+                if interrupts::get().is_none() {
+                    return expect!(false, "no interrupt controller");
+                }
+                type Trapping = fn(usize) -> Trapped;
+                let cases: [(&str, Trapping, usize, Fault, usize, usize); 4] = [
+                    ("#DE", divide_by_rcx, 0, Fault::DivideError { addr: 0 }, 3, 0),
+                    ("#UD", undefined_instruction, 0, Fault::IllegalInstruction { addr: 0 }, 2, 0),
+                    (
+                        "#GP",
+                        load_skipped,
+                        0x8000_0000_0000_0000,
+                        Fault::GeneralProtection { addr: 0 },
+                        LOAD_LENGTH,
+                        0,
+                    ),
+                    ("#BP", breakpoint, 0, Fault::Breakpoint { addr: 0 }, 0, 1),
+                ];
+                for (name, trapping, rcx, kind, length, pc_after) in cases {
+                    let _hook = Hook::install_for_kind(skip, kind_code(&kind));
+                    SKIP.store(length, Ordering::SeqCst);
+                    let Some(t) = with_interrupts(|| trapping(rcx)) else {
+                        return;
+                    };
+                    uk_rt::println!("    {} at {:#x}: offered and skipped", name, t.at);
+                    expect_eq!(CALLS.load(Ordering::SeqCst), 1);
+                    expect_eq!(LAST_KIND.load(Ordering::SeqCst), kind_code(&kind));
+                    expect_eq!(LAST_ADDR.load(Ordering::SeqCst), t.at);
+                    expect_eq!(LAST_PC.load(Ordering::SeqCst), t.at + pc_after);
+                    expect!(LAST_FLAGS.load(Ordering::SeqCst) & IF != 0);
+                    expect_eq!(t.rax, SKIPPED_MARK);
+                    expect_eq!(t.rdx, 0x600d);
+                    expect_eq!(t.r8, R8_PATTERN);
+                }
             }
         }
 

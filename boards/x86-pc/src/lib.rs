@@ -30,8 +30,9 @@
 //!    exception vectors; each prints a report (vector name and number, error code, RIP, CR2
 //!    for page and double faults, RSP, RFLAGS, CS, SS and all general registers, [`report`])
 //!    and calls `uk_rt::fatal_exception`, which fails the running in-image test or exits with
-//!    status 101 (an exception before the runtime started exits with 101 directly); a page
-//!    fault may first go to a fault hook (see [Memory faults](#memory-faults));
+//!    status 101 (an exception before the runtime started exits with 101 directly); a
+//!    thread's page fault, `#DE`, `#BP`, `#UD` or `#GP` may first go to a fault hook (see
+//!    [Faults offered to a hook](#faults-offered-to-a-hook));
 //! 3. probes the PCI host bridge at 00:00.0 ([`machine`]): i440FX is `pc`, the Q35 MCH is
 //!    `q35`, no PCI at all is `microvm` (on `pc`/`q35` a newline first ends SeaBIOS's
 //!    "Booting from ROM.." line);
@@ -134,23 +135,27 @@
 //! ([`pageprot`]); a page fault in a protected page is reported with a line naming it
 //! (`CR2 is in a page PageProtection made read-only (PageAccess::ReadOnly)`, [`report`]).
 //!
-//! # Memory faults
+//! # Faults offered to a hook
 //!
-//! The board offers page faults (`#PF`, vector 14) to the hook of [`uk_hal::fault`] (a
-//! process layer's `SIGSEGV`), on that module's promises, when the faulting code ran with
-//! interrupts unmasked (RFLAGS.IF), the fault is not one taken while an exception is being
-//! reported, and a hook is installed ([`report::offers_fault`]); every other fault, and
-//! every other exception, is reported as above. The fault is `CR2` with the access from
-//! the error code (bit 4 instruction fetch, else bit 1 write, else read,
-//! [`report::fault_access`]); the registers are the exception frame on the faulting
-//! thread's stack (no IST for `#PF`; only the double fault has its own stack) in Linux
-//! `gregs` order ([`report::EXCEPTION_FRAME_LAYOUT`]): the 15 general registers, RSP and
-//! RIP writable (`iretq` pops both), RFLAGS reported only. The hook runs on that stack
-//! with interrupts unmasked; the board holds no lock and keeps no per-CPU state across
-//! the call, so the hook may block, switch threads, fault again or never return. On
-//! `Resume` the page fault's own stub path restores every register from the frame, as
-//! the hook left it, drops the error code and returns with `iretq` (to the faulting
-//! instruction again, unless the hook moved RIP); on `Unhandled` the fault is reported
+//! The board offers page faults (`#PF`, vector 14), divide errors (`#DE`, 0), breakpoints
+//! (`#BP`, 3), invalid opcodes (`#UD`, 6) and general-protection faults (`#GP`, 13;
+//! [`report::OFFERED_VECTORS`]) to the hook of [`uk_hal::fault`] (a process layer's
+//! signals), on that module's promises, when the faulting code ran with interrupts
+//! unmasked (RFLAGS.IF), the exception is not one taken while an exception is being
+//! reported, and a hook is installed ([`report::offers_fault`]); every other exception is
+//! reported as above. The fault ([`report::offered_fault`]) is, for `#PF`, `CR2` with the
+//! access from the error code (bit 4 instruction fetch, else bit 1 write, else read,
+//! [`report::fault_access`]); for the others the instruction's address, RIP (RIP - 1 for
+//! `int3`, a trap: its RIP is past the instruction). The registers are the exception frame
+//! on the faulting thread's stack (no IST for these; only the double fault has its own
+//! stack) in Linux `gregs` order ([`report::EXCEPTION_FRAME_LAYOUT`]): the 15 general
+//! registers, RSP and RIP writable (`iretq` pops both), RFLAGS reported only. The hook runs
+//! on that stack with interrupts unmasked; the board holds no lock and keeps no per-CPU
+//! state across the call, so the hook may block, switch threads, fault again or never
+//! return. On
+//! `Resume` the offered exceptions' own stub path restores every register from the frame,
+//! as the hook left it, drops the error code and returns with `iretq` (to the faulting
+//! instruction again, unless the hook moved RIP); on `Unhandled` the exception is reported
 //! (with the frame as the hook left it). The frame is pushed at the faulting stack
 //! pointer, so code of the image must not keep data below it (as for interrupts): Rust
 //! for `x86_64-unknown-none` has no red zone, and uk-musl compiles C with `-mno-red-zone`

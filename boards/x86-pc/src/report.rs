@@ -93,21 +93,68 @@ pub const ERROR_CODE_VECTORS: u32 = 1 << 8
     | 1 << 29
     | 1 << 30;
 
+/// Vector of the divide error (`#DE`: division by zero, or a quotient that does not fit).
+pub const DIVIDE_ERROR: u64 = 0;
+/// Vector of the breakpoint (`#BP`: `int3`, a trap: RIP is past the instruction).
+pub const BREAKPOINT: u64 = 3;
+/// Vector of the invalid opcode (`#UD`: `ud2`, an undefined encoding).
+pub const INVALID_OPCODE: u64 = 6;
+/// Vector of the general-protection fault (`#GP`: a non-canonical address, among others).
+pub const GENERAL_PROTECTION: u64 = 13;
 /// Vector of the page fault.
 pub const PAGE_FAULT: u64 = 14;
 /// Vector of the double fault.
 pub const DOUBLE_FAULT: u64 = 8;
 
+/// The vectors whose exceptions go to [`uk_hal::fault::offer`] (bit `n` for vector `n`):
+/// `#DE`, `#BP`, `#UD`, `#GP`, `#PF`. Their stubs take the returning path; none uses an
+/// IST stack, so each runs on the faulting thread's stack.
+pub const OFFERED_VECTORS: u32 = 1 << DIVIDE_ERROR
+    | 1 << BREAKPOINT
+    | 1 << INVALID_OPCODE
+    | 1 << GENERAL_PROTECTION
+    | 1 << PAGE_FAULT;
+
 /// RFLAGS.IF (bit 9): interrupts were unmasked in the code the exception interrupted.
 pub const RFLAGS_IF: u64 = 1 << 9;
 
-/// Whether a page fault goes to [`uk_hal::fault::offer`] before it is reported: a `#PF`
-/// (never another vector: the double fault runs on its own stack), not taken while a
-/// report is being written, in code that ran with interrupts unmasked (`rflags` has
-/// [`RFLAGS_IF`]: interrupt handlers and critical sections mask them), with a hook
+/// Whether an exception goes to [`uk_hal::fault::offer`] before it is reported: one of
+/// [`OFFERED_VECTORS`] (never the double fault, which runs on its own stack), not taken
+/// while a report is being written, in code that ran with interrupts unmasked (`rflags`
+/// has [`RFLAGS_IF`]: interrupt handlers and critical sections mask them), with a hook
 /// installed.
 pub fn offers_fault(vector: u64, rflags: u64, reporting: bool, hook_installed: bool) -> bool {
-    vector == PAGE_FAULT && !reporting && rflags & RFLAGS_IF != 0 && hook_installed
+    vector < 32
+        && OFFERED_VECTORS >> vector & 1 == 1
+        && !reporting
+        && rflags & RFLAGS_IF != 0
+        && hook_installed
+}
+
+/// The [`uk_hal::fault::Fault`] an exception of [`OFFERED_VECTORS`] is, from its vector,
+/// error code, saved RIP and `CR2`; `None` for any other vector. A breakpoint is a trap,
+/// so its `int3` (one byte) lies just before the saved RIP.
+pub fn offered_fault(
+    vector: u64,
+    error_code: u64,
+    rip: u64,
+    cr2: u64,
+) -> Option<uk_hal::fault::Fault> {
+    use uk_hal::fault::{Fault, MemoryFault};
+    let addr = rip as usize;
+    Some(match vector {
+        DIVIDE_ERROR => Fault::DivideError { addr },
+        BREAKPOINT => Fault::Breakpoint {
+            addr: addr.wrapping_sub(1),
+        },
+        INVALID_OPCODE => Fault::IllegalInstruction { addr },
+        GENERAL_PROTECTION => Fault::GeneralProtection { addr },
+        PAGE_FAULT => Fault::Memory(MemoryFault {
+            addr: cr2 as usize,
+            access: fault_access(error_code),
+        }),
+        _ => return None,
+    })
 }
 
 /// The access a page fault's error code names: an instruction fetch (bit 4), a write
@@ -649,18 +696,50 @@ mod tests {
 
     #[test]
     fn offered_faults_and_their_access() {
-        use uk_hal::fault::FaultAccess;
+        use uk_hal::fault::{Fault, FaultAccess, MemoryFault};
         let on = RFLAGS_IF | 0x2;
-        assert!(offers_fault(PAGE_FAULT, on, false, true));
-        assert!(
-            !offers_fault(PAGE_FAULT, 0x2, false, true),
-            "interrupts masked"
-        );
-        assert!(!offers_fault(PAGE_FAULT, on, true, true), "while reporting");
-        assert!(!offers_fault(PAGE_FAULT, on, false, false), "no hook");
-        for vector in (0..32).filter(|&v| v != PAGE_FAULT) {
-            assert!(!offers_fault(vector, on, false, true), "vector {vector}");
+        let offered = [
+            DIVIDE_ERROR,
+            BREAKPOINT,
+            INVALID_OPCODE,
+            GENERAL_PROTECTION,
+            PAGE_FAULT,
+        ];
+        for vector in offered {
+            assert!(offers_fault(vector, on, false, true), "vector {vector}");
+            assert!(!offers_fault(vector, 0x2, false, true), "interrupts masked");
+            assert!(!offers_fault(vector, on, true, true), "while reporting");
+            assert!(!offers_fault(vector, on, false, false), "no hook");
         }
+        for vector in (0..40).filter(|v| !offered.contains(v)) {
+            assert!(!offers_fault(vector, on, false, true), "vector {vector}");
+            assert_eq!(offered_fault(vector, 0, 0x1000, 0x2000), None);
+        }
+        let (rip, cr2) = (0x10_0040, 0xdead_b000);
+        assert_eq!(
+            offered_fault(DIVIDE_ERROR, 0, rip, cr2),
+            Some(Fault::DivideError { addr: 0x10_0040 })
+        );
+        assert_eq!(
+            offered_fault(BREAKPOINT, 0, rip, cr2),
+            Some(Fault::Breakpoint { addr: 0x10_003f }),
+            "the int3 before the trap's RIP"
+        );
+        assert_eq!(
+            offered_fault(INVALID_OPCODE, 0, rip, cr2),
+            Some(Fault::IllegalInstruction { addr: 0x10_0040 })
+        );
+        assert_eq!(
+            offered_fault(GENERAL_PROTECTION, 0, rip, cr2),
+            Some(Fault::GeneralProtection { addr: 0x10_0040 })
+        );
+        assert_eq!(
+            offered_fault(PAGE_FAULT, 0b10, rip, cr2),
+            Some(Fault::Memory(MemoryFault {
+                addr: 0xdead_b000,
+                access: FaultAccess::Write
+            }))
+        );
         assert_eq!(fault_access(0), FaultAccess::Read);
         assert_eq!(fault_access(1), FaultAccess::Read);
         assert_eq!(fault_access(0b10), FaultAccess::Write);

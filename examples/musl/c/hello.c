@@ -329,7 +329,8 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && !strcmp(argv[1], "abort"))
 		abort();
-	/* `-- segv`: a load from a PROT_NONE page; the board reports the fault and ends the run. */
+	/* `-- segv`: a load from a PROT_NONE page; SIGSEGV's default action kills the process
+	 * (the run ends with 128 + 11). */
 	if (argc > 1 && !strcmp(argv[1], "segv")) {
 		volatile char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		printf("musl: reading a PROT_NONE page at %p...\n", (void *)none);

@@ -70,6 +70,11 @@ void checks_children(void);
 /* Checks of /proc (suite_proc.c), run at the end of the `process` group. */
 void checks_proc(void);
 
+/* Checks of SIGILL, SIGTRAP, SIGFPE, SIGBUS and general-protection SIGSEGV delivered at the
+ * fault, and of faults that kill their process (suite_traps.c), run at the end of the
+ * `process` group. */
+void checks_traps(void);
+
 /* Runs every group (or only the one named `only`); prints one line per group and a closing
  * line; returns the failures. */
 int run_suite(const char *only);

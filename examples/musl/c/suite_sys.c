@@ -933,4 +933,5 @@ void group_process(void)
 	CHECK(errno == ENOSYS || errno == EAGAIN);
 	checks_children();
 	checks_proc();
+	checks_traps();
 }

@@ -42,16 +42,19 @@
 //! hook (below), having changed the saved state; the common code then restores every
 //! register from it (`SP_EL0` too when returning to EL1t) and `eret`s.
 //!
-//! # Memory faults offered to the hook
+//! # Faults offered to the hook
 //!
-//! A data or instruction abort (EC 0x25, 0x21) with a translation or permission fault,
-//! taken through vector 0 (EL1t: a thread on `SP_EL0`) with IRQs unmasked in the faulting
-//! code, not retried and not nested in a report, goes to `uk_hal::fault`'s hook when one
-//! is set (`fault`). The hook must not run on the exception stack (per CPU; the hook may
-//! block, switch threads, fault again or never return), so the handler copies the whole
-//! saved state (816 bytes) below the faulting thread's stack pointer, 16-byte aligned
-//! (AAPCS64 has no red zone; if that memory does not translate for writing, a stack
-//! overflow say, the fault is reported as before), and changes its own frame: `ELR` =
+//! A data or instruction abort (EC 0x25, 0x21) with a translation or permission fault, a
+//! data abort with an alignment fault, a PC alignment fault (EC 0x22), an undefined
+//! instruction (EC 0x00) or a `brk` (EC 0x3c) with an immediate other than the two below
+//! ([`crate::exception::offered_fault`]), taken through vector 0 (EL1t: a thread on
+//! `SP_EL0`) with IRQs unmasked in the faulting code, not retried and not nested in a
+//! report, goes to `uk_hal::fault`'s hook when one is set (`fault`). The hook must not run
+//! on the exception stack (per CPU; the hook may block, switch threads, fault again or
+//! never return), so the handler copies the whole saved state (816 bytes) below the
+//! faulting thread's stack pointer, 16-byte aligned (AAPCS64 has no red zone; if that
+//! memory does not translate for writing, a stack overflow say, the fault is reported as
+//! before), and changes its own frame: `ELR` =
 //! `__uk_fault_trampoline`, `SPSR` = EL1t with the faulting code's `DAIF`, `SP_EL0` = `x0`
 //! = the copy. The trampoline calls [`super::fault::offer_from_copy`], which builds the
 //! `InterruptedRegisters` over the copy's frame and offers the fault, then executes

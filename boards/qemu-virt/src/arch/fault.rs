@@ -1,9 +1,10 @@
-//! Memory faults offered to the hook of [`uk_hal::fault`], off the exception stack.
+//! Faults offered to the hook of [`uk_hal::fault`], off the exception stack.
 //!
 //! The synchronous vector saves a [`SavedState`] on the exception stack (`SP_EL1`, per
 //! CPU) and calls [`super::exception()`]. For a fault the board offers
-//! ([`exception::offered_fault`], taken through the `SP_EL0` vector, not retried, not
-//! nested in a report, a hook set), the handler copies the whole state below the faulting
+//! ([`exception::offered_fault`]: a memory fault, an alignment fault, an undefined
+//! instruction or a `brk`; taken through the `SP_EL0` vector, not retried, not nested in
+//! a report, a hook set), the handler copies the whole state below the faulting
 //! thread's stack pointer ([`divert`]) and rewrites its own frame so that the vectors'
 //! `eret` enters the trampoline (`asm`) at EL1t with `SP_EL0` = `x0` = the copy and the
 //! faulting code's interrupt masks. The trampoline calls [`offer_from_copy`], which offers

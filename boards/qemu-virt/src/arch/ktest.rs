@@ -5,7 +5,7 @@ use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{CurrentEL, ID_AA64MMFR0_EL1, Readable, SCTLR_EL1, TCR_EL1};
-use uk_hal::fault::{FaultAccess, FaultHook, FaultOutcome, MemoryFault};
+use uk_hal::fault::{Fault, FaultAccess, FaultHook, FaultOutcome, MemoryFault};
 use uk_hal::irq::{InterruptedRegisters, PC_REGISTER, SP_REGISTER};
 use uk_hal::{Clock, PROTECTION_PAGE, PageAccess, PageProtection, Platform, ProtectError};
 use uk_test::{expect, expect_eq, ktest};
@@ -692,30 +692,50 @@ ktest! {
     }
 }
 
-/// What [`test_hook`] does with a fault in the armed range.
+/// What [`test_hook`] does with an armed fault (of the armed kind, in the armed range).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
-    /// Makes the faulting page read-write again; `Resume`.
+    /// Makes the faulting page read-write again; `Resume` (a memory fault; `Unhandled` for
+    /// other kinds, which no page rights repair).
     Repair = 0,
-    /// Moves the program counter past the faulting instruction and sets `x9` to
-    /// [`HOOK_MARKER`]; `Resume`.
+    /// Moves the program counter to the word after the one it points into (past the
+    /// faulting instruction; for a misaligned branch target, past the word it lies in) and
+    /// sets `x9` to [`HOOK_MARKER`]; `Resume`.
     SkipInstruction = 1,
     /// `Unhandled` (when called again for the same fault, which a resumed `Unhandled`
     /// would cause: returns to the caller through `x30`, so the case ends without a fault).
     Decline = 2,
 }
 
+/// The kinds of [`Fault`] [`test_hook`] tells apart, as it records them in [`HOOK_FAULT`]
+/// and [`HOOK_KIND`] (atomics hold numbers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// [`Fault::Memory`].
+    Memory = 1,
+    /// [`Fault::Misaligned`].
+    Misaligned = 2,
+    /// [`Fault::IllegalInstruction`].
+    IllegalInstruction = 3,
+    /// [`Fault::Breakpoint`].
+    Breakpoint = 4,
+}
+
 /// The armed range `[start, end)` of [`test_hook`]; faults elsewhere go to the hook
 /// installed before it.
 static HOOK_RANGE: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+/// The armed [`Kind`] of [`test_hook`]; faults of other kinds go to the hook installed
+/// before it, so a fault offered as the wrong kind is reported and fails the case.
+static HOOK_KIND: AtomicU8 = AtomicU8::new(0);
 /// [`Behaviour`] of [`test_hook`].
 static HOOK_BEHAVIOUR: AtomicU8 = AtomicU8::new(0);
-/// Calls of [`test_hook`] for the armed range.
+/// Calls of [`test_hook`] for an armed fault.
 static HOOK_CALLS: AtomicUsize = AtomicUsize::new(0);
-/// The last fault [`test_hook`] got: address, access (1 read, 2 write, 3 execute).
-static HOOK_FAULT: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+/// The last armed fault [`test_hook`] got: address, access (0 none, 1 read, 2 write, 3
+/// execute), [`Kind`].
+static HOOK_FAULT: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 /// What [`test_hook`] saw of the faulting code and of itself: the interrupted SP, its own
-/// SP, its own `DAIF`, `x16`, `x17`, and whether the PC equals `x10`.
+/// SP, its own `DAIF`, `x16`, `x17`, and the PC.
 static HOOK_SAW: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
 /// The hook installed before [`test_hook`], put back afterwards.
 static PREVIOUS_HOOK: spin::Mutex<Option<FaultHook>> = spin::Mutex::new(None);
@@ -732,16 +752,34 @@ fn access_code(access: FaultAccess) -> usize {
     }
 }
 
+/// A fault's kind, address and access code (0 for none), as [`test_hook`] records them;
+/// `None` for the kinds this board never offers (x86's divide error and general
+/// protection fault).
+fn parts(fault: &Fault) -> Option<(Kind, usize, usize)> {
+    match *fault {
+        Fault::Memory(MemoryFault { addr, access }) => {
+            Some((Kind::Memory, addr, access_code(access)))
+        }
+        Fault::Misaligned { addr, access } => Some((Kind::Misaligned, addr, access_code(access))),
+        Fault::IllegalInstruction { addr } => Some((Kind::IllegalInstruction, addr, 0)),
+        Fault::Breakpoint { addr } => Some((Kind::Breakpoint, addr, 0)),
+        _ => None,
+    }
+}
+
 /// The test cases' fault hook (see [`Behaviour`]).
-fn test_hook(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutcome {
+fn test_hook(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
     let range = HOOK_RANGE[0].load(Ordering::SeqCst)..HOOK_RANGE[1].load(Ordering::SeqCst);
-    if !range.contains(&fault.addr) {
+    let kind = HOOK_KIND.load(Ordering::SeqCst);
+    let armed = parts(fault).filter(|&(k, addr, _)| k as u8 == kind && range.contains(&addr));
+    let Some((kind, addr, access)) = armed else {
         let previous = *PREVIOUS_HOOK.lock();
         return previous.map_or(FaultOutcome::Unhandled, |hook| hook(fault, registers));
-    }
+    };
     let calls = HOOK_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-    HOOK_FAULT[0].store(fault.addr, Ordering::SeqCst);
-    HOOK_FAULT[1].store(access_code(fault.access), Ordering::SeqCst);
+    HOOK_FAULT[0].store(addr, Ordering::SeqCst);
+    HOOK_FAULT[1].store(access, Ordering::SeqCst);
+    HOOK_FAULT[2].store(kind as usize, Ordering::SeqCst);
     let (sp, daif): (usize, usize);
     // SAFETY: reads SP and DAIF, nothing else.
     unsafe {
@@ -755,10 +793,13 @@ fn test_hook(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutc
     HOOK_SAW[2].store(daif, Ordering::SeqCst);
     HOOK_SAW[3].store(get(16), Ordering::SeqCst);
     HOOK_SAW[4].store(get(17), Ordering::SeqCst);
-    HOOK_SAW[5].store(usize::from(get(PC_REGISTER) == get(10)), Ordering::SeqCst);
+    HOOK_SAW[5].store(get(PC_REGISTER), Ordering::SeqCst);
     let behaviour = HOOK_BEHAVIOUR.load(Ordering::SeqCst);
     if behaviour == Behaviour::Repair as u8 {
-        let page = fault.addr & !(PROTECTION_PAGE - 1);
+        if kind != Kind::Memory {
+            return FaultOutcome::Unhandled;
+        }
+        let page = addr & !(PROTECTION_PAGE - 1);
         // SAFETY: the armed range is the running case's own test pages.
         let repaired =
             unsafe { protection().set_access(page, PROTECTION_PAGE, PageAccess::ReadWrite) };
@@ -776,39 +817,69 @@ fn test_hook(fault: &MemoryFault, registers: &InterruptedRegisters) -> FaultOutc
             core::arch::asm!("movi v0.2d, #0", "movi v31.2d, #0", out("v0") _, out("v31") _,
                 options(nomem, nostack, preserves_flags))
         };
+        // The word after the faulting one: for a misaligned branch target (`x10` + 2 in
+        // `run_faulting_code!`), the instruction after the label.
+        let next = (get(PC_REGISTER) & !3) + 4;
         // SAFETY: as above; the next instruction of the case's `asm!` block.
-        let moved = unsafe {
-            registers.set(PC_REGISTER, get(PC_REGISTER) + 4) && registers.set(9, HOOK_MARKER)
-        };
+        let moved = unsafe { registers.set(PC_REGISTER, next) && registers.set(9, HOOK_MARKER) };
         return if moved {
             FaultOutcome::Resume
         } else {
             FaultOutcome::Unhandled
         };
     }
-    // SAFETY: as above; `x30` of a call to the test page is the caller's return address.
+    // SAFETY: as above; `x30` of a declining case is where it goes on (the caller's return
+    // address, or the label its `asm!` block put there).
     if calls > 1 && unsafe { registers.set(PC_REGISTER, get(30)) } {
         return FaultOutcome::Resume;
     }
     FaultOutcome::Unhandled
 }
 
-/// [`test_hook`] installed for a case, with `behaviour` for faults in `[start, start +
-/// len)`; the hook from before is put back on drop.
+/// [`test_hook`] installed for a case, with `behaviour` for faults of `kind` in `[start,
+/// start + len)`; the hook from before is put back on drop.
 struct HookGuard;
 
 impl HookGuard {
-    fn install(behaviour: Behaviour, start: usize, len: usize) -> Self {
+    fn install(behaviour: Behaviour, kind: Kind, start: usize, len: usize) -> Self {
         remove_left_behind_hook();
         HOOK_BEHAVIOUR.store(behaviour as u8, Ordering::SeqCst);
+        HOOK_KIND.store(kind as u8, Ordering::SeqCst);
         HOOK_CALLS.store(0, Ordering::SeqCst);
-        HOOK_FAULT[0].store(0, Ordering::SeqCst);
-        HOOK_FAULT[1].store(0, Ordering::SeqCst);
+        for word in &HOOK_FAULT {
+            word.store(0, Ordering::SeqCst);
+        }
         HOOK_RANGE[0].store(start, Ordering::SeqCst);
         HOOK_RANGE[1].store(start + len, Ordering::SeqCst);
-        let previous = uk_hal::fault::set_hook(Some(test_hook));
-        *PREVIOUS_HOOK.lock() = previous;
+        // A case that failed by an unexpected CPU exception never dropped its guard: the
+        // hook is still installed then, and the one from before it still recorded. Taking
+        // the hook for its own predecessor would make it call itself for every fault it
+        // passes on, without end.
+        let replaced = uk_hal::fault::set_hook(Some(test_hook));
+        if !replaced.is_some_and(is_test_hook) {
+            *PREVIOUS_HOOK.lock() = replaced;
+        }
         Self
+    }
+
+    /// [`HookGuard::install`] for faults whose address is in the image's code: an
+    /// instruction's (illegal instruction, breakpoint) or a branch target's.
+    fn install_for_code(behaviour: Behaviour, kind: Kind) -> Self {
+        let layout = mmu::image_layout();
+        Self::install(
+            behaviour,
+            kind,
+            layout.start as usize,
+            (layout.code_end - layout.start) as usize,
+        )
+    }
+
+    /// Forgets what the hook recorded, for the next fault of the same case.
+    fn reset(&self) {
+        HOOK_CALLS.store(0, Ordering::SeqCst);
+        for word in &HOOK_FAULT {
+            word.store(0, Ordering::SeqCst);
+        }
     }
 
     /// For a case that ends in a fault (never returning, so never dropping the guard): the
@@ -830,9 +901,14 @@ impl Drop for HookGuard {
 fn remove_hook() {
     HOOK_RANGE[1].store(0, Ordering::SeqCst);
     let previous = PREVIOUS_HOOK.lock().take();
-    if uk_hal::fault::hook().is_some_and(|hook| hook as *const () == test_hook as *const ()) {
+    if uk_hal::fault::hook().is_some_and(is_test_hook) {
         uk_hal::fault::set_hook(previous);
     }
+}
+
+/// Whether `hook` is [`test_hook`].
+fn is_test_hook(hook: FaultHook) -> bool {
+    hook as *const () == test_hook as *const ()
 }
 
 fn remove_left_behind_hook() {
@@ -863,7 +939,7 @@ ktest! {
         let base = pages.base;
         expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
         expect_eq!(pages.set(1, 1, PageAccess::ReadOnly), Ok(()));
-        let _hook = HookGuard::install(Behaviour::Repair, base, pages.len());
+        let _hook = HookGuard::install(Behaviour::Repair, Kind::Memory, base, pages.len());
         let value = with_irqs_unmasked(|| pages.read(0));
         expect_eq!(value, pattern(base));
         expect_eq!(HOOK_CALLS.load(Ordering::SeqCst), 1);
@@ -886,30 +962,62 @@ ktest! {
     }
 }
 
-ktest! {
-    /// A hook that moves the program counter past a faulting `ldr` and sets `x9`: the
-    /// `asm!` block goes on after the load with `x9` as the hook left it, and every other
-    /// register as it was: `x0`-`x7`, `x16`, `x17`, `x20`-`x27`, `q0` and `q31`, the flags.
-    /// The hook saw `x16`, `x17` and the PC (the address of the `ldr`, in `x10`).
-    fn fault_hook_moves_the_pc() {
-        let pages = TestPages::new(PROTECTION_PAGE);
-        let base = pages.base;
-        expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
-        let _hook = HookGuard::install(Behaviour::SkipInstruction, base, pages.len());
-        let mut regs = [0u64; 16];
-        for (i, r) in regs.iter_mut().enumerate() {
-            *r = 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1) ^ 0x8000_0000_beef_0000;
-        }
-        let expected = regs;
-        let (x16_in, x17_in) = (0x1616_1616_0000_0016u64, 0x1717_1717_0000_0017u64);
-        let q_in = [0x0a0a_0000_0000_0001u64, 0x0b0b_0000_0000_0002, 0x0c0c_0000_0000_0003, 0x0d0d_0000_0000_0004];
-        let flags_in: u64 = 0x9000_0000; // N and V
-        let (mut x9, mut x16, mut x17) = (0xbad_u64, x16_in, x17_in);
-        let (mut after, mut flags_out) = (0u64, 0u64);
-        let mut q = q_in;
+/// `x0`-`x7` and `x20`-`x27` for `run_faulting_code!`: a different value in each.
+fn registers_in() -> [u64; 16] {
+    core::array::from_fn(|i| {
+        0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1) ^ 0x8000_0000_beef_0000
+    })
+}
+/// `x16` and `x17` for `run_faulting_code!`: the registers a veneer or PLT stub may use,
+/// which the hook must see as the faulting code had them.
+const X16_X17_IN: (u64, u64) = (0x1616_1616_0000_0016, 0x1717_1717_0000_0017);
+/// The low and high halves of `q0` and `q31` for `run_faulting_code!`.
+const Q_IN: [u64; 4] = [
+    0x0a0a_0000_0000_0001,
+    0x0b0b_0000_0000_0002,
+    0x0c0c_0000_0000_0003,
+    0x0d0d_0000_0000_0004,
+];
+/// The flags for `run_faulting_code!`: N and V.
+const FLAGS_IN: u64 = 0x9000_0000;
+
+/// What the code of `run_faulting_code!` ended with.
+struct Ran {
+    /// `x9`: [`HOOK_MARKER`] once [`Behaviour::SkipInstruction`] moved the PC.
+    x9: u64,
+    /// `x10`: the address of the code's label `2`.
+    x10: u64,
+    /// 1 if the code after the faulting instruction ran.
+    after: u64,
+    /// `NZCV` after the fault.
+    flags: u64,
+    /// `x16` and `x17` after the fault.
+    x16_x17: (u64, u64),
+    /// `q0` and `q31` after the fault, as in [`Q_IN`].
+    q: [u64; 4],
+    /// `x0`-`x7` and `x20`-`x27` after the fault.
+    registers: [u64; 16],
+}
+
+/// Runs the `asm!` template lines given with IRQs unmasked (so that their fault is
+/// offered), with `$address` in `x11`, the address of their label `2` (which they must
+/// define) in `x10`, and known values in `x0`-`x7`, `x16`, `x17`, `x20`-`x27`, `q0`, `q31`
+/// and the flags ([`registers_in`], [`X16_X17_IN`], [`Q_IN`], [`FLAGS_IN`]); then the
+/// instruction after them, which the hook's [`Behaviour::SkipInstruction`] moves the PC
+/// to. The lines may change `x9` (the hook does) and nothing else. Evaluates to what the
+/// code ended with ([`Ran`]).
+macro_rules! run_faulting_code {
+    ($address:expr, $($line:literal),+ $(,)?) => {{
+        let mut registers = registers_in();
+        let address: usize = $address;
+        let (mut x9, mut x10) = (0xbad_u64, 0u64);
+        let (mut x16, mut x17) = X16_X17_IN;
+        let (mut after, mut flags) = (0u64, 0u64);
+        let mut q = Q_IN;
         with_irqs_unmasked(|| {
-            // SAFETY: loads from the test's inaccessible page; the hook moves the PC past
-            // the load (and sets x9). Only the named registers change.
+            // SAFETY: the lines fault (on the case's own memory or code, never changing
+            // it) and the case's hook moves the PC to the `mov` after them; only the
+            // named registers change.
             unsafe {
                 core::arch::asm!(
                     "fmov d0, {q0}",
@@ -918,43 +1026,142 @@ ktest! {
                     "mov v31.d[1], {q3}",
                     "msr nzcv, {flags_in}",
                     "adr x10, 2f",
-                    "2: ldr x9, [{address}]",
+                    $($line,)+
                     "mov {after}, #1",
-                    "mrs {flags_out}, nzcv",
+                    "mrs {flags}, nzcv",
                     "fmov {q0}, d0",
                     "mov {q1}, v0.d[1]",
                     "fmov {q2}, d31",
                     "mov {q3}, v31.d[1]",
-                    address = in(reg) base,
-                    flags_in = in(reg) flags_in,
+                    flags_in = in(reg) FLAGS_IN,
                     after = out(reg) after,
-                    flags_out = out(reg) flags_out,
+                    flags = out(reg) flags,
                     q0 = inout(reg) q[0], q1 = inout(reg) q[1],
                     q2 = inout(reg) q[2], q3 = inout(reg) q[3],
-                    inout("x9") x9, out("x10") _, inout("x16") x16, inout("x17") x17,
-                    inout("x0") regs[0], inout("x1") regs[1], inout("x2") regs[2],
-                    inout("x3") regs[3], inout("x4") regs[4], inout("x5") regs[5],
-                    inout("x6") regs[6], inout("x7") regs[7], inout("x20") regs[8],
-                    inout("x21") regs[9], inout("x22") regs[10], inout("x23") regs[11],
-                    inout("x24") regs[12], inout("x25") regs[13], inout("x26") regs[14],
-                    inout("x27") regs[15], out("v0") _, out("v31") _,
+                    inout("x9") x9, out("x10") x10, in("x11") address,
+                    inout("x16") x16, inout("x17") x17,
+                    inout("x0") registers[0], inout("x1") registers[1], inout("x2") registers[2],
+                    inout("x3") registers[3], inout("x4") registers[4], inout("x5") registers[5],
+                    inout("x6") registers[6], inout("x7") registers[7], inout("x20") registers[8],
+                    inout("x21") registers[9], inout("x22") registers[10], inout("x23") registers[11],
+                    inout("x24") registers[12], inout("x25") registers[13], inout("x26") registers[14],
+                    inout("x27") registers[15], out("v0") _, out("v31") _,
                     options(nostack),
                 )
             }
         });
+        Ran { x9, x10, after, flags: flags & 0xf000_0000, x16_x17: (x16, x17), q, registers }
+    }};
+}
+
+/// Checks a `run_faulting_code!` run under [`Behaviour::SkipInstruction`]: the hook was
+/// called once, for a fault of kind `$kind` at `$addr` with one of the access codes
+/// `$access` (0: none), with the PC at `$pc` and the faulting code's `x16` and `x17`; the
+/// code went on after the faulting instruction with `x9` as the hook set it and every other
+/// register (SIMD and flags included) as it was. A macro, so that a failure names the
+/// case's line.
+macro_rules! expect_skipped {
+    ($ran:expr, $kind:expr, $addr:expr, $access:expr, $pc:expr $(,)?) => {{
+        let ran: &Ran = &$ran;
+        let access: &[usize] = &$access;
         expect_eq!(HOOK_CALLS.load(Ordering::SeqCst), 1);
-        expect_eq!(HOOK_FAULT[0].load(Ordering::SeqCst), base);
-        expect_eq!(HOOK_FAULT[1].load(Ordering::SeqCst), access_code(FaultAccess::Read));
-        expect_eq!(HOOK_SAW[3].load(Ordering::SeqCst), x16_in as usize);
-        expect_eq!(HOOK_SAW[4].load(Ordering::SeqCst), x17_in as usize);
-        expect!(HOOK_SAW[5].load(Ordering::SeqCst) == 1, "the PC is not the address of the ldr");
-        expect_eq!(after, 1);
-        expect_eq!(x9, HOOK_MARKER as u64);
-        expect_eq!((x16, x17), (x16_in, x17_in));
-        expect_eq!(q, q_in);
-        expect_eq!(flags_out & 0xf000_0000, flags_in);
-        expect_eq!(regs, expected);
+        expect_eq!(HOOK_FAULT[2].load(Ordering::SeqCst), $kind as usize);
+        expect_eq!(HOOK_FAULT[0].load(Ordering::SeqCst), $addr);
+        let recorded = HOOK_FAULT[1].load(Ordering::SeqCst);
+        expect!(
+            access.contains(&recorded),
+            "access {recorded}, expected one of {access:?}"
+        );
+        expect_eq!(HOOK_SAW[5].load(Ordering::SeqCst), $pc as usize);
+        let (x16, x17) = X16_X17_IN;
+        expect_eq!(HOOK_SAW[3].load(Ordering::SeqCst), x16 as usize);
+        expect_eq!(HOOK_SAW[4].load(Ordering::SeqCst), x17 as usize);
+        expect_eq!(ran.after, 1);
+        expect_eq!(ran.x9, HOOK_MARKER as u64);
+        expect_eq!(ran.x16_x17, X16_X17_IN);
+        expect_eq!(ran.q, Q_IN);
+        expect_eq!(ran.flags, FLAGS_IN);
+        expect_eq!(ran.registers, registers_in());
+    }};
+}
+
+ktest! {
+    /// A hook that moves the program counter past a faulting `ldr` and sets `x9`: the
+    /// `asm!` block goes on after the load with `x9` as the hook left it, and every other
+    /// register as it was: `x0`-`x7`, `x16`, `x17`, `x20`-`x27`, `q0` and `q31`, the flags.
+    /// The hook saw `x16`, `x17` and the PC (the address of the `ldr`).
+    fn fault_hook_moves_the_pc() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let base = pages.base;
+        expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
+        let _hook = HookGuard::install(Behaviour::SkipInstruction, Kind::Memory, base, pages.len());
+        let ran = run_faulting_code!(base, "2: ldr x9, [x11]");
+        expect_skipped!(ran, Kind::Memory, base, [access_code(FaultAccess::Read)], ran.x10);
         expect_eq!(protection().access(base), Some(PageAccess::None));
+    }
+}
+
+ktest! {
+    /// `udf #0` (an undefined instruction, EC 0x00) of a thread with IRQs unmasked is
+    /// offered as an illegal instruction at its own address (the PC); the hook moves the PC
+    /// past it and the code goes on with every register kept.
+    fn fault_hook_skips_an_undefined_instruction() {
+        let _hook = HookGuard::install_for_code(Behaviour::SkipInstruction, Kind::IllegalInstruction);
+        let ran = run_faulting_code!(0, "2: udf #0");
+        expect_skipped!(ran, Kind::IllegalInstruction, ran.x10 as usize, [0], ran.x10);
+    }
+}
+
+ktest! {
+    /// `brk #0x3e8` (GCC's `__builtin_trap`) is offered as a breakpoint at its own address
+    /// (the PC); the hook moves the PC past it and the code goes on with every register
+    /// kept.
+    fn fault_hook_skips_a_breakpoint() {
+        let _hook = HookGuard::install_for_code(Behaviour::SkipInstruction, Kind::Breakpoint);
+        let ran = run_faulting_code!(0, "2: brk #0x3e8");
+        expect_skipped!(ran, Kind::Breakpoint, ran.x10 as usize, [0], ran.x10);
+    }
+}
+
+ktest! {
+    /// Accesses the CPU refuses for their alignment (this board leaves `SCTLR_EL1.A`
+    /// clear, so plain loads and stores may be misaligned) are offered as misaligned at
+    /// the address accessed, 12 bytes into a 16-byte granule (so the 64-bit access also
+    /// crosses the 16-byte boundary within which FEAT_LSE2, which `-cpu max` has, lets an
+    /// acquire/release access be misaligned): a load-acquire as a read, a store-release as
+    /// a write (which stores nothing), a load-exclusive. The hook moves the PC past each;
+    /// every register is kept.
+    fn fault_hook_gets_misaligned_accesses() {
+        let pages = TestPages::new(PROTECTION_PAGE);
+        let address = pages.base + 12;
+        let before = (pages.read(8), pages.read(16));
+        let hook = HookGuard::install(Behaviour::SkipInstruction, Kind::Misaligned, pages.base, pages.len());
+        let (read, write) = (access_code(FaultAccess::Read), access_code(FaultAccess::Write));
+        let ran = run_faulting_code!(address, "2: ldar x9, [x11]");
+        expect_skipped!(ran, Kind::Misaligned, address, [read], ran.x10);
+        hook.reset();
+        let ran = run_faulting_code!(address, "2: stlr x9, [x11]");
+        expect_skipped!(ran, Kind::Misaligned, address, [write], ran.x10);
+        hook.reset();
+        // The access is what ESR_EL1.WnR says; QEMU with FEAT_LSE2 checks a load-exclusive's
+        // alignment as an atomic access's and sets WnR.
+        let ran = run_faulting_code!(address, "2: ldxr x9, [x11]");
+        expect_skipped!(ran, Kind::Misaligned, address, [read, write], ran.x10);
+        expect_eq!((pages.read(8), pages.read(16)), before);
+    }
+}
+
+ktest! {
+    /// A branch to an address that is not a multiple of 4 takes a PC alignment fault (EC
+    /// 0x22), offered as a misaligned instruction fetch at the branch target (also the PC);
+    /// the hook moves the PC to the word after the one the target lies in, and the code
+    /// goes on with every register kept.
+    fn fault_hook_gets_a_misaligned_branch_target() {
+        let _hook = HookGuard::install_for_code(Behaviour::SkipInstruction, Kind::Misaligned);
+        // The `udf` at the label is never run: the hook resumes after it.
+        let ran = run_faulting_code!(0, "add x9, x10, #2", "br x9", "2: udf #0");
+        let target = ran.x10 + 2;
+        expect_skipped!(ran, Kind::Misaligned, target as usize, [access_code(FaultAccess::Execute)], target);
     }
 }
 
@@ -966,7 +1173,7 @@ ktest! {
     fn fault_hook_declines() {
         let pages = TestPages::new(PROTECTION_PAGE);
         let base = pages.base;
-        HookGuard::install(Behaviour::Decline, base, pages.len()).leave_behind();
+        HookGuard::install(Behaviour::Decline, Kind::Memory, base, pages.len()).leave_behind();
         pages.leave_behind();
         // SAFETY: deliberately calls into a heap page, which is never executable: the
         // instruction abort ends the case (the hook declines it).
@@ -984,7 +1191,7 @@ ktest! {
         let pages = TestPages::new(PROTECTION_PAGE);
         let base = pages.base;
         expect_eq!(pages.set(0, 1, PageAccess::None), Ok(()));
-        HookGuard::install(Behaviour::Repair, base, pages.len()).leave_behind();
+        HookGuard::install(Behaviour::Repair, Kind::Memory, base, pages.len()).leave_behind();
         pages.leave_behind();
         let daif = super::irq::irq_save();
         // SAFETY: deliberately reads the inaccessible page with IRQs masked: the data abort
@@ -992,5 +1199,37 @@ ktest! {
         let value = unsafe { (base as *const u64).read_volatile() };
         super::irq::irq_restore(daif);
         expect!(false, "read {value:#x}: the hook ran for a fault with IRQs masked");
+    }
+}
+
+ktest! {
+    /// A hook that answers `Unhandled` for an undefined instruction: the exception is
+    /// reported as without a hook, and fails the case.
+    #[should_fail(cpu_exception = "CPU exception: unknown reason (undefined instruction) (EC 0x00), synchronous from current EL, SP_EL0")]
+    fn fault_hook_declines_an_undefined_instruction() {
+        HookGuard::install_for_code(Behaviour::Decline, Kind::IllegalInstruction).leave_behind();
+        with_irqs_unmasked(|| {
+            // SAFETY: deliberately executes `udf #0`: the hook declines, the report ends
+            // the case. Were `Unhandled` resumed, the hook's second call goes on at label
+            // 2 (in `x30`).
+            unsafe { core::arch::asm!("adr x30, 2f", "udf #0", "2:", out("x30") _, options(nostack)) }
+        });
+        expect!(false, "the udf returned: the hook's Unhandled resumed the exception");
+    }
+}
+
+ktest! {
+    /// A `brk` with one of the fault trampoline's own immediates, outside the trampoline,
+    /// is neither taken for the trampoline's return nor offered as a breakpoint (the hook
+    /// would move the PC past it): it is reported.
+    #[should_fail(cpu_exception = "(EC 0x3c), synchronous from current EL, SP_EL0\n  ESR_EL1  0x00000000f200fa01\n")]
+    fn trampoline_breakpoint_elsewhere_is_reported() {
+        HookGuard::install_for_code(Behaviour::SkipInstruction, Kind::Breakpoint).leave_behind();
+        with_irqs_unmasked(|| {
+            // SAFETY: deliberately executes the trampoline's `brk` elsewhere: the report
+            // ends the case.
+            unsafe { core::arch::asm!("brk #0xfa01", options(nomem, nostack)) }
+        });
+        expect!(false, "brk #0xfa01 was offered or resumed");
     }
 }

@@ -343,8 +343,9 @@ static HANDLING: AtomicU8 = AtomicU8::new(0);
 /// - for a translation fault at the current exception level that another CPU caused by
 ///   splitting a block for page protection at that moment ([`protect::is_transient_fault`]):
 ///   the access succeeds once the block's table is in;
-/// - for a memory fault it offers to `uk_hal::fault` ([`fault::divert`]): `state` then
-///   enters the fault trampoline, which runs the hook on the faulting thread's stack;
+/// - for a fault it offers to `uk_hal::fault` ([`fault::divert`]; memory and alignment
+///   faults, undefined instructions, `brk`): `state` then enters the fault trampoline,
+///   which runs the hook on the faulting thread's stack;
 /// - for the trampoline's `brk` after the hook answered `Resume` ([`fault::returned_from_hook`]):
 ///   `state` then holds the copy the hook may have changed. After `Unhandled`, the original
 ///   fault, loaded from the copy, is reported as any other.
@@ -368,8 +369,8 @@ extern "C" fn exception(state: &mut SavedState, vector: u64) {
         ));
         board.power_off_or_park();
     }
-    // A memory fault of a thread goes to the hook first (once), unless a report is under
-    // way (on any CPU).
+    // A thread's fault that its own code may recover from goes to the hook first (once),
+    // unless a report is under way (on any CPU).
     if !offered && vector == 0 && HANDLING.load(Ordering::SeqCst) == 0 && fault::divert(state) {
         return;
     }
