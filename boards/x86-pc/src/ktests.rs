@@ -1030,17 +1030,19 @@ mod protection {
         }
     }
 
-    /// Page faults offered to a fault hook ([`uk_hal::fault`]): a hook that gives a page its
+    /// Faults offered to a fault hook ([`uk_hal::fault`]): a hook that gives a page its
     /// rights back resumes the faulting read or write, a hook that moves the program counter
-    /// skips the faulting instruction, a hook that declines leaves the usual report, and a
-    /// fault with interrupts masked is never offered.
+    /// skips the faulting instruction (a load that page-faults, and a `#DE`, `#UD`, `#GP` or
+    /// `#BP`, each offered as its kind), a hook that declines leaves the usual report (for
+    /// each kind), and a fault with interrupts masked is never offered.
     ///
     /// Each case installs its hook with a `Hook` guard, which puts the previous one back
     /// when the case returns. A case that ends in a CPU exception is abandoned without its
     /// destructors (see `uk_rt`'s `fatal`), so its hook stays until the next case of this
     /// module installs one or `fault_hooks_of_the_failing_cases` runs (cases run in link
-    /// order, not in source order): meanwhile it acts only on faults in the page its case
-    /// armed (`ARMED`) and removes itself on any other fault, which is reported as usual.
+    /// order, not in source order): meanwhile it acts only on memory faults in the page its
+    /// case armed (`ARMED`) or on faults of the kind it armed (`ARMED_KIND`), and removes
+    /// itself on any other fault, which is reported as usual.
     mod recovery {
         use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 
@@ -1059,17 +1061,18 @@ mod protection {
         static ARMED_KIND: AtomicU8 = AtomicU8::new(0);
         /// Bytes the skipping hook moves the program counter by.
         static SKIP: AtomicUsize = AtomicUsize::new(0);
-        static LAST_KIND: AtomicU8 = AtomicU8::new(0);
         /// Hook calls since the case reset it, and what the last call saw.
         static CALLS: AtomicUsize = AtomicUsize::new(0);
+        static LAST_KIND: AtomicU8 = AtomicU8::new(0);
         static LAST_ADDR: AtomicUsize = AtomicUsize::new(0);
         static LAST_ACCESS: AtomicU8 = AtomicU8::new(0);
         static LAST_PC: AtomicUsize = AtomicUsize::new(0);
         static LAST_SP: AtomicUsize = AtomicUsize::new(0);
         static LAST_FLAGS: AtomicUsize = AtomicUsize::new(0);
-        /// Calls of the hooks of the two failing cases for their armed page (-1: the case
-        /// did not run).
-        static DECLINED_CALLS: AtomicI32 = AtomicI32::new(-1);
+        /// Calls of the declining hooks of the failing cases for their case's fault, by
+        /// its kind ([`kind_code`]), and of the hook of the masked fault's case for its
+        /// armed page (-1: the case did not run).
+        static DECLINED_CALLS: [AtomicI32; KINDS] = [const { AtomicI32::new(-1) }; KINDS];
         static MASKED_CALLS: AtomicI32 = AtomicI32::new(-1);
         /// A failing case left its hook installed.
         static LEFT_INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -1078,22 +1081,44 @@ mod protection {
         const IF: usize = 1 << 9;
         /// `GENERAL_REGISTERS` number of RAX (`REG_RAX`).
         const RAX: usize = 13;
-        /// What the declining hook leaves in RAX, for the report to show.
+        /// What the declining hook leaves in RAX, plus the declined fault's [`kind_code`]
+        /// (0xdec1_1ed1 for a memory fault): the report shows that the hook saw the
+        /// fault, as its kind, before the board reported it.
         const DECLINED_MARK: usize = 0xdec1_1ed0;
         /// Bytes of `mov rax, qword ptr [rcx]` (48 8b 01).
         const LOAD_LENGTH: usize = 3;
+        /// Bytes of `div rcx` (48 f7 f1).
+        const DIV_LENGTH: usize = 3;
+        /// Bytes of `ud2` (0f 0b).
+        const UD2_LENGTH: usize = 2;
+        /// Bytes of `int3` (cc).
+        const INT3_LENGTH: usize = 1;
+        /// An address that is not canonical (bits 63-47 differ): a load from it is `#GP`,
+        /// never a page fault.
+        const NON_CANONICAL: usize = 0x8000_0000_0000_0000;
         /// What the skipping hook leaves in RAX.
         const SKIPPED_MARK: usize = 0x1234_5678;
+
+        /// The [`kind_code`] of each kind of fault.
+        const MEMORY: u8 = 1;
+        const DIVIDE_ERROR: u8 = 2;
+        const BREAKPOINT: u8 = 3;
+        const ILLEGAL_INSTRUCTION: u8 = 4;
+        const GENERAL_PROTECTION: u8 = 5;
+        /// A kind this board never offers (`Misaligned`, a later one).
+        const OTHER: u8 = 6;
+        /// Kind codes, 0 (none) included.
+        const KINDS: usize = OTHER as usize + 1;
 
         /// A number for each kind of fault, for the atomics above.
         fn kind_code(fault: &Fault) -> u8 {
             match fault {
-                Fault::Memory(_) => 1,
-                Fault::DivideError { .. } => 2,
-                Fault::Breakpoint { .. } => 3,
-                Fault::IllegalInstruction { .. } => 4,
-                Fault::GeneralProtection { .. } => 5,
-                _ => 6,
+                Fault::Memory(_) => MEMORY,
+                Fault::DivideError { .. } => DIVIDE_ERROR,
+                Fault::Breakpoint { .. } => BREAKPOINT,
+                Fault::IllegalInstruction { .. } => ILLEGAL_INSTRUCTION,
+                Fault::GeneralProtection { .. } => GENERAL_PROTECTION,
+                _ => OTHER,
             }
         }
 
@@ -1221,7 +1246,7 @@ mod protection {
         }
 
         /// Moves the program counter by [`SKIP`] bytes, past the faulting instruction of a
-        /// [`trapping`] function, and sets RAX to [`SKIPPED_MARK`].
+        /// `trapping!` function, and sets RAX to [`SKIPPED_MARK`].
         fn skip(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
             if claim(fault, registers).is_none() {
                 return FaultOutcome::Unhandled;
@@ -1239,13 +1264,14 @@ mod protection {
             FaultOutcome::Resume
         }
 
-        /// Declines the fault, after writing [`DECLINED_MARK`] to RAX (which the report
-        /// then shows), and removes itself: its case is abandoned.
+        /// Declines the fault, after writing [`DECLINED_MARK`] plus the fault's kind to
+        /// RAX (which the report then shows), and removes itself: its case is abandoned.
         fn decline(fault: &Fault, registers: &InterruptedRegisters) -> FaultOutcome {
             if claim(fault, registers).is_some() {
-                DECLINED_CALLS.fetch_add(1, Ordering::SeqCst);
+                let kind = kind_code(fault);
+                DECLINED_CALLS[usize::from(kind)].fetch_add(1, Ordering::SeqCst);
                 // SAFETY: during the offer; the faulting code never resumes.
-                unsafe { registers.set(RAX, DECLINED_MARK) };
+                unsafe { registers.set(RAX, DECLINED_MARK + usize::from(kind)) };
             }
             set_hook(None);
             FaultOutcome::Unhandled
@@ -1312,36 +1338,46 @@ mod protection {
             }
         }
 
-        /// What a [`trapping`] function returns: RAX, RDX and R8 after the instruction,
-        /// and the instruction's address.
+        /// What a `trapping!` function returns: RAX, RDX and R8 after the instruction,
+        /// the carry and zero flags after it (1: set) and the instruction's address.
         struct Trapped {
             rax: usize,
             rdx: usize,
             r8: usize,
+            carry: usize,
+            zero: usize,
             at: usize,
         }
 
-        /// The value R8 holds across the faulting instruction of a [`trapping`] function.
+        /// The value R8 holds across the faulting instruction of a `trapping!` function.
         const R8_PATTERN: usize = 0x0123_4567_89ab_cdef;
 
-        /// Defines `fn $name(rcx: usize) -> Trapped`: sets RAX, zeroes RDX and sets R8 to
-        /// [`R8_PATTERN`], runs `$instruction` (which faults, with RCX = `rcx`), then sets
-        /// RDX to 0x600d. The case's hook moves RIP past the instruction (or the case
-        /// fails).
+        /// Defines `fn $name(rcx: usize) -> Trapped`: sets RAX, zeroes RDX, sets R8 to
+        /// [`R8_PATTERN`] and the carry and zero flags (which none of the instructions
+        /// changes when it faults), runs `$instruction` (which faults, with RCX = `rcx`),
+        /// then reads the two flags and sets RDX to 0x600d. The case's hook moves RIP past
+        /// the instruction (or the case fails). The flags, like R8, reach the code after
+        /// the instruction only through the exception frame.
         macro_rules! trapping {
             ($name:ident, $instruction:literal) => {
                 fn $name(rcx: usize) -> Trapped {
-                    let (rax, rdx, r8, at): (usize, usize, usize, usize);
+                    let (rax, rdx, r8, carry, zero, at): (usize, usize, usize, usize, usize, usize);
                     // SAFETY: the instruction faults and the case's hook moves RIP past it;
                     // it writes no memory, and the registers the code changes are declared.
                     unsafe {
                         core::arch::asm!(
                             "lea {at}, [rip + 2f]",
                             "mov eax, 0x5ca1ab1e",
-                            "xor edx, edx",
+                            "xor r9d, r9d",
+                            "xor r10d, r10d",
                             "mov r8, {pattern}",
+                            // ZF set (and CF clear) by the xor, then CF set.
+                            "xor edx, edx",
+                            "stc",
                             "2:",
                             $instruction,
+                            "setc r9b",
+                            "setz r10b",
                             "mov edx, 0x600d",
                             at = out(reg) at,
                             pattern = const R8_PATTERN,
@@ -1349,10 +1385,12 @@ mod protection {
                             out("rax") rax,
                             out("rdx") rdx,
                             out("r8") r8,
+                            out("r9") carry,
+                            out("r10") zero,
                             options(nostack, readonly),
                         );
                     }
-                    Trapped { rax, rdx, r8, at }
+                    Trapped { rax, rdx, r8, carry, zero, at }
                 }
             };
         }
@@ -1385,6 +1423,7 @@ mod protection {
                 expect_eq!(t.rdx, 0x600d);
                 expect_eq!(t.rax, SKIPPED_MARK);
                 expect_eq!(t.r8, R8_PATTERN);
+                expect!((t.carry, t.zero) == (1, 1), "CF, ZF after the load: {}, {}", t.carry, t.zero);
                 expect_eq!(protection().access(block.at(PAGE)), Some(PageAccess::None));
             }
         }
@@ -1401,34 +1440,29 @@ mod protection {
                     return expect!(false, "no interrupt controller");
                 }
                 type Trapping = fn(usize) -> Trapped;
-                let cases: [(&str, Trapping, usize, Fault, usize, usize); 4] = [
-                    ("#DE", divide_by_rcx, 0, Fault::DivideError { addr: 0 }, 3, 0),
-                    ("#UD", undefined_instruction, 0, Fault::IllegalInstruction { addr: 0 }, 2, 0),
-                    (
-                        "#GP",
-                        load_skipped,
-                        0x8000_0000_0000_0000,
-                        Fault::GeneralProtection { addr: 0 },
-                        LOAD_LENGTH,
-                        0,
-                    ),
-                    ("#BP", breakpoint, 0, Fault::Breakpoint { addr: 0 }, 0, 1),
+                // Name, code, RCX, kind, bytes to skip, RIP at the offer past the instruction.
+                let cases: [(&str, Trapping, usize, u8, usize, usize); 4] = [
+                    ("#DE", divide_by_rcx, 0, DIVIDE_ERROR, DIV_LENGTH, 0),
+                    ("#UD", undefined_instruction, 0, ILLEGAL_INSTRUCTION, UD2_LENGTH, 0),
+                    ("#GP", load_skipped, NON_CANONICAL, GENERAL_PROTECTION, LOAD_LENGTH, 0),
+                    ("#BP", breakpoint, 0, BREAKPOINT, 0, INT3_LENGTH),
                 ];
                 for (name, trapping, rcx, kind, length, pc_after) in cases {
-                    let _hook = Hook::install_for_kind(skip, kind_code(&kind));
+                    let _hook = Hook::install_for_kind(skip, kind);
                     SKIP.store(length, Ordering::SeqCst);
                     let Some(t) = with_interrupts(|| trapping(rcx)) else {
                         return;
                     };
                     uk_rt::println!("    {} at {:#x}: offered and skipped", name, t.at);
                     expect_eq!(CALLS.load(Ordering::SeqCst), 1);
-                    expect_eq!(LAST_KIND.load(Ordering::SeqCst), kind_code(&kind));
+                    expect_eq!(LAST_KIND.load(Ordering::SeqCst), kind);
                     expect_eq!(LAST_ADDR.load(Ordering::SeqCst), t.at);
                     expect_eq!(LAST_PC.load(Ordering::SeqCst), t.at + pc_after);
                     expect!(LAST_FLAGS.load(Ordering::SeqCst) & IF != 0);
                     expect_eq!(t.rax, SKIPPED_MARK);
                     expect_eq!(t.rdx, 0x600d);
                     expect_eq!(t.r8, R8_PATTERN);
+                    expect!((t.carry, t.zero) == (1, 1), "CF, ZF after {}: {}, {}", name, t.carry, t.zero);
                 }
             }
         }
@@ -1437,17 +1471,65 @@ mod protection {
             /// A hook that declines the fault: the usual report, and the case fails. The
             /// hook marks RAX in the frame before it declines, and the case must fail with
             /// a report that shows the mark: the fault was offered first, then reported.
-            #[should_fail(cpu_exception = "RAX 0x00000000dec11ed0")]
+            #[should_fail(cpu_exception = "RAX 0x00000000dec11ed1")]
             fn fault_hook_declines_and_the_fault_is_reported() {
                 let Some(block) = Block::new(2) else {
                     return expect!(false, "no heap pages");
                 };
                 expect_eq!(block.set(1, 1, PageAccess::None), Ok(()));
                 let _hook = Hook::install(decline, block.at(PAGE));
-                DECLINED_CALLS.store(0, Ordering::SeqCst);
+                DECLINED_CALLS[usize::from(MEMORY)].store(0, Ordering::SeqCst);
                 LEFT_INSTALLED.store(true, Ordering::SeqCst);
                 let _ = with_interrupts(|| block.read(PAGE + 8));
                 uk_rt::println!("    the declined fault was not reported");
+            }
+        }
+
+        /// Runs `trapping(rcx)` with interrupts unmasked under the declining hook, armed
+        /// for faults of `kind`: the case ends in the report, which shows
+        /// [`DECLINED_MARK`] plus `kind` in RAX. Code that comes back here (a fault not
+        /// raised, or resumed) fails the `#[should_fail]` case.
+        fn declined(kind: u8, trapping: fn(usize) -> Trapped, rcx: usize) {
+            if interrupts::get().is_none() {
+                return expect!(false, "no interrupt controller");
+            }
+            let _hook = Hook::install_for_kind(decline, kind);
+            DECLINED_CALLS[usize::from(kind)].store(0, Ordering::SeqCst);
+            LEFT_INSTALLED.store(true, Ordering::SeqCst);
+            let _ = with_interrupts(|| trapping(rcx));
+            uk_rt::println!("    the declined fault was not reported");
+        }
+
+        ktest! {
+            /// A declined `#DE` is reported after the offer, as a divide error.
+            #[should_fail(cpu_exception = "RAX 0x00000000dec11ed2")]
+            fn fault_hook_declines_a_divide_error() {
+                declined(DIVIDE_ERROR, divide_by_rcx, 0);
+            }
+        }
+
+        ktest! {
+            /// A declined `#BP` is reported after the offer, as a breakpoint (not resumed
+            /// past the `int3`, where the trap left RIP).
+            #[should_fail(cpu_exception = "RAX 0x00000000dec11ed3")]
+            fn fault_hook_declines_a_breakpoint() {
+                declined(BREAKPOINT, breakpoint, 0);
+            }
+        }
+
+        ktest! {
+            /// A declined `#UD` is reported after the offer, as an illegal instruction.
+            #[should_fail(cpu_exception = "RAX 0x00000000dec11ed4")]
+            fn fault_hook_declines_an_invalid_opcode() {
+                declined(ILLEGAL_INSTRUCTION, undefined_instruction, 0);
+            }
+        }
+
+        ktest! {
+            /// A declined `#GP` is reported after the offer, as a general-protection fault.
+            #[should_fail(cpu_exception = "RAX 0x00000000dec11ed5")]
+            fn fault_hook_declines_a_general_protection_fault() {
+                declined(GENERAL_PROTECTION, load_skipped, NON_CANONICAL);
             }
         }
 
@@ -1476,14 +1558,20 @@ mod protection {
 
         ktest! {
             /// Removes the hook a failing case left; of the failing cases that ran before
-            /// this one, the declining hook was called once, the one of the masked fault
-            /// never.
+            /// this one, each declining hook was called once (for its kind of fault), the
+            /// one of the masked fault never.
             fn fault_hooks_of_the_failing_cases() {
                 remove_leftover();
-                let declined = DECLINED_CALLS.load(Ordering::SeqCst);
+                let declined = DECLINED_CALLS.each_ref().map(|calls| calls.load(Ordering::SeqCst));
                 let masked = MASKED_CALLS.load(Ordering::SeqCst);
-                uk_rt::println!("    hook calls: declining {}, masked {} (-1: did not run)", declined, masked);
-                expect!(declined == -1 || declined == 1, "the declining hook was called {} times", declined);
+                uk_rt::println!(
+                    "    hook calls: declining (by kind 1-5) {:?}, masked {} (-1: did not run)",
+                    &declined[usize::from(MEMORY)..=usize::from(GENERAL_PROTECTION)],
+                    masked
+                );
+                for (kind, calls) in declined.into_iter().enumerate() {
+                    expect!(calls == -1 || calls == 1, "the declining hook was called {} times for kind {}", calls, kind);
+                }
                 expect!(masked <= 0, "the hook was called {} times with interrupts masked", masked);
             }
         }

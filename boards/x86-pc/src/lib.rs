@@ -129,8 +129,10 @@
 //! image, its stacks and tables, low memory, MMIO) are `NotRam`, misaligned or empty ones
 //! `Unaligned`. Calls are serialised by a spin lock held with interrupts masked; the
 //! calling CPU's TLB is invalidated page by page (`invlpg`), or flushed once for ranges
-//! over 32 pages. There is no shootdown to other CPUs: a secondary CPU may use a
-//! translation it cached before the change until its TLB drops it ([`protection`]). The
+//! over 32 pages. Every other running CPU is asked to flush its TLB (an IPI on vector
+//! 0xED, answered by a CR3 reload) and waited for before the call returns, up to 100 ms
+//! for a CPU that keeps interrupts masked (*Other CPUs: TLB shootdown* in [`protection`]).
+//! The
 //! entries to write, the tables a range needs and the descriptor bits are pure functions
 //! ([`pageprot`]); a page fault in a protected page is reported with a line naming it
 //! (`CR2 is in a page PageProtection made read-only (PageAccess::ReadOnly)`, [`report`]).
@@ -143,7 +145,9 @@
 //! signals), on that module's promises, when the faulting code ran with interrupts
 //! unmasked (RFLAGS.IF), the exception is not one taken while an exception is being
 //! reported, and a hook is installed ([`report::offers_fault`]); every other exception is
-//! reported as above. The fault ([`report::offered_fault`]) is, for `#PF`, `CR2` with the
+//! reported as above: the double fault (on its own stack, no thread's), `#MC`, `#NM`, the
+//! x87 and SIMD floating-point `#MF` and `#XM`, `#AC`, `#SS`, `#NP`, `#TS`, `#DB`, `#OF`,
+//! `#BR` and the rest. The fault ([`report::offered_fault`]) is, for `#PF`, `CR2` with the
 //! access from the error code (bit 4 instruction fetch, else bit 1 write, else read,
 //! [`report::fault_access`]); for the others the instruction's address, RIP (RIP - 1 for
 //! `int3`, a trap: its RIP is past the instruction). The registers are the exception frame
@@ -152,15 +156,14 @@
 //! registers, RSP and RIP writable (`iretq` pops both), RFLAGS reported only. The hook runs
 //! on that stack with interrupts unmasked; the board holds no lock and keeps no per-CPU
 //! state across the call, so the hook may block, switch threads, fault again or never
-//! return. On
-//! `Resume` the offered exceptions' own stub path restores every register from the frame,
-//! as the hook left it, drops the error code and returns with `iretq` (to the faulting
-//! instruction again, unless the hook moved RIP); on `Unhandled` the exception is reported
-//! (with the frame as the hook left it). The frame is pushed at the faulting stack
-//! pointer, so code of the image must not keep data below it (as for interrupts): Rust
-//! for `x86_64-unknown-none` has no red zone, and uk-musl compiles C with `-mno-red-zone`
-//! (musl's own x86_64 assembly in `fenv.s` and `exp2l.s` still uses a few bytes below RSP
-//! between two instructions).
+//! return. On `Resume` the offered exceptions' own stub path restores every register
+//! from the frame, as the hook left it, drops the vector and error code and returns with
+//! `iretq` (to the faulting instruction again, unless the hook moved RIP; for `int3` the
+//! instruction after it); on `Unhandled` the exception is reported (with the frame as the
+//! hook left it). The frame is pushed at the faulting stack pointer, so code of the image
+//! must not keep data below it (as for interrupts): Rust for `x86_64-unknown-none` has no
+//! red zone, uk-musl compiles C with `-mno-red-zone` and leaves out musl's x86_64
+//! assembly that used the red zone (`fenv.s`, `exp2l.s`, `expm1l.s`).
 //!
 //! # Memory layout
 //!
@@ -258,9 +261,13 @@
 //!   page. Fault hooks: a hook that gives a page without access (or a read-only page) its
 //!   rights back resumes the faulting read (write), offered with its address, access and
 //!   registers; one that moves RIP past a faulting load (and sets RAX) resumes after it;
-//!   one that declines leaves the usual report (`#[should_fail]`, showing the register
-//!   the hook marked); a fault with interrupts masked is never offered (`#[should_fail]`:
-//!   the hook would have recovered it).
+//!   a `div` by zero, a `ud2`, a load through the non-canonical 0x8000_0000_0000_0000 and
+//!   an `int3` are offered as `DivideError`, `IllegalInstruction`, `GeneralProtection`
+//!   and `Breakpoint` at the instruction (RIP past the `int3`), and a hook that moves RIP
+//!   past the instruction resumes after it with R8, CF and ZF as they were; a hook that
+//!   declines leaves the usual report for each of the five kinds (`#[should_fail]`,
+//!   showing the register the hook marked with the kind it saw); a fault with interrupts
+//!   masked is never offered (`#[should_fail]`: the hook would have recovered it).
 //!
 //! # Host builds
 //!
