@@ -100,6 +100,43 @@ global_asm!(
     r#"
     .pushsection .text.uk_ktest_svc, "ax"
 
+    /* q0-q31 to (`op` stp) or from (`op` ldp) the 512 bytes at `base` + `off`. */
+    .macro  uk_ktest_svc_q op, base, off
+    \op     q0, q1, [\base, #(\off + 0)]
+    \op     q2, q3, [\base, #(\off + 32)]
+    \op     q4, q5, [\base, #(\off + 64)]
+    \op     q6, q7, [\base, #(\off + 96)]
+    \op     q8, q9, [\base, #(\off + 128)]
+    \op     q10, q11, [\base, #(\off + 160)]
+    \op     q12, q13, [\base, #(\off + 192)]
+    \op     q14, q15, [\base, #(\off + 224)]
+    \op     q16, q17, [\base, #(\off + 256)]
+    \op     q18, q19, [\base, #(\off + 288)]
+    \op     q20, q21, [\base, #(\off + 320)]
+    \op     q22, q23, [\base, #(\off + 352)]
+    \op     q24, q25, [\base, #(\off + 384)]
+    \op     q26, q27, [\base, #(\off + 416)]
+    \op     q28, q29, [\base, #(\off + 448)]
+    \op     q30, q31, [\base, #(\off + 480)]
+    .endm
+
+    /* x2-x27 to or from their places (8 bytes each from x0's) at `base` + `off`. */
+    .macro  uk_ktest_svc_x2_x27 op, base, off
+    \op     x2, x3, [\base, #(\off + 16)]
+    \op     x4, x5, [\base, #(\off + 32)]
+    \op     x6, x7, [\base, #(\off + 48)]
+    \op     x8, x9, [\base, #(\off + 64)]
+    \op     x10, x11, [\base, #(\off + 80)]
+    \op     x12, x13, [\base, #(\off + 96)]
+    \op     x14, x15, [\base, #(\off + 112)]
+    \op     x16, x17, [\base, #(\off + 128)]
+    \op     x18, x19, [\base, #(\off + 144)]
+    \op     x20, x21, [\base, #(\off + 160)]
+    \op     x22, x23, [\base, #(\off + 176)]
+    \op     x24, x25, [\base, #(\off + 192)]
+    \op     x26, x27, [\base, #(\off + 208)]
+    .endm
+
     /* The Rust caller's context to the 192 bytes at `base`: sp, SPSel, SP_EL0, x18-x30,
        d8-d15 (x9-x11 are scratch). */
     .macro  uk_ktest_svc_save base
@@ -152,41 +189,14 @@ __uk_ktest_svc_call:
     uk_ktest_svc_save x1
     mov     x28, x0
     add     x1, x28, #464
-    ldp     q0, q1, [x1, #0]
-    ldp     q2, q3, [x1, #32]
-    ldp     q4, q5, [x1, #64]
-    ldp     q6, q7, [x1, #96]
-    ldp     q8, q9, [x1, #128]
-    ldp     q10, q11, [x1, #160]
-    ldp     q12, q13, [x1, #192]
-    ldp     q14, q15, [x1, #224]
-    ldp     q16, q17, [x1, #256]
-    ldp     q18, q19, [x1, #288]
-    ldp     q20, q21, [x1, #320]
-    ldp     q22, q23, [x1, #352]
-    ldp     q24, q25, [x1, #384]
-    ldp     q26, q27, [x1, #416]
-    ldp     q28, q29, [x1, #448]
-    ldp     q30, q31, [x1, #480]
+    uk_ktest_svc_q ldp, x1, 0
     msr     spsel, #0
     ldr     x1, [x28, #248]
     mov     sp, x1
     ldr     x1, [x28, #256]
     msr     nzcv, x1
     ldp     x0, x1, [x28, #0]
-    ldp     x2, x3, [x28, #16]
-    ldp     x4, x5, [x28, #32]
-    ldp     x6, x7, [x28, #48]
-    ldp     x8, x9, [x28, #64]
-    ldp     x10, x11, [x28, #80]
-    ldp     x12, x13, [x28, #96]
-    ldp     x14, x15, [x28, #112]
-    ldp     x16, x17, [x28, #128]
-    ldp     x18, x19, [x28, #144]
-    ldp     x20, x21, [x28, #160]
-    ldp     x22, x23, [x28, #176]
-    ldp     x24, x25, [x28, #192]
-    ldp     x26, x27, [x28, #208]
+    uk_ktest_svc_x2_x27 ldp, x28, 0
     ldr     x29, [x28, #232]
     ldr     x30, [x28, #240]
     svc     #0
@@ -196,38 +206,11 @@ __uk_ktest_svc_call:
     stp     x0, x1, [x28, #256]
     mov     x0, sp
     str     x0, [x28, #248]
-    stp     x2, x3, [x28, #16]
-    stp     x4, x5, [x28, #32]
-    stp     x6, x7, [x28, #48]
-    stp     x8, x9, [x28, #64]
-    stp     x10, x11, [x28, #80]
-    stp     x12, x13, [x28, #96]
-    stp     x14, x15, [x28, #112]
-    stp     x16, x17, [x28, #128]
-    stp     x18, x19, [x28, #144]
-    stp     x20, x21, [x28, #160]
-    stp     x22, x23, [x28, #176]
-    stp     x24, x25, [x28, #192]
-    stp     x26, x27, [x28, #208]
+    uk_ktest_svc_x2_x27 stp, x28, 0
     stp     x28, x29, [x28, #224]
     str     x30, [x28, #240]
     add     x1, x28, #976
-    stp     q0, q1, [x1, #0]
-    stp     q2, q3, [x1, #32]
-    stp     q4, q5, [x1, #64]
-    stp     q6, q7, [x1, #96]
-    stp     q8, q9, [x1, #128]
-    stp     q10, q11, [x1, #160]
-    stp     q12, q13, [x1, #192]
-    stp     q14, q15, [x1, #224]
-    stp     q16, q17, [x1, #256]
-    stp     q18, q19, [x1, #288]
-    stp     q20, q21, [x1, #320]
-    stp     q22, q23, [x1, #352]
-    stp     q24, q25, [x1, #384]
-    stp     q26, q27, [x1, #416]
-    stp     q28, q29, [x1, #448]
-    stp     q30, q31, [x1, #480]
+    uk_ktest_svc_q stp, x1, 0
     add     x0, x28, #272
     uk_ktest_svc_back x0
     .size __uk_ktest_svc_call, . - __uk_ktest_svc_call
@@ -248,36 +231,9 @@ __uk_ktest_svc_resume:
     .global __uk_ktest_svc_landing
     .type __uk_ktest_svc_landing, %function
 __uk_ktest_svc_landing:
-    stp     q0, q1, [sp, #-784]
-    stp     q2, q3, [sp, #-752]
-    stp     q4, q5, [sp, #-720]
-    stp     q6, q7, [sp, #-688]
-    stp     q8, q9, [sp, #-656]
-    stp     q10, q11, [sp, #-624]
-    stp     q12, q13, [sp, #-592]
-    stp     q14, q15, [sp, #-560]
-    stp     q16, q17, [sp, #-528]
-    stp     q18, q19, [sp, #-496]
-    stp     q20, q21, [sp, #-464]
-    stp     q22, q23, [sp, #-432]
-    stp     q24, q25, [sp, #-400]
-    stp     q26, q27, [sp, #-368]
-    stp     q28, q29, [sp, #-336]
-    stp     q30, q31, [sp, #-304]
+    uk_ktest_svc_q stp, sp, -784
     stp     x0, x1, [sp, #-272]
-    stp     x2, x3, [sp, #-256]
-    stp     x4, x5, [sp, #-240]
-    stp     x6, x7, [sp, #-224]
-    stp     x8, x9, [sp, #-208]
-    stp     x10, x11, [sp, #-192]
-    stp     x12, x13, [sp, #-176]
-    stp     x14, x15, [sp, #-160]
-    stp     x16, x17, [sp, #-144]
-    stp     x18, x19, [sp, #-128]
-    stp     x20, x21, [sp, #-112]
-    stp     x22, x23, [sp, #-96]
-    stp     x24, x25, [sp, #-80]
-    stp     x26, x27, [sp, #-64]
+    uk_ktest_svc_x2_x27 stp, sp, -272
     stp     x28, x29, [sp, #-48]
     mrs     x0, nzcv
     stp     x30, x0, [sp, #-32]
@@ -290,6 +246,8 @@ __uk_ktest_svc_landing:
 
     .purgem uk_ktest_svc_save
     .purgem uk_ktest_svc_back
+    .purgem uk_ktest_svc_q
+    .purgem uk_ktest_svc_x2_x27
     .popsection
 
     .pushsection .rodata.uk_ktest_svc, "a"
